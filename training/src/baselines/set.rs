@@ -1,0 +1,209 @@
+//! All baselines fitted together on one fit period, and their forecast tables.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::FitError;
+use super::ewma::Ewma;
+use super::garch::{self, AssetGarch, GarchPath};
+use super::har::{Har, HarPoint};
+use super::shortage::ShortageLogistic;
+use crate::forecast::{ForecastRequest, ForecastTable, HorizonForecasts, ShortageForecast};
+use crate::grid::Asset;
+use crate::panel::{PreparedAsset, daily_slots};
+use crate::risk::normal_drawdown;
+
+/// Fitted baselines.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineSet {
+    /// Pooled EWMA decay.
+    pub ewma: Ewma,
+    /// GARCH per asset, in panel order.
+    pub garch: Vec<AssetGarch>,
+    /// Assets whose GARCH fit failed and that use the pooled fallback, with the reason.
+    pub garch_failures: Vec<(String, String)>,
+    /// HAR per horizon.
+    pub har: BTreeMap<usize, Har>,
+    /// Shortage logistic map per horizon.
+    pub shortage: BTreeMap<usize, ShortageLogistic>,
+}
+
+/// Returns of the fit period (close hour <= `end_hour`), gaps dropped.
+fn fit_returns(asset: &Asset, end_hour: i64) -> Vec<f64> {
+    let end = asset.grid.slots_until(end_hour);
+    asset.grid.ret[..end]
+        .iter()
+        .copied()
+        .filter(|r| !r.is_nan())
+        .collect()
+}
+
+impl BaselineSet {
+    /// Fits every baseline on data with close hour at most `fit_end_hour`; samples with a
+    /// forward window are used only when the window ends by then.
+    ///
+    /// # Errors
+    /// [`FitError`] when a pooled fit (EWMA, HAR, shortage) has too little data or fails.
+    pub fn fit(
+        assets: &[Asset],
+        prepared: &[PreparedAsset],
+        fit_end_hour: i64,
+        horizons: &[usize],
+    ) -> Result<Self, FitError> {
+        let returns: Vec<Vec<f64>> = assets.par_iter().map(|a| fit_returns(a, fit_end_hour)).collect();
+        let ewma = Ewma::fit(&returns)?;
+
+        let fitted: Vec<Option<Result<AssetGarch, FitError>>> = returns
+            .par_iter()
+            .map(|r| (r.len() >= garch::MIN_FIT_RETURNS).then(|| garch::fit(r)))
+            .collect();
+        let mut garch_failures = Vec::new();
+        let ok: Vec<AssetGarch> = fitted
+            .iter()
+            .filter_map(|f| f.as_ref()?.as_ref().ok().copied())
+            .collect();
+        let (alpha, beta) = garch::median_alpha_beta(&ok).unwrap_or((0.05, 0.90));
+        let garch = fitted
+            .into_iter()
+            .zip(assets)
+            .zip(&returns)
+            .map(|((f, asset), r)| match f {
+                Some(Ok(model)) => model,
+                other => {
+                    if let Some(Err(e)) = other {
+                        garch_failures.push((asset.id.clone(), e.to_string()));
+                    }
+                    AssetGarch::Pooled {
+                        alpha,
+                        beta,
+                        n_returns: r.len(),
+                    }
+                }
+            })
+            .collect();
+
+        let mut har = BTreeMap::new();
+        let mut shortage = BTreeMap::new();
+        for &h in horizons {
+            let last_origin = fit_end_hour - i64::try_from(h).unwrap_or(i64::MAX);
+            let (points, labelled): (Vec<Vec<HarPoint>>, Vec<Vec<(f64, bool)>>) = assets
+                .par_iter()
+                .zip(prepared)
+                .map(|(asset, prep)| {
+                    let mut scratch = Vec::new();
+                    let mut points = Vec::new();
+                    let mut labelled = Vec::new();
+                    for slot in daily_slots(asset, i64::MIN / 2, last_origin) {
+                        points.push(HarPoint {
+                            target: prep.target(slot, h),
+                            regressors: prep.har_regressors(slot),
+                        });
+                        let s = prep.shortage(slot, h, &mut scratch);
+                        if let (Some(label), Some(score)) = (s.label, s.score) {
+                            labelled.push((score, label));
+                        }
+                    }
+                    (points, labelled)
+                })
+                .unzip();
+            har.insert(h, Har::fit(h, &points.concat())?);
+            shortage.insert(h, ShortageLogistic::fit(h, &labelled.concat())?);
+        }
+        Ok(Self {
+            ewma,
+            garch,
+            garch_failures,
+            har,
+            shortage,
+        })
+    }
+
+    /// Forecast tables `ewma`, `garch`, `har` (variance; `garch` also the normal-quantile
+    /// drawdown) and `baseline` (shortage score and probability) at the request's origins.
+    #[must_use]
+    pub fn forecast(&self, prepared: &[PreparedAsset], request: &ForecastRequest<'_>) -> Vec<ForecastTable> {
+        let ewma_states: Vec<Vec<f64>> = request
+            .assets
+            .par_iter()
+            .map(|a| self.ewma.states(&a.grid.ret))
+            .collect();
+        let garch_paths: Vec<GarchPath> = request
+            .assets
+            .par_iter()
+            .zip(&self.garch)
+            .map(|(a, m)| GarchPath::filter(m, &a.grid.ret))
+            .collect();
+        let origins = request.origins;
+        let mut ewma = ForecastTable {
+            name: "ewma".into(),
+            ..ForecastTable::default()
+        };
+        let mut garch = ForecastTable {
+            name: "garch".into(),
+            ..ForecastTable::default()
+        };
+        let mut har = ForecastTable {
+            name: "har".into(),
+            ..ForecastTable::default()
+        };
+        let mut baseline = ForecastTable {
+            name: "baseline".into(),
+            ..ForecastTable::default()
+        };
+        for &h in request.horizons {
+            let variance = |f: &(dyn Fn(usize, usize) -> f64 + Sync)| -> HorizonForecasts {
+                HorizonForecasts {
+                    variance: origins.par_iter().map(|o| f(o.asset, o.slot)).collect(),
+                    ..HorizonForecasts::default()
+                }
+            };
+            ewma.horizons
+                .insert(h, variance(&|a, s| Ewma::forecast(ewma_states[a][s], h)));
+            garch
+                .horizons
+                .insert(h, variance(&|a, s| garch_paths[a].forecast(s, h)));
+            if let Some(model) = self.har.get(&h) {
+                har.horizons
+                    .insert(h, variance(&|a, s| model.forecast(prepared[a].har_regressors(s))));
+            }
+            if let Some(logistic) = self.shortage.get(&h) {
+                let score: Vec<f64> = origins
+                    .par_iter()
+                    .map_init(Vec::new, |scratch, o| {
+                        prepared[o.asset]
+                            .shortage(o.slot, h, scratch)
+                            .score
+                            .unwrap_or(f64::NAN)
+                    })
+                    .collect();
+                let probability = score
+                    .iter()
+                    .map(|&s| {
+                        if s.is_nan() {
+                            f64::NAN
+                        } else {
+                            logistic.probability(s)
+                        }
+                    })
+                    .collect();
+                baseline.horizons.insert(
+                    h,
+                    HorizonForecasts {
+                        shortage: Some(ShortageForecast { score, probability }),
+                        ..HorizonForecasts::default()
+                    },
+                );
+            }
+        }
+        let q = request.drawdown;
+        garch.drawdown = Some(
+            origins
+                .par_iter()
+                .map(|o| normal_drawdown(garch_paths[o.asset].forecast(o.slot, q.tau), q.alpha))
+                .collect(),
+        );
+        vec![ewma, garch, har, baseline]
+    }
+}

@@ -1,0 +1,126 @@
+//! `evaluate`: scores the SPEC baselines (and optionally a trained model) on real candles.
+//!
+//! ```text
+//! cargo run --release --bin evaluate -- --data ../shared/data/binance-spot-1h \
+//!     --fit-until 2020-12-31 --eval-from 2021-01-01 --eval-until 2021-12-31 \
+//!     --json eval.json --report eval.md
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use volcast_training::evaluate::{EvalConfig, evaluate, render::render};
+use volcast_training::forecast::HORIZONS;
+use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
+use volcast_training::time::{Bound, HOUR_MS, parse_time};
+
+/// Score volatility, liquidity-shortage and liquidation-threshold forecasts the way SPEC says:
+/// baselines fitted on the fit period, every forecaster scored on the same daily origins.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Directory of per-asset candle files (.csv, .csv.gz, .parquet or Binance kline dumps).
+    /// Repeat to join directories; on a duplicated hour the first directory wins.
+    #[arg(long = "data", required = true, env = "VOLCAST_DATA", value_delimiter = ',')]
+    data: Vec<PathBuf>,
+    /// Open time of the last candle fitting may use (RFC 3339, or YYYY-MM-DD for that day's
+    /// last candle, 23:00).
+    #[arg(long, default_value = "2020-12-31")]
+    fit_until: String,
+    /// First origin scored (RFC 3339 or YYYY-MM-DD); default: the hour after fit-until's candle.
+    #[arg(long)]
+    eval_from: Option<String>,
+    /// Last origin scored (RFC 3339, or YYYY-MM-DD for the whole day); default: end of data.
+    #[arg(long)]
+    eval_until: Option<String>,
+    /// Model artifact directory to score beside the baselines (the `model` column).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Risk quantile level alpha for the liquidation-threshold backtest.
+    #[arg(long, default_value_t = DEFAULT_ALPHA)]
+    alpha: f64,
+    /// Liquidation window tau in hours.
+    #[arg(long, default_value_t = DEFAULT_TAU)]
+    tau: usize,
+    /// Liquidation bonus LB.
+    #[arg(long, default_value_t = DEFAULT_BONUS)]
+    bonus: f64,
+    /// Write the full report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the full report, per-asset tables included, as Markdown here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let started = Instant::now();
+
+    // A bare date means that day's last candle, which opens at 23:00.
+    let fit_until_ms = parse_time(&args.fit_until, Bound::End)
+        .map(|end| end.div_euclid(HOUR_MS) * HOUR_MS)
+        .context("--fit-until")?;
+    let eval_from_ms = match &args.eval_from {
+        Some(s) => parse_time(s, Bound::Start).context("--eval-from")?,
+        None => fit_until_ms + HOUR_MS,
+    };
+    let eval_until_ms = match &args.eval_until {
+        Some(s) => parse_time(s, Bound::End).context("--eval-until")?,
+        None => i64::MAX / 2,
+    };
+    if args.model.is_some() {
+        bail!(
+            "--model: no model format exists yet in this build; run without --model to score the baselines"
+        );
+    }
+
+    let loaded = volcast_training::data::load_dirs(&args.data)?;
+    if loaded.is_empty() {
+        bail!(
+            "no candle files (.csv, .csv.gz, .parquet) in {}",
+            args.data
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let assets = volcast_training::to_panel(&loaded);
+    drop(loaded);
+    let load_s = started.elapsed().as_secs_f64();
+    tracing::info!(assets = assets.len(), seconds = load_s, "loaded candles");
+
+    let config = EvalConfig {
+        fit_until_ms,
+        eval_from_ms,
+        eval_until_ms,
+        horizons: HORIZONS.to_vec(),
+        alpha: args.alpha,
+        tau: args.tau,
+        bonus: args.bonus,
+    };
+    let mut report = evaluate(&assets, &config, None)?;
+    report.timings.insert("load_s".into(), load_s);
+    report
+        .timings
+        .insert("total_s".into(), started.elapsed().as_secs_f64());
+
+    print!("{}", render(&report, false));
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, render(&report, true)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! Loading candle files with polars: SPEC's per-asset files (`.csv`, `.csv.gz`, `.parquet`) and
+//! Binance's own kline dumps (12 columns, no header), from one or several directories.
+//!
+//! Files with the same stem in several directories are one asset, joined in time order; where
+//! two hold the same hour the first directory wins. Every file is checked against SPEC's
+//! bad-input rules and a failure names the file, the field and the row.
+
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use rayon::prelude::*;
+
+use crate::candles::{AssetCandles, Candle, CandleError, merge_sources, validate_candles};
+
+/// SPEC's column names, in the order of [`Candle`]'s fields.
+pub const COLUMNS: [&str; 7] = [
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+];
+
+/// Positions of SPEC's columns in a Binance kline dump (open time, OHLC, volume, quote volume).
+const BINANCE_POSITIONS: [usize; 7] = [0, 1, 2, 3, 4, 5, 7];
+
+/// Open times above this are microseconds (Binance's spot dumps since 2025), not milliseconds.
+const MICROSECOND_THRESHOLD: i64 = 100_000_000_000_000;
+
+/// A data directory or file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Directory missing or unreadable.
+    #[error("cannot read directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// File unreadable or not in a known layout.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A candle breaks SPEC's rules.
+    #[error("{path}: {source}")]
+    Candle {
+        /// The file.
+        path: PathBuf,
+        /// Row, field and rule.
+        source: CandleError,
+    },
+    /// Two files in one directory claim the same asset.
+    #[error("{first} and {second} are both asset {asset}: keep one per directory")]
+    Ambiguous {
+        /// Asset id.
+        asset: String,
+        /// One file.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
+    },
+}
+
+fn file_error(path: &Path, message: impl Into<String>) -> LoadError {
+    LoadError::File {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The asset id of a candle file (its stem without `.csv`, `.csv.gz`, `.parquet`), or None for
+/// other files.
+#[must_use]
+pub fn asset_id(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    [".csv.gz", ".csv", ".parquet"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .filter(|stem| !stem.is_empty() && !stem.starts_with('.'))
+        .map(str::to_owned)
+}
+
+/// Candle files of one directory by asset id.
+///
+/// # Errors
+/// [`LoadError`] when the directory cannot be read or two files share a stem.
+pub fn list_dir(dir: &Path) -> Result<BTreeMap<String, PathBuf>, LoadError> {
+    let dir_error = |source| LoadError::Directory {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(dir_error)? {
+        let path = entry.map_err(dir_error)?.path();
+        if !path.is_file() {
+            continue;
+        }
+        let Some(id) = asset_id(&path) else {
+            continue;
+        };
+        if let Some(first) = files.insert(id.clone(), path.clone()) {
+            return Err(LoadError::Ambiguous {
+                asset: id,
+                first,
+                second: path,
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Loads every asset found in `dirs` (earlier directories win on duplicated hours), sorted by id.
+///
+/// # Errors
+/// The first [`LoadError`] met.
+pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<AssetCandles>, LoadError> {
+    let mut by_asset: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for dir in dirs {
+        for (id, path) in list_dir(dir)? {
+            by_asset.entry(id).or_default().push(path);
+        }
+    }
+    by_asset
+        .into_par_iter()
+        .map(|(asset, paths)| {
+            let sources = paths
+                .iter()
+                .map(|p| read_file(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(AssetCandles {
+                asset,
+                candles: merge_sources(sources),
+            })
+        })
+        .collect()
+}
+
+/// Reads and validates one candle file.
+///
+/// # Errors
+/// [`LoadError`] naming the file (and, for bad values, the field and row).
+pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
+    let is_parquet = path.extension().is_some_and(|e| e == "parquet");
+    let (frame, micro_ok) = if is_parquet {
+        let frame = ParquetReader::new(Cursor::new(bytes))
+            .finish()
+            .map_err(|e| file_error(path, format!("not a readable Parquet file: {e}")))?;
+        (frame, false)
+    } else {
+        let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::with_capacity(bytes.len() * 4);
+            flate2::read::MultiGzDecoder::new(bytes.as_slice())
+                .read_to_end(&mut out)
+                .map_err(|e| file_error(path, format!("not a readable gzip file: {e}")))?;
+            out
+        } else {
+            bytes
+        };
+        read_csv(path, text)?
+    };
+    let candles = frame_to_candles(path, &frame, micro_ok)?;
+    validate_candles(&candles).map_err(|source| LoadError::Candle {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(candles)
+}
+
+/// Parses CSV text into a frame with SPEC's column names; the second value says whether the
+/// layout was a Binance dump (whose open times may be microseconds).
+fn read_csv(path: &Path, text: Vec<u8>) -> Result<(DataFrame, bool), LoadError> {
+    let first_line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first_field = first_line.split(|&b| b == b',').next().unwrap_or_default();
+    let headerless = std::str::from_utf8(first_field)
+        .ok()
+        .is_some_and(|f| f.trim().parse::<i64>().is_ok());
+    let fields = first_line.split(|&b| b == b',').count();
+    if first_line.iter().all(u8::is_ascii_whitespace) {
+        return Err(file_error(path, "empty file"));
+    }
+    let mut schema = Schema::default();
+    let options = if headerless {
+        if fields < 8 {
+            return Err(file_error(
+                path,
+                format!(
+                    "no header and {fields} columns: expected a header naming {} or a 12-column Binance kline dump",
+                    COLUMNS.join(", ")
+                ),
+            ));
+        }
+        for i in 0..fields {
+            let dtype = match i {
+                0 => DataType::Int64,
+                i if BINANCE_POSITIONS.contains(&i) => DataType::Float64,
+                _ => DataType::String,
+            };
+            schema.with_column(format!("column_{}", i + 1).into(), dtype);
+        }
+        CsvReadOptions::default()
+            .with_has_header(false)
+            .with_schema(Some(Arc::new(schema)))
+            .with_projection(Some(Arc::new(BINANCE_POSITIONS.to_vec())))
+    } else {
+        let header = String::from_utf8_lossy(first_line);
+        let names: Vec<&str> = header.trim_end_matches('\r').split(',').map(str::trim).collect();
+        if let Some(missing) = COLUMNS.iter().find(|c| !names.contains(c)) {
+            return Err(file_error(
+                path,
+                format!(
+                    "missing column `{missing}`: the header must name {} (extra columns are ignored)",
+                    COLUMNS.join(", ")
+                ),
+            ));
+        }
+        for name in COLUMNS {
+            let dtype = if name == "open_time" {
+                DataType::Int64
+            } else {
+                DataType::Float64
+            };
+            schema.with_column(name.into(), dtype);
+        }
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_schema_overwrite(Some(Arc::new(schema)))
+            .with_columns(Some(COLUMNS.iter().map(|&c| c.into()).collect()))
+    };
+    let frame = options
+        .with_n_threads(Some(1))
+        .into_reader_with_file_handle(Cursor::new(text.as_slice()))
+        .finish()
+        .map_err(|e| file_error(path, format!("cannot parse CSV: {e}")))?;
+    let frame = if headerless {
+        let mut frame = frame;
+        frame
+            .set_column_names(&COLUMNS)
+            .map_err(|e| file_error(path, e.to_string()))?;
+        frame
+    } else {
+        frame
+    };
+    Ok((frame, headerless))
+}
+
+fn column_f64(path: &Path, frame: &DataFrame, name: &'static str) -> Result<Vec<f64>, LoadError> {
+    let column = frame
+        .column(name)
+        .map_err(|_| file_error(path, format!("missing column `{name}`")))?;
+    let cast = column
+        .cast(&DataType::Float64)
+        .map_err(|e| file_error(path, format!("column `{name}` is not numeric: {e}")))?;
+    let values = cast.f64().map_err(|e| file_error(path, e.to_string()))?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(row, v)| v.ok_or_else(|| file_error(path, format!("row {row}: {name} is empty"))))
+        .collect()
+}
+
+fn frame_to_candles(path: &Path, frame: &DataFrame, micro_ok: bool) -> Result<Vec<Candle>, LoadError> {
+    let open_time = frame
+        .column("open_time")
+        .map_err(|_| file_error(path, "missing column `open_time`"))?
+        .cast(&DataType::Int64)
+        .map_err(|e| file_error(path, format!("column `open_time` is not an integer: {e}")))?;
+    let open_time = open_time.i64().map_err(|e| file_error(path, e.to_string()))?;
+    let [open, high, low, close, volume, quote_volume] = [
+        column_f64(path, frame, "open")?,
+        column_f64(path, frame, "high")?,
+        column_f64(path, frame, "low")?,
+        column_f64(path, frame, "close")?,
+        column_f64(path, frame, "volume")?,
+        column_f64(path, frame, "quote_volume")?,
+    ];
+    open_time
+        .iter()
+        .enumerate()
+        .map(|(row, t)| {
+            let t = t.ok_or_else(|| file_error(path, format!("row {row}: open_time is empty")))?;
+            Ok(Candle {
+                open_time: if micro_ok && t > MICROSECOND_THRESHOLD {
+                    t / 1000
+                } else {
+                    t
+                },
+                open: open[row],
+                high: high[row],
+                low: low[row],
+                close: close[row],
+                volume: volume[row],
+                quote_volume: quote_volume[row],
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::candles::CandleProblem;
+
+    const HEADER: &str = "open_time,open,high,low,close,volume,quote_volume\n";
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_spec_csv_gzip_and_binance_dumps_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "0,1,2,0.5,1.5,10,15\n3600000,1.5,2,1,1.2,5,6\n";
+        let plain = write(dir.path(), "A.csv", &format!("{HEADER}{body}"));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(format!("open_time,trades,open,high,low,close,volume,quote_volume\n0,7,1,2,0.5,1.5,10,15\n3600000,8,1.5,2,1,1.2,5,6\n").as_bytes())
+            .unwrap();
+        let gzipped = dir.path().join("B.csv.gz");
+        std::fs::write(&gzipped, gz.finish().unwrap()).unwrap();
+        let binance = write(
+            dir.path(),
+            "C.csv",
+            "0,1,2,0.5,1.5,10,3599999,15,3,1,1,0\n3600000000,1.5,2,1,1.2,5,7199999,6,3,1,1,0\n",
+        );
+        let a = read_file(&plain).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].close, 1.2);
+        assert_eq!(read_file(&gzipped).unwrap(), a);
+        // Microsecond open times become milliseconds.
+        assert_eq!(read_file(&binance).unwrap(), a);
+    }
+
+    #[test]
+    fn bad_rows_name_file_field_and_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "X.csv",
+            &format!("{HEADER}0,1,2,0.5,1.5,10,15\n3600000,1.5,0.9,1,1.2,5,6\n"),
+        );
+        match read_file(&path).unwrap_err() {
+            LoadError::Candle { path: p, source } => {
+                assert_eq!(p, path);
+                assert_eq!(
+                    (source.row, source.field, source.problem),
+                    (1, "high", CandleProblem::HighBelowLow)
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+        let path = write(
+            dir.path(),
+            "Y.csv",
+            &format!("{HEADER}0,1,2,0.5,1.5,10,15\n0,1.5,2,1,1.2,5,6\n"),
+        );
+        let e = read_file(&path).unwrap_err();
+        assert!(
+            matches!(&e, LoadError::Candle { source, .. } if source.problem == CandleProblem::Duplicate),
+            "{e}"
+        );
+        let path = write(dir.path(), "Z.csv", &format!("{HEADER}0,1,2,0.5,1.5,,15\n"));
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("Z.csv") && e.contains("row 0") && e.contains("volume"),
+            "{e}"
+        );
+        let path = write(dir.path(), "W.csv", "time,price\n0,1\n");
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("missing column `open_time`"), "{e}");
+    }
+
+    #[test]
+    fn joins_directories_first_wins() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        write(
+            a.path(),
+            "BTC.csv",
+            &format!("{HEADER}3600000,1,2,0.5,1.5,10,15\n"),
+        );
+        write(
+            b.path(),
+            "BTC.csv",
+            &format!("{HEADER}0,1,1,1,1,1,1\n3600000,9,9,9,9,9,9\n7200000,1,1,1,1,1,1\n"),
+        );
+        write(b.path(), "ETH.csv", &format!("{HEADER}0,1,1,1,1,1,1\n"));
+        write(b.path(), "notes.txt", "ignored");
+        let assets = load_dirs(&[a.path().to_owned(), b.path().to_owned()]).unwrap();
+        assert_eq!(
+            assets.iter().map(|a| a.asset.as_str()).collect::<Vec<_>>(),
+            ["BTC", "ETH"]
+        );
+        let btc = &assets[0].candles;
+        assert_eq!(btc.len(), 3);
+        assert_eq!(btc[1].close, 1.5);
+        write(b.path(), "ETH.parquet", "x");
+        assert!(matches!(
+            load_dirs(&[b.path().to_owned()]),
+            Err(LoadError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            load_dirs(&[b.path().join("nope")]),
+            Err(LoadError::Directory { .. })
+        ));
+    }
+
+    #[test]
+    fn parquet_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut df = df!(
+            "open_time" => [0i64, 3_600_000],
+            "open" => [1.0, 1.5], "high" => [2.0, 2.0], "low" => [0.5, 1.0], "close" => [1.5, 1.2],
+            "volume" => [10.0, 5.0], "quote_volume" => [15.0, 6.0]
+        )
+        .unwrap();
+        let path = dir.path().join("P.parquet");
+        ParquetWriter::new(std::fs::File::create(&path).unwrap())
+            .finish(&mut df)
+            .unwrap();
+        let c = read_file(&path).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].quote_volume, 15.0);
+    }
+}

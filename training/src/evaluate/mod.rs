@@ -1,0 +1,252 @@
+//! One way to score any set of forecasts: fit the baselines on the fit period, forecast at
+//! every daily origin of the evaluation period, and score every forecaster on the same points.
+
+pub mod render;
+pub mod report;
+pub mod score;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::baselines::FitError;
+use crate::baselines::garch::{AssetGarch, median_alpha_beta};
+use crate::baselines::set::BaselineSet;
+use crate::forecast::{DrawdownQuery, ForecastError, ForecastRequest, Forecaster, Origin};
+use crate::grid::Asset;
+use crate::panel::{daily_slots, prepare};
+use crate::risk::StaticPolicy;
+use crate::targets::drawdown;
+use crate::time::{HOUR_MS, close_hour_of_open_ms, format_ms, hour_to_ms};
+use report::{ConfigReport, DataReport, EvaluationReport, FitsReport, GarchSummary, REPORT_SCHEMA_VERSION};
+use score::{Backtest, score_horizon, score_risk};
+
+/// What to evaluate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalConfig {
+    /// Open time (Unix ms) of the last candle fitting may use.
+    pub fit_until_ms: i64,
+    /// First origin (close time, Unix ms) scored.
+    pub eval_from_ms: i64,
+    /// Last origin (close time, Unix ms) scored.
+    pub eval_until_ms: i64,
+    /// Horizons in hours.
+    pub horizons: Vec<usize>,
+    /// Risk quantile level.
+    pub alpha: f64,
+    /// Liquidation window, hours.
+    pub tau: usize,
+    /// Liquidation bonus.
+    pub bonus: f64,
+}
+
+/// Why an evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// Bad settings.
+    #[error("invalid evaluation settings: {0}")]
+    Config(String),
+    /// A baseline could not be fitted.
+    #[error("fitting the baselines: {0}")]
+    Fit(#[from] FitError),
+    /// The model failed.
+    #[error("forecasting: {0}")]
+    Forecast(#[from] ForecastError),
+}
+
+impl EvalConfig {
+    fn check(&self) -> Result<(), EvalError> {
+        let bad = |m: String| Err(EvalError::Config(m));
+        if self.eval_from_ms > self.eval_until_ms {
+            return bad(format!(
+                "eval-from {} is after eval-until {}",
+                format_ms(self.eval_from_ms),
+                format_ms(self.eval_until_ms)
+            ));
+        }
+        if self.eval_from_ms <= self.fit_until_ms {
+            return bad(format!(
+                "eval-from {} must be after fit-until {}: origins scored must not be fitted on",
+                format_ms(self.eval_from_ms),
+                format_ms(self.fit_until_ms)
+            ));
+        }
+        if !(self.alpha > 0.5 && self.alpha < 1.0) {
+            return bad(format!("alpha {} must lie in (0.5, 1)", self.alpha));
+        }
+        if !(1..=168).contains(&self.tau) {
+            return bad(format!("tau {} must be 1 to 168 hours", self.tau));
+        }
+        if !(self.bonus >= 0.0 && self.bonus < 1.0) {
+            return bad(format!("bonus {} must lie in [0, 1)", self.bonus));
+        }
+        if self.horizons.is_empty() || self.horizons.iter().any(|&h| h == 0 || h > 720) {
+            return bad(format!("horizons {:?} must be 1 to 720 hours", self.horizons));
+        }
+        Ok(())
+    }
+}
+
+/// Fits the baselines, forecasts with them and with `model` (if any), and scores them all.
+///
+/// # Errors
+/// [`EvalError`] on bad settings, a failed pooled fit or a failed model.
+pub fn evaluate(
+    assets: &[Asset],
+    config: &EvalConfig,
+    model: Option<(&dyn Forecaster, String)>,
+) -> Result<EvaluationReport, EvalError> {
+    config.check()?;
+    let mut timings = BTreeMap::new();
+    let mut clock = Instant::now();
+    let mut lap = |name: &str, timings: &mut BTreeMap<String, f64>| {
+        timings.insert(name.to_owned(), clock.elapsed().as_secs_f64());
+        clock = Instant::now();
+    };
+
+    let fit_end_hour = close_hour_of_open_ms(config.fit_until_ms);
+    let prepared = prepare(assets, &config.horizons);
+    lap("prepare_s", &mut timings);
+
+    let baselines = BaselineSet::fit(assets, &prepared, fit_end_hour, &config.horizons)?;
+    let static_policy = fit_static(assets, fit_end_hour, config)?;
+    lap("fit_s", &mut timings);
+
+    let from_hour =
+        config.eval_from_ms.div_euclid(HOUR_MS) + i64::from(config.eval_from_ms.rem_euclid(HOUR_MS) != 0);
+    let until_hour = config.eval_until_ms.div_euclid(HOUR_MS);
+    let origins: Vec<Origin> = assets
+        .iter()
+        .enumerate()
+        .flat_map(|(a, asset)| {
+            daily_slots(asset, from_hour, until_hour).map(move |slot| Origin { asset: a, slot })
+        })
+        .collect();
+    let request = ForecastRequest {
+        assets,
+        origins: &origins,
+        horizons: &config.horizons,
+        drawdown: DrawdownQuery {
+            alpha: config.alpha,
+            tau: config.tau,
+        },
+    };
+    let mut tables = baselines.forecast(&prepared, &request);
+    let model_name = match model {
+        Some((forecaster, name)) => {
+            let mut table = forecaster.forecast(&request)?;
+            table.name = score::MODEL.to_owned();
+            tables.push(table);
+            Some(name)
+        }
+        None => None,
+    };
+    lap("forecast_s", &mut timings);
+
+    let horizons = config
+        .horizons
+        .par_iter()
+        .map(|&h| (h, score_horizon(h, assets, &prepared, &origins, &tables)))
+        .collect();
+    let risk = score_risk(
+        assets,
+        &origins,
+        &static_policy,
+        &tables,
+        Backtest {
+            alpha: config.alpha,
+            tau: config.tau,
+            bonus: config.bonus,
+        },
+    );
+    lap("score_s", &mut timings);
+
+    Ok(EvaluationReport {
+        schema_version: REPORT_SCHEMA_VERSION,
+        config: ConfigReport {
+            fit_until: format_ms(config.fit_until_ms),
+            eval_from: format_ms(config.eval_from_ms),
+            eval_until: format_ms(config.eval_until_ms),
+            horizons: config.horizons.clone(),
+            alpha: config.alpha,
+            tau: config.tau,
+            bonus: config.bonus,
+            model: model_name,
+        },
+        data: data_report(assets),
+        fits: fits_report(assets, &baselines, &static_policy),
+        horizons,
+        risk,
+        timings,
+    })
+}
+
+/// The static policy from fit-period daily origins whose `tau` window ends by the fit end.
+fn fit_static(assets: &[Asset], fit_end_hour: i64, config: &EvalConfig) -> Result<StaticPolicy, EvalError> {
+    let tau = i64::try_from(config.tau).unwrap_or(i64::MAX);
+    let ratios: Vec<Vec<f64>> = assets
+        .par_iter()
+        .map(|asset| {
+            daily_slots(asset, i64::MIN / 2, fit_end_hour - tau)
+                .filter_map(|slot| drawdown(&asset.grid, slot, config.tau).map(|d| 1.0 - d))
+                .collect()
+        })
+        .collect();
+    StaticPolicy::fit(ratios, 1.0 - config.alpha, config.bonus).ok_or_else(|| {
+        EvalError::Fit(FitError::TooLittleData(
+            "static policy: no fit-period origin with a complete liquidation window".to_owned(),
+        ))
+    })
+}
+
+fn data_report(assets: &[Asset]) -> DataReport {
+    let candles = assets
+        .iter()
+        .map(|a| a.grid.close.iter().filter(|c| !c.is_nan()).count())
+        .sum();
+    let first = assets
+        .iter()
+        .filter(|a| !a.grid.is_empty())
+        .map(|a| a.grid.first_hour)
+        .min();
+    let last = assets
+        .iter()
+        .filter(|a| !a.grid.is_empty())
+        .map(|a| a.grid.last_hour())
+        .max();
+    DataReport {
+        assets: assets.len(),
+        candles,
+        // Candles are labelled by open time in files: one hour before the close.
+        first_candle: first.map(|h| format_ms(hour_to_ms(h - 1))),
+        last_candle: last.map(|h| format_ms(hour_to_ms(h - 1))),
+    }
+}
+
+fn fits_report(assets: &[Asset], baselines: &BaselineSet, static_policy: &StaticPolicy) -> FitsReport {
+    let fitted = baselines
+        .garch
+        .iter()
+        .filter(|g| matches!(g, AssetGarch::Fitted { .. }))
+        .count();
+    let medians = median_alpha_beta(&baselines.garch);
+    FitsReport {
+        ewma_lambda: baselines.ewma.lambda,
+        garch: GarchSummary {
+            fitted,
+            pooled: baselines.garch.len() - fitted,
+            median_alpha: medians.map(|m| m.0),
+            median_beta: medians.map(|m| m.1),
+            failures: baselines.garch_failures.clone(),
+            per_asset: assets
+                .iter()
+                .zip(&baselines.garch)
+                .map(|(a, g)| (a.id.clone(), *g))
+                .collect(),
+        },
+        har: baselines.har.clone(),
+        shortage_logistic: baselines.shortage.clone(),
+        static_pooled_lt: static_policy.pooled,
+    }
+}

@@ -1,0 +1,302 @@
+//! Human-readable renderings of an [`EvaluationReport`]: the console summary and the Markdown
+//! report (the same tables, plus per-asset detail).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::report::EvaluationReport;
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.filter(|x| x.is_finite())
+        .map_or_else(|| "-".to_owned(), |x| format!("{x:.digits$}"))
+}
+
+/// A Markdown table with right-aligned numeric columns, padded so it also reads as plain text.
+fn table(header: &[String], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|j| {
+            rows.iter()
+                .map(|r| r.get(j).map_or(0, String::len))
+                .chain([header[j].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(j, (c, w))| {
+                if j == 0 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        format!("| {} |\n", padded.join(" | "))
+    };
+    let mut out = line(header);
+    let rule: String = widths
+        .iter()
+        .enumerate()
+        .map(|(j, w)| {
+            if j == 0 {
+                format!("|{}", "-".repeat(w + 2))
+            } else {
+                format!("|{}:", "-".repeat(w + 1))
+            }
+        })
+        .collect();
+    out.push_str(&rule);
+    out.push_str("|\n");
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+fn names_in<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, f64>>) -> Vec<String> {
+    let order = ["ewma", "garch", "har", "baseline", "static", "model"];
+    let mut names: Vec<String> = maps.flat_map(|m| m.keys().cloned()).collect();
+    names.sort_by_key(|n| {
+        (
+            order.iter().position(|o| o == n).unwrap_or(order.len()),
+            n.clone(),
+        )
+    });
+    names.dedup();
+    names
+}
+
+/// Renders the report. `per_asset` adds the per-asset tables (the Markdown report has them, the
+/// console summary does not).
+#[must_use]
+pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
+    let mut out = String::new();
+    let c = &report.config;
+    let _ = writeln!(out, "# volcast evaluation\n");
+    let _ = writeln!(
+        out,
+        "Fit until {} (last candle open time); origins {} to {}, daily at 00:00 UTC. {} assets, {} candles ({} to {}).{}\n",
+        c.fit_until,
+        c.eval_from,
+        c.eval_until,
+        report.data.assets,
+        report.data.candles,
+        report.data.first_candle.as_deref().unwrap_or("-"),
+        report.data.last_candle.as_deref().unwrap_or("-"),
+        c.model
+            .as_ref()
+            .map_or_else(String::new, |m| format!(" Model: `{m}`."))
+    );
+
+    let _ = writeln!(
+        out,
+        "## Volatility: pooled QLIKE on common points (lower is better)\n"
+    );
+    let names = names_in(report.horizons.values().map(|h| &h.qlike));
+    let mut header = vec!["H".to_owned(), "points".to_owned(), "RV=0 excluded".to_owned()];
+    header.extend(names.iter().cloned());
+    header.extend(["DM vs best".to_owned(), "DM p".to_owned()]);
+    let rows: Vec<Vec<String>> = report
+        .horizons
+        .iter()
+        .map(|(h, r)| {
+            let mut row = vec![
+                format!("{h}h"),
+                r.n_points.to_string(),
+                r.n_zero_rv_excluded.to_string(),
+            ];
+            row.extend(names.iter().map(|n| fmt_opt(r.qlike.get(n).copied(), 4)));
+            row.push(
+                r.dm.as_ref()
+                    .map_or_else(|| "-".into(), |d| format!("{:.2} ({})", d.statistic, d.against)),
+            );
+            row.push(fmt_opt(r.dm.as_ref().map(|d| d.p_value), 4));
+            row
+        })
+        .collect();
+    out.push_str(&table(&header, &rows));
+
+    let calibrated: Vec<_> = report
+        .horizons
+        .iter()
+        .filter(|(_, r)| !r.calibration.is_empty())
+        .collect();
+    if !calibrated.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Interval calibration: share of RV below each quantile forecast\n"
+        );
+        let mut rows = Vec::new();
+        for (h, r) in calibrated {
+            for (name, levels) in &r.calibration {
+                for l in levels {
+                    rows.push(vec![
+                        format!("{h}h"),
+                        name.clone(),
+                        format!("{:.3}", l.level),
+                        format!("{:.3}", l.coverage),
+                    ]);
+                }
+            }
+        }
+        out.push_str(&table(
+            &["H".into(), "forecaster".into(), "level".into(), "coverage".into()],
+            &rows,
+        ));
+    }
+
+    let _ = writeln!(out, "\n## Liquidity shortage\n");
+    let snames = names_in(report.horizons.values().map(|h| &h.shortage.roc_auc));
+    let mut header = vec!["H".to_owned(), "points".to_owned(), "base rate".to_owned()];
+    for metric in ["ROC AUC", "PR AUC", "Brier"] {
+        header.extend(snames.iter().map(|n| format!("{metric} {n}")));
+    }
+    let rows: Vec<Vec<String>> = report
+        .horizons
+        .iter()
+        .map(|(h, r)| {
+            let s = &r.shortage;
+            let mut row = vec![
+                format!("{h}h"),
+                s.n_points.to_string(),
+                format!("{:.4}", s.base_rate),
+            ];
+            for m in [&s.roc_auc, &s.pr_auc, &s.brier] {
+                row.extend(snames.iter().map(|n| fmt_opt(m.get(n).copied(), 4)));
+            }
+            row
+        })
+        .collect();
+    out.push_str(&table(&header, &rows));
+
+    let r = &report.risk;
+    let _ = writeln!(
+        out,
+        "\n## Liquidation thresholds: backtest at alpha = {}, tau = {} h, LB = {}\n",
+        r.alpha, r.tau, r.bonus
+    );
+    let rows: Vec<Vec<String>> = r
+        .policies
+        .iter()
+        .map(|(name, p)| {
+            vec![
+                name.clone(),
+                p.n.to_string(),
+                p.breaches.to_string(),
+                format!("{:.2}%", 100.0 * p.breach_rate),
+                format!("{:.4}", p.mean_lt),
+                fmt_opt(p.kupiec_p_value, 4),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "policy".into(),
+            "origins".into(),
+            "breaches".into(),
+            "breach rate".into(),
+            "mean LT".into(),
+            "Kupiec p".into(),
+        ],
+        &rows,
+    ));
+
+    if per_asset {
+        render_per_asset(report, &mut out);
+    }
+    let _ = writeln!(
+        out,
+        "\nTimings (s): {}",
+        report
+            .timings
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    out
+}
+
+fn render_per_asset(report: &EvaluationReport, out: &mut String) {
+    for (h, r) in &report.horizons {
+        let _ = writeln!(out, "\n## Per asset, {h}h: mean QLIKE and shortage ROC AUC\n");
+        let names = names_in(r.per_asset.iter().map(|a| &a.qlike));
+        let snames = names_in(r.per_asset.iter().map(|a| &a.shortage_roc_auc));
+        let mut header = vec!["asset".to_owned(), "points".to_owned()];
+        header.extend(names.iter().cloned());
+        header.extend(["shortage points".to_owned(), "base rate".to_owned()]);
+        header.extend(snames.iter().map(|n| format!("AUC {n}")));
+        let rows: Vec<Vec<String>> = r
+            .per_asset
+            .iter()
+            .map(|a| {
+                let mut row = vec![a.asset.clone(), a.n_points.to_string()];
+                row.extend(names.iter().map(|n| fmt_opt(a.qlike.get(n).copied(), 4)));
+                row.push(a.shortage_n.to_string());
+                row.push(fmt_opt(a.shortage_base_rate, 3));
+                row.extend(
+                    snames
+                        .iter()
+                        .map(|n| fmt_opt(a.shortage_roc_auc.get(n).copied(), 3)),
+                );
+                row
+            })
+            .collect();
+        out.push_str(&table(&header, &rows));
+    }
+    let _ = writeln!(
+        out,
+        "\n## Per asset: liquidation-threshold backtest (breach rate / mean LT)\n"
+    );
+    let names: Vec<String> = report.risk.policies.keys().cloned().collect();
+    let mut header = vec!["asset".to_owned(), "origins".to_owned()];
+    header.extend(names.iter().cloned());
+    let rows: Vec<Vec<String>> = report
+        .risk
+        .per_asset
+        .iter()
+        .map(|a| {
+            let n = a.policies.values().next().map_or(0, |p| p.n);
+            let mut row = vec![a.asset.clone(), n.to_string()];
+            row.extend(names.iter().map(|name| {
+                a.policies.get(name).map_or_else(
+                    || "-".to_owned(),
+                    |p| format!("{:.2}% / {:.4}", 100.0 * p.breach_rate, p.mean_lt),
+                )
+            }));
+            row
+        })
+        .collect();
+    out.push_str(&table(&header, &rows));
+    if !report.risk.worst_breaches.is_empty() {
+        let _ = writeln!(out, "\n## Largest breaches\n");
+        let rows: Vec<Vec<String>> = report
+            .risk
+            .worst_breaches
+            .iter()
+            .map(|b| {
+                vec![
+                    b.policy.clone(),
+                    b.asset.clone(),
+                    b.origin.clone(),
+                    format!("{:.2}%", 100.0 * b.drawdown),
+                    format!("{:.4}", b.lt),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "policy".into(),
+                "asset".into(),
+                "origin".into(),
+                "fall".into(),
+                "LT".into(),
+            ],
+            &rows,
+        ));
+    }
+}

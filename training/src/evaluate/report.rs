@@ -1,0 +1,232 @@
+//! The evaluation report: what `evaluate` prints, and the JSON other tools read.
+//!
+//! Paths other tools rely on: `horizons.<H>.n_points`, `horizons.<H>.qlike.<name>`,
+//! `horizons.<H>.dm`, `horizons.<H>.shortage.base_rate`, `horizons.<H>.shortage.<metric>.<name>`,
+//! `risk.policies.<name>.{breach_rate, mean_lt, n}`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::baselines::garch::AssetGarch;
+use crate::baselines::har::Har;
+use crate::baselines::shortage::ShortageLogistic;
+
+/// Version of this report's layout; bumped when a path changes meaning.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// The whole evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluationReport {
+    /// Layout version.
+    pub schema_version: u32,
+    /// What was asked.
+    pub config: ConfigReport,
+    /// What data was used.
+    pub data: DataReport,
+    /// Fitted baseline parameters.
+    pub fits: FitsReport,
+    /// Volatility and shortage scores per horizon.
+    pub horizons: BTreeMap<usize, HorizonReport>,
+    /// Liquidation-threshold backtest.
+    pub risk: RiskReport,
+    /// Wall time of each stage, seconds.
+    pub timings: BTreeMap<String, f64>,
+}
+
+/// The evaluation's settings, times in RFC 3339.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigReport {
+    /// Open time of the last candle fitting may use.
+    pub fit_until: String,
+    /// First origin scored.
+    pub eval_from: String,
+    /// Last origin scored.
+    pub eval_until: String,
+    /// Horizons in hours.
+    pub horizons: Vec<usize>,
+    /// Risk quantile level.
+    pub alpha: f64,
+    /// Liquidation window, hours.
+    pub tau: usize,
+    /// Liquidation bonus.
+    pub bonus: f64,
+    /// Model artifact scored, if any.
+    pub model: Option<String>,
+}
+
+/// The panel.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataReport {
+    /// Number of assets.
+    pub assets: usize,
+    /// Number of candles.
+    pub candles: usize,
+    /// Open time of the earliest candle.
+    pub first_candle: Option<String>,
+    /// Open time of the latest candle.
+    pub last_candle: Option<String>,
+}
+
+/// GARCH fits in brief.
+#[derive(Debug, Clone, Serialize)]
+pub struct GarchSummary {
+    /// Assets fitted on their own returns.
+    pub fitted: usize,
+    /// Assets on the pooled fallback.
+    pub pooled: usize,
+    /// Median alpha of the fitted assets (the fallback's).
+    pub median_alpha: Option<f64>,
+    /// Median beta of the fitted assets (the fallback's).
+    pub median_beta: Option<f64>,
+    /// Assets whose fit failed, with the reason.
+    pub failures: Vec<(String, String)>,
+    /// Each asset's model.
+    pub per_asset: BTreeMap<String, AssetGarch>,
+}
+
+/// Fitted baseline parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitsReport {
+    /// Pooled EWMA decay.
+    pub ewma_lambda: f64,
+    /// GARCH fits.
+    pub garch: GarchSummary,
+    /// HAR regressions per horizon.
+    pub har: BTreeMap<usize, Har>,
+    /// Shortage logistic maps per horizon.
+    pub shortage_logistic: BTreeMap<usize, ShortageLogistic>,
+    /// Pooled static threshold (assets with few fit-period origins use it).
+    pub static_pooled_lt: f64,
+}
+
+/// Diebold-Mariano of the model against the best baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct DmReport {
+    /// The baseline compared with (lowest pooled QLIKE).
+    pub against: String,
+    /// DM statistic; negative favours the model.
+    pub statistic: f64,
+    /// Two-sided p-value.
+    pub p_value: f64,
+    /// Mean QLIKE difference, model minus baseline.
+    pub mean_difference: f64,
+    /// Newey-West lag, `ceil(H / 24)`.
+    pub lag: usize,
+}
+
+/// Empirical coverage of one quantile level.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoverageReport {
+    /// Nominal level.
+    pub level: f64,
+    /// Share of points with RV below the forecast quantile.
+    pub coverage: f64,
+}
+
+/// Shortage scores at one horizon.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShortageReport {
+    /// Points with a label and every shortage forecast.
+    pub n_points: usize,
+    /// Share of labelled shortages.
+    pub base_rate: f64,
+    /// ROC AUC per forecaster (`baseline`, `model`).
+    pub roc_auc: BTreeMap<String, f64>,
+    /// Average precision per forecaster.
+    pub pr_auc: BTreeMap<String, f64>,
+    /// Brier score per forecaster.
+    pub brier: BTreeMap<String, f64>,
+}
+
+/// One asset at one horizon.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssetHorizonReport {
+    /// Asset id.
+    pub asset: String,
+    /// Common volatility points.
+    pub n_points: usize,
+    /// Mean QLIKE per forecaster.
+    pub qlike: BTreeMap<String, f64>,
+    /// Shortage points.
+    pub shortage_n: usize,
+    /// Shortage base rate.
+    pub shortage_base_rate: Option<f64>,
+    /// Shortage ROC AUC per forecaster (when both classes occur).
+    pub shortage_roc_auc: BTreeMap<String, f64>,
+}
+
+/// Scores at one horizon.
+#[derive(Debug, Clone, Serialize)]
+pub struct HorizonReport {
+    /// Common points: target exists, is positive, and every forecaster has a positive forecast.
+    pub n_points: usize,
+    /// Points left out because RV = 0 (SPEC: excluded and counted).
+    pub n_zero_rv_excluded: usize,
+    /// Pooled mean QLIKE per forecaster.
+    pub qlike: BTreeMap<String, f64>,
+    /// The model against the best baseline; null without a model.
+    pub dm: Option<DmReport>,
+    /// Quantile coverage per forecaster that gives quantiles.
+    pub calibration: BTreeMap<String, Vec<CoverageReport>>,
+    /// Liquidity shortage.
+    pub shortage: ShortageReport,
+    /// Per-asset table.
+    pub per_asset: Vec<AssetHorizonReport>,
+}
+
+/// One policy's backtest.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PolicyReport {
+    /// Origins scored.
+    pub n: usize,
+    /// Origins breached.
+    pub breaches: usize,
+    /// `breaches / n`.
+    pub breach_rate: f64,
+    /// Mean liquidation threshold.
+    pub mean_lt: f64,
+    /// Kupiec unconditional-coverage p-value against `1 - alpha`.
+    pub kupiec_p_value: Option<f64>,
+}
+
+/// One asset's backtest.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssetRiskReport {
+    /// Asset id.
+    pub asset: String,
+    /// Per policy.
+    pub policies: BTreeMap<String, PolicyReport>,
+}
+
+/// A breach worth reading about.
+#[derive(Debug, Clone, Serialize)]
+pub struct BreachEpisode {
+    /// Policy breached.
+    pub policy: String,
+    /// Asset.
+    pub asset: String,
+    /// Origin (close time), RFC 3339.
+    pub origin: String,
+    /// Realised fall to the lowest low.
+    pub drawdown: f64,
+    /// The policy's threshold at the origin.
+    pub lt: f64,
+}
+
+/// Liquidation-threshold backtest.
+#[derive(Debug, Clone, Serialize)]
+pub struct RiskReport {
+    /// Quantile level.
+    pub alpha: f64,
+    /// Liquidation window, hours.
+    pub tau: usize,
+    /// Liquidation bonus.
+    pub bonus: f64,
+    /// Pooled results per policy (`static`, `garch`, `model`) on their common origins.
+    pub policies: BTreeMap<String, PolicyReport>,
+    /// Per-asset results.
+    pub per_asset: Vec<AssetRiskReport>,
+    /// Largest breaches per policy, worst first.
+    pub worst_breaches: Vec<BreachEpisode>,
+}

@@ -1,0 +1,335 @@
+//! Scoring forecast tables against SPEC's targets: QLIKE on common points, Diebold-Mariano,
+//! quantile coverage, shortage classification, and the liquidation-threshold backtest.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::report::{
+    AssetHorizonReport, AssetRiskReport, BreachEpisode, CoverageReport, DmReport, HorizonReport,
+    PolicyReport, RiskReport, ShortageReport,
+};
+use crate::forecast::{ForecastTable, Origin};
+use crate::grid::Asset;
+use crate::metrics::{average_precision, brier, diebold_mariano, kupiec_p_value, qlike, roc_auc};
+use crate::panel::PreparedAsset;
+use crate::risk::{StaticPolicy, breached, threshold_from_drawdown};
+use crate::targets::drawdown;
+use crate::time::{format_ms, hour_to_ms};
+
+/// Name of the forecaster that DM compares with the best baseline.
+pub const MODEL: &str = "model";
+
+#[allow(clippy::cast_precision_loss)]
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 { f64::NAN } else { sum / n as f64 }
+}
+
+/// Scores every table's variance, quantiles and shortage forecasts at horizon `h`.
+#[must_use]
+pub fn score_horizon(
+    h: usize,
+    assets: &[Asset],
+    prepared: &[PreparedAsset],
+    origins: &[Origin],
+    tables: &[ForecastTable],
+) -> HorizonReport {
+    let variance: Vec<(&str, &[f64])> = tables
+        .iter()
+        .filter_map(|t| {
+            let f = t.horizons.get(&h)?;
+            (!f.variance.is_empty()).then_some((t.name.as_str(), f.variance.as_slice()))
+        })
+        .collect();
+    let targets: Vec<f64> = origins
+        .par_iter()
+        .map(|o| prepared[o.asset].target(o.slot, h))
+        .collect();
+
+    // Common points: a target and a finite positive forecast from every forecaster.
+    let mut points = Vec::new();
+    let mut n_zero = 0;
+    for (i, &rv) in targets.iter().enumerate() {
+        if rv.is_nan() || !variance.iter().all(|(_, f)| f[i].is_finite() && f[i] > 0.0) {
+            continue;
+        }
+        if rv == 0.0 {
+            n_zero += 1;
+        } else {
+            points.push(i);
+        }
+    }
+    let losses: BTreeMap<&str, Vec<f64>> = variance
+        .iter()
+        .map(|&(name, f)| (name, points.iter().map(|&i| qlike(targets[i], f[i])).collect()))
+        .collect();
+    let qlike_pooled: BTreeMap<String, f64> = losses
+        .iter()
+        .map(|(name, l)| ((*name).to_owned(), mean(l.iter().copied())))
+        .collect();
+
+    let dm = losses.get(MODEL).and_then(|model| {
+        let (best, best_losses) = losses
+            .iter()
+            .filter(|(name, _)| **name != MODEL)
+            .min_by(|a, b| mean(a.1.iter().copied()).total_cmp(&mean(b.1.iter().copied())))?;
+        let d: Vec<f64> = model.iter().zip(best_losses).map(|(m, b)| m - b).collect();
+        let group: Vec<usize> = points.iter().map(|&i| origins[i].asset).collect();
+        let test = diebold_mariano(&d, &group, h.div_ceil(24))?;
+        Some(DmReport {
+            against: (*best).to_owned(),
+            statistic: test.statistic,
+            p_value: test.p_value,
+            mean_difference: test.mean_difference,
+            lag: test.lag,
+        })
+    });
+
+    let calibration = tables
+        .iter()
+        .filter_map(|t| {
+            let quantiles = &t.horizons.get(&h)?.quantiles;
+            (!quantiles.is_empty()).then(|| {
+                let coverage = quantiles
+                    .iter()
+                    .map(|q| CoverageReport {
+                        level: q.level,
+                        coverage: mean(
+                            points
+                                .iter()
+                                .map(|&i| f64::from(u8::from(targets[i] < q.values[i]))),
+                        ),
+                    })
+                    .collect();
+                (t.name.clone(), coverage)
+            })
+        })
+        .collect();
+
+    let (shortage, shortage_points) = score_shortage(h, prepared, origins, tables);
+
+    let per_asset = assets
+        .iter()
+        .enumerate()
+        .filter_map(|(a, asset)| {
+            let mine: Vec<usize> = (0..points.len())
+                .filter(|&k| origins[points[k]].asset == a)
+                .collect();
+            let short: Vec<&(usize, bool, Vec<f64>)> = shortage_points
+                .iter()
+                .filter(|p| origins[p.0].asset == a)
+                .collect();
+            if mine.is_empty() && short.is_empty() {
+                return None;
+            }
+            let labels: Vec<bool> = short.iter().map(|p| p.1).collect();
+            let shortage_roc_auc = shortage_names(h, tables)
+                .enumerate()
+                .filter_map(|(j, name)| {
+                    let scores: Vec<f64> = short.iter().map(|p| p.2[j]).collect();
+                    Some((name.to_owned(), roc_auc(&scores, &labels)?))
+                })
+                .collect();
+            Some(AssetHorizonReport {
+                asset: asset.id.clone(),
+                n_points: mine.len(),
+                qlike: losses
+                    .iter()
+                    .map(|(name, l)| ((*name).to_owned(), mean(mine.iter().map(|&k| l[k]))))
+                    .collect(),
+                shortage_n: short.len(),
+                shortage_base_rate: (!short.is_empty())
+                    .then(|| mean(labels.iter().map(|&y| f64::from(u8::from(y))))),
+                shortage_roc_auc,
+            })
+        })
+        .collect();
+
+    HorizonReport {
+        n_points: points.len(),
+        n_zero_rv_excluded: n_zero,
+        qlike: qlike_pooled,
+        dm,
+        calibration,
+        shortage,
+        per_asset,
+    }
+}
+
+fn shortage_names<'a>(h: usize, tables: &'a [ForecastTable]) -> impl Iterator<Item = &'a str> {
+    tables
+        .iter()
+        .filter(move |t| t.horizons.get(&h).is_some_and(|f| f.shortage.is_some()))
+        .map(|t| t.name.as_str())
+}
+
+/// Shortage scores; also returns the points `(origin index, label, rank scores per forecaster)`.
+fn score_shortage(
+    h: usize,
+    prepared: &[PreparedAsset],
+    origins: &[Origin],
+    tables: &[ForecastTable],
+) -> (ShortageReport, Vec<(usize, bool, Vec<f64>)>) {
+    let forecasts: Vec<_> = tables
+        .iter()
+        .filter_map(|t| t.horizons.get(&h)?.shortage.as_ref())
+        .collect();
+    let labels: Vec<Option<bool>> = origins
+        .par_iter()
+        .map_init(Vec::new, |scratch, o| {
+            prepared[o.asset].shortage(o.slot, h, scratch).label
+        })
+        .collect();
+    let points: Vec<(usize, bool, Vec<f64>)> = labels
+        .iter()
+        .enumerate()
+        .filter_map(|(i, label)| {
+            let label = (*label)?;
+            forecasts
+                .iter()
+                .all(|f| f.score[i].is_finite() && f.probability[i].is_finite())
+                .then(|| (i, label, forecasts.iter().map(|f| f.score[i]).collect()))
+        })
+        .collect();
+    let y: Vec<bool> = points.iter().map(|p| p.1).collect();
+    let mut report = ShortageReport {
+        n_points: points.len(),
+        base_rate: mean(y.iter().map(|&b| f64::from(u8::from(b)))),
+        ..ShortageReport::default()
+    };
+    for (j, (name, f)) in shortage_names(h, tables).zip(&forecasts).enumerate() {
+        let scores: Vec<f64> = points.iter().map(|p| p.2[j]).collect();
+        let probabilities: Vec<f64> = points.iter().map(|p| f.probability[p.0]).collect();
+        if let Some(v) = roc_auc(&scores, &y) {
+            report.roc_auc.insert(name.to_owned(), v);
+        }
+        if let Some(v) = average_precision(&scores, &y) {
+            report.pr_auc.insert(name.to_owned(), v);
+        }
+        if let Some(v) = brier(&probabilities, &y) {
+            report.brier.insert(name.to_owned(), v);
+        }
+    }
+    (report, points)
+}
+
+/// Settings of the backtest.
+#[derive(Debug, Clone, Copy)]
+pub struct Backtest {
+    /// Quantile level.
+    pub alpha: f64,
+    /// Liquidation window, hours.
+    pub tau: usize,
+    /// Liquidation bonus.
+    pub bonus: f64,
+}
+
+fn policy_report(outcomes: impl Iterator<Item = (bool, f64)>, alpha: f64) -> PolicyReport {
+    let (mut n, mut breaches, mut lt_sum) = (0usize, 0usize, 0.0);
+    for (b, lt) in outcomes {
+        n += 1;
+        breaches += usize::from(b);
+        lt_sum += lt;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    PolicyReport {
+        n,
+        breaches,
+        breach_rate: if n == 0 {
+            f64::NAN
+        } else {
+            breaches as f64 / n as f64
+        },
+        mean_lt: if n == 0 { f64::NAN } else { lt_sum / n as f64 },
+        kupiec_p_value: kupiec_p_value(breaches, n, 1.0 - alpha),
+    }
+}
+
+/// Backtests the static policy and every table with a drawdown forecast on their common origins.
+#[must_use]
+pub fn score_risk(
+    assets: &[Asset],
+    origins: &[Origin],
+    static_policy: &StaticPolicy,
+    tables: &[ForecastTable],
+    settings: Backtest,
+) -> RiskReport {
+    let Backtest { alpha, tau, bonus } = settings;
+    let mut names = vec!["static".to_owned()];
+    let drawdown_tables: Vec<&ForecastTable> = tables.iter().filter(|t| t.drawdown.is_some()).collect();
+    names.extend(drawdown_tables.iter().map(|t| t.name.clone()));
+
+    // (origin index, realised drawdown, thresholds per policy)
+    let points: Vec<(usize, f64, Vec<f64>)> = origins
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
+            let dd = drawdown(&assets[o.asset].grid, o.slot, tau)?;
+            let mut lts = vec![static_policy.thresholds[o.asset]];
+            for t in &drawdown_tables {
+                let d = t.drawdown.as_ref()?[i];
+                if !d.is_finite() {
+                    return None;
+                }
+                lts.push(threshold_from_drawdown(d, bonus));
+            }
+            Some((i, dd, lts))
+        })
+        .collect();
+    let outcome = |p: &(usize, f64, Vec<f64>), j: usize| (breached(1.0 - p.1, p.2[j], bonus), p.2[j]);
+
+    let policies = names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            (
+                name.clone(),
+                policy_report(points.iter().map(|p| outcome(p, j)), alpha),
+            )
+        })
+        .collect();
+    let per_asset = assets
+        .iter()
+        .enumerate()
+        .filter_map(|(a, asset)| {
+            let mine: Vec<_> = points.iter().filter(|p| origins[p.0].asset == a).collect();
+            (!mine.is_empty()).then(|| AssetRiskReport {
+                asset: asset.id.clone(),
+                policies: names
+                    .iter()
+                    .enumerate()
+                    .map(|(j, name)| {
+                        (
+                            name.clone(),
+                            policy_report(mine.iter().map(|p| outcome(p, j)), alpha),
+                        )
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    let mut worst_breaches = Vec::new();
+    for (j, name) in names.iter().enumerate() {
+        let mut breaches: Vec<_> = points.iter().filter(|p| outcome(p, j).0).collect();
+        breaches.sort_by(|a, b| b.1.total_cmp(&a.1));
+        worst_breaches.extend(breaches.iter().take(10).map(|p| {
+            let o = origins[p.0];
+            BreachEpisode {
+                policy: name.clone(),
+                asset: assets[o.asset].id.clone(),
+                origin: format_ms(hour_to_ms(assets[o.asset].grid.hour(o.slot))),
+                drawdown: p.1,
+                lt: p.2[j],
+            }
+        }));
+    }
+    RiskReport {
+        alpha,
+        tau,
+        bonus,
+        policies,
+        per_asset,
+        worst_breaches,
+    }
+}

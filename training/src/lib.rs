@@ -1,0 +1,34 @@
+//! volcast's shared core: candles and their validation, SPEC's targets, the econometric
+//! baselines, risk formulas, and the `evaluate` engine that scores any forecaster.
+//!
+//! Everything here is pure Rust; file loading with polars lives behind the `data` feature
+//! (default), so the server can depend on this crate with `default-features = false` and never
+//! pull the data stack in.
+
+pub mod baselines;
+pub mod candles;
+#[cfg(feature = "data")]
+pub mod data;
+pub mod evaluate;
+pub mod forecast;
+pub mod grid;
+pub mod metrics;
+pub mod panel;
+pub mod risk;
+pub mod targets;
+pub mod time;
+
+use grid::{Asset, HourlyGrid};
+
+/// Lays loaded candles on hourly grids, keeping their order.
+#[must_use]
+pub fn to_panel(assets: &[candles::AssetCandles]) -> Vec<Asset> {
+    use rayon::prelude::*;
+    assets
+        .par_iter()
+        .map(|a| Asset {
+            id: a.asset.clone(),
+            grid: HourlyGrid::from_candles(&a.candles),
+        })
+        .collect()
+}
