@@ -253,7 +253,8 @@ mod tests {
         let e = validate_candles(&c).unwrap_err();
         assert_eq!((e.field, e.problem), ("close", CandleProblem::CloseOutsideRange));
 
-        let cases: Vec<(fn(&mut Candle), &str, CandleProblem)> = vec![
+        type Case = (fn(&mut Candle), &'static str, CandleProblem);
+        let cases: Vec<Case> = vec![
             (|c| c.open = f64::NAN, "open", CandleProblem::NonFinite),
             (|c| c.low = 0.0, "low", CandleProblem::NonPositive),
             (|c| c.close = -1.0, "close", CandleProblem::NonPositive),

@@ -166,7 +166,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
         } else {
             bytes
         };
-        read_csv(path, text)?
+        read_csv(path, &text)?
     };
     let candles = frame_to_candles(path, &frame, micro_ok)?;
     validate_candles(&candles).map_err(|source| LoadError::Candle {
@@ -178,7 +178,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
 
 /// Parses CSV text into a frame with SPEC's column names; the second value says whether the
 /// layout was a Binance dump (whose open times may be microseconds).
-fn read_csv(path: &Path, text: Vec<u8>) -> Result<(DataFrame, bool), LoadError> {
+fn read_csv(path: &Path, text: &[u8]) -> Result<(DataFrame, bool), LoadError> {
     let first_line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let first_field = first_line.split(|&b| b == b',').next().unwrap_or_default();
     let headerless = std::str::from_utf8(first_field)
@@ -238,7 +238,7 @@ fn read_csv(path: &Path, text: Vec<u8>) -> Result<(DataFrame, bool), LoadError> 
     };
     let frame = options
         .with_n_threads(Some(1))
-        .into_reader_with_file_handle(Cursor::new(text.as_slice()))
+        .into_reader_with_file_handle(Cursor::new(text))
         .finish()
         .map_err(|e| file_error(path, format!("cannot parse CSV: {e}")))?;
     let frame = if headerless {
@@ -322,25 +322,34 @@ mod tests {
 
     #[test]
     fn reads_spec_csv_gzip_and_binance_dumps_alike() {
+        const T0: i64 = 472_222 * 3_600_000; // 2023-11-14 21:00 UTC
+        const T1: i64 = T0 + 3_600_000;
         let dir = tempfile::tempdir().unwrap();
-        let body = "0,1,2,0.5,1.5,10,15\n3600000,1.5,2,1,1.2,5,6\n";
+        let body = format!("{T0},1,2,0.5,1.5,10,15\n{T1},1.5,2,1,1.2,5,6\n");
         let plain = write(dir.path(), "A.csv", &format!("{HEADER}{body}"));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(format!("open_time,trades,open,high,low,close,volume,quote_volume\n0,7,1,2,0.5,1.5,10,15\n3600000,8,1.5,2,1,1.2,5,6\n").as_bytes())
-            .unwrap();
+        let shuffled = format!(
+            "open_time,trades,open,high,low,close,volume,quote_volume\n{T0},7,1,2,0.5,1.5,10,15\n{T1},8,1.5,2,1,1.2,5,6\n"
+        );
+        gz.write_all(shuffled.as_bytes()).unwrap();
         let gzipped = dir.path().join("B.csv.gz");
         std::fs::write(&gzipped, gz.finish().unwrap()).unwrap();
-        let binance = write(
-            dir.path(),
-            "C.csv",
-            "0,1,2,0.5,1.5,10,3599999,15,3,1,1,0\n3600000000,1.5,2,1,1.2,5,7199999,6,3,1,1,0\n",
-        );
+        let kline = |t0: i64, t1: i64| {
+            format!(
+                "{t0},1,2,0.5,1.5,10,{},15,3,1,1,0\n{t1},1.5,2,1,1.2,5,{},6,3,1,1,0\n",
+                t0 + 1,
+                t1 + 1
+            )
+        };
+        let binance_ms = write(dir.path(), "C.csv", &kline(T0, T1));
+        let binance_us = write(dir.path(), "D.csv", &kline(T0 * 1000, T1 * 1000));
         let a = read_file(&plain).unwrap();
         assert_eq!(a.len(), 2);
-        assert_eq!(a[1].close, 1.2);
+        assert_eq!((a[1].open_time, a[1].close, a[1].quote_volume), (T1, 1.2, 6.0));
         assert_eq!(read_file(&gzipped).unwrap(), a);
-        // Microsecond open times become milliseconds.
-        assert_eq!(read_file(&binance).unwrap(), a);
+        assert_eq!(read_file(&binance_ms).unwrap(), a);
+        // Microsecond open times (Binance spot dumps since 2025) become milliseconds.
+        assert_eq!(read_file(&binance_us).unwrap(), a);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub fn diebold_mariano(d: &[f64], group: &[usize], lag: usize) -> Option<Diebold
         let weight = 1.0 - k as f64 / (lag as f64 + 1.0);
         variance += 2.0 * weight * gamma;
     }
-    if !(variance > 0.0) {
+    if variance.is_nan() || variance <= 0.0 {
         return None;
     }
     let statistic = mean / (variance / nf).sqrt();

@@ -155,7 +155,7 @@ pub fn shortage_at(m: &[f64], t: usize, horizon: usize, scratch: &mut Vec<f64>) 
     let future = m.get(t + horizon).copied().unwrap_or(f64::NAN);
     let now = m[t];
     ShortageAtOrigin {
-        label: (!future.is_nan()).then(|| future > 2.0 * median),
+        label: (!future.is_nan()).then_some(future > 2.0 * median),
         score: (!now.is_nan()).then(|| now / median),
     }
 }

@@ -105,7 +105,7 @@ mod tests {
         let truth = [-1.0, 0.4, 0.3, 0.2];
         let sigma = 0.5;
         let mut z = Normals::new(11);
-        let points: Vec<HarPoint> = (0..20_000)
+        let points: Vec<HarPoint> = (0..100_000)
             .map(|_| {
                 let regressors = [
                     (-8.0 + z.next()).exp(),
@@ -123,11 +123,18 @@ mod tests {
             })
             .collect();
         let har = Har::fit(24, &points).unwrap();
-        for (got, want) in har.coef.iter().zip(truth) {
-            assert!((got - want).abs() < 0.03, "{:?} vs {truth:?}", har.coef);
+        // Standard errors at n = 100,000: about 0.0016 for the slopes and 0.025 for the intercept
+        // (the log regressors sit near -8, far from zero); tolerances are four of them.
+        assert!(
+            (har.coef[0] - truth[0]).abs() < 0.1,
+            "{:?} vs {truth:?}",
+            har.coef
+        );
+        for (got, want) in har.coef[1..].iter().zip(&truth[1..]) {
+            assert!((got - want).abs() < 0.007, "{:?} vs {truth:?}", har.coef);
         }
         assert!((har.residual_variance - sigma * sigma).abs() < 0.01);
-        assert_eq!(har.n, 20_000);
+        assert_eq!(har.n, 100_000);
         let f = har.forecast([1e-4, 1e-4, 1e-4]);
         let expected = (truth[0] + 0.9 * (1e-4f64).ln() + 0.5 * har.residual_variance).exp();
         assert!((f / expected - 1.0).abs() < 0.1);

@@ -74,11 +74,14 @@ pub(crate) trait Objective: Sync {
     fn value_and_gradient(&self, p: &[f64]) -> (f64, Vec<f64>);
 }
 
+/// A point with its value and gradient.
+type Evaluated = (Vec<f64>, f64, Vec<f64>);
+
 /// Adapts an [`Objective`] to argmin, caching the last point so the value and the gradient
 /// at one point cost a single pass.
 struct Cached<'a, O> {
     objective: &'a O,
-    last: Mutex<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    last: Mutex<Option<Evaluated>>,
 }
 
 impl<O: Objective> Cached<'_, O> {
@@ -87,10 +90,10 @@ impl<O: Objective> Cached<'_, O> {
             .last
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((q, v, g)) = last.as_ref() {
-            if q.as_slice() == p {
-                return (*v, g.clone());
-            }
+        if let Some((q, v, g)) = last.as_ref()
+            && q.as_slice() == p
+        {
+            return (*v, g.clone());
         }
         let (v, g) = self.objective.value_and_gradient(p);
         // Infeasible points get a huge finite value so the line search backs off.

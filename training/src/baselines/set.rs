@@ -88,7 +88,8 @@ impl BaselineSet {
         let mut shortage = BTreeMap::new();
         for &h in horizons {
             let last_origin = fit_end_hour - i64::try_from(h).unwrap_or(i64::MAX);
-            let (points, labelled): (Vec<Vec<HarPoint>>, Vec<Vec<(f64, bool)>>) = assets
+            type PerAsset = (Vec<Vec<HarPoint>>, Vec<Vec<(f64, bool)>>);
+            let (points, labelled): PerAsset = assets
                 .par_iter()
                 .zip(prepared)
                 .map(|(asset, prep)| {

@@ -157,7 +157,7 @@ pub fn score_horizon(
     }
 }
 
-fn shortage_names<'a>(h: usize, tables: &'a [ForecastTable]) -> impl Iterator<Item = &'a str> {
+fn shortage_names(h: usize, tables: &[ForecastTable]) -> impl Iterator<Item = &str> {
     tables
         .iter()
         .filter(move |t| t.horizons.get(&h).is_some_and(|f| f.shortage.is_some()))
