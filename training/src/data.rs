@@ -35,12 +35,12 @@ const MICROSECOND_THRESHOLD: i64 = 100_000_000_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Directory missing or unreadable.
-    #[error("cannot read directory {path}: {source}")]
+    #[error("cannot read directory {path}: {error}")]
     Directory {
         /// The directory.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// File unreadable or not in a known layout.
     #[error("{path}: {message}")]
@@ -51,13 +51,16 @@ pub enum LoadError {
         message: String,
     },
     /// A candle breaks SPEC's rules.
-    #[error("{path}: {source}")]
+    #[error("{path}: {candle}")]
     Candle {
         /// The file.
         path: PathBuf,
         /// Row, field and rule.
-        source: CandleError,
+        candle: CandleError,
     },
+    /// An asset asked for is in none of the directories.
+    #[error("asset {0} has no candle file in the data directories")]
+    UnknownAsset(String),
     /// Two files in one directory claim the same asset.
     #[error("{first} and {second} are both asset {asset}: keep one per directory")]
     Ambiguous {
@@ -94,9 +97,9 @@ pub fn asset_id(path: &Path) -> Option<String> {
 /// # Errors
 /// [`LoadError`] when the directory cannot be read or two files share a stem.
 pub fn list_dir(dir: &Path) -> Result<BTreeMap<String, PathBuf>, LoadError> {
-    let dir_error = |source| LoadError::Directory {
+    let dir_error = |error| LoadError::Directory {
         path: dir.to_owned(),
-        source,
+        error,
     };
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(dir_error)? {
@@ -123,11 +126,25 @@ pub fn list_dir(dir: &Path) -> Result<BTreeMap<String, PathBuf>, LoadError> {
 /// # Errors
 /// The first [`LoadError`] met.
 pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<AssetCandles>, LoadError> {
+    load_assets(dirs, None)
+}
+
+/// Like [`load_dirs`], keeping only the assets named in `only` (when given).
+///
+/// # Errors
+/// The first [`LoadError`] met, or [`LoadError::UnknownAsset`] for a name found in no directory.
+pub fn load_assets(dirs: &[PathBuf], only: Option<&[String]>) -> Result<Vec<AssetCandles>, LoadError> {
     let mut by_asset: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for dir in dirs {
         for (id, path) in list_dir(dir)? {
             by_asset.entry(id).or_default().push(path);
         }
+    }
+    if let Some(only) = only {
+        if let Some(missing) = only.iter().find(|a| !by_asset.contains_key(*a)) {
+            return Err(LoadError::UnknownAsset(missing.clone()));
+        }
+        by_asset.retain(|id, _| only.contains(id));
     }
     by_asset
         .into_par_iter()
@@ -169,9 +186,9 @@ pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
         read_csv(path, &text)?
     };
     let candles = frame_to_candles(path, &frame, micro_ok)?;
-    validate_candles(&candles).map_err(|source| LoadError::Candle {
+    validate_candles(&candles).map_err(|candle| LoadError::Candle {
         path: path.to_owned(),
-        source,
+        candle,
     })?;
     Ok(candles)
 }
@@ -361,7 +378,10 @@ mod tests {
             &format!("{HEADER}0,1,2,0.5,1.5,10,15\n3600000,1.5,0.9,1,1.2,5,6\n"),
         );
         match read_file(&path).unwrap_err() {
-            LoadError::Candle { path: p, source } => {
+            LoadError::Candle {
+                path: p,
+                candle: source,
+            } => {
                 assert_eq!(p, path);
                 assert_eq!(
                     (source.row, source.field, source.problem),
@@ -377,7 +397,7 @@ mod tests {
         );
         let e = read_file(&path).unwrap_err();
         assert!(
-            matches!(&e, LoadError::Candle { source, .. } if source.problem == CandleProblem::Duplicate),
+            matches!(&e, LoadError::Candle { candle, .. } if candle.problem == CandleProblem::Duplicate),
             "{e}"
         );
         let path = write(dir.path(), "Z.csv", &format!("{HEADER}0,1,2,0.5,1.5,,15\n"));

@@ -15,6 +15,7 @@ pub mod grid;
 pub mod metrics;
 pub mod panel;
 pub mod risk;
+pub mod synth;
 pub mod targets;
 pub mod time;
 

@@ -147,12 +147,12 @@ mod tests {
 
     #[test]
     fn fit_recovers_a_persistent_decay() {
-        let mut z = crate::baselines::garch::tests::Normals::new(99);
+        let mut z = crate::synth::Rng::new(99);
         // Returns simulated from the EWMA model itself: sigma2 follows lambda = 0.95.
         let mut state = 1e-4f64;
         let returns: Vec<f64> = (0..40_000)
             .map(|_| {
-                let r = state.sqrt() * z.next();
+                let r = state.sqrt() * z.normal();
                 state = 0.95 * state + 0.05 * r * r + 1e-7;
                 r
             })

@@ -263,38 +263,15 @@ fn median(v: &mut [f64]) -> Option<f64> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    /// Deterministic standard normals (SplitMix64 + Box-Muller), so tests need no RNG crate.
-    pub(crate) struct Normals(u64);
-
-    impl Normals {
-        pub(crate) fn new(seed: u64) -> Self {
-            Self(seed)
-        }
-        fn uniform(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            #[allow(clippy::cast_precision_loss)]
-            let u = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            u
-        }
-        pub(crate) fn next(&mut self) -> f64 {
-            let (u1, u2) = (self.uniform(), self.uniform());
-            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        }
-    }
-
-    pub(crate) fn simulate(p: GarchParams, n: usize, seed: u64) -> Vec<f64> {
-        let mut z = Normals::new(seed);
+    fn simulate(p: GarchParams, n: usize, seed: u64) -> Vec<f64> {
+        let mut z = crate::synth::Rng::new(seed);
         let mut s = p.omega / (1.0 - p.persistence());
         (0..n)
             .map(|_| {
-                let r = s.sqrt() * z.next();
+                let r = s.sqrt() * z.normal();
                 s = p.omega + p.alpha * r * r + p.beta * s;
                 r / SCALE
             })

@@ -98,26 +98,26 @@ impl Har {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baselines::garch::tests::Normals;
+    use crate::synth::Rng;
 
     #[test]
     fn recovers_known_coefficients() {
         let truth = [-1.0, 0.4, 0.3, 0.2];
         let sigma = 0.5;
-        let mut z = Normals::new(11);
+        let mut z = Rng::new(11);
         let points: Vec<HarPoint> = (0..100_000)
             .map(|_| {
                 let regressors = [
-                    (-8.0 + z.next()).exp(),
-                    (-8.0 + z.next()).exp(),
-                    (-8.0 + z.next()).exp(),
+                    (-8.0 + z.normal()).exp(),
+                    (-8.0 + z.normal()).exp(),
+                    (-8.0 + z.normal()).exp(),
                 ];
                 let fitted = truth[0]
                     + truth[1] * regressors[0].ln()
                     + truth[2] * regressors[1].ln()
                     + truth[3] * regressors[2].ln();
                 HarPoint {
-                    target: (fitted + sigma * z.next()).exp(),
+                    target: (fitted + sigma * z.normal()).exp(),
                     regressors,
                 }
             })

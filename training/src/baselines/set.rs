@@ -28,6 +28,8 @@ pub struct BaselineSet {
     pub har: BTreeMap<usize, Har>,
     /// Shortage logistic map per horizon.
     pub shortage: BTreeMap<usize, ShortageLogistic>,
+    /// Fits that could not be made and what is missing because of them.
+    pub warnings: Vec<String>,
 }
 
 /// Returns of the fit period (close hour <= `end_hour`), gaps dropped.
@@ -86,6 +88,7 @@ impl BaselineSet {
 
         let mut har = BTreeMap::new();
         let mut shortage = BTreeMap::new();
+        let mut warnings = Vec::new();
         for &h in horizons {
             let last_origin = fit_end_hour - i64::try_from(h).unwrap_or(i64::MAX);
             type PerAsset = (Vec<Vec<HarPoint>>, Vec<Vec<(f64, bool)>>);
@@ -110,7 +113,14 @@ impl BaselineSet {
                 })
                 .unzip();
             har.insert(h, Har::fit(h, &points.concat())?);
-            shortage.insert(h, ShortageLogistic::fit(h, &labelled.concat())?);
+            // Without a logistic map the shortage score still ranks (ROC and PR AUC); only the
+            // probability, and so the Brier score, is missing.
+            match ShortageLogistic::fit(h, &labelled.concat()) {
+                Ok(fit) => {
+                    shortage.insert(h, fit);
+                }
+                Err(e) => warnings.push(format!("{e}; no baseline shortage probability at {h}h")),
+            }
         }
         Ok(Self {
             ewma,
@@ -118,6 +128,7 @@ impl BaselineSet {
             garch_failures,
             har,
             shortage,
+            warnings,
         })
     }
 
@@ -169,7 +180,8 @@ impl BaselineSet {
                 har.horizons
                     .insert(h, variance(&|a, s| model.forecast(prepared[a].har_regressors(s))));
             }
-            if let Some(logistic) = self.shortage.get(&h) {
+            {
+                let logistic = self.shortage.get(&h);
                 let score: Vec<f64> = origins
                     .par_iter()
                     .map_init(Vec::new, |scratch, o| {
@@ -181,12 +193,9 @@ impl BaselineSet {
                     .collect();
                 let probability = score
                     .iter()
-                    .map(|&s| {
-                        if s.is_nan() {
-                            f64::NAN
-                        } else {
-                            logistic.probability(s)
-                        }
+                    .map(|&s| match logistic {
+                        Some(l) if !s.is_nan() => l.probability(s),
+                        _ => f64::NAN,
                     })
                     .collect();
                 baseline.horizons.insert(

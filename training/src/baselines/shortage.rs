@@ -90,14 +90,14 @@ impl ShortageLogistic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baselines::garch::tests::Normals;
+    use crate::synth::Rng;
 
     #[test]
     fn recovers_a_known_logistic() {
-        let mut z = Normals::new(5);
+        let mut z = Rng::new(5);
         let points: Vec<(f64, bool)> = (0..50_000)
             .map(|i| {
-                let x = z.next();
+                let x = z.normal();
                 let p = sigmoid(-1.5 + 2.0 * x);
                 // Stratified uniform from the index keeps the test deterministic.
                 let u = ((f64::from(i) * 0.618_033_988_749_895) % 1.0).abs();

@@ -14,7 +14,7 @@ use clap::Parser;
 use volcast_training::evaluate::{EvalConfig, evaluate, render::render};
 use volcast_training::forecast::HORIZONS;
 use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
-use volcast_training::time::{Bound, HOUR_MS, parse_time};
+use volcast_training::time::{Bound, HOUR_MS, hour_to_ms, parse_time};
 
 /// Score volatility, liquidity-shortage and liquidation-threshold forecasts the way SPEC says:
 /// baselines fitted on the fit period, every forecaster scored on the same daily origins.
@@ -35,6 +35,9 @@ struct Args {
     /// Last origin scored (RFC 3339, or YYYY-MM-DD for the whole day); default: end of data.
     #[arg(long)]
     eval_until: Option<String>,
+    /// Only these assets (comma-separated ids, e.g. BTCUSDT,ETHUSDT); default: every file found.
+    #[arg(long, value_delimiter = ',')]
+    assets: Option<Vec<String>>,
     /// Model artifact directory to score beside the baselines (the `model` column).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -55,7 +58,17 @@ struct Args {
     report: Option<PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -73,17 +86,13 @@ fn main() -> anyhow::Result<()> {
         Some(s) => parse_time(s, Bound::Start).context("--eval-from")?,
         None => fit_until_ms + HOUR_MS,
     };
-    let eval_until_ms = match &args.eval_until {
-        Some(s) => parse_time(s, Bound::End).context("--eval-until")?,
-        None => i64::MAX / 2,
-    };
     if args.model.is_some() {
         bail!(
             "--model: no model format exists yet in this build; run without --model to score the baselines"
         );
     }
 
-    let loaded = volcast_training::data::load_dirs(&args.data)?;
+    let loaded = volcast_training::data::load_assets(&args.data, args.assets.as_deref())?;
     if loaded.is_empty() {
         bail!(
             "no candle files (.csv, .csv.gz, .parquet) in {}",
@@ -99,6 +108,10 @@ fn main() -> anyhow::Result<()> {
     let load_s = started.elapsed().as_secs_f64();
     tracing::info!(assets = assets.len(), seconds = load_s, "loaded candles");
 
+    let eval_until_ms = match &args.eval_until {
+        Some(s) => parse_time(s, Bound::End).context("--eval-until")?,
+        None => hour_to_ms(assets.iter().map(|a| a.grid.last_hour()).max().unwrap_or(0)),
+    };
     let config = EvalConfig {
         fit_until_ms,
         eval_from_ms,

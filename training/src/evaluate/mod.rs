@@ -48,10 +48,10 @@ pub enum EvalError {
     #[error("invalid evaluation settings: {0}")]
     Config(String),
     /// A baseline could not be fitted.
-    #[error("fitting the baselines: {0}")]
+    #[error("fitting the baselines")]
     Fit(#[from] FitError),
     /// The model failed.
-    #[error("forecasting: {0}")]
+    #[error("forecasting")]
     Forecast(#[from] ForecastError),
 }
 
@@ -248,5 +248,6 @@ fn fits_report(assets: &[Asset], baselines: &BaselineSet, static_policy: &Static
         har: baselines.har.clone(),
         shortage_logistic: baselines.shortage.clone(),
         static_pooled_lt: static_policy.pooled,
+        warnings: baselines.warnings.clone(),
     }
 }

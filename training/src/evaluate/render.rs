@@ -92,6 +92,9 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
             .map_or_else(String::new, |m| format!(" Model: `{m}`."))
     );
 
+    for w in &report.fits.warnings {
+        let _ = writeln!(out, "> warning: {w}\n");
+    }
     let _ = writeln!(
         out,
         "## Volatility: pooled QLIKE on common points (lower is better)\n"

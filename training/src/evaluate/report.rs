@@ -98,6 +98,8 @@ pub struct FitsReport {
     pub shortage_logistic: BTreeMap<usize, ShortageLogistic>,
     /// Pooled static threshold (assets with few fit-period origins use it).
     pub static_pooled_lt: f64,
+    /// Fits that could not be made, and what is missing because of them.
+    pub warnings: Vec<String>,
 }
 
 /// Diebold-Mariano of the model against the best baseline.

@@ -188,7 +188,7 @@ fn score_shortage(
             let label = (*label)?;
             forecasts
                 .iter()
-                .all(|f| f.score[i].is_finite() && f.probability[i].is_finite())
+                .all(|f| f.score[i].is_finite())
                 .then(|| (i, label, forecasts.iter().map(|f| f.score[i]).collect()))
         })
         .collect();
@@ -207,7 +207,10 @@ fn score_shortage(
         if let Some(v) = average_precision(&scores, &y) {
             report.pr_auc.insert(name.to_owned(), v);
         }
-        if let Some(v) = brier(&probabilities, &y) {
+        // A forecaster without probabilities (a failed logistic fit) gets no Brier score.
+        if probabilities.iter().all(|p| p.is_finite())
+            && let Some(v) = brier(&probabilities, &y)
+        {
             report.brier.insert(name.to_owned(), v);
         }
     }
