@@ -1,1 +1,29 @@
-//! Holds no code: the end-to-end tests live in `tests/tests/`.
+//! Helpers shared by the end-to-end tests in `tests/tests/`: where the shared market data is,
+//! and a clean skip when it is absent.
+
+use std::path::PathBuf;
+
+/// `../shared/data/binance-spot-1h` beside the repository (or `$VOLCAST_SHARED_DATA`), when
+/// present. Tests that need it call this and return early on `None`, saying why.
+#[must_use]
+pub fn shared_hourly() -> Option<PathBuf> {
+    let dir = std::env::var_os("VOLCAST_SHARED_DATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/binance-spot-1h"),
+        PathBuf::from,
+    );
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipping: shared market data not found at {} (set VOLCAST_SHARED_DATA to its binance-spot-1h folder)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// The repository root.
+#[must_use]
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}

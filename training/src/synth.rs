@@ -80,6 +80,25 @@ impl Default for SynthConfig {
     }
 }
 
+impl SynthConfig {
+    /// Settings of asset `index` (1-based) in a generated panel: assets differ in level and
+    /// persistence of volatility and in liquidity. Asset i uses seed `seed + i`.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn panel_asset(index: u64, seed: u64, hours: usize, start_ms: i64) -> Self {
+        Self {
+            hours,
+            start_ms: start_ms.div_euclid(HOUR_MS) * HOUR_MS,
+            seed: seed + index,
+            omega: 1e-7 * index as f64,
+            alpha: 0.05 + 0.02 * (index % 3) as f64,
+            beta: 0.90 - 0.02 * (index % 3) as f64,
+            quote_volume: 2e7 / (index * index).max(1) as f64,
+            ..Self::default()
+        }
+    }
+}
+
 /// Generates candles: GARCH returns, a daily volatility cycle, highs and lows beyond the
 /// open-close range, volume that rises with the move and drifts through liquidity regimes with
 /// sudden drains, and occasional outages (absent rows).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use volcast_training::synth::{SynthConfig, generate, write_csv};
-use volcast_training::time::{Bound, HOUR_MS, parse_time};
+use volcast_training::time::{Bound, parse_time};
 
 /// Write synthetic hourly candles (one `.csv.gz` per asset, SPEC columns). Deterministic: the
 /// same flags give the same candles.
@@ -49,18 +49,7 @@ fn run() -> anyhow::Result<()> {
     let start_ms = parse_time(&args.start, Bound::Start).context("--start")?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     for i in 1..=args.assets {
-        #[allow(clippy::cast_precision_loss)]
-        let config = SynthConfig {
-            hours: args.hours,
-            start_ms: start_ms.div_euclid(HOUR_MS) * HOUR_MS,
-            seed: args.seed + i,
-            // Assets differ in level and persistence of volatility, and in liquidity.
-            omega: 1e-7 * i as f64,
-            alpha: 0.05 + 0.02 * (i % 3) as f64,
-            beta: 0.90 - 0.02 * (i % 3) as f64,
-            quote_volume: 2e7 / (i * i) as f64,
-            ..SynthConfig::default()
-        };
+        let config = SynthConfig::panel_asset(i, args.seed, args.hours, start_ms);
         let path = args.out.join(format!("SYNTH{i:02}.csv.gz"));
         write_csv(&path, &generate(&config)).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());

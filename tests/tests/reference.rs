@@ -1,0 +1,107 @@
+//! The baselines against SPEC's reference table, on all 129 shared assets: fit until
+//! 2020-12-31 23:00, daily origins in 2021. Skips when `../shared/data` is absent.
+
+use volcast_tests::shared_hourly;
+use volcast_training::data::load_assets;
+use volcast_training::evaluate::report::EvaluationReport;
+use volcast_training::evaluate::{EvalConfig, evaluate};
+use volcast_training::forecast::HORIZONS;
+use volcast_training::time::{Bound, parse_time};
+
+fn run(only: Option<&[String]>) -> Option<EvaluationReport> {
+    let dir = shared_hourly()?;
+    let loaded = load_assets(&[dir], only).unwrap();
+    let assets = volcast_training::to_panel(&loaded);
+    let config = EvalConfig {
+        fit_until_ms: parse_time("2020-12-31T23:00:00Z", Bound::End).unwrap(),
+        eval_from_ms: parse_time("2021-01-01", Bound::Start).unwrap(),
+        eval_until_ms: parse_time("2021-12-31", Bound::End).unwrap(),
+        horizons: HORIZONS.to_vec(),
+        alpha: 0.99,
+        tau: 4,
+        bonus: 0.05,
+    };
+    Some(evaluate(&assets, &config, None).unwrap())
+}
+
+/// SPEC's table: H, common points, EWMA, GARCH, HAR, base rate, ROC AUC, PR AUC, Brier.
+const REFERENCE: [(usize, usize, f64, f64, f64, f64, f64, f64, f64); 3] = [
+    (4, 41_265, 0.6839, 0.6464, 0.6282, 0.1588, 0.781, 0.421, 0.1138),
+    (24, 41_139, 0.4645, 0.4139, 0.3887, 0.0747, 0.929, 0.569, 0.0485),
+    (168, 40_826, 0.4844, 0.3275, 0.2746, 0.0874, 0.896, 0.463, 0.0599),
+];
+
+#[test]
+fn baselines_match_spec_reference_on_all_shared_assets() {
+    let Some(report) = run(None) else { return };
+    assert_eq!(report.data.assets, 129);
+    assert!(
+        (report.fits.ewma_lambda - 0.9634).abs() < 5e-4,
+        "lambda {}",
+        report.fits.ewma_lambda
+    );
+    for (h, points, ewma, garch, har, base, roc, pr, brier) in REFERENCE {
+        let r = &report.horizons[&h];
+        let within = |got: f64, want: f64, what: &str| {
+            assert!(
+                (got / want - 1.0).abs() <= 0.005,
+                "{h}h {what}: {got} vs reference {want}"
+            );
+        };
+        let off = (r.n_points as f64 / points as f64 - 1.0).abs();
+        assert!(off <= 0.005, "{h}h common points {} vs {points}", r.n_points);
+        within(r.qlike["ewma"], ewma, "EWMA QLIKE");
+        within(r.qlike["garch"], garch, "GARCH QLIKE");
+        within(r.qlike["har"], har, "HAR QLIKE");
+        let close = |got: f64, want: f64, what: &str| {
+            assert!(
+                (got - want).abs() <= 0.01,
+                "{h}h {what}: {got} vs reference {want}"
+            );
+        };
+        close(r.shortage.base_rate, base, "shortage base rate");
+        close(r.shortage.roc_auc["baseline"], roc, "ROC AUC");
+        close(r.shortage.pr_auc["baseline"], pr, "PR AUC");
+        close(r.shortage.brier["baseline"], brier, "Brier");
+    }
+    let policies = &report.risk.policies;
+    let close = |got: f64, want: f64, what: &str| {
+        assert!((got - want).abs() <= 0.01, "{what}: {got} vs reference {want}");
+    };
+    close(policies["static"].breach_rate, 0.0243, "static breach rate");
+    close(policies["static"].mean_lt, 0.8415, "static mean LT");
+    close(policies["garch"].breach_rate, 0.0627, "GARCH breach rate");
+    close(policies["garch"].mean_lt, 0.8811, "GARCH mean LT");
+}
+
+#[test]
+fn a_few_real_assets_end_to_end() {
+    let only: Vec<String> = ["BTCUSDT", "ETHUSDT", "DOGEUSDT", "SOLUSDT"]
+        .map(String::from)
+        .to_vec();
+    let Some(report) = run(Some(&only)) else { return };
+    assert_eq!(report.data.assets, 4);
+    let json = serde_json::to_value(&report).unwrap();
+    for h in ["4", "24", "168"] {
+        let hz = &json["horizons"][h];
+        assert!(hz["n_points"].as_u64().unwrap() > 1000, "{h}: {}", hz["n_points"]);
+        for name in ["ewma", "garch", "har"] {
+            let q = hz["qlike"][name].as_f64().unwrap();
+            assert!(q.is_finite() && q > 0.0 && q < 5.0, "{h} {name}: {q}");
+        }
+        assert!(hz["dm"].is_null(), "no model, no DM");
+        assert!(hz["shortage"]["base_rate"].as_f64().unwrap() > 0.0);
+        for metric in ["roc_auc", "pr_auc", "brier"] {
+            assert!(hz["shortage"][metric]["baseline"].is_number(), "{h} {metric}");
+        }
+        assert_eq!(hz["per_asset"].as_array().unwrap().len(), 4);
+    }
+    for name in ["static", "garch"] {
+        let p = &json["risk"]["policies"][name];
+        assert!(p["n"].as_u64().unwrap() > 1000);
+        assert!((0.0..0.2).contains(&p["breach_rate"].as_f64().unwrap()));
+        assert!((0.5..1.0).contains(&p["mean_lt"].as_f64().unwrap()));
+    }
+    // HAR beats EWMA at a week on real data, as everywhere in the literature.
+    assert!(report.horizons[&168].qlike["har"] < report.horizons[&168].qlike["ewma"]);
+}
