@@ -1,5 +1,7 @@
 //! The `evaluate` and `generate` binaries as a user runs them.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 
