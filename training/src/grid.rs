@@ -12,6 +12,8 @@ use crate::time::close_hour_of_open_ms;
 pub struct HourlyGrid {
     /// Close hour (hours since the Unix epoch) of slot 0.
     pub first_hour: i64,
+    /// Open price per slot; NaN where the candle is missing.
+    pub open: Vec<f64>,
     /// Close price per slot; NaN where the candle is missing.
     pub close: Vec<f64>,
     /// High price per slot; NaN where missing.
@@ -31,6 +33,7 @@ impl HourlyGrid {
         let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
             return Self {
                 first_hour: 0,
+                open: Vec::new(),
                 close: Vec::new(),
                 high: Vec::new(),
                 low: Vec::new(),
@@ -42,6 +45,7 @@ impl HourlyGrid {
         let len = usize::try_from(close_hour_of_open_ms(last.open_time) - first_hour + 1).unwrap_or(0);
         let mut grid = Self {
             first_hour,
+            open: vec![f64::NAN; len],
             close: vec![f64::NAN; len],
             high: vec![f64::NAN; len],
             low: vec![f64::NAN; len],
@@ -52,6 +56,7 @@ impl HourlyGrid {
             let Some(i) = grid.slot(close_hour_of_open_ms(c.open_time)) else {
                 continue;
             };
+            grid.open[i] = c.open;
             grid.close[i] = c.close;
             grid.high[i] = c.high;
             grid.low[i] = c.low;

@@ -5,19 +5,30 @@
 //! (default), so the server can depend on this crate with `default-features = false` and never
 //! pull the data stack in.
 
+#[cfg(feature = "model")]
+pub mod artifact;
 pub mod baselines;
 pub mod candles;
 #[cfg(feature = "data")]
 pub mod data;
+#[cfg(feature = "model")]
+pub mod device;
 pub mod evaluate;
+pub mod features;
 pub mod forecast;
 pub mod grid;
+#[cfg(feature = "model")]
+pub mod inference;
 pub mod metrics;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod panel;
 pub mod risk;
 pub mod synth;
 pub mod targets;
 pub mod time;
+#[cfg(feature = "model")]
+pub mod training;
 
 use grid::{Asset, HourlyGrid};
 

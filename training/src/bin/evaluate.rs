@@ -11,8 +11,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use volcast_training::device::DeviceChoice;
 use volcast_training::evaluate::{EvalConfig, evaluate, render::render};
-use volcast_training::forecast::HORIZONS;
+use volcast_training::forecast::{Forecaster, HORIZONS};
+use volcast_training::inference::LoadedModel;
 use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
 use volcast_training::time::{Bound, HOUR_MS, hour_to_ms, parse_time};
 
@@ -41,6 +43,9 @@ struct Args {
     /// Model artifact directory to score beside the baselines (the `model` column).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Device for the model's forward passes.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceChoice,
     /// Risk quantile level alpha for the liquidation-threshold backtest.
     #[arg(long, default_value_t = DEFAULT_ALPHA)]
     alpha: f64,
@@ -86,11 +91,13 @@ fn run() -> anyhow::Result<()> {
         Some(s) => parse_time(s, Bound::Start).context("--eval-from")?,
         None => fit_until_ms + HOUR_MS,
     };
-    if args.model.is_some() {
-        bail!(
-            "--model: no model format exists yet in this build; run without --model to score the baselines"
-        );
-    }
+    let model = match &args.model {
+        Some(path) => {
+            let selected = volcast_training::device::select(args.device)?;
+            Some(LoadedModel::load(path, &selected.device)?)
+        }
+        None => None,
+    };
 
     let loaded = volcast_training::data::load_assets(&args.data, args.assets.as_deref())?;
     if loaded.is_empty() {
@@ -121,7 +128,13 @@ fn run() -> anyhow::Result<()> {
         tau: args.tau,
         bonus: args.bonus,
     };
-    let mut report = evaluate(&assets, &config, None)?;
+    let mut report = evaluate(
+        &assets,
+        &config,
+        model
+            .as_ref()
+            .map(|m| (m as &dyn Forecaster, m.metadata.id.clone())),
+    )?;
     report.timings.insert("load_s".into(), load_s);
     report
         .timings

@@ -1,0 +1,298 @@
+//! Model artifacts: a directory with the weights (burnpack), the training config and a metadata
+//! file, named by a hash of its content. The contract between the trainer, `evaluate` and the
+//! server.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::baselines::har::Har;
+use crate::baselines::shortage::ShortageLogistic;
+use crate::features::{FEATURE_VERSION, FeatureSpec};
+
+/// Version of the artifact layout; loading refuses other versions.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Weights file name.
+pub const WEIGHTS: &str = "model.bpk";
+/// Training config file name.
+pub const CONFIG: &str = "config.json";
+/// Metadata file name.
+pub const METADATA: &str = "metadata.json";
+/// Pointer file naming the default artifact, inside the artifacts directory.
+pub const DEFAULT_POINTER: &str = "default";
+
+/// Mean and standard deviation per input, fitted on the training period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaler {
+    /// Static feature means.
+    pub static_mean: Vec<f32>,
+    /// Static feature standard deviations (never zero).
+    pub static_std: Vec<f32>,
+    /// Sequence channel means.
+    pub channel_mean: Vec<f32>,
+    /// Sequence channel standard deviations (never zero).
+    pub channel_std: Vec<f32>,
+}
+
+impl Scaler {
+    /// Standardises static features in place.
+    pub fn scale_static(&self, x: &mut [f32]) {
+        for (v, (m, s)) in x.iter_mut().zip(self.static_mean.iter().zip(&self.static_std)) {
+            *v = (*v - m) / s;
+        }
+    }
+
+    /// Standardises a `[window, channels]` sequence in place.
+    pub fn scale_sequence(&self, x: &mut [f32]) {
+        let c = self.channel_mean.len();
+        for row in x.chunks_exact_mut(c) {
+            for (v, (m, s)) in row
+                .iter_mut()
+                .zip(self.channel_mean.iter().zip(&self.channel_std))
+            {
+                *v = (*v - m) / s;
+            }
+        }
+    }
+}
+
+/// A data file the model was trained on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Path as given to the trainer.
+    pub path: String,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// Rows (candles).
+    pub rows: usize,
+    /// Open time of the first candle, RFC 3339.
+    pub first: String,
+    /// Open time of the last candle, RFC 3339.
+    pub last: String,
+}
+
+/// Pooled QLIKE and shortage scores at one horizon, model beside baselines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HorizonMetrics {
+    /// Points scored.
+    pub n_points: usize,
+    /// QLIKE per forecaster (`model`, `ewma`, `garch`, `har`).
+    pub qlike: BTreeMap<String, f64>,
+    /// Shortage ROC AUC per forecaster (`model`, `baseline`).
+    pub shortage_roc_auc: BTreeMap<String, f64>,
+    /// Quantile coverage per level (as text, e.g. "0.95").
+    pub coverage: BTreeMap<String, f64>,
+}
+
+/// Everything about an artifact except its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Content-derived id (also the directory name).
+    pub id: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// `volcast-training` version and git commit when known.
+    pub code_version: String,
+    /// Model inputs.
+    pub features: FeatureSpec,
+    /// Input scaler.
+    pub scaler: Scaler,
+    /// Horizons, hours, in output order.
+    pub horizons: Vec<usize>,
+    /// RV quantile levels, in output order.
+    pub quantile_levels: Vec<f64>,
+    /// Open time of the last candle fitting used, RFC 3339.
+    pub fit_until: String,
+    /// Training data.
+    pub data: Vec<DataFile>,
+    /// Early-stopping holdout metrics (last days of the fit period).
+    pub holdout: BTreeMap<usize, HorizonMetrics>,
+    /// Out-of-sample metrics after the fit period, when the training data had any.
+    pub validation: BTreeMap<usize, HorizonMetrics>,
+    /// Baselines fitted on the same period, for the server's side-by-side answers.
+    pub har: BTreeMap<usize, Har>,
+    /// Baseline shortage logistic maps.
+    pub shortage_logistic: BTreeMap<usize, ShortageLogistic>,
+    /// Device trained on.
+    pub device: String,
+    /// Training wall time, seconds.
+    pub training_seconds: f64,
+}
+
+/// Why an artifact could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// A file is missing or unreadable.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The artifact was made for another layout or feature set.
+    #[error("{path}: {message}")]
+    Incompatible {
+        /// The artifact directory.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> ArtifactError {
+    ArtifactError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// Reads and checks an artifact's metadata.
+///
+/// # Errors
+/// [`ArtifactError`] when missing, unreadable or incompatible with this build.
+pub fn read_metadata(dir: &Path) -> Result<Metadata, ArtifactError> {
+    let path = dir.join(METADATA);
+    let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+    let meta: Metadata =
+        serde_json::from_str(&text).map_err(|e| io(&path, format!("not valid metadata: {e}")))?;
+    let incompatible = |message: String| ArtifactError::Incompatible {
+        path: dir.to_owned(),
+        message,
+    };
+    if meta.schema_version != SCHEMA_VERSION {
+        return Err(incompatible(format!(
+            "artifact schema {} but this build reads {SCHEMA_VERSION}",
+            meta.schema_version
+        )));
+    }
+    if meta.features.version != FEATURE_VERSION {
+        return Err(incompatible(format!(
+            "features version {} but this build computes {FEATURE_VERSION}",
+            meta.features.version
+        )));
+    }
+    Ok(meta)
+}
+
+/// Resolves an artifact path: a directory with a metadata file, or an artifacts directory
+/// holding a `default` pointer.
+///
+/// # Errors
+/// [`ArtifactError::Io`] when neither.
+pub fn resolve(path: &Path) -> Result<PathBuf, ArtifactError> {
+    if path.join(METADATA).is_file() {
+        return Ok(path.to_owned());
+    }
+    let pointer = if path.file_name().is_some_and(|n| n == DEFAULT_POINTER) && path.is_file() {
+        path.to_owned()
+    } else {
+        path.join(DEFAULT_POINTER)
+    };
+    let id = std::fs::read_to_string(&pointer).map_err(|_| {
+        io(
+            path,
+            "not an artifact directory (no metadata.json) nor an artifacts directory with a `default` pointer",
+        )
+    })?;
+    let dir = pointer.parent().unwrap_or(Path::new(".")).join(id.trim());
+    if dir.join(METADATA).is_file() {
+        Ok(dir)
+    } else {
+        Err(io(
+            &pointer,
+            format!("names artifact `{}`, which does not exist", id.trim()),
+        ))
+    }
+}
+
+/// SHA-256 of a file, hex.
+///
+/// # Errors
+/// Any I/O error.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Content id of an artifact: the first 16 hex digits of SHA-256 over its weights, config and
+/// metadata (with the id field empty).
+#[must_use]
+pub fn content_id(weights: &[u8], config: &str, metadata_without_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(weights);
+    h.update(config.as_bytes());
+    h.update(metadata_without_id.as_bytes());
+    hex(&h.finalize())[..16].to_owned()
+}
+
+/// Hash of a whole artifact directory's files (weights, config, metadata), reported by the
+/// server with every answer.
+///
+/// # Errors
+/// [`ArtifactError::Io`] when a file is unreadable.
+pub fn artifact_hash(dir: &Path) -> Result<String, ArtifactError> {
+    let mut h = Sha256::new();
+    for name in [WEIGHTS, CONFIG, METADATA] {
+        let path = dir.join(name);
+        h.update(std::fs::read(&path).map_err(|e| io(&path, e))?);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+/// Writes an artifact into `out/<id>/` (through a temporary directory, so a crash never leaves a
+/// half-written artifact under its id) and returns its directory. `metadata.id` is filled in.
+///
+/// # Errors
+/// [`ArtifactError::Io`] on any write failure.
+pub fn save<C: Serialize>(
+    out: &Path,
+    model: crate::model::VolModel,
+    config: &C,
+    mut metadata: Metadata,
+) -> Result<PathBuf, ArtifactError> {
+    use burn::module::Module;
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let tmp = out.join(format!(".tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    let weights_path = tmp.join(WEIGHTS);
+    model.save_file(&weights_path).map_err(|e| io(&weights_path, e))?;
+    let weights = std::fs::read(&weights_path).map_err(|e| io(&weights_path, e))?;
+    let config_json = serde_json::to_string_pretty(config).map_err(|e| io(&tmp, e))?;
+    metadata.id = String::new();
+    let without_id = serde_json::to_string(&metadata).map_err(|e| io(&tmp, e))?;
+    metadata.id = content_id(&weights, &config_json, &without_id);
+    let meta_json = serde_json::to_string_pretty(&metadata).map_err(|e| io(&tmp, e))?;
+    std::fs::write(tmp.join(CONFIG), config_json).map_err(|e| io(&tmp.join(CONFIG), e))?;
+    std::fs::write(tmp.join(METADATA), meta_json).map_err(|e| io(&tmp.join(METADATA), e))?;
+    let dir = out.join(&metadata.id);
+    if dir.exists() {
+        // Same content, same id: the artifact is already there.
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    } else {
+        std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
+    }
+    Ok(dir)
+}
+
+/// Points `out/default` at artifact `id`.
+///
+/// # Errors
+/// [`ArtifactError::Io`] on a write failure.
+pub fn set_default(out: &Path, id: &str) -> Result<(), ArtifactError> {
+    let pointer = out.join(DEFAULT_POINTER);
+    let tmp = out.join(".default.tmp");
+    std::fs::write(&tmp, format!("{id}\n")).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &pointer).map_err(|e| io(&pointer, e))
+}

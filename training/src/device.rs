@@ -1,0 +1,71 @@
+//! Choosing where tensors live: one function, explicit about what it picked and why.
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// What the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "data", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// A hardware GPU through wgpu when one exists, else the CPU (with one log line).
+    Auto,
+    /// wgpu on whatever adapter exists (a software Vulkan adapter such as lavapipe included);
+    /// an error when none does.
+    Wgpu,
+    /// The CPU (burn's flex backend).
+    Cpu,
+}
+
+/// The device chosen and a description for logs and artifacts.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// The device.
+    pub device: Device,
+    /// `cpu (flex)` or `wgpu (<adapter kind>)`.
+    pub description: String,
+}
+
+/// No wgpu adapter could be initialised.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no wgpu adapter could be initialised ({0}); install GPU (or Mesa Vulkan) drivers, or use --device cpu"
+)]
+pub struct NoWgpu(String);
+
+/// Picks the device for `choice`.
+///
+/// # Errors
+/// [`NoWgpu`] when `choice` is [`DeviceChoice::Wgpu`] and no adapter initialises.
+pub fn select(choice: DeviceChoice) -> Result<Selected, NoWgpu> {
+    let cpu = || Selected {
+        device: Device::flex(),
+        description: "cpu (flex)".to_owned(),
+    };
+    match choice {
+        DeviceChoice::Cpu => Ok(cpu()),
+        DeviceChoice::Wgpu => Device::wgpu_options()
+            .init()
+            .map(|device| Selected {
+                device,
+                description: "wgpu (default adapter)".to_owned(),
+            })
+            .map_err(|e| NoWgpu(e.to_string())),
+        DeviceChoice::Auto => {
+            // Hardware adapters only: a software adapter is many times slower than flex.
+            for (kind, name) in [
+                (DeviceKind::DiscreteGpu(0), "discrete GPU"),
+                (DeviceKind::IntegratedGpu(0), "integrated GPU"),
+            ] {
+                if let Ok(device) = Device::wgpu_options().device_kind(kind).init() {
+                    return Ok(Selected {
+                        device,
+                        description: format!("wgpu ({name})"),
+                    });
+                }
+            }
+            tracing::info!("no hardware GPU adapter found through wgpu: using the CPU (flex backend)");
+            Ok(cpu())
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Loading an artifact and forecasting with it: the same feature code as training, the scaler
+//! and window from the artifact, batched forward passes.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use crate::artifact::{self, ArtifactError, CONFIG, Metadata, WEIGHTS};
+use crate::features::{AssetFeatures, MARKET_ASSET, Market, N_CHANNELS, N_STATIC};
+use crate::forecast::{
+    ForecastError, ForecastRequest, ForecastTable, Forecaster, HorizonForecasts, QuantileForecast,
+    ShortageForecast,
+};
+use crate::grid::Asset;
+use crate::model::VolModel;
+use crate::panel::PreparedAsset;
+use crate::training::TrainingConfig;
+
+/// Rows per forward pass when forecasting many origins.
+pub const BATCH: usize = 2048;
+
+/// One origin's scaled inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInput {
+    /// Standardised static features.
+    pub statics: [f32; N_STATIC],
+    /// Standardised `[window, channels]` sequence, row-major.
+    pub sequence: Vec<f32>,
+}
+
+/// One origin's forecasts, per horizon in the artifact's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Forecast variance of the horizon's summed log returns.
+    pub variance: Vec<f64>,
+    /// RV quantiles per horizon, one per level.
+    pub quantiles: Vec<Vec<f64>>,
+    /// Shortage probability per horizon.
+    pub shortage_probability: Vec<f64>,
+}
+
+/// An artifact ready to forecast.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The network, in inference mode.
+    pub model: VolModel,
+    /// Its metadata.
+    pub metadata: Metadata,
+    /// Its training config.
+    pub config: TrainingConfig,
+    /// The artifact directory.
+    pub dir: PathBuf,
+    /// SHA-256 over weights, config and metadata.
+    pub hash: String,
+    device: Device,
+}
+
+impl LoadedModel {
+    /// Loads an artifact directory (or the `default` pointer of an artifacts directory).
+    ///
+    /// # Errors
+    /// [`ArtifactError`] when files are missing, unreadable or do not fit this build's model.
+    pub fn load(path: &Path, device: &Device) -> Result<Self, ArtifactError> {
+        let dir = artifact::resolve(path)?;
+        let metadata = artifact::read_metadata(&dir)?;
+        let config_path = dir.join(CONFIG);
+        let text = std::fs::read_to_string(&config_path).map_err(|e| ArtifactError::Io {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+        let config: TrainingConfig = serde_json::from_str(&text).map_err(|e| ArtifactError::Io {
+            path: config_path,
+            message: format!("not a training config: {e}"),
+        })?;
+        let model = config
+            .model
+            .init(device)
+            .try_load_file(dir.join(WEIGHTS))
+            .map_err(|e| ArtifactError::Incompatible {
+                path: dir.clone(),
+                message: format!("weights do not fit the configured model: {e}"),
+            })?;
+        let hash = artifact::artifact_hash(&dir)?;
+        Ok(Self {
+            model,
+            metadata,
+            config,
+            dir,
+            hash,
+            device: device.clone(),
+        })
+    }
+
+    /// Hours of history in the sequence input.
+    #[must_use]
+    pub fn window(&self) -> usize {
+        self.metadata.features.window
+    }
+
+    /// Scaled inputs at `slot`, or None where the features do not exist (too little history).
+    #[must_use]
+    pub fn input_at(
+        &self,
+        features: &AssetFeatures,
+        slot: usize,
+        market: Option<&Market>,
+        scratch: &mut Vec<f64>,
+    ) -> Option<ModelInput> {
+        let mut statics = features.static_at(slot, market, scratch)?;
+        self.metadata.scaler.scale_static(&mut statics);
+        let mut sequence = vec![0.0; self.window() * N_CHANNELS];
+        features.sequence_at(slot, self.window(), &mut sequence);
+        self.metadata.scaler.scale_sequence(&mut sequence);
+        Some(ModelInput { statics, sequence })
+    }
+
+    /// Forecasts for a batch of inputs (any length; split into passes of [`BATCH`]).
+    #[must_use]
+    pub fn predict(&self, inputs: &[ModelInput]) -> Vec<Prediction> {
+        inputs
+            .chunks(BATCH)
+            .flat_map(|chunk| self.predict_chunk(chunk))
+            .collect()
+    }
+
+    fn predict_chunk(&self, inputs: &[ModelInput]) -> Vec<Prediction> {
+        let b = inputs.len();
+        if b == 0 {
+            return Vec::new();
+        }
+        let window = self.window();
+        let statics: Vec<f32> = inputs.iter().flat_map(|i| i.statics).collect();
+        let sequence: Vec<f32> = inputs.iter().flat_map(|i| i.sequence.iter().copied()).collect();
+        let statics = Tensor::<2>::from_data(TensorData::new(statics, [b, N_STATIC]), &self.device); // [batch, n_static]
+        let sequence =
+            Tensor::<3>::from_data(TensorData::new(sequence, [b, window, N_CHANNELS]), &self.device); // [batch, window, channels]
+        let out = self.model.forward(sequence, statics);
+        let h = self.metadata.horizons.len();
+        let k = self.metadata.quantile_levels.len();
+        let to_vec = |t: TensorData| t.try_to_vec::<f32>().unwrap_or_default();
+        let log_var = to_vec(out.log_variance.into_data());
+        let log_q = to_vec(out.log_quantiles.into_data());
+        let logit = to_vec(out.shortage_logit.into_data());
+        (0..b)
+            .map(|i| Prediction {
+                variance: (0..h).map(|j| f64::from(log_var[i * h + j]).exp()).collect(),
+                quantiles: (0..h)
+                    .map(|j| {
+                        (0..k)
+                            .map(|l| f64::from(log_q[(i * h + j) * k + l]).exp())
+                            .collect()
+                    })
+                    .collect(),
+                shortage_probability: (0..h)
+                    .map(|j| 1.0 / (1.0 + (-f64::from(logit[i * h + j])).exp()))
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// The market factor of a panel, when it holds the market asset.
+#[must_use]
+pub fn panel_market(assets: &[Asset]) -> Option<Market> {
+    assets.iter().find(|a| a.id == MARKET_ASSET).map(Market::new)
+}
+
+impl Forecaster for LoadedModel {
+    fn name(&self) -> &str {
+        "model"
+    }
+
+    fn forecast(&self, request: &ForecastRequest<'_>) -> Result<ForecastTable, ForecastError> {
+        let horizons = &self.metadata.horizons;
+        let missing: Vec<usize> = request
+            .horizons
+            .iter()
+            .filter(|h| !horizons.contains(h))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Err(ForecastError {
+                forecaster: self.metadata.id.clone(),
+                message: format!("the model does not forecast horizons {missing:?} (it has {horizons:?})"),
+            });
+        }
+        let market = panel_market(request.assets);
+        let features: Vec<AssetFeatures> = request
+            .assets
+            .par_iter()
+            .map(|a| AssetFeatures::new(a, &PreparedAsset::new(a, horizons)))
+            .collect();
+        let inputs: Vec<Option<ModelInput>> = request
+            .origins
+            .par_iter()
+            .map_init(Vec::new, |scratch, o| {
+                self.input_at(&features[o.asset], o.slot, market.as_ref(), scratch)
+            })
+            .collect();
+        let present: Vec<ModelInput> = inputs.iter().flatten().cloned().collect();
+        let mut predictions = self.predict(&present).into_iter();
+        let per_origin: Vec<Option<Prediction>> = inputs
+            .iter()
+            .map(|i| i.as_ref().and_then(|_| predictions.next()))
+            .collect();
+
+        let mut table = ForecastTable {
+            name: "model".into(),
+            ..ForecastTable::default()
+        };
+        for &h in request.horizons {
+            let j = horizons.iter().position(|&x| x == h).unwrap_or(0);
+            let pick = |f: &dyn Fn(&Prediction) -> f64| -> Vec<f64> {
+                per_origin
+                    .iter()
+                    .map(|p| p.as_ref().map_or(f64::NAN, f))
+                    .collect()
+            };
+            let probability = pick(&|p| p.shortage_probability[j]);
+            table.horizons.insert(
+                h,
+                HorizonForecasts {
+                    variance: pick(&|p| p.variance[j]),
+                    shortage: Some(ShortageForecast {
+                        score: probability.clone(),
+                        probability,
+                    }),
+                    quantiles: self
+                        .metadata
+                        .quantile_levels
+                        .iter()
+                        .enumerate()
+                        .map(|(l, &level)| QuantileForecast {
+                            level,
+                            values: pick(&|p| p.quantiles[j][l]),
+                        })
+                        .collect(),
+                },
+            );
+        }
+        Ok(table)
+    }
+}
