@@ -23,6 +23,8 @@ pub mod metrics;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod panel;
+#[cfg(all(feature = "data", feature = "model"))]
+pub mod pipeline;
 pub mod risk;
 pub mod synth;
 pub mod targets;

@@ -103,3 +103,58 @@ fn evaluate_explains_bad_input() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fit-until"));
 }
+
+#[test]
+fn train_resumes_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("candles");
+    generate(&data, 150);
+    let out = dir.path().join("artifacts");
+    let ckpt = dir.path().join("ckpt");
+    let args = [
+        "--data",
+        data.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--epochs",
+        "40",
+        "--holdout-days",
+        "15",
+        "--out",
+        out.to_str().unwrap(),
+        "--checkpoint-dir",
+        ckpt.to_str().unwrap(),
+        "--no-progress",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first checkpoint, then kill -9 in the middle of the next epoch.
+    let state = ckpt.join("state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !state.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(state.exists(), "no checkpoint within 2 minutes");
+    let before: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let epochs_before = before["history"].as_array().unwrap().len();
+    assert!(epochs_before >= 1);
+
+    let mut resumed: Vec<&str> = args.to_vec();
+    resumed.push("--resume");
+    let out_run = run(env!("CARGO_BIN_EXE_train"), &resumed);
+    let stderr = String::from_utf8_lossy(&out_run.stderr);
+    assert!(out_run.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
+    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let history = after["history"].as_array().unwrap();
+    assert!(history.len() > epochs_before, "resumed run trained further");
+    // The epochs before the kill are kept as they were.
+    assert_eq!(history[..epochs_before], before["history"].as_array().unwrap()[..]);
+    assert!(String::from_utf8_lossy(&out_run.stdout).contains("artifact"));
+}

@@ -1,0 +1,298 @@
+//! The whole training pipeline behind `train`: load data, train, fit the baselines on the same
+//! period, write the artifact, and score it out of sample when there is data after the fit period.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use crate::artifact::{self, DataFile, HorizonMetrics, Metadata};
+use crate::baselines::set::BaselineSet;
+use crate::candles::AssetCandles;
+use crate::data::{list_dir, load_assets};
+use crate::device::{DeviceChoice, select};
+use crate::evaluate::report::EvaluationReport;
+use crate::evaluate::{EvalConfig, evaluate};
+use crate::forecast::HORIZONS;
+use crate::inference::LoadedModel;
+use crate::panel::prepare;
+use crate::time::{HOUR_MS, close_hour_of_open_ms, format_ms, hour_to_ms};
+use crate::training::{RunOptions, TrainingConfig, feature_spec, train};
+
+/// What to train and where to put it.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Candle directories; empty means the defaults ([`default_dirs`]).
+    pub dirs: Vec<PathBuf>,
+    /// Open time (ms) of the last candle training may use; None: the end of the data.
+    pub fit_until_ms: Option<i64>,
+    /// Device choice.
+    pub device: DeviceChoice,
+    /// The run's config.
+    pub config: TrainingConfig,
+    /// Artifacts directory.
+    pub out: PathBuf,
+    /// Point `<out>/default` at the new artifact.
+    pub set_default: bool,
+    /// Checkpoint directory; None: `<out>/.checkpoints/<hash of settings>`.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the last checkpoint.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Stop after this many optimiser steps.
+    pub max_steps: Option<usize>,
+}
+
+/// What a pipeline run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The artifact directory.
+    pub dir: PathBuf,
+    /// Out-of-sample evaluation, when data after the fit period existed.
+    pub report: Option<EvaluationReport>,
+    /// Training rows.
+    pub train_rows: usize,
+    /// Training throughput, rows per second.
+    pub samples_per_second: f64,
+    /// Training seconds (all sessions of a resumed run).
+    pub training_seconds: f64,
+    /// Device used.
+    pub device: String,
+}
+
+/// The default data: `../shared/data/binance-spot-1h` when present, else `data/` and its
+/// subdirectories.
+///
+/// # Errors
+/// When neither holds candle files, with what to do about it.
+pub fn default_dirs() -> anyhow::Result<Vec<PathBuf>> {
+    let shared = PathBuf::from("../shared/data/binance-spot-1h");
+    if shared.is_dir() {
+        return Ok(vec![shared]);
+    }
+    let data = PathBuf::from("data");
+    let mut dirs = vec![data.clone()];
+    if let Ok(entries) = std::fs::read_dir(&data) {
+        let mut subs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        subs.sort();
+        dirs.extend(subs);
+    }
+    let has_candles = dirs.iter().any(|d| list_dir(d).is_ok_and(|f| !f.is_empty()));
+    if !has_candles {
+        bail!(
+            "no candle data found: ../shared/data/binance-spot-1h does not exist and data/ holds no .csv, .csv.gz or .parquet files. \
+             Pass --data DIR, or make sample data with `cargo run --release --bin generate -- --out data/sample`"
+        );
+    }
+    Ok(dirs)
+}
+
+fn data_files(dirs: &[PathBuf], loaded: &[AssetCandles]) -> anyhow::Result<Vec<DataFile>> {
+    let by_id: BTreeMap<&str, &AssetCandles> = loaded.iter().map(|a| (a.asset.as_str(), a)).collect();
+    let mut files = Vec::new();
+    for dir in dirs {
+        for (id, path) in list_dir(dir)? {
+            let Some(asset) = by_id.get(id.as_str()) else {
+                continue;
+            };
+            files.push(DataFile {
+                path: path.display().to_string(),
+                sha256: artifact::sha256_file(&path)
+                    .with_context(|| format!("hashing {}", path.display()))?,
+                rows: asset.candles.len(),
+                first: asset
+                    .candles
+                    .first()
+                    .map(|c| format_ms(c.open_time))
+                    .unwrap_or_default(),
+                last: asset
+                    .candles
+                    .last()
+                    .map(|c| format_ms(c.open_time))
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    Ok(files)
+}
+
+fn metrics_from(report: &EvaluationReport) -> BTreeMap<usize, HorizonMetrics> {
+    report
+        .horizons
+        .iter()
+        .map(|(&h, r)| {
+            let coverage = r
+                .calibration
+                .get("model")
+                .map(|levels| {
+                    levels
+                        .iter()
+                        .map(|l| (format!("{}", l.level), l.coverage))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                h,
+                HorizonMetrics {
+                    n_points: r.n_points,
+                    qlike: r.qlike.clone(),
+                    shortage_roc_auc: r.shortage.roc_auc.clone(),
+                    coverage,
+                },
+            )
+        })
+        .collect()
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Runs the pipeline.
+///
+/// # Errors
+/// Any failure to load, train, write or evaluate, with context.
+#[allow(clippy::too_many_lines)]
+pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
+    let dirs = if p.dirs.is_empty() { default_dirs()? } else { p.dirs.clone() };
+    let config = &p.config;
+    let selected = select(p.device)?;
+    tracing::info!(device = %selected.description, "device");
+
+    let loaded = load_assets(&dirs, None)?;
+    if loaded.is_empty() {
+        bail!(
+            "no candle files in {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let assets = crate::to_panel(&loaded);
+    let last_hour = assets.iter().map(|a| a.grid.last_hour()).max().unwrap_or(0);
+    let fit_until_ms = p
+        .fit_until_ms
+        .map_or_else(|| hour_to_ms(last_hour - 1), |ms| ms.div_euclid(HOUR_MS) * HOUR_MS);
+    let fit_end_hour = close_hour_of_open_ms(fit_until_ms);
+    tracing::info!(assets = assets.len(), fit_until = %format_ms(fit_until_ms), "data loaded");
+
+    let checkpoint_dir = p.checkpoint_dir.clone().unwrap_or_else(|| {
+        let key = artifact::content_id(
+            fit_until_ms.to_string().as_bytes(),
+            &serde_json::to_string(config).unwrap_or_default(),
+            &dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        p.out.join(".checkpoints").join(key)
+    });
+    let options = RunOptions {
+        checkpoint_dir: checkpoint_dir.clone(),
+        resume: p.resume,
+        progress: p.progress,
+        max_steps: p.max_steps,
+    };
+    let trained = train(&assets, config, fit_end_hour, &selected.device, &options)?;
+    let training_seconds = trained.state.seconds;
+    tracing::info!(
+        seconds = training_seconds,
+        samples_per_second = trained.samples_per_second,
+        best_epoch = trained.state.best_epoch + 1,
+        "trained"
+    );
+
+    // Baselines on the same fit period, for the server's side-by-side answers.
+    let prepared = prepare(&assets, &HORIZONS);
+    let baselines = BaselineSet::fit(&assets, &prepared, fit_end_hour, &HORIZONS)?;
+    let holdout = trained
+        .state
+        .history
+        .get(trained.state.best_epoch)
+        .map(|scores| {
+            HORIZONS
+                .iter()
+                .zip(scores)
+                .map(|(&h, &q)| {
+                    (
+                        h,
+                        HorizonMetrics {
+                            qlike: BTreeMap::from([("model".to_owned(), q)]),
+                            ..HorizonMetrics::default()
+                        },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let metadata = Metadata {
+        schema_version: artifact::SCHEMA_VERSION,
+        id: String::new(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        code_version: format!(
+            "volcast-training {}{}",
+            env!("CARGO_PKG_VERSION"),
+            git_commit().map(|c| format!(" ({c})")).unwrap_or_default()
+        ),
+        features: feature_spec(config),
+        scaler: trained.scaler.clone(),
+        horizons: HORIZONS.to_vec(),
+        quantile_levels: config.model.quantile_levels.clone(),
+        fit_until: format_ms(fit_until_ms),
+        data: data_files(&dirs, &loaded)?,
+        holdout,
+        validation: BTreeMap::new(),
+        har: baselines.har.clone(),
+        shortage_logistic: baselines.shortage.clone(),
+        device: selected.description.clone(),
+        training_seconds,
+    };
+    let dir = artifact::save(&p.out, trained.model, config, metadata)?;
+
+    // Out-of-sample scores on the data after the fit period, when there is any.
+    let mut report = None;
+    if last_hour > fit_end_hour + 24 * 30 {
+        let model = LoadedModel::load(&dir, &selected.device)?;
+        let eval = EvalConfig {
+            fit_until_ms,
+            eval_from_ms: fit_until_ms + HOUR_MS,
+            eval_until_ms: hour_to_ms(last_hour),
+            horizons: HORIZONS.to_vec(),
+            alpha: 0.99,
+            tau: 4,
+            bonus: 0.05,
+        };
+        let scored = evaluate(&assets, &eval, Some((&model, model.metadata.id.clone())))?;
+        let mut metadata = model.metadata.clone();
+        metadata.validation = metrics_from(&scored);
+        // The id covers the content at training time; validation scores are added after.
+        let path = dir.join(artifact::METADATA);
+        std::fs::write(&path, serde_json::to_string_pretty(&metadata)?).with_context(|| format!("writing {}", path.display()))?;
+        report = Some(scored);
+    }
+    if p.set_default {
+        let id = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        artifact::set_default(&p.out, &id)?;
+    }
+    Ok(Outcome {
+        dir,
+        report,
+        train_rows: trained.train_rows,
+        samples_per_second: trained.samples_per_second,
+        training_seconds,
+        device: selected.description,
+    })
+}

@@ -1,0 +1,145 @@
+//! The model end to end on generated data: train a few steps on the CPU and on wgpu, write an
+//! artifact, load it back, forecast, and refuse a mismatched one.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use volcast_training::artifact::{self, CONFIG};
+use volcast_training::device::{DeviceChoice, select};
+use volcast_training::evaluate::{EvalConfig, evaluate};
+use volcast_training::forecast::{Forecaster, HORIZONS};
+use volcast_training::inference::LoadedModel;
+use volcast_training::pipeline::{Pipeline, run};
+use volcast_training::synth::{SynthConfig, generate, write_csv};
+use volcast_training::time::{HOUR_MS, parse_time, Bound};
+use volcast_training::training::TrainingConfig;
+
+const START_MS: i64 = 1_577_836_800_000; // 2020-01-01
+
+fn generated(dir: &Path, days: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 1..=3 {
+        let candles = generate(&SynthConfig::panel_asset(i, 7, 24 * days, START_MS));
+        write_csv(&dir.join(format!("SYNTH{i:02}.csv")), &candles).unwrap();
+    }
+}
+
+fn small_config() -> TrainingConfig {
+    let mut c = TrainingConfig::default_run()
+        .with_window(32)
+        .with_batch_size(64)
+        .with_max_epochs(2)
+        .with_holdout_days(15)
+        .with_stride_hours(6);
+    c.model = c.model.with_channels(8).with_layers(3).with_hidden(16);
+    c
+}
+
+fn pipeline(data: &Path, out: &Path, device: DeviceChoice) -> Pipeline {
+    Pipeline {
+        dirs: vec![data.to_owned()],
+        fit_until_ms: Some(parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS),
+        device,
+        config: small_config(),
+        out: out.to_owned(),
+        set_default: true,
+        checkpoint_dir: None,
+        resume: false,
+        progress: false,
+        max_steps: None,
+    }
+}
+
+#[test]
+fn tiny_training_on_cpu_round_trips_through_an_artifact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data, 150);
+    let out = tmp.path().join("artifacts");
+    let outcome = run(&pipeline(&data, &out, DeviceChoice::Cpu)).unwrap();
+
+    // The pointer names the artifact; the id is the directory name.
+    let dir = artifact::resolve(&out).unwrap();
+    assert_eq!(dir, outcome.dir);
+    let model = LoadedModel::load(&out, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
+    assert_eq!(Some(model.metadata.id.as_str()), dir.file_name().and_then(|n| n.to_str()));
+    assert_eq!(model.metadata.horizons, HORIZONS.to_vec());
+    assert_eq!(model.metadata.data.len(), 3);
+    assert!(model.metadata.data.iter().all(|f| f.sha256.len() == 64));
+    assert_eq!(model.metadata.har.len(), 3, "baselines travel with the artifact");
+
+    // Out-of-sample scores exist (data runs past the fit period) and are stored.
+    let report = outcome.report.unwrap();
+    for h in HORIZONS {
+        let r = &report.horizons[&h];
+        assert!(r.n_points > 0);
+        let q = r.qlike["model"];
+        assert!(q.is_finite() && q > 0.0, "{h}h model QLIKE {q}");
+        assert_eq!(r.calibration["model"].len(), 4);
+        assert!(r.shortage.roc_auc.contains_key("model") || r.shortage.n_points == 0);
+        assert!(model.metadata.validation[&h].qlike.contains_key("har"));
+    }
+
+    // A second load forecasts the same numbers.
+    let again = LoadedModel::load(&dir, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
+    let loaded = volcast_training::data::load_dirs(std::slice::from_ref(&data)).unwrap();
+    let assets = volcast_training::to_panel(&loaded);
+    let config = EvalConfig {
+        fit_until_ms: parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS,
+        eval_from_ms: parse_time("2020-04-16", Bound::Start).unwrap(),
+        eval_until_ms: parse_time("2020-05-20", Bound::End).unwrap(),
+        horizons: HORIZONS.to_vec(),
+        alpha: 0.99,
+        tau: 4,
+        bonus: 0.05,
+    };
+    let a = evaluate(&assets, &config, Some((&model as &dyn Forecaster, "a".into()))).unwrap();
+    let b = evaluate(&assets, &config, Some((&again as &dyn Forecaster, "b".into()))).unwrap();
+    assert_eq!(a.horizons[&24].qlike["model"], b.horizons[&24].qlike["model"]);
+    assert_eq!(artifact::artifact_hash(&dir).unwrap(), model.hash);
+}
+
+#[test]
+fn mismatched_artifact_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data, 120);
+    let out = tmp.path().join("artifacts");
+    let mut p = pipeline(&data, &out, DeviceChoice::Cpu);
+    p.fit_until_ms = None;
+    p.max_steps = Some(2);
+    let outcome = run(&p).unwrap();
+    let device = select(DeviceChoice::Cpu).unwrap().device;
+    // Another architecture in the config: the weights no longer fit.
+    let path = outcome.dir.join(CONFIG);
+    let mut config: TrainingConfig = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config.model = config.model.with_channels(12);
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    let err = LoadedModel::load(&outcome.dir, &device).unwrap_err();
+    assert!(err.to_string().contains("do not fit"), "{err}");
+    // No artifact at all.
+    assert!(LoadedModel::load(&tmp.path().join("nothing"), &device).is_err());
+}
+
+#[test]
+fn a_few_training_steps_on_wgpu() {
+    let required = std::env::var_os("VOLCAST_REQUIRE_WGPU").is_some();
+    if let Err(e) = select(DeviceChoice::Wgpu) {
+        assert!(!required, "VOLCAST_REQUIRE_WGPU is set but {e}");
+        eprintln!("skipping: {e} (set VOLCAST_REQUIRE_WGPU=1 to make this a failure)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data, 120);
+    let out = tmp.path().join("artifacts");
+    let mut p = pipeline(&data, &out, DeviceChoice::Wgpu);
+    p.fit_until_ms = None;
+    p.max_steps = Some(3);
+    let outcome = run(&p).unwrap();
+    assert!(outcome.device.starts_with("wgpu"), "{}", outcome.device);
+    // Trained on wgpu, loads and forecasts on the CPU.
+    let model = LoadedModel::load(&outcome.dir, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
+    assert!(model.metadata.device.starts_with("wgpu"));
+}
