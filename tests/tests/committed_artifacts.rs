@@ -2,12 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use volcast_tests::repo_root;
 use volcast_training::artifact;
 use volcast_training::device::{DeviceChoice, select};
 use volcast_training::evaluate::{EvalConfig, evaluate};
 use volcast_training::forecast::{Forecaster, HORIZONS};
 use volcast_training::inference::LoadedModel;
-use volcast_tests::repo_root;
 
 #[test]
 fn committed_artifacts_load_and_forecast() {
@@ -21,7 +21,10 @@ fn committed_artifacts_load_and_forecast() {
         .collect();
     dirs.sort();
     assert!(dirs.contains(&default));
-    assert!(dirs.len() >= 2, "the validation and the default artifact are committed");
+    assert!(
+        dirs.len() >= 2,
+        "the validation and the default artifact are committed"
+    );
 
     let loaded = volcast_training::data::load_dirs(&[repo_root().join("data/sample")]).unwrap();
     let assets = volcast_training::to_panel(&loaded);
@@ -39,10 +42,19 @@ fn committed_artifacts_load_and_forecast() {
             tau: 4,
             bonus: 0.05,
         };
-        let report = evaluate(&assets, &config, Some((&model as &dyn Forecaster, model.metadata.id.clone()))).unwrap();
+        let report = evaluate(
+            &assets,
+            &config,
+            Some((&model as &dyn Forecaster, model.metadata.id.clone())),
+        )
+        .unwrap();
         for h in HORIZONS {
             let q = report.horizons[&h].qlike["model"];
-            assert!(q.is_finite() && q > 0.0 && q < 10.0, "{}: {h}h QLIKE {q}", dir.display());
+            assert!(
+                q.is_finite() && q > 0.0 && q < 10.0,
+                "{}: {h}h QLIKE {q}",
+                dir.display()
+            );
         }
     }
 }

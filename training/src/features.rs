@@ -47,6 +47,8 @@ pub const N_STATIC: usize = STATIC_NAMES.len();
 pub const HAR_FEATURES: [usize; 3] = [1, 2, 3];
 /// Index of the shortage score for horizons 4, 24, 168.
 pub const SHORTAGE_SCORE_FEATURES: [usize; 3] = [8, 9, 10];
+/// Static features that are levels (log variances, illiquidity) rather than ratios.
+pub const LEVEL_FEATURES: [usize; 10] = [0, 1, 2, 3, 4, 5, 6, 11, 16, 17];
 /// Index of the market-available flag.
 pub const MARKET_FLAG: usize = 18;
 

@@ -165,7 +165,11 @@ fn git_commit() -> Option<String> {
 /// Any failure to load, train, write or evaluate, with context.
 #[allow(clippy::too_many_lines)]
 pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
-    let dirs = if p.dirs.is_empty() { default_dirs()? } else { p.dirs.clone() };
+    let dirs = if p.dirs.is_empty() {
+        default_dirs()?
+    } else {
+        p.dirs.clone()
+    };
     let config = &p.config;
     let selected = select(p.device)?;
     tracing::info!(device = %selected.description, "device");
@@ -182,9 +186,10 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     }
     let assets = crate::to_panel(&loaded);
     let last_hour = assets.iter().map(|a| a.grid.last_hour()).max().unwrap_or(0);
-    let fit_until_ms = p
-        .fit_until_ms
-        .map_or_else(|| hour_to_ms(last_hour - 1), |ms| ms.div_euclid(HOUR_MS) * HOUR_MS);
+    let fit_until_ms = p.fit_until_ms.map_or_else(
+        || hour_to_ms(last_hour - 1),
+        |ms| ms.div_euclid(HOUR_MS) * HOUR_MS,
+    );
     let fit_end_hour = close_hour_of_open_ms(fit_until_ms);
     tracing::info!(assets = assets.len(), fit_until = %format_ms(fit_until_ms), "data loaded");
 
@@ -280,11 +285,16 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         metadata.validation = metrics_from(&scored);
         // The id covers the content at training time; validation scores are added after.
         let path = dir.join(artifact::METADATA);
-        std::fs::write(&path, serde_json::to_string_pretty(&metadata)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&metadata)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         report = Some(scored);
     }
     if p.set_default {
-        let id = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         artifact::set_default(&p.out, &id)?;
     }
     Ok(Outcome {

@@ -13,7 +13,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::Scaler;
-use crate::features::{AssetFeatures, FeatureSpec, MARKET_FLAG, Market, N_CHANNELS, N_STATIC};
+use crate::features::{
+    AssetFeatures, FeatureSpec, HAR_FEATURES, LEVEL_FEATURES, MARKET_FLAG, Market, N_CHANNELS, N_STATIC,
+};
 use crate::forecast::HORIZONS;
 use crate::grid::Asset;
 use crate::model::loss::{bce, pinball, qlike};
@@ -45,7 +47,7 @@ pub struct TrainingConfig {
     #[config(default = 3)]
     pub patience: usize,
     /// AdamW learning rate.
-    #[config(default = 1e-3)]
+    #[config(default = 3e-4)]
     pub learning_rate: f64,
     /// AdamW weight decay.
     #[config(default = 1e-4)]
@@ -63,6 +65,13 @@ pub struct TrainingConfig {
     /// requests without market data.
     #[config(default = 0.3)]
     pub market_dropout: f64,
+    /// Static features the linear log-variance skip starts from (least squares on these;
+    /// the others start at zero). Empty: all of them.
+    #[config(default = "Vec::new()")]
+    pub skip_features: Vec<usize>,
+    /// Keep the skip at its least-squares start, so the network learns only a correction.
+    #[config(default = false)]
+    pub freeze_skip: bool,
     /// Seed of initialisation and shuffling.
     #[config(default = 42)]
     pub seed: u64,
@@ -72,12 +81,12 @@ impl TrainingConfig {
     /// The default run: TCN encoder, SPEC's horizons, quantiles 0.05, 0.5, 0.95, 0.99.
     #[must_use]
     pub fn default_run() -> Self {
-        Self::new(VolModelConfig::new(
-            N_STATIC,
-            N_CHANNELS,
-            HORIZONS.len(),
-            vec![0.05, 0.5, 0.95, 0.99],
-        ))
+        Self::new(
+            VolModelConfig::new(N_STATIC, N_CHANNELS, HORIZONS.len(), vec![0.05, 0.5, 0.95, 0.99])
+                .with_trunk_excluded(LEVEL_FEATURES.to_vec()),
+        )
+        .with_skip_features(HAR_FEATURES.to_vec())
+        .with_freeze_skip(true)
     }
 }
 
@@ -263,7 +272,12 @@ pub fn fit_scaler(features: &PanelFeatures, train: &Samples, window: usize) -> S
 /// raised by `s^2 / 2` (so `exp` forecasts the mean, as SPEC's HAR does), and the quantiles of
 /// its residuals as starting quantile offsets.
 #[must_use]
-pub fn linear_start(train: &Samples, scaler: &Scaler, levels: &[f64]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn linear_start(
+    train: &Samples,
+    scaler: &Scaler,
+    levels: &[f64],
+    columns: &[usize],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let h = HORIZONS.len();
     let mut weight = vec![0f32; N_STATIC * h];
     let mut bias = vec![0f32; h];
@@ -277,11 +291,14 @@ pub fn linear_start(train: &Samples, scaler: &Scaler, levels: &[f64]) -> (Vec<f3
             .map(|(x, y)| {
                 let mut x = *x;
                 scaler.scale_static(&mut x);
-                (x.iter().map(|&v| f64::from(v)).collect(), f64::from(y[j]))
+                (
+                    columns.iter().map(|&c| f64::from(x[c])).collect(),
+                    f64::from(y[j]),
+                )
             })
             .collect();
         let n = rows.len();
-        let p = N_STATIC + 1;
+        let p = columns.len() + 1;
         let x = DMatrix::from_fn(n, p, |i, c| if c == 0 { 1.0 } else { rows[i].0[c - 1] });
         let y = DVector::from_iterator(n, rows.iter().map(|r| r.1));
         #[allow(clippy::cast_precision_loss)]
@@ -298,8 +315,8 @@ pub fn linear_start(train: &Samples, scaler: &Scaler, levels: &[f64]) -> (Vec<f3
         #[allow(clippy::cast_possible_truncation)]
         {
             bias[j] = (beta[0] + 0.5 * s2) as f32;
-            for c in 0..N_STATIC {
-                weight[c * h + j] = beta[c + 1] as f32;
+            for (k, &c) in columns.iter().enumerate() {
+                weight[c * h + j] = beta[k + 1] as f32;
             }
         }
         // Residuals relative to the mean-corrected forecast.
@@ -561,7 +578,12 @@ pub fn train(
     }
     let window = config.window;
     let scaler = fit_scaler(&features, &train_set, window);
-    let (w, b, qb) = linear_start(&train_set, &scaler, &config.model.quantile_levels);
+    let columns: Vec<usize> = if config.skip_features.is_empty() {
+        (0..N_STATIC).collect()
+    } else {
+        config.skip_features.clone()
+    };
+    let (w, b, qb) = linear_start(&train_set, &scaler, &config.model.quantile_levels, &columns);
 
     let dir = &options.checkpoint_dir;
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
@@ -574,6 +596,7 @@ pub fn train(
             .init(&autodiff)
             .with_variance_skip(w.clone(), b.clone(), &autodiff)
             .with_quantile_bias(qb.clone(), &autodiff)
+            .with_frozen_skip(config.freeze_skip)
     };
     let make_optim = || {
         AdamWConfig::new()
@@ -594,7 +617,8 @@ pub fn train(
         }
         let model = fresh()
             .try_load_file(dir.join(LAST))
-            .map_err(|e| ckpt_err(&dir.join(LAST), e))?;
+            .map_err(|e| ckpt_err(&dir.join(LAST), e))?
+            .with_frozen_skip(config.freeze_skip);
         let optim = make_optim()
             .load(dir.join(OPTIM))
             .map_err(|e| ckpt_err(&dir.join(OPTIM), e))?;

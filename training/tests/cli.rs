@@ -155,6 +155,9 @@ fn train_resumes_after_kill_9() {
     let history = after["history"].as_array().unwrap();
     assert!(history.len() > epochs_before, "resumed run trained further");
     // The epochs before the kill are kept as they were.
-    assert_eq!(history[..epochs_before], before["history"].as_array().unwrap()[..]);
+    assert_eq!(
+        history[..epochs_before],
+        before["history"].as_array().unwrap()[..]
+    );
     assert!(String::from_utf8_lossy(&out_run.stdout).contains("artifact"));
 }

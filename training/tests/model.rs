@@ -12,7 +12,7 @@ use volcast_training::forecast::{Forecaster, HORIZONS};
 use volcast_training::inference::LoadedModel;
 use volcast_training::pipeline::{Pipeline, run};
 use volcast_training::synth::{SynthConfig, generate, write_csv};
-use volcast_training::time::{HOUR_MS, parse_time, Bound};
+use volcast_training::time::{Bound, HOUR_MS, parse_time};
 use volcast_training::training::TrainingConfig;
 
 const START_MS: i64 = 1_577_836_800_000; // 2020-01-01
@@ -63,7 +63,10 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     let dir = artifact::resolve(&out).unwrap();
     assert_eq!(dir, outcome.dir);
     let model = LoadedModel::load(&out, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
-    assert_eq!(Some(model.metadata.id.as_str()), dir.file_name().and_then(|n| n.to_str()));
+    assert_eq!(
+        Some(model.metadata.id.as_str()),
+        dir.file_name().and_then(|n| n.to_str())
+    );
     assert_eq!(model.metadata.horizons, HORIZONS.to_vec());
     assert_eq!(model.metadata.data.len(), 3);
     assert!(model.metadata.data.iter().all(|f| f.sha256.len() == 64));

@@ -48,6 +48,10 @@ pub struct VolModelConfig {
     /// Width of the trunk joining sequence summary and static features.
     #[config(default = 64)]
     pub hidden: usize,
+    /// Static features hidden from the trunk (levels such as ln RV or illiquidity, which let a
+    /// network recognise assets and regimes instead of patterns); the linear skip still sees them.
+    #[config(default = "Vec::new()")]
+    pub trunk_excluded: Vec<usize>,
 }
 
 /// Causal dilated convolutions with residuals: `[batch, channels_in, time] -> [batch, channels]`
@@ -67,6 +71,8 @@ pub struct LstmEncoder {
 /// The model.
 #[derive(Module, Debug)]
 pub struct VolModel {
+    #[module(skip)]
+    trunk_mask: Vec<f32>,
     tcn: Option<Tcn>,
     lstm: Option<LstmEncoder>,
     trunk_in: Linear,
@@ -118,7 +124,18 @@ impl VolModelConfig {
         };
         let h = self.n_horizons;
         let k = self.quantile_levels.len();
+        #[allow(clippy::cast_precision_loss)]
+        let trunk_mask = (0..self.n_static)
+            .map(|i| {
+                if self.trunk_excluded.contains(&i) {
+                    0.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         VolModel {
+            trunk_mask,
             tcn,
             lstm,
             trunk_in: LinearConfig::new(summary + self.n_static, self.hidden).init(device),
@@ -172,7 +189,13 @@ impl VolModel {
             (None, Some(lstm)) => lstm.forward(sequence),
             (None, None) => unreachable!("a VolModel always has one encoder"),
         }; // [batch, channels]
-        let joined = Tensor::cat(vec![summary, statics.clone()], 1); // [batch, channels + n_static]
+        let n_static = self.trunk_mask.len();
+        let mask = Tensor::<1>::from_data(
+            TensorData::new(self.trunk_mask.clone(), [n_static]),
+            &statics.device(),
+        )
+        .reshape([1, n_static]); // [1, n_static]
+        let joined = Tensor::cat(vec![summary, statics.clone() * mask], 1); // [batch, channels + n_static]
         let z = gelu(self.trunk_out.forward(gelu(self.trunk_in.forward(joined)))); // [batch, hidden]
 
         let log_variance =
@@ -199,6 +222,15 @@ impl VolModel {
     #[must_use]
     pub fn with_variance_skip(mut self, weight: Vec<f32>, bias: Vec<f32>, device: &Device) -> Self {
         self.variance_skip = linear_from(weight, bias, device);
+        self
+    }
+
+    /// Stops gradients to the linear skip when `frozen`.
+    #[must_use]
+    pub fn with_frozen_skip(mut self, frozen: bool) -> Self {
+        if frozen {
+            self.variance_skip = self.variance_skip.no_grad();
+        }
         self
     }
 
