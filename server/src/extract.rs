@@ -58,6 +58,15 @@ fn is_json(req: &Request) -> bool {
 /// [`ApiError::InvalidValue`] or a `non_finite` [`ApiError::BadCandle`] for well-formed JSON
 /// that does not fit.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Fast path without path tracking; on failure, parse again to find the field.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::MalformedJson {
+            message: e.to_string(),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -103,8 +112,9 @@ fn classify(path: &str, e: &serde_json::Error) -> ApiError {
                 .strip_prefix("unknown field `")
                 .and_then(|rest| rest.split('`').next())
             {
+                // The path already ends at the unknown field.
                 ApiError::InvalidValue {
-                    field: join(path, name),
+                    field: if path.ends_with(name) { path.to_owned() } else { join(path, name) },
                     message,
                 }
             } else {
