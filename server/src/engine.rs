@@ -104,14 +104,14 @@ pub fn prepare(
     let prepared = PreparedAsset::new(&asset, info.horizons());
     let features = AssetFeatures::new(&asset, &prepared);
     let mut scratch = Vec::new();
-    let input = info
-        .input_at(&features, slot, &mut scratch)
-        .ok_or_else(|| ApiError::InsufficientHistory {
-            field: field.clone(),
-            message: "too many missing hours: the 720-hour realized variance needs 648 returns \
+    let input =
+        info.input_at(&features, slot, &mut scratch)
+            .ok_or_else(|| ApiError::InsufficientHistory {
+                field: field.clone(),
+                message: "too many missing hours: the 720-hour realized variance needs 648 returns \
                       (SPEC's 90% rule) before the last candle"
-                .into(),
-        })?;
+                    .into(),
+            })?;
     let regressors = prepared.har_regressors(slot);
     let har = info
         .horizons()

@@ -267,7 +267,10 @@ mod tests {
             problem: CandleProblem::HighBelowLow,
         }
         .body();
-        assert_eq!((b.error.as_str(), b.field.as_deref()), ("high_below_low", Some("candles[3].high")));
+        assert_eq!(
+            (b.error.as_str(), b.field.as_deref()),
+            ("high_below_low", Some("candles[3].high"))
+        );
     }
 
     #[test]

@@ -90,7 +90,11 @@ fn join(path: &str, field: &str) -> String {
 fn classify(path: &str, e: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     let message = e.to_string();
-    let field = if path == "." { String::new() } else { path.to_owned() };
+    let field = if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    };
     if message.starts_with("number out of range") {
         return ApiError::BadCandle {
             field,
@@ -114,7 +118,11 @@ fn classify(path: &str, e: &serde_json::Error) -> ApiError {
             {
                 // The path already ends at the unknown field.
                 ApiError::InvalidValue {
-                    field: if path.ends_with(name) { path.to_owned() } else { join(path, name) },
+                    field: if path.ends_with(name) {
+                        path.to_owned()
+                    } else {
+                        join(path, name)
+                    },
                     message,
                 }
             } else {

@@ -27,7 +27,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use config::Config;
@@ -86,16 +87,25 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(Extension(BodyLimit(settings.max_body_bytes)))
-        .layer(middleware::from_fn_with_state(Arc::clone(state.metrics()), metrics::track))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(state.metrics()),
+            metrics::track,
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req
-                .headers()
-                .get(&REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                // 5xx answers are logged by `ApiError` with their cause; a 503 while loading is no failure.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }
@@ -135,7 +145,8 @@ pub async fn run(
     let queue_config = queue_config(&config);
     let path = config.artifact.clone();
     tracing::info!(artifact = %path.display(), "loading model");
-    let loaded = tokio::task::spawn_blocking(move || model::load_and_warm(&path, queue_config.max_batch)).await;
+    let loaded =
+        tokio::task::spawn_blocking(move || model::load_and_warm(&path, queue_config.max_batch)).await;
     let (info, model) = match loaded {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => {

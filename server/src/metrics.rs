@@ -63,31 +63,48 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("volcast");
         let requests = Family::<RouteLabels, Counter>::default();
-        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let latency =
+            Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let queue_depth = Gauge::default();
         let queue_rejections = Counter::default();
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
         let inference_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
         let model_ready = Gauge::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by route",
             latency.clone(),
         );
-        registry.register("inference_queue_depth", "Jobs waiting for the model", queue_depth.clone());
+        registry.register(
+            "inference_queue_depth",
+            "Jobs waiting for the model",
+            queue_depth.clone(),
+        );
         registry.register(
             "inference_queue_rejections",
             "Requests refused because the queue was full",
             queue_rejections.clone(),
         );
-        registry.register("inference_batch_size", "Inputs per forward pass", batch_size.clone());
+        registry.register(
+            "inference_batch_size",
+            "Inputs per forward pass",
+            batch_size.clone(),
+        );
         registry.register(
             "inference_duration_seconds",
             "Seconds per forward pass",
             inference_seconds.clone(),
         );
-        registry.register("model_ready", "1 once the model is loaded and warm", model_ready.clone());
+        registry.register(
+            "model_ready",
+            "1 once the model is loaded and warm",
+            model_ready.clone(),
+        );
         Self {
             registry,
             requests,
@@ -136,7 +153,11 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         .observe(started.elapsed().as_secs_f64());
     metrics
         .requests
-        .get_or_create(&RouteLabels { method, route, status })
+        .get_or_create(&RouteLabels {
+            method,
+            route,
+            status,
+        })
         .inc();
     response
 }

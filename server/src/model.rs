@@ -84,7 +84,12 @@ impl ModelInfo {
     /// Scaled model inputs at `slot`, exactly as `LoadedModel::input_at` builds them without a
     /// market factor (the model was trained with market dropout); None without enough history.
     #[must_use]
-    pub fn input_at(&self, features: &AssetFeatures, slot: usize, scratch: &mut Vec<f64>) -> Option<ModelInput> {
+    pub fn input_at(
+        &self,
+        features: &AssetFeatures,
+        slot: usize,
+        scratch: &mut Vec<f64>,
+    ) -> Option<ModelInput> {
         let mut statics = features.static_at(slot, None, scratch)?;
         self.scaler().scale_static(&mut statics);
         let window = self.metadata.features.window;

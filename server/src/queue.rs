@@ -4,7 +4,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -121,10 +121,7 @@ fn worker(mut predictor: Box<dyn Predictor>, rx: &Receiver<Job>, config: QueueCo
                     if now >= deadline {
                         None
                     } else {
-                        match rx.recv_timeout(deadline - now) {
-                            Ok(job) => Some(job),
-                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                        }
+                        rx.recv_timeout(deadline - now).ok()
                     }
                 }
             };
@@ -160,7 +157,10 @@ fn run_batch(predictor: &mut dyn Predictor, mut jobs: Vec<Job>, size: usize, met
             }
         }
         Ok(predictions) => {
-            let message = format!("forward pass returned {} rows for {size} inputs", predictions.len());
+            let message = format!(
+                "forward pass returned {} rows for {size} inputs",
+                predictions.len()
+            );
             tracing::error!("{message}");
             for job in jobs {
                 let _ = job.reply.send(Err(message.clone()));

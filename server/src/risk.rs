@@ -280,7 +280,10 @@ mod tests {
     fn policy_by_hand() {
         let c = curve(0.0004, 0.002, 0.01);
         let p = policy(&c, &input(4.0), None, reflected_drawdown);
-        assert!((p.liquidation_bonus - 0.05).abs() < 1e-15, "slippage + margin < floor");
+        assert!(
+            (p.liquidation_bonus - 0.05).abs() < 1e-15,
+            "slippage + margin < floor"
+        );
         let lt = (1.0 - p.drawdown) / 1.05;
         assert!((p.liquidation_threshold - lt).abs() < 1e-12);
         assert!((p.max_ltv - (lt - p.drawdown_user)).abs() < 1e-12);

@@ -78,12 +78,21 @@ fn start(artifact: &Path) -> Server {
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    Server { child, base: format!("http://{addr}") }
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
 }
 
 fn candles(n: usize) -> Vec<Value> {
-    let c = generate(&SynthConfig { gap_rate: 0.0, ..SynthConfig::panel_asset(2, 11, n, START_MS) });
+    let c = generate(&SynthConfig {
+        gap_rate: 0.0,
+        ..SynthConfig::panel_asset(2, 11, n, START_MS)
+    });
     c.iter()
         .map(|c| {
             json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
@@ -106,11 +115,17 @@ async fn real_server_over_http() {
     let loaded = LoadedModel::load(&artifacts, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
     let info = ModelInfo::of(&loaded);
     let raw = generate(&SynthConfig::panel_asset(2, 11, 1000, START_MS));
-    let asset = Asset { id: "X".into(), grid: HourlyGrid::from_candles(&raw) };
+    let asset = Asset {
+        id: "X".into(),
+        grid: HourlyGrid::from_candles(&raw),
+    };
     let features = AssetFeatures::new(&asset, &PreparedAsset::new(&asset, &info.metadata.horizons));
     let slot = asset.grid.len() - 1;
     let mut scratch = Vec::new();
-    assert_eq!(info.input_at(&features, slot, &mut scratch), loaded.input_at(&features, slot, None, &mut scratch));
+    assert_eq!(
+        info.input_at(&features, slot, &mut scratch),
+        loaded.input_at(&features, slot, None, &mut scratch)
+    );
 
     let server = start(&artifacts);
     let client = reqwest::Client::new();
@@ -126,14 +141,25 @@ async fn real_server_over_http() {
     }
     let r = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let card: Value = client.get(format!("{base}/v1/model")).send().await.unwrap().json().await.unwrap();
+    let card: Value = client
+        .get(format!("{base}/v1/model"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(card["model"]["id"], info.metadata.id.as_str());
     assert_eq!(card["model"]["hash"], info.hash.as_str());
     let need = card["history_hours"].as_u64().unwrap() as usize;
     assert!(card["training_range"].is_array());
 
     let body = json!({"asset": "SYNTH02", "candles": candles(need)});
-    for route in ["/v1/forecast/volatility", "/v1/forecast/liquidity", "/v1/risk/parameters"] {
+    for route in [
+        "/v1/forecast/volatility",
+        "/v1/forecast/liquidity",
+        "/v1/risk/parameters",
+    ] {
         let (s, v) = post(&client, format!("{base}{route}"), &body).await;
         assert_eq!(s, 200, "{route}: {v}");
         assert_eq!(v["model"]["hash"], info.hash.as_str());
@@ -141,17 +167,45 @@ async fn real_server_over_http() {
     }
     let (_, v) = post(&client, format!("{base}/v1/risk/parameters"), &body).await;
     let p = &v["items"][0]["parameters"];
-    let (lt, lb) = (p["liquidation_threshold"].as_f64().unwrap(), p["liquidation_bonus"].as_f64().unwrap());
+    let (lt, lb) = (
+        p["liquidation_threshold"].as_f64().unwrap(),
+        p["liquidation_bonus"].as_f64().unwrap(),
+    );
     assert!(lt > 0.0 && lt * (1.0 + lb) <= 1.0 + 1e-12, "{v}");
     let short = json!({"asset": "SYNTH02", "candles": candles(need - 1)});
     let (s, v) = post(&client, format!("{base}/v1/risk/parameters"), &short).await;
     assert_eq!((s, v["error"].as_str()), (422, Some("too_few_candles")));
-    let (s, v) = post(&client, format!("{base}/v1/risk/parameters"), &json!({"items": [body.clone(), body.clone()], "alpha": 2})).await;
-    assert_eq!((s, v["error"].as_str(), v["field"].as_str()), (422, Some("out_of_range"), Some("alpha")));
-    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let (s, v) = post(
+        &client,
+        format!("{base}/v1/risk/parameters"),
+        &json!({"items": [body.clone(), body.clone()], "alpha": 2}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str(), v["field"].as_str()),
+        (422, Some("out_of_range"), Some("alpha"))
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("route=\"/v1/risk/parameters\""), "{metrics}");
-    assert_eq!(client.get(format!("{base}/docs/")).send().await.unwrap().status(), 200);
-    let spec: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        client.get(format!("{base}/docs/")).send().await.unwrap().status(),
+        200
+    );
+    let spec: Value = client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(spec["paths"]["/v1/forecast/liquidity"].is_object());
 
     // SIGTERM with a batch in flight: it completes, then the process exits 0.
@@ -163,7 +217,13 @@ async fn real_server_over_http() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     let mut server = server;
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let (s, v) = in_flight.await.unwrap();
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["items"].as_array().unwrap().len(), 32);

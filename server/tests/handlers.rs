@@ -35,7 +35,12 @@ async fn volatility_single_and_batch() {
     let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&batch)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["items"].as_array().unwrap().len(), 2);
-    let hs: Vec<i64> = v["items"][1]["horizons"].as_array().unwrap().iter().map(|h| h["horizon_hours"].as_i64().unwrap()).collect();
+    let hs: Vec<i64> = v["items"][1]["horizons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["horizon_hours"].as_i64().unwrap())
+        .collect();
     assert_eq!(hs, vec![168, 4]);
 }
 
@@ -72,7 +77,10 @@ async fn risk_parameters_keep_the_invariants_and_explain_themselves() {
     assert!((d["tau_effective_hours"].as_f64().unwrap() - 4.0 * 1.1).abs() < 1e-12);
     assert!((p["maintenance_margin"].as_f64().unwrap() - d["drawdown"].as_f64().unwrap()).abs() < 1e-15);
     assert!(d["har_reflection"]["liquidation_threshold"].as_f64().is_some());
-    assert!(d["har_plain_normal"]["drawdown"].as_f64().unwrap() < d["har_reflection"]["drawdown"].as_f64().unwrap());
+    assert!(
+        d["har_plain_normal"]["drawdown"].as_f64().unwrap()
+            < d["har_reflection"]["drawdown"].as_f64().unwrap()
+    );
     assert_eq!(d["forecasts"].as_array().unwrap().len(), 3);
 
     // A bounded change from a previous value.
@@ -120,43 +128,273 @@ async fn not_ready_until_the_model_is_set() {
     );
     let app = volcast_server::app(state);
     assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
-    assert_eq!(call(&app, "GET", "/readyz", None).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        call(&app, "GET", "/readyz", None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&single(N))).await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("model_not_ready")));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("model_not_ready"))
+    );
 }
 
 type Mutate = fn(&mut Value);
+type Case = (
+    &'static str,
+    &'static str,
+    Mutate,
+    u16,
+    &'static str,
+    Option<&'static str>,
+);
 
 /// The bad-input table: (case, route, change to a valid single body, status, code, field).
-fn cases() -> Vec<(&'static str, &'static str, Mutate, u16, &'static str, Option<&'static str>)> {
+fn cases() -> Vec<Case> {
     vec![
-        ("missing candles", "/v1/forecast/volatility", |b| { b.as_object_mut().unwrap().remove("candles"); }, 422, "missing_field", Some("candles")),
-        ("missing asset", "/v1/forecast/volatility", |b| { b.as_object_mut().unwrap().remove("asset"); }, 422, "missing_field", Some("asset")),
-        ("missing high", "/v1/forecast/volatility", |b| { b["candles"][17].as_object_mut().unwrap().remove("high"); }, 422, "missing_field", Some("candles[17].high")),
-        ("string price", "/v1/forecast/liquidity", |b| b["candles"][3]["close"] = json!("1.0"), 422, "invalid_value", Some("candles[3].close")),
-        ("zero price", "/v1/forecast/volatility", |b| b["candles"][9]["low"] = json!(0.0), 422, "non_positive_price", Some("candles[9].low")),
-        ("negative price", "/v1/risk/parameters", |b| b["candles"][9]["open"] = json!(-1.0), 422, "non_positive_price", Some("candles[9].open")),
-        ("high below low", "/v1/forecast/volatility", |b| { let low = b["candles"][17]["low"].as_f64().unwrap(); b["candles"][17]["high"] = json!(low * 0.5); }, 422, "high_below_low", Some("candles[17].high")),
-        ("close outside", "/v1/forecast/volatility", |b| { let h = b["candles"][2]["high"].as_f64().unwrap(); b["candles"][2]["close"] = json!(h * 2.0); }, 422, "close_outside_range", Some("candles[2].close")),
-        ("negative volume", "/v1/forecast/volatility", |b| b["candles"][4]["volume"] = json!(-1.0), 422, "negative_volume", Some("candles[4].volume")),
-        ("unsorted", "/v1/forecast/volatility", |b| { let c = b["candles"].as_array_mut().unwrap(); c.swap(10, 11); }, 422, "unsorted_timestamps", Some("candles[11].open_time")),
-        ("duplicate", "/v1/forecast/volatility", |b| { let t = b["candles"][10]["open_time"].clone(); b["candles"][11]["open_time"] = t; }, 422, "duplicate_timestamp", Some("candles[11].open_time")),
-        ("not on the hour", "/v1/forecast/volatility", |b| b["candles"][0]["open_time"] = json!(1_704_067_200_001_i64), 422, "not_on_the_hour", Some("candles[0].open_time")),
-        ("too few candles", "/v1/forecast/volatility", |b| { b["candles"].as_array_mut().unwrap().truncate(100); }, 422, "too_few_candles", Some("candles")),
-        ("unknown horizon", "/v1/forecast/volatility", |b| b["horizons"] = json!([4, 12]), 422, "unknown_horizon", Some("horizons[1]")),
-        ("empty horizons", "/v1/forecast/liquidity", |b| b["horizons"] = json!([]), 422, "invalid_value", Some("horizons")),
-        ("alpha one", "/v1/risk/parameters", |b| b["alpha"] = json!(1.0), 422, "out_of_range", Some("alpha")),
-        ("alpha zero", "/v1/risk/parameters", |b| b["alpha"] = json!(0.0), 422, "out_of_range", Some("alpha")),
-        ("tau zero", "/v1/risk/parameters", |b| b["tau_hours"] = json!(0), 422, "out_of_range", Some("tau_hours")),
-        ("negative sale", "/v1/forecast/liquidity", |b| b["sale_size_usd"] = json!(-5), 422, "out_of_range", Some("sale_size_usd")),
-        ("previous above one", "/v1/risk/parameters", |b| b["previous"] = json!({"liquidation_threshold": 1.5}), 422, "out_of_range", Some("previous.liquidation_threshold")),
-        ("unknown field", "/v1/risk/parameters", |b| b["alpah"] = json!(0.9), 422, "invalid_value", Some("alpah")),
-        ("both shapes", "/v1/forecast/volatility", |b| b["items"] = json!([]), 422, "invalid_shape", None),
-        ("neither shape", "/v1/forecast/volatility", |b| *b = json!({}), 422, "invalid_shape", None),
-        ("empty batch", "/v1/forecast/volatility", |b| *b = json!({"items": []}), 422, "empty_batch", Some("items")),
-        ("bad item in batch", "/v1/risk/parameters", |b| { let mut bad = b.clone(); bad["candles"][7]["high"] = json!(0.001); *b = json!({"items": [b.clone(), bad]}); }, 422, "high_below_low", Some("items[1].candles[7].high")),
-        ("empty asset", "/v1/forecast/volatility", |b| b["asset"] = json!(""), 422, "invalid_value", Some("asset")),
-        ("too many items", "/v1/forecast/volatility", |b| { let one = b.clone(); *b = json!({"items": vec![one; 65]}); }, 413, "batch_too_large", Some("items")),
+        (
+            "missing candles",
+            "/v1/forecast/volatility",
+            |b| {
+                b.as_object_mut().unwrap().remove("candles");
+            },
+            422,
+            "missing_field",
+            Some("candles"),
+        ),
+        (
+            "missing asset",
+            "/v1/forecast/volatility",
+            |b| {
+                b.as_object_mut().unwrap().remove("asset");
+            },
+            422,
+            "missing_field",
+            Some("asset"),
+        ),
+        (
+            "missing high",
+            "/v1/forecast/volatility",
+            |b| {
+                b["candles"][17].as_object_mut().unwrap().remove("high");
+            },
+            422,
+            "missing_field",
+            Some("candles[17].high"),
+        ),
+        (
+            "string price",
+            "/v1/forecast/liquidity",
+            |b| b["candles"][3]["close"] = json!("1.0"),
+            422,
+            "invalid_value",
+            Some("candles[3].close"),
+        ),
+        (
+            "zero price",
+            "/v1/forecast/volatility",
+            |b| b["candles"][9]["low"] = json!(0.0),
+            422,
+            "non_positive_price",
+            Some("candles[9].low"),
+        ),
+        (
+            "negative price",
+            "/v1/risk/parameters",
+            |b| b["candles"][9]["open"] = json!(-1.0),
+            422,
+            "non_positive_price",
+            Some("candles[9].open"),
+        ),
+        (
+            "high below low",
+            "/v1/forecast/volatility",
+            |b| {
+                let low = b["candles"][17]["low"].as_f64().unwrap();
+                b["candles"][17]["high"] = json!(low * 0.5);
+            },
+            422,
+            "high_below_low",
+            Some("candles[17].high"),
+        ),
+        (
+            "close outside",
+            "/v1/forecast/volatility",
+            |b| {
+                let h = b["candles"][2]["high"].as_f64().unwrap();
+                b["candles"][2]["close"] = json!(h * 2.0);
+            },
+            422,
+            "close_outside_range",
+            Some("candles[2].close"),
+        ),
+        (
+            "negative volume",
+            "/v1/forecast/volatility",
+            |b| b["candles"][4]["volume"] = json!(-1.0),
+            422,
+            "negative_volume",
+            Some("candles[4].volume"),
+        ),
+        (
+            "unsorted",
+            "/v1/forecast/volatility",
+            |b| {
+                let c = b["candles"].as_array_mut().unwrap();
+                c.swap(10, 11);
+            },
+            422,
+            "unsorted_timestamps",
+            Some("candles[11].open_time"),
+        ),
+        (
+            "duplicate",
+            "/v1/forecast/volatility",
+            |b| {
+                let t = b["candles"][10]["open_time"].clone();
+                b["candles"][11]["open_time"] = t;
+            },
+            422,
+            "duplicate_timestamp",
+            Some("candles[11].open_time"),
+        ),
+        (
+            "not on the hour",
+            "/v1/forecast/volatility",
+            |b| b["candles"][0]["open_time"] = json!(1_704_067_200_001_i64),
+            422,
+            "not_on_the_hour",
+            Some("candles[0].open_time"),
+        ),
+        (
+            "too few candles",
+            "/v1/forecast/volatility",
+            |b| {
+                b["candles"].as_array_mut().unwrap().truncate(100);
+            },
+            422,
+            "too_few_candles",
+            Some("candles"),
+        ),
+        (
+            "unknown horizon",
+            "/v1/forecast/volatility",
+            |b| b["horizons"] = json!([4, 12]),
+            422,
+            "unknown_horizon",
+            Some("horizons[1]"),
+        ),
+        (
+            "empty horizons",
+            "/v1/forecast/liquidity",
+            |b| b["horizons"] = json!([]),
+            422,
+            "invalid_value",
+            Some("horizons"),
+        ),
+        (
+            "alpha one",
+            "/v1/risk/parameters",
+            |b| b["alpha"] = json!(1.0),
+            422,
+            "out_of_range",
+            Some("alpha"),
+        ),
+        (
+            "alpha zero",
+            "/v1/risk/parameters",
+            |b| b["alpha"] = json!(0.0),
+            422,
+            "out_of_range",
+            Some("alpha"),
+        ),
+        (
+            "tau zero",
+            "/v1/risk/parameters",
+            |b| b["tau_hours"] = json!(0),
+            422,
+            "out_of_range",
+            Some("tau_hours"),
+        ),
+        (
+            "negative sale",
+            "/v1/forecast/liquidity",
+            |b| b["sale_size_usd"] = json!(-5),
+            422,
+            "out_of_range",
+            Some("sale_size_usd"),
+        ),
+        (
+            "previous above one",
+            "/v1/risk/parameters",
+            |b| b["previous"] = json!({"liquidation_threshold": 1.5}),
+            422,
+            "out_of_range",
+            Some("previous.liquidation_threshold"),
+        ),
+        (
+            "unknown field",
+            "/v1/risk/parameters",
+            |b| b["alpah"] = json!(0.9),
+            422,
+            "invalid_value",
+            Some("alpah"),
+        ),
+        (
+            "both shapes",
+            "/v1/forecast/volatility",
+            |b| b["items"] = json!([]),
+            422,
+            "invalid_shape",
+            None,
+        ),
+        (
+            "neither shape",
+            "/v1/forecast/volatility",
+            |b| *b = json!({}),
+            422,
+            "invalid_shape",
+            None,
+        ),
+        (
+            "empty batch",
+            "/v1/forecast/volatility",
+            |b| *b = json!({"items": []}),
+            422,
+            "empty_batch",
+            Some("items"),
+        ),
+        (
+            "bad item in batch",
+            "/v1/risk/parameters",
+            |b| {
+                let mut bad = b.clone();
+                bad["candles"][7]["high"] = json!(0.001);
+                *b = json!({"items": [b.clone(), bad]});
+            },
+            422,
+            "high_below_low",
+            Some("items[1].candles[7].high"),
+        ),
+        (
+            "empty asset",
+            "/v1/forecast/volatility",
+            |b| b["asset"] = json!(""),
+            422,
+            "invalid_value",
+            Some("asset"),
+        ),
+        (
+            "too many items",
+            "/v1/forecast/volatility",
+            |b| {
+                let one = b.clone();
+                *b = json!({"items": vec![one; 65]});
+            },
+            413,
+            "batch_too_large",
+            Some("items"),
+        ),
     ]
 }
 
@@ -173,7 +411,10 @@ async fn bad_input_table() {
         if let Some(f) = field {
             assert_eq!(v["field"], f, "{name}: {v}");
         }
-        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{name}: {v}"
+        );
     }
 }
 
@@ -192,19 +433,30 @@ async fn malformed_bodies_get_our_error_format() {
     let (s, v, _) = raw(&app, send("not json", Some("application/json"))).await;
     assert_eq!((s.as_u16(), v["error"].as_str()), (400, Some("malformed_json")));
     let (s, v, _) = raw(&app, send("{}", None)).await;
-    assert_eq!((s.as_u16(), v["error"].as_str()), (415, Some("unsupported_media_type")));
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
     let (s, v, _) = raw(&app, send("{}", Some("text/plain"))).await;
-    assert_eq!((s.as_u16(), v["error"].as_str()), (415, Some("unsupported_media_type")));
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
     let (s, v, _) = call(&app, "GET", "/v1/nope", None).await;
     assert_eq!((s.as_u16(), v["error"].as_str()), (404, Some("not_found")));
     let (s, v, _) = call(&app, "GET", "/v1/risk/parameters", None).await;
-    assert_eq!((s.as_u16(), v["error"].as_str()), (405, Some("method_not_allowed")));
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
 }
 
 #[tokio::test]
 async fn out_of_range_numbers_and_gappy_history() {
     let app = app();
-    let text = serde_json::to_string(&single(N)).unwrap().replacen("\"high\":", "\"high\":1e999,\"x\":", 1);
+    let text = serde_json::to_string(&single(N))
+        .unwrap()
+        .replacen("\"high\":", "\"high\":1e999,\"x\":", 1);
     let req = Request::builder()
         .method("POST")
         .uri("/v1/forecast/volatility")
@@ -212,13 +464,21 @@ async fn out_of_range_numbers_and_gappy_history() {
         .body(Body::from(text))
         .unwrap();
     let (s, v, _) = raw(&app, req).await;
-    assert_eq!((s.as_u16(), v["error"].as_str(), v["field"].as_str()), (422, Some("non_finite"), Some("candles[0].high")), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("non_finite"), Some("candles[0].high")),
+        "{v}"
+    );
 
     // Enough candles, but 100 missing hours inside the last 720: RV720 lacks its 648 returns.
     let mut body = single(1000);
     body["candles"].as_array_mut().unwrap().drain(850..950);
     let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
-    assert_eq!((s.as_u16(), v["error"].as_str(), v["field"].as_str()), (422, Some("insufficient_history"), Some("candles")), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("insufficient_history"), Some("candles")),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -227,12 +487,20 @@ async fn oversized_body_is_413() {
     c.max_body_bytes = 10_000;
     let app = app_with(&c, Duration::ZERO);
     let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&single(N))).await;
-    assert_eq!((s.as_u16(), v["error"].as_str()), (413, Some("payload_too_large")), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
     let mut c = config();
     c.max_candles = 500;
     let app = app_with(&c, Duration::ZERO);
     let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&single(N))).await;
-    assert_eq!((s.as_u16(), v["error"].as_str()), (413, Some("too_many_candles")), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (413, Some("too_many_candles")),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,7 +542,11 @@ async fn slow_model_times_out_with_503() {
 #[tokio::test]
 async fn request_id_is_kept_when_given() {
     let app = app();
-    let req = Request::builder().uri("/healthz").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
+    let req = Request::builder()
+        .uri("/healthz")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
     let (_, _, h) = raw(&app, req).await;
     assert_eq!(h["x-request-id"], "abc-123");
     assert_eq!(candles(3).len(), 3);

@@ -28,7 +28,12 @@ struct Args {
     #[arg(long, env = "VOLCAST_LOADTEST_CANDLES")]
     candles: Option<usize>,
     /// Concurrency levels, comma-separated.
-    #[arg(long, env = "VOLCAST_LOADTEST_CONCURRENCY", value_delimiter = ',', default_value = "1,16,64")]
+    #[arg(
+        long,
+        env = "VOLCAST_LOADTEST_CONCURRENCY",
+        value_delimiter = ',',
+        default_value = "1,16,64"
+    )]
     concurrency: Vec<usize>,
     /// Requests per level (the cap; `--max-seconds` may stop a level sooner).
     #[arg(long, env = "VOLCAST_LOADTEST_REQUESTS", default_value_t = 5000)]
@@ -53,7 +58,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let i = ((p * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1);
     sorted[i]
 }

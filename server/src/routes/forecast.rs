@@ -51,9 +51,12 @@ pub async fn volatility(
     let serving = state.serving()?;
     let info = &serving.info;
     let wanted = horizon_indices(info, body.horizons.as_deref())?;
-    let items = shape((body.asset, body.candles), body.items, state.settings().max_items, |asset, candles| {
-        AssetCandles { asset, candles }
-    })?;
+    let items = shape(
+        (body.asset, body.candles),
+        body.items,
+        state.settings().max_items,
+        |asset, candles| AssetCandles { asset, candles },
+    )?;
     let refs = items
         .iter()
         .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
@@ -123,9 +126,12 @@ pub async fn liquidity(
         "[0, 1e12]",
         |v| (0.0..=1e12).contains(&v),
     )?;
-    let items = shape((body.asset, body.candles), body.items, state.settings().max_items, |asset, candles| {
-        AssetCandles { asset, candles }
-    })?;
+    let items = shape(
+        (body.asset, body.candles),
+        body.items,
+        state.settings().max_items,
+        |asset, candles| AssetCandles { asset, candles },
+    )?;
     let refs = items
         .iter()
         .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))

@@ -13,9 +13,7 @@ use crate::engine::{Prepared, shape};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::model::ModelInfo;
-use crate::risk::{
-    self, Bound, PolicyInput, VarianceCurve, plain_normal_drawdown, reflected_drawdown,
-};
+use crate::risk::{self, Bound, PolicyInput, VarianceCurve, plain_normal_drawdown, reflected_drawdown};
 use crate::routes::{RISK_TAG, finite, forecast_items, param};
 use crate::state::AppState;
 
@@ -36,23 +34,48 @@ fn settings(body: &RiskRequest, state: &AppState) -> Result<Settings, ApiError> 
     let d = state.settings().defaults;
     let hours = |v| (1.0..=8760.0).contains(&v);
     Ok(Settings {
-        alpha: param(body.alpha, DEFAULT_ALPHA, "alpha", "(0, 1)", |v| v > 0.0 && v < 1.0)?,
-        tau: param(body.tau_hours, DEFAULT_TAU as f64, "tau_hours", "[1, 8760]", hours)?,
-        tau_user: param(body.tau_user_hours, DEFAULT_TAU_USER as f64, "tau_user_hours", "[1, 8760]", hours)?,
-        bonus: param(body.bonus, DEFAULT_BONUS, "bonus", "[0, 1)", |v| (0.0..1.0).contains(&v))?,
+        alpha: param(body.alpha, DEFAULT_ALPHA, "alpha", "(0, 1)", |v| {
+            v > 0.0 && v < 1.0
+        })?,
+        tau: param(
+            body.tau_hours,
+            DEFAULT_TAU as f64,
+            "tau_hours",
+            "[1, 8760]",
+            hours,
+        )?,
+        tau_user: param(
+            body.tau_user_hours,
+            DEFAULT_TAU_USER as f64,
+            "tau_user_hours",
+            "[1, 8760]",
+            hours,
+        )?,
+        bonus: param(body.bonus, DEFAULT_BONUS, "bonus", "[0, 1)", |v| {
+            (0.0..1.0).contains(&v)
+        })?,
         bonus_margin: param(body.bonus_margin, d.bonus_margin, "bonus_margin", "[0, 1)", |v| {
             (0.0..1.0).contains(&v)
         })?,
-        sale: param(body.sale_size_usd, d.sale_size_usd, "sale_size_usd", "[0, 1e12]", |v| {
-            (0.0..=1e12).contains(&v)
+        sale: param(
+            body.sale_size_usd,
+            d.sale_size_usd,
+            "sale_size_usd",
+            "[0, 1e12]",
+            |v| (0.0..=1e12).contains(&v),
+        )?,
+        max_step: param(body.max_step, d.max_step, "max_step", "[0, 1]", |v| {
+            (0.0..=1.0).contains(&v)
         })?,
-        max_step: param(body.max_step, d.max_step, "max_step", "[0, 1]", |v| (0.0..=1.0).contains(&v))?,
     })
 }
 
 fn check_previous(prefix: &str, previous: Option<&Previous>) -> Result<(), ApiError> {
     let Some(p) = previous else { return Ok(()) };
-    for (name, value) in [("liquidation_threshold", p.liquidation_threshold), ("max_ltv", p.max_ltv)] {
+    for (name, value) in [
+        ("liquidation_threshold", p.liquidation_threshold),
+        ("max_ltv", p.max_ltv),
+    ] {
         if let Some(v) = value {
             param(Some(v), 0.0, &format!("{prefix}previous.{name}"), "[0, 1]", |v| {
                 (0.0..=1.0).contains(&v)
@@ -90,13 +113,16 @@ pub async fn parameters(
         ));
     }
     let previous = body.previous;
-    let items = shape((body.asset, body.candles), body.items, state.settings().max_items, |asset, candles| {
-        RiskItem {
+    let items = shape(
+        (body.asset, body.candles),
+        body.items,
+        state.settings().max_items,
+        |asset, candles| RiskItem {
             asset,
             candles,
             previous,
-        }
-    })?;
+        },
+    )?;
     for (prefix, item) in &items {
         check_previous(prefix, item.previous.as_ref())?;
     }
@@ -123,7 +149,13 @@ fn curve(horizons: &[usize], variances: &[f64]) -> VarianceCurve {
     VarianceCurve { points }
 }
 
-fn recommend(info: &ModelInfo, s: &Settings, prep: Prepared, pred: &Prediction, previous: Option<Previous>) -> AssetRisk {
+fn recommend(
+    info: &ModelInfo,
+    s: &Settings,
+    prep: Prepared,
+    pred: &Prediction,
+    previous: Option<Previous>,
+) -> AssetRisk {
     let horizons = info.horizons();
     let mut sorted = horizons.to_vec();
     sorted.sort_unstable();

@@ -56,12 +56,30 @@ pub fn info() -> ModelInfo {
         .iter()
         .map(|&h| {
             let coef = [(h as f64 / 24.0).ln(), 1.0, 0.0, 0.0];
-            (h, Har { horizon: h, coef, residual_variance: 0.1, n: 100 })
+            (
+                h,
+                Har {
+                    horizon: h,
+                    coef,
+                    residual_variance: 0.1,
+                    n: 100,
+                },
+            )
         })
         .collect();
     let shortage_logistic = horizons
         .iter()
-        .map(|&h| (h, ShortageLogistic { horizon: h, intercept: -2.0, slope: 1.0, n: 100 }))
+        .map(|&h| {
+            (
+                h,
+                ShortageLogistic {
+                    horizon: h,
+                    intercept: -2.0,
+                    slope: 1.0,
+                    n: 100,
+                },
+            )
+        })
         .collect();
     ModelInfo {
         metadata: Metadata {
@@ -99,9 +117,16 @@ pub fn config() -> Config {
 pub fn app_with(config: &Config, delay: Duration) -> Router {
     let metrics = Arc::new(Metrics::new());
     let state = AppState::new(Settings::from_config(config), Arc::clone(&metrics));
-    let (queue, _worker) =
-        BatchQueue::start(Box::new(Fake { delay }), volcast_server::queue_config(config), metrics).unwrap();
-    state.set_serving(Serving { info: Arc::new(info()), queue });
+    let (queue, _worker) = BatchQueue::start(
+        Box::new(Fake { delay }),
+        volcast_server::queue_config(config),
+        metrics,
+    )
+    .unwrap();
+    state.set_serving(Serving {
+        info: Arc::new(info()),
+        queue,
+    });
     volcast_server::app(state)
 }
 
@@ -111,7 +136,10 @@ pub fn app() -> Router {
 
 /// `n` clean hourly candles as JSON values.
 pub fn candles(n: usize) -> Vec<Value> {
-    let c = generate(&SynthConfig { gap_rate: 0.0, ..SynthConfig::panel_asset(1, 7, n, START_MS) });
+    let c = generate(&SynthConfig {
+        gap_rate: 0.0,
+        ..SynthConfig::panel_asset(1, 7, n, START_MS)
+    });
     c.iter()
         .map(|c| {
             json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
@@ -124,7 +152,12 @@ pub fn single(n: usize) -> Value {
     json!({"asset": "SYNTH01", "candles": candles(n)})
 }
 
-pub async fn call(app: &Router, method: &str, uri: &str, body: Option<&Value>) -> (StatusCode, Value, axum::http::HeaderMap) {
+pub async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
     let req = Request::builder().method(method).uri(uri);
     let req = match body {
         Some(b) => req
@@ -141,6 +174,7 @@ pub async fn raw(app: &Router, req: Request<Body>) -> (StatusCode, Value, axum::
     let status = res.status();
     let headers = res.headers().clone();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, value, headers)
 }
