@@ -24,8 +24,9 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_MAX_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_batch: u32,
 
-    /// Longest time, in microseconds, the queue waits for more requests before a forward pass.
-    #[arg(long, env = "VOLCAST_MAX_WAIT_US", default_value_t = 1000)]
+    /// Longest time, in microseconds, the queue waits for more requests before a forward pass
+    /// (0: batch only what is already waiting, which under load is plenty).
+    #[arg(long, env = "VOLCAST_MAX_WAIT_US", default_value_t = 0)]
     pub max_wait_us: u64,
 
     /// Requests the inference queue holds before answering 429.
