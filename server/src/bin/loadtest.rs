@@ -1,0 +1,218 @@
+//! `loadtest`: throughput and p50/p99 latency of single-asset `POST /v1/risk/parameters`
+//! requests against a running server on the loopback interface, at several concurrencies.
+//!
+//! Bounded: at most `--requests` requests and `--max-seconds` per concurrency level, and only to
+//! 127.0.0.1 / localhost. The body (generated candles, deterministic) is built once and reused.
+//!
+//! ```sh
+//! cargo run --release --bin server -- --artifact /tmp/volcast-art &
+//! cargo run --release --bin loadtest -- --url http://127.0.0.1:8080 --concurrency 1,16,64
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use volcast_server::dto::{CandleDto, RiskRequest};
+use volcast_training::synth::{SynthConfig, generate};
+
+/// Load test of the risk route.
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", about)]
+struct Args {
+    /// Server base URL; must be on 127.0.0.1 or localhost.
+    #[arg(long, env = "VOLCAST_LOADTEST_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Candles per request (default: the model's `history_hours`, at least 720).
+    #[arg(long, env = "VOLCAST_LOADTEST_CANDLES")]
+    candles: Option<usize>,
+    /// Concurrency levels, comma-separated.
+    #[arg(
+        long,
+        env = "VOLCAST_LOADTEST_CONCURRENCY",
+        value_delimiter = ',',
+        default_value = "1,16,64"
+    )]
+    concurrency: Vec<usize>,
+    /// Requests per level (the cap; `--max-seconds` may stop a level sooner).
+    #[arg(long, env = "VOLCAST_LOADTEST_REQUESTS", default_value_t = 5000)]
+    requests: usize,
+    /// Longest run per level, seconds.
+    #[arg(long, env = "VOLCAST_LOADTEST_MAX_SECONDS", default_value_t = 15)]
+    max_seconds: u64,
+    /// Warm-up requests per level, not counted.
+    #[arg(long, env = "VOLCAST_LOADTEST_WARMUP", default_value_t = 50)]
+    warmup: usize,
+}
+
+#[derive(Debug, Default)]
+struct Level {
+    latencies: Vec<Duration>,
+    errors: usize,
+    rejected: usize,
+    elapsed: Duration,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let i = ((p * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1);
+    sorted[i]
+}
+
+async fn level(client: &reqwest::Client, url: &str, body: &bytes_body::Body, args: &Args, c: usize) -> Level {
+    // Warm-up.
+    for _ in 0..args.warmup {
+        let _ = send(client, url, body).await;
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(c);
+    for _ in 0..c {
+        let (client, url, body, next) = (client.clone(), url.to_owned(), body.clone(), Arc::clone(&next));
+        let total = args.requests;
+        tasks.push(tokio::spawn(async move {
+            let mut out = Level::default();
+            while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
+                let t = Instant::now();
+                match send(&client, &url, &body).await {
+                    Ok(200) => out.latencies.push(t.elapsed()),
+                    Ok(429) => out.rejected += 1,
+                    _ => out.errors += 1,
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Level::default();
+    for t in tasks {
+        if let Ok(l) = t.await {
+            all.latencies.extend(l.latencies);
+            all.errors += l.errors;
+            all.rejected += l.rejected;
+        }
+    }
+    all.elapsed = started.elapsed();
+    all.latencies.sort_unstable();
+    all
+}
+
+mod bytes_body {
+    /// A request body shared by every request (cheap clones).
+    pub type Body = axum::body::Bytes;
+}
+
+async fn send(client: &reqwest::Client, url: &str, body: &bytes_body::Body) -> Result<u16, reqwest::Error> {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let _ = response.bytes().await?;
+    Ok(status)
+}
+
+fn loopback(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").unwrap_or("");
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    host == "127.0.0.1" || host == "localhost"
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let base = args.url.trim_end_matches('/').to_owned();
+    if !loopback(&base) {
+        eprintln!("loadtest: only http://127.0.0.1 or http://localhost targets are allowed");
+        return std::process::ExitCode::FAILURE;
+    }
+    let client = match reqwest::Client::builder().pool_max_idle_per_host(256).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let history = match client.get(format!("{base}/v1/model")).send().await {
+        Ok(r) => r
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["history_hours"].as_u64())
+            .and_then(|h| usize::try_from(h).ok()),
+        Err(e) => {
+            eprintln!("loadtest: cannot reach {base}/v1/model: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let n = args.candles.unwrap_or_else(|| history.unwrap_or(889).max(720));
+    let start_ms = 1_704_067_200_000; // 2024-01-01
+    let candles: Vec<CandleDto> = generate(&SynthConfig {
+        gap_rate: 0.0,
+        ..SynthConfig::panel_asset(1, 42, n, start_ms)
+    })
+    .into_iter()
+    .map(|c| CandleDto {
+        open_time: c.open_time,
+        open: c.open,
+        high: c.high,
+        low: c.low,
+        close: c.close,
+        volume: c.volume,
+        quote_volume: c.quote_volume,
+    })
+    .collect();
+    let request = RiskRequest {
+        asset: Some("SYNTH01".into()),
+        candles: Some(candles),
+        ..RiskRequest::default()
+    };
+    let body: bytes_body::Body = match serde_json::to_vec(&request) {
+        Ok(b) => bytes_body::Body::from(b),
+        Err(e) => {
+            eprintln!("loadtest: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let url = format!("{base}/v1/risk/parameters");
+    match send(&client, &url, &body).await {
+        Ok(200) => {}
+        other => {
+            eprintln!("loadtest: a first request did not answer 200: {other:?}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    println!(
+        "POST {url}: single asset, {n} candles ({} KiB body), up to {} requests or {} s per level",
+        body.len() / 1024,
+        args.requests,
+        args.max_seconds
+    );
+    println!("| concurrency | requests | req/s | p50 ms | p99 ms | 429 | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    for &c in &args.concurrency {
+        let l = level(&client, &url, &body, &args, c.max(1)).await;
+        let ok = l.latencies.len();
+        #[allow(clippy::cast_precision_loss)]
+        let rps = ok as f64 / l.elapsed.as_secs_f64().max(1e-9);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| {c} | {ok} | {rps:.0} | {:.2} | {:.2} | {} | {} |",
+            ms(percentile(&l.latencies, 0.5)),
+            ms(percentile(&l.latencies, 0.99)),
+            l.rejected,
+            l.errors
+        );
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,119 @@
+//! Server configuration: one clap struct, every option also an environment variable, each doc
+//! comment the `--help` text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The volcast forecasting and risk-parameter service.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "server", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on (HOST:PORT; port 0 picks a free one, printed at start).
+    #[arg(long, env = "VOLCAST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Model artifact: an artifact directory, or an artifacts directory whose `default` file
+    /// names one.
+    #[arg(long, env = "VOLCAST_ARTIFACT", default_value = "model-artifacts")]
+    pub artifact: PathBuf,
+
+    /// Most model inputs (assets) in one forward pass of the batching queue.
+    #[arg(long, env = "VOLCAST_MAX_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_batch: u32,
+
+    /// Longest time, in microseconds, the queue waits for more requests before a forward pass
+    /// (0: batch only what is already waiting, which under load is plenty).
+    #[arg(long, env = "VOLCAST_MAX_WAIT_US", default_value_t = 0)]
+    pub max_wait_us: u64,
+
+    /// Requests the inference queue holds before answering 429.
+    #[arg(long, env = "VOLCAST_QUEUE_CAPACITY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_capacity: u32,
+
+    /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
+    #[arg(long, env = "VOLCAST_RETRY_AFTER_S", default_value_t = 1)]
+    pub retry_after_s: u64,
+
+    /// Request timeout in milliseconds (answered 503 `timeout`).
+    #[arg(long, env = "VOLCAST_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// Largest request body in bytes (answered 413 `payload_too_large`).
+    #[arg(long, env = "VOLCAST_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most assets in one batch request (answered 413 `batch_too_large`).
+    #[arg(long, env = "VOLCAST_MAX_ITEMS", default_value_t = 64)]
+    pub max_items: usize,
+
+    /// Most candles per asset in a request (answered 413 `too_many_candles`); only the most
+    /// recent hours the model needs are used.
+    #[arg(long, env = "VOLCAST_MAX_CANDLES", default_value_t = 20_000)]
+    pub max_candles: usize,
+
+    /// Default sale size in USD for slippage, when a request gives none.
+    #[arg(long, env = "VOLCAST_SALE_SIZE_USD", default_value_t = 1_000_000.0)]
+    pub sale_size_usd: f64,
+
+    /// Default margin added to the expected slippage for the liquidation bonus.
+    #[arg(long, env = "VOLCAST_BONUS_MARGIN", default_value_t = 0.01)]
+    pub bonus_margin: f64,
+
+    /// Default maximum relative step from a previous value, when a request gives a previous
+    /// value but no `max_step`.
+    #[arg(long, env = "VOLCAST_MAX_STEP", default_value_t = 0.1)]
+    pub max_step: f64,
+
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
+    #[arg(long, env = "VOLCAST_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "VOLCAST_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+impl Config {
+    /// The defaults (and `VOLCAST_*` variables) with this artifact, for tests and embedding.
+    ///
+    /// # Errors
+    /// A `VOLCAST_*` variable that does not parse.
+    pub fn with_artifact(artifact: PathBuf) -> Result<Self, clap::Error> {
+        let mut c = Self::try_parse_from(["server"])?;
+        c.artifact = artifact;
+        Ok(c)
+    }
+
+    /// The request timeout.
+    #[must_use]
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The queue's longest wait.
+    #[must_use]
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_micros(self.max_wait_us)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_option_has_env_and_help() {
+        Config::command().debug_assert();
+        for arg in Config::command().get_arguments() {
+            if ["help", "version"].contains(&arg.get_id().as_str()) {
+                continue;
+            }
+            assert!(arg.get_env().is_some(), "{} has no env", arg.get_id());
+            assert!(arg.get_help().is_some(), "{} has no help", arg.get_id());
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! Request and response bodies of the `/v1` API, with their OpenAPI schemas.
+//!
+//! Every forecast and risk route takes one asset (`asset` + `candles`) or a batch (`items`), and
+//! always answers `items`, one per asset in request order, beside the model's id and hash.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use volcast_training::candles::Candle;
+
+/// One hourly candle, as in the data files (SPEC "Input data").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"open_time": 1_704_063_600_000_i64, "open": 42000.0, "high": 42150.5, "low": 41890.0, "close": 42100.0, "volume": 812.4, "quote_volume": 34_170_000.0}))]
+pub struct CandleDto {
+    /// Candle open time, Unix milliseconds UTC, on a whole hour.
+    pub open_time: i64,
+    /// First trade price (> 0).
+    pub open: f64,
+    /// Highest trade price (>= low).
+    pub high: f64,
+    /// Lowest trade price (> 0).
+    pub low: f64,
+    /// Last trade price, in [low, high].
+    pub close: f64,
+    /// Traded amount in the base asset (>= 0).
+    pub volume: f64,
+    /// Traded amount in USD(T) (>= 0).
+    pub quote_volume: f64,
+}
+
+impl From<CandleDto> for Candle {
+    fn from(c: CandleDto) -> Self {
+        Self {
+            open_time: c.open_time,
+            open: c.open,
+            high: c.high,
+            low: c.low,
+            close: c.close,
+            volume: c.volume,
+            quote_volume: c.quote_volume,
+        }
+    }
+}
+
+/// One asset and its recent hourly candles, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssetCandles {
+    /// Asset id, e.g. `BTCUSDT` (1 to 64 characters).
+    pub asset: String,
+    /// Hourly candles, oldest first; the last one's close is the forecast origin. At least the
+    /// model's `history_hours` candles (`GET /v1/model`; 889 for the shipped features).
+    pub candles: Vec<CandleDto>,
+}
+
+/// `POST /v1/forecast/volatility` and `/v1/forecast/liquidity`: one asset (`asset` and
+/// `candles`) or a batch (`items`), not both.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastRequest {
+    /// Single shape: the asset id.
+    pub asset: Option<String>,
+    /// Single shape: its candles, oldest first.
+    pub candles: Option<Vec<CandleDto>>,
+    /// Batch shape: several assets.
+    pub items: Option<Vec<AssetCandles>>,
+    /// Horizons wanted, hours (default: all the model serves, 4, 24 and 168).
+    pub horizons: Option<Vec<u64>>,
+    /// Liquidity only: sale size in USD for the expected slippage (default from the config,
+    /// 1,000,000).
+    pub sale_size_usd: Option<f64>,
+}
+
+/// The caller's current values, for a bounded change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Previous {
+    /// Current liquidation threshold, in [0, 1].
+    pub liquidation_threshold: Option<f64>,
+    /// Current max LTV, in [0, 1].
+    pub max_ltv: Option<f64>,
+}
+
+/// One asset of a batch risk request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RiskItem {
+    /// Asset id.
+    pub asset: String,
+    /// Hourly candles, oldest first (see [`AssetCandles`]).
+    pub candles: Vec<CandleDto>,
+    /// The caller's current values for this asset.
+    pub previous: Option<Previous>,
+}
+
+/// `POST /v1/risk/parameters`: one asset or a batch; the settings apply to every asset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskRequest {
+    /// Single shape: the asset id.
+    pub asset: Option<String>,
+    /// Single shape: its candles, oldest first.
+    pub candles: Option<Vec<CandleDto>>,
+    /// Single shape: the caller's current values.
+    pub previous: Option<Previous>,
+    /// Batch shape: several assets.
+    pub items: Option<Vec<RiskItem>>,
+    /// Quantile level of the drawdown, in (0, 1) (default 0.99).
+    pub alpha: Option<f64>,
+    /// Liquidation window, hours, in [1, 8760] (default 4).
+    pub tau_hours: Option<f64>,
+    /// User reaction window, hours, in [1, 8760] (default 24).
+    pub tau_user_hours: Option<f64>,
+    /// Floor of the liquidation bonus, in [0, 1) (default 0.05).
+    pub bonus: Option<f64>,
+    /// Margin over the expected slippage for the bonus, in [0, 1) (default from the config, 0.01).
+    pub bonus_margin: Option<f64>,
+    /// Size liquidated, USD, for the expected slippage (default from the config, 1,000,000).
+    pub sale_size_usd: Option<f64>,
+    /// Largest relative step from `previous`, in [0, 1] (default from the config, 0.1).
+    pub max_step: Option<f64>,
+}
+
+/// Which model answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModelRef {
+    /// Artifact id.
+    pub id: String,
+    /// SHA-256 over the artifact's weights, config and metadata.
+    pub hash: String,
+}
+
+/// A variance with its volatility and annualized volatility.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VarianceDto {
+    /// Variance of the summed hourly log returns over the horizon.
+    pub variance: f64,
+    /// `sqrt(variance)`.
+    pub volatility: f64,
+    /// `sqrt(variance * 8760 / H)`.
+    pub annualized_volatility: f64,
+}
+
+/// One quantile of realized variance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuantileDto {
+    /// Level in (0, 1).
+    pub level: f64,
+    /// RV quantile.
+    pub variance: f64,
+    /// Its square root.
+    pub volatility: f64,
+}
+
+/// One horizon of a volatility forecast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolatilityHorizon {
+    /// Horizon, hours.
+    pub horizon_hours: usize,
+    /// The model's forecast.
+    #[serde(flatten)]
+    pub model: VarianceDto,
+    /// RV quantiles.
+    pub quantiles: Vec<QuantileDto>,
+    /// The HAR-RV baseline's forecast on the same candles (null when a regressor is missing).
+    pub har: Option<VarianceDto>,
+}
+
+/// Volatility forecasts for one asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssetVolatility {
+    /// Asset id.
+    pub asset: String,
+    /// Forecast origin: close time of the last candle, RFC 3339.
+    pub origin: String,
+    /// Per horizon.
+    pub horizons: Vec<VolatilityHorizon>,
+}
+
+/// Answer of `POST /v1/forecast/volatility`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolatilityResponse {
+    /// The model that answered.
+    pub model: ModelRef,
+    /// One per asset, in request order.
+    pub items: Vec<AssetVolatility>,
+}
+
+/// One horizon of a liquidity forecast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LiquidityHorizon {
+    /// Horizon H, hours.
+    pub horizon_hours: usize,
+    /// Probability that M_H(t+H) exceeds twice its 30-day median (SPEC "Liquidity shortage").
+    pub shortage_probability: f64,
+    /// The baseline's probability (logistic map of M_H(t) / median), when computable.
+    pub baseline_shortage_probability: Option<f64>,
+    /// M_H(t): mean Amihud illiquidity (|r| per $1M traded) over the last H hours.
+    pub current_illiquidity: Option<f64>,
+    /// `M_H(t) (1 + p)`: a shortage doubles illiquidity.
+    pub expected_illiquidity: Option<f64>,
+    /// `expected_illiquidity * sale_size_usd / 1e6`: fraction of the price lost selling that size.
+    pub expected_slippage: Option<f64>,
+}
+
+/// Liquidity forecasts for one asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssetLiquidity {
+    /// Asset id.
+    pub asset: String,
+    /// Forecast origin, RFC 3339.
+    pub origin: String,
+    /// Sale size used for the slippage, USD.
+    pub sale_size_usd: f64,
+    /// Per horizon.
+    pub horizons: Vec<LiquidityHorizon>,
+}
+
+/// Answer of `POST /v1/forecast/liquidity`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LiquidityResponse {
+    /// The model that answered.
+    pub model: ModelRef,
+    /// One per asset, in request order.
+    pub items: Vec<AssetLiquidity>,
+}
+
+/// The recommended protocol parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RiskParameters {
+    /// LT, with `LT (1 + LB) <= 1`.
+    pub liquidation_threshold: f64,
+    /// Max LTV, in [0, LT].
+    pub max_ltv: f64,
+    /// LB.
+    pub liquidation_bonus: f64,
+    /// `D(alpha, tau_eff)`, in [0, 1].
+    pub maintenance_margin: f64,
+    /// `D(alpha, tau_user)`, in [0, 1].
+    pub initial_margin: f64,
+}
+
+/// What another drawdown model would recommend with the same bonus.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Comparison {
+    /// D(alpha, tau_eff) under that model.
+    pub drawdown: f64,
+    /// Its LT.
+    pub liquidation_threshold: f64,
+    /// Its max LTV.
+    pub max_ltv: f64,
+}
+
+/// The forecasts a recommendation used, per horizon.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ForecastUsed {
+    /// Horizon, hours.
+    pub horizon_hours: usize,
+    /// The model's variance.
+    pub variance: f64,
+    /// HAR's variance, when computable.
+    pub har_variance: Option<f64>,
+    /// The model's shortage probability.
+    pub shortage_probability: f64,
+}
+
+/// How a recommendation was derived.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Derivation {
+    /// Quantile level.
+    pub alpha: f64,
+    /// Requested liquidation window, hours.
+    pub tau_hours: f64,
+    /// `tau (1 + p)`, p the shortage probability at `liquidity_horizon_hours`.
+    pub tau_effective_hours: f64,
+    /// User reaction window, hours.
+    pub tau_user_hours: f64,
+    /// Horizon whose liquidity forecast was used: the shortest served `>= tau`.
+    pub liquidity_horizon_hours: usize,
+    /// Shortage probability at that horizon.
+    pub shortage_probability: f64,
+    /// Forecasts used.
+    pub forecasts: Vec<ForecastUsed>,
+    /// Model variance over `tau_effective_hours`.
+    pub variance_tau: f64,
+    /// Model variance over `tau_user_hours`.
+    pub variance_tau_user: f64,
+    /// `D(alpha, tau_eff) = 1 - exp(-z_{(1+alpha)/2} sqrt(V))` (running minimum, reflection).
+    pub drawdown: f64,
+    /// `D(alpha, tau_user)`.
+    pub drawdown_user: f64,
+    /// Sale size, USD.
+    pub sale_size_usd: f64,
+    /// Expected illiquidity at the liquidity horizon, when computable.
+    pub expected_illiquidity: Option<f64>,
+    /// Expected slippage of the sale, when computable.
+    pub expected_slippage: Option<f64>,
+    /// Bonus floor asked for.
+    pub bonus_floor: f64,
+    /// Margin over the slippage.
+    pub bonus_margin: f64,
+    /// LT and max LTV before any bounded change.
+    pub unbounded: RiskParameters,
+    /// The previous values given, if any.
+    pub previous: Option<Previous>,
+    /// Largest relative step applied.
+    pub max_step: Option<f64>,
+    /// Whether the step bound changed LT or max LTV.
+    pub step_limited: bool,
+    /// HAR variance, reflection drawdown (same rules as the model).
+    pub har_reflection: Option<Comparison>,
+    /// HAR variance, plain normal drawdown of the close (as SPEC's GARCH-normal policy; the
+    /// artifact carries no GARCH parameters).
+    pub har_plain_normal: Option<Comparison>,
+}
+
+/// Recommendation for one asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssetRisk {
+    /// Asset id.
+    pub asset: String,
+    /// Forecast origin, RFC 3339.
+    pub origin: String,
+    /// The parameters to set.
+    pub parameters: RiskParameters,
+    /// How they were derived.
+    pub derivation: Derivation,
+}
+
+/// Answer of `POST /v1/risk/parameters`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RiskResponse {
+    /// The model that answered.
+    pub model: ModelRef,
+    /// One per asset, in request order.
+    pub items: Vec<AssetRisk>,
+}
+
+/// Scores at one horizon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HorizonMetricsDto {
+    /// Points scored.
+    pub n_points: usize,
+    /// QLIKE per forecaster.
+    pub qlike: BTreeMap<String, f64>,
+    /// Shortage ROC AUC per forecaster.
+    pub shortage_roc_auc: BTreeMap<String, f64>,
+    /// Quantile coverage per level.
+    pub coverage: BTreeMap<String, f64>,
+}
+
+/// A training data file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DataFileDto {
+    /// Path as given to the trainer.
+    pub path: String,
+    /// SHA-256 of the file.
+    pub sha256: String,
+    /// Candles.
+    pub rows: usize,
+    /// First open time, RFC 3339.
+    pub first: String,
+    /// Last open time, RFC 3339.
+    pub last: String,
+}
+
+/// The model's inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeaturesDto {
+    /// Feature definitions version.
+    pub version: u32,
+    /// Static features.
+    pub static_names: Vec<String>,
+    /// Sequence channels.
+    pub channel_names: Vec<String>,
+    /// Hours in the sequence.
+    pub window_hours: usize,
+}
+
+/// Answer of `GET /v1/model`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelCard {
+    /// Id and hash.
+    pub model: ModelRef,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Code version that trained it.
+    pub code_version: String,
+    /// Horizons, hours.
+    pub horizons: Vec<usize>,
+    /// RV quantile levels.
+    pub quantile_levels: Vec<f64>,
+    /// Candles a request needs per asset (the origin and the hours before it).
+    pub history_hours: usize,
+    /// Open time of the last candle fitting used.
+    pub fit_until: String,
+    /// First and last training candle (open times, RFC 3339).
+    pub training_range: Option<[String; 2]>,
+    /// Training files.
+    pub training_data: Vec<DataFileDto>,
+    /// Early-stopping holdout metrics per horizon.
+    pub holdout: BTreeMap<String, HorizonMetricsDto>,
+    /// Out-of-sample validation metrics per horizon.
+    pub validation: BTreeMap<String, HorizonMetricsDto>,
+    /// Inputs.
+    pub features: FeaturesDto,
+    /// Device trained on.
+    pub device: String,
+}
+
+/// Answer of `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready` or `loading`.
+    pub status: String,
+    /// The model, once loaded.
+    pub model: Option<ModelRef>,
+}

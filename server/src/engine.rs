@@ -1,0 +1,228 @@
+//! From a request's candles to model inputs and baseline numbers: validation with SPEC's rules
+//! (naming the request field), the hourly grid, and the same feature code as the trainer.
+//!
+//! Pure and synchronous; the handlers run it before anything reaches the model, so bad input
+//! never does.
+
+use volcast_training::candles::{Candle, validate_candles};
+use volcast_training::features::AssetFeatures;
+use volcast_training::grid::{Asset, HourlyGrid};
+use volcast_training::inference::ModelInput;
+use volcast_training::panel::PreparedAsset;
+use volcast_training::time::{HOUR_MS, format_hour};
+
+use crate::dto::CandleDto;
+use crate::error::ApiError;
+use crate::model::ModelInfo;
+
+/// Longest asset id accepted.
+pub const MAX_ASSET_LEN: usize = 64;
+
+/// One asset ready for the model, with the baseline numbers computed on the same candles.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Asset id.
+    pub asset: String,
+    /// Close hour of the last candle (hours since the epoch).
+    pub origin_hour: i64,
+    /// The model's scaled inputs.
+    pub input: ModelInput,
+    /// HAR variance per served horizon (NaN when a regressor is missing).
+    pub har: Vec<f64>,
+    /// M_H(t) per served horizon (NaN when not computable).
+    pub illiquidity: Vec<f64>,
+    /// Baseline shortage probability per served horizon (NaN when not computable).
+    pub baseline_shortage: Vec<f64>,
+}
+
+impl Prepared {
+    /// The origin as RFC 3339.
+    #[must_use]
+    pub fn origin(&self) -> String {
+        format_hour(self.origin_hour)
+    }
+}
+
+/// Limits applied to each asset.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most candles per asset.
+    pub max_candles: usize,
+}
+
+/// Validates one asset's candles and builds its inputs. `prefix` is the JSON path of the item
+/// (`""` or `"items[3]."`), used in error fields.
+///
+/// # Errors
+/// The first problem found, as an [`ApiError`] naming the field.
+pub fn prepare(
+    info: &ModelInfo,
+    limits: Limits,
+    prefix: &str,
+    asset: String,
+    candles: &[CandleDto],
+) -> Result<Prepared, ApiError> {
+    if asset.is_empty() || asset.len() > MAX_ASSET_LEN || asset.chars().any(char::is_control) {
+        return Err(ApiError::InvalidValue {
+            field: format!("{prefix}asset"),
+            message: format!("an asset id has 1 to {MAX_ASSET_LEN} printable characters"),
+        });
+    }
+    let need = info.history_hours();
+    let field = format!("{prefix}candles");
+    if candles.len() > limits.max_candles {
+        return Err(ApiError::TooManyCandles {
+            field,
+            got: candles.len(),
+            max: limits.max_candles,
+        });
+    }
+    let candles: Vec<Candle> = candles.iter().map(|&c| c.into()).collect();
+    validate_candles(&candles).map_err(|e| ApiError::BadCandle {
+        field: format!("{field}[{}].{}", e.row, e.field),
+        value: e.value,
+        problem: e.problem,
+    })?;
+    if candles.len() < need {
+        return Err(ApiError::TooFewCandles {
+            field,
+            got: candles.len(),
+            need,
+        });
+    }
+    // Only the last `need` hours matter to the features at the origin: drop older candles so
+    // the work per request is bounded.
+    let last_open = candles.last().map_or(0, |c| c.open_time);
+    let span = i64::try_from(need).unwrap_or(i64::MAX).saturating_sub(1);
+    let from = last_open.saturating_sub(span.saturating_mul(HOUR_MS));
+    let start = candles.partition_point(|c| c.open_time < from);
+    let asset = Asset {
+        id: asset,
+        grid: HourlyGrid::from_candles(&candles[start..]),
+    };
+    let slot = asset.grid.len().saturating_sub(1);
+    let prepared = PreparedAsset::new(&asset, info.horizons());
+    let features = AssetFeatures::new(&asset, &prepared);
+    let mut scratch = Vec::new();
+    let input =
+        info.input_at(&features, slot, &mut scratch)
+            .ok_or_else(|| ApiError::InsufficientHistory {
+                field: field.clone(),
+                message: "too many missing hours: the 720-hour realized variance needs 648 returns \
+                      (SPEC's 90% rule) before the last candle"
+                    .into(),
+            })?;
+    let regressors = prepared.har_regressors(slot);
+    let har = info
+        .horizons()
+        .iter()
+        .map(|&h| info.har(h).map_or(f64::NAN, |m| m.forecast(regressors)))
+        .collect();
+    let illiquidity = info
+        .horizons()
+        .iter()
+        .map(|h| {
+            prepared
+                .illiq_mean
+                .get(h)
+                .and_then(|m| m.get(slot))
+                .copied()
+                .unwrap_or(f64::NAN)
+        })
+        .collect();
+    let baseline_shortage = info
+        .horizons()
+        .iter()
+        .map(|&h| {
+            let score = prepared.shortage(slot, h, &mut scratch).score;
+            match (score, info.shortage_logistic(h)) {
+                (Some(s), Some(l)) => l.probability(s),
+                _ => f64::NAN,
+            }
+        })
+        .collect();
+    Ok(Prepared {
+        origin_hour: asset.grid.last_hour(),
+        asset: asset.id,
+        input,
+        har,
+        illiquidity,
+        baseline_shortage,
+    })
+}
+
+/// Items of a single-or-batch body, with each item's JSON path prefix.
+///
+/// # Errors
+/// [`ApiError::InvalidShape`] unless exactly one shape is given, [`ApiError::EmptyBatch`],
+/// [`ApiError::BatchTooLarge`], or [`ApiError::MissingField`] for half a single shape.
+pub fn shape<T>(
+    single: (Option<String>, Option<Vec<CandleDto>>),
+    items: Option<Vec<T>>,
+    max_items: usize,
+    make: impl Fn(String, Vec<CandleDto>) -> T,
+) -> Result<Vec<(String, T)>, ApiError> {
+    match (single, items) {
+        ((None, None), None) => Err(ApiError::InvalidShape(
+            "give `asset` and `candles` for one asset, or `items` for a batch".into(),
+        )),
+        ((Some(_), _) | (_, Some(_)), Some(_)) => Err(ApiError::InvalidShape(
+            "give either `asset` and `candles` (one asset) or `items` (a batch), not both".into(),
+        )),
+        ((Some(asset), Some(candles)), None) => Ok(vec![(String::new(), make(asset, candles))]),
+        ((None, Some(_)), None) => Err(ApiError::MissingField {
+            field: "asset".into(),
+        }),
+        ((Some(_), None), None) => Err(ApiError::MissingField {
+            field: "candles".into(),
+        }),
+        (_, Some(items)) => {
+            if items.is_empty() {
+                return Err(ApiError::EmptyBatch);
+            }
+            if items.len() > max_items {
+                return Err(ApiError::BatchTooLarge {
+                    got: items.len(),
+                    max: max_items,
+                });
+            }
+            Ok(items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| (format!("items[{i}]."), item))
+                .collect())
+        }
+    }
+}
+
+/// The served horizons asked for, as indices into the model's output order.
+///
+/// # Errors
+/// [`ApiError::UnknownHorizon`] for a horizon the model does not serve.
+pub fn horizon_indices(info: &ModelInfo, asked: Option<&[u64]>) -> Result<Vec<usize>, ApiError> {
+    let served = info.horizons();
+    let Some(asked) = asked else {
+        return Ok((0..served.len()).collect());
+    };
+    if asked.is_empty() {
+        return Err(ApiError::InvalidValue {
+            field: "horizons".into(),
+            message: "horizons must not be empty (leave it out for all)".into(),
+        });
+    }
+    let mut out = Vec::with_capacity(asked.len());
+    for (i, &h) in asked.iter().enumerate() {
+        let j = served
+            .iter()
+            .position(|&s| u64::try_from(s).ok() == Some(h))
+            .ok_or_else(|| ApiError::UnknownHorizon {
+                field: format!("horizons[{i}]"),
+                horizon: h,
+                served: served.to_vec(),
+            })?;
+        if !out.contains(&j) {
+            out.push(j);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,285 @@
+//! Every way a request can fail, and the one exhaustive mapping from those failures to HTTP
+//! statuses and stable error codes. 5xx bodies stay generic; their details go to the log.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use volcast_training::candles::CandleProblem;
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"error": "high_below_low", "message": "candles[17].high = 9 is below low", "field": "candles[17].high"}))]
+pub struct ErrorBody {
+    /// Stable machine-readable code (see the README's table).
+    pub error: String,
+    /// Human-readable explanation; wording may change.
+    pub message: String,
+    /// The offending request field, as a JSON path, where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON (syntax error or truncated).
+    #[error("malformed JSON: {message}")]
+    MalformedJson {
+        /// Parser message.
+        message: String,
+    },
+    /// The body is not `application/json`.
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The body is larger than the configured limit.
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body could not be read.
+    #[error("could not read the request body: {0}")]
+    BodyUnreadable(String),
+    /// A required field is absent.
+    #[error("{field} is required")]
+    MissingField {
+        /// JSON path of the field.
+        field: String,
+    },
+    /// A field has the wrong type or an impossible value for its type.
+    #[error("{field}: {message}")]
+    InvalidValue {
+        /// JSON path of the field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Both the single shape and the batch shape, or neither.
+    #[error("{0}")]
+    InvalidShape(String),
+    /// A candle breaks one of SPEC's bad-input rules.
+    #[error("{field} = {value} {}", describe(*.problem))]
+    BadCandle {
+        /// JSON path, e.g. `candles[17].high`.
+        field: String,
+        /// The offending value.
+        value: f64,
+        /// The rule broken.
+        problem: CandleProblem,
+    },
+    /// Fewer candles than the model needs.
+    #[error("{field} holds {got} candles; at least {need} hourly candles are needed (the origin and {before} hours before it)", before = .need - 1)]
+    TooFewCandles {
+        /// JSON path of the candle array.
+        field: String,
+        /// Candles given.
+        got: usize,
+        /// Candles needed.
+        need: usize,
+    },
+    /// More candles than the configured limit.
+    #[error("{field} holds {got} candles; at most {max} are accepted")]
+    TooManyCandles {
+        /// JSON path of the candle array.
+        field: String,
+        /// Candles given.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Enough candles, but too many missing hours for the features.
+    #[error("{field}: {message}")]
+    InsufficientHistory {
+        /// JSON path of the candle array.
+        field: String,
+        /// Which window lacks data.
+        message: String,
+    },
+    /// A horizon the model does not forecast.
+    #[error("{field} = {horizon}: the model forecasts horizons {served:?} only")]
+    UnknownHorizon {
+        /// JSON path of the horizon.
+        field: String,
+        /// The horizon asked for.
+        horizon: u64,
+        /// The horizons served.
+        served: Vec<usize>,
+    },
+    /// A parameter outside its range.
+    #[error("{field} = {value} is outside {range}")]
+    OutOfRange {
+        /// JSON path of the parameter.
+        field: String,
+        /// The value given.
+        value: f64,
+        /// The allowed range, in words.
+        range: &'static str,
+    },
+    /// More assets in one request than allowed.
+    #[error("items holds {got} assets; at most {max} are accepted per request")]
+    BatchTooLarge {
+        /// Items given.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An empty batch.
+    #[error("items is empty")]
+    EmptyBatch,
+    /// No such route.
+    #[error("no such route")]
+    NotFound,
+    /// The route exists with another method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// The inference queue is full.
+    #[error("the inference queue is full; retry after {} s", retry_after.as_secs())]
+    QueueFull {
+        /// How long the client should wait.
+        retry_after: Duration,
+    },
+    /// The request took longer than the configured timeout.
+    #[error("the request took longer than {} ms", timeout.as_millis())]
+    Timeout {
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The model is still loading (or failed to load).
+    #[error("the model is not ready yet")]
+    NotReady,
+    /// Anything else: a bug or a dead worker. Details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(problem: CandleProblem) -> &'static str {
+    match problem {
+        CandleProblem::NonFinite => "is not a finite number",
+        CandleProblem::NonPositive => "is not positive",
+        CandleProblem::Negative => "is negative",
+        CandleProblem::HighBelowLow => "is below low",
+        CandleProblem::CloseOutsideRange => "is outside [low, high]",
+        CandleProblem::NotOnTheHour => "is not on a whole hour (Unix ms, multiple of 3600000)",
+        CandleProblem::Unsorted => "is earlier than the previous candle's (candles go oldest first)",
+        CandleProblem::Duplicate => "repeats the previous candle's",
+    }
+}
+
+impl ApiError {
+    /// HTTP status and stable error code.
+    #[must_use]
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::MalformedJson { .. } => (S::BAD_REQUEST, "malformed_json"),
+            Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::BodyUnreadable(_) => (S::BAD_REQUEST, "body_unreadable"),
+            Self::MissingField { .. } => (S::UNPROCESSABLE_ENTITY, "missing_field"),
+            Self::InvalidValue { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_value"),
+            Self::InvalidShape(_) => (S::UNPROCESSABLE_ENTITY, "invalid_shape"),
+            Self::BadCandle { problem, .. } => (S::UNPROCESSABLE_ENTITY, problem.code()),
+            Self::TooFewCandles { .. } => (S::UNPROCESSABLE_ENTITY, "too_few_candles"),
+            Self::TooManyCandles { .. } => (S::PAYLOAD_TOO_LARGE, "too_many_candles"),
+            Self::InsufficientHistory { .. } => (S::UNPROCESSABLE_ENTITY, "insufficient_history"),
+            Self::UnknownHorizon { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_horizon"),
+            Self::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, "out_of_range"),
+            Self::BatchTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "batch_too_large"),
+            Self::EmptyBatch => (S::UNPROCESSABLE_ENTITY, "empty_batch"),
+            Self::NotFound => (S::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::QueueFull { .. } => (S::TOO_MANY_REQUESTS, "queue_full"),
+            Self::Timeout { .. } => (S::SERVICE_UNAVAILABLE, "timeout"),
+            Self::NotReady => (S::SERVICE_UNAVAILABLE, "model_not_ready"),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The offending field, where there is one.
+    #[must_use]
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::MissingField { field }
+            | Self::InvalidValue { field, .. }
+            | Self::BadCandle { field, .. }
+            | Self::TooFewCandles { field, .. }
+            | Self::TooManyCandles { field, .. }
+            | Self::InsufficientHistory { field, .. }
+            | Self::UnknownHorizon { field, .. }
+            | Self::OutOfRange { field, .. } => Some(field),
+            Self::BatchTooLarge { .. } | Self::EmptyBatch => Some("items"),
+            _ => None,
+        }
+    }
+
+    /// The error body.
+    #[must_use]
+    pub fn body(&self) -> ErrorBody {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() && !matches!(self, Self::Timeout { .. } | Self::NotReady) {
+            "internal error; see the server log".to_owned()
+        } else {
+            self.to_string()
+        };
+        ErrorBody {
+            error: code.to_owned(),
+            message,
+            field: self.field().map(str::to_owned),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::debug!(error = %self, "request rejected");
+        }
+        let mut response = (status, Json(self.body())).into_response();
+        if let Self::QueueFull { retry_after } = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_hide_details() {
+        let b = ApiError::Internal("worker panicked at model.rs:12".into()).body();
+        assert_eq!(b.error, "internal");
+        assert!(!b.message.contains("model.rs"));
+        let b = ApiError::BadCandle {
+            field: "candles[3].high".into(),
+            value: 1.0,
+            problem: CandleProblem::HighBelowLow,
+        }
+        .body();
+        assert_eq!(
+            (b.error.as_str(), b.field.as_deref()),
+            ("high_below_low", Some("candles[3].high"))
+        );
+    }
+
+    #[test]
+    fn queue_full_says_when_to_retry() {
+        let r = ApiError::QueueFull {
+            retry_after: Duration::from_secs(2),
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+    }
+}

@@ -1,0 +1,184 @@
+//! The JSON body extractor: axum's body rejections and serde's errors become [`ApiError`]s with
+//! our error body, a stable code and the offending field as a JSON path.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON request body, parsed with the path of any offending field.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+/// Body limit the extractor reports in its 413 message (set by the router from the config).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BodyUnreadable(rejection.body_text())
+            }
+        })?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .is_some_and(|mime| {
+            mime.eq_ignore_ascii_case("application/json")
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+}
+
+/// Parses a JSON body into `T`, naming the offending field on failure.
+///
+/// # Errors
+/// [`ApiError::MalformedJson`] for syntax errors; [`ApiError::MissingField`],
+/// [`ApiError::InvalidValue`] or a `non_finite` [`ApiError::BadCandle`] for well-formed JSON
+/// that does not fit.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Fast path without path tracking; on failure, parse again to find the field.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::MalformedJson {
+            message: e.to_string(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        classify(&path, &inner)
+    })?;
+    de.end().map_err(|e| ApiError::MalformedJson {
+        message: e.to_string(),
+    })?;
+    Ok(value)
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() || path == "." {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn classify(path: &str, e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let message = e.to_string();
+    let field = if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    };
+    if message.starts_with("number out of range") {
+        return ApiError::BadCandle {
+            field,
+            value: f64::INFINITY,
+            problem: volcast_training::candles::CandleProblem::NonFinite,
+        };
+    }
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ApiError::MalformedJson { message },
+        Category::Data => {
+            if let Some(name) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                ApiError::MissingField {
+                    field: join(path, name),
+                }
+            } else if let Some(name) = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+            {
+                // The path already ends at the unknown field.
+                ApiError::InvalidValue {
+                    field: if path.ends_with(name) {
+                        path.to_owned()
+                    } else {
+                        join(path, name)
+                    },
+                    message,
+                }
+            } else {
+                ApiError::InvalidValue {
+                    field: if field.is_empty() { "body".into() } else { field },
+                    message,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        items: Vec<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        high: f64,
+        low: f64,
+    }
+
+    fn code_and_field(body: &str) -> (&'static str, Option<String>) {
+        let e = parse::<Outer>(body.as_bytes()).unwrap_err();
+        (e.status_and_code().1, e.field().map(str::to_owned))
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(code_and_field("{"), ("malformed_json", None));
+        assert_eq!(code_and_field("{} x"), ("malformed_json", None));
+        assert_eq!(
+            code_and_field(r#"{"items": [{"high": 1, "low": 1}, {"high": 1}]}"#),
+            ("missing_field", Some("items[1].low".into()))
+        );
+        assert_eq!(
+            code_and_field(r#"{"items": [{"high": "x", "low": 1}]}"#),
+            ("invalid_value", Some("items[0].high".into()))
+        );
+        assert_eq!(
+            code_and_field(r#"{"items": [{"high": 1e999, "low": 1}]}"#),
+            ("non_finite", Some("items[0].high".into()))
+        );
+        assert_eq!(
+            code_and_field(r#"{"items": [], "alpah": 1}"#),
+            ("invalid_value", Some("alpah".into()))
+        );
+        assert_eq!(code_and_field("{}"), ("missing_field", Some("items".into())));
+    }
+}

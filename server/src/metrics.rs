@@ -1,0 +1,163 @@
+//! Prometheus metrics: requests and latency by matched route, the inference queue, the batches.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of the request metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// HTTP method.
+    pub method: String,
+    /// Matched route template (`unmatched` for 404s).
+    pub route: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// Labels of the latency histogram.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LatencyLabels {
+    /// HTTP method.
+    pub method: String,
+    /// Matched route template.
+    pub route: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_5, 2.0, 16))
+}
+
+/// All metrics of one server instance (no global registry, so tests can run many).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by method, route and status.
+    pub requests: Family<RouteLabels, Counter>,
+    /// Latency by method and route.
+    pub latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
+    /// Jobs waiting in the inference queue.
+    pub queue_depth: Gauge,
+    /// Requests refused with 429.
+    pub queue_rejections: Counter,
+    /// Inputs per forward pass.
+    pub batch_size: Histogram,
+    /// Seconds per forward pass.
+    pub inference_seconds: Histogram,
+    /// 1 once the model is loaded and warm.
+    pub model_ready: Gauge,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("volcast");
+        let requests = Family::<RouteLabels, Counter>::default();
+        let latency =
+            Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let queue_depth = Gauge::default();
+        let queue_rejections = Counter::default();
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        let inference_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        let model_ready = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "inference_queue_depth",
+            "Jobs waiting for the model",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "inference_queue_rejections",
+            "Requests refused because the queue was full",
+            queue_rejections.clone(),
+        );
+        registry.register(
+            "inference_batch_size",
+            "Inputs per forward pass",
+            batch_size.clone(),
+        );
+        registry.register(
+            "inference_duration_seconds",
+            "Seconds per forward pass",
+            inference_seconds.clone(),
+        );
+        registry.register(
+            "model_ready",
+            "1 once the model is loaded and warm",
+            model_ready.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            queue_depth,
+            queue_rejections,
+            batch_size,
+            inference_seconds,
+            model_ready,
+        }
+    }
+
+    /// The text exposition format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!("could not encode metrics: {e}");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Middleware recording every request by its matched route.
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    metrics
+        .latency
+        .get_or_create(&LatencyLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RouteLabels {
+            method,
+            route,
+            status,
+        })
+        .inc();
+    response
+}

@@ -1,0 +1,184 @@
+//! The served model: what the handlers need to know about it ([`ModelInfo`]: metadata, scaler,
+//! baselines) and the forward pass ([`Predictor`]), which lives on the batching queue's worker
+//! thread.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use volcast_training::artifact::{ArtifactError, HorizonMetrics, Metadata, Scaler};
+use volcast_training::baselines::har::Har;
+use volcast_training::baselines::shortage::ShortageLogistic;
+use volcast_training::features::{AssetFeatures, N_CHANNELS};
+use volcast_training::inference::{LoadedModel, ModelInput, Prediction};
+
+use crate::dto::{DataFileDto, FeaturesDto, HorizonMetricsDto, ModelCard, ModelRef};
+
+/// A batched forward pass. Runs on one worker thread, so it needs `Send` only.
+pub trait Predictor: Send + 'static {
+    /// One prediction per input, in order.
+    fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction>;
+}
+
+impl Predictor for LoadedModel {
+    fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction> {
+        LoadedModel::predict(self, inputs)
+    }
+}
+
+/// Everything about the model the handlers use; shared read-only.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// The artifact's metadata.
+    pub metadata: Metadata,
+    /// SHA-256 of the artifact.
+    pub hash: String,
+}
+
+impl ModelInfo {
+    /// From a loaded artifact.
+    #[must_use]
+    pub fn of(model: &LoadedModel) -> Self {
+        Self {
+            metadata: model.metadata.clone(),
+            hash: model.hash.clone(),
+        }
+    }
+
+    /// The id and hash every answer carries.
+    #[must_use]
+    pub fn reference(&self) -> ModelRef {
+        ModelRef {
+            id: self.metadata.id.clone(),
+            hash: self.hash.clone(),
+        }
+    }
+
+    /// Horizons served, hours, in output order.
+    #[must_use]
+    pub fn horizons(&self) -> &[usize] {
+        &self.metadata.horizons
+    }
+
+    /// Candles a request needs: the origin and the hours of history before it.
+    #[must_use]
+    pub fn history_hours(&self) -> usize {
+        self.metadata.features.history_hours()
+    }
+
+    /// HAR baseline for a horizon.
+    #[must_use]
+    pub fn har(&self, horizon: usize) -> Option<&Har> {
+        self.metadata.har.get(&horizon)
+    }
+
+    /// Baseline shortage map for a horizon.
+    #[must_use]
+    pub fn shortage_logistic(&self, horizon: usize) -> Option<&ShortageLogistic> {
+        self.metadata.shortage_logistic.get(&horizon)
+    }
+
+    fn scaler(&self) -> &Scaler {
+        &self.metadata.scaler
+    }
+
+    /// Scaled model inputs at `slot`, exactly as `LoadedModel::input_at` builds them without a
+    /// market factor (the model was trained with market dropout); None without enough history.
+    #[must_use]
+    pub fn input_at(
+        &self,
+        features: &AssetFeatures,
+        slot: usize,
+        scratch: &mut Vec<f64>,
+    ) -> Option<ModelInput> {
+        let mut statics = features.static_at(slot, None, scratch)?;
+        self.scaler().scale_static(&mut statics);
+        let window = self.metadata.features.window;
+        let mut sequence = vec![0.0; window * N_CHANNELS];
+        features.sequence_at(slot, window, &mut sequence);
+        self.scaler().scale_sequence(&mut sequence);
+        Some(ModelInput { statics, sequence })
+    }
+
+    /// The model card of `GET /v1/model`.
+    #[must_use]
+    pub fn card(&self) -> ModelCard {
+        let m = &self.metadata;
+        let metrics = |map: &BTreeMap<usize, HorizonMetrics>| {
+            map.iter()
+                .map(|(h, x)| {
+                    (
+                        h.to_string(),
+                        HorizonMetricsDto {
+                            n_points: x.n_points,
+                            qlike: x.qlike.clone(),
+                            shortage_roc_auc: x.shortage_roc_auc.clone(),
+                            coverage: x.coverage.clone(),
+                        },
+                    )
+                })
+                .collect()
+        };
+        let first = m.data.iter().map(|d| d.first.clone()).min();
+        let last = m.data.iter().map(|d| d.last.clone()).max();
+        ModelCard {
+            model: self.reference(),
+            created_at: m.created_at.clone(),
+            code_version: m.code_version.clone(),
+            horizons: m.horizons.clone(),
+            quantile_levels: m.quantile_levels.clone(),
+            history_hours: self.history_hours(),
+            fit_until: m.fit_until.clone(),
+            training_range: first.zip(last).map(|(a, b)| [a, b]),
+            training_data: m
+                .data
+                .iter()
+                .map(|d| DataFileDto {
+                    path: d.path.clone(),
+                    sha256: d.sha256.clone(),
+                    rows: d.rows,
+                    first: d.first.clone(),
+                    last: d.last.clone(),
+                })
+                .collect(),
+            holdout: metrics(&m.holdout),
+            validation: metrics(&m.validation),
+            features: FeaturesDto {
+                version: m.features.version,
+                static_names: m.features.static_names.clone(),
+                channel_names: m.features.channel_names.clone(),
+                window_hours: m.features.window,
+            },
+            device: m.device.clone(),
+        }
+    }
+}
+
+/// Loads an artifact on the CPU and runs one forward pass of each batch size the queue will use
+/// at its extremes, so the first request pays no warm-up.
+///
+/// # Errors
+/// [`ArtifactError`] when the artifact is missing or does not fit this build.
+pub fn load_and_warm(path: &Path, max_batch: usize) -> Result<(ModelInfo, LoadedModel), ArtifactError> {
+    let device = volcast_training::device::select(volcast_training::device::DeviceChoice::Cpu)
+        .map(|s| s.device)
+        .map_err(|e| ArtifactError::Incompatible {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    let model = LoadedModel::load(path, &device)?;
+    let info = ModelInfo::of(&model);
+    let dummy = ModelInput {
+        statics: [0.0; volcast_training::features::N_STATIC],
+        sequence: vec![0.0; info.metadata.features.window * N_CHANNELS],
+    };
+    for n in [1, max_batch.max(1)] {
+        let out = model.predict(&vec![dummy.clone(); n]);
+        if out.len() != n {
+            return Err(ArtifactError::Incompatible {
+                path: path.to_owned(),
+                message: format!("warm-up forward pass returned {} rows for {n}", out.len()),
+            });
+        }
+    }
+    Ok((info, model))
+}

@@ -1,0 +1,54 @@
+//! The OpenAPI document, built from the same router the server runs (utoipa-axum), and the
+//! YAML committed as `openapi.yaml` at the repository root.
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::routes::{forecast, meta, risk};
+use crate::state::AppState;
+
+/// Top-level document: title, description, tags.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "volcast",
+        description = "Volatility and liquidity-shortage forecasts for crypto assets, and the DeFi risk \
+                       parameters derived from them. Every forecast route takes one asset (`asset` and \
+                       `candles`) or a batch (`items`) and needs at least `history_hours` hourly candles \
+                       per asset (see `GET /v1/model`). Errors answer `{\"error\", \"message\", \"field\"}`."
+    ),
+    tags(
+        (name = "forecast", description = "Model forecasts and the model card"),
+        (name = "risk", description = "Protocol risk parameters"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The documented routes.
+#[must_use]
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(forecast::volatility))
+        .routes(routes!(forecast::liquidity))
+        .routes(routes!(risk::parameters))
+        .routes(routes!(meta::model))
+        .routes(routes!(meta::healthz))
+        .routes(routes!(meta::readyz))
+        .routes(routes!(meta::metrics))
+}
+
+/// The OpenAPI document.
+#[must_use]
+pub fn document() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+/// The document as YAML, as committed in `openapi.yaml`.
+///
+/// # Errors
+/// When serialization fails (it does not for this document).
+pub fn yaml() -> Result<String, String> {
+    document().to_yaml().map_err(|e| e.to_string())
+}

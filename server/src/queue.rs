@@ -1,0 +1,176 @@
+//! The inference queue: a bounded channel in front of one worker thread that owns the model and
+//! batches whatever requests are waiting (up to `max_batch` inputs, waiting at most `max_wait`
+//! for more) into one forward pass. A full queue answers 429 at once instead of growing.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use volcast_training::inference::{ModelInput, Prediction};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::model::Predictor;
+
+/// Queue settings.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    /// Most inputs in one forward pass (a larger single job still runs whole).
+    pub max_batch: usize,
+    /// Longest wait for more jobs once one has arrived.
+    pub max_wait: Duration,
+    /// Jobs waiting before 429.
+    pub capacity: usize,
+    /// `Retry-After` when full.
+    pub retry_after: Duration,
+}
+
+struct Job {
+    inputs: Vec<ModelInput>,
+    reply: oneshot::Sender<Result<Vec<Prediction>, String>>,
+}
+
+/// Handle to the queue; cheap to clone. The worker stops when every handle is gone.
+#[derive(Clone)]
+pub struct BatchQueue {
+    tx: SyncSender<Job>,
+    retry_after: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for BatchQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchQueue").finish_non_exhaustive()
+    }
+}
+
+impl BatchQueue {
+    /// Starts the worker thread with `predictor`.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(
+        predictor: Box<dyn Predictor>,
+        config: QueueConfig,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (tx, rx) = sync_channel(config.capacity.max(1));
+        let worker_metrics = Arc::clone(&metrics);
+        let handle = std::thread::Builder::new()
+            .name("volcast-inference".into())
+            .spawn(move || worker(predictor, &rx, config, &worker_metrics))?;
+        Ok((
+            Self {
+                tx,
+                retry_after: config.retry_after,
+                metrics,
+            },
+            handle,
+        ))
+    }
+
+    /// Forecasts `inputs` in the next forward pass.
+    ///
+    /// # Errors
+    /// [`ApiError::QueueFull`] when the queue holds `capacity` jobs; [`ApiError::Internal`] when
+    /// the worker is gone or the forward pass failed.
+    pub async fn predict(&self, inputs: Vec<ModelInput>) -> Result<Vec<Prediction>, ApiError> {
+        let n = inputs.len();
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(Job { inputs, reply }) {
+            Ok(()) => self.metrics.queue_depth.inc(),
+            Err(TrySendError::Full(_)) => {
+                self.metrics.queue_rejections.inc();
+                return Err(ApiError::QueueFull {
+                    retry_after: self.retry_after,
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::Internal("the inference worker has stopped".into()));
+            }
+        };
+        let out = answer
+            .await
+            .map_err(|_| ApiError::Internal("the inference worker dropped a request".into()))?
+            .map_err(ApiError::Internal)?;
+        if out.len() == n {
+            Ok(out)
+        } else {
+            Err(ApiError::Internal(format!(
+                "the model returned {} predictions for {n} inputs",
+                out.len()
+            )))
+        }
+    }
+}
+
+fn worker(mut predictor: Box<dyn Predictor>, rx: &Receiver<Job>, config: QueueConfig, metrics: &Metrics) {
+    while let Ok(first) = rx.recv() {
+        let mut size = first.inputs.len();
+        let mut jobs = vec![first];
+        let deadline = Instant::now() + config.max_wait;
+        while size < config.max_batch {
+            let next = match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        None
+                    } else {
+                        rx.recv_timeout(deadline - now).ok()
+                    }
+                }
+            };
+            let Some(job) = next else { break };
+            size += job.inputs.len();
+            jobs.push(job);
+        }
+        #[allow(clippy::cast_possible_wrap)]
+        metrics.queue_depth.dec_by(jobs.len() as i64);
+        run_batch(predictor.as_mut(), jobs, size, metrics);
+    }
+    tracing::info!("inference worker stopped");
+}
+
+fn run_batch(predictor: &mut dyn Predictor, mut jobs: Vec<Job>, size: usize, metrics: &Metrics) {
+    let mut inputs = Vec::with_capacity(size);
+    let mut lengths = Vec::with_capacity(jobs.len());
+    for job in &mut jobs {
+        lengths.push(job.inputs.len());
+        inputs.append(&mut job.inputs);
+    }
+    let started = Instant::now();
+    let result = catch_unwind(AssertUnwindSafe(|| predictor.predict(&inputs)));
+    #[allow(clippy::cast_precision_loss)]
+    metrics.batch_size.observe(size as f64);
+    metrics.inference_seconds.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(predictions) if predictions.len() == size => {
+            let mut rest = predictions.into_iter();
+            for (job, n) in jobs.into_iter().zip(lengths) {
+                // A dropped receiver (client gone, timeout) is not an error.
+                let _ = job.reply.send(Ok(rest.by_ref().take(n).collect()));
+            }
+        }
+        Ok(predictions) => {
+            let message = format!(
+                "forward pass returned {} rows for {size} inputs",
+                predictions.len()
+            );
+            tracing::error!("{message}");
+            for job in jobs {
+                let _ = job.reply.send(Err(message.clone()));
+            }
+        }
+        Err(_) => {
+            tracing::error!(batch = size, "forward pass panicked");
+            for job in jobs {
+                let _ = job.reply.send(Err("forward pass panicked".into()));
+            }
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The risk engine: pure functions from variance and liquidity forecasts to SPEC's protocol
+//! parameters (liquidation threshold, max LTV, liquidation bonus, margins).
+//!
+//! Rules (documented in the README, "Server"):
+//! - **Variance over tau hours** from the per-horizon forecasts: `V(tau) = V(h0) tau / h0` below
+//!   the shortest horizon, log-linear in `(ln H, ln V)` between horizons, `V(hn) tau / hn` beyond
+//!   the longest.
+//! - **Drawdown** `D(alpha, tau) = 1 - exp(-z_{(1+alpha)/2} sqrt(V(tau)))`: the running minimum's
+//!   quantile by the reflection principle. The "plain normal" comparison uses `z_alpha` instead
+//!   (the close at `t + tau`, SPEC's GARCH-normal reference policy).
+//! - **Effective liquidation window** `tau_eff = tau (1 + p)`, `p` the shortage probability at the
+//!   shortest served horizon `>= tau` (the longest when none is): a shortage slows liquidation.
+//! - **Bonus** `LB = max(bonus, slippage + bonus_margin)`; without a slippage estimate, `bonus`.
+//! - **Threshold** `LT = min((1 - D) / (1 + LB), 1 / (1 + LB))` in `[0, 1]`, **max LTV**
+//!   `max(0, LT - D(alpha, tau_user))`, **margins** maintenance `D(alpha, tau_eff)` and initial
+//!   `D(alpha, tau_user)`, in `[0, 1]`.
+//! - **Bounded change**: with a previous value, each of LT and max LTV moves at most `max_step`
+//!   (relative) from it; the invariants `LT (1 + LB) <= 1` and `0 <= max LTV <= LT` are then
+//!   imposed again, and win over the step bound.
+
+use volcast_training::risk::normal_quantile;
+
+/// A variance forecast per horizon, in increasing horizon order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarianceCurve {
+    /// `(horizon hours, variance of the summed log returns)`, horizons increasing.
+    pub points: Vec<(usize, f64)>,
+}
+
+impl VarianceCurve {
+    /// The variance over `tau` hours (see the module docs); NaN without a usable point.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn at(&self, tau: f64) -> f64 {
+        let usable: Vec<(f64, f64)> = self
+            .points
+            .iter()
+            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .map(|&(h, v)| (h as f64, v))
+            .collect();
+        let (Some(&(h0, v0)), Some(&(hn, vn))) = (usable.first(), usable.last()) else {
+            return f64::NAN;
+        };
+        if tau <= h0 {
+            return v0 * tau / h0;
+        }
+        if tau >= hn {
+            return vn * tau / hn;
+        }
+        for pair in usable.windows(2) {
+            let ((ha, va), (hb, vb)) = (pair[0], pair[1]);
+            if tau <= hb {
+                let w = (tau.ln() - ha.ln()) / (hb.ln() - ha.ln());
+                return ((1.0 - w) * va.ln() + w * vb.ln()).exp();
+            }
+        }
+        vn * tau / hn
+    }
+}
+
+/// Drawdown quantile with the running-minimum (reflection) correction, in `[0, 1]`.
+#[must_use]
+pub fn reflected_drawdown(variance: f64, alpha: f64) -> f64 {
+    let z = normal_quantile(0.5 * (1.0 + alpha));
+    clip01(1.0 - (-z * variance.max(0.0).sqrt()).exp())
+}
+
+/// Drawdown quantile of the close at `t + tau` under a normal return (no reflection), in
+/// `[0, 1]`.
+#[must_use]
+pub fn plain_normal_drawdown(variance: f64, alpha: f64) -> f64 {
+    let z = normal_quantile(alpha).max(0.0);
+    clip01(1.0 - (-z * variance.max(0.0).sqrt()).exp())
+}
+
+/// Clips into `[0, 1]`; NaN becomes 1 (the most conservative drawdown or margin).
+#[must_use]
+pub fn clip01(x: f64) -> f64 {
+    if x.is_nan() { 1.0 } else { x.clamp(0.0, 1.0) }
+}
+
+/// `tau_eff = tau (1 + p)`, `p` clipped into `[0, 1]` (NaN counts as 0).
+#[must_use]
+pub fn effective_tau(tau: f64, shortage_probability: f64) -> f64 {
+    let p = if shortage_probability.is_nan() {
+        0.0
+    } else {
+        shortage_probability.clamp(0.0, 1.0)
+    };
+    tau * (1.0 + p)
+}
+
+/// The served horizon whose liquidity forecast applies to a liquidation window of `tau` hours:
+/// the shortest `>= tau`, or the longest.
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn liquidity_horizon(horizons: &[usize], tau: f64) -> Option<usize> {
+    horizons
+        .iter()
+        .copied()
+        .find(|&h| h as f64 >= tau)
+        .or_else(|| horizons.last().copied())
+}
+
+/// Expected illiquidity: the current `M_H` scaled by `1 + p` (a shortage doubles it).
+#[must_use]
+pub fn expected_illiquidity(current: f64, shortage_probability: f64) -> f64 {
+    current * (1.0 + shortage_probability.clamp(0.0, 1.0))
+}
+
+/// Expected slippage (fraction of price) of selling `sale_size_usd` at Amihud illiquidity
+/// `illiquidity` (|r| per $1M traded).
+#[must_use]
+pub fn slippage(illiquidity: f64, sale_size_usd: f64) -> f64 {
+    illiquidity * sale_size_usd / 1e6
+}
+
+/// What the policy is asked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicyInput {
+    /// Quantile level of the drawdown, in (0, 1).
+    pub alpha: f64,
+    /// Liquidation window (already lengthened by the shortage probability), hours.
+    pub tau: f64,
+    /// User reaction window, hours.
+    pub tau_user: f64,
+    /// Floor of the liquidation bonus.
+    pub bonus: f64,
+    /// Margin over the expected slippage.
+    pub bonus_margin: f64,
+    /// Expected slippage of the liquidated size, when known.
+    pub slippage: Option<f64>,
+}
+
+/// Previous values and how far they may move.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    /// Previous liquidation threshold.
+    pub liquidation_threshold: Option<f64>,
+    /// Previous max LTV.
+    pub max_ltv: Option<f64>,
+    /// Maximum relative step, e.g. 0.05 for 5%.
+    pub max_step: f64,
+}
+
+/// A full recommendation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// D(alpha, tau).
+    pub drawdown: f64,
+    /// D(alpha, tau_user).
+    pub drawdown_user: f64,
+    /// Liquidation bonus.
+    pub liquidation_bonus: f64,
+    /// Liquidation threshold.
+    pub liquidation_threshold: f64,
+    /// Max LTV.
+    pub max_ltv: f64,
+    /// Maintenance margin.
+    pub maintenance_margin: f64,
+    /// Initial margin.
+    pub initial_margin: f64,
+    /// LT before the bounded change.
+    pub unbounded_liquidation_threshold: f64,
+    /// Max LTV before the bounded change.
+    pub unbounded_max_ltv: f64,
+    /// Whether the step bound changed LT or max LTV.
+    pub step_limited: bool,
+}
+
+/// The bonus: `max(bonus, slippage + margin)`, never negative.
+#[must_use]
+pub fn liquidation_bonus(input: &PolicyInput) -> f64 {
+    let floor = input.bonus.max(0.0);
+    match input.slippage {
+        Some(s) if s.is_finite() => floor.max(s.max(0.0) + input.bonus_margin.max(0.0)),
+        _ => floor,
+    }
+}
+
+/// `LT = min((1 - D) / (1 + LB), 1 / (1 + LB))` in `[0, 1]`.
+#[must_use]
+pub fn threshold(drawdown: f64, bonus: f64) -> f64 {
+    let cap = 1.0 / (1.0 + bonus);
+    clip01((1.0 - clip01(drawdown)) / (1.0 + bonus)).min(cap)
+}
+
+fn step(value: f64, previous: Option<f64>, max_step: f64) -> f64 {
+    match previous {
+        Some(p) if p.is_finite() && max_step.is_finite() => {
+            let s = max_step.max(0.0);
+            value.clamp(p * (1.0 - s), p * (1.0 + s))
+        }
+        _ => value,
+    }
+}
+
+/// The recommendation for a drawdown model given as a variance curve: `drawdown_of(V, alpha)`
+/// is [`reflected_drawdown`] for the policy and comparisons alike, or [`plain_normal_drawdown`].
+#[must_use]
+pub fn policy(
+    curve: &VarianceCurve,
+    input: &PolicyInput,
+    bound: Option<&Bound>,
+    drawdown_of: fn(f64, f64) -> f64,
+) -> Policy {
+    let drawdown = clip01(drawdown_of(curve.at(input.tau), input.alpha));
+    let drawdown_user = clip01(drawdown_of(curve.at(input.tau_user), input.alpha));
+    let lb = liquidation_bonus(input);
+    let lt = threshold(drawdown, lb);
+    let max_ltv = (lt - drawdown_user).max(0.0);
+    let (mut bounded_lt, mut bounded_ltv) = (lt, max_ltv);
+    if let Some(b) = bound {
+        bounded_lt = step(lt, b.liquidation_threshold, b.max_step);
+        bounded_ltv = step(max_ltv, b.max_ltv, b.max_step);
+    }
+    // The invariants win over the step bound.
+    let cap = 1.0 / (1.0 + lb);
+    bounded_lt = clip01(bounded_lt).min(cap);
+    bounded_ltv = clip01(bounded_ltv).min(bounded_lt);
+    Policy {
+        drawdown,
+        drawdown_user,
+        liquidation_bonus: lb,
+        liquidation_threshold: bounded_lt,
+        max_ltv: bounded_ltv,
+        maintenance_margin: drawdown,
+        initial_margin: drawdown_user,
+        unbounded_liquidation_threshold: lt,
+        unbounded_max_ltv: max_ltv,
+        step_limited: bounded_lt != lt || bounded_ltv != max_ltv,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn curve(v4: f64, v24: f64, v168: f64) -> VarianceCurve {
+        VarianceCurve {
+            points: vec![(4, v4), (24, v24), (168, v168)],
+        }
+    }
+
+    fn input(tau: f64) -> PolicyInput {
+        PolicyInput {
+            alpha: 0.99,
+            tau,
+            tau_user: 24.0,
+            bonus: 0.05,
+            bonus_margin: 0.01,
+            slippage: Some(0.002),
+        }
+    }
+
+    #[test]
+    fn variance_curve_by_hand() {
+        let c = curve(0.001, 0.004, 0.02);
+        assert!((c.at(2.0) - 0.0005).abs() < 1e-15);
+        assert!((c.at(4.0) - 0.001).abs() < 1e-15);
+        assert!((c.at(24.0) - 0.004).abs() < 1e-15);
+        assert!((c.at(336.0) - 0.04).abs() < 1e-15);
+        // Geometric midpoint of 4 and 24 in ln H: the geometric mean of the variances.
+        let mid = (4.0f64 * 24.0).sqrt();
+        assert!((c.at(mid) - (0.001f64 * 0.004).sqrt()).abs() < 1e-12);
+        assert!(VarianceCurve { points: vec![] }.at(4.0).is_nan());
+    }
+
+    #[test]
+    fn drawdown_by_hand() {
+        // z_{0.995} = 2.5758293035489
+        let d = reflected_drawdown(0.0004, 0.99);
+        assert!((d - (1.0 - (-2.575_829_303_548_9 * 0.02f64).exp())).abs() < 1e-9);
+        let plain = plain_normal_drawdown(0.0004, 0.99);
+        assert!(plain < d);
+    }
+
+    #[test]
+    fn policy_by_hand() {
+        let c = curve(0.0004, 0.002, 0.01);
+        let p = policy(&c, &input(4.0), None, reflected_drawdown);
+        assert!(
+            (p.liquidation_bonus - 0.05).abs() < 1e-15,
+            "slippage + margin < floor"
+        );
+        let lt = (1.0 - p.drawdown) / 1.05;
+        assert!((p.liquidation_threshold - lt).abs() < 1e-12);
+        assert!((p.max_ltv - (lt - p.drawdown_user)).abs() < 1e-12);
+        let mut wide = input(4.0);
+        wide.slippage = Some(0.1);
+        assert!((policy(&c, &wide, None, reflected_drawdown).liquidation_bonus - 0.11).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bounded_change_moves_at_most_the_step() {
+        let c = curve(0.0004, 0.002, 0.01);
+        let b = Bound {
+            liquidation_threshold: Some(0.5),
+            max_ltv: Some(0.4),
+            max_step: 0.1,
+        };
+        let p = policy(&c, &input(4.0), Some(&b), reflected_drawdown);
+        assert!((p.liquidation_threshold - 0.55).abs() < 1e-12);
+        assert!((p.max_ltv - 0.44).abs() < 1e-12);
+        assert!(p.step_limited);
+        // A previous value above the invariant's cap is pulled down to the cap.
+        let b = Bound {
+            liquidation_threshold: Some(1.0),
+            max_ltv: Some(1.0),
+            max_step: 0.0,
+        };
+        let p = policy(&c, &input(4.0), Some(&b), reflected_drawdown);
+        assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
+        assert!(p.max_ltv <= p.liquidation_threshold);
+    }
+
+    #[test]
+    fn shortage_lengthens_tau_and_picks_a_horizon() {
+        assert!((effective_tau(4.0, 0.5) - 6.0).abs() < 1e-15);
+        assert!((effective_tau(4.0, f64::NAN) - 4.0).abs() < 1e-15);
+        assert_eq!(liquidity_horizon(&[4, 24, 168], 6.0), Some(24));
+        assert_eq!(liquidity_horizon(&[4, 24, 168], 500.0), Some(168));
+        assert!((slippage(0.01, 2e6) - 0.02).abs() < 1e-15);
+    }
+
+    fn positive() -> impl Strategy<Value = f64> {
+        prop_oneof![1e-10..1e-6, 1e-6..1e-2, 1e-2..10.0]
+    }
+
+    proptest! {
+        #[test]
+        fn invariants_hold_for_any_input(
+            v in (positive(), positive(), positive()),
+            alpha in 0.001f64..0.999,
+            tau in 0.5f64..500.0,
+            tau_user in 0.5f64..2000.0,
+            bonus in 0.0f64..0.5,
+            margin in 0.0f64..0.1,
+            slip in prop::option::of(0.0f64..5.0),
+            prev in prop::option::of((0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0)),
+            plain in any::<bool>(),
+        ) {
+            let c = curve(v.0, v.1, v.2);
+            let i = PolicyInput { alpha, tau, tau_user, bonus, bonus_margin: margin, slippage: slip };
+            let b = prev.map(|(lt, ltv, s)| Bound { liquidation_threshold: Some(lt), max_ltv: Some(ltv), max_step: s });
+            let f = if plain { plain_normal_drawdown } else { reflected_drawdown };
+            let p = policy(&c, &i, b.as_ref(), f);
+            prop_assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
+            prop_assert!(0.0 <= p.max_ltv && p.max_ltv <= p.liquidation_threshold);
+            prop_assert!((0.0..=1.0).contains(&p.liquidation_threshold));
+            prop_assert!((0.0..=1.0).contains(&p.maintenance_margin));
+            prop_assert!((0.0..=1.0).contains(&p.initial_margin));
+            prop_assert!(p.liquidation_bonus >= bonus);
+        }
+
+        #[test]
+        fn threshold_does_not_rise_with_variance(
+            v in (positive(), positive(), positive()),
+            scale in (1.0f64..100.0, 1.0f64..100.0, 1.0f64..100.0),
+            tau in 0.5f64..500.0,
+            alpha in 0.5f64..0.999,
+        ) {
+            let i = PolicyInput { alpha, tau, tau_user: 24.0, bonus: 0.05, bonus_margin: 0.01, slippage: None };
+            let low = policy(&curve(v.0, v.1, v.2), &i, None, reflected_drawdown);
+            let high = policy(&curve(v.0 * scale.0, v.1 * scale.1, v.2 * scale.2), &i, None, reflected_drawdown);
+            prop_assert!(high.liquidation_threshold <= low.liquidation_threshold + 1e-12);
+            prop_assert!(high.max_ltv <= low.max_ltv + 1e-12);
+        }
+    }
+}

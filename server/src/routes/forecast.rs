@@ -1,0 +1,168 @@
+//! `POST /v1/forecast/volatility` and `POST /v1/forecast/liquidity`.
+
+use axum::Json;
+use axum::extract::State;
+
+use crate::dto::{
+    AssetCandles, AssetLiquidity, AssetVolatility, ForecastRequest, LiquidityHorizon, LiquidityResponse,
+    QuantileDto, VarianceDto, VolatilityHorizon, VolatilityResponse,
+};
+use crate::engine::{horizon_indices, shape};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiJson;
+use crate::risk;
+use crate::routes::{FORECAST_TAG, finite, forecast_items, param};
+use crate::state::AppState;
+
+/// Hours in a year, for annualizing.
+const HOURS_PER_YEAR: f64 = 8760.0;
+
+/// Variance, volatility and annualized volatility over `horizon` hours.
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn variance_dto(variance: f64, horizon: usize) -> VarianceDto {
+    VarianceDto {
+        variance,
+        volatility: variance.sqrt(),
+        annualized_volatility: (variance * HOURS_PER_YEAR / horizon as f64).sqrt(),
+    }
+}
+
+/// Volatility forecasts per horizon, beside the HAR baseline.
+#[utoipa::path(
+    post,
+    path = "/v1/forecast/volatility",
+    tag = FORECAST_TAG,
+    request_body = ForecastRequest,
+    responses(
+        (status = 200, description = "Forecasts, one item per asset", body = VolatilityResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body, batch or candle array too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid input (bad candle, too little history, unknown horizon...)", body = ErrorBody),
+        (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
+    )
+)]
+pub async fn volatility(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ForecastRequest>,
+) -> Result<Json<VolatilityResponse>, ApiError> {
+    let serving = state.serving()?;
+    let info = &serving.info;
+    let wanted = horizon_indices(info, body.horizons.as_deref())?;
+    let items = shape(
+        (body.asset, body.candles),
+        body.items,
+        state.settings().max_items,
+        |asset, candles| AssetCandles { asset, candles },
+    )?;
+    let refs = items
+        .iter()
+        .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
+        .collect();
+    let results = forecast_items(&state, serving, refs).await?;
+    let levels = &info.metadata.quantile_levels;
+    let items = results
+        .into_iter()
+        .map(|(prep, pred)| AssetVolatility {
+            origin: prep.origin(),
+            horizons: wanted
+                .iter()
+                .map(|&j| {
+                    let h = info.horizons()[j];
+                    VolatilityHorizon {
+                        horizon_hours: h,
+                        model: variance_dto(pred.variance[j], h),
+                        quantiles: levels
+                            .iter()
+                            .zip(&pred.quantiles[j])
+                            .map(|(&level, &q)| QuantileDto {
+                                level,
+                                variance: q,
+                                volatility: q.sqrt(),
+                            })
+                            .collect(),
+                        har: finite(prep.har[j]).map(|v| variance_dto(v, h)),
+                    }
+                })
+                .collect(),
+            asset: prep.asset,
+        })
+        .collect();
+    Ok(Json(VolatilityResponse {
+        model: info.reference(),
+        items,
+    }))
+}
+
+/// Liquidity-shortage probabilities, illiquidity and expected slippage per horizon.
+#[utoipa::path(
+    post,
+    path = "/v1/forecast/liquidity",
+    tag = FORECAST_TAG,
+    request_body = ForecastRequest,
+    responses(
+        (status = 200, description = "Forecasts, one item per asset", body = LiquidityResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body, batch or candle array too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ErrorBody),
+        (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
+    )
+)]
+pub async fn liquidity(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ForecastRequest>,
+) -> Result<Json<LiquidityResponse>, ApiError> {
+    let serving = state.serving()?;
+    let info = &serving.info;
+    let wanted = horizon_indices(info, body.horizons.as_deref())?;
+    let sale = param(
+        body.sale_size_usd,
+        state.settings().defaults.sale_size_usd,
+        "sale_size_usd",
+        "[0, 1e12]",
+        |v| (0.0..=1e12).contains(&v),
+    )?;
+    let items = shape(
+        (body.asset, body.candles),
+        body.items,
+        state.settings().max_items,
+        |asset, candles| AssetCandles { asset, candles },
+    )?;
+    let refs = items
+        .iter()
+        .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
+        .collect();
+    let results = forecast_items(&state, serving, refs).await?;
+    let items = results
+        .into_iter()
+        .map(|(prep, pred)| AssetLiquidity {
+            origin: prep.origin(),
+            sale_size_usd: sale,
+            horizons: wanted
+                .iter()
+                .map(|&j| {
+                    let p = pred.shortage_probability[j];
+                    let current = finite(prep.illiquidity[j]);
+                    let expected = current.map(|m| risk::expected_illiquidity(m, p));
+                    LiquidityHorizon {
+                        horizon_hours: info.horizons()[j],
+                        shortage_probability: p,
+                        baseline_shortage_probability: finite(prep.baseline_shortage[j]),
+                        current_illiquidity: current,
+                        expected_illiquidity: expected,
+                        expected_slippage: expected.map(|m| risk::slippage(m, sale)),
+                    }
+                })
+                .collect(),
+            asset: prep.asset,
+        })
+        .collect();
+    Ok(Json(LiquidityResponse {
+        model: info.reference(),
+        items,
+    }))
+}

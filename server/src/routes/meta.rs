@@ -1,0 +1,82 @@
+//! `GET /v1/model`, `/healthz`, `/readyz` and `/metrics`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::dto::{Health, ModelCard};
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::{FORECAST_TAG, OPS_TAG};
+use crate::state::AppState;
+
+/// The model card: id, hash, training data range, validation metrics, features.
+#[utoipa::path(
+    get,
+    path = "/v1/model",
+    tag = FORECAST_TAG,
+    responses(
+        (status = 200, description = "The served model", body = ModelCard),
+        (status = 503, description = "Model not ready", body = ErrorBody),
+    )
+)]
+pub async fn model(State(state): State<AppState>) -> Result<Json<ModelCard>, ApiError> {
+    Ok(Json(state.serving()?.info.card()))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = OPS_TAG,
+    responses((status = 200, description = "Alive", body = Health))
+)]
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        model: state.serving().ok().map(|s| s.info.reference()),
+    })
+}
+
+/// Readiness: 200 once the model is loaded and warm, 503 before.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = OPS_TAG,
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Loading", body = Health),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.serving() {
+        Ok(s) => Json(Health {
+            status: "ready".into(),
+            model: Some(s.info.reference()),
+        })
+        .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "loading".into(),
+                model: None,
+            }),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus metrics, text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = OPS_TAG,
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics().render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,245 @@
+//! `POST /v1/risk/parameters`: the risk engine ([`crate::risk`]) on the model's forecasts.
+
+use axum::Json;
+use axum::extract::State;
+use volcast_training::inference::Prediction;
+use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU, DEFAULT_TAU_USER};
+
+use crate::dto::{
+    AssetRisk, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters, RiskRequest,
+    RiskResponse,
+};
+use crate::engine::{Prepared, shape};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiJson;
+use crate::model::ModelInfo;
+use crate::risk::{self, Bound, PolicyInput, VarianceCurve, plain_normal_drawdown, reflected_drawdown};
+use crate::routes::{RISK_TAG, finite, forecast_items, param};
+use crate::state::AppState;
+
+/// Validated settings of a risk request.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    alpha: f64,
+    tau: f64,
+    tau_user: f64,
+    bonus: f64,
+    bonus_margin: f64,
+    sale: f64,
+    max_step: f64,
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn settings(body: &RiskRequest, state: &AppState) -> Result<Settings, ApiError> {
+    let d = state.settings().defaults;
+    let hours = |v| (1.0..=8760.0).contains(&v);
+    Ok(Settings {
+        alpha: param(body.alpha, DEFAULT_ALPHA, "alpha", "(0, 1)", |v| {
+            v > 0.0 && v < 1.0
+        })?,
+        tau: param(
+            body.tau_hours,
+            DEFAULT_TAU as f64,
+            "tau_hours",
+            "[1, 8760]",
+            hours,
+        )?,
+        tau_user: param(
+            body.tau_user_hours,
+            DEFAULT_TAU_USER as f64,
+            "tau_user_hours",
+            "[1, 8760]",
+            hours,
+        )?,
+        bonus: param(body.bonus, DEFAULT_BONUS, "bonus", "[0, 1)", |v| {
+            (0.0..1.0).contains(&v)
+        })?,
+        bonus_margin: param(body.bonus_margin, d.bonus_margin, "bonus_margin", "[0, 1)", |v| {
+            (0.0..1.0).contains(&v)
+        })?,
+        sale: param(
+            body.sale_size_usd,
+            d.sale_size_usd,
+            "sale_size_usd",
+            "[0, 1e12]",
+            |v| (0.0..=1e12).contains(&v),
+        )?,
+        max_step: param(body.max_step, d.max_step, "max_step", "[0, 1]", |v| {
+            (0.0..=1.0).contains(&v)
+        })?,
+    })
+}
+
+fn check_previous(prefix: &str, previous: Option<&Previous>) -> Result<(), ApiError> {
+    let Some(p) = previous else { return Ok(()) };
+    for (name, value) in [
+        ("liquidation_threshold", p.liquidation_threshold),
+        ("max_ltv", p.max_ltv),
+    ] {
+        if let Some(v) = value {
+            param(Some(v), 0.0, &format!("{prefix}previous.{name}"), "[0, 1]", |v| {
+                (0.0..=1.0).contains(&v)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Liquidation threshold, max LTV, liquidation bonus and margins, with their derivation.
+#[utoipa::path(
+    post,
+    path = "/v1/risk/parameters",
+    tag = RISK_TAG,
+    request_body = RiskRequest,
+    responses(
+        (status = 200, description = "Parameters, one item per asset", body = RiskResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body, batch or candle array too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid input (bad candle, alpha outside (0, 1)...)", body = ErrorBody),
+        (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
+    )
+)]
+pub async fn parameters(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RiskRequest>,
+) -> Result<Json<RiskResponse>, ApiError> {
+    let serving = state.serving()?;
+    let s = settings(&body, &state)?;
+    if body.items.is_some() && body.previous.is_some() {
+        return Err(ApiError::InvalidShape(
+            "with `items`, give `previous` inside each item".into(),
+        ));
+    }
+    let previous = body.previous;
+    let items = shape(
+        (body.asset, body.candles),
+        body.items,
+        state.settings().max_items,
+        |asset, candles| RiskItem {
+            asset,
+            candles,
+            previous,
+        },
+    )?;
+    for (prefix, item) in &items {
+        check_previous(prefix, item.previous.as_ref())?;
+    }
+    let refs = items
+        .iter()
+        .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
+        .collect();
+    let results = forecast_items(&state, serving, refs).await?;
+    let info = &serving.info;
+    let out = results
+        .into_iter()
+        .zip(items)
+        .map(|((prep, pred), (_, item))| recommend(info, &s, prep, &pred, item.previous))
+        .collect();
+    Ok(Json(RiskResponse {
+        model: info.reference(),
+        items: out,
+    }))
+}
+
+fn curve(horizons: &[usize], variances: &[f64]) -> VarianceCurve {
+    let mut points: Vec<(usize, f64)> = horizons.iter().copied().zip(variances.iter().copied()).collect();
+    points.sort_by_key(|p| p.0);
+    VarianceCurve { points }
+}
+
+fn recommend(
+    info: &ModelInfo,
+    s: &Settings,
+    prep: Prepared,
+    pred: &Prediction,
+    previous: Option<Previous>,
+) -> AssetRisk {
+    let horizons = info.horizons();
+    let mut sorted = horizons.to_vec();
+    sorted.sort_unstable();
+    let lh = risk::liquidity_horizon(&sorted, s.tau).unwrap_or(DEFAULT_TAU);
+    let j = horizons.iter().position(|&h| h == lh).unwrap_or(0);
+    let p = pred.shortage_probability.get(j).copied().unwrap_or(f64::NAN);
+    let tau_eff = risk::effective_tau(s.tau, p);
+    let expected = finite(prep.illiquidity.get(j).copied().unwrap_or(f64::NAN))
+        .map(|m| risk::expected_illiquidity(m, if p.is_finite() { p } else { 0.0 }));
+    let slippage = expected.map(|m| risk::slippage(m, s.sale));
+    let input = PolicyInput {
+        alpha: s.alpha,
+        tau: tau_eff,
+        tau_user: s.tau_user,
+        bonus: s.bonus,
+        bonus_margin: s.bonus_margin,
+        slippage,
+    };
+    let bound = previous.map(|p| Bound {
+        liquidation_threshold: p.liquidation_threshold,
+        max_ltv: p.max_ltv,
+        max_step: s.max_step,
+    });
+    let model_curve = curve(horizons, &pred.variance);
+    let policy = risk::policy(&model_curve, &input, bound.as_ref(), reflected_drawdown);
+    let har_ok = prep.har.iter().all(|v| v.is_finite() && *v > 0.0);
+    let har_curve = curve(horizons, &prep.har);
+    let compare = |f: fn(f64, f64) -> f64| {
+        har_ok.then(|| {
+            let c = risk::policy(&har_curve, &input, None, f);
+            Comparison {
+                drawdown: c.drawdown,
+                liquidation_threshold: c.liquidation_threshold,
+                max_ltv: c.max_ltv,
+            }
+        })
+    };
+    let params = RiskParameters {
+        liquidation_threshold: policy.liquidation_threshold,
+        max_ltv: policy.max_ltv,
+        liquidation_bonus: policy.liquidation_bonus,
+        maintenance_margin: policy.maintenance_margin,
+        initial_margin: policy.initial_margin,
+    };
+    AssetRisk {
+        origin: prep.origin(),
+        parameters: params,
+        derivation: Derivation {
+            alpha: s.alpha,
+            tau_hours: s.tau,
+            tau_effective_hours: tau_eff,
+            tau_user_hours: s.tau_user,
+            liquidity_horizon_hours: lh,
+            shortage_probability: p,
+            forecasts: horizons
+                .iter()
+                .enumerate()
+                .map(|(k, &h)| ForecastUsed {
+                    horizon_hours: h,
+                    variance: pred.variance[k],
+                    har_variance: finite(prep.har[k]),
+                    shortage_probability: pred.shortage_probability[k],
+                })
+                .collect(),
+            variance_tau: model_curve.at(tau_eff),
+            variance_tau_user: model_curve.at(s.tau_user),
+            drawdown: policy.drawdown,
+            drawdown_user: policy.drawdown_user,
+            sale_size_usd: s.sale,
+            expected_illiquidity: expected,
+            expected_slippage: slippage,
+            bonus_floor: s.bonus,
+            bonus_margin: s.bonus_margin,
+            unbounded: RiskParameters {
+                liquidation_threshold: policy.unbounded_liquidation_threshold,
+                max_ltv: policy.unbounded_max_ltv,
+                ..params
+            },
+            previous,
+            max_step: previous.map(|_| s.max_step),
+            step_limited: policy.step_limited,
+            har_reflection: compare(reflected_drawdown),
+            har_plain_normal: compare(plain_normal_drawdown),
+        },
+        asset: prep.asset,
+    }
+}

@@ -1,0 +1,119 @@
+//! Shared state of the handlers: settings, metrics, and the served model once it is ready.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::config::Config;
+use crate::engine::Limits;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::model::ModelInfo;
+use crate::queue::BatchQueue;
+
+/// Defaults of the request settings, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    /// Sale size, USD.
+    pub sale_size_usd: f64,
+    /// Margin over slippage for the bonus.
+    pub bonus_margin: f64,
+    /// Largest relative step from a previous value.
+    pub max_step: f64,
+}
+
+/// Settings the handlers read.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Per-asset limits.
+    pub limits: Limits,
+    /// Most assets per request.
+    pub max_items: usize,
+    /// Request body limit, bytes.
+    pub max_body_bytes: usize,
+    /// Request timeout.
+    pub request_timeout: std::time::Duration,
+    /// Defaults.
+    pub defaults: Defaults,
+}
+
+impl Settings {
+    /// From the config.
+    #[must_use]
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            limits: Limits {
+                max_candles: c.max_candles,
+            },
+            max_items: c.max_items,
+            max_body_bytes: c.max_body_bytes,
+            request_timeout: c.request_timeout(),
+            defaults: Defaults {
+                sale_size_usd: c.sale_size_usd,
+                bonus_margin: c.bonus_margin,
+                max_step: c.max_step,
+            },
+        }
+    }
+}
+
+/// The model being served and its queue.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// What the handlers know about the model.
+    pub info: Arc<ModelInfo>,
+    /// The way to its forward pass.
+    pub queue: BatchQueue,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    serving: OnceLock<Serving>,
+}
+
+/// Handler state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl AppState {
+    /// State with no model yet (readiness false until [`AppState::set_serving`]).
+    #[must_use]
+    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                metrics,
+                serving: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Installs the ready model; later calls are ignored.
+    pub fn set_serving(&self, serving: Serving) {
+        if self.inner.serving.set(serving).is_ok() {
+            self.inner.metrics.model_ready.set(1);
+        }
+    }
+
+    /// The model, once ready.
+    ///
+    /// # Errors
+    /// [`ApiError::NotReady`] while it loads.
+    pub fn serving(&self) -> Result<&Serving, ApiError> {
+        self.inner.serving.get().ok_or(ApiError::NotReady)
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+}

@@ -1,0 +1,180 @@
+//! Test support: a fake model (hand-made metadata, constant forecasts) behind the real queue,
+//! generated candles, and request helpers.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use volcast_server::config::Config;
+use volcast_server::metrics::Metrics;
+use volcast_server::model::{ModelInfo, Predictor};
+use volcast_server::queue::BatchQueue;
+use volcast_server::state::{AppState, Serving, Settings};
+use volcast_training::artifact::{Metadata, SCHEMA_VERSION, Scaler};
+use volcast_training::baselines::har::Har;
+use volcast_training::baselines::shortage::ShortageLogistic;
+use volcast_training::features::{FeatureSpec, N_CHANNELS, N_STATIC};
+use volcast_training::inference::{ModelInput, Prediction};
+use volcast_training::synth::{SynthConfig, generate};
+
+pub const START_MS: i64 = 1_704_067_200_000; // 2024-01-01
+
+/// Constant forecasts, optionally slow.
+pub struct Fake {
+    pub delay: Duration,
+}
+
+impl Predictor for Fake {
+    fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction> {
+        std::thread::sleep(self.delay);
+        inputs
+            .iter()
+            .map(|_| Prediction {
+                variance: vec![1e-4, 6e-4, 4e-3],
+                quantiles: vec![
+                    vec![2e-5, 8e-5, 3e-4, 5e-4],
+                    vec![1e-4, 5e-4, 2e-3, 3e-3],
+                    vec![1e-3, 3e-3, 1e-2, 2e-2],
+                ],
+                shortage_probability: vec![0.1, 0.2, 0.3],
+            })
+            .collect()
+    }
+}
+
+pub fn info() -> ModelInfo {
+    let horizons = vec![4, 24, 168];
+    let har = horizons
+        .iter()
+        .map(|&h| {
+            let coef = [(h as f64 / 24.0).ln(), 1.0, 0.0, 0.0];
+            (
+                h,
+                Har {
+                    horizon: h,
+                    coef,
+                    residual_variance: 0.1,
+                    n: 100,
+                },
+            )
+        })
+        .collect();
+    let shortage_logistic = horizons
+        .iter()
+        .map(|&h| {
+            (
+                h,
+                ShortageLogistic {
+                    horizon: h,
+                    intercept: -2.0,
+                    slope: 1.0,
+                    n: 100,
+                },
+            )
+        })
+        .collect();
+    ModelInfo {
+        metadata: Metadata {
+            schema_version: SCHEMA_VERSION,
+            id: "fake0123456789ab".into(),
+            created_at: "2024-01-01T00:00:00Z".into(),
+            code_version: "test".into(),
+            features: FeatureSpec::current(32),
+            scaler: Scaler {
+                static_mean: vec![0.0; N_STATIC],
+                static_std: vec![1.0; N_STATIC],
+                channel_mean: vec![0.0; N_CHANNELS],
+                channel_std: vec![1.0; N_CHANNELS],
+            },
+            horizons,
+            quantile_levels: vec![0.05, 0.5, 0.95, 0.99],
+            fit_until: "2023-12-31T23:00:00Z".into(),
+            data: Vec::new(),
+            holdout: BTreeMap::new(),
+            validation: BTreeMap::new(),
+            har,
+            shortage_logistic,
+            device: "cpu".into(),
+            training_seconds: 0.0,
+        },
+        hash: "f".repeat(64),
+    }
+}
+
+pub fn config() -> Config {
+    Config::with_artifact("unused".into()).unwrap()
+}
+
+/// An app serving the fake model with `config`'s settings.
+pub fn app_with(config: &Config, delay: Duration) -> Router {
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::new(Settings::from_config(config), Arc::clone(&metrics));
+    let (queue, _worker) = BatchQueue::start(
+        Box::new(Fake { delay }),
+        volcast_server::queue_config(config),
+        metrics,
+    )
+    .unwrap();
+    state.set_serving(Serving {
+        info: Arc::new(info()),
+        queue,
+    });
+    volcast_server::app(state)
+}
+
+pub fn app() -> Router {
+    app_with(&config(), Duration::ZERO)
+}
+
+/// `n` clean hourly candles as JSON values.
+pub fn candles(n: usize) -> Vec<Value> {
+    let c = generate(&SynthConfig {
+        gap_rate: 0.0,
+        ..SynthConfig::panel_asset(1, 7, n, START_MS)
+    });
+    c.iter()
+        .map(|c| {
+            json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
+                   "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
+        })
+        .collect()
+}
+
+pub fn single(n: usize) -> Value {
+    json!({"asset": "SYNTH01", "candles": candles(n)})
+}
+
+pub async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let req = Request::builder().method(method).uri(uri);
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(b).unwrap())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    raw(app, req).await
+}
+
+pub async fn raw(app: &Router, req: Request<Body>) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value, headers)
+}

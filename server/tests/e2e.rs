@@ -1,0 +1,232 @@
+//! End to end: train a tiny model on generated data, start the real `server` binary on
+//! `127.0.0.1:0`, read its `listening on` line, call every endpoint over HTTP, then SIGTERM it
+//! with a request in flight and check that the request completes and the process exits cleanly.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use volcast_server::model::ModelInfo;
+use volcast_training::device::{DeviceChoice, select};
+use volcast_training::features::AssetFeatures;
+use volcast_training::grid::{Asset, HourlyGrid};
+use volcast_training::inference::LoadedModel;
+use volcast_training::panel::PreparedAsset;
+use volcast_training::pipeline::{Pipeline, run};
+use volcast_training::synth::{SynthConfig, generate, write_csv};
+use volcast_training::time::{Bound, HOUR_MS, parse_time};
+use volcast_training::training::TrainingConfig;
+
+const START_MS: i64 = 1_577_836_800_000; // 2020-01-01
+
+fn train(tmp: &Path) -> std::path::PathBuf {
+    let data = tmp.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 1..=3 {
+        let candles = generate(&SynthConfig::panel_asset(i, 7, 24 * 150, START_MS));
+        write_csv(&data.join(format!("SYNTH{i:02}.csv")), &candles).unwrap();
+    }
+    let mut config = TrainingConfig::default_run()
+        .with_window(32)
+        .with_batch_size(64)
+        .with_max_epochs(1)
+        .with_holdout_days(15)
+        .with_stride_hours(6);
+    config.model = config.model.with_channels(8).with_layers(3).with_hidden(16);
+    let out = tmp.join("artifacts");
+    run(&Pipeline {
+        dirs: vec![data],
+        fit_until_ms: Some(parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS),
+        device: DeviceChoice::Cpu,
+        config,
+        out: out.clone(),
+        set_default: true,
+        checkpoint_dir: None,
+        resume: false,
+        progress: false,
+        max_steps: None,
+    })
+    .unwrap();
+    out
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(artifact: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--listen", "127.0.0.1:0", "--artifact"])
+        .arg(artifact)
+        .env("VOLCAST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn candles(n: usize) -> Vec<Value> {
+    let c = generate(&SynthConfig {
+        gap_rate: 0.0,
+        ..SynthConfig::panel_asset(2, 11, n, START_MS)
+    });
+    c.iter()
+        .map(|c| {
+            json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
+                   "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
+        })
+        .collect()
+}
+
+async fn post(client: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
+    let r = client.post(url).json(body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_server_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let artifacts = train(tmp.path());
+
+    // The server builds model inputs exactly as the trainer's inference code.
+    let loaded = LoadedModel::load(&artifacts, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
+    let info = ModelInfo::of(&loaded);
+    let raw = generate(&SynthConfig::panel_asset(2, 11, 1000, START_MS));
+    let asset = Asset {
+        id: "X".into(),
+        grid: HourlyGrid::from_candles(&raw),
+    };
+    let features = AssetFeatures::new(&asset, &PreparedAsset::new(&asset, &info.metadata.horizons));
+    let slot = asset.grid.len() - 1;
+    let mut scratch = Vec::new();
+    assert_eq!(
+        info.input_at(&features, slot, &mut scratch),
+        loaded.input_at(&features, slot, None, &mut scratch)
+    );
+
+    let server = start(&artifacts);
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = client.get(format!("{base}/readyz")).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let card: Value = client
+        .get(format!("{base}/v1/model"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(card["model"]["id"], info.metadata.id.as_str());
+    assert_eq!(card["model"]["hash"], info.hash.as_str());
+    let need = card["history_hours"].as_u64().unwrap() as usize;
+    assert!(card["training_range"].is_array());
+
+    let body = json!({"asset": "SYNTH02", "candles": candles(need)});
+    for route in [
+        "/v1/forecast/volatility",
+        "/v1/forecast/liquidity",
+        "/v1/risk/parameters",
+    ] {
+        let (s, v) = post(&client, format!("{base}{route}"), &body).await;
+        assert_eq!(s, 200, "{route}: {v}");
+        assert_eq!(v["model"]["hash"], info.hash.as_str());
+        assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    }
+    let (_, v) = post(&client, format!("{base}/v1/risk/parameters"), &body).await;
+    let p = &v["items"][0]["parameters"];
+    let (lt, lb) = (
+        p["liquidation_threshold"].as_f64().unwrap(),
+        p["liquidation_bonus"].as_f64().unwrap(),
+    );
+    assert!(lt > 0.0 && lt * (1.0 + lb) <= 1.0 + 1e-12, "{v}");
+    let short = json!({"asset": "SYNTH02", "candles": candles(need - 1)});
+    let (s, v) = post(&client, format!("{base}/v1/risk/parameters"), &short).await;
+    assert_eq!((s, v["error"].as_str()), (422, Some("too_few_candles")));
+    let (s, v) = post(
+        &client,
+        format!("{base}/v1/risk/parameters"),
+        &json!({"items": [body.clone(), body.clone()], "alpha": 2}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str(), v["field"].as_str()),
+        (422, Some("out_of_range"), Some("alpha"))
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("route=\"/v1/risk/parameters\""), "{metrics}");
+    assert_eq!(
+        client.get(format!("{base}/docs/")).send().await.unwrap().status(),
+        200
+    );
+    let spec: Value = client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["paths"]["/v1/forecast/liquidity"].is_object());
+
+    // SIGTERM with a batch in flight: it completes, then the process exits 0.
+    let batch = json!({"items": vec![body.clone(); 32]});
+    let in_flight = {
+        let (client, url) = (client.clone(), format!("{base}/v1/forecast/volatility"));
+        tokio::spawn(async move { post(&client, url, &batch).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (s, v) = in_flight.await.unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["items"].as_array().unwrap().len(), 32);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

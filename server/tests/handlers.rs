@@ -1,0 +1,553 @@
+//! Handler tests, in-process (`tower::ServiceExt::oneshot`) on a fake model: every route's happy
+//! path, the bad-input table, 429, timeout, body limit, request ids and metrics.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::{app, app_with, call, candles, config, raw, single};
+use serde_json::{Value, json};
+
+const N: usize = 900;
+
+#[tokio::test]
+async fn volatility_single_and_batch() {
+    let app = app();
+    let (s, v, h) = call(&app, "POST", "/v1/forecast/volatility", Some(&single(N))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(h.contains_key("x-request-id"));
+    assert_eq!(v["model"]["id"], "fake0123456789ab");
+    assert_eq!(v["model"]["hash"].as_str().unwrap().len(), 64);
+    let hs = v["items"][0]["horizons"].as_array().unwrap();
+    assert_eq!(hs.len(), 3);
+    let h24 = &hs[1];
+    assert_eq!(h24["horizon_hours"], 24);
+    let var = h24["variance"].as_f64().unwrap();
+    assert!((h24["annualized_volatility"].as_f64().unwrap() - (var * 8760.0 / 24.0).sqrt()).abs() < 1e-12);
+    assert_eq!(h24["quantiles"].as_array().unwrap().len(), 4);
+    assert!(h24["har"]["variance"].as_f64().unwrap() > 0.0);
+
+    let batch = json!({"items": [single(N), single(N + 5)], "horizons": [168, 4]});
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&batch)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    let hs: Vec<i64> = v["items"][1]["horizons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["horizon_hours"].as_i64().unwrap())
+        .collect();
+    assert_eq!(hs, vec![168, 4]);
+}
+
+#[tokio::test]
+async fn liquidity_reports_slippage_for_the_sale_size() {
+    let app = app();
+    let mut body = single(N);
+    body["sale_size_usd"] = json!(2_000_000.0);
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/liquidity", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let h = &v["items"][0]["horizons"][1];
+    let p = h["shortage_probability"].as_f64().unwrap();
+    let cur = h["current_illiquidity"].as_f64().unwrap();
+    let exp = h["expected_illiquidity"].as_f64().unwrap();
+    assert!((exp - cur * (1.0 + p)).abs() < 1e-12);
+    assert!((h["expected_slippage"].as_f64().unwrap() - exp * 2.0).abs() < 1e-12);
+    assert!(h["baseline_shortage_probability"].as_f64().is_some());
+}
+
+#[tokio::test]
+async fn risk_parameters_keep_the_invariants_and_explain_themselves() {
+    let app = app();
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&single(N))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let item = &v["items"][0];
+    let p = &item["parameters"];
+    let lt = p["liquidation_threshold"].as_f64().unwrap();
+    let lb = p["liquidation_bonus"].as_f64().unwrap();
+    let ltv = p["max_ltv"].as_f64().unwrap();
+    assert!(lt * (1.0 + lb) <= 1.0 + 1e-12 && (0.0..=lt).contains(&ltv));
+    let d = &item["derivation"];
+    assert_eq!(d["alpha"], 0.99);
+    assert_eq!(d["liquidity_horizon_hours"], 4);
+    assert!((d["tau_effective_hours"].as_f64().unwrap() - 4.0 * 1.1).abs() < 1e-12);
+    assert!((p["maintenance_margin"].as_f64().unwrap() - d["drawdown"].as_f64().unwrap()).abs() < 1e-15);
+    assert!(d["har_reflection"]["liquidation_threshold"].as_f64().is_some());
+    assert!(
+        d["har_plain_normal"]["drawdown"].as_f64().unwrap()
+            < d["har_reflection"]["drawdown"].as_f64().unwrap()
+    );
+    assert_eq!(d["forecasts"].as_array().unwrap().len(), 3);
+
+    // A bounded change from a previous value.
+    let mut body = single(N);
+    body["previous"] = json!({"liquidation_threshold": 0.5, "max_ltv": 0.4});
+    body["max_step"] = json!(0.05);
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let p = &v["items"][0]["parameters"];
+    assert!((p["liquidation_threshold"].as_f64().unwrap() - 0.525).abs() < 1e-12);
+    assert!((p["max_ltv"].as_f64().unwrap() - 0.42).abs() < 1e-12);
+    assert_eq!(v["items"][0]["derivation"]["step_limited"], true);
+}
+
+#[tokio::test]
+async fn model_card_health_readiness_metrics() {
+    let app = app();
+    let (s, v, _) = call(&app, "GET", "/v1/model", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["history_hours"], 889);
+    assert_eq!(v["features"]["window_hours"], 32);
+    assert_eq!(v["model"]["id"], "fake0123456789ab");
+    assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
+    let (s, v, _) = call(&app, "GET", "/readyz", None).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ready")));
+    let (s, v, _) = call(&app, "GET", "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["paths"]["/v1/risk/parameters"].is_object());
+    let (s, _, _) = call(&app, "GET", "/docs/", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v, _) = call(&app, "GET", "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = v.as_str().unwrap();
+    assert!(text.contains(r#"route="/v1/model""#), "{text}");
+    assert!(text.contains("volcast_model_ready 1"), "{text}");
+}
+
+#[tokio::test]
+async fn not_ready_until_the_model_is_set() {
+    use std::sync::Arc;
+    let c = config();
+    let state = volcast_server::state::AppState::new(
+        volcast_server::state::Settings::from_config(&c),
+        Arc::new(volcast_server::metrics::Metrics::new()),
+    );
+    let app = volcast_server::app(state);
+    assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, "GET", "/readyz", None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&single(N))).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("model_not_ready"))
+    );
+}
+
+type Mutate = fn(&mut Value);
+type Case = (
+    &'static str,
+    &'static str,
+    Mutate,
+    u16,
+    &'static str,
+    Option<&'static str>,
+);
+
+/// The bad-input table: (case, route, change to a valid single body, status, code, field).
+fn cases() -> Vec<Case> {
+    vec![
+        (
+            "missing candles",
+            "/v1/forecast/volatility",
+            |b| {
+                b.as_object_mut().unwrap().remove("candles");
+            },
+            422,
+            "missing_field",
+            Some("candles"),
+        ),
+        (
+            "missing asset",
+            "/v1/forecast/volatility",
+            |b| {
+                b.as_object_mut().unwrap().remove("asset");
+            },
+            422,
+            "missing_field",
+            Some("asset"),
+        ),
+        (
+            "missing high",
+            "/v1/forecast/volatility",
+            |b| {
+                b["candles"][17].as_object_mut().unwrap().remove("high");
+            },
+            422,
+            "missing_field",
+            Some("candles[17].high"),
+        ),
+        (
+            "string price",
+            "/v1/forecast/liquidity",
+            |b| b["candles"][3]["close"] = json!("1.0"),
+            422,
+            "invalid_value",
+            Some("candles[3].close"),
+        ),
+        (
+            "zero price",
+            "/v1/forecast/volatility",
+            |b| b["candles"][9]["low"] = json!(0.0),
+            422,
+            "non_positive_price",
+            Some("candles[9].low"),
+        ),
+        (
+            "negative price",
+            "/v1/risk/parameters",
+            |b| b["candles"][9]["open"] = json!(-1.0),
+            422,
+            "non_positive_price",
+            Some("candles[9].open"),
+        ),
+        (
+            "high below low",
+            "/v1/forecast/volatility",
+            |b| {
+                let low = b["candles"][17]["low"].as_f64().unwrap();
+                b["candles"][17]["high"] = json!(low * 0.5);
+            },
+            422,
+            "high_below_low",
+            Some("candles[17].high"),
+        ),
+        (
+            "close outside",
+            "/v1/forecast/volatility",
+            |b| {
+                let h = b["candles"][2]["high"].as_f64().unwrap();
+                b["candles"][2]["close"] = json!(h * 2.0);
+            },
+            422,
+            "close_outside_range",
+            Some("candles[2].close"),
+        ),
+        (
+            "negative volume",
+            "/v1/forecast/volatility",
+            |b| b["candles"][4]["volume"] = json!(-1.0),
+            422,
+            "negative_volume",
+            Some("candles[4].volume"),
+        ),
+        (
+            "unsorted",
+            "/v1/forecast/volatility",
+            |b| {
+                let c = b["candles"].as_array_mut().unwrap();
+                c.swap(10, 11);
+            },
+            422,
+            "unsorted_timestamps",
+            Some("candles[11].open_time"),
+        ),
+        (
+            "duplicate",
+            "/v1/forecast/volatility",
+            |b| {
+                let t = b["candles"][10]["open_time"].clone();
+                b["candles"][11]["open_time"] = t;
+            },
+            422,
+            "duplicate_timestamp",
+            Some("candles[11].open_time"),
+        ),
+        (
+            "not on the hour",
+            "/v1/forecast/volatility",
+            |b| b["candles"][0]["open_time"] = json!(1_704_067_200_001_i64),
+            422,
+            "not_on_the_hour",
+            Some("candles[0].open_time"),
+        ),
+        (
+            "too few candles",
+            "/v1/forecast/volatility",
+            |b| {
+                b["candles"].as_array_mut().unwrap().truncate(100);
+            },
+            422,
+            "too_few_candles",
+            Some("candles"),
+        ),
+        (
+            "unknown horizon",
+            "/v1/forecast/volatility",
+            |b| b["horizons"] = json!([4, 12]),
+            422,
+            "unknown_horizon",
+            Some("horizons[1]"),
+        ),
+        (
+            "empty horizons",
+            "/v1/forecast/liquidity",
+            |b| b["horizons"] = json!([]),
+            422,
+            "invalid_value",
+            Some("horizons"),
+        ),
+        (
+            "alpha one",
+            "/v1/risk/parameters",
+            |b| b["alpha"] = json!(1.0),
+            422,
+            "out_of_range",
+            Some("alpha"),
+        ),
+        (
+            "alpha zero",
+            "/v1/risk/parameters",
+            |b| b["alpha"] = json!(0.0),
+            422,
+            "out_of_range",
+            Some("alpha"),
+        ),
+        (
+            "tau zero",
+            "/v1/risk/parameters",
+            |b| b["tau_hours"] = json!(0),
+            422,
+            "out_of_range",
+            Some("tau_hours"),
+        ),
+        (
+            "negative sale",
+            "/v1/forecast/liquidity",
+            |b| b["sale_size_usd"] = json!(-5),
+            422,
+            "out_of_range",
+            Some("sale_size_usd"),
+        ),
+        (
+            "previous above one",
+            "/v1/risk/parameters",
+            |b| b["previous"] = json!({"liquidation_threshold": 1.5}),
+            422,
+            "out_of_range",
+            Some("previous.liquidation_threshold"),
+        ),
+        (
+            "unknown field",
+            "/v1/risk/parameters",
+            |b| b["alpah"] = json!(0.9),
+            422,
+            "invalid_value",
+            Some("alpah"),
+        ),
+        (
+            "both shapes",
+            "/v1/forecast/volatility",
+            |b| b["items"] = json!([]),
+            422,
+            "invalid_shape",
+            None,
+        ),
+        (
+            "neither shape",
+            "/v1/forecast/volatility",
+            |b| *b = json!({}),
+            422,
+            "invalid_shape",
+            None,
+        ),
+        (
+            "empty batch",
+            "/v1/forecast/volatility",
+            |b| *b = json!({"items": []}),
+            422,
+            "empty_batch",
+            Some("items"),
+        ),
+        (
+            "bad item in batch",
+            "/v1/risk/parameters",
+            |b| {
+                let mut bad = b.clone();
+                bad["candles"][7]["high"] = json!(0.001);
+                *b = json!({"items": [b.clone(), bad]});
+            },
+            422,
+            "high_below_low",
+            Some("items[1].candles[7].high"),
+        ),
+        (
+            "empty asset",
+            "/v1/forecast/volatility",
+            |b| b["asset"] = json!(""),
+            422,
+            "invalid_value",
+            Some("asset"),
+        ),
+        (
+            "too many items",
+            "/v1/forecast/volatility",
+            |b| {
+                let one = b.clone();
+                *b = json!({"items": vec![one; 65]});
+            },
+            413,
+            "batch_too_large",
+            Some("items"),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn bad_input_table() {
+    let app = app();
+    let valid = single(N);
+    for (name, route, mutate, status, code, field) in cases() {
+        let mut body = valid.clone();
+        mutate(&mut body);
+        let (s, v, _) = call(&app, "POST", route, Some(&body)).await;
+        assert_eq!(s.as_u16(), status, "{name}: {v}");
+        assert_eq!(v["error"], code, "{name}: {v}");
+        if let Some(f) = field {
+            assert_eq!(v["field"], f, "{name}: {v}");
+        }
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{name}: {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_our_error_format() {
+    let app = app();
+    let send = |body: &'static str, ct: Option<&'static str>| {
+        let mut req = Request::builder().method("POST").uri("/v1/forecast/volatility");
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        req.body(Body::from(body)).unwrap()
+    };
+    let (s, v, _) = raw(&app, send("{\"asset\": ", Some("application/json"))).await;
+    assert_eq!((s.as_u16(), v["error"].as_str()), (400, Some("malformed_json")));
+    let (s, v, _) = raw(&app, send("not json", Some("application/json"))).await;
+    assert_eq!((s.as_u16(), v["error"].as_str()), (400, Some("malformed_json")));
+    let (s, v, _) = raw(&app, send("{}", None)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+    let (s, v, _) = raw(&app, send("{}", Some("text/plain"))).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+    let (s, v, _) = call(&app, "GET", "/v1/nope", None).await;
+    assert_eq!((s.as_u16(), v["error"].as_str()), (404, Some("not_found")));
+    let (s, v, _) = call(&app, "GET", "/v1/risk/parameters", None).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+}
+
+#[tokio::test]
+async fn out_of_range_numbers_and_gappy_history() {
+    let app = app();
+    let text = serde_json::to_string(&single(N))
+        .unwrap()
+        .replacen("\"high\":", "\"high\":1e999,\"x\":", 1);
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/forecast/volatility")
+        .header("content-type", "application/json")
+        .body(Body::from(text))
+        .unwrap();
+    let (s, v, _) = raw(&app, req).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("non_finite"), Some("candles[0].high")),
+        "{v}"
+    );
+
+    // Enough candles, but 100 missing hours inside the last 720: RV720 lacks its 648 returns.
+    let mut body = single(1000);
+    body["candles"].as_array_mut().unwrap().drain(850..950);
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("insufficient_history"), Some("candles")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let mut c = config();
+    c.max_body_bytes = 10_000;
+    let app = app_with(&c, Duration::ZERO);
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&single(N))).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
+    let mut c = config();
+    c.max_candles = 500;
+    let app = app_with(&c, Duration::ZERO);
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&single(N))).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (413, Some("too_many_candles")),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_answers_429_with_retry_after() {
+    let mut c = config();
+    c.queue_capacity = 1;
+    c.max_batch = 1;
+    c.retry_after_s = 3;
+    let app = app_with(&c, Duration::from_millis(300));
+    let body = single(N);
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let (app, body) = (app.clone(), body.clone());
+            tokio::spawn(async move { call(&app, "POST", "/v1/risk/parameters", Some(&body)).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in calls {
+        let (s, v, h) = t.await.unwrap();
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(v["error"], "queue_full");
+            assert_eq!(h["retry-after"], "3");
+        }
+        statuses.push(s.as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn slow_model_times_out_with_503() {
+    let mut c = config();
+    c.request_timeout_ms = 50;
+    let app = app_with(&c, Duration::from_millis(400));
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&single(N))).await;
+    assert_eq!((s.as_u16(), v["error"].as_str()), (503, Some("timeout")), "{v}");
+}
+
+#[tokio::test]
+async fn request_id_is_kept_when_given() {
+    let app = app();
+    let req = Request::builder()
+        .uri("/healthz")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, h) = raw(&app, req).await;
+    assert_eq!(h["x-request-id"], "abc-123");
+    assert_eq!(candles(3).len(), 3);
+}
