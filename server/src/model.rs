@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use volcast_training::artifact::{ArtifactError, HorizonMetrics, Metadata, Scaler};
+use volcast_training::artifact::{ArtifactError, HorizonMetrics, Metadata};
 use volcast_training::baselines::har::Har;
 use volcast_training::baselines::shortage::ShortageLogistic;
 use volcast_training::features::{AssetFeatures, N_CHANNELS};
@@ -77,10 +77,6 @@ impl ModelInfo {
         self.metadata.shortage_logistic.get(&horizon)
     }
 
-    fn scaler(&self) -> &Scaler {
-        &self.metadata.scaler
-    }
-
     /// Scaled model inputs at `slot`, exactly as `LoadedModel::input_at` builds them without a
     /// market factor (the model was trained with market dropout); None without enough history.
     #[must_use]
@@ -90,13 +86,7 @@ impl ModelInfo {
         slot: usize,
         scratch: &mut Vec<f64>,
     ) -> Option<ModelInput> {
-        let mut statics = features.static_at(slot, None, scratch)?;
-        self.scaler().scale_static(&mut statics);
-        let window = self.metadata.features.window;
-        let mut sequence = vec![0.0; window * N_CHANNELS];
-        features.sequence_at(slot, window, &mut sequence);
-        self.scaler().scale_sequence(&mut sequence);
-        Some(ModelInput { statics, sequence })
+        self.metadata.input_at(features, slot, None, scratch)
     }
 
     /// The model card of `GET /v1/model`.

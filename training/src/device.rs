@@ -33,6 +33,26 @@ pub struct Selected {
 )]
 pub struct NoWgpu(String);
 
+/// wgpu runtimes initialise once per process; later selections reuse them.
+static INITIALISED: std::sync::Mutex<Vec<(String, Device)>> = std::sync::Mutex::new(Vec::new());
+
+fn init_wgpu(kind: Option<DeviceKind>, name: &str) -> Result<Device, String> {
+    let mut cache = INITIALISED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, device)) = cache.iter().find(|(n, _)| n == name) {
+        return Ok(device.clone());
+    }
+    let options = Device::wgpu_options();
+    let options = match kind {
+        Some(kind) => options.device_kind(kind),
+        None => options,
+    };
+    let device = options.init().map_err(|e| e.to_string())?;
+    cache.push((name.to_owned(), device.clone()));
+    Ok(device)
+}
+
 /// Picks the device for `choice`.
 ///
 /// # Errors
@@ -44,20 +64,19 @@ pub fn select(choice: DeviceChoice) -> Result<Selected, NoWgpu> {
     };
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
-        DeviceChoice::Wgpu => Device::wgpu_options()
-            .init()
+        DeviceChoice::Wgpu => init_wgpu(None, "default adapter")
             .map(|device| Selected {
                 device,
                 description: "wgpu (default adapter)".to_owned(),
             })
-            .map_err(|e| NoWgpu(e.to_string())),
+            .map_err(NoWgpu),
         DeviceChoice::Auto => {
             // Hardware adapters only: a software adapter is many times slower than flex.
             for (kind, name) in [
                 (DeviceKind::DiscreteGpu(0), "discrete GPU"),
                 (DeviceKind::IntegratedGpu(0), "integrated GPU"),
             ] {
-                if let Ok(device) = Device::wgpu_options().device_kind(kind).init() {
+                if let Ok(device) = init_wgpu(Some(kind), name) {
                     return Ok(Selected {
                         device,
                         description: format!("wgpu ({name})"),

@@ -107,12 +107,7 @@ impl LoadedModel {
         market: Option<&Market>,
         scratch: &mut Vec<f64>,
     ) -> Option<ModelInput> {
-        let mut statics = features.static_at(slot, market, scratch)?;
-        self.metadata.scaler.scale_static(&mut statics);
-        let mut sequence = vec![0.0; self.window() * N_CHANNELS];
-        features.sequence_at(slot, self.window(), &mut sequence);
-        self.metadata.scaler.scale_sequence(&mut sequence);
-        Some(ModelInput { statics, sequence })
+        self.metadata.input_at(features, slot, market, scratch)
     }
 
     /// Forecasts for a batch of inputs (any length; split into passes of [`BATCH`]).
@@ -157,6 +152,28 @@ impl LoadedModel {
                     .collect(),
             })
             .collect()
+    }
+}
+
+impl Metadata {
+    /// Scaled model inputs at `slot` with this artifact's window and scaler, or None where the
+    /// features do not exist (too little history). The one place inputs are assembled, for
+    /// `evaluate`, the trainer's scoring and the server alike.
+    #[must_use]
+    pub fn input_at(
+        &self,
+        features: &AssetFeatures,
+        slot: usize,
+        market: Option<&Market>,
+        scratch: &mut Vec<f64>,
+    ) -> Option<ModelInput> {
+        let mut statics = features.static_at(slot, market, scratch)?;
+        self.scaler.scale_static(&mut statics);
+        let window = self.features.window;
+        let mut sequence = vec![0.0; window * N_CHANNELS];
+        features.sequence_at(slot, window, &mut sequence);
+        self.scaler.scale_sequence(&mut sequence);
+        Some(ModelInput { statics, sequence })
     }
 }
 
