@@ -62,7 +62,7 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidShape(String),
     /// A candle breaks one of SPEC's bad-input rules.
-    #[error("{field} = {value} {}", describe(*.problem))]
+    #[error("{field} = {value} {}", problem.describe())]
     BadCandle {
         /// JSON path, e.g. `candles[17].high`.
         field: String,
@@ -154,19 +154,6 @@ pub enum ApiError {
     /// Anything else: a bug or a dead worker. Details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-fn describe(problem: CandleProblem) -> &'static str {
-    match problem {
-        CandleProblem::NonFinite => "is not a finite number",
-        CandleProblem::NonPositive => "is not positive",
-        CandleProblem::Negative => "is negative",
-        CandleProblem::HighBelowLow => "is below low",
-        CandleProblem::CloseOutsideRange => "is outside [low, high]",
-        CandleProblem::NotOnTheHour => "is not on a whole hour (Unix ms, multiple of 3600000)",
-        CandleProblem::Unsorted => "is earlier than the previous candle's (candles go oldest first)",
-        CandleProblem::Duplicate => "repeats the previous candle's",
-    }
 }
 
 impl ApiError {

@@ -73,16 +73,19 @@ impl CandleProblem {
         }
     }
 
-    fn describe(self) -> &'static str {
+    /// What is wrong, as the end of a sentence naming the field (`high = 9 is below low`);
+    /// shared by the file loader's and the server's messages.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
         match self {
             Self::NonFinite => "is not a finite number",
             Self::NonPositive => "is not positive",
             Self::Negative => "is negative",
             Self::HighBelowLow => "is below low",
             Self::CloseOutsideRange => "is outside [low, high]",
-            Self::NotOnTheHour => "is not on a whole hour",
-            Self::Unsorted => "is earlier than the previous row's (rows must be oldest first)",
-            Self::Duplicate => "repeats the previous row's",
+            Self::NotOnTheHour => "is not on a whole hour (Unix ms, a multiple of 3600000)",
+            Self::Unsorted => "is earlier than the previous candle's (candles go oldest first)",
+            Self::Duplicate => "repeats the previous candle's",
         }
     }
 }

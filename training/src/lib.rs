@@ -12,6 +12,8 @@ pub mod candles;
 #[cfg(feature = "data")]
 pub mod data;
 #[cfg(feature = "model")]
+pub mod dataset;
+#[cfg(feature = "model")]
 pub mod device;
 pub mod evaluate;
 pub mod features;

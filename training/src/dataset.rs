@@ -1,0 +1,275 @@
+//! Training data: examples at chosen origins (features and targets from the shared code), the
+//! time split with its early-stopping holdout, the input scaler, and the least-squares start of
+//! the log-variance skip.
+
+use nalgebra::{DMatrix, DVector};
+use rayon::prelude::*;
+
+use crate::artifact::Scaler;
+use crate::features::{AssetFeatures, Market, N_CHANNELS, N_STATIC};
+use crate::forecast::HORIZONS;
+use crate::grid::Asset;
+use crate::panel::{PreparedAsset, daily_slots};
+use crate::training::TrainingConfig;
+
+/// Training examples at chosen origins.
+#[derive(Debug, Default, Clone)]
+pub struct Samples {
+    /// `(asset, slot)` per row.
+    pub index: Vec<(u32, u32)>,
+    /// Unscaled static features per row.
+    pub statics: Vec<[f32; N_STATIC]>,
+    /// ln RV per horizon (NaN: missing or its window passes the limit).
+    pub log_rv: Vec<[f32; 3]>,
+    /// Shortage label per horizon (1, 0, NaN).
+    pub shortage: Vec<[f32; 3]>,
+}
+
+impl Samples {
+    /// Number of rows.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True without rows.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+/// The per-asset inputs of a panel.
+#[derive(Debug)]
+pub struct PanelFeatures {
+    /// Per asset.
+    pub assets: Vec<AssetFeatures>,
+    /// Per asset, SPEC's derived series.
+    pub prepared: Vec<PreparedAsset>,
+    /// BTC's trailing variances, when the panel has BTC.
+    pub market: Option<Market>,
+}
+
+impl PanelFeatures {
+    /// Computes everything the features need.
+    #[must_use]
+    pub fn new(assets: &[Asset]) -> Self {
+        let prepared = crate::panel::prepare(assets, &HORIZONS);
+        let features = assets
+            .par_iter()
+            .zip(&prepared)
+            .map(|(a, p)| AssetFeatures::new(a, p))
+            .collect();
+        Self {
+            assets: features,
+            prepared,
+            market: crate::inference::panel_market(assets),
+        }
+    }
+
+    /// Samples at `slots(asset)` whose targets end by `limit_hour` (later targets are masked).
+    pub fn samples<F>(&self, assets: &[Asset], limit_hour: i64, slots: F) -> Samples
+    where
+        F: Fn(&Asset) -> Vec<usize> + Sync,
+    {
+        let parts: Vec<Samples> = assets
+            .par_iter()
+            .enumerate()
+            .map(|(a, asset)| {
+                let mut out = Samples::default();
+                let mut scratch = Vec::new();
+                for slot in slots(asset) {
+                    let Some(statics) = self.assets[a].static_at(slot, self.market.as_ref(), &mut scratch)
+                    else {
+                        continue;
+                    };
+                    let hour = asset.grid.hour(slot);
+                    let prep = &self.prepared[a];
+                    let mut log_rv = [f32::NAN; 3];
+                    let mut shortage = [f32::NAN; 3];
+                    for (j, &h) in HORIZONS.iter().enumerate() {
+                        if hour + i64::try_from(h).unwrap_or(i64::MAX) > limit_hour {
+                            continue;
+                        }
+                        let rv = prep.target(slot, h);
+                        if rv > 0.0 && rv.is_finite() {
+                            #[allow(clippy::cast_possible_truncation)]
+                            {
+                                log_rv[j] = rv.ln() as f32;
+                            }
+                        }
+                        if let Some(label) = prep.shortage(slot, h, &mut scratch).label {
+                            shortage[j] = f32::from(u8::from(label));
+                        }
+                    }
+                    if log_rv.iter().all(|v| v.is_nan()) {
+                        continue;
+                    }
+                    out.index.push((
+                        u32::try_from(a).unwrap_or(u32::MAX),
+                        u32::try_from(slot).unwrap_or(u32::MAX),
+                    ));
+                    out.statics.push(statics);
+                    out.log_rv.push(log_rv);
+                    out.shortage.push(shortage);
+                }
+                out
+            })
+            .collect();
+        let mut all = Samples::default();
+        for p in parts {
+            all.index.extend(p.index);
+            all.statics.extend(p.statics);
+            all.log_rv.extend(p.log_rv);
+            all.shortage.extend(p.shortage);
+        }
+        all
+    }
+}
+
+/// Training and holdout samples for a fit period ending at `fit_end_hour` (close hour).
+#[must_use]
+pub fn split(
+    features: &PanelFeatures,
+    assets: &[Asset],
+    config: &TrainingConfig,
+    fit_end_hour: i64,
+) -> (Samples, Samples) {
+    let holdout_start = fit_end_hour - 24 * i64::try_from(config.holdout_days).unwrap_or(0);
+    let stride = i64::try_from(config.stride_hours.max(1)).unwrap_or(1);
+    let train = features.samples(assets, holdout_start, |asset| {
+        let g = &asset.grid;
+        (0..g.slots_until(holdout_start))
+            .filter(|&s| g.hour(s).rem_euclid(stride) == 0)
+            .collect()
+    });
+    let holdout = features.samples(assets, fit_end_hour, |asset| {
+        daily_slots(asset, holdout_start + 1, fit_end_hour).collect()
+    });
+    (train, holdout)
+}
+
+/// Fits the input scaler on training rows (sequence statistics from an evenly spread subset).
+#[must_use]
+pub fn fit_scaler(features: &PanelFeatures, train: &Samples, window: usize) -> Scaler {
+    let mean_std = |columns: usize, rows: &mut dyn Iterator<Item = &[f32]>| {
+        let (mut sum, mut sq, mut n) = (vec![0f64; columns], vec![0f64; columns], 0f64);
+        for row in rows {
+            for (c, &v) in row.iter().enumerate() {
+                sum[c] += f64::from(v);
+                sq[c] += f64::from(v) * f64::from(v);
+            }
+            n += 1.0;
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let stats: (Vec<f32>, Vec<f32>) = (0..columns)
+            .map(|c| {
+                let m = sum[c] / n.max(1.0);
+                let s = (sq[c] / n.max(1.0) - m * m).max(0.0).sqrt();
+                (m as f32, if s > 1e-6 { s as f32 } else { 1.0 })
+            })
+            .unzip();
+        stats
+    };
+    let (static_mean, static_std) = mean_std(N_STATIC, &mut train.statics.iter().map(|r| r.as_slice()));
+    let step = (train.len() / 4000).max(1);
+    let mut seq = Vec::new();
+    for &(a, s) in train.index.iter().step_by(step) {
+        let mut buf = vec![0f32; window * N_CHANNELS];
+        features.assets[a as usize].sequence_at(s as usize, window, &mut buf);
+        seq.extend(buf);
+    }
+    let (channel_mean, channel_std) = mean_std(N_CHANNELS, &mut seq.chunks_exact(N_CHANNELS));
+    Scaler {
+        static_mean,
+        static_std,
+        channel_mean,
+        channel_std,
+    }
+}
+
+/// Least-squares start of the log-variance skip and the quantile offsets.
+///
+/// Per horizon: ridge-stabilised OLS of ln RV on the standardised static features, its bias
+/// raised by `s^2 / 2` (so `exp` forecasts the mean, as SPEC's HAR does), and the quantiles of
+/// its residuals as starting quantile offsets.
+#[must_use]
+pub fn linear_start(
+    train: &Samples,
+    scaler: &Scaler,
+    levels: &[f64],
+    columns: &[usize],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let h = HORIZONS.len();
+    let mut weight = vec![0f32; N_STATIC * h];
+    let mut bias = vec![0f32; h];
+    let mut q_bias = Vec::with_capacity(h * levels.len());
+    for j in 0..h {
+        let rows: Vec<(Vec<f64>, f64)> = train
+            .statics
+            .iter()
+            .zip(&train.log_rv)
+            .filter(|(_, y)| y[j].is_finite())
+            .map(|(x, y)| {
+                let mut x = *x;
+                scaler.scale_static(&mut x);
+                (
+                    columns.iter().map(|&c| f64::from(x[c])).collect(),
+                    f64::from(y[j]),
+                )
+            })
+            .collect();
+        let n = rows.len();
+        let p = columns.len() + 1;
+        let x = DMatrix::from_fn(n, p, |i, c| if c == 0 { 1.0 } else { rows[i].0[c - 1] });
+        let y = DVector::from_iterator(n, rows.iter().map(|r| r.1));
+        #[allow(clippy::cast_precision_loss)]
+        let ridge = DMatrix::from_diagonal(&DVector::from_fn(
+            p,
+            |c, _| if c == 0 { 0.0 } else { 1e-3 * n as f64 },
+        ));
+        let beta = (x.tr_mul(&x) + ridge)
+            .cholesky()
+            .map_or_else(|| DVector::zeros(p), |c| c.solve(&x.tr_mul(&y)));
+        let mut residuals: Vec<f64> = (&y - &x * &beta).iter().copied().collect();
+        #[allow(clippy::cast_precision_loss)]
+        let s2 = residuals.iter().map(|r| r * r).sum::<f64>() / (n.saturating_sub(p).max(1)) as f64;
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            bias[j] = (beta[0] + 0.5 * s2) as f32;
+            for (k, &c) in columns.iter().enumerate() {
+                weight[c * h + j] = beta[k + 1] as f32;
+            }
+        }
+        // Residuals relative to the mean-corrected forecast.
+        residuals.iter_mut().for_each(|r| *r -= 0.5 * s2);
+        residuals.sort_by(f64::total_cmp);
+        let quantile = |level: f64| {
+            if residuals.is_empty() {
+                return 0.0;
+            }
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let i = ((residuals.len() - 1) as f64 * level).round() as usize;
+            residuals[i]
+        };
+        let mut previous = 0.0;
+        for (l, &level) in levels.iter().enumerate() {
+            let q = quantile(level);
+            #[allow(clippy::cast_possible_truncation)]
+            let value = if l == 0 {
+                q as f32
+            } else {
+                // Inverse softplus of the positive step.
+                let step = (q - previous).max(1e-3);
+                (step.exp_m1().ln()) as f32
+            };
+            q_bias.push(value);
+            previous = q;
+        }
+    }
+    (weight, bias, q_bias)
+}
