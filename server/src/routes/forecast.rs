@@ -7,12 +7,13 @@ use crate::dto::{
     AssetCandles, AssetLiquidity, AssetVolatility, ForecastRequest, LiquidityHorizon, LiquidityResponse,
     QuantileDto, VarianceDto, VolatilityHorizon, VolatilityResponse,
 };
-use crate::engine::{horizon_indices, shape};
+use crate::engine::{Prepared, horizon_indices, shape};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::risk;
 use crate::routes::{FORECAST_TAG, finite, forecast_items, param};
-use crate::state::AppState;
+use crate::state::{AppState, Serving};
+use volcast_training::inference::Prediction;
 
 /// Hours in a year, for annualizing.
 const HOURS_PER_YEAR: f64 = 8760.0;
@@ -26,6 +27,25 @@ pub fn variance_dto(variance: f64, horizon: usize) -> VarianceDto {
         volatility: variance.sqrt(),
         annualized_volatility: (variance * HOURS_PER_YEAR / horizon as f64).sqrt(),
     }
+}
+
+/// Validates a forecast request's asset shape (single or batch) and runs the model on it.
+async fn forecast_body(
+    state: &AppState,
+    serving: &Serving,
+    body: ForecastRequest,
+) -> Result<Vec<(Prepared, Prediction)>, ApiError> {
+    let items = shape(
+        (body.asset, body.candles),
+        body.items,
+        state.settings().max_items,
+        |asset, candles| AssetCandles { asset, candles },
+    )?;
+    let refs = items
+        .iter()
+        .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
+        .collect();
+    forecast_items(state, serving, refs).await
 }
 
 /// Volatility forecasts per horizon, beside the HAR baseline.
@@ -51,17 +71,7 @@ pub async fn volatility(
     let serving = state.serving()?;
     let info = &serving.info;
     let wanted = horizon_indices(info, body.horizons.as_deref())?;
-    let items = shape(
-        (body.asset, body.candles),
-        body.items,
-        state.settings().max_items,
-        |asset, candles| AssetCandles { asset, candles },
-    )?;
-    let refs = items
-        .iter()
-        .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
-        .collect();
-    let results = forecast_items(&state, serving, refs).await?;
+    let results = forecast_body(&state, serving, body).await?;
     let levels = &info.metadata.quantile_levels;
     let items = results
         .into_iter()
@@ -126,17 +136,7 @@ pub async fn liquidity(
         "[0, 1e12]",
         |v| (0.0..=1e12).contains(&v),
     )?;
-    let items = shape(
-        (body.asset, body.candles),
-        body.items,
-        state.settings().max_items,
-        |asset, candles| AssetCandles { asset, candles },
-    )?;
-    let refs = items
-        .iter()
-        .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
-        .collect();
-    let results = forecast_items(&state, serving, refs).await?;
+    let results = forecast_body(&state, serving, body).await?;
     let items = results
         .into_iter()
         .map(|(prep, pred)| AssetLiquidity {
