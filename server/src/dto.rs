@@ -284,7 +284,15 @@ pub struct Derivation {
     pub variance_tau: f64,
     /// Model variance over `tau_user_hours`.
     pub variance_tau_user: f64,
-    /// `D(alpha, tau_eff) = 1 - exp(-z_{(1+alpha)/2} sqrt(V))` (running minimum, reflection).
+    /// How `D` was obtained: `calibrated` (the artifact's measured quantiles of the scale-free
+    /// fall, see the README) or `reflection-normal` (an artifact without a calibration).
+    pub drawdown_rule: String,
+    /// `u_alpha(tau_eff)`, the multiplier of `sqrt(V)`: the calibrated quantile of the
+    /// scale-free fall, or `z_{(1+alpha)/2}` for the reflection rule.
+    pub drawdown_multiplier: f64,
+    /// Origins the calibration was measured on, when calibrated.
+    pub calibration_window: Option<String>,
+    /// `D(alpha, tau_eff) = 1 - exp(-u sqrt(V(tau_eff)))`, `u` the multiplier above.
     pub drawdown: f64,
     /// `D(alpha, tau_user)`.
     pub drawdown_user: f64,
@@ -306,7 +314,9 @@ pub struct Derivation {
     pub max_step: Option<f64>,
     /// Whether the step bound changed LT or max LTV.
     pub step_limited: bool,
-    /// HAR variance, reflection drawdown (same rules as the model).
+    /// HAR variance, drawdown calibrated the same way as the model's (when the artifact has it).
+    pub har_calibrated: Option<Comparison>,
+    /// HAR variance, reflection-normal drawdown.
     pub har_reflection: Option<Comparison>,
     /// HAR variance, plain normal drawdown of the close (as SPEC's GARCH-normal policy; the
     /// artifact carries no GARCH parameters).

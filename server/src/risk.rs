@@ -5,9 +5,10 @@
 //! - **Variance over tau hours** from the per-horizon forecasts: `V(tau) = V(h0) tau / h0` below
 //!   the shortest horizon, log-linear in `(ln H, ln V)` between horizons, `V(hn) tau / hn` beyond
 //!   the longest.
-//! - **Drawdown** `D(alpha, tau) = 1 - exp(-z_{(1+alpha)/2} sqrt(V(tau)))`: the running minimum's
-//!   quantile by the reflection principle. The "plain normal" comparison uses `z_alpha` instead
-//!   (the close at `t + tau`, SPEC's GARCH-normal reference policy).
+//! - **Drawdown** `D(alpha, tau) = 1 - exp(-u_alpha(tau) sqrt(V(tau)))`, `u_alpha(tau)` the
+//!   artifact's calibrated quantile of the scale-free fall ([`volcast_training::drawdown`]); an
+//!   artifact without a calibration uses the reflection principle, `u = z_{(1+alpha)/2}`. The
+//!   "plain normal" comparison uses `z_alpha` (the close at `t + tau`, SPEC's GARCH-normal policy).
 //! - **Effective liquidation window** `tau_eff = tau (1 + p)`, `p` the shortage probability at the
 //!   shortest served horizon `>= tau` (the longest when none is): a shortage slows liquidation.
 //! - **Bonus** `LB = max(bonus, slippage + bonus_margin)`; without a slippage estimate, `bonus`.
@@ -18,66 +19,7 @@
 //!   (relative) from it; the invariants `LT (1 + LB) <= 1` and `0 <= max LTV <= LT` are then
 //!   imposed again, and win over the step bound.
 
-use volcast_training::risk::normal_quantile;
-
-/// A variance forecast per horizon, in increasing horizon order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VarianceCurve {
-    /// `(horizon hours, variance of the summed log returns)`, horizons increasing.
-    pub points: Vec<(usize, f64)>,
-}
-
-impl VarianceCurve {
-    /// The variance over `tau` hours (see the module docs); NaN without a usable point.
-    #[must_use]
-    #[allow(clippy::cast_precision_loss)]
-    pub fn at(&self, tau: f64) -> f64 {
-        let usable: Vec<(f64, f64)> = self
-            .points
-            .iter()
-            .filter(|(_, v)| v.is_finite() && *v > 0.0)
-            .map(|&(h, v)| (h as f64, v))
-            .collect();
-        let (Some(&(h0, v0)), Some(&(hn, vn))) = (usable.first(), usable.last()) else {
-            return f64::NAN;
-        };
-        if tau <= h0 {
-            return v0 * tau / h0;
-        }
-        if tau >= hn {
-            return vn * tau / hn;
-        }
-        for pair in usable.windows(2) {
-            let ((ha, va), (hb, vb)) = (pair[0], pair[1]);
-            if tau <= hb {
-                let w = (tau.ln() - ha.ln()) / (hb.ln() - ha.ln());
-                return ((1.0 - w) * va.ln() + w * vb.ln()).exp();
-            }
-        }
-        vn * tau / hn
-    }
-}
-
-/// Drawdown quantile with the running-minimum (reflection) correction, in `[0, 1]`.
-#[must_use]
-pub fn reflected_drawdown(variance: f64, alpha: f64) -> f64 {
-    let z = normal_quantile(0.5 * (1.0 + alpha));
-    clip01(1.0 - (-z * variance.max(0.0).sqrt()).exp())
-}
-
-/// Drawdown quantile of the close at `t + tau` under a normal return (no reflection), in
-/// `[0, 1]`.
-#[must_use]
-pub fn plain_normal_drawdown(variance: f64, alpha: f64) -> f64 {
-    let z = normal_quantile(alpha).max(0.0);
-    clip01(1.0 - (-z * variance.max(0.0).sqrt()).exp())
-}
-
-/// Clips into `[0, 1]`; NaN becomes 1 (the most conservative drawdown or margin).
-#[must_use]
-pub fn clip01(x: f64) -> f64 {
-    if x.is_nan() { 1.0 } else { x.clamp(0.0, 1.0) }
-}
+pub use volcast_training::drawdown::{DrawdownRule, VarianceCurve, clip01};
 
 /// `tau_eff = tau (1 + p)`, `p` clipped into `[0, 1]` (NaN counts as 0).
 #[must_use]
@@ -195,17 +137,17 @@ fn step(value: f64, previous: Option<f64>, max_step: f64) -> f64 {
     }
 }
 
-/// The recommendation for a drawdown model given as a variance curve: `drawdown_of(V, alpha)`
-/// is [`reflected_drawdown`] for the policy and comparisons alike, or [`plain_normal_drawdown`].
+/// The recommendation for a drawdown model given as a variance curve and a rule turning the
+/// `tau`-hour variance into `D(alpha, tau)` (calibrated, reflection or plain normal).
 #[must_use]
 pub fn policy(
     curve: &VarianceCurve,
     input: &PolicyInput,
     bound: Option<&Bound>,
-    drawdown_of: fn(f64, f64) -> f64,
+    rule: DrawdownRule<'_>,
 ) -> Policy {
-    let drawdown = clip01(drawdown_of(curve.at(input.tau), input.alpha));
-    let drawdown_user = clip01(drawdown_of(curve.at(input.tau_user), input.alpha));
+    let drawdown = clip01(rule.drawdown(curve.at(input.tau), input.alpha, input.tau));
+    let drawdown_user = clip01(rule.drawdown(curve.at(input.tau_user), input.alpha, input.tau_user));
     let lb = liquidation_bonus(input);
     let lt = threshold(drawdown, lb);
     let max_ltv = (lt - drawdown_user).max(0.0);
@@ -237,9 +179,29 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    use volcast_training::drawdown::{DrawdownCalibration, WindowCalibration};
+
+    const REFLECTION: DrawdownRule<'static> = DrawdownRule::Reflection;
+
     fn curve(v4: f64, v24: f64, v168: f64) -> VarianceCurve {
         VarianceCurve {
             points: vec![(4, v4), (24, v24), (168, v168)],
+        }
+    }
+
+    /// A calibration with fat tails: u quantiles above the reflected normal's.
+    fn calibration() -> DrawdownCalibration {
+        let window = |tau| WindowCalibration {
+            tau,
+            n: 10_000,
+            quantiles: vec![(0.5, 0.8), (0.9, 1.9), (0.99, 3.9), (0.999, 8.0)],
+            tail_index: 0.3,
+        };
+        DrawdownCalibration {
+            from: String::new(),
+            until: String::new(),
+            stride_hours: 5,
+            windows: vec![window(1), window(4), window(24), window(168)],
         }
     }
 
@@ -255,31 +217,22 @@ mod tests {
     }
 
     #[test]
-    fn variance_curve_by_hand() {
-        let c = curve(0.001, 0.004, 0.02);
-        assert!((c.at(2.0) - 0.0005).abs() < 1e-15);
-        assert!((c.at(4.0) - 0.001).abs() < 1e-15);
-        assert!((c.at(24.0) - 0.004).abs() < 1e-15);
-        assert!((c.at(336.0) - 0.04).abs() < 1e-15);
-        // Geometric midpoint of 4 and 24 in ln H: the geometric mean of the variances.
-        let mid = (4.0f64 * 24.0).sqrt();
-        assert!((c.at(mid) - (0.001f64 * 0.004).sqrt()).abs() < 1e-12);
-        assert!(VarianceCurve { points: vec![] }.at(4.0).is_nan());
-    }
-
-    #[test]
-    fn drawdown_by_hand() {
-        // z_{0.995} = 2.5758293035489
-        let d = reflected_drawdown(0.0004, 0.99);
-        assert!((d - (1.0 - (-2.575_829_303_548_9 * 0.02f64).exp())).abs() < 1e-9);
-        let plain = plain_normal_drawdown(0.0004, 0.99);
-        assert!(plain < d);
+    fn calibrated_drawdown_by_hand() {
+        let c = calibration();
+        let p = policy(
+            &curve(0.0004, 0.002, 0.01),
+            &input(4.0),
+            None,
+            DrawdownRule::Calibrated(&c),
+        );
+        assert!((p.drawdown - (1.0 - (-3.9 * 0.02f64).exp())).abs() < 1e-12);
+        assert!(p.drawdown > policy(&curve(0.0004, 0.002, 0.01), &input(4.0), None, REFLECTION).drawdown);
     }
 
     #[test]
     fn policy_by_hand() {
         let c = curve(0.0004, 0.002, 0.01);
-        let p = policy(&c, &input(4.0), None, reflected_drawdown);
+        let p = policy(&c, &input(4.0), None, REFLECTION);
         assert!(
             (p.liquidation_bonus - 0.05).abs() < 1e-15,
             "slippage + margin < floor"
@@ -289,7 +242,7 @@ mod tests {
         assert!((p.max_ltv - (lt - p.drawdown_user)).abs() < 1e-12);
         let mut wide = input(4.0);
         wide.slippage = Some(0.1);
-        assert!((policy(&c, &wide, None, reflected_drawdown).liquidation_bonus - 0.11).abs() < 1e-12);
+        assert!((policy(&c, &wide, None, REFLECTION).liquidation_bonus - 0.11).abs() < 1e-12);
     }
 
     #[test]
@@ -300,7 +253,7 @@ mod tests {
             max_ltv: Some(0.4),
             max_step: 0.1,
         };
-        let p = policy(&c, &input(4.0), Some(&b), reflected_drawdown);
+        let p = policy(&c, &input(4.0), Some(&b), REFLECTION);
         assert!((p.liquidation_threshold - 0.55).abs() < 1e-12);
         assert!((p.max_ltv - 0.44).abs() < 1e-12);
         assert!(p.step_limited);
@@ -310,7 +263,7 @@ mod tests {
             max_ltv: Some(1.0),
             max_step: 0.0,
         };
-        let p = policy(&c, &input(4.0), Some(&b), reflected_drawdown);
+        let p = policy(&c, &input(4.0), Some(&b), REFLECTION);
         assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
         assert!(p.max_ltv <= p.liquidation_threshold);
     }
@@ -339,13 +292,14 @@ mod tests {
             margin in 0.0f64..0.1,
             slip in prop::option::of(0.0f64..5.0),
             prev in prop::option::of((0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0)),
-            plain in any::<bool>(),
+            rule in 0u8..3,
         ) {
             let c = curve(v.0, v.1, v.2);
             let i = PolicyInput { alpha, tau, tau_user, bonus, bonus_margin: margin, slippage: slip };
             let b = prev.map(|(lt, ltv, s)| Bound { liquidation_threshold: Some(lt), max_ltv: Some(ltv), max_step: s });
-            let f = if plain { plain_normal_drawdown } else { reflected_drawdown };
-            let p = policy(&c, &i, b.as_ref(), f);
+            let cal = calibration();
+            let r = [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal][usize::from(rule)];
+            let p = policy(&c, &i, b.as_ref(), r);
             prop_assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
             prop_assert!(0.0 <= p.max_ltv && p.max_ltv <= p.liquidation_threshold);
             prop_assert!((0.0..=1.0).contains(&p.liquidation_threshold));
@@ -362,10 +316,13 @@ mod tests {
             alpha in 0.5f64..0.999,
         ) {
             let i = PolicyInput { alpha, tau, tau_user: 24.0, bonus: 0.05, bonus_margin: 0.01, slippage: None };
-            let low = policy(&curve(v.0, v.1, v.2), &i, None, reflected_drawdown);
-            let high = policy(&curve(v.0 * scale.0, v.1 * scale.1, v.2 * scale.2), &i, None, reflected_drawdown);
-            prop_assert!(high.liquidation_threshold <= low.liquidation_threshold + 1e-12);
-            prop_assert!(high.max_ltv <= low.max_ltv + 1e-12);
+            let cal = calibration();
+            for r in [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal] {
+                let low = policy(&curve(v.0, v.1, v.2), &i, None, r);
+                let high = policy(&curve(v.0 * scale.0, v.1 * scale.1, v.2 * scale.2), &i, None, r);
+                prop_assert!(high.liquidation_threshold <= low.liquidation_threshold + 1e-12);
+                prop_assert!(high.max_ltv <= low.max_ltv + 1e-12);
+            }
         }
     }
 }

@@ -22,8 +22,11 @@ pub fn shared_hourly() -> Option<PathBuf> {
     }
 }
 
-/// The repository root.
+/// The repository root: from the `CARGO_MANIFEST_DIR` cargo sets when it runs the tests, so a
+/// test binary built in another checkout (a shared target directory) still reads this one.
 #[must_use]
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.join("..")
 }

@@ -32,6 +32,11 @@ fn committed_artifacts_load_and_forecast() {
     for dir in dirs {
         let model = LoadedModel::load(&dir, &device).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         assert_eq!(model.metadata.horizons, HORIZONS.to_vec());
+        assert!(
+            model.metadata.risk.is_some(),
+            "{}: not calibrated (run `calibrate`)",
+            dir.display()
+        );
         // Forecast on the sample data; the baselines are fitted there, the model is not.
         let config = EvalConfig {
             fit_until_ms: 1_588_287_600_000, // 2020-04-30 23:00
@@ -48,6 +53,11 @@ fn committed_artifacts_load_and_forecast() {
             Some((&model as &dyn Forecaster, model.metadata.id.clone())),
         )
         .unwrap();
+        let policy = &report.risk.policies["model"];
+        assert!(
+            policy.n > 100 && (0.3..1.0).contains(&policy.mean_lt),
+            "{policy:?}"
+        );
         for h in HORIZONS {
             let q = report.horizons[&h].qlike["model"];
             assert!(

@@ -121,6 +121,19 @@ pub struct Metadata {
     pub device: String,
     /// Training wall time, seconds.
     pub training_seconds: f64,
+    /// Drawdown calibrations of the model's and the HAR baseline's variances (the risk engine);
+    /// absent in artifacts made before the engine was calibrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<RiskCalibration>,
+}
+
+/// The risk engine's calibration, measured on the last days of the fit period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskCalibration {
+    /// Of the model's variance curve.
+    pub model: crate::drawdown::DrawdownCalibration,
+    /// Of the artifact's HAR variance curve (the server's side-by-side answers).
+    pub har: Option<crate::drawdown::DrawdownCalibration>,
 }
 
 /// Why an artifact could not be used.

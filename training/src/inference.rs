@@ -7,6 +7,7 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::artifact::{self, ArtifactError, CONFIG, Metadata, WEIGHTS};
+use crate::drawdown::{DrawdownRule, VarianceCurve};
 use crate::features::{AssetFeatures, MARKET_ASSET, Market, N_CHANNELS, N_STATIC};
 use crate::forecast::{
     ForecastError, ForecastRequest, ForecastTable, Forecaster, HorizonForecasts, QuantileForecast,
@@ -226,6 +227,22 @@ impl Forecaster for LoadedModel {
             name: "model".into(),
             ..ForecastTable::default()
         };
+        if let Some(risk) = &self.metadata.risk {
+            let q = request.drawdown;
+            #[allow(clippy::cast_precision_loss)]
+            let tau = q.tau as f64;
+            let rule = DrawdownRule::Calibrated(&risk.model);
+            table.drawdown = Some(
+                per_origin
+                    .iter()
+                    .map(|p| {
+                        p.as_ref().map_or(f64::NAN, |p| {
+                            rule.drawdown(VarianceCurve::new(horizons, &p.variance).at(tau), q.alpha, tau)
+                        })
+                    })
+                    .collect(),
+            );
+        }
         for &h in request.horizons {
             let j = horizons.iter().position(|&x| x == h).unwrap_or(0);
             let pick = |f: &dyn Fn(&Prediction) -> f64| -> Vec<f64> {

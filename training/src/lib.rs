@@ -8,6 +8,8 @@
 #[cfg(feature = "model")]
 pub mod artifact;
 pub mod baselines;
+#[cfg(feature = "model")]
+pub mod calibrate;
 pub mod candles;
 #[cfg(feature = "data")]
 pub mod data;
@@ -15,6 +17,7 @@ pub mod data;
 pub mod dataset;
 #[cfg(feature = "model")]
 pub mod device;
+pub mod drawdown;
 pub mod evaluate;
 pub mod features;
 pub mod forecast;

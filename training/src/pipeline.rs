@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 
 use crate::artifact::{self, DataFile, HorizonMetrics, Metadata};
 use crate::baselines::set::BaselineSet;
+use crate::calibrate::calibrate_artifact;
 use crate::candles::AssetCandles;
 use crate::data::{list_dir, load_assets};
 use crate::device::{DeviceChoice, select};
@@ -264,8 +265,21 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         shortage_logistic: baselines.shortage.clone(),
         device: selected.description.clone(),
         training_seconds,
+        risk: None,
     };
-    let dir = artifact::save(&p.out, trained.model, config, metadata)?;
+    let uncalibrated = artifact::save(&p.out, trained.model, config, metadata)?;
+    // The risk engine's drawdown calibration on the last year of the fit period; the calibrated
+    // artifact replaces the uncalibrated one.
+    let dir = {
+        let model = LoadedModel::load(&uncalibrated, &selected.device)?;
+        let dir = calibrate_artifact(&model, &assets, &p.out)?;
+        if dir != uncalibrated {
+            std::fs::remove_dir_all(&uncalibrated)
+                .with_context(|| format!("removing {}", uncalibrated.display()))?;
+        }
+        tracing::info!(artifact = %dir.display(), "risk engine calibrated");
+        dir
+    };
 
     // Out-of-sample scores on the data after the fit period, when there is any.
     let mut report = None;

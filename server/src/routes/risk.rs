@@ -13,7 +13,7 @@ use crate::engine::{Prepared, shape};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::model::ModelInfo;
-use crate::risk::{self, Bound, PolicyInput, VarianceCurve, plain_normal_drawdown, reflected_drawdown};
+use crate::risk::{self, Bound, DrawdownRule, PolicyInput, VarianceCurve};
 use crate::routes::{RISK_TAG, finite, forecast_items, param};
 use crate::state::AppState;
 
@@ -143,12 +143,6 @@ pub async fn parameters(
     }))
 }
 
-fn curve(horizons: &[usize], variances: &[f64]) -> VarianceCurve {
-    let mut points: Vec<(usize, f64)> = horizons.iter().copied().zip(variances.iter().copied()).collect();
-    points.sort_by_key(|p| p.0);
-    VarianceCurve { points }
-}
-
 fn recommend(
     info: &ModelInfo,
     s: &Settings,
@@ -179,13 +173,16 @@ fn recommend(
         max_ltv: p.max_ltv,
         max_step: s.max_step,
     });
-    let model_curve = curve(horizons, &pred.variance);
-    let policy = risk::policy(&model_curve, &input, bound.as_ref(), reflected_drawdown);
+    let model_curve = VarianceCurve::new(horizons, &pred.variance);
+    let calibration = info.metadata.risk.as_ref();
+    let rule = calibration.map_or(DrawdownRule::Reflection, |c| DrawdownRule::Calibrated(&c.model));
+    let policy = risk::policy(&model_curve, &input, bound.as_ref(), rule);
     let har_ok = prep.har.iter().all(|v| v.is_finite() && *v > 0.0);
-    let har_curve = curve(horizons, &prep.har);
-    let compare = |f: fn(f64, f64) -> f64| {
+    let har_curve = VarianceCurve::new(horizons, &prep.har);
+    let compare = |r: Option<DrawdownRule<'_>>| {
+        let r = r?;
         har_ok.then(|| {
-            let c = risk::policy(&har_curve, &input, None, f);
+            let c = risk::policy(&har_curve, &input, None, r);
             Comparison {
                 drawdown: c.drawdown,
                 liquidation_threshold: c.liquidation_threshold,
@@ -222,6 +219,9 @@ fn recommend(
                 .collect(),
             variance_tau: model_curve.at(tau_eff),
             variance_tau_user: model_curve.at(s.tau_user),
+            drawdown_rule: rule.name().to_owned(),
+            drawdown_multiplier: rule.multiplier(s.alpha, tau_eff),
+            calibration_window: calibration.map(|c| format!("{} .. {}", c.model.from, c.model.until)),
             drawdown: policy.drawdown,
             drawdown_user: policy.drawdown_user,
             sale_size_usd: s.sale,
@@ -237,8 +237,13 @@ fn recommend(
             previous,
             max_step: previous.map(|_| s.max_step),
             step_limited: policy.step_limited,
-            har_reflection: compare(reflected_drawdown),
-            har_plain_normal: compare(plain_normal_drawdown),
+            har_calibrated: compare(
+                calibration
+                    .and_then(|c| c.har.as_ref())
+                    .map(DrawdownRule::Calibrated),
+            ),
+            har_reflection: compare(Some(DrawdownRule::Reflection)),
+            har_plain_normal: compare(Some(DrawdownRule::PlainNormal)),
         },
         asset: prep.asset,
     }

@@ -104,6 +104,7 @@ pub fn info() -> ModelInfo {
             shortage_logistic,
             device: "cpu".into(),
             training_seconds: 0.0,
+            risk: None,
         },
         hash: "f".repeat(64),
     }

@@ -10,6 +10,10 @@ use super::ewma::Ewma;
 use super::garch::{self, AssetGarch, GarchPath};
 use super::har::{Har, HarPoint};
 use super::shortage::ShortageLogistic;
+use crate::drawdown::{
+    CALIBRATION_STRIDE, DrawdownCalibration, DrawdownRule, VarianceCurve, calibration_origins,
+    fit_calibration,
+};
 use crate::forecast::{ForecastRequest, ForecastTable, HorizonForecasts, ShortageForecast};
 use crate::grid::Asset;
 use crate::panel::{PreparedAsset, daily_slots};
@@ -215,5 +219,100 @@ impl BaselineSet {
                 .collect(),
         );
         vec![ewma, garch, har, baseline]
+    }
+
+    /// Each asset's GARCH variance path.
+    #[must_use]
+    pub fn garch_paths(&self, assets: &[Asset]) -> Vec<GarchPath> {
+        assets
+            .par_iter()
+            .zip(&self.garch)
+            .map(|(a, m)| GarchPath::filter(m, &a.grid.ret))
+            .collect()
+    }
+
+    /// Drawdown calibrations ([`crate::drawdown`]) of the HAR and GARCH variances, named
+    /// [`HAR_CALIBRATED`] and [`GARCH_CALIBRATED`], on origins from `from_hour` whose windows end
+    /// by `fit_end_hour`. A forecaster with too few points has none.
+    #[must_use]
+    pub fn calibrate_drawdowns(
+        &self,
+        assets: &[Asset],
+        prepared: &[PreparedAsset],
+        from_hour: i64,
+        fit_end_hour: i64,
+    ) -> BTreeMap<String, DrawdownCalibration> {
+        let origins = calibration_origins(assets, from_hour, fit_end_hour, CALIBRATION_STRIDE);
+        let paths = self.garch_paths(assets);
+        let har_curves: Vec<VarianceCurve> = origins
+            .par_iter()
+            .map(|o| har_curve(&self.har, &prepared[o.asset], o.slot))
+            .collect();
+        #[allow(clippy::cast_precision_loss)]
+        let har = fit_calibration(assets, &origins, fit_end_hour, CALIBRATION_STRIDE, &|i, tau| {
+            har_curves[i].at(tau as f64)
+        });
+        let garch = fit_calibration(assets, &origins, fit_end_hour, CALIBRATION_STRIDE, &|i, tau| {
+            paths[origins[i].asset].forecast(origins[i].slot, tau)
+        });
+        [(HAR_CALIBRATED, har), (GARCH_CALIBRATED, garch)]
+            .into_iter()
+            .filter_map(|(name, c)| Some((name.to_owned(), c?)))
+            .collect()
+    }
+
+    /// Drawdown-only tables for the calibrated baselines at the request's origins.
+    #[must_use]
+    pub fn calibrated_tables(
+        &self,
+        calibrations: &BTreeMap<String, DrawdownCalibration>,
+        prepared: &[PreparedAsset],
+        request: &ForecastRequest<'_>,
+    ) -> Vec<ForecastTable> {
+        let q = request.drawdown;
+        #[allow(clippy::cast_precision_loss)]
+        let tau = q.tau as f64;
+        let paths = self.garch_paths(request.assets);
+        calibrations
+            .iter()
+            .map(|(name, c)| {
+                let rule = DrawdownRule::Calibrated(c);
+                let drawdown = request
+                    .origins
+                    .par_iter()
+                    .map(|o| {
+                        let v = if name == GARCH_CALIBRATED {
+                            paths[o.asset].forecast(o.slot, q.tau)
+                        } else {
+                            har_curve(&self.har, &prepared[o.asset], o.slot).at(tau)
+                        };
+                        if v.is_finite() && v > 0.0 {
+                            rule.drawdown(v, q.alpha, tau)
+                        } else {
+                            f64::NAN
+                        }
+                    })
+                    .collect();
+                ForecastTable {
+                    name: name.clone(),
+                    drawdown: Some(drawdown),
+                    ..ForecastTable::default()
+                }
+            })
+            .collect()
+    }
+}
+
+/// Policy name of the calibrated HAR drawdown.
+pub const HAR_CALIBRATED: &str = "har_calibrated";
+/// Policy name of the calibrated GARCH drawdown.
+pub const GARCH_CALIBRATED: &str = "garch_calibrated";
+
+/// The HAR variance forecasts at `slot` as a curve over its fitted horizons.
+#[must_use]
+pub fn har_curve(har: &BTreeMap<usize, Har>, prepared: &PreparedAsset, slot: usize) -> VarianceCurve {
+    let regressors = prepared.har_regressors(slot);
+    VarianceCurve {
+        points: har.iter().map(|(&h, m)| (h, m.forecast(regressors))).collect(),
     }
 }

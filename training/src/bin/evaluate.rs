@@ -128,6 +128,14 @@ fn run() -> anyhow::Result<()> {
         tau: args.tau,
         bonus: args.bonus,
     };
+    if let Some(risk) = model.as_ref().and_then(|m| m.metadata.risk.as_ref())
+        && parse_time(&risk.model.until, Bound::Start).is_ok_and(|until| until > fit_until_ms + HOUR_MS)
+    {
+        tracing::warn!(
+            calibrated_until = %risk.model.until,
+            "the model's risk calibration used data after --fit-until: its backtest is not out of sample"
+        );
+    }
     let mut report = evaluate(
         &assets,
         &config,

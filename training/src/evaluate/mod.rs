@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::baselines::FitError;
 use crate::baselines::garch::{AssetGarch, median_alpha_beta};
 use crate::baselines::set::BaselineSet;
+use crate::drawdown::CALIBRATION_DAYS;
 use crate::forecast::{DrawdownQuery, ForecastError, ForecastRequest, Forecaster, Origin};
 use crate::grid::Asset;
 use crate::panel::{daily_slots, prepare};
@@ -133,6 +134,9 @@ pub fn evaluate(
         },
     };
     let mut tables = baselines.forecast(&prepared, &request);
+    let calibration_from = fit_end_hour - 24 * CALIBRATION_DAYS;
+    let calibrations = baselines.calibrate_drawdowns(assets, &prepared, calibration_from, fit_end_hour);
+    tables.extend(baselines.calibrated_tables(&calibrations, &prepared, &request));
     let model_name = match model {
         Some((forecaster, name)) => {
             let mut table = forecaster.forecast(&request)?;
@@ -175,7 +179,7 @@ pub fn evaluate(
             model: model_name,
         },
         data: data_report(assets),
-        fits: fits_report(assets, &baselines, &static_policy),
+        fits: fits_report(assets, &baselines, &static_policy, calibrations),
         horizons,
         risk,
         timings,
@@ -224,7 +228,12 @@ fn data_report(assets: &[Asset]) -> DataReport {
     }
 }
 
-fn fits_report(assets: &[Asset], baselines: &BaselineSet, static_policy: &StaticPolicy) -> FitsReport {
+fn fits_report(
+    assets: &[Asset],
+    baselines: &BaselineSet,
+    static_policy: &StaticPolicy,
+    drawdown_calibration: BTreeMap<String, crate::drawdown::DrawdownCalibration>,
+) -> FitsReport {
     let fitted = baselines
         .garch
         .iter()
@@ -248,6 +257,7 @@ fn fits_report(assets: &[Asset], baselines: &BaselineSet, static_policy: &Static
         har: baselines.har.clone(),
         shortage_logistic: baselines.shortage.clone(),
         static_pooled_lt: static_policy.pooled,
+        drawdown_calibration,
         warnings: baselines.warnings.clone(),
     }
 }

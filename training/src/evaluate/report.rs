@@ -98,6 +98,9 @@ pub struct FitsReport {
     pub shortage_logistic: BTreeMap<usize, ShortageLogistic>,
     /// Pooled static threshold (assets with few fit-period origins use it).
     pub static_pooled_lt: f64,
+    /// Drawdown calibrations of the baselines' variances (policies `har_calibrated`,
+    /// `garch_calibrated`), on the last days of the fit period.
+    pub drawdown_calibration: BTreeMap<String, crate::drawdown::DrawdownCalibration>,
     /// Fits that could not be made, and what is missing because of them.
     pub warnings: Vec<String>,
 }

@@ -1,0 +1,87 @@
+//! The committed validation artifact (fit until 2020-12-31) on the 2021 origins of the shared
+//! data: the figures the README reports, recomputed. Skips when `../shared/data` is absent.
+
+#![allow(clippy::unwrap_used)]
+
+use volcast_tests::{repo_root, shared_hourly};
+use volcast_training::data::load_assets;
+use volcast_training::device::{DeviceChoice, select};
+use volcast_training::evaluate::report::PolicyReport;
+use volcast_training::evaluate::{EvalConfig, evaluate};
+use volcast_training::forecast::{Forecaster, HORIZONS};
+use volcast_training::inference::LoadedModel;
+use volcast_training::time::{Bound, parse_time};
+
+/// The validation artifact, named in `model-artifacts/README.md`.
+const VALIDATION: &str = "c16c5a432ad9e1e9";
+
+#[test]
+fn validation_model_figures() {
+    let Some(dir) = shared_hourly() else { return };
+    let device = select(DeviceChoice::Cpu).unwrap().device;
+    let model = LoadedModel::load(&repo_root().join("model-artifacts").join(VALIDATION), &device).unwrap();
+    assert_eq!(model.metadata.fit_until, "2020-12-31T23:00:00Z");
+    let risk = model
+        .metadata
+        .risk
+        .as_ref()
+        .expect("the validation artifact is calibrated");
+    assert!(
+        risk.model.until.starts_with("2021-01-01T00"),
+        "calibrated on data after the fit end"
+    );
+
+    let assets = volcast_training::to_panel(&load_assets(&[dir], None).unwrap());
+    let config = |tau| EvalConfig {
+        fit_until_ms: parse_time("2020-12-31T23:00:00Z", Bound::End).unwrap(),
+        eval_from_ms: parse_time("2021-01-01", Bound::Start).unwrap(),
+        eval_until_ms: parse_time("2021-12-31", Bound::End).unwrap(),
+        horizons: HORIZONS.to_vec(),
+        alpha: 0.99,
+        tau,
+        bonus: 0.05,
+    };
+    let forecaster = Some((&model as &dyn Forecaster, VALIDATION.to_owned()));
+    let report = evaluate(&assets, &config(4), forecaster).unwrap();
+
+    // QLIKE as reported (README, "Validation"), to 0.5%.
+    for (h, want) in [(4, 0.6420), (24, 0.3725), (168, 0.2686)] {
+        let got = report.horizons[&h].qlike["model"];
+        assert!(
+            (got / want - 1.0).abs() < 0.005,
+            "{h}h model QLIKE {got} vs {want}"
+        );
+    }
+
+    // The liquidation-threshold backtest (README, "Risk engine").
+    let p = &report.risk.policies;
+    let near = |p: &std::collections::BTreeMap<String, PolicyReport>, name: &str, rate: f64, lt: f64| {
+        let got = &p[name];
+        assert!(
+            (got.breach_rate - rate).abs() < 0.0015 && (got.mean_lt - lt).abs() < 0.003,
+            "{name}: {:.4} breaches at LT {:.4}, reported {rate} at {lt}",
+            got.breach_rate,
+            got.mean_lt
+        );
+    };
+    near(p, "model", 0.0139, 0.8393);
+    near(p, "har_calibrated", 0.0129, 0.8331);
+    near(p, "garch_calibrated", 0.0146, 0.8388);
+    near(p, "static", 0.0244, 0.8415);
+    // Calibration out of sample: every calibrated policy breaches far less than the static one
+    // and the GARCH-normal one, on the same points.
+    for name in ["model", "har_calibrated", "garch_calibrated"] {
+        assert!(p[name].breach_rate < 0.65 * p["static"].breach_rate, "{name}");
+        assert_eq!(p[name].n, p["static"].n);
+    }
+    assert!(!report.risk.worst_breaches.is_empty());
+
+    let day = evaluate(
+        &assets,
+        &config(24),
+        Some((&model as &dyn Forecaster, VALIDATION.to_owned())),
+    )
+    .unwrap();
+    let p = &day.risk.policies;
+    near(p, "model", 0.0164, 0.7096);
+}

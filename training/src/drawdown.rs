@@ -1,0 +1,402 @@
+//! Calibrated drawdown quantiles: `D(alpha, tau)`, the `alpha`-quantile of the largest fall to the
+//! lowest low within `tau` hours (SPEC, "Risk parameters"), for any forecaster of variance.
+//!
+//! The forecaster gives the variance `V(tau)` of the `tau`-hour log return. The fall, in logs, is
+//! `L = -ln(lowest low / close)`, and its scale-free version `u = L / sqrt(V(tau))`. Under a
+//! driftless Brownian motion `u` would be the reflected normal, `u_alpha = z_{(1+alpha)/2}`; real
+//! prices have fatter tails and jumps, and the forecaster may be biased, so the engine measures the
+//! distribution of `u` instead, on a calibration window the forecaster was not scored on, per
+//! liquidation window `tau` on a grid ([`TAU_GRID`]), at a grid of levels ([`LEVELS`]):
+//!
+//! - between levels, `u` is linear in `-ln(1 - alpha)` (the exponential-tail scale);
+//! - above the top level, a power tail `u_top ((1 - top) / (1 - alpha))^xi` with `xi` the Hill
+//!   estimate over the exceedances of the top level (clamped to [`TAIL_INDEX_RANGE`]);
+//! - between grid windows, `u` is linear in `ln tau`; outside the grid, the nearest window.
+//!
+//! Then `D(alpha, tau) = 1 - exp(-u_alpha(tau) sqrt(V(tau)))`, in `[0, 1]` and increasing in `V`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::forecast::Origin;
+use crate::grid::Asset;
+use crate::risk::normal_quantile;
+use crate::targets::drawdown;
+
+/// Liquidation windows (hours) the calibration measures.
+pub const TAU_GRID: [usize; 9] = [1, 2, 4, 8, 12, 24, 48, 96, 168];
+/// Quantile levels measured empirically (a level is kept only with enough points above it).
+pub const LEVELS: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.975, 0.99, 0.995, 0.998, 0.999];
+/// Points needed above a level for its empirical quantile to be kept.
+pub const MIN_EXCEEDANCES: f64 = 20.0;
+/// Bounds on the Hill tail index used above the top level.
+pub const TAIL_INDEX_RANGE: (f64, f64) = (0.05, 1.0);
+/// Days of the fit period, counted back from its end, that calibration uses by default.
+pub const CALIBRATION_DAYS: i64 = 365;
+/// Hours between calibration origins (5 is prime to 24, so every hour of the day is sampled).
+pub const CALIBRATION_STRIDE: i64 = 5;
+
+/// A variance forecast per horizon, the variance over any `tau` from it:
+/// `V(tau) = V(h0) tau / h0` below the shortest horizon, log-linear in `(ln H, ln V)` between
+/// horizons, `V(hn) tau / hn` beyond the longest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarianceCurve {
+    /// `(horizon hours, variance of the summed log returns)`, horizons increasing.
+    pub points: Vec<(usize, f64)>,
+}
+
+impl VarianceCurve {
+    /// A curve from horizons and variances in any order.
+    #[must_use]
+    pub fn new(horizons: &[usize], variances: &[f64]) -> Self {
+        let mut points: Vec<(usize, f64)> = horizons.iter().copied().zip(variances.iter().copied()).collect();
+        points.sort_by_key(|p| p.0);
+        Self { points }
+    }
+
+    /// The variance over `tau` hours; NaN without a usable (finite, positive) point.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn at(&self, tau: f64) -> f64 {
+        let usable: Vec<(f64, f64)> = self
+            .points
+            .iter()
+            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+            .map(|&(h, v)| (h as f64, v))
+            .collect();
+        let (Some(&(h0, v0)), Some(&(hn, vn))) = (usable.first(), usable.last()) else {
+            return f64::NAN;
+        };
+        if tau <= h0 {
+            return v0 * tau / h0;
+        }
+        if tau >= hn {
+            return vn * tau / hn;
+        }
+        for pair in usable.windows(2) {
+            let ((ha, va), (hb, vb)) = (pair[0], pair[1]);
+            if tau <= hb {
+                let w = (tau.ln() - ha.ln()) / (hb.ln() - ha.ln());
+                return ((1.0 - w) * va.ln() + w * vb.ln()).exp();
+            }
+        }
+        vn * tau / hn
+    }
+}
+
+/// The measured distribution of the scale-free fall `u` for one liquidation window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowCalibration {
+    /// Liquidation window, hours.
+    pub tau: usize,
+    /// Calibration points (origins with a complete window and a forecast).
+    pub n: usize,
+    /// `(level, u quantile)`, levels increasing.
+    pub quantiles: Vec<(f64, f64)>,
+    /// Hill tail index above the top level.
+    pub tail_index: f64,
+}
+
+impl WindowCalibration {
+    /// Fits from the scale-free falls of one window; None with too few points for the median.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn fit(tau: usize, mut u: Vec<f64>) -> Option<Self> {
+        u.retain(|x| x.is_finite() && *x >= 0.0);
+        let n = u.len();
+        u.sort_by(f64::total_cmp);
+        let quantile = |level: f64| -> f64 {
+            // Type-7 empirical quantile.
+            let pos = level * (n - 1) as f64;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(n - 1);
+            u[lo] + (pos - lo as f64) * (u[hi] - u[lo])
+        };
+        let quantiles: Vec<(f64, f64)> = LEVELS
+            .iter()
+            .filter(|&&l| (1.0 - l) * n as f64 >= MIN_EXCEEDANCES)
+            .map(|&l| (l, quantile(l)))
+            .collect();
+        let &(_, top) = quantiles.last()?;
+        let logs: Vec<f64> = u.iter().filter(|&&x| x > top).map(|x| (x / top).ln()).collect();
+        let hill = if logs.is_empty() || top <= 0.0 {
+            TAIL_INDEX_RANGE.1
+        } else {
+            logs.iter().sum::<f64>() / logs.len() as f64
+        };
+        Some(Self {
+            tau,
+            n,
+            quantiles,
+            tail_index: hill.clamp(TAIL_INDEX_RANGE.0, TAIL_INDEX_RANGE.1),
+        })
+    }
+
+    /// `u_alpha` (see the module docs). Levels at or below the lowest measured one get its value.
+    #[must_use]
+    pub fn multiplier(&self, alpha: f64) -> f64 {
+        let x = |l: f64| -(1.0 - l).ln();
+        let Some(&(l0, u0)) = self.quantiles.first() else {
+            return f64::NAN;
+        };
+        if alpha <= l0 {
+            return u0;
+        }
+        for pair in self.quantiles.windows(2) {
+            let ((la, ua), (lb, ub)) = (pair[0], pair[1]);
+            if alpha <= lb {
+                let w = (x(alpha) - x(la)) / (x(lb) - x(la));
+                return ua + w * (ub - ua);
+            }
+        }
+        let &(top_level, top) = self.quantiles.last().unwrap_or(&(l0, u0));
+        top * ((1.0 - top_level) / (1.0 - alpha)).powf(self.tail_index)
+    }
+}
+
+/// A forecaster's drawdown calibration over the window grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrawdownCalibration {
+    /// First calibration origin, RFC 3339.
+    pub from: String,
+    /// Last hour a calibration window may reach, RFC 3339.
+    pub until: String,
+    /// Hours between calibration origins.
+    pub stride_hours: i64,
+    /// Per liquidation window, increasing.
+    pub windows: Vec<WindowCalibration>,
+}
+
+impl DrawdownCalibration {
+    /// `u_alpha(tau)`: linear in `ln tau` between measured windows, the nearest one outside.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn multiplier(&self, alpha: f64, tau: f64) -> f64 {
+        let (Some(first), Some(last)) = (self.windows.first(), self.windows.last()) else {
+            return f64::NAN;
+        };
+        if tau <= first.tau as f64 {
+            return first.multiplier(alpha);
+        }
+        for pair in self.windows.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if tau <= b.tau as f64 {
+                let (ta, tb) = ((a.tau as f64).ln(), (b.tau as f64).ln());
+                let w = (tau.ln() - ta) / (tb - ta);
+                return (1.0 - w) * a.multiplier(alpha) + w * b.multiplier(alpha);
+            }
+        }
+        last.multiplier(alpha)
+    }
+
+    /// `D(alpha, tau)` for a forecast variance `variance` of the `tau`-hour return.
+    #[must_use]
+    pub fn drawdown(&self, variance: f64, alpha: f64, tau: f64) -> f64 {
+        clip01(1.0 - (-self.multiplier(alpha, tau) * variance.max(0.0).sqrt()).exp())
+    }
+}
+
+/// How a drawdown quantile is obtained from a variance.
+#[derive(Debug, Clone, Copy)]
+pub enum DrawdownRule<'a> {
+    /// Measured on a calibration window ([`DrawdownCalibration`]).
+    Calibrated(&'a DrawdownCalibration),
+    /// The running minimum of a driftless Brownian motion: `z_{(1+alpha)/2}`.
+    Reflection,
+    /// The close at `t + tau` under a normal return: `z_alpha` (SPEC's GARCH-normal policy).
+    PlainNormal,
+}
+
+impl DrawdownRule<'_> {
+    /// `D(alpha, tau)` in `[0, 1]` for the `tau`-hour variance `variance`; increasing in it.
+    #[must_use]
+    pub fn drawdown(&self, variance: f64, alpha: f64, tau: f64) -> f64 {
+        clip01(1.0 - (-self.multiplier(alpha, tau) * variance.max(0.0).sqrt()).exp())
+    }
+
+    /// The multiplier `u` of `sqrt(V(tau))` in `D = 1 - exp(-u sqrt(V))`.
+    #[must_use]
+    pub fn multiplier(&self, alpha: f64, tau: f64) -> f64 {
+        match self {
+            Self::Calibrated(c) => c.multiplier(alpha, tau),
+            Self::Reflection => normal_quantile(0.5 * (1.0 + alpha)),
+            Self::PlainNormal => normal_quantile(alpha).max(0.0),
+        }
+    }
+
+    /// Short name for derivations and reports.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Calibrated(_) => "calibrated",
+            Self::Reflection => "reflection-normal",
+            Self::PlainNormal => "plain-normal",
+        }
+    }
+}
+
+/// Clips into `[0, 1]`; NaN becomes 1 (the most conservative drawdown or margin).
+#[must_use]
+pub fn clip01(x: f64) -> f64 {
+    if x.is_nan() { 1.0 } else { x.clamp(0.0, 1.0) }
+}
+
+/// Calibration origins: every [`CALIBRATION_STRIDE`]-th hour (by absolute hour) whose close hour
+/// lies in `[from_hour, until_hour - 1]`, for every asset.
+#[must_use]
+pub fn calibration_origins(assets: &[Asset], from_hour: i64, until_hour: i64, stride: i64) -> Vec<Origin> {
+    let stride = stride.max(1);
+    assets
+        .iter()
+        .enumerate()
+        .flat_map(|(a, asset)| {
+            let g = &asset.grid;
+            (0..g.len())
+                .filter(move |&slot| {
+                    let h = g.hour(slot);
+                    h >= from_hour && h < until_hour && h.rem_euclid(stride) == 0 && !g.close[slot].is_nan()
+                })
+                .map(move |slot| Origin { asset: a, slot })
+        })
+        .collect()
+}
+
+/// Fits a calibration: for each window of [`TAU_GRID`], the scale-free falls at the origins whose
+/// window ends by `until_hour`, with `variance(origin index, tau)` the forecaster's `tau`-hour
+/// variance (NaN or non-positive: the point is skipped). None when a window has too few points.
+pub fn fit_calibration(
+    assets: &[Asset],
+    origins: &[Origin],
+    until_hour: i64,
+    stride_hours: i64,
+    variance: &(dyn Fn(usize, usize) -> f64 + Sync),
+) -> Option<DrawdownCalibration> {
+    use rayon::prelude::*;
+    let windows = TAU_GRID
+        .par_iter()
+        .map(|&tau| {
+            let u: Vec<f64> = origins
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| {
+                    let g = &assets[o.asset].grid;
+                    if g.hour(o.slot) + i64::try_from(tau).ok()? > until_hour {
+                        return None;
+                    }
+                    let fall = drawdown(g, o.slot, tau)?;
+                    let v = variance(i, tau);
+                    (v.is_finite() && v > 0.0 && fall < 1.0).then(|| -(1.0 - fall).ln() / v.sqrt())
+                })
+                .collect();
+            WindowCalibration::fit(tau, u)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let first = origins.iter().map(|o| assets[o.asset].grid.hour(o.slot)).min()?;
+    Some(DrawdownCalibration {
+        from: crate::time::format_ms(crate::time::hour_to_ms(first)),
+        until: crate::time::format_ms(crate::time::hour_to_ms(until_hour)),
+        stride_hours,
+        windows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reflected(alpha: f64) -> f64 {
+        normal_quantile(0.5 * (1.0 + alpha))
+    }
+
+    #[test]
+    fn variance_curve_by_hand() {
+        let c = VarianceCurve::new(&[168, 4, 24], &[0.02, 0.001, 0.004]);
+        assert!((c.at(2.0) - 0.0005).abs() < 1e-15);
+        assert!((c.at(4.0) - 0.001).abs() < 1e-15);
+        assert!((c.at(24.0) - 0.004).abs() < 1e-15);
+        assert!((c.at(336.0) - 0.04).abs() < 1e-15);
+        let mid = (4.0f64 * 24.0).sqrt();
+        assert!((c.at(mid) - (0.001f64 * 0.004).sqrt()).abs() < 1e-12);
+        assert!(VarianceCurve { points: vec![] }.at(4.0).is_nan());
+    }
+
+    /// Falls of a reflected normal: |z| has quantile z_{(1+alpha)/2}.
+    fn reflected_sample(n: usize) -> Vec<f64> {
+        let mut rng = crate::synth::Rng::new(7);
+        (0..n).map(|_| rng.normal().abs()).collect()
+    }
+
+    #[test]
+    fn recovers_the_reflected_normal() {
+        let w = WindowCalibration::fit(4, reflected_sample(200_000)).unwrap();
+        assert_eq!(w.quantiles.len(), LEVELS.len());
+        for alpha in [0.5, 0.9, 0.95, 0.99, 0.999] {
+            let got = w.multiplier(alpha);
+            assert!(
+                (got / reflected(alpha) - 1.0).abs() < 0.03,
+                "{alpha}: {got} vs {}",
+                reflected(alpha)
+            );
+        }
+        // Beyond the data the power tail continues above the top level, still near the normal.
+        let far = w.multiplier(0.9999);
+        assert!(
+            far > w.multiplier(0.999) && far < 1.3 * reflected(0.9999),
+            "{far}"
+        );
+    }
+
+    #[test]
+    fn small_samples_keep_only_supported_levels() {
+        let w = WindowCalibration::fit(4, reflected_sample(1000)).unwrap();
+        // 1000 points: 20 above 0.98, so 0.975 is the top measured level.
+        assert_eq!(w.quantiles.last().unwrap().0, 0.975);
+        assert!(WindowCalibration::fit(4, reflected_sample(30)).is_none());
+    }
+
+    #[test]
+    fn interpolates_between_windows() {
+        let make = |tau, scale: f64| WindowCalibration {
+            tau,
+            n: 1000,
+            quantiles: vec![(0.5, scale), (0.99, 2.0 * scale)],
+            tail_index: 0.2,
+        };
+        let c = DrawdownCalibration {
+            from: String::new(),
+            until: String::new(),
+            stride_hours: 1,
+            windows: vec![make(4, 1.0), make(16, 2.0)],
+        };
+        assert!((c.multiplier(0.99, 8.0) - 3.0).abs() < 1e-12);
+        assert!((c.multiplier(0.99, 1.0) - 2.0).abs() < 1e-12);
+        assert!((c.multiplier(0.99, 100.0) - 4.0).abs() < 1e-12);
+        // Above the top level: power tail.
+        assert!((c.multiplier(0.999, 4.0) - 2.0 * 10f64.powf(0.2)).abs() < 1e-12);
+        let d = c.drawdown(0.01, 0.99, 4.0);
+        assert!((d - (1.0 - (-0.2f64).exp())).abs() < 1e-12);
+    }
+
+    proptest! {
+        #[test]
+        fn drawdown_rises_with_variance_and_level(
+            sample in prop::collection::vec(0.0f64..10.0, 50..400),
+            v in 1e-8f64..1.0,
+            k in 1.0f64..50.0,
+            alpha in 0.5f64..0.9999,
+            step in 0.0f64..0.4,
+            tau in 1.0f64..200.0,
+        ) {
+            let w = WindowCalibration::fit(4, sample).unwrap();
+            let c = DrawdownCalibration { from: String::new(), until: String::new(), stride_hours: 1, windows: vec![w] };
+            for rule in [DrawdownRule::Calibrated(&c), DrawdownRule::Reflection, DrawdownRule::PlainNormal] {
+                let d = rule.drawdown(v, alpha, tau);
+                prop_assert!((0.0..=1.0).contains(&d));
+                prop_assert!(rule.drawdown(v * k, alpha, tau) >= d);
+                let higher = (alpha + step * (1.0 - alpha)).min(0.9999);
+                prop_assert!(rule.drawdown(v, higher, tau) >= d - 1e-12);
+            }
+        }
+    }
+}
