@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 
 use crate::artifact::{self, DataFile, HorizonMetrics, Metadata};
 use crate::baselines::set::BaselineSet;
-use crate::calibrate::calibrate_artifact;
+use crate::calibrate::{CalibrateError, calibrate_artifact};
 use crate::candles::AssetCandles;
 use crate::data::{list_dir, load_assets};
 use crate::device::{DeviceChoice, select};
@@ -272,13 +272,22 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     // artifact replaces the uncalibrated one.
     let dir = {
         let model = LoadedModel::load(&uncalibrated, &selected.device)?;
-        let dir = calibrate_artifact(&model, &assets, &p.out)?;
-        if dir != uncalibrated {
-            std::fs::remove_dir_all(&uncalibrated)
-                .with_context(|| format!("removing {}", uncalibrated.display()))?;
+        match calibrate_artifact(&model, &assets, &p.out) {
+            Ok(dir) => {
+                if dir != uncalibrated {
+                    std::fs::remove_dir_all(&uncalibrated)
+                        .with_context(|| format!("removing {}", uncalibrated.display()))?;
+                }
+                tracing::info!(artifact = %dir.display(), "risk engine calibrated");
+                dir
+            }
+            // Too little history: the artifact serves with the reflection-normal rule.
+            Err(CalibrateError::TooLittleData(why)) => {
+                tracing::warn!(%why, "risk engine not calibrated; D uses the reflection-normal rule");
+                uncalibrated
+            }
+            Err(e) => return Err(e.into()),
         }
-        tracing::info!(artifact = %dir.display(), "risk engine calibrated");
-        dir
     };
 
     // Out-of-sample scores on the data after the fit period, when there is any.
