@@ -13,7 +13,7 @@ use volcast_training::inference::LoadedModel;
 use volcast_training::time::{Bound, parse_time};
 
 /// The validation artifact, named in `model-artifacts/README.md`.
-const VALIDATION: &str = "c16c5a432ad9e1e9";
+const VALIDATION: &str = "032342a32980a6c3";
 
 #[test]
 fn validation_model_figures() {
@@ -44,12 +44,21 @@ fn validation_model_figures() {
     let forecaster = Some((&model as &dyn Forecaster, VALIDATION.to_owned()));
     let report = evaluate(&assets, &config(4), forecaster).unwrap();
 
-    // QLIKE as reported (README, "Validation"), to 0.5%.
-    for (h, want) in [(4, 0.6420), (24, 0.3725), (168, 0.2686)] {
+    // QLIKE and quantile coverage as reported (README, "Train"), to 0.5%.
+    for (h, want) in [(4, 0.5998), (24, 0.3667), (168, 0.2771)] {
         let got = report.horizons[&h].qlike["model"];
         assert!(
             (got / want - 1.0).abs() < 0.005,
             "{h}h model QLIKE {got} vs {want}"
+        );
+    }
+
+    for (h, level, want) in [(4, 0.05, 0.031), (24, 0.5, 0.458), (168, 0.99, 0.976)] {
+        let c = &report.horizons[&h].calibration["model"];
+        let got = c.iter().find(|c| c.level == level).unwrap().coverage;
+        assert!(
+            (got - want).abs() < 0.003,
+            "{h}h coverage of {level}: {got} vs {want}"
         );
     }
 

@@ -125,6 +125,69 @@ pub struct Metadata {
     /// absent in artifacts made before the engine was calibrated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskCalibration>,
+    /// Post-hoc corrections of the network's outputs measured on the early-stopping holdout;
+    /// absent in artifacts made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalibration: Option<Recalibration>,
+}
+
+/// Corrections of the network's level and quantiles, measured on the daily origins of the
+/// early-stopping holdout (the last days of the fit period, never trained on): per horizon, the
+/// variance forecast is multiplied by `mean(RV / F)` (the scale that minimises QLIKE there), and
+/// each RV quantile by the scale that gives it its nominal coverage there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recalibration {
+    /// First origin used, RFC 3339.
+    pub from: String,
+    /// Last hour a target window reached, RFC 3339.
+    pub until: String,
+    /// Points per horizon.
+    pub points: BTreeMap<usize, usize>,
+    /// Variance scale per horizon.
+    pub variance_scale: BTreeMap<usize, f64>,
+    /// Scale per horizon and quantile level, in the artifact's level order.
+    pub quantile_scale: BTreeMap<usize, Vec<f64>>,
+}
+
+impl Recalibration {
+    /// Applies the corrections to one horizon's variance and quantiles (kept increasing).
+    pub fn apply(&self, horizon: usize, variance: &mut f64, quantiles: &mut [f64]) {
+        if let Some(c) = self.variance_scale.get(&horizon) {
+            *variance *= c;
+        }
+        if let Some(k) = self.quantile_scale.get(&horizon) {
+            let mut floor = 0.0f64;
+            for (q, s) in quantiles.iter_mut().zip(k) {
+                *q = (*q * s).max(floor);
+                floor = *q;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recalibration_scales_and_keeps_quantiles_increasing() {
+        let r = Recalibration {
+            from: String::new(),
+            until: String::new(),
+            points: BTreeMap::new(),
+            variance_scale: BTreeMap::from([(4, 1.5)]),
+            quantile_scale: BTreeMap::from([(4, vec![2.0, 1.0, 0.5])]),
+        };
+        let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
+        r.apply(4, &mut v, &mut q);
+        assert_eq!(v, 3.0);
+        // 2.0, then 1.5 raised to 2.0 (monotone), then 2.0.
+        assert_eq!(q, [2.0, 2.0, 2.0]);
+        // Another horizon: untouched.
+        let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
+        r.apply(24, &mut v, &mut q);
+        assert_eq!((v, q), (2.0, [1.0, 1.5, 4.0]));
+    }
 }
 
 /// The risk engine's calibration, measured on the last days of the fit period.

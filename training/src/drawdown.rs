@@ -104,18 +104,10 @@ impl WindowCalibration {
         u.retain(|x| x.is_finite() && *x >= 0.0);
         let n = u.len();
         u.sort_by(f64::total_cmp);
-        let quantile = |level: f64| -> f64 {
-            // Type-7 empirical quantile.
-            let pos = level * (n - 1) as f64;
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let lo = pos.floor() as usize;
-            let hi = (lo + 1).min(n - 1);
-            u[lo] + (pos - lo as f64) * (u[hi] - u[lo])
-        };
         let quantiles: Vec<(f64, f64)> = LEVELS
             .iter()
             .filter(|&&l| (1.0 - l) * n as f64 >= MIN_EXCEEDANCES)
-            .map(|&l| (l, quantile(l)))
+            .map(|&l| (l, sorted_quantile(&u, l)))
             .collect();
         let &(_, top) = quantiles.last()?;
         let logs: Vec<f64> = u.iter().filter(|&&x| x > top).map(|x| (x / top).ln()).collect();
@@ -233,6 +225,21 @@ impl DrawdownRule<'_> {
             Self::PlainNormal => "plain-normal",
         }
     }
+}
+
+/// Type-7 (linear) empirical quantile of increasingly sorted values; NaN when empty.
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn sorted_quantile(sorted: &[f64], level: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let pos = level.clamp(0.0, 1.0) * (n - 1) as f64;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(n - 1);
+    sorted[lo] + (pos - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
 /// Clips into `[0, 1]`; NaN becomes 1 (the most conservative drawdown or margin).

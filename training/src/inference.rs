@@ -93,6 +93,19 @@ impl LoadedModel {
         })
     }
 
+    /// The same network with other metadata (the calibration steps).
+    #[must_use]
+    pub fn with_metadata(&self, metadata: Metadata) -> Self {
+        Self {
+            model: self.model.clone(),
+            metadata,
+            config: self.config.clone(),
+            dir: self.dir.clone(),
+            hash: self.hash.clone(),
+            device: self.device.clone(),
+        }
+    }
+
     /// Hours of history in the sequence input.
     #[must_use]
     pub fn window(&self) -> usize {
@@ -139,18 +152,26 @@ impl LoadedModel {
         let log_q = to_vec(out.log_quantiles.into_data());
         let logit = to_vec(out.shortage_logit.into_data());
         (0..b)
-            .map(|i| Prediction {
-                variance: (0..h).map(|j| f64::from(log_var[i * h + j]).exp()).collect(),
-                quantiles: (0..h)
-                    .map(|j| {
-                        (0..k)
-                            .map(|l| f64::from(log_q[(i * h + j) * k + l]).exp())
-                            .collect()
-                    })
-                    .collect(),
-                shortage_probability: (0..h)
-                    .map(|j| 1.0 / (1.0 + (-f64::from(logit[i * h + j])).exp()))
-                    .collect(),
+            .map(|i| {
+                let mut p = Prediction {
+                    variance: (0..h).map(|j| f64::from(log_var[i * h + j]).exp()).collect(),
+                    quantiles: (0..h)
+                        .map(|j| {
+                            (0..k)
+                                .map(|l| f64::from(log_q[(i * h + j) * k + l]).exp())
+                                .collect()
+                        })
+                        .collect(),
+                    shortage_probability: (0..h)
+                        .map(|j| 1.0 / (1.0 + (-f64::from(logit[i * h + j])).exp()))
+                        .collect(),
+                };
+                if let Some(r) = &self.metadata.recalibration {
+                    for (j, &horizon) in self.metadata.horizons.iter().enumerate() {
+                        r.apply(horizon, &mut p.variance[j], &mut p.quantiles[j]);
+                    }
+                }
+                p
             })
             .collect()
     }

@@ -160,6 +160,42 @@ fn git_commit() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// Scores the artifact at `dir` on the data after its fit period (when there are more than 30
+/// days of it) with SPEC's defaults and writes the metrics into its metadata (`validation`; the
+/// content id covers what training made, not these scores).
+///
+/// # Errors
+/// A load, evaluation or write failure.
+pub fn score_out_of_sample(
+    dir: &std::path::Path,
+    assets: &[crate::grid::Asset],
+    device: &burn::prelude::Device,
+    fit_until_ms: i64,
+) -> anyhow::Result<Option<EvaluationReport>> {
+    let fit_end_hour = close_hour_of_open_ms(fit_until_ms);
+    let last_hour = assets.iter().map(|a| a.grid.last_hour()).max().unwrap_or(0);
+    if last_hour <= fit_end_hour + 24 * 30 {
+        return Ok(None);
+    }
+    let model = LoadedModel::load(dir, device)?;
+    let eval = EvalConfig {
+        fit_until_ms,
+        eval_from_ms: fit_until_ms + HOUR_MS,
+        eval_until_ms: hour_to_ms(last_hour),
+        horizons: HORIZONS.to_vec(),
+        alpha: 0.99,
+        tau: 4,
+        bonus: 0.05,
+    };
+    let scored = evaluate(assets, &eval, Some((&model, model.metadata.id.clone())))?;
+    let mut metadata = model.metadata.clone();
+    metadata.validation = metrics_from(&scored);
+    let path = dir.join(artifact::METADATA);
+    std::fs::write(&path, serde_json::to_string_pretty(&metadata)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(scored))
+}
+
 /// Runs the pipeline.
 ///
 /// # Errors
@@ -266,6 +302,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         device: selected.description.clone(),
         training_seconds,
         risk: None,
+        recalibration: None,
     };
     let uncalibrated = artifact::save(&p.out, trained.model, config, metadata)?;
     // The risk engine's drawdown calibration on the last year of the fit period; the calibrated
@@ -290,28 +327,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         }
     };
 
-    // Out-of-sample scores on the data after the fit period, when there is any.
-    let mut report = None;
-    if last_hour > fit_end_hour + 24 * 30 {
-        let model = LoadedModel::load(&dir, &selected.device)?;
-        let eval = EvalConfig {
-            fit_until_ms,
-            eval_from_ms: fit_until_ms + HOUR_MS,
-            eval_until_ms: hour_to_ms(last_hour),
-            horizons: HORIZONS.to_vec(),
-            alpha: 0.99,
-            tau: 4,
-            bonus: 0.05,
-        };
-        let scored = evaluate(&assets, &eval, Some((&model, model.metadata.id.clone())))?;
-        let mut metadata = model.metadata.clone();
-        metadata.validation = metrics_from(&scored);
-        // The id covers the content at training time; validation scores are added after.
-        let path = dir.join(artifact::METADATA);
-        std::fs::write(&path, serde_json::to_string_pretty(&metadata)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        report = Some(scored);
-    }
+    let report = score_out_of_sample(&dir, &assets, &selected.device, fit_until_ms)?;
     if p.set_default {
         let id = dir
             .file_name()

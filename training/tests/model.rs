@@ -71,6 +71,20 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     assert_eq!(model.metadata.data.len(), 3);
     assert!(model.metadata.data.iter().all(|f| f.sha256.len() == 64));
     assert_eq!(model.metadata.har.len(), 3, "baselines travel with the artifact");
+    // Calibrated after training: output corrections and the risk engine's drawdown quantiles.
+    let recalibration = model.metadata.recalibration.as_ref().unwrap();
+    assert_eq!(recalibration.variance_scale.len(), 3);
+    assert!(
+        recalibration
+            .variance_scale
+            .values()
+            .all(|c| c.is_finite() && *c > 0.0)
+    );
+    let risk = model.metadata.risk.as_ref().unwrap();
+    assert_eq!(
+        risk.model.windows.len(),
+        volcast_training::drawdown::TAU_GRID.len()
+    );
 
     // Out-of-sample scores exist (data runs past the fit period) and are stored.
     let report = outcome.report.unwrap();
@@ -83,6 +97,9 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
         assert!(r.shortage.roc_auc.contains_key("model") || r.shortage.n_points == 0);
         assert!(model.metadata.validation[&h].qlike.contains_key("har"));
     }
+
+    let policy = &report.risk.policies["model"];
+    assert!(policy.n > 0 && (0.0..1.0).contains(&policy.mean_lt), "{policy:?}");
 
     // A second load forecasts the same numbers.
     let again = LoadedModel::load(&dir, &select(DeviceChoice::Cpu).unwrap().device).unwrap();

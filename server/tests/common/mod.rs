@@ -105,6 +105,7 @@ pub fn info() -> ModelInfo {
             device: "cpu".into(),
             training_seconds: 0.0,
             risk: None,
+            recalibration: None,
         },
         hash: "f".repeat(64),
     }

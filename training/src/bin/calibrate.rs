@@ -15,7 +15,9 @@ use volcast_training::calibrate::calibrate_artifact;
 use volcast_training::device::{DeviceChoice, select};
 use volcast_training::drawdown::DrawdownCalibration;
 use volcast_training::inference::LoadedModel;
+use volcast_training::pipeline::score_out_of_sample;
 use volcast_training::risk::normal_quantile;
+use volcast_training::time::{Bound, parse_time};
 
 /// Calibrate an artifact's drawdown quantiles D(alpha, tau) on the last year of its fit period.
 #[derive(Debug, Parser)]
@@ -96,6 +98,10 @@ fn run() -> anyhow::Result<()> {
     let assets = volcast_training::to_panel(&loaded);
     drop(loaded);
     let dir = calibrate_artifact(&model, &assets, &out)?;
+    let fit_until_ms = parse_time(&model.metadata.fit_until, Bound::Start)?;
+    if score_out_of_sample(&dir, &assets, &selected.device, fit_until_ms)?.is_some() {
+        println!("out-of-sample metrics (data after the fit period) written to its metadata");
+    }
     let calibrated = artifact::read_metadata(&dir)?;
     if let Some(risk) = &calibrated.risk {
         summary("model", &risk.model);
