@@ -17,7 +17,7 @@ use crate::drawdown::{
     CALIBRATION_DAYS, CALIBRATION_STRIDE, VarianceCurve, calibration_origins, fit_calibration,
     sorted_quantile,
 };
-use crate::forecast::{DrawdownQuery, ForecastError, ForecastRequest, Forecaster, Origin};
+use crate::forecast::{DrawdownQuery, ForecastError, ForecastRequest, ForecastTable, Forecaster, Origin};
 use crate::grid::Asset;
 use crate::inference::LoadedModel;
 use crate::panel::{daily_slots, prepare};
@@ -48,6 +48,23 @@ pub fn fit_end_hour(metadata: &Metadata) -> Result<i64, CalibrateError> {
         .map_err(|e| CalibrateError::TooLittleData(format!("fit_until {}: {e}", metadata.fit_until)))
 }
 
+/// The model's forecasts at every horizon it has, at `origins`.
+fn forecast_all(
+    model: &LoadedModel,
+    assets: &[Asset],
+    origins: &[Origin],
+) -> Result<ForecastTable, ForecastError> {
+    model.forecast(&ForecastRequest {
+        assets,
+        origins,
+        horizons: &model.metadata.horizons,
+        drawdown: DrawdownQuery {
+            alpha: DEFAULT_ALPHA,
+            tau: DEFAULT_TAU,
+        },
+    })
+}
+
 /// Measures the drawdown calibrations of `model` and of its HAR baseline on the calibration
 /// window ending at `fit_end_hour` (windows that end after it are never used).
 ///
@@ -61,16 +78,7 @@ pub fn calibrate(
     let from_hour = fit_end_hour - 24 * CALIBRATION_DAYS;
     let origins = calibration_origins(assets, from_hour, fit_end_hour, CALIBRATION_STRIDE);
     let horizons = model.metadata.horizons.clone();
-    let request = ForecastRequest {
-        assets,
-        origins: &origins,
-        horizons: &horizons,
-        drawdown: DrawdownQuery {
-            alpha: DEFAULT_ALPHA,
-            tau: DEFAULT_TAU,
-        },
-    };
-    let table = model.forecast(&request)?;
+    let table = forecast_all(model, assets, &origins)?;
     let curves: Vec<VarianceCurve> = (0..origins.len())
         .map(|i| {
             let variances: Vec<f64> = horizons
@@ -131,16 +139,7 @@ pub fn recalibrate(
         })
         .collect();
     let horizons = raw.metadata.horizons.clone();
-    let request = ForecastRequest {
-        assets,
-        origins: &origins,
-        horizons: &horizons,
-        drawdown: DrawdownQuery {
-            alpha: DEFAULT_ALPHA,
-            tau: DEFAULT_TAU,
-        },
-    };
-    let table = raw.forecast(&request)?;
+    let table = forecast_all(&raw, assets, &origins)?;
     let prepared = prepare(assets, &horizons);
     let mut out = Recalibration {
         from: format_ms(hour_to_ms(from_hour)),

@@ -12,6 +12,8 @@ pub mod baselines;
 pub mod calibrate;
 pub mod candles;
 #[cfg(feature = "data")]
+pub mod cli;
+#[cfg(feature = "data")]
 pub mod data;
 #[cfg(feature = "model")]
 pub mod dataset;

@@ -42,13 +42,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    volcast_training::cli::main(run)
 }
 
 fn summary(name: &str, c: &DrawdownCalibration) {
@@ -73,12 +67,6 @@ fn summary(name: &str, c: &DrawdownCalibration) {
 }
 
 fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
     let dirs = if args.data.is_empty() {
         volcast_training::pipeline::default_dirs()?
