@@ -18,45 +18,8 @@
 //!   (relative) from it; the invariants `LT (1 + LB) <= 1` and `0 <= max LTV <= LT` are then
 //!   imposed again, and win over the step bound.
 
+pub use volcast_training::curve::VarianceCurve;
 use volcast_training::risk::normal_quantile;
-
-/// A variance forecast per horizon, in increasing horizon order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VarianceCurve {
-    /// `(horizon hours, variance of the summed log returns)`, horizons increasing.
-    pub points: Vec<(usize, f64)>,
-}
-
-impl VarianceCurve {
-    /// The variance over `tau` hours (see the module docs); NaN without a usable point.
-    #[must_use]
-    #[allow(clippy::cast_precision_loss)]
-    pub fn at(&self, tau: f64) -> f64 {
-        let usable: Vec<(f64, f64)> = self
-            .points
-            .iter()
-            .filter(|(_, v)| v.is_finite() && *v > 0.0)
-            .map(|&(h, v)| (h as f64, v))
-            .collect();
-        let (Some(&(h0, v0)), Some(&(hn, vn))) = (usable.first(), usable.last()) else {
-            return f64::NAN;
-        };
-        if tau <= h0 {
-            return v0 * tau / h0;
-        }
-        if tau >= hn {
-            return vn * tau / hn;
-        }
-        for pair in usable.windows(2) {
-            let ((ha, va), (hb, vb)) = (pair[0], pair[1]);
-            if tau <= hb {
-                let w = (tau.ln() - ha.ln()) / (hb.ln() - ha.ln());
-                return ((1.0 - w) * va.ln() + w * vb.ln()).exp();
-            }
-        }
-        vn * tau / hn
-    }
-}
 
 /// Drawdown quantile with the running-minimum (reflection) correction, in `[0, 1]`.
 #[must_use]
@@ -252,19 +215,6 @@ mod tests {
             bonus_margin: 0.01,
             slippage: Some(0.002),
         }
-    }
-
-    #[test]
-    fn variance_curve_by_hand() {
-        let c = curve(0.001, 0.004, 0.02);
-        assert!((c.at(2.0) - 0.0005).abs() < 1e-15);
-        assert!((c.at(4.0) - 0.001).abs() < 1e-15);
-        assert!((c.at(24.0) - 0.004).abs() < 1e-15);
-        assert!((c.at(336.0) - 0.04).abs() < 1e-15);
-        // Geometric midpoint of 4 and 24 in ln H: the geometric mean of the variances.
-        let mid = (4.0f64 * 24.0).sqrt();
-        assert!((c.at(mid) - (0.001f64 * 0.004).sqrt()).abs() < 1e-12);
-        assert!(VarianceCurve { points: vec![] }.at(4.0).is_nan());
     }
 
     #[test]

@@ -121,6 +121,10 @@ pub struct Metadata {
     pub device: String,
     /// Training wall time, seconds.
     pub training_seconds: f64,
+    /// The market asset's worst historical windows up to the fit end, replayed by the stress
+    /// simulation; empty in artifacts made before they were recorded.
+    #[serde(default)]
+    pub stress_scenarios: Vec<crate::stress::ReplayWindow>,
 }
 
 /// Why an artifact could not be used.

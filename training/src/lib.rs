@@ -9,6 +9,7 @@
 pub mod artifact;
 pub mod baselines;
 pub mod candles;
+pub mod curve;
 #[cfg(feature = "data")]
 pub mod data;
 #[cfg(feature = "model")]
@@ -28,6 +29,7 @@ pub mod panel;
 #[cfg(all(feature = "data", feature = "model"))]
 pub mod pipeline;
 pub mod risk;
+pub mod stress;
 pub mod synth;
 pub mod targets;
 pub mod time;

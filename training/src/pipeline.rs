@@ -264,6 +264,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         shortage_logistic: baselines.shortage.clone(),
         device: selected.description.clone(),
         training_seconds,
+        stress_scenarios: crate::stress::market_stress_scenarios(&assets, fit_end_hour),
     };
     let dir = artifact::save(&p.out, trained.model, config, metadata)?;
 

@@ -144,9 +144,7 @@ pub async fn parameters(
 }
 
 fn curve(horizons: &[usize], variances: &[f64]) -> VarianceCurve {
-    let mut points: Vec<(usize, f64)> = horizons.iter().copied().zip(variances.iter().copied()).collect();
-    points.sort_by_key(|p| p.0);
-    VarianceCurve { points }
+    VarianceCurve::new(horizons, variances)
 }
 
 fn recommend(
