@@ -52,7 +52,7 @@ pub enum ScenarioDto {
         /// Fall in percent, in [0, 100).
         pct: f64,
     },
-    /// One of the artifact's historical windows (see `GET /v1/model`... or the default set).
+    /// One of the artifact's historical windows (`stress_scenarios` of `GET /v1/model`).
     Replay {
         /// Window name, e.g. `BTCUSDT 2020-03-12`.
         name: String,

@@ -554,9 +554,11 @@ async fn request_id_is_kept_when_given() {
 
 fn stress_body() -> Value {
     let mut body = single(N);
+    let price = body["candles"][N - 1]["close"].as_f64().unwrap();
+    // LTV 50% at LT 0.8 (liquidated by a 37.5% fall), 70% at LT 0.9 (22%), and no debt.
     body["positions"] = json!([
-        {"collateral": 10.0, "debt": 500.0},
-        {"collateral": 5.0, "debt": 100.0, "liquidation_threshold": 0.9},
+        {"collateral": 10.0, "debt": 10.0 * price * 0.5},
+        {"collateral": 5.0, "debt": 5.0 * price * 0.7, "liquidation_threshold": 0.9},
         {"collateral": 1.0, "debt": 0.0}
     ]);
     body["paths"] = json!(2000);
@@ -634,7 +636,8 @@ async fn stress_runs_the_scenarios_asked_for() {
 #[tokio::test]
 async fn stress_bad_input_is_422_with_the_field() {
     let app = app();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
+    type Mutate = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutate, &str, &str)> = vec![
         (
             "negative collateral",
             Box::new(|b| b["positions"][1]["collateral"] = json!(-1.0)),
@@ -687,7 +690,7 @@ async fn stress_bad_input_is_422_with_the_field() {
         (
             "drop of 100%",
             Box::new(|b| {
-                b["scenarios"] = json!([{"kind": "forecast"}, {"kind": "instant_drop", "pct": 100.0}])
+                b["scenarios"] = json!([{"kind": "forecast"}, {"kind": "instant_drop", "pct": 100.0}]);
             }),
             "invalid_value",
             "scenarios[1].pct",

@@ -191,7 +191,7 @@ pub fn validate(input: &StressInput, book: &Book, scenario: &Scenario) -> Result
     {
         return Err(bad(format!("hourly_variance[{h}]"), "must be finite and >= 0"));
     }
-    if !(input.df > 2.0) {
+    if input.df.is_nan() || input.df <= 2.0 {
         return Err(bad(
             "df",
             "Student-t degrees of freedom must be > 2 (infinite for normal innovations)",

@@ -146,7 +146,8 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
         .map(close_hour_of_open_ms)
         .unwrap_or(origin_hour);
     let (replays, replay_source) = if model.metadata.stress_scenarios.is_empty() {
-        let until = fit_end_hour.min(origin_hour);
+        // The artifact's training data, as `stress_scenarios` would hold (whatever the origin).
+        let until = fit_end_hour;
         let windows = if panel.iter().any(|a| a.id == MARKET_ASSET) {
             market_stress_scenarios(&panel, until)
         } else {
