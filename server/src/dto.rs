@@ -415,6 +415,8 @@ pub struct ModelCard {
     pub features: FeaturesDto,
     /// Device trained on.
     pub device: String,
+    /// Historical windows `POST /v1/risk/stress` can replay (`{"kind": "replay", "name": ...}`).
+    pub stress_scenarios: Vec<String>,
 }
 
 /// Answer of `GET /healthz` and `GET /readyz`.

@@ -109,6 +109,16 @@ pub enum ApiError {
         /// The horizons served.
         served: Vec<usize>,
     },
+    /// A stress scenario the artifact does not carry.
+    #[error("{field} = `{name}`: the artifact's historical scenarios are {known:?}")]
+    UnknownScenario {
+        /// JSON path of the scenario name.
+        field: String,
+        /// The name asked for.
+        name: String,
+        /// The names available.
+        known: Vec<String>,
+    },
     /// A parameter outside its range.
     #[error("{field} = {value} is outside {range}")]
     OutOfRange {
@@ -174,6 +184,7 @@ impl ApiError {
             Self::TooManyCandles { .. } => (S::PAYLOAD_TOO_LARGE, "too_many_candles"),
             Self::InsufficientHistory { .. } => (S::UNPROCESSABLE_ENTITY, "insufficient_history"),
             Self::UnknownHorizon { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_horizon"),
+            Self::UnknownScenario { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_scenario"),
             Self::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, "out_of_range"),
             Self::BatchTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "batch_too_large"),
             Self::EmptyBatch => (S::UNPROCESSABLE_ENTITY, "empty_batch"),
@@ -197,6 +208,7 @@ impl ApiError {
             | Self::TooManyCandles { field, .. }
             | Self::InsufficientHistory { field, .. }
             | Self::UnknownHorizon { field, .. }
+            | Self::UnknownScenario { field, .. }
             | Self::OutOfRange { field, .. } => Some(field),
             Self::BatchTooLarge { .. } | Self::EmptyBatch => Some("items"),
             _ => None,

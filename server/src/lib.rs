@@ -16,6 +16,7 @@ pub mod queue;
 pub mod risk;
 pub mod routes;
 pub mod state;
+pub mod stress;
 
 use std::future::Future;
 use std::sync::Arc;

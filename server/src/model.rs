@@ -139,6 +139,7 @@ impl ModelInfo {
                 window_hours: m.features.window,
             },
             device: m.device.clone(),
+            stress_scenarios: m.stress_scenarios.iter().map(|w| w.name.clone()).collect(),
         }
     }
 }

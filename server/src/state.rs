@@ -64,11 +64,15 @@ pub struct Serving {
     pub queue: BatchQueue,
 }
 
+/// Stress simulations running at once; more are answered 429 (each one uses every core).
+pub const MAX_STRESS_JOBS: usize = 2;
+
 #[derive(Debug)]
 struct Inner {
     settings: Settings,
     metrics: Arc<Metrics>,
     serving: OnceLock<Serving>,
+    stress_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Handler state; cheap to clone.
@@ -86,6 +90,7 @@ impl AppState {
                 settings,
                 metrics,
                 serving: OnceLock::new(),
+                stress_slots: Arc::new(tokio::sync::Semaphore::new(MAX_STRESS_JOBS)),
             }),
         }
     }
@@ -115,5 +120,17 @@ impl AppState {
     #[must_use]
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// A slot for one stress simulation, held until the permit is dropped.
+    ///
+    /// # Errors
+    /// [`ApiError::QueueFull`] when [`MAX_STRESS_JOBS`] are running.
+    pub fn stress_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.inner.stress_slots)
+            .try_acquire_owned()
+            .map_err(|_| ApiError::QueueFull {
+                retry_after: std::time::Duration::from_secs(1),
+            })
     }
 }

@@ -28,6 +28,7 @@ fn every_route_is_documented() {
         "/v1/forecast/volatility",
         "/v1/forecast/liquidity",
         "/v1/risk/parameters",
+        "/v1/risk/stress",
         "/v1/model",
         "/healthz",
         "/readyz",

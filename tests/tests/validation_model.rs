@@ -13,7 +13,7 @@ use volcast_training::inference::LoadedModel;
 use volcast_training::time::{Bound, parse_time};
 
 /// The validation artifact, named in `model-artifacts/README.md`.
-const VALIDATION: &str = "032342a32980a6c3";
+const VALIDATION: &str = "6f2c9ca86e7ca0d4";
 
 #[test]
 fn validation_model_figures() {

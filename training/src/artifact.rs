@@ -129,6 +129,10 @@ pub struct Metadata {
     /// absent in artifacts made before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recalibration: Option<Recalibration>,
+    /// The market asset's worst historical windows up to the fit end, replayed by the stress
+    /// simulation; empty in artifacts made before they were recorded.
+    #[serde(default)]
+    pub stress_scenarios: Vec<crate::stress::ReplayWindow>,
 }
 
 /// Corrections of the network's level and quantiles, measured on the daily origins of the

@@ -192,9 +192,10 @@ pub fn recalibrate(
     Ok(out)
 }
 
-/// Recalibrates and calibrates the artifact `model` on `assets` (data of its fit period only)
-/// and writes the result (same weights, metadata with [`Metadata::recalibration`] and
-/// [`Metadata::risk`], a new content id) into `out`; returns its directory.
+/// Recalibrates and calibrates the artifact `model` on `assets` (data of its fit period only),
+/// records the market's worst windows for the stress simulation, and writes the result (same
+/// weights, metadata with [`Metadata::recalibration`], [`Metadata::risk`] and
+/// [`Metadata::stress_scenarios`], a new content id) into `out`; returns its directory.
 ///
 /// # Errors
 /// [`CalibrateError`] on a read, forecast or write failure, or too little data.
@@ -206,6 +207,7 @@ pub fn calibrate_artifact(
     let end = fit_end_hour(&model.metadata)?;
     let mut metadata = model.metadata.clone();
     metadata.recalibration = Some(recalibrate(model, assets, end, model.config.holdout_days)?);
+    metadata.stress_scenarios = crate::stress::market_stress_scenarios(assets, end);
     let corrected = model.with_metadata(metadata.clone());
     metadata.risk = Some(calibrate(&corrected, assets, end)?);
     Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)

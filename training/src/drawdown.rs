@@ -35,53 +35,7 @@ pub const CALIBRATION_DAYS: i64 = 365;
 /// Hours between calibration origins (5 is prime to 24, so every hour of the day is sampled).
 pub const CALIBRATION_STRIDE: i64 = 5;
 
-/// A variance forecast per horizon, the variance over any `tau` from it:
-/// `V(tau) = V(h0) tau / h0` below the shortest horizon, log-linear in `(ln H, ln V)` between
-/// horizons, `V(hn) tau / hn` beyond the longest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VarianceCurve {
-    /// `(horizon hours, variance of the summed log returns)`, horizons increasing.
-    pub points: Vec<(usize, f64)>,
-}
-
-impl VarianceCurve {
-    /// A curve from horizons and variances in any order.
-    #[must_use]
-    pub fn new(horizons: &[usize], variances: &[f64]) -> Self {
-        let mut points: Vec<(usize, f64)> = horizons.iter().copied().zip(variances.iter().copied()).collect();
-        points.sort_by_key(|p| p.0);
-        Self { points }
-    }
-
-    /// The variance over `tau` hours; NaN without a usable (finite, positive) point.
-    #[must_use]
-    #[allow(clippy::cast_precision_loss)]
-    pub fn at(&self, tau: f64) -> f64 {
-        let usable: Vec<(f64, f64)> = self
-            .points
-            .iter()
-            .filter(|(_, v)| v.is_finite() && *v > 0.0)
-            .map(|&(h, v)| (h as f64, v))
-            .collect();
-        let (Some(&(h0, v0)), Some(&(hn, vn))) = (usable.first(), usable.last()) else {
-            return f64::NAN;
-        };
-        if tau <= h0 {
-            return v0 * tau / h0;
-        }
-        if tau >= hn {
-            return vn * tau / hn;
-        }
-        for pair in usable.windows(2) {
-            let ((ha, va), (hb, vb)) = (pair[0], pair[1]);
-            if tau <= hb {
-                let w = (tau.ln() - ha.ln()) / (hb.ln() - ha.ln());
-                return ((1.0 - w) * va.ln() + w * vb.ln()).exp();
-            }
-        }
-        vn * tau / hn
-    }
-}
+pub use crate::curve::VarianceCurve;
 
 /// The measured distribution of the scale-free fall `u` for one liquidation window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,18 +268,6 @@ mod tests {
 
     fn reflected(alpha: f64) -> f64 {
         normal_quantile(0.5 * (1.0 + alpha))
-    }
-
-    #[test]
-    fn variance_curve_by_hand() {
-        let c = VarianceCurve::new(&[168, 4, 24], &[0.02, 0.001, 0.004]);
-        assert!((c.at(2.0) - 0.0005).abs() < 1e-15);
-        assert!((c.at(4.0) - 0.001).abs() < 1e-15);
-        assert!((c.at(24.0) - 0.004).abs() < 1e-15);
-        assert!((c.at(336.0) - 0.04).abs() < 1e-15);
-        let mid = (4.0f64 * 24.0).sqrt();
-        assert!((c.at(mid) - (0.001f64 * 0.004).sqrt()).abs() < 1e-12);
-        assert!(VarianceCurve { points: vec![] }.at(4.0).is_nan());
     }
 
     /// Falls of a reflected normal: |z| has quantile z_{(1+alpha)/2}.

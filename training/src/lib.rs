@@ -13,6 +13,7 @@ pub mod calibrate;
 pub mod candles;
 #[cfg(feature = "data")]
 pub mod cli;
+pub mod curve;
 #[cfg(feature = "data")]
 pub mod data;
 #[cfg(feature = "model")]
@@ -33,6 +34,7 @@ pub mod panel;
 #[cfg(all(feature = "data", feature = "model"))]
 pub mod pipeline;
 pub mod risk;
+pub mod stress;
 pub mod synth;
 pub mod targets;
 pub mod time;

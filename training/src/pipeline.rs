@@ -303,6 +303,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         training_seconds,
         risk: None,
         recalibration: None,
+        stress_scenarios: crate::stress::market_stress_scenarios(&assets, fit_end_hour),
     };
     let uncalibrated = artifact::save(&p.out, trained.model, config, metadata)?;
     // The risk engine's drawdown calibration on the last year of the fit period; the calibrated

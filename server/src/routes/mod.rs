@@ -4,6 +4,7 @@
 pub mod forecast;
 pub mod meta;
 pub mod risk;
+pub mod stress;
 
 use volcast_training::inference::Prediction;
 

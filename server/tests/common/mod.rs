@@ -23,6 +23,7 @@ use volcast_training::baselines::har::Har;
 use volcast_training::baselines::shortage::ShortageLogistic;
 use volcast_training::features::{FeatureSpec, N_CHANNELS, N_STATIC};
 use volcast_training::inference::{ModelInput, Prediction};
+use volcast_training::stress::ReplayWindow;
 use volcast_training::synth::{SynthConfig, generate};
 
 pub const START_MS: i64 = 1_704_067_200_000; // 2024-01-01
@@ -106,6 +107,20 @@ pub fn info() -> ModelInfo {
             training_seconds: 0.0,
             risk: None,
             recalibration: None,
+            stress_scenarios: vec![ReplayWindow {
+                name: "BTCUSDT 2020-03-12".into(),
+                asset: "BTCUSDT".into(),
+                origin: "2020-03-11 00:00".into(),
+                end: "2020-03-11 04:00".into(),
+                fall: 0.5,
+                // -20%, then a low 45% under the first close, then flat.
+                log_returns: vec![
+                    (0.8f64.ln(), 0.8f64.ln()),
+                    (0.0, (0.55f64 / 0.8).ln()),
+                    (0.0, 0.0),
+                    (0.0, 0.0),
+                ],
+            }],
         },
         hash: "f".repeat(64),
     }

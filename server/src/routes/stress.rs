@@ -1,0 +1,283 @@
+//! `POST /v1/risk/stress`: the stress simulation ([`volcast_training::stress`]) of a book of
+//! positions on the model's forecast for their collateral asset, off the async runtime.
+
+use axum::Json;
+use axum::extract::State;
+use volcast_training::curve::VarianceCurve;
+use volcast_training::drawdown::DrawdownRule;
+use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU, DEFAULT_TAU_USER};
+use volcast_training::stress::{
+    self, Book, DEFAULT_DF, DEFAULT_LIQUIDATION_THRESHOLD, Position, PreparedBook, RecommendSettings,
+    Scenario, StressError, StressInput,
+};
+
+use crate::dto::ForecastUsed;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiJson;
+use crate::risk;
+use crate::routes::{RISK_TAG, finite, forecast_items, param};
+use crate::state::AppState;
+use crate::stress::{
+    BookDto, DEFAULT_PATHS, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, ScenarioDto, StressRequest,
+    StressResponse,
+};
+
+/// A simulation error names a field of the simulation's input; `scenario` is the request's
+/// `scenarios[i]`.
+fn invalid(e: StressError, scenario: Option<usize>) -> ApiError {
+    let field = match (scenario, e.field.strip_prefix("scenario.")) {
+        (Some(i), Some(rest)) => format!("scenarios[{i}].{rest}"),
+        _ => e.field,
+    };
+    ApiError::InvalidValue {
+        field,
+        message: e.message,
+    }
+}
+
+fn count(
+    value: Option<u64>,
+    default: u64,
+    max: u64,
+    field: &str,
+    range: &'static str,
+) -> Result<usize, ApiError> {
+    let v = value.unwrap_or(default);
+    if (1..=max).contains(&v) {
+        Ok(usize::try_from(v).unwrap_or(usize::MAX))
+    } else {
+        #[allow(clippy::cast_precision_loss)]
+        Err(ApiError::OutOfRange {
+            field: field.to_owned(),
+            value: v as f64,
+            range,
+        })
+    }
+}
+
+fn scenarios(
+    body: Option<&[ScenarioDto]>,
+    replays: &[stress::ReplayWindow],
+) -> Result<Vec<Scenario>, ApiError> {
+    let all_replays = || replays.iter().map(stress::ReplayWindow::scenario);
+    let Some(asked) = body else {
+        return Ok(Scenario::defaults().into_iter().chain(all_replays()).collect());
+    };
+    if asked.is_empty() || asked.len() > MAX_SCENARIOS {
+        return Err(ApiError::InvalidValue {
+            field: "scenarios".into(),
+            message: format!("give 1 to {MAX_SCENARIOS} scenarios (leave it out for the default set)"),
+        });
+    }
+    let mut out = Vec::new();
+    for (i, s) in asked.iter().enumerate() {
+        match s {
+            ScenarioDto::Forecast => out.push(Scenario::Forecast),
+            ScenarioDto::VolatilityShock { k } => out.push(Scenario::VolatilityShock { k: *k }),
+            ScenarioDto::LiquidityDrain { k } => out.push(Scenario::LiquidityDrain { k: *k }),
+            ScenarioDto::InstantDrop { pct } => out.push(Scenario::InstantDrop { pct: *pct }),
+            ScenarioDto::Replay { name } => {
+                let window =
+                    replays
+                        .iter()
+                        .find(|w| &w.name == name)
+                        .ok_or_else(|| ApiError::UnknownScenario {
+                            field: format!("scenarios[{i}].name"),
+                            name: name.clone(),
+                            known: replays.iter().map(|w| w.name.clone()).collect(),
+                        })?;
+                out.push(window.scenario());
+            }
+            ScenarioDto::Replays => out.extend(all_replays()),
+        }
+    }
+    Ok(out)
+}
+
+/// Liquidations at risk and bad debt at risk of a book under the forecast and stress scenarios,
+/// with the parameters the engine recommends under each.
+#[utoipa::path(
+    post,
+    path = "/v1/risk/stress",
+    tag = RISK_TAG,
+    request_body = StressRequest,
+    responses(
+        (status = 200, description = "One result per scenario", body = StressResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body or candle array too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid input (bad candle, negative collateral, empty book, too many paths, unknown scenario...)", body = ErrorBody),
+        (status = 429, description = "Inference queue full or too many simulations running; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
+    )
+)]
+#[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
+pub async fn stress(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<StressRequest>,
+) -> Result<Json<StressResponse>, ApiError> {
+    let serving = state.serving()?;
+    let info = &serving.info;
+    let d = state.settings().defaults;
+    let paths = count(body.paths, DEFAULT_PATHS, MAX_PATHS, "paths", "[1, 200000]")?;
+    let horizon = count(
+        body.horizon_hours,
+        MAX_HORIZON,
+        MAX_HORIZON,
+        "horizon_hours",
+        "[1, 168]",
+    )?;
+    let seed = body.seed.unwrap_or(1);
+    let df = param(body.df, DEFAULT_DF, "df", "(2, 1000]", |v| v > 2.0 && v <= 1000.0)?;
+    let alpha = param(body.alpha, DEFAULT_ALPHA, "alpha", "(0, 1)", |v| {
+        v > 0.0 && v < 1.0
+    })?;
+    let tau = param(body.tau_hours, DEFAULT_TAU as f64, "tau_hours", "[1, 168]", |v| {
+        (1.0..=168.0).contains(&v)
+    })?;
+    let tau_user = param(
+        body.tau_user_hours,
+        DEFAULT_TAU_USER as f64,
+        "tau_user_hours",
+        "[1, 8760]",
+        |v| (1.0..=8760.0).contains(&v),
+    )?;
+    let bonus = param(body.bonus, DEFAULT_BONUS, "bonus", "[0, 1)", |v| {
+        (0.0..1.0).contains(&v)
+    })?;
+    let bonus_margin = param(body.bonus_margin, d.bonus_margin, "bonus_margin", "[0, 1)", |v| {
+        (0.0..1.0).contains(&v)
+    })?;
+    if let Some(v) = body.sale_size_usd {
+        param(Some(v), 0.0, "sale_size_usd", "[0, 1e12]", |v| {
+            (0.0..=1e12).contains(&v)
+        })?;
+    }
+    let default_lt = param(
+        body.default_liquidation_threshold,
+        DEFAULT_LIQUIDATION_THRESHOLD,
+        "default_liquidation_threshold",
+        "(0, 1]",
+        |v| v > 0.0 && v <= 1.0,
+    )?;
+    if body.positions.len() > MAX_POSITIONS {
+        return Err(ApiError::InvalidValue {
+            field: "positions".into(),
+            message: format!(
+                "the book holds {} positions; at most {MAX_POSITIONS} are accepted",
+                body.positions.len()
+            ),
+        });
+    }
+    let book = Book {
+        positions: body
+            .positions
+            .iter()
+            .map(|p| Position {
+                collateral: p.collateral,
+                debt: p.debt,
+                liquidation_threshold: p.liquidation_threshold,
+            })
+            .collect(),
+        default_liquidation_threshold: default_lt,
+    };
+    let scenarios = scenarios(body.scenarios.as_deref(), &info.metadata.stress_scenarios)?;
+    // Everything about the book and the scenarios is checked before the model runs.
+    let mut input = StressInput {
+        price: 1.0,
+        hourly_variance: vec![0.0; horizon],
+        df,
+        slippage_per_usd: 0.0,
+        liquidation_delay_hours: 0,
+        paths,
+        seed,
+    };
+    stress::validate(&input, &book, &Scenario::Forecast).map_err(|e| invalid(e, None))?;
+    for (i, s) in scenarios.iter().enumerate() {
+        stress::validate(&input, &book, s).map_err(|e| invalid(e, Some(i)))?;
+    }
+
+    let mut results = forecast_items(
+        &state,
+        serving,
+        vec![(String::new(), body.asset.clone(), body.candles.as_slice())],
+    )
+    .await?;
+    let (prep, pred) = results
+        .pop()
+        .ok_or_else(|| ApiError::Internal("no forecast for the asset".into()))?;
+    let horizons = info.horizons();
+    let mut sorted = horizons.to_vec();
+    sorted.sort_unstable();
+    let lh = risk::liquidity_horizon(&sorted, tau).unwrap_or(DEFAULT_TAU);
+    let j = horizons.iter().position(|&h| h == lh).unwrap_or(0);
+    let p = pred.shortage_probability.get(j).copied().unwrap_or(f64::NAN);
+    let p = if p.is_finite() { p.clamp(0.0, 1.0) } else { 0.0 };
+    let tau_eff = risk::effective_tau(tau, p);
+    let current = finite(prep.illiquidity.get(j).copied().unwrap_or(f64::NAN));
+    let curve = VarianceCurve::new(horizons, &pred.variance);
+    input.price = body.candles.last().map_or(f64::NAN, |c| c.close);
+    input.hourly_variance = curve.hourly(horizon);
+    input.slippage_per_usd = current.map_or(0.0, |m| risk::slippage(risk::expected_illiquidity(m, p), 1.0));
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    {
+        input.liquidation_delay_hours = tau_eff.ceil() as usize;
+    }
+    let largest = book
+        .positions
+        .iter()
+        .map(|p| p.collateral * input.price)
+        .fold(0.0, f64::max);
+    let settings = RecommendSettings {
+        alpha,
+        tau: tau_eff,
+        tau_user,
+        bonus,
+        bonus_margin,
+        sale_size_usd: body.sale_size_usd.unwrap_or(largest),
+    };
+    let prepared_book = PreparedBook::new(&book, input.price);
+    let book_dto = BookDto {
+        positions: book.positions.len(),
+        collateral_usd: prepared_book.collateral_usd(),
+        debt_usd: prepared_book.debt_usd(),
+    };
+    let slot = state.stress_slot()?;
+    let job_input = input.clone();
+    let calibration = info.metadata.risk.as_ref().map(|r| r.model.clone());
+    let reports = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let rule = calibration
+            .as_ref()
+            .map_or(DrawdownRule::Reflection, DrawdownRule::Calibrated);
+        stress::run(&job_input, &book, &scenarios, &settings, rule, &stress::simulate)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("stress simulation failed: {e}")))?
+    .map_err(|e| invalid(e, None))?;
+    Ok(Json(StressResponse {
+        model: info.reference(),
+        asset: prep.asset.clone(),
+        origin: prep.origin(),
+        price: input.price,
+        horizon_hours: horizon,
+        seed,
+        df,
+        forecasts: horizons
+            .iter()
+            .enumerate()
+            .map(|(k, &h)| ForecastUsed {
+                horizon_hours: h,
+                variance: pred.variance[k],
+                har_variance: finite(prep.har[k]),
+                shortage_probability: pred.shortage_probability[k],
+            })
+            .collect(),
+        liquidity_horizon_hours: lh,
+        current_illiquidity: current,
+        slippage_per_usd: input.slippage_per_usd,
+        tau_effective_hours: tau_eff,
+        book: book_dto,
+        scenarios: reports.into_iter().map(Into::into).collect(),
+    }))
+}

@@ -1,0 +1,272 @@
+//! Bodies of `POST /v1/risk/stress` and their conversion from the simulation's types
+//! ([`volcast_training::stress`]).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use volcast_training::stress::{CountTail, Recommendation, ScenarioReport, Tail};
+
+use crate::dto::{CandleDto, ForecastUsed, ModelRef};
+
+/// Default simulated paths.
+pub const DEFAULT_PATHS: u64 = 10_000;
+/// Most simulated paths per request.
+pub const MAX_PATHS: u64 = 200_000;
+/// Longest horizon, hours.
+pub const MAX_HORIZON: u64 = 168;
+/// Most positions in a book.
+pub const MAX_POSITIONS: usize = 10_000;
+/// Most scenarios per request.
+pub const MAX_SCENARIOS: usize = 32;
+
+/// One loan backed by the asset.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"collateral": 10.0, "debt": 15000.0, "liquidation_threshold": 0.8}))]
+pub struct PositionDto {
+    /// Collateral, units of the asset (>= 0).
+    pub collateral: f64,
+    /// Debt, USD (>= 0).
+    pub debt: f64,
+    /// The position's own liquidation threshold in (0, 1]; default `default_liquidation_threshold`.
+    pub liquidation_threshold: Option<f64>,
+}
+
+/// A parametric scenario (historical replays come from the artifact).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScenarioDto {
+    /// The model's forecast distribution as is.
+    Forecast,
+    /// Every hour's variance times `k^2`.
+    VolatilityShock {
+        /// Volatility multiplier, in (0, 100].
+        k: f64,
+    },
+    /// Slippage times `k`, liquidation delay times `k` (rounded up).
+    LiquidityDrain {
+        /// Multiplier, in [1, 100].
+        k: f64,
+    },
+    /// The price falls `pct`% at once, then follows the forecast.
+    InstantDrop {
+        /// Fall in percent, in [0, 100).
+        pct: f64,
+    },
+    /// One of the artifact's historical windows (`stress_scenarios` of `GET /v1/model`).
+    Replay {
+        /// Window name, e.g. `BTCUSDT 2020-03-12`.
+        name: String,
+    },
+    /// Every historical window the artifact carries.
+    Replays,
+}
+
+/// `POST /v1/risk/stress`: one asset's candles and a book of positions backed by it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StressRequest {
+    /// Asset id (the collateral).
+    pub asset: String,
+    /// Hourly candles, oldest first (at least the model's `history_hours`).
+    pub candles: Vec<CandleDto>,
+    /// The book: 1 to 10,000 positions.
+    pub positions: Vec<PositionDto>,
+    /// Liquidation threshold of positions without their own, in (0, 1] (default 0.8).
+    pub default_liquidation_threshold: Option<f64>,
+    /// Scenarios (default: forecast, volatility x2 and x3, liquidity drain x3, instant drops of
+    /// 20% and 40%, and the artifact's historical replays); at most 32.
+    #[schema(example = json!([{"kind": "forecast"}, {"kind": "volatility_shock", "k": 2.0}, {"kind": "instant_drop", "pct": 30.0}, {"kind": "replays"}]))]
+    pub scenarios: Option<Vec<ScenarioDto>>,
+    /// Simulated paths per scenario, 1 to 200,000 (default 10,000).
+    pub paths: Option<u64>,
+    /// Hours simulated, 1 to 168 (default 168).
+    pub horizon_hours: Option<u64>,
+    /// Seed (default 1): same request, same answer.
+    pub seed: Option<u64>,
+    /// Student-t degrees of freedom of the hourly innovations, in (2, 1000] (default 4).
+    pub df: Option<f64>,
+    /// Quantile level of the recommended parameters, in (0, 1) (default 0.99).
+    pub alpha: Option<f64>,
+    /// Liquidation window, hours, in [1, 168] (default 4); lengthened by the shortage
+    /// probability, it is also the sale delay.
+    pub tau_hours: Option<f64>,
+    /// User reaction window, hours, in [1, 8760] (default 24).
+    pub tau_user_hours: Option<f64>,
+    /// Floor of the liquidation bonus, in [0, 1) (default 0.05).
+    pub bonus: Option<f64>,
+    /// Margin over the expected slippage, in [0, 1) (default from the config, 0.01).
+    pub bonus_margin: Option<f64>,
+    /// Sale size for the recommended bonus's slippage, USD (default: the largest position's
+    /// collateral value).
+    pub sale_size_usd: Option<f64>,
+}
+
+/// Mean and tail of a per-path USD total over paths.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TailDto {
+    /// Mean.
+    pub mean: f64,
+    /// 95th percentile: exceeded on 5% of paths.
+    pub p95: f64,
+    /// 99th percentile: exceeded on 1% of paths.
+    pub p99: f64,
+    /// Mean of the worst 1% of paths.
+    pub es99: f64,
+}
+
+impl From<Tail> for TailDto {
+    fn from(t: Tail) -> Self {
+        Self {
+            mean: t.mean,
+            p95: t.p95,
+            p99: t.p99,
+            es99: t.es99,
+        }
+    }
+}
+
+/// Positions liquidated per path.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CountTailDto {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+impl From<CountTail> for CountTailDto {
+    fn from(t: CountTail) -> Self {
+        Self {
+            mean: t.mean,
+            p50: t.p50,
+            p95: t.p95,
+            p99: t.p99,
+        }
+    }
+}
+
+/// What the engine recommends under a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StressRecommendationDto {
+    /// LT, with `LT (1 + LB) <= 1`.
+    pub liquidation_threshold: f64,
+    /// Max LTV, in [0, LT].
+    pub max_ltv: f64,
+    /// LB = max(bonus, slippage + margin).
+    pub liquidation_bonus: f64,
+    /// D(alpha, tau).
+    pub maintenance_margin: f64,
+    /// D(alpha, tau_user).
+    pub initial_margin: f64,
+    /// Variance over the liquidation window under the scenario.
+    pub variance_tau: f64,
+    /// Variance over the user window under the scenario.
+    pub variance_tau_user: f64,
+    /// Expected slippage of the sale size under the scenario.
+    pub slippage: f64,
+}
+
+impl From<Recommendation> for StressRecommendationDto {
+    fn from(r: Recommendation) -> Self {
+        Self {
+            liquidation_threshold: r.liquidation_threshold,
+            max_ltv: r.max_ltv,
+            liquidation_bonus: r.liquidation_bonus,
+            maintenance_margin: r.maintenance_margin,
+            initial_margin: r.initial_margin,
+            variance_tau: r.variance_tau,
+            variance_tau_user: r.variance_tau_user,
+            slippage: r.slippage,
+        }
+    }
+}
+
+/// One scenario's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScenarioResultDto {
+    /// Label, e.g. `volatility x2` or `replay BTCUSDT 2020-03-12`.
+    pub scenario: String,
+    /// Paths simulated (1 for a replay: it is deterministic).
+    pub paths: usize,
+    /// Share of paths with at least one liquidation.
+    pub liquidation_probability: f64,
+    /// Liquidations at risk: USD value of collateral liquidated per path.
+    pub liquidations_at_risk: TailDto,
+    /// Bad debt at risk: debt not covered by the liquidation sales per path, USD.
+    pub bad_debt_at_risk: TailDto,
+    /// Positions liquidated per path.
+    pub liquidated_positions: CountTailDto,
+    /// Sale delay after the trigger, hours.
+    pub liquidation_delay_hours: usize,
+    /// Price impact per USD sold.
+    pub slippage_per_usd: f64,
+    /// Variance of the log return over the horizon.
+    pub horizon_variance: f64,
+    /// The parameters the engine recommends under the scenario.
+    pub recommended: StressRecommendationDto,
+}
+
+impl From<ScenarioReport> for ScenarioResultDto {
+    fn from(r: ScenarioReport) -> Self {
+        Self {
+            scenario: r.scenario,
+            paths: r.summary.paths,
+            liquidation_probability: r.summary.liquidation_probability,
+            liquidations_at_risk: r.summary.liquidations_at_risk.into(),
+            bad_debt_at_risk: r.summary.bad_debt_at_risk.into(),
+            liquidated_positions: r.summary.liquidated_positions.into(),
+            liquidation_delay_hours: r.liquidation_delay_hours,
+            slippage_per_usd: r.slippage_per_usd,
+            horizon_variance: r.horizon_variance,
+            recommended: r.recommendation.into(),
+        }
+    }
+}
+
+/// The book's totals at the origin price.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BookDto {
+    /// Positions.
+    pub positions: usize,
+    /// Collateral value, USD.
+    pub collateral_usd: f64,
+    /// Debt, USD.
+    pub debt_usd: f64,
+}
+
+/// Answer of `POST /v1/risk/stress`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StressResponse {
+    /// The model that answered.
+    pub model: ModelRef,
+    /// Asset id.
+    pub asset: String,
+    /// Forecast origin, RFC 3339.
+    pub origin: String,
+    /// Close at the origin.
+    pub price: f64,
+    /// Hours simulated.
+    pub horizon_hours: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Student-t degrees of freedom.
+    pub df: f64,
+    /// Forecasts used.
+    pub forecasts: Vec<ForecastUsed>,
+    /// Horizon whose liquidity forecast was used.
+    pub liquidity_horizon_hours: usize,
+    /// Current mean illiquidity at that horizon, when computable.
+    pub current_illiquidity: Option<f64>,
+    /// Expected price impact per USD sold, `M (1 + p) / 1e6` (0 without an illiquidity).
+    pub slippage_per_usd: f64,
+    /// `tau (1 + p)`, hours.
+    pub tau_effective_hours: f64,
+    /// The book.
+    pub book: BookDto,
+    /// One per scenario, in order.
+    pub scenarios: Vec<ScenarioResultDto>,
+}

@@ -1,0 +1,367 @@
+//! `stress`: simulates a lending book under the model's forecast distribution and named
+//! scenarios, and times the simulation (`--bench`).
+//!
+//! ```text
+//! cargo run --release --bin stress -- --data ../shared/data/binance-spot-1h --asset ETHUSDT \
+//!     --model model-artifacts --positions book.json --at 2021-05-18T00:00:00Z --json out.json
+//! cargo run --release --bin stress -- --bench --paths 100000 --horizon 168 --device cpu
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use volcast_training::device::{DeviceChoice, select};
+use volcast_training::drawdown::DrawdownRule;
+use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU, DEFAULT_TAU_USER};
+use volcast_training::stress::session::{Request, prepare, read_book};
+use volcast_training::stress::{
+    self, Book, DEFAULT_DF, Position, RecommendSettings, Scenario, ScenarioReport, StressInput,
+};
+use volcast_training::time::{Bound, parse_time};
+
+/// Stress-test a book of loans backed by one asset: liquidations at risk and bad debt at risk
+/// (95th and 99th percentiles over simulated paths) under the model's forecast and under shocks
+/// and historical replays, with the parameters the engine would recommend under each.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+#[allow(clippy::struct_excessive_bools)]
+struct Args {
+    /// Candle directories (repeatable). Default: ../shared/data/binance-spot-1h when present,
+    /// else data/ and its subdirectories.
+    #[arg(long = "data", env = "VOLCAST_DATA", value_delimiter = ',')]
+    data: Vec<PathBuf>,
+    /// Collateral asset, e.g. ETHUSDT.
+    #[arg(long, required_unless_present = "bench")]
+    asset: Option<String>,
+    /// Model artifact, or an artifacts directory with a `default` pointer.
+    #[arg(long, default_value = "model-artifacts")]
+    model: PathBuf,
+    /// The book: a JSON array of {"collateral": units, "debt": USD, "liquidation_threshold"?}
+    /// or {"positions": [...], "default_liquidation_threshold": 0.8}.
+    #[arg(long, required_unless_present = "bench")]
+    positions: Option<PathBuf>,
+    /// Simulated paths.
+    #[arg(long, default_value_t = 100_000)]
+    paths: usize,
+    /// Hours simulated.
+    #[arg(long, default_value_t = 168)]
+    horizon: usize,
+    /// Origin: close time of the last candle used (RFC 3339); default the last candle.
+    #[arg(long)]
+    at: Option<String>,
+    /// Where to draw the paths: wgpu puts the draws on the GPU (software Vulkan included),
+    /// auto on a hardware GPU when one exists, else the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+    /// Scenarios (repeatable): forecast, vol=K, drain=K, drop=PCT, replays. Default: forecast,
+    /// vol=2, vol=3, drain=3, drop=20, drop=40 and the replays.
+    #[arg(long = "scenario", value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Student-t degrees of freedom of the hourly innovations (> 2; "inf" for normal).
+    #[arg(long, default_value_t = DEFAULT_DF)]
+    df: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Quantile level of the recommended parameters' drawdown.
+    #[arg(long, default_value_t = DEFAULT_ALPHA)]
+    alpha: f64,
+    /// Liquidation window, hours (lengthened by the shortage probability; also the sale delay).
+    #[arg(long, default_value_t = DEFAULT_TAU as f64)]
+    tau: f64,
+    /// User reaction window, hours.
+    #[arg(long, default_value_t = DEFAULT_TAU_USER as f64)]
+    tau_user: f64,
+    /// Floor of the liquidation bonus.
+    #[arg(long, default_value_t = DEFAULT_BONUS)]
+    bonus: f64,
+    /// Margin over the expected slippage for the bonus.
+    #[arg(long, default_value_t = 0.01)]
+    bonus_margin: f64,
+    /// Sale size for the recommended bonus's slippage, USD; default: the largest position's
+    /// collateral value.
+    #[arg(long)]
+    sale_size: Option<f64>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Time the simulation of --paths x --horizon on a synthetic book instead (no data needed).
+    #[arg(long)]
+    bench: bool,
+}
+
+fn parse_scenario(text: &str) -> anyhow::Result<Option<Scenario>> {
+    let (name, value) = text.split_once('=').unwrap_or((text, ""));
+    let number = || -> anyhow::Result<f64> {
+        value
+            .parse()
+            .with_context(|| format!("scenario `{text}`: `{value}` is not a number"))
+    };
+    Ok(Some(match name.trim() {
+        "forecast" => Scenario::Forecast,
+        "vol" | "volatility" => Scenario::VolatilityShock { k: number()? },
+        "drain" | "liquidity" => Scenario::LiquidityDrain { k: number()? },
+        "drop" => Scenario::InstantDrop { pct: number()? },
+        "replays" => return Ok(None),
+        other => bail!("unknown scenario `{other}`: use forecast, vol=K, drain=K, drop=PCT or replays"),
+    }))
+}
+
+fn main() -> std::process::ExitCode {
+    volcast_training::cli::main(|| run(&Args::parse()))
+}
+
+/// The simulator for the chosen device: the burn device when it is wgpu, the CPU otherwise.
+fn simulator(choice: DeviceChoice) -> anyhow::Result<(String, Box<stress::Simulator<'static>>)> {
+    if choice == DeviceChoice::Cpu {
+        return Ok(("cpu".to_owned(), Box::new(stress::simulate)));
+    }
+    let selected = select(choice)?;
+    if selected.description.starts_with("wgpu") {
+        let device = selected.device;
+        Ok((
+            selected.description,
+            Box::new(move |i: &StressInput, b: &Book, s: &Scenario| stress::gpu::simulate(i, b, s, &device)),
+        ))
+    } else {
+        Ok(("cpu".to_owned(), Box::new(stress::simulate)))
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    if args.bench {
+        return bench(args);
+    }
+    let (Some(asset), Some(positions)) = (&args.asset, &args.positions) else {
+        bail!("--asset and --positions are required (or --bench)");
+    };
+    let dirs = if args.data.is_empty() {
+        volcast_training::pipeline::default_dirs()?
+    } else {
+        args.data.clone()
+    };
+    let book = read_book(positions)?;
+    let at_ms = args
+        .at
+        .as_deref()
+        .map(|t| parse_time(t, Bound::Start))
+        .transpose()?;
+    let prepared = prepare(&Request {
+        dirs,
+        asset: asset.clone(),
+        model: args.model.clone(),
+        at_ms,
+        horizon: args.horizon,
+        tau: args.tau,
+        paths: args.paths,
+        seed: args.seed,
+        df: args.df,
+    })?;
+    let mut scenarios = Vec::new();
+    let mut replays = args.scenarios.is_empty();
+    if args.scenarios.is_empty() {
+        scenarios = Scenario::defaults();
+    }
+    for s in &args.scenarios {
+        match parse_scenario(s)? {
+            Some(s) => scenarios.push(s),
+            None => replays = true,
+        }
+    }
+    if replays {
+        scenarios.extend(prepared.replays.iter().map(stress::ReplayWindow::scenario));
+    }
+    let input = &prepared.input;
+    let largest = book
+        .positions
+        .iter()
+        .map(|p| p.collateral * input.price)
+        .fold(0.0, f64::max);
+    let settings = RecommendSettings {
+        alpha: args.alpha,
+        tau: prepared.tau_effective,
+        tau_user: args.tau_user,
+        bonus: args.bonus,
+        bonus_margin: args.bonus_margin,
+        sale_size_usd: args.sale_size.unwrap_or(largest),
+    };
+    let (device, simulate) = simulator(args.device)?;
+    let started = Instant::now();
+    let rule = prepared
+        .calibration
+        .as_ref()
+        .map_or(DrawdownRule::Reflection, DrawdownRule::Calibrated);
+    let reports = stress::run(input, &book, &scenarios, &settings, rule, simulate.as_ref())?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    println!(
+        "{asset} at {} (close {:.4}), model {}, {} paths x {} h on {device}, df {}, {:.2} s",
+        prepared.origin,
+        input.price,
+        prepared.model_id,
+        input.paths,
+        input.hourly_variance.len(),
+        input.df,
+        seconds
+    );
+    let forecasts: Vec<String> = prepared
+        .horizons
+        .iter()
+        .zip(&prepared.variance)
+        .zip(&prepared.shortage_probability)
+        .map(|((h, v), p)| format!("{h}h vol {:.2}% (shortage {:.0}%)", 100.0 * v.sqrt(), 100.0 * p))
+        .collect();
+    println!("forecast: {}", forecasts.join(", "));
+    let prepared_book = stress::PreparedBook::new(&book, input.price);
+    println!(
+        "book: {} positions, collateral ${:.0}, debt ${:.0}; slippage {:.3e} per $ (M_{}h {}), liquidation delay {} h (tau_eff {:.2} h); replays from {}",
+        book.positions.len(),
+        prepared_book.collateral_usd(),
+        prepared_book.debt_usd(),
+        input.slippage_per_usd,
+        prepared.liquidity_horizon,
+        prepared
+            .illiquidity
+            .map_or("n/a".to_owned(), |m| format!("{m:.4}")),
+        input.liquidation_delay_hours,
+        prepared.tau_effective,
+        prepared.replay_source
+    );
+    print_table(&reports);
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "asset": asset,
+            "origin": prepared.origin,
+            "model": {"id": prepared.model_id, "hash": prepared.model_hash},
+            "device": device,
+            "price": input.price,
+            "paths": input.paths,
+            "horizon_hours": input.hourly_variance.len(),
+            "df": if input.df.is_finite() { Some(input.df) } else { None },
+            "seed": input.seed,
+            "forecasts": prepared.horizons.iter().enumerate().map(|(k, h)| serde_json::json!({
+                "horizon_hours": h,
+                "variance": prepared.variance[k],
+                "shortage_probability": prepared.shortage_probability[k],
+            })).collect::<Vec<_>>(),
+            "liquidity_horizon_hours": prepared.liquidity_horizon,
+            "current_illiquidity": prepared.illiquidity,
+            "slippage_per_usd": input.slippage_per_usd,
+            "tau_effective_hours": prepared.tau_effective,
+            "liquidation_delay_hours": input.liquidation_delay_hours,
+            "settings": settings,
+            "book": {
+                "positions": book.positions.len(),
+                "collateral_usd": prepared_book.collateral_usd(),
+                "debt_usd": prepared_book.debt_usd(),
+            },
+            "replay_source": prepared.replay_source,
+            "replays": prepared.replays.iter().map(|w| serde_json::json!({
+                "name": w.name, "origin": w.origin, "end": w.end, "fall": w.fall,
+            })).collect::<Vec<_>>(),
+            "scenarios": reports,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_table(reports: &[ScenarioReport]) {
+    println!(
+        "{:<30} {:>7} {:>12} {:>12} {:>12} {:>12} {:>12} {:>6} {:>7} {:>7} {:>6}",
+        "scenario",
+        "P(liq)",
+        "LaR mean",
+        "LaR p95",
+        "LaR p99",
+        "BDaR p95",
+        "BDaR p99",
+        "n p99",
+        "LT",
+        "maxLTV",
+        "LB"
+    );
+    for r in reports {
+        let s = &r.summary;
+        let rec = &r.recommendation;
+        println!(
+            "{:<30} {:>6.2}% {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>6.0} {:>7.4} {:>7.4} {:>6.4}",
+            r.scenario,
+            100.0 * s.liquidation_probability,
+            s.liquidations_at_risk.mean,
+            s.liquidations_at_risk.p95,
+            s.liquidations_at_risk.p99,
+            s.bad_debt_at_risk.p95,
+            s.bad_debt_at_risk.p99,
+            s.liquidated_positions.p99,
+            rec.liquidation_threshold,
+            rec.max_ltv,
+            rec.liquidation_bonus
+        );
+    }
+}
+
+/// Times `--paths x --horizon` on a synthetic book: 1% hourly volatility, Student-t(4), 200
+/// positions at LTVs from 40% to 84%.
+#[allow(clippy::cast_precision_loss)]
+fn bench(args: &Args) -> anyhow::Result<()> {
+    let input = StressInput {
+        price: 100.0,
+        hourly_variance: vec![1e-4; args.horizon],
+        df: args.df,
+        slippage_per_usd: 1e-8,
+        liquidation_delay_hours: 4,
+        paths: args.paths,
+        seed: args.seed,
+    };
+    let book = Book {
+        positions: (0..200)
+            .map(|i| Position {
+                collateral: 1000.0,
+                debt: 1000.0 * 100.0 * (0.40 + 0.0022 * f64::from(i)),
+                liquidation_threshold: None,
+            })
+            .collect(),
+        default_liquidation_threshold: 0.85,
+    };
+    let mut runs: Vec<(String, Box<stress::Simulator<'static>>)> =
+        vec![("cpu".to_owned(), Box::new(stress::simulate))];
+    if args.device != DeviceChoice::Cpu {
+        let (name, sim) = simulator(args.device)?;
+        if name != "cpu" {
+            runs.push((name, sim));
+        }
+    }
+    println!(
+        "stress bench: {} paths x {} hourly steps, {} positions, df {}, {} rayon threads",
+        input.paths,
+        args.horizon,
+        book.positions.len(),
+        input.df,
+        rayon::current_num_threads()
+    );
+    for (name, sim) in runs {
+        // One warm-up run (tables, thread pool, device kernels), then the best of three.
+        let warm = sim(&input, &book, &Scenario::Forecast)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let out = sim(&input, &book, &Scenario::Forecast)?;
+            best = best.min(started.elapsed().as_secs_f64());
+            std::hint::black_box(out);
+        }
+        let s = stress::summarize(&warm);
+        println!(
+            "{name}: {best:.3} s ({:.0} paths/s, {:.1} M steps/s); P(liq) {:.2}%, bad debt p99 ${:.0}",
+            input.paths as f64 / best,
+            (input.paths * args.horizon) as f64 / best / 1e6,
+            100.0 * s.liquidation_probability,
+            s.bad_debt_at_risk.p99
+        );
+    }
+    Ok(())
+}

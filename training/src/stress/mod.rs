@@ -1,0 +1,810 @@
+//! Stress simulation of a lending book: hourly price paths from the model's forecast
+//! distribution (or a named scenario), the liquidations they trigger, and the bad debt left when
+//! a liquidation's sale does not cover the debt.
+//!
+//! **Paths.** Hourly log closes `y_h = y_{h-1} + sigma_h eps_h` with zero drift, `sigma_h^2` the
+//! hour's variance from the forecast curve ([`crate::curve::VarianceCurve::hourly`]) and `eps`
+//! Student-t with `df` degrees of freedom standardised to unit variance (normal for
+//! `df = inf`). Each hour's low is drawn from the minimum of a Brownian bridge between the two
+//! closes, `(a + b - sqrt((b - a)^2 - 2 sigma^2 ln U)) / 2`, so running minima are not biased
+//! high by looking at closes only.
+//!
+//! **Liquidations.** A position (collateral `c` units, debt `d` USD, threshold `LT`) is
+//! liquidated at the first hour whose low `P` makes `c P LT < d`. The whole collateral is sold at
+//! the lowest low of that hour and the next `liquidation_delay_hours` (within the horizon), less
+//! a price impact `min(1, slippage_per_usd * v)` for a sale worth `v = c * that low`. Bad debt is
+//! `max(0, d - v (1 - impact))`.
+//!
+//! **Report.** Per path: the USD value of collateral liquidated (*liquidations at risk*), the
+//! bad debt and the number of positions liquidated. Over paths: mean, 95th and 99th percentiles
+//! (VaR-style: the value a path total exceeds with 5% / 1% probability) and the 99% expected
+//! shortfall, the probability of any liquidation, and the parameters the engine would recommend
+//! under the scenario ([`recommend`]).
+//!
+//! **Scenarios.** [`Scenario::Forecast`] is the model as is; `VolatilityShock { k }` multiplies
+//! every hour's variance by `k^2`; `LiquidityDrain { k }` multiplies slippage by `k` and the
+//! liquidation delay by `k` (rounded up); `InstantDrop { pct }` opens the first hour `pct`% lower
+//! and then follows the forecast; `Replay` applies a historical window's hourly closes and lows
+//! (relative to the previous close) to today's price, deterministically: one path, no noise.
+//!
+//! Deterministic for a seed whatever the number of threads: paths are simulated in chunks of
+//! [`PATHS_PER_CHUNK`], each with its own seeded stream. [`gpu`] draws the same model on a burn
+//! device (wgpu) and settles the paths with the same code.
+
+#[cfg(feature = "model")]
+pub mod gpu;
+pub mod replay;
+mod rng;
+#[cfg(all(feature = "data", feature = "model"))]
+pub mod session;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use replay::{REPLAY_COUNT, REPLAY_HORIZON, ReplayWindow, market_stress_scenarios, worst_windows};
+use rng::{GammaShape, Sampler};
+
+use crate::drawdown::DrawdownRule;
+use crate::risk::threshold_from_drawdown;
+
+/// Paths per seeded stream (and per rayon task).
+pub const PATHS_PER_CHUNK: usize = 1024;
+/// Student-t degrees of freedom of the innovations unless told otherwise.
+pub const DEFAULT_DF: f64 = 4.0;
+/// Liquidation threshold of positions that do not carry their own.
+pub const DEFAULT_LIQUIDATION_THRESHOLD: f64 = 0.8;
+
+/// The model distribution a simulation draws from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StressInput {
+    /// Close at the origin, USD.
+    pub price: f64,
+    /// Variance of the log return of each hour `1..=horizon` (the horizon is its length).
+    pub hourly_variance: Vec<f64>,
+    /// Student-t degrees of freedom of the innovations (> 2); infinity for normal ones.
+    pub df: f64,
+    /// Expected fractional price impact per USD sold (expected illiquidity / 1e6).
+    pub slippage_per_usd: f64,
+    /// Hours after the trigger hour over which the sale takes the lowest low.
+    pub liquidation_delay_hours: usize,
+    /// Simulated paths.
+    pub paths: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// One borrower's position.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Collateral, units of the asset (>= 0).
+    pub collateral: f64,
+    /// Debt, USD (>= 0).
+    pub debt: f64,
+    /// The position's own liquidation threshold, in (0, 1]; the book's default otherwise.
+    #[serde(default)]
+    pub liquidation_threshold: Option<f64>,
+}
+
+/// The positions backed by one collateral asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Book {
+    /// Positions.
+    pub positions: Vec<Position>,
+    /// Threshold of positions without their own.
+    #[serde(default = "default_threshold")]
+    pub default_liquidation_threshold: f64,
+}
+
+fn default_threshold() -> f64 {
+    DEFAULT_LIQUIDATION_THRESHOLD
+}
+
+/// A named way to stress the forecast distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scenario {
+    /// The model's distribution as is.
+    Forecast,
+    /// Every hour's variance times `k^2`.
+    VolatilityShock {
+        /// Volatility multiplier (> 0).
+        k: f64,
+    },
+    /// Slippage times `k`, liquidation delay times `k` rounded up.
+    LiquidityDrain {
+        /// Multiplier (>= 1).
+        k: f64,
+    },
+    /// The price falls `pct`% at the start, then follows the forecast.
+    InstantDrop {
+        /// Fall, percent, in [0, 100).
+        pct: f64,
+    },
+    /// A historical window's path applied to today's price (one deterministic path).
+    Replay {
+        /// Name, e.g. `BTCUSDT 2020-03-12`.
+        name: String,
+        /// Per hour: `(ln close_h / close_{h-1}, ln low_h / close_{h-1})`.
+        log_returns: Vec<(f64, f64)>,
+    },
+}
+
+impl Scenario {
+    /// A short label for tables and reports.
+    #[must_use]
+    pub fn label(&self) -> String {
+        match self {
+            Self::Forecast => "forecast".to_owned(),
+            Self::VolatilityShock { k } => format!("volatility x{k}"),
+            Self::LiquidityDrain { k } => format!("liquidity drain x{k}"),
+            Self::InstantDrop { pct } => format!("instant drop {pct}%"),
+            Self::Replay { name, .. } => format!("replay {name}"),
+        }
+    }
+
+    /// The parametric scenarios run by default: the forecast, volatility x2 and x3, liquidity
+    /// drain x3, instant drops of 20% and 40%.
+    #[must_use]
+    pub fn defaults() -> Vec<Self> {
+        vec![
+            Self::Forecast,
+            Self::VolatilityShock { k: 2.0 },
+            Self::VolatilityShock { k: 3.0 },
+            Self::LiquidityDrain { k: 3.0 },
+            Self::InstantDrop { pct: 20.0 },
+            Self::InstantDrop { pct: 40.0 },
+        ]
+    }
+}
+
+/// Input the simulation cannot use. `field` names it (`positions[3].debt`, `df`...).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct StressError {
+    /// The offending input.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> StressError {
+    StressError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks the input, the book and a scenario.
+///
+/// # Errors
+/// The first problem found.
+pub fn validate(input: &StressInput, book: &Book, scenario: &Scenario) -> Result<(), StressError> {
+    if !(input.price.is_finite() && input.price > 0.0) {
+        return Err(bad("price", "must be finite and > 0"));
+    }
+    if input.hourly_variance.is_empty() {
+        return Err(bad("hourly_variance", "the horizon must be at least one hour"));
+    }
+    if let Some(h) = input
+        .hourly_variance
+        .iter()
+        .position(|v| !(v.is_finite() && *v >= 0.0))
+    {
+        return Err(bad(format!("hourly_variance[{h}]"), "must be finite and >= 0"));
+    }
+    if input.df.is_nan() || input.df <= 2.0 {
+        return Err(bad(
+            "df",
+            "Student-t degrees of freedom must be > 2 (infinite for normal innovations)",
+        ));
+    }
+    if !(input.slippage_per_usd.is_finite() && input.slippage_per_usd >= 0.0) {
+        return Err(bad("slippage_per_usd", "must be finite and >= 0"));
+    }
+    if input.paths == 0 {
+        return Err(bad("paths", "must be at least 1"));
+    }
+    if book.positions.is_empty() {
+        return Err(bad("positions", "the book holds no position"));
+    }
+    let lt_ok = |v: f64| v.is_finite() && v > 0.0 && v <= 1.0;
+    if !lt_ok(book.default_liquidation_threshold) {
+        return Err(bad("default_liquidation_threshold", "must be in (0, 1]"));
+    }
+    for (i, p) in book.positions.iter().enumerate() {
+        if !(p.collateral.is_finite() && p.collateral >= 0.0) {
+            return Err(bad(
+                format!("positions[{i}].collateral"),
+                "must be finite and >= 0",
+            ));
+        }
+        if !(p.debt.is_finite() && p.debt >= 0.0) {
+            return Err(bad(format!("positions[{i}].debt"), "must be finite and >= 0"));
+        }
+        if p.liquidation_threshold.is_some_and(|v| !lt_ok(v)) {
+            return Err(bad(
+                format!("positions[{i}].liquidation_threshold"),
+                "must be in (0, 1]",
+            ));
+        }
+    }
+    match scenario {
+        Scenario::Forecast => {}
+        Scenario::VolatilityShock { k } => {
+            if !(k.is_finite() && *k > 0.0 && *k <= 100.0) {
+                return Err(bad("scenario.k", "volatility multiplier must be in (0, 100]"));
+            }
+        }
+        Scenario::LiquidityDrain { k } => {
+            if !(k.is_finite() && *k >= 1.0 && *k <= 100.0) {
+                return Err(bad(
+                    "scenario.k",
+                    "liquidity drain multiplier must be in [1, 100]",
+                ));
+            }
+        }
+        Scenario::InstantDrop { pct } => {
+            if !(pct.is_finite() && *pct >= 0.0 && *pct < 100.0) {
+                return Err(bad("scenario.pct", "drop must be in [0, 100) percent"));
+            }
+        }
+        Scenario::Replay { log_returns, .. } => {
+            if log_returns.is_empty() {
+                return Err(bad("scenario.log_returns", "a replay needs at least one hour"));
+            }
+            if log_returns.iter().any(|(c, l)| !(c.is_finite() && l.is_finite())) {
+                return Err(bad("scenario.log_returns", "must be finite"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One path's totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PathOutcome {
+    /// USD value of the collateral liquidated (at the sale price, before impact).
+    pub liquidated_usd: f64,
+    /// Debt not covered by the sales, USD.
+    pub bad_debt_usd: f64,
+    /// Positions liquidated.
+    pub liquidated_positions: u32,
+}
+
+/// A scenario turned into what each path needs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Standard deviation of each hour's log return.
+    pub sd: Vec<f64>,
+    /// Variance of each hour's log return.
+    pub var: Vec<f64>,
+    /// Log price at the start of hour 1 relative to the origin close (the instant drop).
+    pub start: f64,
+    /// Student-t degrees of freedom (infinite: normal).
+    pub df: f64,
+    /// Price impact per USD sold.
+    pub slippage_per_usd: f64,
+    /// Liquidation delay, hours.
+    pub delay: usize,
+    /// Multiplier of the liquidation window (liquidity drain), for the recommendation.
+    pub tau_scale: f64,
+    /// The replayed path, when deterministic.
+    pub replay: Option<Vec<(f64, f64)>>,
+    /// Paths to simulate.
+    pub paths: usize,
+}
+
+impl Plan {
+    /// The plan of `scenario` on `input` (validated).
+    #[must_use]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    pub fn new(input: &StressInput, scenario: &Scenario) -> Self {
+        let mut plan = Self {
+            sd: input.hourly_variance.iter().map(|v| v.sqrt()).collect(),
+            var: input.hourly_variance.clone(),
+            start: 0.0,
+            df: input.df,
+            slippage_per_usd: input.slippage_per_usd,
+            delay: input.liquidation_delay_hours,
+            tau_scale: 1.0,
+            replay: None,
+            paths: input.paths,
+        };
+        match scenario {
+            Scenario::Forecast => {}
+            Scenario::VolatilityShock { k } => {
+                plan.var.iter_mut().for_each(|v| *v *= k * k);
+                plan.sd.iter_mut().for_each(|s| *s *= k);
+            }
+            Scenario::LiquidityDrain { k } => {
+                plan.slippage_per_usd *= k;
+                plan.delay = ((plan.delay as f64) * k).ceil() as usize;
+                plan.tau_scale = *k;
+            }
+            Scenario::InstantDrop { pct } => plan.start = (1.0 - pct / 100.0).ln(),
+            Scenario::Replay { log_returns, .. } => {
+                let horizon = input.hourly_variance.len();
+                let mut path: Vec<(f64, f64)> = log_returns.iter().take(horizon).copied().collect();
+                // A replay shorter than the horizon stays flat afterwards.
+                path.resize(horizon, (0.0, 0.0));
+                // Its "variance" is the window's mean squared hourly return, for the
+                // recommendation.
+                let mean = path.iter().map(|(c, _)| c * c).sum::<f64>() / horizon as f64;
+                plan.var = vec![mean; horizon];
+                plan.sd = vec![mean.sqrt(); horizon];
+                plan.replay = Some(path);
+                plan.paths = 1;
+            }
+        }
+        plan
+    }
+
+    /// Hours simulated.
+    #[must_use]
+    pub fn horizon(&self) -> usize {
+        self.var.len()
+    }
+
+    /// Variance of the log return over the first `tau` hours (fractional hours linear within
+    /// the hour; beyond the horizon, at the horizon's mean rate).
+    #[must_use]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    pub fn variance_over(&self, tau: f64) -> f64 {
+        let h = self.horizon();
+        let total: f64 = self.var.iter().sum();
+        if tau >= h as f64 {
+            return total * tau / h as f64;
+        }
+        let tau = tau.max(0.0);
+        let whole = tau.floor() as usize;
+        self.var[..whole].iter().sum::<f64>()
+            + (tau - tau.floor()) * self.var.get(whole).copied().unwrap_or(0.0)
+    }
+
+    /// Fills `lows` and `closes` with one path's hourly lows and closes (log, relative to the
+    /// origin close).
+    #[inline]
+    fn sample_path(
+        &self,
+        sampler: &mut Sampler,
+        t: Option<(GammaShape, f64)>,
+        lows: &mut [f64],
+        closes: &mut [f64],
+    ) {
+        let mut y = self.start;
+        for (((low, close), &sd), &var) in lows
+            .iter_mut()
+            .zip(closes.iter_mut())
+            .zip(&self.sd)
+            .zip(&self.var)
+        {
+            let z = sampler.normal();
+            let eps = match t {
+                None => z,
+                Some((shape, scale)) => z * scale / sampler.gamma(shape).sqrt(),
+            };
+            let b = y + sd * eps;
+            let d = b - y;
+            *low = 0.5 * (y + b - (d * d - 2.0 * var * sampler.uniform().ln()).sqrt());
+            *close = b;
+            y = b;
+        }
+    }
+
+    /// The replayed path's lows.
+    fn replay_lows(&self, path: &[(f64, f64)], lows: &mut [f64]) {
+        let mut y = self.start;
+        for (low, &(close_ret, low_ret)) in lows.iter_mut().zip(path) {
+            let b = y + close_ret;
+            *low = (y + low_ret).min(b);
+            y = b;
+        }
+    }
+
+    /// The Student-t constants: the gamma shape `df / 2` and the scale `sqrt((df - 2) / 2)`
+    /// that make `Z scale / sqrt(G)` a unit-variance t; None for normal innovations.
+    fn t_constants(&self) -> Option<(GammaShape, f64)> {
+        self.df
+            .is_finite()
+            .then(|| (GammaShape::new(self.df / 2.0), ((self.df - 2.0) / 2.0).sqrt()))
+    }
+}
+
+/// The book in the form the settlement loop wants: positions sorted by trigger level,
+/// highest (first to trigger) first.
+#[derive(Debug, Clone)]
+pub struct PreparedBook {
+    /// `ln(d / (c P0 LT))`: the position triggers when a low (log, relative) falls below it.
+    level: Vec<f64>,
+    /// Collateral value at the origin, USD.
+    value: Vec<f64>,
+    /// Debt, USD.
+    debt: Vec<f64>,
+}
+
+impl PreparedBook {
+    /// From a validated book and the origin price.
+    #[must_use]
+    pub fn new(book: &Book, price: f64) -> Self {
+        let mut rows: Vec<(f64, f64, f64)> = book
+            .positions
+            .iter()
+            .map(|p| {
+                let lt = p
+                    .liquidation_threshold
+                    .unwrap_or(book.default_liquidation_threshold);
+                let value = p.collateral * price;
+                let level = if p.debt <= 0.0 {
+                    f64::NEG_INFINITY
+                } else {
+                    // Zero collateral with debt: +inf, liquidated in the first hour.
+                    (p.debt / (value * lt)).ln()
+                };
+                (level, value, p.debt)
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+        Self {
+            level: rows.iter().map(|r| r.0).collect(),
+            value: rows.iter().map(|r| r.1).collect(),
+            debt: rows.iter().map(|r| r.2).collect(),
+        }
+    }
+
+    /// Total collateral value at the origin, USD.
+    #[must_use]
+    pub fn collateral_usd(&self) -> f64 {
+        self.value.iter().sum()
+    }
+
+    /// Total debt, USD.
+    #[must_use]
+    pub fn debt_usd(&self) -> f64 {
+        self.debt.iter().sum()
+    }
+
+    /// Liquidations and bad debt along one path of hourly lows. `groups` is scratch space.
+    #[must_use]
+    pub fn settle(
+        &self,
+        lows: &[f64],
+        delay: usize,
+        slippage_per_usd: f64,
+        groups: &mut Vec<(usize, usize)>,
+    ) -> PathOutcome {
+        let n = self.level.len();
+        let horizon = lows.len();
+        groups.clear();
+        let mut next = 0;
+        for (h, &low) in lows.iter().enumerate() {
+            if next < n && self.level[next] > low {
+                while next < n && self.level[next] > low {
+                    next += 1;
+                }
+                groups.push((h, next));
+                if next == n {
+                    break;
+                }
+            }
+        }
+        let mut out = PathOutcome::default();
+        let mut first = 0;
+        for &(h, end) in groups.iter() {
+            let last = (h + delay).min(horizon - 1);
+            let sale = lows[h..=last].iter().copied().fold(f64::INFINITY, f64::min);
+            let factor = sale.exp();
+            for i in first..end {
+                let v = self.value[i] * factor;
+                let proceeds = v * (1.0 - (slippage_per_usd * v).min(1.0));
+                out.liquidated_usd += v;
+                out.bad_debt_usd += (self.debt[i] - proceeds).max(0.0);
+            }
+            out.liquidated_positions += u32::try_from(end - first).unwrap_or(u32::MAX);
+            first = end;
+        }
+        out
+    }
+}
+
+/// Simulates `scenario` on the CPU (rayon over chunks of paths).
+///
+/// # Errors
+/// [`StressError`] for input [`validate`] rejects.
+pub fn simulate(
+    input: &StressInput,
+    book: &Book,
+    scenario: &Scenario,
+) -> Result<Vec<PathOutcome>, StressError> {
+    validate(input, book, scenario)?;
+    let plan = Plan::new(input, scenario);
+    let prepared = PreparedBook::new(book, input.price);
+    let horizon = plan.horizon();
+    let t = plan.t_constants();
+    let mut out = vec![PathOutcome::default(); plan.paths];
+    out.par_chunks_mut(PATHS_PER_CHUNK)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let mut sampler = Sampler::stream(input.seed, chunk as u64);
+            let mut lows = vec![0.0; horizon];
+            let mut closes = vec![0.0; horizon];
+            let mut groups = Vec::with_capacity(prepared.level.len().min(horizon));
+            for o in out {
+                match &plan.replay {
+                    Some(path) => plan.replay_lows(path, &mut lows),
+                    None => plan.sample_path(&mut sampler, t, &mut lows, &mut closes),
+                }
+                *o = prepared.settle(&lows, plan.delay, plan.slippage_per_usd, &mut groups);
+            }
+        });
+    Ok(out)
+}
+
+/// Mean and tail of a per-path USD total.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Tail {
+    /// Mean over paths.
+    pub mean: f64,
+    /// 95th percentile: exceeded on 5% of paths.
+    pub p95: f64,
+    /// 99th percentile: exceeded on 1% of paths.
+    pub p99: f64,
+    /// Mean of the worst 1% of paths (expected shortfall at 99%).
+    pub es99: f64,
+}
+
+/// Distribution of the number of positions liquidated per path.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CountTail {
+    /// Mean over paths.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// What the paths of one scenario add up to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Paths simulated.
+    pub paths: usize,
+    /// Share of paths with at least one liquidation.
+    pub liquidation_probability: f64,
+    /// USD value of collateral liquidated per path.
+    pub liquidations_at_risk: Tail,
+    /// Bad debt per path, USD.
+    pub bad_debt_at_risk: Tail,
+    /// Positions liquidated per path.
+    pub liquidated_positions: CountTail,
+}
+
+/// The empirical `q`-quantile of sorted values: the smallest value with at least `q n` values
+/// at or below it.
+#[must_use]
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let k = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[k - 1]
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn tail(mut values: Vec<f64>) -> Tail {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    values.sort_unstable_by(f64::total_cmp);
+    let worst = ((0.01 * values.len() as f64).ceil() as usize).clamp(1, values.len().max(1));
+    let es99 = values.iter().rev().take(worst).sum::<f64>() / worst as f64;
+    Tail {
+        mean,
+        p95: quantile_sorted(&values, 0.95),
+        p99: quantile_sorted(&values, 0.99),
+        es99,
+    }
+}
+
+/// Summarises the paths of one scenario.
+#[must_use]
+#[allow(clippy::cast_precision_loss)]
+pub fn summarize(outcomes: &[PathOutcome]) -> Summary {
+    let n = outcomes.len().max(1) as f64;
+    let mut sorted: Vec<f64> = outcomes
+        .iter()
+        .map(|o| f64::from(o.liquidated_positions))
+        .collect();
+    sorted.sort_unstable_by(f64::total_cmp);
+    Summary {
+        paths: outcomes.len(),
+        liquidation_probability: outcomes.iter().filter(|o| o.liquidated_positions > 0).count() as f64 / n,
+        liquidations_at_risk: tail(outcomes.iter().map(|o| o.liquidated_usd).collect()),
+        bad_debt_at_risk: tail(outcomes.iter().map(|o| o.bad_debt_usd).collect()),
+        liquidated_positions: CountTail {
+            mean: sorted.iter().sum::<f64>() / n,
+            p50: quantile_sorted(&sorted, 0.5),
+            p95: quantile_sorted(&sorted, 0.95),
+            p99: quantile_sorted(&sorted, 0.99),
+        },
+    }
+}
+
+/// What the recommendation under a scenario is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RecommendSettings {
+    /// Quantile level of the drawdown.
+    pub alpha: f64,
+    /// Liquidation window, hours (already lengthened by any shortage probability).
+    pub tau: f64,
+    /// User reaction window, hours.
+    pub tau_user: f64,
+    /// Floor of the liquidation bonus.
+    pub bonus: f64,
+    /// Margin over the expected slippage.
+    pub bonus_margin: f64,
+    /// Size liquidated, USD, for the slippage.
+    pub sale_size_usd: f64,
+}
+
+impl Default for RecommendSettings {
+    fn default() -> Self {
+        Self {
+            alpha: crate::risk::DEFAULT_ALPHA,
+            #[allow(clippy::cast_precision_loss)]
+            tau: crate::risk::DEFAULT_TAU as f64,
+            #[allow(clippy::cast_precision_loss)]
+            tau_user: crate::risk::DEFAULT_TAU_USER as f64,
+            bonus: crate::risk::DEFAULT_BONUS,
+            bonus_margin: 0.01,
+            sale_size_usd: 1e6,
+        }
+    }
+}
+
+/// The parameters the engine recommends, with the numbers behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// Variance of the log return over the liquidation window.
+    pub variance_tau: f64,
+    /// Over the user's reaction window.
+    pub variance_tau_user: f64,
+    /// `D(alpha, tau)`.
+    pub drawdown: f64,
+    /// `D(alpha, tau_user)`.
+    pub drawdown_user: f64,
+    /// Expected slippage of the sale size.
+    pub slippage: f64,
+    /// `LB = max(bonus, slippage + margin)`.
+    pub liquidation_bonus: f64,
+    /// `LT = (1 - D) / (1 + LB)`.
+    pub liquidation_threshold: f64,
+    /// `max(0, LT - D(alpha, tau_user))`.
+    pub max_ltv: f64,
+    /// `D(alpha, tau)`.
+    pub maintenance_margin: f64,
+    /// `D(alpha, tau_user)`.
+    pub initial_margin: f64,
+}
+
+/// The engine's parameters for given variances over the liquidation window `tau` and the user
+/// window and a slippage: `D` by `rule` (the artifact's calibrated drawdown quantiles, or the
+/// reflection principle without them; [`crate::drawdown`]), `LB = max(bonus, slippage + margin)`,
+/// `LT = (1 - D) / (1 + LB)`, `max LTV = LT - D_user`.
+#[must_use]
+pub fn recommend(
+    variance_at_tau: f64,
+    variance_at_tau_user: f64,
+    tau: f64,
+    slippage: f64,
+    settings: &RecommendSettings,
+    rule: DrawdownRule<'_>,
+) -> Recommendation {
+    let drawdown = rule.drawdown(variance_at_tau, settings.alpha, tau);
+    let drawdown_user = rule.drawdown(variance_at_tau_user, settings.alpha, settings.tau_user);
+    let slippage = if slippage.is_finite() {
+        slippage.max(0.0)
+    } else {
+        0.0
+    };
+    let liquidation_bonus = settings
+        .bonus
+        .max(0.0)
+        .max(slippage + settings.bonus_margin.max(0.0));
+    let liquidation_threshold = threshold_from_drawdown(drawdown, liquidation_bonus);
+    Recommendation {
+        variance_tau: variance_at_tau,
+        variance_tau_user: variance_at_tau_user,
+        drawdown,
+        drawdown_user,
+        slippage,
+        liquidation_bonus,
+        liquidation_threshold,
+        max_ltv: (liquidation_threshold - drawdown_user).max(0.0),
+        maintenance_margin: drawdown,
+        initial_margin: drawdown_user,
+    }
+}
+
+/// One scenario's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    /// Label, e.g. `volatility x2`.
+    pub scenario: String,
+    /// Liquidation delay used, hours.
+    pub liquidation_delay_hours: usize,
+    /// Price impact per USD sold used.
+    pub slippage_per_usd: f64,
+    /// Variance of the log return over the whole horizon.
+    pub horizon_variance: f64,
+    /// Liquidations, bad debt and counts over paths.
+    pub summary: Summary,
+    /// What the engine recommends under the scenario.
+    pub recommendation: Recommendation,
+    /// Wall time of the simulation, seconds.
+    pub seconds: f64,
+}
+
+/// How to simulate one scenario: [`simulate`] or [`gpu::simulate`] on a device.
+pub type Simulator<'a> = dyn Fn(&StressInput, &Book, &Scenario) -> Result<Vec<PathOutcome>, StressError> + 'a;
+
+/// Runs every scenario and summarises it, with the engine's recommendation under it.
+///
+/// # Errors
+/// The first scenario the simulator rejects.
+pub fn run(
+    input: &StressInput,
+    book: &Book,
+    scenarios: &[Scenario],
+    settings: &RecommendSettings,
+    rule: DrawdownRule<'_>,
+    simulator: &Simulator<'_>,
+) -> Result<Vec<ScenarioReport>, StressError> {
+    scenarios
+        .iter()
+        .map(|scenario| {
+            let started = std::time::Instant::now();
+            let outcomes = simulator(input, book, scenario)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let plan = Plan::new(input, scenario);
+            let tau = settings.tau * plan.tau_scale;
+            let recommendation = recommend(
+                plan.variance_over(tau),
+                plan.variance_over(settings.tau_user),
+                tau,
+                plan.slippage_per_usd * settings.sale_size_usd,
+                settings,
+                rule,
+            );
+            Ok(ScenarioReport {
+                scenario: scenario.label(),
+                liquidation_delay_hours: plan.delay,
+                slippage_per_usd: plan.slippage_per_usd,
+                horizon_variance: plan.var.iter().sum(),
+                summary: summarize(&outcomes),
+                recommendation,
+                seconds,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

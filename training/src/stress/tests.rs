@@ -1,0 +1,283 @@
+use super::*;
+use crate::risk::normal_quantile;
+
+fn input(hourly_variance: f64, horizon: usize, paths: usize) -> StressInput {
+    StressInput {
+        price: 100.0,
+        hourly_variance: vec![hourly_variance; horizon],
+        df: DEFAULT_DF,
+        slippage_per_usd: 0.0,
+        liquidation_delay_hours: 4,
+        paths,
+        seed: 11,
+    }
+}
+
+fn book(ltv: f64) -> Book {
+    // One unit of collateral worth 100, debt at `ltv` of it.
+    Book {
+        positions: vec![Position {
+            collateral: 1.0,
+            debt: 100.0 * ltv,
+            liquidation_threshold: None,
+        }],
+        default_liquidation_threshold: 0.85,
+    }
+}
+
+#[test]
+fn zero_variance_liquidates_nothing() {
+    let i = input(0.0, 168, 2000);
+    let out = simulate(&i, &book(0.84), &Scenario::Forecast).unwrap();
+    assert!(out.iter().all(|o| *o == PathOutcome::default()));
+    let s = summarize(&out);
+    assert!(s.liquidation_probability == 0.0 && s.bad_debt_at_risk.p99 == 0.0);
+}
+
+#[test]
+fn far_in_the_money_never_liquidates() {
+    // 1% LTV: the price must fall 98.8%; at 1% hourly vol over a week it never does.
+    let out = simulate(
+        &input(1e-4, 168, 20_000),
+        &book(0.01),
+        &Scenario::VolatilityShock { k: 3.0 },
+    )
+    .unwrap();
+    assert_eq!(summarize(&out).liquidation_probability, 0.0);
+}
+
+#[test]
+fn instant_drop_of_half_liquidates_a_high_ltv_position() {
+    let out = simulate(
+        &input(1e-4, 24, 5000),
+        &book(0.8),
+        &Scenario::InstantDrop { pct: 50.0 },
+    )
+    .unwrap();
+    let s = summarize(&out);
+    assert!((s.liquidation_probability - 1.0).abs() < f64::EPSILON);
+    // Sold at or below half price: 100 * 0.5 < 80 of debt, so bad debt on every path.
+    assert!(
+        out.iter()
+            .all(|o| o.bad_debt_usd > 29.0 && o.liquidated_usd <= 50.0)
+    );
+    assert!((s.liquidated_positions.p50 - 1.0).abs() < f64::EPSILON);
+}
+
+#[test]
+fn percentiles_are_monotone() {
+    let mut b = book(0.7);
+    for k in 1..50 {
+        b.positions.push(Position {
+            collateral: f64::from(k),
+            debt: f64::from(k) * (40.0 + f64::from(k)),
+            liquidation_threshold: Some(0.9),
+        });
+    }
+    for scenario in Scenario::defaults() {
+        let mut i = input(4e-4, 168, 5000);
+        i.slippage_per_usd = 1e-5;
+        let s = summarize(&simulate(&i, &b, &scenario).unwrap());
+        for t in [s.liquidations_at_risk, s.bad_debt_at_risk] {
+            assert!(t.p95 <= t.p99 && t.p99 <= t.es99 + 1e-9, "{scenario:?}: {t:?}");
+            assert!(t.mean <= t.es99 + 1e-9);
+        }
+        let c = s.liquidated_positions;
+        assert!(c.p50 <= c.p95 && c.p95 <= c.p99, "{c:?}");
+    }
+}
+
+#[test]
+fn bridge_lows_lie_below_both_closes() {
+    for scenario in [Scenario::Forecast, Scenario::InstantDrop { pct: 30.0 }] {
+        let i = input(1e-3, 168, 1);
+        let plan = Plan::new(&i, &scenario);
+        let mut sampler = Sampler::stream(5, 0);
+        let (mut lows, mut closes) = (vec![0.0; 168], vec![0.0; 168]);
+        for _ in 0..500 {
+            plan.sample_path(&mut sampler, plan.t_constants(), &mut lows, &mut closes);
+            let mut previous = plan.start;
+            for (&low, &close) in lows.iter().zip(&closes) {
+                assert!(
+                    low <= previous.min(close) && low.is_finite(),
+                    "{previous} {close} {low}"
+                );
+                previous = close;
+            }
+        }
+    }
+}
+
+#[test]
+fn running_minimum_matches_the_reflection_principle() {
+    // Normal innovations, 4 hours of variance 1e-4 each: P(min <= -m) = 2 Phi(-m / sigma), so
+    // the 99% quantile of the fall is m = z_{0.995} * 0.02 in log terms.
+    let mut i = input(1e-4, 4, 200_000);
+    i.df = f64::INFINITY;
+    let plan = Plan::new(&i, &Scenario::Forecast);
+    let mut minima: Vec<f64> = (0..200)
+        .into_par_iter()
+        .flat_map_iter(|chunk| {
+            let mut sampler = Sampler::stream(3, chunk);
+            let (mut lows, mut closes) = ([0.0; 4], [0.0; 4]);
+            (0..1000)
+                .map(|_| {
+                    plan.sample_path(&mut sampler, None, &mut lows, &mut closes);
+                    -lows.iter().copied().fold(f64::INFINITY, f64::min)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    minima.sort_unstable_by(f64::total_cmp);
+    let simulated = quantile_sorted(&minima, 0.99);
+    let expected = normal_quantile(0.995) * 0.02;
+    assert!(
+        (simulated / expected - 1.0).abs() < 0.03,
+        "{simulated} vs {expected}"
+    );
+    // Closes only would understate it: the close at 4 h has quantile z_{0.99} * 0.02.
+    assert!(simulated > normal_quantile(0.99) * 0.02 * 1.05);
+}
+
+#[test]
+fn liquidation_probability_matches_the_reflection_principle() {
+    // A position that triggers when the price falls below exp(-m): probability 2 Phi(-m/sigma).
+    let mut i = input(1e-4, 4, 100_000);
+    i.df = f64::INFINITY;
+    let m = normal_quantile(0.975) * 0.02; // P = 5%
+    let b = Book {
+        positions: vec![Position {
+            collateral: 1.0,
+            debt: 100.0 * (-m).exp(),
+            liquidation_threshold: Some(1.0),
+        }],
+        default_liquidation_threshold: 0.8,
+    };
+    let p = summarize(&simulate(&i, &b, &Scenario::Forecast).unwrap()).liquidation_probability;
+    assert!((p - 0.05).abs() < 0.003, "{p}");
+}
+
+#[test]
+fn student_t_innovations_have_unit_variance_and_fat_tails() {
+    let i = input(1e-4, 1, 1);
+    let plan = Plan::new(&i, &Scenario::Forecast);
+    let t = plan.t_constants();
+    let mut sampler = Sampler::stream(9, 0);
+    let draws: Vec<f64> = (0..400_000)
+        .map(|_| {
+            let (shape, scale) = t.unwrap();
+            sampler.normal() * scale / sampler.gamma(shape).sqrt()
+        })
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let n = draws.len() as f64;
+    let var = draws.iter().map(|x| x * x).sum::<f64>() / n;
+    assert!((var - 1.0).abs() < 0.05, "{var}");
+    // Standardised t(4): P(|x| > 3) = P(|T| > 3 sqrt 2) = 1.31%, against 0.27% for a normal.
+    let share = draws.iter().filter(|x| x.abs() > 3.0).count() as f64 / n;
+    assert!((share - 0.0131).abs() < 0.001, "{share}");
+}
+
+#[test]
+fn deterministic_for_a_seed_and_thread_count() {
+    let i = input(4e-4, 168, 3000);
+    let b = book(0.75);
+    let a = simulate(&i, &b, &Scenario::Forecast).unwrap();
+    let single = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| simulate(&i, &b, &Scenario::Forecast).unwrap());
+    assert_eq!(a, single);
+    let mut other = i.clone();
+    other.seed += 1;
+    assert_ne!(a, simulate(&other, &b, &Scenario::Forecast).unwrap());
+}
+
+#[test]
+fn delay_and_slippage_add_bad_debt() {
+    let mut i = input(4e-4, 168, 4000);
+    let b = book(0.84);
+    let calm = summarize(&simulate(&i, &b, &Scenario::Forecast).unwrap());
+    i.slippage_per_usd = 1e-3;
+    let drained = summarize(&simulate(&i, &b, &Scenario::LiquidityDrain { k: 3.0 }).unwrap());
+    assert!(drained.bad_debt_at_risk.mean > calm.bad_debt_at_risk.mean);
+    assert!((calm.liquidation_probability - drained.liquidation_probability).abs() < 1e-12);
+}
+
+#[test]
+fn replay_is_one_deterministic_path() {
+    // -10% then -30% of lows: a 0.8 LTV position at LT 0.85 triggers in hour 2.
+    let scenario = Scenario::Replay {
+        name: "test".into(),
+        log_returns: vec![(0.9f64.ln(), 0.9f64.ln()), (0.0, (0.7f64 / 0.9).ln()), (0.0, 0.0)],
+    };
+    let out = simulate(&input(1e-4, 5, 1000), &book(0.8), &scenario).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].liquidated_positions, 1);
+    assert!((out[0].liquidated_usd - 70.0).abs() < 1e-9);
+    assert!((out[0].bad_debt_usd - 10.0).abs() < 1e-9);
+}
+
+#[test]
+fn bad_input_is_named() {
+    let i = input(1e-4, 4, 10);
+    let mut b = book(0.5);
+    b.positions[0].collateral = -1.0;
+    let e = simulate(&i, &b, &Scenario::Forecast).unwrap_err();
+    assert_eq!(e.field, "positions[0].collateral");
+    let e = simulate(
+        &i,
+        &Book {
+            positions: vec![],
+            ..book(0.5)
+        },
+        &Scenario::Forecast,
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "positions");
+    let mut small_df = i.clone();
+    small_df.df = 2.0;
+    assert_eq!(
+        simulate(&small_df, &book(0.5), &Scenario::Forecast)
+            .unwrap_err()
+            .field,
+        "df"
+    );
+    let e = simulate(&i, &book(0.5), &Scenario::InstantDrop { pct: 100.0 }).unwrap_err();
+    assert_eq!(e.field, "scenario.pct");
+}
+
+#[test]
+fn recommendation_follows_the_scenario() {
+    let i = input(1e-4, 168, 100);
+    let settings = RecommendSettings::default();
+    let scenarios = [
+        Scenario::Forecast,
+        Scenario::VolatilityShock { k: 2.0 },
+        Scenario::LiquidityDrain { k: 3.0 },
+    ];
+    let reports = run(
+        &i,
+        &book(0.5),
+        &scenarios,
+        &settings,
+        DrawdownRule::Reflection,
+        &simulate,
+    )
+    .unwrap();
+    let (base, shock, drain) = (
+        &reports[0].recommendation,
+        &reports[1].recommendation,
+        &reports[2].recommendation,
+    );
+    assert!((base.variance_tau - 4e-4).abs() < 1e-15);
+    assert!((shock.variance_tau - 16e-4).abs() < 1e-15);
+    assert!((drain.variance_tau - 12e-4).abs() < 1e-15);
+    assert!(shock.liquidation_threshold < base.liquidation_threshold);
+    assert!(drain.liquidation_threshold < base.liquidation_threshold);
+    let by_hand = (1.0 - (1.0 - (-normal_quantile(0.995) * 0.02f64).exp())) / 1.05;
+    assert!((base.liquidation_threshold - by_hand).abs() < 1e-12);
+    assert!(base.liquidation_threshold * (1.0 + base.liquidation_bonus) <= 1.0 + 1e-12);
+    assert_eq!(reports[2].liquidation_delay_hours, 12);
+}
