@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{app, app_with, call, candles, config, raw, single};
+use common::{app, app_serving, app_with, call, candles, config, info, raw, single};
 use serde_json::{Value, json};
 
 const N: usize = 900;
@@ -93,6 +93,54 @@ async fn risk_parameters_keep_the_invariants_and_explain_themselves() {
     assert!((p["liquidation_threshold"].as_f64().unwrap() - 0.525).abs() < 1e-12);
     assert!((p["max_ltv"].as_f64().unwrap() - 0.42).abs() < 1e-12);
     assert_eq!(v["items"][0]["derivation"]["step_limited"], true);
+}
+
+#[tokio::test]
+async fn risk_parameters_use_the_artifacts_calibrated_drawdown() {
+    use volcast_training::artifact::RiskCalibration;
+    use volcast_training::drawdown::{DrawdownCalibration, WindowCalibration};
+    let window = |tau| WindowCalibration {
+        tau,
+        n: 10_000,
+        quantiles: vec![(0.5, 0.8), (0.99, 4.0), (0.999, 8.0)],
+        tail_index: 0.3,
+    };
+    let calibration = DrawdownCalibration {
+        from: "2023-01-01T00:00:00Z".into(),
+        until: "2024-01-01T00:00:00Z".into(),
+        stride_hours: 5,
+        windows: vec![window(1), window(168)],
+    };
+    let mut served = info();
+    served.metadata.risk = Some(RiskCalibration {
+        model: calibration.clone(),
+        har: Some(calibration),
+    });
+    let calibrated = app_serving(served, &config(), Duration::ZERO);
+    let (s, v, _) = call(&calibrated, "POST", "/v1/risk/parameters", Some(&single(N))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let d = &v["items"][0]["derivation"];
+    assert_eq!(d["drawdown_rule"], "calibrated");
+    assert_eq!(
+        d["calibration_window"],
+        "2023-01-01T00:00:00Z .. 2024-01-01T00:00:00Z"
+    );
+    // u at alpha 0.99 is 4.0 at every tau: D = 1 - exp(-4 sqrt(V(tau_eff))).
+    assert!((d["drawdown_multiplier"].as_f64().unwrap() - 4.0).abs() < 1e-12);
+    let v_tau = d["variance_tau"].as_f64().unwrap();
+    let want = 1.0 - (-4.0 * v_tau.sqrt()).exp();
+    assert!((d["drawdown"].as_f64().unwrap() - want).abs() < 1e-12);
+    // The HAR comparison uses HAR's own calibration, fatter than the reflection rule here.
+    assert!(
+        d["har_calibrated"]["drawdown"].as_f64().unwrap() > d["har_reflection"]["drawdown"].as_f64().unwrap()
+    );
+
+    // Without a calibration: the reflection rule, z_0.995.
+    let (_, v, _) = call(&app(), "POST", "/v1/risk/parameters", Some(&single(N))).await;
+    let d = &v["items"][0]["derivation"];
+    assert_eq!(d["drawdown_rule"], "reflection-normal");
+    assert!((d["drawdown_multiplier"].as_f64().unwrap() - 2.575_829_303_548_9).abs() < 1e-9);
+    assert!(d["har_calibrated"].is_null());
 }
 
 #[tokio::test]

@@ -132,6 +132,11 @@ pub fn config() -> Config {
 
 /// An app serving the fake model with `config`'s settings.
 pub fn app_with(config: &Config, delay: Duration) -> Router {
+    app_serving(info(), config, delay)
+}
+
+/// An app serving the fake model's forecasts with other metadata.
+pub fn app_serving(info: ModelInfo, config: &Config, delay: Duration) -> Router {
     let metrics = Arc::new(Metrics::new());
     let state = AppState::new(Settings::from_config(config), Arc::clone(&metrics));
     let (queue, _worker) = BatchQueue::start(
@@ -141,7 +146,7 @@ pub fn app_with(config: &Config, delay: Duration) -> Router {
     )
     .unwrap();
     state.set_serving(Serving {
-        info: Arc::new(info()),
+        info: Arc::new(info),
         queue,
     });
     volcast_server::app(state)
