@@ -223,11 +223,7 @@ pub async fn stress(
     {
         input.liquidation_delay_hours = tau_eff.ceil() as usize;
     }
-    let largest = book
-        .positions
-        .iter()
-        .map(|p| p.collateral * input.price)
-        .fold(0.0, f64::max);
+    let largest = book.largest_value(input.price);
     let settings = RecommendSettings {
         alpha,
         tau: tau_eff,

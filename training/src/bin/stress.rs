@@ -174,11 +174,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         scenarios.extend(prepared.replays.iter().map(stress::ReplayWindow::scenario));
     }
     let input = &prepared.input;
-    let largest = book
-        .positions
-        .iter()
-        .map(|p| p.collateral * input.price)
-        .fold(0.0, f64::max);
+    let largest = book.largest_value(input.price);
     let settings = RecommendSettings {
         alpha: args.alpha,
         tau: prepared.tau_effective,

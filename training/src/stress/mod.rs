@@ -99,6 +99,18 @@ fn default_threshold() -> f64 {
     DEFAULT_LIQUIDATION_THRESHOLD
 }
 
+impl Book {
+    /// The largest position's collateral value at `price`, USD: the default sale size of the
+    /// recommended bonus.
+    #[must_use]
+    pub fn largest_value(&self, price: f64) -> f64 {
+        self.positions
+            .iter()
+            .map(|p| p.collateral * price)
+            .fold(0.0, f64::max)
+    }
+}
+
 /// A named way to stress the forecast distribution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
