@@ -44,6 +44,40 @@ pub fn liquidity_horizon(horizons: &[usize], tau: f64) -> Option<usize> {
         .or_else(|| horizons.last().copied())
 }
 
+/// The liquidity side of a recommendation for a liquidation window of `tau` hours.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Liquidity {
+    /// The served horizon whose liquidity forecast applies ([`liquidity_horizon`]).
+    pub horizon: usize,
+    /// The model's shortage probability there (NaN when it has none).
+    pub shortage_probability: f64,
+    /// `tau (1 + p)` ([`effective_tau`]).
+    pub tau_effective: f64,
+    /// The current `M_H` at that horizon, when finite.
+    pub current_illiquidity: Option<f64>,
+    /// [`expected_illiquidity`] of it.
+    pub expected_illiquidity: Option<f64>,
+}
+
+/// [`Liquidity`] from per-horizon shortage probabilities and current illiquidities, both in the
+/// order of `horizons`.
+#[must_use]
+pub fn liquidity(horizons: &[usize], shortage: &[f64], illiquidity: &[f64], tau: f64) -> Liquidity {
+    let mut sorted = horizons.to_vec();
+    sorted.sort_unstable();
+    let horizon = liquidity_horizon(&sorted, tau).unwrap_or(volcast_training::risk::DEFAULT_TAU);
+    let j = horizons.iter().position(|&h| h == horizon).unwrap_or(0);
+    let p = shortage.get(j).copied().unwrap_or(f64::NAN);
+    let current = illiquidity.get(j).copied().filter(|m| m.is_finite());
+    Liquidity {
+        horizon,
+        shortage_probability: p,
+        tau_effective: effective_tau(tau, p),
+        current_illiquidity: current,
+        expected_illiquidity: current.map(|m| expected_illiquidity(m, if p.is_finite() { p } else { 0.0 })),
+    }
+}
+
 /// Expected illiquidity: the current `M_H` scaled by `1 + p` (a shortage doubles it).
 #[must_use]
 pub fn expected_illiquidity(current: f64, shortage_probability: f64) -> f64 {

@@ -153,7 +153,14 @@ pub enum DrawdownRule<'a> {
     PlainNormal,
 }
 
-impl DrawdownRule<'_> {
+impl<'a> DrawdownRule<'a> {
+    /// The calibrated rule when there is a calibration, else the reflection principle (an
+    /// artifact made before the engine was calibrated).
+    #[must_use]
+    pub fn calibrated_or_reflection(calibration: Option<&'a DrawdownCalibration>) -> Self {
+        calibration.map_or(Self::Reflection, Self::Calibrated)
+    }
+
     /// `D(alpha, tau)` in `[0, 1]` for the `tau`-hour variance `variance`; increasing in it.
     #[must_use]
     pub fn drawdown(&self, variance: f64, alpha: f64, tau: f64) -> f64 {

@@ -8,7 +8,7 @@ pub mod stress;
 
 use volcast_training::inference::Prediction;
 
-use crate::dto::CandleDto;
+use crate::dto::{CandleDto, ForecastUsed};
 use crate::engine::{Prepared, prepare};
 use crate::error::ApiError;
 use crate::state::{AppState, Serving};
@@ -44,6 +44,21 @@ pub async fn forecast_items(
 #[must_use]
 pub fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
+}
+
+/// The model's (and HAR's) forecasts behind a risk answer, per horizon.
+#[must_use]
+pub fn forecasts_used(horizons: &[usize], pred: &Prediction, prep: &Prepared) -> Vec<ForecastUsed> {
+    horizons
+        .iter()
+        .enumerate()
+        .map(|(k, &h)| ForecastUsed {
+            horizon_hours: h,
+            variance: pred.variance[k],
+            har_variance: finite(prep.har[k]),
+            shortage_probability: pred.shortage_probability[k],
+        })
+        .collect()
 }
 
 /// Checks an optional parameter against a range, returning it or the default.

@@ -6,15 +6,14 @@ use volcast_training::inference::Prediction;
 use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU, DEFAULT_TAU_USER};
 
 use crate::dto::{
-    AssetRisk, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters, RiskRequest,
-    RiskResponse,
+    AssetRisk, Comparison, Derivation, Previous, RiskItem, RiskParameters, RiskRequest, RiskResponse,
 };
 use crate::engine::{Prepared, shape};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::model::ModelInfo;
 use crate::risk::{self, Bound, DrawdownRule, PolicyInput, VarianceCurve};
-use crate::routes::{RISK_TAG, finite, forecast_items, param};
+use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param};
 use crate::state::AppState;
 
 /// Validated settings of a risk request.
@@ -151,14 +150,13 @@ fn recommend(
     previous: Option<Previous>,
 ) -> AssetRisk {
     let horizons = info.horizons();
-    let mut sorted = horizons.to_vec();
-    sorted.sort_unstable();
-    let lh = risk::liquidity_horizon(&sorted, s.tau).unwrap_or(DEFAULT_TAU);
-    let j = horizons.iter().position(|&h| h == lh).unwrap_or(0);
-    let p = pred.shortage_probability.get(j).copied().unwrap_or(f64::NAN);
-    let tau_eff = risk::effective_tau(s.tau, p);
-    let expected = finite(prep.illiquidity.get(j).copied().unwrap_or(f64::NAN))
-        .map(|m| risk::expected_illiquidity(m, if p.is_finite() { p } else { 0.0 }));
+    let liquidity = risk::liquidity(horizons, &pred.shortage_probability, &prep.illiquidity, s.tau);
+    let (lh, p, tau_eff) = (
+        liquidity.horizon,
+        liquidity.shortage_probability,
+        liquidity.tau_effective,
+    );
+    let expected = liquidity.expected_illiquidity;
     let slippage = expected.map(|m| risk::slippage(m, s.sale));
     let input = PolicyInput {
         alpha: s.alpha,
@@ -175,7 +173,7 @@ fn recommend(
     });
     let model_curve = VarianceCurve::new(horizons, &pred.variance);
     let calibration = info.metadata.risk.as_ref();
-    let rule = calibration.map_or(DrawdownRule::Reflection, |c| DrawdownRule::Calibrated(&c.model));
+    let rule = DrawdownRule::calibrated_or_reflection(calibration.map(|c| &c.model));
     let policy = risk::policy(&model_curve, &input, bound.as_ref(), rule);
     let har_ok = prep.har.iter().all(|v| v.is_finite() && *v > 0.0);
     let har_curve = VarianceCurve::new(horizons, &prep.har);
@@ -207,16 +205,7 @@ fn recommend(
             tau_user_hours: s.tau_user,
             liquidity_horizon_hours: lh,
             shortage_probability: p,
-            forecasts: horizons
-                .iter()
-                .enumerate()
-                .map(|(k, &h)| ForecastUsed {
-                    horizon_hours: h,
-                    variance: pred.variance[k],
-                    har_variance: finite(prep.har[k]),
-                    shortage_probability: pred.shortage_probability[k],
-                })
-                .collect(),
+            forecasts: forecasts_used(horizons, pred, &prep),
             variance_tau: model_curve.at(tau_eff),
             variance_tau_user: model_curve.at(s.tau_user),
             drawdown_rule: rule.name().to_owned(),

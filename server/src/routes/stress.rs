@@ -11,11 +11,10 @@ use volcast_training::stress::{
     Scenario, StressError, StressInput,
 };
 
-use crate::dto::ForecastUsed;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::risk;
-use crate::routes::{RISK_TAG, finite, forecast_items, param};
+use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param};
 use crate::state::AppState;
 use crate::stress::{
     BookDto, DEFAULT_PATHS, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, ScenarioDto, StressRequest,
@@ -207,18 +206,18 @@ pub async fn stress(
         .pop()
         .ok_or_else(|| ApiError::Internal("no forecast for the asset".into()))?;
     let horizons = info.horizons();
-    let mut sorted = horizons.to_vec();
-    sorted.sort_unstable();
-    let lh = risk::liquidity_horizon(&sorted, tau).unwrap_or(DEFAULT_TAU);
-    let j = horizons.iter().position(|&h| h == lh).unwrap_or(0);
-    let p = pred.shortage_probability.get(j).copied().unwrap_or(f64::NAN);
-    let p = if p.is_finite() { p.clamp(0.0, 1.0) } else { 0.0 };
-    let tau_eff = risk::effective_tau(tau, p);
-    let current = finite(prep.illiquidity.get(j).copied().unwrap_or(f64::NAN));
+    let liquidity = risk::liquidity(horizons, &pred.shortage_probability, &prep.illiquidity, tau);
+    let (lh, tau_eff, current) = (
+        liquidity.horizon,
+        liquidity.tau_effective,
+        liquidity.current_illiquidity,
+    );
     let curve = VarianceCurve::new(horizons, &pred.variance);
     input.price = body.candles.last().map_or(f64::NAN, |c| c.close);
     input.hourly_variance = curve.hourly(horizon);
-    input.slippage_per_usd = current.map_or(0.0, |m| risk::slippage(risk::expected_illiquidity(m, p), 1.0));
+    input.slippage_per_usd = liquidity
+        .expected_illiquidity
+        .map_or(0.0, |m| risk::slippage(m, 1.0));
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     {
         input.liquidation_delay_hours = tau_eff.ceil() as usize;
@@ -243,9 +242,7 @@ pub async fn stress(
     let calibration = info.metadata.risk.as_ref().map(|r| r.model.clone());
     let reports = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let rule = calibration
-            .as_ref()
-            .map_or(DrawdownRule::Reflection, DrawdownRule::Calibrated);
+        let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
         stress::run(&job_input, &book, &scenarios, &settings, rule, &stress::simulate)
     })
     .await
@@ -259,16 +256,7 @@ pub async fn stress(
         horizon_hours: horizon,
         seed,
         df,
-        forecasts: horizons
-            .iter()
-            .enumerate()
-            .map(|(k, &h)| ForecastUsed {
-                horizon_hours: h,
-                variance: pred.variance[k],
-                har_variance: finite(prep.har[k]),
-                shortage_probability: pred.shortage_probability[k],
-            })
-            .collect(),
+        forecasts: forecasts_used(horizons, &pred, &prep),
         liquidity_horizon_hours: lh,
         current_illiquidity: current,
         slippage_per_usd: input.slippage_per_usd,

@@ -185,10 +185,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     };
     let (device, simulate) = simulator(args.device)?;
     let started = Instant::now();
-    let rule = prepared
-        .calibration
-        .as_ref()
-        .map_or(DrawdownRule::Reflection, DrawdownRule::Calibrated);
+    let rule = DrawdownRule::calibrated_or_reflection(prepared.calibration.as_ref());
     let reports = stress::run(input, &book, &scenarios, &settings, rule, simulate.as_ref())?;
     let seconds = started.elapsed().as_secs_f64();
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::drawdown::DrawdownRule;
 use crate::risk::normal_quantile;
 
 fn input(hourly_variance: f64, horizon: usize, paths: usize) -> StressInput {
