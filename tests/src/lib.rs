@@ -4,15 +4,22 @@
 use std::path::PathBuf;
 
 /// `../shared/data/binance-spot-1h` beside the repository (or `$VOLCAST_SHARED_DATA`), when
-/// present. Tests that need it call this and return early on `None`, saying why.
+/// present. Tests that need it call this and return early on `None`, saying why; with
+/// `VOLCAST_REQUIRE_SHARED_DATA` set, its absence is a failure instead.
 #[must_use]
 pub fn shared_hourly() -> Option<PathBuf> {
     let dir = std::env::var_os("VOLCAST_SHARED_DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/binance-spot-1h"),
+        || repo_root().join("../shared/data/binance-spot-1h"),
         PathBuf::from,
     );
     if dir.is_dir() {
         Some(dir)
+    } else if std::env::var_os("VOLCAST_REQUIRE_SHARED_DATA").is_some() {
+        // CI sets this where the data exists: a test that would skip there is a broken test.
+        panic!(
+            "VOLCAST_REQUIRE_SHARED_DATA is set but {} is not a directory",
+            dir.display()
+        );
     } else {
         eprintln!(
             "skipping: shared market data not found at {} (set VOLCAST_SHARED_DATA to its binance-spot-1h folder)",

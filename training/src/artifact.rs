@@ -135,10 +135,13 @@ pub struct Metadata {
     pub stress_scenarios: Vec<crate::stress::ReplayWindow>,
 }
 
-/// Corrections of the network's level and quantiles, measured on the daily origins of the
-/// early-stopping holdout (the last days of the fit period, never trained on): per horizon, the
-/// variance forecast is multiplied by `mean(RV / F)` (the scale that minimises QLIKE there), and
-/// each RV quantile by the scale that gives it its nominal coverage there.
+/// Corrections of the network's level and quantiles, measured on the daily origins of a window of
+/// completed forecasts (at training, the early-stopping holdout: the last days of the fit period,
+/// never trained on): per horizon, the variance forecast is multiplied by `mean(RV / F)` (the
+/// scale that minimises QLIKE there), and each RV quantile by the scale that gives it its nominal
+/// coverage there. With [`Self::rolling_days`] the model is operated with these corrections
+/// re-measured every day on the trailing window (`calibrate --until`, see
+/// [`crate::rolling`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recalibration {
     /// First origin used, RFC 3339.
@@ -151,6 +154,11 @@ pub struct Recalibration {
     pub variance_scale: BTreeMap<usize, f64>,
     /// Scale per horizon and quantile level, in the artifact's level order.
     pub quantile_scale: BTreeMap<usize, Vec<f64>>,
+    /// When set, the corrections are meant to be re-measured every day on the trailing
+    /// `rolling_days` days of completed forecasts, and `evaluate` scores the model that way;
+    /// when absent (older artifacts), they are fixed at training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_days: Option<usize>,
 }
 
 impl Recalibration {
@@ -181,6 +189,7 @@ mod tests {
             points: BTreeMap::new(),
             variance_scale: BTreeMap::from([(4, 1.5)]),
             quantile_scale: BTreeMap::from([(4, vec![2.0, 1.0, 0.5])]),
+            rolling_days: None,
         };
         let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
         r.apply(4, &mut v, &mut q);

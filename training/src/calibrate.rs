@@ -2,27 +2,26 @@
 //! its metadata:
 //!
 //! 1. [`recalibrate`]: the level and quantile corrections of the network's outputs
-//!    ([`Recalibration`]), measured on the daily origins of the early-stopping holdout;
+//!    ([`Recalibration`]), measured on the daily origins of the early-stopping holdout, and
+//!    re-measured every day in operation ([`refresh_recalibration`], [`crate::rolling`]);
 //! 2. [`calibrate`]: the risk engine's drawdown distribution of the (corrected) model's and the
 //!    HAR baseline's variance forecasts, on the last [`CALIBRATION_DAYS`] of the fit period
 //!    ([`crate::drawdown`]).
 
 use std::path::{Path, PathBuf};
 
-use std::collections::BTreeMap;
-
 use crate::artifact::{self, ArtifactError, Metadata, Recalibration, RiskCalibration};
 use crate::baselines::set::har_curve;
 use crate::drawdown::{
     CALIBRATION_DAYS, CALIBRATION_STRIDE, VarianceCurve, calibration_origins, fit_calibration,
-    sorted_quantile,
 };
-use crate::forecast::{DrawdownQuery, ForecastError, ForecastRequest, ForecastTable, Forecaster, Origin};
+use crate::forecast::{DrawdownQuery, ForecastError, ForecastRequest, ForecastTable, Origin};
 use crate::grid::Asset;
 use crate::inference::LoadedModel;
 use crate::panel::{daily_slots, prepare};
 use crate::risk::{DEFAULT_ALPHA, DEFAULT_TAU};
-use crate::time::{close_hour_of_open_ms, format_ms, hour_to_ms, parse_time};
+use crate::rolling::{History, operated, raw_predictions};
+use crate::time::{close_hour_of_open_ms, parse_time};
 
 /// Why an artifact could not be calibrated.
 #[derive(Debug, thiserror::Error)]
@@ -48,13 +47,13 @@ pub fn fit_end_hour(metadata: &Metadata) -> Result<i64, CalibrateError> {
         .map_err(|e| CalibrateError::TooLittleData(format!("fit_until {}: {e}", metadata.fit_until)))
 }
 
-/// The model's forecasts at every horizon it has, at `origins`.
+/// The model's forecasts, as operated ([`operated`]), at every horizon it has, at `origins`.
 fn forecast_all(
     model: &LoadedModel,
     assets: &[Asset],
     origins: &[Origin],
 ) -> Result<ForecastTable, ForecastError> {
-    model.forecast(&ForecastRequest {
+    operated(model).forecast(&ForecastRequest {
         assets,
         origins,
         horizons: &model.metadata.horizons,
@@ -111,12 +110,13 @@ pub fn calibrate(
     })
 }
 
-/// Fewest holdout points per horizon for a correction to be measured.
+/// Fewest completed forecasts per horizon for a correction to be measured.
 pub const MIN_RECALIBRATION_POINTS: usize = 20;
 
 /// Measures the [`Recalibration`] of `model`'s raw outputs (any correction it already carries is
-/// ignored) on the daily origins of the last `holdout_days` before `fit_end_hour` whose target
-/// windows end by then.
+/// ignored) on the daily origins of the last `days` before `end_hour` whose target windows end by
+/// then: at training, the early-stopping holdout; in operation, the trailing window of the daily
+/// job (see [`crate::rolling`]). The result declares `rolling_days = days`.
 ///
 /// # Errors
 /// [`CalibrateError`] when the model fails or a horizon has fewer than
@@ -124,72 +124,37 @@ pub const MIN_RECALIBRATION_POINTS: usize = 20;
 pub fn recalibrate(
     model: &LoadedModel,
     assets: &[Asset],
-    fit_end_hour: i64,
-    holdout_days: usize,
+    end_hour: i64,
+    days: usize,
 ) -> Result<Recalibration, CalibrateError> {
-    let mut raw = model.metadata.clone();
-    raw.recalibration = None;
-    let raw = model.with_metadata(raw);
-    let from_hour = fit_end_hour - 24 * i64::try_from(holdout_days).unwrap_or(i64::MAX / 48);
+    let from_hour = end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48);
     let origins: Vec<Origin> = assets
         .iter()
         .enumerate()
         .flat_map(|(a, asset)| {
-            daily_slots(asset, from_hour, fit_end_hour).map(move |slot| Origin { asset: a, slot })
+            daily_slots(asset, from_hour, end_hour).map(move |slot| Origin { asset: a, slot })
         })
         .collect();
-    let horizons = raw.metadata.horizons.clone();
-    let table = forecast_all(&raw, assets, &origins)?;
-    let prepared = prepare(assets, &horizons);
-    let mut out = Recalibration {
-        from: format_ms(hour_to_ms(from_hour)),
-        until: format_ms(hour_to_ms(fit_end_hour)),
-        points: BTreeMap::new(),
-        variance_scale: BTreeMap::new(),
-        quantile_scale: BTreeMap::new(),
-    };
-    for &h in &horizons {
-        let Some(f) = table.horizons.get(&h) else { continue };
-        let span = i64::try_from(h).unwrap_or(i64::MAX / 2);
-        let points: Vec<(usize, f64)> = origins
-            .iter()
-            .enumerate()
-            .filter_map(|(i, o)| {
-                let rv = prepared[o.asset].target(o.slot, h);
-                let ok = assets[o.asset].grid.hour(o.slot) + span <= fit_end_hour
-                    && rv.is_finite()
-                    && rv > 0.0
-                    && f.variance[i].is_finite()
-                    && f.variance[i] > 0.0;
-                ok.then_some((i, rv))
-            })
-            .collect();
-        if points.len() < MIN_RECALIBRATION_POINTS {
-            return Err(CalibrateError::TooLittleData(format!(
-                "{} holdout points at {h}h (need {MIN_RECALIBRATION_POINTS})",
-                points.len()
-            )));
-        }
-        #[allow(clippy::cast_precision_loss)]
-        let scale = points.iter().map(|&(i, rv)| rv / f.variance[i]).sum::<f64>() / points.len() as f64;
-        let quantile_scale = f
-            .quantiles
-            .iter()
-            .map(|q| {
-                let mut ratios: Vec<f64> = points
-                    .iter()
-                    .map(|&(i, rv)| rv / q.values[i])
-                    .filter(|r| r.is_finite())
-                    .collect();
-                ratios.sort_by(f64::total_cmp);
-                sorted_quantile(&ratios, q.level)
-            })
-            .collect();
-        out.points.insert(h, points.len());
-        out.variance_scale.insert(h, scale);
-        out.quantile_scale.insert(h, quantile_scale);
-    }
-    Ok(out)
+    let horizons = &model.metadata.horizons;
+    let raw = raw_predictions(
+        model,
+        assets,
+        &origins,
+        DrawdownQuery {
+            alpha: DEFAULT_ALPHA,
+            tau: DEFAULT_TAU,
+        },
+    )?;
+    let prepared = prepare(assets, horizons);
+    History::new(
+        assets,
+        &prepared,
+        &origins,
+        &raw,
+        horizons,
+        &model.metadata.quantile_levels,
+    )
+    .recalibration(end_hour, days)
 }
 
 /// Recalibrates and calibrates the artifact `model` on `assets` (data of its fit period only),
@@ -210,5 +175,49 @@ pub fn calibrate_artifact(
     metadata.stress_scenarios = crate::stress::market_stress_scenarios(assets, end);
     let corrected = model.with_metadata(metadata.clone());
     metadata.risk = Some(calibrate(&corrected, assets, end)?);
+    Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)
+}
+
+/// The daily job: re-measures the corrections of `model` on the trailing window ending at
+/// `end_hour` (its declared [`Recalibration::rolling_days`], else its training holdout) and writes
+/// the artifact with them (same weights and risk calibration, a new content id) into `out`;
+/// returns its directory.
+///
+/// # Errors
+/// [`CalibrateError`] when `end_hour` is before the fit end, on too few completed forecasts in
+/// the window, or on a read, forecast or write failure.
+pub fn refresh_recalibration(
+    model: &LoadedModel,
+    assets: &[Asset],
+    end_hour: i64,
+    out: &Path,
+) -> Result<PathBuf, CalibrateError> {
+    let fit_end = fit_end_hour(&model.metadata)?;
+    if end_hour < fit_end {
+        return Err(CalibrateError::TooLittleData(format!(
+            "the recalibration window must end at or after the fit end {}",
+            crate::time::format_ms(crate::time::hour_to_ms(fit_end))
+        )));
+    }
+    let last = assets
+        .iter()
+        .map(|a| a.grid.last_hour())
+        .max()
+        .unwrap_or(i64::MIN);
+    if end_hour > last {
+        return Err(CalibrateError::TooLittleData(format!(
+            "the candles end at {}, before the window's end {}",
+            crate::time::format_ms(crate::time::hour_to_ms(last)),
+            crate::time::format_ms(crate::time::hour_to_ms(end_hour))
+        )));
+    }
+    let days = model
+        .metadata
+        .recalibration
+        .as_ref()
+        .and_then(|r| r.rolling_days)
+        .unwrap_or(model.config.holdout_days);
+    let mut metadata = model.metadata.clone();
+    metadata.recalibration = Some(recalibrate(model, assets, end_hour, days)?);
     Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)
 }

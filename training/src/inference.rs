@@ -211,6 +211,21 @@ impl Forecaster for LoadedModel {
     }
 
     fn forecast(&self, request: &ForecastRequest<'_>) -> Result<ForecastTable, ForecastError> {
+        let per_origin = self.predictions(request)?;
+        Ok(self.table(&per_origin, request))
+    }
+}
+
+impl LoadedModel {
+    /// The forecasts at every origin of `request` for all the artifact's horizons (None where the
+    /// inputs do not exist), with the stored corrections applied.
+    ///
+    /// # Errors
+    /// [`ForecastError`] when `request` asks for a horizon the model does not have.
+    pub fn predictions(
+        &self,
+        request: &ForecastRequest<'_>,
+    ) -> Result<Vec<Option<Prediction>>, ForecastError> {
         let horizons = &self.metadata.horizons;
         let missing: Vec<usize> = request
             .horizons
@@ -239,10 +254,17 @@ impl Forecaster for LoadedModel {
             .collect();
         let present: Vec<ModelInput> = inputs.iter().flatten().cloned().collect();
         let mut predictions = self.predict(&present).into_iter();
-        let per_origin: Vec<Option<Prediction>> = inputs
+        Ok(inputs
             .iter()
             .map(|i| i.as_ref().and_then(|_| predictions.next()))
-            .collect();
+            .collect())
+    }
+
+    /// The forecast table of `request` from its per-origin `predictions` (see
+    /// [`Self::predictions`]), with the drawdown quantile when the artifact is risk-calibrated.
+    #[must_use]
+    pub fn table(&self, per_origin: &[Option<Prediction>], request: &ForecastRequest<'_>) -> ForecastTable {
+        let horizons = &self.metadata.horizons;
 
         let mut table = ForecastTable {
             name: "model".into(),
@@ -294,6 +316,6 @@ impl Forecaster for LoadedModel {
                 },
             );
         }
-        Ok(table)
+        table
     }
 }

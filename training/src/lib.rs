@@ -34,6 +34,8 @@ pub mod panel;
 #[cfg(all(feature = "data", feature = "model"))]
 pub mod pipeline;
 pub mod risk;
+#[cfg(feature = "model")]
+pub mod rolling;
 pub mod stress;
 pub mod synth;
 pub mod targets;

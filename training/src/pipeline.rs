@@ -187,7 +187,12 @@ pub fn score_out_of_sample(
         tau: 4,
         bonus: 0.05,
     };
-    let scored = evaluate(assets, &eval, Some((&model, model.metadata.id.clone())))?;
+    let operated = crate::rolling::operated(&model);
+    let scored = evaluate(
+        assets,
+        &eval,
+        Some((operated.as_ref(), model.metadata.id.clone())),
+    )?;
     let mut metadata = model.metadata.clone();
     metadata.validation = metrics_from(&scored);
     let path = dir.join(artifact::METADATA);

@@ -1,23 +1,30 @@
-//! `calibrate`: measures an artifact's risk-engine calibration (the drawdown distribution of its
-//! variance forecasts on the last year of its fit period) and writes the calibrated artifact.
-//! `train` does this itself; use this for artifacts made before, or after changing the rule.
+//! `calibrate`: measures an artifact's corrections and risk-engine calibration (the drawdown
+//! distribution of its variance forecasts on the last year of its fit period) and writes the
+//! calibrated artifact. `train` does this itself; use this for artifacts made before, or after
+//! changing the rule.
+//!
+//! With `--until <day>` it is the daily job instead: it re-measures only the corrections, on the
+//! trailing window of forecasts completed by that day (data after the fit period welcome), and
+//! keeps the weights and the risk calibration. Run it every day at 00:00 UTC on the latest
+//! candles and point the server at the result: that is how the model is evaluated.
 //!
 //! ```text
 //! cargo run --release --bin calibrate -- --model model-artifacts/<id> [--set-default]
+//! cargo run --release --bin calibrate -- --model model-artifacts --until 2022-03-01 --set-default
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use volcast_training::artifact;
-use volcast_training::calibrate::calibrate_artifact;
+use volcast_training::calibrate::{calibrate_artifact, refresh_recalibration};
 use volcast_training::device::{DeviceChoice, select};
 use volcast_training::drawdown::DrawdownCalibration;
 use volcast_training::inference::LoadedModel;
 use volcast_training::pipeline::score_out_of_sample;
 use volcast_training::risk::normal_quantile;
-use volcast_training::time::{Bound, parse_time};
+use volcast_training::time::{Bound, HOUR_MS, parse_time};
 
 /// Calibrate an artifact's drawdown quantiles D(alpha, tau) on the last year of its fit period.
 #[derive(Debug, Parser)]
@@ -39,6 +46,10 @@ struct Args {
     /// Device for the model's forward passes.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
+    /// The daily job: re-measure only the corrections, on the trailing window ending at this
+    /// time (RFC 3339, or YYYY-MM-DD for 00:00 UTC that day; at or after the fit end).
+    #[arg(long)]
+    until: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +96,23 @@ fn run() -> anyhow::Result<()> {
     }
     let assets = volcast_training::to_panel(&loaded);
     drop(loaded);
+    if let Some(until) = &args.until {
+        let end_hour = parse_time(until, Bound::Start)
+            .context("--until")?
+            .div_euclid(HOUR_MS);
+        let dir = refresh_recalibration(&model, &assets, end_hour, &out)?;
+        let refreshed = artifact::read_metadata(&dir)?;
+        if let Some(r) = &refreshed.recalibration {
+            println!("corrections measured on origins {} .. {}", r.from, r.until);
+            println!("| H | points | variance scale | quantile scales |");
+            println!("|--:|-------:|---------------:|-----------------|");
+            for (h, scale) in &r.variance_scale {
+                let q: Vec<String> = r.quantile_scale[h].iter().map(|s| format!("{s:.3}")).collect();
+                println!("| {h} | {} | {scale:.3} | {} |", r.points[h], q.join(" / "));
+            }
+        }
+        return finish(&args, &out, &dir, &refreshed.id);
+    }
     let dir = calibrate_artifact(&model, &assets, &out)?;
     let fit_until_ms = parse_time(&model.metadata.fit_until, Bound::Start)?;
     if score_out_of_sample(&dir, &assets, &selected.device, fit_until_ms)?.is_some() {
@@ -97,10 +125,13 @@ fn run() -> anyhow::Result<()> {
             summary("har", har);
         }
     }
-    let id = calibrated.id.clone();
+    finish(&args, &out, &dir, &calibrated.id)
+}
+
+fn finish(args: &Args, out: &Path, dir: &Path, id: &str) -> anyhow::Result<()> {
     println!("calibrated artifact: {}", dir.display());
     if args.set_default {
-        artifact::set_default(&out, &id).with_context(|| format!("pointing {}/default", out.display()))?;
+        artifact::set_default(out, id).with_context(|| format!("pointing {}/default", out.display()))?;
         println!("default -> {id}");
     }
     Ok(())

@@ -16,6 +16,7 @@ use volcast_training::evaluate::{EvalConfig, evaluate, render::render};
 use volcast_training::forecast::{Forecaster, HORIZONS};
 use volcast_training::inference::LoadedModel;
 use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
+use volcast_training::rolling::{DailyRecalibrated, FixedModel};
 use volcast_training::time::{Bound, HOUR_MS, hour_to_ms, parse_time};
 
 /// Score volatility, liquidity-shortage and liquidation-threshold forecasts the way SPEC says:
@@ -46,6 +47,15 @@ struct Args {
     /// Device for the model's forward passes.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
+    /// Score the model with the corrections stored in the artifact, fixed. By default a model
+    /// whose corrections declare a rolling window is scored as operated: corrections re-measured
+    /// every day on the trailing window of completed forecasts (the `calibrate --until` job).
+    #[arg(long, conflicts_with = "rolling_days")]
+    fixed_recalibration: bool,
+    /// Re-measure the model's corrections every day on this many trailing days instead of the
+    /// window its artifact declares (a sensitivity check).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    rolling_days: Option<u16>,
     /// Risk quantile level alpha for the liquidation-threshold backtest.
     #[arg(long, default_value_t = DEFAULT_ALPHA)]
     alpha: f64,
@@ -124,12 +134,30 @@ fn run() -> anyhow::Result<()> {
             "the model's risk calibration used data after --fit-until: its backtest is not out of sample"
         );
     }
+    let forecaster: Option<(Box<dyn Forecaster + '_>, String)> = model.as_ref().map(|m| {
+        let declared = m.metadata.recalibration.as_ref().and_then(|r| r.rolling_days);
+        match args.rolling_days.map(usize::from).or(declared) {
+            Some(days) if !args.fixed_recalibration => {
+                println!(
+                    "model {}: corrections re-measured every day on the trailing {days} days \
+                     (--fixed-recalibration for the stored ones)",
+                    m.metadata.id
+                );
+                (
+                    Box::new(DailyRecalibrated::new(m, days)) as Box<dyn Forecaster + '_>,
+                    m.metadata.id.clone(),
+                )
+            }
+            _ => (
+                Box::new(FixedModel(m)) as Box<dyn Forecaster + '_>,
+                m.metadata.id.clone(),
+            ),
+        }
+    });
     let mut report = evaluate(
         &assets,
         &config,
-        model
-            .as_ref()
-            .map(|m| (m as &dyn Forecaster, m.metadata.id.clone())),
+        forecaster.as_ref().map(|(f, id)| (f.as_ref(), id.clone())),
     )?;
     report.timings.insert("load_s".into(), load_s);
     report

@@ -1,0 +1,371 @@
+//! The model as operated: its corrections ([`Recalibration`]) re-measured every day on the
+//! trailing window of completed forecasts.
+//!
+//! The network's level drifts with the market's regime, so corrections measured once, at the end
+//! of training, go stale. The `calibrate --until <day>` job re-measures them on the last
+//! [`Recalibration::rolling_days`] days of daily origins whose target windows have ended by that
+//! day: everything it uses is observable then. [`DailyRecalibrated`] replays that job at every
+//! origin, which is how `evaluate` scores an artifact that declares it; [`History`] is the one
+//! place the corrections are measured, by that job and at training alike.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+
+use crate::artifact::Recalibration;
+use crate::calibrate::{CalibrateError, MIN_RECALIBRATION_POINTS};
+use crate::forecast::{ForecastError, ForecastRequest, ForecastTable, Forecaster, Origin};
+use crate::grid::Asset;
+use crate::inference::{LoadedModel, Prediction};
+use crate::panel::{PreparedAsset, daily_slots, prepare};
+use crate::time::{format_ms, hour_to_ms};
+
+/// Completed raw forecasts of one horizon at daily origins.
+#[derive(Debug, Clone, Default)]
+struct HorizonPoints {
+    horizon: usize,
+    /// Origin hour of each point, increasing.
+    hours: Vec<i64>,
+    /// RV / F per point.
+    variance_ratio: Vec<f64>,
+    /// RV / q per level, then point (NaN where not finite).
+    quantile_ratio: Vec<Vec<f64>>,
+}
+
+/// Raw (uncorrected) forecasts at daily origins with their realised RV, per horizon: the material
+/// the corrections are measured on.
+#[derive(Debug, Clone)]
+pub struct History {
+    levels: Vec<f64>,
+    horizons: Vec<HorizonPoints>,
+}
+
+/// The points of each horizon a window holds, as index ranges into [`History`].
+type Window = Vec<(usize, usize)>;
+
+impl History {
+    /// Collects the daily (00:00 UTC) origins among `origins`, with their raw `predictions` (same
+    /// order; for all of `horizons`) and their realised RV, where RV and the forecasts are finite
+    /// and positive.
+    #[must_use]
+    pub fn new(
+        assets: &[Asset],
+        prepared: &[PreparedAsset],
+        origins: &[Origin],
+        predictions: &[Option<Prediction>],
+        horizons: &[usize],
+        levels: &[f64],
+    ) -> Self {
+        let horizons = horizons
+            .iter()
+            .enumerate()
+            .map(|(j, &h)| {
+                let mut points: Vec<(i64, f64, Vec<f64>)> = origins
+                    .iter()
+                    .zip(predictions)
+                    .filter_map(|(o, p)| {
+                        let p = p.as_ref()?;
+                        let hour = assets[o.asset].grid.hour(o.slot);
+                        let rv = prepared[o.asset].target(o.slot, h);
+                        let f = p.variance[j];
+                        let ok = hour.rem_euclid(24) == 0
+                            && rv.is_finite()
+                            && rv > 0.0
+                            && f.is_finite()
+                            && f > 0.0;
+                        ok.then(|| (hour, rv / f, p.quantiles[j].iter().map(|q| rv / q).collect()))
+                    })
+                    .collect();
+                points.sort_by_key(|p| p.0);
+                HorizonPoints {
+                    horizon: h,
+                    hours: points.iter().map(|p| p.0).collect(),
+                    variance_ratio: points.iter().map(|p| p.1).collect(),
+                    quantile_ratio: (0..levels.len())
+                        .map(|l| {
+                            points
+                                .iter()
+                                .map(|p| p.2.get(l).copied().filter(|r| r.is_finite()).unwrap_or(f64::NAN))
+                                .collect()
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Self {
+            levels: levels.to_vec(),
+            horizons,
+        }
+    }
+
+    /// The points of the window ending at `end_hour`: origins from `end_hour - 24 days` on whose
+    /// target windows end by `end_hour`.
+    fn window(&self, end_hour: i64, days: usize) -> Window {
+        let from = end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48);
+        self.horizons
+            .iter()
+            .map(|p| {
+                let last = end_hour - i64::try_from(p.horizon).unwrap_or(i64::MAX / 2);
+                let lo = p.hours.partition_point(|&h| h < from);
+                let hi = p.hours.partition_point(|&h| h <= last).max(lo);
+                (lo, hi)
+            })
+            .collect()
+    }
+
+    /// The corrections measured on `window` (see [`Recalibration`]).
+    fn measure(&self, window: &Window) -> Result<Recalibration, CalibrateError> {
+        let mut out = Recalibration {
+            from: String::new(),
+            until: String::new(),
+            points: BTreeMap::new(),
+            variance_scale: BTreeMap::new(),
+            quantile_scale: BTreeMap::new(),
+            rolling_days: None,
+        };
+        for (p, &(lo, hi)) in self.horizons.iter().zip(window) {
+            let n = hi - lo;
+            if n < MIN_RECALIBRATION_POINTS {
+                return Err(CalibrateError::TooLittleData(format!(
+                    "{n} completed daily forecasts at {}h (need {MIN_RECALIBRATION_POINTS})",
+                    p.horizon
+                )));
+            }
+            #[allow(clippy::cast_precision_loss)]
+            let scale = p.variance_ratio[lo..hi].iter().sum::<f64>() / n as f64;
+            let quantile_scale = self
+                .levels
+                .iter()
+                .zip(&p.quantile_ratio)
+                .map(|(&level, ratios)| {
+                    let mut finite: Vec<f64> =
+                        ratios[lo..hi].iter().copied().filter(|r| r.is_finite()).collect();
+                    quantile_unsorted(&mut finite, level)
+                })
+                .collect();
+            out.points.insert(p.horizon, n);
+            out.variance_scale.insert(p.horizon, scale);
+            out.quantile_scale.insert(p.horizon, quantile_scale);
+        }
+        Ok(out)
+    }
+
+    /// The corrections the daily job measures at `end_hour` on the trailing `days` days.
+    ///
+    /// # Errors
+    /// [`CalibrateError::TooLittleData`] when a horizon has fewer than
+    /// [`MIN_RECALIBRATION_POINTS`] completed forecasts in the window.
+    pub fn recalibration(&self, end_hour: i64, days: usize) -> Result<Recalibration, CalibrateError> {
+        let mut out = self.measure(&self.window(end_hour, days))?;
+        out.from = format_ms(hour_to_ms(
+            end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48),
+        ));
+        out.until = format_ms(hour_to_ms(end_hour));
+        out.rolling_days = Some(days);
+        Ok(out)
+    }
+}
+
+/// [`crate::drawdown::sorted_quantile`] of unsorted values (reordered), in linear time.
+fn quantile_unsorted(values: &mut [f64], level: f64) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let pos = level.clamp(0.0, 1.0) * (n - 1) as f64;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let lo = pos.floor() as usize;
+    let (_, &mut below, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    let next = above.iter().copied().min_by(f64::total_cmp).unwrap_or(below);
+    #[allow(clippy::cast_precision_loss)]
+    let frac = pos - lo as f64;
+    below + frac * (next - below)
+}
+
+/// Raw forecasts of `model` (its stored corrections ignored) at `origins`, for all its horizons.
+///
+/// # Errors
+/// [`ForecastError`] when the model fails.
+pub fn raw_predictions(
+    model: &LoadedModel,
+    assets: &[Asset],
+    origins: &[Origin],
+    drawdown: crate::forecast::DrawdownQuery,
+) -> Result<Vec<Option<Prediction>>, ForecastError> {
+    let mut metadata = model.metadata.clone();
+    metadata.recalibration = None;
+    model.with_metadata(metadata).predictions(&ForecastRequest {
+        assets,
+        origins,
+        horizons: &model.metadata.horizons,
+        drawdown,
+    })
+}
+
+/// A [`LoadedModel`] operated with its corrections re-measured every day at 00:00 UTC on the
+/// trailing `days` days: at origin t it applies those measured at the last midnight at or before
+/// t. Where a window holds too few completed forecasts, the artifact's stored corrections apply.
+#[derive(Debug)]
+pub struct DailyRecalibrated<'a> {
+    model: &'a LoadedModel,
+    days: usize,
+}
+
+impl<'a> DailyRecalibrated<'a> {
+    /// Operates `model` with a trailing window of `days` days.
+    #[must_use]
+    pub fn new(model: &'a LoadedModel, days: usize) -> Self {
+        Self { model, days }
+    }
+}
+
+/// `model` as it is meant to be operated: [`DailyRecalibrated`] when its corrections declare
+/// [`Recalibration::rolling_days`], else the artifact as stored.
+#[must_use]
+pub fn operated(model: &LoadedModel) -> Box<dyn Forecaster + '_> {
+    match model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days) {
+        Some(days) => Box::new(DailyRecalibrated::new(model, days)),
+        None => Box::new(FixedModel(model)),
+    }
+}
+
+/// The artifact with its stored corrections, fixed.
+#[derive(Debug)]
+pub struct FixedModel<'a>(pub &'a LoadedModel);
+
+impl Forecaster for FixedModel<'_> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn forecast(&self, request: &ForecastRequest<'_>) -> Result<ForecastTable, ForecastError> {
+        self.0.forecast(request)
+    }
+}
+
+impl Forecaster for DailyRecalibrated<'_> {
+    fn name(&self) -> &str {
+        self.model.name()
+    }
+
+    fn forecast(&self, request: &ForecastRequest<'_>) -> Result<ForecastTable, ForecastError> {
+        // Checks the horizons asked for, as the model itself does.
+        self.model.predictions(&ForecastRequest {
+            origins: &[],
+            ..*request
+        })?;
+        let assets = request.assets;
+        let end_of = |o: &Origin| {
+            let hour = assets[o.asset].grid.hour(o.slot);
+            hour - hour.rem_euclid(24)
+        };
+        let (Some(first), Some(last)) = (
+            request.origins.iter().map(end_of).min(),
+            request.origins.iter().map(end_of).max(),
+        ) else {
+            return Ok(self.model.table(&[], request));
+        };
+        // The request's origins, then the daily origins of every window not among them.
+        let mut all = request.origins.to_vec();
+        let mut seen: std::collections::HashSet<(usize, usize)> =
+            all.iter().map(|o| (o.asset, o.slot)).collect();
+        let from = first - 24 * i64::try_from(self.days).unwrap_or(i64::MAX / 48);
+        for (a, asset) in assets.iter().enumerate() {
+            for slot in daily_slots(asset, from, last) {
+                if seen.insert((a, slot)) {
+                    all.push(Origin { asset: a, slot });
+                }
+            }
+        }
+        let raw = raw_predictions(self.model, assets, &all, request.drawdown)?;
+        let horizons = &self.model.metadata.horizons;
+        let prepared = prepare(assets, horizons);
+        let history = History::new(
+            assets,
+            &prepared,
+            &all,
+            &raw,
+            horizons,
+            &self.model.metadata.quantile_levels,
+        );
+
+        let windows: Vec<Window> = request
+            .origins
+            .iter()
+            .map(|o| history.window(end_of(o), self.days))
+            .collect();
+        let mut distinct: Vec<&Window> = windows.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        let measured: HashMap<&Window, Option<Recalibration>> = distinct
+            .into_par_iter()
+            .map(|w| (w, history.measure(w).ok()))
+            .collect();
+        let stored = self.model.metadata.recalibration.as_ref();
+        let per_origin: Vec<Option<Prediction>> = raw
+            .iter()
+            .zip(&windows)
+            .map(|(p, w)| {
+                let mut p = p.clone()?;
+                if let Some(r) = measured.get(w).and_then(Option::as_ref).or(stored) {
+                    for (j, &h) in horizons.iter().enumerate() {
+                        r.apply(h, &mut p.variance[j], &mut p.quantiles[j]);
+                    }
+                }
+                Some(p)
+            })
+            .collect();
+        Ok(self.model.table(&per_origin, request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drawdown::sorted_quantile;
+
+    #[test]
+    fn quantile_unsorted_matches_sorted_quantile() {
+        let values: Vec<f64> = (0..97).map(|i| f64::from((i * 37) % 97) * 0.5 - 3.0).collect();
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        for level in [0.0, 0.05, 0.5, 0.95, 0.99, 1.0] {
+            let mut v = values.clone();
+            assert!((quantile_unsorted(&mut v, level) - sorted_quantile(&sorted, level)).abs() < 1e-12);
+        }
+        assert!(quantile_unsorted(&mut [], 0.5).is_nan());
+    }
+
+    fn history(hours: &[i64], ratio: &[f64]) -> History {
+        History {
+            levels: vec![0.5],
+            horizons: vec![HorizonPoints {
+                horizon: 24,
+                hours: hours.to_vec(),
+                variance_ratio: ratio.to_vec(),
+                quantile_ratio: vec![ratio.to_vec()],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_window_holds_only_forecasts_completed_by_its_end() {
+        let hours: Vec<i64> = (0..60).map(|d| d * 24).collect();
+        let ratio: Vec<f64> = (0..60).map(f64::from).collect();
+        let h = history(&hours, &ratio);
+        // Window ending at day 50 over 30 days: origins of days 20..=49 (day 50's 24 h target
+        // ends after the window's end).
+        assert_eq!(h.window(50 * 24, 30), vec![(20, 50)]);
+        let r = h.recalibration(50 * 24, 30).unwrap();
+        assert_eq!(r.points[&24], 30);
+        assert!((r.variance_scale[&24] - 34.5).abs() < 1e-12);
+        assert!((r.quantile_scale[&24][0] - 34.5).abs() < 1e-12);
+        assert_eq!(r.rolling_days, Some(30));
+        // Too few completed forecasts: an error, not a guess.
+        assert!(matches!(
+            h.recalibration(10 * 24, 5),
+            Err(CalibrateError::TooLittleData(_))
+        ));
+    }
+}
