@@ -417,6 +417,27 @@ pub struct ModelCard {
     pub device: String,
     /// Historical windows `POST /v1/risk/stress` can replay (`{"kind": "replay", "name": ...}`).
     pub stress_scenarios: Vec<String>,
+    /// The corrections applied to the network's variance and quantiles, and the window they were
+    /// measured on; none for an artifact without them.
+    pub recalibration: Option<RecalibrationDto>,
+}
+
+/// The corrections of the network's outputs in force (see the README, "Operation: daily
+/// recalibration").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecalibrationDto {
+    /// First origin of the window, RFC 3339.
+    pub from: String,
+    /// End of the window (every target used ended by then), RFC 3339. Refreshed daily by
+    /// `calibrate --until`; an old date here means the job has stopped.
+    pub until: String,
+    /// Length of the trailing window the daily job uses, days; none when the corrections are
+    /// fixed at training.
+    pub rolling_days: Option<usize>,
+    /// Multiplier of the variance forecast, per horizon (hours).
+    pub variance_scale: BTreeMap<String, f64>,
+    /// Multipliers of the RV quantiles, per horizon, in `quantile_levels` order.
+    pub quantile_scale: BTreeMap<String, Vec<f64>>,
 }
 
 /// Answer of `GET /healthz` and `GET /readyz`.

@@ -163,6 +163,14 @@ pub async fn run(
     };
     let (queue, _worker) = BatchQueue::start(Box::new(model), queue_config, metrics)?;
     tracing::info!(model = %info.metadata.id, hash = %info.hash, "model ready");
+    if let Some(r) = &info.metadata.recalibration {
+        tracing::info!(
+            from = %r.from,
+            until = %r.until,
+            rolling_days = ?r.rolling_days,
+            "output corrections measured on this window (refresh daily: calibrate --until)"
+        );
+    }
     state.set_serving(Serving {
         info: Arc::new(info),
         queue,

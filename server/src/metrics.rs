@@ -55,6 +55,8 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     /// 1 once the model is loaded and warm.
     pub model_ready: Gauge,
+    /// Unix time the model's corrections were measured up to (0 without corrections).
+    pub recalibrated_until: Gauge,
 }
 
 impl Metrics {
@@ -70,6 +72,7 @@ impl Metrics {
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
         let inference_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
         let model_ready = Gauge::default();
+        let recalibrated_until = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -105,6 +108,12 @@ impl Metrics {
             "1 once the model is loaded and warm",
             model_ready.clone(),
         );
+        registry.register(
+            "model_recalibrated_until_seconds",
+            "Unix time the model's corrections were measured up to (alert when it falls behind: \
+             the daily calibrate --until job has stopped)",
+            recalibrated_until.clone(),
+        );
         Self {
             registry,
             requests,
@@ -114,6 +123,7 @@ impl Metrics {
             batch_size,
             inference_seconds,
             model_ready,
+            recalibrated_until,
         }
     }
 

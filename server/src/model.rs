@@ -11,7 +11,7 @@ use volcast_training::baselines::shortage::ShortageLogistic;
 use volcast_training::features::{AssetFeatures, N_CHANNELS};
 use volcast_training::inference::{LoadedModel, ModelInput, Prediction};
 
-use crate::dto::{DataFileDto, FeaturesDto, HorizonMetricsDto, ModelCard, ModelRef};
+use crate::dto::{DataFileDto, FeaturesDto, HorizonMetricsDto, ModelCard, ModelRef, RecalibrationDto};
 
 /// A batched forward pass. Runs on one worker thread, so it needs `Send` only.
 pub trait Predictor: Send + 'static {
@@ -140,6 +140,21 @@ impl ModelInfo {
             },
             device: m.device.clone(),
             stress_scenarios: m.stress_scenarios.iter().map(|w| w.name.clone()).collect(),
+            recalibration: m.recalibration.as_ref().map(|r| RecalibrationDto {
+                from: r.from.clone(),
+                until: r.until.clone(),
+                rolling_days: r.rolling_days,
+                variance_scale: r
+                    .variance_scale
+                    .iter()
+                    .map(|(h, s)| (h.to_string(), *s))
+                    .collect(),
+                quantile_scale: r
+                    .quantile_scale
+                    .iter()
+                    .map(|(h, s)| (h.to_string(), s.clone()))
+                    .collect(),
+            }),
         }
     }
 }

@@ -97,8 +97,18 @@ impl AppState {
 
     /// Installs the ready model; later calls are ignored.
     pub fn set_serving(&self, serving: Serving) {
+        let until = serving
+            .info
+            .metadata
+            .recalibration
+            .as_ref()
+            .and_then(|r| {
+                volcast_training::time::parse_time(&r.until, volcast_training::time::Bound::Start).ok()
+            })
+            .map_or(0, |ms| ms.div_euclid(1000));
         if self.inner.serving.set(serving).is_ok() {
             self.inner.metrics.model_ready.set(1);
+            self.inner.metrics.recalibrated_until.set(until);
         }
     }
 

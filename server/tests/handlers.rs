@@ -151,6 +151,9 @@ async fn model_card_health_readiness_metrics() {
     assert_eq!(v["history_hours"], 889);
     assert_eq!(v["features"]["window_hours"], 32);
     assert_eq!(v["model"]["id"], "fake0123456789ab");
+    assert_eq!(v["recalibration"]["until"], "2024-01-01T00:00:00Z");
+    assert_eq!(v["recalibration"]["rolling_days"], 120);
+    assert_eq!(v["recalibration"]["variance_scale"]["4"], 1.0);
     assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
     let (s, v, _) = call(&app, "GET", "/readyz", None).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ready")));
@@ -164,6 +167,11 @@ async fn model_card_health_readiness_metrics() {
     let text = v.as_str().unwrap();
     assert!(text.contains(r#"route="/v1/model""#), "{text}");
     assert!(text.contains("volcast_model_ready 1"), "{text}");
+    // 2024-01-01T00:00:00Z.
+    assert!(
+        text.contains("volcast_model_recalibrated_until_seconds 1704067200"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

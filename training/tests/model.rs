@@ -118,6 +118,77 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     let b = evaluate(&assets, &config, Some((&again as &dyn Forecaster, "b".into()))).unwrap();
     assert_eq!(a.horizons[&24].qlike["model"], b.horizons[&24].qlike["model"]);
     assert_eq!(artifact::artifact_hash(&dir).unwrap(), model.hash);
+
+    daily_recalibration(&model, &assets, &out);
+}
+
+/// The daily job (`calibrate --until`) and `evaluate`'s replay of it agree, and the job refuses
+/// windows it cannot measure.
+fn daily_recalibration(model: &LoadedModel, assets: &[volcast_training::grid::Asset], out: &Path) {
+    use volcast_training::calibrate::{CalibrateError, refresh_recalibration};
+    use volcast_training::forecast::{DrawdownQuery, ForecastRequest, Origin};
+    use volcast_training::rolling::{DailyRecalibrated, raw_predictions};
+
+    // Trained artifacts declare the holdout as their rolling window.
+    assert_eq!(
+        model.metadata.recalibration.as_ref().unwrap().rolling_days,
+        Some(15)
+    );
+    let hour = |t: &str| parse_time(t, Bound::Start).unwrap() / HOUR_MS;
+    let end = hour("2020-05-10");
+    let refreshed_dir = refresh_recalibration(model, assets, end, out).unwrap();
+    let refreshed = artifact::read_metadata(&refreshed_dir).unwrap();
+    let r = refreshed.recalibration.as_ref().unwrap();
+    assert_eq!(
+        (r.until.as_str(), r.from.as_str()),
+        ("2020-05-10T00:00:00Z", "2020-04-25T00:00:00Z")
+    );
+    assert_eq!(r.rolling_days, Some(15));
+    assert_ne!(refreshed.id, model.metadata.id, "new corrections, new id");
+    assert_eq!(
+        refreshed.risk, model.metadata.risk,
+        "the risk calibration is kept"
+    );
+    assert_eq!(
+        std::fs::read(refreshed_dir.join(artifact::WEIGHTS)).unwrap(),
+        std::fs::read(model.dir.join(artifact::WEIGHTS)).unwrap(),
+        "same weights"
+    );
+
+    // At that day's origins, the replay applies exactly what the job measured.
+    let origins: Vec<Origin> = assets
+        .iter()
+        .enumerate()
+        .map(|(a, asset)| Origin {
+            asset: a,
+            slot: asset.grid.slot(end).unwrap(),
+        })
+        .collect();
+    let drawdown = DrawdownQuery { alpha: 0.99, tau: 4 };
+    let request = ForecastRequest {
+        assets,
+        origins: &origins,
+        horizons: &HORIZONS,
+        drawdown,
+    };
+    let replayed = DailyRecalibrated::new(model, 15).forecast(&request).unwrap();
+    let raw = raw_predictions(model, assets, &origins, drawdown).unwrap();
+    for (j, h) in HORIZONS.iter().enumerate() {
+        for (i, p) in raw.iter().enumerate() {
+            let want = p.as_ref().unwrap().variance[j] * r.variance_scale[h];
+            let got = replayed.horizons[h].variance[i];
+            assert!(
+                (got / want - 1.0).abs() < 1e-12,
+                "{h}h origin {i}: {got} vs {want}"
+            );
+        }
+    }
+
+    // Windows it cannot measure: before the fit end, or past the candles.
+    for bad in ["2020-04-01", "2020-07-01"] {
+        let err = refresh_recalibration(model, assets, hour(bad), out).unwrap_err();
+        assert!(matches!(err, CalibrateError::TooLittleData(_)), "{bad}: {err}");
+    }
 }
 
 #[test]

@@ -106,7 +106,15 @@ pub fn info() -> ModelInfo {
             device: "cpu".into(),
             training_seconds: 0.0,
             risk: None,
-            recalibration: None,
+            // Neutral corrections (scales of 1), so the model card and metrics show them.
+            recalibration: Some(volcast_training::artifact::Recalibration {
+                from: "2023-09-02T00:00:00Z".into(),
+                until: "2024-01-01T00:00:00Z".into(),
+                points: BTreeMap::new(),
+                variance_scale: BTreeMap::from([(4, 1.0)]),
+                quantile_scale: BTreeMap::from([(4, vec![1.0; 4])]),
+                rolling_days: Some(120),
+            }),
             stress_scenarios: vec![ReplayWindow {
                 name: "BTCUSDT 2020-03-12".into(),
                 asset: "BTCUSDT".into(),
