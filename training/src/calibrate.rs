@@ -35,6 +35,9 @@ pub enum CalibrateError {
     /// Too little data in the calibration window.
     #[error("too little data to calibrate: {0}")]
     TooLittleData(String),
+    /// A recalibration window the data cannot give.
+    #[error("bad recalibration window: {0}")]
+    Window(String),
 }
 
 /// The close hour of the artifact's last fitting candle.
@@ -184,8 +187,9 @@ pub fn calibrate_artifact(
 /// returns its directory.
 ///
 /// # Errors
-/// [`CalibrateError`] when `end_hour` is before the fit end, on too few completed forecasts in
-/// the window, or on a read, forecast or write failure.
+/// [`CalibrateError::Window`] when `end_hour` is before the fit end or after the candles;
+/// [`CalibrateError`] on too few completed forecasts in the window, or on a read, forecast or
+/// write failure.
 pub fn refresh_recalibration(
     model: &LoadedModel,
     assets: &[Asset],
@@ -194,8 +198,8 @@ pub fn refresh_recalibration(
 ) -> Result<PathBuf, CalibrateError> {
     let fit_end = fit_end_hour(&model.metadata)?;
     if end_hour < fit_end {
-        return Err(CalibrateError::TooLittleData(format!(
-            "the recalibration window must end at or after the fit end {}",
+        return Err(CalibrateError::Window(format!(
+            "it must end at or after the fit end {}",
             crate::time::format_ms(crate::time::hour_to_ms(fit_end))
         )));
     }
@@ -205,8 +209,8 @@ pub fn refresh_recalibration(
         .max()
         .unwrap_or(i64::MIN);
     if end_hour > last {
-        return Err(CalibrateError::TooLittleData(format!(
-            "the candles end at {}, before the window's end {}",
+        return Err(CalibrateError::Window(format!(
+            "the candles end at {}, before its end {}",
             crate::time::format_ms(crate::time::hour_to_ms(last)),
             crate::time::format_ms(crate::time::hour_to_ms(end_hour))
         )));

@@ -187,7 +187,7 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_training::grid::As
     // Windows it cannot measure: before the fit end, or past the candles.
     for bad in ["2020-04-01", "2020-07-01"] {
         let err = refresh_recalibration(model, assets, hour(bad), out).unwrap_err();
-        assert!(matches!(err, CalibrateError::TooLittleData(_)), "{bad}: {err}");
+        assert!(matches!(err, CalibrateError::Window(_)), "{bad}: {err}");
     }
 }
 
