@@ -167,7 +167,7 @@ pub async fn run(
         tracing::info!(
             from = %r.from,
             until = %r.until,
-            rolling_days = ?r.rolling_days,
+            rolling_days = %r.rolling_days.map_or_else(|| "fixed".to_owned(), |d| d.to_string()),
             "output corrections measured on this window (refresh daily: calibrate --until)"
         );
     }

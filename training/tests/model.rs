@@ -119,7 +119,66 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     assert_eq!(a.horizons[&24].qlike["model"], b.horizons[&24].qlike["model"]);
     assert_eq!(artifact::artifact_hash(&dir).unwrap(), model.hash);
 
+    replay_sees_no_future(&model, &loaded);
     daily_recalibration(&model, &assets, &out);
+}
+
+/// `evaluate`'s replay of the daily job uses only what is observable at each origin: cutting the
+/// candles after it changes nothing.
+fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_training::candles::AssetCandles]) {
+    use volcast_training::forecast::{DrawdownQuery, ForecastRequest, Origin};
+    use volcast_training::rolling::DailyRecalibrated;
+
+    let end_hour = parse_time("2020-05-10", Bound::Start).unwrap() / HOUR_MS;
+    let cut: Vec<_> = loaded
+        .iter()
+        .map(|a| volcast_training::candles::AssetCandles {
+            asset: a.asset.clone(),
+            candles: a
+                .candles
+                .iter()
+                .filter(|c| c.open_time < end_hour * HOUR_MS)
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    let forecast = |assets: &[volcast_training::grid::Asset]| {
+        let origins: Vec<Origin> = assets
+            .iter()
+            .enumerate()
+            .map(|(a, asset)| Origin {
+                asset: a,
+                slot: asset.grid.slot(end_hour).unwrap(),
+            })
+            .collect();
+        DailyRecalibrated::new(model, 15)
+            .forecast(&ForecastRequest {
+                assets,
+                origins: &origins,
+                horizons: &HORIZONS,
+                drawdown: DrawdownQuery { alpha: 0.99, tau: 4 },
+            })
+            .unwrap()
+    };
+    let full = forecast(&volcast_training::to_panel(loaded));
+    let past = forecast(&volcast_training::to_panel(&cut));
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x / y - 1.0).abs() < 1e-9);
+    for h in HORIZONS {
+        let (f, p) = (&full.horizons[&h], &past.horizons[&h]);
+        assert!(
+            close(&f.variance, &p.variance),
+            "{h}h: {:?} vs {:?}",
+            f.variance,
+            p.variance
+        );
+        for (qf, qp) in f.quantiles.iter().zip(&p.quantiles) {
+            assert!(close(&qf.values, &qp.values), "{h}h quantile {}", qf.level);
+        }
+    }
+    assert!(close(
+        full.drawdown.as_ref().unwrap(),
+        past.drawdown.as_ref().unwrap()
+    ));
 }
 
 /// The daily job (`calibrate --until`) and `evaluate`'s replay of it agree, and the job refuses
