@@ -207,6 +207,36 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
         ],
         &rows,
     ));
+    if !r.hindsight.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nHindsight bounds at {:.2}% breaches, fitted on these origins themselves (not policies: the \
+             headroom each policy's shape leaves; one multiplier on its log allowance, or per-asset \
+             constants for `static_refit`):\n",
+            100.0 * (1.0 - r.alpha)
+        );
+        let rows: Vec<Vec<String>> = r
+            .hindsight
+            .iter()
+            .map(|(name, b)| {
+                vec![
+                    name.clone(),
+                    fmt_opt(b.multiplier, 3),
+                    format!("{:.2}%", 100.0 * b.breach_rate),
+                    format!("{:.4}", b.mean_lt),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "policy".into(),
+                "multiplier".into(),
+                "breach rate".into(),
+                "mean LT".into(),
+            ],
+            &rows,
+        ));
+    }
 
     if per_asset {
         render_per_asset(report, &mut out);

@@ -234,4 +234,23 @@ pub struct RiskReport {
     pub per_asset: Vec<AssetRiskReport>,
     /// Largest breaches per policy, worst first.
     pub worst_breaches: Vec<BreachEpisode>,
+    /// Hindsight bounds per policy at the target breach rate (see [`HindsightBound`]), plus
+    /// `static_refit`: per-asset constant thresholds fitted on the evaluation points themselves.
+    pub hindsight: BTreeMap<String, HindsightBound>,
+}
+
+/// The most a policy's shape could give in hindsight: one multiplier `k` on its log allowance
+/// `-ln(LT (1 + LB))`, fitted on the evaluation points themselves so that at most a share
+/// `1 - alpha` of them breach, and the mean LT that leaves. Not a policy (it has seen the
+/// outcomes): a like-for-like measure of the headroom each forecast leaves.
+#[derive(Debug, Clone, Serialize)]
+pub struct HindsightBound {
+    /// The multiplier (none for `static_refit`).
+    pub multiplier: Option<f64>,
+    /// Origins scored (the policy's common points).
+    pub n: usize,
+    /// Breach rate with the multiplier applied.
+    pub breach_rate: f64,
+    /// Mean LT with the multiplier applied.
+    pub mean_lt: f64,
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use super::report::{
-    AssetHorizonReport, AssetRiskReport, BreachEpisode, CoverageReport, DmReport, HorizonReport,
-    PolicyReport, RiskReport, ShortageReport,
+    AssetHorizonReport, AssetRiskReport, BreachEpisode, CoverageReport, DmReport, HindsightBound,
+    HorizonReport, PolicyReport, RiskReport, ShortageReport,
 };
 use crate::forecast::{ForecastTable, Origin};
 use crate::grid::Asset;
@@ -327,6 +327,14 @@ pub fn score_risk(
             }
         }));
     }
+    let mut hindsight: BTreeMap<String, HindsightBound> = names
+        .iter()
+        .enumerate()
+        .filter_map(|(j, name)| Some((name.clone(), hindsight_bound(&points, j, alpha, bonus)?)))
+        .collect();
+    if let Some(b) = static_refit(assets, origins, &points, alpha, bonus) {
+        hindsight.insert("static_refit".to_owned(), b);
+    }
     RiskReport {
         alpha,
         tau,
@@ -334,5 +342,128 @@ pub fn score_risk(
         policies,
         per_asset,
         worst_breaches,
+        hindsight,
+    }
+}
+
+/// [`HindsightBound`] of policy `j` over `points` (origin, realised drawdown, thresholds); None
+/// without points or when no finite multiplier reaches the rate.
+fn hindsight_bound(
+    points: &[(usize, f64, Vec<f64>)],
+    j: usize,
+    alpha: f64,
+    bonus: f64,
+) -> Option<HindsightBound> {
+    // Policy j breaches at multiplier k exactly where fall / allowance > k.
+    let allowance = |lt: f64| -(lt * (1.0 + bonus)).ln();
+    let mut ratios: Vec<f64> = points
+        .iter()
+        .map(|p| {
+            let fall = -(1.0 - p.1).ln();
+            let a = allowance(p.2[j]);
+            if a > 0.0 {
+                fall / a
+            } else if fall > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    let allowed = (((1.0 - alpha) * ratios.len() as f64) + 1e-9).floor() as usize;
+    let rank = allowed.min(ratios.len() - 1);
+    // The (allowed + 1)-th largest ratio: at most `allowed` lie strictly above it.
+    let (_, &mut k, _) = ratios.select_nth_unstable_by(rank, |a, b| b.total_cmp(a));
+    if !k.is_finite() {
+        return None;
+    }
+    let scaled: Vec<(bool, f64)> = points
+        .iter()
+        .map(|p| {
+            let lt = (-k * allowance(p.2[j])).exp() / (1.0 + bonus);
+            (breached(1.0 - p.1, lt, bonus), lt)
+        })
+        .collect();
+    let r = policy_report(scaled.into_iter(), alpha);
+    Some(HindsightBound {
+        multiplier: Some(k),
+        n: r.n,
+        breach_rate: r.breach_rate,
+        mean_lt: r.mean_lt,
+    })
+}
+
+/// Per-asset constant thresholds fitted on the evaluation points themselves (as the static
+/// policy is on the fit period).
+fn static_refit(
+    assets: &[Asset],
+    origins: &[Origin],
+    points: &[(usize, f64, Vec<f64>)],
+    alpha: f64,
+    bonus: f64,
+) -> Option<HindsightBound> {
+    let mut ratios = vec![Vec::new(); assets.len()];
+    for p in points {
+        ratios[origins[p.0].asset].push(1.0 - p.1);
+    }
+    let policy = StaticPolicy::fit(ratios, 1.0 - alpha, bonus)?;
+    let outcomes = points.iter().map(|p| {
+        let lt = policy.thresholds[origins[p.0].asset];
+        (breached(1.0 - p.1, lt, bonus), lt)
+    });
+    let r = policy_report(outcomes, alpha);
+    Some(HindsightBound {
+        multiplier: None,
+        n: r.n,
+        breach_rate: r.breach_rate,
+        mean_lt: r.mean_lt,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hindsight_bound_is_the_tightest_multiplier_at_the_rate() {
+        // 1,000 points, falls 0.1% .. 100% of a 10% allowance (LT (1 + LB) = 0.9), two policies:
+        // the same allowance everywhere, and one twice as wide on even points.
+        let bonus = 0.05;
+        let points: Vec<(usize, f64, Vec<f64>)> = (0..1000)
+            .map(|i| {
+                let x = f64::from(i + 1) / 1000.0;
+                let fall = 1.0 - (x * 0.9f64.ln()).exp();
+                let wide = if i % 2 == 0 { 0.81 } else { 0.9 };
+                (i as usize, fall, vec![0.9 / (1.0 + bonus), wide / (1.0 + bonus)])
+            })
+            .collect();
+        let flat = hindsight_bound(&points, 0, 0.99, bonus).unwrap();
+        // Ratios are 0.001 .. 1.0: the 11th largest is 0.990, and exactly 10 points lie above it.
+        assert!((flat.multiplier.unwrap() - 0.990).abs() < 1e-12, "{flat:?}");
+        assert!((flat.breach_rate - 0.01).abs() < 1e-12);
+        let lt = (0.990 * 0.9f64.ln()).exp() / (1.0 + bonus);
+        assert!((flat.mean_lt - lt).abs() < 1e-12);
+        // Any multiplier below it breaches more than 1%.
+        let looser = points
+            .iter()
+            .filter(|p| -(1.0 - p.1).ln() > 0.989 * -(0.9f64.ln()))
+            .count();
+        assert!(looser > 10);
+
+        let wide = hindsight_bound(&points, 1, 0.99, bonus).unwrap();
+        assert!(wide.breach_rate <= 0.01 + 1e-12, "{wide:?}");
+        assert!(
+            wide.mean_lt < flat.mean_lt,
+            "a shape that spends allowance where it is not needed ranks lower"
+        );
+        assert!(hindsight_bound(&[], 0, 0.99, bonus).is_none());
     }
 }
