@@ -19,6 +19,7 @@ pub mod state;
 pub mod stress;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -144,24 +145,45 @@ pub async fn run(
     let server = tokio::spawn(server.into_future());
 
     let queue_config = queue_config(&config);
-    let path = config.artifact.clone();
-    tracing::info!(artifact = %path.display(), "loading model");
-    let loaded =
-        tokio::task::spawn_blocking(move || model::load_and_warm(&path, queue_config.max_batch)).await;
-    let (info, model) = match loaded {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => {
-            let _ = stop.send(());
-            let _ = server.await;
-            return Err(e.into());
-        }
+    match load(&config.artifact, queue_config, &metrics).await {
+        Ok(serving) => state.set_serving(serving),
         Err(e) => {
             let _ = stop.send(());
             let _ = server.await;
-            return Err(e.into());
+            return Err(e);
         }
-    };
-    let (queue, _worker) = BatchQueue::start(Box::new(model), queue_config, metrics)?;
+    }
+    #[cfg(unix)]
+    let reloader = tokio::spawn(reload_on_hangup(
+        state.clone(),
+        config.artifact.clone(),
+        queue_config,
+        Arc::clone(&metrics),
+    ));
+    drop(state);
+    let served = server.await;
+    #[cfg(unix)]
+    reloader.abort();
+    served??;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Loads the artifact at `path` (an artifact, or a directory with a `default` pointer, read
+/// afresh each time), warms it up off the async threads and starts its inference queue.
+///
+/// # Errors
+/// [`ServeError`] when the artifact cannot be loaded or the worker cannot start.
+pub async fn load(
+    path: &Path,
+    queue_config: QueueConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Serving, ServeError> {
+    tracing::info!(artifact = %path.display(), "loading model");
+    let owned = path.to_owned();
+    let (info, model) =
+        tokio::task::spawn_blocking(move || model::load_and_warm(&owned, queue_config.max_batch)).await??;
+    let (queue, _worker) = BatchQueue::start(Box::new(model), queue_config, Arc::clone(metrics))?;
     tracing::info!(model = %info.metadata.id, hash = %info.hash, "model ready");
     if let Some(r) = &info.metadata.recalibration {
         tracing::info!(
@@ -171,12 +193,48 @@ pub async fn run(
             "output corrections measured on this window (refresh daily: calibrate --until)"
         );
     }
-    state.set_serving(Serving {
+    Ok(Serving {
         info: Arc::new(info),
         queue,
-    });
-    drop(state);
-    server.await??;
-    tracing::info!("server stopped");
-    Ok(())
+    })
+}
+
+/// On every SIGHUP, loads the artifact afresh (following the `default` pointer, so the daily
+/// `calibrate --until --set-default` job takes effect) and swaps it in; requests in flight finish
+/// on the old one, whose worker stops once they have. A failed reload keeps the old model.
+#[cfg(unix)]
+async fn reload_on_hangup(state: AppState, path: PathBuf, queue_config: QueueConfig, metrics: Arc<Metrics>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGHUP, reloads disabled: {e}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let old = state
+            .serving()
+            .map(|s| s.info.metadata.id.clone())
+            .unwrap_or_default();
+        match load(&path, queue_config, &metrics).await {
+            Ok(serving) => {
+                let new = serving.info.metadata.id.clone();
+                state.set_serving(serving);
+                metrics
+                    .reloads
+                    .get_or_create(&metrics::ReloadLabels { outcome: "ok".into() })
+                    .inc();
+                tracing::info!(old = %old, new = %new, "model reloaded");
+            }
+            Err(e) => {
+                metrics
+                    .reloads
+                    .get_or_create(&metrics::ReloadLabels {
+                        outcome: "failed".into(),
+                    })
+                    .inc();
+                tracing::error!(serving = %old, "reload failed, still serving the old model: {e}");
+            }
+        }
+    }
 }

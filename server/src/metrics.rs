@@ -24,6 +24,13 @@ pub struct RouteLabels {
     pub status: u16,
 }
 
+/// Labels of the reload counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok` or `failed`.
+    pub outcome: String,
+}
+
 /// Labels of the latency histogram.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LatencyLabels {
@@ -57,6 +64,8 @@ pub struct Metrics {
     pub model_ready: Gauge,
     /// Unix time the model's corrections were measured up to (0 without corrections).
     pub recalibrated_until: Gauge,
+    /// Model reloads (SIGHUP) by outcome.
+    pub reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Metrics {
@@ -73,6 +82,7 @@ impl Metrics {
         let inference_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
         let model_ready = Gauge::default();
         let recalibrated_until = Gauge::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -114,6 +124,11 @@ impl Metrics {
              the daily calibrate --until job has stopped)",
             recalibrated_until.clone(),
         );
+        registry.register(
+            "model_reloads",
+            "Model reloads on SIGHUP by outcome (a failed one keeps the old model)",
+            reloads.clone(),
+        );
         Self {
             registry,
             requests,
@@ -124,6 +139,7 @@ impl Metrics {
             inference_seconds,
             model_ready,
             recalibrated_until,
+            reloads,
         }
     }
 

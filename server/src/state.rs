@@ -1,6 +1,6 @@
 //! Shared state of the handlers: settings, metrics, and the served model once it is ready.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
 use crate::config::Config;
 use crate::engine::Limits;
@@ -71,7 +71,7 @@ pub const MAX_STRESS_JOBS: usize = 2;
 struct Inner {
     settings: Settings,
     metrics: Arc<Metrics>,
-    serving: OnceLock<Serving>,
+    serving: RwLock<Option<Serving>>,
     stress_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -89,13 +89,14 @@ impl AppState {
             inner: Arc::new(Inner {
                 settings,
                 metrics,
-                serving: OnceLock::new(),
+                serving: RwLock::new(None),
                 stress_slots: Arc::new(tokio::sync::Semaphore::new(MAX_STRESS_JOBS)),
             }),
         }
     }
 
-    /// Installs the ready model; later calls are ignored.
+    /// Installs the ready model, replacing the one served (a reload): requests already holding
+    /// the old one finish on it.
     pub fn set_serving(&self, serving: Serving) {
         let until = serving
             .info
@@ -106,18 +107,26 @@ impl AppState {
                 volcast_training::time::parse_time(&r.until, volcast_training::time::Bound::Start).ok()
             })
             .map_or(0, |ms| ms.div_euclid(1000));
-        if self.inner.serving.set(serving).is_ok() {
-            self.inner.metrics.model_ready.set(1);
-            self.inner.metrics.recalibrated_until.set(until);
-        }
+        *self
+            .inner
+            .serving
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(serving);
+        self.inner.metrics.model_ready.set(1);
+        self.inner.metrics.recalibrated_until.set(until);
     }
 
-    /// The model, once ready.
+    /// The model, once ready (a cheap handle: it stays valid across a reload).
     ///
     /// # Errors
     /// [`ApiError::NotReady`] while it loads.
-    pub fn serving(&self) -> Result<&Serving, ApiError> {
-        self.inner.serving.get().ok_or(ApiError::NotReady)
+    pub fn serving(&self) -> Result<Serving, ApiError> {
+        self.inner
+            .serving
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(ApiError::NotReady)
     }
 
     /// The settings.

@@ -101,6 +101,90 @@ fn candles(n: usize) -> Vec<Value> {
         .collect()
 }
 
+async fn get(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Polls `url` until its body satisfies `done`, for up to 60 s.
+async fn wait_for(client: &reqwest::Client, url: String, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = get(client, url.clone()).await;
+        if done(&body) || Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn hangup(server: &Server) {
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// The daily job's refreshed artifact, pointed at by `default`, is served after a SIGHUP; a
+/// pointer to nothing is refused and the server keeps its model.
+async fn reload_on_sighup(
+    server: &Server,
+    client: &reqwest::Client,
+    model: &LoadedModel,
+    tmp: &Path,
+    artifacts: &Path,
+) {
+    let loaded = volcast_training::data::load_dirs(&[tmp.join("data")]).unwrap();
+    let assets = volcast_training::to_panel(&loaded);
+    let end = parse_time("2020-05-10", Bound::Start).unwrap() / HOUR_MS;
+    let dir = volcast_training::calibrate::refresh_recalibration(model, &assets, end, artifacts).unwrap();
+    let id = dir.file_name().unwrap().to_str().unwrap().to_owned();
+    volcast_training::artifact::set_default(artifacts, &id).unwrap();
+    hangup(server);
+    let base = &server.base;
+    let card = wait_for(client, format!("{base}/v1/model"), |b| b.contains(&id)).await;
+    let card: Value = serde_json::from_str(&card).unwrap();
+    assert_eq!(card["model"]["id"], id.as_str());
+    assert_eq!(card["recalibration"]["until"], "2020-05-10T00:00:00Z");
+    let metrics = get(client, format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains(r#"volcast_model_reloads_total{outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    // 2020-05-10T00:00:00Z.
+    assert!(
+        metrics.contains("volcast_model_recalibrated_until_seconds 1589068800"),
+        "{metrics}"
+    );
+
+    volcast_training::artifact::set_default(artifacts, "0000000000000000").unwrap();
+    hangup(server);
+    let metrics = wait_for(client, format!("{base}/metrics"), |b| {
+        b.contains(r#"outcome="failed"} 1"#)
+    })
+    .await;
+    assert!(
+        metrics.contains(r#"volcast_model_reloads_total{outcome="failed"} 1"#),
+        "{metrics}"
+    );
+    let card: Value = serde_json::from_str(&get(client, format!("{base}/v1/model")).await).unwrap();
+    assert_eq!(
+        card["model"]["id"],
+        id.as_str(),
+        "a failed reload keeps the model"
+    );
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(ready, 200);
+}
+
 async fn post(client: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
     let r = client.post(url).json(body).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
@@ -207,6 +291,8 @@ async fn real_server_over_http() {
         .await
         .unwrap();
     assert!(spec["paths"]["/v1/forecast/liquidity"].is_object());
+
+    reload_on_sighup(&server, &client, &loaded, tmp.path(), &artifacts).await;
 
     // SIGTERM with a batch in flight: it completes, then the process exits 0.
     let batch = json!({"items": vec![body.clone(); 32]});

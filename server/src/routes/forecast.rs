@@ -71,7 +71,7 @@ pub async fn volatility(
     let serving = state.serving()?;
     let info = &serving.info;
     let wanted = horizon_indices(info, body.horizons.as_deref())?;
-    let results = forecast_body(&state, serving, body).await?;
+    let results = forecast_body(&state, &serving, body).await?;
     let levels = &info.metadata.quantile_levels;
     let items = results
         .into_iter()
@@ -136,7 +136,7 @@ pub async fn liquidity(
         "[0, 1e12]",
         |v| (0.0..=1e12).contains(&v),
     )?;
-    let results = forecast_body(&state, serving, body).await?;
+    let results = forecast_body(&state, &serving, body).await?;
     let items = results
         .into_iter()
         .map(|(prep, pred)| AssetLiquidity {

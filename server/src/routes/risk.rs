@@ -129,7 +129,7 @@ pub async fn parameters(
         .iter()
         .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
         .collect();
-    let results = forecast_items(&state, serving, refs).await?;
+    let results = forecast_items(&state, &serving, refs).await?;
     let info = &serving.info;
     let out = results
         .into_iter()

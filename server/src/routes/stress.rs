@@ -198,7 +198,7 @@ pub async fn stress(
 
     let mut results = forecast_items(
         &state,
-        serving,
+        &serving,
         vec![(String::new(), body.asset.clone(), body.candles.as_slice())],
     )
     .await?;

@@ -6,7 +6,8 @@
 //! With `--until <day>` it is the daily job instead: it re-measures only the corrections, on the
 //! trailing window of forecasts completed by that day (data after the fit period welcome), and
 //! keeps the weights and the risk calibration. Run it every day at 00:00 UTC on the latest
-//! candles and point the server at the result: that is how the model is evaluated.
+//! candles with `--set-default`, then send the server SIGHUP to swap it in: that is how the model
+//! is evaluated.
 //!
 //! ```text
 //! cargo run --release --bin calibrate -- --model model-artifacts/<id> [--set-default]
