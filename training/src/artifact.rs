@@ -313,7 +313,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Content id of an artifact: the first 16 hex digits of SHA-256 over its weights, config and
-/// metadata (with the id field empty).
+/// metadata (with the id field empty, and [`save`] empties the out-of-sample `validation` scores
+/// too: re-scoring or re-calibrating an artifact to the same content keeps its id).
 #[must_use]
 pub fn content_id(weights: &[u8], config: &str, metadata_without_id: &str) -> String {
     let mut h = Sha256::new();
@@ -360,7 +361,12 @@ pub fn save<C: Serialize>(
     let weights = std::fs::read(&weights_path).map_err(|e| io(&weights_path, e))?;
     let config_json = serde_json::to_string_pretty(config).map_err(|e| io(&tmp, e))?;
     metadata.id = String::new();
-    let without_id = serde_json::to_string(&metadata).map_err(|e| io(&tmp, e))?;
+    // The id covers what training and calibration made, not the scores written beside it.
+    let hashed = Metadata {
+        validation: BTreeMap::new(),
+        ..metadata.clone()
+    };
+    let without_id = serde_json::to_string(&hashed).map_err(|e| io(&tmp, e))?;
     metadata.id = content_id(&weights, &config_json, &without_id);
     let meta_json = serde_json::to_string_pretty(&metadata).map_err(|e| io(&tmp, e))?;
     std::fs::write(tmp.join(CONFIG), config_json).map_err(|e| io(&tmp.join(CONFIG), e))?;

@@ -127,13 +127,18 @@ impl LoadedModel {
     /// Forecasts for a batch of inputs (any length; split into passes of [`BATCH`]).
     #[must_use]
     pub fn predict(&self, inputs: &[ModelInput]) -> Vec<Prediction> {
+        let refs: Vec<&ModelInput> = inputs.iter().collect();
+        self.predict_refs(&refs)
+    }
+
+    fn predict_refs(&self, inputs: &[&ModelInput]) -> Vec<Prediction> {
         inputs
             .chunks(BATCH)
             .flat_map(|chunk| self.predict_chunk(chunk))
             .collect()
     }
 
-    fn predict_chunk(&self, inputs: &[ModelInput]) -> Vec<Prediction> {
+    fn predict_chunk(&self, inputs: &[&ModelInput]) -> Vec<Prediction> {
         let b = inputs.len();
         if b == 0 {
             return Vec::new();
@@ -245,19 +250,21 @@ impl LoadedModel {
             .par_iter()
             .map(|a| AssetFeatures::new(a, &PreparedAsset::new(a, horizons)))
             .collect();
-        let inputs: Vec<Option<ModelInput>> = request
-            .origins
-            .par_iter()
-            .map_init(Vec::new, |scratch, o| {
-                self.input_at(&features[o.asset], o.slot, market.as_ref(), scratch)
-            })
-            .collect();
-        let present: Vec<ModelInput> = inputs.iter().flatten().cloned().collect();
-        let mut predictions = self.predict(&present).into_iter();
-        Ok(inputs
-            .iter()
-            .map(|i| i.as_ref().and_then(|_| predictions.next()))
-            .collect())
+        // Inputs are built a few passes at a time: a window of every origin at once would take
+        // gigabytes on a long evaluation.
+        let mut out = Vec::with_capacity(request.origins.len());
+        for chunk in request.origins.chunks(8 * BATCH) {
+            let inputs: Vec<Option<ModelInput>> = chunk
+                .par_iter()
+                .map_init(Vec::new, |scratch, o| {
+                    self.input_at(&features[o.asset], o.slot, market.as_ref(), scratch)
+                })
+                .collect();
+            let present: Vec<&ModelInput> = inputs.iter().flatten().collect();
+            let mut predictions = self.predict_refs(&present).into_iter();
+            out.extend(inputs.iter().map(|i| i.as_ref().and_then(|_| predictions.next())));
+        }
+        Ok(out)
     }
 
     /// The forecast table of `request` from its per-origin `predictions` (see

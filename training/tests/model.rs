@@ -119,6 +119,9 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     assert_eq!(a.horizons[&24].qlike["model"], b.horizons[&24].qlike["model"]);
     assert_eq!(artifact::artifact_hash(&dir).unwrap(), model.hash);
 
+    // Calibrating again changes nothing, so the id stays (scores are not part of it).
+    let again = volcast_training::calibrate::calibrate_artifact(&model, &assets, &out).unwrap();
+    assert_eq!(again, dir);
     replay_sees_no_future(&model, &loaded);
     daily_recalibration(&model, &assets, &out);
 }
