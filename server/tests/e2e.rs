@@ -117,11 +117,12 @@ async fn wait_for(client: &reqwest::Client, url: String, done: impl Fn(&str) -> 
     }
 }
 
-fn hangup(server: &Server) {
+/// Sends `signal` (e.g. `-HUP`) to the server process.
+fn signal(server: &Server, signal: &str) {
     let pid = server.child.id().to_string();
     assert!(
         Command::new("kill")
-            .args(["-HUP", &pid])
+            .args([signal, &pid])
             .status()
             .unwrap()
             .success()
@@ -143,7 +144,7 @@ async fn reload_on_sighup(
     let dir = volcast_training::calibrate::refresh_recalibration(model, &assets, end, artifacts).unwrap();
     let id = dir.file_name().unwrap().to_str().unwrap().to_owned();
     volcast_training::artifact::set_default(artifacts, &id).unwrap();
-    hangup(server);
+    signal(server, "-HUP");
     let base = &server.base;
     let card = wait_for(client, format!("{base}/v1/model"), |b| b.contains(&id)).await;
     let card: Value = serde_json::from_str(&card).unwrap();
@@ -161,7 +162,7 @@ async fn reload_on_sighup(
     );
 
     volcast_training::artifact::set_default(artifacts, "0000000000000000").unwrap();
-    hangup(server);
+    signal(server, "-HUP");
     let metrics = wait_for(client, format!("{base}/metrics"), |b| {
         b.contains(r#"outcome="failed"} 1"#)
     })
@@ -269,14 +270,7 @@ async fn real_server_over_http() {
         (s, v["error"].as_str(), v["field"].as_str()),
         (422, Some("out_of_range"), Some("alpha"))
     );
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get(&client, format!("{base}/metrics")).await;
     assert!(metrics.contains("route=\"/v1/risk/parameters\""), "{metrics}");
     assert_eq!(
         client.get(format!("{base}/docs/")).send().await.unwrap().status(),
@@ -301,15 +295,8 @@ async fn real_server_over_http() {
         tokio::spawn(async move { post(&client, url, &batch).await })
     };
     tokio::time::sleep(Duration::from_millis(30)).await;
+    signal(&server, "-TERM");
     let mut server = server;
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
     let (s, v) = in_flight.await.unwrap();
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["items"].as_array().unwrap().len(), 32);

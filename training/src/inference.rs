@@ -222,6 +222,23 @@ impl Forecaster for LoadedModel {
 }
 
 impl LoadedModel {
+    /// Refuses horizons the model does not forecast.
+    ///
+    /// # Errors
+    /// [`ForecastError`] naming them.
+    pub fn check_horizons(&self, wanted: &[usize]) -> Result<(), ForecastError> {
+        let horizons = &self.metadata.horizons;
+        let missing: Vec<usize> = wanted.iter().filter(|h| !horizons.contains(h)).copied().collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ForecastError {
+                forecaster: self.metadata.id.clone(),
+                message: format!("the model does not forecast horizons {missing:?} (it has {horizons:?})"),
+            })
+        }
+    }
+
     /// The forecasts at every origin of `request` for all the artifact's horizons (None where the
     /// inputs do not exist), with the stored corrections applied.
     ///
@@ -231,19 +248,8 @@ impl LoadedModel {
         &self,
         request: &ForecastRequest<'_>,
     ) -> Result<Vec<Option<Prediction>>, ForecastError> {
+        self.check_horizons(request.horizons)?;
         let horizons = &self.metadata.horizons;
-        let missing: Vec<usize> = request
-            .horizons
-            .iter()
-            .filter(|h| !horizons.contains(h))
-            .copied()
-            .collect();
-        if !missing.is_empty() {
-            return Err(ForecastError {
-                forecaster: self.metadata.id.clone(),
-                message: format!("the model does not forecast horizons {missing:?} (it has {horizons:?})"),
-            });
-        }
         let market = panel_market(request.assets);
         let features: Vec<AssetFeatures> = request
             .assets

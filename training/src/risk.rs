@@ -47,6 +47,18 @@ pub fn breached(ratio: f64, threshold: f64, bonus: f64) -> bool {
     ratio < threshold * (1.0 + bonus)
 }
 
+/// Breaches a rate of at most `max_rate` allows among `n` origins: `floor(max_rate n)`.
+#[must_use]
+pub fn allowed_breaches(max_rate: f64, n: usize) -> usize {
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    let allowed = (max_rate * n as f64 + 1e-9).floor() as usize;
+    allowed
+}
+
 /// The largest threshold whose breach rate over the given `lowest / close` ratios is at most
 /// `max_rate`; None without ratios.
 #[must_use]
@@ -54,12 +66,7 @@ pub fn largest_safe_threshold(ratios: &mut [f64], max_rate: f64, bonus: f64) -> 
     if ratios.is_empty() {
         return None;
     }
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    let allowed = (max_rate * ratios.len() as f64 + 1e-9).floor() as usize;
+    let allowed = allowed_breaches(max_rate, ratios.len());
     let k = allowed.min(ratios.len() - 1);
     let (_, &mut kth, _) = ratios.select_nth_unstable_by(k, f64::total_cmp);
     // Breaches are ratios strictly below kth * ... : at most `allowed` of them lie below kth.

@@ -250,11 +250,7 @@ impl Forecaster for DailyRecalibrated<'_> {
     }
 
     fn forecast(&self, request: &ForecastRequest<'_>) -> Result<ForecastTable, ForecastError> {
-        // Checks the horizons asked for, as the model itself does.
-        self.model.predictions(&ForecastRequest {
-            origins: &[],
-            ..*request
-        })?;
+        self.model.check_horizons(request.horizons)?;
         let assets = request.assets;
         let end_of = |o: &Origin| {
             let hour = assets[o.asset].grid.hour(o.slot);

@@ -13,7 +13,7 @@ use crate::forecast::{ForecastTable, Origin};
 use crate::grid::Asset;
 use crate::metrics::{average_precision, brier, diebold_mariano, kupiec_p_value, qlike, roc_auc};
 use crate::panel::PreparedAsset;
-use crate::risk::{StaticPolicy, breached, threshold_from_drawdown};
+use crate::risk::{StaticPolicy, allowed_breaches, breached, threshold_from_drawdown};
 use crate::targets::drawdown;
 use crate::time::{format_ms, hour_to_ms};
 
@@ -373,12 +373,7 @@ fn hindsight_bound(
     if ratios.is_empty() {
         return None;
     }
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    let allowed = (((1.0 - alpha) * ratios.len() as f64) + 1e-9).floor() as usize;
+    let allowed = allowed_breaches(1.0 - alpha, ratios.len());
     let rank = allowed.min(ratios.len() - 1);
     // The (allowed + 1)-th largest ratio: at most `allowed` lie strictly above it.
     let (_, &mut k, _) = ratios.select_nth_unstable_by(rank, |a, b| b.total_cmp(a));
