@@ -287,12 +287,15 @@ pub struct Derivation {
     /// How `D` was obtained: `calibrated` (the artifact's measured quantiles of the scale-free
     /// fall, see the README) or `reflection-normal` (an artifact without a calibration).
     pub drawdown_rule: String,
-    /// `u_alpha(tau_eff)`, the multiplier of `sqrt(V)`: the calibrated quantile of the
-    /// scale-free fall, or `z_{(1+alpha)/2}` for the reflection rule.
+    /// `u_alpha(tau_eff)`, the multiplier of `sqrt(V)^g`: the calibrated quantile of the
+    /// scale-free fall `L / sqrt(V)^g`, or `z_{(1+alpha)/2}` for the reflection rule.
     pub drawdown_multiplier: f64,
+    /// `g`, the exponent of `sqrt(V)`: measured with the calibration (below 1 when large
+    /// forecasts overstate how far large falls go), 1 for the uncalibrated rules.
+    pub drawdown_exponent: f64,
     /// Origins the calibration was measured on, when calibrated.
     pub calibration_window: Option<String>,
-    /// `D(alpha, tau_eff) = 1 - exp(-u sqrt(V(tau_eff)))`, `u` the multiplier above.
+    /// `D(alpha, tau_eff) = 1 - exp(-u sqrt(V(tau_eff))^g)`, `u` and `g` above.
     pub drawdown: f64,
     /// `D(alpha, tau_user)`.
     pub drawdown_user: f64,

@@ -5,9 +5,10 @@
 //! - **Variance over tau hours** from the per-horizon forecasts: `V(tau) = V(h0) tau / h0` below
 //!   the shortest horizon, log-linear in `(ln H, ln V)` between horizons, `V(hn) tau / hn` beyond
 //!   the longest.
-//! - **Drawdown** `D(alpha, tau) = 1 - exp(-u_alpha(tau) sqrt(V(tau)))`, `u_alpha(tau)` the
-//!   artifact's calibrated quantile of the scale-free fall ([`volcast_training::drawdown`]); an
-//!   artifact without a calibration uses the reflection principle, `u = z_{(1+alpha)/2}`. The
+//! - **Drawdown** `D(alpha, tau) = 1 - exp(-u_alpha(tau) sqrt(V(tau))^g)`, `u_alpha(tau)` and `g`
+//!   the artifact's calibrated quantile of the scale-free fall and its exponent
+//!   ([`volcast_training::drawdown`]); an artifact without a calibration uses the reflection
+//!   principle, `u = z_{(1+alpha)/2}`, `g = 1`. The
 //!   "plain normal" comparison uses `z_alpha` (the close at `t + tau`, SPEC's GARCH-normal policy).
 //! - **Effective liquidation window** `tau_eff = tau (1 + p)`, `p` the shortage probability at the
 //!   shortest served horizon `>= tau` (the longest when none is): a shortage slows liquidation.
@@ -235,6 +236,7 @@ mod tests {
             from: String::new(),
             until: String::new(),
             stride_hours: 5,
+            exponent: 0.6,
             windows: vec![window(1), window(4), window(24), window(168)],
         }
     }
@@ -259,7 +261,8 @@ mod tests {
             None,
             DrawdownRule::Calibrated(&c),
         );
-        assert!((p.drawdown - (1.0 - (-3.9 * 0.02f64).exp())).abs() < 1e-12);
+        // D = 1 - exp(-u sqrt(V)^g), u(0.99) = 3.9, V(4 h) = 0.0004, g = 0.6.
+        assert!((p.drawdown - (1.0 - (-3.9 * 0.02f64.powf(0.6)).exp())).abs() < 1e-12);
         assert!(p.drawdown > policy(&curve(0.0004, 0.002, 0.01), &input(4.0), None, REFLECTION).drawdown);
     }
 

@@ -109,6 +109,7 @@ async fn risk_parameters_use_the_artifacts_calibrated_drawdown() {
         from: "2023-01-01T00:00:00Z".into(),
         until: "2024-01-01T00:00:00Z".into(),
         stride_hours: 5,
+        exponent: 0.6,
         windows: vec![window(1), window(168)],
     };
     let mut served = info();
@@ -125,10 +126,11 @@ async fn risk_parameters_use_the_artifacts_calibrated_drawdown() {
         d["calibration_window"],
         "2023-01-01T00:00:00Z .. 2024-01-01T00:00:00Z"
     );
-    // u at alpha 0.99 is 4.0 at every tau: D = 1 - exp(-4 sqrt(V(tau_eff))).
+    // u at alpha 0.99 is 4.0 at every tau: D = 1 - exp(-4 sqrt(V(tau_eff))^0.6).
     assert!((d["drawdown_multiplier"].as_f64().unwrap() - 4.0).abs() < 1e-12);
+    assert!((d["drawdown_exponent"].as_f64().unwrap() - 0.6).abs() < 1e-12);
     let v_tau = d["variance_tau"].as_f64().unwrap();
-    let want = 1.0 - (-4.0 * v_tau.sqrt()).exp();
+    let want = 1.0 - (-4.0 * v_tau.sqrt().powf(0.6)).exp();
     assert!((d["drawdown"].as_f64().unwrap() - want).abs() < 1e-12);
     // The HAR comparison uses HAR's own calibration, fatter than the reflection rule here.
     assert!(
@@ -140,6 +142,7 @@ async fn risk_parameters_use_the_artifacts_calibrated_drawdown() {
     let d = &v["items"][0]["derivation"];
     assert_eq!(d["drawdown_rule"], "reflection-normal");
     assert!((d["drawdown_multiplier"].as_f64().unwrap() - 2.575_829_303_548_9).abs() < 1e-9);
+    assert_eq!(d["drawdown_exponent"], 1.0);
     assert!(d["har_calibrated"].is_null());
 }
 

@@ -46,6 +46,7 @@ fn committed_artifacts_load_and_forecast() {
             alpha: 0.99,
             tau: 4,
             bonus: 0.05,
+            fit_exponent: false,
         };
         let report = evaluate(
             &assets,

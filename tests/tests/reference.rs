@@ -22,6 +22,7 @@ fn run(only: Option<&[String]>) -> Option<EvaluationReport> {
         alpha: 0.99,
         tau: 4,
         bonus: 0.05,
+        fit_exponent: false,
     };
     Some(evaluate(&assets, &config, None).unwrap())
 }

@@ -43,6 +43,7 @@ fn validation_model_figures() {
         alpha: 0.99,
         tau,
         bonus: 0.05,
+        fit_exponent: false,
     };
     assert_eq!(
         model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days),
@@ -121,14 +122,15 @@ fn validation_model_figures() {
         assert_eq!(p[name].n, p["static"].n);
     }
     assert!(!report.risk.worst_breaches.is_empty());
-    // In hindsight, at exactly 1% breaches, no policy's shape reaches the static policy's mean LT
-    // (README, "Risk engine"): the model's comes closest.
+    // In hindsight, at exactly 1% breaches and with the best exponent on each log allowance, no
+    // policy's shape reaches the static policy's mean LT (README, "Risk engine"); the model's
+    // comes closest, with GARCH's a hair behind.
     let h = &report.risk.hindsight;
-    assert!((h["model"].mean_lt - 0.8267).abs() < 0.003, "{:?}", h["model"]);
+    assert!((h["model"].mean_lt - 0.8320).abs() < 0.003, "{:?}", h["model"]);
     for (name, b) in h {
         assert!(b.breach_rate <= 0.01 + 1e-12, "{name}: {b:?}");
-        assert!(b.mean_lt < p["static"].mean_lt, "{name}: {b:?}");
-        assert!(b.mean_lt <= h["model"].mean_lt, "{name}: {b:?}");
+        assert!(b.mean_lt < p["static"].mean_lt - 0.005, "{name}: {b:?}");
+        assert!(b.mean_lt <= h["model"].mean_lt + 0.001, "{name}: {b:?}");
     }
 
     let day = evaluate(

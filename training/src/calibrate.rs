@@ -68,7 +68,8 @@ fn forecast_all(
 }
 
 /// Measures the drawdown calibrations of `model` and of its HAR baseline on the calibration
-/// window ending at `fit_end_hour` (windows that end after it are never used).
+/// window ending at `fit_end_hour` (windows that end after it are never used), with a fitted
+/// exponent when `fit_exponent` ([`crate::drawdown`]).
 ///
 /// # Errors
 /// [`CalibrateError`] when the model fails or a window has too few points.
@@ -76,6 +77,7 @@ pub fn calibrate(
     model: &LoadedModel,
     assets: &[Asset],
     fit_end_hour: i64,
+    fit_exponent: bool,
 ) -> Result<RiskCalibration, CalibrateError> {
     let from_hour = fit_end_hour - 24 * CALIBRATION_DAYS;
     let origins = calibration_origins(assets, from_hour, fit_end_hour, CALIBRATION_STRIDE);
@@ -91,9 +93,14 @@ pub fn calibrate(
         })
         .collect();
     #[allow(clippy::cast_precision_loss)]
-    let model_calibration = fit_calibration(assets, &origins, fit_end_hour, CALIBRATION_STRIDE, &|i, tau| {
-        curves[i].at(tau as f64)
-    })
+    let model_calibration = fit_calibration(
+        assets,
+        &origins,
+        fit_end_hour,
+        CALIBRATION_STRIDE,
+        fit_exponent,
+        &|i, tau| curves[i].at(tau as f64),
+    )
     .ok_or_else(|| {
         CalibrateError::TooLittleData(format!(
             "{} origins in the {CALIBRATION_DAYS} days before the fit end",
@@ -103,10 +110,17 @@ pub fn calibrate(
     let prepared = prepare(assets, &horizons);
     let har = &model.metadata.har;
     #[allow(clippy::cast_precision_loss)]
-    let har_calibration = fit_calibration(assets, &origins, fit_end_hour, CALIBRATION_STRIDE, &|i, tau| {
-        let o = origins[i];
-        har_curve(har, &prepared[o.asset], o.slot).at(tau as f64)
-    });
+    let har_calibration = fit_calibration(
+        assets,
+        &origins,
+        fit_end_hour,
+        CALIBRATION_STRIDE,
+        fit_exponent,
+        &|i, tau| {
+            let o = origins[i];
+            har_curve(har, &prepared[o.asset], o.slot).at(tau as f64)
+        },
+    );
     Ok(RiskCalibration {
         model: model_calibration,
         har: har_calibration,
@@ -162,8 +176,9 @@ pub fn recalibrate(
 
 /// Recalibrates and calibrates the artifact `model` on `assets` (data of its fit period only),
 /// records the market's worst windows for the stress simulation, and writes the result (same
-/// weights, metadata with [`Metadata::recalibration`], [`Metadata::risk`] and
-/// [`Metadata::stress_scenarios`], a new content id) into `out`; returns its directory.
+/// weights, metadata with [`Metadata::recalibration`], [`Metadata::risk`] (`fit_exponent`: see
+/// [`calibrate`]) and [`Metadata::stress_scenarios`], a new content id) into `out`; returns its
+/// directory.
 ///
 /// # Errors
 /// [`CalibrateError`] on a read, forecast or write failure, or too little data.
@@ -171,13 +186,14 @@ pub fn calibrate_artifact(
     model: &LoadedModel,
     assets: &[Asset],
     out: &Path,
+    fit_exponent: bool,
 ) -> Result<PathBuf, CalibrateError> {
     let end = fit_end_hour(&model.metadata)?;
     let mut metadata = model.metadata.clone();
     metadata.recalibration = Some(recalibrate(model, assets, end, model.config.holdout_days)?);
     metadata.stress_scenarios = crate::stress::market_stress_scenarios(assets, end);
     let corrected = model.with_metadata(metadata.clone());
-    metadata.risk = Some(calibrate(&corrected, assets, end)?);
+    metadata.risk = Some(calibrate(&corrected, assets, end, fit_exponent)?);
     Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)
 }
 

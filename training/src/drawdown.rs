@@ -2,18 +2,27 @@
 //! lowest low within `tau` hours (SPEC, "Risk parameters"), for any forecaster of variance.
 //!
 //! The forecaster gives the variance `V(tau)` of the `tau`-hour log return. The fall, in logs, is
-//! `L = -ln(lowest low / close)`, and its scale-free version `u = L / sqrt(V(tau))`. Under a
-//! driftless Brownian motion `u` would be the reflected normal, `u_alpha = z_{(1+alpha)/2}`; real
-//! prices have fatter tails and jumps, and the forecaster may be biased, so the engine measures the
-//! distribution of `u` instead, on a calibration window the forecaster was not scored on, per
-//! liquidation window `tau` on a grid ([`TAU_GRID`]), at a grid of levels ([`LEVELS`]):
+//! `L = -ln(lowest low / close)`, and its scale-free version `u = L / sqrt(V(tau))^g`. Under a
+//! driftless Brownian motion and an exact forecast, `g = 1` and `u` would be the reflected normal,
+//! `u_alpha = z_{(1+alpha)/2}`; real prices have fatter tails and jumps, and the forecaster may be
+//! biased, so the engine measures the distribution of `u` instead, on a calibration window the
+//! forecaster was not scored on, per liquidation window `tau` on a grid ([`TAU_GRID`]), at a grid
+//! of levels ([`LEVELS`]):
+//!
+//! - the exponent `g` is 1 (the scaled distribution, the default) or, when asked
+//!   (`calibrate --fit-exponent`), the one of [`EXPONENT_GRID`] whose thresholds, each window at
+//!   its own [`REFERENCE_LEVEL`] quantile, give the highest mean `1 - D` over the calibration
+//!   points: all of them breach at the same in-sample rate, so this is the shape that gives away
+//!   the least there. It comes out below 1 (large forecasts overstate how far large falls go, and
+//!   with any tail it pays to spend breaches where the scale is large), which raises LT at equal
+//!   breach rates but calibrates worse out of sample (README, "Risk engine"), hence opt-in;
 //!
 //! - between levels, `u` is linear in `-ln(1 - alpha)` (the exponential-tail scale);
 //! - above the top level, a power tail `u_top ((1 - top) / (1 - alpha))^xi` with `xi` the Hill
 //!   estimate over the exceedances of the top level (clamped to [`TAIL_INDEX_RANGE`]);
 //! - between grid windows, `u` is linear in `ln tau`; outside the grid, the nearest window.
 //!
-//! Then `D(alpha, tau) = 1 - exp(-u_alpha(tau) sqrt(V(tau)))`, in `[0, 1]` and increasing in `V`.
+//! Then `D(alpha, tau) = 1 - exp(-u_alpha(tau) sqrt(V(tau))^g)`, in `[0, 1]` and increasing in `V`.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +43,10 @@ pub const TAIL_INDEX_RANGE: (f64, f64) = (0.05, 1.0);
 pub const CALIBRATION_DAYS: i64 = 365;
 /// Hours between calibration origins (5 is prime to 24, so every hour of the day is sampled).
 pub const CALIBRATION_STRIDE: i64 = 5;
+/// Exponents `g` the calibration tries, in twentieths: 0.25, 0.30, .. 1.50.
+pub const EXPONENT_GRID: std::ops::RangeInclusive<u32> = 5..=30;
+/// Level at which the exponent is chosen (SPEC's default alpha).
+pub const REFERENCE_LEVEL: f64 = 0.99;
 
 pub use crate::curve::VarianceCurve;
 
@@ -109,8 +122,20 @@ pub struct DrawdownCalibration {
     pub until: String,
     /// Hours between calibration origins.
     pub stride_hours: i64,
+    /// Exponent `g` of `sqrt(V)` (1 in artifacts calibrated before it was measured).
+    #[serde(default = "unit_exponent")]
+    pub exponent: f64,
     /// Per liquidation window, increasing.
     pub windows: Vec<WindowCalibration>,
+}
+
+fn unit_exponent() -> f64 {
+    1.0
+}
+
+/// `1 - exp(-u sqrt(V)^g)` in `[0, 1]`.
+fn scaled_drawdown(multiplier: f64, variance: f64, exponent: f64) -> f64 {
+    clip01(1.0 - (-multiplier * variance.max(0.0).sqrt().powf(exponent)).exp())
 }
 
 impl DrawdownCalibration {
@@ -138,7 +163,7 @@ impl DrawdownCalibration {
     /// `D(alpha, tau)` for a forecast variance `variance` of the `tau`-hour return.
     #[must_use]
     pub fn drawdown(&self, variance: f64, alpha: f64, tau: f64) -> f64 {
-        clip01(1.0 - (-self.multiplier(alpha, tau) * variance.max(0.0).sqrt()).exp())
+        scaled_drawdown(self.multiplier(alpha, tau), variance, self.exponent)
     }
 }
 
@@ -164,10 +189,19 @@ impl<'a> DrawdownRule<'a> {
     /// `D(alpha, tau)` in `[0, 1]` for the `tau`-hour variance `variance`; increasing in it.
     #[must_use]
     pub fn drawdown(&self, variance: f64, alpha: f64, tau: f64) -> f64 {
-        clip01(1.0 - (-self.multiplier(alpha, tau) * variance.max(0.0).sqrt()).exp())
+        scaled_drawdown(self.multiplier(alpha, tau), variance, self.exponent())
     }
 
-    /// The multiplier `u` of `sqrt(V(tau))` in `D = 1 - exp(-u sqrt(V))`.
+    /// The exponent `g` in `D = 1 - exp(-u sqrt(V)^g)`: measured for a calibrated rule, 1 otherwise.
+    #[must_use]
+    pub fn exponent(&self) -> f64 {
+        match self {
+            Self::Calibrated(c) => c.exponent,
+            Self::Reflection | Self::PlainNormal => 1.0,
+        }
+    }
+
+    /// The multiplier `u` of `sqrt(V(tau))^g` in `D = 1 - exp(-u sqrt(V)^g)`.
     #[must_use]
     pub fn multiplier(&self, alpha: f64, tau: f64) -> f64 {
         match self {
@@ -229,21 +263,25 @@ pub fn calibration_origins(assets: &[Asset], from_hour: i64, until_hour: i64, st
         .collect()
 }
 
-/// Fits a calibration: for each window of [`TAU_GRID`], the scale-free falls at the origins whose
-/// window ends by `until_hour`, with `variance(origin index, tau)` the forecaster's `tau`-hour
-/// variance (NaN or non-positive: the point is skipped). None when a window has too few points.
+/// Fits a calibration: for each window of [`TAU_GRID`], the falls and forecast scales at the
+/// origins whose window ends by `until_hour`, with `variance(origin index, tau)` the forecaster's
+/// `tau`-hour variance (NaN or non-positive: the point is skipped); then the exponent (1, or
+/// [`best_exponent`] with `fit_exponent`) and each window's distribution of `u`. None when a
+/// window has too few points.
 pub fn fit_calibration(
     assets: &[Asset],
     origins: &[Origin],
     until_hour: i64,
     stride_hours: i64,
+    fit_exponent: bool,
     variance: &(dyn Fn(usize, usize) -> f64 + Sync),
 ) -> Option<DrawdownCalibration> {
     use rayon::prelude::*;
-    let windows = TAU_GRID
+    // Per window: (log fall L, forecast scale sqrt(V)).
+    let falls: Vec<Vec<(f64, f64)>> = TAU_GRID
         .par_iter()
         .map(|&tau| {
-            let u: Vec<f64> = origins
+            origins
                 .iter()
                 .enumerate()
                 .filter_map(|(i, o)| {
@@ -253,19 +291,58 @@ pub fn fit_calibration(
                     }
                     let fall = drawdown(g, o.slot, tau)?;
                     let v = variance(i, tau);
-                    (v.is_finite() && v > 0.0 && fall < 1.0).then(|| -(1.0 - fall).ln() / v.sqrt())
+                    (v.is_finite() && v > 0.0 && fall < 1.0).then(|| (-(1.0 - fall).ln(), v.sqrt()))
                 })
-                .collect();
-            WindowCalibration::fit(tau, u)
+                .collect()
         })
+        .collect();
+    let exponent = if fit_exponent { best_exponent(&falls)? } else { 1.0 };
+    let windows = TAU_GRID
+        .par_iter()
+        .zip(&falls)
+        .map(|(&tau, f)| WindowCalibration::fit(tau, scale_free(f, exponent)))
         .collect::<Option<Vec<_>>>()?;
     let first = origins.iter().map(|o| assets[o.asset].grid.hour(o.slot)).min()?;
     Some(DrawdownCalibration {
         from: crate::time::format_ms(crate::time::hour_to_ms(first)),
         until: crate::time::format_ms(crate::time::hour_to_ms(until_hour)),
         stride_hours,
+        exponent,
         windows,
     })
+}
+
+/// `u = L / s^g` for each `(L, s)`.
+fn scale_free(falls: &[(f64, f64)], exponent: f64) -> Vec<f64> {
+    falls.iter().map(|&(l, s)| l / s.powf(exponent)).collect()
+}
+
+/// The exponent of [`EXPONENT_GRID`] whose thresholds `1 - exp(-u s^g)`, `u` each window's
+/// in-sample [`REFERENCE_LEVEL`] quantile of `L / s^g`, have the highest mean over all windows'
+/// points; None without points.
+#[must_use]
+pub fn best_exponent(falls: &[Vec<(f64, f64)>]) -> Option<f64> {
+    use rayon::prelude::*;
+    let mean_kept = |g: f64| -> Option<f64> {
+        let (mut sum, mut n) = (0.0, 0usize);
+        for f in falls.iter().filter(|f| !f.is_empty()) {
+            let mut u = scale_free(f, g);
+            u.sort_by(f64::total_cmp);
+            let q = sorted_quantile(&u, REFERENCE_LEVEL);
+            sum += f.iter().map(|&(_, s)| (-q * s.powf(g)).exp()).sum::<f64>();
+            n += f.len();
+        }
+        #[allow(clippy::cast_precision_loss)]
+        (n > 0).then(|| sum / n as f64)
+    };
+    EXPONENT_GRID
+        .into_par_iter()
+        .filter_map(|g| {
+            let g = f64::from(g) / 20.0;
+            Some((g, mean_kept(g)?))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(g, _)| g)
 }
 
 #[cfg(test)]
@@ -323,6 +400,7 @@ mod tests {
             from: String::new(),
             until: String::new(),
             stride_hours: 1,
+            exponent: 1.0,
             windows: vec![make(4, 1.0), make(16, 2.0)],
         };
         assert!((c.multiplier(0.99, 8.0) - 3.0).abs() < 1e-12);
@@ -334,6 +412,33 @@ mod tests {
         assert!((d - (1.0 - (-0.2f64).exp())).abs() < 1e-12);
     }
 
+    /// Falls `L = |z| s^g_true` over forecast scales `s` spread over two decades.
+    fn falls_with_exponent(g_true: f64) -> Vec<Vec<(f64, f64)>> {
+        let mut rng = crate::synth::Rng::new(11);
+        let one = (0..50_000)
+            .map(|i| {
+                let s = 0.003 * 100f64.powf(f64::from(i % 100) / 99.0);
+                (rng.normal().abs() * s.powf(g_true), s)
+            })
+            .collect();
+        vec![one]
+    }
+
+    #[test]
+    fn best_exponent_follows_the_shape_of_the_falls() {
+        // With normal tails the best thresholds spend a little more of the breaches where the
+        // scale is large (the density at the threshold is lower there), so the exponent found
+        // sits at or a little below the true one, and rises with it.
+        let mut last = 0.0;
+        for g_true in [0.4, 0.6, 0.8, 1.0, 1.2] {
+            let g = best_exponent(&falls_with_exponent(g_true)).unwrap();
+            assert!(g <= g_true + 1e-9 && g >= g_true - 0.15, "{g_true}: {g}");
+            assert!(g > last, "{g_true}: {g} after {last}");
+            last = g;
+        }
+        assert_eq!(best_exponent(&[]), None);
+    }
+
     proptest! {
         #[test]
         fn drawdown_rises_with_variance_and_level(
@@ -343,9 +448,10 @@ mod tests {
             alpha in 0.5f64..0.9999,
             step in 0.0f64..0.4,
             tau in 1.0f64..200.0,
+            g in 0.25f64..1.5,
         ) {
             let w = WindowCalibration::fit(4, sample).unwrap();
-            let c = DrawdownCalibration { from: String::new(), until: String::new(), stride_hours: 1, windows: vec![w] };
+            let c = DrawdownCalibration { from: String::new(), until: String::new(), stride_hours: 1, exponent: g, windows: vec![w] };
             for rule in [DrawdownRule::Calibrated(&c), DrawdownRule::Reflection, DrawdownRule::PlainNormal] {
                 let d = rule.drawdown(v, alpha, tau);
                 prop_assert!((0.0..=1.0).contains(&d));

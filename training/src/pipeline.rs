@@ -186,6 +186,7 @@ pub fn score_out_of_sample(
         alpha: 0.99,
         tau: 4,
         bonus: 0.05,
+        fit_exponent: false,
     };
     let operated = crate::rolling::operated(&model);
     let scored = evaluate(
@@ -315,7 +316,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     // artifact replaces the uncalibrated one.
     let dir = {
         let model = LoadedModel::load(&uncalibrated, &selected.device)?;
-        match calibrate_artifact(&model, &assets, &p.out) {
+        match calibrate_artifact(&model, &assets, &p.out, false) {
             Ok(dir) => {
                 if dir != uncalibrated {
                     std::fs::remove_dir_all(&uncalibrated)

@@ -113,6 +113,7 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
         alpha: 0.99,
         tau: 4,
         bonus: 0.05,
+        fit_exponent: false,
     };
     let a = evaluate(&assets, &config, Some((&model as &dyn Forecaster, "a".into()))).unwrap();
     let b = evaluate(&assets, &config, Some((&again as &dyn Forecaster, "b".into()))).unwrap();
@@ -120,8 +121,20 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     assert_eq!(artifact::artifact_hash(&dir).unwrap(), model.hash);
 
     // Calibrating again changes nothing, so the id stays (scores are not part of it).
-    let again = volcast_training::calibrate::calibrate_artifact(&model, &assets, &out).unwrap();
+    let again = volcast_training::calibrate::calibrate_artifact(&model, &assets, &out, false).unwrap();
     assert_eq!(again, dir);
+    assert_eq!(risk.model.exponent, 1.0, "g = 1 unless asked");
+    // With a fitted exponent: g on the grid (another artifact unless it comes out at 1).
+    let fitted = volcast_training::calibrate::calibrate_artifact(&model, &assets, &out, true).unwrap();
+    let fitted_risk = artifact::read_metadata(&fitted).unwrap().risk.unwrap();
+    let g = fitted_risk.model.exponent;
+    assert!(
+        (0.25..=1.5).contains(&g) && (g * 20.0 - (g * 20.0).round()).abs() < 1e-9,
+        "{g}"
+    );
+    if fitted != dir {
+        std::fs::remove_dir_all(&fitted).unwrap();
+    }
     replay_sees_no_future(&model, &loaded);
     daily_recalibration(&model, &assets, &out);
 }

@@ -210,6 +210,7 @@ fn recommend(
             variance_tau_user: model_curve.at(s.tau_user),
             drawdown_rule: rule.name().to_owned(),
             drawdown_multiplier: rule.multiplier(s.alpha, tau_eff),
+            drawdown_exponent: rule.exponent(),
             calibration_window: calibration.map(|c| format!("{} .. {}", c.model.from, c.model.until)),
             drawdown: policy.drawdown,
             drawdown_user: policy.drawdown_user,

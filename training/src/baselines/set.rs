@@ -233,7 +233,8 @@ impl BaselineSet {
 
     /// Drawdown calibrations ([`crate::drawdown`]) of the HAR and GARCH variances, named
     /// [`HAR_CALIBRATED`] and [`GARCH_CALIBRATED`], on origins from `from_hour` whose windows end
-    /// by `fit_end_hour`. A forecaster with too few points has none.
+    /// by `fit_end_hour`, with a fitted exponent when `fit_exponent` ([`crate::drawdown`]). A
+    /// forecaster with too few points has none.
     #[must_use]
     pub fn calibrate_drawdowns(
         &self,
@@ -241,6 +242,7 @@ impl BaselineSet {
         prepared: &[PreparedAsset],
         from_hour: i64,
         fit_end_hour: i64,
+        fit_exponent: bool,
     ) -> BTreeMap<String, DrawdownCalibration> {
         let origins = calibration_origins(assets, from_hour, fit_end_hour, CALIBRATION_STRIDE);
         let paths = self.garch_paths(assets);
@@ -249,12 +251,22 @@ impl BaselineSet {
             .map(|o| har_curve(&self.har, &prepared[o.asset], o.slot))
             .collect();
         #[allow(clippy::cast_precision_loss)]
-        let har = fit_calibration(assets, &origins, fit_end_hour, CALIBRATION_STRIDE, &|i, tau| {
-            har_curves[i].at(tau as f64)
-        });
-        let garch = fit_calibration(assets, &origins, fit_end_hour, CALIBRATION_STRIDE, &|i, tau| {
-            paths[origins[i].asset].forecast(origins[i].slot, tau)
-        });
+        let har = fit_calibration(
+            assets,
+            &origins,
+            fit_end_hour,
+            CALIBRATION_STRIDE,
+            fit_exponent,
+            &|i, tau| har_curves[i].at(tau as f64),
+        );
+        let garch = fit_calibration(
+            assets,
+            &origins,
+            fit_end_hour,
+            CALIBRATION_STRIDE,
+            fit_exponent,
+            &|i, tau| paths[origins[i].asset].forecast(origins[i].slot, tau),
+        );
         [(HAR_CALIBRATED, har), (GARCH_CALIBRATED, garch)]
             .into_iter()
             .filter_map(|(name, c)| Some((name.to_owned(), c?)))

@@ -10,7 +10,7 @@
 //! is evaluated.
 //!
 //! ```text
-//! cargo run --release --bin calibrate -- --model model-artifacts/<id> [--set-default]
+//! cargo run --release --bin calibrate -- --model model-artifacts/<id> [--set-default] [--fit-exponent]
 //! cargo run --release --bin calibrate -- --model model-artifacts --until 2022-03-01 --set-default
 //! ```
 
@@ -51,6 +51,10 @@ struct Args {
     /// time (RFC 3339, or YYYY-MM-DD for 00:00 UTC that day; at or after the fit end).
     #[arg(long)]
     until: Option<String>,
+    /// Fit the exponent g in D = 1 - exp(-u sqrt(V)^g) instead of g = 1: more LT at equal
+    /// breach rates, but worse calibrated out of sample (README, "Risk engine").
+    #[arg(long, conflicts_with = "until")]
+    fit_exponent: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,20 +63,23 @@ fn main() -> std::process::ExitCode {
 
 fn summary(name: &str, c: &DrawdownCalibration) {
     println!(
-        "{name}: origins {} .. {} every {} h",
-        c.from, c.until, c.stride_hours
+        "{name}: origins {} .. {} every {} h, exponent g = {:.2} (D = 1 - exp(-u sqrt(V)^g))",
+        c.from, c.until, c.stride_hours, c.exponent
     );
-    println!("| tau | points | u(0.95) | u(0.99) | u(0.999) | reflected normal z(0.99) | tail index |");
-    println!("|----:|-------:|--------:|--------:|---------:|-------------------------:|-----------:|");
+    println!(
+        "(the reflected normal, g = 1: u(0.99) = {:.3})",
+        normal_quantile(0.995)
+    );
+    println!("| tau | points | u(0.95) | u(0.99) | u(0.999) | tail index |");
+    println!("|----:|-------:|--------:|--------:|---------:|-----------:|");
     for w in &c.windows {
         println!(
-            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
             w.tau,
             w.n,
             w.multiplier(0.95),
             w.multiplier(0.99),
             w.multiplier(0.999),
-            normal_quantile(0.995),
             w.tail_index
         );
     }
@@ -114,7 +121,7 @@ fn run() -> anyhow::Result<()> {
         }
         return finish(&args, &out, &dir, &refreshed.id);
     }
-    let dir = calibrate_artifact(&model, &assets, &out)?;
+    let dir = calibrate_artifact(&model, &assets, &out, args.fit_exponent)?;
     let fit_until_ms = parse_time(&model.metadata.fit_until, Bound::Start)?;
     if score_out_of_sample(&dir, &assets, &selected.device, fit_until_ms)?.is_some() {
         println!("out-of-sample metrics (data after the fit period) written to its metadata");

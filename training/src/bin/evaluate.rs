@@ -65,6 +65,10 @@ struct Args {
     /// Liquidation bonus LB.
     #[arg(long, default_value_t = DEFAULT_BONUS)]
     bonus: f64,
+    /// Calibrate the HAR and GARCH drawdowns with a fitted exponent of sqrt(V), as
+    /// `calibrate --fit-exponent` does the model's (pass it when scoring such an artifact).
+    #[arg(long)]
+    fit_exponent: bool,
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -125,6 +129,7 @@ fn run() -> anyhow::Result<()> {
         alpha: args.alpha,
         tau: args.tau,
         bonus: args.bonus,
+        fit_exponent: args.fit_exponent,
     };
     if let Some(risk) = model.as_ref().and_then(|m| m.metadata.risk.as_ref())
         && parse_time(&risk.model.until, Bound::Start).is_ok_and(|until| until > fit_until_ms + HOUR_MS)

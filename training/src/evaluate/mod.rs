@@ -40,6 +40,9 @@ pub struct EvalConfig {
     pub tau: usize,
     /// Liquidation bonus.
     pub bonus: f64,
+    /// Calibrate the HAR and GARCH drawdowns with a fitted exponent ([`crate::drawdown`]), as
+    /// `calibrate --fit-exponent` does the model's.
+    pub fit_exponent: bool,
 }
 
 /// Why an evaluation could not run.
@@ -135,7 +138,13 @@ pub fn evaluate(
     };
     let mut tables = baselines.forecast(&prepared, &request);
     let calibration_from = fit_end_hour - 24 * CALIBRATION_DAYS;
-    let calibrations = baselines.calibrate_drawdowns(assets, &prepared, calibration_from, fit_end_hour);
+    let calibrations = baselines.calibrate_drawdowns(
+        assets,
+        &prepared,
+        calibration_from,
+        fit_end_hour,
+        config.fit_exponent,
+    );
     tables.extend(baselines.calibrated_tables(&calibrations, &prepared, &request));
     let model_name = match model {
         Some((forecaster, name)) => {

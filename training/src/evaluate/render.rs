@@ -211,7 +211,7 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
         let _ = writeln!(
             out,
             "\nHindsight bounds at {:.2}% breaches, fitted on these origins themselves (not policies: the \
-             headroom each policy's shape leaves; one multiplier on its log allowance, or per-asset \
+             headroom each policy's shape leaves; its log allowance a replaced by k a^g, or per-asset \
              constants for `static_refit`):\n",
             100.0 * (1.0 - r.alpha)
         );
@@ -222,6 +222,7 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
                 vec![
                     name.clone(),
                     fmt_opt(b.multiplier, 3),
+                    fmt_opt(b.exponent, 2),
                     format!("{:.2}%", 100.0 * b.breach_rate),
                     format!("{:.4}", b.mean_lt),
                 ]
@@ -230,7 +231,8 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
         out.push_str(&table(
             &[
                 "policy".into(),
-                "multiplier".into(),
+                "multiplier k".into(),
+                "exponent g".into(),
                 "breach rate".into(),
                 "mean LT".into(),
             ],

@@ -239,14 +239,16 @@ pub struct RiskReport {
     pub hindsight: BTreeMap<String, HindsightBound>,
 }
 
-/// The most a policy's shape could give in hindsight: one multiplier `k` on its log allowance
-/// `-ln(LT (1 + LB))`, fitted on the evaluation points themselves so that at most a share
-/// `1 - alpha` of them breach, and the mean LT that leaves. Not a policy (it has seen the
+/// The most a policy's shape could give in hindsight: its log allowance `a = -ln(LT (1 + LB))`
+/// replaced by `k a^g`, with `g` from 0.25 to 2 and `k` fitted on the evaluation points
+/// themselves so that at most a share `1 - alpha` of them breach; the best mean LT that leaves. Not a policy (it has seen the
 /// outcomes): a like-for-like measure of the headroom each forecast leaves.
 #[derive(Debug, Clone, Serialize)]
 pub struct HindsightBound {
-    /// The multiplier (none for `static_refit`).
+    /// The multiplier `k` (none for `static_refit`).
     pub multiplier: Option<f64>,
+    /// The exponent `g` (none for `static_refit`).
+    pub exponent: Option<f64>,
     /// Origins scored (the policy's common points).
     pub n: usize,
     /// Breach rate with the multiplier applied.

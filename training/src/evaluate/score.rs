@@ -346,16 +346,34 @@ pub fn score_risk(
     }
 }
 
-/// [`HindsightBound`] of policy `j` over `points` (origin, realised drawdown, thresholds); None
-/// without points or when no finite multiplier reaches the rate.
+/// Exponents `g` the hindsight search tries on the log allowance: 0.25, 0.30, .. 2.00.
+const HINDSIGHT_EXPONENTS: std::ops::RangeInclusive<u32> = 5..=40;
+
+/// [`HindsightBound`] of policy `j` over `points` (origin, realised drawdown, thresholds): the
+/// best over [`HINDSIGHT_EXPONENTS`] of [`scaled_bound`]; None without points or when no finite
+/// multiplier reaches the rate.
 fn hindsight_bound(
     points: &[(usize, f64, Vec<f64>)],
     j: usize,
     alpha: f64,
     bonus: f64,
 ) -> Option<HindsightBound> {
-    // Policy j breaches at multiplier k exactly where fall / allowance > k.
-    let allowance = |lt: f64| -(lt * (1.0 + bonus)).ln();
+    HINDSIGHT_EXPONENTS
+        .filter_map(|g| scaled_bound(points, j, alpha, bonus, f64::from(g) / 20.0))
+        .max_by(|a, b| a.mean_lt.total_cmp(&b.mean_lt))
+}
+
+/// Policy `j` with its log allowance `a = -ln(LT (1 + LB))` replaced by `k a^g`, `k` the smallest
+/// multiplier that leaves at most a share `1 - alpha` of `points` breached.
+fn scaled_bound(
+    points: &[(usize, f64, Vec<f64>)],
+    j: usize,
+    alpha: f64,
+    bonus: f64,
+    g: f64,
+) -> Option<HindsightBound> {
+    // The policy breaches at multiplier k exactly where fall / a^g > k.
+    let allowance = |lt: f64| (-(lt * (1.0 + bonus)).ln()).max(0.0).powf(g);
     let mut ratios: Vec<f64> = points
         .iter()
         .map(|p| {
@@ -390,6 +408,7 @@ fn hindsight_bound(
     let r = policy_report(scaled.into_iter(), alpha);
     Some(HindsightBound {
         multiplier: Some(k),
+        exponent: Some(g),
         n: r.n,
         breach_rate: r.breach_rate,
         mean_lt: r.mean_lt,
@@ -417,6 +436,7 @@ fn static_refit(
     let r = policy_report(outcomes, alpha);
     Some(HindsightBound {
         multiplier: None,
+        exponent: None,
         n: r.n,
         breach_rate: r.breach_rate,
         mean_lt: r.mean_lt,
@@ -440,7 +460,7 @@ mod tests {
                 (i as usize, fall, vec![0.9 / (1.0 + bonus), wide / (1.0 + bonus)])
             })
             .collect();
-        let flat = hindsight_bound(&points, 0, 0.99, bonus).unwrap();
+        let flat = scaled_bound(&points, 0, 0.99, bonus, 1.0).unwrap();
         // Ratios are 0.001 .. 1.0: the 11th largest is 0.990, and exactly 10 points lie above it.
         assert!((flat.multiplier.unwrap() - 0.990).abs() < 1e-12, "{flat:?}");
         assert!((flat.breach_rate - 0.01).abs() < 1e-12);
@@ -453,6 +473,10 @@ mod tests {
             .count();
         assert!(looser > 10);
 
+        // A flat allowance has one shape whatever the exponent.
+        let best = hindsight_bound(&points, 0, 0.99, bonus).unwrap();
+        assert!((best.mean_lt - flat.mean_lt).abs() < 1e-12, "{best:?}");
+
         let wide = hindsight_bound(&points, 1, 0.99, bonus).unwrap();
         assert!(wide.breach_rate <= 0.01 + 1e-12, "{wide:?}");
         assert!(
@@ -460,5 +484,25 @@ mod tests {
             "a shape that spends allowance where it is not needed ranks lower"
         );
         assert!(hindsight_bound(&[], 0, 0.99, bonus).is_none());
+    }
+
+    #[test]
+    fn hindsight_bound_finds_the_exponent_of_the_true_shape() {
+        // The policy's log allowance is 4 times wider on even points, but their falls are only
+        // twice as large: the shape that fits is a^0.5.
+        let bonus = 0.05;
+        let points: Vec<(usize, f64, Vec<f64>)> = (0..2000u32)
+            .map(|i| {
+                let x = f64::from(i / 2 + 1) / 1000.0;
+                let (scale, a): (f64, f64) = if i % 2 == 0 { (0.2, 0.4) } else { (0.1, 0.1) };
+                let fall = 1.0 - (-scale * x).exp();
+                (i as usize, fall, vec![(-a).exp() / (1.0 + bonus)])
+            })
+            .collect();
+        let linear = scaled_bound(&points, 0, 0.99, bonus, 1.0).unwrap();
+        let best = hindsight_bound(&points, 0, 0.99, bonus).unwrap();
+        assert_eq!(best.exponent, Some(0.5), "{best:?}");
+        assert!(best.breach_rate <= 0.01 + 1e-12, "{best:?}");
+        assert!(best.mean_lt > linear.mean_lt + 0.01, "{best:?} vs {linear:?}");
     }
 }
