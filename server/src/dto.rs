@@ -11,6 +11,7 @@ use volcast_training::candles::Candle;
 
 /// One hourly candle, as in the data files (SPEC "Input data").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"open_time": 1_704_063_600_000_i64, "open": 42000.0, "high": 42150.5, "low": 41890.0, "close": 42100.0, "volume": 812.4, "quote_volume": 34_170_000.0}))]
 pub struct CandleDto {
     /// Candle open time, Unix milliseconds UTC, on a whole hour.
@@ -45,11 +46,13 @@ impl From<CandleDto> for Candle {
 
 /// One asset and its recent hourly candles, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AssetCandles {
     /// Asset id, e.g. `BTCUSDT` (1 to 64 characters).
     pub asset: String,
     /// Hourly candles, oldest first; the last one's close is the forecast origin. At least the
     /// model's `history_hours` candles (`GET /v1/model`; 889 for the shipped features).
+    #[serde(deserialize_with = "crate::extract::objects::vec")]
     pub candles: Vec<CandleDto>,
 }
 
@@ -61,8 +64,10 @@ pub struct ForecastRequest {
     /// Single shape: the asset id.
     pub asset: Option<String>,
     /// Single shape: its candles, oldest first.
+    #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub candles: Option<Vec<CandleDto>>,
     /// Batch shape: several assets.
+    #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub items: Option<Vec<AssetCandles>>,
     /// Horizons wanted, hours (default: all the model serves, 4, 24 and 168).
     pub horizons: Option<Vec<u64>>,
@@ -83,12 +88,15 @@ pub struct Previous {
 
 /// One asset of a batch risk request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RiskItem {
     /// Asset id.
     pub asset: String,
     /// Hourly candles, oldest first (see [`AssetCandles`]).
+    #[serde(deserialize_with = "crate::extract::objects::vec")]
     pub candles: Vec<CandleDto>,
     /// The caller's current values for this asset.
+    #[serde(default, deserialize_with = "crate::extract::objects::option")]
     pub previous: Option<Previous>,
 }
 
@@ -99,16 +107,20 @@ pub struct RiskRequest {
     /// Single shape: the asset id.
     pub asset: Option<String>,
     /// Single shape: its candles, oldest first.
+    #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub candles: Option<Vec<CandleDto>>,
     /// Single shape: the caller's current values.
+    #[serde(default, deserialize_with = "crate::extract::objects::option")]
     pub previous: Option<Previous>,
     /// Batch shape: several assets.
+    #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub items: Option<Vec<RiskItem>>,
-    /// Quantile level of the drawdown, in (0, 1) (default 0.99).
+    /// Quantile level of the drawdown, in (0.5, 0.9999] (default 0.99).
     pub alpha: Option<f64>,
-    /// Liquidation window, hours, in [1, 8760] (default 4).
+    /// Liquidation window, hours, in [1, 168] (default 4); the shortage probability lengthens it
+    /// up to twice that.
     pub tau_hours: Option<f64>,
-    /// User reaction window, hours, in [1, 8760] (default 24).
+    /// User reaction window, hours, in [1, 168] (default 24).
     pub tau_user_hours: Option<f64>,
     /// Floor of the liquidation bonus, in [0, 1) (default 0.05).
     pub bonus: Option<f64>,
@@ -317,6 +329,9 @@ pub struct Derivation {
     pub max_step: Option<f64>,
     /// Whether the step bound changed LT or max LTV.
     pub step_limited: bool,
+    /// Set when the expected slippage is `>= 1`: the size cannot be liquidated, so LT and max LTV
+    /// are 0 (whatever `previous`) and the bonus is at its maximum, 1; says why.
+    pub liquidation_blocked: Option<String>,
     /// HAR variance, drawdown calibrated the same way as the model's (when the artifact has it).
     pub har_calibrated: Option<Comparison>,
     /// HAR variance, reflection-normal drawdown.

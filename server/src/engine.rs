@@ -9,7 +9,8 @@ use volcast_training::features::AssetFeatures;
 use volcast_training::grid::{Asset, HourlyGrid};
 use volcast_training::inference::ModelInput;
 use volcast_training::panel::PreparedAsset;
-use volcast_training::time::{HOUR_MS, format_hour};
+use volcast_training::targets::covered;
+use volcast_training::time::{HOUR_MS, format_ms, hour_to_ms};
 
 use crate::dto::CandleDto;
 use crate::error::ApiError;
@@ -36,11 +37,47 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// The origin as RFC 3339.
+    /// The origin as RFC 3339 (`2024-01-01T00:00:00Z`).
     #[must_use]
     pub fn origin(&self) -> String {
-        format_hour(self.origin_hour)
+        format_ms(hour_to_ms(self.origin_hour))
     }
+}
+
+/// Earliest candle open time accepted, Unix ms (2009-01-01T00:00:00Z).
+pub const MIN_OPEN_TIME_MS: i64 = 1_230_768_000_000;
+/// Open times must be before this, Unix ms (2100-01-01T00:00:00Z).
+pub const END_OPEN_TIME_MS: i64 = 4_102_444_800_000;
+/// [`MIN_OPEN_TIME_MS`] .. [`END_OPEN_TIME_MS`], in words.
+pub const OPEN_TIME_RANGE: &str =
+    "[1230768000000, 4102444800000) (Unix ms, 2009-01-01T00:00:00Z to 2100-01-01T00:00:00Z)";
+
+/// Realized-variance windows the features need at the origin, hours (`valid` in the features).
+const RV_WINDOWS: [usize; 3] = [24, 168, 720];
+
+/// Returns needed in a `window`-hour window (SPEC's 90% rule).
+fn returns_needed(window: usize) -> usize {
+    (0..=window).find(|&n| covered(n, window)).unwrap_or(window)
+}
+
+/// Which realized-variance window lacks returns at `slot`, in words.
+fn missing_window(ret: &[f64], slot: usize) -> String {
+    for w in RV_WINDOWS {
+        let from = (slot + 1).saturating_sub(w);
+        let got = ret
+            .get(from..=slot)
+            .map_or(0, |r| r.iter().filter(|x| x.is_finite()).count());
+        let need = returns_needed(w);
+        if got < need {
+            return format!(
+                "too many missing hours: the {w}-hour realized variance before the last candle needs \
+                 {need} hourly returns (SPEC's 90% rule); the candles give {got}"
+            );
+        }
+    }
+    "too many missing hours before the last candle for the realized-variance features (SPEC's \
+     90% rule)"
+        .into()
 }
 
 /// Limits applied to each asset.
@@ -77,6 +114,18 @@ pub fn prepare(
             max: limits.max_candles,
         });
     }
+    if let Some((i, c)) = candles
+        .iter()
+        .enumerate()
+        .find(|(_, c)| !(MIN_OPEN_TIME_MS..END_OPEN_TIME_MS).contains(&c.open_time))
+    {
+        #[allow(clippy::cast_precision_loss)]
+        return Err(ApiError::OutOfRange {
+            field: format!("{field}[{i}].open_time"),
+            value: c.open_time as f64,
+            range: OPEN_TIME_RANGE,
+        });
+    }
     let candles: Vec<Candle> = candles.iter().map(|&c| c.into()).collect();
     validate_candles(&candles).map_err(|e| ApiError::BadCandle {
         field: format!("{field}[{}].{}", e.row, e.field),
@@ -108,9 +157,7 @@ pub fn prepare(
         info.input_at(&features, slot, &mut scratch)
             .ok_or_else(|| ApiError::InsufficientHistory {
                 field: field.clone(),
-                message: "too many missing hours: the 720-hour realized variance needs 648 returns \
-                      (SPEC's 90% rule) before the last candle"
-                    .into(),
+                message: missing_window(&asset.grid.ret, slot),
             })?;
     let regressors = prepared.har_regressors(slot);
     let har = info

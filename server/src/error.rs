@@ -119,6 +119,27 @@ pub enum ApiError {
         /// The names available.
         known: Vec<String>,
     },
+    /// Input that passes every candle rule, but whose magnitudes (prices or volumes near the
+    /// limits of floating point) make the model or the risk engine produce a non-finite number;
+    /// the request fails rather than serve a number built on it.
+    #[error("{field}: {message}")]
+    UnusableInput {
+        /// JSON path of the asset's candle array.
+        field: String,
+        /// What was non-finite, and for which asset.
+        message: String,
+    },
+    /// A stress request whose simulation work (paths x scenarios x (horizon + positions / 16))
+    /// is over the per-request budget.
+    #[error(
+        "the simulation needs {work} path-steps (paths x scenarios x (horizon_hours + positions / 16)); at most {max} are accepted per request: ask for fewer paths, scenarios or positions"
+    )]
+    TooMuchWork {
+        /// Work asked for.
+        work: u64,
+        /// The budget.
+        max: u64,
+    },
     /// A parameter outside its range.
     #[error("{field} = {value} is outside {range}")]
     OutOfRange {
@@ -150,6 +171,14 @@ pub enum ApiError {
     #[error("the inference queue is full; retry after {} s", retry_after.as_secs())]
     QueueFull {
         /// How long the client should wait.
+        retry_after: Duration,
+    },
+    /// Every stress-simulation slot is taken (`MAX_STRESS_JOBS` simulations are running).
+    #[error("{max} stress simulations are already running; retry after {} s", retry_after.as_secs())]
+    StressBusy {
+        /// Simulations allowed at once.
+        max: usize,
+        /// How long the client should wait (a running simulation ends by then).
         retry_after: Duration,
     },
     /// The request took longer than the configured timeout.
@@ -185,12 +214,15 @@ impl ApiError {
             Self::InsufficientHistory { .. } => (S::UNPROCESSABLE_ENTITY, "insufficient_history"),
             Self::UnknownHorizon { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_horizon"),
             Self::UnknownScenario { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_scenario"),
+            Self::UnusableInput { .. } => (S::UNPROCESSABLE_ENTITY, "unusable_input"),
+            Self::TooMuchWork { .. } => (S::UNPROCESSABLE_ENTITY, "too_much_work"),
             Self::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, "out_of_range"),
             Self::BatchTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "batch_too_large"),
             Self::EmptyBatch => (S::UNPROCESSABLE_ENTITY, "empty_batch"),
             Self::NotFound => (S::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::QueueFull { .. } => (S::TOO_MANY_REQUESTS, "queue_full"),
+            Self::StressBusy { .. } => (S::TOO_MANY_REQUESTS, "stress_busy"),
             Self::Timeout { .. } => (S::SERVICE_UNAVAILABLE, "timeout"),
             Self::NotReady => (S::SERVICE_UNAVAILABLE, "model_not_ready"),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
@@ -209,7 +241,9 @@ impl ApiError {
             | Self::InsufficientHistory { field, .. }
             | Self::UnknownHorizon { field, .. }
             | Self::UnknownScenario { field, .. }
+            | Self::UnusableInput { field, .. }
             | Self::OutOfRange { field, .. } => Some(field),
+            Self::TooMuchWork { .. } => Some("paths"),
             Self::BatchTooLarge { .. } | Self::EmptyBatch => Some("items"),
             _ => None,
         }
@@ -241,7 +275,7 @@ impl IntoResponse for ApiError {
             tracing::debug!(error = %self, "request rejected");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if let Self::QueueFull { retry_after } = &self {
+        if let Self::QueueFull { retry_after } | Self::StressBusy { retry_after, .. } = &self {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after.as_secs().max(1)),
@@ -280,5 +314,14 @@ mod tests {
         .into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let e = ApiError::StressBusy {
+            max: 2,
+            retry_after: Duration::from_secs(10),
+        };
+        assert_eq!(e.body().error, "stress_busy");
+        assert!(!e.body().message.contains("inference queue"));
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "10");
     }
 }

@@ -58,6 +58,18 @@ fn is_json(req: &Request) -> bool {
 /// [`ApiError::InvalidValue`] or a `non_finite` [`ApiError::BadCandle`] for well-formed JSON
 /// that does not fit.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is a JSON object: serde's derives would also take the fields as an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => ApiError::InvalidValue {
+                field: "body".into(),
+                message: "the request body must be a JSON object".into(),
+            },
+            Err(e) => ApiError::MalformedJson {
+                message: e.to_string(),
+            },
+        });
+    }
     // Fast path without path tracking; on failure, parse again to find the field.
     if let Ok(value) = serde_json::from_slice(bytes) {
         return Ok(value);
@@ -132,6 +144,85 @@ fn classify(path: &str, e: &serde_json::Error) -> ApiError {
                 }
             }
         }
+    }
+}
+
+/// `deserialize_with` helpers that accept JSON objects only where a struct is expected (serde's
+/// derives also take a struct's fields as an array, `[1, 2, ...]`, which would silently bind
+/// values by position). Field paths are kept for the error.
+pub mod objects {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// A `T` that must be given as a JSON object.
+    struct Object<T>(T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+                type Value = T;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                    T::deserialize(MapAccessDeserializer::new(map))
+                }
+            }
+            d.deserialize_map(V(PhantomData)).map(Object)
+        }
+    }
+
+    /// A list of `T`, each a JSON object.
+    struct Objects<T>(Vec<T>);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Objects<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+                type Value = Vec<T>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an array of JSON objects")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+                    let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                    while let Some(Object(x)) = seq.next_element::<Object<T>>()? {
+                        out.push(x);
+                    }
+                    Ok(out)
+                }
+            }
+            d.deserialize_seq(V(PhantomData)).map(Objects)
+        }
+    }
+
+    /// An optional object.
+    ///
+    /// # Errors
+    /// When the value is neither null nor an object that deserializes into `T`.
+    pub fn option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+        Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+    }
+
+    /// An array of objects.
+    ///
+    /// # Errors
+    /// When the value is not an array of objects that deserialize into `T`.
+    pub fn vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        Ok(Objects::deserialize(d)?.0)
+    }
+
+    /// An optional array of objects.
+    ///
+    /// # Errors
+    /// When the value is neither null nor an array of objects that deserialize into `T`.
+    pub fn option_vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<T>>, D::Error> {
+        Ok(Option::<Objects<T>>::deserialize(d)?.map(|o| o.0))
     }
 }
 

@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 /// Labels of the request metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    /// HTTP method.
+    /// HTTP method (`other` for a non-standard one).
     pub method: String,
     /// Matched route template (`unmatched` for 404s).
     pub route: String,
@@ -54,8 +54,12 @@ pub struct Metrics {
     pub latency: Family<LatencyLabels, Histogram, fn() -> Histogram>,
     /// Jobs waiting in the inference queue.
     pub queue_depth: Gauge,
-    /// Requests refused with 429.
+    /// Requests refused with 429 because the inference queue was full.
     pub queue_rejections: Counter,
+    /// Stress requests refused with 429 because every simulation slot was taken.
+    pub stress_rejections: Counter,
+    /// Stress simulations stopped early because their request had timed out (or gone).
+    pub stress_cancellations: Counter,
     /// Inputs per forward pass.
     pub batch_size: Histogram,
     /// Seconds per forward pass.
@@ -78,6 +82,8 @@ impl Metrics {
             Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let queue_depth = Gauge::default();
         let queue_rejections = Counter::default();
+        let stress_rejections = Counter::default();
+        let stress_cancellations = Counter::default();
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
         let inference_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
         let model_ready = Gauge::default();
@@ -102,6 +108,16 @@ impl Metrics {
             "inference_queue_rejections",
             "Requests refused because the queue was full",
             queue_rejections.clone(),
+        );
+        registry.register(
+            "stress_rejections",
+            "Stress requests refused because every simulation slot was taken",
+            stress_rejections.clone(),
+        );
+        registry.register(
+            "stress_cancellations",
+            "Stress simulations stopped early because their request timed out or went away",
+            stress_cancellations.clone(),
         );
         registry.register(
             "inference_batch_size",
@@ -135,6 +151,8 @@ impl Metrics {
             latency,
             queue_depth,
             queue_rejections,
+            stress_rejections,
+            stress_cancellations,
             batch_size,
             inference_seconds,
             model_ready,
@@ -160,10 +178,29 @@ impl Default for Metrics {
     }
 }
 
+/// The `method` label: a standard HTTP method, or `other` (so that arbitrary methods cannot
+/// create label values without bound).
+#[must_use]
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        M::CONNECT => "CONNECT",
+        M::PATCH => "PATCH",
+        M::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Middleware recording every request by its matched route.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()

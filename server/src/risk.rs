@@ -13,6 +13,10 @@
 //! - **Effective liquidation window** `tau_eff = tau (1 + p)`, `p` the shortage probability at the
 //!   shortest served horizon `>= tau` (the longest when none is): a shortage slows liquidation.
 //! - **Bonus** `LB = max(bonus, slippage + bonus_margin)`; without a slippage estimate, `bonus`.
+//! - **Unliquidatable size**: an expected slippage `>= 1` (or not finite) means selling the size
+//!   would lose the whole price, so no loan is safe: `LB` is [`MAX_BONUS`], `LT = max LTV = 0`
+//!   whatever the previous values, and [`Policy::liquidation_blocked`] says so. Worse liquidity
+//!   never lowers the bonus.
 //! - **Threshold** `LT = min((1 - D) / (1 + LB), 1 / (1 + LB))` in `[0, 1]`, **max LTV**
 //!   `max(0, LT - D(alpha, tau_user))`, **margins** maintenance `D(alpha, tau_eff)` and initial
 //!   `D(alpha, tau_user)`, in `[0, 1]`.
@@ -92,6 +96,15 @@ pub fn slippage(illiquidity: f64, sale_size_usd: f64) -> f64 {
     illiquidity * sale_size_usd / 1e6
 }
 
+/// The liquidation bonus reported when the sale cannot be liquidated (slippage `>= 1`).
+pub const MAX_BONUS: f64 = 1.0;
+
+/// Whether an expected slippage means the size cannot be liquidated: `>= 1` or not finite.
+#[must_use]
+pub fn unliquidatable(slippage: Option<f64>) -> bool {
+    slippage.is_some_and(|s| s.is_nan() || s >= 1.0)
+}
+
 /// What the policy is asked.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PolicyInput {
@@ -143,13 +156,17 @@ pub struct Policy {
     pub unbounded_max_ltv: f64,
     /// Whether the step bound changed LT or max LTV.
     pub step_limited: bool,
+    /// The expected slippage is `>= 1` (or not finite): LT and max LTV are 0 ([`unliquidatable`]).
+    pub liquidation_blocked: bool,
 }
 
-/// The bonus: `max(bonus, slippage + margin)`, never negative.
+/// The bonus: `max(bonus, slippage + margin)`, never negative; [`MAX_BONUS`] when the size is
+/// [`unliquidatable`] (never the floor: worse liquidity must not lower the bonus).
 #[must_use]
 pub fn liquidation_bonus(input: &PolicyInput) -> f64 {
     let floor = input.bonus.max(0.0);
     match input.slippage {
+        _ if unliquidatable(input.slippage) => floor.max(MAX_BONUS),
         Some(s) if s.is_finite() => floor.max(s.max(0.0) + input.bonus_margin.max(0.0)),
         _ => floor,
     }
@@ -184,15 +201,16 @@ pub fn policy(
     let drawdown = clip01(rule.drawdown(curve.at(input.tau), input.alpha, input.tau));
     let drawdown_user = clip01(rule.drawdown(curve.at(input.tau_user), input.alpha, input.tau_user));
     let lb = liquidation_bonus(input);
-    let lt = threshold(drawdown, lb);
+    let blocked = unliquidatable(input.slippage);
+    let lt = if blocked { 0.0 } else { threshold(drawdown, lb) };
     let max_ltv = (lt - drawdown_user).max(0.0);
     let (mut bounded_lt, mut bounded_ltv) = (lt, max_ltv);
-    if let Some(b) = bound {
+    if let Some(b) = bound.filter(|_| !blocked) {
         bounded_lt = step(lt, b.liquidation_threshold, b.max_step);
         bounded_ltv = step(max_ltv, b.max_ltv, b.max_step);
     }
     // The invariants win over the step bound.
-    let cap = 1.0 / (1.0 + lb);
+    let cap = if blocked { 0.0 } else { 1.0 / (1.0 + lb) };
     bounded_lt = clip01(bounded_lt).min(cap);
     bounded_ltv = clip01(bounded_ltv).min(bounded_lt);
     Policy {
@@ -206,6 +224,7 @@ pub fn policy(
         unbounded_liquidation_threshold: lt,
         unbounded_max_ltv: max_ltv,
         step_limited: bounded_lt != lt || bounded_ltv != max_ltv,
+        liquidation_blocked: blocked,
     }
 }
 
@@ -303,6 +322,33 @@ mod tests {
         let p = policy(&c, &input(4.0), Some(&b), REFLECTION);
         assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
         assert!(p.max_ltv <= p.liquidation_threshold);
+    }
+
+    #[test]
+    fn unliquidatable_slippage_never_lowers_the_bonus() {
+        let c = curve(0.0004, 0.002, 0.01);
+        let b = Bound {
+            liquidation_threshold: Some(0.8),
+            max_ltv: Some(0.7),
+            max_step: 0.1,
+        };
+        let normal = policy(&c, &input(4.0), Some(&b), REFLECTION);
+        assert!(!normal.liquidation_blocked);
+        for s in [0.5, 0.99] {
+            let mut i = input(4.0);
+            i.slippage = Some(s);
+            let p = policy(&c, &i, None, REFLECTION);
+            assert!(!p.liquidation_blocked && (p.liquidation_bonus - (s + 0.01)).abs() < 1e-12);
+        }
+        for s in [1.0, 7.8e303, f64::INFINITY, f64::NAN] {
+            let mut i = input(4.0);
+            i.slippage = Some(s);
+            let p = policy(&c, &i, Some(&b), REFLECTION);
+            assert!(p.liquidation_blocked, "{s}");
+            assert!(p.liquidation_bonus >= MAX_BONUS, "{s}: {}", p.liquidation_bonus);
+            assert_eq!((p.liquidation_threshold, p.max_ltv), (0.0, 0.0), "{s}");
+            assert_eq!(p.unbounded_liquidation_threshold, 0.0);
+        }
     }
 
     #[test]

@@ -144,12 +144,20 @@ impl AppState {
     /// A slot for one stress simulation, held until the permit is dropped.
     ///
     /// # Errors
-    /// [`ApiError::QueueFull`] when [`MAX_STRESS_JOBS`] are running.
+    /// [`ApiError::StressBusy`] when [`MAX_STRESS_JOBS`] are running, with a `Retry-After` of the
+    /// request timeout (rounded up): a running simulation has finished or been cancelled by then.
+    /// Counted in `volcast_stress_rejections_total`.
     pub fn stress_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         Arc::clone(&self.inner.stress_slots)
             .try_acquire_owned()
-            .map_err(|_| ApiError::QueueFull {
-                retry_after: std::time::Duration::from_secs(1),
+            .map_err(|_| {
+                self.inner.metrics.stress_rejections.inc();
+                let timeout = self.inner.settings.request_timeout;
+                let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+                ApiError::StressBusy {
+                    max: MAX_STRESS_JOBS,
+                    retry_after: std::time::Duration::from_secs(secs.max(1)),
+                }
             })
     }
 }

@@ -610,3 +610,253 @@ async fn request_id_is_kept_when_given() {
     assert_eq!(h["x-request-id"], "abc-123");
     assert_eq!(candles(3).len(), 3);
 }
+
+fn with_quote_volume(n: usize, qv: f64) -> Value {
+    let mut body = single(n);
+    for c in body["candles"].as_array_mut().unwrap() {
+        c["quote_volume"] = json!(qv);
+    }
+    body
+}
+
+const ROUTES: [&str; 3] = [
+    "/v1/forecast/volatility",
+    "/v1/forecast/liquidity",
+    "/v1/risk/parameters",
+];
+
+#[tokio::test]
+async fn non_finite_forecasts_fail_closed() {
+    // A model answering NaN is never served: no null variance, no lenient LT.
+    let nan = common::app_predicting(Box::new(common::NanFake), &config());
+    for route in ROUTES {
+        let (s, v, _) = call(&nan, "POST", route, Some(&single(N))).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+            (422, Some("unusable_input"), Some("candles")),
+            "{route}: {v}"
+        );
+        assert!(v["message"].as_str().unwrap().contains("SYNTH01"), "{v}");
+    }
+    let batch = json!({"items": [single(N), single(N)]});
+    let (s, v, _) = call(&nan, "POST", "/v1/risk/parameters", Some(&batch)).await;
+    assert_eq!(
+        (s.as_u16(), v["field"].as_str()),
+        (422, Some("items[0].candles")),
+        "{v}"
+    );
+    // Quote volumes of 1e307 pass the candle rules but overflow the features.
+    let app = app();
+    for route in ROUTES {
+        let (s, v, _) = call(&app, "POST", route, Some(&with_quote_volume(N, 1e307))).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str()),
+            (422, Some("unusable_input")),
+            "{route}: {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn worse_illiquidity_never_lowers_the_bonus() {
+    let app = app();
+    // Quote volumes of 1e-300: the slippage of the default sale overflows; no answer.
+    let body = with_quote_volume(N, 1e-300);
+    for route in ["/v1/forecast/liquidity", "/v1/risk/parameters"] {
+        let (s, v, _) = call(&app, "POST", route, Some(&body)).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str()),
+            (422, Some("unusable_input")),
+            "{route}: {v}"
+        );
+    }
+    // A finite slippage >= 1: the size cannot be liquidated, LT = max LTV = 0, LB at its maximum,
+    // whatever the previous values.
+    let mut body = body;
+    body["sale_size_usd"] = json!(1.0);
+    body["previous"] = json!({"liquidation_threshold": 0.8, "max_ltv": 0.7});
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let p = &v["items"][0]["parameters"];
+    assert_eq!(p["liquidation_threshold"], 0.0, "{v}");
+    assert_eq!(p["max_ltv"], 0.0, "{v}");
+    assert_eq!(p["liquidation_bonus"], 1.0, "{v}");
+    let d = &v["items"][0]["derivation"];
+    assert!(d["expected_slippage"].as_f64().unwrap() >= 1.0, "{d}");
+    assert!(d["liquidation_blocked"].as_str().unwrap().contains(">= 1"), "{d}");
+    // Ordinary liquidity: not blocked.
+    let (_, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&single(N))).await;
+    assert!(
+        v["items"][0]["derivation"]["liquidation_blocked"].is_null(),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_fields_and_arrays_for_objects_are_rejected() {
+    let app = app();
+    let valid = single(N);
+    let item = |f: fn(&mut Value)| {
+        let mut v = valid.clone();
+        f(&mut v);
+        v
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "/v1/risk/parameters",
+            json!({"items": [item(|v| v["previus"] = json!({"liquidation_threshold": 0.5}))]}),
+            "items[0].previus",
+        ),
+        (
+            "/v1/risk/parameters",
+            json!({"items": [item(|v| v["previous"] = json!({"liquidation_treshold": 0.5}))]}),
+            "items[0].previous.liquidation_treshold",
+        ),
+        (
+            "/v1/forecast/volatility",
+            json!({"items": [item(|v| v["horizon"] = json!(4))]}),
+            "items[0].horizon",
+        ),
+        (
+            "/v1/forecast/volatility",
+            item(|v| v["candles"][5]["quote_volum"] = json!(1.0)),
+            "candles[5].quote_volum",
+        ),
+        (
+            "/v1/forecast/volatility",
+            item(|v| {
+                let c = v["candles"][5].clone();
+                v["candles"][5] = json!([
+                    c["open_time"],
+                    c["open"],
+                    c["high"],
+                    c["low"],
+                    c["close"],
+                    c["volume"],
+                    c["quote_volume"]
+                ]);
+            }),
+            "candles[5]",
+        ),
+        (
+            "/v1/risk/parameters",
+            json!({"items": [[valid["asset"], valid["candles"]]]}),
+            "items[0]",
+        ),
+        (
+            "/v1/risk/parameters",
+            item(|v| v["previous"] = json!([0.5, 0.4])),
+            "previous",
+        ),
+    ];
+    for (route, body, field) in cases {
+        let (s, v, _) = call(&app, "POST", route, Some(&body)).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+            (422, Some("invalid_value"), Some(field)),
+            "{v}"
+        );
+    }
+    // A body that is an array, not an object.
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        "/v1/forecast/volatility",
+        Some(&json!([null, null, null])),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("invalid_value"), Some("body")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn alpha_and_windows_stay_where_the_drawdown_is_defined() {
+    let app = app();
+    for (key, value, ok) in [
+        ("alpha", 0.5, false),
+        ("alpha", 0.3, false),
+        ("alpha", 0.99999, false),
+        ("alpha", 0.9999, true),
+        ("alpha", 0.51, true),
+        ("tau_hours", 169.0, false),
+        ("tau_hours", 168.0, true),
+        ("tau_user_hours", 169.0, false),
+        ("tau_user_hours", 168.0, true),
+    ] {
+        let mut body = single(N);
+        body[key] = json!(value);
+        let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+        if ok {
+            assert_eq!(s, StatusCode::OK, "{key} = {value}: {v}");
+        } else {
+            assert_eq!(
+                (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+                (422, Some("out_of_range"), Some(key)),
+                "{key} = {value}: {v}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn metrics_map_unknown_methods_to_other() {
+    let app = app();
+    let (s, _, _) = call(&app, "X12345", "/healthz", None).await;
+    assert_eq!(s.as_u16(), 405);
+    let (_, m, _) = call(&app, "GET", "/metrics", None).await;
+    let m = m.as_str().unwrap();
+    assert!(!m.contains("X12345"), "{m}");
+    assert!(m.contains("method=\"other\""), "{m}");
+}
+
+#[tokio::test]
+async fn origin_is_rfc3339_and_open_times_are_bounded() {
+    let app = app();
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&single(N))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let origin = v["items"][0]["origin"].as_str().unwrap();
+    // 900 candles from 2024-01-01T00:00Z: the last closes 900 h later, 2024-02-07T12:00Z.
+    assert_eq!(origin, "2024-02-07T12:00:00Z");
+    for t in [-1_i64, 1_000_000_000_000, 4_102_444_800_000, i64::MAX - 3_600_000] {
+        let mut body = single(N);
+        let last = N - 1;
+        body["candles"][last]["open_time"] = json!(t);
+        let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+            (422, Some("out_of_range"), Some("candles[899].open_time")),
+            "{t}: {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn insufficient_history_names_the_window_that_fails() {
+    let app = app();
+    // Two missing hours just before the last candle: the 24-hour window fails, not the 720.
+    let mut body = single(N);
+    body["candles"].as_array_mut().unwrap().drain(N - 3..N - 1);
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (422, Some("insufficient_history")),
+        "{v}"
+    );
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("24-hour") && m.contains("22"), "{m}");
+    // 100 missing hours inside the last 168: the 168-hour window.
+    let mut body = single(1000);
+    body["candles"].as_array_mut().unwrap().drain(850..950);
+    let (_, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("168-hour") && m.contains("152"), "{m}");
+    // 80 missing hours inside the last 720, none in the last 168: the 720-hour window.
+    let mut body = single(1000);
+    body["candles"].as_array_mut().unwrap().drain(400..480);
+    let (_, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+    let m = v["message"].as_str().unwrap();
+    assert!(m.contains("720-hour") && m.contains("648"), "{m}");
+}

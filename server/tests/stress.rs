@@ -179,3 +179,149 @@ async fn stress_bad_input_is_422_with_the_field() {
         );
     }
 }
+
+#[tokio::test]
+async fn stress_limits_hold_on_expanded_scenarios_and_work() {
+    let app = app();
+    // `replays` stands for every window (one in the fake artifact): 31 + 2 = 33 > 32.
+    let mut body = stress_body();
+    let mut scenarios = vec![json!({"kind": "forecast"}); 31];
+    scenarios.extend([json!({"kind": "replays"}), json!({"kind": "replays"})]);
+    body["scenarios"] = json!(scenarios);
+    let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("invalid_value"), Some("scenarios")),
+        "{v}"
+    );
+    // Within every per-field limit, but over the work budget.
+    let mut body = stress_body();
+    body["paths"] = json!(200_000);
+    body["scenarios"] = json!(vec![json!({"kind": "volatility_shock", "k": 2.0}); 32]);
+    let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("too_much_work"), Some("paths")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn stress_unknown_fields_and_arrays_are_rejected() {
+    let app = app();
+    let cases: Vec<(Value, &str)> = vec![
+        (json!([{"kind": "forecast", "k": 3.0}]), "scenarios[0].k"),
+        (json!([{"kind": "replays", "name": "x"}]), "scenarios[0].name"),
+        (json!([["volatility_shock", 2.0]]), "scenarios[0]"),
+    ];
+    for (scenarios, field) in cases {
+        let mut body = stress_body();
+        body["scenarios"] = scenarios;
+        let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+            (422, Some("invalid_value"), Some(field)),
+            "{v}"
+        );
+    }
+    let mut body = stress_body();
+    body["positions"][0] = json!([10.0, 100.0]);
+    let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["field"].as_str()),
+        (422, Some("positions[0]")),
+        "{v}"
+    );
+    for (key, value) in [("alpha", 0.4), ("tau_user_hours", 169.0)] {
+        let mut body = stress_body();
+        body[key] = json!(value);
+        let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str()),
+            (422, Some("out_of_range")),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stress_fails_closed_on_non_finite_forecasts_and_blocks_unliquidatable_sales() {
+    let nan = common::app_predicting(Box::new(common::NanFake), &common::config());
+    let (s, v, _) = call(&nan, "POST", "/v1/risk/stress", Some(&stress_body())).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (422, Some("unusable_input")),
+        "{v}"
+    );
+    // Quote volumes of 1e-300: a slippage far above 1 per sale; every scenario recommends LT 0.
+    let app = app();
+    let mut body = stress_body();
+    for c in body["candles"].as_array_mut().unwrap() {
+        c["quote_volume"] = json!(1e-300);
+    }
+    body["sale_size_usd"] = json!(1.0);
+    let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for sc in v["scenarios"].as_array().unwrap() {
+        let r = &sc["recommended"];
+        assert_eq!(sc["liquidation_blocked"], true, "{sc}");
+        assert_eq!(r["liquidation_threshold"], 0.0, "{sc}");
+        assert_eq!(r["max_ltv"], 0.0, "{sc}");
+        assert_eq!(r["liquidation_bonus"], 1.0, "{sc}");
+    }
+    let (_, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&stress_body())).await;
+    assert_eq!(v["scenarios"][0]["liquidation_blocked"], false, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_stress_simulations_stop_and_free_their_slot() {
+    let mut c = common::config();
+    c.request_timeout_ms = 300;
+    let app = common::app_with(&c, std::time::Duration::ZERO);
+    // 32 scenarios of about 0.1 s each: several seconds in all, far past the timeout.
+    let mut body = stress_body();
+    body["paths"] = json!(36_000);
+    body["scenarios"] = json!(vec![json!({"kind": "volatility_shock", "k": 2.0}); 32]);
+    let started = std::time::Instant::now();
+    let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+    assert_eq!((s.as_u16(), v["error"].as_str()), (503, Some("timeout")), "{v}");
+    // The simulation stops at its next scenario, well before all 32 would have run.
+    loop {
+        let (_, m, _) = call(&app, "GET", "/metrics", None).await;
+        if m.as_str()
+            .unwrap()
+            .contains("volcast_stress_cancellations_total 1")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "the timed-out simulation is still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_full_stress_slot_says_so_and_is_counted() {
+    use std::sync::Arc;
+    use volcast_server::metrics::Metrics;
+    use volcast_server::state::{AppState, MAX_STRESS_JOBS, Settings};
+    let mut c = common::config();
+    c.request_timeout_ms = 10_000;
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::new(Settings::from_config(&c), Arc::clone(&metrics));
+    let held: Vec<_> = (0..MAX_STRESS_JOBS)
+        .map(|_| state.stress_slot().unwrap())
+        .collect();
+    let e = state.stress_slot().unwrap_err();
+    let body = e.body();
+    assert_eq!(body.error, "stress_busy");
+    assert!(!body.message.contains("inference queue"), "{}", body.message);
+    let r = axum::response::IntoResponse::into_response(e);
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "10");
+    assert!(metrics.render().contains("volcast_stress_rejections_total 1"));
+    drop(held);
+    assert!(state.stress_slot().is_ok());
+}

@@ -11,7 +11,7 @@ use crate::engine::{Prepared, horizon_indices, shape};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::risk;
-use crate::routes::{FORECAST_TAG, finite, forecast_items, param};
+use crate::routes::{FORECAST_TAG, finite, forecast_items, param, unusable};
 use crate::state::{AppState, Serving};
 use volcast_training::inference::Prediction;
 
@@ -59,7 +59,7 @@ async fn forecast_body(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body, batch or candle array too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid input (bad candle, too little history, unknown horizon...)", body = ErrorBody),
+        (status = 422, description = "Invalid input (bad candle, too little history, unknown horizon, inputs whose magnitudes give a non-finite forecast...)", body = ErrorBody),
         (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
         (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
     )
@@ -136,7 +136,24 @@ pub async fn liquidity(
         "[0, 1e12]",
         |v| (0.0..=1e12).contains(&v),
     )?;
+    let is_batch = body.items.is_some();
     let results = forecast_body(&state, &serving, body).await?;
+    // Fail closed: a finite illiquidity whose expected value or slippage overflows is no answer.
+    for (i, (prep, pred)) in results.iter().enumerate() {
+        for &j in &wanted {
+            if let Some(m) = finite(prep.illiquidity[j]) {
+                let expected = risk::expected_illiquidity(m, pred.shortage_probability[j]);
+                if !(expected.is_finite() && risk::slippage(expected, sale).is_finite()) {
+                    let prefix = if is_batch {
+                        format!("items[{i}].")
+                    } else {
+                        String::new()
+                    };
+                    return Err(unusable(&prefix, &prep.asset, "expected slippage"));
+                }
+            }
+        }
+    }
     let items = results
         .into_iter()
         .map(|(prep, pred)| AssetLiquidity {

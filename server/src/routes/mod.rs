@@ -21,23 +21,76 @@ pub const RISK_TAG: &str = "risk";
 pub const OPS_TAG: &str = "operations";
 
 /// Prepares every item (failing on the first bad one, before the model is involved), then
-/// forecasts them all in one queue job.
+/// forecasts them all in one queue job. Fails closed: an item whose inputs or forecasts are not
+/// all finite fails the request ([`ApiError::UnusableInput`]) instead of being served.
 ///
 /// # Errors
-/// The first item's validation error, or the queue's error.
+/// The first item's validation error, the queue's error, or [`ApiError::UnusableInput`].
 pub async fn forecast_items(
     state: &AppState,
     serving: &Serving,
     items: Vec<(String, String, &[CandleDto])>,
 ) -> Result<Vec<(Prepared, Prediction)>, ApiError> {
     let limits = state.settings().limits;
+    let mut prefixes = Vec::with_capacity(items.len());
     let prepared = items
         .into_iter()
-        .map(|(prefix, asset, candles)| prepare(&serving.info, limits, &prefix, asset, candles))
+        .map(|(prefix, asset, candles)| {
+            let p = prepare(&serving.info, limits, &prefix, asset, candles)?;
+            let finite_input = p
+                .input
+                .statics
+                .iter()
+                .chain(&p.input.sequence)
+                .all(|x| x.is_finite());
+            if !finite_input {
+                return Err(unusable(&prefix, &p.asset, "model inputs"));
+            }
+            prefixes.push(prefix);
+            Ok(p)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let inputs = prepared.iter().map(|p| p.input.clone()).collect();
     let predictions = serving.queue.predict(inputs).await?;
+    for ((prefix, prep), pred) in prefixes.iter().zip(&prepared).zip(&predictions) {
+        check_prediction(prefix, &prep.asset, pred)?;
+    }
     Ok(prepared.into_iter().zip(predictions).collect())
+}
+
+/// [`ApiError::UnusableInput`] for the item at `prefix`: its magnitudes made `what` non-finite.
+#[must_use]
+pub fn unusable(prefix: &str, asset: &str, what: &str) -> ApiError {
+    ApiError::UnusableInput {
+        field: format!("{prefix}candles"),
+        message: format!(
+            "the magnitudes of {asset}'s prices or volumes produced non-finite {what}; \
+             no forecast is served on them (check the candles' units)"
+        ),
+    }
+}
+
+/// Every variance, quantile and shortage probability of `pred` must be finite (and the
+/// variances and quantiles >= 0, the probabilities in [0, 1]).
+///
+/// # Errors
+/// [`ApiError::UnusableInput`] naming the item's candles.
+pub fn check_prediction(prefix: &str, asset: &str, pred: &Prediction) -> Result<(), ApiError> {
+    let nonneg = |x: &f64| x.is_finite() && *x >= 0.0;
+    if !pred.variance.iter().all(nonneg) {
+        return Err(unusable(prefix, asset, "variance forecasts"));
+    }
+    if !pred.quantiles.iter().flatten().all(nonneg) {
+        return Err(unusable(prefix, asset, "variance quantiles"));
+    }
+    if !pred
+        .shortage_probability
+        .iter()
+        .all(|p| p.is_finite() && (0.0..=1.0).contains(p))
+    {
+        return Err(unusable(prefix, asset, "shortage probabilities"));
+    }
+    Ok(())
 }
 
 /// `Some(x)` when finite.

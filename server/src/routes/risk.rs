@@ -13,8 +13,23 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::model::ModelInfo;
 use crate::risk::{self, Bound, DrawdownRule, PolicyInput, VarianceCurve};
-use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param};
+use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param, unusable};
 use crate::state::AppState;
+
+/// Longest liquidation or user window, hours: the drawdown calibration covers 1 to 168 h. The
+/// cap applies to the requested windows; the shortage can lengthen `tau` up to twice it.
+pub const MAX_TAU_HOURS: f64 = 168.0;
+/// Allowed windows, in words.
+pub const TAU_RANGE: &str = "[1, 168]";
+/// Allowed quantile levels, in words: the drawdown `D(alpha, tau)` is defined (calibrated) for
+/// `alpha` in (0.5, 0.9999].
+pub const ALPHA_RANGE: &str = "(0.5, 0.9999]";
+
+/// Whether `alpha` is in [`ALPHA_RANGE`].
+#[must_use]
+pub fn alpha_ok(alpha: f64) -> bool {
+    alpha > 0.5 && alpha <= 0.9999
+}
 
 /// Validated settings of a risk request.
 #[derive(Debug, Clone, Copy)]
@@ -31,23 +46,15 @@ struct Settings {
 #[allow(clippy::cast_precision_loss)]
 fn settings(body: &RiskRequest, state: &AppState) -> Result<Settings, ApiError> {
     let d = state.settings().defaults;
-    let hours = |v| (1.0..=8760.0).contains(&v);
+    let hours = |v| (1.0..=MAX_TAU_HOURS).contains(&v);
     Ok(Settings {
-        alpha: param(body.alpha, DEFAULT_ALPHA, "alpha", "(0, 1)", |v| {
-            v > 0.0 && v < 1.0
-        })?,
-        tau: param(
-            body.tau_hours,
-            DEFAULT_TAU as f64,
-            "tau_hours",
-            "[1, 8760]",
-            hours,
-        )?,
+        alpha: param(body.alpha, DEFAULT_ALPHA, "alpha", ALPHA_RANGE, alpha_ok)?,
+        tau: param(body.tau_hours, DEFAULT_TAU as f64, "tau_hours", TAU_RANGE, hours)?,
         tau_user: param(
             body.tau_user_hours,
             DEFAULT_TAU_USER as f64,
             "tau_user_hours",
-            "[1, 8760]",
+            TAU_RANGE,
             hours,
         )?,
         bonus: param(body.bonus, DEFAULT_BONUS, "bonus", "[0, 1)", |v| {
@@ -95,7 +102,7 @@ fn check_previous(prefix: &str, previous: Option<&Previous>) -> Result<(), ApiEr
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body, batch or candle array too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid input (bad candle, alpha outside (0, 1)...)", body = ErrorBody),
+        (status = 422, description = "Invalid input (bad candle, alpha outside (0.5, 0.9999], tau over 168 h, inputs whose magnitudes give a non-finite forecast...)", body = ErrorBody),
         (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
         (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
     )
@@ -134,8 +141,8 @@ pub async fn parameters(
     let out = results
         .into_iter()
         .zip(items)
-        .map(|((prep, pred), (_, item))| recommend(info, &s, prep, &pred, item.previous))
-        .collect();
+        .map(|((prep, pred), (prefix, item))| recommend(info, &s, &prefix, prep, &pred, item.previous))
+        .collect::<Result<_, _>>()?;
     Ok(Json(RiskResponse {
         model: info.reference(),
         items: out,
@@ -145,10 +152,11 @@ pub async fn parameters(
 fn recommend(
     info: &ModelInfo,
     s: &Settings,
+    prefix: &str,
     prep: Prepared,
     pred: &Prediction,
     previous: Option<Previous>,
-) -> AssetRisk {
+) -> Result<AssetRisk, ApiError> {
     let horizons = info.horizons();
     let liquidity = risk::liquidity(horizons, &pred.shortage_probability, &prep.illiquidity, s.tau);
     let (lh, p, tau_eff) = (
@@ -158,6 +166,10 @@ fn recommend(
     );
     let expected = liquidity.expected_illiquidity;
     let slippage = expected.map(|m| risk::slippage(m, s.sale));
+    // Fail closed: a non-finite slippage (magnitudes overflowing) is no answer at all.
+    if slippage.is_some_and(|x| !x.is_finite()) {
+        return Err(unusable(prefix, &prep.asset, "expected slippage"));
+    }
     let input = PolicyInput {
         alpha: s.alpha,
         tau: tau_eff,
@@ -195,7 +207,18 @@ fn recommend(
         maintenance_margin: policy.maintenance_margin,
         initial_margin: policy.initial_margin,
     };
-    AssetRisk {
+    let model_numbers = [
+        policy.drawdown,
+        policy.drawdown_user,
+        policy.liquidation_threshold,
+        policy.max_ltv,
+        policy.liquidation_bonus,
+        tau_eff,
+    ];
+    if !model_numbers.iter().all(|x| x.is_finite()) {
+        return Err(unusable(prefix, &prep.asset, "risk parameters"));
+    }
+    Ok(AssetRisk {
         origin: prep.origin(),
         parameters: params,
         derivation: Derivation {
@@ -227,6 +250,15 @@ fn recommend(
             previous,
             max_step: previous.map(|_| s.max_step),
             step_limited: policy.step_limited,
+            liquidation_blocked: policy.liquidation_blocked.then(|| {
+                format!(
+                    "expected slippage {:?} of selling {} USD is >= 1: the sale would lose the whole \
+                     price, so LT and max LTV are 0 and the bonus is at its maximum, {}",
+                    slippage.unwrap_or(f64::NAN),
+                    s.sale,
+                    risk::MAX_BONUS
+                )
+            }),
             har_calibrated: compare(
                 calibration
                     .and_then(|c| c.har.as_ref())
@@ -236,5 +268,5 @@ fn recommend(
             har_plain_normal: compare(Some(DrawdownRule::PlainNormal)),
         },
         asset: prep.asset,
-    }
+    })
 }

@@ -1,6 +1,9 @@
 //! `POST /v1/risk/stress`: the stress simulation ([`volcast_training::stress`]) of a book of
 //! positions on the model's forecast for their collateral asset, off the async runtime.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::Json;
 use axum::extract::State;
 use volcast_training::curve::VarianceCurve;
@@ -14,11 +17,12 @@ use volcast_training::stress::{
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::risk;
-use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param};
+use crate::routes::risk::{ALPHA_RANGE, MAX_TAU_HOURS, TAU_RANGE, alpha_ok};
+use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param, unusable};
 use crate::state::AppState;
 use crate::stress::{
-    BookDto, DEFAULT_PATHS, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, ScenarioDto, StressRequest,
-    StressResponse,
+    BookDto, DEFAULT_PATHS, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, MAX_WORK, ScenarioDto,
+    ScenarioResultDto, StressRequest, StressResponse, TailDto,
 };
 
 /// A simulation error names a field of the simulation's input; `scenario` is the request's
@@ -62,16 +66,21 @@ fn scenarios(
     let Some(asked) = body else {
         return Ok(Scenario::defaults().into_iter().chain(all_replays()).collect());
     };
+    let too_many = || ApiError::InvalidValue {
+        field: "scenarios".into(),
+        message: format!(
+            "give 1 to {MAX_SCENARIOS} scenarios, counting each of `replays`' {} windows \
+             (leave it out for the default set)",
+            replays.len()
+        ),
+    };
     if asked.is_empty() || asked.len() > MAX_SCENARIOS {
-        return Err(ApiError::InvalidValue {
-            field: "scenarios".into(),
-            message: format!("give 1 to {MAX_SCENARIOS} scenarios (leave it out for the default set)"),
-        });
+        return Err(too_many());
     }
     let mut out = Vec::new();
     for (i, s) in asked.iter().enumerate() {
         match s {
-            ScenarioDto::Forecast => out.push(Scenario::Forecast),
+            ScenarioDto::Forecast {} => out.push(Scenario::Forecast),
             ScenarioDto::VolatilityShock { k } => out.push(Scenario::VolatilityShock { k: *k }),
             ScenarioDto::LiquidityDrain { k } => out.push(Scenario::LiquidityDrain { k: *k }),
             ScenarioDto::InstantDrop { pct } => out.push(Scenario::InstantDrop { pct: *pct }),
@@ -87,11 +96,46 @@ fn scenarios(
                         })?;
                 out.push(window.scenario());
             }
-            ScenarioDto::Replays => out.extend(all_replays()),
+            ScenarioDto::Replays {} => out.extend(all_replays()),
+        }
+        // The limit holds on the expanded list (`replays` stands for several).
+        if out.len() > MAX_SCENARIOS {
+            return Err(too_many());
         }
     }
     Ok(out)
 }
+
+/// The simulation work of a request, in path-steps: `paths x (horizon + ceil(positions / 16))`
+/// summed over the scenarios, a replay counting one path of its own length. (Settling a position
+/// on a path costs about a sixteenth of simulating an hour.)
+#[must_use]
+pub fn work(scenarios: &[Scenario], paths: usize, horizon: usize, positions: usize) -> u64 {
+    let w = |paths: usize, hours: usize| {
+        let per_path = u64::try_from(hours.saturating_add(positions.div_ceil(16))).unwrap_or(u64::MAX);
+        u64::try_from(paths).unwrap_or(u64::MAX).saturating_mul(per_path)
+    };
+    scenarios
+        .iter()
+        .map(|s| match s {
+            Scenario::Replay { log_returns, .. } => w(1, log_returns.len()),
+            _ => w(paths, horizon),
+        })
+        .fold(0, u64::saturating_add)
+}
+
+/// Sets its flag when dropped: the handler's future is dropped when the request times out (or
+/// the client goes away), and the simulation then stops before its next scenario.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Field of the [`StressError`] a cancelled simulation stops with.
+const CANCELLED: &str = "cancelled";
 
 /// Liquidations at risk and bad debt at risk of a book under the forecast and stress scenarios,
 /// with the parameters the engine recommends under each.
@@ -105,8 +149,8 @@ fn scenarios(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body or candle array too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid input (bad candle, negative collateral, empty book, too many paths, unknown scenario...)", body = ErrorBody),
-        (status = 429, description = "Inference queue full or too many simulations running; see Retry-After", body = ErrorBody),
+        (status = 422, description = "Invalid input (bad candle, negative collateral, empty book, too many paths, too much simulation work, unknown scenario, inputs whose magnitudes give non-finite numbers...)", body = ErrorBody),
+        (status = 429, description = "Inference queue full (`queue_full`) or every simulation slot taken (`stress_busy`); see Retry-After", body = ErrorBody),
         (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
     )
 )]
@@ -128,18 +172,15 @@ pub async fn stress(
     )?;
     let seed = body.seed.unwrap_or(1);
     let df = param(body.df, DEFAULT_DF, "df", "(2, 1000]", |v| v > 2.0 && v <= 1000.0)?;
-    let alpha = param(body.alpha, DEFAULT_ALPHA, "alpha", "(0, 1)", |v| {
-        v > 0.0 && v < 1.0
-    })?;
-    let tau = param(body.tau_hours, DEFAULT_TAU as f64, "tau_hours", "[1, 168]", |v| {
-        (1.0..=168.0).contains(&v)
-    })?;
+    let alpha = param(body.alpha, DEFAULT_ALPHA, "alpha", ALPHA_RANGE, alpha_ok)?;
+    let hours = |v| (1.0..=MAX_TAU_HOURS).contains(&v);
+    let tau = param(body.tau_hours, DEFAULT_TAU as f64, "tau_hours", TAU_RANGE, hours)?;
     let tau_user = param(
         body.tau_user_hours,
         DEFAULT_TAU_USER as f64,
         "tau_user_hours",
-        "[1, 8760]",
-        |v| (1.0..=8760.0).contains(&v),
+        TAU_RANGE,
+        hours,
     )?;
     let bonus = param(body.bonus, DEFAULT_BONUS, "bonus", "[0, 1)", |v| {
         (0.0..1.0).contains(&v)
@@ -181,6 +222,10 @@ pub async fn stress(
         default_liquidation_threshold: default_lt,
     };
     let scenarios = scenarios(body.scenarios.as_deref(), &info.metadata.stress_scenarios)?;
+    let work = work(&scenarios, paths, horizon, book.positions.len());
+    if work > MAX_WORK {
+        return Err(ApiError::TooMuchWork { work, max: MAX_WORK });
+    }
     // Everything about the book and the scenarios is checked before the model runs.
     let mut input = StressInput {
         price: 1.0,
@@ -240,14 +285,35 @@ pub async fn stress(
     let slot = state.stress_slot()?;
     let job_input = input.clone();
     let calibration = info.metadata.risk.as_ref().map(|r| r.model.clone());
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let cancelled = Arc::clone(&cancel.0);
+    let metrics = Arc::clone(state.metrics());
     let reports = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
-        stress::run(&job_input, &book, &scenarios, &settings, rule, &stress::simulate)
+        // Checked before each scenario: a timed-out request frees its slot after at most one
+        // more scenario (each bounded by `MAX_WORK`).
+        let simulate = |i: &StressInput, b: &Book, s: &Scenario| {
+            if cancelled.load(Ordering::Relaxed) {
+                metrics.stress_cancellations.inc();
+                return Err(StressError {
+                    field: CANCELLED.into(),
+                    message: "the request was cancelled".into(),
+                });
+            }
+            stress::simulate(i, b, s)
+        };
+        stress::run(&job_input, &book, &scenarios, &settings, rule, &simulate)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("stress simulation failed: {e}")))?
     .map_err(|e| invalid(e, None))?;
+    drop(cancel);
+    let sale = settings.sale_size_usd;
+    let reports = reports
+        .into_iter()
+        .map(|r| checked(r, sale, &prep.asset))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(StressResponse {
         model: info.reference(),
         asset: prep.asset.clone(),
@@ -262,6 +328,56 @@ pub async fn stress(
         slippage_per_usd: input.slippage_per_usd,
         tau_effective_hours: tau_eff,
         book: book_dto,
-        scenarios: reports.into_iter().map(Into::into).collect(),
+        scenarios: reports,
     }))
+}
+
+/// A scenario's result, failing closed: any non-finite number fails the request
+/// ([`ApiError::UnusableInput`]), and a slippage of the sale `>= 1` (the size cannot be
+/// liquidated) recommends LT = max LTV = 0 with the bonus at [`risk::MAX_BONUS`].
+fn checked(report: stress::ScenarioReport, sale: f64, asset: &str) -> Result<ScenarioResultDto, ApiError> {
+    let slippage = report.slippage_per_usd * sale;
+    let mut dto = ScenarioResultDto::from(report);
+    if !slippage.is_finite() {
+        return Err(unusable("", asset, "expected slippage"));
+    }
+    if risk::unliquidatable(Some(slippage)) {
+        let r = &mut dto.recommended;
+        r.slippage = slippage;
+        r.liquidation_bonus = risk::MAX_BONUS;
+        r.liquidation_threshold = 0.0;
+        r.max_ltv = 0.0;
+        dto.liquidation_blocked = true;
+    }
+    let t = |t: &TailDto| [t.mean, t.p95, t.p99, t.es99];
+    let c = &dto.liquidated_positions;
+    let r = &dto.recommended;
+    let numbers = [
+        dto.liquidation_probability,
+        dto.slippage_per_usd,
+        dto.horizon_variance,
+        c.mean,
+        c.p50,
+        c.p95,
+        c.p99,
+        r.liquidation_threshold,
+        r.max_ltv,
+        r.liquidation_bonus,
+        r.maintenance_margin,
+        r.initial_margin,
+        r.variance_tau,
+        r.variance_tau_user,
+        r.slippage,
+    ];
+    let (lar, bdar) = (t(&dto.liquidations_at_risk), t(&dto.bad_debt_at_risk));
+    for x in numbers.iter().chain(&lar).chain(&bdar) {
+        if !x.is_finite() {
+            return Err(unusable(
+                "",
+                asset,
+                &format!("results under scenario `{}`", dto.scenario),
+            ));
+        }
+    }
+    Ok(dto)
 }

@@ -51,6 +51,35 @@ impl Predictor for Fake {
     }
 }
 
+/// Forecasts that are not finite (a model fed inputs at the limits of floating point).
+pub struct NanFake;
+
+impl Predictor for NanFake {
+    fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction> {
+        let mut out = Fake {
+            delay: Duration::ZERO,
+        }
+        .predict(inputs);
+        for p in &mut out {
+            p.variance[1] = f64::NAN;
+        }
+        out
+    }
+}
+
+/// An app serving `predictor` with the fake model's metadata and `config`'s settings.
+pub fn app_predicting(predictor: Box<dyn Predictor>, config: &Config) -> Router {
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::new(Settings::from_config(config), Arc::clone(&metrics));
+    let (queue, _worker) =
+        BatchQueue::start(predictor, volcast_server::queue_config(config), metrics).unwrap();
+    state.set_serving(Serving {
+        info: Arc::new(info()),
+        queue,
+    });
+    volcast_server::app(state)
+}
+
 pub fn info() -> ModelInfo {
     let horizons = vec![4, 24, 168];
     let har = horizons
