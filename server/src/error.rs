@@ -129,6 +129,22 @@ pub enum ApiError {
         /// What was non-finite, and for which asset.
         message: String,
     },
+    /// A candle's quote volume is implausibly far from the median of the candles used: a unit or
+    /// data error that would otherwise move the forecasts (and loosen the parameters) at will.
+    #[error(
+        "{field}: the quote volume is {ratio:.3e} times the median of the candles used; outside \
+         [{min:e}, {max:e}] it is taken for a unit or data error (real markets stay within about 6e3)"
+    )]
+    ImplausibleVolume {
+        /// JSON path of the candle's `quote_volume`.
+        field: String,
+        /// Its ratio to the median quote volume.
+        ratio: f64,
+        /// Smallest ratio accepted.
+        min: f64,
+        /// Largest ratio accepted.
+        max: f64,
+    },
     /// A stress request whose simulation work (paths x scenarios x (horizon + positions / 16))
     /// is over the per-request budget.
     #[error(
@@ -215,6 +231,7 @@ impl ApiError {
             Self::UnknownHorizon { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_horizon"),
             Self::UnknownScenario { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_scenario"),
             Self::UnusableInput { .. } => (S::UNPROCESSABLE_ENTITY, "unusable_input"),
+            Self::ImplausibleVolume { .. } => (S::UNPROCESSABLE_ENTITY, "implausible_volume"),
             Self::TooMuchWork { .. } => (S::UNPROCESSABLE_ENTITY, "too_much_work"),
             Self::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, "out_of_range"),
             Self::BatchTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "batch_too_large"),
@@ -242,6 +259,7 @@ impl ApiError {
             | Self::UnknownHorizon { field, .. }
             | Self::UnknownScenario { field, .. }
             | Self::UnusableInput { field, .. }
+            | Self::ImplausibleVolume { field, .. }
             | Self::OutOfRange { field, .. } => Some(field),
             Self::TooMuchWork { .. } => Some("paths"),
             Self::BatchTooLarge { .. } | Self::EmptyBatch => Some("items"),

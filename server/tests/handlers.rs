@@ -860,3 +860,42 @@ async fn insufficient_history_names_the_window_that_fails() {
     let m = v["message"].as_str().unwrap();
     assert!(m.contains("720-hour") && m.contains("648"), "{m}");
 }
+
+#[tokio::test]
+async fn implausible_quote_volumes_are_refused() {
+    let app = app();
+    let base = single(N)["candles"][N - 1]["quote_volume"].as_f64().unwrap();
+    // A spike of 1e4 times (real markets reach about 6e3) is served.
+    let mut body = single(N);
+    body["candles"][N - 1]["quote_volume"] = json!(base * 1e4);
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // One fat-fingered candle a million times too large, or too small, is refused by name, on
+    // every route, before it can move the forecasts.
+    for (k, route) in [
+        (1e6, "/v1/risk/parameters"),
+        (1e-7, "/v1/forecast/volatility"),
+        (1e20, "/v1/forecast/liquidity"),
+    ] {
+        let mut body = single(N);
+        body["candles"][N - 5]["quote_volume"] = json!(base * k);
+        let (s, v, _) = call(&app, "POST", route, Some(&body)).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+            (422, Some("implausible_volume"), Some("candles[895].quote_volume")),
+            "{k} {route}: {v}"
+        );
+    }
+    // In a batch the path names the item; zero volume (an hour without trades) is fine.
+    let mut item = single(N);
+    item["candles"][N - 1]["quote_volume"] = json!(0.0);
+    let mut bad = single(N);
+    bad["candles"][20]["quote_volume"] = json!(base * 1e9);
+    let body = json!({"items": [item, bad]});
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["field"].as_str()),
+        (422, Some("items[1].candles[20].quote_volume")),
+        "{v}"
+    );
+}
