@@ -4,7 +4,7 @@
 //! Pure and synchronous; the handlers run it before anything reaches the model, so bad input
 //! never does.
 
-use volcast_training::candles::{Candle, validate_candles};
+use volcast_training::candles::{Candle, VOLUME_RATIO_RANGE, validate_candles, volume_ratios};
 use volcast_training::features::AssetFeatures;
 use volcast_training::grid::{Asset, HourlyGrid};
 use volcast_training::inference::ModelInput;
@@ -52,37 +52,23 @@ pub const END_OPEN_TIME_MS: i64 = 4_102_444_800_000;
 pub const OPEN_TIME_RANGE: &str =
     "[1230768000000, 4102444800000) (Unix ms, 2009-01-01T00:00:00Z to 2100-01-01T00:00:00Z)";
 
-/// Ratios of a candle's quote volume to the median of the candles used that are accepted: the
-/// shared Binance data (129 assets, 2017-2021) stays within 7e-5 .. 6e3 of its trailing 30-day
-/// median, so these leave a wide margin for real markets and refuse unit or data errors.
-pub const VOLUME_RATIO_RANGE: (f64, f64) = (1e-6, 1e5);
-
 /// Every positive quote volume of `candles` (the ones the features use; `offset` is the index of
 /// the first in the request) within [`VOLUME_RATIO_RANGE`] of their median.
 fn check_volumes(candles: &[Candle], field_prefix: &str, offset: usize) -> Result<(), ApiError> {
-    let mut positive: Vec<f64> = candles
-        .iter()
-        .map(|c| c.quote_volume)
-        .filter(|v| *v > 0.0)
-        .collect();
-    if positive.is_empty() {
-        return Ok(());
-    }
-    let mid = positive.len() / 2;
-    let (_, &mut median, _) = positive.select_nth_unstable_by(mid, f64::total_cmp);
     let (min, max) = VOLUME_RATIO_RANGE;
-    for (i, c) in candles.iter().enumerate() {
-        let ratio = c.quote_volume / median;
-        if c.quote_volume > 0.0 && !(min..=max).contains(&ratio) {
-            return Err(ApiError::ImplausibleVolume {
-                field: format!("{field_prefix}{}].quote_volume", offset + i),
-                ratio,
-                min,
-                max,
-            });
-        }
+    let bad = volume_ratios(candles)
+        .into_iter()
+        .enumerate()
+        .find(|(_, r)| !r.is_nan() && !(min..=max).contains(r));
+    match bad {
+        Some((i, ratio)) => Err(ApiError::ImplausibleVolume {
+            field: format!("{field_prefix}{}].quote_volume", offset + i),
+            ratio,
+            min,
+            max,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Realized-variance windows the features need at the origin, hours (`valid` in the features).

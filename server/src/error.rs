@@ -133,7 +133,7 @@ pub enum ApiError {
     /// data error that would otherwise move the forecasts (and loosen the parameters) at will.
     #[error(
         "{field}: the quote volume is {ratio:.3e} times the median of the candles used; outside \
-         [{min:e}, {max:e}] it is taken for a unit or data error (real markets stay within about 6e3)"
+         [{min:e}, {max:e}] it is taken for a unit or data error (real markets stay within about 6e-6 .. 6e3)"
     )]
     ImplausibleVolume {
         /// JSON path of the candle's `quote_volume`.

@@ -874,7 +874,7 @@ async fn implausible_quote_volumes_are_refused() {
     // every route, before it can move the forecasts.
     for (k, route) in [
         (1e6, "/v1/risk/parameters"),
-        (1e-7, "/v1/forecast/volatility"),
+        (1e-10, "/v1/forecast/volatility"),
         (1e20, "/v1/forecast/liquidity"),
     ] {
         let mut body = single(N);
