@@ -4,7 +4,7 @@
 //! Pure and synchronous; the handlers run it before anything reaches the model, so bad input
 //! never does.
 
-use volcast_training::candles::{Candle, VOLUME_RATIO_RANGE, validate_candles, volume_ratios};
+use volcast_training::candles::{Candle, VOLUME_RATIO_RANGE, median_quote_volume, validate_candles};
 use volcast_training::features::AssetFeatures;
 use volcast_training::grid::{Asset, HourlyGrid};
 use volcast_training::inference::ModelInput;
@@ -55,20 +55,22 @@ pub const OPEN_TIME_RANGE: &str =
 /// Every positive quote volume of `candles` (the ones the features use; `offset` is the index of
 /// the first in the request) within [`VOLUME_RATIO_RANGE`] of their median.
 fn check_volumes(candles: &[Candle], field_prefix: &str, offset: usize) -> Result<(), ApiError> {
+    let Some(median) = median_quote_volume(candles) else {
+        return Ok(());
+    };
     let (min, max) = VOLUME_RATIO_RANGE;
-    let bad = volume_ratios(candles)
-        .into_iter()
-        .enumerate()
-        .find(|(_, r)| !r.is_nan() && !(min..=max).contains(r));
-    match bad {
-        Some((i, ratio)) => Err(ApiError::ImplausibleVolume {
-            field: format!("{field_prefix}{}].quote_volume", offset + i),
-            ratio,
-            min,
-            max,
-        }),
-        None => Ok(()),
+    for (i, c) in candles.iter().enumerate() {
+        let ratio = c.quote_volume / median;
+        if c.quote_volume > 0.0 && !(min..=max).contains(&ratio) {
+            return Err(ApiError::ImplausibleVolume {
+                field: format!("{field_prefix}{}].quote_volume", offset + i),
+                ratio,
+                min,
+                max,
+            });
+        }
     }
+    Ok(())
 }
 
 /// Realized-variance windows the features need at the origin, hours (`valid` in the features).

@@ -2,7 +2,7 @@
 //! window a request could send (the last 889 hours before an origin, one origin a day) of every
 //! shared asset stays inside `VOLUME_RATIO_RANGE`. Prints the extreme ratios seen.
 
-use volcast_training::candles::{VOLUME_RATIO_RANGE, volume_ratios};
+use volcast_training::candles::{VOLUME_RATIO_RANGE, median_quote_volume};
 use volcast_training::time::HOUR_MS;
 
 /// Hours a request's candles span for the shipped features (`history_hours`).
@@ -22,9 +22,13 @@ fn real_quote_volumes_are_plausible() {
         for end in (0..c.len()).step_by(24) {
             let from = c[end].open_time - (WINDOW_HOURS - 1) * HOUR_MS;
             let start = c[..end].partition_point(|x| x.open_time < from);
-            for r in volume_ratios(&c[start..=end]).into_iter().filter(|r| !r.is_nan()) {
-                lowest = lowest.min(r);
-                highest = highest.max(r);
+            let window = &c[start..=end];
+            let Some(median) = median_quote_volume(window) else {
+                continue;
+            };
+            for v in window.iter().map(|x| x.quote_volume).filter(|v| *v > 0.0) {
+                lowest = lowest.min(v / median);
+                highest = highest.max(v / median);
             }
             windows += 1;
         }

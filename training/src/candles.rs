@@ -190,31 +190,22 @@ pub fn validate_candles(candles: &[Candle]) -> Result<(), CandleError> {
 /// error of a million times, which would move the forecasts at will, does not.
 pub const VOLUME_RATIO_RANGE: (f64, f64) = (1e-8, 1e5);
 
-/// Each candle's quote volume divided by the median positive quote volume of `candles` (NaN
-/// where the volume is not positive, e.g. an hour without trades); empty without any positive
-/// volume.
+/// The median positive quote volume of `candles` (the upper median for an even count), what
+/// [`VOLUME_RATIO_RANGE`] is relative to; None without any positive volume (hours without trades
+/// have none and are left out).
 #[must_use]
-pub fn volume_ratios(candles: &[Candle]) -> Vec<f64> {
+pub fn median_quote_volume(candles: &[Candle]) -> Option<f64> {
     let mut positive: Vec<f64> = candles
         .iter()
         .map(|c| c.quote_volume)
         .filter(|v| *v > 0.0)
         .collect();
     if positive.is_empty() {
-        return Vec::new();
+        return None;
     }
     let mid = positive.len() / 2;
     let (_, &mut median, _) = positive.select_nth_unstable_by(mid, f64::total_cmp);
-    candles
-        .iter()
-        .map(|c| {
-            if c.quote_volume > 0.0 {
-                c.quote_volume / median
-            } else {
-                f64::NAN
-            }
-        })
-        .collect()
+    Some(median)
 }
 
 /// Merges several validated series of the same asset in time order.

@@ -29,12 +29,13 @@ pub fn variance_dto(variance: f64, horizon: usize) -> VarianceDto {
     }
 }
 
-/// Validates a forecast request's asset shape (single or batch) and runs the model on it.
+/// Validates a forecast request's asset shape (single or batch) and runs the model on it; each
+/// result comes with its item's JSON path prefix (empty for one asset).
 async fn forecast_body(
     state: &AppState,
     serving: &Serving,
     body: ForecastRequest,
-) -> Result<Vec<(Prepared, Prediction)>, ApiError> {
+) -> Result<Vec<(String, Prepared, Prediction)>, ApiError> {
     let items = shape(
         (body.asset, body.candles),
         body.items,
@@ -45,7 +46,12 @@ async fn forecast_body(
         .iter()
         .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
         .collect();
-    forecast_items(state, serving, refs).await
+    let results = forecast_items(state, serving, refs).await?;
+    Ok(items
+        .into_iter()
+        .zip(results)
+        .map(|((prefix, _), (prep, pred))| (prefix, prep, pred))
+        .collect())
 }
 
 /// Volatility forecasts per horizon, beside the HAR baseline.
@@ -75,7 +81,7 @@ pub async fn volatility(
     let levels = &info.metadata.quantile_levels;
     let items = results
         .into_iter()
-        .map(|(prep, pred)| AssetVolatility {
+        .map(|(_, prep, pred)| AssetVolatility {
             origin: prep.origin(),
             horizons: wanted
                 .iter()
@@ -136,48 +142,41 @@ pub async fn liquidity(
         "[0, 1e12]",
         |v| (0.0..=1e12).contains(&v),
     )?;
-    let is_batch = body.items.is_some();
     let results = forecast_body(&state, &serving, body).await?;
-    // Fail closed: a finite illiquidity whose expected value or slippage overflows is no answer.
-    for (i, (prep, pred)) in results.iter().enumerate() {
-        for &j in &wanted {
-            if let Some(m) = finite(prep.illiquidity[j]) {
-                let expected = risk::expected_illiquidity(m, pred.shortage_probability[j]);
-                if !(expected.is_finite() && risk::slippage(expected, sale).is_finite()) {
-                    let prefix = if is_batch {
-                        format!("items[{i}].")
-                    } else {
-                        String::new()
-                    };
-                    return Err(unusable(&prefix, &prep.asset, "expected slippage"));
-                }
-            }
-        }
-    }
     let items = results
         .into_iter()
-        .map(|(prep, pred)| AssetLiquidity {
-            origin: prep.origin(),
-            sale_size_usd: sale,
-            horizons: wanted
+        .map(|(prefix, prep, pred)| {
+            let horizons = wanted
                 .iter()
                 .map(|&j| {
                     let p = pred.shortage_probability[j];
                     let current = finite(prep.illiquidity[j]);
                     let expected = current.map(|m| risk::expected_illiquidity(m, p));
-                    LiquidityHorizon {
+                    let slippage = expected.map(|m| risk::slippage(m, sale));
+                    // Fail closed: a finite illiquidity whose expected value or slippage
+                    // overflows is no answer (an overflowing expected value makes the slippage
+                    // non-finite too, even for a sale of 0).
+                    if slippage.is_some_and(|x| !x.is_finite()) {
+                        return Err(unusable(&prefix, &prep.asset, "expected slippage"));
+                    }
+                    Ok(LiquidityHorizon {
                         horizon_hours: info.horizons()[j],
                         shortage_probability: p,
                         baseline_shortage_probability: finite(prep.baseline_shortage[j]),
                         current_illiquidity: current,
                         expected_illiquidity: expected,
-                        expected_slippage: expected.map(|m| risk::slippage(m, sale)),
-                    }
+                        expected_slippage: slippage,
+                    })
                 })
-                .collect(),
-            asset: prep.asset,
+                .collect::<Result<_, _>>()?;
+            Ok(AssetLiquidity {
+                origin: prep.origin(),
+                sale_size_usd: sale,
+                horizons,
+                asset: prep.asset,
+            })
         })
-        .collect();
+        .collect::<Result<_, ApiError>>()?;
     Ok(Json(LiquidityResponse {
         model: info.reference(),
         items,

@@ -32,7 +32,6 @@ pub async fn forecast_items(
     items: Vec<(String, String, &[CandleDto])>,
 ) -> Result<Vec<(Prepared, Prediction)>, ApiError> {
     let limits = state.settings().limits;
-    let mut prefixes = Vec::with_capacity(items.len());
     let prepared = items
         .into_iter()
         .map(|(prefix, asset, candles)| {
@@ -46,16 +45,15 @@ pub async fn forecast_items(
             if !finite_input {
                 return Err(unusable(&prefix, &p.asset, "model inputs"));
             }
-            prefixes.push(prefix);
-            Ok(p)
+            Ok((prefix, p))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let inputs = prepared.iter().map(|p| p.input.clone()).collect();
+    let inputs = prepared.iter().map(|(_, p)| p.input.clone()).collect();
     let predictions = serving.queue.predict(inputs).await?;
-    for ((prefix, prep), pred) in prefixes.iter().zip(&prepared).zip(&predictions) {
+    for ((prefix, prep), pred) in prepared.iter().zip(&predictions) {
         check_prediction(prefix, &prep.asset, pred)?;
     }
-    Ok(prepared.into_iter().zip(predictions).collect())
+    Ok(prepared.into_iter().map(|(_, p)| p).zip(predictions).collect())
 }
 
 /// [`ApiError::UnusableInput`] for the item at `prefix`: its magnitudes made `what` non-finite.
