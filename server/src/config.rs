@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use volcast_core::policy::{AskedSettings, FLAG_NAMES, RiskSettings, SettingsError};
 
 use clap::Parser;
 
@@ -91,6 +92,21 @@ impl Config {
     #[must_use]
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The defaults of the risk routes' settings (SPEC's, with this config's sale size, bonus
+    /// margin and step), checked against the same ranges as every request.
+    ///
+    /// # Errors
+    /// A default outside its range, named by its flag.
+    pub fn risk_defaults(&self) -> Result<RiskSettings, SettingsError> {
+        let candidate = RiskSettings {
+            sale_size_usd: self.sale_size_usd,
+            bonus_margin: self.bonus_margin,
+            max_step: self.max_step,
+            ..RiskSettings::default()
+        };
+        RiskSettings::resolve(&AskedSettings::default(), &candidate, &FLAG_NAMES)
     }
 
     /// The queue's longest wait.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use volcast_training::candles::Candle;
+use volcast_core::candles::Candle;
 
 /// One hourly candle, as in the data files (SPEC "Input data").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -4,13 +4,13 @@
 //! Pure and synchronous; the handlers run it before anything reaches the model, so bad input
 //! never does.
 
-use volcast_training::candles::{Candle, VOLUME_RATIO_RANGE, median_quote_volume, validate_candles};
-use volcast_training::features::AssetFeatures;
-use volcast_training::grid::{Asset, HourlyGrid};
-use volcast_training::inference::ModelInput;
-use volcast_training::panel::PreparedAsset;
-use volcast_training::targets::covered;
-use volcast_training::time::{HOUR_MS, format_ms, hour_to_ms};
+use volcast_core::candles::{Candle, VOLUME_RATIO_RANGE, median_quote_volume, validate_candles};
+use volcast_core::features::AssetFeatures;
+use volcast_core::grid::{Asset, HourlyGrid};
+use volcast_core::panel::PreparedAsset;
+use volcast_core::targets::covered;
+use volcast_core::time::{HOUR_MS, format_ms, hour_to_ms};
+use volcast_model::inference::ModelInput;
 
 use crate::dto::CandleDto;
 use crate::error::ApiError;

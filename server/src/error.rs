@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use volcast_training::candles::CandleProblem;
+use volcast_core::candles::CandleProblem;
 
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -209,6 +209,16 @@ pub enum ApiError {
     /// Anything else: a bug or a dead worker. Details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<volcast_core::policy::SettingsError> for ApiError {
+    fn from(e: volcast_core::policy::SettingsError) -> Self {
+        Self::OutOfRange {
+            field: e.field,
+            value: e.value,
+            range: e.range,
+        }
+    }
 }
 
 impl ApiError {

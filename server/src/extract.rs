@@ -111,7 +111,7 @@ fn classify(path: &str, e: &serde_json::Error) -> ApiError {
         return ApiError::BadCandle {
             field,
             value: f64::INFINITY,
-            problem: volcast_training::candles::CandleProblem::NonFinite,
+            problem: volcast_core::candles::CandleProblem::NonFinite,
         };
     }
     match e.classify() {

@@ -13,7 +13,6 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod queue;
-pub mod risk;
 pub mod routes;
 pub mod state;
 pub mod stress;
@@ -47,10 +46,13 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub enum ServeError {
     /// The artifact could not be loaded.
     #[error("could not load the model: {0}")]
-    Model(#[from] volcast_training::artifact::ArtifactError),
+    Model(#[from] volcast_model::artifact::ArtifactError),
     /// Socket or worker-thread failure.
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// A default risk setting of the config is outside its range.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] volcast_core::policy::SettingsError),
     /// The loading task died.
     #[error("model loading task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -134,7 +136,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let state = AppState::new(Settings::from_config(&config), Arc::clone(&metrics));
+    let state = AppState::new(Settings::from_config(&config)?, Arc::clone(&metrics));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
         tokio::select! {

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use volcast_training::artifact::{ArtifactError, HorizonMetrics, Metadata};
-use volcast_training::baselines::har::Har;
-use volcast_training::baselines::shortage::ShortageLogistic;
-use volcast_training::features::{AssetFeatures, N_CHANNELS};
-use volcast_training::inference::{LoadedModel, ModelInput, Prediction};
+use volcast_core::baselines::har::Har;
+use volcast_core::baselines::shortage::ShortageLogistic;
+use volcast_core::features::{AssetFeatures, N_CHANNELS};
+use volcast_model::artifact::{ArtifactError, HorizonMetrics, Metadata};
+use volcast_model::inference::{LoadedModel, ModelInput, Prediction};
 
 use crate::dto::{DataFileDto, FeaturesDto, HorizonMetricsDto, ModelCard, ModelRef, RecalibrationDto};
 
@@ -86,7 +86,7 @@ impl ModelInfo {
         slot: usize,
         scratch: &mut Vec<f64>,
     ) -> Option<ModelInput> {
-        self.metadata.input_at(features, slot, None, scratch)
+        volcast_model::inference::model_input(&self.metadata, features, slot, None, scratch)
     }
 
     /// The model card of `GET /v1/model`.
@@ -165,7 +165,7 @@ impl ModelInfo {
 /// # Errors
 /// [`ArtifactError`] when the artifact is missing or does not fit this build.
 pub fn load_and_warm(path: &Path, max_batch: usize) -> Result<(ModelInfo, LoadedModel), ArtifactError> {
-    let device = volcast_training::device::select(volcast_training::device::DeviceChoice::Cpu)
+    let device = volcast_model::device::select(volcast_model::device::DeviceChoice::Cpu)
         .map(|s| s.device)
         .map_err(|e| ArtifactError::Incompatible {
             path: path.to_owned(),
@@ -174,7 +174,7 @@ pub fn load_and_warm(path: &Path, max_batch: usize) -> Result<(ModelInfo, Loaded
     let model = LoadedModel::load(path, &device)?;
     let info = ModelInfo::of(&model);
     let dummy = ModelInput {
-        statics: [0.0; volcast_training::features::N_STATIC],
+        statics: [0.0; volcast_core::features::N_STATIC],
         sequence: vec![0.0; info.metadata.features.window * N_CHANNELS],
     };
     for n in [1, max_batch.max(1)] {

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use volcast_training::inference::{ModelInput, Prediction};
+use volcast_model::inference::{ModelInput, Prediction};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;

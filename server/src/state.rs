@@ -2,23 +2,14 @@
 
 use std::sync::{Arc, RwLock};
 
+use volcast_core::policy::{RiskSettings, SettingsError};
+
 use crate::config::Config;
 use crate::engine::Limits;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::ModelInfo;
 use crate::queue::BatchQueue;
-
-/// Defaults of the request settings, from the config.
-#[derive(Debug, Clone, Copy)]
-pub struct Defaults {
-    /// Sale size, USD.
-    pub sale_size_usd: f64,
-    /// Margin over slippage for the bonus.
-    pub bonus_margin: f64,
-    /// Largest relative step from a previous value.
-    pub max_step: f64,
-}
 
 /// Settings the handlers read.
 #[derive(Debug, Clone, Copy)]
@@ -31,27 +22,25 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Request timeout.
     pub request_timeout: std::time::Duration,
-    /// Defaults.
-    pub defaults: Defaults,
+    /// Defaults of the risk settings ([`Config::risk_defaults`]).
+    pub defaults: RiskSettings,
 }
 
 impl Settings {
     /// From the config.
-    #[must_use]
-    pub fn from_config(c: &Config) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// A default risk setting outside its range ([`Config::risk_defaults`]).
+    pub fn from_config(c: &Config) -> Result<Self, SettingsError> {
+        Ok(Self {
             limits: Limits {
                 max_candles: c.max_candles,
             },
             max_items: c.max_items,
             max_body_bytes: c.max_body_bytes,
             request_timeout: c.request_timeout(),
-            defaults: Defaults {
-                sale_size_usd: c.sale_size_usd,
-                bonus_margin: c.bonus_margin,
-                max_step: c.max_step,
-            },
-        }
+            defaults: c.risk_defaults()?,
+        })
     }
 }
 
@@ -103,9 +92,7 @@ impl AppState {
             .metadata
             .recalibration
             .as_ref()
-            .and_then(|r| {
-                volcast_training::time::parse_time(&r.until, volcast_training::time::Bound::Start).ok()
-            })
+            .and_then(|r| volcast_core::time::parse_time(&r.until, volcast_core::time::Bound::Start).ok())
             .map_or(0, |ms| ms.div_euclid(1000));
         *self
             .inner

@@ -1,9 +1,9 @@
 //! Bodies of `POST /v1/risk/stress` and their conversion from the simulation's types
-//! ([`volcast_training::stress`]).
+//! ([`volcast_core::stress`]).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use volcast_training::stress::{CountTail, Recommendation, ScenarioReport, Tail};
+use volcast_core::stress::{CountTail, ScenarioRecommendation, ScenarioReport, Tail};
 
 use crate::dto::{CandleDto, ForecastUsed, ModelRef};
 
@@ -160,7 +160,7 @@ impl From<CountTail> for CountTailDto {
     }
 }
 
-/// What the engine recommends under a scenario.
+/// What the risk policy recommends under a scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StressRecommendationDto {
     /// LT, with `LT (1 + LB) <= 1`.
@@ -177,12 +177,12 @@ pub struct StressRecommendationDto {
     pub variance_tau: f64,
     /// Variance over the user window under the scenario.
     pub variance_tau_user: f64,
-    /// Expected slippage of the sale size under the scenario.
-    pub slippage: f64,
+    /// Expected slippage of the sale size under the scenario (null without an illiquidity).
+    pub slippage: Option<f64>,
 }
 
-impl From<Recommendation> for StressRecommendationDto {
-    fn from(r: Recommendation) -> Self {
+impl From<ScenarioRecommendation> for StressRecommendationDto {
+    fn from(r: ScenarioRecommendation) -> Self {
         Self {
             liquidation_threshold: r.liquidation_threshold,
             max_ltv: r.max_ltv,
@@ -236,8 +236,8 @@ impl From<ScenarioReport> for ScenarioResultDto {
             liquidation_delay_hours: r.liquidation_delay_hours,
             slippage_per_usd: r.slippage_per_usd,
             horizon_variance: r.horizon_variance,
+            liquidation_blocked: r.recommendation.liquidation_blocked,
             recommended: r.recommendation.into(),
-            liquidation_blocked: false,
         }
     }
 }

@@ -10,16 +10,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use volcast_core::features::AssetFeatures;
+use volcast_core::grid::{Asset, HourlyGrid};
+use volcast_core::panel::PreparedAsset;
+use volcast_core::synth::{SynthConfig, generate};
+use volcast_core::time::{Bound, HOUR_MS, parse_time};
+use volcast_model::config::TrainingConfig;
+use volcast_model::device::{DeviceChoice, select};
+use volcast_model::inference::LoadedModel;
 use volcast_server::model::ModelInfo;
-use volcast_training::device::{DeviceChoice, select};
-use volcast_training::features::AssetFeatures;
-use volcast_training::grid::{Asset, HourlyGrid};
-use volcast_training::inference::LoadedModel;
-use volcast_training::panel::PreparedAsset;
+use volcast_training::data::write_csv;
 use volcast_training::pipeline::{Pipeline, run};
-use volcast_training::synth::{SynthConfig, generate, write_csv};
-use volcast_training::time::{Bound, HOUR_MS, parse_time};
-use volcast_training::training::TrainingConfig;
 
 const START_MS: i64 = 1_577_836_800_000; // 2020-01-01
 
@@ -139,11 +140,11 @@ async fn reload_on_sighup(
     artifacts: &Path,
 ) {
     let loaded = volcast_training::data::load_dirs(&[tmp.join("data")]).unwrap();
-    let assets = volcast_training::to_panel(&loaded);
+    let assets = volcast_core::panel::to_panel(&loaded);
     let end = parse_time("2020-05-10", Bound::Start).unwrap() / HOUR_MS;
     let dir = volcast_training::calibrate::refresh_recalibration(model, &assets, end, artifacts).unwrap();
     let id = dir.file_name().unwrap().to_str().unwrap().to_owned();
-    volcast_training::artifact::set_default(artifacts, &id).unwrap();
+    volcast_model::artifact::set_default(artifacts, &id).unwrap();
     signal(server, "-HUP");
     let base = &server.base;
     let card = wait_for(client, format!("{base}/v1/model"), |b| b.contains(&id)).await;
@@ -161,7 +162,7 @@ async fn reload_on_sighup(
         "{metrics}"
     );
 
-    volcast_training::artifact::set_default(artifacts, "0000000000000000").unwrap();
+    volcast_model::artifact::set_default(artifacts, "0000000000000000").unwrap();
     signal(server, "-HUP");
     let metrics = wait_for(client, format!("{base}/metrics"), |b| {
         b.contains(r#"outcome="failed"} 1"#)

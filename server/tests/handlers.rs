@@ -97,8 +97,8 @@ async fn risk_parameters_keep_the_invariants_and_explain_themselves() {
 
 #[tokio::test]
 async fn risk_parameters_use_the_artifacts_calibrated_drawdown() {
-    use volcast_training::artifact::RiskCalibration;
-    use volcast_training::drawdown::{DrawdownCalibration, WindowCalibration};
+    use volcast_core::drawdown::{DrawdownCalibration, WindowCalibration};
+    use volcast_model::artifact::RiskCalibration;
     let window = |tau| WindowCalibration {
         tau,
         n: 10_000,
@@ -182,7 +182,7 @@ async fn not_ready_until_the_model_is_set() {
     use std::sync::Arc;
     let c = config();
     let state = volcast_server::state::AppState::new(
-        volcast_server::state::Settings::from_config(&c),
+        volcast_server::state::Settings::from_config(&c).unwrap(),
         Arc::new(volcast_server::metrics::Metrics::new()),
     );
     let app = volcast_server::app(state);

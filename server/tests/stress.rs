@@ -310,7 +310,7 @@ fn a_full_stress_slot_says_so_and_is_counted() {
     let mut c = common::config();
     c.request_timeout_ms = 10_000;
     let metrics = Arc::new(Metrics::new());
-    let state = AppState::new(Settings::from_config(&c), Arc::clone(&metrics));
+    let state = AppState::new(Settings::from_config(&c).unwrap(), Arc::clone(&metrics));
     let held: Vec<_> = (0..MAX_STRESS_JOBS)
         .map(|_| state.stress_slot().unwrap())
         .collect();

@@ -2,12 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use volcast_core::forecast::{Forecaster, HORIZONS};
+use volcast_model::artifact;
+use volcast_model::device::{DeviceChoice, select};
+use volcast_model::inference::LoadedModel;
 use volcast_tests::repo_root;
-use volcast_training::artifact;
-use volcast_training::device::{DeviceChoice, select};
 use volcast_training::evaluate::{EvalConfig, evaluate};
-use volcast_training::forecast::{Forecaster, HORIZONS};
-use volcast_training::inference::LoadedModel;
 
 #[test]
 fn committed_artifacts_load_and_forecast() {
@@ -27,7 +27,7 @@ fn committed_artifacts_load_and_forecast() {
     );
 
     let loaded = volcast_training::data::load_dirs(&[repo_root().join("data/sample")]).unwrap();
-    let assets = volcast_training::to_panel(&loaded);
+    let assets = volcast_core::panel::to_panel(&loaded);
     let device = select(DeviceChoice::Cpu).unwrap().device;
     for dir in dirs {
         let model = LoadedModel::load(&dir, &device).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));

@@ -3,17 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+use volcast_core::forecast::HORIZONS;
+use volcast_core::time::{Bound, parse_time};
 use volcast_tests::shared_hourly;
 use volcast_training::data::load_assets;
 use volcast_training::evaluate::report::EvaluationReport;
 use volcast_training::evaluate::{EvalConfig, evaluate};
-use volcast_training::forecast::HORIZONS;
-use volcast_training::time::{Bound, parse_time};
 
 fn run(only: Option<&[String]>) -> Option<EvaluationReport> {
     let dir = shared_hourly()?;
     let loaded = load_assets(&[dir], only).unwrap();
-    let assets = volcast_training::to_panel(&loaded);
+    let assets = volcast_core::panel::to_panel(&loaded);
     let config = EvalConfig {
         fit_until_ms: parse_time("2020-12-31T23:00:00Z", Bound::End).unwrap(),
         eval_from_ms: parse_time("2021-01-01", Bound::Start).unwrap(),

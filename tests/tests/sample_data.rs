@@ -3,9 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+use volcast_core::synth::{SynthConfig, generate};
 use volcast_tests::repo_root;
 use volcast_training::data::{load_dirs, read_file};
-use volcast_training::synth::{SynthConfig, generate};
 
 #[test]
 fn committed_sample_is_reproducible() {

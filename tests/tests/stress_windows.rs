@@ -3,16 +3,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+use volcast_core::stress::market_stress_scenarios;
+use volcast_core::time::{Bound, close_hour_of_open_ms, parse_time};
 use volcast_tests::shared_hourly;
 use volcast_training::data::load_assets;
-use volcast_training::stress::market_stress_scenarios;
-use volcast_training::time::{Bound, close_hour_of_open_ms, parse_time};
 
 #[test]
 fn worst_btc_weeks_include_march_2020_and_may_2021() {
     let Some(dir) = shared_hourly() else { return };
     let loaded = load_assets(&[dir], Some(&["BTCUSDT".to_owned()])).unwrap();
-    let panel = volcast_training::to_panel(&loaded);
+    let panel = volcast_core::panel::to_panel(&loaded);
     let fit_end = close_hour_of_open_ms(parse_time("2021-12-31", Bound::End).unwrap());
     let windows = market_stress_scenarios(&panel, fit_end);
     let names: Vec<&str> = windows.iter().map(|w| w.name.as_str()).collect();

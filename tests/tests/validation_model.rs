@@ -5,15 +5,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+use volcast_core::forecast::HORIZONS;
+use volcast_core::time::{Bound, parse_time};
+use volcast_model::device::{DeviceChoice, select};
+use volcast_model::inference::LoadedModel;
 use volcast_tests::{repo_root, shared_hourly};
 use volcast_training::data::load_assets;
-use volcast_training::device::{DeviceChoice, select};
 use volcast_training::evaluate::report::PolicyReport;
 use volcast_training::evaluate::{EvalConfig, evaluate};
-use volcast_training::forecast::HORIZONS;
-use volcast_training::inference::LoadedModel;
 use volcast_training::rolling::operated;
-use volcast_training::time::{Bound, parse_time};
 
 /// The validation artifact, named in `model-artifacts/README.md`.
 const VALIDATION: &str = "9d364ad001ea9198";
@@ -34,7 +34,7 @@ fn validation_model_figures() {
         "calibrated on data after the fit end"
     );
 
-    let assets = volcast_training::to_panel(&load_assets(&[dir], None).unwrap());
+    let assets = volcast_core::panel::to_panel(&load_assets(&[dir], None).unwrap());
     let config = |tau| EvalConfig {
         fit_until_ms: parse_time("2020-12-31T23:00:00Z", Bound::End).unwrap(),
         eval_from_ms: parse_time("2021-01-01", Bound::Start).unwrap(),

@@ -2,8 +2,8 @@
 //! window a request could send (the last 889 hours before an origin, one origin a day) of every
 //! shared asset stays inside `VOLUME_RATIO_RANGE`. Prints the extreme ratios seen.
 
-use volcast_training::candles::{VOLUME_RATIO_RANGE, median_quote_volume};
-use volcast_training::time::HOUR_MS;
+use volcast_core::candles::{VOLUME_RATIO_RANGE, median_quote_volume};
+use volcast_core::time::HOUR_MS;
 
 /// Hours a request's candles span for the shipped features (`history_hours`).
 const WINDOW_HOURS: i64 = 889;

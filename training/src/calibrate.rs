@@ -6,46 +6,29 @@
 //!    re-measured every day in operation ([`refresh_recalibration`], [`crate::rolling`]);
 //! 2. [`calibrate`]: the risk engine's drawdown distribution of the (corrected) model's and the
 //!    HAR baseline's variance forecasts, on the last [`CALIBRATION_DAYS`] of the fit period
-//!    ([`crate::drawdown`]).
+//!    ([`volcast_core::drawdown`]).
 
 use std::path::{Path, PathBuf};
 
-use crate::artifact::{self, ArtifactError, Metadata, Recalibration, RiskCalibration};
-use crate::baselines::set::har_curve;
-use crate::drawdown::{
+use crate::rolling::{CalibrateError, History, operated, raw_predictions};
+use volcast_core::baselines::set::har_curve;
+use volcast_core::drawdown::{
     CALIBRATION_DAYS, CALIBRATION_STRIDE, VarianceCurve, calibration_origins, fit_calibration,
 };
-use crate::forecast::{DrawdownQuery, ForecastError, ForecastRequest, ForecastTable, Origin};
-use crate::grid::Asset;
-use crate::inference::LoadedModel;
-use crate::panel::{daily_slots, prepare};
-use crate::risk::{DEFAULT_ALPHA, DEFAULT_TAU};
-use crate::rolling::{History, operated, raw_predictions};
-use crate::time::{close_hour_of_open_ms, parse_time};
-
-/// Why an artifact could not be calibrated.
-#[derive(Debug, thiserror::Error)]
-pub enum CalibrateError {
-    /// The artifact could not be read or written.
-    #[error(transparent)]
-    Artifact(#[from] ArtifactError),
-    /// The model failed.
-    #[error(transparent)]
-    Forecast(#[from] ForecastError),
-    /// Too little data in the calibration window.
-    #[error("too little data to calibrate: {0}")]
-    TooLittleData(String),
-    /// A recalibration window the data cannot give.
-    #[error("bad recalibration window: {0}")]
-    Window(String),
-}
+use volcast_core::forecast::{DrawdownQuery, ForecastError, ForecastRequest, ForecastTable, Origin};
+use volcast_core::grid::Asset;
+use volcast_core::panel::{daily_slots, prepare};
+use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_TAU};
+use volcast_core::time::{close_hour_of_open_ms, parse_time};
+use volcast_model::artifact::{self, Metadata, Recalibration, RiskCalibration};
+use volcast_model::inference::LoadedModel;
 
 /// The close hour of the artifact's last fitting candle.
 ///
 /// # Errors
 /// [`CalibrateError::TooLittleData`] when the metadata's `fit_until` is not a time.
 pub fn fit_end_hour(metadata: &Metadata) -> Result<i64, CalibrateError> {
-    parse_time(&metadata.fit_until, crate::time::Bound::Start)
+    parse_time(&metadata.fit_until, volcast_core::time::Bound::Start)
         .map(close_hour_of_open_ms)
         .map_err(|e| CalibrateError::TooLittleData(format!("fit_until {}: {e}", metadata.fit_until)))
 }
@@ -69,7 +52,7 @@ fn forecast_all(
 
 /// Measures the drawdown calibrations of `model` and of its HAR baseline on the calibration
 /// window ending at `fit_end_hour` (windows that end after it are never used), with a fitted
-/// exponent when `fit_exponent` ([`crate::drawdown`]).
+/// exponent when `fit_exponent` ([`volcast_core::drawdown`]).
 ///
 /// # Errors
 /// [`CalibrateError`] when the model fails or a window has too few points.
@@ -127,9 +110,6 @@ pub fn calibrate(
     })
 }
 
-/// Fewest completed forecasts per horizon for a correction to be measured.
-pub const MIN_RECALIBRATION_POINTS: usize = 20;
-
 /// Measures the [`Recalibration`] of `model`'s raw outputs (any correction it already carries is
 /// ignored) on the daily origins of the last `days` before `end_hour` whose target windows end by
 /// then: at training, the early-stopping holdout; in operation, the trailing window of the daily
@@ -137,7 +117,7 @@ pub const MIN_RECALIBRATION_POINTS: usize = 20;
 ///
 /// # Errors
 /// [`CalibrateError`] when the model fails or a horizon has fewer than
-/// [`MIN_RECALIBRATION_POINTS`] points.
+/// [`crate::rolling::MIN_RECALIBRATION_POINTS`] points.
 pub fn recalibrate(
     model: &LoadedModel,
     assets: &[Asset],
@@ -191,7 +171,7 @@ pub fn calibrate_artifact(
     let end = fit_end_hour(&model.metadata)?;
     let mut metadata = model.metadata.clone();
     metadata.recalibration = Some(recalibrate(model, assets, end, model.config.holdout_days)?);
-    metadata.stress_scenarios = crate::stress::market_stress_scenarios(assets, end);
+    metadata.stress_scenarios = volcast_core::stress::market_stress_scenarios(assets, end);
     let corrected = model.with_metadata(metadata.clone());
     metadata.risk = Some(calibrate(&corrected, assets, end, fit_exponent)?);
     Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)
@@ -216,7 +196,7 @@ pub fn refresh_recalibration(
     if end_hour < fit_end {
         return Err(CalibrateError::Window(format!(
             "it must end at or after the fit end {}",
-            crate::time::format_ms(crate::time::hour_to_ms(fit_end))
+            volcast_core::time::format_ms(volcast_core::time::hour_to_ms(fit_end))
         )));
     }
     let last = assets
@@ -227,8 +207,8 @@ pub fn refresh_recalibration(
     if end_hour > last {
         return Err(CalibrateError::Window(format!(
             "the candles end at {}, before its end {}",
-            crate::time::format_ms(crate::time::hour_to_ms(last)),
-            crate::time::format_ms(crate::time::hour_to_ms(end_hour))
+            volcast_core::time::format_ms(volcast_core::time::hour_to_ms(last)),
+            volcast_core::time::format_ms(volcast_core::time::hour_to_ms(end_hour))
         )));
     }
     let days = model

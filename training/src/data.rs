@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use crate::candles::{AssetCandles, Candle, CandleError, merge_sources, validate_candles};
+use volcast_core::candles::{AssetCandles, Candle, CandleError, merge_sources, validate_candles};
 
 /// SPEC's column names, in the order of [`Candle`]'s fields.
 pub const COLUMNS: [&str; 7] = [
@@ -322,12 +322,38 @@ fn frame_to_candles(path: &Path, frame: &DataFrame, micro_ok: bool) -> Result<Ve
         .collect()
 }
 
+/// Writes candles as a SPEC CSV file (header, one row per candle), gzip-compressed when the
+/// path ends in `.gz`.
+///
+/// # Errors
+/// Any I/O error.
+pub fn write_csv(path: &Path, candles: &[Candle]) -> std::io::Result<()> {
+    let mut text = String::from("open_time,open,high,low,close,volume,quote_volume\n");
+    for c in candles {
+        text.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            c.open_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume
+        ));
+    }
+    let file = std::fs::File::create(path)?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+        gz.write_all(text.as_bytes())?;
+        gz.finish()?.sync_all()
+    } else {
+        use std::io::Write as _;
+        let mut file = file;
+        file.write_all(text.as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::candles::CandleProblem;
+    use volcast_core::candles::CandleProblem;
 
     const HEADER: &str = "open_time,open,high,low,close,volume,quote_volume\n";
 

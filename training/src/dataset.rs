@@ -5,12 +5,12 @@
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 
-use crate::artifact::Scaler;
-use crate::features::{AssetFeatures, Market, N_CHANNELS, N_STATIC};
-use crate::forecast::HORIZONS;
-use crate::grid::Asset;
-use crate::panel::{PreparedAsset, daily_slots};
-use crate::training::TrainingConfig;
+use volcast_core::features::{AssetFeatures, Market, N_CHANNELS, N_STATIC};
+use volcast_core::forecast::HORIZONS;
+use volcast_core::grid::Asset;
+use volcast_core::panel::{PreparedAsset, daily_slots};
+use volcast_model::config::TrainingConfig;
+use volcast_model::scaler::Scaler;
 
 /// Training examples at chosen origins.
 #[derive(Debug, Default, Clone)]
@@ -54,7 +54,7 @@ impl PanelFeatures {
     /// Computes everything the features need.
     #[must_use]
     pub fn new(assets: &[Asset]) -> Self {
-        let prepared = crate::panel::prepare(assets, &HORIZONS);
+        let prepared = volcast_core::panel::prepare(assets, &HORIZONS);
         let features = assets
             .par_iter()
             .zip(&prepared)
@@ -63,7 +63,7 @@ impl PanelFeatures {
         Self {
             assets: features,
             prepared,
-            market: crate::inference::panel_market(assets),
+            market: volcast_model::inference::panel_market(assets),
         }
     }
 

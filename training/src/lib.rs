@@ -1,59 +1,29 @@
-//! volcast's shared core: candles and their validation, SPEC's targets, the econometric
-//! baselines, risk formulas, and the `evaluate` engine that scores any forecaster.
+//! volcast's training side: loading candle files, training the network, calibrating and
+//! recalibrating artifacts, evaluating forecasters, and the command-line binaries. The server
+//! never depends on this crate (`.ci/run` checks).
 //!
-//! Everything here is pure Rust; file loading with polars lives behind the `data` feature
-//! (default), so the server can depend on this crate with `default-features = false` and never
-//! pull the data stack in.
+//! # Layout
+//! - [`cli`]: what every binary shares (logging, exit status).
+//! - [`data`]: candle files (CSV, gzip CSV, Parquet, Binance kline dumps) with polars.
+//! - [`dataset`]: training rows, the time split, the scaler fit and the linear start.
+//! - [`loss`]: the training losses (QLIKE, pinball, cross-entropy), masked.
+//! - [`trainer`]: the training loop: AdamW, early stopping, checkpoints and resume.
+//! - [`rolling`]: the model as operated: corrections re-measured daily on a trailing window.
+//! - [`calibrate`]: an artifact's corrections and risk calibration, on fit-period data.
+//! - [`evaluate`]: SPEC's evaluation protocol: every forecaster scored on the same points.
+//! - [`pipeline`]: `train` end to end: load, train, fit baselines, write, calibrate, score.
+//! - [`stress_session`]: what the `stress` command prepares (forecast, input, replay windows).
+//! - [`stress_gpu`]: the stress simulation's draws on a burn device.
+//! - `bin/`: `train`, `evaluate`, `calibrate`, `stress`, `generate`.
 
-#[cfg(feature = "model")]
-pub mod artifact;
-pub mod baselines;
-#[cfg(feature = "model")]
 pub mod calibrate;
-pub mod candles;
-#[cfg(feature = "data")]
 pub mod cli;
-pub mod curve;
-#[cfg(feature = "data")]
 pub mod data;
-#[cfg(feature = "model")]
 pub mod dataset;
-#[cfg(feature = "model")]
-pub mod device;
-pub mod drawdown;
 pub mod evaluate;
-pub mod features;
-pub mod forecast;
-pub mod grid;
-#[cfg(feature = "model")]
-pub mod inference;
-pub mod metrics;
-#[cfg(feature = "model")]
-pub mod model;
-pub mod panel;
-#[cfg(all(feature = "data", feature = "model"))]
+pub mod loss;
 pub mod pipeline;
-pub mod risk;
-#[cfg(feature = "model")]
 pub mod rolling;
-pub mod stress;
-pub mod synth;
-pub mod targets;
-pub mod time;
-#[cfg(feature = "model")]
-pub mod training;
-
-use grid::{Asset, HourlyGrid};
-
-/// Lays loaded candles on hourly grids, keeping their order.
-#[must_use]
-pub fn to_panel(assets: &[candles::AssetCandles]) -> Vec<Asset> {
-    use rayon::prelude::*;
-    assets
-        .par_iter()
-        .map(|a| Asset {
-            id: a.asset.clone(),
-            grid: HourlyGrid::from_candles(&a.candles),
-        })
-        .collect()
-}
+pub mod stress_gpu;
+pub mod stress_session;
+pub mod trainer;

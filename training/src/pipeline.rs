@@ -6,19 +6,21 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use crate::artifact::{self, DataFile, HorizonMetrics, Metadata};
-use crate::baselines::set::BaselineSet;
-use crate::calibrate::{CalibrateError, calibrate_artifact};
-use crate::candles::AssetCandles;
+use crate::calibrate::calibrate_artifact;
 use crate::data::{list_dir, load_assets};
-use crate::device::{DeviceChoice, select};
 use crate::evaluate::report::EvaluationReport;
 use crate::evaluate::{EvalConfig, evaluate};
-use crate::forecast::HORIZONS;
-use crate::inference::LoadedModel;
-use crate::panel::prepare;
-use crate::time::{HOUR_MS, close_hour_of_open_ms, format_ms, hour_to_ms};
-use crate::training::{RunOptions, TrainingConfig, feature_spec, train};
+use crate::rolling::CalibrateError;
+use crate::trainer::{RunOptions, feature_spec, train};
+use volcast_core::baselines::set::BaselineSet;
+use volcast_core::candles::AssetCandles;
+use volcast_core::forecast::HORIZONS;
+use volcast_core::panel::prepare;
+use volcast_core::time::{HOUR_MS, close_hour_of_open_ms, format_ms, hour_to_ms};
+use volcast_model::artifact::{self, DataFile, HorizonMetrics, Metadata};
+use volcast_model::config::TrainingConfig;
+use volcast_model::device::{DeviceChoice, select};
+use volcast_model::inference::LoadedModel;
 
 /// What to train and where to put it.
 #[derive(Debug, Clone)]
@@ -168,7 +170,7 @@ fn git_commit() -> Option<String> {
 /// A load, evaluation or write failure.
 pub fn score_out_of_sample(
     dir: &std::path::Path,
-    assets: &[crate::grid::Asset],
+    assets: &[volcast_core::grid::Asset],
     device: &burn::prelude::Device,
     fit_until_ms: i64,
 ) -> anyhow::Result<Option<EvaluationReport>> {
@@ -227,7 +229,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
                 .join(", ")
         );
     }
-    let assets = crate::to_panel(&loaded);
+    let assets = volcast_core::panel::to_panel(&loaded);
     let last_hour = assets.iter().map(|a| a.grid.last_hour()).max().unwrap_or(0);
     let fit_until_ms = p.fit_until_ms.map_or_else(
         || hour_to_ms(last_hour - 1),
@@ -309,7 +311,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         training_seconds,
         risk: None,
         recalibration: None,
-        stress_scenarios: crate::stress::market_stress_scenarios(&assets, fit_end_hour),
+        stress_scenarios: volcast_core::stress::market_stress_scenarios(&assets, fit_end_hour),
     };
     let uncalibrated = artifact::save(&p.out, trained.model, config, metadata)?;
     // The risk engine's drawdown calibration on the last year of the fit period; the calibrated

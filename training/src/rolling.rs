@@ -12,13 +12,33 @@ use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 
-use crate::artifact::Recalibration;
-use crate::calibrate::{CalibrateError, MIN_RECALIBRATION_POINTS};
-use crate::forecast::{ForecastError, ForecastRequest, ForecastTable, Forecaster, Origin};
-use crate::grid::Asset;
-use crate::inference::{LoadedModel, Prediction};
-use crate::panel::{PreparedAsset, daily_slots, prepare};
-use crate::time::{format_ms, hour_to_ms};
+use volcast_core::forecast::{ForecastError, ForecastRequest, ForecastTable, Forecaster, Origin};
+use volcast_core::grid::Asset;
+use volcast_core::panel::{PreparedAsset, daily_slots, prepare};
+use volcast_core::time::{format_ms, hour_to_ms};
+use volcast_model::artifact::ArtifactError;
+use volcast_model::artifact::Recalibration;
+use volcast_model::inference::{LoadedModel, Prediction};
+
+/// Fewest completed forecasts per horizon for a correction to be measured.
+pub const MIN_RECALIBRATION_POINTS: usize = 20;
+
+/// Why an artifact could not be calibrated.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    /// The artifact could not be read or written.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// The model failed.
+    #[error(transparent)]
+    Forecast(#[from] ForecastError),
+    /// Too little data in the calibration window.
+    #[error("too little data to calibrate: {0}")]
+    TooLittleData(String),
+    /// A recalibration window the data cannot give.
+    #[error("bad recalibration window: {0}")]
+    Window(String),
+}
 
 /// Completed raw forecasts of one horizon at daily origins.
 #[derive(Debug, Clone, Default)]
@@ -166,7 +186,7 @@ impl History {
     }
 }
 
-/// [`crate::drawdown::sorted_quantile`] of unsorted values (reordered), in linear time.
+/// [`volcast_core::drawdown::interpolated_quantile`] of unsorted values (reordered), in linear time.
 fn quantile_unsorted(values: &mut [f64], level: f64) -> f64 {
     let n = values.len();
     if n == 0 {
@@ -191,7 +211,7 @@ pub fn raw_predictions(
     model: &LoadedModel,
     assets: &[Asset],
     origins: &[Origin],
-    drawdown: crate::forecast::DrawdownQuery,
+    drawdown: volcast_core::forecast::DrawdownQuery,
 ) -> Result<Vec<Option<Prediction>>, ForecastError> {
     let mut metadata = model.metadata.clone();
     metadata.recalibration = None;
@@ -319,7 +339,7 @@ impl Forecaster for DailyRecalibrated<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drawdown::sorted_quantile;
+    use volcast_core::drawdown::interpolated_quantile;
 
     #[test]
     fn quantile_unsorted_matches_sorted_quantile() {
@@ -328,7 +348,7 @@ mod tests {
         sorted.sort_by(f64::total_cmp);
         for level in [0.0, 0.05, 0.5, 0.95, 0.99, 1.0] {
             let mut v = values.clone();
-            assert!((quantile_unsorted(&mut v, level) - sorted_quantile(&sorted, level)).abs() < 1e-12);
+            assert!((quantile_unsorted(&mut v, level) - interpolated_quantile(&sorted, level)).abs() < 1e-12);
         }
         assert!(quantile_unsorted(&mut [], 0.5).is_nan());
     }

@@ -5,15 +5,16 @@
 
 use std::path::Path;
 
-use volcast_training::artifact::{self, CONFIG};
-use volcast_training::device::{DeviceChoice, select};
+use volcast_core::forecast::{Forecaster, HORIZONS};
+use volcast_core::synth::{SynthConfig, generate};
+use volcast_core::time::{Bound, HOUR_MS, parse_time};
+use volcast_model::artifact::{self, CONFIG};
+use volcast_model::config::TrainingConfig;
+use volcast_model::device::{DeviceChoice, select};
+use volcast_model::inference::LoadedModel;
+use volcast_training::data::write_csv;
 use volcast_training::evaluate::{EvalConfig, evaluate};
-use volcast_training::forecast::{Forecaster, HORIZONS};
-use volcast_training::inference::LoadedModel;
 use volcast_training::pipeline::{Pipeline, run};
-use volcast_training::synth::{SynthConfig, generate, write_csv};
-use volcast_training::time::{Bound, HOUR_MS, parse_time};
-use volcast_training::training::TrainingConfig;
 
 const START_MS: i64 = 1_577_836_800_000; // 2020-01-01
 
@@ -81,10 +82,7 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
             .all(|c| c.is_finite() && *c > 0.0)
     );
     let risk = model.metadata.risk.as_ref().unwrap();
-    assert_eq!(
-        risk.model.windows.len(),
-        volcast_training::drawdown::TAU_GRID.len()
-    );
+    assert_eq!(risk.model.windows.len(), volcast_core::drawdown::TAU_GRID.len());
 
     // Out-of-sample scores exist (data runs past the fit period) and are stored.
     let report = outcome.report.unwrap();
@@ -104,7 +102,7 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     // A second load forecasts the same numbers.
     let again = LoadedModel::load(&dir, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
     let loaded = volcast_training::data::load_dirs(std::slice::from_ref(&data)).unwrap();
-    let assets = volcast_training::to_panel(&loaded);
+    let assets = volcast_core::panel::to_panel(&loaded);
     let config = EvalConfig {
         fit_until_ms: parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS,
         eval_from_ms: parse_time("2020-04-16", Bound::Start).unwrap(),
@@ -141,14 +139,14 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
 
 /// `evaluate`'s replay of the daily job uses only what is observable at each origin: cutting the
 /// candles after it changes nothing.
-fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_training::candles::AssetCandles]) {
-    use volcast_training::forecast::{DrawdownQuery, ForecastRequest, Origin};
+fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_core::candles::AssetCandles]) {
+    use volcast_core::forecast::{DrawdownQuery, ForecastRequest, Origin};
     use volcast_training::rolling::DailyRecalibrated;
 
     let end_hour = parse_time("2020-05-10", Bound::Start).unwrap() / HOUR_MS;
     let cut: Vec<_> = loaded
         .iter()
-        .map(|a| volcast_training::candles::AssetCandles {
+        .map(|a| volcast_core::candles::AssetCandles {
             asset: a.asset.clone(),
             candles: a
                 .candles
@@ -158,7 +156,7 @@ fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_training::candle
                 .collect(),
         })
         .collect();
-    let forecast = |assets: &[volcast_training::grid::Asset]| {
+    let forecast = |assets: &[volcast_core::grid::Asset]| {
         let origins: Vec<Origin> = assets
             .iter()
             .enumerate()
@@ -176,8 +174,8 @@ fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_training::candle
             })
             .unwrap()
     };
-    let full = forecast(&volcast_training::to_panel(loaded));
-    let past = forecast(&volcast_training::to_panel(&cut));
+    let full = forecast(&volcast_core::panel::to_panel(loaded));
+    let past = forecast(&volcast_core::panel::to_panel(&cut));
     let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x / y - 1.0).abs() < 1e-9);
     for h in HORIZONS {
         let (f, p) = (&full.horizons[&h], &past.horizons[&h]);
@@ -199,9 +197,10 @@ fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_training::candle
 
 /// The daily job (`calibrate --until`) and `evaluate`'s replay of it agree, and the job refuses
 /// windows it cannot measure.
-fn daily_recalibration(model: &LoadedModel, assets: &[volcast_training::grid::Asset], out: &Path) {
-    use volcast_training::calibrate::{CalibrateError, refresh_recalibration};
-    use volcast_training::forecast::{DrawdownQuery, ForecastRequest, Origin};
+fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset], out: &Path) {
+    use volcast_core::forecast::{DrawdownQuery, ForecastRequest, Origin};
+    use volcast_training::calibrate::refresh_recalibration;
+    use volcast_training::rolling::CalibrateError;
     use volcast_training::rolling::{DailyRecalibrated, raw_predictions};
 
     // Trained artifacts declare the holdout as their rolling window.

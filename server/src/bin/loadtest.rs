@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use volcast_core::synth::{SynthConfig, generate};
 use volcast_server::dto::{CandleDto, RiskRequest};
-use volcast_training::synth::{SynthConfig, generate};
 
 /// Load test of the risk route.
 #[derive(Debug, Parser)]

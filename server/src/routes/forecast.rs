@@ -10,10 +10,10 @@ use crate::dto::{
 use crate::engine::{Prepared, horizon_indices, shape};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::risk;
-use crate::routes::{FORECAST_TAG, finite, forecast_items, param, unusable};
+use crate::routes::{FORECAST_TAG, finite, forecast_items, unusable};
 use crate::state::{AppState, Serving};
-use volcast_training::inference::Prediction;
+use volcast_core::policy;
+use volcast_model::inference::Prediction;
 
 /// Hours in a year, for annualizing.
 const HOURS_PER_YEAR: f64 = 8760.0;
@@ -135,12 +135,10 @@ pub async fn liquidity(
     let serving = state.serving()?;
     let info = &serving.info;
     let wanted = horizon_indices(info, body.horizons.as_deref())?;
-    let sale = param(
-        body.sale_size_usd,
-        state.settings().defaults.sale_size_usd,
+    let sale = policy::SALE_SIZE_RANGE.check(
         "sale_size_usd",
-        "[0, 1e12]",
-        |v| (0.0..=1e12).contains(&v),
+        body.sale_size_usd
+            .unwrap_or(state.settings().defaults.sale_size_usd),
     )?;
     let results = forecast_body(&state, &serving, body).await?;
     let items = results
@@ -151,8 +149,8 @@ pub async fn liquidity(
                 .map(|&j| {
                     let p = pred.shortage_probability[j];
                     let current = finite(prep.illiquidity[j]);
-                    let expected = current.map(|m| risk::expected_illiquidity(m, p));
-                    let slippage = expected.map(|m| risk::slippage(m, sale));
+                    let expected = current.map(|m| policy::expected_illiquidity(m, p));
+                    let slippage = expected.map(|m| policy::slippage(m, sale));
                     // Fail closed: a finite illiquidity whose expected value or slippage
                     // overflows is no answer (an overflowing expected value makes the slippage
                     // non-finite too, even for a sale of 0).

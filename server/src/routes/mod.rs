@@ -6,7 +6,7 @@ pub mod meta;
 pub mod risk;
 pub mod stress;
 
-use volcast_training::inference::Prediction;
+use volcast_model::inference::Prediction;
 
 use crate::dto::{CandleDto, ForecastUsed};
 use crate::engine::{Prepared, prepare};

@@ -1,4 +1,4 @@
-//! `POST /v1/risk/stress`: the stress simulation ([`volcast_training::stress`]) of a book of
+//! `POST /v1/risk/stress`: the stress simulation ([`volcast_core::stress`]) of a book of
 //! positions on the model's forecast for their collateral asset, off the async runtime.
 
 use std::sync::Arc;
@@ -6,18 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::extract::State;
-use volcast_training::curve::VarianceCurve;
-use volcast_training::drawdown::DrawdownRule;
-use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU, DEFAULT_TAU_USER};
-use volcast_training::stress::{
-    self, Book, DEFAULT_DF, DEFAULT_LIQUIDATION_THRESHOLD, Position, PreparedBook, RecommendSettings,
-    Scenario, StressError, StressInput,
+use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
+use volcast_core::policy::{self, AskedSettings, Forecasts, JSON_NAMES, RiskSettings};
+use volcast_core::stress::{
+    self, Book, DEFAULT_DF, DEFAULT_LIQUIDATION_THRESHOLD, Position, PreparedBook, Scenario, ScenarioPolicy,
+    StressError, StressInput,
 };
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::risk;
-use crate::routes::risk::{ALPHA_RANGE, MAX_TAU_HOURS, TAU_RANGE, alpha_ok};
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param, unusable};
 use crate::state::AppState;
 use crate::stress::{
@@ -137,31 +134,25 @@ impl Drop for CancelOnDrop {
 /// Field of the [`StressError`] a cancelled simulation stops with.
 const CANCELLED: &str = "cancelled";
 
-/// Liquidations at risk and bad debt at risk of a book under the forecast and stress scenarios,
-/// with the parameters the engine recommends under each.
-#[utoipa::path(
-    post,
-    path = "/v1/risk/stress",
-    tag = RISK_TAG,
-    request_body = StressRequest,
-    responses(
-        (status = 200, description = "One result per scenario", body = StressResponse),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 413, description = "Body or candle array too large", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid input (bad candle, negative collateral, empty book, too many paths, too much simulation work, unknown scenario, inputs whose magnitudes give non-finite numbers...)", body = ErrorBody),
-        (status = 429, description = "Inference queue full (`queue_full`) or every simulation slot taken (`stress_busy`); see Retry-After", body = ErrorBody),
-        (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
-    )
-)]
-#[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
-pub async fn stress(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<StressRequest>,
-) -> Result<Json<StressResponse>, ApiError> {
-    let serving = state.serving()?;
-    let info = &serving.info;
-    let d = state.settings().defaults;
+/// A stress request, checked: everything about the book, the scenarios and the settings is
+/// known to be valid before the model runs.
+struct Checked {
+    paths: usize,
+    horizon: usize,
+    seed: u64,
+    df: f64,
+    /// The risk settings; the sale size is the asked one, or the largest position's value.
+    settings: RiskSettings,
+    book: Book,
+    scenarios: Vec<Scenario>,
+}
+
+/// Checks the request's counts, settings, book and scenarios ([`Checked`]).
+fn check(
+    body: &StressRequest,
+    state: &AppState,
+    replays: &[stress::ReplayWindow],
+) -> Result<Checked, ApiError> {
     let paths = count(body.paths, DEFAULT_PATHS, MAX_PATHS, "paths", "[1, 200000]")?;
     let horizon = count(
         body.horizon_hours,
@@ -170,29 +161,17 @@ pub async fn stress(
         "horizon_hours",
         "[1, 168]",
     )?;
-    let seed = body.seed.unwrap_or(1);
     let df = param(body.df, DEFAULT_DF, "df", "(2, 1000]", |v| v > 2.0 && v <= 1000.0)?;
-    let alpha = param(body.alpha, DEFAULT_ALPHA, "alpha", ALPHA_RANGE, alpha_ok)?;
-    let hours = |v| (1.0..=MAX_TAU_HOURS).contains(&v);
-    let tau = param(body.tau_hours, DEFAULT_TAU as f64, "tau_hours", TAU_RANGE, hours)?;
-    let tau_user = param(
-        body.tau_user_hours,
-        DEFAULT_TAU_USER as f64,
-        "tau_user_hours",
-        TAU_RANGE,
-        hours,
-    )?;
-    let bonus = param(body.bonus, DEFAULT_BONUS, "bonus", "[0, 1)", |v| {
-        (0.0..1.0).contains(&v)
-    })?;
-    let bonus_margin = param(body.bonus_margin, d.bonus_margin, "bonus_margin", "[0, 1)", |v| {
-        (0.0..1.0).contains(&v)
-    })?;
-    if let Some(v) = body.sale_size_usd {
-        param(Some(v), 0.0, "sale_size_usd", "[0, 1e12]", |v| {
-            (0.0..=1e12).contains(&v)
-        })?;
-    }
+    let asked = AskedSettings {
+        alpha: body.alpha,
+        tau: body.tau_hours,
+        tau_user: body.tau_user_hours,
+        bonus: body.bonus,
+        bonus_margin: body.bonus_margin,
+        sale_size_usd: body.sale_size_usd,
+        max_step: None,
+    };
+    let mut settings = RiskSettings::resolve(&asked, &state.settings().defaults, &JSON_NAMES)?;
     let default_lt = param(
         body.default_liquidation_threshold,
         DEFAULT_LIQUIDATION_THRESHOLD,
@@ -221,26 +200,64 @@ pub async fn stress(
             .collect(),
         default_liquidation_threshold: default_lt,
     };
-    let scenarios = scenarios(body.scenarios.as_deref(), &info.metadata.stress_scenarios)?;
+    if body.sale_size_usd.is_none() {
+        let price = body.candles.last().map_or(f64::NAN, |c| c.close);
+        settings.sale_size_usd = book.largest_value(price);
+    }
+    let scenarios = scenarios(body.scenarios.as_deref(), replays)?;
     let work = work(&scenarios, paths, horizon, book.positions.len());
     if work > MAX_WORK {
         return Err(ApiError::TooMuchWork { work, max: MAX_WORK });
     }
-    // Everything about the book and the scenarios is checked before the model runs.
-    let mut input = StressInput {
+    // The book and every scenario, on a placeholder input of the right shape.
+    let input = StressInput {
         price: 1.0,
         hourly_variance: vec![0.0; horizon],
         df,
         slippage_per_usd: 0.0,
         liquidation_delay_hours: 0,
         paths,
-        seed,
+        seed: body.seed.unwrap_or(1),
     };
     stress::validate(&input, &book, &Scenario::Forecast).map_err(|e| invalid(e, None))?;
     for (i, s) in scenarios.iter().enumerate() {
         stress::validate(&input, &book, s).map_err(|e| invalid(e, Some(i)))?;
     }
+    Ok(Checked {
+        paths,
+        horizon,
+        seed: input.seed,
+        df,
+        settings,
+        book,
+        scenarios,
+    })
+}
 
+/// Liquidations at risk and bad debt at risk of a book under the forecast and stress scenarios,
+/// with the parameters the risk policy recommends under each.
+#[utoipa::path(
+    post,
+    path = "/v1/risk/stress",
+    tag = RISK_TAG,
+    request_body = StressRequest,
+    responses(
+        (status = 200, description = "One result per scenario", body = StressResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body or candle array too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid input (bad candle, negative collateral, empty book, too many paths, too much simulation work, unknown scenario, inputs whose magnitudes give non-finite numbers...)", body = ErrorBody),
+        (status = 429, description = "Inference queue full (`queue_full`) or every simulation slot taken (`stress_busy`); see Retry-After", body = ErrorBody),
+        (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
+    )
+)]
+pub async fn stress(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<StressRequest>,
+) -> Result<Json<StressResponse>, ApiError> {
+    let serving = state.serving()?;
+    let info = &serving.info;
+    let checked = check(&body, &state, &info.metadata.stress_scenarios)?;
     let mut results = forecast_items(
         &state,
         &serving,
@@ -251,46 +268,86 @@ pub async fn stress(
         .pop()
         .ok_or_else(|| ApiError::Internal("no forecast for the asset".into()))?;
     let horizons = info.horizons();
-    let liquidity = risk::liquidity(horizons, &pred.shortage_probability, &prep.illiquidity, tau);
-    let (lh, tau_eff, current) = (
-        liquidity.horizon,
-        liquidity.tau_effective,
-        liquidity.current_illiquidity,
-    );
-    let curve = VarianceCurve::new(horizons, &pred.variance);
-    input.price = body.candles.last().map_or(f64::NAN, |c| c.close);
-    input.hourly_variance = curve.hourly(horizon);
-    input.slippage_per_usd = liquidity
-        .expected_illiquidity
-        .map_or(0.0, |m| risk::slippage(m, 1.0));
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    {
-        input.liquidation_delay_hours = tau_eff.ceil() as usize;
-    }
-    let largest = book.largest_value(input.price);
-    let settings = RecommendSettings {
-        alpha,
-        tau: tau_eff,
-        tau_user,
-        bonus,
-        bonus_margin,
-        sale_size_usd: body.sale_size_usd.unwrap_or(largest),
+    let forecasts = Forecasts {
+        horizons,
+        variance: &pred.variance,
+        shortage_probability: &pred.shortage_probability,
+        illiquidity: &prep.illiquidity,
     };
-    let prepared_book = PreparedBook::new(&book, input.price);
-    let book_dto = BookDto {
-        positions: book.positions.len(),
+    let calibration = info.metadata.risk.as_ref().map(|r| r.model.clone());
+    let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
+    let origin = policy::recommend(&forecasts, &checked.settings, None, rule);
+    let price = body.candles.last().map_or(f64::NAN, |c| c.close);
+    let input = stress::input_at_origin(
+        price,
+        &origin,
+        checked.horizon,
+        checked.df,
+        checked.paths,
+        checked.seed,
+    );
+    let prepared_book = PreparedBook::new(&checked.book, input.price);
+    let book = BookDto {
+        positions: checked.book.positions.len(),
         collateral_usd: prepared_book.collateral_usd(),
         debt_usd: prepared_book.debt_usd(),
     };
+    let reports = simulate(
+        &state,
+        checked.book,
+        checked.scenarios,
+        &input,
+        &origin,
+        &checked.settings,
+        calibration,
+    )
+    .await?
+    .into_iter()
+    .map(|r| checked_result(r, &prep.asset))
+    .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(StressResponse {
+        model: info.reference(),
+        asset: prep.asset.clone(),
+        origin: prep.origin(),
+        price: input.price,
+        horizon_hours: checked.horizon,
+        seed: checked.seed,
+        df: checked.df,
+        forecasts: forecasts_used(horizons, &pred, &prep),
+        liquidity_horizon_hours: origin.liquidity.horizon,
+        current_illiquidity: origin.liquidity.current_illiquidity,
+        slippage_per_usd: input.slippage_per_usd,
+        tau_effective_hours: origin.liquidity.tau_effective,
+        book,
+        scenarios: reports,
+    }))
+}
+
+/// Runs the simulation in a stress slot off the async runtime, stopping before the next
+/// scenario once the request is gone.
+async fn simulate(
+    state: &AppState,
+    book: Book,
+    scenarios: Vec<Scenario>,
+    input: &StressInput,
+    origin: &policy::Recommendation,
+    settings: &RiskSettings,
+    calibration: Option<DrawdownCalibration>,
+) -> Result<Vec<stress::ScenarioReport>, ApiError> {
     let slot = state.stress_slot()?;
-    let job_input = input.clone();
-    let calibration = info.metadata.risk.as_ref().map(|r| r.model.clone());
+    let (input, settings) = (input.clone(), *settings);
+    let (forecast, liquidity) = (origin.curve.clone(), origin.liquidity);
     let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
     let cancelled = Arc::clone(&cancel.0);
     let metrics = Arc::clone(state.metrics());
     let reports = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
+        let policy = ScenarioPolicy {
+            forecast: &forecast,
+            liquidity: &liquidity,
+            settings: &settings,
+            rule: DrawdownRule::calibrated_or_reflection(calibration.as_ref()),
+        };
         // Checked before each scenario: a timed-out request frees its slot after at most one
         // more scenario (each bounded by `MAX_WORK`).
         let simulate = |i: &StressInput, b: &Book, s: &Scenario| {
@@ -303,52 +360,23 @@ pub async fn stress(
             }
             stress::simulate(i, b, s)
         };
-        stress::run(&job_input, &book, &scenarios, &settings, rule, &simulate)
+        stress::run(&input, &book, &scenarios, &policy, &simulate)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("stress simulation failed: {e}")))?
-    .map_err(|e| invalid(e, None))?;
+    .map_err(|e| invalid(e, None));
     drop(cancel);
-    let sale = settings.sale_size_usd;
-    let reports = reports
-        .into_iter()
-        .map(|r| checked(r, sale, &prep.asset))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(StressResponse {
-        model: info.reference(),
-        asset: prep.asset.clone(),
-        origin: prep.origin(),
-        price: input.price,
-        horizon_hours: horizon,
-        seed,
-        df,
-        forecasts: forecasts_used(horizons, &pred, &prep),
-        liquidity_horizon_hours: lh,
-        current_illiquidity: current,
-        slippage_per_usd: input.slippage_per_usd,
-        tau_effective_hours: tau_eff,
-        book: book_dto,
-        scenarios: reports,
-    }))
+    reports
 }
 
 /// A scenario's result, failing closed: any non-finite number fails the request
-/// ([`ApiError::UnusableInput`]), and a slippage of the sale `>= 1` (the size cannot be
-/// liquidated) recommends LT = max LTV = 0 with the bonus at [`risk::MAX_BONUS`].
-fn checked(report: stress::ScenarioReport, sale: f64, asset: &str) -> Result<ScenarioResultDto, ApiError> {
-    let slippage = report.slippage_per_usd * sale;
-    let mut dto = ScenarioResultDto::from(report);
-    if !slippage.is_finite() {
+/// ([`ApiError::UnusableInput`]). (A sale that cannot be liquidated is the policy's business:
+/// LT = max LTV = 0, `liquidation_blocked`.)
+fn checked_result(report: stress::ScenarioReport, asset: &str) -> Result<ScenarioResultDto, ApiError> {
+    if report.recommendation.slippage.is_some_and(|s| !s.is_finite()) {
         return Err(unusable("", asset, "expected slippage"));
     }
-    if risk::unliquidatable(Some(slippage)) {
-        let r = &mut dto.recommended;
-        r.slippage = slippage;
-        r.liquidation_bonus = risk::MAX_BONUS;
-        r.liquidation_threshold = 0.0;
-        r.max_ltv = 0.0;
-        dto.liquidation_blocked = true;
-    }
+    let dto = ScenarioResultDto::from(report);
     let t = |t: &TailDto| [t.mean, t.p95, t.p99, t.es99];
     let c = &dto.liquidated_positions;
     let r = &dto.recommended;
@@ -367,7 +395,6 @@ fn checked(report: stress::ScenarioReport, sale: f64, asset: &str) -> Result<Sce
         r.initial_margin,
         r.variance_tau,
         r.variance_tau_user,
-        r.slippage,
     ];
     let (lar, bdar) = (t(&dto.liquidations_at_risk), t(&dto.bad_debt_at_risk));
     for x in numbers.iter().chain(&lar).chain(&bdar) {

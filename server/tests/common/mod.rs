@@ -13,18 +13,19 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use volcast_core::baselines::har::Har;
+use volcast_core::baselines::shortage::ShortageLogistic;
+use volcast_core::features::{FeatureSpec, N_CHANNELS, N_STATIC};
+use volcast_core::stress::ReplayWindow;
+use volcast_core::synth::{SynthConfig, generate};
+use volcast_model::artifact::{Metadata, SCHEMA_VERSION};
+use volcast_model::inference::{ModelInput, Prediction};
+use volcast_model::scaler::Scaler;
 use volcast_server::config::Config;
 use volcast_server::metrics::Metrics;
 use volcast_server::model::{ModelInfo, Predictor};
 use volcast_server::queue::BatchQueue;
 use volcast_server::state::{AppState, Serving, Settings};
-use volcast_training::artifact::{Metadata, SCHEMA_VERSION, Scaler};
-use volcast_training::baselines::har::Har;
-use volcast_training::baselines::shortage::ShortageLogistic;
-use volcast_training::features::{FeatureSpec, N_CHANNELS, N_STATIC};
-use volcast_training::inference::{ModelInput, Prediction};
-use volcast_training::stress::ReplayWindow;
-use volcast_training::synth::{SynthConfig, generate};
 
 pub const START_MS: i64 = 1_704_067_200_000; // 2024-01-01
 
@@ -70,7 +71,7 @@ impl Predictor for NanFake {
 /// An app serving `predictor` with the fake model's metadata and `config`'s settings.
 pub fn app_predicting(predictor: Box<dyn Predictor>, config: &Config) -> Router {
     let metrics = Arc::new(Metrics::new());
-    let state = AppState::new(Settings::from_config(config), Arc::clone(&metrics));
+    let state = AppState::new(Settings::from_config(config).unwrap(), Arc::clone(&metrics));
     let (queue, _worker) =
         BatchQueue::start(predictor, volcast_server::queue_config(config), metrics).unwrap();
     state.set_serving(Serving {
@@ -136,7 +137,7 @@ pub fn info() -> ModelInfo {
             training_seconds: 0.0,
             risk: None,
             // Neutral corrections (scales of 1), so the model card and metrics show them.
-            recalibration: Some(volcast_training::artifact::Recalibration {
+            recalibration: Some(volcast_model::artifact::Recalibration {
                 from: "2023-09-02T00:00:00Z".into(),
                 until: "2024-01-01T00:00:00Z".into(),
                 points: BTreeMap::new(),
@@ -175,7 +176,7 @@ pub fn app_with(config: &Config, delay: Duration) -> Router {
 /// An app serving the fake model's forecasts with other metadata.
 pub fn app_serving(info: ModelInfo, config: &Config, delay: Duration) -> Router {
     let metrics = Arc::new(Metrics::new());
-    let state = AppState::new(Settings::from_config(config), Arc::clone(&metrics));
+    let state = AppState::new(Settings::from_config(config).unwrap(), Arc::clone(&metrics));
     let (queue, _worker) = BatchQueue::start(
         Box::new(Fake { delay }),
         volcast_server::queue_config(config),

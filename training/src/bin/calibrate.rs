@@ -18,14 +18,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use volcast_training::artifact;
+use volcast_core::backtest::normal_quantile;
+use volcast_core::drawdown::DrawdownCalibration;
+use volcast_core::time::{Bound, HOUR_MS, parse_time};
+use volcast_model::artifact;
+use volcast_model::device::{DeviceChoice, select};
+use volcast_model::inference::LoadedModel;
 use volcast_training::calibrate::{calibrate_artifact, refresh_recalibration};
-use volcast_training::device::{DeviceChoice, select};
-use volcast_training::drawdown::DrawdownCalibration;
-use volcast_training::inference::LoadedModel;
 use volcast_training::pipeline::score_out_of_sample;
-use volcast_training::risk::normal_quantile;
-use volcast_training::time::{Bound, HOUR_MS, parse_time};
 
 /// Calibrate an artifact's drawdown quantiles D(alpha, tau) on the last year of its fit period.
 #[derive(Debug, Parser)]
@@ -102,7 +102,7 @@ fn run() -> anyhow::Result<()> {
     if loaded.is_empty() {
         bail!("no candle files in {dirs:?}");
     }
-    let assets = volcast_training::to_panel(&loaded);
+    let assets = volcast_core::panel::to_panel(&loaded);
     drop(loaded);
     if let Some(until) = &args.until {
         let end_hour = parse_time(until, Bound::Start)

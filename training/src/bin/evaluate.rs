@@ -11,13 +11,13 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use volcast_training::device::DeviceChoice;
+use volcast_core::forecast::{Forecaster, HORIZONS};
+use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
+use volcast_core::time::{Bound, HOUR_MS, hour_to_ms, parse_time};
+use volcast_model::device::DeviceChoice;
+use volcast_model::inference::LoadedModel;
 use volcast_training::evaluate::{EvalConfig, evaluate, render::render};
-use volcast_training::forecast::{Forecaster, HORIZONS};
-use volcast_training::inference::LoadedModel;
-use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
 use volcast_training::rolling::{DailyRecalibrated, FixedModel};
-use volcast_training::time::{Bound, HOUR_MS, hour_to_ms, parse_time};
 
 /// Score volatility, liquidity-shortage and liquidation-threshold forecasts the way SPEC says:
 /// baselines fitted on the fit period, every forecaster scored on the same daily origins.
@@ -95,7 +95,7 @@ fn run() -> anyhow::Result<()> {
     };
     let model = match &args.model {
         Some(path) => {
-            let selected = volcast_training::device::select(args.device)?;
+            let selected = volcast_model::device::select(args.device)?;
             Some(LoadedModel::load(path, &selected.device)?)
         }
         None => None,
@@ -112,7 +112,7 @@ fn run() -> anyhow::Result<()> {
                 .join(", ")
         );
     }
-    let assets = volcast_training::to_panel(&loaded);
+    let assets = volcast_core::panel::to_panel(&loaded);
     drop(loaded);
     let load_s = started.elapsed().as_secs_f64();
     tracing::info!(assets = assets.len(), seconds = load_s, "loaded candles");

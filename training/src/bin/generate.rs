@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use volcast_training::synth::{SynthConfig, generate, write_csv};
-use volcast_training::time::{Bound, parse_time};
+use volcast_core::synth::{SynthConfig, generate};
+use volcast_core::time::{Bound, parse_time};
+use volcast_training::data::write_csv;
 
 /// Write synthetic hourly candles (one `.csv.gz` per asset, SPEC columns). Deterministic: the
 /// same flags give the same candles.

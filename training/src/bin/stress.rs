@@ -12,14 +12,15 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use volcast_training::device::{DeviceChoice, select};
-use volcast_training::drawdown::DrawdownRule;
-use volcast_training::risk::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU, DEFAULT_TAU_USER};
-use volcast_training::stress::session::{Request, prepare, read_book};
-use volcast_training::stress::{
-    self, Book, DEFAULT_DF, Position, RecommendSettings, Scenario, ScenarioReport, StressInput,
+use volcast_core::policy::{
+    AskedSettings, DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_BONUS_MARGIN, DEFAULT_TAU, DEFAULT_TAU_USER,
+    FLAG_NAMES, RiskSettings,
 };
-use volcast_training::time::{Bound, parse_time};
+use volcast_core::stress::{self, Book, DEFAULT_DF, Position, Scenario, ScenarioReport, StressInput};
+use volcast_core::time::{Bound, parse_time};
+use volcast_model::device::{DeviceChoice, select};
+use volcast_training::stress_gpu;
+use volcast_training::stress_session::{Request, prepare, read_book};
 
 /// Stress-test a book of loans backed by one asset: liquidations at risk and bad debt at risk
 /// (95th and 99th percentiles over simulated paths) under the model's forecast and under shocks
@@ -65,23 +66,24 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Quantile level of the recommended parameters' drawdown.
+    /// Quantile level of the recommended parameters' drawdown, in (0.5, 0.9999].
     #[arg(long, default_value_t = DEFAULT_ALPHA)]
     alpha: f64,
-    /// Liquidation window, hours (lengthened by the shortage probability; also the sale delay).
+    /// Liquidation window, hours, in [1, 168] (lengthened by the shortage probability; also the
+    /// sale delay).
     #[arg(long, default_value_t = DEFAULT_TAU as f64)]
     tau: f64,
-    /// User reaction window, hours.
+    /// User reaction window, hours, in [1, 168].
     #[arg(long, default_value_t = DEFAULT_TAU_USER as f64)]
     tau_user: f64,
-    /// Floor of the liquidation bonus.
+    /// Floor of the liquidation bonus, in [0, 1).
     #[arg(long, default_value_t = DEFAULT_BONUS)]
     bonus: f64,
-    /// Margin over the expected slippage for the bonus.
-    #[arg(long, default_value_t = 0.01)]
+    /// Margin over the expected slippage for the bonus, in [0, 1).
+    #[arg(long, default_value_t = DEFAULT_BONUS_MARGIN)]
     bonus_margin: f64,
-    /// Sale size for the recommended bonus's slippage, USD; default: the largest position's
-    /// collateral value.
+    /// Sale size for the recommended bonus's slippage, USD, in [0, 1e12]; default: the largest
+    /// position's collateral value.
     #[arg(long)]
     sale_size: Option<f64>,
     /// Write the report as JSON here.
@@ -123,7 +125,7 @@ fn simulator(choice: DeviceChoice) -> anyhow::Result<(String, Box<stress::Simula
         let device = selected.device;
         Ok((
             selected.description,
-            Box::new(move |i: &StressInput, b: &Book, s: &Scenario| stress::gpu::simulate(i, b, s, &device)),
+            Box::new(move |i: &StressInput, b: &Book, s: &Scenario| stress_gpu::simulate(i, b, s, &device)),
         ))
     } else {
         Ok(("cpu".to_owned(), Box::new(stress::simulate)))
@@ -143,6 +145,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
         args.data.clone()
     };
     let book = read_book(positions)?;
+    let asked = AskedSettings {
+        alpha: Some(args.alpha),
+        tau: Some(args.tau),
+        tau_user: Some(args.tau_user),
+        bonus: Some(args.bonus),
+        bonus_margin: Some(args.bonus_margin),
+        sale_size_usd: args.sale_size,
+        max_step: None,
+    };
+    let mut settings = RiskSettings::resolve(&asked, &RiskSettings::default(), &FLAG_NAMES)?;
     let at_ms = args
         .at
         .as_deref()
@@ -154,7 +166,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         model: args.model.clone(),
         at_ms,
         horizon: args.horizon,
-        tau: args.tau,
+        settings,
         paths: args.paths,
         seed: args.seed,
         df: args.df,
@@ -174,19 +186,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         scenarios.extend(prepared.replays.iter().map(stress::ReplayWindow::scenario));
     }
     let input = &prepared.input;
-    let largest = book.largest_value(input.price);
-    let settings = RecommendSettings {
-        alpha: args.alpha,
-        tau: prepared.tau_effective,
-        tau_user: args.tau_user,
-        bonus: args.bonus,
-        bonus_margin: args.bonus_margin,
-        sale_size_usd: args.sale_size.unwrap_or(largest),
-    };
+    if args.sale_size.is_none() {
+        settings.sale_size_usd = book.largest_value(input.price);
+    }
     let (device, simulate) = simulator(args.device)?;
     let started = Instant::now();
-    let rule = DrawdownRule::calibrated_or_reflection(prepared.calibration.as_ref());
-    let reports = stress::run(input, &book, &scenarios, &settings, rule, simulate.as_ref())?;
+    let reports = prepared.run(&book, &scenarios, &settings, simulate.as_ref())?;
     let seconds = started.elapsed().as_secs_f64();
 
     println!(
@@ -208,18 +213,19 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .collect();
     println!("forecast: {}", forecasts.join(", "));
     let prepared_book = stress::PreparedBook::new(&book, input.price);
+    let liquidity = &prepared.at_origin.liquidity;
     println!(
         "book: {} positions, collateral ${:.0}, debt ${:.0}; slippage {:.3e} per $ (M_{}h {}), liquidation delay {} h (tau_eff {:.2} h); replays from {}",
         book.positions.len(),
         prepared_book.collateral_usd(),
         prepared_book.debt_usd(),
         input.slippage_per_usd,
-        prepared.liquidity_horizon,
-        prepared
-            .illiquidity
+        liquidity.horizon,
+        liquidity
+            .current_illiquidity
             .map_or("n/a".to_owned(), |m| format!("{m:.4}")),
         input.liquidation_delay_hours,
-        prepared.tau_effective,
+        liquidity.tau_effective,
         prepared.replay_source
     );
     print_table(&reports);
@@ -239,10 +245,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 "variance": prepared.variance[k],
                 "shortage_probability": prepared.shortage_probability[k],
             })).collect::<Vec<_>>(),
-            "liquidity_horizon_hours": prepared.liquidity_horizon,
-            "current_illiquidity": prepared.illiquidity,
+            "liquidity_horizon_hours": liquidity.horizon,
+            "current_illiquidity": liquidity.current_illiquidity,
             "slippage_per_usd": input.slippage_per_usd,
-            "tau_effective_hours": prepared.tau_effective,
+            "tau_effective_hours": liquidity.tau_effective,
             "liquidation_delay_hours": input.liquidation_delay_hours,
             "settings": settings,
             "book": {

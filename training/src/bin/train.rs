@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use volcast_training::device::DeviceChoice;
-use volcast_training::model::EncoderKind;
+use volcast_core::time::{Bound, parse_time};
+use volcast_model::config::TrainingConfig;
+use volcast_model::device::DeviceChoice;
+use volcast_model::network::EncoderKind;
 use volcast_training::pipeline::{Pipeline, run as run_pipeline};
-use volcast_training::time::{Bound, parse_time};
-use volcast_training::training::TrainingConfig;
 
 /// Train the volcast model (pooled over assets) and write an artifact to `model-artifacts/<id>/`.
 #[derive(Debug, Parser)]

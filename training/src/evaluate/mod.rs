@@ -10,18 +10,18 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::baselines::FitError;
-use crate::baselines::garch::{AssetGarch, median_alpha_beta};
-use crate::baselines::set::BaselineSet;
-use crate::drawdown::CALIBRATION_DAYS;
-use crate::forecast::{DrawdownQuery, ForecastError, ForecastRequest, Forecaster, Origin};
-use crate::grid::Asset;
-use crate::panel::{daily_slots, prepare};
-use crate::risk::StaticPolicy;
-use crate::targets::drawdown;
-use crate::time::{HOUR_MS, close_hour_of_open_ms, format_ms, hour_to_ms};
 use report::{ConfigReport, DataReport, EvaluationReport, FitsReport, GarchSummary, REPORT_SCHEMA_VERSION};
 use score::{Backtest, score_horizon, score_risk};
+use volcast_core::backtest::StaticPolicy;
+use volcast_core::baselines::FitError;
+use volcast_core::baselines::garch::{AssetGarch, median_alpha_beta};
+use volcast_core::baselines::set::BaselineSet;
+use volcast_core::drawdown::CALIBRATION_DAYS;
+use volcast_core::forecast::{DrawdownQuery, ForecastError, ForecastRequest, Forecaster, Origin};
+use volcast_core::grid::Asset;
+use volcast_core::panel::{daily_slots, prepare};
+use volcast_core::targets::drawdown;
+use volcast_core::time::{HOUR_MS, close_hour_of_open_ms, format_ms, hour_to_ms};
 
 /// What to evaluate.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +40,7 @@ pub struct EvalConfig {
     pub tau: usize,
     /// Liquidation bonus.
     pub bonus: f64,
-    /// Calibrate the HAR and GARCH drawdowns with a fitted exponent ([`crate::drawdown`]), as
+    /// Calibrate the HAR and GARCH drawdowns with a fitted exponent ([`volcast_core::drawdown`]), as
     /// `calibrate --fit-exponent` does the model's.
     pub fit_exponent: bool,
 }
@@ -241,7 +241,7 @@ fn fits_report(
     assets: &[Asset],
     baselines: &BaselineSet,
     static_policy: &StaticPolicy,
-    drawdown_calibration: BTreeMap<String, crate::drawdown::DrawdownCalibration>,
+    drawdown_calibration: BTreeMap<String, volcast_core::drawdown::DrawdownCalibration>,
 ) -> FitsReport {
     let fitted = baselines
         .garch

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::baselines::garch::AssetGarch;
-use crate::baselines::har::Har;
-use crate::baselines::shortage::ShortageLogistic;
+use volcast_core::baselines::garch::AssetGarch;
+use volcast_core::baselines::har::Har;
+use volcast_core::baselines::shortage::ShortageLogistic;
 
 /// Version of this report's layout; bumped when a path changes meaning.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -100,7 +100,7 @@ pub struct FitsReport {
     pub static_pooled_lt: f64,
     /// Drawdown calibrations of the baselines' variances (policies `har_calibrated`,
     /// `garch_calibrated`), on the last days of the fit period.
-    pub drawdown_calibration: BTreeMap<String, crate::drawdown::DrawdownCalibration>,
+    pub drawdown_calibration: BTreeMap<String, volcast_core::drawdown::DrawdownCalibration>,
     /// Fits that could not be made, and what is missing because of them.
     pub warnings: Vec<String>,
 }

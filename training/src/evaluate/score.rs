@@ -9,13 +9,14 @@ use super::report::{
     AssetHorizonReport, AssetRiskReport, BreachEpisode, CoverageReport, DmReport, HindsightBound,
     HorizonReport, PolicyReport, RiskReport, ShortageReport,
 };
-use crate::forecast::{ForecastTable, Origin};
-use crate::grid::Asset;
-use crate::metrics::{average_precision, brier, diebold_mariano, kupiec_p_value, qlike, roc_auc};
-use crate::panel::PreparedAsset;
-use crate::risk::{StaticPolicy, allowed_breaches, breached, threshold_from_drawdown};
-use crate::targets::drawdown;
-use crate::time::{format_ms, hour_to_ms};
+use volcast_core::backtest::{StaticPolicy, allowed_breaches, breached};
+use volcast_core::forecast::{ForecastTable, Origin};
+use volcast_core::grid::Asset;
+use volcast_core::panel::PreparedAsset;
+use volcast_core::policy::threshold;
+use volcast_core::scoring::{average_precision, brier, diebold_mariano, kupiec_p_value, qlike, roc_auc};
+use volcast_core::targets::drawdown;
+use volcast_core::time::{format_ms, hour_to_ms};
 
 /// Name of the forecaster that DM compares with the best baseline.
 pub const MODEL: &str = "model";
@@ -275,7 +276,7 @@ pub fn score_risk(
                 if !d.is_finite() {
                     return None;
                 }
-                lts.push(threshold_from_drawdown(d, bonus));
+                lts.push(threshold(d, bonus));
             }
             Some((i, dd, lts))
         })

@@ -26,9 +26,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::backtest::normal_quantile;
 use crate::forecast::Origin;
 use crate::grid::Asset;
-use crate::risk::normal_quantile;
 use crate::targets::drawdown;
 
 /// Liquidation windows (hours) the calibration measures.
@@ -74,7 +74,7 @@ impl WindowCalibration {
         let quantiles: Vec<(f64, f64)> = LEVELS
             .iter()
             .filter(|&&l| (1.0 - l) * n as f64 >= MIN_EXCEEDANCES)
-            .map(|&l| (l, sorted_quantile(&u, l)))
+            .map(|&l| (l, interpolated_quantile(&u, l)))
             .collect();
         let &(_, top) = quantiles.last()?;
         let logs: Vec<f64> = u.iter().filter(|&&x| x > top).map(|x| (x / top).ln()).collect();
@@ -225,7 +225,7 @@ impl<'a> DrawdownRule<'a> {
 /// Type-7 (linear) empirical quantile of increasingly sorted values; NaN when empty.
 #[must_use]
 #[allow(clippy::cast_precision_loss)]
-pub fn sorted_quantile(sorted: &[f64], level: f64) -> f64 {
+pub fn interpolated_quantile(sorted: &[f64], level: f64) -> f64 {
     let n = sorted.len();
     if n == 0 {
         return f64::NAN;
@@ -328,7 +328,7 @@ pub fn best_exponent(falls: &[Vec<(f64, f64)>]) -> Option<f64> {
         for f in falls.iter().filter(|f| !f.is_empty()) {
             let mut u = scale_free(f, g);
             u.sort_by(f64::total_cmp);
-            let q = sorted_quantile(&u, REFERENCE_LEVEL);
+            let q = interpolated_quantile(&u, REFERENCE_LEVEL);
             sum += f.iter().map(|&(_, s)| (-q * s.powf(g)).exp()).sum::<f64>();
             n += f.len();
         }

@@ -1,30 +1,15 @@
-//! SPEC's risk formulas and the liquidation-threshold backtest.
+//! SPEC's liquidation-threshold backtest: breaches, the static policy and the GARCH-normal
+//! drawdown.
 //!
 //! A policy gives a drawdown quantile `D(alpha, tau)` at an origin; the liquidation threshold is
-//! the largest `LT` with `LT (1 + LB) <= 1 - D`. A breach is a lowest low within `tau` hours
+//! the largest `LT` with `LT (1 + LB) <= 1 - D` ([`crate::policy::threshold`]). A breach is a lowest low within `tau` hours
 //! strictly below `close_t LT (1 + LB)`.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-/// SPEC's defaults.
-pub const DEFAULT_ALPHA: f64 = 0.99;
-/// Liquidation window, hours.
-pub const DEFAULT_TAU: usize = 4;
-/// User reaction window, hours.
-pub const DEFAULT_TAU_USER: usize = 24;
-/// Liquidation bonus.
-pub const DEFAULT_BONUS: f64 = 0.05;
 /// Fewer fit-period origins than this and the static policy uses the pooled threshold.
 pub const STATIC_MIN_ORIGINS: usize = 100;
-
-/// Largest liquidation threshold allowed by a drawdown quantile and a bonus: `(1 - D) / (1 + LB)`,
-/// kept in `[0, 1 / (1 + LB)]` so `LT (1 + LB) <= 1` always holds.
-#[must_use]
-pub fn threshold_from_drawdown(drawdown: f64, bonus: f64) -> f64 {
-    let cap = 1.0 / (1.0 + bonus);
-    ((1.0 - drawdown) / (1.0 + bonus)).clamp(0.0, cap)
-}
 
 /// Standard normal quantile.
 #[must_use]
@@ -113,17 +98,6 @@ impl StaticPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn threshold_keeps_the_invariant() {
-        for d in [-0.5, 0.0, 0.1, 0.99, 1.5] {
-            for lb in [0.0, 0.05, 0.2] {
-                let lt = threshold_from_drawdown(d, lb);
-                assert!(lt * (1.0 + lb) <= 1.0 + 1e-15 && lt >= 0.0);
-            }
-        }
-        assert!((threshold_from_drawdown(0.1, 0.05) - 0.9 / 1.05).abs() < 1e-15);
-    }
 
     #[test]
     fn normal_drawdown_by_hand() {

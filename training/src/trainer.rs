@@ -9,81 +9,14 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::Scaler;
 use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, split};
-use crate::features::{FeatureSpec, HAR_FEATURES, LEVEL_FEATURES, MARKET_FLAG, N_CHANNELS, N_STATIC};
-use crate::forecast::HORIZONS;
-use crate::grid::Asset;
-use crate::model::loss::{bce, pinball, qlike};
-use crate::model::{VolModel, VolModelConfig};
-use crate::synth::Rng;
-
-/// Everything that defines a training run; saved beside the weights.
-#[derive(Config, Debug)]
-pub struct TrainingConfig {
-    /// Architecture.
-    pub model: VolModelConfig,
-    /// Hours of history in the sequence input.
-    #[config(default = 128)]
-    pub window: usize,
-    /// Spacing of training origins, hours.
-    #[config(default = 4)]
-    pub stride_hours: usize,
-    /// Days at the end of the fit period held out for early stopping.
-    #[config(default = 120)]
-    pub holdout_days: usize,
-    /// Rows per optimiser step.
-    #[config(default = 256)]
-    pub batch_size: usize,
-    /// Most epochs.
-    #[config(default = 12)]
-    pub max_epochs: usize,
-    /// Epochs without holdout improvement before stopping.
-    #[config(default = 3)]
-    pub patience: usize,
-    /// AdamW learning rate.
-    #[config(default = 3e-4)]
-    pub learning_rate: f64,
-    /// AdamW weight decay.
-    #[config(default = 1e-4)]
-    pub weight_decay: f32,
-    /// Gradient norm clip.
-    #[config(default = 1.0)]
-    pub grad_clip_norm: f32,
-    /// Weight of the quantile (pinball) loss.
-    #[config(default = 0.5)]
-    pub quantile_weight: f32,
-    /// Weight of the shortage (cross-entropy) loss.
-    #[config(default = 0.3)]
-    pub shortage_weight: f32,
-    /// Share of training rows whose market factor is hidden, so the model also serves
-    /// requests without market data.
-    #[config(default = 0.3)]
-    pub market_dropout: f64,
-    /// Static features the linear log-variance skip starts from (least squares on these;
-    /// the others start at zero). Empty: all of them.
-    #[config(default = "Vec::new()")]
-    pub skip_features: Vec<usize>,
-    /// Keep the skip at its least-squares start, so the network learns only a correction.
-    #[config(default = false)]
-    pub freeze_skip: bool,
-    /// Seed of initialisation and shuffling.
-    #[config(default = 42)]
-    pub seed: u64,
-}
-
-impl TrainingConfig {
-    /// The default run: TCN encoder, SPEC's horizons, quantiles 0.05, 0.5, 0.95, 0.99.
-    #[must_use]
-    pub fn default_run() -> Self {
-        Self::new(
-            VolModelConfig::new(N_STATIC, N_CHANNELS, HORIZONS.len(), vec![0.05, 0.5, 0.95, 0.99])
-                .with_trunk_excluded(LEVEL_FEATURES.to_vec()),
-        )
-        .with_skip_features(HAR_FEATURES.to_vec())
-        .with_freeze_skip(true)
-    }
-}
+use crate::loss::{bce, pinball, qlike};
+use volcast_core::features::{FeatureSpec, MARKET_FLAG, N_CHANNELS, N_STATIC};
+use volcast_core::grid::Asset;
+use volcast_core::synth::Rng;
+use volcast_model::config::TrainingConfig;
+use volcast_model::network::VolModel;
+use volcast_model::scaler::Scaler;
 
 /// One batch of tensors.
 struct Batch {
@@ -499,7 +432,6 @@ pub fn train(
     })
 }
 
-#[cfg(feature = "data")]
 fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
     show.then(|| {
         let bar = indicatif::ProgressBar::new(len as u64);
@@ -511,21 +443,6 @@ fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> Option<i
         bar.set_prefix(format!("{}/{epochs}", epoch + 1));
         bar
     })
-}
-
-#[cfg(not(feature = "data"))]
-fn progress_bar(_: bool, _: usize, _: usize, _: usize) -> Option<NoBar> {
-    None
-}
-
-#[cfg(not(feature = "data"))]
-struct NoBar;
-
-#[cfg(not(feature = "data"))]
-impl NoBar {
-    fn set_position(&self, _: u64) {}
-    fn set_message(&self, _: String) {}
-    fn finish_with_message(&self, _: String) {}
 }
 
 /// The feature spec of a run.

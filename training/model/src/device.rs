@@ -4,8 +4,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "data", derive(clap::ValueEnum))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// A hardware GPU through wgpu when one exists, else the CPU (with one log line).

@@ -87,6 +87,19 @@ pub fn daily_slots(asset: &Asset, from_hour: i64, until_hour: i64) -> impl Itera
     (first_daily..=last).step_by(24).filter_map(move |h| grid.slot(h))
 }
 
+/// Lays loaded candles on hourly grids, keeping their order.
+#[must_use]
+pub fn to_panel(assets: &[crate::candles::AssetCandles]) -> Vec<Asset> {
+    use rayon::prelude::*;
+    assets
+        .par_iter()
+        .map(|a| Asset {
+            id: a.asset.clone(),
+            grid: crate::grid::HourlyGrid::from_candles(&a.candles),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 use super::*;
+use crate::backtest::normal_quantile;
 use crate::drawdown::DrawdownRule;
-use crate::risk::normal_quantile;
 
 fn input(hourly_variance: f64, horizon: usize, paths: usize) -> StressInput {
     StressInput {
@@ -130,7 +130,7 @@ fn running_minimum_matches_the_reflection_principle() {
         })
         .collect();
     minima.sort_unstable_by(f64::total_cmp);
-    let simulated = quantile_sorted(&minima, 0.99);
+    let simulated = rank_quantile(&minima, 0.99);
     let expected = normal_quantile(0.995) * 0.02;
     assert!(
         (simulated / expected - 1.0).abs() < 0.03,
@@ -252,21 +252,21 @@ fn bad_input_is_named() {
 #[test]
 fn recommendation_follows_the_scenario() {
     let i = input(1e-4, 168, 100);
-    let settings = RecommendSettings::default();
+    let settings = crate::policy::RiskSettings::default();
+    let forecast = crate::curve::VarianceCurve::new(&[4, 24, 168], &[4e-4, 24e-4, 168e-4]);
+    let liquidity = crate::policy::liquidity(&[4, 24, 168], &[0.0; 3], &[f64::NAN; 3], settings.tau);
+    let policy = ScenarioPolicy {
+        forecast: &forecast,
+        liquidity: &liquidity,
+        settings: &settings,
+        rule: DrawdownRule::Reflection,
+    };
     let scenarios = [
         Scenario::Forecast,
         Scenario::VolatilityShock { k: 2.0 },
         Scenario::LiquidityDrain { k: 3.0 },
     ];
-    let reports = run(
-        &i,
-        &book(0.5),
-        &scenarios,
-        &settings,
-        DrawdownRule::Reflection,
-        &simulate,
-    )
-    .unwrap();
+    let reports = run(&i, &book(0.5), &scenarios, &policy, &simulate).unwrap();
     let (base, shock, drain) = (
         &reports[0].recommendation,
         &reports[1].recommendation,
@@ -275,6 +275,20 @@ fn recommendation_follows_the_scenario() {
     assert!((base.variance_tau - 4e-4).abs() < 1e-15);
     assert!((shock.variance_tau - 16e-4).abs() < 1e-15);
     assert!((drain.variance_tau - 12e-4).abs() < 1e-15);
+    // Under the forecast, the scenario's parameters are the policy's at the origin.
+    let at_origin = crate::policy::recommend(
+        &crate::policy::Forecasts {
+            horizons: &[4, 24, 168],
+            variance: &[4e-4, 24e-4, 168e-4],
+            shortage_probability: &[0.0; 3],
+            illiquidity: &[f64::NAN; 3],
+        },
+        &settings,
+        None,
+        DrawdownRule::Reflection,
+    );
+    assert_eq!(base.liquidation_threshold, at_origin.policy.liquidation_threshold);
+    assert_eq!(base.max_ltv, at_origin.policy.max_ltv);
     assert!(shock.liquidation_threshold < base.liquidation_threshold);
     assert!(drain.liquidation_threshold < base.liquidation_threshold);
     let by_hand = (1.0 - (1.0 - (-normal_quantile(0.995) * 0.02f64).exp())) / 1.05;

@@ -3,11 +3,6 @@
 //!
 //! Deterministic for a seed: a SplitMix64 generator and Box-Muller normals, no RNG crate.
 
-#[cfg(feature = "data")]
-use std::io::Write;
-#[cfg(feature = "data")]
-use std::path::Path;
-
 use crate::candles::Candle;
 use crate::time::HOUR_MS;
 
@@ -152,31 +147,6 @@ pub fn generate(config: &SynthConfig) -> Vec<Candle> {
         });
     }
     out
-}
-
-#[cfg(feature = "data")]
-/// Writes candles as a SPEC CSV file (header, one row per candle), gzip-compressed when the
-/// path ends in `.gz`.
-///
-/// # Errors
-/// Any I/O error.
-pub fn write_csv(path: &Path, candles: &[Candle]) -> std::io::Result<()> {
-    let mut text = String::from("open_time,open,high,low,close,volume,quote_volume\n");
-    for c in candles {
-        text.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
-            c.open_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume
-        ));
-    }
-    let file = std::fs::File::create(path)?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::best());
-        gz.write_all(text.as_bytes())?;
-        gz.finish()?.sync_all()
-    } else {
-        let mut file = file;
-        file.write_all(text.as_bytes())
-    }
 }
 
 #[cfg(test)]

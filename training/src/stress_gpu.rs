@@ -1,6 +1,6 @@
 //! The simulation's draws on a burn device: innovations, cumulative log closes and Brownian-bridge
 //! lows are tensors `[paths, hours]` on the device (wgpu when a GPU is in use); the per-path
-//! settlement against the book then runs on the CPU with the same code as [`super::simulate`].
+//! settlement against the book then runs on the CPU with the same code as [`volcast_core::stress::simulate`].
 //!
 //! Same model as the CPU path, other random streams: results agree up to sampling noise. The
 //! device's generator is seeded with the input's seed. Student-t innovations need an integer
@@ -11,7 +11,10 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use rayon::prelude::*;
 
-use super::{Book, PathOutcome, Plan, PreparedBook, Scenario, StressError, StressInput, validate};
+use volcast_core::stress::{
+    Book, PathOutcome, Plan, PreparedBook, Scenario, StressError, StressInput, simulate as simulate_on_cpu,
+    validate,
+};
 
 /// Paths per batch of tensors (bounds device memory: a few `[batch, hours]` f32 tensors).
 pub const BATCH: usize = 16_384;
@@ -32,7 +35,7 @@ pub fn simulate(
     let plan = Plan::new(input, scenario);
     let integer_df = !plan.df.is_finite() || plan.df.fract() == 0.0;
     if plan.replay.is_some() || !integer_df {
-        return super::simulate(input, book, scenario);
+        return simulate_on_cpu(input, book, scenario);
     }
     let prepared = PreparedBook::new(book, input.price);
     let h = plan.horizon();
@@ -98,8 +101,8 @@ fn lows(plan: &Plan, b: usize, sd: &Tensor<2>, two_var: &Tensor<2>, device: &Dev
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{DeviceChoice, select};
-    use crate::stress::{Position, summarize};
+    use volcast_core::stress::{Position, summarize};
+    use volcast_model::device::{DeviceChoice, select};
 
     fn check_against_cpu(device: &Device) {
         let input = StressInput {
@@ -122,7 +125,7 @@ mod tests {
             default_liquidation_threshold: 0.85,
         };
         for scenario in [Scenario::Forecast, Scenario::InstantDrop { pct: 20.0 }] {
-            let cpu = summarize(&super::super::simulate(&input, &book, &scenario).unwrap());
+            let cpu = summarize(&simulate_on_cpu(&input, &book, &scenario).unwrap());
             let gpu = summarize(&simulate(&input, &book, &scenario, device).unwrap());
             assert_eq!(gpu.paths, 4000);
             let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * a.abs().max(b.abs()).max(1.0);

@@ -1,11 +1,12 @@
-//! Summaries of simulated paths (liquidations and bad debt at risk) and the engine's
-//! recommended parameters under each scenario.
+//! Summaries of simulated paths (liquidations and bad debt at risk) and the risk policy's
+//! parameters under each scenario ([`ScenarioPolicy`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::{Book, PathOutcome, Plan, Scenario, StressError, StressInput};
+use crate::curve::VarianceCurve;
 use crate::drawdown::DrawdownRule;
-use crate::risk::threshold_from_drawdown;
+use crate::policy::{self, Liquidity, RiskSettings, Scaled, VarianceOver};
 
 /// Mean and tail of a per-path USD total.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -50,14 +51,14 @@ pub struct Summary {
 
 /// The empirical `q`-quantile of sorted values: the smallest value with at least `q n` values
 /// at or below it (the VaR convention: a reported percentile is a total some path reached;
-/// calibration interpolates instead, [`crate::drawdown::sorted_quantile`]).
+/// calibration interpolates instead, [`crate::drawdown::interpolated_quantile`]).
 #[must_use]
 #[allow(
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss
 )]
-pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+pub fn rank_quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -78,8 +79,8 @@ fn tail(mut values: Vec<f64>) -> Tail {
     let es99 = values.iter().rev().take(worst).sum::<f64>() / worst as f64;
     Tail {
         mean,
-        p95: quantile_sorted(&values, 0.95),
-        p99: quantile_sorted(&values, 0.99),
+        p95: rank_quantile(&values, 0.95),
+        p99: rank_quantile(&values, 0.99),
         es99,
     }
 }
@@ -101,48 +102,16 @@ pub fn summarize(outcomes: &[PathOutcome]) -> Summary {
         bad_debt_at_risk: tail(outcomes.iter().map(|o| o.bad_debt_usd).collect()),
         liquidated_positions: CountTail {
             mean: sorted.iter().sum::<f64>() / n,
-            p50: quantile_sorted(&sorted, 0.5),
-            p95: quantile_sorted(&sorted, 0.95),
-            p99: quantile_sorted(&sorted, 0.99),
+            p50: rank_quantile(&sorted, 0.5),
+            p95: rank_quantile(&sorted, 0.95),
+            p99: rank_quantile(&sorted, 0.99),
         },
     }
 }
 
-/// What the recommendation under a scenario is asked.
+/// The parameters the risk policy recommends under a scenario, with the numbers behind them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RecommendSettings {
-    /// Quantile level of the drawdown.
-    pub alpha: f64,
-    /// Liquidation window, hours (already lengthened by any shortage probability).
-    pub tau: f64,
-    /// User reaction window, hours.
-    pub tau_user: f64,
-    /// Floor of the liquidation bonus.
-    pub bonus: f64,
-    /// Margin over the expected slippage.
-    pub bonus_margin: f64,
-    /// Size liquidated, USD, for the slippage.
-    pub sale_size_usd: f64,
-}
-
-impl Default for RecommendSettings {
-    fn default() -> Self {
-        Self {
-            alpha: crate::risk::DEFAULT_ALPHA,
-            #[allow(clippy::cast_precision_loss)]
-            tau: crate::risk::DEFAULT_TAU as f64,
-            #[allow(clippy::cast_precision_loss)]
-            tau_user: crate::risk::DEFAULT_TAU_USER as f64,
-            bonus: crate::risk::DEFAULT_BONUS,
-            bonus_margin: 0.01,
-            sale_size_usd: 1e6,
-        }
-    }
-}
-
-/// The parameters the engine recommends, with the numbers behind them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Recommendation {
+pub struct ScenarioRecommendation {
     /// Variance of the log return over the liquidation window.
     pub variance_tau: f64,
     /// Over the user's reaction window.
@@ -151,8 +120,8 @@ pub struct Recommendation {
     pub drawdown: f64,
     /// `D(alpha, tau_user)`.
     pub drawdown_user: f64,
-    /// Expected slippage of the sale size.
-    pub slippage: f64,
+    /// Expected slippage of the sale size, when the illiquidity is known.
+    pub slippage: Option<f64>,
     /// `LB = max(bonus, slippage + margin)`.
     pub liquidation_bonus: f64,
     /// `LT = (1 - D) / (1 + LB)`.
@@ -163,44 +132,63 @@ pub struct Recommendation {
     pub maintenance_margin: f64,
     /// `D(alpha, tau_user)`.
     pub initial_margin: f64,
+    /// The sale cannot be liquidated (slippage `>= 1`): LT and max LTV are 0.
+    pub liquidation_blocked: bool,
 }
 
-/// The engine's parameters for given variances over the liquidation window `tau` and the user
-/// window and a slippage: `D` by `rule` (the artifact's calibrated drawdown quantiles, or the
-/// reflection principle without them; [`crate::drawdown`]), `LB = max(bonus, slippage + margin)`,
-/// `LT = (1 - D) / (1 + LB)`, `max LTV = LT - D_user`.
-#[must_use]
-pub fn recommend(
-    variance_at_tau: f64,
-    variance_at_tau_user: f64,
-    tau: f64,
-    slippage: f64,
-    settings: &RecommendSettings,
-    rule: DrawdownRule<'_>,
-) -> Recommendation {
-    let drawdown = rule.drawdown(variance_at_tau, settings.alpha, tau);
-    let drawdown_user = rule.drawdown(variance_at_tau_user, settings.alpha, settings.tau_user);
-    let slippage = if slippage.is_finite() {
-        slippage.max(0.0)
-    } else {
-        0.0
-    };
-    let liquidation_bonus = settings
-        .bonus
-        .max(0.0)
-        .max(slippage + settings.bonus_margin.max(0.0));
-    let liquidation_threshold = threshold_from_drawdown(drawdown, liquidation_bonus);
-    Recommendation {
-        variance_tau: variance_at_tau,
-        variance_tau_user: variance_at_tau_user,
-        drawdown,
-        drawdown_user,
-        slippage,
-        liquidation_bonus,
-        liquidation_threshold,
-        max_ltv: (liquidation_threshold - drawdown_user).max(0.0),
-        maintenance_margin: drawdown,
-        initial_margin: drawdown_user,
+/// The risk policy ([`crate::policy`]) applied under each scenario: the forecast and the
+/// liquidity it starts from, the settings and the drawdown rule.
+#[derive(Debug, Clone, Copy)]
+pub struct ScenarioPolicy<'a> {
+    /// The forecast variance curve at the origin.
+    pub forecast: &'a VarianceCurve,
+    /// The liquidity side at the origin ([`policy::liquidity`] at `settings.tau`).
+    pub liquidity: &'a Liquidity,
+    /// Validated settings.
+    pub settings: &'a RiskSettings,
+    /// How variance becomes `D(alpha, tau)`.
+    pub rule: DrawdownRule<'a>,
+}
+
+impl ScenarioPolicy<'_> {
+    /// The parameters under `scenario`: the policy's rules on the scenario's variance (the
+    /// forecast, `k^2` times it for a volatility shock, the window's mean rate for a replay), its
+    /// liquidation window and its slippage (both `k` times the forecast's for a liquidity
+    /// drain). Under [`Scenario::Forecast`] this is exactly [`policy::recommend`] at the origin.
+    #[must_use]
+    pub fn recommend(&self, scenario: &Scenario, plan: &Plan) -> ScenarioRecommendation {
+        let shocked;
+        let (variance, drain): (&dyn VarianceOver, f64) = match scenario {
+            Scenario::VolatilityShock { k } => {
+                shocked = Scaled {
+                    source: self.forecast,
+                    factor: k * k,
+                };
+                (&shocked, 1.0)
+            }
+            Scenario::LiquidityDrain { k } => (self.forecast, *k),
+            Scenario::Replay { .. } => (plan, 1.0),
+            Scenario::Forecast | Scenario::InstantDrop { .. } => (self.forecast, 1.0),
+        };
+        let slippage = self
+            .liquidity
+            .expected_illiquidity
+            .map(|m| policy::slippage(m, self.settings.sale_size_usd) * drain);
+        let tau = self.liquidity.tau_effective * drain;
+        let p = policy::parameters(variance, &self.settings.input(tau, slippage), None, self.rule);
+        ScenarioRecommendation {
+            variance_tau: p.variance_tau,
+            variance_tau_user: p.variance_tau_user,
+            drawdown: p.drawdown,
+            drawdown_user: p.drawdown_user,
+            slippage,
+            liquidation_bonus: p.liquidation_bonus,
+            liquidation_threshold: p.liquidation_threshold,
+            max_ltv: p.max_ltv,
+            maintenance_margin: p.maintenance_margin,
+            initial_margin: p.initial_margin,
+            liquidation_blocked: p.liquidation_blocked,
+        }
     }
 }
 
@@ -217,8 +205,8 @@ pub struct ScenarioReport {
     pub horizon_variance: f64,
     /// Liquidations, bad debt and counts over paths.
     pub summary: Summary,
-    /// What the engine recommends under the scenario.
-    pub recommendation: Recommendation,
+    /// What the risk policy recommends under the scenario.
+    pub recommendation: ScenarioRecommendation,
     /// Wall time of the simulation, seconds.
     pub seconds: f64,
 }
@@ -226,7 +214,7 @@ pub struct ScenarioReport {
 /// How to simulate one scenario: [`simulate`] or [`gpu::simulate`] on a device.
 pub type Simulator<'a> = dyn Fn(&StressInput, &Book, &Scenario) -> Result<Vec<PathOutcome>, StressError> + 'a;
 
-/// Runs every scenario and summarises it, with the engine's recommendation under it.
+/// Runs every scenario and summarises it, with the risk policy's recommendation under it.
 ///
 /// # Errors
 /// The first scenario the simulator rejects.
@@ -234,8 +222,7 @@ pub fn run(
     input: &StressInput,
     book: &Book,
     scenarios: &[Scenario],
-    settings: &RecommendSettings,
-    rule: DrawdownRule<'_>,
+    policy: &ScenarioPolicy<'_>,
     simulator: &Simulator<'_>,
 ) -> Result<Vec<ScenarioReport>, StressError> {
     scenarios
@@ -245,22 +232,13 @@ pub fn run(
             let outcomes = simulator(input, book, scenario)?;
             let seconds = started.elapsed().as_secs_f64();
             let plan = Plan::new(input, scenario);
-            let tau = settings.tau * plan.tau_scale;
-            let recommendation = recommend(
-                plan.variance_over(tau),
-                plan.variance_over(settings.tau_user),
-                tau,
-                plan.slippage_per_usd * settings.sale_size_usd,
-                settings,
-                rule,
-            );
             Ok(ScenarioReport {
                 scenario: scenario.label(),
                 liquidation_delay_hours: plan.delay,
                 slippage_per_usd: plan.slippage_per_usd,
                 horizon_variance: plan.var.iter().sum(),
                 summary: summarize(&outcomes),
-                recommendation,
+                recommendation: policy.recommend(scenario, &plan),
                 seconds,
             })
         })

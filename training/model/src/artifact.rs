@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::baselines::har::Har;
-use crate::baselines::shortage::ShortageLogistic;
-use crate::features::{FEATURE_VERSION, FeatureSpec};
+use crate::scaler::Scaler;
+use volcast_core::baselines::har::Har;
+use volcast_core::baselines::shortage::ShortageLogistic;
+use volcast_core::features::{FEATURE_VERSION, FeatureSpec};
 
 /// Version of the artifact layout; loading refuses other versions.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -22,41 +23,6 @@ pub const CONFIG: &str = "config.json";
 pub const METADATA: &str = "metadata.json";
 /// Pointer file naming the default artifact, inside the artifacts directory.
 pub const DEFAULT_POINTER: &str = "default";
-
-/// Mean and standard deviation per input, fitted on the training period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Scaler {
-    /// Static feature means.
-    pub static_mean: Vec<f32>,
-    /// Static feature standard deviations (never zero).
-    pub static_std: Vec<f32>,
-    /// Sequence channel means.
-    pub channel_mean: Vec<f32>,
-    /// Sequence channel standard deviations (never zero).
-    pub channel_std: Vec<f32>,
-}
-
-impl Scaler {
-    /// Standardises static features in place.
-    pub fn scale_static(&self, x: &mut [f32]) {
-        for (v, (m, s)) in x.iter_mut().zip(self.static_mean.iter().zip(&self.static_std)) {
-            *v = (*v - m) / s;
-        }
-    }
-
-    /// Standardises a `[window, channels]` sequence in place.
-    pub fn scale_sequence(&self, x: &mut [f32]) {
-        let c = self.channel_mean.len();
-        for row in x.chunks_exact_mut(c) {
-            for (v, (m, s)) in row
-                .iter_mut()
-                .zip(self.channel_mean.iter().zip(&self.channel_std))
-            {
-                *v = (*v - m) / s;
-            }
-        }
-    }
-}
 
 /// A data file the model was trained on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +98,7 @@ pub struct Metadata {
     /// The market asset's worst historical windows up to the fit end, replayed by the stress
     /// simulation; empty in artifacts made before they were recorded.
     #[serde(default)]
-    pub stress_scenarios: Vec<crate::stress::ReplayWindow>,
+    pub stress_scenarios: Vec<volcast_core::stress::ReplayWindow>,
 }
 
 /// Corrections of the network's level and quantiles, measured on the daily origins of a window of
@@ -141,7 +107,7 @@ pub struct Metadata {
 /// scale that minimises QLIKE there), and each RV quantile by the scale that gives it its nominal
 /// coverage there. With [`Self::rolling_days`] the model is operated with these corrections
 /// re-measured every day on the trailing window (`calibrate --until`, see
-/// [`crate::rolling`]).
+/// `volcast_training::rolling`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recalibration {
     /// First origin used, RFC 3339.
@@ -207,9 +173,9 @@ mod tests {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RiskCalibration {
     /// Of the model's variance curve.
-    pub model: crate::drawdown::DrawdownCalibration,
+    pub model: volcast_core::drawdown::DrawdownCalibration,
     /// Of the artifact's HAR variance curve (the server's side-by-side answers).
-    pub har: Option<crate::drawdown::DrawdownCalibration>,
+    pub har: Option<volcast_core::drawdown::DrawdownCalibration>,
 }
 
 /// Why an artifact could not be used.
@@ -345,7 +311,7 @@ pub fn artifact_hash(dir: &Path) -> Result<String, ArtifactError> {
 /// [`ArtifactError::Io`] on any write failure.
 pub fn save<C: Serialize>(
     out: &Path,
-    model: crate::model::VolModel,
+    model: crate::network::VolModel,
     config: &C,
     mut metadata: Metadata,
 ) -> Result<PathBuf, ArtifactError> {

@@ -7,16 +7,16 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use crate::artifact::{self, ArtifactError, CONFIG, Metadata, WEIGHTS};
-use crate::drawdown::{DrawdownRule, VarianceCurve};
-use crate::features::{AssetFeatures, MARKET_ASSET, Market, N_CHANNELS, N_STATIC};
-use crate::forecast::{
+use crate::config::TrainingConfig;
+use crate::network::VolModel;
+use volcast_core::drawdown::{DrawdownRule, VarianceCurve};
+use volcast_core::features::{AssetFeatures, MARKET_ASSET, Market, N_CHANNELS, N_STATIC};
+use volcast_core::forecast::{
     ForecastError, ForecastRequest, ForecastTable, Forecaster, HorizonForecasts, QuantileForecast,
     ShortageForecast,
 };
-use crate::grid::Asset;
-use crate::model::VolModel;
-use crate::panel::PreparedAsset;
-use crate::training::TrainingConfig;
+use volcast_core::grid::Asset;
+use volcast_core::panel::PreparedAsset;
 
 /// Rows per forward pass when forecasting many origins.
 pub const BATCH: usize = 2048;
@@ -121,7 +121,7 @@ impl LoadedModel {
         market: Option<&Market>,
         scratch: &mut Vec<f64>,
     ) -> Option<ModelInput> {
-        self.metadata.input_at(features, slot, market, scratch)
+        model_input(&self.metadata, features, slot, market, scratch)
     }
 
     /// Forecasts for a batch of inputs (any length; split into passes of [`BATCH`]).
@@ -182,26 +182,24 @@ impl LoadedModel {
     }
 }
 
-impl Metadata {
-    /// Scaled model inputs at `slot` with this artifact's window and scaler, or None where the
-    /// features do not exist (too little history). The one place inputs are assembled, for
-    /// `evaluate`, the trainer's scoring and the server alike.
-    #[must_use]
-    pub fn input_at(
-        &self,
-        features: &AssetFeatures,
-        slot: usize,
-        market: Option<&Market>,
-        scratch: &mut Vec<f64>,
-    ) -> Option<ModelInput> {
-        let mut statics = features.static_at(slot, market, scratch)?;
-        self.scaler.scale_static(&mut statics);
-        let window = self.features.window;
-        let mut sequence = vec![0.0; window * N_CHANNELS];
-        features.sequence_at(slot, window, &mut sequence);
-        self.scaler.scale_sequence(&mut sequence);
-        Some(ModelInput { statics, sequence })
-    }
+/// Scaled model inputs at `slot` with `metadata`'s window and scaler, or None where the features
+/// do not exist (too little history). The one place inputs are assembled, for `evaluate`, the
+/// trainer's scoring and the server alike.
+#[must_use]
+pub fn model_input(
+    metadata: &Metadata,
+    features: &AssetFeatures,
+    slot: usize,
+    market: Option<&Market>,
+    scratch: &mut Vec<f64>,
+) -> Option<ModelInput> {
+    let mut statics = features.static_at(slot, market, scratch)?;
+    metadata.scaler.scale_static(&mut statics);
+    let window = metadata.features.window;
+    let mut sequence = vec![0.0; window * N_CHANNELS];
+    features.sequence_at(slot, window, &mut sequence);
+    metadata.scaler.scale_sequence(&mut sequence);
+    Some(ModelInput { statics, sequence })
 }
 
 /// The market factor of a panel, when it holds the market asset.

@@ -6,8 +6,6 @@
 //! to a least-squares fit of log RV (a HAR regression on a richer set of regressors), so the
 //! network starts where the econometric model ends and learns the remainder.
 
-pub mod loss;
-
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig, PaddingConfig1d};
 use burn::prelude::*;

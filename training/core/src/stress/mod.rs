@@ -19,7 +19,7 @@
 //! bad debt and the number of positions liquidated. Over paths: mean, 95th and 99th percentiles
 //! (VaR-style: the value a path total exceeds with 5% / 1% probability) and the 99% expected
 //! shortfall, the probability of any liquidation, and the parameters the engine would recommend
-//! under the scenario ([`recommend`]).
+//! under the scenario ([`ScenarioPolicy`]).
 //!
 //! **Scenarios.** [`Scenario::Forecast`] is the model as is; `VolatilityShock { k }` multiplies
 //! every hour's variance by `k^2`; `LiquidityDrain { k }` multiplies slippage by `k` and the
@@ -28,24 +28,20 @@
 //! (relative to the previous close) to today's price, deterministically: one path, no noise.
 //!
 //! Deterministic for a seed whatever the number of threads: paths are simulated in chunks of
-//! [`PATHS_PER_CHUNK`], each with its own seeded stream. [`gpu`] draws the same model on a burn
-//! device (wgpu) and settles the paths with the same code.
+//! [`PATHS_PER_CHUNK`], each with its own seeded stream. The training crate's `stress_gpu` draws
+//! the same model on a burn device (wgpu) and settles the paths with the same code.
 
-#[cfg(feature = "model")]
-pub mod gpu;
 pub mod replay;
 mod report;
 mod rng;
-#[cfg(all(feature = "data", feature = "model"))]
-pub mod session;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use replay::{REPLAY_COUNT, REPLAY_HORIZON, ReplayWindow, market_stress_scenarios, worst_windows};
 pub use report::{
-    CountTail, RecommendSettings, Recommendation, ScenarioReport, Simulator, Summary, Tail, quantile_sorted,
-    recommend, run, summarize,
+    CountTail, ScenarioPolicy, ScenarioRecommendation, ScenarioReport, Simulator, Summary, Tail,
+    rank_quantile, run, summarize,
 };
 use rng::{GammaShape, Sampler};
 
@@ -285,6 +281,33 @@ pub struct PathOutcome {
     pub liquidated_positions: u32,
 }
 
+/// The simulation's input at an origin, from the risk policy's reading of the forecast there:
+/// hourly variances from its curve, the slippage per USD from its expected illiquidity (0 when
+/// unknown), and the liquidation delay `ceil(tau_eff)`.
+#[must_use]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub fn input_at_origin(
+    price: f64,
+    origin: &crate::policy::Recommendation,
+    horizon: usize,
+    df: f64,
+    paths: usize,
+    seed: u64,
+) -> StressInput {
+    StressInput {
+        price,
+        hourly_variance: origin.curve.hourly(horizon),
+        df,
+        slippage_per_usd: origin
+            .liquidity
+            .expected_illiquidity
+            .map_or(0.0, |m| crate::policy::slippage(m, 1.0)),
+        liquidation_delay_hours: origin.liquidity.tau_effective.ceil() as usize,
+        paths,
+        seed,
+    }
+}
+
 /// A scenario turned into what each path needs.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -429,6 +452,12 @@ impl Plan {
         self.df
             .is_finite()
             .then(|| (GammaShape::new(self.df / 2.0), ((self.df - 2.0) / 2.0).sqrt()))
+    }
+}
+
+impl crate::policy::VarianceOver for Plan {
+    fn variance_over(&self, hours: f64) -> f64 {
+        Plan::variance_over(self, hours)
     }
 }
 

@@ -1,5 +1,14 @@
-//! The risk engine: pure functions from variance and liquidity forecasts to SPEC's protocol
-//! parameters (liquidation threshold, max LTV, liquidation bonus, margins).
+//! The one risk policy: from variance and liquidity forecasts to SPEC's protocol parameters
+//! (liquidation threshold, max LTV, liquidation bonus, margins), with the numbers behind them.
+//! `/v1/risk/parameters`, `/v1/risk/stress`, the `stress` command and the backtest all call it;
+//! callers differ in wiring, never in arithmetic.
+//!
+//! - [`RiskSettings`]: what a caller may ask (alpha, tau, tau_user, bonus, margin, sale size,
+//!   step), checked once against the same ranges everywhere ([`RiskSettings::resolve`]).
+//! - [`recommend`]: the parameters for a forecast at an origin, with an optional previous value.
+//! - [`parameters`]: the same rules for any variance source ([`VarianceOver`]), e.g. a stress
+//!   scenario's path.
+//! - [`threshold`]: `LT` from `D` and `LB`, also the backtest's.
 //!
 //! Rules (documented in the README, "Server"):
 //! - **Variance over tau hours** from the per-horizon forecasts: `V(tau) = V(h0) tau / h0` below
@@ -7,7 +16,7 @@
 //!   the longest.
 //! - **Drawdown** `D(alpha, tau) = 1 - exp(-u_alpha(tau) sqrt(V(tau))^g)`, `u_alpha(tau)` and `g`
 //!   the artifact's calibrated quantile of the scale-free fall and its exponent
-//!   ([`volcast_training::drawdown`]); an artifact without a calibration uses the reflection
+//!   ([`crate::drawdown`]); an artifact without a calibration uses the reflection
 //!   principle, `u = z_{(1+alpha)/2}`, `g = 1`. The
 //!   "plain normal" comparison uses `z_alpha` (the close at `t + tau`, SPEC's GARCH-normal policy).
 //! - **Effective liquidation window** `tau_eff = tau (1 + p)`, `p` the shortage probability at the
@@ -24,7 +33,272 @@
 //!   (relative) from it; the invariants `LT (1 + LB) <= 1` and `0 <= max LTV <= LT` are then
 //!   imposed again, and win over the step bound.
 
-pub use volcast_training::drawdown::{DrawdownRule, VarianceCurve, clip01};
+use crate::curve::VarianceCurve;
+use crate::drawdown::{DrawdownRule, clip01};
+
+/// SPEC's default quantile level of the drawdown.
+pub const DEFAULT_ALPHA: f64 = 0.99;
+/// SPEC's default liquidation window, hours.
+pub const DEFAULT_TAU: usize = 4;
+/// SPEC's default user reaction window, hours.
+pub const DEFAULT_TAU_USER: usize = 24;
+/// SPEC's default liquidation bonus (the floor of the derived bonus).
+pub const DEFAULT_BONUS: f64 = 0.05;
+/// Default margin over the expected slippage in the bonus.
+pub const DEFAULT_BONUS_MARGIN: f64 = 0.01;
+/// Default size liquidated for the slippage, USD.
+pub const DEFAULT_SALE_SIZE_USD: f64 = 1e6;
+/// Default largest relative step from a previous value.
+pub const DEFAULT_MAX_STEP: f64 = 0.1;
+
+/// An allowed range of a setting: its bounds and how it reads in an error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    /// Lower bound.
+    pub min: f64,
+    /// Whether the lower bound itself is allowed.
+    pub min_inclusive: bool,
+    /// Upper bound.
+    pub max: f64,
+    /// Whether the upper bound itself is allowed.
+    pub max_inclusive: bool,
+    /// The range in words, e.g. `(0.5, 0.9999]`.
+    pub text: &'static str,
+}
+
+impl Range {
+    /// Whether `v` is finite and inside.
+    #[must_use]
+    pub fn contains(&self, v: f64) -> bool {
+        let above = if self.min_inclusive {
+            v >= self.min
+        } else {
+            v > self.min
+        };
+        let below = if self.max_inclusive {
+            v <= self.max
+        } else {
+            v < self.max
+        };
+        v.is_finite() && above && below
+    }
+
+    /// `v` when inside, else the error naming `field`.
+    ///
+    /// # Errors
+    /// [`SettingsError`] when `v` is outside the range or not finite.
+    pub fn check(&self, field: &str, v: f64) -> Result<f64, SettingsError> {
+        if self.contains(v) {
+            Ok(v)
+        } else {
+            Err(SettingsError {
+                field: field.to_owned(),
+                value: v,
+                range: self.text,
+            })
+        }
+    }
+}
+
+const fn range(min: f64, min_inclusive: bool, max: f64, max_inclusive: bool, text: &'static str) -> Range {
+    Range {
+        min,
+        min_inclusive,
+        max,
+        max_inclusive,
+        text,
+    }
+}
+
+/// Quantile levels: the drawdown is calibrated for `alpha` in (0.5, 0.9999].
+pub const ALPHA_RANGE: Range = range(0.5, false, 0.9999, true, "(0.5, 0.9999]");
+/// Liquidation and user windows, hours: the drawdown calibration covers 1 to 168 h (a shortage
+/// can lengthen the liquidation window up to twice the asked one).
+pub const TAU_RANGE: Range = range(1.0, true, 168.0, true, "[1, 168]");
+/// Bonus floor and bonus margin.
+pub const BONUS_RANGE: Range = range(0.0, true, 1.0, false, "[0, 1)");
+/// Sale size, USD.
+pub const SALE_SIZE_RANGE: Range = range(0.0, true, 1e12, true, "[0, 1e12]");
+/// Relative step from a previous value; also the range of a previous LT and max LTV.
+pub const UNIT_RANGE: Range = range(0.0, true, 1.0, true, "[0, 1]");
+
+/// A setting outside its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field} = {value} is outside {range}")]
+pub struct SettingsError {
+    /// The setting's name as the caller gave it (JSON path or flag).
+    pub field: String,
+    /// The value given.
+    pub value: f64,
+    /// The allowed range, in words.
+    pub range: &'static str,
+}
+
+/// Settings as asked: any may be left out for the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AskedSettings {
+    /// Quantile level of the drawdown.
+    pub alpha: Option<f64>,
+    /// Liquidation window, hours.
+    pub tau: Option<f64>,
+    /// User reaction window, hours.
+    pub tau_user: Option<f64>,
+    /// Floor of the liquidation bonus.
+    pub bonus: Option<f64>,
+    /// Margin over the expected slippage.
+    pub bonus_margin: Option<f64>,
+    /// Size liquidated, USD.
+    pub sale_size_usd: Option<f64>,
+    /// Largest relative step from a previous value.
+    pub max_step: Option<f64>,
+}
+
+/// Validated settings of the risk policy.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RiskSettings {
+    /// Quantile level of the drawdown, in [`ALPHA_RANGE`].
+    pub alpha: f64,
+    /// Liquidation window asked for, hours (before a shortage lengthens it), in [`TAU_RANGE`].
+    pub tau: f64,
+    /// User reaction window, hours, in [`TAU_RANGE`].
+    pub tau_user: f64,
+    /// Floor of the liquidation bonus, in [`BONUS_RANGE`].
+    pub bonus: f64,
+    /// Margin over the expected slippage, in [`BONUS_RANGE`].
+    pub bonus_margin: f64,
+    /// Size liquidated for the slippage, USD, in [`SALE_SIZE_RANGE`].
+    pub sale_size_usd: f64,
+    /// Largest relative step from a previous value, in [`UNIT_RANGE`].
+    pub max_step: f64,
+}
+
+impl Default for RiskSettings {
+    /// SPEC's defaults.
+    #[allow(clippy::cast_precision_loss)]
+    fn default() -> Self {
+        Self {
+            alpha: DEFAULT_ALPHA,
+            tau: DEFAULT_TAU as f64,
+            tau_user: DEFAULT_TAU_USER as f64,
+            bonus: DEFAULT_BONUS,
+            bonus_margin: DEFAULT_BONUS_MARGIN,
+            sale_size_usd: DEFAULT_SALE_SIZE_USD,
+            max_step: DEFAULT_MAX_STEP,
+        }
+    }
+}
+
+impl RiskSettings {
+    /// The settings `asked`, each left out taken from `defaults`; every value (asked or
+    /// default) is checked against its range, and named in an error as `names` says.
+    ///
+    /// # Errors
+    /// The first setting outside its range.
+    pub fn resolve(
+        asked: &AskedSettings,
+        defaults: &Self,
+        names: &SettingNames,
+    ) -> Result<Self, SettingsError> {
+        let pick = |asked: Option<f64>, default: f64| asked.unwrap_or(default);
+        Ok(Self {
+            alpha: ALPHA_RANGE.check(names.alpha, pick(asked.alpha, defaults.alpha))?,
+            tau: TAU_RANGE.check(names.tau, pick(asked.tau, defaults.tau))?,
+            tau_user: TAU_RANGE.check(names.tau_user, pick(asked.tau_user, defaults.tau_user))?,
+            bonus: BONUS_RANGE.check(names.bonus, pick(asked.bonus, defaults.bonus))?,
+            bonus_margin: BONUS_RANGE.check(
+                names.bonus_margin,
+                pick(asked.bonus_margin, defaults.bonus_margin),
+            )?,
+            sale_size_usd: SALE_SIZE_RANGE.check(
+                names.sale_size_usd,
+                pick(asked.sale_size_usd, defaults.sale_size_usd),
+            )?,
+            max_step: UNIT_RANGE.check(names.max_step, pick(asked.max_step, defaults.max_step))?,
+        })
+    }
+
+    /// The policy's input for a liquidation window `tau` (already lengthened) and a slippage.
+    #[must_use]
+    pub fn input(&self, tau: f64, slippage: Option<f64>) -> PolicyInput {
+        PolicyInput {
+            alpha: self.alpha,
+            tau,
+            tau_user: self.tau_user,
+            bonus: self.bonus,
+            bonus_margin: self.bonus_margin,
+            slippage,
+        }
+    }
+}
+
+/// How each setting is named to the caller in an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingNames {
+    /// Name of `alpha`.
+    pub alpha: &'static str,
+    /// Name of `tau`.
+    pub tau: &'static str,
+    /// Name of `tau_user`.
+    pub tau_user: &'static str,
+    /// Name of `bonus`.
+    pub bonus: &'static str,
+    /// Name of `bonus_margin`.
+    pub bonus_margin: &'static str,
+    /// Name of `sale_size_usd`.
+    pub sale_size_usd: &'static str,
+    /// Name of `max_step`.
+    pub max_step: &'static str,
+}
+
+/// The names in the JSON bodies of the risk routes.
+pub const JSON_NAMES: SettingNames = SettingNames {
+    alpha: "alpha",
+    tau: "tau_hours",
+    tau_user: "tau_user_hours",
+    bonus: "bonus",
+    bonus_margin: "bonus_margin",
+    sale_size_usd: "sale_size_usd",
+    max_step: "max_step",
+};
+
+/// The names of the command-line flags.
+pub const FLAG_NAMES: SettingNames = SettingNames {
+    alpha: "--alpha",
+    tau: "--tau",
+    tau_user: "--tau-user",
+    bonus: "--bonus",
+    bonus_margin: "--bonus-margin",
+    sale_size_usd: "--sale-size",
+    max_step: "--max-step",
+};
+
+/// Anything that gives the variance of the log return over a number of hours: the forecast
+/// curve, or a stress scenario's path.
+pub trait VarianceOver {
+    /// The variance over `hours` hours (NaN when unknown).
+    fn variance_over(&self, hours: f64) -> f64;
+}
+
+impl VarianceOver for VarianceCurve {
+    fn variance_over(&self, hours: f64) -> f64 {
+        self.at(hours)
+    }
+}
+
+/// A variance source scaled by a constant (a volatility shock of `k` scales it by `k^2`).
+#[derive(Debug, Clone, Copy)]
+pub struct Scaled<'a, V: ?Sized> {
+    /// The source.
+    pub source: &'a V,
+    /// The factor.
+    pub factor: f64,
+}
+
+impl<V: VarianceOver + ?Sized> VarianceOver for Scaled<'_, V> {
+    fn variance_over(&self, hours: f64) -> f64 {
+        self.source.variance_over(hours) * self.factor
+    }
+}
 
 /// `tau_eff = tau (1 + p)`, `p` clipped into `[0, 1]` (NaN counts as 0).
 #[must_use]
@@ -70,7 +344,7 @@ pub struct Liquidity {
 pub fn liquidity(horizons: &[usize], shortage: &[f64], illiquidity: &[f64], tau: f64) -> Liquidity {
     let mut sorted = horizons.to_vec();
     sorted.sort_unstable();
-    let horizon = liquidity_horizon(&sorted, tau).unwrap_or(volcast_training::risk::DEFAULT_TAU);
+    let horizon = liquidity_horizon(&sorted, tau).unwrap_or(DEFAULT_TAU);
     let j = horizons.iter().position(|&h| h == horizon).unwrap_or(0);
     let p = shortage.get(j).copied().unwrap_or(f64::NAN);
     let current = illiquidity.get(j).copied().filter(|m| m.is_finite());
@@ -133,9 +407,13 @@ pub struct Bound {
     pub max_step: f64,
 }
 
-/// A full recommendation.
+/// The parameters and the numbers behind them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
+    /// Variance of the log return over the liquidation window.
+    pub variance_tau: f64,
+    /// Over the user's reaction window.
+    pub variance_tau_user: f64,
     /// D(alpha, tau).
     pub drawdown: f64,
     /// D(alpha, tau_user).
@@ -189,17 +467,19 @@ fn step(value: f64, previous: Option<f64>, max_step: f64) -> f64 {
     }
 }
 
-/// The recommendation for a drawdown model given as a variance curve and a rule turning the
-/// `tau`-hour variance into `D(alpha, tau)` (calibrated, reflection or plain normal).
+/// The parameters for a variance source and a rule turning the `tau`-hour variance into
+/// `D(alpha, tau)` (calibrated, reflection or plain normal), by the rules of the module docs.
 #[must_use]
-pub fn policy(
-    curve: &VarianceCurve,
+pub fn parameters<V: VarianceOver + ?Sized>(
+    variance: &V,
     input: &PolicyInput,
     bound: Option<&Bound>,
     rule: DrawdownRule<'_>,
 ) -> Policy {
-    let drawdown = clip01(rule.drawdown(curve.at(input.tau), input.alpha, input.tau));
-    let drawdown_user = clip01(rule.drawdown(curve.at(input.tau_user), input.alpha, input.tau_user));
+    let variance_tau = variance.variance_over(input.tau);
+    let variance_tau_user = variance.variance_over(input.tau_user);
+    let drawdown = clip01(rule.drawdown(variance_tau, input.alpha, input.tau));
+    let drawdown_user = clip01(rule.drawdown(variance_tau_user, input.alpha, input.tau_user));
     let lb = liquidation_bonus(input);
     let blocked = unliquidatable(input.slippage);
     let lt = if blocked { 0.0 } else { threshold(drawdown, lb) };
@@ -214,6 +494,8 @@ pub fn policy(
     bounded_lt = clip01(bounded_lt).min(cap);
     bounded_ltv = clip01(bounded_ltv).min(bounded_lt);
     Policy {
+        variance_tau,
+        variance_tau_user,
         drawdown,
         drawdown_user,
         liquidation_bonus: lb,
@@ -228,12 +510,81 @@ pub fn policy(
     }
 }
 
+/// What the model forecasts at an origin, per served horizon (all in the order of `horizons`).
+#[derive(Debug, Clone, Copy)]
+pub struct Forecasts<'a> {
+    /// Served horizons, hours.
+    pub horizons: &'a [usize],
+    /// Variance of the summed log returns per horizon.
+    pub variance: &'a [f64],
+    /// Shortage probability per horizon.
+    pub shortage_probability: &'a [f64],
+    /// Current mean illiquidity `M_H` per horizon (NaN where unknown).
+    pub illiquidity: &'a [f64],
+}
+
+/// Previous values a caller holds, for a bounded change.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Previous {
+    /// Previous liquidation threshold.
+    pub liquidation_threshold: Option<f64>,
+    /// Previous max LTV.
+    pub max_ltv: Option<f64>,
+}
+
+/// The policy's answer for a forecast: the parameters and how they were derived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    /// The liquidity side: horizon, shortage probability, `tau_eff`, illiquidity.
+    pub liquidity: Liquidity,
+    /// Expected slippage of selling the sale size, when the illiquidity is known.
+    pub slippage: Option<f64>,
+    /// The forecast as a variance curve.
+    pub curve: VarianceCurve,
+    /// The parameters.
+    pub policy: Policy,
+}
+
+/// **The risk policy**: the parameters for `forecasts` under `settings`, moving at most
+/// `settings.max_step` from `previous` when given, with `D` by `rule`.
+#[must_use]
+pub fn recommend(
+    forecasts: &Forecasts<'_>,
+    settings: &RiskSettings,
+    previous: Option<&Previous>,
+    rule: DrawdownRule<'_>,
+) -> Recommendation {
+    let liquidity = liquidity(
+        forecasts.horizons,
+        forecasts.shortage_probability,
+        forecasts.illiquidity,
+        settings.tau,
+    );
+    let slippage = liquidity
+        .expected_illiquidity
+        .map(|m| slippage(m, settings.sale_size_usd));
+    let curve = VarianceCurve::new(forecasts.horizons, forecasts.variance);
+    let bound = previous.map(|p| Bound {
+        liquidation_threshold: p.liquidation_threshold,
+        max_ltv: p.max_ltv,
+        max_step: settings.max_step,
+    });
+    let input = settings.input(liquidity.tau_effective, slippage);
+    let policy = parameters(&curve, &input, bound.as_ref(), rule);
+    Recommendation {
+        liquidity,
+        slippage,
+        curve,
+        policy,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    use volcast_training::drawdown::{DrawdownCalibration, WindowCalibration};
+    use crate::drawdown::{DrawdownCalibration, WindowCalibration};
 
     const REFLECTION: DrawdownRule<'static> = DrawdownRule::Reflection;
 
@@ -274,7 +625,7 @@ mod tests {
     #[test]
     fn calibrated_drawdown_by_hand() {
         let c = calibration();
-        let p = policy(
+        let p = parameters(
             &curve(0.0004, 0.002, 0.01),
             &input(4.0),
             None,
@@ -282,13 +633,29 @@ mod tests {
         );
         // D = 1 - exp(-u sqrt(V)^g), u(0.99) = 3.9, V(4 h) = 0.0004, g = 0.6.
         assert!((p.drawdown - (1.0 - (-3.9 * 0.02f64.powf(0.6)).exp())).abs() < 1e-12);
-        assert!(p.drawdown > policy(&curve(0.0004, 0.002, 0.01), &input(4.0), None, REFLECTION).drawdown);
+        assert!(p.drawdown > parameters(&curve(0.0004, 0.002, 0.01), &input(4.0), None, REFLECTION).drawdown);
+    }
+
+    #[test]
+    fn threshold_keeps_the_invariant() {
+        for d in [-0.5, 0.0, 0.1, 0.99, 1.5, f64::NAN] {
+            for lb in [0.0, 0.05, 0.2] {
+                let lt = threshold(d, lb);
+                assert!(lt * (1.0 + lb) <= 1.0 + 1e-15 && lt >= 0.0, "{d} {lb}");
+            }
+        }
+        assert!((threshold(0.1, 0.05) - 0.9 / 1.05).abs() < 1e-15);
+        assert_eq!(
+            threshold(f64::NAN, 0.05),
+            0.0,
+            "an unknown drawdown is the whole price"
+        );
     }
 
     #[test]
     fn policy_by_hand() {
         let c = curve(0.0004, 0.002, 0.01);
-        let p = policy(&c, &input(4.0), None, REFLECTION);
+        let p = parameters(&c, &input(4.0), None, REFLECTION);
         assert!(
             (p.liquidation_bonus - 0.05).abs() < 1e-15,
             "slippage + margin < floor"
@@ -298,7 +665,7 @@ mod tests {
         assert!((p.max_ltv - (lt - p.drawdown_user)).abs() < 1e-12);
         let mut wide = input(4.0);
         wide.slippage = Some(0.1);
-        assert!((policy(&c, &wide, None, REFLECTION).liquidation_bonus - 0.11).abs() < 1e-12);
+        assert!((parameters(&c, &wide, None, REFLECTION).liquidation_bonus - 0.11).abs() < 1e-12);
     }
 
     #[test]
@@ -309,7 +676,7 @@ mod tests {
             max_ltv: Some(0.4),
             max_step: 0.1,
         };
-        let p = policy(&c, &input(4.0), Some(&b), REFLECTION);
+        let p = parameters(&c, &input(4.0), Some(&b), REFLECTION);
         assert!((p.liquidation_threshold - 0.55).abs() < 1e-12);
         assert!((p.max_ltv - 0.44).abs() < 1e-12);
         assert!(p.step_limited);
@@ -319,7 +686,7 @@ mod tests {
             max_ltv: Some(1.0),
             max_step: 0.0,
         };
-        let p = policy(&c, &input(4.0), Some(&b), REFLECTION);
+        let p = parameters(&c, &input(4.0), Some(&b), REFLECTION);
         assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
         assert!(p.max_ltv <= p.liquidation_threshold);
     }
@@ -332,18 +699,18 @@ mod tests {
             max_ltv: Some(0.7),
             max_step: 0.1,
         };
-        let normal = policy(&c, &input(4.0), Some(&b), REFLECTION);
+        let normal = parameters(&c, &input(4.0), Some(&b), REFLECTION);
         assert!(!normal.liquidation_blocked);
         for s in [0.5, 0.99] {
             let mut i = input(4.0);
             i.slippage = Some(s);
-            let p = policy(&c, &i, None, REFLECTION);
+            let p = parameters(&c, &i, None, REFLECTION);
             assert!(!p.liquidation_blocked && (p.liquidation_bonus - (s + 0.01)).abs() < 1e-12);
         }
         for s in [1.0, 7.8e303, f64::INFINITY, f64::NAN] {
             let mut i = input(4.0);
             i.slippage = Some(s);
-            let p = policy(&c, &i, Some(&b), REFLECTION);
+            let p = parameters(&c, &i, Some(&b), REFLECTION);
             assert!(p.liquidation_blocked, "{s}");
             assert!(p.liquidation_bonus >= MAX_BONUS, "{s}: {}", p.liquidation_bonus);
             assert_eq!((p.liquidation_threshold, p.max_ltv), (0.0, 0.0), "{s}");
@@ -382,7 +749,7 @@ mod tests {
             let b = prev.map(|(lt, ltv, s)| Bound { liquidation_threshold: Some(lt), max_ltv: Some(ltv), max_step: s });
             let cal = calibration();
             let r = [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal][usize::from(rule)];
-            let p = policy(&c, &i, b.as_ref(), r);
+            let p = parameters(&c, &i, b.as_ref(), r);
             prop_assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
             prop_assert!(0.0 <= p.max_ltv && p.max_ltv <= p.liquidation_threshold);
             prop_assert!((0.0..=1.0).contains(&p.liquidation_threshold));
@@ -401,8 +768,8 @@ mod tests {
             let i = PolicyInput { alpha, tau, tau_user: 24.0, bonus: 0.05, bonus_margin: 0.01, slippage: None };
             let cal = calibration();
             for r in [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal] {
-                let low = policy(&curve(v.0, v.1, v.2), &i, None, r);
-                let high = policy(&curve(v.0 * scale.0, v.1 * scale.1, v.2 * scale.2), &i, None, r);
+                let low = parameters(&curve(v.0, v.1, v.2), &i, None, r);
+                let high = parameters(&curve(v.0 * scale.0, v.1 * scale.1, v.2 * scale.2), &i, None, r);
                 prop_assert!(high.liquidation_threshold <= low.liquidation_threshold + 1e-12);
                 prop_assert!(high.max_ltv <= low.max_ltv + 1e-12);
             }

@@ -10,6 +10,7 @@ use super::ewma::Ewma;
 use super::garch::{self, AssetGarch, GarchPath};
 use super::har::{Har, HarPoint};
 use super::shortage::ShortageLogistic;
+use crate::backtest::normal_drawdown;
 use crate::drawdown::{
     CALIBRATION_STRIDE, DrawdownCalibration, DrawdownRule, VarianceCurve, calibration_origins,
     fit_calibration,
@@ -17,7 +18,6 @@ use crate::drawdown::{
 use crate::forecast::{ForecastRequest, ForecastTable, HorizonForecasts, ShortageForecast};
 use crate::grid::Asset;
 use crate::panel::{PreparedAsset, daily_slots};
-use crate::risk::normal_drawdown;
 
 /// Fitted baselines.
 #[derive(Debug, Clone, Serialize)]

@@ -1,0 +1,17 @@
+//! volcast's neural model: the burn modules, the artifact that stores them, and inference.
+//! No optimiser and no file loading beyond the artifact: the server depends on this crate.
+//!
+//! # Layout
+//! - [`device`]: choosing the compute device (flex CPU or wgpu), with one log line on fallback.
+//! - [`network`]: the burn modules (sequence encoder, trunk, per-horizon heads).
+//! - [`config`]: the artifact's `config.json`, architecture and training hyperparameters.
+//! - [`scaler`]: standardisation of the model's inputs, fitted at training, stored in the artifact.
+//! - [`artifact`]: the artifact directory (weights, config, metadata), its id and its loading.
+//! - [`inference`]: a loaded artifact forecasting at origins, batched.
+
+pub mod artifact;
+pub mod config;
+pub mod device;
+pub mod inference;
+pub mod network;
+pub mod scaler;

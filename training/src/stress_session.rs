@@ -1,0 +1,246 @@
+//! What the `stress` command does before simulating: load an asset's candles, forecast at the
+//! origin with an artifact, read the forecast with the risk policy, and turn it into a
+//! [`StressInput`] and the replay windows.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
+use volcast_core::features::{AssetFeatures, MARKET_ASSET, Market};
+use volcast_core::grid::Asset;
+use volcast_core::panel::{PreparedAsset, to_panel};
+use volcast_core::policy::{self, Forecasts, RiskSettings};
+use volcast_core::stress::{
+    self, Book, DEFAULT_LIQUIDATION_THRESHOLD, Position, REPLAY_COUNT, REPLAY_HORIZON, ReplayWindow,
+    Scenario, ScenarioPolicy, ScenarioReport, Simulator, StressError, StressInput, input_at_origin,
+    market_stress_scenarios, worst_windows,
+};
+use volcast_core::time::{Bound, close_hour_of_open_ms, format_hour, parse_time};
+use volcast_model::inference::LoadedModel;
+
+use crate::data::{list_dir, load_assets};
+
+/// What to forecast and simulate.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Candle directories.
+    pub dirs: Vec<PathBuf>,
+    /// Asset id.
+    pub asset: String,
+    /// Artifact (directory or artifacts directory with a `default` pointer).
+    pub model: PathBuf,
+    /// Origin: Unix ms of the close of the last candle used; None: the last candle.
+    pub at_ms: Option<i64>,
+    /// Hours simulated.
+    pub horizon: usize,
+    /// The risk policy's settings (validated); `tau` is lengthened by the shortage probability.
+    pub settings: RiskSettings,
+    /// Paths.
+    pub paths: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Student-t degrees of freedom.
+    pub df: f64,
+}
+
+/// The forecasts behind a simulation and the simulation's input.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Asset id.
+    pub asset: String,
+    /// Origin close hour, `YYYY-MM-DD HH:MM` UTC.
+    pub origin: String,
+    /// Artifact id.
+    pub model_id: String,
+    /// Artifact hash.
+    pub model_hash: String,
+    /// Served horizons, hours.
+    pub horizons: Vec<usize>,
+    /// Forecast variance per horizon.
+    pub variance: Vec<f64>,
+    /// Shortage probability per horizon.
+    pub shortage_probability: Vec<f64>,
+    /// The risk policy at the origin: liquidity horizon, `tau_eff`, illiquidity, the curve.
+    pub at_origin: policy::Recommendation,
+    /// The simulation's input.
+    pub input: StressInput,
+    /// Historical windows to replay.
+    pub replays: Vec<ReplayWindow>,
+    /// Where they came from (`artifact` or `data up to ...`).
+    pub replay_source: String,
+    /// The artifact's drawdown calibration, when it has one (the recommendations use it).
+    pub calibration: Option<DrawdownCalibration>,
+}
+
+impl Prepared {
+    /// Simulates `scenarios` on `book` with the risk policy's parameters under each, for
+    /// `settings` (those of the request, with the sale size the caller decided).
+    ///
+    /// # Errors
+    /// The first scenario the simulator rejects.
+    pub fn run(
+        &self,
+        book: &Book,
+        scenarios: &[Scenario],
+        settings: &RiskSettings,
+        simulator: &Simulator<'_>,
+    ) -> Result<Vec<ScenarioReport>, StressError> {
+        let policy = ScenarioPolicy {
+            forecast: &self.at_origin.curve,
+            liquidity: &self.at_origin.liquidity,
+            settings,
+            rule: DrawdownRule::calibrated_or_reflection(self.calibration.as_ref()),
+        };
+        stress::run(&self.input, book, scenarios, &policy, simulator)
+    }
+}
+
+/// The origin's slot in `asset`'s grid: the asked close hour, or the last candle.
+fn origin_slot(asset: &Asset, at_ms: Option<i64>) -> anyhow::Result<(i64, usize)> {
+    let origin_hour = at_ms.map_or_else(|| asset.grid.last_hour(), |ms| ms.div_euclid(3_600_000));
+    let Some(slot) = asset.grid.slot(origin_hour).filter(|&s| asset.grid.has_candle(s)) else {
+        bail!(
+            "{} has no candle closing at {} (its data covers {} to {})",
+            asset.id,
+            format_hour(origin_hour),
+            format_hour(asset.grid.first_hour),
+            format_hour(asset.grid.last_hour())
+        );
+    };
+    Ok((origin_hour, slot))
+}
+
+/// The windows to replay: the artifact's, or the worst of its training data when it has none.
+fn replays(
+    model: &LoadedModel,
+    panel: &[Asset],
+    asset: &Asset,
+    origin_hour: i64,
+) -> (Vec<ReplayWindow>, String) {
+    if !model.metadata.stress_scenarios.is_empty() {
+        return (model.metadata.stress_scenarios.clone(), "artifact".to_owned());
+    }
+    // The artifact's training data, as `stress_scenarios` would hold (whatever the origin).
+    let until = parse_time(&model.metadata.fit_until, Bound::End)
+        .map(close_hour_of_open_ms)
+        .unwrap_or(origin_hour);
+    let windows = if panel.iter().any(|a| a.id == MARKET_ASSET) {
+        market_stress_scenarios(panel, until)
+    } else {
+        worst_windows(asset, until, REPLAY_HORIZON, REPLAY_COUNT)
+    };
+    (windows, format!("data up to {}", format_hour(until)))
+}
+
+/// Loads, forecasts, applies the risk policy at the origin and builds the input.
+///
+/// # Errors
+/// Missing data, asset or artifact; an origin without a candle or without enough history.
+pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
+    let device = volcast_model::device::select(volcast_model::device::DeviceChoice::Cpu)?.device;
+    let model = LoadedModel::load(&r.model, &device)?;
+    let with_market = r.asset != MARKET_ASSET
+        && r.dirs
+            .iter()
+            .any(|d| list_dir(d).is_ok_and(|files| files.contains_key(MARKET_ASSET)));
+    let mut wanted = vec![r.asset.clone()];
+    if with_market {
+        wanted.push(MARKET_ASSET.to_owned());
+    }
+    let loaded = load_assets(&r.dirs, Some(&wanted))?;
+    let panel = to_panel(&loaded);
+    let Some(asset) = panel.iter().find(|a| a.id == r.asset) else {
+        bail!("asset {} not found in the data", r.asset);
+    };
+    let (origin_hour, slot) = origin_slot(asset, r.at_ms)?;
+    let horizons = model.metadata.horizons.clone();
+    if horizons.is_empty() {
+        bail!("the artifact serves no horizon");
+    }
+    let prepared = PreparedAsset::new(asset, &horizons);
+    let features = AssetFeatures::new(asset, &prepared);
+    let market = panel.iter().find(|a| a.id == MARKET_ASSET).map(Market::new);
+    let input = model
+        .input_at(&features, slot, market.as_ref(), &mut Vec::new())
+        .with_context(|| {
+            format!(
+                "not enough history before {} for the model's features (720 hours of returns)",
+                format_hour(origin_hour)
+            )
+        })?;
+    let prediction = model
+        .predict(&[input])
+        .pop()
+        .context("the model returned no forecast")?;
+    let illiquidity: Vec<f64> = horizons
+        .iter()
+        .map(|h| {
+            prepared
+                .illiq_mean
+                .get(h)
+                .and_then(|m| m.get(slot))
+                .copied()
+                .unwrap_or(f64::NAN)
+        })
+        .collect();
+    let calibration = model.metadata.risk.as_ref().map(|r| r.model.clone());
+    let forecasts = Forecasts {
+        horizons: &horizons,
+        variance: &prediction.variance,
+        shortage_probability: &prediction.shortage_probability,
+        illiquidity: &illiquidity,
+    };
+    let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
+    let at_origin = policy::recommend(&forecasts, &r.settings, None, rule);
+    let input = input_at_origin(
+        asset.grid.close[slot],
+        &at_origin,
+        r.horizon,
+        r.df,
+        r.paths,
+        r.seed,
+    );
+    let (replays, replay_source) = replays(&model, &panel, asset, origin_hour);
+    Ok(Prepared {
+        asset: r.asset.clone(),
+        origin: format_hour(origin_hour),
+        calibration,
+        model_id: model.metadata.id.clone(),
+        model_hash: model.hash.clone(),
+        horizons,
+        variance: prediction.variance.clone(),
+        shortage_probability: prediction.shortage_probability.clone(),
+        at_origin,
+        input,
+        replays,
+        replay_source,
+    })
+}
+
+/// Reads a book: a JSON array of positions, or an object with `positions` and
+/// `default_liquidation_threshold`.
+///
+/// # Errors
+/// Unreadable file or JSON of neither shape.
+pub fn read_book(path: &Path) -> anyhow::Result<Book> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Shape {
+        List(Vec<Position>),
+        Book(Book),
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let shape: Shape = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected a JSON array of {{\"collateral\", \"debt\", \"liquidation_threshold\"?}} or {{\"positions\": [...], \"default_liquidation_threshold\": 0.8}}",
+            path.display()
+        )
+    })?;
+    Ok(match shape {
+        Shape::List(positions) => Book {
+            positions,
+            default_liquidation_threshold: DEFAULT_LIQUIDATION_THRESHOLD,
+        },
+        Shape::Book(book) => book,
+    })
+}
