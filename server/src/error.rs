@@ -10,12 +10,100 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use volcast_core::candles::CandleProblem;
 
+/// Every machine-readable error code the service answers: a closed set, stable across versions
+/// (a new code is an API change). The README's table says when each is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body is not JSON.
+    MalformedJson,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 413: the body is larger than the limit.
+    PayloadTooLarge,
+    /// 400: the body could not be read.
+    BodyUnreadable,
+    /// 422: a required field is absent.
+    MissingField,
+    /// 422: a field has the wrong type or an impossible value.
+    InvalidValue,
+    /// 422: the body's shape is wrong (e.g. both `asset` and `items`).
+    InvalidShape,
+    /// 422: a candle value is not a finite number.
+    NonFinite,
+    /// 422: a candle price is not positive.
+    NonPositivePrice,
+    /// 422: a candle volume is negative.
+    NegativeVolume,
+    /// 422: a candle's high is below its low.
+    HighBelowLow,
+    /// 422: a candle's close is outside `[low, high]`.
+    CloseOutsideRange,
+    /// 422: a candle's `open_time` is not on a whole hour.
+    NotOnTheHour,
+    /// 422: candles are not in increasing time order.
+    UnsortedTimestamps,
+    /// 422: two candles have the same `open_time`.
+    DuplicateTimestamp,
+    /// 422: fewer candles than the model needs.
+    TooFewCandles,
+    /// 413: more candles than the limit.
+    TooManyCandles,
+    /// 422: too few returns in a trailing window the model needs.
+    InsufficientHistory,
+    /// 422: a horizon the model does not serve.
+    UnknownHorizon,
+    /// 422: a stress scenario the service does not know.
+    UnknownScenario,
+    /// 422: the inputs' magnitudes give non-finite forecasts or parameters.
+    UnusableInput,
+    /// 422: a quote volume implausibly far from the median of the candles used.
+    ImplausibleVolume,
+    /// 422: a stress request above the work budget.
+    TooMuchWork,
+    /// 422: a setting outside its range.
+    OutOfRange,
+    /// 413: more assets in a batch than the limit.
+    BatchTooLarge,
+    /// 422: a batch with no item.
+    EmptyBatch,
+    /// 404: no such route.
+    NotFound,
+    /// 405: the route does not take that method.
+    MethodNotAllowed,
+    /// 429: the inference queue is full; see Retry-After.
+    QueueFull,
+    /// 429: every stress simulation slot is taken; see Retry-After.
+    StressBusy,
+    /// 503: the request took longer than the timeout.
+    Timeout,
+    /// 503: no model is loaded yet.
+    ModelNotReady,
+    /// 500: a failure of the service; details are in its log.
+    Internal,
+}
+
+impl From<CandleProblem> for ErrorCode {
+    fn from(p: CandleProblem) -> Self {
+        match p {
+            CandleProblem::NonFinite => Self::NonFinite,
+            CandleProblem::NonPositive => Self::NonPositivePrice,
+            CandleProblem::Negative => Self::NegativeVolume,
+            CandleProblem::HighBelowLow => Self::HighBelowLow,
+            CandleProblem::CloseOutsideRange => Self::CloseOutsideRange,
+            CandleProblem::NotOnTheHour => Self::NotOnTheHour,
+            CandleProblem::Unsorted => Self::UnsortedTimestamps,
+            CandleProblem::Duplicate => Self::DuplicateTimestamp,
+        }
+    }
+}
+
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"error": "high_below_low", "message": "candles[17].high = 9 is below low", "field": "candles[17].high"}))]
 pub struct ErrorBody {
-    /// Stable machine-readable code (see the README's table).
-    pub error: String,
+    /// Stable machine-readable code.
+    pub error: ErrorCode,
     /// Human-readable explanation; wording may change.
     pub message: String,
     /// The offending request field, as a JSON path, where there is one.
@@ -224,35 +312,36 @@ impl From<volcast_core::policy::SettingsError> for ApiError {
 impl ApiError {
     /// HTTP status and stable error code.
     #[must_use]
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub fn status_and_code(&self) -> (StatusCode, ErrorCode) {
+        use ErrorCode as C;
         use StatusCode as S;
         match self {
-            Self::MalformedJson { .. } => (S::BAD_REQUEST, "malformed_json"),
-            Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::BodyUnreadable(_) => (S::BAD_REQUEST, "body_unreadable"),
-            Self::MissingField { .. } => (S::UNPROCESSABLE_ENTITY, "missing_field"),
-            Self::InvalidValue { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_value"),
-            Self::InvalidShape(_) => (S::UNPROCESSABLE_ENTITY, "invalid_shape"),
-            Self::BadCandle { problem, .. } => (S::UNPROCESSABLE_ENTITY, problem.code()),
-            Self::TooFewCandles { .. } => (S::UNPROCESSABLE_ENTITY, "too_few_candles"),
-            Self::TooManyCandles { .. } => (S::PAYLOAD_TOO_LARGE, "too_many_candles"),
-            Self::InsufficientHistory { .. } => (S::UNPROCESSABLE_ENTITY, "insufficient_history"),
-            Self::UnknownHorizon { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_horizon"),
-            Self::UnknownScenario { .. } => (S::UNPROCESSABLE_ENTITY, "unknown_scenario"),
-            Self::UnusableInput { .. } => (S::UNPROCESSABLE_ENTITY, "unusable_input"),
-            Self::ImplausibleVolume { .. } => (S::UNPROCESSABLE_ENTITY, "implausible_volume"),
-            Self::TooMuchWork { .. } => (S::UNPROCESSABLE_ENTITY, "too_much_work"),
-            Self::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, "out_of_range"),
-            Self::BatchTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "batch_too_large"),
-            Self::EmptyBatch => (S::UNPROCESSABLE_ENTITY, "empty_batch"),
-            Self::NotFound => (S::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            Self::QueueFull { .. } => (S::TOO_MANY_REQUESTS, "queue_full"),
-            Self::StressBusy { .. } => (S::TOO_MANY_REQUESTS, "stress_busy"),
-            Self::Timeout { .. } => (S::SERVICE_UNAVAILABLE, "timeout"),
-            Self::NotReady => (S::SERVICE_UNAVAILABLE, "model_not_ready"),
-            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            Self::MalformedJson { .. } => (S::BAD_REQUEST, C::MalformedJson),
+            Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),
+            Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, C::PayloadTooLarge),
+            Self::BodyUnreadable(_) => (S::BAD_REQUEST, C::BodyUnreadable),
+            Self::MissingField { .. } => (S::UNPROCESSABLE_ENTITY, C::MissingField),
+            Self::InvalidValue { .. } => (S::UNPROCESSABLE_ENTITY, C::InvalidValue),
+            Self::InvalidShape(_) => (S::UNPROCESSABLE_ENTITY, C::InvalidShape),
+            Self::BadCandle { problem, .. } => (S::UNPROCESSABLE_ENTITY, (*problem).into()),
+            Self::TooFewCandles { .. } => (S::UNPROCESSABLE_ENTITY, C::TooFewCandles),
+            Self::TooManyCandles { .. } => (S::PAYLOAD_TOO_LARGE, C::TooManyCandles),
+            Self::InsufficientHistory { .. } => (S::UNPROCESSABLE_ENTITY, C::InsufficientHistory),
+            Self::UnknownHorizon { .. } => (S::UNPROCESSABLE_ENTITY, C::UnknownHorizon),
+            Self::UnknownScenario { .. } => (S::UNPROCESSABLE_ENTITY, C::UnknownScenario),
+            Self::UnusableInput { .. } => (S::UNPROCESSABLE_ENTITY, C::UnusableInput),
+            Self::ImplausibleVolume { .. } => (S::UNPROCESSABLE_ENTITY, C::ImplausibleVolume),
+            Self::TooMuchWork { .. } => (S::UNPROCESSABLE_ENTITY, C::TooMuchWork),
+            Self::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, C::OutOfRange),
+            Self::BatchTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, C::BatchTooLarge),
+            Self::EmptyBatch => (S::UNPROCESSABLE_ENTITY, C::EmptyBatch),
+            Self::NotFound => (S::NOT_FOUND, C::NotFound),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
+            Self::QueueFull { .. } => (S::TOO_MANY_REQUESTS, C::QueueFull),
+            Self::StressBusy { .. } => (S::TOO_MANY_REQUESTS, C::StressBusy),
+            Self::Timeout { .. } => (S::SERVICE_UNAVAILABLE, C::Timeout),
+            Self::NotReady => (S::SERVICE_UNAVAILABLE, C::ModelNotReady),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, C::Internal),
         }
     }
 
@@ -287,7 +376,7 @@ impl ApiError {
             self.to_string()
         };
         ErrorBody {
-            error: code.to_owned(),
+            error: code,
             message,
             field: self.field().map(str::to_owned),
         }
@@ -318,9 +407,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn candle_codes_match_the_core_names() {
+        for p in [
+            CandleProblem::NonFinite,
+            CandleProblem::NonPositive,
+            CandleProblem::Negative,
+            CandleProblem::HighBelowLow,
+            CandleProblem::CloseOutsideRange,
+            CandleProblem::NotOnTheHour,
+            CandleProblem::Unsorted,
+            CandleProblem::Duplicate,
+        ] {
+            let json = serde_json::to_value(ErrorCode::from(p)).unwrap();
+            assert_eq!(json, p.code(), "{p:?}");
+        }
+    }
+
+    #[test]
     fn server_errors_hide_details() {
         let b = ApiError::Internal("worker panicked at model.rs:12".into()).body();
-        assert_eq!(b.error, "internal");
+        assert_eq!(b.error, ErrorCode::Internal);
         assert!(!b.message.contains("model.rs"));
         let b = ApiError::BadCandle {
             field: "candles[3].high".into(),
@@ -329,8 +435,8 @@ mod tests {
         }
         .body();
         assert_eq!(
-            (b.error.as_str(), b.field.as_deref()),
-            ("high_below_low", Some("candles[3].high"))
+            (b.error, b.field.as_deref()),
+            (ErrorCode::HighBelowLow, Some("candles[3].high"))
         );
     }
 
@@ -346,7 +452,7 @@ mod tests {
             max: 2,
             retry_after: Duration::from_secs(10),
         };
-        assert_eq!(e.body().error, "stress_busy");
+        assert_eq!(e.body().error, ErrorCode::StressBusy);
         assert!(!e.body().message.contains("inference queue"));
         let r = e.into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);

@@ -233,43 +233,47 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "only parsed, to exercise the extractor's errors")]
     struct Outer {
         items: Vec<Inner>,
     }
 
     #[derive(Debug, Deserialize)]
-    #[allow(dead_code)]
+    #[expect(dead_code, reason = "only parsed, to exercise the extractor's errors")]
     struct Inner {
         high: f64,
         low: f64,
     }
 
-    fn code_and_field(body: &str) -> (&'static str, Option<String>) {
+    fn code_and_field(body: &str) -> (String, Option<String>) {
         let e = parse::<Outer>(body.as_bytes()).unwrap_err();
-        (e.status_and_code().1, e.field().map(str::to_owned))
+        let code = serde_json::to_value(e.status_and_code().1).unwrap();
+        (code.as_str().unwrap().to_owned(), e.field().map(str::to_owned))
     }
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(code_and_field("{"), ("malformed_json", None));
-        assert_eq!(code_and_field("{} x"), ("malformed_json", None));
+        assert_eq!(code_and_field("{"), ("malformed_json".to_owned(), None));
+        assert_eq!(code_and_field("{} x"), ("malformed_json".to_owned(), None));
         assert_eq!(
             code_and_field(r#"{"items": [{"high": 1, "low": 1}, {"high": 1}]}"#),
-            ("missing_field", Some("items[1].low".into()))
+            ("missing_field".to_owned(), Some("items[1].low".into()))
         );
         assert_eq!(
             code_and_field(r#"{"items": [{"high": "x", "low": 1}]}"#),
-            ("invalid_value", Some("items[0].high".into()))
+            ("invalid_value".to_owned(), Some("items[0].high".into()))
         );
         assert_eq!(
             code_and_field(r#"{"items": [{"high": 1e999, "low": 1}]}"#),
-            ("non_finite", Some("items[0].high".into()))
+            ("non_finite".to_owned(), Some("items[0].high".into()))
         );
         assert_eq!(
             code_and_field(r#"{"items": [], "alpah": 1}"#),
-            ("invalid_value", Some("alpah".into()))
+            ("invalid_value".to_owned(), Some("alpah".into()))
         );
-        assert_eq!(code_and_field("{}"), ("missing_field", Some("items".into())));
+        assert_eq!(
+            code_and_field("{}"),
+            ("missing_field".to_owned(), Some("items".into()))
+        );
     }
 }

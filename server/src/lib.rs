@@ -2,20 +2,36 @@
 //! artifact, and the DeFi risk parameters derived from them (`SPEC.md`, "Risk parameters").
 //!
 //! The binary (`src/bin/server.rs`) parses [`Config`], starts logging and calls [`run`]; tests
-//! drive [`app`] in-process or [`run`] on `127.0.0.1:0`.
+//! drive [`app`] in-process or [`run`] on `127.0.0.1:0`. The forecasts come from
+//! `volcast-model`, the risk parameters from `volcast_core::policy`; this crate is the HTTP side.
+//!
+//! # Layout
+//! - [`config`]: the one clap struct of flags and `VOLCAST_*` variables.
+//! - [`state`]: what handlers share: settings, metrics, the model being served (hot-swappable).
+//! - [`model_info`]: loading and warming an artifact, and what the service says about it.
+//! - [`queue`]: the bounded batching queue in front of the model's forward passes.
+//! - [`extract`]: our JSON extractor (errors in our format) and the body limit.
+//! - [`inputs`]: request candles checked (SPEC's rules) and turned into model inputs.
+//! - [`dto`]: request and response bodies with their OpenAPI schemas; [`dto::stress`] for the
+//!   stress route.
+//! - [`error`]: the typed API error, its HTTP status and its stable code.
+//! - [`routes`]: one handler module per route family (forecasts, risk parameters, stress,
+//!   meta).
+//! - [`openapi`]: routes and the OpenAPI document registered together.
+//! - [`metrics`]: Prometheus metrics (`/metrics`).
+//! - `bin/`: `server` and `openapi` (writes or checks `openapi.yaml`).
 
 pub mod config;
 pub mod dto;
-pub mod engine;
 pub mod error;
 pub mod extract;
+pub mod inputs;
 pub mod metrics;
-pub mod model;
+pub mod model_info;
 pub mod openapi;
 pub mod queue;
 pub mod routes;
 pub mod state;
-pub mod stress;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -184,7 +200,8 @@ pub async fn load(
     tracing::info!(artifact = %path.display(), "loading model");
     let owned = path.to_owned();
     let (info, model) =
-        tokio::task::spawn_blocking(move || model::load_and_warm(&owned, queue_config.max_batch)).await??;
+        tokio::task::spawn_blocking(move || model_info::load_and_warm(&owned, queue_config.max_batch))
+            .await??;
     let (queue, _worker) = BatchQueue::start(Box::new(model), queue_config, Arc::clone(metrics))?;
     tracing::info!(model = %info.metadata.id, hash = %info.hash, "model ready");
     if let Some(r) = &info.metadata.recalibration {

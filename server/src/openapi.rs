@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{forecast, meta, risk, stress};
+use crate::routes::{forecast, meta, risk_parameters, risk_stress};
 use crate::state::AppState;
 
 /// Top-level document: title, description, tags.
@@ -32,8 +32,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(forecast::volatility))
         .routes(routes!(forecast::liquidity))
-        .routes(routes!(risk::parameters))
-        .routes(routes!(stress::stress))
+        .routes(routes!(risk_parameters::parameters))
+        .routes(routes!(risk_stress::stress))
         .routes(routes!(meta::model))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::readyz))

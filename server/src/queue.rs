@@ -13,7 +13,7 @@ use volcast_model::inference::{ModelInput, Prediction};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::model::Predictor;
+use crate::model_info::Predictor;
 
 /// Queue settings.
 #[derive(Debug, Clone, Copy)]
@@ -129,7 +129,6 @@ fn worker(mut predictor: Box<dyn Predictor>, rx: &Receiver<Job>, config: QueueCo
             size += job.inputs.len();
             jobs.push(job);
         }
-        #[allow(clippy::cast_possible_wrap)]
         metrics.queue_depth.dec_by(jobs.len() as i64);
         run_batch(predictor.as_mut(), jobs, size, metrics);
     }
@@ -145,7 +144,6 @@ fn run_batch(predictor: &mut dyn Predictor, mut jobs: Vec<Job>, size: usize, met
     }
     let started = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(|| predictor.predict(&inputs)));
-    #[allow(clippy::cast_precision_loss)]
     metrics.batch_size.observe(size as f64);
     metrics.inference_seconds.observe(started.elapsed().as_secs_f64());
     match result {

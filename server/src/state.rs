@@ -5,10 +5,10 @@ use std::sync::{Arc, RwLock};
 use volcast_core::policy::{RiskSettings, SettingsError};
 
 use crate::config::Config;
-use crate::engine::Limits;
 use crate::error::ApiError;
+use crate::inputs::Limits;
 use crate::metrics::Metrics;
-use crate::model::ModelInfo;
+use crate::model_info::ModelInfo;
 use crate::queue::BatchQueue;
 
 /// Settings the handlers read.

@@ -2,7 +2,7 @@
 //! `127.0.0.1:0`, read its `listening on` line, call every endpoint over HTTP, then SIGTERM it
 //! with a request in flight and check that the request completes and the process exits cleanly.
 
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,7 +18,7 @@ use volcast_core::time::{Bound, HOUR_MS, parse_time};
 use volcast_model::config::TrainingConfig;
 use volcast_model::device::{DeviceChoice, select};
 use volcast_model::inference::LoadedModel;
-use volcast_server::model::ModelInfo;
+use volcast_server::model_info::ModelInfo;
 use volcast_training::data::write_csv;
 use volcast_training::pipeline::{Pipeline, run};
 

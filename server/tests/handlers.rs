@@ -1,7 +1,7 @@
 //! Handler tests, in-process (`tower::ServiceExt::oneshot`) on a fake model: every route's happy
 //! path, the bad-input table, 429, timeout, body limit, request ids and metrics.
 
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
 mod common;
 

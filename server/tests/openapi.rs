@@ -1,8 +1,6 @@
 //! The committed `openapi.yaml` must equal the document generated from the code. To refresh it:
-//! `cargo run -p volcast-server --bin openapi -- openapi.yaml` (from the repository root), or run
+//! `cargo run -p volcast-server --bin openapi -- --out openapi.yaml` (from the repository root), or run
 //! this test with `VOLCAST_UPDATE_OPENAPI=1`.
-
-#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 
@@ -20,7 +18,7 @@ fn committed_openapi_yaml_is_up_to_date() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "openapi.yaml is stale: run `cargo run -p volcast-server --bin openapi -- openapi.yaml` \
+        "openapi.yaml is stale: run `cargo run -p volcast-server --bin openapi -- --out openapi.yaml` \
          (or this test with VOLCAST_UPDATE_OPENAPI=1) and commit the result"
     );
 }

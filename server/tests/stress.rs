@@ -1,7 +1,7 @@
 //! `POST /v1/risk/stress` in-process on the fake model: every scenario reported with its
 //! recommendation, the scenarios asked for, and the bad-input table.
 
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
 mod common;
 
@@ -316,7 +316,7 @@ fn a_full_stress_slot_says_so_and_is_counted() {
         .collect();
     let e = state.stress_slot().unwrap_err();
     let body = e.body();
-    assert_eq!(body.error, "stress_busy");
+    assert_eq!(body.error, volcast_server::error::ErrorCode::StressBusy);
     assert!(!body.message.contains("inference queue"), "{}", body.message);
     let r = axum::response::IntoResponse::into_response(e);
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);

@@ -1,7 +1,5 @@
 //! The artifacts committed under `model-artifacts/` still load into today's code and forecast.
 
-#![allow(clippy::unwrap_used)]
-
 use volcast_core::forecast::{Forecaster, HORIZONS};
 use volcast_model::artifact;
 use volcast_model::device::{DeviceChoice, select};

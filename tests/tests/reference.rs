@@ -1,7 +1,7 @@
 //! The baselines against SPEC's reference table, on all 129 shared assets: fit until
 //! 2020-12-31 23:00, daily origins in 2021. Skips when `../shared/data` is absent.
 
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
 use volcast_core::forecast::HORIZONS;
 use volcast_core::time::{Bound, parse_time};
@@ -76,6 +76,9 @@ const REFERENCE: [Reference; 3] = [
     },
 ];
 
+/// Largest relative difference of a baseline's QLIKE from SPEC's reference (README: 0.15%).
+const QLIKE_TOLERANCE: f64 = 0.0015;
+
 #[test]
 fn baselines_match_spec_reference_on_all_shared_assets() {
     let Some(report) = run(None) else { return };
@@ -98,36 +101,42 @@ fn baselines_match_spec_reference_on_all_shared_assets() {
     } in REFERENCE
     {
         let r = &report.horizons[&h];
+        // The README's promise: QLIKE within 0.15%, common points exact, the shortage figures
+        // to the digits SPEC gives.
         let within = |got: f64, want: f64, what: &str| {
             assert!(
-                (got / want - 1.0).abs() <= 0.005,
+                (got / want - 1.0).abs() <= QLIKE_TOLERANCE,
                 "{h}h {what}: {got} vs reference {want}"
             );
         };
-        let off = (r.n_points as f64 / points as f64 - 1.0).abs();
-        assert!(off <= 0.005, "{h}h common points {} vs {points}", r.n_points);
+        assert_eq!(r.n_points, points, "{h}h common points");
         within(r.qlike["ewma"], ewma, "EWMA QLIKE");
         within(r.qlike["garch"], garch, "GARCH QLIKE");
         within(r.qlike["har"], har, "HAR QLIKE");
-        let close = |got: f64, want: f64, what: &str| {
+        let digits = |got: f64, want: f64, unit: f64, what: &str| {
             assert!(
-                (got - want).abs() <= 0.01,
-                "{h}h {what}: {got} vs reference {want}"
+                (got - want).abs() <= unit / 2.0 + 1e-12,
+                "{h}h {what}: {got} vs reference {want} (to {unit})"
             );
         };
-        close(r.shortage.base_rate, base, "shortage base rate");
-        close(r.shortage.roc_auc["baseline"], roc, "ROC AUC");
-        close(r.shortage.pr_auc["baseline"], pr, "PR AUC");
-        close(r.shortage.brier["baseline"], brier, "Brier");
+        digits(r.shortage.base_rate, base, 1e-4, "shortage base rate");
+        digits(r.shortage.roc_auc["baseline"], roc, 1e-3, "ROC AUC");
+        digits(r.shortage.pr_auc["baseline"], pr, 1e-3, "PR AUC");
+        digits(r.shortage.brier["baseline"], brier, 1e-4, "Brier");
     }
+    // The backtest's reference is SPEC's independent implementation: breach rates within 0.05
+    // points, mean LT within 0.0005.
     let policies = &report.risk.policies;
-    let close = |got: f64, want: f64, what: &str| {
-        assert!((got - want).abs() <= 0.01, "{what}: {got} vs reference {want}");
+    let close = |got: f64, want: f64, tolerance: f64, what: &str| {
+        assert!(
+            (got - want).abs() <= tolerance,
+            "{what}: {got} vs reference {want}"
+        );
     };
-    close(policies["static"].breach_rate, 0.0243, "static breach rate");
-    close(policies["static"].mean_lt, 0.8415, "static mean LT");
-    close(policies["garch"].breach_rate, 0.0627, "GARCH breach rate");
-    close(policies["garch"].mean_lt, 0.8811, "GARCH mean LT");
+    close(policies["static"].breach_rate, 0.0243, 5e-4, "static breach rate");
+    close(policies["static"].mean_lt, 0.8415, 5e-4, "static mean LT");
+    close(policies["garch"].breach_rate, 0.0627, 5e-4, "GARCH breach rate");
+    close(policies["garch"].mean_lt, 0.8811, 5e-4, "GARCH mean LT");
 }
 
 #[test]

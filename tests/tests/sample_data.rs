@@ -1,8 +1,6 @@
 //! The sample data the repository ships is what our generator makes, so it can be rebuilt and
 //! trusted: regenerate it and compare candle by candle.
 
-#![allow(clippy::unwrap_used)]
-
 use volcast_core::synth::{SynthConfig, generate};
 use volcast_tests::repo_root;
 use volcast_training::data::{load_dirs, read_file};

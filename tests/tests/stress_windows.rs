@@ -1,8 +1,6 @@
 //! The stress replays found in the real data: BTC's worst weeks up to the default artifact's fit
 //! end include 12 March 2020 and 19 May 2021.
 
-#![allow(clippy::unwrap_used)]
-
 use volcast_core::stress::market_stress_scenarios;
 use volcast_core::time::{Bound, close_hour_of_open_ms, parse_time};
 use volcast_tests::shared_hourly;

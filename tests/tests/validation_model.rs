@@ -3,8 +3,6 @@
 //! completed forecasts): the figures the README reports, recomputed. Skips when `../shared/data`
 //! is absent.
 
-#![allow(clippy::unwrap_used)]
-
 use volcast_core::forecast::HORIZONS;
 use volcast_core::time::{Bound, parse_time};
 use volcast_model::device::{DeviceChoice, select};

@@ -75,7 +75,6 @@ pub fn calibrate(
             VarianceCurve::new(&horizons, &variances)
         })
         .collect();
-    #[allow(clippy::cast_precision_loss)]
     let model_calibration = fit_calibration(
         assets,
         &origins,
@@ -92,7 +91,6 @@ pub fn calibrate(
     })?;
     let prepared = prepare(assets, &horizons);
     let har = &model.metadata.har;
-    #[allow(clippy::cast_precision_loss)]
     let har_calibration = fit_calibration(
         assets,
         &origins,

@@ -93,7 +93,6 @@ impl PanelFeatures {
                         }
                         let rv = prep.target(slot, h);
                         if rv > 0.0 && rv.is_finite() {
-                            #[allow(clippy::cast_possible_truncation)]
                             {
                                 log_rv[j] = rv.ln() as f32;
                             }
@@ -161,7 +160,6 @@ pub fn fit_scaler(features: &PanelFeatures, train: &Samples, window: usize) -> S
             }
             n += 1.0;
         }
-        #[allow(clippy::cast_possible_truncation)]
         let stats: (Vec<f32>, Vec<f32>) = (0..columns)
             .map(|c| {
                 let m = sum[c] / n.max(1.0);
@@ -223,7 +221,6 @@ pub fn linear_start(
         let p = columns.len() + 1;
         let x = DMatrix::from_fn(n, p, |i, c| if c == 0 { 1.0 } else { rows[i].0[c - 1] });
         let y = DVector::from_iterator(n, rows.iter().map(|r| r.1));
-        #[allow(clippy::cast_precision_loss)]
         let ridge = DMatrix::from_diagonal(&DVector::from_fn(
             p,
             |c, _| if c == 0 { 0.0 } else { 1e-3 * n as f64 },
@@ -232,9 +229,7 @@ pub fn linear_start(
             .cholesky()
             .map_or_else(|| DVector::zeros(p), |c| c.solve(&x.tr_mul(&y)));
         let mut residuals: Vec<f64> = (&y - &x * &beta).iter().copied().collect();
-        #[allow(clippy::cast_precision_loss)]
         let s2 = residuals.iter().map(|r| r * r).sum::<f64>() / (n.saturating_sub(p).max(1)) as f64;
-        #[allow(clippy::cast_possible_truncation)]
         {
             bias[j] = (beta[0] + 0.5 * s2) as f32;
             for (k, &c) in columns.iter().enumerate() {
@@ -248,18 +243,12 @@ pub fn linear_start(
             if residuals.is_empty() {
                 return 0.0;
             }
-            #[allow(
-                clippy::cast_precision_loss,
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss
-            )]
             let i = ((residuals.len() - 1) as f64 * level).round() as usize;
             residuals[i]
         };
         let mut previous = 0.0;
         for (l, &level) in levels.iter().enumerate() {
             let q = quantile(level);
-            #[allow(clippy::cast_possible_truncation)]
             let value = if l == 0 {
                 q as f32
             } else {

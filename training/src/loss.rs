@@ -18,7 +18,6 @@ pub fn qlike(f: Tensor<2>, y: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
 pub fn pinball(q: Tensor<3>, y: Tensor<2>, mask: Tensor<2>, levels: &[f64]) -> Tensor<1> {
     let [batch, horizons, k] = q.dims();
     let device = q.device();
-    #[allow(clippy::cast_possible_truncation)]
     let tau: Vec<f32> = levels.iter().map(|&l| l as f32).collect();
     let tau = Tensor::<1>::from_data(TensorData::new(tau, [k]), &device).reshape([1, 1, k]); // [1, 1, k]
     let e = y.unsqueeze_dim::<3>(2) - q; // [batch, h, k]

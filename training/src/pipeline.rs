@@ -208,7 +208,6 @@ pub fn score_out_of_sample(
 ///
 /// # Errors
 /// Any failure to load, train, write or evaluate, with context.
-#[allow(clippy::too_many_lines)]
 pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     let dirs = if p.dirs.is_empty() {
         default_dirs()?

@@ -151,7 +151,6 @@ impl History {
                     p.horizon
                 )));
             }
-            #[allow(clippy::cast_precision_loss)]
             let scale = p.variance_ratio[lo..hi].iter().sum::<f64>() / n as f64;
             let quantile_scale = self
                 .levels
@@ -192,13 +191,10 @@ fn quantile_unsorted(values: &mut [f64], level: f64) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    #[allow(clippy::cast_precision_loss)]
     let pos = level.clamp(0.0, 1.0) * (n - 1) as f64;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let lo = pos.floor() as usize;
     let (_, &mut below, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
     let next = above.iter().copied().min_by(f64::total_cmp).unwrap_or(below);
-    #[allow(clippy::cast_precision_loss)]
     let frac = pos - lo as f64;
     below + frac * (next - below)
 }

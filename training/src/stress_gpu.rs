@@ -40,11 +40,8 @@ pub fn simulate(
     let prepared = PreparedBook::new(book, input.price);
     let h = plan.horizon();
     device.seed(input.seed);
-    #[allow(clippy::cast_possible_truncation)]
     let row = |values: Vec<f32>| Tensor::<2>::from_data(TensorData::new(values, [1, h]), device); // [1, hours]
-    #[allow(clippy::cast_possible_truncation)]
     let sd = row(plan.sd.iter().map(|&s| s as f32).collect());
-    #[allow(clippy::cast_possible_truncation)]
     let two_var = row(plan.var.iter().map(|&v| (2.0 * v) as f32).collect());
     let mut out = Vec::with_capacity(plan.paths);
     let mut done = 0;
@@ -66,7 +63,6 @@ pub fn simulate(
 }
 
 /// `b` paths of hourly lows, row-major `[b, hours]`.
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn lows(plan: &Plan, b: usize, sd: &Tensor<2>, two_var: &Tensor<2>, device: &Device) -> Vec<f32> {
     let h = plan.horizon();
     let uniform = || Tensor::<2>::random([b, h], Distribution::Uniform(MIN_UNIFORM, 1.0), device); // [paths, hours]

@@ -224,7 +224,6 @@ pub struct RunOptions {
 ///
 /// # Errors
 /// [`TrainError`] on too little data or checkpoint I/O failure.
-#[allow(clippy::too_many_lines)]
 pub fn train(
     assets: &[Asset],
     config: &TrainingConfig,
@@ -321,11 +320,6 @@ pub fn train(
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         let mut rng = Rng::new(config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9));
         for i in (1..order.len()).rev() {
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss
-            )]
             let j = (rng.uniform() * (i + 1) as f64) as usize;
             order.swap(i, j.min(i));
         }
@@ -369,7 +363,6 @@ pub fn train(
             loss_sum += f64::from(value);
             if let Some(bar) = &bar {
                 bar.set_position(k as u64 + 1);
-                #[allow(clippy::cast_precision_loss)]
                 bar.set_message(format!("loss {:.4}", loss_sum / (k + 1) as f64));
             }
             if options.max_steps.is_some_and(|m| steps >= m) {
@@ -416,7 +409,6 @@ pub fn train(
         .init(device)
         .try_load_file(dir.join(BEST))
         .map_err(|e| ckpt_err(&dir.join(BEST), e))?;
-    #[allow(clippy::cast_precision_loss)]
     let samples_per_second = if step_seconds > 0.0 {
         rows_done as f64 / step_seconds
     } else {

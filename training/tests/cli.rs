@@ -1,6 +1,6 @@
 //! The `evaluate` and `generate` binaries as a user runs them.
 
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
 use std::path::Path;
 use std::process::{Command, Output};

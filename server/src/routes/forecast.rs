@@ -7,9 +7,9 @@ use crate::dto::{
     AssetCandles, AssetLiquidity, AssetVolatility, ForecastRequest, LiquidityHorizon, LiquidityResponse,
     QuantileDto, VarianceDto, VolatilityHorizon, VolatilityResponse,
 };
-use crate::engine::{Prepared, horizon_indices, shape};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::inputs::{Prepared, horizon_indices, shape};
 use crate::routes::{FORECAST_TAG, finite, forecast_items, unusable};
 use crate::state::{AppState, Serving};
 use volcast_core::policy;
@@ -20,7 +20,6 @@ const HOURS_PER_YEAR: f64 = 8760.0;
 
 /// Variance, volatility and annualized volatility over `horizon` hours.
 #[must_use]
-#[allow(clippy::cast_precision_loss)]
 pub fn variance_dto(variance: f64, horizon: usize) -> VarianceDto {
     VarianceDto {
         variance,

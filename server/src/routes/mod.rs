@@ -3,14 +3,14 @@
 
 pub mod forecast;
 pub mod meta;
-pub mod risk;
-pub mod stress;
+pub mod risk_parameters;
+pub mod risk_stress;
 
 use volcast_model::inference::Prediction;
 
 use crate::dto::{CandleDto, ForecastUsed};
-use crate::engine::{Prepared, prepare};
 use crate::error::ApiError;
+use crate::inputs::{Prepared, prepare};
 use crate::state::{AppState, Serving};
 
 /// OpenAPI tag of the forecast routes.

@@ -1,7 +1,8 @@
 //! Test support: a fake model (hand-made metadata, constant forecasts) behind the real queue,
 //! generated candles, and request helpers.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, reason = "each test binary uses a part of these helpers")]
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use volcast_model::inference::{ModelInput, Prediction};
 use volcast_model::scaler::Scaler;
 use volcast_server::config::Config;
 use volcast_server::metrics::Metrics;
-use volcast_server::model::{ModelInfo, Predictor};
+use volcast_server::model_info::{ModelInfo, Predictor};
 use volcast_server::queue::BatchQueue;
 use volcast_server::state::{AppState, Serving, Settings};
 

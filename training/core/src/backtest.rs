@@ -35,13 +35,7 @@ pub fn breached(ratio: f64, threshold: f64, bonus: f64) -> bool {
 /// Breaches a rate of at most `max_rate` allows among `n` origins: `floor(max_rate n)`.
 #[must_use]
 pub fn allowed_breaches(max_rate: f64, n: usize) -> usize {
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    let allowed = (max_rate * n as f64 + 1e-9).floor() as usize;
-    allowed
+    (max_rate * n as f64 + 1e-9).floor() as usize
 }
 
 /// The largest threshold whose breach rate over the given `lowest / close` ratios is at most

@@ -119,7 +119,6 @@ pub fn validate_candle(row: usize, c: &Candle) -> Result<(), CandleError> {
         problem,
     };
     if c.open_time.rem_euclid(HOUR_MS) != 0 {
-        #[allow(clippy::cast_precision_loss)]
         return Err(err("open_time", c.open_time as f64, CandleProblem::NotOnTheHour));
     }
     for (field, value) in [
@@ -169,7 +168,6 @@ pub fn validate_candles(candles: &[Candle]) -> Result<(), CandleError> {
                 None
             };
             if let Some(problem) = problem {
-                #[allow(clippy::cast_precision_loss)]
                 return Err(CandleError {
                     row,
                     open_time: c.open_time,

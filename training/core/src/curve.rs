@@ -22,7 +22,6 @@ impl VarianceCurve {
 
     /// The variance over `tau` hours (see the module docs); NaN without a usable point.
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn at(&self, tau: f64) -> f64 {
         let usable: Vec<(f64, f64)> = self
             .points
@@ -53,7 +52,6 @@ impl VarianceCurve {
     /// negative (a curve that falls between horizons gives those hours zero variance). NaN
     /// entries when the curve has no usable point.
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn hourly(&self, horizon: usize) -> Vec<f64> {
         let mut previous = 0.0;
         let mut out = Vec::with_capacity(horizon);

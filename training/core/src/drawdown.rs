@@ -66,7 +66,6 @@ pub struct WindowCalibration {
 impl WindowCalibration {
     /// Fits from the scale-free falls of one window; None with too few points for the median.
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn fit(tau: usize, mut u: Vec<f64>) -> Option<Self> {
         u.retain(|x| x.is_finite() && *x >= 0.0);
         let n = u.len();
@@ -141,7 +140,6 @@ fn scaled_drawdown(multiplier: f64, variance: f64, exponent: f64) -> f64 {
 impl DrawdownCalibration {
     /// `u_alpha(tau)`: linear in `ln tau` between measured windows, the nearest one outside.
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn multiplier(&self, alpha: f64, tau: f64) -> f64 {
         let (Some(first), Some(last)) = (self.windows.first(), self.windows.last()) else {
             return f64::NAN;
@@ -224,14 +222,12 @@ impl<'a> DrawdownRule<'a> {
 
 /// Type-7 (linear) empirical quantile of increasingly sorted values; NaN when empty.
 #[must_use]
-#[allow(clippy::cast_precision_loss)]
 pub fn interpolated_quantile(sorted: &[f64], level: f64) -> f64 {
     let n = sorted.len();
     if n == 0 {
         return f64::NAN;
     }
     let pos = level.clamp(0.0, 1.0) * (n - 1) as f64;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let lo = pos.floor() as usize;
     let hi = (lo + 1).min(n - 1);
     sorted[lo] + (pos - lo as f64) * (sorted[hi] - sorted[lo])
@@ -332,7 +328,6 @@ pub fn best_exponent(falls: &[Vec<(f64, f64)>]) -> Option<f64> {
             sum += f.iter().map(|&(_, s)| (-q * s.powf(g)).exp()).sum::<f64>();
             n += f.len();
         }
-        #[allow(clippy::cast_precision_loss)]
         (n > 0).then(|| sum / n as f64)
     };
     EXPONENT_GRID

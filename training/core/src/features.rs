@@ -227,7 +227,6 @@ impl AssetFeatures {
 
     /// The static features at `slot` (unscaled), or None when [`Self::valid`] is false.
     #[must_use]
-    #[allow(clippy::cast_possible_truncation)]
     pub fn static_at(
         &self,
         slot: usize,
@@ -255,7 +254,6 @@ impl AssetFeatures {
         };
         let hour = self.first_hour + i64::try_from(slot).unwrap_or(0);
         let tau = std::f64::consts::TAU;
-        #[allow(clippy::cast_precision_loss)]
         let (h, d) = (
             (hour.rem_euclid(24)) as f64 / 24.0,
             (hour.div_euclid(24) + 3).rem_euclid(7) as f64 / 7.0,
@@ -290,7 +288,6 @@ impl AssetFeatures {
 
     /// Writes the `window` hours ending at `slot` into `out` (`[window, N_CHANNELS]`, row-major,
     /// oldest first), scaled by the trailing hourly variance at `slot`.
-    #[allow(clippy::cast_possible_truncation)]
     pub fn sequence_at(&self, slot: usize, window: usize, out: &mut [f32]) {
         let ln_scale = self.ln_rv[3][slot] - (720f64).ln();
         let scale = (0.5 * ln_scale).exp();

@@ -174,7 +174,6 @@ pub struct RiskSettings {
 
 impl Default for RiskSettings {
     /// SPEC's defaults.
-    #[allow(clippy::cast_precision_loss)]
     fn default() -> Self {
         Self {
             alpha: DEFAULT_ALPHA,
@@ -314,7 +313,6 @@ pub fn effective_tau(tau: f64, shortage_probability: f64) -> f64 {
 /// The served horizon whose liquidity forecast applies to a liquidation window of `tau` hours:
 /// the shortest `>= tau`, or the longest.
 #[must_use]
-#[allow(clippy::cast_precision_loss)]
 pub fn liquidity_horizon(horizons: &[usize], tau: f64) -> Option<usize> {
     horizons
         .iter()

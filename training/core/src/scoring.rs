@@ -37,7 +37,6 @@ pub fn diebold_mariano(d: &[f64], group: &[usize], lag: usize) -> Option<Diebold
     if n < 2 || group.len() != n {
         return None;
     }
-    #[allow(clippy::cast_precision_loss)]
     let nf = n as f64;
     let mean = d.iter().sum::<f64>() / nf;
     let centred: Vec<f64> = d.iter().map(|x| x - mean).collect();
@@ -48,7 +47,6 @@ pub fn diebold_mariano(d: &[f64], group: &[usize], lag: usize) -> Option<Diebold
             .map(|i| centred[i] * centred[i - k])
             .sum::<f64>()
             / nf;
-        #[allow(clippy::cast_precision_loss)]
         let weight = 1.0 - k as f64 / (lag as f64 + 1.0);
         variance += 2.0 * weight * gamma;
     }
@@ -84,16 +82,13 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
             j += 1;
         }
         // Ranks i+1 ..= j+1 share their mean.
-        #[allow(clippy::cast_precision_loss)]
         let rank = (i + j + 2) as f64 / 2.0;
         let tied_positives = order[i..=j].iter().filter(|&&k| labels[k]).count();
-        #[allow(clippy::cast_precision_loss)]
         {
             rank_sum += rank * tied_positives as f64;
         }
         i = j + 1;
     }
-    #[allow(clippy::cast_precision_loss)]
     let (p, q) = (positives as f64, negatives as f64);
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * q))
 }
@@ -120,7 +115,6 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
         for &k in &order[i..=j] {
             if labels[k] { tp += 1 } else { fp += 1 }
         }
-        #[allow(clippy::cast_precision_loss)]
         let (recall, precision) = (tp as f64 / positives as f64, tp as f64 / (tp + fp) as f64);
         ap += (recall - last_recall) * precision;
         last_recall = recall;
@@ -135,7 +129,6 @@ pub fn brier(probabilities: &[f64], labels: &[bool]) -> Option<f64> {
     if probabilities.is_empty() {
         return None;
     }
-    #[allow(clippy::cast_precision_loss)]
     let n = probabilities.len() as f64;
     Some(
         probabilities
@@ -154,7 +147,6 @@ pub fn kupiec_p_value(breaches: usize, n: usize, expected: f64) -> Option<f64> {
     if n == 0 || !(0.0 < expected && expected < 1.0) {
         return None;
     }
-    #[allow(clippy::cast_precision_loss)]
     let (x, nf) = (breaches as f64, n as f64);
     let observed = x / nf;
     // x ln p + (n-x) ln(1-p), with 0 ln 0 = 0.

@@ -24,9 +24,7 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        #[allow(clippy::cast_precision_loss)]
-        let u = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        u
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
     /// Standard normal.
@@ -79,7 +77,6 @@ impl SynthConfig {
     /// Settings of asset `index` (1-based) in a generated panel: assets differ in level and
     /// persistence of volatility and in liquidity. Asset i uses seed `seed + i`.
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn panel_asset(index: u64, seed: u64, hours: usize, start_ms: i64) -> Self {
         Self {
             hours,
@@ -112,7 +109,6 @@ pub fn generate(config: &SynthConfig) -> Vec<Candle> {
             liquidity -= 1.5;
         }
         let hour_of_day = h % 24;
-        #[allow(clippy::cast_precision_loss)]
         let cycle = 1.0 + 0.3 * (std::f64::consts::TAU * hour_of_day as f64 / 24.0).sin();
         let sigma = (variance * cycle).sqrt();
         let r = sigma * rng.normal();
@@ -121,7 +117,6 @@ pub fn generate(config: &SynthConfig) -> Vec<Candle> {
         let close = open * r.exp();
         price = close;
         if outage == 0 && rng.uniform() < config.gap_rate {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let length = 1 + (rng.uniform() * 6.0) as usize;
             outage = length;
         }
@@ -134,7 +129,6 @@ pub fn generate(config: &SynthConfig) -> Vec<Candle> {
         let quote_volume =
             config.quote_volume * (liquidity + 0.5 * rng.normal()).exp() * (1.0 + 50.0 * r.abs());
         let vwap = low + (high - low) * rng.uniform();
-        #[allow(clippy::cast_possible_wrap)]
         let open_time = config.start_ms + h as i64 * HOUR_MS;
         out.push(Candle {
             open_time,

@@ -57,7 +57,6 @@ fn rolling_sum_count(values: &[f64], window: usize) -> (Vec<f64>, Vec<u32>) {
 pub fn realized_variance(ret: &[f64], window: usize) -> Vec<f64> {
     let squares: Vec<f64> = ret.iter().map(|r| r * r).collect();
     let (sums, counts) = rolling_sum_count(&squares, window);
-    #[allow(clippy::cast_precision_loss)]
     sums.iter()
         .zip(&counts)
         .map(|(&s, &n)| {

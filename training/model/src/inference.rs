@@ -283,7 +283,6 @@ impl LoadedModel {
         };
         if let Some(risk) = &self.metadata.risk {
             let q = request.drawdown;
-            #[allow(clippy::cast_precision_loss)]
             let tau = q.tau as f64;
             let rule = DrawdownRule::Calibrated(&risk.model);
             table.drawdown = Some(

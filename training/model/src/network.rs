@@ -122,7 +122,6 @@ impl VolModelConfig {
         };
         let h = self.n_horizons;
         let k = self.quantile_levels.len();
-        #[allow(clippy::cast_precision_loss)]
         let trunk_mask = (0..self.n_static)
             .map(|i| {
                 if self.trunk_excluded.contains(&i) {

@@ -27,7 +27,6 @@ use volcast_training::stress_session::{Request, prepare, read_book};
 /// and historical replays, with the parameters the engine would recommend under each.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
-#[allow(clippy::struct_excessive_bools)]
 struct Args {
     /// Candle directories (repeatable). Default: ../shared/data/binance-spot-1h when present,
     /// else data/ and its subdirectories.
@@ -306,7 +305,6 @@ fn print_table(reports: &[ScenarioReport]) {
 
 /// Times `--paths x --horizon` on a synthetic book: 1% hourly volatility, Student-t(4), 200
 /// positions at LTVs from 40% to 84%.
-#[allow(clippy::cast_precision_loss)]
 fn bench(args: &Args) -> anyhow::Result<()> {
     let input = StressInput {
         price: 100.0,

@@ -21,7 +21,6 @@ use volcast_core::time::{format_ms, hour_to_ms};
 /// Name of the forecaster that DM compares with the best baseline.
 pub const MODEL: &str = "model";
 
-#[allow(clippy::cast_precision_loss)]
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 { f64::NAN } else { sum / n as f64 }
@@ -236,7 +235,6 @@ fn policy_report(outcomes: impl Iterator<Item = (bool, f64)>, alpha: f64) -> Pol
         breaches += usize::from(b);
         lt_sum += lt;
     }
-    #[allow(clippy::cast_precision_loss)]
     PolicyReport {
         n,
         breaches,

@@ -27,7 +27,6 @@ fn start_state(returns: impl Iterator<Item = f64>) -> Option<f64> {
         sum += r * r;
         n += 1;
     }
-    #[allow(clippy::cast_precision_loss)]
     (n > 0).then(|| sum / n as f64)
 }
 
@@ -119,7 +118,6 @@ impl Ewma {
     /// Forecast variance over `horizon` hours from a one-step state.
     #[must_use]
     pub fn forecast(one_step: f64, horizon: usize) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
         let h = horizon as f64;
         h * one_step
     }

@@ -102,7 +102,6 @@ impl Objective for Likelihood<'_> {
             d_beta = s + beta * d_beta;
             s = omega + alpha * r2 + beta * s;
         }
-        #[allow(clippy::cast_precision_loss)]
         let k = 0.5 / self.squares.len() as f64;
         let (g_omega, g_alpha, g_beta) = (k * g_omega, k * g_alpha, k * g_beta);
         let grad = vec![
@@ -121,7 +120,6 @@ impl Objective for Likelihood<'_> {
 pub fn fit(returns: &[f64]) -> Result<AssetGarch, FitError> {
     let squares: Vec<f64> = returns.iter().map(|r| (r * SCALE).powi(2)).collect();
     let warmup = squares.len().clamp(1, super::ewma::WARMUP);
-    #[allow(clippy::cast_precision_loss)]
     let start = squares[..warmup.min(squares.len())].iter().sum::<f64>() / warmup as f64;
     if !(start > 0.0 && start.is_finite()) {
         return Err(FitError::TooLittleData(

@@ -70,7 +70,6 @@ impl Har {
                     reason: "singular design matrix".to_owned(),
                 })?;
         let residuals = &y - &x * &solution;
-        #[allow(clippy::cast_precision_loss)]
         let residual_variance = residuals.norm_squared() / (n - 4) as f64;
         Ok(Self {
             horizon,

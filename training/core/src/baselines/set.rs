@@ -250,7 +250,6 @@ impl BaselineSet {
             .par_iter()
             .map(|o| har_curve(&self.har, &prepared[o.asset], o.slot))
             .collect();
-        #[allow(clippy::cast_precision_loss)]
         let har = fit_calibration(
             assets,
             &origins,
@@ -282,7 +281,6 @@ impl BaselineSet {
         request: &ForecastRequest<'_>,
     ) -> Vec<ForecastTable> {
         let q = request.drawdown;
-        #[allow(clippy::cast_precision_loss)]
         let tau = q.tau as f64;
         let paths = self.garch_paths(request.assets);
         calibrations

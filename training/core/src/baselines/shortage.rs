@@ -50,7 +50,6 @@ impl Objective for LogLoss<'_> {
             g0 += e;
             g1 += e * x;
         }
-        #[allow(clippy::cast_precision_loss)]
         let k = 1.0 / self.x.len() as f64;
         (k * loss, vec![k * g0, k * g1])
     }

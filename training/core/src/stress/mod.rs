@@ -285,7 +285,6 @@ pub struct PathOutcome {
 /// hourly variances from its curve, the slippage per USD from its expected illiquidity (0 when
 /// unknown), and the liquidation delay `ceil(tau_eff)`.
 #[must_use]
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 pub fn input_at_origin(
     price: f64,
     origin: &crate::policy::Recommendation,
@@ -334,11 +333,6 @@ pub struct Plan {
 impl Plan {
     /// The plan of `scenario` on `input` (validated).
     #[must_use]
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
     pub fn new(input: &StressInput, scenario: &Scenario) -> Self {
         let mut plan = Self {
             sd: input.hourly_variance.iter().map(|v| v.sqrt()).collect(),
@@ -389,11 +383,6 @@ impl Plan {
     /// Variance of the log return over the first `tau` hours (fractional hours linear within
     /// the hour; beyond the horizon, at the horizon's mean rate).
     #[must_use]
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
     pub fn variance_over(&self, tau: f64) -> f64 {
         let h = self.horizon();
         let total: f64 = self.var.iter().sum();

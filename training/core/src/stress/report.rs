@@ -53,11 +53,6 @@ pub struct Summary {
 /// at or below it (the VaR convention: a reported percentile is a total some path reached;
 /// calibration interpolates instead, [`crate::drawdown::interpolated_quantile`]).
 #[must_use]
-#[allow(
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
 pub fn rank_quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -66,11 +61,6 @@ pub fn rank_quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[k - 1]
 }
 
-#[allow(
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
 fn tail(mut values: Vec<f64>) -> Tail {
     let n = values.len().max(1) as f64;
     let mean = values.iter().sum::<f64>() / n;
@@ -87,7 +77,6 @@ fn tail(mut values: Vec<f64>) -> Tail {
 
 /// Summarises the paths of one scenario.
 #[must_use]
-#[allow(clippy::cast_precision_loss)]
 pub fn summarize(outcomes: &[PathOutcome]) -> Summary {
     let n = outcomes.len().max(1) as f64;
     let mut sorted: Vec<f64> = outcomes

@@ -54,7 +54,6 @@ impl Xoshiro {
 
     /// Uniform in the open interval (0, 1), safe for `ln`.
     #[inline]
-    #[allow(clippy::cast_precision_loss)]
     pub fn uniform(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) * INV_2_53
     }
@@ -143,7 +142,6 @@ impl Sampler {
 
     /// Standard normal (ziggurat).
     #[inline]
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
     pub fn normal(&mut self) -> f64 {
         loop {
             let bits = self.rng.next_u64();
@@ -201,7 +199,6 @@ mod tests {
     use super::*;
 
     fn moments(draws: &[f64]) -> (f64, f64, f64) {
-        #[allow(clippy::cast_precision_loss)]
         let n = draws.len() as f64;
         let mean = draws.iter().sum::<f64>() / n;
         let var = draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
@@ -218,7 +215,6 @@ mod tests {
         assert!((var - 1.0).abs() < 0.005, "{var}");
         assert!((kurt - 3.0).abs() < 0.05, "{kurt}");
         // P(|Z| > 2.5758) = 1%, P(Z > 3.4426) (the tail) = 0.0288%.
-        #[allow(clippy::cast_precision_loss)]
         let share = |t: f64| draws.iter().filter(|x| x.abs() > t).count() as f64 / 1e6;
         assert!((share(2.575_829) - 0.01).abs() < 0.0006, "{}", share(2.575_829));
         assert!((share(ZIG_R) - 0.000_576).abs() < 0.000_1, "{}", share(ZIG_R));

@@ -170,7 +170,6 @@ fn student_t_innovations_have_unit_variance_and_fat_tails() {
             sampler.normal() * scale / sampler.gamma(shape).sqrt()
         })
         .collect();
-    #[allow(clippy::cast_precision_loss)]
     let n = draws.len() as f64;
     let var = draws.iter().map(|x| x * x).sum::<f64>() / n;
     assert!((var - 1.0).abs() < 0.05, "{var}");

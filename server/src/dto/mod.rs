@@ -3,6 +3,8 @@
 //! Every forecast and risk route takes one asset (`asset` + `candles`) or a batch (`items`), and
 //! always answers `items`, one per asset in request order, beside the model's id and hash.
 
+pub mod stress;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -13,10 +13,10 @@ use volcast_model::inference::Prediction;
 use crate::dto::{
     AssetRisk, Comparison, Derivation, Previous, RiskItem, RiskParameters, RiskRequest, RiskResponse,
 };
-use crate::engine::{Prepared, shape};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::model::ModelInfo;
+use crate::inputs::{Prepared, shape};
+use crate::model_info::ModelInfo;
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, unusable};
 use crate::state::AppState;
 

@@ -13,14 +13,14 @@ use volcast_core::stress::{
     StressError, StressInput,
 };
 
+use crate::dto::stress::{
+    BookDto, DEFAULT_PATHS, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, MAX_WORK, ScenarioDto,
+    ScenarioResultDto, StressRequest, StressResponse, TailDto,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param, unusable};
 use crate::state::AppState;
-use crate::stress::{
-    BookDto, DEFAULT_PATHS, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, MAX_WORK, ScenarioDto,
-    ScenarioResultDto, StressRequest, StressResponse, TailDto,
-};
 
 /// A simulation error names a field of the simulation's input; `scenario` is the request's
 /// `scenarios[i]`.
@@ -46,7 +46,6 @@ fn count(
     if (1..=max).contains(&v) {
         Ok(usize::try_from(v).unwrap_or(usize::MAX))
     } else {
-        #[allow(clippy::cast_precision_loss)]
         Err(ApiError::OutOfRange {
             field: field.to_owned(),
             value: v as f64,

@@ -58,11 +58,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
     let i = ((p * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1);
     sorted[i]
 }
@@ -107,7 +102,7 @@ async fn level(client: &reqwest::Client, url: &str, body: &bytes_body::Body, arg
 
 mod bytes_body {
     /// A request body shared by every request (cheap clones).
-    pub type Body = axum::body::Bytes;
+    pub type Body = bytes::Bytes;
 }
 
 async fn send(client: &reqwest::Client, url: &str, body: &bytes_body::Body) -> Result<u16, reqwest::Error> {
@@ -203,7 +198,6 @@ async fn main() -> std::process::ExitCode {
     for &c in &args.concurrency {
         let l = level(&client, &url, &body, &args, c.max(1)).await;
         let ok = l.latencies.len();
-        #[allow(clippy::cast_precision_loss)]
         let rps = ok as f64 / l.elapsed.as_secs_f64().max(1e-9);
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(

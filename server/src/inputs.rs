@@ -14,7 +14,7 @@ use volcast_model::inference::ModelInput;
 
 use crate::dto::CandleDto;
 use crate::error::ApiError;
-use crate::model::ModelInfo;
+use crate::model_info::ModelInfo;
 
 /// Longest asset id accepted.
 pub const MAX_ASSET_LEN: usize = 64;
@@ -140,7 +140,6 @@ pub fn prepare(
         .enumerate()
         .find(|(_, c)| !(MIN_OPEN_TIME_MS..END_OPEN_TIME_MS).contains(&c.open_time))
     {
-        #[allow(clippy::cast_precision_loss)]
         return Err(ApiError::OutOfRange {
             field: format!("{field}[{i}].open_time"),
             value: c.open_time as f64,

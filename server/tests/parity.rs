@@ -1,0 +1,164 @@
+//! One risk policy: the same candles and settings give the same parameters from
+//! `POST /v1/risk/parameters`, from the forecast scenario of `POST /v1/risk/stress`, and from the
+//! `stress` command's function (`volcast_training::stress_session`), to the last digit, for a
+//! sale that can be liquidated and for one whose slippage is `>= 1`. The committed default
+//! artifact serves all three.
+
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use volcast_core::candles::Candle;
+use volcast_core::policy::{AskedSettings, FLAG_NAMES, RiskSettings};
+use volcast_core::stress::{self, Book, Position, Scenario};
+use volcast_server::metrics::Metrics;
+use volcast_server::state::{AppState, Settings};
+use volcast_training::data::{read_file, write_csv};
+use volcast_training::stress_session::{Request, prepare};
+
+const HORIZON: usize = 48;
+
+fn repo() -> PathBuf {
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&manifest).join("..")
+}
+
+/// The last `n` candles of the committed sample asset.
+fn sample_candles(n: usize) -> Vec<Candle> {
+    let all = read_file(&repo().join("data/sample/SYNTH01.csv.gz")).unwrap();
+    all[all.len() - n..].to_vec()
+}
+
+fn candle_json(c: &Candle) -> Value {
+    json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
+           "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
+}
+
+/// The parameters the three callers give, in one order: LT, max LTV, LB, maintenance and initial
+/// margins, and whether the sale is blocked.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    numbers: [f64; 5],
+    blocked: bool,
+}
+
+fn numbers(v: &Value) -> [f64; 5] {
+    [
+        "liquidation_threshold",
+        "max_ltv",
+        "liquidation_bonus",
+        "maintenance_margin",
+        "initial_margin",
+    ]
+    .map(|k| v[k].as_f64().unwrap())
+}
+
+#[tokio::test]
+async fn route_stress_route_and_cli_give_the_same_parameters() {
+    let artifact = repo().join("model-artifacts/default");
+    let config = volcast_server::config::Config::with_artifact(artifact.clone()).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::new(Settings::from_config(&config).unwrap(), Arc::clone(&metrics));
+    let serving = volcast_server::load(&artifact, volcast_server::queue_config(&config), &metrics)
+        .await
+        .unwrap();
+    let history = serving.info.metadata.features.history_hours();
+    state.set_serving(serving);
+    let app = volcast_server::app(state);
+
+    let candles = sample_candles(history + 24);
+    let dir = tempfile::tempdir().unwrap();
+    write_csv(&dir.path().join("SYNTH01.csv"), &candles).unwrap();
+    let body_candles: Vec<Value> = candles.iter().map(candle_json).collect();
+
+    // A sale the market absorbs, and one whose slippage is far above 1.
+    for sale in [1e5, 1e12] {
+        let settings = json!({"alpha": 0.99, "tau_hours": 6.0, "tau_user_hours": 24.0, "bonus": 0.05,
+                              "bonus_margin": 0.01, "sale_size_usd": sale});
+        let mut risk_body = json!({"asset": "SYNTH01", "candles": body_candles});
+        let mut stress_body = json!({"asset": "SYNTH01", "candles": body_candles, "paths": 64,
+                                     "horizon_hours": HORIZON, "positions": [{"collateral": 1.0, "debt": 1.0}],
+                                     "scenarios": [{"kind": "forecast"}]});
+        for (k, v) in settings.as_object().unwrap() {
+            risk_body[k] = v.clone();
+            stress_body[k] = v.clone();
+        }
+
+        let (status, risk, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&risk_body)).await;
+        assert_eq!(status, 200, "{risk}");
+        let item = &risk["items"][0];
+        let route = Answer {
+            numbers: numbers(&item["parameters"]),
+            blocked: !item["derivation"]["liquidation_blocked"].is_null(),
+        };
+
+        let (status, stressed, _) = common::call(&app, "POST", "/v1/risk/stress", Some(&stress_body)).await;
+        assert_eq!(status, 200, "{stressed}");
+        let scenario = &stressed["scenarios"][0];
+        let stress_route = Answer {
+            numbers: numbers(&scenario["recommended"]),
+            blocked: scenario["liquidation_blocked"].as_bool().unwrap(),
+        };
+
+        let asked = AskedSettings {
+            alpha: Some(0.99),
+            tau: Some(6.0),
+            tau_user: Some(24.0),
+            bonus: Some(0.05),
+            bonus_margin: Some(0.01),
+            sale_size_usd: Some(sale),
+            max_step: None,
+        };
+        let risk_settings = RiskSettings::resolve(&asked, &RiskSettings::default(), &FLAG_NAMES).unwrap();
+        let prepared = prepare(&Request {
+            dirs: vec![dir.path().to_owned()],
+            asset: "SYNTH01".into(),
+            model: artifact.clone(),
+            at_ms: None,
+            horizon: HORIZON,
+            settings: risk_settings,
+            paths: 64,
+            seed: 1,
+            df: stress::DEFAULT_DF,
+        })
+        .unwrap();
+        let book = Book {
+            positions: vec![Position {
+                collateral: 1.0,
+                debt: 1.0,
+                liquidation_threshold: None,
+            }],
+            default_liquidation_threshold: stress::DEFAULT_LIQUIDATION_THRESHOLD,
+        };
+        let reports = prepared
+            .run(&book, &[Scenario::Forecast], &risk_settings, &stress::simulate)
+            .unwrap();
+        let r = &reports[0].recommendation;
+        let cli = Answer {
+            numbers: [
+                r.liquidation_threshold,
+                r.max_ltv,
+                r.liquidation_bonus,
+                r.maintenance_margin,
+                r.initial_margin,
+            ],
+            blocked: r.liquidation_blocked,
+        };
+
+        assert_eq!(route, stress_route, "sale {sale}: route vs stress route");
+        assert_eq!(route, cli, "sale {sale}: route vs the stress command");
+        assert_eq!(route.blocked, sale > 1e6, "sale {sale}: {route:?}");
+        if route.blocked {
+            assert_eq!(
+                route.numbers[..2],
+                [0.0, 0.0],
+                "a blocked sale gives LT = max LTV = 0"
+            );
+        }
+    }
+}
