@@ -128,9 +128,32 @@ pub fn prepare(
     }
     let need = info.history_hours();
     let field = format!("{prefix}candles");
+    let candles = checked_candles(candles, limits, &field, need)?;
+    // Only the last `need` hours matter to the features at the origin: drop older candles so
+    // the work per request is bounded.
+    let last_open = candles.last().map_or(0, |c| c.open_time);
+    let span = i64::try_from(need).unwrap_or(i64::MAX).saturating_sub(1);
+    let from = last_open.saturating_sub(span.saturating_mul(HOUR_MS));
+    let start = candles.partition_point(|c| c.open_time < from);
+    check_volumes(&candles[start..], &format!("{field}["), start)?;
+    let asset = Asset {
+        id: asset,
+        grid: HourlyGrid::from_candles(&candles[start..]),
+    };
+    inputs_at_last_hour(info, asset, field)
+}
+
+/// The candles of a request, checked: count, `open_time` range and SPEC's bad-input rules,
+/// then at least `need` of them.
+fn checked_candles(
+    candles: &[CandleDto],
+    limits: Limits,
+    field: &str,
+    need: usize,
+) -> Result<Vec<Candle>, ApiError> {
     if candles.len() > limits.max_candles {
         return Err(ApiError::TooManyCandles {
-            field,
+            field: field.to_owned(),
             got: candles.len(),
             max: limits.max_candles,
         });
@@ -154,22 +177,16 @@ pub fn prepare(
     })?;
     if candles.len() < need {
         return Err(ApiError::TooFewCandles {
-            field,
+            field: field.to_owned(),
             got: candles.len(),
             need,
         });
     }
-    // Only the last `need` hours matter to the features at the origin: drop older candles so
-    // the work per request is bounded.
-    let last_open = candles.last().map_or(0, |c| c.open_time);
-    let span = i64::try_from(need).unwrap_or(i64::MAX).saturating_sub(1);
-    let from = last_open.saturating_sub(span.saturating_mul(HOUR_MS));
-    let start = candles.partition_point(|c| c.open_time < from);
-    check_volumes(&candles[start..], &format!("{field}["), start)?;
-    let asset = Asset {
-        id: asset,
-        grid: HourlyGrid::from_candles(&candles[start..]),
-    };
+    Ok(candles)
+}
+
+/// The model's inputs and the baselines' numbers at the asset's last hour.
+fn inputs_at_last_hour(info: &ModelInfo, asset: Asset, field: String) -> Result<Prepared, ApiError> {
     let slot = asset.grid.len().saturating_sub(1);
     let prepared = PreparedAsset::new(&asset, info.horizons());
     let features = AssetFeatures::new(&asset, &prepared);
@@ -177,7 +194,7 @@ pub fn prepare(
     let input =
         info.input_at(&features, slot, &mut scratch)
             .ok_or_else(|| ApiError::InsufficientHistory {
-                field: field.clone(),
+                field,
                 message: missing_window(&asset.grid.ret, slot),
             })?;
     let regressors = prepared.har_regressors(slot);

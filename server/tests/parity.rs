@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use volcast_core::candles::Candle;
 use volcast_core::policy::{AskedSettings, FLAG_NAMES, RiskSettings};
 use volcast_core::stress::{self, Book, Position, Scenario};
+use volcast_core::time::HOUR_MS;
 use volcast_server::metrics::Metrics;
 use volcast_server::state::{AppState, Settings};
 use volcast_training::data::{read_file, write_csv};
@@ -71,9 +72,14 @@ async fn route_stress_route_and_cli_give_the_same_parameters() {
     state.set_serving(serving);
     let app = volcast_server::app(state);
 
+    // The request carries a day more than the model needs; the server keeps the last
+    // `history` hours, which is what the command is given.
     let candles = sample_candles(history + 24);
+    let last = candles.last().unwrap().open_time;
+    let from = last - (i64::try_from(history).unwrap() - 1) * HOUR_MS;
+    let kept: Vec<Candle> = candles.iter().filter(|c| c.open_time >= from).copied().collect();
     let dir = tempfile::tempdir().unwrap();
-    write_csv(&dir.path().join("SYNTH01.csv"), &candles).unwrap();
+    write_csv(&dir.path().join("SYNTH01.csv"), &kept).unwrap();
     let body_candles: Vec<Value> = candles.iter().map(candle_json).collect();
 
     // A sale the market absorbs, and one whose slippage is far above 1.

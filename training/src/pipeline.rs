@@ -11,7 +11,7 @@ use crate::data::{list_dir, load_assets};
 use crate::evaluate::report::EvaluationReport;
 use crate::evaluate::{EvalConfig, evaluate};
 use crate::rolling::CalibrateError;
-use crate::trainer::{RunOptions, feature_spec, train};
+use crate::trainer::{CheckpointState, RunOptions, Trained, feature_spec, train};
 use volcast_core::baselines::set::BaselineSet;
 use volcast_core::candles::AssetCandles;
 use volcast_core::forecast::HORIZONS;
@@ -218,44 +218,20 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     let selected = select(p.device)?;
     tracing::info!(device = %selected.description, "device");
 
-    let loaded = load_assets(&dirs, None)?;
-    if loaded.is_empty() {
-        bail!(
-            "no candle files in {}",
-            dirs.iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let assets = volcast_core::panel::to_panel(&loaded);
-    let last_hour = assets.iter().map(|a| a.grid.last_hour()).max().unwrap_or(0);
-    let fit_until_ms = p.fit_until_ms.map_or_else(
-        || hour_to_ms(last_hour - 1),
-        |ms| ms.div_euclid(HOUR_MS) * HOUR_MS,
-    );
-    let fit_end_hour = close_hour_of_open_ms(fit_until_ms);
-    tracing::info!(assets = assets.len(), fit_until = %format_ms(fit_until_ms), "data loaded");
-
-    let checkpoint_dir = p.checkpoint_dir.clone().unwrap_or_else(|| {
-        let key = artifact::content_id(
-            fit_until_ms.to_string().as_bytes(),
-            &serde_json::to_string(config).unwrap_or_default(),
-            &dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        p.out.join(".checkpoints").join(key)
-    });
+    let data = LoadedData::load(&dirs, p.fit_until_ms)?;
     let options = RunOptions {
-        checkpoint_dir: checkpoint_dir.clone(),
+        checkpoint_dir: checkpoint_dir(p, &dirs, data.fit_until_ms),
         resume: p.resume,
         progress: p.progress,
         max_steps: p.max_steps,
     };
-    let trained = train(&assets, config, fit_end_hour, &selected.device, &options)?;
+    let trained = train(
+        &data.assets,
+        config,
+        data.fit_end_hour,
+        &selected.device,
+        &options,
+    )?;
     let training_seconds = trained.state.seconds;
     tracing::info!(
         seconds = training_seconds,
@@ -264,13 +240,86 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         "trained"
     );
 
-    // Baselines on the same fit period, for the server's side-by-side answers.
-    let prepared = prepare(&assets, &HORIZONS);
-    let baselines = BaselineSet::fit(&assets, &prepared, fit_end_hour, &HORIZONS)?;
-    let holdout = trained
-        .state
+    let metadata = artifact_metadata(config, &dirs, &data, &trained, &selected.description)?;
+    let uncalibrated = artifact::save(&p.out, trained.model, config, metadata)?;
+    // The risk engine's drawdown calibration on the last year of the fit period; the calibrated
+    // artifact replaces the uncalibrated one.
+    let dir = calibrate_or_keep(uncalibrated, &data.assets, &p.out, &selected.device)?;
+
+    let report = score_out_of_sample(&dir, &data.assets, &selected.device, data.fit_until_ms)?;
+    if p.set_default {
+        set_default_to(&p.out, &dir)?;
+    }
+    Ok(Outcome {
+        dir,
+        report,
+        train_rows: trained.train_rows,
+        samples_per_second: trained.samples_per_second,
+        training_seconds,
+        device: selected.description,
+    })
+}
+
+/// The candles a run trains on, as loaded and as a panel, and the end of its fit period.
+struct LoadedData {
+    loaded: Vec<AssetCandles>,
+    assets: Vec<volcast_core::grid::Asset>,
+    fit_until_ms: i64,
+    fit_end_hour: i64,
+}
+
+impl LoadedData {
+    /// Loads the candles in `dirs` (refusing none) and places the fit period's end: the hour of
+    /// `fit_until_ms`, or the last candle before the end of the data.
+    fn load(dirs: &[PathBuf], fit_until_ms: Option<i64>) -> anyhow::Result<Self> {
+        let loaded = load_assets(dirs, None)?;
+        if loaded.is_empty() {
+            bail!(
+                "no candle files in {}",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let assets = volcast_core::panel::to_panel(&loaded);
+        let last_hour = assets.iter().map(|a| a.grid.last_hour()).max().unwrap_or(0);
+        let fit_until_ms = fit_until_ms.map_or_else(
+            || hour_to_ms(last_hour - 1),
+            |ms| ms.div_euclid(HOUR_MS) * HOUR_MS,
+        );
+        let fit_end_hour = close_hour_of_open_ms(fit_until_ms);
+        tracing::info!(assets = assets.len(), fit_until = %format_ms(fit_until_ms), "data loaded");
+        Ok(Self {
+            loaded,
+            assets,
+            fit_until_ms,
+            fit_end_hour,
+        })
+    }
+}
+
+/// The checkpoint directory: the one asked for, else `<out>/.checkpoints/<hash of settings>`.
+fn checkpoint_dir(p: &Pipeline, dirs: &[PathBuf], fit_until_ms: i64) -> PathBuf {
+    p.checkpoint_dir.clone().unwrap_or_else(|| {
+        let key = artifact::content_id(
+            fit_until_ms.to_string().as_bytes(),
+            &serde_json::to_string(&p.config).unwrap_or_default(),
+            &dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        p.out.join(".checkpoints").join(key)
+    })
+}
+
+/// The best epoch's holdout QLIKE per horizon, as the artifact's `holdout` metrics.
+fn holdout_metrics(state: &CheckpointState) -> BTreeMap<usize, HorizonMetrics> {
+    state
         .history
-        .get(trained.state.best_epoch)
+        .get(state.best_epoch)
         .map(|scores| {
             HORIZONS
                 .iter()
@@ -286,8 +335,24 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    let metadata = Metadata {
+        .unwrap_or_default()
+}
+
+/// The trained model's metadata, with the baselines fitted on the same period.
+fn artifact_metadata(
+    config: &TrainingConfig,
+    dirs: &[PathBuf],
+    data: &LoadedData,
+    trained: &Trained,
+    device: &str,
+) -> anyhow::Result<Metadata> {
+    let assets = &data.assets;
+    let fit_end_hour = data.fit_end_hour;
+    // Baselines on the same fit period, for the server's side-by-side answers.
+    let prepared = prepare(assets, &HORIZONS);
+    let baselines = BaselineSet::fit(assets, &prepared, fit_end_hour, &HORIZONS)?;
+    let holdout = holdout_metrics(&trained.state);
+    Ok(Metadata {
         schema_version: artifact::SCHEMA_VERSION,
         id: String::new(),
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -300,56 +365,54 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         scaler: trained.scaler.clone(),
         horizons: HORIZONS.to_vec(),
         quantile_levels: config.model.quantile_levels.clone(),
-        fit_until: format_ms(fit_until_ms),
-        data: data_files(&dirs, &loaded)?,
+        fit_until: format_ms(data.fit_until_ms),
+        data: data_files(dirs, &data.loaded)?,
         holdout,
         validation: BTreeMap::new(),
         har: baselines.har.clone(),
         shortage_logistic: baselines.shortage.clone(),
-        device: selected.description.clone(),
-        training_seconds,
+        device: device.to_owned(),
+        training_seconds: trained.state.seconds,
         risk: None,
         recalibration: None,
-        stress_scenarios: volcast_core::stress::market_stress_scenarios(&assets, fit_end_hour),
-    };
-    let uncalibrated = artifact::save(&p.out, trained.model, config, metadata)?;
-    // The risk engine's drawdown calibration on the last year of the fit period; the calibrated
-    // artifact replaces the uncalibrated one.
-    let dir = {
-        let model = LoadedModel::load(&uncalibrated, &selected.device)?;
-        match calibrate_artifact(&model, &assets, &p.out, false) {
-            Ok(dir) => {
-                if dir != uncalibrated {
-                    std::fs::remove_dir_all(&uncalibrated)
-                        .with_context(|| format!("removing {}", uncalibrated.display()))?;
-                }
-                tracing::info!(artifact = %dir.display(), "risk engine calibrated");
-                dir
-            }
-            // Too little history: the artifact serves with the reflection-normal rule.
-            Err(CalibrateError::TooLittleData(why)) => {
-                tracing::warn!(%why, "risk engine not calibrated; D uses the reflection-normal rule");
-                uncalibrated
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-
-    let report = score_out_of_sample(&dir, &assets, &selected.device, fit_until_ms)?;
-    if p.set_default {
-        let id = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        artifact::set_default(&p.out, &id)?;
-    }
-    Ok(Outcome {
-        dir,
-        report,
-        train_rows: trained.train_rows,
-        samples_per_second: trained.samples_per_second,
-        training_seconds,
-        device: selected.description,
+        stress_scenarios: volcast_core::stress::market_stress_scenarios(assets, fit_end_hour),
     })
+}
+
+/// Calibrates the risk engine of the artifact at `uncalibrated` and returns the calibrated
+/// artifact (removing the uncalibrated one), or keeps the uncalibrated one on too little history.
+fn calibrate_or_keep(
+    uncalibrated: PathBuf,
+    assets: &[volcast_core::grid::Asset],
+    out: &std::path::Path,
+    device: &burn::prelude::Device,
+) -> anyhow::Result<PathBuf> {
+    let model = LoadedModel::load(&uncalibrated, device)?;
+    match calibrate_artifact(&model, assets, out, false) {
+        Ok(dir) => {
+            if dir != uncalibrated {
+                std::fs::remove_dir_all(&uncalibrated)
+                    .with_context(|| format!("removing {}", uncalibrated.display()))?;
+            }
+            tracing::info!(artifact = %dir.display(), "risk engine calibrated");
+            Ok(dir)
+        }
+        // Too little history: the artifact serves with the reflection-normal rule.
+        Err(CalibrateError::TooLittleData(why)) => {
+            tracing::warn!(%why, "risk engine not calibrated; D uses the reflection-normal rule");
+            Ok(uncalibrated)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Points `<out>/default` at the artifact `dir`.
+fn set_default_to(out: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<()> {
+    let id = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    artifact::set_default(out, &id)?;
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -232,7 +232,52 @@ pub fn train(
     options: &RunOptions,
 ) -> Result<Trained, TrainError> {
     let features = PanelFeatures::new(assets);
-    let (train_set, holdout) = split(&features, assets, config, fit_end_hour);
+    let (train_set, holdout) = split_enough_rows(&features, assets, config, fit_end_hour)?;
+    let window = config.window;
+    let scaler = fit_scaler(&features, &train_set, window);
+    let start = LinearStart::fit(config, &train_set, &scaler);
+
+    let dir = &options.checkpoint_dir;
+    std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
+    let config_json = serde_json::to_string(config).map_err(|e| ckpt_err(dir, e))?;
+    let autodiff = device.clone().autodiff();
+    autodiff.seed(config.seed);
+    let (model, optim, state) = start_or_resume(config, options, &start, &autodiff, config_json)?;
+
+    let run = Run {
+        config,
+        options,
+        features: &features,
+        train_set: &train_set,
+        holdout: &holdout,
+        scaler: &scaler,
+        device,
+        autodiff: &autodiff,
+    };
+    let (state, counters) = run.epochs(model, optim, state)?;
+    let best = config
+        .model
+        .init(device)
+        .try_load_file(dir.join(BEST))
+        .map_err(|e| ckpt_err(&dir.join(BEST), e))?;
+    Ok(Trained {
+        model: best,
+        scaler,
+        state,
+        train_rows: train_set.len(),
+        holdout_rows: holdout.len(),
+        samples_per_second: counters.samples_per_second(),
+    })
+}
+
+/// Splits the samples into training and holdout rows, refusing too few to train on.
+fn split_enough_rows(
+    features: &PanelFeatures,
+    assets: &[Asset],
+    config: &TrainingConfig,
+    fit_end_hour: i64,
+) -> Result<(Samples, Samples), TrainError> {
+    let (train_set, holdout) = split(features, assets, config, fit_end_hour);
     if train_set.len() < config.batch_size || holdout.is_empty() {
         return Err(TrainError::NoData(format!(
             "{} training rows and {} holdout rows: need at least {} and 1 (more history before the fit end, or fewer --holdout-days)",
@@ -241,37 +286,58 @@ pub fn train(
             config.batch_size
         )));
     }
-    let window = config.window;
-    let scaler = fit_scaler(&features, &train_set, window);
-    let columns: Vec<usize> = if config.skip_features.is_empty() {
-        (0..N_STATIC).collect()
-    } else {
-        config.skip_features.clone()
-    };
-    let (w, b, qb) = linear_start(&train_set, &scaler, &config.model.quantile_levels, &columns);
+    Ok((train_set, holdout))
+}
 
+/// The linear skip's starting weights and the quantile biases a fresh model begins from.
+struct LinearStart {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    qb: Vec<f32>,
+}
+
+impl LinearStart {
+    /// Fits the starting values on the scaled training rows (all static columns unless the config names some).
+    fn fit(config: &TrainingConfig, train_set: &Samples, scaler: &Scaler) -> Self {
+        let columns: Vec<usize> = if config.skip_features.is_empty() {
+            (0..N_STATIC).collect()
+        } else {
+            config.skip_features.clone()
+        };
+        let (w, b, qb) = linear_start(train_set, scaler, &config.model.quantile_levels, &columns);
+        Self { w, b, qb }
+    }
+}
+
+/// A freshly initialised model on `autodiff`, its skip and quantile biases set from `start`.
+fn fresh_model(config: &TrainingConfig, start: &LinearStart, autodiff: &Device) -> VolModel {
+    config
+        .model
+        .init(autodiff)
+        .with_variance_skip(start.w.clone(), start.b.clone(), autodiff)
+        .with_quantile_bias(start.qb.clone(), autodiff)
+        .with_frozen_skip(config.freeze_skip)
+}
+
+/// A new AdamW optimiser with the config's weight decay and gradient clipping.
+fn new_optimizer(config: &TrainingConfig) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_weight_decay(config.weight_decay)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(config.grad_clip_norm)))
+        .init()
+}
+
+/// Model, optimiser and state to start from: the checkpoint's when resuming one, else fresh ones.
+fn start_or_resume(
+    config: &TrainingConfig,
+    options: &RunOptions,
+    start: &LinearStart,
+    autodiff: &Device,
+    config_json: String,
+) -> Result<(VolModel, ModuleOptimizer, CheckpointState), TrainError> {
     let dir = &options.checkpoint_dir;
-    std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
-    let config_json = serde_json::to_string(config).map_err(|e| ckpt_err(dir, e))?;
-    let autodiff = device.clone().autodiff();
-    autodiff.seed(config.seed);
-    let fresh = || {
-        config
-            .model
-            .init(&autodiff)
-            .with_variance_skip(w.clone(), b.clone(), &autodiff)
-            .with_quantile_bias(qb.clone(), &autodiff)
-            .with_frozen_skip(config.freeze_skip)
-    };
-    let make_optim = || {
-        AdamWConfig::new()
-            .with_weight_decay(config.weight_decay)
-            .with_grad_clipping(Some(GradientClippingConfig::Norm(config.grad_clip_norm)))
-            .init()
-    };
-
     let state_path = dir.join(STATE);
-    let (mut model, mut optim, mut state) = if options.resume && state_path.is_file() {
+    if options.resume && state_path.is_file() {
         let text = std::fs::read_to_string(&state_path).map_err(|e| ckpt_err(&state_path, e))?;
         let state: CheckpointState = serde_json::from_str(&text).map_err(|e| ckpt_err(&state_path, e))?;
         if state.config != config_json {
@@ -280,15 +346,15 @@ pub fn train(
                 "was written by a run with another config; use another --checkpoint-dir or drop --resume",
             ));
         }
-        let model = fresh()
+        let model = fresh_model(config, start, autodiff)
             .try_load_file(dir.join(LAST))
             .map_err(|e| ckpt_err(&dir.join(LAST), e))?
             .with_frozen_skip(config.freeze_skip);
-        let optim = make_optim()
+        let optim = new_optimizer(config)
             .load(dir.join(OPTIM))
             .map_err(|e| ckpt_err(&dir.join(OPTIM), e))?;
         tracing::info!(epoch = state.epoch + 1, "resuming");
-        (model, optim, state)
+        Ok((model, optim, state))
     } else {
         let state = CheckpointState {
             config: config_json,
@@ -299,78 +365,121 @@ pub fn train(
             history: Vec::new(),
             seconds: 0.0,
         };
-        (fresh(), make_optim(), state)
-    };
+        Ok((fresh_model(config, start, autodiff), new_optimizer(config), state))
+    }
+}
 
-    let started = Instant::now();
-    let seconds_before = state.seconds;
-    let mut rows_done = 0usize;
-    let mut step_seconds = 0.0;
-    let mut steps = 0usize;
-    let first_epoch = state.epoch.wrapping_add(1);
-    tracing::info!(
-        train_rows = train_set.len(),
-        holdout_rows = holdout.len(),
-        "training"
-    );
-    for epoch in first_epoch..config.max_epochs {
-        if state.bad_epochs >= config.patience {
-            break;
+/// Rows and seconds of the optimiser steps taken in this session.
+#[derive(Debug, Default)]
+struct StepCounters {
+    rows_done: usize,
+    step_seconds: f64,
+    steps: usize,
+}
+
+impl StepCounters {
+    /// Rows processed per second of optimiser steps (0 before any step).
+    fn samples_per_second(&self) -> f64 {
+        if self.step_seconds > 0.0 {
+            self.rows_done as f64 / self.step_seconds
+        } else {
+            0.0
         }
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        let mut rng = Rng::new(config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9));
-        for i in (1..order.len()).rev() {
-            let j = (rng.uniform() * (i + 1) as f64) as usize;
-            order.swap(i, j.min(i));
+    }
+}
+
+/// What the epochs of a run read: its settings, data, scaler and devices.
+struct Run<'a> {
+    config: &'a TrainingConfig,
+    options: &'a RunOptions,
+    features: &'a PanelFeatures,
+    train_set: &'a Samples,
+    holdout: &'a Samples,
+    scaler: &'a Scaler,
+    /// Inference device (holdout scoring).
+    device: &'a Device,
+    /// Training device (autodiff).
+    autodiff: &'a Device,
+}
+
+impl Run<'_> {
+    /// Runs the epochs after `state.epoch` until the last, early stopping or the step budget,
+    /// checkpointing after each; returns the final state and the step counters.
+    fn epochs(
+        &self,
+        mut model: VolModel,
+        mut optim: ModuleOptimizer,
+        mut state: CheckpointState,
+    ) -> Result<(CheckpointState, StepCounters), TrainError> {
+        let config = self.config;
+        let started = Instant::now();
+        let seconds_before = state.seconds;
+        let mut counters = StepCounters::default();
+        let first_epoch = state.epoch.wrapping_add(1);
+        tracing::info!(
+            train_rows = self.train_set.len(),
+            holdout_rows = self.holdout.len(),
+            "training"
+        );
+        for epoch in first_epoch..config.max_epochs {
+            if state.bad_epochs >= config.patience {
+                break;
+            }
+            let (trained, scores) = self.epoch(model, &mut optim, &mut counters, epoch);
+            model = trained;
+            self.checkpoint(&mut state, epoch, scores, &model, &optim)?;
+            state.seconds = seconds_before + started.elapsed().as_secs_f64();
+            write_state(&self.options.checkpoint_dir, &state)?;
+            if self.step_budget_spent(counters.steps) {
+                break;
+            }
         }
+        Ok((state, counters))
+    }
+
+    /// Whether the optional cap on optimiser steps (tests and smoke runs) is reached.
+    fn step_budget_spent(&self, steps: usize) -> bool {
+        self.options.max_steps.is_some_and(|m| steps >= m)
+    }
+
+    /// One epoch: the training rows in this epoch's seeded order, one optimiser step per full
+    /// batch, then the holdout score per horizon (shown on the bar and logged).
+    fn epoch(
+        &self,
+        mut model: VolModel,
+        optim: &mut ModuleOptimizer,
+        counters: &mut StepCounters,
+        epoch: usize,
+    ) -> (VolModel, [f64; 3]) {
+        let config = self.config;
+        let (order, mut rng) = shuffled_rows(self.train_set.len(), config.seed, epoch);
         let n_batches = order.len() / config.batch_size;
-        let bar = progress_bar(options.progress, n_batches, epoch, config.max_epochs);
+        let bar = progress_bar(self.options.progress, n_batches, epoch, config.max_epochs);
         let mut loss_sum = 0.0;
         for (k, rows) in order.chunks_exact(config.batch_size).enumerate() {
             let t = Instant::now();
-            let dropout = config.market_dropout;
-            let batch = batch(
-                &features,
-                &train_set,
-                rows,
-                &scaler,
-                window,
-                &autodiff,
-                &mut || rng.uniform() < dropout,
-            );
-            let out = model.forward(batch.sequence, batch.statics);
-            let loss = qlike(out.log_variance, batch.log_rv.clone(), batch.rv_mask.clone())
-                + pinball(
-                    out.log_quantiles,
-                    batch.log_rv,
-                    batch.rv_mask,
-                    &config.model.quantile_levels,
-                ) * config.quantile_weight
-                + bce(out.shortage_logit, batch.shortage, batch.shortage_mask) * config.shortage_weight;
-            let value = loss
-                .clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap_or_default()
-                .first()
-                .copied()
-                .unwrap_or(f32::NAN);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(config.learning_rate, model, grads);
-            step_seconds += t.elapsed().as_secs_f64();
-            rows_done += rows.len();
-            steps += 1;
+            let (stepped, value) = self.step(model, optim, rows, &mut rng);
+            model = stepped;
+            counters.step_seconds += t.elapsed().as_secs_f64();
+            counters.rows_done += rows.len();
+            counters.steps += 1;
             loss_sum += f64::from(value);
             if let Some(bar) = &bar {
                 bar.set_position(k as u64 + 1);
                 bar.set_message(format!("loss {:.4}", loss_sum / (k + 1) as f64));
             }
-            if options.max_steps.is_some_and(|m| steps >= m) {
+            if self.step_budget_spent(counters.steps) {
                 break;
             }
         }
-        let scores = holdout_qlike(&model.valid(), &features, &holdout, &scaler, window, device);
-        let score = scores.iter().sum::<f64>() / 3.0;
+        let scores = holdout_qlike(
+            &model.valid(),
+            self.features,
+            self.holdout,
+            self.scaler,
+            config.window,
+            self.device,
+        );
         if let Some(bar) = bar {
             bar.finish_with_message(format!(
                 "holdout QLIKE 4h {:.4} 24h {:.4} 168h {:.4}",
@@ -384,6 +493,62 @@ pub fn train(
             holdout_168h = scores[2],
             "epoch done"
         );
+        (model, scores)
+    }
+
+    /// One optimiser step on the training rows `rows` (market dropout drawn from `rng`);
+    /// returns the updated model and the batch's loss.
+    fn step(
+        &self,
+        model: VolModel,
+        optim: &mut ModuleOptimizer,
+        rows: &[usize],
+        rng: &mut Rng,
+    ) -> (VolModel, f32) {
+        let config = self.config;
+        let dropout = config.market_dropout;
+        let batch = batch(
+            self.features,
+            self.train_set,
+            rows,
+            self.scaler,
+            config.window,
+            self.autodiff,
+            &mut || rng.uniform() < dropout,
+        );
+        let out = model.forward(batch.sequence, batch.statics);
+        let loss = qlike(out.log_variance, batch.log_rv.clone(), batch.rv_mask.clone())
+            + pinball(
+                out.log_quantiles,
+                batch.log_rv,
+                batch.rv_mask,
+                &config.model.quantile_levels,
+            ) * config.quantile_weight
+            + bce(out.shortage_logit, batch.shortage, batch.shortage_mask) * config.shortage_weight;
+        let value = loss
+            .clone()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default()
+            .first()
+            .copied()
+            .unwrap_or(f32::NAN);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        (optim.step(config.learning_rate, model, grads), value)
+    }
+
+    /// Records the epoch's holdout `scores` in `state` (best, early-stopping count) and saves
+    /// the best model when it improved, then the last model and the optimiser.
+    fn checkpoint(
+        &self,
+        state: &mut CheckpointState,
+        epoch: usize,
+        scores: [f64; 3],
+        model: &VolModel,
+        optim: &ModuleOptimizer,
+    ) -> Result<(), TrainError> {
+        let dir = &self.options.checkpoint_dir;
+        let score = scores.iter().sum::<f64>() / 3.0;
         state.epoch = epoch;
         state.history.push(scores);
         if score < state.best {
@@ -397,31 +562,20 @@ pub fn train(
         }
         let m = model.clone();
         save_atomic(dir, LAST, |p| m.save_file(p).map_err(|e| e.to_string()))?;
-        save_atomic(dir, OPTIM, |p| optim.save(p).map_err(|e| e.to_string()))?;
-        state.seconds = seconds_before + started.elapsed().as_secs_f64();
-        write_state(dir, &state)?;
-        if options.max_steps.is_some_and(|m| steps >= m) {
-            break;
-        }
+        save_atomic(dir, OPTIM, |p| optim.save(p).map_err(|e| e.to_string()))
     }
-    let best = config
-        .model
-        .init(device)
-        .try_load_file(dir.join(BEST))
-        .map_err(|e| ckpt_err(&dir.join(BEST), e))?;
-    let samples_per_second = if step_seconds > 0.0 {
-        rows_done as f64 / step_seconds
-    } else {
-        0.0
-    };
-    Ok(Trained {
-        model: best,
-        scaler,
-        state,
-        train_rows: train_set.len(),
-        holdout_rows: holdout.len(),
-        samples_per_second,
-    })
+}
+
+/// The training rows in epoch `epoch`'s seeded shuffle, and the generator that then draws the
+/// epoch's market dropout.
+fn shuffled_rows(n: usize, seed: u64, epoch: usize) -> (Vec<usize>, Rng) {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9));
+    for i in (1..order.len()).rev() {
+        let j = (rng.uniform() * (i + 1) as f64) as usize;
+        order.swap(i, j.min(i));
+    }
+    (order, rng)
 }
 
 fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {

@@ -11,7 +11,8 @@ use volcast_model::artifact::RiskCalibration;
 use volcast_model::inference::Prediction;
 
 use crate::dto::{
-    AssetRisk, Comparison, Derivation, Previous, RiskItem, RiskParameters, RiskRequest, RiskResponse,
+    AssetRisk, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters, RiskRequest,
+    RiskResponse,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
@@ -148,36 +149,74 @@ fn recommend(
     if !numbers.iter().all(|x| x.is_finite()) {
         return Err(unusable(prefix, &prep.asset, "risk parameters"));
     }
-    let params = RiskParameters {
-        liquidation_threshold: p.liquidation_threshold,
-        max_ltv: p.max_ltv,
-        liquidation_bonus: p.liquidation_bonus,
-        maintenance_margin: p.maintenance_margin,
-        initial_margin: p.initial_margin,
-    };
     let comparisons = comparisons(
         calibration,
         &prep,
         horizons,
         &s.input(liquidity.tau_effective, slippage),
     );
+    let answer = Answer {
+        settings: s,
+        recommendation: &rec,
+        rule,
+        calibration,
+        forecasts: forecasts_used(horizons, pred, &prep),
+        previous,
+        comparisons,
+    };
     Ok(AssetRisk {
         origin: prep.origin(),
-        parameters: params,
-        derivation: Derivation {
+        parameters: answer.parameters(),
+        derivation: answer.derivation(),
+        asset: prep.asset,
+    })
+}
+
+/// Everything an asset's answer says: the policy's recommendation and what it was asked.
+struct Answer<'a> {
+    settings: &'a RiskSettings,
+    recommendation: &'a policy::Recommendation,
+    rule: DrawdownRule<'a>,
+    calibration: Option<&'a RiskCalibration>,
+    forecasts: Vec<ForecastUsed>,
+    previous: Option<Previous>,
+    comparisons: Comparisons,
+}
+
+impl Answer<'_> {
+    /// The parameters served.
+    fn parameters(&self) -> RiskParameters {
+        let p = &self.recommendation.policy;
+        RiskParameters {
+            liquidation_threshold: p.liquidation_threshold,
+            max_ltv: p.max_ltv,
+            liquidation_bonus: p.liquidation_bonus,
+            maintenance_margin: p.maintenance_margin,
+            initial_margin: p.initial_margin,
+        }
+    }
+
+    /// How they were derived.
+    fn derivation(self) -> Derivation {
+        let (s, p, rule) = (self.settings, &self.recommendation.policy, self.rule);
+        let (liquidity, slippage) = (&self.recommendation.liquidity, self.recommendation.slippage);
+        let params = self.parameters();
+        Derivation {
             alpha: s.alpha,
             tau_hours: s.tau,
             tau_effective_hours: liquidity.tau_effective,
             tau_user_hours: s.tau_user,
             liquidity_horizon_hours: liquidity.horizon,
             shortage_probability: liquidity.shortage_probability,
-            forecasts: forecasts_used(horizons, pred, &prep),
+            forecasts: self.forecasts,
             variance_tau: p.variance_tau,
             variance_tau_user: p.variance_tau_user,
             drawdown_rule: rule.name().to_owned(),
             drawdown_multiplier: rule.multiplier(s.alpha, liquidity.tau_effective),
             drawdown_exponent: rule.exponent(),
-            calibration_window: calibration.map(|c| format!("{} .. {}", c.model.from, c.model.until)),
+            calibration_window: self
+                .calibration
+                .map(|c| format!("{} .. {}", c.model.from, c.model.until)),
             drawdown: p.drawdown,
             drawdown_user: p.drawdown_user,
             sale_size_usd: s.sale_size_usd,
@@ -190,18 +229,17 @@ fn recommend(
                 max_ltv: p.unbounded_max_ltv,
                 ..params
             },
-            previous,
-            max_step: previous.map(|_| s.max_step),
+            previous: self.previous,
+            max_step: self.previous.map(|_| s.max_step),
             step_limited: p.step_limited,
             liquidation_blocked: p
                 .liquidation_blocked
                 .then(|| blocked_reason(slippage.unwrap_or(f64::NAN), s.sale_size_usd)),
-            har_calibrated: comparisons.calibrated,
-            har_reflection: comparisons.reflection,
-            har_plain_normal: comparisons.plain_normal,
-        },
-        asset: prep.asset,
-    })
+            har_calibrated: self.comparisons.calibrated,
+            har_reflection: self.comparisons.reflection,
+            har_plain_normal: self.comparisons.plain_normal,
+        }
+    }
 }
 
 /// Why LT and max LTV are 0 when the sale cannot be liquidated.

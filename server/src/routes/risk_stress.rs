@@ -146,6 +146,31 @@ struct Checked {
     scenarios: Vec<Scenario>,
 }
 
+/// The request's book, at most [`MAX_POSITIONS`] positions.
+fn book(body: &StressRequest, default_lt: f64) -> Result<Book, ApiError> {
+    if body.positions.len() > MAX_POSITIONS {
+        return Err(ApiError::InvalidValue {
+            field: "positions".into(),
+            message: format!(
+                "the book holds {} positions; at most {MAX_POSITIONS} are accepted",
+                body.positions.len()
+            ),
+        });
+    }
+    Ok(Book {
+        positions: body
+            .positions
+            .iter()
+            .map(|p| Position {
+                collateral: p.collateral,
+                debt: p.debt,
+                liquidation_threshold: p.liquidation_threshold,
+            })
+            .collect(),
+        default_liquidation_threshold: default_lt,
+    })
+}
+
 /// Checks the request's counts, settings, book and scenarios ([`Checked`]).
 fn check(
     body: &StressRequest,
@@ -178,27 +203,7 @@ fn check(
         "(0, 1]",
         |v| v > 0.0 && v <= 1.0,
     )?;
-    if body.positions.len() > MAX_POSITIONS {
-        return Err(ApiError::InvalidValue {
-            field: "positions".into(),
-            message: format!(
-                "the book holds {} positions; at most {MAX_POSITIONS} are accepted",
-                body.positions.len()
-            ),
-        });
-    }
-    let book = Book {
-        positions: body
-            .positions
-            .iter()
-            .map(|p| Position {
-                collateral: p.collateral,
-                debt: p.debt,
-                liquidation_threshold: p.liquidation_threshold,
-            })
-            .collect(),
-        default_liquidation_threshold: default_lt,
-    };
+    let book = book(body, default_lt)?;
     if body.sale_size_usd.is_none() {
         let price = body.candles.last().map_or(f64::NAN, |c| c.close);
         settings.sale_size_usd = book.largest_value(price);

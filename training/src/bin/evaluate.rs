@@ -16,6 +16,7 @@ use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
 use volcast_core::time::{Bound, HOUR_MS, hour_to_ms, parse_time};
 use volcast_model::device::DeviceChoice;
 use volcast_model::inference::LoadedModel;
+use volcast_training::evaluate::report::EvaluationReport;
 use volcast_training::evaluate::{EvalConfig, evaluate, render::render};
 use volcast_training::rolling::{DailyRecalibrated, FixedModel};
 
@@ -56,13 +57,13 @@ struct Args {
     /// window its artifact declares (a sensitivity check).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     rolling_days: Option<u16>,
-    /// Risk quantile level alpha for the liquidation-threshold backtest.
+    /// Risk quantile level alpha for the liquidation-threshold backtest, in (0.5, 0.9999].
     #[arg(long, default_value_t = DEFAULT_ALPHA)]
     alpha: f64,
-    /// Liquidation window tau in hours.
+    /// Liquidation window tau in hours, in [1, 168].
     #[arg(long, default_value_t = DEFAULT_TAU)]
     tau: usize,
-    /// Liquidation bonus LB.
+    /// Liquidation bonus LB, in [0, 1).
     #[arg(long, default_value_t = DEFAULT_BONUS)]
     bonus: f64,
     /// Calibrate the HAR and GARCH drawdowns with a fitted exponent of sqrt(V), as
@@ -85,35 +86,10 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let started = Instant::now();
 
-    // A bare date means that day's last candle, which opens at 23:00.
-    let fit_until_ms = parse_time(&args.fit_until, Bound::End)
-        .map(|end| end.div_euclid(HOUR_MS) * HOUR_MS)
-        .context("--fit-until")?;
-    let eval_from_ms = match &args.eval_from {
-        Some(s) => parse_time(s, Bound::Start).context("--eval-from")?,
-        None => fit_until_ms + HOUR_MS,
-    };
-    let model = match &args.model {
-        Some(path) => {
-            let selected = volcast_model::device::select(args.device)?;
-            Some(LoadedModel::load(path, &selected.device)?)
-        }
-        None => None,
-    };
+    let (fit_until_ms, eval_from_ms) = fit_until_and_eval_from(&args)?;
+    let model = load_model(&args)?;
 
-    let loaded = volcast_training::data::load_assets(&args.data, args.assets.as_deref())?;
-    if loaded.is_empty() {
-        bail!(
-            "no candle files (.csv, .csv.gz, .parquet) in {}",
-            args.data
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let assets = volcast_core::panel::to_panel(&loaded);
-    drop(loaded);
+    let assets = load_panel(&args)?;
     let load_s = started.elapsed().as_secs_f64();
     tracing::info!(assets = assets.len(), seconds = load_s, "loaded candles");
 
@@ -131,34 +107,8 @@ fn run() -> anyhow::Result<()> {
         bonus: args.bonus,
         fit_exponent: args.fit_exponent,
     };
-    if let Some(risk) = model.as_ref().and_then(|m| m.metadata.risk.as_ref())
-        && parse_time(&risk.model.until, Bound::Start).is_ok_and(|until| until > fit_until_ms + HOUR_MS)
-    {
-        tracing::warn!(
-            calibrated_until = %risk.model.until,
-            "the model's risk calibration used data after --fit-until: its backtest is not out of sample"
-        );
-    }
-    let forecaster: Option<(Box<dyn Forecaster + '_>, String)> = model.as_ref().map(|m| {
-        let declared = m.metadata.recalibration.as_ref().and_then(|r| r.rolling_days);
-        match args.rolling_days.map(usize::from).or(declared) {
-            Some(days) if !args.fixed_recalibration => {
-                println!(
-                    "model {}: corrections re-measured every day on the trailing {days} days \
-                     (--fixed-recalibration for the stored ones)",
-                    m.metadata.id
-                );
-                (
-                    Box::new(DailyRecalibrated::new(m, days)) as Box<dyn Forecaster + '_>,
-                    m.metadata.id.clone(),
-                )
-            }
-            _ => (
-                Box::new(FixedModel(m)) as Box<dyn Forecaster + '_>,
-                m.metadata.id.clone(),
-            ),
-        }
-    });
+    warn_if_risk_not_out_of_sample(model.as_ref(), fit_until_ms);
+    let forecaster = model.as_ref().map(|m| model_forecaster(m, &args));
     let mut report = evaluate(
         &assets,
         &config,
@@ -170,12 +120,96 @@ fn run() -> anyhow::Result<()> {
         .insert("total_s".into(), started.elapsed().as_secs_f64());
 
     print!("{}", render(&report, false));
+    write_outputs(&report, &args)
+}
+
+/// The fit period's last candle (ms) and the first origin scored, from `--fit-until` and
+/// `--eval-from`.
+fn fit_until_and_eval_from(args: &Args) -> anyhow::Result<(i64, i64)> {
+    // A bare date means that day's last candle, which opens at 23:00.
+    let fit_until_ms = parse_time(&args.fit_until, Bound::End)
+        .map(|end| end.div_euclid(HOUR_MS) * HOUR_MS)
+        .context("--fit-until")?;
+    let eval_from_ms = match &args.eval_from {
+        Some(s) => parse_time(s, Bound::Start).context("--eval-from")?,
+        None => fit_until_ms + HOUR_MS,
+    };
+    Ok((fit_until_ms, eval_from_ms))
+}
+
+/// The `--model` artifact on the chosen device, when one is given.
+fn load_model(args: &Args) -> anyhow::Result<Option<LoadedModel>> {
+    match &args.model {
+        Some(path) => {
+            let selected = volcast_model::device::select(args.device)?;
+            Ok(Some(LoadedModel::load(path, &selected.device)?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The candles of `--data` (only `--assets` when given) as a panel; none found is an error.
+fn load_panel(args: &Args) -> anyhow::Result<Vec<volcast_core::grid::Asset>> {
+    let loaded = volcast_training::data::load_assets(&args.data, args.assets.as_deref())?;
+    if loaded.is_empty() {
+        bail!(
+            "no candle files (.csv, .csv.gz, .parquet) in {}",
+            args.data
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let assets = volcast_core::panel::to_panel(&loaded);
+    drop(loaded);
+    Ok(assets)
+}
+
+/// Warns when the model's risk calibration used data after `--fit-until` (its backtest is then
+/// not out of sample).
+fn warn_if_risk_not_out_of_sample(model: Option<&LoadedModel>, fit_until_ms: i64) {
+    if let Some(risk) = model.and_then(|m| m.metadata.risk.as_ref())
+        && parse_time(&risk.model.until, Bound::Start).is_ok_and(|until| until > fit_until_ms + HOUR_MS)
+    {
+        tracing::warn!(
+            calibrated_until = %risk.model.until,
+            "the model's risk calibration used data after --fit-until: its backtest is not out of sample"
+        );
+    }
+}
+
+/// The model as scored, with its id: recalibrated daily on a trailing window (`--rolling-days`
+/// or the artifact's) unless `--fixed-recalibration`, else with its stored corrections.
+fn model_forecaster<'m>(m: &'m LoadedModel, args: &Args) -> (Box<dyn Forecaster + 'm>, String) {
+    let declared = m.metadata.recalibration.as_ref().and_then(|r| r.rolling_days);
+    match args.rolling_days.map(usize::from).or(declared) {
+        Some(days) if !args.fixed_recalibration => {
+            println!(
+                "model {}: corrections re-measured every day on the trailing {days} days \
+                 (--fixed-recalibration for the stored ones)",
+                m.metadata.id
+            );
+            (
+                Box::new(DailyRecalibrated::new(m, days)) as Box<dyn Forecaster + '_>,
+                m.metadata.id.clone(),
+            )
+        }
+        _ => (
+            Box::new(FixedModel(m)) as Box<dyn Forecaster + '_>,
+            m.metadata.id.clone(),
+        ),
+    }
+}
+
+/// Writes the report as JSON (`--json`) and as Markdown (`--report`) where asked.
+fn write_outputs(report: &EvaluationReport, args: &Args) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)?;
+        let json = serde_json::to_string_pretty(report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.report {
-        std::fs::write(path, render(&report, true)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, render(report, true)).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use volcast_core::stress::{self, Book, DEFAULT_DF, Position, Scenario, ScenarioR
 use volcast_core::time::{Bound, parse_time};
 use volcast_model::device::{DeviceChoice, select};
 use volcast_training::stress_gpu;
-use volcast_training::stress_session::{Request, prepare, read_book};
+use volcast_training::stress_session::{Prepared, Request, prepare, read_book};
 
 /// Stress-test a book of loans backed by one asset: liquidations at risk and bad debt at risk
 /// (95th and 99th percentiles over simulated paths) under the model's forecast and under shocks
@@ -131,6 +131,44 @@ fn simulator(choice: DeviceChoice) -> anyhow::Result<(String, Box<stress::Simula
     }
 }
 
+/// The risk policy's settings from the flags, checked against the policy's ranges; the sale
+/// size is the largest position's until the price is known.
+fn settings(args: &Args) -> anyhow::Result<RiskSettings> {
+    let asked = AskedSettings {
+        alpha: Some(args.alpha),
+        tau: Some(args.tau),
+        tau_user: Some(args.tau_user),
+        bonus: Some(args.bonus),
+        bonus_margin: Some(args.bonus_margin),
+        sale_size_usd: args.sale_size,
+        max_step: None,
+    };
+    Ok(RiskSettings::resolve(
+        &asked,
+        &RiskSettings::default(),
+        &FLAG_NAMES,
+    )?)
+}
+
+/// The scenarios asked for (the defaults and the replays when none), `replays` expanded.
+fn scenarios(args: &Args, replays: &[stress::ReplayWindow]) -> anyhow::Result<Vec<Scenario>> {
+    let mut scenarios = Vec::new();
+    let mut with_replays = args.scenarios.is_empty();
+    if args.scenarios.is_empty() {
+        scenarios = Scenario::defaults();
+    }
+    for s in &args.scenarios {
+        match parse_scenario(s)? {
+            Some(s) => scenarios.push(s),
+            None => with_replays = true,
+        }
+    }
+    if with_replays {
+        scenarios.extend(replays.iter().map(stress::ReplayWindow::scenario));
+    }
+    Ok(scenarios)
+}
+
 fn run(args: &Args) -> anyhow::Result<()> {
     if args.bench {
         return bench(args);
@@ -144,16 +182,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         args.data.clone()
     };
     let book = read_book(positions)?;
-    let asked = AskedSettings {
-        alpha: Some(args.alpha),
-        tau: Some(args.tau),
-        tau_user: Some(args.tau_user),
-        bonus: Some(args.bonus),
-        bonus_margin: Some(args.bonus_margin),
-        sale_size_usd: args.sale_size,
-        max_step: None,
-    };
-    let mut settings = RiskSettings::resolve(&asked, &RiskSettings::default(), &FLAG_NAMES)?;
+    let mut settings = settings(args)?;
     let at_ms = args
         .at
         .as_deref()
@@ -170,70 +199,95 @@ fn run(args: &Args) -> anyhow::Result<()> {
         seed: args.seed,
         df: args.df,
     })?;
-    let mut scenarios = Vec::new();
-    let mut replays = args.scenarios.is_empty();
-    if args.scenarios.is_empty() {
-        scenarios = Scenario::defaults();
-    }
-    for s in &args.scenarios {
-        match parse_scenario(s)? {
-            Some(s) => scenarios.push(s),
-            None => replays = true,
-        }
-    }
-    if replays {
-        scenarios.extend(prepared.replays.iter().map(stress::ReplayWindow::scenario));
-    }
-    let input = &prepared.input;
+    let scenarios = scenarios(args, &prepared.replays)?;
     if args.sale_size.is_none() {
-        settings.sale_size_usd = book.largest_value(input.price);
+        settings.sale_size_usd = book.largest_value(prepared.input.price);
     }
     let (device, simulate) = simulator(args.device)?;
     let started = Instant::now();
     let reports = prepared.run(&book, &scenarios, &settings, simulate.as_ref())?;
-    let seconds = started.elapsed().as_secs_f64();
-
-    println!(
-        "{asset} at {} (close {:.4}), model {}, {} paths x {} h on {device}, df {}, {:.2} s",
-        prepared.origin,
-        input.price,
-        prepared.model_id,
-        input.paths,
-        input.hourly_variance.len(),
-        input.df,
-        seconds
-    );
-    let forecasts: Vec<String> = prepared
-        .horizons
-        .iter()
-        .zip(&prepared.variance)
-        .zip(&prepared.shortage_probability)
-        .map(|((h, v), p)| format!("{h}h vol {:.2}% (shortage {:.0}%)", 100.0 * v.sqrt(), 100.0 * p))
-        .collect();
-    println!("forecast: {}", forecasts.join(", "));
-    let prepared_book = stress::PreparedBook::new(&book, input.price);
-    let liquidity = &prepared.at_origin.liquidity;
-    println!(
-        "book: {} positions, collateral ${:.0}, debt ${:.0}; slippage {:.3e} per $ (M_{}h {}), liquidation delay {} h (tau_eff {:.2} h); replays from {}",
-        book.positions.len(),
-        prepared_book.collateral_usd(),
-        prepared_book.debt_usd(),
-        input.slippage_per_usd,
-        liquidity.horizon,
-        liquidity
-            .current_illiquidity
-            .map_or("n/a".to_owned(), |m| format!("{m:.4}")),
-        input.liquidation_delay_hours,
-        liquidity.tau_effective,
-        prepared.replay_source
-    );
-    print_table(&reports);
+    let done = Done {
+        asset,
+        device,
+        seconds: started.elapsed().as_secs_f64(),
+        prepared: &prepared,
+        book: &book,
+        settings: &settings,
+        reports: &reports,
+    };
+    done.print();
     if let Some(path) = &args.json {
-        let json = serde_json::json!({
-            "asset": asset,
+        std::fs::write(path, serde_json::to_string_pretty(&done.json())?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// A finished run: what was simulated, on what, and its reports.
+struct Done<'a> {
+    asset: &'a str,
+    device: String,
+    seconds: f64,
+    prepared: &'a Prepared,
+    book: &'a Book,
+    settings: &'a RiskSettings,
+    reports: &'a [ScenarioReport],
+}
+
+impl Done<'_> {
+    /// The forecasts, the book and the table of scenarios, on stdout.
+    fn print(&self) {
+        let (prepared, input) = (self.prepared, &self.prepared.input);
+        println!(
+            "{} at {} (close {:.4}), model {}, {} paths x {} h on {}, df {}, {:.2} s",
+            self.asset,
+            prepared.origin,
+            input.price,
+            prepared.model_id,
+            input.paths,
+            input.hourly_variance.len(),
+            self.device,
+            input.df,
+            self.seconds
+        );
+        let forecasts: Vec<String> = prepared
+            .horizons
+            .iter()
+            .zip(&prepared.variance)
+            .zip(&prepared.shortage_probability)
+            .map(|((h, v), p)| format!("{h}h vol {:.2}% (shortage {:.0}%)", 100.0 * v.sqrt(), 100.0 * p))
+            .collect();
+        println!("forecast: {}", forecasts.join(", "));
+        let book = stress::PreparedBook::new(self.book, input.price);
+        let liquidity = &prepared.at_origin.liquidity;
+        println!(
+            "book: {} positions, collateral ${:.0}, debt ${:.0}; slippage {:.3e} per $ (M_{}h {}), liquidation delay {} h (tau_eff {:.2} h); replays from {}",
+            self.book.positions.len(),
+            book.collateral_usd(),
+            book.debt_usd(),
+            input.slippage_per_usd,
+            liquidity.horizon,
+            liquidity
+                .current_illiquidity
+                .map_or("n/a".to_owned(), |m| format!("{m:.4}")),
+            input.liquidation_delay_hours,
+            liquidity.tau_effective,
+            prepared.replay_source
+        );
+        print_table(self.reports);
+    }
+
+    /// The whole run as JSON (`--json`).
+    fn json(&self) -> serde_json::Value {
+        let (prepared, input) = (self.prepared, &self.prepared.input);
+        let liquidity = &prepared.at_origin.liquidity;
+        let book = stress::PreparedBook::new(self.book, input.price);
+        serde_json::json!({
+            "asset": self.asset,
             "origin": prepared.origin,
             "model": {"id": prepared.model_id, "hash": prepared.model_hash},
-            "device": device,
+            "device": self.device,
             "price": input.price,
             "paths": input.paths,
             "horizon_hours": input.hourly_variance.len(),
@@ -249,23 +303,19 @@ fn run(args: &Args) -> anyhow::Result<()> {
             "slippage_per_usd": input.slippage_per_usd,
             "tau_effective_hours": liquidity.tau_effective,
             "liquidation_delay_hours": input.liquidation_delay_hours,
-            "settings": settings,
+            "settings": self.settings,
             "book": {
-                "positions": book.positions.len(),
-                "collateral_usd": prepared_book.collateral_usd(),
-                "debt_usd": prepared_book.debt_usd(),
+                "positions": self.book.positions.len(),
+                "collateral_usd": book.collateral_usd(),
+                "debt_usd": book.debt_usd(),
             },
             "replay_source": prepared.replay_source,
             "replays": prepared.replays.iter().map(|w| serde_json::json!({
                 "name": w.name, "origin": w.origin, "end": w.end, "fall": w.fall,
             })).collect::<Vec<_>>(),
-            "scenarios": reports,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+            "scenarios": self.reports,
+        })
     }
-    Ok(())
 }
 
 fn print_table(reports: &[ScenarioReport]) {

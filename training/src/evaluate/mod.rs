@@ -16,10 +16,13 @@ use volcast_core::backtest::StaticPolicy;
 use volcast_core::baselines::FitError;
 use volcast_core::baselines::garch::{AssetGarch, median_alpha_beta};
 use volcast_core::baselines::set::BaselineSet;
-use volcast_core::drawdown::CALIBRATION_DAYS;
-use volcast_core::forecast::{DrawdownQuery, ForecastError, ForecastRequest, Forecaster, Origin};
+use volcast_core::drawdown::{CALIBRATION_DAYS, DrawdownCalibration};
+use volcast_core::forecast::{
+    DrawdownQuery, ForecastError, ForecastRequest, ForecastTable, Forecaster, Origin,
+};
 use volcast_core::grid::Asset;
-use volcast_core::panel::{daily_slots, prepare};
+use volcast_core::panel::{PreparedAsset, daily_slots, prepare};
+use volcast_core::policy;
 use volcast_core::targets::drawdown;
 use volcast_core::time::{HOUR_MS, close_hour_of_open_ms, format_ms, hour_to_ms};
 
@@ -76,14 +79,15 @@ impl EvalConfig {
                 format_ms(self.fit_until_ms)
             ));
         }
-        if !(self.alpha > 0.5 && self.alpha < 1.0) {
-            return bad(format!("alpha {} must lie in (0.5, 1)", self.alpha));
-        }
-        if !(1..=168).contains(&self.tau) {
-            return bad(format!("tau {} must be 1 to 168 hours", self.tau));
-        }
-        if !(self.bonus >= 0.0 && self.bonus < 1.0) {
-            return bad(format!("bonus {} must lie in [0, 1)", self.bonus));
+        // The risk policy's ranges, as everywhere else.
+        let tau = self.tau as f64;
+        let checks = [
+            policy::ALPHA_RANGE.check("--alpha", self.alpha),
+            policy::TAU_RANGE.check("--tau", tau),
+            policy::BONUS_RANGE.check("--bonus", self.bonus),
+        ];
+        if let Some(Err(e)) = checks.into_iter().find(Result::is_err) {
+            return bad(e.to_string());
         }
         if self.horizons.is_empty() || self.horizons.iter().any(|&h| h == 0 || h > 720) {
             return bad(format!("horizons {:?} must be 1 to 720 hours", self.horizons));
@@ -102,31 +106,17 @@ pub fn evaluate(
     model: Option<(&dyn Forecaster, String)>,
 ) -> Result<EvaluationReport, EvalError> {
     config.check()?;
-    let mut timings = BTreeMap::new();
-    let mut clock = Instant::now();
-    let mut lap = |name: &str, timings: &mut BTreeMap<String, f64>| {
-        timings.insert(name.to_owned(), clock.elapsed().as_secs_f64());
-        clock = Instant::now();
-    };
+    let mut stopwatch = Stopwatch::start();
 
     let fit_end_hour = close_hour_of_open_ms(config.fit_until_ms);
     let prepared = prepare(assets, &config.horizons);
-    lap("prepare_s", &mut timings);
+    stopwatch.lap("prepare_s");
 
     let baselines = BaselineSet::fit(assets, &prepared, fit_end_hour, &config.horizons)?;
     let static_policy = fit_static(assets, fit_end_hour, config)?;
-    lap("fit_s", &mut timings);
+    stopwatch.lap("fit_s");
 
-    let from_hour =
-        config.eval_from_ms.div_euclid(HOUR_MS) + i64::from(config.eval_from_ms.rem_euclid(HOUR_MS) != 0);
-    let until_hour = config.eval_until_ms.div_euclid(HOUR_MS);
-    let origins: Vec<Origin> = assets
-        .iter()
-        .enumerate()
-        .flat_map(|(a, asset)| {
-            daily_slots(asset, from_hour, until_hour).map(move |slot| Origin { asset: a, slot })
-        })
-        .collect();
+    let origins = eval_origins(assets, config);
     let request = ForecastRequest {
         assets,
         origins: &origins,
@@ -136,26 +126,10 @@ pub fn evaluate(
             tau: config.tau,
         },
     };
-    let mut tables = baselines.forecast(&prepared, &request);
-    let calibration_from = fit_end_hour - 24 * CALIBRATION_DAYS;
-    let calibrations = baselines.calibrate_drawdowns(
-        assets,
-        &prepared,
-        calibration_from,
-        fit_end_hour,
-        config.fit_exponent,
-    );
-    tables.extend(baselines.calibrated_tables(&calibrations, &prepared, &request));
-    let model_name = match model {
-        Some((forecaster, name)) => {
-            let mut table = forecaster.forecast(&request)?;
-            table.name = score::MODEL.to_owned();
-            tables.push(table);
-            Some(name)
-        }
-        None => None,
-    };
-    lap("forecast_s", &mut timings);
+    let (mut tables, calibrations) =
+        forecast_baselines(&baselines, &prepared, &request, fit_end_hour, config.fit_exponent);
+    let model_name = forecast_model(model, &request, &mut tables)?;
+    stopwatch.lap("forecast_s");
 
     let horizons = config
         .horizons
@@ -173,26 +147,109 @@ pub fn evaluate(
             bonus: config.bonus,
         },
     );
-    lap("score_s", &mut timings);
+    stopwatch.lap("score_s");
 
     Ok(EvaluationReport {
         schema_version: REPORT_SCHEMA_VERSION,
-        config: ConfigReport {
-            fit_until: format_ms(config.fit_until_ms),
-            eval_from: format_ms(config.eval_from_ms),
-            eval_until: format_ms(config.eval_until_ms),
-            horizons: config.horizons.clone(),
-            alpha: config.alpha,
-            tau: config.tau,
-            bonus: config.bonus,
-            model: model_name,
-        },
+        config: config_report(config, model_name),
         data: data_report(assets),
         fits: fits_report(assets, &baselines, &static_policy, calibrations),
         horizons,
         risk,
-        timings,
+        timings: stopwatch.timings,
     })
+}
+
+/// Wall-clock seconds of each step of an evaluation, by step name.
+struct Stopwatch {
+    /// When the current step began.
+    clock: Instant,
+    /// Seconds of each finished step.
+    timings: BTreeMap<String, f64>,
+}
+
+impl Stopwatch {
+    /// Starts timing the first step.
+    fn start() -> Self {
+        Self {
+            clock: Instant::now(),
+            timings: BTreeMap::new(),
+        }
+    }
+
+    /// Records the step that just ended as `name` and starts the next.
+    fn lap(&mut self, name: &str) {
+        self.timings
+            .insert(name.to_owned(), self.clock.elapsed().as_secs_f64());
+        self.clock = Instant::now();
+    }
+}
+
+/// The daily origins of every asset from `eval_from` (rounded up to the hour) to `eval_until`.
+fn eval_origins(assets: &[Asset], config: &EvalConfig) -> Vec<Origin> {
+    let from_hour =
+        config.eval_from_ms.div_euclid(HOUR_MS) + i64::from(config.eval_from_ms.rem_euclid(HOUR_MS) != 0);
+    let until_hour = config.eval_until_ms.div_euclid(HOUR_MS);
+    assets
+        .iter()
+        .enumerate()
+        .flat_map(|(a, asset)| {
+            daily_slots(asset, from_hour, until_hour).map(move |slot| Origin { asset: a, slot })
+        })
+        .collect()
+}
+
+/// Forecasts with the baselines, then calibrates their drawdowns on the last
+/// [`CALIBRATION_DAYS`] of the fit period and adds the calibrated tables.
+fn forecast_baselines(
+    baselines: &BaselineSet,
+    prepared: &[PreparedAsset],
+    request: &ForecastRequest<'_>,
+    fit_end_hour: i64,
+    fit_exponent: bool,
+) -> (Vec<ForecastTable>, BTreeMap<String, DrawdownCalibration>) {
+    let mut tables = baselines.forecast(prepared, request);
+    let calibration_from = fit_end_hour - 24 * CALIBRATION_DAYS;
+    let calibrations = baselines.calibrate_drawdowns(
+        request.assets,
+        prepared,
+        calibration_from,
+        fit_end_hour,
+        fit_exponent,
+    );
+    tables.extend(baselines.calibrated_tables(&calibrations, prepared, request));
+    (tables, calibrations)
+}
+
+/// Forecasts with `model` (if any), appends its table as [`score::MODEL`], and returns its name.
+fn forecast_model(
+    model: Option<(&dyn Forecaster, String)>,
+    request: &ForecastRequest<'_>,
+    tables: &mut Vec<ForecastTable>,
+) -> Result<Option<String>, EvalError> {
+    Ok(match model {
+        Some((forecaster, name)) => {
+            let mut table = forecaster.forecast(request)?;
+            table.name = score::MODEL.to_owned();
+            tables.push(table);
+            Some(name)
+        }
+        None => None,
+    })
+}
+
+/// The settings as reported: times formatted, and the model's name.
+fn config_report(config: &EvalConfig, model: Option<String>) -> ConfigReport {
+    ConfigReport {
+        fit_until: format_ms(config.fit_until_ms),
+        eval_from: format_ms(config.eval_from_ms),
+        eval_until: format_ms(config.eval_until_ms),
+        horizons: config.horizons.clone(),
+        alpha: config.alpha,
+        tau: config.tau,
+        bonus: config.bonus,
+        model,
+    }
 }
 
 /// The static policy from fit-period daily origins whose `tau` window ends by the fit end.
@@ -241,7 +298,7 @@ fn fits_report(
     assets: &[Asset],
     baselines: &BaselineSet,
     static_policy: &StaticPolicy,
-    drawdown_calibration: BTreeMap<String, volcast_core::drawdown::DrawdownCalibration>,
+    drawdown_calibration: BTreeMap<String, DrawdownCalibration>,
 ) -> FitsReport {
     let fitted = baselines
         .garch

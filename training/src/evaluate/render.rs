@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::report::EvaluationReport;
+use super::report::{EvaluationReport, HorizonReport};
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.filter(|x| x.is_finite())
@@ -75,6 +75,21 @@ fn names_in<'a>(maps: impl Iterator<Item = &'a BTreeMap<String, f64>>) -> Vec<St
 #[must_use]
 pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
     let mut out = String::new();
+    render_intro(report, &mut out);
+    render_qlike(report, &mut out);
+    render_calibration(report, &mut out);
+    render_shortage(report, &mut out);
+    render_policies(report, &mut out);
+    render_hindsight(report, &mut out);
+    if per_asset {
+        render_per_asset(report, &mut out);
+    }
+    render_timings(report, &mut out);
+    out
+}
+
+/// Writes the title, the settings and data line, and the fit warnings.
+fn render_intro(report: &EvaluationReport, out: &mut String) {
     let c = &report.config;
     let _ = writeln!(out, "# volcast evaluation\n");
     let _ = writeln!(
@@ -95,6 +110,10 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
     for w in &report.fits.warnings {
         let _ = writeln!(out, "> warning: {w}\n");
     }
+}
+
+/// Writes the pooled QLIKE table per horizon, with the Diebold-Mariano test.
+fn render_qlike(report: &EvaluationReport, out: &mut String) {
     let _ = writeln!(
         out,
         "## Volatility: pooled QLIKE on common points (lower is better)\n"
@@ -122,7 +141,10 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
         })
         .collect();
     out.push_str(&table(&header, &rows));
+}
 
+/// Writes the quantile coverage table, if any horizon has quantile forecasts.
+fn render_calibration(report: &EvaluationReport, out: &mut String) {
     let calibrated: Vec<_> = report
         .horizons
         .iter()
@@ -151,7 +173,10 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
             &rows,
         ));
     }
+}
 
+/// Writes the liquidity-shortage classification table per horizon.
+fn render_shortage(report: &EvaluationReport, out: &mut String) {
     let _ = writeln!(out, "\n## Liquidity shortage\n");
     let snames = names_in(report.horizons.values().map(|h| &h.shortage.roc_auc));
     let mut header = vec!["H".to_owned(), "points".to_owned(), "base rate".to_owned()];
@@ -175,7 +200,10 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
         })
         .collect();
     out.push_str(&table(&header, &rows));
+}
 
+/// Writes the liquidation-threshold backtest table, one row per policy.
+fn render_policies(report: &EvaluationReport, out: &mut String) {
     let r = &report.risk;
     let _ = writeln!(
         out,
@@ -207,6 +235,11 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
         ],
         &rows,
     ));
+}
+
+/// Writes the hindsight-bound table, if the report has any.
+fn render_hindsight(report: &EvaluationReport, out: &mut String) {
+    let r = &report.risk;
     if !r.hindsight.is_empty() {
         let _ = writeln!(
             out,
@@ -239,10 +272,10 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
             &rows,
         ));
     }
+}
 
-    if per_asset {
-        render_per_asset(report, &mut out);
-    }
+/// Writes the closing line of step timings.
+fn render_timings(report: &EvaluationReport, out: &mut String) {
     let _ = writeln!(
         out,
         "\nTimings (s): {}",
@@ -253,36 +286,47 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    out
 }
 
+/// Writes the per-asset tables: volatility and shortage per horizon, then the backtest.
 fn render_per_asset(report: &EvaluationReport, out: &mut String) {
     for (h, r) in &report.horizons {
-        let _ = writeln!(out, "\n## Per asset, {h}h: mean QLIKE and shortage ROC AUC\n");
-        let names = names_in(r.per_asset.iter().map(|a| &a.qlike));
-        let snames = names_in(r.per_asset.iter().map(|a| &a.shortage_roc_auc));
-        let mut header = vec!["asset".to_owned(), "points".to_owned()];
-        header.extend(names.iter().cloned());
-        header.extend(["shortage points".to_owned(), "base rate".to_owned()]);
-        header.extend(snames.iter().map(|n| format!("AUC {n}")));
-        let rows: Vec<Vec<String>> = r
-            .per_asset
-            .iter()
-            .map(|a| {
-                let mut row = vec![a.asset.clone(), a.n_points.to_string()];
-                row.extend(names.iter().map(|n| fmt_opt(a.qlike.get(n).copied(), 4)));
-                row.push(a.shortage_n.to_string());
-                row.push(fmt_opt(a.shortage_base_rate, 3));
-                row.extend(
-                    snames
-                        .iter()
-                        .map(|n| fmt_opt(a.shortage_roc_auc.get(n).copied(), 3)),
-                );
-                row
-            })
-            .collect();
-        out.push_str(&table(&header, &rows));
+        render_asset_horizon(*h, r, out);
     }
+    render_asset_risk(report, out);
+    render_worst_breaches(report, out);
+}
+
+/// Writes the per-asset mean QLIKE and shortage ROC AUC table of horizon `h`.
+fn render_asset_horizon(h: usize, r: &HorizonReport, out: &mut String) {
+    let _ = writeln!(out, "\n## Per asset, {h}h: mean QLIKE and shortage ROC AUC\n");
+    let names = names_in(r.per_asset.iter().map(|a| &a.qlike));
+    let snames = names_in(r.per_asset.iter().map(|a| &a.shortage_roc_auc));
+    let mut header = vec!["asset".to_owned(), "points".to_owned()];
+    header.extend(names.iter().cloned());
+    header.extend(["shortage points".to_owned(), "base rate".to_owned()]);
+    header.extend(snames.iter().map(|n| format!("AUC {n}")));
+    let rows: Vec<Vec<String>> = r
+        .per_asset
+        .iter()
+        .map(|a| {
+            let mut row = vec![a.asset.clone(), a.n_points.to_string()];
+            row.extend(names.iter().map(|n| fmt_opt(a.qlike.get(n).copied(), 4)));
+            row.push(a.shortage_n.to_string());
+            row.push(fmt_opt(a.shortage_base_rate, 3));
+            row.extend(
+                snames
+                    .iter()
+                    .map(|n| fmt_opt(a.shortage_roc_auc.get(n).copied(), 3)),
+            );
+            row
+        })
+        .collect();
+    out.push_str(&table(&header, &rows));
+}
+
+/// Writes the per-asset liquidation-threshold backtest table.
+fn render_asset_risk(report: &EvaluationReport, out: &mut String) {
     let _ = writeln!(
         out,
         "\n## Per asset: liquidation-threshold backtest (breach rate / mean LT)\n"
@@ -307,6 +351,10 @@ fn render_per_asset(report: &EvaluationReport, out: &mut String) {
         })
         .collect();
     out.push_str(&table(&header, &rows));
+}
+
+/// Writes the largest breaches table, if there were breaches.
+fn render_worst_breaches(report: &EvaluationReport, out: &mut String) {
     if !report.risk.worst_breaches.is_empty() {
         let _ = writeln!(out, "\n## Largest breaches\n");
         let rows: Vec<Vec<String>> = report

@@ -35,18 +35,61 @@ pub fn score_horizon(
     origins: &[Origin],
     tables: &[ForecastTable],
 ) -> HorizonReport {
-    let variance: Vec<(&str, &[f64])> = tables
-        .iter()
-        .filter_map(|t| {
-            let f = t.horizons.get(&h)?;
-            (!f.variance.is_empty()).then_some((t.name.as_str(), f.variance.as_slice()))
-        })
-        .collect();
+    let variance = variance_forecasts(h, tables);
     let targets: Vec<f64> = origins
         .par_iter()
         .map(|o| prepared[o.asset].target(o.slot, h))
         .collect();
 
+    let (points, n_zero) = common_points(&targets, &variance);
+    let losses: BTreeMap<&str, Vec<f64>> = variance
+        .iter()
+        .map(|&(name, f)| (name, points.iter().map(|&i| qlike(targets[i], f[i])).collect()))
+        .collect();
+    let qlike_pooled: BTreeMap<String, f64> = losses
+        .iter()
+        .map(|(name, l)| ((*name).to_owned(), mean(l.iter().copied())))
+        .collect();
+
+    let dm = dm_against_best(h, &losses, &points, origins);
+    let calibration = quantile_coverage(h, tables, &points, &targets);
+
+    let (shortage, shortage_points) = score_shortage(h, prepared, origins, tables);
+
+    let per_asset = HorizonPoints {
+        h,
+        origins,
+        tables,
+        points: &points,
+        losses: &losses,
+        shortage_points: &shortage_points,
+    }
+    .per_asset(assets);
+
+    HorizonReport {
+        n_points: points.len(),
+        n_zero_rv_excluded: n_zero,
+        qlike: qlike_pooled,
+        dm,
+        calibration,
+        shortage,
+        per_asset,
+    }
+}
+
+/// The non-empty variance forecasts at horizon `h`, by table name.
+fn variance_forecasts(h: usize, tables: &[ForecastTable]) -> Vec<(&str, &[f64])> {
+    tables
+        .iter()
+        .filter_map(|t| {
+            let f = t.horizons.get(&h)?;
+            (!f.variance.is_empty()).then_some((t.name.as_str(), f.variance.as_slice()))
+        })
+        .collect()
+}
+
+/// Common points (origin indices with a nonzero target) and the count of zero targets excluded.
+fn common_points(targets: &[f64], variance: &[(&str, &[f64])]) -> (Vec<usize>, usize) {
     // Common points: a target and a finite positive forecast from every forecaster.
     let mut points = Vec::new();
     let mut n_zero = 0;
@@ -60,16 +103,17 @@ pub fn score_horizon(
             points.push(i);
         }
     }
-    let losses: BTreeMap<&str, Vec<f64>> = variance
-        .iter()
-        .map(|&(name, f)| (name, points.iter().map(|&i| qlike(targets[i], f[i])).collect()))
-        .collect();
-    let qlike_pooled: BTreeMap<String, f64> = losses
-        .iter()
-        .map(|(name, l)| ((*name).to_owned(), mean(l.iter().copied())))
-        .collect();
+    (points, n_zero)
+}
 
-    let dm = losses.get(MODEL).and_then(|model| {
+/// Diebold-Mariano test of the model's QLIKE losses against the best other forecaster's.
+fn dm_against_best(
+    h: usize,
+    losses: &BTreeMap<&str, Vec<f64>>,
+    points: &[usize],
+    origins: &[Origin],
+) -> Option<DmReport> {
+    losses.get(MODEL).and_then(|model| {
         let (best, best_losses) = losses
             .iter()
             .filter(|(name, _)| **name != MODEL)
@@ -84,9 +128,17 @@ pub fn score_horizon(
             mean_difference: test.mean_difference,
             lag: test.lag,
         })
-    });
+    })
+}
 
-    let calibration = tables
+/// Share of targets below each quantile forecast on the common points, per table with quantiles.
+fn quantile_coverage(
+    h: usize,
+    tables: &[ForecastTable],
+    points: &[usize],
+    targets: &[f64],
+) -> BTreeMap<String, Vec<CoverageReport>> {
+    tables
         .iter()
         .filter_map(|t| {
             let quantiles = &t.horizons.get(&h)?.quantiles;
@@ -105,55 +157,70 @@ pub fn score_horizon(
                 (t.name.clone(), coverage)
             })
         })
-        .collect();
+        .collect()
+}
 
-    let (shortage, shortage_points) = score_shortage(h, prepared, origins, tables);
+/// The scored points of one horizon, for the per-asset breakdown.
+struct HorizonPoints<'a> {
+    /// Horizon, hours.
+    h: usize,
+    /// Origins the point indices refer to.
+    origins: &'a [Origin],
+    /// The forecast tables scored.
+    tables: &'a [ForecastTable],
+    /// Common variance points (origin indices).
+    points: &'a [usize],
+    /// QLIKE losses per forecaster, aligned with `points`.
+    losses: &'a BTreeMap<&'a str, Vec<f64>>,
+    /// Shortage points `(origin index, label, rank scores per forecaster)`.
+    shortage_points: &'a [(usize, bool, Vec<f64>)],
+}
 
-    let per_asset = assets
-        .iter()
-        .enumerate()
-        .filter_map(|(a, asset)| {
-            let mine: Vec<usize> = (0..points.len())
-                .filter(|&k| origins[points[k]].asset == a)
-                .collect();
-            let short: Vec<&(usize, bool, Vec<f64>)> = shortage_points
-                .iter()
-                .filter(|p| origins[p.0].asset == a)
-                .collect();
-            if mine.is_empty() && short.is_empty() {
-                return None;
-            }
-            let labels: Vec<bool> = short.iter().map(|p| p.1).collect();
-            let shortage_roc_auc = shortage_names(h, tables)
-                .enumerate()
-                .filter_map(|(j, name)| {
-                    let scores: Vec<f64> = short.iter().map(|p| p.2[j]).collect();
-                    Some((name.to_owned(), roc_auc(&scores, &labels)?))
-                })
-                .collect();
-            Some(AssetHorizonReport {
-                asset: asset.id.clone(),
-                n_points: mine.len(),
-                qlike: losses
-                    .iter()
-                    .map(|(name, l)| ((*name).to_owned(), mean(mine.iter().map(|&k| l[k]))))
-                    .collect(),
-                shortage_n: short.len(),
-                shortage_base_rate: (!short.is_empty())
-                    .then(|| mean(labels.iter().map(|&y| f64::from(u8::from(y))))),
-                shortage_roc_auc,
+impl HorizonPoints<'_> {
+    /// One report per asset with any variance or shortage point.
+    fn per_asset(&self, assets: &[Asset]) -> Vec<AssetHorizonReport> {
+        assets
+            .iter()
+            .enumerate()
+            .filter_map(|(a, asset)| self.asset_report(a, asset))
+            .collect()
+    }
+
+    /// Mean QLIKE and shortage scores of asset `a`; None when it has no point.
+    fn asset_report(&self, a: usize, asset: &Asset) -> Option<AssetHorizonReport> {
+        let (h, origins, points) = (self.h, self.origins, self.points);
+        let mine: Vec<usize> = (0..points.len())
+            .filter(|&k| origins[points[k]].asset == a)
+            .collect();
+        let short: Vec<&(usize, bool, Vec<f64>)> = self
+            .shortage_points
+            .iter()
+            .filter(|p| origins[p.0].asset == a)
+            .collect();
+        if mine.is_empty() && short.is_empty() {
+            return None;
+        }
+        let labels: Vec<bool> = short.iter().map(|p| p.1).collect();
+        let shortage_roc_auc = shortage_names(h, self.tables)
+            .enumerate()
+            .filter_map(|(j, name)| {
+                let scores: Vec<f64> = short.iter().map(|p| p.2[j]).collect();
+                Some((name.to_owned(), roc_auc(&scores, &labels)?))
             })
+            .collect();
+        Some(AssetHorizonReport {
+            asset: asset.id.clone(),
+            n_points: mine.len(),
+            qlike: self
+                .losses
+                .iter()
+                .map(|(name, l)| ((*name).to_owned(), mean(mine.iter().map(|&k| l[k]))))
+                .collect(),
+            shortage_n: short.len(),
+            shortage_base_rate: (!short.is_empty())
+                .then(|| mean(labels.iter().map(|&y| f64::from(u8::from(y))))),
+            shortage_roc_auc,
         })
-        .collect();
-
-    HorizonReport {
-        n_points: points.len(),
-        n_zero_rv_excluded: n_zero,
-        qlike: qlike_pooled,
-        dm,
-        calibration,
-        shortage,
-        per_asset,
     }
 }
 
@@ -262,78 +329,19 @@ pub fn score_risk(
     let drawdown_tables: Vec<&ForecastTable> = tables.iter().filter(|t| t.drawdown.is_some()).collect();
     names.extend(drawdown_tables.iter().map(|t| t.name.clone()));
 
-    // (origin index, realised drawdown, thresholds per policy)
-    let points: Vec<(usize, f64, Vec<f64>)> = origins
-        .par_iter()
-        .enumerate()
-        .filter_map(|(i, o)| {
-            let dd = drawdown(&assets[o.asset].grid, o.slot, tau)?;
-            let mut lts = vec![static_policy.thresholds[o.asset]];
-            for t in &drawdown_tables {
-                let d = t.drawdown.as_ref()?[i];
-                if !d.is_finite() {
-                    return None;
-                }
-                lts.push(threshold(d, bonus));
-            }
-            Some((i, dd, lts))
-        })
-        .collect();
-    let outcome = |p: &(usize, f64, Vec<f64>), j: usize| (breached(1.0 - p.1, p.2[j], bonus), p.2[j]);
-
-    let policies = names
-        .iter()
-        .enumerate()
-        .map(|(j, name)| {
-            (
-                name.clone(),
-                policy_report(points.iter().map(|p| outcome(p, j)), alpha),
-            )
-        })
-        .collect();
-    let per_asset = assets
-        .iter()
-        .enumerate()
-        .filter_map(|(a, asset)| {
-            let mine: Vec<_> = points.iter().filter(|p| origins[p.0].asset == a).collect();
-            (!mine.is_empty()).then(|| AssetRiskReport {
-                asset: asset.id.clone(),
-                policies: names
-                    .iter()
-                    .enumerate()
-                    .map(|(j, name)| {
-                        (
-                            name.clone(),
-                            policy_report(mine.iter().map(|p| outcome(p, j)), alpha),
-                        )
-                    })
-                    .collect(),
-            })
-        })
-        .collect();
-    let mut worst_breaches = Vec::new();
-    for (j, name) in names.iter().enumerate() {
-        let mut breaches: Vec<_> = points.iter().filter(|p| outcome(p, j).0).collect();
-        breaches.sort_by(|a, b| b.1.total_cmp(&a.1));
-        worst_breaches.extend(breaches.iter().take(10).map(|p| {
-            let o = origins[p.0];
-            BreachEpisode {
-                policy: name.clone(),
-                asset: assets[o.asset].id.clone(),
-                origin: format_ms(hour_to_ms(assets[o.asset].grid.hour(o.slot))),
-                drawdown: p.1,
-                lt: p.2[j],
-            }
-        }));
-    }
-    let mut hindsight: BTreeMap<String, HindsightBound> = names
-        .iter()
-        .enumerate()
-        .filter_map(|(j, name)| Some((name.clone(), hindsight_bound(&points, j, alpha, bonus)?)))
-        .collect();
-    if let Some(b) = static_refit(assets, origins, &points, alpha, bonus) {
-        hindsight.insert("static_refit".to_owned(), b);
-    }
+    let points = risk_points(assets, origins, static_policy, &drawdown_tables, tau, bonus);
+    let backtest = RiskPoints {
+        assets,
+        origins,
+        names: &names,
+        points: &points,
+        alpha,
+        bonus,
+    };
+    let policies = backtest.policies();
+    let per_asset = backtest.per_asset();
+    let worst_breaches = backtest.worst_breaches();
+    let hindsight = backtest.hindsight();
     RiskReport {
         alpha,
         tau,
@@ -342,6 +350,136 @@ pub fn score_risk(
         per_asset,
         worst_breaches,
         hindsight,
+    }
+}
+
+/// The origins with a realised drawdown and a finite forecast from every drawdown table, as
+/// `(origin index, realised drawdown, thresholds per policy)`, the static policy first.
+fn risk_points(
+    assets: &[Asset],
+    origins: &[Origin],
+    static_policy: &StaticPolicy,
+    drawdown_tables: &[&ForecastTable],
+    tau: usize,
+    bonus: f64,
+) -> Vec<(usize, f64, Vec<f64>)> {
+    // (origin index, realised drawdown, thresholds per policy)
+    origins
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
+            let dd = drawdown(&assets[o.asset].grid, o.slot, tau)?;
+            let mut lts = vec![static_policy.thresholds[o.asset]];
+            for t in drawdown_tables {
+                let d = t.drawdown.as_ref()?[i];
+                if !d.is_finite() {
+                    return None;
+                }
+                lts.push(threshold(d, bonus));
+            }
+            Some((i, dd, lts))
+        })
+        .collect()
+}
+
+/// The backtest points and the policies they are scored for.
+struct RiskPoints<'a> {
+    /// The panel.
+    assets: &'a [Asset],
+    /// Origins the point indices refer to.
+    origins: &'a [Origin],
+    /// Policy names, in the order of the thresholds in each point.
+    names: &'a [String],
+    /// `(origin index, realised drawdown, thresholds per policy)`.
+    points: &'a [(usize, f64, Vec<f64>)],
+    /// Quantile level.
+    alpha: f64,
+    /// Liquidation bonus.
+    bonus: f64,
+}
+
+impl RiskPoints<'_> {
+    /// Whether policy `j` is breached at point `p`, and its threshold there.
+    fn outcome(&self, p: &(usize, f64, Vec<f64>), j: usize) -> (bool, f64) {
+        (breached(1.0 - p.1, p.2[j], self.bonus), p.2[j])
+    }
+
+    /// Backtest of every policy over all points.
+    fn policies(&self) -> BTreeMap<String, PolicyReport> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(j, name)| {
+                (
+                    name.clone(),
+                    policy_report(self.points.iter().map(|p| self.outcome(p, j)), self.alpha),
+                )
+            })
+            .collect()
+    }
+
+    /// Backtest of every policy per asset with any point.
+    fn per_asset(&self) -> Vec<AssetRiskReport> {
+        self.assets
+            .iter()
+            .enumerate()
+            .filter_map(|(a, asset)| {
+                let mine: Vec<_> = self
+                    .points
+                    .iter()
+                    .filter(|p| self.origins[p.0].asset == a)
+                    .collect();
+                (!mine.is_empty()).then(|| AssetRiskReport {
+                    asset: asset.id.clone(),
+                    policies: self
+                        .names
+                        .iter()
+                        .enumerate()
+                        .map(|(j, name)| {
+                            (
+                                name.clone(),
+                                policy_report(mine.iter().map(|p| self.outcome(p, j)), self.alpha),
+                            )
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// The ten largest breaches of each policy, largest first.
+    fn worst_breaches(&self) -> Vec<BreachEpisode> {
+        let mut worst_breaches = Vec::new();
+        for (j, name) in self.names.iter().enumerate() {
+            let mut breaches: Vec<_> = self.points.iter().filter(|p| self.outcome(p, j).0).collect();
+            breaches.sort_by(|a, b| b.1.total_cmp(&a.1));
+            worst_breaches.extend(breaches.iter().take(10).map(|p| {
+                let o = self.origins[p.0];
+                BreachEpisode {
+                    policy: name.clone(),
+                    asset: self.assets[o.asset].id.clone(),
+                    origin: format_ms(hour_to_ms(self.assets[o.asset].grid.hour(o.slot))),
+                    drawdown: p.1,
+                    lt: p.2[j],
+                }
+            }));
+        }
+        worst_breaches
+    }
+
+    /// Hindsight bounds of every policy, plus the per-asset static refit.
+    fn hindsight(&self) -> BTreeMap<String, HindsightBound> {
+        let (points, alpha, bonus) = (self.points, self.alpha, self.bonus);
+        let mut hindsight: BTreeMap<String, HindsightBound> = self
+            .names
+            .iter()
+            .enumerate()
+            .filter_map(|(j, name)| Some((name.clone(), hindsight_bound(points, j, alpha, bonus)?)))
+            .collect();
+        if let Some(b) = static_refit(self.assets, self.origins, points, alpha, bonus) {
+            hindsight.insert("static_refit".to_owned(), b);
+        }
+        hindsight
     }
 }
 
