@@ -101,7 +101,12 @@ pub fn app(state: AppState) -> Router {
     let (router, api) = openapi::api_router().split_for_parts();
     let settings = *state.settings();
     router
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        // No outside validator: browsers reading the docs call nothing but this service.
+        .merge(
+            SwaggerUi::new("/docs")
+                .url("/openapi.json", api)
+                .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(method_not_allowed))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
@@ -127,7 +132,31 @@ pub fn app(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(sanitize_request_id))
         .with_state(state)
+}
+
+/// Longest `x-request-id` a caller may set; longer ones are replaced.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Whether a caller's request id is kept: 1 to [`MAX_REQUEST_ID_LEN`] characters of
+/// `A-Z a-z 0-9 . _ : -` (nothing that could forge fields in a text log).
+#[must_use]
+pub fn acceptable_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Drops a caller's `x-request-id` that is too long or holds other characters, so a fresh one
+/// is made (and echoed) instead.
+async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+    let ids = req.headers().get_all(&REQUEST_ID);
+    if ids.iter().count() > 1 || ids.iter().any(|v| !acceptable_request_id(v.as_bytes())) {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 /// The queue settings of a config.

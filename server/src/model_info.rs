@@ -123,7 +123,10 @@ impl ModelInfo {
                 .data
                 .iter()
                 .map(|d| DataFileDto {
-                    path: d.path.clone(),
+                    // The file name only: where the trainer's files lay is none of a caller's business.
+                    path: Path::new(&d.path)
+                        .file_name()
+                        .map_or_else(|| d.path.clone(), |n| n.to_string_lossy().into_owned()),
                     sha256: d.sha256.clone(),
                     rows: d.rows,
                     first: d.first.clone(),

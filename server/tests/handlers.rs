@@ -611,6 +611,47 @@ async fn request_id_is_kept_when_given() {
     assert_eq!(candles(3).len(), 3);
 }
 
+#[tokio::test]
+async fn unsafe_or_long_request_ids_are_replaced() {
+    let app = app();
+    let long = "a".repeat(volcast_server::MAX_REQUEST_ID_LEN + 1);
+    for bad in [long.as_str(), "abc 123", "id\"quoted", "a=b"] {
+        let req = Request::builder()
+            .uri("/healthz")
+            .header("x-request-id", bad)
+            .body(Body::empty())
+            .unwrap();
+        let (_, _, h) = raw(&app, req).await;
+        let echoed = h["x-request-id"].to_str().unwrap();
+        assert_ne!(echoed, bad);
+        assert!(
+            volcast_server::acceptable_request_id(echoed.as_bytes()),
+            "{echoed}"
+        );
+    }
+    // Two ids are one too many: a fresh one replaces both.
+    let req = Request::builder()
+        .uri("/healthz")
+        .header("x-request-id", "one")
+        .header("x-request-id", "two")
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, h) = raw(&app, req).await;
+    assert_eq!(h.get_all("x-request-id").iter().count(), 1);
+    assert!(!["one", "two"].contains(&h["x-request-id"].to_str().unwrap()));
+}
+
+#[tokio::test]
+async fn swagger_ui_calls_no_outside_validator() {
+    let (s, v, _) = call(&app(), "GET", "/docs/swagger-initializer.js", None).await;
+    assert_eq!(s, 200);
+    let js = v.as_str().unwrap();
+    assert!(
+        js.contains(r#""validatorUrl": "none""#) || js.contains(r#""validatorUrl":"none""#),
+        "{js}"
+    );
+}
+
 fn with_quote_volume(n: usize, qv: f64) -> Value {
     let mut body = single(n);
     for c in body["candles"].as_array_mut().unwrap() {

@@ -381,7 +381,7 @@ pub struct HorizonMetricsDto {
 /// A training data file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DataFileDto {
-    /// Path as given to the trainer.
+    /// The file's name (its directory on the training machine is not shown).
     pub path: String,
     /// SHA-256 of the file.
     pub sha256: String,

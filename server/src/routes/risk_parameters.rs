@@ -146,7 +146,7 @@ fn recommend(
         p.liquidation_bonus,
         liquidity.tau_effective,
     ];
-    if !numbers.iter().all(|x| x.is_finite()) {
+    if !p.finite || !numbers.iter().all(|x| x.is_finite()) {
         return Err(unusable(prefix, &prep.asset, "risk parameters"));
     }
     let comparisons = comparisons(

@@ -380,6 +380,13 @@ fn checked_result(report: stress::ScenarioReport, asset: &str) -> Result<Scenari
     if report.recommendation.slippage.is_some_and(|s| !s.is_finite()) {
         return Err(unusable("", asset, "expected slippage"));
     }
+    if !report.recommendation.finite {
+        return Err(unusable(
+            "",
+            asset,
+            &format!("variances under scenario `{}`", report.scenario),
+        ));
+    }
     let dto = ScenarioResultDto::from(report);
     let t = |t: &TailDto| [t.mean, t.p95, t.p99, t.es99];
     let c = &dto.liquidated_positions;

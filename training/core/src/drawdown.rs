@@ -132,9 +132,14 @@ fn unit_exponent() -> f64 {
     1.0
 }
 
-/// `1 - exp(-u sqrt(V)^g)` in `[0, 1]`.
+/// `1 - exp(-u sqrt(V)^g)` in `[0, 1]`; NaN when the variance is not a finite number `>= 0` or
+/// the multiplier is not finite: an unusable forecast is the caller's error, never a zero
+/// drawdown.
 fn scaled_drawdown(multiplier: f64, variance: f64, exponent: f64) -> f64 {
-    clip01(1.0 - (-multiplier * variance.max(0.0).sqrt().powf(exponent)).exp())
+    if !(variance.is_finite() && variance >= 0.0 && multiplier.is_finite()) {
+        return f64::NAN;
+    }
+    clip01(1.0 - (-multiplier * variance.sqrt().powf(exponent)).exp())
 }
 
 impl DrawdownCalibration {

@@ -434,6 +434,10 @@ pub struct Policy {
     pub step_limited: bool,
     /// The expected slippage is `>= 1` (or not finite): LT and max LTV are 0 ([`unliquidatable`]).
     pub liquidation_blocked: bool,
+    /// Both drawdowns came from finite variances (and a finite multiplier). When false the
+    /// drawdowns are taken as 1 (LT = max LTV = 0), and a caller must not serve the answer as a
+    /// forecast: the inputs could not support one.
+    pub finite: bool,
 }
 
 /// The bonus: `max(bonus, slippage + margin)`, never negative; [`MAX_BONUS`] when the size is
@@ -476,8 +480,10 @@ pub fn parameters<V: VarianceOver + ?Sized>(
 ) -> Policy {
     let variance_tau = variance.variance_over(input.tau);
     let variance_tau_user = variance.variance_over(input.tau_user);
-    let drawdown = clip01(rule.drawdown(variance_tau, input.alpha, input.tau));
-    let drawdown_user = clip01(rule.drawdown(variance_tau_user, input.alpha, input.tau_user));
+    let raw = rule.drawdown(variance_tau, input.alpha, input.tau);
+    let raw_user = rule.drawdown(variance_tau_user, input.alpha, input.tau_user);
+    let finite = raw.is_finite() && raw_user.is_finite();
+    let (drawdown, drawdown_user) = (clip01(raw), clip01(raw_user));
     let lb = liquidation_bonus(input);
     let blocked = unliquidatable(input.slippage);
     let lt = if blocked { 0.0 } else { threshold(drawdown, lb) };
@@ -505,6 +511,7 @@ pub fn parameters<V: VarianceOver + ?Sized>(
         unbounded_max_ltv: max_ltv,
         step_limited: bounded_lt != lt || bounded_ltv != max_ltv,
         liquidation_blocked: blocked,
+        finite,
     }
 }
 
@@ -648,6 +655,25 @@ mod tests {
             0.0,
             "an unknown drawdown is the whole price"
         );
+    }
+
+    #[test]
+    fn non_finite_variance_is_flagged_and_never_loosens() {
+        let cal = calibration();
+        for rule in [
+            DrawdownRule::Calibrated(&cal),
+            REFLECTION,
+            DrawdownRule::PlainNormal,
+        ] {
+            for v in [f64::NAN, f64::INFINITY, -1e-4] {
+                assert!(rule.drawdown(v, 0.99, 4.0).is_nan(), "{v}: no drawdown from it");
+                let p = parameters(&curve(v, v, v), &input(4.0), None, rule);
+                assert!(!p.finite, "{v}");
+                assert_eq!((p.liquidation_threshold, p.max_ltv), (0.0, 0.0), "{v}");
+            }
+            let p = parameters(&curve(0.0004, 0.002, 0.01), &input(4.0), None, rule);
+            assert!(p.finite);
+        }
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct ScenarioRecommendation {
     pub initial_margin: f64,
     /// The sale cannot be liquidated (slippage `>= 1`): LT and max LTV are 0.
     pub liquidation_blocked: bool,
+    /// Every intermediate number was finite ([`policy::Policy::finite`]).
+    pub finite: bool,
 }
 
 /// The risk policy ([`crate::policy`]) applied under each scenario: the forecast and the
@@ -177,6 +179,7 @@ impl ScenarioPolicy<'_> {
             maintenance_margin: p.maintenance_margin,
             initial_margin: p.initial_margin,
             liquidation_blocked: p.liquidation_blocked,
+            finite: p.finite,
         }
     }
 }
