@@ -68,6 +68,22 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_MAX_STEP", default_value_t = 0.1)]
     pub max_step: f64,
 
+    /// Longest a client may take to send a request's headers, in milliseconds, counted from
+    /// when the connection waits for them: also how long an idle keep-alive connection stays
+    /// open.
+    #[arg(long, env = "VOLCAST_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// Most connections open at once; a connection over the cap is answered 503
+    /// `too_many_connections` and closed (keep it well below the process's file-descriptor limit).
+    #[arg(long, env = "VOLCAST_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// After SIGTERM, how long in-flight requests may take, in milliseconds, before the
+    /// connections still open are dropped and the process exits.
+    #[arg(long, env = "VOLCAST_SHUTDOWN_DEADLINE_MS", default_value_t = 10_000)]
+    pub shutdown_deadline_ms: u64,
+
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "VOLCAST_LOG", default_value = "info")]
     pub log: String,
@@ -107,6 +123,16 @@ impl Config {
             ..RiskSettings::default()
         };
         RiskSettings::resolve(&AskedSettings::default(), &candidate, &FLAG_NAMES)
+    }
+
+    /// The connection limits ([`crate::serve::ConnectionLimits`]).
+    #[must_use]
+    pub fn connection_limits(&self) -> crate::serve::ConnectionLimits {
+        crate::serve::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            max_connections: self.max_connections.max(1),
+            shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
+        }
     }
 
     /// The queue's longest wait.

@@ -79,6 +79,8 @@ pub enum ErrorCode {
     Timeout,
     /// 503: no model is loaded yet.
     ModelNotReady,
+    /// 503: the service holds as many connections as it allows; see Retry-After.
+    TooManyConnections,
     /// 500: a failure of the service; details are in its log.
     Internal,
 }
@@ -294,6 +296,12 @@ pub enum ApiError {
     /// The model is still loading (or failed to load).
     #[error("the model is not ready yet")]
     NotReady,
+    /// The service holds as many connections as it allows (answered before any request is read).
+    #[error("the service holds its maximum of {max} connections; retry shortly")]
+    TooManyConnections {
+        /// The cap.
+        max: usize,
+    },
     /// Anything else: a bug or a dead worker. Details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -341,6 +349,7 @@ impl ApiError {
             Self::StressBusy { .. } => (S::TOO_MANY_REQUESTS, C::StressBusy),
             Self::Timeout { .. } => (S::SERVICE_UNAVAILABLE, C::Timeout),
             Self::NotReady => (S::SERVICE_UNAVAILABLE, C::ModelNotReady),
+            Self::TooManyConnections { .. } => (S::SERVICE_UNAVAILABLE, C::TooManyConnections),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, C::Internal),
         }
     }
@@ -370,7 +379,11 @@ impl ApiError {
     #[must_use]
     pub fn body(&self) -> ErrorBody {
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() && !matches!(self, Self::Timeout { .. } | Self::NotReady) {
+        let message = if status.is_server_error()
+            && !matches!(
+                self,
+                Self::Timeout { .. } | Self::NotReady | Self::TooManyConnections { .. }
+            ) {
             "internal error; see the server log".to_owned()
         } else {
             self.to_string()

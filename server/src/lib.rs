@@ -18,6 +18,7 @@
 //! - [`routes`]: one handler module per route family (forecasts, risk parameters, stress,
 //!   meta).
 //! - [`openapi`]: routes and the OpenAPI document registered together.
+//! - [`serve`]: accepting connections within limits (header deadline, cap, drain deadline).
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - `bin/`: `server` and `openapi` (writes or checks `openapi.yaml`).
 
@@ -31,6 +32,7 @@ pub mod model_info;
 pub mod openapi;
 pub mod queue;
 pub mod routes;
+pub mod serve;
 pub mod state;
 
 use std::future::Future;
@@ -183,13 +185,19 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let state = AppState::new(Settings::from_config(&config)?, Arc::clone(&metrics));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
-        tokio::select! {
-            () = shutdown => tracing::info!("shutdown requested: finishing in-flight requests"),
-            Ok(()) = stopped => {}
-        }
-    });
-    let server = tokio::spawn(server.into_future());
+    let server = serve::serve(
+        listener,
+        app(state.clone()),
+        config.connection_limits(),
+        Arc::clone(&metrics),
+        async move {
+            tokio::select! {
+                () = shutdown => tracing::info!("shutdown requested"),
+                Ok(()) = stopped => {}
+            }
+        },
+    );
+    let server = tokio::spawn(server);
 
     let queue_config = queue_config(&config);
     match load(&config.artifact, queue_config, &metrics).await {

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub stress_rejections: Counter,
     /// Stress simulations stopped early because their request had timed out (or gone).
     pub stress_cancellations: Counter,
+    /// Connections answered 503 at once because the service held its maximum.
+    pub connections_refused: Counter,
     /// Inputs per forward pass.
     pub batch_size: Histogram,
     /// Seconds per forward pass.
@@ -84,6 +86,7 @@ impl Metrics {
         let queue_rejections = Counter::default();
         let stress_rejections = Counter::default();
         let stress_cancellations = Counter::default();
+        let connections_refused = Counter::default();
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
         let inference_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
         let model_ready = Gauge::default();
@@ -120,6 +123,11 @@ impl Metrics {
             stress_cancellations.clone(),
         );
         registry.register(
+            "connections_refused",
+            "Connections answered 503 at once because the service held its maximum",
+            connections_refused.clone(),
+        );
+        registry.register(
             "inference_batch_size",
             "Inputs per forward pass",
             batch_size.clone(),
@@ -153,6 +161,7 @@ impl Metrics {
             queue_rejections,
             stress_rejections,
             stress_cancellations,
+            connections_refused,
             batch_size,
             inference_seconds,
             model_ready,

@@ -1,5 +1,7 @@
 //! The artifacts committed under `model-artifacts/` still load into today's code and forecast.
 
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
 use volcast_core::forecast::{Forecaster, HORIZONS};
 use volcast_model::artifact;
 use volcast_model::device::{DeviceChoice, select};
@@ -66,4 +68,75 @@ fn committed_artifacts_load_and_forecast() {
             );
         }
     }
+}
+
+/// A copy of the committed default artifact in a fresh directory.
+fn copy_of_default(tmp: &std::path::Path) -> std::path::PathBuf {
+    let src = artifact::resolve(&repo_root().join("model-artifacts")).unwrap();
+    let dst = tmp.join(src.file_name().unwrap());
+    std::fs::create_dir_all(&dst).unwrap();
+    for name in [artifact::WEIGHTS, artifact::CONFIG, artifact::METADATA] {
+        std::fs::copy(src.join(name), dst.join(name)).unwrap();
+    }
+    dst
+}
+
+/// Rewrites the copy's metadata through `edit`.
+fn edit_metadata(dir: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join(artifact::METADATA);
+    let mut meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut meta);
+    std::fs::write(&path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
+}
+
+fn refused(dir: &std::path::Path) -> String {
+    let device = select(DeviceChoice::Cpu).unwrap().device;
+    match LoadedModel::load(dir, &device) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn damaged_artifacts_are_refused() {
+    let device = select(DeviceChoice::Cpu).unwrap().device;
+    let tmp = tempfile::tempdir().unwrap();
+
+    // An untouched copy loads: its files hash to its id.
+    let intact = copy_of_default(&tmp.path().join("intact"));
+    LoadedModel::load(&intact, &device).unwrap();
+
+    // One flipped bit in the weights, of the right size: refused, not served under the same id.
+    let flipped = copy_of_default(&tmp.path().join("flipped"));
+    let weights = flipped.join(artifact::WEIGHTS);
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&weights, bytes).unwrap();
+    let e = refused(&flipped);
+    assert!(e.contains("do not match its id"), "{e}");
+
+    // Metadata edited after the fact: no horizons, a zeroed scaler, or a changed calibration.
+    let empty = copy_of_default(&tmp.path().join("empty"));
+    edit_metadata(&empty, |m| m["horizons"] = serde_json::json!([]));
+    let e = refused(&empty);
+    assert!(e.contains("horizons"), "{e}");
+    let zeroed = copy_of_default(&tmp.path().join("zeroed"));
+    edit_metadata(&zeroed, |m| {
+        let n = m["scaler"]["static_std"].as_array().unwrap().len();
+        m["scaler"]["static_std"] = serde_json::json!(vec![0.0; n]);
+    });
+    let e = refused(&zeroed);
+    assert!(e.contains("scaler"), "{e}");
+    let recalibrated = copy_of_default(&tmp.path().join("recalibrated"));
+    edit_metadata(&recalibrated, |m| {
+        m["recalibration"]["variance_scale"]["4"] = serde_json::json!(0.5);
+    });
+    let e = refused(&recalibrated);
+    assert!(e.contains("do not match its id"), "{e}");
+
+    // A truncated metadata file (a write killed half way) is refused too.
+    let truncated = copy_of_default(&tmp.path().join("truncated"));
+    std::fs::write(truncated.join(artifact::METADATA), "").unwrap();
+    refused(&truncated);
 }

@@ -234,6 +234,105 @@ pub fn read_metadata(dir: &Path) -> Result<Metadata, ArtifactError> {
     Ok(meta)
 }
 
+/// Checks what an artifact's metadata says before anything is served from it: horizons and
+/// quantile levels present and sane, the scaler finite with positive deviations and the right
+/// lengths, the window usable, and the feature names this build computes.
+///
+/// # Errors
+/// [`ArtifactError::Incompatible`] naming the first problem.
+pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
+    let bad = |message: String| {
+        Err(ArtifactError::Incompatible {
+            path: dir.to_owned(),
+            message,
+        })
+    };
+    let mut sorted = meta.horizons.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if meta.horizons.is_empty() || sorted.len() != meta.horizons.len() || sorted.first() == Some(&0) {
+        return bad(format!(
+            "horizons {:?}: at least one, distinct, positive",
+            meta.horizons
+        ));
+    }
+    let levels = &meta.quantile_levels;
+    if levels.is_empty()
+        || levels.iter().any(|q| !(q.is_finite() && *q > 0.0 && *q < 1.0))
+        || levels.windows(2).any(|w| w[0] >= w[1])
+    {
+        return bad(format!(
+            "quantile levels {levels:?}: at least one, increasing, in (0, 1)"
+        ));
+    }
+    let sc = &meta.scaler;
+    let (n_static, n_channels) = (
+        volcast_core::features::N_STATIC,
+        volcast_core::features::N_CHANNELS,
+    );
+    if sc.static_mean.len() != n_static
+        || sc.static_std.len() != n_static
+        || sc.channel_mean.len() != n_channels
+        || sc.channel_std.len() != n_channels
+    {
+        return bad(format!(
+            "scaler sizes {}/{}/{}/{} do not match {n_static} static features and {n_channels} channels",
+            sc.static_mean.len(),
+            sc.static_std.len(),
+            sc.channel_mean.len(),
+            sc.channel_std.len()
+        ));
+    }
+    let means_finite = sc
+        .static_mean
+        .iter()
+        .chain(&sc.channel_mean)
+        .all(|v| v.is_finite());
+    let stds_positive = sc
+        .static_std
+        .iter()
+        .chain(&sc.channel_std)
+        .all(|v| v.is_finite() && *v > 0.0);
+    if !(means_finite && stds_positive) {
+        return bad("scaler: means must be finite and deviations finite and positive".into());
+    }
+    if meta.features.window == 0 {
+        return bad("features: the sequence window is 0 hours".into());
+    }
+    if meta.features.static_names.len() != n_static || meta.features.channel_names.len() != n_channels {
+        return bad("features: the names do not match this build's inputs".into());
+    }
+    Ok(())
+}
+
+/// Checks that an artifact's files are the ones its id was made from ([`content_id`] over the
+/// weights, the config and the metadata less its id and out-of-sample scores): a flipped bit, an
+/// edited scaler or a truncated file changes it.
+///
+/// # Errors
+/// [`ArtifactError::Incompatible`] when they differ.
+pub fn check_content(dir: &Path, meta: &Metadata, weights: &[u8], config: &str) -> Result<(), ArtifactError> {
+    let hashed = Metadata {
+        id: String::new(),
+        validation: BTreeMap::new(),
+        ..meta.clone()
+    };
+    let without_id = serde_json::to_string(&hashed).map_err(|e| io(dir, e))?;
+    let id = content_id(weights, config, &without_id);
+    if id == meta.id {
+        Ok(())
+    } else {
+        Err(ArtifactError::Incompatible {
+            path: dir.to_owned(),
+            message: format!(
+                "its files do not match its id {} (they hash to {id}): the weights, config or \
+                 metadata were damaged or edited after it was made",
+                meta.id
+            ),
+        })
+    }
+}
+
 /// Resolves an artifact path: a directory with a metadata file, or an artifacts directory
 /// holding a `default` pointer.
 ///

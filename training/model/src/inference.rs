@@ -65,11 +65,18 @@ impl LoadedModel {
     pub fn load(path: &Path, device: &Device) -> Result<Self, ArtifactError> {
         let dir = artifact::resolve(path)?;
         let metadata = artifact::read_metadata(&dir)?;
+        artifact::check_meaning(&dir, &metadata)?;
         let config_path = dir.join(CONFIG);
         let text = std::fs::read_to_string(&config_path).map_err(|e| ArtifactError::Io {
             path: config_path.clone(),
             message: e.to_string(),
         })?;
+        let weights_path = dir.join(WEIGHTS);
+        let weights = std::fs::read(&weights_path).map_err(|e| ArtifactError::Io {
+            path: weights_path.clone(),
+            message: e.to_string(),
+        })?;
+        artifact::check_content(&dir, &metadata, &weights, &text)?;
         let config: TrainingConfig = serde_json::from_str(&text).map_err(|e| ArtifactError::Io {
             path: config_path,
             message: format!("not a training config: {e}"),
@@ -77,7 +84,7 @@ impl LoadedModel {
         let model = config
             .model
             .init(device)
-            .try_load_file(dir.join(WEIGHTS))
+            .try_load_file(weights_path)
             .map_err(|e| ArtifactError::Incompatible {
                 path: dir.clone(),
                 message: format!("weights do not fit the configured model: {e}"),

@@ -1,0 +1,178 @@
+//! Accepting connections with limits, so slow or idle clients cannot hold the service: a
+//! deadline for each request's headers (which also closes idle keep-alive connections), a cap on
+//! open connections past which a new one is answered 503 `too_many_connections` at once (never
+//! left to exhaust file descriptors), and a graceful shutdown with a deadline after which the
+//! connections still open are dropped.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// How connections are bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Longest a client may take to send a request's headers, counted from when the connection
+    /// waits for them (so also the longest an idle keep-alive connection stays open).
+    pub header_read_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// After a shutdown is asked, how long in-flight requests may take before the connections
+    /// still open are dropped.
+    pub shutdown_deadline: Duration,
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` completes, then drains.
+///
+/// # Errors
+/// None today: accept errors (e.g. out of descriptors) are logged and retried.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (drain, draining) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => {
+                connections.spawn(connection(stream, app.clone(), limits, draining.clone(), permit));
+            }
+            Err(_) => {
+                metrics.connections_refused.inc();
+                connections.spawn(refuse(stream, limits.max_connections));
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        open = connections.len(),
+        deadline_ms = limits.shutdown_deadline.as_millis(),
+        "shutdown: no new connections; finishing in-flight requests"
+    );
+    let _ = drain.send(true);
+    let finished = tokio::time::timeout(limits.shutdown_deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            dropped = connections.len(),
+            "shutdown deadline passed: dropping the connections still open"
+        );
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+/// One HTTP/1.1 connection, closed gracefully when the service drains.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    limits: ConnectionLimits,
+    mut draining: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!("connection closed: {e}");
+                }
+                return;
+            }
+            changed = draining.changed(), if !closing => {
+                // Asked to drain, or the server is gone: finish the request in flight, then close.
+                let _ = changed;
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Answers a connection over the cap with a 503 and closes it (write side first, then whatever
+/// the client sent is read and dropped for up to a second, so the answer is not lost to a reset).
+async fn refuse(stream: TcpStream, max: usize) {
+    let body = serde_json::to_string(&ApiError::TooManyConnections { max }.body()).unwrap_or_default();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let second = Duration::from_secs(1);
+    if tokio::time::timeout(second, write_all(&stream, response.as_bytes()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let Ok(std) = stream.into_std() else { return };
+    let _ = std.shutdown(std::net::Shutdown::Write);
+    let Ok(stream) = TcpStream::from_std(std) else {
+        return;
+    };
+    let _ = tokio::time::timeout(second, drain_reads(&stream)).await;
+}
+
+/// Writes all of `bytes`.
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads and drops until the peer closes.
+async fn drain_reads(stream: &TcpStream) {
+    let mut buf = [0u8; 1024];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Slow and idle clients cannot hold the service: idle connections do not stop `/healthz` from
+//! answering and are closed after the header deadline, connections over the cap get an immediate
+//! 503, and a client trickling its headers cannot keep the process alive past the shutdown
+//! deadline after SIGTERM. The committed default artifact is served.
+
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use volcast_server::Config;
+
+fn artifacts() -> PathBuf {
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&manifest).join("../model-artifacts")
+}
+
+/// Starts `run` on a free port; returns the address and a trigger for the shutdown.
+async fn start(
+    config: Config,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        volcast_server::run(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    // Ready once the model answers.
+    for _ in 0..300 {
+        if healthz(addr).await.contains("200 OK") && ready(addr).await {
+            return (addr, stop, server);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+/// One `GET` on a fresh connection (blocking, off the runtime's threads): the whole answer.
+async fn get(addr: SocketAddr, path: &'static str) -> String {
+    tokio::task::spawn_blocking(move || {
+        let Ok(mut s) = TcpStream::connect(addr) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        if s.write_all(request.as_bytes()).is_err() {
+            return String::new();
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap()
+}
+
+async fn healthz(addr: SocketAddr) -> String {
+    get(addr, "/healthz").await
+}
+
+async fn ready(addr: SocketAddr) -> bool {
+    get(addr, "/readyz").await.contains("200 OK")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_neither_block_healthz_nor_stay_open() {
+    let mut config = Config::with_artifact(artifacts()).unwrap();
+    config.header_read_timeout_ms = 1_000;
+    let (addr, stop, server) = start(config).await;
+
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(addr).unwrap());
+    }
+    let started = Instant::now();
+    let answer = healthz(addr).await;
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        took < Duration::from_millis(100),
+        "/healthz took {took:?} beside 300 idle connections"
+    );
+
+    // Past the header deadline the server closes them: a read sees the end of the stream.
+    let mut first = idle.swap_remove(0);
+    let read = tokio::task::spawn_blocking(move || {
+        first.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        first.read(&mut buf)
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock),
+        "an idle connection stayed open: {read:?}"
+    );
+    let _ = stop.send(());
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_get_an_immediate_503() {
+    let mut config = Config::with_artifact(artifacts()).unwrap();
+    config.max_connections = 8;
+    config.header_read_timeout_ms = 30_000;
+    let (addr, stop, server) = start(config).await;
+    // The readiness probes' connections are closed; wait until their slots are free.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(TcpStream::connect(addr).unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = tokio::time::timeout(Duration::from_secs(2), healthz(addr))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    // A slot freed is a slot served.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(healthz(addr).await.starts_with("HTTP/1.1 200"));
+    let _ = stop.send(());
+    server.await.unwrap();
+}
+
+#[test]
+fn a_slow_header_client_cannot_delay_shutdown_past_the_deadline() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--listen", "127.0.0.1:0", "--artifact"])
+        .arg(artifacts())
+        .env("VOLCAST_LOG", "warn")
+        .env("VOLCAST_HEADER_READ_TIMEOUT_MS", "60000")
+        .env("VOLCAST_SHUTDOWN_DEADLINE_MS", "500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+
+    // One byte of headers every 100 ms, for far longer than the deadline.
+    let trickle = std::thread::spawn(move || {
+        let Ok(mut s) = TcpStream::connect(&addr) else {
+            return;
+        };
+        for b in
+            b"GET /healthz HTTP/1.1\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        {
+            if s.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "the server was still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    assert!(exited.success(), "{exited}");
+    assert!(
+        took < Duration::from_millis(2_500),
+        "shutdown took {took:?} with a 500 ms deadline"
+    );
+    let _ = trickle.join();
+}
