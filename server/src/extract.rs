@@ -16,9 +16,13 @@ pub struct ApiJson<T>(pub T);
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// Bodies larger than this are parsed on a blocking thread, so a large (or hostile) body never
+/// holds an async worker that `/healthz` and every other request share.
+pub const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
-    T: DeserializeOwned,
+    T: DeserializeOwned + Send + 'static,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -35,7 +39,13 @@ where
                 ApiError::BodyUnreadable(rejection.body_text())
             }
         })?;
-        parse(&bytes).map(ApiJson)
+        if bytes.len() <= BLOCKING_PARSE_BYTES {
+            return parse(&bytes).map(ApiJson);
+        }
+        tokio::task::spawn_blocking(move || parse(&bytes))
+            .await
+            .map_err(|e| ApiError::Internal(format!("body parser failed: {e}")))?
+            .map(ApiJson)
     }
 }
 

@@ -612,6 +612,35 @@ async fn request_id_is_kept_when_given() {
 }
 
 #[tokio::test]
+async fn large_bodies_are_parsed_off_the_async_threads_with_the_same_errors() {
+    let app = app();
+    // Over the blocking-parse threshold: a valid request, then a broken one.
+    let padding = " ".repeat(volcast_server::extract::BLOCKING_PARSE_BYTES);
+    let valid = format!("{padding}{}", serde_json::to_string(&single(N)).unwrap());
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/forecast/volatility")
+        .header("content-type", "application/json")
+        .body(Body::from(valid))
+        .unwrap();
+    let (s, v, _) = raw(&app, req).await;
+    assert_eq!(s, 200, "{v}");
+    let broken = format!("{padding}{{\"asset\": ");
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/forecast/volatility")
+        .header("content-type", "application/json")
+        .body(Body::from(broken))
+        .unwrap();
+    let (s, v, _) = raw(&app, req).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (400, Some("malformed_json")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
 async fn unsafe_or_long_request_ids_are_replaced() {
     let app = app();
     let long = "a".repeat(volcast_server::MAX_REQUEST_ID_LEN + 1);
