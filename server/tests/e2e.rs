@@ -142,7 +142,9 @@ async fn reload_on_sighup(
     let loaded = volcast_training::data::load_dirs(&[tmp.join("data")]).unwrap();
     let assets = volcast_core::panel::to_panel(&loaded);
     let end = parse_time("2020-05-10", Bound::Start).unwrap() / HOUR_MS;
-    let dir = volcast_training::calibrate::refresh_recalibration(model, &assets, end, artifacts).unwrap();
+    let dir = volcast_training::calibrate::refresh_recalibration(model, &assets, end, artifacts)
+        .unwrap()
+        .dir;
     let id = dir.file_name().unwrap().to_str().unwrap().to_owned();
     volcast_model::artifact::set_default(artifacts, &id).unwrap();
     signal(server, "-HUP");

@@ -8,7 +8,7 @@
 //!    HAR baseline's variance forecasts, on the last [`CALIBRATION_DAYS`] of the fit period
 //!    ([`volcast_core::drawdown`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::rolling::{CalibrateError, History, operated, raw_predictions};
 use volcast_core::baselines::set::har_curve;
@@ -165,7 +165,7 @@ pub fn calibrate_artifact(
     assets: &[Asset],
     out: &Path,
     fit_exponent: bool,
-) -> Result<PathBuf, CalibrateError> {
+) -> Result<artifact::Saved, CalibrateError> {
     let end = fit_end_hour(&model.metadata)?;
     let mut metadata = model.metadata.clone();
     metadata.recalibration = Some(recalibrate(model, assets, end, model.config.holdout_days)?);
@@ -189,7 +189,7 @@ pub fn refresh_recalibration(
     assets: &[Asset],
     end_hour: i64,
     out: &Path,
-) -> Result<PathBuf, CalibrateError> {
+) -> Result<artifact::Saved, CalibrateError> {
     let fit_end = fit_end_hour(&model.metadata)?;
     if end_hour < fit_end {
         return Err(CalibrateError::Window(format!(

@@ -245,10 +245,14 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     );
 
     let metadata = artifact_metadata(config, &dirs, &data, &trained, &selected.description)?;
-    let uncalibrated = artifact::save(&p.out, trained.model, config, metadata)?;
-    // The risk engine's drawdown calibration on the last year of the fit period; the calibrated
-    // artifact replaces the uncalibrated one.
-    let dir = calibrate_or_keep(uncalibrated, &data.assets, &p.out, &selected.device)?;
+    // The uncalibrated artifact is written to a staging directory no pointer names, calibrated
+    // from there into `out`, then removed: an interrupted run leaves no loadable uncalibrated
+    // artifact among the published ones.
+    let staging = p.out.join(format!(".staging-{}", std::process::id()));
+    let uncalibrated = artifact::save(&staging, trained.model, config, metadata)?.dir;
+    let dir = calibrate_or_keep(&uncalibrated, &data.assets, &p.out, &selected.device);
+    let _ = std::fs::remove_dir_all(&staging);
+    let dir = dir?;
 
     let report = score_out_of_sample(&dir, &data.assets, &selected.device, data.fit_until_ms)?;
     if p.set_default {
@@ -386,25 +390,28 @@ fn artifact_metadata(
 /// Calibrates the risk engine of the artifact at `uncalibrated` and returns the calibrated
 /// artifact (removing the uncalibrated one), or keeps the uncalibrated one on too little history.
 fn calibrate_or_keep(
-    uncalibrated: PathBuf,
+    uncalibrated: &std::path::Path,
     assets: &[volcast_core::grid::Asset],
     out: &std::path::Path,
     device: &burn::prelude::Device,
 ) -> anyhow::Result<PathBuf> {
-    let model = LoadedModel::load(&uncalibrated, device)?;
+    let model = LoadedModel::load(uncalibrated, device)?;
     match calibrate_artifact(&model, assets, out, false) {
-        Ok(dir) => {
-            if dir != uncalibrated {
-                std::fs::remove_dir_all(&uncalibrated)
-                    .with_context(|| format!("removing {}", uncalibrated.display()))?;
-            }
-            tracing::info!(artifact = %dir.display(), "risk engine calibrated");
-            Ok(dir)
+        Ok(saved) => {
+            tracing::info!(artifact = %saved.dir.display(), "risk engine calibrated");
+            Ok(saved.dir)
         }
-        // Too little history: the artifact serves with the reflection-normal rule.
+        // Too little history: the artifact is published as it is and serves with the
+        // reflection-normal rule.
         Err(CalibrateError::TooLittleData(why)) => {
             tracing::warn!(%why, "risk engine not calibrated; D uses the reflection-normal rule");
-            Ok(uncalibrated)
+            let id = uncalibrated.file_name().unwrap_or_default();
+            let published = out.join(id);
+            if !published.exists() {
+                std::fs::rename(uncalibrated, &published)
+                    .with_context(|| format!("publishing {}", published.display()))?;
+            }
+            Ok(published)
         }
         Err(e) => Err(e.into()),
     }

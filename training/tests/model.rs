@@ -123,11 +123,19 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     assert_eq!(artifact::artifact_hash(&dir).unwrap(), model.hash);
 
     // Calibrating again changes nothing, so the id stays (scores are not part of it).
+    let before = std::fs::read(dir.join(artifact::METADATA)).unwrap();
     let again = volcast_training::calibrate::calibrate_artifact(&model, &assets, &out, false).unwrap();
-    assert_eq!(again, dir);
+    assert_eq!(again.dir, dir);
+    assert!(
+        !again.created,
+        "nothing to change: the published artifact is not rewritten"
+    );
+    assert_eq!(std::fs::read(dir.join(artifact::METADATA)).unwrap(), before);
     assert_eq!(risk.model.exponent, 1.0, "g = 1 unless asked");
     // With a fitted exponent: g on the grid (another artifact unless it comes out at 1).
-    let fitted = volcast_training::calibrate::calibrate_artifact(&model, &assets, &out, true).unwrap();
+    let fitted = volcast_training::calibrate::calibrate_artifact(&model, &assets, &out, true)
+        .unwrap()
+        .dir;
     let fitted_risk = artifact::read_metadata(&fitted).unwrap().risk.unwrap();
     let g = fitted_risk.model.exponent;
     assert!(
@@ -214,7 +222,7 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
     );
     let hour = |t: &str| parse_time(t, Bound::Start).unwrap() / HOUR_MS;
     let end = hour("2020-05-10");
-    let refreshed_dir = refresh_recalibration(model, assets, end, out).unwrap();
+    let refreshed_dir = refresh_recalibration(model, assets, end, out).unwrap().dir;
     let refreshed = artifact::read_metadata(&refreshed_dir).unwrap();
     let r = refreshed.recalibration.as_ref().unwrap();
     assert_eq!(

@@ -403,8 +403,19 @@ pub fn artifact_hash(dir: &Path) -> Result<String, ArtifactError> {
     Ok(hex(&h.finalize()))
 }
 
-/// Writes an artifact into `out/<id>/` (through a temporary directory, so a crash never leaves a
-/// half-written artifact under its id) and returns its directory. `metadata.id` is filled in.
+/// Where [`save`] put an artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// `out/<id>`.
+    pub dir: PathBuf,
+    /// Whether this call created it; false when an artifact with the same content was already
+    /// there, which is then left exactly as it was (published artifacts are never rewritten).
+    pub created: bool,
+}
+
+/// Writes an artifact into `out/<id>/` (through a temporary directory and one rename, so a crash
+/// never leaves a half-written artifact under its id) and says where. `metadata.id` is filled in.
+/// An existing `out/<id>/` is never touched.
 ///
 /// # Errors
 /// [`ArtifactError::Io`] on any write failure.
@@ -413,7 +424,7 @@ pub fn save<C: Serialize>(
     model: crate::network::VolModel,
     config: &C,
     mut metadata: Metadata,
-) -> Result<PathBuf, ArtifactError> {
+) -> Result<Saved, ArtifactError> {
     use burn::module::Module;
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     let tmp = out.join(format!(".tmp-{}", std::process::id()));
@@ -437,13 +448,14 @@ pub fn save<C: Serialize>(
     std::fs::write(tmp.join(CONFIG), config_json).map_err(|e| io(&tmp.join(CONFIG), e))?;
     std::fs::write(tmp.join(METADATA), meta_json).map_err(|e| io(&tmp.join(METADATA), e))?;
     let dir = out.join(&metadata.id);
-    if dir.exists() {
-        // Same content, same id: the artifact is already there.
-        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    } else {
+    let created = !dir.exists();
+    if created {
         std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
+    } else {
+        // Same content, same id: the artifact is already there, and stays as it is.
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     }
-    Ok(dir)
+    Ok(Saved { dir, created })
 }
 
 /// Points `out/default` at artifact `id`.

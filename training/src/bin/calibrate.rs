@@ -108,7 +108,14 @@ fn run() -> anyhow::Result<()> {
         let end_hour = parse_time(until, Bound::Start)
             .context("--until")?
             .div_euclid(HOUR_MS);
-        let dir = refresh_recalibration(&model, &assets, end_hour, &out)?;
+        let saved = refresh_recalibration(&model, &assets, end_hour, &out)?;
+        if !saved.created {
+            println!(
+                "nothing to change: {} already holds these corrections",
+                saved.dir.display()
+            );
+        }
+        let dir = saved.dir;
         let refreshed = artifact::read_metadata(&dir)?;
         if let Some(r) = &refreshed.recalibration {
             println!("corrections measured on origins {} .. {}", r.from, r.until);
@@ -121,10 +128,19 @@ fn run() -> anyhow::Result<()> {
         }
         return finish(&args, &out, &dir, &refreshed.id);
     }
-    let dir = calibrate_artifact(&model, &assets, &out, args.fit_exponent)?;
-    let fit_until_ms = parse_time(&model.metadata.fit_until, Bound::Start)?;
-    if score_out_of_sample(&dir, &assets, &selected.device, fit_until_ms)?.is_some() {
-        println!("out-of-sample metrics (data after the fit period) written to its metadata");
+    let saved = calibrate_artifact(&model, &assets, &out, args.fit_exponent)?;
+    let dir = saved.dir;
+    if saved.created {
+        let fit_until_ms = parse_time(&model.metadata.fit_until, Bound::Start)?;
+        if score_out_of_sample(&dir, &assets, &selected.device, fit_until_ms)?.is_some() {
+            println!("out-of-sample metrics (data after the fit period) written to its metadata");
+        }
+    } else {
+        // A published artifact is never rewritten: same content, same id, nothing to do.
+        println!(
+            "nothing to change: {} already holds this calibration",
+            dir.display()
+        );
     }
     let calibrated = artifact::read_metadata(&dir)?;
     if let Some(risk) = &calibrated.risk {
