@@ -141,6 +141,8 @@ const LAST: &str = "last.bpk";
 const BEST: &str = "best.bpk";
 const OPTIM: &str = "optimizer.bpk";
 const STATE: &str = "state.json";
+/// Names the directory of the last complete checkpoint (`epoch-NNNN`), replaced by a rename.
+const CURRENT: &str = "current";
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
@@ -165,13 +167,33 @@ fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     }
 }
 
-/// Writes `state` atomically (temporary file, then rename), so a kill leaves the old or the new.
-fn write_state(dir: &Path, state: &CheckpointState) -> Result<(), TrainError> {
-    let path = dir.join(STATE);
-    let tmp = dir.join("state.json.tmp");
+/// The directory of the last complete checkpoint, when there is one.
+fn current_checkpoint(dir: &Path) -> Option<PathBuf> {
+    let name = std::fs::read_to_string(dir.join(CURRENT)).ok()?;
+    let current = dir.join(name.trim());
+    current.is_dir().then_some(current)
+}
+
+/// Writes `state` into the epoch's checkpoint directory, then makes that directory the current
+/// one with a single rename of the [`CURRENT`] pointer, and removes the previous one. A kill at
+/// any moment leaves the previous epoch's weights, optimiser and state together, or this
+/// epoch's together: `--resume` never redoes or skips an epoch.
+fn publish_checkpoint(dir: &Path, epoch_dir: &Path, state: &CheckpointState) -> Result<(), TrainError> {
+    let path = epoch_dir.join(STATE);
     let json = serde_json::to_string_pretty(state).map_err(|e| ckpt_err(&path, e))?;
-    std::fs::write(&tmp, json).map_err(|e| ckpt_err(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| ckpt_err(&path, e))
+    std::fs::write(&path, json).map_err(|e| ckpt_err(&path, e))?;
+    let previous = current_checkpoint(dir);
+    let name = epoch_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!("{CURRENT}.tmp"));
+    std::fs::write(&tmp, name).map_err(|e| ckpt_err(&tmp, e))?;
+    std::fs::rename(&tmp, dir.join(CURRENT)).map_err(|e| ckpt_err(&dir.join(CURRENT), e))?;
+    if let Some(previous) = previous.filter(|p| p != epoch_dir) {
+        std::fs::remove_dir_all(&previous).map_err(|e| ckpt_err(&previous, e))?;
+    }
+    Ok(())
 }
 
 fn save_atomic(
@@ -255,11 +277,12 @@ pub fn train(
         autodiff: &autodiff,
     };
     let (state, counters) = run.epochs(model, optim, state)?;
+    let current = current_checkpoint(dir).ok_or_else(|| ckpt_err(dir, "no checkpoint was written"))?;
     let best = config
         .model
         .init(device)
-        .try_load_file(dir.join(BEST))
-        .map_err(|e| ckpt_err(&dir.join(BEST), e))?;
+        .try_load_file(current.join(BEST))
+        .map_err(|e| ckpt_err(&current.join(BEST), e))?;
     Ok(Trained {
         model: best,
         scaler,
@@ -335,9 +358,9 @@ fn start_or_resume(
     autodiff: &Device,
     config_json: String,
 ) -> Result<(VolModel, ModuleOptimizer, CheckpointState), TrainError> {
-    let dir = &options.checkpoint_dir;
-    let state_path = dir.join(STATE);
-    if options.resume && state_path.is_file() {
+    let current = current_checkpoint(&options.checkpoint_dir).filter(|_| options.resume);
+    if let Some(dir) = &current {
+        let state_path = dir.join(STATE);
         let text = std::fs::read_to_string(&state_path).map_err(|e| ckpt_err(&state_path, e))?;
         let state: CheckpointState = serde_json::from_str(&text).map_err(|e| ckpt_err(&state_path, e))?;
         if state.config != config_json {
@@ -356,6 +379,11 @@ fn start_or_resume(
         tracing::info!(epoch = state.epoch + 1, "resuming");
         Ok((model, optim, state))
     } else {
+        // A fresh run: an earlier run's checkpoint is no longer current.
+        let pointer = options.checkpoint_dir.join(CURRENT);
+        if pointer.exists() {
+            std::fs::remove_file(&pointer).map_err(|e| ckpt_err(&pointer, e))?;
+        }
         let state = CheckpointState {
             config: config_json,
             epoch: usize::MAX,
@@ -427,9 +455,9 @@ impl Run<'_> {
             }
             let (trained, scores) = self.epoch(model, &mut optim, &mut counters, epoch);
             model = trained;
-            self.checkpoint(&mut state, epoch, scores, &model, &optim)?;
+            let epoch_dir = self.checkpoint(&mut state, epoch, scores, &model, &optim)?;
             state.seconds = seconds_before + started.elapsed().as_secs_f64();
-            write_state(&self.options.checkpoint_dir, &state)?;
+            publish_checkpoint(&self.options.checkpoint_dir, &epoch_dir, &state)?;
             if self.step_budget_spent(counters.steps) {
                 break;
             }
@@ -537,8 +565,10 @@ impl Run<'_> {
         (optim.step(config.learning_rate, model, grads), value)
     }
 
-    /// Records the epoch's holdout `scores` in `state` (best, early-stopping count) and saves
-    /// the best model when it improved, then the last model and the optimiser.
+    /// Records the epoch's holdout `scores` in `state` (best, early-stopping count) and writes
+    /// the epoch's checkpoint directory (not yet current, [`publish_checkpoint`]): the best
+    /// model (this one when it improved, else the previous best), the last model and the
+    /// optimiser. Returns the directory.
     fn checkpoint(
         &self,
         state: &mut CheckpointState,
@@ -546,8 +576,15 @@ impl Run<'_> {
         scores: [f64; 3],
         model: &VolModel,
         optim: &ModuleOptimizer,
-    ) -> Result<(), TrainError> {
-        let dir = &self.options.checkpoint_dir;
+    ) -> Result<PathBuf, TrainError> {
+        let root = &self.options.checkpoint_dir;
+        let previous = current_checkpoint(root);
+        let epoch_dir = root.join(format!("epoch-{epoch:04}"));
+        if epoch_dir.exists() {
+            std::fs::remove_dir_all(&epoch_dir).map_err(|e| ckpt_err(&epoch_dir, e))?;
+        }
+        std::fs::create_dir_all(&epoch_dir).map_err(|e| ckpt_err(&epoch_dir, e))?;
+        let dir = &epoch_dir;
         let score = scores.iter().sum::<f64>() / 3.0;
         state.epoch = epoch;
         state.history.push(scores);
@@ -559,10 +596,15 @@ impl Run<'_> {
             save_atomic(dir, BEST, |p| m.save_file(p).map_err(|e| e.to_string()))?;
         } else {
             state.bad_epochs += 1;
+            let best = previous
+                .map(|p| p.join(BEST))
+                .ok_or_else(|| ckpt_err(dir, "no earlier best model to keep"))?;
+            std::fs::copy(&best, dir.join(BEST)).map_err(|e| ckpt_err(&best, e))?;
         }
         let m = model.clone();
         save_atomic(dir, LAST, |p| m.save_file(p).map_err(|e| e.to_string()))?;
-        save_atomic(dir, OPTIM, |p| optim.save(p).map_err(|e| e.to_string()))
+        save_atomic(dir, OPTIM, |p| optim.save(p).map_err(|e| e.to_string()))?;
+        Ok(epoch_dir)
     }
 }
 

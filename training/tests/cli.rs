@@ -133,15 +133,26 @@ fn train_resumes_after_kill_9() {
         .spawn()
         .unwrap();
     // Wait for the first checkpoint, then kill -9 in the middle of the next epoch.
-    let state = ckpt.join("state.json");
+    let pointer = ckpt.join("current");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !state.exists() && std::time::Instant::now() < deadline {
+    while !pointer.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(state.exists(), "no checkpoint within 2 minutes");
-    let before: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(pointer.exists(), "no checkpoint within 2 minutes");
+    // The pointer names a complete checkpoint: weights, optimiser and state together.
+    let state = |ckpt: &Path| {
+        let current = ckpt.join(std::fs::read_to_string(ckpt.join("current")).unwrap().trim());
+        for file in ["best.bpk", "last.bpk", "optimizer.bpk"] {
+            assert!(current.join(file).is_file(), "{file} missing beside the state");
+        }
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(current.join("state.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    let before = state(&ckpt);
     let epochs_before = before["history"].as_array().unwrap().len();
     assert!(epochs_before >= 1);
 
@@ -151,7 +162,7 @@ fn train_resumes_after_kill_9() {
     let stderr = String::from_utf8_lossy(&out_run.stderr);
     assert!(out_run.status.success(), "{stderr}");
     assert!(stderr.contains("resuming"), "{stderr}");
-    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let after = state(&ckpt);
     let history = after["history"].as_array().unwrap();
     assert!(history.len() > epochs_before, "resumed run trained further");
     // The epochs before the kill are kept as they were.
