@@ -1,5 +1,14 @@
 //! Helpers shared by the end-to-end tests in `tests/tests/`: where the shared market data is,
 //! and a clean skip when it is absent.
+//!
+//! # Layout
+//! - this file: [`shared_hourly`] and [`repo_root`].
+//! - `tests/reference.rs`: the baselines against SPEC's reference table, on all shared assets.
+//! - `tests/validation_model.rs`: the validation artifact's 2021 figures and bars.
+//! - `tests/committed_artifacts.rs`: the committed artifacts load and forecast; damaged copies
+//!   are refused.
+//! - `tests/sample_data.rs`, `tests/stress_windows.rs`, `tests/volume_plausibility.rs`: the
+//!   sample data, the stress replay windows and the volume rule on real data.
 
 use std::path::PathBuf;
 

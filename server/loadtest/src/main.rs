@@ -8,6 +8,10 @@
 //! cargo run --release --bin server -- --artifact /tmp/volcast-art &
 //! cargo run --release --bin loadtest -- --url http://127.0.0.1:8080 --concurrency 1,16,64
 //! ```
+//!
+//! # Layout
+//! One file: the flags, the request body, one level of concurrency (`level`), and the report.
+//! Its own crate so that only it (and the server's tests) pull in an HTTP client.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
