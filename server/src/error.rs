@@ -61,6 +61,8 @@ pub enum ErrorCode {
     ImplausibleVolume,
     /// 422: a stress request above the work budget.
     TooMuchWork,
+    /// 422: an hour of the last day shows no trading (no price range or no quote volume).
+    DegenerateMarket,
     /// 422: a setting outside its range.
     OutOfRange,
     /// 413: more assets in a batch than the limit.
@@ -293,6 +295,20 @@ pub enum ApiError {
         /// The timeout.
         timeout: Duration,
     },
+    /// An hour among the last day's shows no trading: the window cannot support a forecast.
+    #[error(
+        "{field}: {count} of the last {window} hours show no trading (no price range, or no quote \
+         volume), the latest this one; a stalled feed, a halted market or a pinned thin market \
+         cannot support a forecast, so no parameters are served on it"
+    )]
+    DegenerateMarket {
+        /// JSON path of the latest such candle.
+        field: String,
+        /// How many such hours.
+        count: usize,
+        /// The hours checked.
+        window: usize,
+    },
     /// The model is still loading (or failed to load).
     #[error("the model is not ready yet")]
     NotReady,
@@ -340,6 +356,7 @@ impl ApiError {
             Self::UnusableInput { .. } => (S::UNPROCESSABLE_ENTITY, C::UnusableInput),
             Self::ImplausibleVolume { .. } => (S::UNPROCESSABLE_ENTITY, C::ImplausibleVolume),
             Self::TooMuchWork { .. } => (S::UNPROCESSABLE_ENTITY, C::TooMuchWork),
+            Self::DegenerateMarket { .. } => (S::UNPROCESSABLE_ENTITY, C::DegenerateMarket),
             Self::OutOfRange { .. } => (S::UNPROCESSABLE_ENTITY, C::OutOfRange),
             Self::BatchTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, C::BatchTooLarge),
             Self::EmptyBatch => (S::UNPROCESSABLE_ENTITY, C::EmptyBatch),
@@ -368,6 +385,7 @@ impl ApiError {
             | Self::UnknownScenario { field, .. }
             | Self::UnusableInput { field, .. }
             | Self::ImplausibleVolume { field, .. }
+            | Self::DegenerateMarket { field, .. }
             | Self::OutOfRange { field, .. } => Some(field),
             Self::TooMuchWork { .. } => Some("paths"),
             Self::BatchTooLarge { .. } | Self::EmptyBatch => Some("items"),

@@ -6,7 +6,7 @@
 
 use volcast_core::candles::{Candle, VOLUME_RATIO_RANGE, median_quote_volume, validate_candles};
 use volcast_core::features::AssetFeatures;
-use volcast_core::grid::{Asset, HourlyGrid};
+use volcast_core::grid::{Asset, EVIDENCE_HOURS, HourlyGrid};
 use volcast_core::panel::PreparedAsset;
 use volcast_core::targets::covered;
 use volcast_core::time::{HOUR_MS, format_ms, hour_to_ms};
@@ -140,7 +140,24 @@ pub fn prepare(
         id: asset,
         grid: HourlyGrid::from_candles(&candles[start..]),
     };
+    check_trading(&asset.grid, &candles, &field)?;
     inputs_at_last_hour(info, asset, field)
+}
+
+/// The degenerate-market rule ([`HourlyGrid::hours_without_trading`]): every hour of the last
+/// day must show trading.
+fn check_trading(grid: &HourlyGrid, candles: &[Candle], field: &str) -> Result<(), ApiError> {
+    let quiet = grid.hours_without_trading(grid.len().saturating_sub(1));
+    let Some(&latest) = quiet.last() else {
+        return Ok(());
+    };
+    let open_time = (grid.hour(latest) - 1).saturating_mul(HOUR_MS);
+    let index = candles.partition_point(|c| c.open_time < open_time);
+    Err(ApiError::DegenerateMarket {
+        field: format!("{field}[{index}]"),
+        count: quiet.len(),
+        window: EVIDENCE_HOURS,
+    })
 }
 
 /// The candles of a request, checked: count, `open_time` range and SPEC's bad-input rules,

@@ -153,6 +153,17 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
         bail!("asset {} not found in the data", r.asset);
     };
     let (origin_hour, slot) = origin_slot(asset, r.at_ms)?;
+    let quiet = asset.grid.hours_without_trading(slot);
+    if let Some(&latest) = quiet.last() {
+        bail!(
+            "{} of the {} hours up to {} show no trading (no price range or no quote volume), the \
+             latest closing at {}: a stalled or halted market cannot support a forecast",
+            quiet.len(),
+            volcast_core::grid::EVIDENCE_HOURS,
+            format_hour(origin_hour),
+            format_hour(asset.grid.hour(latest))
+        );
+    }
     let horizons = model.metadata.horizons.clone();
     if horizons.is_empty() {
         bail!("the artifact serves no horizon");

@@ -124,6 +124,25 @@ pub struct Asset {
     pub grid: HourlyGrid,
 }
 
+/// Hours before an origin whose candles must each show trading for a forecast to be served: the
+/// degenerate-market rule (README, "Degenerate markets").
+pub const EVIDENCE_HOURS: usize = 24;
+
+impl HourlyGrid {
+    /// The slots among the [`EVIDENCE_HOURS`] hours up to and including `slot` whose candle shows
+    /// no trading: no price range (`high == low`, an unchanged price all hour) or no quote
+    /// volume. A stalled feed, a halted market or a pinned thin market looks like this, and an
+    /// hour like it is no evidence of calm: a forecast on such a window is refused, never served
+    /// as a low variance. Missing hours are not counted here (SPEC's 90% rule covers them).
+    #[must_use]
+    pub fn hours_without_trading(&self, slot: usize) -> Vec<usize> {
+        let from = (slot + 1).saturating_sub(EVIDENCE_HOURS);
+        (from..=slot.min(self.len().saturating_sub(1)))
+            .filter(|&i| self.has_candle(i) && (self.high[i] <= self.low[i] || self.quote_volume[i] <= 0.0))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
