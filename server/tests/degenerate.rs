@@ -4,7 +4,6 @@
 //! hour inside the last day, and an hour without volume. BTC, ETH and DOGE from the shared data,
 //! served by the committed default artifact.
 
-
 mod common;
 
 use std::path::{Path, PathBuf};

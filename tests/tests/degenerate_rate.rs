@@ -41,7 +41,10 @@ fn real_markets_are_rarely_degenerate() {
         eprintln!("  {id}: {r} of {n} ({:.1}%)", share(*r, *n));
     }
     assert!(origins > 80_000);
-    assert!(share(refused, origins) < 3.0, "the rule refuses too much of the market");
+    assert!(
+        share(refused, origins) < 3.0,
+        "the rule refuses too much of the market"
+    );
     for big in ["BTCUSDT", "ETHUSDT"] {
         let (_, n, r) = per_asset.iter().find(|p| p.0 == big).unwrap();
         assert!(share(*r, *n) < 1.0, "{big}: {r} of {n}");
