@@ -114,7 +114,7 @@ fn damaged_artifacts_are_refused() {
     bytes[middle] ^= 0x10;
     std::fs::write(&weights, bytes).unwrap();
     let e = refused(&flipped);
-    assert!(e.contains("do not match its id"), "{e}");
+    assert!(e.contains("model.bpk hashes to"), "{e}");
 
     // Metadata edited after the fact: no horizons, a zeroed scaler, or a changed calibration.
     let empty = copy_of_default(&tmp.path().join("empty"));
@@ -128,12 +128,18 @@ fn damaged_artifacts_are_refused() {
     });
     let e = refused(&zeroed);
     assert!(e.contains("scaler"), "{e}");
-    let recalibrated = copy_of_default(&tmp.path().join("recalibrated"));
-    edit_metadata(&recalibrated, |m| {
-        m["recalibration"]["variance_scale"]["4"] = serde_json::json!(0.5);
+    // An edited config, and metadata that vouches for nothing.
+    let config = copy_of_default(&tmp.path().join("config"));
+    let text = std::fs::read_to_string(config.join(artifact::CONFIG)).unwrap();
+    std::fs::write(config.join(artifact::CONFIG), text.replacen("128", "64", 1)).unwrap();
+    let e = refused(&config);
+    assert!(e.contains("config.json hashes to"), "{e}");
+    let unsealed = copy_of_default(&tmp.path().join("unsealed"));
+    edit_metadata(&unsealed, |m| {
+        m.as_object_mut().unwrap().remove("weights_sha256");
     });
-    let e = refused(&recalibrated);
-    assert!(e.contains("do not match its id"), "{e}");
+    let e = refused(&unsealed);
+    assert!(e.contains("records no SHA-256"), "{e}");
 
     // A truncated metadata file (a write killed half way) is refused too.
     let truncated = copy_of_default(&tmp.path().join("truncated"));

@@ -384,6 +384,9 @@ fn artifact_metadata(
         risk: None,
         recalibration: None,
         stress_scenarios: volcast_core::stress::market_stress_scenarios(assets, fit_end_hour),
+        // Filled by `artifact::save` from the files it writes.
+        weights_sha256: None,
+        config_sha256: None,
     })
 }
 

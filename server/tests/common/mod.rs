@@ -160,6 +160,8 @@ pub fn info() -> ModelInfo {
                     (0.0, 0.0),
                 ],
             }],
+            weights_sha256: None,
+            config_sha256: None,
         },
         hash: "f".repeat(64),
     }

@@ -99,6 +99,12 @@ pub struct Metadata {
     /// simulation; empty in artifacts made before they were recorded.
     #[serde(default)]
     pub stress_scenarios: Vec<volcast_core::stress::ReplayWindow>,
+    /// SHA-256 of `model.bpk`, checked at every load ([`check_files`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
+    /// SHA-256 of `config.json`, checked at every load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_sha256: Option<String>,
 }
 
 /// Corrections of the network's level and quantiles, measured on the daily origins of a window of
@@ -305,32 +311,38 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
     Ok(())
 }
 
-/// Checks that an artifact's files are the ones its id was made from ([`content_id`] over the
-/// weights, the config and the metadata less its id and out-of-sample scores): a flipped bit, an
-/// edited scaler or a truncated file changes it.
+/// Checks the weights and the config against the SHA-256 the metadata records for them: a
+/// flipped bit or a truncated or swapped file is refused. An artifact without the checksums
+/// (made before they were recorded) is refused too: nothing vouches for its files.
 ///
 /// # Errors
-/// [`ArtifactError::Incompatible`] when they differ.
-pub fn check_content(dir: &Path, meta: &Metadata, weights: &[u8], config: &str) -> Result<(), ArtifactError> {
-    let hashed = Metadata {
-        id: String::new(),
-        validation: BTreeMap::new(),
-        ..meta.clone()
-    };
-    let without_id = serde_json::to_string(&hashed).map_err(|e| io(dir, e))?;
-    let id = content_id(weights, config, &without_id);
-    if id == meta.id {
-        Ok(())
-    } else {
+/// [`ArtifactError::Incompatible`] naming the file that differs.
+pub fn check_files(dir: &Path, meta: &Metadata, weights: &[u8], config: &str) -> Result<(), ArtifactError> {
+    let bad = |message: String| {
         Err(ArtifactError::Incompatible {
             path: dir.to_owned(),
-            message: format!(
-                "its files do not match its id {} (they hash to {id}): the weights, config or \
-                 metadata were damaged or edited after it was made",
-                meta.id
-            ),
+            message,
         })
+    };
+    let (Some(want_weights), Some(want_config)) = (&meta.weights_sha256, &meta.config_sha256) else {
+        return bad(format!(
+            "{METADATA} records no SHA-256 of the weights and config, so nothing vouches for them; \
+             re-save the artifact with this build"
+        ));
+    };
+    let got = hex(&Sha256::digest(weights));
+    if &got != want_weights {
+        return bad(format!(
+            "{WEIGHTS} hashes to {got} but {METADATA} records {want_weights}: damaged or replaced"
+        ));
     }
+    let got = hex(&Sha256::digest(config.as_bytes()));
+    if &got != want_config {
+        return bad(format!(
+            "{CONFIG} hashes to {got} but {METADATA} records {want_config}: damaged or edited"
+        ));
+    }
+    Ok(())
 }
 
 /// Resolves an artifact path: a directory with a metadata file, or an artifacts directory
@@ -437,6 +449,8 @@ pub fn save<C: Serialize>(
     let weights = std::fs::read(&weights_path).map_err(|e| io(&weights_path, e))?;
     let config_json = serde_json::to_string_pretty(config).map_err(|e| io(&tmp, e))?;
     metadata.id = String::new();
+    metadata.weights_sha256 = Some(hex(&Sha256::digest(&weights)));
+    metadata.config_sha256 = Some(hex(&Sha256::digest(config_json.as_bytes())));
     // The id covers what training and calibration made, not the scores written beside it.
     let hashed = Metadata {
         validation: BTreeMap::new(),

@@ -76,7 +76,7 @@ impl LoadedModel {
             path: weights_path.clone(),
             message: e.to_string(),
         })?;
-        artifact::check_content(&dir, &metadata, &weights, &text)?;
+        artifact::check_files(&dir, &metadata, &weights, &text)?;
         let config: TrainingConfig = serde_json::from_str(&text).map_err(|e| ArtifactError::Io {
             path: config_path,
             message: format!("not a training config: {e}"),
