@@ -84,9 +84,9 @@ async fn flattened_windows_never_loosen_the_parameters() {
             let (s, real, _) =
                 common::call(&app, "POST", "/v1/risk/parameters", Some(&body(asset, window))).await;
             if s != 200 {
-                // A real window the rule already refuses (an exchange stall in the data): nothing
-                // to loosen.
-                assert_eq!(real["error"], "degenerate_market", "{asset}: {real}");
+                // A real window refused as it is (an exchange stall, or too many missing hours):
+                // nothing to loosen.
+                assert!(s.is_client_error(), "{asset}: {real}");
                 continue;
             }
             let p = &real["items"][0]["parameters"];

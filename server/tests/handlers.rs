@@ -956,9 +956,10 @@ async fn implausible_quote_volumes_are_refused() {
             "{k} {route}: {v}"
         );
     }
-    // In a batch the path names the item; zero volume (an hour without trades) is fine.
+    // In a batch the path names the item; zero volume (an hour without trades) is no implausible
+    // volume (before the last day, where the degenerate-market rule would refuse it).
     let mut item = single(N);
-    item["candles"][N - 1]["quote_volume"] = json!(0.0);
+    item["candles"][N - 100]["quote_volume"] = json!(0.0);
     let mut bad = single(N);
     bad["candles"][20]["quote_volume"] = json!(base * 1e9);
     let body = json!({"items": [item, bad]});
