@@ -293,6 +293,15 @@ fn mismatched_artifact_is_an_error_not_a_panic() {
     let mut config: TrainingConfig = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     config.model = config.model.with_channels(12);
     std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    // The checksum in the metadata refuses the edited config first...
+    let err = LoadedModel::load(&outcome.dir, &device).unwrap_err();
+    assert!(err.to_string().contains("config.json hashes to"), "{err}");
+    // ...and with the checksum updated to vouch for it, the weights do not fit it.
+    let meta_path = outcome.dir.join(artifact::METADATA);
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["config_sha256"] = serde_json::json!(artifact::sha256_file(&path).unwrap());
+    std::fs::write(&meta_path, serde_json::to_string(&meta).unwrap()).unwrap();
     let err = LoadedModel::load(&outcome.dir, &device).unwrap_err();
     assert!(err.to_string().contains("do not fit"), "{err}");
     // No artifact at all.
