@@ -21,6 +21,12 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_ARTIFACT", default_value = "model-artifacts")]
     pub artifact: PathBuf,
 
+    /// Serve an artifact that says it has no risk calibration (its drawdowns then use the less
+    /// conservative reflection-normal rule); without this such an artifact is refused at start
+    /// and at reload.
+    #[arg(long, env = "VOLCAST_ALLOW_UNCALIBRATED", default_value_t = false)]
+    pub allow_uncalibrated: bool,
+
     /// Most model inputs (assets) in one forward pass of the batching queue.
     #[arg(long, env = "VOLCAST_MAX_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_batch: u32,

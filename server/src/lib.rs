@@ -161,6 +161,24 @@ async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// How an artifact is loaded and served: its queue, and whether an uncalibrated one is allowed.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// The inference queue.
+    pub queue: QueueConfig,
+    /// Serve an artifact that says it has no risk calibration (`--allow-uncalibrated`).
+    pub allow_uncalibrated: bool,
+}
+
+/// The load settings of a config.
+#[must_use]
+pub fn load_options(config: &Config) -> LoadOptions {
+    LoadOptions {
+        queue: queue_config(config),
+        allow_uncalibrated: config.allow_uncalibrated,
+    }
+}
+
 /// The queue settings of a config.
 #[must_use]
 pub fn queue_config(config: &Config) -> QueueConfig {
@@ -199,8 +217,8 @@ pub async fn run(
     );
     let server = tokio::spawn(server);
 
-    let queue_config = queue_config(&config);
-    match load(&config.artifact, queue_config, &metrics).await {
+    let options = load_options(&config);
+    match load(&config.artifact, options, &metrics).await {
         Ok(serving) => state.set_serving(serving),
         Err(e) => {
             let _ = stop.send(());
@@ -212,7 +230,7 @@ pub async fn run(
     let reloader = tokio::spawn(reload_on_hangup(
         state.clone(),
         config.artifact.clone(),
-        queue_config,
+        options,
         Arc::clone(&metrics),
     ));
     drop(state);
@@ -229,17 +247,14 @@ pub async fn run(
 ///
 /// # Errors
 /// [`ServeError`] when the artifact cannot be loaded or the worker cannot start.
-pub async fn load(
-    path: &Path,
-    queue_config: QueueConfig,
-    metrics: &Arc<Metrics>,
-) -> Result<Serving, ServeError> {
+pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> Result<Serving, ServeError> {
     tracing::info!(artifact = %path.display(), "loading model");
     let owned = path.to_owned();
-    let (info, model) =
-        tokio::task::spawn_blocking(move || model_info::load_and_warm(&owned, queue_config.max_batch))
-            .await??;
-    let (queue, _worker) = BatchQueue::start(Box::new(model), queue_config, Arc::clone(metrics))?;
+    let (info, model) = tokio::task::spawn_blocking(move || {
+        model_info::load_and_warm(&owned, options.queue.max_batch, options.allow_uncalibrated)
+    })
+    .await??;
+    let (queue, _worker) = BatchQueue::start(Box::new(model), options.queue, Arc::clone(metrics))?;
     tracing::info!(model = %info.metadata.id, hash = %info.hash, "model ready");
     if let Some(r) = &info.metadata.recalibration {
         tracing::info!(
@@ -259,7 +274,7 @@ pub async fn load(
 /// `calibrate --until --set-default` job takes effect) and swaps it in; requests in flight finish
 /// on the old one, whose worker stops once they have. A failed reload keeps the old model.
 #[cfg(unix)]
-async fn reload_on_hangup(state: AppState, path: PathBuf, queue_config: QueueConfig, metrics: Arc<Metrics>) {
+async fn reload_on_hangup(state: AppState, path: PathBuf, options: LoadOptions, metrics: Arc<Metrics>) {
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -272,7 +287,7 @@ async fn reload_on_hangup(state: AppState, path: PathBuf, queue_config: QueueCon
             .serving()
             .map(|s| s.info.metadata.id.clone())
             .unwrap_or_default();
-        match load(&path, queue_config, &metrics).await {
+        match load(&path, options, &metrics).await {
             Ok(serving) => {
                 let new = serving.info.metadata.id.clone();
                 state.set_serving(serving);

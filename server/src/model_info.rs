@@ -162,12 +162,17 @@ impl ModelInfo {
     }
 }
 
-/// Loads an artifact on the CPU and runs one forward pass of each batch size the queue will use
+/// Loads an artifact on the CPU (refusing one without a risk calibration unless
+/// `allow_uncalibrated`, see [`volcast_model::artifact::check_calibration`]) and runs one forward pass of each batch size the queue will use
 /// at its extremes, so the first request pays no warm-up.
 ///
 /// # Errors
 /// [`ArtifactError`] when the artifact is missing or does not fit this build.
-pub fn load_and_warm(path: &Path, max_batch: usize) -> Result<(ModelInfo, LoadedModel), ArtifactError> {
+pub fn load_and_warm(
+    path: &Path,
+    max_batch: usize,
+    allow_uncalibrated: bool,
+) -> Result<(ModelInfo, LoadedModel), ArtifactError> {
     let device = volcast_model::device::select(volcast_model::device::DeviceChoice::Cpu)
         .map(|s| s.device)
         .map_err(|e| ArtifactError::Incompatible {
@@ -175,6 +180,7 @@ pub fn load_and_warm(path: &Path, max_batch: usize) -> Result<(ModelInfo, Loaded
             message: e.to_string(),
         })?;
     let model = LoadedModel::load(path, &device)?;
+    volcast_model::artifact::check_calibration(&model.dir, &model.metadata, allow_uncalibrated)?;
     let info = ModelInfo::of(&model);
     let dummy = ModelInput {
         statics: [0.0; volcast_core::features::N_STATIC],

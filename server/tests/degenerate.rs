@@ -64,7 +64,7 @@ async fn flattened_windows_never_loosen_the_parameters() {
     let config = volcast_server::config::Config::with_artifact(artifact.clone()).unwrap();
     let metrics = Arc::new(Metrics::new());
     let state = AppState::new(Settings::from_config(&config).unwrap(), Arc::clone(&metrics));
-    let serving = volcast_server::load(&artifact, volcast_server::queue_config(&config), &metrics)
+    let serving = volcast_server::load(&artifact, volcast_server::load_options(&config), &metrics)
         .await
         .unwrap();
     let need = serving.info.metadata.features.history_hours();

@@ -4,10 +4,12 @@
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::process::{Server, get, signal, start, wait_for};
 
 use serde_json::{Value, json};
 use volcast_core::features::AssetFeatures;
@@ -55,40 +57,6 @@ fn train(tmp: &Path) -> std::path::PathBuf {
     out
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(artifact: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .args(["--listen", "127.0.0.1:0", "--artifact"])
-        .arg(artifact)
-        .env("VOLCAST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
 fn candles(n: usize) -> Vec<Value> {
     let c = generate(&SynthConfig {
         gap_rate: 0.0,
@@ -100,34 +68,6 @@ fn candles(n: usize) -> Vec<Value> {
                    "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
         })
         .collect()
-}
-
-async fn get(client: &reqwest::Client, url: String) -> String {
-    client.get(url).send().await.unwrap().text().await.unwrap()
-}
-
-/// Polls `url` until its body satisfies `done`, for up to 60 s.
-async fn wait_for(client: &reqwest::Client, url: String, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let body = get(client, url.clone()).await;
-        if done(&body) || Instant::now() > deadline {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Sends `signal` (e.g. `-HUP`) to the server process.
-fn signal(server: &Server, signal: &str) {
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
 }
 
 /// The daily job's refreshed artifact, pointed at by `default`, is served after a SIGHUP; a
@@ -215,7 +155,7 @@ async fn real_server_over_http() {
         loaded.input_at(&features, slot, None, &mut scratch)
     );
 
-    let server = start(&artifacts);
+    let server = start(&artifacts, &[]);
     let client = reqwest::Client::new();
     let base = server.base.clone();
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -65,7 +65,7 @@ async fn route_stress_route_and_cli_give_the_same_parameters() {
     let config = volcast_server::config::Config::with_artifact(artifact.clone()).unwrap();
     let metrics = Arc::new(Metrics::new());
     let state = AppState::new(Settings::from_config(&config).unwrap(), Arc::clone(&metrics));
-    let serving = volcast_server::load(&artifact, volcast_server::queue_config(&config), &metrics)
+    let serving = volcast_server::load(&artifact, volcast_server::load_options(&config), &metrics)
         .await
         .unwrap();
     let history = serving.info.metadata.features.history_hours();

@@ -50,3 +50,61 @@ fn real_markets_are_rarely_degenerate() {
         assert!(share(*r, *n) < 1.0, "{big}: {r} of {n}");
     }
 }
+
+/// The model as operated (what `evaluate`, calibration and the backtest score) has no forecast
+/// on a window the rule refuses, as the service answers none, and has one on the others.
+#[test]
+fn the_operated_model_has_no_forecast_on_refused_windows() {
+    use volcast_core::forecast::{DrawdownQuery, ForecastRequest, HORIZONS, Origin};
+    let Some(dir) = volcast_tests::shared_hourly() else {
+        return;
+    };
+    let wanted: Vec<String> = ["BTCUSDT", "DENTUSDT", "DUSKUSDT"].map(String::from).to_vec();
+    let loaded = volcast_training::data::load_assets(&[dir], Some(&wanted)).unwrap();
+    let assets = to_panel(&loaded);
+    let device = volcast_model::device::select(volcast_model::device::DeviceChoice::Cpu)
+        .unwrap()
+        .device;
+    let model = volcast_model::inference::LoadedModel::load(
+        &volcast_tests::repo_root().join("model-artifacts"),
+        &device,
+    )
+    .unwrap();
+    let origins: Vec<Origin> = assets
+        .iter()
+        .enumerate()
+        .flat_map(|(asset, a)| {
+            (1000..a.grid.len())
+                .filter(|&slot| a.grid.hour(slot).rem_euclid(24) == 0 && a.grid.has_candle(slot))
+                .map(move |slot| Origin { asset, slot })
+        })
+        .collect();
+    let predictions = model
+        .predictions(&ForecastRequest {
+            assets: &assets,
+            origins: &origins,
+            horizons: &HORIZONS,
+            drawdown: DrawdownQuery { alpha: 0.99, tau: 4 },
+        })
+        .unwrap();
+    let (mut refused, mut served) = (0usize, 0usize);
+    for (o, p) in origins.iter().zip(&predictions) {
+        let degenerate = !assets[o.asset].grid.hours_without_trading(o.slot).is_empty();
+        if degenerate {
+            assert!(
+                p.is_none(),
+                "{} slot {}: forecast on a refused window",
+                assets[o.asset].id,
+                o.slot
+            );
+            refused += 1;
+        } else {
+            served += usize::from(p.is_some());
+        }
+    }
+    eprintln!("{refused} refused and {served} served origins");
+    assert!(
+        refused > 50 && served > 1000,
+        "{refused} refused, {served} served"
+    );
+}

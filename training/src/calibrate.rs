@@ -172,6 +172,7 @@ pub fn calibrate_artifact(
     metadata.stress_scenarios = volcast_core::stress::market_stress_scenarios(assets, end);
     let corrected = model.with_metadata(metadata.clone());
     metadata.risk = Some(calibrate(&corrected, assets, end, fit_exponent)?);
+    metadata.uncalibrated = None;
     Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)
 }
 

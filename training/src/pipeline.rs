@@ -382,6 +382,7 @@ fn artifact_metadata(
         device: device.to_owned(),
         training_seconds: trained.state.seconds,
         risk: None,
+        uncalibrated: None,
         recalibration: None,
         stress_scenarios: volcast_core::stress::market_stress_scenarios(assets, fit_end_hour),
         // Filled by `artifact::save` from the files it writes.
@@ -391,7 +392,8 @@ fn artifact_metadata(
 }
 
 /// Calibrates the risk engine of the artifact at `uncalibrated` and returns the calibrated
-/// artifact (removing the uncalibrated one), or keeps the uncalibrated one on too little history.
+/// artifact, or on too little history publishes it marked uncalibrated
+/// ([`artifact::Metadata::uncalibrated`]).
 fn calibrate_or_keep(
     uncalibrated: &std::path::Path,
     assets: &[volcast_core::grid::Asset],
@@ -404,17 +406,14 @@ fn calibrate_or_keep(
             tracing::info!(artifact = %saved.dir.display(), "risk engine calibrated");
             Ok(saved.dir)
         }
-        // Too little history: the artifact is published as it is and serves with the
-        // reflection-normal rule.
+        // Too little history: the artifact is published saying so, and serves (with the
+        // reflection-normal rule) only where the operator allows it: `--allow-uncalibrated`.
         Err(CalibrateError::TooLittleData(why)) => {
             tracing::warn!(%why, "risk engine not calibrated; D uses the reflection-normal rule");
-            let id = uncalibrated.file_name().unwrap_or_default();
-            let published = out.join(id);
-            if !published.exists() {
-                std::fs::rename(uncalibrated, &published)
-                    .with_context(|| format!("publishing {}", published.display()))?;
-            }
-            Ok(published)
+            let mut metadata = model.metadata.clone();
+            metadata.uncalibrated = Some(format!("too little history to calibrate: {why}"));
+            let saved = artifact::save(out, model.model.clone(), &model.config, metadata)?;
+            Ok(saved.dir)
         }
         Err(e) => Err(e.into()),
     }

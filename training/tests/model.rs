@@ -329,3 +329,118 @@ fn a_few_training_steps_on_wgpu() {
     let model = LoadedModel::load(&outcome.dir, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
     assert!(model.metadata.device.starts_with("wgpu"));
 }
+
+/// A kill while an epoch's checkpoint is being written (its files half there, its state written,
+/// the `current` pointer's replacement written but not yet renamed) leaves the previous epoch
+/// current: `--resume` redoes exactly the interrupted epoch and ends with the model an
+/// uninterrupted run gives, to the last bit.
+#[test]
+fn resume_after_a_checkpoint_write_cut_short_gives_the_uninterrupted_model() {
+    use volcast_training::trainer::{RunOptions, train};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data, 150);
+    let loaded = volcast_training::data::load_dirs(&[data]).unwrap();
+    let assets = volcast_core::panel::to_panel(&loaded);
+    let fit_until = parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS;
+    let fit_end_hour = volcast_core::time::close_hour_of_open_ms(fit_until);
+    let config = small_config().with_max_epochs(3);
+    let device = select(DeviceChoice::Cpu).unwrap().device;
+    let options = |dir: &Path, resume: bool, max_steps: Option<usize>| RunOptions {
+        checkpoint_dir: dir.to_owned(),
+        resume,
+        progress: false,
+        max_steps,
+    };
+    // Training is not bit-reproducible on the CPU (parallel sums: two fresh runs differ in the
+    // last digits), so models are compared by their outputs on a fixed input.
+    let outputs = |model: &volcast_model::network::VolModel| -> Vec<f32> {
+        use burn::prelude::{Tensor, TensorData};
+        use volcast_core::features::{N_CHANNELS, N_STATIC};
+        let window = config.window;
+        let sequence: Vec<f32> = (0..window * N_CHANNELS)
+            .map(|i| (i % 7) as f32 * 0.1 - 0.3)
+            .collect();
+        let statics: Vec<f32> = (0..N_STATIC).map(|i| (i % 3) as f32 * 0.2 - 0.2).collect();
+        let out = model.forward(
+            Tensor::<3>::from_data(TensorData::new(sequence, [1, window, N_CHANNELS]), &device),
+            Tensor::<2>::from_data(TensorData::new(statics, [1, N_STATIC]), &device),
+        );
+        let mut v = out.log_variance.into_data().to_vec::<f32>().unwrap();
+        v.extend(out.log_quantiles.into_data().to_vec::<f32>().unwrap());
+        v.extend(out.shortage_logit.into_data().to_vec::<f32>().unwrap());
+        v
+    };
+
+    let whole = tmp.path().join("whole");
+    let uninterrupted = train(
+        &assets,
+        &config,
+        fit_end_hour,
+        &device,
+        &options(&whole, false, None),
+    )
+    .unwrap();
+    assert_eq!(uninterrupted.state.history.len(), 3);
+
+    // Two epochs, then the third one's checkpoint write cut short.
+    let cut = tmp.path().join("cut");
+    let steps_per_epoch = uninterrupted.train_rows / config.batch_size;
+    let two = train(
+        &assets,
+        &config,
+        fit_end_hour,
+        &device,
+        &options(&cut, false, Some(2 * steps_per_epoch)),
+    )
+    .unwrap();
+    assert_eq!(two.state.epoch, 1);
+    let current = std::fs::read_to_string(cut.join("current")).unwrap();
+    assert_eq!(current.trim(), "epoch-0001");
+    let partial = cut.join("epoch-0002");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("best.bpk"), b"half a file").unwrap();
+    std::fs::write(partial.join("last.bpk.tmp"), b"half a file").unwrap();
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cut.join("epoch-0001/state.json")).unwrap()).unwrap();
+    state["epoch"] = 2.into();
+    std::fs::write(partial.join("state.json"), state.to_string()).unwrap();
+    std::fs::write(cut.join("current.tmp"), "epoch-0002").unwrap();
+
+    let resumed = train(
+        &assets,
+        &config,
+        fit_end_hour,
+        &device,
+        &options(&cut, true, None),
+    )
+    .unwrap();
+    // Each epoch once, with the same holdout scores (summed in parallel: equal to ~1e-15).
+    assert_eq!(resumed.state.history.len(), 3);
+    for (a, b) in resumed.state.history.iter().zip(&uninterrupted.state.history) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-12 * y.abs(), "{x} against {y}");
+        }
+    }
+    assert_eq!(resumed.state.epoch, 2);
+    assert_eq!(resumed.state.best_epoch, uninterrupted.state.best_epoch);
+    // The best model, and the last one (trained on from the right weights and optimiser state).
+    let last = |dir: &Path| {
+        use burn::module::Module;
+        config
+            .model
+            .init(&device)
+            .try_load_file(dir.join("epoch-0002/last.bpk"))
+            .unwrap()
+    };
+    for (a, b) in [
+        (resumed.model.clone(), uninterrupted.model.clone()),
+        (last(&cut), last(&whole)),
+    ] {
+        for (x, y) in outputs(&a).iter().zip(outputs(&b)) {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "outputs {x} against {y}");
+        }
+    }
+    let current = std::fs::read_to_string(cut.join("current")).unwrap();
+    assert_eq!(current.trim(), "epoch-0002");
+}

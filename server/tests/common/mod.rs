@@ -28,6 +28,8 @@ use volcast_server::model_info::{ModelInfo, Predictor};
 use volcast_server::queue::BatchQueue;
 use volcast_server::state::{AppState, Serving, Settings};
 
+pub mod process;
+
 pub const START_MS: i64 = 1_704_067_200_000; // 2024-01-01
 
 /// Constant forecasts, optionally slow.
@@ -137,6 +139,7 @@ pub fn info() -> ModelInfo {
             device: "cpu".into(),
             training_seconds: 0.0,
             risk: None,
+            uncalibrated: Some("a test double".into()),
             // Neutral corrections (scales of 1), so the model card and metrics show them.
             recalibration: Some(volcast_model::artifact::Recalibration {
                 from: "2023-09-02T00:00:00Z".into(),

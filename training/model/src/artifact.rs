@@ -91,6 +91,12 @@ pub struct Metadata {
     /// absent in artifacts made before the engine was calibrated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<RiskCalibration>,
+    /// Why the artifact carries no risk calibration, when it was published without one on
+    /// purpose (too little history to calibrate on). An artifact with neither this nor
+    /// [`Self::risk`] is refused by the server ([`check_calibration`]): an interrupted `train`
+    /// or a hand-made artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncalibrated: Option<String>,
     /// Post-hoc corrections of the network's outputs measured on the early-stopping holdout;
     /// absent in artifacts made before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,6 +315,39 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
         return bad("features: the names do not match this build's inputs".into());
     }
     Ok(())
+}
+
+/// Checks that the risk calibration is present or explicitly absent before an artifact is
+/// served: an uncalibrated artifact's drawdowns use the less conservative reflection-normal rule,
+/// so it is served only when it says why it has no calibration and the operator allows it
+/// (`allow_uncalibrated`, the server's `--allow-uncalibrated`).
+///
+/// # Errors
+/// [`ArtifactError::Incompatible`] saying what is wrong and what to do.
+pub fn check_calibration(dir: &Path, meta: &Metadata, allow_uncalibrated: bool) -> Result<(), ArtifactError> {
+    let bad = |message: String| {
+        Err(ArtifactError::Incompatible {
+            path: dir.to_owned(),
+            message,
+        })
+    };
+    match (&meta.risk, &meta.uncalibrated) {
+        (Some(_), None) => Ok(()),
+        (Some(_), Some(_)) => bad(format!(
+            "{METADATA} carries a risk calibration and also says it has none: edited by hand?"
+        )),
+        (None, None) => bad(format!(
+            "{METADATA} carries no risk calibration and does not say why (an interrupted `train` \
+             or a hand-made artifact?): calibrate it with `calibrate --model {}`",
+            dir.display()
+        )),
+        (None, Some(_)) if allow_uncalibrated => Ok(()),
+        (None, Some(why)) => bad(format!(
+            "the artifact is not risk-calibrated ({why}), so its drawdowns would use the less \
+             conservative reflection-normal rule; start the server with --allow-uncalibrated to \
+             serve it anyway"
+        )),
+    }
 }
 
 /// Checks the weights and the config against the SHA-256 the metadata records for them: a

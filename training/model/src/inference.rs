@@ -245,7 +245,8 @@ impl LoadedModel {
     }
 
     /// The forecasts at every origin of `request` for all the artifact's horizons (None where the
-    /// inputs do not exist), with the stored corrections applied.
+    /// inputs do not exist or the degenerate-market rule refuses the window, as the service
+    /// does), with the stored corrections applied.
     ///
     /// # Errors
     /// [`ForecastError`] when `request` asks for a horizon the model does not have.
@@ -268,6 +269,12 @@ impl LoadedModel {
             let inputs: Vec<Option<ModelInput>> = chunk
                 .par_iter()
                 .map_init(Vec::new, |scratch, o| {
+                    // The degenerate-market rule: the service refuses these windows, so the
+                    // model as operated has no forecast there.
+                    let grid = &request.assets[o.asset].grid;
+                    if !grid.hours_without_trading(o.slot).is_empty() {
+                        return None;
+                    }
                     self.input_at(&features[o.asset], o.slot, market.as_ref(), scratch)
                 })
                 .collect();

@@ -152,7 +152,7 @@ pub fn evaluate(
     Ok(EvaluationReport {
         schema_version: REPORT_SCHEMA_VERSION,
         config: config_report(config, model_name),
-        data: data_report(assets),
+        data: data_report(assets, &origins),
         fits: fits_report(assets, &baselines, &static_policy, calibrations),
         horizons,
         risk,
@@ -270,7 +270,7 @@ fn fit_static(assets: &[Asset], fit_end_hour: i64, config: &EvalConfig) -> Resul
     })
 }
 
-fn data_report(assets: &[Asset]) -> DataReport {
+fn data_report(assets: &[Asset], origins: &[Origin]) -> DataReport {
     let candles = assets
         .iter()
         .map(|a| a.grid.close.iter().filter(|c| !c.is_nan()).count())
@@ -291,6 +291,11 @@ fn data_report(assets: &[Asset]) -> DataReport {
         // Candles are labelled by open time in files: one hour before the close.
         first_candle: first.map(|h| format_ms(hour_to_ms(h - 1))),
         last_candle: last.map(|h| format_ms(hour_to_ms(h - 1))),
+        origins: origins.len(),
+        degenerate_origins: origins
+            .iter()
+            .filter(|o| !assets[o.asset].grid.hours_without_trading(o.slot).is_empty())
+            .count(),
     }
 }
 

@@ -106,6 +106,16 @@ fn render_intro(report: &EvaluationReport, out: &mut String) {
             .as_ref()
             .map_or_else(String::new, |m| format!(" Model: `{m}`."))
     );
+    if c.model.is_some() {
+        let d = &report.data;
+        let _ = writeln!(
+            out,
+            "{} of the {} origins ({:.2}%) are refused by the degenerate-market rule (an hour of the last day without trading): the model as operated has no forecast there, so they leave every comparison with it.\n",
+            d.degenerate_origins,
+            d.origins,
+            100.0 * d.degenerate_origins as f64 / d.origins.max(1) as f64
+        );
+    }
 
     for w in &report.fits.warnings {
         let _ = writeln!(out, "> warning: {w}\n");

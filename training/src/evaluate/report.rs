@@ -66,6 +66,12 @@ pub struct DataReport {
     pub first_candle: Option<String>,
     /// Open time of the latest candle.
     pub last_candle: Option<String>,
+    /// Evaluation origins (asset-days), before any forecaster's own gaps.
+    pub origins: usize,
+    /// Of those, the origins the degenerate-market rule refuses (an hour of the last day without
+    /// trading): the model as operated has no forecast there, so they leave every comparison
+    /// with the model (baselines alone are scored on them).
+    pub degenerate_origins: usize,
 }
 
 /// GARCH fits in brief.

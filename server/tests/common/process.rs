@@ -1,0 +1,97 @@
+//! The real `server` binary as a child process: start it on a free port, signal it, poll it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `server` process, killed when dropped.
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// `http://ADDR`.
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(artifact: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
+    command
+        .args(["--listen", "127.0.0.1:0", "--artifact"])
+        .arg(artifact)
+        .args(args)
+        .env("VOLCAST_LOG", "warn")
+        .stdout(Stdio::piped());
+    command
+}
+
+/// Starts the server on `artifact` with extra `args`, once it prints `listening on ADDR`.
+pub fn start(artifact: &Path, args: &[&str]) -> Server {
+    let mut child = command(artifact, args).stderr(Stdio::inherit()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+/// Starts the server on `artifact` with extra `args` and expects it to exit on its own within
+/// 60 s: returns whether it succeeded and what it wrote to stderr.
+pub fn start_and_wait(artifact: &Path, args: &[&str]) -> (bool, String) {
+    let mut child = command(artifact, args).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server kept running on {}", artifact.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    (status.success(), stderr)
+}
+
+/// Sends `signal` (e.g. `-HUP`) to the server process.
+pub fn signal(server: &Server, signal: &str) {
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// `GET url`: the body.
+pub async fn get(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Polls `url` until its body satisfies `done`, for up to 60 s; returns the last body.
+pub async fn wait_for(client: &reqwest::Client, url: String, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = get(client, url.clone()).await;
+        if done(&body) || Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,161 @@
+//! Damaged or uncalibrated artifacts never become the served model: the real `server` binary
+//! refuses them at start (exit 1, a message naming the problem) and at a SIGHUP reload (the old
+//! model keeps serving, `/readyz` stays 200, and the failed-reload counter says so). The
+//! committed default artifact is the healthy one; each case is a copy of it with one fault.
+
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::process::{get, signal, start, start_and_wait, wait_for};
+use serde_json::Value;
+use volcast_model::artifact::{self, METADATA, WEIGHTS};
+
+fn committed_default() -> PathBuf {
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    artifact::resolve(&Path::new(&manifest).join("../model-artifacts")).unwrap()
+}
+
+/// A copy of the committed default artifact in `out/<name>`.
+fn copy_default(out: &Path, name: &str) -> PathBuf {
+    let from = committed_default();
+    let dir = out.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+fn edit_metadata(dir: &Path, edit: impl FnOnce(&mut Value)) {
+    let path = dir.join(METADATA);
+    let mut meta: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut meta);
+    std::fs::write(&path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
+}
+
+/// The faulty copies, by name, with a word their refusal must contain.
+fn faulty(out: &Path) -> Vec<(&'static str, PathBuf, &'static str)> {
+    let flipped = copy_default(out, "flipped");
+    let weights = flipped.join(WEIGHTS);
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&weights, bytes).unwrap();
+
+    let no_horizons = copy_default(out, "no-horizons");
+    edit_metadata(&no_horizons, |m| m["horizons"] = Value::Array(Vec::new()));
+
+    let zero_scaler = copy_default(out, "zero-scaler");
+    edit_metadata(&zero_scaler, |m| {
+        for s in m["scaler"]["channel_std"].as_array_mut().unwrap() {
+            *s = 0.0.into();
+        }
+    });
+
+    // What an interrupted `train` would have left: no calibration and no word on why.
+    let silent = copy_default(out, "silently-uncalibrated");
+    edit_metadata(&silent, |m| {
+        m.as_object_mut().unwrap().remove("risk");
+    });
+
+    let declared = declared_uncalibrated(out);
+    vec![
+        ("flipped", flipped, "damaged or replaced"),
+        ("no-horizons", no_horizons, "horizons []"),
+        ("zero-scaler", zero_scaler, "scaler"),
+        ("silently-uncalibrated", silent, "does not say why"),
+        ("declared-uncalibrated", declared, "--allow-uncalibrated"),
+    ]
+}
+
+/// An artifact that says why it has no calibration: served only with `--allow-uncalibrated`.
+fn declared_uncalibrated(out: &Path) -> PathBuf {
+    let dir = copy_default(out, "declared-uncalibrated");
+    edit_metadata(&dir, |m| {
+        let m = m.as_object_mut().unwrap();
+        m.remove("risk");
+        m.insert(
+            "uncalibrated".into(),
+            "too little history to calibrate: a test".into(),
+        );
+    });
+    dir
+}
+
+#[test]
+fn faulty_artifacts_are_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, dir, why) in faulty(tmp.path()) {
+        let (ok, stderr) = start_and_wait(&dir, &[]);
+        assert!(!ok, "{name}: the server started");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncalibrated_artifact_that_says_so_is_served_only_when_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = declared_uncalibrated(tmp.path());
+    let server = start(&dir, &["--allow-uncalibrated"]);
+    let client = reqwest::Client::new();
+    let ready = wait_for(&client, format!("{}/readyz", server.base), |b| {
+        b.contains(r#""status":"ready""#)
+    })
+    .await;
+    assert!(ready.contains(r#""status":"ready""#), "{ready}");
+    let status = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_artifacts_are_refused_at_reload_and_the_old_model_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let artifacts = tmp.path().join("artifacts");
+    let good = copy_default(&artifacts, "good");
+    let good_id = artifact::read_metadata(&good).unwrap().id;
+    artifact::set_default(&artifacts, "good").unwrap();
+    let faults = faulty(&artifacts);
+
+    let server = start(&artifacts, &[]);
+    let base = server.base.clone();
+    let client = reqwest::Client::new();
+    let card = wait_for(&client, format!("{base}/v1/model"), |b| b.contains(&good_id)).await;
+    assert!(card.contains(&good_id), "{card}");
+
+    for (i, (name, _, _)) in faults.iter().enumerate() {
+        artifact::set_default(&artifacts, name).unwrap();
+        signal(&server, "-HUP");
+        let failed = format!(r#"volcast_model_reloads_total{{outcome="failed"}} {}"#, i + 1);
+        let metrics = wait_for(&client, format!("{base}/metrics"), |b| b.contains(&failed)).await;
+        assert!(metrics.contains(&failed), "{name}: {metrics}");
+        let card: Value = serde_json::from_str(&get(&client, format!("{base}/v1/model")).await).unwrap();
+        assert_eq!(
+            card["model"]["id"],
+            good_id.as_str(),
+            "{name}: the old model keeps serving"
+        );
+        let ready = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(ready, 200, "{name}");
+    }
+    assert!(
+        !get(&client, format!("{base}/metrics"))
+            .await
+            .contains(r#"outcome="ok""#),
+        "no faulty artifact was swapped in"
+    );
+}
