@@ -366,9 +366,9 @@ fn resume_after_a_checkpoint_write_cut_short_gives_the_uninterrupted_model() {
             Tensor::<3>::from_data(TensorData::new(sequence, [1, window, N_CHANNELS]), &device),
             Tensor::<2>::from_data(TensorData::new(statics, [1, N_STATIC]), &device),
         );
-        let mut v = out.log_variance.into_data().to_vec::<f32>().unwrap();
-        v.extend(out.log_quantiles.into_data().to_vec::<f32>().unwrap());
-        v.extend(out.shortage_logit.into_data().to_vec::<f32>().unwrap());
+        let mut v = out.log_variance.into_data().try_to_vec::<f32>().unwrap();
+        v.extend(out.log_quantiles.into_data().try_to_vec::<f32>().unwrap());
+        v.extend(out.shortage_logit.into_data().try_to_vec::<f32>().unwrap());
         v
     };
 
