@@ -52,6 +52,7 @@ fn train(tmp: &Path) -> std::path::PathBuf {
         resume: false,
         progress: false,
         max_steps: None,
+        threads: None,
     })
     .unwrap();
     out

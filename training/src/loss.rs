@@ -1,4 +1,6 @@
-//! Training losses, each masked to the points where its target exists.
+//! Training losses, each masked to the points where its target exists and averaged over
+//! `points`, the number of such points in the whole batch: a batch split into parts (one per
+//! core) gives parts whose losses, and so gradients, add up to the whole batch's.
 
 use burn::prelude::*;
 use burn::tensor::activation::softplus;
@@ -6,16 +8,16 @@ use burn::tensor::activation::softplus;
 /// Mean QLIKE of log-variance forecasts `f` for log targets `y`: `exp(y - f) - (y - f) - 1`.
 /// Shapes `[batch, horizons]`; `mask` is 1 where the target exists.
 #[must_use]
-pub fn qlike(f: Tensor<2>, y: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
+pub fn qlike(f: Tensor<2>, y: Tensor<2>, mask: Tensor<2>, points: f32) -> Tensor<1> {
     let d = (y - f).clamp(-30.0, 30.0); // [batch, h]
     let loss = d.clone().exp() - d - 1.0;
-    masked_mean(loss, mask)
+    masked_mean(loss, mask, points)
 }
 
 /// Mean pinball loss of log quantiles `q` (`[batch, h, k]`) for log targets `y` (`[batch, h]`)
-/// at `levels`.
+/// at `levels`, over `points` targets (each scored at every level).
 #[must_use]
-pub fn pinball(q: Tensor<3>, y: Tensor<2>, mask: Tensor<2>, levels: &[f64]) -> Tensor<1> {
+pub fn pinball(q: Tensor<3>, y: Tensor<2>, mask: Tensor<2>, levels: &[f64], points: f32) -> Tensor<1> {
     let [batch, horizons, k] = q.dims();
     let device = q.device();
     let tau: Vec<f32> = levels.iter().map(|&l| l as f32).collect();
@@ -23,19 +25,18 @@ pub fn pinball(q: Tensor<3>, y: Tensor<2>, mask: Tensor<2>, levels: &[f64]) -> T
     let e = y.unsqueeze_dim::<3>(2) - q; // [batch, h, k]
     let loss = (e.clone() * tau.clone()).max_pair(e * (tau - 1.0)); // [batch, h, k]
     let mask = mask.unsqueeze_dim::<3>(2).expand([batch, horizons, k]);
-    let total = (loss * mask.clone()).sum();
-    total / mask.sum().clamp_min(1.0)
+    (loss * mask).sum() / (points * k as f32).max(1.0)
 }
 
 /// Mean binary cross-entropy of logits `z` for labels `y` in {0, 1} (`[batch, h]`).
 #[must_use]
-pub fn bce(z: Tensor<2>, y: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
+pub fn bce(z: Tensor<2>, y: Tensor<2>, mask: Tensor<2>, points: f32) -> Tensor<1> {
     let loss = softplus(z.clone(), 1.0) - y * z;
-    masked_mean(loss, mask)
+    masked_mean(loss, mask, points)
 }
 
-fn masked_mean(loss: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
-    (loss * mask.clone()).sum() / mask.sum().clamp_min(1.0)
+fn masked_mean(loss: Tensor<2>, mask: Tensor<2>, points: f32) -> Tensor<1> {
+    (loss * mask).sum() / points.max(1.0)
 }
 
 #[cfg(test)]
@@ -57,17 +58,19 @@ mod tests {
             t2(vec![2f32.ln(), 5.0], [1, 2]),
             t2(vec![0.0, 0.0], [1, 2]),
             t2(vec![1.0, 0.0], [1, 2]),
+            1.0,
         );
         assert!((scalar(q) - (0.5 + 2f32.ln() - 1.0)).abs() < 1e-6);
         // Pinball at 0.9 of quantile 0 for y = 1: 0.9; at 0.1: 0.1; mean 0.5.
         let q3 = Tensor::<3>::zeros([1, 1, 2], &Device::flex());
-        let p = pinball(q3, t2(vec![1.0], [1, 1]), t2(vec![1.0], [1, 1]), &[0.1, 0.9]);
+        let p = pinball(q3, t2(vec![1.0], [1, 1]), t2(vec![1.0], [1, 1]), &[0.1, 0.9], 1.0);
         assert!((scalar(p) - 0.5).abs() < 1e-6);
         // BCE of logit 0: ln 2.
         let b = bce(
             t2(vec![0.0], [1, 1]),
             t2(vec![1.0], [1, 1]),
             t2(vec![1.0], [1, 1]),
+            1.0,
         );
         assert!((scalar(b) - 2f32.ln()).abs() < 1e-6);
     }

@@ -45,6 +45,8 @@ pub struct Pipeline {
     pub progress: bool,
     /// Stop after this many optimiser steps.
     pub max_steps: Option<usize>,
+    /// Threads per training step; None: [`volcast_model::device::Selected::training_threads`].
+    pub threads: Option<usize>,
 }
 
 /// What a pipeline run produced.
@@ -208,6 +210,67 @@ pub fn score_out_of_sample(
     Ok(Some(scored))
 }
 
+/// The training step's speed on the pipeline's data, device and config (`train --bench`):
+/// nothing is trained to the end or written. Threads default to 1 and
+/// [`volcast_model::device::Selected::training_threads`]; batch sizes to the config's.
+///
+/// # Errors
+/// A load failure, or too little data to train on.
+pub fn bench(
+    p: &Pipeline,
+    steps: usize,
+    batch_sizes: &[usize],
+    threads: &[usize],
+) -> anyhow::Result<BenchOutcome> {
+    let dirs = if p.dirs.is_empty() {
+        default_dirs()?
+    } else {
+        p.dirs.clone()
+    };
+    let selected = select(p.device)?;
+    tracing::info!(device = %selected.description, "device");
+    let data = LoadedData::load(&dirs, p.fit_until_ms)?;
+    let mut default_threads = vec![1, selected.training_threads()];
+    default_threads.dedup();
+    let settings = crate::trainer::bench::BenchSettings {
+        batch_sizes: if batch_sizes.is_empty() {
+            vec![p.config.batch_size]
+        } else {
+            batch_sizes.to_vec()
+        },
+        threads: if threads.is_empty() {
+            default_threads
+        } else {
+            threads.to_vec()
+        },
+        steps: steps.max(1),
+        warmup: (steps / 10).clamp(2, 20),
+    };
+    let (rows, profile) = crate::trainer::bench::bench(
+        &data.assets,
+        &p.config,
+        data.fit_end_hour,
+        &selected.device,
+        &settings,
+    )?;
+    Ok(BenchOutcome {
+        device: selected.description,
+        rows,
+        profile,
+    })
+}
+
+/// What [`bench`] measured.
+#[derive(Debug)]
+pub struct BenchOutcome {
+    /// The device, described.
+    pub device: String,
+    /// One per batch size and thread count.
+    pub rows: Vec<crate::trainer::bench::BenchRow>,
+    /// Where a single-threaded step's time goes, at the first batch size.
+    pub profile: crate::trainer::bench::Profile,
+}
+
 /// Runs the pipeline.
 ///
 /// # Errors
@@ -228,6 +291,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         resume: p.resume,
         progress: p.progress,
         max_steps: p.max_steps,
+        threads: p.threads.unwrap_or_else(|| selected.training_threads()),
     };
     let trained = train(
         &data.assets,

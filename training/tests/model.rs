@@ -49,6 +49,7 @@ fn pipeline(data: &Path, out: &Path, device: DeviceChoice) -> Pipeline {
         resume: false,
         progress: false,
         max_steps: None,
+        threads: None,
     }
 }
 
@@ -351,6 +352,7 @@ fn resume_after_a_checkpoint_write_cut_short_gives_the_uninterrupted_model() {
         resume,
         progress: false,
         max_steps,
+        threads: 2,
     };
     // Training is not bit-reproducible on the CPU (parallel sums: two fresh runs differ in the
     // last digits), so models are compared by their outputs on a fixed input.

@@ -23,6 +23,21 @@ pub struct Selected {
     pub device: Device,
     /// `cpu (flex)` or `wgpu (<adapter kind>)`.
     pub description: String,
+    /// Whether it is the CPU.
+    pub cpu: bool,
+}
+
+impl Selected {
+    /// Threads a training step should use: every core on the CPU (the batch split over them),
+    /// one on a GPU (the device does the work).
+    #[must_use]
+    pub fn training_threads(&self) -> usize {
+        if self.cpu {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        } else {
+            1
+        }
+    }
 }
 
 /// No wgpu adapter could be initialised.
@@ -60,6 +75,7 @@ pub fn select(choice: DeviceChoice) -> Result<Selected, NoWgpu> {
     let cpu = || Selected {
         device: Device::flex(),
         description: "cpu (flex)".to_owned(),
+        cpu: true,
     };
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
@@ -67,6 +83,7 @@ pub fn select(choice: DeviceChoice) -> Result<Selected, NoWgpu> {
             .map(|device| Selected {
                 device,
                 description: "wgpu (default adapter)".to_owned(),
+                cpu: false,
             })
             .map_err(NoWgpu),
         DeviceChoice::Auto => {
@@ -79,6 +96,7 @@ pub fn select(choice: DeviceChoice) -> Result<Selected, NoWgpu> {
                     return Ok(Selected {
                         device,
                         description: format!("wgpu ({name})"),
+                        cpu: false,
                     });
                 }
             }

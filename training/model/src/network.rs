@@ -7,6 +7,7 @@
 //! network starts where the econometric model ends and learns the remainder.
 
 use burn::nn::conv::{Conv1d, Conv1dConfig};
+use burn::nn::activation::Activation;
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig, PaddingConfig1d};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softplus};
@@ -155,6 +156,44 @@ fn zero_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
 
 impl Tcn {
     fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let span = 1usize << self.layers.len();
+        let [_, time, _] = x.dims();
+        if time >= span && self.layers.iter().all(|c| c.kernel_size == 2) {
+            self.forward_last(x, span)
+        } else {
+            self.forward_all(x)
+        }
+    }
+
+    /// The last time step only, computing just the steps it depends on: with kernel 2 and
+    /// dilation `2^i`, layer `i` needs its input at `2^(L-i)` steps spaced `2^i` apart, so the
+    /// stack reads the last `2^L` hours and halves them at each layer (127 output steps in all
+    /// instead of `L` times the window). Each layer is then one matrix product on adjacent
+    /// pairs `[h(p - d), h(p)]`, with the same weights as the convolution: the same function
+    /// as [`Self::forward_all`] (to rounding), several times cheaper to train.
+    fn forward_last(&self, x: Tensor<3>, span: usize) -> Tensor<2> {
+        use burn::tensor::module::linear;
+        let [batch, time, c_in] = x.dims();
+        let x = x.narrow(1, time - span, span); // [batch, span, channels_in]
+        let w = self.input.weight.val(); // [channels, channels_in, 1]
+        let c = w.dims()[0];
+        let w = w.reshape([c, c_in]).transpose(); // [channels_in, channels]
+        let mut h = linear(x, w, self.input.bias.as_ref().map(burn::module::Param::val)); // [batch, span, channels]
+        let mut n = span;
+        for conv in &self.layers {
+            n /= 2;
+            // Adjacent steps (p - d, p) side by side: [batch, n, 2 channels].
+            let pairs = h.reshape([batch, n, 2 * c]);
+            // [channels_out, channels_in, 2] -> [2 channels_in, channels_out], tap 0 (p - d) first.
+            let w = conv.weight.val().permute([2, 1, 0]).reshape([2 * c, c]);
+            let out = linear(pairs.clone(), w, conv.bias.as_ref().map(burn::module::Param::val));
+            h = pairs.narrow(2, c, c) + gelu(out); // [batch, n, channels]
+        }
+        h.reshape([batch, c])
+    }
+
+    /// Every time step through the convolutions, then the last one.
+    fn forward_all(&self, x: Tensor<3>) -> Tensor<2> {
         // x: [batch, time, channels_in] -> [batch, channels_in, time]
         let x = x.swap_dims(1, 2);
         let mut h = self.input.forward(x); // [batch, channels, time]
@@ -168,6 +207,67 @@ impl Tcn {
 
 impl LstmEncoder {
     fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let l = &self.lstm;
+        let plain = l.batch_first
+            && !l.reverse
+            && l.clip.is_none()
+            && matches!(l.gate_activation, Activation::Sigmoid(_))
+            && matches!(l.cell_activation, Activation::Tanh(_))
+            && matches!(l.hidden_activation, Activation::Tanh(_));
+        match &l.forget_gate {
+            Some(forget) if plain => self.forward_last(x, forget),
+            _ => self.forward_all(x),
+        }
+    }
+
+    /// The last hidden state, with burn's LSTM weights and its (default) activations: the four
+    /// gates' input and hidden transforms stacked into one `[channels_in + hidden, 4 hidden]`
+    /// matrix, so each hour is one product of `[x(t), h(t - 1)]`, and no output sequence is
+    /// kept (burn's keeps every hour's, whose gradient costs the square of the window).
+    fn forward_last(&self, x: Tensor<3>, forget: &nn::GateController) -> Tensor<2> {
+        use burn::tensor::activation::{sigmoid, tanh};
+        let l = &self.lstm;
+        let gates = [&l.input_gate, forget, &l.output_gate, &l.cell_gate];
+        let [batch, time, _] = x.dims();
+        let hidden = l.d_hidden;
+        let device = x.device();
+        // [channels_in + hidden, 4 hidden]: input rows first, gates in the order above.
+        let input_w = Tensor::cat(gates.iter().map(|g| g.input_transform.weight.val()).collect(), 1);
+        let hidden_w = Tensor::cat(gates.iter().map(|g| g.hidden_transform.weight.val()).collect(), 1);
+        let w = Tensor::cat(vec![input_w, hidden_w], 0);
+        let biases: Vec<Tensor<1>> = gates
+            .iter()
+            .map(|g| {
+                let bias = |lin: &Linear| {
+                    lin.bias
+                        .as_ref()
+                        .map_or_else(|| Tensor::zeros([hidden], &device), burn::module::Param::val)
+                };
+                bias(&g.input_transform) + bias(&g.hidden_transform)
+            })
+            .collect();
+        let b = Tensor::cat(biases, 0).reshape([1, 4 * hidden]);
+        let mut h = Tensor::<2>::zeros([batch, hidden], &device);
+        let mut c = Tensor::<2>::zeros([batch, hidden], &device);
+        for x_t in x.iter_dim(1).take(time) {
+            let [b_, _, c_in] = x_t.dims();
+            let xh = Tensor::cat(vec![x_t.reshape([b_, c_in]), h], 1); // [batch, channels_in + hidden]
+            let z = xh.matmul(w.clone()) + b.clone(); // [batch, 4 hidden]
+            let ifo = sigmoid(z.clone().narrow(1, 0, 3 * hidden));
+            let g = tanh(z.narrow(1, 3 * hidden, hidden));
+            let (i, f, o) = (
+                ifo.clone().narrow(1, 0, hidden),
+                ifo.clone().narrow(1, hidden, hidden),
+                ifo.narrow(1, 2 * hidden, hidden),
+            );
+            c = f * c + i * g;
+            h = o * tanh(c.clone());
+        }
+        h
+    }
+
+    /// burn's LSTM over the window, then the last hour.
+    fn forward_all(&self, x: Tensor<3>) -> Tensor<2> {
         let (out, _) = self.lstm.forward(x, None); // [batch, time, hidden]
         let [batch, time, hidden] = out.dims();
         out.narrow(1, time - 1, 1).reshape([batch, hidden]) // [batch, hidden]
@@ -266,6 +366,74 @@ mod tests {
         VolModelConfig::new(6, 5, 3, vec![0.05, 0.5, 0.95, 0.99])
             .with_encoder(encoder)
             .with_layers(3)
+    }
+
+    fn close(a: Tensor<2>, b: Tensor<2>) -> f32 {
+        let a: Vec<f32> = a.into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = b.into_data().try_to_vec().unwrap();
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    /// The last-step path is the convolution stack's function: same outputs and same weight
+    /// gradients, for windows of exactly and more than the receptive field.
+    #[test]
+    fn tcn_last_step_path_matches_the_full_convolutions() {
+        let device = Device::flex().autodiff();
+        for (layers, window) in [(7, 128), (7, 160), (3, 8), (3, 32)] {
+            let cfg = VolModelConfig::new(6, 5, 3, vec![0.5]).with_layers(layers);
+            let model = cfg.init(&device);
+            let tcn = model.tcn.as_ref().unwrap();
+            let x = Tensor::<3>::random(
+                [4, window, 5],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let fast = tcn.forward_last(x.clone(), 1 << layers);
+            let full = tcn.forward_all(x);
+            let grads_fast = fast.clone().sum().backward();
+            let grads_full = full.clone().sum().backward();
+            assert!(
+                close(fast, full) < 1e-4,
+                "outputs, {layers} layers, window {window}"
+            );
+            for conv in std::iter::once(&tcn.input).chain(&tcn.layers) {
+                let g = |grads: &burn::tensor::Gradients| {
+                    let g = conv.weight.val().grad(grads).unwrap();
+                    let n = g.dims().iter().product::<usize>();
+                    g.reshape([1, n])
+                };
+                assert!(
+                    close(g(&grads_fast), g(&grads_full)) < 1e-3,
+                    "weight gradients, {layers} layers, window {window}"
+                );
+            }
+        }
+    }
+
+    /// The stacked LSTM is burn's LSTM: same last hidden state and weight gradients.
+    #[test]
+    fn lstm_last_state_path_matches_burns_lstm() {
+        let device = Device::flex().autodiff();
+        let model = VolModelConfig::new(6, 5, 3, vec![0.5])
+            .with_encoder(EncoderKind::Lstm)
+            .with_channels(8)
+            .init(&device);
+        let enc = model.lstm.as_ref().unwrap();
+        let x = Tensor::<3>::random([4, 24, 5], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let forget = enc.lstm.forget_gate.as_ref().unwrap();
+        let fast = enc.forward_last(x.clone(), forget);
+        let full = enc.forward_all(x);
+        let grads_fast = fast.clone().sum().backward();
+        let grads_full = full.clone().sum().backward();
+        assert!(close(fast, full) < 1e-5, "outputs");
+        let l = &enc.lstm;
+        for gate in [&l.input_gate, forget, &l.output_gate, &l.cell_gate] {
+            for lin in [&gate.input_transform, &gate.hidden_transform] {
+                let g = |grads: &burn::tensor::Gradients| lin.weight.val().grad(grads).unwrap();
+                assert!(close(g(&grads_fast), g(&grads_full)) < 1e-4, "weight gradients");
+            }
+        }
     }
 
     #[test]

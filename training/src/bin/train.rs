@@ -57,6 +57,10 @@ struct Args {
     /// Stop after this many optimiser steps (smoke tests).
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Threads per optimiser step (the batch is split over them and the gradients summed).
+    /// Default: every core on the CPU, 1 on a GPU.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
     /// Artifacts directory.
     #[arg(long, default_value = "model-artifacts")]
     out: PathBuf,
@@ -72,6 +76,19 @@ struct Args {
     /// No progress bar (log lines only).
     #[arg(long)]
     no_progress: bool,
+    /// Time the training step instead of training (nothing is written): samples/s per batch
+    /// size and thread count, and where a single-threaded step's time goes.
+    #[arg(long)]
+    bench: bool,
+    /// With --bench: timed optimiser steps per measurement (after a few untimed ones).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    bench_steps: u64,
+    /// With --bench: batch sizes, comma-separated. Default: the config's.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    bench_batch_sizes: Vec<u64>,
+    /// With --bench: thread counts, comma-separated. Default: 1 and --threads' default.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=256))]
+    bench_threads: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -135,7 +152,11 @@ fn run() -> anyhow::Result<()> {
         resume: args.resume,
         progress: !args.no_progress,
         max_steps: args.max_steps,
+        threads: args.threads.and_then(|t| usize::try_from(t).ok()),
     };
+    if args.bench {
+        return print_bench(&pipeline, &args);
+    }
     let outcome = run_pipeline(&pipeline)?;
     if let Some(report) = &outcome.report {
         print!("{}", volcast_training::evaluate::render::render(report, false));
@@ -150,5 +171,46 @@ fn run() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         if args.set_default { "; now the default" } else { "" }
     );
+    Ok(())
+}
+
+/// `--bench`: the step's speed and profile as Markdown tables.
+fn print_bench(pipeline: &Pipeline, args: &Args) -> anyhow::Result<()> {
+    let sizes = |v: &[u64]| -> Vec<usize> { v.iter().filter_map(|&x| usize::try_from(x).ok()).collect() };
+    let steps = usize::try_from(args.bench_steps).unwrap_or(200);
+    let outcome = volcast_training::pipeline::bench(
+        pipeline,
+        steps,
+        &sizes(&args.bench_batch_sizes),
+        &sizes(&args.bench_threads),
+    )?;
+    let config = &pipeline.config;
+    println!(
+        "Training step on {}: {:?} encoder, window {}, {steps} timed steps each.\n",
+        outcome.device, config.model.encoder, config.window
+    );
+    println!("| batch | threads | samples/s | ms/step |\n|---:|---:|---:|---:|");
+    for r in &outcome.rows {
+        println!(
+            "| {} | {} | {:.0} | {:.2} |",
+            r.batch_size, r.threads, r.samples_per_second, r.ms_per_step
+        );
+    }
+    let p = outcome.profile;
+    let total = p.batch_ms + p.forward_ms + p.backward_ms + p.optimizer_ms;
+    let share = |x: f64| 100.0 * x / total.max(f64::MIN_POSITIVE);
+    println!(
+        "\nOne single-threaded step at batch {}, by phase:\n\n| phase | ms/step | share |\n|---|---:|---:|",
+        p.batch_size
+    );
+    for (name, ms) in [
+        ("batch (features to tensors)", p.batch_ms),
+        ("forward and loss", p.forward_ms),
+        ("backward", p.backward_ms),
+        ("optimiser (clipping, AdamW)", p.optimizer_ms),
+    ] {
+        println!("| {name} | {ms:.2} | {:.0}% |", share(ms));
+    }
+    println!("| total | {total:.2} | 100% |");
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Training the neural model (data in [`crate::dataset`]): AdamW with gradient clipping, early stopping on a holdout at the end of
 //! the fit period, a checkpoint every epoch and resume after any interruption.
 
+pub mod bench;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,6 +28,27 @@ struct Batch {
     rv_mask: Tensor<2>,
     shortage: Tensor<2>,
     shortage_mask: Tensor<2>,
+    /// Its targets.
+    points: Points,
+}
+
+/// How many targets a batch has: the losses' denominators.
+#[derive(Debug, Clone, Copy, Default)]
+struct Points {
+    /// Log RV targets (QLIKE and pinball).
+    rv: f32,
+    /// Shortage labels.
+    shortage: f32,
+}
+
+impl Points {
+    /// Of the batches together.
+    fn total(batches: &[Batch]) -> Self {
+        batches.iter().fold(Self::default(), |t, b| Self {
+            rv: t.rv + b.points.rv,
+            shortage: t.shortage + b.points.shortage,
+        })
+    }
 }
 
 /// Builds a batch of rows `rows` of `samples` on `device`; `hide_market` hides the market
@@ -71,8 +94,13 @@ fn batch(
             sm.push(f32::from(u8::from(l.is_finite())));
         }
     }
+    let points = Points {
+        rv: ym.iter().sum(),
+        shortage: sm.iter().sum(),
+    };
     let t2 = |v: Vec<f32>, c: usize| Tensor::<2>::from_data(TensorData::new(v, [b, c]), device);
     Batch {
+        points,
         sequence: Tensor::<3>::from_data(TensorData::new(sequence, [b, window, N_CHANNELS]), device),
         statics: t2(statics, N_STATIC),
         log_rv: t2(y, 3),
@@ -115,6 +143,106 @@ pub fn holdout_qlike(
         }
     }
     [0, 1, 2].map(|j| sum[j] / n[j].max(1.0))
+}
+
+/// The training loss of `model` on `batch`, each term averaged over `points` (the whole
+/// batch's when `batch` is one part of it).
+fn training_loss(model: &VolModel, batch: Batch, points: Points, config: &TrainingConfig) -> Tensor<1> {
+    let out = model.forward(batch.sequence, batch.statics);
+    qlike(
+        out.log_variance,
+        batch.log_rv.clone(),
+        batch.rv_mask.clone(),
+        points.rv,
+    ) + pinball(
+        out.log_quantiles,
+        batch.log_rv,
+        batch.rv_mask,
+        &config.model.quantile_levels,
+        points.rv,
+    ) * config.quantile_weight
+        + bce(
+            out.shortage_logit,
+            batch.shortage,
+            batch.shortage_mask,
+            points.shortage,
+        ) * config.shortage_weight
+}
+
+/// The value of a one-element tensor.
+fn scalar(t: Tensor<1>) -> f32 {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+        .first()
+        .copied()
+        .unwrap_or(f32::NAN)
+}
+
+/// The gradients and loss of `model` on one part of a batch whose targets are `points`.
+fn part_gradients(
+    model: &VolModel,
+    batch: Batch,
+    points: Points,
+    config: &TrainingConfig,
+) -> (GradientsParams, f32) {
+    let loss = training_loss(model, batch, points, config);
+    let value = scalar(loss.clone());
+    (GradientsParams::from_grads(loss.backward(), model), value)
+}
+
+/// The gradients and loss of `model` on the batch made of `parts`: the first part on this
+/// thread, each other one on its own thread and its own copy of the model (a fork on `autodiff`:
+/// the same parameters, its own graph), then summed.
+fn gradients(
+    model: &VolModel,
+    parts: Vec<Batch>,
+    config: &TrainingConfig,
+    autodiff: &Device,
+) -> (GradientsParams, f32) {
+    let points = Points::total(&parts);
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return (GradientsParams::new(), f32::NAN);
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = parts
+            .map(|part| {
+                let replica = model.clone().fork(autodiff);
+                scope.spawn(move || part_gradients(&replica, part, points, config))
+            })
+            .collect();
+        let (mut grads, mut value) = part_gradients(model, first, points, config);
+        for other in others {
+            let (more, v) = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            model.visit(&mut AddGradients {
+                into: &mut grads,
+                from: more,
+            });
+            value += v;
+        }
+        (grads, value)
+    })
+}
+
+/// Adds `from`'s gradient of each parameter visited into `into`.
+struct AddGradients<'a> {
+    into: &'a mut GradientsParams,
+    from: GradientsParams,
+}
+
+impl burn::module::ModuleVisitor for AddGradients<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        if let Some(more) = self.from.remove::<D>(param.id) {
+            let sum = match self.into.remove::<D>(param.id) {
+                Some(g) => g + more,
+                None => more,
+            };
+            self.into.register(param.id, sum);
+        }
+    }
 }
 
 /// Where checkpoints of a run live and what they say.
@@ -240,6 +368,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop after this many optimiser steps in total (tests and smoke runs).
     pub max_steps: Option<usize>,
+    /// Threads each optimiser step runs on: the batch is split into this many parts whose
+    /// gradients are computed at once, each on its own copy of the model, and summed (the
+    /// whole batch's gradient, to rounding). 1 on a GPU.
+    pub threads: usize,
 }
 
 /// Trains on `assets` with fit period ending at `fit_end_hour`.
@@ -524,8 +656,9 @@ impl Run<'_> {
         (model, scores)
     }
 
-    /// One optimiser step on the training rows `rows` (market dropout drawn from `rng`);
-    /// returns the updated model and the batch's loss.
+    /// One optimiser step on the training rows `rows` (market dropout drawn from `rng`), the
+    /// batch split over [`RunOptions::threads`] threads; returns the updated model and the
+    /// batch's loss.
     fn step(
         &self,
         model: VolModel,
@@ -535,33 +668,23 @@ impl Run<'_> {
     ) -> (VolModel, f32) {
         let config = self.config;
         let dropout = config.market_dropout;
-        let batch = batch(
-            self.features,
-            self.train_set,
-            rows,
-            self.scaler,
-            config.window,
-            self.autodiff,
-            &mut || rng.uniform() < dropout,
-        );
-        let out = model.forward(batch.sequence, batch.statics);
-        let loss = qlike(out.log_variance, batch.log_rv.clone(), batch.rv_mask.clone())
-            + pinball(
-                out.log_quantiles,
-                batch.log_rv,
-                batch.rv_mask,
-                &config.model.quantile_levels,
-            ) * config.quantile_weight
-            + bce(out.shortage_logit, batch.shortage, batch.shortage_mask) * config.shortage_weight;
-        let value = loss
-            .clone()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default()
-            .first()
-            .copied()
-            .unwrap_or(f32::NAN);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let parts = self.options.threads.clamp(1, rows.len().max(1));
+        // Built in row order: the market dropout draws are those of one whole batch.
+        let batches: Vec<Batch> = rows
+            .chunks(rows.len().div_ceil(parts).max(1))
+            .map(|part| {
+                batch(
+                    self.features,
+                    self.train_set,
+                    part,
+                    self.scaler,
+                    config.window,
+                    self.autodiff,
+                    &mut || rng.uniform() < dropout,
+                )
+            })
+            .collect();
+        let (grads, value) = gradients(&model, batches, config, self.autodiff);
         (optim.step(config.learning_rate, model, grads), value)
     }
 

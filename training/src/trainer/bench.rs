@@ -1,0 +1,201 @@
+//! `train --bench`: the training step timed on the real data and the run's config, without
+//! writing anything. Reports samples per second at each batch size and thread count asked for,
+//! and where one single-threaded step's time goes (building the batch, forward pass and loss,
+//! backward pass, optimiser), so a speed claim is a command anyone can rerun.
+
+use std::time::Instant;
+
+use burn::prelude::*;
+
+use super::{
+    LinearStart, Run, RunOptions, TrainError, fit_scaler, fresh_model, new_optimizer, shuffled_rows,
+    split_enough_rows,
+};
+use crate::dataset::PanelFeatures;
+use volcast_core::grid::Asset;
+use volcast_model::config::TrainingConfig;
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct BenchSettings {
+    /// Batch sizes.
+    pub batch_sizes: Vec<usize>,
+    /// Thread counts (see [`RunOptions::threads`]).
+    pub threads: Vec<usize>,
+    /// Timed optimiser steps per measurement.
+    pub steps: usize,
+    /// Untimed steps before (allocations and caches settle, GPU kernels compile).
+    pub warmup: usize,
+}
+
+/// One measurement.
+#[derive(Debug, Clone)]
+pub struct BenchRow {
+    /// Rows per optimiser step.
+    pub batch_size: usize,
+    /// Threads per step.
+    pub threads: usize,
+    /// Training rows per second over the timed steps.
+    pub samples_per_second: f64,
+    /// Milliseconds per step.
+    pub ms_per_step: f64,
+}
+
+/// Milliseconds per single-threaded step in each phase, at the first batch size.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Profile {
+    /// Batch size profiled.
+    pub batch_size: usize,
+    /// Reading features into the batch's tensors (market dropout included).
+    pub batch_ms: f64,
+    /// Forward pass and loss, up to reading the loss value.
+    pub forward_ms: f64,
+    /// Backward pass and collecting the gradients.
+    pub backward_ms: f64,
+    /// Gradient clipping and the AdamW update.
+    pub optimizer_ms: f64,
+}
+
+/// Times the training step of `config` on `assets` (fit period ending at `fit_end_hour`) on
+/// `device`. On a GPU the phases of the profile are only when the host queued them (the work
+/// itself is asynchronous); the totals wait for the device.
+///
+/// # Errors
+/// [`TrainError::TooLittleData`] when there are too few training rows.
+pub fn bench(
+    assets: &[Asset],
+    config: &TrainingConfig,
+    fit_end_hour: i64,
+    device: &Device,
+    settings: &BenchSettings,
+) -> Result<(Vec<BenchRow>, Profile), TrainError> {
+    let features = PanelFeatures::new(assets);
+    let (train_set, holdout) = split_enough_rows(&features, assets, config, fit_end_hour)?;
+    let scaler = fit_scaler(&features, &train_set, config.window);
+    let start = LinearStart::fit(config, &train_set, &scaler);
+    let autodiff = device.clone().autodiff();
+    let mut rows_out = Vec::new();
+    let mut profile = Profile::default();
+    for (i, &batch_size) in settings.batch_sizes.iter().enumerate() {
+        let config = config.clone().with_batch_size(batch_size);
+        for &threads in &settings.threads {
+            let options = RunOptions {
+                checkpoint_dir: std::env::temp_dir(),
+                resume: false,
+                progress: false,
+                max_steps: None,
+                threads,
+            };
+            let run = Run {
+                config: &config,
+                options: &options,
+                features: &features,
+                train_set: &train_set,
+                holdout: &holdout,
+                scaler: &scaler,
+                device,
+                autodiff: &autodiff,
+            };
+            rows_out.push(run.time_steps(&start, settings));
+        }
+        if i == 0 {
+            profile = profile_step(
+                &config, &features, &train_set, &scaler, &start, &autodiff, settings,
+            );
+        }
+    }
+    Ok((rows_out, profile))
+}
+
+impl Run<'_> {
+    /// `settings.warmup` steps, then `settings.steps` timed ones, from a fresh model.
+    fn time_steps(&self, start: &LinearStart, settings: &BenchSettings) -> BenchRow {
+        let config = self.config;
+        self.autodiff.seed(config.seed);
+        let mut model = fresh_model(config, start, self.autodiff);
+        let mut optim = new_optimizer(config);
+        let (order, mut rng) = shuffled_rows(self.train_set.len(), config.seed, 0);
+        let mut batches = order.chunks_exact(config.batch_size).cycle();
+        let mut clock = Instant::now();
+        for k in 0..settings.warmup + settings.steps {
+            if k == settings.warmup {
+                sync(&model);
+                clock = Instant::now();
+            }
+            let rows = batches.next().unwrap_or(&[]);
+            model = self.step(model, &mut optim, rows, &mut rng).0;
+        }
+        sync(&model);
+        let seconds = clock.elapsed().as_secs_f64();
+        BenchRow {
+            batch_size: config.batch_size,
+            threads: self.options.threads,
+            samples_per_second: (settings.steps * config.batch_size) as f64 / seconds,
+            ms_per_step: 1e3 * seconds / settings.steps.max(1) as f64,
+        }
+    }
+}
+
+/// Waits for the device to finish the work queued so far (a read of a parameter).
+fn sync(model: &volcast_model::network::VolModel) {
+    let _ = model.variance_skip.weight.val().sum().into_data();
+}
+
+/// The single-threaded step of [`Run::step`], phase by phase.
+fn profile_step(
+    config: &TrainingConfig,
+    features: &PanelFeatures,
+    train_set: &crate::dataset::Samples,
+    scaler: &volcast_model::scaler::Scaler,
+    start: &LinearStart,
+    autodiff: &Device,
+    settings: &BenchSettings,
+) -> Profile {
+    autodiff.seed(config.seed);
+    let mut model = fresh_model(config, start, autodiff);
+    let mut optim = new_optimizer(config);
+    let (order, mut rng) = shuffled_rows(train_set.len(), config.seed, 0);
+    let mut batches = order.chunks_exact(config.batch_size).cycle();
+    let mut total = Profile {
+        batch_size: config.batch_size,
+        ..Profile::default()
+    };
+    let dropout = config.market_dropout;
+    for k in 0..settings.warmup + settings.steps {
+        let rows = batches.next().unwrap_or(&[]);
+        let t0 = Instant::now();
+        let batch = super::batch(
+            features,
+            train_set,
+            rows,
+            scaler,
+            config.window,
+            autodiff,
+            &mut || rng.uniform() < dropout,
+        );
+        let points = batch.points;
+        let t1 = Instant::now();
+        let loss = super::training_loss(&model, batch, points, config);
+        let _ = super::scalar(loss.clone());
+        let t2 = Instant::now();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+        let t3 = Instant::now();
+        model = optim.step(config.learning_rate, model, grads);
+        sync(&model);
+        let t4 = Instant::now();
+        if k >= settings.warmup {
+            total.batch_ms += (t1 - t0).as_secs_f64();
+            total.forward_ms += (t2 - t1).as_secs_f64();
+            total.backward_ms += (t3 - t2).as_secs_f64();
+            total.optimizer_ms += (t4 - t3).as_secs_f64();
+        }
+    }
+    let per_step = 1e3 / settings.steps.max(1) as f64;
+    Profile {
+        batch_ms: total.batch_ms * per_step,
+        forward_ms: total.forward_ms * per_step,
+        backward_ms: total.backward_ms * per_step,
+        optimizer_ms: total.optimizer_ms * per_step,
+        ..total
+    }
+}
