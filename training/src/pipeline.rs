@@ -253,22 +253,37 @@ pub fn bench(
         &selected.device,
         &settings,
     )?;
+    // On a GPU, the CPU at the same batch sizes (on every core) for the speed-up.
+    let cpu_rows = if selected.cpu {
+        Vec::new()
+    } else {
+        let cpu = select(DeviceChoice::Cpu)?;
+        let settings = crate::trainer::bench::BenchSettings {
+            threads: vec![cpu.training_threads()],
+            ..settings
+        };
+        crate::trainer::bench::bench(&data.assets, &p.config, data.fit_end_hour, &cpu.device, &settings)?.0
+    };
     Ok(BenchOutcome {
         device: selected.description,
         rows,
+        cpu_rows,
         profile,
     })
 }
 
-/// What [`bench`] measured.
+/// What [`bench()`] measured.
 #[derive(Debug)]
 pub struct BenchOutcome {
     /// The device, described.
     pub device: String,
     /// One per batch size and thread count.
     pub rows: Vec<crate::trainer::bench::BenchRow>,
-    /// Where a single-threaded step's time goes, at the first batch size.
-    pub profile: crate::trainer::bench::Profile,
+    /// On a GPU: the CPU at the same batch sizes, every core; empty on the CPU.
+    pub cpu_rows: Vec<crate::trainer::bench::BenchRow>,
+    /// Where a single-threaded step's time goes, at the first batch size: as trained, and with
+    /// the encoder run over every hour (the step before the last-step paths).
+    pub profile: [crate::trainer::bench::Profile; 2],
 }
 
 /// Runs the pipeline.

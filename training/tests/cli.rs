@@ -1,4 +1,4 @@
-//! The `evaluate` and `generate` binaries as a user runs them.
+//! The `evaluate`, `generate` and `train` binaries as a user runs them.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -171,4 +171,82 @@ fn train_resumes_after_kill_9() {
         before["history"].as_array().unwrap()[..]
     );
     assert!(String::from_utf8_lossy(&out_run.stdout).contains("artifact"));
+}
+
+/// `train --bench` times the step on the CPU at one and every thread, with the phase profile,
+/// and on wgpu (software Vulkan in CI) also the CPU at the same batch sizes for the speed-up;
+/// nothing is written.
+#[test]
+fn train_bench_prints_speed_and_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("candles");
+    generate(&data, 150);
+    let out_dir = dir.path().join("artifacts");
+    let args = |device: &'static str, sizes: &'static str, threads: &'static str| {
+        vec![
+            "--bench".to_owned(),
+            "--bench-steps".to_owned(),
+            "3".to_owned(),
+            "--bench-threads".to_owned(),
+            threads.to_owned(),
+            "--bench-batch-sizes".to_owned(),
+            sizes.to_owned(),
+            "--device".to_owned(),
+            device.to_owned(),
+            "--data".to_owned(),
+            data.to_str().unwrap().to_owned(),
+            "--fit-until".to_owned(),
+            "2020-04-15".to_owned(),
+            "--holdout-days".to_owned(),
+            "15".to_owned(),
+            "--out".to_owned(),
+            out_dir.to_str().unwrap().to_owned(),
+        ]
+    };
+    let cpu_args = args("cpu", "32,64", "1,2");
+    let out = run(
+        env!("CARGO_BIN_EXE_train"),
+        &cpu_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| 32 |") || l.starts_with("| 64 |"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{stdout}");
+    for row in &rows {
+        assert!(row[3].parse::<f64>().unwrap() > 0.0, "{stdout}");
+    }
+    for phase in [
+        "| batch (features to tensors) |",
+        "| forward and loss |",
+        "| backward |",
+        "| total |",
+    ] {
+        assert!(stdout.contains(phase), "{stdout}");
+    }
+    assert!(!out_dir.exists(), "--bench writes nothing");
+
+    let required = std::env::var_os("VOLCAST_REQUIRE_WGPU").is_some();
+    let gpu_args = args("wgpu", "32", "1");
+    let out = run(
+        env!("CARGO_BIN_EXE_train"),
+        &gpu_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !required && stderr.contains("no wgpu adapter") {
+        eprintln!("skipping the wgpu half: {stderr}");
+        return;
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("speed-up over CPU"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("| 32 |") && l.ends_with("x |")),
+        "{stdout}"
+    );
 }

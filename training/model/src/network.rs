@@ -6,8 +6,8 @@
 //! to a least-squares fit of log RV (a HAR regression on a richer set of regressors), so the
 //! network starts where the econometric model ends and learns the remainder.
 
-use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::activation::Activation;
+use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig, PaddingConfig1d};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softplus};
@@ -286,6 +286,24 @@ impl VolModel {
             (None, Some(lstm)) => lstm.forward(sequence),
             (None, None) => unreachable!("a VolModel always has one encoder"),
         }; // [batch, channels]
+        self.heads(summary, statics)
+    }
+
+    /// [`Self::forward`] with the encoder run over every hour of the window (the convolutions,
+    /// or burn's LSTM), as it was before the last-step paths: the same function, slower. Kept
+    /// for the tests and `train --bench`'s comparison.
+    #[must_use]
+    pub fn forward_every_hour(&self, sequence: Tensor<3>, statics: Tensor<2>) -> VolOutput {
+        let summary = match (&self.tcn, &self.lstm) {
+            (Some(tcn), _) => tcn.forward_all(sequence),
+            (None, Some(lstm)) => lstm.forward_all(sequence),
+            (None, None) => unreachable!("a VolModel always has one encoder"),
+        };
+        self.heads(summary, statics)
+    }
+
+    /// The trunk and heads on the sequence `summary` (`[batch, channels]`) and the statics.
+    fn heads(&self, summary: Tensor<2>, statics: Tensor<2>) -> VolOutput {
         let n_static = self.trunk_mask.len();
         let mask = Tensor::<1>::from_data(
             TensorData::new(self.trunk_mask.clone(), [n_static]),

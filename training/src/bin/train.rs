@@ -176,6 +176,7 @@ fn run() -> anyhow::Result<()> {
 
 /// `--bench`: the step's speed and profile as Markdown tables.
 fn print_bench(pipeline: &Pipeline, args: &Args) -> anyhow::Result<()> {
+    use volcast_training::trainer::bench::Profile;
     let sizes = |v: &[u64]| -> Vec<usize> { v.iter().filter_map(|&x| usize::try_from(x).ok()).collect() };
     let steps = usize::try_from(args.bench_steps).unwrap_or(200);
     let outcome = volcast_training::pipeline::bench(
@@ -189,28 +190,57 @@ fn print_bench(pipeline: &Pipeline, args: &Args) -> anyhow::Result<()> {
         "Training step on {}: {:?} encoder, window {}, {steps} timed steps each.\n",
         outcome.device, config.model.encoder, config.window
     );
-    println!("| batch | threads | samples/s | ms/step |\n|---:|---:|---:|---:|");
-    for r in &outcome.rows {
+    if outcome.cpu_rows.is_empty() {
+        println!("| batch | threads | samples/s | ms/step |\n|---:|---:|---:|---:|");
+        for r in &outcome.rows {
+            println!(
+                "| {} | {} | {:.0} | {:.2} |",
+                r.batch_size, r.threads, r.samples_per_second, r.ms_per_step
+            );
+        }
+    } else {
         println!(
-            "| {} | {} | {:.0} | {:.2} |",
-            r.batch_size, r.threads, r.samples_per_second, r.ms_per_step
+            "| batch | samples/s | ms/step | CPU samples/s ({} threads) | speed-up over CPU |\n|---:|---:|---:|---:|---:|",
+            outcome.cpu_rows.first().map_or(1, |r| r.threads)
+        );
+        for r in &outcome.rows {
+            let cpu = outcome
+                .cpu_rows
+                .iter()
+                .find(|c| c.batch_size == r.batch_size)
+                .map_or(f64::NAN, |c| c.samples_per_second);
+            println!(
+                "| {} | {:.0} | {:.2} | {cpu:.0} | {:.2}x |",
+                r.batch_size,
+                r.samples_per_second,
+                r.ms_per_step,
+                r.samples_per_second / cpu
+            );
+        }
+    }
+    let [now, every_hour] = outcome.profile;
+    let total = |p: &Profile| p.batch_ms + p.forward_ms + p.backward_ms + p.optimizer_ms;
+    let share = |x: f64, p: &Profile| 100.0 * x / total(p).max(f64::MIN_POSITIVE);
+    println!(
+        "\nOne single-threaded step at batch {}, by phase, ms: as trained, and with the encoder run over every hour of the window (the step before the last-step paths; the same function):\n\n| phase | as trained | share | every hour | share |\n|---|---:|---:|---:|---:|",
+        now.batch_size
+    );
+    for (name, a, b) in [
+        ("batch (features to tensors)", now.batch_ms, every_hour.batch_ms),
+        ("forward and loss", now.forward_ms, every_hour.forward_ms),
+        ("backward", now.backward_ms, every_hour.backward_ms),
+        (
+            "optimiser (clipping, AdamW)",
+            now.optimizer_ms,
+            every_hour.optimizer_ms,
+        ),
+        ("total", total(&now), total(&every_hour)),
+    ] {
+        println!(
+            "| {name} | {a:.2} | {:.0}% | {b:.2} | {:.0}% |",
+            share(a, &now),
+            share(b, &every_hour)
         );
     }
-    let p = outcome.profile;
-    let total = p.batch_ms + p.forward_ms + p.backward_ms + p.optimizer_ms;
-    let share = |x: f64| 100.0 * x / total.max(f64::MIN_POSITIVE);
-    println!(
-        "\nOne single-threaded step at batch {}, by phase:\n\n| phase | ms/step | share |\n|---|---:|---:|",
-        p.batch_size
-    );
-    for (name, ms) in [
-        ("batch (features to tensors)", p.batch_ms),
-        ("forward and loss", p.forward_ms),
-        ("backward", p.backward_ms),
-        ("optimiser (clipping, AdamW)", p.optimizer_ms),
-    ] {
-        println!("| {name} | {ms:.2} | {:.0}% |", share(ms));
-    }
-    println!("| total | {total:.2} | 100% |");
     Ok(())
 }

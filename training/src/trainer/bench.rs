@@ -57,18 +57,19 @@ pub struct Profile {
 }
 
 /// Times the training step of `config` on `assets` (fit period ending at `fit_end_hour`) on
-/// `device`. On a GPU the phases of the profile are only when the host queued them (the work
+/// `device`, and profiles a single-threaded step as trained and with the encoder run over every
+/// hour ([`volcast_model::network::VolModel::forward_every_hour`], the step before the last-step paths). On a GPU the phases of the profile are only when the host queued them (the work
 /// itself is asynchronous); the totals wait for the device.
 ///
 /// # Errors
-/// [`TrainError::TooLittleData`] when there are too few training rows.
+/// [`TrainError::NoData`] when there are too few training rows.
 pub fn bench(
     assets: &[Asset],
     config: &TrainingConfig,
     fit_end_hour: i64,
     device: &Device,
     settings: &BenchSettings,
-) -> Result<(Vec<BenchRow>, Profile), TrainError> {
+) -> Result<(Vec<BenchRow>, [Profile; 2]), TrainError> {
     let features = PanelFeatures::new(assets);
     let (train_set, holdout) = split_enough_rows(&features, assets, config, fit_end_hour)?;
     let scaler = fit_scaler(&features, &train_set, config.window);
@@ -76,6 +77,7 @@ pub fn bench(
     let autodiff = device.clone().autodiff();
     let mut rows_out = Vec::new();
     let mut profile = Profile::default();
+    let mut every_hour = Profile::default();
     for (i, &batch_size) in settings.batch_sizes.iter().enumerate() {
         let config = config.clone().with_batch_size(batch_size);
         for &threads in &settings.threads {
@@ -99,12 +101,19 @@ pub fn bench(
             rows_out.push(run.time_steps(&start, settings));
         }
         if i == 0 {
-            profile = profile_step(
-                &config, &features, &train_set, &scaler, &start, &autodiff, settings,
-            );
+            let data = ProfileData {
+                config: &config,
+                features: &features,
+                train_set: &train_set,
+                scaler: &scaler,
+                start: &start,
+                autodiff: &autodiff,
+            };
+            profile = data.profile(settings, false);
+            every_hour = data.profile(settings, true);
         }
     }
-    Ok((rows_out, profile))
+    Ok((rows_out, [profile, every_hour]))
 }
 
 impl Run<'_> {
@@ -141,61 +150,73 @@ fn sync(model: &volcast_model::network::VolModel) {
     let _ = model.variance_skip.weight.val().sum().into_data();
 }
 
-/// The single-threaded step of [`Run::step`], phase by phase.
-fn profile_step(
-    config: &TrainingConfig,
-    features: &PanelFeatures,
-    train_set: &crate::dataset::Samples,
-    scaler: &volcast_model::scaler::Scaler,
-    start: &LinearStart,
-    autodiff: &Device,
-    settings: &BenchSettings,
-) -> Profile {
-    autodiff.seed(config.seed);
-    let mut model = fresh_model(config, start, autodiff);
-    let mut optim = new_optimizer(config);
-    let (order, mut rng) = shuffled_rows(train_set.len(), config.seed, 0);
-    let mut batches = order.chunks_exact(config.batch_size).cycle();
-    let mut total = Profile {
-        batch_size: config.batch_size,
-        ..Profile::default()
-    };
-    let dropout = config.market_dropout;
-    for k in 0..settings.warmup + settings.steps {
-        let rows = batches.next().unwrap_or(&[]);
-        let t0 = Instant::now();
-        let batch = super::batch(
-            features,
-            train_set,
-            rows,
-            scaler,
-            config.window,
-            autodiff,
-            &mut || rng.uniform() < dropout,
-        );
-        let points = batch.points;
-        let t1 = Instant::now();
-        let loss = super::training_loss(&model, batch, points, config);
-        let _ = super::scalar(loss.clone());
-        let t2 = Instant::now();
-        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
-        let t3 = Instant::now();
-        model = optim.step(config.learning_rate, model, grads);
-        sync(&model);
-        let t4 = Instant::now();
-        if k >= settings.warmup {
-            total.batch_ms += (t1 - t0).as_secs_f64();
-            total.forward_ms += (t2 - t1).as_secs_f64();
-            total.backward_ms += (t3 - t2).as_secs_f64();
-            total.optimizer_ms += (t4 - t3).as_secs_f64();
+/// What a profiled step reads.
+struct ProfileData<'a> {
+    config: &'a TrainingConfig,
+    features: &'a PanelFeatures,
+    train_set: &'a crate::dataset::Samples,
+    scaler: &'a volcast_model::scaler::Scaler,
+    start: &'a LinearStart,
+    autodiff: &'a Device,
+}
+
+impl ProfileData<'_> {
+    /// The single-threaded step of [`Run::step`], phase by phase; with `every_hour`, through
+    /// [`volcast_model::network::VolModel::forward_every_hour`].
+    fn profile(&self, settings: &BenchSettings, every_hour: bool) -> Profile {
+        let config = self.config;
+        self.autodiff.seed(config.seed);
+        let mut model = fresh_model(config, self.start, self.autodiff);
+        let mut optim = new_optimizer(config);
+        let (order, mut rng) = shuffled_rows(self.train_set.len(), config.seed, 0);
+        let mut batches = order.chunks_exact(config.batch_size).cycle();
+        let mut total = Profile {
+            batch_size: config.batch_size,
+            ..Profile::default()
+        };
+        let dropout = config.market_dropout;
+        for k in 0..settings.warmup + settings.steps {
+            let rows = batches.next().unwrap_or(&[]);
+            let t0 = Instant::now();
+            let batch = super::batch(
+                self.features,
+                self.train_set,
+                rows,
+                self.scaler,
+                config.window,
+                self.autodiff,
+                &mut || rng.uniform() < dropout,
+            );
+            let points = batch.points;
+            let t1 = Instant::now();
+            let (sequence, statics) = (batch.sequence.clone(), batch.statics.clone());
+            let out = if every_hour {
+                model.forward_every_hour(sequence, statics)
+            } else {
+                model.forward(sequence, statics)
+            };
+            let loss = super::loss_of(out, batch, points, config);
+            let _ = super::scalar(loss.clone());
+            let t2 = Instant::now();
+            let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+            let t3 = Instant::now();
+            model = optim.step(config.learning_rate, model, grads);
+            sync(&model);
+            let t4 = Instant::now();
+            if k >= settings.warmup {
+                total.batch_ms += (t1 - t0).as_secs_f64();
+                total.forward_ms += (t2 - t1).as_secs_f64();
+                total.backward_ms += (t3 - t2).as_secs_f64();
+                total.optimizer_ms += (t4 - t3).as_secs_f64();
+            }
         }
-    }
-    let per_step = 1e3 / settings.steps.max(1) as f64;
-    Profile {
-        batch_ms: total.batch_ms * per_step,
-        forward_ms: total.forward_ms * per_step,
-        backward_ms: total.backward_ms * per_step,
-        optimizer_ms: total.optimizer_ms * per_step,
-        ..total
+        let per_step = 1e3 / settings.steps.max(1) as f64;
+        Profile {
+            batch_ms: total.batch_ms * per_step,
+            forward_ms: total.forward_ms * per_step,
+            backward_ms: total.backward_ms * per_step,
+            optimizer_ms: total.optimizer_ms * per_step,
+            ..total
+        }
     }
 }

@@ -148,7 +148,17 @@ pub fn holdout_qlike(
 /// The training loss of `model` on `batch`, each term averaged over `points` (the whole
 /// batch's when `batch` is one part of it).
 fn training_loss(model: &VolModel, batch: Batch, points: Points, config: &TrainingConfig) -> Tensor<1> {
-    let out = model.forward(batch.sequence, batch.statics);
+    let out = model.forward(batch.sequence.clone(), batch.statics.clone());
+    loss_of(out, batch, points, config)
+}
+
+/// The training loss of the model's output `out` on `batch`.
+fn loss_of(
+    out: volcast_model::network::VolOutput,
+    batch: Batch,
+    points: Points,
+    config: &TrainingConfig,
+) -> Tensor<1> {
     qlike(
         out.log_variance,
         batch.log_rv.clone(),
