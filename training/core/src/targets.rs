@@ -12,7 +12,8 @@ pub fn covered(n: usize, window: usize) -> bool {
     10 * n >= 9 * window
 }
 
-/// Sum and count of the non-NaN values in every window of `window` slots ending at each slot.
+/// Sum and count of the non-NaN values (all non-negative: squares, illiquidity) in every window
+/// of `window` slots ending at each slot.
 ///
 /// A sliding sum, re-added from scratch every `window` slots so rounding cannot drift far when
 /// values span many orders of magnitude (illiquidity does).
@@ -20,30 +21,34 @@ fn rolling_sum_count(values: &[f64], window: usize) -> (Vec<f64>, Vec<u32>) {
     let n = values.len();
     let mut sums = Vec::with_capacity(n);
     let mut counts = Vec::with_capacity(n);
-    let (mut sum, mut count) = (0.0f64, 0u32);
+    // `positive`: values above zero in the window. A window without any sums to exactly 0, never
+    // to the rounding left by subtracting what slid out (which can be negative).
+    let (mut sum, mut count, mut positive) = (0.0f64, 0u32, 0u32);
     for s in 0..n {
         if window > 0 && s % window == 0 {
             // Exact re-sum of the window ending at s-1 before adding values[s].
             let start = s.saturating_sub(window - 1);
-            sum = 0.0;
-            count = 0;
+            (sum, count, positive) = (0.0, 0, 0);
             for v in values[start..s].iter().filter(|v| !v.is_nan()) {
                 sum += v;
                 count += 1;
+                positive += u32::from(*v > 0.0);
             }
         } else if s >= window {
             let old = values[s - window];
             if !old.is_nan() {
                 sum -= old;
                 count -= 1;
+                positive -= u32::from(old > 0.0);
             }
         }
         let v = values[s];
         if !v.is_nan() {
             sum += v;
             count += 1;
+            positive += u32::from(v > 0.0);
         }
-        sums.push(sum);
+        sums.push(if positive == 0 { 0.0 } else { sum.max(0.0) });
         counts.push(count);
     }
     (sums, counts)
@@ -199,6 +204,22 @@ mod tests {
         assert!(!covered(3, 4)); // 30 < 36
         assert!(covered(22, 24)); // 220 >= 216
         assert!(!covered(21, 24));
+    }
+
+    #[test]
+    fn a_window_of_zero_returns_has_zero_variance_exactly() {
+        // Subtracting 0.01, 0.04 and 0.49 from their sum leaves -5.6e-17, and 0.09, 0.01, 0.49
+        // leaves +5.6e-17: a quiet window's RV must be 0 (excluded by SPEC), not a negative
+        // number (a NaN QLIKE) or a tiny positive one (a QLIKE of about 36).
+        for first in [[0.1, 0.2, 0.7], [0.3, 0.1, 0.7]] {
+            let mut ret = vec![0.5];
+            ret.extend(first);
+            ret.extend([0.0; 8]);
+            let rv = realized_variance(&ret, 4);
+            for (slot, v) in rv.iter().enumerate().skip(7) {
+                assert!(v.to_bits() == 0.0f64.to_bits(), "slot {slot}: {v:e}");
+            }
+        }
     }
 
     #[test]

@@ -211,9 +211,11 @@ impl HorizonPoints<'_> {
         Some(AssetHorizonReport {
             asset: asset.id.clone(),
             n_points: mine.len(),
+            // No QLIKE where the asset has no common point (e.g. only zero-RV windows).
             qlike: self
                 .losses
                 .iter()
+                .filter(|_| !mine.is_empty())
                 .map(|(name, l)| ((*name).to_owned(), mean(mine.iter().map(|&k| l[k]))))
                 .collect(),
             shortage_n: short.len(),
