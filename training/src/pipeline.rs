@@ -191,6 +191,7 @@ pub fn score_out_of_sample(
         tau: 4,
         bonus: 0.05,
         fit_exponent: false,
+        operated_days: model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days),
     };
     let operated = crate::rolling::operated(&model);
     let scored = evaluate(

@@ -117,6 +117,7 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
         tau: 4,
         bonus: 0.05,
         fit_exponent: false,
+        operated_days: None,
     };
     let a = evaluate(&assets, &config, Some((&model as &dyn Forecaster, "a".into()))).unwrap();
     let b = evaluate(&assets, &config, Some((&again as &dyn Forecaster, "b".into()))).unwrap();

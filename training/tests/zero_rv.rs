@@ -46,6 +46,7 @@ fn quiet_windows_are_excluded_not_scored() {
         tau: 4,
         bonus: 0.05,
         fit_exponent: false,
+        operated_days: None,
     };
     let report = evaluate(&assets, &config, None).unwrap();
     let h4 = &report.horizons[&4];

@@ -70,6 +70,10 @@ struct Args {
     /// `calibrate --fit-exponent` does the model's (pass it when scoring such an artifact).
     #[arg(long)]
     fit_exponent: bool,
+    /// Score HAR operated with its forecasts corrected daily on this many trailing days
+    /// (`har_operated`). Default: the model's window when the model is operated that way.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    har_operated_days: Option<u16>,
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -97,7 +101,13 @@ fn run() -> anyhow::Result<()> {
         Some(s) => parse_time(s, Bound::End).context("--eval-until")?,
         None => hour_to_ms(assets.iter().map(|a| a.grid.last_hour()).max().unwrap_or(0)),
     };
+    let forecaster = model.as_ref().map(|m| model_forecaster(m, &args));
+    let operated_days = args
+        .har_operated_days
+        .map(usize::from)
+        .or_else(|| forecaster.as_ref().and_then(|f| f.2));
     let config = EvalConfig {
+        operated_days,
         fit_until_ms,
         eval_from_ms,
         eval_until_ms,
@@ -108,11 +118,10 @@ fn run() -> anyhow::Result<()> {
         fit_exponent: args.fit_exponent,
     };
     warn_if_risk_not_out_of_sample(model.as_ref(), fit_until_ms);
-    let forecaster = model.as_ref().map(|m| model_forecaster(m, &args));
     let mut report = evaluate(
         &assets,
         &config,
-        forecaster.as_ref().map(|(f, id)| (f.as_ref(), id.clone())),
+        forecaster.as_ref().map(|(f, id, _)| (f.as_ref(), id.clone())),
     )?;
     report.timings.insert("load_s".into(), load_s);
     report
@@ -179,9 +188,12 @@ fn warn_if_risk_not_out_of_sample(model: Option<&LoadedModel>, fit_until_ms: i64
     }
 }
 
-/// The model as scored, with its id: recalibrated daily on a trailing window (`--rolling-days`
+/// The model as scored, with its id and its rolling window: recalibrated daily on a trailing window (`--rolling-days`
 /// or the artifact's) unless `--fixed-recalibration`, else with its stored corrections.
-fn model_forecaster<'m>(m: &'m LoadedModel, args: &Args) -> (Box<dyn Forecaster + 'm>, String) {
+fn model_forecaster<'m>(
+    m: &'m LoadedModel,
+    args: &Args,
+) -> (Box<dyn Forecaster + 'm>, String, Option<usize>) {
     let declared = m.metadata.recalibration.as_ref().and_then(|r| r.rolling_days);
     match args.rolling_days.map(usize::from).or(declared) {
         Some(days) if !args.fixed_recalibration => {
@@ -193,11 +205,13 @@ fn model_forecaster<'m>(m: &'m LoadedModel, args: &Args) -> (Box<dyn Forecaster 
             (
                 Box::new(DailyRecalibrated::new(m, days)) as Box<dyn Forecaster + '_>,
                 m.metadata.id.clone(),
+                Some(days),
             )
         }
         _ => (
             Box::new(FixedModel(m)) as Box<dyn Forecaster + '_>,
             m.metadata.id.clone(),
+            None,
         ),
     }
 }

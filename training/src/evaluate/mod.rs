@@ -46,6 +46,10 @@ pub struct EvalConfig {
     /// Calibrate the HAR and GARCH drawdowns with a fitted exponent ([`volcast_core::drawdown`]), as
     /// `calibrate --fit-exponent` does the model's.
     pub fit_exponent: bool,
+    /// When the model is operated with its corrections re-measured daily on this many trailing
+    /// days, HAR is scored operated the same way too (`har_operated`, SPEC's "Operated
+    /// comparison"), and every comparison with the model is against the better of the two.
+    pub operated_days: Option<usize>,
 }
 
 /// Why an evaluation could not run.
@@ -128,6 +132,14 @@ pub fn evaluate(
     };
     let (mut tables, calibrations) =
         forecast_baselines(&baselines, &prepared, &request, fit_end_hour, config.fit_exponent);
+    if let Some(days) = config.operated_days {
+        tables.push(crate::rolling::har_operated(
+            &baselines.har,
+            &prepared,
+            &request,
+            days,
+        ));
+    }
     let model_name = forecast_model(model, &request, &mut tables)?;
     stopwatch.lap("forecast_s");
 
