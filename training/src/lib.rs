@@ -27,3 +27,4 @@ pub mod rolling;
 pub mod stress_gpu;
 pub mod stress_session;
 pub mod trainer;
+pub mod walkforward;

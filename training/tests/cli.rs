@@ -250,3 +250,92 @@ fn train_bench_prints_speed_and_profile() {
         "{stdout}"
     );
 }
+
+/// `walkforward` trains one network per fold on the years before it, scores each year as
+/// `evaluate` does (HAR operated beside HAR), prints the summary with the worst fold, writes the
+/// JSON, and on a second run reuses the folds' artifacts instead of retraining.
+#[test]
+fn walkforward_trains_and_scores_each_fold_then_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("candles");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = run(
+        env!("CARGO_BIN_EXE_generate"),
+        &[
+            "--out",
+            data.to_str().unwrap(),
+            "--assets",
+            "3",
+            "--hours",
+            &(24 * 760).to_string(),
+            "--start",
+            "2019-06-01",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut config = volcast_model::config::TrainingConfig::default_run()
+        .with_window(32)
+        .with_batch_size(64)
+        .with_stride_hours(6);
+    config.model = config.model.with_channels(8).with_layers(3).with_hidden(16);
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
+    let folds = dir.path().join("folds");
+    let json = dir.path().join("wf.json");
+    let args = [
+        "--data",
+        data.to_str().unwrap(),
+        "--years",
+        "2020,2021",
+        "--out",
+        folds.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--max-steps",
+        "10",
+        "--holdout-days",
+        "15",
+        "--no-progress",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let first = run(env!("CARGO_BIN_EXE_walkforward"), &args);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    for fold in [
+        "| 2020 | 4h |",
+        "| 2021 | 168h |",
+        "Worst fold per horizon",
+        "| 2021 |",
+    ] {
+        assert!(stdout.contains(fold), "{fold}: {stdout}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let folds_json = v["folds"].as_array().unwrap();
+    assert_eq!(folds_json.len(), 2);
+    for f in folds_json {
+        for h in f["horizons"].as_array().unwrap() {
+            assert!(h["points"].as_u64().unwrap() > 0, "{h}");
+            assert!(h["ratio"].as_f64().unwrap() > 0.0, "{h}");
+        }
+    }
+    // Each fold was fitted before its year only.
+    assert_eq!(v["reports"][0]["config"]["fit_until"], "2019-12-31T23:00:00Z");
+    assert_eq!(v["reports"][1]["config"]["fit_until"], "2020-12-31T23:00:00Z");
+    assert_eq!(v["reports"][1]["config"]["eval_from"], "2021-01-01T00:00:00Z");
+
+    // Again: the folds' artifacts are reused, with the same figures.
+    let second = run(env!("CARGO_BIN_EXE_walkforward"), &args);
+    assert!(second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("fold already trained"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&second.stdout), stdout);
+}

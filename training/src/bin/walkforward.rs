@@ -1,0 +1,102 @@
+//! `walkforward`: SPEC's walk-forward folds. For each year, the network, its calibration and
+//! the baselines are fitted on the candles before it, then the year is scored as `evaluate`
+//! does; one summary per fold and the worst.
+//!
+//! ```text
+//! cargo run --release --bin walkforward                    # folds 2019, 2020, 2021 on the shared data
+//! cargo run --release --bin walkforward -- --years 2021    # one fold
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
+use volcast_model::config::TrainingConfig;
+use volcast_model::device::DeviceChoice;
+use volcast_training::walkforward::{WalkForward, render, run, write_json};
+
+/// Walk-forward folds: fit on the years before each scored year, score it, summarise.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Candle directories (repeatable). Default: ../shared/data/binance-spot-1h when present.
+    #[arg(long, env = "VOLCAST_DATA")]
+    data: Vec<PathBuf>,
+    /// Years scored, one fold each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [2019, 2020, 2021],
+          value_parser = clap::value_parser!(i32).range(2000..=2100))]
+    years: Vec<i32>,
+    /// Where each fold's artifact goes (`<out>/fold-<Y>/`); a fold found there is not retrained.
+    #[arg(long, default_value = "walk-forward")]
+    out: PathBuf,
+    /// Training device.
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceChoice,
+    /// A training config JSON to start from (default: the default model's).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Most epochs per fold.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Days held out for early stopping.
+    #[arg(long)]
+    holdout_days: Option<usize>,
+    /// Stop each fold's training after this many optimiser steps (smoke tests).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Risk quantile level for the backtest, in (0.5, 0.9999].
+    #[arg(long, default_value_t = DEFAULT_ALPHA)]
+    alpha: f64,
+    /// Liquidation window, hours, in [1, 168].
+    #[arg(long, default_value_t = DEFAULT_TAU)]
+    tau: usize,
+    /// Liquidation bonus, in [0, 1).
+    #[arg(long, default_value_t = DEFAULT_BONUS)]
+    bonus: f64,
+    /// No progress bars.
+    #[arg(long)]
+    no_progress: bool,
+    /// Write every fold's summary and full evaluation as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    volcast_training::cli::main(run_args)
+}
+
+fn run_args() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a training config", path.display()))?
+        }
+        None => TrainingConfig::default_run(),
+    };
+    if let Some(v) = args.epochs {
+        config.max_epochs = v.max(1);
+    }
+    if let Some(v) = args.holdout_days {
+        config.holdout_days = v;
+    }
+    let wf = WalkForward {
+        dirs: args.data.clone(),
+        years: args.years.clone(),
+        out: args.out.clone(),
+        device: args.device,
+        config,
+        progress: !args.no_progress,
+        max_steps: args.max_steps,
+        risk: (args.alpha, args.tau, args.bonus),
+    };
+    let report = run(&wf)?;
+    print!("{}", render(&report));
+    if let Some(path) = &args.json {
+        write_json(&report, path)?;
+    }
+    Ok(())
+}

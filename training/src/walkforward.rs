@@ -1,0 +1,267 @@
+//! SPEC's walk-forward folds: for each year Y, everything (network, its calibration, the
+//! baselines) fitted on the candles opened up to (Y-1)-12-31 23:00, then Y's daily origins scored
+//! exactly as `evaluate` does, with the model operated as in production and compared with the
+//! better of HAR and HAR operated the same way. One summary: each fold, and the worst.
+//!
+//! A fold's artifact lives in `<out>/fold-<Y>/` (its `default` pointer names it), so an
+//! interrupted run resumes: a fold with an artifact is scored again without retraining, and one
+//! interrupted mid-training resumes from its checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::evaluate::report::EvaluationReport;
+use crate::evaluate::{EvalConfig, evaluate};
+use crate::pipeline::{Pipeline, run as train};
+use volcast_core::forecast::HORIZONS;
+use volcast_core::grid::Asset;
+use volcast_core::time::{Bound, HOUR_MS, parse_time};
+use volcast_model::artifact;
+use volcast_model::config::TrainingConfig;
+use volcast_model::device::{DeviceChoice, select};
+use volcast_model::inference::LoadedModel;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct WalkForward {
+    /// Candle directories.
+    pub dirs: Vec<PathBuf>,
+    /// Years scored, each its own fold.
+    pub years: Vec<i32>,
+    /// Where each fold's artifact goes (`fold-<Y>/`).
+    pub out: PathBuf,
+    /// Training device.
+    pub device: DeviceChoice,
+    /// The network's config (the same for every fold).
+    pub config: TrainingConfig,
+    /// Progress bars while training.
+    pub progress: bool,
+    /// Stop each fold's training after this many steps (smoke tests).
+    pub max_steps: Option<usize>,
+    /// Backtest settings: alpha, tau, bonus.
+    pub risk: (f64, usize, f64),
+}
+
+/// One fold's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldSummary {
+    /// The year scored.
+    pub year: i32,
+    /// The fold's artifact id.
+    pub artifact: String,
+    /// Per horizon.
+    pub horizons: Vec<FoldHorizon>,
+    /// The model's risk policy at the backtest's settings: breach rate, mean LT, Kupiec p.
+    pub model_policy: (f64, f64, Option<f64>),
+    /// The HAR-calibrated policy on the same origins: breach rate, mean LT.
+    pub har_calibrated_policy: Option<(f64, f64)>,
+}
+
+/// One fold's scores at one horizon.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldHorizon {
+    /// Hours.
+    pub h: usize,
+    /// Common points.
+    pub points: usize,
+    /// Pooled QLIKE of HAR, HAR operated (when scored) and the model.
+    pub har: f64,
+    /// HAR operated like the model.
+    pub har_operated: Option<f64>,
+    /// The model.
+    pub model: f64,
+    /// Model over the better of HAR and HAR operated.
+    pub ratio: f64,
+    /// Diebold-Mariano p-value against the best other forecaster.
+    pub dm_p: Option<f64>,
+    /// Largest distance of an RV quantile's coverage from its level.
+    pub worst_coverage_gap: f64,
+}
+
+/// Every fold, summarised, with the full evaluation reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalkForwardReport {
+    /// Per fold.
+    pub folds: Vec<FoldSummary>,
+    /// Per fold, the whole `evaluate` report.
+    pub reports: Vec<EvaluationReport>,
+}
+
+/// Runs every fold: trains (or resumes, or reuses) its artifact, then scores its year.
+///
+/// # Errors
+/// A data, training or evaluation failure, naming the fold.
+pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
+    let dirs = if wf.dirs.is_empty() {
+        crate::pipeline::default_dirs()?
+    } else {
+        wf.dirs.clone()
+    };
+    let assets = volcast_core::panel::to_panel(&crate::data::load_assets(&dirs, None)?);
+    let mut folds = Vec::new();
+    let mut reports = Vec::new();
+    for &year in &wf.years {
+        let (summary, report) = fold(wf, &dirs, &assets, year).with_context(|| format!("fold {year}"))?;
+        folds.push(summary);
+        reports.push(report);
+    }
+    Ok(WalkForwardReport { folds, reports })
+}
+
+/// Fit until the open time of (year-1)-12-31 23:00; score year's origins.
+fn fold(
+    wf: &WalkForward,
+    dirs: &[PathBuf],
+    assets: &[Asset],
+    year: i32,
+) -> anyhow::Result<(FoldSummary, EvaluationReport)> {
+    let fit_until_ms = parse_time(&format!("{}-12-31", year - 1), Bound::End)? / HOUR_MS * HOUR_MS;
+    let fold_dir = wf.out.join(format!("fold-{year}"));
+    let dir = match artifact::resolve(&fold_dir) {
+        Ok(dir) => {
+            tracing::info!(year, artifact = %dir.display(), "fold already trained: scoring it");
+            dir
+        }
+        Err(_) => {
+            tracing::info!(year, "training the fold's network, calibration and baselines");
+            train(&Pipeline {
+                dirs: dirs.to_vec(),
+                fit_until_ms: Some(fit_until_ms),
+                device: wf.device,
+                config: wf.config.clone(),
+                out: fold_dir.clone(),
+                set_default: true,
+                checkpoint_dir: None,
+                resume: true,
+                progress: wf.progress,
+                max_steps: wf.max_steps,
+                threads: None,
+            })?
+            .dir
+        }
+    };
+    let device = select(DeviceChoice::Cpu)?.device;
+    let model = LoadedModel::load(&dir, &device)?;
+    let (alpha, tau, bonus) = wf.risk;
+    let config = EvalConfig {
+        fit_until_ms,
+        eval_from_ms: parse_time(&format!("{year}-01-01"), Bound::Start)?,
+        eval_until_ms: parse_time(&format!("{year}-12-31"), Bound::End)?,
+        horizons: HORIZONS.to_vec(),
+        alpha,
+        tau,
+        bonus,
+        fit_exponent: false,
+        operated_days: model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days),
+    };
+    let operated = crate::rolling::operated(&model);
+    let report = evaluate(
+        assets,
+        &config,
+        Some((operated.as_ref(), model.metadata.id.clone())),
+    )?;
+    Ok((summary(year, &model.metadata.id, &report), report))
+}
+
+fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary {
+    let horizons = report
+        .horizons
+        .iter()
+        .map(|(&h, r)| {
+            let q = |name: &str| r.qlike.get(name).copied();
+            let har = q("har").unwrap_or(f64::NAN);
+            let har_operated = q("har_operated");
+            let model = q("model").unwrap_or(f64::NAN);
+            FoldHorizon {
+                h,
+                points: r.n_points,
+                har,
+                har_operated,
+                model,
+                ratio: model / har_operated.map_or(har, |o| o.min(har)),
+                dm_p: r.dm.as_ref().map(|d| d.p_value),
+                worst_coverage_gap: r.calibration.get("model").map_or(f64::NAN, |c| {
+                    c.iter().map(|c| (c.coverage - c.level).abs()).fold(0.0, f64::max)
+                }),
+            }
+        })
+        .collect();
+    let policies = &report.risk.policies;
+    let model_policy = policies.get("model").map_or((f64::NAN, f64::NAN, None), |p| {
+        (p.breach_rate, p.mean_lt, p.kupiec_p_value)
+    });
+    FoldSummary {
+        year,
+        artifact: artifact.to_owned(),
+        horizons,
+        model_policy,
+        har_calibrated_policy: policies.get("har_calibrated").map(|p| (p.breach_rate, p.mean_lt)),
+    }
+}
+
+/// The summary as Markdown: a row per fold and horizon, the worst fold per horizon, and the
+/// risk policy per fold.
+#[must_use]
+pub fn render(report: &WalkForwardReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("# Walk-forward folds\n\n");
+    out.push_str(
+        "| fold | H | points | HAR | HAR operated | model | model / better | DM p | worst coverage gap |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for f in &report.folds {
+        for h in &f.horizons {
+            let _ = writeln!(
+                out,
+                "| {} | {}h | {} | {:.4} | {} | {:.4} | {:.4} | {} | {:.3} |",
+                f.year,
+                h.h,
+                h.points,
+                h.har,
+                h.har_operated
+                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}")),
+                h.model,
+                h.ratio,
+                h.dm_p.map_or_else(|| "-".to_owned(), |p| format!("{p:.4}")),
+                h.worst_coverage_gap
+            );
+        }
+    }
+    out.push_str("\nWorst fold per horizon (highest model / better baseline):\n\n| H | fold | model / better | mean over folds |\n|---|---|---:|---:|\n");
+    for h in HORIZONS {
+        let rows: Vec<(i32, f64)> = report
+            .folds
+            .iter()
+            .filter_map(|f| f.horizons.iter().find(|x| x.h == h).map(|x| (f.year, x.ratio)))
+            .collect();
+        if let Some(&(year, worst)) = rows.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            let mean = rows.iter().map(|r| r.1).sum::<f64>() / rows.len() as f64;
+            let _ = writeln!(out, "| {h}h | {year} | {worst:.4} | {mean:.4} |");
+        }
+    }
+    out.push_str("\nRisk policy per fold (breach rate / mean LT):\n\n| fold | model | Kupiec p | har_calibrated |\n|---|---:|---:|---:|\n");
+    for f in &report.folds {
+        let (rate, lt, kupiec) = f.model_policy;
+        let _ = writeln!(
+            out,
+            "| {} | {:.2}% / {lt:.4} | {} | {} |",
+            f.year,
+            100.0 * rate,
+            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}")),
+            f.har_calibrated_policy
+                .map_or_else(|| "-".to_owned(), |(r, l)| format!("{:.2}% / {l:.4}", 100.0 * r))
+        );
+    }
+    out
+}
+
+/// Writes the JSON report to `path`.
+///
+/// # Errors
+/// A write failure.
+pub fn write_json(report: &WalkForwardReport, path: &Path) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))
+}
