@@ -191,11 +191,15 @@ fn print_bench(pipeline: &Pipeline, args: &Args) -> anyhow::Result<()> {
         outcome.device, config.model.encoder, config.window
     );
     if outcome.cpu_rows.is_empty() {
-        println!("| batch | threads | samples/s | ms/step |\n|---:|---:|---:|---:|");
+        println!("| batch | threads | samples/s | ms/step | cores used |\n|---:|---:|---:|---:|---:|");
         for r in &outcome.rows {
             println!(
-                "| {} | {} | {:.0} | {:.2} |",
-                r.batch_size, r.threads, r.samples_per_second, r.ms_per_step
+                "| {} | {} | {:.0} | {:.2} | {} |",
+                r.batch_size,
+                r.threads,
+                r.samples_per_second,
+                r.ms_per_step,
+                r.cores.map_or_else(|| "-".to_owned(), |c| format!("{c:.2}"))
             );
         }
     } else {

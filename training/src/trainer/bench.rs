@@ -39,6 +39,20 @@ pub struct BenchRow {
     pub samples_per_second: f64,
     /// Milliseconds per step.
     pub ms_per_step: f64,
+    /// Cores busy during the timed steps: the process's CPU time over the wall time (Linux;
+    /// None elsewhere).
+    pub cores: Option<f64>,
+}
+
+/// CPU seconds this process has used (user and system), from `/proc/self/stat` (Linux, whose
+/// `USER_HZ` there is 100 ticks a second); None where it cannot be read.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Milliseconds per single-threaded step in each phase, at the first batch size.
@@ -126,17 +140,23 @@ impl Run<'_> {
         let (order, mut rng) = shuffled_rows(self.train_set.len(), config.seed, 0);
         let mut batches = order.chunks_exact(config.batch_size).cycle();
         let mut clock = Instant::now();
+        let mut cpu_start = None;
         for k in 0..settings.warmup + settings.steps {
             if k == settings.warmup {
                 sync(&model);
                 clock = Instant::now();
+                cpu_start = cpu_seconds();
             }
             let rows = batches.next().unwrap_or(&[]);
             model = self.step(model, &mut optim, rows, &mut rng).0;
         }
         sync(&model);
         let seconds = clock.elapsed().as_secs_f64();
+        let cores = cpu_start
+            .zip(cpu_seconds())
+            .map(|(start, end)| (end - start) / seconds.max(f64::MIN_POSITIVE));
         BenchRow {
+            cores,
             batch_size: config.batch_size,
             threads: self.options.threads,
             samples_per_second: (settings.steps * config.batch_size) as f64 / seconds,
