@@ -253,7 +253,7 @@ fn train_bench_prints_speed_and_profile() {
 
 /// `walkforward` trains one network per fold on the years before it, scores each year as
 /// `evaluate` does (HAR operated beside HAR), prints the summary with the worst fold, writes the
-/// JSON, and on a second run reuses the folds' artifacts instead of retraining.
+/// JSON and the HTML page, and on a second run reuses the folds' artifacts instead of retraining.
 #[test]
 fn walkforward_trains_and_scores_each_fold_then_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -282,6 +282,7 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
     let folds = dir.path().join("folds");
     let json = dir.path().join("wf.json");
+    let html = dir.path().join("wf.html");
     let args = [
         "--data",
         data.to_str().unwrap(),
@@ -302,6 +303,8 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         "--no-progress",
         "--json",
         json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
     ];
     let first = run(env!("CARGO_BIN_EXE_walkforward"), &args);
     let stdout = String::from_utf8_lossy(&first.stdout);
@@ -331,6 +334,16 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     assert_eq!(v["reports"][0]["config"]["fit_until"], "2019-12-31T23:00:00Z");
     assert_eq!(v["reports"][1]["config"]["fit_until"], "2020-12-31T23:00:00Z");
     assert_eq!(v["reports"][1]["config"]["eval_from"], "2021-01-01T00:00:00Z");
+
+    // The page: the ratio chart, a reliability diagram per horizon, the risk table.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg").count(), 4, "{page}");
+    assert!(page.contains("<rect") && page.contains("<polyline"), "{page}");
+    assert!(
+        page.contains("<td>2020</td>") && page.contains("<td>2021</td>"),
+        "{page}"
+    );
+    assert!(!page.contains("NaN"), "{page}");
 
     // Again: the folds' artifacts are reused, with the same figures.
     let second = run(env!("CARGO_BIN_EXE_walkforward"), &args);

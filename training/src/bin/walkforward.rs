@@ -60,6 +60,9 @@ struct Args {
     /// Write every fold's summary and full evaluation as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the report as an HTML page with charts here.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -97,6 +100,10 @@ fn run_args() -> anyhow::Result<()> {
     print!("{}", render(&report));
     if let Some(path) = &args.json {
         write_json(&report, path)?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, volcast_training::walkforward::html::render(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

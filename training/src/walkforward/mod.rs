@@ -7,6 +7,8 @@
 //! interrupted run resumes: a fold with an artifact is scored again without retraining, and one
 //! interrupted mid-training resumes from its checkpoint.
 
+pub mod html;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;

@@ -1,0 +1,201 @@
+//! The walk-forward report as one self-contained HTML page with inline SVG charts (no script, no
+//! outside resource): the model's QLIKE over the better of HAR and HAR operated per fold and
+//! horizon, a reliability diagram of the RV quantiles per horizon, and the risk policy per fold.
+
+use std::fmt::Write as _;
+
+use super::WalkForwardReport;
+
+const WIDTH: f64 = 560.0;
+const HEIGHT: f64 = 300.0;
+const MARGIN: f64 = 48.0;
+/// Series colours, one per fold.
+const COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The page.
+#[must_use]
+pub fn render(report: &WalkForwardReport) -> String {
+    let mut out = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>volcast walk-forward folds</title>\
+         <style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}\
+         table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}\
+         th{background:#f4f4f4}svg{margin:0.5em 1em 0.5em 0}</style></head><body>\n\
+         <h1>Walk-forward folds</h1>\n<p>Each fold: the network, its calibration and the baselines fitted on the \
+         years before, the year scored as <code>evaluate</code> does. Below 1 the model beats the better of HAR and \
+         HAR operated like it.</p>\n",
+    );
+    out.push_str(&ratio_chart(report));
+    out.push_str("<h2>Reliability of the RV quantiles</h2>\n<p>Share of realized RV below each quantile forecast, per fold; on the diagonal when calibrated.</p>\n");
+    for h in volcast_core::forecast::HORIZONS {
+        out.push_str(&reliability_chart(report, h));
+    }
+    out.push_str(&risk_table(report));
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// Grouped bars: per horizon, one bar per fold, with the parity line at 1.
+fn ratio_chart(report: &WalkForwardReport) -> String {
+    let horizons = volcast_core::forecast::HORIZONS;
+    let values: Vec<f64> = report
+        .folds
+        .iter()
+        .flat_map(|f| f.horizons.iter().map(|h| h.ratio))
+        .filter(|r| r.is_finite())
+        .collect();
+    let lo = values.iter().copied().fold(1.0, f64::min).min(0.9) - 0.02;
+    let hi = values.iter().copied().fold(1.0, f64::max).max(1.05) + 0.02;
+    let y = |v: f64| MARGIN + (hi - v) / (hi - lo) * (HEIGHT - 2.0 * MARGIN);
+    let mut svg = svg_open("QLIKE of the model over the better baseline");
+    let group = (WIDTH - 2.0 * MARGIN) / horizons.len() as f64;
+    let bar = group / (report.folds.len() as f64 + 1.0);
+    for (g, &h) in horizons.iter().enumerate() {
+        let x0 = MARGIN + g as f64 * group;
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"12\">{h} h</text>",
+            x0 + group / 2.0,
+            HEIGHT - MARGIN + 16.0
+        );
+        for (k, f) in report.folds.iter().enumerate() {
+            let Some(r) = f
+                .horizons
+                .iter()
+                .find(|x| x.h == h)
+                .map(|x| x.ratio)
+                .filter(|r| r.is_finite())
+            else {
+                continue;
+            };
+            let (top, base) = (y(r.max(1.0)), y(r.min(1.0)));
+            let _ = write!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} {h} h: {r:.4}</title></rect>",
+                x0 + bar * (k as f64 + 0.5),
+                bar * 0.9,
+                (base - top).max(0.5),
+                COLOURS[k % COLOURS.len()],
+                f.year
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        "<line x1=\"{MARGIN}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\"/>",
+        WIDTH - MARGIN,
+        y(1.0),
+        y(1.0)
+    );
+    axis_labels(&mut svg, lo, hi, &y);
+    legend(&mut svg, report);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Coverage against level for one horizon, a series per fold, with the diagonal.
+fn reliability_chart(report: &WalkForwardReport, h: usize) -> String {
+    let side = HEIGHT - 2.0 * MARGIN;
+    let x = |v: f64| MARGIN + v * side;
+    let y = |v: f64| HEIGHT - MARGIN - v * side;
+    let mut svg = svg_open(&format!("RV quantile coverage at {h} h"));
+    let _ = write!(
+        svg,
+        "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"4\"/>",
+        x(0.0),
+        y(0.0),
+        x(1.0),
+        y(1.0)
+    );
+    for (k, r) in report.reports.iter().enumerate() {
+        let Some(points) = r.horizons.get(&h).and_then(|hz| hz.calibration.get("model")) else {
+            continue;
+        };
+        let colour = COLOURS[k % COLOURS.len()];
+        let year = report.folds.get(k).map_or(0, |f| f.year);
+        let path: Vec<String> = points
+            .iter()
+            .map(|c| format!("{:.1},{:.1}", x(c.level), y(c.coverage)))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\"/>",
+            path.join(" ")
+        );
+        for c in points {
+            let _ = write!(
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"><title>{year}: level {} coverage {:.3}</title></circle>",
+                x(c.level),
+                y(c.coverage),
+                c.level,
+                c.coverage
+            );
+        }
+    }
+    axis_labels(&mut svg, 0.0, 1.0, &y);
+    legend(&mut svg, report);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The risk policy per fold.
+fn risk_table(report: &WalkForwardReport) -> String {
+    let mut out = String::from(
+        "<h2>Risk policy per fold</h2>\n<table><tr><th>fold</th><th>model breaches</th><th>model mean LT</th>\
+         <th>Kupiec p</th><th>HAR-calibrated breaches</th><th>HAR-calibrated mean LT</th></tr>\n",
+    );
+    for f in &report.folds {
+        let (rate, lt, kupiec) = f.model_policy;
+        let (hr, hl) = f.har_calibrated_policy.unwrap_or((f64::NAN, f64::NAN));
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{:.2}%</td><td>{lt:.4}</td><td>{}</td><td>{:.2}%</td><td>{hl:.4}</td></tr>",
+            f.year,
+            100.0 * rate,
+            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}")),
+            100.0 * hr
+        );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+fn svg_open(title: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\">\
+         <title>{0}</title><text x=\"{MARGIN}\" y=\"20\" font-size=\"14\">{0}</text>",
+        esc(title)
+    )
+}
+
+fn axis_labels(svg: &mut String, lo: f64, hi: f64, y: &dyn Fn(f64) -> f64) {
+    for k in 0..=4 {
+        let v = lo + (hi - lo) * f64::from(k) / 4.0;
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{v:.2}</text>",
+            MARGIN - 4.0,
+            y(v) + 3.0
+        );
+    }
+}
+
+fn legend(svg: &mut String, report: &WalkForwardReport) {
+    for (k, f) in report.folds.iter().enumerate() {
+        let x = WIDTH - MARGIN - 60.0;
+        let y = MARGIN + 14.0 * k as f64;
+        let _ = write!(
+            svg,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{y:.1}\" font-size=\"11\">{}</text>",
+            y - 9.0,
+            COLOURS[k % COLOURS.len()],
+            x + 14.0,
+            f.year
+        );
+    }
+}
