@@ -220,18 +220,7 @@ fn inputs_at_last_hour(info: &ModelInfo, asset: Asset, field: String) -> Result<
         .iter()
         .map(|&h| info.har(h).map_or(f64::NAN, |m| m.forecast(regressors)))
         .collect();
-    let illiquidity = info
-        .horizons()
-        .iter()
-        .map(|h| {
-            prepared
-                .illiq_mean
-                .get(h)
-                .and_then(|m| m.get(slot))
-                .copied()
-                .unwrap_or(f64::NAN)
-        })
-        .collect();
+    let illiquidity = prepared.illiquidity_at(slot, info.horizons());
     let baseline_shortage = info
         .horizons()
         .iter()

@@ -183,17 +183,7 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
         .predict(&[input])
         .pop()
         .context("the model returned no forecast")?;
-    let illiquidity: Vec<f64> = horizons
-        .iter()
-        .map(|h| {
-            prepared
-                .illiq_mean
-                .get(h)
-                .and_then(|m| m.get(slot))
-                .copied()
-                .unwrap_or(f64::NAN)
-        })
-        .collect();
+    let illiquidity = prepared.illiquidity_at(slot, &horizons);
     let calibration = model.metadata.risk.as_ref().map(|r| r.model.clone());
     let forecasts = Forecasts {
         horizons: &horizons,

@@ -44,6 +44,22 @@ impl PreparedAsset {
             .unwrap_or(f64::NAN)
     }
 
+    /// M_H at origin slot `t` for each of `horizons` (NaN where it does not exist): the
+    /// illiquidity the risk policy's slippage reads.
+    #[must_use]
+    pub fn illiquidity_at(&self, slot: usize, horizons: &[usize]) -> Vec<f64> {
+        horizons
+            .iter()
+            .map(|h| {
+                self.illiq_mean
+                    .get(h)
+                    .and_then(|m| m.get(slot))
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            })
+            .collect()
+    }
+
     /// The forward target RV(t, H) for origin slot `t`.
     #[must_use]
     pub fn target(&self, slot: usize, horizon: usize) -> f64 {
