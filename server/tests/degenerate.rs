@@ -6,23 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use volcast_core::candles::Candle;
-use volcast_server::metrics::Metrics;
-use volcast_server::state::{AppState, Settings};
-
-fn repo() -> PathBuf {
-    let manifest =
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    Path::new(&manifest).join("..")
-}
 
 /// The shared hourly candles, or None (with a message) where they are absent.
 fn shared() -> Option<PathBuf> {
-    let dir = repo().join("../shared/data/binance-spot-1h");
+    let dir = common::repo().join("../shared/data/binance-spot-1h");
     if dir.is_dir() {
         return Some(dir);
     }
@@ -36,13 +27,7 @@ fn shared() -> Option<PathBuf> {
 }
 
 fn body(asset: &str, candles: &[Candle]) -> Value {
-    let candles: Vec<Value> = candles
-        .iter()
-        .map(|c| {
-            json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
-                   "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
-        })
-        .collect();
+    let candles: Vec<Value> = candles.iter().map(common::candle_json).collect();
     json!({"asset": asset, "candles": candles})
 }
 
@@ -60,16 +45,7 @@ fn flattened(window: &[Candle], k: usize) -> Vec<Candle> {
 #[tokio::test]
 async fn flattened_windows_never_loosen_the_parameters() {
     let Some(data) = shared() else { return };
-    let artifact = repo().join("model-artifacts");
-    let config = volcast_server::config::Config::with_artifact(artifact.clone()).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let state = AppState::new(Settings::from_config(&config).unwrap(), Arc::clone(&metrics));
-    let serving = volcast_server::load(&artifact, volcast_server::load_options(&config), &metrics)
-        .await
-        .unwrap();
-    let need = serving.info.metadata.features.history_hours();
-    state.set_serving(serving);
-    let app = volcast_server::app(state);
+    let (app, need) = common::app_on(&common::repo().join("model-artifacts")).await;
 
     let mut checked = 0;
     for asset in ["BTCUSDT", "ETHUSDT", "DOGEUSDT"] {

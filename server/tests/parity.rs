@@ -8,36 +8,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 use volcast_core::candles::Candle;
 use volcast_core::policy::{AskedSettings, FLAG_NAMES, RiskSettings};
 use volcast_core::stress::{self, Book, Position, Scenario};
 use volcast_core::time::HOUR_MS;
-use volcast_server::metrics::Metrics;
-use volcast_server::state::{AppState, Settings};
 use volcast_training::data::{read_file, write_csv};
 use volcast_training::stress_session::{Request, prepare};
 
 const HORIZON: usize = 48;
 
-fn repo() -> PathBuf {
-    let manifest =
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    Path::new(&manifest).join("..")
-}
-
 /// The last `n` candles of the committed sample asset.
 fn sample_candles(n: usize) -> Vec<Candle> {
-    let all = read_file(&repo().join("data/sample/SYNTH01.csv.gz")).unwrap();
+    let all = read_file(&common::repo().join("data/sample/SYNTH01.csv.gz")).unwrap();
     all[all.len() - n..].to_vec()
-}
-
-fn candle_json(c: &Candle) -> Value {
-    json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
-           "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
 }
 
 /// The parameters the three callers give, in one order: LT, max LTV, LB, maintenance and initial
@@ -61,16 +45,8 @@ fn numbers(v: &Value) -> [f64; 5] {
 
 #[tokio::test]
 async fn route_stress_route_and_cli_give_the_same_parameters() {
-    let artifact = repo().join("model-artifacts/default");
-    let config = volcast_server::config::Config::with_artifact(artifact.clone()).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let state = AppState::new(Settings::from_config(&config).unwrap(), Arc::clone(&metrics));
-    let serving = volcast_server::load(&artifact, volcast_server::load_options(&config), &metrics)
-        .await
-        .unwrap();
-    let history = serving.info.metadata.features.history_hours();
-    state.set_serving(serving);
-    let app = volcast_server::app(state);
+    let artifact = common::repo().join("model-artifacts/default");
+    let (app, history) = common::app_on(&artifact).await;
 
     // The request carries a day more than the model needs; the server keeps the last
     // `history` hours, which is what the command is given.
@@ -80,7 +56,7 @@ async fn route_stress_route_and_cli_give_the_same_parameters() {
     let kept: Vec<Candle> = candles.iter().filter(|c| c.open_time >= from).copied().collect();
     let dir = tempfile::tempdir().unwrap();
     write_csv(&dir.path().join("SYNTH01.csv"), &kept).unwrap();
-    let body_candles: Vec<Value> = candles.iter().map(candle_json).collect();
+    let body_candles: Vec<Value> = candles.iter().map(common::candle_json).collect();
 
     // A sale the market absorbs, and one whose slippage is far above 1.
     for sale in [1e5, 1e12] {

@@ -244,3 +244,30 @@ pub async fn raw(app: &Router, req: Request<Body>) -> (StatusCode, Value, axum::
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, value, headers)
 }
+
+/// The repository root.
+pub fn repo() -> std::path::PathBuf {
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    std::path::Path::new(&manifest).join("..")
+}
+
+/// A candle as the API takes it.
+pub fn candle_json(c: &volcast_core::candles::Candle) -> Value {
+    json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
+           "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
+}
+
+/// The app serving the real artifact at `artifact` (loaded and warmed as at start), and the
+/// hours of history its model needs.
+pub async fn app_on(artifact: &std::path::Path) -> (Router, usize) {
+    let config = Config::with_artifact(artifact.to_owned()).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::new(Settings::from_config(&config).unwrap(), Arc::clone(&metrics));
+    let serving = volcast_server::load(artifact, volcast_server::load_options(&config), &metrics)
+        .await
+        .unwrap();
+    let history = serving.info.metadata.features.history_hours();
+    state.set_serving(serving);
+    (volcast_server::app(state), history)
+}
