@@ -157,6 +157,7 @@ impl ModelInfo {
                     .iter()
                     .map(|(h, s)| (h.to_string(), s.clone()))
                     .collect(),
+                har_weight: r.har_weight.iter().map(|(h, w)| (h.to_string(), *w)).collect(),
             }),
         }
     }

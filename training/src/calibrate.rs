@@ -111,7 +111,8 @@ pub fn calibrate(
 /// Measures the [`Recalibration`] of `model`'s raw outputs (any correction it already carries is
 /// ignored) on the daily origins of the last `days` before `end_hour` whose target windows end by
 /// then: at training, the early-stopping holdout; in operation, the trailing window of the daily
-/// job (see [`crate::rolling`]). The result declares `rolling_days = days`.
+/// job (see [`crate::rolling`]). The result declares `rolling_days = days`; with `combine`, it
+/// also weighs the network against the artifact's HAR ([`Recalibration::har_weight`]).
 ///
 /// # Errors
 /// [`CalibrateError`] when the model fails or a horizon has fewer than
@@ -121,6 +122,7 @@ pub fn recalibrate(
     assets: &[Asset],
     end_hour: i64,
     days: usize,
+    combine: bool,
 ) -> Result<Recalibration, CalibrateError> {
     let from_hour = end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48);
     let origins: Vec<Origin> = assets
@@ -148,7 +150,9 @@ pub fn recalibrate(
         &raw,
         horizons,
         &model.metadata.quantile_levels,
+        &model.metadata.har,
     )
+    .combining(combine)
     .recalibration(end_hour, days)
 }
 
@@ -168,7 +172,8 @@ pub fn calibrate_artifact(
 ) -> Result<artifact::Saved, CalibrateError> {
     let end = fit_end_hour(&model.metadata)?;
     let mut metadata = model.metadata.clone();
-    metadata.recalibration = Some(recalibrate(model, assets, end, model.config.holdout_days)?);
+    // Artifacts calibrated from now on blend the network with HAR, weights measured daily.
+    metadata.recalibration = Some(recalibrate(model, assets, end, model.config.holdout_days, true)?);
     metadata.stress_scenarios = volcast_core::stress::market_stress_scenarios(assets, end);
     let corrected = model.with_metadata(metadata.clone());
     metadata.risk = Some(calibrate(&corrected, assets, end, fit_exponent)?);
@@ -217,6 +222,11 @@ pub fn refresh_recalibration(
         .and_then(|r| r.rolling_days)
         .unwrap_or(model.config.holdout_days);
     let mut metadata = model.metadata.clone();
-    metadata.recalibration = Some(recalibrate(model, assets, end_hour, days)?);
+    let combine = model
+        .metadata
+        .recalibration
+        .as_ref()
+        .is_some_and(|r| !r.har_weight.is_empty());
+    metadata.recalibration = Some(recalibrate(model, assets, end_hour, days, combine)?);
     Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)
 }

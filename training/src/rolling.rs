@@ -48,6 +48,8 @@ struct HorizonPoints {
     hours: Vec<i64>,
     /// RV / F per point.
     variance_ratio: Vec<f64>,
+    /// RV, the network's F and HAR's H per point (for the blend's weight).
+    rv_model_har: Vec<[f64; 3]>,
     /// RV / q per level, then point (NaN where not finite).
     quantile_ratio: Vec<Vec<f64>>,
 }
@@ -58,15 +60,20 @@ struct HorizonPoints {
 pub struct History {
     levels: Vec<f64>,
     horizons: Vec<HorizonPoints>,
+    /// Whether the corrections blend the network with HAR ([`Recalibration::har_weight`]).
+    combine: bool,
 }
+
+/// The weights of the network against HAR tried (see [`Recalibration::har_weight`]).
+const HAR_BLEND_WEIGHTS: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 /// The points of each horizon a window holds, as index ranges into [`History`].
 type Window = Vec<(usize, usize)>;
 
 impl History {
     /// Collects the daily (00:00 UTC) origins among `origins`, with their raw `predictions` (same
-    /// order; for all of `horizons`) and their realised RV, where RV and the forecasts are finite
-    /// and positive.
+    /// order; for all of `horizons`), `har`'s forecasts there, and their realised RV, where RV
+    /// and the forecasts are finite and positive.
     #[must_use]
     pub fn new(
         assets: &[Asset],
@@ -75,12 +82,14 @@ impl History {
         predictions: &[Option<Prediction>],
         horizons: &[usize],
         levels: &[f64],
+        har: &BTreeMap<usize, volcast_core::baselines::har::Har>,
     ) -> Self {
         let horizons = horizons
             .iter()
             .enumerate()
             .map(|(j, &h)| {
-                let mut points: Vec<(i64, f64, Vec<f64>)> = origins
+                let har = har.get(&h);
+                let mut points: Vec<(i64, f64, Vec<f64>, [f64; 3])> = origins
                     .iter()
                     .zip(predictions)
                     .filter_map(|(o, p)| {
@@ -93,7 +102,16 @@ impl History {
                             && rv > 0.0
                             && f.is_finite()
                             && f > 0.0;
-                        ok.then(|| (hour, rv / f, p.quantiles[j].iter().map(|q| rv / q).collect()))
+                        let hv =
+                            har.map_or(f64::NAN, |m| m.forecast(prepared[o.asset].har_regressors(o.slot)));
+                        ok.then(|| {
+                            (
+                                hour,
+                                rv / f,
+                                p.quantiles[j].iter().map(|q| rv / q).collect(),
+                                [rv, f, hv],
+                            )
+                        })
                     })
                     .collect();
                 points.sort_by_key(|p| p.0);
@@ -101,6 +119,7 @@ impl History {
                     horizon: h,
                     hours: points.iter().map(|p| p.0).collect(),
                     variance_ratio: points.iter().map(|p| p.1).collect(),
+                    rv_model_har: points.iter().map(|p| p.3).collect(),
                     quantile_ratio: (0..levels.len())
                         .map(|l| {
                             points
@@ -115,7 +134,14 @@ impl History {
         Self {
             levels: levels.to_vec(),
             horizons,
+            combine: false,
         }
+    }
+
+    /// Measures the blend's weights too ([`Recalibration::har_weight`]).
+    #[must_use]
+    pub fn combining(self, combine: bool) -> Self {
+        Self { combine, ..self }
     }
 
     /// The points of the window ending at `end_hour`: origins from `end_hour - 24 days` on whose
@@ -142,6 +168,7 @@ impl History {
             variance_scale: BTreeMap::new(),
             quantile_scale: BTreeMap::new(),
             rolling_days: None,
+            har_weight: BTreeMap::new(),
         };
         for (p, &(lo, hi)) in self.horizons.iter().zip(window) {
             let n = hi - lo;
@@ -152,6 +179,10 @@ impl History {
                 )));
             }
             let scale = p.variance_ratio[lo..hi].iter().sum::<f64>() / n as f64;
+            if self.combine {
+                out.har_weight
+                    .insert(p.horizon, best_weight(&p.rv_model_har[lo..hi], scale));
+            }
             let quantile_scale = self
                 .levels
                 .iter()
@@ -183,6 +214,28 @@ impl History {
         out.rolling_days = Some(days);
         Ok(out)
     }
+}
+
+/// The weight of the network (its forecasts times `scale`) against HAR, of
+/// [`HAR_BLEND_WEIGHTS`], whose blends have the lowest mean QLIKE on `points` (RV, F, H); the
+/// network alone when no blend is finite.
+fn best_weight(points: &[[f64; 3]], scale: f64) -> f64 {
+    HAR_BLEND_WEIGHTS
+        .iter()
+        .map(|&w| {
+            let qlike = points
+                .iter()
+                .map(|&[rv, f, hv]| {
+                    let x = rv / volcast_model::artifact::blend(scale * f, hv, w);
+                    x - x.ln() - 1.0
+                })
+                .sum::<f64>()
+                / points.len().max(1) as f64;
+            (w, qlike)
+        })
+        .filter(|c| c.1.is_finite())
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(1.0, |c| c.0)
 }
 
 /// [`volcast_core::drawdown::interpolated_quantile`] of unsorted values (reordered), in linear time.
@@ -371,13 +424,21 @@ impl Forecaster for DailyRecalibrated<'_> {
         let raw = raw_predictions(self.model, assets, &all, request.drawdown)?;
         let horizons = &self.model.metadata.horizons;
         let prepared = prepare(assets, horizons);
+        let metadata = &self.model.metadata;
         let history = History::new(
             assets,
             &prepared,
             &all,
             &raw,
             horizons,
-            &self.model.metadata.quantile_levels,
+            &metadata.quantile_levels,
+            &metadata.har,
+        )
+        .combining(
+            metadata
+                .recalibration
+                .as_ref()
+                .is_some_and(|r| !r.har_weight.is_empty()),
         );
 
         let windows: Vec<Window> = request
@@ -396,11 +457,19 @@ impl Forecaster for DailyRecalibrated<'_> {
         let per_origin: Vec<Option<Prediction>> = raw
             .iter()
             .zip(&windows)
-            .map(|(p, w)| {
+            .zip(&all)
+            .map(|((p, w), o)| {
                 let mut p = p.clone()?;
                 if let Some(r) = measured.get(w).and_then(Option::as_ref).or(stored) {
                     for (j, &h) in horizons.iter().enumerate() {
                         r.apply(h, &mut p.variance[j], &mut p.quantiles[j]);
+                    }
+                    if !r.har_weight.is_empty() {
+                        r.blend_har(
+                            horizons,
+                            &mut p.variance,
+                            &metadata.har_at(&prepared[o.asset], o.slot),
+                        );
                     }
                 }
                 Some(p)
@@ -435,8 +504,36 @@ mod tests {
                 hours: hours.to_vec(),
                 variance_ratio: ratio.to_vec(),
                 quantile_ratio: vec![ratio.to_vec()],
+                rv_model_har: ratio.iter().map(|&r| [r, 1.0, 1.0]).collect(),
             }],
+            combine: false,
         }
+    }
+
+    /// The weight follows whichever of the network and HAR tracks the realised variance: all
+    /// network where HAR is noise, all HAR where the network is.
+    #[test]
+    fn the_har_weight_follows_the_better_forecaster() {
+        let mut rng = volcast_core::synth::Rng::new(7);
+        let mut points = |network_right: bool| -> Vec<[f64; 3]> {
+            (0..400)
+                .map(|_| {
+                    let truth = (rng.normal() * 0.8 - 8.0).exp();
+                    let noisy = truth * (rng.normal() * 1.2).exp();
+                    let rv = truth * (rng.normal() * 0.3).exp();
+                    if network_right {
+                        [rv, truth, noisy]
+                    } else {
+                        [rv, noisy, truth]
+                    }
+                })
+                .collect()
+        };
+        assert!(best_weight(&points(true), 1.0) >= 0.9);
+        assert!(best_weight(&points(false), 1.0) <= 0.1);
+        // Where HAR forecasts are unusable, the network's stand: any weight gives the same.
+        let no_har: Vec<[f64; 3]> = (1..50).map(|i| [f64::from(i), f64::from(i), f64::NAN]).collect();
+        assert_eq!(best_weight(&no_har, 1.0), 0.0);
     }
 
     #[test]

@@ -179,10 +179,13 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
                 format_hour(origin_hour)
             )
         })?;
-    let prediction = model
+    let mut prediction = model
         .predict(&[input])
         .pop()
         .context("the model returned no forecast")?;
+    model
+        .metadata
+        .blend_har_at(&prepared, slot, &mut prediction.variance);
     let illiquidity = prepared.illiquidity_at(slot, &horizons);
     let calibration = model.metadata.risk.as_ref().map(|r| r.model.clone());
     let forecasts = Forecasts {

@@ -458,6 +458,10 @@ pub struct RecalibrationDto {
     pub variance_scale: BTreeMap<String, f64>,
     /// Multipliers of the RV quantiles, per horizon, in `quantile_levels` order.
     pub quantile_scale: BTreeMap<String, Vec<f64>>,
+    /// Weight of the corrected network against the HAR baseline per horizon (hours): the
+    /// variance served is `exp(w ln F + (1 - w) ln H)`. Empty for artifacts made before the
+    /// blend (the network alone).
+    pub har_weight: BTreeMap<String, f64>,
 }
 
 /// Answer of `GET /healthz` and `GET /readyz`.

@@ -49,8 +49,13 @@ pub async fn forecast_items(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let inputs = prepared.iter().map(|(_, p)| p.input.clone()).collect();
-    let predictions = serving.queue.predict(inputs).await?;
-    for ((prefix, prep), pred) in prepared.iter().zip(&predictions) {
+    let mut predictions = serving.queue.predict(inputs).await?;
+    let metadata = &serving.info.metadata;
+    for ((prefix, prep), pred) in prepared.iter().zip(&mut predictions) {
+        // The served variance: the corrected network blended with HAR where the artifact says.
+        if let Some(r) = &metadata.recalibration {
+            r.blend_har(&metadata.horizons, &mut pred.variance, &prep.har);
+        }
         check_prediction(prefix, &prep.asset, pred)?;
     }
     Ok(prepared.into_iter().map(|(_, p)| p).zip(predictions).collect())

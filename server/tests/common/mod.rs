@@ -148,6 +148,7 @@ pub fn info() -> ModelInfo {
                 variance_scale: BTreeMap::from([(4, 1.0)]),
                 quantile_scale: BTreeMap::from([(4, vec![1.0; 4])]),
                 rolling_days: Some(120),
+                har_weight: BTreeMap::new(),
             }),
             stress_scenarios: vec![ReplayWindow {
                 name: "BTCUSDT 2020-03-12".into(),

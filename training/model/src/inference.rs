@@ -246,7 +246,8 @@ impl LoadedModel {
 
     /// The forecasts at every origin of `request` for all the artifact's horizons (None where the
     /// inputs do not exist or the degenerate-market rule refuses the window, as the service
-    /// does), with the stored corrections applied.
+    /// does), with the stored corrections applied and blended with the artifact's HAR where
+    /// they say so ([`crate::artifact::Recalibration::har_weight`]).
     ///
     /// # Errors
     /// [`ForecastError`] when `request` asks for a horizon the model does not have.
@@ -257,10 +258,16 @@ impl LoadedModel {
         self.check_horizons(request.horizons)?;
         let horizons = &self.metadata.horizons;
         let market = panel_market(request.assets);
+        let prepared: Vec<PreparedAsset> = request
+            .assets
+            .par_iter()
+            .map(|a| PreparedAsset::new(a, horizons))
+            .collect();
         let features: Vec<AssetFeatures> = request
             .assets
             .par_iter()
-            .map(|a| AssetFeatures::new(a, &PreparedAsset::new(a, horizons)))
+            .zip(&prepared)
+            .map(|(a, p)| AssetFeatures::new(a, p))
             .collect();
         // Inputs are built a few passes at a time: a window of every origin at once would take
         // gigabytes on a long evaluation.
@@ -280,7 +287,12 @@ impl LoadedModel {
                 .collect();
             let present: Vec<&ModelInput> = inputs.iter().flatten().collect();
             let mut predictions = self.predict_refs(&present).into_iter();
-            out.extend(inputs.iter().map(|i| i.as_ref().and_then(|_| predictions.next())));
+            out.extend(chunk.iter().zip(&inputs).map(|(o, i)| {
+                let mut p = i.as_ref().and_then(|_| predictions.next())?;
+                self.metadata
+                    .blend_har_at(&prepared[o.asset], o.slot, &mut p.variance);
+                Some(p)
+            }));
         }
         Ok(out)
     }
