@@ -57,6 +57,10 @@ pub struct FoldSummary {
     pub horizons: Vec<FoldHorizon>,
     /// The model's risk policy at the backtest's settings: breach rate, mean LT, Kupiec p.
     pub model_policy: (f64, f64, Option<f64>),
+    /// Its breaches and origins.
+    pub model_breaches: (usize, usize),
+    /// The backtest's quantile level.
+    pub alpha: f64,
     /// The HAR-calibrated policy on the same origins: breach rate, mean LT.
     pub har_calibrated_policy: Option<(f64, f64)>,
 }
@@ -199,6 +203,8 @@ fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary 
         artifact: artifact.to_owned(),
         horizons,
         model_policy,
+        model_breaches: policies.get("model").map_or((0, 0), |p| (p.breaches, p.n)),
+        alpha: report.risk.alpha,
         har_calibrated_policy: policies.get("har_calibrated").map(|p| (p.breach_rate, p.mean_lt)),
     }
 }
@@ -243,7 +249,7 @@ pub fn render(report: &WalkForwardReport) -> String {
             let _ = writeln!(out, "| {h}h | {year} | {worst:.4} | {mean:.4} |");
         }
     }
-    out.push_str("\nRisk policy per fold (breach rate / mean LT):\n\n| fold | model | Kupiec p | har_calibrated |\n|---|---:|---:|---:|\n");
+    out.push_str("\nRisk policy per fold (breach rate / mean LT), then pooled over the folds:\n\n| fold | model | Kupiec p | har_calibrated |\n|---|---:|---:|---:|\n");
     for f in &report.folds {
         let (rate, lt, kupiec) = f.model_policy;
         let _ = writeln!(
@@ -254,6 +260,18 @@ pub fn render(report: &WalkForwardReport) -> String {
             kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}")),
             f.har_calibrated_policy
                 .map_or_else(|| "-".to_owned(), |(r, l)| format!("{:.2}% / {l:.4}", 100.0 * r))
+        );
+    }
+    let (breaches, n) = report.folds.iter().fold((0, 0), |(b, n), f| {
+        (b + f.model_breaches.0, n + f.model_breaches.1)
+    });
+    if let Some(f) = report.folds.first() {
+        let kupiec = volcast_core::scoring::kupiec_p_value(breaches, n, 1.0 - f.alpha);
+        let _ = writeln!(
+            out,
+            "| pooled | {:.2}% ({breaches} of {n}) | {} | |",
+            100.0 * breaches as f64 / n.max(1) as f64,
+            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"))
         );
     }
     out
