@@ -318,6 +318,7 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         "| 2021 | 168h |",
         "Worst fold per horizon",
         "| 2021 |",
+        "| pooled |",
     ] {
         assert!(stdout.contains(fold), "{fold}: {stdout}");
     }
