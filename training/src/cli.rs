@@ -22,3 +22,19 @@ pub fn main(run: impl FnOnce() -> anyhow::Result<()>) -> std::process::ExitCode 
         }
     }
 }
+
+/// The training config in the JSON file at `path` (as written beside every artifact), or the
+/// default model's when there is none.
+///
+/// # Errors
+/// When the file cannot be read or is not a training config.
+pub fn training_config(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<volcast_model::config::TrainingConfig> {
+    use anyhow::Context as _;
+    let Some(path) = path else {
+        return Ok(volcast_model::config::TrainingConfig::default_run());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a training config", path.display()))
+}

@@ -66,6 +66,18 @@ pub struct Outcome {
     pub device: String,
 }
 
+/// The candle directories `given`, or the defaults ([`default_dirs`]) when none is.
+///
+/// # Errors
+/// When none is given and no default holds candle files.
+pub fn data_dirs(given: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    if given.is_empty() {
+        default_dirs()
+    } else {
+        Ok(given.to_vec())
+    }
+}
+
 /// The default data: `../shared/data/binance-spot-1h` when present, else `data/` and its
 /// subdirectories.
 ///
@@ -223,11 +235,7 @@ pub fn bench(
     batch_sizes: &[usize],
     threads: &[usize],
 ) -> anyhow::Result<BenchOutcome> {
-    let dirs = if p.dirs.is_empty() {
-        default_dirs()?
-    } else {
-        p.dirs.clone()
-    };
+    let dirs = data_dirs(&p.dirs)?;
     let selected = select(p.device)?;
     tracing::info!(device = %selected.description, "device");
     let data = LoadedData::load(&dirs, p.fit_until_ms)?;
@@ -292,11 +300,7 @@ pub struct BenchOutcome {
 /// # Errors
 /// Any failure to load, train, write or evaluate, with context.
 pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
-    let dirs = if p.dirs.is_empty() {
-        default_dirs()?
-    } else {
-        p.dirs.clone()
-    };
+    let dirs = data_dirs(&p.dirs)?;
     let config = &p.config;
     let selected = select(p.device)?;
     tracing::info!(device = %selected.description, "device");

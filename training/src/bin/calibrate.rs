@@ -87,11 +87,7 @@ fn summary(name: &str, c: &DrawdownCalibration) {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let dirs = if args.data.is_empty() {
-        volcast_training::pipeline::default_dirs()?
-    } else {
-        args.data.clone()
-    };
+    let dirs = volcast_training::pipeline::data_dirs(&args.data)?;
     let selected = select(args.device)?;
     let model = LoadedModel::load(&args.model, &selected.device)?;
     let out = match &args.out {

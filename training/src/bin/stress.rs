@@ -176,11 +176,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let (Some(asset), Some(positions)) = (&args.asset, &args.positions) else {
         bail!("--asset and --positions are required (or --bench)");
     };
-    let dirs = if args.data.is_empty() {
-        volcast_training::pipeline::default_dirs()?
-    } else {
-        args.data.clone()
-    };
+    let dirs = volcast_training::pipeline::data_dirs(&args.data)?;
     let book = read_book(positions)?;
     let mut settings = settings(args)?;
     let at_ms = args

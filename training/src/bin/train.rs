@@ -102,15 +102,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn config_from(args: &Args) -> anyhow::Result<TrainingConfig> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a training config", path.display()))?
-        }
-        None => TrainingConfig::default_run(),
-    };
+    let mut config = volcast_training::cli::training_config(args.config.as_deref())?;
     config.model.encoder = match args.encoder {
         Encoder::Tcn => EncoderKind::Tcn,
         Encoder::Lstm => EncoderKind::Lstm,

@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
-use volcast_model::config::TrainingConfig;
 use volcast_model::device::DeviceChoice;
 use volcast_training::walkforward::{WalkForward, render, run, write_json};
 
@@ -71,15 +70,7 @@ fn main() -> std::process::ExitCode {
 
 fn run_args() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut config = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a training config", path.display()))?
-        }
-        None => TrainingConfig::default_run(),
-    };
+    let mut config = volcast_training::cli::training_config(args.config.as_deref())?;
     if let Some(v) = args.epochs {
         config.max_epochs = v.max(1);
     }

@@ -100,11 +100,7 @@ pub struct WalkForwardReport {
 /// # Errors
 /// A data, training or evaluation failure, naming the fold.
 pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
-    let dirs = if wf.dirs.is_empty() {
-        crate::pipeline::default_dirs()?
-    } else {
-        wf.dirs.clone()
-    };
+    let dirs = crate::pipeline::data_dirs(&wf.dirs)?;
     let assets = volcast_core::panel::to_panel(&crate::data::load_assets(&dirs, None)?);
     let mut folds = Vec::new();
     let mut reports = Vec::new();
