@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::process::{get, signal, start, start_and_wait, wait_for};
+use common::process::{assert_still_serving, get, signal, start, start_and_wait, wait_for};
 use serde_json::Value;
 use volcast_model::artifact::{self, METADATA, WEIGHTS};
 
@@ -138,19 +138,7 @@ async fn faulty_artifacts_are_refused_at_reload_and_the_old_model_keeps_serving(
         let failed = format!(r#"volcast_model_reloads_total{{outcome="failed"}} {}"#, i + 1);
         let metrics = wait_for(&client, format!("{base}/metrics"), |b| b.contains(&failed)).await;
         assert!(metrics.contains(&failed), "{name}: {metrics}");
-        let card: Value = serde_json::from_str(&get(&client, format!("{base}/v1/model")).await).unwrap();
-        assert_eq!(
-            card["model"]["id"],
-            good_id.as_str(),
-            "{name}: the old model keeps serving"
-        );
-        let ready = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(ready, 200, "{name}");
+        assert_still_serving(&client, &base, &good_id, name).await;
     }
     assert!(
         !get(&client, format!("{base}/metrics"))

@@ -95,3 +95,17 @@ pub async fn wait_for(client: &reqwest::Client, url: String, done: impl Fn(&str)
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// After a refused reload: `/v1/model` still names `id` and `/readyz` answers 200.
+pub async fn assert_still_serving(client: &reqwest::Client, base: &str, id: &str, what: &str) {
+    let card: serde_json::Value =
+        serde_json::from_str(&get(client, format!("{base}/v1/model")).await).unwrap();
+    assert_eq!(card["model"]["id"], id, "{what}: the old model keeps serving");
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(ready, 200, "{what}");
+}
