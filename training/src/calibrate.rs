@@ -150,9 +150,8 @@ pub fn recalibrate(
         &raw,
         horizons,
         &model.metadata.quantile_levels,
-        &model.metadata.har,
+        combine.then_some(&model.metadata.har),
     )
-    .combining(combine)
     .recalibration(end_hour, days)
 }
 

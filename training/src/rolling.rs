@@ -72,8 +72,9 @@ type Window = Vec<(usize, usize)>;
 
 impl History {
     /// Collects the daily (00:00 UTC) origins among `origins`, with their raw `predictions` (same
-    /// order; for all of `horizons`), `har`'s forecasts there, and their realised RV, where RV
-    /// and the forecasts are finite and positive.
+    /// order; for all of `horizons`) and their realised RV, where RV and the forecasts are finite
+    /// and positive. With `har`, its forecasts there too, and the corrections measured blend the
+    /// network with it ([`Recalibration::har_weight`]).
     #[must_use]
     pub fn new(
         assets: &[Asset],
@@ -82,13 +83,13 @@ impl History {
         predictions: &[Option<Prediction>],
         horizons: &[usize],
         levels: &[f64],
-        har: &BTreeMap<usize, volcast_core::baselines::har::Har>,
+        har: Option<&BTreeMap<usize, volcast_core::baselines::har::Har>>,
     ) -> Self {
         let horizons = horizons
             .iter()
             .enumerate()
             .map(|(j, &h)| {
-                let har = har.get(&h);
+                let har_h = har.and_then(|m| m.get(&h));
                 let mut points: Vec<(i64, f64, Vec<f64>, [f64; 3])> = origins
                     .iter()
                     .zip(predictions)
@@ -103,7 +104,7 @@ impl History {
                             && f.is_finite()
                             && f > 0.0;
                         let hv =
-                            har.map_or(f64::NAN, |m| m.forecast(prepared[o.asset].har_regressors(o.slot)));
+                            har_h.map_or(f64::NAN, |m| m.forecast(prepared[o.asset].har_regressors(o.slot)));
                         ok.then(|| {
                             (
                                 hour,
@@ -134,14 +135,8 @@ impl History {
         Self {
             levels: levels.to_vec(),
             horizons,
-            combine: false,
+            combine: har.is_some(),
         }
-    }
-
-    /// Measures the blend's weights too ([`Recalibration::har_weight`]).
-    #[must_use]
-    pub fn combining(self, combine: bool) -> Self {
-        Self { combine, ..self }
     }
 
     /// The points of the window ending at `end_hour`: origins from `end_hour - 24 days` on whose
@@ -432,13 +427,11 @@ impl Forecaster for DailyRecalibrated<'_> {
             &raw,
             horizons,
             &metadata.quantile_levels,
-            &metadata.har,
-        )
-        .combining(
             metadata
                 .recalibration
                 .as_ref()
-                .is_some_and(|r| !r.har_weight.is_empty()),
+                .is_some_and(|r| !r.har_weight.is_empty())
+                .then_some(&metadata.har),
         );
 
         let windows: Vec<Window> = request

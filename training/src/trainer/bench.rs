@@ -7,11 +7,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 
-use super::{
-    LinearStart, Run, RunOptions, TrainError, fit_scaler, fresh_model, new_optimizer, shuffled_rows,
-    split_enough_rows,
-};
-use crate::dataset::PanelFeatures;
+use super::{Run, RunOptions, TrainError, TrainingData};
 use volcast_core::grid::Asset;
 use volcast_model::config::TrainingConfig;
 
@@ -84,14 +80,10 @@ pub fn bench(
     device: &Device,
     settings: &BenchSettings,
 ) -> Result<(Vec<BenchRow>, [Profile; 2]), TrainError> {
-    let features = PanelFeatures::new(assets);
-    let (train_set, holdout) = split_enough_rows(&features, assets, config, fit_end_hour)?;
-    let scaler = fit_scaler(&features, &train_set, config.window);
-    let start = LinearStart::fit(config, &train_set, &scaler);
+    let data = TrainingData::new(assets, config, fit_end_hour)?;
     let autodiff = device.clone().autodiff();
     let mut rows_out = Vec::new();
-    let mut profile = Profile::default();
-    let mut every_hour = Profile::default();
+    let mut profiles = [Profile::default(); 2];
     for (i, &batch_size) in settings.batch_sizes.iter().enumerate() {
         let config = config.clone().with_batch_size(batch_size);
         for &threads in &settings.threads {
@@ -105,39 +97,24 @@ pub fn bench(
             let run = Run {
                 config: &config,
                 options: &options,
-                features: &features,
-                train_set: &train_set,
-                holdout: &holdout,
-                scaler: &scaler,
+                data: &data,
                 device,
                 autodiff: &autodiff,
             };
-            rows_out.push(run.time_steps(&start, settings));
-        }
-        if i == 0 {
-            let data = ProfileData {
-                config: &config,
-                features: &features,
-                train_set: &train_set,
-                scaler: &scaler,
-                start: &start,
-                autodiff: &autodiff,
-            };
-            profile = data.profile(settings, false);
-            every_hour = data.profile(settings, true);
+            rows_out.push(run.time_steps(settings));
+            if i == 0 && threads == settings.threads[0] {
+                profiles = [run.profile(settings, false), run.profile(settings, true)];
+            }
         }
     }
-    Ok((rows_out, [profile, every_hour]))
+    Ok((rows_out, profiles))
 }
 
 impl Run<'_> {
     /// `settings.warmup` steps, then `settings.steps` timed ones, from a fresh model.
-    fn time_steps(&self, start: &LinearStart, settings: &BenchSettings) -> BenchRow {
+    fn time_steps(&self, settings: &BenchSettings) -> BenchRow {
         let config = self.config;
-        self.autodiff.seed(config.seed);
-        let mut model = fresh_model(config, start, self.autodiff);
-        let mut optim = new_optimizer(config);
-        let (order, mut rng) = shuffled_rows(self.train_set.len(), config.seed, 0);
+        let (mut model, mut optim, order, mut rng) = self.fresh();
         let mut batches = order.chunks_exact(config.batch_size).cycle();
         let mut clock = Instant::now();
         let mut cpu_start = None;
@@ -163,50 +140,21 @@ impl Run<'_> {
             ms_per_step: 1e3 * seconds / settings.steps.max(1) as f64,
         }
     }
-}
 
-/// Waits for the device to finish the work queued so far (a read of a parameter).
-fn sync(model: &volcast_model::network::VolModel) {
-    let _ = model.variance_skip.weight.val().sum().into_data();
-}
-
-/// What a profiled step reads.
-struct ProfileData<'a> {
-    config: &'a TrainingConfig,
-    features: &'a PanelFeatures,
-    train_set: &'a crate::dataset::Samples,
-    scaler: &'a volcast_model::scaler::Scaler,
-    start: &'a LinearStart,
-    autodiff: &'a Device,
-}
-
-impl ProfileData<'_> {
     /// The single-threaded step of [`Run::step`], phase by phase; with `every_hour`, through
     /// [`volcast_model::network::VolModel::forward_every_hour`].
     fn profile(&self, settings: &BenchSettings, every_hour: bool) -> Profile {
         let config = self.config;
-        self.autodiff.seed(config.seed);
-        let mut model = fresh_model(config, self.start, self.autodiff);
-        let mut optim = new_optimizer(config);
-        let (order, mut rng) = shuffled_rows(self.train_set.len(), config.seed, 0);
+        let (mut model, mut optim, order, mut rng) = self.fresh();
         let mut batches = order.chunks_exact(config.batch_size).cycle();
         let mut total = Profile {
             batch_size: config.batch_size,
             ..Profile::default()
         };
-        let dropout = config.market_dropout;
         for k in 0..settings.warmup + settings.steps {
             let rows = batches.next().unwrap_or(&[]);
             let t0 = Instant::now();
-            let batch = super::batch(
-                self.features,
-                self.train_set,
-                rows,
-                self.scaler,
-                config.window,
-                self.autodiff,
-                &mut || rng.uniform() < dropout,
-            );
+            let batch = self.batch(rows, &mut rng);
             let points = batch.points;
             let t1 = Instant::now();
             let (sequence, statics) = (batch.sequence.clone(), batch.statics.clone());
@@ -239,4 +187,9 @@ impl ProfileData<'_> {
             ..total
         }
     }
+}
+
+/// Waits for the device to finish the work queued so far (a read of a parameter).
+fn sync(model: &volcast_model::network::VolModel) {
+    let _ = model.variance_skip.weight.val().sum().into_data();
 }

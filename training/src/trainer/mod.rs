@@ -395,26 +395,18 @@ pub fn train(
     device: &Device,
     options: &RunOptions,
 ) -> Result<Trained, TrainError> {
-    let features = PanelFeatures::new(assets);
-    let (train_set, holdout) = split_enough_rows(&features, assets, config, fit_end_hour)?;
-    let window = config.window;
-    let scaler = fit_scaler(&features, &train_set, window);
-    let start = LinearStart::fit(config, &train_set, &scaler);
-
+    let data = TrainingData::new(assets, config, fit_end_hour)?;
     let dir = &options.checkpoint_dir;
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
     let config_json = serde_json::to_string(config).map_err(|e| ckpt_err(dir, e))?;
     let autodiff = device.clone().autodiff();
     autodiff.seed(config.seed);
-    let (model, optim, state) = start_or_resume(config, options, &start, &autodiff, config_json)?;
+    let (model, optim, state) = start_or_resume(config, options, &data.start, &autodiff, config_json)?;
 
     let run = Run {
         config,
         options,
-        features: &features,
-        train_set: &train_set,
-        holdout: &holdout,
-        scaler: &scaler,
+        data: &data,
         device,
         autodiff: &autodiff,
     };
@@ -427,12 +419,39 @@ pub fn train(
         .map_err(|e| ckpt_err(&current.join(BEST), e))?;
     Ok(Trained {
         model: best,
-        scaler,
         state,
-        train_rows: train_set.len(),
-        holdout_rows: holdout.len(),
+        train_rows: data.train_set.len(),
+        holdout_rows: data.holdout.len(),
+        scaler: data.scaler,
         samples_per_second: counters.samples_per_second(),
     })
+}
+
+/// What training reads, made once per run: the panel's features, the training and holdout rows,
+/// the scaler fitted on the training rows, and the least-squares start.
+struct TrainingData {
+    features: PanelFeatures,
+    train_set: Samples,
+    holdout: Samples,
+    scaler: Scaler,
+    start: LinearStart,
+}
+
+impl TrainingData {
+    /// Of `assets` with the fit period ending at `fit_end_hour`.
+    fn new(assets: &[Asset], config: &TrainingConfig, fit_end_hour: i64) -> Result<Self, TrainError> {
+        let features = PanelFeatures::new(assets);
+        let (train_set, holdout) = split_enough_rows(&features, assets, config, fit_end_hour)?;
+        let scaler = fit_scaler(&features, &train_set, config.window);
+        let start = LinearStart::fit(config, &train_set, &scaler);
+        Ok(Self {
+            features,
+            train_set,
+            holdout,
+            scaler,
+            start,
+        })
+    }
 }
 
 /// Splits the samples into training and holdout rows, refusing too few to train on.
@@ -562,10 +581,7 @@ impl StepCounters {
 struct Run<'a> {
     config: &'a TrainingConfig,
     options: &'a RunOptions,
-    features: &'a PanelFeatures,
-    train_set: &'a Samples,
-    holdout: &'a Samples,
-    scaler: &'a Scaler,
+    data: &'a TrainingData,
     /// Inference device (holdout scoring).
     device: &'a Device,
     /// Training device (autodiff).
@@ -587,8 +603,8 @@ impl Run<'_> {
         let mut counters = StepCounters::default();
         let first_epoch = state.epoch.wrapping_add(1);
         tracing::info!(
-            train_rows = self.train_set.len(),
-            holdout_rows = self.holdout.len(),
+            train_rows = self.data.train_set.len(),
+            holdout_rows = self.data.holdout.len(),
             "training"
         );
         for epoch in first_epoch..config.max_epochs {
@@ -622,7 +638,7 @@ impl Run<'_> {
         epoch: usize,
     ) -> (VolModel, [f64; 3]) {
         let config = self.config;
-        let (order, mut rng) = shuffled_rows(self.train_set.len(), config.seed, epoch);
+        let (order, mut rng) = shuffled_rows(self.data.train_set.len(), config.seed, epoch);
         let n_batches = order.len() / config.batch_size;
         let bar = progress_bar(self.options.progress, n_batches, epoch, config.max_epochs);
         let mut loss_sum = 0.0;
@@ -644,9 +660,9 @@ impl Run<'_> {
         }
         let scores = holdout_qlike(
             &model.valid(),
-            self.features,
-            self.holdout,
-            self.scaler,
+            &self.data.features,
+            &self.data.holdout,
+            &self.data.scaler,
             config.window,
             self.device,
         );
@@ -677,25 +693,39 @@ impl Run<'_> {
         rng: &mut Rng,
     ) -> (VolModel, f32) {
         let config = self.config;
-        let dropout = config.market_dropout;
         let parts = self.options.threads.clamp(1, rows.len().max(1));
         // Built in row order: the market dropout draws are those of one whole batch.
         let batches: Vec<Batch> = rows
             .chunks(rows.len().div_ceil(parts).max(1))
-            .map(|part| {
-                batch(
-                    self.features,
-                    self.train_set,
-                    part,
-                    self.scaler,
-                    config.window,
-                    self.autodiff,
-                    &mut || rng.uniform() < dropout,
-                )
-            })
+            .map(|part| self.batch(part, rng))
             .collect();
         let (grads, value) = gradients(&model, batches, config, self.autodiff);
         (optim.step(config.learning_rate, model, grads), value)
+    }
+
+    /// The training rows `rows` as a batch on the training device, market dropout drawn from
+    /// `rng`.
+    fn batch(&self, rows: &[usize], rng: &mut Rng) -> Batch {
+        let dropout = self.config.market_dropout;
+        batch(
+            &self.data.features,
+            &self.data.train_set,
+            rows,
+            &self.data.scaler,
+            self.config.window,
+            self.autodiff,
+            &mut || rng.uniform() < dropout,
+        )
+    }
+
+    /// A fresh model from the least-squares start, its optimiser, and the first epoch's row
+    /// order and dropout generator (the device seeded as a run starts).
+    fn fresh(&self) -> (VolModel, ModuleOptimizer, Vec<usize>, Rng) {
+        let config = self.config;
+        self.autodiff.seed(config.seed);
+        let model = fresh_model(config, &self.data.start, self.autodiff);
+        let (order, rng) = shuffled_rows(self.data.train_set.len(), config.seed, 0);
+        (model, new_optimizer(config), order, rng)
     }
 
     /// Records the epoch's holdout `scores` in `state` (best, early-stopping count) and writes
