@@ -2,14 +2,19 @@
 //! the fit period, a checkpoint every epoch and resume after any interruption.
 
 pub mod bench;
+mod checkpoint;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+pub use checkpoint::CheckpointState;
+use checkpoint::{
+    BEST, CURRENT, LAST, OPTIM, STATE, ckpt_err, current_checkpoint, publish_checkpoint, save_atomic,
+};
 use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, split};
 use crate::loss::{bce, pinball, qlike};
@@ -255,33 +260,6 @@ impl burn::module::ModuleVisitor for AddGradients<'_> {
     }
 }
 
-/// Where checkpoints of a run live and what they say.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointState {
-    /// The run's config, as JSON (resume refuses another).
-    pub config: String,
-    /// Last completed epoch (0-based).
-    pub epoch: usize,
-    /// Best holdout score so far (mean QLIKE over horizons).
-    pub best: f64,
-    /// Epoch of the best score.
-    pub best_epoch: usize,
-    /// Epochs since the best.
-    pub bad_epochs: usize,
-    /// Holdout QLIKE per horizon, per completed epoch.
-    pub history: Vec<[f64; 3]>,
-    /// Seconds spent training so far.
-    pub seconds: f64,
-}
-
-/// Files inside a checkpoint directory.
-const LAST: &str = "last.bpk";
-const BEST: &str = "best.bpk";
-const OPTIM: &str = "optimizer.bpk";
-const STATE: &str = "state.json";
-/// Names the directory of the last complete checkpoint (`epoch-NNNN`), replaced by a rename.
-const CURRENT: &str = "current";
-
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -296,58 +274,6 @@ pub enum TrainError {
         /// What failed.
         message: String,
     },
-}
-
-fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
-}
-
-/// The directory of the last complete checkpoint, when there is one.
-fn current_checkpoint(dir: &Path) -> Option<PathBuf> {
-    let name = std::fs::read_to_string(dir.join(CURRENT)).ok()?;
-    let current = dir.join(name.trim());
-    current.is_dir().then_some(current)
-}
-
-/// Writes `state` into the epoch's checkpoint directory, then makes that directory the current
-/// one with a single rename of the [`CURRENT`] pointer, and removes the previous one. A kill at
-/// any moment leaves the previous epoch's weights, optimiser and state together, or this
-/// epoch's together: `--resume` never redoes or skips an epoch.
-fn publish_checkpoint(dir: &Path, epoch_dir: &Path, state: &CheckpointState) -> Result<(), TrainError> {
-    let path = epoch_dir.join(STATE);
-    let json = serde_json::to_string_pretty(state).map_err(|e| ckpt_err(&path, e))?;
-    std::fs::write(&path, json).map_err(|e| ckpt_err(&path, e))?;
-    let previous = current_checkpoint(dir);
-    let name = epoch_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!("{CURRENT}.tmp"));
-    std::fs::write(&tmp, name).map_err(|e| ckpt_err(&tmp, e))?;
-    std::fs::rename(&tmp, dir.join(CURRENT)).map_err(|e| ckpt_err(&dir.join(CURRENT), e))?;
-    if let Some(previous) = previous.filter(|p| p != epoch_dir) {
-        std::fs::remove_dir_all(&previous).map_err(|e| ckpt_err(&previous, e))?;
-    }
-    Ok(())
-}
-
-fn save_atomic(
-    dir: &Path,
-    name: &str,
-    save: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), TrainError> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    save(&tmp).map_err(|e| ckpt_err(&tmp, e))?;
-    // burn appends its extension when missing; find what was written.
-    let written = if tmp.exists() {
-        tmp
-    } else {
-        tmp.with_extension("tmp.bpk")
-    };
-    std::fs::rename(&written, dir.join(name)).map_err(|e| ckpt_err(&dir.join(name), e))
 }
 
 /// What a finished run hands back.

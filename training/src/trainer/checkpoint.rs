@@ -1,0 +1,93 @@
+//! A training run's checkpoints: each epoch's weights, optimiser and state in their own
+//! directory, made current by one rename of a pointer, so a kill at any moment leaves a whole
+//! checkpoint to resume from.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::TrainError;
+
+/// Where checkpoints of a run live and what they say.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// The run's config, as JSON (resume refuses another).
+    pub config: String,
+    /// Last completed epoch (0-based).
+    pub epoch: usize,
+    /// Best holdout score so far (mean QLIKE over horizons).
+    pub best: f64,
+    /// Epoch of the best score.
+    pub best_epoch: usize,
+    /// Epochs since the best.
+    pub bad_epochs: usize,
+    /// Holdout QLIKE per horizon, per completed epoch.
+    pub history: Vec<[f64; 3]>,
+    /// Seconds spent training so far.
+    pub seconds: f64,
+}
+
+/// Files inside a checkpoint directory.
+pub(super) const LAST: &str = "last.bpk";
+pub(super) const BEST: &str = "best.bpk";
+pub(super) const OPTIM: &str = "optimizer.bpk";
+pub(super) const STATE: &str = "state.json";
+/// Names the directory of the last complete checkpoint (`epoch-NNNN`), replaced by a rename.
+pub(super) const CURRENT: &str = "current";
+
+pub(super) fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// The directory of the last complete checkpoint, when there is one.
+pub(super) fn current_checkpoint(dir: &Path) -> Option<PathBuf> {
+    let name = std::fs::read_to_string(dir.join(CURRENT)).ok()?;
+    let current = dir.join(name.trim());
+    current.is_dir().then_some(current)
+}
+
+/// Writes `state` into the epoch's checkpoint directory, then makes that directory the current
+/// one with a single rename of the [`CURRENT`] pointer, and removes the previous one. A kill at
+/// any moment leaves the previous epoch's weights, optimiser and state together, or this
+/// epoch's together: `--resume` never redoes or skips an epoch.
+pub(super) fn publish_checkpoint(
+    dir: &Path,
+    epoch_dir: &Path,
+    state: &CheckpointState,
+) -> Result<(), TrainError> {
+    let path = epoch_dir.join(STATE);
+    let json = serde_json::to_string_pretty(state).map_err(|e| ckpt_err(&path, e))?;
+    std::fs::write(&path, json).map_err(|e| ckpt_err(&path, e))?;
+    let previous = current_checkpoint(dir);
+    let name = epoch_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!("{CURRENT}.tmp"));
+    std::fs::write(&tmp, name).map_err(|e| ckpt_err(&tmp, e))?;
+    std::fs::rename(&tmp, dir.join(CURRENT)).map_err(|e| ckpt_err(&dir.join(CURRENT), e))?;
+    if let Some(previous) = previous.filter(|p| p != epoch_dir) {
+        std::fs::remove_dir_all(&previous).map_err(|e| ckpt_err(&previous, e))?;
+    }
+    Ok(())
+}
+
+/// Writes a file through `save` to a temporary name in `dir`, then renames it to `name`.
+pub(super) fn save_atomic(
+    dir: &Path,
+    name: &str,
+    save: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), TrainError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    save(&tmp).map_err(|e| ckpt_err(&tmp, e))?;
+    // burn appends its extension when missing; find what was written.
+    let written = if tmp.exists() {
+        tmp
+    } else {
+        tmp.with_extension("tmp.bpk")
+    };
+    std::fs::rename(&written, dir.join(name)).map_err(|e| ckpt_err(&dir.join(name), e))
+}
