@@ -11,7 +11,9 @@ use volcast_core::features::{AssetFeatures, N_CHANNELS};
 use volcast_model::artifact::{ArtifactError, HorizonMetrics, Metadata};
 use volcast_model::inference::{LoadedModel, ModelInput, Prediction};
 
-use crate::dto::{DataFileDto, FeaturesDto, HorizonMetricsDto, ModelCard, ModelRef, RecalibrationDto};
+use crate::dto::{
+    AdaptiveDto, DataFileDto, FeaturesDto, HorizonMetricsDto, ModelCard, ModelRef, RecalibrationDto,
+};
 
 /// A batched forward pass. Runs on one worker thread, so it needs `Send` only.
 pub trait Predictor: Send + 'static {
@@ -158,6 +160,21 @@ impl ModelInfo {
                     .map(|(h, s)| (h.to_string(), s.clone()))
                     .collect(),
                 har_weight: r.har_weight.iter().map(|(h, w)| (h.to_string(), *w)).collect(),
+                adaptive: r.adaptive.as_ref().map(|a| AdaptiveDto {
+                    quantile_step: a.quantile_step,
+                    drawdown_step: a.drawdown_step,
+                    quantile_level: a
+                        .quantile_level
+                        .iter()
+                        .map(|(h, l)| (h.to_string(), l.clone()))
+                        .collect(),
+                    miscoverage_factor: m
+                        .risk
+                        .iter()
+                        .flat_map(|risk| &risk.model.windows)
+                        .map(|w| (w.tau.to_string(), w.miscoverage_factor))
+                        .collect(),
+                }),
             }),
         }
     }

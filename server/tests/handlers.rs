@@ -104,6 +104,7 @@ async fn risk_parameters_use_the_artifacts_calibrated_drawdown() {
         n: 10_000,
         quantiles: vec![(0.5, 0.8), (0.99, 4.0), (0.999, 8.0)],
         tail_index: 0.3,
+        miscoverage_factor: 1.0,
     };
     let calibration = DrawdownCalibration {
         from: "2023-01-01T00:00:00Z".into(),

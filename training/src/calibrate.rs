@@ -8,9 +8,13 @@
 //!    HAR baseline's variance forecasts, on the last [`CALIBRATION_DAYS`] of the fit period
 //!    ([`volcast_core::drawdown`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::rolling::{CalibrateError, History, operated, raw_predictions};
+use crate::rolling::{
+    CalibrateError, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP, DailyRecalibrated, History,
+    MIN_RECALIBRATION_POINTS, operated, raw_predictions,
+};
 use volcast_core::baselines::set::har_curve;
 use volcast_core::drawdown::{
     CALIBRATION_DAYS, CALIBRATION_STRIDE, VarianceCurve, calibration_origins, fit_calibration,
@@ -20,7 +24,7 @@ use volcast_core::grid::Asset;
 use volcast_core::panel::{daily_slots, prepare};
 use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_TAU};
 use volcast_core::time::{close_hour_of_open_ms, parse_time};
-use volcast_model::artifact::{self, Metadata, Recalibration, RiskCalibration};
+use volcast_model::artifact::{self, Adaptive, Metadata, Recalibration, RiskCalibration};
 use volcast_model::inference::LoadedModel;
 
 /// The close hour of the artifact's last fitting candle.
@@ -171,8 +175,15 @@ pub fn calibrate_artifact(
 ) -> Result<artifact::Saved, CalibrateError> {
     let end = fit_end_hour(&model.metadata)?;
     let mut metadata = model.metadata.clone();
-    // Artifacts calibrated from now on blend the network with HAR, weights measured daily.
-    metadata.recalibration = Some(recalibrate(model, assets, end, model.config.holdout_days, true)?);
+    // Artifacts calibrated from now on blend the network with HAR, weights measured daily, and
+    // adapt the levels of their quantiles and drawdown from the fit end on.
+    let mut recalibration = recalibrate(model, assets, end, model.config.holdout_days, true)?;
+    recalibration.adaptive = Some(Adaptive {
+        quantile_step: DEFAULT_QUANTILE_STEP,
+        drawdown_step: DEFAULT_DRAWDOWN_STEP,
+        quantile_level: BTreeMap::new(),
+    });
+    metadata.recalibration = Some(recalibration);
     metadata.stress_scenarios = volcast_core::stress::market_stress_scenarios(assets, end);
     let corrected = model.with_metadata(metadata.clone());
     metadata.risk = Some(calibrate(&corrected, assets, end, fit_exponent)?);
@@ -221,11 +232,31 @@ pub fn refresh_recalibration(
         .and_then(|r| r.rolling_days)
         .unwrap_or(model.config.holdout_days);
     let mut metadata = model.metadata.clone();
-    let combine = model
-        .metadata
+    if metadata
         .recalibration
         .as_ref()
-        .is_some_and(|r| !r.har_weight.is_empty());
-    metadata.recalibration = Some(recalibrate(model, assets, end_hour, days, combine)?);
+        .is_some_and(|r| r.adaptive.is_some())
+    {
+        // The adaptive state is the replay's from the fit end to this day: the same code as
+        // `evaluate`'s.
+        let day = end_hour - end_hour.rem_euclid(24);
+        let op = DailyRecalibrated::new(model, days).operate(assets, &[], (day, day))?;
+        let corrections = op.corrections.get(&day).cloned().flatten().ok_or_else(|| {
+            CalibrateError::TooLittleData(format!(
+                "fewer than {MIN_RECALIBRATION_POINTS} completed daily forecasts at some horizon"
+            ))
+        })?;
+        metadata.recalibration = Some(corrections);
+        if let (Some(risk), Some(factors)) = (metadata.risk.as_mut(), op.factors.get(&day)) {
+            risk.model = risk.model.with_factors(factors);
+        }
+    } else {
+        let combine = model
+            .metadata
+            .recalibration
+            .as_ref()
+            .is_some_and(|r| !r.har_weight.is_empty());
+        metadata.recalibration = Some(recalibrate(model, assets, end_hour, days, combine)?);
+    }
     Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)
 }

@@ -38,3 +38,51 @@ pub fn training_config(
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a training config", path.display()))
 }
+
+/// Adaptive-calibration steps given on a command line (`--quantile-step`, `--drawdown-step`),
+/// flattened into a command's arguments; each overrides the artifact's.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct AdaptiveSteps {
+    /// Step of each RV quantile's level per completed forecast (adaptive calibration), in [0, 0.1];
+    /// 0 keeps the levels fixed. Default: the artifact's.
+    #[arg(long, value_parser = step)]
+    pub quantile_step: Option<f64>,
+    /// Step of the drawdown's log miscoverage factor per completed window, in [0, 0.1]; 0 keeps it
+    /// fixed. Default: the artifact's.
+    #[arg(long, value_parser = step)]
+    pub drawdown_step: Option<f64>,
+}
+
+impl AdaptiveSteps {
+    /// The settings `declared` by an artifact with these overrides (None: none declared and
+    /// none given).
+    #[must_use]
+    pub fn apply(
+        self,
+        declared: Option<&volcast_model::artifact::Adaptive>,
+    ) -> Option<volcast_model::artifact::Adaptive> {
+        if self.quantile_step.is_none() && self.drawdown_step.is_none() {
+            return declared.cloned();
+        }
+        Some(volcast_model::artifact::Adaptive {
+            quantile_step: self
+                .quantile_step
+                .or(declared.map(|a| a.quantile_step))
+                .unwrap_or(0.0),
+            drawdown_step: self
+                .drawdown_step
+                .or(declared.map(|a| a.drawdown_step))
+                .unwrap_or(0.0),
+            quantile_level: std::collections::BTreeMap::new(),
+        })
+    }
+}
+
+fn step(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if (0.0..=0.1).contains(&x) {
+        Ok(x)
+    } else {
+        Err(format!("{x} is outside [0, 0.1]"))
+    }
+}

@@ -12,13 +12,24 @@ use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 
+use volcast_core::drawdown::{DrawdownCalibration, Fall, VarianceCurve, adaptive_factors};
 use volcast_core::forecast::{ForecastError, ForecastRequest, ForecastTable, Forecaster, Origin};
 use volcast_core::grid::Asset;
 use volcast_core::panel::{PreparedAsset, daily_slots, prepare};
 use volcast_core::time::{format_ms, hour_to_ms};
 use volcast_model::artifact::ArtifactError;
-use volcast_model::artifact::Recalibration;
+use volcast_model::artifact::{Adaptive, Recalibration};
 use volcast_model::inference::{LoadedModel, Prediction};
+
+/// Step of each RV quantile's level per completed forecast in artifacts calibrated from now on
+/// ([`Adaptive::quantile_step`]): of 0, 0.0005 and 0.002, the one with the smallest worst
+/// coverage gap over the walk-forward folds (README, "Adaptive calibration").
+pub const DEFAULT_QUANTILE_STEP: f64 = 0.0005;
+/// Step of the drawdown's log miscoverage factor per completed window ([`Adaptive::drawdown_step`]):
+/// of 0, 0.0002 and 0.0005, 0 is the one that keeps every fold's breach rate in [0.7%, 1.3%] and
+/// the pooled Kupiec p above 0.05 with the highest mean LT (README, "Adaptive calibration"); the
+/// mechanism stays available (`--drawdown-step`).
+pub const DEFAULT_DRAWDOWN_STEP: f64 = 0.0;
 
 /// Fewest completed forecasts per horizon for a correction to be measured.
 pub const MIN_RECALIBRATION_POINTS: usize = 20;
@@ -154,8 +165,14 @@ impl History {
             .collect()
     }
 
-    /// The corrections measured on `window` (see [`Recalibration`]).
-    fn measure(&self, window: &Window) -> Result<Recalibration, CalibrateError> {
+    /// The levels as declared, for every horizon.
+    fn nominal_levels(&self) -> Vec<Vec<f64>> {
+        vec![self.levels.clone(); self.horizons.len()]
+    }
+
+    /// The corrections measured on `window` (see [`Recalibration`]), each quantile scale at its
+    /// level of `levels` (per horizon, in level order).
+    fn measure(&self, window: &Window, levels: &[Vec<f64>]) -> Result<Recalibration, CalibrateError> {
         let mut out = Recalibration {
             from: String::new(),
             until: String::new(),
@@ -164,8 +181,9 @@ impl History {
             quantile_scale: BTreeMap::new(),
             rolling_days: None,
             har_weight: BTreeMap::new(),
+            adaptive: None,
         };
-        for (p, &(lo, hi)) in self.horizons.iter().zip(window) {
+        for ((p, &(lo, hi)), levels) in self.horizons.iter().zip(window).zip(levels) {
             let n = hi - lo;
             if n < MIN_RECALIBRATION_POINTS {
                 return Err(CalibrateError::TooLittleData(format!(
@@ -178,8 +196,7 @@ impl History {
                 out.har_weight
                     .insert(p.horizon, best_weight(&p.rv_model_har[lo..hi], scale));
             }
-            let quantile_scale = self
-                .levels
+            let quantile_scale = levels
                 .iter()
                 .zip(&p.quantile_ratio)
                 .map(|(&level, ratios)| {
@@ -201,14 +218,81 @@ impl History {
     /// [`CalibrateError::TooLittleData`] when a horizon has fewer than
     /// [`MIN_RECALIBRATION_POINTS`] completed forecasts in the window.
     pub fn recalibration(&self, end_hour: i64, days: usize) -> Result<Recalibration, CalibrateError> {
-        let mut out = self.measure(&self.window(end_hour, days))?;
-        out.from = format_ms(hour_to_ms(
-            end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48),
-        ));
-        out.until = format_ms(hour_to_ms(end_hour));
-        out.rolling_days = Some(days);
-        Ok(out)
+        let out = self.measure(&self.window(end_hour, days), &self.nominal_levels())?;
+        Ok(stamped(out, end_hour, days))
     }
+
+    /// The corrections in force on each day (midnight hours) from `first_day` to `last_day`, as
+    /// the daily job measures them on the trailing `days` days (None where a window holds too few
+    /// completed forecasts: `stored` then applies). With `adaptive`, each RV quantile's scale is
+    /// measured at a level moved by adaptive conformal inference ([`Adaptive`]): nominal up to
+    /// `anchor` (the fit end's midnight), then after each forecast completed since, by
+    /// `quantile_step (level - covered)`, covered meaning RV at or below the quantile served at
+    /// its origin (its scale of that day). For the state to be exact, `first_day` must be at most
+    /// the anchor minus the longest horizon.
+    #[must_use]
+    pub fn operate(
+        &self,
+        (first_day, last_day): (i64, i64),
+        days: usize,
+        anchor: i64,
+        adaptive: Option<&Adaptive>,
+        stored: Option<&Recalibration>,
+    ) -> BTreeMap<i64, Option<Recalibration>> {
+        let step = adaptive.map_or(0.0, |a| a.quantile_step);
+        let mut levels = self.nominal_levels();
+        let mut out: BTreeMap<i64, Option<Recalibration>> = BTreeMap::new();
+        let mut day = first_day;
+        while day <= last_day {
+            if step != 0.0 {
+                for (p, levels) in self.horizons.iter().zip(&mut levels) {
+                    let h = i64::try_from(p.horizon).unwrap_or(i64::MAX / 2);
+                    // Forecasts completed in (day - 24, day] and after the anchor.
+                    let a = p.hours.partition_point(|&x| x <= (day - 24).max(anchor) - h);
+                    let b = p.hours.partition_point(|&x| x <= day - h).max(a);
+                    for i in a..b {
+                        let origin_day = p.hours[i] - p.hours[i].rem_euclid(24);
+                        let served = out.get(&origin_day).and_then(Option::as_ref).or(stored);
+                        let scales = served.and_then(|c| c.quantile_scale.get(&p.horizon));
+                        for (l, (state, &level)) in levels.iter_mut().zip(&self.levels).enumerate() {
+                            let r = p.quantile_ratio[l][i];
+                            if r.is_finite() {
+                                let scale = scales.and_then(|k| k.get(l)).copied().unwrap_or(1.0);
+                                let covered = f64::from(u8::from(r <= scale));
+                                *state = (*state + step * (level - covered)).clamp(-0.25, 1.25);
+                            }
+                        }
+                    }
+                }
+            }
+            let measured = self.measure(&self.window(day, days), &levels).ok().map(|r| {
+                let mut r = stamped(r, day, days);
+                r.adaptive = adaptive.map(|a| Adaptive {
+                    quantile_level: self
+                        .horizons
+                        .iter()
+                        .zip(&levels)
+                        .map(|(p, l)| (p.horizon, l.clone()))
+                        .collect(),
+                    ..a.clone()
+                });
+                r
+            });
+            out.insert(day, measured);
+            day += 24;
+        }
+        out
+    }
+}
+
+/// `r` with the window it was measured on: the `days` days before `end_hour`.
+fn stamped(mut r: Recalibration, end_hour: i64, days: usize) -> Recalibration {
+    r.from = format_ms(hour_to_ms(
+        end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48),
+    ));
+    r.until = format_ms(hour_to_ms(end_hour));
+    r.rolling_days = Some(days);
+    r
 }
 
 /// The weight of the network (its forecasts times `scale`) against HAR, of
@@ -270,18 +354,216 @@ pub fn raw_predictions(
 /// A [`LoadedModel`] operated with its corrections re-measured every day at 00:00 UTC on the
 /// trailing `days` days: at origin t it applies those measured at the last midnight at or before
 /// t. Where a window holds too few completed forecasts, the artifact's stored corrections apply.
+/// With [`Adaptive`] settings (the artifact's, or [`Self::with_adaptive`]'s), the levels of the
+/// quantile scales and of the drawdown quantile move every day from the fit end on
+/// ([`History::operate`], [`adaptive_factors`]).
 #[derive(Debug)]
 pub struct DailyRecalibrated<'a> {
     model: &'a LoadedModel,
     days: usize,
+    adaptive: Option<Adaptive>,
 }
 
 impl<'a> DailyRecalibrated<'a> {
-    /// Operates `model` with a trailing window of `days` days.
+    /// Operates `model` with a trailing window of `days` days and its declared adaptive settings.
     #[must_use]
     pub fn new(model: &'a LoadedModel, days: usize) -> Self {
-        Self { model, days }
+        let adaptive = model
+            .metadata
+            .recalibration
+            .as_ref()
+            .and_then(|r| r.adaptive.clone());
+        Self {
+            model,
+            days,
+            adaptive,
+        }
     }
+
+    /// The same with other adaptive settings (None: fixed levels).
+    #[must_use]
+    pub fn with_adaptive(mut self, adaptive: Option<Adaptive>) -> Self {
+        self.adaptive = adaptive;
+        self
+    }
+}
+
+/// The model as operated over a span of days: what was served at each origin and the state of
+/// the daily job on each day.
+#[derive(Debug)]
+pub struct Operation {
+    /// The corrections in force on each day (midnight hour); None where the window was too thin
+    /// (the artifact's stored corrections applied).
+    pub corrections: BTreeMap<i64, Option<Recalibration>>,
+    /// The drawdown calibration's adaptive factors in force on each day, one per window of the
+    /// risk calibration (empty without adaptive settings or a risk calibration).
+    pub factors: BTreeMap<i64, Vec<f64>>,
+    /// The served forecasts at the origins asked, in their order.
+    pub served: Vec<Option<Prediction>>,
+}
+
+/// Midnight (hour) of the day an hour falls in.
+fn day_of(hour: i64) -> i64 {
+    hour - hour.rem_euclid(24)
+}
+
+/// Longest span (hours, whole days) between a forecast's origin and its outcome: the longest of
+/// the horizons and of the drawdown windows.
+fn longest_outcome(horizons: &[usize]) -> i64 {
+    let longest = horizons
+        .iter()
+        .chain(&volcast_core::drawdown::TAU_GRID)
+        .copied()
+        .max()
+        .unwrap_or(0);
+    24 * i64::try_from(longest.div_ceil(24)).unwrap_or(0)
+}
+
+impl DailyRecalibrated<'_> {
+    /// Operates the model over the days of `origins` and of `(first_day, last_day)` (midnights):
+    /// the corrections and adaptive factors of every day in between, and the forecasts served at
+    /// `origins`. Raw forecasts are made at every daily origin the windows need.
+    ///
+    /// # Errors
+    /// [`ForecastError`] when the model fails or its fit end is not a time.
+    pub fn operate(
+        &self,
+        assets: &[Asset],
+        origins: &[Origin],
+        (first_day, last_day): (i64, i64),
+    ) -> Result<Operation, ForecastError> {
+        let model = self.model;
+        let metadata = &model.metadata;
+        let fail = |message: String| ForecastError {
+            forecaster: metadata.id.clone(),
+            message,
+        };
+        let horizons = &metadata.horizons;
+        let anchor = day_of(crate::calibrate::fit_end_hour(metadata).map_err(|e| fail(e.to_string()))?);
+        let days_of = origins.iter().map(|o| day_of(assets[o.asset].grid.hour(o.slot)));
+        let first = days_of.clone().min().unwrap_or(first_day).min(first_day);
+        let last = days_of.max().unwrap_or(last_day).max(last_day);
+        // With adaptive levels, the state on the first day must be exact: start before the first
+        // forecast that completes after the anchor.
+        let first = match &self.adaptive {
+            Some(_) => first.min(anchor - longest_outcome(horizons)),
+            None => first,
+        };
+        // The origins asked, then the daily origins of every window not among them.
+        let mut all = origins.to_vec();
+        let mut seen: std::collections::HashSet<(usize, usize)> =
+            all.iter().map(|o| (o.asset, o.slot)).collect();
+        let from = first - 24 * i64::try_from(self.days).unwrap_or(i64::MAX / 48);
+        for (a, asset) in assets.iter().enumerate() {
+            for slot in daily_slots(asset, from, last) {
+                if seen.insert((a, slot)) {
+                    all.push(Origin { asset: a, slot });
+                }
+            }
+        }
+        let raw = raw_predictions(
+            model,
+            assets,
+            &all,
+            volcast_core::forecast::DrawdownQuery {
+                alpha: volcast_core::policy::DEFAULT_ALPHA,
+                tau: volcast_core::policy::DEFAULT_TAU,
+            },
+        )?;
+        let prepared = prepare(assets, horizons);
+        let stored = metadata.recalibration.as_ref();
+        let history = History::new(
+            assets,
+            &prepared,
+            &all,
+            &raw,
+            horizons,
+            &metadata.quantile_levels,
+            stored
+                .is_some_and(|r| !r.har_weight.is_empty())
+                .then_some(&metadata.har),
+        );
+        let corrections = history.operate((first, last), self.days, anchor, self.adaptive.as_ref(), stored);
+        let served: Vec<Option<Prediction>> = raw
+            .into_par_iter()
+            .zip(&all)
+            .map(|(p, o)| {
+                let mut p = p?;
+                let day = day_of(assets[o.asset].grid.hour(o.slot));
+                if let Some(r) = corrections.get(&day).and_then(Option::as_ref).or(stored) {
+                    for (j, &h) in horizons.iter().enumerate() {
+                        r.apply(h, &mut p.variance[j], &mut p.quantiles[j]);
+                    }
+                    if !r.har_weight.is_empty() {
+                        r.blend_har(
+                            horizons,
+                            &mut p.variance,
+                            &metadata.har_at(&prepared[o.asset], o.slot),
+                        );
+                    }
+                }
+                Some(p)
+            })
+            .collect();
+        let factors = match (&self.adaptive, &metadata.risk) {
+            (Some(adaptive), Some(risk)) => {
+                let falls = completed_falls(assets, &all, &served, horizons, &risk.model);
+                adaptive_factors(
+                    &risk.model,
+                    &falls,
+                    volcast_core::policy::DEFAULT_ALPHA,
+                    adaptive.drawdown_step,
+                    anchor,
+                    (first, last),
+                )
+            }
+            _ => BTreeMap::new(),
+        };
+        let mut served = served;
+        served.truncate(origins.len());
+        Ok(Operation {
+            corrections,
+            factors,
+            served,
+        })
+    }
+}
+
+/// Per window of `calibration`, the completed falls at the daily origins among `origins` with a
+/// served forecast, in origin order ([`adaptive_factors`]'s input).
+fn completed_falls(
+    assets: &[Asset],
+    origins: &[Origin],
+    served: &[Option<Prediction>],
+    horizons: &[usize],
+    calibration: &DrawdownCalibration,
+) -> Vec<Vec<Fall>> {
+    calibration
+        .windows
+        .par_iter()
+        .map(|w| {
+            let mut falls: Vec<Fall> = origins
+                .iter()
+                .zip(served)
+                .filter_map(|(o, p)| {
+                    let grid = &assets[o.asset].grid;
+                    let hour = grid.hour(o.slot);
+                    if hour.rem_euclid(24) != 0 {
+                        return None;
+                    }
+                    let fall = volcast_core::targets::drawdown(grid, o.slot, w.tau)?;
+                    let v = VarianceCurve::new(horizons, &p.as_ref()?.variance).at(w.tau as f64);
+                    (fall < 1.0 && v.is_finite() && v > 0.0).then(|| Fall {
+                        hour,
+                        log_fall: -(1.0 - fall).ln(),
+                        scale: v.sqrt(),
+                    })
+                })
+                .collect();
+            falls.sort_by_key(|f| f.hour);
+            falls
+        })
+        .collect()
 }
 
 /// `model` as it is meant to be operated: [`DailyRecalibrated`] when its corrections declare
@@ -394,81 +676,45 @@ impl Forecaster for DailyRecalibrated<'_> {
     fn forecast(&self, request: &ForecastRequest<'_>) -> Result<ForecastTable, ForecastError> {
         self.model.check_horizons(request.horizons)?;
         let assets = request.assets;
-        let end_of = |o: &Origin| {
-            let hour = assets[o.asset].grid.hour(o.slot);
-            hour - hour.rem_euclid(24)
-        };
-        let (Some(first), Some(last)) = (
-            request.origins.iter().map(end_of).min(),
-            request.origins.iter().map(end_of).max(),
-        ) else {
+        if request.origins.is_empty() {
             return Ok(self.model.table(&[], request));
-        };
-        // The request's origins, then the daily origins of every window not among them.
-        let mut all = request.origins.to_vec();
-        let mut seen: std::collections::HashSet<(usize, usize)> =
-            all.iter().map(|o| (o.asset, o.slot)).collect();
-        let from = first - 24 * i64::try_from(self.days).unwrap_or(i64::MAX / 48);
-        for (a, asset) in assets.iter().enumerate() {
-            for slot in daily_slots(asset, from, last) {
-                if seen.insert((a, slot)) {
-                    all.push(Origin { asset: a, slot });
-                }
-            }
         }
-        let raw = raw_predictions(self.model, assets, &all, request.drawdown)?;
-        let horizons = &self.model.metadata.horizons;
-        let prepared = prepare(assets, horizons);
-        let metadata = &self.model.metadata;
-        let history = History::new(
-            assets,
-            &prepared,
-            &all,
-            &raw,
-            horizons,
-            &metadata.quantile_levels,
-            metadata
-                .recalibration
-                .as_ref()
-                .is_some_and(|r| !r.har_weight.is_empty())
-                .then_some(&metadata.har),
-        );
-
-        let windows: Vec<Window> = request
+        let first = request
             .origins
             .iter()
-            .map(|o| history.window(end_of(o), self.days))
-            .collect();
-        let mut distinct: Vec<&Window> = windows.iter().collect();
-        distinct.sort();
-        distinct.dedup();
-        let measured: HashMap<&Window, Option<Recalibration>> = distinct
-            .into_par_iter()
-            .map(|w| (w, history.measure(w).ok()))
-            .collect();
-        let stored = self.model.metadata.recalibration.as_ref();
-        let per_origin: Vec<Option<Prediction>> = raw
-            .iter()
-            .zip(&windows)
-            .zip(&all)
-            .map(|((p, w), o)| {
-                let mut p = p.clone()?;
-                if let Some(r) = measured.get(w).and_then(Option::as_ref).or(stored) {
-                    for (j, &h) in horizons.iter().enumerate() {
-                        r.apply(h, &mut p.variance[j], &mut p.quantiles[j]);
-                    }
-                    if !r.har_weight.is_empty() {
-                        r.blend_har(
-                            horizons,
-                            &mut p.variance,
-                            &metadata.har_at(&prepared[o.asset], o.slot),
-                        );
-                    }
-                }
-                Some(p)
-            })
-            .collect();
-        Ok(self.model.table(&per_origin, request))
+            .map(|o| day_of(assets[o.asset].grid.hour(o.slot)))
+            .min()
+            .unwrap_or(0);
+        let op = self.operate(assets, request.origins, (first, first))?;
+        let mut table = self.model.table(&op.served, request);
+        // The drawdown at the level moved by the adaptive factors in force at each origin.
+        if let (Some(risk), false) = (&self.model.metadata.risk, op.factors.is_empty()) {
+            let q = request.drawdown;
+            let tau = q.tau as f64;
+            let horizons = &self.model.metadata.horizons;
+            let per_day: HashMap<i64, DrawdownCalibration> = op
+                .factors
+                .iter()
+                .map(|(&day, f)| (day, risk.model.with_factors(f)))
+                .collect();
+            table.drawdown = Some(
+                request
+                    .origins
+                    .iter()
+                    .zip(&op.served)
+                    .map(|(o, p)| {
+                        let day = day_of(assets[o.asset].grid.hour(o.slot));
+                        match (p, per_day.get(&day)) {
+                            (Some(p), Some(c)) => {
+                                c.drawdown(VarianceCurve::new(horizons, &p.variance).at(tau), q.alpha, tau)
+                            }
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        Ok(table)
     }
 }
 
@@ -527,6 +773,58 @@ mod tests {
         // Where HAR forecasts are unusable, the network's stand: any weight gives the same.
         let no_har: Vec<[f64; 3]> = (1..50).map(|i| [f64::from(i), f64::from(i), f64::NAN]).collect();
         assert_eq!(best_weight(&no_har, 1.0), 0.0);
+    }
+
+    /// With fixed levels, the daily operation measures exactly what the daily job measures on
+    /// each day's window.
+    #[test]
+    fn operating_with_fixed_levels_is_the_daily_job_every_day() {
+        let hours: Vec<i64> = (0..60).map(|d| d * 24).collect();
+        let ratio: Vec<f64> = (0..60).map(|d| f64::from(d % 7) + 1.0).collect();
+        let h = history(&hours, &ratio);
+        let op = h.operate((20 * 24, 59 * 24), 30, 0, None, None);
+        assert_eq!(op.len(), 40);
+        for (&day, r) in &op {
+            assert_eq!(
+                r.as_ref().ok_or(()),
+                h.recalibration(day, 30).as_ref().map_err(|_| ()),
+                "{day}"
+            );
+        }
+    }
+
+    /// RV drifting up faster than a trailing window follows: the window's median covers less
+    /// than half the outcomes; the adaptive level brings the coverage back to a half.
+    #[test]
+    fn the_adaptive_level_restores_coverage_under_drift() {
+        let mut rng = volcast_core::synth::Rng::new(5);
+        let (mut hours, mut ratio) = (Vec::new(), Vec::new());
+        for d in 0..400i64 {
+            for _ in 0..50 {
+                hours.push(d * 24);
+                ratio.push((rng.normal() + 0.01 * d as f64).exp());
+            }
+        }
+        let h = history(&hours, &ratio);
+        let coverage = |step: f64| {
+            let adaptive = Adaptive {
+                quantile_step: step,
+                drawdown_step: 0.0,
+                quantile_level: BTreeMap::new(),
+            };
+            let op = h.operate((0, 399 * 24), 30, 100 * 24, Some(&adaptive), None);
+            let late: Vec<bool> = hours
+                .iter()
+                .zip(&ratio)
+                .filter(|(hour, _)| **hour >= 200 * 24)
+                .map(|(hour, r)| *r <= op[hour].as_ref().unwrap().quantile_scale[&24][0])
+                .collect();
+            late.iter().filter(|&&c| c).count() as f64 / late.len() as f64
+        };
+        let fixed = coverage(0.0);
+        let adapted = coverage(0.002);
+        assert!(fixed < 0.46, "{fixed}");
+        assert!((adapted - 0.5).abs() < 0.02, "{adapted}");
     }
 
     #[test]

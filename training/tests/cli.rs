@@ -330,15 +330,38 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
             assert!(h["points"].as_u64().unwrap() > 0, "{h}");
             assert!(h["ratio"].as_f64().unwrap() > 0.0, "{h}");
         }
+        // The daily job's state on every day of the fold's year.
+        let days = f["days"].as_array().unwrap();
+        assert!(days.len() >= 150, "{}", days.len());
+        assert!(
+            days[0]["day"].as_str().unwrap().ends_with("-01-01"),
+            "{}",
+            days[0]
+        );
+        assert!(f["equal_rate_lt"][0].as_f64().unwrap() > 0.0, "{f}");
+    }
+    // The breach timeline: each day's origins and breaches add up to the fold's.
+    for (f, r) in folds_json.iter().zip(v["reports"].as_array().unwrap()) {
+        let timeline = r["risk"]["timeline"]["model"].as_array().unwrap();
+        let sum = |k: &str| timeline.iter().map(|d| d[k].as_u64().unwrap()).sum::<u64>();
+        assert_eq!(sum("breaches"), f["model_breaches"][0].as_u64().unwrap());
+        assert_eq!(sum("n"), f["model_breaches"][1].as_u64().unwrap());
     }
     // Each fold was fitted before its year only.
     assert_eq!(v["reports"][0]["config"]["fit_until"], "2019-12-31T23:00:00Z");
     assert_eq!(v["reports"][1]["config"]["fit_until"], "2020-12-31T23:00:00Z");
     assert_eq!(v["reports"][1]["config"]["eval_from"], "2021-01-01T00:00:00Z");
 
-    // The page: the ratio chart, a reliability diagram per horizon, the risk table.
+    // The page: the ratio chart, a reliability diagram per horizon, the risk table, and per
+    // fold the breach timeline, the LT served, the HAR weights and the adaptive factor.
     let page = std::fs::read_to_string(&html).unwrap();
-    assert_eq!(page.matches("<svg").count(), 4, "{page}");
+    assert_eq!(page.matches("<svg").count(), 4 + 2 * 4, "{page}");
+    for title in [
+        "2021: cumulative breach rate",
+        "2020: weight of the network against HAR",
+    ] {
+        assert!(page.contains(title), "{title}");
+    }
     assert!(page.contains("<rect") && page.contains("<polyline"), "{page}");
     assert!(
         page.contains("<td>2020</td>") && page.contains("<td>2021</td>"),

@@ -224,6 +224,22 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
     );
     let hour = |t: &str| parse_time(t, Bound::Start).unwrap() / HOUR_MS;
     let end = hour("2020-05-10");
+    // Trained artifacts adapt their quantile levels; the drawdown's level adapts when a step is
+    // given (off by default, README "Adaptive calibration"): both, here.
+    let declared = model
+        .metadata
+        .recalibration
+        .as_ref()
+        .unwrap()
+        .adaptive
+        .as_ref()
+        .unwrap();
+    assert!(declared.quantile_step > 0.0);
+    let mut metadata = model.metadata.clone();
+    if let Some(a) = metadata.recalibration.as_mut().and_then(|r| r.adaptive.as_mut()) {
+        a.drawdown_step = 0.0005;
+    }
+    let model = &model.with_metadata(metadata);
     let refreshed_dir = refresh_recalibration(model, assets, end, out).unwrap().dir;
     let refreshed = artifact::read_metadata(&refreshed_dir).unwrap();
     let r = refreshed.recalibration.as_ref().unwrap();
@@ -233,9 +249,30 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
     );
     assert_eq!(r.rolling_days, Some(15));
     assert_ne!(refreshed.id, model.metadata.id, "new corrections, new id");
+    // The risk calibration is kept; only its adaptive factors moved (artifacts calibrated now
+    // adapt their levels from the fit end on).
+    let risk = refreshed.risk.as_ref().unwrap();
+    let mut reset = risk.clone();
+    reset.model = reset.model.with_factors(&[]);
     assert_eq!(
-        refreshed.risk, model.metadata.risk,
+        Some(&reset),
+        model.metadata.risk.as_ref(),
         "the risk calibration is kept"
+    );
+    let adaptive = r.adaptive.as_ref().unwrap();
+    assert!(adaptive.quantile_step > 0.0 && adaptive.drawdown_step > 0.0);
+    assert_eq!(adaptive.quantile_level.len(), HORIZONS.len());
+    assert!(
+        adaptive
+            .quantile_level
+            .values()
+            .any(|l| l != &model.metadata.quantile_levels),
+        "25 days of outcomes moved the levels: {:?}",
+        adaptive.quantile_level
+    );
+    assert!(
+        risk.model.windows.iter().any(|w| w.miscoverage_factor != 1.0),
+        "25 days of outcomes moved the drawdown's level"
     );
     assert_eq!(
         std::fs::read(refreshed_dir.join(artifact::WEIGHTS)).unwrap(),
@@ -271,6 +308,22 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
             );
         }
     }
+
+    // The artifact the job wrote serves, fixed, exactly what the replay served that day:
+    // variance, quantiles at their moved levels, and the drawdown at the moved level.
+    let served = volcast_training::rolling::FixedModel(&model.with_metadata(refreshed.clone()))
+        .forecast(&request)
+        .unwrap();
+    let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x / y - 1.0).abs() < 1e-12);
+    for h in &HORIZONS {
+        let (a, b) = (&served.horizons[h], &replayed.horizons[h]);
+        assert!(same(&a.variance, &b.variance), "{h}h variance");
+        for (qa, qb) in a.quantiles.iter().zip(&b.quantiles) {
+            assert!(same(&qa.values, &qb.values), "{h}h quantile {}", qa.level);
+        }
+    }
+    let (a, b) = (served.drawdown.unwrap(), replayed.drawdown.unwrap());
+    assert!(same(&a, &b), "drawdown {a:?} vs {b:?}");
 
     // Windows it cannot measure: before the fit end, or past the candles.
     for bad in ["2020-04-01", "2020-07-01"] {

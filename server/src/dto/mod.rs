@@ -462,6 +462,24 @@ pub struct RecalibrationDto {
     /// variance served is `exp(w ln F + (1 - w) ln H)`. Empty for artifacts made before the
     /// blend (the network alone).
     pub har_weight: BTreeMap<String, f64>,
+    /// Adaptive calibration in force: how the daily job moves the levels behind the RV quantiles
+    /// and the drawdown quantile; none for artifacts with fixed levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveDto>,
+}
+
+/// Adaptive conformal calibration (see the README, "Adaptive calibration").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AdaptiveDto {
+    /// Step of each RV quantile's level per completed forecast.
+    pub quantile_step: f64,
+    /// Step of the drawdown's log miscoverage factor per completed window.
+    pub drawdown_step: f64,
+    /// Level each quantile scale was measured at, per horizon (hours), in `quantile_levels` order.
+    pub quantile_level: BTreeMap<String, Vec<f64>>,
+    /// Miscoverage factor per liquidation window (hours) of the risk calibration: the level
+    /// served for `alpha` is `1 - (1 - alpha) m`.
+    pub miscoverage_factor: BTreeMap<String, f64>,
 }
 
 /// Answer of `GET /healthz` and `GET /readyz`.

@@ -606,6 +606,7 @@ mod tests {
             n: 10_000,
             quantiles: vec![(0.5, 0.8), (0.9, 1.9), (0.99, 3.9), (0.999, 8.0)],
             tail_index: 0.3,
+            miscoverage_factor: 1.0,
         };
         DrawdownCalibration {
             from: String::new(),

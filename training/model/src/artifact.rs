@@ -143,6 +143,31 @@ pub struct Recalibration {
     /// Empty in artifacts made before: the network alone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub har_weight: BTreeMap<usize, f64>,
+    /// Adaptive calibration: when set, the daily job also moves the levels the quantile scales
+    /// and the drawdown quantile are measured at, from the coverage and breaches realised since
+    /// the fit end (see [`Adaptive`]). Absent in artifacts made before: nominal levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<Adaptive>,
+}
+
+/// Adaptive conformal inference (Gibbs and Candes, 2021) on the levels behind the RV quantiles and
+/// the drawdown quantile. Starting at the fit end at their nominal values, the daily job moves
+/// them after every completed forecast by a small step times (target - realised): each RV
+/// quantile's level by `quantile_step (level - covered)` (the scale is then the trailing window's
+/// quantile of `RV / q` at the moved level), and the drawdown's miscoverage factor (in the risk
+/// calibration's windows) as `volcast_core::drawdown::adaptive_factors` says. The state is a
+/// function of the data since the fit end only: the daily job and `evaluate`'s replay compute it
+/// with the same code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Adaptive {
+    /// Step of each RV quantile's level per completed forecast (0: fixed levels).
+    pub quantile_step: f64,
+    /// Step of the drawdown's log miscoverage factor per completed window (0: fixed).
+    pub drawdown_step: f64,
+    /// The levels the quantile scales were measured at, per horizon, in the artifact's level
+    /// order (the state on the recalibration's `until`; nominal at the fit end).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quantile_level: BTreeMap<usize, Vec<f64>>,
 }
 
 /// `model` and `har` variances blended in logs, weight `w` on the model; the model alone where
@@ -196,6 +221,7 @@ mod tests {
             quantile_scale: BTreeMap::from([(4, vec![2.0, 1.0, 0.5])]),
             rolling_days: None,
             har_weight: BTreeMap::from([(4, 0.5)]),
+            adaptive: None,
         };
         let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
         r.apply(4, &mut v, &mut q);

@@ -57,6 +57,9 @@ struct Args {
     /// window its artifact declares (a sensitivity check).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     rolling_days: Option<u16>,
+    /// Adaptive calibration of the model as operated (default: the artifact's settings).
+    #[command(flatten)]
+    adaptive: volcast_training::cli::AdaptiveSteps,
     /// Risk quantile level alpha for the liquidation-threshold backtest, in (0.5, 0.9999].
     #[arg(long, default_value_t = DEFAULT_ALPHA)]
     alpha: f64,
@@ -203,7 +206,16 @@ fn model_forecaster<'m>(
                 m.metadata.id
             );
             (
-                Box::new(DailyRecalibrated::new(m, days)) as Box<dyn Forecaster + '_>,
+                Box::new(
+                    DailyRecalibrated::new(m, days).with_adaptive(
+                        args.adaptive.apply(
+                            m.metadata
+                                .recalibration
+                                .as_ref()
+                                .and_then(|r| r.adaptive.as_ref()),
+                        ),
+                    ),
+                ) as Box<dyn Forecaster + '_>,
                 m.metadata.id.clone(),
                 Some(days),
             )

@@ -53,6 +53,10 @@ struct Args {
     /// Liquidation bonus, in [0, 1).
     #[arg(long, default_value_t = DEFAULT_BONUS)]
     bonus: f64,
+    /// Adaptive calibration of each fold's model (default: the artifact's settings); a trained
+    /// fold is rescored with them without retraining.
+    #[command(flatten)]
+    adaptive: volcast_training::cli::AdaptiveSteps,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -86,6 +90,7 @@ fn run_args() -> anyhow::Result<()> {
         progress: !args.no_progress,
         max_steps: args.max_steps,
         risk: (args.alpha, args.tau, args.bonus),
+        adaptive: args.adaptive,
     };
     let report = run(&wf)?;
     print!("{}", render(&report));

@@ -243,6 +243,21 @@ pub struct RiskReport {
     /// Hindsight bounds per policy at the target breach rate (see [`HindsightBound`]), plus
     /// `static_refit`: per-asset constant thresholds fitted on the evaluation points themselves.
     pub hindsight: BTreeMap<String, HindsightBound>,
+    /// Per policy, each day's origins, breaches and mean LT, in day order (the breach timeline).
+    pub timeline: BTreeMap<String, Vec<DayOutcome>>,
+}
+
+/// One day of a policy's backtest, pooled over assets.
+#[derive(Debug, Clone, Serialize)]
+pub struct DayOutcome {
+    /// The day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Origins that day.
+    pub n: usize,
+    /// Breaches among them.
+    pub breaches: usize,
+    /// Mean LT served.
+    pub mean_lt: f64,
 }
 
 /// The most a policy's shape could give in hindsight: its log allowance `a = -ln(LT (1 + LB))`

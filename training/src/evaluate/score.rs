@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use super::report::{
-    AssetHorizonReport, AssetRiskReport, BreachEpisode, CoverageReport, DmReport, HindsightBound,
+    AssetHorizonReport, AssetRiskReport, BreachEpisode, CoverageReport, DayOutcome, DmReport, HindsightBound,
     HorizonReport, PolicyReport, RiskReport, ShortageReport,
 };
 use volcast_core::backtest::{StaticPolicy, allowed_breaches, breached};
@@ -344,6 +344,7 @@ pub fn score_risk(
     let per_asset = backtest.per_asset();
     let worst_breaches = backtest.worst_breaches();
     let hindsight = backtest.hindsight();
+    let timeline = backtest.timeline();
     RiskReport {
         alpha,
         tau,
@@ -352,6 +353,7 @@ pub fn score_risk(
         per_asset,
         worst_breaches,
         hindsight,
+        timeline,
     }
 }
 
@@ -467,6 +469,35 @@ impl RiskPoints<'_> {
             }));
         }
         worst_breaches
+    }
+
+    /// Each policy's outcomes per day, pooled over assets, in day order.
+    fn timeline(&self) -> BTreeMap<String, Vec<DayOutcome>> {
+        let mut days: BTreeMap<i64, Vec<&(usize, f64, Vec<f64>)>> = BTreeMap::new();
+        for p in self.points {
+            let o = self.origins[p.0];
+            let hour = self.assets[o.asset].grid.hour(o.slot);
+            days.entry(hour - hour.rem_euclid(24)).or_default().push(p);
+        }
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(j, name)| {
+                let outcomes = days
+                    .iter()
+                    .map(|(&day, points)| {
+                        let r = policy_report(points.iter().map(|p| self.outcome(p, j)), self.alpha);
+                        DayOutcome {
+                            day: format_ms(hour_to_ms(day)).chars().take(10).collect(),
+                            n: r.n,
+                            breaches: r.breaches,
+                            mean_lt: r.mean_lt,
+                        }
+                    })
+                    .collect();
+                (name.clone(), outcomes)
+            })
+            .collect()
     }
 
     /// Hindsight bounds of every policy, plus the per-asset static refit.

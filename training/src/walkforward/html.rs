@@ -1,6 +1,8 @@
 //! The walk-forward report as one self-contained HTML page with inline SVG charts (no script, no
 //! outside resource): the model's QLIKE over the better of HAR and HAR operated per fold and
-//! horizon, a reliability diagram of the RV quantiles per horizon, and the risk policy per fold.
+//! horizon, a reliability diagram of the RV quantiles per horizon, the risk policy per fold, its
+//! breach timeline with the LT served, and the daily job's combination weights and adaptive
+//! factor over time.
 
 use std::fmt::Write as _;
 
@@ -35,6 +37,24 @@ pub fn render(report: &WalkForwardReport) -> String {
         out.push_str(&reliability_chart(report, h));
     }
     out.push_str(&risk_table(report));
+    out.push_str(
+        "<h2>Breaches over each fold</h2>\n<p>The model's cumulative breach rate since the fold's start \
+         (solid) and the HAR-calibrated policy's (dashed), against the promise 1 - alpha (grey), with the \
+         day's mean LT served (lower chart).</p>\n",
+    );
+    for (f, r) in report.folds.iter().zip(&report.reports) {
+        out.push_str(&breach_timeline(f, r));
+    }
+    if report.folds.iter().any(|f| !f.days.is_empty()) {
+        out.push_str(
+            "<h2>The daily job's state</h2>\n<p>Weight of the network against HAR per horizon \
+             (1: network alone), and the adaptive factor on the drawdown's miscoverage (below 1: a \
+             level above alpha served, after breaches).</p>\n",
+        );
+        for f in &report.folds {
+            out.push_str(&state_charts(f));
+        }
+    }
     out.push_str("</body></html>\n");
     out
 }
@@ -162,6 +182,171 @@ fn risk_table(report: &WalkForwardReport) -> String {
         );
     }
     out.push_str("</table>\n");
+    out
+}
+
+/// One line of a [`line_chart`]: label, colour, dashed, values per day (NaN: a gap).
+type Series<'a> = (&'a str, &'a str, bool, Vec<f64>);
+
+/// Lines over the days of a fold, with an optional reference level.
+fn line_chart(title: &str, series: &[Series<'_>], reference: Option<f64>, percent: bool) -> String {
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|s| s.3.iter().copied())
+            .chain(reference)
+            .filter(|v| v.is_finite())
+    };
+    let lo = finite().fold(f64::INFINITY, f64::min);
+    let hi = finite().fold(f64::NEG_INFINITY, f64::max);
+    if !(lo.is_finite() && hi.is_finite()) {
+        return String::new();
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let n = series.iter().map(|s| s.3.len()).max().unwrap_or(1).max(2);
+    let x = |i: usize| MARGIN + i as f64 / (n - 1) as f64 * (WIDTH - 2.0 * MARGIN);
+    let y = |v: f64| MARGIN + (hi - v) / (hi - lo) * (HEIGHT - 2.0 * MARGIN);
+    let mut svg = svg_open(title);
+    if let Some(r) = reference {
+        let _ = write!(
+            svg,
+            "<line x1=\"{MARGIN}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\"/>",
+            WIDTH - MARGIN,
+            y(r),
+            y(r)
+        );
+    }
+    for (k, (label, colour, dashed, values)) in series.iter().enumerate() {
+        let mut segments: Vec<Vec<String>> = vec![Vec::new()];
+        for (i, v) in values.iter().enumerate() {
+            if v.is_finite() {
+                if let Some(s) = segments.last_mut() {
+                    s.push(format!("{:.1},{:.1}", x(i), y(*v)));
+                }
+            } else if segments.last().is_some_and(|s| !s.is_empty()) {
+                segments.push(Vec::new());
+            }
+        }
+        let dash = if *dashed { " stroke-dasharray=\"5 3\"" } else { "" };
+        for s in segments.iter().filter(|s| s.len() > 1) {
+            let _ = write!(
+                svg,
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\"{dash}><title>{}</title></polyline>",
+                s.join(" "),
+                esc(label)
+            );
+        }
+        let ly = MARGIN + 14.0 * k as f64;
+        let _ = write!(
+            svg,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"3\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{ly:.1}\" font-size=\"11\">{}</text>",
+            WIDTH - MARGIN - 110.0,
+            ly - 5.0,
+            WIDTH - MARGIN - 96.0,
+            esc(label)
+        );
+    }
+    for k in 0..=4 {
+        let v = lo + (hi - lo) * f64::from(k) / 4.0;
+        let text = if percent {
+            format!("{:.2}%", 100.0 * v)
+        } else {
+            format!("{v:.3}")
+        };
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{text}</text>",
+            MARGIN - 4.0,
+            y(v) + 3.0
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The cumulative breach rate of the model and the HAR-calibrated policy over a fold, and the
+/// model's mean LT per day.
+fn breach_timeline(fold: &super::FoldSummary, report: &crate::evaluate::report::EvaluationReport) -> String {
+    let cumulative = |name: &str| -> Vec<f64> {
+        let (mut n, mut b) = (0usize, 0usize);
+        report.risk.timeline.get(name).map_or_else(Vec::new, |days| {
+            days.iter()
+                .map(|d| {
+                    n += d.n;
+                    b += d.breaches;
+                    if n == 0 { f64::NAN } else { b as f64 / n as f64 }
+                })
+                .collect()
+        })
+    };
+    let lt = |name: &str| -> Vec<f64> {
+        report
+            .risk
+            .timeline
+            .get(name)
+            .map_or_else(Vec::new, |days| days.iter().map(|d| d.mean_lt).collect())
+    };
+    let promise = 1.0 - fold.alpha;
+    let mut out = line_chart(
+        &format!("{}: cumulative breach rate", fold.year),
+        &[
+            ("model", COLOURS[0], false, cumulative("model")),
+            ("har_calibrated", COLOURS[1], true, cumulative("har_calibrated")),
+        ],
+        Some(promise),
+        true,
+    );
+    out.push_str(&line_chart(
+        &format!("{}: mean LT served per day", fold.year),
+        &[
+            ("model", COLOURS[0], false, lt("model")),
+            ("har_calibrated", COLOURS[1], true, lt("har_calibrated")),
+        ],
+        None,
+        false,
+    ));
+    out
+}
+
+/// The HAR weights per horizon and the drawdown's adaptive factor over a fold.
+fn state_charts(fold: &super::FoldSummary) -> String {
+    if fold.days.is_empty() {
+        return String::new();
+    }
+    let labels: Vec<String> = volcast_core::forecast::HORIZONS
+        .iter()
+        .map(|h| format!("{h} h"))
+        .collect();
+    let weights: Vec<Series<'_>> = labels
+        .iter()
+        .enumerate()
+        .map(|(j, label)| {
+            let values = fold
+                .days
+                .iter()
+                .map(|d| d.har_weight.get(j).copied().flatten().unwrap_or(f64::NAN))
+                .collect();
+            (label.as_str(), COLOURS[j % COLOURS.len()], false, values)
+        })
+        .collect();
+    let mut out = line_chart(
+        &format!("{}: weight of the network against HAR", fold.year),
+        &weights,
+        None,
+        false,
+    );
+    let factor: Vec<f64> = fold
+        .days
+        .iter()
+        .map(|d| d.miscoverage_factor.unwrap_or(f64::NAN))
+        .collect();
+    out.push_str(&line_chart(
+        &format!("{}: drawdown miscoverage factor", fold.year),
+        &[("factor", COLOURS[3], false, factor)],
+        Some(1.0),
+        false,
+    ));
     out
 }
 

@@ -44,6 +44,8 @@ pub struct WalkForward {
     pub max_steps: Option<usize>,
     /// Backtest settings: alpha, tau, bonus.
     pub risk: (f64, usize, f64),
+    /// Adaptive-calibration steps overriding each fold artifact's.
+    pub adaptive: crate::cli::AdaptiveSteps,
 }
 
 /// One fold's summary.
@@ -63,6 +65,23 @@ pub struct FoldSummary {
     pub alpha: f64,
     /// The HAR-calibrated policy on the same origins: breach rate, mean LT.
     pub har_calibrated_policy: Option<(f64, f64)>,
+    /// Mean LT of the model's and the HAR-calibrated policy's shapes rescaled, in hindsight, to
+    /// breach exactly `1 - alpha` of the fold's origins: the two compared at equal breach rate.
+    pub equal_rate_lt: (Option<f64>, Option<f64>),
+    /// The daily job's state on each day of the year (empty for a model with fixed corrections).
+    pub days: Vec<FoldDay>,
+}
+
+/// The state of the daily job on one day of a fold.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldDay {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Weight of the network against HAR per horizon of [`HORIZONS`] (none: stored corrections).
+    pub har_weight: Vec<Option<f64>>,
+    /// Adaptive miscoverage factor of the drawdown at the backtest's window (the grid's first at
+    /// or above it); none without adaptive calibration.
+    pub miscoverage_factor: Option<f64>,
 }
 
 /// One fold's scores at one horizon.
@@ -158,13 +177,48 @@ fn fold(
         fit_exponent: false,
         operated_days: model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days),
     };
-    let operated = crate::rolling::operated(&model);
-    let report = evaluate(
-        assets,
-        &config,
-        Some((operated.as_ref(), model.metadata.id.clone())),
-    )?;
-    Ok((summary(year, &model.metadata.id, &report), report))
+    let declared = model.metadata.recalibration.as_ref();
+    let daily = declared.and_then(|r| r.rolling_days).map(|days| {
+        crate::rolling::DailyRecalibrated::new(&model, days)
+            .with_adaptive(wf.adaptive.apply(declared.and_then(|r| r.adaptive.as_ref())))
+    });
+    let fixed = crate::rolling::FixedModel(&model);
+    let operated: &dyn volcast_core::forecast::Forecaster = match &daily {
+        Some(d) => d,
+        None => &fixed,
+    };
+    let report = evaluate(assets, &config, Some((operated, model.metadata.id.clone())))?;
+    let mut summary = summary(year, &model.metadata.id, &report);
+    if let Some(daily) = &daily {
+        let hour = |ms: i64| ms.div_euclid(HOUR_MS);
+        let days = (
+            hour(config.eval_from_ms),
+            hour(config.eval_until_ms) - hour(config.eval_until_ms).rem_euclid(24),
+        );
+        let op = daily.operate(assets, &[], days)?;
+        let window = model
+            .metadata
+            .risk
+            .as_ref()
+            .and_then(|r| r.model.windows.iter().position(|w| w.tau >= tau));
+        summary.days = op
+            .corrections
+            .iter()
+            .filter(|(d, _)| (days.0..=days.1).contains(*d))
+            .map(|(&day, r)| FoldDay {
+                day: volcast_core::time::format_ms(volcast_core::time::hour_to_ms(day))
+                    .chars()
+                    .take(10)
+                    .collect(),
+                har_weight: HORIZONS
+                    .iter()
+                    .map(|h| r.as_ref().and_then(|r| r.har_weight.get(h)).copied())
+                    .collect(),
+                miscoverage_factor: window.and_then(|w| op.factors.get(&day)?.get(w).copied()),
+            })
+            .collect();
+    }
+    Ok((summary, report))
 }
 
 fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary {
@@ -202,6 +256,11 @@ fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary 
         model_breaches: policies.get("model").map_or((0, 0), |p| (p.breaches, p.n)),
         alpha: report.risk.alpha,
         har_calibrated_policy: policies.get("har_calibrated").map(|p| (p.breach_rate, p.mean_lt)),
+        equal_rate_lt: (
+            report.risk.hindsight.get("model").map(|b| b.mean_lt),
+            report.risk.hindsight.get("har_calibrated").map(|b| b.mean_lt),
+        ),
+        days: Vec::new(),
     }
 }
 
@@ -245,17 +304,26 @@ pub fn render(report: &WalkForwardReport) -> String {
             let _ = writeln!(out, "| {h}h | {year} | {worst:.4} | {mean:.4} |");
         }
     }
-    out.push_str("\nRisk policy per fold (breach rate / mean LT), then pooled over the folds:\n\n| fold | model | Kupiec p | har_calibrated |\n|---|---:|---:|---:|\n");
+    out.push_str(
+        "\nRisk policy per fold (breach rate / mean LT), then pooled over the folds; the last column \
+         compares the two shapes at equal breach rate (each rescaled in hindsight to breach exactly \
+         1 - alpha of the fold's origins):\n\n\
+         | fold | model | Kupiec p | har_calibrated | mean LT at equal breach rate, model / har_calibrated |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    let lt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
     for f in &report.folds {
-        let (rate, lt, kupiec) = f.model_policy;
+        let (rate, mean_lt, kupiec) = f.model_policy;
         let _ = writeln!(
             out,
-            "| {} | {:.2}% / {lt:.4} | {} | {} |",
+            "| {} | {:.2}% / {mean_lt:.4} | {} | {} | {} / {} |",
             f.year,
             100.0 * rate,
             kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}")),
             f.har_calibrated_policy
-                .map_or_else(|| "-".to_owned(), |(r, l)| format!("{:.2}% / {l:.4}", 100.0 * r))
+                .map_or_else(|| "-".to_owned(), |(r, l)| format!("{:.2}% / {l:.4}", 100.0 * r)),
+            lt(f.equal_rate_lt.0),
+            lt(f.equal_rate_lt.1)
         );
     }
     let (breaches, n) = report.folds.iter().fold((0, 0), |(b, n), f| {
@@ -265,7 +333,7 @@ pub fn render(report: &WalkForwardReport) -> String {
         let kupiec = volcast_core::scoring::kupiec_p_value(breaches, n, 1.0 - f.alpha);
         let _ = writeln!(
             out,
-            "| pooled | {:.2}% ({breaches} of {n}) | {} | |",
+            "| pooled | {:.2}% ({breaches} of {n}) | {} | | |",
             100.0 * breaches as f64 / n.max(1) as f64,
             kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"))
         );
