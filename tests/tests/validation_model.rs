@@ -14,7 +14,7 @@ use volcast_training::evaluate::{EvalConfig, evaluate};
 use volcast_training::rolling::operated;
 
 /// The validation artifact, named in `model-artifacts/README.md`.
-const VALIDATION: &str = "9d364ad001ea9198";
+const VALIDATION: &str = "53e907e30ea830c8";
 
 #[test]
 fn validation_model_figures() {
@@ -58,7 +58,7 @@ fn validation_model_figures() {
     .unwrap();
 
     // QLIKE and quantile coverage as reported (README, "Train"), to 0.5%.
-    for (h, want) in [(4, 0.5878), (24, 0.3638), (168, 0.2592)] {
+    for (h, want) in [(4, 0.5879), (24, 0.3637), (168, 0.2598)] {
         let got = report.horizons[&h].qlike["model"];
         assert!(
             (got / want - 1.0).abs() < 0.005,
@@ -67,8 +67,8 @@ fn validation_model_figures() {
     }
     // SPEC's operated comparison: against the better of HAR and HAR corrected daily like the
     // model (`har_operated`). The model is ahead at 4 h and 24 h (-3.3%, -4.5%; Diebold-Mariano
-    // p < 0.05) and level at a week (-0.2%, p 0.57): README, "Train". Every quantile's coverage
-    // is within 3 points of its level.
+    // p < 0.05) and level at a week (+0.07%, p 0.81): README, "Train". Every quantile's coverage
+    // is within 1.5 points of its level (adaptive levels, README "Adaptive calibration").
     for (h, bar) in [(4, 0.98), (24, 0.97), (168, 1.01)] {
         let r = &report.horizons[&h];
         let best = r.qlike["har"].min(r.qlike["har_operated"]);
@@ -81,14 +81,14 @@ fn validation_model_figures() {
             assert!(dm.statistic < 0.0 && dm.p_value < 0.05, "{h}h DM {dm:?}");
         }
         for c in &r.calibration["model"] {
-            assert!((c.coverage - c.level).abs() <= 0.03, "{h}h coverage {c:?}");
+            assert!((c.coverage - c.level).abs() <= 0.015, "{h}h coverage {c:?}");
         }
     }
     for (h, level, want) in [
-        (4, 0.05, 0.052),
-        (24, 0.5, 0.503),
-        (168, 0.5, 0.519),
-        (168, 0.95, 0.946),
+        (4, 0.05, 0.051),
+        (24, 0.5, 0.500),
+        (168, 0.5, 0.511),
+        (168, 0.95, 0.952),
     ] {
         let c = &report.horizons[&h].calibration["model"];
         let got = c.iter().find(|c| c.level == level).unwrap().coverage;
@@ -109,7 +109,7 @@ fn validation_model_figures() {
             got.mean_lt
         );
     };
-    near(p, "model", 0.0109, 0.8300);
+    near(p, "model", 0.0107, 0.8290);
     assert!(
         p["model"].kupiec_p_value.is_some_and(|k| k > 0.05),
         "{:?}",
@@ -129,7 +129,7 @@ fn validation_model_figures() {
     // policy's shape reaches the static policy's mean LT (README, "Risk engine"); the model's
     // comes closest, with GARCH's a hair behind.
     let h = &report.risk.hindsight;
-    assert!((h["model"].mean_lt - 0.8322).abs() < 0.003, "{:?}", h["model"]);
+    assert!((h["model"].mean_lt - 0.8320).abs() < 0.003, "{:?}", h["model"]);
     for (name, b) in h {
         assert!(b.breach_rate <= 0.01 + 1e-12, "{name}: {b:?}");
         assert!(b.mean_lt < p["static"].mean_lt - 0.005, "{name}: {b:?}");
