@@ -286,6 +286,9 @@ fn score_shortage(
     (report, points)
 }
 
+/// A backtest point: origin index, realised drawdown, thresholds per policy.
+type RiskPoint = (usize, f64, Vec<f64>);
+
 /// Settings of the backtest.
 #[derive(Debug, Clone, Copy)]
 pub struct Backtest {
@@ -366,7 +369,7 @@ fn risk_points(
     drawdown_tables: &[&ForecastTable],
     tau: usize,
     bonus: f64,
-) -> Vec<(usize, f64, Vec<f64>)> {
+) -> Vec<RiskPoint> {
     // (origin index, realised drawdown, thresholds per policy)
     origins
         .par_iter()
@@ -395,7 +398,7 @@ struct RiskPoints<'a> {
     /// Policy names, in the order of the thresholds in each point.
     names: &'a [String],
     /// `(origin index, realised drawdown, thresholds per policy)`.
-    points: &'a [(usize, f64, Vec<f64>)],
+    points: &'a [RiskPoint],
     /// Quantile level.
     alpha: f64,
     /// Liquidation bonus.
@@ -404,7 +407,7 @@ struct RiskPoints<'a> {
 
 impl RiskPoints<'_> {
     /// Whether policy `j` is breached at point `p`, and its threshold there.
-    fn outcome(&self, p: &(usize, f64, Vec<f64>), j: usize) -> (bool, f64) {
+    fn outcome(&self, p: &RiskPoint, j: usize) -> (bool, f64) {
         (breached(1.0 - p.1, p.2[j], self.bonus), p.2[j])
     }
 
@@ -473,7 +476,7 @@ impl RiskPoints<'_> {
 
     /// Each policy's outcomes per day, pooled over assets, in day order.
     fn timeline(&self) -> BTreeMap<String, Vec<DayOutcome>> {
-        let mut days: BTreeMap<i64, Vec<&(usize, f64, Vec<f64>)>> = BTreeMap::new();
+        let mut days: BTreeMap<i64, Vec<&RiskPoint>> = BTreeMap::new();
         for p in self.points {
             let o = self.origins[p.0];
             let hour = self.assets[o.asset].grid.hour(o.slot);
@@ -522,12 +525,7 @@ const HINDSIGHT_EXPONENTS: std::ops::RangeInclusive<u32> = 5..=40;
 /// [`HindsightBound`] of policy `j` over `points` (origin, realised drawdown, thresholds): the
 /// best over [`HINDSIGHT_EXPONENTS`] of [`scaled_bound`]; None without points or when no finite
 /// multiplier reaches the rate.
-fn hindsight_bound(
-    points: &[(usize, f64, Vec<f64>)],
-    j: usize,
-    alpha: f64,
-    bonus: f64,
-) -> Option<HindsightBound> {
+fn hindsight_bound(points: &[RiskPoint], j: usize, alpha: f64, bonus: f64) -> Option<HindsightBound> {
     HINDSIGHT_EXPONENTS
         .filter_map(|g| scaled_bound(points, j, alpha, bonus, f64::from(g) / 20.0))
         .max_by(|a, b| a.mean_lt.total_cmp(&b.mean_lt))
@@ -535,13 +533,7 @@ fn hindsight_bound(
 
 /// Policy `j` with its log allowance `a = -ln(LT (1 + LB))` replaced by `k a^g`, `k` the smallest
 /// multiplier that leaves at most a share `1 - alpha` of `points` breached.
-fn scaled_bound(
-    points: &[(usize, f64, Vec<f64>)],
-    j: usize,
-    alpha: f64,
-    bonus: f64,
-    g: f64,
-) -> Option<HindsightBound> {
+fn scaled_bound(points: &[RiskPoint], j: usize, alpha: f64, bonus: f64, g: f64) -> Option<HindsightBound> {
     // The policy breaches at multiplier k exactly where fall / a^g > k.
     let allowance = |lt: f64| (-(lt * (1.0 + bonus)).ln()).max(0.0).powf(g);
     let mut ratios: Vec<f64> = points
@@ -590,7 +582,7 @@ fn scaled_bound(
 fn static_refit(
     assets: &[Asset],
     origins: &[Origin],
-    points: &[(usize, f64, Vec<f64>)],
+    points: &[RiskPoint],
     alpha: f64,
     bonus: f64,
 ) -> Option<HindsightBound> {
@@ -622,7 +614,7 @@ mod tests {
         // 1,000 points, falls 0.1% .. 100% of a 10% allowance (LT (1 + LB) = 0.9), two policies:
         // the same allowance everywhere, and one twice as wide on even points.
         let bonus = 0.05;
-        let points: Vec<(usize, f64, Vec<f64>)> = (0..1000)
+        let points: Vec<RiskPoint> = (0..1000)
             .map(|i| {
                 let x = f64::from(i + 1) / 1000.0;
                 let fall = 1.0 - (x * 0.9f64.ln()).exp();
@@ -661,7 +653,7 @@ mod tests {
         // The policy's log allowance is 4 times wider on even points, but their falls are only
         // twice as large: the shape that fits is a^0.5.
         let bonus = 0.05;
-        let points: Vec<(usize, f64, Vec<f64>)> = (0..2000u32)
+        let points: Vec<RiskPoint> = (0..2000u32)
             .map(|i| {
                 let x = f64::from(i / 2 + 1) / 1000.0;
                 let (scale, a): (f64, f64) = if i % 2 == 0 { (0.2, 0.4) } else { (0.1, 0.1) };
