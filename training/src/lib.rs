@@ -14,13 +14,16 @@
 //! - [`pipeline`]: `train` end to end: load, train, fit baselines, write, calibrate, score.
 //! - [`stress_session`]: what the `stress` command prepares (forecast, input, replay windows).
 //! - [`stress_gpu`]: the stress simulation's draws on a burn device.
-//! - `bin/`: `train`, `evaluate`, `calibrate`, `stress`, `generate`.
+//! - [`walkforward`]: SPEC's yearly folds and their report.
+//! - [`ingest`]: candle files into the market-data store, a file whole or not at all.
+//! - `bin/`: `train`, `evaluate`, `walkforward`, `calibrate`, `stress`, `generate`, `ingest`.
 
 pub mod calibrate;
 pub mod cli;
 pub mod data;
 pub mod dataset;
 pub mod evaluate;
+pub mod ingest;
 pub mod loss;
 pub mod pipeline;
 pub mod rolling;

@@ -376,3 +376,78 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     assert!(stderr.contains("fold already trained"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&second.stdout), stdout);
 }
+
+/// `ingest` loads every good file, leaves a file with one bad row out entirely (naming the row),
+/// and a second run changes nothing.
+#[test]
+fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
+    use volcast_store::CandleStore as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("candles");
+    generate(&data, 40);
+    // A fourth asset whose 51st candle (row 50) has its low above its high.
+    let first = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("SYNTH01"))
+        .unwrap();
+    let mut candles = volcast_training::data::read_file(&first).unwrap();
+    candles[50].low = candles[50].high * 2.0;
+    volcast_training::data::write_csv(&data.join("BROKEN.csv"), &candles).unwrap();
+
+    let db = dir.path().join("store/volcast.db");
+    let url = format!("sqlite://{}", db.display());
+    let args = [
+        "--data",
+        data.to_str().unwrap(),
+        "--database-url",
+        &url,
+        "--no-progress",
+    ];
+    let first = run(env!("CARGO_BIN_EXE_ingest"), &args);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr),
+    );
+    assert_eq!(first.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("3 files stored"), "{stdout}");
+    let new: u64 = stdout
+        .split(": ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(new > 2 * 40 * 24, "{stdout}");
+    assert!(
+        stderr.contains("BROKEN.csv") && stderr.contains("row 50"),
+        "{stderr}"
+    );
+    assert!(db.exists());
+
+    let second = run(env!("CARGO_BIN_EXE_ingest"), &args);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains("0 new candles") && stdout.contains(&format!("{new} already stored")),
+        "{stdout}"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let assets = runtime.block_on(async {
+        let store = volcast_store::Store::open(&url).await.unwrap();
+        store.assets().await.unwrap()
+    });
+    let ids: Vec<&str> = assets.iter().map(|a| a.asset.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["SYNTH01", "SYNTH02", "SYNTH03"],
+        "the broken file left no candle"
+    );
+    assert_eq!(
+        assets.iter().map(|a| a.count).sum::<i64>(),
+        i64::try_from(new).unwrap()
+    );
+}

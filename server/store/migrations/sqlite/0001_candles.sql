@@ -1,0 +1,13 @@
+-- Hourly candles per asset, keyed by asset and open time (Unix ms, UTC). WITHOUT ROWID: the key
+-- is the table, so a candle is stored once, in key order.
+CREATE TABLE candles (
+    asset TEXT NOT NULL,
+    open_time BIGINT NOT NULL,
+    open DOUBLE PRECISION NOT NULL,
+    high DOUBLE PRECISION NOT NULL,
+    low DOUBLE PRECISION NOT NULL,
+    close DOUBLE PRECISION NOT NULL,
+    volume DOUBLE PRECISION NOT NULL,
+    quote_volume DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (asset, open_time)
+) WITHOUT ROWID;

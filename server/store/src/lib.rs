@@ -1,0 +1,360 @@
+//! The service's own market data: hourly candles per asset, in an embedded SQLite file by default
+//! or in PostgreSQL for deployments with several server replicas, behind [`CandleStore`].
+//!
+//! One implementation serves both backends through sqlx's `Any` driver, selected by the URL
+//! (`sqlite://data/volcast.db`, `postgres://user@host/db`). The schema is versioned: the migrations
+//! under `migrations/<backend>/` are embedded in the binary and applied at [`Store::open`], each
+//! once. SQLite runs in WAL mode (readers never wait for the writer) with full synchronous
+//! commits, so a committed write survives a crash.
+//!
+//! Writes are idempotent and atomic: [`CandleStore::insert_candles`] stores a batch in one
+//! transaction and skips hours already stored, so loading the same file twice changes nothing,
+//! and a failure leaves the store as it was.
+
+use std::future::Future;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+use volcast_core::candles::Candle;
+
+/// Default store: an SQLite file beside the repository's data, created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/volcast.db";
+
+/// Candles per `INSERT` statement (8 parameters each; SQLite allows 32,766 per statement and
+/// PostgreSQL 65,535).
+const INSERT_BATCH: usize = 500;
+
+/// Milliseconds in an hour.
+const HOUR_MS: i64 = 3_600_000;
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no supported backend.
+    #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://...")]
+    Url(String),
+    /// A candle the store refuses (a non-finite number, or an open time not on the hour).
+    #[error("{asset} candle at open time {open_time}: {message}")]
+    Candle {
+        /// The asset.
+        asset: String,
+        /// Its open time (Unix ms).
+        open_time: i64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("schema migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names.
+    ///
+    /// # Errors
+    /// [`StoreError::Url`] for any other scheme.
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::Url(url.to_owned()))
+        }
+    }
+}
+
+/// One stored asset: its first and last candle and how many there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRange {
+    /// Asset id, e.g. `BTCUSDT`.
+    pub asset: String,
+    /// Open time of the first candle, Unix ms.
+    pub first_open_time: i64,
+    /// Open time of the last candle, Unix ms.
+    pub last_open_time: i64,
+    /// Candles stored.
+    pub count: i64,
+}
+
+/// Market data in the core's terms: hourly candles per asset.
+pub trait CandleStore {
+    /// Stores `candles` of `asset` (any order) in one transaction, skipping hours already stored
+    /// (the stored candle is kept); returns how many were new. Refuses the whole batch, writing
+    /// nothing, when a candle has a non-finite number or an open time off the hour.
+    fn insert_candles(
+        &self,
+        asset: &str,
+        candles: &[Candle],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Every asset with candles, by id.
+    fn assets(&self) -> impl Future<Output = Result<Vec<AssetRange>, StoreError>> + Send;
+
+    /// `asset`'s candles with open time in `[from_ms, to_ms]`, oldest first, at most `limit`.
+    fn candles(
+        &self,
+        asset: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Candle>, StoreError>> + Send;
+
+    /// How many candles `asset` has with open time in `[from_ms, to_ms]`.
+    fn count(
+        &self,
+        asset: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+}
+
+/// The store: a connection pool to SQLite or PostgreSQL with the schema migrated.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Connects to `url` (`sqlite://FILE`, created with its directory when missing, or
+    /// `postgres://...`) and applies the migrations not yet applied.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the URL is unsupported, the database cannot be reached or created, or
+    /// a migration fails.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // One writer at a time in SQLite; a few readers beside it in WAL mode.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = FULL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// The backend in use.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `url` with `mode=rwc` (create the file when missing), its directory created.
+fn sqlite_url(url: &str) -> Result<String, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Url(url.to_owned()))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Url(format!("{url} (the store needs a file)")));
+    }
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Url(format!("{url}: creating {}: {e}", dir.display())))?;
+    }
+    let mut query = query.to_owned();
+    if !query.contains("mode=") {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str("mode=rwc");
+    }
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Refuses what the store must never hold.
+fn check(asset: &str, c: &Candle) -> Result<(), StoreError> {
+    let fields = [c.open, c.high, c.low, c.close, c.volume, c.quote_volume];
+    let message = if c.open_time.rem_euclid(HOUR_MS) != 0 {
+        Some("open time is not on the hour".to_owned())
+    } else if fields.iter().any(|x| !x.is_finite()) {
+        Some("a price or volume is not a finite number".to_owned())
+    } else {
+        None
+    };
+    message.map_or(Ok(()), |message| {
+        Err(StoreError::Candle {
+            asset: asset.to_owned(),
+            open_time: c.open_time,
+            message,
+        })
+    })
+}
+
+fn candle_of(row: &sqlx::any::AnyRow) -> Result<Candle, sqlx::Error> {
+    Ok(Candle {
+        open_time: row.try_get(0)?,
+        open: row.try_get(1)?,
+        high: row.try_get(2)?,
+        low: row.try_get(3)?,
+        close: row.try_get(4)?,
+        volume: row.try_get(5)?,
+        quote_volume: row.try_get(6)?,
+    })
+}
+
+impl CandleStore for Store {
+    async fn insert_candles(&self, asset: &str, candles: &[Candle]) -> Result<u64, StoreError> {
+        for c in candles {
+            check(asset, c)?;
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for chunk in candles.chunks(INSERT_BATCH) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = (1..=8).map(|k| format!("${}", 8 * i + k)).collect::<Vec<_>>();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO candles (asset, open_time, open, high, low, close, volume, quote_volume) \
+                 VALUES {} ON CONFLICT (asset, open_time) DO NOTHING",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for c in chunk {
+                query = query
+                    .bind(asset)
+                    .bind(c.open_time)
+                    .bind(c.open)
+                    .bind(c.high)
+                    .bind(c.low)
+                    .bind(c.close)
+                    .bind(c.volume)
+                    .bind(c.quote_volume);
+            }
+            inserted += query.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn assets(&self) -> Result<Vec<AssetRange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT asset, MIN(open_time), MAX(open_time), COUNT(*) FROM candles GROUP BY asset ORDER BY asset",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AssetRange {
+                    asset: r.try_get(0)?,
+                    first_open_time: r.try_get(1)?,
+                    last_open_time: r.try_get(2)?,
+                    count: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn candles(
+        &self,
+        asset: &str,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Candle>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT open_time, open, high, low, close, volume, quote_volume FROM candles \
+             WHERE asset = $1 AND open_time >= $2 AND open_time <= $3 ORDER BY open_time LIMIT $4",
+        )
+        .bind(asset)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(candle_of)
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn count(&self, asset: &str, from_ms: i64, to_ms: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM candles WHERE asset = $1 AND open_time >= $2 AND open_time <= $3",
+        )
+        .bind(asset)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_backend() {
+        assert_eq!(Backend::of_url("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::of_url("postgres://u@h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(
+            Backend::of_url("postgresql://u@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert!(matches!(Backend::of_url("mysql://h/db"), Err(StoreError::Url(_))));
+        assert_eq!(
+            sqlite_url("sqlite:///tmp/x/v.db").ok().as_deref(),
+            Some("sqlite:///tmp/x/v.db?mode=rwc")
+        );
+        assert!(sqlite_url("sqlite://:memory:").is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! `ingest`: loads candle files (CSV, gzip CSV, Parquet, Binance's kline dumps, as `evaluate`
+//! reads them) into the market-data store the server answers from.
+//!
+//! ```text
+//! cargo run --release --bin ingest -- --data ../shared/data/binance-spot-1h
+//! cargo run --release --bin ingest -- --data new/BTCUSDT.csv.gz --database-url postgres://volcast@db/volcast
+//! ```
+//!
+//! Each file is loaded whole or not at all (one transaction); a bad row leaves its file out,
+//! named with the field and the row, and the command exits 1 after loading the others. Hours
+//! already stored are skipped: a second run changes nothing.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use volcast_store::{Backend, DEFAULT_DATABASE_URL, Store};
+use volcast_training::ingest::{candle_files, ingest};
+
+/// Load candle files into the market-data store.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Candle directories or files (repeatable; also `VOLCAST_DATA`, comma-separated).
+    #[arg(long, env = "VOLCAST_DATA", value_delimiter = ',', required = true)]
+    data: Vec<PathBuf>,
+    /// The store: `sqlite://FILE` (created with its directory when missing) or `postgres://...`.
+    #[arg(long, env = "VOLCAST_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    volcast_training::cli::main(run)
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let files = candle_files(&args.data)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let started = Instant::now();
+    let report = runtime.block_on(async {
+        let store = Store::open(&args.database_url)
+            .await
+            .with_context(|| format!("opening the store {}", args.database_url))?;
+        let bar = if args.no_progress {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(files.len() as u64)
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let report = ingest(&store, &files, &|path| {
+            bar.set_message(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            bar.inc(1);
+        })
+        .await?;
+        bar.finish_and_clear();
+        store.close().await;
+        anyhow::Ok((report, store.backend()))
+    })?;
+    let (report, backend) = report;
+    println!(
+        "{} files stored in {:.1} s: {} new candles, {} already stored",
+        report.files,
+        started.elapsed().as_secs_f64(),
+        report.inserted,
+        report.already_stored
+    );
+    if let Some(size) = sqlite_size(&args.database_url).filter(|_| backend == Backend::Sqlite) {
+        println!("store file: {:.1} MiB", size as f64 / 1_048_576.0);
+    }
+    for r in &report.refused {
+        eprintln!("left out {}: {}", r.path.display(), r.reason);
+    }
+    anyhow::ensure!(
+        report.refused.is_empty(),
+        "{} file(s) left out, the store unchanged for them",
+        report.refused.len()
+    );
+    Ok(())
+}
+
+/// Bytes of an SQLite store (its file and write-ahead log).
+fn sqlite_size(url: &str) -> Option<u64> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    let size = |p: String| std::fs::metadata(p).map_or(0, |m| m.len());
+    Some(size(path.to_owned()) + size(format!("{path}-wal")))
+}
