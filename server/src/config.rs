@@ -90,6 +90,17 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_SHUTDOWN_DEADLINE_MS", default_value_t = 10_000)]
     pub shutdown_deadline_ms: u64,
 
+    /// The market-data store: `sqlite://FILE` (created with its directory and migrated on first
+    /// start; the default is embedded) or `postgres://USER@HOST/DB` (for several replicas).
+    #[arg(long, env = "VOLCAST_DATABASE_URL", default_value = volcast_store::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Oldest an asset's last stored candle may be, counted from its close, before the asset
+    /// routes answer 503 `stale_market_data` instead of forecasting on old data (`90s`, `30m`,
+    /// `2h`, `7d`).
+    #[arg(long, env = "VOLCAST_MAX_STALENESS", default_value = "2h", value_parser = parse_duration)]
+    pub max_staleness: Duration,
+
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "VOLCAST_LOG", default_value = "info")]
     pub log: String,
@@ -148,9 +159,43 @@ impl Config {
     }
 }
 
+/// A duration written as a whole number and a unit: `s`, `m`, `h` or `d` (`2h`, `90s`).
+///
+/// # Errors
+/// A message naming what is wrong.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a whole number and a unit, e.g. 2h or 90s"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d (e.g. 2h)")),
+    };
+    n.checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?}: too long"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_with_their_unit() {
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7_200)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["", "h", "2", "2w", "-1h", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
     use clap::CommandFactory;
 
     #[test]

@@ -69,8 +69,12 @@ pub enum ErrorCode {
     BatchTooLarge,
     /// 422: a batch with no item.
     EmptyBatch,
+    /// 400: a query parameter is unknown or does not parse.
+    InvalidQuery,
     /// 404: no such route.
     NotFound,
+    /// 404: the store holds no candle of this asset.
+    UnknownAsset,
     /// 405: the route does not take that method.
     MethodNotAllowed,
     /// 429: the inference queue is full; see Retry-After.
@@ -83,6 +87,10 @@ pub enum ErrorCode {
     ModelNotReady,
     /// 503: the service holds as many connections as it allows; see Retry-After.
     TooManyConnections,
+    /// 503: the asset's last stored candle is older than the service's maximum staleness.
+    StaleMarketData,
+    /// 503: the market-data store cannot be read (or there is none); details are in its log.
+    StoreUnavailable,
     /// 500: a failure of the service; details are in its log.
     Internal,
 }
@@ -312,6 +320,38 @@ pub enum ApiError {
     /// The model is still loading (or failed to load).
     #[error("the model is not ready yet")]
     NotReady,
+    /// A query parameter is unknown or does not parse.
+    #[error("{field}: {message}")]
+    InvalidQuery {
+        /// The parameter (or `query` when the parser names none).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The store holds no candle of the asset.
+    #[error("no stored candles for asset {asset:?} (GET /v1/assets lists the assets served)")]
+    UnknownAsset {
+        /// The asset asked for.
+        asset: String,
+    },
+    /// The asset's last stored candle closed longer ago than the maximum staleness.
+    #[error(
+        "market data for {asset} is stale: its last stored candle opened at {last_open_time} and \
+         closed {age_s} s ago, over the maximum of {max_s} s; no answer is served on old data"
+    )]
+    StaleMarketData {
+        /// The asset.
+        asset: String,
+        /// Open time of its last stored candle, RFC 3339.
+        last_open_time: String,
+        /// Seconds since that candle closed.
+        age_s: i64,
+        /// The maximum staleness, seconds.
+        max_s: u64,
+    },
+    /// The market-data store failed (or the service has none); the cause is logged.
+    #[error("market-data store unavailable: {0}")]
+    StoreUnavailable(String),
     /// The service holds as many connections as it allows (answered before any request is read).
     #[error("the service holds its maximum of {max} connections; retry shortly")]
     TooManyConnections {
@@ -321,6 +361,12 @@ pub enum ApiError {
     /// Anything else: a bug or a dead worker. Details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<volcast_store::StoreError> for ApiError {
+    fn from(e: volcast_store::StoreError) -> Self {
+        Self::StoreUnavailable(e.to_string())
+    }
 }
 
 impl From<volcast_core::policy::SettingsError> for ApiError {
@@ -367,6 +413,10 @@ impl ApiError {
             Self::Timeout { .. } => (S::SERVICE_UNAVAILABLE, C::Timeout),
             Self::NotReady => (S::SERVICE_UNAVAILABLE, C::ModelNotReady),
             Self::TooManyConnections { .. } => (S::SERVICE_UNAVAILABLE, C::TooManyConnections),
+            Self::InvalidQuery { .. } => (S::BAD_REQUEST, C::InvalidQuery),
+            Self::UnknownAsset { .. } => (S::NOT_FOUND, C::UnknownAsset),
+            Self::StaleMarketData { .. } => (S::SERVICE_UNAVAILABLE, C::StaleMarketData),
+            Self::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::StoreUnavailable),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, C::Internal),
         }
     }
@@ -386,7 +436,8 @@ impl ApiError {
             | Self::UnusableInput { field, .. }
             | Self::ImplausibleVolume { field, .. }
             | Self::DegenerateMarket { field, .. }
-            | Self::OutOfRange { field, .. } => Some(field),
+            | Self::OutOfRange { field, .. }
+            | Self::InvalidQuery { field, .. } => Some(field),
             Self::TooMuchWork { .. } => Some("paths"),
             Self::BatchTooLarge { .. } | Self::EmptyBatch => Some("items"),
             _ => None,
@@ -400,7 +451,10 @@ impl ApiError {
         let message = if status.is_server_error()
             && !matches!(
                 self,
-                Self::Timeout { .. } | Self::NotReady | Self::TooManyConnections { .. }
+                Self::Timeout { .. }
+                    | Self::NotReady
+                    | Self::TooManyConnections { .. }
+                    | Self::StaleMarketData { .. }
             ) {
             "internal error; see the server log".to_owned()
         } else {

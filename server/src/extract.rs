@@ -287,3 +287,55 @@ mod tests {
         );
     }
 }
+
+/// Query parameters, parsed into `T` (whose unknown parameters are refused with
+/// `deny_unknown_fields`); a parameter that does not parse is answered 400 `invalid_query`
+/// naming it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Self(q.0))
+            .map_err(|rejection| query_error(&rejection.body_text()))
+    }
+}
+
+/// Our error for a query string axum could not parse (`Failed to deserialize query string:
+/// alpha: invalid float literal`, or `...: unknown field `alpah`, expected one of ...`).
+fn query_error(text: &str) -> ApiError {
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    let named = detail
+        .split_once(": ")
+        .filter(|(path, _)| !path.is_empty() && path.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let unknown = detail
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name);
+    match (named, unknown) {
+        (Some((field, message)), _) => ApiError::InvalidQuery {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        },
+        (None, Some(field)) => ApiError::InvalidQuery {
+            field: field.to_owned(),
+            message: detail.replace("field", "query parameter"),
+        },
+        (None, None) => ApiError::InvalidQuery {
+            field: "query".to_owned(),
+            message: detail.to_owned(),
+        },
+    }
+}

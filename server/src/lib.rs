@@ -16,9 +16,11 @@
 //!   stress route.
 //! - [`error`]: the typed API error, its HTTP status and its stable code.
 //! - [`routes`]: one handler module per route family (forecasts, risk parameters, stress,
-//!   meta).
+//!   assets from the store, meta).
 //! - [`openapi`]: routes and the OpenAPI document registered together.
 //! - [`serve`]: accepting connections within limits (header deadline, cap, drain deadline).
+//! - market data: the store (`volcast-store`) opened at start from `--database-url`, read by
+//!   [`routes::assets`].
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - `bin/`: `server` and `openapi` (writes or checks `openapi.yaml`).
 
@@ -74,6 +76,71 @@ pub enum ServeError {
     /// The loading task died.
     #[error("model loading task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The market-data store could not be opened or migrated.
+    #[error("market-data store {url}: {source}")]
+    Store {
+        /// The store's URL, without its password.
+        url: String,
+        /// What failed.
+        source: volcast_store::StoreError,
+    },
+}
+
+/// How often the market-data age gauges are refreshed.
+const MARKET_DATA_WATCH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `url` without the password of its user, for logs and errors.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    let redacted = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    path.map_or_else(
+        || format!("{scheme}://{redacted}"),
+        |p| format!("{scheme}://{redacted}/{p}"),
+    )
+}
+
+/// Opens the market-data store named by the config (creating and migrating it as needed).
+///
+/// # Errors
+/// [`ServeError::Store`].
+pub async fn open_store(config: &Config) -> Result<volcast_store::Store, ServeError> {
+    let url = redact_url(&config.database_url);
+    let store = volcast_store::Store::open(&config.database_url)
+        .await
+        .map_err(|source| ServeError::Store {
+            url: url.clone(),
+            source,
+        })?;
+    tracing::info!(store = %url, backend = ?store.backend(), "market-data store open");
+    Ok(store)
+}
+
+/// Keeps `volcast_market_data_age_seconds` current for every stored asset.
+async fn watch_market_data(store: volcast_store::Store, metrics: Arc<Metrics>) {
+    use volcast_store::CandleStore as _;
+    let mut tick = tokio::time::interval(MARKET_DATA_WATCH);
+    loop {
+        tick.tick().await;
+        match store.last_open_times().await {
+            Ok(times) => {
+                let now = routes::assets::now_ms();
+                for (asset, last) in times {
+                    metrics.set_market_data_age(&asset, routes::assets::age_ms(last, now));
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the market data's last candles: {e}"),
+        }
+    }
 }
 
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -201,7 +268,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    let state = AppState::new(Settings::from_config(&config)?, Arc::clone(&metrics));
+    let settings = Settings::from_config(&config)?;
+    let store = open_store(&config).await?;
+    let watcher = tokio::spawn(watch_market_data(store.clone(), Arc::clone(&metrics)));
+    let state = AppState::with_store(settings, Arc::clone(&metrics), Some(store.clone()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = serve::serve(
         listener,
@@ -223,6 +293,8 @@ pub async fn run(
         Err(e) => {
             let _ = stop.send(());
             let _ = server.await;
+            watcher.abort();
+            store.close().await;
             return Err(e);
         }
     }
@@ -237,6 +309,8 @@ pub async fn run(
     let served = server.await;
     #[cfg(unix)]
     reloader.abort();
+    watcher.abort();
+    store.close().await;
     served??;
     tracing::info!("server stopped");
     Ok(())

@@ -31,6 +31,13 @@ pub struct ReloadLabels {
     pub outcome: String,
 }
 
+/// Labels of the per-asset market-data metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AssetLabels {
+    /// Asset id.
+    pub asset: String,
+}
+
 /// Labels of the latency histogram.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LatencyLabels {
@@ -72,6 +79,8 @@ pub struct Metrics {
     pub recalibrated_until: Gauge,
     /// Model reloads (SIGHUP) by outcome.
     pub reloads: Family<ReloadLabels, Counter>,
+    /// Seconds since each stored asset's last candle closed.
+    pub market_data_age: Family<AssetLabels, Gauge>,
 }
 
 impl Metrics {
@@ -92,6 +101,12 @@ impl Metrics {
         let model_ready = Gauge::default();
         let recalibrated_until = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let market_data_age = Family::<AssetLabels, Gauge>::default();
+        registry.register(
+            "market_data_age_seconds",
+            "Seconds since the asset's last stored candle closed",
+            market_data_age.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -167,7 +182,17 @@ impl Metrics {
             model_ready,
             recalibrated_until,
             reloads,
+            market_data_age,
         }
+    }
+
+    /// Sets an asset's market-data age from milliseconds since its last candle closed.
+    pub fn set_market_data_age(&self, asset: &str, age_ms: i64) {
+        self.market_data_age
+            .get_or_create(&AssetLabels {
+                asset: asset.to_owned(),
+            })
+            .set(age_ms.div_euclid(1000));
     }
 
     /// The text exposition format.

@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{forecast, meta, risk_parameters, risk_stress};
+use crate::routes::{assets, forecast, meta, risk_parameters, risk_stress};
 use crate::state::AppState;
 
 /// Top-level document: title, description, tags.
@@ -16,11 +16,13 @@ use crate::state::AppState;
         description = "Volatility and liquidity-shortage forecasts for crypto assets, and the DeFi risk \
                        parameters derived from them. Every forecast route takes one asset (`asset` and \
                        `candles`) or a batch (`items`) and needs at least `history_hours` hourly candles \
-                       per asset (see `GET /v1/model`). Errors answer `{\"error\", \"message\", \"field\"}`."
+                       per asset (see `GET /v1/model`); the routes under `/v1/assets/{asset}/` answer the \
+                       same from the service's own stored candles. Errors answer `{\"error\", \"message\", \"field\"}`."
     ),
     tags(
         (name = "forecast", description = "Model forecasts and the model card"),
         (name = "risk", description = "Protocol risk parameters"),
+        (name = "market data", description = "The service's own market data: stored assets and candles (the asset routes under /v1/assets/{asset}/ forecast from it)"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -34,6 +36,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(forecast::liquidity))
         .routes(routes!(risk_parameters::parameters))
         .routes(routes!(risk_stress::stress))
+        .routes(routes!(assets::assets))
+        .routes(routes!(assets::candles))
+        .routes(routes!(assets::volatility))
+        .routes(routes!(assets::liquidity))
+        .routes(routes!(assets::risk))
         .routes(routes!(meta::model))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::readyz))

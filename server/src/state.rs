@@ -24,6 +24,8 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// Defaults of the risk settings ([`Config::risk_defaults`]).
     pub defaults: RiskSettings,
+    /// Oldest an asset's last stored candle may be (from its close) for the asset routes.
+    pub max_staleness: std::time::Duration,
 }
 
 impl Settings {
@@ -40,6 +42,7 @@ impl Settings {
             max_body_bytes: c.max_body_bytes,
             request_timeout: c.request_timeout(),
             defaults: c.risk_defaults()?,
+            max_staleness: c.max_staleness,
         })
     }
 }
@@ -62,6 +65,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     serving: RwLock<Option<Serving>>,
     stress_slots: Arc<tokio::sync::Semaphore>,
+    store: Option<volcast_store::Store>,
 }
 
 /// Handler state; cheap to clone.
@@ -71,17 +75,40 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State with no model yet (readiness false until [`AppState::set_serving`]).
+    /// State with no model yet (readiness false until [`AppState::set_serving`]) and no
+    /// market-data store (the asset routes answer 503 `store_unavailable`).
     #[must_use]
     pub fn new(settings: Settings, metrics: Arc<Metrics>) -> Self {
+        Self::with_store(settings, metrics, None)
+    }
+
+    /// State with no model yet, reading market data from `store`.
+    #[must_use]
+    pub fn with_store(
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        store: Option<volcast_store::Store>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 settings,
                 metrics,
                 serving: RwLock::new(None),
                 stress_slots: Arc::new(tokio::sync::Semaphore::new(MAX_STRESS_JOBS)),
+                store,
             }),
         }
+    }
+
+    /// The market-data store.
+    ///
+    /// # Errors
+    /// [`ApiError::StoreUnavailable`] when the service runs without one.
+    pub fn store(&self) -> Result<&volcast_store::Store, ApiError> {
+        self.inner
+            .store
+            .as_ref()
+            .ok_or_else(|| ApiError::StoreUnavailable("this service runs without a market-data store".into()))
     }
 
     /// Installs the ready model, replacing the one served (a reload): requests already holding

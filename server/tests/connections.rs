@@ -23,12 +23,15 @@ fn artifacts() -> PathBuf {
 
 /// Starts `run` on a free port; returns the address and a trigger for the shutdown.
 async fn start(
-    config: Config,
+    mut config: Config,
 ) -> (
     SocketAddr,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
+    tempfile::TempDir,
 ) {
+    let store_dir = tempfile::tempdir().unwrap();
+    config.database_url = format!("sqlite://{}", store_dir.path().join("volcast.db").display());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -42,7 +45,7 @@ async fn start(
     // Ready once the model answers.
     for _ in 0..300 {
         if healthz(addr).await.contains("200 OK") && ready(addr).await {
-            return (addr, stop, server);
+            return (addr, stop, server, store_dir);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -80,7 +83,7 @@ async fn ready(addr: SocketAddr) -> bool {
 async fn idle_connections_neither_block_healthz_nor_stay_open() {
     let mut config = Config::with_artifact(artifacts()).unwrap();
     config.header_read_timeout_ms = 1_000;
-    let (addr, stop, server) = start(config).await;
+    let (addr, stop, server, _store_dir) = start(config).await;
 
     let mut idle = Vec::new();
     for _ in 0..300 {
@@ -120,7 +123,7 @@ async fn connections_over_the_cap_get_an_immediate_503() {
     let mut config = Config::with_artifact(artifacts()).unwrap();
     config.max_connections = 8;
     config.header_read_timeout_ms = 30_000;
-    let (addr, stop, server) = start(config).await;
+    let (addr, stop, server, _store_dir) = start(config).await;
     // The readiness probes' connections are closed; wait until their slots are free.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut held = Vec::new();

@@ -3,6 +3,7 @@
 //! Every forecast and risk route takes one asset (`asset` + `candles`) or a batch (`items`), and
 //! always answers `items`, one per asset in request order, beside the model's id and hash.
 
+pub mod assets;
 pub mod stress;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,20 @@ pub struct CandleDto {
     pub volume: f64,
     /// Traded amount in USD(T) (>= 0).
     pub quote_volume: f64,
+}
+
+impl From<Candle> for CandleDto {
+    fn from(c: Candle) -> Self {
+        Self {
+            open_time: c.open_time,
+            open: c.open,
+            high: c.high,
+            low: c.low,
+            close: c.close,
+            volume: c.volume,
+            quote_volume: c.quote_volume,
+        }
+    }
 }
 
 impl From<CandleDto> for Candle {

@@ -73,10 +73,22 @@ pub async fn volatility(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ForecastRequest>,
 ) -> Result<Json<VolatilityResponse>, ApiError> {
+    volatility_answer(&state, body).await.map(Json)
+}
+
+/// The volatility answer to a forecast request (the POST route's, and the asset route's on
+/// stored candles).
+///
+/// # Errors
+/// The request's first problem, or the model's.
+pub async fn volatility_answer(
+    state: &AppState,
+    body: ForecastRequest,
+) -> Result<VolatilityResponse, ApiError> {
     let serving = state.serving()?;
     let info = &serving.info;
     let wanted = horizon_indices(info, body.horizons.as_deref())?;
-    let results = forecast_body(&state, &serving, body).await?;
+    let results = forecast_body(state, &serving, body).await?;
     let levels = &info.metadata.quantile_levels;
     let items = results
         .into_iter()
@@ -105,10 +117,10 @@ pub async fn volatility(
             asset: prep.asset,
         })
         .collect();
-    Ok(Json(VolatilityResponse {
+    Ok(VolatilityResponse {
         model: info.reference(),
         items,
-    }))
+    })
 }
 
 /// Liquidity-shortage probabilities, illiquidity and expected slippage per horizon.
@@ -131,6 +143,18 @@ pub async fn liquidity(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ForecastRequest>,
 ) -> Result<Json<LiquidityResponse>, ApiError> {
+    liquidity_answer(&state, body).await.map(Json)
+}
+
+/// The liquidity answer to a forecast request (the POST route's, and the asset route's on
+/// stored candles).
+///
+/// # Errors
+/// The request's first problem, or the model's.
+pub async fn liquidity_answer(
+    state: &AppState,
+    body: ForecastRequest,
+) -> Result<LiquidityResponse, ApiError> {
     let serving = state.serving()?;
     let info = &serving.info;
     let wanted = horizon_indices(info, body.horizons.as_deref())?;
@@ -139,7 +163,7 @@ pub async fn liquidity(
         body.sale_size_usd
             .unwrap_or(state.settings().defaults.sale_size_usd),
     )?;
-    let results = forecast_body(&state, &serving, body).await?;
+    let results = forecast_body(state, &serving, body).await?;
     let items = results
         .into_iter()
         .map(|(prefix, prep, pred)| {
@@ -174,8 +198,8 @@ pub async fn liquidity(
             })
         })
         .collect::<Result<_, ApiError>>()?;
-    Ok(Json(LiquidityResponse {
+    Ok(LiquidityResponse {
         model: info.reference(),
         items,
-    }))
+    })
 }

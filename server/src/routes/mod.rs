@@ -1,6 +1,7 @@
 //! Handlers, one module per area, and the shared step every forecast route takes: validate and
 //! prepare each asset, then one trip through the batching queue.
 
+pub mod assets;
 pub mod forecast;
 pub mod meta;
 pub mod risk_parameters;
@@ -17,6 +18,8 @@ use crate::state::{AppState, Serving};
 pub const FORECAST_TAG: &str = "forecast";
 /// OpenAPI tag of the risk routes.
 pub const RISK_TAG: &str = "risk";
+/// OpenAPI tag of the market-data routes.
+pub const MARKET_TAG: &str = "market data";
 /// OpenAPI tag of the operational routes.
 pub const OPS_TAG: &str = "operations";
 

@@ -73,8 +73,16 @@ pub async fn parameters(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RiskRequest>,
 ) -> Result<Json<RiskResponse>, ApiError> {
+    parameters_answer(&state, body).await.map(Json)
+}
+
+/// The answer to a risk request (the POST route's, and the asset route's on stored candles).
+///
+/// # Errors
+/// The request's first problem, or the model's.
+pub async fn parameters_answer(state: &AppState, body: RiskRequest) -> Result<RiskResponse, ApiError> {
     let serving = state.serving()?;
-    let s = settings(&body, &state)?;
+    let s = settings(&body, state)?;
     if body.items.is_some() && body.previous.is_some() {
         return Err(ApiError::InvalidShape(
             "with `items`, give `previous` inside each item".into(),
@@ -98,17 +106,17 @@ pub async fn parameters(
         .iter()
         .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
         .collect();
-    let results = forecast_items(&state, &serving, refs).await?;
+    let results = forecast_items(state, &serving, refs).await?;
     let info = &serving.info;
     let out = results
         .into_iter()
         .zip(items)
         .map(|((prep, pred), (prefix, item))| recommend(info, &s, &prefix, prep, &pred, item.previous))
         .collect::<Result<_, _>>()?;
-    Ok(Json(RiskResponse {
+    Ok(RiskResponse {
         model: info.reference(),
         items: out,
-    }))
+    })
 }
 
 fn recommend(

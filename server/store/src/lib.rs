@@ -119,6 +119,26 @@ pub trait CandleStore {
         from_ms: i64,
         to_ms: i64,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// `asset`'s last `n` candles with open time at or before `to_ms`, oldest first (what a
+    /// forecast at the latest stored hour reads).
+    fn latest_candles(
+        &self,
+        asset: &str,
+        to_ms: i64,
+        n: u32,
+    ) -> impl Future<Output = Result<Vec<Candle>, StoreError>> + Send;
+
+    /// Every asset's last candle open time, by id (cheaper than [`CandleStore::assets`]: no count).
+    fn last_open_times(&self) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+
+    /// How many candles each asset has with open time in `[from_ms, to_ms]`, by id (assets with
+    /// none are left out).
+    fn counts(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
 }
 
 /// The store: a connection pool to SQLite or PostgreSQL with the schema migrated.
@@ -126,6 +146,7 @@ pub trait CandleStore {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    file: Option<std::path::PathBuf>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -141,9 +162,9 @@ impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
-        let url = match backend {
+        let (url, file) = match backend {
             Backend::Sqlite => sqlite_url(url)?,
-            Backend::Postgres => url.to_owned(),
+            Backend::Postgres => (url.to_owned(), None),
         };
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
@@ -173,7 +194,13 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, file })
+    }
+
+    /// The SQLite file, for an SQLite store.
+    #[must_use]
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
     }
 
     /// The backend in use.
@@ -188,8 +215,8 @@ impl Store {
     }
 }
 
-/// `url` with `mode=rwc` (create the file when missing), its directory created.
-fn sqlite_url(url: &str) -> Result<String, StoreError> {
+/// `url` with `mode=rwc` (create the file when missing), its directory created; and the file.
+fn sqlite_url(url: &str) -> Result<(String, Option<std::path::PathBuf>), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -212,7 +239,7 @@ fn sqlite_url(url: &str) -> Result<String, StoreError> {
         }
         query.push_str("mode=rwc");
     }
-    Ok(format!("sqlite://{path}?{query}"))
+    Ok((format!("sqlite://{path}?{query}"), Some(path.into())))
 }
 
 /// Refuses what the store must never hold.
@@ -336,6 +363,48 @@ impl CandleStore for Store {
         .await?;
         Ok(row.try_get(0)?)
     }
+
+    async fn latest_candles(&self, asset: &str, to_ms: i64, n: u32) -> Result<Vec<Candle>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT open_time, open, high, low, close, volume, quote_volume FROM candles \
+             WHERE asset = $1 AND open_time <= $2 ORDER BY open_time DESC LIMIT $3",
+        )
+        .bind(asset)
+        .bind(to_ms)
+        .bind(i64::from(n))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows.iter().map(candle_of).collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn last_open_times(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT asset, MAX(open_time) FROM candles GROUP BY asset ORDER BY asset")
+            .fetch_all(&self.pool)
+            .await?;
+        pairs(&rows)
+    }
+
+    async fn counts(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT asset, COUNT(*) FROM candles WHERE open_time >= $1 AND open_time <= $2 \
+             GROUP BY asset ORDER BY asset",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        pairs(&rows)
+    }
+}
+
+/// Rows of (asset, number).
+fn pairs(rows: &[sqlx::any::AnyRow]) -> Result<Vec<(String, i64)>, StoreError> {
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
 }
 
 #[cfg(test)]
@@ -351,10 +420,9 @@ mod tests {
             Some(Backend::Postgres)
         );
         assert!(matches!(Backend::of_url("mysql://h/db"), Err(StoreError::Url(_))));
-        assert_eq!(
-            sqlite_url("sqlite:///tmp/x/v.db").ok().as_deref(),
-            Some("sqlite:///tmp/x/v.db?mode=rwc")
-        );
+        let (url, file) = sqlite_url("sqlite:///tmp/x/v.db").unwrap();
+        assert_eq!(url, "sqlite:///tmp/x/v.db?mode=rwc");
+        assert_eq!(file.as_deref(), Some(std::path::Path::new("/tmp/x/v.db")));
         assert!(sqlite_url("sqlite://:memory:").is_err());
     }
 }

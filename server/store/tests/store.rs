@@ -116,3 +116,51 @@ async fn a_reopened_store_keeps_its_data_and_migrates_once() {
         Err(StoreError::Url(_))
     ));
 }
+
+#[tokio::test]
+async fn latest_candles_last_times_and_counts_answer_by_asset() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in stores(dir.path()).await {
+        let (a, b) = (
+            format!("LATA{:?}", store.backend()),
+            format!("LATB{:?}", store.backend()),
+        );
+        // A gap: hours 0..100 and 110..200 for `a`; 0..50 for `b`.
+        let mut with_gap = candles(100, 0);
+        with_gap.extend(candles(90, 110));
+        store.insert_candles(&a, &with_gap).await.unwrap();
+        store.insert_candles(&b, &candles(50, 0)).await.unwrap();
+
+        // The last n by count, not by time: across the gap, oldest first.
+        let last = store.latest_candles(&a, i64::MAX, 95).await.unwrap();
+        assert_eq!(last.len(), 95);
+        assert_eq!(last[..5], with_gap[95..100]);
+        assert_eq!(last[5..], with_gap[100..]);
+        // Up to a time.
+        let upto = store.latest_candles(&a, START + 99 * HOUR_MS, 10).await.unwrap();
+        assert_eq!(upto, with_gap[90..100]);
+        assert!(
+            store
+                .latest_candles("NONE", i64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let times = store.last_open_times().await.unwrap();
+        assert!(times.contains(&(a.clone(), START + 199 * HOUR_MS)));
+        assert!(times.contains(&(b.clone(), START + 49 * HOUR_MS)));
+
+        let counts = store
+            .counts(START + 40 * HOUR_MS, START + 119 * HOUR_MS)
+            .await
+            .unwrap();
+        assert!(counts.contains(&(a.clone(), 60 + 10)));
+        assert!(counts.contains(&(b.clone(), 10)));
+        let none = store
+            .counts(START + 1000 * HOUR_MS, START + 2000 * HOUR_MS)
+            .await
+            .unwrap();
+        assert!(none.iter().all(|(x, _)| x != &a && x != &b));
+    }
+}

@@ -273,3 +273,40 @@ pub async fn app_on(artifact: &std::path::Path) -> (Router, usize) {
     state.set_serving(serving);
     (volcast_server::app(state), history)
 }
+
+/// The app serving the real artifact at `artifact` with the market-data store `store` and
+/// `max_staleness`.
+pub async fn app_with_store(
+    artifact: &std::path::Path,
+    store: volcast_store::Store,
+    max_staleness: Duration,
+) -> (Router, Arc<Metrics>) {
+    let mut config = Config::with_artifact(artifact.to_owned()).unwrap();
+    config.max_staleness = max_staleness;
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::with_store(
+        Settings::from_config(&config).unwrap(),
+        Arc::clone(&metrics),
+        Some(store),
+    );
+    let serving = volcast_server::load(artifact, volcast_server::load_options(&config), &metrics)
+        .await
+        .unwrap();
+    state.set_serving(serving);
+    (volcast_server::app(state), metrics)
+}
+
+/// The shared hourly candles, or None (with a message) where they are absent.
+pub fn shared_candles() -> Option<std::path::PathBuf> {
+    let dir = repo().join("../shared/data/binance-spot-1h");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("VOLCAST_REQUIRE_SHARED_DATA").is_none(),
+        "VOLCAST_REQUIRE_SHARED_DATA is set but {} is absent",
+        dir.display()
+    );
+    eprintln!("skipping: {} is absent", dir.display());
+    None
+}

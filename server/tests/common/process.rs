@@ -11,6 +11,8 @@ pub struct Server {
     pub child: Child,
     /// `http://ADDR`.
     pub base: String,
+    /// The directory of its market-data store, unless the test named one.
+    pub store_dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -20,20 +22,34 @@ impl Drop for Server {
     }
 }
 
-fn command(artifact: &Path, args: &[&str]) -> Command {
+/// The command, and the temporary directory of its store when `args` names none (so no test
+/// writes a store into the repository).
+fn command(artifact: &Path, args: &[&str]) -> (Command, Option<tempfile::TempDir>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
     command
         .args(["--listen", "127.0.0.1:0", "--artifact"])
         .arg(artifact)
         .args(args)
         .env("VOLCAST_LOG", "warn")
+        .env_remove("VOLCAST_DATABASE_URL")
         .stdout(Stdio::piped());
-    command
+    let dir = (!args.contains(&"--database-url")).then(|| {
+        let dir = tempfile::tempdir().unwrap();
+        command.arg("--database-url").arg(store_url(dir.path()));
+        dir
+    });
+    (command, dir)
+}
+
+/// The URL of an SQLite store in `dir`.
+pub fn store_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("volcast.db").display())
 }
 
 /// Starts the server on `artifact` with extra `args`, once it prints `listening on ADDR`.
 pub fn start(artifact: &Path, args: &[&str]) -> Server {
-    let mut child = command(artifact, args).stderr(Stdio::inherit()).spawn().unwrap();
+    let (mut command, store_dir) = command(artifact, args);
+    let mut child = command.stderr(Stdio::inherit()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -44,13 +60,15 @@ pub fn start(artifact: &Path, args: &[&str]) -> Server {
     Server {
         child,
         base: format!("http://{addr}"),
+        store_dir,
     }
 }
 
 /// Starts the server on `artifact` with extra `args` and expects it to exit on its own within
 /// 60 s: returns whether it succeeded and what it wrote to stderr.
 pub fn start_and_wait(artifact: &Path, args: &[&str]) -> (bool, String) {
-    let mut child = command(artifact, args).stderr(Stdio::piped()).spawn().unwrap();
+    let (mut command, _store_dir) = command(artifact, args);
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use volcast_store::{Backend, DEFAULT_DATABASE_URL, Store};
+use volcast_store::{DEFAULT_DATABASE_URL, Store};
 use volcast_training::ingest::{candle_files, ingest};
 
 /// Load candle files into the market-data store.
@@ -69,9 +69,9 @@ fn run() -> anyhow::Result<()> {
         .await?;
         bar.finish_and_clear();
         store.close().await;
-        anyhow::Ok((report, store.backend()))
+        anyhow::Ok((report, store.file().map(std::path::Path::to_owned)))
     })?;
-    let (report, backend) = report;
+    let (report, file) = report;
     println!(
         "{} files stored in {:.1} s: {} new candles, {} already stored",
         report.files,
@@ -79,8 +79,8 @@ fn run() -> anyhow::Result<()> {
         report.inserted,
         report.already_stored
     );
-    if let Some(size) = sqlite_size(&args.database_url).filter(|_| backend == Backend::Sqlite) {
-        println!("store file: {:.1} MiB", size as f64 / 1_048_576.0);
+    if let Some(file) = file {
+        println!("store file: {:.1} MiB", sqlite_size(&file) as f64 / 1_048_576.0);
     }
     for r in &report.refused {
         eprintln!("left out {}: {}", r.path.display(), r.reason);
@@ -94,11 +94,9 @@ fn run() -> anyhow::Result<()> {
 }
 
 /// Bytes of an SQLite store (its file and write-ahead log).
-fn sqlite_size(url: &str) -> Option<u64> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next()?;
-    let size = |p: String| std::fs::metadata(p).map_or(0, |m| m.len());
-    Some(size(path.to_owned()) + size(format!("{path}-wal")))
+fn sqlite_size(file: &std::path::Path) -> u64 {
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = file.as_os_str().to_owned();
+    wal.push("-wal");
+    size(file) + size(std::path::Path::new(&wal))
 }

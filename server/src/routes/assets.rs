@@ -1,0 +1,391 @@
+//! The asset routes: answers from the service's own market data (`volcast-store`), by asset.
+//!
+//! `GET /v1/assets` lists what is stored and whether it can be served; `.../candles` pages
+//! through an asset's candles; `.../forecast/volatility`, `.../forecast/liquidity` and `.../risk`
+//! read the asset's latest `history_hours` stored candles and answer exactly what the POST
+//! routes answer on those candles (the same functions run). Stale data fails closed: when the last
+//! stored candle closed longer ago than `--max-staleness`, they answer 503 `stale_market_data`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use volcast_core::time::{Bound, HOUR_MS, format_ms, parse_time};
+use volcast_store::CandleStore;
+
+use crate::dto::assets::{
+    AssetStatus, AssetsResponse, CandlesPage, CandlesQuery, LiquidityQuery, RiskQuery, VolatilityQuery,
+};
+use crate::dto::{
+    CandleDto, ForecastRequest, LiquidityResponse, Previous, RiskRequest, RiskResponse, VolatilityResponse,
+};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiQuery;
+use crate::inputs::MAX_ASSET_LEN;
+use crate::routes::forecast::{liquidity_answer, volatility_answer};
+use crate::routes::risk_parameters::parameters_answer;
+use crate::routes::{FORECAST_TAG, MARKET_TAG, RISK_TAG};
+use crate::state::AppState;
+
+/// Candles per page of `GET /v1/assets/{asset}/candles` unless `limit` says otherwise.
+pub const DEFAULT_PAGE: u32 = 1000;
+/// Most candles per page.
+pub const MAX_PAGE: u32 = 5000;
+/// Hours in the window of `missing_hours_30d`.
+const MONTH_HOURS: i64 = 30 * 24;
+
+/// Now, Unix ms.
+#[must_use]
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Milliseconds since the candle opened at `last_open` closed.
+#[must_use]
+pub fn age_ms(last_open: i64, now: i64) -> i64 {
+    now.saturating_sub(last_open.saturating_add(HOUR_MS))
+}
+
+fn is_stale(age_ms: i64, max: Duration) -> bool {
+    i128::from(age_ms) > i128::try_from(max.as_millis()).unwrap_or(i128::MAX)
+}
+
+/// Refuses an asset id no asset can have (as the POST routes do), before the store is asked.
+fn check_asset(asset: &str) -> Result<(), ApiError> {
+    if asset.is_empty() || asset.len() > MAX_ASSET_LEN || asset.chars().any(char::is_control) {
+        return Err(ApiError::InvalidValue {
+            field: "asset".into(),
+            message: format!("an asset id has 1 to {MAX_ASSET_LEN} printable characters"),
+        });
+    }
+    Ok(())
+}
+
+/// The latest `history_hours` stored candles of `asset` (the last `n` by count, so the POST
+/// route given them keeps the same hours), refused when the last one is stale.
+///
+/// # Errors
+/// [`ApiError::UnknownAsset`], [`ApiError::StaleMarketData`], the store's or the model's
+/// readiness.
+pub async fn stored_window(state: &AppState, asset: &str) -> Result<Vec<CandleDto>, ApiError> {
+    check_asset(asset)?;
+    let need = state.serving()?.info.history_hours();
+    let candles = state
+        .store()?
+        .latest_candles(asset, i64::MAX, u32::try_from(need).unwrap_or(u32::MAX))
+        .await?;
+    let last = candles.last().ok_or_else(|| ApiError::UnknownAsset {
+        asset: asset.to_owned(),
+    })?;
+    let max = state.settings().max_staleness;
+    let age = age_ms(last.open_time, now_ms());
+    if is_stale(age, max) {
+        return Err(ApiError::StaleMarketData {
+            asset: asset.to_owned(),
+            last_open_time: format_ms(last.open_time),
+            age_s: age / 1000,
+            max_s: max.as_secs(),
+        });
+    }
+    Ok(candles.into_iter().map(CandleDto::from).collect())
+}
+
+/// `4,24` as horizons.
+fn horizons(text: Option<&str>) -> Result<Option<Vec<u64>>, ApiError> {
+    text.map(|t| {
+        t.split(',')
+            .map(|h| {
+                h.trim().parse::<u64>().map_err(|_| ApiError::InvalidQuery {
+                    field: "horizons".into(),
+                    message: format!("{t:?}: hours as whole numbers, comma-separated (e.g. 4,24)"),
+                })
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+/// A time parameter: Unix ms, RFC 3339 or a date.
+fn time_param(field: &str, text: &str, bound: Bound) -> Result<i64, ApiError> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| ApiError::InvalidQuery {
+            field: field.to_owned(),
+            message: format!("{text}: too large for Unix milliseconds"),
+        });
+    }
+    parse_time(text, bound).map_err(|e| ApiError::InvalidQuery {
+        field: field.to_owned(),
+        message: format!("{e}, or Unix milliseconds"),
+    })
+}
+
+/// Every stored asset: its first and last candle, hours missing over the last 30 days, how old
+/// its data is and whether it can be served now.
+#[utoipa::path(
+    get,
+    path = "/v1/assets",
+    tag = MARKET_TAG,
+    responses(
+        (status = 200, description = "The stored assets, by id", body = AssetsResponse),
+        (status = 503, description = "The market-data store cannot be read", body = ErrorBody),
+    )
+)]
+pub async fn assets(State(state): State<AppState>) -> Result<Json<AssetsResponse>, ApiError> {
+    let store = state.store()?;
+    let now = now_ms();
+    let ranges = store.assets().await?;
+    let month_end = now.div_euclid(HOUR_MS) * HOUR_MS - HOUR_MS;
+    let recent = store
+        .counts(month_end - (MONTH_HOURS - 1) * HOUR_MS, month_end)
+        .await?;
+    let history = state.serving().ok().map(|s| s.info.history_hours());
+    let max = state.settings().max_staleness;
+    let metrics = state.metrics();
+    let assets = ranges
+        .into_iter()
+        .map(|r| {
+            let age = age_ms(r.last_open_time, now);
+            metrics.set_market_data_age(&r.asset, age);
+            let stale = is_stale(age, max);
+            let in_month = recent
+                .binary_search_by(|(a, _)| a.as_str().cmp(&r.asset))
+                .map_or(0, |i| recent[i].1);
+            let reason = match history {
+                None => Some("the model is not ready yet".to_owned()),
+                Some(_) if stale => Some(format!(
+                    "stale: the last candle closed {} s ago, over the maximum of {} s",
+                    age / 1000,
+                    max.as_secs()
+                )),
+                Some(h) if r.count < i64::try_from(h).unwrap_or(i64::MAX) => {
+                    Some(format!("{} candles stored; the model needs {h}", r.count))
+                }
+                Some(_) => None,
+            };
+            AssetStatus {
+                first_open_time: format_ms(r.first_open_time),
+                last_open_time: format_ms(r.last_open_time),
+                candles: r.count,
+                missing_hours_30d: MONTH_HOURS - in_month,
+                age_seconds: age / 1000,
+                stale,
+                servable: reason.is_none(),
+                reason,
+                asset: r.asset,
+            }
+        })
+        .collect();
+    Ok(Json(AssetsResponse {
+        now: format_ms(now),
+        max_staleness_seconds: max.as_secs(),
+        history_hours: history,
+        assets,
+    }))
+}
+
+/// A page of an asset's stored candles, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/assets/{asset}/candles",
+    tag = MARKET_TAG,
+    params(("asset" = String, Path, description = "Asset id, e.g. BTCUSDT"), CandlesQuery),
+    responses(
+        (status = 200, description = "The candles in range, at most `limit`", body = CandlesPage),
+        (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
+        (status = 404, description = "No stored candle of this asset", body = ErrorBody),
+        (status = 422, description = "`limit` out of range, or `from` after `to`", body = ErrorBody),
+        (status = 503, description = "The market-data store cannot be read", body = ErrorBody),
+    )
+)]
+pub async fn candles(
+    State(state): State<AppState>,
+    Path(asset): Path<String>,
+    ApiQuery(q): ApiQuery<CandlesQuery>,
+) -> Result<Json<CandlesPage>, ApiError> {
+    check_asset(&asset)?;
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::OutOfRange {
+            field: "limit".into(),
+            value: f64::from(limit),
+            range: "[1, 5000]",
+        });
+    }
+    let to =
+        q.to.as_deref()
+            .map(|t| time_param("to", t, Bound::End))
+            .transpose()?
+            .unwrap_or(i64::MAX);
+    let store = state.store()?;
+    let (candles, next_from) = match q.from.as_deref() {
+        Some(from) => {
+            let from = time_param("from", from, Bound::Start)?;
+            if from > to {
+                return Err(ApiError::InvalidValue {
+                    field: "from".into(),
+                    message: "`from` is after `to`".into(),
+                });
+            }
+            let mut page = store.candles(&asset, from, to, limit + 1).await?;
+            let next = (page.len() > limit as usize)
+                .then(|| page.pop().map(|c| format_ms(c.open_time)))
+                .flatten();
+            (page, next)
+        }
+        None => (store.latest_candles(&asset, to, limit).await?, None),
+    };
+    if candles.is_empty() && store.latest_candles(&asset, i64::MAX, 1).await?.is_empty() {
+        return Err(ApiError::UnknownAsset { asset });
+    }
+    Ok(Json(CandlesPage {
+        asset,
+        candles: candles.into_iter().map(CandleDto::from).collect(),
+        next_from,
+    }))
+}
+
+/// Volatility forecasts for an asset at its latest stored hour: `POST /v1/forecast/volatility`'s
+/// answer on the latest `history_hours` stored candles.
+#[utoipa::path(
+    get,
+    path = "/v1/assets/{asset}/forecast/volatility",
+    tag = FORECAST_TAG,
+    params(("asset" = String, Path, description = "Asset id, e.g. BTCUSDT"), VolatilityQuery),
+    responses(
+        (status = 200, description = "The forecasts, one item", body = VolatilityResponse),
+        (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
+        (status = 404, description = "No stored candle of this asset", body = ErrorBody),
+        (status = 422, description = "The stored window cannot be forecast (SPEC's rules), or an unknown horizon", body = ErrorBody),
+        (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Stale market data (`stale_market_data`), model not ready, store unavailable, or timeout", body = ErrorBody),
+    )
+)]
+pub async fn volatility(
+    State(state): State<AppState>,
+    Path(asset): Path<String>,
+    ApiQuery(q): ApiQuery<VolatilityQuery>,
+) -> Result<Json<VolatilityResponse>, ApiError> {
+    let horizons = horizons(q.horizons.as_deref())?;
+    let candles = stored_window(&state, &asset).await?;
+    let body = ForecastRequest {
+        asset: Some(asset),
+        candles: Some(candles),
+        horizons,
+        ..ForecastRequest::default()
+    };
+    volatility_answer(&state, body).await.map(Json)
+}
+
+/// Liquidity-shortage forecasts for an asset at its latest stored hour:
+/// `POST /v1/forecast/liquidity`'s answer on the latest `history_hours` stored candles.
+#[utoipa::path(
+    get,
+    path = "/v1/assets/{asset}/forecast/liquidity",
+    tag = FORECAST_TAG,
+    params(("asset" = String, Path, description = "Asset id, e.g. BTCUSDT"), LiquidityQuery),
+    responses(
+        (status = 200, description = "The forecasts, one item", body = LiquidityResponse),
+        (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
+        (status = 404, description = "No stored candle of this asset", body = ErrorBody),
+        (status = 422, description = "The stored window cannot be forecast (SPEC's rules), an unknown horizon, or a setting out of range", body = ErrorBody),
+        (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Stale market data (`stale_market_data`), model not ready, store unavailable, or timeout", body = ErrorBody),
+    )
+)]
+pub async fn liquidity(
+    State(state): State<AppState>,
+    Path(asset): Path<String>,
+    ApiQuery(q): ApiQuery<LiquidityQuery>,
+) -> Result<Json<LiquidityResponse>, ApiError> {
+    let horizons = horizons(q.horizons.as_deref())?;
+    let candles = stored_window(&state, &asset).await?;
+    let body = ForecastRequest {
+        asset: Some(asset),
+        candles: Some(candles),
+        horizons,
+        sale_size_usd: q.sale_size_usd,
+        items: None,
+    };
+    liquidity_answer(&state, body).await.map(Json)
+}
+
+/// Risk parameters for an asset at its latest stored hour, with their derivation:
+/// `POST /v1/risk/parameters`'s answer on the latest `history_hours` stored candles.
+#[utoipa::path(
+    get,
+    path = "/v1/assets/{asset}/risk",
+    tag = RISK_TAG,
+    params(("asset" = String, Path, description = "Asset id, e.g. BTCUSDT"), RiskQuery),
+    responses(
+        (status = 200, description = "The parameters, one item", body = RiskResponse),
+        (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
+        (status = 404, description = "No stored candle of this asset", body = ErrorBody),
+        (status = 422, description = "The stored window cannot be forecast (SPEC's rules), or a setting out of range", body = ErrorBody),
+        (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Stale market data (`stale_market_data`), model not ready, store unavailable, or timeout", body = ErrorBody),
+    )
+)]
+pub async fn risk(
+    State(state): State<AppState>,
+    Path(asset): Path<String>,
+    ApiQuery(q): ApiQuery<RiskQuery>,
+) -> Result<Json<RiskResponse>, ApiError> {
+    let candles = stored_window(&state, &asset).await?;
+    let previous =
+        (q.previous_liquidation_threshold.is_some() || q.previous_max_ltv.is_some()).then_some(Previous {
+            liquidation_threshold: q.previous_liquidation_threshold,
+            max_ltv: q.previous_max_ltv,
+        });
+    let body = RiskRequest {
+        asset: Some(asset),
+        candles: Some(candles),
+        previous,
+        items: None,
+        alpha: q.alpha,
+        tau_hours: q.tau_hours,
+        tau_user_hours: q.tau_user_hours,
+        bonus: q.bonus,
+        bonus_margin: q.bonus_margin,
+        sale_size_usd: q.sale_size_usd,
+        max_step: q.max_step,
+    };
+    parameters_answer(&state, body).await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staleness_counts_from_the_close() {
+        let open = 10 * HOUR_MS;
+        assert_eq!(age_ms(open, 11 * HOUR_MS), 0);
+        assert_eq!(age_ms(open, 13 * HOUR_MS), 2 * HOUR_MS);
+        let two_hours = Duration::from_secs(7200);
+        assert!(!is_stale(age_ms(open, 13 * HOUR_MS), two_hours));
+        assert!(is_stale(age_ms(open, 13 * HOUR_MS + 1), two_hours));
+        assert!(!is_stale(i64::MAX, Duration::MAX));
+    }
+
+    #[test]
+    fn horizons_and_times_parse_or_name_their_parameter() {
+        assert_eq!(horizons(Some("4, 24")).ok(), Some(Some(vec![4, 24])));
+        assert_eq!(horizons(None).ok(), Some(None));
+        assert!(
+            matches!(horizons(Some("4,x")), Err(ApiError::InvalidQuery { field, .. }) if field == "horizons")
+        );
+        assert_eq!(
+            time_param("from", "1704067200000", Bound::Start).ok(),
+            Some(1_704_067_200_000)
+        );
+        assert_eq!(
+            time_param("from", "2024-01-01", Bound::Start).ok(),
+            Some(1_704_067_200_000)
+        );
+        assert!(
+            matches!(time_param("to", "yesterday", Bound::End), Err(ApiError::InvalidQuery { field, .. }) if field == "to")
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! The asset routes answer from the service's own market data: on real shared candles loaded by
+//! `ingest`'s code into an SQLite store, `GET /v1/assets/{asset}/risk`, `.../forecast/volatility`
+//! and `.../forecast/liquidity` equal the POST routes' answers on the same candles, to the last
+//! digit; the listing, paging and errors say what they should; and stale data fails closed with
+//! 503 `stale_market_data` while fresh data is served. The committed default artifact serves.
+
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use volcast_core::candles::Candle;
+use volcast_core::time::{HOUR_MS, format_ms};
+use volcast_store::{CandleStore, Store};
+use volcast_training::data::read_file;
+use volcast_training::ingest::{candle_files, ingest};
+
+/// Longer than the shared data's age: the parity test forecasts at the data's last hour.
+const FOREVER: Duration = Duration::from_secs(100_000 * 86_400);
+
+fn artifact() -> std::path::PathBuf {
+    common::repo().join("model-artifacts/default")
+}
+
+async fn store_in(dir: &std::path::Path) -> Store {
+    Store::open(&format!("sqlite://{}", dir.join("volcast.db").display()))
+        .await
+        .unwrap()
+}
+
+fn post_body(asset: &str, candles: &[Candle], settings: &Value) -> Value {
+    let mut body =
+        json!({"asset": asset, "candles": candles.iter().map(common::candle_json).collect::<Vec<_>>()});
+    for (k, v) in settings.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asset_routes_equal_the_post_routes_on_real_stored_candles() {
+    let Some(shared) = common::shared_candles() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path()).await;
+    let assets = ["BTCUSDT", "ETHUSDT", "LINKUSDT"];
+    let paths: Vec<_> = assets
+        .iter()
+        .map(|a| shared.join(format!("{a}.csv.gz")))
+        .collect();
+    let report = ingest(&store, &candle_files(&paths).unwrap(), &|_| {})
+        .await
+        .unwrap();
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    let (app, metrics) = common::app_with_store(&artifact(), store.clone(), FOREVER).await;
+    let (status, model, _) = common::call(&app, "GET", "/v1/model", None).await;
+    assert_eq!(status, 200);
+    let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
+
+    // The listing: every asset, its range as in its file, servable, and all of the last 30 days
+    // missing (the shared data ends in 2021).
+    let (status, listing, _) = common::call(&app, "GET", "/v1/assets", None).await;
+    assert_eq!(status, 200, "{listing}");
+    assert_eq!(listing["history_hours"], json!(history));
+    let listed: Vec<&str> = listing["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["asset"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, assets);
+
+    for (asset, path) in assets.iter().zip(&paths) {
+        let file = read_file(path).unwrap();
+        let status_of = listing["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["asset"] == *asset)
+            .unwrap();
+        assert_eq!(status_of["candles"], json!(file.len()));
+        assert_eq!(status_of["first_open_time"], json!(format_ms(file[0].open_time)));
+        assert_eq!(
+            status_of["last_open_time"],
+            json!(format_ms(file.last().unwrap().open_time))
+        );
+        assert_eq!(status_of["missing_hours_30d"], json!(720));
+        assert_eq!(
+            (status_of["stale"].clone(), status_of["servable"].clone()),
+            (json!(false), json!(true))
+        );
+
+        // The same candles the GET routes read: the file's last `history`.
+        let window = &file[file.len() - history..];
+        let cases = [
+            (
+                format!(
+                    "/v1/assets/{asset}/risk?alpha=0.995&tau_hours=6&tau_user_hours=48&sale_size_usd=250000"
+                ),
+                "/v1/risk/parameters",
+                json!({"alpha": 0.995, "tau_hours": 6.0, "tau_user_hours": 48.0, "sale_size_usd": 250_000.0}),
+            ),
+            (
+                format!("/v1/assets/{asset}/risk"),
+                "/v1/risk/parameters",
+                json!({}),
+            ),
+            (
+                format!("/v1/assets/{asset}/risk?previous_liquidation_threshold=0.9&max_step=0.02"),
+                "/v1/risk/parameters",
+                json!({"previous": {"liquidation_threshold": 0.9}, "max_step": 0.02}),
+            ),
+            (
+                format!("/v1/assets/{asset}/forecast/volatility?horizons=24,4"),
+                "/v1/forecast/volatility",
+                json!({"horizons": [24, 4]}),
+            ),
+            (
+                format!("/v1/assets/{asset}/forecast/liquidity?sale_size_usd=5e5"),
+                "/v1/forecast/liquidity",
+                json!({"sale_size_usd": 5e5}),
+            ),
+        ];
+        for (get, post, settings) in cases {
+            let (status, by_asset, _) = common::call(&app, "GET", &get, None).await;
+            assert_eq!(status, 200, "{get}: {by_asset}");
+            let (status, posted, _) =
+                common::call(&app, "POST", post, Some(&post_body(asset, window, &settings))).await;
+            assert_eq!(status, 200, "{post}: {posted}");
+            assert_eq!(by_asset, posted, "{get}");
+            assert_eq!(
+                by_asset["items"][0]["origin"],
+                json!(format_ms(file.last().unwrap().open_time + HOUR_MS))
+            );
+        }
+    }
+    // The gauge: seconds since BTCUSDT's last candle closed (years, here).
+    let rendered = metrics.render();
+    let line = rendered
+        .lines()
+        .find(|l| l.starts_with("volcast_market_data_age_seconds{asset=\"BTCUSDT\"}"))
+        .unwrap();
+    let age: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(age > 4.0 * 365.0 * 86_400.0, "{line}");
+
+    // Paging through stored candles gives the file's, with the next page's start.
+    let btc = read_file(&paths[0]).unwrap();
+    let start = btc.len() - 30;
+    let uri = format!(
+        "/v1/assets/BTCUSDT/candles?from={}&limit=20",
+        btc[start].open_time
+    );
+    let (status, page, _) = common::call(&app, "GET", &uri, None).await;
+    assert_eq!(status, 200, "{page}");
+    let want: Vec<Value> = btc[start..start + 20].iter().map(common::candle_json).collect();
+    assert_eq!(page["candles"], json!(want));
+    assert_eq!(page["next_from"], json!(format_ms(btc[start + 20].open_time)));
+    let uri = format!(
+        "/v1/assets/BTCUSDT/candles?from={}",
+        page["next_from"].as_str().unwrap()
+    );
+    let (_, rest, _) = common::call(&app, "GET", &uri, None).await;
+    let want: Vec<Value> = btc[start + 20..].iter().map(common::candle_json).collect();
+    assert_eq!(
+        (rest["candles"].clone(), rest["next_from"].clone()),
+        (json!(want), Value::Null)
+    );
+    let (_, latest, _) = common::call(&app, "GET", "/v1/assets/BTCUSDT/candles?limit=3", None).await;
+    let want: Vec<Value> = btc[btc.len() - 3..].iter().map(common::candle_json).collect();
+    assert_eq!(latest["candles"], json!(want));
+}
+
+/// `SYNTH01`'s committed candles moved in time so that the last one opens `hours_ago` hours
+/// before the current hour.
+fn synth_ending(hours_ago: i64, n: usize) -> Vec<Candle> {
+    let all = read_file(&common::repo().join("data/sample/SYNTH01.csv.gz")).unwrap();
+    let all = &all[all.len() - n..];
+    let now_hour = volcast_server::routes::assets::now_ms().div_euclid(HOUR_MS) * HOUR_MS;
+    let shift = now_hour - hours_ago * HOUR_MS - all.last().unwrap().open_time;
+    all.iter()
+        .map(|c| Candle {
+            open_time: c.open_time + shift,
+            ..*c
+        })
+        .collect()
+}
+
+async fn call_error(app: &axum::Router, uri: &str) -> (u16, String, Value) {
+    let (status, body, _) = common::call(app, "GET", uri, None).await;
+    (
+        status.as_u16(),
+        body["error"].as_str().unwrap_or_default().to_owned(),
+        body["field"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_data_is_served_and_stale_data_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path()).await;
+    // FRESH's last candle closed at the current hour; STALE's closed 3 hours ago (over 2 h).
+    let fresh = synth_ending(1, 1000);
+    let stale = synth_ending(4, 1000);
+    store.insert_candles("FRESH", &fresh).await.unwrap();
+    store.insert_candles("STALE", &stale).await.unwrap();
+    store.insert_candles("SHORT", &fresh[900..]).await.unwrap();
+    let (app, _) = common::app_with_store(&artifact(), store, Duration::from_secs(7200)).await;
+
+    let (status, body, _) = common::call(&app, "GET", "/v1/assets/FRESH/risk", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = common::call(&app, "GET", "/v1/assets/STALE/risk", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "stale_market_data");
+    let last = format_ms(stale.last().unwrap().open_time);
+    assert!(body["message"].as_str().unwrap().contains(&last), "{body}");
+    for route in ["forecast/volatility", "forecast/liquidity"] {
+        let (status, _, _) = call_error(&app, &format!("/v1/assets/STALE/{route}")).await;
+        assert_eq!(status, 503, "{route}");
+    }
+    // Stored candles stay readable: staleness is about forecasting on them.
+    let (status, _, _) = common::call(&app, "GET", "/v1/assets/STALE/candles?limit=5", None).await;
+    assert_eq!(status, 200);
+
+    let (_, listing, _) = common::call(&app, "GET", "/v1/assets", None).await;
+    let by_id = |id: &str| {
+        listing["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["asset"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (
+            by_id("FRESH")["stale"].clone(),
+            by_id("FRESH")["servable"].clone()
+        ),
+        (json!(false), json!(true))
+    );
+    // The 720 closed hours before now, less those stored (the sample has a few gaps of its own).
+    let now_hour = volcast_server::routes::assets::now_ms().div_euclid(HOUR_MS) * HOUR_MS;
+    let missing = |c: &[Candle]| {
+        720 - c
+            .iter()
+            .filter(|c| (now_hour - 720 * HOUR_MS..now_hour).contains(&c.open_time))
+            .count()
+    };
+    assert!(missing(&stale) >= 3);
+    assert_eq!(by_id("FRESH")["missing_hours_30d"], json!(missing(&fresh)));
+    assert_eq!(
+        (
+            by_id("STALE")["stale"].clone(),
+            by_id("STALE")["servable"].clone()
+        ),
+        (json!(true), json!(false))
+    );
+    assert_eq!(by_id("STALE")["missing_hours_30d"], json!(missing(&stale)));
+    assert_eq!(by_id("SHORT")["servable"], json!(false));
+    assert!(by_id("SHORT")["reason"].as_str().unwrap().contains("100 candles"));
+
+    // Client mistakes, each in our error format.
+    let cases: [(&str, u16, &str, Value); 9] = [
+        ("/v1/assets/NOPE/risk", 404, "unknown_asset", Value::Null),
+        ("/v1/assets/NOPE/candles", 404, "unknown_asset", Value::Null),
+        ("/v1/assets/SHORT/risk", 422, "too_few_candles", json!("candles")),
+        (
+            "/v1/assets/FRESH/risk?alpah=0.99",
+            400,
+            "invalid_query",
+            json!("alpah"),
+        ),
+        (
+            "/v1/assets/FRESH/risk?alpha=abc",
+            400,
+            "invalid_query",
+            json!("alpha"),
+        ),
+        (
+            "/v1/assets/FRESH/risk?alpha=2",
+            422,
+            "out_of_range",
+            json!("alpha"),
+        ),
+        (
+            "/v1/assets/FRESH/forecast/volatility?horizons=4,x",
+            400,
+            "invalid_query",
+            json!("horizons"),
+        ),
+        (
+            "/v1/assets/FRESH/forecast/volatility?horizons=5",
+            422,
+            "unknown_horizon",
+            json!("horizons[0]"),
+        ),
+        (
+            "/v1/assets/FRESH/candles?limit=0",
+            422,
+            "out_of_range",
+            json!("limit"),
+        ),
+    ];
+    for (uri, status, code, field) in cases {
+        assert_eq!(
+            call_error(&app, uri).await,
+            (status, code.to_owned(), field),
+            "{uri}"
+        );
+    }
+    let (status, code, field) =
+        call_error(&app, "/v1/assets/FRESH/candles?from=2024-02-01&to=2024-01-01").await;
+    assert_eq!(
+        (status, code.as_str(), field),
+        (422, "invalid_value", json!("from"))
+    );
+    let (status, code, _) = call_error(&app, &format!("/v1/assets/{}/risk", "X".repeat(65))).await;
+    assert_eq!((status, code.as_str()), (422, "invalid_value"));
+}
+
+#[tokio::test]
+async fn without_a_store_the_asset_routes_say_so() {
+    let (app, _) = common::app_on(&artifact()).await;
+    for uri in [
+        "/v1/assets",
+        "/v1/assets/BTCUSDT/risk",
+        "/v1/assets/BTCUSDT/candles",
+    ] {
+        let (status, code, _) = call_error(&app, uri).await;
+        assert_eq!((status, code.as_str()), (503, "store_unavailable"), "{uri}");
+    }
+}
