@@ -1,12 +1,17 @@
 //! `loadtest`: throughput and p50/p99 latency of single-asset `POST /v1/risk/parameters`
-//! requests against a running server on the loopback interface, at several concurrencies.
+//! requests against a running server on the loopback interface, at several concurrencies; with
+//! `--asset`, beside `GET /v1/assets/{asset}/risk` on the same stored candles (the POST body is
+//! the asset's latest `history_hours` stored candles, read once from the server), level by level.
 //!
 //! Bounded: at most `--requests` requests and `--max-seconds` per concurrency level, and only to
-//! 127.0.0.1 / localhost. The body (generated candles, deterministic) is built once and reused.
+//! 127.0.0.1 / localhost. The body (generated candles, deterministic, or the stored ones) is
+//! built once and reused.
 //!
 //! ```sh
 //! cargo run --release --bin server -- --artifact /tmp/volcast-art &
 //! cargo run --release --bin loadtest -- --url http://127.0.0.1:8080 --concurrency 1,16,64
+//! # GET from the store beside POST (stored 2021 data: start the server with a long --max-staleness)
+//! cargo run --release --bin loadtest -- --asset BTCUSDT
 //! ```
 //!
 //! # Layout
@@ -48,6 +53,27 @@ struct Args {
     /// Warm-up requests per level, not counted.
     #[arg(long, env = "VOLCAST_LOADTEST_WARMUP", default_value_t = 50)]
     warmup: usize,
+    /// A stored asset: also time `GET /v1/assets/ASSET/risk`, and POST its stored candles.
+    #[arg(long, env = "VOLCAST_LOADTEST_ASSET")]
+    asset: Option<String>,
+}
+
+/// One kind of request the test sends.
+#[derive(Debug, Clone)]
+enum Target {
+    /// A POST of a JSON body.
+    Post { url: String, body: bytes::Bytes },
+    /// A GET.
+    Get { url: String },
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Self::Post { url, body } => format!("POST {url} ({} KiB body)", body.len() / 1024),
+            Self::Get { url } => format!("GET {url}"),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -66,23 +92,23 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-async fn level(client: &reqwest::Client, url: &str, body: &bytes_body::Body, args: &Args, c: usize) -> Level {
+async fn level(client: &reqwest::Client, target: &Target, args: &Args, c: usize) -> Level {
     // Warm-up.
     for _ in 0..args.warmup {
-        let _ = send(client, url, body).await;
+        let _ = send(client, target).await;
     }
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(c);
     for _ in 0..c {
-        let (client, url, body, next) = (client.clone(), url.to_owned(), body.clone(), Arc::clone(&next));
+        let (client, target, next) = (client.clone(), target.clone(), Arc::clone(&next));
         let total = args.requests;
         tasks.push(tokio::spawn(async move {
             let mut out = Level::default();
             while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
                 let t = Instant::now();
-                match send(&client, &url, &body).await {
+                match send(&client, &target).await {
                     Ok(200) => out.latencies.push(t.elapsed()),
                     Ok(429) => out.rejected += 1,
                     _ => out.errors += 1,
@@ -104,18 +130,15 @@ async fn level(client: &reqwest::Client, url: &str, body: &bytes_body::Body, arg
     all
 }
 
-mod bytes_body {
-    /// A request body shared by every request (cheap clones).
-    pub type Body = bytes::Bytes;
-}
-
-async fn send(client: &reqwest::Client, url: &str, body: &bytes_body::Body) -> Result<u16, reqwest::Error> {
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
-        .await?;
+async fn send(client: &reqwest::Client, target: &Target) -> Result<u16, reqwest::Error> {
+    let request = match target {
+        Target::Post { url, body } => client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.clone()),
+        Target::Get { url } => client.get(url),
+    };
+    let response = request.send().await?;
     let status = response.status().as_u16();
     let _ = response.bytes().await?;
     Ok(status)
@@ -155,62 +178,105 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let n = args.candles.unwrap_or_else(|| history.unwrap_or(889).max(720));
-    let start_ms = 1_704_067_200_000; // 2024-01-01
-    let candles: Vec<CandleDto> = generate(&SynthConfig {
-        gap_rate: 0.0,
-        ..SynthConfig::panel_asset(1, 42, n, start_ms)
-    })
-    .into_iter()
-    .map(|c| CandleDto {
-        open_time: c.open_time,
-        open: c.open,
-        high: c.high,
-        low: c.low,
-        close: c.close,
-        volume: c.volume,
-        quote_volume: c.quote_volume,
-    })
-    .collect();
+    let (asset, candles) = match &args.asset {
+        None => ("SYNTH01".to_owned(), synthetic(n)),
+        Some(asset) => match stored(&client, &base, asset, n).await {
+            Ok(c) => (asset.clone(), c),
+            Err(e) => {
+                eprintln!("loadtest: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+    };
     let request = RiskRequest {
-        asset: Some("SYNTH01".into()),
+        asset: Some(asset.clone()),
         candles: Some(candles),
         ..RiskRequest::default()
     };
-    let body: bytes_body::Body = match serde_json::to_vec(&request) {
-        Ok(b) => bytes_body::Body::from(b),
+    let body = match serde_json::to_vec(&request) {
+        Ok(b) => bytes::Bytes::from(b),
         Err(e) => {
             eprintln!("loadtest: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    let url = format!("{base}/v1/risk/parameters");
-    match send(&client, &url, &body).await {
-        Ok(200) => {}
-        other => {
-            eprintln!("loadtest: a first request did not answer 200: {other:?}");
-            return std::process::ExitCode::FAILURE;
+    let mut targets = vec![Target::Post {
+        url: format!("{base}/v1/risk/parameters"),
+        body,
+    }];
+    if args.asset.is_some() {
+        targets.push(Target::Get {
+            url: format!("{base}/v1/assets/{asset}/risk"),
+        });
+    }
+    for t in &targets {
+        match send(&client, t).await {
+            Ok(200) => {}
+            other => {
+                eprintln!("loadtest: a first {} did not answer 200: {other:?}", t.describe());
+                return std::process::ExitCode::FAILURE;
+            }
         }
     }
     println!(
-        "POST {url}: single asset, {n} candles ({} KiB body), up to {} requests or {} s per level",
-        body.len() / 1024,
-        args.requests,
-        args.max_seconds
+        "single asset {asset}, {n} candles; up to {} requests or {} s per level",
+        args.requests, args.max_seconds
     );
-    println!("| concurrency | requests | req/s | p50 ms | p99 ms | 429 | errors |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| request | concurrency | requests | req/s | p50 ms | p99 ms | 429 | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
     for &c in &args.concurrency {
-        let l = level(&client, &url, &body, &args, c.max(1)).await;
-        let ok = l.latencies.len();
-        let rps = ok as f64 / l.elapsed.as_secs_f64().max(1e-9);
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!(
-            "| {c} | {ok} | {rps:.0} | {:.2} | {:.2} | {} | {} |",
-            ms(percentile(&l.latencies, 0.5)),
-            ms(percentile(&l.latencies, 0.99)),
-            l.rejected,
-            l.errors
-        );
+        let mut rates = Vec::new();
+        for t in &targets {
+            let l = level(&client, t, &args, c.max(1)).await;
+            let ok = l.latencies.len();
+            let rps = ok as f64 / l.elapsed.as_secs_f64().max(1e-9);
+            rates.push(rps);
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!(
+                "| {} | {c} | {ok} | {rps:.0} | {:.2} | {:.2} | {} | {} |",
+                t.describe(),
+                ms(percentile(&l.latencies, 0.5)),
+                ms(percentile(&l.latencies, 0.99)),
+                l.rejected,
+                l.errors
+            );
+        }
+        if let [post, get] = rates[..] {
+            ratios.push((c, get / post.max(1e-9)));
+        }
+    }
+    for (c, r) in ratios {
+        println!("GET/POST throughput at concurrency {c}: {r:.2}x");
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// `n` generated candles (deterministic, no gaps).
+fn synthetic(n: usize) -> Vec<CandleDto> {
+    let start_ms = 1_704_067_200_000; // 2024-01-01
+    generate(&SynthConfig {
+        gap_rate: 0.0,
+        ..SynthConfig::panel_asset(1, 42, n, start_ms)
+    })
+    .into_iter()
+    .map(CandleDto::from)
+    .collect()
+}
+
+/// The latest `n` stored candles of `asset`, read from the server.
+async fn stored(
+    client: &reqwest::Client,
+    base: &str,
+    asset: &str,
+    n: usize,
+) -> Result<Vec<CandleDto>, String> {
+    let url = format!("{base}/v1/assets/{asset}/candles?limit={n}");
+    let response = client.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    let page: serde_json::Value = response.json().await.map_err(|e| format!("{url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("{url}: {status}: {page}"));
+    }
+    serde_json::from_value(page["candles"].clone()).map_err(|e| format!("{url}: {e}"))
 }
