@@ -20,12 +20,15 @@
 //! - [`openapi`]: routes and the OpenAPI document registered together.
 //! - [`serve`]: accepting connections within limits (header deadline, cap, drain deadline).
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
+//! - [`follower`]: the live market-data follower: Binance's hourly klines into the store
+//!   (backfill, backoff, resumes after a restart), beside the request path.
 //! - `bin/`: `server` and `openapi` (writes or checks `openapi.yaml`).
 
 pub mod config;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod follower;
 pub mod inputs;
 pub mod metrics;
 pub mod model_info;
