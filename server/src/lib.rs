@@ -22,12 +22,15 @@
 //! - market data: the store (`volcast-store`) opened at start from `--database-url`, read by
 //!   [`routes::assets`].
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
+//! - [`follower`]: the live market-data follower: Binance's hourly klines into the store
+//!   (backfill, backoff, resumes after a restart), beside the request path.
 //! - `bin/`: `server` and `openapi` (writes or checks `openapi.yaml`).
 
 pub mod config;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod follower;
 pub mod inputs;
 pub mod metrics;
 pub mod model_info;
