@@ -101,6 +101,34 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_MAX_STALENESS", default_value = "2h", value_parser = parse_duration)]
     pub max_staleness: Duration,
 
+    /// Follow these Binance symbols live (comma-separated, e.g. `BTCUSDT,ETHUSDT`): their closed
+    /// hourly candles are stored as they close, after a backfill from the last stored one.
+    #[arg(long, env = "VOLCAST_FOLLOW", value_delimiter = ',')]
+    pub follow: Vec<String>,
+
+    /// Follow every asset already in the store (besides `--follow`'s).
+    #[arg(long, env = "VOLCAST_FOLLOW_ALL", default_value_t = false)]
+    pub follow_all: bool,
+
+    /// Base URL of Binance's REST API for the follower.
+    #[arg(long, env = "VOLCAST_BINANCE_URL", default_value = crate::follower::DEFAULT_BINANCE_URL)]
+    pub binance_url: String,
+
+    /// Longest wait between two requests of a caught-up symbol (it asks sooner when the next
+    /// hour closes sooner).
+    #[arg(long, env = "VOLCAST_FOLLOW_POLL", default_value = "60s", value_parser = parse_duration)]
+    pub follow_poll: Duration,
+
+    /// Hours back from now where a followed asset with no stored candle starts (the model
+    /// needs 889).
+    #[arg(long, env = "VOLCAST_FOLLOW_BACKFILL_HOURS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub follow_backfill_hours: u32,
+
+    /// Longest backoff of the follower after failures (429, 418, 5xx, network); the first is
+    /// one second, doubling, with jitter.
+    #[arg(long, env = "VOLCAST_FOLLOW_BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub follow_backoff_max: Duration,
+
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
     #[arg(long, env = "VOLCAST_LOG", default_value = "info")]
     pub log: String,
@@ -150,6 +178,20 @@ impl Config {
             max_connections: self.max_connections.max(1),
             shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
         }
+    }
+
+    /// The follower's settings, when it follows anything.
+    #[must_use]
+    pub fn follow_config(&self) -> Option<crate::follower::FollowConfig> {
+        (!self.follow.is_empty() || self.follow_all).then(|| crate::follower::FollowConfig {
+            symbols: self.follow.clone(),
+            all: self.follow_all,
+            base_url: self.binance_url.clone(),
+            poll: self.follow_poll,
+            backoff_max: self.follow_backoff_max.max(Duration::from_secs(1)),
+            backfill_hours: self.follow_backfill_hours,
+            ..crate::follower::FollowConfig::default()
+        })
     }
 
     /// The queue's longest wait.

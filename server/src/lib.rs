@@ -79,6 +79,9 @@ pub enum ServeError {
     /// The loading task died.
     #[error("model loading task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The follower's settings are wrong.
+    #[error("market-data follower: {0}")]
+    Follow(#[from] follower::FollowError),
     /// The market-data store could not be opened or migrated.
     #[error("market-data store {url}: {source}")]
     Store {
@@ -128,12 +131,18 @@ pub async fn open_store(config: &Config) -> Result<volcast_store::Store, ServeEr
     Ok(store)
 }
 
-/// Keeps `volcast_market_data_age_seconds` current for every stored asset.
-async fn watch_market_data(store: volcast_store::Store, metrics: Arc<Metrics>) {
+/// Keeps `volcast_market_data_age_seconds` current for every stored asset, and the follower's
+/// gauges for every followed one.
+async fn watch_market_data(state: AppState) {
     use volcast_store::CandleStore as _;
     let mut tick = tokio::time::interval(MARKET_DATA_WATCH);
     loop {
         tick.tick().await;
+        let metrics = state.metrics();
+        if let Some(follow) = state.follow_status() {
+            metrics.set_follower(&follow.snapshot());
+        }
+        let Ok(store) = state.store() else { continue };
         match store.last_open_times().await {
             Ok(times) => {
                 let now = routes::assets::now_ms();
@@ -273,8 +282,16 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let settings = Settings::from_config(&config)?;
     let store = open_store(&config).await?;
-    let watcher = tokio::spawn(watch_market_data(store.clone(), Arc::clone(&metrics)));
     let state = AppState::with_store(settings, Arc::clone(&metrics), Some(store.clone()));
+    let follower = match config.follow_config() {
+        Some(follow) => {
+            let f = follower::Follower::spawn(store.clone(), follow, follower::Clock::system())?;
+            state.set_follow_status(f.status());
+            Some(f)
+        }
+        None => None,
+    };
+    let watcher = tokio::spawn(watch_market_data(state.clone()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = serve::serve(
         listener,
@@ -297,6 +314,9 @@ pub async fn run(
             let _ = stop.send(());
             let _ = server.await;
             watcher.abort();
+            if let Some(f) = follower {
+                f.shutdown().await;
+            }
             store.close().await;
             return Err(e);
         }
@@ -313,6 +333,9 @@ pub async fn run(
     #[cfg(unix)]
     reloader.abort();
     watcher.abort();
+    if let Some(f) = follower {
+        f.shutdown().await;
+    }
     store.close().await;
     served??;
     tracing::info!("server stopped");

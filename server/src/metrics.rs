@@ -81,6 +81,12 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     /// Seconds since each stored asset's last candle closed.
     pub market_data_age: Family<AssetLabels, Gauge>,
+    /// Candles the follower stored per followed asset since the start.
+    pub follower_stored: Family<AssetLabels, Gauge>,
+    /// The follower's failed attempts in a row per followed asset (0 when healthy).
+    pub follower_failures: Family<AssetLabels, Gauge>,
+    /// Rate-limited answers (429, 418) per followed asset since the start.
+    pub follower_rate_limited: Family<AssetLabels, Gauge>,
 }
 
 impl Metrics {
@@ -102,6 +108,24 @@ impl Metrics {
         let recalibrated_until = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         let market_data_age = Family::<AssetLabels, Gauge>::default();
+        let follower_stored = Family::<AssetLabels, Gauge>::default();
+        let follower_failures = Family::<AssetLabels, Gauge>::default();
+        let follower_rate_limited = Family::<AssetLabels, Gauge>::default();
+        registry.register(
+            "follower_candles_stored",
+            "Candles the live follower stored for the asset since the start",
+            follower_stored.clone(),
+        );
+        registry.register(
+            "follower_consecutive_failures",
+            "The live follower's failed attempts in a row for the asset (alert when it grows)",
+            follower_failures.clone(),
+        );
+        registry.register(
+            "follower_rate_limited",
+            "Answers 429 or 418 the live follower got for the asset since the start",
+            follower_rate_limited.clone(),
+        );
         registry.register(
             "market_data_age_seconds",
             "Seconds since the asset's last stored candle closed",
@@ -183,6 +207,26 @@ impl Metrics {
             recalibrated_until,
             reloads,
             market_data_age,
+            follower_stored,
+            follower_failures,
+            follower_rate_limited,
+        }
+    }
+
+    /// Sets the follower's gauges from its status.
+    pub fn set_follower(&self, symbols: &[crate::follower::SymbolStatus]) {
+        for s in symbols {
+            let labels = AssetLabels {
+                asset: s.symbol.clone(),
+            };
+            let as_i64 = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
+            self.follower_stored.get_or_create(&labels).set(as_i64(s.stored));
+            self.follower_failures
+                .get_or_create(&labels)
+                .set(i64::from(s.consecutive_failures));
+            self.follower_rate_limited
+                .get_or_create(&labels)
+                .set(as_i64(s.rate_limited));
         }
     }
 

@@ -66,6 +66,52 @@ struct Inner {
     serving: RwLock<Option<Serving>>,
     stress_slots: Arc<tokio::sync::Semaphore>,
     store: Option<volcast_store::Store>,
+    follow: std::sync::OnceLock<crate::follower::FollowStatus>,
+    windows: WindowCache,
+}
+
+/// Most assets whose latest window [`WindowCache`] keeps.
+const MAX_CACHED_WINDOWS: usize = 1024;
+
+/// The latest stored window of candles per asset, as the asset routes last read it, keyed by
+/// the asset's summary (last open time and count): any insert for the asset changes the key,
+/// so a window is reused only while the store holds exactly what it was read from.
+#[derive(Debug, Default)]
+pub struct WindowCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedWindow>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedWindow {
+    key: (i64, i64, usize),
+    candles: Arc<Vec<crate::dto::CandleDto>>,
+}
+
+impl WindowCache {
+    /// The window of `asset` read under `key` (last open time, count, candles wanted), if kept.
+    #[must_use]
+    pub fn get(&self, asset: &str, key: (i64, i64, usize)) -> Option<Arc<Vec<crate::dto::CandleDto>>> {
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(asset)
+            .filter(|w| w.key == key)
+            .map(|w| Arc::clone(&w.candles))
+    }
+
+    /// Keeps `candles` as `asset`'s window under `key` (forgetting every window when full).
+    pub fn put(&self, asset: &str, key: (i64, i64, usize), candles: Arc<Vec<crate::dto::CandleDto>>) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= MAX_CACHED_WINDOWS && !entries.contains_key(asset) {
+            entries.clear();
+        }
+        entries.insert(asset.to_owned(), CachedWindow { key, candles });
+    }
 }
 
 /// Handler state; cheap to clone.
@@ -96,8 +142,27 @@ impl AppState {
                 serving: RwLock::new(None),
                 stress_slots: Arc::new(tokio::sync::Semaphore::new(MAX_STRESS_JOBS)),
                 store,
+                follow: std::sync::OnceLock::new(),
+                windows: WindowCache::default(),
             }),
         }
+    }
+
+    /// Shows the live follower's status (in `GET /v1/assets` and the metrics); set once.
+    pub fn set_follow_status(&self, status: crate::follower::FollowStatus) {
+        let _ = self.inner.follow.set(status);
+    }
+
+    /// The asset routes' cache of stored windows.
+    #[must_use]
+    pub fn windows(&self) -> &WindowCache {
+        &self.inner.windows
+    }
+
+    /// The live follower's status, when the service follows anything.
+    #[must_use]
+    pub fn follow_status(&self) -> Option<&crate::follower::FollowStatus> {
+        self.inner.follow.get()
     }
 
     /// The market-data store.

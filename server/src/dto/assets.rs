@@ -13,7 +13,10 @@ use crate::dto::CandleDto;
     "assets": [{"asset": "BTCUSDT", "first_open_time": "2017-08-17T04:00:00Z",
                 "last_open_time": "2026-12-02T13:00:00Z", "candles": 81234,
                 "missing_hours_30d": 0, "age_seconds": 300, "stale": false,
-                "servable": true, "reason": null}]
+                "servable": true, "reason": null}],
+    "following": [{"symbol": "BTCUSDT", "state": "caught_up", "last_open_time": "2026-12-02T13:00:00Z",
+                   "last_success": "2026-12-02T14:00:05Z", "last_error": null, "consecutive_failures": 0,
+                   "stored": 1000, "requests": 3, "rate_limited": 0}]
 }))]
 pub struct AssetsResponse {
     /// The service's time when it answered, RFC 3339.
@@ -24,6 +27,33 @@ pub struct AssetsResponse {
     pub history_hours: Option<usize>,
     /// The assets, by id.
     pub assets: Vec<AssetStatus>,
+    /// The live follower's symbols (`--follow`, `--follow-all`), by name; empty when it follows
+    /// nothing.
+    pub following: Vec<FollowDto>,
+}
+
+/// One symbol the live follower keeps up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FollowDto {
+    /// The Binance symbol, also the asset id.
+    pub symbol: String,
+    /// `starting`, `backfilling`, `caught_up`, `retrying` (after a rate limit, server or network
+    /// error, or refused data) or `refused` (the exchange refuses the symbol).
+    pub state: String,
+    /// Open time of the newest stored candle, RFC 3339.
+    pub last_open_time: Option<String>,
+    /// When the last successful request finished, RFC 3339.
+    pub last_success: Option<String>,
+    /// The most recent failure (kept after recovery; `consecutive_failures` says if current).
+    pub last_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// Candles stored since the start.
+    pub stored: u64,
+    /// Requests sent since the start.
+    pub requests: u64,
+    /// Rate-limited answers (429, 418) since the start.
+    pub rate_limited: u64,
 }
 
 /// One stored asset.

@@ -14,13 +14,15 @@ use volcast_core::time::{Bound, HOUR_MS, format_ms, parse_time};
 use volcast_store::CandleStore;
 
 use crate::dto::assets::{
-    AssetStatus, AssetsResponse, CandlesPage, CandlesQuery, LiquidityQuery, RiskQuery, VolatilityQuery,
+    AssetStatus, AssetsResponse, CandlesPage, CandlesQuery, FollowDto, LiquidityQuery, RiskQuery,
+    VolatilityQuery,
 };
 use crate::dto::{
     CandleDto, ForecastRequest, LiquidityResponse, Previous, RiskRequest, RiskResponse, VolatilityResponse,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiQuery;
+use crate::follower::SymbolStatus;
 use crate::inputs::MAX_ASSET_LEN;
 use crate::routes::forecast::{liquidity_answer, volatility_answer};
 use crate::routes::risk_parameters::parameters_answer;
@@ -64,7 +66,8 @@ fn check_asset(asset: &str) -> Result<(), ApiError> {
 }
 
 /// The latest `history_hours` stored candles of `asset` (the last `n` by count, so the POST
-/// route given them keeps the same hours), refused when the last one is stale.
+/// route given them keeps the same hours), refused when the last one is stale. One key lookup
+/// when the window is cached and unchanged; the candles are read only when the asset changed.
 ///
 /// # Errors
 /// [`ApiError::UnknownAsset`], [`ApiError::StaleMarketData`], the store's or the model's
@@ -72,24 +75,39 @@ fn check_asset(asset: &str) -> Result<(), ApiError> {
 pub async fn stored_window(state: &AppState, asset: &str) -> Result<Vec<CandleDto>, ApiError> {
     check_asset(asset)?;
     let need = state.serving()?.info.history_hours();
-    let candles = state
-        .store()?
-        .latest_candles(asset, i64::MAX, u32::try_from(need).unwrap_or(u32::MAX))
-        .await?;
-    let last = candles.last().ok_or_else(|| ApiError::UnknownAsset {
+    let store = state.store()?;
+    let range = store.asset(asset).await?.ok_or_else(|| ApiError::UnknownAsset {
         asset: asset.to_owned(),
     })?;
     let max = state.settings().max_staleness;
-    let age = age_ms(last.open_time, now_ms());
+    let age = age_ms(range.last_open_time, now_ms());
     if is_stale(age, max) {
         return Err(ApiError::StaleMarketData {
             asset: asset.to_owned(),
-            last_open_time: format_ms(last.open_time),
+            last_open_time: format_ms(range.last_open_time),
             age_s: age / 1000,
             max_s: max.as_secs(),
         });
     }
-    Ok(candles.into_iter().map(CandleDto::from).collect())
+    let key = (range.last_open_time, range.count, need);
+    if let Some(window) = state.windows().get(asset, key) {
+        return Ok(window.as_ref().clone());
+    }
+    let candles: Vec<CandleDto> = store
+        .latest_candles(asset, i64::MAX, u32::try_from(need).unwrap_or(u32::MAX))
+        .await?
+        .into_iter()
+        .map(CandleDto::from)
+        .collect();
+    // Cached only when read from exactly the state the key names (no insert in between).
+    if candles.last().map(|c| c.open_time) == Some(range.last_open_time)
+        && store.asset(asset).await?.is_some_and(|r| r.count == range.count)
+    {
+        state
+            .windows()
+            .put(asset, key, std::sync::Arc::new(candles.clone()));
+    }
+    Ok(candles)
 }
 
 /// `4,24` as horizons.
@@ -177,12 +195,35 @@ pub async fn assets(State(state): State<AppState>) -> Result<Json<AssetsResponse
             }
         })
         .collect();
+    let following = state
+        .follow_status()
+        .map(|f| f.snapshot().into_iter().map(follow_dto).collect())
+        .unwrap_or_default();
     Ok(Json(AssetsResponse {
         now: format_ms(now),
         max_staleness_seconds: max.as_secs(),
         history_hours: history,
         assets,
+        following,
     }))
+}
+
+fn follow_dto(s: SymbolStatus) -> FollowDto {
+    let state = serde_json::to_value(s.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    FollowDto {
+        state,
+        last_open_time: s.last_open_time.map(format_ms),
+        last_success: s.last_success_ms.map(format_ms),
+        last_error: s.last_error,
+        consecutive_failures: s.consecutive_failures,
+        stored: s.stored,
+        requests: s.requests,
+        rate_limited: s.rate_limited,
+        symbol: s.symbol,
+    }
 }
 
 /// A page of an asset's stored candles, oldest first.

@@ -100,7 +100,7 @@ pub trait CandleStore {
         candles: &[Candle],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Every asset with candles, by id.
+    /// Every asset with candles, by id (from the per-asset summary every insert keeps).
     fn assets(&self) -> impl Future<Output = Result<Vec<AssetRange>, StoreError>> + Send;
 
     /// `asset`'s candles with open time in `[from_ms, to_ms]`, oldest first, at most `limit`.
@@ -131,6 +131,10 @@ pub trait CandleStore {
 
     /// Every asset's last candle open time, by id (cheaper than [`CandleStore::assets`]: no count).
     fn last_open_times(&self) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+
+    /// One asset's range and count, `None` when nothing of it is stored (a key lookup: what an
+    /// answer by asset checks first).
+    fn asset(&self, asset: &str) -> impl Future<Output = Result<Option<AssetRange>, StoreError>> + Send;
 
     /// How many candles each asset has with open time in `[from_ms, to_ms]`, by id (assets with
     /// none are left out).
@@ -306,25 +310,38 @@ impl CandleStore for Store {
             }
             inserted += query.execute(&mut *tx).await?.rows_affected();
         }
+        if inserted > 0 {
+            // Hours skipped as already stored lie within the stored range, so the batch's bounds
+            // are the new candles' bounds as far as the range goes.
+            let first = candles.iter().map(|c| c.open_time).min().unwrap_or_default();
+            let last = candles.iter().map(|c| c.open_time).max().unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO assets (asset, first_open_time, last_open_time, candles) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (asset) DO UPDATE SET \
+                 first_open_time = CASE WHEN excluded.first_open_time < assets.first_open_time \
+                     THEN excluded.first_open_time ELSE assets.first_open_time END, \
+                 last_open_time = CASE WHEN excluded.last_open_time > assets.last_open_time \
+                     THEN excluded.last_open_time ELSE assets.last_open_time END, \
+                 candles = assets.candles + excluded.candles",
+            )
+            .bind(asset)
+            .bind(first)
+            .bind(last)
+            .bind(i64::try_from(inserted).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(inserted)
     }
 
     async fn assets(&self) -> Result<Vec<AssetRange>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT asset, MIN(open_time), MAX(open_time), COUNT(*) FROM candles GROUP BY asset ORDER BY asset",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT asset, first_open_time, last_open_time, candles FROM assets ORDER BY asset")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
-            .map(|r| {
-                Ok(AssetRange {
-                    asset: r.try_get(0)?,
-                    first_open_time: r.try_get(1)?,
-                    last_open_time: r.try_get(2)?,
-                    count: r.try_get(3)?,
-                })
-            })
+            .map(range_of)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
@@ -380,23 +397,43 @@ impl CandleStore for Store {
     }
 
     async fn last_open_times(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT asset, MAX(open_time) FROM candles GROUP BY asset ORDER BY asset")
+        let rows = sqlx::query("SELECT asset, last_open_time FROM assets ORDER BY asset")
             .fetch_all(&self.pool)
             .await?;
         pairs(&rows)
     }
 
     async fn counts(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        // One index range per asset (the key starts with the asset), not a scan of every candle.
         let rows = sqlx::query(
-            "SELECT asset, COUNT(*) FROM candles WHERE open_time >= $1 AND open_time <= $2 \
-             GROUP BY asset ORDER BY asset",
+            "SELECT asset, (SELECT COUNT(*) FROM candles c WHERE c.asset = a.asset \
+             AND c.open_time >= $1 AND c.open_time <= $2) AS n FROM assets a ORDER BY asset",
         )
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(&self.pool)
         .await?;
-        pairs(&rows)
+        Ok(pairs(&rows)?.into_iter().filter(|(_, n)| *n > 0).collect())
     }
+
+    async fn asset(&self, asset: &str) -> Result<Option<AssetRange>, StoreError> {
+        let row = sqlx::query(
+            "SELECT asset, first_open_time, last_open_time, candles FROM assets WHERE asset = $1",
+        )
+        .bind(asset)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(range_of).transpose().map_err(StoreError::from)
+    }
+}
+
+fn range_of(r: &sqlx::any::AnyRow) -> Result<AssetRange, sqlx::Error> {
+    Ok(AssetRange {
+        asset: r.try_get(0)?,
+        first_open_time: r.try_get(1)?,
+        last_open_time: r.try_get(2)?,
+        count: r.try_get(3)?,
+    })
 }
 
 /// Rows of (asset, number).
