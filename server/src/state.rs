@@ -67,50 +67,50 @@ struct Inner {
     stress_slots: Arc<tokio::sync::Semaphore>,
     store: Option<volcast_store::Store>,
     follow: std::sync::OnceLock<crate::follower::FollowStatus>,
-    windows: WindowCache,
+    forecasts: ForecastCache,
 }
 
-/// Most assets whose latest window [`WindowCache`] keeps.
-const MAX_CACHED_WINDOWS: usize = 1024;
+/// Most assets whose latest forecast [`ForecastCache`] keeps.
+const MAX_CACHED_FORECASTS: usize = 1024;
 
-/// The latest stored window of candles per asset, as the asset routes last read it, keyed by
-/// the asset's summary (last open time and count): any insert for the asset changes the key,
-/// so a window is reused only while the store holds exactly what it was read from.
+/// What a stored forecast was made from: the asset's last open time and candle count (any
+/// insert for the asset changes them), the candles read, and the model's hash.
+pub type ForecastKey = (i64, i64, usize, String);
+
+/// A forecast made from stored candles: the prepared inputs and the model's prediction.
+pub type StoredForecast = Arc<(crate::inputs::Prepared, volcast_model::inference::Prediction)>;
+
+/// The asset routes' forecasts per asset at its latest stored hour, reused while the store
+/// holds exactly the candles they were made from and the same model serves.
 #[derive(Debug, Default)]
-pub struct WindowCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, CachedWindow>>,
+pub struct ForecastCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (ForecastKey, StoredForecast)>>,
 }
 
-#[derive(Debug, Clone)]
-struct CachedWindow {
-    key: (i64, i64, usize),
-    candles: Arc<Vec<crate::dto::CandleDto>>,
-}
-
-impl WindowCache {
-    /// The window of `asset` read under `key` (last open time, count, candles wanted), if kept.
+impl ForecastCache {
+    /// `asset`'s forecast made under `key`, if kept.
     #[must_use]
-    pub fn get(&self, asset: &str, key: (i64, i64, usize)) -> Option<Arc<Vec<crate::dto::CandleDto>>> {
+    pub fn get(&self, asset: &str, key: &ForecastKey) -> Option<StoredForecast> {
         let entries = self
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         entries
             .get(asset)
-            .filter(|w| w.key == key)
-            .map(|w| Arc::clone(&w.candles))
+            .filter(|(k, _)| k == key)
+            .map(|(_, f)| Arc::clone(f))
     }
 
-    /// Keeps `candles` as `asset`'s window under `key` (forgetting every window when full).
-    pub fn put(&self, asset: &str, key: (i64, i64, usize), candles: Arc<Vec<crate::dto::CandleDto>>) {
+    /// Keeps `forecast` as `asset`'s, made under `key` (forgetting every forecast when full).
+    pub fn put(&self, asset: &str, key: ForecastKey, forecast: StoredForecast) {
         let mut entries = self
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= MAX_CACHED_WINDOWS && !entries.contains_key(asset) {
+        if entries.len() >= MAX_CACHED_FORECASTS && !entries.contains_key(asset) {
             entries.clear();
         }
-        entries.insert(asset.to_owned(), CachedWindow { key, candles });
+        entries.insert(asset.to_owned(), (key, forecast));
     }
 }
 
@@ -143,7 +143,7 @@ impl AppState {
                 stress_slots: Arc::new(tokio::sync::Semaphore::new(MAX_STRESS_JOBS)),
                 store,
                 follow: std::sync::OnceLock::new(),
-                windows: WindowCache::default(),
+                forecasts: ForecastCache::default(),
             }),
         }
     }
@@ -153,10 +153,10 @@ impl AppState {
         let _ = self.inner.follow.set(status);
     }
 
-    /// The asset routes' cache of stored windows.
+    /// The asset routes' forecasts from stored candles.
     #[must_use]
-    pub fn windows(&self) -> &WindowCache {
-        &self.inner.windows
+    pub fn forecasts(&self) -> &ForecastCache {
+        &self.inner.forecasts
     }
 
     /// The live follower's status, when the service follows anything.

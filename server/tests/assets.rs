@@ -137,6 +137,31 @@ async fn asset_routes_equal_the_post_routes_on_real_stored_candles() {
             );
         }
     }
+    // A new candle moves the answer (the forecast made before is not reused): the origin is an
+    // hour later and the answer equals the POST answer on the new window.
+    let btc = read_file(&paths[0]).unwrap();
+    let last = *btc.last().unwrap();
+    let next = Candle {
+        open_time: last.open_time + HOUR_MS,
+        open: last.close,
+        high: last.close * 1.01,
+        low: last.close * 0.97,
+        close: last.close * 0.98,
+        ..last
+    };
+    assert_eq!(store.insert_candles("BTCUSDT", &[next]).await.unwrap(), 1);
+    let mut extended = btc.clone();
+    extended.push(next);
+    let (status, by_asset, _) = common::call(&app, "GET", "/v1/assets/BTCUSDT/risk", None).await;
+    assert_eq!(status, 200, "{by_asset}");
+    let body = post_body("BTCUSDT", &extended[extended.len() - history..], &json!({}));
+    let (_, posted, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(by_asset, posted);
+    assert_eq!(
+        by_asset["items"][0]["origin"],
+        json!(format_ms(next.open_time + HOUR_MS))
+    );
+
     // The gauge: seconds since BTCUSDT's last candle closed (years, here).
     let rendered = metrics.render();
     let line = rendered
@@ -146,8 +171,9 @@ async fn asset_routes_equal_the_post_routes_on_real_stored_candles() {
     let age: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(age > 4.0 * 365.0 * 86_400.0, "{line}");
 
-    // Paging through stored candles gives the file's, with the next page's start.
-    let btc = read_file(&paths[0]).unwrap();
+    // Paging through stored candles gives the file's (and the new one), with the next page's
+    // start.
+    let btc = extended;
     let start = btc.len() - 30;
     let uri = format!(
         "/v1/assets/BTCUSDT/candles?from={}&limit=20",

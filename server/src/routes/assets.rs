@@ -3,9 +3,12 @@
 //! `GET /v1/assets` lists what is stored and whether it can be served; `.../candles` pages
 //! through an asset's candles; `.../forecast/volatility`, `.../forecast/liquidity` and `.../risk`
 //! read the asset's latest `history_hours` stored candles and answer exactly what the POST
-//! routes answer on those candles (the same functions run). Stale data fails closed: when the last
+//! routes answer on those candles (the same functions run). The forecast made from a window is
+//! kept until the asset's candles or the model change, so a repeated question costs a key lookup
+//! and the answer's assembly, never the candles' parsing or the features again. Stale data fails closed: when the last
 //! stored candle closed longer ago than `--max-staleness`, they answer 503 `stale_market_data`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -17,17 +20,16 @@ use crate::dto::assets::{
     AssetStatus, AssetsResponse, CandlesPage, CandlesQuery, FollowDto, LiquidityQuery, RiskQuery,
     VolatilityQuery,
 };
-use crate::dto::{
-    CandleDto, ForecastRequest, LiquidityResponse, Previous, RiskRequest, RiskResponse, VolatilityResponse,
-};
+use crate::dto::{CandleDto, LiquidityResponse, Previous, RiskRequest, RiskResponse, VolatilityResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiQuery;
 use crate::follower::SymbolStatus;
 use crate::inputs::MAX_ASSET_LEN;
-use crate::routes::forecast::{liquidity_answer, volatility_answer};
-use crate::routes::risk_parameters::parameters_answer;
-use crate::routes::{FORECAST_TAG, MARKET_TAG, RISK_TAG};
-use crate::state::AppState;
+use crate::inputs::horizon_indices;
+use crate::routes::forecast::{liquidity_response, sale_size, volatility_response};
+use crate::routes::risk_parameters::{check_previous, recommend, settings};
+use crate::routes::{FORECAST_TAG, MARKET_TAG, RISK_TAG, forecast_items};
+use crate::state::{AppState, Serving, StoredForecast};
 
 /// Candles per page of `GET /v1/assets/{asset}/candles` unless `limit` says otherwise.
 pub const DEFAULT_PAGE: u32 = 1000;
@@ -65,16 +67,22 @@ fn check_asset(asset: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The latest `history_hours` stored candles of `asset` (the last `n` by count, so the POST
-/// route given them keeps the same hours), refused when the last one is stale. One key lookup
-/// when the window is cached and unchanged; the candles are read only when the asset changed.
+/// The model's forecast for `asset` at its latest stored hour: `forecast_items` (the POST
+/// routes' code) on the latest `history_hours` stored candles (the last `n` by count, so the POST
+/// routes given them keep the same hours). Refused when the last candle is stale. One key lookup
+/// when nothing changed since the last time: the forecast is made again only when the asset's
+/// candles or the model changed.
 ///
 /// # Errors
 /// [`ApiError::UnknownAsset`], [`ApiError::StaleMarketData`], the store's or the model's
-/// readiness.
-pub async fn stored_window(state: &AppState, asset: &str) -> Result<Vec<CandleDto>, ApiError> {
+/// readiness, and whatever the POST routes answer for those candles.
+pub async fn stored_forecast(
+    state: &AppState,
+    serving: &Serving,
+    asset: &str,
+) -> Result<StoredForecast, ApiError> {
     check_asset(asset)?;
-    let need = state.serving()?.info.history_hours();
+    let need = serving.info.history_hours();
     let store = state.store()?;
     let range = store.asset(asset).await?.ok_or_else(|| ApiError::UnknownAsset {
         asset: asset.to_owned(),
@@ -89,9 +97,9 @@ pub async fn stored_window(state: &AppState, asset: &str) -> Result<Vec<CandleDt
             max_s: max.as_secs(),
         });
     }
-    let key = (range.last_open_time, range.count, need);
-    if let Some(window) = state.windows().get(asset, key) {
-        return Ok(window.as_ref().clone());
+    let key = (range.last_open_time, range.count, need, serving.info.hash.clone());
+    if let Some(forecast) = state.forecasts().get(asset, &key) {
+        return Ok(forecast);
     }
     let candles: Vec<CandleDto> = store
         .latest_candles(asset, i64::MAX, u32::try_from(need).unwrap_or(u32::MAX))
@@ -99,15 +107,18 @@ pub async fn stored_window(state: &AppState, asset: &str) -> Result<Vec<CandleDt
         .into_iter()
         .map(CandleDto::from)
         .collect();
-    // Cached only when read from exactly the state the key names (no insert in between).
+    let (prep, pred) = forecast_items(state, serving, vec![(String::new(), asset.to_owned(), &candles)])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("a forecast of one asset gave none".into()))?;
+    let forecast = Arc::new((prep, pred));
+    // Kept only when made from exactly the state the key names (no insert in between).
     if candles.last().map(|c| c.open_time) == Some(range.last_open_time)
         && store.asset(asset).await?.is_some_and(|r| r.count == range.count)
     {
-        state
-            .windows()
-            .put(asset, key, std::sync::Arc::new(candles.clone()));
+        state.forecasts().put(asset, key, Arc::clone(&forecast));
     }
-    Ok(candles)
+    Ok(forecast)
 }
 
 /// `4,24` as horizons.
@@ -309,14 +320,15 @@ pub async fn volatility(
     ApiQuery(q): ApiQuery<VolatilityQuery>,
 ) -> Result<Json<VolatilityResponse>, ApiError> {
     let horizons = horizons(q.horizons.as_deref())?;
-    let candles = stored_window(&state, &asset).await?;
-    let body = ForecastRequest {
-        asset: Some(asset),
-        candles: Some(candles),
-        horizons,
-        ..ForecastRequest::default()
-    };
-    volatility_answer(&state, body).await.map(Json)
+    let serving = state.serving()?;
+    let wanted = horizon_indices(&serving.info, horizons.as_deref())?;
+    let forecast = stored_forecast(&state, &serving, &asset).await?;
+    let (prep, pred) = forecast.as_ref();
+    Ok(Json(volatility_response(
+        &serving.info,
+        &wanted,
+        std::iter::once((prep, pred)),
+    )))
 }
 
 /// Liquidity-shortage forecasts for an asset at its latest stored hour:
@@ -341,15 +353,12 @@ pub async fn liquidity(
     ApiQuery(q): ApiQuery<LiquidityQuery>,
 ) -> Result<Json<LiquidityResponse>, ApiError> {
     let horizons = horizons(q.horizons.as_deref())?;
-    let candles = stored_window(&state, &asset).await?;
-    let body = ForecastRequest {
-        asset: Some(asset),
-        candles: Some(candles),
-        horizons,
-        sale_size_usd: q.sale_size_usd,
-        items: None,
-    };
-    liquidity_answer(&state, body).await.map(Json)
+    let serving = state.serving()?;
+    let wanted = horizon_indices(&serving.info, horizons.as_deref())?;
+    let sale = sale_size(&state, q.sale_size_usd)?;
+    let forecast = stored_forecast(&state, &serving, &asset).await?;
+    let (prep, pred) = forecast.as_ref();
+    liquidity_response(&serving.info, &wanted, sale, std::iter::once(("", prep, pred))).map(Json)
 }
 
 /// Risk parameters for an asset at its latest stored hour, with their derivation:
@@ -373,17 +382,12 @@ pub async fn risk(
     Path(asset): Path<String>,
     ApiQuery(q): ApiQuery<RiskQuery>,
 ) -> Result<Json<RiskResponse>, ApiError> {
-    let candles = stored_window(&state, &asset).await?;
     let previous =
         (q.previous_liquidation_threshold.is_some() || q.previous_max_ltv.is_some()).then_some(Previous {
             liquidation_threshold: q.previous_liquidation_threshold,
             max_ltv: q.previous_max_ltv,
         });
-    let body = RiskRequest {
-        asset: Some(asset),
-        candles: Some(candles),
-        previous,
-        items: None,
+    let asked = RiskRequest {
         alpha: q.alpha,
         tau_hours: q.tau_hours,
         tau_user_hours: q.tau_user_hours,
@@ -391,8 +395,18 @@ pub async fn risk(
         bonus_margin: q.bonus_margin,
         sale_size_usd: q.sale_size_usd,
         max_step: q.max_step,
+        ..RiskRequest::default()
     };
-    parameters_answer(&state, body).await.map(Json)
+    let serving = state.serving()?;
+    let s = settings(&asked, &state)?;
+    check_previous("", previous.as_ref())?;
+    let forecast = stored_forecast(&state, &serving, &asset).await?;
+    let (prep, pred) = forecast.as_ref();
+    let item = recommend(&serving.info, &s, "", prep, pred, previous)?;
+    Ok(Json(RiskResponse {
+        model: serving.info.reference(),
+        items: vec![item],
+    }))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::dto::{
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::inputs::{Prepared, horizon_indices, shape};
+use crate::model_info::ModelInfo;
 use crate::routes::{FORECAST_TAG, finite, forecast_items, unusable};
 use crate::state::{AppState, Serving};
 use volcast_core::policy;
@@ -86,13 +87,24 @@ pub async fn volatility_answer(
     body: ForecastRequest,
 ) -> Result<VolatilityResponse, ApiError> {
     let serving = state.serving()?;
-    let info = &serving.info;
-    let wanted = horizon_indices(info, body.horizons.as_deref())?;
+    let wanted = horizon_indices(&serving.info, body.horizons.as_deref())?;
     let results = forecast_body(state, &serving, body).await?;
+    Ok(volatility_response(
+        &serving.info,
+        &wanted,
+        results.iter().map(|(_, prep, pred)| (prep, pred)),
+    ))
+}
+
+/// The volatility answer for forecasts already made, at the horizons `wanted` (indices).
+pub fn volatility_response<'a>(
+    info: &ModelInfo,
+    wanted: &[usize],
+    results: impl Iterator<Item = (&'a Prepared, &'a Prediction)>,
+) -> VolatilityResponse {
     let levels = &info.metadata.quantile_levels;
     let items = results
-        .into_iter()
-        .map(|(_, prep, pred)| AssetVolatility {
+        .map(|(prep, pred)| AssetVolatility {
             origin: prep.origin(),
             horizons: wanted
                 .iter()
@@ -114,13 +126,13 @@ pub async fn volatility_answer(
                     }
                 })
                 .collect(),
-            asset: prep.asset,
+            asset: prep.asset.clone(),
         })
         .collect();
-    Ok(VolatilityResponse {
+    VolatilityResponse {
         model: info.reference(),
         items,
-    })
+    }
 }
 
 /// Liquidity-shortage probabilities, illiquidity and expected slippage per horizon.
@@ -156,16 +168,41 @@ pub async fn liquidity_answer(
     body: ForecastRequest,
 ) -> Result<LiquidityResponse, ApiError> {
     let serving = state.serving()?;
-    let info = &serving.info;
-    let wanted = horizon_indices(info, body.horizons.as_deref())?;
-    let sale = policy::SALE_SIZE_RANGE.check(
-        "sale_size_usd",
-        body.sale_size_usd
-            .unwrap_or(state.settings().defaults.sale_size_usd),
-    )?;
+    let wanted = horizon_indices(&serving.info, body.horizons.as_deref())?;
+    let sale = sale_size(state, body.sale_size_usd)?;
     let results = forecast_body(state, &serving, body).await?;
+    liquidity_response(
+        &serving.info,
+        &wanted,
+        sale,
+        results
+            .iter()
+            .map(|(prefix, prep, pred)| (prefix.as_str(), prep, pred)),
+    )
+}
+
+/// The sale size asked, or the config's default, checked against its range.
+///
+/// # Errors
+/// [`ApiError::OutOfRange`] naming `sale_size_usd`.
+pub fn sale_size(state: &AppState, asked: Option<f64>) -> Result<f64, ApiError> {
+    Ok(policy::SALE_SIZE_RANGE.check(
+        "sale_size_usd",
+        asked.unwrap_or(state.settings().defaults.sale_size_usd),
+    )?)
+}
+
+/// The liquidity answer for forecasts already made (each with its item's JSON path prefix).
+///
+/// # Errors
+/// [`ApiError::UnusableInput`] when an expected slippage is not finite.
+pub fn liquidity_response<'a>(
+    info: &ModelInfo,
+    wanted: &[usize],
+    sale: f64,
+    results: impl Iterator<Item = (&'a str, &'a Prepared, &'a Prediction)>,
+) -> Result<LiquidityResponse, ApiError> {
     let items = results
-        .into_iter()
         .map(|(prefix, prep, pred)| {
             let horizons = wanted
                 .iter()
@@ -178,7 +215,7 @@ pub async fn liquidity_answer(
                     // overflows is no answer (an overflowing expected value makes the slippage
                     // non-finite too, even for a sale of 0).
                     if slippage.is_some_and(|x| !x.is_finite()) {
-                        return Err(unusable(&prefix, &prep.asset, "expected slippage"));
+                        return Err(unusable(prefix, &prep.asset, "expected slippage"));
                     }
                     Ok(LiquidityHorizon {
                         horizon_hours: info.horizons()[j],
@@ -194,7 +231,7 @@ pub async fn liquidity_answer(
                 origin: prep.origin(),
                 sale_size_usd: sale,
                 horizons,
-                asset: prep.asset,
+                asset: prep.asset.clone(),
             })
         })
         .collect::<Result<_, ApiError>>()?;

@@ -23,7 +23,10 @@ use crate::state::AppState;
 
 /// The request's settings, each left out taken from the config's defaults, checked against the
 /// policy's ranges ([`RiskSettings::resolve`]).
-fn settings(body: &RiskRequest, state: &AppState) -> Result<RiskSettings, ApiError> {
+///
+/// # Errors
+/// [`ApiError::OutOfRange`] naming the setting.
+pub fn settings(body: &RiskRequest, state: &AppState) -> Result<RiskSettings, ApiError> {
     let asked = AskedSettings {
         alpha: body.alpha,
         tau: body.tau_hours,
@@ -40,7 +43,11 @@ fn settings(body: &RiskRequest, state: &AppState) -> Result<RiskSettings, ApiErr
     )?)
 }
 
-fn check_previous(prefix: &str, previous: Option<&Previous>) -> Result<(), ApiError> {
+/// Each previous value given must lie in [0, 1].
+///
+/// # Errors
+/// [`ApiError::OutOfRange`] naming it.
+pub fn check_previous(prefix: &str, previous: Option<&Previous>) -> Result<(), ApiError> {
     let Some(p) = previous else { return Ok(()) };
     for (name, value) in [
         ("liquidation_threshold", p.liquidation_threshold),
@@ -111,7 +118,7 @@ pub async fn parameters_answer(state: &AppState, body: RiskRequest) -> Result<Ri
     let out = results
         .into_iter()
         .zip(items)
-        .map(|((prep, pred), (prefix, item))| recommend(info, &s, &prefix, prep, &pred, item.previous))
+        .map(|((prep, pred), (prefix, item))| recommend(info, &s, &prefix, &prep, &pred, item.previous))
         .collect::<Result<_, _>>()?;
     Ok(RiskResponse {
         model: info.reference(),
@@ -119,11 +126,15 @@ pub async fn parameters_answer(state: &AppState, body: RiskRequest) -> Result<Ri
     })
 }
 
-fn recommend(
+/// One asset's parameters and derivation from its forecasts (`prefix`: the item's JSON path).
+///
+/// # Errors
+/// [`ApiError::UnusableInput`] when a number of the answer is not finite.
+pub fn recommend(
     info: &ModelInfo,
     s: &RiskSettings,
     prefix: &str,
-    prep: Prepared,
+    prep: &Prepared,
     pred: &Prediction,
     previous: Option<Previous>,
 ) -> Result<AssetRisk, ApiError> {
@@ -159,7 +170,7 @@ fn recommend(
     }
     let comparisons = comparisons(
         calibration,
-        &prep,
+        prep,
         horizons,
         &s.input(liquidity.tau_effective, slippage),
     );
@@ -168,7 +179,7 @@ fn recommend(
         recommendation: &rec,
         rule,
         calibration,
-        forecasts: forecasts_used(horizons, pred, &prep),
+        forecasts: forecasts_used(horizons, pred, prep),
         previous,
         comparisons,
     };
@@ -176,7 +187,7 @@ fn recommend(
         origin: prep.origin(),
         parameters: answer.parameters(),
         derivation: answer.derivation(),
-        asset: prep.asset,
+        asset: prep.asset.clone(),
     })
 }
 
