@@ -297,8 +297,9 @@ impl Follower {
         self.status.clone()
     }
 
-    /// Stops every task and waits until they have stopped; a page being stored is rolled back
-    /// whole (or was committed whole).
+    /// Stops every task and waits until they have stopped. A page being stored when its task
+    /// stops is committed whole or not at all, possibly just after this returns (the database
+    /// finishes what it was sent): close the store to wait for it.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -23,19 +23,10 @@ use volcast_core::forecast::{DrawdownQuery, ForecastError, ForecastRequest, Fore
 use volcast_core::grid::Asset;
 use volcast_core::panel::{daily_slots, prepare};
 use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_TAU};
-use volcast_core::time::{close_hour_of_open_ms, parse_time};
-use volcast_model::artifact::{self, Adaptive, Metadata, Recalibration, RiskCalibration};
+use volcast_model::artifact::{self, Adaptive, Recalibration, RiskCalibration};
 use volcast_model::inference::LoadedModel;
 
-/// The close hour of the artifact's last fitting candle.
-///
-/// # Errors
-/// [`CalibrateError::TooLittleData`] when the metadata's `fit_until` is not a time.
-pub fn fit_end_hour(metadata: &Metadata) -> Result<i64, CalibrateError> {
-    parse_time(&metadata.fit_until, volcast_core::time::Bound::Start)
-        .map(close_hour_of_open_ms)
-        .map_err(|e| CalibrateError::TooLittleData(format!("fit_until {}: {e}", metadata.fit_until)))
-}
+pub use crate::rolling::fit_end_hour;
 
 /// The model's forecasts, as operated ([`operated`]), at every horizon it has, at `origins`.
 fn forecast_all(
@@ -161,9 +152,10 @@ pub fn recalibrate(
 
 /// Recalibrates and calibrates the artifact `model` on `assets` (data of its fit period only),
 /// records the market's worst windows for the stress simulation, and writes the result (same
-/// weights, metadata with [`Metadata::recalibration`], [`Metadata::risk`] (`fit_exponent`: see
-/// [`calibrate`]) and [`Metadata::stress_scenarios`], a new content id) into `out`; returns its
-/// directory.
+/// weights, metadata with [`Metadata::recalibration`](artifact::Metadata::recalibration),
+/// [`Metadata::risk`](artifact::Metadata::risk) (`fit_exponent`: see [`calibrate`]) and
+/// [`Metadata::stress_scenarios`](artifact::Metadata::stress_scenarios), a new content id) into
+/// `out`; returns its directory.
 ///
 /// # Errors
 /// [`CalibrateError`] on a read, forecast or write failure, or too little data.

@@ -439,7 +439,7 @@ impl DailyRecalibrated<'_> {
             message,
         };
         let horizons = &metadata.horizons;
-        let anchor = day_of(crate::calibrate::fit_end_hour(metadata).map_err(|e| fail(e.to_string()))?);
+        let anchor = day_of(fit_end_hour(metadata).map_err(|e| fail(e.to_string()))?);
         let days_of = origins.iter().map(|o| day_of(assets[o.asset].grid.hour(o.slot)));
         let first = days_of.clone().min().unwrap_or(first_day).min(first_day);
         let last = days_of.max().unwrap_or(last_day).max(last_day);
@@ -716,6 +716,16 @@ impl Forecaster for DailyRecalibrated<'_> {
         }
         Ok(table)
     }
+}
+
+/// The close hour of the artifact's last fitting candle.
+///
+/// # Errors
+/// [`CalibrateError::TooLittleData`] when the metadata's `fit_until` is not a time.
+pub fn fit_end_hour(metadata: &volcast_model::artifact::Metadata) -> Result<i64, CalibrateError> {
+    volcast_core::time::parse_time(&metadata.fit_until, volcast_core::time::Bound::Start)
+        .map(volcast_core::time::close_hour_of_open_ms)
+        .map_err(|e| CalibrateError::TooLittleData(format!("fit_until {}: {e}", metadata.fit_until)))
 }
 
 #[cfg(test)]
