@@ -285,9 +285,16 @@ impl CandleStore for Store {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
         for chunk in candles.chunks(INSERT_BATCH) {
+            // SQLite gets anonymous `?` parameters: it looks a numbered one's name up in a list,
+            // one lookup per parameter, which made a 4,000-parameter insert quadratic.
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
-                    let p = (1..=8).map(|k| format!("${}", 8 * i + k)).collect::<Vec<_>>();
+                    let p = (1..=8)
+                        .map(|k| match self.backend {
+                            Backend::Sqlite => "?".to_owned(),
+                            Backend::Postgres => format!("${}", 8 * i + k),
+                        })
+                        .collect::<Vec<_>>();
                     format!("({})", p.join(", "))
                 })
                 .collect();
