@@ -233,6 +233,12 @@ async fn fresh_data_is_served_and_stale_data_fails_closed() {
     store.insert_candles("FRESH", &fresh).await.unwrap();
     store.insert_candles("STALE", &stale).await.unwrap();
     store.insert_candles("SHORT", &fresh[900..]).await.unwrap();
+    // FLAT's last three hours show no trading (no price range): SPEC's degenerate-market rule.
+    let mut flat = fresh.clone();
+    for c in flat.iter_mut().rev().take(3) {
+        (c.high, c.low, c.close) = (c.open, c.open, c.open);
+    }
+    store.insert_candles("FLAT", &flat).await.unwrap();
     let (app, _) = common::app_with_store(&artifact(), store, Duration::from_secs(7200)).await;
 
     let (status, body, _) = common::call(&app, "GET", "/v1/assets/FRESH/risk", None).await;
@@ -287,12 +293,26 @@ async fn fresh_data_is_served_and_stale_data_fails_closed() {
     assert_eq!(by_id("STALE")["missing_hours_30d"], json!(missing(&stale)));
     assert_eq!(by_id("SHORT")["servable"], json!(false));
     assert!(by_id("SHORT")["reason"].as_str().unwrap().contains("100 candles"));
+    assert_eq!(by_id("FLAT")["servable"], json!(false));
+    assert!(
+        by_id("FLAT")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("show no trading"),
+        "{listing}"
+    );
 
     // Client mistakes, each in our error format.
-    let cases: [(&str, u16, &str, Value); 9] = [
+    let cases: [(&str, u16, &str, Value); 10] = [
         ("/v1/assets/NOPE/risk", 404, "unknown_asset", Value::Null),
         ("/v1/assets/NOPE/candles", 404, "unknown_asset", Value::Null),
         ("/v1/assets/SHORT/risk", 422, "too_few_candles", json!("candles")),
+        (
+            "/v1/assets/FLAT/risk",
+            422,
+            "degenerate_market",
+            json!("candles[888]"),
+        ),
         (
             "/v1/assets/FRESH/risk?alpah=0.99",
             400,

@@ -74,11 +74,11 @@ pub struct AssetStatus {
     /// Whether `age_seconds` is over the maximum staleness (the asset routes then answer 503
     /// `stale_market_data`).
     pub stale: bool,
-    /// Whether the asset routes can forecast it now: the model is ready, the data is fresh and
-    /// at least `history_hours` candles are stored. The answer can still be a 422 on SPEC's rules
-    /// about the window itself (too many missing hours, a market without trading).
+    /// Whether the asset routes can forecast it now: the model is ready, the data is fresh, at
+    /// least `history_hours` candles are stored, and the latest window passes SPEC's rules (the
+    /// forecast is made, and kept for the asset routes).
     pub servable: bool,
-    /// Why it cannot be served, when it cannot.
+    /// Why it cannot be served, when it cannot: the asset routes' error message.
     pub reason: Option<String>,
 }
 

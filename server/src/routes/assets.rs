@@ -169,43 +169,46 @@ pub async fn assets(State(state): State<AppState>) -> Result<Json<AssetsResponse
     let recent = store
         .counts(month_end - (MONTH_HOURS - 1) * HOUR_MS, month_end)
         .await?;
-    let history = state.serving().ok().map(|s| s.info.history_hours());
+    let serving = state.serving().ok();
+    let history = serving.as_ref().map(|s| s.info.history_hours());
     let max = state.settings().max_staleness;
     let metrics = state.metrics();
-    let assets = ranges
-        .into_iter()
-        .map(|r| {
-            let age = age_ms(r.last_open_time, now);
-            metrics.set_market_data_age(&r.asset, age);
-            let stale = is_stale(age, max);
-            let in_month = recent
-                .binary_search_by(|(a, _)| a.as_str().cmp(&r.asset))
-                .map_or(0, |i| recent[i].1);
-            let reason = match history {
-                None => Some("the model is not ready yet".to_owned()),
-                Some(_) if stale => Some(format!(
-                    "stale: the last candle closed {} s ago, over the maximum of {} s",
-                    age / 1000,
-                    max.as_secs()
-                )),
-                Some(h) if r.count < i64::try_from(h).unwrap_or(i64::MAX) => {
-                    Some(format!("{} candles stored; the model needs {h}", r.count))
-                }
-                Some(_) => None,
-            };
-            AssetStatus {
-                first_open_time: format_ms(r.first_open_time),
-                last_open_time: format_ms(r.last_open_time),
-                candles: r.count,
-                missing_hours_30d: MONTH_HOURS - in_month,
-                age_seconds: age / 1000,
-                stale,
-                servable: reason.is_none(),
-                reason,
-                asset: r.asset,
+    let mut assets = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let age = age_ms(r.last_open_time, now);
+        metrics.set_market_data_age(&r.asset, age);
+        let stale = is_stale(age, max);
+        let in_month = recent
+            .binary_search_by(|(a, _)| a.as_str().cmp(&r.asset))
+            .map_or(0, |i| recent[i].1);
+        let reason = match (&serving, history) {
+            (None, _) | (_, None) => Some("the model is not ready yet".to_owned()),
+            _ if stale => Some(format!(
+                "stale: the last candle closed {} s ago, over the maximum of {} s",
+                age / 1000,
+                max.as_secs()
+            )),
+            (_, Some(h)) if r.count < i64::try_from(h).unwrap_or(i64::MAX) => {
+                Some(format!("{} candles stored; the model needs {h}", r.count))
             }
-        })
-        .collect();
+            // What the asset routes would answer: the forecast (kept for them) or why not.
+            (Some(serving), Some(_)) => stored_forecast(&state, serving, &r.asset)
+                .await
+                .err()
+                .map(|e| e.body().message),
+        };
+        assets.push(AssetStatus {
+            first_open_time: format_ms(r.first_open_time),
+            last_open_time: format_ms(r.last_open_time),
+            candles: r.count,
+            missing_hours_30d: MONTH_HOURS - in_month,
+            age_seconds: age / 1000,
+            stale,
+            servable: reason.is_none(),
+            reason,
+            asset: r.asset,
+        });
+    }
     let following = state
         .follow_status()
         .map(|f| f.snapshot().into_iter().map(follow_dto).collect())
