@@ -131,17 +131,14 @@ pub async fn open_store(config: &Config) -> Result<volcast_store::Store, ServeEr
     Ok(store)
 }
 
-/// Keeps `volcast_market_data_age_seconds` current for every stored asset, and the follower's
-/// gauges for every followed one.
+/// Keeps `volcast_market_data_age_seconds` current for every stored asset (the follower's gauges
+/// are set at each scrape).
 async fn watch_market_data(state: AppState) {
     use volcast_store::CandleStore as _;
     let mut tick = tokio::time::interval(MARKET_DATA_WATCH);
     loop {
         tick.tick().await;
         let metrics = state.metrics();
-        if let Some(follow) = state.follow_status() {
-            metrics.set_follower(&follow.snapshot());
-        }
         let Ok(store) = state.store() else { continue };
         match store.last_open_times().await {
             Ok(times) => {

@@ -245,5 +245,28 @@ async fn kill_9_while_following_loses_nothing_committed_and_the_restart_backfill
     assert_eq!(listing["assets"][0]["asset"], SYMBOL);
     assert_eq!(listing["assets"][0]["stale"], false);
     assert_eq!(listing["following"][0]["symbol"], SYMBOL, "{listing}");
+    assert_eq!(listing["following"][0]["state"], "caught_up", "{listing}");
+    // The gauges: what this process stored (the rest came before the kill), and fresh data.
+    let metrics = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| -> i64 {
+        let prefix = format!("{name}{{asset=\"{SYMBOL}\"}} ");
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{name}: {metrics}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert_eq!(
+        gauge("volcast_follower_candles_stored"),
+        stored.len() as i64 - committed
+    );
+    assert_eq!(gauge("volcast_follower_consecutive_failures"), 0);
     drop(server);
 }

@@ -74,6 +74,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // The follower's gauges as of this scrape (its status is in memory).
+    if let Some(follow) = state.follow_status() {
+        state.metrics().set_follower(&follow.snapshot());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics().render(),
