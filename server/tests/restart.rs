@@ -263,10 +263,10 @@ async fn kill_9_while_following_loses_nothing_committed_and_the_restart_backfill
             .unwrap_or_else(|| panic!("{name}: {metrics}"));
         line[prefix.len()..].parse().unwrap()
     };
-    assert_eq!(
-        gauge("volcast_follower_candles_stored"),
-        stored.len() as i64 - committed
-    );
+    // (One more if an hour closed since `stored` was read.)
+    let new = stored.len() as i64 - committed;
+    let gauged = gauge("volcast_follower_candles_stored");
+    assert!((new..=new + 1).contains(&gauged), "{gauged} vs {new}");
     assert_eq!(gauge("volcast_follower_consecutive_failures"), 0);
     drop(server);
 }
