@@ -22,6 +22,8 @@
 //! - market data: the store (`volcast-store`) opened at start from `--database-url`, read by
 //!   [`routes::assets`].
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
+//! - [`ledger`]: the forecast ledger: what would be served at each daily origin, scored as the
+//!   outcomes arrive, and the figures of `GET /v1/model/validation`.
 //! - [`follower`]: the live market-data follower: Binance's hourly klines into the store
 //!   (backfill, backoff, resumes after a restart), beside the request path.
 //! - `bin/`: `server` and `openapi` (writes or checks `openapi.yaml`).
@@ -32,6 +34,7 @@ pub mod error;
 pub mod extract;
 pub mod follower;
 pub mod inputs;
+pub mod ledger;
 pub mod metrics;
 pub mod model_info;
 pub mod openapi;
@@ -289,6 +292,7 @@ pub async fn run(
         None => None,
     };
     let watcher = tokio::spawn(watch_market_data(state.clone()));
+    let ledger = tokio::spawn(ledger::job(state.clone()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = serve::serve(
         listener,
@@ -311,6 +315,7 @@ pub async fn run(
             let _ = stop.send(());
             let _ = server.await;
             watcher.abort();
+            ledger.abort();
             if let Some(f) = follower {
                 f.shutdown().await;
             }
@@ -330,6 +335,7 @@ pub async fn run(
     #[cfg(unix)]
     reloader.abort();
     watcher.abort();
+    ledger.abort();
     if let Some(f) = follower {
         f.shutdown().await;
     }

@@ -42,6 +42,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(assets::liquidity))
         .routes(routes!(assets::risk))
         .routes(routes!(meta::model))
+        .routes(routes!(meta::validation))
         .routes(routes!(meta::healthz))
         .routes(routes!(meta::readyz))
         .routes(routes!(meta::metrics))

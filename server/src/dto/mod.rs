@@ -5,6 +5,7 @@
 
 pub mod assets;
 pub mod stress;
+pub mod validation;
 
 use std::collections::BTreeMap;
 

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::dto::validation::ValidationResponse;
 use crate::dto::{Health, ModelCard};
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::{FORECAST_TAG, OPS_TAG};
@@ -22,6 +23,40 @@ use crate::state::AppState;
 )]
 pub async fn model(State(state): State<AppState>) -> Result<Json<ModelCard>, ApiError> {
     Ok(Json(state.serving()?.info.card()))
+}
+
+/// How the served model's daily forecasts fared once their windows passed: the forecast ledger
+/// over the last 30 and 120 days of origins, pooled over assets.
+#[utoipa::path(
+    get,
+    path = "/v1/model/validation",
+    tag = FORECAST_TAG,
+    responses(
+        (status = 200, description = "Skill and calibration over trailing windows", body = ValidationResponse),
+        (status = 503, description = "Model not ready, or the store unavailable", body = ErrorBody),
+    )
+)]
+pub async fn validation(State(state): State<AppState>) -> Result<Json<ValidationResponse>, ApiError> {
+    use volcast_store::LedgerStore as _;
+    let serving = state.serving()?;
+    let now = crate::routes::assets::now_ms();
+    let store = state.store()?;
+    let mut windows = Vec::new();
+    for days in [30, 120] {
+        let from = now - days * crate::ledger::DAY_MS;
+        let entries: Vec<_> = store
+            .scored(&serving.info.metadata.id, from, now)
+            .await?
+            .iter()
+            .filter_map(crate::ledger::scored_of)
+            .collect();
+        windows.push(crate::ledger::validation(&entries, days, from, now));
+    }
+    Ok(Json(ValidationResponse {
+        model: serving.info.reference(),
+        now: volcast_core::time::format_ms(now),
+        windows,
+    }))
 }
 
 /// Liveness: the process answers.

@@ -9,7 +9,7 @@
 )]
 
 use volcast_core::candles::Candle;
-use volcast_store::{Backend, CandleStore, Store, StoreError};
+use volcast_store::{Backend, CandleStore, LedgerEntry, LedgerStore, Store, StoreError};
 
 const HOUR_MS: i64 = 3_600_000;
 const START: i64 = 1_609_459_200_000; // 2021-01-01
@@ -163,4 +163,62 @@ async fn latest_candles_last_times_and_counts_answer_by_asset() {
             .unwrap();
         assert!(none.iter().all(|(x, _)| x != &a && x != &b));
     }
+}
+
+#[tokio::test]
+async fn the_ledger_records_once_scores_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in stores(dir.path()).await {
+        let model = format!("MODEL{:?}", store.backend());
+        let entry = |asset: &str, day: i64| LedgerEntry {
+            asset: asset.to_owned(),
+            origin: START + day * 24 * HOUR_MS,
+            model_id: model.clone(),
+            record: format!("{{\"day\": {day}}}"),
+            outcome: None,
+        };
+        assert_eq!(store.last_origin(&model).await.unwrap(), None);
+        assert!(store.record_forecast(&entry("A", 0)).await.unwrap());
+        assert!(store.record_forecast(&entry("B", 0)).await.unwrap());
+        assert!(store.record_forecast(&entry("A", 1)).await.unwrap());
+        // Once per asset, origin and model: a second record keeps the first.
+        let mut again = entry("A", 1);
+        again.record = "{\"other\": true}".into();
+        assert!(!store.record_forecast(&again).await.unwrap());
+        assert_eq!(
+            store.last_origin(&model).await.unwrap(),
+            Some(START + 24 * HOUR_MS)
+        );
+
+        let mine = |v: Vec<LedgerEntry>| v.into_iter().filter(|e| e.model_id == model).collect::<Vec<_>>();
+        assert_eq!(
+            mine(store.unscored(1000).await.unwrap()),
+            [entry("A", 0), entry("B", 0), entry("A", 1)]
+        );
+        store.set_outcome(&entry("B", 0), "{\"rv\": 1}").await.unwrap();
+        let scored = store.scored(&model, START, START + 24 * HOUR_MS).await.unwrap();
+        assert_eq!(scored.len(), 1);
+        assert_eq!(
+            (scored[0].asset.as_str(), scored[0].outcome.as_deref()),
+            ("B", Some("{\"rv\": 1}"))
+        );
+        assert_eq!(
+            mine(store.unscored(1000).await.unwrap()),
+            [entry("A", 0), entry("A", 1)]
+        );
+        assert!(
+            store
+                .scored(&model, START + HOUR_MS, i64::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // A restart keeps the ledger.
+    let url = format!("sqlite://{}", dir.path().join("nested/volcast.db").display());
+    let again = Store::open(&url).await.unwrap();
+    assert_eq!(
+        again.last_origin("MODELSqlite").await.unwrap(),
+        Some(START + 24 * HOUR_MS)
+    );
 }

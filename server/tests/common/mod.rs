@@ -281,6 +281,17 @@ pub async fn app_with_store(
     store: volcast_store::Store,
     max_staleness: Duration,
 ) -> (Router, Arc<Metrics>) {
+    let state = state_with_store(artifact, store, max_staleness).await;
+    let metrics = Arc::clone(state.metrics());
+    (volcast_server::app(state), metrics)
+}
+
+/// The state behind [`app_with_store`], for tests that call the service's jobs directly.
+pub async fn state_with_store(
+    artifact: &std::path::Path,
+    store: volcast_store::Store,
+    max_staleness: Duration,
+) -> AppState {
     let mut config = Config::with_artifact(artifact.to_owned()).unwrap();
     config.max_staleness = max_staleness;
     let metrics = Arc::new(Metrics::new());
@@ -293,7 +304,7 @@ pub async fn app_with_store(
         .await
         .unwrap();
     state.set_serving(serving);
-    (volcast_server::app(state), metrics)
+    state
 }
 
 /// The shared hourly candles, or None (with a message) where they are absent.

@@ -1,0 +1,97 @@
+//! `GET /v1/model/validation`: how the served model's forecasts, recorded daily in the ledger,
+//! fared once their windows passed.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::dto::ModelRef;
+
+/// The model's record over trailing windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "model": {"id": "caf79b8afafa2e82", "hash": "d08e..."}, "now": "2026-12-02T14:05:00Z",
+    "windows": [{"days": 30, "from": "2026-11-02T00:00:00Z", "to": "2026-12-02T14:05:00Z", "entries": 2900,
+        "horizons": [{"horizon_hours": 24, "points": 2850, "qlike_model": 0.36, "qlike_har": 0.38,
+                      "qlike_ratio": 0.95, "dm_statistic": -2.1, "dm_p_value": 0.036,
+                      "coverage": [{"level": 0.95, "covered": 0.948}]}],
+        "risk": {"alpha": 0.99, "tau_hours": 4, "points": 2890, "breaches": 27, "breach_rate": 0.0093,
+                 "expected_rate": 0.01, "kupiec_p_value": 0.71, "har_points": 2890, "har_breaches": 31}}]
+}))]
+pub struct ValidationResponse {
+    /// The served model (the figures are its own entries').
+    pub model: ModelRef,
+    /// The service's time, RFC 3339.
+    pub now: String,
+    /// The trailing windows: 30 and 120 days of origins.
+    pub windows: Vec<ValidationWindow>,
+}
+
+/// Skill and calibration over one trailing window, pooled over assets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ValidationWindow {
+    /// Days of origins.
+    pub days: i64,
+    /// First origin counted, RFC 3339.
+    pub from: String,
+    /// Last origin counted, RFC 3339.
+    pub to: String,
+    /// Scored ledger entries (asset and origin) in the window.
+    pub entries: usize,
+    /// Per served horizon.
+    pub horizons: Vec<HorizonSkill>,
+    /// The risk policy's drawdowns against the falls that followed.
+    pub risk: Option<RiskCalibrationCheck>,
+}
+
+/// Volatility skill at one horizon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HorizonSkill {
+    /// Horizon, hours.
+    pub horizon_hours: usize,
+    /// Points where the model, HAR and the realized variance all exist.
+    pub points: usize,
+    /// Mean QLIKE of the model.
+    pub qlike_model: Option<f64>,
+    /// Mean QLIKE of HAR on the same points.
+    pub qlike_har: Option<f64>,
+    /// Model over HAR (below 1: the model is better).
+    pub qlike_ratio: Option<f64>,
+    /// Diebold-Mariano statistic of model minus HAR losses (negative: the model is better).
+    pub dm_statistic: Option<f64>,
+    /// Its two-sided p-value.
+    pub dm_p_value: Option<f64>,
+    /// Share of realized variances at or below each quantile.
+    pub coverage: Vec<QuantileCoverage>,
+}
+
+/// One quantile level's coverage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuantileCoverage {
+    /// The level.
+    pub level: f64,
+    /// Share covered (None without points).
+    pub covered: Option<f64>,
+}
+
+/// LT breaches: the fall over `tau_hours` after the origin above the served D.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RiskCalibrationCheck {
+    /// Quantile level of the drawdown (the service's default).
+    pub alpha: f64,
+    /// Hours over which the fall is measured (the default liquidation window).
+    pub tau_hours: usize,
+    /// Points with a complete window.
+    pub points: usize,
+    /// Falls above the served D.
+    pub breaches: usize,
+    /// `breaches / points`.
+    pub breach_rate: f64,
+    /// `1 - alpha`.
+    pub expected_rate: f64,
+    /// Kupiec's unconditional-coverage p-value.
+    pub kupiec_p_value: Option<f64>,
+    /// Points with HAR's calibrated D.
+    pub har_points: usize,
+    /// Falls above HAR's calibrated D.
+    pub har_breaches: usize,
+}

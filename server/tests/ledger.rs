@@ -1,0 +1,290 @@
+//! The forecast ledger on the committed sample (`SYNTH01`, moved to end at the current hour) and
+//! the committed default artifact: a record is what the POST routes serve on the candles up to
+//! its origin and reads nothing after it; outcomes equal SPEC's realized variance and drawdown
+//! computed here independently; `GET /v1/model/validation` aggregates them exactly; the job
+//! catches up the last week once; a reopened store keeps the ledger.
+
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use volcast_core::candles::Candle;
+use volcast_core::scoring::qlike;
+use volcast_core::time::HOUR_MS;
+use volcast_server::ledger::{
+    CATCH_UP_DAYS, DAY_MS, LedgerOutcome, LedgerRecord, day_origin, record_origin, run_once, score_pending,
+};
+use volcast_server::routes::assets::now_ms;
+use volcast_store::{CandleStore, LedgerStore, Store};
+
+const ASSET: &str = "SYNTH01";
+const FOREVER: Duration = Duration::from_secs(100_000 * 86_400);
+
+fn artifact() -> std::path::PathBuf {
+    common::repo().join("model-artifacts/default")
+}
+
+/// The sample's last 1900 candles, moved so that the last opens an hour before the current hour.
+fn candles() -> Vec<Candle> {
+    let all = volcast_training::data::read_file(&common::repo().join("data/sample/SYNTH01.csv.gz")).unwrap();
+    let all = &all[all.len() - 1900..];
+    let now_hour = now_ms().div_euclid(HOUR_MS) * HOUR_MS;
+    let shift = now_hour - HOUR_MS - all.last().unwrap().open_time;
+    all.iter()
+        .map(|c| Candle {
+            open_time: c.open_time + shift,
+            ..*c
+        })
+        .collect()
+}
+
+async fn store_with(dir: &std::path::Path, candles: &[Candle]) -> Store {
+    let store = Store::open(&common::process::store_url(dir)).await.unwrap();
+    store.insert_candles(ASSET, candles).await.unwrap();
+    store
+}
+
+/// SPEC's realized variance over the `h` hours after `origin`, computed here from the candles:
+/// hourly log returns of consecutive candles, rescaled by `h / n`, none unless 90% exist.
+fn realized(candles: &[Candle], origin: i64, h: i64) -> Option<f64> {
+    let close_at = |open: i64| candles.iter().find(|c| c.open_time == open).map(|c| c.close);
+    let mut sum = 0.0;
+    let mut n = 0;
+    for k in 0..h {
+        // The candle opening at origin + k closes within the window; its return needs the one before.
+        if let (Some(c), Some(p)) = (
+            close_at(origin + k * HOUR_MS),
+            close_at(origin + (k - 1) * HOUR_MS),
+        ) {
+            sum += (c / p).ln().powi(2);
+            n += 1;
+        }
+    }
+    (10 * n >= 9 * h).then(|| sum * h as f64 / f64::from(u32::try_from(n).unwrap()))
+}
+
+/// The request candles of a forecast at `origin`: the last 889 before it.
+fn window_before(data: &[Candle], origin: i64) -> Vec<Value> {
+    let upto: Vec<&Candle> = data.iter().filter(|c| c.open_time < origin).collect();
+    upto[upto.len() - 889..]
+        .iter()
+        .map(|c| common::candle_json(c))
+        .collect()
+}
+
+/// The largest fall over the 4 hours after `origin`.
+fn fall(candles: &[Candle], origin: i64) -> Option<f64> {
+    let at = |open: i64| candles.iter().find(|c| c.open_time == open);
+    let close = at(origin - HOUR_MS)?.close;
+    let mut lowest = f64::INFINITY;
+    for k in 0..4 {
+        lowest = lowest.min(at(origin + k * HOUR_MS)?.low);
+    }
+    Some(1.0 - lowest / close)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
+    let data = candles();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &data).await;
+    let state = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
+    let app = volcast_server::app(state.clone());
+    let today = day_origin(now_ms());
+    // Thirteen origins whose week-long windows have all closed. Each is recorded exactly when
+    // the POST route serves the candles up to it (the sample has gaps: an origin without its
+    // candle, or whose window SPEC's rules refuse, is left out).
+    let mut origins = Vec::new();
+    for origin in (8..=20).rev().map(|d| today - d * DAY_MS) {
+        let window = window_before(&data, origin);
+        let serves = match window.last() {
+            Some(last) if last["open_time"] == json!(origin - HOUR_MS) => {
+                let body = json!({"asset": ASSET, "candles": window});
+                common::call(&app, "POST", "/v1/risk/parameters", Some(&body))
+                    .await
+                    .0
+                    == 200
+            }
+            _ => false,
+        };
+        assert_eq!(
+            record_origin(&state, origin).await.unwrap(),
+            usize::from(serves),
+            "{origin}"
+        );
+        assert_eq!(record_origin(&state, origin).await.unwrap(), 0, "recorded once");
+        if serves {
+            origins.push(origin);
+        }
+    }
+    assert!(origins.len() >= 10, "{origins:?}");
+
+    // A record is what the POST routes serve on the candles up to its origin.
+    let origin = origins[3];
+    let entries = store.unscored(100).await.unwrap();
+    let entry = entries.iter().find(|e| e.origin == origin).unwrap();
+    let record: LedgerRecord = serde_json::from_str(&entry.record).unwrap();
+    let upto: Vec<Candle> = data.iter().filter(|c| c.open_time < origin).copied().collect();
+    let window = window_before(&data, origin);
+    let (status, vol, _) = common::call(
+        &app,
+        "POST",
+        "/v1/forecast/volatility",
+        Some(&json!({"asset": ASSET, "candles": window})),
+    )
+    .await;
+    assert_eq!(status, 200, "{vol}");
+    let served: Vec<f64> = vol["items"][0]["horizons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["variance"].as_f64().unwrap())
+        .collect();
+    assert_eq!(record.variance, served);
+    let (_, risk, _) = common::call(
+        &app,
+        "POST",
+        "/v1/risk/parameters",
+        Some(&json!({"asset": ASSET, "candles": window})),
+    )
+    .await;
+    let item = &risk["items"][0];
+    assert_eq!(
+        json!(record.liquidation_threshold),
+        item["parameters"]["liquidation_threshold"]
+    );
+    assert_eq!(json!(record.drawdown), item["derivation"]["drawdown"]);
+
+    // Nothing after the origin is read: a store cut at the origin records the same.
+    let cut_dir = tempfile::tempdir().unwrap();
+    let cut_store = store_with(cut_dir.path(), &upto).await;
+    let cut = common::state_with_store(&artifact(), cut_store.clone(), FOREVER).await;
+    assert_eq!(record_origin(&cut, origin).await.unwrap(), 1);
+    assert_eq!(cut_store.unscored(10).await.unwrap()[0].record, entry.record);
+    // ... and there, with no outcome yet, nothing is scored.
+    assert_eq!(score_pending(&cut).await.unwrap(), 0);
+
+    // Scoring: every entry, each outcome as computed here.
+    assert_eq!(score_pending(&state).await.unwrap(), origins.len());
+    assert_eq!(score_pending(&state).await.unwrap(), 0);
+    let model = record.horizons.clone();
+    let scored = store.scored(&entry.model_id, i64::MIN, i64::MAX).await.unwrap();
+    assert_eq!(scored.len(), origins.len());
+    let mut qlikes = vec![Vec::new(); model.len()];
+    let (mut points, mut breaches) = (0, 0);
+    for e in &scored {
+        let record: LedgerRecord = serde_json::from_str(&e.record).unwrap();
+        let outcome: LedgerOutcome = serde_json::from_str(e.outcome.as_deref().unwrap()).unwrap();
+        for (k, &h) in model.iter().enumerate() {
+            let want = realized(&data, e.origin, i64::try_from(h).unwrap());
+            let got = outcome.realized_variance[k];
+            match (want, got) {
+                (Some(w), Some(g)) => {
+                    assert!((w - g).abs() <= 1e-12 * w, "{h} h at {}: {w} vs {g}", e.origin);
+                }
+                (w, g) => assert_eq!(w, g),
+            }
+            if let (Some(rv), Some(Some(_))) = (got, record.har_variance.get(k)) {
+                qlikes[k].push(qlike(rv, record.variance[k]));
+            }
+        }
+        assert_eq!(outcome.drawdown, fall(&data, e.origin));
+        if let Some(f) = outcome.drawdown {
+            points += 1;
+            breaches += usize::from(f > record.drawdown);
+        }
+    }
+
+    // The validation route aggregates exactly those.
+    let (status, validation, _) = common::call(&app, "GET", "/v1/model/validation", None).await;
+    assert_eq!(status, 200, "{validation}");
+    let month = &validation["windows"][0];
+    assert_eq!(
+        (month["days"].clone(), month["entries"].clone()),
+        (json!(30), json!(origins.len()))
+    );
+    for (k, q) in qlikes.iter().enumerate() {
+        let h = &month["horizons"][k];
+        assert_eq!(h["points"], json!(q.len()));
+        let mean = q.iter().sum::<f64>() / q.len() as f64;
+        assert!(
+            (h["qlike_model"].as_f64().unwrap() - mean).abs() <= 1e-12 * mean,
+            "{h}"
+        );
+        assert!(h["qlike_ratio"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            h["coverage"].as_array().unwrap().len(),
+            record.quantile_levels.len()
+        );
+    }
+    assert_eq!(month["risk"]["points"], json!(points));
+    assert_eq!(month["risk"]["breaches"], json!(breaches));
+    assert_eq!(validation["windows"][1]["days"], json!(120));
+
+    // A reopened store keeps the ledger: a new service reports the same.
+    store.close().await;
+    let reopened = Store::open(&common::process::store_url(dir.path()))
+        .await
+        .unwrap();
+    let (again, _) = common::app_with_store(&artifact(), reopened, FOREVER).await;
+    let (_, after, _) = common::call(&again, "GET", "/v1/model/validation", None).await;
+    assert_eq!(after["windows"], validation["windows"]);
+}
+
+/// Whether the POST risk route serves the candles up to `origin` (its candle stored, its window
+/// passing SPEC's rules).
+async fn serves(app: &axum::Router, data: &[Candle], origin: i64) -> bool {
+    let window = window_before(data, origin);
+    match window.last() {
+        Some(last) if last["open_time"] == json!(origin - HOUR_MS) => {
+            let body = json!({"asset": ASSET, "candles": window});
+            common::call(app, "POST", "/v1/risk/parameters", Some(&body))
+                .await
+                .0
+                == 200
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_catches_up_the_last_week_once() {
+    let data = candles();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &data).await;
+    let state = common::state_with_store(&artifact(), store, FOREVER).await;
+    let app = volcast_server::app(state.clone());
+    let now = now_ms();
+    let today = day_origin(now);
+    // Today's origin too (its candle, closing at 00:00, is stored), and the seven days before.
+    let mut servable = Vec::new();
+    for d in 0..=CATCH_UP_DAYS {
+        let origin = today - d * DAY_MS;
+        if serves(&app, &data, origin).await {
+            servable.push(origin);
+        }
+    }
+    let (recorded, scored) = run_once(&state, now).await.unwrap();
+    assert_eq!(recorded, servable.len());
+    // Only the one seven days back, if recorded, has its whole week: scored at once.
+    assert_eq!(
+        scored,
+        usize::from(servable.contains(&(today - CATCH_UP_DAYS * DAY_MS)))
+    );
+    assert_eq!(run_once(&state, now).await.unwrap().0, 0);
+
+    // An asset whose candle arrives after the day was recorded is recorded on the next pass.
+    let late: Vec<Candle> = data.iter().filter(|c| c.open_time < today).copied().collect();
+    state
+        .store()
+        .unwrap()
+        .insert_candles("LATE", &late)
+        .await
+        .unwrap();
+    let late_serves = usize::from(servable.contains(&today));
+    assert_eq!(run_once(&state, now).await.unwrap().0, late_serves);
+    assert_eq!(run_once(&state, now).await.unwrap().0, 0);
+}
