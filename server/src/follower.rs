@@ -575,9 +575,12 @@ impl RoundError {
 
 /// Asks for one page from `cursor`, stores its closed candles and moves `cursor` past them.
 async fn round(shared: &Shared, symbol: &str, cursor: &mut i64) -> Result<Round, RoundError> {
+    // Closed as of when the request leaves: the answer may be written before a slow response
+    // arrives, and a candle that closed in between would be stored with its values so far.
+    let asked = shared.clock.now_ms();
     let rows = fetch(shared, symbol, *cursor).await?;
     let now = shared.clock.now_ms();
-    let page = prepare(symbol, &rows, *cursor, closed_before(now, shared.config.settle));
+    let page = prepare(symbol, &rows, *cursor, closed_before(asked, shared.config.settle));
     let stored = store_page(shared, symbol, &page.candles).await?;
     let start = *cursor;
     if let Some(last) = page.candles.last() {

@@ -203,11 +203,12 @@ pub fn outcome_of(
     })
 }
 
-/// Scores every entry whose windows have closed; returns how many were scored.
+/// Scores every entry whose windows have closed by `now_ms` and whose candles are stored;
+/// returns how many were scored. Entries whose windows are still open are not read further.
 ///
 /// # Errors
 /// The store's.
-pub async fn score_pending(state: &AppState) -> Result<usize, ApiError> {
+pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiError> {
     let store = state.store()?;
     let mut scored = 0;
     for entry in store.unscored(SCORE_BATCH).await? {
@@ -223,6 +224,9 @@ pub async fn score_pending(state: &AppState) -> Result<usize, ApiError> {
             .unwrap_or(0)
             .max(DEFAULT_TAU);
         let span = i64::try_from(longest).unwrap_or(i64::MAX / HOUR_MS);
+        if entry.origin.saturating_add(span.saturating_mul(HOUR_MS)) > now_ms {
+            continue;
+        }
         let candles = store
             .candles(
                 &entry.asset,
@@ -265,7 +269,7 @@ pub async fn run_once(state: &AppState, now_ms: i64) -> Result<(usize, usize), A
         recorded += record_origin(state, origin).await?;
         origin += DAY_MS;
     }
-    Ok((recorded, score_pending(state).await?))
+    Ok((recorded, score_pending(state, now_ms).await?))
 }
 
 /// The ledger job: [`run_once`] every minute on the wall clock, for as long as the service runs.

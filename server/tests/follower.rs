@@ -89,6 +89,8 @@ struct Knobs {
     bad: Option<i64>,
     /// The next answers: status and `Retry-After` seconds.
     failures: VecDeque<(u16, u64)>,
+    /// Move the clock this far once the next answer is written (a slow network).
+    advance_after: Option<i64>,
 }
 
 /// A request the stub received.
@@ -223,6 +225,9 @@ async fn klines(State(stub): State<Arc<Stub>>, Query(p): Query<Params>) -> Respo
         rows.push(row);
     }
     rows.truncate(limit);
+    if let Some(ms) = knobs.advance_after.take() {
+        stub.now.fetch_add(ms, Ordering::SeqCst);
+    }
     Json(rows).into_response()
 }
 
@@ -603,4 +608,23 @@ async fn invalid_settings_are_refused_at_start() {
         assert!(matches!(spawn(config), Some(FollowError::Setting(_))));
     }
     assert_eq!(FollowConfig::default().base_url, "https://api.binance.com");
+}
+
+#[tokio::test]
+async fn a_candle_that_closes_while_the_answer_travels_is_not_stored_with_its_partial_values() {
+    let h = harness(&["BTCUSDT"], half_past(3000)).await;
+    let store = h.store().await;
+    let follower = h.follow(&store, h.config(&["BTCUSDT"], 10));
+    let status = follower.status();
+    caught_up(&status, "BTCUSDT", hour(2999)).await;
+    // The next answer is written at half past hour 3000 (hour 3000 open, its values so far), and
+    // the clock passes the hour's close before the follower reads it.
+    h.stub.knobs().advance_after = Some(H);
+    caught_up(&status, "BTCUSDT", hour(3000)).await;
+    assert_eq!(
+        stored(&store, "BTCUSDT").await,
+        h.stub.expected("BTCUSDT", hour(2990), hour(3000)),
+        "hour 3000 is stored with its final values"
+    );
+    follower.shutdown().await;
 }

@@ -165,11 +165,11 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
     assert_eq!(record_origin(&cut, origin).await.unwrap(), 1);
     assert_eq!(cut_store.unscored(10).await.unwrap()[0].record, entry.record);
     // ... and there, with no outcome yet, nothing is scored.
-    assert_eq!(score_pending(&cut).await.unwrap(), 0);
+    assert_eq!(score_pending(&cut, now_ms()).await.unwrap(), 0);
 
     // Scoring: every entry, each outcome as computed here.
-    assert_eq!(score_pending(&state).await.unwrap(), origins.len());
-    assert_eq!(score_pending(&state).await.unwrap(), 0);
+    assert_eq!(score_pending(&state, now_ms()).await.unwrap(), origins.len());
+    assert_eq!(score_pending(&state, now_ms()).await.unwrap(), 0);
     let model = record.horizons.clone();
     let scored = store.scored(&entry.model_id, i64::MIN, i64::MAX).await.unwrap();
     assert_eq!(scored.len(), origins.len());
