@@ -277,12 +277,42 @@ pub async fn job(state: AppState) {
     let mut tick = tokio::time::interval(JOB_PERIOD);
     loop {
         tick.tick().await;
-        match run_once(&state, crate::routes::assets::now_ms()).await {
+        let now = crate::routes::assets::now_ms();
+        match run_once(&state, now).await {
             Ok((0, 0)) | Err(ApiError::NotReady) => {}
-            Ok((recorded, scored)) => tracing::info!(recorded, scored, "forecast ledger"),
+            Ok((recorded, scored)) => {
+                tracing::info!(recorded, scored, "forecast ledger");
+                if let Err(e) = windows(&state, now).await {
+                    tracing::warn!("forecast ledger figures: {e}");
+                }
+            }
             Err(e) => tracing::warn!("forecast ledger: {e}"),
         }
     }
+}
+
+/// The served model's figures over the last 30 and 120 days of origins at `now_ms` (what
+/// `GET /v1/model/validation` answers); also sets the validation gauges.
+///
+/// # Errors
+/// The store's, or the model's readiness.
+pub async fn windows(state: &AppState, now_ms: i64) -> Result<Vec<ValidationWindow>, ApiError> {
+    let serving = state.serving()?;
+    let store = state.store()?;
+    let mut out = Vec::new();
+    for days in [30, 120] {
+        let from = now_ms - days * DAY_MS;
+        let entries: Vec<Scored> = store
+            .scored(&serving.info.metadata.id, from, now_ms)
+            .await?
+            .iter()
+            .filter_map(scored_of)
+            .collect();
+        let window = validation(&entries, days, from, now_ms);
+        state.metrics().set_validation(&window);
+        out.push(window);
+    }
+    Ok(out)
 }
 
 /// A scored entry, read back.

@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests and latency by matched route, the inference queue, the batches.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -36,6 +37,15 @@ pub struct ReloadLabels {
 pub struct AssetLabels {
     /// Asset id.
     pub asset: String,
+}
+
+/// Labels of the validation gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ValidationLabels {
+    /// Days of origins in the window (30 or 120).
+    pub window_days: i64,
+    /// Horizon, hours (0 for the risk figures).
+    pub horizon_hours: usize,
 }
 
 /// Labels of the latency histogram.
@@ -87,6 +97,10 @@ pub struct Metrics {
     pub follower_failures: Family<AssetLabels, Gauge>,
     /// Rate-limited answers (429, 418) per followed asset since the start.
     pub follower_rate_limited: Family<AssetLabels, Gauge>,
+    /// The ledger's mean QLIKE of the model over HAR's, per window and horizon.
+    pub validation_qlike_ratio: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
+    /// The ledger's LT breach rate per window (`horizon_hours` 0).
+    pub validation_breach_rate: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -108,6 +122,18 @@ impl Metrics {
         let recalibrated_until = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         let market_data_age = Family::<AssetLabels, Gauge>::default();
+        let validation_qlike_ratio = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
+        let validation_breach_rate = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "validation_qlike_ratio",
+            "Mean QLIKE of the served model over HAR's on the forecast ledger (below 1: the model is better)",
+            validation_qlike_ratio.clone(),
+        );
+        registry.register(
+            "validation_breach_rate",
+            "Share of ledger origins whose 4-hour fall exceeded the served D (expected: 1 - alpha)",
+            validation_breach_rate.clone(),
+        );
         let follower_stored = Family::<AssetLabels, Gauge>::default();
         let follower_failures = Family::<AssetLabels, Gauge>::default();
         let follower_rate_limited = Family::<AssetLabels, Gauge>::default();
@@ -210,6 +236,30 @@ impl Metrics {
             follower_stored,
             follower_failures,
             follower_rate_limited,
+            validation_qlike_ratio,
+            validation_breach_rate,
+        }
+    }
+
+    /// Sets the validation gauges from a window's figures.
+    pub fn set_validation(&self, window: &crate::dto::validation::ValidationWindow) {
+        for h in &window.horizons {
+            if let Some(ratio) = h.qlike_ratio {
+                self.validation_qlike_ratio
+                    .get_or_create(&ValidationLabels {
+                        window_days: window.days,
+                        horizon_hours: h.horizon_hours,
+                    })
+                    .set(ratio);
+            }
+        }
+        if let Some(risk) = &window.risk {
+            self.validation_breach_rate
+                .get_or_create(&ValidationLabels {
+                    window_days: window.days,
+                    horizon_hours: 0,
+                })
+                .set(risk.breach_rate);
         }
     }
 

@@ -223,6 +223,21 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
     assert_eq!(month["risk"]["points"], json!(points));
     assert_eq!(month["risk"]["breaches"], json!(breaches));
     assert_eq!(validation["windows"][1]["days"], json!(120));
+    // The pooled figures are gauges too.
+    let (_, _, _) = common::call(&app, "GET", "/metrics", None).await;
+    let rendered = state.metrics().render();
+    let ratio = month["horizons"][0]["qlike_ratio"].as_f64().unwrap();
+    let line = format!(
+        "volcast_validation_qlike_ratio{{window_days=\"30\",horizon_hours=\"{}\"}} ",
+        model[0]
+    );
+    let gauge: f64 = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .unwrap_or_else(|| panic!("{line}: {rendered}"))
+        .parse()
+        .unwrap();
+    assert!((gauge - ratio).abs() <= 1e-12 * ratio);
 
     // A reopened store keeps the ledger: a new service reports the same.
     store.close().await;

@@ -37,21 +37,9 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelCard>, Api
     )
 )]
 pub async fn validation(State(state): State<AppState>) -> Result<Json<ValidationResponse>, ApiError> {
-    use volcast_store::LedgerStore as _;
     let serving = state.serving()?;
     let now = crate::routes::assets::now_ms();
-    let store = state.store()?;
-    let mut windows = Vec::new();
-    for days in [30, 120] {
-        let from = now - days * crate::ledger::DAY_MS;
-        let entries: Vec<_> = store
-            .scored(&serving.info.metadata.id, from, now)
-            .await?
-            .iter()
-            .filter_map(crate::ledger::scored_of)
-            .collect();
-        windows.push(crate::ledger::validation(&entries, days, from, now));
-    }
+    let windows = crate::ledger::windows(&state, now).await?;
     Ok(Json(ValidationResponse {
         model: serving.info.reference(),
         now: volcast_core::time::format_ms(now),
