@@ -282,7 +282,7 @@ pub async fn job(state: AppState) {
             Ok((0, 0)) | Err(ApiError::NotReady) => {}
             Ok((recorded, scored)) => {
                 tracing::info!(recorded, scored, "forecast ledger");
-                if let Err(e) = windows(&state, now).await {
+                if let Err(e) = windows(&state, now, None).await {
                     tracing::warn!("forecast ledger figures: {e}");
                 }
             }
@@ -292,11 +292,16 @@ pub async fn job(state: AppState) {
 }
 
 /// The served model's figures over the last 30 and 120 days of origins at `now_ms` (what
-/// `GET /v1/model/validation` answers); also sets the validation gauges.
+/// `GET /v1/model/validation` answers): pooled over assets, or for `asset` alone. The pooled
+/// figures also set the validation gauges.
 ///
 /// # Errors
 /// The store's, or the model's readiness.
-pub async fn windows(state: &AppState, now_ms: i64) -> Result<Vec<ValidationWindow>, ApiError> {
+pub async fn windows(
+    state: &AppState,
+    now_ms: i64,
+    asset: Option<&str>,
+) -> Result<Vec<ValidationWindow>, ApiError> {
     let serving = state.serving()?;
     let store = state.store()?;
     let mut out = Vec::new();
@@ -306,10 +311,13 @@ pub async fn windows(state: &AppState, now_ms: i64) -> Result<Vec<ValidationWind
             .scored(&serving.info.metadata.id, from, now_ms)
             .await?
             .iter()
+            .filter(|e| asset.is_none_or(|a| e.asset == a))
             .filter_map(scored_of)
             .collect();
         let window = validation(&entries, days, from, now_ms);
-        state.metrics().set_validation(&window);
+        if asset.is_none() {
+            state.metrics().set_validation(&window);
+        }
         out.push(window);
     }
     Ok(out)

@@ -223,6 +223,15 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
     assert_eq!(month["risk"]["points"], json!(points));
     assert_eq!(month["risk"]["breaches"], json!(breaches));
     assert_eq!(validation["windows"][1]["days"], json!(120));
+    // One asset's figures: here the only asset, so the same; another asset has none.
+    let (status, one, _) = common::call(&app, "GET", "/v1/model/validation?asset=SYNTH01", None).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["asset"], json!(ASSET));
+    assert_eq!(one["windows"][0]["horizons"], month["horizons"]);
+    let (_, other, _) = common::call(&app, "GET", "/v1/model/validation?asset=OTHER", None).await;
+    assert_eq!(other["windows"][0]["entries"], json!(0));
+    let (status, _, _) = common::call(&app, "GET", "/v1/model/validation?assets=X", None).await;
+    assert_eq!(status, 400);
     // The pooled figures are gauges too.
     let (_, _, _) = common::call(&app, "GET", "/metrics", None).await;
     let rendered = state.metrics().render();

@@ -25,24 +25,39 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelCard>, Api
     Ok(Json(state.serving()?.info.card()))
 }
 
+/// `GET /v1/model/validation`'s query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ValidationQuery {
+    /// One asset's figures instead of the pooled ones.
+    pub asset: Option<String>,
+}
+
 /// How the served model's daily forecasts fared once their windows passed: the forecast ledger
-/// over the last 30 and 120 days of origins, pooled over assets.
+/// over the last 30 and 120 days of origins, pooled over assets or for one asset.
 #[utoipa::path(
     get,
     path = "/v1/model/validation",
     tag = FORECAST_TAG,
+    params(ValidationQuery),
     responses(
         (status = 200, description = "Skill and calibration over trailing windows", body = ValidationResponse),
+        (status = 400, description = "An unknown query parameter", body = ErrorBody),
         (status = 503, description = "Model not ready, or the store unavailable", body = ErrorBody),
     )
 )]
-pub async fn validation(State(state): State<AppState>) -> Result<Json<ValidationResponse>, ApiError> {
+pub async fn validation(
+    State(state): State<AppState>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<ValidationQuery>,
+) -> Result<Json<ValidationResponse>, ApiError> {
     let serving = state.serving()?;
     let now = crate::routes::assets::now_ms();
-    let windows = crate::ledger::windows(&state, now).await?;
+    let windows = crate::ledger::windows(&state, now, q.asset.as_deref()).await?;
     Ok(Json(ValidationResponse {
         model: serving.info.reference(),
         now: volcast_core::time::format_ms(now),
+        asset: q.asset,
         windows,
     }))
 }
