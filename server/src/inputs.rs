@@ -44,6 +44,21 @@ impl Prepared {
     }
 }
 
+/// Refuses an asset id no asset can have: empty, longer than [`MAX_ASSET_LEN`], or with a
+/// control character (`field` names it in the error).
+///
+/// # Errors
+/// [`ApiError::InvalidValue`].
+pub fn check_asset_id(field: &str, asset: &str) -> Result<(), ApiError> {
+    if asset.is_empty() || asset.len() > MAX_ASSET_LEN || asset.chars().any(char::is_control) {
+        return Err(ApiError::InvalidValue {
+            field: field.to_owned(),
+            message: format!("an asset id has 1 to {MAX_ASSET_LEN} printable characters"),
+        });
+    }
+    Ok(())
+}
+
 /// Earliest candle open time accepted, Unix ms (2009-01-01T00:00:00Z).
 pub const MIN_OPEN_TIME_MS: i64 = 1_230_768_000_000;
 /// Open times must be before this, Unix ms (2100-01-01T00:00:00Z).
@@ -120,12 +135,7 @@ pub fn prepare(
     asset: String,
     candles: &[CandleDto],
 ) -> Result<Prepared, ApiError> {
-    if asset.is_empty() || asset.len() > MAX_ASSET_LEN || asset.chars().any(char::is_control) {
-        return Err(ApiError::InvalidValue {
-            field: format!("{prefix}asset"),
-            message: format!("an asset id has 1 to {MAX_ASSET_LEN} printable characters"),
-        });
-    }
+    check_asset_id(&format!("{prefix}asset"), &asset)?;
     let need = info.history_hours();
     let field = format!("{prefix}candles");
     let candles = checked_candles(candles, limits, &field, need)?;

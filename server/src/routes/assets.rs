@@ -24,7 +24,7 @@ use crate::dto::{CandleDto, LiquidityResponse, Previous, RiskRequest, RiskRespon
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiQuery;
 use crate::follower::SymbolStatus;
-use crate::inputs::MAX_ASSET_LEN;
+use crate::inputs::check_asset_id;
 use crate::inputs::horizon_indices;
 use crate::routes::forecast::{liquidity_response, sale_size, volatility_response};
 use crate::routes::risk_parameters::{check_previous, recommend, settings};
@@ -58,13 +58,7 @@ fn is_stale(age_ms: i64, max: Duration) -> bool {
 
 /// Refuses an asset id no asset can have (as the POST routes do), before the store is asked.
 fn check_asset(asset: &str) -> Result<(), ApiError> {
-    if asset.is_empty() || asset.len() > MAX_ASSET_LEN || asset.chars().any(char::is_control) {
-        return Err(ApiError::InvalidValue {
-            field: "asset".into(),
-            message: format!("an asset id has 1 to {MAX_ASSET_LEN} printable characters"),
-        });
-    }
-    Ok(())
+    check_asset_id("asset", asset)
 }
 
 /// The model's forecast for `asset` at its latest stored hour: `forecast_items` (the POST

@@ -16,6 +16,7 @@ use std::future::Future;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use volcast_core::candles::Candle;
+use volcast_core::time::HOUR_MS;
 
 /// Default store: an SQLite file beside the repository's data, created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/volcast.db";
@@ -23,9 +24,6 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/volcast.db";
 /// Candles per `INSERT` statement (8 parameters each; SQLite allows 32,766 per statement and
 /// PostgreSQL 65,535).
 const INSERT_BATCH: usize = 500;
-
-/// Milliseconds in an hour.
-const HOUR_MS: i64 = 3_600_000;
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -234,10 +232,7 @@ impl LedgerStore for Store {
             .bind(origin)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from)
+        rows_of(&rows, |r| r.try_get(0))
     }
 
     async fn unscored(&self, limit: u32) -> Result<Vec<LedgerEntry>, StoreError> {
@@ -248,10 +243,7 @@ impl LedgerStore for Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(entry_of)
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from)
+        rows_of(&rows, entry_of)
     }
 
     async fn set_outcome(&self, entry: &LedgerEntry, outcome: &str) -> Result<(), StoreError> {
@@ -275,10 +267,7 @@ impl LedgerStore for Store {
         .bind(to_ms)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(entry_of)
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from)
+        rows_of(&rows, entry_of)
     }
 }
 
@@ -484,10 +473,7 @@ impl CandleStore for Store {
             sqlx::query("SELECT asset, first_open_time, last_open_time, candles FROM assets ORDER BY asset")
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter()
-            .map(range_of)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        rows_of(&rows, range_of)
     }
 
     async fn candles(
@@ -507,10 +493,7 @@ impl CandleStore for Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(candle_of)
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::from)
+        rows_of(&rows, candle_of)
     }
 
     async fn count(&self, asset: &str, from_ms: i64, to_ms: i64) -> Result<i64, StoreError> {
@@ -580,12 +563,20 @@ fn range_of(r: &sqlx::any::AnyRow) -> Result<AssetRange, sqlx::Error> {
     })
 }
 
+/// Every row read by `read`, or the first error.
+fn rows_of<T>(
+    rows: &[sqlx::any::AnyRow],
+    read: impl Fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(read)
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::from)
+}
+
 /// Rows of (asset, number).
 fn pairs(rows: &[sqlx::any::AnyRow]) -> Result<Vec<(String, i64)>, StoreError> {
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
+    rows_of(rows, |r| Ok((r.try_get(0)?, r.try_get(1)?)))
 }
 
 #[cfg(test)]
