@@ -101,6 +101,16 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_MAX_STALENESS", default_value = "2h", value_parser = parse_duration)]
     pub max_staleness: Duration,
 
+    /// Re-measure the model's corrections inside the service every day at 00:00 UTC on the
+    /// stored candles (the code of `calibrate --until`), and serve the result. Only for artifacts
+    /// that declare a rolling window; `false` leaves it to the external job and SIGHUP.
+    #[arg(long, env = "VOLCAST_DAILY_RECALIBRATION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub daily_recalibration: bool,
+
+    /// Where the daily recalibration writes its artifacts (one per day, content-addressed).
+    #[arg(long, env = "VOLCAST_RECALIBRATED_DIR", default_value = "data/recalibrated")]
+    pub recalibrated_dir: PathBuf,
+
     /// Follow these Binance symbols live (comma-separated, e.g. `BTCUSDT,ETHUSDT`): their closed
     /// hourly candles are stored as they close, after a backfill from the last stored one.
     #[arg(long, env = "VOLCAST_FOLLOW", value_delimiter = ',')]

@@ -9,13 +9,12 @@
 //! Nothing reads the future: a record uses only candles that closed by its origin, and an
 //! outcome is written only when every candle of its longest window is stored.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
-use volcast_core::grid::HourlyGrid;
+use volcast_core::grid::{Asset, HourlyGrid};
+use volcast_core::panel::PreparedAsset;
 use volcast_core::policy::DEFAULT_TAU;
-use volcast_core::scoring::{diebold_mariano, kupiec_p_value, qlike};
-use volcast_core::targets::{drawdown, realized_variance};
+use volcast_core::scoring::{brier, diebold_mariano, kupiec_p_value, qlike, roc_auc};
+use volcast_core::targets::{SHORTAGE_REFERENCE_HOURS, drawdown};
 use volcast_core::time::{HOUR_MS, format_ms};
 use volcast_store::{CandleStore, LedgerEntry, LedgerStore};
 
@@ -30,8 +29,6 @@ use crate::state::{AppState, Serving};
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// Days before today the ledger job fills in when it starts (or finds days missing).
 pub const CATCH_UP_DAYS: i64 = 7;
-/// How often the ledger job looks for a new origin and for entries to score.
-const JOB_PERIOD: Duration = Duration::from_secs(60);
 /// Entries scored per pass.
 const SCORE_BATCH: u32 = 5000;
 
@@ -60,6 +57,36 @@ pub struct LedgerRecord {
     pub liquidation_threshold: f64,
     /// D under HAR's variance with its own calibrated rule, where the artifact has one.
     pub har_drawdown: Option<f64>,
+    /// The policy served at the origin: `model`, or `fallback_har` while the gate holds the
+    /// fallback ([`crate::gate`]); the fields above stay the model's and HAR's either way.
+    #[serde(default = "model_policy")]
+    pub policy: String,
+}
+
+fn model_policy() -> String {
+    crate::gate::MODEL.to_owned()
+}
+
+impl LedgerRecord {
+    /// The variance served at horizon index `k`: HAR's on the fallback, else the model's.
+    #[must_use]
+    pub fn served_variance(&self, k: usize) -> Option<f64> {
+        if self.policy == crate::gate::FALLBACK_HAR {
+            self.har_variance.get(k).copied().flatten()
+        } else {
+            self.variance.get(k).copied()
+        }
+    }
+
+    /// The D served: HAR's calibrated one on the fallback, else the model's.
+    #[must_use]
+    pub fn served_drawdown(&self) -> Option<f64> {
+        if self.policy == crate::gate::FALLBACK_HAR {
+            self.har_drawdown
+        } else {
+            Some(self.drawdown)
+        }
+    }
 }
 
 /// What happened after an origin.
@@ -69,6 +96,9 @@ pub struct LedgerOutcome {
     pub realized_variance: Vec<Option<f64>>,
     /// The largest fall over the `tau_hours` after the origin (None where a candle is missing).
     pub drawdown: Option<f64>,
+    /// SPEC's liquidity-shortage label per horizon (None where it does not exist).
+    #[serde(default)]
+    pub shortage: Vec<Option<bool>>,
 }
 
 /// The model's forecast for `asset` made at `origin` (Unix ms, on the hour) from the candles
@@ -111,6 +141,7 @@ pub fn record_of(
     let info = &serving.info;
     let settings = state.settings().defaults;
     let risk = recommend(info, &settings, "", prep, pred, None)?;
+    let model = risk.derivation.policy.model;
     Ok(LedgerRecord {
         horizons: info.horizons().to_vec(),
         variance: pred.variance.clone(),
@@ -120,9 +151,12 @@ pub fn record_of(
         shortage_probability: pred.shortage_probability.clone(),
         alpha: settings.alpha,
         tau_hours: settings.tau,
-        drawdown: risk.derivation.drawdown,
-        liquidation_threshold: risk.parameters.liquidation_threshold,
+        // The model's own D and LT, also while the fallback is served (the gate judges them).
+        drawdown: model.map_or(risk.derivation.drawdown, |m| m.drawdown),
+        liquidation_threshold: model
+            .map_or(risk.parameters.liquidation_threshold, |m| m.liquidation_threshold),
         har_drawdown: risk.derivation.har_calibrated.map(|c| c.drawdown),
+        policy: risk.derivation.policy.name.clone(),
     })
 }
 
@@ -135,7 +169,7 @@ pub fn record_of(
 pub async fn record_origin(state: &AppState, origin: i64) -> Result<usize, ApiError> {
     let serving = state.serving()?;
     let store = state.store()?;
-    let done = store.recorded_assets(&serving.info.metadata.id, origin).await?;
+    let done = store.recorded_assets(origin).await?;
     let mut new = 0;
     for range in store.assets().await? {
         if range.last_open_time < origin - HOUR_MS
@@ -172,8 +206,18 @@ pub async fn record_origin(state: &AppState, origin: i64) -> Result<usize, ApiEr
     Ok(new)
 }
 
+/// Hours of candles before an origin that scoring reads: the shortage label's 30-day median of
+/// M_H needs `720 + H - 1` hours of illiquidity before the origin, each return its previous close.
+#[must_use]
+pub fn scoring_lookback_hours(record: &LedgerRecord) -> i64 {
+    let longest = record.horizons.iter().copied().max().unwrap_or(0);
+    i64::try_from(SHORTAGE_REFERENCE_HOURS + longest).unwrap_or(0)
+}
+
 /// The outcome of `record` made at `origin` from `candles` (those with open time from
-/// `origin - 1 h` on), or None while a target window has not closed.
+/// `origin - scoring_lookback_hours` on; fewer only leaves shortage labels out), or None while a
+/// target window has not closed. The realized variances and shortage labels are the core's
+/// ([`PreparedAsset`], as `evaluate` scores), the fall [`drawdown`].
 #[must_use]
 pub fn outcome_of(
     record: &LedgerRecord,
@@ -185,21 +229,25 @@ pub fn outcome_of(
     if last < origin + (i64::try_from(longest).ok()? - 1) * HOUR_MS {
         return None;
     }
-    let grid = HourlyGrid::from_candles(candles);
-    let t = grid.slot(origin / HOUR_MS)?;
-    let realized = record
-        .horizons
-        .iter()
-        .map(|&h| {
-            realized_variance(&grid.ret, h)
-                .get(t + h)
-                .copied()
-                .filter(|v| v.is_finite())
-        })
-        .collect();
+    let asset = Asset {
+        id: String::new(),
+        grid: HourlyGrid::from_candles(candles),
+    };
+    let t = asset.grid.slot(origin / HOUR_MS)?;
+    let prepared = PreparedAsset::new(&asset, &record.horizons);
+    let mut scratch = Vec::new();
     Some(LedgerOutcome {
-        realized_variance: realized,
-        drawdown: drawdown(&grid, t, DEFAULT_TAU),
+        realized_variance: record
+            .horizons
+            .iter()
+            .map(|&h| Some(prepared.target(t, h)).filter(|v| v.is_finite()))
+            .collect(),
+        drawdown: drawdown(&asset.grid, t, DEFAULT_TAU),
+        shortage: record
+            .horizons
+            .iter()
+            .map(|&h| prepared.shortage(t, h, &mut scratch).label)
+            .collect(),
     })
 }
 
@@ -227,12 +275,13 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
         if entry.origin.saturating_add(span.saturating_mul(HOUR_MS)) > now_ms {
             continue;
         }
+        let before = scoring_lookback_hours(&record);
         let candles = store
             .candles(
                 &entry.asset,
-                entry.origin - HOUR_MS,
+                entry.origin - before * HOUR_MS,
                 entry.origin + (span - 1) * HOUR_MS,
-                u32::try_from(span + 1).unwrap_or(u32::MAX),
+                u32::try_from(before + span).unwrap_or(u32::MAX),
             )
             .await?;
         if let Some(outcome) = outcome_of(&record, entry.origin, &candles) {
@@ -257,9 +306,9 @@ pub fn day_origin(now_ms: i64) -> i64 {
 /// # Errors
 /// The store's, or the model's readiness.
 pub async fn run_once(state: &AppState, now_ms: i64) -> Result<(usize, usize), ApiError> {
-    let serving = state.serving()?;
+    state.serving()?;
     let today = day_origin(now_ms);
-    let last = state.store()?.last_origin(&serving.info.metadata.id).await?;
+    let last = state.store()?.last_origin().await?;
     let first = last.map_or(today - CATCH_UP_DAYS * DAY_MS, |l| {
         l.max(today - CATCH_UP_DAYS * DAY_MS)
     });
@@ -270,25 +319,6 @@ pub async fn run_once(state: &AppState, now_ms: i64) -> Result<(usize, usize), A
         origin += DAY_MS;
     }
     Ok((recorded, score_pending(state, now_ms).await?))
-}
-
-/// The ledger job: [`run_once`] every minute on the wall clock, for as long as the service runs.
-pub async fn job(state: AppState) {
-    let mut tick = tokio::time::interval(JOB_PERIOD);
-    loop {
-        tick.tick().await;
-        let now = crate::routes::assets::now_ms();
-        match run_once(&state, now).await {
-            Ok((0, 0)) | Err(ApiError::NotReady) => {}
-            Ok((recorded, scored)) => {
-                tracing::info!(recorded, scored, "forecast ledger");
-                if let Err(e) = windows(&state, now, None).await {
-                    tracing::warn!("forecast ledger figures: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("forecast ledger: {e}"),
-        }
-    }
 }
 
 /// The served model's figures over the last 30 and 120 days of origins at `now_ms` (what
@@ -302,13 +332,13 @@ pub async fn windows(
     now_ms: i64,
     asset: Option<&str>,
 ) -> Result<Vec<ValidationWindow>, ApiError> {
-    let serving = state.serving()?;
+    state.serving()?;
     let store = state.store()?;
     let mut out = Vec::new();
     for days in [30, 120] {
         let from = now_ms - days * DAY_MS;
         let entries: Vec<Scored> = store
-            .scored(&serving.info.metadata.id, from, now_ms)
+            .scored(from, now_ms)
             .await?
             .iter()
             .filter(|e| asset.is_none_or(|a| e.asset == a))
@@ -328,6 +358,8 @@ pub async fn windows(
 pub struct Scored {
     /// Asset id.
     pub asset: String,
+    /// The origin, Unix ms.
+    pub origin: i64,
     /// What was recorded.
     pub record: LedgerRecord,
     /// What happened.
@@ -339,6 +371,7 @@ pub struct Scored {
 pub fn scored_of(entry: &LedgerEntry) -> Option<Scored> {
     Some(Scored {
         asset: entry.asset.clone(),
+        origin: entry.origin,
         record: serde_json::from_str(&entry.record).ok()?,
         outcome: serde_json::from_str(entry.outcome.as_deref()?).ok()?,
     })
@@ -384,6 +417,7 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
     // Points where the model, HAR and the realized variance all exist, grouped by asset in time
     // order (the entries come by origin, then asset).
     let mut by_asset: Vec<(usize, f64, f64)> = Vec::new();
+    let mut daily: std::collections::BTreeMap<i64, (f64, u32)> = std::collections::BTreeMap::new();
     let (mut model, mut har) = (Vec::new(), Vec::new());
     let levels = &first_levels(entries);
     let mut covered = vec![0_usize; levels.len()];
@@ -410,6 +444,33 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
         model.push(lm);
         har.push(lh);
         by_asset.push((group, lm, lh));
+        let day = daily.entry(e.origin).or_insert((0.0, 0));
+        day.0 += lm - lh;
+        day.1 += 1;
+    }
+    // The same test on the daily cross-sectional means: assets move together, so the pooled
+    // test overstates the evidence; this one counts each day once.
+    let daily_means: Vec<f64> = daily.values().map(|&(sum, n)| sum / f64::from(n)).collect();
+    // Shortage: the model's probability against SPEC's label, wherever the label exists.
+    let (mut probabilities, mut labels) = (Vec::new(), Vec::new());
+    let mut served = Vec::new();
+    for e in entries {
+        if let (Some(Some(label)), Some(&p)) = (
+            e.outcome.shortage.get(k).copied(),
+            e.record.shortage_probability.get(k),
+        ) && p.is_finite()
+        {
+            probabilities.push(p);
+            labels.push(label);
+        }
+        if let (Some(Some(rv)), Some(f), Some(Some(_))) = (
+            e.outcome.realized_variance.get(k).copied(),
+            e.record.served_variance(k),
+            e.record.har_variance.get(k),
+        ) && rv > 0.0
+        {
+            served.push(qlike(rv, f));
+        }
     }
     by_asset.sort_by_key(|&(g, _, _)| g);
     let d: Vec<f64> = by_asset.iter().map(|&(_, m, g)| m - g).collect();
@@ -417,6 +478,7 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
     // Daily origins: windows of `h` hours overlap for ceil(h / 24) - 1 days.
     let lag = h.div_ceil(24).saturating_sub(1);
     let dm = diebold_mariano(&d, &groups, lag);
+    let dm_daily = diebold_mariano(&daily_means, &vec![0; daily_means.len()], lag);
     let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
     let (qm, qh) = (mean(&model), mean(&har));
     HorizonSkill {
@@ -427,6 +489,14 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
         qlike_ratio: qm.zip(qh).map(|(m, g)| m / g),
         dm_statistic: dm.map(|d| d.statistic),
         dm_p_value: dm.map(|d| d.p_value),
+        origin_days: daily_means.len(),
+        dm_daily_statistic: dm_daily.map(|d| d.statistic),
+        qlike_served: mean(&served),
+        shortage_points: labels.len(),
+        shortage_base_rate: (!labels.is_empty())
+            .then(|| labels.iter().filter(|&&l| l).count() as f64 / labels.len() as f64),
+        shortage_brier: brier(&probabilities, &labels),
+        shortage_roc_auc: roc_auc(&probabilities, &labels),
         coverage: levels
             .iter()
             .zip(&covered)
@@ -448,24 +518,34 @@ fn first_levels(entries: &[Scored]) -> Vec<f64> {
 fn risk_check(entries: &[Scored]) -> Option<RiskCalibrationCheck> {
     let alpha = entries.first()?.record.alpha;
     let (mut n, mut breaches, mut har_n, mut har_breaches) = (0, 0, 0, 0);
+    let (mut served_n, mut served_breaches) = (0, 0);
+    let mut days = std::collections::BTreeSet::new();
     for e in entries {
         let Some(fall) = e.outcome.drawdown else { continue };
         n += 1;
+        days.insert(e.origin);
         breaches += usize::from(fall > e.record.drawdown);
         if let Some(d) = e.record.har_drawdown {
             har_n += 1;
             har_breaches += usize::from(fall > d);
+        }
+        if let Some(d) = e.record.served_drawdown() {
+            served_n += 1;
+            served_breaches += usize::from(fall > d);
         }
     }
     (n > 0).then(|| RiskCalibrationCheck {
         alpha,
         tau_hours: DEFAULT_TAU,
         points: n,
+        origin_days: days.len(),
         breaches,
         breach_rate: breaches as f64 / n as f64,
         expected_rate: 1.0 - alpha,
         kupiec_p_value: kupiec_p_value(breaches, n, 1.0 - alpha),
         har_points: har_n,
         har_breaches,
+        served_points: served_n,
+        served_breaches,
     })
 }

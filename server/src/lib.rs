@@ -24,21 +24,28 @@
 //! - [`metrics`]: Prometheus metrics (`/metrics`).
 //! - [`ledger`]: the forecast ledger: what would be served at each daily origin, scored as the
 //!   outcomes arrive, and the figures of `GET /v1/model/validation`.
+//! - [`gate`]: the champion/challenger gate: on the ledger alone, the model's policy or HAR's.
+//! - [`daily`]: the daily job inside the service: the recalibration at 00:00 UTC (the offline
+//!   `calibrate --until` code), the ledger, the gate, in that order.
 //! - [`follower`]: the live market-data follower: Binance's hourly klines into the store
 //!   (backfill, backoff, resumes after a restart), beside the request path.
-//! - `bin/`: `server` and `openapi` (writes or checks `openapi.yaml`).
+//! - [`replay`]: the daily operation over history from candle files (`bin/replay`).
+//! - `bin/`: `server`, `replay` and `openapi` (writes or checks `openapi.yaml`).
 
 pub mod config;
+pub mod daily;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod follower;
+pub mod gate;
 pub mod inputs;
 pub mod ledger;
 pub mod metrics;
 pub mod model_info;
 pub mod openapi;
 pub mod queue;
+pub mod replay;
 pub mod routes;
 pub mod serve;
 pub mod state;
@@ -292,7 +299,14 @@ pub async fn run(
         None => None,
     };
     let watcher = tokio::spawn(watch_market_data(state.clone()));
-    let ledger = tokio::spawn(ledger::job(state.clone()));
+    let ledger = tokio::spawn(daily::job(
+        state.clone(),
+        daily::DailyOptions {
+            recalibrate: config.daily_recalibration,
+            artifacts_dir: config.recalibrated_dir.clone(),
+            load: load_options(&config),
+        },
+    ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = serve::serve(
         listener,

@@ -101,6 +101,12 @@ pub struct Metrics {
     pub validation_qlike_ratio: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
     /// The ledger's LT breach rate per window (`horizon_hours` 0).
     pub validation_breach_rate: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
+    /// 1 while the gate serves the fallback policy (HAR's), else 0.
+    pub policy_fallback: Gauge,
+    /// The gate's switches by the policy switched to.
+    pub policy_switches: Family<ReloadLabels, Counter>,
+    /// The daily recalibrations inside the service by outcome.
+    pub recalibrations: Family<ReloadLabels, Counter>,
 }
 
 impl Metrics {
@@ -124,6 +130,24 @@ impl Metrics {
         let market_data_age = Family::<AssetLabels, Gauge>::default();
         let validation_qlike_ratio = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
         let validation_breach_rate = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
+        let policy_fallback = Gauge::default();
+        let policy_switches = Family::<ReloadLabels, Counter>::default();
+        let recalibrations = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "policy_fallback",
+            "1 while the champion/challenger gate serves the fallback policy (HAR's variance and its calibrated rule)",
+            policy_fallback.clone(),
+        );
+        registry.register(
+            "policy_switches",
+            "Switches of the champion/challenger gate, by the policy switched to (outcome: model or fallback_har)",
+            policy_switches.clone(),
+        );
+        registry.register(
+            "model_daily_recalibrations",
+            "Daily recalibrations inside the service (at 00:00 UTC on the stored candles) by outcome",
+            recalibrations.clone(),
+        );
         registry.register(
             "validation_qlike_ratio",
             "Mean QLIKE of the served model over HAR's on the forecast ledger (below 1: the model is better)",
@@ -238,6 +262,9 @@ impl Metrics {
             follower_rate_limited,
             validation_qlike_ratio,
             validation_breach_rate,
+            policy_fallback,
+            policy_switches,
+            recalibrations,
         }
     }
 

@@ -34,6 +34,10 @@ pub struct ModelInfo {
     pub metadata: Metadata,
     /// SHA-256 of the artifact.
     pub hash: String,
+    /// Where it was loaded from (the daily recalibration reads its weights there).
+    pub dir: std::path::PathBuf,
+    /// The policy served ([`crate::gate`]): set by the service, not the artifact.
+    pub policy: crate::gate::PolicyStatus,
 }
 
 impl ModelInfo {
@@ -43,6 +47,8 @@ impl ModelInfo {
         Self {
             metadata: model.metadata.clone(),
             hash: model.hash.clone(),
+            dir: model.dir.clone(),
+            policy: crate::gate::PolicyStatus::model(),
         }
     }
 
@@ -52,6 +58,7 @@ impl ModelInfo {
         ModelRef {
             id: self.metadata.id.clone(),
             hash: self.hash.clone(),
+            policy: self.policy.clone(),
         }
     }
 

@@ -6,6 +6,7 @@ use volcast_core::policy::{RiskSettings, SettingsError};
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::gate::PolicyStatus;
 use crate::inputs::Limits;
 use crate::metrics::Metrics;
 use crate::model_info::ModelInfo;
@@ -68,6 +69,7 @@ struct Inner {
     store: Option<volcast_store::Store>,
     follow: std::sync::OnceLock<crate::follower::FollowStatus>,
     forecasts: ForecastCache,
+    policy: RwLock<(PolicyStatus, Option<i64>)>,
 }
 
 /// Most assets whose latest forecast [`ForecastCache`] keeps.
@@ -144,6 +146,7 @@ impl AppState {
                 store,
                 follow: std::sync::OnceLock::new(),
                 forecasts: ForecastCache::default(),
+                policy: RwLock::new((PolicyStatus::model(), None)),
             }),
         }
     }
@@ -178,7 +181,14 @@ impl AppState {
 
     /// Installs the ready model, replacing the one served (a reload): requests already holding
     /// the old one finish on it.
-    pub fn set_serving(&self, serving: Serving) {
+    pub fn set_serving(&self, mut serving: Serving) {
+        let (policy, _) = self.policy();
+        if serving.info.policy != policy {
+            serving.info = Arc::new(ModelInfo {
+                policy,
+                ..(*serving.info).clone()
+            });
+        }
         let until = serving
             .info
             .metadata
@@ -193,6 +203,41 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(serving);
         self.inner.metrics.model_ready.set(1);
         self.inner.metrics.recalibrated_until.set(until);
+    }
+
+    /// The policy served ([`crate::gate`]) and when the gate last switched (Unix ms).
+    #[must_use]
+    pub fn policy(&self) -> (PolicyStatus, Option<i64>) {
+        self.inner
+            .policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Serves `policy` from now on (switched at `since`): every answer's model reference says
+    /// so; the gauge `volcast_policy_fallback` follows.
+    pub fn set_policy(&self, policy: PolicyStatus, since: Option<i64>) {
+        self.inner
+            .metrics
+            .policy_fallback
+            .set(i64::from(policy.is_fallback()));
+        *self
+            .inner
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (policy.clone(), since);
+        let mut serving = self
+            .inner
+            .serving
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = serving.as_mut() {
+            s.info = Arc::new(ModelInfo {
+                policy,
+                ..(*s.info).clone()
+            });
+        }
     }
 
     /// The model, once ready (a cheap handle: it stays valid across a reload).

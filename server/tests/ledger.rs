@@ -171,7 +171,7 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
     assert_eq!(score_pending(&state, now_ms()).await.unwrap(), origins.len());
     assert_eq!(score_pending(&state, now_ms()).await.unwrap(), 0);
     let model = record.horizons.clone();
-    let scored = store.scored(&entry.model_id, i64::MIN, i64::MAX).await.unwrap();
+    let scored = store.scored(i64::MIN, i64::MAX).await.unwrap();
     assert_eq!(scored.len(), origins.len());
     let mut qlikes = vec![Vec::new(); model.len()];
     let (mut points, mut breaches) = (0, 0);

@@ -11,19 +11,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::rolling::{
-    CalibrateError, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP, DailyRecalibrated, History,
-    MIN_RECALIBRATION_POINTS, operated, raw_predictions,
-};
+use crate::rolling::{CalibrateError, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP, operated};
+pub use crate::rolling::{recalibrate, refresh_recalibration};
 use volcast_core::baselines::set::har_curve;
 use volcast_core::drawdown::{
     CALIBRATION_DAYS, CALIBRATION_STRIDE, VarianceCurve, calibration_origins, fit_calibration,
 };
 use volcast_core::forecast::{DrawdownQuery, ForecastError, ForecastRequest, ForecastTable, Origin};
 use volcast_core::grid::Asset;
-use volcast_core::panel::{daily_slots, prepare};
+use volcast_core::panel::prepare;
 use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_TAU};
-use volcast_model::artifact::{self, Adaptive, Recalibration, RiskCalibration};
+use volcast_model::artifact::{self, Adaptive, RiskCalibration};
 use volcast_model::inference::LoadedModel;
 
 pub use crate::rolling::fit_end_hour;
@@ -103,53 +101,6 @@ pub fn calibrate(
     })
 }
 
-/// Measures the [`Recalibration`] of `model`'s raw outputs (any correction it already carries is
-/// ignored) on the daily origins of the last `days` before `end_hour` whose target windows end by
-/// then: at training, the early-stopping holdout; in operation, the trailing window of the daily
-/// job (see [`crate::rolling`]). The result declares `rolling_days = days`; with `combine`, it
-/// also weighs the network against the artifact's HAR ([`Recalibration::har_weight`]).
-///
-/// # Errors
-/// [`CalibrateError`] when the model fails or a horizon has fewer than
-/// [`crate::rolling::MIN_RECALIBRATION_POINTS`] points.
-pub fn recalibrate(
-    model: &LoadedModel,
-    assets: &[Asset],
-    end_hour: i64,
-    days: usize,
-    combine: bool,
-) -> Result<Recalibration, CalibrateError> {
-    let from_hour = end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48);
-    let origins: Vec<Origin> = assets
-        .iter()
-        .enumerate()
-        .flat_map(|(a, asset)| {
-            daily_slots(asset, from_hour, end_hour).map(move |slot| Origin { asset: a, slot })
-        })
-        .collect();
-    let horizons = &model.metadata.horizons;
-    let raw = raw_predictions(
-        model,
-        assets,
-        &origins,
-        DrawdownQuery {
-            alpha: DEFAULT_ALPHA,
-            tau: DEFAULT_TAU,
-        },
-    )?;
-    let prepared = prepare(assets, horizons);
-    History::new(
-        assets,
-        &prepared,
-        &origins,
-        &raw,
-        horizons,
-        &model.metadata.quantile_levels,
-        combine.then_some(&model.metadata.har),
-    )
-    .recalibration(end_hour, days)
-}
-
 /// Recalibrates and calibrates the artifact `model` on `assets` (data of its fit period only),
 /// records the market's worst windows for the stress simulation, and writes the result (same
 /// weights, metadata with [`Metadata::recalibration`](artifact::Metadata::recalibration),
@@ -180,75 +131,5 @@ pub fn calibrate_artifact(
     let corrected = model.with_metadata(metadata.clone());
     metadata.risk = Some(calibrate(&corrected, assets, end, fit_exponent)?);
     metadata.uncalibrated = None;
-    Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)
-}
-
-/// The daily job: re-measures the corrections of `model` on the trailing window ending at
-/// `end_hour` (its declared [`Recalibration::rolling_days`], else its training holdout) and writes
-/// the artifact with them (same weights and risk calibration, a new content id) into `out`;
-/// returns its directory.
-///
-/// # Errors
-/// [`CalibrateError::Window`] when `end_hour` is before the fit end or after the candles;
-/// [`CalibrateError`] on too few completed forecasts in the window, or on a read, forecast or
-/// write failure.
-pub fn refresh_recalibration(
-    model: &LoadedModel,
-    assets: &[Asset],
-    end_hour: i64,
-    out: &Path,
-) -> Result<artifact::Saved, CalibrateError> {
-    let fit_end = fit_end_hour(&model.metadata)?;
-    if end_hour < fit_end {
-        return Err(CalibrateError::Window(format!(
-            "it must end at or after the fit end {}",
-            volcast_core::time::format_ms(volcast_core::time::hour_to_ms(fit_end))
-        )));
-    }
-    let last = assets
-        .iter()
-        .map(|a| a.grid.last_hour())
-        .max()
-        .unwrap_or(i64::MIN);
-    if end_hour > last {
-        return Err(CalibrateError::Window(format!(
-            "the candles end at {}, before its end {}",
-            volcast_core::time::format_ms(volcast_core::time::hour_to_ms(last)),
-            volcast_core::time::format_ms(volcast_core::time::hour_to_ms(end_hour))
-        )));
-    }
-    let days = model
-        .metadata
-        .recalibration
-        .as_ref()
-        .and_then(|r| r.rolling_days)
-        .unwrap_or(model.config.holdout_days);
-    let mut metadata = model.metadata.clone();
-    if metadata
-        .recalibration
-        .as_ref()
-        .is_some_and(|r| r.adaptive.is_some())
-    {
-        // The adaptive state is the replay's from the fit end to this day: the same code as
-        // `evaluate`'s.
-        let day = end_hour - end_hour.rem_euclid(24);
-        let op = DailyRecalibrated::new(model, days).operate(assets, &[], (day, day))?;
-        let corrections = op.corrections.get(&day).cloned().flatten().ok_or_else(|| {
-            CalibrateError::TooLittleData(format!(
-                "fewer than {MIN_RECALIBRATION_POINTS} completed daily forecasts at some horizon"
-            ))
-        })?;
-        metadata.recalibration = Some(corrections);
-        if let (Some(risk), Some(factors)) = (metadata.risk.as_mut(), op.factors.get(&day)) {
-            risk.model = risk.model.with_factors(factors);
-        }
-    } else {
-        let combine = model
-            .metadata
-            .recalibration
-            .as_ref()
-            .is_some_and(|r| !r.har_weight.is_empty());
-        metadata.recalibration = Some(recalibrate(model, assets, end_hour, days, combine)?);
-    }
     Ok(artifact::save(out, model.model.clone(), &model.config, metadata)?)
 }

@@ -157,6 +157,10 @@ pub struct ModelRef {
     pub id: String,
     /// SHA-256 over the artifact's weights, config and metadata.
     pub hash: String,
+    /// The policy served: the model's, or `fallback_har` while the champion/challenger gate
+    /// holds the fallback (README, "Continuous validation").
+    #[serde(default)]
+    pub policy: crate::gate::PolicyStatus,
 }
 
 /// A variance with its volatility and annualized volatility.
@@ -357,6 +361,20 @@ pub struct Derivation {
     /// HAR variance, plain normal drawdown of the close (as SPEC's GARCH-normal policy; the
     /// artifact carries no GARCH parameters).
     pub har_plain_normal: Option<Comparison>,
+    /// Which policy gave the parameters: the model's, or the gate's fallback (HAR's variance
+    /// with HAR's calibrated rule), and why.
+    pub policy: ServedPolicy,
+}
+
+/// Which policy gave an answer's parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServedPolicy {
+    /// `model` or `fallback_har`.
+    pub name: String,
+    /// Why: the gate's reason, and for this answer which was served where the two differ.
+    pub reason: String,
+    /// While the fallback is served: what the model's own policy would have given.
+    pub model: Option<Comparison>,
 }
 
 /// Recommendation for one asset.
@@ -501,7 +519,7 @@ pub struct AdaptiveDto {
 /// Answer of `GET /healthz` and `GET /readyz`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// `ok`, `ready` or `loading`.
+    /// `ok`, `ready`, `degraded` (ready, serving the gate's fallback policy) or `loading`.
     pub status: String,
     /// The model, once loaded.
     pub model: Option<ModelRef>,

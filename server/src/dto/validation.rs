@@ -12,10 +12,14 @@ use crate::dto::ModelRef;
     "model": {"id": "caf79b8afafa2e82", "hash": "d08e..."}, "now": "2026-12-02T14:05:00Z", "asset": null,
     "windows": [{"days": 30, "from": "2026-11-02T00:00:00Z", "to": "2026-12-02T14:05:00Z", "entries": 2900,
         "horizons": [{"horizon_hours": 24, "points": 2850, "qlike_model": 0.36, "qlike_har": 0.38,
-                      "qlike_ratio": 0.95, "dm_statistic": -2.1, "dm_p_value": 0.036,
+                      "qlike_ratio": 0.95, "dm_statistic": -2.1, "dm_p_value": 0.036, "origin_days": 23,
+                      "dm_daily_statistic": -1.4, "qlike_served": 0.36,
+                      "shortage_points": 2700, "shortage_base_rate": 0.08, "shortage_brier": 0.066,
+                      "shortage_roc_auc": 0.71,
                       "coverage": [{"level": 0.95, "covered": 0.948}]}],
-        "risk": {"alpha": 0.99, "tau_hours": 4, "points": 2890, "breaches": 27, "breach_rate": 0.0093,
-                 "expected_rate": 0.01, "kupiec_p_value": 0.71, "har_points": 2890, "har_breaches": 31}}]
+        "risk": {"alpha": 0.99, "tau_hours": 4, "points": 2890, "origin_days": 23, "breaches": 27, "breach_rate": 0.0093,
+                 "expected_rate": 0.01, "kupiec_p_value": 0.71, "har_points": 2890, "har_breaches": 31,
+                 "served_points": 2890, "served_breaches": 27}}]
 }))]
 pub struct ValidationResponse {
     /// The served model (the figures are its own entries').
@@ -62,6 +66,22 @@ pub struct HorizonSkill {
     pub dm_statistic: Option<f64>,
     /// Its two-sided p-value.
     pub dm_p_value: Option<f64>,
+    /// Days of origins among the points.
+    pub origin_days: usize,
+    /// Diebold-Mariano statistic of the daily means of model minus HAR losses (each day counted
+    /// once: assets move together); what the gate reads.
+    pub dm_daily_statistic: Option<f64>,
+    /// Mean QLIKE of what was served (the model's, or HAR's on the days the gate held the
+    /// fallback) on the same points.
+    pub qlike_served: Option<f64>,
+    /// Points with a shortage label and the model's probability.
+    pub shortage_points: usize,
+    /// Share of them with a shortage.
+    pub shortage_base_rate: Option<f64>,
+    /// Brier score of the model's shortage probability.
+    pub shortage_brier: Option<f64>,
+    /// ROC AUC of the model's shortage probability (None without both classes).
+    pub shortage_roc_auc: Option<f64>,
     /// Share of realized variances at or below each quantile.
     pub coverage: Vec<QuantileCoverage>,
 }
@@ -84,6 +104,8 @@ pub struct RiskCalibrationCheck {
     pub tau_hours: usize,
     /// Points with a complete window.
     pub points: usize,
+    /// Days of origins among them.
+    pub origin_days: usize,
     /// Falls above the served D.
     pub breaches: usize,
     /// `breaches / points`.
@@ -96,4 +118,8 @@ pub struct RiskCalibrationCheck {
     pub har_points: usize,
     /// Falls above HAR's calibrated D.
     pub har_breaches: usize,
+    /// Points with a served D (the model's, or HAR's calibrated one on the fallback).
+    pub served_points: usize,
+    /// Falls above the served D.
+    pub served_breaches: usize,
 }

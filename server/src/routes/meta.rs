@@ -82,14 +82,20 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     path = "/readyz",
     tag = OPS_TAG,
     responses(
-        (status = 200, description = "Ready", body = Health),
+        (status = 200, description = "Ready (`status: ready`), or serving the gate's fallback policy (`status: degraded`, the reason in `model.policy`)", body = Health),
         (status = 503, description = "Loading", body = Health),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.serving() {
+        // Still 200 on the gate's fallback: the service answers, on HAR's policy.
         Ok(s) => Json(Health {
-            status: "ready".into(),
+            status: if s.info.policy.is_fallback() {
+                "degraded"
+            } else {
+                "ready"
+            }
+            .into(),
             model: Some(s.info.reference()),
         })
         .into_response(),

@@ -12,10 +12,11 @@ use volcast_model::inference::Prediction;
 
 use crate::dto::{
     AssetRisk, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters, RiskRequest,
-    RiskResponse,
+    RiskResponse, ServedPolicy,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::gate;
 use crate::inputs::{Prepared, shape};
 use crate::model_info::ModelInfo;
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, unusable};
@@ -146,11 +147,59 @@ pub fn recommend(
         illiquidity: &prep.illiquidity,
     };
     let calibration = info.metadata.risk.as_ref();
-    let rule = DrawdownRule::calibrated_or_reflection(calibration.map(|c| &c.model));
+    let model_rule = DrawdownRule::calibrated_or_reflection(calibration.map(|c| &c.model));
     let asked_previous = previous.map(|p| policy::Previous {
         liquidation_threshold: p.liquidation_threshold,
         max_ltv: p.max_ltv,
     });
+    // The gate's fallback: HAR's variance with HAR's calibrated rule, where both exist.
+    let har_rule = calibration
+        .and_then(|c| c.har.as_ref())
+        .map(DrawdownRule::Calibrated);
+    let har_ok = prep.har.iter().all(|v| v.is_finite() && *v > 0.0);
+    let (rule, served) = match (info.policy.is_fallback(), har_rule) {
+        (true, Some(r)) if har_ok => (
+            r,
+            ServedPolicy {
+                name: gate::FALLBACK_HAR.into(),
+                reason: format!("the gate serves HAR's policy: {}", info.policy.reason),
+                model: None,
+            },
+        ),
+        (true, r) => (
+            model_rule,
+            ServedPolicy {
+                name: gate::MODEL.into(),
+                reason: format!(
+                    "the gate holds the fallback ({}), but {}: the model's policy is served",
+                    info.policy.reason,
+                    if r.is_none() {
+                        "the artifact has no HAR calibration"
+                    } else {
+                        "HAR's variance does not exist on this window"
+                    }
+                ),
+                model: None,
+            },
+        ),
+        (false, _) => (
+            model_rule,
+            ServedPolicy {
+                name: gate::MODEL.into(),
+                reason: info.policy.reason.clone(),
+                model: None,
+            },
+        ),
+    };
+    let fallback = served.name == gate::FALLBACK_HAR;
+    let forecasts = if fallback {
+        Forecasts {
+            variance: &prep.har,
+            ..forecasts
+        }
+    } else {
+        forecasts
+    };
     let rec = policy::recommend(&forecasts, s, asked_previous.as_ref(), rule);
     let (liquidity, slippage, p) = (rec.liquidity, rec.slippage, rec.policy);
     // Fail closed: a non-finite slippage (magnitudes overflowing) is no answer at all.
@@ -174,6 +223,26 @@ pub fn recommend(
         horizons,
         &s.input(liquidity.tau_effective, slippage),
     );
+    let served = if fallback {
+        // What the model's own policy gives on the same window, beside the fallback served.
+        let curve = VarianceCurve::new(horizons, &pred.variance);
+        let m = policy::parameters(
+            &curve,
+            &s.input(liquidity.tau_effective, slippage),
+            None,
+            model_rule,
+        );
+        ServedPolicy {
+            model: Some(Comparison {
+                drawdown: m.drawdown,
+                liquidation_threshold: m.liquidation_threshold,
+                max_ltv: m.max_ltv,
+            }),
+            ..served
+        }
+    } else {
+        served
+    };
     let answer = Answer {
         settings: s,
         recommendation: &rec,
@@ -182,6 +251,7 @@ pub fn recommend(
         forecasts: forecasts_used(horizons, pred, prep),
         previous,
         comparisons,
+        served,
     };
     Ok(AssetRisk {
         origin: prep.origin(),
@@ -200,6 +270,7 @@ struct Answer<'a> {
     forecasts: Vec<ForecastUsed>,
     previous: Option<Previous>,
     comparisons: Comparisons,
+    served: ServedPolicy,
 }
 
 impl Answer<'_> {
@@ -257,6 +328,7 @@ impl Answer<'_> {
             har_calibrated: self.comparisons.calibrated,
             har_reflection: self.comparisons.reflection,
             har_plain_normal: self.comparisons.plain_normal,
+            policy: self.served,
         }
     }
 }

@@ -164,15 +164,12 @@ pub trait LedgerStore {
     /// there; returns whether it was new.
     fn record_forecast(&self, entry: &LedgerEntry) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The latest origin recorded with `model_id`, if any.
-    fn last_origin(&self, model_id: &str) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    /// The latest origin recorded (by any model: the ledger is what the service served, and the
+    /// daily recalibration gives the model a new id every day), if any.
+    fn last_origin(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
 
-    /// The assets recorded at `origin` with `model_id`.
-    fn recorded_assets(
-        &self,
-        model_id: &str,
-        origin: i64,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// The assets recorded at `origin`.
+    fn recorded_assets(&self, origin: i64) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
     /// Up to `limit` entries not scored yet, oldest origin first.
     fn unscored(&self, limit: u32) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
@@ -184,13 +181,24 @@ pub trait LedgerStore {
         outcome: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The scored entries of `model_id` with origin in `[from_ms, to_ms]`, by origin then asset.
+    /// The scored entries with origin in `[from_ms, to_ms]`, by origin then asset.
     fn scored(
         &self,
-        model_id: &str,
         from_ms: i64,
         to_ms: i64,
     ) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
+
+    /// Records a switch of the champion/challenger gate at `at` (Unix ms); an existing one at
+    /// the same time is kept.
+    fn record_switch(
+        &self,
+        at: i64,
+        policy: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The gate's switches, oldest first: (time, policy, reason).
+    fn switches(&self) -> impl Future<Output = Result<Vec<(i64, String, String)>, StoreError>> + Send;
 }
 
 fn entry_of(r: &sqlx::any::AnyRow) -> Result<LedgerEntry, sqlx::Error> {
@@ -218,17 +226,15 @@ impl LedgerStore for Store {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn last_origin(&self, model_id: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MAX(origin) FROM ledger WHERE model_id = $1")
-            .bind(model_id)
+    async fn last_origin(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(origin) FROM ledger")
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get(0)?)
     }
 
-    async fn recorded_assets(&self, model_id: &str, origin: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT asset FROM ledger WHERE model_id = $1 AND origin = $2 ORDER BY asset")
-            .bind(model_id)
+    async fn recorded_assets(&self, origin: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT asset FROM ledger WHERE origin = $1 ORDER BY asset")
             .bind(origin)
             .fetch_all(&self.pool)
             .await?;
@@ -257,17 +263,35 @@ impl LedgerStore for Store {
         Ok(())
     }
 
-    async fn scored(&self, model_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<LedgerEntry>, StoreError> {
+    async fn scored(&self, from_ms: i64, to_ms: i64) -> Result<Vec<LedgerEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT asset, origin, model_id, record, outcome FROM ledger WHERE model_id = $1 \
-             AND origin >= $2 AND origin <= $3 AND outcome IS NOT NULL ORDER BY origin, asset",
+            "SELECT asset, origin, model_id, record, outcome FROM ledger WHERE origin >= $1 \
+             AND origin <= $2 AND outcome IS NOT NULL ORDER BY origin, asset",
         )
-        .bind(model_id)
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(&self.pool)
         .await?;
         rows_of(&rows, entry_of)
+    }
+
+    async fn record_switch(&self, at: i64, policy: &str, reason: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO gate_switches (at, policy, reason) VALUES ($1, $2, $3) ON CONFLICT (at) DO NOTHING",
+        )
+        .bind(at)
+        .bind(policy)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn switches(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT at, policy, reason FROM gate_switches ORDER BY at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows_of(&rows, |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
     }
 }
 

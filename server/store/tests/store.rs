@@ -168,57 +168,96 @@ async fn latest_candles_last_times_and_counts_answer_by_asset() {
 #[tokio::test]
 async fn the_ledger_records_once_scores_and_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    for store in stores(dir.path()).await {
-        let model = format!("MODEL{:?}", store.backend());
-        let entry = |asset: &str, day: i64| LedgerEntry {
+    for (k, store) in stores(dir.path()).await.into_iter().enumerate() {
+        // The PostgreSQL database may hold other runs' entries: this backend's assets and days.
+        let (a, b) = (format!("A{k}"), format!("B{k}"));
+        let start = START + i64::try_from(k).unwrap() * 10_000 * 24 * HOUR_MS;
+        let entry = |asset: &str, day: i64, model: &str| LedgerEntry {
             asset: asset.to_owned(),
-            origin: START + day * 24 * HOUR_MS,
-            model_id: model.clone(),
+            origin: start + day * 24 * HOUR_MS,
+            model_id: model.to_owned(),
             record: format!("{{\"day\": {day}}}"),
             outcome: None,
         };
-        assert_eq!(store.last_origin(&model).await.unwrap(), None);
-        assert!(store.record_forecast(&entry("A", 0)).await.unwrap());
-        assert!(store.record_forecast(&entry("B", 0)).await.unwrap());
-        assert!(store.record_forecast(&entry("A", 1)).await.unwrap());
+        if k == 0 {
+            assert_eq!(store.last_origin().await.unwrap(), None);
+        }
+        assert!(store.record_forecast(&entry(&a, 0, "M1")).await.unwrap());
+        assert!(store.record_forecast(&entry(&b, 0, "M1")).await.unwrap());
+        // The next day, recalibrated: another model id, the same ledger.
+        assert!(store.record_forecast(&entry(&a, 1, "M2")).await.unwrap());
         // Once per asset, origin and model: a second record keeps the first.
-        let mut again = entry("A", 1);
+        let mut again = entry(&a, 1, "M2");
         again.record = "{\"other\": true}".into();
         assert!(!store.record_forecast(&again).await.unwrap());
+        if k == 0 {
+            assert_eq!(store.last_origin().await.unwrap(), Some(start + 24 * HOUR_MS));
+        }
         assert_eq!(
-            store.last_origin(&model).await.unwrap(),
-            Some(START + 24 * HOUR_MS)
+            store.recorded_assets(start).await.unwrap(),
+            [a.clone(), b.clone()]
+        );
+        assert_eq!(
+            store.recorded_assets(start + 24 * HOUR_MS).await.unwrap(),
+            std::slice::from_ref(&a)
         );
 
-        let mine = |v: Vec<LedgerEntry>| v.into_iter().filter(|e| e.model_id == model).collect::<Vec<_>>();
+        let mine = |v: Vec<LedgerEntry>| {
+            v.into_iter()
+                .filter(|e| e.asset == a || e.asset == b)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             mine(store.unscored(1000).await.unwrap()),
-            [entry("A", 0), entry("B", 0), entry("A", 1)]
+            [entry(&a, 0, "M1"), entry(&b, 0, "M1"), entry(&a, 1, "M2")]
         );
-        store.set_outcome(&entry("B", 0), "{\"rv\": 1}").await.unwrap();
-        let scored = store.scored(&model, START, START + 24 * HOUR_MS).await.unwrap();
+        store
+            .set_outcome(&entry(&b, 0, "M1"), "{\"rv\": 1}")
+            .await
+            .unwrap();
+        let scored = store.scored(start, start + 24 * HOUR_MS).await.unwrap();
         assert_eq!(scored.len(), 1);
         assert_eq!(
             (scored[0].asset.as_str(), scored[0].outcome.as_deref()),
-            ("B", Some("{\"rv\": 1}"))
+            (b.as_str(), Some("{\"rv\": 1}"))
         );
         assert_eq!(
             mine(store.unscored(1000).await.unwrap()),
-            [entry("A", 0), entry("A", 1)]
+            [entry(&a, 0, "M1"), entry(&a, 1, "M2")]
         );
         assert!(
             store
-                .scored(&model, START + HOUR_MS, i64::MAX)
+                .scored(start + HOUR_MS, start + 100 * HOUR_MS)
                 .await
                 .unwrap()
                 .is_empty()
         );
+
+        // The gate's switches, oldest first; a second at the same time keeps the first.
+        store
+            .record_switch(start + 48 * HOUR_MS, "model", "back")
+            .await
+            .unwrap();
+        store.record_switch(start, "fallback_har", "worse").await.unwrap();
+        store.record_switch(start, "model", "ignored").await.unwrap();
+        let switches: Vec<_> = store
+            .switches()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| (start..=start + 48 * HOUR_MS).contains(&s.0))
+            .collect();
+        assert_eq!(
+            switches,
+            [
+                (start, "fallback_har".to_owned(), "worse".to_owned()),
+                (start + 48 * HOUR_MS, "model".to_owned(), "back".to_owned())
+            ]
+        );
     }
-    // A restart keeps the ledger.
+    // A restart keeps the ledger and the switches.
     let url = format!("sqlite://{}", dir.path().join("nested/volcast.db").display());
     let again = Store::open(&url).await.unwrap();
-    assert_eq!(
-        again.last_origin("MODELSqlite").await.unwrap(),
-        Some(START + 24 * HOUR_MS)
-    );
+    assert_eq!(again.last_origin().await.unwrap(), Some(START + 24 * HOUR_MS));
+    assert_eq!(again.switches().await.unwrap().len(), 2);
 }

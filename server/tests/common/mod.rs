@@ -169,6 +169,8 @@ pub fn info() -> ModelInfo {
             config_sha256: None,
         },
         hash: "f".repeat(64),
+        dir: std::path::PathBuf::new(),
+        policy: volcast_server::gate::PolicyStatus::model(),
     }
 }
 

@@ -8,10 +8,13 @@
 //! - [`scaler`]: standardisation of the model's inputs, fitted at training, stored in the artifact.
 //! - [`artifact`]: the artifact directory (weights, config, metadata), its id and its loading.
 //! - [`inference`]: a loaded artifact forecasting at origins, batched.
+//! - [`operation`]: the model as operated: its corrections re-measured every day (the daily
+//!   job, run by the service and replayed by `evaluate`).
 
 pub mod artifact;
 pub mod config;
 pub mod device;
 pub mod inference;
 pub mod network;
+pub mod operation;
 pub mod scaler;

@@ -1,0 +1,169 @@
+//! `replay`: the service's daily operation (recalibration at 00:00 UTC, ledger, scoring, gate)
+//! over a historical period from candle files, with the server's own code on a fresh store;
+//! prints what was served each day, the gate's switches, and the QLIKE and LT breaches of what
+//! was served beside always-model and always-HAR.
+//!
+//! ```text
+//! cargo run --release --bin replay -- --model model-artifacts/53e907e30ea830c8 \
+//!     --from 2021-01-01 --to 2021-12-31 --json replay-2021.json
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use volcast_core::time::{Bound, parse_time};
+use volcast_server::ledger::DAY_MS;
+use volcast_server::replay::{ReplayOptions, ReplayReport, replay};
+
+/// Replay the daily operation over history.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// The artifact served at the start (fit before `--from`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Candle directories (default: ../shared/data/binance-spot-1h, else data/).
+    #[arg(long, env = "VOLCAST_DATA", value_delimiter = ',')]
+    data: Vec<PathBuf>,
+    /// First daily origin (YYYY-MM-DD).
+    #[arg(long)]
+    from: String,
+    /// Last daily origin (YYYY-MM-DD).
+    #[arg(long)]
+    to: String,
+    /// Only these assets (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    assets: Option<Vec<String>>,
+    /// Working directory for the replay's store and artifacts (default: a fresh temporary one).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Write the full report (every day, every switch, the figures) here as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn midnight(s: &str, name: &str) -> anyhow::Result<i64> {
+    let ms = parse_time(s, Bound::Start).with_context(|| format!("--{name}"))?;
+    if ms.rem_euclid(DAY_MS) != 0 {
+        bail!("--{name} must be a day (00:00 UTC)");
+    }
+    Ok(ms)
+}
+
+fn print(report: &ReplayReport) {
+    let s = &report.summary;
+    let fallback_days = report.days.iter().filter(|d| d.policy != "model").count();
+    println!(
+        "\n{} days from {} to {}, {} on the fallback; {} scored ledger entries",
+        report.days.len(),
+        s.from,
+        s.to,
+        fallback_days,
+        s.entries
+    );
+    println!("\n| H | points | QLIKE served | always-model | always-HAR | served / better of the two |");
+    println!("|--:|-------:|-------------:|-------------:|-----------:|---------------------------:|");
+    for h in &s.horizons {
+        let f = |x: Option<f64>| x.map_or_else(|| "-".into(), |v| format!("{v:.4}"));
+        let best = h.qlike_model.zip(h.qlike_har).map(|(m, g)| m.min(g));
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            h.horizon_hours,
+            h.points,
+            f(h.qlike_served),
+            f(h.qlike_model),
+            f(h.qlike_har),
+            f(h.qlike_served.zip(best).map(|(x, b)| x / b))
+        );
+    }
+    if let Some(r) = &s.risk {
+        let pct = |b: usize, n: usize| 100.0 * b as f64 / n.max(1) as f64;
+        println!(
+            "\nLT breaches at alpha {}, tau {} h: served {} / {} ({:.3}%, Kupiec p {}), always-model {} / {} ({:.3}%), always-HAR {} / {} ({:.3}%)",
+            r.alpha,
+            r.tau_hours,
+            r.served_breaches,
+            r.served_points,
+            pct(r.served_breaches, r.served_points),
+            volcast_core::scoring::kupiec_p_value(r.served_breaches, r.served_points, r.expected_rate)
+                .map_or_else(|| "-".into(), |p| format!("{p:.3}")),
+            r.breaches,
+            r.points,
+            pct(r.breaches, r.points),
+            r.har_breaches,
+            r.har_points,
+            pct(r.har_breaches, r.har_points),
+        );
+    }
+    println!("\nSwitches of the gate: {}", report.switches.len());
+    for sw in &report.switches {
+        println!(
+            "- {} -> {}: {}",
+            volcast_core::time::format_ms(sw.at),
+            sw.policy,
+            sw.reason
+        );
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    volcast_training::cli::main(run)
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let from_ms = midnight(&args.from, "from")?;
+    let to_ms = midnight(&args.to, "to")?;
+    if to_ms < from_ms {
+        bail!("--to is before --from");
+    }
+    let dirs = volcast_training::pipeline::data_dirs(&args.data)?;
+    let assets = volcast_training::data::load_assets(&dirs, args.assets.as_deref())?;
+    if assets.is_empty() {
+        bail!("no candle files in {dirs:?}");
+    }
+    let temp;
+    let work = match &args.work_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let options = ReplayOptions {
+        artifact: args.model.clone(),
+        from_ms,
+        to_ms,
+        database_url: format!("sqlite://{}", work.join("replay.db").display()),
+        artifacts_dir: work.join("artifacts"),
+    };
+    let started = std::time::Instant::now();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(replay(&options, &assets, |day, pass| {
+        eprintln!(
+            "{} {} {} recorded {} scored {}{}{} ({:.0} s)",
+            day.day,
+            day.model_id,
+            day.policy,
+            day.recorded,
+            pass.scored,
+            if pass.recalibrated.is_some() {
+                ", recalibrated"
+            } else {
+                ""
+            },
+            pass.switch
+                .as_ref()
+                .map_or_else(String::new, |s| format!(", SWITCH to {}", s.policy)),
+            started.elapsed().as_secs_f64()
+        );
+    }))?;
+    print(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("\nreport: {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! The daily job inside the service, once a minute on the clock and all of it at the first pass
+//! after 00:00 UTC, in this order:
+//!
+//! 1. **Recalibration**: the served model's corrections re-measured on the stored candles with
+//!    the offline daily job's own code ([`refresh_recalibration`], what `calibrate --until`
+//!    runs, itself the replay `evaluate` scores); the artifact it writes is loaded, warmed and
+//!    swapped in atomically (a new model id in `/v1/model` and every answer). Only for artifacts
+//!    that declare a rolling window; tried once a day.
+//! 2. **Scoring** of the ledger entries whose windows have closed.
+//! 3. **The gate** ([`crate::gate`]) on the ledger's last 30 days: the policy of the day.
+//! 4. **The ledger** records what is served at the day's origin ([`crate::ledger`]).
+//!
+//! SIGHUP and the external `calibrate --until --set-default` job keep working: a reload serves
+//! whatever the `default` pointer names, and the next day's recalibration starts from it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use volcast_core::candles::{AssetCandles, Candle};
+use volcast_core::time::{Bound, HOUR_MS, format_ms, parse_time};
+use volcast_model::inference::LoadedModel;
+use volcast_model::operation::{fit_end_hour, refresh_recalibration};
+use volcast_store::{CandleStore, LedgerStore};
+
+use crate::error::ApiError;
+use crate::gate::{GateRule, Switch, decide};
+use crate::ledger::{DAY_MS, Scored, day_origin, scored_of, validation};
+use crate::metrics::ReloadLabels;
+use crate::state::AppState;
+use crate::{LoadOptions, load};
+
+/// How often the job looks at the clock.
+const JOB_PERIOD: Duration = Duration::from_secs(60);
+
+/// What the daily job does besides the ledger.
+#[derive(Debug, Clone)]
+pub struct DailyOptions {
+    /// Recalibrate inside the service (`--daily-recalibration`).
+    pub recalibrate: bool,
+    /// Where the recalibrated artifacts go (`--recalibrated-dir`).
+    pub artifacts_dir: PathBuf,
+    /// How the recalibrated artifact is loaded.
+    pub load: LoadOptions,
+}
+
+/// The job's memory between passes: the candles the recalibration reads (refreshed from the
+/// store, never trusted beyond it: an asset whose stored count changed is read again) and the
+/// days already handled.
+#[derive(Debug, Default)]
+pub struct DailyState {
+    candles: HashMap<String, Vec<Candle>>,
+    recalibrated_day: Option<i64>,
+    gate_day: Option<i64>,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// The id of the artifact swapped in by the recalibration, if any.
+    pub recalibrated: Option<String>,
+    /// The gate's switch, if any.
+    pub switch: Option<Switch>,
+    /// Ledger entries recorded.
+    pub recorded: usize,
+    /// Ledger entries scored.
+    pub scored: usize,
+}
+
+/// Restores the policy served from the gate's last switch in the store (after a restart).
+///
+/// # Errors
+/// The store's.
+pub async fn restore_policy(state: &AppState) -> Result<(), ApiError> {
+    if let Some((at, policy, reason)) = state.store()?.switches().await?.pop() {
+        let switch = Switch { at, policy, reason };
+        tracing::info!(policy = %switch.policy, since = %format_ms(at), "policy restored from the gate's last switch");
+        state.set_policy(switch.status(), Some(at));
+    }
+    Ok(())
+}
+
+/// One pass at `now_ms` (see the module's order).
+///
+/// # Errors
+/// The store's, or the model's readiness. A failed recalibration is logged and counted, and the
+/// pass goes on with the model served.
+pub async fn run_once(
+    state: &AppState,
+    options: &DailyOptions,
+    daily: &mut DailyState,
+    now_ms: i64,
+) -> Result<Pass, ApiError> {
+    let today = day_origin(now_ms);
+    let mut pass = Pass::default();
+    if options.recalibrate && daily.recalibrated_day != Some(today) {
+        match recalibrate(state, options, daily, today).await {
+            Ok(Some(id)) => {
+                count(state, "ok");
+                pass.recalibrated = Some(id);
+                daily.recalibrated_day = Some(today);
+            }
+            Ok(None) => daily.recalibrated_day = Some(today),
+            Err(ApiError::NotReady) => return Err(ApiError::NotReady),
+            Err(e) => {
+                count(state, "failed");
+                daily.recalibrated_day = Some(today);
+                tracing::warn!(day = %format_ms(today), "daily recalibration failed, serving the model as it was: {e}");
+            }
+        }
+    }
+    pass.scored = crate::ledger::score_pending(state, now_ms).await?;
+    if daily.gate_day != Some(today) {
+        pass.switch = gate(state, today).await?;
+        daily.gate_day = Some(today);
+    }
+    let (recorded, scored) = crate::ledger::run_once(state, now_ms).await?;
+    pass.recorded = recorded;
+    pass.scored += scored;
+    Ok(pass)
+}
+
+fn count(state: &AppState, outcome: &str) {
+    state
+        .metrics()
+        .recalibrations
+        .get_or_create(&ReloadLabels {
+            outcome: outcome.into(),
+        })
+        .inc();
+}
+
+/// The gate at the daily origin `day_ms`: decides on the ledger's scored entries of the rule's
+/// window, and on a switch records it, serves the new policy and logs it.
+///
+/// # Errors
+/// The store's.
+pub async fn gate(state: &AppState, day_ms: i64) -> Result<Option<Switch>, ApiError> {
+    let rule = GateRule::DEFAULT;
+    let from = day_ms - rule.window_days * DAY_MS;
+    let store = state.store()?;
+    let entries: Vec<Scored> = store
+        .scored(from, day_ms)
+        .await?
+        .iter()
+        .filter_map(scored_of)
+        .collect();
+    let window = validation(&entries, rule.window_days, from, day_ms);
+    let (current, since) = state.policy();
+    let Some(switch) = decide(&rule, &current, since, &window, day_ms) else {
+        return Ok(None);
+    };
+    store
+        .record_switch(switch.at, &switch.policy, &switch.reason)
+        .await?;
+    state.set_policy(switch.status(), Some(switch.at));
+    state
+        .metrics()
+        .policy_switches
+        .get_or_create(&ReloadLabels {
+            outcome: switch.policy.clone(),
+        })
+        .inc();
+    tracing::warn!(policy = %switch.policy, at = %format_ms(day_ms), reason = %switch.reason, "gate switch");
+    Ok(Some(switch))
+}
+
+/// The recalibration at the daily origin `today` (see the module); the new model's id when one
+/// was swapped in, None when there is nothing to do (a fixed artifact, or corrections already
+/// measured at `today`).
+async fn recalibrate(
+    state: &AppState,
+    options: &DailyOptions,
+    daily: &mut DailyState,
+    today: i64,
+) -> Result<Option<String>, ApiError> {
+    let serving = state.serving()?;
+    let metadata = &serving.info.metadata;
+    let Some(days) = metadata.recalibration.as_ref().and_then(|r| r.rolling_days) else {
+        return Ok(None);
+    };
+    let until = metadata
+        .recalibration
+        .as_ref()
+        .and_then(|r| parse_time(&r.until, Bound::Start).ok());
+    if until.is_some_and(|u| u >= today) {
+        return Ok(None);
+    }
+    let fit_end = fit_end_hour(metadata).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let today_hour = today / HOUR_MS;
+    if today_hour < fit_end {
+        return Ok(None);
+    }
+    // Every candle the offline job's replay reads: the daily origins from the fit end's window
+    // (and the longest outcome before it) on, each with its history and HAR's 30 days.
+    let span = 24 * (i64::try_from(days).unwrap_or(0) + 8)
+        + i64::try_from(serving.info.history_hours()).unwrap_or(0)
+        + 744;
+    let from = (fit_end.min(today_hour) - span) * HOUR_MS;
+    let candles = refresh_candles(state, daily, from, today - HOUR_MS).await?;
+    let dir = serving.info.dir.clone();
+    let out = options.artifacts_dir.clone();
+    let saved = tokio::task::spawn_blocking(move || {
+        let device = volcast_model::device::select(volcast_model::device::DeviceChoice::Cpu)
+            .map_err(|e| e.to_string())?
+            .device;
+        let model = LoadedModel::load(&dir, &device).map_err(|e| e.to_string())?;
+        let panel = volcast_core::panel::to_panel(&candles);
+        refresh_recalibration(&model, &panel, today_hour, &out).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(ApiError::Internal)?;
+    let new = load(&saved.dir, options.load, state.metrics())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let id = new.info.metadata.id.clone();
+    tracing::info!(old = %metadata.id, new = %id, day = %format_ms(today), "daily recalibration swapped in");
+    state.set_serving(new);
+    Ok(Some(id))
+}
+
+/// Every stored asset's candles with open time in `[from, to]`, from the job's copy brought up
+/// to date: new candles appended, an asset read again whenever its stored count in the range
+/// differs from the copy's.
+async fn refresh_candles(
+    state: &AppState,
+    daily: &mut DailyState,
+    from: i64,
+    to: i64,
+) -> Result<Arc<Vec<AssetCandles>>, ApiError> {
+    let store = state.store()?;
+    let counts: HashMap<String, i64> = store.counts(from, to).await?.into_iter().collect();
+    daily.candles.retain(|asset, _| counts.contains_key(asset));
+    for (asset, &n) in &counts {
+        let kept = daily.candles.entry(asset.clone()).or_default();
+        kept.retain(|c| (from..=to).contains(&c.open_time));
+        let after = kept.last().map_or(from, |c| c.open_time + HOUR_MS);
+        let limit = u32::try_from((to - after) / HOUR_MS + 1).unwrap_or(u32::MAX);
+        if after <= to {
+            kept.extend(store.candles(asset, after, to, limit).await?);
+        }
+        if i64::try_from(kept.len()).unwrap_or(i64::MAX) != n {
+            let all = u32::try_from((to - from) / HOUR_MS + 1).unwrap_or(u32::MAX);
+            *kept = store.candles(asset, from, to, all).await?;
+        }
+    }
+    let mut out: Vec<AssetCandles> = daily
+        .candles
+        .iter()
+        .filter(|(_, c)| !c.is_empty())
+        .map(|(asset, candles)| AssetCandles {
+            asset: asset.clone(),
+            candles: candles.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.asset.cmp(&b.asset));
+    Ok(Arc::new(out))
+}
+
+/// The job: [`run_once`] every minute on the wall clock, for as long as the service runs.
+pub async fn job(state: AppState, options: DailyOptions) {
+    if let Err(e) = restore_policy(&state).await {
+        tracing::warn!("cannot restore the gate's policy: {e}");
+    }
+    let mut daily = DailyState::default();
+    let mut tick = tokio::time::interval(JOB_PERIOD);
+    loop {
+        tick.tick().await;
+        let now = crate::routes::assets::now_ms();
+        match run_once(&state, &options, &mut daily, now).await {
+            Ok(pass) if pass == Pass::default() => {}
+            Err(ApiError::NotReady) => {}
+            Ok(pass) => {
+                tracing::info!(recorded = pass.recorded, scored = pass.scored, "forecast ledger");
+                if let Err(e) = crate::ledger::windows(&state, now, None).await {
+                    tracing::warn!("forecast ledger figures: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("daily job: {e}"),
+        }
+    }
+}

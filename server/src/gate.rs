@@ -1,0 +1,279 @@
+//! The champion/challenger gate: once a day, on the forecast ledger alone, it decides whether the
+//! service serves the model's policy or the fallback, HAR's variance with HAR's own calibrated
+//! drawdown rule (what every risk answer's `derivation.har_calibrated` already computes).
+//!
+//! The rule ([`GateRule::DEFAULT`], README "Continuous validation"), on the scored entries whose
+//! origins fall in the trailing [`GateRule::window_days`] days, pooled over assets:
+//! - **to the fallback** when, at some horizon with at least [`GateRule::min_days`] days of
+//!   scored origins, the model's QLIKE is significantly worse than HAR's (the Diebold-Mariano
+//!   statistic of the daily cross-sectional mean loss differences above [`GateRule::switch_dm`],
+//!   5% two-sided: assets move together, so each day counts once), or when the model's LT
+//!   breaches at the default alpha exceed `1 - alpha` and Kupiec's test rejects at
+//!   [`GateRule::switch_kupiec_p`];
+//! - **back to the model** after at least [`GateRule::min_dwell_days`] on the fallback, when no
+//!   horizon's DM statistic is above [`GateRule::recover_dm`] and the breaches no longer exceed
+//!   `1 - alpha` with Kupiec's p below [`GateRule::recover_kupiec_p`].
+//!
+//! The thresholds differ each way and the fallback lasts a week at least, so the gate does not
+//! flap. The ledger keeps the model's forecasts and breaches while the fallback is served, which
+//! is how it can recover. An entry is scored once its longest window (168 h) has passed, so a
+//! regime change shows in the gate's window a week after it starts.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use volcast_core::time::format_ms;
+
+use crate::dto::validation::ValidationWindow;
+use crate::ledger::DAY_MS;
+
+/// The model's policy is served.
+pub const MODEL: &str = "model";
+/// HAR's variance with its own calibrated drawdown rule is served.
+pub const FALLBACK_HAR: &str = "fallback_har";
+
+/// The gate's thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateRule {
+    /// Days of origins the decision reads.
+    pub window_days: i64,
+    /// Fewest days of scored origins at a horizon (or LT checks) for it to count.
+    pub min_days: usize,
+    /// DM statistic (model minus HAR QLIKE) above which the model is significantly worse.
+    pub switch_dm: f64,
+    /// DM statistic every horizon must be at or below to switch back.
+    pub recover_dm: f64,
+    /// Kupiec p below which excess breaches switch to the fallback.
+    pub switch_kupiec_p: f64,
+    /// Kupiec p below which excess breaches keep the fallback.
+    pub recover_kupiec_p: f64,
+    /// Fewest days on the fallback before switching back.
+    pub min_dwell_days: i64,
+}
+
+impl GateRule {
+    /// The service's rule, fixed before any replay was scored.
+    pub const DEFAULT: Self = Self {
+        window_days: 30,
+        min_days: 20,
+        switch_dm: 1.96,
+        recover_dm: 1.0,
+        switch_kupiec_p: 0.05,
+        recover_kupiec_p: 0.20,
+        min_dwell_days: 7,
+    };
+}
+
+/// Which policy is served, since when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyStatus {
+    /// `model` or `fallback_har`.
+    #[schema(example = "model")]
+    pub name: String,
+    /// When the gate last switched, RFC 3339 (absent: never).
+    pub since: Option<String>,
+    /// Why this policy is served.
+    pub reason: String,
+}
+
+impl Default for PolicyStatus {
+    fn default() -> Self {
+        Self::model()
+    }
+}
+
+impl PolicyStatus {
+    /// The model's policy, before the gate ever switched.
+    #[must_use]
+    pub fn model() -> Self {
+        Self {
+            name: MODEL.into(),
+            since: None,
+            reason: "the model serves: the gate has not switched".into(),
+        }
+    }
+
+    /// Whether the fallback is served.
+    #[must_use]
+    pub fn is_fallback(&self) -> bool {
+        self.name == FALLBACK_HAR
+    }
+}
+
+/// A switch the gate made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Switch {
+    /// When (the daily origin it was decided at), Unix ms.
+    pub at: i64,
+    /// The policy switched to.
+    pub policy: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Switch {
+    /// The status it sets.
+    #[must_use]
+    pub fn status(&self) -> PolicyStatus {
+        PolicyStatus {
+            name: self.policy.clone(),
+            since: Some(format_ms(self.at)),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// Why the model fails the rule on `window` at thresholds `dm` and `kupiec_p` (empty: it
+/// does not).
+fn failures(rule: &GateRule, window: &ValidationWindow, dm: f64, kupiec_p: f64) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in &window.horizons {
+        if h.origin_days < rule.min_days {
+            continue;
+        }
+        if let (Some(d), Some(m), Some(g)) = (h.dm_daily_statistic, h.qlike_model, h.qlike_har)
+            && d > dm
+        {
+            out.push(format!(
+                "at {} h the model's QLIKE {m:.4} is worse than HAR's {g:.4} over {} points on {} \
+                 days (DM of the daily means {d:.2} > {dm})",
+                h.horizon_hours, h.points, h.origin_days
+            ));
+        }
+    }
+    if let Some(r) = &window.risk
+        && r.origin_days >= rule.min_days
+        && r.breach_rate > r.expected_rate
+        && r.kupiec_p_value.is_some_and(|p| p < kupiec_p)
+    {
+        out.push(format!(
+            "the model's LT was breached {} times in {} ({:.2}% against {:.2}% at alpha {}; \
+             Kupiec p {:.4} < {kupiec_p})",
+            r.breaches,
+            r.points,
+            100.0 * r.breach_rate,
+            100.0 * r.expected_rate,
+            r.alpha,
+            r.kupiec_p_value.unwrap_or(f64::NAN),
+        ));
+    }
+    out
+}
+
+/// The gate's decision at the daily origin `day_ms`, serving `current` (switched at `since_ms`),
+/// with the ledger's figures over the rule's trailing window: the switch to make, if any.
+#[must_use]
+pub fn decide(
+    rule: &GateRule,
+    current: &PolicyStatus,
+    since_ms: Option<i64>,
+    window: &ValidationWindow,
+    day_ms: i64,
+) -> Option<Switch> {
+    let span = format!("over the last {} days of scored forecasts", rule.window_days);
+    if current.is_fallback() {
+        if since_ms.is_some_and(|s| day_ms - s < rule.min_dwell_days * DAY_MS) {
+            return None;
+        }
+        let enough = window.horizons.iter().all(|h| h.origin_days >= rule.min_days);
+        let still = failures(rule, window, rule.recover_dm, rule.recover_kupiec_p);
+        (enough && still.is_empty()).then(|| Switch {
+            at: day_ms,
+            policy: MODEL.into(),
+            reason: format!(
+                "the model recovered {span}: no horizon's DM statistic above {} and no excess \
+                 LT breaches at Kupiec p < {}",
+                rule.recover_dm, rule.recover_kupiec_p
+            ),
+        })
+    } else {
+        let failing = failures(rule, window, rule.switch_dm, rule.switch_kupiec_p);
+        (!failing.is_empty()).then(|| Switch {
+            at: day_ms,
+            policy: FALLBACK_HAR.into(),
+            reason: format!("{span}, {}", failing.join("; ")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::validation::{HorizonSkill, RiskCalibrationCheck};
+
+    fn window(dm: f64, breaches: usize) -> ValidationWindow {
+        ValidationWindow {
+            days: 30,
+            from: String::new(),
+            to: String::new(),
+            entries: 1000,
+            horizons: vec![HorizonSkill {
+                horizon_hours: 24,
+                points: 1000,
+                qlike_model: Some(0.4),
+                qlike_har: Some(0.38),
+                qlike_ratio: Some(0.4 / 0.38),
+                dm_statistic: None,
+                dm_p_value: None,
+                origin_days: 25,
+                dm_daily_statistic: Some(dm),
+                qlike_served: None,
+                shortage_points: 0,
+                shortage_base_rate: None,
+                shortage_brier: None,
+                shortage_roc_auc: None,
+                coverage: Vec::new(),
+            }],
+            risk: Some(RiskCalibrationCheck {
+                alpha: 0.99,
+                tau_hours: 4,
+                points: 1000,
+                origin_days: 25,
+                breaches,
+                breach_rate: breaches as f64 / 1000.0,
+                expected_rate: 0.01,
+                kupiec_p_value: volcast_core::scoring::kupiec_p_value(breaches, 1000, 0.01),
+                har_points: 1000,
+                har_breaches: 10,
+                served_points: 1000,
+                served_breaches: breaches,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_gate_switches_on_significance_and_back_with_hysteresis() {
+        let rule = GateRule::DEFAULT;
+        let model = PolicyStatus::model();
+        // Worse but not significantly: stays.
+        assert_eq!(decide(&rule, &model, None, &window(1.5, 10), 0), None);
+        // Significantly worse: switches, and says why.
+        let s = decide(&rule, &model, None, &window(2.5, 10), 0).unwrap();
+        assert_eq!(s.policy, FALLBACK_HAR);
+        assert!(s.reason.contains("daily means 2.50"), "{}", s.reason);
+        // Too many breaches (25 in 1000 against 10 expected): switches.
+        let s = decide(&rule, &model, None, &window(0.0, 25), 0).unwrap();
+        assert!(s.reason.contains("breached 25 times"), "{}", s.reason);
+        // Too few breaches is the safe side: no switch.
+        assert_eq!(decide(&rule, &model, None, &window(0.0, 0), 0), None);
+        let fallback = s.status();
+        // Recovered, but within the week: stays on the fallback.
+        assert_eq!(
+            decide(&rule, &fallback, Some(0), &window(0.0, 10), 6 * DAY_MS),
+            None
+        );
+        // Recovered after a week: back.
+        let back = decide(&rule, &fallback, Some(0), &window(0.0, 10), 7 * DAY_MS).unwrap();
+        assert_eq!(back.policy, MODEL);
+        // Between the thresholds (DM 1.5): the fallback holds, the model would not have switched.
+        assert_eq!(
+            decide(&rule, &fallback, Some(0), &window(1.5, 10), 30 * DAY_MS),
+            None
+        );
+        // Too few points to judge: nothing moves.
+        let mut thin = window(3.0, 40);
+        thin.horizons[0].origin_days = 19;
+        thin.risk.as_mut().unwrap().origin_days = 19;
+        assert_eq!(decide(&rule, &model, None, &thin, 0), None);
+        assert_eq!(decide(&rule, &fallback, Some(0), &thin, 30 * DAY_MS), None);
+    }
+}

@@ -1,0 +1,291 @@
+//! The champion/challenger gate, driven day by day on synthetic markets by the service's own
+//! daily job (scoring, gate, ledger) with the committed default artifact's metadata (HAR, the
+//! risk calibration) and a model that does not adapt: it forecasts the calm regime's variance
+//! whatever the candles say. On a stationary market it never switches; when volatility triples
+//! for a month it switches to HAR's policy within the documented delay (scoring waits a week for
+//! the longest window, then the gate needs the evidence), every answer says so, and it switches
+//! back once the month has left its window, without flapping. The ledger reads nothing after its
+//! origins: cutting the candles after a day changes no entry before it.
+
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
+mod common;
+
+use std::sync::Arc;
+
+use serde_json::json;
+use volcast_core::candles::Candle;
+use volcast_core::synth::Rng;
+use volcast_core::time::HOUR_MS;
+use volcast_model::inference::{ModelInput, Prediction};
+use volcast_server::daily::{DailyOptions, DailyState, run_once};
+use volcast_server::gate::{FALLBACK_HAR, MODEL};
+use volcast_server::ledger::DAY_MS;
+use volcast_server::metrics::Metrics;
+use volcast_server::model_info::{ModelInfo, Predictor};
+use volcast_server::queue::BatchQueue;
+use volcast_server::state::{AppState, Serving, Settings};
+use volcast_store::{CandleStore, LedgerStore, Store};
+
+const START: i64 = 1_704_067_200_000; // 2024-01-01
+const ASSETS: [&str; 5] = ["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT"];
+/// Hourly volatility of the calm regime.
+const SIGMA: f64 = 0.01;
+/// Days of candles before the first origin (the model's history is 889 hours).
+const WARM_DAYS: i64 = 40;
+
+/// Forecasts of the calm regime, exact there: variance `SIGMA^2 H`, the quantiles of a sum of
+/// `H` squared normals, no shortage.
+struct Calm;
+
+impl Predictor for Calm {
+    fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction> {
+        let v = |h: f64| SIGMA * SIGMA * h;
+        inputs
+            .iter()
+            .map(|_| Prediction {
+                variance: vec![v(4.0), v(24.0), v(168.0)],
+                quantiles: [4.0_f64, 24.0, 168.0]
+                    .iter()
+                    .map(|&h: &f64| {
+                        let sd = (2.0 / h).sqrt();
+                        [-1.645, 0.0, 1.645, 2.326]
+                            .iter()
+                            .map(|z: &f64| v(h) * (1.0 + z * sd).max(0.05))
+                            .collect()
+                    })
+                    .collect(),
+                shortage_probability: vec![0.05, 0.05, 0.05],
+            })
+            .collect()
+    }
+}
+
+/// Hourly candles of `asset` over `days` days: normal returns of volatility `SIGMA`, times 3 on
+/// the days in `drift`.
+fn market(asset: usize, days: i64, drift: Option<(i64, i64)>) -> Vec<Candle> {
+    let mut rng = Rng::new(11 + asset as u64);
+    let mut close = 100.0;
+    (0..days * 24)
+        .map(|h| {
+            let day = h / 24;
+            let sigma = if drift.is_some_and(|(from, to)| (from..to).contains(&day)) {
+                3.0 * SIGMA
+            } else {
+                SIGMA
+            };
+            let open = close;
+            close = open * (sigma * rng.normal()).exp();
+            let wick = (0.3 * sigma * rng.normal().abs()).exp();
+            Candle {
+                open_time: START + h * HOUR_MS,
+                open,
+                high: open.max(close) * wick,
+                low: open.min(close) / wick,
+                close,
+                volume: 1000.0,
+                quote_volume: 1e6 * (1.0 + 0.1 * rng.normal()).max(0.1),
+            }
+        })
+        .collect()
+}
+
+async fn serving(dir: &std::path::Path) -> AppState {
+    let store = Store::open(&common::process::store_url(dir)).await.unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let config = volcast_server::config::Config::with_artifact(artifact.clone()).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::with_store(
+        Settings::from_config(&config).unwrap(),
+        Arc::clone(&metrics),
+        Some(store),
+    );
+    let dir = volcast_model::artifact::resolve(&artifact).unwrap();
+    let info = ModelInfo {
+        metadata: volcast_model::artifact::read_metadata(&dir).unwrap(),
+        hash: "0".repeat(64),
+        dir,
+        policy: volcast_server::gate::PolicyStatus::model(),
+    };
+    let (queue, _worker) =
+        BatchQueue::start(Box::new(Calm), volcast_server::queue_config(&config), metrics).unwrap();
+    state.set_serving(Serving {
+        info: Arc::new(info),
+        queue,
+    });
+    state
+}
+
+/// The days (index from the start) the gate switched, with the policy switched to; the store's
+/// candles fill day by day as they close, and the job runs a minute after each midnight.
+async fn run(state: &AppState, data: &[Vec<Candle>], days: i64) -> Vec<(i64, String)> {
+    let store = state.store().unwrap();
+    let options = DailyOptions {
+        recalibrate: false,
+        artifacts_dir: std::path::PathBuf::new(),
+        load: volcast_server::load_options(&common::config()),
+    };
+    let mut daily = DailyState::default();
+    let mut switches = Vec::new();
+    for day in 1..=days {
+        let midnight = START + day * DAY_MS;
+        for (asset, candles) in ASSETS.iter().zip(data) {
+            let today: Vec<Candle> = candles
+                .iter()
+                .filter(|c| (midnight - DAY_MS..midnight).contains(&c.open_time))
+                .copied()
+                .collect();
+            store.insert_candles(asset, &today).await.unwrap();
+        }
+        if day < WARM_DAYS {
+            continue;
+        }
+        let pass = run_once(state, &options, &mut daily, midnight + 60_000)
+            .await
+            .unwrap();
+        if let Some(s) = pass.switch {
+            eprintln!("day {day}: to {}: {}", s.policy, s.reason);
+            switches.push((day, s.policy));
+        }
+    }
+    switches
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_holds_on_a_stationary_market() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = serving(dir.path()).await;
+    let data: Vec<Vec<Candle>> = (0..ASSETS.len()).map(|a| market(a, 150, None)).collect();
+    let switches = run(&state, &data, 150).await;
+    assert_eq!(switches, []);
+    // The ledger did fill and score: 110 days of origins for each asset.
+    let store = state.store().unwrap();
+    let scored = store.scored(i64::MIN, i64::MAX).await.unwrap();
+    assert!(scored.len() > 90 * ASSETS.len(), "{}", scored.len());
+    assert_eq!(state.policy().0.name, MODEL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_switches_on_a_drift_within_its_delay_and_back_once_it_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = serving(dir.path()).await;
+    // Thirty days of drift from day 80: the gate has had 40 days of ledger by then.
+    let (drift, days) = (80, 180);
+    let data: Vec<Vec<Candle>> = (0..ASSETS.len())
+        .map(|a| market(a, days + 1, Some((drift, drift + 30))))
+        .collect();
+    let switches = run(&state, &data, days).await;
+    // To the fallback within two weeks: a week until the first drifted forecasts are scored,
+    // then the evidence. Back once the drift has left the 30-day window (plus the week of
+    // scoring), and only once each way.
+    assert_eq!(switches.len(), 2, "{switches:?}");
+    let (to_fallback, back) = (&switches[0], &switches[1]);
+    assert_eq!(to_fallback.1, FALLBACK_HAR);
+    assert!((drift + 7..=drift + 14).contains(&to_fallback.0), "{switches:?}");
+    assert_eq!(back.1, MODEL);
+    assert!(
+        (drift + 30 + 7..=drift + 30 + 7 + 35).contains(&back.0),
+        "{switches:?}"
+    );
+
+    // The switches are in the store, with their reasons; a restart restores the policy.
+    let store = state.store().unwrap();
+    let stored = store.switches().await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(
+        stored[0].2.contains("worse than HAR") || stored[0].2.contains("breached"),
+        "{}",
+        stored[0].2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_on_the_fallback_every_answer_says_so_and_a_restart_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = serving(dir.path()).await;
+    let (drift, days) = (80, 100);
+    let data: Vec<Vec<Candle>> = (0..ASSETS.len())
+        .map(|a| market(a, days + 1, Some((drift, drift + 30))))
+        .collect();
+    let switches = run(&state, &data, days).await;
+    assert_eq!(switches.len(), 1, "{switches:?}");
+    let app = volcast_server::app(state.clone());
+    let (status, ready, _) = common::call(&app, "GET", "/readyz", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["model"]["policy"]["name"], FALLBACK_HAR);
+    let (_, card, _) = common::call(&app, "GET", "/v1/model", None).await;
+    assert_eq!(card["model"]["policy"]["name"], FALLBACK_HAR);
+    // A risk answer: HAR's variance with HAR's calibrated rule, the model's beside it.
+    let upto: Vec<&Candle> = data[0]
+        .iter()
+        .filter(|c| c.open_time < START + days * DAY_MS)
+        .collect();
+    let window: Vec<serde_json::Value> = upto[upto.len() - 889..]
+        .iter()
+        .map(|c| common::candle_json(c))
+        .collect();
+    let body = json!({"asset": ASSETS[0], "candles": window});
+    let (status, risk, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(status, 200, "{risk}");
+    let item = &risk["items"][0];
+    let derivation = &item["derivation"];
+    assert_eq!(risk["model"]["policy"]["name"], FALLBACK_HAR);
+    assert_eq!(derivation["policy"]["name"], FALLBACK_HAR);
+    assert!(derivation["policy"]["reason"].as_str().unwrap().contains("HAR"));
+    assert_eq!(derivation["drawdown"], derivation["har_calibrated"]["drawdown"]);
+    assert!(derivation["policy"]["model"]["drawdown"].as_f64().unwrap() > 0.0);
+    let metrics = common::call(&app, "GET", "/metrics", None).await.1;
+    assert!(
+        metrics.as_str().unwrap().contains("volcast_policy_fallback 1"),
+        "{metrics}"
+    );
+
+    // A new service on the same store starts on the fallback.
+    let again = serving(dir.path()).await;
+    volcast_server::daily::restore_policy(&again).await.unwrap();
+    assert_eq!(again.policy().0.name, FALLBACK_HAR);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_the_candles_after_a_day_changes_nothing_before_it() {
+    let (drift, days, cut) = (60, 100, 85);
+    let data: Vec<Vec<Candle>> = (0..ASSETS.len())
+        .map(|a| market(a, days + 1, Some((drift, drift + 30))))
+        .collect();
+    let full = tempfile::tempdir().unwrap();
+    let full_state = serving(full.path()).await;
+    let full_switches = run(&full_state, &data, days).await;
+    let short = tempfile::tempdir().unwrap();
+    let short_state = serving(short.path()).await;
+    let short_switches = run(&short_state, &data, cut).await;
+    // The same switches up to the cut.
+    let before: Vec<_> = full_switches.iter().filter(|s| s.0 <= cut).cloned().collect();
+    assert_eq!(before, short_switches);
+    // The same entries at every origin up to the cut, scored the same where both are scored.
+    let read = |store: &Store| {
+        let store = store.clone();
+        async move { store.scored(i64::MIN, START + cut * DAY_MS).await.unwrap() }
+    };
+    let (a, b) = (
+        read(full_state.store().unwrap()).await,
+        read(short_state.store().unwrap()).await,
+    );
+    assert!(!b.is_empty());
+    let a: Vec<_> = a
+        .into_iter()
+        .filter(|e| b.iter().any(|x| x.asset == e.asset && x.origin == e.origin))
+        .collect();
+    assert_eq!(a, b);
+    for origin in (WARM_DAYS..=cut).map(|d| START + d * DAY_MS) {
+        assert_eq!(
+            full_state.store().unwrap().recorded_assets(origin).await.unwrap(),
+            short_state
+                .store()
+                .unwrap()
+                .recorded_assets(origin)
+                .await
+                .unwrap()
+        );
+    }
+}
