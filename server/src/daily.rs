@@ -268,7 +268,7 @@ pub async fn job(state: AppState, options: DailyOptions) {
     let mut tick = tokio::time::interval(JOB_PERIOD);
     loop {
         tick.tick().await;
-        let now = crate::routes::assets::now_ms();
+        let now = state.now_ms();
         match run_once(&state, &options, &mut daily, now).await {
             Ok(pass) if pass == Pass::default() => {}
             Err(ApiError::NotReady) => {}

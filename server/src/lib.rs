@@ -152,7 +152,7 @@ async fn watch_market_data(state: AppState) {
         let Ok(store) = state.store() else { continue };
         match store.last_open_times().await {
             Ok(times) => {
-                let now = routes::assets::now_ms();
+                let now = state.now_ms();
                 for (asset, last) in times {
                     metrics.set_market_data_age(&asset, routes::assets::age_ms(last, now));
                 }

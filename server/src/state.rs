@@ -70,6 +70,7 @@ struct Inner {
     follow: std::sync::OnceLock<crate::follower::FollowStatus>,
     forecasts: ForecastCache,
     policy: RwLock<(PolicyStatus, Option<i64>)>,
+    clock: RwLock<crate::follower::Clock>,
 }
 
 /// Most assets whose latest forecast [`ForecastCache`] keeps.
@@ -147,6 +148,7 @@ impl AppState {
                 follow: std::sync::OnceLock::new(),
                 forecasts: ForecastCache::default(),
                 policy: RwLock::new((PolicyStatus::model(), None)),
+                clock: RwLock::new(crate::follower::Clock::system()),
             }),
         }
     }
@@ -203,6 +205,26 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(serving);
         self.inner.metrics.model_ready.set(1);
         self.inner.metrics.recalibrated_until.set(until);
+    }
+
+    /// Now, Unix ms: the wall clock, or the one [`AppState::set_clock`] gave (what the asset
+    /// routes' staleness, the validation windows and the daily job read).
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        self.inner
+            .clock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .now_ms()
+    }
+
+    /// Reads time from `clock` from now on (a simulation, a test).
+    pub fn set_clock(&self, clock: crate::follower::Clock) {
+        *self
+            .inner
+            .clock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = clock;
     }
 
     /// The policy served ([`crate::gate`]) and when the gate last switched (Unix ms).

@@ -15,80 +15,19 @@ use std::sync::Arc;
 
 use serde_json::json;
 use volcast_core::candles::Candle;
-use volcast_core::synth::Rng;
-use volcast_core::time::HOUR_MS;
-use volcast_model::inference::{ModelInput, Prediction};
 use volcast_server::daily::{DailyOptions, DailyState, run_once};
 use volcast_server::gate::{FALLBACK_HAR, MODEL};
 use volcast_server::ledger::DAY_MS;
 use volcast_server::metrics::Metrics;
-use volcast_server::model_info::{ModelInfo, Predictor};
+use volcast_server::model_info::ModelInfo;
 use volcast_server::queue::BatchQueue;
 use volcast_server::state::{AppState, Serving, Settings};
 use volcast_store::{CandleStore, LedgerStore, Store};
 
 const START: i64 = 1_704_067_200_000; // 2024-01-01
 const ASSETS: [&str; 5] = ["AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT"];
-/// Hourly volatility of the calm regime.
-const SIGMA: f64 = 0.01;
 /// Days of candles before the first origin (the model's history is 889 hours).
 const WARM_DAYS: i64 = 40;
-
-/// Forecasts of the calm regime, exact there: variance `SIGMA^2 H`, the quantiles of a sum of
-/// `H` squared normals, no shortage.
-struct Calm;
-
-impl Predictor for Calm {
-    fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction> {
-        let v = |h: f64| SIGMA * SIGMA * h;
-        inputs
-            .iter()
-            .map(|_| Prediction {
-                variance: vec![v(4.0), v(24.0), v(168.0)],
-                quantiles: [4.0_f64, 24.0, 168.0]
-                    .iter()
-                    .map(|&h: &f64| {
-                        let sd = (2.0 / h).sqrt();
-                        [-1.645, 0.0, 1.645, 2.326]
-                            .iter()
-                            .map(|z: &f64| v(h) * (1.0 + z * sd).max(0.05))
-                            .collect()
-                    })
-                    .collect(),
-                shortage_probability: vec![0.05, 0.05, 0.05],
-            })
-            .collect()
-    }
-}
-
-/// Hourly candles of `asset` over `days` days: normal returns of volatility `SIGMA`, times 3 on
-/// the days in `drift`.
-fn market(asset: usize, days: i64, drift: Option<(i64, i64)>) -> Vec<Candle> {
-    let mut rng = Rng::new(11 + asset as u64);
-    let mut close = 100.0;
-    (0..days * 24)
-        .map(|h| {
-            let day = h / 24;
-            let sigma = if drift.is_some_and(|(from, to)| (from..to).contains(&day)) {
-                3.0 * SIGMA
-            } else {
-                SIGMA
-            };
-            let open = close;
-            close = open * (sigma * rng.normal()).exp();
-            let wick = (0.3 * sigma * rng.normal().abs()).exp();
-            Candle {
-                open_time: START + h * HOUR_MS,
-                open,
-                high: open.max(close) * wick,
-                low: open.min(close) / wick,
-                close,
-                volume: 1000.0,
-                quote_volume: 1e6 * (1.0 + 0.1 * rng.normal()).max(0.1),
-            }
-        })
-        .collect()
-}
 
 async fn serving(dir: &std::path::Path) -> AppState {
     let store = Store::open(&common::process::store_url(dir)).await.unwrap();
@@ -107,8 +46,12 @@ async fn serving(dir: &std::path::Path) -> AppState {
         dir,
         policy: volcast_server::gate::PolicyStatus::model(),
     };
-    let (queue, _worker) =
-        BatchQueue::start(Box::new(Calm), volcast_server::queue_config(&config), metrics).unwrap();
+    let (queue, _worker) = BatchQueue::start(
+        Box::new(common::Calm),
+        volcast_server::queue_config(&config),
+        metrics,
+    )
+    .unwrap();
     state.set_serving(Serving {
         info: Arc::new(info),
         queue,
@@ -155,7 +98,9 @@ async fn run(state: &AppState, data: &[Vec<Candle>], days: i64) -> Vec<(i64, Str
 async fn the_gate_holds_on_a_stationary_market() {
     let dir = tempfile::tempdir().unwrap();
     let state = serving(dir.path()).await;
-    let data: Vec<Vec<Candle>> = (0..ASSETS.len()).map(|a| market(a, 150, None)).collect();
+    let data: Vec<Vec<Candle>> = (0..ASSETS.len())
+        .map(|a| common::market(START, a, 150, None))
+        .collect();
     let switches = run(&state, &data, 150).await;
     assert_eq!(switches, []);
     // The ledger did fill and score: 110 days of origins for each asset.
@@ -172,7 +117,7 @@ async fn the_gate_switches_on_a_drift_within_its_delay_and_back_once_it_has_pass
     // Thirty days of drift from day 80: the gate has had 40 days of ledger by then.
     let (drift, days) = (80, 180);
     let data: Vec<Vec<Candle>> = (0..ASSETS.len())
-        .map(|a| market(a, days + 1, Some((drift, drift + 30))))
+        .map(|a| common::market(START, a, days + 1, Some((drift, drift + 30))))
         .collect();
     let switches = run(&state, &data, days).await;
     // To the fallback within two weeks: a week until the first drifted forecasts are scored,
@@ -205,7 +150,7 @@ async fn while_on_the_fallback_every_answer_says_so_and_a_restart_keeps_it() {
     let state = serving(dir.path()).await;
     let (drift, days) = (80, 100);
     let data: Vec<Vec<Candle>> = (0..ASSETS.len())
-        .map(|a| market(a, days + 1, Some((drift, drift + 30))))
+        .map(|a| common::market(START, a, days + 1, Some((drift, drift + 30))))
         .collect();
     let switches = run(&state, &data, days).await;
     assert_eq!(switches.len(), 1, "{switches:?}");
@@ -251,7 +196,7 @@ async fn while_on_the_fallback_every_answer_says_so_and_a_restart_keeps_it() {
 async fn cutting_the_candles_after_a_day_changes_nothing_before_it() {
     let (drift, days, cut) = (60, 100, 85);
     let data: Vec<Vec<Candle>> = (0..ASSETS.len())
-        .map(|a| market(a, days + 1, Some((drift, drift + 30))))
+        .map(|a| common::market(START, a, days + 1, Some((drift, drift + 30))))
         .collect();
     let full = tempfile::tempdir().unwrap();
     let full_state = serving(full.path()).await;

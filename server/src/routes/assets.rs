@@ -82,7 +82,7 @@ pub async fn stored_forecast(
         asset: asset.to_owned(),
     })?;
     let max = state.settings().max_staleness;
-    let age = age_ms(range.last_open_time, now_ms());
+    let age = age_ms(range.last_open_time, state.now_ms());
     if is_stale(age, max) {
         return Err(ApiError::StaleMarketData {
             asset: asset.to_owned(),
@@ -157,7 +157,7 @@ fn time_param(field: &str, text: &str, bound: Bound) -> Result<i64, ApiError> {
 )]
 pub async fn assets(State(state): State<AppState>) -> Result<Json<AssetsResponse>, ApiError> {
     let store = state.store()?;
-    let now = now_ms();
+    let now = state.now_ms();
     let ranges = store.assets().await?;
     let month_end = now.div_euclid(HOUR_MS) * HOUR_MS - HOUR_MS;
     let recent = store

@@ -52,7 +52,7 @@ pub async fn validation(
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<ValidationQuery>,
 ) -> Result<Json<ValidationResponse>, ApiError> {
     let serving = state.serving()?;
-    let now = crate::routes::assets::now_ms();
+    let now = state.now_ms();
     let windows = crate::ledger::windows(&state, now, q.asset.as_deref()).await?;
     Ok(Json(ValidationResponse {
         model: serving.info.reference(),

@@ -323,3 +323,70 @@ pub fn shared_candles() -> Option<std::path::PathBuf> {
     eprintln!("skipping: {} is absent", dir.display());
     None
 }
+
+/// Hourly volatility of [`market`]'s calm regime.
+pub const SIGMA: f64 = 0.01;
+
+/// Forecasts of [`market`]'s calm regime, exact there (variance `SIGMA^2 H`, the quantiles of
+/// a sum of `H` squared normals, little shortage), whatever the candles say: a model that does
+/// not adapt.
+pub struct Calm;
+
+impl Predictor for Calm {
+    fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction> {
+        let v = |h: f64| SIGMA * SIGMA * h;
+        inputs
+            .iter()
+            .map(|_| Prediction {
+                variance: vec![v(4.0), v(24.0), v(168.0)],
+                quantiles: [4.0_f64, 24.0, 168.0]
+                    .iter()
+                    .map(|&h: &f64| {
+                        let sd = (2.0 / h).sqrt();
+                        [-1.645, 0.0, 1.645, 2.326]
+                            .iter()
+                            .map(|z: &f64| v(h) * (1.0 + z * sd).max(0.05))
+                            .collect()
+                    })
+                    .collect(),
+                shortage_probability: vec![0.05, 0.05, 0.05],
+            })
+            .collect()
+    }
+}
+
+/// Hourly candles of asset number `asset` from `start_ms` over `days` days: normal returns of
+/// volatility [`SIGMA`], times 3 on the days (from the start) in `drift`; every number with 8
+/// decimals, as an exchange gives them.
+pub fn market(
+    start_ms: i64,
+    asset: usize,
+    days: i64,
+    drift: Option<(i64, i64)>,
+) -> Vec<volcast_core::candles::Candle> {
+    let eight = |x: f64| format!("{x:.8}").parse::<f64>().unwrap();
+    let mut rng = volcast_core::synth::Rng::new(11 + asset as u64);
+    let mut close = 100.0;
+    (0..days * 24)
+        .map(|h| {
+            let day = h / 24;
+            let sigma = if drift.is_some_and(|(from, to)| (from..to).contains(&day)) {
+                3.0 * SIGMA
+            } else {
+                SIGMA
+            };
+            let open = close;
+            close = eight(open * (sigma * rng.normal()).exp());
+            let wick = (0.3 * sigma * rng.normal().abs()).exp();
+            volcast_core::candles::Candle {
+                open_time: start_ms + h * volcast_core::time::HOUR_MS,
+                open,
+                high: eight(open.max(close) * wick),
+                low: eight(open.min(close) / wick),
+                close,
+                volume: 1000.0,
+                quote_volume: eight(1e6 * (1.0 + 0.1 * rng.normal()).max(0.1)),
+            }
+        })
+        .collect()
+}
