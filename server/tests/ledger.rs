@@ -75,6 +75,37 @@ fn window_before(data: &[Candle], origin: i64) -> Vec<Value> {
         .collect()
 }
 
+/// SPEC's liquidity-shortage label at `origin` for horizon `h`, computed here from the candles:
+/// Amihud illiquidity `|r| / quote volume * 1e6` per hour, M_H its mean over the `h` hours
+/// closing by a time (90% of them present), the label `M_H(origin + h) > 2 median` of the 720
+/// values of M_H closing in `(origin - 720 h, origin]` (648 of them present, a non-zero median).
+fn shortage(by_open: &std::collections::HashMap<i64, Candle>, origin: i64, h: i64) -> Option<bool> {
+    let illiq = |open: i64| {
+        let (c, p) = (by_open.get(&open)?, by_open.get(&(open - HOUR_MS))?);
+        (c.quote_volume > 0.0).then(|| (c.close / p.close).ln().abs() / c.quote_volume * 1e6)
+    };
+    let m = |close: i64| {
+        let values: Vec<f64> = (1..=h).filter_map(|k| illiq(close - k * HOUR_MS)).collect();
+        (10 * values.len() >= 9 * usize::try_from(h).unwrap())
+            .then(|| values.iter().sum::<f64>() / values.len() as f64)
+    };
+    let mut past: Vec<f64> = (0..720).filter_map(|k| m(origin - k * HOUR_MS)).collect();
+    if 10 * past.len() < 9 * 720 {
+        return None;
+    }
+    past.sort_by(f64::total_cmp);
+    let n = past.len();
+    let median = if n % 2 == 1 {
+        past[n / 2]
+    } else {
+        0.5 * (past[n / 2 - 1] + past[n / 2])
+    };
+    if median <= 0.0 {
+        return None;
+    }
+    Some(m(origin + h * HOUR_MS)? > 2.0 * median)
+}
+
 /// The largest fall over the 4 hours after `origin`.
 fn fall(candles: &[Candle], origin: i64) -> Option<f64> {
     let at = |open: i64| candles.iter().find(|c| c.open_time == open);
@@ -174,6 +205,8 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
     let scored = store.scored(i64::MIN, i64::MAX).await.unwrap();
     assert_eq!(scored.len(), origins.len());
     let mut qlikes = vec![Vec::new(); model.len()];
+    let by_open: std::collections::HashMap<i64, Candle> = data.iter().map(|c| (c.open_time, *c)).collect();
+    let mut labelled = 0;
     let (mut points, mut breaches) = (0, 0);
     for e in &scored {
         let record: LedgerRecord = serde_json::from_str(&e.record).unwrap();
@@ -192,6 +225,11 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
             }
         }
         assert_eq!(outcome.drawdown, fall(&data, e.origin));
+        for (k, &h) in model.iter().enumerate() {
+            let want = shortage(&by_open, e.origin, i64::try_from(h).unwrap());
+            assert_eq!(outcome.shortage[k], want, "shortage at {h} h, {}", e.origin);
+            labelled += usize::from(want.is_some());
+        }
         if let Some(f) = outcome.drawdown {
             points += 1;
             breaches += usize::from(f > record.drawdown);
@@ -220,6 +258,7 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
             record.quantile_levels.len()
         );
     }
+    assert!(labelled > 0, "no shortage label to check");
     assert_eq!(month["risk"]["points"], json!(points));
     assert_eq!(month["risk"]["breaches"], json!(breaches));
     assert_eq!(validation["windows"][1]["days"], json!(120));
