@@ -215,17 +215,21 @@ pub fn scoring_lookback_hours(record: &LedgerRecord) -> i64 {
 }
 
 /// The outcome of `record` made at `origin` from `candles` (those with open time from
-/// `origin - scoring_lookback_hours` on; fewer only leaves shortage labels out), or None while a
-/// target window has not closed. The realized variances and shortage labels are the core's
-/// ([`PreparedAsset`], as `evaluate` scores), the fall [`drawdown`].
+/// `origin - scoring_lookback_hours` on; fewer only leaves shortage labels out) and the asset's
+/// last stored open time, or None while a target window has not closed. The realized variances
+/// and shortage labels are the core's ([`PreparedAsset`], as `evaluate` scores), the fall
+/// [`drawdown`].
 #[must_use]
 pub fn outcome_of(
     record: &LedgerRecord,
     origin: i64,
     candles: &[volcast_core::candles::Candle],
+    stored_last_open: i64,
 ) -> Option<LedgerOutcome> {
     let longest = record.horizons.iter().copied().max()?.max(DEFAULT_TAU);
-    let last = candles.last()?.open_time;
+    // Closed once the store holds a candle at or after the window's last hour (the window's
+    // own last candle may be one the exchange never had: SPEC's 90% rule then decides).
+    let last = candles.last()?.open_time.max(stored_last_open);
     if last < origin + (i64::try_from(longest).ok()? - 1) * HOUR_MS {
         return None;
     }
@@ -259,6 +263,7 @@ pub fn outcome_of(
 pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiError> {
     let store = state.store()?;
     let mut scored = 0;
+    let mut last_open = std::collections::HashMap::new();
     for entry in store.unscored(SCORE_BATCH).await? {
         let Ok(record) = serde_json::from_str::<LedgerRecord>(&entry.record) else {
             tracing::error!(asset = %entry.asset, origin = %format_ms(entry.origin), "unreadable ledger record");
@@ -284,7 +289,18 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
                 u32::try_from(before + span).unwrap_or(u32::MAX),
             )
             .await?;
-        if let Some(outcome) = outcome_of(&record, entry.origin, &candles) {
+        let stored_last = match last_open.get(&entry.asset) {
+            Some(&t) => t,
+            None => {
+                let t = store
+                    .asset(&entry.asset)
+                    .await?
+                    .map_or(i64::MIN, |r| r.last_open_time);
+                last_open.insert(entry.asset.clone(), t);
+                t
+            }
+        };
+        if let Some(outcome) = outcome_of(&record, entry.origin, &candles, stored_last) {
             let json = serde_json::to_string(&outcome).map_err(|e| ApiError::Internal(e.to_string()))?;
             store.set_outcome(&entry, &json).await?;
             scored += 1;

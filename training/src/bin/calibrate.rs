@@ -5,9 +5,10 @@
 //!
 //! With `--until <day>` it is the daily job instead: it re-measures only the corrections, on the
 //! trailing window of forecasts completed by that day (data after the fit period welcome), and
-//! keeps the weights and the risk calibration. Run it every day at 00:00 UTC on the latest
-//! candles with `--set-default`, then send the server SIGHUP to swap it in: that is how the model
-//! is evaluated.
+//! keeps the weights and the risk calibration. The server runs the same job itself every day at
+//! 00:00 UTC on its stored candles (`--daily-recalibration`); offline, run it on the latest
+//! candles with `--set-default`, then send the server SIGHUP to swap it in. `evaluate` replays
+//! it at every origin.
 //!
 //! ```text
 //! cargo run --release --bin calibrate -- --model model-artifacts/<id> [--set-default] [--fit-exponent]
