@@ -21,15 +21,10 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use volcast_core::time::format_ms;
+use volcast_core::time::{DAY_MS, format_ms};
 
+pub use crate::dto::policy::{FALLBACK_HAR, MODEL, PolicyStatus};
 use crate::dto::validation::ValidationWindow;
-use crate::ledger::DAY_MS;
-
-/// The model's policy is served.
-pub const MODEL: &str = "model";
-/// HAR's variance with its own calibrated drawdown rule is served.
-pub const FALLBACK_HAR: &str = "fallback_har";
 
 /// The gate's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,42 +56,6 @@ impl GateRule {
         recover_kupiec_p: 0.20,
         min_dwell_days: 7,
     };
-}
-
-/// Which policy is served, since when and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PolicyStatus {
-    /// `model` or `fallback_har`.
-    #[schema(example = "model")]
-    pub name: String,
-    /// When the gate last switched, RFC 3339 (absent: never).
-    pub since: Option<String>,
-    /// Why this policy is served.
-    pub reason: String,
-}
-
-impl Default for PolicyStatus {
-    fn default() -> Self {
-        Self::model()
-    }
-}
-
-impl PolicyStatus {
-    /// The model's policy, before the gate ever switched.
-    #[must_use]
-    pub fn model() -> Self {
-        Self {
-            name: MODEL.into(),
-            since: None,
-            reason: "the model serves: the gate has not switched".into(),
-        }
-    }
-
-    /// Whether the fallback is served.
-    #[must_use]
-    pub fn is_fallback(&self) -> bool {
-        self.name == FALLBACK_HAR
-    }
 }
 
 /// A switch the gate made.

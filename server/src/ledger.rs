@@ -25,8 +25,7 @@ use crate::routes::forecast_items;
 use crate::routes::risk_parameters::recommend;
 use crate::state::{AppState, Serving};
 
-/// Milliseconds in a day.
-pub const DAY_MS: i64 = 24 * HOUR_MS;
+pub use volcast_core::time::DAY_MS;
 /// Days before today the ledger job fills in when it starts (or finds days missing).
 pub const CATCH_UP_DAYS: i64 = 7;
 /// Entries scored per pass.
@@ -64,14 +63,14 @@ pub struct LedgerRecord {
 }
 
 fn model_policy() -> String {
-    crate::gate::MODEL.to_owned()
+    crate::dto::policy::MODEL.to_owned()
 }
 
 impl LedgerRecord {
     /// The variance served at horizon index `k`: HAR's on the fallback, else the model's.
     #[must_use]
     pub fn served_variance(&self, k: usize) -> Option<f64> {
-        if self.policy == crate::gate::FALLBACK_HAR {
+        if self.policy == crate::dto::policy::FALLBACK_HAR {
             self.har_variance.get(k).copied().flatten()
         } else {
             self.variance.get(k).copied()
@@ -81,7 +80,7 @@ impl LedgerRecord {
     /// The D served: HAR's calibrated one on the fallback, else the model's.
     #[must_use]
     pub fn served_drawdown(&self) -> Option<f64> {
-        if self.policy == crate::gate::FALLBACK_HAR {
+        if self.policy == crate::dto::policy::FALLBACK_HAR {
             self.har_drawdown
         } else {
             Some(self.drawdown)

@@ -37,7 +37,7 @@ pub struct ModelInfo {
     /// Where it was loaded from (the daily recalibration reads its weights there).
     pub dir: std::path::PathBuf,
     /// The policy served ([`crate::gate`]): set by the service, not the artifact.
-    pub policy: crate::gate::PolicyStatus,
+    pub policy: crate::dto::policy::PolicyStatus,
 }
 
 impl ModelInfo {
@@ -48,7 +48,7 @@ impl ModelInfo {
             metadata: model.metadata.clone(),
             hash: model.hash.clone(),
             dir: model.dir.clone(),
-            policy: crate::gate::PolicyStatus::model(),
+            policy: crate::dto::policy::PolicyStatus::model(),
         }
     }
 

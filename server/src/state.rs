@@ -5,8 +5,8 @@ use std::sync::{Arc, RwLock};
 use volcast_core::policy::{RiskSettings, SettingsError};
 
 use crate::config::Config;
+use crate::dto::policy::PolicyStatus;
 use crate::error::ApiError;
-use crate::gate::PolicyStatus;
 use crate::inputs::Limits;
 use crate::metrics::Metrics;
 use crate::model_info::ModelInfo;

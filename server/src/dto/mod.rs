@@ -4,6 +4,7 @@
 //! always answers `items`, one per asset in request order, beside the model's id and hash.
 
 pub mod assets;
+pub mod policy;
 pub mod stress;
 pub mod validation;
 
@@ -160,7 +161,7 @@ pub struct ModelRef {
     /// The policy served: the model's, or `fallback_har` while the champion/challenger gate
     /// holds the fallback (README, "Continuous validation").
     #[serde(default)]
-    pub policy: crate::gate::PolicyStatus,
+    pub policy: policy::PolicyStatus,
 }
 
 /// A variance with its volatility and annualized volatility.

@@ -10,13 +10,13 @@ use volcast_core::policy::{
 use volcast_model::artifact::RiskCalibration;
 use volcast_model::inference::Prediction;
 
+use crate::dto::policy as gate;
 use crate::dto::{
     AssetRisk, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters, RiskRequest,
     RiskResponse, ServedPolicy,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::gate;
 use crate::inputs::{Prepared, shape};
 use crate::model_info::ModelInfo;
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, unusable};

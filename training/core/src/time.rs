@@ -8,6 +8,9 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 /// One hour in milliseconds.
 pub const HOUR_MS: i64 = 3_600_000;
 
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
 /// Close hour of the candle that opens at `open_time_ms`.
 #[must_use]
 pub fn close_hour_of_open_ms(open_time_ms: i64) -> i64 {
