@@ -101,6 +101,10 @@ pub struct Metrics {
     pub validation_qlike_ratio: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
     /// The ledger's LT breach rate per window (`horizon_hours` 0).
     pub validation_breach_rate: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
+    /// The ledger's shortage ROC AUC of the model, per window and horizon.
+    pub validation_shortage_auc: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
+    /// The ledger's shortage Brier score of the model, per window and horizon.
+    pub validation_shortage_brier: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
     /// 1 while the gate serves the fallback policy (HAR's), else 0.
     pub policy_fallback: Gauge,
     /// The gate's switches by the policy switched to.
@@ -130,6 +134,18 @@ impl Metrics {
         let market_data_age = Family::<AssetLabels, Gauge>::default();
         let validation_qlike_ratio = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
         let validation_breach_rate = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
+        let validation_shortage_auc = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
+        let validation_shortage_brier = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "validation_shortage_roc_auc",
+            "ROC AUC of the model's shortage probability on the forecast ledger",
+            validation_shortage_auc.clone(),
+        );
+        registry.register(
+            "validation_shortage_brier",
+            "Brier score of the model's shortage probability on the forecast ledger",
+            validation_shortage_brier.clone(),
+        );
         let policy_fallback = Gauge::default();
         let policy_switches = Family::<ReloadLabels, Counter>::default();
         let recalibrations = Family::<ReloadLabels, Counter>::default();
@@ -262,6 +278,8 @@ impl Metrics {
             follower_rate_limited,
             validation_qlike_ratio,
             validation_breach_rate,
+            validation_shortage_auc,
+            validation_shortage_brier,
             policy_fallback,
             policy_switches,
             recalibrations,
@@ -271,13 +289,18 @@ impl Metrics {
     /// Sets the validation gauges from a window's figures.
     pub fn set_validation(&self, window: &crate::dto::validation::ValidationWindow) {
         for h in &window.horizons {
-            if let Some(ratio) = h.qlike_ratio {
-                self.validation_qlike_ratio
-                    .get_or_create(&ValidationLabels {
-                        window_days: window.days,
-                        horizon_hours: h.horizon_hours,
-                    })
-                    .set(ratio);
+            let labels = ValidationLabels {
+                window_days: window.days,
+                horizon_hours: h.horizon_hours,
+            };
+            for (gauge, value) in [
+                (&self.validation_qlike_ratio, h.qlike_ratio),
+                (&self.validation_shortage_auc, h.shortage_roc_auc),
+                (&self.validation_shortage_brier, h.shortage_brier),
+            ] {
+                if let Some(v) = value {
+                    gauge.get_or_create(&labels).set(v);
+                }
             }
         }
         if let Some(risk) = &window.risk {

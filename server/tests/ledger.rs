@@ -286,6 +286,24 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
         .parse()
         .unwrap();
     assert!((gauge - ratio).abs() <= 1e-12 * ratio);
+    for (name, key) in [
+        ("volcast_validation_shortage_roc_auc", "shortage_roc_auc"),
+        ("volcast_validation_shortage_brier", "shortage_brier"),
+    ] {
+        for (k, h) in model.iter().enumerate() {
+            let Some(want) = month["horizons"][k][key].as_f64() else {
+                continue;
+            };
+            let line = format!("{name}{{window_days=\"30\",horizon_hours=\"{h}\"}} ");
+            let got: f64 = rendered
+                .lines()
+                .find_map(|l| l.strip_prefix(line.as_str()))
+                .unwrap_or_else(|| panic!("{line}: {rendered}"))
+                .parse()
+                .unwrap();
+            assert!((got - want).abs() <= 1e-12, "{name} {h}: {got} vs {want}");
+        }
+    }
 
     // A reopened store keeps the ledger: a new service reports the same.
     store.close().await;
