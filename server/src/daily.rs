@@ -73,10 +73,9 @@ pub struct Pass {
 /// # Errors
 /// The store's.
 pub async fn restore_policy(state: &AppState) -> Result<(), ApiError> {
-    if let Some((at, policy, reason)) = state.store()?.switches().await?.pop() {
-        let switch = Switch { at, policy, reason };
-        tracing::info!(policy = %switch.policy, since = %format_ms(at), "policy restored from the gate's last switch");
-        state.set_policy(switch.status(), Some(at));
+    if let Some(switch) = state.store()?.switches().await?.pop().map(Switch::from) {
+        tracing::info!(policy = %switch.policy, since = %format_ms(switch.at), "policy restored from the gate's last switch");
+        state.set_policy(switch.status(), Some(switch.at));
     }
     Ok(())
 }

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::error::Error as _;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -118,11 +118,7 @@ impl Clock {
     /// The system's wall clock.
     #[must_use]
     pub fn system() -> Self {
-        Self(Arc::new(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        }))
+        Self(Arc::new(crate::routes::assets::now_ms))
     }
 
     /// A clock reading `now_ms` (Unix milliseconds).

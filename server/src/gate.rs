@@ -69,6 +69,13 @@ pub struct Switch {
     pub reason: String,
 }
 
+impl From<(i64, String, String)> for Switch {
+    /// A switch as the store keeps it: (time, policy, reason).
+    fn from((at, policy, reason): (i64, String, String)) -> Self {
+        Self { at, policy, reason }
+    }
+}
+
 impl Switch {
     /// The status it sets.
     #[must_use]

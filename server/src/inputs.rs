@@ -37,6 +37,12 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Whether HAR's variance exists (finite and positive) at every horizon.
+    #[must_use]
+    pub fn har_usable(&self) -> bool {
+        self.har.iter().all(|v| v.is_finite() && *v > 0.0)
+    }
+
     /// The origin as RFC 3339 (`2024-01-01T00:00:00Z`).
     #[must_use]
     pub fn origin(&self) -> String {

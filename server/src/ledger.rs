@@ -67,20 +67,16 @@ fn model_policy() -> String {
 }
 
 impl LedgerRecord {
-    /// The variance served at horizon index `k`: HAR's on the fallback, else the model's.
+    /// Whether HAR's policy was served (the gate's fallback) rather than the model's.
     #[must_use]
-    pub fn served_variance(&self, k: usize) -> Option<f64> {
-        if self.policy == crate::dto::policy::FALLBACK_HAR {
-            self.har_variance.get(k).copied().flatten()
-        } else {
-            self.variance.get(k).copied()
-        }
+    pub fn served_is_har(&self) -> bool {
+        self.policy == crate::dto::policy::FALLBACK_HAR
     }
 
     /// The D served: HAR's calibrated one on the fallback, else the model's.
     #[must_use]
     pub fn served_drawdown(&self) -> Option<f64> {
-        if self.policy == crate::dto::policy::FALLBACK_HAR {
+        if self.served_is_har() {
             self.har_drawdown
         } else {
             Some(self.drawdown)
@@ -437,7 +433,19 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
     let levels = &first_levels(entries);
     let mut covered = vec![0_usize; levels.len()];
     let mut with_rv = 0;
+    // Shortage: the model's probability against SPEC's label, wherever the label exists.
+    let (mut probabilities, mut labels) = (Vec::new(), Vec::new());
+    // What was served: the model's loss, or HAR's on the fallback's days.
+    let mut served = Vec::new();
     for e in entries {
+        if let (Some(Some(label)), Some(&p)) = (
+            e.outcome.shortage.get(k).copied(),
+            e.record.shortage_probability.get(k),
+        ) && p.is_finite()
+        {
+            probabilities.push(p);
+            labels.push(label);
+        }
         let Some(Some(rv)) = e.outcome.realized_variance.get(k).copied() else {
             continue;
         };
@@ -458,6 +466,7 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
         let (lm, lh) = (qlike(rv, f), qlike(rv, g));
         model.push(lm);
         har.push(lh);
+        served.push(if e.record.served_is_har() { lh } else { lm });
         by_asset.push((group, lm, lh));
         let day = daily.entry(e.origin).or_insert((0.0, 0));
         day.0 += lm - lh;
@@ -466,27 +475,6 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
     // The same test on the daily cross-sectional means: assets move together, so the pooled
     // test overstates the evidence; this one counts each day once.
     let daily_means: Vec<f64> = daily.values().map(|&(sum, n)| sum / f64::from(n)).collect();
-    // Shortage: the model's probability against SPEC's label, wherever the label exists.
-    let (mut probabilities, mut labels) = (Vec::new(), Vec::new());
-    let mut served = Vec::new();
-    for e in entries {
-        if let (Some(Some(label)), Some(&p)) = (
-            e.outcome.shortage.get(k).copied(),
-            e.record.shortage_probability.get(k),
-        ) && p.is_finite()
-        {
-            probabilities.push(p);
-            labels.push(label);
-        }
-        if let (Some(Some(rv)), Some(f), Some(Some(_))) = (
-            e.outcome.realized_variance.get(k).copied(),
-            e.record.served_variance(k),
-            e.record.har_variance.get(k),
-        ) && rv > 0.0
-        {
-            served.push(qlike(rv, f));
-        }
-    }
     by_asset.sort_by_key(|&(g, _, _)| g);
     let d: Vec<f64> = by_asset.iter().map(|&(_, m, g)| m - g).collect();
     let groups: Vec<usize> = by_asset.iter().map(|&(g, _, _)| g).collect();

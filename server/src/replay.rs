@@ -158,12 +158,7 @@ pub async fn replay(
         .filter_map(scored_of)
         .collect();
     let span_days = (options.to_ms - options.from_ms) / DAY_MS + 1;
-    let switches = store
-        .switches()
-        .await?
-        .into_iter()
-        .map(|(at, policy, reason)| Switch { at, policy, reason })
-        .collect();
+    let switches = store.switches().await?.into_iter().map(Switch::from).collect();
     store.close().await;
     Ok(ReplayReport {
         artifact: options.artifact.display().to_string(),

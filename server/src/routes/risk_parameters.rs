@@ -156,9 +156,8 @@ pub fn recommend(
     let har_rule = calibration
         .and_then(|c| c.har.as_ref())
         .map(DrawdownRule::Calibrated);
-    let har_ok = prep.har.iter().all(|v| v.is_finite() && *v > 0.0);
     let (rule, served) = match (info.policy.is_fallback(), har_rule) {
-        (true, Some(r)) if har_ok => (
+        (true, Some(r)) if prep.har_usable() => (
             r,
             ServedPolicy {
                 name: gate::FALLBACK_HAR.into(),
@@ -217,31 +216,12 @@ pub fn recommend(
     if !p.finite || !numbers.iter().all(|x| x.is_finite()) {
         return Err(unusable(prefix, &prep.asset, "risk parameters"));
     }
-    let comparisons = comparisons(
-        calibration,
-        prep,
-        horizons,
-        &s.input(liquidity.tau_effective, slippage),
-    );
-    let served = if fallback {
-        // What the model's own policy gives on the same window, beside the fallback served.
-        let curve = VarianceCurve::new(horizons, &pred.variance);
-        let m = policy::parameters(
-            &curve,
-            &s.input(liquidity.tau_effective, slippage),
-            None,
-            model_rule,
-        );
-        ServedPolicy {
-            model: Some(Comparison {
-                drawdown: m.drawdown,
-                liquidation_threshold: m.liquidation_threshold,
-                max_ltv: m.max_ltv,
-            }),
-            ..served
-        }
-    } else {
-        served
+    let input = s.input(liquidity.tau_effective, slippage);
+    let comparisons = comparisons(calibration, prep, horizons, &input);
+    // While the fallback is served: what the model's own policy gives on the same window.
+    let served = ServedPolicy {
+        model: fallback.then(|| compare(&VarianceCurve::new(horizons, &pred.variance), &input, model_rule)),
+        ..served
     };
     let answer = Answer {
         settings: s,
@@ -350,32 +330,30 @@ struct Comparisons {
     plain_normal: Option<Comparison>,
 }
 
+/// D, LT and max LTV of the policy on `curve` under `rule`, unbounded.
+fn compare(curve: &VarianceCurve, input: &PolicyInput, rule: DrawdownRule<'_>) -> Comparison {
+    let c = policy::parameters(curve, input, None, rule);
+    Comparison {
+        drawdown: c.drawdown,
+        liquidation_threshold: c.liquidation_threshold,
+        max_ltv: c.max_ltv,
+    }
+}
+
 fn comparisons(
     calibration: Option<&RiskCalibration>,
     prep: &Prepared,
     horizons: &[usize],
     input: &PolicyInput,
 ) -> Comparisons {
-    let har_ok = prep.har.iter().all(|v| v.is_finite() && *v > 0.0);
+    let har_ok = prep.har_usable();
     let har_curve = VarianceCurve::new(horizons, &prep.har);
-    let compare = |r: Option<DrawdownRule<'_>>| {
-        let r = r?;
-        har_ok.then(|| {
-            let c = policy::parameters(&har_curve, input, None, r);
-            Comparison {
-                drawdown: c.drawdown,
-                liquidation_threshold: c.liquidation_threshold,
-                max_ltv: c.max_ltv,
-            }
-        })
-    };
+    let har = |r: Option<DrawdownRule<'_>>| r.filter(|_| har_ok).map(|r| compare(&har_curve, input, r));
     Comparisons {
-        calibrated: compare(
-            calibration
-                .and_then(|c| c.har.as_ref())
-                .map(DrawdownRule::Calibrated),
-        ),
-        reflection: compare(Some(DrawdownRule::Reflection)),
-        plain_normal: compare(Some(DrawdownRule::PlainNormal)),
+        calibrated: har(calibration
+            .and_then(|c| c.har.as_ref())
+            .map(DrawdownRule::Calibrated)),
+        reflection: har(Some(DrawdownRule::Reflection)),
+        plain_normal: har(Some(DrawdownRule::PlainNormal)),
     }
 }
