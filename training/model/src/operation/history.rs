@@ -1,0 +1,423 @@
+//! [`History`]: the completed raw forecasts the corrections are measured on, and the daily
+//! job's measurement itself (the corrections of a day, and of every day with adaptive levels).
+
+use std::collections::BTreeMap;
+
+use crate::artifact::{self, Adaptive, Recalibration};
+use crate::inference::Prediction;
+use volcast_core::forecast::Origin;
+use volcast_core::grid::Asset;
+use volcast_core::panel::PreparedAsset;
+use volcast_core::time::{format_ms, hour_to_ms};
+
+use super::{CalibrateError, MIN_RECALIBRATION_POINTS};
+
+/// Completed raw forecasts of one horizon at daily origins.
+#[derive(Debug, Clone, Default)]
+struct HorizonPoints {
+    horizon: usize,
+    /// Origin hour of each point, increasing.
+    hours: Vec<i64>,
+    /// RV / F per point.
+    variance_ratio: Vec<f64>,
+    /// RV, the network's F and HAR's H per point (for the blend's weight).
+    rv_model_har: Vec<[f64; 3]>,
+    /// RV / q per level, then point (NaN where not finite).
+    quantile_ratio: Vec<Vec<f64>>,
+}
+
+/// Raw (uncorrected) forecasts at daily origins with their realised RV, per horizon: the material
+/// the corrections are measured on.
+#[derive(Debug, Clone)]
+pub struct History {
+    levels: Vec<f64>,
+    horizons: Vec<HorizonPoints>,
+    /// Whether the corrections blend the network with HAR ([`Recalibration::har_weight`]).
+    combine: bool,
+}
+
+/// The weights of the network against HAR tried (see [`Recalibration::har_weight`]).
+const HAR_BLEND_WEIGHTS: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
+/// The points of each horizon a window holds, as index ranges into [`History`].
+type Window = Vec<(usize, usize)>;
+
+impl History {
+    /// Collects the daily (00:00 UTC) origins among `origins`, with their raw `predictions` (same
+    /// order; for all of `horizons`) and their realised RV, where RV and the forecasts are finite
+    /// and positive. With `har`, its forecasts there too, and the corrections measured blend the
+    /// network with it ([`Recalibration::har_weight`]).
+    #[must_use]
+    pub fn new(
+        assets: &[Asset],
+        prepared: &[PreparedAsset],
+        origins: &[Origin],
+        predictions: &[Option<Prediction>],
+        horizons: &[usize],
+        levels: &[f64],
+        har: Option<&BTreeMap<usize, volcast_core::baselines::har::Har>>,
+    ) -> Self {
+        let horizons = horizons
+            .iter()
+            .enumerate()
+            .map(|(j, &h)| {
+                let har_h = har.and_then(|m| m.get(&h));
+                let mut points: Vec<(i64, f64, Vec<f64>, [f64; 3])> = origins
+                    .iter()
+                    .zip(predictions)
+                    .filter_map(|(o, p)| {
+                        let p = p.as_ref()?;
+                        let hour = assets[o.asset].grid.hour(o.slot);
+                        let rv = prepared[o.asset].target(o.slot, h);
+                        let f = p.variance[j];
+                        let ok = hour.rem_euclid(24) == 0
+                            && rv.is_finite()
+                            && rv > 0.0
+                            && f.is_finite()
+                            && f > 0.0;
+                        let hv =
+                            har_h.map_or(f64::NAN, |m| m.forecast(prepared[o.asset].har_regressors(o.slot)));
+                        ok.then(|| {
+                            (
+                                hour,
+                                rv / f,
+                                p.quantiles[j].iter().map(|q| rv / q).collect(),
+                                [rv, f, hv],
+                            )
+                        })
+                    })
+                    .collect();
+                points.sort_by_key(|p| p.0);
+                HorizonPoints {
+                    horizon: h,
+                    hours: points.iter().map(|p| p.0).collect(),
+                    variance_ratio: points.iter().map(|p| p.1).collect(),
+                    rv_model_har: points.iter().map(|p| p.3).collect(),
+                    quantile_ratio: (0..levels.len())
+                        .map(|l| {
+                            points
+                                .iter()
+                                .map(|p| p.2.get(l).copied().filter(|r| r.is_finite()).unwrap_or(f64::NAN))
+                                .collect()
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Self {
+            levels: levels.to_vec(),
+            horizons,
+            combine: har.is_some(),
+        }
+    }
+
+    /// The points of the window ending at `end_hour`: origins from `end_hour - 24 days` on whose
+    /// target windows end by `end_hour`.
+    fn window(&self, end_hour: i64, days: usize) -> Window {
+        let from = end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48);
+        self.horizons
+            .iter()
+            .map(|p| {
+                let last = end_hour - i64::try_from(p.horizon).unwrap_or(i64::MAX / 2);
+                let lo = p.hours.partition_point(|&h| h < from);
+                let hi = p.hours.partition_point(|&h| h <= last).max(lo);
+                (lo, hi)
+            })
+            .collect()
+    }
+
+    /// The levels as declared, for every horizon.
+    fn nominal_levels(&self) -> Vec<Vec<f64>> {
+        vec![self.levels.clone(); self.horizons.len()]
+    }
+
+    /// The corrections measured on `window` (see [`Recalibration`]), each quantile scale at its
+    /// level of `levels` (per horizon, in level order).
+    fn measure(&self, window: &Window, levels: &[Vec<f64>]) -> Result<Recalibration, CalibrateError> {
+        let mut out = Recalibration {
+            from: String::new(),
+            until: String::new(),
+            points: BTreeMap::new(),
+            variance_scale: BTreeMap::new(),
+            quantile_scale: BTreeMap::new(),
+            rolling_days: None,
+            har_weight: BTreeMap::new(),
+            adaptive: None,
+        };
+        for ((p, &(lo, hi)), levels) in self.horizons.iter().zip(window).zip(levels) {
+            let n = hi - lo;
+            if n < MIN_RECALIBRATION_POINTS {
+                return Err(CalibrateError::TooLittleData(format!(
+                    "{n} completed daily forecasts at {}h (need {MIN_RECALIBRATION_POINTS})",
+                    p.horizon
+                )));
+            }
+            let scale = p.variance_ratio[lo..hi].iter().sum::<f64>() / n as f64;
+            if self.combine {
+                out.har_weight
+                    .insert(p.horizon, best_weight(&p.rv_model_har[lo..hi], scale));
+            }
+            let quantile_scale = levels
+                .iter()
+                .zip(&p.quantile_ratio)
+                .map(|(&level, ratios)| {
+                    let mut finite: Vec<f64> =
+                        ratios[lo..hi].iter().copied().filter(|r| r.is_finite()).collect();
+                    quantile_unsorted(&mut finite, level)
+                })
+                .collect();
+            out.points.insert(p.horizon, n);
+            out.variance_scale.insert(p.horizon, scale);
+            out.quantile_scale.insert(p.horizon, quantile_scale);
+        }
+        Ok(out)
+    }
+
+    /// The corrections the daily job measures at `end_hour` on the trailing `days` days.
+    ///
+    /// # Errors
+    /// [`CalibrateError::TooLittleData`] when a horizon has fewer than
+    /// [`MIN_RECALIBRATION_POINTS`] completed forecasts in the window.
+    pub fn recalibration(&self, end_hour: i64, days: usize) -> Result<Recalibration, CalibrateError> {
+        let out = self.measure(&self.window(end_hour, days), &self.nominal_levels())?;
+        Ok(stamped(out, end_hour, days))
+    }
+
+    /// The corrections in force on each day (midnight hours) from `first_day` to `last_day`, as
+    /// the daily job measures them on the trailing `days` days (None where a window holds too few
+    /// completed forecasts: `stored` then applies). With `adaptive`, each RV quantile's scale is
+    /// measured at a level moved by adaptive conformal inference ([`Adaptive`]): nominal up to
+    /// `anchor` (the fit end's midnight), then after each forecast completed since, by
+    /// `quantile_step (level - covered)`, covered meaning RV at or below the quantile served at
+    /// its origin (its scale of that day). For the state to be exact, `first_day` must be at most
+    /// the anchor minus the longest horizon.
+    #[must_use]
+    pub fn operate(
+        &self,
+        (first_day, last_day): (i64, i64),
+        days: usize,
+        anchor: i64,
+        adaptive: Option<&Adaptive>,
+        stored: Option<&Recalibration>,
+    ) -> BTreeMap<i64, Option<Recalibration>> {
+        let step = adaptive.map_or(0.0, |a| a.quantile_step);
+        let mut levels = self.nominal_levels();
+        let mut out: BTreeMap<i64, Option<Recalibration>> = BTreeMap::new();
+        let mut day = first_day;
+        while day <= last_day {
+            if step != 0.0 {
+                for (p, levels) in self.horizons.iter().zip(&mut levels) {
+                    let h = i64::try_from(p.horizon).unwrap_or(i64::MAX / 2);
+                    // Forecasts completed in (day - 24, day] and after the anchor.
+                    let a = p.hours.partition_point(|&x| x <= (day - 24).max(anchor) - h);
+                    let b = p.hours.partition_point(|&x| x <= day - h).max(a);
+                    for i in a..b {
+                        let origin_day = p.hours[i] - p.hours[i].rem_euclid(24);
+                        let served = out.get(&origin_day).and_then(Option::as_ref).or(stored);
+                        let scales = served.and_then(|c| c.quantile_scale.get(&p.horizon));
+                        for (l, (state, &level)) in levels.iter_mut().zip(&self.levels).enumerate() {
+                            let r = p.quantile_ratio[l][i];
+                            if r.is_finite() {
+                                let scale = scales.and_then(|k| k.get(l)).copied().unwrap_or(1.0);
+                                let covered = f64::from(u8::from(r <= scale));
+                                *state = (*state + step * (level - covered)).clamp(-0.25, 1.25);
+                            }
+                        }
+                    }
+                }
+            }
+            let measured = self.measure(&self.window(day, days), &levels).ok().map(|r| {
+                let mut r = stamped(r, day, days);
+                r.adaptive = adaptive.map(|a| Adaptive {
+                    quantile_level: self
+                        .horizons
+                        .iter()
+                        .zip(&levels)
+                        .map(|(p, l)| (p.horizon, l.clone()))
+                        .collect(),
+                    ..a.clone()
+                });
+                r
+            });
+            out.insert(day, measured);
+            day += 24;
+        }
+        out
+    }
+}
+
+/// `r` with the window it was measured on: the `days` days before `end_hour`.
+fn stamped(mut r: Recalibration, end_hour: i64, days: usize) -> Recalibration {
+    r.from = format_ms(hour_to_ms(
+        end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48),
+    ));
+    r.until = format_ms(hour_to_ms(end_hour));
+    r.rolling_days = Some(days);
+    r
+}
+
+/// The weight of the network (its forecasts times `scale`) against HAR, of
+/// [`HAR_BLEND_WEIGHTS`], whose blends have the lowest mean QLIKE on `points` (RV, F, H); the
+/// network alone when no blend is finite.
+fn best_weight(points: &[[f64; 3]], scale: f64) -> f64 {
+    HAR_BLEND_WEIGHTS
+        .iter()
+        .map(|&w| {
+            let qlike = points
+                .iter()
+                .map(|&[rv, f, hv]| {
+                    let x = rv / artifact::blend(scale * f, hv, w);
+                    x - x.ln() - 1.0
+                })
+                .sum::<f64>()
+                / points.len().max(1) as f64;
+            (w, qlike)
+        })
+        .filter(|c| c.1.is_finite())
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(1.0, |c| c.0)
+}
+
+/// [`volcast_core::drawdown::interpolated_quantile`] of unsorted values (reordered), in linear time.
+fn quantile_unsorted(values: &mut [f64], level: f64) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let pos = level.clamp(0.0, 1.0) * (n - 1) as f64;
+    let lo = pos.floor() as usize;
+    let (_, &mut below, above) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    let next = above.iter().copied().min_by(f64::total_cmp).unwrap_or(below);
+    let frac = pos - lo as f64;
+    below + frac * (next - below)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volcast_core::drawdown::interpolated_quantile;
+
+    #[test]
+    fn quantile_unsorted_matches_sorted_quantile() {
+        let values: Vec<f64> = (0..97).map(|i| f64::from((i * 37) % 97) * 0.5 - 3.0).collect();
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        for level in [0.0, 0.05, 0.5, 0.95, 0.99, 1.0] {
+            let mut v = values.clone();
+            assert!((quantile_unsorted(&mut v, level) - interpolated_quantile(&sorted, level)).abs() < 1e-12);
+        }
+        assert!(quantile_unsorted(&mut [], 0.5).is_nan());
+    }
+
+    fn history(hours: &[i64], ratio: &[f64]) -> History {
+        History {
+            levels: vec![0.5],
+            horizons: vec![HorizonPoints {
+                horizon: 24,
+                hours: hours.to_vec(),
+                variance_ratio: ratio.to_vec(),
+                quantile_ratio: vec![ratio.to_vec()],
+                rv_model_har: ratio.iter().map(|&r| [r, 1.0, 1.0]).collect(),
+            }],
+            combine: false,
+        }
+    }
+
+    /// The weight follows whichever of the network and HAR tracks the realised variance: all
+    /// network where HAR is noise, all HAR where the network is.
+    #[test]
+    fn the_har_weight_follows_the_better_forecaster() {
+        let mut rng = volcast_core::synth::Rng::new(7);
+        let mut points = |network_right: bool| -> Vec<[f64; 3]> {
+            (0..400)
+                .map(|_| {
+                    let truth = (rng.normal() * 0.8 - 8.0).exp();
+                    let noisy = truth * (rng.normal() * 1.2).exp();
+                    let rv = truth * (rng.normal() * 0.3).exp();
+                    if network_right {
+                        [rv, truth, noisy]
+                    } else {
+                        [rv, noisy, truth]
+                    }
+                })
+                .collect()
+        };
+        assert!(best_weight(&points(true), 1.0) >= 0.9);
+        assert!(best_weight(&points(false), 1.0) <= 0.1);
+        // Where HAR forecasts are unusable, the network's stand: any weight gives the same.
+        let no_har: Vec<[f64; 3]> = (1..50).map(|i| [f64::from(i), f64::from(i), f64::NAN]).collect();
+        assert_eq!(best_weight(&no_har, 1.0), 0.0);
+    }
+
+    /// With fixed levels, the daily operation measures exactly what the daily job measures on
+    /// each day's window.
+    #[test]
+    fn operating_with_fixed_levels_is_the_daily_job_every_day() {
+        let hours: Vec<i64> = (0..60).map(|d| d * 24).collect();
+        let ratio: Vec<f64> = (0..60).map(|d| f64::from(d % 7) + 1.0).collect();
+        let h = history(&hours, &ratio);
+        let op = h.operate((20 * 24, 59 * 24), 30, 0, None, None);
+        assert_eq!(op.len(), 40);
+        for (&day, r) in &op {
+            assert_eq!(
+                r.as_ref().ok_or(()),
+                h.recalibration(day, 30).as_ref().map_err(|_| ()),
+                "{day}"
+            );
+        }
+    }
+
+    /// RV drifting up faster than a trailing window follows: the window's median covers less
+    /// than half the outcomes; the adaptive level brings the coverage back to a half.
+    #[test]
+    fn the_adaptive_level_restores_coverage_under_drift() {
+        let mut rng = volcast_core::synth::Rng::new(5);
+        let (mut hours, mut ratio) = (Vec::new(), Vec::new());
+        for d in 0..400i64 {
+            for _ in 0..50 {
+                hours.push(d * 24);
+                ratio.push((rng.normal() + 0.01 * d as f64).exp());
+            }
+        }
+        let h = history(&hours, &ratio);
+        let coverage = |step: f64| {
+            let adaptive = Adaptive {
+                quantile_step: step,
+                drawdown_step: 0.0,
+                quantile_level: BTreeMap::new(),
+            };
+            let op = h.operate((0, 399 * 24), 30, 100 * 24, Some(&adaptive), None);
+            let late: Vec<bool> = hours
+                .iter()
+                .zip(&ratio)
+                .filter(|(hour, _)| **hour >= 200 * 24)
+                .map(|(hour, r)| *r <= op[hour].as_ref().unwrap().quantile_scale[&24][0])
+                .collect();
+            late.iter().filter(|&&c| c).count() as f64 / late.len() as f64
+        };
+        let fixed = coverage(0.0);
+        let adapted = coverage(0.002);
+        assert!(fixed < 0.46, "{fixed}");
+        assert!((adapted - 0.5).abs() < 0.02, "{adapted}");
+    }
+
+    #[test]
+    fn a_window_holds_only_forecasts_completed_by_its_end() {
+        let hours: Vec<i64> = (0..60).map(|d| d * 24).collect();
+        let ratio: Vec<f64> = (0..60).map(f64::from).collect();
+        let h = history(&hours, &ratio);
+        // Window ending at day 50 over 30 days: origins of days 20..=49 (day 50's 24 h target
+        // ends after the window's end).
+        assert_eq!(h.window(50 * 24, 30), vec![(20, 50)]);
+        let r = h.recalibration(50 * 24, 30).unwrap();
+        assert_eq!(r.points[&24], 30);
+        assert!((r.variance_scale[&24] - 34.5).abs() < 1e-12);
+        assert!((r.quantile_scale[&24][0] - 34.5).abs() < 1e-12);
+        assert_eq!(r.rolling_days, Some(30));
+        // Too few completed forecasts: an error, not a guess.
+        assert!(matches!(
+            h.recalibration(10 * 24, 5),
+            Err(CalibrateError::TooLittleData(_))
+        ));
+    }
+}
