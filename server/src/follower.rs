@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::error::Error as _;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -110,6 +110,14 @@ pub enum FollowError {
     Runtime(#[from] tokio::runtime::TryCurrentError),
 }
 
+/// The wall clock, Unix ms.
+#[must_use]
+pub fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Where "now" comes from: the wall clock, or a test's.
 #[derive(Clone)]
 pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
@@ -118,7 +126,7 @@ impl Clock {
     /// The system's wall clock.
     #[must_use]
     pub fn system() -> Self {
-        Self(Arc::new(crate::routes::assets::now_ms))
+        Self(Arc::new(wall_clock_ms))
     }
 
     /// A clock reading `now_ms` (Unix milliseconds).

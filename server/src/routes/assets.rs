@@ -9,7 +9,7 @@
 //! stored candle closed longer ago than `--max-staleness`, they answer 503 `stale_market_data`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -41,9 +41,7 @@ const MONTH_HOURS: i64 = 30 * 24;
 /// Now, Unix ms.
 #[must_use]
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    crate::follower::wall_clock_ms()
 }
 
 /// Milliseconds since the candle opened at `last_open` closed.
