@@ -111,6 +111,33 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_RECALIBRATED_DIR", default_value = "data/recalibrated")]
     pub recalibrated_dir: PathBuf,
 
+    /// The decision log's Ed25519 signing key (PKCS#8 DER). Generated, with mode 0600, on
+    /// first start when the file is absent; its public key is at `GET /v1/keys`. Default:
+    /// `signing-key.pk8` beside the SQLite store (`data/` for PostgreSQL).
+    #[arg(long, env = "VOLCAST_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+
+    /// Append every risk answer to the signed decision log before returning it. `false` serves
+    /// answers without a decision id and keeps no record (for benchmarks of the log's cost, or
+    /// a replica nobody audits); the server warns at start.
+    #[arg(long, env = "VOLCAST_DECISION_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub decision_log: bool,
+
+    /// Serve without API keys on a non-loopback address. Without keys (created with the `keys`
+    /// command) the server otherwise refuses to listen beyond loopback.
+    #[arg(long, env = "VOLCAST_INSECURE_NO_AUTH", default_value_t = false)]
+    pub insecure_no_auth: bool,
+
+    /// Requests per minute one API key may make (a key's own limit, set at `keys create`,
+    /// overrides it); over it the answer is 429 `rate_limited` with `Retry-After`.
+    #[arg(long, env = "VOLCAST_KEY_RATE_PER_MINUTE", default_value_t = 6000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub key_rate_per_minute: u32,
+
+    /// Ask for an API key (any scope) on `/metrics` too; by default it stays open, like
+    /// `/healthz`, `/readyz` and `/docs`.
+    #[arg(long, env = "VOLCAST_METRICS_NEED_KEY", default_value_t = false)]
+    pub metrics_need_key: bool,
+
     /// Follow these Binance symbols live (comma-separated, e.g. `BTCUSDT,ETHUSDT`): their closed
     /// hourly candles are stored as they close, after a backfill from the last stored one.
     #[arg(long, env = "VOLCAST_FOLLOW", value_delimiter = ',')]

@@ -91,6 +91,20 @@ pub enum ErrorCode {
     StaleMarketData,
     /// 503: the market-data store cannot be read (or there is none); details are in its log.
     StoreUnavailable,
+    /// 401: no API key, or one that is unknown, wrong or revoked.
+    Unauthorized,
+    /// 403: the API key lacks the scope the route needs.
+    Forbidden,
+    /// 429: the API key is over its rate limit; see Retry-After.
+    RateLimited,
+    /// 404: no decision with this id.
+    UnknownDecision,
+    /// 503: the decision could not be logged, so it is not served; details are in the log.
+    DecisionLogUnavailable,
+    /// 503: a decision cannot be replayed (its artifact or inputs are gone).
+    ReplayUnavailable,
+    /// 503: the model could not be reloaded; the old one is still served.
+    ReloadFailed,
     /// 500: a failure of the service; details are in its log.
     Internal,
 }
@@ -358,6 +372,40 @@ pub enum ApiError {
         /// The cap.
         max: usize,
     },
+    /// No valid API key.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key lacks the route's scope.
+    #[error("API key {key_id} lacks the `{scope}` scope this route needs")]
+    Forbidden {
+        /// The scope needed.
+        scope: &'static str,
+        /// The key's id.
+        key_id: String,
+    },
+    /// The key is over its rate limit.
+    #[error("API key {key_id} is over its rate limit; retry after {} s", retry_after.as_secs())]
+    RateLimited {
+        /// The key's id.
+        key_id: String,
+        /// How long the client should wait.
+        retry_after: Duration,
+    },
+    /// No decision with this id.
+    #[error("no decision with id {id:?}")]
+    UnknownDecision {
+        /// The id asked for.
+        id: String,
+    },
+    /// The decision log could not append the record; the answer is withheld.
+    #[error("decision log: {0}")]
+    DecisionLog(String),
+    /// The decision cannot be replayed.
+    #[error("cannot replay the decision: {0}")]
+    ReplayUnavailable(String),
+    /// The reload failed (or cannot be done); the old model is still served.
+    #[error("reload failed, the old model is still served: {0}")]
+    ReloadFailed(String),
     /// Anything else: a bug or a dead worker. Details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -417,6 +465,13 @@ impl ApiError {
             Self::UnknownAsset { .. } => (S::NOT_FOUND, C::UnknownAsset),
             Self::StaleMarketData { .. } => (S::SERVICE_UNAVAILABLE, C::StaleMarketData),
             Self::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::StoreUnavailable),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, C::Unauthorized),
+            Self::Forbidden { .. } => (S::FORBIDDEN, C::Forbidden),
+            Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, C::RateLimited),
+            Self::UnknownDecision { .. } => (S::NOT_FOUND, C::UnknownDecision),
+            Self::DecisionLog(_) => (S::SERVICE_UNAVAILABLE, C::DecisionLogUnavailable),
+            Self::ReplayUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::ReplayUnavailable),
+            Self::ReloadFailed(_) => (S::SERVICE_UNAVAILABLE, C::ReloadFailed),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, C::Internal),
         }
     }
@@ -455,6 +510,8 @@ impl ApiError {
                     | Self::NotReady
                     | Self::TooManyConnections { .. }
                     | Self::StaleMarketData { .. }
+                    | Self::ReplayUnavailable(_)
+                    | Self::ReloadFailed(_)
             ) {
             "internal error; see the server log".to_owned()
         } else {
@@ -477,11 +534,19 @@ impl IntoResponse for ApiError {
             tracing::debug!(error = %self, "request rejected");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if let Self::QueueFull { retry_after } | Self::StressBusy { retry_after, .. } = &self {
+        if let Self::QueueFull { retry_after }
+        | Self::StressBusy { retry_after, .. }
+        | Self::RateLimited { retry_after, .. } = &self
+        {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after.as_secs().max(1)),
             );
+        }
+        if let Self::Unauthorized(_) = &self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -32,6 +32,8 @@
 //! - [`replay`]: the daily operation over history from candle files (`bin/replay`).
 //! - `bin/`: `server`, `replay` and `openapi` (writes or checks `openapi.yaml`).
 
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod daily;
 pub mod dto;
@@ -92,6 +94,15 @@ pub enum ServeError {
     /// The follower's settings are wrong.
     #[error("market-data follower: {0}")]
     Follow(#[from] follower::FollowError),
+    /// The decision log's signing key could not be read or made.
+    #[error("{0}")]
+    SigningKey(#[from] audit::KeyError),
+    /// A non-loopback address without API keys and without `--insecure-no-auth`.
+    #[error(
+        "refusing to listen on {0} without API keys: create one with `keys create`, listen on \
+         loopback, or pass --insecure-no-auth"
+    )]
+    NoAuth(std::net::SocketAddr),
     /// The market-data store could not be opened or migrated.
     #[error("market-data store {url}: {source}")]
     Store {
@@ -186,7 +197,7 @@ async fn method_not_allowed(req: Request, next: Next) -> Response {
 /// The whole HTTP application: documented routes, Swagger UI at `/docs`, the spec at
 /// `/openapi.json`, and the middleware stack (request ids, tracing, metrics, timeout, body limit).
 pub fn app(state: AppState) -> Router {
-    let (router, api) = openapi::api_router().split_for_parts();
+    let (router, api) = openapi::parts();
     let settings = *state.settings();
     router
         // No outside validator: browsers reading the docs call nothing but this service.
@@ -196,6 +207,7 @@ pub fn app(state: AppState) -> Router {
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(middleware::from_fn(method_not_allowed))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
@@ -290,6 +302,7 @@ pub async fn run(
     let settings = Settings::from_config(&config)?;
     let store = open_store(&config).await?;
     let state = AppState::with_store(settings, Arc::clone(&metrics), Some(store.clone()));
+    secure(&config, &listener, &state, &store).await?;
     let follower = match config.follow_config() {
         Some(follow) => {
             let f = follower::Follower::spawn(store.clone(), follow, follower::Clock::system())?;
@@ -299,6 +312,7 @@ pub async fn run(
         None => None,
     };
     let watcher = tokio::spawn(watch_market_data(state.clone()));
+    let key_watcher = tokio::spawn(auth::watch_keys(state.clone()));
     let ledger = tokio::spawn(daily::job(
         state.clone(),
         daily::DailyOptions {
@@ -329,6 +343,7 @@ pub async fn run(
             let _ = stop.send(());
             let _ = server.await;
             watcher.abort();
+            key_watcher.abort();
             ledger.abort();
             if let Some(f) = follower {
                 f.shutdown().await;
@@ -337,6 +352,7 @@ pub async fn run(
             return Err(e);
         }
     }
+    state.set_reload_target(config.artifact.clone(), options);
     #[cfg(unix)]
     let reloader = tokio::spawn(reload_on_hangup(
         state.clone(),
@@ -349,6 +365,7 @@ pub async fn run(
     #[cfg(unix)]
     reloader.abort();
     watcher.abort();
+    key_watcher.abort();
     ledger.abort();
     if let Some(f) = follower {
         f.shutdown().await;
@@ -356,6 +373,61 @@ pub async fn run(
     store.close().await;
     served??;
     tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Access control and the decision log: the keys in force (refusing a non-loopback address
+/// without any unless `--insecure-no-auth`), the signing key, and the log's writer.
+async fn secure(
+    config: &Config,
+    listener: &TcpListener,
+    state: &AppState,
+    store: &volcast_store::Store,
+) -> Result<(), ServeError> {
+    use volcast_store::KeyStore as _;
+    let store_error = |source| ServeError::Store {
+        url: redact_url(&config.database_url),
+        source,
+    };
+    let keys = store.keys().await.map_err(store_error)?;
+    state.access().set_keys(&keys);
+    let addr = listener.local_addr()?;
+    if keys.is_empty() {
+        if !addr.ip().is_loopback() && !config.insecure_no_auth {
+            return Err(ServeError::NoAuth(addr));
+        }
+        tracing::warn!(
+            listen = %addr,
+            "no API key configured: every route is open{} (create a key with `keys create`)",
+            if addr.ip().is_loopback() { ", on loopback only" } else { " (--insecure-no-auth)" }
+        );
+    } else {
+        let active = keys.iter().filter(|k| k.revoked.is_none()).count();
+        tracing::info!(keys = keys.len(), active, "API keys in force");
+    }
+    if !config.decision_log {
+        tracing::warn!("--decision-log false: risk answers are served without a record or a decision id");
+        return Ok(());
+    }
+    let key_file = config.signing_key.clone().unwrap_or_else(|| {
+        store
+            .file()
+            .and_then(Path::parent)
+            .unwrap_or_else(|| Path::new("data"))
+            .join("signing-key.pk8")
+    });
+    let (signer, created) = audit::Signer::load_or_create(&key_file)?;
+    tracing::info!(
+        key_id = %signer.key_id,
+        public_key = %signer.public_hex,
+        file = %key_file.display(),
+        created,
+        "decision log signing key"
+    );
+    let log = audit::log::DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
+        .await
+        .map_err(store_error)?;
+    state.set_decisions(log);
     Ok(())
 }
 
@@ -387,9 +459,41 @@ pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> 
     })
 }
 
-/// On every SIGHUP, loads the artifact afresh (following the `default` pointer, so the daily
-/// `calibrate --until --set-default` job takes effect) and swaps it in; requests in flight finish
-/// on the old one, whose worker stops once they have. A failed reload keeps the old model.
+/// Loads the artifact at `path` afresh (following the `default` pointer) and swaps it in;
+/// requests in flight finish on the old one. A failed reload keeps the old model. Counted in
+/// `volcast_model_reloads_total{outcome}`; returns the old and new model ids.
+///
+/// # Errors
+/// [`ServeError`] when the artifact cannot be loaded.
+pub async fn reload(
+    state: &AppState,
+    path: &Path,
+    options: LoadOptions,
+    metrics: &Arc<Metrics>,
+) -> Result<(String, String), ServeError> {
+    let old = state
+        .serving()
+        .map(|s| s.info.metadata.id.clone())
+        .unwrap_or_default();
+    let outcome = |o: &str| metrics::ReloadLabels { outcome: o.into() };
+    match load(path, options, metrics).await {
+        Ok(serving) => {
+            let new = serving.info.metadata.id.clone();
+            state.set_serving(serving);
+            metrics.reloads.get_or_create(&outcome("ok")).inc();
+            tracing::info!(old = %old, new = %new, "model reloaded");
+            Ok((old, new))
+        }
+        Err(e) => {
+            metrics.reloads.get_or_create(&outcome("failed")).inc();
+            tracing::error!(serving = %old, "reload failed, still serving the old model: {e}");
+            Err(e)
+        }
+    }
+}
+
+/// On every SIGHUP, [`reload`]s the artifact (so the daily `calibrate --until --set-default`
+/// job takes effect).
 #[cfg(unix)]
 async fn reload_on_hangup(state: AppState, path: PathBuf, options: LoadOptions, metrics: Arc<Metrics>) {
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -400,29 +504,6 @@ async fn reload_on_hangup(state: AppState, path: PathBuf, options: LoadOptions, 
         }
     };
     while hangups.recv().await.is_some() {
-        let old = state
-            .serving()
-            .map(|s| s.info.metadata.id.clone())
-            .unwrap_or_default();
-        match load(&path, options, &metrics).await {
-            Ok(serving) => {
-                let new = serving.info.metadata.id.clone();
-                state.set_serving(serving);
-                metrics
-                    .reloads
-                    .get_or_create(&metrics::ReloadLabels { outcome: "ok".into() })
-                    .inc();
-                tracing::info!(old = %old, new = %new, "model reloaded");
-            }
-            Err(e) => {
-                metrics
-                    .reloads
-                    .get_or_create(&metrics::ReloadLabels {
-                        outcome: "failed".into(),
-                    })
-                    .inc();
-                tracing::error!(serving = %old, "reload failed, still serving the old model: {e}");
-            }
-        }
+        let _ = reload(&state, &path, options, &metrics).await;
     }
 }

@@ -32,6 +32,13 @@ pub struct ReloadLabels {
     pub outcome: String,
 }
 
+/// Labels of the access-control rejections.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// 401, 403 or 429.
+    pub status: u16,
+}
+
 /// Labels of the per-asset market-data metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AssetLabels {
@@ -111,6 +118,12 @@ pub struct Metrics {
     pub policy_switches: Family<ReloadLabels, Counter>,
     /// The daily recalibrations inside the service by outcome.
     pub recalibrations: Family<ReloadLabels, Counter>,
+    /// Requests refused by access control, by status.
+    pub auth_rejections: Family<AuthLabels, Counter>,
+    /// Decisions appended to the decision log.
+    pub decisions_logged: Counter,
+    /// Decisions withheld because the log could not append them.
+    pub decision_log_failures: Counter,
 }
 
 impl Metrics {
@@ -258,6 +271,24 @@ impl Metrics {
             "Model reloads on SIGHUP by outcome (a failed one keeps the old model)",
             reloads.clone(),
         );
+        let auth_rejections = Family::<AuthLabels, Counter>::default();
+        let decisions_logged = Counter::default();
+        let decision_log_failures = Counter::default();
+        registry.register(
+            "auth_rejections",
+            "Requests refused by access control (401 no valid key, 403 scope, 429 rate limit)",
+            auth_rejections.clone(),
+        );
+        registry.register(
+            "decisions_logged",
+            "Decisions appended to the signed decision log",
+            decisions_logged.clone(),
+        );
+        registry.register(
+            "decision_log_failures",
+            "Decisions withheld (503) because the decision log could not append them",
+            decision_log_failures.clone(),
+        );
         Self {
             registry,
             requests,
@@ -283,6 +314,9 @@ impl Metrics {
             policy_fallback,
             policy_switches,
             recalibrations,
+            auth_rejections,
+            decisions_logged,
+            decision_log_failures,
         }
     }
 

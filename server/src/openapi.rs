@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{assets, forecast, meta, risk_parameters, risk_stress};
+use crate::routes::{assets, decisions, forecast, meta, risk_parameters, risk_stress, updates};
 use crate::state::AppState;
 
 /// Top-level document: title, description, tags.
@@ -23,6 +23,7 @@ use crate::state::AppState;
         (name = "forecast", description = "Model forecasts and the model card"),
         (name = "risk", description = "Protocol risk parameters"),
         (name = "market data", description = "The service's own market data: stored assets and candles (the asset routes under /v1/assets/{asset}/ forecast from it)"),
+        (name = "audit", description = "The signed, hash-chained decision log: keys, records, replays"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -41,6 +42,13 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(assets::volatility))
         .routes(routes!(assets::liquidity))
         .routes(routes!(assets::risk))
+        .routes(routes!(updates::post_updates))
+        .routes(routes!(updates::asset_updates))
+        .routes(routes!(decisions::keys))
+        .routes(routes!(decisions::decisions))
+        .routes(routes!(decisions::decision))
+        .routes(routes!(decisions::replay))
+        .routes(routes!(meta::reload))
         .routes(routes!(meta::model))
         .routes(routes!(meta::validation))
         .routes(routes!(meta::healthz))
@@ -48,10 +56,94 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(meta::metrics))
 }
 
+/// The router and its OpenAPI document, with the access control of [`crate::auth`] written in.
+pub fn parts() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = api_router().split_for_parts();
+    secure(&mut doc);
+    (router, doc)
+}
+
 /// The OpenAPI document.
 #[must_use]
 pub fn document() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    parts().1
+}
+
+/// Adds the bearer scheme (Swagger UI's "Authorize" takes a key), and to every route that needs a
+/// key: the scheme, its scope in the description, and the 401, 403 and 429 answers.
+fn secure(doc: &mut utoipa::openapi::OpenApi) {
+    use axum::http::Method;
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("vck_<id>_<secret>")
+                .description(Some(
+                    "An API key made with `keys create`; each route needs one of its scopes (read, risk, admin).",
+                ))
+                .build(),
+        ),
+    );
+    let error = |text: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(text)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for (path, item) in &mut doc.paths.paths {
+        for (method, op) in [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PUT, &mut item.put),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ] {
+            let Some(op) = op.as_mut() else { continue };
+            let Some(scope) = crate::auth::route_scope(&method, path, false) else {
+                continue;
+            };
+            op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            let note = format!("Needs an API key with the `{}` scope.", scope.name());
+            op.description = Some(match op.description.take() {
+                Some(d) => format!("{d}\n\n{note}"),
+                None => note,
+            });
+            let responses = &mut op.responses.responses;
+            responses.insert(
+                "401".into(),
+                error("No API key, or one that is unknown, wrong or revoked (`unauthorized`)"),
+            );
+            responses.insert(
+                "403".into(),
+                error(&format!(
+                    "The key lacks the `{}` scope (`forbidden`)",
+                    scope.name()
+                )),
+            );
+            match responses.get_mut("429") {
+                Some(RefOr::T(r)) => r
+                    .description
+                    .push_str("; or the key is over its rate limit (`rate_limited`)"),
+                _ => {
+                    responses.insert(
+                        "429".into(),
+                        error("The key is over its rate limit (`rate_limited`); see Retry-After"),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The document as YAML, as committed in `openapi.yaml`.

@@ -27,6 +27,10 @@ pub struct Settings {
     pub defaults: RiskSettings,
     /// Oldest an asset's last stored candle may be (from its close) for the asset routes.
     pub max_staleness: std::time::Duration,
+    /// Requests per minute an API key may make unless the key says otherwise.
+    pub key_rate_per_minute: u32,
+    /// Whether `/metrics` needs a key.
+    pub metrics_need_key: bool,
 }
 
 impl Settings {
@@ -44,6 +48,8 @@ impl Settings {
             request_timeout: c.request_timeout(),
             defaults: c.risk_defaults()?,
             max_staleness: c.max_staleness,
+            key_rate_per_minute: c.key_rate_per_minute,
+            metrics_need_key: c.metrics_need_key,
         })
     }
 }
@@ -71,6 +77,10 @@ struct Inner {
     forecasts: ForecastCache,
     policy: RwLock<(PolicyStatus, Option<i64>)>,
     clock: RwLock<crate::follower::Clock>,
+    access: crate::auth::Access,
+    decisions: std::sync::OnceLock<crate::audit::log::DecisionLog>,
+    replay_model: tokio::sync::Mutex<Option<Serving>>,
+    reload_target: std::sync::OnceLock<(std::path::PathBuf, crate::LoadOptions)>,
 }
 
 /// Most assets whose latest forecast [`ForecastCache`] keeps.
@@ -81,7 +91,11 @@ const MAX_CACHED_FORECASTS: usize = 1024;
 pub type ForecastKey = (i64, i64, usize, String);
 
 /// A forecast made from stored candles: the prepared inputs and the model's prediction.
-pub type StoredForecast = Arc<(crate::inputs::Prepared, volcast_model::inference::Prediction)>;
+pub type StoredForecast = Arc<(
+    crate::inputs::Prepared,
+    volcast_model::inference::Prediction,
+    crate::audit::Inputs,
+)>;
 
 /// The asset routes' forecasts per asset at its latest stored hour, reused while the store
 /// holds exactly the candles they were made from and the same model serves.
@@ -149,11 +163,49 @@ impl AppState {
                 forecasts: ForecastCache::default(),
                 policy: RwLock::new((PolicyStatus::model(), None)),
                 clock: RwLock::new(crate::follower::Clock::system()),
+                access: crate::auth::Access::new(settings.key_rate_per_minute, settings.metrics_need_key),
+                decisions: std::sync::OnceLock::new(),
+                replay_model: tokio::sync::Mutex::new(None),
+                reload_target: std::sync::OnceLock::new(),
             }),
         }
     }
 
     /// Shows the live follower's status (in `GET /v1/assets` and the metrics); set once.
+    /// Access control: the keys in force and their rate limits.
+    #[must_use]
+    pub fn access(&self) -> &crate::auth::Access {
+        &self.inner.access
+    }
+
+    /// The decision log, when the service keeps one (it does whenever it has a store).
+    #[must_use]
+    pub fn decisions(&self) -> Option<&crate::audit::log::DecisionLog> {
+        self.inner.decisions.get()
+    }
+
+    /// Starts logging decisions to `log` (once).
+    pub fn set_decisions(&self, log: crate::audit::log::DecisionLog) {
+        let _ = self.inner.decisions.set(log);
+    }
+
+    /// The artifact last loaded to replay a decision made with another model than the one served.
+    #[must_use]
+    pub fn replay_model(&self) -> &tokio::sync::Mutex<Option<Serving>> {
+        &self.inner.replay_model
+    }
+
+    /// Where `POST /v1/admin/reload` loads from, and how (set by [`crate::run`]).
+    pub fn set_reload_target(&self, path: std::path::PathBuf, options: crate::LoadOptions) {
+        let _ = self.inner.reload_target.set((path, options));
+    }
+
+    /// The reload target, when there is one.
+    #[must_use]
+    pub fn reload_target(&self) -> Option<&(std::path::PathBuf, crate::LoadOptions)> {
+        self.inner.reload_target.get()
+    }
+
     pub fn set_follow_status(&self, status: crate::follower::FollowStatus) {
         let _ = self.inner.follow.set(status);
     }

@@ -4,6 +4,8 @@
 //! always answers `items`, one per asset in request order, beside the model's id and hash.
 
 pub mod assets;
+pub mod audit;
+pub mod oracle;
 pub mod policy;
 pub mod stress;
 pub mod validation;
@@ -381,6 +383,10 @@ pub struct ServedPolicy {
 /// Recommendation for one asset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AssetRisk {
+    /// The decision's id in the signed decision log (`GET /v1/decisions/{id}`); absent when the
+    /// service runs without a store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
     /// Asset id.
     pub asset: String,
     /// Forecast origin, RFC 3339.

@@ -256,6 +256,10 @@ pub struct BookDto {
 /// Answer of `POST /v1/risk/stress`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StressResponse {
+    /// The decision's id in the signed decision log (`GET /v1/decisions/{id}`); absent when the
+    /// service runs without a store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
     /// The model that answered.
     pub model: ModelRef,
     /// Asset id.

@@ -11,11 +11,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::{Extension, Json};
 use volcast_core::time::{Bound, HOUR_MS, format_ms, parse_time};
 use volcast_store::CandleStore;
 
+use crate::audit::{ToLog, id_header, routes as logged};
+use crate::auth::Caller;
 use crate::dto::assets::{
     AssetStatus, AssetsResponse, CandlesPage, CandlesQuery, FollowDto, LiquidityQuery, RiskQuery,
     VolatilityQuery,
@@ -27,7 +30,7 @@ use crate::follower::SymbolStatus;
 use crate::inputs::check_asset_id;
 use crate::inputs::horizon_indices;
 use crate::routes::forecast::{liquidity_response, sale_size, volatility_response};
-use crate::routes::risk_parameters::{check_previous, recommend, settings};
+use crate::routes::risk_parameters::{caller_id, check_previous, recommend, settings, with_ids};
 use crate::routes::{FORECAST_TAG, MARKET_TAG, RISK_TAG, forecast_items};
 use crate::state::{AppState, Serving, StoredForecast};
 
@@ -103,7 +106,7 @@ pub async fn stored_forecast(
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("a forecast of one asset gave none".into()))?;
-    let forecast = Arc::new((prep, pred));
+    let forecast = Arc::new((prep, pred, crate::audit::Inputs::of(&candles, "store")));
     // Kept only when made from exactly the state the key names (no insert in between).
     if candles.last().map(|c| c.open_time) == Some(range.last_open_time)
         && store.asset(asset).await?.is_some_and(|r| r.count == range.count)
@@ -129,7 +132,7 @@ fn horizons(text: Option<&str>) -> Result<Option<Vec<u64>>, ApiError> {
 }
 
 /// A time parameter: Unix ms, RFC 3339 or a date.
-fn time_param(field: &str, text: &str, bound: Bound) -> Result<i64, ApiError> {
+pub fn time_param(field: &str, text: &str, bound: Bound) -> Result<i64, ApiError> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().map_err(|_| ApiError::InvalidQuery {
             field: field.to_owned(),
@@ -318,7 +321,7 @@ pub async fn volatility(
     let serving = state.serving()?;
     let wanted = horizon_indices(&serving.info, horizons.as_deref())?;
     let forecast = stored_forecast(&state, &serving, &asset).await?;
-    let (prep, pred) = forecast.as_ref();
+    let (prep, pred, _) = forecast.as_ref();
     Ok(Json(volatility_response(
         &serving.info,
         &wanted,
@@ -352,7 +355,7 @@ pub async fn liquidity(
     let wanted = horizon_indices(&serving.info, horizons.as_deref())?;
     let sale = sale_size(&state, q.sale_size_usd)?;
     let forecast = stored_forecast(&state, &serving, &asset).await?;
-    let (prep, pred) = forecast.as_ref();
+    let (prep, pred, _) = forecast.as_ref();
     liquidity_response(&serving.info, &wanted, sale, std::iter::once(("", prep, pred))).map(Json)
 }
 
@@ -374,9 +377,25 @@ pub async fn liquidity(
 )]
 pub async fn risk(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     Path(asset): Path<String>,
     ApiQuery(q): ApiQuery<RiskQuery>,
-) -> Result<Json<RiskResponse>, ApiError> {
+) -> Result<(HeaderMap, Json<RiskResponse>), ApiError> {
+    let (resp, ids) = asset_risk(&state, caller_id(caller), logged::ASSET_RISK, asset, &q).await?;
+    Ok((id_header(ids.as_deref()), Json(resp)))
+}
+
+/// The asset route's answer on the latest stored candles, logged as a decision on `route`.
+///
+/// # Errors
+/// The request's first problem, the store's, the model's or the log's.
+pub async fn asset_risk(
+    state: &AppState,
+    caller: Option<String>,
+    route: &'static str,
+    asset: String,
+    q: &RiskQuery,
+) -> Result<(RiskResponse, Option<Vec<String>>), ApiError> {
     let previous =
         (q.previous_liquidation_threshold.is_some() || q.previous_max_ltv.is_some()).then_some(Previous {
             liquidation_threshold: q.previous_liquidation_threshold,
@@ -393,15 +412,27 @@ pub async fn risk(
         ..RiskRequest::default()
     };
     let serving = state.serving()?;
-    let s = settings(&asked, &state)?;
+    let s = settings(&asked, state)?;
     check_previous("", previous.as_ref())?;
-    let forecast = stored_forecast(&state, &serving, &asset).await?;
-    let (prep, pred) = forecast.as_ref();
+    let forecast = stored_forecast(state, &serving, &asset).await?;
+    let (prep, pred, inputs) = forecast.as_ref();
     let item = recommend(&serving.info, &s, "", prep, pred, previous)?;
-    Ok(Json(RiskResponse {
+    let log = ToLog {
+        asset: item.asset.clone(),
+        request: serde_json::to_string(&RiskRequest {
+            asset: Some(asset),
+            previous,
+            ..asked
+        })
+        .unwrap_or_default(),
+        inputs: inputs.clone(),
+        answer: serde_json::to_string(&item).unwrap_or_default(),
+    };
+    let resp = RiskResponse {
         model: serving.info.reference(),
         items: vec![item],
-    }))
+    };
+    with_ids(state, &serving, caller, route, resp, vec![log]).await
 }
 
 #[cfg(test)]

@@ -11,6 +11,38 @@ use crate::error::{ApiError, ErrorBody};
 use crate::routes::{FORECAST_TAG, OPS_TAG};
 use crate::state::AppState;
 
+/// Answer of `POST /v1/admin/reload`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ReloadResponse {
+    /// The model served before.
+    pub old: String,
+    /// The model served now.
+    pub new: String,
+}
+
+/// Loads the artifact afresh (following its `default` pointer) and serves it, as SIGHUP does;
+/// a failed load keeps the old model.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/reload",
+    tag = OPS_TAG,
+    responses(
+        (status = 200, description = "The model now served", body = ReloadResponse),
+        (status = 503, description = "The artifact could not be loaded (the old one is still served), or this service has no artifact path to reload", body = ErrorBody),
+    )
+)]
+pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadResponse>, ApiError> {
+    let (path, options) = state
+        .reload_target()
+        .cloned()
+        .ok_or_else(|| ApiError::ReloadFailed("this service was started without an artifact path".into()))?;
+    let metrics = std::sync::Arc::clone(state.metrics());
+    let (old, new) = crate::reload(&state, &path, options, &metrics)
+        .await
+        .map_err(|e| ApiError::ReloadFailed(e.to_string()))?;
+    Ok(Json(ReloadResponse { old, new }))
+}
+
 /// The model card: id, hash, training data range, validation metrics, features.
 #[utoipa::path(
     get,

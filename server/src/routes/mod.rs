@@ -2,10 +2,12 @@
 //! prepare each asset, then one trip through the batching queue.
 
 pub mod assets;
+pub mod decisions;
 pub mod forecast;
 pub mod meta;
 pub mod risk_parameters;
 pub mod risk_stress;
+pub mod updates;
 
 use volcast_model::inference::Prediction;
 

@@ -1,7 +1,8 @@
 //! `POST /v1/risk/parameters`: the risk policy ([`volcast_core::policy`]) on the model's forecasts.
 
-use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::{Extension, Json};
 use volcast_core::curve::VarianceCurve;
 use volcast_core::drawdown::DrawdownRule;
 use volcast_core::policy::{
@@ -10,6 +11,8 @@ use volcast_core::policy::{
 use volcast_model::artifact::RiskCalibration;
 use volcast_model::inference::Prediction;
 
+use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
+use crate::auth::Caller;
 use crate::dto::policy as gate;
 use crate::dto::{
     AssetRisk, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters, RiskRequest,
@@ -20,7 +23,7 @@ use crate::extract::ApiJson;
 use crate::inputs::{Prepared, shape};
 use crate::model_info::ModelInfo;
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, unusable};
-use crate::state::AppState;
+use crate::state::{AppState, Serving};
 
 /// The request's settings, each left out taken from the config's defaults, checked against the
 /// policy's ranges ([`RiskSettings::resolve`]).
@@ -74,22 +77,126 @@ pub fn check_previous(prefix: &str, previous: Option<&Previous>) -> Result<(), A
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid input (bad candle, alpha outside (0.5, 0.9999], tau over 168 h, inputs whose magnitudes give a non-finite forecast...)", body = ErrorBody),
         (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
-    )
+        (status = 503, description = "Model not ready, decision log unavailable, or timeout", body = ErrorBody),
+    ),
+    description = "Every item's answer is appended to the signed decision log before it is returned: its \
+                   `decision_id` (also in the `x-decision-id` header, comma-separated for a batch) looks it \
+                   up at `GET /v1/decisions/{id}`."
 )]
 pub async fn parameters(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<RiskRequest>,
-) -> Result<Json<RiskResponse>, ApiError> {
-    parameters_answer(&state, body).await.map(Json)
+) -> Result<(HeaderMap, Json<RiskResponse>), ApiError> {
+    let serving = state.serving()?;
+    let (resp, ids) = decided(&state, &serving, caller_id(caller), logged::PARAMETERS, body).await?;
+    Ok((id_header(ids.as_deref()), Json(resp)))
 }
 
-/// The answer to a risk request (the POST route's, and the asset route's on stored candles).
+/// The caller's key id.
+#[must_use]
+pub fn caller_id(caller: Option<Extension<Caller>>) -> Option<String> {
+    caller.and_then(|Extension(c)| c.key_id)
+}
+
+/// The answer to a risk request, each item logged as a decision (when the service keeps a log)
+/// and given its id.
+///
+/// # Errors
+/// The request's first problem, the model's, or the log's.
+pub async fn decided(
+    state: &AppState,
+    serving: &Serving,
+    caller: Option<String>,
+    route: &'static str,
+    body: RiskRequest,
+) -> Result<(RiskResponse, Option<Vec<String>>), ApiError> {
+    let records = state.decisions().is_some().then(|| per_asset_requests(&body));
+    let resp = parameters_answer(state, serving, body).await?;
+    let Some(records) = records else {
+        return Ok((resp, None));
+    };
+    let logs = resp
+        .items
+        .iter()
+        .zip(records)
+        .map(|(item, (request, inputs))| ToLog {
+            asset: item.asset.clone(),
+            request,
+            inputs,
+            answer: serde_json::to_string(item).unwrap_or_default(),
+        })
+        .collect();
+    with_ids(state, serving, caller, route, resp, logs).await
+}
+
+/// Logs `logs` (one per item of `resp`) and writes their ids into the items.
+///
+/// # Errors
+/// The log's.
+pub async fn with_ids(
+    state: &AppState,
+    serving: &Serving,
+    caller: Option<String>,
+    route: &'static str,
+    mut resp: RiskResponse,
+    logs: Vec<ToLog>,
+) -> Result<(RiskResponse, Option<Vec<String>>), ApiError> {
+    let ids = log_decisions(state, &serving.info, caller, route, logs).await?;
+    if let Some(ids) = &ids {
+        for (item, id) in resp.items.iter_mut().zip(ids) {
+            item.decision_id = Some(id.clone());
+        }
+    }
+    Ok((resp, ids))
+}
+
+/// The request for each asset as the log records it (settings, asset, previous values; the
+/// candles go to [`Inputs`]).
+fn per_asset_requests(body: &RiskRequest) -> Vec<(String, Inputs)> {
+    let one = |asset: Option<String>, previous: Option<Previous>| {
+        serde_json::to_string(&RiskRequest {
+            asset,
+            candles: None,
+            previous,
+            items: None,
+            alpha: body.alpha,
+            tau_hours: body.tau_hours,
+            tau_user_hours: body.tau_user_hours,
+            bonus: body.bonus,
+            bonus_margin: body.bonus_margin,
+            sale_size_usd: body.sale_size_usd,
+            max_step: body.max_step,
+        })
+        .unwrap_or_default()
+    };
+    match &body.items {
+        Some(items) => items
+            .iter()
+            .map(|i| {
+                (
+                    one(Some(i.asset.clone()), i.previous),
+                    Inputs::of(&i.candles, "request"),
+                )
+            })
+            .collect(),
+        None => vec![(
+            one(body.asset.clone(), body.previous),
+            Inputs::of(body.candles.as_deref().unwrap_or_default(), "request"),
+        )],
+    }
+}
+
+/// The answer to a risk request (the POST route's, the asset route's on stored candles, and a
+/// replay's), by `serving`.
 ///
 /// # Errors
 /// The request's first problem, or the model's.
-pub async fn parameters_answer(state: &AppState, body: RiskRequest) -> Result<RiskResponse, ApiError> {
-    let serving = state.serving()?;
+pub async fn parameters_answer(
+    state: &AppState,
+    serving: &Serving,
+    body: RiskRequest,
+) -> Result<RiskResponse, ApiError> {
     let s = settings(&body, state)?;
     if body.items.is_some() && body.previous.is_some() {
         return Err(ApiError::InvalidShape(
@@ -114,7 +221,7 @@ pub async fn parameters_answer(state: &AppState, body: RiskRequest) -> Result<Ri
         .iter()
         .map(|(p, i)| (p.clone(), i.asset.clone(), i.candles.as_slice()))
         .collect();
-    let results = forecast_items(state, &serving, refs).await?;
+    let results = forecast_items(state, serving, refs).await?;
     let info = &serving.info;
     let out = results
         .into_iter()
@@ -234,6 +341,7 @@ pub fn recommend(
         served,
     };
     Ok(AssetRisk {
+        decision_id: None,
         origin: prep.origin(),
         parameters: answer.parameters(),
         derivation: answer.derivation(),

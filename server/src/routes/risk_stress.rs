@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::{Extension, Json};
 use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
 use volcast_core::policy::{self, AskedSettings, Forecasts, JSON_NAMES, RiskSettings};
 use volcast_core::stress::{
@@ -13,6 +14,8 @@ use volcast_core::stress::{
     StressError, StressInput,
 };
 
+use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
+use crate::auth::Caller;
 use crate::dto::stress::{
     BookDto, DEFAULT_PATHS, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, MAX_WORK, ScenarioDto,
     ScenarioResultDto, StressRequest, StressResponse, TailDto,
@@ -20,7 +23,7 @@ use crate::dto::stress::{
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param, unusable};
-use crate::state::AppState;
+use crate::state::{AppState, Serving};
 
 /// A simulation error names a field of the simulation's input; `scenario` is the request's
 /// `scenarios[i]`.
@@ -252,19 +255,48 @@ fn check(
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid input (bad candle, negative collateral, empty book, too many paths, too much simulation work, unknown scenario, inputs whose magnitudes give non-finite numbers...)", body = ErrorBody),
         (status = 429, description = "Inference queue full (`queue_full`) or every simulation slot taken (`stress_busy`); see Retry-After", body = ErrorBody),
-        (status = 503, description = "Model not ready, or timeout", body = ErrorBody),
-    )
+        (status = 503, description = "Model not ready, decision log unavailable, or timeout", body = ErrorBody),
+    ),
+    description = "The answer is appended to the signed decision log before it is returned (`decision_id`, \
+                   header `x-decision-id`)."
 )]
 pub async fn stress(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<StressRequest>,
-) -> Result<Json<StressResponse>, ApiError> {
+) -> Result<(HeaderMap, Json<StressResponse>), ApiError> {
     let serving = state.serving()?;
+    let mut resp = stress_answer(&state, &serving, &body).await?;
+    let log = ToLog {
+        asset: body.asset.clone(),
+        inputs: Inputs::of(&body.candles, "request"),
+        request: serde_json::to_string(&StressRequest {
+            candles: Vec::new(),
+            ..body
+        })
+        .unwrap_or_default(),
+        answer: serde_json::to_string(&resp).unwrap_or_default(),
+    };
+    let caller = crate::routes::risk_parameters::caller_id(caller);
+    let ids = log_decisions(&state, &serving.info, caller, logged::STRESS, vec![log]).await?;
+    resp.decision_id = ids.as_ref().and_then(|i| i.first().cloned());
+    Ok((id_header(ids.as_deref()), Json(resp)))
+}
+
+/// The answer to a stress request by `serving` (the route's, and a replay's).
+///
+/// # Errors
+/// The request's first problem, the model's or the simulation's.
+pub async fn stress_answer(
+    state: &AppState,
+    serving: &Serving,
+    body: &StressRequest,
+) -> Result<StressResponse, ApiError> {
     let info = &serving.info;
-    let checked = check(&body, &state, &info.metadata.stress_scenarios)?;
+    let checked = check(body, state, &info.metadata.stress_scenarios)?;
     let mut results = forecast_items(
-        &state,
-        &serving,
+        state,
+        serving,
         vec![(String::new(), body.asset.clone(), body.candles.as_slice())],
     )
     .await?;
@@ -297,7 +329,7 @@ pub async fn stress(
         debt_usd: prepared_book.debt_usd(),
     };
     let reports = simulate(
-        &state,
+        state,
         checked.book,
         checked.scenarios,
         &input,
@@ -309,7 +341,8 @@ pub async fn stress(
     .into_iter()
     .map(|r| checked_result(r, &prep.asset))
     .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(StressResponse {
+    Ok(StressResponse {
+        decision_id: None,
         model: info.reference(),
         asset: prep.asset.clone(),
         origin: prep.origin(),
@@ -324,7 +357,7 @@ pub async fn stress(
         tau_effective_hours: origin.liquidity.tau_effective,
         book,
         scenarios: reports,
-    }))
+    })
 }
 
 /// Runs the simulation in a stress slot off the async runtime, stopping before the next

@@ -11,8 +11,11 @@
 //! transaction and skips hours already stored, so loading the same file twice changes nothing,
 //! and a failure leaves the store as it was.
 
+mod access;
+
 use std::future::Future;
 
+pub use access::{ApiKeyRow, DecisionRow, DecisionStore, KeyStore, NewDecision};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use volcast_core::candles::Candle;
@@ -44,6 +47,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// Another writer took the same key first (the decision log's sequence number).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A migration failed.
     #[error("schema migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -435,23 +441,10 @@ impl CandleStore for Store {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
         for chunk in candles.chunks(INSERT_BATCH) {
-            // SQLite gets anonymous `?` parameters: it looks a numbered one's name up in a list,
-            // one lookup per parameter, which made a 4,000-parameter insert quadratic.
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let p = (1..=8)
-                        .map(|k| match self.backend {
-                            Backend::Sqlite => "?".to_owned(),
-                            Backend::Postgres => format!("${}", 8 * i + k),
-                        })
-                        .collect::<Vec<_>>();
-                    format!("({})", p.join(", "))
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO candles (asset, open_time, open, high, low, close, volume, quote_volume) \
                  VALUES {} ON CONFLICT (asset, open_time) DO NOTHING",
-                values.join(", ")
+                values_clause(self.backend, chunk.len(), 8)
             );
             let mut query = sqlx::query(&sql);
             for c in chunk {
@@ -588,7 +581,25 @@ fn range_of(r: &sqlx::any::AnyRow) -> Result<AssetRange, sqlx::Error> {
 }
 
 /// Every row read by `read`, or the first error.
-fn rows_of<T>(
+/// `(?, ?), (?, ?)` for `rows` rows of `cols` parameters: anonymous `?` for SQLite (it looks a
+/// numbered parameter's name up in a list, one lookup per parameter, which made a
+/// 4,000-parameter insert quadratic), `$1, $2...` for PostgreSQL.
+pub(crate) fn values_clause(backend: Backend, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|i| {
+            let p = (1..=cols)
+                .map(|k| match backend {
+                    Backend::Sqlite => "?".to_owned(),
+                    Backend::Postgres => format!("${}", cols * i + k),
+                })
+                .collect::<Vec<_>>();
+            format!("({})", p.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn rows_of<T>(
     rows: &[sqlx::any::AnyRow],
     read: impl Fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
 ) -> Result<Vec<T>, StoreError> {

@@ -261,3 +261,143 @@ async fn the_ledger_records_once_scores_and_survives_a_reopen() {
     assert_eq!(again.last_origin().await.unwrap(), Some(START + 24 * HOUR_MS));
     assert_eq!(again.switches().await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn api_keys_are_created_listed_and_revoked_once() {
+    use volcast_store::{ApiKeyRow, KeyStore as _};
+    let dir = tempfile::tempdir().unwrap();
+    for (k, store) in stores(dir.path()).await.into_iter().enumerate() {
+        let id = format!(
+            "ktest{k}{}",
+            START % 1000 + i64::try_from(std::process::id()).unwrap()
+        );
+        let row = ApiKeyRow {
+            id: id.clone(),
+            name: "bot".into(),
+            scopes: "read,risk".into(),
+            secret_sha256: "ab".repeat(32),
+            created: 5,
+            revoked: None,
+            rate_per_minute: Some(60),
+        };
+        store.create_key(&row).await.unwrap();
+        assert!(store.create_key(&row).await.is_err(), "ids are unique");
+        let listed = store.keys().await.unwrap();
+        assert_eq!(listed.iter().find(|r| r.id == id), Some(&row));
+        assert!(store.revoke_key(&id, 9).await.unwrap());
+        assert!(
+            !store.revoke_key(&id, 10).await.unwrap(),
+            "revoked once, at the first time"
+        );
+        assert!(!store.revoke_key("nobody", 10).await.unwrap());
+        let after = store.keys().await.unwrap();
+        assert_eq!(after.iter().find(|r| r.id == id).unwrap().revoked, Some(9));
+    }
+}
+
+#[tokio::test]
+async fn the_decision_log_appends_in_order_and_refuses_a_taken_sequence_number() {
+    use volcast_store::{DecisionRow, DecisionStore as _, NewDecision};
+    let dir = tempfile::tempdir().unwrap();
+    for (k, store) in stores(dir.path()).await.into_iter().enumerate() {
+        // PostgreSQL may hold other runs' records: start from its head.
+        let head = store.head().await.unwrap().map_or(0, |(s, _)| s);
+        let tag = format!("{k}-{}-{head}", std::process::id());
+        let record = |seq: i64, asset: &str, with_refs: bool| NewDecision {
+            row: DecisionRow {
+                seq,
+                id: format!("dec_{tag}_{seq}"),
+                at: 1_000 + seq,
+                asset: asset.to_owned(),
+                body: format!("{{\"seq\":{seq}}}"),
+                hash: format!("h{seq}"),
+                signature: "s".into(),
+                signer: "key".into(),
+            },
+            inputs: with_refs.then(|| (format!("w{tag}"), "[]".to_owned())),
+            model: with_refs.then(|| (format!("m{tag}"), "hash".to_owned(), "/artifacts/m".to_owned())),
+        };
+        let asset = format!("X{tag}");
+        // With its window and artifact (a transaction), then two on their own (one statement).
+        store
+            .append_decisions(&[record(head + 1, &asset, true)])
+            .await
+            .unwrap();
+        store
+            .append_decisions(&[record(head + 2, "OTHER", false), record(head + 3, &asset, false)])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.head().await.unwrap(),
+            Some((head + 3, format!("h{}", head + 3)))
+        );
+        // A taken sequence number: a conflict, and nothing of the batch is written, either way.
+        for with_refs in [false, true] {
+            let taken = store
+                .append_decisions(&[
+                    record(head + 4, &asset, with_refs),
+                    record(head + 3, &asset, with_refs),
+                ])
+                .await;
+            assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+            assert_eq!(store.head().await.unwrap().unwrap().0, head + 3);
+        }
+        let found = store
+            .decision(&format!("dec_{tag}_{}", head + 2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, record(head + 2, "OTHER", false).row);
+        assert_eq!(store.decision("dec_none").await.unwrap(), None);
+        let mine = store
+            .decisions(Some(&asset), i64::MIN, i64::MAX, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            mine.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [head + 1, head + 3]
+        );
+        let page = store
+            .decisions(None, i64::MIN, i64::MAX, head + 1, 1)
+            .await
+            .unwrap();
+        assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [head + 2]);
+        let late = store
+            .decisions(None, 1_000 + head + 3, i64::MAX, head, 10)
+            .await
+            .unwrap();
+        assert_eq!(late.iter().map(|r| r.seq).collect::<Vec<_>>(), [head + 3]);
+        assert_eq!(
+            store
+                .decision_inputs(&format!("w{tag}"))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("[]")
+        );
+        assert_eq!(
+            store.decision_model(&format!("m{tag}")).await.unwrap(),
+            Some(("hash".to_owned(), "/artifacts/m".to_owned()))
+        );
+        assert!(
+            store
+                .decision_model_dirs()
+                .await
+                .unwrap()
+                .contains(&"/artifacts/m".to_owned())
+        );
+        store
+            .record_signing_key(&format!("key{tag}"), "ab", 7)
+            .await
+            .unwrap();
+        store
+            .record_signing_key(&format!("key{tag}"), "cd", 8)
+            .await
+            .unwrap();
+        let keys = store.signing_keys().await.unwrap();
+        assert!(
+            keys.contains(&(format!("key{tag}"), "ab".to_owned(), 7)),
+            "the first record is kept"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! The decision log's one writer: requests hand it their decisions and wait; it takes every
+//! decision waiting (up to [`MAX_BATCH`]; under load, those arriving within [`GROUP_WINDOW`]),
+//! numbers, chains and signs them, appends them in one transaction and answers each request.
+//! One commit per batch keeps the log's CPU off the risk routes under load. Another replica appending first (PostgreSQL) shows as a sequence-number
+//! conflict: the writer reads the head again and retries.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use volcast_store::{DecisionStore as _, NewDecision, Store, StoreError};
+
+use super::{BODY_VERSION, BodyHead, GENESIS, Pending, Signer};
+use crate::auth::sha256_hex;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Most decisions in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// Decisions waiting for the writer before requests wait for room.
+const CHANNEL: usize = 1024;
+
+/// Attempts of a batch whose sequence numbers another writer took.
+const ATTEMPTS: usize = 5;
+
+/// How long the writer waits for more decisions once busy (group commit).
+const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Input windows (and artifacts) remembered as stored, so a repeated window is not sent again.
+const REMEMBERED: usize = 4096;
+
+struct Job {
+    pending: Vec<Pending>,
+    reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// Handle on the writer; cloned into the state.
+#[derive(Debug, Clone)]
+pub struct DecisionLog {
+    tx: mpsc::Sender<JobBox>,
+    signer: Arc<Signer>,
+}
+
+/// A job, boxed for `Debug`.
+struct JobBox(Job);
+
+impl std::fmt::Debug for JobBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("decisions", &self.0.pending.len())
+            .finish()
+    }
+}
+
+impl DecisionLog {
+    /// Records the signing key in the store and starts the writer.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be written or read.
+    pub async fn start(store: Store, signer: Signer, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        let now = crate::follower::wall_clock_ms();
+        store
+            .record_signing_key(&signer.key_id, &signer.public_hex, now)
+            .await?;
+        let head = store.head().await?;
+        let signer = Arc::new(signer);
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        tokio::spawn(writer(store, Arc::clone(&signer), rx, head, metrics));
+        Ok(Self { tx, signer })
+    }
+
+    /// The signing key.
+    #[must_use]
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// Appends `pending` (in order) and returns once they are committed.
+    ///
+    /// # Errors
+    /// [`ApiError::DecisionLog`] when they could not be appended: the answer must not be served.
+    pub async fn append(&self, pending: Vec<Pending>) -> Result<(), ApiError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(JobBox(Job { pending, reply }))
+            .await
+            .map_err(|_| ApiError::DecisionLog("the writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| ApiError::DecisionLog("the writer stopped".into()))?
+            .map_err(ApiError::DecisionLog)
+    }
+}
+
+/// The chain's end as the writer knows it.
+struct Head {
+    seq: i64,
+    hash: String,
+}
+
+impl Head {
+    fn of(h: Option<(i64, String)>) -> Self {
+        h.map_or_else(
+            || Self {
+                seq: 0,
+                hash: GENESIS.to_owned(),
+            },
+            |(seq, hash)| Self { seq, hash },
+        )
+    }
+}
+
+/// Numbers, chains and signs `jobs`' decisions after `head`.
+fn chain(
+    jobs: &[Job],
+    head: &Head,
+    signer: &Signer,
+    stored_inputs: &HashSet<String>,
+    stored_models: &HashSet<String>,
+) -> (Vec<NewDecision>, Head) {
+    let (mut seq, mut prev) = (head.seq, head.hash.clone());
+    let mut out = Vec::new();
+    let mut inputs_now = HashSet::new();
+    let mut models_now = HashSet::new();
+    for p in jobs.iter().flat_map(|j| &j.pending) {
+        seq += 1;
+        let text = BodyHead {
+            version: BODY_VERSION,
+            seq,
+            id: &p.id,
+            prev_hash: &prev,
+            at: p.at,
+            time: volcast_core::time::format_ms(p.at),
+            caller: p.caller.as_deref(),
+            route: p.route,
+            asset: &p.asset,
+            defaults: &p.defaults,
+            candles: &p.inputs.window,
+            model: &p.model,
+            signer: &signer.key_id,
+        }
+        .text(&p.request, &p.answer);
+        let hash = sha256_hex(text.as_bytes());
+        let sha = &p.inputs.window.hash;
+        let inputs = (!stored_inputs.contains(sha) && inputs_now.insert(sha.clone()))
+            .then(|| (sha.clone(), p.inputs.json()));
+        let model = (!stored_models.contains(&p.model.id) && models_now.insert(p.model.id.clone()))
+            .then(|| (p.model.id.clone(), p.model.hash.clone(), p.model_dir.clone()));
+        out.push(NewDecision {
+            row: volcast_store::DecisionRow {
+                seq,
+                id: p.id.clone(),
+                at: p.at,
+                asset: p.asset.clone(),
+                signature: signer.sign(&hash),
+                hash: hash.clone(),
+                body: text,
+                signer: signer.key_id.clone(),
+            },
+            inputs,
+            model,
+        });
+        prev = hash;
+    }
+    (out, Head { seq, hash: prev })
+}
+
+async fn writer(
+    store: Store,
+    signer: Arc<Signer>,
+    mut rx: mpsc::Receiver<JobBox>,
+    head: Option<(i64, String)>,
+    metrics: Arc<Metrics>,
+) {
+    let mut head = Head::of(head);
+    let mut stored_inputs = HashSet::new();
+    let mut stored_models = HashSet::new();
+    let mut last_commit = std::time::Instant::now();
+    while let Some(JobBox(first)) = rx.recv().await {
+        let mut jobs = vec![first];
+        let mut n = jobs[0].pending.len();
+        // Under load (the last commit was recent) wait a little for more decisions: a commit
+        // (with its fsync) costs about as much CPU as 2 to 3 appends, so grouping them frees
+        // the risk routes' CPU. A lone decision on an idle service is appended at once.
+        let busy = last_commit.elapsed() < GROUP_WINDOW;
+        let deadline = tokio::time::Instant::now() + GROUP_WINDOW;
+        while n < MAX_BATCH {
+            let next = if busy {
+                tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten()
+            } else {
+                rx.try_recv().ok()
+            };
+            match next {
+                Some(JobBox(j)) => {
+                    n += j.pending.len();
+                    jobs.push(j);
+                }
+                None => break,
+            }
+        }
+        let mut outcome = Err("not attempted".to_owned());
+        for _ in 0..ATTEMPTS {
+            let (records, next) = chain(&jobs, &head, &signer, &stored_inputs, &stored_models);
+            match store.append_decisions(&records).await {
+                Ok(()) => {
+                    if stored_inputs.len() > REMEMBERED {
+                        stored_inputs.clear();
+                    }
+                    if stored_models.len() > REMEMBERED {
+                        stored_models.clear();
+                    }
+                    for r in &records {
+                        if let Some((sha, _)) = &r.inputs {
+                            stored_inputs.insert(sha.clone());
+                        }
+                        if let Some((id, _, _)) = &r.model {
+                            stored_models.insert(id.clone());
+                        }
+                    }
+                    head = next;
+                    outcome = Ok(());
+                    break;
+                }
+                Err(StoreError::Conflict(m)) => {
+                    tracing::info!("another writer extended the decision log ({m}); reading its head again");
+                    match store.head().await {
+                        Ok(h) => head = Head::of(h),
+                        Err(e) => {
+                            outcome = Err(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    outcome = Err(e.to_string());
+                    break;
+                }
+            }
+        }
+        match &outcome {
+            Ok(()) => {
+                metrics.decisions_logged.inc_by(n as u64);
+            }
+            Err(e) => {
+                metrics.decision_log_failures.inc_by(n as u64);
+                tracing::error!(
+                    decisions = n,
+                    "cannot append to the decision log, answers withheld: {e}"
+                );
+                // The head may have moved under us: read it again before the next batch.
+                if let Ok(h) = store.head().await {
+                    head = Head::of(h);
+                }
+            }
+        }
+        for j in jobs {
+            let _ = j.reply.send(outcome.clone());
+        }
+        last_commit = std::time::Instant::now();
+    }
+}

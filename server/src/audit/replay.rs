@@ -1,0 +1,133 @@
+//! A decision recomputed from what its record holds: the request, the candle window (by its
+//! hash), the service's defaults then, the artifact (by id, checked against its hash) and the
+//! gate's policy then. The answer must equal the recorded one to the last digit.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use volcast_store::{DecisionRow, DecisionStore as _};
+
+use super::{DecisionBody, DecisionModel, Kind};
+use crate::dto::CandleDto;
+use crate::dto::stress::StressRequest;
+use crate::dto::{RiskRequest, RiskResponse};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::queue::QueueConfig;
+use crate::state::{AppState, Serving, Settings};
+
+/// A replay's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed {
+    /// The record, parsed.
+    pub body: DecisionBody,
+    /// The answer recomputed.
+    pub answer: serde_json::Value,
+}
+
+impl Replayed {
+    /// Whether it equals the recorded answer.
+    #[must_use]
+    pub fn identical(&self) -> bool {
+        self.answer == self.body.answer
+    }
+}
+
+fn unavailable(m: impl Into<String>) -> ApiError {
+    ApiError::ReplayUnavailable(m.into())
+}
+
+/// The artifact the decision was made with, serving the policy it was made under: the one
+/// served when it is the same artifact, else the one last loaded for a replay, else loaded from
+/// the directory the log recorded (its hash checked).
+async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving, ApiError> {
+    let same = |s: &Serving| s.info.metadata.id == model.id && s.info.hash == model.hash;
+    let serving = match state.serving() {
+        Ok(s) if same(&s) => s,
+        _ => {
+            let mut cached = state.replay_model().lock().await;
+            match cached.as_ref().filter(|s| same(s)) {
+                Some(s) => s.clone(),
+                None => {
+                    let store = state.store()?;
+                    let (hash, dir) = store.decision_model(&model.id).await?.ok_or_else(|| {
+                        unavailable(format!("the log names no directory for model {}", model.id))
+                    })?;
+                    let options = crate::LoadOptions {
+                        queue: QueueConfig {
+                            max_batch: 16,
+                            max_wait: std::time::Duration::ZERO,
+                            capacity: 64,
+                            retry_after: std::time::Duration::from_secs(1),
+                        },
+                        allow_uncalibrated: true,
+                    };
+                    let s = crate::load(Path::new(&dir), options, state.metrics())
+                        .await
+                        .map_err(|e| unavailable(format!("model {} at {dir}: {e}", model.id)))?;
+                    if s.info.hash != hash || !same(&s) {
+                        return Err(unavailable(format!(
+                            "the artifact at {dir} is now {} with hash {}, not the recorded {} ({})",
+                            s.info.metadata.id, s.info.hash, model.id, model.hash
+                        )));
+                    }
+                    *cached = Some(s.clone());
+                    s
+                }
+            }
+        }
+    };
+    Ok(serving)
+}
+
+/// Recomputes the decision `row` records.
+///
+/// # Errors
+/// [`ApiError::ReplayUnavailable`] when its body, inputs or artifact are missing or altered; the
+/// request's or the model's errors as the route would answer them.
+pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, ApiError> {
+    let body: DecisionBody = serde_json::from_str(&row.body)
+        .map_err(|e| unavailable(format!("the record does not parse: {e}")))?;
+    let store = state.store()?;
+    let sha = &body.candles.hash;
+    let json = store
+        .decision_inputs(sha)
+        .await?
+        .ok_or_else(|| unavailable(format!("the candle window {sha} is not in the log")))?;
+    let candles: Vec<CandleDto> = serde_json::from_str(&json)
+        .map_err(|e| unavailable(format!("the candle window does not parse: {e}")))?;
+    if super::window_hash(&candles) != *sha {
+        return Err(unavailable(format!("the candle window {sha} was altered")));
+    }
+    let serving = serving_for(state, &body.model).await?;
+    // A state of its own: the defaults and the gate's policy of then, no metrics of the service.
+    let settings = Settings {
+        defaults: body.defaults,
+        ..*state.settings()
+    };
+    let then = AppState::new(settings, Arc::new(Metrics::new()));
+    then.set_policy(body.model.policy.clone(), None);
+    then.set_serving(serving);
+    let serving = then.serving()?;
+    let malformed = |e: serde_json::Error| unavailable(format!("the recorded request does not parse: {e}"));
+    let answer = match body.kind() {
+        Kind::Parameters => {
+            let request: RiskRequest = serde_json::from_value(body.request.clone()).map_err(malformed)?;
+            let request = RiskRequest {
+                asset: request.asset.or_else(|| Some(body.asset.clone())),
+                candles: Some(candles),
+                ..request
+            };
+            let RiskResponse { items, .. } =
+                crate::routes::risk_parameters::parameters_answer(&then, &serving, request).await?;
+            serde_json::to_value(items.first()).unwrap_or_default()
+        }
+        Kind::Stress => {
+            let request: StressRequest = serde_json::from_value(body.request.clone()).map_err(malformed)?;
+            let request = StressRequest { candles, ..request };
+            let resp = crate::routes::risk_stress::stress_answer(&then, &serving, &request).await?;
+            serde_json::to_value(resp).unwrap_or_default()
+        }
+    };
+    Ok(Replayed { body, answer })
+}

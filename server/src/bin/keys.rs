@@ -1,0 +1,112 @@
+//! `keys`: API keys of the volcast service, in its store. The secret is printed once, at
+//! creation; the store keeps only its SHA-256.
+//!
+//! ```text
+//! keys create --name risk-bot --scopes read,risk [--rate-per-minute 600]
+//! keys list
+//! keys revoke k3f9a1c0d2e4b
+//! ```
+//!
+//! A running server reads the keys again every two seconds.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use volcast_server::auth::{new_key, parse_scopes};
+use volcast_store::{KeyStore as _, Store};
+
+/// Create, list and revoke the service's API keys.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// The store (as the server's `--database-url`).
+    #[arg(long, env = "VOLCAST_DATABASE_URL", default_value = volcast_store::DEFAULT_DATABASE_URL, global = true)]
+    database_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a key and print it (once).
+    Create {
+        /// Who or what it is for.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: read (forecasts, model, market data, decisions by id),
+        /// risk (risk routes, stress, replays), admin (decision export, reload).
+        #[arg(long)]
+        scopes: String,
+        /// Requests per minute (default: the server's `--key-rate-per-minute`).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_per_minute: Option<u32>,
+    },
+    /// List the keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key's id (`k...`, the part of the key after `vck_`).
+        id: String,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keys: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(args: Args) -> Result<(), String> {
+    let store = Store::open(&args.database_url)
+        .await
+        .map_err(|e| format!("{}: {e}", volcast_server::redact_url(&args.database_url)))?;
+    let now = volcast_server::follower::wall_clock_ms();
+    match args.command {
+        Command::Create {
+            name,
+            scopes,
+            rate_per_minute,
+        } => {
+            let scopes = parse_scopes(&scopes)?;
+            let key = new_key(&name, &scopes, rate_per_minute, now)?;
+            store.create_key(&key.row).await.map_err(|e| e.to_string())?;
+            println!("{}", key.token);
+            eprintln!(
+                "key {} ({}) with scopes {}: shown once, keep it secret",
+                key.row.id, key.row.name, key.row.scopes
+            );
+        }
+        Command::List => {
+            println!("id\tname\tscopes\tcreated\trevoked\trate_per_minute");
+            for k in store.keys().await.map_err(|e| e.to_string())? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    k.scopes,
+                    volcast_core::time::format_ms(k.created),
+                    k.revoked
+                        .map_or_else(|| "-".to_owned(), volcast_core::time::format_ms),
+                    k.rate_per_minute
+                        .map_or_else(|| "default".to_owned(), |r| r.to_string()),
+                );
+            }
+        }
+        Command::Revoke { id } => {
+            if store.revoke_key(&id, now).await.map_err(|e| e.to_string())? {
+                eprintln!("key {id} revoked");
+            } else {
+                return Err(format!("no key {id} that is not already revoked"));
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}

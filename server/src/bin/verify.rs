@@ -1,0 +1,177 @@
+//! `verify`: checks a decision log, from a store or an export (JSON lines of records, as
+//! `--export-to` writes them), and names the first record that fails: an edited, deleted,
+//! inserted or reordered record, or a signature not by a trusted key.
+//!
+//! ```text
+//! verify --database-url sqlite://data/volcast.db --public-key <hex from GET /v1/keys>
+//! verify --export decisions.jsonl --public-key <hex>
+//! verify --database-url sqlite://data/volcast.db --export-to decisions.jsonl
+//! ```
+//!
+//! Without `--public-key` the keys recorded in the store are trusted (and listed): an auditor
+//! should give the key published by the service instead. Exit 0 when every record checks, 1 when
+//! one fails, 2 when the log cannot be read.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use volcast_server::audit::key_id;
+use volcast_server::audit::verify::Verifier;
+use volcast_store::{DecisionRow, DecisionStore as _, Store};
+
+/// Verify the chain and signatures of a decision log.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// The store to check (or to export from).
+    #[arg(long, env = "VOLCAST_DATABASE_URL", conflicts_with = "export")]
+    database_url: Option<String>,
+    /// An export to check: one JSON record per line, in chain order.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// A trusted public key (hex, from `GET /v1/keys`); repeat for several.
+    #[arg(long)]
+    public_key: Vec<String>,
+    /// The head pinned earlier (`SEQ:HASH` from `GET /v1/keys`): the log must still hold it.
+    #[arg(long)]
+    expect_head: Option<String>,
+    /// Write the store's records to this file (JSON lines) after checking them.
+    #[arg(long, requires = "database_url")]
+    export_to: Option<PathBuf>,
+}
+
+const PAGE: u32 = 1000;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(failure)) => {
+            eprintln!("verify: FAILED: {failure}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("verify: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn run(args: Args) -> Result<Result<(), String>, String> {
+    let mut keys: Vec<(String, String)> = args
+        .public_key
+        .iter()
+        .map(|k| {
+            let bytes = hex::decode(k.trim()).map_err(|e| format!("--public-key {k}: {e}"))?;
+            Ok((key_id(&bytes), k.trim().to_owned()))
+        })
+        .collect::<Result<_, String>>()?;
+    let mut out = match &args.export_to {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let pinned = match &args.expect_head {
+        Some(e) => {
+            let (seq, hash) = e
+                .split_once(':')
+                .ok_or_else(|| format!("--expect-head {e}: give SEQ:HASH"))?;
+            let seq: i64 = seq.parse().map_err(|x| format!("--expect-head {e}: {x}"))?;
+            Some((seq, hash.to_owned()))
+        }
+        None => None,
+    };
+    let mut verifier;
+    if let Some(url) = &args.database_url {
+        let store = Store::open(url)
+            .await
+            .map_err(|e| format!("{}: {e}", volcast_server::redact_url(url)))?;
+        if keys.is_empty() {
+            for (id, public, _) in store.signing_keys().await.map_err(|e| e.to_string())? {
+                println!(
+                    "trusting key {id} ({public}) as recorded in the store; pass --public-key to check against the published one"
+                );
+                keys.push((id, public));
+            }
+        }
+        verifier = Verifier::new(keys);
+        if let Some((seq, _)) = &pinned {
+            verifier.watch(*seq);
+        }
+        let mut after = 0;
+        loop {
+            let page = store
+                .decisions(None, i64::MIN, i64::MAX, after, PAGE)
+                .await
+                .map_err(|e| e.to_string())?;
+            for r in &page {
+                if let Err(f) = verifier.check(r) {
+                    return Ok(Err(f.to_string()));
+                }
+                if let Some(w) = out.as_mut() {
+                    let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
+                    writeln!(w, "{line}").map_err(|e| e.to_string())?;
+                }
+            }
+            match page.last() {
+                Some(r) if page.len() == PAGE as usize => after = r.seq,
+                _ => break,
+            }
+        }
+        store.close().await;
+    } else if let Some(path) = &args.export {
+        if keys.is_empty() {
+            return Err("checking an export needs --public-key (from GET /v1/keys)".into());
+        }
+        verifier = Verifier::new(keys);
+        if let Some((seq, _)) = &pinned {
+            verifier.watch(*seq);
+        }
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| e.to_string())?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let row: DecisionRow = match serde_json::from_str(&line) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(format!("line {}: not a record: {e}", i + 1))),
+            };
+            if let Err(f) = verifier.check(&row) {
+                return Ok(Err(f.to_string()));
+            }
+        }
+    } else {
+        return Err("give --database-url or --export".into());
+    }
+    if let Some(mut w) = out {
+        w.flush().map_err(|e| e.to_string())?;
+    }
+    if let Some((seq, hash)) = &pinned {
+        let seq = *seq;
+        // The pinned record must be in the chain checked with that hash (a later head is fine).
+        match verifier.head() {
+            Some((last, _)) if *last < seq => {
+                return Ok(Err(format!(
+                    "the log ends at seq {last}, before the pinned head {seq}: records were removed"
+                )));
+            }
+            None => return Ok(Err(format!("the log is empty, but seq {seq} was pinned"))),
+            _ => {}
+        }
+        if !verifier.saw(seq, hash) {
+            return Ok(Err(format!(
+                "record seq {seq} does not hash to the pinned {hash}"
+            )));
+        }
+    }
+    let head = verifier
+        .head()
+        .map_or_else(|| "empty".to_owned(), |(s, h)| format!("{s}:{h}"));
+    println!("verify: OK: {} records, head {head}", verifier.checked);
+    Ok(Ok(()))
+}

@@ -1,0 +1,101 @@
+//! Bodies of the decision-log routes.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::audit::{DecisionBody, DecisionModel};
+
+/// One signing key of the decision log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SigningKeyDto {
+    /// Key id: the first 16 hex digits of the public key's SHA-256 (`signer` of the records).
+    pub key_id: String,
+    /// `Ed25519`.
+    pub algorithm: String,
+    /// The public key, hex (32 bytes).
+    pub public_key: String,
+    /// When it first signed, RFC 3339.
+    pub first_used: String,
+    /// Whether this service signs with it now.
+    pub current: bool,
+}
+
+/// The end of the chain: pin it to notice a truncated log later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChainHead {
+    /// Records in the log (the last one's sequence number).
+    pub seq: i64,
+    /// Its hash.
+    pub hash: String,
+}
+
+/// Answer of `GET /v1/keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeysResponse {
+    /// Every key that signed a record of this store, and this service's.
+    pub keys: Vec<SigningKeyDto>,
+    /// The chain's end now (absent while the log is empty).
+    pub head: Option<ChainHead>,
+}
+
+/// One stored record: the exact signed text and what it says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DecisionRecord {
+    /// Position in the chain.
+    pub seq: i64,
+    /// Decision id.
+    pub id: String,
+    /// SHA-256 of `body`, hex.
+    pub hash: String,
+    /// Ed25519 signature of the hash's 32 bytes, hex.
+    pub signature: String,
+    /// Id of the signing key (`GET /v1/keys`).
+    pub signer: String,
+    /// The exact text hashed and signed.
+    pub body: String,
+    /// The same, parsed.
+    pub decision: DecisionBody,
+}
+
+/// Answer of `GET /v1/decisions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DecisionPage {
+    /// Records in chain order.
+    pub decisions: Vec<DecisionRecord>,
+    /// Pass as `after` for the next page (absent on the last).
+    pub next_after: Option<i64>,
+}
+
+/// Query of `GET /v1/decisions`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DecisionQuery {
+    /// Only this asset's.
+    pub asset: Option<String>,
+    /// From this time (RFC 3339, a date, or Unix ms), inclusive.
+    pub from: Option<String>,
+    /// To this time, inclusive.
+    pub to: Option<String>,
+    /// After this sequence number (the previous page's `next_after`).
+    pub after: Option<i64>,
+    /// Records per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// Answer of `POST /v1/decisions/{id}/replay`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReplayResponse {
+    /// The decision.
+    pub decision_id: String,
+    /// The artifact and policy it was made and replayed with.
+    pub model: DecisionModel,
+    /// Whether the recomputed answer equals the recorded one exactly.
+    pub identical: bool,
+    /// The recorded answer.
+    #[schema(value_type = Object)]
+    pub recorded: serde_json::Value,
+    /// The recomputed answer.
+    #[schema(value_type = Object)]
+    pub replayed: serde_json::Value,
+}

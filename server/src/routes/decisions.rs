@@ -1,0 +1,164 @@
+//! The decision log's routes: the signing keys, a decision by id, pages of the log (export),
+//! and a decision's replay.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use volcast_core::time::{Bound, format_ms};
+use volcast_store::{DecisionRow, DecisionStore as _};
+
+use crate::audit::DecisionBody;
+use crate::audit::replay::replay as replay_decision;
+use crate::dto::audit::{
+    ChainHead, DecisionPage, DecisionQuery, DecisionRecord, KeysResponse, ReplayResponse, SigningKeyDto,
+};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiQuery;
+use crate::routes::assets::time_param;
+use crate::state::AppState;
+
+/// OpenAPI tag of these routes.
+pub const AUDIT_TAG: &str = "audit";
+
+/// Most records per page.
+pub const MAX_PAGE: u32 = 1000;
+
+fn record(row: DecisionRow) -> Result<DecisionRecord, ApiError> {
+    let decision: DecisionBody = serde_json::from_str(&row.body)
+        .map_err(|e| ApiError::Internal(format!("decision {} does not parse: {e}", row.id)))?;
+    Ok(DecisionRecord {
+        seq: row.seq,
+        id: row.id,
+        hash: row.hash,
+        signature: row.signature,
+        signer: row.signer,
+        body: row.body,
+        decision,
+    })
+}
+
+async fn find(state: &AppState, id: &str) -> Result<DecisionRow, ApiError> {
+    state
+        .store()?
+        .decision(id)
+        .await?
+        .ok_or_else(|| ApiError::UnknownDecision { id: id.to_owned() })
+}
+
+/// The decision log's signing keys (Ed25519) and the chain's end.
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = AUDIT_TAG,
+    responses(
+        (status = 200, description = "The public keys and the head", body = KeysResponse),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub async fn keys(State(state): State<AppState>) -> Result<Json<KeysResponse>, ApiError> {
+    let store = state.store()?;
+    let current = state.decisions().map(|d| d.signer().key_id.clone());
+    let keys = store
+        .signing_keys()
+        .await?
+        .into_iter()
+        .map(|(key_id, public_key, first_used)| SigningKeyDto {
+            current: current.as_deref() == Some(key_id.as_str()),
+            key_id,
+            algorithm: "Ed25519".into(),
+            public_key,
+            first_used: format_ms(first_used),
+        })
+        .collect();
+    let head = store.head().await?.map(|(seq, hash)| ChainHead { seq, hash });
+    Ok(Json(KeysResponse { keys, head }))
+}
+
+/// One decision: the exact signed record and what it says.
+#[utoipa::path(
+    get,
+    path = "/v1/decisions/{id}",
+    tag = AUDIT_TAG,
+    params(("id" = String, Path, description = "Decision id (`decision_id` of an answer)")),
+    responses(
+        (status = 200, description = "The record", body = DecisionRecord),
+        (status = 404, description = "No such decision", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub async fn decision(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DecisionRecord>, ApiError> {
+    record(find(&state, &id).await?).map(Json)
+}
+
+/// Pages through the decision log in chain order (the export an auditor verifies).
+#[utoipa::path(
+    get,
+    path = "/v1/decisions",
+    tag = AUDIT_TAG,
+    params(DecisionQuery),
+    responses(
+        (status = 200, description = "A page of records", body = DecisionPage),
+        (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub async fn decisions(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<DecisionQuery>,
+) -> Result<Json<DecisionPage>, ApiError> {
+    let from = q
+        .from
+        .as_deref()
+        .map_or(Ok(i64::MIN), |t| time_param("from", t, Bound::Start))?;
+    let to =
+        q.to.as_deref()
+            .map_or(Ok(i64::MAX), |t| time_param("to", t, Bound::End))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidQuery {
+            field: "limit".into(),
+            message: format!("{limit}: give 1 to {MAX_PAGE}"),
+        });
+    }
+    let rows = state
+        .store()?
+        .decisions(q.asset.as_deref(), from, to, q.after.unwrap_or(0), limit)
+        .await?;
+    let full = rows.len() == limit as usize;
+    let next_after = rows.last().filter(|_| full).map(|r| r.seq);
+    let decisions = rows.into_iter().map(record).collect::<Result<_, _>>()?;
+    Ok(Json(DecisionPage {
+        decisions,
+        next_after,
+    }))
+}
+
+/// Recomputes a decision from its recorded inputs (request, candles, defaults, policy) with its
+/// recorded artifact, and returns both answers.
+#[utoipa::path(
+    post,
+    path = "/v1/decisions/{id}/replay",
+    tag = AUDIT_TAG,
+    params(("id" = String, Path, description = "Decision id")),
+    responses(
+        (status = 200, description = "Both answers and whether they are identical", body = ReplayResponse),
+        (status = 404, description = "No such decision", body = ErrorBody),
+        (status = 503, description = "Its artifact or inputs are gone or altered (`replay_unavailable`), or the store is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ReplayResponse>, ApiError> {
+    let row = find(&state, &id).await?;
+    let r = replay_decision(&state, &row).await?;
+    Ok(Json(ReplayResponse {
+        decision_id: row.id,
+        identical: r.identical(),
+        model: r.body.model,
+        recorded: r.body.answer,
+        replayed: r.answer,
+    }))
+}

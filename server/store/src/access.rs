@@ -1,0 +1,380 @@
+//! Access control and audit: API keys ([`KeyStore`]) and the signed decision log
+//! ([`DecisionStore`]). The store keeps rows; hashing, signing and checking belong to the server.
+
+use std::future::Future;
+
+use sqlx::Row;
+
+use crate::{Store, StoreError, rows_of, values_clause};
+
+/// Decision records per `INSERT` (8 parameters each).
+const DECISIONS_PER_INSERT: usize = 256;
+
+/// One API key as stored: never its secret, only the secret's SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    /// Public id (the part of the key before its secret), e.g. `k3f9a1c0d2e4b`.
+    pub id: String,
+    /// Who or what it is for.
+    pub name: String,
+    /// Comma-separated scopes: `read`, `risk`, `admin`.
+    pub scopes: String,
+    /// SHA-256 of the secret, hex.
+    pub secret_sha256: String,
+    /// Created, Unix ms.
+    pub created: i64,
+    /// Revoked, Unix ms.
+    pub revoked: Option<i64>,
+    /// Requests per minute allowed (the server's default when absent).
+    pub rate_per_minute: Option<i64>,
+}
+
+/// The API keys.
+pub trait KeyStore {
+    /// Adds a key.
+    fn create_key(&self, key: &ApiKeyRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every key, revoked ones included, by creation time.
+    fn keys(&self) -> impl Future<Output = Result<Vec<ApiKeyRow>, StoreError>> + Send;
+
+    /// Revokes the key `id` at `at` (Unix ms); whether a key not yet revoked was found.
+    fn revoke_key(&self, id: &str, at: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// One record of the decision log, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DecisionRow {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// Decision id (in the answer and its `x-decision-id` header).
+    pub id: String,
+    /// When it was made, Unix ms.
+    pub at: i64,
+    /// The asset.
+    pub asset: String,
+    /// The exact JSON hashed and signed.
+    pub body: String,
+    /// SHA-256 of `body`, hex.
+    pub hash: String,
+    /// Ed25519 signature, hex.
+    pub signature: String,
+    /// Id of the signing key.
+    pub signer: String,
+}
+
+/// A record to append, with what it refers to.
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    /// The record.
+    pub row: DecisionRow,
+    /// The candle window it was made on: (hash, JSON); `None` when already stored.
+    pub inputs: Option<(String, String)>,
+    /// The artifact: (model id, hash, directory); `None` when already stored.
+    pub model: Option<(String, String, String)>,
+}
+
+/// The decision log: append-only.
+pub trait DecisionStore {
+    /// The last record's sequence number and hash.
+    fn head(&self) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
+
+    /// Appends `records` (consecutive, the first following the head) in one transaction, with
+    /// their inputs and artifacts. [`StoreError::Conflict`] when another writer took a sequence
+    /// number first; nothing is written then.
+    fn append_decisions(
+        &self,
+        records: &[NewDecision],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The record with id `id`.
+    fn decision(&self, id: &str) -> impl Future<Output = Result<Option<DecisionRow>, StoreError>> + Send;
+
+    /// Up to `limit` records with `seq > after`, time in `[from_ms, to_ms]` and, when given, of
+    /// `asset`, in chain order.
+    fn decisions(
+        &self,
+        asset: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<DecisionRow>, StoreError>> + Send;
+
+    /// The candle window with SHA-256 `sha256`, JSON.
+    fn decision_inputs(
+        &self,
+        sha256: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The artifact of `model_id` a decision refers to: (hash, directory).
+    fn decision_model(
+        &self,
+        model_id: &str,
+    ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
+
+    /// Every artifact directory a decision refers to.
+    fn decision_model_dirs(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Records a signing key (kept if already there).
+    fn record_signing_key(
+        &self,
+        key_id: &str,
+        public_key: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every signing key: (id, public key hex, first used).
+    fn signing_keys(&self) -> impl Future<Output = Result<Vec<(String, String, i64)>, StoreError>> + Send;
+}
+
+fn key_of(r: &sqlx::any::AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
+    Ok(ApiKeyRow {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        scopes: r.try_get(2)?,
+        secret_sha256: r.try_get(3)?,
+        created: r.try_get(4)?,
+        revoked: r.try_get(5)?,
+        rate_per_minute: r.try_get(6)?,
+    })
+}
+
+fn decision_of(r: &sqlx::any::AnyRow) -> Result<DecisionRow, sqlx::Error> {
+    Ok(DecisionRow {
+        seq: r.try_get(0)?,
+        id: r.try_get(1)?,
+        at: r.try_get(2)?,
+        asset: r.try_get(3)?,
+        body: r.try_get(4)?,
+        hash: r.try_get(5)?,
+        signature: r.try_get(6)?,
+        signer: r.try_get(7)?,
+    })
+}
+
+const DECISION_COLUMNS: &str = "seq, id, at, asset, body, hash, signature, signer";
+
+impl KeyStore for Store {
+    async fn create_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, scopes, secret_sha256, created, revoked, rate_per_minute) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&key.id)
+        .bind(&key.name)
+        .bind(&key.scopes)
+        .bind(&key.secret_sha256)
+        .bind(key.created)
+        .bind(key.revoked)
+        .bind(key.rate_per_minute)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, scopes, secret_sha256, created, revoked, rate_per_minute FROM api_keys \
+             ORDER BY created, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows_of(&rows, key_of)
+    }
+
+    async fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE api_keys SET revoked = $1 WHERE id = $2 AND revoked IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+/// The `INSERT` of `n` decision rows.
+fn insert_sql(backend: crate::Backend, n: usize) -> String {
+    format!(
+        "INSERT INTO decisions (seq, id, at, asset, body, hash, signature, signer) VALUES {}",
+        values_clause(backend, n, 8)
+    )
+}
+
+/// `sql` ([`insert_sql`]) with `records`' rows bound.
+fn bind_decisions<'q>(
+    sql: &'q str,
+    records: &'q [NewDecision],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut query = sqlx::query(sql);
+    for r in records {
+        let d = &r.row;
+        query = query
+            .bind(d.seq)
+            .bind(&d.id)
+            .bind(d.at)
+            .bind(&d.asset)
+            .bind(&d.body)
+            .bind(&d.hash)
+            .bind(&d.signature)
+            .bind(&d.signer);
+    }
+    query
+}
+
+fn conflict(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_owned()),
+        _ => StoreError::Database(e),
+    }
+}
+
+impl DecisionStore for Store {
+    async fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
+    }
+
+    async fn append_decisions(&self, records: &[NewDecision]) -> Result<(), StoreError> {
+        let single = records.len() <= DECISIONS_PER_INSERT
+            && records.iter().all(|r| r.inputs.is_none() && r.model.is_none());
+        if single {
+            // One statement is atomic on its own: no transaction round trips (the common case
+            // under load, where the windows and the artifact are already stored).
+            let sql = insert_sql(self.backend, records.len());
+            return bind_decisions(&sql, records)
+                .execute(&self.pool)
+                .await
+                .map(drop)
+                .map_err(conflict);
+        }
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            if let Some((hash, candles)) = &r.inputs {
+                sqlx::query(
+                    "INSERT INTO decision_inputs (hash, candles) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+                )
+                .bind(hash)
+                .bind(candles)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some((id, hash, dir)) = &r.model {
+                sqlx::query(
+                    "INSERT INTO decision_models (model_id, hash, dir) VALUES ($1, $2, $3) \
+                     ON CONFLICT (model_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(hash)
+                .bind(dir)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for chunk in records.chunks(DECISIONS_PER_INSERT) {
+            let sql = insert_sql(self.backend, chunk.len());
+            bind_decisions(&sql, chunk)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn decision(&self, id: &str) -> Result<Option<DecisionRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(decision_of).transpose()?)
+    }
+
+    async fn decisions(
+        &self,
+        asset: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let rows = match asset {
+            Some(a) => {
+                sqlx::query(&format!(
+                    "SELECT {DECISION_COLUMNS} FROM decisions WHERE asset = $1 AND at >= $2 AND at <= $3 \
+                     AND seq > $4 ORDER BY seq LIMIT $5"
+                ))
+                .bind(a)
+                .bind(from_ms)
+                .bind(to_ms)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {DECISION_COLUMNS} FROM decisions WHERE at >= $1 AND at <= $2 AND seq > $3 \
+                     ORDER BY seq LIMIT $4"
+                ))
+                .bind(from_ms)
+                .bind(to_ms)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows_of(&rows, decision_of)
+    }
+
+    async fn decision_inputs(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT candles FROM decision_inputs WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    async fn decision_model(&self, model_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT hash, dir FROM decision_models WHERE model_id = $1")
+            .bind(model_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()?)
+    }
+
+    async fn decision_model_dirs(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT dir FROM decision_models ORDER BY dir")
+            .fetch_all(&self.pool)
+            .await?;
+        rows_of(&rows, |r| r.try_get(0))
+    }
+
+    async fn record_signing_key(&self, key_id: &str, public_key: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (key_id, public_key, first_used) VALUES ($1, $2, $3) \
+             ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind(key_id)
+        .bind(public_key)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, public_key, first_used FROM signing_keys ORDER BY first_used, key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows_of(&rows, |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+    }
+}

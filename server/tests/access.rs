@@ -1,0 +1,259 @@
+//! Access control: every route of the OpenAPI document but the open ones answers only a valid,
+//! unrevoked key of its scope; 401 and 403 in the usual error format; the per-key rate limit;
+//! the loopback rule; the `keys` CLI.
+
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request};
+use serde_json::Value;
+use volcast_server::auth::{Scope, new_key, route_scope};
+use volcast_store::{KeyStore as _, Store};
+
+const FOREVER: Duration = Duration::from_secs(100_000 * 86_400);
+
+async fn store_in(dir: &std::path::Path) -> Store {
+    Store::open(&format!("sqlite://{}", dir.join("volcast.db").display()))
+        .await
+        .unwrap()
+}
+
+async fn call_with(
+    app: &axum::Router,
+    method: &Method,
+    uri: &str,
+    key: Option<&str>,
+) -> (u16, Value, axum::http::HeaderMap) {
+    let mut req = Request::builder().method(method.clone()).uri(uri);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let req = if *method == Method::POST {
+        req.header("content-type", "application/json")
+            .body(Body::from("{}"))
+    } else {
+        req.body(Body::empty())
+    }
+    .unwrap();
+    let (status, body, headers) = common::raw(app, req).await;
+    (status.as_u16(), body, headers)
+}
+
+/// Every (method, path) of the OpenAPI document.
+fn documented() -> Vec<(Method, String)> {
+    let doc = serde_json::to_value(volcast_server::openapi::document()).unwrap();
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for m in item.as_object().unwrap().keys() {
+            out.push((
+                Method::from_bytes(m.to_uppercase().as_bytes()).unwrap(),
+                path.clone(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_needs_a_valid_key_of_its_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path()).await;
+    let state = common::state_with_store(
+        &common::repo().join("model-artifacts/default"),
+        store.clone(),
+        FOREVER,
+    )
+    .await;
+    let mut tokens = std::collections::BTreeMap::new();
+    for scope in Scope::ALL {
+        let k = new_key(scope.name(), &[scope], None, 0).unwrap();
+        store.create_key(&k.row).await.unwrap();
+        tokens.insert(scope, k.token);
+    }
+    let revoked = new_key("revoked", &Scope::ALL, None, 0).unwrap();
+    store.create_key(&revoked.row).await.unwrap();
+    assert!(store.revoke_key(&revoked.row.id, 1).await.unwrap());
+    assert!(
+        !store.revoke_key(&revoked.row.id, 2).await.unwrap(),
+        "revoked once"
+    );
+    state.access().set_keys(&store.keys().await.unwrap());
+    let app = volcast_server::app(state);
+    // The right id with another secret, and a key that never existed.
+    let admin = &tokens[&Scope::Admin];
+    let wrong_secret = format!("{}{}", &admin[..admin.len() - 4], "ffff");
+    let wrong_secret = if wrong_secret == *admin {
+        format!("{}{}", &admin[..admin.len() - 4], "0000")
+    } else {
+        wrong_secret
+    };
+    let bad_keys = [
+        wrong_secret.as_str(),
+        "vck_k000000000000_00",
+        "not-a-key",
+        revoked.token.as_str(),
+    ];
+
+    let routes = documented();
+    let open: Vec<&str> = routes
+        .iter()
+        .filter(|(m, p)| route_scope(m, p, false).is_none())
+        .map(|(_, p)| p.as_str())
+        .collect();
+    assert_eq!(open, ["/healthz", "/metrics", "/readyz"], "the open routes");
+    assert!(routes.len() >= 20, "{} routes", routes.len());
+    for (method, path) in &routes {
+        let uri = path.replace("{asset}", "BTCUSDT").replace("{id}", "dec_0");
+        let Some(scope) = route_scope(method, path, false) else {
+            let (status, _, _) = call_with(&app, method, &uri, None).await;
+            assert!(![401, 403].contains(&status), "{method} {path}: {status}");
+            continue;
+        };
+        let (status, body, headers) = call_with(&app, method, &uri, None).await;
+        assert_eq!(status, 401, "{method} {path} without a key: {body}");
+        assert_eq!(body["error"], "unauthorized", "{method} {path}");
+        assert!(body["message"].as_str().unwrap().contains("Bearer"));
+        assert_eq!(headers["www-authenticate"], "Bearer");
+        for bad in bad_keys {
+            let (status, body, _) = call_with(&app, method, &uri, Some(bad)).await;
+            assert_eq!(status, 401, "{method} {path} with {bad}: {body}");
+            assert_eq!(body["error"], "unauthorized");
+        }
+        for (other, token) in &tokens {
+            let (status, body, _) = call_with(&app, method, &uri, Some(token)).await;
+            if *other == scope {
+                assert!(
+                    ![401, 403].contains(&status),
+                    "{method} {path} with its scope: {status} {body}"
+                );
+            } else {
+                assert_eq!(status, 403, "{method} {path} with a {} key: {body}", other.name());
+                assert_eq!(body["error"], "forbidden");
+                assert!(body["message"].as_str().unwrap().contains(scope.name()));
+            }
+        }
+    }
+    // The docs stay open.
+    for uri in ["/openapi.json", "/docs/"] {
+        let (status, _, _) = call_with(&app, &Method::GET, uri, None).await;
+        assert_eq!(status, 200, "{uri}");
+    }
+}
+
+#[test]
+fn the_document_shows_the_bearer_scheme_and_each_routes_scope() {
+    let doc = serde_json::to_value(volcast_server::openapi::document()).unwrap();
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let risk = &doc["paths"]["/v1/risk/parameters"]["post"];
+    assert_eq!(risk["security"][0]["bearer"], serde_json::json!([]));
+    assert!(risk["description"].as_str().unwrap().contains("`risk` scope"));
+    for code in ["401", "403", "429"] {
+        assert!(risk["responses"][code].is_object(), "{code}");
+    }
+    assert!(doc["paths"]["/healthz"]["get"]["security"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_rate_is_told_when_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path()).await;
+    let state = common::state_with_store(
+        &common::repo().join("model-artifacts/default"),
+        store.clone(),
+        FOREVER,
+    )
+    .await;
+    // Six a minute: one at once, then one every ten seconds.
+    let k = new_key("slow", &[Scope::Read], Some(6), 0).unwrap();
+    store.create_key(&k.row).await.unwrap();
+    state.access().set_keys(&store.keys().await.unwrap());
+    let app = volcast_server::app(state);
+    let (status, _, _) = call_with(&app, &Method::GET, "/v1/model", Some(&k.token)).await;
+    assert_eq!(status, 200);
+    let (status, body, headers) = call_with(&app, &Method::GET, "/v1/model", Some(&k.token)).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "rate_limited");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((9..=10).contains(&wait), "{wait}");
+    // Open routes are not counted.
+    let (status, _, _) = call_with(&app, &Method::GET, "/healthz", None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_keys_only_loopback_is_served_unless_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        volcast_server::Config::with_artifact(common::repo().join("model-artifacts/default")).unwrap();
+    config.database_url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let refused = volcast_server::run(config.clone(), listener, async {}).await;
+    assert!(
+        matches!(refused, Err(volcast_server::ServeError::NoAuth(_))),
+        "{refused:?}"
+    );
+    // With --insecure-no-auth it starts (and stops at once).
+    config.insecure_no_auth = true;
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let served = volcast_server::run(config.clone(), listener, async {}).await;
+    assert!(served.is_ok(), "{served:?}");
+    // With a key in the store, a non-loopback address is fine without the flag.
+    let store = store_in(dir.path()).await;
+    store
+        .create_key(&new_key("ops", &[Scope::Read], None, 0).unwrap().row)
+        .await
+        .unwrap();
+    store.close().await;
+    config.insecure_no_auth = false;
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let served = volcast_server::run(config, listener, async {}).await;
+    assert!(served.is_ok(), "{served:?}");
+    // The signing key was made beside the store, readable by its owner only.
+    assert!(dir.path().join("signing-key.pk8").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_cli_creates_lists_and_revokes_without_showing_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let keys = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keys"))
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap()
+    };
+    let out = keys(&[
+        "create",
+        "--name",
+        "risk-bot",
+        "--scopes",
+        "read,risk",
+        "--rate-per-minute",
+        "120",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("vck_k"), "{token}");
+    let (id, secret) = token["vck_".len()..].split_once('_').unwrap();
+    let out = keys(&["list"]);
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(listing.contains(id) && listing.contains("read,risk") && listing.contains("120"));
+    assert!(!listing.contains(secret), "the secret is never listed");
+    let store = store_in(dir.path()).await;
+    let rows = store.keys().await.unwrap();
+    assert!(!rows[0].secret_sha256.contains(secret), "only the hash is stored");
+    assert!(
+        !keys(&["create", "--name", "x", "--scopes", "write"])
+            .status
+            .success()
+    );
+    assert!(keys(&["revoke", id]).status.success());
+    assert!(!keys(&["revoke", id]).status.success(), "already revoked");
+    assert!(store.keys().await.unwrap()[0].revoked.is_some());
+}

@@ -1,0 +1,418 @@
+//! The decision log: every risk answer is logged before it is returned, looked up by id,
+//! replayed to the last digit, and `verify` accepts the untouched log and rejects an edited,
+//! deleted or reordered record and a forged signature, in the store and in an export.
+
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use volcast_server::audit::log::DecisionLog;
+use volcast_server::audit::replay::replay;
+use volcast_server::audit::verify::verify_all;
+use volcast_server::audit::{Signer, signature_ok};
+use volcast_server::state::AppState;
+use volcast_store::{CandleStore as _, DecisionRow, DecisionStore as _, Store};
+
+const FOREVER: Duration = Duration::from_secs(100_000 * 86_400);
+
+/// Decisions the test makes (the bar: 1,000 replayed identically).
+const DECISIONS: usize = 1000;
+
+async fn logged_state(dir: &std::path::Path) -> (AppState, Store, String) {
+    let url = format!("sqlite://{}", dir.join("volcast.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let state = common::state_with_store(
+        &common::repo().join("model-artifacts/default"),
+        store.clone(),
+        FOREVER,
+    )
+    .await;
+    let (signer, _) = Signer::generate().unwrap();
+    let public = signer.public_hex.clone();
+    let log = DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
+        .await
+        .unwrap();
+    state.set_decisions(log);
+    (state, store, public)
+}
+
+fn all_rows(rows: Vec<DecisionRow>) -> Vec<DecisionRow> {
+    let mut rows = rows;
+    rows.sort_by_key(|r| r.seq);
+    rows
+}
+
+/// The answer as logged: the item without its decision id.
+fn without_id(item: &Value) -> Value {
+    let mut v = item.clone();
+    v.as_object_mut().unwrap().remove("decision_id");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, public) = logged_state(dir.path()).await;
+    let app = volcast_server::app(state.clone());
+    let (_, model, _) = common::call(&app, "GET", "/v1/model", None).await;
+    let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
+    let series: Vec<Value> = common::market(common::START_MS, 1, 60, Some((40, 50)))
+        .iter()
+        .map(common::candle_json)
+        .collect();
+    // Stored candles of a second asset, for the asset routes.
+    let stored = common::market(common::START_MS, 2, 45, None);
+    store.insert_candles("SYNTH02", &stored).await.unwrap();
+
+    // Requests: single and batch parameters on windows ending at different hours with varied
+    // settings, the asset routes, the oracle updates, and a few stress simulations.
+    let window = |end: usize| Value::Array(series[end - history..end].to_vec());
+    let alphas = [0.95, 0.99, 0.995];
+    let taus = [2.0, 4.0, 12.0];
+    let mut requests: Vec<(&str, String, Option<Value>)> = Vec::new();
+    let mut expected = 0;
+    let mut k = 0;
+    while expected < DECISIONS {
+        let end = history + (k * 7) % (series.len() - history);
+        let settings = json!({"alpha": alphas[k % 3], "tau_hours": taus[(k / 3) % 3]});
+        let (req, n) = match k % 10 {
+            0 => (
+                (
+                    "POST",
+                    "/v1/risk/parameters".to_owned(),
+                    Some(json!({
+                        "items": [
+                            {"asset": "A", "candles": window(end), "previous": {"liquidation_threshold": 0.8}},
+                            {"asset": "B", "candles": window(history + (end * 3) % (series.len() - history))},
+                        ],
+                        "alpha": settings["alpha"], "tau_hours": settings["tau_hours"],
+                    })),
+                ),
+                2,
+            ),
+            1 => (
+                (
+                    "GET",
+                    format!(
+                        "/v1/assets/SYNTH02/risk?alpha={}&tau_hours={}",
+                        alphas[k % 3],
+                        taus[(k / 3) % 3]
+                    ),
+                    None,
+                ),
+                1,
+            ),
+            2 => (
+                (
+                    "GET",
+                    format!(
+                        "/v1/assets/SYNTH02/risk/updates?previous_max_ltv=0.7&alpha={}",
+                        alphas[k % 3]
+                    ),
+                    None,
+                ),
+                1,
+            ),
+            3 if k % 40 == 3 => (
+                (
+                    "POST",
+                    "/v1/risk/stress".to_owned(),
+                    Some(json!({
+                        "asset": "S", "candles": window(end), "paths": 200, "horizon_hours": 24,
+                        "positions": [{"collateral": 10.0, "debt": 500.0}],
+                    })),
+                ),
+                1,
+            ),
+            4 => (
+                (
+                    "POST",
+                    "/v1/risk/updates".to_owned(),
+                    Some(json!({
+                        "asset": "U", "candles": window(end), "previous": {"max_ltv": 0.75}, "alpha": settings["alpha"],
+                    })),
+                ),
+                1,
+            ),
+            _ => {
+                let mut body = json!({"asset": "P", "candles": window(end)});
+                body["alpha"] = settings["alpha"].clone();
+                body["tau_hours"] = settings["tau_hours"].clone();
+                (("POST", "/v1/risk/parameters".to_owned(), Some(body)), 1)
+            }
+        };
+        requests.push(req);
+        expected += n;
+        k += 1;
+    }
+
+    // At concurrency 32, so the model's batches mix requests.
+    let mut ids_served = Vec::new();
+    for chunk in requests.chunks(32) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (method, uri, body) in chunk.iter().cloned() {
+            let app = app.clone();
+            tasks.spawn(async move {
+                let (status, resp, headers) = common::call(&app, method, &uri, body.as_ref()).await;
+                assert_eq!(status, 200, "{method} {uri}: {resp}");
+                let header = headers["x-decision-id"].to_str().unwrap().to_owned();
+                (uri, resp, header)
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            let (uri, resp, header) = r.unwrap();
+            let ids: Vec<String> = header.split(',').map(str::to_owned).collect();
+            if uri.ends_with("/updates") || uri.contains("/updates?") {
+                let refs: Vec<&str> = resp["updates"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| u["reference_id"].as_str().unwrap())
+                    .collect();
+                assert_eq!(refs.len(), 3 * ids.len());
+                assert!(
+                    refs.iter().all(|r| ids.contains(&(*r).to_owned())),
+                    "{refs:?} {ids:?}"
+                );
+            } else if uri.ends_with("/stress") {
+                assert_eq!(resp["decision_id"], json!(ids[0]));
+                ids_served.push((ids[0].clone(), without_id(&resp)));
+            } else {
+                let items = resp["items"].as_array().unwrap();
+                assert_eq!(items.len(), ids.len());
+                for (item, id) in items.iter().zip(&ids) {
+                    assert_eq!(item["decision_id"], json!(id));
+                    ids_served.push((id.clone(), without_id(item)));
+                }
+            }
+        }
+    }
+
+    let rows = all_rows(
+        store
+            .decisions(None, i64::MIN, i64::MAX, 0, 100_000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(rows.len(), expected, "one decision per answered asset");
+    assert!(expected >= DECISIONS);
+
+    // Each served answer is the one recorded, and the record is found by id.
+    for (id, served) in ids_served.iter().take(50) {
+        let (status, record, _) = common::call(&app, "GET", &format!("/v1/decisions/{id}"), None).await;
+        assert_eq!(status, 200, "{record}");
+        assert_eq!(&record["decision"]["answer"], served, "{id}");
+        assert!(signature_ok(
+            &public,
+            record["hash"].as_str().unwrap(),
+            record["signature"].as_str().unwrap()
+        ));
+    }
+    let (status, body, _) = common::call(&app, "GET", "/v1/decisions/dec_nope", None).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (404, Some("unknown_decision"))
+    );
+
+    // Every decision replays to the last digit.
+    for row in &rows {
+        let r = replay(&state, row).await.unwrap();
+        assert!(
+            r.identical(),
+            "decision {} ({}) replays differently:\n{}\n{}",
+            row.seq,
+            r.body.route,
+            r.body.answer,
+            r.answer
+        );
+    }
+    let (status, body, _) = common::call(
+        &app,
+        "POST",
+        &format!("/v1/decisions/{}/replay", rows[0].id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["identical"], json!(true));
+    assert_eq!(body["recorded"], body["replayed"]);
+
+    // Paging through the log in chain order.
+    let (status, page, _) = common::call(&app, "GET", "/v1/decisions?limit=10&after=5", None).await;
+    assert_eq!(status, 200);
+    let seqs: Vec<i64> = page["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (6..16).collect::<Vec<_>>());
+    assert_eq!(page["next_after"], json!(15));
+    let (_, page, _) = common::call(&app, "GET", "/v1/decisions?asset=SYNTH02&limit=1000", None).await;
+    assert!(
+        page["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["decision"]["asset"] == "SYNTH02")
+    );
+    let (status, _, _) = common::call(&app, "GET", "/v1/decisions?limit=0", None).await;
+    assert_eq!(status, 400);
+    let (_, keys, _) = common::call(&app, "GET", "/v1/keys", None).await;
+    assert_eq!(keys["keys"][0]["public_key"], json!(public));
+    assert_eq!(keys["keys"][0]["current"], json!(true));
+    assert_eq!(keys["head"]["seq"], json!(rows.len()));
+
+    // verify: the untouched log passes; each tampering fails at the record it touched.
+    let trusted = || vec![(rows[0].signer.clone(), public.clone())];
+    assert_eq!(verify_all(&rows, trusted()).unwrap(), rows.len() as u64);
+    let at = 137;
+    let mut edited = rows.clone();
+    edited[at].body =
+        edited[at]
+            .body
+            .replacen("\"liquidation_threshold\":0.", "\"liquidation_threshold\":0.9", 1);
+    assert_ne!(edited[at].body, rows[at].body, "the edit changed something");
+    let f = verify_all(&edited, trusted()).unwrap_err();
+    assert_eq!(f.seq, rows[at].seq);
+    assert!(f.reason.contains("edited"), "{f}");
+    // Edited, with its hash recomputed: the signature no longer matches.
+    edited[at].hash = volcast_server::auth::sha256_hex(edited[at].body.as_bytes());
+    let f = verify_all(&edited, trusted()).unwrap_err();
+    assert_eq!(f.seq, rows[at].seq);
+    assert!(f.reason.contains("signature"), "{f}");
+    let mut deleted = rows.clone();
+    deleted.remove(at);
+    let f = verify_all(&deleted, trusted()).unwrap_err();
+    assert_eq!(f.seq, rows[at + 1].seq);
+    assert!(f.reason.contains("missing"), "{f}");
+    let mut swapped = rows.clone();
+    swapped.swap(at, at + 1);
+    let f = verify_all(&swapped, trusted()).unwrap_err();
+    assert!(
+        f.reason.contains("out of order") || f.reason.contains("missing"),
+        "{f}"
+    );
+    // Renumbered to hide the swap: the chain of hashes still breaks.
+    swapped[at].seq = rows[at].seq;
+    swapped[at + 1].seq = rows[at + 1].seq;
+    assert!(verify_all(&swapped, trusted()).is_err());
+    let (forger, _) = Signer::generate().unwrap();
+    let mut forged = rows.clone();
+    forged[at].signature = forger.sign(&forged[at].hash);
+    let f = verify_all(&forged, trusted()).unwrap_err();
+    assert_eq!(f.seq, rows[at].seq);
+    assert!(f.reason.contains("signature"), "{f}");
+    // Re-signed by another key: not a trusted one.
+    forged[at].signer = forger.key_id.clone();
+    assert!(verify_all(&forged, trusted()).is_err());
+
+    // The `verify` command on the store, an export, and the store with one field edited.
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let export = dir.path().join("decisions.jsonl");
+    let verify = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_verify"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&[
+        "--database-url",
+        &url,
+        "--public-key",
+        &public,
+        "--export-to",
+        export.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{} records", rows.len())));
+    let out = verify(&["--export", export.to_str().unwrap(), "--public-key", &public]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let head = format!("{}:{}", rows[at].seq, rows[at].hash);
+    let out = verify(&[
+        "--export",
+        export.to_str().unwrap(),
+        "--public-key",
+        &public,
+        "--expect-head",
+        &head,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&export).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.swap(3, 4);
+    std::fs::write(&export, lines.join("\n")).unwrap();
+    let out = verify(&["--export", export.to_str().unwrap(), "--public-key", &public]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("seq 5"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // One field of one stored record edited in the database.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let target = &rows[at];
+    let tampered = target.body.replacen("\"alpha\":0.9", "\"alpha\":0.8", 1);
+    assert_ne!(tampered, target.body);
+    sqlx::query("UPDATE decisions SET body = ? WHERE seq = ?")
+        .bind(&tampered)
+        .bind(target.seq)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let out = verify(&["--database-url", &url, "--public-key", &public]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("seq {}", target.seq)) && err.contains(&target.id),
+        "{err}"
+    );
+    // An untrusted key given: the first record fails.
+    let out = verify(&["--database-url", &url, "--public-key", &forger.public_hex]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("seq 1 "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_is_withheld_when_it_cannot_be_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, _) = logged_state(dir.path()).await;
+    let app = volcast_server::app(state.clone());
+    let (_, model, _) = common::call(&app, "GET", "/v1/model", None).await;
+    let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
+    let body = json!({"asset": "P", "candles": common::market(common::START_MS, 1, 40, None)
+        .iter().rev().take(history).rev().map(common::candle_json).collect::<Vec<_>>()});
+    let (status, _, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(status, 200);
+    // The log's table is gone: no answer without its record.
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("ALTER TABLE decisions RENAME TO decisions_gone")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, err, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(status, 503, "{err}");
+    assert_eq!(err["error"], "decision_log_unavailable");
+    sqlx::query("ALTER TABLE decisions_gone RENAME TO decisions")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (status, _, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(status, 200, "the log recovers");
+    let rows = store.decisions(None, i64::MIN, i64::MAX, 0, 100).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+}
