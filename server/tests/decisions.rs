@@ -416,3 +416,52 @@ async fn an_answer_is_withheld_when_it_cannot_be_logged() {
     let rows = store.decisions(None, i64::MIN, i64::MAX, 0, 100).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let artifacts = common::repo().join("model-artifacts");
+    let old = artifacts.join("53e907e30ea830c8");
+    let state = common::state_with_store(&old, store.clone(), FOREVER).await;
+    let (signer, _) = Signer::generate().unwrap();
+    state.set_decisions(
+        DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
+            .await
+            .unwrap(),
+    );
+    let app = volcast_server::app(state.clone());
+    let (_, model, _) = common::call(&app, "GET", "/v1/model", None).await;
+    let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
+    let body = json!({"asset": "P", "candles": common::market(common::START_MS, 3, 60, None)
+        .iter().rev().take(history).rev().map(common::candle_json).collect::<Vec<_>>()});
+    let (status, first, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(status, 200, "{first}");
+    // The service now serves another artifact.
+    let config = volcast_server::Config::with_artifact(artifacts.join("default")).unwrap();
+    let newer = volcast_server::load(&artifacts.join("default"), volcast_server::load_options(&config), state.metrics())
+        .await
+        .unwrap();
+    assert_ne!(newer.info.metadata.id, first["model"]["id"].as_str().unwrap());
+    state.set_serving(newer);
+    let (_, second, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_ne!(second["items"][0]["parameters"], first["items"][0]["parameters"], "another model, another answer");
+    for answer in [&first, &second] {
+        let id = answer["items"][0]["decision_id"].as_str().unwrap();
+        let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["identical"], json!(true), "{r}");
+        assert_eq!(r["model"]["id"], answer["model"]["id"]);
+        assert_eq!(r["replayed"], without_id(&answer["items"][0]));
+    }
+    // The recorded directory is absolute.
+    let rows = store.decisions(None, i64::MIN, i64::MAX, 0, 10).await.unwrap();
+    let body: Value = serde_json::from_str(&rows[0].body).unwrap();
+    let (_, dir) = store
+        .decision_model(body["model"]["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(std::path::Path::new(&dir).is_absolute(), "{dir}");
+}

@@ -149,7 +149,12 @@ fn chain(
         let inputs = (!stored_inputs.contains(sha) && inputs_now.insert(sha.clone()))
             .then(|| (sha.clone(), p.inputs.json()));
         let model = (!stored_models.contains(&p.model.id) && models_now.insert(p.model.id.clone()))
-            .then(|| (p.model.id.clone(), p.model.hash.clone(), p.model_dir.clone()));
+            .then(|| {
+                // Absolute, so a replay finds it whatever the working directory then.
+                let dir = std::fs::canonicalize(&p.model_dir)
+                    .map_or_else(|_| p.model_dir.clone(), |d| d.display().to_string());
+                (p.model.id.clone(), p.model.hash.clone(), dir)
+            });
         out.push(NewDecision {
             row: volcast_store::DecisionRow {
                 seq,
