@@ -207,7 +207,10 @@ pub fn app(state: AppState) -> Router {
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authorize))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard::authorize,
+        ))
         .layer(middleware::from_fn(method_not_allowed))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
@@ -312,7 +315,7 @@ pub async fn run(
         None => None,
     };
     let watcher = tokio::spawn(watch_market_data(state.clone()));
-    let key_watcher = tokio::spawn(auth::watch_keys(state.clone()));
+    let key_watcher = tokio::spawn(auth::guard::watch_keys(state.clone()));
     let ledger = tokio::spawn(daily::job(
         state.clone(),
         daily::DailyOptions {

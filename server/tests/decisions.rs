@@ -440,13 +440,20 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
     assert_eq!(status, 200, "{first}");
     // The service now serves another artifact.
     let config = volcast_server::Config::with_artifact(artifacts.join("default")).unwrap();
-    let newer = volcast_server::load(&artifacts.join("default"), volcast_server::load_options(&config), state.metrics())
-        .await
-        .unwrap();
+    let newer = volcast_server::load(
+        &artifacts.join("default"),
+        volcast_server::load_options(&config),
+        state.metrics(),
+    )
+    .await
+    .unwrap();
     assert_ne!(newer.info.metadata.id, first["model"]["id"].as_str().unwrap());
     state.set_serving(newer);
     let (_, second, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
-    assert_ne!(second["items"][0]["parameters"], first["items"][0]["parameters"], "another model, another answer");
+    assert_ne!(
+        second["items"][0]["parameters"], first["items"][0]["parameters"],
+        "another model, another answer"
+    );
     for answer in [&first, &second] {
         let id = answer["items"][0]["decision_id"].as_str().unwrap();
         let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;

@@ -148,8 +148,8 @@ fn chain(
         let sha = &p.inputs.window.hash;
         let inputs = (!stored_inputs.contains(sha) && inputs_now.insert(sha.clone()))
             .then(|| (sha.clone(), p.inputs.json()));
-        let model = (!stored_models.contains(&p.model.id) && models_now.insert(p.model.id.clone()))
-            .then(|| {
+        let model =
+            (!stored_models.contains(&p.model.id) && models_now.insert(p.model.id.clone())).then(|| {
                 // Absolute, so a replay finds it whatever the working directory then.
                 let dir = std::fs::canonicalize(&p.model_dir)
                     .map_or_else(|_| p.model_dir.clone(), |d| d.display().to_string());

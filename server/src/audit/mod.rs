@@ -10,9 +10,12 @@
 //! - [`verify`]: the chain and signature check of `bin/verify` (a store or an export).
 //! - [`replay`]: a decision recomputed from its recorded inputs with its recorded artifact.
 
+pub mod decide;
 pub mod log;
 pub mod replay;
 pub mod verify;
+
+pub use decide::{DECISION_ID_HEADER, ToLog, id_header, log_decisions};
 
 use std::path::Path;
 
@@ -387,76 +390,6 @@ pub struct Pending {
 pub fn new_id(at_ms: i64) -> String {
     let random = fastrand::u128(..) >> 48;
     format!("dec_{:012x}{random:020x}", at_ms.max(0))
-}
-
-/// One answer to log: the request for its asset (candles left out), its candles and the answer.
-#[derive(Debug)]
-pub struct ToLog {
-    /// Asset.
-    pub asset: String,
-    /// The request for this asset, candles left out, JSON.
-    pub request: String,
-    /// The candles.
-    pub inputs: Inputs,
-    /// The answer, without its decision id, JSON.
-    pub answer: String,
-}
-
-/// Header carrying the decision ids of an answer (comma-separated for a batch).
-pub const DECISION_ID_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_static("x-decision-id");
-
-/// Appends one decision per item, made by `info` for `caller` on `route`, and returns their ids
-/// (none when the service keeps no log: it runs without a store).
-///
-/// # Errors
-/// [`crate::error::ApiError::DecisionLog`]: the answer must then be withheld.
-pub async fn log_decisions(
-    state: &crate::state::AppState,
-    info: &crate::model_info::ModelInfo,
-    caller: Option<String>,
-    route: &'static str,
-    items: Vec<ToLog>,
-) -> Result<Option<Vec<String>>, crate::error::ApiError> {
-    let Some(log) = state.decisions() else {
-        return Ok(None);
-    };
-    let at = state.now_ms();
-    let model = DecisionModel {
-        id: info.metadata.id.clone(),
-        hash: info.hash.clone(),
-        policy: info.policy.clone(),
-    };
-    let defaults = state.settings().defaults;
-    let model_dir = info.dir.display().to_string();
-    let pending: Vec<Pending> = items
-        .into_iter()
-        .map(|i| Pending {
-            id: new_id(at),
-            at,
-            caller: caller.clone(),
-            route,
-            asset: i.asset,
-            request: i.request,
-            defaults,
-            inputs: i.inputs,
-            model: model.clone(),
-            model_dir: model_dir.clone(),
-            answer: i.answer,
-        })
-        .collect();
-    let ids = pending.iter().map(|p| p.id.clone()).collect();
-    log.append(pending).await?;
-    Ok(Some(ids))
-}
-
-/// The `x-decision-id` header of `ids` (nothing without ids).
-#[must_use]
-pub fn id_header(ids: Option<&[String]>) -> axum::http::HeaderMap {
-    let mut h = axum::http::HeaderMap::new();
-    if let Some(v) = ids.and_then(|ids| axum::http::HeaderValue::from_str(&ids.join(",")).ok()) {
-        h.insert(DECISION_ID_HEADER, v);
-    }
-    h
 }
 
 #[cfg(test)]

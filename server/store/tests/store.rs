@@ -267,10 +267,7 @@ async fn api_keys_are_created_listed_and_revoked_once() {
     use volcast_store::{ApiKeyRow, KeyStore as _};
     let dir = tempfile::tempdir().unwrap();
     for (k, store) in stores(dir.path()).await.into_iter().enumerate() {
-        let id = format!(
-            "ktest{k}{}",
-            START % 1000 + i64::try_from(std::process::id()).unwrap()
-        );
+        let id = format!("ktest{k}{}", START % 1000 + i64::from(std::process::id()));
         let row = ApiKeyRow {
             id: id.clone(),
             name: "bot".into(),

@@ -14,16 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use volcast_store::ApiKeyRow;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+
+pub mod guard;
 
 /// How often the server reads the keys again.
 pub const KEY_REFRESH: Duration = Duration::from_secs(2);
@@ -327,63 +325,6 @@ impl Access {
     #[must_use]
     pub fn scope_of(&self, method: &Method, path: &str) -> Option<Scope> {
         route_scope(method, path, self.metrics_need_key)
-    }
-}
-
-/// Middleware: lets a request through with its [`Caller`] when its route is open or its key has
-/// the scope the route needs; answers 401, 403 or 429 otherwise.
-pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let access = state.access();
-    let scope = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|p| access.scope_of(req.method(), p.as_str()));
-    let caller = match scope {
-        None => Caller::default(),
-        Some(scope) => {
-            let header = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .map(axum::http::HeaderValue::as_bytes);
-            match access.check(scope, header, Instant::now()) {
-                Ok(c) => c,
-                Err(e) => {
-                    let metrics = state.metrics();
-                    metrics
-                        .auth_rejections
-                        .get_or_create(&crate::metrics::AuthLabels {
-                            status: e.status_and_code().0.as_u16(),
-                        })
-                        .inc();
-                    return e.into_response();
-                }
-            }
-        }
-    };
-    req.extensions_mut().insert(caller);
-    next.run(req).await
-}
-
-/// Reads the keys from the store every [`KEY_REFRESH`]; logs when the server turns from open to
-/// keyed.
-pub async fn watch_keys(state: AppState) {
-    use volcast_store::KeyStore as _;
-    let mut tick = tokio::time::interval(KEY_REFRESH);
-    loop {
-        tick.tick().await;
-        let Ok(store) = state.store() else { return };
-        match store.keys().await {
-            Ok(rows) => {
-                let before = state.access().set_keys(&rows);
-                if !before && state.access().required() {
-                    tracing::info!(
-                        keys = rows.len(),
-                        "API keys found: every route but the open ones now needs one"
-                    );
-                }
-            }
-            Err(e) => tracing::warn!("cannot read the API keys (the last ones read stay in force): {e}"),
-        }
     }
 }
 
