@@ -232,6 +232,7 @@ async fn writer(
                 }
                 Err(StoreError::Conflict(m)) => {
                     tracing::info!("another writer extended the decision log ({m}); reading its head again");
+                    outcome = Err(format!("{ATTEMPTS} attempts lost to other writers: {m}"));
                     match store.head().await {
                         Ok(h) => head = Head::of(h),
                         Err(e) => {
