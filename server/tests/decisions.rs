@@ -472,3 +472,52 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
         .unwrap();
     assert!(std::path::Path::new(&dir).is_absolute(), "{dir}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_store_share_one_verifiable_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let artifact = common::repo().join("model-artifacts/default");
+    let mut apps = Vec::new();
+    let mut trusted = Vec::new();
+    for _ in 0..2 {
+        // Each replica opens the store itself and signs with its own key.
+        let store = Store::open(&url).await.unwrap();
+        let state = common::state_with_store(&artifact, store.clone(), FOREVER).await;
+        let (signer, _) = Signer::generate().unwrap();
+        trusted.push((signer.key_id.clone(), signer.public_hex.clone()));
+        state.set_decisions(
+            DecisionLog::start(store, signer, Arc::clone(state.metrics()))
+                .await
+                .unwrap(),
+        );
+        apps.push(volcast_server::app(state));
+    }
+    let (_, model, _) = common::call(&apps[0], "GET", "/v1/model", None).await;
+    let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
+    let body = json!({"asset": "P", "candles": common::market(common::START_MS, 4, 40, None)
+        .iter().rev().take(history).rev().map(common::candle_json).collect::<Vec<_>>()});
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..120 {
+        let app = apps[i % 2].clone();
+        let body = body.clone();
+        tasks.spawn(async move {
+            let (status, resp, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+            assert_eq!(status, 200, "{resp}");
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let store = Store::open(&url).await.unwrap();
+    let rows = all_rows(store.decisions(None, i64::MIN, i64::MAX, 0, 1000).await.unwrap());
+    assert_eq!(
+        rows.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=120).collect::<Vec<_>>()
+    );
+    let signers: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.signer.as_str()).collect();
+    assert_eq!(signers.len(), 2, "both replicas appended");
+    assert_eq!(verify_all(&rows, trusted.clone()).unwrap(), 120);
+    // Each key alone leaves the other's records untrusted.
+    assert!(verify_all(&rows, trusted[..1].to_vec()).is_err());
+}
