@@ -18,8 +18,9 @@ pub struct ToLog {
 /// Header carrying the decision ids of an answer (comma-separated for a batch).
 pub const DECISION_ID_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_static("x-decision-id");
 
-/// Appends one decision per item, made by `info` for `caller` on `route`, and returns their ids
-/// (none when the service keeps no log: it runs without a store).
+/// Appends one decision per item `items` makes, made by `info` for `caller` on `route`, and
+/// returns their ids. Without a log (no store, or `--decision-log false`) `items` is not called:
+/// the records cost nothing then.
 ///
 /// # Errors
 /// [`crate::error::ApiError::DecisionLog`]: the answer must then be withheld.
@@ -28,11 +29,12 @@ pub async fn log_decisions(
     info: &crate::model_info::ModelInfo,
     caller: Option<String>,
     route: &'static str,
-    items: Vec<ToLog>,
+    items: impl FnOnce() -> Vec<ToLog>,
 ) -> Result<Option<Vec<String>>, crate::error::ApiError> {
     let Some(log) = state.decisions() else {
         return Ok(None);
     };
+    let items = items();
     let at = state.now_ms();
     let model = DecisionModel {
         id: info.metadata.id.clone(),

@@ -417,22 +417,27 @@ pub async fn asset_risk(
     let forecast = stored_forecast(state, &serving, &asset).await?;
     let (prep, pred, inputs) = forecast.as_ref();
     let item = recommend(&serving.info, &s, "", prep, pred, previous)?;
-    let log = ToLog {
-        asset: item.asset.clone(),
-        request: serde_json::to_string(&RiskRequest {
-            asset: Some(asset),
-            previous,
-            ..asked
-        })
-        .unwrap_or_default(),
-        inputs: inputs.clone(),
-        answer: serde_json::to_string(&item).unwrap_or_default(),
-    };
     let resp = RiskResponse {
         model: serving.info.reference(),
         items: vec![item],
     };
-    with_ids(state, &serving, caller, route, resp, vec![log]).await
+    with_ids(state, &serving, caller, route, resp, |items| {
+        items
+            .iter()
+            .map(|item| ToLog {
+                asset: item.asset.clone(),
+                request: serde_json::to_string(&RiskRequest {
+                    asset: Some(asset.clone()),
+                    previous,
+                    ..asked.clone()
+                })
+                .unwrap_or_default(),
+                inputs: inputs.clone(),
+                answer: serde_json::to_string(item).unwrap_or_default(),
+            })
+            .collect()
+    })
+    .await
 }
 
 #[cfg(test)]

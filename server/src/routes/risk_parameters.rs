@@ -111,26 +111,26 @@ pub async fn decided(
     route: &'static str,
     body: RiskRequest,
 ) -> Result<(RiskResponse, Option<Vec<String>>), ApiError> {
+    // Taken before the body goes to the answer (only when there is a log to write them to).
     let records = state.decisions().is_some().then(|| per_asset_requests(&body));
     let resp = parameters_answer(state, serving, body).await?;
-    let Some(records) = records else {
-        return Ok((resp, None));
-    };
-    let logs = resp
-        .items
-        .iter()
-        .zip(records)
-        .map(|(item, (request, inputs))| ToLog {
-            asset: item.asset.clone(),
-            request,
-            inputs,
-            answer: serde_json::to_string(item).unwrap_or_default(),
-        })
-        .collect();
-    with_ids(state, serving, caller, route, resp, logs).await
+    with_ids(state, serving, caller, route, resp, |items| {
+        items
+            .iter()
+            .zip(records.unwrap_or_default())
+            .map(|(item, (request, inputs))| ToLog {
+                asset: item.asset.clone(),
+                request,
+                inputs,
+                answer: serde_json::to_string(item).unwrap_or_default(),
+            })
+            .collect()
+    })
+    .await
 }
 
-/// Logs `logs` (one per item of `resp`) and writes their ids into the items.
+/// Logs the records `logs` makes of `resp`'s items (one per item; not called without a log)
+/// and writes their ids into the items.
 ///
 /// # Errors
 /// The log's.
@@ -140,9 +140,9 @@ pub async fn with_ids(
     caller: Option<String>,
     route: &'static str,
     mut resp: RiskResponse,
-    logs: Vec<ToLog>,
+    logs: impl FnOnce(&[AssetRisk]) -> Vec<ToLog>,
 ) -> Result<(RiskResponse, Option<Vec<String>>), ApiError> {
-    let ids = log_decisions(state, &serving.info, caller, route, logs).await?;
+    let ids = log_decisions(state, &serving.info, caller, route, || logs(&resp.items)).await?;
     if let Some(ids) = &ids {
         for (item, id) in resp.items.iter_mut().zip(ids) {
             item.decision_id = Some(id.clone());

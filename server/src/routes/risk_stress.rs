@@ -267,18 +267,20 @@ pub async fn stress(
 ) -> Result<(HeaderMap, Json<StressResponse>), ApiError> {
     let serving = state.serving()?;
     let mut resp = stress_answer(&state, &serving, &body).await?;
-    let log = ToLog {
-        asset: body.asset.clone(),
-        inputs: Inputs::of(&body.candles, "request"),
-        request: serde_json::to_string(&StressRequest {
-            candles: Vec::new(),
-            ..body
-        })
-        .unwrap_or_default(),
-        answer: serde_json::to_string(&resp).unwrap_or_default(),
-    };
     let caller = crate::routes::risk_parameters::caller_id(caller);
-    let ids = log_decisions(&state, &serving.info, caller, logged::STRESS, vec![log]).await?;
+    let ids = log_decisions(&state, &serving.info, caller, logged::STRESS, || {
+        vec![ToLog {
+            asset: body.asset.clone(),
+            inputs: Inputs::of(&body.candles, "request"),
+            request: serde_json::to_string(&StressRequest {
+                candles: Vec::new(),
+                ..body
+            })
+            .unwrap_or_default(),
+            answer: serde_json::to_string(&resp).unwrap_or_default(),
+        }]
+    })
+    .await?;
     resp.decision_id = ids.as_ref().and_then(|i| i.first().cloned());
     Ok((id_header(ids.as_deref()), Json(resp)))
 }
