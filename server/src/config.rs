@@ -117,6 +117,22 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
 
+    /// The anomaly detector's JSON (`anomaly train`). Default: `anomaly.json` in the served
+    /// artifact's directory when there is one; without a detector the anomaly routes answer 503
+    /// `detector_unavailable` and risk answers carry no anomaly section.
+    #[arg(long, env = "VOLCAST_ANOMALY_DETECTOR")]
+    pub anomaly_detector: Option<PathBuf>,
+
+    /// What an active anomaly flag on the collateral does to risk parameters: `report` (only
+    /// reported in `derivation.anomaly`) or `tighten` (doubles the liquidation window tau, up to
+    /// 168 h).
+    #[arg(long, env = "VOLCAST_ANOMALY_ACTION", value_enum, default_value = "report")]
+    pub anomaly_action: crate::anomaly::Action,
+
+    /// Hours before a risk answer's origin in which a flagged hour makes a flag active.
+    #[arg(long, env = "VOLCAST_ANOMALY_WINDOW_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=168))]
+    pub anomaly_window_hours: u32,
+
     /// Append every risk answer to the signed decision log before returning it. `false` serves
     /// answers without a decision id and keeps no record (for benchmarks of the log's cost, or
     /// a replica nobody audits); the server warns at start.

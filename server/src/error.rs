@@ -105,6 +105,8 @@ pub enum ErrorCode {
     ReplayUnavailable,
     /// 503: the model could not be reloaded; the old one is still served.
     ReloadFailed,
+    /// 503: no anomaly detector is loaded (see `--anomaly-detector`).
+    DetectorUnavailable,
     /// 500: a failure of the service; details are in its log.
     Internal,
 }
@@ -406,6 +408,12 @@ pub enum ApiError {
     /// The reload failed (or cannot be done); the old model is still served.
     #[error("reload failed, the old model is still served: {0}")]
     ReloadFailed(String),
+    /// No anomaly detector is loaded.
+    #[error(
+        "no anomaly detector is loaded: train one with `anomaly train` and start the service with \
+         --anomaly-detector, or put anomaly.json in the artifact's directory"
+    )]
+    DetectorUnavailable,
     /// Anything else: a bug or a dead worker. Details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -472,6 +480,7 @@ impl ApiError {
             Self::DecisionLog(_) => (S::SERVICE_UNAVAILABLE, C::DecisionLogUnavailable),
             Self::ReplayUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::ReplayUnavailable),
             Self::ReloadFailed(_) => (S::SERVICE_UNAVAILABLE, C::ReloadFailed),
+            Self::DetectorUnavailable => (S::SERVICE_UNAVAILABLE, C::DetectorUnavailable),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, C::Internal),
         }
     }

@@ -178,7 +178,10 @@ fn check_trading(grid: &HourlyGrid, candles: &[Candle], field: &str) -> Result<(
 
 /// The candles of a request, checked: count, `open_time` range and SPEC's bad-input rules,
 /// then at least `need` of them.
-fn checked_candles(
+///
+/// # Errors
+/// The first problem, naming the field.
+pub fn checked_candles(
     candles: &[CandleDto],
     limits: Limits,
     field: &str,

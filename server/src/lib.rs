@@ -32,6 +32,7 @@
 //! - [`replay`]: the daily operation over history from candle files (`bin/replay`).
 //! - `bin/`: `server`, `replay` and `openapi` (writes or checks `openapi.yaml`).
 
+pub mod anomaly;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -111,6 +112,9 @@ pub enum ServeError {
         /// What failed.
         source: volcast_store::StoreError,
     },
+    /// The anomaly detector could not be loaded.
+    #[error("anomaly detector: {0}")]
+    Anomaly(String),
 }
 
 /// How often the market-data age gauges are refreshed.
@@ -340,7 +344,14 @@ pub async fn run(
     let server = tokio::spawn(server);
 
     let options = load_options(&config);
-    match load(&config.artifact, options, &metrics).await {
+    if let Some(p) = &config.anomaly_detector {
+        state.set_anomaly_path(p.clone());
+    }
+    let loaded = load(&config.artifact, options, &metrics).await.and_then(|serving| {
+        install_detector(&state, &serving.info.dir).map_err(ServeError::Anomaly)?;
+        Ok(serving)
+    });
+    match loaded {
         Ok(serving) => state.set_serving(serving),
         Err(e) => {
             let _ = stop.send(());
@@ -462,6 +473,25 @@ pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> 
     })
 }
 
+/// Loads the anomaly detector for the artifact in `artifact_dir` ([`anomaly::detector_path`])
+/// and installs it; without one (no `--anomaly-detector`, none in the directory) the detector
+/// already loaded, if any, stays.
+///
+/// # Errors
+/// The detector's file cannot be read or is not a valid detector.
+pub fn install_detector(state: &AppState, artifact_dir: &Path) -> Result<(), String> {
+    let Some(path) = anomaly::detector_path(state.anomaly_path(), artifact_dir) else {
+        if state.anomaly_scorer().is_none() {
+            tracing::info!("no anomaly detector: the anomaly routes answer 503");
+        }
+        return Ok(());
+    };
+    let scorer = anomaly::load(&path)?;
+    tracing::info!(detector = %scorer.detector.id, path = %path.display(), "anomaly detector ready");
+    state.set_anomaly(Some(scorer));
+    Ok(())
+}
+
 /// Loads the artifact at `path` afresh (following the `default` pointer) and swaps it in;
 /// requests in flight finish on the old one. A failed reload keeps the old model. Counted in
 /// `volcast_model_reloads_total{outcome}`; returns the old and new model ids.
@@ -482,6 +512,9 @@ pub async fn reload(
     match load(path, options, metrics).await {
         Ok(serving) => {
             let new = serving.info.metadata.id.clone();
+            if let Err(e) = install_detector(state, &serving.info.dir) {
+                tracing::error!("anomaly detector not reloaded, the old one is kept: {e}");
+            }
             state.set_serving(serving);
             metrics.reloads.get_or_create(&outcome("ok")).inc();
             tracing::info!(old = %old, new = %new, "model reloaded");

@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::routes::{assets, decisions, forecast, meta, risk_parameters, risk_stress, updates};
+use crate::routes::{anomaly, assets, decisions, forecast, meta, risk_parameters, risk_stress, updates};
 use crate::state::AppState;
 
 /// Top-level document: title, description, tags.
@@ -42,6 +42,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(assets::volatility))
         .routes(routes!(assets::liquidity))
         .routes(routes!(assets::risk))
+        .routes(routes!(anomaly::scan))
+        .routes(routes!(anomaly::asset_anomalies))
         .routes(routes!(updates::post_updates))
         .routes(routes!(updates::asset_updates))
         .routes(routes!(decisions::keys))

@@ -31,6 +31,8 @@ pub struct Settings {
     pub key_rate_per_minute: u32,
     /// Whether `/metrics` needs a key.
     pub metrics_need_key: bool,
+    /// What an active anomaly flag does to risk parameters.
+    pub anomaly: crate::anomaly::AnomalySettings,
 }
 
 impl Settings {
@@ -50,6 +52,10 @@ impl Settings {
             max_staleness: c.max_staleness,
             key_rate_per_minute: c.key_rate_per_minute,
             metrics_need_key: c.metrics_need_key,
+            anomaly: crate::anomaly::AnomalySettings {
+                action: c.anomaly_action,
+                window_hours: c.anomaly_window_hours,
+            },
         })
     }
 }
@@ -78,6 +84,8 @@ struct Inner {
     policy: RwLock<(PolicyStatus, Option<i64>)>,
     clock: RwLock<crate::follower::Clock>,
     access: crate::auth::Access,
+    anomaly: RwLock<Option<Arc<volcast_core::anomaly::Scorer>>>,
+    anomaly_path: std::sync::OnceLock<std::path::PathBuf>,
     decisions: std::sync::OnceLock<crate::audit::log::DecisionLog>,
     replay_model: tokio::sync::Mutex<Option<Serving>>,
     reload_target: std::sync::OnceLock<(std::path::PathBuf, crate::LoadOptions)>,
@@ -164,6 +172,8 @@ impl AppState {
                 policy: RwLock::new((PolicyStatus::model(), None)),
                 clock: RwLock::new(crate::follower::Clock::system()),
                 access: crate::auth::Access::new(settings.key_rate_per_minute, settings.metrics_need_key),
+                anomaly: RwLock::new(None),
+                anomaly_path: std::sync::OnceLock::new(),
                 decisions: std::sync::OnceLock::new(),
                 replay_model: tokio::sync::Mutex::new(None),
                 reload_target: std::sync::OnceLock::new(),
@@ -325,6 +335,44 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
             .ok_or(ApiError::NotReady)
+    }
+
+    /// The anomaly detector, when one is loaded.
+    #[must_use]
+    pub fn anomaly_scorer(&self) -> Option<Arc<volcast_core::anomaly::Scorer>> {
+        self.inner
+            .anomaly
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The anomaly detector.
+    ///
+    /// # Errors
+    /// [`ApiError::DetectorUnavailable`] when none is loaded.
+    pub fn anomaly(&self) -> Result<Arc<volcast_core::anomaly::Scorer>, ApiError> {
+        self.anomaly_scorer().ok_or(ApiError::DetectorUnavailable)
+    }
+
+    /// Sets where the anomaly detector is read from (`--anomaly-detector`); set once.
+    pub fn set_anomaly_path(&self, path: std::path::PathBuf) {
+        let _ = self.inner.anomaly_path.set(path);
+    }
+
+    /// Where the anomaly detector is read from, when configured.
+    #[must_use]
+    pub fn anomaly_path(&self) -> Option<&std::path::Path> {
+        self.inner.anomaly_path.get().map(std::path::PathBuf::as_path)
+    }
+
+    /// Installs (or removes) the anomaly detector.
+    pub fn set_anomaly(&self, scorer: Option<Arc<volcast_core::anomaly::Scorer>>) {
+        *self
+            .inner
+            .anomaly
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = scorer;
     }
 
     /// The settings.

@@ -16,8 +16,11 @@
 //! - [`stress_gpu`]: the stress simulation's draws on a burn device.
 //! - [`walkforward`]: SPEC's yearly folds and their report.
 //! - [`ingest`]: candle files into the market-data store, a file whole or not at all.
-//! - `bin/`: `train`, `evaluate`, `walkforward`, `calibrate`, `stress`, `generate`, `ingest`.
+//! - [`anomaly`]: the anomaly detector's pool files, fit, evaluation and charts.
+//! - `bin/`: `train`, `evaluate`, `walkforward`, `calibrate`, `stress`, `generate`, `ingest`,
+//!   `anomaly`.
 
+pub mod anomaly;
 pub mod calibrate;
 pub mod cli;
 pub mod data;

@@ -12,6 +12,8 @@
 //! cargo run --release --bin loadtest -- --url http://127.0.0.1:8080 --concurrency 1,16,64
 //! # GET from the store beside POST (stored 2021 data: start the server with a long --max-staleness)
 //! cargo run --release --bin loadtest -- --asset BTCUSDT
+//! # the anomaly scan of a 64-asset batch, 889 candles each
+//! cargo run --release --bin loadtest -- --scan-batch 64 --candles 889 --concurrency 1 --requests 30
 //! ```
 //!
 //! # Layout
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use volcast_core::synth::{SynthConfig, generate};
+use volcast_server::dto::anomaly::{ScanItem, ScanRequest};
 use volcast_server::dto::{CandleDto, RiskRequest};
 
 /// Load test of the risk route.
@@ -56,6 +59,10 @@ struct Args {
     /// A stored asset: also time `GET /v1/assets/ASSET/risk`, and POST its stored candles.
     #[arg(long, env = "VOLCAST_LOADTEST_ASSET")]
     asset: Option<String>,
+    /// Time `POST /v1/anomaly/scan` instead: a batch of this many generated assets, `--candles`
+    /// each.
+    #[arg(long, env = "VOLCAST_LOADTEST_SCAN_BATCH", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    scan_batch: Option<u32>,
 }
 
 /// One kind of request the test sends.
@@ -204,7 +211,31 @@ async fn main() -> std::process::ExitCode {
         url: format!("{base}/v1/risk/parameters"),
         body,
     }];
-    if args.asset.is_some() {
+    if let Some(k) = args.scan_batch {
+        let items: Vec<ScanItem> = (0..k)
+            .map(|i| ScanItem {
+                asset: format!("SYNTH{i:02}"),
+                candles: synthetic_asset(n, u64::from(i)),
+                pool: None,
+            })
+            .collect();
+        let request = ScanRequest {
+            items: Some(items),
+            ..ScanRequest::default()
+        };
+        match serde_json::to_vec(&request) {
+            Ok(b) => {
+                targets = vec![Target::Post {
+                    url: format!("{base}/v1/anomaly/scan"),
+                    body: bytes::Bytes::from(b),
+                }];
+            }
+            Err(e) => {
+                eprintln!("loadtest: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    } else if args.asset.is_some() {
         targets.push(Target::Get {
             url: format!("{base}/v1/assets/{asset}/risk"),
         });
@@ -218,10 +249,16 @@ async fn main() -> std::process::ExitCode {
             }
         }
     }
-    println!(
-        "single asset {asset}, {n} candles; up to {} requests or {} s per level",
-        args.requests, args.max_seconds
-    );
+    match args.scan_batch {
+        Some(k) => println!(
+            "anomaly scan of {k} generated assets, {n} candles each; up to {} requests or {} s per level",
+            args.requests, args.max_seconds
+        ),
+        None => println!(
+            "single asset {asset}, {n} candles; up to {} requests or {} s per level",
+            args.requests, args.max_seconds
+        ),
+    }
     println!("| request | concurrency | requests | req/s | p50 ms | p99 ms | 429 | errors |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
@@ -254,10 +291,15 @@ async fn main() -> std::process::ExitCode {
 
 /// `n` generated candles (deterministic, no gaps).
 fn synthetic(n: usize) -> Vec<CandleDto> {
+    synthetic_asset(n, 0)
+}
+
+/// `n` generated candles of asset number `i` (deterministic, no gaps).
+fn synthetic_asset(n: usize, i: u64) -> Vec<CandleDto> {
     let start_ms = 1_704_067_200_000; // 2024-01-01
     generate(&SynthConfig {
         gap_rate: 0.0,
-        ..SynthConfig::panel_asset(1, 42, n, start_ms)
+        ..SynthConfig::panel_asset(1 + i, 42 + i, n, start_ms)
     })
     .into_iter()
     .map(CandleDto::from)

@@ -150,10 +150,13 @@ pub fn route_scope(method: &Method, path: &str, metrics_need_key: bool) -> Optio
             | "/v1/assets/{asset}/candles"
             | "/v1/assets/{asset}/volatility"
             | "/v1/assets/{asset}/liquidity"
+            | "/v1/assets/{asset}/anomalies"
             | "/v1/keys"
             | "/v1/decisions/{id}",
         )
-        | ("POST", "/v1/forecast/volatility" | "/v1/forecast/liquidity") => Some(Scope::Read),
+        | ("POST", "/v1/forecast/volatility" | "/v1/forecast/liquidity" | "/v1/anomaly/scan") => {
+            Some(Scope::Read)
+        }
         ("GET", "/v1/assets/{asset}/risk" | "/v1/assets/{asset}/risk/updates")
         | (
             "POST",

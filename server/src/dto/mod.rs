@@ -3,6 +3,7 @@
 //! Every forecast and risk route takes one asset (`asset` + `candles`) or a batch (`items`), and
 //! always answers `items`, one per asset in request order, beside the model's id and hash.
 
+pub mod anomaly;
 pub mod assets;
 pub mod audit;
 pub mod oracle;
@@ -367,6 +368,10 @@ pub struct Derivation {
     /// Which policy gave the parameters: the model's, or the gate's fallback (HAR's variance
     /// with HAR's calibrated rule), and why.
     pub policy: ServedPolicy,
+    /// The anomaly detector's flags on the collateral's recent hours and what they did
+    /// (`--anomaly-action`); absent when no detector is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<anomaly::AnomalyContext>,
 }
 
 /// Which policy gave an answer's parameters.

@@ -1,6 +1,7 @@
 //! Handlers, one module per area, and the shared step every forecast route takes: validate and
 //! prepare each asset, then one trip through the batching queue.
 
+pub mod anomaly;
 pub mod assets;
 pub mod decisions;
 pub mod forecast;

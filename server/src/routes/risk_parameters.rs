@@ -6,11 +6,13 @@ use axum::{Extension, Json};
 use volcast_core::curve::VarianceCurve;
 use volcast_core::drawdown::DrawdownRule;
 use volcast_core::policy::{
-    self, AskedSettings, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, UNIT_RANGE,
+    self, AskedSettings, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, TAU_RANGE, UNIT_RANGE,
 };
+use volcast_core::candles::Candle;
 use volcast_model::artifact::RiskCalibration;
 use volcast_model::inference::Prediction;
 
+use crate::anomaly;
 use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
 use crate::auth::Caller;
 use crate::dto::policy as gate;
@@ -223,11 +225,25 @@ pub async fn parameters_answer(
         .collect();
     let results = forecast_items(state, serving, refs).await?;
     let info = &serving.info;
+    let scorer = state.anomaly_scorer();
     let out = results
         .into_iter()
         .zip(items)
-        .map(|((prep, pred), (prefix, item))| recommend(info, &s, &prefix, &prep, &pred, item.previous))
-        .collect::<Result<_, _>>()?;
+        .map(|((prep, pred), (prefix, item))| {
+            // The detector's flags on this window, and the tighter tau they may ask for.
+            let context = scorer.as_deref().map(|sc| {
+                let candles: Vec<Candle> = item.candles.iter().map(|&c| c.into()).collect();
+                anomaly::risk_context(sc, state.settings().anomaly, &candles, s.tau, TAU_RANGE.max)
+            });
+            let item_settings = RiskSettings {
+                tau: context.as_ref().map_or(s.tau, |c| c.1),
+                ..s
+            };
+            let mut risk = recommend(info, &item_settings, &prefix, &prep, &pred, item.previous)?;
+            risk.derivation.anomaly = context.map(|c| c.0);
+            Ok(risk)
+        })
+        .collect::<Result<_, ApiError>>()?;
     Ok(RiskResponse {
         model: info.reference(),
         items: out,
@@ -417,6 +433,7 @@ impl Answer<'_> {
             har_reflection: self.comparisons.reflection,
             har_plain_normal: self.comparisons.plain_normal,
             policy: self.served,
+            anomaly: None,
         }
     }
 }

@@ -18,7 +18,10 @@
 //! - [`backtest`]: SPEC's liquidation-threshold backtest and the static policy.
 //! - [`scoring`]: scoring rules and tests: QLIKE, Diebold-Mariano, ROC/PR AUC, Brier, Kupiec.
 //! - [`stress`]: the Monte Carlo stress simulation of a lending book, and its summaries.
+//! - [`anomaly`]: market-behaviour anomaly detection: activity features, the learned detector,
+//!   the injected manipulations it is evaluated on.
 
+pub mod anomaly;
 pub mod backtest;
 pub mod baselines;
 pub mod candles;

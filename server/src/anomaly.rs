@@ -1,0 +1,192 @@
+//! The anomaly detector in the service: loading it, scanning requests and stored candles, and the
+//! anomaly part of a risk recommendation (`--anomaly-action`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, candle_rows};
+use volcast_core::anomaly::{Detector, Scorer};
+use volcast_core::candles::Candle;
+use volcast_core::time::HOUR_MS;
+
+use crate::dto::anomaly::{AnomalyContext, AssetScan, PoolSnapshotDto, ScoredRow, SeriesScan};
+use crate::error::ApiError;
+
+/// The detector file looked for in the served artifact's directory.
+pub const FILE: &str = "anomaly.json";
+
+/// What an active flag does to risk parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Action {
+    /// Report flags in the derivation only.
+    Report,
+    /// An active flag doubles the liquidation window `tau` (up to 168 h).
+    Tighten,
+}
+
+impl Action {
+    /// As written in the derivation.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Report => "report",
+            Self::Tighten => "tighten",
+        }
+    }
+}
+
+/// The anomaly settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnomalySettings {
+    /// What an active flag does.
+    pub action: Action,
+    /// Hours before a risk answer's origin in which a flag is active.
+    pub window_hours: u32,
+}
+
+/// Where the service's detector comes from: `--anomaly-detector`, else `anomaly.json` in the
+/// served artifact's directory when there is one.
+#[must_use]
+pub fn detector_path(configured: Option<&Path>, artifact_dir: &Path) -> Option<PathBuf> {
+    match configured {
+        Some(p) => Some(p.to_owned()),
+        None => Some(artifact_dir.join(FILE)).filter(|p| p.is_file()),
+    }
+}
+
+/// Reads and prepares a detector.
+///
+/// # Errors
+/// A message naming the file when it cannot be read or is not a valid detector.
+pub fn load(path: &Path) -> Result<Arc<Scorer>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let d = Detector::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Arc::new(Scorer::new(d)))
+}
+
+/// Fewest candles a scan needs: the warm-up and one scored hour.
+#[must_use]
+pub fn min_candles(scorer: &Scorer) -> usize {
+    scorer.detector.config.features.candle_warmup_hours + 2
+}
+
+/// Checks one pool series: times inside the candle range and strictly increasing, reserves and
+/// supply positive, counters not negative, all finite.
+///
+/// # Errors
+/// [`ApiError::InvalidValue`] naming the field.
+pub fn check_pool(field: &str, pool: &[PoolSnapshotDto]) -> Result<Vec<PoolSnapshot>, ApiError> {
+    let bad = |i: usize, name: &str, message: &str| ApiError::InvalidValue {
+        field: format!("{field}[{i}].{name}"),
+        message: message.to_owned(),
+    };
+    for (i, s) in pool.iter().enumerate() {
+        for (name, v, positive) in [
+            ("reserve_asset", s.reserve_asset, true),
+            ("reserve_quote", s.reserve_quote, true),
+            ("reserve_usd", s.reserve_usd, true),
+            ("total_supply", s.total_supply, true),
+            ("tx_count", s.tx_count, false),
+            ("volume_usd", s.volume_usd, false),
+        ] {
+            if !v.is_finite() {
+                return Err(bad(i, name, "must be a finite number"));
+            }
+            if positive && v <= 0.0 || v < 0.0 {
+                return Err(bad(
+                    i,
+                    name,
+                    if positive { "must be > 0" } else { "must be >= 0" },
+                ));
+            }
+        }
+        if !(crate::inputs::MIN_OPEN_TIME_MS..crate::inputs::END_OPEN_TIME_MS).contains(&s.time) {
+            return Err(ApiError::OutOfRange {
+                field: format!("{field}[{i}].time"),
+                value: s.time as f64,
+                range: crate::inputs::OPEN_TIME_RANGE,
+            });
+        }
+        if i > 0 && s.time <= pool[i - 1].time {
+            return Err(bad(i, "time", "snapshot times must be strictly increasing"));
+        }
+    }
+    Ok(pool.iter().map(|&s| s.into()).collect())
+}
+
+/// The whole market from a batch's candles (five or more assets), else none.
+#[must_use]
+pub fn batch_market(scorer: &Scorer, candles: &[&[Candle]]) -> Option<MarketContext> {
+    const MIN_ASSETS: usize = 5;
+    if candles.len() < MIN_ASSETS {
+        return None;
+    }
+    let rows: Vec<_> = candles
+        .iter()
+        .map(|c| candle_rows(&scorer.detector.config.features, c))
+        .collect();
+    let slices: Vec<&[_]> = rows.iter().map(Vec::as_slice).collect();
+    Some(MarketContext::new(&slices, MIN_ASSETS))
+}
+
+/// Scans one asset: its hours, and its pool's snapshots against its candles.
+#[must_use]
+pub fn scan(
+    scorer: &Scorer,
+    asset: String,
+    candles: &[Candle],
+    pool: Option<&[PoolSnapshot]>,
+    market: Option<&MarketContext>,
+    all: bool,
+) -> AssetScan {
+    AssetScan {
+        asset,
+        market_context: if market.is_some() { "batch" } else { "none" }.into(),
+        hours: SeriesScan::of(scorer.score_candles(candles, market), all),
+        pool: pool.map(|p| SeriesScan::of(scorer.score_pool(p, Some(candles)), all)),
+    }
+}
+
+/// The anomaly part of a risk recommendation on `candles` (the request's window), and the
+/// liquidation window to use: `tau` doubled (up to `max_tau`) when the action is `tighten` and
+/// a flag is active.
+#[must_use]
+pub fn risk_context(
+    scorer: &Scorer,
+    settings: AnomalySettings,
+    candles: &[Candle],
+    tau: f64,
+    max_tau: f64,
+) -> (AnomalyContext, f64) {
+    let last = candles.last().map_or(0, |c| c.open_time);
+    let since = last - i64::from(settings.window_hours.max(1) - 1) * HOUR_MS;
+    let flags: Vec<ScoredRow> = scorer
+        .score_candles_from(candles, None, since)
+        .into_iter()
+        .filter(|v| v.flagged)
+        .map(ScoredRow::from)
+        .collect();
+    let active = !flags.is_empty();
+    let tightened = (2.0 * tau).min(max_tau);
+    let applied = active && settings.action == Action::Tighten && tightened > tau;
+    let effect = match (active, settings.action) {
+        (false, _) => format!("no flag in the last {} h", settings.window_hours),
+        (true, Action::Report) => "flag reported; parameters not changed (--anomaly-action report)".into(),
+        (true, Action::Tighten) if applied => {
+            format!("tau lengthened from {tau} h to {tightened} h by the active flag")
+        }
+        (true, Action::Tighten) => format!("tau already {tau} h, the longest allowed"),
+    };
+    (
+        AnomalyContext {
+            detector: scorer.detector.id.clone(),
+            window_hours: settings.window_hours,
+            active,
+            flags,
+            action: settings.action.name().into(),
+            applied,
+            effect,
+        },
+        if applied { tightened } else { tau },
+    )
+}

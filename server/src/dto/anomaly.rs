@@ -1,0 +1,249 @@
+//! Bodies of the anomaly routes (`POST /v1/anomaly/scan`, `GET /v1/assets/{asset}/anomalies`)
+//! and the anomaly part of a risk derivation.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use volcast_core::anomaly::features::PoolSnapshot;
+use volcast_core::anomaly::{Detector, Driver, Verdict};
+use volcast_core::time::format_ms;
+
+use super::CandleDto;
+
+/// One snapshot of the asset's DEX pool against a quote token (the Uniswap V2 / SushiSwap
+/// subgraphs' fields, with the asset's side picked out).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"time": 1_609_459_200_000_i64, "reserve_asset": 1_250_000.0, "reserve_quote": 9_800.0, "reserve_usd": 14_500_000.0, "total_supply": 95_000.0, "tx_count": 412_345.0, "volume_usd": 2_350_000_000.0}))]
+pub struct PoolSnapshotDto {
+    /// Snapshot time, Unix milliseconds UTC; strictly increasing.
+    pub time: i64,
+    /// Reserve of the asset, token units (> 0).
+    pub reserve_asset: f64,
+    /// Reserve of the quote token, token units (> 0).
+    pub reserve_quote: f64,
+    /// Pool value, USD (> 0); with `reserve_asset` it gives the pool's price of the asset.
+    pub reserve_usd: f64,
+    /// LP tokens outstanding (> 0).
+    pub total_supply: f64,
+    /// Cumulative transaction count (>= 0).
+    pub tx_count: f64,
+    /// Cumulative volume, USD (>= 0).
+    pub volume_usd: f64,
+}
+
+impl From<PoolSnapshotDto> for PoolSnapshot {
+    fn from(s: PoolSnapshotDto) -> Self {
+        Self {
+            time_ms: s.time,
+            reserve_asset: s.reserve_asset,
+            reserve_quote: s.reserve_quote,
+            reserve_usd: s.reserve_usd,
+            total_supply: s.total_supply,
+            tx_count: s.tx_count,
+            volume_usd: s.volume_usd,
+        }
+    }
+}
+
+/// One asset of a batch scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanItem {
+    /// Asset id.
+    pub asset: String,
+    /// Its hourly candles, oldest first.
+    pub candles: Vec<CandleDto>,
+    /// Its DEX pool's snapshots, oldest first (optional).
+    #[serde(default)]
+    pub pool: Option<Vec<PoolSnapshotDto>>,
+}
+
+/// A scan: one asset (`asset`, `candles`, optionally `pool`) or a batch (`items`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    /// Single shape: the asset id.
+    pub asset: Option<String>,
+    /// Single shape: its candles, oldest first; at least the detector's warm-up plus one.
+    #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
+    pub candles: Option<Vec<CandleDto>>,
+    /// Single shape: its DEX pool's snapshots, oldest first.
+    #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
+    pub pool: Option<Vec<PoolSnapshotDto>>,
+    /// Batch shape: several assets. With five or more, the batch's median hourly return is the
+    /// market's and `market_relative` is scored.
+    #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
+    pub items: Option<Vec<ScanItem>>,
+}
+
+/// Which detector answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DetectorRef {
+    /// Content id of the detector.
+    pub id: String,
+    /// Last hour of its fit data.
+    pub fit_until: String,
+    /// Stated false alarms per market per 30 days on ordinary data (the calibration target).
+    pub flags_per_month: f64,
+    /// The same as a rate per scored asset-hour.
+    pub candle_rate: f64,
+    /// The same as a rate per pool snapshot, when the detector has a pool model.
+    pub pool_rate: Option<f64>,
+}
+
+impl DetectorRef {
+    /// Of a detector.
+    #[must_use]
+    pub fn of(d: &Detector) -> Self {
+        Self {
+            id: d.id.clone(),
+            fit_until: d.fit_until.clone(),
+            flags_per_month: d.config.flags_per_month,
+            candle_rate: d.candle_rate,
+            pool_rate: d.pool_rate,
+        }
+    }
+}
+
+/// A reason for a score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DriverDto {
+    /// Feature: `return`, `range`, `volume`, `wick`, `market_relative`; for pools
+    /// `reserve_asset`, `reserve_quote`, `tvl`, `lp_supply`, `pool_volume`, `pool_tx`, `cex_gap`.
+    pub feature: String,
+    /// Standard deviations from the fit period's typical market-hour (normal score).
+    pub z: f64,
+    /// Its share of the score.
+    pub share: f64,
+    /// The feature in plain units: a return or change as a fraction, or a ratio to the recent
+    /// mean.
+    pub value: f64,
+    /// The reason in words.
+    pub description: String,
+}
+
+impl From<Driver> for DriverDto {
+    fn from(d: Driver) -> Self {
+        Self {
+            feature: d.feature,
+            z: d.z,
+            share: d.share,
+            value: d.value,
+            description: d.description,
+        }
+    }
+}
+
+/// One scored hour (or pool snapshot).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScoredRow {
+    /// Candle open time, or the snapshot's time (RFC 3339).
+    pub time: String,
+    /// The surprise: the Mahalanobis distance² of the activity features' normal scores.
+    pub score: f64,
+    /// The flag threshold for this row's features.
+    pub threshold: f64,
+    /// `score > threshold`.
+    pub flagged: bool,
+    /// Top reasons (flagged rows only), largest share first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<DriverDto>,
+}
+
+impl From<Verdict> for ScoredRow {
+    fn from(v: Verdict) -> Self {
+        Self {
+            time: format_ms(v.time_ms),
+            score: v.score,
+            threshold: v.threshold,
+            flagged: v.flagged,
+            drivers: v.drivers.into_iter().map(DriverDto::from).collect(),
+        }
+    }
+}
+
+/// Scores of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SeriesScan {
+    /// Rows scored (the first rows of a window only warm the baselines up).
+    pub scored: usize,
+    /// Rows flagged.
+    pub flagged: usize,
+    /// The rows: every scored row for a scan, the flagged ones for the asset route unless
+    /// `all=true`.
+    pub rows: Vec<ScoredRow>,
+}
+
+impl SeriesScan {
+    /// From verdicts, keeping every row or only the flagged ones.
+    #[must_use]
+    pub fn of(verdicts: Vec<Verdict>, all: bool) -> Self {
+        let scored = verdicts.len();
+        let flagged = verdicts.iter().filter(|v| v.flagged).count();
+        Self {
+            scored,
+            flagged,
+            rows: verdicts
+                .into_iter()
+                .filter(|v| all || v.flagged)
+                .map(ScoredRow::from)
+                .collect(),
+        }
+    }
+}
+
+/// One asset's scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AssetScan {
+    /// Asset id.
+    pub asset: String,
+    /// Whether `market_relative` was scored: `batch` (the batch's median return) or `none`
+    /// (scored without it, on the other features' own threshold).
+    pub market_context: String,
+    /// Its hours.
+    pub hours: SeriesScan,
+    /// Its pool's snapshots, when given.
+    pub pool: Option<SeriesScan>,
+}
+
+/// A scan's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScanResponse {
+    /// The detector.
+    pub detector: DetectorRef,
+    /// One per asset, in request order.
+    pub items: Vec<AssetScan>,
+}
+
+/// Query of `GET /v1/assets/{asset}/anomalies`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AnomaliesQuery {
+    /// First hour (RFC 3339 or a date); default: seven days before `to`.
+    pub from: Option<String>,
+    /// Last hour (RFC 3339 or a date); default: the latest stored candle.
+    pub to: Option<String>,
+    /// Every scored hour, not only the flagged ones (default false).
+    pub all: Option<bool>,
+}
+
+/// What an active anomaly flag did to a risk recommendation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AnomalyContext {
+    /// The detector.
+    pub detector: String,
+    /// Hours before the origin searched for flags.
+    pub window_hours: u32,
+    /// Whether a flag is active: an hour of the window was flagged.
+    pub active: bool,
+    /// The flagged hours of the window, with their drivers.
+    pub flags: Vec<ScoredRow>,
+    /// The service's setting: `report` (flags are reported only) or `tighten` (an active flag
+    /// doubles the liquidation window `tau`, up to 168 h).
+    pub action: String,
+    /// Whether the parameters were tightened.
+    pub applied: bool,
+    /// What was done, in words.
+    pub effect: String,
+}

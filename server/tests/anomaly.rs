@@ -1,0 +1,306 @@
+//! The anomaly routes and the risk answer's anomaly section, on the committed default artifact's
+//! detector (`model-artifacts/default/anomaly.json`): an injected pump-and-dump and a pool drain
+//! are flagged with drivers, calm synthetic markets mostly are not, a 64-asset batch of 889
+//! candles each is answered within the request timeout, bad input gets the usual 4xx errors,
+//! the stored-candle route scans the store, and `--anomaly-action tighten` lengthens tau only
+//! while a flag is active.
+
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use serde_json::{Value, json};
+use volcast_core::anomaly::features::PoolSnapshot;
+use volcast_core::anomaly::inject::{Pattern, inject_candles, inject_pool};
+use volcast_core::candles::Candle;
+use volcast_core::time::{HOUR_MS, format_ms};
+use volcast_server::anomaly::Action;
+use volcast_server::config::Config;
+use volcast_server::metrics::Metrics;
+use volcast_server::state::{AppState, Settings};
+use volcast_store::{CandleStore, Store};
+
+const START: i64 = 1_609_459_200_000; // 2021-01-01
+const HOURS: usize = 889;
+
+fn artifact() -> std::path::PathBuf {
+    common::repo().join("model-artifacts/default")
+}
+
+/// The app on the default artifact, with its detector unless `detector` is false.
+async fn app(action: Action, detector: bool, store: Option<Store>) -> (Router, AppState) {
+    let mut config = Config::with_artifact(artifact()).unwrap();
+    config.anomaly_action = action;
+    config.max_staleness = Duration::from_secs(100_000 * 86_400);
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::with_store(
+        Settings::from_config(&config).unwrap(),
+        Arc::clone(&metrics),
+        store,
+    );
+    let serving = volcast_server::load(&artifact(), volcast_server::load_options(&config), &metrics)
+        .await
+        .unwrap();
+    if detector {
+        volcast_server::install_detector(&state, &serving.info.dir).unwrap();
+        assert!(state.anomaly_scorer().is_some(), "the default artifact ships anomaly.json");
+    }
+    state.set_serving(serving);
+    (volcast_server::app(state.clone()), state)
+}
+
+fn json_candles(c: &[Candle]) -> Vec<Value> {
+    c.iter().map(common::candle_json).collect()
+}
+
+fn pool(n: usize) -> Vec<PoolSnapshot> {
+    let mut rng = volcast_core::synth::Rng::new(5);
+    let (mut ra, mut rq, mut supply, mut tx, mut vol) = (1e6, 500.0, 2e4, 1e5, 1e8);
+    (0..n)
+        .map(|i| {
+            // Swaps move the price along the curve; deposits and withdrawals move both reserves
+            // and the LP supply together.
+            let swap = 0.004 * rng.normal();
+            let lp = 0.002 * rng.normal();
+            ra *= (-swap / 2.0 + lp).exp();
+            rq *= (swap / 2.0 + lp).exp();
+            supply *= lp.exp();
+            tx += 40.0 * (1.0 + 0.2 * rng.normal()).max(0.1);
+            vol += 2e5 * (1.0 + 0.2 * rng.normal()).max(0.1);
+            PoolSnapshot {
+                time_ms: START + i as i64 * 4 * HOUR_MS,
+                reserve_asset: ra,
+                reserve_quote: rq,
+                reserve_usd: 2.0 * rq * 2000.0,
+                total_supply: supply,
+                tx_count: tx,
+                volume_usd: vol,
+            }
+        })
+        .collect()
+}
+
+fn pool_json(p: &[PoolSnapshot]) -> Vec<Value> {
+    p.iter()
+        .map(|s| {
+            json!({"time": s.time_ms, "reserve_asset": s.reserve_asset, "reserve_quote": s.reserve_quote,
+                   "reserve_usd": s.reserve_usd, "total_supply": s.total_supply,
+                   "tx_count": s.tx_count, "volume_usd": s.volume_usd})
+        })
+        .collect()
+}
+
+fn flagged_times(rows: &Value) -> Vec<String> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["flagged"] == json!(true))
+        .map(|r| r["time"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_pump_and_a_pool_drain_are_flagged_with_reasons() {
+    let (app, _) = app(Action::Report, true, None).await;
+    let mut candles = common::market(START, 0, 38, None);
+    candles.truncate(HOURS);
+    let at = HOURS - 20;
+    inject_candles(&mut candles, at, Pattern::PumpAndDump, 0.2);
+    let mut snaps = pool(120);
+    inject_pool(&mut snaps, 110, Pattern::PoolDrain, 0.5);
+    let body = json!({"asset": "SYNUSDT", "candles": json_candles(&candles), "pool": pool_json(&snaps)});
+    let (status, v, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["detector"]["id"].as_str().unwrap().len() == 16);
+    let item = &v["items"][0];
+    assert_eq!(item["market_context"], "none");
+    let hours = &item["hours"];
+    let warm = HOURS - hours["scored"].as_u64().unwrap() as usize;
+    assert!((169..=170).contains(&warm), "warm-up {warm}");
+    assert_eq!(hours["rows"].as_array().unwrap().len(), hours["scored"].as_u64().unwrap() as usize);
+    let pump: Vec<String> = (at..at + 5)
+        .map(|i| format_ms(START + i as i64 * HOUR_MS))
+        .collect();
+    let flagged = flagged_times(&hours["rows"]);
+    assert!(flagged.iter().any(|t| pump.contains(t)), "pump not flagged: {flagged:?}");
+    // A calm GARCH-free market otherwise: few flags (the stated rate is one per 720 hours).
+    let elsewhere = flagged.iter().filter(|t| !pump.contains(t)).count();
+    assert!(elsewhere <= 5, "{elsewhere} flags outside the pump: {flagged:?}");
+    for r in hours["rows"].as_array().unwrap() {
+        if r["flagged"] == json!(true) {
+            let d = r["drivers"].as_array().unwrap();
+            assert!(!d.is_empty() && d.len() <= 3, "{r}");
+            assert!(d[0]["description"].as_str().unwrap().len() > 5);
+        } else {
+            assert!(r.get("drivers").is_none());
+        }
+    }
+    let pool = &item["pool"];
+    let drained = format_ms(snaps[110].time_ms);
+    let pool_flags = flagged_times(&pool["rows"]);
+    assert!(pool_flags.contains(&drained), "drain not flagged: {pool_flags:?}");
+    let row = pool["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["time"] == json!(drained))
+        .unwrap();
+    let features: Vec<&str> = row["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["feature"].as_str().unwrap())
+        .collect();
+    assert!(
+        features.iter().any(|f| ["reserve_asset", "reserve_quote", "tvl"].contains(f)),
+        "{features:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_64_assets_of_889_candles_is_answered_within_the_timeout() {
+    let (app, state) = app(Action::Report, true, None).await;
+    let items: Vec<Value> = (0..64)
+        .map(|a| {
+            let mut c = common::market(START, a, 38, None);
+            c.truncate(HOURS);
+            json!({"asset": format!("A{a}USDT"), "candles": json_candles(&c)})
+        })
+        .collect();
+    let body = json!({ "items": items });
+    let t = Instant::now();
+    let (status, v, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
+    let took = t.elapsed();
+    assert_eq!(status, 200, "{v}");
+    assert!(took < state.settings().request_timeout, "{took:?}");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 64);
+    assert!(items.iter().all(|i| i["market_context"] == "batch"));
+    let scored: u64 = items.iter().map(|i| i["hours"]["scored"].as_u64().unwrap()).sum();
+    let flagged: u64 = items.iter().map(|i| i["hours"]["flagged"].as_u64().unwrap()).sum();
+    assert!(scored > 64 * 700);
+    // Calm synthetic markets: flags near the stated one per 720 hours, not dozens.
+    assert!(flagged * 720 < scored * 4, "{flagged} of {scored}");
+    eprintln!("64 x {HOURS} candles scanned in {took:?}; {flagged} of {scored} hours flagged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_usual_errors() {
+    let (app, _) = app(Action::Report, true, None).await;
+    let mut c = common::market(START, 1, 20, None);
+    let good = json_candles(&c);
+    let case = |body: Value| {
+        let app = app.clone();
+        async move { common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await }
+    };
+    // A bad candle in a batch names its item, row and field.
+    let mut bad = good.clone();
+    bad[5]["high"] = json!(0.5 * bad[5]["low"].as_f64().unwrap());
+    let items: Vec<Value> = (0..4)
+        .map(|i| json!({"asset": format!("A{i}"), "candles": if i == 3 { bad.clone() } else { good.clone() }}))
+        .collect();
+    let (s, v, _) = case(json!({ "items": items })).await;
+    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "high_below_low"), "{v}");
+    assert_eq!(v["field"], "items[3].candles[5].high");
+    // Too few candles for the warm-up.
+    let (s, v, _) = case(json!({"asset": "X", "candles": good[..100].to_vec()})).await;
+    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "too_few_candles"), "{v}");
+    // Bad pool snapshots.
+    let mut p = pool_json(&pool(40));
+    p[2]["reserve_asset"] = json!(-1.0);
+    let (s, v, _) = case(json!({"asset": "X", "candles": good.clone(), "pool": p})).await;
+    assert_eq!((s.as_u16(), v["field"].as_str().unwrap()), (422, "pool[2].reserve_asset"), "{v}");
+    let mut p = pool_json(&pool(40));
+    p[7]["time"] = p[6]["time"].clone();
+    let (s, v, _) = case(json!({"asset": "X", "candles": good.clone(), "pool": p})).await;
+    assert_eq!((s.as_u16(), v["field"].as_str().unwrap()), (422, "pool[7].time"), "{v}");
+    // Shapes.
+    let (s, v, _) = case(json!({"items": [{"asset": "X", "candles": good.clone()}], "pool": []})).await;
+    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "invalid_shape"), "{v}");
+    let (s, _, _) = case(json!({"asset": "X", "candles": good.clone(), "extra": 1})).await;
+    assert!(s.is_client_error());
+    let (s, v, _) = case(json!({"items": []})).await;
+    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "empty_batch"), "{v}");
+    // Not on the hour.
+    c[10].open_time += 1;
+    let (s, v, _) = case(json!({"asset": "X", "candles": json_candles(&c)})).await;
+    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "not_on_the_hour"), "{v}");
+    // Without a detector: 503, never a 500.
+    let (bare, _) = self::app(Action::Report, false, None).await;
+    let body = json!({"asset": "X", "candles": good});
+    let (s, v, _) = common::call(&bare, "POST", "/v1/anomaly/scan", Some(&body)).await;
+    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (503, "detector_unavailable"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_candles_route_scans_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let mut c = common::market(START, 2, 40, None);
+    let at = 900;
+    inject_candles(&mut c, at, Pattern::WashTrading, 16.0);
+    store.insert_candles("SYNUSDT", &c).await.unwrap();
+    let (app, _) = app(Action::Report, true, Some(store)).await;
+    let from = format_ms(START + 850 * HOUR_MS);
+    let to = format_ms(START + 950 * HOUR_MS);
+    let uri = format!("/v1/assets/SYNUSDT/anomalies?from={from}&to={to}");
+    let (s, v, _) = common::call(&app, "GET", &uri, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["hours"]["scored"], 101);
+    let flagged = flagged_times(&v["hours"]["rows"]);
+    let wash: Vec<String> = (at..at + 3).map(|i| format_ms(START + i as i64 * HOUR_MS)).collect();
+    assert!(flagged.iter().any(|t| wash.contains(t)), "{flagged:?}");
+    assert!(v["hours"]["rows"].as_array().unwrap().iter().all(|r| r["flagged"] == json!(true)));
+    let (s, v, _) = common::call(&app, "GET", &format!("{uri}&all=true"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["hours"]["rows"].as_array().unwrap().len(), 101);
+    // Errors.
+    let (s, v, _) = common::call(&app, "GET", "/v1/assets/NOPEUSDT/anomalies", None).await;
+    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (404, "unknown_asset"), "{v}");
+    let back = format!("/v1/assets/SYNUSDT/anomalies?from={to}&to={from}");
+    let (s, _, _) = common::call(&app, "GET", &back, None).await;
+    assert_eq!(s, 422);
+    let long = format!("/v1/assets/SYNUSDT/anomalies?from=2020-01-01&to={to}");
+    let (s, _, _) = common::call(&app, "GET", &long, None).await;
+    assert_eq!(s, 422);
+    let (s, _, _) = common::call(&app, "GET", "/v1/assets/SYNUSDT/anomalies?when=1", None).await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_flag_is_in_the_derivation_and_tightens_only_when_set_to() {
+    let mut calm = common::market(START, 3, 38, None);
+    calm.truncate(HOURS);
+    let mut pumped = calm.clone();
+    inject_candles(&mut pumped, HOURS - 6, Pattern::PumpAndDump, 0.4);
+    let ask = |c: &[Candle]| json!({"asset": "SYNUSDT", "candles": json_candles(c)});
+    let derivation = |app: Router, body: Value| async move {
+        let (s, v, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+        assert_eq!(s, 200, "{v}");
+        v["items"][0]["derivation"].clone()
+    };
+    let (report, _) = app(Action::Report, true, None).await;
+    let (tighten, _) = app(Action::Tighten, true, None).await;
+    let d = derivation(report.clone(), ask(&calm)).await;
+    assert_eq!(d["anomaly"]["active"], false, "{}", d["anomaly"]);
+    assert_eq!(d["tau_hours"], 4.0);
+    let d = derivation(report, ask(&pumped)).await;
+    assert_eq!(d["anomaly"]["active"], true, "{}", d["anomaly"]);
+    assert_eq!((d["anomaly"]["applied"].clone(), d["tau_hours"].clone()), (json!(false), json!(4.0)));
+    assert!(!d["anomaly"]["flags"][0]["drivers"].as_array().unwrap().is_empty());
+    let t = derivation(tighten.clone(), ask(&pumped)).await;
+    assert_eq!((t["anomaly"]["applied"].clone(), t["tau_hours"].clone()), (json!(true), json!(8.0)));
+    assert!(t["drawdown"].as_f64().unwrap() > d["drawdown"].as_f64().unwrap());
+    let c = derivation(tighten, ask(&calm)).await;
+    assert_eq!((c["anomaly"]["applied"].clone(), c["tau_hours"].clone()), (json!(false), json!(4.0)));
+    // Without a detector there is no anomaly section.
+    let (bare, _) = app(Action::Tighten, false, None).await;
+    let b = derivation(bare, ask(&pumped)).await;
+    assert!(b.get("anomaly").is_none());
+}

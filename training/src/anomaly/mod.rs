@@ -1,0 +1,371 @@
+//! The anomaly detector's offline side: DEX pool files, fitting a detector on the shared data up
+//! to a date, writing it as a versioned artifact, and its evaluation ([`evaluate`]) and charts
+//! ([`chart`]).
+
+pub mod chart;
+pub mod evaluate;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rayon::prelude::*;
+use volcast_core::anomaly::features::{
+    self, CANDLE_FEATURES, GAP_FEATURE, MARKET_FEATURES, MarketContext, POOL_FEATURES,
+    PoolSnapshot, Row,
+};
+use volcast_core::anomaly::{Copula, Detector, DetectorConfig};
+use volcast_core::candles::{AssetCandles, Candle};
+use volcast_core::time::format_ms;
+
+/// One DEX pool's snapshots and the exchange asset they price.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// `<dex>:<TOKEN0>-<TOKEN1>`, e.g. `uniswap-v2:LINK-WETH`.
+    pub id: String,
+    /// The exchange asset of the pool's non-quote token, e.g. `LINKUSDT`.
+    pub asset: String,
+    /// Whether the asset is the pool's token0 (else token1).
+    pub asset_is_token0: bool,
+    /// Snapshots, oldest first.
+    pub snapshots: Vec<PoolSnapshot>,
+}
+
+/// Quote tokens, most quote-like first: a pool's asset is its other token.
+const QUOTES: [&str; 4] = ["USDT", "USDC", "DAI", "WETH"];
+
+/// The exchange asset of a pool token (`WETH` trades as `ETHUSDT`, `WBTC` as `BTCUSDT`).
+#[must_use]
+pub fn exchange_asset(token: &str) -> String {
+    match token {
+        "WETH" => "ETHUSDT".into(),
+        "WBTC" => "BTCUSDT".into(),
+        t => format!("{t}USDT"),
+    }
+}
+
+/// Which token of `TOKEN0-TOKEN1` is the asset: the one that is not the more quote-like.
+fn asset_side(token0: &str, token1: &str) -> bool {
+    let rank = |t: &str| QUOTES.iter().position(|q| *q == t).unwrap_or(usize::MAX);
+    // token0 is the asset unless it ranks as a better quote than token1.
+    rank(token0) >= rank(token1)
+}
+
+/// Reads one pool file (`TOKEN0-TOKEN1.csv.gz`, the subgraph's columns).
+///
+/// # Errors
+/// An unreadable file, a missing column or an unparsable row, naming the file and row.
+pub fn read_pool(path: &Path, dex: &str) -> anyhow::Result<Pool> {
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".csv.gz").or_else(|| n.strip_suffix(".csv")))
+        .with_context(|| format!("{}: not a pool file name", path.display()))?;
+    let (t0, t1) = stem
+        .split_once('-')
+        .with_context(|| format!("{}: expected TOKEN0-TOKEN1", path.display()))?;
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .with_context(|| format!("decompressing {}", path.display()))?;
+    } else {
+        text = String::from_utf8(raw).with_context(|| format!("{}: not UTF-8", path.display()))?;
+    }
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("{}: no column {name}", path.display()))
+    };
+    let asset_is_token0 = asset_side(t0, t1);
+    let (ra, rq) = if asset_is_token0 {
+        (col("reserve0")?, col("reserve1")?)
+    } else {
+        (col("reserve1")?, col("reserve0")?)
+    };
+    let (time, usd, supply, tx, vol) = (
+        col("datetime")?,
+        col("reserveUSD")?,
+        col("totalSupply")?,
+        col("txCount")?,
+        col("volumeUSD")?,
+    );
+    let mut snapshots = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |j: usize| -> anyhow::Result<f64> {
+            f.get(j)
+                .and_then(|s| s.parse::<f64>().ok())
+                .with_context(|| format!("{} row {}: bad {}", path.display(), i + 2, header[j]))
+        };
+        let t = chrono::NaiveDateTime::parse_from_str(
+            f.get(time).copied().unwrap_or_default(),
+            "%Y-%m-%d %H:%M:%S",
+        )
+        .with_context(|| format!("{} row {}: bad datetime", path.display(), i + 2))?;
+        let s = PoolSnapshot {
+            time_ms: t.and_utc().timestamp_millis(),
+            reserve_asset: num(ra)?,
+            reserve_quote: num(rq)?,
+            reserve_usd: num(usd)?,
+            total_supply: num(supply)?,
+            tx_count: num(tx)?,
+            volume_usd: num(vol)?,
+        };
+        // Empty pools (before the first deposit) price nothing.
+        if s.reserve_asset > 0.0 && s.reserve_quote > 0.0 && s.reserve_usd > 0.0 {
+            snapshots.push(s);
+        }
+    }
+    snapshots.sort_by_key(|s| s.time_ms);
+    snapshots.dedup_by_key(|s| s.time_ms);
+    Ok(Pool {
+        id: format!("{dex}:{stem}"),
+        asset: exchange_asset(if asset_is_token0 { t0 } else { t1 }),
+        asset_is_token0,
+        snapshots,
+    })
+}
+
+/// Every pool under `defi/` of the shared data (`uniswap-v2-pairs`, `sushiswap-pairs`).
+///
+/// # Errors
+/// The first unreadable pool file.
+pub fn load_pools(data: &Path) -> anyhow::Result<Vec<Pool>> {
+    let mut files = Vec::new();
+    for (dir, dex) in [("uniswap-v2-pairs", "uniswap-v2"), ("sushiswap-pairs", "sushiswap")] {
+        let d = data.join("defi").join(dir);
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            files.push((e.path(), dex));
+        }
+    }
+    files.sort();
+    files.par_iter().map(|(p, dex)| read_pool(p, dex)).collect()
+}
+
+/// The shared data's hourly candle directory and its root.
+#[derive(Debug, Clone)]
+pub struct DataDirs {
+    /// `../shared/data` or what `--data` says.
+    pub root: PathBuf,
+}
+
+impl DataDirs {
+    /// The hourly candle directory.
+    #[must_use]
+    pub fn candles(&self) -> PathBuf {
+        self.root.join("binance-spot-1h")
+    }
+}
+
+/// Candles and pools cut at `until_ms` (inclusive: candle open times and snapshot times).
+#[derive(Debug, Clone)]
+pub struct Markets {
+    /// Assets with at least one candle.
+    pub assets: Vec<AssetCandles>,
+    /// Pools with at least one snapshot.
+    pub pools: Vec<Pool>,
+    /// Each asset's candle rows, in the order of `assets`.
+    pub rows: Vec<Vec<Option<Row>>>,
+    /// The whole market each hour.
+    pub market: MarketContext,
+}
+
+impl Markets {
+    /// Loads the shared data up to `until_ms`.
+    ///
+    /// # Errors
+    /// Unreadable data.
+    pub fn load(data: &DataDirs, until_ms: i64, config: &DetectorConfig) -> anyhow::Result<Self> {
+        let mut assets = crate::data::load_dirs(&[data.candles()])
+            .with_context(|| format!("loading {}", data.candles().display()))?;
+        for a in &mut assets {
+            a.candles.retain(|c| c.open_time <= until_ms);
+        }
+        assets.retain(|a| !a.candles.is_empty());
+        if assets.is_empty() {
+            bail!("no candles up to {}", format_ms(until_ms));
+        }
+        let mut pools = load_pools(&data.root)?;
+        for p in &mut pools {
+            p.snapshots.retain(|s| s.time_ms <= until_ms);
+        }
+        pools.retain(|p| p.snapshots.len() > 1);
+        let rows: Vec<Vec<Option<Row>>> = assets
+            .par_iter()
+            .map(|a| features::candle_rows(&config.features, &a.candles))
+            .collect();
+        let slices: Vec<&[Option<Row>]> = rows.iter().map(Vec::as_slice).collect();
+        let market = MarketContext::new(&slices, config.market_min_assets);
+        Ok(Self {
+            assets,
+            pools,
+            rows,
+            market,
+        })
+    }
+
+    /// The candles of `asset`, when loaded.
+    #[must_use]
+    pub fn candles_of(&self, asset: &str) -> Option<&[Candle]> {
+        self.assets
+            .binary_search_by(|a| a.asset.as_str().cmp(asset))
+            .ok()
+            .map(|i| self.assets[i].candles.as_slice())
+    }
+}
+
+/// The lowest normal score the activity features count with: an hour quieter than usual is
+/// never the story (zero-volume hours of illiquid pairs would otherwise flag).
+const QUIET_FLOOR: f64 = -1.0;
+
+/// Fits a detector on `markets` (already cut at the fit end `until_ms`).
+#[must_use]
+pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector {
+    let fc = config.features;
+    let raw: Vec<&Row> = markets.rows.iter().flatten().flatten().collect();
+    let candle_rows: Vec<Vec<f64>> = raw.iter().map(|r| r.values.clone()).collect();
+    let market_rows: Vec<Vec<f64>> = raw
+        .par_iter()
+        .filter_map(|r| markets.market.adjust(r).map(|a| a.values))
+        .collect();
+    let candle_rate = config.flags_per_month / 720.0;
+    let floors = vec![Some(QUIET_FLOOR); CANDLE_FEATURES.len()];
+    let candles = Copula::fit(&CANDLE_FEATURES, floors.clone(), &candle_rows, &[], candle_rate);
+    let candles_market = Copula::fit(&MARKET_FEATURES, floors, &market_rows, &[], candle_rate);
+    let pool_rows: Vec<Vec<f64>> = markets
+        .pools
+        .par_iter()
+        .flat_map_iter(|p| {
+            features::pool_rows(&fc, &p.snapshots, markets.candles_of(&p.asset))
+                .into_iter()
+                .flatten()
+                .map(|r| r.values)
+        })
+        .collect();
+    // The stated rate per pool-month, as a rate per snapshot at the pools' own spacing.
+    let pool_days: f64 = markets
+        .pools
+        .iter()
+        .map(|p| {
+            let (a, b) = (p.snapshots[0].time_ms, p.snapshots[p.snapshots.len() - 1].time_ms);
+            (b - a) as f64 / 86_400_000.0
+        })
+        .sum();
+    let snaps: usize = markets.pools.iter().map(|p| p.snapshots.len()).sum();
+    let (pools, pool_rate) = if pool_rows.len() >= 1000 && pool_days > 0.0 {
+        let per_month = snaps as f64 / pool_days * 30.0;
+        let rate = config.flags_per_month / per_month;
+        let mut floors = vec![None; POOL_FEATURES.len()];
+        for j in [4, 5, GAP_FEATURE] {
+            floors[j] = Some(QUIET_FLOOR);
+        }
+        let model = Copula::fit(&POOL_FEATURES, floors, &pool_rows, &[GAP_FEATURE], rate);
+        (Some(model), Some(rate))
+    } else {
+        (None, None)
+    };
+    let mut fit_markets: Vec<String> = markets.assets.iter().map(|a| a.asset.clone()).collect();
+    fit_markets.extend(markets.pools.iter().map(|p| p.id.clone()));
+    let mut d = Detector {
+        id: String::new(),
+        config,
+        fit_until: format_ms(until_ms),
+        fit_markets,
+        candles,
+        candles_market,
+        pools,
+        candle_rate,
+        pool_rate,
+    };
+    d.id = d.content_id();
+    d
+}
+
+/// Writes `d` as pretty JSON to `path` (through a temporary file and a rename).
+///
+/// # Errors
+/// Any write failure.
+pub fn save(d: &Detector, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(d)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads a detector and checks its id against its content.
+///
+/// # Errors
+/// Unreadable, not a detector, or an id that does not match the content.
+pub fn load(path: &Path) -> anyhow::Result<Detector> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Detector::from_json(&text).with_context(|| path.display().to_string())
+}
+
+/// Per market, how many rows the fit used: for the training summary.
+#[must_use]
+pub fn summary(d: &Detector) -> BTreeMap<&'static str, String> {
+    let mut m = BTreeMap::new();
+    m.insert("id", d.id.clone());
+    m.insert("fit_until", d.fit_until.clone());
+    m.insert("candle_rows", d.candles.fit_rows.to_string());
+    m.insert(
+        "pool_rows",
+        d.pools.as_ref().map_or(0, |p| p.fit_rows).to_string(),
+    );
+    m.insert("candle_rate_per_hour", format!("{:.6}", d.candle_rate));
+    m.insert(
+        "pool_rate_per_snapshot",
+        d.pool_rate.map_or("-".into(), |r| format!("{r:.6}")),
+    );
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_assets_are_the_non_quote_token() {
+        assert!(asset_side("LINK", "WETH"));
+        assert!(!asset_side("WETH", "CRV"));
+        assert!(!asset_side("WETH", "USDT"));
+        assert!(asset_side("WETH", "USDC"));
+        assert!(!asset_side("USDC", "WETH"));
+        assert!(asset_side("WBTC", "WETH"));
+        assert_eq!(exchange_asset("WETH"), "ETHUSDT");
+        assert_eq!(exchange_asset("WBTC"), "BTCUSDT");
+    }
+
+    #[test]
+    fn a_pool_file_reads_with_its_asset_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("WETH-CRV.csv");
+        std::fs::write(
+            &p,
+            "datetime,liquidityProviderCount,reserve0,reserve1,reserveETH,reserveUSD,token0Price,token1Price,totalSupply,trackedReserveETH,txCount,volumeToken0,volumeToken1,volumeUSD\n\
+             2021-01-01 00:10:00,0,10,20000,20,40000,1,1,100,20,5,1,1,1000\n\
+             2021-01-01 03:40:00,0,11,19000,22,44000,1,1,101,22,9,1,1,1500\n",
+        )
+        .unwrap();
+        let pool = read_pool(&p, "sushiswap").unwrap();
+        assert_eq!(pool.asset, "CRVUSDT");
+        assert!(!pool.asset_is_token0);
+        assert_eq!(pool.snapshots.len(), 2);
+        assert!((pool.snapshots[0].reserve_asset - 20000.0).abs() < 1e-9);
+        assert!((pool.snapshots[0].implied_price_usd() - 1.0).abs() < 1e-12);
+    }
+}

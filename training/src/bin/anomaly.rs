@@ -1,0 +1,226 @@
+//! `anomaly`: the market-behaviour anomaly detector's commands.
+//!
+//! ```text
+//! cargo run --release --bin anomaly -- train --fit-until 2021-12-31 --out model-artifacts/caf79b8afafa2e82/anomaly.json
+//! cargo run --release --bin anomaly -- train --fit-until 2020-12-31 --out model-artifacts/53e907e30ea830c8/anomaly.json
+//! cargo run --release --bin anomaly -- evaluate --detector model-artifacts/53e907e30ea830c8/anomaly.json --from 2021-01-01 --to 2021-12-31
+//! cargo run --release --bin anomaly -- folds                  # for Y in 2019..2021: fit to Y-1, score Y
+//! cargo run --release --bin anomaly -- chart --detector model-artifacts/53e907e30ea830c8/anomaly.json \
+//!     --asset KLAYUSDT --from 2021-10-07 --to 2021-10-12 --out chart.svg
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use volcast_core::anomaly::{DetectorConfig, Scorer};
+use volcast_core::time::{Bound, HOUR_MS, parse_time};
+use volcast_training::anomaly::evaluate::{EvalConfig, evaluate, render};
+use volcast_training::anomaly::{DataDirs, Markets, chart, fit, load, save, summary};
+
+/// The anomaly detector: fit, evaluate on a period with injected manipulations, chart.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// The shared data's root (holding `binance-spot-1h/` and `defi/`).
+    #[arg(long, env = "VOLCAST_SHARED_DATA", default_value = "../shared/data", global = true)]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fits a detector on the data up to `--fit-until` and writes it.
+    Train {
+        /// Last day (or hour) of fit data.
+        #[arg(long)]
+        fit_until: String,
+        /// Where the detector's JSON goes (the server reads `anomaly.json` in the directory of
+        /// the artifact it serves).
+        #[arg(long)]
+        out: PathBuf,
+        /// Stated false alarms per market per 30 days on ordinary data.
+        #[arg(long, default_value_t = 1.0)]
+        flags_per_month: f64,
+    },
+    /// Scores a period: false alarms on real data, top events, recall of injected manipulations.
+    Evaluate {
+        /// The detector's JSON.
+        #[arg(long)]
+        detector: PathBuf,
+        #[command(flatten)]
+        eval: EvalArgs,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Walk-forward: for each year, fit on the data before it and evaluate it.
+    Folds {
+        /// Years scored.
+        #[arg(long, value_delimiter = ',', default_values_t = [2019, 2020, 2021])]
+        years: Vec<i32>,
+        /// Where each fold's detector and report go (`<out>/fold-<Y>/`).
+        #[arg(long, default_value = "walk-forward/anomaly")]
+        out: PathBuf,
+        /// Injections per pattern and strength.
+        #[arg(long, default_value_t = 300)]
+        injections: usize,
+        /// Seed of the injection sampler.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Draws one asset's price, volume and score over a window, flags marked, as SVG.
+    Chart {
+        /// The detector's JSON.
+        #[arg(long)]
+        detector: PathBuf,
+        /// Asset, e.g. BTCUSDT.
+        #[arg(long)]
+        asset: String,
+        /// First hour shown.
+        #[arg(long)]
+        from: String,
+        /// Last hour shown.
+        #[arg(long)]
+        to: String,
+        /// Where the SVG goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// First hour scored.
+    #[arg(long)]
+    from: String,
+    /// Last hour scored.
+    #[arg(long)]
+    to: String,
+    /// Injections per pattern and strength.
+    #[arg(long, default_value_t = 300)]
+    injections: usize,
+    /// Seed of the injection sampler.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Top events listed.
+    #[arg(long, default_value_t = 15)]
+    top: usize,
+}
+
+fn time(text: &str, bound: Bound) -> anyhow::Result<i64> {
+    parse_time(text, bound).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn train(data: &DataDirs, until: i64, out: &Path, flags_per_month: f64) -> anyhow::Result<()> {
+    let config = DetectorConfig {
+        flags_per_month,
+        ..DetectorConfig::default()
+    };
+    let markets = Markets::load(data, until, &config)?;
+    let d = fit(&markets, until, config);
+    save(&d, out)?;
+    for (k, v) in summary(&d) {
+        println!("{k}: {v}");
+    }
+    println!("written: {}", out.display());
+    Ok(())
+}
+
+fn run_eval(
+    data: &DataDirs,
+    detector: &Path,
+    eval: &EvalConfig,
+    json: Option<&Path>,
+) -> anyhow::Result<String> {
+    let d = load(detector)?;
+    let markets = Markets::load(data, eval.to_ms, &d.config)?;
+    let report = evaluate(&Scorer::new(d), &markets, eval);
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(render(&report))
+}
+
+fn main() -> std::process::ExitCode {
+    volcast_training::cli::main(|| {
+        let args = Args::parse();
+        let data = DataDirs {
+            root: args.data.clone(),
+        };
+        match args.command {
+            Command::Train {
+                fit_until,
+                out,
+                flags_per_month,
+            } => train(&data, time(&fit_until, Bound::End)?, &out, flags_per_month),
+            Command::Evaluate {
+                detector,
+                eval,
+                json,
+            } => {
+                let config = EvalConfig {
+                    from_ms: time(&eval.from, Bound::Start)?,
+                    to_ms: time(&eval.to, Bound::End)?,
+                    injections: eval.injections,
+                    seed: eval.seed,
+                    top: eval.top,
+                };
+                print!("{}", run_eval(&data, &detector, &config, json.as_deref())?);
+                Ok(())
+            }
+            Command::Folds {
+                years,
+                out,
+                injections,
+                seed,
+            } => {
+                for y in years {
+                    let dir = out.join(format!("fold-{y}"));
+                    let path = dir.join("anomaly.json");
+                    let until = time(&format!("{}-12-31", y - 1), Bound::End)?;
+                    if !path.exists() {
+                        train(&data, until, &path, 1.0)?;
+                    }
+                    let config = EvalConfig {
+                        from_ms: until + HOUR_MS,
+                        to_ms: time(&format!("{y}-12-31"), Bound::End)?,
+                        injections,
+                        seed,
+                        top: 10,
+                    };
+                    let text = run_eval(&data, &path, &config, Some(&dir.join("report.json")))?;
+                    std::fs::write(dir.join("report.md"), &text)?;
+                    println!("## Fold {y}\n\n{text}");
+                }
+                Ok(())
+            }
+            Command::Chart {
+                detector,
+                asset,
+                from,
+                to,
+                out,
+            } => {
+                let d = load(&detector)?;
+                let (from, to) = (time(&from, Bound::Start)?, time(&to, Bound::End)?);
+                let markets = Markets::load(&data, to, &d.config)?;
+                let candles = markets
+                    .candles_of(&asset)
+                    .with_context(|| format!("no candles of {asset} up to {to}"))?;
+                let verdicts = Scorer::new(d).score_candles(candles, Some(&markets.market));
+                let shown: Vec<_> = candles
+                    .iter()
+                    .filter(|c| c.open_time >= from)
+                    .copied()
+                    .collect();
+                let scored: Vec<_> = verdicts.into_iter().filter(|v| v.time_ms >= from).collect();
+                chart::render(&out, &asset, &shown, &scored)?;
+                println!("written: {}", out.display());
+                Ok(())
+            }
+        }
+    })
+}
