@@ -347,10 +347,12 @@ pub async fn run(
     if let Some(p) = &config.anomaly_detector {
         state.set_anomaly_path(p.clone());
     }
-    let loaded = load(&config.artifact, options, &metrics).await.and_then(|serving| {
-        install_detector(&state, &serving.info.dir).map_err(ServeError::Anomaly)?;
-        Ok(serving)
-    });
+    let loaded = load(&config.artifact, options, &metrics)
+        .await
+        .and_then(|serving| {
+            install_detector(&state, &serving.info.dir).map_err(ServeError::Anomaly)?;
+            Ok(serving)
+        });
     match loaded {
         Ok(serving) => state.set_serving(serving),
         Err(e) => {

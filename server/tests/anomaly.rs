@@ -47,7 +47,10 @@ async fn app(action: Action, detector: bool, store: Option<Store>) -> (Router, A
         .unwrap();
     if detector {
         volcast_server::install_detector(&state, &serving.info.dir).unwrap();
-        assert!(state.anomaly_scorer().is_some(), "the default artifact ships anomaly.json");
+        assert!(
+            state.anomaly_scorer().is_some(),
+            "the default artifact ships anomaly.json"
+        );
     }
     state.set_serving(serving);
     (volcast_server::app(state.clone()), state)
@@ -120,13 +123,19 @@ async fn an_injected_pump_and_a_pool_drain_are_flagged_with_reasons() {
     assert_eq!(item["market_context"], "none");
     let hours = &item["hours"];
     let warm = HOURS - hours["scored"].as_u64().unwrap() as usize;
-    assert!((169..=170).contains(&warm), "warm-up {warm}");
-    assert_eq!(hours["rows"].as_array().unwrap().len(), hours["scored"].as_u64().unwrap() as usize);
+    assert_eq!(warm, 168, "the default warm-up is a week");
+    assert_eq!(
+        hours["rows"].as_array().unwrap().len(),
+        hours["scored"].as_u64().unwrap() as usize
+    );
     let pump: Vec<String> = (at..at + 5)
         .map(|i| format_ms(START + i as i64 * HOUR_MS))
         .collect();
     let flagged = flagged_times(&hours["rows"]);
-    assert!(flagged.iter().any(|t| pump.contains(t)), "pump not flagged: {flagged:?}");
+    assert!(
+        flagged.iter().any(|t| pump.contains(t)),
+        "pump not flagged: {flagged:?}"
+    );
     // A calm GARCH-free market otherwise: few flags (the stated rate is one per 720 hours).
     let elsewhere = flagged.iter().filter(|t| !pump.contains(t)).count();
     assert!(elsewhere <= 5, "{elsewhere} flags outside the pump: {flagged:?}");
@@ -156,7 +165,9 @@ async fn an_injected_pump_and_a_pool_drain_are_flagged_with_reasons() {
         .map(|d| d["feature"].as_str().unwrap())
         .collect();
     assert!(
-        features.iter().any(|f| ["reserve_asset", "reserve_quote", "tvl"].contains(f)),
+        features
+            .iter()
+            .any(|f| ["reserve_asset", "reserve_quote", "tvl"].contains(f)),
         "{features:?}"
     );
 }
@@ -181,7 +192,10 @@ async fn a_batch_of_64_assets_of_889_candles_is_answered_within_the_timeout() {
     assert_eq!(items.len(), 64);
     assert!(items.iter().all(|i| i["market_context"] == "batch"));
     let scored: u64 = items.iter().map(|i| i["hours"]["scored"].as_u64().unwrap()).sum();
-    let flagged: u64 = items.iter().map(|i| i["hours"]["flagged"].as_u64().unwrap()).sum();
+    let flagged: u64 = items
+        .iter()
+        .map(|i| i["hours"]["flagged"].as_u64().unwrap())
+        .sum();
     assert!(scored > 64 * 700);
     // Calm synthetic markets: flags near the stated one per 720 hours, not dozens.
     assert!(flagged * 720 < scored * 4, "{flagged} of {scored}");
@@ -201,39 +215,73 @@ async fn bad_input_gets_the_usual_errors() {
     let mut bad = good.clone();
     bad[5]["high"] = json!(0.5 * bad[5]["low"].as_f64().unwrap());
     let items: Vec<Value> = (0..4)
-        .map(|i| json!({"asset": format!("A{i}"), "candles": if i == 3 { bad.clone() } else { good.clone() }}))
+        .map(
+            |i| json!({"asset": format!("A{i}"), "candles": if i == 3 { bad.clone() } else { good.clone() }}),
+        )
         .collect();
     let (s, v, _) = case(json!({ "items": items })).await;
-    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "high_below_low"), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str().unwrap()),
+        (422, "high_below_low"),
+        "{v}"
+    );
     assert_eq!(v["field"], "items[3].candles[5].high");
     // Too few candles for the warm-up.
     let (s, v, _) = case(json!({"asset": "X", "candles": good[..100].to_vec()})).await;
-    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "too_few_candles"), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str().unwrap()),
+        (422, "too_few_candles"),
+        "{v}"
+    );
     // Bad pool snapshots.
     let mut p = pool_json(&pool(40));
     p[2]["reserve_asset"] = json!(-1.0);
     let (s, v, _) = case(json!({"asset": "X", "candles": good.clone(), "pool": p})).await;
-    assert_eq!((s.as_u16(), v["field"].as_str().unwrap()), (422, "pool[2].reserve_asset"), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["field"].as_str().unwrap()),
+        (422, "pool[2].reserve_asset"),
+        "{v}"
+    );
     let mut p = pool_json(&pool(40));
     p[7]["time"] = p[6]["time"].clone();
     let (s, v, _) = case(json!({"asset": "X", "candles": good.clone(), "pool": p})).await;
-    assert_eq!((s.as_u16(), v["field"].as_str().unwrap()), (422, "pool[7].time"), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["field"].as_str().unwrap()),
+        (422, "pool[7].time"),
+        "{v}"
+    );
     // Shapes.
     let (s, v, _) = case(json!({"items": [{"asset": "X", "candles": good.clone()}], "pool": []})).await;
-    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "invalid_shape"), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str().unwrap()),
+        (422, "invalid_shape"),
+        "{v}"
+    );
     let (s, _, _) = case(json!({"asset": "X", "candles": good.clone(), "extra": 1})).await;
     assert!(s.is_client_error());
     let (s, v, _) = case(json!({"items": []})).await;
-    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "empty_batch"), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str().unwrap()),
+        (422, "empty_batch"),
+        "{v}"
+    );
     // Not on the hour.
     c[10].open_time += 1;
     let (s, v, _) = case(json!({"asset": "X", "candles": json_candles(&c)})).await;
-    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (422, "not_on_the_hour"), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str().unwrap()),
+        (422, "not_on_the_hour"),
+        "{v}"
+    );
     // Without a detector: 503, never a 500.
     let (bare, _) = self::app(Action::Report, false, None).await;
     let body = json!({"asset": "X", "candles": good});
     let (s, v, _) = common::call(&bare, "POST", "/v1/anomaly/scan", Some(&body)).await;
-    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (503, "detector_unavailable"), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str().unwrap()),
+        (503, "detector_unavailable"),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,7 +292,7 @@ async fn the_stored_candles_route_scans_the_store() {
         .unwrap();
     let mut c = common::market(START, 2, 40, None);
     let at = 900;
-    inject_candles(&mut c, at, Pattern::WashTrading, 16.0);
+    inject_candles(&mut c, at, Pattern::PumpAndDump, 0.4);
     store.insert_candles("SYNUSDT", &c).await.unwrap();
     let (app, _) = app(Action::Report, true, Some(store)).await;
     let from = format_ms(START + 850 * HOUR_MS);
@@ -254,15 +302,27 @@ async fn the_stored_candles_route_scans_the_store() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["hours"]["scored"], 101);
     let flagged = flagged_times(&v["hours"]["rows"]);
-    let wash: Vec<String> = (at..at + 3).map(|i| format_ms(START + i as i64 * HOUR_MS)).collect();
-    assert!(flagged.iter().any(|t| wash.contains(t)), "{flagged:?}");
-    assert!(v["hours"]["rows"].as_array().unwrap().iter().all(|r| r["flagged"] == json!(true)));
+    let pump: Vec<String> = (at..at + 5)
+        .map(|i| format_ms(START + i as i64 * HOUR_MS))
+        .collect();
+    assert!(flagged.iter().any(|t| pump.contains(t)), "{flagged:?}");
+    assert!(
+        v["hours"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["flagged"] == json!(true))
+    );
     let (s, v, _) = common::call(&app, "GET", &format!("{uri}&all=true"), None).await;
     assert_eq!(s, 200);
     assert_eq!(v["hours"]["rows"].as_array().unwrap().len(), 101);
     // Errors.
     let (s, v, _) = common::call(&app, "GET", "/v1/assets/NOPEUSDT/anomalies", None).await;
-    assert_eq!((s.as_u16(), v["error"].as_str().unwrap()), (404, "unknown_asset"), "{v}");
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str().unwrap()),
+        (404, "unknown_asset"),
+        "{v}"
+    );
     let back = format!("/v1/assets/SYNUSDT/anomalies?from={to}&to={from}");
     let (s, _, _) = common::call(&app, "GET", &back, None).await;
     assert_eq!(s, 422);
@@ -292,15 +352,66 @@ async fn an_active_flag_is_in_the_derivation_and_tightens_only_when_set_to() {
     assert_eq!(d["tau_hours"], 4.0);
     let d = derivation(report, ask(&pumped)).await;
     assert_eq!(d["anomaly"]["active"], true, "{}", d["anomaly"]);
-    assert_eq!((d["anomaly"]["applied"].clone(), d["tau_hours"].clone()), (json!(false), json!(4.0)));
+    assert_eq!(
+        (d["anomaly"]["applied"].clone(), d["tau_hours"].clone()),
+        (json!(false), json!(4.0))
+    );
     assert!(!d["anomaly"]["flags"][0]["drivers"].as_array().unwrap().is_empty());
     let t = derivation(tighten.clone(), ask(&pumped)).await;
-    assert_eq!((t["anomaly"]["applied"].clone(), t["tau_hours"].clone()), (json!(true), json!(8.0)));
+    assert_eq!(
+        (t["anomaly"]["applied"].clone(), t["tau_hours"].clone()),
+        (json!(true), json!(8.0))
+    );
     assert!(t["drawdown"].as_f64().unwrap() > d["drawdown"].as_f64().unwrap());
     let c = derivation(tighten, ask(&calm)).await;
-    assert_eq!((c["anomaly"]["applied"].clone(), c["tau_hours"].clone()), (json!(false), json!(4.0)));
+    assert_eq!(
+        (c["anomaly"]["applied"].clone(), c["tau_hours"].clone()),
+        (json!(false), json!(4.0))
+    );
     // Without a detector there is no anomaly section.
     let (bare, _) = app(Action::Tighten, false, None).await;
     let b = derivation(bare, ask(&pumped)).await;
     assert!(b.get("anomaly").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_with_and_without_a_detector_replay_identically() {
+    use volcast_server::audit::Signer;
+    use volcast_server::audit::log::DecisionLog;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let (_, state) = app(Action::Tighten, false, Some(store.clone())).await;
+    let (signer, _) = Signer::generate().unwrap();
+    state.set_decisions(
+        DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
+            .await
+            .unwrap(),
+    );
+    let app = volcast_server::app(state.clone());
+    let mut calm = common::market(START, 4, 38, None);
+    calm.truncate(HOURS);
+    let mut pumped = calm.clone();
+    inject_candles(&mut pumped, HOURS - 6, Pattern::PumpAndDump, 0.4);
+    let ask = |c: &[Candle]| json!({"asset": "SYNUSDT", "candles": json_candles(c)});
+    let mut answers = Vec::new();
+    // One decision before the detector is loaded, then two with it (one tightened).
+    let (s, v, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&ask(&pumped))).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["items"][0]["derivation"].get("anomaly").is_none());
+    answers.push(v);
+    volcast_server::install_detector(&state, &state.serving().unwrap().info.dir).unwrap();
+    for c in [&calm, &pumped] {
+        let (s, v, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&ask(c))).await;
+        assert_eq!(s, 200, "{v}");
+        answers.push(v);
+    }
+    assert_eq!(answers[2]["items"][0]["derivation"]["anomaly"]["applied"], true);
+    for a in &answers {
+        let id = a["items"][0]["decision_id"].as_str().unwrap();
+        let (s, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["identical"], json!(true), "{r}");
+    }
 }

@@ -101,11 +101,30 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     }
     let serving = serving_for(state, &body.model).await?;
     // A state of its own: the defaults and the gate's policy of then, no metrics of the service.
+    // The anomaly action of then, where the answer records one; the detector is the one
+    // served now (the answer records the detector's id, so a changed one shows as a difference).
+    let mut anomaly = state.settings().anomaly;
+    match body.answer["derivation"]["anomaly"]["action"].as_str() {
+        Some("tighten") => anomaly.action = crate::anomaly::Action::Tighten,
+        Some("report") => anomaly.action = crate::anomaly::Action::Report,
+        _ => {}
+    }
+    if let Some(w) = body.answer["derivation"]["anomaly"]["window_hours"]
+        .as_u64()
+        .and_then(|w| u32::try_from(w).ok())
+    {
+        anomaly.window_hours = w;
+    }
     let settings = Settings {
         defaults: body.defaults,
+        anomaly,
         ..*state.settings()
     };
     let then = AppState::new(settings, Arc::new(Metrics::new()));
+    // A decision made without a detector is replayed without one.
+    let derivation = &body.answer["derivation"];
+    let had_detector = derivation.is_null() || !derivation["anomaly"].is_null();
+    then.set_anomaly(state.anomaly_scorer().filter(|_| had_detector));
     then.set_policy(body.model.policy.clone(), None);
     then.set_serving(serving);
     let serving = then.serving()?;

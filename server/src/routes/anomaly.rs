@@ -81,7 +81,14 @@ pub async fn scan(
         checked
             .iter()
             .map(|(asset, candles, pool)| {
-                scan_asset(&scorer, asset.clone(), candles, pool.as_deref(), market.as_ref(), true)
+                scan_asset(
+                    &scorer,
+                    asset.clone(),
+                    candles,
+                    pool.as_deref(),
+                    market.as_ref(),
+                    true,
+                )
             })
             .collect()
     })

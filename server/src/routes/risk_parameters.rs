@@ -3,12 +3,12 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
+use volcast_core::candles::Candle;
 use volcast_core::curve::VarianceCurve;
 use volcast_core::drawdown::DrawdownRule;
 use volcast_core::policy::{
     self, AskedSettings, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, TAU_RANGE, UNIT_RANGE,
 };
-use volcast_core::candles::Candle;
 use volcast_model::artifact::RiskCalibration;
 use volcast_model::inference::Prediction;
 

@@ -14,12 +14,7 @@ use volcast_core::time::HOUR_MS;
 ///
 /// # Errors
 /// An empty window or a drawing or write failure.
-pub fn render(
-    path: &Path,
-    title: &str,
-    candles: &[Candle],
-    verdicts: &[Verdict],
-) -> anyhow::Result<()> {
+pub fn render(path: &Path, title: &str, candles: &[Candle], verdicts: &[Verdict]) -> anyhow::Result<()> {
     let (first, last) = match (candles.first(), candles.last()) {
         (Some(a), Some(b)) => (a.open_time, b.open_time),
         _ => return Err(anyhow!("no candles in the window")),
@@ -29,9 +24,7 @@ pub fn render(
     let root = SVGBackend::new(path, (1100, 720)).into_drawing_area();
     let err = |e: DrawingAreaErrorKind<_>| anyhow!("drawing {}: {e:?}", path.display());
     root.fill(&WHITE).map_err(err)?;
-    let root = root
-        .titled(title, ("sans-serif", 22))
-        .map_err(err)?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(err)?;
     let panels = root.split_evenly((3, 1));
     let flagged: Vec<&Verdict> = verdicts.iter().filter(|v| v.flagged).collect();
 
@@ -82,7 +75,11 @@ pub fn render(
         .draw_series(candles.iter().map(|c| {
             let x = hours(c.open_time);
             let hit = flagged.iter().any(|v| v.time_ms == c.open_time);
-            let color = if hit { RED.filled() } else { BLACK.mix(0.5).filled() };
+            let color = if hit {
+                RED.filled()
+            } else {
+                BLACK.mix(0.5).filled()
+            };
             Rectangle::new([(x - 0.4, 0.0), (x + 0.4, c.quote_volume)], color)
         }))
         .map_err(err)?;

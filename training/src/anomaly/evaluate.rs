@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use rayon::prelude::*;
 use serde::Serialize;
-use volcast_core::anomaly::inject::{Pattern, inject_candles, inject_pool};
 use volcast_core::anomaly::features::FeatureConfig;
+use volcast_core::anomaly::inject::{Pattern, inject_candles, inject_pool};
 use volcast_core::anomaly::{Driver, Scorer, Verdict, features};
 use volcast_core::time::{HOUR_MS, format_ms};
 
@@ -196,16 +196,17 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
         .par_iter()
         .map(|p| {
             let v = scorer.score_pool(&p.snapshots, markets.candles_of(&p.asset));
-            (p.id.clone(), v.into_iter().filter(|v| in_period(v.time_ms)).collect())
+            (
+                p.id.clone(),
+                v.into_iter().filter(|v| in_period(v.time_ms)).collect(),
+            )
         })
         .collect();
     let candle_verdicts = flat(&real);
     let pool_verdicts = flat(&real_pools);
     let scored = |x: &[(String, Vec<Verdict>)]| x.iter().filter(|(_, v)| !v.is_empty()).count();
     let candles = rates(scored(&real), &candle_verdicts, d.candle_rate);
-    let pools = d
-        .pool_rate
-        .map(|r| rates(scored(&real_pools), &pool_verdicts, r));
+    let pools = d.pool_rate.map(|r| rates(scored(&real_pools), &pool_verdicts, r));
     // The top events of the asset-hours and of the pools, each by `score / threshold`.
     let mut top_events = Vec::new();
     for series in [&real, &real_pools] {
@@ -243,7 +244,16 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
             let results: Vec<(bool, bool, usize)> = draws
                 .par_iter()
                 .map(|&(m, at)| {
-                    inject_one(scorer, markets, pattern, strength, m, at, real.len(), &flagged_real)
+                    inject_one(
+                        scorer,
+                        markets,
+                        pattern,
+                        strength,
+                        m,
+                        at,
+                        real.len(),
+                        &flagged_real,
+                    )
                 })
                 .collect();
             let injected = results.len();
@@ -384,7 +394,10 @@ pub fn render(r: &Report) -> String {
         s,
         "| data | markets | rows scored | flagged | false-alarm rate | stated | ratio |\n|---|--:|--:|--:|--:|--:|--:|"
     );
-    for (name, x) in [("asset-hours", Some(&r.candles)), ("pool snapshots", r.pools.as_ref())] {
+    for (name, x) in [
+        ("asset-hours", Some(&r.candles)),
+        ("pool snapshots", r.pools.as_ref()),
+    ] {
         if let Some(x) = x {
             let _ = writeln!(
                 s,

