@@ -98,7 +98,8 @@ pub async fn scan(
 }
 
 /// The flagged hours of an asset's stored candles between `from` and `to` (every scored hour
-/// with `all=true`), with their drivers. The detector's warm-up is read from before `from`.
+/// with `all=true`), with their drivers. The detector's warm-up is read from before `from`; hours
+/// without a week of stored history before them are not scored.
 #[utoipa::path(
     get,
     path = "/v1/assets/{asset}/anomalies",
@@ -108,7 +109,7 @@ pub async fn scan(
         (status = 200, description = "The asset's scan over the window", body = AssetScan),
         (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
         (status = 404, description = "No stored candle of this asset", body = ErrorBody),
-        (status = 422, description = "`from` after `to`, a window longer than 90 days, or too few stored candles", body = ErrorBody),
+        (status = 422, description = "`from` after `to`, or a window longer than 90 days", body = ErrorBody),
         (status = 503, description = "No anomaly detector loaded, or the store cannot be read", body = ErrorBody),
     )
 )]

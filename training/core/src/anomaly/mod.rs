@@ -3,10 +3,12 @@
 //!
 //! # The model
 //! Each asset-hour (and each DEX pool snapshot) becomes a row of scale-free activity features
-//! ([`features`]): its return, range and volume against that market's own recent behaviour, its
-//! wick, its return apart from the market's; for pools the changes of reserves, value and LP
-//! supply, flow rates and the gap between the pool's price and the exchange's. A Gaussian copula
-//! is fitted to the rows of the fit period, pooled over all markets ([`Copula`]):
+//! ([`features`]): its return, range, volume, wick, volume per unit of range and round trip
+//! against that market's own recent behaviour, and where the whole market is known, each of them
+//! beyond the market's that hour; for pools the changes of reserves, value and LP supply, flow
+//! rates and the gap between the pool's price and the exchange's. A Gaussian copula is fitted to
+//! the rows of the fit period, pooled over all markets ([`Copula`]), one for candles alone, one for
+//! candles against the market, one for pools:
 //! - each feature's marginal is learned as a quantile table and mapped to normal scores `z`
 //!   (the quiet side floored: an hour quieter than usual is never the story);
 //! - their correlation is learned, so a combination that ordinary markets never show (volume
@@ -16,8 +18,8 @@
 //!   constants. Each feature's share `z_i (R⁻¹ z)_i` of `d²` is what the reasons report.
 //!
 //! The flag threshold is the fit period's `1 - rate` quantile of `d²`, one per set of available
-//! features (a row without a market return or an exchange price is scored on the marginal of
-//! the others, with its own threshold), so the false-alarm rate on fit data is the stated one by
+//! features (a pool snapshot without an exchange price is scored on the marginal of the others,
+//! with its own threshold), so the false-alarm rate on fit data is the stated one by
 //! construction and the score means the same on every asset.
 
 pub mod features;
