@@ -24,7 +24,7 @@ pub fn render(path: &Path, title: &str, candles: &[Candle], verdicts: &[Verdict]
     let root = SVGBackend::new(path, (1100, 720)).into_drawing_area();
     let err = |e: DrawingAreaErrorKind<_>| anyhow!("drawing {}: {e:?}", path.display());
     root.fill(&WHITE).map_err(err)?;
-    let root = root.titled(title, ("sans-serif", 22)).map_err(err)?;
+    let root = root.titled(title, ("sans-serif", 18)).map_err(err)?;
     let panels = root.split_evenly((3, 1));
     let flagged: Vec<&Verdict> = verdicts.iter().filter(|v| v.flagged).collect();
 
@@ -68,7 +68,8 @@ pub fn render(path: &Path, title: &str, candles: &[Candle], verdicts: &[Verdict]
         .map_err(err)?;
     volume
         .configure_mesh()
-        .y_desc("quote volume")
+        .y_desc("quote volume, millions")
+        .y_label_formatter(&|v| format!("{:.1}", v / 1e6))
         .draw()
         .map_err(err)?;
     volume
