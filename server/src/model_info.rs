@@ -183,6 +183,7 @@ impl ModelInfo {
                         .collect(),
                 }),
             }),
+            anomaly_detector: None,
         }
     }
 }

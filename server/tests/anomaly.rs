@@ -363,13 +363,23 @@ async fn an_active_flag_is_in_the_derivation_and_tightens_only_when_set_to() {
         (json!(true), json!(8.0))
     );
     assert!(t["drawdown"].as_f64().unwrap() > d["drawdown"].as_f64().unwrap());
-    let c = derivation(tighten, ask(&calm)).await;
+    let c = derivation(tighten.clone(), ask(&calm)).await;
     assert_eq!(
         (c["anomaly"]["applied"].clone(), c["tau_hours"].clone()),
         (json!(false), json!(4.0))
     );
+    // The model card names the detector and the setting.
+    let (_, card, _) = common::call(&tighten, "GET", "/v1/model", None).await;
+    assert_eq!(card["anomaly_detector"]["action"], "tighten", "{card}");
+    assert_eq!(card["anomaly_detector"]["window_hours"], 24);
+    assert_eq!(
+        card["anomaly_detector"]["detector"]["id"],
+        d["anomaly"]["detector"]
+    );
     // Without a detector there is no anomaly section.
     let (bare, _) = app(Action::Tighten, false, None).await;
+    let (_, card, _) = common::call(&bare, "GET", "/v1/model", None).await;
+    assert!(card.get("anomaly_detector").is_none());
     let b = derivation(bare, ask(&pumped)).await;
     assert!(b.get("anomaly").is_none());
 }

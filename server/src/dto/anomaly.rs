@@ -105,6 +105,17 @@ impl DetectorRef {
     }
 }
 
+/// The detector served, in the model card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServedDetector {
+    /// The detector.
+    pub detector: DetectorRef,
+    /// `--anomaly-action`: `report` or `tighten`.
+    pub action: String,
+    /// `--anomaly-window-hours`.
+    pub window_hours: u32,
+}
+
 /// A reason for a score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DriverDto {

@@ -486,6 +486,10 @@ pub struct ModelCard {
     /// The corrections applied to the network's variance and quantiles, and the window they were
     /// measured on; none for an artifact without them.
     pub recalibration: Option<RecalibrationDto>,
+    /// The anomaly detector served beside the model (see `POST /v1/anomaly/scan`), and what an
+    /// active flag does to risk parameters; none without a detector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_detector: Option<anomaly::ServedDetector>,
 }
 
 /// The corrections of the network's outputs in force (see the README, "Operation: daily

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::dto::anomaly::{DetectorRef, ServedDetector};
 use crate::dto::validation::ValidationResponse;
 use crate::dto::{Health, ModelCard};
 use crate::error::{ApiError, ErrorBody};
@@ -54,7 +55,14 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadResponse
     )
 )]
 pub async fn model(State(state): State<AppState>) -> Result<Json<ModelCard>, ApiError> {
-    Ok(Json(state.serving()?.info.card()))
+    let mut card = state.serving()?.info.card();
+    let settings = state.settings().anomaly;
+    card.anomaly_detector = state.anomaly_scorer().map(|sc| ServedDetector {
+        detector: DetectorRef::of(&sc.detector),
+        action: settings.action.name().into(),
+        window_hours: settings.window_hours,
+    });
+    Ok(Json(card))
 }
 
 /// `GET /v1/model/validation`'s query.
