@@ -22,8 +22,20 @@ pub const MAX_BATCH: usize = 512;
 /// Decisions waiting for the writer before requests wait for room.
 const CHANNEL: usize = 1024;
 
-/// Attempts of a batch whose sequence numbers another writer took.
-const ATTEMPTS: usize = 5;
+/// Attempts of a batch whose sequence numbers another writer took. Between attempts the writer
+/// backs off for a random while, growing with each loss (see [`backoff`]), so two busy replicas
+/// stop taking turns to lose.
+const ATTEMPTS: usize = 20;
+
+/// The wait after the `attempt`-th lost race: random, up to 1 ms doubled per loss, at most 64 ms.
+fn backoff(attempt: usize) -> std::time::Duration {
+    let cap_us = 1000u64 << attempt.min(6);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    // The clock's low bits as the jitter: enough to break the lockstep of two writers.
+    std::time::Duration::from_micros(nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) % cap_us)
+}
 
 /// How long the writer waits for more decisions once busy (group commit).
 const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
@@ -209,7 +221,10 @@ async fn writer(
             }
         }
         let mut outcome = Err("not attempted".to_owned());
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
             let (records, next) = chain(&jobs, &head, &signer, &stored_inputs, &stored_models);
             match store.append_decisions(&records).await {
                 Ok(()) => {
