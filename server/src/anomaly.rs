@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, candle_rows};
+use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, Row, candle_rows};
 use volcast_core::anomaly::{Detector, Scorer};
 use volcast_core::candles::Candle;
 use volcast_core::time::HOUR_MS;
@@ -114,37 +114,35 @@ pub fn check_pool(field: &str, pool: &[PoolSnapshotDto]) -> Result<Vec<PoolSnaps
     Ok(pool.iter().map(|&s| s.into()).collect())
 }
 
-/// The whole market from a batch's candles (five or more assets), else none.
-#[must_use]
-pub fn batch_market(scorer: &Scorer, candles: &[&[Candle]]) -> Option<MarketContext> {
-    const MIN_ASSETS: usize = 5;
-    if candles.len() < MIN_ASSETS {
-        return None;
-    }
-    let rows: Vec<_> = candles
-        .iter()
-        .map(|c| candle_rows(&scorer.detector.config.features, c))
-        .collect();
-    let slices: Vec<&[_]> = rows.iter().map(Vec::as_slice).collect();
-    Some(MarketContext::new(&slices, MIN_ASSETS))
-}
+/// One checked asset of a scan: its id, candles and pool snapshots, if any.
+pub type ScanInput = (String, Vec<Candle>, Option<Vec<PoolSnapshot>>);
 
-/// Scans one asset: its hours, and its pool's snapshots against its candles.
+/// Scans a batch: each asset's hours, and its pool's snapshots against its candles. With five
+/// or more assets the batch is the market (`market_context: batch`). Each asset's candle rows
+/// are made once, for its own scores and the market's medians.
 #[must_use]
-pub fn scan(
-    scorer: &Scorer,
-    asset: String,
-    candles: &[Candle],
-    pool: Option<&[PoolSnapshot]>,
-    market: Option<&MarketContext>,
-    all: bool,
-) -> AssetScan {
-    AssetScan {
-        asset,
-        market_context: if market.is_some() { "batch" } else { "none" }.into(),
-        hours: SeriesScan::of(scorer.score_candles(candles, market), all),
-        pool: pool.map(|p| SeriesScan::of(scorer.score_pool(p, Some(candles)), all)),
-    }
+pub fn scan_batch(scorer: &Scorer, items: &[ScanInput]) -> Vec<AssetScan> {
+    const MIN_ASSETS: usize = 5;
+    let rows: Vec<Vec<Option<Row>>> = items
+        .iter()
+        .map(|(_, c, _)| candle_rows(&scorer.detector.config.features, c))
+        .collect();
+    let market = (items.len() >= MIN_ASSETS).then(|| {
+        let slices: Vec<&[Option<Row>]> = rows.iter().map(Vec::as_slice).collect();
+        MarketContext::new(&slices, MIN_ASSETS)
+    });
+    items
+        .iter()
+        .zip(&rows)
+        .map(|((asset, candles, pool), rows)| AssetScan {
+            asset: asset.clone(),
+            market_context: if market.is_some() { "batch" } else { "none" }.into(),
+            hours: SeriesScan::of(scorer.score_rows(rows, market.as_ref(), i64::MIN), true),
+            pool: pool
+                .as_deref()
+                .map(|p| SeriesScan::of(scorer.score_pool(p, Some(candles)), true)),
+        })
+        .collect()
 }
 
 /// The anomaly part of a risk recommendation on `candles` (the request's window), and the

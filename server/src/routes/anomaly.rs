@@ -3,10 +3,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use volcast_core::candles::Candle;
 use volcast_core::time::{Bound, HOUR_MS};
 
-use crate::anomaly::{batch_market, check_pool, min_candles, scan as scan_asset};
+use crate::anomaly::{check_pool, min_candles, scan_batch};
 use crate::dto::anomaly::{
     AnomaliesQuery, AssetScan, DetectorRef, ScanItem, ScanRequest, ScanResponse, SeriesScan,
 };
@@ -75,25 +74,9 @@ pub async fn scan(
         checked.push((item.asset, candles, pool));
     }
     let detector = DetectorRef::of(&scorer.detector);
-    let items = tokio::task::spawn_blocking(move || {
-        let slices: Vec<&[Candle]> = checked.iter().map(|(_, c, _)| c.as_slice()).collect();
-        let market = batch_market(&scorer, &slices);
-        checked
-            .iter()
-            .map(|(asset, candles, pool)| {
-                scan_asset(
-                    &scorer,
-                    asset.clone(),
-                    candles,
-                    pool.as_deref(),
-                    market.as_ref(),
-                    true,
-                )
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
+    let items = tokio::task::spawn_blocking(move || scan_batch(&scorer, &checked))
+        .await
+        .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
     Ok(Json(ScanResponse { detector, items }))
 }
 

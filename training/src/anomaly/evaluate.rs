@@ -182,12 +182,8 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
         .par_iter()
         .zip(&markets.rows)
         .map(|(a, rows)| {
-            let v = rows
-                .iter()
-                .flatten()
-                .filter(|r| in_period(r.time_ms))
-                .filter_map(|r| scorer.candle_verdict(r, Some(&markets.market)))
-                .collect();
+            let mut v = scorer.score_rows(rows, Some(&markets.market), config.from_ms);
+            v.retain(|v| v.time_ms <= config.to_ms);
             (a.asset.clone(), v)
         })
         .collect();

@@ -1,0 +1,417 @@
+//! The density model under the detector: a Gaussian copula over activity features (learned
+//! marginals as quantile tables, a learned correlation), its flag thresholds per set of
+//! available features, and its verdict on one row with the drivers of the score.
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use super::features::{self, Row};
+/// Most drivers a flag reports.
+pub const MAX_DRIVERS: usize = 3;
+
+/// Largest normal score a feature maps to.
+const Z_CAP: f64 = 12.0;
+/// Spacing of the quantile table, in normal scores.
+const KNOT_STEP: f64 = 0.05;
+
+fn std_normal() -> Normal {
+    #[allow(clippy::unwrap_used)] // mean 0 and sd 1 are valid parameters.
+    Normal::new(0.0, 1.0).unwrap()
+}
+
+/// A Gaussian copula over features: learned marginals, learned correlation, thresholds per set
+/// of available features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Copula {
+    /// Feature names in row order.
+    pub features: Vec<String>,
+    /// Lowest normal score each feature counts with (`None`: both sides count).
+    pub floors: Vec<Option<f64>>,
+    /// Normal score of the first knot; knots are [`KNOT_STEP`] apart.
+    pub z_min: f64,
+    /// Per feature, its fit-period quantile at each knot's normal score.
+    pub knots: Vec<Vec<f64>>,
+    /// Correlation of the normal scores on the fit rows.
+    pub correlation: Vec<Vec<f64>>,
+    /// Flag thresholds of `d²`, one per set of available features.
+    pub thresholds: Vec<Threshold>,
+    /// Fit rows.
+    pub fit_rows: usize,
+}
+
+/// The flag threshold for rows missing exactly `missing` features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    /// Features absent from these rows.
+    pub missing: Vec<String>,
+    /// `d²` above which a row is flagged.
+    pub d2: f64,
+    /// Fit rows of this kind it was measured on.
+    pub rows: usize,
+}
+
+/// One reason for a score: a feature, how far from normal it was and its share of the score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Driver {
+    /// Feature name.
+    pub feature: String,
+    /// Its normal score: standard deviations from the fit period's typical market-hour.
+    pub z: f64,
+    /// Its share of the score, `z_i (R⁻¹ z)_i / d²`.
+    pub share: f64,
+    /// The feature in plain units (a return, a ratio to the recent mean, a change).
+    pub value: f64,
+    /// The reason in words.
+    pub description: String,
+}
+
+/// One row's verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Open time of the hour, or the snapshot's time, Unix ms.
+    pub time_ms: i64,
+    /// `d²`, the surprise.
+    pub score: f64,
+    /// Threshold for this row's feature set.
+    pub threshold: f64,
+    /// `score > threshold`.
+    pub flagged: bool,
+    /// Top drivers by share, for flagged rows (empty otherwise).
+    pub drivers: Vec<Driver>,
+}
+
+/// The precomputed inverse of a feature subset's correlation.
+#[derive(Debug, Clone)]
+pub(crate) struct Subset {
+    present: Vec<usize>,
+    precision: DMatrix<f64>,
+    threshold: f64,
+}
+
+impl Copula {
+    /// Fits the copula on `rows` (NaN marks a missing feature; only `optional` features may be
+    /// missing) and sets one threshold per set of present optional features at the `1 - rate`
+    /// quantile of `d²`.
+    #[must_use]
+    pub fn fit(
+        names: &[&str],
+        floors: Vec<Option<f64>>,
+        rows: &[Vec<f64>],
+        optional: &[usize],
+        rate: f64,
+    ) -> Self {
+        let k = names.len();
+        let n = rows.len().max(1) as f64;
+        let normal = std_normal();
+        // The table reaches as far into the tails as twenty rows per tail allow, at most 4 sd.
+        let z_max = (-normal.inverse_cdf(20.0 / n)).clamp(1.0, 4.0);
+        let steps = (2.0 * z_max / KNOT_STEP).floor() as usize;
+        let z_min = -(steps as f64) * KNOT_STEP / 2.0;
+        let knots = (0..k)
+            .map(|j| {
+                let mut col: Vec<f64> = rows.iter().map(|r| r[j]).filter(|x| x.is_finite()).collect();
+                col.sort_by(f64::total_cmp);
+                (0..=steps)
+                    .map(|s| quantile(&col, normal.cdf(z_min + s as f64 * KNOT_STEP)))
+                    .collect()
+            })
+            .collect();
+        let mut model = Self {
+            features: names.iter().map(|s| (*s).to_owned()).collect(),
+            floors,
+            z_min,
+            knots,
+            correlation: vec![vec![0.0; k]; k],
+            thresholds: Vec::new(),
+            fit_rows: rows.len(),
+        };
+        let zs: Vec<Vec<f64>> = rows.iter().map(|r| model.normal_scores(r)).collect();
+        let (mut sum, mut count) = (vec![vec![0.0; k]; k], vec![vec![0.0f64; k]; k]);
+        for z in &zs {
+            for a in 0..k {
+                for b in 0..k {
+                    if z[a].is_finite() && z[b].is_finite() {
+                        sum[a][b] += z[a] * z[b];
+                        count[a][b] += 1.0;
+                    }
+                }
+            }
+        }
+        let cov: Vec<Vec<f64>> = (0..k)
+            .map(|a| (0..k).map(|b| sum[a][b] / count[a][b].max(1.0)).collect())
+            .collect();
+        // A covariance of normal scores has a unit diagonal up to the floors and the ties;
+        // rescale it to a correlation, shrunk slightly so every subset inverts.
+        model.correlation = (0..k)
+            .map(|a| {
+                (0..k)
+                    .map(|b| {
+                        let c = cov[a][b] / (cov[a][a] * cov[b][b]).sqrt().max(1e-12);
+                        if a == b { 1.0 } else { 0.98 * c }
+                    })
+                    .collect()
+            })
+            .collect();
+        // Every subset of the optional features gets a threshold, measured by scoring the fit
+        // rows with those features removed.
+        let mut subsets: Vec<Vec<usize>> = vec![Vec::new()];
+        for &j in optional {
+            let more: Vec<Vec<usize>> = subsets
+                .iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    s.push(j);
+                    s
+                })
+                .collect();
+            subsets.extend(more);
+        }
+        for missing in subsets {
+            let present: Vec<usize> = (0..k).filter(|j| !missing.contains(j)).collect();
+            let prec = model.precision(&present);
+            let mut d2: Vec<f64> = zs
+                .iter()
+                .filter(|z| present.iter().all(|&j| z[j].is_finite()))
+                .map(|z| mahalanobis(&prec, &present, z).0)
+                .collect();
+            d2.sort_by(f64::total_cmp);
+            model.thresholds.push(Threshold {
+                missing: missing.iter().map(|&j| names[j].to_owned()).collect(),
+                d2: quantile(&d2, 1.0 - rate),
+                rows: d2.len(),
+            });
+        }
+        model
+    }
+
+    /// Each feature's normal score (NaN where missing), floored where the model says.
+    #[must_use]
+    pub fn normal_scores(&self, row: &[f64]) -> Vec<f64> {
+        row.iter()
+            .zip(&self.knots)
+            .zip(&self.floors)
+            .map(|((&x, knots), floor)| {
+                let z = to_normal(x, knots, self.z_min);
+                floor.map_or(z, |f| z.max(f))
+            })
+            .collect()
+    }
+
+    fn precision(&self, present: &[usize]) -> DMatrix<f64> {
+        let m = present.len();
+        let r = DMatrix::from_fn(m, m, |a, b| self.correlation[present[a]][present[b]]);
+        r.try_inverse().unwrap_or_else(|| DMatrix::identity(m, m))
+    }
+
+    pub(crate) fn subsets(&self) -> Vec<Subset> {
+        self.thresholds
+            .iter()
+            .map(|t| {
+                let present: Vec<usize> = (0..self.features.len())
+                    .filter(|&j| !t.missing.contains(&self.features[j]))
+                    .collect();
+                Subset {
+                    precision: self.precision(&present),
+                    present,
+                    threshold: t.d2,
+                }
+            })
+            .collect()
+    }
+}
+
+/// `d²` of the present features and each one's share.
+fn mahalanobis(prec: &DMatrix<f64>, present: &[usize], z: &[f64]) -> (f64, Vec<f64>) {
+    let v: Vec<f64> = present.iter().map(|&j| z[j]).collect();
+    let pv: Vec<f64> = (0..v.len())
+        .map(|a| (0..v.len()).map(|b| prec[(a, b)] * v[b]).sum())
+        .collect();
+    let parts: Vec<f64> = v.iter().zip(&pv).map(|(a, b)| a * b).collect();
+    (parts.iter().sum(), parts)
+}
+
+/// The `p` quantile of sorted values (linear interpolation); NaN when empty.
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = p.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Maps `x` to a normal score through the quantile table: linear between knots (the middle of a
+/// run of equal knots), linear beyond the ends with the slope of the last ten knots, capped at
+/// [`Z_CAP`].
+fn to_normal(x: f64, knots: &[f64], z_min: f64) -> f64 {
+    if !x.is_finite() || knots.len() < 12 {
+        return f64::NAN;
+    }
+    let n = knots.len();
+    let z_at = |i: f64| z_min + i * KNOT_STEP;
+    let span = 10.0 * KNOT_STEP;
+    if x > knots[n - 1] {
+        let slope = span / (knots[n - 1] - knots[n - 11]).max(1e-12);
+        return (z_at((n - 1) as f64) + (x - knots[n - 1]) * slope).min(Z_CAP);
+    }
+    if x < knots[0] {
+        let slope = span / (knots[10] - knots[0]).max(1e-12);
+        return (z_at(0.0) - (knots[0] - x) * slope).max(-Z_CAP);
+    }
+    // First knot >= x and first knot > x: equal knots share the middle of their run.
+    let lo = knots.partition_point(|&k| k < x);
+    let hi = knots.partition_point(|&k| k <= x);
+    if hi > lo {
+        return z_at((lo + hi - 1) as f64 / 2.0);
+    }
+    // knots[lo - 1] < x < knots[lo]
+    let (a, b) = (knots[lo - 1], knots[lo]);
+    z_at((lo - 1) as f64 + (x - a) / (b - a))
+}
+
+pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row) -> Option<Verdict> {
+    let z = model.normal_scores(&row.values);
+    let subset = subsets
+        .iter()
+        .find(|s| (0..z.len()).all(|j| s.present.contains(&j) == z[j].is_finite()))?;
+    let (score, parts) = mahalanobis(&subset.precision, &subset.present, &z);
+    let flagged = score > subset.threshold;
+    let drivers = if flagged {
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by(|&a, &b| parts[b].total_cmp(&parts[a]));
+        order
+            .into_iter()
+            .take(MAX_DRIVERS)
+            .filter(|&i| parts[i] > 0.0)
+            .map(|i| {
+                let j = subset.present[i];
+                let name = &model.features[j];
+                Driver {
+                    feature: name.clone(),
+                    z: z[j],
+                    share: parts[i] / score,
+                    value: row.shown[j],
+                    description: features::describe(name, row.shown[j], row.market[j]),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Some(Verdict {
+        time_ms: row.time_ms,
+        score,
+        threshold: subset.threshold,
+        flagged,
+        drivers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        ((*seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn gaussian_pair(seed: &mut u64) -> (f64, f64) {
+        let n = std_normal();
+        let a = n.inverse_cdf(lcg(seed));
+        let b = 0.8 * a + 0.6 * n.inverse_cdf(lcg(seed));
+        (a, b)
+    }
+
+    #[test]
+    fn normal_scores_follow_the_table_and_extrapolate_monotonically() {
+        let mut seed = 7;
+        let rows: Vec<Vec<f64>> = (0..50_000)
+            .map(|_| {
+                let (a, b) = gaussian_pair(&mut seed);
+                vec![a.exp(), b]
+            })
+            .collect();
+        let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01);
+        // exp(N(0,1)) maps back to about its normal score.
+        for z in [-2.0f64, -0.5, 0.0, 1.0, 2.5] {
+            let got = m.normal_scores(&[z.exp(), 0.0])[0];
+            assert!((got - z).abs() < 0.05, "{z} -> {got}");
+        }
+        let far = m.normal_scores(&[1e6, 0.0])[0];
+        let farther = m.normal_scores(&[1e7, 0.0])[0];
+        assert!(far > 4.0 && farther >= far && farther <= Z_CAP);
+        assert!((m.correlation[0][1] - 0.98 * 0.8).abs() < 0.03);
+    }
+
+    #[test]
+    fn threshold_gives_the_stated_rate_and_flags_carry_reasons() {
+        let mut seed = 11;
+        let rows: Vec<Vec<f64>> = (0..40_000)
+            .map(|_| {
+                let (a, b) = gaussian_pair(&mut seed);
+                vec![a, b]
+            })
+            .collect();
+        let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01);
+        let subsets = m.subsets();
+        let fresh: Vec<Row> = (0..40_000)
+            .map(|i| {
+                let (a, b) = gaussian_pair(&mut seed);
+                Row {
+                    time_ms: i,
+                    values: vec![a, b],
+                    shown: vec![a, b],
+                    market: vec![f64::NAN; 2],
+                    ret: (0.0, 1.0),
+                }
+            })
+            .collect();
+        let flags = fresh
+            .iter()
+            .filter_map(|r| verdict(&m, &subsets, r))
+            .filter(|v| v.flagged)
+            .count();
+        let rate = flags as f64 / 40_000.0;
+        assert!((rate - 0.01).abs() < 0.002, "{rate}");
+        // Against the correlation: each feature alone is ordinary, together they are not.
+        let odd = Row {
+            time_ms: 0,
+            values: vec![1.5, -1.5],
+            shown: vec![1.5, -1.5],
+            market: vec![f64::NAN; 2],
+            ret: (0.0, 1.0),
+        };
+        let v = verdict(&m, &subsets, &odd).unwrap();
+        assert!(v.flagged && !v.drivers.is_empty());
+        let shares: f64 = v.drivers.iter().map(|d| d.share).sum();
+        assert!((shares - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_missing_optional_feature_uses_its_own_threshold() {
+        let mut seed = 3;
+        let rows: Vec<Vec<f64>> = (0..20_000)
+            .map(|i| {
+                let (a, b) = gaussian_pair(&mut seed);
+                vec![a, if i % 2 == 0 { b } else { f64::NAN }]
+            })
+            .collect();
+        let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[1], 0.01);
+        assert_eq!(m.thresholds.len(), 2);
+        let subsets = m.subsets();
+        let row = Row {
+            time_ms: 0,
+            values: vec![0.1, f64::NAN],
+            shown: vec![0.1, f64::NAN],
+            market: vec![f64::NAN; 2],
+            ret: (0.0, 1.0),
+        };
+        let v = verdict(&m, &subsets, &row).unwrap();
+        assert!((v.threshold - m.thresholds[1].d2).abs() < 1e-12);
+        // With one feature, d² is z²: the 1% threshold is about 2.576².
+        assert!((m.thresholds[1].d2 - 2.576f64.powi(2)).abs() < 0.4);
+    }
+}
