@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use volcast_core::anomaly::{DetectorConfig, Scorer};
-use volcast_core::time::{Bound, HOUR_MS, parse_time};
+use volcast_core::time::{Bound, parse_time};
 use volcast_training::anomaly::evaluate::{EvalConfig, evaluate, render};
 use volcast_training::anomaly::{DataDirs, Markets, chart, fit, load, save, summary};
 
@@ -186,7 +186,7 @@ fn main() -> std::process::ExitCode {
                         train(&data, until, &path, 1.0)?;
                     }
                     let config = EvalConfig {
-                        from_ms: until + HOUR_MS,
+                        from_ms: time(&format!("{y}-01-01"), Bound::Start)?,
                         to_ms: time(&format!("{y}-12-31"), Bound::End)?,
                         injections,
                         seed,
