@@ -165,9 +165,7 @@ async fn an_injected_pump_and_a_pool_drain_are_flagged_with_reasons() {
         .map(|d| d["feature"].as_str().unwrap())
         .collect();
     assert!(
-        features
-            .iter()
-            .any(|f| ["reserve_asset", "reserve_quote", "tvl"].contains(f)),
+        features.iter().any(|f| ["lp_value", "lp_supply"].contains(f)),
         "{features:?}"
     );
 }

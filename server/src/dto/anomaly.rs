@@ -70,8 +70,8 @@ pub struct ScanRequest {
     /// Single shape: its DEX pool's snapshots, oldest first.
     #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub pool: Option<Vec<PoolSnapshotDto>>,
-    /// Batch shape: several assets. With five or more, the batch's median hourly return is the
-    /// market's and `market_relative` is scored.
+    /// Batch shape: several assets. With five or more, the batch is the market: each asset's
+    /// features are scored against the batch's medians (`*_vs_market`).
     #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub items: Option<Vec<ScanItem>>,
 }
@@ -119,15 +119,16 @@ pub struct ServedDetector {
 /// A reason for a score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DriverDto {
-    /// Feature: `return`, `range`, `volume`, `wick`, `market_relative`; for pools
-    /// `reserve_asset`, `reserve_quote`, `tvl`, `lp_supply`, `pool_volume`, `pool_tx`, `cex_gap`.
+    /// Feature: `return`, `range`, `volume`, `wick`, `volume_per_range`, `round_trip` (each
+    /// with `_vs_market` when scored against the batch's market); for pools `pool_price`,
+    /// `lp_supply`, `lp_value` (liquidity per LP token), `pool_volume`, `pool_tx`, `cex_gap`.
     pub feature: String,
     /// Standard deviations from the fit period's typical market-hour (normal score).
     pub z: f64,
-    /// Its share of the score.
+    /// Its share of `d²`.
     pub share: f64,
-    /// The feature in plain units: a return or change as a fraction, or a ratio to the recent
-    /// mean.
+    /// The feature in plain units: a return or change as a fraction, or a ratio to what the
+    /// market's recent behaviour predicts.
     pub value: f64,
     /// The reason in words.
     pub description: String,
@@ -150,9 +151,11 @@ impl From<Driver> for DriverDto {
 pub struct ScoredRow {
     /// Candle open time, or the snapshot's time (RFC 3339).
     pub time: String,
-    /// The surprise: the Mahalanobis distance² of the activity features' normal scores.
+    /// The surprise on the scale of `d²`, the Mahalanobis distance² of the activity features'
+    /// normal scores: `d²`, or the largest single feature's surprise given the others scaled so
+    /// that its own threshold falls on `threshold`, whichever is further beyond its threshold.
     pub score: f64,
-    /// The flag threshold for this row's features.
+    /// The flag threshold (of `d²`) for this row's features.
     pub threshold: f64,
     /// `score > threshold`.
     pub flagged: bool,
@@ -208,8 +211,8 @@ impl SeriesScan {
 pub struct AssetScan {
     /// Asset id.
     pub asset: String,
-    /// Whether `market_relative` was scored: `batch` (the batch's median return) or `none`
-    /// (scored without it, on the other features' own threshold).
+    /// Whether the hours were scored against the market: `batch` (the batch's medians, the
+    /// `*_vs_market` features) or `none` (the asset's own features, on their own thresholds).
     pub market_context: String,
     /// Its hours.
     pub hours: SeriesScan,

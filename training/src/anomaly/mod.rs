@@ -267,7 +267,7 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
         let per_month = snaps as f64 / pool_days * 30.0;
         let rate = config.flags_per_month / per_month;
         let mut floors = vec![None; POOL_FEATURES.len()];
-        for j in [4, 5, GAP_FEATURE] {
+        for j in [GAP_FEATURE - 2, GAP_FEATURE - 1, GAP_FEATURE] {
             floors[j] = Some(QUIET_FLOOR);
         }
         let model = Copula::fit(&POOL_FEATURES, floors, &pool_rows, &[GAP_FEATURE], rate);

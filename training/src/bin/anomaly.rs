@@ -182,9 +182,9 @@ fn main() -> std::process::ExitCode {
                     let dir = out.join(format!("fold-{y}"));
                     let path = dir.join("anomaly.json");
                     let until = time(&format!("{}-12-31", y - 1), Bound::End)?;
-                    if !path.exists() {
-                        train(&data, until, &path, 1.0)?;
-                    }
+                    // Always refitted (seconds): a detector left by an earlier build would
+                    // score this code's features with another code's model.
+                    train(&data, until, &path, 1.0)?;
                     let config = EvalConfig {
                         from_ms: time(&format!("{y}-01-01"), Bound::Start)?,
                         to_ms: time(&format!("{y}-12-31"), Bound::End)?,

@@ -40,14 +40,17 @@ pub struct Copula {
     pub fit_rows: usize,
 }
 
-/// The flag threshold for rows missing exactly `missing` features.
+/// The flag thresholds for rows missing exactly `missing` features: a row is flagged when its
+/// `d²` or its largest conditional surprise is above its threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Threshold {
     /// Features absent from these rows.
     pub missing: Vec<String>,
     /// `d²` above which a row is flagged.
     pub d2: f64,
-    /// Fit rows of this kind it was measured on.
+    /// Largest conditional surprise (see [`conditional`]) above which a row is flagged.
+    pub conditional: f64,
+    /// Fit rows of this kind they were measured on.
     pub rows: usize,
 }
 
@@ -71,9 +74,11 @@ pub struct Driver {
 pub struct Verdict {
     /// Open time of the hour, or the snapshot's time, Unix ms.
     pub time_ms: i64,
-    /// `d²`, the surprise.
+    /// The surprise on the scale of `d²`: `d²`, or the largest conditional surprise scaled so
+    /// that its own threshold falls on `threshold` (`threshold (c / c*)²`), whichever is further
+    /// beyond its threshold.
     pub score: f64,
-    /// Threshold for this row's feature set.
+    /// The `d²` threshold for this row's feature set.
     pub threshold: f64,
     /// `score > threshold`.
     pub flagged: bool,
@@ -87,12 +92,14 @@ pub(crate) struct Subset {
     present: Vec<usize>,
     precision: DMatrix<f64>,
     threshold: f64,
+    conditional: f64,
 }
 
 impl Copula {
     /// Fits the copula on `rows` (NaN marks a missing feature; only `optional` features may be
-    /// missing) and sets one threshold per set of present optional features at the `1 - rate`
-    /// quantile of `d²`.
+    /// missing) and sets one pair of thresholds per set of present optional features: on `d²`
+    /// and on the largest conditional surprise, each at the same tail fraction of the fit rows,
+    /// chosen so that `rate` of the fit rows exceed one or the other.
     #[must_use]
     pub fn fit(
         names: &[&str],
@@ -170,16 +177,20 @@ impl Copula {
         for missing in subsets {
             let present: Vec<usize> = (0..k).filter(|j| !missing.contains(j)).collect();
             let prec = model.precision(&present);
-            let mut d2: Vec<f64> = zs
+            let scored: Vec<(f64, f64)> = zs
                 .iter()
                 .filter(|z| present.iter().all(|&j| z[j].is_finite()))
-                .map(|z| mahalanobis(&prec, &present, z).0)
+                .map(|z| {
+                    let (d2, _, pz) = mahalanobis(&prec, &present, z);
+                    (d2, conditional(&prec, &pz).1)
+                })
                 .collect();
-            d2.sort_by(f64::total_cmp);
+            let (d2, cond) = joint_thresholds(&scored, rate);
             model.thresholds.push(Threshold {
                 missing: missing.iter().map(|&j| names[j].to_owned()).collect(),
-                d2: quantile(&d2, 1.0 - rate),
-                rows: d2.len(),
+                d2,
+                conditional: cond,
+                rows: scored.len(),
             });
         }
         model
@@ -193,7 +204,11 @@ impl Copula {
             .zip(&self.floors)
             .map(|((&x, knots), floor)| {
                 let z = to_normal(x, knots, self.z_min);
-                floor.map_or(z, |f| z.max(f))
+                // (`f64::max` would turn a missing feature's NaN into the floor.)
+                match floor {
+                    Some(f) if z.is_finite() => z.max(*f),
+                    _ => z,
+                }
             })
             .collect()
     }
@@ -215,20 +230,51 @@ impl Copula {
                     precision: self.precision(&present),
                     present,
                     threshold: t.d2,
+                    conditional: t.conditional,
                 }
             })
             .collect()
     }
 }
 
-/// `d²` of the present features and each one's share.
-fn mahalanobis(prec: &DMatrix<f64>, present: &[usize], z: &[f64]) -> (f64, Vec<f64>) {
+/// `d²` of the present features, each one's share `z_i (R⁻¹ z)_i`, and `R⁻¹ z`.
+fn mahalanobis(prec: &DMatrix<f64>, present: &[usize], z: &[f64]) -> (f64, Vec<f64>, Vec<f64>) {
     let v: Vec<f64> = present.iter().map(|&j| z[j]).collect();
     let pv: Vec<f64> = (0..v.len())
         .map(|a| (0..v.len()).map(|b| prec[(a, b)] * v[b]).sum())
         .collect();
     let parts: Vec<f64> = v.iter().zip(&pv).map(|(a, b)| a * b).collect();
-    (parts.iter().sum(), parts)
+    (parts.iter().sum(), parts, pv)
+}
+
+/// The largest conditional surprise and where: for each present feature, how many standard
+/// deviations its normal score lies from what the others predict, `|(R⁻¹ z)_i| / sqrt((R⁻¹)_ii)`
+/// (the standardised residual of `z_i` given the rest). Where one feature alone is off (volume
+/// without the range that goes with it, a wick without the move), this finds it at a lower
+/// false-alarm cost than `d²`, which spreads its threshold over every feature.
+fn conditional(prec: &DMatrix<f64>, pz: &[f64]) -> (usize, f64) {
+    pz.iter()
+        .enumerate()
+        .map(|(a, x)| (a, x.abs() / prec[(a, a)].max(1e-12).sqrt()))
+        .fold((0, 0.0), |best, x| if x.1 > best.1 { x } else { best })
+}
+
+/// Thresholds on `d²` and on the largest conditional surprise at one common tail fraction of
+/// the fit rows `(d², c)`, the fraction chosen so that `rate` of the rows exceed one or the
+/// other.
+fn joint_thresholds(rows: &[(f64, f64)], rate: f64) -> (f64, f64) {
+    let mut d2: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    let mut c: Vec<f64> = rows.iter().map(|r| r.1).collect();
+    d2.sort_by(f64::total_cmp);
+    c.sort_by(f64::total_cmp);
+    let n = rows.len();
+    // Each row's tail fraction on either statistic; it is flagged at tail fraction q when the
+    // smaller of the two is below q.
+    let tail = |sorted: &[f64], x: f64| (n - sorted.partition_point(|&y| y < x)) as f64 / n as f64;
+    let mut smaller: Vec<f64> = rows.iter().map(|r| tail(&d2, r.0).min(tail(&c, r.1))).collect();
+    smaller.sort_by(f64::total_cmp);
+    let q = quantile(&smaller, rate);
+    (quantile(&d2, 1.0 - q), quantile(&c, 1.0 - q))
 }
 
 /// The `p` quantile of sorted values (linear interpolation); NaN when empty.
@@ -276,22 +322,30 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row) -> Option<V
     let subset = subsets
         .iter()
         .find(|s| (0..z.len()).all(|j| s.present.contains(&j) == z[j].is_finite()))?;
-    let (score, parts) = mahalanobis(&subset.precision, &subset.present, &z);
+    let (d2, parts, pz) = mahalanobis(&subset.precision, &subset.present, &z);
+    let (lead, c) = conditional(&subset.precision, &pz);
+    let by_conditional = subset.threshold * (c / subset.conditional.max(1e-12)).powi(2);
+    let score = d2.max(by_conditional);
     let flagged = score > subset.threshold;
     let drivers = if flagged {
+        // By share of `d²`; a flag raised by one feature's conditional surprise names it first.
         let mut order: Vec<usize> = (0..parts.len()).collect();
         order.sort_by(|&a, &b| parts[b].total_cmp(&parts[a]));
+        if by_conditional > d2 {
+            order.retain(|&i| i != lead);
+            order.insert(0, lead);
+        }
         order
             .into_iter()
             .take(MAX_DRIVERS)
-            .filter(|&i| parts[i] > 0.0)
+            .filter(|&i| parts[i] > 0.0 || i == lead && by_conditional > d2)
             .map(|i| {
                 let j = subset.present[i];
                 let name = &model.features[j];
                 Driver {
                     feature: name.clone(),
                     z: z[j],
-                    share: parts[i] / score,
+                    share: parts[i] / d2.max(1e-12),
                     value: row.shown[j],
                     description: features::describe(name, row.shown[j], row.market[j]),
                 }
@@ -391,6 +445,48 @@ mod tests {
     }
 
     #[test]
+    fn one_feature_far_off_alone_is_flagged_by_its_conditional_surprise() {
+        // Six independent features: one at 4.2 sd and the rest ordinary gives a d² below its
+        // threshold (about 24 at 1/720), but a conditional surprise beyond its own (about 3.8).
+        let mut seed = 5;
+        let n = std_normal();
+        let rows: Vec<Vec<f64>> = (0..200_000)
+            .map(|_| (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect())
+            .collect();
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0);
+        let t = &m.thresholds[0];
+        assert!(t.d2 > 20.0 && t.conditional > 3.4 && t.conditional < 4.2, "{t:?}");
+        let values = vec![4.2, 0.3, -0.2, 0.1, 0.0, 0.4];
+        let row = Row {
+            time_ms: 0,
+            shown: values.clone(),
+            values,
+            market: vec![f64::NAN; 6],
+            ret: (0.0, 1.0),
+        };
+        let v = verdict(&m, &m.subsets(), &row).unwrap();
+        assert!(v.flagged && v.drivers[0].feature == "a", "{v:?}");
+        // On fresh rows of the same law, the joint thresholds flag about the stated rate.
+        let subsets = m.subsets();
+        let flagged = (0..200_000)
+            .filter(|i| {
+                let values: Vec<f64> = (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect();
+                let row = Row {
+                    time_ms: *i,
+                    shown: values.clone(),
+                    values,
+                    market: vec![f64::NAN; 6],
+                    ret: (0.0, 1.0),
+                };
+                verdict(&m, &subsets, &row).is_some_and(|v| v.flagged)
+            })
+            .count();
+        let rate = flagged as f64 / 200_000.0;
+        assert!((rate * 720.0 - 1.0).abs() < 0.25, "{rate}");
+    }
+
+    #[test]
     fn a_missing_optional_feature_uses_its_own_threshold() {
         let mut seed = 3;
         let rows: Vec<Vec<f64>> = (0..20_000)
@@ -411,6 +507,11 @@ mod tests {
         };
         let v = verdict(&m, &subsets, &row).unwrap();
         assert!((v.threshold - m.thresholds[1].d2).abs() < 1e-12);
+        // Likewise for a floored feature: missing is missing, never the floor.
+        let floored = Copula::fit(&["a", "b"], vec![None, Some(-1.0)], &rows, &[1], 0.01);
+        assert!(floored.normal_scores(&[0.1, f64::NAN])[1].is_nan());
+        let v = verdict(&floored, &floored.subsets(), &row).unwrap();
+        assert!((v.threshold - floored.thresholds[1].d2).abs() < 1e-12);
         // With one feature, d² is z²: the 1% threshold is about 2.576².
         assert!((m.thresholds[1].d2 - 2.576f64.powi(2)).abs() < 0.4);
     }

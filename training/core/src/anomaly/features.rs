@@ -39,17 +39,21 @@ const TRIP_HOURS: usize = 5;
 const FLOW_HOURS: usize = 3;
 
 /// The pool features, in row order.
-pub const POOL_FEATURES: [&str; 7] = [
-    "reserve_asset",
-    "reserve_quote",
-    "tvl",
+/// The first three are changes since the last snapshot, each free of the quote token's USD price:
+/// the pool's own price (`reserve_quote / reserve_asset`), the LP supply, and the liquidity per
+/// LP token (`sqrt(reserve_asset reserve_quote) / total_supply`: neither a trade along the curve
+/// nor adding or removing liquidity moves it; fees raise it slowly, and only reserves leaving
+/// without their LP tokens cut it). The pool's liquidity is their sum, so it is not a feature.
+pub const POOL_FEATURES: [&str; 6] = [
+    "pool_price",
     "lp_supply",
+    "lp_value",
     "pool_volume",
     "pool_tx",
     "cex_gap",
 ];
 /// Index of `cex_gap`, the one pool feature that needs the asset's exchange candles.
-pub const GAP_FEATURE: usize = 6;
+pub const GAP_FEATURE: usize = 5;
 
 /// How the features forget: half-lives and the history needed before a row is scored.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -120,6 +124,132 @@ impl Ewma {
     }
 }
 
+/// A quantity against its own recent level and dispersion: `(x - mean) / sd`, both exponentially
+/// weighted over earlier values only, the sd floored. So one asset's "8x its usual volume" is
+/// measured against how much that asset's volume usually varies.
+#[derive(Debug, Clone, Copy)]
+struct Standardized {
+    level: Ewma,
+    sq: Ewma,
+    floor: f64,
+}
+
+impl Standardized {
+    fn new(half_life: f64, floor: f64) -> Self {
+        Self {
+            level: Ewma::new(half_life),
+            sq: Ewma::new(half_life),
+            floor,
+        }
+    }
+
+    /// The recent level.
+    fn mean(&self) -> Option<f64> {
+        self.level.mean()
+    }
+
+    /// `x` against the recent level, in recent standard deviations.
+    fn feature(&self, x: f64) -> Option<f64> {
+        let m = self.level.mean()?;
+        let v = self.sq.mean()?;
+        Some((x - m) / v.sqrt().max(self.floor))
+    }
+
+    fn update(&mut self, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        if let Some(m) = self.level.mean() {
+            self.sq.update((x - m) * (x - m));
+        }
+        self.level.update(x);
+    }
+}
+
+/// A log activity level (range, volume) against what its own recent behaviour predicts for the
+/// hour: its recent level, plus that hour of the day's usual offset, plus the persistence of the
+/// last hour's deviation; the miss in recent standard deviations of the misses. All from earlier
+/// hours only. So "8x its usual volume" is judged against the hour of day, the hour before, and
+/// how much that asset's volume usually varies.
+#[derive(Debug, Clone)]
+struct Predicted {
+    level: Ewma,
+    by_hour: [Ewma; 24],
+    /// `E[d_t d_(t-1)]` and `E[d_(t-1)²]` of the deviations from level and hour.
+    lag_cross: Ewma,
+    lag_sq: Ewma,
+    miss_sq: Ewma,
+    /// The last hour's deviation and its time.
+    last: Option<(i64, f64)>,
+    floor: f64,
+}
+
+/// Half-life, in days, of each hour of the day's offset.
+const HOUR_OF_DAY_HALF_LIFE_DAYS: f64 = 14.0;
+
+impl Predicted {
+    fn new(half_life: f64, floor: f64) -> Self {
+        Self {
+            level: Ewma::new(half_life),
+            by_hour: [Ewma::new(HOUR_OF_DAY_HALF_LIFE_DAYS); 24],
+            lag_cross: Ewma::new(half_life),
+            lag_sq: Ewma::new(half_life),
+            miss_sq: Ewma::new(half_life),
+            last: None,
+            floor,
+        }
+    }
+
+    fn hour_of_day(time_ms: i64) -> usize {
+        (time_ms.div_euclid(HOUR_MS) % 24) as usize
+    }
+
+    /// The deviation of `x` at `time_ms` from the level and the hour's offset.
+    fn deviation(&self, time_ms: i64, x: f64) -> Option<f64> {
+        let offset = self.by_hour[Self::hour_of_day(time_ms)].mean().unwrap_or(0.0);
+        Some(x - self.level.mean()? - offset)
+    }
+
+    /// The part of the last hour's deviation expected to persist into `time_ms`.
+    fn persisting(&self, time_ms: i64) -> f64 {
+        match (self.last, self.lag_cross.mean(), self.lag_sq.mean()) {
+            (Some((t, d)), Some(c), Some(v)) if time_ms - t == HOUR_MS && v > 1e-12 => {
+                (c / v).clamp(0.0, 0.95) * d
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// `(miss in standard deviations, actual over predicted)`.
+    fn feature(&self, time_ms: i64, x: f64) -> Option<(f64, f64)> {
+        let miss = self.deviation(time_ms, x)? - self.persisting(time_ms);
+        let sd = self.miss_sq.mean()?.sqrt().max(self.floor);
+        Some((miss / sd, miss.exp()))
+    }
+
+    fn update(&mut self, time_ms: i64, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        if let Some(d) = self.deviation(time_ms, x) {
+            self.miss_sq.update((d - self.persisting(time_ms)).powi(2));
+            if let Some((_, prev)) = self.last.filter(|(t, _)| time_ms - t == HOUR_MS) {
+                self.lag_cross.update(d * prev);
+                self.lag_sq.update(prev * prev);
+            }
+            // The hour's offset learns `x - level`, i.e. the deviation plus the offset it had.
+            let hour = &mut self.by_hour[Self::hour_of_day(time_ms)];
+            let offset = hour.mean().unwrap_or(0.0);
+            hour.update(d + offset);
+            self.last = Some((time_ms, d));
+        }
+        self.level.update(x);
+    }
+}
+
+/// Lowest recent standard deviation of a log activity level (range, volume, volume per range).
+const LOG_SD_FLOOR: f64 = 0.05;
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -134,7 +264,9 @@ fn median(v: &mut [f64]) -> f64 {
 /// range, volume and wick surprise, where at least `min_assets` assets were scored that hour.
 #[derive(Debug, Clone, Default)]
 pub struct MarketContext {
-    by_hour: HashMap<i64, Vec<f64>>,
+    /// Per hour: the medians of the features (the return's as a plain return), then the medians
+    /// of the plain values (for the reasons).
+    by_hour: HashMap<i64, (Vec<f64>, Vec<f64>)>,
 }
 
 impl MarketContext {
@@ -145,17 +277,24 @@ impl MarketContext {
         let mut cols: HashMap<i64, Vec<Vec<f64>>> = HashMap::new();
         for rows in assets {
             for r in rows.iter().flatten() {
-                let e = cols.entry(r.time_ms).or_insert_with(|| vec![Vec::new(); n]);
+                let e = cols.entry(r.time_ms).or_insert_with(|| vec![Vec::new(); 2 * n]);
                 e[0].push(r.ret.0);
-                for (j, col) in e.iter_mut().enumerate().skip(1) {
-                    col.push(r.values[j]);
+                for j in 1..n {
+                    e[j].push(r.values[j]);
+                    e[n + j].push(r.shown[j]);
                 }
             }
         }
         let by_hour = cols
             .into_iter()
             .filter(|(_, c)| c[0].len() >= min_assets.max(1))
-            .map(|(t, mut c)| (t, c.iter_mut().map(|v| median(v)).collect()))
+            .map(|(t, mut c)| {
+                let m: Vec<f64> = c
+                    .iter_mut()
+                    .map(|v| if v.is_empty() { f64::NAN } else { median(v) })
+                    .collect();
+                (t, (m[..n].to_vec(), m[n..].to_vec()))
+            })
             .collect();
         Self { by_hour }
     }
@@ -175,21 +314,19 @@ impl MarketContext {
     /// `row` against the market ([`MARKET_FEATURES`]), or `None` for an hour not covered.
     #[must_use]
     pub fn adjust(&self, row: &Row) -> Option<Row> {
-        let m = self.by_hour.get(&row.time_ms)?;
+        let (m, plain) = self.by_hour.get(&row.time_ms)?;
         let (r, sigma) = row.ret;
         let mut values = row.values.clone();
         values[0] = ((r - m[0]).abs() / sigma).asinh();
         for j in 1..values.len() {
             values[j] -= m[j];
         }
-        // The market's plain values: its return, and its surprises as ratios (not the wick's).
-        let market = m
-            .iter()
-            .enumerate()
-            .map(|(j, x)| match j {
-                0 => *x,
+        // The market's plain values: its return, and its median ratios (not the wick's).
+        let market = (0..values.len())
+            .map(|j| match j {
+                0 => m[0],
                 3 | 5 => f64::NAN,
-                _ => x.exp(),
+                _ => plain[j],
             })
             .collect();
         Some(Row {
@@ -235,10 +372,12 @@ fn wick(c: &Candle) -> (f64, f64) {
 #[must_use]
 pub fn candle_rows(config: &FeatureConfig, candles: &[Candle]) -> Vec<Option<Row>> {
     let hl = config.candle_half_life_hours;
-    let (mut r2, mut range, mut vol, mut log_vol) =
-        (Ewma::new(hl), Ewma::new(hl), Ewma::new(hl), Ewma::new(hl));
-    // Volume per unit of range over the last three hours, on a log scale, and its recent level.
-    let mut flow = Ewma::new(hl);
+    let (mut r2, mut range, mut vol) = (Ewma::new(hl), Ewma::new(hl), Ewma::new(hl));
+    // Log range, log volume and log volume per unit of range over the last three hours, each
+    // against its own recent level and dispersion.
+    let mut log_range = Predicted::new(hl, LOG_SD_FLOOR);
+    let mut log_vol = Predicted::new(hl, LOG_SD_FLOOR);
+    let mut flow = Standardized::new(hl, LOG_SD_FLOOR);
     // The last hours' log returns, for `round_trip`.
     let mut trip: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     let mut out = Vec::with_capacity(candles.len());
@@ -255,6 +394,8 @@ pub fn candle_rows(config: &FeatureConfig, candles: &[Candle]) -> Vec<Option<Row
         // Volume on a log scale against its recent typical (geometric) level, floored at 5% of
         // the recent mean so that empty hours stay finite.
         let lv = vol.mean().map(|m| (v + 0.05 * m + 1e-12).ln());
+        // Range likewise, floored at 5% of its recent mean.
+        let lg = range.mean().map(|m| (g + 0.05 * m + 1e-12).ln());
         let history = ((c.open_time - first.open_time) / HOUR_MS) as usize;
         let i = out.len();
         let recent = &candles[(i + 1).saturating_sub(FLOW_HOURS)..=i];
@@ -272,28 +413,31 @@ pub fn candle_rows(config: &FeatureConfig, candles: &[Candle]) -> Vec<Option<Row
         // Path length less net move: a price that went out and came back.
         let travelled: f64 = trip.iter().map(|x| x.abs()).sum();
         let round_trip = travelled - trip.iter().sum::<f64>().abs();
-        let row = match (r2.mean(), range.mean(), lv, log_vol.mean(), fl, flow.mean()) {
-            (Some(var), Some(gbar), Some(lv), Some(lbar), Some(fl), Some(fbar))
+        let standard = |s: &Standardized, x: Option<f64>| {
+            let x = x?;
+            Some((s.feature(x)?, (x - s.mean()?).exp()))
+        };
+        let predicted = |p: &Predicted, x: Option<f64>| p.feature(c.open_time, x?);
+        let (zg, zv, zf) = (
+            predicted(&log_range, lg),
+            predicted(&log_vol, lv),
+            standard(&flow, fl),
+        );
+        let row = match (r2.mean(), zg, zv, zf) {
+            (Some(var), Some((zg, g_ratio)), Some((zv, v_ratio)), Some((zf, f_ratio)))
                 if history >= config.candle_warmup_hours =>
             {
                 let sigma = (var * gap_hours).sqrt().max(1e-5);
                 let (wick_frac, wick_log) = wick(c);
                 let values = vec![
                     (r.abs() / sigma).asinh(),
-                    ((g + 1e-5) / (gbar + 1e-5)).ln(),
-                    lv - lbar,
+                    zg,
+                    zv,
                     (wick_log / sigma).asinh(),
-                    fl - fbar,
+                    zf,
                     (round_trip / (sigma * (TRIP_HOURS as f64).sqrt())).asinh(),
                 ];
-                let shown = vec![
-                    r,
-                    (g + 1e-5) / (gbar + 1e-5),
-                    (lv - lbar).exp(),
-                    wick_frac,
-                    (fl - fbar).exp(),
-                    round_trip,
-                ];
+                let shown = vec![r, g_ratio, v_ratio, wick_frac, f_ratio, round_trip];
                 values.iter().all(|x| x.is_finite()).then_some(Row {
                     time_ms: c.open_time,
                     values,
@@ -308,13 +452,16 @@ pub fn candle_rows(config: &FeatureConfig, candles: &[Candle]) -> Vec<Option<Row
         if r.is_finite() {
             r2.update(r * r / gap_hours);
         }
-        range.update(g);
+        if let Some(lg) = lg {
+            log_range.update(c.open_time, lg);
+        }
         if let Some(lv) = lv {
-            log_vol.update(lv);
+            log_vol.update(c.open_time, lv);
         }
         if let Some(fl) = fl {
             flow.update(fl);
         }
+        range.update(g);
         vol.update(v);
     }
     out
@@ -347,15 +494,36 @@ impl PoolSnapshot {
     }
 }
 
-/// The exchange price at `time_ms`: the open of the candle holding that time moved toward its
-/// close by the fraction of the hour passed. `None` without that hour's candle.
+/// The exchange's price band around `time_ms`: the lowest low and highest high of the hour
+/// holding that time and the hour before it (the pool's last trade may predate the hour).
+/// `None` without that hour's candle.
 #[must_use]
-pub fn cex_price_at(candles: &[Candle], time_ms: i64) -> Option<f64> {
+pub fn cex_band_at(candles: &[Candle], time_ms: i64) -> Option<(f64, f64)> {
     let hour = time_ms.div_euclid(HOUR_MS) * HOUR_MS;
     let i = candles.binary_search_by_key(&hour, |c| c.open_time).ok()?;
     let c = &candles[i];
-    let frac = (time_ms - hour) as f64 / HOUR_MS as f64;
-    Some(c.open + (c.close - c.open) * frac)
+    let (mut low, mut high) = (c.low, c.high);
+    if let Some(p) = i
+        .checked_sub(1)
+        .map(|k| &candles[k])
+        .filter(|p| p.open_time == hour - HOUR_MS)
+    {
+        low = low.min(p.low);
+        high = high.max(p.high);
+    }
+    Some((low, high))
+}
+
+/// How far a pool price lies beyond the exchange's band, as a log distance: positive above the
+/// high, negative below the low, 0 inside.
+fn beyond_band(price: f64, (low, high): (f64, f64)) -> f64 {
+    if price > high {
+        (price / high).ln()
+    } else if price < low {
+        (price / low).ln()
+    } else {
+        0.0
+    }
 }
 
 /// A signed change over its recent root mean square: `asinh(x / rms)`.
@@ -386,7 +554,7 @@ impl Scaled {
 #[must_use]
 pub fn pool_rows(config: &FeatureConfig, snaps: &[PoolSnapshot], cex: Option<&[Candle]>) -> Vec<Option<Row>> {
     let hl = config.pool_half_life_snapshots;
-    let mut scaled: Vec<Scaled> = (0..4).map(|_| Scaled::new(hl, 1e-4)).collect();
+    let mut scaled: Vec<Scaled> = (0..GAP_FEATURE - 2).map(|_| Scaled::new(hl, 1e-4)).collect();
     let mut gap_scale = Scaled::new(hl, 1e-3);
     let (mut volume, mut tx) = (Ewma::new(hl), Ewma::new(hl));
     let mut out = Vec::with_capacity(snaps.len());
@@ -397,17 +565,16 @@ pub fn pool_rows(config: &FeatureConfig, snaps: &[PoolSnapshot], cex: Option<&[C
     for (k, w) in snaps.windows(2).enumerate() {
         let (prev, s) = (&w[0], &w[1]);
         let dt = ((s.time_ms - prev.time_ms) as f64 / HOUR_MS as f64).max(0.25);
-        let changes = [
-            (s.reserve_asset / prev.reserve_asset).ln(),
-            (s.reserve_quote / prev.reserve_quote).ln(),
-            (s.reserve_usd / prev.reserve_usd).ln(),
-            (s.total_supply / prev.total_supply).ln(),
-        ];
+        let price = (s.reserve_quote / s.reserve_asset / (prev.reserve_quote / prev.reserve_asset)).ln();
+        let liquidity =
+            0.5 * (s.reserve_asset * s.reserve_quote / (prev.reserve_asset * prev.reserve_quote)).ln();
+        let supply = (s.total_supply / prev.total_supply).ln();
+        let changes = [price, supply, liquidity - supply];
         let vol_rate = ((s.volume_usd - prev.volume_usd) / dt).max(0.0);
         let tx_rate = ((s.tx_count - prev.tx_count) / dt).max(0.0);
         let gap = cex
-            .and_then(|c| cex_price_at(c, s.time_ms))
-            .map(|p| (s.implied_price_usd() / p).ln())
+            .and_then(|c| cex_band_at(c, s.time_ms))
+            .map(|band| beyond_band(s.implied_price_usd(), band))
             .filter(|g| g.is_finite());
         // Scored once warm, and once the pool has had flow to measure the flow against.
         let warm = k + 1 >= config.pool_warmup_snapshots
@@ -461,18 +628,17 @@ pub fn describe(name: &str, shown: f64, market: f64) -> String {
     let pct = 100.0 * shown;
     let own = match name.trim_end_matches("_vs_market") {
         "return" => format!("hourly return {pct:+.2}%"),
-        "range" => format!("high-low range {shown:.1}x its recent mean"),
-        "volume" => format!("volume {shown:.1}x its recent typical level"),
+        "range" => format!("high-low range {shown:.1}x what its recent behaviour predicts for the hour"),
+        "volume" => format!("volume {shown:.1}x what its recent behaviour predicts for the hour"),
         "volume_per_range" => format!("3-hour volume per unit of price range {shown:.1}x its recent level"),
         "round_trip" => format!("price went {pct:.1}% out and back over 5 hours"),
         "wick" => format!("wick {pct:.2}% beyond the candle body"),
-        "reserve_asset" => format!("asset reserve {pct:+.1}% since the last snapshot"),
-        "reserve_quote" => format!("quote reserve {pct:+.1}% since the last snapshot"),
-        "tvl" => format!("pool value {pct:+.1}% since the last snapshot"),
+        "pool_price" => format!("pool price {pct:+.1}% since the last snapshot"),
         "lp_supply" => format!("LP supply {pct:+.1}% since the last snapshot"),
+        "lp_value" => format!("liquidity per LP token {pct:+.1}% since the last snapshot"),
         "pool_volume" => format!("pool volume rate {shown:.1}x its recent mean"),
         "pool_tx" => format!("pool transaction rate {shown:.1}x its recent mean"),
-        "cex_gap" => format!("pool price {pct:+.2}% from the exchange price"),
+        "cex_gap" => format!("pool price {pct:+.2}% beyond the exchange's range of the hour"),
         other => format!("{other} = {shown}"),
     };
     if !name.ends_with("_vs_market") {
@@ -534,6 +700,74 @@ mod tests {
         let want = 10_050.0 / 1_050.0;
         assert!((r.shown[2] - want).abs() < 1e-6, "{}", r.shown[2]);
         assert!(describe("volume", r.shown[2], f64::NAN).starts_with("volume 9.6x"));
+    }
+
+    #[test]
+    fn volume_is_judged_against_the_hour_of_day_and_the_hour_before() {
+        // Volume three times higher from 12:00 to 15:00 UTC every day: after a few weeks the
+        // afternoon is expected, so an ordinary afternoon is no surprise, while the same
+        // volume at night is.
+        let n = 24 * 40;
+        let mut c = flat(n);
+        for (i, x) in c.iter_mut().enumerate() {
+            if (12..16).contains(&(i % 24)) {
+                x.quote_volume = 3000.0;
+            }
+        }
+        let rows = candle_rows(&FeatureConfig::default(), &c);
+        let afternoon = rows[n - 24 + 13].as_ref().unwrap();
+        assert!(afternoon.values[2].abs() < 1.0, "{}", afternoon.values[2]);
+        let mut night = c.clone();
+        night[n - 24 + 3].quote_volume = 3000.0;
+        let rows = candle_rows(&FeatureConfig::default(), &night);
+        assert!(rows[n - 24 + 3].as_ref().unwrap().values[2] > 3.0);
+    }
+
+    #[test]
+    fn a_pool_price_is_measured_beyond_the_exchange_band() {
+        let c = flat(3);
+        let (low, high) = cex_band_at(&c, 2 * HOUR_MS + 600_000).unwrap();
+        // The band spans this hour and the one before.
+        assert_eq!(low, c[1].low.min(c[2].low));
+        assert_eq!(high, c[1].high.max(c[2].high));
+        assert_eq!(beyond_band(0.5 * (low + high), (low, high)), 0.0);
+        assert!((beyond_band(high * 1.05, (low, high)) - 1.05f64.ln()).abs() < 1e-12);
+        assert!(beyond_band(low * 0.9, (low, high)) < 0.0);
+        assert!(cex_band_at(&c, 5 * HOUR_MS).is_none());
+    }
+
+    #[test]
+    fn liquidity_per_lp_token_moves_only_when_reserves_leave_without_their_tokens() {
+        let snap = |k: usize, scale: f64, supply: f64| PoolSnapshot {
+            time_ms: k as i64 * 4 * HOUR_MS,
+            reserve_asset: 1000.0 * scale * (1.0 + 0.01 * (k as f64).sin()),
+            reserve_quote: 10.0 * scale / (1.0 + 0.01 * (k as f64).sin()),
+            reserve_usd: 40_000.0 * scale,
+            total_supply: supply,
+            tx_count: 10.0 * k as f64,
+            volume_usd: 1e5 * k as f64,
+        };
+        let cfg = FeatureConfig::default();
+        let mut snaps: Vec<PoolSnapshot> = (0..60).map(|k| snap(k, 1.0, 50.0)).collect();
+        // An LP exit: half the reserves and half the tokens.
+        snaps[55] = snap(55, 0.5, 25.0);
+        for (k, s) in snaps.iter_mut().enumerate().skip(56) {
+            *s = snap(k, 0.5, 25.0);
+        }
+        let exit = pool_rows(&cfg, &snaps, None);
+        let r = exit[55].as_ref().unwrap();
+        assert!((r.shown[1] + 0.5).abs() < 1e-9 && r.shown[2].abs() < 1e-9);
+        // A drain: the reserves halve, the tokens stay.
+        let mut drained: Vec<PoolSnapshot> = (0..60).map(|k| snap(k, 1.0, 50.0)).collect();
+        crate::anomaly::inject::inject_pool(
+            &mut drained,
+            55,
+            crate::anomaly::inject::Pattern::PoolDrain,
+            0.5,
+        );
+        let r = pool_rows(&cfg, &drained, None)[55].clone().unwrap();
+        assert!(r.shown[1].abs() < 1e-12 && (r.shown[2] + 0.5).abs() < 1e-9);
+        assert!(r.values[2] < -3.0);
     }
 
     #[test]
