@@ -143,16 +143,12 @@ impl Standardized {
         }
     }
 
-    /// The recent level.
-    fn mean(&self) -> Option<f64> {
-        self.level.mean()
-    }
-
-    /// `x` against the recent level, in recent standard deviations.
-    fn feature(&self, x: f64) -> Option<f64> {
+    /// `(x against the recent level in recent standard deviations, exp(x - level))`, like
+    /// [`Predicted::feature`].
+    fn feature(&self, x: f64) -> Option<(f64, f64)> {
         let m = self.level.mean()?;
         let v = self.sq.mean()?;
-        Some((x - m) / v.sqrt().max(self.floor))
+        Some(((x - m) / v.sqrt().max(self.floor), (x - m).exp()))
     }
 
     fn update(&mut self, x: f64) {
@@ -413,15 +409,11 @@ pub fn candle_rows(config: &FeatureConfig, candles: &[Candle]) -> Vec<Option<Row
         // Path length less net move: a price that went out and came back.
         let travelled: f64 = trip.iter().map(|x| x.abs()).sum();
         let round_trip = travelled - trip.iter().sum::<f64>().abs();
-        let standard = |s: &Standardized, x: Option<f64>| {
-            let x = x?;
-            Some((s.feature(x)?, (x - s.mean()?).exp()))
-        };
         let predicted = |p: &Predicted, x: Option<f64>| p.feature(c.open_time, x?);
         let (zg, zv, zf) = (
             predicted(&log_range, lg),
             predicted(&log_vol, lv),
-            standard(&flow, fl),
+            fl.and_then(|x| flow.feature(x)),
         );
         let row = match (r2.mean(), zg, zv, zf) {
             (Some(var), Some((zg, g_ratio)), Some((zv, v_ratio)), Some((zf, f_ratio)))
