@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, Row, candle_rows};
-use volcast_core::anomaly::{Detector, Scorer};
+use volcast_core::anomaly::{AdaptiveConfig, DailyScales, Detector, Scorer};
 use volcast_core::candles::Candle;
 use volcast_core::time::HOUR_MS;
 
@@ -62,6 +62,49 @@ pub fn load(path: &Path) -> Result<Arc<Scorer>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let d = Detector::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Arc::new(Scorer::new(d)))
+}
+
+/// Days of candles read before the window for the features' baselines (their half-life is a
+/// week).
+pub const SCALE_HISTORY_DAYS: i64 = 28;
+
+/// The first candle [`day_scale`] reads for the day starting `day_ms`.
+#[must_use]
+pub fn scale_data_from(day_ms: i64, config: &AdaptiveConfig) -> i64 {
+    day_ms - config.window_ms() - SCALE_HISTORY_DAYS * volcast_core::time::DAY_MS
+}
+
+/// The asset-hour threshold scale for the day starting `day_ms`, from `assets`' candles (the
+/// window before the day and some history before it), with the code of `anomaly evaluate`'s
+/// replay: every asset's hours scored at the fitted thresholds against the assets' market, and
+/// [`DailyScales`] on their `score / threshold`. `None` when the window holds too few hours.
+#[must_use]
+pub fn day_scale(
+    scorer: &Scorer,
+    assets: &[Vec<Candle>],
+    day_ms: i64,
+    config: &AdaptiveConfig,
+) -> Option<f64> {
+    let d = &scorer.detector;
+    let rows: Vec<Vec<Option<Row>>> = assets
+        .iter()
+        .map(|c| candle_rows(&d.config.features, c))
+        .collect();
+    let slices: Vec<&[Option<Row>]> = rows.iter().map(Vec::as_slice).collect();
+    let market = MarketContext::new(&slices, d.config.market_min_assets);
+    let from = day_ms - config.window_ms();
+    let ratios: Vec<(i64, f64)> = rows
+        .iter()
+        .flatten()
+        .flatten()
+        .filter(|r| (from..day_ms).contains(&r.time_ms))
+        .filter_map(|r| scorer.candle_verdict_scaled(r, Some(&market), 1.0))
+        .map(|v| (v.time_ms, v.score / v.threshold))
+        .collect();
+    DailyScales::fit(&ratios, d.candle_rate, day_ms, day_ms, config)
+        .days()
+        .next()
+        .and_then(|(_, s)| s)
 }
 
 /// Fewest candles a scan needs: the warm-up and one scored hour.
@@ -178,6 +221,7 @@ pub fn risk_context(
     (
         AnomalyContext {
             detector: scorer.detector.id.clone(),
+            threshold_scale: scorer.scale().candles,
             window_hours: settings.window_hours,
             active,
             flags,

@@ -9,6 +9,11 @@
 //! 2. **Scoring** of the ledger entries whose windows have closed.
 //! 3. **The gate** ([`crate::gate`]) on the ledger's last 30 days: the policy of the day.
 //! 4. **The ledger** records what is served at the day's origin ([`crate::ledger`]).
+//! 5. **The anomaly threshold** of the day ([`crate::anomaly::day_scale`]): the detector's
+//!    asset-hour thresholds scaled so that the stored assets' hours of the trailing 90 days
+//!    would have been flagged at the stated rate, with the code of `anomaly evaluate`'s replay;
+//!    visible in `/v1/model` and every anomaly answer (`candle_threshold_scale`) and in the
+//!    `anomaly_threshold_scale` gauge. Again after a reload of the detector.
 //!
 //! SIGHUP and the external `calibrate --until --set-default` job keep working: a reload serves
 //! whatever the `default` pointer names, and the next day's recalibration starts from it.
@@ -18,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use volcast_core::anomaly::{AdaptiveConfig, Scale};
 use volcast_core::candles::{AssetCandles, Candle};
 use volcast_core::time::{Bound, HOUR_MS, format_ms, parse_time};
 use volcast_model::inference::LoadedModel;
@@ -53,10 +59,12 @@ pub struct DailyState {
     candles: HashMap<String, Vec<Candle>>,
     recalibrated_day: Option<i64>,
     gate_day: Option<i64>,
+    /// The day, detector and scale of the last anomaly threshold set.
+    anomaly: Option<(i64, String, f64)>,
 }
 
 /// What one pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pass {
     /// The id of the artifact swapped in by the recalibration, if any.
     pub recalibrated: Option<String>,
@@ -66,6 +74,8 @@ pub struct Pass {
     pub recorded: usize,
     /// Ledger entries scored.
     pub scored: usize,
+    /// The anomaly threshold's scale, when set this pass.
+    pub anomaly_scale: Option<f64>,
 }
 
 /// Restores the policy served from the gate's last switch in the store (after a restart).
@@ -117,7 +127,64 @@ pub async fn run_once(
     let (recorded, scored) = crate::ledger::run_once(state, now_ms).await?;
     pass.recorded = recorded;
     pass.scored += scored;
+    pass.anomaly_scale = anomaly_threshold(state, daily, today).await?;
     Ok(pass)
+}
+
+/// Sets the day's anomaly threshold scale, once a day and again whenever the detector served
+/// is not the one it was set on (a reload); the scale set, if any.
+///
+/// # Errors
+/// The store's.
+async fn anomaly_threshold(
+    state: &AppState,
+    daily: &mut DailyState,
+    today: i64,
+) -> Result<Option<f64>, ApiError> {
+    let Some(scorer) = state.anomaly_scorer() else {
+        return Ok(None);
+    };
+    let id = scorer.detector.id.clone();
+    let scale = match &daily.anomaly {
+        Some((day, done, s)) if *day == today && *done == id => {
+            if (scorer.scale().candles - s).abs() < f64::EPSILON {
+                return Ok(None);
+            }
+            *s
+        }
+        _ => {
+            let config = AdaptiveConfig::default();
+            let from = crate::anomaly::scale_data_from(today, &config);
+            let store = state.store()?;
+            let mut assets = Vec::new();
+            for (asset, n) in store.counts(from, today - HOUR_MS).await? {
+                let limit = u32::try_from(n).unwrap_or(u32::MAX);
+                assets.push(store.candles(&asset, from, today - HOUR_MS, limit).await?);
+            }
+            let sc = Arc::clone(&scorer);
+            let found =
+                tokio::task::spawn_blocking(move || crate::anomaly::day_scale(&sc, &assets, today, &config))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+            match found {
+                Some(s) => {
+                    tracing::info!(day = %format_ms(today), scale = s, detector = %id, "anomaly threshold scaled");
+                }
+                None => {
+                    tracing::info!(day = %format_ms(today), detector = %id, "anomaly threshold as fitted: too few stored hours in the window");
+                }
+            }
+            found.unwrap_or(1.0)
+        }
+    };
+    let scaled = scorer.as_ref().clone().with_scale(Scale {
+        candles: scale,
+        ..scorer.scale()
+    });
+    state.set_anomaly(Some(Arc::new(scaled)));
+    state.metrics().anomaly_threshold_scale.set(scale);
+    daily.anomaly = Some((today, id, scale));
+    Ok(Some(scale))
 }
 
 fn count(state: &AppState, outcome: &str) {

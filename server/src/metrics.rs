@@ -96,6 +96,8 @@ pub struct Metrics {
     pub recalibrated_until: Gauge,
     /// Model reloads (SIGHUP) by outcome.
     pub reloads: Family<ReloadLabels, Counter>,
+    /// The day's multiplier of the anomaly detector's asset-hour threshold (1: as fitted).
+    pub anomaly_threshold_scale: Gauge<f64, AtomicU64>,
     /// Seconds since each stored asset's last candle closed.
     pub market_data_age: Family<AssetLabels, Gauge>,
     /// Candles the follower stored per followed asset since the start.
@@ -144,6 +146,8 @@ impl Metrics {
         let model_ready = Gauge::default();
         let recalibrated_until = Gauge::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
+        let anomaly_threshold_scale = Gauge::<f64, AtomicU64>::default();
+        anomaly_threshold_scale.set(1.0);
         let market_data_age = Family::<AssetLabels, Gauge>::default();
         let validation_qlike_ratio = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
         let validation_breach_rate = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
@@ -267,6 +271,12 @@ impl Metrics {
             recalibrated_until.clone(),
         );
         registry.register(
+            "anomaly_threshold_scale",
+            "The day's multiplier of the anomaly detector's asset-hour flag threshold, set by the \
+             daily job from the stored candles of the trailing 90 days (1: as fitted)",
+            anomaly_threshold_scale.clone(),
+        );
+        registry.register(
             "model_reloads",
             "Model reloads on SIGHUP by outcome (a failed one keeps the old model)",
             reloads.clone(),
@@ -303,6 +313,7 @@ impl Metrics {
             model_ready,
             recalibrated_until,
             reloads,
+            anomaly_threshold_scale,
             market_data_age,
             follower_stored,
             follower_failures,

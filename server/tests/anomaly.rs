@@ -416,10 +416,132 @@ async fn decisions_with_and_without_a_detector_replay_identically() {
         answers.push(v);
     }
     assert_eq!(answers[2]["items"][0]["derivation"]["anomaly"]["applied"], true);
+    // A day whose threshold scale lifts the threshold above every flag of the pump: no flag, no
+    // tightening; replayed after the scale is back to 1, still none (the recorded scale).
+    let top = answers[2]["items"][0]["derivation"]["anomaly"]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["score"].as_f64().unwrap() / f["threshold"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let fitted = state.anomaly_scorer().unwrap();
+    let lifted = volcast_core::anomaly::Scale {
+        candles: 1.01 * top,
+        ..fitted.scale()
+    };
+    state.set_anomaly(Some(Arc::new(fitted.as_ref().clone().with_scale(lifted))));
+    let (s, v, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&ask(&pumped))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["items"][0]["derivation"]["anomaly"]["applied"], false, "{v}");
+    assert_eq!(
+        v["items"][0]["derivation"]["anomaly"]["threshold_scale"],
+        json!(1.01 * top)
+    );
+    answers.push(v);
+    state.set_anomaly(Some(fitted));
     for a in &answers {
         let id = a["items"][0]["decision_id"].as_str().unwrap();
         let (s, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
         assert_eq!(s, 200, "{r}");
         assert_eq!(r["identical"], json!(true), "{r}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day() {
+    use volcast_core::anomaly::AdaptiveConfig;
+    use volcast_core::time::DAY_MS;
+    use volcast_server::daily::{DailyOptions, DailyState, run_once};
+
+    const DAYS: i64 = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let day = START + DAYS * DAY_MS;
+    // Eight assets (enough hours in 90 days for 20 expected flags), five days past the day.
+    let data: Vec<Vec<Candle>> = (0..8).map(|a| common::market(START, a, DAYS + 5, None)).collect();
+    let before: Vec<Vec<Candle>> = data
+        .iter()
+        .map(|c| c.iter().copied().filter(|c| c.open_time < day).collect())
+        .collect();
+    for (a, c) in before.iter().enumerate() {
+        store.insert_candles(&format!("SYN{a}USDT"), c).await.unwrap();
+    }
+    let (app, state) = app(Action::Report, true, Some(store)).await;
+    let scorer = state.anomaly_scorer().unwrap();
+    assert!(
+        (scorer.scale().candles - 1.0).abs() < 1e-12,
+        "as fitted until the job runs"
+    );
+    // The scale reads nothing from the day on: the candles after it change nothing.
+    let config = AdaptiveConfig::default();
+    let from = volcast_server::anomaly::scale_data_from(day, &config);
+    let read: Vec<Vec<Candle>> = before
+        .iter()
+        .map(|c| c.iter().copied().filter(|c| c.open_time >= from).collect())
+        .collect();
+    let expected = volcast_server::anomaly::day_scale(&scorer, &read, day, &config).unwrap();
+    let after: Vec<Vec<Candle>> = data
+        .iter()
+        .map(|c| c.iter().copied().filter(|c| c.open_time >= from).collect())
+        .collect();
+    let with_after = volcast_server::anomaly::day_scale(&scorer, &after, day, &config).unwrap();
+    assert!((expected - with_after).abs() < 1e-12);
+    assert!((config.min_scale..=config.max_scale).contains(&expected));
+    assert!(
+        (expected - 1.0).abs() > 1e-6,
+        "calm synthetic markets are not the fit period's"
+    );
+    // A scan before and after: the same scores, thresholds times the scale.
+    let window: Vec<Candle> = before[0][before[0].len() - HOURS..].to_vec();
+    let body = json!({"asset": "SYN0USDT", "candles": json_candles(&window)});
+    let (_, fitted, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
+    let options = DailyOptions {
+        recalibrate: false,
+        artifacts_dir: std::path::PathBuf::new(),
+        load: volcast_server::load_options(&common::config()),
+    };
+    let mut daily = DailyState::default();
+    let pass = run_once(&state, &options, &mut daily, day + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(pass.anomaly_scale, Some(expected));
+    assert!((state.anomaly_scorer().unwrap().scale().candles - expected).abs() < 1e-12);
+    assert!((state.metrics().anomaly_threshold_scale.get() - expected).abs() < 1e-12);
+    let (_, scaled, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
+    assert_eq!(scaled["detector"]["candle_threshold_scale"], json!(expected));
+    assert_eq!(fitted["detector"]["candle_threshold_scale"], json!(1.0));
+    let (a, b) = (
+        &fitted["items"][0]["hours"]["rows"],
+        &scaled["items"][0]["hours"]["rows"],
+    );
+    assert_eq!(a.as_array().unwrap().len(), b.as_array().unwrap().len());
+    for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+        assert_eq!(x["score"], y["score"]);
+        let ratio = y["threshold"].as_f64().unwrap() / x["threshold"].as_f64().unwrap();
+        assert!((ratio - expected).abs() < 1e-9, "{ratio} {expected}");
+        assert_eq!(
+            y["flagged"].as_bool().unwrap(),
+            y["score"].as_f64().unwrap() > y["threshold"].as_f64().unwrap()
+        );
+    }
+    let (_, card, _) = common::call(&app, "GET", "/v1/model", None).await;
+    assert_eq!(
+        card["anomaly_detector"]["detector"]["candle_threshold_scale"],
+        json!(expected)
+    );
+    // Once a day: the next pass leaves it; a reload of the detector gets the day's scale back
+    // without measuring again.
+    let again = run_once(&state, &options, &mut daily, day + 120_000)
+        .await
+        .unwrap();
+    assert_eq!(again.anomaly_scale, None);
+    volcast_server::install_detector(&state, &state.serving().unwrap().info.dir).unwrap();
+    assert!((state.anomaly_scorer().unwrap().scale().candles - 1.0).abs() < 1e-12);
+    let reloaded = run_once(&state, &options, &mut daily, day + 180_000)
+        .await
+        .unwrap();
+    assert_eq!(reloaded.anomaly_scale, Some(expected));
+    assert!((state.anomaly_scorer().unwrap().scale().candles - expected).abs() < 1e-12);
 }

@@ -102,7 +102,8 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     let serving = serving_for(state, &body.model).await?;
     // A state of its own: the defaults and the gate's policy of then, no metrics of the service.
     // The anomaly action of then, where the answer records one; the detector is the one
-    // served now (the answer records the detector's id, so a changed one shows as a difference).
+    // served now (the answer records the detector's id, so a changed one shows as a difference)
+    // at the threshold scale of then (1, as fitted, where the answer records none).
     let mut anomaly = state.settings().anomaly;
     match body.answer["derivation"]["anomaly"]["action"].as_str() {
         Some("tighten") => anomaly.action = crate::anomaly::Action::Tighten,
@@ -124,7 +125,14 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     // A decision made without a detector is replayed without one.
     let derivation = &body.answer["derivation"];
     let had_detector = derivation.is_null() || !derivation["anomaly"].is_null();
-    then.set_anomaly(state.anomaly_scorer().filter(|_| had_detector));
+    let scale = derivation["anomaly"]["threshold_scale"].as_f64().unwrap_or(1.0);
+    then.set_anomaly(state.anomaly_scorer().filter(|_| had_detector).map(|s| {
+        let candles = volcast_core::anomaly::Scale {
+            candles: scale,
+            ..s.scale()
+        };
+        Arc::new(s.as_ref().clone().with_scale(candles))
+    }));
     then.set_policy(body.model.policy.clone(), None);
     then.set_serving(serving);
     let serving = then.serving()?;

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use volcast_core::anomaly::features::PoolSnapshot;
-use volcast_core::anomaly::{Detector, Driver, Verdict};
+use volcast_core::anomaly::{Driver, Scorer, Verdict};
 use volcast_core::time::format_ms;
 
 use super::CandleDto;
@@ -89,18 +89,30 @@ pub struct DetectorRef {
     pub candle_rate: f64,
     /// The same as a rate per pool snapshot, when the detector has a pool model.
     pub pool_rate: Option<f64>,
+    /// The day's multiplier of the fitted asset-hour thresholds: every `threshold` in an answer
+    /// is the fitted one times it. The daily job sets it at 00:00 UTC to the `1 - candle_rate`
+    /// quantile of `score / fitted threshold` over the stored assets' hours of the trailing 90
+    /// days, so that the flag rate stays at the stated one as markets change; 1 (as fitted)
+    /// until the store holds enough hours (20 expected flags), and bounded to 0.5..4.
+    pub candle_threshold_scale: f64,
+    /// The same for pool snapshots: 1, the store holds no pool series.
+    pub pool_threshold_scale: f64,
 }
 
 impl DetectorRef {
-    /// Of a detector.
+    /// Of a served detector, with the scales in use.
     #[must_use]
-    pub fn of(d: &Detector) -> Self {
+    pub fn of(scorer: &Scorer) -> Self {
+        let d = &scorer.detector;
+        let scale = scorer.scale();
         Self {
             id: d.id.clone(),
             fit_until: d.fit_until.clone(),
             flags_per_month: d.config.flags_per_month,
             candle_rate: d.candle_rate,
             pool_rate: d.pool_rate,
+            candle_threshold_scale: scale.candles,
+            pool_threshold_scale: scale.pools,
         }
     }
 }
@@ -155,7 +167,8 @@ pub struct ScoredRow {
     /// normal scores: `d²`, or the largest single feature's surprise given the others scaled so
     /// that its own threshold falls on `threshold`, whichever is further beyond its threshold.
     pub score: f64,
-    /// The flag threshold (of `d²`) for this row's features.
+    /// The flag threshold (of `d²`) for this row's features: the fitted one times the day's
+    /// scale (`detector.candle_threshold_scale`, `pool_threshold_scale`).
     pub threshold: f64,
     /// `score > threshold`.
     pub flagged: bool,
@@ -247,6 +260,9 @@ pub struct AnomaliesQuery {
 pub struct AnomalyContext {
     /// The detector.
     pub detector: String,
+    /// The day's scale of its asset-hour thresholds the flags were judged at (see
+    /// `DetectorRef.candle_threshold_scale`); a decision's replay uses it.
+    pub threshold_scale: f64,
     /// Hours before the origin searched for flags.
     pub window_hours: u32,
     /// Whether a flag is active: an hour of the window was flagged.

@@ -73,7 +73,7 @@ pub async fn scan(
         };
         checked.push((item.asset, candles, pool));
     }
-    let detector = DetectorRef::of(&scorer.detector);
+    let detector = DetectorRef::of(&scorer);
     let items = tokio::task::spawn_blocking(move || scan_batch(&scorer, &checked))
         .await
         .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;

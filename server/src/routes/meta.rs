@@ -58,7 +58,7 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelCard>, Api
     let mut card = state.serving()?.info.card();
     let settings = state.settings().anomaly;
     card.anomaly_detector = state.anomaly_scorer().map(|sc| ServedDetector {
-        detector: DetectorRef::of(&sc.detector),
+        detector: DetectorRef::of(&sc),
         action: settings.action.name().into(),
         window_hours: settings.window_hours,
     });

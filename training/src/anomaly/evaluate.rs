@@ -1,6 +1,8 @@
 //! `anomaly evaluate`: on a period, the false-alarm rate on real data against the stated rate,
 //! the top events by score with their drivers, and the recall of each injected manipulation at
-//! each strength (our generator, [`volcast_core::anomaly::inject`]).
+//! each strength (our generator, [`volcast_core::anomaly::inject`]). Rates and recall are given
+//! twice: at the fitted thresholds, and at the thresholds operation uses, each day's scaled by
+//! the scores of the days before it ([`volcast_core::anomaly::adaptive`]).
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -9,7 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use volcast_core::anomaly::features::FeatureConfig;
 use volcast_core::anomaly::inject::{Pattern, inject_candles, inject_pool};
-use volcast_core::anomaly::{Driver, Scorer, Verdict, features};
+use volcast_core::anomaly::{AdaptiveConfig, DailyScales, Driver, Scorer, Verdict, features};
 use volcast_core::time::{HOUR_MS, format_ms};
 
 use super::Markets;
@@ -27,6 +29,8 @@ pub struct EvalConfig {
     pub seed: u64,
     /// Top events listed.
     pub top: usize,
+    /// How each day's threshold follows the days before it.
+    pub adaptive: AdaptiveConfig,
 }
 
 /// Flags on real data against the stated rate.
@@ -84,6 +88,8 @@ pub struct Recall {
     pub recall: f64,
     /// The same rows without the injection: how often they were flagged anyway.
     pub chance: f64,
+    /// `recall` at the day's adapted threshold.
+    pub recall_adaptive: f64,
 }
 
 /// The whole evaluation.
@@ -97,10 +103,18 @@ pub struct Report {
     pub from: String,
     /// Period scored.
     pub to: String,
-    /// Asset-hours.
+    /// Asset-hours at the fitted threshold.
     pub candles: Rates,
-    /// Pool snapshots.
+    /// Asset-hours at each day's adapted threshold.
+    pub candles_adaptive: Rates,
+    /// Pool snapshots at the fitted threshold.
     pub pools: Option<Rates>,
+    /// Pool snapshots at each day's adapted threshold.
+    pub pools_adaptive: Option<Rates>,
+    /// Each day's scale of the asset-hour threshold: lowest, median, highest.
+    pub candle_scales: (f64, f64, f64),
+    /// The same for pool snapshots.
+    pub pool_scales: (f64, f64, f64),
     /// Top events of the asset-hours, then of the pools, each by `score / threshold`.
     pub top_events: Vec<Event>,
     /// Recall per pattern and strength.
@@ -170,62 +184,150 @@ fn events(market: &str, verdicts: &[Verdict], out: &mut Vec<Event>) {
     flush(&mut run, out);
 }
 
+/// One market's verdicts: at the fitted threshold (the period only), and at each day's adapted
+/// one.
+struct Scored {
+    market: String,
+    fixed: Vec<Verdict>,
+    adaptive: Vec<Verdict>,
+}
+
+/// Each day's scale for the rows of `scored` (fitted-threshold verdicts from the window before
+/// the period on), at `rate`.
+fn day_scales(scored: &[Vec<Verdict>], rate: f64, config: &EvalConfig) -> DailyScales {
+    let ratios: Vec<(i64, f64)> = scored
+        .iter()
+        .flatten()
+        .map(|v| (v.time_ms, v.score / v.threshold))
+        .collect();
+    DailyScales::fit(&ratios, rate, config.from_ms, config.to_ms, &config.adaptive)
+}
+
+fn fixed(x: &[Scored]) -> Vec<&Verdict> {
+    x.iter().flat_map(|s| &s.fixed).collect()
+}
+
+fn adaptive(x: &[Scored]) -> Vec<&Verdict> {
+    x.iter().flat_map(|s| &s.adaptive).collect()
+}
+
+/// Lowest, median and highest scale of the period's days.
+fn spread(scales: &DailyScales) -> (f64, f64, f64) {
+    let mut all: Vec<f64> = scales.days().map(|(_, s)| s.unwrap_or(1.0)).collect();
+    all.sort_by(f64::total_cmp);
+    match (all.first(), all.get(all.len() / 2), all.last()) {
+        (Some(&lo), Some(&mid), Some(&hi)) => (lo, mid, hi),
+        _ => (1.0, 1.0, 1.0),
+    }
+}
+
 /// Runs the evaluation. `markets` holds the data up to `config.to_ms` (the history before the
-/// period feeds the features' baselines).
+/// period feeds the features' baselines and the first days' scales).
 #[must_use]
 pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Report {
     let d = &scorer.detector;
+    let since = config.from_ms - config.adaptive.window_ms();
     let in_period = |t: i64| t >= config.from_ms && t <= config.to_ms;
-    // Real data.
-    let real: Vec<(String, Vec<Verdict>)> = markets
-        .assets
+    // Real data at the fitted thresholds, from the first day's window on.
+    let candle_all: Vec<Vec<Verdict>> = markets
+        .rows
         .par_iter()
-        .zip(&markets.rows)
-        .map(|(a, rows)| {
-            let mut v = scorer.score_rows(rows, Some(&markets.market), config.from_ms);
+        .map(|rows| {
+            let mut v = scorer.score_rows(rows, Some(&markets.market), since);
             v.retain(|v| v.time_ms <= config.to_ms);
-            (a.asset.clone(), v)
+            v
         })
         .collect();
-    let real_pools: Vec<(String, Vec<Verdict>)> = markets
+    let pool_all: Vec<Vec<Verdict>> = markets
         .pools
         .par_iter()
         .map(|p| {
-            let v = scorer.score_pool(&p.snapshots, markets.candles_of(&p.asset));
-            (
-                p.id.clone(),
-                v.into_iter().filter(|v| in_period(v.time_ms)).collect(),
-            )
+            let mut v = scorer.score_pool(&p.snapshots, markets.candles_of(&p.asset));
+            v.retain(|v| v.time_ms >= since && v.time_ms <= config.to_ms);
+            v
         })
         .collect();
-    let candle_verdicts = flat(&real);
-    let pool_verdicts = flat(&real_pools);
-    let scored = |x: &[(String, Vec<Verdict>)]| x.iter().filter(|(_, v)| !v.is_empty()).count();
-    let candles = rates(scored(&real), &candle_verdicts, d.candle_rate);
-    let pools = d.pool_rate.map(|r| rates(scored(&real_pools), &pool_verdicts, r));
-    // The top events of the asset-hours and of the pools, each by `score / threshold`.
+    let candle_scales = day_scales(&candle_all, d.candle_rate, config);
+    let pool_scales = day_scales(&pool_all, d.pool_rate.unwrap_or(d.candle_rate), config);
+    // The period at each day's adapted threshold.
+    let real: Vec<Scored> = markets
+        .assets
+        .par_iter()
+        .zip(&markets.rows)
+        .zip(candle_all)
+        .map(|((a, rows), all)| Scored {
+            market: a.asset.clone(),
+            adaptive: rows
+                .iter()
+                .flatten()
+                .filter(|r| in_period(r.time_ms))
+                .filter_map(|r| {
+                    scorer.candle_verdict_scaled(r, Some(&markets.market), candle_scales.at(r.time_ms))
+                })
+                .collect(),
+            fixed: all.into_iter().filter(|v| in_period(v.time_ms)).collect(),
+        })
+        .collect();
+    let real_pools: Vec<Scored> = markets
+        .pools
+        .par_iter()
+        .zip(pool_all)
+        .map(|(p, all)| {
+            let rows = features::pool_rows(&d.config.features, &p.snapshots, markets.candles_of(&p.asset));
+            Scored {
+                market: p.id.clone(),
+                adaptive: rows
+                    .iter()
+                    .flatten()
+                    .filter(|r| in_period(r.time_ms))
+                    .filter_map(|r| scorer.pool_verdict_scaled(r, pool_scales.at(r.time_ms)))
+                    .collect(),
+                fixed: all.into_iter().filter(|v| in_period(v.time_ms)).collect(),
+            }
+        })
+        .collect();
+    let scored = |x: &[Scored]| x.iter().filter(|s| !s.fixed.is_empty()).count();
+    let candles = rates(scored(&real), &fixed(&real), d.candle_rate);
+    let candles_adaptive = rates(scored(&real), &adaptive(&real), d.candle_rate);
+    let pools = d
+        .pool_rate
+        .map(|r| rates(scored(&real_pools), &fixed(&real_pools), r));
+    let pools_adaptive = d
+        .pool_rate
+        .map(|r| rates(scored(&real_pools), &adaptive(&real_pools), r));
+    // The top events of the asset-hours and of the pools, each by `score / threshold` at the
+    // fitted thresholds.
     let mut top_events = Vec::new();
     for series in [&real, &real_pools] {
         let mut found = Vec::new();
-        for (m, v) in series.iter() {
-            events(m, v, &mut found);
+        for s in series.iter() {
+            events(&s.market, &s.fixed, &mut found);
         }
         found.sort_by(|a, b| (b.score / b.threshold).total_cmp(&(a.score / a.threshold)));
         found.truncate(config.top);
         top_events.extend(found);
     }
-    let mut without_drivers = candle_verdicts
-        .iter()
-        .chain(&pool_verdicts)
+    let mut without_drivers = fixed(&real)
+        .into_iter()
+        .chain(adaptive(&real))
+        .chain(fixed(&real_pools))
+        .chain(adaptive(&real_pools))
         .filter(|v| v.flagged && v.drivers.is_empty())
         .count();
     // Injections.
-    let flagged_real: HashSet<(usize, i64)> = real
-        .iter()
-        .enumerate()
-        .chain(real_pools.iter().enumerate().map(|(i, x)| (i + real.len(), x)))
-        .flat_map(|(i, (_, v))| v.iter().filter(|v| v.flagged).map(move |v| (i, v.time_ms)))
-        .collect();
+    let flagged_real = |pick: fn(&Scored) -> &Vec<Verdict>| -> HashSet<(usize, i64)> {
+        real.iter()
+            .chain(&real_pools)
+            .enumerate()
+            .flat_map(|(i, s)| pick(s).iter().filter(|v| v.flagged).map(move |v| (i, v.time_ms)))
+            .collect()
+    };
+    let flagged = Flagged {
+        fixed: flagged_real(|s| &s.fixed),
+        candle_scales: &candle_scales,
+        pool_scales: &pool_scales,
+        n_assets: real.len(),
+    };
     let mut recall = Vec::new();
     let mut rng = Rng(config.seed);
     for pattern in Pattern::ALL {
@@ -237,33 +339,24 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
             let draws: Vec<(usize, usize)> = (0..config.injections)
                 .filter_map(|_| draw(&mut rng, markets, pattern, config, &d.config.features))
                 .collect();
-            let results: Vec<(bool, bool, usize)> = draws
+            let results: Vec<Injected> = draws
                 .par_iter()
-                .map(|&(m, at)| {
-                    inject_one(
-                        scorer,
-                        markets,
-                        pattern,
-                        strength,
-                        m,
-                        at,
-                        real.len(),
-                        &flagged_real,
-                    )
-                })
+                .map(|&(m, at)| inject_one(scorer, markets, pattern, strength, m, at, &flagged))
                 .collect();
             let injected = results.len();
-            let detected = results.iter().filter(|r| r.0).count();
-            let chance = results.iter().filter(|r| r.1).count();
-            without_drivers += results.iter().map(|r| r.2).sum::<usize>();
+            let share = |f: fn(&Injected) -> bool| {
+                results.iter().filter(|r| f(r)).count() as f64 / injected.max(1) as f64
+            };
+            without_drivers += results.iter().map(|r| r.bare).sum::<usize>();
             recall.push(Recall {
                 pattern: pattern.name(),
                 level,
                 strength: text,
                 injected,
-                detected,
-                recall: detected as f64 / injected.max(1) as f64,
-                chance: chance as f64 / injected.max(1) as f64,
+                detected: results.iter().filter(|r| r.detected).count(),
+                recall: share(|r| r.detected),
+                chance: share(|r| r.chance),
+                recall_adaptive: share(|r| r.detected_adaptive),
             });
         }
     }
@@ -273,15 +366,15 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
         from: format_ms(config.from_ms),
         to: format_ms(config.to_ms),
         candles,
+        candles_adaptive,
         pools,
+        pools_adaptive,
+        candle_scales: spread(&candle_scales),
+        pool_scales: spread(&pool_scales),
         top_events,
         recall,
         flags_without_drivers: without_drivers,
     }
-}
-
-fn flat(x: &[(String, Vec<Verdict>)]) -> Vec<&Verdict> {
-    x.iter().flat_map(|(_, v)| v.iter()).collect()
 }
 
 /// A market (asset index, or pool index) and a row in the period to inject at.
@@ -327,8 +420,27 @@ fn draw(
     None
 }
 
-/// Injects once: (detected, the same rows flagged without it, flags without drivers).
-#[allow(clippy::too_many_arguments)]
+/// The real data's flags (market index: assets, then pools) and the scales of the days.
+struct Flagged<'a> {
+    fixed: HashSet<(usize, i64)>,
+    candle_scales: &'a DailyScales,
+    pool_scales: &'a DailyScales,
+    n_assets: usize,
+}
+
+/// What one injection did.
+struct Injected {
+    /// A flag on a touched row at the fitted threshold.
+    detected: bool,
+    /// The same at the day's adapted threshold.
+    detected_adaptive: bool,
+    /// The same rows flagged without it (fitted threshold).
+    chance: bool,
+    /// Flags without drivers.
+    bare: usize,
+}
+
+/// Injects once.
 fn inject_one(
     scorer: &Scorer,
     markets: &Markets,
@@ -336,45 +448,46 @@ fn inject_one(
     strength: f64,
     m: usize,
     at: usize,
-    n_assets: usize,
-    flagged_real: &HashSet<(usize, i64)>,
-) -> (bool, bool, usize) {
+    flagged: &Flagged<'_>,
+) -> Injected {
     let fc = &scorer.detector.config.features;
-    let verdicts: Vec<Verdict>;
-    let (range, key, times): (std::ops::Range<usize>, usize, Vec<i64>);
-    if pattern.is_pool() {
+    let (rows, range, key, scales) = if pattern.is_pool() {
         let p = &markets.pools[m];
         let mut snaps = p.snapshots[..=at].to_vec();
-        range = inject_pool(&mut snaps, at, pattern, strength);
+        let range = inject_pool(&mut snaps, at, pattern, strength);
         let rows = features::pool_rows(fc, &snaps, markets.candles_of(&p.asset));
-        times = range.clone().map(|k| snaps[k].time_ms).collect();
-        verdicts = rows[range]
-            .iter()
-            .flatten()
-            .filter_map(|r| scorer.pool_verdict(r))
-            .collect();
-        key = n_assets + m;
+        (rows, range, flagged.n_assets + m, flagged.pool_scales)
     } else {
         let a = &markets.assets[m];
         let end = (at + pattern.span()).min(a.candles.len());
         let mut c = a.candles[..end].to_vec();
-        range = inject_candles(&mut c, at, pattern, strength);
-        let rows = features::candle_rows(fc, &c);
-        times = range.clone().map(|k| c[k].open_time).collect();
-        verdicts = rows[range]
-            .iter()
-            .flatten()
-            .filter_map(|r| scorer.candle_verdict(r, Some(&markets.market)))
-            .collect();
-        key = m;
-    }
-    let detected = verdicts.iter().any(|v| v.flagged);
-    let chance = times.iter().any(|t| flagged_real.contains(&(key, *t)));
-    let bare = verdicts
+        let range = inject_candles(&mut c, at, pattern, strength);
+        (features::candle_rows(fc, &c), range, m, flagged.candle_scales)
+    };
+    let touched: Vec<&features::Row> = rows[range].iter().flatten().collect();
+    let verdict = |r: &features::Row, scale: f64| {
+        if pattern.is_pool() {
+            scorer.pool_verdict_scaled(r, scale)
+        } else {
+            scorer.candle_verdict_scaled(r, Some(&markets.market), scale)
+        }
+    };
+    let fixed: Vec<Verdict> = touched.iter().filter_map(|r| verdict(r, 1.0)).collect();
+    let adaptive: Vec<Verdict> = touched
         .iter()
+        .filter_map(|r| verdict(r, scales.at(r.time_ms)))
+        .collect();
+    let bare = fixed
+        .iter()
+        .chain(&adaptive)
         .filter(|v| v.flagged && v.drivers.is_empty())
         .count();
-    (detected, chance, bare)
+    Injected {
+        detected: fixed.iter().any(|v| v.flagged),
+        detected_adaptive: adaptive.iter().any(|v| v.flagged),
+        chance: touched.iter().any(|r| flagged.fixed.contains(&(key, r.time_ms))),
+        bare,
+    }
 }
 
 /// The report as Markdown tables.
@@ -388,16 +501,18 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| data | markets | rows scored | flagged | false-alarm rate | stated | ratio |\n|---|--:|--:|--:|--:|--:|--:|"
+        "| data | threshold | markets | rows scored | flagged | false-alarm rate | stated | ratio |\n|---|---|--:|--:|--:|--:|--:|--:|"
     );
-    for (name, x) in [
-        ("asset-hours", Some(&r.candles)),
-        ("pool snapshots", r.pools.as_ref()),
+    for (name, threshold, x) in [
+        ("asset-hours", "fitted", Some(&r.candles)),
+        ("asset-hours", "adapted daily", Some(&r.candles_adaptive)),
+        ("pool snapshots", "fitted", r.pools.as_ref()),
+        ("pool snapshots", "adapted daily", r.pools_adaptive.as_ref()),
     ] {
         if let Some(x) = x {
             let _ = writeln!(
                 s,
-                "| {name} | {} | {} | {} | {:.4}% | {:.4}% | {:.2} |",
+                "| {name} | {threshold} | {} | {} | {} | {:.4}% | {:.4}% | {:.2} |",
                 x.markets,
                 x.scored,
                 x.flagged,
@@ -409,13 +524,23 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\n| pattern | strength | injected | recall | flagged anyway (no injection) |\n|---|---|--:|--:|--:|"
+        "\nDaily scale of the threshold (lowest, median, highest): asset-hours {:.2} / {:.2} / {:.2}, pool snapshots {:.2} / {:.2} / {:.2}",
+        r.candle_scales.0,
+        r.candle_scales.1,
+        r.candle_scales.2,
+        r.pool_scales.0,
+        r.pool_scales.1,
+        r.pool_scales.2
+    );
+    let _ = writeln!(
+        s,
+        "\n| pattern | strength | injected | recall (fitted) | recall (adapted daily) | flagged anyway (no injection) |\n|---|---|--:|--:|--:|--:|"
     );
     for x in &r.recall {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.3} | {:.3} |",
-            x.pattern, x.strength, x.injected, x.recall, x.chance
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} |",
+            x.pattern, x.strength, x.injected, x.recall, x.recall_adaptive, x.chance
         );
     }
     let _ = writeln!(s, "\nFlags without drivers: {}\n", r.flags_without_drivers);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use volcast_core::anomaly::{DetectorConfig, Scorer};
+use volcast_core::anomaly::{AdaptiveConfig, DetectorConfig, Scorer};
 use volcast_core::time::{Bound, parse_time};
 use volcast_training::anomaly::evaluate::{EvalConfig, evaluate, render};
 use volcast_training::anomaly::{DataDirs, Markets, chart, fit, load, save, summary};
@@ -168,6 +168,7 @@ fn main() -> std::process::ExitCode {
                     injections: eval.injections,
                     seed: eval.seed,
                     top: eval.top,
+                    adaptive: AdaptiveConfig::default(),
                 };
                 print!("{}", run_eval(&data, &detector, &config, json.as_deref())?);
                 Ok(())
@@ -191,6 +192,7 @@ fn main() -> std::process::ExitCode {
                         injections,
                         seed,
                         top: 10,
+                        adaptive: AdaptiveConfig::default(),
                     };
                     let text = run_eval(&data, &path, &config, Some(&dir.join("report.json")))?;
                     std::fs::write(dir.join("report.md"), &text)?;

@@ -317,7 +317,9 @@ fn to_normal(x: f64, knots: &[f64], z_min: f64) -> f64 {
     z_at((lo - 1) as f64 + (x - a) / (b - a))
 }
 
-pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row) -> Option<Verdict> {
+/// One row's verdict, its thresholds multiplied by `scale` (see [`super::adaptive`]; 1: as
+/// fitted).
+pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64) -> Option<Verdict> {
     let z = model.normal_scores(&row.values);
     let subset = subsets
         .iter()
@@ -326,7 +328,8 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row) -> Option<V
     let (lead, c) = conditional(&subset.precision, &pz);
     let by_conditional = subset.threshold * (c / subset.conditional.max(1e-12)).powi(2);
     let score = d2.max(by_conditional);
-    let flagged = score > subset.threshold;
+    let threshold = subset.threshold * scale;
+    let flagged = score > threshold;
     let drivers = if flagged {
         // By share of `d²`; a flag raised by one feature's conditional surprise names it first.
         let mut order: Vec<usize> = (0..parts.len()).collect();
@@ -357,7 +360,7 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row) -> Option<V
     Some(Verdict {
         time_ms: row.time_ms,
         score,
-        threshold: subset.threshold,
+        threshold,
         flagged,
         drivers,
     })
@@ -425,7 +428,7 @@ mod tests {
             .collect();
         let flags = fresh
             .iter()
-            .filter_map(|r| verdict(&m, &subsets, r))
+            .filter_map(|r| verdict(&m, &subsets, r, 1.0))
             .filter(|v| v.flagged)
             .count();
         let rate = flags as f64 / 40_000.0;
@@ -438,7 +441,7 @@ mod tests {
             market: vec![f64::NAN; 2],
             ret: (0.0, 1.0),
         };
-        let v = verdict(&m, &subsets, &odd).unwrap();
+        let v = verdict(&m, &subsets, &odd, 1.0).unwrap();
         assert!(v.flagged && !v.drivers.is_empty());
         let shares: f64 = v.drivers.iter().map(|d| d.share).sum();
         assert!((shares - 1.0).abs() < 1e-9);
@@ -465,7 +468,7 @@ mod tests {
             market: vec![f64::NAN; 6],
             ret: (0.0, 1.0),
         };
-        let v = verdict(&m, &m.subsets(), &row).unwrap();
+        let v = verdict(&m, &m.subsets(), &row, 1.0).unwrap();
         assert!(v.flagged && v.drivers[0].feature == "a", "{v:?}");
         // On fresh rows of the same law, the joint thresholds flag about the stated rate.
         let subsets = m.subsets();
@@ -479,7 +482,7 @@ mod tests {
                     market: vec![f64::NAN; 6],
                     ret: (0.0, 1.0),
                 };
-                verdict(&m, &subsets, &row).is_some_and(|v| v.flagged)
+                verdict(&m, &subsets, &row, 1.0).is_some_and(|v| v.flagged)
             })
             .count();
         let rate = flagged as f64 / 200_000.0;
@@ -505,12 +508,12 @@ mod tests {
             market: vec![f64::NAN; 2],
             ret: (0.0, 1.0),
         };
-        let v = verdict(&m, &subsets, &row).unwrap();
+        let v = verdict(&m, &subsets, &row, 1.0).unwrap();
         assert!((v.threshold - m.thresholds[1].d2).abs() < 1e-12);
         // Likewise for a floored feature: missing is missing, never the floor.
         let floored = Copula::fit(&["a", "b"], vec![None, Some(-1.0)], &rows, &[1], 0.01);
         assert!(floored.normal_scores(&[0.1, f64::NAN])[1].is_nan());
-        let v = verdict(&floored, &floored.subsets(), &row).unwrap();
+        let v = verdict(&floored, &floored.subsets(), &row, 1.0).unwrap();
         assert!((v.threshold - floored.thresholds[1].d2).abs() < 1e-12);
         // With one feature, d² is z²: the 1% threshold is about 2.576².
         assert!((m.thresholds[1].d2 - 2.576f64.powi(2)).abs() < 0.4);

@@ -20,8 +20,11 @@
 //! The flag threshold is the fit period's `1 - rate` quantile of `d²`, one per set of available
 //! features (a pool snapshot without an exchange price is scored on the marginal of the others,
 //! with its own threshold), so the false-alarm rate on fit data is the stated one by
-//! construction and the score means the same on every asset.
+//! construction and the score means the same on every asset. In operation the thresholds are
+//! scaled each day so that the trailing 90 days would have been flagged at the stated rate
+//! ([`adaptive`]): a new year's hours are not the fit period's.
 
+pub mod adaptive;
 pub mod copula;
 pub mod features;
 pub mod inject;
@@ -29,6 +32,7 @@ pub mod inject;
 use serde::{Deserialize, Serialize};
 
 use crate::candles::Candle;
+pub use adaptive::{AdaptiveConfig, DailyScales, Scale};
 pub use copula::{Copula, Driver, MAX_DRIVERS, Threshold, Verdict};
 use copula::{Subset, verdict};
 use features::{FeatureConfig, MarketContext, PoolSnapshot, Row};
@@ -131,6 +135,7 @@ pub struct Scorer {
     candle_subsets: Vec<Subset>,
     market_subsets: Vec<Subset>,
     pool_subsets: Vec<Subset>,
+    scale: Scale,
 }
 
 impl Scorer {
@@ -145,7 +150,21 @@ impl Scorer {
             candle_subsets,
             market_subsets,
             pool_subsets,
+            scale: Scale::default(),
         }
+    }
+
+    /// The same detector with its thresholds multiplied by `scale` ([`adaptive`]).
+    #[must_use]
+    pub fn with_scale(mut self, scale: Scale) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// The scales its thresholds are multiplied by (1: as fitted).
+    #[must_use]
+    pub fn scale(&self) -> Scale {
+        self.scale
     }
 
     /// Scores one asset's candles: one verdict per scored hour (hours still warming up are
@@ -187,9 +206,26 @@ impl Scorer {
     /// Scores one candle row: against the market where `market` covers its hour, else alone.
     #[must_use]
     pub fn candle_verdict(&self, row: &Row, market: Option<&MarketContext>) -> Option<Verdict> {
+        self.candle_verdict_scaled(row, market, self.scale.candles)
+    }
+
+    /// [`Self::candle_verdict`] with the thresholds times `scale` instead (for a replay, where
+    /// each day has its own).
+    #[must_use]
+    pub fn candle_verdict_scaled(
+        &self,
+        row: &Row,
+        market: Option<&MarketContext>,
+        scale: f64,
+    ) -> Option<Verdict> {
         match market.and_then(|m| m.adjust(row)) {
-            Some(adjusted) => verdict(&self.detector.candles_market, &self.market_subsets, &adjusted),
-            None => verdict(&self.detector.candles, &self.candle_subsets, row),
+            Some(adjusted) => verdict(
+                &self.detector.candles_market,
+                &self.market_subsets,
+                &adjusted,
+                scale,
+            ),
+            None => verdict(&self.detector.candles, &self.candle_subsets, row, scale),
         }
     }
 
@@ -202,14 +238,20 @@ impl Scorer {
         let rows = features::pool_rows(&self.detector.config.features, snaps, cex);
         rows.iter()
             .flatten()
-            .filter_map(|r| verdict(model, &self.pool_subsets, r))
+            .filter_map(|r| verdict(model, &self.pool_subsets, r, self.scale.pools))
             .collect()
     }
 
     /// Scores one prepared row with the pool model (for evaluation).
     #[must_use]
     pub fn pool_verdict(&self, row: &Row) -> Option<Verdict> {
+        self.pool_verdict_scaled(row, self.scale.pools)
+    }
+
+    /// [`Self::pool_verdict`] with the thresholds times `scale` instead.
+    #[must_use]
+    pub fn pool_verdict_scaled(&self, row: &Row, scale: f64) -> Option<Verdict> {
         let model = self.detector.pools.as_ref()?;
-        verdict(model, &self.pool_subsets, row)
+        verdict(model, &self.pool_subsets, row, scale)
     }
 }
