@@ -5,6 +5,7 @@
 //! cargo run --release --bin anomaly -- train --fit-until 2020-12-31 --out model-artifacts/53e907e30ea830c8/anomaly.json
 //! cargo run --release --bin anomaly -- evaluate --detector model-artifacts/53e907e30ea830c8/anomaly.json --from 2021-01-01 --to 2021-12-31
 //! cargo run --release --bin anomaly -- folds                  # for Y in 2019..2021: fit to Y-1, score Y
+//! cargo run --release --bin anomaly -- folds --flags-per-month 2 --out walk-forward/anomaly-2pm
 //! cargo run --release --bin anomaly -- chart --detector model-artifacts/53e907e30ea830c8/anomaly.json \
 //!     --asset KLAYUSDT --from 2021-10-07 --to 2021-10-12 --out chart.svg
 //! ```
@@ -74,6 +75,9 @@ enum Command {
         /// Seed of the injection sampler.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Stated false alarms per market per 30 days of each fold's detector.
+        #[arg(long, default_value_t = 1.0)]
+        flags_per_month: f64,
     },
     /// Draws one asset's price, volume and score over a window, flags marked, as SVG.
     Chart {
@@ -178,6 +182,7 @@ fn main() -> std::process::ExitCode {
                 out,
                 injections,
                 seed,
+                flags_per_month,
             } => {
                 for y in years {
                     let dir = out.join(format!("fold-{y}"));
@@ -185,7 +190,7 @@ fn main() -> std::process::ExitCode {
                     let until = time(&format!("{}-12-31", y - 1), Bound::End)?;
                     // Always refitted (seconds): a detector left by an earlier build would
                     // score this code's features with another code's model.
-                    train(&data, until, &path, 1.0)?;
+                    train(&data, until, &path, flags_per_month)?;
                     let config = EvalConfig {
                         from_ms: time(&format!("{y}-01-01"), Bound::Start)?,
                         to_ms: time(&format!("{y}-12-31"), Bound::End)?,

@@ -35,7 +35,8 @@ pub const MARKET_FEATURES: [&str; 6] = [
 ];
 /// Hours of `round_trip`: how far the price went and came back over the last five hours.
 const TRIP_HOURS: usize = 5;
-/// Hours summed by `volume_per_range`: volume for the price range it moved, over three hours.
+/// Hours averaged by `volume_per_range`: each hour's volume against its prediction (level and
+/// hour of day) less its range against its prediction, over three hours.
 const FLOW_HOURS: usize = 3;
 
 /// The pool features, in row order.
@@ -374,6 +375,7 @@ pub fn candle_rows(config: &FeatureConfig, candles: &[Candle]) -> Vec<Option<Row
     let mut log_range = Predicted::new(hl, LOG_SD_FLOOR);
     let mut log_vol = Predicted::new(hl, LOG_SD_FLOOR);
     let mut flow = Standardized::new(hl, LOG_SD_FLOOR);
+    let mut flow_hours: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     // The last hours' log returns, for `round_trip`.
     let mut trip: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     let mut out = Vec::with_capacity(candles.len());
@@ -393,13 +395,23 @@ pub fn candle_rows(config: &FeatureConfig, candles: &[Candle]) -> Vec<Option<Row
         // Range likewise, floored at 5% of its recent mean.
         let lg = range.mean().map(|m| (g + 0.05 * m + 1e-12).ln());
         let history = ((c.open_time - first.open_time) / HOUR_MS) as usize;
-        let i = out.len();
-        let recent = &candles[(i + 1).saturating_sub(FLOW_HOURS)..=i];
-        let fl = vol.mean().zip(range.mean()).map(|(m, gm)| {
-            let v3: f64 = recent.iter().map(quote_volume).sum();
-            let g3: f64 = recent.iter().map(|c| (c.high / c.low).ln().max(0.0)).sum();
-            ((v3 + 0.05 * m + 1e-12) / (g3 + 0.05 * gm + 1e-9)).ln()
+        // Volume for the range it moved: the hour's volume against its level and hour of day,
+        // less the range's against theirs (they move together in ordinary hours), averaged over
+        // the last three hours.
+        let dvg = lv.zip(lg).and_then(|(lv, lg)| {
+            Some(log_vol.deviation(c.open_time, lv)? - log_range.deviation(c.open_time, lg)?)
         });
+        if gap_hours > 1.0 {
+            flow_hours.clear();
+        }
+        if let Some(x) = dvg {
+            flow_hours.push_back(x);
+            if flow_hours.len() > FLOW_HOURS {
+                flow_hours.pop_front();
+            }
+        }
+        let fl = (dvg.is_some() && flow_hours.len() == FLOW_HOURS)
+            .then(|| flow_hours.iter().sum::<f64>() / FLOW_HOURS as f64);
         if r.is_finite() {
             trip.push_back(r);
             if trip.len() > TRIP_HOURS {
@@ -622,7 +634,9 @@ pub fn describe(name: &str, shown: f64, market: f64) -> String {
         "return" => format!("hourly return {pct:+.2}%"),
         "range" => format!("high-low range {shown:.1}x what its recent behaviour predicts for the hour"),
         "volume" => format!("volume {shown:.1}x what its recent behaviour predicts for the hour"),
-        "volume_per_range" => format!("3-hour volume per unit of price range {shown:.1}x its recent level"),
+        "volume_per_range" => {
+            format!("volume per unit of price range {shown:.1}x its usual over the last 3 hours")
+        }
         "round_trip" => format!("price went {pct:.1}% out and back over 5 hours"),
         "wick" => format!("wick {pct:.2}% beyond the candle body"),
         "pool_price" => format!("pool price {pct:+.1}% since the last snapshot"),
@@ -713,6 +727,32 @@ mod tests {
         night[n - 24 + 3].quote_volume = 3000.0;
         let rows = candle_rows(&FeatureConfig::default(), &night);
         assert!(rows[n - 24 + 3].as_ref().unwrap().values[2] > 3.0);
+    }
+
+    #[test]
+    fn volume_without_its_range_is_averaged_over_three_hours_against_both_predictions() {
+        // Eight times the volume for three hours, the range as usual: a surprise from the first
+        // hour, reading about 8x at the third (each hour's volume against its prediction, less
+        // its range against its own), while 8x volume with 8x the range is no surprise.
+        let n = 24 * 30;
+        let mut c = flat(n + 3);
+        for x in &mut c[n..] {
+            x.quote_volume *= 8.0;
+        }
+        let rows = candle_rows(&FeatureConfig::default(), &c);
+        let z: Vec<f64> = (n..n + 3).map(|i| rows[i].as_ref().unwrap().values[4]).collect();
+        assert!(z.iter().all(|&z| z > 5.0), "{z:?}");
+        let third = rows[n + 2].as_ref().unwrap().shown[4];
+        assert!((third / 8.0 - 1.0).abs() < 0.1, "{third}");
+        let mut moving = flat(n + 3);
+        for x in &mut moving[n..] {
+            x.quote_volume *= 8.0;
+            x.high = x.open * 1.032;
+            x.low = x.open * 0.968;
+        }
+        let rows = candle_rows(&FeatureConfig::default(), &moving);
+        let z = rows[n + 2].as_ref().unwrap().values[4];
+        assert!(z.abs() < 1.5, "{z}");
     }
 
     #[test]
