@@ -177,6 +177,10 @@ async fn anomaly_threshold(
             found.unwrap_or(1.0)
         }
     };
+    // A detector reloaded while the scale was measured is measured again at the next pass.
+    if state.anomaly_scorer().is_none_or(|now| now.detector.id != id) {
+        return Ok(None);
+    }
     let scaled = scorer.as_ref().clone().with_scale(Scale {
         candles: scale,
         ..scorer.scale()
