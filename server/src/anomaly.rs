@@ -38,6 +38,8 @@ impl Action {
 /// The anomaly settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnomalySettings {
+    /// Whether a detector is loaded at all (`--anomaly`).
+    pub enabled: bool,
     /// What an active flag does.
     pub action: Action,
     /// Hours before a risk answer's origin in which a flag is active.

@@ -123,6 +123,12 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_ANOMALY_DETECTOR")]
     pub anomaly_detector: Option<PathBuf>,
 
+    /// Load an anomaly detector at all. `false` serves without one (the anomaly routes answer
+    /// 503, risk answers carry no anomaly section): for a replica that does not need it, or to
+    /// measure what the detector costs the risk route.
+    #[arg(long, env = "VOLCAST_ANOMALY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub anomaly: bool,
+
     /// What an active anomaly flag on the collateral does to risk parameters: `report` (only
     /// reported in `derivation.anomaly`) or `tighten` (doubles the liquidation window tau, up to
     /// 168 h).

@@ -477,11 +477,15 @@ pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> 
 
 /// Loads the anomaly detector for the artifact in `artifact_dir` ([`anomaly::detector_path`])
 /// and installs it; without one (no `--anomaly-detector`, none in the directory) the detector
-/// already loaded, if any, stays.
+/// already loaded, if any, stays; with `--anomaly false` none is installed.
 ///
 /// # Errors
 /// The detector's file cannot be read or is not a valid detector.
 pub fn install_detector(state: &AppState, artifact_dir: &Path) -> Result<(), String> {
+    if !state.settings().anomaly.enabled {
+        tracing::info!("anomaly detection off (--anomaly false): the anomaly routes answer 503");
+        return Ok(());
+    }
     let Some(path) = anomaly::detector_path(state.anomaly_path(), artifact_dir) else {
         if state.anomaly_scorer().is_none() {
             tracing::info!("no anomaly detector: the anomaly routes answer 503");

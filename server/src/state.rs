@@ -53,6 +53,7 @@ impl Settings {
             key_rate_per_minute: c.key_rate_per_minute,
             metrics_need_key: c.metrics_need_key,
             anomaly: crate::anomaly::AnomalySettings {
+                enabled: c.anomaly,
                 action: c.anomaly_action,
                 window_hours: c.anomaly_window_hours,
             },

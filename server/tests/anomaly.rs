@@ -545,3 +545,30 @@ async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day
     assert_eq!(reloaded.anomaly_scale, Some(expected));
     assert!((state.anomaly_scorer().unwrap().scale().candles - expected).abs() < 1e-12);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anomaly_false_loads_no_detector() {
+    let mut config = Config::with_artifact(artifact()).unwrap();
+    config.anomaly = false;
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::new(Settings::from_config(&config).unwrap(), Arc::clone(&metrics));
+    let serving = volcast_server::load(&artifact(), volcast_server::load_options(&config), &metrics)
+        .await
+        .unwrap();
+    volcast_server::install_detector(&state, &serving.info.dir).unwrap();
+    assert!(state.anomaly_scorer().is_none());
+    state.set_serving(serving);
+    let app = volcast_server::app(state);
+    let mut c = common::market(START, 0, 38, None);
+    c.truncate(HOURS);
+    let body = json!({"asset": "SYNUSDT", "candles": json_candles(&c)});
+    let (s, v, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str().unwrap()),
+        (503, "detector_unavailable"),
+        "{v}"
+    );
+    let (s, v, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["items"][0]["derivation"].get("anomaly").is_none(), "{v}");
+}

@@ -183,7 +183,7 @@ impl Scorer {
         market: Option<&MarketContext>,
         from_ms: i64,
     ) -> Vec<Verdict> {
-        let rows = features::candle_rows(&self.detector.config.features, candles);
+        let rows = features::candle_rows_from(&self.detector.config.features, candles, from_ms);
         self.score_rows(&rows, market, from_ms)
     }
 

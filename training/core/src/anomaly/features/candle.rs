@@ -228,6 +228,14 @@ fn wick(c: &Candle) -> (f64, f64) {
 /// [`MarketContext::adjust`]). `None` for the hours still warming up.
 #[must_use]
 pub fn candle_rows(config: &FeatureConfig, candles: &[Candle]) -> Vec<Option<Row>> {
+    candle_rows_from(config, candles, i64::MIN)
+}
+
+/// [`candle_rows`] with the rows of the hours opening before `from_ms` left out (`None`): their
+/// candles still build the baselines, at a fraction of the cost (a risk answer scores only its
+/// last hours).
+#[must_use]
+pub fn candle_rows_from(config: &FeatureConfig, candles: &[Candle], from_ms: i64) -> Vec<Option<Row>> {
     let hl = config.candle_half_life_hours;
     let (mut r2, mut range, mut vol) = (Ewma::new(hl), Ewma::new(hl), Ewma::new(hl));
     // Log range, log volume and log volume per unit of range over the last three hours, each
@@ -289,7 +297,7 @@ pub fn candle_rows(config: &FeatureConfig, candles: &[Candle]) -> Vec<Option<Row
         );
         let row = match (r2.mean(), zg, zv, zf) {
             (Some(var), Some((zg, g_ratio)), Some((zv, v_ratio)), Some((zf, f_ratio)))
-                if history >= config.candle_warmup_hours =>
+                if history >= config.candle_warmup_hours && c.open_time >= from_ms =>
             {
                 let sigma = (var * gap_hours).sqrt().max(1e-5);
                 let (wick_frac, wick_log) = wick(c);
@@ -344,6 +352,10 @@ mod tests {
         assert_eq!(rows.len(), 400);
         assert!(rows[..cfg.candle_warmup_hours].iter().all(Option::is_none));
         assert!(rows[cfg.candle_warmup_hours..].iter().all(Option::is_some));
+        // Leaving out the rows before hour 250 changes none after it.
+        let late = candle_rows_from(&cfg, &c, 250 * HOUR_MS);
+        assert!(late[..250].iter().all(Option::is_none));
+        assert_eq!(format!("{:?}", &late[250..]), format!("{:?}", &rows[250..]));
         // Cutting the data after hour 300 changes nothing at or before it.
         let cut = candle_rows(&cfg, &c[..301]);
         // (Debug text: the rows hold NaN, which is never equal to itself.)

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 mod candle;
 mod pool;
 
-pub use candle::{CANDLE_FEATURES, MARKET_FEATURES, MarketContext, candle_rows};
+pub use candle::{CANDLE_FEATURES, MARKET_FEATURES, MarketContext, candle_rows, candle_rows_from};
 pub use pool::{GAP_FEATURE, POOL_FEATURES, PoolSnapshot, cex_band_at, pool_rows};
 
 /// How the features forget: half-lives and the history needed before a row is scored.
