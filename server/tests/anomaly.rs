@@ -572,3 +572,55 @@ async fn anomaly_false_loads_no_detector() {
     assert_eq!(s, 200, "{v}");
     assert!(v["items"][0]["derivation"].get("anomaly").is_none(), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_candles_route_judges_an_asset_against_the_stored_market() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .unwrap();
+    // A +40% pump on 12x volume in all six stored assets at once (the market's move), and in
+    // SYN0USDT alone a day later (its own).
+    let (together, alone) = (900, 924);
+    for a in 0..6 {
+        let mut c = common::market(START, a, 40, None);
+        inject_candles(&mut c, together, Pattern::PumpAndDump, 0.4);
+        if a == 0 {
+            inject_candles(&mut c, alone, Pattern::PumpAndDump, 0.4);
+        }
+        store.insert_candles(&format!("SYN{a}USDT"), &c).await.unwrap();
+    }
+    let (app, _) = app(Action::Report, true, Some(store)).await;
+    let from = format_ms(START + 850 * HOUR_MS);
+    let to = format_ms(START + 950 * HOUR_MS);
+    let (s, v, _) = common::call(
+        &app,
+        "GET",
+        &format!("/v1/assets/SYN0USDT/anomalies?from={from}&to={to}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["market_context"], "store", "{v}");
+    assert_eq!(v["hours"]["scored"], 101);
+    let hours = |at: usize| -> Vec<String> {
+        (at..at + 5)
+            .map(|i| format_ms(START + i as i64 * HOUR_MS))
+            .collect()
+    };
+    let flagged = flagged_times(&v["hours"]["rows"]);
+    assert!(flagged.iter().any(|t| hours(alone).contains(t)), "{flagged:?}");
+    assert!(
+        !flagged.iter().any(|t| hours(together).contains(t)),
+        "{flagged:?}"
+    );
+    let drivers = &v["hours"]["rows"][0]["drivers"];
+    assert!(
+        drivers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["feature"].as_str().unwrap().ends_with("_vs_market")),
+        "{drivers}"
+    );
+}

@@ -224,8 +224,10 @@ impl SeriesScan {
 pub struct AssetScan {
     /// Asset id.
     pub asset: String,
-    /// Whether the hours were scored against the market: `batch` (the batch's medians, the
-    /// `*_vs_market` features) or `none` (the asset's own features, on their own thresholds).
+    /// Whether the hours were scored against the market: `batch` (a scan's batch of five or
+    /// more assets: its medians, the `*_vs_market` features), `store` (the asset route, with five
+    /// or more stored assets: theirs) or `none` (the asset's own features, on their own
+    /// thresholds).
     pub market_context: String,
     /// Its hours.
     pub hours: SeriesScan,

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use volcast_core::anomaly::features::{MarketContext, Row, candle_rows_from};
 use volcast_core::time::{Bound, HOUR_MS};
 
 use crate::anomaly::{check_pool, min_candles, scan_batch};
@@ -81,8 +82,9 @@ pub async fn scan(
 }
 
 /// The flagged hours of an asset's stored candles between `from` and `to` (every scored hour
-/// with `all=true`), with their drivers. The detector's warm-up is read from before `from`; hours
-/// without a week of stored history before them are not scored.
+/// with `all=true`), with their drivers, against the market of every stored asset over the same
+/// hours when five or more are stored (`market_context: store`). The detector's warm-up is read
+/// from before `from`; hours without a week of stored history before them are not scored.
 #[utoipa::path(
     get,
     path = "/v1/assets/{asset}/anomalies",
@@ -134,17 +136,47 @@ pub async fn asset_anomalies(
     if candles.is_empty() && store.latest_candles(&asset, i64::MAX, 1).await?.is_empty() {
         return Err(ApiError::UnknownAsset { asset });
     }
-    let all = q.all.unwrap_or(false);
-    let scan = tokio::task::spawn_blocking(move || {
-        let verdicts = scorer.score_candles_from(&candles, None, from);
-        AssetScan {
-            asset,
-            market_context: "none".into(),
-            hours: SeriesScan::of(verdicts, all),
-            pool: None,
+    // The market: every stored asset over the same hours, when there are enough of them.
+    let stored = store.counts(start, to).await?;
+    let mut others = Vec::new();
+    if stored.len() >= scorer.detector.config.market_min_assets {
+        for (other, _) in stored.iter().filter(|(a, _)| *a != asset) {
+            others.push(store.candles(other, start, to, limit).await?);
         }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
+    }
+    let all = q.all.unwrap_or(false);
+    let scan = tokio::task::spawn_blocking(move || store_scan(&scorer, asset, &candles, &others, from, all))
+        .await
+        .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
     Ok(Json(scan))
+}
+
+/// One stored asset's scan from `from` on, against the market of the other stored assets'
+/// `others` candles (`market_context: store`) where there are enough of them, else alone.
+fn store_scan(
+    scorer: &volcast_core::anomaly::Scorer,
+    asset: String,
+    candles: &[volcast_core::candles::Candle],
+    others: &[Vec<volcast_core::candles::Candle>],
+    from: i64,
+    all: bool,
+) -> AssetScan {
+    let features = &scorer.detector.config.features;
+    let rows = candle_rows_from(features, candles, from);
+    let market = (!others.is_empty()).then(|| {
+        let other_rows: Vec<Vec<Option<Row>>> = others
+            .iter()
+            .map(|c| candle_rows_from(features, c, from))
+            .collect();
+        let slices: Vec<&[Option<Row>]> = std::iter::once(rows.as_slice())
+            .chain(other_rows.iter().map(Vec::as_slice))
+            .collect();
+        MarketContext::new(&slices, scorer.detector.config.market_min_assets)
+    });
+    AssetScan {
+        asset,
+        market_context: if market.is_some() { "store" } else { "none" }.into(),
+        hours: SeriesScan::of(scorer.score_rows(&rows, market.as_ref(), from), all),
+        pool: None,
+    }
 }
