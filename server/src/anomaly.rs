@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, Row, candle_rows};
+use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, Row, candle_rows, candle_rows_from};
 use volcast_core::anomaly::{AdaptiveConfig, DailyScales, Detector, Scorer};
 use volcast_core::candles::Candle;
 use volcast_core::time::HOUR_MS;
@@ -92,8 +92,7 @@ pub fn day_scale(
         .iter()
         .map(|c| candle_rows(&d.config.features, c))
         .collect();
-    let slices: Vec<&[Option<Row>]> = rows.iter().map(Vec::as_slice).collect();
-    let market = MarketContext::new(&slices, d.config.market_min_assets);
+    let market = MarketContext::new(&rows, d.config.market_min_assets);
     let from = day_ms - config.window_ms();
     let ratios: Vec<(i64, f64)> = rows
         .iter()
@@ -172,10 +171,7 @@ pub fn scan_batch(scorer: &Scorer, items: &[ScanInput]) -> Vec<AssetScan> {
         .iter()
         .map(|(_, c, _)| candle_rows(&scorer.detector.config.features, c))
         .collect();
-    let market = (items.len() >= MIN_ASSETS).then(|| {
-        let slices: Vec<&[Option<Row>]> = rows.iter().map(Vec::as_slice).collect();
-        MarketContext::new(&slices, MIN_ASSETS)
-    });
+    let market = (items.len() >= MIN_ASSETS).then(|| MarketContext::new(&rows, MIN_ASSETS));
     items
         .iter()
         .zip(&rows)
@@ -188,6 +184,34 @@ pub fn scan_batch(scorer: &Scorer, items: &[ScanInput]) -> Vec<AssetScan> {
                 .map(|p| SeriesScan::of(scorer.score_pool(p, Some(candles)), true)),
         })
         .collect()
+}
+
+/// One stored asset's scan from `from` on, against the market of the other stored assets'
+/// `others` candles (`market_context: store`) where there are any (the caller reads them only
+/// when enough assets are stored), else alone.
+#[must_use]
+pub fn store_scan(
+    scorer: &Scorer,
+    asset: String,
+    candles: &[Candle],
+    others: &[Vec<Candle>],
+    from: i64,
+    all: bool,
+) -> AssetScan {
+    let features = &scorer.detector.config.features;
+    // The asset's rows first, then the others'; all of them make the market.
+    let rows: Vec<Vec<Option<Row>>> = std::iter::once(candles)
+        .chain(others.iter().map(Vec::as_slice))
+        .map(|c| candle_rows_from(features, c, from))
+        .collect();
+    let market =
+        (!others.is_empty()).then(|| MarketContext::new(&rows, scorer.detector.config.market_min_assets));
+    AssetScan {
+        asset,
+        market_context: if market.is_some() { "store" } else { "none" }.into(),
+        hours: SeriesScan::of(scorer.score_rows(&rows[0], market.as_ref(), from), all),
+        pool: None,
+    }
 }
 
 /// The anomaly part of a risk recommendation on `candles` (the request's window), and the

@@ -127,11 +127,11 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     let had_detector = derivation.is_null() || !derivation["anomaly"].is_null();
     let scale = derivation["anomaly"]["threshold_scale"].as_f64().unwrap_or(1.0);
     then.set_anomaly(state.anomaly_scorer().filter(|_| had_detector).map(|s| {
-        let candles = volcast_core::anomaly::Scale {
+        let then_scale = volcast_core::anomaly::Scale {
             candles: scale,
             ..s.scale()
         };
-        Arc::new(s.as_ref().clone().with_scale(candles))
+        Arc::new(s.as_ref().clone().with_scale(then_scale))
     }));
     then.set_policy(body.model.policy.clone(), None);
     then.set_serving(serving);

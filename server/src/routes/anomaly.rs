@@ -3,13 +3,10 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use volcast_core::anomaly::features::{MarketContext, Row, candle_rows_from};
 use volcast_core::time::{Bound, HOUR_MS};
 
-use crate::anomaly::{check_pool, min_candles, scan_batch};
-use crate::dto::anomaly::{
-    AnomaliesQuery, AssetScan, DetectorRef, ScanItem, ScanRequest, ScanResponse, SeriesScan,
-};
+use crate::anomaly::{check_pool, min_candles, scan_batch, store_scan};
+use crate::dto::anomaly::{AnomaliesQuery, AssetScan, DetectorRef, ScanItem, ScanRequest, ScanResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::inputs::{check_asset_id, checked_candles, shape};
@@ -149,34 +146,4 @@ pub async fn asset_anomalies(
         .await
         .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
     Ok(Json(scan))
-}
-
-/// One stored asset's scan from `from` on, against the market of the other stored assets'
-/// `others` candles (`market_context: store`) where there are enough of them, else alone.
-fn store_scan(
-    scorer: &volcast_core::anomaly::Scorer,
-    asset: String,
-    candles: &[volcast_core::candles::Candle],
-    others: &[Vec<volcast_core::candles::Candle>],
-    from: i64,
-    all: bool,
-) -> AssetScan {
-    let features = &scorer.detector.config.features;
-    let rows = candle_rows_from(features, candles, from);
-    let market = (!others.is_empty()).then(|| {
-        let other_rows: Vec<Vec<Option<Row>>> = others
-            .iter()
-            .map(|c| candle_rows_from(features, c, from))
-            .collect();
-        let slices: Vec<&[Option<Row>]> = std::iter::once(rows.as_slice())
-            .chain(other_rows.iter().map(Vec::as_slice))
-            .collect();
-        MarketContext::new(&slices, scorer.detector.config.market_min_assets)
-    });
-    AssetScan {
-        asset,
-        market_context: if market.is_some() { "store" } else { "none" }.into(),
-        hours: SeriesScan::of(scorer.score_rows(&rows, market.as_ref(), from), all),
-        pool: None,
-    }
 }

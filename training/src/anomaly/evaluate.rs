@@ -238,13 +238,19 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
             v
         })
         .collect();
-    let pool_all: Vec<Vec<Verdict>> = markets
+    let pool_rows: Vec<Vec<Option<features::Row>>> = markets
         .pools
         .par_iter()
-        .map(|p| {
-            let mut v = scorer.score_pool(&p.snapshots, markets.candles_of(&p.asset));
-            v.retain(|v| v.time_ms >= since && v.time_ms <= config.to_ms);
-            v
+        .map(|p| features::pool_rows(&d.config.features, &p.snapshots, markets.candles_of(&p.asset)))
+        .collect();
+    let pool_all: Vec<Vec<Verdict>> = pool_rows
+        .par_iter()
+        .map(|rows| {
+            rows.iter()
+                .flatten()
+                .filter(|r| r.time_ms >= since && r.time_ms <= config.to_ms)
+                .filter_map(|r| scorer.pool_verdict_scaled(r, 1.0))
+                .collect()
         })
         .collect();
     let candle_scales = day_scales(&candle_all, d.candle_rate, config);
@@ -271,19 +277,17 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
     let real_pools: Vec<Scored> = markets
         .pools
         .par_iter()
+        .zip(&pool_rows)
         .zip(pool_all)
-        .map(|(p, all)| {
-            let rows = features::pool_rows(&d.config.features, &p.snapshots, markets.candles_of(&p.asset));
-            Scored {
-                market: p.id.clone(),
-                adaptive: rows
-                    .iter()
-                    .flatten()
-                    .filter(|r| in_period(r.time_ms))
-                    .filter_map(|r| scorer.pool_verdict_scaled(r, pool_scales.at(r.time_ms)))
-                    .collect(),
-                fixed: all.into_iter().filter(|v| in_period(v.time_ms)).collect(),
-            }
+        .map(|((p, rows), all)| Scored {
+            market: p.id.clone(),
+            adaptive: rows
+                .iter()
+                .flatten()
+                .filter(|r| in_period(r.time_ms))
+                .filter_map(|r| scorer.pool_verdict_scaled(r, pool_scales.at(r.time_ms)))
+                .collect(),
+            fixed: all.into_iter().filter(|v| in_period(v.time_ms)).collect(),
         })
         .collect();
     let scored = |x: &[Scored]| x.iter().filter(|s| !s.fixed.is_empty()).count();

@@ -205,8 +205,7 @@ impl Markets {
             .par_iter()
             .map(|a| features::candle_rows(&config.features, &a.candles))
             .collect();
-        let slices: Vec<&[Option<Row>]> = rows.iter().map(Vec::as_slice).collect();
-        let market = MarketContext::new(&slices, config.market_min_assets);
+        let market = MarketContext::new(&rows, config.market_min_assets);
         Ok(Self {
             assets,
             pools,

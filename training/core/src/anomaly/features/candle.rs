@@ -136,11 +136,11 @@ pub struct MarketContext {
 impl MarketContext {
     /// From each asset's rows ([`candle_rows`]).
     #[must_use]
-    pub fn new(assets: &[&[Option<Row>]], min_assets: usize) -> Self {
+    pub fn new<R: AsRef<[Option<Row>]>>(assets: &[R], min_assets: usize) -> Self {
         let n = CANDLE_FEATURES.len();
         let mut cols: HashMap<i64, Vec<Vec<f64>>> = HashMap::new();
         for rows in assets {
-            for r in rows.iter().flatten() {
+            for r in rows.as_ref().iter().flatten() {
                 let e = cols.entry(r.time_ms).or_insert_with(|| vec![Vec::new(); 2 * n]);
                 e[0].push(r.ret.0);
                 for j in 1..n {
