@@ -19,32 +19,27 @@
 //! Nothing here runs on the request path: the follower's work happens in its own tasks, it takes
 //! one store connection at a time, and its status lock is never held across an await.
 
-use std::collections::{BTreeMap, HashSet};
-use std::error::Error as _;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod klines;
+mod status;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
-use serde::Serialize;
-use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
-use volcast_core::candles::{Candle, CandleError, validate_candles};
+use volcast_core::candles::Candle;
 use volcast_core::time::{HOUR_MS, format_ms};
-use volcast_store::{AssetRange, CandleStore, Store, StoreError};
+use volcast_store::{AssetRange, CandleStore, Store};
+
+use klines::{RoundError, fetch, prepare};
+pub use status::{Clock, FollowState, FollowStatus, SymbolStatus, wall_clock_ms};
 
 /// Binance's public REST API.
 pub const DEFAULT_BINANCE_URL: &str = "https://api.binance.com";
 
 /// Most candles Binance returns per klines request.
 pub const MAX_PAGE_LIMIT: u32 = 1000;
-
-/// Longest `Retry-After` honoured (a 418 ban can ask for days; we ask again after a day).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
-
-/// Characters of an error body kept in a message.
-const MAX_BODY_CHARS: usize = 200;
 
 /// What to follow and how often to ask.
 #[derive(Debug, Clone)]
@@ -108,144 +103,6 @@ pub enum FollowError {
     /// Not called inside a tokio runtime.
     #[error("the follower needs a tokio runtime: {0}")]
     Runtime(#[from] tokio::runtime::TryCurrentError),
-}
-
-/// The wall clock, Unix ms.
-#[must_use]
-pub fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Where "now" comes from: the wall clock, or a test's.
-#[derive(Clone)]
-pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
-
-impl Clock {
-    /// The system's wall clock.
-    #[must_use]
-    pub fn system() -> Self {
-        Self(Arc::new(wall_clock_ms))
-    }
-
-    /// A clock reading `now_ms` (Unix milliseconds).
-    pub fn from_fn(now_ms: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
-        Self(Arc::new(now_ms))
-    }
-
-    /// Now, Unix milliseconds.
-    #[must_use]
-    pub fn now_ms(&self) -> i64 {
-        (self.0)()
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::system()
-    }
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Clock").field(&self.now_ms()).finish()
-    }
-}
-
-/// What a symbol's task is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FollowState {
-    /// Not asked yet (the store is being read).
-    Starting,
-    /// Storing full pages: more closed candles are waiting.
-    Backfilling,
-    /// Every closed candle the exchange has is stored.
-    CaughtUp,
-    /// The last attempt failed (rate limit, server or network error, refused data); retrying
-    /// with backoff.
-    Retrying,
-    /// The exchange refuses the request (e.g. an unknown symbol); asked again every
-    /// `backoff_max`.
-    Refused,
-}
-
-/// One followed symbol, as the status endpoints and metrics show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SymbolStatus {
-    /// The symbol, also the asset id in the store.
-    pub symbol: String,
-    /// What its task is doing.
-    pub state: FollowState,
-    /// Open time (Unix ms) of the newest candle stored, by this follower or before it started.
-    pub last_open_time: Option<i64>,
-    /// When (Unix ms) the last successful request finished.
-    pub last_success_ms: Option<i64>,
-    /// The most recent failure, kept after recovery (`consecutive_failures` says if it is current).
-    pub last_error: Option<String>,
-    /// Failed attempts since the last success.
-    pub consecutive_failures: u32,
-    /// Candles this follower stored (new rows).
-    pub stored: u64,
-    /// Requests sent to the exchange.
-    pub requests: u64,
-    /// Failed attempts, each followed by a retry.
-    pub retries: u64,
-    /// Answers 429 or 418 (rate limited).
-    pub rate_limited: u64,
-}
-
-impl SymbolStatus {
-    fn new(symbol: &str) -> Self {
-        Self {
-            symbol: symbol.to_owned(),
-            state: FollowState::Starting,
-            last_open_time: None,
-            last_success_ms: None,
-            last_error: None,
-            consecutive_failures: 0,
-            stored: 0,
-            requests: 0,
-            retries: 0,
-            rate_limited: 0,
-        }
-    }
-}
-
-/// The followed symbols' status, shared with the follower's tasks; cheap to clone, and reading it
-/// never waits on the network or the store.
-#[derive(Debug, Clone, Default)]
-pub struct FollowStatus(Arc<Mutex<BTreeMap<String, SymbolStatus>>>);
-
-impl FollowStatus {
-    /// Every followed symbol, by name.
-    #[must_use]
-    pub fn snapshot(&self) -> Vec<SymbolStatus> {
-        self.lock().values().cloned().collect()
-    }
-
-    /// One symbol's status, if it is followed.
-    #[must_use]
-    pub fn get(&self, symbol: &str) -> Option<SymbolStatus> {
-        self.lock().get(symbol).cloned()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SymbolStatus>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn register(&self, symbol: &str) {
-        self.lock()
-            .entry(symbol.to_owned())
-            .or_insert_with(|| SymbolStatus::new(symbol));
-    }
-
-    fn update(&self, symbol: &str, change: impl FnOnce(&mut SymbolStatus)) {
-        if let Some(status) = self.lock().get_mut(symbol) {
-            change(status);
-        }
-    }
 }
 
 /// A running follower. Dropping it stops its tasks; [`Follower::shutdown`] also waits for them.
@@ -548,41 +405,21 @@ struct Round {
     more: bool,
 }
 
-/// Why an attempt failed.
-#[derive(Debug, thiserror::Error)]
-enum RoundError {
-    #[error("rate limited (HTTP {status})")]
-    RateLimited {
-        status: StatusCode,
-        retry_after: Option<Duration>,
-    },
-    #[error("exchange unavailable (HTTP {status}): {message}")]
-    Unavailable { status: StatusCode, message: String },
-    #[error("exchange refused the request (HTTP {status}): {message}")]
-    Refused { status: StatusCode, message: String },
-    #[error("request failed: {0}")]
-    Network(String),
-    #[error("unreadable klines: {0}")]
-    Malformed(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-}
-
-impl RoundError {
-    /// The exchange's answer, not the way to it, is at fault.
-    fn is_refused_data(&self) -> bool {
-        matches!(self, Self::Refused { .. } | Self::Malformed(_) | Self::Invalid(_))
-    }
-}
-
 /// Asks for one page from `cursor`, stores its closed candles and moves `cursor` past them.
 async fn round(shared: &Shared, symbol: &str, cursor: &mut i64) -> Result<Round, RoundError> {
     // Closed as of when the request leaves: the answer may be written before a slow response
     // arrives, and a candle that closed in between would be stored with its values so far.
     let asked = shared.clock.now_ms();
-    let rows = fetch(shared, symbol, *cursor).await?;
+    shared.status.update(symbol, |s| s.requests += 1);
+    let config = &shared.config;
+    let rows = fetch(
+        &shared.client,
+        &shared.klines_url,
+        config.page_limit,
+        symbol,
+        *cursor,
+    )
+    .await?;
     let now = shared.clock.now_ms();
     let page = prepare(symbol, &rows, *cursor, closed_before(asked, shared.config.settle));
     let stored = store_page(shared, symbol, &page.candles).await?;
@@ -630,147 +467,6 @@ async fn store_page(shared: &Shared, symbol: &str, candles: &[Candle]) -> Result
     // The semaphore is never closed; without a permit the write would still be correct.
     let _permit = shared.writes.acquire().await.ok();
     Ok(shared.store.insert_candles(symbol, candles).await?)
-}
-
-/// One klines request: the rows of a 200 answer, or why there are none.
-async fn fetch(shared: &Shared, symbol: &str, start: i64) -> Result<Vec<Value>, RoundError> {
-    shared.status.update(symbol, |s| s.requests += 1);
-    let response = shared
-        .client
-        .get(shared.klines_url.clone())
-        .query(&[
-            ("symbol", symbol),
-            ("interval", "1h"),
-            ("startTime", &start.to_string()),
-            ("limit", &shared.config.page_limit.to_string()),
-        ])
-        .send()
-        .await
-        .map_err(|e| network(&e))?;
-    let status = response.status();
-    let retry_after = retry_after(response.headers());
-    let body = response.bytes().await.map_err(|e| network(&e))?;
-    if !status.is_success() {
-        return Err(http_error(status, retry_after, &body));
-    }
-    serde_json::from_slice::<Vec<Value>>(&body).map_err(|e| RoundError::Malformed(e.to_string()))
-}
-
-fn network(e: &reqwest::Error) -> RoundError {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    RoundError::Network(message)
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-}
-
-/// Classifies a non-2xx answer: rate limits and server errors are retried with backoff, other
-/// refusals (unknown symbol, bad parameter) are the request's fault.
-fn http_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> RoundError {
-    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::IM_A_TEAPOT {
-        return RoundError::RateLimited { status, retry_after };
-    }
-    let message = error_message(body);
-    if status.is_client_error() {
-        RoundError::Refused { status, message }
-    } else {
-        RoundError::Unavailable { status, message }
-    }
-}
-
-/// Binance's `{"code":-1121,"msg":"Invalid symbol."}`, or the start of another body.
-fn error_message(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct BinanceError {
-        code: i64,
-        msg: String,
-    }
-    match serde_json::from_slice::<BinanceError>(body) {
-        Ok(e) => format!("{} (code {})", e.msg, e.code),
-        Err(_) => String::from_utf8_lossy(body)
-            .chars()
-            .take(MAX_BODY_CHARS)
-            .collect(),
-    }
-}
-
-/// A page's candles to store, and what stopped it early.
-#[derive(Debug)]
-struct Page {
-    /// Closed candles from the cursor on, once each, checked, oldest first.
-    candles: Vec<Candle>,
-    /// The unreadable or refused row that ended the page, if one did.
-    problem: Option<String>,
-}
-
-/// Turns a page of klines into the candles to store: rows before `start` and candles not closed
-/// before `closed_before` are left out, a repeated open time keeps its first row, and the page
-/// ends before the first row that cannot be read or that [`validate_candles`] refuses.
-fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i64) -> Page {
-    let mut candles = Vec::with_capacity(rows.len());
-    let mut page_rows = Vec::with_capacity(rows.len());
-    let mut seen = HashSet::new();
-    let mut problem = None;
-    for (row, raw) in rows.iter().enumerate() {
-        let candle = match parse_kline(raw) {
-            Ok(c) => c,
-            Err(e) => {
-                problem = Some(format!("row {row} of the page: {e}"));
-                break;
-            }
-        };
-        if candle.open_time < start || candle.open_time >= closed_before {
-            continue;
-        }
-        if !seen.insert(candle.open_time) {
-            tracing::warn!(symbol = %symbol, open_time = %format_ms(candle.open_time), "the exchange repeated a candle; keeping the first");
-            continue;
-        }
-        candles.push(candle);
-        page_rows.push(row);
-    }
-    if let Err(e) = validate_candles(&candles) {
-        candles.truncate(e.row);
-        let row = page_rows.get(e.row).copied().unwrap_or(e.row);
-        problem = Some(format!("refused candle: {}", CandleError { row, ..e }));
-    }
-    Page { candles, problem }
-}
-
-/// One kline row: `[openTime, "open", "high", "low", "close", "volume", closeTime,
-/// "quoteAssetVolume", ...]`.
-fn parse_kline(raw: &Value) -> Result<Candle, String> {
-    let fields = raw.as_array().ok_or("not an array")?;
-    if fields.len() < 8 {
-        return Err(format!("{} fields, expected at least 8", fields.len()));
-    }
-    let number = |i: usize, name: &str| -> Result<f64, String> {
-        let value = match &fields[i] {
-            Value::String(s) => s.trim().parse().ok(),
-            Value::Number(n) => n.as_f64(),
-            _ => None,
-        };
-        value.ok_or_else(|| format!("{name} = {} is not a number", fields[i]))
-    };
-    Ok(Candle {
-        open_time: fields[0]
-            .as_i64()
-            .ok_or_else(|| format!("open time {} is not an integer", fields[0]))?,
-        open: number(1, "open")?,
-        high: number(2, "high")?,
-        low: number(3, "low")?,
-        close: number(4, "close")?,
-        volume: number(5, "volume")?,
-        quote_volume: number(7, "quote_volume")?,
-    })
 }
 
 /// Exponential backoff with jitter: the n-th failure in a row waits a random time between

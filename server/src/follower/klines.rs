@@ -1,0 +1,194 @@
+//! The exchange's side of a round: one klines request, its failures classified (rate limits and
+//! server errors retried with backoff, refusals reported), and a page of klines turned into the
+//! candles to store.
+
+use std::collections::HashSet;
+use std::error::Error as _;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+use volcast_core::candles::{Candle, CandleError, validate_candles};
+use volcast_core::time::format_ms;
+use volcast_store::StoreError;
+
+/// Longest `Retry-After` honoured (a 418 ban can ask for days; we ask again after a day).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Characters of an error body kept in a message.
+const MAX_BODY_CHARS: usize = 200;
+
+/// Why an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RoundError {
+    #[error("rate limited (HTTP {status})")]
+    RateLimited {
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    #[error("exchange unavailable (HTTP {status}): {message}")]
+    Unavailable { status: StatusCode, message: String },
+    #[error("exchange refused the request (HTTP {status}): {message}")]
+    Refused { status: StatusCode, message: String },
+    #[error("request failed: {0}")]
+    Network(String),
+    #[error("unreadable klines: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl RoundError {
+    /// The exchange's answer, not the way to it, is at fault.
+    pub(super) fn is_refused_data(&self) -> bool {
+        matches!(self, Self::Refused { .. } | Self::Malformed(_) | Self::Invalid(_))
+    }
+}
+
+/// One klines request: the rows of a 200 answer, or why there are none.
+pub(super) async fn fetch(
+    client: &reqwest::Client,
+    url: &Url,
+    page_limit: u32,
+    symbol: &str,
+    start: i64,
+) -> Result<Vec<Value>, RoundError> {
+    let response = client
+        .get(url.clone())
+        .query(&[
+            ("symbol", symbol),
+            ("interval", "1h"),
+            ("startTime", &start.to_string()),
+            ("limit", &page_limit.to_string()),
+        ])
+        .send()
+        .await
+        .map_err(|e| network(&e))?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.bytes().await.map_err(|e| network(&e))?;
+    if !status.is_success() {
+        return Err(http_error(status, retry_after, &body));
+    }
+    serde_json::from_slice::<Vec<Value>>(&body).map_err(|e| RoundError::Malformed(e.to_string()))
+}
+
+fn network(e: &reqwest::Error) -> RoundError {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    RoundError::Network(message)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// Classifies a non-2xx answer: rate limits and server errors are retried with backoff, other
+/// refusals (unknown symbol, bad parameter) are the request's fault.
+fn http_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> RoundError {
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::IM_A_TEAPOT {
+        return RoundError::RateLimited { status, retry_after };
+    }
+    let message = error_message(body);
+    if status.is_client_error() {
+        RoundError::Refused { status, message }
+    } else {
+        RoundError::Unavailable { status, message }
+    }
+}
+
+/// Binance's `{"code":-1121,"msg":"Invalid symbol."}`, or the start of another body.
+fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct BinanceError {
+        code: i64,
+        msg: String,
+    }
+    match serde_json::from_slice::<BinanceError>(body) {
+        Ok(e) => format!("{} (code {})", e.msg, e.code),
+        Err(_) => String::from_utf8_lossy(body)
+            .chars()
+            .take(MAX_BODY_CHARS)
+            .collect(),
+    }
+}
+
+/// A page's candles to store, and what stopped it early.
+#[derive(Debug)]
+pub(super) struct Page {
+    /// Closed candles from the cursor on, once each, checked, oldest first.
+    pub(super) candles: Vec<Candle>,
+    /// The unreadable or refused row that ended the page, if one did.
+    pub(super) problem: Option<String>,
+}
+
+/// Turns a page of klines into the candles to store: rows before `start` and candles not closed
+/// before `closed_before` are left out, a repeated open time keeps its first row, and the page
+/// ends before the first row that cannot be read or that [`validate_candles`] refuses.
+pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i64) -> Page {
+    let mut candles = Vec::with_capacity(rows.len());
+    let mut page_rows = Vec::with_capacity(rows.len());
+    let mut seen = HashSet::new();
+    let mut problem = None;
+    for (row, raw) in rows.iter().enumerate() {
+        let candle = match parse_kline(raw) {
+            Ok(c) => c,
+            Err(e) => {
+                problem = Some(format!("row {row} of the page: {e}"));
+                break;
+            }
+        };
+        if candle.open_time < start || candle.open_time >= closed_before {
+            continue;
+        }
+        if !seen.insert(candle.open_time) {
+            tracing::warn!(symbol = %symbol, open_time = %format_ms(candle.open_time), "the exchange repeated a candle; keeping the first");
+            continue;
+        }
+        candles.push(candle);
+        page_rows.push(row);
+    }
+    if let Err(e) = validate_candles(&candles) {
+        candles.truncate(e.row);
+        let row = page_rows.get(e.row).copied().unwrap_or(e.row);
+        problem = Some(format!("refused candle: {}", CandleError { row, ..e }));
+    }
+    Page { candles, problem }
+}
+
+/// One kline row: `[openTime, "open", "high", "low", "close", "volume", closeTime,
+/// "quoteAssetVolume", ...]`.
+fn parse_kline(raw: &Value) -> Result<Candle, String> {
+    let fields = raw.as_array().ok_or("not an array")?;
+    if fields.len() < 8 {
+        return Err(format!("{} fields, expected at least 8", fields.len()));
+    }
+    let number = |i: usize, name: &str| -> Result<f64, String> {
+        let value = match &fields[i] {
+            Value::String(s) => s.trim().parse().ok(),
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        };
+        value.ok_or_else(|| format!("{name} = {} is not a number", fields[i]))
+    };
+    Ok(Candle {
+        open_time: fields[0]
+            .as_i64()
+            .ok_or_else(|| format!("open time {} is not an integer", fields[0]))?,
+        open: number(1, "open")?,
+        high: number(2, "high")?,
+        low: number(3, "low")?,
+        close: number(4, "close")?,
+        volume: number(5, "volume")?,
+        quote_volume: number(7, "quote_volume")?,
+    })
+}
