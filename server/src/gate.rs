@@ -25,6 +25,7 @@ use volcast_core::time::{DAY_MS, format_ms};
 
 pub use crate::dto::policy::{FALLBACK_HAR, MODEL, PolicyStatus};
 use crate::dto::validation::ValidationWindow;
+use crate::ledger::{Scored, closes_at, validation};
 
 /// The gate's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,6 +44,9 @@ pub struct GateRule {
     pub recover_kupiec_p: f64,
     /// Fewest days on the fallback before switching back.
     pub min_dwell_days: i64,
+    /// Whether excess breaches count only when the model's LT was breached more often than the
+    /// fallback's (HAR's calibrated rule) on the same window: a switch must buy safety.
+    pub breaches_vs_fallback: bool,
 }
 
 impl GateRule {
@@ -55,6 +59,7 @@ impl GateRule {
         switch_kupiec_p: 0.05,
         recover_kupiec_p: 0.20,
         min_dwell_days: 7,
+        breaches_vs_fallback: false,
     };
 }
 
@@ -111,16 +116,27 @@ fn failures(rule: &GateRule, window: &ValidationWindow, dm: f64, kupiec_p: f64) 
         && r.breach_rate > r.expected_rate
         && r.kupiec_p_value.is_some_and(|p| p < kupiec_p)
     {
-        out.push(format!(
-            "the model's LT was breached {} times in {} ({:.2}% against {:.2}% at alpha {}; \
-             Kupiec p {:.4} < {kupiec_p})",
-            r.breaches,
-            r.points,
-            100.0 * r.breach_rate,
-            100.0 * r.expected_rate,
-            r.alpha,
-            r.kupiec_p_value.unwrap_or(f64::NAN),
-        ));
+        let fallback_rate = (r.har_points > 0).then(|| r.har_breaches as f64 / r.har_points as f64);
+        let safer = fallback_rate.is_none_or(|f| r.breach_rate > f);
+        if !rule.breaches_vs_fallback || safer {
+            let versus = if rule.breaches_vs_fallback {
+                fallback_rate.map_or_else(String::new, |f| {
+                    format!(", the fallback's {:.2}% on the same window", 100.0 * f)
+                })
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "the model's LT was breached {} times in {} ({:.2}% against {:.2}% at alpha {}; \
+                 Kupiec p {:.4} < {kupiec_p}{versus})",
+                r.breaches,
+                r.points,
+                100.0 * r.breach_rate,
+                100.0 * r.expected_rate,
+                r.alpha,
+                r.kupiec_p_value.unwrap_or(f64::NAN),
+            ));
+        }
     }
     out
 }
@@ -158,6 +174,61 @@ pub fn decide(
             policy: FALLBACK_HAR.into(),
             reason: format!("{span}, {}", failing.join("; ")),
         })
+    }
+}
+
+/// A rule re-run over a scored ledger ([`regate`]).
+#[derive(Debug, Clone)]
+pub struct Regated {
+    /// The switches the rule makes, in order.
+    pub switches: Vec<Switch>,
+    /// The policy served on each day of the period: (daily origin, policy name).
+    pub days: Vec<(i64, String)>,
+    /// The period's entries, each with the policy the rule served at its origin.
+    pub entries: Vec<Scored>,
+}
+
+/// The gate under `rule` re-run, day by day, over a finished ledger whose entries (`entries`,
+/// by origin, as [`LedgerStore::scored`](volcast_store::LedgerStore::scored) returns them)
+/// include the rule's window before `from_ms`: at each daily origin of `[from_ms, to_ms]` it
+/// decides on the entries the daily job had scored by then ([`closes_at`] at or before the
+/// origin) with [`decide`], as the job's pass does, starting from the model's policy. The
+/// ledger's forecasts and outcomes do not depend on the policy served, so this is what the
+/// service would have served under `rule` (how `replay --regate` compares rules on the folds).
+#[must_use]
+pub fn regate(rule: &GateRule, entries: &[Scored], from_ms: i64, to_ms: i64) -> Regated {
+    let mut current = PolicyStatus::model();
+    let mut since = None;
+    let (mut switches, mut days, mut served) = (Vec::new(), Vec::new(), Vec::new());
+    let mut day = from_ms;
+    while day <= to_ms {
+        let from = day - rule.window_days * DAY_MS;
+        let lo = entries.partition_point(|e| e.origin < from);
+        let hi = entries.partition_point(|e| e.origin <= day);
+        let window: Vec<Scored> = entries[lo..hi]
+            .iter()
+            .filter(|e| closes_at(&e.record, e.origin) <= day)
+            .cloned()
+            .collect();
+        let evidence = validation(&window, rule.window_days, from, day);
+        if let Some(switch) = decide(rule, &current, since, &evidence, day) {
+            current = switch.status();
+            since = Some(switch.at);
+            switches.push(switch);
+        }
+        let next = entries.partition_point(|e| e.origin < day);
+        for e in &entries[next..hi] {
+            let mut e = e.clone();
+            e.record.policy.clone_from(&current.name);
+            served.push(e);
+        }
+        days.push((day, current.name.clone()));
+        day += DAY_MS;
+    }
+    Regated {
+        switches,
+        days,
+        entries: served,
     }
 }
 
@@ -221,6 +292,17 @@ mod tests {
         assert!(s.reason.contains("breached 25 times"), "{}", s.reason);
         // Too few breaches is the safe side: no switch.
         assert_eq!(decide(&rule, &model, None, &window(0.0, 0), 0), None);
+        // Counted against the fallback's breaches (10 in 1000 here): 25 still switch, but not
+        // when the fallback was breached as often.
+        let versus = GateRule {
+            breaches_vs_fallback: true,
+            ..rule
+        };
+        let s2 = decide(&versus, &model, None, &window(0.0, 25), 0).unwrap();
+        assert!(s2.reason.contains("the fallback's 1.00%"), "{}", s2.reason);
+        let mut worse_fallback = window(0.0, 25);
+        worse_fallback.risk.as_mut().unwrap().har_breaches = 25;
+        assert_eq!(decide(&versus, &model, None, &worse_fallback, 0), None);
         let fallback = s.status();
         // Recovered, but within the week: stays on the fallback.
         assert_eq!(

@@ -250,6 +250,21 @@ pub fn outcome_of(
     })
 }
 
+/// When the last of `record`'s windows from `origin` has closed (its longest horizon, or the
+/// drawdown's tau), Unix ms: the entry is scored at the daily job's first pass from then on.
+#[must_use]
+pub fn closes_at(record: &LedgerRecord, origin: i64) -> i64 {
+    let longest = record
+        .horizons
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(DEFAULT_TAU);
+    let span = i64::try_from(longest).unwrap_or(i64::MAX / HOUR_MS);
+    origin.saturating_add(span.saturating_mul(HOUR_MS))
+}
+
 /// Scores every entry whose windows have closed by `now_ms` and whose candles are stored;
 /// returns how many were scored. Entries whose windows are still open are not read further.
 ///
@@ -264,17 +279,10 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
             tracing::error!(asset = %entry.asset, origin = %format_ms(entry.origin), "unreadable ledger record");
             continue;
         };
-        let longest = record
-            .horizons
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .max(DEFAULT_TAU);
-        let span = i64::try_from(longest).unwrap_or(i64::MAX / HOUR_MS);
-        if entry.origin.saturating_add(span.saturating_mul(HOUR_MS)) > now_ms {
+        if closes_at(&record, entry.origin) > now_ms {
             continue;
         }
+        let span = (closes_at(&record, entry.origin) - entry.origin) / HOUR_MS;
         let before = scoring_lookback_hours(&record);
         let candles = store
             .candles(

@@ -14,7 +14,7 @@ use volcast_store::{CandleStore, LedgerStore, Store};
 
 use crate::daily::{self, DailyOptions, DailyState};
 use crate::dto::validation::ValidationWindow;
-use crate::gate::Switch;
+use crate::gate::{GateRule, Switch, regate};
 use crate::ledger::{DAY_MS, scored_of, validation};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Settings};
@@ -39,7 +39,8 @@ pub struct ReplayOptions {
 pub struct DayServed {
     /// The daily origin, RFC 3339.
     pub day: String,
-    /// The model id served (recalibrated that day when the artifact declares it).
+    /// The model id served (recalibrated that day when the artifact declares it); empty in a
+    /// regated report.
     pub model_id: String,
     /// `model` or `fallback_har`.
     pub policy: String,
@@ -165,5 +166,57 @@ pub async fn replay(
         days,
         switches,
         summary: validation(&entries, span_days, options.from_ms, options.to_ms),
+    })
+}
+
+/// A finished replay's ledger (its store at `database_url`) under another gate rule: what the
+/// service would have served over `[from_ms, to_ms]` under `rule` ([`regate`]), in the replay's
+/// report (the days' model ids left empty: the ledger's entries do not keep them).
+///
+/// # Errors
+/// When the store cannot be read or holds no entry in the period.
+pub async fn regate_replay(
+    database_url: &str,
+    rule: &GateRule,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<ReplayReport, ReplayError> {
+    let store = Store::open(database_url)
+        .await
+        .map_err(|e| ReplayError(format!("opening the replay's store: {e}")))?;
+    let entries: Vec<_> = store
+        .scored(from_ms - rule.window_days * DAY_MS, to_ms)
+        .await?
+        .iter()
+        .filter_map(scored_of)
+        .collect();
+    store.close().await;
+    if !entries.iter().any(|e| e.origin >= from_ms) {
+        return Err(ReplayError(format!(
+            "{database_url} holds no scored ledger entry from {}",
+            format_ms(from_ms)
+        )));
+    }
+    let regated = regate(rule, &entries, from_ms, to_ms);
+    let days = regated
+        .days
+        .iter()
+        .map(|(day, policy)| {
+            let lo = regated.entries.partition_point(|e| e.origin < *day);
+            let hi = regated.entries.partition_point(|e| e.origin <= *day);
+            DayServed {
+                day: format_ms(*day),
+                model_id: String::new(),
+                policy: policy.clone(),
+                recorded: hi - lo,
+            }
+        })
+        .collect();
+    let span_days = (to_ms - from_ms) / DAY_MS + 1;
+    Ok(ReplayReport {
+        artifact: format!("regated from {database_url}"),
+        days,
+        switches: regated.switches,
+        summary: validation(&regated.entries, span_days, from_ms, to_ms),
     })
 }

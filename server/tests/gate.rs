@@ -16,8 +16,8 @@ use std::sync::Arc;
 use serde_json::json;
 use volcast_core::candles::Candle;
 use volcast_server::daily::{DailyOptions, DailyState, run_once};
-use volcast_server::gate::{FALLBACK_HAR, MODEL};
-use volcast_server::ledger::DAY_MS;
+use volcast_server::gate::{FALLBACK_HAR, GateRule, MODEL, Switch, regate};
+use volcast_server::ledger::{DAY_MS, scored_of};
 use volcast_server::metrics::Metrics;
 use volcast_server::model_info::ModelInfo;
 use volcast_server::queue::BatchQueue;
@@ -142,6 +142,34 @@ async fn the_gate_switches_on_a_drift_within_its_delay_and_back_once_it_has_pass
         "{}",
         stored[0].2
     );
+
+    // The gate re-run over the finished ledger (what `replay --regate` does) makes exactly the
+    // live switches.
+    let (from, to) = (START + WARM_DAYS * DAY_MS, START + days * DAY_MS);
+    let entries: Vec<_> = store
+        .scored(i64::MIN, to)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(scored_of)
+        .collect();
+    let live: Vec<Switch> = stored.into_iter().map(Switch::from).collect();
+    assert_eq!(regate(&GateRule::DEFAULT, &entries, from, to).switches, live);
+    // Each rule switches to the fallback on this drift within the documented delay: the model's
+    // LT is breached more than HAR's, which follows the volatility.
+    for breaches_vs_fallback in [false, true] {
+        let rule = GateRule {
+            breaches_vs_fallback,
+            ..GateRule::DEFAULT
+        };
+        let first = regate(&rule, &entries, from, to).switches[0].clone();
+        assert_eq!(first.policy, FALLBACK_HAR);
+        let day = (first.at - START) / DAY_MS;
+        assert!(
+            (drift + 7..=drift + 14).contains(&day),
+            "{breaches_vs_fallback}: {first:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,16 +13,17 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use volcast_core::time::{Bound, parse_time};
+use volcast_server::gate::GateRule;
 use volcast_server::ledger::DAY_MS;
-use volcast_server::replay::{ReplayOptions, ReplayReport, replay};
+use volcast_server::replay::{ReplayOptions, ReplayReport, regate_replay, replay};
 
 /// Replay the daily operation over history.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Args {
     /// The artifact served at the start (fit before `--from`).
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required_unless_present = "regate")]
+    model: Option<PathBuf>,
     /// Candle directories (default: ../shared/data/binance-spot-1h, else data/).
     #[arg(long, env = "VOLCAST_DATA", value_delimiter = ',')]
     data: Vec<PathBuf>,
@@ -41,6 +42,15 @@ struct Args {
     /// Write the full report (every day, every switch, the figures) here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Instead of replaying, re-run the gate over a finished replay's ledger (its work dir's
+    /// `replay.db`) and report what would have been served under the rule given by the `--gate-*`
+    /// options.
+    #[arg(long, conflicts_with = "model")]
+    regate: Option<PathBuf>,
+    /// Count excess LT breaches only where the model's rate exceeds the fallback's on the same
+    /// window (else the service's rule).
+    #[arg(long)]
+    gate_breaches_vs_fallback: Option<bool>,
 }
 
 fn midnight(s: &str, name: &str) -> anyhow::Result<i64> {
@@ -118,6 +128,18 @@ fn run() -> anyhow::Result<()> {
     if to_ms < from_ms {
         bail!("--to is before --from");
     }
+    if let Some(db) = &args.regate {
+        let mut rule = GateRule::DEFAULT;
+        if let Some(b) = args.gate_breaches_vs_fallback {
+            rule.breaches_vs_fallback = b;
+        }
+        let url = format!("sqlite://{}", db.display());
+        let report = tokio::runtime::Runtime::new()?.block_on(regate_replay(&url, &rule, from_ms, to_ms))?;
+        return finish(&report, args.json.as_deref());
+    }
+    let Some(model) = args.model.clone() else {
+        bail!("--model is needed to replay");
+    };
     let dirs = volcast_training::pipeline::data_dirs(&args.data)?;
     let assets = volcast_training::data::load_assets(&dirs, args.assets.as_deref())?;
     if assets.is_empty() {
@@ -132,7 +154,7 @@ fn run() -> anyhow::Result<()> {
         }
     };
     let options = ReplayOptions {
-        artifact: args.model.clone(),
+        artifact: model,
         from_ms,
         to_ms,
         database_url: format!("sqlite://{}", work.join("replay.db").display()),
@@ -159,9 +181,14 @@ fn run() -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
     }))?;
-    print(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+    finish(&report, args.json.as_deref())
+}
+
+/// Prints the report, and writes it as JSON to `json` if given.
+fn finish(report: &ReplayReport, json: Option<&std::path::Path>) -> anyhow::Result<()> {
+    print(report);
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("\nreport: {}", path.display());
     }
