@@ -12,10 +12,12 @@
 //! and a failure leaves the store as it was.
 
 mod access;
+mod ledger;
 
 use std::future::Future;
 
 pub use access::{ApiKeyRow, DecisionRow, DecisionStore, KeyStore, NewDecision};
+pub use ledger::{LedgerEntry, LedgerStore};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use volcast_core::candles::Candle;
@@ -147,158 +149,6 @@ pub trait CandleStore {
         from_ms: i64,
         to_ms: i64,
     ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
-}
-
-/// One entry of the forecast ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerEntry {
-    /// Asset id.
-    pub asset: String,
-    /// The origin, Unix ms (the close of the last candle the forecast used).
-    pub origin: i64,
-    /// The model that forecast.
-    pub model_id: String,
-    /// What would have been served, JSON.
-    pub record: String,
-    /// What happened, JSON, once scored.
-    pub outcome: Option<String>,
-}
-
-/// The forecast ledger: what the service would serve at each daily origin, and what happened.
-pub trait LedgerStore {
-    /// Records `entry` (its outcome ignored) unless one with the same asset, origin and model is
-    /// there; returns whether it was new.
-    fn record_forecast(&self, entry: &LedgerEntry) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// The latest origin recorded (by any model: the ledger is what the service served, and the
-    /// daily recalibration gives the model a new id every day), if any.
-    fn last_origin(&self) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
-
-    /// The assets recorded at `origin`.
-    fn recorded_assets(&self, origin: i64) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
-
-    /// Up to `limit` entries not scored yet, oldest origin first.
-    fn unscored(&self, limit: u32) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
-
-    /// Sets the outcome of the entry with `entry`'s asset, origin and model.
-    fn set_outcome(
-        &self,
-        entry: &LedgerEntry,
-        outcome: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The scored entries with origin in `[from_ms, to_ms]`, by origin then asset.
-    fn scored(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
-
-    /// Records a switch of the champion/challenger gate at `at` (Unix ms); an existing one at
-    /// the same time is kept.
-    fn record_switch(
-        &self,
-        at: i64,
-        policy: &str,
-        reason: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The gate's switches, oldest first: (time, policy, reason).
-    fn switches(&self) -> impl Future<Output = Result<Vec<(i64, String, String)>, StoreError>> + Send;
-}
-
-fn entry_of(r: &sqlx::any::AnyRow) -> Result<LedgerEntry, sqlx::Error> {
-    Ok(LedgerEntry {
-        asset: r.try_get(0)?,
-        origin: r.try_get(1)?,
-        model_id: r.try_get(2)?,
-        record: r.try_get(3)?,
-        outcome: r.try_get(4)?,
-    })
-}
-
-impl LedgerStore for Store {
-    async fn record_forecast(&self, entry: &LedgerEntry) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO ledger (asset, origin, model_id, record) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (asset, origin, model_id) DO NOTHING",
-        )
-        .bind(&entry.asset)
-        .bind(entry.origin)
-        .bind(&entry.model_id)
-        .bind(&entry.record)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn last_origin(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MAX(origin) FROM ledger")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get(0)?)
-    }
-
-    async fn recorded_assets(&self, origin: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT asset FROM ledger WHERE origin = $1 ORDER BY asset")
-            .bind(origin)
-            .fetch_all(&self.pool)
-            .await?;
-        rows_of(&rows, |r| r.try_get(0))
-    }
-
-    async fn unscored(&self, limit: u32) -> Result<Vec<LedgerEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT asset, origin, model_id, record, outcome FROM ledger WHERE outcome IS NULL \
-             ORDER BY origin, asset LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows_of(&rows, entry_of)
-    }
-
-    async fn set_outcome(&self, entry: &LedgerEntry, outcome: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ledger SET outcome = $1 WHERE asset = $2 AND origin = $3 AND model_id = $4")
-            .bind(outcome)
-            .bind(&entry.asset)
-            .bind(entry.origin)
-            .bind(&entry.model_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn scored(&self, from_ms: i64, to_ms: i64) -> Result<Vec<LedgerEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT asset, origin, model_id, record, outcome FROM ledger WHERE origin >= $1 \
-             AND origin <= $2 AND outcome IS NOT NULL ORDER BY origin, asset",
-        )
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        rows_of(&rows, entry_of)
-    }
-
-    async fn record_switch(&self, at: i64, policy: &str, reason: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO gate_switches (at, policy, reason) VALUES ($1, $2, $3) ON CONFLICT (at) DO NOTHING",
-        )
-        .bind(at)
-        .bind(policy)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn switches(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
-        let rows = sqlx::query("SELECT at, policy, reason FROM gate_switches ORDER BY at")
-            .fetch_all(&self.pool)
-            .await?;
-        rows_of(&rows, |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-    }
 }
 
 /// The store: a connection pool to SQLite or PostgreSQL with the schema migrated.
