@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod checkpoint;
+mod step;
 
 use std::path::PathBuf;
 
@@ -11,254 +12,20 @@ use checkpoint::{
     BEST, CURRENT, LAST, OPTIM, STATE, ckpt_err, current_checkpoint, publish_checkpoint, save_atomic,
 };
 use std::time::Instant;
+pub use step::holdout_qlike;
+use step::{Batch, batch, gradients, loss_of, scalar};
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 
 use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, split};
-use crate::loss::{bce, pinball, qlike};
-use volcast_core::features::{FeatureSpec, MARKET_FLAG, N_CHANNELS, N_STATIC};
+use volcast_core::features::{FeatureSpec, N_STATIC};
 use volcast_core::grid::Asset;
 use volcast_core::synth::Rng;
 use volcast_model::config::TrainingConfig;
 use volcast_model::network::VolModel;
 use volcast_model::scaler::Scaler;
-
-/// One batch of tensors.
-struct Batch {
-    sequence: Tensor<3>,
-    statics: Tensor<2>,
-    log_rv: Tensor<2>,
-    rv_mask: Tensor<2>,
-    shortage: Tensor<2>,
-    shortage_mask: Tensor<2>,
-    /// Its targets.
-    points: Points,
-}
-
-/// How many targets a batch has: the losses' denominators.
-#[derive(Debug, Clone, Copy, Default)]
-struct Points {
-    /// Log RV targets (QLIKE and pinball).
-    rv: f32,
-    /// Shortage labels.
-    shortage: f32,
-}
-
-impl Points {
-    /// Of the batches together.
-    fn total(batches: &[Batch]) -> Self {
-        batches.iter().fold(Self::default(), |t, b| Self {
-            rv: t.rv + b.points.rv,
-            shortage: t.shortage + b.points.shortage,
-        })
-    }
-}
-
-/// Builds a batch of rows `rows` of `samples` on `device`; `hide_market` hides the market
-/// factor of the rows for which it returns true.
-fn batch(
-    features: &PanelFeatures,
-    samples: &Samples,
-    rows: &[usize],
-    scaler: &Scaler,
-    window: usize,
-    device: &Device,
-    hide_market: &mut dyn FnMut() -> bool,
-) -> Batch {
-    let b = rows.len();
-    let mut statics = Vec::with_capacity(b * N_STATIC);
-    let mut sequence = vec![0f32; b * window * N_CHANNELS];
-    let (mut y, mut ym, mut s, mut sm) = (
-        Vec::with_capacity(b * 3),
-        Vec::with_capacity(b * 3),
-        Vec::with_capacity(b * 3),
-        Vec::with_capacity(b * 3),
-    );
-    for (r, &i) in rows.iter().enumerate() {
-        let mut x = samples.statics[i];
-        if x[MARKET_FLAG] > 0.5 && hide_market() {
-            // What the features say without market data: the asset's own variances, flag 0.
-            x[16] = x[1];
-            x[17] = x[2];
-            x[MARKET_FLAG] = 0.0;
-        }
-        scaler.scale_static(&mut x);
-        statics.extend_from_slice(&x);
-        let (a, slot) = samples.index[i];
-        let out = &mut sequence[r * window * N_CHANNELS..(r + 1) * window * N_CHANNELS];
-        features.assets[a as usize].sequence_at(slot as usize, window, out);
-        scaler.scale_sequence(out);
-        for j in 0..3 {
-            let v = samples.log_rv[i][j];
-            y.push(if v.is_finite() { v } else { 0.0 });
-            ym.push(f32::from(u8::from(v.is_finite())));
-            let l = samples.shortage[i][j];
-            s.push(if l.is_finite() { l } else { 0.0 });
-            sm.push(f32::from(u8::from(l.is_finite())));
-        }
-    }
-    let points = Points {
-        rv: ym.iter().sum(),
-        shortage: sm.iter().sum(),
-    };
-    let t2 = |v: Vec<f32>, c: usize| Tensor::<2>::from_data(TensorData::new(v, [b, c]), device);
-    Batch {
-        points,
-        sequence: Tensor::<3>::from_data(TensorData::new(sequence, [b, window, N_CHANNELS]), device),
-        statics: t2(statics, N_STATIC),
-        log_rv: t2(y, 3),
-        rv_mask: t2(ym, 3),
-        shortage: t2(s, 3),
-        shortage_mask: t2(sm, 3),
-    }
-}
-
-/// Mean QLIKE per horizon of `model` on `samples` (inference, no gradients).
-#[must_use]
-pub fn holdout_qlike(
-    model: &VolModel,
-    features: &PanelFeatures,
-    samples: &Samples,
-    scaler: &Scaler,
-    window: usize,
-    device: &Device,
-) -> [f64; 3] {
-    let mut sum = [0f64; 3];
-    let mut n = [0f64; 3];
-    let rows: Vec<usize> = (0..samples.len()).collect();
-    for chunk in rows.chunks(1024) {
-        let batch = batch(features, samples, chunk, scaler, window, device, &mut || false);
-        let f: Vec<f32> = model
-            .forward(batch.sequence, batch.statics)
-            .log_variance
-            .into_data()
-            .try_to_vec()
-            .unwrap_or_default();
-        for (r, &i) in chunk.iter().enumerate() {
-            for j in 0..3 {
-                let y = samples.log_rv[i][j];
-                if y.is_finite() {
-                    let d = f64::from(y) - f64::from(f[r * 3 + j]);
-                    sum[j] += d.exp() - d - 1.0;
-                    n[j] += 1.0;
-                }
-            }
-        }
-    }
-    [0, 1, 2].map(|j| sum[j] / n[j].max(1.0))
-}
-
-/// The training loss of `model` on `batch`, each term averaged over `points` (the whole
-/// batch's when `batch` is one part of it).
-fn training_loss(model: &VolModel, batch: Batch, points: Points, config: &TrainingConfig) -> Tensor<1> {
-    let out = model.forward(batch.sequence.clone(), batch.statics.clone());
-    loss_of(out, batch, points, config)
-}
-
-/// The training loss of the model's output `out` on `batch`.
-fn loss_of(
-    out: volcast_model::network::VolOutput,
-    batch: Batch,
-    points: Points,
-    config: &TrainingConfig,
-) -> Tensor<1> {
-    qlike(
-        out.log_variance,
-        batch.log_rv.clone(),
-        batch.rv_mask.clone(),
-        points.rv,
-    ) + pinball(
-        out.log_quantiles,
-        batch.log_rv,
-        batch.rv_mask,
-        &config.model.quantile_levels,
-        points.rv,
-    ) * config.quantile_weight
-        + bce(
-            out.shortage_logit,
-            batch.shortage,
-            batch.shortage_mask,
-            points.shortage,
-        ) * config.shortage_weight
-}
-
-/// The value of a one-element tensor.
-fn scalar(t: Tensor<1>) -> f32 {
-    t.into_data()
-        .try_to_vec::<f32>()
-        .unwrap_or_default()
-        .first()
-        .copied()
-        .unwrap_or(f32::NAN)
-}
-
-/// The gradients and loss of `model` on one part of a batch whose targets are `points`.
-fn part_gradients(
-    model: &VolModel,
-    batch: Batch,
-    points: Points,
-    config: &TrainingConfig,
-) -> (GradientsParams, f32) {
-    let loss = training_loss(model, batch, points, config);
-    let value = scalar(loss.clone());
-    (GradientsParams::from_grads(loss.backward(), model), value)
-}
-
-/// The gradients and loss of `model` on the batch made of `parts`: the first part on this
-/// thread, each other one on its own thread and its own copy of the model (a fork on `autodiff`:
-/// the same parameters, its own graph), then summed.
-fn gradients(
-    model: &VolModel,
-    parts: Vec<Batch>,
-    config: &TrainingConfig,
-    autodiff: &Device,
-) -> (GradientsParams, f32) {
-    let points = Points::total(&parts);
-    let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else {
-        return (GradientsParams::new(), f32::NAN);
-    };
-    std::thread::scope(|scope| {
-        let others: Vec<_> = parts
-            .map(|part| {
-                let replica = model.clone().fork(autodiff);
-                scope.spawn(move || part_gradients(&replica, part, points, config))
-            })
-            .collect();
-        let (mut grads, mut value) = part_gradients(model, first, points, config);
-        for other in others {
-            let (more, v) = other
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            model.visit(&mut AddGradients {
-                into: &mut grads,
-                from: more,
-            });
-            value += v;
-        }
-        (grads, value)
-    })
-}
-
-/// Adds `from`'s gradient of each parameter visited into `into`.
-struct AddGradients<'a> {
-    into: &'a mut GradientsParams,
-    from: GradientsParams,
-}
-
-impl burn::module::ModuleVisitor for AddGradients<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        if let Some(more) = self.from.remove::<D>(param.id) {
-            let sum = match self.into.remove::<D>(param.id) {
-                Some(g) => g + more,
-                None => more,
-            };
-            self.into.register(param.id, sum);
-        }
-    }
-}
 
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
