@@ -8,11 +8,13 @@
 //!   scored origins, the model's QLIKE is significantly worse than HAR's (the Diebold-Mariano
 //!   statistic of the daily cross-sectional mean loss differences above [`GateRule::switch_dm`],
 //!   5% two-sided: assets move together, so each day counts once), or when the model's LT
-//!   breaches at the default alpha exceed `1 - alpha` and Kupiec's test rejects at
-//!   [`GateRule::switch_kupiec_p`];
+//!   breaches at the default alpha exceed `1 - alpha`, Kupiec's test rejects at
+//!   [`GateRule::switch_kupiec_p`], and the fallback's LT was breached less often on the same
+//!   window ([`GateRule::breaches_vs_fallback`]: a switch must buy safety);
 //! - **back to the model** after at least [`GateRule::min_dwell_days`] on the fallback, when no
 //!   horizon's DM statistic is above [`GateRule::recover_dm`] and the breaches no longer exceed
-//!   `1 - alpha` with Kupiec's p below [`GateRule::recover_kupiec_p`].
+//!   `1 - alpha` with Kupiec's p below [`GateRule::recover_kupiec_p`] (or no longer exceed the
+//!   fallback's).
 //!
 //! The thresholds differ each way and the fallback lasts a week at least, so the gate does not
 //! flap. The ledger keeps the model's forecasts and breaches while the fallback is served, which
@@ -50,7 +52,10 @@ pub struct GateRule {
 }
 
 impl GateRule {
-    /// The service's rule, fixed before any replay was scored.
+    /// The service's rule. Its thresholds were fixed before any replay was scored; the
+    /// comparison of breaches with the fallback's was adopted on the replays of the three
+    /// walk-forward folds, by a rule set before they were scored (README "Continuous
+    /// validation").
     pub const DEFAULT: Self = Self {
         window_days: 30,
         min_days: 20,
@@ -59,7 +64,7 @@ impl GateRule {
         switch_kupiec_p: 0.05,
         recover_kupiec_p: 0.20,
         min_dwell_days: 7,
-        breaches_vs_fallback: false,
+        breaches_vs_fallback: true,
     };
 }
 
@@ -279,7 +284,11 @@ mod tests {
 
     #[test]
     fn the_gate_switches_on_significance_and_back_with_hysteresis() {
-        let rule = GateRule::DEFAULT;
+        // The breaches judged by Kupiec's test alone, as the issue words the rule.
+        let rule = GateRule {
+            breaches_vs_fallback: false,
+            ..GateRule::DEFAULT
+        };
         let model = PolicyStatus::model();
         // Worse but not significantly: stays.
         assert_eq!(decide(&rule, &model, None, &window(1.5, 10), 0), None);

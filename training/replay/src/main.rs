@@ -48,7 +48,7 @@ struct Args {
     #[arg(long, conflicts_with = "model")]
     regate: Option<PathBuf>,
     /// Count excess LT breaches only where the model's rate exceeds the fallback's on the same
-    /// window (else the service's rule).
+    /// window (default: the service's rule, `true`); `false` judges them by Kupiec's test alone.
     #[arg(long)]
     gate_breaches_vs_fallback: Option<bool>,
 }
