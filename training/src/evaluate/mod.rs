@@ -3,6 +3,7 @@
 
 pub mod render;
 pub mod report;
+pub mod risk;
 pub mod score;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use report::{ConfigReport, DataReport, EvaluationReport, FitsReport, GarchSummary, REPORT_SCHEMA_VERSION};
-use score::{Backtest, score_horizon, score_risk};
+use risk::{Backtest, score_risk};
+use score::score_horizon;
 use volcast_core::backtest::StaticPolicy;
 use volcast_core::baselines::FitError;
 use volcast_core::baselines::garch::{AssetGarch, median_alpha_beta};
