@@ -1,0 +1,135 @@
+//! The corrections an artifact carries for the network's outputs: level and quantile scales, the
+//! weight of HAR in the served blend, and the adaptive-calibration state, measured at training or
+//! re-measured by the daily job.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Corrections of the network's level and quantiles, measured on the daily origins of a window of
+/// completed forecasts (at training, the early-stopping holdout: the last days of the fit period,
+/// never trained on): per horizon, the variance forecast is multiplied by `mean(RV / F)` (the
+/// scale that minimises QLIKE there), and each RV quantile by the scale that gives it its nominal
+/// coverage there. With [`Self::rolling_days`] the model is operated with these corrections
+/// re-measured every day on the trailing window (`calibrate --until`, see
+/// `volcast_training::rolling`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recalibration {
+    /// First origin used, RFC 3339.
+    pub from: String,
+    /// Last hour a target window reached, RFC 3339.
+    pub until: String,
+    /// Points per horizon.
+    pub points: BTreeMap<usize, usize>,
+    /// Variance scale per horizon.
+    pub variance_scale: BTreeMap<usize, f64>,
+    /// Scale per horizon and quantile level, in the artifact's level order.
+    pub quantile_scale: BTreeMap<usize, Vec<f64>>,
+    /// When set, the corrections are meant to be re-measured every day on the trailing
+    /// `rolling_days` days of completed forecasts, and `evaluate` scores the model that way;
+    /// when absent (older artifacts), they are fixed at training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_days: Option<usize>,
+    /// Per horizon, the weight `w` of the (corrected) network against the artifact's HAR
+    /// baseline: the variance served is `exp(w ln F + (1 - w) ln H)`, `w` in 0, 0.1, ..., 1, the
+    /// one whose blends had the lowest QLIKE on the window (measured with the scales, daily).
+    /// Empty in artifacts made before: the network alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub har_weight: BTreeMap<usize, f64>,
+    /// Adaptive calibration: when set, the daily job also moves the levels the quantile scales
+    /// and the drawdown quantile are measured at, from the coverage and breaches realised since
+    /// the fit end (see [`Adaptive`]). Absent in artifacts made before: nominal levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<Adaptive>,
+}
+
+/// Adaptive conformal inference (Gibbs and Candes, 2021) on the levels behind the RV quantiles and
+/// the drawdown quantile. Starting at the fit end at their nominal values, the daily job moves
+/// them after every completed forecast by a small step times (target - realised): each RV
+/// quantile's level by `quantile_step (level - covered)` (the scale is then the trailing window's
+/// quantile of `RV / q` at the moved level), and the drawdown's miscoverage factor (in the risk
+/// calibration's windows) as `volcast_core::drawdown::adaptive_factors` says. The state is a
+/// function of the data since the fit end only: the daily job and `evaluate`'s replay compute it
+/// with the same code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Adaptive {
+    /// Step of each RV quantile's level per completed forecast (0: fixed levels).
+    pub quantile_step: f64,
+    /// Step of the drawdown's log miscoverage factor per completed window (0: fixed).
+    pub drawdown_step: f64,
+    /// The levels the quantile scales were measured at, per horizon, in the artifact's level
+    /// order (the state on the recalibration's `until`; nominal at the fit end).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quantile_level: BTreeMap<usize, Vec<f64>>,
+}
+
+/// `model` and `har` variances blended in logs, weight `w` on the model; the model alone where
+/// the HAR forecast is unusable.
+#[must_use]
+pub fn blend(model: f64, har: f64, w: f64) -> f64 {
+    if w >= 1.0 || !(har.is_finite() && har > 0.0 && model > 0.0) {
+        model
+    } else {
+        (w * model.ln() + (1.0 - w) * har.ln()).exp()
+    }
+}
+
+impl Recalibration {
+    /// Blends each horizon's (corrected) `variance` with the artifact's HAR forecast `har`
+    /// (same order as `horizons`) by [`Self::har_weight`].
+    pub fn blend_har(&self, horizons: &[usize], variance: &mut [f64], har: &[f64]) {
+        for ((h, v), &hv) in horizons.iter().zip(variance.iter_mut()).zip(har) {
+            if let Some(&w) = self.har_weight.get(h) {
+                *v = blend(*v, hv, w);
+            }
+        }
+    }
+
+    /// Applies the corrections to one horizon's variance and quantiles (kept increasing).
+    pub fn apply(&self, horizon: usize, variance: &mut f64, quantiles: &mut [f64]) {
+        if let Some(c) = self.variance_scale.get(&horizon) {
+            *variance *= c;
+        }
+        if let Some(k) = self.quantile_scale.get(&horizon) {
+            let mut floor = 0.0f64;
+            for (q, s) in quantiles.iter_mut().zip(k) {
+                *q = (*q * s).max(floor);
+                floor = *q;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recalibration_scales_and_keeps_quantiles_increasing() {
+        let r = Recalibration {
+            from: String::new(),
+            until: String::new(),
+            points: BTreeMap::new(),
+            variance_scale: BTreeMap::from([(4, 1.5)]),
+            quantile_scale: BTreeMap::from([(4, vec![2.0, 1.0, 0.5])]),
+            rolling_days: None,
+            har_weight: BTreeMap::from([(4, 0.5)]),
+            adaptive: None,
+        };
+        let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
+        r.apply(4, &mut v, &mut q);
+        assert_eq!(v, 3.0);
+        // 2.0, then 1.5 raised to 2.0 (monotone), then 2.0.
+        assert_eq!(q, [2.0, 2.0, 2.0]);
+        // Another horizon: untouched.
+        let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
+        r.apply(24, &mut v, &mut q);
+        assert_eq!((v, q), (2.0, [1.0, 1.5, 4.0]));
+        // Blended with HAR in logs at 4 h (weight 0.5: the geometric mean), untouched at 24 h.
+        let mut v = [2.0, 2.0];
+        r.blend_har(&[4, 24], &mut v, &[8.0, 8.0]);
+        assert!((v[0] - 4.0).abs() < 1e-12 && v[1] == 2.0, "{v:?}");
+        // An unusable HAR forecast leaves the model's.
+        assert_eq!(blend(2.0, f64::NAN, 0.0), 2.0);
+    }
+}
