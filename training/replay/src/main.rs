@@ -128,7 +128,17 @@ fn run() -> anyhow::Result<()> {
     if to_ms < from_ms {
         bail!("--to is before --from");
     }
+    if args.gate_breaches_vs_fallback.is_some() && args.regate.is_none() {
+        bail!("--gate-breaches-vs-fallback applies to --regate only (a replay runs the service's rule)");
+    }
     if let Some(db) = &args.regate {
+        // Opening a missing SQLite file would create an empty one.
+        if !db.is_file() {
+            bail!(
+                "--regate {}: no such file (a replay's work dir holds replay.db)",
+                db.display()
+            );
+        }
         let mut rule = GateRule::DEFAULT;
         if let Some(b) = args.gate_breaches_vs_fallback {
             rule.breaches_vs_fallback = b;
