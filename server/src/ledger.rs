@@ -279,10 +279,11 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
             tracing::error!(asset = %entry.asset, origin = %format_ms(entry.origin), "unreadable ledger record");
             continue;
         };
-        if closes_at(&record, entry.origin) > now_ms {
+        let closes = closes_at(&record, entry.origin);
+        if closes > now_ms {
             continue;
         }
-        let span = (closes_at(&record, entry.origin) - entry.origin) / HOUR_MS;
+        let span = (closes - entry.origin) / HOUR_MS;
         let before = scoring_lookback_hours(&record);
         let candles = store
             .candles(
