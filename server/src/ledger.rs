@@ -60,6 +60,10 @@ pub struct LedgerRecord {
     /// fallback ([`crate::gate`]); the fields above stay the model's and HAR's either way.
     #[serde(default = "model_policy")]
     pub policy: String,
+    /// The horizons whose variance was served from HAR where the gate judges each horizon on
+    /// its own (absent: whole-policy gate, every horizon's variance follows `policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub har_horizons: Option<Vec<usize>>,
 }
 
 fn model_policy() -> String {
@@ -71,6 +75,14 @@ impl LedgerRecord {
     #[must_use]
     pub fn served_is_har(&self) -> bool {
         self.policy == crate::dto::policy::FALLBACK_HAR
+    }
+
+    /// Whether the variance served at `horizon` hours was HAR's rather than the model's.
+    #[must_use]
+    pub fn served_is_har_at(&self, horizon: usize) -> bool {
+        self.har_horizons
+            .as_ref()
+            .map_or_else(|| self.served_is_har(), |h| h.contains(&horizon))
     }
 
     /// The D served: HAR's calibrated one on the fallback, else the model's.
@@ -152,6 +164,7 @@ pub fn record_of(
             .map_or(risk.parameters.liquidation_threshold, |m| m.liquidation_threshold),
         har_drawdown: risk.derivation.har_calibrated.map(|c| c.drawdown),
         policy: risk.derivation.policy.name.clone(),
+        har_horizons: None,
     })
 }
 
@@ -475,7 +488,7 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
         let (lm, lh) = (qlike(rv, f), qlike(rv, g));
         model.push(lm);
         har.push(lh);
-        served.push(if e.record.served_is_har() { lh } else { lm });
+        served.push(if e.record.served_is_har_at(h) { lh } else { lm });
         by_asset.push((group, lm, lh));
         let day = daily.entry(e.origin).or_insert((0.0, 0));
         day.0 += lm - lh;

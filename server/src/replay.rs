@@ -42,7 +42,8 @@ pub struct DayServed {
     /// The model id served (recalibrated that day when the artifact declares it); empty in a
     /// regated report.
     pub model_id: String,
-    /// `model` or `fallback_har`.
+    /// `model` or `fallback_har` (the risk policy), followed under a per-horizon rule by the
+    /// horizons whose variance was HAR's (`model; HAR at 168 h`).
     pub policy: String,
     /// Ledger entries recorded at the origin.
     pub recorded: usize,

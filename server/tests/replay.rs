@@ -56,6 +56,34 @@ async fn the_regate_under_the_replays_rule_reports_what_the_replay_served() {
         serde_json::to_value(&live.summary).unwrap()
     );
 
+    // Each horizon on its own: a horizon the rule never moved serves the model's variance on
+    // every day, so its served QLIKE is the model's; the risk policy likewise.
+    let per_horizon = GateRule {
+        per_horizon: true,
+        ..GateRule::DEFAULT
+    };
+    let apart = regate_replay(&url, &per_horizon, from_ms, to_ms).await.unwrap();
+    assert_eq!(apart.days.len(), policies(&live).len());
+    for h in &apart.summary.horizons {
+        let moved = apart
+            .switches
+            .iter()
+            .any(|s| s.horizon_hours == Some(h.horizon_hours));
+        let on_har = apart
+            .days
+            .iter()
+            .filter(|d| d.policy.contains(&format!(" {} h", h.horizon_hours)))
+            .count();
+        assert_eq!(moved, on_har > 0, "{:?}", apart.days);
+        if !moved {
+            assert_eq!(h.qlike_served, h.qlike_model, "{}", h.horizon_hours);
+        }
+    }
+    let risk = apart.summary.risk.as_ref().unwrap();
+    if !apart.switches.iter().any(|s| s.horizon_hours.is_none()) {
+        assert_eq!(risk.served_breaches, risk.breaches);
+    }
+
     // A period the ledger does not hold is refused, naming it.
     let later = to_ms + 400 * DAY_MS;
     let e = regate_replay(&url, &GateRule::DEFAULT, later, later + DAY_MS)

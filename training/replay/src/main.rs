@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use volcast_core::time::{Bound, parse_time};
-use volcast_server::gate::GateRule;
+use volcast_server::gate::{FALLBACK_HAR, GateRule};
 use volcast_server::ledger::DAY_MS;
 use volcast_server::replay::{ReplayOptions, ReplayReport, regate_replay, replay};
 
@@ -51,6 +51,10 @@ struct Args {
     /// window (default: the service's rule, `true`); `false` judges them by Kupiec's test alone.
     #[arg(long)]
     gate_breaches_vs_fallback: Option<bool>,
+    /// Gate each horizon on its own (default: the service's rule); `true` serves HAR's variance
+    /// only at the horizons where the model loses, the risk policy on breaches or the 4 h horizon.
+    #[arg(long)]
+    gate_per_horizon: Option<bool>,
 }
 
 fn midnight(s: &str, name: &str) -> anyhow::Result<i64> {
@@ -63,9 +67,20 @@ fn midnight(s: &str, name: &str) -> anyhow::Result<i64> {
 
 fn print(report: &ReplayReport) {
     let s = &report.summary;
-    let fallback_days = report.days.iter().filter(|d| d.policy != "model").count();
+    let fallback_days = report
+        .days
+        .iter()
+        .filter(|d| d.policy.starts_with(FALLBACK_HAR))
+        .count();
+    // A per-horizon rule's days read `model; HAR at 168 h`.
+    let har_days = report.days.iter().filter(|d| d.policy.contains("HAR at")).count();
+    let horizons = if har_days > 0 {
+        format!(", {har_days} with some horizon's variance from HAR")
+    } else {
+        String::new()
+    };
     println!(
-        "\n{} days from {} to {}, {} on the fallback; {} scored ledger entries",
+        "\n{} days from {} to {}, {} on the fallback{horizons}; {} scored ledger entries",
         report.days.len(),
         s.from,
         s.to,
@@ -108,8 +123,11 @@ fn print(report: &ReplayReport) {
     }
     println!("\nSwitches of the gate: {}", report.switches.len());
     for sw in &report.switches {
+        let at = sw
+            .horizon_hours
+            .map_or_else(String::new, |h| format!(" at {h} h"));
         println!(
-            "- {} -> {}: {}",
+            "- {} -> {}{at}: {}",
             volcast_core::time::format_ms(sw.at),
             sw.policy,
             sw.reason
@@ -128,8 +146,9 @@ fn run() -> anyhow::Result<()> {
     if to_ms < from_ms {
         bail!("--to is before --from");
     }
-    if args.gate_breaches_vs_fallback.is_some() && args.regate.is_none() {
-        bail!("--gate-breaches-vs-fallback applies to --regate only (a replay runs the service's rule)");
+    if (args.gate_breaches_vs_fallback.is_some() || args.gate_per_horizon.is_some()) && args.regate.is_none()
+    {
+        bail!("the --gate-* options apply to --regate only (a replay runs the service's rule)");
     }
     if let Some(db) = &args.regate {
         // Opening a missing SQLite file would create an empty one.
@@ -142,6 +161,9 @@ fn run() -> anyhow::Result<()> {
         let mut rule = GateRule::DEFAULT;
         if let Some(b) = args.gate_breaches_vs_fallback {
             rule.breaches_vs_fallback = b;
+        }
+        if let Some(b) = args.gate_per_horizon {
+            rule.per_horizon = b;
         }
         let url = format!("sqlite://{}", db.display());
         let report = tokio::runtime::Runtime::new()?.block_on(regate_replay(&url, &rule, from_ms, to_ms))?;

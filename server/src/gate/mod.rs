@@ -26,8 +26,11 @@ use utoipa::ToSchema;
 use volcast_core::time::{DAY_MS, format_ms};
 
 pub use crate::dto::policy::{FALLBACK_HAR, MODEL, PolicyStatus};
-use crate::dto::validation::ValidationWindow;
-use crate::ledger::{Scored, closes_at, validation};
+use crate::dto::validation::{HorizonSkill, ValidationWindow};
+
+mod state;
+
+pub use state::{GateState, Regated, regate};
 
 /// The gate's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +52,10 @@ pub struct GateRule {
     /// Whether excess breaches count only when the model's LT was breached more often than the
     /// fallback's (HAR's calibrated rule) on the same window: a switch must buy safety.
     pub breaches_vs_fallback: bool,
+    /// Whether each horizon is gated on its own ([`GateState::step`]): a horizon's variance is
+    /// served from HAR while the model loses there, and the risk policy falls back on excess
+    /// breaches or while the liquidation window's horizon ([`DEFAULT_TAU`]) is on HAR.
+    pub per_horizon: bool,
 }
 
 impl GateRule {
@@ -65,6 +72,7 @@ impl GateRule {
         recover_kupiec_p: 0.20,
         min_dwell_days: 7,
         breaches_vs_fallback: true,
+        per_horizon: false,
     };
 }
 
@@ -75,6 +83,10 @@ pub struct Switch {
     pub at: i64,
     /// The policy switched to.
     pub policy: String,
+    /// The horizon switched, hours, where the gate judges each horizon on its own (absent: the
+    /// risk policy, and with the whole-policy rule every horizon with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon_hours: Option<usize>,
     /// Why.
     pub reason: String,
 }
@@ -82,7 +94,12 @@ pub struct Switch {
 impl From<(i64, String, String)> for Switch {
     /// A switch as the store keeps it: (time, policy, reason).
     fn from((at, policy, reason): (i64, String, String)) -> Self {
-        Self { at, policy, reason }
+        Self {
+            at,
+            policy,
+            horizon_hours: None,
+            reason,
+        }
     }
 }
 
@@ -98,52 +115,65 @@ impl Switch {
     }
 }
 
+/// Why the model fails the rule at horizon `h` at DM threshold `dm` (None: it does not, or the
+/// horizon has too few days of scored origins to judge).
+fn horizon_failure(rule: &GateRule, h: &HorizonSkill, dm: f64) -> Option<String> {
+    if h.origin_days < rule.min_days {
+        return None;
+    }
+    let (d, m, g) = (h.dm_daily_statistic?, h.qlike_model?, h.qlike_har?);
+    (d > dm).then(|| {
+        format!(
+            "at {} h the model's QLIKE {m:.4} is worse than HAR's {g:.4} over {} points on {} \
+             days (DM of the daily means {d:.2} > {dm})",
+            h.horizon_hours, h.points, h.origin_days
+        )
+    })
+}
+
+/// Why the model's LT fails the rule on `window` at Kupiec threshold `kupiec_p` (None: it
+/// does not).
+fn breach_failure(rule: &GateRule, window: &ValidationWindow, kupiec_p: f64) -> Option<String> {
+    let r = window.risk.as_ref()?;
+    if r.origin_days < rule.min_days
+        || r.breach_rate <= r.expected_rate
+        || !r.kupiec_p_value.is_some_and(|p| p < kupiec_p)
+    {
+        return None;
+    }
+    let fallback_rate = (r.har_points > 0).then(|| r.har_breaches as f64 / r.har_points as f64);
+    let safer = fallback_rate.is_none_or(|f| r.breach_rate > f);
+    if rule.breaches_vs_fallback && !safer {
+        return None;
+    }
+    let versus = if rule.breaches_vs_fallback {
+        fallback_rate.map_or_else(String::new, |f| {
+            format!(", the fallback's {:.2}% on the same window", 100.0 * f)
+        })
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "the model's LT was breached {} times in {} ({:.2}% against {:.2}% at alpha {}; Kupiec p \
+         {:.4} < {kupiec_p}{versus})",
+        r.breaches,
+        r.points,
+        100.0 * r.breach_rate,
+        100.0 * r.expected_rate,
+        r.alpha,
+        r.kupiec_p_value.unwrap_or(f64::NAN),
+    ))
+}
+
 /// Why the model fails the rule on `window` at thresholds `dm` and `kupiec_p` (empty: it
 /// does not).
 fn failures(rule: &GateRule, window: &ValidationWindow, dm: f64, kupiec_p: f64) -> Vec<String> {
-    let mut out = Vec::new();
-    for h in &window.horizons {
-        if h.origin_days < rule.min_days {
-            continue;
-        }
-        if let (Some(d), Some(m), Some(g)) = (h.dm_daily_statistic, h.qlike_model, h.qlike_har)
-            && d > dm
-        {
-            out.push(format!(
-                "at {} h the model's QLIKE {m:.4} is worse than HAR's {g:.4} over {} points on {} \
-                 days (DM of the daily means {d:.2} > {dm})",
-                h.horizon_hours, h.points, h.origin_days
-            ));
-        }
-    }
-    if let Some(r) = &window.risk
-        && r.origin_days >= rule.min_days
-        && r.breach_rate > r.expected_rate
-        && r.kupiec_p_value.is_some_and(|p| p < kupiec_p)
-    {
-        let fallback_rate = (r.har_points > 0).then(|| r.har_breaches as f64 / r.har_points as f64);
-        let safer = fallback_rate.is_none_or(|f| r.breach_rate > f);
-        if !rule.breaches_vs_fallback || safer {
-            let versus = if rule.breaches_vs_fallback {
-                fallback_rate.map_or_else(String::new, |f| {
-                    format!(", the fallback's {:.2}% on the same window", 100.0 * f)
-                })
-            } else {
-                String::new()
-            };
-            out.push(format!(
-                "the model's LT was breached {} times in {} ({:.2}% against {:.2}% at alpha {}; \
-                 Kupiec p {:.4} < {kupiec_p}{versus})",
-                r.breaches,
-                r.points,
-                100.0 * r.breach_rate,
-                100.0 * r.expected_rate,
-                r.alpha,
-                r.kupiec_p_value.unwrap_or(f64::NAN),
-            ));
-        }
-    }
-    out
+    window
+        .horizons
+        .iter()
+        .filter_map(|h| horizon_failure(rule, h, dm))
+        .chain(breach_failure(rule, window, kupiec_p))
+        .collect()
 }
 
 /// The gate's decision at the daily origin `day_ms`, serving `current` (switched at `since_ms`),
@@ -166,6 +196,7 @@ pub fn decide(
         (enough && still.is_empty()).then(|| Switch {
             at: day_ms,
             policy: MODEL.into(),
+            horizon_hours: None,
             reason: format!(
                 "the model recovered {span}: no horizon's DM statistic above {} and no excess \
                  LT breaches at Kupiec p < {}",
@@ -177,72 +208,18 @@ pub fn decide(
         (!failing.is_empty()).then(|| Switch {
             at: day_ms,
             policy: FALLBACK_HAR.into(),
+            horizon_hours: None,
             reason: format!("{span}, {}", failing.join("; ")),
         })
-    }
-}
-
-/// A rule re-run over a scored ledger ([`regate`]).
-#[derive(Debug, Clone)]
-pub struct Regated {
-    /// The switches the rule makes, in order.
-    pub switches: Vec<Switch>,
-    /// The policy served on each day of the period: (daily origin, policy name).
-    pub days: Vec<(i64, String)>,
-    /// The period's entries, each with the policy the rule served at its origin.
-    pub entries: Vec<Scored>,
-}
-
-/// The gate under `rule` re-run, day by day, over a finished ledger whose entries (`entries`,
-/// by origin, as [`LedgerStore::scored`](volcast_store::LedgerStore::scored) returns them)
-/// include the rule's window before `from_ms`: at each daily origin of `[from_ms, to_ms]` it
-/// decides on the entries the daily job had scored by then ([`closes_at`] at or before the
-/// origin) with [`decide`], as the job's pass does, starting from the model's policy. The
-/// ledger's forecasts and outcomes do not depend on the policy served, so this is what the
-/// service would have served under `rule` (how `replay --regate` compares rules on the folds).
-#[must_use]
-pub fn regate(rule: &GateRule, entries: &[Scored], from_ms: i64, to_ms: i64) -> Regated {
-    let mut current = PolicyStatus::model();
-    let mut since = None;
-    let (mut switches, mut days, mut served) = (Vec::new(), Vec::new(), Vec::new());
-    let mut day = from_ms;
-    while day <= to_ms {
-        let from = day - rule.window_days * DAY_MS;
-        let lo = entries.partition_point(|e| e.origin < from);
-        let hi = entries.partition_point(|e| e.origin <= day);
-        let window: Vec<Scored> = entries[lo..hi]
-            .iter()
-            .filter(|e| closes_at(&e.record, e.origin) <= day)
-            .cloned()
-            .collect();
-        let evidence = validation(&window, rule.window_days, from, day);
-        if let Some(switch) = decide(rule, &current, since, &evidence, day) {
-            current = switch.status();
-            since = Some(switch.at);
-            switches.push(switch);
-        }
-        let next = entries.partition_point(|e| e.origin < day);
-        for e in &entries[next..hi] {
-            let mut e = e.clone();
-            e.record.policy.clone_from(&current.name);
-            served.push(e);
-        }
-        days.push((day, current.name.clone()));
-        day += DAY_MS;
-    }
-    Regated {
-        switches,
-        days,
-        entries: served,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dto::validation::{HorizonSkill, RiskCalibrationCheck};
+    use crate::dto::validation::RiskCalibrationCheck;
 
-    fn window(dm: f64, breaches: usize) -> ValidationWindow {
+    pub(super) fn window(dm: f64, breaches: usize) -> ValidationWindow {
         ValidationWindow {
             days: 30,
             from: String::new(),
