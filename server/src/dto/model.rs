@@ -1,0 +1,139 @@
+//! What the service says about itself: the model card of `GET /v1/model` (scores, data, features,
+//! corrections in force) and the health answers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ModelRef, anomaly};
+
+/// Scores at one horizon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HorizonMetricsDto {
+    /// Points scored.
+    pub n_points: usize,
+    /// QLIKE per forecaster.
+    pub qlike: BTreeMap<String, f64>,
+    /// Shortage ROC AUC per forecaster.
+    pub shortage_roc_auc: BTreeMap<String, f64>,
+    /// Quantile coverage per level.
+    pub coverage: BTreeMap<String, f64>,
+}
+
+/// A training data file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DataFileDto {
+    /// The file's name (its directory on the training machine is not shown).
+    pub path: String,
+    /// SHA-256 of the file.
+    pub sha256: String,
+    /// Candles.
+    pub rows: usize,
+    /// First open time, RFC 3339.
+    pub first: String,
+    /// Last open time, RFC 3339.
+    pub last: String,
+}
+
+/// The model's inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeaturesDto {
+    /// Feature definitions version.
+    pub version: u32,
+    /// Static features.
+    pub static_names: Vec<String>,
+    /// Sequence channels.
+    pub channel_names: Vec<String>,
+    /// Hours in the sequence.
+    pub window_hours: usize,
+}
+
+/// Answer of `GET /v1/model`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelCard {
+    /// Id and hash.
+    pub model: ModelRef,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Code version that trained it.
+    pub code_version: String,
+    /// Horizons, hours.
+    pub horizons: Vec<usize>,
+    /// RV quantile levels.
+    pub quantile_levels: Vec<f64>,
+    /// Candles a request needs per asset (the origin and the hours before it).
+    pub history_hours: usize,
+    /// Open time of the last candle fitting used.
+    pub fit_until: String,
+    /// First and last training candle (open times, RFC 3339).
+    pub training_range: Option<[String; 2]>,
+    /// Training files.
+    pub training_data: Vec<DataFileDto>,
+    /// Early-stopping holdout metrics per horizon.
+    pub holdout: BTreeMap<String, HorizonMetricsDto>,
+    /// Out-of-sample validation metrics per horizon.
+    pub validation: BTreeMap<String, HorizonMetricsDto>,
+    /// Inputs.
+    pub features: FeaturesDto,
+    /// Device trained on.
+    pub device: String,
+    /// Historical windows `POST /v1/risk/stress` can replay (`{"kind": "replay", "name": ...}`).
+    pub stress_scenarios: Vec<String>,
+    /// The corrections applied to the network's variance and quantiles, and the window they were
+    /// measured on; none for an artifact without them.
+    pub recalibration: Option<RecalibrationDto>,
+    /// The anomaly detector served beside the model (see `POST /v1/anomaly/scan`), and what an
+    /// active flag does to risk parameters; none without a detector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly_detector: Option<anomaly::ServedDetector>,
+}
+
+/// The corrections of the network's outputs in force (see the README, "Operation: daily
+/// recalibration").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecalibrationDto {
+    /// First origin of the window, RFC 3339.
+    pub from: String,
+    /// End of the window (every target used ended by then), RFC 3339. Refreshed daily by
+    /// `calibrate --until`; an old date here means the job has stopped.
+    pub until: String,
+    /// Length of the trailing window the daily job uses, days; none when the corrections are
+    /// fixed at training.
+    pub rolling_days: Option<usize>,
+    /// Multiplier of the variance forecast, per horizon (hours).
+    pub variance_scale: BTreeMap<String, f64>,
+    /// Multipliers of the RV quantiles, per horizon, in `quantile_levels` order.
+    pub quantile_scale: BTreeMap<String, Vec<f64>>,
+    /// Weight of the corrected network against the HAR baseline per horizon (hours): the
+    /// variance served is `exp(w ln F + (1 - w) ln H)`. Empty for artifacts made before the
+    /// blend (the network alone).
+    pub har_weight: BTreeMap<String, f64>,
+    /// Adaptive calibration in force: how the daily job moves the levels behind the RV quantiles
+    /// and the drawdown quantile; none for artifacts with fixed levels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveDto>,
+}
+
+/// Adaptive conformal calibration (see the README, "Adaptive calibration").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AdaptiveDto {
+    /// Step of each RV quantile's level per completed forecast.
+    pub quantile_step: f64,
+    /// Step of the drawdown's log miscoverage factor per completed window.
+    pub drawdown_step: f64,
+    /// Level each quantile scale was measured at, per horizon (hours), in `quantile_levels` order.
+    pub quantile_level: BTreeMap<String, Vec<f64>>,
+    /// Miscoverage factor per liquidation window (hours) of the risk calibration: the level
+    /// served for `alpha` is `1 - (1 - alpha) m`.
+    pub miscoverage_factor: BTreeMap<String, f64>,
+}
+
+/// Answer of `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready`, `degraded` (ready, serving the gate's fallback policy) or `loading`.
+    pub status: String,
+    /// The model, once loaded.
+    pub model: Option<ModelRef>,
+}
