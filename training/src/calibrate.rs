@@ -125,6 +125,7 @@ pub fn calibrate_artifact(
         quantile_step: DEFAULT_QUANTILE_STEP,
         drawdown_step: DEFAULT_DRAWDOWN_STEP,
         quantile_level: BTreeMap::new(),
+        blend_as_served: false,
     });
     metadata.recalibration = Some(recalibration);
     metadata.stress_scenarios = volcast_core::stress::market_stress_scenarios(assets, end);

@@ -51,6 +51,10 @@ pub struct AdaptiveSteps {
     /// fixed. Default: the artifact's.
     #[arg(long, value_parser = step)]
     pub drawdown_step: Option<f64>,
+    /// Choose the daily weight of the network against HAR on the forecasts as they were served
+    /// (`true`) or re-scaled by the window's own scale (`false`). Default: the artifact's.
+    #[arg(long)]
+    pub blend_as_served: Option<bool>,
 }
 
 impl AdaptiveSteps {
@@ -61,7 +65,7 @@ impl AdaptiveSteps {
         self,
         declared: Option<&volcast_model::artifact::Adaptive>,
     ) -> Option<volcast_model::artifact::Adaptive> {
-        if self.quantile_step.is_none() && self.drawdown_step.is_none() {
+        if self.quantile_step.is_none() && self.drawdown_step.is_none() && self.blend_as_served.is_none() {
             return declared.cloned();
         }
         Some(volcast_model::artifact::Adaptive {
@@ -74,6 +78,10 @@ impl AdaptiveSteps {
                 .or(declared.map(|a| a.drawdown_step))
                 .unwrap_or(0.0),
             quantile_level: std::collections::BTreeMap::new(),
+            blend_as_served: self
+                .blend_as_served
+                .or(declared.map(|a| a.blend_as_served))
+                .unwrap_or(false),
         })
     }
 }

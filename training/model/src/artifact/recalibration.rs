@@ -61,6 +61,11 @@ pub struct Adaptive {
     /// order (the state on the recalibration's `until`; nominal at the fit end).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub quantile_level: BTreeMap<usize, Vec<f64>>,
+    /// Whether the daily weight of the network against HAR is chosen on the window's forecasts
+    /// as they were served (each times the variance scale in force at its origin) rather than
+    /// all re-scaled by the scale measured on that window ([`crate::operation::History::operate`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blend_as_served: bool,
 }
 
 /// `model` and `har` variances blended in logs, weight `w` on the model; the model alone where

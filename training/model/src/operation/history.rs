@@ -237,12 +237,49 @@ impl History {
                         .collect(),
                     ..a.clone()
                 });
+                if self.combine && adaptive.is_some_and(|a| a.blend_as_served) {
+                    self.weigh_as_served(&mut r, day, days, &out, stored);
+                }
                 r
             });
             out.insert(day, measured);
             day += 24;
         }
         out
+    }
+}
+
+impl History {
+    /// Re-chooses `r`'s weights of the network against HAR on the window of `days` days before
+    /// `day` with each completed forecast as it was served: the network's raw forecast times the
+    /// variance scale in force at its origin (`served`, the days operated so far; `stored` before
+    /// them), not times the scale measured on this same window, which fits the network's level
+    /// in sample and HAR's not.
+    fn weigh_as_served(
+        &self,
+        r: &mut Recalibration,
+        day: i64,
+        days: usize,
+        served: &BTreeMap<i64, Option<Recalibration>>,
+        stored: Option<&Recalibration>,
+    ) {
+        for (p, &(lo, hi)) in self.horizons.iter().zip(&self.window(day, days)) {
+            let points: Vec<[f64; 3]> = (lo..hi)
+                .map(|i| {
+                    let origin_day = p.hours[i] - p.hours[i].rem_euclid(24);
+                    let scale = served
+                        .get(&origin_day)
+                        .and_then(Option::as_ref)
+                        .or(stored)
+                        .and_then(|c| c.variance_scale.get(&p.horizon))
+                        .copied()
+                        .unwrap_or(1.0);
+                    let [rv, f, har] = p.rv_model_har[i];
+                    [rv, scale * f, har]
+                })
+                .collect();
+            r.har_weight.insert(p.horizon, best_weight(&points, 1.0));
+        }
     }
 }
 
@@ -349,6 +386,54 @@ mod tests {
         assert_eq!(best_weight(&no_har, 1.0), 0.0);
     }
 
+    /// Weighed as served, each day's weight is the best on the window's forecasts times the
+    /// scale served at their origins, which lags a network whose level drifts: its weight then
+    /// differs from the one chosen on the window re-scaled in sample.
+    #[test]
+    fn weights_as_served_use_the_scale_in_force_at_each_origin() {
+        let mut rng = volcast_core::synth::Rng::new(11);
+        let hours: Vec<i64> = (0..200).map(|d| d * 24).collect();
+        // The network's raw level drifts away from the truth; HAR is unbiased but noisy.
+        let rv_model_har: Vec<[f64; 3]> = (0..200)
+            .map(|d| {
+                let rv = (rng.normal() * 0.3).exp();
+                [rv, (-0.02 * f64::from(d)).exp(), rv * (rng.normal() * 0.6).exp()]
+            })
+            .collect();
+        let ratio: Vec<f64> = rv_model_har.iter().map(|&[rv, f, _]| rv / f).collect();
+        let mut h = history(&hours, &ratio);
+        h.horizons[0].rv_model_har.clone_from(&rv_model_har);
+        h.combine = true;
+        let adaptive = |blend_as_served| Adaptive {
+            quantile_step: 0.0,
+            drawdown_step: 0.0,
+            quantile_level: BTreeMap::new(),
+            blend_as_served,
+        };
+        let served = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(true)), None);
+        let refit = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(false)), None);
+        let mut differ = 0;
+        for day in (80..200).map(|d| d * 24) {
+            let window = h.window(day, 30)[0];
+            let points: Vec<[f64; 3]> = (window.0..window.1)
+                .map(|i| {
+                    let origin = hours[i];
+                    let scale = served[&origin].as_ref().unwrap().variance_scale[&24];
+                    let [rv, f, har] = rv_model_har[i];
+                    [rv, scale * f, har]
+                })
+                .collect();
+            let got = served[&day].as_ref().unwrap();
+            assert_eq!(got.har_weight[&24], best_weight(&points, 1.0), "{day}");
+            // Everything else is the daily job's.
+            let same = refit[&day].as_ref().unwrap();
+            assert_eq!(got.variance_scale, same.variance_scale);
+            assert_eq!(got.quantile_scale, same.quantile_scale);
+            differ += usize::from(got.har_weight != same.har_weight);
+        }
+        assert!(differ > 20, "{differ}");
+    }
+
     /// With fixed levels, the daily operation measures exactly what the daily job measures on
     /// each day's window.
     #[test]
@@ -385,6 +470,7 @@ mod tests {
                 quantile_step: step,
                 drawdown_step: 0.0,
                 quantile_level: BTreeMap::new(),
+                blend_as_served: false,
             };
             let op = h.operate((0, 399 * 24), 30, 100 * 24, Some(&adaptive), None);
             let late: Vec<bool> = hours
