@@ -222,6 +222,15 @@ pub fn single(n: usize) -> Value {
     json!({"asset": "SYNTH01", "candles": candles(n)})
 }
 
+/// [`single`] with every candle's quote volume set to `qv`.
+pub fn with_quote_volume(n: usize, qv: f64) -> Value {
+    let mut body = single(n);
+    for c in body["candles"].as_array_mut().unwrap() {
+        c["quote_volume"] = json!(qv);
+    }
+    body
+}
+
 pub async fn call(
     app: &Router,
     method: &str,
