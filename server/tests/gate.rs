@@ -208,6 +208,13 @@ async fn while_on_the_fallback_every_answer_says_so_and_a_restart_keeps_it() {
     assert!(derivation["policy"]["reason"].as_str().unwrap().contains("HAR"));
     assert_eq!(derivation["drawdown"], derivation["har_calibrated"]["drawdown"]);
     assert!(derivation["policy"]["model"]["drawdown"].as_f64().unwrap() > 0.0);
+    // A volatility answer: both forecasts, HAR's served at every horizon.
+    let (status, vol, _) = common::call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+    assert_eq!(status, 200, "{vol}");
+    for h in vol["items"][0]["horizons"].as_array().unwrap() {
+        assert!(h["har"]["variance"].as_f64().unwrap() > 0.0, "{h}");
+        assert_eq!(h["served"], "har", "{h}");
+    }
     let metrics = common::call(&app, "GET", "/metrics", None).await.1;
     assert!(
         metrics.as_str().unwrap().contains("volcast_policy_fallback 1"),

@@ -28,6 +28,7 @@ async fn volatility_single_and_batch() {
     assert!((h24["annualized_volatility"].as_f64().unwrap() - (var * 8760.0 / 24.0).sqrt()).abs() < 1e-12);
     assert_eq!(h24["quantiles"].as_array().unwrap().len(), 4);
     assert!(h24["har"]["variance"].as_f64().unwrap() > 0.0);
+    assert_eq!(h24["served"], "model");
 
     let batch = json!({"items": [single(N), single(N + 5)], "horizons": [168, 4]});
     let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&batch)).await;

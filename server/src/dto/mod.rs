@@ -204,6 +204,10 @@ pub struct VolatilityHorizon {
     pub quantiles: Vec<QuantileDto>,
     /// The HAR-RV baseline's forecast on the same candles (null when a regressor is missing).
     pub har: Option<VarianceDto>,
+    /// Which of the two the service serves at this horizon: `model`, or `har` while the
+    /// champion/challenger gate holds the fallback (`model.policy`) and HAR's forecast exists.
+    #[schema(example = "model")]
+    pub served: String,
 }
 
 /// Volatility forecasts for one asset.

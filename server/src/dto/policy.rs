@@ -7,6 +7,8 @@ use utoipa::ToSchema;
 pub const MODEL: &str = "model";
 /// HAR's variance with its own calibrated drawdown rule is served.
 pub const FALLBACK_HAR: &str = "fallback_har";
+/// A horizon's variance served from HAR (the volatility answer's `served`, on the fallback).
+pub const HAR: &str = "har";
 
 /// Which policy is served, since when and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

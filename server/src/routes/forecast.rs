@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 
+use crate::dto::policy as gate;
 use crate::dto::{
     AssetCandles, AssetLiquidity, AssetVolatility, ForecastRequest, LiquidityHorizon, LiquidityResponse,
     QuantileDto, VarianceDto, VolatilityHorizon, VolatilityResponse,
@@ -103,6 +104,9 @@ pub fn volatility_response<'a>(
     results: impl Iterator<Item = (&'a Prepared, &'a Prediction)>,
 ) -> VolatilityResponse {
     let levels = &info.metadata.quantile_levels;
+    // On the gate's fallback, HAR's variance is served where it exists (README, "Continuous
+    // validation").
+    let fallback = info.policy.is_fallback();
     let items = results
         .map(|(prep, pred)| AssetVolatility {
             origin: prep.origin(),
@@ -123,6 +127,11 @@ pub fn volatility_response<'a>(
                             })
                             .collect(),
                         har: finite(prep.har[j]).map(|v| variance_dto(v, h)),
+                        served: if fallback && finite(prep.har[j]).is_some() {
+                            gate::HAR.into()
+                        } else {
+                            gate::MODEL.into()
+                        },
                     }
                 })
                 .collect(),
