@@ -129,7 +129,7 @@ pub(crate) fn forward(
             }
         }
     }
-    let trace = keep.then(|| Trace {
+    let trace = keep.then_some(Trace {
         dims,
         x,
         w,
