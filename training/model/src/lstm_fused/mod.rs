@@ -69,7 +69,8 @@ pub fn composed_last_state(x: Tensor<3>, w: &Tensor<2>, b: &Tensor<2>) -> Tensor
 
 /// [`last_state`] as one operation on the flex backend, with or without autodiff (then one
 /// graph node with a handwritten backward pass). `None` when the tensors are elsewhere (wgpu),
-/// not `f32`, of inconsistent shapes, or `x` is outside the autodiff graph `w` is in.
+/// not `f32`, of inconsistent shapes, wider than [`kernel::MAX_HIDDEN`] hidden units, or not
+/// all in the same autodiff context.
 #[must_use]
 pub fn fused_last_state(x: &Tensor<3>, w: &Tensor<2>, b: &Tensor<2>) -> Option<Tensor<2>> {
     let dims = dims_of(x, w, b)?;
@@ -89,6 +90,7 @@ fn dims_of(x: &Tensor<3>, w: &Tensor<2>, b: &Tensor<2>) -> Option<Dims> {
     let [rows, gates] = w.dims();
     let hidden = gates / 4;
     let consistent = gates % 4 == 0 && rows == input + hidden && b.dims() == [1, gates];
+    let consistent = consistent && hidden <= kernel::MAX_HIDDEN;
     consistent.then_some(Dims {
         batch,
         time,
