@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`device`]: choosing the compute device (flex CPU or wgpu), with one log line on fallback.
 //! - [`network`]: the burn modules (sequence encoder, trunk, per-horizon heads).
+//! - [`lstm_fused`]: the LSTM recurrence as one operation with a handwritten backward pass (CPU).
 //! - [`config`]: the artifact's `config.json`, architecture and training hyperparameters.
 //! - [`scaler`]: standardisation of the model's inputs, fitted at training, stored in the artifact.
 //! - [`artifact`]: the artifact directory (weights, config, metadata), its id and its loading.
@@ -15,6 +16,7 @@ pub mod artifact;
 pub mod config;
 pub mod device;
 pub mod inference;
+pub mod lstm_fused;
 pub mod network;
 pub mod operation;
 pub mod scaler;

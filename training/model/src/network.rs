@@ -207,6 +207,18 @@ impl Tcn {
 
 impl LstmEncoder {
     fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        match self.plain_forget_gate() {
+            Some(forget) => {
+                let (w, b) = self.stacked(forget, &x.device());
+                crate::lstm_fused::last_state(x, &w, &b)
+            }
+            None => self.forward_all(x),
+        }
+    }
+
+    /// The forget gate, when the LSTM is the plain one that [`crate::lstm_fused`] computes (batch first, forward in time, no clipping, burn's default
+    /// activations).
+    fn plain_forget_gate(&self) -> Option<&nn::GateController> {
         let l = &self.lstm;
         let plain = l.batch_first
             && !l.reverse
@@ -214,24 +226,16 @@ impl LstmEncoder {
             && matches!(l.gate_activation, Activation::Sigmoid(_))
             && matches!(l.cell_activation, Activation::Tanh(_))
             && matches!(l.hidden_activation, Activation::Tanh(_));
-        match &l.forget_gate {
-            Some(forget) if plain => self.forward_last(x, forget),
-            _ => self.forward_all(x),
-        }
+        l.forget_gate.as_ref().filter(|_| plain)
     }
 
-    /// The last hidden state, with burn's LSTM weights and its (default) activations: the four
-    /// gates' input and hidden transforms stacked into one `[channels_in + hidden, 4 hidden]`
-    /// matrix, so each hour is one product of `[x(t), h(t - 1)]`, and no output sequence is
-    /// kept (burn's keeps every hour's, whose gradient costs the square of the window).
-    fn forward_last(&self, x: Tensor<3>, forget: &nn::GateController) -> Tensor<2> {
-        use burn::tensor::activation::{sigmoid, tanh};
+    /// burn's LSTM weights with the four gates' input and hidden transforms stacked into one
+    /// `[channels_in + hidden, 4 hidden]` matrix (input rows first, gates in the order input,
+    /// forget, output, cell) and their biases summed into one `[1, 4 hidden]` row.
+    fn stacked(&self, forget: &nn::GateController, device: &Device) -> (Tensor<2>, Tensor<2>) {
         let l = &self.lstm;
         let gates = [&l.input_gate, forget, &l.output_gate, &l.cell_gate];
-        let [batch, time, _] = x.dims();
         let hidden = l.d_hidden;
-        let device = x.device();
-        // [channels_in + hidden, 4 hidden]: input rows first, gates in the order above.
         let input_w = Tensor::cat(gates.iter().map(|g| g.input_transform.weight.val()).collect(), 1);
         let hidden_w = Tensor::cat(gates.iter().map(|g| g.hidden_transform.weight.val()).collect(), 1);
         let w = Tensor::cat(vec![input_w, hidden_w], 0);
@@ -241,29 +245,20 @@ impl LstmEncoder {
                 let bias = |lin: &Linear| {
                     lin.bias
                         .as_ref()
-                        .map_or_else(|| Tensor::zeros([hidden], &device), burn::module::Param::val)
+                        .map_or_else(|| Tensor::zeros([hidden], device), burn::module::Param::val)
                 };
                 bias(&g.input_transform) + bias(&g.hidden_transform)
             })
             .collect();
-        let b = Tensor::cat(biases, 0).reshape([1, 4 * hidden]);
-        let mut h = Tensor::<2>::zeros([batch, hidden], &device);
-        let mut c = Tensor::<2>::zeros([batch, hidden], &device);
-        for x_t in x.iter_dim(1).take(time) {
-            let [b_, _, c_in] = x_t.dims();
-            let xh = Tensor::cat(vec![x_t.reshape([b_, c_in]), h], 1); // [batch, channels_in + hidden]
-            let z = xh.matmul(w.clone()) + b.clone(); // [batch, 4 hidden]
-            let ifo = sigmoid(z.clone().narrow(1, 0, 3 * hidden));
-            let g = tanh(z.narrow(1, 3 * hidden, hidden));
-            let (i, f, o) = (
-                ifo.clone().narrow(1, 0, hidden),
-                ifo.clone().narrow(1, hidden, hidden),
-                ifo.narrow(1, 2 * hidden, hidden),
-            );
-            c = f * c + i * g;
-            h = o * tanh(c.clone());
-        }
-        h
+        (w, Tensor::cat(biases, 0).reshape([1, 4 * hidden]))
+    }
+
+    /// The last hidden state composed from tensor operations (the path before the fused
+    /// operation, and its reference in the tests).
+    #[cfg(test)]
+    fn forward_last(&self, x: Tensor<3>, forget: &nn::GateController) -> Tensor<2> {
+        let (w, b) = self.stacked(forget, &x.device());
+        crate::lstm_fused::composed_last_state(x, &w, &b)
     }
 
     /// burn's LSTM over the window, then the last hour.
@@ -429,27 +424,48 @@ mod tests {
         }
     }
 
-    /// The stacked LSTM is burn's LSTM: same last hidden state and weight gradients.
+    /// The fused recurrence (the CPU's path) and the composed one (wgpu's) are burn's LSTM:
+    /// same last hidden state and the same gradients of every gate's weights and biases, at a
+    /// long batch, one row and one hour.
     #[test]
-    fn lstm_last_state_path_matches_burns_lstm() {
+    fn lstm_last_state_paths_match_burns_lstm() {
         let device = Device::flex().autodiff();
         let model = VolModelConfig::new(6, 5, 3, vec![0.5])
             .with_encoder(EncoderKind::Lstm)
             .with_channels(8)
             .init(&device);
         let enc = model.lstm.as_ref().unwrap();
-        let x = Tensor::<3>::random([4, 24, 5], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let forget = enc.lstm.forget_gate.as_ref().unwrap();
-        let fast = enc.forward_last(x.clone(), forget);
-        let full = enc.forward_all(x);
-        let grads_fast = fast.clone().sum().backward();
-        let grads_full = full.clone().sum().backward();
-        assert!(close(fast, full) < 1e-5, "outputs");
         let l = &enc.lstm;
-        for gate in [&l.input_gate, forget, &l.output_gate, &l.cell_gate] {
-            for lin in [&gate.input_transform, &gate.hidden_transform] {
-                let g = |grads: &burn::tensor::Gradients| lin.weight.val().grad(grads).unwrap();
-                assert!(close(g(&grads_fast), g(&grads_full)) < 1e-4, "weight gradients");
+        for [batch, time] in [[4, 24], [1, 1], [1, 9], [3, 1]] {
+            let x = Tensor::<3>::random(
+                [batch, time, 5],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let full = enc.forward_all(x.clone());
+            let grads_full = full.clone().sum().backward();
+            for (path, out) in [
+                ("fused", enc.forward(x.clone())),
+                ("composed", enc.forward_last(x.clone(), forget)),
+            ] {
+                let grads = out.clone().sum().backward();
+                assert!(
+                    close(out, full.clone()) < 1e-5,
+                    "{path} outputs, batch {batch}, time {time}"
+                );
+                for gate in [&l.input_gate, forget, &l.output_gate, &l.cell_gate] {
+                    for lin in [&gate.input_transform, &gate.hidden_transform] {
+                        let w = |grads: &burn::tensor::Gradients| lin.weight.val().grad(grads).unwrap();
+                        let b = |grads: &burn::tensor::Gradients| {
+                            let b = lin.bias.as_ref().unwrap().val().grad(grads).unwrap();
+                            let n = b.dims()[0];
+                            b.reshape([1, n])
+                        };
+                        assert!(close(w(&grads), w(&grads_full)) < 1e-4, "{path} weight gradients");
+                        assert!(close(b(&grads), b(&grads_full)) < 1e-4, "{path} bias gradients");
+                    }
+                }
             }
         }
     }
