@@ -290,9 +290,9 @@ pub struct BenchOutcome {
     pub rows: Vec<crate::trainer::bench::BenchRow>,
     /// On a GPU: the CPU at the same batch sizes, every core; empty on the CPU.
     pub cpu_rows: Vec<crate::trainer::bench::BenchRow>,
-    /// Where a single-threaded step's time goes, at the first batch size: as trained, and with
-    /// the encoder run over every hour (the step before the last-step paths).
-    pub profile: [crate::trainer::bench::Profile; 2],
+    /// Where a single-threaded step's time goes, at the first batch size, with each of
+    /// [`crate::trainer::bench::EncoderPath::ALL`].
+    pub profile: [crate::trainer::bench::Profile; 3],
 }
 
 /// Runs the pipeline.

@@ -253,12 +253,19 @@ impl LstmEncoder {
         (w, Tensor::cat(biases, 0).reshape([1, 4 * hidden]))
     }
 
-    /// The last hidden state composed from tensor operations (the path before the fused
-    /// operation, and its reference in the tests).
-    #[cfg(test)]
+    /// The last hidden state composed from tensor operations (wgpu's path; on the CPU the path
+    /// before the fused operation, and its reference in the tests).
     fn forward_last(&self, x: Tensor<3>, forget: &nn::GateController) -> Tensor<2> {
         let (w, b) = self.stacked(forget, &x.device());
         crate::lstm_fused::composed_last_state(x, &w, &b)
+    }
+
+    /// [`Self::forward_last`] where the LSTM is the plain one, else burn's over the window.
+    fn forward_composed(&self, x: Tensor<3>) -> Tensor<2> {
+        match self.plain_forget_gate() {
+            Some(forget) => self.forward_last(x, forget),
+            None => self.forward_all(x),
+        }
     }
 
     /// burn's LSTM over the window, then the last hour.
@@ -292,6 +299,19 @@ impl VolModel {
         let summary = match (&self.tcn, &self.lstm) {
             (Some(tcn), _) => tcn.forward_all(sequence),
             (None, Some(lstm)) => lstm.forward_all(sequence),
+            (None, None) => unreachable!("a VolModel always has one encoder"),
+        };
+        self.heads(summary, statics)
+    }
+
+    /// [`Self::forward`] with the LSTM's last state composed from tensor operations, as on
+    /// wgpu, instead of the CPU's fused operation (`lstm_fused`): the same function. The TCN's
+    /// path is [`Self::forward`]'s. Kept for `train --bench`'s comparison.
+    #[must_use]
+    pub fn forward_composed(&self, sequence: Tensor<3>, statics: Tensor<2>) -> VolOutput {
+        let summary = match (&self.tcn, &self.lstm) {
+            (Some(tcn), _) => tcn.forward(sequence),
+            (None, Some(lstm)) => lstm.forward_composed(sequence),
             (None, None) => unreachable!("a VolModel always has one encoder"),
         };
         self.heads(summary, statics)

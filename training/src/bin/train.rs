@@ -168,7 +168,6 @@ fn run() -> anyhow::Result<()> {
 
 /// `--bench`: the step's speed and profile as Markdown tables.
 fn print_bench(pipeline: &Pipeline, args: &Args) -> anyhow::Result<()> {
-    use volcast_training::trainer::bench::Profile;
     let sizes = |v: &[u64]| -> Vec<usize> { v.iter().filter_map(|&x| usize::try_from(x).ok()).collect() };
     let steps = usize::try_from(args.bench_steps).unwrap_or(200);
     let outcome = volcast_training::pipeline::bench(
@@ -214,29 +213,53 @@ fn print_bench(pipeline: &Pipeline, args: &Args) -> anyhow::Result<()> {
             );
         }
     }
-    let [now, every_hour] = outcome.profile;
-    let total = |p: &Profile| p.batch_ms + p.forward_ms + p.backward_ms + p.optimizer_ms;
+    print_profile(&outcome.profile, config.model.encoder == EncoderKind::Lstm);
+    Ok(())
+}
+
+/// Where one single-threaded step's time goes, by phase, for each of `bench`'s encoder paths
+/// (the composed one only for the LSTM: the TCN's is as trained).
+fn print_profile(profiles: &[volcast_training::trainer::bench::Profile; 3], lstm: bool) {
+    use volcast_training::trainer::bench::Profile;
+    let [now, composed, every_hour] = profiles;
+    let mut columns = vec![("as trained", now)];
+    if lstm {
+        columns.push(("composed", composed));
+    }
+    columns.push(("every hour", every_hour));
+    fn total(p: &Profile) -> f64 {
+        p.batch_ms + p.forward_ms + p.backward_ms + p.optimizer_ms
+    }
     let share = |x: f64, p: &Profile| 100.0 * x / total(p).max(f64::MIN_POSITIVE);
     println!(
-        "\nOne single-threaded step at batch {}, by phase, ms: as trained, and with the encoder run over every hour of the window (the step before the last-step paths; the same function):\n\n| phase | as trained | share | every hour | share |\n|---|---:|---:|---:|---:|",
-        now.batch_size
+        "\nOne single-threaded step at batch {}, by phase, ms: as trained{}, and with the encoder run over every hour of the window (the step before the last-step paths; the same function):\n",
+        now.batch_size,
+        if lstm {
+            ", with the LSTM's last state composed from tensor operations (wgpu's path, the CPU's before the fused operation)"
+        } else {
+            ""
+        }
     );
-    for (name, a, b) in [
-        ("batch (features to tensors)", now.batch_ms, every_hour.batch_ms),
-        ("forward and loss", now.forward_ms, every_hour.forward_ms),
-        ("backward", now.backward_ms, every_hour.backward_ms),
-        (
-            "optimiser (clipping, AdamW)",
-            now.optimizer_ms,
-            every_hour.optimizer_ms,
-        ),
-        ("total", total(&now), total(&every_hour)),
-    ] {
-        println!(
-            "| {name} | {a:.2} | {:.0}% | {b:.2} | {:.0}% |",
-            share(a, &now),
-            share(b, &every_hour)
-        );
+    let header: String = columns
+        .iter()
+        .map(|(name, _)| format!(" {name} | share |"))
+        .collect();
+    let rule: String = columns.iter().map(|_| "---:|---:|").collect();
+    println!("| phase |{header}\n|---|{rule}");
+    let phases: [(&str, fn(&Profile) -> f64); 4] = [
+        ("batch (features to tensors)", |p| p.batch_ms),
+        ("forward and loss", |p| p.forward_ms),
+        ("backward", |p| p.backward_ms),
+        ("optimiser (clipping, AdamW)", |p| p.optimizer_ms),
+    ];
+    let rows = phases
+        .into_iter()
+        .chain([("total", total as fn(&Profile) -> f64)]);
+    for (name, phase) in rows {
+        let cells: String = columns
+            .iter()
+            .map(|(_, p)| format!(" {:.2} | {:.0}% |", phase(p), share(phase(p), p)))
+            .collect();
+        println!("| {name} |{cells}");
     }
-    Ok(())
 }

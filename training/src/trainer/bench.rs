@@ -66,9 +66,28 @@ pub struct Profile {
     pub optimizer_ms: f64,
 }
 
+/// How the profiled step runs the sequence encoder (the same function each way, to rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderPath {
+    /// As trained: the last-step paths, and the CPU's fused LSTM.
+    AsTrained,
+    /// The LSTM's last state composed from tensor operations, as on wgpu (the CPU's path before
+    /// the fused operation; the TCN's is as trained).
+    Composed,
+    /// Every hour of the window through the convolutions or burn's LSTM
+    /// ([`volcast_model::network::VolModel::forward_every_hour`], the step before the last-step
+    /// paths).
+    EveryHour,
+}
+
+impl EncoderPath {
+    /// In the order of [`bench`]'s profiles.
+    pub const ALL: [Self; 3] = [Self::AsTrained, Self::Composed, Self::EveryHour];
+}
+
 /// Times the training step of `config` on `assets` (fit period ending at `fit_end_hour`) on
-/// `device`, and profiles a single-threaded step as trained and with the encoder run over every
-/// hour ([`volcast_model::network::VolModel::forward_every_hour`], the step before the last-step paths). On a GPU the phases of the profile are only when the host queued them (the work
+/// `device`, and profiles a single-threaded step with each [`EncoderPath`], in the order of
+/// [`EncoderPath::ALL`]. On a GPU the phases of the profile are only when the host queued them (the work
 /// itself is asynchronous); the totals wait for the device.
 ///
 /// # Errors
@@ -79,11 +98,11 @@ pub fn bench(
     fit_end_hour: i64,
     device: &Device,
     settings: &BenchSettings,
-) -> Result<(Vec<BenchRow>, [Profile; 2]), TrainError> {
+) -> Result<(Vec<BenchRow>, [Profile; 3]), TrainError> {
     let data = TrainingData::new(assets, config, fit_end_hour)?;
     let autodiff = device.clone().autodiff();
     let mut rows_out = Vec::new();
-    let mut profiles = [Profile::default(); 2];
+    let mut profiles = [Profile::default(); 3];
     for (i, &batch_size) in settings.batch_sizes.iter().enumerate() {
         let config = config.clone().with_batch_size(batch_size);
         for &threads in &settings.threads {
@@ -103,7 +122,7 @@ pub fn bench(
             };
             rows_out.push(run.time_steps(settings));
             if i == 0 && threads == settings.threads[0] {
-                profiles = [run.profile(settings, false), run.profile(settings, true)];
+                profiles = EncoderPath::ALL.map(|path| run.profile(settings, path));
             }
         }
     }
@@ -141,9 +160,8 @@ impl Run<'_> {
         }
     }
 
-    /// The single-threaded step of [`Run::step`], phase by phase; with `every_hour`, through
-    /// [`volcast_model::network::VolModel::forward_every_hour`].
-    fn profile(&self, settings: &BenchSettings, every_hour: bool) -> Profile {
+    /// The single-threaded step of [`Run::step`], phase by phase, with the encoder's `path`.
+    fn profile(&self, settings: &BenchSettings, path: EncoderPath) -> Profile {
         let config = self.config;
         let (mut model, mut optim, order, mut rng) = self.fresh();
         let mut batches = order.chunks_exact(config.batch_size).cycle();
@@ -158,10 +176,10 @@ impl Run<'_> {
             let points = batch.points;
             let t1 = Instant::now();
             let (sequence, statics) = (batch.sequence.clone(), batch.statics.clone());
-            let out = if every_hour {
-                model.forward_every_hour(sequence, statics)
-            } else {
-                model.forward(sequence, statics)
+            let out = match path {
+                EncoderPath::AsTrained => model.forward(sequence, statics),
+                EncoderPath::Composed => model.forward_composed(sequence, statics),
+                EncoderPath::EveryHour => model.forward_every_hour(sequence, statics),
             };
             let loss = super::loss_of(out, batch, points, config);
             let _ = super::scalar(loss.clone());

@@ -27,13 +27,6 @@ pub(crate) struct Dims {
     pub hidden: usize,
 }
 
-impl Dims {
-    /// Width of the stacked gates.
-    fn gates(self) -> usize {
-        4 * self.hidden
-    }
-}
-
 /// What the backward pass reads of the forward pass: its inputs and [`Record`].
 #[derive(Debug)]
 pub(crate) struct Trace {

@@ -5,29 +5,24 @@
 //! burn's tensor operations, the same recurrence is some fifteen operations an hour, forward and
 //! backward, whose dispatch and graph bookkeeping cost far more than their arithmetic.
 //!
-//! The node is a [`Backward`] of burn's autodiff backend (`burn-autodiff`'s extension API),
-//! reached through [`Tensor::try_into_primitive`] on `Autodiff<Flex, C>`; on any other backend
+//! The node is a `Backward` of burn's autodiff backend (`burn-autodiff`'s extension API),
+//! reached through [`Tensor::try_into_primitive`] on `Autodiff<Flex, C>` (`recorded.rs`, with
+//! the crate's `autodiff` feature, which the trainer turns on); on any other backend
 //! (wgpu) [`last_state`] composes the recurrence from tensor operations instead
 //! ([`composed_last_state`], also the reference the tests hold the fused operation to).
 
 mod kernel;
+#[cfg(any(test, feature = "autodiff"))]
+mod recorded;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::{
-    BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
-};
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Autodiff, DispatchKindConversion, DispatchTensor, Flex, GradientCheckpointingStrategy};
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use kernel::{Dims, Trace};
+use kernel::Dims;
 
 /// The last hidden state `[batch, hidden]` of a single-layer LSTM over `x` (`[batch, time,
 /// input]`), with the gates stacked in `w` (`[input + hidden, 4 hidden]`, input rows first,
@@ -77,11 +72,11 @@ pub fn fused_last_state(x: &Tensor<3>, w: &Tensor<2>, b: &Tensor<2>) -> Option<T
     if [x.dtype(), w.dtype(), b.dtype()] != [DType::F32; 3] {
         return None;
     }
-    match x.gradient_checkpointing_strategy() {
-        None => plain(x, w, b, dims),
-        Some(GradientCheckpointingStrategy::Disabled) => recorded::<NoCheckpointing>(x, w, b, dims),
-        Some(GradientCheckpointingStrategy::Balanced) => recorded::<BalancedCheckpointing>(x, w, b, dims),
+    #[cfg(any(test, feature = "autodiff"))]
+    if x.gradient_checkpointing_strategy().is_some() {
+        return recorded::recorded(x, w, b, dims);
     }
+    plain(x, w, b, dims)
 }
 
 /// The sizes, when the shapes agree.
@@ -120,81 +115,4 @@ fn plain(x: &Tensor<3>, w: &Tensor<2>, b: &Tensor<2>, dims: Dims) -> Option<Tens
     let (h, _) = kernel::forward(x, w, &b, dims, false);
     let h = flex_tensor(h, vec![dims.batch, dims.hidden]);
     Some(Tensor::from_primitive::<Flex>(h))
-}
-
-/// Under autodiff (checkpointing strategy `C`): the forward pass, recorded as one node whose
-/// backward is [`LstmBackward`].
-fn recorded<C: CheckpointStrategy>(
-    x: &Tensor<3>,
-    w: &Tensor<2>,
-    b: &Tensor<2>,
-    dims: Dims,
-) -> Option<Tensor<2>>
-where
-    DispatchTensor: DispatchKindConversion<Autodiff<Flex, C>>,
-{
-    let (x, x_node) = x
-        .clone()
-        .try_into_primitive::<Autodiff<Flex, C>>()
-        .ok()?
-        .into_parts();
-    let (w, w_node) = w
-        .clone()
-        .try_into_primitive::<Autodiff<Flex, C>>()
-        .ok()?
-        .into_parts();
-    let (b, b_node) = b
-        .clone()
-        .try_into_primitive::<Autodiff<Flex, C>>()
-        .ok()?
-        .into_parts();
-    let (x, w, b) = (values(&x)?, values(&w)?, values(&b)?);
-    let shape = vec![dims.batch, dims.hidden];
-    let prep = LstmBackward
-        .prepare::<C>([x_node, w_node, b_node])
-        .compute_bound()
-        .stateful();
-    let out = match prep {
-        OpsKind::Tracked(prep) => {
-            let (h, trace) = kernel::forward(x, w, &b, dims, true);
-            let trace = Arc::new(trace?);
-            prep.finish(trace, flex_tensor(h, shape))
-        }
-        OpsKind::UnTracked(prep) => {
-            let (h, _) = kernel::forward(x, w, &b, dims, false);
-            prep.finish(flex_tensor(h, shape))
-        }
-    };
-    Some(Tensor::from_primitive::<Autodiff<Flex, C>>(out))
-}
-
-/// Backpropagation through time for [`recorded`]'s node, whose parents are `x`, `w` and `b`.
-#[derive(Debug)]
-struct LstmBackward;
-
-impl Backward<Flex, 3> for LstmBackward {
-    type State = Arc<Trace>;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [x_node, w_node, b_node] = ops.parents;
-        let dh = grads.consume::<Flex>(&ops.node);
-        // The upstream gradient is this node's own output's: f32 and [batch, hidden].
-        let Some(dh) = values(&dh) else {
-            return;
-        };
-        let trace = ops.state;
-        let dims = trace.dims();
-        let out = kernel::backward(&trace, &dh, x_node.is_some());
-        if let (Some(node), Some(dx)) = (x_node, out.x) {
-            let shape = vec![dims.batch, dims.time, dims.input];
-            grads.register::<Flex>(node.id, flex_tensor(dx, shape));
-        }
-        if let Some(node) = w_node {
-            let shape = vec![dims.input + dims.hidden, 4 * dims.hidden];
-            grads.register::<Flex>(node.id, flex_tensor(out.w, shape));
-        }
-        if let Some(node) = b_node {
-            grads.register::<Flex>(node.id, flex_tensor(out.b, vec![1, 4 * dims.hidden]));
-        }
-    }
 }
