@@ -246,7 +246,9 @@ fn print_profile(profiles: &[volcast_training::trainer::bench::Profile; 3], lstm
         .collect();
     let rule: String = columns.iter().map(|_| "---:|---:|").collect();
     println!("| phase |{header}\n|---|{rule}");
-    let phases: [(&str, fn(&Profile) -> f64); 4] = [
+    /// A phase's time in a profile.
+    type Phase = fn(&Profile) -> f64;
+    let phases: [(&str, Phase); 4] = [
         ("batch (features to tensors)", |p| p.batch_ms),
         ("forward and loss", |p| p.forward_ms),
         ("backward", |p| p.backward_ms),
