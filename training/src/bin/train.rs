@@ -35,6 +35,11 @@ struct Args {
     /// Sequence encoder.
     #[arg(long, value_enum, default_value = "tcn")]
     encoder: Encoder,
+    /// The LSTM's recurrence on the CPU: one fused operation, or composed from tensor
+    /// operations as on wgpu (the same function to rounding, several times slower; to compare
+    /// the two).
+    #[arg(long, value_enum, default_value = "fused")]
+    lstm_path: LstmPath,
     /// A training config JSON (as written beside every artifact) to start from; flags given
     /// explicitly below override it.
     #[arg(long)]
@@ -97,6 +102,12 @@ enum Encoder {
     Lstm,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LstmPath {
+    Fused,
+    Composed,
+}
+
 fn main() -> std::process::ExitCode {
     volcast_training::cli::main(run)
 }
@@ -127,6 +138,7 @@ fn config_from(args: &Args) -> anyhow::Result<TrainingConfig> {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
+    volcast_model::lstm_fused::use_fused(args.lstm_path == LstmPath::Fused);
     let started = Instant::now();
     let pipeline = Pipeline {
         dirs: args.data.clone(),

@@ -17,6 +17,8 @@ mod recorded;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
@@ -31,7 +33,18 @@ use kernel::Dims;
 /// [`composed_last_state`].
 #[must_use]
 pub fn last_state(x: Tensor<3>, w: &Tensor<2>, b: &Tensor<2>) -> Tensor<2> {
-    fused_last_state(&x, w, b).unwrap_or_else(|| composed_last_state(x, w, b))
+    let fused = FUSED.load(Ordering::Relaxed).then(|| fused_last_state(&x, w, b));
+    fused.flatten().unwrap_or_else(|| composed_last_state(x, w, b))
+}
+
+/// Whether [`last_state`] may take the fused operation (the default).
+static FUSED: AtomicBool = AtomicBool::new(true);
+
+/// With `false`, [`last_state`] composes the recurrence from tensor operations everywhere, as
+/// before the fused operation: for `train --lstm-path composed`, which trains both ways to
+/// compare their results. Process-wide.
+pub fn use_fused(on: bool) {
+    FUSED.store(on, Ordering::Relaxed);
 }
 
 /// [`last_state`] composed from tensor operations: per hour one product of `[x(t), h(t - 1)]`
