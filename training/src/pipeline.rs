@@ -291,7 +291,7 @@ pub struct BenchOutcome {
     /// On a GPU: the CPU at the same batch sizes, every core; empty on the CPU.
     pub cpu_rows: Vec<crate::trainer::bench::BenchRow>,
     /// Where a single-threaded step's time goes, at the first batch size, with each of
-    /// [`crate::trainer::bench::EncoderPath::ALL`].
+    /// [`volcast_model::network::EncoderPath::ALL`].
     pub profile: [crate::trainer::bench::Profile; 3],
 }
 

@@ -276,6 +276,24 @@ impl LstmEncoder {
     }
 }
 
+/// How [`VolModel::forward_through`] runs the sequence encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderPath {
+    /// As trained: the last-step paths, and the CPU's fused LSTM ([`VolModel::forward`]).
+    AsTrained,
+    /// The LSTM's last state composed from tensor operations, as on wgpu (the CPU's path before
+    /// the fused operation); the TCN's is as trained.
+    Composed,
+    /// Every hour of the window through the convolutions or burn's LSTM: the step before the
+    /// last-step paths.
+    EveryHour,
+}
+
+impl EncoderPath {
+    /// Each path, as `train --bench` profiles them.
+    pub const ALL: [Self; 3] = [Self::AsTrained, Self::Composed, Self::EveryHour];
+}
+
 impl VolModel {
     /// Forward pass.
     ///
@@ -283,37 +301,21 @@ impl VolModel {
     /// n_static]` standardised static features.
     #[must_use]
     pub fn forward(&self, sequence: Tensor<3>, statics: Tensor<2>) -> VolOutput {
-        let summary = match (&self.tcn, &self.lstm) {
-            (Some(tcn), _) => tcn.forward(sequence),
-            (None, Some(lstm)) => lstm.forward(sequence),
-            (None, None) => unreachable!("a VolModel always has one encoder"),
+        self.forward_through(sequence, statics, EncoderPath::AsTrained)
+    }
+
+    /// [`Self::forward`] with the sequence encoder run along `path`: the same function each way
+    /// (to rounding), the others slower. Kept for the tests and `train --bench`'s comparison.
+    #[must_use]
+    pub fn forward_through(&self, sequence: Tensor<3>, statics: Tensor<2>, path: EncoderPath) -> VolOutput {
+        let summary = match (&self.tcn, &self.lstm, path) {
+            (Some(tcn), _, EncoderPath::EveryHour) => tcn.forward_all(sequence),
+            (Some(tcn), _, _) => tcn.forward(sequence),
+            (None, Some(lstm), EncoderPath::AsTrained) => lstm.forward(sequence),
+            (None, Some(lstm), EncoderPath::Composed) => lstm.forward_composed(sequence),
+            (None, Some(lstm), EncoderPath::EveryHour) => lstm.forward_all(sequence),
+            (None, None, _) => unreachable!("a VolModel always has one encoder"),
         }; // [batch, channels]
-        self.heads(summary, statics)
-    }
-
-    /// [`Self::forward`] with the encoder run over every hour of the window (the convolutions,
-    /// or burn's LSTM), as it was before the last-step paths: the same function, slower. Kept
-    /// for the tests and `train --bench`'s comparison.
-    #[must_use]
-    pub fn forward_every_hour(&self, sequence: Tensor<3>, statics: Tensor<2>) -> VolOutput {
-        let summary = match (&self.tcn, &self.lstm) {
-            (Some(tcn), _) => tcn.forward_all(sequence),
-            (None, Some(lstm)) => lstm.forward_all(sequence),
-            (None, None) => unreachable!("a VolModel always has one encoder"),
-        };
-        self.heads(summary, statics)
-    }
-
-    /// [`Self::forward`] with the LSTM's last state composed from tensor operations, as on
-    /// wgpu, instead of the CPU's fused operation (`lstm_fused`): the same function. The TCN's
-    /// path is [`Self::forward`]'s. Kept for `train --bench`'s comparison.
-    #[must_use]
-    pub fn forward_composed(&self, sequence: Tensor<3>, statics: Tensor<2>) -> VolOutput {
-        let summary = match (&self.tcn, &self.lstm) {
-            (Some(tcn), _) => tcn.forward(sequence),
-            (None, Some(lstm)) => lstm.forward_composed(sequence),
-            (None, None) => unreachable!("a VolModel always has one encoder"),
-        };
         self.heads(summary, statics)
     }
 

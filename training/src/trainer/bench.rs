@@ -10,6 +10,7 @@ use burn::prelude::*;
 use super::{Run, RunOptions, TrainError, TrainingData};
 use volcast_core::grid::Asset;
 use volcast_model::config::TrainingConfig;
+use volcast_model::network::EncoderPath;
 
 /// What to time.
 #[derive(Debug, Clone)]
@@ -64,25 +65,6 @@ pub struct Profile {
     pub backward_ms: f64,
     /// Gradient clipping and the AdamW update.
     pub optimizer_ms: f64,
-}
-
-/// How the profiled step runs the sequence encoder (the same function each way, to rounding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EncoderPath {
-    /// As trained: the last-step paths, and the CPU's fused LSTM.
-    AsTrained,
-    /// The LSTM's last state composed from tensor operations, as on wgpu (the CPU's path before
-    /// the fused operation; the TCN's is as trained).
-    Composed,
-    /// Every hour of the window through the convolutions or burn's LSTM
-    /// ([`volcast_model::network::VolModel::forward_every_hour`], the step before the last-step
-    /// paths).
-    EveryHour,
-}
-
-impl EncoderPath {
-    /// In the order of [`bench`]'s profiles.
-    pub const ALL: [Self; 3] = [Self::AsTrained, Self::Composed, Self::EveryHour];
 }
 
 /// Times the training step of `config` on `assets` (fit period ending at `fit_end_hour`) on
@@ -176,11 +158,7 @@ impl Run<'_> {
             let points = batch.points;
             let t1 = Instant::now();
             let (sequence, statics) = (batch.sequence.clone(), batch.statics.clone());
-            let out = match path {
-                EncoderPath::AsTrained => model.forward(sequence, statics),
-                EncoderPath::Composed => model.forward_composed(sequence, statics),
-                EncoderPath::EveryHour => model.forward_every_hour(sequence, statics),
-            };
+            let out = model.forward_through(sequence, statics, path);
             let loss = super::loss_of(out, batch, points, config);
             let _ = super::scalar(loss.clone());
             let t2 = Instant::now();
