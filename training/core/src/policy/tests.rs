@@ -1,0 +1,216 @@
+//! The risk policy's tests: its parameters by hand, bounded changes, shortage and slippage, and invariants over random inputs.
+
+use super::*;
+use proptest::prelude::*;
+
+use crate::drawdown::{DrawdownCalibration, WindowCalibration};
+
+const REFLECTION: DrawdownRule<'static> = DrawdownRule::Reflection;
+
+fn curve(v4: f64, v24: f64, v168: f64) -> VarianceCurve {
+    VarianceCurve {
+        points: vec![(4, v4), (24, v24), (168, v168)],
+    }
+}
+
+/// A calibration with fat tails: u quantiles above the reflected normal's.
+fn calibration() -> DrawdownCalibration {
+    let window = |tau| WindowCalibration {
+        tau,
+        n: 10_000,
+        quantiles: vec![(0.5, 0.8), (0.9, 1.9), (0.99, 3.9), (0.999, 8.0)],
+        tail_index: 0.3,
+        miscoverage_factor: 1.0,
+    };
+    DrawdownCalibration {
+        from: String::new(),
+        until: String::new(),
+        stride_hours: 5,
+        exponent: 0.6,
+        windows: vec![window(1), window(4), window(24), window(168)],
+    }
+}
+
+fn input(tau: f64) -> PolicyInput {
+    PolicyInput {
+        alpha: 0.99,
+        tau,
+        tau_user: 24.0,
+        bonus: 0.05,
+        bonus_margin: 0.01,
+        slippage: Some(0.002),
+    }
+}
+
+#[test]
+fn calibrated_drawdown_by_hand() {
+    let c = calibration();
+    let p = parameters(
+        &curve(0.0004, 0.002, 0.01),
+        &input(4.0),
+        None,
+        DrawdownRule::Calibrated(&c),
+    );
+    // D = 1 - exp(-u sqrt(V)^g), u(0.99) = 3.9, V(4 h) = 0.0004, g = 0.6.
+    assert!((p.drawdown - (1.0 - (-3.9 * 0.02f64.powf(0.6)).exp())).abs() < 1e-12);
+    assert!(p.drawdown > parameters(&curve(0.0004, 0.002, 0.01), &input(4.0), None, REFLECTION).drawdown);
+}
+
+#[test]
+fn threshold_keeps_the_invariant() {
+    for d in [-0.5, 0.0, 0.1, 0.99, 1.5, f64::NAN] {
+        for lb in [0.0, 0.05, 0.2] {
+            let lt = threshold(d, lb);
+            assert!(lt * (1.0 + lb) <= 1.0 + 1e-15 && lt >= 0.0, "{d} {lb}");
+        }
+    }
+    assert!((threshold(0.1, 0.05) - 0.9 / 1.05).abs() < 1e-15);
+    assert_eq!(
+        threshold(f64::NAN, 0.05),
+        0.0,
+        "an unknown drawdown is the whole price"
+    );
+}
+
+#[test]
+fn non_finite_variance_is_flagged_and_never_loosens() {
+    let cal = calibration();
+    for rule in [
+        DrawdownRule::Calibrated(&cal),
+        REFLECTION,
+        DrawdownRule::PlainNormal,
+    ] {
+        for v in [f64::NAN, f64::INFINITY, -1e-4] {
+            assert!(rule.drawdown(v, 0.99, 4.0).is_nan(), "{v}: no drawdown from it");
+            let p = parameters(&curve(v, v, v), &input(4.0), None, rule);
+            assert!(!p.finite, "{v}");
+            assert_eq!((p.liquidation_threshold, p.max_ltv), (0.0, 0.0), "{v}");
+        }
+        let p = parameters(&curve(0.0004, 0.002, 0.01), &input(4.0), None, rule);
+        assert!(p.finite);
+    }
+}
+
+#[test]
+fn policy_by_hand() {
+    let c = curve(0.0004, 0.002, 0.01);
+    let p = parameters(&c, &input(4.0), None, REFLECTION);
+    assert!(
+        (p.liquidation_bonus - 0.05).abs() < 1e-15,
+        "slippage + margin < floor"
+    );
+    let lt = (1.0 - p.drawdown) / 1.05;
+    assert!((p.liquidation_threshold - lt).abs() < 1e-12);
+    assert!((p.max_ltv - (lt - p.drawdown_user)).abs() < 1e-12);
+    let mut wide = input(4.0);
+    wide.slippage = Some(0.1);
+    assert!((parameters(&c, &wide, None, REFLECTION).liquidation_bonus - 0.11).abs() < 1e-12);
+}
+
+#[test]
+fn bounded_change_moves_at_most_the_step() {
+    let c = curve(0.0004, 0.002, 0.01);
+    let b = Bound {
+        liquidation_threshold: Some(0.5),
+        max_ltv: Some(0.4),
+        max_step: 0.1,
+    };
+    let p = parameters(&c, &input(4.0), Some(&b), REFLECTION);
+    assert!((p.liquidation_threshold - 0.55).abs() < 1e-12);
+    assert!((p.max_ltv - 0.44).abs() < 1e-12);
+    assert!(p.step_limited);
+    // A previous value above the invariant's cap is pulled down to the cap.
+    let b = Bound {
+        liquidation_threshold: Some(1.0),
+        max_ltv: Some(1.0),
+        max_step: 0.0,
+    };
+    let p = parameters(&c, &input(4.0), Some(&b), REFLECTION);
+    assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
+    assert!(p.max_ltv <= p.liquidation_threshold);
+}
+
+#[test]
+fn unliquidatable_slippage_never_lowers_the_bonus() {
+    let c = curve(0.0004, 0.002, 0.01);
+    let b = Bound {
+        liquidation_threshold: Some(0.8),
+        max_ltv: Some(0.7),
+        max_step: 0.1,
+    };
+    let normal = parameters(&c, &input(4.0), Some(&b), REFLECTION);
+    assert!(!normal.liquidation_blocked);
+    for s in [0.5, 0.99] {
+        let mut i = input(4.0);
+        i.slippage = Some(s);
+        let p = parameters(&c, &i, None, REFLECTION);
+        assert!(!p.liquidation_blocked && (p.liquidation_bonus - (s + 0.01)).abs() < 1e-12);
+    }
+    for s in [1.0, 7.8e303, f64::INFINITY, f64::NAN] {
+        let mut i = input(4.0);
+        i.slippage = Some(s);
+        let p = parameters(&c, &i, Some(&b), REFLECTION);
+        assert!(p.liquidation_blocked, "{s}");
+        assert!(p.liquidation_bonus >= MAX_BONUS, "{s}: {}", p.liquidation_bonus);
+        assert_eq!((p.liquidation_threshold, p.max_ltv), (0.0, 0.0), "{s}");
+        assert_eq!(p.unbounded_liquidation_threshold, 0.0);
+    }
+}
+
+#[test]
+fn shortage_lengthens_tau_and_picks_a_horizon() {
+    assert!((effective_tau(4.0, 0.5) - 6.0).abs() < 1e-15);
+    assert!((effective_tau(4.0, f64::NAN) - 4.0).abs() < 1e-15);
+    assert_eq!(liquidity_horizon(&[4, 24, 168], 6.0), Some(24));
+    assert_eq!(liquidity_horizon(&[4, 24, 168], 500.0), Some(168));
+    assert!((slippage(0.01, 2e6) - 0.02).abs() < 1e-15);
+}
+
+fn positive() -> impl Strategy<Value = f64> {
+    prop_oneof![1e-10..1e-6, 1e-6..1e-2, 1e-2..10.0]
+}
+
+proptest! {
+    #[test]
+    fn invariants_hold_for_any_input(
+        v in (positive(), positive(), positive()),
+        alpha in 0.001f64..0.999,
+        tau in 0.5f64..500.0,
+        tau_user in 0.5f64..2000.0,
+        bonus in 0.0f64..0.5,
+        margin in 0.0f64..0.1,
+        slip in prop::option::of(0.0f64..5.0),
+        prev in prop::option::of((0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0)),
+        rule in 0u8..3,
+    ) {
+        let c = curve(v.0, v.1, v.2);
+        let i = PolicyInput { alpha, tau, tau_user, bonus, bonus_margin: margin, slippage: slip };
+        let b = prev.map(|(lt, ltv, s)| Bound { liquidation_threshold: Some(lt), max_ltv: Some(ltv), max_step: s });
+        let cal = calibration();
+        let r = [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal][usize::from(rule)];
+        let p = parameters(&c, &i, b.as_ref(), r);
+        prop_assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
+        prop_assert!(0.0 <= p.max_ltv && p.max_ltv <= p.liquidation_threshold);
+        prop_assert!((0.0..=1.0).contains(&p.liquidation_threshold));
+        prop_assert!((0.0..=1.0).contains(&p.maintenance_margin));
+        prop_assert!((0.0..=1.0).contains(&p.initial_margin));
+        prop_assert!(p.liquidation_bonus >= bonus);
+    }
+
+    #[test]
+    fn threshold_does_not_rise_with_variance(
+        v in (positive(), positive(), positive()),
+        scale in (1.0f64..100.0, 1.0f64..100.0, 1.0f64..100.0),
+        tau in 0.5f64..500.0,
+        alpha in 0.5f64..0.999,
+    ) {
+        let i = PolicyInput { alpha, tau, tau_user: 24.0, bonus: 0.05, bonus_margin: 0.01, slippage: None };
+        let cal = calibration();
+        for r in [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal] {
+            let low = parameters(&curve(v.0, v.1, v.2), &i, None, r);
+            let high = parameters(&curve(v.0 * scale.0, v.1 * scale.1, v.2 * scale.2), &i, None, r);
+            prop_assert!(high.liquidation_threshold <= low.liquidation_threshold + 1e-12);
+            prop_assert!(high.max_ltv <= low.max_ltv + 1e-12);
+        }
+    }
+}

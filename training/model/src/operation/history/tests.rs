@@ -1,0 +1,177 @@
+//! The history of completed forecasts and the corrections measured on it.
+
+use super::*;
+use volcast_core::drawdown::interpolated_quantile;
+
+#[test]
+fn quantile_unsorted_matches_sorted_quantile() {
+    let values: Vec<f64> = (0..97).map(|i| f64::from((i * 37) % 97) * 0.5 - 3.0).collect();
+    let mut sorted = values.clone();
+    sorted.sort_by(f64::total_cmp);
+    for level in [0.0, 0.05, 0.5, 0.95, 0.99, 1.0] {
+        let mut v = values.clone();
+        assert!((quantile_unsorted(&mut v, level) - interpolated_quantile(&sorted, level)).abs() < 1e-12);
+    }
+    assert!(quantile_unsorted(&mut [], 0.5).is_nan());
+}
+
+fn history(hours: &[i64], ratio: &[f64]) -> History {
+    History {
+        levels: vec![0.5],
+        horizons: vec![HorizonPoints {
+            horizon: 24,
+            hours: hours.to_vec(),
+            variance_ratio: ratio.to_vec(),
+            quantile_ratio: vec![ratio.to_vec()],
+            rv_model_har: ratio.iter().map(|&r| [r, 1.0, 1.0]).collect(),
+        }],
+        combine: false,
+    }
+}
+
+/// The weight follows whichever of the network and HAR tracks the realised variance: all
+/// network where HAR is noise, all HAR where the network is.
+#[test]
+fn the_har_weight_follows_the_better_forecaster() {
+    let mut rng = volcast_core::synth::Rng::new(7);
+    let mut points = |network_right: bool| -> Vec<[f64; 3]> {
+        (0..400)
+            .map(|_| {
+                let truth = (rng.normal() * 0.8 - 8.0).exp();
+                let noisy = truth * (rng.normal() * 1.2).exp();
+                let rv = truth * (rng.normal() * 0.3).exp();
+                if network_right {
+                    [rv, truth, noisy]
+                } else {
+                    [rv, noisy, truth]
+                }
+            })
+            .collect()
+    };
+    assert!(best_weight(&points(true), 1.0) >= 0.9);
+    assert!(best_weight(&points(false), 1.0) <= 0.1);
+    // Where HAR forecasts are unusable, the network's stand: any weight gives the same.
+    let no_har: Vec<[f64; 3]> = (1..50).map(|i| [f64::from(i), f64::from(i), f64::NAN]).collect();
+    assert_eq!(best_weight(&no_har, 1.0), 0.0);
+}
+
+/// Weighed as served, each day's weight is the best on the window's forecasts times the
+/// scale served at their origins, which lags a network whose level drifts: its weight then
+/// differs from the one chosen on the window re-scaled in sample.
+#[test]
+fn weights_as_served_use_the_scale_in_force_at_each_origin() {
+    let mut rng = volcast_core::synth::Rng::new(11);
+    let hours: Vec<i64> = (0..200).map(|d| d * 24).collect();
+    // The network's raw level drifts away from the truth; HAR is unbiased but noisy.
+    let rv_model_har: Vec<[f64; 3]> = (0..200)
+        .map(|d| {
+            let rv = (rng.normal() * 0.3).exp();
+            [rv, (-0.02 * f64::from(d)).exp(), rv * (rng.normal() * 0.6).exp()]
+        })
+        .collect();
+    let ratio: Vec<f64> = rv_model_har.iter().map(|&[rv, f, _]| rv / f).collect();
+    let mut h = history(&hours, &ratio);
+    h.horizons[0].rv_model_har.clone_from(&rv_model_har);
+    h.combine = true;
+    let adaptive = |blend_as_served| Adaptive {
+        quantile_step: 0.0,
+        drawdown_step: 0.0,
+        quantile_level: BTreeMap::new(),
+        blend_as_served,
+    };
+    let served = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(true)), None);
+    let refit = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(false)), None);
+    let mut differ = 0;
+    for day in (80..200).map(|d| d * 24) {
+        let window = h.window(day, 30)[0];
+        let points: Vec<[f64; 3]> = (window.0..window.1)
+            .map(|i| {
+                let origin = hours[i];
+                let scale = served[&origin].as_ref().unwrap().variance_scale[&24];
+                let [rv, f, har] = rv_model_har[i];
+                [rv, scale * f, har]
+            })
+            .collect();
+        let got = served[&day].as_ref().unwrap();
+        assert_eq!(got.har_weight[&24], best_weight(&points, 1.0), "{day}");
+        // Everything else is the daily job's.
+        let same = refit[&day].as_ref().unwrap();
+        assert_eq!(got.variance_scale, same.variance_scale);
+        assert_eq!(got.quantile_scale, same.quantile_scale);
+        differ += usize::from(got.har_weight != same.har_weight);
+    }
+    assert!(differ > 20, "{differ}");
+}
+
+/// With fixed levels, the daily operation measures exactly what the daily job measures on
+/// each day's window.
+#[test]
+fn operating_with_fixed_levels_is_the_daily_job_every_day() {
+    let hours: Vec<i64> = (0..60).map(|d| d * 24).collect();
+    let ratio: Vec<f64> = (0..60).map(|d| f64::from(d % 7) + 1.0).collect();
+    let h = history(&hours, &ratio);
+    let op = h.operate((20 * 24, 59 * 24), 30, 0, None, None);
+    assert_eq!(op.len(), 40);
+    for (&day, r) in &op {
+        assert_eq!(
+            r.as_ref().ok_or(()),
+            h.recalibration(day, 30).as_ref().map_err(|_| ()),
+            "{day}"
+        );
+    }
+}
+
+/// RV drifting up faster than a trailing window follows: the window's median covers less
+/// than half the outcomes; the adaptive level brings the coverage back to a half.
+#[test]
+fn the_adaptive_level_restores_coverage_under_drift() {
+    let mut rng = volcast_core::synth::Rng::new(5);
+    let (mut hours, mut ratio) = (Vec::new(), Vec::new());
+    for d in 0..400i64 {
+        for _ in 0..50 {
+            hours.push(d * 24);
+            ratio.push((rng.normal() + 0.01 * d as f64).exp());
+        }
+    }
+    let h = history(&hours, &ratio);
+    let coverage = |step: f64| {
+        let adaptive = Adaptive {
+            quantile_step: step,
+            drawdown_step: 0.0,
+            quantile_level: BTreeMap::new(),
+            blend_as_served: false,
+        };
+        let op = h.operate((0, 399 * 24), 30, 100 * 24, Some(&adaptive), None);
+        let late: Vec<bool> = hours
+            .iter()
+            .zip(&ratio)
+            .filter(|(hour, _)| **hour >= 200 * 24)
+            .map(|(hour, r)| *r <= op[hour].as_ref().unwrap().quantile_scale[&24][0])
+            .collect();
+        late.iter().filter(|&&c| c).count() as f64 / late.len() as f64
+    };
+    let fixed = coverage(0.0);
+    let adapted = coverage(0.002);
+    assert!(fixed < 0.46, "{fixed}");
+    assert!((adapted - 0.5).abs() < 0.02, "{adapted}");
+}
+
+#[test]
+fn a_window_holds_only_forecasts_completed_by_its_end() {
+    let hours: Vec<i64> = (0..60).map(|d| d * 24).collect();
+    let ratio: Vec<f64> = (0..60).map(f64::from).collect();
+    let h = history(&hours, &ratio);
+    // Window ending at day 50 over 30 days: origins of days 20..=49 (day 50's 24 h target
+    // ends after the window's end).
+    assert_eq!(h.window(50 * 24, 30), vec![(20, 50)]);
+    let r = h.recalibration(50 * 24, 30).unwrap();
+    assert_eq!(r.points[&24], 30);
+    assert!((r.variance_scale[&24] - 34.5).abs() < 1e-12);
+    assert!((r.quantile_scale[&24][0] - 34.5).abs() < 1e-12);
+    assert_eq!(r.rolling_days, Some(30));
+    // Too few completed forecasts: an error, not a guess.
+    assert!(matches!(
+        h.recalibration(10 * 24, 5),
+        Err(CalibrateError::TooLittleData(_))
+    ));
+}
