@@ -56,6 +56,11 @@ pub struct GateRule {
     /// served from HAR while the model loses there, and the risk policy falls back on excess
     /// breaches or while the liquidation window's horizon ([`DEFAULT_TAU`]) is on HAR.
     pub per_horizon: bool,
+    /// Whether each horizon's figures read the entries whose own window has closed (the 4 h
+    /// horizon's and the breaches' a few hours after the origin), not only those whose longest
+    /// window has: an option of [`regate`] (the live ledger scores an entry once its 168 h
+    /// window has passed).
+    pub score_as_windows_close: bool,
 }
 
 impl GateRule {
@@ -73,6 +78,7 @@ impl GateRule {
         min_dwell_days: 7,
         breaches_vs_fallback: true,
         per_horizon: false,
+        score_as_windows_close: false,
     };
 }
 

@@ -1,7 +1,7 @@
 //! The gate's state, stepped day by day, and a rule re-run over a finished ledger.
 
 use volcast_core::policy::DEFAULT_TAU;
-use volcast_core::time::DAY_MS;
+use volcast_core::time::{DAY_MS, HOUR_MS};
 
 use super::{FALLBACK_HAR, GateRule, MODEL, PolicyStatus, Switch, breach_failure, decide, horizon_failure};
 use crate::dto::validation::ValidationWindow;
@@ -163,7 +163,8 @@ pub struct Regated {
 /// by origin, as [`LedgerStore::scored`](volcast_store::LedgerStore::scored) returns them)
 /// include the rule's window before `from_ms`: at each daily origin of `[from_ms, to_ms]` it
 /// decides on the entries the daily job had scored by then ([`closes_at`] at or before the
-/// origin) with [`decide`], as the job's pass does, starting from the model's policy. The
+/// origin; with [`GateRule::score_as_windows_close`], each horizon's own window) with
+/// [`decide`], as the job's pass does, starting from the model's policy. The
 /// ledger's forecasts and outcomes do not depend on the policy served, so this is what the
 /// service would have served under `rule` (how `replay --regate` compares rules on the folds).
 #[must_use]
@@ -175,12 +176,7 @@ pub fn regate(rule: &GateRule, entries: &[Scored], from_ms: i64, to_ms: i64) -> 
         let from = day - rule.window_days * DAY_MS;
         let lo = entries.partition_point(|e| e.origin < from);
         let hi = entries.partition_point(|e| e.origin <= day);
-        let window: Vec<Scored> = entries[lo..hi]
-            .iter()
-            .filter(|e| closes_at(&e.record, e.origin) <= day)
-            .cloned()
-            .collect();
-        let evidence = validation(&window, rule.window_days, from, day);
+        let evidence = evidence(rule, &entries[lo..hi], from, day);
         switches.extend(state.step(rule, &evidence, day));
         let har_horizons = state.served_har_horizons(rule);
         let next = entries.partition_point(|e| e.origin < day);
@@ -198,6 +194,38 @@ pub fn regate(rule: &GateRule, entries: &[Scored], from_ms: i64, to_ms: i64) -> 
         days,
         entries: served,
     }
+}
+
+/// The figures the gate reads on `day` over `entries` (the rule's window of origins from
+/// `from`): those of the entries the job had scored by then ([`closes_at`]) or, with
+/// [`GateRule::score_as_windows_close`], at each horizon those whose own window had closed and
+/// for the breaches those whose liquidation window ([`DEFAULT_TAU`]) had.
+fn evidence(rule: &GateRule, entries: &[Scored], from: i64, day: i64) -> ValidationWindow {
+    let closed_by = |close: &dyn Fn(&Scored) -> i64| -> Vec<Scored> {
+        entries.iter().filter(|e| close(e) <= day).cloned().collect()
+    };
+    let after = |e: &Scored, hours: usize| {
+        let span = i64::try_from(hours).unwrap_or(i64::MAX / HOUR_MS);
+        e.origin.saturating_add(span.saturating_mul(HOUR_MS))
+    };
+    if !rule.score_as_windows_close {
+        let window = closed_by(&|e| closes_at(&e.record, e.origin));
+        return validation(&window, rule.window_days, from, day);
+    }
+    let mut evidence = validation(
+        &closed_by(&|e| after(e, DEFAULT_TAU)),
+        rule.window_days,
+        from,
+        day,
+    );
+    let horizons: Vec<usize> = evidence.horizons.iter().map(|h| h.horizon_hours).collect();
+    for (k, h) in horizons.into_iter().enumerate() {
+        let at_h = validation(&closed_by(&|e| after(e, h)), rule.window_days, from, day);
+        if let Some(skill) = at_h.horizons.into_iter().find(|s| s.horizon_hours == h) {
+            evidence.horizons[k] = skill;
+        }
+    }
+    evidence
 }
 
 #[cfg(test)]
@@ -220,6 +248,63 @@ mod tests {
             })
             .collect();
         w
+    }
+
+    /// An entry of `asset` at `origin` whose forecasts miss the realized variance by `miss`.
+    fn entry(asset: &str, origin: i64, miss: f64) -> Scored {
+        use crate::ledger::{LedgerOutcome, LedgerRecord};
+        Scored {
+            asset: asset.to_owned(),
+            origin,
+            record: LedgerRecord {
+                horizons: vec![4, 24, 168],
+                variance: vec![1e-4 * miss; 3],
+                har_variance: vec![Some(1e-4 / miss); 3],
+                quantile_levels: Vec::new(),
+                quantiles: vec![Vec::new(); 3],
+                shortage_probability: vec![0.1; 3],
+                alpha: 0.99,
+                tau_hours: 4.0,
+                drawdown: 0.1,
+                liquidation_threshold: 0.8,
+                har_drawdown: Some(0.1),
+                policy: MODEL.to_owned(),
+                har_horizons: None,
+            },
+            outcome: LedgerOutcome {
+                realized_variance: vec![Some(1e-4); 3],
+                drawdown: Some(0.01),
+                shortage: vec![Some(false); 3],
+            },
+        }
+    }
+
+    #[test]
+    fn scored_as_windows_close_each_horizon_reads_the_origins_its_own_window_has_closed_on() {
+        let day = 100 * DAY_MS;
+        // Daily origins over the 30 days before `day`, two assets.
+        let entries: Vec<Scored> = (1..=30)
+            .rev()
+            .flat_map(|k: i64| ["A", "B"].map(|a| entry(a, day - k * DAY_MS, 1.0 + 0.01 * k as f64)))
+            .collect();
+        let read = |rule: &GateRule| {
+            let w = evidence(rule, &entries, day - 30 * DAY_MS, day);
+            let days: Vec<(usize, usize)> = w
+                .horizons
+                .iter()
+                .map(|h| (h.horizon_hours, h.origin_days))
+                .collect();
+            (days, w.entries)
+        };
+        // The job's rule: an entry counts once its week has passed (origins 7 to 30 days back).
+        assert_eq!(read(&GateRule::DEFAULT), (vec![(4, 24), (24, 24), (168, 24)], 48));
+        // Each horizon as its window closes: yesterday's origin counts at 4 h and 24 h, and in the
+        // breaches (their 4 h window); the week's horizon is unchanged.
+        let closing = GateRule {
+            score_as_windows_close: true,
+            ..GateRule::DEFAULT
+        };
+        assert_eq!(read(&closing), (vec![(4, 30), (24, 30), (168, 24)], 60));
     }
 
     #[test]

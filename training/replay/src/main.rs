@@ -55,6 +55,11 @@ struct Args {
     /// only at the horizons where the model loses, the risk policy on breaches or the 4 h horizon.
     #[arg(long)]
     gate_per_horizon: Option<bool>,
+    /// Score each horizon as its own window closes (default: the service's rule, `false`, which
+    /// reads an entry once its 168 h window has passed); `true` lets the 4 h and 24 h figures,
+    /// and the breaches, reach the gate within a day.
+    #[arg(long)]
+    gate_windows_close: Option<bool>,
 }
 
 fn midnight(s: &str, name: &str) -> anyhow::Result<i64> {
@@ -146,8 +151,12 @@ fn run() -> anyhow::Result<()> {
     if to_ms < from_ms {
         bail!("--to is before --from");
     }
-    if (args.gate_breaches_vs_fallback.is_some() || args.gate_per_horizon.is_some()) && args.regate.is_none()
-    {
+    let gate_options = [
+        args.gate_breaches_vs_fallback,
+        args.gate_per_horizon,
+        args.gate_windows_close,
+    ];
+    if gate_options.iter().any(Option::is_some) && args.regate.is_none() {
         bail!("the --gate-* options apply to --regate only (a replay runs the service's rule)");
     }
     if let Some(db) = &args.regate {
@@ -164,6 +173,9 @@ fn run() -> anyhow::Result<()> {
         }
         if let Some(b) = args.gate_per_horizon {
             rule.per_horizon = b;
+        }
+        if let Some(b) = args.gate_windows_close {
+            rule.score_as_windows_close = b;
         }
         let url = format!("sqlite://{}", db.display());
         let report = tokio::runtime::Runtime::new()?.block_on(regate_replay(&url, &rule, from_ms, to_ms))?;
