@@ -1,11 +1,11 @@
 //! The gate's state, stepped day by day, and a rule re-run over a finished ledger.
 
 use volcast_core::policy::DEFAULT_TAU;
-use volcast_core::time::{DAY_MS, HOUR_MS};
+use volcast_core::time::DAY_MS;
 
 use super::{FALLBACK_HAR, GateRule, MODEL, PolicyStatus, Switch, breach_failure, decide, horizon_failure};
 use crate::dto::validation::ValidationWindow;
-use crate::ledger::{Scored, closes_at, validation};
+use crate::ledger::{Scored, closes_at, hours_after, validation};
 
 /// Where the gate stands: the risk policy served, and the horizons whose variance is served
 /// from HAR.
@@ -204,23 +204,24 @@ fn evidence(rule: &GateRule, entries: &[Scored], from: i64, day: i64) -> Validat
     let closed_by = |close: &dyn Fn(&Scored) -> i64| -> Vec<Scored> {
         entries.iter().filter(|e| close(e) <= day).cloned().collect()
     };
-    let after = |e: &Scored, hours: usize| {
-        let span = i64::try_from(hours).unwrap_or(i64::MAX / HOUR_MS);
-        e.origin.saturating_add(span.saturating_mul(HOUR_MS))
-    };
     if !rule.score_as_windows_close {
         let window = closed_by(&|e| closes_at(&e.record, e.origin));
         return validation(&window, rule.window_days, from, day);
     }
     let mut evidence = validation(
-        &closed_by(&|e| after(e, DEFAULT_TAU)),
+        &closed_by(&|e| hours_after(e.origin, DEFAULT_TAU)),
         rule.window_days,
         from,
         day,
     );
     let horizons: Vec<usize> = evidence.horizons.iter().map(|h| h.horizon_hours).collect();
     for (k, h) in horizons.into_iter().enumerate() {
-        let at_h = validation(&closed_by(&|e| after(e, h)), rule.window_days, from, day);
+        let at_h = validation(
+            &closed_by(&|e| hours_after(e.origin, h)),
+            rule.window_days,
+            from,
+            day,
+        );
         if let Some(skill) = at_h.horizons.into_iter().find(|s| s.horizon_hours == h) {
             evidence.horizons[k] = skill;
         }

@@ -277,7 +277,13 @@ pub fn closes_at(record: &LedgerRecord, origin: i64) -> i64 {
         .max()
         .unwrap_or(0)
         .max(DEFAULT_TAU);
-    let span = i64::try_from(longest).unwrap_or(i64::MAX / HOUR_MS);
+    hours_after(origin, longest)
+}
+
+/// `hours` after `origin` (Unix ms), saturating.
+#[must_use]
+pub fn hours_after(origin: i64, hours: usize) -> i64 {
+    let span = i64::try_from(hours).unwrap_or(i64::MAX / HOUR_MS);
     origin.saturating_add(span.saturating_mul(HOUR_MS))
 }
 

@@ -266,9 +266,7 @@ fn print_profile(profiles: &[volcast_training::trainer::bench::Profile; 3], lstm
         ("backward", |p| p.backward_ms),
         ("optimiser (clipping, AdamW)", |p| p.optimizer_ms),
     ];
-    let rows = phases
-        .into_iter()
-        .chain([("total", total as fn(&Profile) -> f64)]);
+    let rows = phases.into_iter().chain([("total", total as Phase)]);
     for (name, phase) in rows {
         let cells: String = columns
             .iter()

@@ -207,13 +207,7 @@ impl Tcn {
 
 impl LstmEncoder {
     fn forward(&self, x: Tensor<3>) -> Tensor<2> {
-        match self.plain_forget_gate() {
-            Some(forget) => {
-                let (w, b) = self.stacked(forget, &x.device());
-                crate::lstm_fused::last_state(x, &w, &b)
-            }
-            None => self.forward_all(x),
-        }
+        self.forward_last(x, true)
     }
 
     /// The forget gate, when the LSTM is the plain one that [`crate::lstm_fused`] computes (batch first, forward in time, no clipping, burn's default
@@ -253,18 +247,19 @@ impl LstmEncoder {
         (w, Tensor::cat(biases, 0).reshape([1, 4 * hidden]))
     }
 
-    /// The last hidden state composed from tensor operations (wgpu's path; on the CPU the path
-    /// before the fused operation, and its reference in the tests).
-    fn forward_last(&self, x: Tensor<3>, forget: &nn::GateController) -> Tensor<2> {
+    /// The last hidden state of the plain LSTM from the stacked weights: with `fused`,
+    /// [`crate::lstm_fused::last_state`] (the CPU's fused operation where it applies), else
+    /// composed from tensor operations (wgpu's path; on the CPU the path before the fused
+    /// operation). Any other LSTM runs burn's over the window.
+    fn forward_last(&self, x: Tensor<3>, fused: bool) -> Tensor<2> {
+        let Some(forget) = self.plain_forget_gate() else {
+            return self.forward_all(x);
+        };
         let (w, b) = self.stacked(forget, &x.device());
-        crate::lstm_fused::composed_last_state(x, &w, &b)
-    }
-
-    /// [`Self::forward_last`] where the LSTM is the plain one, else burn's over the window.
-    fn forward_composed(&self, x: Tensor<3>) -> Tensor<2> {
-        match self.plain_forget_gate() {
-            Some(forget) => self.forward_last(x, forget),
-            None => self.forward_all(x),
+        if fused {
+            crate::lstm_fused::last_state(x, &w, &b)
+        } else {
+            crate::lstm_fused::composed_last_state(x, &w, &b)
         }
     }
 
@@ -312,7 +307,7 @@ impl VolModel {
             (Some(tcn), _, EncoderPath::EveryHour) => tcn.forward_all(sequence),
             (Some(tcn), _, _) => tcn.forward(sequence),
             (None, Some(lstm), EncoderPath::AsTrained) => lstm.forward(sequence),
-            (None, Some(lstm), EncoderPath::Composed) => lstm.forward_composed(sequence),
+            (None, Some(lstm), EncoderPath::Composed) => lstm.forward_last(sequence, false),
             (None, Some(lstm), EncoderPath::EveryHour) => lstm.forward_all(sequence),
             (None, None, _) => unreachable!("a VolModel always has one encoder"),
         }; // [batch, channels]
