@@ -53,6 +53,7 @@ fn train(tmp: &Path) -> std::path::PathBuf {
         progress: false,
         max_steps: None,
         threads: None,
+        members: 1,
     })
     .unwrap();
     out

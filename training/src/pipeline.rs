@@ -11,7 +11,7 @@ use crate::data::{list_dir, load_assets};
 use crate::evaluate::report::EvaluationReport;
 use crate::evaluate::{EvalConfig, evaluate};
 use crate::rolling::CalibrateError;
-use crate::trainer::{CheckpointState, RunOptions, Trained, feature_spec, train};
+use crate::trainer::{CheckpointState, RunOptions, Trained, feature_spec, train_members};
 use volcast_core::baselines::set::BaselineSet;
 use volcast_core::candles::AssetCandles;
 use volcast_core::forecast::HORIZONS;
@@ -21,6 +21,11 @@ use volcast_model::artifact::{self, DataFile, HorizonMetrics, Metadata};
 use volcast_model::config::TrainingConfig;
 use volcast_model::device::{DeviceChoice, select};
 use volcast_model::inference::LoadedModel;
+use volcast_model::network::Ensemble;
+
+/// Networks per artifact unless told otherwise (`--members`): an ensemble of three seeds, adopted
+/// on the walk-forward folds by a rule written before its one look (README, "Walk-forward folds").
+pub const DEFAULT_MEMBERS: usize = 3;
 
 /// What to train and where to put it.
 #[derive(Debug, Clone)]
@@ -47,6 +52,9 @@ pub struct Pipeline {
     pub max_steps: Option<usize>,
     /// Threads per training step; None: [`volcast_model::device::Selected::training_threads`].
     pub threads: Option<usize>,
+    /// Networks trained with seeds `seed`, `seed + 1`, ... and served as their ensemble
+    /// ([`Ensemble`]); 1: a single network.
+    pub members: usize,
 }
 
 /// What a pipeline run produced.
@@ -313,27 +321,32 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         max_steps: p.max_steps,
         threads: p.threads.unwrap_or_else(|| selected.training_threads()),
     };
-    let trained = train(
+    let members = train_members(
         &data.assets,
         config,
         data.fit_end_hour,
         &selected.device,
         &options,
+        p.members,
     )?;
-    let training_seconds = trained.state.seconds;
+    let training_seconds: f64 = members.iter().map(|t| t.state.seconds).sum();
+    let samples_per_second = members.iter().map(|t| t.samples_per_second).sum::<f64>() / members.len() as f64;
     tracing::info!(
         seconds = training_seconds,
-        samples_per_second = trained.samples_per_second,
-        best_epoch = trained.state.best_epoch + 1,
+        samples_per_second,
+        best_epochs = ?members.iter().map(|t| t.state.best_epoch + 1).collect::<Vec<_>>(),
         "trained"
     );
+    let train_rows = members.first().map_or(0, |t| t.train_rows);
 
-    let metadata = artifact_metadata(config, &dirs, &data, &trained, &selected.description)?;
+    let metadata = artifact_metadata(config, &dirs, &data, &members, &selected.description)?;
+    let model = Ensemble::from_members(members.into_iter().map(|t| t.model).collect())
+        .context("no network was trained")?;
     // The uncalibrated artifact is written to a staging directory no pointer names, calibrated
     // from there into `out`, then removed: an interrupted run leaves no loadable uncalibrated
     // artifact among the published ones.
     let staging = p.out.join(format!(".staging-{}", std::process::id()));
-    let uncalibrated = artifact::save(&staging, trained.model, config, metadata)?.dir;
+    let uncalibrated = artifact::save(&staging, model, config, metadata)?.dir;
     let dir = calibrate_or_keep(&uncalibrated, &data.assets, &p.out, &selected.device);
     let _ = std::fs::remove_dir_all(&staging);
     let dir = dir?;
@@ -345,8 +358,8 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     Ok(Outcome {
         dir,
         report,
-        train_rows: trained.train_rows,
-        samples_per_second: trained.samples_per_second,
+        train_rows,
+        samples_per_second,
         training_seconds,
         device: selected.description,
     })
@@ -407,27 +420,26 @@ fn checkpoint_dir(p: &Pipeline, dirs: &[PathBuf], fit_until_ms: i64) -> PathBuf 
     })
 }
 
-/// The best epoch's holdout QLIKE per horizon, as the artifact's `holdout` metrics.
-fn holdout_metrics(state: &CheckpointState) -> BTreeMap<usize, HorizonMetrics> {
-    state
-        .history
-        .get(state.best_epoch)
-        .map(|scores| {
-            HORIZONS
-                .iter()
-                .zip(scores)
-                .map(|(&h, &q)| {
-                    (
-                        h,
-                        HorizonMetrics {
-                            qlike: BTreeMap::from([("model".to_owned(), q)]),
-                            ..HorizonMetrics::default()
-                        },
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// The best epoch's holdout QLIKE per horizon, as the artifact's `holdout` metrics: `model` for
+/// a single network; `member-<i>` per member of an ensemble (what each one's early stopping saw;
+/// the ensemble itself is scored out of sample).
+fn holdout_metrics(members: &[Trained]) -> BTreeMap<usize, HorizonMetrics> {
+    let mut out: BTreeMap<usize, HorizonMetrics> = BTreeMap::new();
+    for (i, trained) in members.iter().enumerate() {
+        let state: &CheckpointState = &trained.state;
+        let name = if members.len() == 1 {
+            "model".to_owned()
+        } else {
+            format!("member-{i}")
+        };
+        let Some(scores) = state.history.get(state.best_epoch) else {
+            continue;
+        };
+        for (&h, &q) in HORIZONS.iter().zip(scores) {
+            out.entry(h).or_default().qlike.insert(name.clone(), q);
+        }
+    }
+    out
 }
 
 /// The trained model's metadata, with the baselines fitted on the same period.
@@ -435,7 +447,7 @@ fn artifact_metadata(
     config: &TrainingConfig,
     dirs: &[PathBuf],
     data: &LoadedData,
-    trained: &Trained,
+    members: &[Trained],
     device: &str,
 ) -> anyhow::Result<Metadata> {
     let assets = &data.assets;
@@ -443,7 +455,8 @@ fn artifact_metadata(
     // Baselines on the same fit period, for the server's side-by-side answers.
     let prepared = prepare(assets, &HORIZONS);
     let baselines = BaselineSet::fit(assets, &prepared, fit_end_hour, &HORIZONS)?;
-    let holdout = holdout_metrics(&trained.state);
+    let holdout = holdout_metrics(members);
+    let scaler = members.first().map(|t| t.scaler.clone()).context("no network was trained")?;
     Ok(Metadata {
         schema_version: artifact::SCHEMA_VERSION,
         id: String::new(),
@@ -454,7 +467,7 @@ fn artifact_metadata(
             git_commit().map(|c| format!(" ({c})")).unwrap_or_default()
         ),
         features: feature_spec(config),
-        scaler: trained.scaler.clone(),
+        scaler,
         horizons: HORIZONS.to_vec(),
         quantile_levels: config.model.quantile_levels.clone(),
         fit_until: format_ms(data.fit_until_ms),
@@ -464,10 +477,11 @@ fn artifact_metadata(
         har: baselines.har.clone(),
         shortage_logistic: baselines.shortage.clone(),
         device: device.to_owned(),
-        training_seconds: trained.state.seconds,
+        training_seconds: members.iter().map(|t| t.state.seconds).sum(),
         risk: None,
         uncalibrated: None,
         recalibration: None,
+        ensemble: None,
         stress_scenarios: volcast_core::stress::market_stress_scenarios(assets, fit_end_hour),
         // Filled by `artifact::save` from the files it writes.
         weights_sha256: None,

@@ -165,6 +165,7 @@ pub fn info() -> ModelInfo {
                     (0.0, 0.0),
                 ],
             }],
+            ensemble: None,
             weights_sha256: None,
             config_sha256: None,
         },

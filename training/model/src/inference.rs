@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::artifact::{self, ArtifactError, CONFIG, Metadata, WEIGHTS};
 use crate::config::TrainingConfig;
-use crate::network::VolModel;
+use crate::network::Ensemble;
 use volcast_core::drawdown::{DrawdownRule, VarianceCurve};
 use volcast_core::features::{AssetFeatures, MARKET_ASSET, Market, N_CHANNELS, N_STATIC};
 use volcast_core::forecast::{
@@ -44,8 +44,8 @@ pub struct Prediction {
 /// An artifact ready to forecast.
 #[derive(Debug)]
 pub struct LoadedModel {
-    /// The network, in inference mode.
-    pub model: VolModel,
+    /// The network (or ensemble over seeds), in inference mode.
+    pub model: Ensemble,
     /// Its metadata.
     pub metadata: Metadata,
     /// Its training config.
@@ -81,14 +81,22 @@ impl LoadedModel {
             path: config_path,
             message: format!("not a training config: {e}"),
         })?;
-        let model = config
-            .model
-            .init(device)
-            .try_load_file(weights_path)
-            .map_err(|e| ArtifactError::Incompatible {
-                path: dir.clone(),
-                message: format!("weights do not fit the configured model: {e}"),
-            })?;
+        let incompatible = |e: String| ArtifactError::Incompatible {
+            path: dir.clone(),
+            message: format!("weights do not fit the configured model: {e}"),
+        };
+        let model = match metadata.ensemble {
+            Some(n) => Ensemble::init(&config.model, n, device)
+                .try_load_file(weights_path)
+                .map_err(|e| incompatible(e.to_string()))?,
+            None => Ensemble::single(
+                config
+                    .model
+                    .init(device)
+                    .try_load_file(weights_path)
+                    .map_err(|e| incompatible(e.to_string()))?,
+            ),
+        };
         let hash = artifact::artifact_hash(&dir)?;
         Ok(Self {
             model,

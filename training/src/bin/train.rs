@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use clap::builder::TypedValueParser as _;
 use volcast_core::time::{Bound, parse_time};
 use volcast_model::config::TrainingConfig;
 use volcast_model::device::DeviceChoice;
@@ -56,9 +57,14 @@ struct Args {
     /// Days before the fit end held out for early stopping.
     #[arg(long)]
     holdout_days: Option<usize>,
-    /// Seed.
+    /// Seed (of the first network; member i of an ensemble uses seed + i).
     #[arg(long)]
     seed: Option<u64>,
+    /// Networks trained with successive seeds and served as one ensemble (the mean of their
+    /// log variances, log quantiles and shortage logits); 1: a single network.
+    #[arg(long, default_value_t = volcast_training::pipeline::DEFAULT_MEMBERS,
+          value_parser = clap::value_parser!(u16).range(1..=16).map(usize::from))]
+    members: usize,
     /// Stop after this many optimiser steps (smoke tests).
     #[arg(long)]
     max_steps: Option<usize>,
@@ -157,6 +163,7 @@ fn run() -> anyhow::Result<()> {
         progress: !args.no_progress,
         max_steps: args.max_steps,
         threads: args.threads.and_then(|t| usize::try_from(t).ok()),
+        members: args.members,
     };
     if args.bench {
         return print_bench(&pipeline, &args);

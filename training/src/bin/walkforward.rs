@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use clap::builder::TypedValueParser as _;
 use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
 use volcast_model::device::DeviceChoice;
 use volcast_training::walkforward::{WalkForward, render, run, write_json};
@@ -44,6 +45,11 @@ struct Args {
     /// Stop each fold's training after this many optimiser steps (smoke tests).
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Networks per fold, trained with successive seeds and served as one ensemble (`train
+    /// --members`). A fold already trained with another number is refused, not retrained.
+    #[arg(long, default_value_t = volcast_training::pipeline::DEFAULT_MEMBERS,
+          value_parser = clap::value_parser!(u16).range(1..=16).map(usize::from))]
+    members: usize,
     /// Risk quantile level for the backtest, in (0.5, 0.9999].
     #[arg(long, default_value_t = DEFAULT_ALPHA)]
     alpha: f64,
@@ -89,6 +95,7 @@ fn run_args() -> anyhow::Result<()> {
         config,
         progress: !args.no_progress,
         max_steps: args.max_steps,
+        members: args.members,
         risk: (args.alpha, args.tau, args.bonus),
         adaptive: args.adaptive,
     };

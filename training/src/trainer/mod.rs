@@ -89,6 +89,58 @@ pub fn train(
     options: &RunOptions,
 ) -> Result<Trained, TrainError> {
     let data = TrainingData::new(assets, config, fit_end_hour)?;
+    train_on(&data, config, device, options)
+}
+
+/// Trains `members` networks on the same rows, member i with the config's seed + i and its
+/// checkpoints in [`member_checkpoint_dir`] (member 0's are [`train`]'s own), for an
+/// [`volcast_model::network::Ensemble`]. In seed order.
+///
+/// # Errors
+/// [`TrainError`] on too little data or checkpoint I/O failure, naming no member: the first
+/// failure stops the run, and a rerun with `resume` continues from the members' checkpoints.
+pub fn train_members(
+    assets: &[Asset],
+    config: &TrainingConfig,
+    fit_end_hour: i64,
+    device: &Device,
+    options: &RunOptions,
+    members: usize,
+) -> Result<Vec<Trained>, TrainError> {
+    let data = TrainingData::new(assets, config, fit_end_hour)?;
+    (0..members.max(1))
+        .map(|i| {
+            let seed = config.seed.wrapping_add(i as u64);
+            if members > 1 {
+                tracing::info!(member = i + 1, of = members, seed, "training a member of the ensemble");
+            }
+            let options = RunOptions {
+                checkpoint_dir: member_checkpoint_dir(&options.checkpoint_dir, i),
+                ..options.clone()
+            };
+            train_on(&data, &config.clone().with_seed(seed), device, &options)
+        })
+        .collect()
+}
+
+/// Where member `i` of an ensemble keeps its checkpoints: `dir` for member 0 (a single
+/// network's run), `dir/member-<i>` for the others.
+#[must_use]
+pub fn member_checkpoint_dir(dir: &std::path::Path, i: usize) -> PathBuf {
+    if i == 0 {
+        dir.to_owned()
+    } else {
+        dir.join(format!("member-{i}"))
+    }
+}
+
+/// [`train`] on rows already prepared.
+fn train_on(
+    data: &TrainingData,
+    config: &TrainingConfig,
+    device: &Device,
+    options: &RunOptions,
+) -> Result<Trained, TrainError> {
     let dir = &options.checkpoint_dir;
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
     let config_json = serde_json::to_string(config).map_err(|e| ckpt_err(dir, e))?;
@@ -99,7 +151,7 @@ pub fn train(
     let run = Run {
         config,
         options,
-        data: &data,
+        data,
         device,
         autodiff: &autodiff,
     };
@@ -115,7 +167,7 @@ pub fn train(
         state,
         train_rows: data.train_set.len(),
         holdout_rows: data.holdout.len(),
-        scaler: data.scaler,
+        scaler: data.scaler.clone(),
         samples_per_second: counters.samples_per_second(),
     })
 }

@@ -11,7 +11,7 @@ pub mod html;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::evaluate::report::EvaluationReport;
@@ -42,6 +42,8 @@ pub struct WalkForward {
     pub progress: bool,
     /// Stop each fold's training after this many steps (smoke tests).
     pub max_steps: Option<usize>,
+    /// Networks per fold ([`Pipeline::members`]).
+    pub members: usize,
     /// Backtest settings: alpha, tau, bonus.
     pub risk: (f64, usize, f64),
     /// Adaptive-calibration steps overriding each fold artifact's.
@@ -159,12 +161,22 @@ fn fold(
                 progress: wf.progress,
                 max_steps: wf.max_steps,
                 threads: None,
+                members: wf.members,
             })?
             .dir
         }
     };
     let device = select(DeviceChoice::Cpu)?.device;
     let model = LoadedModel::load(&dir, &device)?;
+    if model.model.len() != wf.members.max(1) {
+        bail!(
+            "{} holds {} network(s) but {} were asked for: score it with --members {}, or use another --out",
+            dir.display(),
+            model.model.len(),
+            wf.members,
+            model.model.len()
+        );
+    }
     let (alpha, tau, bonus) = wf.risk;
     let config = EvalConfig {
         fit_until_ms,

@@ -25,6 +25,8 @@ pub const WEIGHTS: &str = "model.bpk";
 pub const CONFIG: &str = "config.json";
 /// Metadata file name.
 pub const METADATA: &str = "metadata.json";
+/// Most networks an ensemble artifact may hold (each costs a forward pass per answer).
+pub const MAX_ENSEMBLE: usize = 16;
 /// Pointer file naming the default artifact, inside the artifacts directory.
 pub const DEFAULT_POINTER: &str = "default";
 
@@ -109,6 +111,10 @@ pub struct Metadata {
     /// simulation; empty in artifacts made before they were recorded.
     #[serde(default)]
     pub stress_scenarios: Vec<volcast_core::stress::ReplayWindow>,
+    /// Networks in `model.bpk` when it holds an ensemble over seeds
+    /// ([`crate::network::Ensemble`]); absent for a single network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<usize>,
     /// SHA-256 of `model.bpk`, checked at every load ([`check_files`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_sha256: Option<String>,
@@ -273,6 +279,13 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
     if meta.features.window == 0 {
         return bad("features: the sequence window is 0 hours".into());
     }
+    if let Some(n) = meta.ensemble
+        && !(2..=MAX_ENSEMBLE).contains(&n)
+    {
+        return bad(format!(
+            "ensemble of {n} networks: 2 to {MAX_ENSEMBLE} (a single network has no `ensemble`)"
+        ));
+    }
     if meta.features.static_names.len() != n_static || meta.features.channel_names.len() != n_channels {
         return bad("features: the names do not match this build's inputs".into());
     }
@@ -434,7 +447,7 @@ pub struct Saved {
 /// [`ArtifactError::Io`] on any write failure.
 pub fn save<C: Serialize>(
     out: &Path,
-    model: crate::network::VolModel,
+    model: crate::network::Ensemble,
     config: &C,
     mut metadata: Metadata,
 ) -> Result<Saved, ArtifactError> {
@@ -446,7 +459,14 @@ pub fn save<C: Serialize>(
     }
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     let weights_path = tmp.join(WEIGHTS);
-    model.save_file(&weights_path).map_err(|e| io(&weights_path, e))?;
+    // A single network is stored as itself, as before ensembles existed.
+    metadata.ensemble = (model.len() > 1).then_some(model.len());
+    if model.len() > 1 {
+        model.save_file(&weights_path).map_err(|e| io(&weights_path, e))?;
+    } else {
+        let single = model.first().clone();
+        single.save_file(&weights_path).map_err(|e| io(&weights_path, e))?;
+    }
     let weights = std::fs::read(&weights_path).map_err(|e| io(&weights_path, e))?;
     let config_json = serde_json::to_string_pretty(config).map_err(|e| io(&tmp, e))?;
     metadata.id = String::new();

@@ -12,6 +12,9 @@ use burn::nn::{Linear, LinearConfig, Lstm, LstmConfig, PaddingConfig1d};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softplus};
 
+mod ensemble;
+pub use ensemble::Ensemble;
+
 /// Which sequence encoder.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum EncoderKind {
