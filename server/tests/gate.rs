@@ -2,8 +2,8 @@
 //! daily job (scoring, gate, ledger) with the committed default artifact's metadata (HAR, the
 //! risk calibration) and a model that does not adapt: it forecasts the calm regime's variance
 //! whatever the candles say. On a stationary market it never switches; when volatility triples
-//! for a month it switches to HAR's policy within the documented delay (scoring waits a week for
-//! the longest window, then the gate needs the evidence), every answer says so, and it switches
+//! for a month it switches to HAR's policy within the documented delay (each horizon is scored
+//! as its window closes, then the gate needs the evidence), every answer says so, and it switches
 //! back once the month has left its window, without flapping. The ledger reads nothing after its
 //! origins: cutting the candles after a day changes no entry before it.
 
@@ -17,7 +17,7 @@ use serde_json::json;
 use volcast_core::candles::Candle;
 use volcast_server::daily::{DailyOptions, DailyState, run_once};
 use volcast_server::gate::{FALLBACK_HAR, GateRule, MODEL, Switch, regate};
-use volcast_server::ledger::{DAY_MS, scored_of};
+use volcast_server::ledger::{DAY_MS, LedgerOutcome, LedgerRecord, scored_of};
 use volcast_server::metrics::Metrics;
 use volcast_server::model_info::ModelInfo;
 use volcast_server::queue::BatchQueue;
@@ -120,16 +120,16 @@ async fn the_gate_switches_on_a_drift_within_its_delay_and_back_once_it_has_pass
         .map(|a| common::market(START, a, days + 1, Some((drift, drift + 30))))
         .collect();
     let switches = run(&state, &data, days).await;
-    // To the fallback within two weeks: a week until the first drifted forecasts are scored,
-    // then the evidence. Back once the drift has left the 30-day window (plus the week of
-    // scoring), and only once each way.
+    // To the fallback within two weeks: the 4 h and 24 h forecasts and the breaches are scored
+    // the day after, then the evidence. Back once the drift has left the 30-day window (and the
+    // week's horizon has been scored past it), and only once each way.
     assert_eq!(switches.len(), 2, "{switches:?}");
     let (to_fallback, back) = (&switches[0], &switches[1]);
     assert_eq!(to_fallback.1, FALLBACK_HAR);
-    assert!((drift + 7..=drift + 14).contains(&to_fallback.0), "{switches:?}");
+    assert!((drift + 1..=drift + 14).contains(&to_fallback.0), "{switches:?}");
     assert_eq!(back.1, MODEL);
     assert!(
-        (drift + 30 + 7..=drift + 30 + 7 + 35).contains(&back.0),
+        (drift + 30 + 1..=drift + 30 + 7 + 35).contains(&back.0),
         "{switches:?}"
     );
 
@@ -156,19 +156,30 @@ async fn the_gate_switches_on_a_drift_within_its_delay_and_back_once_it_has_pass
     let live: Vec<Switch> = stored.into_iter().map(Switch::from).collect();
     assert_eq!(regate(&GateRule::DEFAULT, &entries, from, to).switches, live);
     // Each rule switches to the fallback on this drift within the documented delay: the model's
-    // LT is breached more than HAR's, which follows the volatility.
-    for breaches_vs_fallback in [false, true] {
+    // LT is breached more than HAR's, which follows the volatility. Reading an entry only once
+    // its week has passed (the service before) switches a week after the drift at the soonest,
+    // and later than the service now.
+    for (breaches_vs_fallback, score_as_windows_close) in [(false, true), (true, true), (true, false)] {
         let rule = GateRule {
             breaches_vs_fallback,
+            score_as_windows_close,
             ..GateRule::DEFAULT
         };
         let first = regate(&rule, &entries, from, to).switches[0].clone();
         assert_eq!(first.policy, FALLBACK_HAR);
         let day = (first.at - START) / DAY_MS;
+        let soonest = if score_as_windows_close {
+            drift + 1
+        } else {
+            drift + 7
+        };
         assert!(
-            (drift + 7..=drift + 14).contains(&day),
-            "{breaches_vs_fallback}: {first:?}"
+            (soonest..=drift + 14).contains(&day),
+            "{breaches_vs_fallback} {score_as_windows_close}: {first:?}"
         );
+        if !score_as_windows_close {
+            assert!(day > to_fallback.0, "{first:?} vs {to_fallback:?}");
+        }
     }
 }
 
@@ -252,10 +263,37 @@ async fn cutting_the_candles_after_a_day_changes_nothing_before_it() {
         read(short_state.store().unwrap()).await,
     );
     assert!(!b.is_empty());
+    // (The cut's last week is scored in part: compared on the windows it has scored.)
     let a: Vec<_> = a
         .into_iter()
-        .filter(|e| b.iter().any(|x| x.asset == e.asset && x.origin == e.origin))
+        .filter_map(|e| {
+            let x = b.iter().find(|x| x.asset == e.asset && x.origin == e.origin)?;
+            let open = serde_json::from_str::<LedgerOutcome>(x.outcome.as_deref()?)
+                .ok()?
+                .open_horizons;
+            let mut outcome: LedgerOutcome = serde_json::from_str(e.outcome.as_deref()?).ok()?;
+            let record: LedgerRecord = serde_json::from_str(&e.record).ok()?;
+            for (k, h) in record.horizons.iter().enumerate() {
+                if open.contains(h) {
+                    outcome.realized_variance[k] = None;
+                    outcome.shortage[k] = None;
+                }
+            }
+            outcome.open_horizons = open;
+            Some((e.asset, e.origin, e.record, outcome))
+        })
         .collect();
+    let b: Vec<_> = b
+        .into_iter()
+        .map(|x| {
+            let outcome: LedgerOutcome = serde_json::from_str(x.outcome.as_deref().unwrap()).unwrap();
+            (x.asset, x.origin, x.record, outcome)
+        })
+        .collect();
+    assert!(
+        b.iter().any(|x| !x.3.open_horizons.is_empty()),
+        "some scored in part"
+    );
     assert_eq!(a, b);
     for origin in (WARM_DAYS..=cut).map(|d| START + d * DAY_MS) {
         assert_eq!(

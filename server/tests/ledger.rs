@@ -355,10 +355,12 @@ async fn the_job_catches_up_the_last_week_once() {
     }
     let (recorded, scored) = run_once(&state, now).await.unwrap();
     assert_eq!(recorded, servable.len());
-    // Only the one seven days back, if recorded, has its whole week: scored at once.
+    // Each one whose 4 h window has closed (and its candles are stored, up to the last hour) is
+    // scored at once, as far as its windows have closed.
+    let now_hour = now.div_euclid(HOUR_MS) * HOUR_MS;
     assert_eq!(
         scored,
-        usize::from(servable.contains(&(today - CATCH_UP_DAYS * DAY_MS)))
+        servable.iter().filter(|&&o| o + 4 * HOUR_MS <= now_hour).count()
     );
     assert_eq!(run_once(&state, now).await.unwrap().0, 0);
 
@@ -373,4 +375,85 @@ async fn the_job_catches_up_the_last_week_once() {
     let late_serves = usize::from(servable.contains(&today));
     assert_eq!(run_once(&state, now).await.unwrap().0, late_serves);
     assert_eq!(run_once(&state, now).await.unwrap().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_horizon_is_scored_as_its_window_closes() {
+    let data = candles();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &data).await;
+    let full = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
+    let app = volcast_server::app(full.clone());
+    let today = day_origin(now_ms());
+    let mut origin = None;
+    for d in 9..=20 {
+        if serves(&app, &data, today - d * DAY_MS).await {
+            origin = Some(today - d * DAY_MS);
+            break;
+        }
+    }
+    let origin = origin.expect("an origin the routes serve");
+    let outcome = |e: &volcast_store::LedgerEntry| -> LedgerOutcome {
+        serde_json::from_str(e.outcome.as_deref().unwrap()).unwrap()
+    };
+
+    // A service whose store has the candles up to 30 hours after the origin.
+    let at = origin + 30 * HOUR_MS;
+    let part: Vec<Candle> = data.iter().filter(|c| c.open_time < at).copied().collect();
+    let cut_dir = tempfile::tempdir().unwrap();
+    let cut_store = store_with(cut_dir.path(), &part).await;
+    let cut = common::state_with_store(&artifact(), cut_store.clone(), FOREVER).await;
+    assert_eq!(record_origin(&cut, origin).await.unwrap(), 1);
+    // Before the first window (4 h, the drawdown's too) closes, nothing is scored.
+    assert_eq!(score_pending(&cut, origin + 3 * HOUR_MS).await.unwrap(), 0);
+    // 30 hours on: the 4 h and 24 h horizons and the fall, each as computed here; the week open.
+    assert_eq!(score_pending(&cut, at).await.unwrap(), 1);
+    let scored = cut_store.scored(origin, origin).await.unwrap();
+    let first = outcome(&scored[0]);
+    let record: LedgerRecord = serde_json::from_str(&scored[0].record).unwrap();
+    assert_eq!(record.horizons, [4, 24, 168]);
+    assert_eq!(first.open_horizons, [168]);
+    for (k, h) in [(0, 4), (1, 24)] {
+        let (want, got) = (
+            realized(&data, origin, h).unwrap(),
+            first.realized_variance[k].unwrap(),
+        );
+        assert!((want - got).abs() <= 1e-12 * want, "{h} h: {want} vs {got}");
+    }
+    assert_eq!(first.realized_variance[2], None);
+    assert_eq!(first.shortage[2], None);
+    assert_eq!(first.drawdown, fall(&data, origin));
+    // Still to score, and nothing new to write until the week's window closes.
+    assert_eq!(cut_store.unscored(10).await.unwrap().len(), 1);
+    assert_eq!(score_pending(&cut, at + 2 * DAY_MS).await.unwrap(), 0);
+    // Its time passed but its candles missing: still open.
+    assert_eq!(score_pending(&cut, origin + 168 * HOUR_MS).await.unwrap(), 0);
+
+    // The week's candles arrive: complete, and exactly what scoring it all at once gives.
+    let rest: Vec<Candle> = data
+        .iter()
+        .filter(|c| c.open_time >= at && c.open_time < origin + 168 * HOUR_MS)
+        .copied()
+        .collect();
+    cut_store.insert_candles(ASSET, &rest).await.unwrap();
+    assert_eq!(score_pending(&cut, origin + 168 * HOUR_MS).await.unwrap(), 1);
+    assert!(cut_store.unscored(10).await.unwrap().is_empty());
+    let last = outcome(&cut_store.scored(origin, origin).await.unwrap()[0]);
+    assert!(last.open_horizons.is_empty());
+    assert_eq!(record_origin(&full, origin).await.unwrap(), 1);
+    assert_eq!(score_pending(&full, now_ms()).await.unwrap(), 1);
+    assert_eq!(outcome(&store.scored(origin, origin).await.unwrap()[0]), last);
+    assert_eq!(
+        (
+            last.realized_variance[0],
+            last.realized_variance[1],
+            last.drawdown
+        ),
+        (
+            first.realized_variance[0],
+            first.realized_variance[1],
+            first.drawdown
+        ),
+        "what was scored early stays"
+    );
 }

@@ -456,7 +456,10 @@ fn artifact_metadata(
     let prepared = prepare(assets, &HORIZONS);
     let baselines = BaselineSet::fit(assets, &prepared, fit_end_hour, &HORIZONS)?;
     let holdout = holdout_metrics(members);
-    let scaler = members.first().map(|t| t.scaler.clone()).context("no network was trained")?;
+    let scaler = members
+        .first()
+        .map(|t| t.scaler.clone())
+        .context("no network was trained")?;
     Ok(Metadata {
         schema_version: artifact::SCHEMA_VERSION,
         id: String::new(),

@@ -35,7 +35,10 @@ fn an_ensemble_artifact_serves_its_members_mean() {
     let pair = trained(2, "pair");
 
     assert_eq!(single.model.len(), 1);
-    assert_eq!(single.metadata.ensemble, None, "a single network's metadata is as before");
+    assert_eq!(
+        single.metadata.ensemble, None,
+        "a single network's metadata is as before"
+    );
     assert_eq!(pair.model.len(), 2);
     assert_eq!(pair.metadata.ensemble, Some(2));
     for h in HORIZONS {
@@ -50,7 +53,11 @@ fn an_ensemble_artifact_serves_its_members_mean() {
         burn::tensor::Distribution::Normal(0.0, 1.0),
         &device,
     );
-    let statics = Tensor::<2>::random([5, N_STATIC], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let statics = Tensor::<2>::random(
+        [5, N_STATIC],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let forward = |m: &volcast_model::network::VolModel| m.forward(sequence.clone(), statics.clone());
 
     // Member 0 is the single run's network (same seed, same rows: training is deterministic);
@@ -62,8 +69,13 @@ fn an_ensemble_artifact_serves_its_members_mean() {
 
     // The ensemble answers with the members' mean log variance, log quantiles and logits.
     let out = pair.model.forward(sequence.clone(), statics.clone());
-    let mean = |a: Vec<f32>, b: Vec<f32>| -> Vec<f32> { a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect() };
-    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()));
+    let mean =
+        |a: Vec<f32>, b: Vec<f32>| -> Vec<f32> { a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect() };
+    let close = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()))
+    };
     let pairs = [
         (
             values(out.log_variance),

@@ -162,8 +162,9 @@ pub struct Regated {
 /// The gate under `rule` re-run, day by day, over a finished ledger whose entries (`entries`,
 /// by origin, as [`LedgerStore::scored`](volcast_store::LedgerStore::scored) returns them)
 /// include the rule's window before `from_ms`: at each daily origin of `[from_ms, to_ms]` it
-/// decides on the entries the daily job had scored by then ([`closes_at`] at or before the
-/// origin; with [`GateRule::score_as_windows_close`], each horizon's own window) with
+/// decides on the entries the daily job had scored by then (with
+/// [`GateRule::score_as_windows_close`], each horizon on the entries whose own window had closed
+/// by the origin; without, those whose longest window had: [`closes_at`]) with
 /// [`decide`], as the job's pass does, starting from the model's policy. The
 /// ledger's forecasts and outcomes do not depend on the policy served, so this is what the
 /// service would have served under `rule` (how `replay --regate` compares rules on the folds).
@@ -276,6 +277,7 @@ mod tests {
                 realized_variance: vec![Some(1e-4); 3],
                 drawdown: Some(0.01),
                 shortage: vec![Some(false); 3],
+                open_horizons: Vec::new(),
             },
         }
     }
@@ -297,15 +299,17 @@ mod tests {
                 .collect();
             (days, w.entries)
         };
-        // The job's rule: an entry counts once its week has passed (origins 7 to 30 days back).
-        assert_eq!(read(&GateRule::DEFAULT), (vec![(4, 24), (24, 24), (168, 24)], 48));
-        // Each horizon as its window closes: yesterday's origin counts at 4 h and 24 h, and in the
-        // breaches (their 4 h window); the week's horizon is unchanged.
-        let closing = GateRule {
-            score_as_windows_close: true,
+        // The job's rule before: an entry counts once its week has passed (origins 7 to 30
+        // days back).
+        let whole = GateRule {
+            score_as_windows_close: false,
             ..GateRule::DEFAULT
         };
-        assert_eq!(read(&closing), (vec![(4, 30), (24, 30), (168, 24)], 60));
+        assert_eq!(read(&whole), (vec![(4, 24), (24, 24), (168, 24)], 48));
+        // Each horizon as its window closes (the service's rule now): yesterday's origin counts
+        // at 4 h and 24 h, and in the breaches (their 4 h window); the week's horizon is unchanged.
+        assert!(GateRule::DEFAULT.score_as_windows_close);
+        assert_eq!(read(&GateRule::DEFAULT), (vec![(4, 30), (24, 30), (168, 24)], 60));
     }
 
     #[test]

@@ -6,8 +6,13 @@
 //! `realized_variance` and `drawdown`, as `evaluate` uses them). [`validation`] turns the scored
 //! entries into the skill and calibration figures of `GET /v1/model/validation`.
 //!
-//! Nothing reads the future: a record uses only candles that closed by its origin, and an
-//! outcome is written only when every candle of its longest window is stored.
+//! Each horizon is scored as its own window closes: an entry's outcome is first written once its
+//! shortest window and the drawdown's have closed, with the horizons still open marked so
+//! ([`LedgerOutcome::open_horizons`]), and written again at the passes after each of them closes.
+//! The figures and the gate read every horizon on the windows closed by then.
+//!
+//! Nothing reads the future: a record uses only candles that closed by its origin, and a window
+//! is scored only once its time has passed and every candle of it is stored.
 
 use serde::{Deserialize, Serialize};
 use volcast_core::grid::{Asset, HourlyGrid};
@@ -109,6 +114,11 @@ pub struct LedgerOutcome {
     /// SPEC's liquidity-shortage label per horizon (None where it does not exist).
     #[serde(default)]
     pub shortage: Vec<Option<bool>>,
+    /// Horizons whose windows had not closed when this was written: their realized variance and
+    /// label are None until a later pass scores them. Empty once the outcome is complete (and in
+    /// outcomes written before horizons were scored as their windows close).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_horizons: Vec<usize>,
 }
 
 /// The model's forecast for `asset` made at `origin` (Unix ms, on the hour) from the candles
@@ -227,21 +237,25 @@ pub fn scoring_lookback_hours(record: &LedgerRecord) -> i64 {
 
 /// The outcome of `record` made at `origin` from `candles` (those with open time from
 /// `origin - scoring_lookback_hours` on; fewer only leaves shortage labels out) and the asset's
-/// last stored open time, or None while a target window has not closed. The realized variances
-/// and shortage labels are the core's ([`PreparedAsset`], as `evaluate` scores), the fall
-/// [`drawdown`].
+/// last stored open time, as of `now_ms`: every horizon whose window has closed scored, the
+/// others listed open; None until the drawdown's window and the shortest horizon's have closed.
+/// A window has closed once its time has passed and the store holds a candle at or after its
+/// last hour (the window's own last candle may be one the exchange never had: SPEC's 90% rule
+/// then decides). The realized variances and shortage labels are the core's
+/// ([`PreparedAsset`], as `evaluate` scores), the fall [`drawdown`].
 #[must_use]
 pub fn outcome_of(
     record: &LedgerRecord,
     origin: i64,
     candles: &[volcast_core::candles::Candle],
     stored_last_open: i64,
+    now_ms: i64,
 ) -> Option<LedgerOutcome> {
-    let longest = record.horizons.iter().copied().max()?.max(DEFAULT_TAU);
-    // Closed once the store holds a candle at or after the window's last hour (the window's
-    // own last candle may be one the exchange never had: SPEC's 90% rule then decides).
     let last = candles.last()?.open_time.max(stored_last_open);
-    if last < origin + (i64::try_from(longest).ok()? - 1) * HOUR_MS {
+    let closed = |hours: usize| {
+        hours > 0 && hours_after(origin, hours) <= now_ms && hours_after(origin, hours - 1) <= last
+    };
+    if !closed(DEFAULT_TAU) || !record.horizons.iter().any(|&h| closed(h)) {
         return None;
     }
     let asset = Asset {
@@ -255,19 +269,27 @@ pub fn outcome_of(
         realized_variance: record
             .horizons
             .iter()
-            .map(|&h| Some(prepared.target(t, h)).filter(|v| v.is_finite()))
+            .map(|&h| closed(h).then(|| prepared.target(t, h)).filter(|v| v.is_finite()))
             .collect(),
         drawdown: drawdown(&asset.grid, t, DEFAULT_TAU),
         shortage: record
             .horizons
             .iter()
-            .map(|&h| prepared.shortage(t, h, &mut scratch).label)
+            .map(|&h| {
+                if closed(h) {
+                    prepared.shortage(t, h, &mut scratch).label
+                } else {
+                    None
+                }
+            })
             .collect(),
+        open_horizons: record.horizons.iter().copied().filter(|&h| !closed(h)).collect(),
     })
 }
 
 /// When the last of `record`'s windows from `origin` has closed (its longest horizon, or the
-/// drawdown's tau), Unix ms: the entry is scored at the daily job's first pass from then on.
+/// drawdown's tau), Unix ms: the entry's outcome is complete from the daily job's first pass
+/// after then.
 #[must_use]
 pub fn closes_at(record: &LedgerRecord, origin: i64) -> i64 {
     let longest = record
@@ -280,6 +302,20 @@ pub fn closes_at(record: &LedgerRecord, origin: i64) -> i64 {
     hours_after(origin, longest)
 }
 
+/// When the next window of an entry at `origin` closes that its outcome so far (`scored`, None
+/// when never scored) leaves open, Unix ms: the first is the drawdown's and the shortest
+/// horizon's together.
+fn next_close(record: &LedgerRecord, origin: i64, scored: Option<&LedgerOutcome>) -> i64 {
+    let open = scored.map_or(&record.horizons, |o| &o.open_horizons);
+    let first = open.iter().copied().min().unwrap_or(0);
+    let first = if scored.is_none() {
+        first.max(DEFAULT_TAU)
+    } else {
+        first
+    };
+    hours_after(origin, first)
+}
+
 /// `hours` after `origin` (Unix ms), saturating.
 #[must_use]
 pub fn hours_after(origin: i64, hours: usize) -> i64 {
@@ -287,8 +323,9 @@ pub fn hours_after(origin: i64, hours: usize) -> i64 {
     origin.saturating_add(span.saturating_mul(HOUR_MS))
 }
 
-/// Scores every entry whose windows have closed by `now_ms` and whose candles are stored;
-/// returns how many were scored. Entries whose windows are still open are not read further.
+/// Scores every entry with a window closed by `now_ms` and not scored yet, from the stored
+/// candles; returns how many outcomes were written (a first one, or one with more horizons).
+/// Entries whose next window is still open are not read further.
 ///
 /// # Errors
 /// The store's.
@@ -301,11 +338,15 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
             tracing::error!(asset = %entry.asset, origin = %format_ms(entry.origin), "unreadable ledger record");
             continue;
         };
-        let closes = closes_at(&record, entry.origin);
-        if closes > now_ms {
+        let so_far: Option<LedgerOutcome> = entry
+            .outcome
+            .as_deref()
+            .and_then(|o| serde_json::from_str(o).ok());
+        if next_close(&record, entry.origin, so_far.as_ref()) > now_ms {
             continue;
         }
-        let span = (closes - entry.origin) / HOUR_MS;
+        let through = closes_at(&record, entry.origin).min(now_ms);
+        let span = (through - entry.origin) / HOUR_MS;
         let before = scoring_lookback_hours(&record);
         let candles = store
             .candles(
@@ -326,11 +367,17 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
                 t
             }
         };
-        if let Some(outcome) = outcome_of(&record, entry.origin, &candles, stored_last) {
-            let json = serde_json::to_string(&outcome).map_err(|e| ApiError::Internal(e.to_string()))?;
-            store.set_outcome(&entry, &json).await?;
-            scored += 1;
+        let Some(outcome) = outcome_of(&record, entry.origin, &candles, stored_last, now_ms) else {
+            continue;
+        };
+        if so_far.as_ref() == Some(&outcome) {
+            continue;
         }
+        let json = serde_json::to_string(&outcome).map_err(|e| ApiError::Internal(e.to_string()))?;
+        store
+            .set_outcome(&entry, &json, !outcome.open_horizons.is_empty())
+            .await?;
+        scored += 1;
     }
     Ok(scored)
 }

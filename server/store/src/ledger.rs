@@ -36,14 +36,16 @@ pub trait LedgerStore {
     /// The assets recorded at `origin`.
     fn recorded_assets(&self, origin: i64) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
-    /// Up to `limit` entries not scored yet, oldest origin first.
+    /// Up to `limit` entries not scored yet or scored only in part, oldest origin first.
     fn unscored(&self, limit: u32) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
 
-    /// Sets the outcome of the entry with `entry`'s asset, origin and model.
+    /// Sets the outcome of the entry with `entry`'s asset, origin and model; `partial` while
+    /// some of its windows are still open (the entry stays among [`Self::unscored`]).
     fn set_outcome(
         &self,
         entry: &LedgerEntry,
         outcome: &str,
+        partial: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The scored entries with origin in `[from_ms, to_ms]`, by origin then asset.
@@ -108,8 +110,8 @@ impl LedgerStore for Store {
 
     async fn unscored(&self, limit: u32) -> Result<Vec<LedgerEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT asset, origin, model_id, record, outcome FROM ledger WHERE outcome IS NULL \
-             ORDER BY origin, asset LIMIT $1",
+            "SELECT asset, origin, model_id, record, outcome FROM ledger \
+             WHERE outcome IS NULL OR partial <> 0 ORDER BY origin, asset LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -117,14 +119,17 @@ impl LedgerStore for Store {
         rows_of(&rows, entry_of)
     }
 
-    async fn set_outcome(&self, entry: &LedgerEntry, outcome: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ledger SET outcome = $1 WHERE asset = $2 AND origin = $3 AND model_id = $4")
-            .bind(outcome)
-            .bind(&entry.asset)
-            .bind(entry.origin)
-            .bind(&entry.model_id)
-            .execute(&self.pool)
-            .await?;
+    async fn set_outcome(&self, entry: &LedgerEntry, outcome: &str, partial: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE ledger SET outcome = $1, partial = $2 WHERE asset = $3 AND origin = $4 AND model_id = $5",
+        )
+        .bind(outcome)
+        .bind(i64::from(partial))
+        .bind(&entry.asset)
+        .bind(entry.origin)
+        .bind(&entry.model_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -211,8 +211,26 @@ async fn the_ledger_records_once_scores_and_survives_a_reopen() {
             mine(store.unscored(1000).await.unwrap()),
             [entry(&a, 0, "M1"), entry(&b, 0, "M1"), entry(&a, 1, "M2")]
         );
+        // Scored in part: read back among the scored, and still among those to score.
         store
-            .set_outcome(&entry(&b, 0, "M1"), "{\"rv\": 1}")
+            .set_outcome(&entry(&b, 0, "M1"), "{\"rv\": 0}", true)
+            .await
+            .unwrap();
+        let partial = LedgerEntry {
+            outcome: Some("{\"rv\": 0}".into()),
+            ..entry(&b, 0, "M1")
+        };
+        assert_eq!(
+            mine(store.unscored(1000).await.unwrap()),
+            [entry(&a, 0, "M1"), partial.clone(), entry(&a, 1, "M2")]
+        );
+        assert_eq!(
+            store.scored(start, start + 24 * HOUR_MS).await.unwrap(),
+            [partial]
+        );
+        // Complete: no longer to score.
+        store
+            .set_outcome(&entry(&b, 0, "M1"), "{\"rv\": 1}", false)
             .await
             .unwrap();
         let scored = store.scored(start, start + 24 * HOUR_MS).await.unwrap();

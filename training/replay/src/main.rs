@@ -55,9 +55,9 @@ struct Args {
     /// only at the horizons where the model loses, the risk policy on breaches or the 4 h horizon.
     #[arg(long)]
     gate_per_horizon: Option<bool>,
-    /// Score each horizon as its own window closes (default: the service's rule, `false`, which
-    /// reads an entry once its 168 h window has passed); `true` lets the 4 h and 24 h figures,
-    /// and the breaches, reach the gate within a day.
+    /// Score each horizon as its own window closes (default: the service's rule, `true`: the
+    /// 4 h and 24 h figures, and the breaches, reach the gate within a day); `false` reads an
+    /// entry once its 168 h window has passed, as the service did before.
     #[arg(long)]
     gate_windows_close: Option<bool>,
 }

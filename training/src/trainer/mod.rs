@@ -112,7 +112,12 @@ pub fn train_members(
         .map(|i| {
             let seed = config.seed.wrapping_add(i as u64);
             if members > 1 {
-                tracing::info!(member = i + 1, of = members, seed, "training a member of the ensemble");
+                tracing::info!(
+                    member = i + 1,
+                    of = members,
+                    seed,
+                    "training a member of the ensemble"
+                );
             }
             let options = RunOptions {
                 checkpoint_dir: member_checkpoint_dir(&options.checkpoint_dir, i),

@@ -48,4 +48,3 @@ pub fn pipeline(data: &Path, out: &Path, device: DeviceChoice) -> Pipeline {
         members: 1,
     }
 }
-

@@ -465,7 +465,9 @@ pub fn save<C: Serialize>(
         model.save_file(&weights_path).map_err(|e| io(&weights_path, e))?;
     } else {
         let single = model.first().clone();
-        single.save_file(&weights_path).map_err(|e| io(&weights_path, e))?;
+        single
+            .save_file(&weights_path)
+            .map_err(|e| io(&weights_path, e))?;
     }
     let weights = std::fs::read(&weights_path).map_err(|e| io(&weights_path, e))?;
     let config_json = serde_json::to_string_pretty(config).map_err(|e| io(&tmp, e))?;
