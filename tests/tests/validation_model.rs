@@ -14,7 +14,7 @@ use volcast_training::evaluate::{EvalConfig, evaluate};
 use volcast_training::rolling::operated;
 
 /// The validation artifact, named in `model-artifacts/README.md`.
-const VALIDATION: &str = "53e907e30ea830c8";
+const VALIDATION: &str = "735ccf22e567835d";
 
 #[test]
 fn validation_model_figures() {
@@ -58,7 +58,7 @@ fn validation_model_figures() {
     .unwrap();
 
     // QLIKE and quantile coverage as reported (README, "Train"), to 0.5%.
-    for (h, want) in [(4, 0.5879), (24, 0.3637), (168, 0.2598)] {
+    for (h, want) in [(4, 0.5850), (24, 0.3608), (168, 0.2594)] {
         let got = report.horizons[&h].qlike["model"];
         assert!(
             (got / want - 1.0).abs() < 0.005,
@@ -66,8 +66,8 @@ fn validation_model_figures() {
         );
     }
     // SPEC's operated comparison: against the better of HAR and HAR corrected daily like the
-    // model (`har_operated`). The model is ahead at 4 h and 24 h (-3.3%, -4.5%; Diebold-Mariano
-    // p < 0.05) and level at a week (+0.07%, p 0.81): README, "Train". Every quantile's coverage
+    // model (`har_operated`). The model is ahead at 4 h and 24 h (-3.8%, -5.3%; Diebold-Mariano
+    // p < 0.05) and level at a week (-0.1%, p 0.76): README, "Train". Every quantile's coverage
     // is within 1.5 points of its level (adaptive levels, README "Adaptive calibration").
     for (h, bar) in [(4, 0.98), (24, 0.97), (168, 1.01)] {
         let r = &report.horizons[&h];
@@ -87,7 +87,7 @@ fn validation_model_figures() {
     for (h, level, want) in [
         (4, 0.05, 0.051),
         (24, 0.5, 0.500),
-        (168, 0.5, 0.511),
+        (168, 0.5, 0.512),
         (168, 0.95, 0.952),
     ] {
         let c = &report.horizons[&h].calibration["model"];
@@ -109,7 +109,7 @@ fn validation_model_figures() {
             got.mean_lt
         );
     };
-    near(p, "model", 0.0107, 0.8290);
+    near(p, "model", 0.0105, 0.8300);
     assert!(
         p["model"].kupiec_p_value.is_some_and(|k| k > 0.05),
         "{:?}",
@@ -129,7 +129,7 @@ fn validation_model_figures() {
     // policy's shape reaches the static policy's mean LT (README, "Risk engine"); the model's
     // comes closest, with GARCH's a hair behind.
     let h = &report.risk.hindsight;
-    assert!((h["model"].mean_lt - 0.8320).abs() < 0.003, "{:?}", h["model"]);
+    assert!((h["model"].mean_lt - 0.8333).abs() < 0.003, "{:?}", h["model"]);
     for (name, b) in h {
         assert!(b.breach_rate <= 0.01 + 1e-12, "{name}: {b:?}");
         assert!(b.mean_lt < p["static"].mean_lt - 0.005, "{name}: {b:?}");
@@ -143,5 +143,5 @@ fn validation_model_figures() {
     )
     .unwrap();
     let p = &day.risk.policies;
-    near(p, "model", 0.0152, 0.7026);
+    near(p, "model", 0.0151, 0.7011);
 }
