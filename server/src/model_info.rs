@@ -151,6 +151,7 @@ impl ModelInfo {
                 window_hours: m.features.window,
             },
             device: m.device.clone(),
+            networks: m.ensemble.unwrap_or(1),
             stress_scenarios: m.stress_scenarios.iter().map(|w| w.name.clone()).collect(),
             recalibration: m.recalibration.as_ref().map(|r| RecalibrationDto {
                 from: r.from.clone(),

@@ -5,7 +5,8 @@
 //! 1. With the committed default artifact: every midnight the job recalibrates on the stored
 //!    candles and swaps the result in (a new model id in `/v1/model` and in the answers), equal
 //!    to the offline job (`refresh_recalibration`, what `calibrate --until` runs) on the same
-//!    candles read from memory; the ledger records each origin and scores it a week later, and
+//!    candles read from memory; the ledger records each origin and scores each horizon as its
+//!    window closes (the 168 h one a week later), and
 //!    `GET /v1/model/validation` shows the figures.
 //! 2. Then a champion that has gone stale (it forecasts the calm regime whatever happens) meets a
 //!    month of tripled volatility: the gate flips to HAR's policy, and `/readyz`, `/v1/model`,
@@ -209,7 +210,8 @@ async fn the_service_recalibrates_scores_and_falls_back_on_its_own() {
         common::call(&app, "GET", "/v1/assets/AAAUSDT/forecast/volatility", None).await;
     assert_eq!(status, 200, "{forecast}");
     assert_eq!(forecast["model"]["id"], json!(ids.last().unwrap()));
-    // The ledger: each origin recorded, those a week old scored; the figures over HTTP.
+    // The ledger: each origin recorded, each horizon scored as its window closes; the figures
+    // over HTTP.
     let (_, validation, _) = common::call(&app, "GET", "/v1/model/validation", None).await;
     let month = &validation["windows"][0];
     assert!(month["entries"].as_u64().unwrap() >= 4 * 8, "{validation}");
@@ -240,7 +242,9 @@ async fn the_service_recalibrates_scores_and_falls_back_on_its_own() {
         }
     }
     let flipped = flipped.expect("the gate did not switch");
-    assert!((DRIFT.0 + 7..=DRIFT.0 + 14).contains(&flipped), "day {flipped}");
+    // Within the documented delay (the 4 h and 24 h horizons and the breaches are scored the
+    // day after their origin, then the gate needs the evidence).
+    assert!((DRIFT.0 + 1..=DRIFT.0 + 14).contains(&flipped), "day {flipped}");
     let (status, ready, _) = common::call(&app, "GET", "/readyz", None).await;
     assert_eq!(
         (status.as_u16(), ready["status"].as_str()),

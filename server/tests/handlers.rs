@@ -154,6 +154,7 @@ async fn model_card_health_readiness_metrics() {
     assert_eq!(v["history_hours"], 889);
     assert_eq!(v["features"]["window_hours"], 32);
     assert_eq!(v["model"]["id"], "fake0123456789ab");
+    assert_eq!(v["networks"], 1, "a single network's artifact");
     assert_eq!(v["recalibration"]["until"], "2024-01-01T00:00:00Z");
     assert_eq!(v["recalibration"]["rolling_days"], 120);
     assert_eq!(v["recalibration"]["variance_scale"]["4"], 1.0);

@@ -32,6 +32,13 @@ fn committed_artifacts_load_and_forecast() {
     for dir in dirs {
         let model = LoadedModel::load(&dir, &device).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         assert_eq!(model.metadata.horizons, HORIZONS.to_vec());
+        // The shipped design: an ensemble of three networks (README, "Train").
+        assert_eq!(
+            (model.model.len(), model.metadata.ensemble),
+            (3, Some(3)),
+            "{}",
+            dir.display()
+        );
         assert!(
             model.metadata.risk.is_some(),
             "{}: not calibrated (run `calibrate`)",

@@ -70,7 +70,7 @@ pub struct ModelCard {
     pub training_range: Option<[String; 2]>,
     /// Training files.
     pub training_data: Vec<DataFileDto>,
-    /// Early-stopping holdout metrics per horizon.
+    /// Early-stopping holdout metrics per horizon (of an ensemble, per member: `member-0`, ...).
     pub holdout: BTreeMap<String, HorizonMetricsDto>,
     /// Out-of-sample validation metrics per horizon.
     pub validation: BTreeMap<String, HorizonMetricsDto>,
@@ -78,6 +78,9 @@ pub struct ModelCard {
     pub features: FeaturesDto,
     /// Device trained on.
     pub device: String,
+    /// Networks whose mean log forecasts are served: an ensemble trained with successive seeds
+    /// (3 for the shipped artifacts), or 1.
+    pub networks: usize,
     /// Historical windows `POST /v1/risk/stress` can replay (`{"kind": "replay", "name": ...}`).
     pub stress_scenarios: Vec<String>,
     /// The corrections applied to the network's variance and quantiles, and the window they were

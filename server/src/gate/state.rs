@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(read(&whole), (vec![(4, 24), (24, 24), (168, 24)], 48));
         // Each horizon as its window closes (the service's rule now): yesterday's origin counts
         // at 4 h and 24 h, and in the breaches (their 4 h window); the week's horizon is unchanged.
-        assert!(GateRule::DEFAULT.score_as_windows_close);
+        const { assert!(GateRule::DEFAULT.score_as_windows_close) };
         assert_eq!(read(&GateRule::DEFAULT), (vec![(4, 30), (24, 30), (168, 24)], 60));
     }
 

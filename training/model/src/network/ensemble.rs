@@ -73,18 +73,19 @@ impl Ensemble {
     /// The members' mean output (a single member's own).
     #[must_use]
     pub fn forward(&self, sequence: Tensor<3>, statics: Tensor<2>) -> VolOutput {
-        let out = self.first.forward(sequence.clone(), statics.clone());
-        if self.rest.is_empty() {
-            return out;
+        let Some((last, middle)) = self.rest.split_last() else {
+            return self.first.forward(sequence, statics);
+        };
+        let add = |a: VolOutput, b: VolOutput| VolOutput {
+            log_variance: a.log_variance + b.log_variance,
+            log_quantiles: a.log_quantiles + b.log_quantiles,
+            shortage_logit: a.shortage_logit + b.shortage_logit,
+        };
+        let mut sum = self.first.forward(sequence.clone(), statics.clone());
+        for m in middle {
+            sum = add(sum, m.forward(sequence.clone(), statics.clone()));
         }
-        let sum = self.rest.iter().fold(out, |acc, m| {
-            let o = m.forward(sequence.clone(), statics.clone());
-            VolOutput {
-                log_variance: acc.log_variance + o.log_variance,
-                log_quantiles: acc.log_quantiles + o.log_quantiles,
-                shortage_logit: acc.shortage_logit + o.shortage_logit,
-            }
-        });
+        let sum = add(sum, last.forward(sequence, statics));
         let scale = 1.0 / self.len() as f32;
         VolOutput {
             log_variance: sum.log_variance.mul_scalar(scale),
