@@ -3,24 +3,22 @@
 
 pub mod bench;
 mod checkpoint;
+mod start;
+use start::{TrainingData, fresh_model, new_optimizer, start_or_resume};
 mod step;
 
 use std::path::PathBuf;
 
 pub use checkpoint::CheckpointState;
-use checkpoint::{
-    BEST, CURRENT, LAST, OPTIM, STATE, ckpt_err, current_checkpoint, publish_checkpoint, save_atomic,
-};
+use checkpoint::{BEST, LAST, OPTIM, ckpt_err, current_checkpoint, publish_checkpoint, save_atomic};
 use std::time::Instant;
 pub use step::holdout_qlike;
 use step::{Batch, batch, gradients, loss_of, scalar};
 
-use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 
-use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, split};
-use volcast_core::features::{FeatureSpec, N_STATIC};
+use volcast_core::features::FeatureSpec;
 use volcast_core::grid::Asset;
 use volcast_core::synth::Rng;
 use volcast_model::config::TrainingConfig;
@@ -175,137 +173,6 @@ fn train_on(
         scaler: data.scaler.clone(),
         samples_per_second: counters.samples_per_second(),
     })
-}
-
-/// What training reads, made once per run: the panel's features, the training and holdout rows,
-/// the scaler fitted on the training rows, and the least-squares start.
-struct TrainingData {
-    features: PanelFeatures,
-    train_set: Samples,
-    holdout: Samples,
-    scaler: Scaler,
-    start: LinearStart,
-}
-
-impl TrainingData {
-    /// Of `assets` with the fit period ending at `fit_end_hour`.
-    fn new(assets: &[Asset], config: &TrainingConfig, fit_end_hour: i64) -> Result<Self, TrainError> {
-        let features = PanelFeatures::new(assets);
-        let (train_set, holdout) = split_enough_rows(&features, assets, config, fit_end_hour)?;
-        let scaler = fit_scaler(&features, &train_set, config.window);
-        let start = LinearStart::fit(config, &train_set, &scaler);
-        Ok(Self {
-            features,
-            train_set,
-            holdout,
-            scaler,
-            start,
-        })
-    }
-}
-
-/// Splits the samples into training and holdout rows, refusing too few to train on.
-fn split_enough_rows(
-    features: &PanelFeatures,
-    assets: &[Asset],
-    config: &TrainingConfig,
-    fit_end_hour: i64,
-) -> Result<(Samples, Samples), TrainError> {
-    let (train_set, holdout) = split(features, assets, config, fit_end_hour);
-    if train_set.len() < config.batch_size || holdout.is_empty() {
-        return Err(TrainError::NoData(format!(
-            "{} training rows and {} holdout rows: need at least {} and 1 (more history before the fit end, or fewer --holdout-days)",
-            train_set.len(),
-            holdout.len(),
-            config.batch_size
-        )));
-    }
-    Ok((train_set, holdout))
-}
-
-/// The linear skip's starting weights and the quantile biases a fresh model begins from.
-struct LinearStart {
-    w: Vec<f32>,
-    b: Vec<f32>,
-    qb: Vec<f32>,
-}
-
-impl LinearStart {
-    /// Fits the starting values on the scaled training rows (all static columns unless the config names some).
-    fn fit(config: &TrainingConfig, train_set: &Samples, scaler: &Scaler) -> Self {
-        let columns: Vec<usize> = if config.skip_features.is_empty() {
-            (0..N_STATIC).collect()
-        } else {
-            config.skip_features.clone()
-        };
-        let (w, b, qb) = linear_start(train_set, scaler, &config.model.quantile_levels, &columns);
-        Self { w, b, qb }
-    }
-}
-
-/// A freshly initialised model on `autodiff`, its skip and quantile biases set from `start`.
-fn fresh_model(config: &TrainingConfig, start: &LinearStart, autodiff: &Device) -> VolModel {
-    config
-        .model
-        .init(autodiff)
-        .with_variance_skip(start.w.clone(), start.b.clone(), autodiff)
-        .with_quantile_bias(start.qb.clone(), autodiff)
-        .with_frozen_skip(config.freeze_skip)
-}
-
-/// A new AdamW optimiser with the config's weight decay and gradient clipping.
-fn new_optimizer(config: &TrainingConfig) -> ModuleOptimizer {
-    AdamWConfig::new()
-        .with_weight_decay(config.weight_decay)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(config.grad_clip_norm)))
-        .init()
-}
-
-/// Model, optimiser and state to start from: the checkpoint's when resuming one, else fresh ones.
-fn start_or_resume(
-    config: &TrainingConfig,
-    options: &RunOptions,
-    start: &LinearStart,
-    autodiff: &Device,
-    config_json: String,
-) -> Result<(VolModel, ModuleOptimizer, CheckpointState), TrainError> {
-    let current = current_checkpoint(&options.checkpoint_dir).filter(|_| options.resume);
-    if let Some(dir) = &current {
-        let state_path = dir.join(STATE);
-        let text = std::fs::read_to_string(&state_path).map_err(|e| ckpt_err(&state_path, e))?;
-        let state: CheckpointState = serde_json::from_str(&text).map_err(|e| ckpt_err(&state_path, e))?;
-        if state.config != config_json {
-            return Err(ckpt_err(
-                dir,
-                "was written by a run with another config; use another --checkpoint-dir or drop --resume",
-            ));
-        }
-        let model = fresh_model(config, start, autodiff)
-            .try_load_file(dir.join(LAST))
-            .map_err(|e| ckpt_err(&dir.join(LAST), e))?
-            .with_frozen_skip(config.freeze_skip);
-        let optim = new_optimizer(config)
-            .load(dir.join(OPTIM))
-            .map_err(|e| ckpt_err(&dir.join(OPTIM), e))?;
-        tracing::info!(epoch = state.epoch + 1, "resuming");
-        Ok((model, optim, state))
-    } else {
-        // A fresh run: an earlier run's checkpoint is no longer current.
-        let pointer = options.checkpoint_dir.join(CURRENT);
-        if pointer.exists() {
-            std::fs::remove_file(&pointer).map_err(|e| ckpt_err(&pointer, e))?;
-        }
-        let state = CheckpointState {
-            config: config_json,
-            epoch: usize::MAX,
-            best: f64::INFINITY,
-            best_epoch: 0,
-            bad_epochs: 0,
-            history: Vec::new(),
-            seconds: 0.0,
-        };
-        Ok((fresh_model(config, start, autodiff), new_optimizer(config), state))
-    }
 }
 
 /// Rows and seconds of the optimiser steps taken in this session.
