@@ -1,0 +1,153 @@
+//! What loading checks before an artifact serves: its metadata's meaning, its risk calibration,
+//! and that its files are the ones its metadata vouches for.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::{ArtifactError, CONFIG, MAX_ENSEMBLE, METADATA, Metadata, WEIGHTS, hex};
+
+/// Checks what an artifact's metadata says before anything is served from it: horizons and
+/// quantile levels present and sane, the scaler finite with positive deviations and the right
+/// lengths, the window usable, and the feature names this build computes.
+///
+/// # Errors
+/// [`ArtifactError::Incompatible`] naming the first problem.
+pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
+    let bad = |message: String| {
+        Err(ArtifactError::Incompatible {
+            path: dir.to_owned(),
+            message,
+        })
+    };
+    let mut sorted = meta.horizons.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if meta.horizons.is_empty() || sorted.len() != meta.horizons.len() || sorted.first() == Some(&0) {
+        return bad(format!(
+            "horizons {:?}: at least one, distinct, positive",
+            meta.horizons
+        ));
+    }
+    let levels = &meta.quantile_levels;
+    if levels.is_empty()
+        || levels.iter().any(|q| !(q.is_finite() && *q > 0.0 && *q < 1.0))
+        || levels.windows(2).any(|w| w[0] >= w[1])
+    {
+        return bad(format!(
+            "quantile levels {levels:?}: at least one, increasing, in (0, 1)"
+        ));
+    }
+    let sc = &meta.scaler;
+    let (n_static, n_channels) = (
+        volcast_core::features::N_STATIC,
+        volcast_core::features::N_CHANNELS,
+    );
+    if sc.static_mean.len() != n_static
+        || sc.static_std.len() != n_static
+        || sc.channel_mean.len() != n_channels
+        || sc.channel_std.len() != n_channels
+    {
+        return bad(format!(
+            "scaler sizes {}/{}/{}/{} do not match {n_static} static features and {n_channels} channels",
+            sc.static_mean.len(),
+            sc.static_std.len(),
+            sc.channel_mean.len(),
+            sc.channel_std.len()
+        ));
+    }
+    let means_finite = sc
+        .static_mean
+        .iter()
+        .chain(&sc.channel_mean)
+        .all(|v| v.is_finite());
+    let stds_positive = sc
+        .static_std
+        .iter()
+        .chain(&sc.channel_std)
+        .all(|v| v.is_finite() && *v > 0.0);
+    if !(means_finite && stds_positive) {
+        return bad("scaler: means must be finite and deviations finite and positive".into());
+    }
+    if meta.features.window == 0 {
+        return bad("features: the sequence window is 0 hours".into());
+    }
+    if let Some(n) = meta.ensemble
+        && !(2..=MAX_ENSEMBLE).contains(&n)
+    {
+        return bad(format!(
+            "ensemble of {n} networks: 2 to {MAX_ENSEMBLE} (a single network has no `ensemble`)"
+        ));
+    }
+    if meta.features.static_names.len() != n_static || meta.features.channel_names.len() != n_channels {
+        return bad("features: the names do not match this build's inputs".into());
+    }
+    Ok(())
+}
+
+/// Checks that the risk calibration is present or explicitly absent before an artifact is
+/// served: an uncalibrated artifact's drawdowns use the less conservative reflection-normal rule,
+/// so it is served only when it says why it has no calibration and the operator allows it
+/// (`allow_uncalibrated`, the server's `--allow-uncalibrated`).
+///
+/// # Errors
+/// [`ArtifactError::Incompatible`] saying what is wrong and what to do.
+pub fn check_calibration(dir: &Path, meta: &Metadata, allow_uncalibrated: bool) -> Result<(), ArtifactError> {
+    let bad = |message: String| {
+        Err(ArtifactError::Incompatible {
+            path: dir.to_owned(),
+            message,
+        })
+    };
+    match (&meta.risk, &meta.uncalibrated) {
+        (Some(_), None) => Ok(()),
+        (Some(_), Some(_)) => bad(format!(
+            "{METADATA} carries a risk calibration and also says it has none: edited by hand?"
+        )),
+        (None, None) => bad(format!(
+            "{METADATA} carries no risk calibration and does not say why (an interrupted `train` \
+             or a hand-made artifact?): calibrate it with `calibrate --model {}`",
+            dir.display()
+        )),
+        (None, Some(_)) if allow_uncalibrated => Ok(()),
+        (None, Some(why)) => bad(format!(
+            "the artifact is not risk-calibrated ({why}), so its drawdowns would use the less \
+             conservative reflection-normal rule; start the server with --allow-uncalibrated to \
+             serve it anyway"
+        )),
+    }
+}
+
+/// Checks the weights and the config against the SHA-256 the metadata records for them: a
+/// flipped bit or a truncated or swapped file is refused. An artifact without the checksums
+/// (made before they were recorded) is refused too: nothing vouches for its files.
+///
+/// # Errors
+/// [`ArtifactError::Incompatible`] naming the file that differs.
+pub fn check_files(dir: &Path, meta: &Metadata, weights: &[u8], config: &str) -> Result<(), ArtifactError> {
+    let bad = |message: String| {
+        Err(ArtifactError::Incompatible {
+            path: dir.to_owned(),
+            message,
+        })
+    };
+    let (Some(want_weights), Some(want_config)) = (&meta.weights_sha256, &meta.config_sha256) else {
+        return bad(format!(
+            "{METADATA} records no SHA-256 of the weights and config, so nothing vouches for them; \
+             re-save the artifact with this build"
+        ));
+    };
+    let got = hex(&Sha256::digest(weights));
+    if &got != want_weights {
+        return bad(format!(
+            "{WEIGHTS} hashes to {got} but {METADATA} records {want_weights}: damaged or replaced"
+        ));
+    }
+    let got = hex(&Sha256::digest(config.as_bytes()));
+    if &got != want_config {
+        return bad(format!(
+            "{CONFIG} hashes to {got} but {METADATA} records {want_config}: damaged or edited"
+        ));
+    }
+    Ok(())
+}
