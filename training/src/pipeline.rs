@@ -11,7 +11,7 @@ use crate::data::{list_dir, load_assets};
 use crate::evaluate::report::EvaluationReport;
 use crate::evaluate::{EvalConfig, evaluate};
 use crate::rolling::CalibrateError;
-use crate::trainer::{CheckpointState, RunOptions, Trained, feature_spec, train_members};
+use crate::trainer::{RunOptions, Trained, feature_spec, train_members};
 use volcast_core::baselines::set::BaselineSet;
 use volcast_core::candles::AssetCandles;
 use volcast_core::forecast::HORIZONS;
@@ -329,7 +329,8 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         &options,
         p.members,
     )?;
-    let training_seconds: f64 = members.iter().map(|t| t.state.seconds).sum();
+    let metadata = artifact_metadata(config, &dirs, &data, &members, &selected.description)?;
+    let training_seconds = metadata.training_seconds;
     let samples_per_second = members.iter().map(|t| t.samples_per_second).sum::<f64>() / members.len() as f64;
     tracing::info!(
         seconds = training_seconds,
@@ -338,8 +339,6 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         "trained"
     );
     let train_rows = members.first().map_or(0, |t| t.train_rows);
-
-    let metadata = artifact_metadata(config, &dirs, &data, &members, &selected.description)?;
     let model = Ensemble::from_members(members.into_iter().map(|t| t.model).collect())
         .context("no network was trained")?;
     // The uncalibrated artifact is written to a staging directory no pointer names, calibrated
@@ -426,7 +425,7 @@ fn checkpoint_dir(p: &Pipeline, dirs: &[PathBuf], fit_until_ms: i64) -> PathBuf 
 fn holdout_metrics(members: &[Trained]) -> BTreeMap<usize, HorizonMetrics> {
     let mut out: BTreeMap<usize, HorizonMetrics> = BTreeMap::new();
     for (i, trained) in members.iter().enumerate() {
-        let state: &CheckpointState = &trained.state;
+        let state = &trained.state;
         let name = if members.len() == 1 {
             "model".to_owned()
         } else {

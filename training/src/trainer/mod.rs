@@ -91,7 +91,7 @@ pub fn train(
 }
 
 /// Trains `members` networks on the same rows, member i with the config's seed + i and its
-/// checkpoints in [`member_checkpoint_dir`] (member 0's are [`train`]'s own), for an
+/// checkpoints in `<checkpoint dir>/member-<i>` (member 0's are [`train`]'s own), for an
 /// [`volcast_model::network::Ensemble`]. In seed order.
 ///
 /// # Errors
@@ -129,7 +129,7 @@ pub fn train_members(
 /// Where member `i` of an ensemble keeps its checkpoints: `dir` for member 0 (a single
 /// network's run), `dir/member-<i>` for the others.
 #[must_use]
-pub fn member_checkpoint_dir(dir: &std::path::Path, i: usize) -> PathBuf {
+fn member_checkpoint_dir(dir: &std::path::Path, i: usize) -> PathBuf {
     if i == 0 {
         dir.to_owned()
     } else {

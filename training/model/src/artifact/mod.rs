@@ -318,14 +318,12 @@ pub fn save<C: Serialize>(
     let weights_path = tmp.join(WEIGHTS);
     // A single network is stored as itself, as before ensembles existed.
     metadata.ensemble = (model.len() > 1).then_some(model.len());
-    if model.len() > 1 {
-        model.save_file(&weights_path).map_err(|e| io(&weights_path, e))?;
+    let written = if model.len() > 1 {
+        model.save_file(&weights_path)
     } else {
-        let single = model.first().clone();
-        single
-            .save_file(&weights_path)
-            .map_err(|e| io(&weights_path, e))?;
-    }
+        model.first().clone().save_file(&weights_path)
+    };
+    written.map_err(|e| io(&weights_path, e))?;
     let weights = std::fs::read(&weights_path).map_err(|e| io(&weights_path, e))?;
     let config_json = serde_json::to_string_pretty(config).map_err(|e| io(&tmp, e))?;
     metadata.id = String::new();
