@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::rolling::{CalibrateError, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP, operated};
+use crate::rolling::{
+    CalibrateError, DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP, operated,
+};
 pub use crate::rolling::{recalibrate, refresh_recalibration};
 use volcast_core::baselines::set::har_curve;
 use volcast_core::drawdown::{
@@ -126,6 +128,7 @@ pub fn calibrate_artifact(
         drawdown_step: DEFAULT_DRAWDOWN_STEP,
         quantile_level: BTreeMap::new(),
         blend_as_served: false,
+        blend_as_served_at: DEFAULT_BLEND_AS_SERVED_AT.to_vec(),
     });
     metadata.recalibration = Some(recalibration);
     metadata.stress_scenarios = volcast_core::stress::market_stress_scenarios(assets, end);

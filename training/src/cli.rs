@@ -41,7 +41,7 @@ pub fn training_config(
 
 /// Adaptive-calibration steps given on a command line (`--quantile-step`, `--drawdown-step`),
 /// flattened into a command's arguments; each overrides the artifact's.
-#[derive(Debug, Clone, Copy, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct AdaptiveSteps {
     /// Step of each RV quantile's level per completed forecast (adaptive calibration), in [0, 0.1];
     /// 0 keeps the levels fixed. Default: the artifact's.
@@ -55,6 +55,35 @@ pub struct AdaptiveSteps {
     /// (`true`) or re-scaled by the window's own scale (`false`). Default: the artifact's.
     #[arg(long)]
     pub blend_as_served: Option<bool>,
+    /// Choose the daily weight as served at these horizons only (comma-separated hours, e.g.
+    /// `168`; `none` for no horizon). Default: the artifact's.
+    #[arg(long, value_parser = horizon_list)]
+    pub blend_as_served_at: Option<HorizonList>,
+}
+
+/// A comma-separated list of horizons in hours (`none`: empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HorizonList(pub Vec<usize>);
+
+fn horizon_list(s: &str) -> Result<HorizonList, String> {
+    if s.trim() == "none" {
+        return Ok(HorizonList(Vec::new()));
+    }
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let h: usize = part
+            .trim()
+            .parse()
+            .map_err(|e| format!("{part:?} is not a horizon in hours: {e}"))?;
+        if h == 0 || h > 24 * 7 * 4 {
+            return Err(format!("{h} is not a horizon between 1 and 672 hours"));
+        }
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    out.sort_unstable();
+    Ok(HorizonList(out))
 }
 
 impl AdaptiveSteps {
@@ -65,7 +94,11 @@ impl AdaptiveSteps {
         self,
         declared: Option<&volcast_model::artifact::Adaptive>,
     ) -> Option<volcast_model::artifact::Adaptive> {
-        if self.quantile_step.is_none() && self.drawdown_step.is_none() && self.blend_as_served.is_none() {
+        if self.quantile_step.is_none()
+            && self.drawdown_step.is_none()
+            && self.blend_as_served.is_none()
+            && self.blend_as_served_at.is_none()
+        {
             return declared.cloned();
         }
         Some(volcast_model::artifact::Adaptive {
@@ -82,6 +115,11 @@ impl AdaptiveSteps {
                 .blend_as_served
                 .or(declared.map(|a| a.blend_as_served))
                 .unwrap_or(false),
+            blend_as_served_at: self
+                .blend_as_served_at
+                .map(|h| h.0)
+                .or(declared.map(|a| a.blend_as_served_at.clone()))
+                .unwrap_or_default(),
         })
     }
 }
@@ -92,5 +130,42 @@ fn step(s: &str) -> Result<f64, String> {
         Ok(x)
     } else {
         Err(format!("{x} is outside [0, 0.1]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AdaptiveSteps, HorizonList, horizon_list};
+    use volcast_model::artifact::Adaptive;
+
+    #[test]
+    fn horizon_lists_parse_sorted_and_deduplicated_and_reject_nonsense() {
+        assert_eq!(horizon_list("168"), Ok(HorizonList(vec![168])));
+        assert_eq!(horizon_list(" 168, 4,168 "), Ok(HorizonList(vec![4, 168])));
+        assert_eq!(horizon_list("none"), Ok(HorizonList(Vec::new())));
+        for bad in ["", "a", "0", "-4", "4,,24", "1000"] {
+            assert!(horizon_list(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_overrides_the_declared_horizons_and_keeps_them_otherwise() {
+        let declared = Adaptive {
+            quantile_step: 0.0005,
+            drawdown_step: 0.0,
+            quantile_level: std::collections::BTreeMap::new(),
+            blend_as_served: false,
+            blend_as_served_at: vec![168],
+        };
+        let none = AdaptiveSteps::default();
+        assert_eq!(none.apply(Some(&declared)).unwrap().blend_as_served_at, [168]);
+        let off = AdaptiveSteps {
+            blend_as_served_at: Some(HorizonList(Vec::new())),
+            ..AdaptiveSteps::default()
+        };
+        let resolved = off.apply(Some(&declared)).unwrap();
+        assert!(resolved.blend_as_served_at.is_empty());
+        assert_eq!(resolved.quantile_step, 0.0005, "the other settings kept");
+        assert!(!resolved.blends_any_as_served());
     }
 }

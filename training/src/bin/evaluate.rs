@@ -208,7 +208,7 @@ fn model_forecaster<'m>(
             (
                 Box::new(
                     DailyRecalibrated::new(m, days).with_adaptive(
-                        args.adaptive.apply(
+                        args.adaptive.clone().apply(
                             m.metadata
                                 .recalibration
                                 .as_ref()

@@ -66,6 +66,25 @@ pub struct Adaptive {
     /// all re-scaled by the scale measured on that window ([`crate::operation::History::operate`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub blend_as_served: bool,
+    /// The horizons whose weight is chosen as served even where [`Self::blend_as_served`] is
+    /// false (empty: none). Absent in artifacts made before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blend_as_served_at: Vec<usize>,
+}
+
+impl Adaptive {
+    /// Whether the weight of the network against HAR at `horizon` is chosen on the forecasts as
+    /// served ([`Self::blend_as_served`], [`Self::blend_as_served_at`]).
+    #[must_use]
+    pub fn blends_as_served(&self, horizon: usize) -> bool {
+        self.blend_as_served || self.blend_as_served_at.contains(&horizon)
+    }
+
+    /// Whether any horizon's weight is chosen as served.
+    #[must_use]
+    pub fn blends_any_as_served(&self) -> bool {
+        self.blend_as_served || !self.blend_as_served_at.is_empty()
+    }
 }
 
 /// `model` and `har` variances blended in logs, weight `w` on the model; the model alone where

@@ -42,6 +42,12 @@ pub const DEFAULT_QUANTILE_STEP: f64 = 0.0005;
 /// mechanism stays available (`--drawdown-step`).
 pub const DEFAULT_DRAWDOWN_STEP: f64 = 0.0;
 
+/// Horizons whose daily weight of the network against HAR is chosen on the forecasts as served
+/// ([`Adaptive::blend_as_served_at`]) in artifacts calibrated from now on: 168 h, adopted at stop
+/// 31 by a rule written before its one look at the walk-forward folds (README, "Blend weights on
+/// the forecasts as served").
+pub const DEFAULT_BLEND_AS_SERVED_AT: [usize; 1] = [168];
+
 /// Fewest completed forecasts per horizon for a correction to be measured.
 pub const MIN_RECALIBRATION_POINTS: usize = 20;
 

@@ -237,8 +237,8 @@ impl History {
                         .collect(),
                     ..a.clone()
                 });
-                if self.combine && adaptive.is_some_and(|a| a.blend_as_served) {
-                    self.weigh_as_served(&mut r, day, days, &out, stored);
+                if let Some(a) = adaptive.filter(|a| self.combine && a.blends_any_as_served()) {
+                    self.weigh_as_served(&mut r, a, day, days, &out, stored);
                 }
                 r
             });
@@ -250,7 +250,8 @@ impl History {
 }
 
 impl History {
-    /// Re-chooses `r`'s weights of the network against HAR on the window of `days` days before
+    /// Re-chooses `r`'s weights of the network against HAR, at the horizons `adaptive` says
+    /// ([`Adaptive::blends_as_served`]), on the window of `days` days before
     /// `day` with each completed forecast as it was served: the network's raw forecast times the
     /// variance scale in force at its origin (`served`, the days operated so far; `stored` before
     /// them), not times the scale measured on this same window, which fits the network's level
@@ -258,12 +259,16 @@ impl History {
     fn weigh_as_served(
         &self,
         r: &mut Recalibration,
+        adaptive: &Adaptive,
         day: i64,
         days: usize,
         served: &BTreeMap<i64, Option<Recalibration>>,
         stored: Option<&Recalibration>,
     ) {
         for (p, &(lo, hi)) in self.horizons.iter().zip(&self.window(day, days)) {
+            if !adaptive.blends_as_served(p.horizon) {
+                continue;
+            }
             let points: Vec<[f64; 3]> = (lo..hi)
                 .map(|i| {
                     let origin_day = p.hours[i] - p.hours[i].rem_euclid(24);

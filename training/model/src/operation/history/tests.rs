@@ -78,6 +78,7 @@ fn weights_as_served_use_the_scale_in_force_at_each_origin() {
         drawdown_step: 0.0,
         quantile_level: BTreeMap::new(),
         blend_as_served,
+        blend_as_served_at: Vec::new(),
     };
     let served = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(true)), None);
     let refit = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(false)), None);
@@ -101,6 +102,18 @@ fn weights_as_served_use_the_scale_in_force_at_each_origin() {
         differ += usize::from(got.har_weight != same.har_weight);
     }
     assert!(differ > 20, "{differ}");
+    // Listed horizons only: the 24 h weights as served when 24 is listed, the daily job's when not.
+    let at = |horizons: Vec<usize>| Adaptive {
+        blend_as_served_at: horizons,
+        ..adaptive(false)
+    };
+    let listed = h.operate((40 * 24, 199 * 24), 30, 0, Some(&at(vec![24])), None);
+    let other = h.operate((40 * 24, 199 * 24), 30, 0, Some(&at(vec![168])), None);
+    for (day, r) in &refit {
+        let weights = |m: &BTreeMap<i64, Option<Recalibration>>| m[day].as_ref().unwrap().har_weight.clone();
+        assert_eq!(weights(&listed), weights(&served), "{day}");
+        assert_eq!(weights(&other), r.as_ref().unwrap().har_weight, "{day}");
+    }
 }
 
 /// With fixed levels, the daily operation measures exactly what the daily job measures on
@@ -140,6 +153,7 @@ fn the_adaptive_level_restores_coverage_under_drift() {
             drawdown_step: 0.0,
             quantile_level: BTreeMap::new(),
             blend_as_served: false,
+            blend_as_served_at: Vec::new(),
         };
         let op = h.operate((0, 399 * 24), 30, 100 * 24, Some(&adaptive), None);
         let late: Vec<bool> = hours
