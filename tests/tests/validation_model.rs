@@ -14,7 +14,7 @@ use volcast_training::evaluate::{EvalConfig, evaluate};
 use volcast_training::rolling::operated;
 
 /// The validation artifact, named in `model-artifacts/README.md`.
-const VALIDATION: &str = "735ccf22e567835d";
+const VALIDATION: &str = "84b98889155b9428";
 
 #[test]
 fn validation_model_figures() {
@@ -58,7 +58,7 @@ fn validation_model_figures() {
     .unwrap();
 
     // QLIKE and quantile coverage as reported (README, "Train"), to 0.5%.
-    for (h, want) in [(4, 0.5850), (24, 0.3608), (168, 0.2594)] {
+    for (h, want) in [(4, 0.5850), (24, 0.3608), (168, 0.2589)] {
         let got = report.horizons[&h].qlike["model"];
         assert!(
             (got / want - 1.0).abs() < 0.005,
@@ -67,7 +67,7 @@ fn validation_model_figures() {
     }
     // SPEC's operated comparison: against the better of HAR and HAR corrected daily like the
     // model (`har_operated`). The model is ahead at 4 h and 24 h (-3.8%, -5.3%; Diebold-Mariano
-    // p < 0.05) and level at a week (-0.1%, p 0.76): README, "Train". Every quantile's coverage
+    // p < 0.05) and level at a week (-0.3%, p 0.41; weights chosen as served there): README, "Train". Every quantile's coverage
     // is within 1.5 points of its level (adaptive levels, README "Adaptive calibration").
     for (h, bar) in [(4, 0.98), (24, 0.97), (168, 1.01)] {
         let r = &report.horizons[&h];
