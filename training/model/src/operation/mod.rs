@@ -26,27 +26,13 @@ use volcast_core::panel::{daily_slots, prepare};
 use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_TAU};
 use volcast_core::time::{format_ms, hour_to_ms};
 
+mod defaults;
 mod har;
 mod history;
 
+pub use defaults::{DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP};
 pub use har::har_operated;
 pub use history::History;
-
-/// Step of each RV quantile's level per completed forecast in artifacts calibrated from now on
-/// ([`Adaptive::quantile_step`]): of 0, 0.0005 and 0.002, the one with the smallest worst
-/// coverage gap over the walk-forward folds (README, "Adaptive calibration").
-pub const DEFAULT_QUANTILE_STEP: f64 = 0.0005;
-/// Step of the drawdown's log miscoverage factor per completed window ([`Adaptive::drawdown_step`]):
-/// of 0, 0.0002 and 0.0005, 0 is the one that keeps every fold's breach rate in [0.7%, 1.3%] and
-/// the pooled Kupiec p above 0.05 with the highest mean LT (README, "Adaptive calibration"); the
-/// mechanism stays available (`--drawdown-step`).
-pub const DEFAULT_DRAWDOWN_STEP: f64 = 0.0;
-
-/// Horizons whose daily weight of the network against HAR is chosen on the forecasts as served
-/// ([`Adaptive::blend_as_served_at`]) in artifacts calibrated from now on: 168 h, adopted at stop
-/// 31 by a rule written before its one look at the walk-forward folds (README, "Blend weights on
-/// the forecasts as served").
-pub const DEFAULT_BLEND_AS_SERVED_AT: [usize; 1] = [168];
 
 /// Fewest completed forecasts per horizon for a correction to be measured.
 pub const MIN_RECALIBRATION_POINTS: usize = 20;
