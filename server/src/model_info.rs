@@ -182,6 +182,11 @@ impl ModelInfo {
                         .flat_map(|risk| &risk.model.windows)
                         .map(|w| (w.tau.to_string(), w.miscoverage_factor))
                         .collect(),
+                    blend_as_served_at: if a.blend_as_served {
+                        m.horizons.clone()
+                    } else {
+                        a.blend_as_served_at.clone()
+                    },
                 }),
             }),
             anomaly_detector: None,

@@ -95,6 +95,11 @@ async fn reload_on_sighup(
     let card: Value = serde_json::from_str(&card).unwrap();
     assert_eq!(card["model"]["id"], id.as_str());
     assert_eq!(card["recalibration"]["until"], "2020-05-10T00:00:00Z");
+    assert_eq!(
+        card["recalibration"]["adaptive"]["blend_as_served_at"],
+        json!([168]),
+        "the daily job keeps the weight at a week chosen as served, as calibrated"
+    );
     let metrics = get(client, format!("{base}/metrics")).await;
     assert!(
         metrics.contains(r#"volcast_model_reloads_total{outcome="ok"} 1"#),

@@ -130,6 +130,11 @@ pub struct AdaptiveDto {
     /// Miscoverage factor per liquidation window (hours) of the risk calibration: the level
     /// served for `alpha` is `1 - (1 - alpha) m`.
     pub miscoverage_factor: BTreeMap<String, f64>,
+    /// Horizons (hours) whose daily HAR weight is chosen on the forecasts as they were served
+    /// (each times the correction in force at its origin) rather than re-scaled by the window's
+    /// own correction; empty: none.
+    #[serde(default)]
+    pub blend_as_served_at: Vec<usize>,
 }
 
 /// Answer of `GET /healthz` and `GET /readyz`.
