@@ -131,7 +131,7 @@ pub struct ServedDetector {
 /// A reason for a score.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DriverDto {
-    /// Feature: `return`, `range`, `volume`, `wick`, `volume_per_range`, `round_trip` (each
+    /// Feature: `return`, `range`, `volume`, `wick`, `volume_per_range`, `out_and_back` (each
     /// with `_vs_market` when scored against the batch's market); for pools `pool_price`,
     /// `lp_supply`, `lp_value` (liquidity per LP token), `pool_volume`, `pool_tx`, `cex_gap`.
     pub feature: String,

@@ -368,4 +368,27 @@ mod tests {
         assert!((pool.snapshots[0].reserve_asset - 20000.0).abs() < 1e-9);
         assert!((pool.snapshots[0].implied_price_usd() - 1.0).abs() < 1e-12);
     }
+
+    #[test]
+    fn a_detector_fitted_on_other_features_is_refused_even_with_a_matching_id() {
+        let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
+        let id = std::fs::read_to_string(artifacts.join("default")).unwrap();
+        let path = artifacts.join(id.trim()).join("anomaly.json");
+        let shipped = load(&path).unwrap();
+        // The same detector as it was before `out_and_back` replaced `round_trip`, its id
+        // recomputed so that only the features are wrong.
+        let mut old = shipped.clone();
+        old.candles.features[5] = "round_trip".into();
+        old.id = old.content_id();
+        let err = Detector::from_json(&serde_json::to_string(&old).unwrap()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("candles features") && text.contains("round_trip") && text.contains("refit"),
+            "{text}"
+        );
+        let mut reordered = shipped;
+        reordered.candles_market.features.swap(0, 1);
+        reordered.id = reordered.content_id();
+        assert!(Detector::from_json(&serde_json::to_string(&reordered).unwrap()).is_err());
+    }
 }

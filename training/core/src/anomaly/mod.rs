@@ -3,7 +3,7 @@
 //!
 //! # The model
 //! Each asset-hour (and each DEX pool snapshot) becomes a row of scale-free activity features
-//! ([`features`]): its return, range, volume, wick, volume per unit of range and round trip
+//! ([`features`]): its return, range, volume, wick, volume per unit of range and out and back
 //! against that market's own recent behaviour, and where the whole market is known, each of them
 //! beyond the market's that hour; for pools the changes of reserves, value and LP supply, flow
 //! rates and the gap between the pool's price and the exchange's. A Gaussian copula is fitted to
@@ -96,6 +96,21 @@ pub enum DetectorError {
         /// The id of the content.
         computed: String,
     },
+    /// Fitted on other features than this code computes (a detector from before a feature
+    /// changed): its marginals and correlations would be read against the wrong numbers.
+    #[error(
+        "anomaly detector {id} was fitted on the {model} features {fitted:?}, but this code computes {computed:?}: refit it (anomaly train)"
+    )]
+    Features {
+        /// The detector's id.
+        id: String,
+        /// Which model: `candles`, `candles_market` or `pools`.
+        model: &'static str,
+        /// The features it was fitted on.
+        fitted: Vec<String>,
+        /// The features this code computes.
+        computed: Vec<String>,
+    },
 }
 
 impl Detector {
@@ -110,7 +125,8 @@ impl Detector {
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Parses a detector's JSON and checks its id against its content.
+    /// Parses a detector's JSON and checks its id against its content and its features against
+    /// the ones this code computes.
     ///
     /// # Errors
     /// [`DetectorError`].
@@ -123,7 +139,38 @@ impl Detector {
                 computed,
             });
         }
+        d.check_features()?;
         Ok(d)
+    }
+
+    /// Each model's features are the ones this code computes, in the same order.
+    fn check_features(&self) -> Result<(), DetectorError> {
+        let models = [
+            ("candles", Some(&self.candles), &features::CANDLE_FEATURES[..]),
+            (
+                "candles_market",
+                Some(&self.candles_market),
+                &features::MARKET_FEATURES[..],
+            ),
+            ("pools", self.pools.as_ref(), &features::POOL_FEATURES[..]),
+        ];
+        for (model, copula, names) in models {
+            let Some(copula) = copula else { continue };
+            if copula
+                .features
+                .iter()
+                .map(String::as_str)
+                .ne(names.iter().copied())
+            {
+                return Err(DetectorError::Features {
+                    id: self.id.clone(),
+                    model,
+                    fitted: copula.features.clone(),
+                    computed: names.iter().map(|s| (*s).to_owned()).collect(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

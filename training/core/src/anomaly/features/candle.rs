@@ -1,4 +1,4 @@
-//! Asset-hour features: return, range, volume, wick, volume for the range and round trip, each
+//! Asset-hour features: return, range, volume, wick, volume for the range and out and back, each
 //! against the asset's own recent behaviour, and the whole market each hour.
 
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ pub const CANDLE_FEATURES: [&str; 6] = [
     "volume",
     "wick",
     "volume_per_range",
-    "round_trip",
+    "out_and_back",
 ];
 /// The same against the whole market (see [`MarketContext`]): the return apart from the
 /// market's, and range, volume and wick surprises beyond the market's median surprise that hour.
@@ -25,9 +25,9 @@ pub const MARKET_FEATURES: [&str; 6] = [
     "volume_vs_market",
     "wick_vs_market",
     "volume_per_range_vs_market",
-    "round_trip_vs_market",
+    "out_and_back_vs_market",
 ];
-/// Hours of `round_trip`: how far the price went and came back over the last five hours.
+/// Hours of `out_and_back`: how far the price went and came back over the last five hours.
 const TRIP_HOURS: usize = 5;
 /// Hours averaged by `volume_per_range`: each hour's volume against its prediction (level and
 /// hour of day) less its range against its prediction, over three hours.
@@ -203,6 +203,28 @@ impl MarketContext {
     }
 }
 
+/// How far a path of log returns went out and came back: the largest, over the hours `j`, of
+/// the smaller of the leg out (the cumulative return from the start to `j`) and the leg back
+/// (from `j` to the end, the other way), either way up. A rise and its reversal score the size of
+/// the smaller leg; a path that only drifts scores 0, and a choppy one about the size of its
+/// largest swing that was undone, not its whole length.
+fn out_and_back(returns: impl Iterator<Item = f64>) -> f64 {
+    let cum: Vec<f64> = std::iter::once(0.0)
+        .chain(returns.scan(0.0, |c, r| {
+            *c += r;
+            Some(*c)
+        }))
+        .collect();
+    let end = cum.last().copied().unwrap_or(0.0);
+    cum.iter()
+        .map(|&at| {
+            let (out, back) = (at, at - end);
+            // Up then down: both positive; down then up: both negative.
+            out.min(back).max((-out).min(-back)).max(0.0)
+        })
+        .fold(0.0, f64::max)
+}
+
 /// The quote volume of a candle, or `volume * close` when the quote volume is not given.
 fn quote_volume(c: &Candle) -> f64 {
     if c.quote_volume > 0.0 {
@@ -244,7 +266,7 @@ pub fn candle_rows_from(config: &FeatureConfig, candles: &[Candle], from_ms: i64
     let mut log_vol = Predicted::new(hl, LOG_SD_FLOOR);
     let mut flow = Standardized::new(hl, LOG_SD_FLOOR);
     let mut flow_hours: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
-    // The last hours' log returns, for `round_trip`.
+    // The last hours' log returns, for `out_and_back`.
     let mut trip: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     let mut out = Vec::with_capacity(candles.len());
     let Some(first) = candles.first() else {
@@ -286,9 +308,7 @@ pub fn candle_rows_from(config: &FeatureConfig, candles: &[Candle], from_ms: i64
                 trip.pop_front();
             }
         }
-        // Path length less net move: a price that went out and came back.
-        let travelled: f64 = trip.iter().map(|x| x.abs()).sum();
-        let round_trip = travelled - trip.iter().sum::<f64>().abs();
+        let back = out_and_back(trip.iter().copied());
         let predicted = |p: &Predicted, x: Option<f64>| p.feature(c.open_time, x?);
         let (zg, zv, zf) = (
             predicted(&log_range, lg),
@@ -307,9 +327,9 @@ pub fn candle_rows_from(config: &FeatureConfig, candles: &[Candle], from_ms: i64
                     zv,
                     (wick_log / sigma).asinh(),
                     zf,
-                    (round_trip / (sigma * (TRIP_HOURS as f64).sqrt())).asinh(),
+                    (back / (sigma * (TRIP_HOURS as f64).sqrt())).asinh(),
                 ];
-                let shown = vec![r, g_ratio, v_ratio, wick_frac, f_ratio, round_trip];
+                let shown = vec![r, g_ratio, v_ratio, wick_frac, f_ratio, back];
                 values.iter().all(|x| x.is_finite()).then_some(Row {
                     time_ms: c.open_time,
                     values,
@@ -416,6 +436,51 @@ mod tests {
         let rows = candle_rows(&FeatureConfig::default(), &moving);
         let z = rows[n + 2].as_ref().unwrap().values[4];
         assert!(z.abs() < 1.5, "{z}");
+    }
+    #[test]
+    fn out_and_back_is_the_smaller_leg_of_a_reversal_not_the_length_of_the_path() {
+        let close = |x: f64, want: f64| (x - want).abs() < 1e-12;
+        // Up 0.2 over three hours, back over two: the smaller leg, 0.2.
+        assert!(close(
+            out_and_back([0.1, 0.05, 0.05, -0.1, -0.1].into_iter()),
+            0.2
+        ));
+        // Down and part of the way back: the leg back, 0.05.
+        assert!(close(
+            out_and_back([-0.1, -0.1, 0.05, 0.0, 0.0].into_iter()),
+            0.05
+        ));
+        // A drift one way only: nothing went out and came back.
+        assert!(close(
+            out_and_back([0.01, 0.02, 0.0, 0.03, 0.01].into_iter()),
+            0.0
+        ));
+        // Chop: the largest undone swing (0.03), not the path length less the net move (0.12).
+        assert!(close(
+            out_and_back([0.03, -0.03, 0.03, -0.03, 0.0].into_iter()),
+            0.03
+        ));
+        assert!(close(out_and_back(std::iter::empty()), 0.0));
+    }
+    #[test]
+    fn a_pump_and_dump_reads_as_its_size_out_and_back() {
+        let cfg = FeatureConfig::default();
+        let mut c = flat(400);
+        crate::anomaly::inject::inject_candles(
+            &mut c,
+            395,
+            crate::anomaly::inject::Pattern::PumpAndDump,
+            0.2,
+        );
+        let rows = candle_rows(&cfg, &c);
+        let r = rows[399].as_ref().unwrap();
+        assert_eq!(CANDLE_FEATURES[5], "out_and_back");
+        assert!((r.shown[5] - 1.2_f64.ln()).abs() < 0.01, "{}", r.shown[5]);
+        let text = describe("out_and_back", r.shown[5], f64::NAN);
+        assert!(
+            text.starts_with("price went 18.") && text.ends_with("% out and back over 5 hours"),
+            "{text}"
+        );
     }
     #[test]
     fn the_market_takes_medians_of_enough_assets() {

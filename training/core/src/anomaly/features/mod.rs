@@ -136,7 +136,7 @@ pub fn describe(name: &str, shown: f64, market: f64) -> String {
         "volume_per_range" => {
             format!("volume per unit of price range {shown:.1}x its usual over the last 3 hours")
         }
-        "round_trip" => format!("price went {pct:.1}% out and back over 5 hours"),
+        "out_and_back" => format!("price went {pct:.1}% out and back over 5 hours"),
         "wick" => format!("wick {pct:.2}% beyond the candle body"),
         "pool_price" => format!("pool price {pct:+.1}% since the last snapshot"),
         "lp_supply" => format!("LP supply {pct:+.1}% since the last snapshot"),
