@@ -262,9 +262,20 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
     };
     let replayed = DailyRecalibrated::new(model, 15).forecast(&request).unwrap();
     let raw = raw_predictions(model, assets, &origins, drawdown).unwrap();
+    // Corrected, then blended with HAR by the day's weights (at 168 h chosen on the forecasts
+    // as served: `adaptive.blend_as_served_at`).
+    assert_eq!(adaptive.blend_as_served_at, [168]);
+    let prepared = volcast_core::panel::prepare(assets, &HORIZONS);
     for (j, h) in HORIZONS.iter().enumerate() {
         for (i, p) in raw.iter().enumerate() {
-            let want = p.as_ref().unwrap().variance[j] * r.variance_scale[h];
+            let corrected = p.as_ref().unwrap().variance[j] * r.variance_scale[h];
+            let har = model
+                .metadata
+                .har_at(&prepared[origins[i].asset], origins[i].slot)[j];
+            let want = r
+                .har_weight
+                .get(h)
+                .map_or(corrected, |&w| artifact::blend(corrected, har, w));
             let got = replayed.horizons[h].variance[i];
             assert!(
                 (got / want - 1.0).abs() < 1e-12,
