@@ -87,6 +87,23 @@ fn horizon_list(s: &str) -> Result<HorizonList, String> {
 }
 
 impl AdaptiveSteps {
+    /// Refuses a `--blend-as-served-at` horizon that the model does not forecast (it would
+    /// change nothing, silently).
+    ///
+    /// # Errors
+    /// The first such horizon, with the model's.
+    pub fn check_horizons(&self, horizons: &[usize]) -> anyhow::Result<()> {
+        if let Some(h) = self
+            .blend_as_served_at
+            .iter()
+            .flat_map(|l| &l.0)
+            .find(|h| !horizons.contains(h))
+        {
+            anyhow::bail!("--blend-as-served-at {h}: the model forecasts at {horizons:?} hours only");
+        }
+        Ok(())
+    }
+
     /// The settings `declared` by an artifact with these overrides (None: none declared and
     /// none given).
     #[must_use]
@@ -167,5 +184,21 @@ mod tests {
         assert!(resolved.blend_as_served_at.is_empty());
         assert_eq!(resolved.quantile_step, 0.0005, "the other settings kept");
         assert!(!resolved.blends_any_as_served());
+    }
+
+    #[test]
+    fn a_horizon_the_model_does_not_forecast_is_refused() {
+        let steps = |h: Vec<usize>| AdaptiveSteps {
+            blend_as_served_at: Some(HorizonList(h)),
+            ..AdaptiveSteps::default()
+        };
+        assert!(steps(vec![4, 168]).check_horizons(&[4, 24, 168]).is_ok());
+        assert!(steps(Vec::new()).check_horizons(&[4, 24, 168]).is_ok());
+        assert!(AdaptiveSteps::default().check_horizons(&[4]).is_ok());
+        let err = steps(vec![48])
+            .check_horizons(&[4, 24, 168])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("48") && err.contains("[4, 24, 168]"), "{err}");
     }
 }

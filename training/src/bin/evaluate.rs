@@ -154,7 +154,9 @@ fn load_model(args: &Args) -> anyhow::Result<Option<LoadedModel>> {
     match &args.model {
         Some(path) => {
             let selected = volcast_model::device::select(args.device)?;
-            Ok(Some(LoadedModel::load(path, &selected.device)?))
+            let model = LoadedModel::load(path, &selected.device)?;
+            args.adaptive.check_horizons(&model.metadata.horizons)?;
+            Ok(Some(model))
         }
         None => Ok(None),
     }

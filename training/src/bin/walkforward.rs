@@ -80,6 +80,7 @@ fn main() -> std::process::ExitCode {
 
 fn run_args() -> anyhow::Result<()> {
     let args = Args::parse();
+    args.adaptive.check_horizons(&volcast_core::forecast::HORIZONS)?;
     let mut config = volcast_training::cli::training_config(args.config.as_deref())?;
     if let Some(v) = args.epochs {
         config.max_epochs = v.max(1);
