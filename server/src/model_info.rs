@@ -182,11 +182,12 @@ impl ModelInfo {
                         .flat_map(|risk| &risk.model.windows)
                         .map(|w| (w.tau.to_string(), w.miscoverage_factor))
                         .collect(),
-                    blend_as_served_at: if a.blend_as_served {
-                        m.horizons.clone()
-                    } else {
-                        a.blend_as_served_at.clone()
-                    },
+                    blend_as_served_at: m
+                        .horizons
+                        .iter()
+                        .copied()
+                        .filter(|&h| a.blends_as_served(h))
+                        .collect(),
                 }),
             }),
             anomaly_detector: None,

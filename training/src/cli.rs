@@ -108,7 +108,7 @@ impl AdaptiveSteps {
     /// none given).
     #[must_use]
     pub fn apply(
-        self,
+        &self,
         declared: Option<&volcast_model::artifact::Adaptive>,
     ) -> Option<volcast_model::artifact::Adaptive> {
         if self.quantile_step.is_none()
@@ -134,7 +134,8 @@ impl AdaptiveSteps {
                 .unwrap_or(false),
             blend_as_served_at: self
                 .blend_as_served_at
-                .map(|h| h.0)
+                .as_ref()
+                .map(|h| h.0.clone())
                 .or(declared.map(|a| a.blend_as_served_at.clone()))
                 .unwrap_or_default(),
         })

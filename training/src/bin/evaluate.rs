@@ -210,7 +210,7 @@ fn model_forecaster<'m>(
             (
                 Box::new(
                     DailyRecalibrated::new(m, days).with_adaptive(
-                        args.adaptive.clone().apply(
+                        args.adaptive.apply(
                             m.metadata
                                 .recalibration
                                 .as_ref()

@@ -191,11 +191,8 @@ fn fold(
     };
     let declared = model.metadata.recalibration.as_ref();
     let daily = declared.and_then(|r| r.rolling_days).map(|days| {
-        crate::rolling::DailyRecalibrated::new(&model, days).with_adaptive(
-            wf.adaptive
-                .clone()
-                .apply(declared.and_then(|r| r.adaptive.as_ref())),
-        )
+        crate::rolling::DailyRecalibrated::new(&model, days)
+            .with_adaptive(wf.adaptive.apply(declared.and_then(|r| r.adaptive.as_ref())))
     });
     let fixed = crate::rolling::FixedModel(&model);
     let operated: &dyn volcast_core::forecast::Forecaster = match &daily {

@@ -208,17 +208,17 @@ impl MarketContext {
 /// (from `j` to the end, the other way), either way up. A rise and its reversal score the size of
 /// the smaller leg; a path that only drifts scores 0, and a choppy one about the size of its
 /// largest swing that was undone, not its whole length.
-fn out_and_back(returns: impl Iterator<Item = f64>) -> f64 {
-    let cum: Vec<f64> = std::iter::once(0.0)
+fn out_and_back(returns: impl Iterator<Item = f64> + Clone) -> f64 {
+    let end = returns.clone().fold(0.0, |c, r| c + r);
+    // The cumulative return at each hour, the start included (no allocation: every scored row
+    // calls this).
+    std::iter::once(0.0)
         .chain(returns.scan(0.0, |c, r| {
             *c += r;
             Some(*c)
         }))
-        .collect();
-    let end = cum.last().copied().unwrap_or(0.0);
-    cum.iter()
-        .map(|&at| {
-            let (out, back) = (at, at - end);
+        .map(|out| {
+            let back = out - end;
             // Up then down: both positive; down then up: both negative.
             out.min(back).max((-out).min(-back)).max(0.0)
         })
