@@ -86,6 +86,29 @@ fn horizon_list(s: &str) -> Result<HorizonList, String> {
     Ok(HorizonList(out))
 }
 
+/// `--recency-half-life-days`: a positive number of days, or `none` (every training row counts
+/// the same); see `TrainingConfig::recency_half_life_days`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HalfLife(pub Option<f64>);
+
+/// Parses [`HalfLife`].
+///
+/// # Errors
+/// Anything but `none` or a positive, finite number.
+pub fn half_life_days(s: &str) -> Result<HalfLife, String> {
+    if s.trim() == "none" {
+        return Ok(HalfLife(None));
+    }
+    let days: f64 = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number of days: {e}"))?;
+    if !(days.is_finite() && days > 0.0) {
+        return Err(format!("{days} is not a positive number of days (or none)"));
+    }
+    Ok(HalfLife(Some(days)))
+}
+
 impl AdaptiveSteps {
     /// Refuses a `--blend-as-served-at` horizon that the model does not forecast (it would
     /// change nothing, silently).
@@ -153,8 +176,18 @@ fn step(s: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{AdaptiveSteps, HorizonList, horizon_list};
+    use super::{AdaptiveSteps, HalfLife, HorizonList, half_life_days, horizon_list};
     use volcast_model::artifact::Adaptive;
+
+    #[test]
+    fn half_lives_are_positive_days_or_none() {
+        assert_eq!(half_life_days("365"), Ok(HalfLife(Some(365.0))));
+        assert_eq!(half_life_days(" 0.5 "), Ok(HalfLife(Some(0.5))));
+        assert_eq!(half_life_days("none"), Ok(HalfLife(None)));
+        for bad in ["", "a", "0", "-365", "inf", "NaN"] {
+            assert!(half_life_days(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn horizon_lists_parse_sorted_and_deduplicated_and_reject_nonsense() {

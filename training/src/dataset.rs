@@ -23,6 +23,8 @@ pub struct Samples {
     pub log_rv: Vec<[f32; 3]>,
     /// Shortage label per horizon (1, 0, NaN).
     pub shortage: Vec<[f32; 3]>,
+    /// Weight of each row's losses; empty: every row counts 1.
+    pub weight: Vec<f32>,
 }
 
 impl Samples {
@@ -36,6 +38,26 @@ impl Samples {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
+    }
+
+    /// Weight of row `i`'s losses.
+    #[must_use]
+    pub fn weight(&self, i: usize) -> f32 {
+        self.weight.get(i).copied().unwrap_or(1.0)
+    }
+
+    /// Weights every row by `0.5^(age / half_life_days)`, its age the days from its origin hour
+    /// to `end_hour` (a row at or after `end_hour` counts 1).
+    pub fn weigh_by_recency(&mut self, assets: &[Asset], end_hour: i64, half_life_days: f64) {
+        self.weight = self
+            .index
+            .iter()
+            .map(|&(a, slot)| {
+                let hour = assets[a as usize].grid.hour(slot as usize);
+                let age_days = (end_hour - hour).max(0) as f64 / 24.0;
+                0.5f64.powf(age_days / half_life_days) as f32
+            })
+            .collect();
     }
 }
 
@@ -145,6 +167,10 @@ pub fn split(
     let holdout = features.samples(assets, fit_end_hour, |asset| {
         daily_slots(asset, holdout_start + 1, fit_end_hour).collect()
     });
+    let mut train = train;
+    if let Some(half_life) = config.recency_half_life_days {
+        train.weigh_by_recency(assets, holdout_start, half_life);
+    }
     (train, holdout)
 }
 
@@ -261,4 +287,63 @@ pub fn linear_start(
         }
     }
     (weight, bias, q_bias)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use volcast_core::grid::HourlyGrid;
+    use volcast_core::synth::{SynthConfig, generate};
+    use volcast_core::time::HOUR_MS;
+
+    pub(crate) const START_MS: i64 = 1_577_836_800_000; // 2020-01-01
+
+    /// Two synthetic assets, 120 days from 2020-01-01.
+    pub(crate) fn assets() -> Vec<Asset> {
+        (1..=2)
+            .map(|i| Asset {
+                id: format!("S{i}"),
+                grid: HourlyGrid::from_candles(&generate(&SynthConfig::panel_asset(
+                    i,
+                    7,
+                    24 * 120,
+                    START_MS,
+                ))),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recency_weights_halve_each_half_life_before_the_holdout_and_are_off_by_default() {
+        let assets = assets();
+        let features = PanelFeatures::new(&assets);
+        let fit_end = START_MS / HOUR_MS + 24 * 110;
+        let mut config = TrainingConfig::default_run().with_holdout_days(10);
+        let (plain, holdout) = split(&features, &assets, &config, fit_end);
+        assert!(plain.weight.is_empty() && holdout.weight.is_empty());
+        assert!(plain.len() > 100);
+
+        config.recency_half_life_days = Some(20.0);
+        let (train, holdout) = split(&features, &assets, &config, fit_end);
+        assert_eq!(train.index, plain.index, "weighting keeps every row");
+        assert!(holdout.weight.is_empty(), "the holdout is never weighted");
+        let holdout_start = fit_end - 24 * 10;
+        for (i, &(a, slot)) in train.index.iter().enumerate() {
+            let age_days = (holdout_start - assets[a as usize].grid.hour(slot as usize)) as f64 / 24.0;
+            let want = 0.5f64.powf(age_days / 20.0);
+            assert!(
+                (f64::from(train.weight(i)) - want).abs() < 1e-6,
+                "row {i}: {} vs {want}",
+                train.weight(i)
+            );
+        }
+        // Rows a half-life apart: the older one counts half as much.
+        let newest = train.weight.iter().copied().fold(0.0f32, f32::max);
+        let oldest = train.weight.iter().copied().fold(1.0f32, f32::min);
+        assert!(newest > 0.95 && newest <= 1.0, "{newest}");
+        assert!(
+            oldest < 0.25,
+            "the first rows, after the features' warm-up, are over 40 days back: {oldest}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Training losses, each masked to the points where its target exists and averaged over
-//! `points`, the number of such points in the whole batch: a batch split into parts (one per
-//! core) gives parts whose losses, and so gradients, add up to the whole batch's.
+//! `points`, the summed mask of such points in the whole batch: a batch split into parts (one per
+//! core) gives parts whose losses, and so gradients, add up to the whole batch's. A mask is each
+//! point's weight: 1 (or its row's recency weight) where the target exists, 0 where it does not.
 
 use burn::prelude::*;
 use burn::tensor::activation::softplus;
@@ -25,7 +26,7 @@ pub fn pinball(q: Tensor<3>, y: Tensor<2>, mask: Tensor<2>, levels: &[f64], poin
     let e = y.unsqueeze_dim::<3>(2) - q; // [batch, h, k]
     let loss = (e.clone() * tau.clone()).max_pair(e * (tau - 1.0)); // [batch, h, k]
     let mask = mask.unsqueeze_dim::<3>(2).expand([batch, horizons, k]);
-    (loss * mask).sum() / (points * k as f32).max(1.0)
+    (loss * mask).sum() / (points * k as f32).max(f32::MIN_POSITIVE)
 }
 
 /// Mean binary cross-entropy of logits `z` for labels `y` in {0, 1} (`[batch, h]`).
@@ -35,8 +36,9 @@ pub fn bce(z: Tensor<2>, y: Tensor<2>, mask: Tensor<2>, points: f32) -> Tensor<1
     masked_mean(loss, mask, points)
 }
 
+/// The mask-weighted sum of `loss` over `points` (a sum of zeros stays 0 without points).
 fn masked_mean(loss: Tensor<2>, mask: Tensor<2>, points: f32) -> Tensor<1> {
-    (loss * mask).sum() / points.max(1.0)
+    (loss * mask).sum() / points.max(f32::MIN_POSITIVE)
 }
 
 #[cfg(test)]

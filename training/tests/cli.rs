@@ -104,6 +104,62 @@ fn evaluate_explains_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fit-until"));
 }
 
+/// `--recency-half-life-days` trains with recent rows weighted up and records it in the
+/// artifact's config; a half-life that is not a positive number of days is refused, from the
+/// command line or from a config file.
+#[test]
+fn train_weighs_recent_rows_as_asked_and_refuses_a_bad_half_life() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("candles");
+    generate(&data, 150);
+    let out = dir.path().join("artifacts");
+    let base = [
+        "--data",
+        data.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--members",
+        "1",
+        "--holdout-days",
+        "15",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let with = |extra: &[&str]| run(env!("CARGO_BIN_EXE_train"), &[&base[..], extra].concat());
+
+    let trained = with(&["--recency-half-life-days", "30", "--set-default"]);
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    let id = std::fs::read_to_string(out.join("default")).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(id.trim()).join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["recency_half_life_days"], serde_json::json!(30.0));
+
+    for bad in ["0", "-30", "soon"] {
+        let refused = with(&[&format!("--recency-half-life-days={bad}")]);
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("--recency-half-life-days"), "{bad}: {err}");
+    }
+    let mut negative = config;
+    negative["recency_half_life_days"] = serde_json::json!(-30.0);
+    let file = dir.path().join("negative.json");
+    std::fs::write(&file, negative.to_string()).unwrap();
+    let refused = with(&["--config", file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("recency_half_life_days is -30"), "{err}");
+}
+
 #[test]
 fn train_resumes_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();

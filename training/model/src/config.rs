@@ -59,6 +59,10 @@ pub struct TrainingConfig {
     /// Seed of initialisation and shuffling.
     #[config(default = 42)]
     pub seed: u64,
+    /// Recent rows weighted up: each training row's losses count `0.5^(age / half-life)`, its
+    /// age in days before the holdout starts (the holdout, scaler and least-squares start stay
+    /// unweighted). `None` (and a config written before this field): every row counts the same.
+    pub recency_half_life_days: Option<f64>,
 }
 
 impl TrainingConfig {
@@ -71,5 +75,23 @@ impl TrainingConfig {
         )
         .with_skip_features(HAR_FEATURES.to_vec())
         .with_freeze_skip(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrainingConfig;
+
+    #[test]
+    fn a_config_written_before_recency_weighting_loads_with_every_row_equal() {
+        let mut json = serde_json::to_value(TrainingConfig::default_run()).expect("serialises");
+        let fields = json.as_object_mut().expect("an object");
+        assert!(fields.remove("recency_half_life_days").is_some());
+        let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
+        assert_eq!(old.recency_half_life_days, None);
+
+        json["recency_half_life_days"] = serde_json::json!(365.0);
+        let new: TrainingConfig = serde_json::from_value(json).expect("loads");
+        assert_eq!(new.recency_half_life_days, Some(365.0));
     }
 }

@@ -57,6 +57,10 @@ struct Args {
     /// Days before the fit end held out for early stopping.
     #[arg(long)]
     holdout_days: Option<usize>,
+    /// Weight recent training rows up: each row's losses count 0.5^(age / DAYS), its age the
+    /// days before the holdout starts; `none`: every row the same. Default: the config's.
+    #[arg(long, value_name = "DAYS|none", value_parser = volcast_training::cli::half_life_days)]
+    recency_half_life_days: Option<volcast_training::cli::HalfLife>,
     /// Seed (of the first network; member i of an ensemble uses seed + i).
     #[arg(long)]
     seed: Option<u64>,
@@ -138,6 +142,9 @@ fn config_from(args: &Args) -> anyhow::Result<TrainingConfig> {
     }
     if let Some(v) = args.seed {
         config.seed = v;
+    }
+    if let Some(v) = args.recency_half_life_days {
+        config.recency_half_life_days = v.0;
     }
     Ok(config)
 }

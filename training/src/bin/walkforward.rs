@@ -42,6 +42,10 @@ struct Args {
     /// Days held out for early stopping.
     #[arg(long)]
     holdout_days: Option<usize>,
+    /// Weight recent training rows up: each row's losses count 0.5^(age / DAYS), its age the
+    /// days before the holdout starts; `none`: every row the same. Default: the config's.
+    #[arg(long, value_name = "DAYS|none", value_parser = volcast_training::cli::half_life_days)]
+    recency_half_life_days: Option<volcast_training::cli::HalfLife>,
     /// Stop each fold's training after this many optimiser steps (smoke tests).
     #[arg(long)]
     max_steps: Option<usize>,
@@ -87,6 +91,9 @@ fn run_args() -> anyhow::Result<()> {
     }
     if let Some(v) = args.holdout_days {
         config.holdout_days = v;
+    }
+    if let Some(v) = args.recency_half_life_days {
+        config.recency_half_life_days = v.0;
     }
     let wf = WalkForward {
         dirs: args.data.clone(),

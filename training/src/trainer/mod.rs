@@ -31,6 +31,9 @@ pub enum TrainError {
     /// Too little data to train on.
     #[error("{0}")]
     NoData(String),
+    /// A config value training cannot use.
+    #[error("training config: {0}")]
+    Config(String),
     /// Checkpoint I/O.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -54,6 +54,13 @@ pub(super) fn split_enough_rows(
     config: &TrainingConfig,
     fit_end_hour: i64,
 ) -> Result<(Samples, Samples), TrainError> {
+    if let Some(h) = config.recency_half_life_days
+        && !(h.is_finite() && h > 0.0)
+    {
+        return Err(TrainError::Config(format!(
+            "recency_half_life_days is {h}: a half-life is a positive number of days"
+        )));
+    }
     let (train_set, holdout) = split(features, assets, config, fit_end_hour);
     if train_set.len() < config.batch_size || holdout.is_empty() {
         return Err(TrainError::NoData(format!(

@@ -24,7 +24,7 @@ pub(super) struct Batch {
     pub(super) points: Points,
 }
 
-/// How many targets a batch has: the losses' denominators.
+/// How many targets a batch has, each counted at its row's weight: the losses' denominators.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Points {
     /// Log RV targets (QLIKE and pinball).
@@ -77,13 +77,15 @@ pub(super) fn batch(
         let out = &mut sequence[r * window * N_CHANNELS..(r + 1) * window * N_CHANNELS];
         features.assets[a as usize].sequence_at(slot as usize, window, out);
         scaler.scale_sequence(out);
+        // A mask is the target's weight: the row's where it exists, 0 where it does not.
+        let w = samples.weight(i);
         for j in 0..3 {
             let v = samples.log_rv[i][j];
             y.push(if v.is_finite() { v } else { 0.0 });
-            ym.push(f32::from(u8::from(v.is_finite())));
+            ym.push(if v.is_finite() { w } else { 0.0 });
             let l = samples.shortage[i][j];
             s.push(if l.is_finite() { l } else { 0.0 });
-            sm.push(f32::from(u8::from(l.is_finite())));
+            sm.push(if l.is_finite() { w } else { 0.0 });
         }
     }
     let points = Points {
@@ -244,5 +246,70 @@ impl burn::module::ModuleVisitor for AddGradients<'_> {
             };
             self.into.register(param.id, sum);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::tests::{START_MS, assets};
+    use crate::dataset::{fit_scaler, split};
+    use volcast_core::time::HOUR_MS;
+
+    #[test]
+    fn a_row_counts_by_its_weight_in_the_loss() {
+        let device = Device::flex();
+        let assets = assets();
+        let features = PanelFeatures::new(&assets);
+        let mut config = TrainingConfig::default_run()
+            .with_window(32)
+            .with_holdout_days(10);
+        config.model = config.model.with_channels(8).with_layers(3).with_hidden(16);
+        let (mut train, _) = split(&features, &assets, &config, START_MS / HOUR_MS + 24 * 110);
+        let scaler = fit_scaler(&features, &train, config.window);
+        let model = config.model.init(&device);
+        let loss = |samples: &Samples, rows: &[usize]| {
+            let b = batch(
+                &features,
+                samples,
+                rows,
+                &scaler,
+                config.window,
+                &device,
+                &mut || false,
+            );
+            let points = b.points;
+            scalar(loss_of(
+                model.forward(b.sequence.clone(), b.statics.clone()),
+                b,
+                points,
+                &config,
+            ))
+        };
+        let (first, second) = (0, train.len() / 2);
+        let alone = loss(&train, &[first]);
+        let both = loss(&train, &[first, second]);
+        assert!(
+            (alone - both).abs() > 1e-4,
+            "two different rows: {alone} vs {both}"
+        );
+
+        // Weight 0 leaves the row out; equal weights, whatever their size, are the plain mean.
+        train.weight = vec![1.0; train.len()];
+        train.weight[second] = 0.0;
+        assert!((loss(&train, &[first, second]) - alone).abs() < 1e-5);
+        train.weight = vec![0.25; train.len()];
+        assert!((loss(&train, &[first, second]) - both).abs() < 1e-5);
+        // A row weighted 3 counts as three copies of it.
+        train.weight = vec![1.0; train.len()];
+        train.weight[second] = 3.0;
+        let copies = loss(
+            &Samples {
+                weight: Vec::new(),
+                ..train.clone()
+            },
+            &[first, second, second, second],
+        );
+        assert!((loss(&train, &[first, second]) - copies).abs() < 1e-5);
     }
 }
