@@ -318,7 +318,9 @@ pub(crate) mod tests {
         let assets = assets();
         let features = PanelFeatures::new(&assets);
         let fit_end = START_MS / HOUR_MS + 24 * 110;
-        let mut config = TrainingConfig::default_run().with_holdout_days(10);
+        let mut config = TrainingConfig::default_run()
+            .with_holdout_days(10)
+            .with_recency_half_life_days(None);
         let (plain, holdout) = split(&features, &assets, &config, fit_end);
         assert!(plain.weight.is_empty() && holdout.weight.is_empty());
         assert!(plain.len() > 100);

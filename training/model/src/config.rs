@@ -7,6 +7,10 @@ use volcast_core::forecast::HORIZONS;
 
 use crate::network::VolModelConfig;
 
+/// The default run's recency half-life, days: a row a year older counts half (issue 14, adopted on
+/// the walk-forward folds at stop 32).
+pub const DEFAULT_RECENCY_HALF_LIFE_DAYS: f64 = 365.0;
+
 /// Everything that defines a training run; saved beside the weights.
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
@@ -66,7 +70,8 @@ pub struct TrainingConfig {
 }
 
 impl TrainingConfig {
-    /// The default run: TCN encoder, SPEC's horizons, quantiles 0.05, 0.5, 0.95, 0.99.
+    /// The default run: TCN encoder, SPEC's horizons, quantiles 0.05, 0.5, 0.95, 0.99, recent rows
+    /// weighted up with a half-life of [`DEFAULT_RECENCY_HALF_LIFE_DAYS`].
     #[must_use]
     pub fn default_run() -> Self {
         Self::new(
@@ -75,6 +80,7 @@ impl TrainingConfig {
         )
         .with_skip_features(HAR_FEATURES.to_vec())
         .with_freeze_skip(true)
+        .with_recency_half_life_days(Some(DEFAULT_RECENCY_HALF_LIFE_DAYS))
     }
 }
 
