@@ -14,7 +14,7 @@ use volcast_training::evaluate::{EvalConfig, evaluate};
 use volcast_training::rolling::operated;
 
 /// The validation artifact, named in `model-artifacts/README.md`.
-const VALIDATION: &str = "84b98889155b9428";
+const VALIDATION: &str = "428bc967f9929d48";
 
 #[test]
 fn validation_model_figures() {
@@ -58,7 +58,7 @@ fn validation_model_figures() {
     .unwrap();
 
     // QLIKE and quantile coverage as reported (README, "Train"), to 0.5%.
-    for (h, want) in [(4, 0.5850), (24, 0.3608), (168, 0.2589)] {
+    for (h, want) in [(4, 0.5826), (24, 0.3612), (168, 0.2592)] {
         let got = report.horizons[&h].qlike["model"];
         assert!(
             (got / want - 1.0).abs() < 0.005,
@@ -66,9 +66,10 @@ fn validation_model_figures() {
         );
     }
     // SPEC's operated comparison: against the better of HAR and HAR corrected daily like the
-    // model (`har_operated`). The model is ahead at 4 h and 24 h (-3.8%, -5.3%; Diebold-Mariano
-    // p < 0.05) and level at a week (-0.3%, p 0.41; weights chosen as served there): README, "Train". Every quantile's coverage
-    // is within 1.5 points of its level (adaptive levels, README "Adaptive calibration").
+    // model (`har_operated`). The model is ahead at 4 h and 24 h (-4.1%, -5.2%; Diebold-Mariano
+    // p < 0.05) and level at a week (-0.2%, p 0.64; weights chosen as served there): README,
+    // "Train". Every quantile's coverage is within 1.5 points of its level (adaptive levels,
+    // README "Adaptive calibration").
     for (h, bar) in [(4, 0.98), (24, 0.97), (168, 1.01)] {
         let r = &report.horizons[&h];
         let best = r.qlike["har"].min(r.qlike["har_operated"]);
@@ -109,7 +110,7 @@ fn validation_model_figures() {
             got.mean_lt
         );
     };
-    near(p, "model", 0.0105, 0.8300);
+    near(p, "model", 0.0107, 0.8305);
     assert!(
         p["model"].kupiec_p_value.is_some_and(|k| k > 0.05),
         "{:?}",
@@ -143,5 +144,5 @@ fn validation_model_figures() {
     )
     .unwrap();
     let p = &day.risk.policies;
-    near(p, "model", 0.0151, 0.7011);
+    near(p, "model", 0.0150, 0.7013);
 }
