@@ -261,9 +261,11 @@ mod tests {
         let device = Device::flex();
         let assets = assets();
         let features = PanelFeatures::new(&assets);
+        // Every row counts the same unless the test says otherwise.
         let mut config = TrainingConfig::default_run()
             .with_window(32)
-            .with_holdout_days(10);
+            .with_holdout_days(10)
+            .with_recency_half_life_days(None);
         config.model = config.model.with_channels(8).with_layers(3).with_hidden(16);
         let (mut train, _) = split(&features, &assets, &config, START_MS / HOUR_MS + 24 * 110);
         let scaler = fit_scaler(&features, &train, config.window);
