@@ -7,6 +7,8 @@ per asset per 30 days (1/720 of asset-hours). README, "Anomaly detection".
 
 Per asset-hour h of the year (with a week of history before it and 5 hours after it):
 - wick10:        the low at least 10% below the body (the spoofed wick at its middle strength);
+- wick10_quiet:  that wick on quote volume under 2x the median of the 168 hours before (the
+                 injected wick keeps the hour's volume);
 - rise20_3h:     close(h+2) / close(h-1) >= 1.2 (the pump's rise);
 - pump20_back:   that rise, and close(h+4) / close(h-1) <= 1.05 (undone within 2 h);
 - wash8x3h_flat: quote volume of hours h..h+2 each >= 8x the median of the 168 hours before,
@@ -33,7 +35,7 @@ def year_bounds(year):
 
 def count(data, year):
     lo, hi = year_bounds(year)
-    n = {"wick10": 0, "rise20_3h": 0, "pump20_back": 0, "wash8x3h_flat": 0}
+    n = {"wick10": 0, "wick10_quiet": 0, "rise20_3h": 0, "pump20_back": 0, "wash8x3h_flat": 0}
     total = 0
     for path in sorted(glob.glob(os.path.join(data, "*.csv.gz"))):
         with gzip.open(path, "rt") as f:
@@ -47,15 +49,17 @@ def count(data, year):
             if not lo <= t < hi or i < 168 or i + 5 >= len(rows):
                 continue
             total += 1
+            med = statistics.median(vols[i - 168:i])
             if 1 - low / min(o, c) >= 0.10:
                 n["wick10"] += 1
+                if vols[i] < 2 * med:
+                    n["wick10_quiet"] += 1
             base = rows[i - 1][3]
             rise = rows[i + 2][3] / base
             if rise >= 1.2:
                 n["rise20_3h"] += 1
                 if rows[i + 4][3] / base <= 1.05:
                     n["pump20_back"] += 1
-            med = statistics.median(vols[i - 168:i])
             if med > 0 and all(vols[i + k] >= 8 * med for k in range(3)) and abs(rise - 1) < 0.03:
                 n["wash8x3h_flat"] += 1
     return total, n
@@ -67,7 +71,7 @@ def main():
     ap.add_argument("years", nargs="+", type=int)
     args = ap.parse_args()
     print("| year | asset-hours | " + " | ".join(
-        ["wick10", "rise20_3h", "pump20_back", "wash8x3h_flat"]) + " |  (hours, budgets)")
+        ["wick10", "wick10_quiet", "rise20_3h", "pump20_back", "wash8x3h_flat"]) + " |  (hours, budgets)")
     for y in args.years:
         total, n = count(args.data, y)
         cells = [f"{v} ({v / total / BUDGET:.2f})" for v in n.values()]
