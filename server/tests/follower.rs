@@ -510,9 +510,9 @@ async fn a_restart_resumes_after_the_last_stored_candle_and_backfills_the_downti
         symbol(s, "BTCUSDT").stored >= 300
     })
     .await;
+    // Shutdown is graceful: a task storing a page finishes it before it stops, so nothing is
+    // written after `shutdown` returns and the count below is final.
     follower.shutdown().await;
-    // A page whose task stopped mid-insert commits whole or not at all; closing the store lets
-    // such a commit land before the count is read.
     store.close().await;
     let store = h.store().await;
     let before = stored(&store, "BTCUSDT").await;

@@ -39,6 +39,9 @@ pub(super) enum RoundError {
     Invalid(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The follower was told to stop while the request was out (not a failure).
+    #[error("stopped")]
+    Stopped,
 }
 
 impl RoundError {

@@ -18,6 +18,9 @@
 //!
 //! Nothing here runs on the request path: the follower's work happens in its own tasks, it takes
 //! one store connection at a time, and its status lock is never held across an await.
+//!
+//! Stopping ([`Follower::shutdown`]) is graceful: each task stops at its next request or wait,
+//! never in the middle of storing a page, so once `shutdown` returns nothing more is written.
 
 mod klines;
 mod status;
@@ -26,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use volcast_core::candles::Candle;
 use volcast_core::time::{HOUR_MS, format_ms};
@@ -134,7 +137,9 @@ impl Follower {
         for symbol in &symbols {
             status.register(symbol);
         }
+        let (stopping, stop_requested) = watch::channel(false);
         let shared = Arc::new(Shared {
+            stop_requested,
             store,
             client,
             klines_url,
@@ -144,7 +149,7 @@ impl Follower {
             status: status.clone(),
         });
         let (stop, stopped) = oneshot::channel();
-        let task = runtime.spawn(supervise(shared, symbols, stopped));
+        let task = runtime.spawn(supervise(shared, symbols, stopped, stopping));
         Ok(Self {
             status,
             stop: Some(stop),
@@ -158,9 +163,10 @@ impl Follower {
         self.status.clone()
     }
 
-    /// Stops every task and waits until they have stopped. A page being stored when its task
-    /// stops is committed whole or not at all, possibly just after this returns (the database
-    /// finishes what it was sent): close the store to wait for it.
+    /// Stops every task and waits until they have stopped: a task stops at its next request or
+    /// wait, and one storing a page finishes storing it first, so nothing is written after this
+    /// returns. A task still busy `request_timeout` plus 5 s after the stop is aborted (a page
+    /// it was storing is committed whole or not at all).
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -226,6 +232,8 @@ fn check_settings(config: &FollowConfig) -> Result<Url, FollowError> {
 
 /// What every task of a follower shares.
 struct Shared {
+    /// Becomes true when the tasks are to stop (at their next request or wait).
+    stop_requested: watch::Receiver<bool>,
     store: Store,
     client: reqwest::Client,
     klines_url: Url,
@@ -237,28 +245,52 @@ struct Shared {
     status: FollowStatus,
 }
 
-/// Lists the store's assets, starts one task per symbol, and stops them all on `stop` (or when
-/// the [`Follower`] is dropped).
-async fn supervise(shared: Arc<Shared>, symbols: Vec<String>, mut stop: oneshot::Receiver<()>) {
+/// Lists the store's assets, starts one task per symbol, and on `stop` tells them all to stop
+/// (`stopping`) and waits for them (aborted when the [`Follower`] is dropped).
+async fn supervise(
+    shared: Arc<Shared>,
+    symbols: Vec<String>,
+    mut stop: oneshot::Receiver<()>,
+    stopping: watch::Sender<bool>,
+) {
     let mut tasks = JoinSet::new();
-    tokio::select! {
-        _ = &mut stop => return,
-        () = start_tasks(&shared, symbols, &mut tasks) => {}
-    }
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            joined = tasks.join_next() => match joined {
-                None => {
-                    let _ = (&mut stop).await;
-                    break;
-                }
-                Some(Err(e)) if e.is_panic() => tracing::error!("a follower task panicked: {e}"),
-                Some(_) => {}
-            },
+    let stopped_while_starting = tokio::select! {
+        _ = &mut stop => true,
+        () = start_tasks(&shared, symbols, &mut tasks) => false,
+    };
+    if !stopped_while_starting {
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                joined = tasks.join_next() => match joined {
+                    None => {
+                        let _ = (&mut stop).await;
+                        break;
+                    }
+                    Some(Err(e)) if e.is_panic() => tracing::error!("a follower task panicked: {e}"),
+                    Some(_) => {}
+                },
+            }
         }
     }
-    tasks.shutdown().await;
+    // Each task stops at its next request or wait; one storing a page finishes it first.
+    let _ = stopping.send(true);
+    let grace = shared.config.request_timeout + Duration::from_secs(5);
+    let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            ?grace,
+            "market-data follower tasks still busy after the stop: aborted"
+        );
+        tasks.shutdown().await;
+    }
+}
+
+/// Resolves once the follower is told to stop.
+async fn stop_requested(shared: &Shared) {
+    let mut requested = shared.stop_requested.clone();
+    // An error means the supervisor is gone: stop too.
+    let _ = requested.wait_for(|&stop| stop).await;
 }
 
 async fn start_tasks(shared: &Arc<Shared>, mut symbols: Vec<String>, tasks: &mut JoinSet<()>) {
@@ -312,6 +344,9 @@ async fn follow(shared: Arc<Shared>, symbol: String, last_stored: Option<i64>) {
     let mut backoff = Backoff::new(config);
     let mut catching_up = 0_u64;
     loop {
+        if *shared.stop_requested.borrow() {
+            return;
+        }
         let delay = match round(&shared, &symbol, &mut cursor).await {
             Ok(Round { stored, more }) => {
                 backoff.reset();
@@ -323,9 +358,13 @@ async fn follow(shared: Arc<Shared>, symbol: String, last_stored: Option<i64>) {
                 catching_up = 0;
                 next_poll(shared.clock.now_ms(), config)
             }
+            Err(RoundError::Stopped) => return,
             Err(e) => failed(&shared, &symbol, &e, &mut backoff),
         };
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            () = stop_requested(&shared) => return,
+            () = tokio::time::sleep(delay) => {}
+        }
     }
 }
 
@@ -412,14 +451,11 @@ async fn round(shared: &Shared, symbol: &str, cursor: &mut i64) -> Result<Round,
     let asked = shared.clock.now_ms();
     shared.status.update(symbol, |s| s.requests += 1);
     let config = &shared.config;
-    let rows = fetch(
-        &shared.client,
-        &shared.klines_url,
-        config.page_limit,
-        symbol,
-        *cursor,
-    )
-    .await?;
+    // The request, not the write after it, is given up when the follower stops.
+    let rows = tokio::select! {
+        rows = fetch(&shared.client, &shared.klines_url, config.page_limit, symbol, *cursor) => rows?,
+        () = stop_requested(shared) => return Err(RoundError::Stopped),
+    };
     let now = shared.clock.now_ms();
     let page = prepare(symbol, &rows, *cursor, closed_before(asked, shared.config.settle));
     let stored = store_page(shared, symbol, &page.candles).await?;
