@@ -431,6 +431,19 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("fold already trained"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&second.stdout), stdout);
+
+    // A trained fold is never scored as another design: asked with other training settings,
+    // it is refused, naming what differs.
+    let mut other = args.to_vec();
+    other.extend(["--recency-half-life-days", "none"]);
+    let refused = run(env!("CARGO_BIN_EXE_walkforward"), &other);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("another training config")
+            && stderr.contains("recency_half_life_days: 365.0 vs null"),
+        "{stderr}"
+    );
 }
 
 /// `ingest` loads every good file, leaves a file with one bad row out entirely (naming the row),

@@ -177,6 +177,14 @@ fn fold(
             model.model.len()
         );
     }
+    let differ = config_differences(&model.config, &wf.config);
+    if !differ.is_empty() {
+        bail!(
+            "{} was trained with another training config ({}): give the same settings (e.g. --recency-half-life-days none for a fold trained before it), or use another --out",
+            dir.display(),
+            differ.join("; ")
+        );
+    }
     let (alpha, tau, bonus) = wf.risk;
     let config = EvalConfig {
         fit_until_ms,
@@ -360,4 +368,41 @@ pub fn render(report: &WalkForwardReport) -> String {
 pub fn write_json(report: &WalkForwardReport, path: &Path) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(report)?;
     std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The fields in which `trained` (a fold's stored config) and `asked` differ, as
+/// `name: trained vs asked`: a fold found on disk is scored only under the config it was
+/// trained with, so that a changed default never scores an old fold as the new design.
+fn config_differences(trained: &TrainingConfig, asked: &TrainingConfig) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(trained), serde_json::to_value(asked))
+    else {
+        return vec!["unreadable".to_owned()];
+    };
+    let null = serde_json::Value::Null;
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (a.get(k).unwrap_or(&null), b.get(k).unwrap_or(&null));
+            (x != y).then(|| format!("{k}: {x} vs {y}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fold_trained_under_another_config_is_named_field_by_field() {
+        let now = TrainingConfig::default_run();
+        assert!(config_differences(&now, &now.clone()).is_empty());
+        let before = now.clone().with_recency_half_life_days(None).with_max_epochs(3);
+        assert_eq!(
+            config_differences(&before, &now),
+            ["max_epochs: 3 vs 12", "recency_half_life_days: null vs 365.0"]
+        );
+    }
 }
