@@ -158,7 +158,7 @@ pub fn split(
 ) -> (Samples, Samples) {
     let holdout_start = fit_end_hour - 24 * i64::try_from(config.holdout_days).unwrap_or(0);
     let stride = i64::try_from(config.stride_hours.max(1)).unwrap_or(1);
-    let train = features.samples(assets, holdout_start, |asset| {
+    let mut train = features.samples(assets, holdout_start, |asset| {
         let g = &asset.grid;
         (0..g.slots_until(holdout_start))
             .filter(|&s| g.hour(s).rem_euclid(stride) == 0)
@@ -167,7 +167,6 @@ pub fn split(
     let holdout = features.samples(assets, fit_end_hour, |asset| {
         daily_slots(asset, holdout_start + 1, fit_end_hour).collect()
     });
-    let mut train = train;
     if let Some(half_life) = config.recency_half_life_days {
         train.weigh_by_recency(assets, holdout_start, half_life);
     }
@@ -339,7 +338,7 @@ pub(crate) mod tests {
                 train.weight(i)
             );
         }
-        // Rows a half-life apart: the older one counts half as much.
+        // The newest rows count almost 1, the oldest far less.
         let newest = train.weight.iter().copied().fold(0.0f32, f32::max);
         let oldest = train.weight.iter().copied().fold(1.0f32, f32::min);
         assert!(newest > 0.95 && newest <= 1.0, "{newest}");
