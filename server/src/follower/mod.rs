@@ -24,6 +24,7 @@
 
 mod klines;
 mod status;
+mod timing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ use volcast_store::{AssetRange, CandleStore, Store};
 
 use klines::{RoundError, fetch, prepare};
 pub use status::{Clock, FollowState, FollowStatus, SymbolStatus, wall_clock_ms};
+use timing::{Backoff, backfill_start, closed_before, next_poll};
 
 /// Binance's public REST API.
 pub const DEFAULT_BINANCE_URL: &str = "https://api.binance.com";
@@ -368,28 +370,6 @@ async fn follow(shared: Arc<Shared>, symbol: String, last_stored: Option<i64>) {
     }
 }
 
-/// Open time of the first candle for an asset the store lacks.
-fn backfill_start(now_ms: i64, hours: u32) -> i64 {
-    now_ms
-        .div_euclid(HOUR_MS)
-        .saturating_sub(i64::from(hours))
-        .saturating_mul(HOUR_MS)
-}
-
-/// How long a caught-up symbol waits: until the next candle has closed and settled, at most
-/// `poll`.
-fn next_poll(now_ms: i64, config: &FollowConfig) -> Duration {
-    let settle = i64::try_from(config.settle.as_millis()).unwrap_or(HOUR_MS);
-    let next = now_ms
-        .saturating_sub(settle)
-        .div_euclid(HOUR_MS)
-        .saturating_add(1)
-        .saturating_mul(HOUR_MS)
-        .saturating_add(settle);
-    let wait = Duration::from_millis(u64::try_from(next.saturating_sub(now_ms)).unwrap_or(0));
-    wait.min(config.poll)
-}
-
 fn caught_up(shared: &Shared, symbol: &str, stored: u64, cursor: i64) {
     let mut first = false;
     shared.status.update(symbol, |s| {
@@ -487,15 +467,6 @@ async fn round(shared: &Shared, symbol: &str, cursor: &mut i64) -> Result<Round,
     Ok(Round { stored, more })
 }
 
-/// Latest open time of a closed, settled candle at `now_ms`, plus one.
-fn closed_before(now_ms: i64, settle: Duration) -> i64 {
-    let settle = i64::try_from(settle.as_millis()).unwrap_or(i64::MAX);
-    now_ms
-        .saturating_sub(HOUR_MS)
-        .saturating_sub(settle)
-        .saturating_add(1)
-}
-
 async fn store_page(shared: &Shared, symbol: &str, candles: &[Candle]) -> Result<u64, RoundError> {
     if candles.is_empty() {
         return Ok(0);
@@ -503,33 +474,4 @@ async fn store_page(shared: &Shared, symbol: &str, candles: &[Candle]) -> Result
     // The semaphore is never closed; without a permit the write would still be correct.
     let _permit = shared.writes.acquire().await.ok();
     Ok(shared.store.insert_candles(symbol, candles).await?)
-}
-
-/// Exponential backoff with jitter: the n-th failure in a row waits a random time between
-/// `backoff_min` and `backoff_min * 2^(n-1)`, capped at `backoff_max`.
-#[derive(Debug)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    failures: u32,
-}
-
-impl Backoff {
-    fn new(config: &FollowConfig) -> Self {
-        Self {
-            min: config.backoff_min,
-            max: config.backoff_max,
-            failures: 0,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let ceiling = self.min.saturating_mul(1 << self.failures.min(30)).min(self.max);
-        self.failures = self.failures.saturating_add(1);
-        self.min + ceiling.saturating_sub(self.min).mul_f64(fastrand::f64())
-    }
 }
