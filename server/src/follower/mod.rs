@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use volcast_core::candles::Candle;
 use volcast_core::time::{HOUR_MS, format_ms};
@@ -114,7 +114,8 @@ pub enum FollowError {
 #[derive(Debug)]
 pub struct Follower {
     status: FollowStatus,
-    stop: Option<oneshot::Sender<()>>,
+    /// Set to true to stop the supervisor and, through it, every task.
+    stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -139,7 +140,7 @@ impl Follower {
         for symbol in &symbols {
             status.register(symbol);
         }
-        let (stopping, stop_requested) = watch::channel(false);
+        let (stop, stop_requested) = watch::channel(false);
         let shared = Arc::new(Shared {
             stop_requested,
             store,
@@ -150,11 +151,10 @@ impl Follower {
             writes: Semaphore::new(1),
             status: status.clone(),
         });
-        let (stop, stopped) = oneshot::channel();
-        let task = runtime.spawn(supervise(shared, symbols, stopped, stopping));
+        let task = runtime.spawn(supervise(shared, symbols));
         Ok(Self {
             status,
-            stop: Some(stop),
+            stop,
             task: Some(task),
         })
     }
@@ -170,9 +170,7 @@ impl Follower {
     /// returns. A task still busy `request_timeout` plus 5 s after the stop is aborted (a page
     /// it was storing is committed whole or not at all).
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.send_replace(true);
         if let Some(task) = self.task.take()
             && let Err(e) = task.await
             && e.is_panic()
@@ -234,7 +232,8 @@ fn check_settings(config: &FollowConfig) -> Result<Url, FollowError> {
 
 /// What every task of a follower shares.
 struct Shared {
-    /// Becomes true when the tasks are to stop (at their next request or wait).
+    /// Becomes true when the follower is to stop: the supervisor, and each task at its next
+    /// request or wait.
     stop_requested: watch::Receiver<bool>,
     store: Store,
     client: reqwest::Client,
@@ -247,26 +246,21 @@ struct Shared {
     status: FollowStatus,
 }
 
-/// Lists the store's assets, starts one task per symbol, and on `stop` tells them all to stop
-/// (`stopping`) and waits for them (aborted when the [`Follower`] is dropped).
-async fn supervise(
-    shared: Arc<Shared>,
-    symbols: Vec<String>,
-    mut stop: oneshot::Receiver<()>,
-    stopping: watch::Sender<bool>,
-) {
+/// Lists the store's assets, starts one task per symbol, and once the follower is told to stop
+/// (the tasks see the same signal) waits for them (aborted when the [`Follower`] is dropped).
+async fn supervise(shared: Arc<Shared>, symbols: Vec<String>) {
     let mut tasks = JoinSet::new();
     let stopped_while_starting = tokio::select! {
-        _ = &mut stop => true,
+        () = stop_requested(&shared) => true,
         () = start_tasks(&shared, symbols, &mut tasks) => false,
     };
     if !stopped_while_starting {
         loop {
             tokio::select! {
-                _ = &mut stop => break,
+                () = stop_requested(&shared) => break,
                 joined = tasks.join_next() => match joined {
                     None => {
-                        let _ = (&mut stop).await;
+                        stop_requested(&shared).await;
                         break;
                     }
                     Some(Err(e)) if e.is_panic() => tracing::error!("a follower task panicked: {e}"),
@@ -276,7 +270,6 @@ async fn supervise(
         }
     }
     // Each task stops at its next request or wait; one storing a page finishes it first.
-    let _ = stopping.send(true);
     let grace = shared.config.request_timeout + Duration::from_secs(5);
     let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -291,7 +284,7 @@ async fn supervise(
 /// Resolves once the follower is told to stop.
 async fn stop_requested(shared: &Shared) {
     let mut requested = shared.stop_requested.clone();
-    // An error means the supervisor is gone: stop too.
+    // An error means the follower is gone: stop too.
     let _ = requested.wait_for(|&stop| stop).await;
 }
 
