@@ -47,7 +47,8 @@ impl TrainingData {
     }
 }
 
-/// Splits the samples into training and holdout rows, refusing too few to train on.
+/// Splits the samples into training and holdout rows, refusing too few to train on or a recency
+/// half-life that is not a positive number of days.
 pub(super) fn split_enough_rows(
     features: &PanelFeatures,
     assets: &[Asset],
