@@ -157,20 +157,45 @@ pub fn split(
     fit_end_hour: i64,
 ) -> (Samples, Samples) {
     let holdout_start = fit_end_hour - 24 * i64::try_from(config.holdout_days).unwrap_or(0);
-    let stride = i64::try_from(config.stride_hours.max(1)).unwrap_or(1);
-    let mut train = features.samples(assets, holdout_start, |asset| {
-        let g = &asset.grid;
-        (0..g.slots_until(holdout_start))
-            .filter(|&s| g.hour(s).rem_euclid(stride) == 0)
-            .collect()
-    });
+    let train = training_rows(features, assets, config, holdout_start);
     let holdout = features.samples(assets, fit_end_hour, |asset| {
         daily_slots(asset, holdout_start + 1, fit_end_hour).collect()
     });
-    if let Some(half_life) = config.recency_half_life_days {
-        train.weigh_by_recency(assets, holdout_start, half_life);
-    }
     (train, holdout)
+}
+
+/// The rows of training until the fit end ([`TrainingConfig::refit_through_holdout`]): every
+/// training origin up to `fit_end_hour`, the holdout's hours included, recency weights measured
+/// to the fit end.
+#[must_use]
+pub fn refit_rows(
+    features: &PanelFeatures,
+    assets: &[Asset],
+    config: &TrainingConfig,
+    fit_end_hour: i64,
+) -> Samples {
+    training_rows(features, assets, config, fit_end_hour)
+}
+
+/// The training origins (every `stride_hours`) whose targets close by `end_hour`, weighted by
+/// recency to `end_hour` when the config asks.
+fn training_rows(
+    features: &PanelFeatures,
+    assets: &[Asset],
+    config: &TrainingConfig,
+    end_hour: i64,
+) -> Samples {
+    let stride = i64::try_from(config.stride_hours.max(1)).unwrap_or(1);
+    let mut rows = features.samples(assets, end_hour, |asset| {
+        let g = &asset.grid;
+        (0..g.slots_until(end_hour))
+            .filter(|&s| g.hour(s).rem_euclid(stride) == 0)
+            .collect()
+    });
+    if let Some(half_life) = config.recency_half_life_days {
+        rows.weigh_by_recency(assets, end_hour, half_life);
+    }
+    rows
 }
 
 /// Fits the input scaler on training rows (sequence statistics from an evenly spread subset).
@@ -346,5 +371,56 @@ pub(crate) mod tests {
             oldest < 0.25,
             "the first rows, after the features' warm-up, are over 40 days back: {oldest}"
         );
+    }
+
+    #[test]
+    fn the_refit_trains_on_every_origin_up_to_the_fit_end_weighted_to_it() {
+        let assets = assets();
+        let features = PanelFeatures::new(&assets);
+        let fit_end = START_MS / HOUR_MS + 24 * 110;
+        let config = TrainingConfig::default_run()
+            .with_holdout_days(10)
+            .with_recency_half_life_days(Some(20.0));
+        let (train, _) = split(&features, &assets, &config, fit_end);
+        let refit = refit_rows(&features, &assets, &config, fit_end);
+        let holdout_start = fit_end - 24 * 10;
+        // The split's training rows first, then the holdout's hours (whose week-ahead targets
+        // close by the fit end), at the same stride.
+        let before: Vec<_> = refit
+            .index
+            .iter()
+            .copied()
+            .filter(|&(a, s)| assets[a as usize].grid.hour(s as usize) < holdout_start - 168)
+            .collect();
+        let train_before: Vec<_> = train
+            .index
+            .iter()
+            .copied()
+            .filter(|&(a, s)| assets[a as usize].grid.hour(s as usize) < holdout_start - 168)
+            .collect();
+        assert_eq!(before, train_before, "the old rows are the split's");
+        let newest = refit
+            .index
+            .iter()
+            .map(|&(a, s)| assets[a as usize].grid.hour(s as usize))
+            .max()
+            .expect("rows");
+        assert!(
+            newest > holdout_start + 24 * 9,
+            "the holdout's hours are trained on: {newest}"
+        );
+        assert!(newest < fit_end, "no target closes after the fit end");
+        assert!(
+            refit.len() > train.len() + 2 * 6 * 9,
+            "{} vs {}",
+            refit.len(),
+            train.len()
+        );
+        for (i, &(a, slot)) in refit.index.iter().enumerate() {
+            let hour = assets[a as usize].grid.hour(slot as usize);
+            assert_eq!(hour.rem_euclid(4), 0, "the config's stride");
+            let want = 0.5f64.powf((fit_end - hour) as f64 / 24.0 / 20.0);
+            assert!((f64::from(refit.weight(i)) - want).abs() < 1e-6, "row {i}");
+        }
     }
 }

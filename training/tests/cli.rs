@@ -104,11 +104,12 @@ fn evaluate_explains_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fit-until"));
 }
 
-/// `--recency-half-life-days` trains with recent rows weighted up and records it in the
-/// artifact's config; a half-life that is not a positive number of days is refused, from the
-/// command line or from a config file.
+/// `--recency-half-life-days` trains with recent rows weighted up, and `--refit-through-holdout`
+/// trains until the fit end, each recorded in the artifact's config; a half-life that is not a
+/// positive number of days is refused, from the command line or from a config file, and so is a
+/// refit that is not `true` or `false`.
 #[test]
-fn train_weighs_recent_rows_as_asked_and_refuses_a_bad_half_life() {
+fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("candles");
     generate(&data, 150);
@@ -132,7 +133,13 @@ fn train_weighs_recent_rows_as_asked_and_refuses_a_bad_half_life() {
     ];
     let with = |extra: &[&str]| run(env!("CARGO_BIN_EXE_train"), &[&base[..], extra].concat());
 
-    let trained = with(&["--recency-half-life-days", "30", "--set-default"]);
+    let trained = with(&[
+        "--recency-half-life-days",
+        "30",
+        "--refit-through-holdout",
+        "true",
+        "--set-default",
+    ]);
     assert!(
         trained.status.success(),
         "{}",
@@ -143,6 +150,10 @@ fn train_weighs_recent_rows_as_asked_and_refuses_a_bad_half_life() {
         serde_json::from_str(&std::fs::read_to_string(out.join(id.trim()).join("config.json")).unwrap())
             .unwrap();
     assert_eq!(config["recency_half_life_days"], serde_json::json!(30.0));
+    assert_eq!(config["refit_through_holdout"], serde_json::json!(true));
+    let refused = with(&["--refit-through-holdout", "maybe"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--refit-through-holdout"));
 
     for bad in ["0", "-30", "soon"] {
         let refused = with(&[&format!("--recency-half-life-days={bad}")]);

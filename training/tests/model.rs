@@ -385,23 +385,8 @@ fn resume_after_a_checkpoint_write_cut_short_gives_the_uninterrupted_model() {
     };
     // Training is not bit-reproducible on the CPU (parallel sums: two fresh runs differ in the
     // last digits), so models are compared by their outputs on a fixed input.
-    let outputs = |model: &volcast_model::network::VolModel| -> Vec<f32> {
-        use burn::prelude::{Tensor, TensorData};
-        use volcast_core::features::{N_CHANNELS, N_STATIC};
-        let window = config.window;
-        let sequence: Vec<f32> = (0..window * N_CHANNELS)
-            .map(|i| (i % 7) as f32 * 0.1 - 0.3)
-            .collect();
-        let statics: Vec<f32> = (0..N_STATIC).map(|i| (i % 3) as f32 * 0.2 - 0.2).collect();
-        let out = model.forward(
-            Tensor::<3>::from_data(TensorData::new(sequence, [1, window, N_CHANNELS]), &device),
-            Tensor::<2>::from_data(TensorData::new(statics, [1, N_STATIC]), &device),
-        );
-        let mut v = out.log_variance.into_data().try_to_vec::<f32>().unwrap();
-        v.extend(out.log_quantiles.into_data().try_to_vec::<f32>().unwrap());
-        v.extend(out.shortage_logit.into_data().try_to_vec::<f32>().unwrap());
-        v
-    };
+    let outputs =
+        |model: &volcast_model::network::VolModel| outputs_on_a_fixed_input(model, config.window, &device);
 
     let whole = tmp.path().join("whole");
     let uninterrupted = train(
@@ -474,4 +459,118 @@ fn resume_after_a_checkpoint_write_cut_short_gives_the_uninterrupted_model() {
     }
     let current = std::fs::read_to_string(cut.join("current")).unwrap();
     assert_eq!(current.trim(), "epoch-0002");
+}
+
+/// A model's outputs (log variance, log quantiles, shortage logits) on one fixed input.
+fn outputs_on_a_fixed_input(
+    model: &volcast_model::network::VolModel,
+    window: usize,
+    device: &burn::prelude::Device,
+) -> Vec<f32> {
+    use burn::prelude::{Tensor, TensorData};
+    use volcast_core::features::{N_CHANNELS, N_STATIC};
+    let sequence: Vec<f32> = (0..window * N_CHANNELS)
+        .map(|i| (i % 7) as f32 * 0.1 - 0.3)
+        .collect();
+    let statics: Vec<f32> = (0..N_STATIC).map(|i| (i % 3) as f32 * 0.2 - 0.2).collect();
+    let out = model.forward(
+        Tensor::<3>::from_data(TensorData::new(sequence, [1, window, N_CHANNELS]), device),
+        Tensor::<2>::from_data(TensorData::new(statics, [1, N_STATIC]), device),
+    );
+    let mut v = out.log_variance.into_data().try_to_vec::<f32>().unwrap();
+    v.extend(out.log_quantiles.into_data().try_to_vec::<f32>().unwrap());
+    v.extend(out.shortage_logit.into_data().try_to_vec::<f32>().unwrap());
+    v
+}
+
+/// Training until the fit end: the early-stopped run as before (its holdout scores kept, out of
+/// sample), then a second run from the same start for the epochs it chose on every origin up to
+/// the fit end, whose last network is served; a rerun with `resume` trains nothing again.
+#[test]
+fn training_until_the_fit_end_retrains_the_chosen_epochs_on_the_holdout_too() {
+    use volcast_training::trainer::{RunOptions, train};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data, 150);
+    let loaded = volcast_training::data::load_dirs(&[data]).unwrap();
+    let assets = volcast_core::panel::to_panel(&loaded);
+    let fit_until = parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS;
+    let fit_end_hour = volcast_core::time::close_hour_of_open_ms(fit_until);
+    let device = select(DeviceChoice::Cpu).unwrap().device;
+    let options = |dir: &Path, resume: bool| RunOptions {
+        checkpoint_dir: dir.to_owned(),
+        resume,
+        progress: false,
+        max_steps: None,
+        threads: 2,
+    };
+    let plain_config = small_config().with_max_epochs(3);
+    let config = plain_config.clone().with_refit_through_holdout(Some(true));
+    let plain = train(
+        &assets,
+        &plain_config,
+        fit_end_hour,
+        &device,
+        &options(&tmp.path().join("plain"), false),
+    )
+    .unwrap();
+    let dir = tmp.path().join("refit");
+    let refit = train(&assets, &config, fit_end_hour, &device, &options(&dir, false)).unwrap();
+
+    // The first run is the plain run: same epochs, same holdout scores (to parallel rounding).
+    assert_eq!(refit.state.best_epoch, plain.state.best_epoch);
+    assert_eq!(refit.state.history.len(), plain.state.history.len());
+    for (a, b) in refit.state.history.iter().zip(&plain.state.history) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-9 * y.abs(), "{x} against {y}");
+        }
+    }
+    // The second ran the chosen number of epochs, on more rows: the holdout's 15 days.
+    let epochs = plain.state.best_epoch + 1;
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            dir.join("refit")
+                .join(format!("epoch-{:04}/state.json", epochs - 1)),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["history"].as_array().unwrap().len(), epochs);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("refit/current")).unwrap().trim(),
+        format!("epoch-{:04}", epochs - 1)
+    );
+    let assets_n = assets.len();
+    assert!(
+        refit.train_rows >= plain.train_rows + assets_n * 14 * 4,
+        "{} rows against {}",
+        refit.train_rows,
+        plain.train_rows
+    );
+    // The served network is the second run's last, not the early-stopped one.
+    let last: volcast_model::network::VolModel = {
+        use burn::module::Module;
+        config
+            .model
+            .init(&device)
+            .try_load_file(dir.join(format!("refit/epoch-{:04}/last.bpk", epochs - 1)))
+            .unwrap()
+    };
+    let served = outputs_on_a_fixed_input(&refit.model, config.window, &device);
+    let early = outputs_on_a_fixed_input(&plain.model, config.window, &device);
+    assert_eq!(served, outputs_on_a_fixed_input(&last, config.window, &device));
+    let moved = served
+        .iter()
+        .zip(&early)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(moved > 1e-3, "the refit moved the outputs by {moved} only");
+
+    // A rerun with resume finds both runs done and serves the same network.
+    let again = train(&assets, &config, fit_end_hour, &device, &options(&dir, true)).unwrap();
+    assert_eq!(again.state.history.len(), refit.state.history.len());
+    assert_eq!(
+        outputs_on_a_fixed_input(&again.model, config.window, &device),
+        served
+    );
 }

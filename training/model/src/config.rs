@@ -67,6 +67,12 @@ pub struct TrainingConfig {
     /// age in days before the holdout starts (the holdout, scaler and least-squares start stay
     /// unweighted). `None` (and a config written before this field): every row counts the same.
     pub recency_half_life_days: Option<f64>,
+    /// Training until the fit end: after early stopping has picked the best epoch count `E` on
+    /// the holdout, each network is trained again from the same seed and start for `E` epochs on
+    /// every training origin up to the fit end (the holdout's hours included), and that network is
+    /// served. `None` (and a config written before this field) or `Some(false)`: the early-stopped
+    /// network is served, and the holdout's last days are never trained on.
+    pub refit_through_holdout: Option<bool>,
 }
 
 impl TrainingConfig {
@@ -82,6 +88,13 @@ impl TrainingConfig {
         .with_freeze_skip(true)
         .with_recency_half_life_days(Some(DEFAULT_RECENCY_HALF_LIFE_DAYS))
     }
+
+    /// Whether the served networks are trained again through the fit end
+    /// ([`Self::refit_through_holdout`]).
+    #[must_use]
+    pub fn refits_through_holdout(&self) -> bool {
+        self.refit_through_holdout == Some(true)
+    }
 }
 
 #[cfg(test)]
@@ -89,12 +102,17 @@ mod tests {
     use super::TrainingConfig;
 
     #[test]
-    fn a_config_written_before_recency_weighting_loads_with_every_row_equal() {
+    fn a_config_written_before_recency_weighting_and_the_refit_loads_as_it_was_trained() {
         let mut json = serde_json::to_value(TrainingConfig::default_run()).expect("serialises");
         let fields = json.as_object_mut().expect("an object");
         assert!(fields.remove("recency_half_life_days").is_some());
+        assert!(fields.remove("refit_through_holdout").is_some());
         let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
         assert_eq!(old.recency_half_life_days, None);
+        assert!(
+            !old.refits_through_holdout(),
+            "a config from before the refit serves the early-stopped network"
+        );
 
         json["recency_half_life_days"] = serde_json::json!(365.0);
         let new: TrainingConfig = serde_json::from_value(json).expect("loads");

@@ -61,6 +61,11 @@ struct Args {
     /// days before the holdout starts; `none`: every row the same. Default: the config's.
     #[arg(long, value_name = "DAYS|none", value_parser = volcast_training::cli::half_life_days)]
     recency_half_life_days: Option<volcast_training::cli::HalfLife>,
+    /// Train until the fit end: after early stopping picks the epoch count on the holdout, train
+    /// each network again from the same start for that many epochs on every origin up to the fit
+    /// end (the holdout's included) and serve that one. Default: the config's.
+    #[arg(long, value_name = "true|false")]
+    refit_through_holdout: Option<bool>,
     /// Seed (of the first network; member i of an ensemble uses seed + i).
     #[arg(long)]
     seed: Option<u64>,
@@ -145,6 +150,9 @@ fn config_from(args: &Args) -> anyhow::Result<TrainingConfig> {
     }
     if let Some(v) = args.recency_half_life_days {
         config.recency_half_life_days = v.0;
+    }
+    if let Some(v) = args.refit_through_holdout {
+        config.refit_through_holdout = Some(v);
     }
     Ok(config)
 }

@@ -99,6 +99,7 @@ pub fn bench(
                 config: &config,
                 options: &options,
                 data: &data,
+                rows: &data.train_set,
                 device,
                 autodiff: &autodiff,
             };

@@ -25,6 +25,8 @@ use volcast_model::config::TrainingConfig;
 use volcast_model::network::VolModel;
 use volcast_model::scaler::Scaler;
 
+use crate::dataset::Samples;
+
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -140,12 +142,64 @@ fn member_checkpoint_dir(dir: &std::path::Path, i: usize) -> PathBuf {
     }
 }
 
-/// [`train`] on rows already prepared.
+/// [`train`] on rows already prepared: the run with early stopping on the holdout, then, where
+/// the config trains until the fit end, [`refit`].
 fn train_on(
     data: &TrainingData,
     config: &TrainingConfig,
     device: &Device,
     options: &RunOptions,
+) -> Result<Trained, TrainError> {
+    let early_stopped = run_phase(data, &data.train_set, config, device, options, BEST)?;
+    match &data.refit_set {
+        Some(rows) => refit(data, rows, config, device, options, early_stopped),
+        None => Ok(early_stopped),
+    }
+}
+
+/// Training until the fit end ([`TrainingConfig::refit_through_holdout`]): a fresh network from
+/// the same seed and start, trained on `rows` for the epochs early stopping chose (no early
+/// stopping; the last epoch's network is served), its checkpoints in `<checkpoint dir>/refit`
+/// (resumable like the first run's). The answer keeps the first run's checkpoint state, whose
+/// holdout scores are out of sample; its model, training rows and speed are the refit's.
+fn refit(
+    data: &TrainingData,
+    rows: &Samples,
+    config: &TrainingConfig,
+    device: &Device,
+    options: &RunOptions,
+    early_stopped: Trained,
+) -> Result<Trained, TrainError> {
+    let epochs = early_stopped.state.best_epoch + 1;
+    tracing::info!(
+        epochs,
+        rows = rows.len(),
+        "training again until the fit end, for the epochs early stopping chose"
+    );
+    let refit_config = config.clone().with_max_epochs(epochs).with_patience(epochs);
+    let options = RunOptions {
+        checkpoint_dir: options.checkpoint_dir.join("refit"),
+        ..options.clone()
+    };
+    let refitted = run_phase(data, rows, &refit_config, device, &options, LAST)?;
+    Ok(Trained {
+        model: refitted.model,
+        train_rows: refitted.train_rows,
+        samples_per_second: refitted.samples_per_second,
+        ..early_stopped
+    })
+}
+
+/// One run of epochs on `rows` (early stopping on the holdout as `config` says) with its
+/// checkpoints in `options`' directory; answers with the model saved as `pick` in the last
+/// checkpoint ([`BEST`] or [`LAST`]).
+fn run_phase(
+    data: &TrainingData,
+    rows: &Samples,
+    config: &TrainingConfig,
+    device: &Device,
+    options: &RunOptions,
+    pick: &str,
 ) -> Result<Trained, TrainError> {
     let dir = &options.checkpoint_dir;
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
@@ -158,20 +212,21 @@ fn train_on(
         config,
         options,
         data,
+        rows,
         device,
         autodiff: &autodiff,
     };
     let (state, counters) = run.epochs(model, optim, state)?;
     let current = current_checkpoint(dir).ok_or_else(|| ckpt_err(dir, "no checkpoint was written"))?;
-    let best = config
+    let model = config
         .model
         .init(device)
-        .try_load_file(current.join(BEST))
-        .map_err(|e| ckpt_err(&current.join(BEST), e))?;
+        .try_load_file(current.join(pick))
+        .map_err(|e| ckpt_err(&current.join(pick), e))?;
     Ok(Trained {
-        model: best,
+        model,
         state,
-        train_rows: data.train_set.len(),
+        train_rows: rows.len(),
         holdout_rows: data.holdout.len(),
         scaler: data.scaler.clone(),
         samples_per_second: counters.samples_per_second(),
@@ -202,6 +257,8 @@ struct Run<'a> {
     config: &'a TrainingConfig,
     options: &'a RunOptions,
     data: &'a TrainingData,
+    /// The rows it trains on: `data.train_set`, or the refit's.
+    rows: &'a Samples,
     /// Inference device (holdout scoring).
     device: &'a Device,
     /// Training device (autodiff).
@@ -223,7 +280,7 @@ impl Run<'_> {
         let mut counters = StepCounters::default();
         let first_epoch = state.epoch.wrapping_add(1);
         tracing::info!(
-            train_rows = self.data.train_set.len(),
+            train_rows = self.rows.len(),
             holdout_rows = self.data.holdout.len(),
             "training"
         );
@@ -258,7 +315,7 @@ impl Run<'_> {
         epoch: usize,
     ) -> (VolModel, [f64; 3]) {
         let config = self.config;
-        let (order, mut rng) = shuffled_rows(self.data.train_set.len(), config.seed, epoch);
+        let (order, mut rng) = shuffled_rows(self.rows.len(), config.seed, epoch);
         let n_batches = order.len() / config.batch_size;
         let bar = progress_bar(self.options.progress, n_batches, epoch, config.max_epochs);
         let mut loss_sum = 0.0;
@@ -329,7 +386,7 @@ impl Run<'_> {
         let dropout = self.config.market_dropout;
         batch(
             &self.data.features,
-            &self.data.train_set,
+            self.rows,
             rows,
             &self.data.scaler,
             self.config.window,
@@ -344,7 +401,7 @@ impl Run<'_> {
         let config = self.config;
         self.autodiff.seed(config.seed);
         let model = fresh_model(config, &self.data.start, self.autodiff);
-        let (order, rng) = shuffled_rows(self.data.train_set.len(), config.seed, 0);
+        let (order, rng) = shuffled_rows(self.rows.len(), config.seed, 0);
         (model, new_optimizer(config), order, rng)
     }
 

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use super::RunOptions;
 use super::TrainError;
 use super::checkpoint::{CURRENT, CheckpointState, LAST, OPTIM, STATE, ckpt_err, current_checkpoint};
-use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, split};
+use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, refit_rows, split};
 use volcast_core::features::N_STATIC;
 use volcast_core::grid::Asset;
 use volcast_model::config::TrainingConfig;
@@ -17,11 +17,14 @@ use volcast_model::network::VolModel;
 use volcast_model::scaler::Scaler;
 
 /// What training reads, made once per run: the panel's features, the training and holdout rows,
-/// the scaler fitted on the training rows, and the least-squares start.
+/// the rows of training until the fit end where the config asks, the scaler fitted on the
+/// training rows, and the least-squares start.
 pub(super) struct TrainingData {
     pub(super) features: PanelFeatures,
     pub(super) train_set: Samples,
     pub(super) holdout: Samples,
+    /// Every training origin up to the fit end ([`TrainingConfig::refit_through_holdout`]).
+    pub(super) refit_set: Option<Samples>,
     pub(super) scaler: Scaler,
     pub(super) start: LinearStart,
 }
@@ -37,10 +40,14 @@ impl TrainingData {
         let (train_set, holdout) = split_enough_rows(&features, assets, config, fit_end_hour)?;
         let scaler = fit_scaler(&features, &train_set, config.window);
         let start = LinearStart::fit(config, &train_set, &scaler);
+        let refit_set = config
+            .refits_through_holdout()
+            .then(|| refit_rows(&features, assets, config, fit_end_hour));
         Ok(Self {
             features,
             train_set,
             holdout,
+            refit_set,
             scaler,
             start,
         })
