@@ -497,14 +497,17 @@ fn training_until_the_fit_end_retrains_the_chosen_epochs_on_the_holdout_too() {
     let fit_until = parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS;
     let fit_end_hour = volcast_core::time::close_hour_of_open_ms(fit_until);
     let device = select(DeviceChoice::Cpu).unwrap().device;
-    let options = |dir: &Path, resume: bool| RunOptions {
+    let budget = |dir: &Path, resume: bool, max_steps: Option<usize>| RunOptions {
         checkpoint_dir: dir.to_owned(),
         resume,
         progress: false,
-        max_steps: None,
+        max_steps,
         threads: 2,
     };
-    let plain_config = small_config().with_max_epochs(3);
+    let options = |dir: &Path, resume: bool| budget(dir, resume, None);
+    let plain_config = small_config()
+        .with_max_epochs(3)
+        .with_refit_through_holdout(Some(false));
     let config = plain_config.clone().with_refit_through_holdout(Some(true));
     let plain = train(
         &assets,

@@ -8,7 +8,8 @@ use volcast_core::forecast::HORIZONS;
 use crate::network::VolModelConfig;
 
 /// The default run's recency half-life, days: a row a year older counts half (issue 14, adopted on
-/// the walk-forward folds at stop 32).
+/// the walk-forward folds at stop 32). The default run also trains until the fit end (adopted at
+/// stop 33, [`TrainingConfig::refit_through_holdout`]).
 pub const DEFAULT_RECENCY_HALF_LIFE_DAYS: f64 = 365.0;
 
 /// Everything that defines a training run; saved beside the weights.
@@ -77,7 +78,8 @@ pub struct TrainingConfig {
 
 impl TrainingConfig {
     /// The default run: TCN encoder, SPEC's horizons, quantiles 0.05, 0.5, 0.95, 0.99, recent rows
-    /// weighted up with a half-life of [`DEFAULT_RECENCY_HALF_LIFE_DAYS`].
+    /// weighted up with a half-life of [`DEFAULT_RECENCY_HALF_LIFE_DAYS`], trained until the fit
+    /// end once early stopping has chosen the epochs.
     #[must_use]
     pub fn default_run() -> Self {
         Self::new(
@@ -87,6 +89,7 @@ impl TrainingConfig {
         .with_skip_features(HAR_FEATURES.to_vec())
         .with_freeze_skip(true)
         .with_recency_half_life_days(Some(DEFAULT_RECENCY_HALF_LIFE_DAYS))
+        .with_refit_through_holdout(Some(true))
     }
 
     /// Whether the served networks are trained again through the fit end

@@ -49,6 +49,14 @@ pub(super) fn current_checkpoint(dir: &Path) -> Option<PathBuf> {
     current.is_dir().then_some(current)
 }
 
+/// Whether the current checkpoint in `dir` was written by a run with the config `config_json`.
+pub(super) fn written_by(dir: &Path, config_json: &str) -> bool {
+    current_checkpoint(dir)
+        .and_then(|c| std::fs::read_to_string(c.join(STATE)).ok())
+        .and_then(|text| serde_json::from_str::<CheckpointState>(&text).ok())
+        .is_some_and(|state| state.config == config_json)
+}
+
 /// Writes `state` into the epoch's checkpoint directory, then makes that directory the current
 /// one with a single rename of the [`CURRENT`] pointer, and removes the previous one. A kill at
 /// any moment leaves the previous epoch's weights, optimiser and state together, or this

@@ -10,7 +10,9 @@ mod step;
 use std::path::PathBuf;
 
 pub use checkpoint::CheckpointState;
-use checkpoint::{BEST, LAST, OPTIM, ckpt_err, current_checkpoint, publish_checkpoint, save_atomic};
+use checkpoint::{
+    BEST, LAST, OPTIM, ckpt_err, current_checkpoint, publish_checkpoint, save_atomic, written_by,
+};
 use std::time::Instant;
 pub use step::holdout_qlike;
 use step::{Batch, batch, gradients, loss_of, scalar};
@@ -177,8 +179,20 @@ fn refit(
         "training again until the fit end, for the epochs early stopping chose"
     );
     let refit_config = config.clone().with_max_epochs(epochs).with_patience(epochs);
+    let dir = options.checkpoint_dir.join("refit");
+    // A refit checkpoint of another epoch count (the first run was cut short by a step budget,
+    // then resumed) is of no use: start the refit again.
+    let json = serde_json::to_string(&refit_config).map_err(|e| ckpt_err(&dir, e))?;
+    let resume = options.resume && written_by(&dir, &json);
+    if options.resume && !resume && current_checkpoint(&dir).is_some() {
+        tracing::info!(
+            epochs,
+            "the refit's checkpoint is of another run: training it again"
+        );
+    }
     let options = RunOptions {
-        checkpoint_dir: options.checkpoint_dir.join("refit"),
+        checkpoint_dir: dir,
+        resume,
         ..options.clone()
     };
     let refitted = run_phase(data, rows, &refit_config, device, &options, LAST)?;
