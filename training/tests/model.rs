@@ -539,6 +539,10 @@ fn training_until_the_fit_end_retrains_the_chosen_epochs_on_the_holdout_too() {
     )
     .unwrap();
     assert_eq!(state["history"].as_array().unwrap().len(), epochs);
+    assert!(
+        refit.state.seconds > state["seconds"].as_f64().unwrap(),
+        "the training time counts both runs"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.join("refit/current")).unwrap().trim(),
         format!("epoch-{:04}", epochs - 1)

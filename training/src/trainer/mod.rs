@@ -163,7 +163,8 @@ fn train_on(
 /// the same seed and start, trained on `rows` for the epochs early stopping chose (no early
 /// stopping; the last epoch's network is served), its checkpoints in `<checkpoint dir>/refit`
 /// (resumable like the first run's). The answer keeps the first run's checkpoint state, whose
-/// holdout scores are out of sample; its model, training rows and speed are the refit's.
+/// holdout scores are out of sample, with the seconds of both runs; its model, training rows and
+/// speed (the same step's) are the refit's.
 fn refit(
     data: &TrainingData,
     rows: &Samples,
@@ -196,8 +197,11 @@ fn refit(
         ..options.clone()
     };
     let refitted = run_phase(data, rows, &refit_config, device, &options, LAST)?;
+    let mut state = early_stopped.state;
+    state.seconds += refitted.state.seconds;
     Ok(Trained {
         model: refitted.model,
+        state,
         train_rows: refitted.train_rows,
         samples_per_second: refitted.samples_per_second,
         ..early_stopped
