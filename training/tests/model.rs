@@ -374,7 +374,10 @@ fn resume_after_a_checkpoint_write_cut_short_gives_the_uninterrupted_model() {
     let assets = volcast_core::panel::to_panel(&loaded);
     let fit_until = parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS;
     let fit_end_hour = volcast_core::time::close_hour_of_open_ms(fit_until);
-    let config = small_config().with_max_epochs(3);
+    // The first run's checkpoints alone (the refit's resume: the test below).
+    let config = small_config()
+        .with_max_epochs(3)
+        .with_refit_through_holdout(Some(false));
     let device = select(DeviceChoice::Cpu).unwrap().device;
     let options = |dir: &Path, resume: bool, max_steps: Option<usize>| RunOptions {
         checkpoint_dir: dir.to_owned(),
