@@ -386,19 +386,14 @@ pub(crate) mod tests {
         let holdout_start = fit_end - 24 * 10;
         // The split's training rows first, then the holdout's hours (whose week-ahead targets
         // close by the fit end), at the same stride.
-        let before: Vec<_> = refit
-            .index
-            .iter()
-            .copied()
-            .filter(|&(a, s)| assets[a as usize].grid.hour(s as usize) < holdout_start - 168)
-            .collect();
-        let train_before: Vec<_> = train
-            .index
-            .iter()
-            .copied()
-            .filter(|&(a, s)| assets[a as usize].grid.hour(s as usize) < holdout_start - 168)
-            .collect();
-        assert_eq!(before, train_before, "the old rows are the split's");
+        let older = |rows: &Samples| -> Vec<(u32, u32)> {
+            rows.index
+                .iter()
+                .copied()
+                .filter(|&(a, s)| assets[a as usize].grid.hour(s as usize) < holdout_start - 168)
+                .collect()
+        };
+        assert_eq!(older(&refit), older(&train), "the old rows are the split's");
         let newest = refit
             .index
             .iter()

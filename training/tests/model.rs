@@ -367,13 +367,7 @@ fn a_few_training_steps_on_wgpu() {
 #[test]
 fn resume_after_a_checkpoint_write_cut_short_gives_the_uninterrupted_model() {
     use volcast_training::trainer::{RunOptions, train};
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    generated(&data, 150);
-    let loaded = volcast_training::data::load_dirs(&[data]).unwrap();
-    let assets = volcast_core::panel::to_panel(&loaded);
-    let fit_until = parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS;
-    let fit_end_hour = volcast_core::time::close_hour_of_open_ms(fit_until);
+    let (tmp, assets, fit_end_hour) = generated_panel();
     // The first run's checkpoints alone (the refit's resume: the test below).
     let config = small_config()
         .with_max_epochs(3)
@@ -492,13 +486,7 @@ fn outputs_on_a_fixed_input(
 #[test]
 fn training_until_the_fit_end_retrains_the_chosen_epochs_on_the_holdout_too() {
     use volcast_training::trainer::{RunOptions, train};
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    generated(&data, 150);
-    let loaded = volcast_training::data::load_dirs(&[data]).unwrap();
-    let assets = volcast_core::panel::to_panel(&loaded);
-    let fit_until = parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS;
-    let fit_end_hour = volcast_core::time::close_hour_of_open_ms(fit_until);
+    let (tmp, assets, fit_end_hour) = generated_panel();
     let device = select(DeviceChoice::Cpu).unwrap().device;
     let budget = |dir: &Path, resume: bool, max_steps: Option<usize>| RunOptions {
         checkpoint_dir: dir.to_owned(),
@@ -583,4 +571,16 @@ fn training_until_the_fit_end_retrains_the_chosen_epochs_on_the_holdout_too() {
         outputs_on_a_fixed_input(&again.model, config.window, &device),
         served
     );
+}
+
+/// 150 days of generated candles as a panel, in a temporary directory (kept alive by the
+/// answer), and the fit end 2020-04-15 as a close hour.
+fn generated_panel() -> (tempfile::TempDir, Vec<volcast_core::grid::Asset>, i64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data, 150);
+    let loaded = volcast_training::data::load_dirs(&[data]).unwrap();
+    let assets = volcast_core::panel::to_panel(&loaded);
+    let fit_until = parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS;
+    (tmp, assets, volcast_core::time::close_hour_of_open_ms(fit_until))
 }
