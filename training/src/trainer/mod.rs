@@ -51,13 +51,14 @@ pub enum TrainError {
 /// What a finished run hands back.
 #[derive(Debug)]
 pub struct Trained {
-    /// The best model (inference mode).
+    /// The served model (inference mode): the best epoch's, or the refit's last.
     pub model: VolModel,
     /// The scaler.
     pub scaler: Scaler,
-    /// Final checkpoint state.
+    /// Final checkpoint state of the run with early stopping (its holdout scores); after a
+    /// refit ([`TrainingConfig::refit_through_holdout`]) its seconds count both runs.
     pub state: CheckpointState,
-    /// Training rows.
+    /// Training rows (the refit's, after one).
     pub train_rows: usize,
     /// Holdout rows.
     pub holdout_rows: usize,
