@@ -48,3 +48,37 @@ pub fn pipeline(data: &Path, out: &Path, device: DeviceChoice) -> Pipeline {
         members: 1,
     }
 }
+
+/// 150 days of generated candles as a panel, in a temporary directory (kept alive by the
+/// answer), and the fit end 2020-04-15 as a close hour.
+pub fn generated_panel() -> (tempfile::TempDir, Vec<volcast_core::grid::Asset>, i64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data, 150);
+    let loaded = volcast_training::data::load_dirs(&[data]).unwrap();
+    let assets = volcast_core::panel::to_panel(&loaded);
+    let fit_until = parse_time("2020-04-15", Bound::End).unwrap() / HOUR_MS * HOUR_MS;
+    (tmp, assets, volcast_core::time::close_hour_of_open_ms(fit_until))
+}
+
+/// A model's outputs (log variance, log quantiles, shortage logits) on one fixed input.
+pub fn outputs_on_a_fixed_input(
+    model: &volcast_model::network::VolModel,
+    window: usize,
+    device: &burn::prelude::Device,
+) -> Vec<f32> {
+    use burn::prelude::{Tensor, TensorData};
+    use volcast_core::features::{N_CHANNELS, N_STATIC};
+    let sequence: Vec<f32> = (0..window * N_CHANNELS)
+        .map(|i| (i % 7) as f32 * 0.1 - 0.3)
+        .collect();
+    let statics: Vec<f32> = (0..N_STATIC).map(|i| (i % 3) as f32 * 0.2 - 0.2).collect();
+    let out = model.forward(
+        Tensor::<3>::from_data(TensorData::new(sequence, [1, window, N_CHANNELS]), device),
+        Tensor::<2>::from_data(TensorData::new(statics, [1, N_STATIC]), device),
+    );
+    let mut v = out.log_variance.into_data().try_to_vec::<f32>().unwrap();
+    v.extend(out.log_quantiles.into_data().try_to_vec::<f32>().unwrap());
+    v.extend(out.shortage_logit.into_data().try_to_vec::<f32>().unwrap());
+    v
+}
