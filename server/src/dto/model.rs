@@ -70,7 +70,10 @@ pub struct ModelCard {
     pub training_range: Option<[String; 2]>,
     /// Training files.
     pub training_data: Vec<DataFileDto>,
-    /// Early-stopping holdout metrics per horizon (of an ensemble, per member: `member-0`, ...).
+    /// Early-stopping holdout metrics per horizon (of an ensemble, per member: `member-0`, ...),
+    /// of the networks that chose the number of epochs, so out of sample; where the config trains
+    /// until the fit end (`refit_through_holdout`), the served networks then trained on the
+    /// holdout too.
     pub holdout: BTreeMap<String, HorizonMetricsDto>,
     /// Out-of-sample validation metrics per horizon.
     pub validation: BTreeMap<String, HorizonMetricsDto>,
