@@ -180,7 +180,7 @@ fn fold(
     let differ = config_differences(&model.config, &wf.config);
     if !differ.is_empty() {
         bail!(
-            "{} was trained with another training config ({}): give the same settings (e.g. --recency-half-life-days none for a fold trained before it), or use another --out",
+            "{} was trained with another training config ({}): give the same settings (e.g. --refit-through-holdout false, or --recency-half-life-days none, for a fold trained before that setting), or use another --out",
             dir.display(),
             differ.join("; ")
         );
@@ -374,9 +374,15 @@ pub fn write_json(report: &WalkForwardReport, path: &Path) -> anyhow::Result<()>
 /// `name: trained vs asked`: a fold found on disk is scored only under the config it was
 /// trained with, so that a changed default never scores an old fold as the new design.
 fn config_differences(trained: &TrainingConfig, asked: &TrainingConfig) -> Vec<String> {
-    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
-        (serde_json::to_value(trained), serde_json::to_value(asked))
-    else {
+    // A config written before the refit's field (`None`) trained without it, as `Some(false)` does.
+    let explicit = |c: &TrainingConfig| {
+        let refit = c.refits_through_holdout();
+        c.clone().with_refit_through_holdout(Some(refit))
+    };
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
+        serde_json::to_value(explicit(trained)),
+        serde_json::to_value(explicit(asked)),
+    ) else {
         return vec!["unreadable".to_owned()];
     };
     let null = serde_json::Value::Null;
@@ -403,6 +409,15 @@ mod tests {
         assert_eq!(
             config_differences(&before, &now),
             ["max_epochs: 3 vs 12", "recency_half_life_days: null vs 365.0"]
+        );
+        // A config from before the refit's field trained without it: asked without it, it is
+        // the same; asked with it (today's default), the difference reads false vs true.
+        let old = now.clone().with_refit_through_holdout(None);
+        let without = now.clone().with_refit_through_holdout(Some(false));
+        assert!(config_differences(&old, &without).is_empty());
+        assert_eq!(
+            config_differences(&old, &now),
+            ["refit_through_holdout: false vs true"]
         );
     }
 }
