@@ -164,22 +164,12 @@ pub fn split(
     (train, holdout)
 }
 
-/// The rows of training until the fit end ([`TrainingConfig::refit_through_holdout`]): every
-/// training origin up to `fit_end_hour`, the holdout's hours included, recency weights measured
-/// to the fit end.
-#[must_use]
-pub fn refit_rows(
-    features: &PanelFeatures,
-    assets: &[Asset],
-    config: &TrainingConfig,
-    fit_end_hour: i64,
-) -> Samples {
-    training_rows(features, assets, config, fit_end_hour)
-}
-
 /// The training origins (every `stride_hours`) whose targets close by `end_hour`, weighted by
-/// recency to `end_hour` when the config asks.
-fn training_rows(
+/// recency to `end_hour` when the config asks: the training rows of [`split`] (to the holdout's
+/// start), and of training until the fit end ([`TrainingConfig::refit_through_holdout`]: to the
+/// fit end, the holdout's hours included).
+#[must_use]
+pub fn training_rows(
     features: &PanelFeatures,
     assets: &[Asset],
     config: &TrainingConfig,
@@ -382,7 +372,7 @@ pub(crate) mod tests {
             .with_holdout_days(10)
             .with_recency_half_life_days(Some(20.0));
         let (train, _) = split(&features, &assets, &config, fit_end);
-        let refit = refit_rows(&features, &assets, &config, fit_end);
+        let refit = training_rows(&features, &assets, &config, fit_end);
         let holdout_start = fit_end - 24 * 10;
         // The split's training rows first, then the holdout's hours (whose week-ahead targets
         // close by the fit end), at the same stride.

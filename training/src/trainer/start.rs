@@ -9,7 +9,7 @@ use burn::prelude::*;
 use super::RunOptions;
 use super::TrainError;
 use super::checkpoint::{CURRENT, CheckpointState, LAST, OPTIM, STATE, ckpt_err, current_checkpoint};
-use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, refit_rows, split};
+use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, split, training_rows};
 use volcast_core::features::N_STATIC;
 use volcast_core::grid::Asset;
 use volcast_model::config::TrainingConfig;
@@ -42,7 +42,7 @@ impl TrainingData {
         let start = LinearStart::fit(config, &train_set, &scaler);
         let refit_set = config
             .refits_through_holdout()
-            .then(|| refit_rows(&features, assets, config, fit_end_hour));
+            .then(|| training_rows(&features, assets, config, fit_end_hour));
         Ok(Self {
             features,
             train_set,
