@@ -91,22 +91,36 @@ fn horizon_list(s: &str) -> Result<HorizonList, String> {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HalfLife(pub Option<f64>);
 
-/// Parses [`HalfLife`].
+/// Parses [`HalfLife`] in days.
 ///
 /// # Errors
 /// Anything but `none` or a positive, finite number.
 pub fn half_life_days(s: &str) -> Result<HalfLife, String> {
+    half_life(s, "days")
+}
+
+/// Parses `--weight-average-half-life-epochs`: a positive number of epochs, or `none` (the
+/// weights after each epoch's last step); see `TrainingConfig::weight_average_half_life_epochs`.
+///
+/// # Errors
+/// Anything but `none` or a positive, finite number.
+pub fn half_life_epochs(s: &str) -> Result<HalfLife, String> {
+    half_life(s, "epochs")
+}
+
+/// A positive number of `unit`, or `none`.
+fn half_life(s: &str, unit: &str) -> Result<HalfLife, String> {
     if s.trim() == "none" {
         return Ok(HalfLife(None));
     }
-    let days: f64 = s
+    let value: f64 = s
         .trim()
         .parse()
-        .map_err(|e| format!("{s:?} is not a number of days: {e}"))?;
-    if !(days.is_finite() && days > 0.0) {
-        return Err(format!("{days} is not a positive number of days (or none)"));
+        .map_err(|e| format!("{s:?} is not a number of {unit}: {e}"))?;
+    if !(value.is_finite() && value > 0.0) {
+        return Err(format!("{value} is not a positive number of {unit} (or none)"));
     }
-    Ok(HalfLife(Some(days)))
+    Ok(HalfLife(Some(value)))
 }
 
 impl AdaptiveSteps {
@@ -176,7 +190,7 @@ fn step(s: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{AdaptiveSteps, HalfLife, HorizonList, half_life_days, horizon_list};
+    use super::{AdaptiveSteps, HalfLife, HorizonList, half_life_days, half_life_epochs, horizon_list};
     use volcast_model::artifact::Adaptive;
 
     #[test]
@@ -187,6 +201,10 @@ mod tests {
         for bad in ["", "a", "0", "-365", "inf", "NaN"] {
             assert!(half_life_days(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(half_life_epochs("0.25"), Ok(HalfLife(Some(0.25))));
+        assert_eq!(half_life_epochs("none"), Ok(HalfLife(None)));
+        let err = half_life_epochs("-1").unwrap_err();
+        assert!(err.contains("epochs"), "{err}");
     }
 
     #[test]

@@ -104,10 +104,10 @@ fn evaluate_explains_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fit-until"));
 }
 
-/// `--recency-half-life-days` trains with recent rows weighted up, and `--refit-through-holdout`
-/// trains until the fit end, each recorded in the artifact's config; a half-life that is not a
-/// positive number of days is refused, from the command line or from a config file, and so is a
-/// refit that is not `true` or `false`.
+/// `--recency-half-life-days` trains with recent rows weighted up, `--refit-through-holdout`
+/// trains until the fit end and `--weight-average-half-life-epochs` averages the weights, each
+/// recorded in the artifact's config; a half-life that is not a positive number is refused, from
+/// the command line or from a config file, and so is a refit that is not `true` or `false`.
 #[test]
 fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,6 +138,8 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
         "30",
         "--refit-through-holdout",
         "true",
+        "--weight-average-half-life-epochs",
+        "0.25",
         "--set-default",
     ]);
     assert!(
@@ -151,6 +153,10 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
             .unwrap();
     assert_eq!(config["recency_half_life_days"], serde_json::json!(30.0));
     assert_eq!(config["refit_through_holdout"], serde_json::json!(true));
+    assert_eq!(config["weight_average_half_life_epochs"], serde_json::json!(0.25));
+    let refused = with(&["--weight-average-half-life-epochs", "0"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--weight-average-half-life-epochs"));
     let refused = with(&["--refit-through-holdout", "maybe"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--refit-through-holdout"));

@@ -74,6 +74,12 @@ pub struct TrainingConfig {
     /// served. `None` (and a config written before this field) or `Some(false)`: the early-stopped
     /// network is served, and the holdout's last days are never trained on.
     pub refit_through_holdout: Option<bool>,
+    /// Weights averaged over the last steps: after every optimiser step, an exponential moving
+    /// average of the weights with this half-life in epochs (corrected for its start); the
+    /// averaged network is what the holdout scores, what early stopping keeps and, after the
+    /// refit, what is served. Training continues from the raw weights. `None` (and a config
+    /// written before this field): the weights after the epoch's last step.
+    pub weight_average_half_life_epochs: Option<f64>,
 }
 
 impl TrainingConfig {
@@ -105,13 +111,18 @@ mod tests {
     use super::TrainingConfig;
 
     #[test]
-    fn a_config_written_before_recency_weighting_and_the_refit_loads_as_it_was_trained() {
+    fn a_config_written_before_recency_weighting_the_refit_and_averaging_loads_as_it_was_trained() {
         let mut json = serde_json::to_value(TrainingConfig::default_run()).expect("serialises");
         let fields = json.as_object_mut().expect("an object");
         assert!(fields.remove("recency_half_life_days").is_some());
         assert!(fields.remove("refit_through_holdout").is_some());
+        assert!(fields.remove("weight_average_half_life_epochs").is_some());
         let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
         assert_eq!(old.recency_half_life_days, None);
+        assert_eq!(
+            old.weight_average_half_life_epochs, None,
+            "a config from before weight averaging serves the weights after the last step"
+        );
         assert!(
             !old.refits_through_holdout(),
             "a config from before the refit serves the early-stopped network"

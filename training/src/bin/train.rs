@@ -66,6 +66,11 @@ struct Args {
     /// end (the holdout's included) and serve that one. Default: the config's.
     #[arg(long, value_name = "true|false")]
     refit_through_holdout: Option<bool>,
+    /// Average the weights over the last steps: an exponential moving average after every step
+    /// with this half-life in epochs, scored on the holdout and served; `none`: the weights after
+    /// each epoch's last step. Default: the config's.
+    #[arg(long, value_name = "EPOCHS|none", value_parser = volcast_training::cli::half_life_epochs)]
+    weight_average_half_life_epochs: Option<volcast_training::cli::HalfLife>,
     /// Seed (of the first network; member i of an ensemble uses seed + i).
     #[arg(long)]
     seed: Option<u64>,
@@ -153,6 +158,9 @@ fn config_from(args: &Args) -> anyhow::Result<TrainingConfig> {
     }
     if let Some(v) = args.refit_through_holdout {
         config.refit_through_holdout = Some(v);
+    }
+    if let Some(v) = args.weight_average_half_life_epochs {
+        config.weight_average_half_life_epochs = v.0;
     }
     Ok(config)
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 
-use super::{Run, RunOptions, TrainError, TrainingData};
+use super::{Averager, Run, RunOptions, TrainError, TrainingData};
 use volcast_core::grid::Asset;
 use volcast_model::config::TrainingConfig;
 use volcast_model::network::EncoderPath;
@@ -113,10 +113,14 @@ pub fn bench(
 }
 
 impl Run<'_> {
-    /// `settings.warmup` steps, then `settings.steps` timed ones, from a fresh model.
+    /// `settings.warmup` steps, then `settings.steps` timed ones, from a fresh model (each step
+    /// taken into the running average of the weights where the config averages them, as in
+    /// training).
     fn time_steps(&self, settings: &BenchSettings) -> BenchRow {
         let config = self.config;
         let (mut model, mut optim, order, mut rng) = self.fresh();
+        let mut averager = config.weight_average_half_life_epochs.map(Averager::new);
+        let steps_per_epoch = self.rows.len() / config.batch_size.max(1);
         let mut batches = order.chunks_exact(config.batch_size).cycle();
         let mut clock = Instant::now();
         let mut cpu_start = None;
@@ -128,6 +132,9 @@ impl Run<'_> {
             }
             let rows = batches.next().unwrap_or(&[]);
             model = self.step(model, &mut optim, rows, &mut rng).0;
+            if let Some(a) = averager.as_mut() {
+                a.observe(&model, steps_per_epoch);
+            }
         }
         sync(&model);
         let seconds = clock.elapsed().as_secs_f64();

@@ -25,12 +25,19 @@ pub struct CheckpointState {
     pub history: Vec<[f64; 3]>,
     /// Seconds spent training so far.
     pub seconds: f64,
+    /// With weights averaged ([`volcast_model::config::TrainingConfig::weight_average_half_life_epochs`]):
+    /// the decayed sum of the weights the average in [`AVERAGE`] holds (None: no average, and a
+    /// state written before the field).
+    #[serde(default)]
+    pub average_weight: Option<f64>,
 }
 
 /// Files inside a checkpoint directory.
 pub(super) const LAST: &str = "last.bpk";
 pub(super) const BEST: &str = "best.bpk";
 pub(super) const OPTIM: &str = "optimizer.bpk";
+/// The averaged weights after the epoch's last step, when the run averages them.
+pub(super) const AVERAGE: &str = "average.bpk";
 pub(super) const STATE: &str = "state.json";
 /// Names the directory of the last complete checkpoint (`epoch-NNNN`), replaced by a rename.
 pub(super) const CURRENT: &str = "current";

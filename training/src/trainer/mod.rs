@@ -1,6 +1,7 @@
 //! Training the neural model (data in [`crate::dataset`]): AdamW with gradient clipping, early stopping on a holdout at the end of
 //! the fit period, a checkpoint every epoch and resume after any interruption.
 
+mod average;
 pub mod bench;
 mod checkpoint;
 mod start;
@@ -9,9 +10,10 @@ mod step;
 
 use std::path::PathBuf;
 
+use average::Averager;
 pub use checkpoint::CheckpointState;
 use checkpoint::{
-    BEST, LAST, OPTIM, ckpt_err, current_checkpoint, publish_checkpoint, save_atomic, written_by,
+    AVERAGE, BEST, LAST, OPTIM, ckpt_err, current_checkpoint, publish_checkpoint, save_atomic, written_by,
 };
 use std::time::Instant;
 pub use step::holdout_qlike;
@@ -153,7 +155,7 @@ fn train_on(
     device: &Device,
     options: &RunOptions,
 ) -> Result<Trained, TrainError> {
-    let early_stopped = run_phase(data, &data.train_set, config, device, options, BEST)?;
+    let early_stopped = run_phase(data, &data.train_set, config, device, options, Pick::Best)?;
     match &data.refit_set {
         Some(rows) => refit(data, rows, config, device, options, early_stopped),
         None => Ok(early_stopped),
@@ -197,7 +199,7 @@ fn refit(
         resume,
         ..options.clone()
     };
-    let refitted = run_phase(data, rows, &refit_config, device, &options, LAST)?;
+    let refitted = run_phase(data, rows, &refit_config, device, &options, Pick::Final)?;
     let mut state = early_stopped.state;
     state.seconds += refitted.state.seconds;
     Ok(Trained {
@@ -209,23 +211,45 @@ fn refit(
     })
 }
 
+/// Which network of the last checkpoint a run answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pick {
+    /// The best on the holdout ([`BEST`]).
+    Best,
+    /// The last epoch's: its weights averaged where the config averages them ([`AVERAGE`]),
+    /// else as they were after its last step ([`LAST`]).
+    Final,
+}
+
+impl Pick {
+    /// The checkpoint file holding it under `config`.
+    fn file(self, config: &TrainingConfig) -> &'static str {
+        match self {
+            Self::Best => BEST,
+            Self::Final if config.weight_average_half_life_epochs.is_some() => AVERAGE,
+            Self::Final => LAST,
+        }
+    }
+}
+
 /// One run of epochs on `rows` (early stopping on the holdout as `config` says) with its
-/// checkpoints in `options`' directory; answers with the model saved as `pick` in the last
-/// checkpoint ([`BEST`] or [`LAST`]).
+/// checkpoints in `options`' directory; answers with the network `pick` of the last checkpoint.
 fn run_phase(
     data: &TrainingData,
     rows: &Samples,
     config: &TrainingConfig,
     device: &Device,
     options: &RunOptions,
-    pick: &str,
+    pick: Pick,
 ) -> Result<Trained, TrainError> {
+    let pick = pick.file(config);
     let dir = &options.checkpoint_dir;
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
     let config_json = serde_json::to_string(config).map_err(|e| ckpt_err(dir, e))?;
     let autodiff = device.clone().autodiff();
     autodiff.seed(config.seed);
-    let (model, optim, state) = start_or_resume(config, options, &data.start, &autodiff, config_json)?;
+    let (model, optim, state, averager) =
+        start_or_resume(config, options, &data.start, &autodiff, config_json)?;
 
     let run = Run {
         config,
@@ -235,7 +259,7 @@ fn run_phase(
         device,
         autodiff: &autodiff,
     };
-    let (state, counters) = run.epochs(model, optim, state)?;
+    let (state, counters) = run.epochs(model, optim, state, averager)?;
     let current = current_checkpoint(dir).ok_or_else(|| ckpt_err(dir, "no checkpoint was written"))?;
     let model = config
         .model
@@ -286,12 +310,14 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Runs the epochs after `state.epoch` until the last, early stopping or the step budget,
-    /// checkpointing after each; returns the final state and the step counters.
+    /// checkpointing after each (with the running average of the weights, where there is one);
+    /// returns the final state and the step counters.
     fn epochs(
         &self,
         mut model: VolModel,
         mut optim: ModuleOptimizer,
         mut state: CheckpointState,
+        mut averager: Option<Averager>,
     ) -> Result<(CheckpointState, StepCounters), TrainError> {
         let config = self.config;
         let started = Instant::now();
@@ -307,9 +333,9 @@ impl Run<'_> {
             if state.bad_epochs >= config.patience {
                 break;
             }
-            let (trained, scores) = self.epoch(model, &mut optim, &mut counters, epoch);
+            let (trained, scores) = self.epoch(model, &mut optim, &mut counters, &mut averager, epoch);
             model = trained;
-            let epoch_dir = self.checkpoint(&mut state, epoch, scores, &model, &optim)?;
+            let epoch_dir = self.checkpoint(&mut state, epoch, scores, &model, &optim, averager.as_ref())?;
             state.seconds = seconds_before + started.elapsed().as_secs_f64();
             publish_checkpoint(&self.options.checkpoint_dir, &epoch_dir, &state)?;
             if self.step_budget_spent(counters.steps) {
@@ -325,12 +351,15 @@ impl Run<'_> {
     }
 
     /// One epoch: the training rows in this epoch's seeded order, one optimiser step per full
-    /// batch, then the holdout score per horizon (shown on the bar and logged).
+    /// batch (each taken into the running average of the weights, where there is one), then the
+    /// holdout score per horizon of the network served (the averaged one where there is an
+    /// average; shown on the bar and logged).
     fn epoch(
         &self,
         mut model: VolModel,
         optim: &mut ModuleOptimizer,
         counters: &mut StepCounters,
+        averager: &mut Option<Averager>,
         epoch: usize,
     ) -> (VolModel, [f64; 3]) {
         let config = self.config;
@@ -342,6 +371,9 @@ impl Run<'_> {
             let t = Instant::now();
             let (stepped, value) = self.step(model, optim, rows, &mut rng);
             model = stepped;
+            if let Some(a) = averager.as_mut() {
+                a.observe(&model, n_batches);
+            }
             counters.step_seconds += t.elapsed().as_secs_f64();
             counters.rows_done += rows.len();
             counters.steps += 1;
@@ -354,8 +386,9 @@ impl Run<'_> {
                 break;
             }
         }
+        let scored = served(&model, averager.as_ref());
         let scores = holdout_qlike(
-            &model.valid(),
+            &scored,
             &self.data.features,
             &self.data.holdout,
             &self.data.scaler,
@@ -426,8 +459,9 @@ impl Run<'_> {
 
     /// Records the epoch's holdout `scores` in `state` (best, early-stopping count) and writes
     /// the epoch's checkpoint directory (not yet current, [`publish_checkpoint`]): the best
-    /// model (this one when it improved, else the previous best), the last model and the
-    /// optimiser. Returns the directory.
+    /// network served (this epoch's when it improved, else the previous best; averaged where
+    /// `averager` is), the last model and the optimiser, and the average with its weight.
+    /// Returns the directory.
     fn checkpoint(
         &self,
         state: &mut CheckpointState,
@@ -435,6 +469,7 @@ impl Run<'_> {
         scores: [f64; 3],
         model: &VolModel,
         optim: &ModuleOptimizer,
+        averager: Option<&Averager>,
     ) -> Result<PathBuf, TrainError> {
         let root = &self.options.checkpoint_dir;
         let previous = current_checkpoint(root);
@@ -451,7 +486,7 @@ impl Run<'_> {
             state.best = score;
             state.best_epoch = epoch;
             state.bad_epochs = 0;
-            let m = model.clone();
+            let m = served(model, averager);
             save_atomic(dir, BEST, |p| m.save_file(p).map_err(|e| e.to_string()))?;
         } else {
             state.bad_epochs += 1;
@@ -463,7 +498,22 @@ impl Run<'_> {
         let m = model.clone();
         save_atomic(dir, LAST, |p| m.save_file(p).map_err(|e| e.to_string()))?;
         save_atomic(dir, OPTIM, |p| optim.save(p).map_err(|e| e.to_string()))?;
+        state.average_weight = averager.map(Averager::weight);
+        if averager.is_some() {
+            let m = served(model, averager);
+            save_atomic(dir, AVERAGE, |p| m.save_file(p).map_err(|e| e.to_string()))?;
+        }
         Ok(epoch_dir)
+    }
+}
+
+/// The network a run scores and serves from `model` (in inference mode): its averaged weights
+/// where `averager` holds an average, else `model`'s own.
+fn served(model: &VolModel, averager: Option<&Averager>) -> VolModel {
+    let valid = model.valid();
+    match averager {
+        Some(a) => a.averaged(valid),
+        None => valid,
     }
 }
 

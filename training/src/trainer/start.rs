@@ -8,7 +8,10 @@ use burn::prelude::*;
 
 use super::RunOptions;
 use super::TrainError;
-use super::checkpoint::{CURRENT, CheckpointState, LAST, OPTIM, STATE, ckpt_err, current_checkpoint};
+use super::average::Averager;
+use super::checkpoint::{
+    AVERAGE, CURRENT, CheckpointState, LAST, OPTIM, STATE, ckpt_err, current_checkpoint,
+};
 use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, split, training_rows};
 use volcast_core::features::N_STATIC;
 use volcast_core::grid::Asset;
@@ -54,8 +57,8 @@ impl TrainingData {
     }
 }
 
-/// Splits the samples into training and holdout rows, refusing too few to train on or a recency
-/// half-life that is not a positive number of days.
+/// Splits the samples into training and holdout rows, refusing too few to train on, or a
+/// recency half-life or a weight-averaging half-life that is not a positive number.
 pub(super) fn split_enough_rows(
     features: &PanelFeatures,
     assets: &[Asset],
@@ -67,6 +70,13 @@ pub(super) fn split_enough_rows(
     {
         return Err(TrainError::Config(format!(
             "recency_half_life_days is {h}: a half-life is a positive number of days"
+        )));
+    }
+    if let Some(h) = config.weight_average_half_life_epochs
+        && !(h.is_finite() && h > 0.0)
+    {
+        return Err(TrainError::Config(format!(
+            "weight_average_half_life_epochs is {h}: a half-life is a positive number of epochs"
         )));
     }
     let (train_set, holdout) = split(features, assets, config, fit_end_hour);
@@ -119,14 +129,20 @@ pub(super) fn new_optimizer(config: &TrainingConfig) -> ModuleOptimizer {
         .init()
 }
 
-/// Model, optimiser and state to start from: the checkpoint's when resuming one, else fresh ones.
+/// What a run starts from: the model, its optimiser, the checkpoint state and the running
+/// average of the weights where the config averages them.
+pub(super) type Start = (VolModel, ModuleOptimizer, CheckpointState, Option<Averager>);
+
+/// Model, optimiser, state and average to start from: the checkpoint's when resuming one, else
+/// fresh ones.
 pub(super) fn start_or_resume(
     config: &TrainingConfig,
     options: &RunOptions,
     start: &LinearStart,
     autodiff: &Device,
     config_json: String,
-) -> Result<(VolModel, ModuleOptimizer, CheckpointState), TrainError> {
+) -> Result<Start, TrainError> {
+    let half_life = config.weight_average_half_life_epochs;
     let current = current_checkpoint(&options.checkpoint_dir).filter(|_| options.resume);
     if let Some(dir) = &current {
         let state_path = dir.join(STATE);
@@ -145,8 +161,20 @@ pub(super) fn start_or_resume(
         let optim = new_optimizer(config)
             .load(dir.join(OPTIM))
             .map_err(|e| ckpt_err(&dir.join(OPTIM), e))?;
+        let averager = match (half_life, state.average_weight) {
+            (Some(h), Some(weight)) => {
+                let averaged = config
+                    .model
+                    .init(autodiff)
+                    .try_load_file(dir.join(AVERAGE))
+                    .map_err(|e| ckpt_err(&dir.join(AVERAGE), e))?;
+                Some(Averager::resumed(h, &averaged, weight))
+            }
+            (Some(h), None) => Some(Averager::new(h)),
+            (None, _) => None,
+        };
         tracing::info!(epoch = state.epoch + 1, "resuming");
-        Ok((model, optim, state))
+        Ok((model, optim, state, averager))
     } else {
         // A fresh run: an earlier run's checkpoint is no longer current.
         let pointer = options.checkpoint_dir.join(CURRENT);
@@ -161,7 +189,14 @@ pub(super) fn start_or_resume(
             bad_epochs: 0,
             history: Vec::new(),
             seconds: 0.0,
+            average_weight: None,
         };
-        Ok((fresh_model(config, start, autodiff), new_optimizer(config), state))
+        let averager = half_life.map(Averager::new);
+        Ok((
+            fresh_model(config, start, autodiff),
+            new_optimizer(config),
+            state,
+            averager,
+        ))
     }
 }

@@ -180,7 +180,7 @@ fn fold(
     let differ = config_differences(&model.config, &wf.config);
     if !differ.is_empty() {
         bail!(
-            "{} was trained with another training config ({}): give the same settings (e.g. --refit-through-holdout false, or --recency-half-life-days none, for a fold trained before that setting), or use another --out",
+            "{} was trained with another training config ({}): give the same settings (e.g. --refit-through-holdout false, --recency-half-life-days none or --weight-average-half-life-epochs none, for a fold trained before that setting), or use another --out",
             dir.display(),
             differ.join("; ")
         );
