@@ -27,7 +27,9 @@ pub struct PoolSnapshotDto {
     pub total_supply: f64,
     /// Cumulative transaction count (>= 0).
     pub tx_count: f64,
-    /// Cumulative volume, USD (>= 0).
+    /// Cumulative volume, USD (>= 0). Where `tx_count` rose since the previous snapshot and this
+    /// did not, the volume is taken as untracked (the subgraphs count only volume they can
+    /// price): `pool_volume` is not scored for that snapshot.
     pub volume_usd: f64,
 }
 

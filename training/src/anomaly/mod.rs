@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rayon::prelude::*;
 use volcast_core::anomaly::features::{
-    self, CANDLE_FEATURES, GAP_FEATURE, MARKET_FEATURES, MarketContext, POOL_FEATURES, PoolSnapshot, Row,
+    self, CANDLE_FEATURES, GAP_FEATURE, MARKET_FEATURES, MarketContext, OPTIONAL_POOL_FEATURES,
+    POOL_FEATURES, PoolSnapshot, Row,
 };
 use volcast_core::anomaly::{Copula, Detector, DetectorConfig};
 use volcast_core::candles::{AssetCandles, Candle};
@@ -269,7 +270,7 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
         for j in [GAP_FEATURE - 2, GAP_FEATURE - 1, GAP_FEATURE] {
             floors[j] = Some(QUIET_FLOOR);
         }
-        let model = Copula::fit(&POOL_FEATURES, floors, &pool_rows, &[GAP_FEATURE], rate);
+        let model = Copula::fit(&POOL_FEATURES, floors, &pool_rows, &OPTIONAL_POOL_FEATURES, rate);
         (Some(model), Some(rate))
     } else {
         (None, None)

@@ -12,7 +12,10 @@ mod candle;
 mod pool;
 
 pub use candle::{CANDLE_FEATURES, MARKET_FEATURES, MarketContext, candle_rows, candle_rows_from};
-pub use pool::{GAP_FEATURE, POOL_FEATURES, PoolSnapshot, cex_band_at, pool_rows};
+pub use pool::{
+    GAP_FEATURE, OPTIONAL_POOL_FEATURES, POOL_FEATURES, PoolSnapshot, VOLUME_FEATURE, cex_band_at, pool_rows,
+    volume_tracked,
+};
 
 /// How the features forget: half-lives and the history needed before a row is scored.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -23,6 +23,19 @@ pub const POOL_FEATURES: [&str; 6] = [
 ];
 /// Index of `cex_gap`, the one pool feature that needs the asset's exchange candles.
 pub const GAP_FEATURE: usize = 5;
+/// Index of `pool_volume`, missing where the pool's USD volume is not tracked ([`volume_tracked`]).
+pub const VOLUME_FEATURE: usize = 3;
+/// The pool features a snapshot may lack: its USD volume, untracked, and the exchange's price.
+pub const OPTIONAL_POOL_FEATURES: [usize; 2] = [VOLUME_FEATURE, GAP_FEATURE];
+
+/// Whether the pool's USD volume between two snapshots is known. The subgraphs count a trade's
+/// `volumeUSD` only when they can price its tokens, so a counter that did not move while the
+/// transaction count did is unknown volume, not none: `pool_volume` is then missing for that
+/// snapshot, as `cex_gap` is without the exchange's hour, and the volume baseline skips it.
+#[must_use]
+pub fn volume_tracked(prev: &PoolSnapshot, s: &PoolSnapshot) -> bool {
+    !(s.tx_count > prev.tx_count && s.volume_usd <= prev.volume_usd)
+}
 
 /// A volume-like quantity against its recent mean: `ln((x + 0.05 m) / m)`; 0 with no history of
 /// activity and none now.
@@ -134,32 +147,34 @@ pub fn pool_rows(config: &FeatureConfig, snaps: &[PoolSnapshot], cex: Option<&[C
             0.5 * (s.reserve_asset * s.reserve_quote / (prev.reserve_asset * prev.reserve_quote)).ln();
         let supply = (s.total_supply / prev.total_supply).ln();
         let changes = [price, supply, liquidity - supply];
+        let tracked = volume_tracked(prev, s);
         let vol_rate = ((s.volume_usd - prev.volume_usd) / dt).max(0.0);
         let tx_rate = ((s.tx_count - prev.tx_count) / dt).max(0.0);
         let gap = cex
             .and_then(|c| cex_band_at(c, s.time_ms))
             .map(|band| beyond_band(s.implied_price_usd(), band))
             .filter(|g| g.is_finite());
-        // Scored once warm, and once the pool has had flow to measure the flow against.
-        let warm = k + 1 >= config.pool_warmup_snapshots
-            && volume.mean().is_some_and(|m| m > 0.0)
-            && tx.mean().is_some_and(|m| m > 0.0);
+        // Scored once warm, and once the pool has had transactions to measure the flow against
+        // (and tracked volume, for the volume feature).
+        let warm = k + 1 >= config.pool_warmup_snapshots && tx.mean().is_some_and(|m| m > 0.0);
+        let volume_mean = volume.mean().filter(|m| *m > 0.0 && tracked);
         let row = if warm && changes.iter().all(|x| x.is_finite()) {
             let mut values: Vec<f64> = changes
                 .iter()
                 .zip(&scaled)
                 .map(|(x, sc)| sc.feature(*x).unwrap_or(f64::NAN))
                 .collect();
-            values.push(volume.mean().map_or(f64::NAN, |m| activity_ratio(vol_rate, m)));
+            values.push(volume_mean.map_or(f64::NAN, |m| activity_ratio(vol_rate, m)));
             values.push(tx.mean().map_or(f64::NAN, |m| activity_ratio(tx_rate, m)));
             values.push(gap.and_then(|g| gap_scale.feature(g.abs())).unwrap_or(f64::NAN));
             let mut shown: Vec<f64> = changes.iter().map(|x| x.exp() - 1.0).collect();
-            shown.push(volume.mean().map_or(f64::NAN, |m| vol_rate / m.max(1e-12)));
+            shown.push(volume_mean.map_or(f64::NAN, |m| vol_rate / m.max(1e-12)));
             shown.push(tx.mean().map_or(f64::NAN, |m| tx_rate / m.max(1e-12)));
             shown.push(gap.map_or(f64::NAN, |g| g.exp() - 1.0));
-            values[..GAP_FEATURE]
+            values
                 .iter()
-                .all(|x| x.is_finite())
+                .enumerate()
+                .all(|(j, x)| x.is_finite() || OPTIONAL_POOL_FEATURES.contains(&j))
                 .then_some(Row {
                     time_ms: s.time_ms,
                     values,
@@ -176,7 +191,9 @@ pub fn pool_rows(config: &FeatureConfig, snaps: &[PoolSnapshot], cex: Option<&[C
                 sc.update(*x);
             }
         }
-        volume.update(vol_rate);
+        if tracked {
+            volume.update(vol_rate);
+        }
         tx.update(tx_rate);
         if let Some(g) = gap {
             gap_scale.update(g);
@@ -202,6 +219,69 @@ mod tests {
         assert!(beyond_band(low * 0.9, (low, high)) < 0.0);
         assert!(cex_band_at(&c, 5 * HOUR_MS).is_none());
     }
+    fn steady(k: usize) -> PoolSnapshot {
+        PoolSnapshot {
+            time_ms: k as i64 * 4 * HOUR_MS,
+            reserve_asset: 1000.0 * (1.0 + 0.01 * (k as f64).sin()),
+            reserve_quote: 10.0 / (1.0 + 0.01 * (k as f64).sin()),
+            reserve_usd: 40_000.0,
+            total_supply: 50.0,
+            tx_count: 10.0 * k as f64,
+            volume_usd: 1e5 * k as f64 + 2e4 * (k as f64 * 0.7).sin(),
+        }
+    }
+
+    #[test]
+    fn volume_the_subgraph_did_not_price_is_missing_not_zero() {
+        let cfg = FeatureConfig::default();
+        let tracked: Vec<PoolSnapshot> = (0..60).map(steady).collect();
+        // Snapshot 50: ten transactions, and the USD volume counter did not move.
+        let mut untracked = tracked.clone();
+        for s in &mut untracked[50..] {
+            s.volume_usd -= tracked[50].volume_usd - tracked[49].volume_usd;
+        }
+        assert!(volume_tracked(&tracked[49], &tracked[50]));
+        assert!(!volume_tracked(&untracked[49], &untracked[50]));
+        // No transactions and no volume is a quiet pool, not an untracked one.
+        let mut quiet = tracked[50];
+        quiet.tx_count = tracked[49].tx_count;
+        quiet.volume_usd = tracked[49].volume_usd;
+        assert!(volume_tracked(&tracked[49], &quiet));
+
+        let a = pool_rows(&cfg, &tracked, None);
+        let b = pool_rows(&cfg, &untracked, None);
+        let r = b[50].as_ref().expect("scored on its other features");
+        assert!(r.values[VOLUME_FEATURE].is_nan() && r.shown[VOLUME_FEATURE].is_nan());
+        assert_eq!(
+            r.values[4],
+            a[50].as_ref().unwrap().values[4],
+            "the transactions still count"
+        );
+        // The baseline skipped it: the next snapshot's volume is measured against about the same
+        // baseline as with the volume tracked, not against one pulled down by a zero (a quiet
+        // snapshot, `c`, which counts).
+        let next = |rows: &[Option<Row>]| rows[51].as_ref().unwrap().values[VOLUME_FEATURE];
+        let mut zero = untracked.clone();
+        for s in &mut zero[50..] {
+            s.tx_count -= 10.0;
+        }
+        let c = pool_rows(&cfg, &zero, None);
+        assert!((next(&b) - next(&a)).abs() < 0.02, "{} vs {}", next(&b), next(&a));
+        assert!(next(&c) > next(&b) + 0.01, "{} vs {}", next(&c), next(&b));
+
+        // A pool whose volume is never tracked is scored on the rest.
+        let mut never = tracked.clone();
+        for s in &mut never {
+            s.volume_usd = 0.0;
+        }
+        let rows = pool_rows(&cfg, &never, None);
+        assert!(
+            rows[40]
+                .as_ref()
+                .is_some_and(|r| r.values[VOLUME_FEATURE].is_nan())
+        );
+    }
+
     #[test]
     fn liquidity_per_lp_token_moves_only_when_reserves_leave_without_their_tokens() {
         let snap = |k: usize, scale: f64, supply: f64| PoolSnapshot {
