@@ -14,7 +14,7 @@ use volcast_model::network::VolModel;
 use volcast_training::trainer::{RunOptions, train};
 
 mod common;
-use common::{generated_panel, outputs_on_a_fixed_input, small_config};
+use common::{assert_same_history, generated_panel, outputs_on_a_fixed_input, small_config};
 
 fn options(dir: &Path, resume: bool, max_steps: Option<usize>) -> RunOptions {
     RunOptions {
@@ -42,24 +42,19 @@ fn the_averaged_weights_are_scored_kept_and_served_and_survive_a_resume() {
         .clone()
         .with_weight_average_half_life_epochs(Some(0.25));
     let window = config.window;
+    let run = |config: &TrainingConfig, dir: &Path, resume: bool, steps: Option<usize>| {
+        train(
+            &assets,
+            config,
+            fit_end_hour,
+            &device,
+            &options(dir, resume, steps),
+        )
+    };
 
-    let raw = train(
-        &assets,
-        &raw_config,
-        fit_end_hour,
-        &device,
-        &options(&tmp.path().join("raw"), false, None),
-    )
-    .unwrap();
+    let raw = run(&raw_config, &tmp.path().join("raw"), false, None).unwrap();
     let dir = tmp.path().join("averaged");
-    let averaged = train(
-        &assets,
-        &config,
-        fit_end_hour,
-        &device,
-        &options(&dir, false, None),
-    )
-    .unwrap();
+    let averaged = run(&config, &dir, false, None).unwrap();
 
     // The same steps were taken, but the holdout scored other weights: the averaged ones.
     assert_eq!(averaged.train_rows, raw.train_rows);
@@ -108,29 +103,10 @@ fn the_averaged_weights_are_scored_kept_and_served_and_survive_a_resume() {
     // run that never stopped.
     let steps = averaged.train_rows / config.batch_size;
     let cut = tmp.path().join("cut");
-    let first = train(
-        &assets,
-        &config,
-        fit_end_hour,
-        &device,
-        &options(&cut, false, Some(steps)),
-    )
-    .unwrap();
+    let first = run(&config, &cut, false, Some(steps)).unwrap();
     assert_eq!(first.state.history.len(), 1);
-    let resumed = train(
-        &assets,
-        &config,
-        fit_end_hour,
-        &device,
-        &options(&cut, true, None),
-    )
-    .unwrap();
-    assert_eq!(resumed.state.history.len(), 2);
-    for (a, b) in resumed.state.history.iter().zip(&averaged.state.history) {
-        for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= 1e-6 * y.abs(), "{x} against {y}");
-        }
-    }
+    let resumed = run(&config, &cut, true, None).unwrap();
+    assert_same_history(&resumed.state.history, &averaged.state.history, 1e-6);
     let resumed_out = outputs_on_a_fixed_input(&resumed.model, window, &device);
     let gap = resumed_out
         .iter()
@@ -142,14 +118,7 @@ fn the_averaged_weights_are_scored_kept_and_served_and_survive_a_resume() {
     // Trained until the fit end, the refit's last average is served.
     let refit_config = config.clone().with_refit_through_holdout(Some(true));
     let refit_dir = tmp.path().join("refit");
-    let refit = train(
-        &assets,
-        &refit_config,
-        fit_end_hour,
-        &device,
-        &options(&refit_dir, false, None),
-    )
-    .unwrap();
+    let refit = run(&refit_config, &refit_dir, false, None).unwrap();
     let refit_current = refit_dir.join("refit").join(
         std::fs::read_to_string(refit_dir.join("refit/current"))
             .unwrap()
@@ -171,14 +140,8 @@ fn a_half_life_that_is_not_a_positive_number_is_refused() {
     let device = select(DeviceChoice::Cpu).unwrap().device;
     for bad in [0.0, -1.0, f64::NAN] {
         let config = small_config().with_weight_average_half_life_epochs(Some(bad));
-        let err = train(
-            &assets,
-            &config,
-            fit_end_hour,
-            &device,
-            &options(tmp.path(), false, None),
-        )
-        .unwrap_err();
+        let options = options(tmp.path(), false, None);
+        let err = train(&assets, &config, fit_end_hour, &device, &options).unwrap_err();
         assert!(
             err.to_string().contains("weight_average_half_life_epochs"),
             "{err}"

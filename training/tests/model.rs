@@ -15,7 +15,9 @@ use volcast_training::evaluate::{EvalConfig, evaluate};
 use volcast_training::pipeline::run;
 
 mod common;
-use common::{generated, generated_panel, outputs_on_a_fixed_input, pipeline, small_config};
+use common::{
+    assert_same_history, generated, generated_panel, outputs_on_a_fixed_input, pipeline, small_config,
+};
 
 #[test]
 fn tiny_training_on_cpu_round_trips_through_an_artifact() {
@@ -430,11 +432,7 @@ fn resume_after_a_checkpoint_write_cut_short_gives_the_uninterrupted_model() {
     .unwrap();
     // Each epoch once, with the same holdout scores (summed in parallel: equal to ~1e-15).
     assert_eq!(resumed.state.history.len(), 3);
-    for (a, b) in resumed.state.history.iter().zip(&uninterrupted.state.history) {
-        for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= 1e-12 * y.abs(), "{x} against {y}");
-        }
-    }
+    assert_same_history(&resumed.state.history, &uninterrupted.state.history, 1e-12);
     assert_eq!(resumed.state.epoch, 2);
     assert_eq!(resumed.state.best_epoch, uninterrupted.state.best_epoch);
     // The best model, and the last one (trained on from the right weights and optimiser state).

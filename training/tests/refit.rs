@@ -10,7 +10,7 @@ use volcast_model::device::{DeviceChoice, select};
 use volcast_training::trainer::{RunOptions, train};
 
 mod common;
-use common::{generated_panel, outputs_on_a_fixed_input, small_config};
+use common::{assert_same_history, generated_panel, outputs_on_a_fixed_input, small_config};
 
 /// Training until the fit end: the early-stopped run as before (its holdout scores kept, out of
 /// sample), then a second run from the same start for the epochs it chose on every origin up to
@@ -44,12 +44,7 @@ fn training_until_the_fit_end_retrains_the_chosen_epochs_on_the_holdout_too() {
 
     // The first run is the plain run: same epochs, same holdout scores (to parallel rounding).
     assert_eq!(refit.state.best_epoch, plain.state.best_epoch);
-    assert_eq!(refit.state.history.len(), plain.state.history.len());
-    for (a, b) in refit.state.history.iter().zip(&plain.state.history) {
-        for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= 1e-9 * y.abs(), "{x} against {y}");
-        }
-    }
+    assert_same_history(&refit.state.history, &plain.state.history, 1e-9);
     // The second ran the chosen number of epochs, on more rows: the holdout's 15 days.
     let epochs = plain.state.best_epoch + 1;
     let state: serde_json::Value = serde_json::from_str(

@@ -82,3 +82,14 @@ pub fn outputs_on_a_fixed_input(
     v.extend(out.shortage_logit.into_data().try_to_vec::<f32>().unwrap());
     v
 }
+
+/// Asserts two runs' holdout histories (per epoch, per horizon) have as many epochs and agree
+/// within `relative` of each score.
+pub fn assert_same_history(got: &[[f64; 3]], want: &[[f64; 3]], relative: f64) {
+    assert_eq!(got.len(), want.len(), "epochs");
+    for (a, b) in got.iter().zip(want) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= relative * y.abs(), "{x} against {y}");
+        }
+    }
+}
