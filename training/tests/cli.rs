@@ -105,8 +105,9 @@ fn evaluate_explains_bad_input() {
 }
 
 /// `--recency-half-life-days` trains with recent rows weighted up, `--refit-through-holdout`
-/// trains until the fit end and `--weight-average-half-life-epochs` averages the weights, each
-/// recorded in the artifact's config; a half-life that is not a positive number is refused, from
+/// trains until the fit end, `--weight-average-half-life-epochs` averages the weights and
+/// `--per-horizon-epochs` serves each horizon from its own epochs, each recorded in the
+/// artifact's config; a half-life that is not a positive number is refused, from
 /// the command line or from a config file, and so is a refit that is not `true` or `false`.
 #[test]
 fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
@@ -140,6 +141,8 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
         "true",
         "--weight-average-half-life-epochs",
         "0.25",
+        "--per-horizon-epochs",
+        "true",
         "--set-default",
     ]);
     assert!(
@@ -154,6 +157,7 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     assert_eq!(config["recency_half_life_days"], serde_json::json!(30.0));
     assert_eq!(config["refit_through_holdout"], serde_json::json!(true));
     assert_eq!(config["weight_average_half_life_epochs"], serde_json::json!(0.25));
+    assert_eq!(config["per_horizon_epochs"], serde_json::json!(true));
     let refused = with(&["--weight-average-half-life-epochs", "0"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--weight-average-half-life-epochs"));

@@ -82,7 +82,8 @@ pub struct ModelCard {
     /// Device trained on.
     pub device: String,
     /// Networks whose mean log forecasts are served: an ensemble trained with successive seeds
-    /// (3 for the shipped artifacts), or 1.
+    /// (3 for the shipped artifacts), or 1; with per-horizon epochs (`per_horizon_epochs`),
+    /// every member's distinct networks, each horizon served by its own.
     pub networks: usize,
     /// Historical windows `POST /v1/risk/stress` can replay (`{"kind": "replay", "name": ...}`).
     pub stress_scenarios: Vec<String>,

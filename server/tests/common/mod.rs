@@ -166,6 +166,7 @@ pub fn info() -> ModelInfo {
                 ],
             }],
             ensemble: None,
+            ensemble_horizon_weights: None,
             weights_sha256: None,
             config_sha256: None,
         },

@@ -80,6 +80,12 @@ pub struct TrainingConfig {
     /// refit, what is served. Training continues from the raw weights. `None` (and a config
     /// written before this field): the weights after the epoch's last step.
     pub weight_average_half_life_epochs: Option<f64>,
+    /// Each horizon served by networks trained for its own epochs: with the refit
+    /// ([`Self::refit_through_holdout`]), each horizon's epoch count is the one of its own best
+    /// holdout QLIKE in the first run (not the mean over horizons), the refit runs the largest of
+    /// them, and each horizon is served by the refit's network after its own count. `None` (and
+    /// a config written before this field) or `Some(false)`: one count for every horizon.
+    pub per_horizon_epochs: Option<bool>,
 }
 
 impl TrainingConfig {
@@ -98,6 +104,13 @@ impl TrainingConfig {
         .with_refit_through_holdout(Some(true))
     }
 
+    /// Whether each horizon is served by networks trained for its own epochs
+    /// ([`Self::per_horizon_epochs`]).
+    #[must_use]
+    pub fn has_per_horizon_epochs(&self) -> bool {
+        self.per_horizon_epochs == Some(true)
+    }
+
     /// Whether the served networks are trained again through the fit end
     /// ([`Self::refit_through_holdout`]).
     #[must_use]
@@ -111,17 +124,23 @@ mod tests {
     use super::TrainingConfig;
 
     #[test]
-    fn a_config_written_before_recency_weighting_the_refit_and_averaging_loads_as_it_was_trained() {
+    fn a_config_written_before_recency_weighting_the_refit_averaging_and_per_horizon_epochs_loads_as_it_was_trained()
+     {
         let mut json = serde_json::to_value(TrainingConfig::default_run()).expect("serialises");
         let fields = json.as_object_mut().expect("an object");
         assert!(fields.remove("recency_half_life_days").is_some());
         assert!(fields.remove("refit_through_holdout").is_some());
         assert!(fields.remove("weight_average_half_life_epochs").is_some());
+        assert!(fields.remove("per_horizon_epochs").is_some());
         let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
         assert_eq!(old.recency_half_life_days, None);
         assert_eq!(
             old.weight_average_half_life_epochs, None,
             "a config from before weight averaging serves the weights after the last step"
+        );
+        assert!(
+            !old.has_per_horizon_epochs(),
+            "a config from before per-horizon epochs serves every horizon from one network"
         );
         assert!(
             !old.refits_through_holdout(),

@@ -96,7 +96,8 @@ impl LoadedModel {
                     .try_load_file(weights_path)
                     .map_err(|e| incompatible(e.to_string()))?,
             ),
-        };
+        }
+        .with_horizon_weights(metadata.ensemble_horizon_weights.clone());
         let hash = artifact::artifact_hash(&dir)?;
         Ok(Self {
             model,

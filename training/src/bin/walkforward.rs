@@ -56,6 +56,10 @@ struct Args {
     /// each epoch's last step. Default: the config's.
     #[arg(long, value_name = "EPOCHS|none", value_parser = volcast_training::cli::half_life_epochs)]
     weight_average_half_life_epochs: Option<volcast_training::cli::HalfLife>,
+    /// Serve each horizon by networks trained for its own epochs (its best holdout QLIKE in the
+    /// first run; needs the refit). Default: the config's.
+    #[arg(long, value_name = "true|false")]
+    per_horizon_epochs: Option<bool>,
     /// Stop each fold's training after this many optimiser steps (smoke tests).
     #[arg(long)]
     max_steps: Option<usize>,
@@ -110,6 +114,9 @@ fn run_args() -> anyhow::Result<()> {
     }
     if let Some(v) = args.weight_average_half_life_epochs {
         config.weight_average_half_life_epochs = v.0;
+    }
+    if let Some(v) = args.per_horizon_epochs {
+        config.per_horizon_epochs = Some(v);
     }
     let wf = WalkForward {
         dirs: args.data.clone(),

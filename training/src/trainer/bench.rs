@@ -102,6 +102,7 @@ pub fn bench(
                 rows: &data.train_set,
                 device,
                 autodiff: &autodiff,
+                snapshots: &[],
             };
             rows_out.push(run.time_steps(settings));
             if i == 0 && threads == settings.threads[0] {

@@ -66,6 +66,35 @@ pub struct Trained {
     pub holdout_rows: usize,
     /// Rows processed per second (training steps only).
     pub samples_per_second: f64,
+    /// With per-horizon epochs ([`TrainingConfig::per_horizon_epochs`]): the networks each
+    /// horizon is served by.
+    pub horizon_networks: Option<HorizonNetworks>,
+}
+
+/// The networks of one member where each horizon is served by the network trained for its own
+/// epochs: the distinct networks, and for each horizon (in the config's order) which one.
+#[derive(Debug)]
+pub struct HorizonNetworks {
+    /// The networks, by increasing epoch count.
+    pub networks: Vec<VolModel>,
+    /// Their epoch counts.
+    pub epochs: Vec<usize>,
+    /// For each horizon, the index of its network.
+    pub of_horizon: Vec<usize>,
+}
+
+/// Each horizon's epoch count: one more than the epoch of its lowest holdout QLIKE in
+/// `history` (the earliest where tied); 1 with no history.
+#[must_use]
+pub fn per_horizon_epochs(history: &[[f64; 3]]) -> [usize; 3] {
+    std::array::from_fn(|h| {
+        history
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s[h].is_finite())
+            .min_by(|a, b| a.1[h].total_cmp(&b.1[h]).then(a.0.cmp(&b.0)))
+            .map_or(1, |(e, _)| e + 1)
+    })
 }
 
 /// Options of [`train`] that are not part of the model's definition.
@@ -155,7 +184,7 @@ fn train_on(
     device: &Device,
     options: &RunOptions,
 ) -> Result<Trained, TrainError> {
-    let early_stopped = run_phase(data, &data.train_set, config, device, options, Pick::Best)?;
+    let early_stopped = run_phase(data, &data.train_set, config, device, options, Pick::Best, &[])?;
     match &data.refit_set {
         Some(rows) => refit(data, rows, config, device, options, early_stopped),
         None => Ok(early_stopped),
@@ -176,9 +205,22 @@ fn refit(
     options: &RunOptions,
     early_stopped: Trained,
 ) -> Result<Trained, TrainError> {
-    let epochs = early_stopped.state.best_epoch + 1;
+    let per_horizon = config
+        .has_per_horizon_epochs()
+        .then(|| per_horizon_epochs(&early_stopped.state.history));
+    let epochs = per_horizon.map_or(early_stopped.state.best_epoch + 1, |e| {
+        e.iter().copied().max().unwrap_or(1)
+    });
+    // The epochs (0-based) whose networks are kept for the horizons.
+    let snapshots: Vec<usize> = per_horizon.map_or_else(Vec::new, |e| {
+        let mut s: Vec<usize> = e.iter().map(|n| n - 1).collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    });
     tracing::info!(
         epochs,
+        per_horizon = ?per_horizon,
         rows = rows.len(),
         "training again until the fit end, for the epochs early stopping chose"
     );
@@ -199,7 +241,25 @@ fn refit(
         resume,
         ..options.clone()
     };
-    let refitted = run_phase(data, rows, &refit_config, device, &options, Pick::Final)?;
+    let refitted = run_phase(
+        data,
+        rows,
+        &refit_config,
+        device,
+        &options,
+        Pick::Final,
+        &snapshots,
+    )?;
+    let horizon_networks = match per_horizon {
+        Some(e) => Some(load_snapshots(
+            &refit_config,
+            &options.checkpoint_dir,
+            &snapshots,
+            e,
+            device,
+        )?),
+        None => None,
+    };
     let mut state = early_stopped.state;
     state.seconds += refitted.state.seconds;
     Ok(Trained {
@@ -207,8 +267,46 @@ fn refit(
         state,
         train_rows: refitted.train_rows,
         samples_per_second: refitted.samples_per_second,
+        horizon_networks,
         ..early_stopped
     })
+}
+
+/// The networks kept at the refit's `snapshots` epochs (0-based, increasing), from its last
+/// checkpoint in `dir`, for horizons whose epoch counts are `per_horizon`.
+fn load_snapshots(
+    config: &TrainingConfig,
+    dir: &std::path::Path,
+    snapshots: &[usize],
+    per_horizon: [usize; 3],
+    device: &Device,
+) -> Result<HorizonNetworks, TrainError> {
+    let current = current_checkpoint(dir).ok_or_else(|| ckpt_err(dir, "no checkpoint was written"))?;
+    let networks = snapshots
+        .iter()
+        .map(|&e| {
+            let path = current.join(snapshot_file(e));
+            config
+                .model
+                .init(device)
+                .try_load_file(&path)
+                .map_err(|err| ckpt_err(&path, err))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let of_horizon = per_horizon
+        .iter()
+        .map(|n| snapshots.iter().position(|&e| e + 1 == *n).unwrap_or(0))
+        .collect();
+    Ok(HorizonNetworks {
+        networks,
+        epochs: snapshots.iter().map(|e| e + 1).collect(),
+        of_horizon,
+    })
+}
+
+/// The file of the network kept after epoch `epoch` (0-based) for per-horizon serving.
+fn snapshot_file(epoch: usize) -> String {
+    format!("snapshot-{epoch:04}.bpk")
 }
 
 /// Which network of the last checkpoint a run answers with.
@@ -233,7 +331,8 @@ impl Pick {
 }
 
 /// One run of epochs on `rows` (early stopping on the holdout as `config` says) with its
-/// checkpoints in `options`' directory; answers with the network `pick` of the last checkpoint.
+/// checkpoints in `options`' directory, keeping the networks served after the `snapshots`
+/// epochs (0-based); answers with the network `pick` of the last checkpoint.
 fn run_phase(
     data: &TrainingData,
     rows: &Samples,
@@ -241,6 +340,7 @@ fn run_phase(
     device: &Device,
     options: &RunOptions,
     pick: Pick,
+    snapshots: &[usize],
 ) -> Result<Trained, TrainError> {
     let pick = pick.file(config);
     let dir = &options.checkpoint_dir;
@@ -258,6 +358,7 @@ fn run_phase(
         rows,
         device,
         autodiff: &autodiff,
+        snapshots,
     };
     let (state, counters) = run.epochs(model, optim, state, averager)?;
     let current = current_checkpoint(dir).ok_or_else(|| ckpt_err(dir, "no checkpoint was written"))?;
@@ -273,6 +374,7 @@ fn run_phase(
         holdout_rows: data.holdout.len(),
         scaler: data.scaler.clone(),
         samples_per_second: counters.samples_per_second(),
+        horizon_networks: None,
     })
 }
 
@@ -306,6 +408,8 @@ struct Run<'a> {
     device: &'a Device,
     /// Training device (autodiff).
     autodiff: &'a Device,
+    /// Epochs (0-based) whose served networks each checkpoint keeps from then on.
+    snapshots: &'a [usize],
 }
 
 impl Run<'_> {
@@ -491,6 +595,7 @@ impl Run<'_> {
         } else {
             state.bad_epochs += 1;
             let best = previous
+                .as_ref()
                 .map(|p| p.join(BEST))
                 .ok_or_else(|| ckpt_err(dir, "no earlier best model to keep"))?;
             std::fs::copy(&best, dir.join(BEST)).map_err(|e| ckpt_err(&best, e))?;
@@ -498,6 +603,21 @@ impl Run<'_> {
         let m = model.clone();
         save_atomic(dir, LAST, |p| m.save_file(p).map_err(|e| e.to_string()))?;
         save_atomic(dir, OPTIM, |p| optim.save(p).map_err(|e| e.to_string()))?;
+        // The networks kept for per-horizon serving: the earlier ones carried forward, this
+        // epoch's added when it is one of them.
+        if let Some(previous) = &previous {
+            for &e in self.snapshots.iter().filter(|&&e| e < epoch) {
+                let file = snapshot_file(e);
+                std::fs::copy(previous.join(&file), dir.join(&file))
+                    .map_err(|err| ckpt_err(&previous.join(&file), err))?;
+            }
+        }
+        if self.snapshots.contains(&epoch) {
+            let m = served(model, averager);
+            save_atomic(dir, &snapshot_file(epoch), |p| {
+                m.save_file(p).map_err(|e| e.to_string())
+            })?;
+        }
         state.average_weight = averager.map(Averager::weight);
         if averager.is_some() {
             let m = served(model, averager);
@@ -546,4 +666,23 @@ fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> Option<i
 #[must_use]
 pub fn feature_spec(config: &TrainingConfig) -> FeatureSpec {
     FeatureSpec::current(config.window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_horizon_epochs;
+
+    #[test]
+    fn each_horizon_takes_the_epochs_of_its_own_best_holdout_score() {
+        let history = [
+            [0.80, 0.50, 0.40],
+            [0.78, 0.49, 0.41],
+            [0.79, 0.47, 0.42],
+            [0.77, 0.47, f64::NAN],
+        ];
+        // 4 h best after epoch 3 (4 epochs), 24 h first reached its best after epoch 2 (3), the
+        // week after epoch 0 (1; a missing score is not a best).
+        assert_eq!(per_horizon_epochs(&history), [4, 3, 1]);
+        assert_eq!(per_horizon_epochs(&[]), [1, 1, 1]);
+    }
 }

@@ -79,6 +79,11 @@ pub(super) fn split_enough_rows(
             "weight_average_half_life_epochs is {h}: a half-life is a positive number of epochs"
         )));
     }
+    if config.has_per_horizon_epochs() && !config.refits_through_holdout() {
+        return Err(TrainError::Config(
+            "per_horizon_epochs needs refit_through_holdout: the horizons' networks are the refit's".into(),
+        ));
+    }
     let (train_set, holdout) = split(features, assets, config, fit_end_hour);
     if train_set.len() < config.batch_size || holdout.is_empty() {
         return Err(TrainError::NoData(format!(

@@ -168,13 +168,14 @@ fn fold(
     };
     let device = select(DeviceChoice::Cpu)?.device;
     let model = LoadedModel::load(&dir, &device)?;
-    if model.model.len() != wf.members.max(1) {
+    let members = model.metadata.members();
+    if members != wf.members.max(1) {
         bail!(
             "{} holds {} network(s) but {} were asked for: score it with --members {}, or use another --out",
             dir.display(),
-            model.model.len(),
+            members,
             wf.members,
-            model.model.len()
+            members
         );
     }
     let differ = config_differences(&model.config, &wf.config);
@@ -377,7 +378,10 @@ fn config_differences(trained: &TrainingConfig, asked: &TrainingConfig) -> Vec<S
     // A config written before the refit's field (`None`) trained without it, as `Some(false)` does.
     let explicit = |c: &TrainingConfig| {
         let refit = c.refits_through_holdout();
-        c.clone().with_refit_through_holdout(Some(refit))
+        let per_horizon = c.has_per_horizon_epochs();
+        c.clone()
+            .with_refit_through_holdout(Some(refit))
+            .with_per_horizon_epochs(Some(per_horizon))
     };
     let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
         serde_json::to_value(explicit(trained)),
@@ -418,6 +422,13 @@ mod tests {
         assert_eq!(
             config_differences(&old, &now),
             ["refit_through_holdout: false vs true"]
+        );
+        // Likewise per-horizon epochs.
+        let one_count = now.clone().with_per_horizon_epochs(None);
+        assert!(config_differences(&one_count, &now.clone().with_per_horizon_epochs(Some(false))).is_empty());
+        assert_eq!(
+            config_differences(&one_count, &now.clone().with_per_horizon_epochs(Some(true))),
+            ["per_horizon_epochs: false vs true"]
         );
     }
 }

@@ -79,6 +79,15 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
             "ensemble of {n} networks: 2 to {MAX_ENSEMBLE} (a single network has no `ensemble`)"
         ));
     }
+    if let Some(w) = &meta.ensemble_horizon_weights
+        && let Err(e) = crate::network::Ensemble::check_horizon_weights(
+            w,
+            meta.ensemble.unwrap_or(1),
+            meta.horizons.len(),
+        )
+    {
+        return bad(format!("ensemble_horizon_weights: {e}"));
+    }
     if meta.features.static_names.len() != n_static || meta.features.channel_names.len() != n_channels {
         return bad("features: the names do not match this build's inputs".into());
     }

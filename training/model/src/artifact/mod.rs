@@ -117,6 +117,12 @@ pub struct Metadata {
     /// ([`crate::network::Ensemble`]); absent for a single network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<usize>,
+    /// Where each horizon is served by networks of its own (trained for the epochs best at that
+    /// horizon): per network of `model.bpk`, per horizon, its weight in that horizon's mean
+    /// ([`crate::network::Ensemble::with_horizon_weights`]); absent: every network at every
+    /// horizon alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble_horizon_weights: Option<Vec<Vec<f32>>>,
     /// SHA-256 of `model.bpk`, checked at every load ([`check_files`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_sha256: Option<String>,
@@ -191,6 +197,20 @@ pub fn read_metadata(dir: &Path) -> Result<Metadata, ArtifactError> {
 }
 
 impl Metadata {
+    /// The members trained (seeds): the networks of `model.bpk`, or, where horizons are served
+    /// by networks of their own, the members the holdout figures name.
+    #[must_use]
+    pub fn members(&self) -> usize {
+        let networks = self.ensemble.unwrap_or(1);
+        if self.ensemble_horizon_weights.is_none() {
+            return networks;
+        }
+        self.holdout
+            .values()
+            .next()
+            .map_or(networks, |m| m.qlike.len().max(1))
+    }
+
     /// The artifact's HAR forecasts at `slot` of `prepared`, one per horizon in artifact order
     /// (NaN where a horizon has no HAR or the regressors are missing).
     #[must_use]
@@ -318,6 +338,7 @@ pub fn save<C: Serialize>(
     let weights_path = tmp.join(WEIGHTS);
     // A single network is stored as itself, as before ensembles existed.
     metadata.ensemble = (model.len() > 1).then_some(model.len());
+    metadata.ensemble_horizon_weights = model.horizon_weights().map(<[Vec<f32>]>::to_vec);
     let written = if model.len() > 1 {
         model.save_file(&weights_path)
     } else {

@@ -144,3 +144,48 @@ fn tcn_is_causal() {
         .unwrap();
     assert_eq!(a, b);
 }
+
+/// Each horizon served by its own networks: horizon h's outputs are the weighted mean of the
+/// networks' outputs at h only; weights that do not fit are refused.
+#[test]
+fn horizon_weights_serve_each_horizon_from_its_own_networks() {
+    let device = Device::flex();
+    let c = config(EncoderKind::Tcn);
+    let (a, b, d) = (c.init(&device), c.init(&device), c.init(&device));
+    let seq = Tensor::<3>::random([4, 32, 5], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let stat = Tensor::<2>::random([4, 6], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let out = |m: &VolModel| m.forward(seq.clone(), stat.clone());
+    let (oa, ob, od) = (out(&a), out(&b), out(&d));
+    // Horizons 0 and 1 from a, horizon 2 the mean of b and d.
+    let weights = vec![vec![1.0, 1.0, 0.0], vec![0.0, 0.0, 0.5], vec![0.0, 0.0, 0.5]];
+    Ensemble::check_horizon_weights(&weights, 3, 3).unwrap();
+    let ensemble = Ensemble::from_members(vec![a, b, d])
+        .unwrap()
+        .with_horizon_weights(Some(weights));
+    let got = ensemble.forward(seq.clone(), stat.clone());
+    let column = |t: Tensor<2>, h: usize| t.slice([0..4, h..h + 1]);
+    for h in 0..2 {
+        assert!(
+            close(
+                column(got.log_variance.clone(), h),
+                column(oa.log_variance.clone(), h)
+            ) < 1e-6
+        );
+        assert!(
+            close(
+                column(got.shortage_logit.clone(), h),
+                column(oa.shortage_logit.clone(), h)
+            ) < 1e-6
+        );
+    }
+    let mean = (column(ob.log_variance.clone(), 2) + column(od.log_variance.clone(), 2)).mul_scalar(0.5);
+    assert!(close(column(got.log_variance.clone(), 2), mean) < 1e-6);
+    let q = |o: &VolOutput| o.log_quantiles.clone().slice([0..4, 2..3, 0..4]).reshape([4, 4]);
+    let qmean = (q(&ob) + q(&od)).mul_scalar(0.5);
+    assert!(close(q(&got), qmean) < 1e-6);
+
+    assert!(Ensemble::check_horizon_weights(&[vec![1.0, 1.0, 1.0]], 2, 3).is_err());
+    assert!(Ensemble::check_horizon_weights(&[vec![1.0, 1.0]], 1, 3).is_err());
+    assert!(Ensemble::check_horizon_weights(&[vec![0.5, 1.0, 1.0]], 1, 3).is_err());
+    assert!(Ensemble::check_horizon_weights(&[vec![-1.0, 1.0, 1.0], vec![2.0, 0.0, 0.0]], 2, 3).is_err());
+}
