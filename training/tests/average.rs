@@ -11,20 +11,10 @@ use burn::module::Module;
 use volcast_model::config::TrainingConfig;
 use volcast_model::device::{DeviceChoice, select};
 use volcast_model::network::VolModel;
-use volcast_training::trainer::{RunOptions, train};
+use volcast_training::trainer::train;
 
 mod common;
-use common::{assert_same_history, generated_panel, outputs_on_a_fixed_input, small_config};
-
-fn options(dir: &Path, resume: bool, max_steps: Option<usize>) -> RunOptions {
-    RunOptions {
-        checkpoint_dir: dir.to_owned(),
-        resume,
-        progress: false,
-        max_steps,
-        threads: 2,
-    }
-}
+use common::{assert_same_history, generated_panel, outputs_on_a_fixed_input, run_options, small_config};
 
 fn load(config: &TrainingConfig, path: &Path, device: &burn::prelude::Device) -> VolModel {
     config.model.init(device).try_load_file(path).unwrap()
@@ -48,7 +38,7 @@ fn the_averaged_weights_are_scored_kept_and_served_and_survive_a_resume() {
             config,
             fit_end_hour,
             &device,
-            &options(dir, resume, steps),
+            &run_options(dir, resume, steps),
         )
     };
 
@@ -140,7 +130,7 @@ fn a_half_life_that_is_not_a_positive_number_is_refused() {
     let device = select(DeviceChoice::Cpu).unwrap().device;
     for bad in [0.0, -1.0, f64::NAN] {
         let config = small_config().with_weight_average_half_life_epochs(Some(bad));
-        let options = options(tmp.path(), false, None);
+        let options = run_options(tmp.path(), false, None);
         let err = train(&assets, &config, fit_end_hour, &device, &options).unwrap_err();
         assert!(
             err.to_string().contains("weight_average_half_life_epochs"),

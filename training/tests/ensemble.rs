@@ -5,7 +5,6 @@
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
 use burn::prelude::*;
-use volcast_core::features::{N_CHANNELS, N_STATIC};
 use volcast_core::forecast::HORIZONS;
 use volcast_model::artifact;
 use volcast_model::device::{DeviceChoice, select};
@@ -13,7 +12,7 @@ use volcast_model::inference::LoadedModel;
 use volcast_training::pipeline::run;
 
 mod common;
-use common::{generated, pipeline};
+use common::{generated, pipeline, random_inputs};
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec().unwrap()
@@ -48,16 +47,7 @@ fn an_ensemble_artifact_serves_its_members_mean() {
     }
 
     let window = pair.window();
-    let sequence = Tensor::<3>::random(
-        [5, window, N_CHANNELS],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let statics = Tensor::<2>::random(
-        [5, N_STATIC],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device,
-    );
+    let (sequence, statics) = random_inputs(5, window, &device);
     let forward = |m: &volcast_model::network::VolModel| m.forward(sequence.clone(), statics.clone());
 
     // Member 0 is the single run's network (same seed, same rows: training is deterministic);

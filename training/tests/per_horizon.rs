@@ -4,29 +4,17 @@
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
-use std::path::Path;
-
 use burn::module::Module;
-use burn::prelude::*;
-use volcast_core::features::{N_CHANNELS, N_STATIC};
 use volcast_model::device::{DeviceChoice, select};
 use volcast_model::inference::LoadedModel;
 use volcast_model::network::{Ensemble, VolModel};
 use volcast_training::pipeline::run;
-use volcast_training::trainer::{RunOptions, per_horizon_epochs, train};
+use volcast_training::trainer::{per_horizon_epochs, train};
 
 mod common;
-use common::{generated, generated_panel, outputs_on_a_fixed_input, pipeline, small_config};
-
-fn options(dir: &Path) -> RunOptions {
-    RunOptions {
-        checkpoint_dir: dir.to_owned(),
-        resume: false,
-        progress: false,
-        max_steps: None,
-        threads: 2,
-    }
-}
+use common::{
+    generated, generated_panel, outputs_on_a_fixed_input, pipeline, random_inputs, run_options, small_config,
+};
 
 #[test]
 fn the_refit_keeps_the_network_after_each_horizons_own_epochs() {
@@ -37,7 +25,14 @@ fn the_refit_keeps_the_network_after_each_horizons_own_epochs() {
         .with_patience(4)
         .with_per_horizon_epochs(Some(true));
     let dir = tmp.path().join("run");
-    let trained = train(&assets, &config, fit_end_hour, &device, &options(&dir)).unwrap();
+    let trained = train(
+        &assets,
+        &config,
+        fit_end_hour,
+        &device,
+        &run_options(&dir, false, None),
+    )
+    .unwrap();
     let per_horizon = per_horizon_epochs(&trained.state.history);
     let networks = trained.horizon_networks.as_ref().unwrap();
     let mut distinct = per_horizon.to_vec();
@@ -79,7 +74,7 @@ fn the_refit_keeps_the_network_after_each_horizons_own_epochs() {
         &config.clone().with_refit_through_holdout(Some(false)),
         fit_end_hour,
         &device,
-        &options(&tmp.path().join("no-refit")),
+        &run_options(&tmp.path().join("no-refit"), false, None),
     )
     .unwrap_err();
     assert!(err.to_string().contains("per_horizon_epochs"), "{err}");
@@ -114,16 +109,7 @@ fn an_artifact_serves_each_horizon_from_its_own_networks() {
             assert_eq!(loaded.model.horizon_weights(), Some(&weights[..]));
             // The served log variance is each horizon's weighted mean of the networks'.
             let window = loaded.window();
-            let sequence = Tensor::<3>::random(
-                [3, window, N_CHANNELS],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                &device,
-            );
-            let statics = Tensor::<2>::random(
-                [3, N_STATIC],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                &device,
-            );
+            let (sequence, statics) = random_inputs(3, window, &device);
             let got: Vec<f32> = loaded
                 .model
                 .forward(sequence.clone(), statics.clone())

@@ -93,3 +93,33 @@ pub fn assert_same_history(got: &[[f64; 3]], want: &[[f64; 3]], relative: f64) {
         }
     }
 }
+
+/// Options of a test's training run: checkpoints in `dir`, two threads, no progress bar.
+pub fn run_options(
+    dir: &Path,
+    resume: bool,
+    max_steps: Option<usize>,
+) -> volcast_training::trainer::RunOptions {
+    volcast_training::trainer::RunOptions {
+        checkpoint_dir: dir.to_owned(),
+        resume,
+        progress: false,
+        max_steps,
+        threads: 2,
+    }
+}
+
+/// `n` rows of standard normal model inputs (sequence of `window` hours, statics).
+pub fn random_inputs(
+    n: usize,
+    window: usize,
+    device: &burn::prelude::Device,
+) -> (burn::prelude::Tensor<3>, burn::prelude::Tensor<2>) {
+    use burn::prelude::Tensor;
+    use burn::tensor::Distribution;
+    use volcast_core::features::{N_CHANNELS, N_STATIC};
+    (
+        Tensor::<3>::random([n, window, N_CHANNELS], Distribution::Normal(0.0, 1.0), device),
+        Tensor::<2>::random([n, N_STATIC], Distribution::Normal(0.0, 1.0), device),
+    )
+}
