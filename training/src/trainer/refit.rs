@@ -1,0 +1,176 @@
+//! Training until the fit end ([`TrainingConfig::refit_through_holdout`]) once early stopping has
+//! chosen the epochs, and, with per-horizon epochs ([`TrainingConfig::per_horizon_epochs`]), the
+//! networks kept after each horizon's own epoch count.
+
+use burn::module::Module;
+use burn::prelude::*;
+
+use super::checkpoint::{ckpt_err, current_checkpoint, written_by};
+use super::start::TrainingData;
+use super::{Pick, RunOptions, TrainError, Trained, run_phase};
+use crate::dataset::Samples;
+use volcast_model::config::TrainingConfig;
+use volcast_model::network::VolModel;
+
+/// The networks of one member where each horizon is served by the network trained for its own
+/// epochs: the distinct networks, and for each horizon (in the config's order) which one.
+#[derive(Debug)]
+pub struct HorizonNetworks {
+    /// The networks, by increasing epoch count.
+    pub networks: Vec<VolModel>,
+    /// Their epoch counts.
+    pub epochs: Vec<usize>,
+    /// For each horizon, the index of its network.
+    pub of_horizon: Vec<usize>,
+}
+
+/// Each horizon's epoch count: one more than the epoch of its lowest holdout QLIKE in
+/// `history` (the earliest where tied); 1 with no history.
+#[must_use]
+pub fn per_horizon_epochs(history: &[[f64; 3]]) -> [usize; 3] {
+    std::array::from_fn(|h| {
+        history
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s[h].is_finite())
+            .min_by(|a, b| a.1[h].total_cmp(&b.1[h]).then(a.0.cmp(&b.0)))
+            .map_or(1, |(e, _)| e + 1)
+    })
+}
+
+/// Training until the fit end ([`TrainingConfig::refit_through_holdout`]): a fresh network from
+/// the same seed and start, trained on `rows` for the epochs early stopping chose (no early
+/// stopping; the last epoch's network is served), its checkpoints in `<checkpoint dir>/refit`
+/// (resumable like the first run's). The answer keeps the first run's checkpoint state, whose
+/// holdout scores are out of sample, with the seconds of both runs; its model, training rows and
+/// speed (the same step's) are the refit's.
+pub(super) fn refit(
+    data: &TrainingData,
+    rows: &Samples,
+    config: &TrainingConfig,
+    device: &Device,
+    options: &RunOptions,
+    early_stopped: Trained,
+) -> Result<Trained, TrainError> {
+    let per_horizon = config
+        .has_per_horizon_epochs()
+        .then(|| per_horizon_epochs(&early_stopped.state.history));
+    let epochs = per_horizon.map_or(early_stopped.state.best_epoch + 1, |e| {
+        e.iter().copied().max().unwrap_or(1)
+    });
+    // The epochs (0-based) whose networks are kept for the horizons.
+    let snapshots: Vec<usize> = per_horizon.map_or_else(Vec::new, |e| {
+        let mut s: Vec<usize> = e.iter().map(|n| n - 1).collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    });
+    tracing::info!(
+        epochs,
+        per_horizon = ?per_horizon,
+        rows = rows.len(),
+        "training again until the fit end, for the epochs early stopping chose"
+    );
+    let refit_config = config.clone().with_max_epochs(epochs).with_patience(epochs);
+    let dir = options.checkpoint_dir.join("refit");
+    // A refit checkpoint of another epoch count (the first run was cut short by a step budget,
+    // then resumed) is of no use: start the refit again.
+    let json = serde_json::to_string(&refit_config).map_err(|e| ckpt_err(&dir, e))?;
+    let resume = options.resume && written_by(&dir, &json);
+    if options.resume && !resume && current_checkpoint(&dir).is_some() {
+        tracing::info!(
+            epochs,
+            "the refit's checkpoint is of another run: training it again"
+        );
+    }
+    let options = RunOptions {
+        checkpoint_dir: dir,
+        resume,
+        ..options.clone()
+    };
+    let refitted = run_phase(
+        data,
+        rows,
+        &refit_config,
+        device,
+        &options,
+        Pick::Final,
+        &snapshots,
+    )?;
+    let horizon_networks = match per_horizon {
+        Some(e) => Some(load_snapshots(
+            &refit_config,
+            &options.checkpoint_dir,
+            &snapshots,
+            e,
+            device,
+        )?),
+        None => None,
+    };
+    let mut state = early_stopped.state;
+    state.seconds += refitted.state.seconds;
+    Ok(Trained {
+        model: refitted.model,
+        state,
+        train_rows: refitted.train_rows,
+        samples_per_second: refitted.samples_per_second,
+        horizon_networks,
+        ..early_stopped
+    })
+}
+
+/// The networks kept at the refit's `snapshots` epochs (0-based, increasing), from its last
+/// checkpoint in `dir`, for horizons whose epoch counts are `per_horizon`.
+fn load_snapshots(
+    config: &TrainingConfig,
+    dir: &std::path::Path,
+    snapshots: &[usize],
+    per_horizon: [usize; 3],
+    device: &Device,
+) -> Result<HorizonNetworks, TrainError> {
+    let current = current_checkpoint(dir).ok_or_else(|| ckpt_err(dir, "no checkpoint was written"))?;
+    let networks = snapshots
+        .iter()
+        .map(|&e| {
+            let path = current.join(snapshot_file(e));
+            config
+                .model
+                .init(device)
+                .try_load_file(&path)
+                .map_err(|err| ckpt_err(&path, err))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let of_horizon = per_horizon
+        .iter()
+        .map(|n| snapshots.iter().position(|&e| e + 1 == *n).unwrap_or(0))
+        .collect();
+    Ok(HorizonNetworks {
+        networks,
+        epochs: snapshots.iter().map(|e| e + 1).collect(),
+        of_horizon,
+    })
+}
+
+/// The file of the network kept after epoch `epoch` (0-based) for per-horizon serving.
+pub(super) fn snapshot_file(epoch: usize) -> String {
+    format!("snapshot-{epoch:04}.bpk")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_horizon_epochs;
+
+    #[test]
+    fn each_horizon_takes_the_epochs_of_its_own_best_holdout_score() {
+        let history = [
+            [0.80, 0.50, 0.40],
+            [0.78, 0.49, 0.41],
+            [0.79, 0.47, 0.42],
+            [0.77, 0.47, f64::NAN],
+        ];
+        // 4 h best after epoch 3 (4 epochs), 24 h first reached its best after epoch 2 (3), the
+        // week after epoch 0 (1; a missing score is not a best).
+        assert_eq!(per_horizon_epochs(&history), [4, 3, 1]);
+        assert_eq!(per_horizon_epochs(&[]), [1, 1, 1]);
+    }
+}
