@@ -57,8 +57,9 @@ impl TrainingData {
     }
 }
 
-/// Splits the samples into training and holdout rows, refusing too few to train on, or a
-/// recency half-life or a weight-averaging half-life that is not a positive number.
+/// Splits the samples into training and holdout rows, refusing too few to train on, a recency
+/// or weight-averaging half-life that is not a positive number, or per-horizon epochs without
+/// the refit.
 pub(super) fn split_enough_rows(
     features: &PanelFeatures,
     assets: &[Asset],
