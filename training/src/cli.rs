@@ -123,6 +123,48 @@ fn half_life(s: &str, unit: &str) -> Result<HalfLife, String> {
     Ok(HalfLife(Some(value)))
 }
 
+/// The training settings that define the model's design, as flags shared by `train` and
+/// `walkforward` (flattened into each); every one absent leaves the config's value.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DesignFlags {
+    /// Weight recent training rows up: each row's losses count 0.5^(age / DAYS), its age the
+    /// days before the holdout starts; `none`: every row the same. Default: the config's.
+    #[arg(long, value_name = "DAYS|none", value_parser = half_life_days)]
+    pub recency_half_life_days: Option<HalfLife>,
+    /// Train until the fit end: after early stopping picks the epoch count on the holdout, train
+    /// each network again from the same start for that many epochs on every origin up to the fit
+    /// end (the holdout's included) and serve that one. Default: the config's.
+    #[arg(long, value_name = "true|false")]
+    pub refit_through_holdout: Option<bool>,
+    /// Average the weights over the last steps: an exponential moving average after every step
+    /// with this half-life in epochs, scored on the holdout and served; `none`: the weights after
+    /// each epoch's last step. Default: the config's.
+    #[arg(long, value_name = "EPOCHS|none", value_parser = half_life_epochs)]
+    pub weight_average_half_life_epochs: Option<HalfLife>,
+    /// Serve each horizon by networks trained for its own epochs (its best holdout QLIKE in the
+    /// first run; needs the refit). Default: the config's.
+    #[arg(long, value_name = "true|false")]
+    pub per_horizon_epochs: Option<bool>,
+}
+
+impl DesignFlags {
+    /// Sets in `config` every setting given.
+    pub fn apply(&self, config: &mut volcast_model::config::TrainingConfig) {
+        if let Some(v) = self.recency_half_life_days {
+            config.recency_half_life_days = v.0;
+        }
+        if let Some(v) = self.refit_through_holdout {
+            config.refit_through_holdout = Some(v);
+        }
+        if let Some(v) = self.weight_average_half_life_epochs {
+            config.weight_average_half_life_epochs = v.0;
+        }
+        if let Some(v) = self.per_horizon_epochs {
+            config.per_horizon_epochs = Some(v);
+        }
+    }
+}
+
 impl AdaptiveSteps {
     /// Refuses a `--blend-as-served-at` horizon that the model does not forecast (it would
     /// change nothing, silently).

@@ -57,24 +57,10 @@ struct Args {
     /// Days before the fit end held out for early stopping.
     #[arg(long)]
     holdout_days: Option<usize>,
-    /// Weight recent training rows up: each row's losses count 0.5^(age / DAYS), its age the
-    /// days before the holdout starts; `none`: every row the same. Default: the config's.
-    #[arg(long, value_name = "DAYS|none", value_parser = volcast_training::cli::half_life_days)]
-    recency_half_life_days: Option<volcast_training::cli::HalfLife>,
-    /// Train until the fit end: after early stopping picks the epoch count on the holdout, train
-    /// each network again from the same start for that many epochs on every origin up to the fit
-    /// end (the holdout's included) and serve that one. Default: the config's.
-    #[arg(long, value_name = "true|false")]
-    refit_through_holdout: Option<bool>,
-    /// Average the weights over the last steps: an exponential moving average after every step
-    /// with this half-life in epochs, scored on the holdout and served; `none`: the weights after
-    /// each epoch's last step. Default: the config's.
-    #[arg(long, value_name = "EPOCHS|none", value_parser = volcast_training::cli::half_life_epochs)]
-    weight_average_half_life_epochs: Option<volcast_training::cli::HalfLife>,
-    /// Serve each horizon by networks trained for its own epochs (its best holdout QLIKE in the
-    /// first run; needs the refit). Default: the config's.
-    #[arg(long, value_name = "true|false")]
-    per_horizon_epochs: Option<bool>,
+    /// The design's training settings (recency weighting, the refit, weight averaging,
+    /// per-horizon epochs); each defaults to the config's.
+    #[command(flatten)]
+    design: volcast_training::cli::DesignFlags,
     /// Seed (of the first network; member i of an ensemble uses seed + i).
     #[arg(long)]
     seed: Option<u64>,
@@ -157,18 +143,7 @@ fn config_from(args: &Args) -> anyhow::Result<TrainingConfig> {
     if let Some(v) = args.seed {
         config.seed = v;
     }
-    if let Some(v) = args.recency_half_life_days {
-        config.recency_half_life_days = v.0;
-    }
-    if let Some(v) = args.refit_through_holdout {
-        config.refit_through_holdout = Some(v);
-    }
-    if let Some(v) = args.weight_average_half_life_epochs {
-        config.weight_average_half_life_epochs = v.0;
-    }
-    if let Some(v) = args.per_horizon_epochs {
-        config.per_horizon_epochs = Some(v);
-    }
+    args.design.apply(&mut config);
     Ok(config)
 }
 
