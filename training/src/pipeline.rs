@@ -21,7 +21,6 @@ use volcast_model::artifact::{self, DataFile, HorizonMetrics, Metadata};
 use volcast_model::config::TrainingConfig;
 use volcast_model::device::{DeviceChoice, select};
 use volcast_model::inference::LoadedModel;
-use volcast_model::network::Ensemble;
 
 /// Networks per artifact unless told otherwise (`--members`): an ensemble of three seeds, adopted
 /// on the walk-forward folds by a rule written before its one look (README, "Walk-forward folds").
@@ -339,7 +338,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         "trained"
     );
     let train_rows = members.first().map_or(0, |t| t.train_rows);
-    let model = ensemble_of(members)?;
+    let model = crate::trainer::ensemble_of(members)?;
     // The uncalibrated artifact is written to a staging directory no pointer names, calibrated
     // from there into `out`, then removed: an interrupted run leaves no loadable uncalibrated
     // artifact among the published ones.
@@ -528,93 +527,4 @@ fn set_default_to(out: &std::path::Path, dir: &std::path::Path) -> anyhow::Resul
         .to_owned();
     artifact::set_default(out, &id)?;
     Ok(())
-}
-
-/// The artifact's networks from the trained members: their own, each at every horizon alike;
-/// or, with per-horizon epochs, every member's distinct networks, each horizon the mean over the
-/// members of the network trained for that horizon's epochs.
-///
-/// # Errors
-/// None trained.
-fn ensemble_of(members: Vec<Trained>) -> anyhow::Result<Ensemble> {
-    let n = members.len();
-    if !members.iter().all(|t| t.horizon_networks.is_some()) {
-        return Ensemble::from_members(members.into_iter().map(|t| t.model).collect())
-            .context("no network was trained");
-    }
-    let mut networks = Vec::new();
-    let mut weights: Vec<Vec<f32>> = Vec::new();
-    for t in members {
-        let Some(h) = t.horizon_networks else { continue };
-        for (k, network) in h.networks.into_iter().enumerate() {
-            weights.push(
-                h.of_horizon
-                    .iter()
-                    .map(|&i| if i == k { 1.0 / n as f32 } else { 0.0 })
-                    .collect(),
-            );
-            networks.push(network);
-        }
-    }
-    let weighted = weights.iter().any(|row| row.contains(&0.0));
-    Ok(Ensemble::from_members(networks)
-        .context("no network was trained")?
-        .with_horizon_weights(weighted.then_some(weights)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ensemble_of;
-    use crate::trainer::{CheckpointState, HorizonNetworks, Trained};
-    use burn::prelude::Device;
-    use volcast_model::config::TrainingConfig;
-    use volcast_model::scaler::Scaler;
-
-    fn trained(networks: usize, of_horizon: Vec<usize>) -> Trained {
-        let device = Device::flex();
-        let config = TrainingConfig::default_run();
-        Trained {
-            model: config.model.init(&device),
-            scaler: Scaler {
-                static_mean: Vec::new(),
-                static_std: Vec::new(),
-                channel_mean: Vec::new(),
-                channel_std: Vec::new(),
-            },
-            state: CheckpointState {
-                config: String::new(),
-                epoch: 0,
-                best: 0.0,
-                best_epoch: 0,
-                bad_epochs: 0,
-                history: Vec::new(),
-                seconds: 0.0,
-                average_weight: None,
-            },
-            train_rows: 0,
-            holdout_rows: 0,
-            samples_per_second: 0.0,
-            horizon_networks: Some(HorizonNetworks {
-                networks: (0..networks).map(|_| config.model.init(&device)).collect(),
-                epochs: (1..=networks).collect(),
-                of_horizon,
-            }),
-        }
-    }
-
-    #[test]
-    fn each_horizon_is_the_mean_over_members_of_its_own_network() {
-        // Member 0: the week from its first network, 4 h and 24 h from its second; member 1:
-        // one network for every horizon.
-        let ensemble = ensemble_of(vec![trained(2, vec![1, 1, 0]), trained(1, vec![0, 0, 0])]).unwrap();
-        assert_eq!(ensemble.len(), 3);
-        assert_eq!(
-            ensemble.horizon_weights().unwrap(),
-            [vec![0.0, 0.0, 0.5], vec![0.5, 0.5, 0.0], vec![0.5, 0.5, 0.5]]
-        );
-        // The same epochs at every horizon: one network per member, no weights.
-        let plain = ensemble_of(vec![trained(1, vec![0, 0, 0]), trained(1, vec![0, 0, 0])]).unwrap();
-        assert_eq!(plain.len(), 2);
-        assert!(plain.horizon_weights().is_none());
-    }
 }

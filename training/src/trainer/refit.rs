@@ -1,6 +1,6 @@
 //! Training until the fit end ([`TrainingConfig::refit_through_holdout`]) once early stopping has
 //! chosen the epochs, and, with per-horizon epochs ([`TrainingConfig::per_horizon_epochs`]), the
-//! networks kept after each horizon's own epoch count.
+//! networks kept after each horizon's own epoch count, and the ensemble the members make.
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -10,7 +10,7 @@ use super::start::TrainingData;
 use super::{Pick, RunOptions, TrainError, Trained, run_phase};
 use crate::dataset::Samples;
 use volcast_model::config::TrainingConfig;
-use volcast_model::network::VolModel;
+use volcast_model::network::{Ensemble, VolModel};
 
 /// The networks of one member where each horizon is served by the network trained for its own
 /// epochs: the distinct networks, and for each horizon (in the config's order) which one.
@@ -156,9 +156,49 @@ pub(super) fn snapshot_file(epoch: usize) -> String {
     format!("snapshot-{epoch:04}.bpk")
 }
 
+/// The artifact's networks from the trained members: their own, each at every horizon alike;
+/// or, with per-horizon epochs, every member's distinct networks, each horizon the mean over the
+/// members of the network trained for that horizon's epochs.
+///
+/// # Errors
+/// [`TrainError::NoData`] when none was trained.
+pub fn ensemble_of(members: Vec<Trained>) -> Result<Ensemble, TrainError> {
+    let n = members.len();
+    if !members.iter().all(|t| t.horizon_networks.is_some()) {
+        return Ensemble::from_members(members.into_iter().map(|t| t.model).collect())
+            .ok_or_else(none_trained);
+    }
+    let mut networks = Vec::new();
+    let mut weights: Vec<Vec<f32>> = Vec::new();
+    for t in members {
+        let Some(h) = t.horizon_networks else { continue };
+        for (k, network) in h.networks.into_iter().enumerate() {
+            weights.push(
+                h.of_horizon
+                    .iter()
+                    .map(|&i| if i == k { 1.0 / n as f32 } else { 0.0 })
+                    .collect(),
+            );
+            networks.push(network);
+        }
+    }
+    let weighted = weights.iter().any(|row| row.contains(&0.0));
+    Ok(Ensemble::from_members(networks)
+        .ok_or_else(none_trained)?
+        .with_horizon_weights(weighted.then_some(weights)))
+}
+
+fn none_trained() -> TrainError {
+    TrainError::NoData("no network was trained".into())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::per_horizon_epochs;
+    use super::{HorizonNetworks, ensemble_of, per_horizon_epochs};
+    use crate::trainer::{CheckpointState, Trained};
+    use burn::prelude::Device;
+    use volcast_model::config::TrainingConfig;
+    use volcast_model::scaler::Scaler;
 
     #[test]
     fn each_horizon_takes_the_epochs_of_its_own_best_holdout_score() {
@@ -172,5 +212,53 @@ mod tests {
         // week after epoch 0 (1; a missing score is not a best).
         assert_eq!(per_horizon_epochs(&history), [4, 3, 1]);
         assert_eq!(per_horizon_epochs(&[]), [1, 1, 1]);
+    }
+
+    fn trained(networks: usize, of_horizon: Vec<usize>) -> Trained {
+        let device = Device::flex();
+        let config = TrainingConfig::default_run();
+        Trained {
+            model: config.model.init(&device),
+            scaler: Scaler {
+                static_mean: Vec::new(),
+                static_std: Vec::new(),
+                channel_mean: Vec::new(),
+                channel_std: Vec::new(),
+            },
+            state: CheckpointState {
+                config: String::new(),
+                epoch: 0,
+                best: 0.0,
+                best_epoch: 0,
+                bad_epochs: 0,
+                history: Vec::new(),
+                seconds: 0.0,
+                average_weight: None,
+            },
+            train_rows: 0,
+            holdout_rows: 0,
+            samples_per_second: 0.0,
+            horizon_networks: Some(HorizonNetworks {
+                networks: (0..networks).map(|_| config.model.init(&device)).collect(),
+                epochs: (1..=networks).collect(),
+                of_horizon,
+            }),
+        }
+    }
+
+    #[test]
+    fn each_horizon_is_the_mean_over_members_of_its_own_network() {
+        // Member 0: the week from its first network, 4 h and 24 h from its second; member 1:
+        // one network for every horizon.
+        let ensemble = ensemble_of(vec![trained(2, vec![1, 1, 0]), trained(1, vec![0, 0, 0])]).unwrap();
+        assert_eq!(ensemble.len(), 3);
+        assert_eq!(
+            ensemble.horizon_weights().unwrap(),
+            [vec![0.0, 0.0, 0.5], vec![0.5, 0.5, 0.0], vec![0.5, 0.5, 0.5]]
+        );
+        // The same epochs at every horizon: one network per member, no weights.
+        let plain = ensemble_of(vec![trained(1, vec![0, 0, 0]), trained(1, vec![0, 0, 0])]).unwrap();
+        assert_eq!(plain.len(), 2);
+        assert!(plain.horizon_weights().is_none());
     }
 }
