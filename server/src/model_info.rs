@@ -168,6 +168,11 @@ impl ModelInfo {
                     .map(|(h, s)| (h.to_string(), s.clone()))
                     .collect(),
                 har_weight: r.har_weight.iter().map(|(h, w)| (h.to_string(), *w)).collect(),
+                variance_power: r
+                    .variance_power
+                    .iter()
+                    .map(|(h, s)| (h.to_string(), *s))
+                    .collect(),
                 adaptive: r.adaptive.as_ref().map(|a| AdaptiveDto {
                     quantile_step: a.quantile_step,
                     drawdown_step: a.drawdown_step,
@@ -188,6 +193,7 @@ impl ModelInfo {
                         .copied()
                         .filter(|&h| a.blends_as_served(h))
                         .collect(),
+                    shrink_as_served: a.shrink_as_served,
                 }),
             }),
             anomaly_detector: None,

@@ -59,6 +59,11 @@ pub struct AdaptiveSteps {
     /// `168`; `none` for no horizon). Default: the artifact's.
     #[arg(long, value_parser = horizon_list)]
     pub blend_as_served_at: Option<HorizonList>,
+    /// At the horizons whose weight is chosen as served, also choose each day how much of the
+    /// variance correction to apply (its power: 0, 0.5 or 1), with the weight, on the window's
+    /// forecasts as they would have been served. Default: the artifact's.
+    #[arg(long, value_name = "true|false")]
+    pub shrink_as_served: Option<bool>,
 }
 
 /// A comma-separated list of horizons in hours (`none`: empty).
@@ -194,6 +199,7 @@ impl AdaptiveSteps {
             && self.drawdown_step.is_none()
             && self.blend_as_served.is_none()
             && self.blend_as_served_at.is_none()
+            && self.shrink_as_served.is_none()
         {
             return declared.cloned();
         }
@@ -217,6 +223,10 @@ impl AdaptiveSteps {
                 .map(|h| h.0.clone())
                 .or(declared.map(|a| a.blend_as_served_at.clone()))
                 .unwrap_or_default(),
+            shrink_as_served: self
+                .shrink_as_served
+                .or(declared.map(|a| a.shrink_as_served))
+                .unwrap_or(false),
         })
     }
 }
@@ -267,6 +277,7 @@ mod tests {
             quantile_level: std::collections::BTreeMap::new(),
             blend_as_served: false,
             blend_as_served_at: vec![168],
+            shrink_as_served: false,
         };
         let none = AdaptiveSteps::default();
         assert_eq!(none.apply(Some(&declared)).unwrap().blend_as_served_at, [168]);
@@ -278,6 +289,13 @@ mod tests {
         assert!(resolved.blend_as_served_at.is_empty());
         assert_eq!(resolved.quantile_step, 0.0005, "the other settings kept");
         assert!(!resolved.blends_any_as_served());
+        let shrink = AdaptiveSteps {
+            shrink_as_served: Some(true),
+            ..AdaptiveSteps::default()
+        };
+        let resolved = shrink.apply(Some(&declared)).unwrap();
+        assert!(resolved.shrink_as_served);
+        assert_eq!(resolved.blend_as_served_at, [168], "the other settings kept");
     }
 
     #[test]

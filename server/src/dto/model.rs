@@ -116,6 +116,11 @@ pub struct RecalibrationDto {
     /// variance served is `exp(w ln F + (1 - w) ln H)`. Empty for artifacts made before the
     /// blend (the network alone).
     pub har_weight: BTreeMap<String, f64>,
+    /// Power at which `variance_scale` is applied per horizon (hours), where the daily job chose
+    /// it with the HAR weight (`adaptive.shrink_as_served`): the network's variance is multiplied
+    /// by `variance_scale^power`. Empty: the whole scale at every horizon.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variance_power: BTreeMap<String, f64>,
     /// Adaptive calibration in force: how the daily job moves the levels behind the RV quantiles
     /// and the drawdown quantile; none for artifacts with fixed levels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +144,10 @@ pub struct AdaptiveDto {
     /// own correction; empty: none.
     #[serde(default)]
     pub blend_as_served_at: Vec<usize>,
+    /// Whether, at those horizons, the daily job also chooses the power of the variance scale
+    /// (`variance_power`) with the weight.
+    #[serde(default)]
+    pub shrink_as_served: bool,
 }
 
 /// Answer of `GET /healthz` and `GET /readyz`.

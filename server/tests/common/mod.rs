@@ -149,6 +149,7 @@ pub fn info() -> ModelInfo {
                 quantile_scale: BTreeMap::from([(4, vec![1.0; 4])]),
                 rolling_days: Some(120),
                 har_weight: BTreeMap::new(),
+                variance_power: BTreeMap::from([(4, 1.0)]),
                 adaptive: None,
             }),
             stress_scenarios: vec![ReplayWindow {

@@ -81,6 +81,10 @@ pub struct FoldDay {
     pub day: String,
     /// Weight of the network against HAR per horizon of [`HORIZONS`] (none: stored corrections).
     pub har_weight: Vec<Option<f64>>,
+    /// Power of the variance scale applied per horizon of [`HORIZONS`] (none: the whole scale;
+    /// see `--shrink-as-served`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variance_power: Vec<Option<f64>>,
     /// Adaptive miscoverage factor of the drawdown at the backtest's window (the grid's first at
     /// or above it); none without adaptive calibration.
     pub miscoverage_factor: Option<f64>,
@@ -235,6 +239,14 @@ fn fold(
                     .iter()
                     .map(|h| r.as_ref().and_then(|r| r.har_weight.get(h)).copied())
                     .collect(),
+                variance_power: if r.as_ref().is_some_and(|r| !r.variance_power.is_empty()) {
+                    HORIZONS
+                        .iter()
+                        .map(|h| r.as_ref().and_then(|r| r.variance_power.get(h)).copied())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 miscoverage_factor: window.and_then(|w| op.factors.get(&day)?.get(w).copied()),
             })
             .collect();

@@ -36,6 +36,12 @@ pub struct Recalibration {
     /// Empty in artifacts made before: the network alone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub har_weight: BTreeMap<usize, f64>,
+    /// Per horizon, the power `s` the variance scale is applied at: the network's variance is
+    /// multiplied by `variance_scale^s`, `s` in 0, 0.5, 1, chosen daily with the HAR weight on the
+    /// window's forecasts as served ([`Adaptive::shrink_as_served`]). Absent horizons (and
+    /// artifacts made before): the whole scale, `s = 1`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variance_power: BTreeMap<usize, f64>,
     /// Adaptive calibration: when set, the daily job also moves the levels the quantile scales
     /// and the drawdown quantile are measured at, from the coverage and breaches realised since
     /// the fit end (see [`Adaptive`]). Absent in artifacts made before: nominal levels.
@@ -70,6 +76,12 @@ pub struct Adaptive {
     /// false (empty: none). Absent in artifacts made before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blend_as_served_at: Vec<usize>,
+    /// At the horizons whose weight is chosen as served, also choose how much of the variance
+    /// scale to apply ([`Recalibration::variance_power`]), jointly with the weight, each past
+    /// forecast as it would have been served under each power. False (and absent in artifacts
+    /// made before): the whole scale.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shrink_as_served: bool,
 }
 
 impl Adaptive {
@@ -109,11 +121,20 @@ impl Recalibration {
         }
     }
 
+    /// The multiplier of the network's variance at `horizon`: its scale at its power
+    /// ([`Self::variance_power`]); 1 where none was measured.
+    #[must_use]
+    pub fn variance_factor(&self, horizon: usize) -> f64 {
+        let scale = self.variance_scale.get(&horizon).copied().unwrap_or(1.0);
+        match self.variance_power.get(&horizon) {
+            Some(&s) if s != 1.0 => scale.powf(s),
+            _ => scale,
+        }
+    }
+
     /// Applies the corrections to one horizon's variance and quantiles (kept increasing).
     pub fn apply(&self, horizon: usize, variance: &mut f64, quantiles: &mut [f64]) {
-        if let Some(c) = self.variance_scale.get(&horizon) {
-            *variance *= c;
-        }
+        *variance *= self.variance_factor(horizon);
         if let Some(k) = self.quantile_scale.get(&horizon) {
             let mut floor = 0.0f64;
             for (q, s) in quantiles.iter_mut().zip(k) {
@@ -138,6 +159,7 @@ mod tests {
             quantile_scale: BTreeMap::from([(4, vec![2.0, 1.0, 0.5])]),
             rolling_days: None,
             har_weight: BTreeMap::from([(4, 0.5)]),
+            variance_power: BTreeMap::new(),
             adaptive: None,
         };
         let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
@@ -155,5 +177,18 @@ mod tests {
         assert!((v[0] - 4.0).abs() < 1e-12 && v[1] == 2.0, "{v:?}");
         // An unusable HAR forecast leaves the model's.
         assert_eq!(blend(2.0, f64::NAN, 0.0), 2.0);
+        // The variance scale at a power: 2.25^0.5 = 1.5 at 4 h, none of it at power 0; the
+        // quantiles keep their own scales.
+        let shrunk = |s: f64| Recalibration {
+            variance_scale: BTreeMap::from([(4, 2.25)]),
+            variance_power: BTreeMap::from([(4, s)]),
+            ..r.clone()
+        };
+        let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
+        shrunk(0.5).apply(4, &mut v, &mut q);
+        assert!((v - 3.0).abs() < 1e-12 && q == [2.0, 2.0, 2.0], "{v} {q:?}");
+        assert_eq!(shrunk(0.0).variance_factor(4), 1.0);
+        assert_eq!(shrunk(1.0).variance_factor(4), 2.25);
+        assert_eq!(shrunk(0.5).variance_factor(24), 1.0);
     }
 }

@@ -19,3 +19,9 @@ pub const DEFAULT_DRAWDOWN_STEP: f64 = 0.0;
 /// 31 by a rule written before its one look at the walk-forward folds (README, "Blend weights on
 /// the forecasts as served").
 pub const DEFAULT_BLEND_AS_SERVED_AT: [usize; 1] = [168];
+
+/// Whether artifacts calibrated from now on also choose the power of the variance correction as
+/// served ([`Adaptive::shrink_as_served`]): not adopted, its one look at the walk-forward folds
+/// made the week worse in every fold (README, walk-forward item 11); the mechanism stays
+/// available (`--shrink-as-served`).
+pub const DEFAULT_SHRINK_AS_SERVED: bool = false;

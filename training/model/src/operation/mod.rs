@@ -30,7 +30,9 @@ mod defaults;
 mod har;
 mod history;
 
-pub use defaults::{DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP};
+pub use defaults::{
+    DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP, DEFAULT_SHRINK_AS_SERVED,
+};
 pub use har::har_operated;
 pub use history::History;
 

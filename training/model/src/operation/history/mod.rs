@@ -39,6 +39,10 @@ pub struct History {
 /// The weights of the network against HAR tried (see [`Recalibration::har_weight`]).
 const HAR_BLEND_WEIGHTS: [f64; 11] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
+/// The powers of the variance scale tried with [`Adaptive::shrink_as_served`]: none of it, half
+/// of it (in logs), all of it.
+const SCALE_POWERS: [f64; 3] = [0.0, 0.5, 1.0];
+
 /// The points of each horizon a window holds, as index ranges into [`History`].
 type Window = Vec<(usize, usize)>;
 
@@ -142,6 +146,7 @@ impl History {
             quantile_scale: BTreeMap::new(),
             rolling_days: None,
             har_weight: BTreeMap::new(),
+            variance_power: BTreeMap::new(),
             adaptive: None,
         };
         for ((p, &(lo, hi)), levels) in self.horizons.iter().zip(window).zip(levels) {
@@ -255,7 +260,9 @@ impl History {
     /// `day` with each completed forecast as it was served: the network's raw forecast times the
     /// variance scale in force at its origin (`served`, the days operated so far; `stored` before
     /// them), not times the scale measured on this same window, which fits the network's level
-    /// in sample and HAR's not.
+    /// in sample and HAR's not. With [`Adaptive::shrink_as_served`], the power of the scale
+    /// ([`Recalibration::variance_power`], of [`SCALE_POWERS`]) is chosen with the weight, each
+    /// forecast as it would have been served at that power.
     fn weigh_as_served(
         &self,
         r: &mut Recalibration,
@@ -265,11 +272,16 @@ impl History {
         served: &BTreeMap<i64, Option<Recalibration>>,
         stored: Option<&Recalibration>,
     ) {
+        let powers: &[f64] = if adaptive.shrink_as_served {
+            &SCALE_POWERS
+        } else {
+            &[1.0]
+        };
         for (p, &(lo, hi)) in self.horizons.iter().zip(&self.window(day, days)) {
             if !adaptive.blends_as_served(p.horizon) {
                 continue;
             }
-            let points: Vec<[f64; 3]> = (lo..hi)
+            let in_force: Vec<(f64, [f64; 3])> = (lo..hi)
                 .map(|i| {
                     let origin_day = p.hours[i] - p.hours[i].rem_euclid(24);
                     let scale = served
@@ -279,11 +291,26 @@ impl History {
                         .and_then(|c| c.variance_scale.get(&p.horizon))
                         .copied()
                         .unwrap_or(1.0);
-                    let [rv, f, har] = p.rv_model_har[i];
-                    [rv, scale * f, har]
+                    (scale, p.rv_model_har[i])
                 })
                 .collect();
-            r.har_weight.insert(p.horizon, best_weight(&points, 1.0));
+            let best = powers
+                .iter()
+                .map(|&s| {
+                    let points: Vec<[f64; 3]> = in_force
+                        .iter()
+                        .map(|&(scale, [rv, f, har])| [rv, power(scale, s) * f, har])
+                        .collect();
+                    let (w, qlike) = best_blend(&points, 1.0);
+                    (s, w, qlike)
+                })
+                .filter(|c| c.2.is_finite())
+                .min_by(|a, b| a.2.total_cmp(&b.2));
+            let (s, w) = best.map_or((1.0, 1.0), |c| (c.0, c.1));
+            r.har_weight.insert(p.horizon, w);
+            if adaptive.shrink_as_served {
+                r.variance_power.insert(p.horizon, s);
+            }
         }
     }
 }
@@ -302,6 +329,12 @@ fn stamped(mut r: Recalibration, end_hour: i64, days: usize) -> Recalibration {
 /// [`HAR_BLEND_WEIGHTS`], whose blends have the lowest mean QLIKE on `points` (RV, F, H); the
 /// network alone when no blend is finite.
 fn best_weight(points: &[[f64; 3]], scale: f64) -> f64 {
+    best_blend(points, scale).0
+}
+
+/// [`best_weight`] with its mean QLIKE (NaN when no blend is finite). Of equal scores, the
+/// first weight tried.
+fn best_blend(points: &[[f64; 3]], scale: f64) -> (f64, f64) {
     HAR_BLEND_WEIGHTS
         .iter()
         .map(|&w| {
@@ -317,7 +350,12 @@ fn best_weight(points: &[[f64; 3]], scale: f64) -> f64 {
         })
         .filter(|c| c.1.is_finite())
         .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(1.0, |c| c.0)
+        .unwrap_or((1.0, f64::NAN))
+}
+
+/// `scale^s`, exact at `s = 1` (what [`Recalibration::variance_factor`] serves).
+fn power(scale: f64, s: f64) -> f64 {
+    if s == 1.0 { scale } else { scale.powf(s) }
 }
 
 /// [`volcast_core::drawdown::interpolated_quantile`] of unsorted values (reordered), in linear time.

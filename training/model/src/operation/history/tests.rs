@@ -79,6 +79,7 @@ fn weights_as_served_use_the_scale_in_force_at_each_origin() {
         quantile_level: BTreeMap::new(),
         blend_as_served,
         blend_as_served_at: Vec::new(),
+        shrink_as_served: false,
     };
     let served = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(true)), None);
     let refit = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(false)), None);
@@ -114,6 +115,74 @@ fn weights_as_served_use_the_scale_in_force_at_each_origin() {
         assert_eq!(weights(&listed), weights(&served), "{day}");
         assert_eq!(weights(&other), r.as_ref().unwrap().har_weight, "{day}");
     }
+}
+
+/// With the power of the scale chosen as served, each day's (power, weight) is the pair whose
+/// blends score the lowest QLIKE on the window's forecasts, each at the scale in force at its
+/// origin raised to that power; the scales and quantiles stay the daily job's, and without the
+/// setting no power is written (the whole scale).
+#[test]
+fn the_scale_power_is_chosen_with_the_weight_as_served() {
+    let mut rng = volcast_core::synth::Rng::new(13);
+    let days = 300;
+    let hours: Vec<i64> = (0..days).map(|d| d * 24).collect();
+    // The network's level is off by a bias that flips every 45 days, so a trailing 30-day scale
+    // sometimes corrects it and sometimes, just after a flip, makes it worse; HAR is unbiased
+    // but noisy.
+    let rv_model_har: Vec<[f64; 3]> = (0..days)
+        .map(|d| {
+            let truth = (rng.normal() * 0.5).exp();
+            let rv = truth * (rng.normal() * 0.3).exp();
+            let bias = if (d / 45) % 2 == 0 { 0.7 } else { -0.7 };
+            [rv, truth * f64::exp(bias), truth * (rng.normal() * 0.8).exp()]
+        })
+        .collect();
+    let ratio: Vec<f64> = rv_model_har.iter().map(|&[rv, f, _]| rv / f).collect();
+    let mut h = history(&hours, &ratio);
+    h.horizons[0].rv_model_har.clone_from(&rv_model_har);
+    h.combine = true;
+    let adaptive = |shrink_as_served| Adaptive {
+        quantile_step: 0.0,
+        drawdown_step: 0.0,
+        quantile_level: BTreeMap::new(),
+        blend_as_served: false,
+        blend_as_served_at: vec![24],
+        shrink_as_served,
+    };
+    let span = (40 * 24, (days - 1) * 24);
+    let shrunk = h.operate(span, 30, 0, Some(&adaptive(true)), None);
+    let whole = h.operate(span, 30, 0, Some(&adaptive(false)), None);
+    let mut powers = std::collections::BTreeSet::new();
+    for day in (80..days).map(|d| d * 24) {
+        let window = h.window(day, 30)[0];
+        // The best weight and its QLIKE at power `s`, each forecast at its origin's scale^s.
+        let at = |s: f64| {
+            let points: Vec<[f64; 3]> = (window.0..window.1)
+                .map(|i| {
+                    let scale = shrunk[&hours[i]].as_ref().unwrap().variance_scale[&24];
+                    let [rv, f, har] = rv_model_har[i];
+                    [rv, scale.powf(s) * f, har]
+                })
+                .collect();
+            best_blend(&points, 1.0)
+        };
+        let got = shrunk[&day].as_ref().unwrap();
+        let (s, w) = (got.variance_power[&24], got.har_weight[&24]);
+        assert_eq!(w, at(s).0, "{day}: not the best weight at power {s}");
+        for other in SCALE_POWERS {
+            assert!(
+                at(s).1 <= at(other).1,
+                "{day}: power {s} scores worse than {other}"
+            );
+        }
+        powers.insert(s.to_bits());
+        // Everything else is the daily job's; without the setting, the whole scale.
+        let same = whole[&day].as_ref().unwrap();
+        assert_eq!(got.variance_scale, same.variance_scale);
+        assert_eq!(got.quantile_scale, same.quantile_scale);
+        assert!(same.variance_power.is_empty());
+    }
+    assert!(powers.len() >= 2, "one power chosen every day: {powers:?}");
 }
 
 /// With fixed levels, the daily operation measures exactly what the daily job measures on
@@ -154,6 +223,7 @@ fn the_adaptive_level_restores_coverage_under_drift() {
             quantile_level: BTreeMap::new(),
             blend_as_served: false,
             blend_as_served_at: Vec::new(),
+            shrink_as_served: false,
         };
         let op = h.operate((0, 399 * 24), 30, 100 * 24, Some(&adaptive), None);
         let late: Vec<bool> = hours
