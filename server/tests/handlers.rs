@@ -158,7 +158,10 @@ async fn model_card_health_readiness_metrics() {
     assert_eq!(v["recalibration"]["until"], "2024-01-01T00:00:00Z");
     assert_eq!(v["recalibration"]["rolling_days"], 120);
     assert_eq!(v["recalibration"]["variance_scale"]["4"], 1.0);
-    assert_eq!(v["recalibration"]["variance_power"]["4"], 1.0, "the power the scale is applied at");
+    assert_eq!(
+        v["recalibration"]["variance_power"]["4"], 1.0,
+        "the power the scale is applied at"
+    );
     assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
     let (s, v, _) = call(&app, "GET", "/readyz", None).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ready")));
