@@ -171,11 +171,12 @@ impl DesignFlags {
 }
 
 impl AdaptiveSteps {
-    /// Refuses a `--blend-as-served-at` horizon that the model does not forecast (it would
-    /// change nothing, silently).
+    /// Refuses a `--blend-as-served-at` horizon that the model does not forecast, and
+    /// `--shrink-as-served true` with no horizon blended as served (either would change nothing,
+    /// silently).
     ///
     /// # Errors
-    /// The first such horizon, with the model's.
+    /// The first such horizon, with the model's; or the shrink with no horizon to act at.
     pub fn check_horizons(&self, horizons: &[usize]) -> anyhow::Result<()> {
         if let Some(h) = self
             .blend_as_served_at
@@ -184,6 +185,14 @@ impl AdaptiveSteps {
             .find(|h| !horizons.contains(h))
         {
             anyhow::bail!("--blend-as-served-at {h}: the model forecasts at {horizons:?} hours only");
+        }
+        let no_horizon = self.blend_as_served_at.as_ref().is_some_and(|l| l.0.is_empty())
+            && self.blend_as_served != Some(true);
+        if self.shrink_as_served == Some(true) && no_horizon {
+            anyhow::bail!(
+                "--shrink-as-served true acts at the horizons blended as served, and \
+                 --blend-as-served-at none leaves none"
+            );
         }
         Ok(())
     }
@@ -312,5 +321,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("48") && err.contains("[4, 24, 168]"), "{err}");
+        let shrink = |blend_as_served| AdaptiveSteps {
+            shrink_as_served: Some(true),
+            blend_as_served,
+            ..steps(Vec::new())
+        };
+        let err = shrink(None)
+            .check_horizons(&[4, 24, 168])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--shrink-as-served"), "{err}");
+        assert!(shrink(Some(true)).check_horizons(&[4, 24, 168]).is_ok());
+        let declared_horizons = AdaptiveSteps {
+            shrink_as_served: Some(true),
+            ..AdaptiveSteps::default()
+        };
+        assert!(declared_horizons.check_horizons(&[4, 24, 168]).is_ok());
     }
 }
