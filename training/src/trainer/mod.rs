@@ -294,9 +294,15 @@ impl Run<'_> {
             if state.bad_epochs >= config.patience {
                 break;
             }
-            let (trained, scores) = self.epoch(model, &mut optim, &mut counters, &mut averager, epoch);
+            let (trained, scored, scores) =
+                self.epoch(model, &mut optim, &mut counters, &mut averager, epoch);
             model = trained;
-            let epoch_dir = self.checkpoint(&mut state, epoch, scores, &model, &optim, averager.as_ref())?;
+            let nets = Networks {
+                model: &model,
+                served: &scored,
+                averager: averager.as_ref(),
+            };
+            let epoch_dir = self.checkpoint(&mut state, epoch, scores, nets, &optim)?;
             state.seconds = seconds_before + started.elapsed().as_secs_f64();
             publish_checkpoint(&self.options.checkpoint_dir, &epoch_dir, &state)?;
             if self.step_budget_spent(counters.steps) {
@@ -314,7 +320,8 @@ impl Run<'_> {
     /// One epoch: the training rows in this epoch's seeded order, one optimiser step per full
     /// batch (each taken into the running average of the weights, where there is one), then the
     /// holdout score per horizon of the network served (the averaged one where there is an
-    /// average; shown on the bar and logged).
+    /// average; shown on the bar and logged). Returns the trained model, the network served and
+    /// its scores.
     fn epoch(
         &self,
         mut model: VolModel,
@@ -322,7 +329,7 @@ impl Run<'_> {
         counters: &mut StepCounters,
         averager: &mut Option<Averager>,
         epoch: usize,
-    ) -> (VolModel, [f64; 3]) {
+    ) -> (VolModel, VolModel, [f64; 3]) {
         let config = self.config;
         let (order, mut rng) = shuffled_rows(self.rows.len(), config.seed, epoch);
         let n_batches = order.len() / config.batch_size;
@@ -369,7 +376,7 @@ impl Run<'_> {
             holdout_168h = scores[2],
             "epoch done"
         );
-        (model, scores)
+        (model, scored, scores)
     }
 
     /// One optimiser step on the training rows `rows` (market dropout drawn from `rng`), the
@@ -428,9 +435,12 @@ impl Run<'_> {
         state: &mut CheckpointState,
         epoch: usize,
         scores: [f64; 3],
-        model: &VolModel,
+        Networks {
+            model,
+            served,
+            averager,
+        }: Networks<'_>,
         optim: &ModuleOptimizer,
-        averager: Option<&Averager>,
     ) -> Result<PathBuf, TrainError> {
         let root = &self.options.checkpoint_dir;
         let previous = current_checkpoint(root);
@@ -447,8 +457,7 @@ impl Run<'_> {
             state.best = score;
             state.best_epoch = epoch;
             state.bad_epochs = 0;
-            let m = served(model, averager);
-            save_atomic(dir, BEST, |p| m.save_file(p).map_err(|e| e.to_string()))?;
+            save_network(dir, BEST, served)?;
         } else {
             state.bad_epochs += 1;
             let best = previous
@@ -457,8 +466,7 @@ impl Run<'_> {
                 .ok_or_else(|| ckpt_err(dir, "no earlier best model to keep"))?;
             std::fs::copy(&best, dir.join(BEST)).map_err(|e| ckpt_err(&best, e))?;
         }
-        let m = model.clone();
-        save_atomic(dir, LAST, |p| m.save_file(p).map_err(|e| e.to_string()))?;
+        save_network(dir, LAST, model)?;
         save_atomic(dir, OPTIM, |p| optim.save(p).map_err(|e| e.to_string()))?;
         // The networks kept for per-horizon serving: the earlier ones carried forward, this
         // epoch's added when it is one of them.
@@ -470,18 +478,29 @@ impl Run<'_> {
             }
         }
         if self.snapshots.contains(&epoch) {
-            let m = served(model, averager);
-            save_atomic(dir, &snapshot_file(epoch), |p| {
-                m.save_file(p).map_err(|e| e.to_string())
-            })?;
+            save_network(dir, &snapshot_file(epoch), served)?;
         }
         state.average_weight = averager.map(Averager::weight);
         if averager.is_some() {
-            let m = served(model, averager);
-            save_atomic(dir, AVERAGE, |p| m.save_file(p).map_err(|e| e.to_string()))?;
+            save_network(dir, AVERAGE, served)?;
         }
         Ok(epoch_dir)
     }
+}
+
+/// What an epoch's checkpoint saves: the network trained, the one served from it (averaged where
+/// the run averages, in inference mode; scored on the holdout) and the average's state.
+#[derive(Clone, Copy)]
+struct Networks<'a> {
+    model: &'a VolModel,
+    served: &'a VolModel,
+    averager: Option<&'a Averager>,
+}
+
+/// Saves `network` as `name` in the checkpoint directory `dir` ([`save_atomic`]).
+fn save_network(dir: &std::path::Path, name: &str, network: &VolModel) -> Result<(), TrainError> {
+    let network = network.clone();
+    save_atomic(dir, name, |p| network.save_file(p).map_err(|e| e.to_string()))
 }
 
 /// The network a run scores and serves from `model` (in inference mode): its averaged weights

@@ -164,14 +164,13 @@ pub(super) fn snapshot_file(epoch: usize) -> String {
 /// [`TrainError::NoData`] when none was trained.
 pub fn ensemble_of(members: Vec<Trained>) -> Result<Ensemble, TrainError> {
     let n = members.len();
-    if !members.iter().all(|t| t.horizon_networks.is_some()) {
+    if members.iter().any(|t| t.horizon_networks.is_none()) {
         return Ensemble::from_members(members.into_iter().map(|t| t.model).collect())
             .ok_or_else(none_trained);
     }
     let mut networks = Vec::new();
     let mut weights: Vec<Vec<f32>> = Vec::new();
-    for t in members {
-        let Some(h) = t.horizon_networks else { continue };
+    for h in members.into_iter().filter_map(|t| t.horizon_networks) {
         for (k, network) in h.networks.into_iter().enumerate() {
             weights.push(
                 h.of_horizon
