@@ -465,6 +465,47 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
             && stderr.contains("recency_half_life_days: 365.0 vs null"),
         "{stderr}"
     );
+
+    // A second seed set: the first set's fold is reused as it was, the second (seeds 45-47)
+    // trained in its own directory, and the report sets them side by side.
+    let mut sets = args.to_vec();
+    sets[3] = "2021";
+    sets.extend(["--seed-sets", "2"]);
+    let both = run(env!("CARGO_BIN_EXE_walkforward"), &sets);
+    let both_out = String::from_utf8_lossy(&both.stdout);
+    assert!(both.status.success(), "{}", String::from_utf8_lossy(&both.stderr));
+    assert!(folds.join("seeds-45/fold-2021/default").exists());
+    let first_2021: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| 2021 | "))
+        .take(3)
+        .collect();
+    assert_eq!(first_2021.len(), 3);
+    for line in &first_2021 {
+        assert!(both_out.contains(line), "{line}: {both_out}");
+    }
+    for needle in [
+        "Seeds 42-44",
+        "## Seed sets",
+        "| 42-44 | ",
+        "| 45-47 | ",
+        "| **mean over sets** |",
+        "| 2021 | 168h | ",
+    ] {
+        assert!(both_out.contains(needle), "{needle}: {both_out}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let seeds: Vec<u64> = v["seed_sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["first_seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds, [42, 45]);
+    assert_ne!(
+        v["seed_sets"][0]["folds"][0]["artifact"],
+        v["seed_sets"][1]["folds"][0]["artifact"]
+    );
 }
 
 /// `ingest` loads every good file, leaves a file with one bad row out entirely (naming the row),

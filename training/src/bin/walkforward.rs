@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --bin walkforward                    # folds 2019, 2020, 2021 on the shared data
 //! cargo run --release --bin walkforward -- --years 2021    # one fold
+//! cargo run --release --bin walkforward -- --seed-sets 2   # and again with seeds 45-47
 //! ```
 
 use std::path::PathBuf;
@@ -36,6 +37,15 @@ struct Args {
     /// A training config JSON to start from (default: the default model's).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Seed of the first network (default: the config's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Disjoint seed sets, each trained and scored on every fold: set k's networks take the
+    /// seeds after set k-1's (with seed 42 and 3 members: 42-44, 45-47, ...); the first set's
+    /// folds are in --out, set k's in <out>/seeds-<its first seed>/. The report adds each set's
+    /// means and, per fold and horizon, every set's ratio with their mean and spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8).map(usize::from))]
+    seed_sets: usize,
     /// Most epochs per fold.
     #[arg(long)]
     epochs: Option<usize>,
@@ -92,6 +102,9 @@ fn run_args() -> anyhow::Result<()> {
     if let Some(v) = args.holdout_days {
         config.holdout_days = v;
     }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
     args.design.apply(&mut config);
     let wf = WalkForward {
         dirs: args.data.clone(),
@@ -104,6 +117,7 @@ fn run_args() -> anyhow::Result<()> {
         members: args.members,
         risk: (args.alpha, args.tau, args.bonus),
         adaptive: args.adaptive,
+        seed_sets: args.seed_sets,
     };
     let report = run(&wf)?;
     print!("{}", render(&report));
