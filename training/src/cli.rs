@@ -150,6 +150,10 @@ pub struct DesignFlags {
     /// first run; needs the refit). Default: the config's.
     #[arg(long, value_name = "true|false")]
     pub per_horizon_epochs: Option<bool>,
+    /// Train the log-variance head on the squared error of log RV instead of QLIKE (early
+    /// stopping on the holdout's QLIKE after its own variance scale). Default: the config's.
+    #[arg(long, value_name = "true|false")]
+    pub log_mse_variance: Option<bool>,
 }
 
 impl DesignFlags {
@@ -166,6 +170,9 @@ impl DesignFlags {
         }
         if let Some(v) = self.per_horizon_epochs {
             config.per_horizon_epochs = Some(v);
+        }
+        if let Some(v) = self.log_mse_variance {
+            config.log_mse_variance = Some(v);
         }
     }
 }

@@ -15,6 +15,14 @@ pub fn qlike(f: Tensor<2>, y: Tensor<2>, mask: Tensor<2>, points: f32) -> Tensor
     masked_mean(loss, mask, points)
 }
 
+/// Mean squared error of log-variance forecasts `f` for log targets `y`: `(y - f)^2`, the
+/// conditional mean of log RV where QLIKE's is that of RV. Shapes `[batch, horizons]`.
+#[must_use]
+pub fn log_mse(f: Tensor<2>, y: Tensor<2>, mask: Tensor<2>, points: f32) -> Tensor<1> {
+    let d = y - f;
+    masked_mean(d.clone() * d, mask, points)
+}
+
 /// Mean pinball loss of log quantiles `q` (`[batch, h, k]`) for log targets `y` (`[batch, h]`)
 /// at `levels`, over `points` targets (each scored at every level).
 #[must_use]
@@ -75,5 +83,16 @@ mod tests {
             1.0,
         );
         assert!((scalar(b) - 2f32.ln()).abs() < 1e-6);
+        // Squared log error of f = ln 2 for y = 0 and of f = 1 for y = 3, weighted 1 and 0.5,
+        // over 1.5 points; a masked point ignored.
+        let m = log_mse(
+            t2(vec![2f32.ln(), 1.0, 7.0], [1, 3]),
+            t2(vec![0.0, 3.0, 0.0], [1, 3]),
+            t2(vec![1.0, 0.5, 0.0], [1, 3]),
+            1.5,
+        );
+        let want = (2f32.ln().powi(2) + 0.5 * 4.0) / 1.5;
+        let got = scalar(m);
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     }
 }

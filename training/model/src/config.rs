@@ -86,6 +86,11 @@ pub struct TrainingConfig {
     /// them, and each horizon is served by the refit's network after its own count. `None` (and
     /// a config written before this field) or `Some(false)`: one count for every horizon.
     pub per_horizon_epochs: Option<bool>,
+    /// The log-variance head trained on the squared error of log RV instead of QLIKE: the
+    /// conditional mean of log RV, biased low by a level the calibration's variance scale (and the
+    /// daily job's) removes; early stopping then reads the holdout's QLIKE after its own variance
+    /// scale. `None` (and a config written before this field) or `Some(false)`: QLIKE.
+    pub log_mse_variance: Option<bool>,
 }
 
 impl TrainingConfig {
@@ -111,6 +116,13 @@ impl TrainingConfig {
         self.per_horizon_epochs == Some(true)
     }
 
+    /// Whether the log-variance head is trained on the squared log error
+    /// ([`Self::log_mse_variance`]).
+    #[must_use]
+    pub fn has_log_mse_variance(&self) -> bool {
+        self.log_mse_variance == Some(true)
+    }
+
     /// Whether the served networks are trained again through the fit end
     /// ([`Self::refit_through_holdout`]).
     #[must_use]
@@ -132,6 +144,7 @@ mod tests {
         assert!(fields.remove("refit_through_holdout").is_some());
         assert!(fields.remove("weight_average_half_life_epochs").is_some());
         assert!(fields.remove("per_horizon_epochs").is_some());
+        assert!(fields.remove("log_mse_variance").is_some());
         let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
         assert_eq!(old.recency_half_life_days, None);
         assert_eq!(
@@ -141,6 +154,10 @@ mod tests {
         assert!(
             !old.has_per_horizon_epochs(),
             "a config from before per-horizon epochs serves every horizon from one network"
+        );
+        assert!(
+            !old.has_log_mse_variance(),
+            "a config from before the squared log error trained the variance on QLIKE"
         );
         assert!(
             !old.refits_through_holdout(),

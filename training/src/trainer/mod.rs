@@ -362,6 +362,7 @@ impl Run<'_> {
             &self.data.scaler,
             config.window,
             self.device,
+            config.has_log_mse_variance(),
         );
         if let Some(bar) = bar {
             bar.finish_with_message(format!(

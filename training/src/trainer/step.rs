@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use crate::dataset::{PanelFeatures, Samples};
-use crate::loss::{bce, pinball, qlike};
+use crate::loss::{bce, log_mse, pinball, qlike};
 use volcast_core::features::{MARKET_FLAG, N_CHANNELS, N_STATIC};
 use volcast_model::config::TrainingConfig;
 use volcast_model::network::VolModel;
@@ -104,7 +104,11 @@ pub(super) fn batch(
     }
 }
 
-/// Mean QLIKE per horizon of `model` on `samples` (inference, no gradients).
+/// Mean QLIKE per horizon of `model` on `samples` (inference, no gradients). With `rescaled`,
+/// of its forecasts times each horizon's QLIKE-minimising scale there, `mean(RV / F)`: QLIKE is
+/// then `ln mean(RV / F) - mean ln(RV / F)`, blind to the forecasts' level (for a network
+/// trained on the squared log error, [`TrainingConfig::log_mse_variance`], whose level the
+/// calibration sets).
 #[must_use]
 pub fn holdout_qlike(
     model: &VolModel,
@@ -113,9 +117,9 @@ pub fn holdout_qlike(
     scaler: &Scaler,
     window: usize,
     device: &Device,
+    rescaled: bool,
 ) -> [f64; 3] {
-    let mut sum = [0f64; 3];
-    let mut n = [0f64; 3];
+    let mut scores = [QlikeSum::default(); 3];
     let rows: Vec<usize> = (0..samples.len()).collect();
     for chunk in rows.chunks(1024) {
         let batch = batch(features, samples, chunk, scaler, window, device, &mut || false);
@@ -126,17 +130,47 @@ pub fn holdout_qlike(
             .try_to_vec()
             .unwrap_or_default();
         for (r, &i) in chunk.iter().enumerate() {
-            for j in 0..3 {
+            for (j, score) in scores.iter_mut().enumerate() {
                 let y = samples.log_rv[i][j];
                 if y.is_finite() {
-                    let d = f64::from(y) - f64::from(f[r * 3 + j]);
-                    sum[j] += d.exp() - d - 1.0;
-                    n[j] += 1.0;
+                    score.add(f64::from(y) - f64::from(f[r * 3 + j]));
                 }
             }
         }
     }
-    [0, 1, 2].map(|j| sum[j] / n[j].max(1.0))
+    scores.map(|s| s.mean(rescaled))
+}
+
+/// Running sums for the mean QLIKE of log forecasts, from their misses `d = ln RV - ln F`.
+#[derive(Debug, Clone, Copy, Default)]
+struct QlikeSum {
+    /// Of `e^d - d - 1`.
+    qlike: f64,
+    /// Of `e^d = RV / F`.
+    ratio: f64,
+    /// Of `d`.
+    log_ratio: f64,
+    n: f64,
+}
+
+impl QlikeSum {
+    fn add(&mut self, d: f64) {
+        self.qlike += d.exp() - d - 1.0;
+        self.ratio += d.exp();
+        self.log_ratio += d;
+        self.n += 1.0;
+    }
+
+    /// The mean QLIKE; `rescaled`: of the forecasts times `s = mean(RV / F)`, which is
+    /// `mean(RV / (s F)) - mean ln(RV / (s F)) - 1 = ln s - mean d`.
+    fn mean(&self, rescaled: bool) -> f64 {
+        let n = self.n.max(1.0);
+        if rescaled {
+            (self.ratio / n).ln() - self.log_ratio / n
+        } else {
+            self.qlike / n
+        }
+    }
 }
 
 /// The training loss of `model` on `batch`, each term averaged over `points` (the whole
@@ -153,7 +187,13 @@ pub(super) fn loss_of(
     points: Points,
     config: &TrainingConfig,
 ) -> Tensor<1> {
-    qlike(
+    let variance_loss: fn(Tensor<2>, Tensor<2>, Tensor<2>, f32) -> Tensor<1> =
+        if config.has_log_mse_variance() {
+            log_mse
+        } else {
+            qlike
+        };
+    variance_loss(
         out.log_variance,
         batch.log_rv.clone(),
         batch.rv_mask.clone(),
@@ -313,5 +353,33 @@ mod tests {
             &[first, second, second, second],
         );
         assert!((loss(&train, &[first, second]) - copies).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_rescaled_holdout_qlike_is_that_of_the_forecasts_at_their_best_scale() {
+        let (rv, f) = ([0.5, 2.0, 9.0, 0.1], [1.0, 1.0, 3.0, 0.4]);
+        let mut sum = QlikeSum::default();
+        for (r, f) in rv.iter().zip(f) {
+            sum.add(f64::ln(r / f));
+        }
+        let qlike = |scale: f64| {
+            rv.iter()
+                .zip(f)
+                .map(|(r, f)| r / (scale * f) - (r / (scale * f)).ln() - 1.0)
+                .sum::<f64>()
+                / 4.0
+        };
+        assert!((sum.mean(false) - qlike(1.0)).abs() < 1e-12);
+        let best = rv.iter().zip(f).map(|(r, f)| r / f).sum::<f64>() / 4.0;
+        assert!((sum.mean(true) - qlike(best)).abs() < 1e-12);
+        // No other scale does better, and the level of the forecasts does not matter.
+        for s in [0.5, 0.9, 1.1, 2.0] {
+            assert!(qlike(best * s) > sum.mean(true));
+        }
+        let mut doubled = QlikeSum::default();
+        for (r, f) in rv.iter().zip(f) {
+            doubled.add(f64::ln(r / (2.0 * f)));
+        }
+        assert!((doubled.mean(true) - sum.mean(true)).abs() < 1e-12);
     }
 }

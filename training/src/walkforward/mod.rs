@@ -587,9 +587,11 @@ fn config_differences(trained: &TrainingConfig, asked: &TrainingConfig) -> Vec<S
     let explicit = |c: &TrainingConfig| {
         let refit = c.refits_through_holdout();
         let per_horizon = c.has_per_horizon_epochs();
+        let log_mse = c.has_log_mse_variance();
         c.clone()
             .with_refit_through_holdout(Some(refit))
             .with_per_horizon_epochs(Some(per_horizon))
+            .with_log_mse_variance(Some(log_mse))
     };
     let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
         serde_json::to_value(explicit(trained)),
