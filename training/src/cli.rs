@@ -154,6 +154,11 @@ pub struct DesignFlags {
     /// stopping on the holdout's QLIKE after its own variance scale). Default: the config's.
     #[arg(long, value_name = "true|false")]
     pub log_mse_variance: Option<bool>,
+    /// Serve the log variance as the lognormal mean, the head's mean of log RV plus half the
+    /// variance of log RV read from the network's quantiles (needs `--log-mse-variance true`).
+    /// Default: the config's.
+    #[arg(long, value_name = "true|false")]
+    pub lognormal_mean: Option<bool>,
 }
 
 impl DesignFlags {
@@ -173,6 +178,9 @@ impl DesignFlags {
         }
         if let Some(v) = self.log_mse_variance {
             config.log_mse_variance = Some(v);
+        }
+        if let Some(v) = self.lognormal_mean {
+            config.model.lognormal_mean = v;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The log-variance head trained on the squared log error (`log_mse_variance`): another network
 //! than QLIKE's from the same start, early-stopped on the holdout's QLIKE after its own variance
-//! scale (finite, never negative), and recorded in the artifact's config.
+//! scale (finite, never negative), and recorded in the artifact's config; with the lognormal mean
+//! (`lognormal_mean`) another network again, refused without the squared log error.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -43,6 +44,35 @@ fn the_squared_log_error_trains_another_network_scored_at_its_best_scale() {
             assert!(s.is_finite() && *s >= 0.0 && *s < 1.0, "{scores:?}");
         }
     }
+
+    // The lognormal mean: the head is trained on the same loss but its output is served plus
+    // the spread's half variance, which the loss takes off again; so another network.
+    let mut lognormal = log_mse.clone();
+    lognormal.model = lognormal.model.with_lognormal_mean(true);
+    let c = run_with(&lognormal, "lognormal");
+    let (out_b, out_c) = (
+        outputs_on_a_fixed_input(&b.model, log_mse.window, &device),
+        outputs_on_a_fixed_input(&c.model, lognormal.window, &device),
+    );
+    assert_ne!(out_b, out_c);
+    for scores in &c.state.history {
+        assert!(scores.iter().all(|s| s.is_finite() && *s >= 0.0), "{scores:?}");
+    }
+    // It needs the squared log error.
+    let mut refused = qlike.clone();
+    refused.model = refused.model.with_lognormal_mean(true);
+    let err = train(
+        &assets,
+        &refused,
+        fit_end_hour,
+        &device,
+        &run_options(&tmp.path().join("refused"), false, None),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("lognormal_mean needs log_mse_variance"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -80,6 +80,12 @@ pub(super) fn split_enough_rows(
             "weight_average_half_life_epochs is {h}: a half-life is a positive number of epochs"
         )));
     }
+    if config.model.lognormal_mean && !config.has_log_mse_variance() {
+        return Err(TrainError::Config(
+            "lognormal_mean needs log_mse_variance: the head it corrects is the mean of log RV".into(),
+        ));
+    }
+    config.model.lognormal_spread().map_err(TrainError::Config)?;
     if config.has_per_horizon_epochs() && !config.refits_through_holdout() {
         return Err(TrainError::Config(
             "per_horizon_epochs needs refit_through_holdout: the horizons' networks are the refit's".into(),

@@ -193,8 +193,14 @@ pub(super) fn loss_of(
         } else {
             qlike
         };
+    // The squared log error scores the head's output; with the lognormal mean that is the
+    // served log variance less the spread's half variance.
+    let log_variance = match config.model.lognormal_spread() {
+        Ok(Some(spread)) => out.log_variance.clone() - spread.half_variance(&out.log_quantiles),
+        _ => out.log_variance,
+    };
     variance_loss(
-        out.log_variance,
+        log_variance,
         batch.log_rv.clone(),
         batch.rv_mask.clone(),
         points.rv,

@@ -54,6 +54,35 @@ pub struct VolModelConfig {
     /// network recognise assets and regimes instead of patterns); the linear skip still sees them.
     #[config(default = "Vec::new()")]
     pub trunk_excluded: Vec<usize>,
+    /// Serve the log variance as the lognormal mean, `mu + sigma^2 / 2`: `mu` the log-variance
+    /// head's output (trained on the squared log error, the conditional mean of log RV), `sigma`
+    /// the network's own spread of log RV from its quantile heads ([`LognormalSpread`]). Off
+    /// (and a config written before this field): the head's output is the log variance.
+    #[config(default = false)]
+    pub lognormal_mean: bool,
+}
+
+/// How the lognormal mean reads the spread of log RV from the quantile heads: `sigma = (q_hi -
+/// q_lo) / (z_hi - z_lo)`, the two levels symmetric about the median (0.05 and 0.95 by default).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LognormalSpread {
+    /// Index of the lower level.
+    pub lo: usize,
+    /// Index of the upper level.
+    pub hi: usize,
+    /// `1 / (z_hi - z_lo)`.
+    pub inv_width: f32,
+}
+
+impl LognormalSpread {
+    /// `sigma^2 / 2` per row and horizon from `log_quantiles` (`[batch, h, k]`): `[batch, h]`.
+    #[must_use]
+    pub fn half_variance(&self, log_quantiles: &Tensor<3>) -> Tensor<2> {
+        let [batch, h, _] = log_quantiles.dims();
+        let width = log_quantiles.clone().narrow(2, self.hi, 1) - log_quantiles.clone().narrow(2, self.lo, 1);
+        let sigma = width.reshape([batch, h]) * self.inv_width;
+        sigma.clone() * sigma * 0.5
+    }
 }
 
 /// Causal dilated convolutions with residuals: `[batch, channels_in, time] -> [batch, channels]`
@@ -75,6 +104,9 @@ pub struct LstmEncoder {
 pub struct VolModel {
     #[module(skip)]
     trunk_mask: Vec<f32>,
+    /// With [`VolModelConfig::lognormal_mean`], where the spread of log RV is read.
+    #[module(skip)]
+    lognormal: Option<LognormalSpread>,
     tcn: Option<Tcn>,
     lstm: Option<LstmEncoder>,
     trunk_in: Linear,
@@ -99,6 +131,36 @@ pub struct VolOutput {
 }
 
 impl VolModelConfig {
+    /// With [`Self::lognormal_mean`], the levels its spread is read from: the lowest level below
+    /// the median and the level at one minus it.
+    ///
+    /// # Errors
+    /// With `lognormal_mean`, when the quantile levels hold no such pair.
+    pub fn lognormal_spread(&self) -> Result<Option<LognormalSpread>, String> {
+        if !self.lognormal_mean {
+            return Ok(None);
+        }
+        let levels = &self.quantile_levels;
+        let pair = levels.iter().position(|&l| l > 0.0 && l < 0.5).and_then(|lo| {
+            let hi = levels
+                .iter()
+                .position(|&u| (u - (1.0 - levels[lo])).abs() < 1e-9)?;
+            Some((lo, hi))
+        });
+        let Some((lo, hi)) = pair else {
+            return Err(format!(
+                "lognormal_mean needs two quantile levels symmetric about 0.5 (such as 0.05 and 0.95); the levels are {levels:?}"
+            ));
+        };
+        let width = volcast_core::backtest::normal_quantile(levels[hi])
+            - volcast_core::backtest::normal_quantile(levels[lo]);
+        Ok(Some(LognormalSpread {
+            lo,
+            hi,
+            inv_width: (1.0 / width) as f32,
+        }))
+    }
+
     /// Builds the model with fresh weights on `device`.
     #[must_use]
     pub fn init(&self, device: &Device) -> VolModel {
@@ -137,6 +199,7 @@ impl VolModelConfig {
             .collect();
         VolModel {
             trunk_mask,
+            lognormal: self.lognormal_spread().ok().flatten(),
             tcn,
             lstm,
             trunk_in: LinearConfig::new(summary + self.n_static, self.hidden).init(device),
@@ -328,9 +391,9 @@ impl VolModel {
         let joined = Tensor::cat(vec![summary, statics.clone() * mask], 1); // [batch, channels + n_static]
         let z = gelu(self.trunk_out.forward(gelu(self.trunk_in.forward(joined)))); // [batch, hidden]
 
-        let log_variance =
-            self.variance_skip.forward(statics.clone()) + self.variance_head.forward(z.clone()); // [batch, h]
-        let [batch, horizons] = log_variance.dims();
+        // The head's output: the log variance, or with the lognormal mean the mean of log RV.
+        let head = self.variance_skip.forward(statics.clone()) + self.variance_head.forward(z.clone()); // [batch, h]
+        let [batch, horizons] = head.dims();
         let offsets = self.quantile_head.forward(z.clone()); // [batch, h * k]
         let levels = offsets.dims()[1] / horizons;
         let offsets = offsets.reshape([batch, horizons, levels]); // [batch, h, k]
@@ -338,7 +401,11 @@ impl VolModel {
         let first = offsets.clone().narrow(2, 0, 1); // [batch, h, 1]
         let steps = softplus(offsets.narrow(2, 1, levels - 1), 1.0); // [batch, h, k-1]
         let cumulative = Tensor::cat(vec![first, steps], 2).cumsum(2); // [batch, h, k]
-        let log_quantiles = log_variance.clone().unsqueeze_dim::<3>(2) + cumulative; // [batch, h, k]
+        let log_quantiles = head.clone().unsqueeze_dim::<3>(2) + cumulative; // [batch, h, k]
+        let log_variance = match &self.lognormal {
+            Some(spread) => head + spread.half_variance(&log_quantiles),
+            None => head,
+        };
         let shortage_logit = self.shortage_skip.forward(statics) + self.shortage_head.forward(z); // [batch, h]
         VolOutput {
             log_variance,

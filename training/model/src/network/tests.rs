@@ -189,3 +189,46 @@ fn horizon_weights_serve_each_horizon_from_its_own_networks() {
     assert!(Ensemble::check_horizon_weights(&[vec![0.5, 1.0, 1.0]], 1, 3).is_err());
     assert!(Ensemble::check_horizon_weights(&[vec![-1.0, 1.0, 1.0], vec![2.0, 0.0, 0.0]], 2, 3).is_err());
 }
+
+/// With the lognormal mean, the log variance served is the head's output (what the network
+/// without it serves, the median of its quantiles' centre unchanged) plus half the square of the
+/// spread read from the quantiles at 0.05 and 0.95; the quantiles themselves do not move.
+#[test]
+fn the_lognormal_mean_adds_half_the_quantiles_variance_of_log_rv() {
+    let device = Device::flex();
+    let cfg = config(EncoderKind::Tcn);
+    let plain = cfg.init(&device);
+    let spread = cfg
+        .clone()
+        .with_lognormal_mean(true)
+        .lognormal_spread()
+        .unwrap()
+        .unwrap();
+    assert_eq!((spread.lo, spread.hi), (0, 2));
+    assert!((f64::from(spread.inv_width) - 1.0 / (2.0 * 1.644_853_626_951_472)).abs() < 1e-6);
+    let mut lognormal = plain.clone();
+    lognormal.lognormal = Some(spread);
+    let x = Tensor::<3>::random([4, 32, 5], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let s = Tensor::<2>::random([4, 6], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let a = plain.forward(x.clone(), s.clone());
+    let b = lognormal.forward(x, s);
+    let qa: Vec<f32> = a.log_quantiles.clone().into_data().try_to_vec().unwrap();
+    let qb: Vec<f32> = b.log_quantiles.clone().into_data().try_to_vec().unwrap();
+    assert_eq!(qa, qb);
+    let va: Vec<f32> = a.log_variance.into_data().try_to_vec().unwrap();
+    let vb: Vec<f32> = b.log_variance.into_data().try_to_vec().unwrap();
+    for (row, (x, y)) in va.iter().zip(&vb).enumerate() {
+        let (r, h) = (row / 3, row % 3);
+        let q = |l: usize| qa[(r * 3 + h) * 4 + l];
+        let sigma = (q(2) - q(0)) / (2.0 * 1.644_853_6);
+        assert!(sigma > 0.0);
+        assert!(
+            (y - (x + 0.5 * sigma * sigma)).abs() < 1e-5,
+            "row {r} horizon {h}: {y} vs {x}"
+        );
+    }
+    // Levels without a symmetric pair are refused; without the flag nothing is read.
+    let odd = VolModelConfig::new(6, 5, 3, vec![0.1, 0.5, 0.99]).with_lognormal_mean(true);
+    assert!(odd.lognormal_spread().unwrap_err().contains("symmetric"));
+    assert_eq!(cfg.lognormal_spread(), Ok(None));
+}
