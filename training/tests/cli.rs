@@ -143,6 +143,10 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
         "0.25",
         "--per-horizon-epochs",
         "true",
+        "--log-mse-variance",
+        "true",
+        "--lognormal-mean",
+        "true",
         "--set-default",
     ]);
     assert!(
@@ -158,6 +162,16 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     assert_eq!(config["refit_through_holdout"], serde_json::json!(true));
     assert_eq!(config["weight_average_half_life_epochs"], serde_json::json!(0.25));
     assert_eq!(config["per_horizon_epochs"], serde_json::json!(true));
+    assert_eq!(config["log_mse_variance"], serde_json::json!(true));
+    assert_eq!(config["model"]["lognormal_mean"], serde_json::json!(true));
+    // The lognormal mean corrects the squared log error's head: refused with QLIKE's, by name.
+    let refused = with(&["--lognormal-mean", "true"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("lognormal_mean needs log_mse_variance"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let refused = with(&["--weight-average-half-life-epochs", "0"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--weight-average-half-life-epochs"));
