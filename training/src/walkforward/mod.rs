@@ -404,9 +404,9 @@ pub fn render(report: &WalkForwardReport) -> String {
         }
     }
     out.push_str("\nWorst fold per horizon (highest model / better baseline):\n\n| H | fold | model / better | mean over folds |\n|---|---|---:|---:|\n");
-    for (h, worst, mean) in per_horizon(&report.folds) {
-        if let Some((year, worst)) = worst {
-            let _ = writeln!(out, "| {h}h | {year} | {worst:.4} | {mean:.4} |");
+    for row in per_horizon(&report.folds) {
+        if let Some((year, worst)) = row.worst {
+            let _ = writeln!(out, "| {}h | {year} | {worst:.4} | {:.4} |", row.h, row.mean);
         }
     }
     out.push_str(
@@ -446,9 +446,17 @@ pub fn render(report: &WalkForwardReport) -> String {
     out
 }
 
-/// Per horizon of [`HORIZONS`]: the worst fold (year, model / better baseline) and the mean over
-/// the folds.
-fn per_horizon(folds: &[FoldSummary]) -> Vec<(usize, Option<(i32, f64)>, f64)> {
+/// One horizon's model / better baseline over the folds.
+struct OverFolds {
+    h: usize,
+    /// The worst fold: its year and ratio (none without folds).
+    worst: Option<(i32, f64)>,
+    /// The mean over the folds.
+    mean: f64,
+}
+
+/// Per horizon of [`HORIZONS`]: the worst fold and the mean over the folds.
+fn per_horizon(folds: &[FoldSummary]) -> Vec<OverFolds> {
     HORIZONS
         .iter()
         .map(|&h| {
@@ -456,9 +464,11 @@ fn per_horizon(folds: &[FoldSummary]) -> Vec<(usize, Option<(i32, f64)>, f64)> {
                 .iter()
                 .filter_map(|f| f.horizons.iter().find(|x| x.h == h).map(|x| (f.year, x.ratio)))
                 .collect();
-            let worst = rows.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1));
-            let mean = rows.iter().map(|r| r.1).sum::<f64>() / rows.len().max(1) as f64;
-            (h, worst, mean)
+            OverFolds {
+                h,
+                worst: rows.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)),
+                mean: rows.iter().map(|r| r.1).sum::<f64>() / rows.len().max(1) as f64,
+            }
         })
         .collect()
 }
@@ -499,7 +509,7 @@ fn render_seed_sets(sets: &[SeedSet]) -> String {
         let (breaches, n, kupiec) = pooled(&set.folds);
         let cells: Vec<String> = per_horizon(&set.folds)
             .into_iter()
-            .map(|(_, worst, mean)| cell(worst, mean))
+            .map(|row| cell(row.worst, row.mean))
             .collect();
         let _ = writeln!(
             out,
@@ -526,7 +536,7 @@ fn render_seed_sets(sets: &[SeedSet]) -> String {
         .collect();
     let cells: Vec<String> = per_horizon(&mean_folds)
         .into_iter()
-        .map(|(_, worst, mean)| cell(worst, mean))
+        .map(|row| cell(row.worst, row.mean))
         .collect();
     let _ = writeln!(out, "| **mean over sets** | {} | |", cells.join(" | "));
     let names: Vec<String> = sets.iter().map(SeedSet::seeds).collect();
