@@ -180,7 +180,7 @@ impl DesignFlags {
             config.log_mse_variance = Some(v);
         }
         if let Some(v) = self.lognormal_mean {
-            config.model.lognormal_mean = v;
+            config.model.lognormal_mean = Some(v);
         }
     }
 }

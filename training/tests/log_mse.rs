@@ -48,7 +48,7 @@ fn the_squared_log_error_trains_another_network_scored_at_its_best_scale() {
     // The lognormal mean: the head is trained on the same loss but its output is served plus
     // the spread's half variance, which the loss takes off again; so another network.
     let mut lognormal = log_mse.clone();
-    lognormal.model = lognormal.model.with_lognormal_mean(true);
+    lognormal.model = lognormal.model.with_lognormal_mean(Some(true));
     let c = run_with(&lognormal, "lognormal");
     let (out_b, out_c) = (
         outputs_on_a_fixed_input(&b.model, log_mse.window, &device),
@@ -60,7 +60,7 @@ fn the_squared_log_error_trains_another_network_scored_at_its_best_scale() {
     }
     // It needs the squared log error.
     let mut refused = qlike.clone();
-    refused.model = refused.model.with_lognormal_mean(true);
+    refused.model = refused.model.with_lognormal_mean(Some(true));
     let err = train(
         &assets,
         &refused,

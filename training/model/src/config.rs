@@ -145,6 +145,8 @@ mod tests {
         assert!(fields.remove("weight_average_half_life_epochs").is_some());
         assert!(fields.remove("per_horizon_epochs").is_some());
         assert!(fields.remove("log_mse_variance").is_some());
+        let model = fields["model"].as_object_mut().expect("the model's config");
+        assert!(model.remove("lognormal_mean").is_some());
         let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
         assert_eq!(old.recency_half_life_days, None);
         assert_eq!(
@@ -154,6 +156,10 @@ mod tests {
         assert!(
             !old.has_per_horizon_epochs(),
             "a config from before per-horizon epochs serves every horizon from one network"
+        );
+        assert!(
+            !old.model.has_lognormal_mean(),
+            "a config from before the lognormal mean serves the head's output"
         );
         assert!(
             !old.has_log_mse_variance(),

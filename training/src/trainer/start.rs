@@ -80,7 +80,7 @@ pub(super) fn split_enough_rows(
             "weight_average_half_life_epochs is {h}: a half-life is a positive number of epochs"
         )));
     }
-    if config.model.lognormal_mean && !config.has_log_mse_variance() {
+    if config.model.has_lognormal_mean() && !config.has_log_mse_variance() {
         return Err(TrainError::Config(
             "lognormal_mean needs log_mse_variance: the head it corrects is the mean of log RV".into(),
         ));

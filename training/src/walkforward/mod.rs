@@ -598,10 +598,13 @@ fn config_differences(trained: &TrainingConfig, asked: &TrainingConfig) -> Vec<S
         let refit = c.refits_through_holdout();
         let per_horizon = c.has_per_horizon_epochs();
         let log_mse = c.has_log_mse_variance();
-        c.clone()
+        let mut c = c
+            .clone()
             .with_refit_through_holdout(Some(refit))
             .with_per_horizon_epochs(Some(per_horizon))
-            .with_log_mse_variance(Some(log_mse))
+            .with_log_mse_variance(Some(log_mse));
+        c.model.lognormal_mean = Some(c.model.has_lognormal_mean());
+        c
     };
     let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
         serde_json::to_value(explicit(trained)),
@@ -649,6 +652,19 @@ mod tests {
         assert_eq!(
             config_differences(&one_count, &now.clone().with_per_horizon_epochs(Some(true))),
             ["per_horizon_epochs: false vs true"]
+        );
+        // Likewise the squared log error and the lognormal mean (a field of the model's config).
+        let mut explicit = now.clone().with_log_mse_variance(Some(false));
+        explicit.model.lognormal_mean = Some(false);
+        assert!(config_differences(&now, &explicit).is_empty());
+        let mut lognormal = explicit.clone().with_log_mse_variance(Some(true));
+        lognormal.model.lognormal_mean = Some(true);
+        let differ = config_differences(&now, &lognormal);
+        assert_eq!(differ.len(), 2, "{differ:?}");
+        assert_eq!(differ[0], "log_mse_variance: false vs true");
+        assert!(
+            differ[1].starts_with("model: ") && differ[1].contains("\"lognormal_mean\":true"),
+            "{differ:?}"
         );
     }
 

@@ -56,10 +56,10 @@ pub struct VolModelConfig {
     pub trunk_excluded: Vec<usize>,
     /// Serve the log variance as the lognormal mean, `mu + sigma^2 / 2`: `mu` the log-variance
     /// head's output (trained on the squared log error, the conditional mean of log RV), `sigma`
-    /// the network's own spread of log RV from its quantile heads ([`LognormalSpread`]). Off
-    /// (and a config written before this field): the head's output is the log variance.
-    #[config(default = false)]
-    pub lognormal_mean: bool,
+    /// the network's own spread of log RV from its quantile heads ([`LognormalSpread`]). `None`
+    /// (and a config written before this field) or `Some(false)`: the head's output is the log
+    /// variance.
+    pub lognormal_mean: Option<bool>,
 }
 
 /// How the lognormal mean reads the spread of log RV from the quantile heads: `sigma = (q_hi -
@@ -131,13 +131,19 @@ pub struct VolOutput {
 }
 
 impl VolModelConfig {
+    /// Whether the log variance is served as the lognormal mean ([`Self::lognormal_mean`]).
+    #[must_use]
+    pub fn has_lognormal_mean(&self) -> bool {
+        self.lognormal_mean == Some(true)
+    }
+
     /// With [`Self::lognormal_mean`], the levels its spread is read from: the lowest level below
     /// the median and the level at one minus it.
     ///
     /// # Errors
     /// With `lognormal_mean`, when the quantile levels hold no such pair.
     pub fn lognormal_spread(&self) -> Result<Option<LognormalSpread>, String> {
-        if !self.lognormal_mean {
+        if !self.has_lognormal_mean() {
             return Ok(None);
         }
         let levels = &self.quantile_levels;

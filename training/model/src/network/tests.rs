@@ -200,7 +200,7 @@ fn the_lognormal_mean_adds_half_the_quantiles_variance_of_log_rv() {
     let plain = cfg.init(&device);
     let spread = cfg
         .clone()
-        .with_lognormal_mean(true)
+        .with_lognormal_mean(Some(true))
         .lognormal_spread()
         .unwrap()
         .unwrap();
@@ -228,7 +228,7 @@ fn the_lognormal_mean_adds_half_the_quantiles_variance_of_log_rv() {
         );
     }
     // Levels without a symmetric pair are refused; without the flag nothing is read.
-    let odd = VolModelConfig::new(6, 5, 3, vec![0.1, 0.5, 0.99]).with_lognormal_mean(true);
+    let odd = VolModelConfig::new(6, 5, 3, vec![0.1, 0.5, 0.99]).with_lognormal_mean(Some(true));
     assert!(odd.lognormal_spread().unwrap_err().contains("symmetric"));
     assert_eq!(cfg.lognormal_spread(), Ok(None));
 }
