@@ -520,6 +520,17 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         v["seed_sets"][0]["folds"][0]["artifact"],
         v["seed_sets"][1]["folds"][0]["artifact"]
     );
+    let page = std::fs::read_to_string(&html).unwrap();
+    for needle in [
+        "<h2>Seed sets</h2>",
+        "<td>42-44</td>",
+        "<td>45-47</td>",
+        "<th>mean over sets</th>",
+        "<td>2021</td><td>168 h</td>",
+    ] {
+        assert!(page.contains(needle), "{needle}: {page}");
+    }
+    assert!(!page.contains("NaN"), "{page}");
 }
 
 /// `ingest` loads every good file, leaves a file with one bad row out entirely (naming the row),

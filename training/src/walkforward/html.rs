@@ -37,6 +37,9 @@ pub fn render(report: &WalkForwardReport) -> String {
         out.push_str(&reliability_chart(report, h));
     }
     out.push_str(&risk_table(report));
+    if !report.seed_sets.is_empty() {
+        out.push_str(&seed_sets_table(&report.seed_sets));
+    }
     out.push_str(
         "<h2>Breaches over each fold</h2>\n<p>The model's cumulative breach rate since the fold's start \
          (solid) and the HAR-calibrated policy's (dashed), against the promise 1 - alpha (grey), with the \
@@ -180,6 +183,64 @@ fn risk_table(report: &WalkForwardReport) -> String {
             kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}")),
             100.0 * hr
         );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// The seed sets side by side (`--seed-sets`): each set's mean over folds per horizon, with
+/// their mean, then every set's ratio per fold and horizon with the spread.
+fn seed_sets_table(sets: &[super::SeedSet]) -> String {
+    let names: Vec<String> = sets.iter().map(super::SeedSet::seeds).collect();
+    let mut out = String::from(
+        "<h2>Seed sets</h2>\n<p>The same design trained and scored again with disjoint seeds; the charts above \
+         are the first set's. Model over the better baseline, mean over folds (worst fold in brackets).</p>\n\
+         <table><tr><th>seeds</th>",
+    );
+    for h in volcast_core::forecast::HORIZONS {
+        let _ = write!(out, "<th>{h} h</th>");
+    }
+    out.push_str("<th>pooled breaches (Kupiec p)</th></tr>\n");
+    let cells = |rows: Vec<super::OverFolds>| -> String {
+        rows.iter()
+            .map(|r| match r.worst {
+                Some((y, w)) => format!("<td>{:.4} ({y}: {w:.4})</td>", r.mean),
+                None => format!("<td>{:.4}</td>", r.mean),
+            })
+            .collect()
+    };
+    for (set, name) in sets.iter().zip(&names) {
+        let (breaches, n, kupiec) = super::pooled(&set.folds);
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td>{}<td>{:.2}% ({})</td></tr>",
+            esc(name),
+            cells(super::per_horizon(&set.folds)),
+            100.0 * breaches as f64 / n.max(1) as f64,
+            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<tr><th>mean over sets</th>{}<td></td></tr>\n</table>",
+        cells(super::per_horizon(&super::mean_over_sets(sets)))
+    );
+    out.push_str("<table><tr><th>fold</th><th>H</th>");
+    for name in &names {
+        let _ = write!(out, "<th>{}</th>", esc(name));
+    }
+    out.push_str("<th>mean</th><th>spread</th></tr>\n");
+    for f in &sets[0].folds {
+        for x in &f.horizons {
+            let ratios = super::set_ratios(sets, f.year, x.h);
+            let (mean, spread) = super::mean_and_spread(&ratios);
+            let each: String = ratios.iter().map(|r| format!("<td>{r:.4}</td>")).collect();
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{} h</td>{each}<td>{mean:.4}</td><td>{spread:.4}</td></tr>",
+                f.year, x.h
+            );
+        }
     }
     out.push_str("</table>\n");
     out

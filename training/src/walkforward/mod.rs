@@ -520,21 +520,8 @@ fn render_seed_sets(sets: &[SeedSet]) -> String {
             kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"))
         );
     }
-    // Per fold and horizon, the mean over the sets that scored it.
     let first = &sets[0];
-    let mean_folds: Vec<FoldSummary> = first
-        .folds
-        .iter()
-        .map(|f| {
-            let mut m = f.clone();
-            for x in &mut m.horizons {
-                let ratios = set_ratios(sets, f.year, x.h);
-                x.ratio = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
-            }
-            m
-        })
-        .collect();
-    let cells: Vec<String> = per_horizon(&mean_folds)
+    let cells: Vec<String> = per_horizon(&mean_over_sets(sets))
         .into_iter()
         .map(|row| cell(row.worst, row.mean))
         .collect();
@@ -549,9 +536,7 @@ fn render_seed_sets(sets: &[SeedSet]) -> String {
     for f in &first.folds {
         for x in &f.horizons {
             let ratios = set_ratios(sets, f.year, x.h);
-            let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
-            let spread = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-                - ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let (mean, spread) = mean_and_spread(&ratios);
             let each: Vec<String> = ratios.iter().map(|r| format!("{r:.4}")).collect();
             let _ = writeln!(
                 out,
@@ -563,6 +548,31 @@ fn render_seed_sets(sets: &[SeedSet]) -> String {
         }
     }
     out
+}
+
+/// The first set's folds with each ratio replaced by its mean over the sets that scored it.
+fn mean_over_sets(sets: &[SeedSet]) -> Vec<FoldSummary> {
+    sets.first().map_or_else(Vec::new, |first| {
+        first
+            .folds
+            .iter()
+            .map(|f| {
+                let mut m = f.clone();
+                for x in &mut m.horizons {
+                    x.ratio = mean_and_spread(&set_ratios(sets, f.year, x.h)).0;
+                }
+                m
+            })
+            .collect()
+    })
+}
+
+/// The mean of `values` and their range (largest less smallest).
+fn mean_and_spread(values: &[f64]) -> (f64, f64) {
+    let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let spread = values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        - values.iter().copied().fold(f64::INFINITY, f64::min);
+    (mean, spread)
 }
 
 /// Every set's model / better baseline at `year` and `h` (the sets that scored it).
