@@ -6,12 +6,10 @@
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
 use volcast_model::device::{DeviceChoice, select};
-use volcast_model::inference::LoadedModel;
-use volcast_training::pipeline::run;
 use volcast_training::trainer::train;
 
 mod common;
-use common::{generated, generated_panel, outputs_on_a_fixed_input, pipeline, run_options, small_config};
+use common::{generated_panel, outputs_on_a_fixed_input, run_options, small_config, trained_artifact};
 
 #[test]
 fn the_squared_log_error_trains_another_network_scored_at_its_best_scale() {
@@ -77,18 +75,14 @@ fn the_squared_log_error_trains_another_network_scored_at_its_best_scale() {
 
 #[test]
 fn an_artifact_trained_on_the_squared_log_error_says_so() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    generated(&data, 120);
-    let device = select(DeviceChoice::Cpu).unwrap().device;
-    let mut p = pipeline(&data, &tmp.path().join("out"), DeviceChoice::Cpu);
-    p.config = p
-        .config
-        .clone()
-        .with_max_epochs(1)
-        .with_log_mse_variance(Some(true));
-    p.members = 1;
-    let loaded = LoadedModel::load(&run(&p).unwrap().dir, &device).unwrap();
+    let (_tmp, loaded) = trained_artifact(|p| {
+        p.config = p
+            .config
+            .clone()
+            .with_max_epochs(1)
+            .with_log_mse_variance(Some(true));
+        p.members = 1;
+    });
     assert!(loaded.config.has_log_mse_variance());
     // Calibrated like any artifact: its variance scale per horizon is finite and positive.
     let recalibration = loaded.metadata.recalibration.as_ref().unwrap();

@@ -6,14 +6,12 @@
 
 use burn::module::Module;
 use volcast_model::device::{DeviceChoice, select};
-use volcast_model::inference::LoadedModel;
 use volcast_model::network::{Ensemble, VolModel};
-use volcast_training::pipeline::run;
 use volcast_training::trainer::{per_horizon_epochs, train};
 
 mod common;
 use common::{
-    generated, generated_panel, outputs_on_a_fixed_input, pipeline, random_inputs, run_options, small_config,
+    generated_panel, outputs_on_a_fixed_input, random_inputs, run_options, small_config, trained_artifact,
 };
 
 #[test]
@@ -82,19 +80,16 @@ fn the_refit_keeps_the_network_after_each_horizons_own_epochs() {
 
 #[test]
 fn an_artifact_serves_each_horizon_from_its_own_networks() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    generated(&data, 120);
+    let (_tmp, loaded) = trained_artifact(|p| {
+        p.config = p
+            .config
+            .clone()
+            .with_max_epochs(3)
+            .with_patience(3)
+            .with_per_horizon_epochs(Some(true));
+        p.members = 2;
+    });
     let device = select(DeviceChoice::Cpu).unwrap().device;
-    let mut p = pipeline(&data, &tmp.path().join("out"), DeviceChoice::Cpu);
-    p.config = p
-        .config
-        .clone()
-        .with_max_epochs(3)
-        .with_patience(3)
-        .with_per_horizon_epochs(Some(true));
-    p.members = 2;
-    let loaded = LoadedModel::load(&run(&p).unwrap().dir, &device).unwrap();
     assert_eq!(loaded.metadata.members(), 2);
     let config = &loaded.config;
     assert_eq!(config.per_horizon_epochs, Some(true));

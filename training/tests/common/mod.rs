@@ -49,6 +49,25 @@ pub fn pipeline(data: &Path, out: &Path, device: DeviceChoice) -> Pipeline {
     }
 }
 
+/// An artifact trained by the pipeline on 120 days of generated candles (CPU), its pipeline
+/// first set by `adjust`, and loaded; with the temporary directory that holds it.
+pub fn trained_artifact(
+    adjust: impl FnOnce(&mut Pipeline),
+) -> (tempfile::TempDir, volcast_model::inference::LoadedModel) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data, 120);
+    let device = volcast_model::device::select(DeviceChoice::Cpu).unwrap().device;
+    let mut p = pipeline(&data, &tmp.path().join("out"), DeviceChoice::Cpu);
+    adjust(&mut p);
+    let loaded = volcast_model::inference::LoadedModel::load(
+        &volcast_training::pipeline::run(&p).unwrap().dir,
+        &device,
+    )
+    .unwrap();
+    (tmp, loaded)
+}
+
 /// 150 days of generated candles as a panel, in a temporary directory (kept alive by the
 /// answer), and the fit end 2020-04-15 as a close hour.
 pub fn generated_panel() -> (tempfile::TempDir, Vec<volcast_core::grid::Asset>, i64) {
