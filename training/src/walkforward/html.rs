@@ -223,7 +223,7 @@ fn seed_sets_table(sets: &[super::SeedSet]) -> String {
     let _ = writeln!(
         out,
         "<tr><th>mean over sets</th>{}<td></td></tr>\n</table>",
-        cells(super::per_horizon(&super::mean_over_sets(sets)))
+        cells(super::per_horizon(&super::seeds::mean_over_sets(sets)))
     );
     out.push_str("<table><tr><th>fold</th><th>H</th>");
     for name in &names {
@@ -232,8 +232,8 @@ fn seed_sets_table(sets: &[super::SeedSet]) -> String {
     out.push_str("<th>mean</th><th>spread</th></tr>\n");
     for f in &sets[0].folds {
         for x in &f.horizons {
-            let ratios = super::set_ratios(sets, f.year, x.h);
-            let (mean, spread) = super::mean_and_spread(&ratios);
+            let ratios = super::seeds::set_ratios(sets, f.year, x.h);
+            let (mean, spread) = super::seeds::mean_and_spread(&ratios);
             let each: String = ratios.iter().map(|r| format!("<td>{r:.4}</td>")).collect();
             let _ = writeln!(
                 out,

@@ -8,6 +8,10 @@
 //! interrupted mid-training resumes from its checkpoint.
 
 pub mod html;
+mod seeds;
+
+use seeds::render_seed_sets;
+pub use seeds::{SeedSet, seed_set};
 
 use std::path::{Path, PathBuf};
 
@@ -124,44 +128,6 @@ pub struct WalkForwardReport {
     /// With more than one seed set, every set's summaries, the first's included.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub seed_sets: Vec<SeedSet>,
-}
-
-/// One seed set's folds.
-#[derive(Debug, Clone, Serialize)]
-pub struct SeedSet {
-    /// Its networks' seeds, `first_seed .. first_seed + members - 1`.
-    pub first_seed: u64,
-    /// Networks per fold.
-    pub members: usize,
-    /// Where its folds are (`fold-<Y>/` under it).
-    pub out: PathBuf,
-    /// Per fold.
-    pub folds: Vec<FoldSummary>,
-}
-
-impl SeedSet {
-    /// `42-44`, or `42` for one network.
-    fn seeds(&self) -> String {
-        match self.members {
-            0 | 1 => self.first_seed.to_string(),
-            m => format!("{}-{}", self.first_seed, self.first_seed + m as u64 - 1),
-        }
-    }
-}
-
-/// Seed set `k`'s training config and folds directory: its networks' seeds follow the previous
-/// set's (`seed + k members` on), so no two sets share a network; set 0 is the run without
-/// `--seed-sets` (its folds in `out`, so a trained run gains a second set without retraining),
-/// set `k` lives in `out/seeds-<its first seed>/`.
-#[must_use]
-pub fn seed_set(config: &TrainingConfig, out: &Path, members: usize, k: usize) -> (TrainingConfig, PathBuf) {
-    let seed = config.seed + (k * members.max(1)) as u64;
-    let dir = if k == 0 {
-        out.to_path_buf()
-    } else {
-        out.join(format!("seeds-{seed}"))
-    };
-    (config.clone().with_seed(seed), dir)
 }
 
 /// Runs every fold: trains (or resumes, or reuses) its artifact, then scores its year.
@@ -484,112 +450,6 @@ fn pooled(folds: &[FoldSummary]) -> (usize, usize, Option<f64>) {
     (breaches, n, kupiec)
 }
 
-/// The seed sets side by side: each set's means over folds, their mean, and per fold and
-/// horizon every set's ratio with their mean and spread.
-fn render_seed_sets(sets: &[SeedSet]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::from(
-        "\n## Seed sets\n\nThe same design trained and scored again with disjoint seeds: model / better baseline, \
-         mean over folds per horizon (worst fold in brackets), and the risk policy pooled over the folds.\n\n",
-    );
-    let heads: Vec<String> = HORIZONS.iter().map(|h| format!("{h}h")).collect();
-    let _ = writeln!(
-        out,
-        "| seeds | {} | pooled breaches (Kupiec p) |\n|---|{}---|",
-        heads.join(" | "),
-        "---:|".repeat(heads.len())
-    );
-    let cell = |worst: Option<(i32, f64)>, mean: f64| {
-        worst.map_or_else(
-            || format!("{mean:.4}"),
-            |(y, w)| format!("{mean:.4} ({y}: {w:.4})"),
-        )
-    };
-    for set in sets {
-        let (breaches, n, kupiec) = pooled(&set.folds);
-        let cells: Vec<String> = per_horizon(&set.folds)
-            .into_iter()
-            .map(|row| cell(row.worst, row.mean))
-            .collect();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.2}% ({}) |",
-            set.seeds(),
-            cells.join(" | "),
-            100.0 * breaches as f64 / n.max(1) as f64,
-            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"))
-        );
-    }
-    let first = &sets[0];
-    let cells: Vec<String> = per_horizon(&mean_over_sets(sets))
-        .into_iter()
-        .map(|row| cell(row.worst, row.mean))
-        .collect();
-    let _ = writeln!(out, "| **mean over sets** | {} | |", cells.join(" | "));
-    let names: Vec<String> = sets.iter().map(SeedSet::seeds).collect();
-    let _ = writeln!(
-        out,
-        "\n| fold | H | {} | mean | spread |\n|---|---|{}---:|---:|",
-        names.join(" | "),
-        "---:|".repeat(names.len())
-    );
-    for f in &first.folds {
-        for x in &f.horizons {
-            let ratios = set_ratios(sets, f.year, x.h);
-            let (mean, spread) = mean_and_spread(&ratios);
-            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.4}")).collect();
-            let _ = writeln!(
-                out,
-                "| {} | {}h | {} | {mean:.4} | {spread:.4} |",
-                f.year,
-                x.h,
-                each.join(" | ")
-            );
-        }
-    }
-    out
-}
-
-/// The first set's folds with each ratio replaced by its mean over the sets that scored it.
-fn mean_over_sets(sets: &[SeedSet]) -> Vec<FoldSummary> {
-    sets.first().map_or_else(Vec::new, |first| {
-        first
-            .folds
-            .iter()
-            .map(|f| {
-                let mut m = f.clone();
-                for x in &mut m.horizons {
-                    x.ratio = mean_and_spread(&set_ratios(sets, f.year, x.h)).0;
-                }
-                m
-            })
-            .collect()
-    })
-}
-
-/// The mean of `values` and their range (largest less smallest).
-fn mean_and_spread(values: &[f64]) -> (f64, f64) {
-    let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
-    let spread = values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-        - values.iter().copied().fold(f64::INFINITY, f64::min);
-    (mean, spread)
-}
-
-/// Every set's model / better baseline at `year` and `h` (the sets that scored it).
-fn set_ratios(sets: &[SeedSet], year: i32, h: usize) -> Vec<f64> {
-    sets.iter()
-        .filter_map(|s| {
-            s.folds
-                .iter()
-                .find(|f| f.year == year)?
-                .horizons
-                .iter()
-                .find(|x| x.h == h)
-                .map(|x| x.ratio)
-        })
-        .collect()
-}
-
 /// Writes the JSON report to `path`.
 ///
 /// # Errors
@@ -676,120 +536,5 @@ mod tests {
             differ[1].starts_with("model: ") && differ[1].contains("\"lognormal_mean\":true"),
             "{differ:?}"
         );
-    }
-
-    fn fold_with(year: i32, ratios: [f64; 3], breaches: (usize, usize)) -> FoldSummary {
-        FoldSummary {
-            year,
-            artifact: format!("a{year}"),
-            horizons: HORIZONS
-                .iter()
-                .zip(ratios)
-                .map(|(&h, ratio)| FoldHorizon {
-                    h,
-                    points: 100,
-                    har: 1.0,
-                    har_operated: Some(1.0),
-                    model: ratio,
-                    ratio,
-                    dm_p: None,
-                    worst_coverage_gap: 0.0,
-                })
-                .collect(),
-            model_policy: (0.01, 0.8, None),
-            model_breaches: breaches,
-            alpha: 0.99,
-            har_calibrated_policy: None,
-            equal_rate_lt: (None, None),
-            days: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn seed_sets_take_disjoint_seeds_and_the_first_keeps_the_run_s_folds() {
-        let config = TrainingConfig::default_run().with_seed(42);
-        let out = Path::new("wf");
-        let sets: Vec<(u64, PathBuf)> = (0..3)
-            .map(|k| {
-                let (c, dir) = seed_set(&config, out, 3, k);
-                (c.seed, dir)
-            })
-            .collect();
-        assert_eq!(
-            sets,
-            [
-                (42, PathBuf::from("wf")),
-                (45, PathBuf::from("wf/seeds-45")),
-                (48, PathBuf::from("wf/seeds-48"))
-            ]
-        );
-        // Nothing else of the config changes.
-        assert!(config_differences(&seed_set(&config, out, 3, 1).0, &config) == ["seed: 45 vs 42"]);
-        assert_eq!(seed_set(&config, out, 1, 2).0.seed, 44);
-    }
-
-    #[test]
-    fn the_seed_sets_table_gives_each_set_s_means_and_per_fold_their_mean_and_spread() {
-        let set = |first_seed, folds| SeedSet {
-            first_seed,
-            members: 3,
-            out: PathBuf::new(),
-            folds,
-        };
-        let sets = [
-            set(
-                42,
-                vec![
-                    fold_with(2019, [0.98, 0.96, 1.01], (10, 1000)),
-                    fold_with(2020, [0.97, 0.95, 0.99], (10, 1000)),
-                ],
-            ),
-            set(
-                45,
-                vec![
-                    fold_with(2019, [1.00, 0.97, 1.03], (12, 1000)),
-                    fold_with(2020, [0.97, 0.96, 0.98], (8, 1000)),
-                ],
-            ),
-        ];
-        let report = WalkForwardReport {
-            folds: sets[0].folds.clone(),
-            reports: Vec::new(),
-            seed_sets: sets.to_vec(),
-        };
-        let text = render(&report);
-        assert!(text.contains("Seeds 42-44 (the other seed sets"), "{text}");
-        // Each set's means over folds, worst fold in brackets, pooled breaches.
-        assert!(
-            text.contains(
-                "| 42-44 | 0.9750 (2019: 0.9800) | 0.9550 (2019: 0.9600) | 1.0000 (2019: 1.0100) | 1.00% ("
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "| 45-47 | 0.9850 (2019: 1.0000) | 0.9650 (2019: 0.9700) | 1.0050 (2019: 1.0300) | 1.00% ("
-            ),
-            "{text}"
-        );
-        // The mean over sets: per fold first (2019 at 4 h: 0.99), then over folds.
-        assert!(
-            text.contains("| **mean over sets** | 0.9800 (2019: 0.9900) | 0.9600 (2019: 0.9650) | 1.0025 (2019: 1.0200) | |"),
-            "{text}"
-        );
-        assert!(
-            text.contains("| 2019 | 168h | 1.0100 | 1.0300 | 1.0200 | 0.0200 |"),
-            "{text}"
-        );
-        assert!(
-            text.contains("| 2020 | 24h | 0.9500 | 0.9600 | 0.9550 | 0.0100 |"),
-            "{text}"
-        );
-        // One set: no such section.
-        let one = WalkForwardReport {
-            seed_sets: Vec::new(),
-            ..report
-        };
-        assert!(!render(&one).contains("Seed sets"));
     }
 }
