@@ -81,6 +81,13 @@ impl LoadedModel {
             path: config_path,
             message: format!("not a training config: {e}"),
         })?;
+        config
+            .model
+            .lognormal_spread()
+            .map_err(|e| ArtifactError::Incompatible {
+                path: dir.clone(),
+                message: e,
+            })?;
         let incompatible = |e: String| ArtifactError::Incompatible {
             path: dir.clone(),
             message: format!("weights do not fit the configured model: {e}"),
