@@ -17,7 +17,7 @@ mod checks;
 mod recalibration;
 
 pub use checks::{check_calibration, check_files, check_meaning};
-pub use recalibration::{Adaptive, Recalibration, blend};
+pub use recalibration::{Adaptive, Recalibration, blend, scale_at_power};
 
 /// Version of the artifact layout; loading refuses other versions.
 pub const SCHEMA_VERSION: u32 = 1;

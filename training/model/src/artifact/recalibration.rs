@@ -99,6 +99,13 @@ impl Adaptive {
     }
 }
 
+/// A variance scale applied at power `s` ([`Recalibration::variance_power`]): `scale^s`, and
+/// exactly `scale` at `s = 1`, so the whole scale serves the same bits as before powers existed.
+#[must_use]
+pub fn scale_at_power(scale: f64, s: f64) -> f64 {
+    if s == 1.0 { scale } else { scale.powf(s) }
+}
+
 /// `model` and `har` variances blended in logs, weight `w` on the model; the model alone where
 /// the HAR forecast is unusable.
 #[must_use]
@@ -126,10 +133,9 @@ impl Recalibration {
     #[must_use]
     pub fn variance_factor(&self, horizon: usize) -> f64 {
         let scale = self.variance_scale.get(&horizon).copied().unwrap_or(1.0);
-        match self.variance_power.get(&horizon) {
-            Some(&s) if s != 1.0 => scale.powf(s),
-            _ => scale,
-        }
+        self.variance_power
+            .get(&horizon)
+            .map_or(scale, |&s| scale_at_power(scale, s))
     }
 
     /// Applies the corrections to one horizon's variance and quantiles (kept increasing).

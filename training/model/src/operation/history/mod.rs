@@ -299,7 +299,7 @@ impl History {
                 .map(|&s| {
                     let points: Vec<[f64; 3]> = in_force
                         .iter()
-                        .map(|&(scale, [rv, f, har])| [rv, power(scale, s) * f, har])
+                        .map(|&(scale, [rv, f, har])| [rv, artifact::scale_at_power(scale, s) * f, har])
                         .collect();
                     let (w, qlike) = best_blend(&points, 1.0);
                     (s, w, qlike)
@@ -351,11 +351,6 @@ fn best_blend(points: &[[f64; 3]], scale: f64) -> (f64, f64) {
         .filter(|c| c.1.is_finite())
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or((1.0, f64::NAN))
-}
-
-/// `scale^s`, exact at `s = 1` (what [`Recalibration::variance_factor`] serves).
-fn power(scale: f64, s: f64) -> f64 {
-    if s == 1.0 { scale } else { scale.powf(s) }
 }
 
 /// [`volcast_core::drawdown::interpolated_quantile`] of unsorted values (reordered), in linear time.
