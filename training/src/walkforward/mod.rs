@@ -116,6 +116,21 @@ pub struct FoldHorizon {
     pub dm_p: Option<f64>,
     /// Largest distance of an RV quantile's coverage from its level.
     pub worst_coverage_gap: f64,
+    /// The liquidity-shortage scores (none where the horizon had no labelled points).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shortage: Option<FoldShortage>,
+}
+
+/// One fold's liquidity-shortage scores at one horizon (SPEC: ROC AUC and Brier, against the
+/// baseline score's).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FoldShortage {
+    /// Share of labelled shortages.
+    pub base_rate: f64,
+    /// ROC AUC of the baseline score and of the model.
+    pub roc_auc: [f64; 2],
+    /// Brier score of the baseline's logistic map and of the model.
+    pub brier: [f64; 2],
 }
 
 /// Every fold, summarised, with the full evaluation reports.
@@ -311,6 +326,17 @@ fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary 
                 worst_coverage_gap: r.calibration.get("model").map_or(f64::NAN, |c| {
                     c.iter().map(|c| (c.coverage - c.level).abs()).fold(0.0, f64::max)
                 }),
+                shortage: (r.shortage.n_points > 0).then(|| {
+                    let s = &r.shortage;
+                    let both = |m: &std::collections::BTreeMap<String, f64>| {
+                        ["baseline", "model"].map(|k| m.get(k).copied().unwrap_or(f64::NAN))
+                    };
+                    FoldShortage {
+                        base_rate: s.base_rate,
+                        roc_auc: both(&s.roc_auc),
+                        brier: both(&s.brier),
+                    }
+                }),
             }
         })
         .collect();
@@ -406,10 +432,67 @@ pub fn render(report: &WalkForwardReport) -> String {
             kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"))
         );
     }
+    out.push_str(&render_shortage(&report.folds));
     if !report.seed_sets.is_empty() {
         out.push_str(&render_seed_sets(&report.seed_sets));
     }
     out
+}
+
+/// The liquidity-shortage scores per fold and horizon, then their mean over the folds.
+fn render_shortage(folds: &[FoldSummary]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "\nLiquidity shortage per fold (ROC AUC and Brier score of the baseline score and of the model \
+         as served), then the mean over the folds:\n\n\
+         | fold | H | base rate | ROC AUC baseline / model | Brier baseline / model |\n\
+         |---|---|---:|---:|---:|\n",
+    );
+    for f in folds {
+        for h in &f.horizons {
+            if let Some(s) = h.shortage {
+                let _ = writeln!(
+                    out,
+                    "| {} | {}h | {:.4} | {:.4} / {:.4} | {:.4} / {:.4} |",
+                    f.year, h.h, s.base_rate, s.roc_auc[0], s.roc_auc[1], s.brier[0], s.brier[1]
+                );
+            }
+        }
+    }
+    for (h, m) in shortage_over_folds(folds) {
+        let _ = writeln!(
+            out,
+            "| mean | {h}h | | {:.4} / {:.4} | {:.4} / {:.4} |",
+            m.roc_auc[0], m.roc_auc[1], m.brier[0], m.brier[1]
+        );
+    }
+    out
+}
+
+/// Per horizon of [`HORIZONS`] scored with shortage labels in some fold: the mean over those
+/// folds of each shortage score (base rate, ROC AUC and Brier, baseline's and model's).
+fn shortage_over_folds(folds: &[FoldSummary]) -> Vec<(usize, FoldShortage)> {
+    HORIZONS
+        .iter()
+        .filter_map(|&h| {
+            let rows: Vec<FoldShortage> = folds
+                .iter()
+                .filter_map(|f| f.horizons.iter().find(|x| x.h == h)?.shortage)
+                .collect();
+            let n = rows.len() as f64;
+            let mean = |f: &dyn Fn(&FoldShortage) -> f64| rows.iter().map(f).sum::<f64>() / n;
+            (!rows.is_empty()).then(|| {
+                (
+                    h,
+                    FoldShortage {
+                        base_rate: mean(&|s| s.base_rate),
+                        roc_auc: [mean(&|s| s.roc_auc[0]), mean(&|s| s.roc_auc[1])],
+                        brier: [mean(&|s| s.brier[0]), mean(&|s| s.brier[1])],
+                    },
+                )
+            })
+        })
+        .collect()
 }
 
 /// One horizon's model / better baseline over the folds.

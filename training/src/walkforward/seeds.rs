@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{FoldSummary, per_horizon, pooled};
+use super::{FoldShortage, FoldSummary, per_horizon, pooled, shortage_over_folds};
 use volcast_core::forecast::HORIZONS;
 use volcast_model::config::TrainingConfig;
 
@@ -110,6 +110,57 @@ pub(super) fn render_seed_sets(sets: &[SeedSet]) -> String {
             );
         }
     }
+    out.push_str(&render_shortage_sets(sets));
+    out
+}
+
+/// The shortage scores of the sets: each set's mean over folds of the model's ROC AUC and Brier
+/// per horizon and their mean, then per fold and horizon the mean over sets beside the baseline.
+fn render_shortage_sets(sets: &[SeedSet]) -> String {
+    let mut out = String::from(
+        "\nLiquidity shortage: the model's ROC AUC / Brier score, mean over folds per horizon, per set \
+         and on the mean over sets; then per fold the mean over sets beside the baseline score's:\n\n",
+    );
+    let heads: Vec<String> = HORIZONS.iter().map(|h| format!("{h}h")).collect();
+    let _ = writeln!(
+        out,
+        "| seeds | {} |\n|---|{}",
+        heads.join(" | "),
+        "---:|".repeat(heads.len())
+    );
+    let row = |folds: &[FoldSummary]| -> String {
+        let means = shortage_over_folds(folds);
+        HORIZONS
+            .iter()
+            .map(|h| {
+                means.iter().find(|m| m.0 == *h).map_or_else(
+                    || "-".to_owned(),
+                    |(_, m)| format!("{:.4} / {:.4}", m.roc_auc[1], m.brier[1]),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    for set in sets {
+        let _ = writeln!(out, "| {} | {} |", set.seeds(), row(&set.folds));
+    }
+    let mean = mean_over_sets(sets);
+    let _ = writeln!(out, "| **mean over sets** | {} |", row(&mean));
+    out.push_str(
+        "\n| fold | H | ROC AUC baseline / model (mean over sets) | Brier baseline / model (mean over sets) |\n\
+         |---|---|---:|---:|\n",
+    );
+    for f in &mean {
+        for x in &f.horizons {
+            if let Some(s) = x.shortage {
+                let _ = writeln!(
+                    out,
+                    "| {} | {}h | {:.4} / {:.4} | {:.4} / {:.4} |",
+                    f.year, x.h, s.roc_auc[0], s.roc_auc[1], s.brier[0], s.brier[1]
+                );
+            }
+        }
+    }
     out
 }
 
@@ -123,10 +174,27 @@ pub(super) fn mean_over_sets(sets: &[SeedSet]) -> Vec<FoldSummary> {
                 let mut m = f.clone();
                 for x in &mut m.horizons {
                     x.ratio = mean_and_spread(&set_ratios(sets, f.year, x.h)).0;
+                    x.shortage = mean_shortage(sets, f.year, x.h);
                 }
                 m
             })
             .collect()
+    })
+}
+
+/// The shortage scores at `year` and `h`, the model's averaged over the sets that scored them
+/// (the baseline's are the same in every set); none where no set has them.
+fn mean_shortage(sets: &[SeedSet], year: i32, h: usize) -> Option<FoldShortage> {
+    let each: Vec<FoldShortage> = sets
+        .iter()
+        .filter_map(|s| s.folds.iter().find(|f| f.year == year)?.horizons.iter().find(|x| x.h == h)?.shortage)
+        .collect();
+    let first = *each.first()?;
+    let n = each.len() as f64;
+    Some(FoldShortage {
+        roc_auc: [first.roc_auc[0], each.iter().map(|s| s.roc_auc[1]).sum::<f64>() / n],
+        brier: [first.brier[0], each.iter().map(|s| s.brier[1]).sum::<f64>() / n],
+        ..first
     })
 }
 
@@ -174,6 +242,11 @@ mod tests {
                     ratio,
                     dm_p: None,
                     worst_coverage_gap: 0.0,
+                    shortage: Some(FoldShortage {
+                        base_rate: 0.1,
+                        roc_auc: [0.8, ratio],
+                        brier: [0.1, ratio / 10.0],
+                    }),
                 })
                 .collect(),
             model_policy: (0.01, 0.8, None),
@@ -265,6 +338,14 @@ mod tests {
             text.contains("| 2020 | 24h | 0.9500 | 0.9600 | 0.9550 | 0.0100 |"),
             "{text}"
         );
+        // Shortage: per fold of the first set and its mean over folds (the helper's model ROC
+        // AUC is the ratio, its Brier a tenth of it; the baseline's 0.8 and 0.1)...
+        assert!(text.contains("| 2019 | 4h | 0.1000 | 0.8000 / 0.9800 | 0.1000 / 0.0980 |"), "{text}");
+        assert!(text.contains("| mean | 4h | | 0.8000 / 0.9750 | 0.1000 / 0.0975 |"), "{text}");
+        // ... per set, on the mean over sets, and per fold on the mean over sets.
+        assert!(text.contains("| 42-44 | 0.9750 / 0.0975 | 0.9550 / 0.0955 | 1.0000 / 0.1000 |"), "{text}");
+        assert!(text.contains("| **mean over sets** | 0.9800 / 0.0980 | 0.9600 / 0.0960 |"), "{text}");
+        assert!(text.contains("| 2019 | 4h | 0.8000 / 0.9900 | 0.1000 / 0.0990 |"), "{text}");
         // One set: no such section.
         let one = WalkForwardReport {
             seed_sets: Vec::new(),
