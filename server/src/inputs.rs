@@ -34,6 +34,9 @@ pub struct Prepared {
     pub illiquidity: Vec<f64>,
     /// Baseline shortage probability per served horizon (NaN when not computable).
     pub baseline_shortage: Vec<f64>,
+    /// SPEC's baseline shortage score `M_H(t) / median` per served horizon (NaN when not
+    /// computable), which the daily job's stack may combine with the network's probability.
+    pub shortage_score: Vec<f64>,
 }
 
 impl Prepared {
@@ -240,15 +243,18 @@ fn inputs_at_last_hour(info: &ModelInfo, asset: Asset, field: String) -> Result<
         .map(|&h| info.har(h).map_or(f64::NAN, |m| m.forecast(regressors)))
         .collect();
     let illiquidity = prepared.illiquidity_at(slot, info.horizons());
+    let shortage_score: Vec<f64> = info
+        .horizons()
+        .iter()
+        .map(|&h| prepared.shortage(slot, h, &mut scratch).score.unwrap_or(f64::NAN))
+        .collect();
     let baseline_shortage = info
         .horizons()
         .iter()
-        .map(|&h| {
-            let score = prepared.shortage(slot, h, &mut scratch).score;
-            match (score, info.shortage_logistic(h)) {
-                (Some(s), Some(l)) => l.probability(s),
-                _ => f64::NAN,
-            }
+        .zip(&shortage_score)
+        .map(|(&h, &score)| match info.shortage_logistic(h) {
+            Some(l) if !score.is_nan() => l.probability(score),
+            _ => f64::NAN,
         })
         .collect();
     Ok(Prepared {
@@ -258,6 +264,7 @@ fn inputs_at_last_hour(info: &ModelInfo, asset: Asset, field: String) -> Result<
         har,
         illiquidity,
         baseline_shortage,
+        shortage_score,
     })
 }
 

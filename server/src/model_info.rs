@@ -173,6 +173,11 @@ impl ModelInfo {
                     .iter()
                     .map(|(h, s)| (h.to_string(), *s))
                     .collect(),
+                shortage_stack: r
+                    .shortage_stack
+                    .iter()
+                    .map(|(h, k)| (h.to_string(), *k))
+                    .collect(),
                 adaptive: r.adaptive.as_ref().map(|a| AdaptiveDto {
                     quantile_step: a.quantile_step,
                     drawdown_step: a.drawdown_step,
@@ -194,6 +199,7 @@ impl ModelInfo {
                         .filter(|&h| a.blends_as_served(h))
                         .collect(),
                     shrink_as_served: a.shrink_as_served,
+                    shortage_stack: a.shortage_stack,
                 }),
             }),
             anomaly_detector: None,

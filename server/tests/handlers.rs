@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -57,6 +58,33 @@ async fn liquidity_reports_slippage_for_the_sale_size() {
     assert!((exp - cur * (1.0 + p)).abs() < 1e-12);
     assert!((h["expected_slippage"].as_f64().unwrap() - exp * 2.0).abs() < 1e-12);
     assert!(h["baseline_shortage_probability"].as_f64().is_some());
+}
+
+/// With a shortage stack in the corrections (the daily job's, `adaptive.shortage_stack`), the
+/// served probability is the stack of the network's (the fake's 0.1 / 0.2 / 0.3) and the
+/// baseline score's; horizons without coefficients serve the network's.
+#[tokio::test]
+async fn the_served_shortage_probability_is_stacked_where_the_corrections_say() {
+    let k = [-0.5, 0.8, 0.3];
+    let mut info = info();
+    info.metadata.recalibration.as_mut().unwrap().shortage_stack = BTreeMap::from([(24, k)]);
+    let app = app_serving(info, &config(), Duration::ZERO);
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/liquidity", Some(&single(N))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let hs = v["items"][0]["horizons"].as_array().unwrap();
+    let at = |h: i64| hs.iter().find(|x| x["horizon_hours"] == h).unwrap();
+    assert_eq!(at(4)["shortage_probability"], 0.1);
+    assert_eq!(at(168)["shortage_probability"], 0.3);
+    // The baseline's probability is sigmoid(-2 + ln score) (the fake's logistic map): the
+    // score, back from it.
+    let pb = at(24)["baseline_shortage_probability"].as_f64().unwrap();
+    let score = ((pb / (1.0 - pb)).ln() + 2.0).exp();
+    let want = volcast_model::artifact::stacked_probability(k, 0.2, score);
+    let got = at(24)["shortage_probability"].as_f64().unwrap();
+    assert!(
+        (got - want).abs() < 1e-9 && (got - 0.2).abs() > 1e-3,
+        "{got} vs {want}"
+    );
 }
 
 #[tokio::test]

@@ -64,6 +64,10 @@ pub struct AdaptiveSteps {
     /// forecasts as they would have been served. Default: the artifact's.
     #[arg(long, value_name = "true|false")]
     pub shrink_as_served: Option<bool>,
+    /// Stack the shortage probability each day: a logistic map of the network's logit and the
+    /// baseline score's log, fitted on the window's completed origins. Default: the artifact's.
+    #[arg(long, value_name = "true|false")]
+    pub shortage_stack: Option<bool>,
 }
 
 /// A comma-separated list of horizons in hours (`none`: empty).
@@ -224,6 +228,7 @@ impl AdaptiveSteps {
             && self.blend_as_served.is_none()
             && self.blend_as_served_at.is_none()
             && self.shrink_as_served.is_none()
+            && self.shortage_stack.is_none()
         {
             return declared.cloned();
         }
@@ -250,6 +255,10 @@ impl AdaptiveSteps {
             shrink_as_served: self
                 .shrink_as_served
                 .or(declared.map(|a| a.shrink_as_served))
+                .unwrap_or(false),
+            shortage_stack: self
+                .shortage_stack
+                .or(declared.map(|a| a.shortage_stack))
                 .unwrap_or(false),
         })
     }
@@ -302,6 +311,7 @@ mod tests {
             blend_as_served: false,
             blend_as_served_at: vec![168],
             shrink_as_served: false,
+            shortage_stack: false,
         };
         let none = AdaptiveSteps::default();
         assert_eq!(none.apply(Some(&declared)).unwrap().blend_as_served_at, [168]);
@@ -319,6 +329,14 @@ mod tests {
         };
         let resolved = shrink.apply(Some(&declared)).unwrap();
         assert!(resolved.shrink_as_served);
+        assert_eq!(resolved.blend_as_served_at, [168], "the other settings kept");
+        assert!(!resolved.shortage_stack);
+        let stack = AdaptiveSteps {
+            shortage_stack: Some(true),
+            ..AdaptiveSteps::default()
+        };
+        let resolved = stack.apply(Some(&declared)).unwrap();
+        assert!(resolved.shortage_stack && !resolved.shrink_as_served);
         assert_eq!(resolved.blend_as_served_at, [168], "the other settings kept");
     }
 

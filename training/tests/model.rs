@@ -302,6 +302,40 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
     let (a, b) = (served.drawdown.unwrap(), replayed.drawdown.unwrap());
     assert!(same(&a, &b), "drawdown {a:?} vs {b:?}");
 
+    // With a shortage stack in its corrections (`adaptive.shortage_stack`), the artifact serves
+    // the stacked probability of the network's and the baseline score's, where the score
+    // exists, and the network's elsewhere; variances and quantiles as before.
+    let mut stacked = refreshed.clone();
+    let k = [-0.5, 0.8, 0.3];
+    stacked.recalibration.as_mut().unwrap().shortage_stack = HORIZONS.iter().map(|&h| (h, k)).collect();
+    let with_stack = volcast_training::rolling::FixedModel(&model.with_metadata(stacked.clone()))
+        .forecast(&request)
+        .unwrap();
+    let mut scored = 0;
+    for (j, h) in HORIZONS.iter().enumerate() {
+        let (a, b) = (&with_stack.horizons[h], &served.horizons[h]);
+        assert!(same(&a.variance, &b.variance), "{h}h variance");
+        let (stacked_p, network_p) = (
+            &a.shortage.as_ref().unwrap().probability,
+            &b.shortage.as_ref().unwrap().probability,
+        );
+        for (i, o) in origins.iter().enumerate() {
+            let score = stacked.shortage_scores_at(&prepared[o.asset], o.slot)[j];
+            let want = if score.is_finite() && score > 0.0 {
+                scored += 1;
+                artifact::stacked_probability(k, network_p[i], score)
+            } else {
+                network_p[i]
+            };
+            assert!(
+                (stacked_p[i] - want).abs() < 1e-12,
+                "{h}h origin {i}: {} vs {want}",
+                stacked_p[i]
+            );
+        }
+    }
+    assert!(scored > 0, "some origins have a baseline score");
+
     // Windows it cannot measure: before the fit end, or past the candles.
     for bad in ["2020-04-01", "2020-07-01"] {
         let err = refresh_recalibration(model, assets, hour(bad), out).unwrap_err();

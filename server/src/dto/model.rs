@@ -121,6 +121,12 @@ pub struct RecalibrationDto {
     /// by `variance_scale^power`. Empty: the whole scale at every horizon.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variance_power: BTreeMap<String, f64>,
+    /// The daily logistic stack of the shortage probability per horizon (hours), `[a, b, c]`:
+    /// the probability served is `sigmoid(a + b logit(p) + c ln(clip(score, 1e-3, 1e3)))`, `p`
+    /// the network's and `score` the baseline's `M_H(t) / median` (`adaptive.shortage_stack`).
+    /// Empty: the network's probability at every horizon.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shortage_stack: BTreeMap<String, [f64; 3]>,
     /// Adaptive calibration in force: how the daily job moves the levels behind the RV quantiles
     /// and the drawdown quantile; none for artifacts with fixed levels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +154,9 @@ pub struct AdaptiveDto {
     /// (`variance_power`) with the weight.
     #[serde(default)]
     pub shrink_as_served: bool,
+    /// Whether the daily job fits the shortage stack (`shortage_stack`) on the trailing window.
+    #[serde(default)]
+    pub shortage_stack: bool,
 }
 
 /// Answer of `GET /healthz` and `GET /readyz`.

@@ -187,12 +187,23 @@ pub(super) fn mean_over_sets(sets: &[SeedSet]) -> Vec<FoldSummary> {
 fn mean_shortage(sets: &[SeedSet], year: i32, h: usize) -> Option<FoldShortage> {
     let each: Vec<FoldShortage> = sets
         .iter()
-        .filter_map(|s| s.folds.iter().find(|f| f.year == year)?.horizons.iter().find(|x| x.h == h)?.shortage)
+        .filter_map(|s| {
+            s.folds
+                .iter()
+                .find(|f| f.year == year)?
+                .horizons
+                .iter()
+                .find(|x| x.h == h)?
+                .shortage
+        })
         .collect();
     let first = *each.first()?;
     let n = each.len() as f64;
     Some(FoldShortage {
-        roc_auc: [first.roc_auc[0], each.iter().map(|s| s.roc_auc[1]).sum::<f64>() / n],
+        roc_auc: [
+            first.roc_auc[0],
+            each.iter().map(|s| s.roc_auc[1]).sum::<f64>() / n,
+        ],
         brier: [first.brier[0], each.iter().map(|s| s.brier[1]).sum::<f64>() / n],
         ..first
     })
@@ -340,12 +351,27 @@ mod tests {
         );
         // Shortage: per fold of the first set and its mean over folds (the helper's model ROC
         // AUC is the ratio, its Brier a tenth of it; the baseline's 0.8 and 0.1)...
-        assert!(text.contains("| 2019 | 4h | 0.1000 | 0.8000 / 0.9800 | 0.1000 / 0.0980 |"), "{text}");
-        assert!(text.contains("| mean | 4h | | 0.8000 / 0.9750 | 0.1000 / 0.0975 |"), "{text}");
+        assert!(
+            text.contains("| 2019 | 4h | 0.1000 | 0.8000 / 0.9800 | 0.1000 / 0.0980 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| mean | 4h | | 0.8000 / 0.9750 | 0.1000 / 0.0975 |"),
+            "{text}"
+        );
         // ... per set, on the mean over sets, and per fold on the mean over sets.
-        assert!(text.contains("| 42-44 | 0.9750 / 0.0975 | 0.9550 / 0.0955 | 1.0000 / 0.1000 |"), "{text}");
-        assert!(text.contains("| **mean over sets** | 0.9800 / 0.0980 | 0.9600 / 0.0960 |"), "{text}");
-        assert!(text.contains("| 2019 | 4h | 0.8000 / 0.9900 | 0.1000 / 0.0990 |"), "{text}");
+        assert!(
+            text.contains("| 42-44 | 0.9750 / 0.0975 | 0.9550 / 0.0955 | 1.0000 / 0.1000 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| **mean over sets** | 0.9800 / 0.0980 | 0.9600 / 0.0960 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 2019 | 4h | 0.8000 / 0.9900 | 0.1000 / 0.0990 |"),
+            "{text}"
+        );
         // One set: no such section.
         let one = WalkForwardReport {
             seed_sets: Vec::new(),

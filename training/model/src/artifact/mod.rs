@@ -17,7 +17,7 @@ mod checks;
 mod recalibration;
 
 pub use checks::{check_calibration, check_files, check_meaning};
-pub use recalibration::{Adaptive, Recalibration, blend, scale_at_power};
+pub use recalibration::{Adaptive, Recalibration, blend, scale_at_power, stack_inputs, stacked_probability};
 
 /// Version of the artifact layout; loading refuses other versions.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -222,16 +222,42 @@ impl Metadata {
             .collect()
     }
 
-    /// Blends `variance` (corrected, artifact order) with the HAR forecasts at `slot` of
-    /// `prepared` by the corrections' weights, where there are any.
-    pub fn blend_har_at(
+    /// SPEC's baseline shortage score `M_H(t) / median` per horizon (artifact order) at `slot`
+    /// of `prepared` (NaN where it does not exist).
+    #[must_use]
+    pub fn shortage_scores_at(&self, prepared: &volcast_core::panel::PreparedAsset, slot: usize) -> Vec<f64> {
+        let mut scratch = Vec::new();
+        self.horizons
+            .iter()
+            .map(|&h| prepared.shortage(slot, h, &mut scratch).score.unwrap_or(f64::NAN))
+            .collect()
+    }
+
+    /// What the corrections combine after the network at `slot` of `prepared`: its (corrected,
+    /// artifact order) variance blended with the HAR forecasts by the corrections' weights, and
+    /// its shortage probability stacked with the baseline score, where they say so.
+    pub fn combine_at(
         &self,
         prepared: &volcast_core::panel::PreparedAsset,
         slot: usize,
-        variance: &mut [f64],
+        prediction: &mut crate::inference::Prediction,
     ) {
-        if let Some(r) = self.recalibration.as_ref().filter(|r| !r.har_weight.is_empty()) {
-            r.blend_har(&self.horizons, variance, &self.har_at(prepared, slot));
+        let Some(r) = self.recalibration.as_ref() else {
+            return;
+        };
+        if !r.har_weight.is_empty() {
+            r.blend_har(
+                &self.horizons,
+                &mut prediction.variance,
+                &self.har_at(prepared, slot),
+            );
+        }
+        if !r.shortage_stack.is_empty() {
+            r.stack_shortage(
+                &self.horizons,
+                &mut prediction.shortage_probability,
+                &self.shortage_scores_at(prepared, slot),
+            );
         }
     }
 }

@@ -42,6 +42,14 @@ pub struct Recalibration {
     /// artifacts made before): the whole scale, `s = 1`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variance_power: BTreeMap<usize, f64>,
+    /// Per horizon, the logistic stack of the shortage probability `(a, b, c)`: the probability
+    /// served is `sigmoid(a + b logit(p) + c ln(clip(score, 1e-3, 1e3)))`, `p` the network's and
+    /// `score` SPEC's baseline score `M_H(t) / median`, fitted daily on the window's completed
+    /// origins ([`Adaptive::shortage_stack`]). Absent horizons (too few shortages or
+    /// non-shortages in the window), origins without a baseline score, and artifacts made
+    /// before: the network's probability.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shortage_stack: BTreeMap<usize, [f64; 3]>,
     /// Adaptive calibration: when set, the daily job also moves the levels the quantile scales
     /// and the drawdown quantile are measured at, from the coverage and breaches realised since
     /// the fit end (see [`Adaptive`]). Absent in artifacts made before: nominal levels.
@@ -82,6 +90,11 @@ pub struct Adaptive {
     /// made before): the whole scale.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shrink_as_served: bool,
+    /// Whether the daily job also fits the logistic stack of the shortage probability on the
+    /// network's and the baseline score's ([`Recalibration::shortage_stack`]). False (and absent
+    /// in artifacts made before): the network's probability.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shortage_stack: bool,
 }
 
 impl Adaptive {
@@ -104,6 +117,33 @@ impl Adaptive {
 #[must_use]
 pub fn scale_at_power(scale: f64, s: f64) -> f64 {
     if s == 1.0 { scale } else { scale.powf(s) }
+}
+
+/// Bound on the network's probability before its logit is taken: the stack's inputs stay finite.
+const PROBABILITY_FLOOR: f64 = 1e-6;
+
+/// The stack's regressors for a network probability `p` and a baseline score `score`:
+/// `logit(p)` (p bounded to `[1e-6, 1 - 1e-6]`) and `ln(clip(score, 1e-3, 1e3))`.
+#[must_use]
+pub fn stack_inputs(p: f64, score: f64) -> [f64; 2] {
+    let p = p.clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR);
+    [
+        (p / (1.0 - p)).ln(),
+        volcast_core::baselines::shortage::log_score(score),
+    ]
+}
+
+/// The stacked shortage probability with coefficients `(a, b, c)` ([`Recalibration::shortage_stack`]).
+#[must_use]
+pub fn stacked_probability([a, b, c]: [f64; 3], p: f64, score: f64) -> f64 {
+    let [x, y] = stack_inputs(p, score);
+    let z = a + b * x + c * y;
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
 }
 
 /// `model` and `har` variances blended in logs, weight `w` on the model; the model alone where
@@ -138,6 +178,17 @@ impl Recalibration {
             .map_or(scale, |&s| scale_at_power(scale, s))
     }
 
+    /// Replaces each horizon's network shortage `probability` (same order as `horizons`) by its
+    /// stack with the baseline `score` there ([`Self::shortage_stack`]); a horizon without
+    /// coefficients, or whose score is not a finite positive number, keeps the network's.
+    pub fn stack_shortage(&self, horizons: &[usize], probability: &mut [f64], score: &[f64]) {
+        for ((h, p), &s) in horizons.iter().zip(probability.iter_mut()).zip(score) {
+            if let (Some(&k), true) = (self.shortage_stack.get(h), s.is_finite() && s > 0.0) {
+                *p = stacked_probability(k, *p, s);
+            }
+        }
+    }
+
     /// Applies the corrections to one horizon's variance and quantiles (kept increasing).
     pub fn apply(&self, horizon: usize, variance: &mut f64, quantiles: &mut [f64]) {
         *variance *= self.variance_factor(horizon);
@@ -166,6 +217,7 @@ mod tests {
             rolling_days: None,
             har_weight: BTreeMap::from([(4, 0.5)]),
             variance_power: BTreeMap::new(),
+            shortage_stack: BTreeMap::new(),
             adaptive: None,
         };
         let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
@@ -196,5 +248,47 @@ mod tests {
         assert_eq!(shrunk(0.0).variance_factor(4), 1.0);
         assert_eq!(shrunk(1.0).variance_factor(4), 2.25);
         assert_eq!(shrunk(0.5).variance_factor(24), 1.0);
+    }
+
+    #[test]
+    fn the_shortage_stack_maps_the_network_s_logit_and_the_baseline_score() {
+        let r = Recalibration {
+            from: String::new(),
+            until: String::new(),
+            points: BTreeMap::new(),
+            variance_scale: BTreeMap::new(),
+            quantile_scale: BTreeMap::new(),
+            rolling_days: None,
+            har_weight: BTreeMap::new(),
+            variance_power: BTreeMap::new(),
+            // At 4 h: logit p' = -1 + 0.5 logit(p) + 2 ln(score); none at 24 h.
+            shortage_stack: BTreeMap::from([(4, [-1.0, 0.5, 2.0])]),
+            adaptive: None,
+        };
+        let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
+        // p = 0.2 (logit -ln 4), score e: -1 - 0.5 ln 4 + 2.
+        let mut p = [0.2, 0.2];
+        r.stack_shortage(&[4, 24], &mut p, &[1f64.exp(), 1f64.exp()]);
+        assert!((p[0] - sigmoid(1.0 - 0.5 * 4f64.ln())).abs() < 1e-12, "{p:?}");
+        assert_eq!(p[1], 0.2, "no coefficients at 24 h: the network's");
+        // No baseline score (or an unusable one): the network's.
+        for s in [f64::NAN, 0.0, -1.0] {
+            let mut p = [0.2];
+            r.stack_shortage(&[4], &mut p, &[s]);
+            assert_eq!(p, [0.2]);
+        }
+        // The identity stack serves the network's probability; extreme inputs stay finite.
+        assert!((stacked_probability([0.0, 1.0, 0.0], 0.3, 5.0) - 0.3).abs() < 1e-12);
+        assert!(stacked_probability([0.0, 1.0, 1.0], 1.0, 1e9).is_finite());
+        assert!(stacked_probability([0.0, 1.0, 1.0], 0.0, 1e-9) > 0.0);
+        // Serialised only when fitted: artifacts without it read as before.
+        let text = serde_json::to_string(&Recalibration {
+            shortage_stack: BTreeMap::new(),
+            ..r.clone()
+        })
+        .unwrap();
+        assert!(!text.contains("shortage_stack"), "{text}");
+        let back: Recalibration = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 }

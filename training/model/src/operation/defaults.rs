@@ -25,3 +25,8 @@ pub const DEFAULT_BLEND_AS_SERVED_AT: [usize; 1] = [168];
 /// made the week worse in every fold (README, walk-forward item 11); the mechanism stays
 /// available (`--shrink-as-served`).
 pub const DEFAULT_SHRINK_AS_SERVED: bool = false;
+
+/// Whether artifacts calibrated from now on fit the daily logistic stack of the shortage
+/// probability ([`Adaptive::shortage_stack`]): off until its one look at the walk-forward folds
+/// (README, "The shortage probability, operated").
+pub const DEFAULT_SHORTAGE_STACK: bool = false;

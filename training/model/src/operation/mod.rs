@@ -31,7 +31,8 @@ mod har;
 mod history;
 
 pub use defaults::{
-    DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP, DEFAULT_SHRINK_AS_SERVED,
+    DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP, DEFAULT_SHORTAGE_STACK,
+    DEFAULT_SHRINK_AS_SERVED,
 };
 pub use har::har_operated;
 pub use history::History;
@@ -197,7 +198,7 @@ impl DailyRecalibrated<'_> {
         )?;
         let prepared = prepare(assets, horizons);
         let stored = metadata.recalibration.as_ref();
-        let history = History::new(
+        let mut history = History::new(
             assets,
             &prepared,
             &all,
@@ -208,6 +209,9 @@ impl DailyRecalibrated<'_> {
                 .is_some_and(|r| !r.har_weight.is_empty())
                 .then_some(&metadata.har),
         );
+        if self.adaptive.as_ref().is_some_and(|a| a.shortage_stack) {
+            history = history.with_shortage(assets, &prepared, &all, &raw);
+        }
         let corrections = history.operate((first, last), self.days, anchor, self.adaptive.as_ref(), stored);
         let served: Vec<Option<Prediction>> = raw
             .into_par_iter()
@@ -224,6 +228,13 @@ impl DailyRecalibrated<'_> {
                             horizons,
                             &mut p.variance,
                             &metadata.har_at(&prepared[o.asset], o.slot),
+                        );
+                    }
+                    if !r.shortage_stack.is_empty() {
+                        r.stack_shortage(
+                            horizons,
+                            &mut p.shortage_probability,
+                            &metadata.shortage_scores_at(&prepared[o.asset], o.slot),
                         );
                     }
                 }

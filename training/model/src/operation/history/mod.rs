@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use crate::artifact::{self, Adaptive, Recalibration};
 use crate::inference::Prediction;
 use volcast_core::forecast::Origin;
@@ -24,6 +26,18 @@ struct HorizonPoints {
     rv_model_har: Vec<[f64; 3]>,
     /// RV / q per level, then point (NaN where not finite).
     quantile_ratio: Vec<Vec<f64>>,
+    /// The completed shortage forecasts, in origin order ([`History::with_shortage`]; empty
+    /// without).
+    shortage: Vec<ShortagePoint>,
+}
+
+/// One completed shortage forecast at a daily origin: the stack's regressors and the label.
+#[derive(Debug, Clone, Copy)]
+struct ShortagePoint {
+    hour: i64,
+    /// `logit(p)` of the network and the log baseline score ([`artifact::stack_inputs`]).
+    x: [f64; 2],
+    label: bool,
 }
 
 /// Raw (uncorrected) forecasts at daily origins with their realised RV, per horizon: the material
@@ -105,6 +119,7 @@ impl History {
                                 .collect()
                         })
                         .collect(),
+                    shortage: Vec::new(),
                 }
             })
             .collect();
@@ -113,6 +128,60 @@ impl History {
             horizons,
             combine: har.is_some(),
         }
+    }
+
+    /// The same with the completed shortage forecasts among the daily origins of `origins`
+    /// (network probability, baseline score and label, where all three exist), which the daily
+    /// job's logistic stack is fitted on ([`Adaptive::shortage_stack`]).
+    #[must_use]
+    pub fn with_shortage(
+        mut self,
+        assets: &[Asset],
+        prepared: &[PreparedAsset],
+        origins: &[Origin],
+        predictions: &[Option<Prediction>],
+    ) -> Self {
+        for (j, points) in self.horizons.iter_mut().enumerate() {
+            let h = points.horizon;
+            let mut found: Vec<ShortagePoint> = origins
+                .par_iter()
+                .zip(predictions)
+                .map_init(Vec::new, |scratch, (o, p)| {
+                    let hour = assets[o.asset].grid.hour(o.slot);
+                    let p = p.as_ref()?.shortage_probability.get(j).copied()?;
+                    if hour.rem_euclid(24) != 0 || !p.is_finite() {
+                        return None;
+                    }
+                    let at = prepared[o.asset].shortage(o.slot, h, scratch);
+                    let score = at.score.filter(|s| s.is_finite() && *s > 0.0)?;
+                    Some(ShortagePoint {
+                        hour,
+                        x: artifact::stack_inputs(p, score),
+                        label: at.label?,
+                    })
+                })
+                .flatten()
+                .collect();
+            found.sort_by_key(|p| p.hour);
+            points.shortage = found;
+        }
+        self
+    }
+
+    /// Per horizon, the logistic stack ([`fit_stack`]) on the completed shortage forecasts of
+    /// the `days` days before `end_hour` whose label windows end by then; horizons where it
+    /// cannot be fitted are left out.
+    fn shortage_stack(&self, end_hour: i64, days: usize) -> BTreeMap<usize, [f64; 3]> {
+        let from = end_hour - 24 * i64::try_from(days).unwrap_or(i64::MAX / 48);
+        self.horizons
+            .iter()
+            .filter_map(|p| {
+                let last = end_hour - i64::try_from(p.horizon).unwrap_or(i64::MAX / 2);
+                let lo = p.shortage.partition_point(|x| x.hour < from);
+                let hi = p.shortage.partition_point(|x| x.hour <= last).max(lo);
+                fit_stack(&p.shortage[lo..hi]).map(|k| (p.horizon, k))
+            })
+            .collect()
     }
 
     /// The points of the window ending at `end_hour`: origins from `end_hour - 24 days` on whose
@@ -147,6 +216,7 @@ impl History {
             rolling_days: None,
             har_weight: BTreeMap::new(),
             variance_power: BTreeMap::new(),
+            shortage_stack: BTreeMap::new(),
             adaptive: None,
         };
         for ((p, &(lo, hi)), levels) in self.horizons.iter().zip(window).zip(levels) {
@@ -244,6 +314,9 @@ impl History {
                 });
                 if let Some(a) = adaptive.filter(|a| self.combine && a.blends_any_as_served()) {
                     self.weigh_as_served(&mut r, a, day, days, &out, stored);
+                }
+                if adaptive.is_some_and(|a| a.shortage_stack) {
+                    r.shortage_stack = self.shortage_stack(day, days);
                 }
                 r
             });
@@ -351,6 +424,99 @@ fn best_blend(points: &[[f64; 3]], scale: f64) -> (f64, f64) {
         .filter(|c| c.1.is_finite())
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or((1.0, f64::NAN))
+}
+
+/// Fewest shortages, and fewest non-shortages, for the stack to be fitted.
+const MIN_STACK_CLASS: usize = 20;
+
+/// Ridge on the stack's slopes toward the network alone (`b = 1`, `c = 0`), in units of the
+/// summed log likelihood: negligible on a window of thousands of origins, it keeps the fit
+/// finite where the classes separate.
+const STACK_RIDGE: f64 = 1.0;
+
+/// The logistic stack `(a, b, c)` of [`Recalibration::shortage_stack`] fitted on `points` by
+/// maximum likelihood with [`STACK_RIDGE`] (Newton's method from the network alone); none with
+/// fewer than [`MIN_STACK_CLASS`] shortages or non-shortages, or when it does not converge.
+fn fit_stack(points: &[ShortagePoint]) -> Option<[f64; 3]> {
+    let positives = points.iter().filter(|p| p.label).count();
+    if positives < MIN_STACK_CLASS || points.len() - positives < MIN_STACK_CLASS {
+        return None;
+    }
+    let mut k = [0.0, 1.0, 0.0];
+    for _ in 0..50 {
+        // Gradient and Hessian of the penalised negative log likelihood.
+        let mut g = [0.0, STACK_RIDGE * (k[1] - 1.0), STACK_RIDGE * k[2]];
+        let mut hess = [[0.0; 3], [0.0, STACK_RIDGE, 0.0], [0.0, 0.0, STACK_RIDGE]];
+        for p in points {
+            let v = [1.0, p.x[0], p.x[1]];
+            let z = k[0] + k[1] * v[1] + k[2] * v[2];
+            let q = 1.0 / (1.0 + (-z).exp());
+            let e = q - f64::from(u8::from(p.label));
+            let w = (q * (1.0 - q)).max(1e-12);
+            for i in 0..3 {
+                g[i] += e * v[i];
+                for j in 0..3 {
+                    hess[i][j] += w * v[i] * v[j];
+                }
+            }
+        }
+        let step = solve3(hess, g)?;
+        // Newton's step, halved until the objective does not rise (it is convex).
+        let before = stack_objective(points, k);
+        let mut t = 1.0;
+        let next = loop {
+            let next = [k[0] - t * step[0], k[1] - t * step[1], k[2] - t * step[2]];
+            if stack_objective(points, next) <= before || t < 1e-6 {
+                break next;
+            }
+            t *= 0.5;
+        };
+        k = next;
+        if step.iter().all(|s| t * s.abs() < 1e-9) {
+            return k.iter().all(|x| x.is_finite()).then_some(k);
+        }
+    }
+    None
+}
+
+/// The penalised negative log likelihood [`fit_stack`] minimises.
+fn stack_objective(points: &[ShortagePoint], k: [f64; 3]) -> f64 {
+    let nll: f64 = points
+        .iter()
+        .map(|p| {
+            let z = k[0] + k[1] * p.x[0] + k[2] * p.x[1];
+            // log(1 + e^z) - y z, without overflow.
+            z.max(0.0) + (-z.abs()).exp().ln_1p() - if p.label { z } else { 0.0 }
+        })
+        .sum();
+    nll + 0.5 * STACK_RIDGE * ((k[1] - 1.0).powi(2) + k[2].powi(2))
+}
+
+/// `A x = b` for a symmetric positive definite 3 x 3 `A` (Cholesky); none when it is not.
+fn solve3(a: [[f64; 3]; 3], b: [f64; 3]) -> Option<[f64; 3]> {
+    let mut l = [[0.0; 3]; 3];
+    for i in 0..3 {
+        for j in 0..=i {
+            let s = a[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
+            if i == j {
+                if s.is_nan() || s <= 0.0 {
+                    return None;
+                }
+                l[i][i] = s.sqrt();
+            } else {
+                l[i][j] = s / l[j][j];
+            }
+        }
+    }
+    let mut y = [0.0; 3];
+    for i in 0..3 {
+        y[i] = (b[i] - (0..i).map(|k| l[i][k] * y[k]).sum::<f64>()) / l[i][i];
+    }
+    let mut x = [0.0; 3];
+    for i in (0..3).rev() {
+        x[i] = (y[i] - (i + 1..3).map(|k| l[k][i] * x[k]).sum::<f64>()) / l[i][i];
+    }
+    Some(x)
 }
 
 /// [`volcast_core::drawdown::interpolated_quantile`] of unsorted values (reordered), in linear time.

@@ -24,6 +24,7 @@ fn history(hours: &[i64], ratio: &[f64]) -> History {
             variance_ratio: ratio.to_vec(),
             quantile_ratio: vec![ratio.to_vec()],
             rv_model_har: ratio.iter().map(|&r| [r, 1.0, 1.0]).collect(),
+            shortage: Vec::new(),
         }],
         combine: false,
     }
@@ -80,6 +81,7 @@ fn weights_as_served_use_the_scale_in_force_at_each_origin() {
         blend_as_served,
         blend_as_served_at: Vec::new(),
         shrink_as_served: false,
+        shortage_stack: false,
     };
     let served = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(true)), None);
     let refit = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(false)), None);
@@ -148,6 +150,7 @@ fn the_scale_power_is_chosen_with_the_weight_as_served() {
         blend_as_served: false,
         blend_as_served_at: vec![24],
         shrink_as_served,
+        shortage_stack: false,
     };
     let span = (40 * 24, (days - 1) * 24);
     let shrunk = h.operate(span, 30, 0, Some(&adaptive(true)), None);
@@ -224,6 +227,7 @@ fn the_adaptive_level_restores_coverage_under_drift() {
             blend_as_served: false,
             blend_as_served_at: Vec::new(),
             shrink_as_served: false,
+            shortage_stack: false,
         };
         let op = h.operate((0, 399 * 24), 30, 100 * 24, Some(&adaptive), None);
         let late: Vec<bool> = hours
@@ -258,4 +262,70 @@ fn a_window_holds_only_forecasts_completed_by_its_end() {
         h.recalibration(10 * 24, 5),
         Err(CalibrateError::TooLittleData(_))
     ));
+}
+
+/// Shortage points drawn from a known stack: logit p = -1 + 0.5 logit(p_net) + 1.5 ln(score).
+fn stacked_points(n: usize, seed: u64, first_hour: i64) -> Vec<ShortagePoint> {
+    let mut rng = volcast_core::synth::Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            let x = [rng.normal() * 1.5 - 1.0, rng.normal() * 0.7];
+            let p = 1.0 / (1.0 + (-(-1.0 + 0.5 * x[0] + 1.5 * x[1])).exp());
+            let u = (i as f64 * 0.618_033_988_749_895) % 1.0;
+            ShortagePoint {
+                hour: first_hour + 24 * i as i64,
+                x,
+                label: u < p,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_shortage_stack_recovers_a_known_logistic_map_and_needs_both_classes() {
+    let k = fit_stack(&stacked_points(20_000, 3, 0)).unwrap();
+    for (got, want) in k.iter().zip([-1.0, 0.5, 1.5]) {
+        assert!((got - want).abs() < 0.08, "{k:?}");
+    }
+    // Too few shortages (or non-shortages): no stack.
+    let mut few = stacked_points(2_000, 4, 0);
+    let mut positives = 0;
+    for p in &mut few {
+        positives += usize::from(p.label);
+        p.label &= positives < MIN_STACK_CLASS;
+    }
+    assert!(fit_stack(&few).is_none());
+    // Separable classes: the ridge keeps it finite.
+    let separable: Vec<ShortagePoint> = (0..200)
+        .map(|i| ShortagePoint {
+            hour: i,
+            x: [f64::from(i32::try_from(i).unwrap()) - 100.0, 0.0],
+            label: i >= 100,
+        })
+        .collect();
+    let k = fit_stack(&separable).unwrap();
+    assert!(k.iter().all(|x| x.is_finite()) && k[1] > 1.0, "{k:?}");
+}
+
+/// The stack of a day is fitted on the window's completed origins only: an origin whose label
+/// window ends after the midnight is not used, so a day's stack cannot see its own future.
+#[test]
+fn the_daily_stack_uses_completed_origins_of_the_window_only() {
+    let mut h = history(&[], &[]);
+    // 120 days of points from day 0, then 100 days whose labels are the opposite of the map.
+    let mut points = stacked_points(120, 5, 0);
+    let mut flipped = stacked_points(100, 6, 120 * 24);
+    for p in &mut flipped {
+        p.label = !p.label;
+    }
+    points.extend(flipped);
+    h.horizons[0].shortage = points.clone();
+    // At day 144 the window holds the origins of days 24 to 143 (day 143's 24 h label ends at
+    // the midnight itself): fitted on exactly those, not on day 144's.
+    let day = 144 * 24;
+    let got = h.shortage_stack(day, 120);
+    assert_eq!(got.get(&24), Some(&fit_stack(&points[24..144]).unwrap()));
+    assert_ne!(got.get(&24), Some(&fit_stack(&points[24..145]).unwrap()));
+    // Too few points in the window: no stack that day.
+    assert!(h.shortage_stack(30 * 24, 10).is_empty());
 }
