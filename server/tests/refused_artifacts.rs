@@ -57,6 +57,13 @@ fn faulty(out: &Path) -> Vec<(&'static str, PathBuf, &'static str)> {
         }
     });
 
+    // A daily job's corrections that cannot be served: refused at load, not a failure on
+    // every request.
+    let bad_scale = copy_default(out, "bad-correction");
+    edit_metadata(&bad_scale, |m| {
+        m["recalibration"]["variance_scale"]["24"] = (-1.0).into();
+    });
+
     // What an interrupted `train` would have left: no calibration and no word on why.
     let silent = copy_default(out, "silently-uncalibrated");
     edit_metadata(&silent, |m| {
@@ -68,6 +75,7 @@ fn faulty(out: &Path) -> Vec<(&'static str, PathBuf, &'static str)> {
         ("flipped", flipped, "damaged or replaced"),
         ("no-horizons", no_horizons, "horizons []"),
         ("zero-scaler", zero_scaler, "scaler"),
+        ("bad-correction", bad_scale, "variance_scale at 24h"),
         ("silently-uncalibrated", silent, "does not say why"),
         ("declared-uncalibrated", declared, "--allow-uncalibrated"),
     ]

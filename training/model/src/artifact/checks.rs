@@ -9,7 +9,8 @@ use super::{ArtifactError, CONFIG, MAX_ENSEMBLE, METADATA, Metadata, WEIGHTS, he
 
 /// Checks what an artifact's metadata says before anything is served from it: horizons and
 /// quantile levels present and sane, the scaler finite with positive deviations and the right
-/// lengths, the window usable, and the feature names this build computes.
+/// lengths, the window usable, the feature names this build computes, and corrections that can
+/// be served ([`super::Recalibration::check`]).
 ///
 /// # Errors
 /// [`ArtifactError::Incompatible`] naming the first problem.
@@ -90,6 +91,9 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
     }
     if meta.features.static_names.len() != n_static || meta.features.channel_names.len() != n_channels {
         return bad("features: the names do not match this build's inputs".into());
+    }
+    if let Some(Err(e)) = meta.recalibration.as_ref().map(|r| r.check(levels.len())) {
+        return bad(format!("recalibration: {e}"));
     }
     Ok(())
 }

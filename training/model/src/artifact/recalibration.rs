@@ -189,6 +189,44 @@ impl Recalibration {
         }
     }
 
+    /// Checks that every correction can be served with `levels` quantile levels: variance and
+    /// quantile scales finite and positive (one per level), HAR weights and variance powers in
+    /// [0, 1], stack coefficients finite. A daily job's artifact that fails this is refused at
+    /// load (the server keeps the model it serves) rather than failing every request later.
+    ///
+    /// # Errors
+    /// The first offending field, with its horizon.
+    pub fn check(&self, levels: usize) -> Result<(), String> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        let unit = |x: f64| (0.0..=1.0).contains(&x);
+        if let Some((h, s)) = self.variance_scale.iter().find(|(_, s)| !positive(**s)) {
+            return Err(format!("variance_scale at {h}h is {s}: finite and positive"));
+        }
+        if let Some((h, k)) = self
+            .quantile_scale
+            .iter()
+            .find(|(_, k)| k.len() != levels || !k.iter().all(|s| positive(*s)))
+        {
+            return Err(format!(
+                "quantile_scale at {h}h is {k:?}: one finite, positive scale per level ({levels})"
+            ));
+        }
+        if let Some((h, w)) = self.har_weight.iter().find(|(_, w)| !unit(**w)) {
+            return Err(format!("har_weight at {h}h is {w}: in [0, 1]"));
+        }
+        if let Some((h, s)) = self.variance_power.iter().find(|(_, s)| !unit(**s)) {
+            return Err(format!("variance_power at {h}h is {s}: in [0, 1]"));
+        }
+        if let Some((h, k)) = self
+            .shortage_stack
+            .iter()
+            .find(|(_, k)| !k.iter().all(|x| x.is_finite()))
+        {
+            return Err(format!("shortage_stack at {h}h is {k:?}: finite coefficients"));
+        }
+        Ok(())
+    }
+
     /// Applies the corrections to one horizon's variance and quantiles (kept increasing).
     pub fn apply(&self, horizon: usize, variance: &mut f64, quantiles: &mut [f64]) {
         *variance *= self.variance_factor(horizon);
@@ -290,5 +328,70 @@ mod tests {
         assert!(!text.contains("shortage_stack"), "{text}");
         let back: Recalibration = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn corrections_that_cannot_be_served_are_named() {
+        let good = Recalibration {
+            from: String::new(),
+            until: String::new(),
+            points: BTreeMap::new(),
+            variance_scale: BTreeMap::from([(4, 1.2)]),
+            quantile_scale: BTreeMap::from([(4, vec![0.9, 1.1])]),
+            rolling_days: Some(120),
+            har_weight: BTreeMap::from([(4, 0.0), (168, 1.0)]),
+            variance_power: BTreeMap::from([(168, 0.5)]),
+            shortage_stack: BTreeMap::from([(24, [-1.0, 0.9, 0.2])]),
+            adaptive: None,
+        };
+        assert_eq!(good.check(2), Ok(()));
+        let bad = |edit: &dyn Fn(&mut Recalibration), word: &str| {
+            let mut r = good.clone();
+            edit(&mut r);
+            let err = r.check(2).unwrap_err();
+            assert!(err.contains(word), "{err}");
+        };
+        bad(
+            &|r| {
+                r.variance_scale.insert(24, f64::NAN);
+            },
+            "variance_scale at 24h",
+        );
+        bad(
+            &|r| {
+                r.variance_scale.insert(4, 0.0);
+            },
+            "variance_scale at 4h",
+        );
+        bad(
+            &|r| {
+                r.quantile_scale.insert(4, vec![1.0]);
+            },
+            "one finite, positive scale per level (2)",
+        );
+        bad(
+            &|r| {
+                r.quantile_scale.insert(4, vec![1.0, -1.0]);
+            },
+            "quantile_scale at 4h",
+        );
+        bad(
+            &|r| {
+                r.har_weight.insert(24, 1.5);
+            },
+            "har_weight at 24h",
+        );
+        bad(
+            &|r| {
+                r.variance_power.insert(168, f64::NAN);
+            },
+            "variance_power at 168h",
+        );
+        bad(
+            &|r| {
+                r.shortage_stack.insert(4, [0.0, f64::INFINITY, 0.0]);
+            },
+            "shortage_stack at 4h",
+        );
     }
 }
