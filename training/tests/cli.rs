@@ -466,6 +466,29 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("fold already trained"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&second.stdout), stdout);
+    // The shortage scores per fold and their mean over folds.
+    for needle in ["Liquidity shortage per fold", "| mean | 24h |"] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
+
+    // The daily job's window: the folds' own (their holdout's 15 days) reproduces the run; another
+    // rescores the same folds with other corrections, for the model and HAR operated alike.
+    let with_days = |days: &str| {
+        let mut a = args.to_vec();
+        a.extend(["--rolling-days", days]);
+        let out = run(env!("CARGO_BIN_EXE_walkforward"), &a);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(with_days("15"), stdout);
+    let longer = with_days("40");
+    let operated = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("| 2021 | 24h | "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_ne!(operated(&longer), operated(&stdout), "{longer}");
 
     // A trained fold is never scored as another design: asked with other training settings,
     // it is refused, naming what differs.

@@ -77,6 +77,10 @@ struct Args {
     /// fold is rescored with them without retraining.
     #[command(flatten)]
     adaptive: volcast_training::cli::AdaptiveSteps,
+    /// The daily job's trailing window in days, for the model's corrections and HAR operated
+    /// alike (default: each fold artifact's, its holdout's 120); trained folds are rescored.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    rolling_days: Option<usize>,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -118,6 +122,7 @@ fn run_args() -> anyhow::Result<()> {
         risk: (args.alpha, args.tau, args.bonus),
         adaptive: args.adaptive,
         seed_sets: args.seed_sets,
+        rolling_days: args.rolling_days,
     };
     let report = run(&wf)?;
     print!("{}", render(&report));

@@ -55,6 +55,9 @@ pub struct WalkForward {
     /// Disjoint seed sets, each trained and scored on every fold ([`seed_set`]): 1 is one run;
     /// more say how much a design's figures are the seeds'.
     pub seed_sets: usize,
+    /// The trailing window of the daily job (days), for the model and HAR operated alike;
+    /// none: each fold artifact's declared window.
+    pub rolling_days: Option<usize>,
 }
 
 /// One fold's summary.
@@ -252,10 +255,12 @@ fn fold(
         tau,
         bonus,
         fit_exponent: false,
-        operated_days: model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days),
+        operated_days: wf
+            .rolling_days
+            .or(model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days)),
     };
     let declared = model.metadata.recalibration.as_ref();
-    let daily = declared.and_then(|r| r.rolling_days).map(|days| {
+    let daily = config.operated_days.filter(|_| declared.is_some()).map(|days| {
         crate::rolling::DailyRecalibrated::new(&model, days)
             .with_adaptive(wf.adaptive.apply(declared.and_then(|r| r.adaptive.as_ref())))
     });
