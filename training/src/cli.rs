@@ -163,6 +163,11 @@ pub struct DesignFlags {
     /// Default: the config's.
     #[arg(long, value_name = "true|false")]
     pub lognormal_mean: Option<bool>,
+    /// Start the shortage head from SPEC's baseline: its linear skip set to the logistic map of
+    /// the label on the log shortage score, fitted on the training rows, and frozen, so the
+    /// network learns a correction. Default: the config's.
+    #[arg(long, value_name = "true|false")]
+    pub shortage_skip_from_baseline: Option<bool>,
 }
 
 impl DesignFlags {
@@ -185,6 +190,9 @@ impl DesignFlags {
         }
         if let Some(v) = self.lognormal_mean {
             config.model.lognormal_mean = Some(v);
+        }
+        if let Some(v) = self.shortage_skip_from_baseline {
+            config.shortage_skip_from_baseline = Some(v);
         }
     }
 }

@@ -5,7 +5,7 @@
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 
-use volcast_core::features::{AssetFeatures, Market, N_CHANNELS, N_STATIC};
+use volcast_core::features::{AssetFeatures, Market, N_CHANNELS, N_STATIC, SHORTAGE_SCORE_FEATURES};
 use volcast_core::forecast::HORIZONS;
 use volcast_core::grid::Asset;
 use volcast_core::panel::{PreparedAsset, daily_slots};
@@ -303,9 +303,117 @@ pub fn linear_start(
     (weight, bias, q_bias)
 }
 
+/// The shortage skip's start ([`volcast_model::config::TrainingConfig::shortage_skip_from_baseline`]):
+/// per horizon, the logistic map of the shortage label on the scaled `ln_shortage_score_H`
+/// feature (SPEC's baseline regressor, `ln(clip(score, 1e-3, 1e3))`), fitted by maximum
+/// likelihood on the training rows with a label; every other weight 0. `(weight, bias)` in the
+/// layout of [`linear_start`]'s. A horizon with one class only keeps the base rate's logit
+/// (slope 0).
+#[must_use]
+pub fn shortage_start(train: &Samples, scaler: &Scaler) -> (Vec<f32>, Vec<f32>) {
+    let h = HORIZONS.len();
+    let mut weight = vec![0f32; N_STATIC * h];
+    let mut bias = vec![0f32; h];
+    for (j, &feature) in SHORTAGE_SCORE_FEATURES.iter().enumerate().take(h) {
+        let rows: Vec<(f64, bool)> = train
+            .statics
+            .iter()
+            .zip(&train.shortage)
+            .filter(|(_, y)| y[j].is_finite())
+            .map(|(x, y)| {
+                let mut x = *x;
+                scaler.scale_static(&mut x);
+                (f64::from(x[feature]), y[j] > 0.5)
+            })
+            .collect();
+        let (a, b) = logistic_fit(&rows);
+        bias[j] = a as f32;
+        weight[feature * h + j] = b as f32;
+    }
+    (weight, bias)
+}
+
+/// Intercept and slope of the logistic regression of `y` on `x` (Newton's method, a ridge of
+/// 1e-6 per row on the slope); the base rate's logit and slope 0 with one class only.
+fn logistic_fit(rows: &[(f64, bool)]) -> (f64, f64) {
+    let n = rows.len() as f64;
+    let positives = rows.iter().filter(|r| r.1).count() as f64;
+    if positives == 0.0 || positives == n {
+        let rate = ((positives + 0.5) / (n + 1.0)).clamp(1e-6, 1.0 - 1e-6);
+        return ((rate / (1.0 - rate)).ln(), 0.0);
+    }
+    let ridge = 1e-6 * n;
+    let (mut a, mut b) = (((positives / n) / (1.0 - positives / n)).ln(), 0.0);
+    for _ in 0..50 {
+        let (mut g0, mut g1, mut h00, mut h01, mut h11) = (0.0, ridge * b, 0.0, 0.0, ridge);
+        for &(x, y) in rows {
+            let p = 1.0 / (1.0 + (-(a + b * x)).exp());
+            let e = p - f64::from(u8::from(y));
+            let w = (p * (1.0 - p)).max(1e-12);
+            g0 += e;
+            g1 += e * x;
+            h00 += w;
+            h01 += w * x;
+            h11 += w * x * x;
+        }
+        let det = h00 * h11 - h01 * h01;
+        if !(det.is_finite() && det > 0.0) {
+            break;
+        }
+        let (da, db) = ((h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det);
+        a -= da;
+        b -= db;
+        if da.abs() < 1e-10 && db.abs() < 1e-10 {
+            break;
+        }
+    }
+    (a, b)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_shortage_start_is_the_baseline_s_logistic_map_on_the_log_score() {
+        // Rows whose 24 h label follows logit p = -2 + 1.5 x, x the scaled log score (mean 0.5,
+        // deviation 2 before scaling); the 4 h label has one class only, 168 h none.
+        let mut rng = volcast_core::synth::Rng::new(9);
+        let n = 40_000;
+        let mut train = Samples::default();
+        for i in 0..n {
+            let x = rng.normal();
+            let mut statics = [0f32; N_STATIC];
+            statics[SHORTAGE_SCORE_FEATURES[1]] = (0.5 + 2.0 * x) as f32;
+            let p = 1.0 / (1.0 + (2.0 - 1.5 * x).exp());
+            let u = (f64::from(i) * 0.618_033_988_749_895) % 1.0;
+            train.index.push((0, i));
+            train.statics.push(statics);
+            train.log_rv.push([0.0; 3]);
+            train.shortage.push([0.0, f32::from(u8::from(u < p)), f32::NAN]);
+        }
+        let mut scaler = Scaler {
+            static_mean: vec![0.0; N_STATIC],
+            static_std: vec![1.0; N_STATIC],
+            channel_mean: vec![0.0; N_CHANNELS],
+            channel_std: vec![1.0; N_CHANNELS],
+        };
+        scaler.static_mean[SHORTAGE_SCORE_FEATURES[1]] = 0.5;
+        scaler.static_std[SHORTAGE_SCORE_FEATURES[1]] = 2.0;
+        let (w, b) = shortage_start(&train, &scaler);
+        let h = HORIZONS.len();
+        let slope = w[SHORTAGE_SCORE_FEATURES[1] * h + 1];
+        assert!(
+            (slope - 1.5).abs() < 0.05 && (b[1] + 2.0).abs() < 0.05,
+            "{slope} {}",
+            b[1]
+        );
+        // Only the horizon's own score carries weight.
+        let nonzero = w.iter().filter(|v| **v != 0.0).count();
+        assert_eq!(nonzero, 1, "{w:?}");
+        // One class only (4 h, never a shortage): the base rate's logit, low; no labels: 0.
+        assert!(b[0] < -8.0 && b[2].abs() < 1e-6, "{b:?}");
+    }
     use volcast_core::grid::HourlyGrid;
     use volcast_core::synth::{SynthConfig, generate};
     use volcast_core::time::HOUR_MS;

@@ -91,6 +91,12 @@ pub struct TrainingConfig {
     /// daily job's) removes; early stopping then reads the holdout's QLIKE after its own variance
     /// scale. `None` (and a config written before this field) or `Some(false)`: QLIKE.
     pub log_mse_variance: Option<bool>,
+    /// The shortage head starts from SPEC's baseline: its linear skip is set, per horizon, to
+    /// the logistic map of the shortage label on the scaled `ln_shortage_score_H` feature fitted
+    /// on the training rows, and frozen, so the network learns only a correction (as the
+    /// variance head does from its least-squares skip). `None` (and a config written before this
+    /// field) or `Some(false)`: a trainable skip from a random start.
+    pub shortage_skip_from_baseline: Option<bool>,
 }
 
 impl TrainingConfig {
@@ -123,6 +129,13 @@ impl TrainingConfig {
         self.log_mse_variance == Some(true)
     }
 
+    /// Whether the shortage skip starts at the baseline's logistic map, frozen
+    /// ([`Self::shortage_skip_from_baseline`]).
+    #[must_use]
+    pub fn has_shortage_skip_from_baseline(&self) -> bool {
+        self.shortage_skip_from_baseline == Some(true)
+    }
+
     /// Whether the served networks are trained again through the fit end
     /// ([`Self::refit_through_holdout`]).
     #[must_use]
@@ -145,6 +158,7 @@ mod tests {
         assert!(fields.remove("weight_average_half_life_epochs").is_some());
         assert!(fields.remove("per_horizon_epochs").is_some());
         assert!(fields.remove("log_mse_variance").is_some());
+        assert!(fields.remove("shortage_skip_from_baseline").is_some());
         let model = fields["model"].as_object_mut().expect("the model's config");
         assert!(model.remove("lognormal_mean").is_some());
         let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
@@ -164,6 +178,10 @@ mod tests {
         assert!(
             !old.has_log_mse_variance(),
             "a config from before the squared log error trained the variance on QLIKE"
+        );
+        assert!(
+            !old.has_shortage_skip_from_baseline(),
+            "a config from before the baseline's shortage start trained its skip from a random start"
         );
         assert!(
             !old.refits_through_holdout(),

@@ -12,7 +12,9 @@ use super::average::Averager;
 use super::checkpoint::{
     AVERAGE, CURRENT, CheckpointState, LAST, OPTIM, STATE, ckpt_err, current_checkpoint,
 };
-use crate::dataset::{PanelFeatures, Samples, fit_scaler, linear_start, split, training_rows};
+use crate::dataset::{
+    PanelFeatures, Samples, fit_scaler, linear_start, shortage_start, split, training_rows,
+};
 use volcast_core::features::N_STATIC;
 use volcast_core::grid::Asset;
 use volcast_model::config::TrainingConfig;
@@ -103,11 +105,13 @@ pub(super) fn split_enough_rows(
     Ok((train_set, holdout))
 }
 
-/// The linear skip's starting weights and the quantile biases a fresh model begins from.
+/// The linear skip's starting weights and the quantile biases a fresh model begins from; with
+/// [`TrainingConfig::shortage_skip_from_baseline`], the shortage skip's too.
 pub(super) struct LinearStart {
     pub(super) w: Vec<f32>,
     pub(super) b: Vec<f32>,
     pub(super) qb: Vec<f32>,
+    pub(super) shortage: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl LinearStart {
@@ -119,18 +123,33 @@ impl LinearStart {
             config.skip_features.clone()
         };
         let (w, b, qb) = linear_start(train_set, scaler, &config.model.quantile_levels, &columns);
-        Self { w, b, qb }
+        let shortage = config
+            .has_shortage_skip_from_baseline()
+            .then(|| shortage_start(train_set, scaler));
+        Self { w, b, qb, shortage }
     }
 }
 
-/// A freshly initialised model on `autodiff`, its skip and quantile biases set from `start`.
+/// A freshly initialised model on `autodiff`, its skips and quantile biases set from `start`.
 pub(super) fn fresh_model(config: &TrainingConfig, start: &LinearStart, autodiff: &Device) -> VolModel {
-    config
+    let model = config
         .model
         .init(autodiff)
         .with_variance_skip(start.w.clone(), start.b.clone(), autodiff)
-        .with_quantile_bias(start.qb.clone(), autodiff)
+        .with_quantile_bias(start.qb.clone(), autodiff);
+    let model = match &start.shortage {
+        Some((w, b)) => model.with_shortage_skip(w.clone(), b.clone(), autodiff),
+        None => model,
+    };
+    frozen(config, model)
+}
+
+/// `model` with the skips the config keeps at their start frozen (gradients are not part of a
+/// checkpoint, so a resumed model is frozen again).
+fn frozen(config: &TrainingConfig, model: VolModel) -> VolModel {
+    model
         .with_frozen_skip(config.freeze_skip)
+        .with_frozen_shortage_skip(config.has_shortage_skip_from_baseline())
 }
 
 /// A new AdamW optimiser with the config's weight decay and gradient clipping.
@@ -166,10 +185,12 @@ pub(super) fn start_or_resume(
                 "was written by a run with another config; use another --checkpoint-dir or drop --resume",
             ));
         }
-        let model = fresh_model(config, start, autodiff)
-            .try_load_file(dir.join(LAST))
-            .map_err(|e| ckpt_err(&dir.join(LAST), e))?
-            .with_frozen_skip(config.freeze_skip);
+        let model = frozen(
+            config,
+            fresh_model(config, start, autodiff)
+                .try_load_file(dir.join(LAST))
+                .map_err(|e| ckpt_err(&dir.join(LAST), e))?,
+        );
         let optim = new_optimizer(config)
             .load(dir.join(OPTIM))
             .map_err(|e| ckpt_err(&dir.join(OPTIM), e))?;

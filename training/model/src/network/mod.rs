@@ -115,7 +115,9 @@ pub struct VolModel {
     pub variance_skip: Linear,
     variance_head: Linear,
     quantile_head: Linear,
-    shortage_skip: Linear,
+    /// Linear skip from static features to the shortage logit: a random start, or the
+    /// baseline's logistic map, frozen (`TrainingConfig::shortage_skip_from_baseline`).
+    pub shortage_skip: Linear,
     shortage_head: Linear,
 }
 
@@ -425,6 +427,23 @@ impl VolModel {
     #[must_use]
     pub fn with_variance_skip(mut self, weight: Vec<f32>, bias: Vec<f32>, device: &Device) -> Self {
         self.variance_skip = linear_from(weight, bias, device);
+        self
+    }
+
+    /// Replaces the weights of the linear skip to the shortage logit (`weight`: `[n_static, h]`
+    /// row-major, `bias`: `[h]`).
+    #[must_use]
+    pub fn with_shortage_skip(mut self, weight: Vec<f32>, bias: Vec<f32>, device: &Device) -> Self {
+        self.shortage_skip = linear_from(weight, bias, device);
+        self
+    }
+
+    /// Stops gradients to the linear skip to the shortage logit when `frozen`.
+    #[must_use]
+    pub fn with_frozen_shortage_skip(mut self, frozen: bool) -> Self {
+        if frozen {
+            self.shortage_skip = self.shortage_skip.no_grad();
+        }
         self
     }
 
