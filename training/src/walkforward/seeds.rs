@@ -55,13 +55,7 @@ pub(super) fn render_seed_sets(sets: &[SeedSet]) -> String {
         "\n## Seed sets\n\nThe same design trained and scored again with disjoint seeds: model / better baseline, \
          mean over folds per horizon (worst fold in brackets), and the risk policy pooled over the folds.\n\n",
     );
-    let heads: Vec<String> = HORIZONS.iter().map(|h| format!("{h}h")).collect();
-    let _ = writeln!(
-        out,
-        "| seeds | {} | pooled breaches (Kupiec p) |\n|---|{}---|",
-        heads.join(" | "),
-        "---:|".repeat(heads.len())
-    );
+    out.push_str(&seeds_header(" pooled breaches (Kupiec p) |", "---|"));
     let cell = |worst: Option<(i32, f64)>, mean: f64| {
         worst.map_or_else(
             || format!("{mean:.4}"),
@@ -121,13 +115,7 @@ fn render_shortage_sets(sets: &[SeedSet]) -> String {
         "\nLiquidity shortage: the model's ROC AUC / Brier score, mean over folds per horizon, per set \
          and on the mean over sets; then per fold the mean over sets beside the baseline score's:\n\n",
     );
-    let heads: Vec<String> = HORIZONS.iter().map(|h| format!("{h}h")).collect();
-    let _ = writeln!(
-        out,
-        "| seeds | {} |\n|---|{}",
-        heads.join(" | "),
-        "---:|".repeat(heads.len())
-    );
+    out.push_str(&seeds_header("", ""));
     let row = |folds: &[FoldSummary]| -> String {
         let means = shortage_over_folds(folds);
         HORIZONS
@@ -162,6 +150,17 @@ fn render_shortage_sets(sets: &[SeedSet]) -> String {
         }
     }
     out
+}
+
+/// The header of a table with a row per seed set and a column per horizon of [`HORIZONS`], then
+/// `extra` columns (their heads, and `extra_rule` their rule cells).
+fn seeds_header(extra: &str, extra_rule: &str) -> String {
+    let heads: Vec<String> = HORIZONS.iter().map(|h| format!("{h}h")).collect();
+    format!(
+        "| seeds | {} |{extra}\n|---|{}{extra_rule}\n",
+        heads.join(" | "),
+        "---:|".repeat(heads.len())
+    )
 }
 
 /// The first set's folds with each ratio replaced by its mean over the sets that scored it.
@@ -323,6 +322,16 @@ mod tests {
         };
         let text = render(&report);
         assert!(text.contains("Seeds 42-44 (the other seed sets"), "{text}");
+        assert!(
+            text.contains(
+                "| seeds | 4h | 24h | 168h | pooled breaches (Kupiec p) |\n|---|---:|---:|---:|---|\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("| seeds | 4h | 24h | 168h |\n|---|---:|---:|---:|\n"),
+            "{text}"
+        );
         // Each set's means over folds, worst fold in brackets, pooled breaches.
         assert!(
             text.contains(

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// coverage there. With [`Self::rolling_days`] the model is operated with these corrections
 /// re-measured every day on the trailing window (`calibrate --until`, see
 /// `volcast_training::rolling`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recalibration {
     /// First origin used, RFC 3339.
     pub from: String,
@@ -247,16 +247,10 @@ mod tests {
     #[test]
     fn recalibration_scales_and_keeps_quantiles_increasing() {
         let r = Recalibration {
-            from: String::new(),
-            until: String::new(),
-            points: BTreeMap::new(),
             variance_scale: BTreeMap::from([(4, 1.5)]),
             quantile_scale: BTreeMap::from([(4, vec![2.0, 1.0, 0.5])]),
-            rolling_days: None,
             har_weight: BTreeMap::from([(4, 0.5)]),
-            variance_power: BTreeMap::new(),
-            shortage_stack: BTreeMap::new(),
-            adaptive: None,
+            ..Recalibration::default()
         };
         let (mut v, mut q) = (2.0, [1.0, 1.5, 4.0]);
         r.apply(4, &mut v, &mut q);
@@ -291,17 +285,9 @@ mod tests {
     #[test]
     fn the_shortage_stack_maps_the_network_s_logit_and_the_baseline_score() {
         let r = Recalibration {
-            from: String::new(),
-            until: String::new(),
-            points: BTreeMap::new(),
-            variance_scale: BTreeMap::new(),
-            quantile_scale: BTreeMap::new(),
-            rolling_days: None,
-            har_weight: BTreeMap::new(),
-            variance_power: BTreeMap::new(),
             // At 4 h: logit p' = -1 + 0.5 logit(p) + 2 ln(score); none at 24 h.
             shortage_stack: BTreeMap::from([(4, [-1.0, 0.5, 2.0])]),
-            adaptive: None,
+            ..Recalibration::default()
         };
         let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
         // p = 0.2 (logit -ln 4), score e: -1 - 0.5 ln 4 + 2.
@@ -333,16 +319,13 @@ mod tests {
     #[test]
     fn corrections_that_cannot_be_served_are_named() {
         let good = Recalibration {
-            from: String::new(),
-            until: String::new(),
-            points: BTreeMap::new(),
             variance_scale: BTreeMap::from([(4, 1.2)]),
             quantile_scale: BTreeMap::from([(4, vec![0.9, 1.1])]),
             rolling_days: Some(120),
             har_weight: BTreeMap::from([(4, 0.0), (168, 1.0)]),
             variance_power: BTreeMap::from([(168, 0.5)]),
             shortage_stack: BTreeMap::from([(24, [-1.0, 0.9, 0.2])]),
-            adaptive: None,
+            ..Recalibration::default()
         };
         assert_eq!(good.check(2), Ok(()));
         let bad = |edit: &dyn Fn(&mut Recalibration), word: &str| {

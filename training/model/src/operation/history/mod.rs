@@ -207,18 +207,7 @@ impl History {
     /// The corrections measured on `window` (see [`Recalibration`]), each quantile scale at its
     /// level of `levels` (per horizon, in level order).
     fn measure(&self, window: &Window, levels: &[Vec<f64>]) -> Result<Recalibration, CalibrateError> {
-        let mut out = Recalibration {
-            from: String::new(),
-            until: String::new(),
-            points: BTreeMap::new(),
-            variance_scale: BTreeMap::new(),
-            quantile_scale: BTreeMap::new(),
-            rolling_days: None,
-            har_weight: BTreeMap::new(),
-            variance_power: BTreeMap::new(),
-            shortage_stack: BTreeMap::new(),
-            adaptive: None,
-        };
+        let mut out = Recalibration::default();
         for ((p, &(lo, hi)), levels) in self.horizons.iter().zip(window).zip(levels) {
             let n = hi - lo;
             if n < MIN_RECALIBRATION_POINTS {
