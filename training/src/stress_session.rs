@@ -183,7 +183,12 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
         .predict(&[input])
         .pop()
         .context("the model returned no forecast")?;
-    model.metadata.combine_at(&prepared, slot, &mut prediction);
+    model.metadata.combine_at(
+        &prepared,
+        slot,
+        &mut prediction.variance,
+        &mut prediction.shortage_probability,
+    );
     let illiquidity = prepared.illiquidity_at(slot, &horizons);
     let calibration = model.metadata.risk.as_ref().map(|r| r.model.clone());
     let forecasts = Forecasts {

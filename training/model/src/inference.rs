@@ -305,7 +305,12 @@ impl LoadedModel {
             let mut predictions = self.predict_refs(&present).into_iter();
             out.extend(chunk.iter().zip(&inputs).map(|(o, i)| {
                 let mut p = i.as_ref().and_then(|_| predictions.next())?;
-                self.metadata.combine_at(&prepared[o.asset], o.slot, &mut p);
+                self.metadata.combine_at(
+                    &prepared[o.asset],
+                    o.slot,
+                    &mut p.variance,
+                    &mut p.shortage_probability,
+                );
                 Some(p)
             }));
         }

@@ -233,29 +233,27 @@ impl Metadata {
             .collect()
     }
 
-    /// What the corrections combine after the network at `slot` of `prepared`: its (corrected,
-    /// artifact order) variance blended with the HAR forecasts by the corrections' weights, and
-    /// its shortage probability stacked with the baseline score, where they say so.
+    /// What the corrections combine after the network at `slot` of `prepared`: its (corrected)
+    /// `variance` blended with the HAR forecasts by the corrections' weights, and its
+    /// `shortage_probability` stacked with the baseline score, where they say so (both in
+    /// artifact order).
     pub fn combine_at(
         &self,
         prepared: &volcast_core::panel::PreparedAsset,
         slot: usize,
-        prediction: &mut crate::inference::Prediction,
+        variance: &mut [f64],
+        shortage_probability: &mut [f64],
     ) {
         let Some(r) = self.recalibration.as_ref() else {
             return;
         };
         if !r.har_weight.is_empty() {
-            r.blend_har(
-                &self.horizons,
-                &mut prediction.variance,
-                &self.har_at(prepared, slot),
-            );
+            r.blend_har(&self.horizons, variance, &self.har_at(prepared, slot));
         }
         if !r.shortage_stack.is_empty() {
             r.stack_shortage(
                 &self.horizons,
-                &mut prediction.shortage_probability,
+                shortage_probability,
                 &self.shortage_scores_at(prepared, slot),
             );
         }
