@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{FoldShortage, FoldSummary, per_horizon, pooled, shortage_over_folds};
+use super::{FoldHorizon, FoldShortage, FoldSummary, per_horizon, pooled, shortage_over_folds};
 use volcast_core::forecast::HORIZONS;
 use volcast_model::config::TrainingConfig;
 
@@ -184,18 +184,7 @@ pub(super) fn mean_over_sets(sets: &[SeedSet]) -> Vec<FoldSummary> {
 /// The shortage scores at `year` and `h`, the model's averaged over the sets that scored them
 /// (the baseline's are the same in every set); none where no set has them.
 fn mean_shortage(sets: &[SeedSet], year: i32, h: usize) -> Option<FoldShortage> {
-    let each: Vec<FoldShortage> = sets
-        .iter()
-        .filter_map(|s| {
-            s.folds
-                .iter()
-                .find(|f| f.year == year)?
-                .horizons
-                .iter()
-                .find(|x| x.h == h)?
-                .shortage
-        })
-        .collect();
+    let each: Vec<FoldShortage> = set_horizons(sets, year, h).filter_map(|x| x.shortage).collect();
     let first = *each.first()?;
     let n = each.len() as f64;
     Some(FoldShortage {
@@ -218,17 +207,19 @@ pub(super) fn mean_and_spread(values: &[f64]) -> (f64, f64) {
 
 /// Every set's model / better baseline at `year` and `h` (the sets that scored it).
 pub(super) fn set_ratios(sets: &[SeedSet], year: i32, h: usize) -> Vec<f64> {
-    sets.iter()
-        .filter_map(|s| {
-            s.folds
-                .iter()
-                .find(|f| f.year == year)?
-                .horizons
-                .iter()
-                .find(|x| x.h == h)
-                .map(|x| x.ratio)
-        })
-        .collect()
+    set_horizons(sets, year, h).map(|x| x.ratio).collect()
+}
+
+/// Every set's scores at `year` and `h`, in set order (the sets that scored it).
+fn set_horizons(sets: &[SeedSet], year: i32, h: usize) -> impl Iterator<Item = &FoldHorizon> {
+    sets.iter().filter_map(move |s| {
+        s.folds
+            .iter()
+            .find(|f| f.year == year)?
+            .horizons
+            .iter()
+            .find(|x| x.h == h)
+    })
 }
 
 #[cfg(test)]
