@@ -115,6 +115,72 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     }
     replay_sees_no_future(&model, &loaded);
     daily_recalibration(&model, &assets, &out);
+    shortage_stack_in_the_replay(&model, &assets);
+}
+
+/// With `adaptive.shortage_stack`, the replay fits each day's stack on the window's completed
+/// origins and serves, at that day's origins, the stacked probability of the network's raw one
+/// and the baseline score (the network's where an origin has no score); variances as without it.
+fn shortage_stack_in_the_replay(model: &LoadedModel, assets: &[volcast_core::grid::Asset]) {
+    use volcast_core::forecast::{DrawdownQuery, Origin};
+    use volcast_training::rolling::{DailyRecalibrated, raw_predictions};
+
+    // A window long enough (100 days, back into the fit period) for both classes at each horizon.
+    let days = 100;
+    let end = parse_time("2020-05-20", Bound::Start).unwrap() / HOUR_MS;
+    let declared = model
+        .metadata
+        .recalibration
+        .as_ref()
+        .unwrap()
+        .adaptive
+        .clone()
+        .unwrap();
+    let stacked = artifact::Adaptive {
+        shortage_stack: true,
+        ..declared.clone()
+    };
+    let origins: Vec<Origin> = assets
+        .iter()
+        .enumerate()
+        .map(|(a, asset)| Origin {
+            asset: a,
+            slot: asset.grid.slot(end).unwrap(),
+        })
+        .collect();
+    let day = end - end.rem_euclid(24);
+    let op = DailyRecalibrated::new(model, days)
+        .with_adaptive(Some(stacked))
+        .operate(assets, &origins, (day, day))
+        .unwrap();
+    let plain = DailyRecalibrated::new(model, days)
+        .with_adaptive(Some(declared))
+        .operate(assets, &origins, (day, day))
+        .unwrap();
+    let r = op.corrections[&day].as_ref().unwrap();
+    assert!(!r.shortage_stack.is_empty(), "no horizon had both classes: {r:?}");
+    let drawdown = DrawdownQuery { alpha: 0.99, tau: 4 };
+    let raw = raw_predictions(model, assets, &origins, drawdown).unwrap();
+    let prepared = volcast_core::panel::prepare(assets, &HORIZONS);
+    for (i, o) in origins.iter().enumerate() {
+        let (served, without) = (op.served[i].as_ref().unwrap(), plain.served[i].as_ref().unwrap());
+        assert_eq!(
+            served.variance, without.variance,
+            "origin {i}: the stack touches only p"
+        );
+        let scores = model.metadata.shortage_scores_at(&prepared[o.asset], o.slot);
+        for (j, h) in HORIZONS.iter().enumerate() {
+            let p = raw[i].as_ref().unwrap().shortage_probability[j];
+            let want = match r.shortage_stack.get(h) {
+                Some(&k) if scores[j].is_finite() && scores[j] > 0.0 => {
+                    artifact::stacked_probability(k, p, scores[j])
+                }
+                _ => p,
+            };
+            let got = served.shortage_probability[j];
+            assert!((got - want).abs() < 1e-12, "{h}h origin {i}: {got} vs {want}");
+        }
+    }
 }
 
 /// `evaluate`'s replay of the daily job uses only what is observable at each origin: cutting the
