@@ -243,11 +243,7 @@ fn inputs_at_last_hour(info: &ModelInfo, asset: Asset, field: String) -> Result<
         .map(|&h| info.har(h).map_or(f64::NAN, |m| m.forecast(regressors)))
         .collect();
     let illiquidity = prepared.illiquidity_at(slot, info.horizons());
-    let shortage_score: Vec<f64> = info
-        .horizons()
-        .iter()
-        .map(|&h| prepared.shortage(slot, h, &mut scratch).score.unwrap_or(f64::NAN))
-        .collect();
+    let shortage_score = info.metadata.shortage_scores_at(&prepared, slot);
     let baseline_shortage = info
         .horizons()
         .iter()

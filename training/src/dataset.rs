@@ -5,6 +5,7 @@
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 
+use volcast_core::baselines::shortage::ShortageLogistic;
 use volcast_core::features::{AssetFeatures, Market, N_CHANNELS, N_STATIC, SHORTAGE_SCORE_FEATURES};
 use volcast_core::forecast::HORIZONS;
 use volcast_core::grid::Asset;
@@ -304,70 +305,42 @@ pub fn linear_start(
 }
 
 /// The shortage skip's start ([`volcast_model::config::TrainingConfig::shortage_skip_from_baseline`]):
-/// per horizon, the logistic map of the shortage label on the scaled `ln_shortage_score_H`
-/// feature (SPEC's baseline regressor, `ln(clip(score, 1e-3, 1e3))`), fitted by maximum
-/// likelihood on the training rows with a label; every other weight 0. `(weight, bias)` in the
-/// layout of [`linear_start`]'s. A horizon with one class only keeps the base rate's logit
-/// (slope 0).
+/// per horizon, SPEC's baseline logistic map ([`ShortageLogistic::fit`]) fitted on the training
+/// rows with a label, on their `ln_shortage_score_H` feature (the baseline's regressor,
+/// `ln(clip(score, 1e-3, 1e3))`), carried into the scaled feature's coordinates; every other
+/// weight 0. `(weight, bias)` in the layout of [`linear_start`]'s. A horizon whose map cannot be
+/// fitted (one class only) keeps the base rate's logit (slope 0).
 #[must_use]
 pub fn shortage_start(train: &Samples, scaler: &Scaler) -> (Vec<f32>, Vec<f32>) {
     let h = HORIZONS.len();
     let mut weight = vec![0f32; N_STATIC * h];
     let mut bias = vec![0f32; h];
     for (j, &feature) in SHORTAGE_SCORE_FEATURES.iter().enumerate().take(h) {
-        let rows: Vec<(f64, bool)> = train
+        // The feature is the log score itself: the baseline's own fit, on the score.
+        let points: Vec<(f64, bool)> = train
             .statics
             .iter()
             .zip(&train.shortage)
             .filter(|(_, y)| y[j].is_finite())
-            .map(|(x, y)| {
-                let mut x = *x;
-                scaler.scale_static(&mut x);
-                (f64::from(x[feature]), y[j] > 0.5)
-            })
+            .map(|(x, y)| (f64::from(x[feature]).exp(), y[j] > 0.5))
             .collect();
-        let (a, b) = logistic_fit(&rows);
+        let (mean, std) = (
+            f64::from(scaler.static_mean[feature]),
+            f64::from(scaler.static_std[feature]),
+        );
+        // logit = a + b x = (a + b mean) + (b std) x_scaled.
+        let (a, b) = match ShortageLogistic::fit(HORIZONS[j], &points) {
+            Ok(fit) => (fit.intercept + fit.slope * mean, fit.slope * std),
+            Err(_) => {
+                let positives = points.iter().filter(|p| p.1).count() as f64;
+                let rate = ((positives + 0.5) / (points.len() as f64 + 1.0)).clamp(1e-6, 1.0 - 1e-6);
+                ((rate / (1.0 - rate)).ln(), 0.0)
+            }
+        };
         bias[j] = a as f32;
         weight[feature * h + j] = b as f32;
     }
     (weight, bias)
-}
-
-/// Intercept and slope of the logistic regression of `y` on `x` (Newton's method, a ridge of
-/// 1e-6 per row on the slope); the base rate's logit and slope 0 with one class only.
-fn logistic_fit(rows: &[(f64, bool)]) -> (f64, f64) {
-    let n = rows.len() as f64;
-    let positives = rows.iter().filter(|r| r.1).count() as f64;
-    if positives == 0.0 || positives == n {
-        let rate = ((positives + 0.5) / (n + 1.0)).clamp(1e-6, 1.0 - 1e-6);
-        return ((rate / (1.0 - rate)).ln(), 0.0);
-    }
-    let ridge = 1e-6 * n;
-    let (mut a, mut b) = (((positives / n) / (1.0 - positives / n)).ln(), 0.0);
-    for _ in 0..50 {
-        let (mut g0, mut g1, mut h00, mut h01, mut h11) = (0.0, ridge * b, 0.0, 0.0, ridge);
-        for &(x, y) in rows {
-            let p = 1.0 / (1.0 + (-(a + b * x)).exp());
-            let e = p - f64::from(u8::from(y));
-            let w = (p * (1.0 - p)).max(1e-12);
-            g0 += e;
-            g1 += e * x;
-            h00 += w;
-            h01 += w * x;
-            h11 += w * x * x;
-        }
-        let det = h00 * h11 - h01 * h01;
-        if !(det.is_finite() && det > 0.0) {
-            break;
-        }
-        let (da, db) = ((h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det);
-        a -= da;
-        b -= db;
-        if da.abs() < 1e-10 && db.abs() < 1e-10 {
-            break;
-        }
-    }
-    (a, b)
 }
 
 #[cfg(test)]

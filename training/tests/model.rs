@@ -118,11 +118,23 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     shortage_stack_in_the_replay(&model, &assets);
 }
 
+/// Every asset's origin at `hour` (close hour), in asset order.
+fn origins_at(assets: &[volcast_core::grid::Asset], hour: i64) -> Vec<volcast_core::forecast::Origin> {
+    assets
+        .iter()
+        .enumerate()
+        .map(|(a, asset)| volcast_core::forecast::Origin {
+            asset: a,
+            slot: asset.grid.slot(hour).unwrap(),
+        })
+        .collect()
+}
+
 /// With `adaptive.shortage_stack`, the replay fits each day's stack on the window's completed
 /// origins and serves, at that day's origins, the stacked probability of the network's raw one
 /// and the baseline score (the network's where an origin has no score); variances as without it.
 fn shortage_stack_in_the_replay(model: &LoadedModel, assets: &[volcast_core::grid::Asset]) {
-    use volcast_core::forecast::{DrawdownQuery, Origin};
+    use volcast_core::forecast::DrawdownQuery;
     use volcast_training::rolling::{DailyRecalibrated, raw_predictions};
 
     // A window long enough (100 days, back into the fit period) for both classes at each horizon.
@@ -140,14 +152,7 @@ fn shortage_stack_in_the_replay(model: &LoadedModel, assets: &[volcast_core::gri
         shortage_stack: true,
         ..declared.clone()
     };
-    let origins: Vec<Origin> = assets
-        .iter()
-        .enumerate()
-        .map(|(a, asset)| Origin {
-            asset: a,
-            slot: asset.grid.slot(end).unwrap(),
-        })
-        .collect();
+    let origins = origins_at(assets, end);
     let day = end - end.rem_euclid(24);
     let op = DailyRecalibrated::new(model, days)
         .with_adaptive(Some(stacked))
@@ -186,7 +191,7 @@ fn shortage_stack_in_the_replay(model: &LoadedModel, assets: &[volcast_core::gri
 /// `evaluate`'s replay of the daily job uses only what is observable at each origin: cutting the
 /// candles after it changes nothing.
 fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_core::candles::AssetCandles]) {
-    use volcast_core::forecast::{DrawdownQuery, ForecastRequest, Origin};
+    use volcast_core::forecast::{DrawdownQuery, ForecastRequest};
     use volcast_training::rolling::DailyRecalibrated;
 
     let end_hour = parse_time("2020-05-10", Bound::Start).unwrap() / HOUR_MS;
@@ -203,14 +208,7 @@ fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_core::candles::A
         })
         .collect();
     let forecast = |assets: &[volcast_core::grid::Asset]| {
-        let origins: Vec<Origin> = assets
-            .iter()
-            .enumerate()
-            .map(|(a, asset)| Origin {
-                asset: a,
-                slot: asset.grid.slot(end_hour).unwrap(),
-            })
-            .collect();
+        let origins = origins_at(assets, end_hour);
         DailyRecalibrated::new(model, 15)
             .forecast(&ForecastRequest {
                 assets,
@@ -244,7 +242,7 @@ fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_core::candles::A
 /// The daily job (`calibrate --until`) and `evaluate`'s replay of it agree, and the job refuses
 /// windows it cannot measure.
 fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset], out: &Path) {
-    use volcast_core::forecast::{DrawdownQuery, ForecastRequest, Origin};
+    use volcast_core::forecast::{DrawdownQuery, ForecastRequest};
     use volcast_training::calibrate::refresh_recalibration;
     use volcast_training::rolling::CalibrateError;
     use volcast_training::rolling::{DailyRecalibrated, raw_predictions};
@@ -313,14 +311,7 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
     );
 
     // At that day's origins, the replay applies exactly what the job measured.
-    let origins: Vec<Origin> = assets
-        .iter()
-        .enumerate()
-        .map(|(a, asset)| Origin {
-            asset: a,
-            slot: asset.grid.slot(end).unwrap(),
-        })
-        .collect();
+    let origins = origins_at(assets, end);
     let drawdown = DrawdownQuery { alpha: 0.99, tau: 4 };
     let request = ForecastRequest {
         assets,

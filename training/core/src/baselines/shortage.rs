@@ -25,7 +25,9 @@ pub fn log_score(score: f64) -> f64 {
     score.clamp(1e-3, 1e3).ln()
 }
 
-fn sigmoid(z: f64) -> f64 {
+/// The logistic function, without overflow for large `|z|`.
+#[must_use]
+pub fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())
     } else {

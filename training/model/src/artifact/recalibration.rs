@@ -137,13 +137,7 @@ pub fn stack_inputs(p: f64, score: f64) -> [f64; 2] {
 #[must_use]
 pub fn stacked_probability([a, b, c]: [f64; 3], p: f64, score: f64) -> f64 {
     let [x, y] = stack_inputs(p, score);
-    let z = a + b * x + c * y;
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
+    volcast_core::baselines::shortage::sigmoid(a + b * x + c * y)
 }
 
 /// `model` and `har` variances blended in logs, weight `w` on the model; the model alone where

@@ -438,8 +438,7 @@ fn fit_stack(points: &[ShortagePoint]) -> Option<[f64; 3]> {
         let mut hess = [[0.0; 3], [0.0, STACK_RIDGE, 0.0], [0.0, 0.0, STACK_RIDGE]];
         for p in points {
             let v = [1.0, p.x[0], p.x[1]];
-            let z = k[0] + k[1] * v[1] + k[2] * v[2];
-            let q = 1.0 / (1.0 + (-z).exp());
+            let q = volcast_core::baselines::shortage::sigmoid(k[0] + k[1] * v[1] + k[2] * v[2]);
             let e = q - f64::from(u8::from(p.label));
             let w = (q * (1.0 - q)).max(1e-12);
             for i in 0..3 {
