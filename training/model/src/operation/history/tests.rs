@@ -1,5 +1,6 @@
 //! The history of completed forecasts and the corrections measured on it.
 
+use super::stack::MIN_STACK_CLASS;
 use super::*;
 use volcast_core::drawdown::interpolated_quantile;
 
