@@ -430,7 +430,19 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
             days[0]
         );
         assert!(f["equal_rate_lt"][0].as_f64().unwrap() > 0.0, "{f}");
+        // The blend against fixed weights in hindsight: HAR alone (weight 0) and the network
+        // alone (weight 1) are on the grid, so the best fixed weight is at least as good as both.
+        let hindsight = f["blend_hindsight"].as_array().unwrap();
+        assert_eq!(hindsight.len(), 3, "{f}");
+        for b in hindsight {
+            let x = |k: &str| b[k].as_f64().unwrap();
+            assert!(b["points"].as_u64().unwrap() > 0, "{b}");
+            assert!(x("best") <= x("har") && x("best") <= x("network"), "{b}");
+            assert!(x("served").is_finite() && x("served") >= 0.0, "{b}");
+            assert!((0.0..=1.0).contains(&x("best_weight")), "{b}");
+        }
     }
+    assert!(stdout.contains("against fixed weights in hindsight"), "{stdout}");
     // The breach timeline: each day's origins and breaches add up to the fold's.
     for (f, r) in folds_json.iter().zip(v["reports"].as_array().unwrap()) {
         let timeline = r["risk"]["timeline"]["model"].as_array().unwrap();

@@ -7,6 +7,7 @@
 //! interrupted run resumes: a fold with an artifact is scored again without retraining, and one
 //! interrupted mid-training resumes from its checkpoint.
 
+mod hindsight;
 pub mod html;
 mod report;
 mod seeds;
@@ -84,6 +85,10 @@ pub struct FoldSummary {
     pub equal_rate_lt: (Option<f64>, Option<f64>),
     /// The daily job's state on each day of the year (empty for a model with fixed corrections).
     pub days: Vec<FoldDay>,
+    /// Per horizon, the blend with HAR as served against fixed weights in hindsight over the
+    /// year (a diagnostic; empty for a model without the blend).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blend_hindsight: Vec<crate::rolling::BlendHindsight>,
 }
 
 /// The state of the daily job on one day of a fold.
@@ -280,6 +285,7 @@ fn fold(
             hour(config.eval_until_ms) - hour(config.eval_until_ms).rem_euclid(24),
         );
         let op = daily.operate(assets, &[], days)?;
+        summary.blend_hindsight = op.history.blend_in_hindsight(days, &op.corrections, declared);
         let window = model
             .metadata
             .risk
@@ -364,6 +370,7 @@ fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary 
             report.risk.hindsight.get("har_calibrated").map(|b| b.mean_lt),
         ),
         days: Vec::new(),
+        blend_hindsight: Vec::new(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! sets and the HTML page: per horizon the worst fold and the mean, the pooled breaches, the
 //! shortage scores' means.
 
+use super::hindsight::render_hindsight;
 use super::seeds::render_seed_sets;
 use super::{FoldShortage, FoldSummary, WalkForwardReport};
 use volcast_core::forecast::HORIZONS;
@@ -79,6 +80,12 @@ pub fn render(report: &WalkForwardReport) -> String {
         );
     }
     out.push_str(&render_shortage(&report.folds));
+    let sets: Vec<&[FoldSummary]> = if report.seed_sets.is_empty() {
+        vec![&report.folds]
+    } else {
+        report.seed_sets.iter().map(|s| s.folds.as_slice()).collect()
+    };
+    out.push_str(&render_hindsight(&sets));
     if !report.seed_sets.is_empty() {
         out.push_str(&render_seed_sets(&report.seed_sets));
     }

@@ -256,6 +256,7 @@ mod tests {
             har_calibrated_policy: None,
             equal_rate_lt: (None, None),
             days: Vec::new(),
+            blend_hindsight: Vec::new(),
         }
     }
 

@@ -35,7 +35,7 @@ pub use defaults::{
     DEFAULT_SHRINK_AS_SERVED,
 };
 pub use har::har_operated;
-pub use history::History;
+pub use history::{BlendHindsight, History};
 
 /// Fewest completed forecasts per horizon for a correction to be measured.
 pub const MIN_RECALIBRATION_POINTS: usize = 20;
@@ -126,6 +126,9 @@ pub struct Operation {
     pub factors: BTreeMap<i64, Vec<f64>>,
     /// The served forecasts at the origins asked, in their order.
     pub served: Vec<Option<Prediction>>,
+    /// The completed raw forecasts the corrections were measured on (for diagnostics such as
+    /// [`History::blend_in_hindsight`]).
+    pub history: History,
 }
 
 /// Midnight (hour) of the day an hour falls in.
@@ -261,6 +264,7 @@ impl DailyRecalibrated<'_> {
             corrections,
             factors,
             served,
+            history,
         })
     }
 }

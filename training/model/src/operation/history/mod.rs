@@ -14,7 +14,9 @@ use volcast_core::time::{format_ms, hour_to_ms};
 
 use super::{CalibrateError, MIN_RECALIBRATION_POINTS};
 
+mod hindsight;
 mod stack;
+pub use hindsight::BlendHindsight;
 use stack::{ShortagePoint, fit_stack};
 
 /// Completed raw forecasts of one horizon at daily origins.
@@ -393,20 +395,26 @@ fn best_weight(points: &[[f64; 3]], scale: f64) -> f64 {
 fn best_blend(points: &[[f64; 3]], scale: f64) -> (f64, f64) {
     HAR_BLEND_WEIGHTS
         .iter()
-        .map(|&w| {
-            let qlike = points
-                .iter()
-                .map(|&[rv, f, hv]| {
-                    let x = rv / artifact::blend(scale * f, hv, w);
-                    x - x.ln() - 1.0
-                })
-                .sum::<f64>()
-                / points.len().max(1) as f64;
-            (w, qlike)
-        })
+        .map(|&w| (w, blend_qlike(points, scale, w)))
         .filter(|c| c.1.is_finite())
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or((1.0, f64::NAN))
+}
+
+/// Mean QLIKE on `points` (RV, F, H) of the network's forecasts times `scale` blended with HAR
+/// at weight `w` ([`artifact::blend`]).
+fn blend_qlike(points: &[[f64; 3]], scale: f64, w: f64) -> f64 {
+    points
+        .iter()
+        .map(|&[rv, f, hv]| qlike(rv, artifact::blend(scale * f, hv, w)))
+        .sum::<f64>()
+        / points.len().max(1) as f64
+}
+
+/// SPEC's QLIKE of one forecast `f` of a realised variance `rv`.
+fn qlike(rv: f64, f: f64) -> f64 {
+    let x = rv / f;
+    x - x.ln() - 1.0
 }
 
 /// [`volcast_core::drawdown::interpolated_quantile`] of unsorted values (reordered), in linear time.

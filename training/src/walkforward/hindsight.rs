@@ -1,0 +1,116 @@
+//! The blend with HAR as served against fixed weights chosen in hindsight, per fold and horizon
+//! ([`crate::rolling::BlendHindsight`]): a diagnostic of the daily weighting rule, not a design.
+
+use std::fmt::Write as _;
+
+use super::FoldSummary;
+
+/// The diagnostic as Markdown, one row per fold and horizon of the first of `sets` (each set's
+/// folds, one set without `--seed-sets`): each forecaster's QLIKE over HAR alone's on the same
+/// points, averaged over the sets, and each set's best fixed weight. Empty when no fold has it.
+pub(super) fn render_hindsight(sets: &[&[FoldSummary]]) -> String {
+    let Some(first) = sets.first() else {
+        return String::new();
+    };
+    if first.iter().all(|f| f.blend_hindsight.is_empty()) {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nThe blend with HAR against fixed weights in hindsight (a diagnostic, not a design: each \
+         fixed weight is chosen on the whole fold). QLIKE over HAR alone's on the same points, the \
+         daily origins the daily job holds{}: the network as served before the blend (weight 1), \
+         the blend as served (the day's weight), and the best fixed weight of the grid:\n\n\
+         | fold | H | points | HAR | network / HAR | served / HAR | best fixed / HAR | best weight |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|\n",
+        if sets.len() > 1 {
+            format!(
+                " (ratios: the mean over the {} seed sets; weights: each set's)",
+                sets.len()
+            )
+        } else {
+            String::new()
+        }
+    );
+    for f in *first {
+        for b in &f.blend_hindsight {
+            let each: Vec<_> = sets
+                .iter()
+                .filter_map(|s| {
+                    s.iter()
+                        .find(|x| x.year == f.year)?
+                        .blend_hindsight
+                        .iter()
+                        .find(|x| x.horizon == b.horizon)
+                })
+                .collect();
+            let ratio = |g: &dyn Fn(&crate::rolling::BlendHindsight) -> f64| {
+                each.iter().map(|x| g(x) / x.har).sum::<f64>() / each.len().max(1) as f64
+            };
+            let weights: Vec<String> = each.iter().map(|x| format!("{:.1}", x.best_weight)).collect();
+            let _ = writeln!(
+                out,
+                "| {} | {}h | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} |",
+                f.year,
+                b.horizon,
+                b.points,
+                b.har,
+                ratio(&|x| x.network),
+                ratio(&|x| x.served),
+                ratio(&|x| x.best),
+                weights.join(", ")
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rolling::BlendHindsight;
+
+    fn fold(year: i32, best_weight: f64, best: f64) -> FoldSummary {
+        FoldSummary {
+            year,
+            artifact: String::new(),
+            horizons: Vec::new(),
+            model_policy: (0.0, 0.0, None),
+            model_breaches: (0, 0),
+            alpha: 0.99,
+            har_calibrated_policy: None,
+            equal_rate_lt: (None, None),
+            days: Vec::new(),
+            blend_hindsight: vec![BlendHindsight {
+                horizon: 168,
+                points: 10,
+                har: 0.5,
+                network: 0.6,
+                served: 0.51,
+                best_weight,
+                best,
+            }],
+        }
+    }
+
+    #[test]
+    fn rows_average_the_ratios_over_sets_and_list_each_sets_weight() {
+        let a = [fold(2019, 0.3, 0.49)];
+        let b = [fold(2019, 0.5, 0.47)];
+        let out = render_hindsight(&[&a, &b]);
+        assert!(out.contains("the mean over the 2 seed sets"), "{out}");
+        // Best fixed: (0.98 + 0.94) / 2.
+        assert!(
+            out.contains("| 2019 | 168h | 10 | 0.5000 | 1.2000 | 1.0200 | 0.9600 | 0.3, 0.5 |"),
+            "{out}"
+        );
+        let one = render_hindsight(&[&a]);
+        assert!(
+            one.contains("| 2019 | 168h | 10 | 0.5000 | 1.2000 | 1.0200 | 0.9800 | 0.3 |"),
+            "{one}"
+        );
+        let mut none = fold(2019, 0.3, 0.49);
+        none.blend_hindsight.clear();
+        assert!(render_hindsight(&[&[none]]).is_empty());
+        assert!(render_hindsight(&[]).is_empty());
+    }
+}
