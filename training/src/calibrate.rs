@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::rolling::{
-    CalibrateError, DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_DRAWDOWN_STEP, DEFAULT_QUANTILE_STEP,
-    DEFAULT_SHORTAGE_STACK, DEFAULT_SHRINK_AS_SERVED, operated,
+    CalibrateError, DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_DRAWDOWN_STEP, DEFAULT_HAR_GUARD,
+    DEFAULT_QUANTILE_STEP, DEFAULT_SHORTAGE_STACK, DEFAULT_SHRINK_AS_SERVED, operated,
 };
 pub use crate::rolling::{recalibrate, refresh_recalibration};
 use volcast_core::baselines::set::har_curve;
@@ -132,6 +132,7 @@ pub fn calibrate_artifact(
         blend_as_served_at: DEFAULT_BLEND_AS_SERVED_AT.to_vec(),
         shrink_as_served: DEFAULT_SHRINK_AS_SERVED,
         shortage_stack: DEFAULT_SHORTAGE_STACK,
+        har_guard: DEFAULT_HAR_GUARD,
     });
     metadata.recalibration = Some(recalibration);
     metadata.stress_scenarios = volcast_core::stress::market_stress_scenarios(assets, end);

@@ -68,6 +68,11 @@ pub struct AdaptiveSteps {
     /// baseline score's log, fitted on the window's completed origins. Default: the artifact's.
     #[arg(long, value_name = "true|false")]
     pub shortage_stack: Option<bool>,
+    /// Guard the blend with HAR: serve HAR alone at a horizon on the days when the weighting
+    /// rule's forecasts since the fit end have scored worse (cumulative QLIKE) than HAR's.
+    /// Default: the artifact's.
+    #[arg(long, value_name = "true|false")]
+    pub har_guard: Option<bool>,
 }
 
 /// A comma-separated list of horizons in hours (`none`: empty).
@@ -237,6 +242,7 @@ impl AdaptiveSteps {
             && self.blend_as_served_at.is_none()
             && self.shrink_as_served.is_none()
             && self.shortage_stack.is_none()
+            && self.har_guard.is_none()
         {
             return declared.cloned();
         }
@@ -268,6 +274,7 @@ impl AdaptiveSteps {
                 .shortage_stack
                 .or(declared.map(|a| a.shortage_stack))
                 .unwrap_or(false),
+            har_guard: self.har_guard.or(declared.map(|a| a.har_guard)).unwrap_or(false),
         })
     }
 }
@@ -320,6 +327,7 @@ mod tests {
             blend_as_served_at: vec![168],
             shrink_as_served: false,
             shortage_stack: false,
+            har_guard: false,
         };
         let none = AdaptiveSteps::default();
         assert_eq!(none.apply(Some(&declared)).unwrap().blend_as_served_at, [168]);
@@ -345,6 +353,14 @@ mod tests {
         };
         let resolved = stack.apply(Some(&declared)).unwrap();
         assert!(resolved.shortage_stack && !resolved.shrink_as_served);
+        assert_eq!(resolved.blend_as_served_at, [168], "the other settings kept");
+        assert!(!resolved.har_guard);
+        let guard = AdaptiveSteps {
+            har_guard: Some(true),
+            ..AdaptiveSteps::default()
+        };
+        let resolved = guard.apply(Some(&declared)).unwrap();
+        assert!(resolved.har_guard && !resolved.shortage_stack);
         assert_eq!(resolved.blend_as_served_at, [168], "the other settings kept");
     }
 

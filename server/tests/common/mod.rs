@@ -150,6 +150,7 @@ pub fn info() -> ModelInfo {
                 rolling_days: Some(120),
                 har_weight: BTreeMap::new(),
                 variance_power: BTreeMap::from([(4, 1.0)]),
+                har_guarded: BTreeMap::new(),
                 shortage_stack: BTreeMap::new(),
                 adaptive: None,
             }),

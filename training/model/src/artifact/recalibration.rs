@@ -42,6 +42,12 @@ pub struct Recalibration {
     /// artifacts made before): the whole scale, `s = 1`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variance_power: BTreeMap<usize, f64>,
+    /// Per horizon where the HAR guard serves HAR alone on this day ([`Adaptive::har_guard`]):
+    /// the weight the daily rule had chosen, which [`Self::har_weight`] replaces by 0 because
+    /// the rule's forecasts since the fit end have a higher cumulative QLIKE than HAR's. Empty
+    /// where the guard is off or passes (and in artifacts made before).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub har_guarded: BTreeMap<usize, f64>,
     /// Per horizon, the logistic stack of the shortage probability `(a, b, c)`: the probability
     /// served is `sigmoid(a + b logit(p) + c ln(clip(score, 1e-3, 1e3)))`, `p` the network's and
     /// `score` SPEC's baseline score `M_H(t) / median`, fitted daily on the window's completed
@@ -95,6 +101,13 @@ pub struct Adaptive {
     /// in artifacts made before): the network's probability.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shortage_stack: bool,
+    /// Whether the daily job guards the blend with HAR: per horizon, on a day where the
+    /// forecasts the weighting rule served since the fit end (each at its own day's weight) have
+    /// a higher cumulative QLIKE over their completed outcomes than HAR alone's, it serves HAR
+    /// alone ([`Recalibration::har_guarded`]); the rule keeps being scored, so it takes over
+    /// again once it leads. False (and absent in artifacts made before): the rule's weight.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub har_guard: bool,
 }
 
 impl Adaptive {
@@ -162,6 +175,18 @@ impl Recalibration {
         }
     }
 
+    /// The weight of the network against HAR that the daily weighting rule chose at `horizon`:
+    /// [`Self::har_weight`], or what the HAR guard replaced ([`Self::har_guarded`]); 1 (the
+    /// network alone) where none was measured.
+    #[must_use]
+    pub fn rule_weight(&self, horizon: usize) -> f64 {
+        self.har_guarded
+            .get(&horizon)
+            .or_else(|| self.har_weight.get(&horizon))
+            .copied()
+            .unwrap_or(1.0)
+    }
+
     /// The multiplier of the network's variance at `horizon`: its scale at its power
     /// ([`Self::variance_power`]); 1 where none was measured.
     #[must_use]
@@ -207,6 +232,9 @@ impl Recalibration {
         }
         if let Some((h, w)) = self.har_weight.iter().find(|(_, w)| !unit(**w)) {
             return Err(format!("har_weight at {h}h is {w}: in [0, 1]"));
+        }
+        if let Some((h, w)) = self.har_guarded.iter().find(|(_, w)| !unit(**w)) {
+            return Err(format!("har_guarded at {h}h is {w}: in [0, 1]"));
         }
         if let Some((h, s)) = self.variance_power.iter().find(|(_, s)| !unit(**s)) {
             return Err(format!("variance_power at {h}h is {s}: in [0, 1]"));

@@ -31,3 +31,6 @@ pub const DEFAULT_SHRINK_AS_SERVED: bool = false;
 /// folds lost ROC AUC and Brier at a week in 2021 (README, walk-forward item 15); the mechanism
 /// stays available (`--shortage-stack`).
 pub const DEFAULT_SHORTAGE_STACK: bool = false;
+
+/// Whether artifacts calibrated from now on guard the blend with HAR ([`Adaptive::har_guard`]).
+pub const DEFAULT_HAR_GUARD: bool = false;

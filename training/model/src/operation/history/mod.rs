@@ -14,8 +14,10 @@ use volcast_core::time::{format_ms, hour_to_ms};
 
 use super::{CalibrateError, MIN_RECALIBRATION_POINTS};
 
+mod guard;
 mod hindsight;
 mod stack;
+use guard::HarGuard;
 pub use hindsight::BlendHindsight;
 use stack::{ShortagePoint, fit_stack};
 
@@ -249,8 +251,10 @@ impl History {
     /// measured at a level moved by adaptive conformal inference ([`Adaptive`]): nominal up to
     /// `anchor` (the fit end's midnight), then after each forecast completed since, by
     /// `quantile_step (level - covered)`, covered meaning RV at or below the quantile served at
-    /// its origin (its scale of that day). For the state to be exact, `first_day` must be at most
-    /// the anchor minus the longest horizon.
+    /// its origin (its scale of that day). With [`Adaptive::har_guard`], a horizon's weight is 0
+    /// (HAR alone) on the days when the weighting rule's forecasts completed since the anchor
+    /// have a higher total QLIKE than HAR's ([`Recalibration::har_guarded`]). For the state to be
+    /// exact, `first_day` must be at most the anchor minus the longest horizon.
     #[must_use]
     pub fn operate(
         &self,
@@ -263,8 +267,14 @@ impl History {
         let step = adaptive.map_or(0.0, |a| a.quantile_step);
         let mut levels = self.nominal_levels();
         let mut out: BTreeMap<i64, Option<Recalibration>> = BTreeMap::new();
+        let mut guard = adaptive
+            .filter(|a| self.combine && a.har_guard)
+            .map(|_| HarGuard::new(self));
         let mut day = first_day;
         while day <= last_day {
+            if let Some(g) = &mut guard {
+                g.advance(self, day, anchor, &out, stored);
+            }
             if step != 0.0 {
                 for (p, levels) in self.horizons.iter().zip(&mut levels) {
                     let h = i64::try_from(p.horizon).unwrap_or(i64::MAX / 2);
@@ -299,6 +309,9 @@ impl History {
                 });
                 if let Some(a) = adaptive.filter(|a| self.combine && a.blends_any_as_served()) {
                     self.weigh_as_served(&mut r, a, day, days, &out, stored);
+                }
+                if let Some(g) = &guard {
+                    g.apply(self, &mut r);
                 }
                 if adaptive.is_some_and(|a| a.shortage_stack) {
                     r.shortage_stack = self.shortage_stack(day, days);

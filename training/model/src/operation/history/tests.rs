@@ -83,6 +83,7 @@ fn weights_as_served_use_the_scale_in_force_at_each_origin() {
         blend_as_served_at: Vec::new(),
         shrink_as_served: false,
         shortage_stack: false,
+        har_guard: false,
     };
     let served = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(true)), None);
     let refit = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(false)), None);
@@ -152,6 +153,7 @@ fn the_scale_power_is_chosen_with_the_weight_as_served() {
         blend_as_served_at: vec![24],
         shrink_as_served,
         shortage_stack: false,
+        har_guard: false,
     };
     let span = (40 * 24, (days - 1) * 24);
     let shrunk = h.operate(span, 30, 0, Some(&adaptive(true)), None);
@@ -229,6 +231,7 @@ fn the_adaptive_level_restores_coverage_under_drift() {
             blend_as_served_at: Vec::new(),
             shrink_as_served: false,
             shortage_stack: false,
+            har_guard: false,
         };
         let op = h.operate((0, 399 * 24), 30, 100 * 24, Some(&adaptive), None);
         let late: Vec<bool> = hours
