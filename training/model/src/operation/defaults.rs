@@ -32,5 +32,8 @@ pub const DEFAULT_SHRINK_AS_SERVED: bool = false;
 /// stays available (`--shortage-stack`).
 pub const DEFAULT_SHORTAGE_STACK: bool = false;
 
-/// Whether artifacts calibrated from now on guard the blend with HAR ([`Adaptive::har_guard`]).
+/// Whether artifacts calibrated from now on guard the blend with HAR ([`Adaptive::har_guard`]):
+/// not adopted, its one look at the walk-forward folds lowered the week's mean by less than its
+/// rule asked and raised 4 h's (README, walk-forward item 18); the mechanism stays available
+/// (`--har-guard`).
 pub const DEFAULT_HAR_GUARD: bool = false;
