@@ -321,13 +321,8 @@ mod tests {
     fn the_command_line_overrides_the_declared_horizons_and_keeps_them_otherwise() {
         let declared = Adaptive {
             quantile_step: 0.0005,
-            drawdown_step: 0.0,
-            quantile_level: std::collections::BTreeMap::new(),
-            blend_as_served: false,
             blend_as_served_at: vec![168],
-            shrink_as_served: false,
-            shortage_stack: false,
-            har_guard: false,
+            ..Adaptive::default()
         };
         let none = AdaptiveSteps::default();
         assert_eq!(none.apply(Some(&declared)).unwrap().blend_as_served_at, [168]);

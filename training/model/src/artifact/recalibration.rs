@@ -70,8 +70,8 @@ pub struct Recalibration {
 /// quantile of `RV / q` at the moved level), and the drawdown's miscoverage factor (in the risk
 /// calibration's windows) as `volcast_core::drawdown::adaptive_factors` says. The state is a
 /// function of the data since the fit end only: the daily job and `evaluate`'s replay compute it
-/// with the same code.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// with the same code. The default adapts nothing (steps of 0, every option off).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Adaptive {
     /// Step of each RV quantile's level per completed forecast (0: fixed levels).
     pub quantile_step: f64,

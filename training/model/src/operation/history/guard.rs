@@ -121,14 +121,9 @@ mod tests {
     fn the_guard_serves_har_while_the_rule_trails_it_and_never_changes_the_rule() {
         let h = lagging_network();
         let adaptive = |har_guard| Adaptive {
-            quantile_step: 0.0,
-            drawdown_step: 0.0,
-            quantile_level: BTreeMap::new(),
-            blend_as_served: false,
             blend_as_served_at: vec![24],
-            shrink_as_served: false,
-            shortage_stack: false,
             har_guard,
+            ..Adaptive::default()
         };
         let anchor = 100 * 24;
         let span = (anchor - 24, 359 * 24);
@@ -177,14 +172,8 @@ mod tests {
         assert!(plain.values().flatten().all(|r| r.har_guarded.is_empty()));
         h.combine = false;
         let adaptive = Adaptive {
-            quantile_step: 0.0,
-            drawdown_step: 0.0,
-            quantile_level: BTreeMap::new(),
-            blend_as_served: false,
-            blend_as_served_at: Vec::new(),
-            shrink_as_served: false,
-            shortage_stack: false,
             har_guard: true,
+            ..Adaptive::default()
         };
         let without_har = h.operate((99 * 24, 359 * 24), 30, 100 * 24, Some(&adaptive), None);
         assert!(

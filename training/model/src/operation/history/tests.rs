@@ -76,14 +76,8 @@ fn weights_as_served_use_the_scale_in_force_at_each_origin() {
     h.horizons[0].rv_model_har.clone_from(&rv_model_har);
     h.combine = true;
     let adaptive = |blend_as_served| Adaptive {
-        quantile_step: 0.0,
-        drawdown_step: 0.0,
-        quantile_level: BTreeMap::new(),
         blend_as_served,
-        blend_as_served_at: Vec::new(),
-        shrink_as_served: false,
-        shortage_stack: false,
-        har_guard: false,
+        ..Adaptive::default()
     };
     let served = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(true)), None);
     let refit = h.operate((40 * 24, 199 * 24), 30, 0, Some(&adaptive(false)), None);
@@ -146,14 +140,9 @@ fn the_scale_power_is_chosen_with_the_weight_as_served() {
     h.horizons[0].rv_model_har.clone_from(&rv_model_har);
     h.combine = true;
     let adaptive = |shrink_as_served| Adaptive {
-        quantile_step: 0.0,
-        drawdown_step: 0.0,
-        quantile_level: BTreeMap::new(),
-        blend_as_served: false,
         blend_as_served_at: vec![24],
         shrink_as_served,
-        shortage_stack: false,
-        har_guard: false,
+        ..Adaptive::default()
     };
     let span = (40 * 24, (days - 1) * 24);
     let shrunk = h.operate(span, 30, 0, Some(&adaptive(true)), None);
@@ -225,13 +214,7 @@ fn the_adaptive_level_restores_coverage_under_drift() {
     let coverage = |step: f64| {
         let adaptive = Adaptive {
             quantile_step: step,
-            drawdown_step: 0.0,
-            quantile_level: BTreeMap::new(),
-            blend_as_served: false,
-            blend_as_served_at: Vec::new(),
-            shrink_as_served: false,
-            shortage_stack: false,
-            har_guard: false,
+            ..Adaptive::default()
         };
         let op = h.operate((0, 399 * 24), 30, 100 * 24, Some(&adaptive), None);
         let late: Vec<bool> = hours
