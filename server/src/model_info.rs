@@ -178,6 +178,7 @@ impl ModelInfo {
                     .iter()
                     .map(|(h, k)| (h.to_string(), *k))
                     .collect(),
+                har_guarded: r.har_guarded.iter().map(|(h, w)| (h.to_string(), *w)).collect(),
                 adaptive: r.adaptive.as_ref().map(|a| AdaptiveDto {
                     quantile_step: a.quantile_step,
                     drawdown_step: a.drawdown_step,
@@ -200,6 +201,7 @@ impl ModelInfo {
                         .collect(),
                     shrink_as_served: a.shrink_as_served,
                     shortage_stack: a.shortage_stack,
+                    har_guard: a.har_guard,
                 }),
             }),
             anomaly_detector: None,

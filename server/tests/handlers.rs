@@ -87,6 +87,28 @@ async fn the_served_shortage_probability_is_stacked_where_the_corrections_say() 
     );
 }
 
+/// The model card shows the HAR guard: the setting, and the horizons where it serves HAR today
+/// with the weight the rule had chosen; absent where the artifact has none.
+#[tokio::test]
+async fn the_model_card_shows_the_har_guard() {
+    let (_, plain, _) = call(&app(), "GET", "/v1/model", None).await;
+    assert!(plain["recalibration"].get("har_guarded").is_none(), "{plain}");
+    let mut info = info();
+    let r = info.metadata.recalibration.as_mut().unwrap();
+    r.har_weight = BTreeMap::from([(4, 0.0)]);
+    r.har_guarded = BTreeMap::from([(4, 0.7)]);
+    r.adaptive = Some(volcast_model::artifact::Adaptive {
+        har_guard: true,
+        ..volcast_model::artifact::Adaptive::default()
+    });
+    let app = app_serving(info, &config(), Duration::ZERO);
+    let (s, card, _) = call(&app, "GET", "/v1/model", None).await;
+    assert_eq!(s, StatusCode::OK, "{card}");
+    assert_eq!(card["recalibration"]["har_weight"]["4"], 0.0);
+    assert_eq!(card["recalibration"]["har_guarded"]["4"], 0.7);
+    assert_eq!(card["recalibration"]["adaptive"]["har_guard"], true);
+}
+
 #[tokio::test]
 async fn risk_parameters_keep_the_invariants_and_explain_themselves() {
     let app = app();

@@ -127,6 +127,11 @@ pub struct RecalibrationDto {
     /// Empty: the network's probability at every horizon.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shortage_stack: BTreeMap<String, [f64; 3]>,
+    /// Horizons (hours) where the HAR guard (`adaptive.har_guard`) serves HAR alone today,
+    /// with the weight the daily rule had chosen: the rule's forecasts since the fit end have
+    /// scored worse than HAR's. Empty: the rule's weight at every horizon.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub har_guarded: BTreeMap<String, f64>,
     /// Adaptive calibration in force: how the daily job moves the levels behind the RV quantiles
     /// and the drawdown quantile; none for artifacts with fixed levels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,6 +162,9 @@ pub struct AdaptiveDto {
     /// Whether the daily job fits the shortage stack (`shortage_stack`) on the trailing window.
     #[serde(default)]
     pub shortage_stack: bool,
+    /// Whether the daily job guards the blend with HAR (`har_guarded`).
+    #[serde(default)]
+    pub har_guard: bool,
 }
 
 /// Answer of `GET /healthz` and `GET /readyz`.
