@@ -10,6 +10,7 @@ use crate::inference::Prediction;
 use volcast_core::forecast::Origin;
 use volcast_core::grid::Asset;
 use volcast_core::panel::PreparedAsset;
+use volcast_core::scoring::qlike;
 use volcast_core::time::{format_ms, hour_to_ms};
 
 use super::{CalibrateError, MIN_RECALIBRATION_POINTS};
@@ -422,12 +423,6 @@ fn blend_qlike(points: &[[f64; 3]], scale: f64, w: f64) -> f64 {
         .map(|&[rv, f, hv]| qlike(rv, artifact::blend(scale * f, hv, w)))
         .sum::<f64>()
         / points.len().max(1) as f64
-}
-
-/// SPEC's QLIKE of one forecast `f` of a realised variance `rv`.
-fn qlike(rv: f64, f: f64) -> f64 {
-    let x = rv / f;
-    x - x.ln() - 1.0
 }
 
 /// [`volcast_core::drawdown::interpolated_quantile`] of unsorted values (reordered), in linear time.
