@@ -116,6 +116,55 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     replay_sees_no_future(&model, &loaded);
     daily_recalibration(&model, &assets, &out);
     shortage_stack_in_the_replay(&model, &assets);
+    blend_in_hindsight_is_what_the_replay_serves(&model, &assets);
+}
+
+/// The blend in hindsight's "served" column is the mean QLIKE of what the replay serves at the
+/// daily origins of the span (where the realised variance and HAR's forecast exist), its "HAR"
+/// column HAR's there; the best fixed weight is at least as good as HAR alone and as the network
+/// alone (both are on the grid).
+fn blend_in_hindsight_is_what_the_replay_serves(model: &LoadedModel, assets: &[volcast_core::grid::Asset]) {
+    use volcast_core::forecast::{DrawdownQuery, ForecastRequest};
+    use volcast_core::scoring::qlike;
+    use volcast_training::rolling::DailyRecalibrated;
+    let first = parse_time("2020-04-16", Bound::Start).unwrap() / HOUR_MS;
+    let last = parse_time("2020-05-05", Bound::Start).unwrap() / HOUR_MS;
+    let daily = DailyRecalibrated::new(model, 15);
+    let rows = daily.blend_in_hindsight(assets, (first, last)).unwrap();
+    assert_eq!(rows.len(), HORIZONS.len(), "the artifact blends with HAR");
+    let origins: Vec<_> = (first..=last)
+        .step_by(24)
+        .flat_map(|hour| origins_at(assets, hour))
+        .collect();
+    let served = daily
+        .forecast(&ForecastRequest {
+            assets,
+            origins: &origins,
+            horizons: &HORIZONS,
+            drawdown: DrawdownQuery { alpha: 0.99, tau: 4 },
+        })
+        .unwrap();
+    let prepared = volcast_core::panel::prepare(assets, &HORIZONS);
+    for (j, (h, row)) in HORIZONS.iter().zip(&rows).enumerate() {
+        assert_eq!(row.horizon, *h);
+        let (mut served_sum, mut har_sum, mut n) = (0.0, 0.0, 0usize);
+        for (i, o) in origins.iter().enumerate() {
+            let rv = prepared[o.asset].target(o.slot, *h);
+            let har = model.metadata.har_at(&prepared[o.asset], o.slot)[j];
+            let f = served.horizons[h].variance[i];
+            if rv.is_finite() && rv > 0.0 && har.is_finite() && har > 0.0 && f.is_finite() && f > 0.0 {
+                served_sum += qlike(rv, f);
+                har_sum += qlike(rv, har);
+                n += 1;
+            }
+        }
+        assert!(n > 20, "{h}h: {n} points");
+        assert_eq!(row.points, n, "{h}h");
+        let close = |a: f64, b: f64| (a / b - 1.0).abs() < 1e-9;
+        assert!(close(row.served, served_sum / n as f64), "{h}h served {row:?}");
+        assert!(close(row.har, har_sum / n as f64), "{h}h HAR {row:?}");
+        assert!(row.best <= row.har && row.best <= row.network, "{h}h {row:?}");
+    }
 }
 
 /// Every asset's origin at `hour` (close hour), in asset order.

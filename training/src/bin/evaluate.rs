@@ -108,7 +108,7 @@ fn run() -> anyhow::Result<()> {
     let operated_days = args
         .har_operated_days
         .map(usize::from)
-        .or_else(|| forecaster.as_ref().and_then(|f| f.2));
+        .or_else(|| forecaster.as_ref().and_then(|f| f.days()));
     let config = EvalConfig {
         operated_days,
         fit_until_ms,
@@ -124,8 +124,11 @@ fn run() -> anyhow::Result<()> {
     let mut report = evaluate(
         &assets,
         &config,
-        forecaster.as_ref().map(|(f, id, _)| (f.as_ref(), id.clone())),
+        forecaster.as_ref().map(|f| (f.forecaster(), f.id().to_owned())),
     )?;
+    if let Some(Scored::Daily(daily)) = &forecaster {
+        report.blend_hindsight = daily.blend_in_hindsight(&assets, eval_days(&config))?;
+    }
     report.timings.insert("load_s".into(), load_s);
     report
         .timings
@@ -193,12 +196,42 @@ fn warn_if_risk_not_out_of_sample(model: Option<&LoadedModel>, fit_until_ms: i64
     }
 }
 
-/// The model as scored, with its id and its rolling window: recalibrated daily on a trailing window (`--rolling-days`
-/// or the artifact's) unless `--fixed-recalibration`, else with its stored corrections.
-fn model_forecaster<'m>(
-    m: &'m LoadedModel,
-    args: &Args,
-) -> (Box<dyn Forecaster + 'm>, String, Option<usize>) {
+/// The model as scored: recalibrated daily on a trailing window (`--rolling-days` or the
+/// artifact's) unless `--fixed-recalibration`, else with its stored corrections.
+enum Scored<'m> {
+    /// Operated with its corrections re-measured daily.
+    Daily(DailyRecalibrated<'m>),
+    /// With its stored corrections.
+    Fixed(FixedModel<'m>),
+}
+
+impl Scored<'_> {
+    /// The forecaster `evaluate` scores.
+    fn forecaster(&self) -> &dyn Forecaster {
+        match self {
+            Self::Daily(d) => d,
+            Self::Fixed(f) => f,
+        }
+    }
+
+    /// The artifact's id.
+    fn id(&self) -> &str {
+        match self {
+            Self::Daily(d) => &d.model().metadata.id,
+            Self::Fixed(f) => &f.0.metadata.id,
+        }
+    }
+
+    /// The daily job's trailing window, days (none with fixed corrections).
+    fn days(&self) -> Option<usize> {
+        match self {
+            Self::Daily(d) => Some(d.days()),
+            Self::Fixed(_) => None,
+        }
+    }
+}
+
+fn model_forecaster<'m>(m: &'m LoadedModel, args: &Args) -> Scored<'m> {
     let declared = m.metadata.recalibration.as_ref().and_then(|r| r.rolling_days);
     match args.rolling_days.map(usize::from).or(declared) {
         Some(days) if !args.fixed_recalibration => {
@@ -207,27 +240,26 @@ fn model_forecaster<'m>(
                  (--fixed-recalibration for the stored ones)",
                 m.metadata.id
             );
-            (
-                Box::new(
-                    DailyRecalibrated::new(m, days).with_adaptive(
-                        args.adaptive.apply(
-                            m.metadata
-                                .recalibration
-                                .as_ref()
-                                .and_then(|r| r.adaptive.as_ref()),
-                        ),
+            Scored::Daily(
+                DailyRecalibrated::new(m, days).with_adaptive(
+                    args.adaptive.apply(
+                        m.metadata
+                            .recalibration
+                            .as_ref()
+                            .and_then(|r| r.adaptive.as_ref()),
                     ),
-                ) as Box<dyn Forecaster + '_>,
-                m.metadata.id.clone(),
-                Some(days),
+                ),
             )
         }
-        _ => (
-            Box::new(FixedModel(m)) as Box<dyn Forecaster + '_>,
-            m.metadata.id.clone(),
-            None,
-        ),
+        _ => Scored::Fixed(FixedModel(m)),
     }
+}
+
+/// The midnights (hours) of the first and last days whose 00:00 origins `config` scores.
+fn eval_days(config: &EvalConfig) -> (i64, i64) {
+    let first = config.eval_from_ms.div_euclid(HOUR_MS) + 23;
+    let last = config.eval_until_ms.div_euclid(HOUR_MS);
+    (first - first.rem_euclid(24), last - last.rem_euclid(24))
 }
 
 /// Writes the report as JSON (`--json`) and as Markdown (`--report`) where asked.

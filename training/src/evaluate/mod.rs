@@ -170,6 +170,7 @@ pub fn evaluate(
         fits: fits_report(assets, &baselines, &static_policy, calibrations),
         horizons,
         risk,
+        blend_hindsight: Vec::new(),
         timings: stopwatch.timings,
     })
 }

@@ -81,6 +81,7 @@ pub fn render(report: &EvaluationReport, per_asset: bool) -> String {
     render_shortage(report, &mut out);
     render_policies(report, &mut out);
     render_hindsight(report, &mut out);
+    render_blend_hindsight(report, &mut out);
     if per_asset {
         render_per_asset(report, &mut out);
     }
@@ -282,6 +283,46 @@ fn render_hindsight(report: &EvaluationReport, out: &mut String) {
             &rows,
         ));
     }
+}
+
+/// Writes the blend with HAR as served against fixed weights in hindsight, where computed.
+fn render_blend_hindsight(report: &EvaluationReport, out: &mut String) {
+    if report.blend_hindsight.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\nThe blend with HAR against fixed weights in hindsight (a diagnostic, not a forecaster: each \
+         fixed weight is chosen on the whole period). QLIKE over HAR alone's on the same points, the \
+         daily origins the daily job holds: the network as served before the blend (weight 1), the \
+         blend as served (the day's weight), and the best fixed weight of the grid:\n\n",
+    );
+    let rows: Vec<Vec<String>> = report
+        .blend_hindsight
+        .iter()
+        .map(|b| {
+            vec![
+                format!("{}h", b.horizon),
+                b.points.to_string(),
+                format!("{:.4}", b.har),
+                format!("{:.4}", b.network / b.har),
+                format!("{:.4}", b.served / b.har),
+                format!("{:.4}", b.best / b.har),
+                format!("{:.1}", b.best_weight),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "H".into(),
+            "points".into(),
+            "HAR".into(),
+            "network / HAR".into(),
+            "served / HAR".into(),
+            "best fixed / HAR".into(),
+            "best weight".into(),
+        ],
+        &rows,
+    ));
 }
 
 /// Writes the closing line of step timings.

@@ -30,6 +30,11 @@ pub struct EvaluationReport {
     pub horizons: BTreeMap<usize, HorizonReport>,
     /// Liquidation-threshold backtest.
     pub risk: RiskReport,
+    /// Per horizon, the model's blend with HAR as served against fixed weights in hindsight
+    /// over the period (a diagnostic; empty unless the model is operated with the blend and the
+    /// command computes it: `evaluate` and `walkforward` do).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blend_hindsight: Vec<crate::rolling::BlendHindsight>,
     /// Wall time of each stage, seconds.
     pub timings: BTreeMap<String, f64>,
 }

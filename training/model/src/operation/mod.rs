@@ -106,6 +106,18 @@ impl<'a> DailyRecalibrated<'a> {
         }
     }
 
+    /// The model operated.
+    #[must_use]
+    pub fn model(&self) -> &'a LoadedModel {
+        self.model
+    }
+
+    /// The daily job's trailing window, days.
+    #[must_use]
+    pub fn days(&self) -> usize {
+        self.days
+    }
+
     /// The same with other adaptive settings (None: fixed levels).
     #[must_use]
     pub fn with_adaptive(mut self, adaptive: Option<Adaptive>) -> Self {
@@ -266,6 +278,25 @@ impl DailyRecalibrated<'_> {
             served,
             history,
         })
+    }
+}
+
+impl DailyRecalibrated<'_> {
+    /// The blend with HAR as served over the days from `first_day` to `last_day` (midnights)
+    /// against fixed weights in hindsight ([`History::blend_in_hindsight`]); empty for a model
+    /// without the blend.
+    ///
+    /// # Errors
+    /// [`ForecastError`] when the model fails or its fit end is not a time.
+    pub fn blend_in_hindsight(
+        &self,
+        assets: &[Asset],
+        days: (i64, i64),
+    ) -> Result<Vec<BlendHindsight>, ForecastError> {
+        let op = self.operate(assets, &[], days)?;
+        Ok(op
+            .history
+            .blend_in_hindsight(days, &op.corrections, self.model.metadata.recalibration.as_ref()))
     }
 }
 
