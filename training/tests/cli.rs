@@ -443,6 +443,12 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         }
     }
     assert!(stdout.contains("against fixed weights in hindsight"), "{stdout}");
+    for (f, r) in folds_json.iter().zip(v["reports"].as_array().unwrap()) {
+        assert_eq!(
+            f["blend_hindsight"], r["blend_hindsight"],
+            "the fold's evaluation report has it too"
+        );
+    }
     // The breach timeline: each day's origins and breaches add up to the fold's.
     for (f, r) in folds_json.iter().zip(v["reports"].as_array().unwrap()) {
         let timeline = r["risk"]["timeline"]["model"].as_array().unwrap();

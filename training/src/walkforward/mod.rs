@@ -276,7 +276,7 @@ fn fold(
         Some(d) => d,
         None => &fixed,
     };
-    let report = evaluate(assets, &config, Some((operated, model.metadata.id.clone())))?;
+    let mut report = evaluate(assets, &config, Some((operated, model.metadata.id.clone())))?;
     let mut summary = summary(year, &model.metadata.id, &report);
     if let Some(daily) = &daily {
         let hour = |ms: i64| ms.div_euclid(HOUR_MS);
@@ -286,6 +286,7 @@ fn fold(
         );
         let op = daily.operate(assets, &[], days)?;
         summary.blend_hindsight = op.history.blend_in_hindsight(days, &op.corrections, declared);
+        report.blend_hindsight.clone_from(&summary.blend_hindsight);
         let window = model
             .metadata
             .risk
