@@ -75,7 +75,7 @@ mod tests {
     use crate::artifact::Adaptive;
     use crate::operation::history::HorizonPoints;
 
-    /// A network much better than HAR for the first 160 days, then in turns of 20 days useless
+    /// A network much better than HAR for the first 130 days, then in turns of 40 days useless
     /// (noise) and good again, beside a noisy HAR; the fit end at day 100. The 30-day rule learns
     /// to trust the network in each good turn and pays for it at the start of each bad one.
     fn lagging_network() -> History {

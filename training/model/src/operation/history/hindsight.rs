@@ -35,7 +35,8 @@ impl History {
     /// Per horizon (where HAR was given to [`History::new`]), the blend over the daily origins
     /// from `first_day` to `last_day` (midnights) as served under `corrections` (each day's, as
     /// [`History::operate`] returns them; `stored` where a day has none), against HAR alone, the
-    /// network alone and every fixed weight in hindsight. Empty without HAR.
+    /// network alone and every fixed weight in hindsight; horizons without a point there are
+    /// left out. Empty without HAR.
     #[must_use]
     pub fn blend_in_hindsight(
         &self,
@@ -81,6 +82,7 @@ impl History {
                     best,
                 }
             })
+            .filter(|b| b.points > 0)
             .collect()
     }
 }
@@ -127,6 +129,11 @@ mod tests {
         let h = two_days();
         // Day 0 serves the network (scale 2: exactly right), day 1 HAR (exactly right).
         let corrections = BTreeMap::from([(0, Some(weights(2.0, 1.0))), (24, Some(weights(2.0, 0.0)))]);
+        assert!(
+            h.blend_in_hindsight((48 * 24, 50 * 24), &corrections, None)
+                .is_empty(),
+            "no point there"
+        );
         let b = h.blend_in_hindsight((0, 24), &corrections, None);
         assert_eq!(b.len(), 1);
         let b = b[0];
