@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::queue::QueueConfig;
 use volcast_core::policy::{AskedSettings, FLAG_NAMES, RiskSettings, SettingsError};
 
 use clap::Parser;
@@ -281,6 +283,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     n.checked_mul(seconds)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{text:?}: too long"))
+}
+
+/// How an artifact is loaded and served: its queue, and whether an uncalibrated one is allowed.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// The inference queue.
+    pub queue: QueueConfig,
+    /// Serve an artifact that says it has no risk calibration (`--allow-uncalibrated`).
+    pub allow_uncalibrated: bool,
+}
+
+/// The load settings of a config.
+#[must_use]
+pub fn load_options(config: &Config) -> LoadOptions {
+    LoadOptions {
+        queue: queue_config(config),
+        allow_uncalibrated: config.allow_uncalibrated,
+    }
+}
+
+/// The queue settings of a config.
+#[must_use]
+pub fn queue_config(config: &Config) -> QueueConfig {
+    QueueConfig {
+        max_batch: usize::try_from(config.max_batch).unwrap_or(64),
+        max_wait: config.max_wait(),
+        capacity: usize::try_from(config.queue_capacity).unwrap_or(256),
+        retry_after: Duration::from_secs(config.retry_after_s),
+    }
 }
 
 #[cfg(test)]

@@ -30,12 +30,13 @@ use volcast_model::inference::LoadedModel;
 use volcast_model::operation::{fit_end_hour, refresh_recalibration};
 use volcast_store::{CandleStore, LedgerStore};
 
+use crate::config::LoadOptions;
 use crate::error::ApiError;
 use crate::gate::{GateRule, Switch, decide};
 use crate::ledger::{DAY_MS, Scored, day_origin, scored_of, validation};
+use crate::loading::load;
 use crate::metrics::ReloadLabels;
 use crate::state::AppState;
-use crate::{LoadOptions, load};
 
 /// How often the job looks at the clock.
 const JOB_PERIOD: Duration = Duration::from_secs(60);

@@ -6,7 +6,8 @@
 //! `volcast-model`, the risk parameters from `volcast_core::policy`; this crate is the HTTP side.
 //!
 //! # Layout
-//! - [`config`]: the one clap struct of flags and `VOLCAST_*` variables.
+//! - [`config`]: the one clap struct of flags and `VOLCAST_*` variables, and the load and queue
+//!   settings derived from it.
 //! - [`state`]: what handlers share: settings, metrics, the model being served (hot-swappable).
 //! - [`model_info`]: loading and warming an artifact, and what the service says about it.
 //! - [`loading`]: an artifact loaded into the inference queue, its anomaly detector, and
@@ -71,12 +72,12 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa_swagger_ui::SwaggerUi;
 
-pub use config::Config;
+pub use config::{Config, LoadOptions, load_options, queue_config};
 use error::ApiError;
 use extract::BodyLimit;
 #[cfg(unix)]
 use loading::reload_on_hangup;
-pub use loading::{LoadOptions, install_detector, load, load_options, queue_config, reload};
+pub use loading::{LoadError, install_detector, load, reload};
 use metrics::Metrics;
 use state::{AppState, Settings};
 
@@ -120,6 +121,16 @@ pub enum ServeError {
     /// The anomaly detector could not be loaded.
     #[error("anomaly detector: {0}")]
     Anomaly(String),
+}
+
+impl From<LoadError> for ServeError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Model(e) => Self::Model(e),
+            LoadError::Io(e) => Self::Io(e),
+            LoadError::Join(e) => Self::Join(e),
+        }
+    }
 }
 
 /// How often the market-data age gauges are refreshed.
@@ -325,6 +336,7 @@ pub async fn run(
     }
     let loaded = load(&config.artifact, options, &metrics)
         .await
+        .map_err(ServeError::from)
         .and_then(|serving| {
             install_detector(&state, &serving.info.dir).map_err(ServeError::Anomaly)?;
             Ok(serving)

@@ -5,47 +5,32 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::LoadOptions;
 use crate::metrics::{self, Metrics};
-use crate::queue::{BatchQueue, QueueConfig};
+use crate::queue::BatchQueue;
 use crate::state::{AppState, Serving};
-use crate::{ServeError, anomaly, model_info};
+use crate::{anomaly, model_info};
 
-/// How an artifact is loaded and served: its queue, and whether an uncalibrated one is allowed.
-#[derive(Debug, Clone, Copy)]
-pub struct LoadOptions {
-    /// The inference queue.
-    pub queue: QueueConfig,
-    /// Serve an artifact that says it has no risk calibration (`--allow-uncalibrated`).
-    pub allow_uncalibrated: bool,
-}
-
-/// The load settings of a config.
-#[must_use]
-pub fn load_options(config: &Config) -> LoadOptions {
-    LoadOptions {
-        queue: queue_config(config),
-        allow_uncalibrated: config.allow_uncalibrated,
-    }
-}
-
-/// The queue settings of a config.
-#[must_use]
-pub fn queue_config(config: &Config) -> QueueConfig {
-    QueueConfig {
-        max_batch: usize::try_from(config.max_batch).unwrap_or(64),
-        max_wait: config.max_wait(),
-        capacity: usize::try_from(config.queue_capacity).unwrap_or(256),
-        retry_after: std::time::Duration::from_secs(config.retry_after_s),
-    }
+/// Why an artifact could not be loaded and served.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The artifact could not be loaded.
+    #[error("could not load the model: {0}")]
+    Model(#[from] volcast_model::artifact::ArtifactError),
+    /// The inference worker could not start.
+    #[error("server I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The loading task died.
+    #[error("model loading task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
 }
 
 /// Loads the artifact at `path` (an artifact, or a directory with a `default` pointer, read
 /// afresh each time), warms it up off the async threads and starts its inference queue.
 ///
 /// # Errors
-/// [`ServeError`] when the artifact cannot be loaded or the worker cannot start.
-pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> Result<Serving, ServeError> {
+/// [`LoadError`] when the artifact cannot be loaded or the worker cannot start.
+pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> Result<Serving, LoadError> {
     tracing::info!(artifact = %path.display(), "loading model");
     let owned = path.to_owned();
     let (info, model) = tokio::task::spawn_blocking(move || {
@@ -96,13 +81,13 @@ pub fn install_detector(state: &AppState, artifact_dir: &Path) -> Result<(), Str
 /// `volcast_model_reloads_total{outcome}`; returns the old and new model ids.
 ///
 /// # Errors
-/// [`ServeError`] when the artifact cannot be loaded.
+/// [`LoadError`] when the artifact cannot be loaded.
 pub async fn reload(
     state: &AppState,
     path: &Path,
     options: LoadOptions,
     metrics: &Arc<Metrics>,
-) -> Result<(String, String), ServeError> {
+) -> Result<(String, String), LoadError> {
     let old = state
         .serving()
         .map(|s| s.info.metadata.id.clone())

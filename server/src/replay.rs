@@ -80,7 +80,8 @@ macro_rules! replay_error_from {
 replay_error_from!(
     volcast_store::StoreError,
     crate::error::ApiError,
-    crate::ServeError
+    crate::ServeError,
+    crate::loading::LoadError
 );
 
 /// Candles of `assets` with open time in `[from, to)`, per asset.
@@ -116,8 +117,8 @@ pub async fn replay(
     let metrics = Arc::new(Metrics::new());
     let settings = Settings::from_config(&config).map_err(|e| ReplayError(e.to_string()))?;
     let state = AppState::with_store(settings, Arc::clone(&metrics), Some(store.clone()));
-    let load = crate::load_options(&config);
-    state.set_serving(crate::load(&options.artifact, load, &metrics).await?);
+    let load = crate::config::load_options(&config);
+    state.set_serving(crate::loading::load(&options.artifact, load, &metrics).await?);
     let daily_options = DailyOptions {
         recalibrate: true,
         artifacts_dir: options.artifacts_dir.clone(),

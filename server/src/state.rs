@@ -89,7 +89,7 @@ struct Inner {
     anomaly_path: std::sync::OnceLock<std::path::PathBuf>,
     decisions: std::sync::OnceLock<crate::audit::log::DecisionLog>,
     replay_model: tokio::sync::Mutex<Option<Serving>>,
-    reload_target: std::sync::OnceLock<(std::path::PathBuf, crate::LoadOptions)>,
+    reload_target: std::sync::OnceLock<(std::path::PathBuf, crate::config::LoadOptions)>,
 }
 
 /// Most assets whose latest forecast [`ForecastCache`] keeps.
@@ -207,13 +207,13 @@ impl AppState {
     }
 
     /// Where `POST /v1/admin/reload` loads from, and how (set by [`crate::run`]).
-    pub fn set_reload_target(&self, path: std::path::PathBuf, options: crate::LoadOptions) {
+    pub fn set_reload_target(&self, path: std::path::PathBuf, options: crate::config::LoadOptions) {
         let _ = self.inner.reload_target.set((path, options));
     }
 
     /// The reload target, when there is one.
     #[must_use]
-    pub fn reload_target(&self) -> Option<&(std::path::PathBuf, crate::LoadOptions)> {
+    pub fn reload_target(&self) -> Option<&(std::path::PathBuf, crate::config::LoadOptions)> {
         self.inner.reload_target.get()
     }
 

@@ -53,7 +53,7 @@ async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving,
                     let (hash, dir) = store.decision_model(&model.id).await?.ok_or_else(|| {
                         unavailable(format!("the log names no directory for model {}", model.id))
                     })?;
-                    let options = crate::LoadOptions {
+                    let options = crate::config::LoadOptions {
                         queue: QueueConfig {
                             max_batch: 16,
                             max_wait: std::time::Duration::ZERO,
@@ -62,7 +62,7 @@ async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving,
                         },
                         allow_uncalibrated: true,
                     };
-                    let s = crate::load(Path::new(&dir), options, state.metrics())
+                    let s = crate::loading::load(Path::new(&dir), options, state.metrics())
                         .await
                         .map_err(|e| unavailable(format!("model {} at {dir}: {e}", model.id)))?;
                     if s.info.hash != hash || !same(&s) {

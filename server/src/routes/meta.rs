@@ -38,7 +38,7 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadResponse
         .cloned()
         .ok_or_else(|| ApiError::ReloadFailed("this service was started without an artifact path".into()))?;
     let metrics = std::sync::Arc::clone(state.metrics());
-    let (old, new) = crate::reload(&state, &path, options, &metrics)
+    let (old, new) = crate::loading::reload(&state, &path, options, &metrics)
         .await
         .map_err(|e| ApiError::ReloadFailed(e.to_string()))?;
     Ok(Json(ReloadResponse { old, new }))
