@@ -129,21 +129,22 @@ fn blend_in_hindsight_is_what_the_replay_serves(model: &LoadedModel, assets: &[v
     use volcast_training::rolling::DailyRecalibrated;
     let first = parse_time("2020-04-16", Bound::Start).unwrap() / HOUR_MS;
     let last = parse_time("2020-05-05", Bound::Start).unwrap() / HOUR_MS;
-    let daily = DailyRecalibrated::new(model, 15);
-    let rows = daily.blend_in_hindsight(assets, (first, last)).unwrap();
-    assert_eq!(rows.len(), HORIZONS.len(), "the artifact blends with HAR");
     let origins: Vec<_> = (first..=last)
         .step_by(24)
         .flat_map(|hour| origins_at(assets, hour))
         .collect();
-    let served = daily
-        .forecast(&ForecastRequest {
+    let (served, op) = DailyRecalibrated::new(model, 15)
+        .forecast_operated(&ForecastRequest {
             assets,
             origins: &origins,
             horizons: &HORIZONS,
             drawdown: DrawdownQuery { alpha: 0.99, tau: 4 },
         })
         .unwrap();
+    let rows = op
+        .unwrap()
+        .blend_in_hindsight((first, last), model.metadata.recalibration.as_ref());
+    assert_eq!(rows.len(), HORIZONS.len(), "the artifact blends with HAR");
     let prepared = volcast_core::panel::prepare(assets, &HORIZONS);
     for (j, (h, row)) in HORIZONS.iter().zip(&rows).enumerate() {
         assert_eq!(row.horizon, *h);

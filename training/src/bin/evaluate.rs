@@ -18,7 +18,7 @@ use volcast_model::device::DeviceChoice;
 use volcast_model::inference::LoadedModel;
 use volcast_training::evaluate::report::EvaluationReport;
 use volcast_training::evaluate::{EvalConfig, evaluate, render::render};
-use volcast_training::rolling::{DailyRecalibrated, FixedModel};
+use volcast_training::rolling::{DailyRecalibrated, FixedModel, Recorded};
 
 /// Score volatility, liquidity-shortage and liquidation-threshold forecasts the way SPEC says:
 /// baselines fitted on the fit period, every forecaster scored on the same daily origins.
@@ -126,8 +126,11 @@ fn run() -> anyhow::Result<()> {
         &config,
         forecaster.as_ref().map(|f| (f.forecaster(), f.id().to_owned())),
     )?;
-    if let Some(Scored::Daily(daily)) = &forecaster {
-        report.blend_hindsight = daily.blend_in_hindsight(&assets, eval_days(&config))?;
+    // The blend in hindsight, from the operation behind the model's forecasts.
+    if let (Some(Scored::Daily(recorded)), Some(m)) = (&forecaster, &model)
+        && let Some(op) = recorded.take()
+    {
+        report.blend_hindsight = op.blend_in_hindsight(eval_days(&config), m.metadata.recalibration.as_ref());
     }
     report.timings.insert("load_s".into(), load_s);
     report
@@ -199,8 +202,9 @@ fn warn_if_risk_not_out_of_sample(model: Option<&LoadedModel>, fit_until_ms: i64
 /// The model as scored: recalibrated daily on a trailing window (`--rolling-days` or the
 /// artifact's) unless `--fixed-recalibration`, else with its stored corrections.
 enum Scored<'m> {
-    /// Operated with its corrections re-measured daily.
-    Daily(DailyRecalibrated<'m>),
+    /// Operated with its corrections re-measured daily (the operation kept for the blend in
+    /// hindsight).
+    Daily(Box<Recorded<'m>>),
     /// With its stored corrections.
     Fixed(FixedModel<'m>),
 }
@@ -209,7 +213,7 @@ impl Scored<'_> {
     /// The forecaster `evaluate` scores.
     fn forecaster(&self) -> &dyn Forecaster {
         match self {
-            Self::Daily(d) => d,
+            Self::Daily(d) => d.as_ref(),
             Self::Fixed(f) => f,
         }
     }
@@ -217,7 +221,7 @@ impl Scored<'_> {
     /// The artifact's id.
     fn id(&self) -> &str {
         match self {
-            Self::Daily(d) => &d.model().metadata.id,
+            Self::Daily(d) => &d.daily().model().metadata.id,
             Self::Fixed(f) => &f.0.metadata.id,
         }
     }
@@ -225,7 +229,7 @@ impl Scored<'_> {
     /// The daily job's trailing window, days (none with fixed corrections).
     fn days(&self) -> Option<usize> {
         match self {
-            Self::Daily(d) => Some(d.days()),
+            Self::Daily(d) => Some(d.daily().days()),
             Self::Fixed(_) => None,
         }
     }
@@ -240,7 +244,7 @@ fn model_forecaster<'m>(m: &'m LoadedModel, args: &Args) -> Scored<'m> {
                  (--fixed-recalibration for the stored ones)",
                 m.metadata.id
             );
-            Scored::Daily(
+            Scored::Daily(Box::new(Recorded::new(
                 DailyRecalibrated::new(m, days).with_adaptive(
                     args.adaptive.apply(
                         m.metadata
@@ -249,7 +253,7 @@ fn model_forecaster<'m>(m: &'m LoadedModel, args: &Args) -> Scored<'m> {
                             .and_then(|r| r.adaptive.as_ref()),
                     ),
                 ),
-            )
+            )))
         }
         _ => Scored::Fixed(FixedModel(m)),
     }

@@ -285,7 +285,7 @@ fn fold(
             hour(config.eval_until_ms) - hour(config.eval_until_ms).rem_euclid(24),
         );
         let op = daily.operate(assets, &[], days)?;
-        summary.blend_hindsight = op.history.blend_in_hindsight(days, &op.corrections, declared);
+        summary.blend_hindsight = op.blend_in_hindsight(days, declared);
         report.blend_hindsight.clone_from(&summary.blend_hindsight);
         let window = model
             .metadata

@@ -281,22 +281,63 @@ impl DailyRecalibrated<'_> {
     }
 }
 
-impl DailyRecalibrated<'_> {
+impl Operation {
     /// The blend with HAR as served over the days from `first_day` to `last_day` (midnights)
-    /// against fixed weights in hindsight ([`History::blend_in_hindsight`]); empty for a model
-    /// without the blend.
-    ///
-    /// # Errors
-    /// [`ForecastError`] when the model fails or its fit end is not a time.
+    /// against fixed weights in hindsight ([`History::blend_in_hindsight`]; `stored`: the
+    /// artifact's corrections, where a day has none); empty for a model without the blend.
+    #[must_use]
     pub fn blend_in_hindsight(
         &self,
-        assets: &[Asset],
         days: (i64, i64),
-    ) -> Result<Vec<BlendHindsight>, ForecastError> {
-        let op = self.operate(assets, &[], days)?;
-        Ok(op
-            .history
-            .blend_in_hindsight(days, &op.corrections, self.model.metadata.recalibration.as_ref()))
+        stored: Option<&Recalibration>,
+    ) -> Vec<BlendHindsight> {
+        self.history.blend_in_hindsight(days, &self.corrections, stored)
+    }
+}
+
+/// A [`DailyRecalibrated`] that keeps the [`Operation`] behind its last forecast, for a caller
+/// that scores it through [`Forecaster`] (as `evaluate` does) and then reads the daily job's
+/// state (the blend in hindsight, each day's corrections) without operating the model again.
+#[derive(Debug)]
+pub struct Recorded<'a> {
+    daily: DailyRecalibrated<'a>,
+    last: std::sync::Mutex<Option<Operation>>,
+}
+
+impl<'a> Recorded<'a> {
+    /// Records `daily`'s operations.
+    #[must_use]
+    pub fn new(daily: DailyRecalibrated<'a>) -> Self {
+        Self {
+            daily,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The model operated.
+    #[must_use]
+    pub fn daily(&self) -> &DailyRecalibrated<'a> {
+        &self.daily
+    }
+
+    /// The operation behind the last forecast (taken: a second call gives none).
+    #[must_use]
+    pub fn take(&self) -> Option<Operation> {
+        self.last.lock().ok().and_then(|mut last| last.take())
+    }
+}
+
+impl Forecaster for Recorded<'_> {
+    fn name(&self) -> &str {
+        self.daily.name()
+    }
+
+    fn forecast(&self, request: &ForecastRequest<'_>) -> Result<ForecastTable, ForecastError> {
+        let (table, op) = self.daily.forecast_operated(request)?;
+        if let Ok(mut last) = self.last.lock() {
+            *last = op;
+        }
+        Ok(table)
     }
 }
 
@@ -367,10 +408,23 @@ impl Forecaster for DailyRecalibrated<'_> {
     }
 
     fn forecast(&self, request: &ForecastRequest<'_>) -> Result<ForecastTable, ForecastError> {
+        self.forecast_operated(request).map(|(table, _)| table)
+    }
+}
+
+impl DailyRecalibrated<'_> {
+    /// [`Forecaster::forecast`] with the [`Operation`] behind it (none for no origin).
+    ///
+    /// # Errors
+    /// [`ForecastError`] when the model fails or does not forecast the horizons asked.
+    pub fn forecast_operated(
+        &self,
+        request: &ForecastRequest<'_>,
+    ) -> Result<(ForecastTable, Option<Operation>), ForecastError> {
         self.model.check_horizons(request.horizons)?;
         let assets = request.assets;
         if request.origins.is_empty() {
-            return Ok(self.model.table(&[], request));
+            return Ok((self.model.table(&[], request), None));
         }
         let first = request
             .origins
@@ -407,7 +461,7 @@ impl Forecaster for DailyRecalibrated<'_> {
                     .collect(),
             );
         }
-        Ok(table)
+        Ok((table, Some(op)))
     }
 }
 
