@@ -173,6 +173,10 @@ pub struct DesignFlags {
     /// network learns a correction. Default: the config's.
     #[arg(long, value_name = "true|false")]
     pub shortage_skip_from_baseline: Option<bool>,
+    /// Fit the log-variance skip on QLIKE: its least-squares start refined to the minimum of the
+    /// training rows' summed QLIKE (same rows, columns and ridge). Default: the config's.
+    #[arg(long, value_name = "true|false")]
+    pub skip_qlike: Option<bool>,
 }
 
 impl DesignFlags {
@@ -198,6 +202,9 @@ impl DesignFlags {
         }
         if let Some(v) = self.shortage_skip_from_baseline {
             config.shortage_skip_from_baseline = Some(v);
+        }
+        if let Some(v) = self.skip_qlike {
+            config.skip_qlike = Some(v);
         }
     }
 }

@@ -13,6 +13,8 @@ use volcast_core::panel::{PreparedAsset, daily_slots};
 use volcast_model::config::TrainingConfig;
 use volcast_model::scaler::Scaler;
 
+use crate::qlike_fit::qlike_refine;
+
 /// Training examples at chosen origins.
 #[derive(Debug, Default, Clone)]
 pub struct Samples {
@@ -231,13 +233,17 @@ pub fn fit_scaler(features: &PanelFeatures, train: &Samples, window: usize) -> S
 ///
 /// Per horizon: ridge-stabilised OLS of ln RV on the standardised static features, its bias
 /// raised by `s^2 / 2` (so `exp` forecasts the mean, as SPEC's HAR does), and the quantiles of
-/// its residuals as starting quantile offsets.
+/// its residuals as starting quantile offsets. With `qlike`
+/// ([`TrainingConfig::skip_qlike`]), the skip's bias and weights are then refined to the
+/// minimum of the rows' summed QLIKE (same rows and ridge, [`qlike_refine`]); the quantile
+/// offsets stay the least-squares ones.
 #[must_use]
 pub fn linear_start(
     train: &Samples,
     scaler: &Scaler,
     levels: &[f64],
     columns: &[usize],
+    qlike: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let h = HORIZONS.len();
     let mut weight = vec![0f32; N_STATIC * h];
@@ -266,16 +272,19 @@ pub fn linear_start(
             p,
             |c, _| if c == 0 { 0.0 } else { 1e-3 * n as f64 },
         ));
-        let beta = (x.tr_mul(&x) + ridge)
+        let beta = (x.tr_mul(&x) + &ridge)
             .cholesky()
             .map_or_else(|| DVector::zeros(p), |c| c.solve(&x.tr_mul(&y)));
         let mut residuals: Vec<f64> = (&y - &x * &beta).iter().copied().collect();
         let s2 = residuals.iter().map(|r| r * r).sum::<f64>() / (n.saturating_sub(p).max(1)) as f64;
-        {
-            bias[j] = (beta[0] + 0.5 * s2) as f32;
-            for (k, &c) in columns.iter().enumerate() {
-                weight[c * h + j] = beta[k + 1] as f32;
-            }
+        let mut skip = beta.clone();
+        skip[0] += 0.5 * s2;
+        if qlike {
+            skip = qlike_refine(&x, &y, &ridge.diagonal(), skip);
+        }
+        bias[j] = skip[0] as f32;
+        for (k, &c) in columns.iter().enumerate() {
+            weight[c * h + j] = skip[k + 1] as f32;
         }
         // Residuals relative to the mean-corrected forecast.
         residuals.iter_mut().for_each(|r| *r -= 0.5 * s2);

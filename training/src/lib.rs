@@ -6,6 +6,7 @@
 //! - [`cli`]: what every binary shares (logging, exit status).
 //! - [`data`]: candle files (CSV, gzip CSV, Parquet, Binance kline dumps) with polars.
 //! - [`dataset`]: training rows, the time split, the scaler fit and the linear start.
+//! - [`qlike_fit`]: the linear start refined on QLIKE, where the config asks.
 //! - [`loss`]: the training losses (QLIKE, pinball, cross-entropy), masked.
 //! - [`trainer`]: the training loop: AdamW, early stopping, checkpoints and resume.
 //! - [`rolling`]: the model as operated: corrections re-measured daily on a trailing window.
@@ -29,6 +30,7 @@ pub mod evaluate;
 pub mod ingest;
 pub mod loss;
 pub mod pipeline;
+pub mod qlike_fit;
 pub mod rolling;
 pub mod stress_gpu;
 pub mod stress_session;

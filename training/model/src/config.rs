@@ -97,6 +97,12 @@ pub struct TrainingConfig {
     /// variance head does from its least-squares skip). `None` (and a config written before this
     /// field) or `Some(false)`: a trainable skip from a random start.
     pub shortage_skip_from_baseline: Option<bool>,
+    /// The log-variance skip fitted on QLIKE: its least-squares start (with `s^2 / 2`) refined,
+    /// per horizon, to the minimum of the training rows' summed QLIKE (same rows, columns and
+    /// ridge), so that it forecasts the conditional mean of RV where the spread of ln RV differs
+    /// between rows. `None` (and a config written before this field) or `Some(false)`: least
+    /// squares.
+    pub skip_qlike: Option<bool>,
 }
 
 impl TrainingConfig {
@@ -136,6 +142,12 @@ impl TrainingConfig {
         self.shortage_skip_from_baseline == Some(true)
     }
 
+    /// Whether the log-variance skip is fitted on QLIKE ([`Self::skip_qlike`]).
+    #[must_use]
+    pub fn has_skip_qlike(&self) -> bool {
+        self.skip_qlike == Some(true)
+    }
+
     /// Whether the served networks are trained again through the fit end
     /// ([`Self::refit_through_holdout`]).
     #[must_use]
@@ -159,6 +171,7 @@ mod tests {
         assert!(fields.remove("per_horizon_epochs").is_some());
         assert!(fields.remove("log_mse_variance").is_some());
         assert!(fields.remove("shortage_skip_from_baseline").is_some());
+        assert!(fields.remove("skip_qlike").is_some());
         let model = fields["model"].as_object_mut().expect("the model's config");
         assert!(model.remove("lognormal_mean").is_some());
         let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
@@ -182,6 +195,10 @@ mod tests {
         assert!(
             !old.has_shortage_skip_from_baseline(),
             "a config from before the baseline's shortage start trained its skip from a random start"
+        );
+        assert!(
+            !old.has_skip_qlike(),
+            "a config from before the QLIKE skip fitted it by least squares"
         );
         assert!(
             !old.refits_through_holdout(),

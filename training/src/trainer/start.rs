@@ -122,7 +122,13 @@ impl LinearStart {
         } else {
             config.skip_features.clone()
         };
-        let (w, b, qb) = linear_start(train_set, scaler, &config.model.quantile_levels, &columns);
+        let (w, b, qb) = linear_start(
+            train_set,
+            scaler,
+            &config.model.quantile_levels,
+            &columns,
+            config.has_skip_qlike(),
+        );
         let shortage = config
             .has_shortage_skip_from_baseline()
             .then(|| shortage_start(train_set, scaler));

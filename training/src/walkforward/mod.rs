@@ -394,12 +394,14 @@ fn config_differences(trained: &TrainingConfig, asked: &TrainingConfig) -> Vec<S
         let per_horizon = c.has_per_horizon_epochs();
         let log_mse = c.has_log_mse_variance();
         let shortage_skip = c.has_shortage_skip_from_baseline();
+        let skip_qlike = c.has_skip_qlike();
         let mut c = c
             .clone()
             .with_refit_through_holdout(Some(refit))
             .with_per_horizon_epochs(Some(per_horizon))
             .with_log_mse_variance(Some(log_mse))
-            .with_shortage_skip_from_baseline(Some(shortage_skip));
+            .with_shortage_skip_from_baseline(Some(shortage_skip))
+            .with_skip_qlike(Some(skip_qlike));
         c.model.lognormal_mean = Some(c.model.has_lognormal_mean());
         c
     };
