@@ -202,6 +202,7 @@ impl ModelInfo {
                     shrink_as_served: a.shrink_as_served,
                     shortage_stack: a.shortage_stack,
                     har_guard: a.har_guard,
+                    blend_window_max_days: a.blend_window_max_days,
                 }),
             }),
             anomaly_detector: None,

@@ -88,7 +88,8 @@ async fn the_served_shortage_probability_is_stacked_where_the_corrections_say() 
 }
 
 /// The model card shows the HAR guard: the setting, and the horizons where it serves HAR today
-/// with the weight the rule had chosen; absent where the artifact has none.
+/// with the weight the rule had chosen; absent where the artifact has none. Likewise the
+/// weight's growing window.
 #[tokio::test]
 async fn the_model_card_shows_the_har_guard() {
     let (_, plain, _) = call(&app(), "GET", "/v1/model", None).await;
@@ -99,6 +100,7 @@ async fn the_model_card_shows_the_har_guard() {
     r.har_guarded = BTreeMap::from([(4, 0.7)]);
     r.adaptive = Some(volcast_model::artifact::Adaptive {
         har_guard: true,
+        blend_window_max_days: Some(365),
         ..volcast_model::artifact::Adaptive::default()
     });
     let app = app_serving(info, &config(), Duration::ZERO);
@@ -107,6 +109,13 @@ async fn the_model_card_shows_the_har_guard() {
     assert_eq!(card["recalibration"]["har_weight"]["4"], 0.0);
     assert_eq!(card["recalibration"]["har_guarded"]["4"], 0.7);
     assert_eq!(card["recalibration"]["adaptive"]["har_guard"], true);
+    assert_eq!(card["recalibration"]["adaptive"]["blend_window_max_days"], 365);
+    assert!(
+        plain["recalibration"]
+            .get("adaptive")
+            .is_none_or(|a| a.get("blend_window_max_days").is_none()),
+        "{plain}"
+    );
 }
 
 #[tokio::test]

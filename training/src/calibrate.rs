@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::rolling::{
-    CalibrateError, DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_DRAWDOWN_STEP, DEFAULT_HAR_GUARD,
-    DEFAULT_QUANTILE_STEP, DEFAULT_SHORTAGE_STACK, DEFAULT_SHRINK_AS_SERVED, operated,
+    CalibrateError, DEFAULT_BLEND_AS_SERVED_AT, DEFAULT_BLEND_WINDOW_MAX_DAYS, DEFAULT_DRAWDOWN_STEP,
+    DEFAULT_HAR_GUARD, DEFAULT_QUANTILE_STEP, DEFAULT_SHORTAGE_STACK, DEFAULT_SHRINK_AS_SERVED, operated,
 };
 pub use crate::rolling::{recalibrate, refresh_recalibration};
 use volcast_core::baselines::set::har_curve;
@@ -133,6 +133,7 @@ pub fn calibrate_artifact(
         shrink_as_served: DEFAULT_SHRINK_AS_SERVED,
         shortage_stack: DEFAULT_SHORTAGE_STACK,
         har_guard: DEFAULT_HAR_GUARD,
+        blend_window_max_days: DEFAULT_BLEND_WINDOW_MAX_DAYS,
     });
     metadata.recalibration = Some(recalibration);
     metadata.stress_scenarios = volcast_core::stress::market_stress_scenarios(assets, end);

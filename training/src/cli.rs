@@ -73,6 +73,30 @@ pub struct AdaptiveSteps {
     /// Default: the artifact's.
     #[arg(long, value_name = "true|false")]
     pub har_guard: Option<bool>,
+    /// At the horizons whose weight is chosen as served, let the weight's window grow with the
+    /// history since the fit end, from the corrections' window up to DAYS (1 to 3650); `none`:
+    /// the corrections' window. Default: the artifact's.
+    #[arg(long, value_name = "DAYS|none", value_parser = window_days)]
+    pub blend_window_max_days: Option<WindowDays>,
+}
+
+/// `--blend-window-max-days`: a number of days, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowDays(pub Option<usize>);
+
+fn window_days(s: &str) -> Result<WindowDays, String> {
+    if s.trim() == "none" {
+        return Ok(WindowDays(None));
+    }
+    let days: usize = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number of days: {e}"))?;
+    if (1..=3650).contains(&days) {
+        Ok(WindowDays(Some(days)))
+    } else {
+        Err(format!("{days} is not between 1 and 3650 days (or none)"))
+    }
 }
 
 /// A comma-separated list of horizons in hours (`none`: empty).
@@ -250,6 +274,7 @@ impl AdaptiveSteps {
             && self.shrink_as_served.is_none()
             && self.shortage_stack.is_none()
             && self.har_guard.is_none()
+            && self.blend_window_max_days.is_none()
         {
             return declared.cloned();
         }
@@ -282,6 +307,9 @@ impl AdaptiveSteps {
                 .or(declared.map(|a| a.shortage_stack))
                 .unwrap_or(false),
             har_guard: self.har_guard.or(declared.map(|a| a.har_guard)).unwrap_or(false),
+            blend_window_max_days: self
+                .blend_window_max_days
+                .map_or_else(|| declared.and_then(|a| a.blend_window_max_days), |w| w.0),
         })
     }
 }
@@ -297,7 +325,9 @@ fn step(s: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{AdaptiveSteps, HalfLife, HorizonList, half_life_days, half_life_epochs, horizon_list};
+    use super::{
+        AdaptiveSteps, HalfLife, HorizonList, half_life_days, half_life_epochs, horizon_list, window_days,
+    };
     use volcast_model::artifact::Adaptive;
 
     #[test]
@@ -364,6 +394,34 @@ mod tests {
         let resolved = guard.apply(Some(&declared)).unwrap();
         assert!(resolved.har_guard && !resolved.shortage_stack);
         assert_eq!(resolved.blend_as_served_at, [168], "the other settings kept");
+        assert_eq!(resolved.blend_window_max_days, None);
+        let grow = AdaptiveSteps {
+            blend_window_max_days: Some(window_days("365").unwrap()),
+            ..AdaptiveSteps::default()
+        };
+        let resolved = grow.apply(Some(&declared)).unwrap();
+        assert_eq!(resolved.blend_window_max_days, Some(365));
+        assert_eq!(resolved.blend_as_served_at, [168], "the other settings kept");
+        let with_window = Adaptive {
+            blend_window_max_days: Some(365),
+            ..declared.clone()
+        };
+        let none = AdaptiveSteps {
+            blend_window_max_days: Some(window_days("none").unwrap()),
+            ..AdaptiveSteps::default()
+        };
+        assert_eq!(
+            none.apply(Some(&with_window)).unwrap().blend_window_max_days,
+            None
+        );
+        assert_eq!(
+            guard.apply(Some(&with_window)).unwrap().blend_window_max_days,
+            Some(365),
+            "kept when not given"
+        );
+        for bad in ["0", "3651", "-1", "a year"] {
+            assert!(window_days(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

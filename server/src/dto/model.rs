@@ -165,6 +165,11 @@ pub struct AdaptiveDto {
     /// Whether the daily job guards the blend with HAR (`har_guarded`).
     #[serde(default)]
     pub har_guard: bool,
+    /// Where set, the window the HAR weight is chosen on (at the horizons above) grows with the
+    /// history since the fit end, from `rolling_days` up to this many days; absent: the
+    /// corrections' window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blend_window_max_days: Option<usize>,
 }
 
 /// Answer of `GET /healthz` and `GET /readyz`.

@@ -108,6 +108,14 @@ pub struct Adaptive {
     /// again once it leads. False (and absent in artifacts made before): the rule's weight.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub har_guard: bool,
+    /// At the horizons whose weight is chosen as served, the weight's window grows with the
+    /// history since the fit end: it holds the completed forecasts of the trailing
+    /// `clamp(days since the fit end, rolling_days, this)` days, so the first `rolling_days`
+    /// days are as without it and a year after the fit end (with 365) it holds a year. The
+    /// corrections keep their `rolling_days`. None (and absent in artifacts made before): the
+    /// weight's window is the corrections'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blend_window_max_days: Option<usize>,
 }
 
 impl Adaptive {
@@ -122,6 +130,17 @@ impl Adaptive {
     #[must_use]
     pub fn blends_any_as_served(&self) -> bool {
         self.blend_as_served || !self.blend_as_served_at.is_empty()
+    }
+
+    /// Days of the window the weight is chosen on at the midnight `day` ([`Self::blend_window_max_days`]):
+    /// `days` (the corrections' window) without the setting, else the days since `anchor` (the
+    /// fit end's midnight) held between `days` and the setting.
+    #[must_use]
+    pub fn blend_window_days(&self, days: usize, day: i64, anchor: i64) -> usize {
+        self.blend_window_max_days.map_or(days, |max| {
+            let since = usize::try_from((day - anchor).div_euclid(24)).unwrap_or(0);
+            since.clamp(days, max.max(days))
+        })
     }
 }
 

@@ -37,3 +37,8 @@ pub const DEFAULT_SHORTAGE_STACK: bool = false;
 /// rule asked and raised 4 h's (README, walk-forward item 18); the mechanism stays available
 /// (`--har-guard`).
 pub const DEFAULT_HAR_GUARD: bool = false;
+
+/// The cap of the HAR weight's growing window in artifacts calibrated from now on
+/// ([`Adaptive::blend_window_max_days`]): none, the weight's window is the corrections'
+/// (README, walk-forward item 20); the mechanism stays available (`--blend-window-max-days`).
+pub const DEFAULT_BLEND_WINDOW_MAX_DAYS: Option<usize> = None;

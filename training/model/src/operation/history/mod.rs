@@ -309,7 +309,8 @@ impl History {
                     ..a.clone()
                 });
                 if let Some(a) = adaptive.filter(|a| self.combine && a.blends_any_as_served()) {
-                    self.weigh_as_served(&mut r, a, day, days, &out, stored);
+                    let weight_days = a.blend_window_days(days, day, anchor);
+                    self.weigh_as_served(&mut r, a, day, weight_days, &out, stored);
                 }
                 if let Some(g) = &guard {
                     g.apply(self, &mut r);
@@ -329,7 +330,7 @@ impl History {
 impl History {
     /// Re-chooses `r`'s weights of the network against HAR, at the horizons `adaptive` says
     /// ([`Adaptive::blends_as_served`]), on the window of `days` days before
-    /// `day` with each completed forecast as it was served: the network's raw forecast times the
+    /// `day` ([`Adaptive::blend_window_days`]) with each completed forecast as it was served: the network's raw forecast times the
     /// variance scale in force at its origin (`served`, the days operated so far; `stored` before
     /// them), not times the scale measured on this same window, which fits the network's level
     /// in sample and HAR's not. With [`Adaptive::shrink_as_served`], the power of the scale

@@ -115,6 +115,65 @@ fn weights_as_served_use_the_scale_in_force_at_each_origin() {
     }
 }
 
+/// With the weight's window growing since the fit end (`blend_window_max_days`), each day's
+/// weight is the best on the forecasts as served of the trailing clamp(days since the anchor,
+/// 30, 90) days: the same as without it for the first 30 days, then on the longer window; the
+/// corrections keep their 30 days.
+#[test]
+fn the_weight_s_window_grows_from_the_anchor_up_to_its_cap() {
+    let mut rng = volcast_core::synth::Rng::new(17);
+    let days = 260;
+    let hours: Vec<i64> = (0..days).map(|d| d * 24).collect();
+    let rv_model_har: Vec<[f64; 3]> = (0..days)
+        .map(|d| {
+            let truth = (rng.normal() * 0.5).exp();
+            let rv = truth * (rng.normal() * 0.3).exp();
+            let bias = if (d / 25) % 2 == 0 { 0.5 } else { -0.4 };
+            [rv, truth * f64::exp(bias), truth * (rng.normal() * 0.7).exp()]
+        })
+        .collect();
+    let ratio: Vec<f64> = rv_model_har.iter().map(|&[rv, f, _]| rv / f).collect();
+    let mut h = history(&hours, &ratio);
+    h.horizons[0].rv_model_har.clone_from(&rv_model_har);
+    h.combine = true;
+    let anchor = 60 * 24;
+    let adaptive = |max| Adaptive {
+        blend_as_served_at: vec![24],
+        blend_window_max_days: max,
+        ..Adaptive::default()
+    };
+    let span = (20 * 24, (days - 1) * 24);
+    let grown = h.operate(span, 30, anchor, Some(&adaptive(Some(90))), None);
+    let fixed = h.operate(span, 30, anchor, Some(&adaptive(None)), None);
+    let mut differ = 0;
+    for day in (50..days).map(|d| d * 24) {
+        let since = (day - anchor) / 24;
+        let window_days = usize::try_from(since.clamp(30, 90)).unwrap();
+        assert_eq!(adaptive(Some(90)).blend_window_days(30, day, anchor), window_days);
+        let window = h.window(day, window_days)[0];
+        let points: Vec<[f64; 3]> = (window.0..window.1)
+            .map(|i| {
+                let scale = grown[&hours[i]].as_ref().unwrap().variance_scale[&24];
+                let [rv, f, har] = rv_model_har[i];
+                [rv, scale * f, har]
+            })
+            .collect();
+        let (got, same) = (grown[&day].as_ref().unwrap(), fixed[&day].as_ref().unwrap());
+        assert_eq!(got.har_weight[&24], best_weight(&points, 1.0), "{day}");
+        assert_eq!(got.variance_scale, same.variance_scale);
+        assert_eq!(got.quantile_scale, same.quantile_scale);
+        assert_eq!(got.rolling_days, Some(30));
+        if since <= 30 {
+            assert_eq!(got.har_weight, same.har_weight, "{day}: within the first window");
+        } else {
+            differ += usize::from(got.har_weight != same.har_weight);
+        }
+    }
+    assert!(differ > 10, "{differ}");
+    // A cap below the corrections' window changes nothing.
+    assert_eq!(adaptive(Some(10)).blend_window_days(30, 200 * 24, anchor), 30);
+}
+
 /// With the power of the scale chosen as served, each day's (power, weight) is the pair whose
 /// blends score the lowest QLIKE on the window's forecasts, each at the scale in force at its
 /// origin raised to that power; the scales and quantiles stay the daily job's, and without the
