@@ -115,27 +115,41 @@ fn weights_as_served_use_the_scale_in_force_at_each_origin() {
     }
 }
 
-/// With the weight's window growing since the fit end (`blend_window_max_days`), each day's
-/// weight is the best on the forecasts as served of the trailing clamp(days since the anchor,
-/// 30, 90) days: the same as without it for the first 30 days, then on the longer window; the
-/// corrections keep their 30 days.
-#[test]
-fn the_weight_s_window_grows_from_the_anchor_up_to_its_cap() {
-    let mut rng = volcast_core::synth::Rng::new(17);
-    let days = 260;
+/// A combining history of `days` daily 24 h forecasts (hours `d * 24`): the network's level
+/// off by `bias.0` and `bias.1` in turn, flipping every `flip` days; HAR unbiased with a log
+/// noise of `har_noise`. With the hours and each point's (RV, network, HAR).
+fn flipping_bias(
+    days: i64,
+    seed: u64,
+    flip: i64,
+    bias: (f64, f64),
+    har_noise: f64,
+) -> (History, Vec<i64>, Vec<[f64; 3]>) {
+    let mut rng = volcast_core::synth::Rng::new(seed);
     let hours: Vec<i64> = (0..days).map(|d| d * 24).collect();
     let rv_model_har: Vec<[f64; 3]> = (0..days)
         .map(|d| {
             let truth = (rng.normal() * 0.5).exp();
             let rv = truth * (rng.normal() * 0.3).exp();
-            let bias = if (d / 25) % 2 == 0 { 0.5 } else { -0.4 };
-            [rv, truth * f64::exp(bias), truth * (rng.normal() * 0.7).exp()]
+            let b = if (d / flip) % 2 == 0 { bias.0 } else { bias.1 };
+            [rv, truth * b.exp(), truth * (rng.normal() * har_noise).exp()]
         })
         .collect();
     let ratio: Vec<f64> = rv_model_har.iter().map(|&[rv, f, _]| rv / f).collect();
     let mut h = history(&hours, &ratio);
     h.horizons[0].rv_model_har.clone_from(&rv_model_har);
     h.combine = true;
+    (h, hours, rv_model_har)
+}
+
+/// With the weight's window growing since the fit end (`blend_window_max_days`), each day's
+/// weight is the best on the forecasts as served of the trailing clamp(days since the anchor,
+/// 30, 90) days: the same as without it for the first 30 days, then on the longer window; the
+/// corrections keep their 30 days.
+#[test]
+fn the_weight_s_window_grows_from_the_anchor_up_to_its_cap() {
+    let days = 260;
+    let (h, hours, rv_model_har) = flipping_bias(days, 17, 25, (0.5, -0.4), 0.7);
     let anchor = 60 * 24;
     let adaptive = |max| Adaptive {
         blend_as_served_at: vec![24],
@@ -180,24 +194,11 @@ fn the_weight_s_window_grows_from_the_anchor_up_to_its_cap() {
 /// setting no power is written (the whole scale).
 #[test]
 fn the_scale_power_is_chosen_with_the_weight_as_served() {
-    let mut rng = volcast_core::synth::Rng::new(13);
     let days = 300;
-    let hours: Vec<i64> = (0..days).map(|d| d * 24).collect();
     // The network's level is off by a bias that flips every 45 days, so a trailing 30-day scale
     // sometimes corrects it and sometimes, just after a flip, makes it worse; HAR is unbiased
     // but noisy.
-    let rv_model_har: Vec<[f64; 3]> = (0..days)
-        .map(|d| {
-            let truth = (rng.normal() * 0.5).exp();
-            let rv = truth * (rng.normal() * 0.3).exp();
-            let bias = if (d / 45) % 2 == 0 { 0.7 } else { -0.7 };
-            [rv, truth * f64::exp(bias), truth * (rng.normal() * 0.8).exp()]
-        })
-        .collect();
-    let ratio: Vec<f64> = rv_model_har.iter().map(|&[rv, f, _]| rv / f).collect();
-    let mut h = history(&hours, &ratio);
-    h.horizons[0].rv_model_har.clone_from(&rv_model_har);
-    h.combine = true;
+    let (h, hours, rv_model_har) = flipping_bias(days, 13, 45, (0.7, -0.7), 0.8);
     let adaptive = |shrink_as_served| Adaptive {
         blend_as_served_at: vec![24],
         shrink_as_served,
