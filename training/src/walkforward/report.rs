@@ -42,10 +42,18 @@ pub fn render(report: &WalkForwardReport) -> String {
             );
         }
     }
-    out.push_str("\nWorst fold per horizon (highest model / better baseline):\n\n| H | fold | model / better | mean over folds |\n|---|---|---:|---:|\n");
+    out.push_str(
+        "\nWorst fold per horizon (highest model / better baseline), the mean over folds, and that \
+         mean weighted by each fold's points:\n\n\
+         | H | fold | model / better | mean over folds | weighted by points |\n|---|---|---:|---:|---:|\n",
+    );
     for row in per_horizon(&report.folds) {
         if let Some((year, worst)) = row.worst {
-            let _ = writeln!(out, "| {}h | {year} | {worst:.4} | {:.4} |", row.h, row.mean);
+            let _ = writeln!(
+                out,
+                "| {}h | {year} | {worst:.4} | {:.4} | {:.4} |",
+                row.h, row.mean, row.weighted
+            );
         }
     }
     out.push_str(
@@ -155,6 +163,9 @@ pub(super) struct OverFolds {
     pub(super) worst: Option<(i32, f64)>,
     /// The mean over the folds.
     pub(super) mean: f64,
+    /// The mean over the folds weighted by each fold's points (each scored origin counts the
+    /// same, whichever year it is in).
+    pub(super) weighted: f64,
 }
 
 /// Per horizon of [`HORIZONS`]: the worst fold and the mean over the folds.
@@ -162,14 +173,25 @@ pub(super) fn per_horizon(folds: &[FoldSummary]) -> Vec<OverFolds> {
     HORIZONS
         .iter()
         .map(|&h| {
-            let rows: Vec<(i32, f64)> = folds
+            let rows: Vec<(i32, f64, f64)> = folds
                 .iter()
-                .filter_map(|f| f.horizons.iter().find(|x| x.h == h).map(|x| (f.year, x.ratio)))
+                .filter_map(|f| {
+                    f.horizons
+                        .iter()
+                        .find(|x| x.h == h)
+                        .map(|x| (f.year, x.ratio, x.points as f64))
+                })
                 .collect();
+            let points: f64 = rows.iter().map(|r| r.2).sum();
             OverFolds {
                 h,
-                worst: rows.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)),
+                worst: rows.iter().map(|r| (r.0, r.1)).max_by(|a, b| a.1.total_cmp(&b.1)),
                 mean: rows.iter().map(|r| r.1).sum::<f64>() / rows.len().max(1) as f64,
+                weighted: if points > 0.0 {
+                    rows.iter().map(|r| r.1 * r.2).sum::<f64>() / points
+                } else {
+                    f64::NAN
+                },
             }
         })
         .collect()

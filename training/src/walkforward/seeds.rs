@@ -83,6 +83,15 @@ pub(super) fn render_seed_sets(sets: &[SeedSet]) -> String {
         .map(|row| cell(row.worst, row.mean))
         .collect();
     let _ = writeln!(out, "| **mean over sets** | {} | |", cells.join(" | "));
+    let weighted: Vec<String> = per_horizon(&mean_over_sets(sets))
+        .into_iter()
+        .map(|row| format!("{}h {:.4}", row.h, row.weighted))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nThe mean over sets, its mean over folds weighted by each fold's points: {}.",
+        weighted.join(", ")
+    );
     let names: Vec<String> = sets.iter().map(SeedSet::seeds).collect();
     let _ = writeln!(
         out,
@@ -258,6 +267,50 @@ mod tests {
             days: Vec::new(),
             blend_hindsight: Vec::new(),
         }
+    }
+
+    #[test]
+    fn means_over_folds_weighted_by_points_count_each_origin_the_same() {
+        // 2020 holds three times 2019's points.
+        let with_points = |mut f: FoldSummary, points| {
+            f.horizons.iter_mut().for_each(|x| x.points = points);
+            f
+        };
+        let set = |first_seed, ratios_2019, ratios_2020| SeedSet {
+            first_seed,
+            members: 3,
+            out: PathBuf::new(),
+            folds: vec![
+                with_points(fold_with(2019, ratios_2019, (10, 1000)), 100),
+                with_points(fold_with(2020, ratios_2020, (10, 1000)), 300),
+            ],
+        };
+        let sets = [
+            set(42, [0.98, 0.96, 1.01], [0.97, 0.95, 0.99]),
+            set(45, [1.00, 0.97, 1.03], [0.97, 0.96, 0.98]),
+        ];
+        let rows = per_horizon(&sets[0].folds);
+        assert!((rows[0].mean - 0.975).abs() < 1e-12);
+        assert!((rows[0].weighted - 0.9725).abs() < 1e-12, "{}", rows[0].weighted);
+        let report = WalkForwardReport {
+            folds: sets[0].folds.clone(),
+            reports: Vec::new(),
+            seed_sets: sets.to_vec(),
+        };
+        let text = render(&report);
+        assert!(
+            text.contains("| 4h | 2019 | 0.9800 | 0.9750 | 0.9725 |"),
+            "{text}"
+        );
+        // Over the sets' means per fold: 4 h (0.99 + 3 x 0.97) / 4, 24 h (0.965 + 3 x 0.955) / 4,
+        // 168 h (1.02 + 3 x 0.985) / 4 = 0.99375.
+        assert!(
+            text.contains("weighted by each fold's points: 4h 0.9750, 24h 0.9575, 168h 0.993"),
+            "{text}"
+        );
+        // No points at all: no weighted mean, not a division by zero.
+        let empty = vec![with_points(fold_with(2019, [1.0; 3], (0, 0)), 0)];
+        assert!(per_horizon(&empty)[0].weighted.is_nan());
     }
 
     #[test]
