@@ -277,7 +277,7 @@ pub fn linear_start(
             .map_or_else(|| DVector::zeros(p), |c| c.solve(&x.tr_mul(&y)));
         let mut residuals: Vec<f64> = (&y - &x * &beta).iter().copied().collect();
         let s2 = residuals.iter().map(|r| r * r).sum::<f64>() / (n.saturating_sub(p).max(1)) as f64;
-        let mut skip = beta.clone();
+        let mut skip = beta;
         skip[0] += 0.5 * s2;
         if qlike {
             skip = qlike_refine(&x, &y, &ridge.diagonal(), skip);

@@ -168,7 +168,8 @@ pub(super) struct OverFolds {
     pub(super) weighted: f64,
 }
 
-/// Per horizon of [`HORIZONS`]: the worst fold and the mean over the folds.
+/// Per horizon of [`HORIZONS`]: the worst fold, the mean over the folds and that mean weighted by
+/// their points (NaN where no fold has a point).
 pub(super) fn per_horizon(folds: &[FoldSummary]) -> Vec<OverFolds> {
     HORIZONS
         .iter()

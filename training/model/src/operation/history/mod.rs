@@ -329,9 +329,9 @@ impl History {
 
 impl History {
     /// Re-chooses `r`'s weights of the network against HAR, at the horizons `adaptive` says
-    /// ([`Adaptive::blends_as_served`]), on the window of `days` days before
-    /// `day` ([`Adaptive::blend_window_days`]) with each completed forecast as it was served: the network's raw forecast times the
-    /// variance scale in force at its origin (`served`, the days operated so far; `stored` before
+    /// ([`Adaptive::blends_as_served`]), on the window of `days` days before `day`
+    /// ([`Adaptive::blend_window_days`]) with each completed forecast as it was served: the
+    /// network's raw forecast times the variance scale in force at its origin (`served`, the days operated so far; `stored` before
     /// them), not times the scale measured on this same window, which fits the network's level
     /// in sample and HAR's not. With [`Adaptive::shrink_as_served`], the power of the scale
     /// ([`Recalibration::variance_power`], of [`SCALE_POWERS`]) is chosen with the weight, each
