@@ -235,11 +235,12 @@ impl DesignFlags {
 
 impl AdaptiveSteps {
     /// Refuses a `--blend-as-served-at` horizon that the model does not forecast, and
-    /// `--shrink-as-served true` with no horizon blended as served (either would change nothing,
-    /// silently).
+    /// `--shrink-as-served true` or `--blend-window-max-days DAYS` with no horizon blended as
+    /// served (each would change nothing, silently).
     ///
     /// # Errors
-    /// The first such horizon, with the model's; or the shrink with no horizon to act at.
+    /// The first such horizon, with the model's; or the shrink or the window with no horizon to
+    /// act at.
     pub fn check_horizons(&self, horizons: &[usize]) -> anyhow::Result<()> {
         if let Some(h) = self
             .blend_as_served_at
@@ -254,6 +255,12 @@ impl AdaptiveSteps {
         if self.shrink_as_served == Some(true) && no_horizon {
             anyhow::bail!(
                 "--shrink-as-served true acts at the horizons blended as served, and \
+                 --blend-as-served-at none leaves none"
+            );
+        }
+        if let (Some(WindowDays(Some(days))), true) = (self.blend_window_max_days, no_horizon) {
+            anyhow::bail!(
+                "--blend-window-max-days {days} acts at the horizons blended as served, and \
                  --blend-as-served-at none leaves none"
             );
         }
@@ -326,7 +333,8 @@ fn step(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::{
-        AdaptiveSteps, HalfLife, HorizonList, half_life_days, half_life_epochs, horizon_list, window_days,
+        AdaptiveSteps, HalfLife, HorizonList, WindowDays, half_life_days, half_life_epochs, horizon_list,
+        window_days,
     };
     use volcast_model::artifact::Adaptive;
 
@@ -448,6 +456,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--shrink-as-served"), "{err}");
+        let grow = |days| AdaptiveSteps {
+            blend_window_max_days: Some(WindowDays(days)),
+            ..steps(Vec::new())
+        };
+        let err = grow(Some(365))
+            .check_horizons(&[4, 24, 168])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--blend-window-max-days 365"), "{err}");
+        assert!(
+            grow(None).check_horizons(&[4, 24, 168]).is_ok(),
+            "none: nothing to act on"
+        );
         assert!(shrink(Some(true)).check_horizons(&[4, 24, 168]).is_ok());
         let declared_horizons = AdaptiveSteps {
             shrink_as_served: Some(true),
