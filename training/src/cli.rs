@@ -267,14 +267,10 @@ impl AdaptiveSteps {
         Ok(())
     }
 
-    /// The settings `declared` by an artifact with these overrides (None: none declared and
-    /// none given).
+    /// Whether no setting is given.
     #[must_use]
-    pub fn apply(
-        &self,
-        declared: Option<&volcast_model::artifact::Adaptive>,
-    ) -> Option<volcast_model::artifact::Adaptive> {
-        if self.quantile_step.is_none()
+    pub fn is_empty(&self) -> bool {
+        self.quantile_step.is_none()
             && self.drawdown_step.is_none()
             && self.blend_as_served.is_none()
             && self.blend_as_served_at.is_none()
@@ -282,7 +278,16 @@ impl AdaptiveSteps {
             && self.shortage_stack.is_none()
             && self.har_guard.is_none()
             && self.blend_window_max_days.is_none()
-        {
+    }
+
+    /// The settings `declared` by an artifact with these overrides (None: none declared and
+    /// none given).
+    #[must_use]
+    pub fn apply(
+        &self,
+        declared: Option<&volcast_model::artifact::Adaptive>,
+    ) -> Option<volcast_model::artifact::Adaptive> {
+        if self.is_empty() {
             return declared.cloned();
         }
         Some(volcast_model::artifact::Adaptive {

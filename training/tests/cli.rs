@@ -508,6 +508,62 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     };
     assert_ne!(operated(&longer), operated(&stdout), "{longer}");
 
+    // The daily job as a diagnostic: the same folds scored with their fit-end corrections fixed,
+    // against the same baselines (HAR operated included); the model's figures move, the
+    // baselines' do not, and the daily job's state is not reported.
+    let fixed_json = dir.path().join("fixed.json");
+    let mut fixed_args = args.to_vec();
+    let json_at = fixed_args.len() - 3;
+    fixed_args[json_at] = fixed_json.to_str().unwrap();
+    fixed_args.push("--fixed-recalibration");
+    let fixed = run(env!("CARGO_BIN_EXE_walkforward"), &fixed_args);
+    let fixed_out = String::from_utf8_lossy(&fixed.stdout);
+    assert!(
+        fixed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fixed.stderr)
+    );
+    assert!(
+        fixed_out.contains("fixed for the year (`--fixed-recalibration`"),
+        "{fixed_out}"
+    );
+    let rows = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .filter(|l| l.starts_with("| 2020 | ") || l.starts_with("| 2021 | "))
+            .take(6)
+            .map(|l| l.split(" | ").map(str::to_owned).collect())
+            .collect()
+    };
+    let (daily_rows, fixed_rows) = (rows(&stdout), rows(&fixed_out));
+    assert_eq!(daily_rows.len(), 6);
+    for (d, f) in daily_rows.iter().zip(&fixed_rows) {
+        assert_eq!(
+            d[..5],
+            f[..5],
+            "fold, horizon, points, HAR and HAR operated: {fixed_out}"
+        );
+    }
+    assert!(
+        daily_rows.iter().zip(&fixed_rows).any(|(d, f)| d[5] != f[5]),
+        "the model's figures did not move: {fixed_out}"
+    );
+    let fv: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&fixed_json).unwrap()).unwrap();
+    assert_eq!(fv["fixed_recalibration"], true);
+    assert!(v["fixed_recalibration"].is_null(), "absent from an operated run");
+    for f in fv["folds"].as_array().unwrap() {
+        for key in ["days", "blend_hindsight"] {
+            assert!(f[key].as_array().is_none_or(Vec::is_empty), "{key}: {f}");
+        }
+    }
+    fixed_args.extend(["--quantile-step", "0.001"]);
+    let refused = run(env!("CARGO_BIN_EXE_walkforward"), &fixed_args);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("would change nothing"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // A trained fold is never scored as another design: asked with other training settings,
     // it is refused, naming what differs.
     let mut other = args.to_vec();

@@ -81,6 +81,12 @@ struct Args {
     /// alike (default: each fold artifact's, its holdout's 120); trained folds are rescored.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
     rolling_days: Option<usize>,
+    /// Score each fold's model with the corrections and HAR weights stored at its fit end,
+    /// fixed for the year, as `evaluate --fixed-recalibration` does (a diagnostic of what the
+    /// daily job adds; the baselines, HAR operated included, as usual); trained folds are
+    /// rescored.
+    #[arg(long)]
+    fixed_recalibration: bool,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -99,6 +105,12 @@ fn main() -> std::process::ExitCode {
 fn run_args() -> anyhow::Result<()> {
     let args = Args::parse();
     args.adaptive.check_horizons(&volcast_core::forecast::HORIZONS)?;
+    if args.fixed_recalibration && !args.adaptive.is_empty() {
+        anyhow::bail!(
+            "--fixed-recalibration scores the corrections stored at the fit end: the daily job's \
+             settings (--quantile-step, --blend-as-served-at, ...) would change nothing"
+        );
+    }
     let mut config = volcast_training::cli::training_config(args.config.as_deref())?;
     if let Some(v) = args.epochs {
         config.max_epochs = v.max(1);
@@ -123,6 +135,7 @@ fn run_args() -> anyhow::Result<()> {
         adaptive: args.adaptive,
         seed_sets: args.seed_sets,
         rolling_days: args.rolling_days,
+        fixed_recalibration: args.fixed_recalibration,
     };
     let report = run(&wf)?;
     print!("{}", render(&report));

@@ -61,6 +61,10 @@ pub struct WalkForward {
     /// The trailing window of the daily job (days), for the model and HAR operated alike;
     /// none: each fold artifact's declared window.
     pub rolling_days: Option<usize>,
+    /// Score each fold's model with the corrections and HAR weights stored at its fit end,
+    /// fixed for the whole year (`evaluate --fixed-recalibration`), against the same baselines
+    /// (HAR operated as usual): a diagnostic of what the daily job adds.
+    pub fixed_recalibration: bool,
 }
 
 /// One fold's summary.
@@ -153,6 +157,10 @@ pub struct WalkForwardReport {
     /// With more than one seed set, every set's summaries, the first's included.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub seed_sets: Vec<SeedSet>,
+    /// Whether the model was scored with its fit-end corrections fixed
+    /// ([`WalkForward::fixed_recalibration`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fixed_recalibration: bool,
 }
 
 /// Runs every fold: trains (or resumes, or reuses) its artifact, then scores its year.
@@ -196,6 +204,7 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
         folds,
         reports,
         seed_sets,
+        fixed_recalibration: wf.fixed_recalibration,
     })
 }
 
@@ -267,10 +276,13 @@ fn fold(
             .or(model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days)),
     };
     let declared = model.metadata.recalibration.as_ref();
-    let daily = config.operated_days.filter(|_| declared.is_some()).map(|days| {
-        crate::rolling::DailyRecalibrated::new(&model, days)
-            .with_adaptive(wf.adaptive.apply(declared.and_then(|r| r.adaptive.as_ref())))
-    });
+    let daily = config
+        .operated_days
+        .filter(|_| declared.is_some() && !wf.fixed_recalibration)
+        .map(|days| {
+            crate::rolling::DailyRecalibrated::new(&model, days)
+                .with_adaptive(wf.adaptive.apply(declared.and_then(|r| r.adaptive.as_ref())))
+        });
     let fixed = crate::rolling::FixedModel(&model);
     let operated: &dyn volcast_core::forecast::Forecaster = match &daily {
         Some(d) => d,

@@ -13,6 +13,13 @@ use volcast_core::forecast::HORIZONS;
 pub fn render(report: &WalkForwardReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::from("# Walk-forward folds\n\n");
+    if report.fixed_recalibration {
+        out.push_str(
+            "The model scored with the corrections and HAR weights stored at each fold's fit end, \
+             fixed for the year (`--fixed-recalibration`: a diagnostic of the daily job); the \
+             baselines, HAR operated included, as usual.\n\n",
+        );
+    }
     if let Some(first) = report.seed_sets.first() {
         let _ = writeln!(
             out,

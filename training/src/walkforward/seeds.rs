@@ -296,6 +296,7 @@ mod tests {
             folds: sets[0].folds.clone(),
             reports: Vec::new(),
             seed_sets: sets.to_vec(),
+            fixed_recalibration: false,
         };
         let text = render(&report);
         assert!(
@@ -364,6 +365,7 @@ mod tests {
             folds: sets[0].folds.clone(),
             reports: Vec::new(),
             seed_sets: sets.to_vec(),
+            fixed_recalibration: false,
         };
         let text = render(&report);
         assert!(text.contains("Seeds 42-44 (the other seed sets"), "{text}");
