@@ -269,6 +269,16 @@ mod tests {
         }
     }
 
+    /// The report of `sets`, operated, its folds the first set's.
+    fn report_of(sets: &[SeedSet]) -> WalkForwardReport {
+        WalkForwardReport {
+            folds: sets[0].folds.clone(),
+            reports: Vec::new(),
+            seed_sets: sets.to_vec(),
+            fixed_recalibration: false,
+        }
+    }
+
     #[test]
     fn means_over_folds_weighted_by_points_count_each_origin_the_same() {
         // 2020 holds three times 2019's points.
@@ -292,12 +302,7 @@ mod tests {
         let rows = per_horizon(&sets[0].folds);
         assert!((rows[0].mean - 0.975).abs() < 1e-12);
         assert!((rows[0].weighted - 0.9725).abs() < 1e-12, "{}", rows[0].weighted);
-        let report = WalkForwardReport {
-            folds: sets[0].folds.clone(),
-            reports: Vec::new(),
-            seed_sets: sets.to_vec(),
-            fixed_recalibration: false,
-        };
+        let report = report_of(&sets);
         let text = render(&report);
         assert!(
             text.contains("| 4h | 2019 | 0.9800 | 0.9750 | 0.9725 |"),
@@ -361,12 +366,7 @@ mod tests {
                 ],
             ),
         ];
-        let report = WalkForwardReport {
-            folds: sets[0].folds.clone(),
-            reports: Vec::new(),
-            seed_sets: sets.to_vec(),
-            fixed_recalibration: false,
-        };
+        let report = report_of(&sets);
         let text = render(&report);
         assert!(text.contains("Seeds 42-44 (the other seed sets"), "{text}");
         assert!(
