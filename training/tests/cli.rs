@@ -473,6 +473,10 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     }
     assert!(page.contains("<rect") && page.contains("<polyline"), "{page}");
     assert!(
+        !page.contains("--fixed-recalibration"),
+        "operated: no diagnostic banner"
+    );
+    assert!(
         page.contains("<td>2020</td>") && page.contains("<td>2021</td>"),
         "{page}"
     );
@@ -527,6 +531,12 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         fixed_out.contains("fixed for the year (`--fixed-recalibration`"),
         "{fixed_out}"
     );
+    let fixed_page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        fixed_page.contains("<code>--fixed-recalibration</code>"),
+        "the page says so too"
+    );
+    assert!(!fixed_page.contains("NaN"), "{fixed_page}");
     let rows = |text: &str| -> Vec<Vec<String>> {
         text.lines()
             .filter(|l| l.starts_with("| 2020 | ") || l.starts_with("| 2021 | "))

@@ -31,6 +31,13 @@ pub fn render(report: &WalkForwardReport) -> String {
          years before, the year scored as <code>evaluate</code> does. Below 1 the model beats the better of HAR and \
          HAR operated like it.</p>\n",
     );
+    if report.fixed_recalibration {
+        out.push_str(
+            "<p><strong>The model scored with the corrections and HAR weights stored at each fold's fit \
+             end, fixed for the year</strong> (<code>--fixed-recalibration</code>: a diagnostic of the daily \
+             job); the baselines, HAR operated included, as usual.</p>\n",
+        );
+    }
     out.push_str(&ratio_chart(report));
     out.push_str("<h2>Reliability of the RV quantiles</h2>\n<p>Share of realized RV below each quantile forecast, per fold; on the diagonal when calibrated.</p>\n");
     for h in volcast_core::forecast::HORIZONS {
