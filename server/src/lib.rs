@@ -86,16 +86,16 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The artifact could not be loaded.
-    #[error("could not load the model: {0}")]
-    Model(#[from] volcast_model::artifact::ArtifactError),
+    /// The artifact could not be loaded and served ([`LoadError`]'s own messages).
+    #[error(transparent)]
+    Load(#[from] LoadError),
     /// Socket or worker-thread failure.
     #[error("server I/O: {0}")]
     Io(#[from] std::io::Error),
     /// A default risk setting of the config is outside its range.
     #[error("invalid configuration: {0}")]
     Config(#[from] volcast_core::policy::SettingsError),
-    /// The loading task died.
+    /// The serving task died (a loading task's death is [`LoadError::Join`]).
     #[error("model loading task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
     /// The follower's settings are wrong.
@@ -121,16 +121,6 @@ pub enum ServeError {
     /// The anomaly detector could not be loaded.
     #[error("anomaly detector: {0}")]
     Anomaly(String),
-}
-
-impl From<LoadError> for ServeError {
-    fn from(e: LoadError) -> Self {
-        match e {
-            LoadError::Model(e) => Self::Model(e),
-            LoadError::Io(e) => Self::Io(e),
-            LoadError::Join(e) => Self::Join(e),
-        }
-    }
 }
 
 /// How often the market-data age gauges are refreshed.
