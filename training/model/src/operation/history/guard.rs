@@ -44,8 +44,7 @@ impl HarGuard {
                 if !(har.is_finite() && har > 0.0) {
                     continue;
                 }
-                let origin_day = p.hours[i] - p.hours[i].rem_euclid(24);
-                let r = served.get(&origin_day).and_then(Option::as_ref).or(stored);
+                let r = p.in_force(i, served, stored);
                 let factor = r.map_or(1.0, |r| r.variance_factor(p.horizon));
                 let w = r.map_or(1.0, |r| r.rule_weight(p.horizon));
                 *excess += qlike(rv, artifact::blend(factor * f, har, w)) - qlike(rv, har);

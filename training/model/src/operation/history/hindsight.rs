@@ -56,8 +56,7 @@ impl History {
                 let served: Vec<([f64; 3], f64)> = (lo..hi)
                     .filter_map(|i| {
                         let [rv, f, har] = p.rv_model_har[i];
-                        let day = p.hours[i] - p.hours[i].rem_euclid(24);
-                        let r = corrections.get(&day).and_then(Option::as_ref).or(stored);
+                        let r = p.in_force(i, corrections, stored);
                         let factor = r.map_or(1.0, |r| r.variance_factor(p.horizon));
                         let w = r
                             .and_then(|r| r.har_weight.get(&p.horizon))

@@ -39,6 +39,22 @@ struct HorizonPoints {
     shortage: Vec<ShortagePoint>,
 }
 
+impl HorizonPoints {
+    /// The corrections in force at point `i`'s origin: those of its day in `served` (the days
+    /// operated so far), else `stored` (the artifact's).
+    fn in_force<'r>(
+        &self,
+        i: usize,
+        served: &'r BTreeMap<i64, Option<Recalibration>>,
+        stored: Option<&'r Recalibration>,
+    ) -> Option<&'r Recalibration> {
+        served
+            .get(&super::day_of(self.hours[i]))
+            .and_then(Option::as_ref)
+            .or(stored)
+    }
+}
+
 /// Raw (uncorrected) forecasts at daily origins with their realised RV, per horizon: the material
 /// the corrections are measured on.
 #[derive(Debug, Clone)]
@@ -283,9 +299,9 @@ impl History {
                     let a = p.hours.partition_point(|&x| x <= (day - 24).max(anchor) - h);
                     let b = p.hours.partition_point(|&x| x <= day - h).max(a);
                     for i in a..b {
-                        let origin_day = p.hours[i] - p.hours[i].rem_euclid(24);
-                        let served = out.get(&origin_day).and_then(Option::as_ref).or(stored);
-                        let scales = served.and_then(|c| c.quantile_scale.get(&p.horizon));
+                        let scales = p
+                            .in_force(i, &out, stored)
+                            .and_then(|c| c.quantile_scale.get(&p.horizon));
                         for (l, (state, &level)) in levels.iter_mut().zip(&self.levels).enumerate() {
                             let r = p.quantile_ratio[l][i];
                             if r.is_finite() {
@@ -356,11 +372,8 @@ impl History {
             }
             let in_force: Vec<(f64, [f64; 3])> = (lo..hi)
                 .map(|i| {
-                    let origin_day = p.hours[i] - p.hours[i].rem_euclid(24);
-                    let scale = served
-                        .get(&origin_day)
-                        .and_then(Option::as_ref)
-                        .or(stored)
+                    let scale = p
+                        .in_force(i, served, stored)
                         .and_then(|c| c.variance_scale.get(&p.horizon))
                         .copied()
                         .unwrap_or(1.0);
