@@ -280,8 +280,10 @@ fn fold(
         .operated_days
         .filter(|_| declared.is_some() && !wf.fixed_recalibration)
         .map(|days| {
-            crate::rolling::DailyRecalibrated::new(&model, days)
-                .with_adaptive(wf.adaptive.apply(declared.and_then(|r| r.adaptive.as_ref())))
+            crate::rolling::Recorded::new(
+                crate::rolling::DailyRecalibrated::new(&model, days)
+                    .with_adaptive(wf.adaptive.apply(declared.and_then(|r| r.adaptive.as_ref()))),
+            )
         });
     let fixed = crate::rolling::FixedModel(&model);
     let operated: &dyn volcast_core::forecast::Forecaster = match &daily {
@@ -296,7 +298,11 @@ fn fold(
             hour(config.eval_from_ms),
             hour(config.eval_until_ms) - hour(config.eval_until_ms).rem_euclid(24),
         );
-        let op = daily.operate(assets, &[], days)?;
+        // The operation behind the forecasts just scored, not the model operated again.
+        let op = match daily.take() {
+            Some(op) => op,
+            None => daily.daily().operate(assets, &[], days)?,
+        };
         summary.blend_hindsight = op.blend_in_hindsight(days, declared);
         report.blend_hindsight.clone_from(&summary.blend_hindsight);
         let window = model
