@@ -58,11 +58,14 @@ impl CostFunction for Pooled<'_> {
     type Param = f64;
     type Output = f64;
     fn cost(&self, lambda: &f64) -> Result<f64, argmin::core::Error> {
-        Ok(self
+        // Each asset's term in parallel, summed in asset order: a parallel float sum's order
+        // varies from run to run, and so would the fitted decay in its last digits.
+        let terms: Vec<f64> = self
             .assets
             .par_iter()
             .map(|r| negative_log_likelihood(r, *lambda))
-            .sum())
+            .collect();
+        Ok(terms.iter().sum())
     }
 }
 
