@@ -180,6 +180,16 @@ fn origins_at(assets: &[volcast_core::grid::Asset], hour: i64) -> Vec<volcast_co
         .collect()
 }
 
+/// The adaptive settings a trained artifact declares (every trained artifact declares some).
+fn declared_adaptive(model: &LoadedModel) -> &artifact::Adaptive {
+    model
+        .metadata
+        .recalibration
+        .as_ref()
+        .and_then(|r| r.adaptive.as_ref())
+        .unwrap()
+}
+
 /// With `adaptive.shortage_stack`, the replay fits each day's stack on the window's completed
 /// origins and serves, at that day's origins, the stacked probability of the network's raw one
 /// and the baseline score (the network's where an origin has no score); variances as without it.
@@ -190,14 +200,7 @@ fn shortage_stack_in_the_replay(model: &LoadedModel, assets: &[volcast_core::gri
     // A window long enough (100 days, back into the fit period) for both classes at each horizon.
     let days = 100;
     let end = parse_time("2020-05-20", Bound::Start).unwrap() / HOUR_MS;
-    let declared = model
-        .metadata
-        .recalibration
-        .as_ref()
-        .unwrap()
-        .adaptive
-        .clone()
-        .unwrap();
+    let declared = declared_adaptive(model).clone();
     let stacked = artifact::Adaptive {
         shortage_stack: true,
         ..declared.clone()
@@ -306,14 +309,7 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
     let end = hour("2020-05-10");
     // Trained artifacts adapt their quantile levels; the drawdown's level adapts when a step is
     // given (off by default, README "Adaptive calibration"): both, here.
-    let declared = model
-        .metadata
-        .recalibration
-        .as_ref()
-        .unwrap()
-        .adaptive
-        .as_ref()
-        .unwrap();
+    let declared = declared_adaptive(model);
     assert!(declared.quantile_step > 0.0);
     let mut metadata = model.metadata.clone();
     if let Some(a) = metadata.recalibration.as_mut().and_then(|r| r.adaptive.as_mut()) {
