@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rayon::prelude::*;
 use volcast_core::anomaly::features::{
-    self, CANDLE_FEATURES, GAP_FEATURE, MARKET_FEATURES, MarketContext, OPTIONAL_POOL_FEATURES,
-    POOL_FEATURES, PoolSnapshot, Row,
+    self, CANDLE_FEATURES, CANDLE_VOLUME, CANDLE_WICK, GAP_FEATURE, MARKET_FEATURES, MarketContext,
+    OPTIONAL_POOL_FEATURES, POOL_FEATURES, PoolSnapshot, Row,
 };
 use volcast_core::anomaly::{Copula, Detector, DetectorConfig};
 use volcast_core::candles::{AssetCandles, Candle};
@@ -241,8 +241,21 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
         .collect();
     let candle_rate = config.flags_per_month / 720.0;
     let floors = vec![Some(QUIET_FLOOR); CANDLE_FEATURES.len()];
-    let candles = Copula::fit(&CANDLE_FEATURES, floors.clone(), &candle_rows, &[], candle_rate);
-    let candles_market = Copula::fit(&MARKET_FEATURES, floors, &market_rows, &[], candle_rate);
+    // The wick given the volume: the same positions in both candle models.
+    let given: Vec<(usize, usize)> = if config.wick_given_volume {
+        vec![(CANDLE_WICK, CANDLE_VOLUME)]
+    } else {
+        Vec::new()
+    };
+    let candles = Copula::fit(
+        &CANDLE_FEATURES,
+        floors.clone(),
+        &candle_rows,
+        &[],
+        candle_rate,
+        &given,
+    );
+    let candles_market = Copula::fit(&MARKET_FEATURES, floors, &market_rows, &[], candle_rate, &given);
     let pool_rows: Vec<Vec<f64>> = markets
         .pools
         .par_iter()
@@ -270,7 +283,14 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
         for j in [GAP_FEATURE - 2, GAP_FEATURE - 1, GAP_FEATURE] {
             floors[j] = Some(QUIET_FLOOR);
         }
-        let model = Copula::fit(&POOL_FEATURES, floors, &pool_rows, &OPTIONAL_POOL_FEATURES, rate);
+        let model = Copula::fit(
+            &POOL_FEATURES,
+            floors,
+            &pool_rows,
+            &OPTIONAL_POOL_FEATURES,
+            rate,
+            &[],
+        );
         (Some(model), Some(rate))
     } else {
         (None, None)
@@ -368,6 +388,89 @@ mod tests {
         assert_eq!(pool.snapshots.len(), 2);
         assert!((pool.snapshots[0].reserve_asset - 20000.0).abs() < 1e-9);
         assert!((pool.snapshots[0].implied_price_usd() - 1.0).abs() < 1e-12);
+    }
+
+    /// Six assets' synthetic hourly candles (a random walk with random volume and wicks), their
+    /// rows and market, no pools.
+    fn synthetic_markets(config: &DetectorConfig) -> Markets {
+        let mut seed = 9u64;
+        let mut u = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            ((seed >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let assets: Vec<AssetCandles> = (0..6)
+            .map(|k| {
+                let mut price = 100.0;
+                let candles = (0..1500)
+                    .map(|h| {
+                        let open = price;
+                        price *= 1.0 + 0.01 * (u() - 0.5);
+                        let wick = 0.005 * u() * u();
+                        Candle {
+                            open_time: 1_600_000_000_000 + h * 3_600_000,
+                            open,
+                            high: open.max(price) * (1.0 + 0.002 * u()),
+                            low: open.min(price) * (1.0 - wick),
+                            close: price,
+                            volume: 10.0 + 100.0 * u() * u(),
+                            quote_volume: 0.0,
+                        }
+                    })
+                    .collect();
+                AssetCandles {
+                    asset: format!("A{k}USDT"),
+                    candles,
+                }
+            })
+            .collect();
+        let rows: Vec<Vec<Option<Row>>> = assets
+            .iter()
+            .map(|a| features::candle_rows(&config.features, &a.candles))
+            .collect();
+        let market = MarketContext::new(&rows, config.market_min_assets);
+        Markets {
+            assets,
+            pools: Vec::new(),
+            rows,
+            market,
+        }
+    }
+
+    #[test]
+    fn the_wick_given_volume_option_conditions_both_candle_models_and_is_recorded() {
+        let until = 1_700_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = fit(
+            &synthetic_markets(&DetectorConfig::default()),
+            until,
+            DetectorConfig::default(),
+        );
+        assert!(plain.candles.conditioned.is_empty() && plain.candles_market.conditioned.is_empty());
+        // Off, the detector's JSON is what it was before the option existed (older ids hold).
+        assert!(
+            !serde_json::to_string(&plain)
+                .unwrap()
+                .contains("wick_given_volume")
+        );
+        let config = DetectorConfig {
+            wick_given_volume: true,
+            ..DetectorConfig::default()
+        };
+        let d = fit(&synthetic_markets(&config), until, config);
+        assert!(d.config.wick_given_volume);
+        for (model, wick, volume) in [
+            (&d.candles, "wick", "volume"),
+            (&d.candles_market, "wick_vs_market", "volume_vs_market"),
+        ] {
+            let c = &model.conditioned;
+            assert_eq!(c.len(), 1);
+            assert_eq!((c[0].feature.as_str(), c[0].on.as_str()), (wick, volume));
+        }
+        assert_ne!(d.id, plain.id);
+        // Written and read back whole, its id checked.
+        let path = dir.path().join("anomaly.json");
+        save(&d, &path).unwrap();
+        assert_eq!(load(&path).unwrap(), d);
     }
 
     #[test]

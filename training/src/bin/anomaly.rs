@@ -46,9 +46,8 @@ enum Command {
         /// the artifact it serves).
         #[arg(long)]
         out: PathBuf,
-        /// Stated false alarms per market per 30 days on ordinary data.
-        #[arg(long, default_value_t = 1.0)]
-        flags_per_month: f64,
+        #[command(flatten)]
+        fit: FitArgs,
     },
     /// Scores a period: false alarms on real data, top events, recall of injected manipulations.
     Evaluate {
@@ -75,9 +74,9 @@ enum Command {
         /// Seed of the injection sampler.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Stated false alarms per market per 30 days of each fold's detector.
-        #[arg(long, default_value_t = 1.0)]
-        flags_per_month: f64,
+        /// Each fold's detector.
+        #[command(flatten)]
+        fit: FitArgs,
     },
     /// Draws one asset's price, volume and score over a window, flags marked, as SVG.
     Chart {
@@ -97,6 +96,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// How a detector is fitted.
+#[derive(Debug, clap::Args)]
+struct FitArgs {
+    /// Stated false alarms per market per 30 days on ordinary data.
+    #[arg(long, default_value_t = 1.0)]
+    flags_per_month: f64,
+    /// Learn the wick's marginal given the hour's volume (a wick ordinary for its volume
+    /// scores ordinary): `true` or `false`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    wick_given_volume: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,9 +133,10 @@ fn time(text: &str, bound: Bound) -> anyhow::Result<i64> {
     parse_time(text, bound).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn train(data: &DataDirs, until: i64, out: &Path, flags_per_month: f64) -> anyhow::Result<()> {
+fn train(data: &DataDirs, until: i64, out: &Path, fit_args: &FitArgs) -> anyhow::Result<()> {
     let config = DetectorConfig {
-        flags_per_month,
+        flags_per_month: fit_args.flags_per_month,
+        wick_given_volume: fit_args.wick_given_volume,
         ..DetectorConfig::default()
     };
     let markets = Markets::load(data, until, &config)?;
@@ -160,11 +172,7 @@ fn main() -> std::process::ExitCode {
             root: args.data.clone(),
         };
         match args.command {
-            Command::Train {
-                fit_until,
-                out,
-                flags_per_month,
-            } => train(&data, time(&fit_until, Bound::End)?, &out, flags_per_month),
+            Command::Train { fit_until, out, fit } => train(&data, time(&fit_until, Bound::End)?, &out, &fit),
             Command::Evaluate { detector, eval, json } => {
                 let config = EvalConfig {
                     from_ms: time(&eval.from, Bound::Start)?,
@@ -182,7 +190,7 @@ fn main() -> std::process::ExitCode {
                 out,
                 injections,
                 seed,
-                flags_per_month,
+                fit,
             } => {
                 for y in years {
                     let dir = out.join(format!("fold-{y}"));
@@ -190,7 +198,7 @@ fn main() -> std::process::ExitCode {
                     let until = time(&format!("{}-12-31", y - 1), Bound::End)?;
                     // Always refitted (seconds): a detector left by an earlier build would
                     // score this code's features with another code's model.
-                    train(&data, until, &path, flags_per_month)?;
+                    train(&data, until, &path, &fit)?;
                     let config = EvalConfig {
                         from_ms: time(&format!("{y}-01-01"), Bound::Start)?,
                         to_ms: time(&format!("{y}-12-31"), Bound::End)?,

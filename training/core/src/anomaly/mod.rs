@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::candles::Candle;
 pub use adaptive::{AdaptiveConfig, DailyScales, Scale};
-pub use copula::{Copula, Driver, MAX_DRIVERS, Threshold, Verdict};
+pub use copula::{Conditioned, Copula, Driver, MAX_DRIVERS, Marginal, Threshold, Verdict};
 use copula::{Subset, verdict};
 use features::{FeatureConfig, MarketContext, PoolSnapshot, Row};
 
@@ -46,6 +46,10 @@ pub struct DetectorConfig {
     pub flags_per_month: f64,
     /// Fewest assets scored in an hour for the market's median to be taken.
     pub market_min_assets: usize,
+    /// The wick's marginal learned given the hour's volume ([`Conditioned`]): a wick ordinary
+    /// for the volume it traded on scores ordinary. Off in detectors fitted before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wick_given_volume: bool,
 }
 
 impl Default for DetectorConfig {
@@ -54,6 +58,7 @@ impl Default for DetectorConfig {
             features: FeatureConfig::default(),
             flags_per_month: 1.0,
             market_min_assets: 5,
+            wick_given_volume: false,
         }
     }
 }

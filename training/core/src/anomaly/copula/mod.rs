@@ -38,6 +38,117 @@ pub struct Copula {
     pub thresholds: Vec<Threshold>,
     /// Fit rows.
     pub fit_rows: usize,
+    /// Features whose marginal is learned given another feature's normal score (see
+    /// [`Conditioned`]); empty in detectors fitted before it existed, which read as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditioned: Vec<Conditioned>,
+}
+
+/// A feature's marginal learned per bin of another feature's normal score: its normal score is
+/// read from the tables of the two bins whose centres bracket the other's score, interpolated
+/// between them (the nearest bin's beyond the outer centres). A conditional probability integral
+/// transform: on the fit rows the feature's score is then independent of the other's, so an
+/// hour whose wick is ordinary for its volume scores ordinary, and one whose wick is large for
+/// its volume scores high, where the plain marginal would score them alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conditioned {
+    /// The feature whose marginal is conditioned.
+    pub feature: String,
+    /// The feature it is conditioned on (its own marginal is the plain one, floored).
+    pub on: String,
+    /// Per bin, the mean normal score of `on` over the bin's fit rows, ascending.
+    pub centres: Vec<f64>,
+    /// Per bin, the feature's marginal on the bin's fit rows.
+    pub tables: Vec<Marginal>,
+}
+
+/// One marginal as a quantile table: the value at each knot's normal score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Marginal {
+    /// Normal score of the first knot; knots are [`KNOT_STEP`] apart.
+    pub z_min: f64,
+    /// The fit rows' quantile at each knot's normal score.
+    pub knots: Vec<f64>,
+}
+
+/// Upper edges of the conditioning bins, in normal scores of the feature conditioned on (the
+/// last bin is open above).
+const CONDITION_EDGES: [f64; 4] = [0.0, 1.0, 2.0, 3.0];
+/// Fewest fit rows of a conditioning bin; a smaller one is merged into its neighbour below.
+const MIN_BIN_ROWS: usize = 2000;
+
+impl Marginal {
+    /// The quantile table of `col` (finite values), reaching as far into the tails as twenty
+    /// values per tail allow out of `n` rows, at most 4 sd.
+    fn fit(mut col: Vec<f64>, n: usize) -> Self {
+        let normal = std_normal();
+        let z_max = (-normal.inverse_cdf(20.0 / n.max(1) as f64)).clamp(1.0, 4.0);
+        let steps = (2.0 * z_max / KNOT_STEP).floor() as usize;
+        let z_min = -(steps as f64) * KNOT_STEP / 2.0;
+        col.sort_by(f64::total_cmp);
+        let knots = (0..=steps)
+            .map(|s| quantile(&col, normal.cdf(z_min + s as f64 * KNOT_STEP)))
+            .collect();
+        Self { z_min, knots }
+    }
+
+    fn normal_score(&self, x: f64) -> f64 {
+        to_normal(x, &self.knots, self.z_min)
+    }
+}
+
+impl Conditioned {
+    /// Fits `feature`'s marginal per bin of `on`'s normal scores `z_on` (one per row, NaN where
+    /// missing) over the rows' values `x`.
+    fn fit(feature: &str, on: &str, x: &[f64], z_on: &[f64]) -> Self {
+        // Rows per bin (both present), then bins too small merged downwards.
+        let bin_of = |z: f64| CONDITION_EDGES.partition_point(|&e| e <= z);
+        let mut bins: Vec<Vec<(f64, f64)>> = vec![Vec::new(); CONDITION_EDGES.len() + 1];
+        for (&x, &z) in x.iter().zip(z_on) {
+            if x.is_finite() && z.is_finite() {
+                bins[bin_of(z)].push((x, z));
+            }
+        }
+        for b in (1..bins.len()).rev() {
+            if bins[b].len() < MIN_BIN_ROWS {
+                let rows = std::mem::take(&mut bins[b]);
+                bins[b - 1].extend(rows);
+            }
+        }
+        bins.retain(|b| !b.is_empty());
+        let centres = bins
+            .iter()
+            .map(|b| b.iter().map(|r| r.1).sum::<f64>() / b.len() as f64)
+            .collect();
+        let tables = bins
+            .iter()
+            .map(|b| Marginal::fit(b.iter().map(|r| r.0).collect(), b.len()))
+            .collect();
+        Self {
+            feature: feature.to_owned(),
+            on: on.to_owned(),
+            centres,
+            tables,
+        }
+    }
+
+    /// The normal score of `x` given `on`'s normal score `z_on`; NaN where either is missing.
+    fn normal_score(&self, x: f64, z_on: f64) -> f64 {
+        if !x.is_finite() || !z_on.is_finite() || self.tables.is_empty() {
+            return f64::NAN;
+        }
+        let c = &self.centres;
+        let last = c.len() - 1;
+        if z_on <= c[0] {
+            return self.tables[0].normal_score(x);
+        }
+        if z_on >= c[last] {
+            return self.tables[last].normal_score(x);
+        }
+        let k = c.partition_point(|&e| e <= z_on) - 1;
+        let t = (z_on - c[k]) / (c[k + 1] - c[k]).max(1e-12);
+        (1.0 - t) * self.tables[k].normal_score(x) + t * self.tables[k + 1].normal_score(x)
+    }
 }
 
 /// The flag thresholds for rows missing exactly `missing` features: a row is flagged when its
@@ -107,32 +218,34 @@ impl Copula {
         rows: &[Vec<f64>],
         optional: &[usize],
         rate: f64,
+        given: &[(usize, usize)],
     ) -> Self {
         let k = names.len();
-        let n = rows.len().max(1) as f64;
-        let normal = std_normal();
-        // The table reaches as far into the tails as twenty rows per tail allow, at most 4 sd.
-        let z_max = (-normal.inverse_cdf(20.0 / n)).clamp(1.0, 4.0);
-        let steps = (2.0 * z_max / KNOT_STEP).floor() as usize;
-        let z_min = -(steps as f64) * KNOT_STEP / 2.0;
-        let knots = (0..k)
-            .map(|j| {
-                let mut col: Vec<f64> = rows.iter().map(|r| r[j]).filter(|x| x.is_finite()).collect();
-                col.sort_by(f64::total_cmp);
-                (0..=steps)
-                    .map(|s| quantile(&col, normal.cdf(z_min + s as f64 * KNOT_STEP)))
-                    .collect()
-            })
+        let n = rows.len();
+        let marginals: Vec<Marginal> = (0..k)
+            .map(|j| Marginal::fit(rows.iter().map(|r| r[j]).filter(|x| x.is_finite()).collect(), n))
             .collect();
+        let z_min = marginals.first().map_or(0.0, |m| m.z_min);
         let mut model = Self {
             features: names.iter().map(|s| (*s).to_owned()).collect(),
             floors,
             z_min,
-            knots,
+            knots: marginals.into_iter().map(|m| m.knots).collect(),
             correlation: vec![vec![0.0; k]; k],
             thresholds: Vec::new(),
             fit_rows: rows.len(),
+            conditioned: Vec::new(),
         };
+        // The conditioned marginals, on the plain (floored) scores of the features they are
+        // conditioned on.
+        model.conditioned = given
+            .iter()
+            .map(|&(j, on)| {
+                let z_on: Vec<f64> = rows.iter().map(|r| model.normal_scores(r)[on]).collect();
+                let x: Vec<f64> = rows.iter().map(|r| r[j]).collect();
+                Conditioned::fit(names[j], names[on], &x, &z_on)
+            })
+            .collect();
         let zs: Vec<Vec<f64>> = rows.iter().map(|r| model.normal_scores(r)).collect();
         let (mut sum, mut count) = (vec![vec![0.0; k]; k], vec![vec![0.0f64; k]; k]);
         for z in &zs {
@@ -196,21 +309,37 @@ impl Copula {
         model
     }
 
-    /// Each feature's normal score (NaN where missing), floored where the model says.
+    /// Each feature's normal score (NaN where missing), floored where the model says; a
+    /// conditioned feature's given the (floored) score of the feature it is conditioned on.
     #[must_use]
     pub fn normal_scores(&self, row: &[f64]) -> Vec<f64> {
-        row.iter()
+        let floor = |j: usize, z: f64| match self.floors[j] {
+            // (`f64::max` would turn a missing feature's NaN into the floor.)
+            Some(f) if z.is_finite() => z.max(f),
+            _ => z,
+        };
+        let mut z: Vec<f64> = row
+            .iter()
             .zip(&self.knots)
-            .zip(&self.floors)
-            .map(|((&x, knots), floor)| {
-                let z = to_normal(x, knots, self.z_min);
-                // (`f64::max` would turn a missing feature's NaN into the floor.)
-                match floor {
-                    Some(f) if z.is_finite() => z.max(*f),
-                    _ => z,
-                }
-            })
-            .collect()
+            .enumerate()
+            .map(|(j, (&x, knots))| floor(j, to_normal(x, knots, self.z_min)))
+            .collect();
+        if self.conditioned.is_empty() {
+            return z;
+        }
+        // Conditioned on the plain scores, whatever the order of the conditioned features.
+        let plain = z.clone();
+        for c in &self.conditioned {
+            let (Some(j), Some(on)) = (self.index(&c.feature), self.index(&c.on)) else {
+                continue;
+            };
+            z[j] = floor(j, c.normal_score(row[j], plain[on]));
+        }
+        z
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.features.iter().position(|f| f == name)
     }
 
     fn precision(&self, present: &[usize]) -> DMatrix<f64> {

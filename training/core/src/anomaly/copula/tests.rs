@@ -1,4 +1,4 @@
-//! The copula detector's tests: its normal scores, the threshold at the stated rate with reasons, a lone surprise, a missing optional feature.
+//! The copula detector's tests: its normal scores, the threshold at the stated rate with reasons, a lone surprise, a missing optional feature, a conditioned marginal.
 
 use super::*;
 
@@ -23,7 +23,7 @@ fn normal_scores_follow_the_table_and_extrapolate_monotonically() {
             vec![a.exp(), b]
         })
         .collect();
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01);
+    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
     // exp(N(0,1)) maps back to about its normal score.
     for z in [-2.0f64, -0.5, 0.0, 1.0, 2.5] {
         let got = m.normal_scores(&[z.exp(), 0.0])[0];
@@ -44,7 +44,7 @@ fn threshold_gives_the_stated_rate_and_flags_carry_reasons() {
             vec![a, b]
         })
         .collect();
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01);
+    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
     let subsets = m.subsets();
     let fresh: Vec<Row> = (0..40_000)
         .map(|i| {
@@ -89,7 +89,7 @@ fn one_feature_far_off_alone_is_flagged_by_its_conditional_surprise() {
         .map(|_| (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect())
         .collect();
     let names = ["a", "b", "c", "d", "e", "f"];
-    let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0);
+    let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[]);
     let t = &m.thresholds[0];
     assert!(t.d2 > 20.0 && t.conditional > 3.4 && t.conditional < 4.2, "{t:?}");
     let values = vec![4.2, 0.3, -0.2, 0.1, 0.0, 0.4];
@@ -130,7 +130,7 @@ fn a_missing_optional_feature_uses_its_own_threshold() {
             vec![a, if i % 2 == 0 { b } else { f64::NAN }]
         })
         .collect();
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[1], 0.01);
+    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[1], 0.01, &[]);
     assert_eq!(m.thresholds.len(), 2);
     let subsets = m.subsets();
     let row = Row {
@@ -143,10 +143,100 @@ fn a_missing_optional_feature_uses_its_own_threshold() {
     let v = verdict(&m, &subsets, &row, 1.0).unwrap();
     assert!((v.threshold - m.thresholds[1].d2).abs() < 1e-12);
     // Likewise for a floored feature: missing is missing, never the floor.
-    let floored = Copula::fit(&["a", "b"], vec![None, Some(-1.0)], &rows, &[1], 0.01);
+    let floored = Copula::fit(&["a", "b"], vec![None, Some(-1.0)], &rows, &[1], 0.01, &[]);
     assert!(floored.normal_scores(&[0.1, f64::NAN])[1].is_nan());
     let v = verdict(&floored, &floored.subsets(), &row, 1.0).unwrap();
     assert!((v.threshold - floored.thresholds[1].d2).abs() < 1e-12);
     // With one feature, d² is z²: the 1% threshold is about 2.576².
     assert!((m.thresholds[1].d2 - 2.576f64.powi(2)).abs() < 0.4);
+}
+
+/// `(a, b)`: `a` standard normal, `b` a positive size whose spread grows with `a` (a wick that
+/// grows with the volume).
+fn spread_with(seed: &mut u64) -> (f64, f64) {
+    let n = std_normal();
+    let a = n.inverse_cdf(lcg(seed));
+    let e = n.inverse_cdf(lcg(seed)).abs();
+    (a, e * (1.0 + 2.0 * a.max(0.0)))
+}
+
+fn correlation(pairs: &[(f64, f64)]) -> f64 {
+    let n = pairs.len() as f64;
+    let (ma, mb) = pairs
+        .iter()
+        .fold((0.0, 0.0), |s, p| (s.0 + p.0 / n, s.1 + p.1 / n));
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (a, b) in pairs {
+        sab += (a - ma) * (b - mb);
+        saa += (a - ma).powi(2);
+        sbb += (b - mb).powi(2);
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+#[test]
+fn a_conditioned_marginal_reads_a_feature_against_the_other() {
+    let mut seed = 13;
+    let rows: Vec<Vec<f64>> = (0..100_000)
+        .map(|_| {
+            let (a, b) = spread_with(&mut seed);
+            vec![a, b]
+        })
+        .collect();
+    let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
+    let given = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[(1, 0)]);
+    assert!(plain.conditioned.is_empty());
+    let c = &given.conditioned[0];
+    assert_eq!((c.feature.as_str(), c.on.as_str()), ("b", "a"));
+    // Five bins of `a` (edges 0, 1, 2, 3); above 3 sd too few rows (0.13%), merged below.
+    assert_eq!(c.centres.len(), 4, "{:?}", c.centres);
+    assert!(c.centres.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(c.tables.len(), c.centres.len());
+    // On fresh rows the conditioned score of `b` no longer follows `a` (but for what the bins,
+    // one sd wide, leave within them); the plain one does.
+    let fresh: Vec<(f64, f64)> = (0..50_000).map(|_| spread_with(&mut seed)).collect();
+    let pairs = |m: &Copula| -> Vec<(f64, f64)> {
+        fresh
+            .iter()
+            .map(|&(a, b)| {
+                let z = m.normal_scores(&[a, b]);
+                (z[0], z[1])
+            })
+            .collect()
+    };
+    let (r_plain, r_given) = (correlation(&pairs(&plain)), correlation(&pairs(&given)));
+    assert!(r_plain > 0.4 && r_given.abs() < 0.08, "{r_plain} {r_given}");
+    // A large `b` is surprising where `a` is ordinary, ordinary where `a` is high.
+    let b = 3.0;
+    let score = |m: &Copula, a: f64| m.normal_scores(&[a, b])[1];
+    assert!(score(&given, 0.0) > score(&plain, 0.0) + 0.3);
+    assert!(score(&given, 2.5) < score(&plain, 2.5) - 0.5);
+    // Continuous across the bins: a small step in `a` moves the score a little.
+    for w in c.centres.windows(2) {
+        let mid = 0.5 * (w[0] + w[1]);
+        let (lo, hi) = (score(&given, mid - 1e-6), score(&given, mid + 1e-6));
+        assert!((lo - hi).abs() < 1e-4, "{mid}: {lo} {hi}");
+    }
+    // Missing `a`: `b` is missing too (no table to read it from), never the plain score.
+    assert!(given.normal_scores(&[f64::NAN, b])[1].is_nan());
+}
+
+#[test]
+fn a_copula_without_conditioned_marginals_writes_the_json_it_always_wrote() {
+    // Older detectors' ids are hashes of their JSON: the new field must not appear unless used.
+    let mut seed = 17;
+    let rows: Vec<Vec<f64>> = (0..20_000)
+        .map(|_| {
+            let (a, b) = spread_with(&mut seed);
+            vec![a, b]
+        })
+        .collect();
+    let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
+    let text = serde_json::to_string(&plain).unwrap();
+    assert!(!text.contains("conditioned"));
+    assert_eq!(serde_json::from_str::<Copula>(&text).unwrap(), plain);
+    let given = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[(1, 0)]);
+    let text = serde_json::to_string(&given).unwrap();
+    assert!(text.contains("conditioned"));
+    assert_eq!(serde_json::from_str::<Copula>(&text).unwrap(), given);
 }

@@ -27,6 +27,10 @@ pub const MARKET_FEATURES: [&str; 6] = [
     "volume_per_range_vs_market",
     "out_and_back_vs_market",
 ];
+/// Position of `volume` (and `volume_vs_market`) in the rows.
+pub const CANDLE_VOLUME: usize = 2;
+/// Position of `wick` (and `wick_vs_market`) in the rows.
+pub const CANDLE_WICK: usize = 3;
 /// Hours of `out_and_back`: how far the price went and came back over the last five hours.
 const TRIP_HOURS: usize = 5;
 /// Hours averaged by `volume_per_range`: each hour's volume against its prediction (level and
