@@ -108,6 +108,11 @@ struct FitArgs {
     /// scores ordinary): `true` or `false`.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     wick_given_volume: bool,
+    /// At a pool snapshot where the LP supply changed, a fall of the liquidity per LP token
+    /// smaller than this fraction is read as the protocol fee minted with it, not a drain (0:
+    /// off; at most 0.1).
+    #[arg(long, default_value_t = 0.005)]
+    fee_mint_bound: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,11 +139,17 @@ fn time(text: &str, bound: Bound) -> anyhow::Result<i64> {
 }
 
 fn train(data: &DataDirs, until: i64, out: &Path, fit_args: &FitArgs) -> anyhow::Result<()> {
-    let config = DetectorConfig {
+    let bound = fit_args.fee_mint_bound;
+    if !(0.0..=0.1).contains(&bound) {
+        anyhow::bail!("--fee-mint-bound {bound}: a fraction from 0 to 0.1");
+    }
+    let mut config = DetectorConfig {
         flags_per_month: fit_args.flags_per_month,
         wick_given_volume: fit_args.wick_given_volume,
         ..DetectorConfig::default()
     };
+    // As a log change: a fall of `bound` is ln(1 - bound).
+    config.features.fee_mint_bound = -(-bound).ln_1p();
     let markets = Markets::load(data, until, &config)?;
     let d = fit(&markets, until, config);
     save(&d, out)?;

@@ -31,6 +31,23 @@ pub struct FeatureConfig {
     pub pool_half_life_snapshots: f64,
     /// Snapshots a pool needs before its snapshots are scored.
     pub pool_warmup_snapshots: usize,
+    /// At a snapshot where the LP supply changed, a fall of the liquidity per LP token smaller
+    /// than this (a log change) is read as none: the protocol fee minted as LP tokens at every
+    /// mint and burn (SushiSwap's `feeTo`), not reserves leaving. 0: off, as in detectors
+    /// fitted before it existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fee_mint_bound: f64,
+}
+
+/// [`FeatureConfig::fee_mint_bound`] of new detectors: a fall of 0.5%, as a log change. A fee mint
+/// dilutes by 1/6 of `sqrt(k)`'s growth since the last mint or burn: 0.5% would need 3% growth,
+/// 20 times the pool's value traded at 0.3% between two of them; a drain worth flagging is far
+/// larger. Set from that mechanism, then scored once on the folds (README, stop 41).
+pub const FEE_MINT_BOUND: f64 = 0.005_012_541_823_544_282;
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for FeatureConfig {
@@ -40,6 +57,7 @@ impl Default for FeatureConfig {
             candle_warmup_hours: 168,
             pool_half_life_snapshots: 42.0,
             pool_warmup_snapshots: 30,
+            fee_mint_bound: FEE_MINT_BOUND,
         }
     }
 }

@@ -37,6 +37,18 @@ pub fn volume_tracked(prev: &PoolSnapshot, s: &PoolSnapshot) -> bool {
     !(s.tx_count > prev.tx_count && s.volume_usd <= prev.volume_usd)
 }
 
+/// The change of the liquidity per LP token `value` as the model reads it: a fall smaller than
+/// `bound` where the LP supply changed too (`supply`, a log change) is the protocol fee minted as
+/// LP tokens with the mint or burn (SushiSwap's `feeTo`: 1/6 of the fees since the last one), read
+/// as no change. A drain leaves the LP supply where it was, or falls further.
+fn fee_mint_read(value: f64, supply: f64, bound: f64) -> f64 {
+    if supply != 0.0 && value < 0.0 && value > -bound {
+        0.0
+    } else {
+        value
+    }
+}
+
 /// A volume-like quantity against its recent mean: `ln((x + 0.05 m) / m)`; 0 with no history of
 /// activity and none now.
 fn activity_ratio(x: f64, mean: f64) -> f64 {
@@ -146,7 +158,10 @@ pub fn pool_rows(config: &FeatureConfig, snaps: &[PoolSnapshot], cex: Option<&[C
         let liquidity =
             0.5 * (s.reserve_asset * s.reserve_quote / (prev.reserve_asset * prev.reserve_quote)).ln();
         let supply = (s.total_supply / prev.total_supply).ln();
-        let changes = [price, supply, liquidity - supply];
+        let value = liquidity - supply;
+        let changes = [price, supply, value];
+        // What the model reads: a protocol fee mint's dilution is no change.
+        let read = [price, supply, fee_mint_read(value, supply, config.fee_mint_bound)];
         let tracked = volume_tracked(prev, s);
         let vol_rate = ((s.volume_usd - prev.volume_usd) / dt).max(0.0);
         let tx_rate = ((s.tx_count - prev.tx_count) / dt).max(0.0);
@@ -159,7 +174,7 @@ pub fn pool_rows(config: &FeatureConfig, snaps: &[PoolSnapshot], cex: Option<&[C
         let warm = k + 1 >= config.pool_warmup_snapshots && tx.mean().is_some_and(|m| m > 0.0);
         let volume_mean = volume.mean().filter(|m| *m > 0.0 && tracked);
         let row = if warm && changes.iter().all(|x| x.is_finite()) {
-            let mut values: Vec<f64> = changes
+            let mut values: Vec<f64> = read
                 .iter()
                 .zip(&scaled)
                 .map(|(x, sc)| sc.feature(*x).unwrap_or(f64::NAN))
@@ -186,7 +201,7 @@ pub fn pool_rows(config: &FeatureConfig, snaps: &[PoolSnapshot], cex: Option<&[C
             None
         };
         out.push(row);
-        for (x, sc) in changes.iter().zip(&mut scaled) {
+        for (x, sc) in read.iter().zip(&mut scaled) {
             if x.is_finite() {
                 sc.update(*x);
             }
@@ -314,5 +329,83 @@ mod tests {
         let r = pool_rows(&cfg, &drained, None)[55].clone().unwrap();
         assert!(r.shown[1].abs() < 1e-12 && (r.shown[2] + 0.5).abs() < 1e-9);
         assert!(r.values[2] < -3.0);
+    }
+
+    #[test]
+    fn a_fee_mint_beside_a_mint_or_burn_is_no_change_but_a_drain_still_is() {
+        // Fees grow the liquidity per LP token by 0.01% a snapshot; at 55 an LP joins with 10%
+        // more reserves and the tokens minted for them, plus `extra` more tokens (the protocol
+        // fee minted with it when positive), and `fall` of the reserves leave on their own.
+        let series = |extra: f64, fall: f64| -> Vec<PoolSnapshot> {
+            (0..60)
+                .map(|k| {
+                    let grow = 1.0001f64.powi(k as i32);
+                    let (scale, supply) = if k >= 55 {
+                        (1.1 * (1.0 - fall), 55.0 * (1.0 + extra))
+                    } else {
+                        (1.0, 50.0)
+                    };
+                    PoolSnapshot {
+                        reserve_asset: 1000.0 * grow * scale,
+                        reserve_quote: 10.0 * grow * scale,
+                        reserve_usd: 40_000.0 * grow * scale,
+                        total_supply: supply,
+                        ..steady(k)
+                    }
+                })
+                .collect()
+        };
+        let on = FeatureConfig::default();
+        let off = FeatureConfig {
+            fee_mint_bound: 0.0,
+            ..on
+        };
+        assert!((on.fee_mint_bound + (-0.005f64).ln_1p()).abs() < 1e-15);
+        let row =
+            |cfg: &FeatureConfig, snaps: &[PoolSnapshot]| pool_rows(cfg, snaps, None)[55].clone().unwrap();
+        // A 0.1% fee mint with the join: no change as read, the raw change shown.
+        let mint = series(0.001, 0.0);
+        let r = row(&on, &mint);
+        assert!(r.values[2].abs() < 1e-12, "{:?}", r.values);
+        assert!((r.shown[2] + 0.0009).abs() < 1e-5, "{:?}", r.shown);
+        assert!(row(&off, &mint).values[2] < -2.5);
+        // Without the bound's conditions it reads as before: a fall beyond the bound with the
+        // join, and a fall within it with the LP supply unchanged.
+        let beyond = series(0.02, 0.0);
+        // (`cex_gap`, the last, is missing without exchange candles: NaN.)
+        let read =
+            |cfg: &FeatureConfig, snaps: &[PoolSnapshot]| row(cfg, snaps).values[..GAP_FEATURE].to_vec();
+        assert_eq!(read(&on, &beyond), read(&off, &beyond));
+        let quiet: Vec<PoolSnapshot> = series(0.0, 0.0)
+            .into_iter()
+            .enumerate()
+            .map(|(k, mut s)| {
+                s.total_supply = 50.0;
+                if k >= 55 {
+                    s.reserve_asset *= 0.999 / 1.1;
+                    s.reserve_quote *= 0.999 / 1.1;
+                }
+                s
+            })
+            .collect();
+        let r = row(&on, &quiet);
+        assert!(r.values[2] < -2.5);
+        assert_eq!(read(&on, &quiet), read(&off, &quiet));
+        // A drain with the join is read whole.
+        let drain = series(0.001, 0.5);
+        assert!(row(&on, &drain).values[2] < -5.0);
+    }
+
+    #[test]
+    fn detectors_fitted_before_the_fee_mint_bound_read_pools_as_they_were_fitted() {
+        let old = r#"{"candle_half_life_hours":168.0,"candle_warmup_hours":168,"pool_half_life_snapshots":42.0,"pool_warmup_snapshots":30}"#;
+        let cfg: FeatureConfig = serde_json::from_str(old).unwrap();
+        assert!(cfg.fee_mint_bound == 0.0);
+        assert_eq!(serde_json::to_string(&cfg).unwrap(), old);
+        assert!(
+            serde_json::to_string(&FeatureConfig::default())
+                .unwrap()
+                .contains("fee_mint_bound")
+        );
     }
 }
