@@ -119,6 +119,9 @@ async fn an_injected_pump_and_a_pool_drain_are_flagged_with_reasons() {
     let (status, v, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
     assert_eq!(status, 200, "{v}");
     assert!(v["detector"]["id"].as_str().unwrap().len() == 16);
+    // The shipped detector reads a fall under 0.5% beside an LP supply change as a fee mint.
+    let bound = v["detector"]["fee_mint_bound"].as_f64().unwrap();
+    assert!((bound - 0.005).abs() < 1e-12, "{bound}");
     let item = &v["items"][0];
     assert_eq!(item["market_context"], "none");
     let hours = &item["hours"];

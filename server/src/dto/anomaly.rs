@@ -91,6 +91,11 @@ pub struct DetectorRef {
     pub candle_rate: f64,
     /// The same as a rate per pool snapshot, when the detector has a pool model.
     pub pool_rate: Option<f64>,
+    /// At a pool snapshot where the LP supply changed, a fall of the liquidity per LP token
+    /// (`lp_value`) smaller than this fraction is read as none: the protocol fee minted as LP
+    /// tokens with a mint or burn (SushiSwap's `feeTo`), not reserves leaving. The driver still
+    /// shows the raw change. 0: every fall read as it is (detectors fitted before stop 41).
+    pub fee_mint_bound: f64,
     /// The day's multiplier of the fitted asset-hour thresholds: every `threshold` in an answer
     /// is the fitted one times it. The daily job sets it at 00:00 UTC to the `1 - candle_rate`
     /// quantile of `score / fitted threshold` over the stored assets' hours of the trailing 90
@@ -113,6 +118,8 @@ impl DetectorRef {
             flags_per_month: d.config.flags_per_month,
             candle_rate: d.candle_rate,
             pool_rate: d.pool_rate,
+            // Stored as a log change; shown as the fraction the CLI takes.
+            fee_mint_bound: -(-d.config.features.fee_mint_bound).exp_m1(),
             candle_threshold_scale: scale.candles,
             pool_threshold_scale: scale.pools,
         }
