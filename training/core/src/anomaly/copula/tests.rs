@@ -14,6 +14,16 @@ fn gaussian_pair(seed: &mut u64) -> (f64, f64) {
     (a, b)
 }
 
+/// `n` rows `[a, b]` of pairs drawn by `pair`.
+fn pairs_of(n: usize, seed: &mut u64, pair: fn(&mut u64) -> (f64, f64)) -> Vec<Vec<f64>> {
+    (0..n)
+        .map(|_| {
+            let (a, b) = pair(seed);
+            vec![a, b]
+        })
+        .collect()
+}
+
 #[test]
 fn normal_scores_follow_the_table_and_extrapolate_monotonically() {
     let mut seed = 7;
@@ -38,12 +48,7 @@ fn normal_scores_follow_the_table_and_extrapolate_monotonically() {
 #[test]
 fn threshold_gives_the_stated_rate_and_flags_carry_reasons() {
     let mut seed = 11;
-    let rows: Vec<Vec<f64>> = (0..40_000)
-        .map(|_| {
-            let (a, b) = gaussian_pair(&mut seed);
-            vec![a, b]
-        })
-        .collect();
+    let rows = pairs_of(40_000, &mut seed, gaussian_pair);
     let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
     let subsets = m.subsets();
     let fresh: Vec<Row> = (0..40_000)
@@ -177,12 +182,7 @@ fn correlation(pairs: &[(f64, f64)]) -> f64 {
 #[test]
 fn a_conditioned_marginal_reads_a_feature_against_the_other() {
     let mut seed = 13;
-    let rows: Vec<Vec<f64>> = (0..100_000)
-        .map(|_| {
-            let (a, b) = spread_with(&mut seed);
-            vec![a, b]
-        })
-        .collect();
+    let rows = pairs_of(100_000, &mut seed, spread_with);
     let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
     let given = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[(1, 0)]);
     assert!(plain.conditioned.is_empty());
@@ -225,12 +225,7 @@ fn a_conditioned_marginal_reads_a_feature_against_the_other() {
 fn a_copula_without_conditioned_marginals_writes_the_json_it_always_wrote() {
     // Older detectors' ids are hashes of their JSON: the new field must not appear unless used.
     let mut seed = 17;
-    let rows: Vec<Vec<f64>> = (0..20_000)
-        .map(|_| {
-            let (a, b) = spread_with(&mut seed);
-            vec![a, b]
-        })
-        .collect();
+    let rows = pairs_of(20_000, &mut seed, spread_with);
     let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
     let text = serde_json::to_string(&plain).unwrap();
     assert!(!text.contains("conditioned"));
