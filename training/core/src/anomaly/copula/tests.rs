@@ -1,6 +1,8 @@
 //! The copula detector's tests: its normal scores, the threshold at the stated rate with reasons, a lone surprise, a missing optional feature, a conditioned marginal.
 
+use super::marginal::{Z_CAP, std_normal};
 use super::*;
+use statrs::distribution::ContinuousCDF;
 
 fn lcg(seed: &mut u64) -> f64 {
     *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
