@@ -122,17 +122,20 @@ impl Copula {
             fit_rows: rows.len(),
             conditioned: Vec::new(),
         };
+        let mut zs: Vec<Vec<f64>> = rows.iter().map(|r| model.normal_scores(r)).collect();
         // The conditioned marginals, on the plain (floored) scores of the features they are
-        // conditioned on.
+        // conditioned on; then the rows' scores through them.
         model.conditioned = given
             .iter()
             .map(|&(j, on)| {
-                let z_on: Vec<f64> = rows.iter().map(|r| model.normal_scores(r)[on]).collect();
+                let z_on: Vec<f64> = zs.iter().map(|z| z[on]).collect();
                 let x: Vec<f64> = rows.iter().map(|r| r[j]).collect();
                 Conditioned::fit(names[j], names[on], &x, &z_on)
             })
             .collect();
-        let zs: Vec<Vec<f64>> = rows.iter().map(|r| model.normal_scores(r)).collect();
+        if !model.conditioned.is_empty() {
+            zs = rows.iter().map(|r| model.normal_scores(r)).collect();
+        }
         let (mut sum, mut count) = (vec![vec![0.0; k]; k], vec![vec![0.0f64; k]; k]);
         for z in &zs {
             for a in 0..k {
