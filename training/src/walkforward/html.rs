@@ -1,22 +1,85 @@
-//! The walk-forward report as one self-contained HTML page with inline SVG charts (no script, no
-//! outside resource): the model's QLIKE over the better of HAR and HAR operated per fold and
-//! horizon, a reliability diagram of the RV quantiles per horizon, the risk policy per fold, its
-//! breach timeline with the LT served, and the daily job's combination weights and adaptive
-//! factor over time.
+//! The walk-forward report as one self-contained HTML page with inline SVG charts drawn by
+//! plotters (no script, no outside resource): the model's QLIKE over the better of HAR and HAR
+//! operated per fold and horizon, a reliability diagram of the RV quantiles per horizon, the risk
+//! policy per fold, its breach timeline with the LT served, and the daily job's combination
+//! weights and adaptive factor over time.
 
 use std::fmt::Write as _;
 
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
 use super::WalkForwardReport;
 
-const WIDTH: f64 = 560.0;
-const HEIGHT: f64 = 300.0;
-const MARGIN: f64 = 48.0;
-/// Series colours, one per fold.
-const COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+/// Every chart's size, pixels.
+const SIZE: (u32, u32) = (560, 300);
+/// Series colours, one per fold (or horizon).
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+];
+const GREY: RGBColor = RGBColor(0x99, 0x99, 0x99);
+const FONT: &str = "sans-serif";
+
+/// What drawing on an in-memory SVG can fail with.
+type Drawn = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 /// Escapes text for HTML.
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// One chart as an inline SVG element, drawn by `draw` on a white area of [`SIZE`]; a drawing
+/// failure becomes a line of the page saying so, not a lost report.
+fn chart(title: &str, draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Drawn) -> String {
+    let mut svg = String::new();
+    let drawn = {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE)
+            .and_then(|()| draw(&root))
+            .and_then(|()| root.present())
+    };
+    match drawn {
+        Ok(()) => {
+            svg.push('\n');
+            svg
+        }
+        Err(e) => format!("<p>{}: chart not drawn ({})</p>\n", esc(title), esc(&e.to_string())),
+    }
+}
+
+/// The chart's frame: caption, axes and light grid over `x` by `y`.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, DrawingAreaErrorKind<std::io::Error>> {
+    ChartBuilder::on(root)
+        .caption(title, (FONT, 15))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(x, y)
+}
+
+/// The series labels' box, at `at`.
+fn legend<'a, 'b: 'a>(
+    c: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    at: SeriesLabelPosition,
+) -> Drawn {
+    c.configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .label_font((FONT, 11))
+        .draw()
 }
 
 /// The page.
@@ -69,108 +132,101 @@ pub fn render(report: &WalkForwardReport) -> String {
     out
 }
 
-/// Grouped bars: per horizon, one bar per fold, with the parity line at 1.
+/// Grouped bars: per horizon, one bar per fold from the parity line at 1, its value above it.
 fn ratio_chart(report: &WalkForwardReport) -> String {
     let horizons = volcast_core::forecast::HORIZONS;
+    let ratio = |f: &super::FoldSummary, h: usize| {
+        f.horizons
+            .iter()
+            .find(|x| x.h == h)
+            .map(|x| x.ratio)
+            .filter(|r| r.is_finite())
+    };
     let values: Vec<f64> = report
         .folds
         .iter()
-        .flat_map(|f| f.horizons.iter().map(|h| h.ratio))
-        .filter(|r| r.is_finite())
+        .flat_map(|f| horizons.iter().filter_map(move |&h| ratio(f, h)))
         .collect();
     let lo = values.iter().copied().fold(1.0, f64::min).min(0.9) - 0.02;
-    let hi = values.iter().copied().fold(1.0, f64::max).max(1.05) + 0.02;
-    let y = |v: f64| MARGIN + (hi - v) / (hi - lo) * (HEIGHT - 2.0 * MARGIN);
-    let mut svg = svg_open("QLIKE of the model over the better baseline");
-    let group = (WIDTH - 2.0 * MARGIN) / horizons.len() as f64;
-    let bar = group / (report.folds.len() as f64 + 1.0);
-    for (g, &h) in horizons.iter().enumerate() {
-        let x0 = MARGIN + g as f64 * group;
-        let _ = write!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"12\">{h} h</text>",
-            x0 + group / 2.0,
-            HEIGHT - MARGIN + 16.0
-        );
-        for (k, f) in report.folds.iter().enumerate() {
-            let Some(r) = f
-                .horizons
-                .iter()
-                .find(|x| x.h == h)
-                .map(|x| x.ratio)
-                .filter(|r| r.is_finite())
-            else {
-                continue;
-            };
-            let (top, base) = (y(r.max(1.0)), y(r.min(1.0)));
-            let _ = write!(
-                svg,
-                "<rect x=\"{:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} {h} h: {r:.4}</title></rect>",
-                x0 + bar * (k as f64 + 0.5),
-                bar * 0.9,
-                (base - top).max(0.5),
-                COLOURS[k % COLOURS.len()],
-                f.year
-            );
+    let hi = values.iter().copied().fold(1.0, f64::max).max(1.05) + 0.03;
+    let title = "QLIKE of the model over the better baseline";
+    let groups = horizons.len() as f64;
+    let bar = 1.0 / (report.folds.len() as f64 + 1.0);
+    chart(title, |root| {
+        let mut c = frame(root, title, 0.0..groups, lo..hi)?;
+        c.configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc("ratio")
+            .y_label_formatter(&|v| format!("{v:.2}"))
+            .label_style((FONT, 11))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()?;
+        for (g, h) in horizons.iter().enumerate() {
+            let at = (g as f64 + 0.5, lo);
+            c.draw_series(std::iter::once(Text::new(
+                format!("{h} h"),
+                at,
+                TextStyle::from((FONT, 12).into_font()).pos(Pos::new(
+                    HPos::Center,
+                    VPos::Bottom,
+                )),
+            )))?;
         }
-    }
-    let _ = write!(
-        svg,
-        "<line x1=\"{MARGIN}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\"/>",
-        WIDTH - MARGIN,
-        y(1.0),
-        y(1.0)
-    );
-    axis_labels(&mut svg, lo, hi, &y);
-    legend(&mut svg, report);
-    svg.push_str("</svg>\n");
-    svg
+        for (k, f) in report.folds.iter().enumerate() {
+            let colour = COLOURS[k % COLOURS.len()];
+            let bars: Vec<(f64, f64)> = horizons
+                .iter()
+                .enumerate()
+                .filter_map(|(g, &h)| ratio(f, h).map(|r| (g as f64 + bar * (k as f64 + 0.5), r)))
+                .collect();
+            c.draw_series(bars.iter().map(|&(x, r)| {
+                Rectangle::new([(x, r.min(1.0)), (x + bar * 0.9, r.max(1.0))], colour.filled())
+            }))?
+            .label(f.year.to_string())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+            c.draw_series(bars.iter().map(|&(x, r)| {
+                Text::new(
+                    format!("{r:.3}"),
+                    (x + bar * 0.45, r.max(1.0)),
+                    TextStyle::from((FONT, 9).into_font()).pos(Pos::new(
+                        HPos::Center,
+                        VPos::Bottom,
+                    )),
+                )
+            }))?;
+        }
+        c.draw_series(LineSeries::new([(0.0, 1.0), (groups, 1.0)], BLACK))?;
+        legend(&mut c, SeriesLabelPosition::UpperRight)
+    })
 }
 
 /// Coverage against level for one horizon, a series per fold, with the diagonal.
 fn reliability_chart(report: &WalkForwardReport, h: usize) -> String {
-    let side = HEIGHT - 2.0 * MARGIN;
-    let x = |v: f64| MARGIN + v * side;
-    let y = |v: f64| HEIGHT - MARGIN - v * side;
-    let mut svg = svg_open(&format!("RV quantile coverage at {h} h"));
-    let _ = write!(
-        svg,
-        "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"4\"/>",
-        x(0.0),
-        y(0.0),
-        x(1.0),
-        y(1.0)
-    );
-    for (k, r) in report.reports.iter().enumerate() {
-        let Some(points) = r.horizons.get(&h).and_then(|hz| hz.calibration.get("model")) else {
-            continue;
-        };
-        let colour = COLOURS[k % COLOURS.len()];
-        let year = report.folds.get(k).map_or(0, |f| f.year);
-        let path: Vec<String> = points
-            .iter()
-            .map(|c| format!("{:.1},{:.1}", x(c.level), y(c.coverage)))
-            .collect();
-        let _ = write!(
-            svg,
-            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\"/>",
-            path.join(" ")
-        );
-        for c in points {
-            let _ = write!(
-                svg,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"><title>{year}: level {} coverage {:.3}</title></circle>",
-                x(c.level),
-                y(c.coverage),
-                c.level,
-                c.coverage
-            );
+    let title = format!("RV quantile coverage at {h} h");
+    chart(&title, |root| {
+        let mut c = frame(root, &title, 0.0..1.0, 0.0..1.0)?;
+        c.configure_mesh()
+            .x_desc("level")
+            .y_desc("coverage")
+            .label_style((FONT, 11))
+            .draw()?;
+        c.draw_series(DashedLineSeries::new([(0.0, 0.0), (1.0, 1.0)], 4, 4, GREY.into()))?;
+        for (k, r) in report.reports.iter().enumerate() {
+            let Some(points) = r.horizons.get(&h).and_then(|hz| hz.calibration.get("model")) else {
+                continue;
+            };
+            let colour = COLOURS[k % COLOURS.len()];
+            let year = report.folds.get(k).map_or(0, |f| f.year);
+            let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.level, p.coverage)).collect();
+            c.draw_series(LineSeries::new(xy.iter().copied(), colour))?
+                .label(year.to_string())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour));
+            c.draw_series(xy.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
         }
-    }
-    axis_labels(&mut svg, 0.0, 1.0, &y);
-    legend(&mut svg, report);
-    svg.push_str("</svg>\n");
-    svg
+        // The diagonal runs from the lower left to the upper right.
+        legend(&mut c, SeriesLabelPosition::LowerRight)
+    })
 }
 
 /// The risk policy per fold.
@@ -254,9 +310,10 @@ fn seed_sets_table(sets: &[super::SeedSet]) -> String {
 }
 
 /// One line of a [`line_chart`]: label, colour, dashed, values per day (NaN: a gap).
-type Series<'a> = (&'a str, &'a str, bool, Vec<f64>);
+type Series<'a> = (&'a str, RGBColor, bool, Vec<f64>);
 
-/// Lines over the days of a fold, with an optional reference level.
+/// Lines over the days of a fold, with an optional reference level (grey); each series breaks
+/// at its gaps. Empty where no value is finite.
 fn line_chart(title: &str, series: &[Series<'_>], reference: Option<f64>, percent: bool) -> String {
     let finite = || {
         series
@@ -270,67 +327,43 @@ fn line_chart(title: &str, series: &[Series<'_>], reference: Option<f64>, percen
     if !(lo.is_finite() && hi.is_finite()) {
         return String::new();
     }
-    let pad = ((hi - lo) * 0.05).max(1e-6);
-    let (lo, hi) = (lo - pad, hi + pad);
-    let n = series.iter().map(|s| s.3.len()).max().unwrap_or(1).max(2);
-    let x = |i: usize| MARGIN + i as f64 / (n - 1) as f64 * (WIDTH - 2.0 * MARGIN);
-    let y = |v: f64| MARGIN + (hi - v) / (hi - lo) * (HEIGHT - 2.0 * MARGIN);
-    let mut svg = svg_open(title);
-    if let Some(r) = reference {
-        let _ = write!(
-            svg,
-            "<line x1=\"{MARGIN}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\"/>",
-            WIDTH - MARGIN,
-            y(r),
-            y(r)
-        );
-    }
-    for (k, (label, colour, dashed, values)) in series.iter().enumerate() {
-        let mut segments: Vec<Vec<String>> = vec![Vec::new()];
-        for (i, v) in values.iter().enumerate() {
-            if v.is_finite() {
-                if let Some(s) = segments.last_mut() {
-                    s.push(format!("{:.1},{:.1}", x(i), y(*v)));
+    // A flat series (a factor that stayed at 1) still gets a readable scale around its value.
+    let pad = ((hi - lo) * 0.05).max(0.02 * hi.abs().max(lo.abs())).max(1e-6);
+    let days = series.iter().map(|s| s.3.len()).max().unwrap_or(1).max(2);
+    chart(title, |root| {
+        let mut c = frame(root, title, 0.0..(days - 1) as f64, lo - pad..hi + pad)?;
+        c.configure_mesh()
+            .x_desc("days since the fold's start")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| if percent { format!("{:.2}%", 100.0 * v) } else { format!("{v:.3}") })
+            .label_style((FONT, 11))
+            .draw()?;
+        if let Some(r) = reference {
+            c.draw_series(LineSeries::new([(0.0, r), ((days - 1) as f64, r)], GREY))?;
+        }
+        for &(label, colour, dashed, ref values) in series {
+            // The runs of finite values, each drawn as one line.
+            let runs = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as f64, *v))
+                .collect::<Vec<_>>();
+            let runs: Vec<&[(f64, f64)]> = runs.split(|p| !p.1.is_finite()).filter(|r| r.len() > 1).collect();
+            for (k, run) in runs.iter().enumerate() {
+                let drawn = if dashed {
+                    c.draw_series(DashedLineSeries::new(run.iter().copied(), 5, 3, colour.into()))?
+                } else {
+                    c.draw_series(LineSeries::new(run.iter().copied(), colour))?
+                };
+                if k == 0 {
+                    drawn
+                        .label(label)
+                        .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour));
                 }
-            } else if segments.last().is_some_and(|s| !s.is_empty()) {
-                segments.push(Vec::new());
             }
         }
-        let dash = if *dashed { " stroke-dasharray=\"5 3\"" } else { "" };
-        for s in segments.iter().filter(|s| s.len() > 1) {
-            let _ = write!(
-                svg,
-                "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\"{dash}><title>{}</title></polyline>",
-                s.join(" "),
-                esc(label)
-            );
-        }
-        let ly = MARGIN + 14.0 * k as f64;
-        let _ = write!(
-            svg,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"3\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{ly:.1}\" font-size=\"11\">{}</text>",
-            WIDTH - MARGIN - 110.0,
-            ly - 5.0,
-            WIDTH - MARGIN - 96.0,
-            esc(label)
-        );
-    }
-    for k in 0..=4 {
-        let v = lo + (hi - lo) * f64::from(k) / 4.0;
-        let text = if percent {
-            format!("{:.2}%", 100.0 * v)
-        } else {
-            format!("{v:.3}")
-        };
-        let _ = write!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{text}</text>",
-            MARGIN - 4.0,
-            y(v) + 3.0
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
+        legend(&mut c, SeriesLabelPosition::UpperRight)
+    })
 }
 
 /// The cumulative breach rate of the model and the HAR-calibrated policy over a fold, and the
@@ -418,37 +451,36 @@ fn state_charts(fold: &super::FoldSummary) -> String {
     out
 }
 
-fn svg_open(title: &str) -> String {
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\">\
-         <title>{0}</title><text x=\"{MARGIN}\" y=\"20\" font-size=\"14\">{0}</text>",
-        esc(title)
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn axis_labels(svg: &mut String, lo: f64, hi: f64, y: &dyn Fn(f64) -> f64) {
-    for k in 0..=4 {
-        let v = lo + (hi - lo) * f64::from(k) / 4.0;
-        let _ = write!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{v:.2}</text>",
-            MARGIN - 4.0,
-            y(v) + 3.0
-        );
+    #[test]
+    fn a_line_breaks_at_its_gaps_and_an_empty_chart_is_left_out() {
+        let values = vec![0.5, 0.6, f64::NAN, 0.7, 0.8, 0.9];
+        let svg = line_chart("t", &[("a", COLOURS[0], false, values)], Some(0.5), false);
+        assert!(svg.starts_with("<svg"), "{svg}");
+        // In the series' colour: the two runs and the legend's sample; no NaN anywhere.
+        assert_eq!(svg.matches("stroke=\"#1F77B4\"").count(), 3, "{svg}");
+        assert!(!svg.contains("NaN"), "{svg}");
+        assert!(line_chart("t", &[("a", COLOURS[0], false, vec![f64::NAN; 3])], None, false).is_empty());
     }
-}
 
-fn legend(svg: &mut String, report: &WalkForwardReport) {
-    for (k, f) in report.folds.iter().enumerate() {
-        let x = WIDTH - MARGIN - 60.0;
-        let y = MARGIN + 14.0 * k as f64;
-        let _ = write!(
-            svg,
-            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{y:.1}\" font-size=\"11\">{}</text>",
-            y - 9.0,
-            COLOURS[k % COLOURS.len()],
-            x + 14.0,
-            f.year
-        );
+    #[test]
+    fn a_flat_series_gets_a_readable_scale() {
+        let svg = line_chart("t", &[("f", COLOURS[3], false, vec![1.0; 30])], Some(1.0), false);
+        // Tick labels around the value, not one value repeated.
+        assert!(svg.contains("1.010") && svg.contains("0.990"), "{svg}");
+    }
+
+    #[test]
+    fn a_dashed_series_is_drawn_in_dashes() {
+        let solid = line_chart("t", &[("a", COLOURS[0], false, vec![0.0, 1.0, 0.5])], None, true);
+        let dashed = line_chart("t", &[("a", COLOURS[0], true, vec![0.0, 1.0, 0.5])], None, true);
+        let paths = |svg: &str| svg.matches("stroke=\"#1F77B4\"").count();
+        // A line and the legend's sample, against many dashes.
+        assert_eq!(paths(&solid), 2, "{solid}");
+        assert!(paths(&dashed) > 4, "{dashed}");
+        assert!(dashed.contains('%'), "percent ticks");
     }
 }
