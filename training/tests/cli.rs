@@ -481,6 +481,22 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         "{page}"
     );
     assert!(!page.contains("NaN"), "{page}");
+    // The figures behind the ratio chart, as in the JSON: each fold and horizon's ratio.
+    for f in folds_json {
+        for x in f["horizons"].as_array().unwrap() {
+            let row = format!(
+                "<tr><td>{}</td><td>{} h</td><td>{}</td>",
+                f["year"], x["h"], x["points"]
+            );
+            let ratio = format!("<td>{:.4}</td>", x["ratio"].as_f64().unwrap());
+            let line = page
+                .lines()
+                .find(|l| l.starts_with(&row))
+                .unwrap_or_else(|| panic!("{row}: {page}"));
+            assert!(line.contains(&ratio), "{line} lacks {ratio}");
+        }
+    }
+    assert_eq!(page.matches("<th>mean over folds</th>").count(), 3, "{page}");
 
     // Again: the folds' artifacts are reused, with the same figures.
     let second = run(env!("CARGO_BIN_EXE_walkforward"), &args);

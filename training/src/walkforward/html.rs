@@ -50,7 +50,11 @@ fn chart(title: &str, draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> 
             svg.push('\n');
             svg
         }
-        Err(e) => format!("<p>{}: chart not drawn ({})</p>\n", esc(title), esc(&e.to_string())),
+        Err(e) => format!(
+            "<p>{}: chart not drawn ({})</p>\n",
+            esc(title),
+            esc(&e.to_string())
+        ),
     }
 }
 
@@ -60,7 +64,10 @@ fn frame<'a, 'b>(
     title: &str,
     x: std::ops::Range<f64>,
     y: std::ops::Range<f64>,
-) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, DrawingAreaErrorKind<std::io::Error>> {
+) -> Result<
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    DrawingAreaErrorKind<std::io::Error>,
+> {
     ChartBuilder::on(root)
         .caption(title, (FONT, 15))
         .margin(10)
@@ -102,6 +109,7 @@ pub fn render(report: &WalkForwardReport) -> String {
         );
     }
     out.push_str(&ratio_chart(report));
+    out.push_str(&qlike_table(report));
     out.push_str("<h2>Reliability of the RV quantiles</h2>\n<p>Share of realized RV below each quantile forecast, per fold; on the diagonal when calibrated.</p>\n");
     for h in volcast_core::forecast::HORIZONS {
         out.push_str(&reliability_chart(report, h));
@@ -167,10 +175,7 @@ fn ratio_chart(report: &WalkForwardReport) -> String {
             c.draw_series(std::iter::once(Text::new(
                 format!("{h} h"),
                 at,
-                TextStyle::from((FONT, 12).into_font()).pos(Pos::new(
-                    HPos::Center,
-                    VPos::Bottom,
-                )),
+                TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)),
             )))?;
         }
         for (k, f) in report.folds.iter().enumerate() {
@@ -189,10 +194,7 @@ fn ratio_chart(report: &WalkForwardReport) -> String {
                 Text::new(
                     format!("{r:.3}"),
                     (x + bar * 0.45, r.max(1.0)),
-                    TextStyle::from((FONT, 9).into_font()).pos(Pos::new(
-                        HPos::Center,
-                        VPos::Bottom,
-                    )),
+                    TextStyle::from((FONT, 9).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )
             }))?;
         }
@@ -229,22 +231,80 @@ fn reliability_chart(report: &WalkForwardReport, h: usize) -> String {
     })
 }
 
-/// The risk policy per fold.
+/// A number to `digits` decimals, or `-` where there is none.
+fn num(x: Option<f64>, digits: usize) -> String {
+    x.filter(|v| v.is_finite())
+        .map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// A rate as a percentage to two decimals, or `-`.
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.2}%", 100.0 * x)
+    } else {
+        "-".to_owned()
+    }
+}
+
+/// The figures behind the ratio chart: each fold and horizon's pooled QLIKE, the ratio, the DM
+/// p-value and the worst coverage gap, then per horizon the mean over folds and the worst fold.
+fn qlike_table(report: &WalkForwardReport) -> String {
+    let mut out = String::from(
+        "<table><tr><th>fold</th><th>H</th><th>points</th><th>HAR</th><th>HAR operated</th><th>model</th>\
+         <th>model / better</th><th>DM p</th><th>worst coverage gap</th></tr>\n",
+    );
+    for f in &report.folds {
+        for x in &f.horizons {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{} h</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                f.year,
+                x.h,
+                x.points,
+                num(Some(x.har), 4),
+                num(x.har_operated, 4),
+                num(Some(x.model), 4),
+                num(Some(x.ratio), 4),
+                num(x.dm_p, 4),
+                num(Some(x.worst_coverage_gap), 3)
+            );
+        }
+    }
+    for o in super::per_horizon(&report.folds) {
+        let worst = o
+            .worst
+            .map_or_else(|| "-".to_owned(), |(y, w)| format!("{w:.4} ({y})"));
+        let _ = writeln!(
+            out,
+            "<tr><th>mean over folds</th><td>{} h</td><td colspan=\"4\"></td><td>{}</td><td colspan=\"2\">worst fold: {worst}</td></tr>",
+            o.h,
+            num(Some(o.mean), 4)
+        );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// The risk policy per fold, and both policies' mean LT at the promised breach rate.
 fn risk_table(report: &WalkForwardReport) -> String {
     let mut out = String::from(
         "<h2>Risk policy per fold</h2>\n<table><tr><th>fold</th><th>model breaches</th><th>model mean LT</th>\
-         <th>Kupiec p</th><th>HAR-calibrated breaches</th><th>HAR-calibrated mean LT</th></tr>\n",
+         <th>Kupiec p</th><th>HAR-calibrated breaches</th><th>HAR-calibrated mean LT</th>\
+         <th>mean LT at 1 - alpha breaches: model / HAR-calibrated</th></tr>\n",
     );
     for f in &report.folds {
         let (rate, lt, kupiec) = f.model_policy;
         let (hr, hl) = f.har_calibrated_policy.unwrap_or((f64::NAN, f64::NAN));
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{:.2}%</td><td>{lt:.4}</td><td>{}</td><td>{:.2}%</td><td>{hl:.4}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{lt:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
             f.year,
-            100.0 * rate,
-            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}")),
-            100.0 * hr
+            pct(rate),
+            num(kupiec, 3),
+            pct(hr),
+            num(Some(hl), 4),
+            num(f.equal_rate_lt.0, 4),
+            num(f.equal_rate_lt.1, 4)
         );
     }
     out.push_str("</table>\n");
@@ -335,7 +395,13 @@ fn line_chart(title: &str, series: &[Series<'_>], reference: Option<f64>, percen
         c.configure_mesh()
             .x_desc("days since the fold's start")
             .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| if percent { format!("{:.2}%", 100.0 * v) } else { format!("{v:.3}") })
+            .y_label_formatter(&|v| {
+                if percent {
+                    format!("{:.2}%", 100.0 * v)
+                } else {
+                    format!("{v:.3}")
+                }
+            })
             .label_style((FONT, 11))
             .draw()?;
         if let Some(r) = reference {
