@@ -485,7 +485,7 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     for f in folds_json {
         for x in f["horizons"].as_array().unwrap() {
             let row = format!(
-                "<tr><td>{}</td><td>{} h</td><td>{}</td>",
+                "<tr><td>{}</td><td>{}h</td><td>{}</td>",
                 f["year"], x["h"], x["points"]
             );
             let ratio = format!("<td>{:.4}</td>", x["ratio"].as_f64().unwrap());

@@ -253,22 +253,9 @@ fn qlike_table(report: &WalkForwardReport) -> String {
         "<table><tr><th>fold</th><th>H</th><th>points</th><th>HAR</th><th>HAR operated</th><th>model</th>\
          <th>model / better</th><th>DM p</th><th>worst coverage gap</th></tr>\n",
     );
-    for f in &report.folds {
-        for x in &f.horizons {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td>{} h</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                f.year,
-                x.h,
-                x.points,
-                num(Some(x.har), 4),
-                num(x.har_operated, 4),
-                num(Some(x.model), 4),
-                num(Some(x.ratio), 4),
-                num(x.dm_p, 4),
-                num(Some(x.worst_coverage_gap), 3)
-            );
-        }
+    for cells in super::fold_rows(&report.folds) {
+        let row: String = cells.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+        let _ = writeln!(out, "<tr>{row}</tr>");
     }
     for o in super::per_horizon(&report.folds) {
         let worst = o

@@ -31,23 +31,8 @@ pub fn render(report: &WalkForwardReport) -> String {
         "| fold | H | points | HAR | HAR operated | model | model / better | DM p | worst coverage gap |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for f in &report.folds {
-        for h in &f.horizons {
-            let _ = writeln!(
-                out,
-                "| {} | {}h | {} | {:.4} | {} | {:.4} | {:.4} | {} | {:.3} |",
-                f.year,
-                h.h,
-                h.points,
-                h.har,
-                h.har_operated
-                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}")),
-                h.model,
-                h.ratio,
-                h.dm_p.map_or_else(|| "-".to_owned(), |p| format!("{p:.4}")),
-                h.worst_coverage_gap
-            );
-        }
+    for cells in fold_rows(&report.folds) {
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     out.push_str(
         "\nWorst fold per horizon (highest model / better baseline), the mean over folds, and that \
@@ -158,6 +143,33 @@ pub(super) fn shortage_over_folds(folds: &[FoldSummary]) -> Vec<(usize, FoldShor
                         brier: [mean(&|s| s.brier[0]), mean(&|s| s.brier[1])],
                     },
                 )
+            })
+        })
+        .collect()
+}
+
+/// The cells of the per-fold table, one row per fold and horizon: fold, H, points, the pooled
+/// QLIKE of HAR, HAR operated and the model, the model over the better baseline, the DM p-value
+/// and the worst coverage gap (`-` where there is none). The Markdown report and the page both
+/// print these.
+pub(super) fn fold_rows(folds: &[FoldSummary]) -> Vec<[String; 9]> {
+    let or_dash =
+        |x: Option<f64>, digits: usize| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"));
+    folds
+        .iter()
+        .flat_map(|f| {
+            f.horizons.iter().map(move |h| {
+                [
+                    f.year.to_string(),
+                    format!("{}h", h.h),
+                    h.points.to_string(),
+                    format!("{:.4}", h.har),
+                    or_dash(h.har_operated, 4),
+                    format!("{:.4}", h.model),
+                    format!("{:.4}", h.ratio),
+                    or_dash(h.dm_p, 4),
+                    format!("{:.3}", h.worst_coverage_gap),
+                ]
             })
         })
         .collect()
