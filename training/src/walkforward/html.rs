@@ -231,10 +231,9 @@ fn reliability_chart(report: &WalkForwardReport, h: usize) -> String {
     })
 }
 
-/// A number to `digits` decimals, or `-` where there is none.
+/// A number to `digits` decimals, or `-` where there is none or it is not finite.
 fn num(x: Option<f64>, digits: usize) -> String {
-    x.filter(|v| v.is_finite())
-        .map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+    super::or_dash(x.filter(|v| v.is_finite()), digits)
 }
 
 /// A rate as a percentage to two decimals, or `-`.
@@ -327,7 +326,7 @@ fn seed_sets_table(sets: &[super::SeedSet]) -> String {
             esc(name),
             cells(super::per_horizon(&set.folds)),
             100.0 * breaches as f64 / n.max(1) as f64,
-            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"))
+            super::or_dash(kupiec, 3)
         );
     }
     let _ = writeln!(

@@ -13,7 +13,7 @@ mod report;
 mod seeds;
 
 pub use report::render;
-use report::{OverFolds, fold_rows, per_horizon, pooled, shortage_over_folds};
+use report::{OverFolds, fold_rows, or_dash, per_horizon, pooled, shortage_over_folds};
 pub use seeds::{SeedSet, seed_set};
 
 use std::path::{Path, PathBuf};

@@ -55,7 +55,7 @@ pub fn render(report: &WalkForwardReport) -> String {
          | fold | model | Kupiec p | har_calibrated | mean LT at equal breach rate, model / har_calibrated |\n\
          |---|---:|---:|---:|---:|\n",
     );
-    let lt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
+    let lt = |v: Option<f64>| or_dash(v, 4);
     for f in &report.folds {
         let (rate, mean_lt, kupiec) = f.model_policy;
         let _ = writeln!(
@@ -63,7 +63,7 @@ pub fn render(report: &WalkForwardReport) -> String {
             "| {} | {:.2}% / {mean_lt:.4} | {} | {} | {} / {} |",
             f.year,
             100.0 * rate,
-            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}")),
+            or_dash(kupiec, 3),
             f.har_calibrated_policy
                 .map_or_else(|| "-".to_owned(), |(r, l)| format!("{:.2}% / {l:.4}", 100.0 * r)),
             lt(f.equal_rate_lt.0),
@@ -76,7 +76,7 @@ pub fn render(report: &WalkForwardReport) -> String {
             out,
             "| pooled | {:.2}% ({breaches} of {n}) | {} | | |",
             100.0 * breaches as f64 / n.max(1) as f64,
-            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"))
+            or_dash(kupiec, 3)
         );
     }
     out.push_str(&render_shortage(&report.folds));
@@ -148,13 +148,16 @@ pub(super) fn shortage_over_folds(folds: &[FoldSummary]) -> Vec<(usize, FoldShor
         .collect()
 }
 
+/// `x` to `digits` decimals, or `-` where there is none.
+pub(super) fn or_dash(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
 /// The cells of the per-fold table, one row per fold and horizon: fold, H, points, the pooled
 /// QLIKE of HAR, HAR operated and the model, the model over the better baseline, the DM p-value
 /// and the worst coverage gap (`-` where there is none). The Markdown report and the page both
 /// print these.
 pub(super) fn fold_rows(folds: &[FoldSummary]) -> Vec<[String; 9]> {
-    let or_dash =
-        |x: Option<f64>, digits: usize| x.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"));
     folds
         .iter()
         .flat_map(|f| {

@@ -74,7 +74,7 @@ pub(super) fn render_seed_sets(sets: &[SeedSet]) -> String {
             set.seeds(),
             cells.join(" | "),
             100.0 * breaches as f64 / n.max(1) as f64,
-            kupiec.map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"))
+            super::or_dash(kupiec, 3)
         );
     }
     let first = &sets[0];
