@@ -201,6 +201,71 @@ pub struct DesignFlags {
     /// training rows' summed QLIKE (same rows, columns and ridge). Default: the config's.
     #[arg(long, value_name = "true|false")]
     pub skip_qlike: Option<bool>,
+    /// The static features the log-variance skip's least squares runs on, by name or index,
+    /// comma-separated (e.g. `ln_rv24,ln_rv168,ln_rv720`, SPEC's HAR regressors), or `all`; the
+    /// others start at zero. Default: the config's.
+    #[arg(long, value_name = "NAMES|all", value_parser = skip_features)]
+    pub skip_features: Option<SkipFeatures>,
+    /// An exception to `--skip-features` at one horizon, `H=NAMES|all` (e.g.
+    /// `168=ln_rv24,ln_rv168,ln_rv720`); repeat it for several horizons. Given at all, it
+    /// replaces the config's exceptions. Default: the config's.
+    #[arg(long, value_name = "H=NAMES|all", value_parser = skip_features_at)]
+    pub skip_features_at: Vec<(usize, SkipFeatures)>,
+}
+
+/// `--skip-features`: static feature columns, sorted and deduplicated; empty means all of them
+/// (as `TrainingConfig::skip_features` reads it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipFeatures(pub Vec<usize>);
+
+/// Parses `--skip-features-at`: `H=` then what [`skip_features`] takes; `H` a positive number of
+/// hours (whether the model forecasts at it is checked when the run starts).
+///
+/// # Errors
+/// No `=`, an `H` that is not a positive whole number of hours, or a bad list.
+pub fn skip_features_at(s: &str) -> Result<(usize, SkipFeatures), String> {
+    let Some((h, list)) = s.split_once('=') else {
+        return Err(format!("{s:?}: give H=NAMES, e.g. 168=ln_rv24,ln_rv168,ln_rv720"));
+    };
+    let h = h
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&h| h > 0)
+        .ok_or_else(|| format!("{h:?} is not a horizon in hours (give H=NAMES)"))?;
+    Ok((h, skip_features(list)?))
+}
+
+/// Parses [`SkipFeatures`]: `all`, or a comma-separated list of static feature names
+/// (`volcast_core::features::STATIC_NAMES`) or their indices.
+///
+/// # Errors
+/// An empty list or item, or a name or index that is not a static feature (the message lists them).
+pub fn skip_features(s: &str) -> Result<SkipFeatures, String> {
+    use volcast_core::features::STATIC_NAMES;
+    if s.trim() == "all" {
+        return Ok(SkipFeatures(Vec::new()));
+    }
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim) {
+        let index = STATIC_NAMES
+            .iter()
+            .position(|n| *n == item)
+            .or_else(|| item.parse::<usize>().ok().filter(|&i| i < STATIC_NAMES.len()));
+        match index {
+            Some(i) => out.push(i),
+            None => {
+                return Err(format!(
+                    "{item:?} is not a static feature: give `all`, or names or indices 0..{} of {}",
+                    STATIC_NAMES.len() - 1,
+                    STATIC_NAMES.join(", ")
+                ));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(SkipFeatures(out))
 }
 
 impl DesignFlags {
@@ -229,6 +294,13 @@ impl DesignFlags {
         }
         if let Some(v) = self.skip_qlike {
             config.skip_qlike = Some(v);
+        }
+        if let Some(v) = &self.skip_features {
+            config.skip_features.clone_from(&v.0);
+        }
+        if !self.skip_features_at.is_empty() {
+            config.skip_features_at =
+                Some(self.skip_features_at.iter().map(|(h, c)| (*h, c.0.clone())).collect());
         }
     }
 }
@@ -338,8 +410,8 @@ fn step(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::{
-        AdaptiveSteps, HalfLife, HorizonList, WindowDays, half_life_days, half_life_epochs, horizon_list,
-        window_days,
+        AdaptiveSteps, HalfLife, HorizonList, SkipFeatures, WindowDays, half_life_days, half_life_epochs,
+        horizon_list, skip_features, window_days,
     };
     use volcast_model::artifact::Adaptive;
 
@@ -355,6 +427,44 @@ mod tests {
         assert_eq!(half_life_epochs("none"), Ok(HalfLife(None)));
         let err = half_life_epochs("-1").unwrap_err();
         assert!(err.contains("epochs"), "{err}");
+    }
+
+    #[test]
+    fn skip_features_are_names_or_indices_or_all() {
+        assert_eq!(skip_features("ln_rv24,ln_rv168,ln_rv720"), Ok(SkipFeatures(vec![1, 2, 3])));
+        assert_eq!(skip_features(" 6, ln_rv4,4,6 "), Ok(SkipFeatures(vec![0, 4, 6])));
+        assert_eq!(skip_features("all"), Ok(SkipFeatures(Vec::new())));
+        for bad in ["", "ln_rv", "19", "-1", "1,,2", "none"] {
+            let err = skip_features(bad).unwrap_err();
+            assert!(err.contains("ln_parkinson168"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn skip_features_flag_sets_the_config_and_its_absence_keeps_it() {
+        let mut config = volcast_model::config::TrainingConfig::default_run();
+        let before = config.skip_features.clone();
+        super::DesignFlags::default().apply(&mut config);
+        assert_eq!(config.skip_features, before);
+        let flags = super::DesignFlags {
+            skip_features: Some(SkipFeatures(vec![0, 1, 2, 3, 4, 5, 6])),
+            ..Default::default()
+        };
+        flags.apply(&mut config);
+        assert_eq!(config.skip_features, vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(config.skip_features_at, None);
+        let at = super::skip_features_at("168=ln_rv24,ln_rv168,ln_rv720").unwrap();
+        assert_eq!(at, (168, SkipFeatures(vec![1, 2, 3])));
+        let flags = super::DesignFlags { skip_features_at: vec![at], ..Default::default() };
+        flags.apply(&mut config);
+        assert_eq!(config.skip_features_at, Some(vec![(168, vec![1, 2, 3])]));
+        assert_eq!(
+            config.skip_columns(&[4, 24, 168]),
+            Ok(vec![vec![0, 1, 2, 3, 4, 5, 6], vec![0, 1, 2, 3, 4, 5, 6], vec![1, 2, 3]])
+        );
+        for bad in ["168", "=1", "0=1", "x=1", "168=", "168=ln_rv"] {
+            assert!(super::skip_features_at(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -231,7 +231,8 @@ pub fn fit_scaler(features: &PanelFeatures, train: &Samples, window: usize) -> S
 
 /// Least-squares start of the log-variance skip and the quantile offsets.
 ///
-/// Per horizon: ridge-stabilised OLS of ln RV on the standardised static features, its bias
+/// Per horizon: ridge-stabilised OLS of ln RV on the standardised static features `columns[j]`
+/// (the others start at zero), its bias
 /// raised by `s^2 / 2` (so `exp` forecasts the mean, as SPEC's HAR does), and the quantiles of
 /// its residuals as starting quantile offsets. With `qlike`
 /// ([`TrainingConfig::skip_qlike`]), the skip's bias and weights are then refined to the
@@ -242,7 +243,7 @@ pub fn linear_start(
     train: &Samples,
     scaler: &Scaler,
     levels: &[f64],
-    columns: &[usize],
+    columns: &[Vec<usize>],
     qlike: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let h = HORIZONS.len();
@@ -250,6 +251,7 @@ pub fn linear_start(
     let mut bias = vec![0f32; h];
     let mut q_bias = Vec::with_capacity(h * levels.len());
     for j in 0..h {
+        let columns = &columns[j];
         let rows: Vec<(Vec<f64>, f64)> = train
             .statics
             .iter()
@@ -355,6 +357,41 @@ pub fn shortage_start(train: &Samples, scaler: &Scaler) -> (Vec<f32>, Vec<f32>) 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn the_variance_skip_fits_each_horizon_on_its_own_columns_only() {
+        // ln RV = 0.5 x0 + 0.3 x4 + noise at every horizon; 4 h and 24 h may use columns 0 and 4,
+        // 168 h only column 0 (x4 is independent of x0, so its slope there stays 0.5).
+        let mut rng = volcast_core::synth::Rng::new(3);
+        let mut train = Samples::default();
+        for i in 0..20_000u32 {
+            let (x0, x4) = (rng.normal(), rng.normal());
+            let y = (0.5 * x0 + 0.3 * x4 + 0.1 * rng.normal()) as f32;
+            let mut statics = [0f32; N_STATIC];
+            statics[0] = x0 as f32;
+            statics[4] = x4 as f32;
+            statics[7] = rng.normal() as f32;
+            train.index.push((0, i));
+            train.statics.push(statics);
+            train.log_rv.push([y; 3]);
+            train.shortage.push([f32::NAN; 3]);
+        }
+        let scaler = Scaler {
+            static_mean: vec![0.0; N_STATIC],
+            static_std: vec![1.0; N_STATIC],
+            channel_mean: vec![0.0; N_CHANNELS],
+            channel_std: vec![1.0; N_CHANNELS],
+        };
+        let (w, _, _) = linear_start(&train, &scaler, &[0.5], &[vec![0, 4], vec![0, 4], vec![0]], false);
+        let h = HORIZONS.len();
+        let at = |c: usize, j: usize| w[c * h + j];
+        for j in 0..2 {
+            assert!((at(0, j) - 0.5).abs() < 0.01 && (at(4, j) - 0.3).abs() < 0.01, "{w:?}");
+        }
+        assert!((at(0, 2) - 0.5).abs() < 0.01 && at(4, 2) == 0.0, "{w:?}");
+        // Columns not named start at zero at every horizon.
+        assert!((0..h).all(|j| at(7, j) == 0.0), "{w:?}");
+    }
 
     #[test]
     fn the_shortage_start_is_the_baseline_s_logistic_map_on_the_log_score() {

@@ -103,6 +103,10 @@ pub struct TrainingConfig {
     /// between rows. `None` (and a config written before this field) or `Some(false)`: least
     /// squares.
     pub skip_qlike: Option<bool>,
+    /// Per-horizon exceptions to [`Self::skip_features`]: `(horizon in hours, columns)`, the
+    /// columns the log-variance skip's least squares runs on at that horizon (empty: all).
+    /// `None` (and a config written before this field): `skip_features` at every horizon.
+    pub skip_features_at: Option<Vec<(usize, Vec<usize>)>>,
 }
 
 impl TrainingConfig {
@@ -142,6 +146,35 @@ impl TrainingConfig {
         self.shortage_skip_from_baseline == Some(true)
     }
 
+    /// The static columns the log-variance skip starts from at each of `horizons` (hours):
+    /// [`Self::skip_features_at`]'s where it names the horizon, else [`Self::skip_features`];
+    /// an empty list means every static feature.
+    ///
+    /// # Errors
+    /// A column that is not a static feature, a horizon not in `horizons`, or one named twice.
+    pub fn skip_columns(&self, horizons: &[usize]) -> Result<Vec<Vec<usize>>, String> {
+        let all = |c: &[usize]| if c.is_empty() { (0..N_STATIC).collect() } else { c.to_vec() };
+        let check = |what: &str, c: &[usize]| match c.iter().find(|&&i| i >= N_STATIC) {
+            Some(i) => Err(format!("{what} names column {i}: there are {N_STATIC} static features")),
+            None => Ok(()),
+        };
+        check("skip_features", &self.skip_features)?;
+        let mut out = vec![all(&self.skip_features); horizons.len()];
+        let mut seen = Vec::new();
+        for (h, columns) in self.skip_features_at.iter().flatten() {
+            let Some(j) = horizons.iter().position(|x| x == h) else {
+                return Err(format!("skip_features_at names {h} h: the model forecasts at {horizons:?} hours"));
+            };
+            if seen.contains(h) {
+                return Err(format!("skip_features_at names {h} h twice"));
+            }
+            seen.push(*h);
+            check(&format!("skip_features_at {h} h"), columns)?;
+            out[j] = all(columns);
+        }
+        Ok(out)
+    }
+
     /// Whether the log-variance skip is fitted on QLIKE ([`Self::skip_qlike`]).
     #[must_use]
     pub fn has_skip_qlike(&self) -> bool {
@@ -161,6 +194,24 @@ mod tests {
     use super::TrainingConfig;
 
     #[test]
+    fn skip_columns_take_the_exceptions_and_refuse_what_is_not_there() {
+        let c = TrainingConfig::default_run()
+            .with_skip_features(Vec::new())
+            .with_skip_features_at(Some(vec![(24, vec![1, 2, 3])]));
+        let all: Vec<usize> = (0..super::N_STATIC).collect();
+        assert_eq!(c.skip_columns(&[4, 24, 168]), Ok(vec![all.clone(), vec![1, 2, 3], all]));
+        let bad = |c: TrainingConfig| c.skip_columns(&[4, 24, 168]).unwrap_err();
+        let e = bad(c.clone().with_skip_features_at(Some(vec![(12, vec![1])])));
+        assert!(e.contains("12 h"), "{e}");
+        let e = bad(c.clone().with_skip_features_at(Some(vec![(24, vec![1]), (24, vec![2])])));
+        assert!(e.contains("twice"), "{e}");
+        let e = bad(c.clone().with_skip_features_at(Some(vec![(24, vec![99])])));
+        assert!(e.contains("column 99"), "{e}");
+        let e = bad(c.with_skip_features(vec![1, 19]));
+        assert!(e.contains("column 19"), "{e}");
+    }
+
+    #[test]
     fn a_config_written_before_recency_weighting_the_refit_averaging_and_per_horizon_epochs_loads_as_it_was_trained()
      {
         let mut json = serde_json::to_value(TrainingConfig::default_run()).expect("serialises");
@@ -172,6 +223,7 @@ mod tests {
         assert!(fields.remove("log_mse_variance").is_some());
         assert!(fields.remove("shortage_skip_from_baseline").is_some());
         assert!(fields.remove("skip_qlike").is_some());
+        assert!(fields.remove("skip_features_at").is_some());
         let model = fields["model"].as_object_mut().expect("the model's config");
         assert!(model.remove("lognormal_mean").is_some());
         let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
@@ -199,6 +251,11 @@ mod tests {
         assert!(
             !old.has_skip_qlike(),
             "a config from before the QLIKE skip fitted it by least squares"
+        );
+        assert_eq!(
+            old.skip_columns(&[4, 24, 168]),
+            Ok(vec![vec![1, 2, 3]; 3]),
+            "a config from before per-horizon skip columns used its skip_features at every horizon"
         );
         assert!(
             !old.refits_through_holdout(),

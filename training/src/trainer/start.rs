@@ -16,6 +16,7 @@ use crate::dataset::{
     PanelFeatures, Samples, fit_scaler, linear_start, shortage_start, split, training_rows,
 };
 use volcast_core::features::N_STATIC;
+use volcast_core::forecast::HORIZONS;
 use volcast_core::grid::Asset;
 use volcast_model::config::TrainingConfig;
 use volcast_model::network::VolModel;
@@ -88,6 +89,7 @@ pub(super) fn split_enough_rows(
         ));
     }
     config.model.lognormal_spread().map_err(TrainError::Config)?;
+    config.skip_columns(&HORIZONS).map_err(TrainError::Config)?;
     if config.has_per_horizon_epochs() && !config.refits_through_holdout() {
         return Err(TrainError::Config(
             "per_horizon_epochs needs refit_through_holdout: the horizons' networks are the refit's".into(),
@@ -117,11 +119,10 @@ pub(super) struct LinearStart {
 impl LinearStart {
     /// Fits the starting values on the scaled training rows (all static columns unless the config names some).
     pub(super) fn fit(config: &TrainingConfig, train_set: &Samples, scaler: &Scaler) -> Self {
-        let columns: Vec<usize> = if config.skip_features.is_empty() {
-            (0..N_STATIC).collect()
-        } else {
-            config.skip_features.clone()
-        };
+        // Checked with the rest of the config before the rows are split.
+        let columns = config
+            .skip_columns(&HORIZONS)
+            .unwrap_or_else(|_| vec![(0..N_STATIC).collect(); HORIZONS.len()]);
         let (w, b, qb) = linear_start(
             train_set,
             scaler,
