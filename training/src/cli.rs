@@ -299,8 +299,12 @@ impl DesignFlags {
             config.skip_features.clone_from(&v.0);
         }
         if !self.skip_features_at.is_empty() {
-            config.skip_features_at =
-                Some(self.skip_features_at.iter().map(|(h, c)| (*h, c.0.clone())).collect());
+            config.skip_features_at = Some(
+                self.skip_features_at
+                    .iter()
+                    .map(|(h, c)| (*h, c.0.clone()))
+                    .collect(),
+            );
         }
     }
 }
@@ -431,7 +435,10 @@ mod tests {
 
     #[test]
     fn skip_features_are_names_or_indices_or_all() {
-        assert_eq!(skip_features("ln_rv24,ln_rv168,ln_rv720"), Ok(SkipFeatures(vec![1, 2, 3])));
+        assert_eq!(
+            skip_features("ln_rv24,ln_rv168,ln_rv720"),
+            Ok(SkipFeatures(vec![1, 2, 3]))
+        );
         assert_eq!(skip_features(" 6, ln_rv4,4,6 "), Ok(SkipFeatures(vec![0, 4, 6])));
         assert_eq!(skip_features("all"), Ok(SkipFeatures(Vec::new())));
         for bad in ["", "ln_rv", "19", "-1", "1,,2", "none"] {
@@ -455,12 +462,19 @@ mod tests {
         assert_eq!(config.skip_features_at, None);
         let at = super::skip_features_at("168=ln_rv24,ln_rv168,ln_rv720").unwrap();
         assert_eq!(at, (168, SkipFeatures(vec![1, 2, 3])));
-        let flags = super::DesignFlags { skip_features_at: vec![at], ..Default::default() };
+        let flags = super::DesignFlags {
+            skip_features_at: vec![at],
+            ..Default::default()
+        };
         flags.apply(&mut config);
         assert_eq!(config.skip_features_at, Some(vec![(168, vec![1, 2, 3])]));
         assert_eq!(
             config.skip_columns(&[4, 24, 168]),
-            Ok(vec![vec![0, 1, 2, 3, 4, 5, 6], vec![0, 1, 2, 3, 4, 5, 6], vec![1, 2, 3]])
+            Ok(vec![
+                vec![0, 1, 2, 3, 4, 5, 6],
+                vec![0, 1, 2, 3, 4, 5, 6],
+                vec![1, 2, 3]
+            ])
         );
         for bad in ["168", "=1", "0=1", "x=1", "168=", "168=ln_rv"] {
             assert!(super::skip_features_at(bad).is_err(), "{bad:?}");

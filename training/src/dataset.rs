@@ -386,7 +386,10 @@ pub(crate) mod tests {
         let h = HORIZONS.len();
         let at = |c: usize, j: usize| w[c * h + j];
         for j in 0..2 {
-            assert!((at(0, j) - 0.5).abs() < 0.01 && (at(4, j) - 0.3).abs() < 0.01, "{w:?}");
+            assert!(
+                (at(0, j) - 0.5).abs() < 0.01 && (at(4, j) - 0.3).abs() < 0.01,
+                "{w:?}"
+            );
         }
         assert!((at(0, 2) - 0.5).abs() < 0.01 && at(4, 2) == 0.0, "{w:?}");
         // Columns not named start at zero at every horizon.

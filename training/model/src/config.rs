@@ -153,9 +153,17 @@ impl TrainingConfig {
     /// # Errors
     /// A column that is not a static feature, a horizon not in `horizons`, or one named twice.
     pub fn skip_columns(&self, horizons: &[usize]) -> Result<Vec<Vec<usize>>, String> {
-        let all = |c: &[usize]| if c.is_empty() { (0..N_STATIC).collect() } else { c.to_vec() };
+        let all = |c: &[usize]| {
+            if c.is_empty() {
+                (0..N_STATIC).collect()
+            } else {
+                c.to_vec()
+            }
+        };
         let check = |what: &str, c: &[usize]| match c.iter().find(|&&i| i >= N_STATIC) {
-            Some(i) => Err(format!("{what} names column {i}: there are {N_STATIC} static features")),
+            Some(i) => Err(format!(
+                "{what} names column {i}: there are {N_STATIC} static features"
+            )),
             None => Ok(()),
         };
         check("skip_features", &self.skip_features)?;
@@ -163,7 +171,9 @@ impl TrainingConfig {
         let mut seen = Vec::new();
         for (h, columns) in self.skip_features_at.iter().flatten() {
             let Some(j) = horizons.iter().position(|x| x == h) else {
-                return Err(format!("skip_features_at names {h} h: the model forecasts at {horizons:?} hours"));
+                return Err(format!(
+                    "skip_features_at names {h} h: the model forecasts at {horizons:?} hours"
+                ));
             };
             if seen.contains(h) {
                 return Err(format!("skip_features_at names {h} h twice"));
@@ -199,11 +209,16 @@ mod tests {
             .with_skip_features(Vec::new())
             .with_skip_features_at(Some(vec![(24, vec![1, 2, 3])]));
         let all: Vec<usize> = (0..super::N_STATIC).collect();
-        assert_eq!(c.skip_columns(&[4, 24, 168]), Ok(vec![all.clone(), vec![1, 2, 3], all]));
+        assert_eq!(
+            c.skip_columns(&[4, 24, 168]),
+            Ok(vec![all.clone(), vec![1, 2, 3], all])
+        );
         let bad = |c: TrainingConfig| c.skip_columns(&[4, 24, 168]).unwrap_err();
         let e = bad(c.clone().with_skip_features_at(Some(vec![(12, vec![1])])));
         assert!(e.contains("12 h"), "{e}");
-        let e = bad(c.clone().with_skip_features_at(Some(vec![(24, vec![1]), (24, vec![2])])));
+        let e = bad(c
+            .clone()
+            .with_skip_features_at(Some(vec![(24, vec![1]), (24, vec![2])])));
         assert!(e.contains("twice"), "{e}");
         let e = bad(c.clone().with_skip_features_at(Some(vec![(24, vec![99])])));
         assert!(e.contains("column 99"), "{e}");
