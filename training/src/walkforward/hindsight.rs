@@ -64,6 +64,56 @@ pub(super) fn render_hindsight(sets: &[&[FoldSummary]]) -> String {
     out
 }
 
+/// Where the daily job starts each fold, as Markdown: per fold and horizon, the network as served
+/// before the blend over HAR alone on the trailing window it starts from (the days before the
+/// fold) beside the same over the fold's year, averaged over `sets`. Empty when no fold has it.
+pub(super) fn render_start_window(sets: &[&[FoldSummary]]) -> String {
+    let Some(first) = sets.first() else {
+        return String::new();
+    };
+    if first.iter().all(|f| f.start_window.is_empty()) {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nWhere the daily job starts each fold: the network as served before the blend, over HAR \
+         alone, on the daily origins of the trailing window its first weights and corrections are \
+         measured on (the days before the fold, forecasts made by the fold's networks, which were \
+         trained on those days when trained until the fit end), beside the same over the fold's \
+         year (the mean over the seed sets):\n\n\
+         | fold | H | points before | network / HAR before the fold | network / HAR in the fold |\n\
+         |---|---|---:|---:|---:|\n",
+    );
+    let mean = |year: i32, h: usize, pick: &dyn Fn(&FoldSummary) -> &[crate::rolling::BlendHindsight]| {
+        let each: Vec<f64> = sets
+            .iter()
+            .filter_map(|s| {
+                let b = pick(s.iter().find(|x| x.year == year)?)
+                    .iter()
+                    .find(|x| x.horizon == h)?;
+                Some(b.network / b.har)
+            })
+            .collect();
+        (!each.is_empty()).then(|| each.iter().sum::<f64>() / each.len() as f64)
+    };
+    for f in *first {
+        for b in &f.start_window {
+            let before = mean(f.year, b.horizon, &|x| &x.start_window);
+            let during = mean(f.year, b.horizon, &|x| &x.blend_hindsight);
+            let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
+            let _ = writeln!(
+                out,
+                "| {} | {}h | {} | {} | {} |",
+                f.year,
+                b.horizon,
+                b.points,
+                cell(before),
+                cell(during)
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +139,28 @@ mod tests {
                 best_weight,
                 best,
             }],
+            start_window: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_start_window_sits_beside_the_year_averaged_over_sets() {
+        let mut a = fold(2019, 0.3, 0.49);
+        let mut b = fold(2019, 0.5, 0.47);
+        assert!(
+            render_start_window(&[&[a.clone()]]).is_empty(),
+            "nothing before the fold"
+        );
+        for (f, network) in [(&mut a, 0.45), (&mut b, 0.55)] {
+            f.start_window = vec![BlendHindsight {
+                points: 7,
+                network,
+                ..f.blend_hindsight[0]
+            }];
+        }
+        let out = render_start_window(&[&[a], &[b]]);
+        // Before: (0.9 + 1.1) / 2; in the fold 0.6 / 0.5 in both sets.
+        assert!(out.contains("| 2019 | 168h | 7 | 1.0000 | 1.2000 |"), "{out}");
     }
 
     #[test]

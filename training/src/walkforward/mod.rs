@@ -93,6 +93,13 @@ pub struct FoldSummary {
     /// year (a diagnostic; empty for a model without the blend).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blend_hindsight: Vec<crate::rolling::BlendHindsight>,
+    /// The same over the daily origins of the trailing window the daily job starts the year
+    /// from (its `rolling_days` before the fold's first day): what its first weights and
+    /// corrections are measured on. Networks trained until the fit end
+    /// (`refit_through_holdout`) were trained on those origins, so their figures there are in
+    /// sample. Empty as `blend_hindsight` is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub start_window: Vec<crate::rolling::BlendHindsight>,
 }
 
 /// The state of the daily job on one day of a fold.
@@ -304,6 +311,8 @@ fn fold(
             None => daily.daily().operate(assets, &[], days)?,
         };
         summary.blend_hindsight = op.blend_in_hindsight(days, declared);
+        let span = 24 * i64::try_from(daily.daily().days()).unwrap_or(0);
+        summary.start_window = op.blend_in_hindsight((days.0 - span, days.0 - 24), declared);
         report.blend_hindsight.clone_from(&summary.blend_hindsight);
         let window = model
             .metadata
@@ -390,6 +399,7 @@ fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary 
         ),
         days: Vec::new(),
         blend_hindsight: Vec::new(),
+        start_window: Vec::new(),
     }
 }
 

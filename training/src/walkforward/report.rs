@@ -2,7 +2,7 @@
 //! sets and the HTML page: per horizon the worst fold and the mean, the pooled breaches, the
 //! shortage scores' means.
 
-use super::hindsight::render_hindsight;
+use super::hindsight::{render_hindsight, render_start_window};
 use super::seeds::render_seed_sets;
 use super::{FoldShortage, FoldSummary, WalkForwardReport};
 use volcast_core::forecast::HORIZONS;
@@ -86,6 +86,7 @@ pub fn render(report: &WalkForwardReport) -> String {
         report.seed_sets.iter().map(|s| s.folds.as_slice()).collect()
     };
     out.push_str(&render_hindsight(&sets));
+    out.push_str(&render_start_window(&sets));
     if !report.seed_sets.is_empty() {
         out.push_str(&render_seed_sets(&report.seed_sets));
     }

@@ -266,6 +266,7 @@ mod tests {
             equal_rate_lt: (None, None),
             days: Vec::new(),
             blend_hindsight: Vec::new(),
+            start_window: Vec::new(),
         }
     }
 
