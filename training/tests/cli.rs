@@ -603,6 +603,27 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         "{stderr}"
     );
 
+    // Early-stopped folds to measure the days before the fit end on: folds trained until the
+    // fit end are not that, and the daily job it acts on is off with fixed corrections.
+    let mut before = args.to_vec();
+    let folds_dir = folds.to_str().unwrap();
+    before.extend(["--before-fit-end-from", folds_dir]);
+    let refused = run(env!("CARGO_BIN_EXE_walkforward"), &before);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("not trained as the fold's design early-stopped")
+            && stderr.contains("refit_through_holdout: true vs false"),
+        "{stderr}"
+    );
+    before.push("--fixed-recalibration");
+    let refused = run(env!("CARGO_BIN_EXE_walkforward"), &before);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--fixed-recalibration turns off"));
+    assert!(
+        stdout.contains("Where the daily job starts each fold") && stdout.contains("| points before |"),
+        "{stdout}"
+    );
+
     // A second seed set: the first set's fold is reused as it was, the second (seeds 45-47)
     // trained in its own directory, and the report sets them side by side.
     let mut sets = args.to_vec();

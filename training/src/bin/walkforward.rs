@@ -87,6 +87,14 @@ struct Args {
     /// rescored.
     #[arg(long)]
     fixed_recalibration: bool,
+    /// Folds of the same design trained early-stopped (`--refit-through-holdout false`, the
+    /// same seeds and --seed-sets, e.g. `--out DIR` of such a run): each fold is operated with
+    /// that fold's stored corrections and risk calibration, and its forecasts at origins before
+    /// the fit end, so that the daily job's windows reaching back before the fit end hold
+    /// forecasts of networks not trained on them (README, "The daily job's first window is in
+    /// sample"); trained folds are rescored.
+    #[arg(long, value_name = "DIR")]
+    before_fit_end_from: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -105,6 +113,9 @@ fn main() -> std::process::ExitCode {
 fn run_args() -> anyhow::Result<()> {
     let args = Args::parse();
     args.adaptive.check_horizons(&volcast_core::forecast::HORIZONS)?;
+    if args.fixed_recalibration && args.before_fit_end_from.is_some() {
+        anyhow::bail!("--before-fit-end-from acts on the daily job, which --fixed-recalibration turns off");
+    }
     if args.fixed_recalibration && !args.adaptive.is_empty() {
         anyhow::bail!(
             "--fixed-recalibration scores the corrections stored at the fit end: the daily job's \
@@ -136,6 +147,7 @@ fn run_args() -> anyhow::Result<()> {
         seed_sets: args.seed_sets,
         rolling_days: args.rolling_days,
         fixed_recalibration: args.fixed_recalibration,
+        before_fit_end_from: args.before_fit_end_from,
     };
     let report = run(&wf)?;
     print!("{}", render(&report));

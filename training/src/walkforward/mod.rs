@@ -65,6 +65,12 @@ pub struct WalkForward {
     /// fixed for the whole year (`evaluate --fixed-recalibration`), against the same baselines
     /// (HAR operated as usual): a diagnostic of what the daily job adds.
     pub fixed_recalibration: bool,
+    /// Folds trained with the same design but early-stopped (`--refit-through-holdout false`,
+    /// the same seeds), laid out as `out` is: each fold's model is operated with that fold's
+    /// stored corrections and risk calibration, and its forecasts at origins before the fit end
+    /// ([`crate::rolling::DailyRecalibrated::with_before_fit_end`]): what the daily job would
+    /// measure if the artifact kept its early-stopped networks for the days before its fit end.
+    pub before_fit_end_from: Option<PathBuf>,
 }
 
 /// One fold's summary.
@@ -182,9 +188,14 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
     for k in 0..wf.seed_sets.max(1) {
         let (config, out) = seed_set(&wf.config, &wf.out, wf.members, k);
         let first_seed = config.seed;
+        let before_fit_end_from = wf
+            .before_fit_end_from
+            .as_ref()
+            .map(|root| seed_set(&wf.config, root, wf.members, k).1);
         let set = WalkForward {
             config,
             out: out.clone(),
+            before_fit_end_from,
             ..wf.clone()
         };
         let mut folds = Vec::new();
@@ -268,6 +279,25 @@ fn fold(
             differ.join("; ")
         );
     }
+    let before = match &wf.before_fit_end_from {
+        Some(root) => Some(before_fit_end(
+            &root.join(format!("fold-{year}")),
+            &model,
+            wf,
+            &device,
+        )?),
+        None => None,
+    };
+    // Operated with the early-stopped fold's stored corrections and risk calibration.
+    let model = match &before {
+        Some(b) => {
+            let mut metadata = model.metadata.clone();
+            metadata.recalibration.clone_from(&b.metadata.recalibration);
+            metadata.risk.clone_from(&b.metadata.risk);
+            model.with_metadata(metadata)
+        }
+        None => model,
+    };
     let (alpha, tau, bonus) = wf.risk;
     let config = EvalConfig {
         fit_until_ms,
@@ -287,10 +317,12 @@ fn fold(
         .operated_days
         .filter(|_| declared.is_some() && !wf.fixed_recalibration)
         .map(|days| {
-            crate::rolling::Recorded::new(
-                crate::rolling::DailyRecalibrated::new(&model, days)
-                    .with_adaptive(wf.adaptive.apply(declared.and_then(|r| r.adaptive.as_ref()))),
-            )
+            let daily = crate::rolling::DailyRecalibrated::new(&model, days)
+                .with_adaptive(wf.adaptive.apply(declared.and_then(|r| r.adaptive.as_ref())));
+            crate::rolling::Recorded::new(match &before {
+                Some(b) => daily.with_before_fit_end(b),
+                None => daily,
+            })
         });
     let fixed = crate::rolling::FixedModel(&model);
     let operated: &dyn volcast_core::forecast::Forecaster = match &daily {
@@ -401,6 +433,40 @@ fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary 
         blend_hindsight: Vec::new(),
         start_window: Vec::new(),
     }
+}
+
+/// The early-stopped fold in `fold_dir` for `model`'s ([`WalkForward::before_fit_end_from`]):
+/// the same fit end, and the same training config but for the refit.
+///
+/// # Errors
+/// No artifact there, or one fitted to another end or trained with another design.
+fn before_fit_end(
+    fold_dir: &Path,
+    model: &LoadedModel,
+    wf: &WalkForward,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<LoadedModel> {
+    let dir = artifact::resolve(fold_dir)
+        .with_context(|| format!("--before-fit-end-from: no trained fold in {}", fold_dir.display()))?;
+    let before = LoadedModel::load(&dir, device)?;
+    if before.metadata.fit_until != model.metadata.fit_until {
+        bail!(
+            "--before-fit-end-from: {} is fitted until {}, the fold until {}",
+            dir.display(),
+            before.metadata.fit_until,
+            model.metadata.fit_until
+        );
+    }
+    let asked = wf.config.clone().with_refit_through_holdout(Some(false));
+    let differ = config_differences(&before.config, &asked);
+    if !differ.is_empty() {
+        bail!(
+            "--before-fit-end-from: {} was not trained as the fold's design early-stopped ({})",
+            dir.display(),
+            differ.join("; ")
+        );
+    }
+    Ok(before)
 }
 
 /// Writes the JSON report to `path`.

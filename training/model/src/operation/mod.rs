@@ -88,6 +88,7 @@ pub struct DailyRecalibrated<'a> {
     model: &'a LoadedModel,
     days: usize,
     adaptive: Option<Adaptive>,
+    before_fit_end: Option<&'a LoadedModel>,
 }
 
 impl<'a> DailyRecalibrated<'a> {
@@ -103,7 +104,18 @@ impl<'a> DailyRecalibrated<'a> {
             model,
             days,
             adaptive,
+            before_fit_end: None,
         }
+    }
+
+    /// The same with the raw forecasts at origins before `model`'s fit end (hour) made by
+    /// `before` instead: networks that were not trained on those origins (e.g. the early-stopped
+    /// ones of a model trained until its fit end), so that the daily job's windows that reach
+    /// back before the fit end hold out-of-sample forecasts.
+    #[must_use]
+    pub fn with_before_fit_end(mut self, before: &'a LoadedModel) -> Self {
+        self.before_fit_end = Some(before);
+        self
     }
 
     /// The model operated.
@@ -202,15 +214,26 @@ impl DailyRecalibrated<'_> {
                 }
             }
         }
-        let raw = raw_predictions(
-            model,
-            assets,
-            &all,
-            DrawdownQuery {
-                alpha: DEFAULT_ALPHA,
-                tau: DEFAULT_TAU,
-            },
-        )?;
+        let query = DrawdownQuery {
+            alpha: DEFAULT_ALPHA,
+            tau: DEFAULT_TAU,
+        };
+        let raw = match self.before_fit_end {
+            None => raw_predictions(model, assets, &all, query)?,
+            Some(before) => {
+                let fit_end = fit_end_hour(metadata).map_err(|e| fail(e.to_string()))?;
+                let (early, late): (Vec<usize>, Vec<usize>) =
+                    (0..all.len()).partition(|&i| assets[all[i].asset].grid.hour(all[i].slot) < fit_end);
+                let pick = |idx: &[usize]| idx.iter().map(|&i| all[i]).collect::<Vec<Origin>>();
+                let mut raw = vec![None; all.len()];
+                for (idx, m) in [(early, before), (late, model)] {
+                    for (i, p) in idx.iter().zip(raw_predictions(m, assets, &pick(&idx), query)?) {
+                        raw[*i] = p;
+                    }
+                }
+                raw
+            }
+        };
         let prepared = prepare(assets, horizons);
         let stored = metadata.recalibration.as_ref();
         let mut history = History::new(
