@@ -269,8 +269,12 @@ pub fn skip_features(s: &str) -> Result<SkipFeatures, String> {
 }
 
 impl DesignFlags {
-    /// Sets in `config` every setting given.
-    pub fn apply(&self, config: &mut volcast_model::config::TrainingConfig) {
+    /// Sets in `config` every setting given, then checks the skip's columns (given here or in
+    /// the config), so that a bad one is refused before any data is read.
+    ///
+    /// # Errors
+    /// A skip column or horizon the model does not have (`TrainingConfig::skip_columns`).
+    pub fn apply(&self, config: &mut volcast_model::config::TrainingConfig) -> anyhow::Result<()> {
         if let Some(v) = self.recency_half_life_days {
             config.recency_half_life_days = v.0;
         }
@@ -306,6 +310,10 @@ impl DesignFlags {
                     .collect(),
             );
         }
+        config
+            .skip_columns(&volcast_core::forecast::HORIZONS)
+            .map(drop)
+            .map_err(anyhow::Error::msg)
     }
 }
 
@@ -451,13 +459,13 @@ mod tests {
     fn skip_features_flag_sets_the_config_and_its_absence_keeps_it() {
         let mut config = volcast_model::config::TrainingConfig::default_run();
         let before = config.skip_features.clone();
-        super::DesignFlags::default().apply(&mut config);
+        super::DesignFlags::default().apply(&mut config).unwrap();
         assert_eq!(config.skip_features, before);
         let flags = super::DesignFlags {
             skip_features: Some(SkipFeatures(vec![0, 1, 2, 3, 4, 5, 6])),
             ..Default::default()
         };
-        flags.apply(&mut config);
+        flags.apply(&mut config).unwrap();
         assert_eq!(config.skip_features, vec![0, 1, 2, 3, 4, 5, 6]);
         assert_eq!(config.skip_features_at, None);
         let at = super::skip_features_at("168=ln_rv24,ln_rv168,ln_rv720").unwrap();
@@ -466,7 +474,7 @@ mod tests {
             skip_features_at: vec![at],
             ..Default::default()
         };
-        flags.apply(&mut config);
+        flags.apply(&mut config).unwrap();
         assert_eq!(config.skip_features_at, Some(vec![(168, vec![1, 2, 3])]));
         assert_eq!(
             config.skip_columns(&[4, 24, 168]),
@@ -476,6 +484,13 @@ mod tests {
                 vec![1, 2, 3]
             ])
         );
+        // A horizon the model does not forecast is refused before any data is read.
+        let flags = super::DesignFlags {
+            skip_features_at: vec![super::skip_features_at("12=1").unwrap()],
+            ..Default::default()
+        };
+        let err = flags.apply(&mut config).unwrap_err().to_string();
+        assert!(err.contains("12 h"), "{err}");
         for bad in ["168", "=1", "0=1", "x=1", "168=", "168=ln_rv"] {
             assert!(super::skip_features_at(bad).is_err(), "{bad:?}");
         }

@@ -143,7 +143,7 @@ fn config_from(args: &Args) -> anyhow::Result<TrainingConfig> {
     if let Some(v) = args.seed {
         config.seed = v;
     }
-    args.design.apply(&mut config);
+    args.design.apply(&mut config)?;
     Ok(config)
 }
 

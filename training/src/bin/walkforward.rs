@@ -132,7 +132,7 @@ fn run_args() -> anyhow::Result<()> {
     if let Some(v) = args.seed {
         config.seed = v;
     }
-    args.design.apply(&mut config);
+    args.design.apply(&mut config)?;
     let wf = WalkForward {
         dirs: args.data.clone(),
         years: args.years.clone(),
