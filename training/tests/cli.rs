@@ -481,6 +481,21 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         "{page}"
     );
     assert!(!page.contains("NaN"), "{page}");
+    // Where the daily job starts each fold, as in the Markdown report.
+    assert!(
+        page.contains("<h2>Where the daily job starts each fold</h2>"),
+        "{page}"
+    );
+    let md_row = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Where the daily job starts each fold"))
+        .find(|l| l.starts_with("| 2021 | 168h | "))
+        .unwrap();
+    let cells: Vec<&str> = md_row.trim_matches('|').split('|').map(str::trim).collect();
+    assert!(
+        page.contains(&format!("<tr><td>{}</td></tr>", cells.join("</td><td>"))),
+        "{md_row}"
+    );
     // The figures behind the ratio chart, as in the JSON: each fold and horizon's ratio.
     for f in folds_json {
         for x in f["horizons"].as_array().unwrap() {

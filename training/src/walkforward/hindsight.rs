@@ -64,25 +64,15 @@ pub(super) fn render_hindsight(sets: &[&[FoldSummary]]) -> String {
     out
 }
 
-/// Where the daily job starts each fold, as Markdown: per fold and horizon, the network as served
-/// before the blend over HAR alone on the trailing window it starts from (the days before the
-/// fold) beside the same over the fold's year, averaged over `sets`. Empty when no fold has it.
-pub(super) fn render_start_window(sets: &[&[FoldSummary]]) -> String {
+/// Where the daily job starts each fold: per fold and horizon of the first of `sets`, the
+/// points before the fold, and the network as served before the blend over HAR alone on the
+/// trailing window it starts from (the days before the fold) and over the fold's year, each
+/// averaged over `sets` (`-` where none has it). Empty when no fold has it. The Markdown report
+/// and the page render these cells.
+pub(super) fn start_window_rows(sets: &[&[FoldSummary]]) -> Vec<[String; 5]> {
     let Some(first) = sets.first() else {
-        return String::new();
+        return Vec::new();
     };
-    if first.iter().all(|f| f.start_window.is_empty()) {
-        return String::new();
-    }
-    let mut out = String::from(
-        "\nWhere the daily job starts each fold: the network as served before the blend, over HAR \
-         alone, on the daily origins of the trailing window its first weights and corrections are \
-         measured on (the days before the fold, forecasts made by the fold's networks, which were \
-         trained on those days when trained until the fit end), beside the same over the fold's \
-         year (the mean over the seed sets):\n\n\
-         | fold | H | points before | network / HAR before the fold | network / HAR in the fold |\n\
-         |---|---|---:|---:|---:|\n",
-    );
     let mean = |year: i32, h: usize, pick: &dyn Fn(&FoldSummary) -> &[crate::rolling::BlendHindsight]| {
         let each: Vec<f64> = sets
             .iter()
@@ -95,21 +85,38 @@ pub(super) fn render_start_window(sets: &[&[FoldSummary]]) -> String {
             .collect();
         (!each.is_empty()).then(|| each.iter().sum::<f64>() / each.len() as f64)
     };
-    for f in *first {
-        for b in &f.start_window {
-            let before = mean(f.year, b.horizon, &|x| &x.start_window);
-            let during = mean(f.year, b.horizon, &|x| &x.blend_hindsight);
-            let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}"));
-            let _ = writeln!(
-                out,
-                "| {} | {}h | {} | {} | {} |",
-                f.year,
-                b.horizon,
-                b.points,
-                cell(before),
-                cell(during)
-            );
-        }
+    first
+        .iter()
+        .flat_map(|f| f.start_window.iter().map(move |b| (f, b)))
+        .map(|(f, b)| {
+            [
+                f.year.to_string(),
+                format!("{}h", b.horizon),
+                b.points.to_string(),
+                super::or_dash(mean(f.year, b.horizon, &|x| &x.start_window), 4),
+                super::or_dash(mean(f.year, b.horizon, &|x| &x.blend_hindsight), 4),
+            ]
+        })
+        .collect()
+}
+
+/// [`start_window_rows`] as Markdown, with what they say. Empty when there are none.
+pub(super) fn render_start_window(sets: &[&[FoldSummary]]) -> String {
+    let rows = start_window_rows(sets);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nWhere the daily job starts each fold: the network as served before the blend, over HAR \
+         alone, on the daily origins of the trailing window its first weights and corrections are \
+         measured on (the days before the fold, forecasts made by the fold's networks, which were \
+         trained on those days when trained until the fit end), beside the same over the fold's \
+         year (the mean over the seed sets):\n\n\
+         | fold | H | points before | network / HAR before the fold | network / HAR in the fold |\n\
+         |---|---|---:|---:|---:|\n",
+    );
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
     }
     out
 }

@@ -136,6 +136,7 @@ pub fn render(report: &WalkForwardReport) -> String {
             out.push_str(&state_charts(f));
         }
     }
+    out.push_str(&start_window_table(report));
     out.push_str("</body></html>\n");
     out
 }
@@ -266,6 +267,34 @@ fn qlike_table(report: &WalkForwardReport) -> String {
             o.h,
             num(Some(o.mean), 4)
         );
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+/// Where the daily job starts each fold (`hindsight::start_window_rows`, the Markdown report's
+/// table): the network against HAR on the window before the fold and in the fold's year.
+fn start_window_table(report: &WalkForwardReport) -> String {
+    let sets: Vec<&[super::FoldSummary]> = if report.seed_sets.is_empty() {
+        vec![&report.folds]
+    } else {
+        report.seed_sets.iter().map(|s| s.folds.as_slice()).collect()
+    };
+    let rows = super::hindsight::start_window_rows(&sets);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2>Where the daily job starts each fold</h2>\n<p>The network as served before the blend, over \
+         HAR alone, on the trailing window the daily job's first weights and corrections are measured on \
+         (the days before the fold: forecasts of networks trained on those days when trained until the fit \
+         end), beside the same over the fold's year; the mean over the seed sets.</p>\n\
+         <table><tr><th>fold</th><th>H</th><th>points before</th><th>network / HAR before the fold</th>\
+         <th>network / HAR in the fold</th></tr>\n",
+    );
+    for cells in rows {
+        let row: String = cells.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+        let _ = writeln!(out, "<tr>{row}</tr>");
     }
     out.push_str("</table>\n");
     out
