@@ -15,7 +15,6 @@ use super::checkpoint::{
 use crate::dataset::{
     PanelFeatures, Samples, fit_scaler, linear_start, shortage_start, split, training_rows,
 };
-use volcast_core::features::N_STATIC;
 use volcast_core::forecast::HORIZONS;
 use volcast_core::grid::Asset;
 use volcast_model::config::TrainingConfig;
@@ -42,10 +41,11 @@ impl TrainingData {
         config: &TrainingConfig,
         fit_end_hour: i64,
     ) -> Result<Self, TrainError> {
+        let skip_columns = config.skip_columns(&HORIZONS).map_err(TrainError::Config)?;
         let features = PanelFeatures::new(assets);
         let (train_set, holdout) = split_enough_rows(&features, assets, config, fit_end_hour)?;
         let scaler = fit_scaler(&features, &train_set, config.window);
-        let start = LinearStart::fit(config, &train_set, &scaler);
+        let start = LinearStart::fit(config, &skip_columns, &train_set, &scaler);
         let refit_set = config
             .refits_through_holdout()
             .then(|| training_rows(&features, assets, config, fit_end_hour));
@@ -89,7 +89,6 @@ pub(super) fn split_enough_rows(
         ));
     }
     config.model.lognormal_spread().map_err(TrainError::Config)?;
-    config.skip_columns(&HORIZONS).map_err(TrainError::Config)?;
     if config.has_per_horizon_epochs() && !config.refits_through_holdout() {
         return Err(TrainError::Config(
             "per_horizon_epochs needs refit_through_holdout: the horizons' networks are the refit's".into(),
@@ -117,17 +116,19 @@ pub(super) struct LinearStart {
 }
 
 impl LinearStart {
-    /// Fits the starting values on the scaled training rows (all static columns unless the config names some).
-    pub(super) fn fit(config: &TrainingConfig, train_set: &Samples, scaler: &Scaler) -> Self {
-        // Checked with the rest of the config before the rows are split.
-        let columns = config
-            .skip_columns(&HORIZONS)
-            .unwrap_or_else(|_| vec![(0..N_STATIC).collect(); HORIZONS.len()]);
+    /// Fits the starting values on the scaled training rows, the variance skip at each horizon on
+    /// its `columns` ([`TrainingConfig::skip_columns`]).
+    pub(super) fn fit(
+        config: &TrainingConfig,
+        columns: &[Vec<usize>],
+        train_set: &Samples,
+        scaler: &Scaler,
+    ) -> Self {
         let (w, b, qb) = linear_start(
             train_set,
             scaler,
             &config.model.quantile_levels,
-            &columns,
+            columns,
             config.has_skip_qlike(),
         );
         let shortage = config
