@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::FoldSummary;
+use crate::rolling::BlendHindsight;
 
 /// The diagnostic as Markdown, one row per fold and horizon of the first of `sets` (each set's
 /// folds, one set without `--seed-sets`): each forecaster's QLIKE over HAR alone's on the same
@@ -33,17 +34,8 @@ pub(super) fn render_hindsight(sets: &[&[FoldSummary]]) -> String {
     );
     for f in *first {
         for b in &f.blend_hindsight {
-            let each: Vec<_> = sets
-                .iter()
-                .filter_map(|s| {
-                    s.iter()
-                        .find(|x| x.year == f.year)?
-                        .blend_hindsight
-                        .iter()
-                        .find(|x| x.horizon == b.horizon)
-                })
-                .collect();
-            let ratio = |g: &dyn Fn(&crate::rolling::BlendHindsight) -> f64| {
+            let each = across_sets(sets, f.year, b.horizon, |x| &x.blend_hindsight);
+            let ratio = |g: &dyn Fn(&BlendHindsight) -> f64| {
                 each.iter().map(|x| g(x) / x.har).sum::<f64>() / each.len().max(1) as f64
             };
             let weights: Vec<String> = each.iter().map(|x| format!("{:.1}", x.best_weight)).collect();
@@ -64,6 +56,22 @@ pub(super) fn render_hindsight(sets: &[&[FoldSummary]]) -> String {
     out
 }
 
+/// The diagnostic `pick` reads of fold `year` at horizon `h`, from every set that has it.
+fn across_sets<'a>(
+    sets: &[&'a [FoldSummary]],
+    year: i32,
+    h: usize,
+    pick: fn(&FoldSummary) -> &[BlendHindsight],
+) -> Vec<&'a BlendHindsight> {
+    sets.iter()
+        .filter_map(|s| {
+            pick(s.iter().find(|x| x.year == year)?)
+                .iter()
+                .find(|x| x.horizon == h)
+        })
+        .collect()
+}
+
 /// Where the daily job starts each fold: per fold and horizon of the first of `sets`, the
 /// points before the fold, and the network as served before the blend over HAR alone on the
 /// trailing window it starts from (the days before the fold) and over the fold's year, each
@@ -73,17 +81,9 @@ pub(super) fn start_window_rows(sets: &[&[FoldSummary]]) -> Vec<[String; 5]> {
     let Some(first) = sets.first() else {
         return Vec::new();
     };
-    let mean = |year: i32, h: usize, pick: &dyn Fn(&FoldSummary) -> &[crate::rolling::BlendHindsight]| {
-        let each: Vec<f64> = sets
-            .iter()
-            .filter_map(|s| {
-                let b = pick(s.iter().find(|x| x.year == year)?)
-                    .iter()
-                    .find(|x| x.horizon == h)?;
-                Some(b.network / b.har)
-            })
-            .collect();
-        (!each.is_empty()).then(|| each.iter().sum::<f64>() / each.len() as f64)
+    let mean = |year: i32, h: usize, pick: fn(&FoldSummary) -> &[BlendHindsight]| {
+        let each = across_sets(sets, year, h, pick);
+        (!each.is_empty()).then(|| each.iter().map(|b| b.network / b.har).sum::<f64>() / each.len() as f64)
     };
     first
         .iter()
@@ -93,8 +93,8 @@ pub(super) fn start_window_rows(sets: &[&[FoldSummary]]) -> Vec<[String; 5]> {
                 f.year.to_string(),
                 format!("{}h", b.horizon),
                 b.points.to_string(),
-                super::or_dash(mean(f.year, b.horizon, &|x| &x.start_window), 4),
-                super::or_dash(mean(f.year, b.horizon, &|x| &x.blend_hindsight), 4),
+                super::or_dash(mean(f.year, b.horizon, |x| &x.start_window), 4),
+                super::or_dash(mean(f.year, b.horizon, |x| &x.blend_hindsight), 4),
             ]
         })
         .collect()

@@ -246,6 +246,12 @@ fn pct(x: f64) -> String {
     }
 }
 
+/// One table row of `cells`, escaped.
+fn row(cells: &[String]) -> String {
+    let tds: String = cells.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+    format!("<tr>{tds}</tr>\n")
+}
+
 /// The figures behind the ratio chart: each fold and horizon's pooled QLIKE, the ratio, the DM
 /// p-value and the worst coverage gap, then per horizon the mean over folds and the worst fold.
 fn qlike_table(report: &WalkForwardReport) -> String {
@@ -254,8 +260,7 @@ fn qlike_table(report: &WalkForwardReport) -> String {
          <th>model / better</th><th>DM p</th><th>worst coverage gap</th></tr>\n",
     );
     for cells in super::fold_rows(&report.folds) {
-        let row: String = cells.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
-        let _ = writeln!(out, "<tr>{row}</tr>");
+        out.push_str(&row(&cells));
     }
     for o in super::per_horizon(&report.folds) {
         let worst = o
@@ -275,12 +280,7 @@ fn qlike_table(report: &WalkForwardReport) -> String {
 /// Where the daily job starts each fold (`hindsight::start_window_rows`, the Markdown report's
 /// table): the network against HAR on the window before the fold and in the fold's year.
 fn start_window_table(report: &WalkForwardReport) -> String {
-    let sets: Vec<&[super::FoldSummary]> = if report.seed_sets.is_empty() {
-        vec![&report.folds]
-    } else {
-        report.seed_sets.iter().map(|s| s.folds.as_slice()).collect()
-    };
-    let rows = super::hindsight::start_window_rows(&sets);
+    let rows = super::hindsight::start_window_rows(&report.sets());
     if rows.is_empty() {
         return String::new();
     }
@@ -293,8 +293,7 @@ fn start_window_table(report: &WalkForwardReport) -> String {
          <th>network / HAR in the fold</th></tr>\n",
     );
     for cells in rows {
-        let row: String = cells.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
-        let _ = writeln!(out, "<tr>{row}</tr>");
+        out.push_str(&row(&cells));
     }
     out.push_str("</table>\n");
     out

@@ -176,6 +176,17 @@ pub struct WalkForwardReport {
     pub fixed_recalibration: bool,
 }
 
+impl WalkForwardReport {
+    /// Each seed set's folds, or the one set's ([`Self::folds`]) without `--seed-sets`.
+    pub(super) fn sets(&self) -> Vec<&[FoldSummary]> {
+        if self.seed_sets.is_empty() {
+            vec![&self.folds]
+        } else {
+            self.seed_sets.iter().map(|s| s.folds.as_slice()).collect()
+        }
+    }
+}
+
 /// Runs every fold: trains (or resumes, or reuses) its artifact, then scores its year.
 ///
 /// # Errors

@@ -80,11 +80,7 @@ pub fn render(report: &WalkForwardReport) -> String {
         );
     }
     out.push_str(&render_shortage(&report.folds));
-    let sets: Vec<&[FoldSummary]> = if report.seed_sets.is_empty() {
-        vec![&report.folds]
-    } else {
-        report.seed_sets.iter().map(|s| s.folds.as_slice()).collect()
-    };
+    let sets = report.sets();
     out.push_str(&render_hindsight(&sets));
     out.push_str(&render_start_window(&sets));
     if !report.seed_sets.is_empty() {
