@@ -118,8 +118,7 @@ impl DetectorRef {
             flags_per_month: d.config.flags_per_month,
             candle_rate: d.candle_rate,
             pool_rate: d.pool_rate,
-            // Stored as a log change; shown as the fraction the CLI takes.
-            fee_mint_bound: -(-d.config.features.fee_mint_bound).exp_m1(),
+            fee_mint_bound: d.config.features.fee_mint_fraction(),
             candle_threshold_scale: scale.candles,
             pool_threshold_scale: scale.pools,
         }

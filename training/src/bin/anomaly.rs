@@ -148,8 +148,7 @@ fn train(data: &DataDirs, until: i64, out: &Path, fit_args: &FitArgs) -> anyhow:
         wick_given_volume: fit_args.wick_given_volume,
         ..DetectorConfig::default()
     };
-    // As a log change: a fall of `bound` is ln(1 - bound).
-    config.features.fee_mint_bound = -(-bound).ln_1p();
+    config.features = config.features.with_fee_mint_fraction(bound);
     let markets = Markets::load(data, until, &config)?;
     let d = fit(&markets, until, config);
     save(&d, out)?;

@@ -45,6 +45,24 @@ pub struct FeatureConfig {
 /// larger. Set from that mechanism, then scored once on the folds (README, stop 41).
 pub const FEE_MINT_BOUND: f64 = 0.005_012_541_823_544_282;
 
+impl FeatureConfig {
+    /// [`Self::fee_mint_bound`] as the fraction of the liquidity per LP token a fall is read
+    /// against (0.005 for [`FEE_MINT_BOUND`]), as the CLI takes it and the answers show it.
+    #[must_use]
+    pub fn fee_mint_fraction(&self) -> f64 {
+        -(-self.fee_mint_bound).exp_m1()
+    }
+
+    /// The same with the bound set from a fraction: a fall of `fraction` is `ln(1 - fraction)`.
+    #[must_use]
+    pub fn with_fee_mint_fraction(self, fraction: f64) -> Self {
+        Self {
+            fee_mint_bound: -(-fraction).ln_1p(),
+            ..self
+        }
+    }
+}
+
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
