@@ -211,6 +211,47 @@ pub struct DesignFlags {
     /// replaces the config's exceptions. Default: the config's.
     #[arg(long, value_name = "H=NAMES|all", value_parser = skip_features_at)]
     pub skip_features_at: Vec<(usize, SkipFeatures)>,
+    /// Horizons served by networks trained apart, `H[,H]=NAMES|all` (e.g.
+    /// `168=ln_rv24,ln_rv168,ln_rv720`): as many networks again, trained with the run's config
+    /// but the log-variance skip on NAMES, serve those horizons, the run's networks the others
+    /// (twice the training time and networks); `none`: every network serves every horizon.
+    /// Default: the config's.
+    #[arg(long, value_name = "H[,H]=NAMES|all|none", value_parser = networks_apart)]
+    pub networks_apart: Option<NetworksApartArg>,
+}
+
+/// `--networks-apart`: the config's `networks_apart`, or `None` for none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworksApartArg(pub Option<volcast_model::config::NetworksApart>);
+
+/// Parses `--networks-apart`: `none`, or comma-separated horizons in hours, `=`, then what
+/// [`skip_features`] takes (whether the model forecasts at them is checked when the run starts).
+///
+/// # Errors
+/// No `=`, a horizon that is not a positive whole number of hours, or a bad list.
+pub fn networks_apart(s: &str) -> Result<NetworksApartArg, String> {
+    if s.trim() == "none" {
+        return Ok(NetworksApartArg(None));
+    }
+    let Some((hours, list)) = s.split_once('=') else {
+        return Err(format!(
+            "{s:?}: give H[,H]=NAMES, e.g. 168=ln_rv24,ln_rv168,ln_rv720, or none"
+        ));
+    };
+    let horizons = hours
+        .split(',')
+        .map(|h| {
+            h.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&h| h > 0)
+                .ok_or_else(|| format!("{h:?} is not a horizon in hours (give H[,H]=NAMES)"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NetworksApartArg(Some(volcast_model::config::NetworksApart {
+        horizons,
+        skip_features: skip_features(list)?.0,
+    })))
 }
 
 /// `--skip-features`: static feature columns, sorted and deduplicated; empty means all of them
@@ -273,7 +314,8 @@ impl DesignFlags {
     /// the config), so that a bad one is refused before any data is read.
     ///
     /// # Errors
-    /// A skip column or horizon the model does not have (`TrainingConfig::skip_columns`).
+    /// A skip column or horizon the model does not have, or networks apart that do not fit
+    /// (`TrainingConfig::networks_apart_config`).
     pub fn apply(&self, config: &mut volcast_model::config::TrainingConfig) -> anyhow::Result<()> {
         if let Some(v) = self.recency_half_life_days {
             config.recency_half_life_days = v.0;
@@ -310,8 +352,11 @@ impl DesignFlags {
                     .collect(),
             );
         }
+        if let Some(v) = &self.networks_apart {
+            config.networks_apart.clone_from(&v.0);
+        }
         config
-            .skip_columns(&volcast_core::forecast::HORIZONS)
+            .networks_apart_config(&volcast_core::forecast::HORIZONS)
             .map(drop)
             .map_err(anyhow::Error::msg)
     }
@@ -493,6 +538,54 @@ mod tests {
         assert!(err.contains("12 h"), "{err}");
         for bad in ["168", "=1", "0=1", "x=1", "168=", "168=ln_rv"] {
             assert!(super::skip_features_at(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn networks_apart_flag_parses_sets_the_config_and_is_checked_before_any_data() {
+        use volcast_model::config::NetworksApart;
+        let parsed = super::networks_apart("168=ln_rv24,ln_rv168,ln_rv720").unwrap();
+        let expected = NetworksApart {
+            horizons: vec![168],
+            skip_features: vec![1, 2, 3],
+        };
+        assert_eq!(parsed.0.as_ref(), Some(&expected));
+        assert_eq!(
+            super::networks_apart(" 24,168 =all").unwrap().0.unwrap().horizons,
+            vec![24, 168]
+        );
+        assert_eq!(super::networks_apart("none").unwrap().0, None);
+        for bad in ["168", "=1", "0=1", "x=1", "168=", "168=ln_rv", "4,,168=1"] {
+            assert!(super::networks_apart(bad).is_err(), "{bad:?}");
+        }
+        let mut config = volcast_model::config::TrainingConfig::default_run();
+        super::DesignFlags {
+            networks_apart: Some(parsed),
+            ..Default::default()
+        }
+        .apply(&mut config)
+        .unwrap();
+        assert_eq!(config.networks_apart, Some(expected));
+        // Absent, the config's stays; `none` removes it.
+        super::DesignFlags::default().apply(&mut config).unwrap();
+        assert!(config.networks_apart.is_some());
+        super::DesignFlags {
+            networks_apart: Some(super::networks_apart("none").unwrap()),
+            ..Default::default()
+        }
+        .apply(&mut config)
+        .unwrap();
+        assert_eq!(config.networks_apart, None);
+        // Every horizon apart, or one the model does not forecast, is refused before any data.
+        for bad in ["4,24,168=1", "12=1"] {
+            let err = super::DesignFlags {
+                networks_apart: Some(super::networks_apart(bad).unwrap()),
+                ..Default::default()
+            }
+            .apply(&mut config)
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("networks_apart"), "{bad}: {err}");
         }
     }
 

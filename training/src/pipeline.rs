@@ -320,6 +320,9 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         max_steps: p.max_steps,
         threads: p.threads.unwrap_or_else(|| selected.training_threads()),
     };
+    let apart_config = config
+        .networks_apart_config(&HORIZONS)
+        .map_err(anyhow::Error::msg)?;
     let members = train_members(
         &data.assets,
         config,
@@ -328,17 +331,53 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         &options,
         p.members,
     )?;
-    let metadata = artifact_metadata(config, &dirs, &data, &members, &selected.description)?;
+    // Networks trained apart for some horizons: the same run with their own skip, their
+    // checkpoints in `<checkpoints>/apart`.
+    let apart = match &apart_config {
+        Some((horizons, apart_config)) => {
+            tracing::info!(?horizons, "training the networks apart");
+            let options = RunOptions {
+                checkpoint_dir: options.checkpoint_dir.join("apart"),
+                ..options.clone()
+            };
+            let trained = train_members(
+                &data.assets,
+                apart_config,
+                data.fit_end_hour,
+                &selected.device,
+                &options,
+                p.members,
+            )?;
+            Some((horizons.clone(), trained))
+        }
+        None => None,
+    };
+    let apart_members = apart.as_ref().map_or(&[][..], |(_, t)| t.as_slice());
+    let metadata = artifact_metadata(
+        config,
+        &dirs,
+        &data,
+        &members,
+        apart_members,
+        &selected.description,
+    )?;
     let training_seconds = metadata.training_seconds;
-    let samples_per_second = members.iter().map(|t| t.samples_per_second).sum::<f64>() / members.len() as f64;
+    let all = || members.iter().chain(apart_members);
+    let samples_per_second = all().map(|t| t.samples_per_second).sum::<f64>() / all().count() as f64;
     tracing::info!(
         seconds = training_seconds,
         samples_per_second,
-        best_epochs = ?members.iter().map(|t| t.state.best_epoch + 1).collect::<Vec<_>>(),
+        best_epochs = ?all().map(|t| t.state.best_epoch + 1).collect::<Vec<_>>(),
         "trained"
     );
     let train_rows = members.first().map_or(0, |t| t.train_rows);
-    let model = crate::trainer::ensemble_of(members)?;
+    let model = match apart {
+        Some((horizons, trained)) => {
+            let is_apart: Vec<bool> = HORIZONS.iter().map(|h| horizons.contains(h)).collect();
+            crate::trainer::ensemble_apart(members, trained, &is_apart)?
+        }
+        None => crate::trainer::ensemble_of(members)?,
+    };
     // The uncalibrated artifact is written to a staging directory no pointer names, calibrated
     // from there into `out`, then removed: an interrupted run leaves no loadable uncalibrated
     // artifact among the published ones.
@@ -419,16 +458,22 @@ fn checkpoint_dir(p: &Pipeline, dirs: &[PathBuf], fit_until_ms: i64) -> PathBuf 
 
 /// The best epoch's holdout QLIKE per horizon, as the artifact's `holdout` metrics: `model` for
 /// a single network; `member-<i>` per member of an ensemble (what each one's early stopping saw;
-/// the ensemble itself is scored out of sample).
-fn holdout_metrics(members: &[Trained]) -> BTreeMap<usize, HorizonMetrics> {
+/// the ensemble itself is scored out of sample); the networks trained apart's as
+/// `apart-member-<i>` ([`artifact::APART_PREFIX`]; `apart-model` for one).
+fn holdout_metrics(members: &[Trained], apart: &[Trained]) -> BTreeMap<usize, HorizonMetrics> {
     let mut out: BTreeMap<usize, HorizonMetrics> = BTreeMap::new();
-    for (i, trained) in members.iter().enumerate() {
+    let groups = [(members, ""), (apart, artifact::APART_PREFIX)];
+    for (name, trained) in groups.iter().flat_map(|(group, prefix)| {
+        group.iter().enumerate().map(move |(i, t)| {
+            let name = if group.len() == 1 {
+                format!("{prefix}model")
+            } else {
+                format!("{prefix}member-{i}")
+            };
+            (name, t)
+        })
+    }) {
         let state = &trained.state;
-        let name = if members.len() == 1 {
-            "model".to_owned()
-        } else {
-            format!("member-{i}")
-        };
         let Some(scores) = state.history.get(state.best_epoch) else {
             continue;
         };
@@ -445,6 +490,7 @@ fn artifact_metadata(
     dirs: &[PathBuf],
     data: &LoadedData,
     members: &[Trained],
+    apart: &[Trained],
     device: &str,
 ) -> anyhow::Result<Metadata> {
     let assets = &data.assets;
@@ -452,11 +498,16 @@ fn artifact_metadata(
     // Baselines on the same fit period, for the server's side-by-side answers.
     let prepared = prepare(assets, &HORIZONS);
     let baselines = BaselineSet::fit(assets, &prepared, fit_end_hour, &HORIZONS)?;
-    let holdout = holdout_metrics(members);
+    let holdout = holdout_metrics(members, apart);
     let scaler = members
         .first()
         .map(|t| t.scaler.clone())
         .context("no network was trained")?;
+    // The scaler is fitted on the training rows, which both groups share; one artifact serves
+    // every network with one scaler.
+    if apart.iter().any(|t| t.scaler != scaler) {
+        bail!("the networks trained apart were fitted with another input scaler");
+    }
     Ok(Metadata {
         schema_version: artifact::SCHEMA_VERSION,
         id: String::new(),
@@ -477,7 +528,7 @@ fn artifact_metadata(
         har: baselines.har.clone(),
         shortage_logistic: baselines.shortage.clone(),
         device: device.to_owned(),
-        training_seconds: members.iter().map(|t| t.state.seconds).sum(),
+        training_seconds: members.iter().chain(apart).map(|t| t.state.seconds).sum(),
         risk: None,
         uncalibrated: None,
         recalibration: None,

@@ -143,6 +143,8 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
         "0.25",
         "--per-horizon-epochs",
         "true",
+        "--networks-apart",
+        "none",
         "--log-mse-variance",
         "true",
         "--lognormal-mean",
@@ -164,6 +166,16 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     assert_eq!(config["per_horizon_epochs"], serde_json::json!(true));
     assert_eq!(config["log_mse_variance"], serde_json::json!(true));
     assert_eq!(config["model"]["lognormal_mean"], serde_json::json!(true));
+    assert_eq!(config["networks_apart"], serde_json::Value::Null);
+    // Per-horizon epochs beside the default's networks apart: refused, by name, before any data.
+    let refused = with(&["--per-horizon-epochs", "true"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("networks_apart cannot be combined with per_horizon_epochs"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     // The lognormal mean corrects the squared log error's head: refused with QLIKE's, by name.
     let refused = with(&["--lognormal-mean", "true"]);
     assert!(!refused.status.success());

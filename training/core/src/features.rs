@@ -45,6 +45,11 @@ pub const STATIC_NAMES: [&str; 19] = [
 pub const N_STATIC: usize = STATIC_NAMES.len();
 /// Index of ln RV24, ln RV168, ln RV720 (the HAR regressors) among the static features.
 pub const HAR_FEATURES: [usize; 3] = [1, 2, 3];
+/// The asset's own variance levels: ln RV over 4, 24, 168 and 720 hours and the range-based
+/// estimators (Parkinson over 24 and 168 hours, Garman-Klass over 24), which measure the same
+/// variance several times more efficiently than squared returns; the default log-variance skip's
+/// columns at 4 h and 24 h (walk-forward items 21 and 24).
+pub const VARIANCE_FEATURES: [usize; 7] = [0, 1, 2, 3, 4, 5, 6];
 /// Index of the shortage score for horizons 4, 24, 168.
 pub const SHORTAGE_SCORE_FEATURES: [usize; 3] = [8, 9, 10];
 /// Static features that are levels (log variances, illiquidity) rather than ratios.

@@ -2,7 +2,7 @@
 //! (saved beside the weights; loading an artifact rebuilds the network from it).
 
 use burn::prelude::*;
-use volcast_core::features::{HAR_FEATURES, LEVEL_FEATURES, N_CHANNELS, N_STATIC};
+use volcast_core::features::{HAR_FEATURES, LEVEL_FEATURES, N_CHANNELS, N_STATIC, VARIANCE_FEATURES};
 use volcast_core::forecast::HORIZONS;
 
 use crate::network::VolModelConfig;
@@ -107,14 +107,46 @@ pub struct TrainingConfig {
     /// columns the log-variance skip's least squares runs on at that horizon (empty: all).
     /// `None` (and a config written before this field): `skip_features` at every horizon.
     pub skip_features_at: Option<Vec<(usize, Vec<usize>)>>,
+    /// Horizons served by networks trained apart ([`NetworksApart`]): as many networks again,
+    /// trained with this config but their own skip columns (and no exceptions), serve those
+    /// horizons, and this config's networks the others. `None` (and a config written before this
+    /// field): every network serves every horizon.
+    pub networks_apart: Option<NetworksApart>,
+}
+
+/// Networks trained apart for some horizons ([`TrainingConfig::networks_apart`]): the same run
+/// (seeds, data, epochs chosen by their own early stopping) with the log-variance skip's least
+/// squares on `skip_features`, serving only `horizons`. The heads share a trunk, so a skip that
+/// serves short horizons better can train a trunk that serves the week worse (walk-forward items
+/// 21 and 22); networks trained apart keep each group's trunk to itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworksApart {
+    /// The horizons (hours) the apart networks serve: some, not all, of the model's.
+    pub horizons: Vec<usize>,
+    /// The static columns their skip starts from (empty: all), as [`TrainingConfig::skip_features`].
+    pub skip_features: Vec<usize>,
 }
 
 impl TrainingConfig {
     /// The default run: TCN encoder, SPEC's horizons, quantiles 0.05, 0.5, 0.95, 0.99, recent rows
     /// weighted up with a half-life of [`DEFAULT_RECENCY_HALF_LIFE_DAYS`], trained until the fit
-    /// end once early stopping has chosen the epochs.
+    /// end once early stopping has chosen the epochs; 4 h and 24 h served by networks whose skip
+    /// starts from the asset's variance levels ([`VARIANCE_FEATURES`]), the week by networks
+    /// trained apart whose skip starts from SPEC's HAR regressors (adopted at stop 44).
     #[must_use]
     pub fn default_run() -> Self {
+        Self::plain_run()
+            .with_skip_features(VARIANCE_FEATURES.to_vec())
+            .with_networks_apart(Some(NetworksApart {
+                horizons: vec![168],
+                skip_features: HAR_FEATURES.to_vec(),
+            }))
+    }
+
+    /// The default run before stop 44: every horizon served by one group of networks whose skip
+    /// starts from SPEC's HAR regressors (the default's networks apart are this run's).
+    #[must_use]
+    pub fn plain_run() -> Self {
         Self::new(
             VolModelConfig::new(N_STATIC, N_CHANNELS, HORIZONS.len(), vec![0.05, 0.5, 0.95, 0.99])
                 .with_trunk_excluded(LEVEL_FEATURES.to_vec()),
@@ -185,6 +217,52 @@ impl TrainingConfig {
         Ok(out)
     }
 
+    /// The config of the networks trained apart and the horizons they serve, where the config
+    /// has them ([`Self::networks_apart`]); checks the skip's columns of both groups first.
+    ///
+    /// # Errors
+    /// What [`Self::skip_columns`] refuses, in either group; apart horizons that are none, all,
+    /// repeated or not the model's; or networks apart beside per-horizon epochs (each horizon is
+    /// served by networks of its own in both, and the two do not compose).
+    pub fn networks_apart_config(
+        &self,
+        horizons: &[usize],
+    ) -> Result<Option<(Vec<usize>, TrainingConfig)>, String> {
+        self.skip_columns(horizons)?;
+        let Some(apart) = &self.networks_apart else {
+            return Ok(None);
+        };
+        if self.has_per_horizon_epochs() {
+            return Err("networks_apart cannot be combined with per_horizon_epochs".to_owned());
+        }
+        let mut seen = Vec::new();
+        for h in &apart.horizons {
+            if !horizons.contains(h) {
+                return Err(format!(
+                    "networks_apart names {h} h: the model forecasts at {horizons:?} hours"
+                ));
+            }
+            if seen.contains(h) {
+                return Err(format!("networks_apart names {h} h twice"));
+            }
+            seen.push(*h);
+        }
+        if seen.is_empty() || seen.len() == horizons.len() {
+            return Err(format!(
+                "networks_apart serves {seen:?} h: name some, not all, of the model's {horizons:?}"
+            ));
+        }
+        let config = self
+            .clone()
+            .with_skip_features(apart.skip_features.clone())
+            .with_skip_features_at(None)
+            .with_networks_apart(None);
+        config
+            .skip_columns(horizons)
+            .map_err(|e| format!("networks_apart: {e}"))?;
+        Ok(Some((apart.horizons.clone(), config)))
+    }
+
     /// Whether the log-variance skip is fitted on QLIKE ([`Self::skip_qlike`]).
     #[must_use]
     pub fn has_skip_qlike(&self) -> bool {
@@ -227,9 +305,63 @@ mod tests {
     }
 
     #[test]
+    fn networks_apart_train_with_their_own_skip_and_refuse_what_does_not_compose() {
+        use super::NetworksApart;
+        let h = [4, 24, 168];
+        let apart = |horizons: Vec<usize>, skip: Vec<usize>| {
+            TrainingConfig::default_run()
+                .with_skip_features(vec![0, 1, 2, 3, 4, 5, 6])
+                .with_skip_features_at(Some(vec![(4, vec![0, 1])]))
+                .with_networks_apart(Some(NetworksApart {
+                    horizons,
+                    skip_features: skip,
+                }))
+        };
+        assert!(matches!(
+            TrainingConfig::plain_run().networks_apart_config(&h),
+            Ok(None)
+        ));
+        let (served, config) = TrainingConfig::default_run()
+            .networks_apart_config(&h)
+            .expect("the default is valid")
+            .expect("the default trains the week apart");
+        assert_eq!(served, vec![168]);
+        assert_eq!(config.skip_columns(&h), Ok(vec![vec![1, 2, 3]; 3]));
+        assert_eq!(
+            TrainingConfig::default_run().skip_columns(&h),
+            Ok(vec![vec![0, 1, 2, 3, 4, 5, 6]; 3])
+        );
+        let (served, config) = apart(vec![168], vec![1, 2, 3])
+            .networks_apart_config(&h)
+            .expect("valid")
+            .expect("networks apart");
+        assert_eq!(served, vec![168]);
+        assert_eq!(config.skip_columns(&h), Ok(vec![vec![1, 2, 3]; 3]));
+        assert_eq!(config.networks_apart, None);
+        assert_eq!(config.seed, 42);
+        let e = apart(vec![12], vec![1]).networks_apart_config(&h).unwrap_err();
+        assert!(e.contains("12 h"), "{e}");
+        let e = apart(vec![168, 168], vec![1])
+            .networks_apart_config(&h)
+            .unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        for bad in [vec![], vec![4, 24, 168]] {
+            let e = apart(bad, vec![1]).networks_apart_config(&h).unwrap_err();
+            assert!(e.contains("some, not all"), "{e}");
+        }
+        let e = apart(vec![168], vec![40]).networks_apart_config(&h).unwrap_err();
+        assert!(e.contains("networks_apart") && e.contains("column 40"), "{e}");
+        let e = apart(vec![168], vec![1])
+            .with_per_horizon_epochs(Some(true))
+            .networks_apart_config(&h)
+            .unwrap_err();
+        assert!(e.contains("per_horizon_epochs"), "{e}");
+    }
+
+    #[test]
     fn a_config_written_before_recency_weighting_the_refit_averaging_and_per_horizon_epochs_loads_as_it_was_trained()
      {
-        let mut json = serde_json::to_value(TrainingConfig::default_run()).expect("serialises");
+        let mut json = serde_json::to_value(TrainingConfig::plain_run()).expect("serialises");
         let fields = json.as_object_mut().expect("an object");
         assert!(fields.remove("recency_half_life_days").is_some());
         assert!(fields.remove("refit_through_holdout").is_some());
@@ -239,6 +371,7 @@ mod tests {
         assert!(fields.remove("shortage_skip_from_baseline").is_some());
         assert!(fields.remove("skip_qlike").is_some());
         assert!(fields.remove("skip_features_at").is_some());
+        assert!(fields.remove("networks_apart").is_some());
         let model = fields["model"].as_object_mut().expect("the model's config");
         assert!(model.remove("lognormal_mean").is_some());
         let old: TrainingConfig = serde_json::from_value(json.clone()).expect("loads");
@@ -271,6 +404,10 @@ mod tests {
             old.skip_columns(&[4, 24, 168]),
             Ok(vec![vec![1, 2, 3]; 3]),
             "a config from before per-horizon skip columns used its skip_features at every horizon"
+        );
+        assert!(
+            matches!(old.networks_apart_config(&[4, 24, 168]), Ok(None)),
+            "a config from before networks apart served every horizon from every network"
         );
         assert!(
             !old.refits_through_holdout(),

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use average::Averager;
 pub use checkpoint::CheckpointState;
 use checkpoint::{AVERAGE, BEST, LAST, OPTIM, ckpt_err, current_checkpoint, publish_checkpoint, save_atomic};
-pub use refit::{HorizonNetworks, ensemble_of, per_horizon_epochs};
+pub use refit::{HorizonNetworks, ensemble_apart, ensemble_of, per_horizon_epochs};
 use refit::{refit, snapshot_file};
 use std::time::Instant;
 pub use step::holdout_qlike;

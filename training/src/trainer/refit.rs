@@ -187,13 +187,48 @@ pub fn ensemble_of(members: Vec<Trained>) -> Result<Ensemble, TrainError> {
         .with_horizon_weights(weighted.then_some(weights)))
 }
 
+/// The ensemble of `main` and networks trained apart ([`TrainingConfig::networks_apart`]):
+/// `apart` serve the horizons where `is_apart` (in the config's horizon order) is true, as the
+/// mean over them, `main` the others; both groups' networks in `model.bpk`, main first, with
+/// their horizon weights.
+///
+/// # Errors
+/// An empty group, or a member with per-horizon networks (the config refuses the two together).
+pub fn ensemble_apart(
+    main: Vec<Trained>,
+    apart: Vec<Trained>,
+    is_apart: &[bool],
+) -> Result<Ensemble, TrainError> {
+    if main.is_empty() || apart.is_empty() {
+        return Err(none_trained());
+    }
+    if main.iter().chain(&apart).any(|t| t.horizon_networks.is_some()) {
+        return Err(TrainError::Config(
+            "networks apart cannot be combined with per-horizon epochs".into(),
+        ));
+    }
+    let row = |n: usize, serves: bool| -> Vec<f32> {
+        is_apart
+            .iter()
+            .map(|&a| if a == serves { 1.0 / n as f32 } else { 0.0 })
+            .collect()
+    };
+    let weights: Vec<Vec<f32>> = std::iter::repeat_n(row(main.len(), false), main.len())
+        .chain(std::iter::repeat_n(row(apart.len(), true), apart.len()))
+        .collect();
+    let networks = main.into_iter().chain(apart).map(|t| t.model).collect();
+    Ok(Ensemble::from_members(networks)
+        .ok_or_else(none_trained)?
+        .with_horizon_weights(Some(weights)))
+}
+
 fn none_trained() -> TrainError {
     TrainError::NoData("no network was trained".into())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{HorizonNetworks, ensemble_of, per_horizon_epochs};
+    use super::{HorizonNetworks, ensemble_apart, ensemble_of, per_horizon_epochs};
     use crate::trainer::{CheckpointState, Trained};
     use burn::prelude::Device;
     use volcast_model::config::TrainingConfig;
@@ -259,5 +294,36 @@ mod tests {
         let plain = ensemble_of(vec![trained(1, vec![0, 0, 0]), trained(1, vec![0, 0, 0])]).unwrap();
         assert_eq!(plain.len(), 2);
         assert!(plain.horizon_weights().is_none());
+    }
+
+    #[test]
+    fn networks_apart_serve_their_horizons_and_the_others_the_rest() {
+        let plain = || Trained {
+            horizon_networks: None,
+            ..trained(1, vec![0, 0, 0])
+        };
+        let with_snapshots = trained(2, vec![1, 1, 0]);
+        let ensemble = ensemble_apart(
+            vec![plain(), plain(), plain()],
+            vec![plain(), plain()],
+            &[false, false, true],
+        )
+        .unwrap();
+        assert_eq!(ensemble.len(), 5);
+        let third = 1.0 / 3.0;
+        assert_eq!(
+            ensemble.horizon_weights().unwrap(),
+            [
+                vec![third, third, 0.0],
+                vec![third, third, 0.0],
+                vec![third, third, 0.0],
+                vec![0.0, 0.0, 0.5],
+                vec![0.0, 0.0, 0.5]
+            ]
+        );
+        volcast_model::network::Ensemble::check_horizon_weights(ensemble.horizon_weights().unwrap(), 5, 3)
+            .expect("each horizon's weights sum to 1");
+        assert!(ensemble_apart(vec![plain()], vec![with_snapshots], &[false, false, true]).is_err());
+        assert!(ensemble_apart(vec![plain()], Vec::new(), &[false, false, true]).is_err());
     }
 }

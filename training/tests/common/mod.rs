@@ -21,8 +21,11 @@ pub fn generated(dir: &Path, days: usize) {
     }
 }
 
+/// The default run before networks apart ([`TrainingConfig::plain_run`]), small: one group of
+/// networks, so each test trains once; `networks_apart.rs` and the CLI and server end-to-end
+/// tests train the default's two groups.
 pub fn small_config() -> TrainingConfig {
-    let mut c = TrainingConfig::default_run()
+    let mut c = TrainingConfig::plain_run()
         .with_window(32)
         .with_batch_size(64)
         .with_max_epochs(2)

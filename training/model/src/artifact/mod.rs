@@ -31,6 +31,9 @@ pub const METADATA: &str = "metadata.json";
 pub const MAX_ENSEMBLE: usize = 16;
 /// Pointer file naming the default artifact, inside the artifacts directory.
 pub const DEFAULT_POINTER: &str = "default";
+/// The prefix of the holdout figures' names of networks trained apart for some horizons
+/// (`TrainingConfig::networks_apart`): `apart-member-<i>`, or `apart-model` for one.
+pub const APART_PREFIX: &str = "apart-";
 
 /// A data file the model was trained on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,17 +201,21 @@ pub fn read_metadata(dir: &Path) -> Result<Metadata, ArtifactError> {
 
 impl Metadata {
     /// The members trained (seeds): the networks of `model.bpk`, or, where horizons are served
-    /// by networks of their own, the members the holdout figures name.
+    /// by networks of their own, the members the holdout figures name (those of the networks
+    /// trained apart, named with [`APART_PREFIX`], not counted: they take the same seeds).
     #[must_use]
     pub fn members(&self) -> usize {
         let networks = self.ensemble.unwrap_or(1);
         if self.ensemble_horizon_weights.is_none() {
             return networks;
         }
-        self.holdout
-            .values()
-            .next()
-            .map_or(networks, |m| m.qlike.len().max(1))
+        self.holdout.values().next().map_or(networks, |m| {
+            m.qlike
+                .keys()
+                .filter(|name| !name.starts_with(APART_PREFIX))
+                .count()
+                .max(1)
+        })
     }
 
     /// The artifact's HAR forecasts at `slot` of `prepared`, one per horizon in artifact order
