@@ -58,7 +58,11 @@ async fn asset_routes_equal_the_post_routes_on_real_stored_candles() {
     let (app, metrics) = common::app_with_store(&artifact(), store.clone(), FOREVER).await;
     let (status, model, _) = common::call(&app, "GET", "/v1/model", None).await;
     assert_eq!(status, 200);
-    assert_eq!(model["networks"], json!(3), "the shipped ensemble");
+    assert_eq!(
+        model["networks"],
+        json!(6),
+        "the shipped ensemble: three networks for 4 h and 24 h, three trained apart for the week"
+    );
     let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
 
     // The listing: every asset, its range as in its file, servable, and all of the last 30 days

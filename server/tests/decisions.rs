@@ -423,7 +423,7 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
     let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
     let store = Store::open(&url).await.unwrap();
     let artifacts = common::repo().join("model-artifacts");
-    let old = artifacts.join("a7f97a48e77255a0");
+    let old = artifacts.join("693e44b5f740fc82");
     let state = common::state_with_store(&old, store.clone(), FOREVER).await;
     let (signer, _) = Signer::generate().unwrap();
     state.set_decisions(

@@ -32,13 +32,18 @@ fn committed_artifacts_load_and_forecast() {
     for dir in dirs {
         let model = LoadedModel::load(&dir, &device).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         assert_eq!(model.metadata.horizons, HORIZONS.to_vec());
-        // The shipped design: an ensemble of three networks (README, "Train").
+        // The shipped design: three networks for 4 h and 24 h and three trained apart for the
+        // week, one model file (README, "Train").
         assert_eq!(
-            (model.model.len(), model.metadata.ensemble),
-            (3, Some(3)),
+            (model.model.len(), model.metadata.ensemble, model.metadata.members()),
+            (6, Some(6), 3),
             "{}",
             dir.display()
         );
+        let third = 1.0 / 3.0;
+        let weights = model.model.horizon_weights().expect("each horizon from its own networks");
+        assert_eq!(weights[..3], vec![vec![third, third, 0.0]; 3][..], "{}", dir.display());
+        assert_eq!(weights[3..], vec![vec![0.0, 0.0, third]; 3][..], "{}", dir.display());
         assert!(
             model.metadata.risk.is_some(),
             "{}: not calibrated (run `calibrate`)",

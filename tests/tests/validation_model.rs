@@ -14,7 +14,7 @@ use volcast_training::evaluate::{EvalConfig, evaluate};
 use volcast_training::rolling::operated;
 
 /// The validation artifact, named in `model-artifacts/README.md`.
-const VALIDATION: &str = "a7f97a48e77255a0";
+const VALIDATION: &str = "693e44b5f740fc82";
 
 #[test]
 fn validation_model_figures() {
@@ -58,7 +58,7 @@ fn validation_model_figures() {
     .unwrap();
 
     // QLIKE and quantile coverage as reported (README, "Train"), to 0.5%.
-    for (h, want) in [(4, 0.5813), (24, 0.3588), (168, 0.2543)] {
+    for (h, want) in [(4, 0.5794), (24, 0.3587), (168, 0.2543)] {
         let got = report.horizons[&h].qlike["model"];
         assert!(
             (got / want - 1.0).abs() < 0.005,
@@ -66,7 +66,7 @@ fn validation_model_figures() {
         );
     }
     // SPEC's operated comparison: against the better of HAR and HAR corrected daily like the
-    // model (`har_operated`). The model is ahead at every horizon (-4.4%, -5.8%, -2.0%;
+    // model (`har_operated`). The model is ahead at every horizon (-4.7%, -5.8%, -2.0%;
     // Diebold-Mariano p < 0.05): README, "Train". Every quantile's coverage is within 1.5 points
     // of its level (adaptive levels, README "Adaptive calibration").
     for (h, bar) in [(4, 0.97), (24, 0.96), (168, 0.99)] {
@@ -84,6 +84,7 @@ fn validation_model_figures() {
     }
     for (h, level, want) in [
         (4, 0.05, 0.051),
+        (4, 0.5, 0.503),
         (24, 0.5, 0.500),
         (168, 0.5, 0.512),
         (168, 0.95, 0.952),
@@ -107,9 +108,9 @@ fn validation_model_figures() {
             got.mean_lt
         );
     };
-    near(p, "model", 0.0111, 0.8312);
+    near(p, "model", 0.0112, 0.8304);
     // Within the band for a fold, [0.7%, 1.3%], though a little bold on this year alone
-    // (Kupiec p 0.024; the pooled walk-forward folds keep the promise, README "Walk-forward").
+    // (Kupiec p 0.021; the pooled walk-forward folds keep the promise, README "Walk-forward").
     assert!(
         (0.007..=0.013).contains(&p["model"].breach_rate),
         "{:?}",
@@ -129,7 +130,7 @@ fn validation_model_figures() {
     // policy's shape reaches the static policy's mean LT (README, "Risk engine"); the model's
     // comes closest, with GARCH's a hair behind.
     let h = &report.risk.hindsight;
-    assert!((h["model"].mean_lt - 0.8326).abs() < 0.003, "{:?}", h["model"]);
+    assert!((h["model"].mean_lt - 0.8331).abs() < 0.003, "{:?}", h["model"]);
     for (name, b) in h {
         assert!(b.breach_rate <= 0.01 + 1e-12, "{name}: {b:?}");
         assert!(b.mean_lt < p["static"].mean_lt - 0.005, "{name}: {b:?}");
@@ -143,5 +144,5 @@ fn validation_model_figures() {
     )
     .unwrap();
     let p = &day.risk.policies;
-    near(p, "model", 0.0149, 0.7013);
+    near(p, "model", 0.0140, 0.7001);
 }

@@ -70,7 +70,8 @@ pub struct ModelCard {
     pub training_range: Option<[String; 2]>,
     /// Training files.
     pub training_data: Vec<DataFileDto>,
-    /// Early-stopping holdout metrics per horizon (of an ensemble, per member: `member-0`, ...),
+    /// Early-stopping holdout metrics per horizon (of an ensemble, per member: `member-0`, ...,
+    /// and the networks trained apart for some horizons, `apart-member-0`, ...),
     /// of the networks that chose the number of epochs, so out of sample; where the config trains
     /// until the fit end (`refit_through_holdout`), the served networks then trained on the
     /// holdout too.
@@ -81,9 +82,10 @@ pub struct ModelCard {
     pub features: FeaturesDto,
     /// Device trained on.
     pub device: String,
-    /// Networks whose mean log forecasts are served: an ensemble trained with successive seeds
-    /// (3 for the shipped artifacts), or 1; with per-horizon epochs (`per_horizon_epochs`),
-    /// every member's distinct networks, each horizon served by its own.
+    /// Networks whose mean log forecasts are served: an ensemble trained with successive seeds,
+    /// or 1; with networks trained apart (`networks_apart`; 6 for the shipped artifacts: three
+    /// for 4 h and 24 h, three for the week) or per-horizon epochs (`per_horizon_epochs`, every
+    /// member's distinct networks), each horizon served by its own.
     pub networks: usize,
     /// Historical windows `POST /v1/risk/stress` can replay (`{"kind": "replay", "name": ...}`).
     pub stress_scenarios: Vec<String>,

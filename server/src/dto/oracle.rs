@@ -8,7 +8,7 @@ use super::{AssetRisk, ModelRef};
 
 /// One parameter update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"market": "BTCUSDT", "update_type": "liquidation_threshold", "new_value": 0.8123, "new_value_bps": 8123, "previous_value": 0.8, "previous_value_bps": 8000, "reference_id": "dec_6f1c0e1b8d6a4c2f9e0b7a5d3c1f2e4a", "timestamp": 1_704_067_200, "additional_data": {"model_id": "a7f97a48e77255a0", "model_hash": "9f2c...", "policy": "model", "origin": "2024-01-01T00:00:00Z", "alpha": 0.99, "tau_hours": 4.0, "step_limited": false}}))]
+#[schema(example = json!({"market": "BTCUSDT", "update_type": "liquidation_threshold", "new_value": 0.8123, "new_value_bps": 8123, "previous_value": 0.8, "previous_value_bps": 8000, "reference_id": "dec_6f1c0e1b8d6a4c2f9e0b7a5d3c1f2e4a", "timestamp": 1_704_067_200, "additional_data": {"model_id": "693e44b5f740fc82", "model_hash": "9f2c...", "policy": "model", "origin": "2024-01-01T00:00:00Z", "alpha": 0.99, "tau_hours": 4.0, "step_limited": false}}))]
 pub struct RiskParameterUpdate {
     /// The market: the asset id.
     pub market: String,

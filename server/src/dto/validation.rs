@@ -9,7 +9,7 @@ use crate::dto::ModelRef;
 /// The model's record over trailing windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
-    "model": {"id": "470b9c92ddf55e12", "hash": "d08e..."}, "now": "2026-12-02T14:05:00Z", "asset": null,
+    "model": {"id": "e511b0d43982c4cf", "hash": "d08e..."}, "now": "2026-12-02T14:05:00Z", "asset": null,
     "windows": [{"days": 30, "from": "2026-11-02T00:00:00Z", "to": "2026-12-02T14:05:00Z", "entries": 2900,
         "horizons": [{"horizon_hours": 24, "points": 2850, "qlike_model": 0.36, "qlike_har": 0.38,
                       "qlike_ratio": 0.95, "dm_statistic": -2.1, "dm_p_value": 0.036, "origin_days": 23,

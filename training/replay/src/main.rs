@@ -4,7 +4,7 @@
 //! was served beside always-model and always-HAR.
 //!
 //! ```text
-//! cargo run --release --bin replay -- --model model-artifacts/a7f97a48e77255a0 \
+//! cargo run --release --bin replay -- --model model-artifacts/693e44b5f740fc82 \
 //!     --from 2021-01-01 --to 2021-12-31 --json replay-2021.json
 //! ```
 

@@ -1,12 +1,12 @@
 //! `anomaly`: the market-behaviour anomaly detector's commands.
 //!
 //! ```text
-//! cargo run --release --bin anomaly -- train --fit-until 2021-12-31 --out model-artifacts/470b9c92ddf55e12/anomaly.json
-//! cargo run --release --bin anomaly -- train --fit-until 2020-12-31 --out model-artifacts/a7f97a48e77255a0/anomaly.json
-//! cargo run --release --bin anomaly -- evaluate --detector model-artifacts/a7f97a48e77255a0/anomaly.json --from 2021-01-01 --to 2021-12-31
+//! cargo run --release --bin anomaly -- train --fit-until 2021-12-31 --out model-artifacts/e511b0d43982c4cf/anomaly.json
+//! cargo run --release --bin anomaly -- train --fit-until 2020-12-31 --out model-artifacts/693e44b5f740fc82/anomaly.json
+//! cargo run --release --bin anomaly -- evaluate --detector model-artifacts/693e44b5f740fc82/anomaly.json --from 2021-01-01 --to 2021-12-31
 //! cargo run --release --bin anomaly -- folds                  # for Y in 2019..2021: fit to Y-1, score Y
 //! cargo run --release --bin anomaly -- folds --flags-per-month 2 --out walk-forward/anomaly-2pm
-//! cargo run --release --bin anomaly -- chart --detector model-artifacts/a7f97a48e77255a0/anomaly.json \
+//! cargo run --release --bin anomaly -- chart --detector model-artifacts/693e44b5f740fc82/anomaly.json \
 //!     --asset KLAYUSDT --from 2021-10-07 --to 2021-10-12 --out chart.svg
 //! ```
 
