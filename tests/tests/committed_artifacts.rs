@@ -35,15 +35,32 @@ fn committed_artifacts_load_and_forecast() {
         // The shipped design: three networks for 4 h and 24 h and three trained apart for the
         // week, one model file (README, "Train").
         assert_eq!(
-            (model.model.len(), model.metadata.ensemble, model.metadata.members()),
+            (
+                model.model.len(),
+                model.metadata.ensemble,
+                model.metadata.members()
+            ),
             (6, Some(6), 3),
             "{}",
             dir.display()
         );
         let third = 1.0 / 3.0;
-        let weights = model.model.horizon_weights().expect("each horizon from its own networks");
-        assert_eq!(weights[..3], vec![vec![third, third, 0.0]; 3][..], "{}", dir.display());
-        assert_eq!(weights[3..], vec![vec![0.0, 0.0, third]; 3][..], "{}", dir.display());
+        let weights = model
+            .model
+            .horizon_weights()
+            .expect("each horizon from its own networks");
+        assert_eq!(
+            weights[..3],
+            vec![vec![third, third, 0.0]; 3][..],
+            "{}",
+            dir.display()
+        );
+        assert_eq!(
+            weights[3..],
+            vec![vec![0.0, 0.0, third]; 3][..],
+            "{}",
+            dir.display()
+        );
         assert!(
             model.metadata.risk.is_some(),
             "{}: not calibrated (run `calibrate`)",
