@@ -320,38 +320,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         max_steps: p.max_steps,
         threads: p.threads.unwrap_or_else(|| selected.training_threads()),
     };
-    let apart_config = config
-        .networks_apart_config(&HORIZONS)
-        .map_err(anyhow::Error::msg)?;
-    let members = train_members(
-        &data.assets,
-        config,
-        data.fit_end_hour,
-        &selected.device,
-        &options,
-        p.members,
-    )?;
-    // Networks trained apart for some horizons: the same run with their own skip, their
-    // checkpoints in `<checkpoints>/apart`.
-    let apart = match &apart_config {
-        Some((horizons, apart_config)) => {
-            tracing::info!(?horizons, "training the networks apart");
-            let options = RunOptions {
-                checkpoint_dir: options.checkpoint_dir.join("apart"),
-                ..options.clone()
-            };
-            let trained = train_members(
-                &data.assets,
-                apart_config,
-                data.fit_end_hour,
-                &selected.device,
-                &options,
-                p.members,
-            )?;
-            Some((horizons.clone(), trained))
-        }
-        None => None,
-    };
+    let (members, apart) = train_groups(p, &data, &selected.device, &options)?;
     let apart_members = apart.as_ref().map_or(&[][..], |(_, t)| t.as_slice());
     let metadata = artifact_metadata(
         config,
@@ -399,6 +368,48 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         training_seconds,
         device: selected.description,
     })
+}
+
+/// The networks trained apart for some horizons and the horizons (hours) they serve.
+type ApartGroup = (Vec<usize>, Vec<Trained>);
+
+/// Trains the run's networks and, where the config has networks apart
+/// ([`TrainingConfig::networks_apart`]), the apart group with its own config and checkpoints in
+/// `<checkpoints>/apart` (resumable like the others), with the horizons it serves. The config's
+/// networks apart are checked before anything is trained.
+fn train_groups(
+    p: &Pipeline,
+    data: &LoadedData,
+    device: &burn::prelude::Device,
+    options: &RunOptions,
+) -> anyhow::Result<(Vec<Trained>, Option<ApartGroup>)> {
+    let apart_config = p
+        .config
+        .networks_apart_config(&HORIZONS)
+        .map_err(anyhow::Error::msg)?;
+    let train = |config: &TrainingConfig, options: &RunOptions| {
+        train_members(
+            &data.assets,
+            config,
+            data.fit_end_hour,
+            device,
+            options,
+            p.members,
+        )
+    };
+    let members = train(&p.config, options)?;
+    let apart = match apart_config {
+        Some((horizons, config)) => {
+            tracing::info!(?horizons, "training the networks apart");
+            let options = RunOptions {
+                checkpoint_dir: options.checkpoint_dir.join("apart"),
+                ..options.clone()
+            };
+            Some((horizons, train(&config, &options)?))
+        }
+        None => None,
+    };
+    Ok((members, apart))
 }
 
 /// The candles a run trains on, as loaded and as a panel, and the end of its fit period.
