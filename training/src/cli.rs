@@ -240,13 +240,7 @@ pub fn networks_apart(s: &str) -> Result<NetworksApartArg, String> {
     };
     let horizons = hours
         .split(',')
-        .map(|h| {
-            h.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|&h| h > 0)
-                .ok_or_else(|| format!("{h:?} is not a horizon in hours (give H[,H]=NAMES)"))
-        })
+        .map(|h| horizon_hours(h, "H[,H]=NAMES"))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(NetworksApartArg(Some(volcast_model::config::NetworksApart {
         horizons,
@@ -268,13 +262,16 @@ pub fn skip_features_at(s: &str) -> Result<(usize, SkipFeatures), String> {
     let Some((h, list)) = s.split_once('=') else {
         return Err(format!("{s:?}: give H=NAMES, e.g. 168=ln_rv24,ln_rv168,ln_rv720"));
     };
-    let h = h
-        .trim()
+    Ok((horizon_hours(h, "H=NAMES")?, skip_features(list)?))
+}
+
+/// One horizon of a `form` argument (`H=NAMES`, ...): a positive whole number of hours.
+fn horizon_hours(h: &str, form: &str) -> Result<usize, String> {
+    h.trim()
         .parse::<usize>()
         .ok()
         .filter(|&h| h > 0)
-        .ok_or_else(|| format!("{h:?} is not a horizon in hours (give H=NAMES)"))?;
-    Ok((h, skip_features(list)?))
+        .ok_or_else(|| format!("{h:?} is not a horizon in hours (give {form})"))
 }
 
 /// Parses [`SkipFeatures`]: `all`, or a comma-separated list of static feature names

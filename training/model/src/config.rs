@@ -200,17 +200,9 @@ impl TrainingConfig {
         };
         check("skip_features", &self.skip_features)?;
         let mut out = vec![all(&self.skip_features); horizons.len()];
-        let mut seen = Vec::new();
-        for (h, columns) in self.skip_features_at.iter().flatten() {
-            let Some(j) = horizons.iter().position(|x| x == h) else {
-                return Err(format!(
-                    "skip_features_at names {h} h: the model forecasts at {horizons:?} hours"
-                ));
-            };
-            if seen.contains(h) {
-                return Err(format!("skip_features_at names {h} h twice"));
-            }
-            seen.push(*h);
+        let exceptions = self.skip_features_at.as_deref().unwrap_or_default();
+        let positions = horizon_positions("skip_features_at", exceptions.iter().map(|(h, _)| *h), horizons)?;
+        for (j, (h, columns)) in positions.into_iter().zip(exceptions) {
             check(&format!("skip_features_at {h} h"), columns)?;
             out[j] = all(columns);
         }
@@ -235,21 +227,11 @@ impl TrainingConfig {
         if self.has_per_horizon_epochs() {
             return Err("networks_apart cannot be combined with per_horizon_epochs".to_owned());
         }
-        let mut seen = Vec::new();
-        for h in &apart.horizons {
-            if !horizons.contains(h) {
-                return Err(format!(
-                    "networks_apart names {h} h: the model forecasts at {horizons:?} hours"
-                ));
-            }
-            if seen.contains(h) {
-                return Err(format!("networks_apart names {h} h twice"));
-            }
-            seen.push(*h);
-        }
-        if seen.is_empty() || seen.len() == horizons.len() {
+        let served = horizon_positions("networks_apart", apart.horizons.iter().copied(), horizons)?;
+        if served.is_empty() || served.len() == horizons.len() {
             return Err(format!(
-                "networks_apart serves {seen:?} h: name some, not all, of the model's {horizons:?}"
+                "networks_apart serves {:?} h: name some, not all, of the model's {horizons:?}",
+                apart.horizons
             ));
         }
         let config = self
@@ -275,6 +257,30 @@ impl TrainingConfig {
     pub fn refits_through_holdout(&self) -> bool {
         self.refit_through_holdout == Some(true)
     }
+}
+
+/// The positions in `horizons` of the horizons (hours) a config field `what` names, in its order.
+///
+/// # Errors
+/// A horizon the model does not forecast, or one named twice.
+fn horizon_positions(
+    what: &str,
+    named: impl IntoIterator<Item = usize>,
+    horizons: &[usize],
+) -> Result<Vec<usize>, String> {
+    let mut positions = Vec::new();
+    for h in named {
+        let Some(j) = horizons.iter().position(|&x| x == h) else {
+            return Err(format!(
+                "{what} names {h} h: the model forecasts at {horizons:?} hours"
+            ));
+        };
+        if positions.contains(&j) {
+            return Err(format!("{what} names {h} h twice"));
+        }
+        positions.push(j);
+    }
+    Ok(positions)
 }
 
 #[cfg(test)]
