@@ -215,7 +215,7 @@ pub struct DesignFlags {
     /// `168=ln_rv24,ln_rv168,ln_rv720`): as many networks again, trained with the run's config
     /// but the log-variance skip on NAMES, serve those horizons, the run's networks the others
     /// (twice the training time and networks); `none`: every network serves every horizon.
-    /// Default: the config's.
+    /// Default: the config's (the default run: `168=ln_rv24,ln_rv168,ln_rv720`).
     #[arg(long, value_name = "H[,H]=NAMES|all|none", value_parser = networks_apart)]
     pub networks_apart: Option<NetworksApartArg>,
 }
