@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rayon::prelude::*;
 use volcast_core::anomaly::features::{
-    self, CANDLE_FEATURES, CANDLE_VOLUME, CANDLE_WICK, GAP_FEATURE, MARKET_FEATURES, MarketContext,
-    OPTIONAL_POOL_FEATURES, POOL_FEATURES, PoolSnapshot, Row,
+    self, CANDLE_DIRECTIONS, CANDLE_FEATURES, CANDLE_VOLUME, CANDLE_WICK, GAP_FEATURE, MARKET_FEATURES,
+    MarketContext, OPTIONAL_POOL_FEATURES, POOL_FEATURES, PoolSnapshot, Row,
 };
-use volcast_core::anomaly::{Copula, Detector, DetectorConfig};
+use volcast_core::anomaly::{Copula, Detector, DetectorConfig, Direction};
 use volcast_core::candles::{AssetCandles, Candle};
 use volcast_core::time::format_ms;
 
@@ -247,6 +247,17 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
     } else {
         Vec::new()
     };
+    let directions: Vec<Direction> = if config.directed {
+        CANDLE_DIRECTIONS
+            .iter()
+            .map(|(name, weights)| Direction {
+                name: (*name).to_owned(),
+                weights: weights.to_vec(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let candles = Copula::fit(
         &CANDLE_FEATURES,
         floors.clone(),
@@ -254,8 +265,17 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
         &[],
         candle_rate,
         &given,
+        directions.clone(),
     );
-    let candles_market = Copula::fit(&MARKET_FEATURES, floors, &market_rows, &[], candle_rate, &given);
+    let candles_market = Copula::fit(
+        &MARKET_FEATURES,
+        floors,
+        &market_rows,
+        &[],
+        candle_rate,
+        &given,
+        directions,
+    );
     let pool_rows: Vec<Vec<f64>> = markets
         .pools
         .par_iter()
@@ -290,6 +310,7 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
             &OPTIONAL_POOL_FEATURES,
             rate,
             &[],
+            Vec::new(),
         );
         (Some(model), Some(rate))
     } else {

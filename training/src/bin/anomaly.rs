@@ -108,6 +108,11 @@ struct FitArgs {
     /// scores ordinary): `true` or `false`.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     wick_given_volume: bool,
+    /// Also judge each asset-hour along the candle patterns' directions (pump and dump, wash
+    /// trading, spoofed wick), each with its own threshold at the common tail fraction: `true`
+    /// or `false`.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    directed: bool,
     /// At a pool snapshot where the LP supply changed, a fall of the liquidity per LP token
     /// smaller than this fraction is read as the protocol fee minted with it, not a drain (0:
     /// off; at most 0.1).
@@ -146,6 +151,7 @@ fn train(data: &DataDirs, until: i64, out: &Path, fit_args: &FitArgs) -> anyhow:
     let mut config = DetectorConfig {
         flags_per_month: fit_args.flags_per_month,
         wick_given_volume: fit_args.wick_given_volume,
+        directed: fit_args.directed,
         ..DetectorConfig::default()
     };
     config.features = config.features.with_fee_mint_fraction(bound);

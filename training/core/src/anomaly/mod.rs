@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::candles::Candle;
 pub use adaptive::{AdaptiveConfig, DailyScales, Scale};
-pub use copula::{Conditioned, Copula, Driver, MAX_DRIVERS, Marginal, Threshold, Verdict};
+pub use copula::{Conditioned, Copula, Direction, Driver, MAX_DRIVERS, Marginal, Threshold, Verdict};
 use copula::{Subset, verdict};
 use features::{FeatureConfig, MarketContext, PoolSnapshot, Row};
 
@@ -50,6 +50,11 @@ pub struct DetectorConfig {
     /// for the volume it traded on scores ordinary. Off in detectors fitted before it existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub wick_given_volume: bool,
+    /// Both candle models also judge each row along the candle patterns' directions
+    /// ([`features::CANDLE_DIRECTIONS`], [`Direction`]). Off in detectors fitted before it
+    /// existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub directed: bool,
 }
 
 impl Default for DetectorConfig {
@@ -59,6 +64,7 @@ impl Default for DetectorConfig {
             flags_per_month: 1.0,
             market_min_assets: 5,
             wick_given_volume: false,
+            directed: false,
         }
     }
 }

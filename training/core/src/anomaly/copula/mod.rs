@@ -35,6 +35,24 @@ pub struct Copula {
     /// [`Conditioned`]); empty in detectors fitted before it existed, which read as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditioned: Vec<Conditioned>,
+    /// Directions in normal-score space with their own statistic (see [`Direction`]); empty in
+    /// detectors fitted without them, which read as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directions: Vec<Direction>,
+}
+
+/// A named direction `a` over the normal scores, judged by its own statistic
+/// `s = max(0, a' R⁻¹ z) / sqrt(a' R⁻¹ a)`: how far the row lies along `a` beyond what its
+/// other features explain, in standard deviations. Under the copula it is the most powerful
+/// test against a shift of `z` along `a` (a matched filter), so a pattern that moves several
+/// features together (volume and volume for the range, say) is found at a far smaller excursion
+/// than `d²`, which spreads its threshold over every feature, needs. One-sided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Direction {
+    /// What the direction stands for (a pattern's name).
+    pub name: String,
+    /// Its weight on each feature, in row order.
+    pub weights: Vec<f64>,
 }
 
 /// The flag thresholds for rows missing exactly `missing` features: a row is flagged when its
@@ -47,6 +65,9 @@ pub struct Threshold {
     pub d2: f64,
     /// Largest conditional surprise (see [`conditional`]) above which a row is flagged.
     pub conditional: f64,
+    /// Per direction of the model ([`Direction`]), its statistic above which a row is flagged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directed: Vec<f64>,
     /// Fit rows of this kind they were measured on.
     pub rows: usize,
 }
@@ -90,13 +111,16 @@ pub(crate) struct Subset {
     precision: DMatrix<f64>,
     threshold: f64,
     conditional: f64,
+    /// Per direction, `R⁻¹ a` over the present features scaled by `1 / sqrt(a' R⁻¹ a)`, so
+    /// that its dot product with `z` is the statistic, and the statistic's threshold.
+    directed: Vec<(Vec<f64>, f64)>,
 }
 
 impl Copula {
     /// Fits the copula on `rows` (NaN marks a missing feature; only `optional` features may be
-    /// missing) and sets one pair of thresholds per set of present optional features: on `d²`
-    /// and on the largest conditional surprise, each at the same tail fraction of the fit rows,
-    /// chosen so that `rate` of the fit rows exceed one or the other.
+    /// missing) and sets one set of thresholds per set of present optional features: on `d²`,
+    /// on the largest conditional surprise and on each of `directions`' statistics, each at the
+    /// same tail fraction of the fit rows, chosen so that `rate` of the fit rows exceed any.
     #[must_use]
     pub fn fit(
         names: &[&str],
@@ -105,6 +129,7 @@ impl Copula {
         optional: &[usize],
         rate: f64,
         given: &[(usize, usize)],
+        directions: Vec<Direction>,
     ) -> Self {
         let k = names.len();
         let n = rows.len();
@@ -121,6 +146,7 @@ impl Copula {
             thresholds: Vec::new(),
             fit_rows: rows.len(),
             conditioned: Vec::new(),
+            directions,
         };
         let mut zs: Vec<Vec<f64>> = rows.iter().map(|r| model.normal_scores(r)).collect();
         // The conditioned marginals, on the plain (floored) scores of the features they are
@@ -179,19 +205,23 @@ impl Copula {
         for missing in subsets {
             let present: Vec<usize> = (0..k).filter(|j| !missing.contains(j)).collect();
             let prec = model.precision(&present);
-            let scored: Vec<(f64, f64)> = zs
+            let filters = model.filters(&prec, &present);
+            let scored: Vec<Vec<f64>> = zs
                 .iter()
                 .filter(|z| present.iter().all(|&j| z[j].is_finite()))
                 .map(|z| {
                     let (d2, _, pz) = mahalanobis(&prec, &present, z);
-                    (d2, conditional(&prec, &pz).1)
+                    let mut stats = vec![d2, conditional(&prec, &pz).1];
+                    stats.extend(filters.iter().map(|f| directed(f, &present, z)));
+                    stats
                 })
                 .collect();
-            let (d2, cond) = joint_thresholds(&scored, rate);
+            let thresholds = joint_thresholds(&scored, rate);
             model.thresholds.push(Threshold {
                 missing: missing.iter().map(|&j| names[j].to_owned()).collect(),
-                d2,
-                conditional: cond,
+                d2: thresholds[0],
+                conditional: thresholds[1],
+                directed: thresholds[2..].to_vec(),
                 rows: scored.len(),
             });
         }
@@ -237,6 +267,31 @@ impl Copula {
         r.try_inverse().unwrap_or_else(|| DMatrix::identity(m, m))
     }
 
+    /// Per direction, `R⁻¹ a / sqrt(a' R⁻¹ a)` over the `present` features (`prec` their
+    /// `R⁻¹`): its dot product with the present scores is the direction's statistic.
+    fn filters(&self, prec: &DMatrix<f64>, present: &[usize]) -> Vec<Vec<f64>> {
+        self.directions
+            .iter()
+            .map(|d| {
+                let a: Vec<f64> = present
+                    .iter()
+                    .map(|&j| d.weights.get(j).copied().unwrap_or(0.0))
+                    .collect();
+                let pa: Vec<f64> = (0..a.len())
+                    .map(|r| (0..a.len()).map(|c| prec[(r, c)] * a[c]).sum())
+                    .collect();
+                let norm = a
+                    .iter()
+                    .zip(&pa)
+                    .map(|(x, y)| x * y)
+                    .sum::<f64>()
+                    .max(1e-12)
+                    .sqrt();
+                pa.into_iter().map(|x| x / norm).collect()
+            })
+            .collect()
+    }
+
     pub(crate) fn subsets(&self) -> Vec<Subset> {
         self.thresholds
             .iter()
@@ -244,11 +299,19 @@ impl Copula {
                 let present: Vec<usize> = (0..self.features.len())
                     .filter(|&j| !t.missing.contains(&self.features[j]))
                     .collect();
+                let precision = self.precision(&present);
+                let directed = self
+                    .filters(&precision, &present)
+                    .into_iter()
+                    .zip(&t.directed)
+                    .map(|(f, &th)| (f, th))
+                    .collect();
                 Subset {
-                    precision: self.precision(&present),
+                    precision,
                     present,
                     threshold: t.d2,
                     conditional: t.conditional,
+                    directed,
                 }
             })
             .collect()
@@ -277,22 +340,46 @@ fn conditional(prec: &DMatrix<f64>, pz: &[f64]) -> (usize, f64) {
         .fold((0, 0.0), |best, x| if x.1 > best.1 { x } else { best })
 }
 
-/// Thresholds on `d²` and on the largest conditional surprise at one common tail fraction of
-/// the fit rows `(d², c)`, the fraction chosen so that `rate` of the rows exceed one or the
-/// other.
-fn joint_thresholds(rows: &[(f64, f64)], rate: f64) -> (f64, f64) {
-    let mut d2: Vec<f64> = rows.iter().map(|r| r.0).collect();
-    let mut c: Vec<f64> = rows.iter().map(|r| r.1).collect();
-    d2.sort_by(f64::total_cmp);
-    c.sort_by(f64::total_cmp);
+/// A direction's statistic for the scores `z` of the `present` features: `max(0, f · z)`, `f`
+/// its filter ([`Copula::filters`]).
+fn directed(filter: &[f64], present: &[usize], z: &[f64]) -> f64 {
+    present
+        .iter()
+        .zip(filter)
+        .map(|(&j, f)| f * z[j])
+        .sum::<f64>()
+        .max(0.0)
+}
+
+/// Thresholds on each of the rows' statistics (`d²`, the largest conditional surprise, each
+/// direction's) at one common tail fraction of the fit rows, the fraction chosen so that `rate`
+/// of the rows exceed any of them.
+fn joint_thresholds(rows: &[Vec<f64>], rate: f64) -> Vec<f64> {
+    let m = rows.first().map_or(0, Vec::len);
+    let sorted: Vec<Vec<f64>> = (0..m)
+        .map(|i| {
+            let mut v: Vec<f64> = rows.iter().map(|r| r[i]).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        })
+        .collect();
     let n = rows.len();
-    // Each row's tail fraction on either statistic; it is flagged at tail fraction q when the
-    // smaller of the two is below q.
+    // Each row's tail fraction on each statistic; it is flagged at tail fraction q when the
+    // smallest is below q.
     let tail = |sorted: &[f64], x: f64| (n - sorted.partition_point(|&y| y < x)) as f64 / n as f64;
-    let mut smaller: Vec<f64> = rows.iter().map(|r| tail(&d2, r.0).min(tail(&c, r.1))).collect();
-    smaller.sort_by(f64::total_cmp);
-    let q = quantile(&smaller, rate);
-    (quantile(&d2, 1.0 - q), quantile(&c, 1.0 - q))
+    let mut smallest: Vec<f64> = rows
+        .iter()
+        .map(|r| {
+            sorted
+                .iter()
+                .zip(r)
+                .map(|(s, &x)| tail(s, x))
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    smallest.sort_by(f64::total_cmp);
+    let q = quantile(&smallest, rate);
+    sorted.iter().map(|s| quantile(s, 1.0 - q)).collect()
 }
 
 /// One row's verdict, its thresholds multiplied by `scale` (see [`super::adaptive`]; 1: as
@@ -304,22 +391,44 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64)
         .find(|s| (0..z.len()).all(|j| s.present.contains(&j) == z[j].is_finite()))?;
     let (d2, parts, pz) = mahalanobis(&subset.precision, &subset.present, &z);
     let (lead, c) = conditional(&subset.precision, &pz);
-    let by_conditional = subset.threshold * (c / subset.conditional.max(1e-12)).powi(2);
-    let score = d2.max(by_conditional);
+    let on_d2_scale = |stat: f64, threshold: f64| subset.threshold * (stat / threshold.max(1e-12)).powi(2);
+    let by_conditional = on_d2_scale(c, subset.conditional);
+    // The direction furthest beyond its threshold, on the scale of `d²`.
+    let by_direction = subset
+        .directed
+        .iter()
+        .map(|(f, th)| (f, on_d2_scale(directed(f, &subset.present, &z), *th)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let by_directed = by_direction.map_or(0.0, |d| d.1);
+    let score = d2.max(by_conditional).max(by_directed);
     let threshold = subset.threshold * scale;
     let flagged = score > threshold;
     let drivers = if flagged {
-        // By share of `d²`; a flag raised by one feature's conditional surprise names it first.
+        // By share of `d²`; a flag raised by one feature's conditional surprise names it first;
+        // one raised by a direction names its features by their part of its statistic.
         let mut order: Vec<usize> = (0..parts.len()).collect();
-        order.sort_by(|&a, &b| parts[b].total_cmp(&parts[a]));
-        if by_conditional > d2 {
+        let along = |i: usize| by_direction.map_or(0.0, |(f, _)| f[i] * z[subset.present[i]]);
+        let led_by_direction = by_directed > d2.max(by_conditional);
+        if led_by_direction {
+            order.sort_by(|&a, &b| along(b).total_cmp(&along(a)));
+        } else {
+            order.sort_by(|&a, &b| parts[b].total_cmp(&parts[a]));
+        }
+        if by_conditional > d2 && !led_by_direction {
             order.retain(|&i| i != lead);
             order.insert(0, lead);
         }
         order
             .into_iter()
             .take(MAX_DRIVERS)
-            .filter(|&i| parts[i] > 0.0 || i == lead && by_conditional > d2)
+            .filter(|&i| {
+                if led_by_direction {
+                    // A part of the statistic worth naming: a twentieth of it or more.
+                    along(i) >= 0.05 * by_direction.map_or(0.0, |(f, _)| directed(f, &subset.present, &z))
+                } else {
+                    parts[i] > 0.0 || i == lead && by_conditional > d2
+                }
+            })
             .map(|i| {
                 let j = subset.present[i];
                 let name = &model.features[j];

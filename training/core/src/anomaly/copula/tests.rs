@@ -35,7 +35,7 @@ fn normal_scores_follow_the_table_and_extrapolate_monotonically() {
             vec![a.exp(), b]
         })
         .collect();
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
+    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[], Vec::new());
     // exp(N(0,1)) maps back to about its normal score.
     for z in [-2.0f64, -0.5, 0.0, 1.0, 2.5] {
         let got = m.normal_scores(&[z.exp(), 0.0])[0];
@@ -51,7 +51,7 @@ fn normal_scores_follow_the_table_and_extrapolate_monotonically() {
 fn threshold_gives_the_stated_rate_and_flags_carry_reasons() {
     let mut seed = 11;
     let rows = pairs_of(40_000, &mut seed, gaussian_pair);
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
+    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[], Vec::new());
     let subsets = m.subsets();
     let fresh: Vec<Row> = (0..40_000)
         .map(|i| {
@@ -96,7 +96,7 @@ fn one_feature_far_off_alone_is_flagged_by_its_conditional_surprise() {
         .map(|_| (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect())
         .collect();
     let names = ["a", "b", "c", "d", "e", "f"];
-    let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[]);
+    let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Vec::new());
     let t = &m.thresholds[0];
     assert!(t.d2 > 20.0 && t.conditional > 3.4 && t.conditional < 4.2, "{t:?}");
     let values = vec![4.2, 0.3, -0.2, 0.1, 0.0, 0.4];
@@ -128,6 +128,75 @@ fn one_feature_far_off_alone_is_flagged_by_its_conditional_surprise() {
     assert!((rate * 720.0 - 1.0).abs() < 0.25, "{rate}");
 }
 
+/// A row of six features, shown as their values.
+fn row_of(time_ms: i64, values: Vec<f64>) -> Row {
+    Row {
+        time_ms,
+        shown: values.clone(),
+        values,
+        market: vec![f64::NAN; 6],
+        ret: (0.0, 1.0),
+    }
+}
+
+#[test]
+fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
+    // Six independent features and one direction over the third and fifth. A row 2.6 sd out on
+    // both and ordinary elsewhere: `d²` 13.5 (threshold about 24 at 1/720) and a conditional
+    // surprise of 2.6 (about 3.8) miss it; along the direction it lies 3.7 sd out, beyond the
+    // one-sided threshold (about 3.2).
+    let mut seed = 9;
+    let n = std_normal();
+    let rows: Vec<Vec<f64>> = (0..200_000)
+        .map(|_| (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect())
+        .collect();
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let direction = Direction {
+        name: "flow".into(),
+        weights: vec![0.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+    };
+    let plain = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Vec::new());
+    let m = Copula::fit(
+        &names,
+        vec![None; 6],
+        &rows,
+        &[],
+        1.0 / 720.0,
+        &[],
+        vec![direction],
+    );
+    let t = &m.thresholds[0];
+    assert_eq!(t.directed.len(), 1);
+    assert!(t.directed[0] > 2.9 && t.directed[0] < 3.6, "{t:?}");
+    // Sharing the tail with a third statistic raises the other two thresholds.
+    assert!(t.d2 > plain.thresholds[0].d2 && t.conditional > plain.thresholds[0].conditional);
+    let along = row_of(0, vec![0.1, -0.2, 2.6, 0.0, 2.6, 0.3]);
+    assert!(!verdict(&plain, &plain.subsets(), &along, 1.0).unwrap().flagged);
+    let v = verdict(&m, &m.subsets(), &along, 1.0).unwrap();
+    assert!(v.flagged, "{v:?}");
+    let named: Vec<&str> = v.drivers.iter().map(|d| d.feature.as_str()).collect();
+    assert_eq!(named, ["c", "e"], "{v:?}");
+    // One-sided: the opposite way is ordinary.
+    let against = row_of(0, vec![0.1, -0.2, -2.6, 0.0, -2.6, 0.3]);
+    assert!(!verdict(&m, &m.subsets(), &against, 1.0).unwrap().flagged);
+    // On fresh rows of the same law, the three thresholds together flag about the stated rate.
+    let subsets = m.subsets();
+    let flagged = (0..200_000)
+        .filter(|i| {
+            let values: Vec<f64> = (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect();
+            verdict(&m, &subsets, &row_of(*i, values), 1.0).is_some_and(|v| v.flagged)
+        })
+        .count();
+    let rate = flagged as f64 / 200_000.0;
+    assert!((rate * 720.0 - 1.0).abs() < 0.25, "{rate}");
+    // Written and read back, the direction and its threshold hold.
+    let back: Copula = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+    assert_eq!(back, m);
+    // A model without directions writes neither field (detectors fitted before read the same).
+    let text = serde_json::to_string(&plain).unwrap();
+    assert!(!text.contains("directions") && !text.contains("directed"));
+}
+
 #[test]
 fn a_missing_optional_feature_uses_its_own_threshold() {
     let mut seed = 3;
@@ -137,7 +206,7 @@ fn a_missing_optional_feature_uses_its_own_threshold() {
             vec![a, if i % 2 == 0 { b } else { f64::NAN }]
         })
         .collect();
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[1], 0.01, &[]);
+    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[1], 0.01, &[], Vec::new());
     assert_eq!(m.thresholds.len(), 2);
     let subsets = m.subsets();
     let row = Row {
@@ -150,7 +219,15 @@ fn a_missing_optional_feature_uses_its_own_threshold() {
     let v = verdict(&m, &subsets, &row, 1.0).unwrap();
     assert!((v.threshold - m.thresholds[1].d2).abs() < 1e-12);
     // Likewise for a floored feature: missing is missing, never the floor.
-    let floored = Copula::fit(&["a", "b"], vec![None, Some(-1.0)], &rows, &[1], 0.01, &[]);
+    let floored = Copula::fit(
+        &["a", "b"],
+        vec![None, Some(-1.0)],
+        &rows,
+        &[1],
+        0.01,
+        &[],
+        Vec::new(),
+    );
     assert!(floored.normal_scores(&[0.1, f64::NAN])[1].is_nan());
     let v = verdict(&floored, &floored.subsets(), &row, 1.0).unwrap();
     assert!((v.threshold - floored.thresholds[1].d2).abs() < 1e-12);
@@ -185,8 +262,16 @@ fn correlation(pairs: &[(f64, f64)]) -> f64 {
 fn a_conditioned_marginal_reads_a_feature_against_the_other() {
     let mut seed = 13;
     let rows = pairs_of(100_000, &mut seed, spread_with);
-    let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
-    let given = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[(1, 0)]);
+    let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[], Vec::new());
+    let given = Copula::fit(
+        &["a", "b"],
+        vec![None, None],
+        &rows,
+        &[],
+        0.01,
+        &[(1, 0)],
+        Vec::new(),
+    );
     assert!(plain.conditioned.is_empty());
     let c = &given.conditioned[0];
     assert_eq!((c.feature.as_str(), c.on.as_str()), ("b", "a"));
@@ -228,11 +313,19 @@ fn a_copula_without_conditioned_marginals_writes_the_json_it_always_wrote() {
     // Older detectors' ids are hashes of their JSON: the new field must not appear unless used.
     let mut seed = 17;
     let rows = pairs_of(20_000, &mut seed, spread_with);
-    let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[]);
+    let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[], Vec::new());
     let text = serde_json::to_string(&plain).unwrap();
     assert!(!text.contains("conditioned"));
     assert_eq!(serde_json::from_str::<Copula>(&text).unwrap(), plain);
-    let given = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[(1, 0)]);
+    let given = Copula::fit(
+        &["a", "b"],
+        vec![None, None],
+        &rows,
+        &[],
+        0.01,
+        &[(1, 0)],
+        Vec::new(),
+    );
     let text = serde_json::to_string(&given).unwrap();
     assert!(text.contains("conditioned"));
     assert_eq!(serde_json::from_str::<Copula>(&text).unwrap(), given);

@@ -12,8 +12,8 @@ mod candle;
 mod pool;
 
 pub use candle::{
-    CANDLE_FEATURES, CANDLE_VOLUME, CANDLE_WICK, MARKET_FEATURES, MarketContext, candle_rows,
-    candle_rows_from,
+    CANDLE_DIRECTIONS, CANDLE_FEATURES, CANDLE_VOLUME, CANDLE_WICK, MARKET_FEATURES, MarketContext,
+    candle_rows, candle_rows_from,
 };
 pub use pool::{
     GAP_FEATURE, OPTIONAL_POOL_FEATURES, POOL_FEATURES, PoolSnapshot, VOLUME_FEATURE, cex_band_at, pool_rows,

@@ -27,6 +27,17 @@ pub const MARKET_FEATURES: [&str; 6] = [
     "volume_per_range_vs_market",
     "out_and_back_vs_market",
 ];
+/// The patterns a risk team watches for on candles, as directions over the candle features
+/// (the same positions in [`CANDLE_FEATURES`] and [`MARKET_FEATURES`]), each feature it moves
+/// weighted 1, in the words of the patterns: a pump and dump, a fast rise on outsized volume
+/// then its reversal (return, range, volume, out and back); wash trading, volume many times
+/// normal with no price change (volume, volume for the range); a spoofed wick, the low far
+/// below and the close recovered (range, wick). See [`crate::anomaly::Direction`].
+pub const CANDLE_DIRECTIONS: [(&str, [f64; 6]); 3] = [
+    ("pump_and_dump", [1.0, 1.0, 1.0, 0.0, 0.0, 1.0]),
+    ("wash_trading", [0.0, 0.0, 1.0, 0.0, 1.0, 0.0]),
+    ("spoofed_wick", [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]),
+];
 /// Position of `volume` (and `volume_vs_market`) in the rows.
 pub const CANDLE_VOLUME: usize = 2;
 /// Position of `wick` (and `wick_vs_market`) in the rows.
