@@ -174,6 +174,39 @@ async fn an_injected_pump_and_a_pool_drain_are_flagged_with_reasons() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_raised_along_a_patterns_direction_names_the_pattern() {
+    let (app, _) = app(Action::Report, true, None).await;
+    for (pattern, strength, name) in [
+        (Pattern::SpoofedWick, 0.2, "spoofed_wick"),
+        (Pattern::WashTrading, 16.0, "wash_trading"),
+    ] {
+        let mut candles = common::market(START, 0, 38, None);
+        candles.truncate(HOURS);
+        let at = HOURS - 20;
+        let touched = inject_candles(&mut candles, at, pattern, strength);
+        let body = json!({"asset": "SYNUSDT", "candles": json_candles(&candles)});
+        let (status, v, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
+        assert_eq!(status, 200, "{v}");
+        let rows = v["items"][0]["hours"]["rows"].as_array().unwrap();
+        let times: Vec<String> = touched.map(|i| format_ms(START + i as i64 * HOUR_MS)).collect();
+        let hit: Vec<&Value> = rows
+            .iter()
+            .filter(|r| {
+                r["flagged"] == json!(true) && times.contains(&r["time"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        assert!(hit.iter().any(|r| r["pattern"] == json!(name)), "{name}: {hit:?}");
+        // Only a flagged row names a pattern, and always with drivers.
+        for r in rows {
+            if r.get("pattern").is_some() {
+                assert_eq!(r["flagged"], json!(true), "{r}");
+                assert!(!r["drivers"].as_array().unwrap().is_empty(), "{r}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_64_assets_of_889_candles_is_answered_within_the_timeout() {
     let (app, state) = app(Action::Report, true, None).await;
     let items: Vec<Value> = (0..64)

@@ -172,17 +172,23 @@ pub struct ScoredRow {
     /// Candle open time, or the snapshot's time (RFC 3339).
     pub time: String,
     /// The surprise on the scale of `d²`, the Mahalanobis distance² of the activity features'
-    /// normal scores: `d²`, or the largest single feature's surprise given the others scaled so
-    /// that its own threshold falls on `threshold`, whichever is further beyond its threshold.
+    /// normal scores: `d²`, the largest single feature's surprise given the others, or (asset
+    /// hours) the largest surprise along a candle pattern's direction (`pattern`), each scaled so
+    /// that its own threshold falls on `threshold`, whichever is furthest beyond its threshold.
     pub score: f64,
     /// The flag threshold (of `d²`) for this row's features: the fitted one times the day's
     /// scale (`detector.candle_threshold_scale`, `pool_threshold_scale`).
     pub threshold: f64,
     /// `score > threshold`.
     pub flagged: bool,
-    /// Top reasons (flagged rows only), largest share first.
+    /// Top reasons (flagged rows only), largest share first (for a row flagged along a
+    /// pattern's direction, largest part of that surprise first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drivers: Vec<DriverDto>,
+    /// The candle pattern a flagged hour reads as, when the surprise along its direction
+    /// raised the flag: `pump_and_dump`, `wash_trading` or `spoofed_wick`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
 }
 
 impl From<Verdict> for ScoredRow {
@@ -193,6 +199,7 @@ impl From<Verdict> for ScoredRow {
             threshold: v.threshold,
             flagged: v.flagged,
             drivers: v.drivers.into_iter().map(DriverDto::from).collect(),
+            pattern: v.pattern,
         }
     }
 }

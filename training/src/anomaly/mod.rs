@@ -495,6 +495,46 @@ mod tests {
     }
 
     #[test]
+    fn the_directed_option_gives_both_candle_models_the_patterns_directions_and_is_recorded() {
+        let until = 1_700_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let off = DetectorConfig {
+            directed: false,
+            ..DetectorConfig::default()
+        };
+        let plain = fit(&synthetic_markets(&off), until, off);
+        // Off, the detector's JSON is what it was before the option existed (older ids hold).
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("directed") && !text.contains("directions"));
+        // On by default.
+        let config = DetectorConfig::default();
+        assert!(config.directed);
+        let d = fit(&synthetic_markets(&config), until, config);
+        assert!(d.config.directed);
+        for model in [&d.candles, &d.candles_market] {
+            let names: Vec<&str> = model.directions.iter().map(|x| x.name.as_str()).collect();
+            assert_eq!(names, ["pump_and_dump", "wash_trading", "spoofed_wick"]);
+            // Each direction weighs the features its pattern moves, in the model's row order.
+            let wick = &model.directions[2].weights;
+            assert_eq!(wick.len(), model.features.len());
+            let moved: Vec<&str> = (0..wick.len())
+                .filter(|&j| wick[j] > 0.0)
+                .map(|j| model.features[j].as_str())
+                .collect();
+            assert!(
+                moved[0].starts_with("range") && moved[1].starts_with("wick"),
+                "{moved:?}"
+            );
+            assert!(model.thresholds.iter().all(|t| t.directed.len() == 3));
+        }
+        assert_ne!(d.id, plain.id);
+        // Written and read back whole, its id checked.
+        let path = dir.path().join("anomaly.json");
+        save(&d, &path).unwrap();
+        assert_eq!(load(&path).unwrap(), d);
+    }
+
+    #[test]
     fn a_detector_fitted_on_other_features_is_refused_even_with_a_matching_id() {
         let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
         let id = std::fs::read_to_string(artifacts.join("default")).unwrap();

@@ -111,7 +111,7 @@ struct FitArgs {
     /// Also judge each asset-hour along the candle patterns' directions (pump and dump, wash
     /// trading, spoofed wick), each with its own threshold at the common tail fraction: `true`
     /// or `false`.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     directed: bool,
     /// At a pool snapshot where the LP supply changed, a fall of the liquidity per LP token
     /// smaller than this fraction is read as the protocol fee minted with it, not a drain (0:

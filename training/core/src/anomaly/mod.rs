@@ -51,8 +51,8 @@ pub struct DetectorConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub wick_given_volume: bool,
     /// Both candle models also judge each row along the candle patterns' directions
-    /// ([`features::CANDLE_DIRECTIONS`], [`Direction`]). Off in detectors fitted before it
-    /// existed.
+    /// ([`features::CANDLE_DIRECTIONS`], [`Direction`]). On by default (stop 45); off in
+    /// detectors fitted before it existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub directed: bool,
 }
@@ -64,7 +64,7 @@ impl Default for DetectorConfig {
             flags_per_month: 1.0,
             market_min_assets: 5,
             wick_given_volume: false,
-            directed: false,
+            directed: true,
         }
     }
 }

@@ -102,6 +102,9 @@ pub struct Verdict {
     pub flagged: bool,
     /// Top drivers by share, for flagged rows (empty otherwise).
     pub drivers: Vec<Driver>,
+    /// For a flagged row raised by a direction's statistic ([`Direction`]), the direction's
+    /// name: the pattern the row reads as.
+    pub pattern: Option<String>,
 }
 
 /// The precomputed inverse of a feature subset's correlation.
@@ -111,9 +114,10 @@ pub(crate) struct Subset {
     precision: DMatrix<f64>,
     threshold: f64,
     conditional: f64,
-    /// Per direction, `R⁻¹ a` over the present features scaled by `1 / sqrt(a' R⁻¹ a)`, so
-    /// that its dot product with `z` is the statistic, and the statistic's threshold.
-    directed: Vec<(Vec<f64>, f64)>,
+    /// Per direction, its name, `R⁻¹ a` over the present features scaled by
+    /// `1 / sqrt(a' R⁻¹ a)` (so that its dot product with `z` is the statistic) and the
+    /// statistic's threshold.
+    directed: Vec<(String, Vec<f64>, f64)>,
 }
 
 impl Copula {
@@ -301,10 +305,11 @@ impl Copula {
                     .collect();
                 let precision = self.precision(&present);
                 let directed = self
-                    .filters(&precision, &present)
-                    .into_iter()
+                    .directions
+                    .iter()
+                    .zip(self.filters(&precision, &present))
                     .zip(&t.directed)
-                    .map(|(f, &th)| (f, th))
+                    .map(|((d, f), &th)| (d.name.clone(), f, th))
                     .collect();
                 Subset {
                     precision,
@@ -393,13 +398,17 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64)
     let (lead, c) = conditional(&subset.precision, &pz);
     let on_d2_scale = |stat: f64, threshold: f64| subset.threshold * (stat / threshold.max(1e-12)).powi(2);
     let by_conditional = on_d2_scale(c, subset.conditional);
-    // The direction furthest beyond its threshold, on the scale of `d²`.
+    // The direction furthest beyond its threshold: its name, filter, statistic, and the
+    // statistic on the scale of `d²`.
     let by_direction = subset
         .directed
         .iter()
-        .map(|(f, th)| (f, on_d2_scale(directed(f, &subset.present, &z), *th)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
-    let by_directed = by_direction.map_or(0.0, |d| d.1);
+        .map(|(name, f, th)| {
+            let stat = directed(f, &subset.present, &z);
+            (name, f, stat, on_d2_scale(stat, *th))
+        })
+        .max_by(|a, b| a.3.total_cmp(&b.3));
+    let by_directed = by_direction.map_or(0.0, |d| d.3);
     let score = d2.max(by_conditional).max(by_directed);
     let threshold = subset.threshold * scale;
     let flagged = score > threshold;
@@ -407,7 +416,7 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64)
         // By share of `d²`; a flag raised by one feature's conditional surprise names it first;
         // one raised by a direction names its features by their part of its statistic.
         let mut order: Vec<usize> = (0..parts.len()).collect();
-        let along = |i: usize| by_direction.map_or(0.0, |(f, _)| f[i] * z[subset.present[i]]);
+        let along = |i: usize| by_direction.map_or(0.0, |(_, f, _, _)| f[i] * z[subset.present[i]]);
         let led_by_direction = by_directed > d2.max(by_conditional);
         if led_by_direction {
             order.sort_by(|&a, &b| along(b).total_cmp(&along(a)));
@@ -424,7 +433,7 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64)
             .filter(|&i| {
                 if led_by_direction {
                     // A part of the statistic worth naming: a twentieth of it or more.
-                    along(i) >= 0.05 * by_direction.map_or(0.0, |(f, _)| directed(f, &subset.present, &z))
+                    along(i) >= 0.05 * by_direction.map_or(0.0, |d| d.2)
                 } else {
                     parts[i] > 0.0 || i == lead && by_conditional > d2
                 }
@@ -444,12 +453,16 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64)
     } else {
         Vec::new()
     };
+    let pattern = by_direction
+        .filter(|_| flagged && by_directed > d2.max(by_conditional))
+        .map(|d| d.0.clone());
     Some(Verdict {
         time_ms: row.time_ms,
         score,
         threshold,
         flagged,
         drivers,
+        pattern,
     })
 }
 

@@ -176,6 +176,7 @@ fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
     assert!(v.flagged, "{v:?}");
     let named: Vec<&str> = v.drivers.iter().map(|d| d.feature.as_str()).collect();
     assert_eq!(named, ["c", "e"], "{v:?}");
+    assert_eq!(v.pattern.as_deref(), Some("flow"));
     // One-sided: the opposite way is ordinary.
     let against = row_of(0, vec![0.1, -0.2, -2.6, 0.0, -2.6, 0.3]);
     assert!(!verdict(&m, &m.subsets(), &against, 1.0).unwrap().flagged);
