@@ -69,6 +69,9 @@ pub struct Event {
     pub threshold: f64,
     /// Its drivers.
     pub drivers: Vec<Driver>,
+    /// The pattern it reads as, when a pattern's direction raised its flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
 }
 
 /// Recall of one pattern at one strength.
@@ -170,6 +173,7 @@ fn events(market: &str, verdicts: &[Verdict], out: &mut Vec<Event>) {
                     score: p.score,
                     threshold: p.threshold,
                     drivers: p.drivers.clone(),
+                    pattern: p.pattern.clone(),
                 });
             }
         }
@@ -554,9 +558,14 @@ pub fn render(r: &Report) -> String {
     );
     for e in &r.top_events {
         let drivers: Vec<String> = e
-            .drivers
+            .pattern
             .iter()
-            .map(|d| format!("{} ({:+.1} sd)", d.description, d.z))
+            .map(|p| format!("reads as {p}"))
+            .chain(
+                e.drivers
+                    .iter()
+                    .map(|d| format!("{} ({:+.1} sd)", d.description, d.z)),
+            )
             .collect();
         let rows = if e.start == e.end {
             e.start.clone()

@@ -535,6 +535,50 @@ mod tests {
     }
 
     #[test]
+    fn an_evaluation_gives_every_flag_drivers_and_its_table_names_an_events_pattern() {
+        use evaluate::{EvalConfig, evaluate, render};
+        use volcast_core::anomaly::{AdaptiveConfig, Scorer};
+        let config = DetectorConfig::default();
+        let markets = synthetic_markets(&config);
+        let d = fit(&markets, 1_700_000_000_000, config);
+        let from_ms = 1_600_000_000_000 + 1100 * 3_600_000;
+        let eval = EvalConfig {
+            from_ms,
+            to_ms: from_ms + 390 * 3_600_000,
+            injections: 40,
+            seed: 1,
+            top: 5,
+            adaptive: AdaptiveConfig::default(),
+        };
+        let mut report = evaluate(&Scorer::new(d), &markets, &eval);
+        assert_eq!(report.flags_without_drivers, 0);
+        // On a calm market a 20% spoofed wick is found, whatever raised its flag.
+        let wick = report
+            .recall
+            .iter()
+            .find(|r| r.pattern == "spoofed_wick" && r.level == 2)
+            .unwrap();
+        assert!(wick.recall > 0.9, "{wick:?}");
+        // An event flagged along a pattern's direction says so before its drivers.
+        report.top_events.insert(
+            0,
+            evaluate::Event {
+                market: "A0USDT".into(),
+                start: "2020-10-01T00:00:00Z".into(),
+                end: "2020-10-01T00:00:00Z".into(),
+                rows: 1,
+                peak: "2020-10-01T00:00:00Z".into(),
+                score: 30.0,
+                threshold: 20.0,
+                drivers: Vec::new(),
+                pattern: Some("wash_trading".into()),
+            },
+        );
+        let text = render(&report);
+        assert!(text.contains("| 1.5 | reads as wash_trading |"), "{text}");
+    }
+
+    #[test]
     fn a_detector_fitted_on_other_features_is_refused_even_with_a_matching_id() {
         let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
         let id = std::fs::read_to_string(artifacts.join("default")).unwrap();
