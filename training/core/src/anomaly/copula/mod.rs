@@ -412,12 +412,12 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64)
     let score = d2.max(by_conditional).max(by_directed);
     let threshold = subset.threshold * scale;
     let flagged = score > threshold;
+    let led_by_direction = by_directed > d2.max(by_conditional);
     let drivers = if flagged {
         // By share of `d²`; a flag raised by one feature's conditional surprise names it first;
         // one raised by a direction names its features by their part of its statistic.
         let mut order: Vec<usize> = (0..parts.len()).collect();
         let along = |i: usize| by_direction.map_or(0.0, |(_, f, _, _)| f[i] * z[subset.present[i]]);
-        let led_by_direction = by_directed > d2.max(by_conditional);
         if led_by_direction {
             order.sort_by(|&a, &b| along(b).total_cmp(&along(a)));
         } else {
@@ -454,7 +454,7 @@ pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64)
         Vec::new()
     };
     let pattern = by_direction
-        .filter(|_| flagged && by_directed > d2.max(by_conditional))
+        .filter(|_| flagged && led_by_direction)
         .map(|d| d.0.clone());
     Some(Verdict {
         time_ms: row.time_ms,
