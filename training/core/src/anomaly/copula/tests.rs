@@ -26,6 +26,11 @@ fn pairs_of(n: usize, seed: &mut u64, pair: fn(&mut u64) -> (f64, f64)) -> Vec<V
         .collect()
 }
 
+/// A copula over two features `a` and `b`, neither optional nor floored, at a 1% rate.
+fn pair_fit(rows: &[Vec<f64>], given: &[(usize, usize)]) -> Copula {
+    Copula::fit(&["a", "b"], vec![None, None], rows, &[], 0.01, given, Vec::new())
+}
+
 #[test]
 fn normal_scores_follow_the_table_and_extrapolate_monotonically() {
     let mut seed = 7;
@@ -35,7 +40,7 @@ fn normal_scores_follow_the_table_and_extrapolate_monotonically() {
             vec![a.exp(), b]
         })
         .collect();
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[], Vec::new());
+    let m = pair_fit(&rows, &[]);
     // exp(N(0,1)) maps back to about its normal score.
     for z in [-2.0f64, -0.5, 0.0, 1.0, 2.5] {
         let got = m.normal_scores(&[z.exp(), 0.0])[0];
@@ -51,7 +56,7 @@ fn normal_scores_follow_the_table_and_extrapolate_monotonically() {
 fn threshold_gives_the_stated_rate_and_flags_carry_reasons() {
     let mut seed = 11;
     let rows = pairs_of(40_000, &mut seed, gaussian_pair);
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[], Vec::new());
+    let m = pair_fit(&rows, &[]);
     let subsets = m.subsets();
     let fresh: Vec<Row> = (0..40_000)
         .map(|i| {
@@ -86,48 +91,6 @@ fn threshold_gives_the_stated_rate_and_flags_carry_reasons() {
     assert!((shares - 1.0).abs() < 1e-9);
 }
 
-#[test]
-fn one_feature_far_off_alone_is_flagged_by_its_conditional_surprise() {
-    // Six independent features: one at 4.2 sd and the rest ordinary gives a d² below its
-    // threshold (about 24 at 1/720), but a conditional surprise beyond its own (about 3.8).
-    let mut seed = 5;
-    let n = std_normal();
-    let rows: Vec<Vec<f64>> = (0..200_000)
-        .map(|_| (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect())
-        .collect();
-    let names = ["a", "b", "c", "d", "e", "f"];
-    let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Vec::new());
-    let t = &m.thresholds[0];
-    assert!(t.d2 > 20.0 && t.conditional > 3.4 && t.conditional < 4.2, "{t:?}");
-    let values = vec![4.2, 0.3, -0.2, 0.1, 0.0, 0.4];
-    let row = Row {
-        time_ms: 0,
-        shown: values.clone(),
-        values,
-        market: vec![f64::NAN; 6],
-        ret: (0.0, 1.0),
-    };
-    let v = verdict(&m, &m.subsets(), &row, 1.0).unwrap();
-    assert!(v.flagged && v.drivers[0].feature == "a", "{v:?}");
-    // On fresh rows of the same law, the joint thresholds flag about the stated rate.
-    let subsets = m.subsets();
-    let flagged = (0..200_000)
-        .filter(|i| {
-            let values: Vec<f64> = (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect();
-            let row = Row {
-                time_ms: *i,
-                shown: values.clone(),
-                values,
-                market: vec![f64::NAN; 6],
-                ret: (0.0, 1.0),
-            };
-            verdict(&m, &subsets, &row, 1.0).is_some_and(|v| v.flagged)
-        })
-        .count();
-    let rate = flagged as f64 / 200_000.0;
-    assert!((rate * 720.0 - 1.0).abs() < 0.25, "{rate}");
-}
-
 /// A row of six features, shown as their values.
 fn row_of(time_ms: i64, values: Vec<f64>) -> Row {
     Row {
@@ -139,6 +102,45 @@ fn row_of(time_ms: i64, values: Vec<f64>) -> Row {
     }
 }
 
+/// `n` rows of six independent standard normal features.
+fn independent_rows(n: usize, seed: &mut u64) -> Vec<Vec<f64>> {
+    let normal = std_normal();
+    (0..n)
+        .map(|_| (0..6).map(|_| normal.inverse_cdf(lcg(seed))).collect())
+        .collect()
+}
+
+/// The share of 200,000 fresh rows of six independent standard normal features `m` flags.
+fn flag_rate(m: &Copula, seed: &mut u64) -> f64 {
+    let subsets = m.subsets();
+    let flagged = independent_rows(200_000, seed)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, values)| {
+            verdict(m, &subsets, &row_of(*i as i64, values.clone()), 1.0).is_some_and(|v| v.flagged)
+        })
+        .count();
+    flagged as f64 / 200_000.0
+}
+
+#[test]
+fn one_feature_far_off_alone_is_flagged_by_its_conditional_surprise() {
+    // Six independent features: one at 4.2 sd and the rest ordinary gives a d² below its
+    // threshold (about 24 at 1/720), but a conditional surprise beyond its own (about 3.8).
+    let mut seed = 5;
+    let rows = independent_rows(200_000, &mut seed);
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Vec::new());
+    let t = &m.thresholds[0];
+    assert!(t.d2 > 20.0 && t.conditional > 3.4 && t.conditional < 4.2, "{t:?}");
+    let row = row_of(0, vec![4.2, 0.3, -0.2, 0.1, 0.0, 0.4]);
+    let v = verdict(&m, &m.subsets(), &row, 1.0).unwrap();
+    assert!(v.flagged && v.drivers[0].feature == "a", "{v:?}");
+    // On fresh rows of the same law, the joint thresholds flag about the stated rate.
+    let rate = flag_rate(&m, &mut seed);
+    assert!((rate * 720.0 - 1.0).abs() < 0.25, "{rate}");
+}
+
 #[test]
 fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
     // Six independent features and one direction over the third and fifth. A row 2.6 sd out on
@@ -146,10 +148,7 @@ fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
     // surprise of 2.6 (about 3.8) miss it; along the direction it lies 3.7 sd out, beyond the
     // one-sided threshold (about 3.2).
     let mut seed = 9;
-    let n = std_normal();
-    let rows: Vec<Vec<f64>> = (0..200_000)
-        .map(|_| (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect())
-        .collect();
+    let rows = independent_rows(200_000, &mut seed);
     let names = ["a", "b", "c", "d", "e", "f"];
     let direction = Direction {
         name: "flow".into(),
@@ -181,14 +180,7 @@ fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
     let against = row_of(0, vec![0.1, -0.2, -2.6, 0.0, -2.6, 0.3]);
     assert!(!verdict(&m, &m.subsets(), &against, 1.0).unwrap().flagged);
     // On fresh rows of the same law, the three thresholds together flag about the stated rate.
-    let subsets = m.subsets();
-    let flagged = (0..200_000)
-        .filter(|i| {
-            let values: Vec<f64> = (0..6).map(|_| n.inverse_cdf(lcg(&mut seed))).collect();
-            verdict(&m, &subsets, &row_of(*i, values), 1.0).is_some_and(|v| v.flagged)
-        })
-        .count();
-    let rate = flagged as f64 / 200_000.0;
+    let rate = flag_rate(&m, &mut seed);
     assert!((rate * 720.0 - 1.0).abs() < 0.25, "{rate}");
     // Written and read back, the direction and its threshold hold.
     let back: Copula = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
@@ -263,16 +255,8 @@ fn correlation(pairs: &[(f64, f64)]) -> f64 {
 fn a_conditioned_marginal_reads_a_feature_against_the_other() {
     let mut seed = 13;
     let rows = pairs_of(100_000, &mut seed, spread_with);
-    let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[], Vec::new());
-    let given = Copula::fit(
-        &["a", "b"],
-        vec![None, None],
-        &rows,
-        &[],
-        0.01,
-        &[(1, 0)],
-        Vec::new(),
-    );
+    let plain = pair_fit(&rows, &[]);
+    let given = pair_fit(&rows, &[(1, 0)]);
     assert!(plain.conditioned.is_empty());
     let c = &given.conditioned[0];
     assert_eq!((c.feature.as_str(), c.on.as_str()), ("b", "a"));
@@ -314,19 +298,11 @@ fn a_copula_without_conditioned_marginals_writes_the_json_it_always_wrote() {
     // Older detectors' ids are hashes of their JSON: the new field must not appear unless used.
     let mut seed = 17;
     let rows = pairs_of(20_000, &mut seed, spread_with);
-    let plain = Copula::fit(&["a", "b"], vec![None, None], &rows, &[], 0.01, &[], Vec::new());
+    let plain = pair_fit(&rows, &[]);
     let text = serde_json::to_string(&plain).unwrap();
     assert!(!text.contains("conditioned"));
     assert_eq!(serde_json::from_str::<Copula>(&text).unwrap(), plain);
-    let given = Copula::fit(
-        &["a", "b"],
-        vec![None, None],
-        &rows,
-        &[],
-        0.01,
-        &[(1, 0)],
-        Vec::new(),
-    );
+    let given = pair_fit(&rows, &[(1, 0)]);
     let text = serde_json::to_string(&given).unwrap();
     assert!(text.contains("conditioned"));
     assert_eq!(serde_json::from_str::<Copula>(&text).unwrap(), given);
