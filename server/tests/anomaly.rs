@@ -176,6 +176,11 @@ async fn an_injected_pump_and_a_pool_drain_are_flagged_with_reasons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flag_raised_along_a_patterns_direction_names_the_pattern() {
     let (app, _) = app(Action::Report, true, None).await;
+    let (_, model, _) = common::call(&app, "GET", "/v1/model", None).await;
+    assert_eq!(
+        model["anomaly_detector"]["detector"]["patterns"],
+        json!(["pump_and_dump", "wash_trading", "spoofed_wick"])
+    );
     for (pattern, strength, name) in [
         (Pattern::SpoofedWick, 0.2, "spoofed_wick"),
         (Pattern::WashTrading, 16.0, "wash_trading"),

@@ -96,6 +96,10 @@ pub struct DetectorRef {
     /// tokens with a mint or burn (SushiSwap's `feeTo`), not reserves leaving. The driver still
     /// shows the raw change. 0: every fall read as it is (detectors fitted before stop 41).
     pub fee_mint_bound: f64,
+    /// The candle patterns judged along their own directions, each with its own threshold:
+    /// `pump_and_dump`, `wash_trading`, `spoofed_wick`. A flagged hour raised along one names it
+    /// (`pattern`). Empty for a detector fitted without them (before stop 45).
+    pub patterns: Vec<String>,
     /// The day's multiplier of the fitted asset-hour thresholds: every `threshold` in an answer
     /// is the fitted one times it. The daily job sets it at 00:00 UTC to the `1 - candle_rate`
     /// quantile of `score / fitted threshold` over the stored assets' hours of the trailing 90
@@ -119,6 +123,7 @@ impl DetectorRef {
             candle_rate: d.candle_rate,
             pool_rate: d.pool_rate,
             fee_mint_bound: d.config.features.fee_mint_fraction(),
+            patterns: d.candles.directions.iter().map(|x| x.name.clone()).collect(),
             candle_threshold_scale: scale.candles,
             pool_threshold_scale: scale.pools,
         }
