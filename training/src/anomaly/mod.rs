@@ -579,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn a_detector_fitted_on_other_features_is_refused_even_with_a_matching_id() {
+    fn a_detector_that_does_not_fit_this_code_is_refused_even_with_a_matching_id() {
         let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
         let id = std::fs::read_to_string(artifacts.join("default")).unwrap();
         let path = artifacts.join(id.trim()).join("anomaly.json");
@@ -595,9 +595,27 @@ mod tests {
             text.contains("candles features") && text.contains("round_trip") && text.contains("refit"),
             "{text}"
         );
-        let mut reordered = shipped;
+        let mut reordered = shipped.clone();
         reordered.candles_market.features.swap(0, 1);
         reordered.id = reordered.content_id();
         assert!(Detector::from_json(&serde_json::to_string(&reordered).unwrap()).is_err());
+        // Directions that do not fit their model: a weight short, a threshold missing.
+        let mut short = shipped.clone();
+        short.candles.directions[1].weights.pop();
+        short.id = short.content_id();
+        let text = Detector::from_json(&serde_json::to_string(&short).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("candles model's directions") && text.contains("wash_trading"),
+            "{text}"
+        );
+        let mut unthresholded = shipped;
+        unthresholded.candles_market.thresholds[0].directed.pop();
+        unthresholded.id = unthresholded.content_id();
+        let text = Detector::from_json(&serde_json::to_string(&unthresholded).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("candles_market model's directions"), "{text}");
     }
 }

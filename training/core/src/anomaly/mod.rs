@@ -122,6 +122,17 @@ pub enum DetectorError {
         /// The features this code computes.
         computed: Vec<String>,
     },
+    /// A model's directions do not fit it: a weight per feature each, finite, and a threshold per
+    /// direction in each of its thresholds.
+    #[error("anomaly detector {id}: the {model} model's directions do not fit it: {detail}")]
+    Directions {
+        /// The detector's id.
+        id: String,
+        /// Which model.
+        model: &'static str,
+        /// What does not fit.
+        detail: String,
+    },
 }
 
 impl Detector {
@@ -167,6 +178,13 @@ impl Detector {
         ];
         for (model, copula, names) in models {
             let Some(copula) = copula else { continue };
+            if let Err(detail) = copula.check_directions() {
+                return Err(DetectorError::Directions {
+                    id: self.id.clone(),
+                    model,
+                    detail,
+                });
+            }
             if copula
                 .features
                 .iter()

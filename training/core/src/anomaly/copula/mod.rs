@@ -261,6 +261,37 @@ impl Copula {
         z
     }
 
+    /// Whether the directions fit the model: a finite weight per feature each, and a threshold
+    /// per direction in every set of thresholds.
+    ///
+    /// # Errors
+    /// What does not fit, in words.
+    pub fn check_directions(&self) -> Result<(), String> {
+        let k = self.features.len();
+        for d in &self.directions {
+            if d.weights.len() != k || !d.weights.iter().all(|w| w.is_finite()) {
+                return Err(format!(
+                    "direction {} has {} weights for {k} features, or one not finite",
+                    d.name,
+                    d.weights.len()
+                ));
+            }
+        }
+        match self
+            .thresholds
+            .iter()
+            .find(|t| t.directed.len() != self.directions.len())
+        {
+            Some(t) => Err(format!(
+                "thresholds for rows missing {:?} hold {} directed thresholds for {} directions",
+                t.missing,
+                t.directed.len(),
+                self.directions.len()
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn index(&self, name: &str) -> Option<usize> {
         self.features.iter().position(|f| f == name)
     }
