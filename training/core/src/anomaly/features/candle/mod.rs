@@ -33,7 +33,7 @@ pub const MARKET_FEATURES: [&str; 6] = [
 /// then its reversal (return, range, volume, out and back); wash trading, volume many times
 /// normal with no price change (volume, volume for the range); a spoofed wick, the low far
 /// below and the close recovered (range, wick). See [`crate::anomaly::Direction`].
-pub const CANDLE_DIRECTIONS: [(&str, [f64; 6]); 3] = [
+pub const CANDLE_DIRECTIONS: [(&str, [f64; CANDLE_FEATURES.len()]); 3] = [
     ("pump_and_dump", [1.0, 1.0, 1.0, 0.0, 0.0, 1.0]),
     ("wash_trading", [0.0, 0.0, 1.0, 0.0, 1.0, 0.0]),
     ("spoofed_wick", [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]),
