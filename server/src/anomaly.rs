@@ -96,10 +96,8 @@ pub fn day_scale(
     let from = day_ms - config.window_ms();
     let ratios: Vec<(i64, f64)> = rows
         .iter()
-        .flatten()
-        .flatten()
-        .filter(|r| (from..day_ms).contains(&r.time_ms))
-        .filter_map(|r| scorer.candle_verdict_scaled(r, Some(&market), 1.0))
+        .flat_map(|rows| scorer.score_rows_scaled(rows, Some(&market), from, |_| 1.0))
+        .filter(|v| v.time_ms < day_ms)
         .map(|v| (v.time_ms, v.score / v.threshold))
         .collect();
     DailyScales::fit(&ratios, d.candle_rate, day_ms, day_ms, config)
@@ -202,7 +200,7 @@ pub fn store_scan(
     // The asset's rows first, then the others'; all of them make the market.
     let rows: Vec<Vec<Option<Row>>> = std::iter::once(candles)
         .chain(others.iter().map(Vec::as_slice))
-        .map(|c| candle_rows_from(features, c, from))
+        .map(|c| candle_rows_from(features, c, scorer.lookback_from(from)))
         .collect();
     let market =
         (!others.is_empty()).then(|| MarketContext::new(&rows, scorer.detector.config.market_min_assets));

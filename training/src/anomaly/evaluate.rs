@@ -267,13 +267,10 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
         .zip(candle_all)
         .map(|((a, rows), all)| Scored {
             market: a.asset.clone(),
-            adaptive: rows
-                .iter()
-                .flatten()
-                .filter(|r| in_period(r.time_ms))
-                .filter_map(|r| {
-                    scorer.candle_verdict_scaled(r, Some(&markets.market), candle_scales.at(r.time_ms))
-                })
+            adaptive: scorer
+                .score_rows_scaled(rows, Some(&markets.market), config.from_ms, |t| candle_scales.at(t))
+                .into_iter()
+                .filter(|v| in_period(v.time_ms))
                 .collect(),
             fixed: all.into_iter().filter(|v| in_period(v.time_ms)).collect(),
         })
@@ -472,19 +469,25 @@ fn inject_one(
         let range = inject_candles(&mut c, at, pattern, strength);
         (features::candle_rows(fc, &c), range, m, flagged.candle_scales)
     };
-    let touched: Vec<&features::Row> = rows[range].iter().flatten().collect();
-    let verdict = |r: &features::Row, scale: f64| {
+    let touched: Vec<&features::Row> = rows[range.clone()].iter().flatten().collect();
+    // The touched rows' verdicts with thresholds times `scale`; a candle pattern's read the hours
+    // just before them too.
+    let verdicts = |scale: &dyn Fn(i64) -> f64| -> Vec<Verdict> {
         if pattern.is_pool() {
-            scorer.pool_verdict_scaled(r, scale)
+            touched
+                .iter()
+                .filter_map(|r| scorer.pool_verdict_scaled(r, scale(r.time_ms)))
+                .collect()
         } else {
-            scorer.candle_verdict_scaled(r, Some(&markets.market), scale)
+            let Some(first) = touched.first() else {
+                return Vec::new();
+            };
+            let before = range.start.saturating_sub(scorer.lookback_hours());
+            scorer.score_rows_scaled(&rows[before..range.end], Some(&markets.market), first.time_ms, scale)
         }
     };
-    let fixed: Vec<Verdict> = touched.iter().filter_map(|r| verdict(r, 1.0)).collect();
-    let adaptive: Vec<Verdict> = touched
-        .iter()
-        .filter_map(|r| verdict(r, scales.at(r.time_ms)))
-        .collect();
+    let fixed = verdicts(&|_| 1.0);
+    let adaptive = verdicts(&|t| scales.at(t));
     let bare = fixed
         .iter()
         .chain(&adaptive)

@@ -13,11 +13,11 @@ use anyhow::{Context, bail};
 use rayon::prelude::*;
 use volcast_core::anomaly::features::{
     self, CANDLE_DIRECTIONS, CANDLE_FEATURES, CANDLE_VOLUME, CANDLE_WICK, GAP_FEATURE, MARKET_FEATURES,
-    MarketContext, OPTIONAL_POOL_FEATURES, POOL_FEATURES, PoolSnapshot, Row,
+    MarketContext, OPTIONAL_POOL_FEATURES, POOL_FEATURES, PUMP_AND_DUMP, PoolSnapshot, Row,
 };
-use volcast_core::anomaly::{Copula, Detector, DetectorConfig, Direction};
+use volcast_core::anomaly::{Copula, Directed, Detector, DetectorConfig, Direction};
 use volcast_core::candles::{AssetCandles, Candle};
-use volcast_core::time::format_ms;
+use volcast_core::time::{HOUR_MS, format_ms};
 
 /// One DEX pool's snapshots and the exchange asset they price.
 #[derive(Debug, Clone)]
@@ -229,16 +229,45 @@ impl Markets {
 /// never the story (zero-volume hours of illiquid pairs would otherwise flag).
 const QUIET_FLOOR: f64 = -1.0;
 
+/// Every market's rows (open time, values), oldest first, as one list of fit rows, and per
+/// row the index of the same market's row one hour earlier, if there is one.
+fn chained(markets: Vec<Vec<(i64, Vec<f64>)>>) -> (Vec<Vec<f64>>, Vec<Option<usize>>) {
+    let mut values = Vec::new();
+    let mut earlier = Vec::new();
+    for rows in markets {
+        let mut last: Option<(i64, usize)> = None;
+        for (t, v) in rows {
+            earlier.push(last.filter(|&(s, _)| t - s == HOUR_MS).map(|(_, i)| i));
+            last = Some((t, values.len()));
+            values.push(v);
+        }
+    }
+    (values, earlier)
+}
+
 /// Fits a detector on `markets` (already cut at the fit end `until_ms`).
 #[must_use]
 pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector {
     let fc = config.features;
-    let raw: Vec<&Row> = markets.rows.iter().flatten().flatten().collect();
-    let candle_rows: Vec<Vec<f64>> = raw.iter().map(|r| r.values.clone()).collect();
-    let market_rows: Vec<Vec<f64>> = raw
-        .par_iter()
-        .filter_map(|r| markets.market.adjust(r).map(|a| a.values))
-        .collect();
+    let (candle_rows, candle_earlier) = chained(
+        markets
+            .rows
+            .iter()
+            .map(|rows| rows.iter().flatten().map(|r| (r.time_ms, r.values.clone())).collect())
+            .collect(),
+    );
+    let (market_rows, market_earlier) = chained(
+        markets
+            .rows
+            .par_iter()
+            .map(|rows| {
+                rows.iter()
+                    .flatten()
+                    .filter_map(|r| markets.market.adjust(r).map(|a| (a.time_ms, a.values)))
+                    .collect()
+            })
+            .collect(),
+    );
     let candle_rate = config.flags_per_month / 720.0;
     let floors = vec![Some(QUIET_FLOOR); CANDLE_FEATURES.len()];
     // The wick given the volume: the same positions in both candle models.
@@ -253,6 +282,7 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
             .map(|(name, weights)| Direction {
                 name: (*name).to_owned(),
                 weights: weights.to_vec(),
+                hours: if *name == PUMP_AND_DUMP { config.pump_hours } else { 1 },
             })
             .collect()
     } else {
@@ -265,7 +295,10 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
         &[],
         candle_rate,
         &given,
-        directions.clone(),
+        Directed {
+            directions: directions.clone(),
+            earlier: &candle_earlier,
+        },
     );
     let candles_market = Copula::fit(
         &MARKET_FEATURES,
@@ -274,7 +307,10 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
         &[],
         candle_rate,
         &given,
-        directions,
+        Directed {
+            directions,
+            earlier: &market_earlier,
+        },
     );
     let pool_rows: Vec<Vec<f64>> = markets
         .pools
@@ -310,7 +346,7 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
             &OPTIONAL_POOL_FEATURES,
             rate,
             &[],
-            Vec::new(),
+            Directed::default(),
         );
         (Some(model), Some(rate))
     } else {

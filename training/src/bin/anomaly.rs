@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use volcast_core::anomaly::{AdaptiveConfig, DetectorConfig, Scorer};
+use volcast_core::anomaly::{AdaptiveConfig, DetectorConfig, MAX_DIRECTION_HOURS, Scorer};
 use volcast_core::time::{Bound, parse_time};
 use volcast_training::anomaly::evaluate::{EvalConfig, evaluate, render};
 use volcast_training::anomaly::{DataDirs, Markets, chart, fit, load, save, summary};
@@ -113,6 +113,10 @@ struct FitArgs {
     /// or `false`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     directed: bool,
+    /// Hours the pump-and-dump direction is judged over, the scored one included (1: that hour
+    /// alone; at most 24): its projection summed over them (with `--directed true`).
+    #[arg(long, default_value_t = DetectorConfig::default().pump_hours)]
+    pump_hours: usize,
     /// At a pool snapshot where the LP supply changed, a fall of the liquidity per LP token
     /// smaller than this fraction is read as the protocol fee minted with it, not a drain (0:
     /// off; at most 0.1).
@@ -148,10 +152,15 @@ fn train(data: &DataDirs, until: i64, out: &Path, fit_args: &FitArgs) -> anyhow:
     if !(0.0..=0.1).contains(&bound) {
         anyhow::bail!("--fee-mint-bound {bound}: a fraction from 0 to 0.1");
     }
+    let hours = fit_args.pump_hours;
+    if !(1..=MAX_DIRECTION_HOURS).contains(&hours) {
+        anyhow::bail!("--pump-hours {hours}: from 1 to {MAX_DIRECTION_HOURS}");
+    }
     let mut config = DetectorConfig {
         flags_per_month: fit_args.flags_per_month,
         wick_given_volume: fit_args.wick_given_volume,
         directed: fit_args.directed,
+        pump_hours: hours,
         ..DetectorConfig::default()
     };
     config.features = config.features.with_fee_mint_fraction(bound);

@@ -33,8 +33,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::candles::Candle;
 pub use adaptive::{AdaptiveConfig, DailyScales, Scale};
-pub use copula::{Conditioned, Copula, Direction, Driver, MAX_DRIVERS, Marginal, Threshold, Verdict};
-use copula::{Subset, verdict};
+pub use copula::{
+    Conditioned, Copula, Directed, Direction, Driver, MAX_DIRECTION_HOURS, MAX_DRIVERS, Marginal, Threshold,
+    Verdict,
+};
+use copula::{Hour, Subset, verdict, verdict_after};
 use features::{FeatureConfig, MarketContext, PoolSnapshot, Row};
 
 /// How the detector was built: features and the stated false-alarm rate.
@@ -55,6 +58,19 @@ pub struct DetectorConfig {
     /// detectors fitted before it existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub directed: bool,
+    /// Hours the pump-and-dump direction is judged over ([`Direction::hours`]; with
+    /// `directed`). 1 (not written) in detectors fitted before it existed.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub pump_hours: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_one(h: &usize) -> bool {
+    *h == 1
 }
 
 impl Default for DetectorConfig {
@@ -65,6 +81,7 @@ impl Default for DetectorConfig {
             market_min_assets: 5,
             wick_given_volume: false,
             directed: true,
+            pump_hours: 1,
         }
     }
 }
@@ -251,7 +268,8 @@ impl Scorer {
     }
 
     /// Like [`Self::score_candles`], scoring only the hours opening at or after `from_ms` (the
-    /// earlier ones still build the baselines).
+    /// earlier ones still build the baselines, and the [`Self::lookback_hours`] before it are
+    /// read by the directions over several hours).
     #[must_use]
     pub fn score_candles_from(
         &self,
@@ -259,12 +277,32 @@ impl Scorer {
         market: Option<&MarketContext>,
         from_ms: i64,
     ) -> Vec<Verdict> {
-        let rows = features::candle_rows_from(&self.detector.config.features, candles, from_ms);
+        let rows = features::candle_rows_from(
+            &self.detector.config.features,
+            candles,
+            self.lookback_from(from_ms),
+        );
         self.score_rows(&rows, market, from_ms)
     }
 
-    /// Scores candle rows already made ([`features::candle_rows`]) from `from_ms` on: for a
-    /// batch whose rows also make its market.
+    /// Hours before a scored hour its verdict reads: the longest direction's, less one
+    /// ([`Direction::hours`]; 0 when every direction is judged on one hour).
+    #[must_use]
+    pub fn lookback_hours(&self) -> usize {
+        self.detector
+            .candles
+            .lookback_hours()
+            .max(self.detector.candles_market.lookback_hours())
+    }
+
+    /// The first hour whose row the verdicts from `from_ms` on read.
+    #[must_use]
+    pub fn lookback_from(&self, from_ms: i64) -> i64 {
+        from_ms.saturating_sub(self.lookback_hours() as i64 * crate::time::HOUR_MS)
+    }
+
+    /// Scores one asset's candle rows already made ([`features::candle_rows`]), oldest first,
+    /// from `from_ms` on: for a batch whose rows also make its market.
     #[must_use]
     pub fn score_rows(
         &self,
@@ -272,37 +310,60 @@ impl Scorer {
         market: Option<&MarketContext>,
         from_ms: i64,
     ) -> Vec<Verdict> {
-        rows.iter()
-            .flatten()
-            .filter(|r| r.time_ms >= from_ms)
-            .filter_map(|r| self.candle_verdict(r, market))
-            .collect()
+        self.score_rows_scaled(rows, market, from_ms, |_| self.scale.candles)
     }
 
-    /// Scores one candle row: against the market where `market` covers its hour, else alone.
+    /// [`Self::score_rows`] with each hour's thresholds times `scale(open time)` instead (for a
+    /// replay, where each day has its own). Each row is judged against the market where
+    /// `market` covers its hour, else alone; a direction over several hours reads the hours
+    /// just before it that the same model judged.
     #[must_use]
-    pub fn candle_verdict(&self, row: &Row, market: Option<&MarketContext>) -> Option<Verdict> {
-        self.candle_verdict_scaled(row, market, self.scale.candles)
-    }
-
-    /// [`Self::candle_verdict`] with the thresholds times `scale` instead (for a replay, where
-    /// each day has its own).
-    #[must_use]
-    pub fn candle_verdict_scaled(
+    pub fn score_rows_scaled(
         &self,
-        row: &Row,
+        rows: &[Option<Row>],
         market: Option<&MarketContext>,
-        scale: f64,
-    ) -> Option<Verdict> {
-        match market.and_then(|m| m.adjust(row)) {
-            Some(adjusted) => verdict(
-                &self.detector.candles_market,
-                &self.market_subsets,
-                &adjusted,
-                scale,
-            ),
-            None => verdict(&self.detector.candles, &self.candle_subsets, row, scale),
+        from_ms: i64,
+        scale: impl Fn(i64) -> f64,
+    ) -> Vec<Verdict> {
+        let lookback = self.lookback_hours();
+        let first = self.lookback_from(from_ms);
+        // The last hours scored, most recent first: whether against the market, the row as
+        // judged, its normal scores.
+        let mut recent: std::collections::VecDeque<(bool, Row, Vec<f64>)> = std::collections::VecDeque::new();
+        let mut out = Vec::new();
+        for r in rows.iter().flatten().filter(|r| r.time_ms >= first) {
+            let adjusted = market.and_then(|m| m.adjust(r));
+            let on_market = adjusted.is_some();
+            let (model, subsets) = if on_market {
+                (&self.detector.candles_market, &self.market_subsets)
+            } else {
+                (&self.detector.candles, &self.candle_subsets)
+            };
+            let row = adjusted.unwrap_or_else(|| r.clone());
+            let z = model.normal_scores(&row.values);
+            if r.time_ms >= from_ms {
+                let earlier: Vec<Hour<'_>> = recent
+                    .iter()
+                    .enumerate()
+                    .take_while(|(k, (m, e, _))| {
+                        *m == on_market && e.time_ms == r.time_ms - (*k as i64 + 1) * crate::time::HOUR_MS
+                    })
+                    .map(|(_, (_, row, z))| Hour { row, z })
+                    .collect();
+                out.extend(verdict_after(
+                    model,
+                    subsets,
+                    Hour { row: &row, z: &z },
+                    &earlier,
+                    scale(r.time_ms),
+                ));
+            }
+            if lookback > 0 {
+                recent.push_front((on_market, row, z));
+                recent.truncate(lookback);
+            }
         }
+        out
     }
 
     /// Scores one pool's snapshots, with the asset's exchange candles when known.

@@ -47,12 +47,62 @@ pub struct Copula {
 /// test against a shift of `z` along `a` (a matched filter), so a pattern that moves several
 /// features together (volume and volume for the range, say) is found at a far smaller excursion
 /// than `d²`, which spreads its threshold over every feature, needs. One-sided.
+///
+/// A direction judged over several hours (`hours` > 1) sums the projection `a' R⁻¹ z` of the
+/// hour and of the same market's `hours - 1` hours before it, scored by the same model, and
+/// divides by `sqrt(hours)`: the matched filter for a pattern spread over those hours. The
+/// sum stops at the first hour without a row (those hours count 0).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Direction {
     /// What the direction stands for (a pattern's name).
     pub name: String,
     /// Its weight on each feature, in row order.
     pub weights: Vec<f64>,
+    /// Hours it is judged over, the scored one included (1 in detectors fitted before it
+    /// existed, and not written when 1).
+    #[serde(default = "one_hour", skip_serializing_if = "is_one_hour")]
+    pub hours: usize,
+}
+
+/// Most hours a direction may be judged over.
+pub const MAX_DIRECTION_HOURS: usize = 24;
+
+fn one_hour() -> usize {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_one_hour(h: &usize) -> bool {
+    *h == 1
+}
+
+/// The directions a copula is fitted with ([`Direction`]) and, for those judged over several
+/// hours, each fit row's row an hour earlier.
+#[derive(Debug, Clone, Default)]
+pub struct Directed<'a> {
+    /// The directions.
+    pub directions: Vec<Direction>,
+    /// Per fit row, the index of the same market's fit row one hour earlier, if there is one
+    /// (empty: none has).
+    pub earlier: &'a [Option<usize>],
+}
+
+impl Directed<'static> {
+    /// `directions` on rows without hours before them.
+    #[must_use]
+    pub fn new(directions: Vec<Direction>) -> Self {
+        Self {
+            directions,
+            earlier: &[],
+        }
+    }
+}
+
+/// One scored hour: its row and the row's normal scores under the model judging it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hour<'a> {
+    pub(crate) row: &'a Row,
+    pub(crate) z: &'a [f64],
 }
 
 /// The flag thresholds for rows missing exactly `missing` features: a row is flagged when its
@@ -114,17 +164,29 @@ pub(crate) struct Subset {
     precision: DMatrix<f64>,
     threshold: f64,
     conditional: f64,
-    /// Per direction, its name, `R⁻¹ a` over the present features scaled by
-    /// `1 / sqrt(a' R⁻¹ a)` (so that its dot product with `z` is the statistic) and the
-    /// statistic's threshold.
-    directed: Vec<(String, Vec<f64>, f64)>,
+    /// Per direction, its filter and threshold.
+    directed: Vec<Filter>,
+}
+
+/// A direction prepared for one set of present features.
+#[derive(Debug, Clone)]
+struct Filter {
+    name: String,
+    /// `R⁻¹ a` over the present features scaled by `1 / sqrt(a' R⁻¹ a)`: its dot product with
+    /// `z` is the direction's projection.
+    filter: Vec<f64>,
+    /// Hours it is judged over.
+    hours: usize,
+    /// The statistic's threshold.
+    threshold: f64,
 }
 
 impl Copula {
     /// Fits the copula on `rows` (NaN marks a missing feature; only `optional` features may be
     /// missing) and sets one set of thresholds per set of present optional features: on `d²`,
-    /// on the largest conditional surprise and on each of `directions`' statistics, each at the
-    /// same tail fraction of the fit rows, chosen so that `rate` of the fit rows exceed any.
+    /// on the largest conditional surprise and on each of `directed`'s statistics (over the rows'
+    /// chains of hours for a direction over several), each at the same tail fraction of the fit
+    /// rows, chosen so that `rate` of the fit rows exceed any.
     #[must_use]
     pub fn fit(
         names: &[&str],
@@ -133,8 +195,9 @@ impl Copula {
         optional: &[usize],
         rate: f64,
         given: &[(usize, usize)],
-        directions: Vec<Direction>,
+        directed: Directed<'_>,
     ) -> Self {
+        let Directed { directions, earlier } = directed;
         let k = names.len();
         let n = rows.len();
         let marginals: Vec<Marginal> = (0..k)
@@ -210,13 +273,34 @@ impl Copula {
             let present: Vec<usize> = (0..k).filter(|j| !missing.contains(j)).collect();
             let prec = model.precision(&present);
             let filters = model.filters(&prec, &present);
+            let complete = |z: &[f64]| present.iter().all(|&j| z[j].is_finite());
+            // Each row's projection on each filter (0 for a row outside this set), which the
+            // directions over several hours sum along the rows' chains.
+            let along: Vec<Vec<f64>> = zs
+                .iter()
+                .map(|z| {
+                    filters
+                        .iter()
+                        .map(|f| if complete(z) { projection(f, &present, z) } else { 0.0 })
+                        .collect()
+                })
+                .collect();
             let scored: Vec<Vec<f64>> = zs
                 .iter()
-                .filter(|z| present.iter().all(|&j| z[j].is_finite()))
-                .map(|z| {
+                .enumerate()
+                .filter(|(_, z)| complete(z))
+                .map(|(i, z)| {
                     let (d2, _, pz) = mahalanobis(&prec, &present, z);
                     let mut stats = vec![d2, conditional(&prec, &pz).1];
-                    stats.extend(filters.iter().map(|f| directed(f, &present, z)));
+                    // Row `i` and the rows before it, one hour apart.
+                    let chain = std::iter::successors(Some(i), |&r| earlier.get(r).copied().flatten());
+                    stats.extend(
+                        model
+                            .directions
+                            .iter()
+                            .enumerate()
+                            .map(|(d, dir)| over_hours(dir.hours, chain.clone().map(|r| along[r][d]))),
+                    );
                     stats
                 })
                 .collect();
@@ -276,6 +360,12 @@ impl Copula {
                     d.weights.len()
                 ));
             }
+            if !(1..=MAX_DIRECTION_HOURS).contains(&d.hours) {
+                return Err(format!(
+                    "direction {} is judged over {} hours, not 1 to {MAX_DIRECTION_HOURS}",
+                    d.name, d.hours
+                ));
+            }
         }
         match self
             .thresholds
@@ -290,6 +380,12 @@ impl Copula {
             )),
             None => Ok(()),
         }
+    }
+
+    /// Hours before the scored one its directions read (0 when all are judged on one hour).
+    #[must_use]
+    pub fn lookback_hours(&self) -> usize {
+        self.directions.iter().map(|d| d.hours.max(1) - 1).max().unwrap_or(0)
     }
 
     fn index(&self, name: &str) -> Option<usize> {
@@ -340,7 +436,12 @@ impl Copula {
                     .iter()
                     .zip(self.filters(&precision, &present))
                     .zip(&t.directed)
-                    .map(|((d, f), &th)| (d.name.clone(), f, th))
+                    .map(|((d, filter), &threshold)| Filter {
+                        name: d.name.clone(),
+                        filter,
+                        hours: d.hours,
+                        threshold,
+                    })
                     .collect();
                 Subset {
                     precision,
@@ -376,15 +477,18 @@ fn conditional(prec: &DMatrix<f64>, pz: &[f64]) -> (usize, f64) {
         .fold((0, 0.0), |best, x| if x.1 > best.1 { x } else { best })
 }
 
-/// A direction's statistic for the scores `z` of the `present` features: `max(0, f · z)`, `f`
-/// its filter ([`Copula::filters`]).
-fn directed(filter: &[f64], present: &[usize], z: &[f64]) -> f64 {
-    present
-        .iter()
-        .zip(filter)
-        .map(|(&j, f)| f * z[j])
-        .sum::<f64>()
-        .max(0.0)
+/// The projection `f · z` of the scores `z` of the `present` features on a direction's filter
+/// `f` ([`Copula::filters`]).
+fn projection(filter: &[f64], present: &[usize], z: &[f64]) -> f64 {
+    present.iter().zip(filter).map(|(&j, f)| f * z[j]).sum::<f64>()
+}
+
+/// A direction's statistic over `hours` ([`Direction`]) from the projections of the hour and
+/// the ones before it, most recent first: `max(0, their sum) / sqrt(hours)`. For one hour,
+/// `max(0, f · z)`.
+fn over_hours(hours: usize, projections: impl Iterator<Item = f64>) -> f64 {
+    let hours = hours.max(1);
+    (projections.take(hours).sum::<f64>() / (hours as f64).sqrt()).max(0.0)
 }
 
 /// Thresholds on each of the rows' statistics (`d²`, the largest conditional surprise, each
@@ -419,74 +523,137 @@ fn joint_thresholds(rows: &[Vec<f64>], rate: f64) -> Vec<f64> {
 }
 
 /// One row's verdict, its thresholds multiplied by `scale` (see [`super::adaptive`]; 1: as
-/// fitted).
+/// fitted), without hours before it.
 pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64) -> Option<Verdict> {
     let z = model.normal_scores(&row.values);
+    verdict_after(model, subsets, Hour { row, z: &z }, &[], scale)
+}
+
+/// One part of a direction's statistic: `hours_before` the scored hour, the `i`-th present
+/// feature, its part `f_i z_i / sqrt(hours)`.
+struct Part {
+    hours_before: usize,
+    i: usize,
+    part: f64,
+}
+
+/// The verdict on `hour` (its scores `z` under `model`), with the hours just before it, most
+/// recent first and one hour apart, scored by the same model (`earlier`; the directions over
+/// several hours read them), its thresholds multiplied by `scale`.
+pub(crate) fn verdict_after(
+    model: &Copula,
+    subsets: &[Subset],
+    hour: Hour<'_>,
+    earlier: &[Hour<'_>],
+    scale: f64,
+) -> Option<Verdict> {
+    let (row, z) = (hour.row, hour.z);
     let subset = subsets
         .iter()
         .find(|s| (0..z.len()).all(|j| s.present.contains(&j) == z[j].is_finite()))?;
-    let (d2, parts, pz) = mahalanobis(&subset.precision, &subset.present, &z);
+    let complete = |z: &[f64]| subset.present.iter().all(|&j| z.get(j).is_some_and(|x| x.is_finite()));
+    let (d2, parts, pz) = mahalanobis(&subset.precision, &subset.present, z);
     let (lead, c) = conditional(&subset.precision, &pz);
     let on_d2_scale = |stat: f64, threshold: f64| subset.threshold * (stat / threshold.max(1e-12)).powi(2);
     let by_conditional = on_d2_scale(c, subset.conditional);
-    // The direction furthest beyond its threshold: its name, filter, statistic, and the
+    // The scored hour and the ones before it its directions may read.
+    let hours: Vec<Hour<'_>> = std::iter::once(hour).chain(earlier.iter().copied()).collect();
+    // The direction furthest beyond its threshold: its name, filter, hours, statistic, and the
     // statistic on the scale of `d²`.
     let by_direction = subset
         .directed
         .iter()
-        .map(|(name, f, th)| {
-            let stat = directed(f, &subset.present, &z);
-            (name, f, stat, on_d2_scale(stat, *th))
+        .map(|d| {
+            let stat = over_hours(
+                d.hours,
+                hours.iter().map(|h| {
+                    if complete(h.z) {
+                        projection(&d.filter, &subset.present, h.z)
+                    } else {
+                        0.0
+                    }
+                }),
+            );
+            (d, stat, on_d2_scale(stat, d.threshold))
         })
-        .max_by(|a, b| a.3.total_cmp(&b.3));
-    let by_directed = by_direction.map_or(0.0, |d| d.3);
+        .max_by(|a, b| a.2.total_cmp(&b.2));
+    let by_directed = by_direction.map_or(0.0, |d| d.2);
     let score = d2.max(by_conditional).max(by_directed);
     let threshold = subset.threshold * scale;
     let flagged = score > threshold;
     let led_by_direction = by_directed > d2.max(by_conditional);
-    let drivers = if flagged {
-        // By share of `d²`; a flag raised by one feature's conditional surprise names it first;
-        // one raised by a direction names its features by their part of its statistic.
-        let mut order: Vec<usize> = (0..parts.len()).collect();
-        let along = |i: usize| by_direction.map_or(0.0, |(_, f, _, _)| f[i] * z[subset.present[i]]);
-        if led_by_direction {
-            order.sort_by(|&a, &b| along(b).total_cmp(&along(a)));
-        } else {
+    let driver = |h: &Hour<'_>, hours_before: usize, i: usize, share: f64| {
+        let j = subset.present[i];
+        let name = &model.features[j];
+        let said = features::describe(name, h.row.shown[j], h.row.market[j]);
+        Driver {
+            feature: name.clone(),
+            z: h.z[j],
+            share,
+            value: h.row.shown[j],
+            description: if hours_before == 0 {
+                said
+            } else {
+                format!("{hours_before} h before: {said}")
+            },
+        }
+    };
+    let drivers = match by_direction {
+        _ if !flagged => Vec::new(),
+        Some((d, stat, _)) if led_by_direction => {
+            // A flag raised by a direction names its features, over its hours, by their part
+            // of its statistic, each a twentieth of it or more.
+            let root = (d.hours.max(1) as f64).sqrt();
+            let mut all: Vec<Part> = hours
+                .iter()
+                .take(d.hours.max(1))
+                .enumerate()
+                .filter(|(_, h)| complete(h.z))
+                .flat_map(|(k, h)| {
+                    (0..subset.present.len()).map(move |i| Part {
+                        hours_before: k,
+                        i,
+                        part: d.filter[i] * h.z[subset.present[i]] / root,
+                    })
+                })
+                .collect();
+            all.sort_by(|a, b| b.part.total_cmp(&a.part));
+            all.into_iter()
+                .take(MAX_DRIVERS)
+                .filter(|p| p.part >= 0.05 * stat)
+                .map(|p| {
+                    let h = &hours[p.hours_before];
+                    // Its share of that hour's `d²`.
+                    let share = if p.hours_before == 0 {
+                        parts[p.i] / d2.max(1e-12)
+                    } else {
+                        let (d2, parts, _) = mahalanobis(&subset.precision, &subset.present, h.z);
+                        parts[p.i] / d2.max(1e-12)
+                    };
+                    driver(h, p.hours_before, p.i, share)
+                })
+                .collect()
+        }
+        _ => {
+            // By share of `d²`; a flag raised by one feature's conditional surprise names it
+            // first.
+            let mut order: Vec<usize> = (0..parts.len()).collect();
             order.sort_by(|&a, &b| parts[b].total_cmp(&parts[a]));
+            if by_conditional > d2 {
+                order.retain(|&i| i != lead);
+                order.insert(0, lead);
+            }
+            order
+                .into_iter()
+                .take(MAX_DRIVERS)
+                .filter(|&i| parts[i] > 0.0 || i == lead && by_conditional > d2)
+                .map(|i| driver(&hour, 0, i, parts[i] / d2.max(1e-12)))
+                .collect()
         }
-        if by_conditional > d2 && !led_by_direction {
-            order.retain(|&i| i != lead);
-            order.insert(0, lead);
-        }
-        order
-            .into_iter()
-            .take(MAX_DRIVERS)
-            .filter(|&i| {
-                if led_by_direction {
-                    // A part of the statistic worth naming: a twentieth of it or more.
-                    along(i) >= 0.05 * by_direction.map_or(0.0, |d| d.2)
-                } else {
-                    parts[i] > 0.0 || i == lead && by_conditional > d2
-                }
-            })
-            .map(|i| {
-                let j = subset.present[i];
-                let name = &model.features[j];
-                Driver {
-                    feature: name.clone(),
-                    z: z[j],
-                    share: parts[i] / d2.max(1e-12),
-                    value: row.shown[j],
-                    description: features::describe(name, row.shown[j], row.market[j]),
-                }
-            })
-            .collect()
-    } else {
-        Vec::new()
     };
     let pattern = by_direction
         .filter(|_| flagged && led_by_direction)
-        .map(|d| d.0.clone());
+        .map(|d| d.0.name.clone());
     Some(Verdict {
         time_ms: row.time_ms,
         score,

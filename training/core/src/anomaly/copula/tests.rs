@@ -28,7 +28,7 @@ fn pairs_of(n: usize, seed: &mut u64, pair: fn(&mut u64) -> (f64, f64)) -> Vec<V
 
 /// A copula over two features `a` and `b`, neither optional nor floored, at a 1% rate.
 fn pair_fit(rows: &[Vec<f64>], given: &[(usize, usize)]) -> Copula {
-    Copula::fit(&["a", "b"], vec![None, None], rows, &[], 0.01, given, Vec::new())
+    Copula::fit(&["a", "b"], vec![None, None], rows, &[], 0.01, given, Directed::default())
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn one_feature_far_off_alone_is_flagged_by_its_conditional_surprise() {
     let mut seed = 5;
     let rows = independent_rows(200_000, &mut seed);
     let names = ["a", "b", "c", "d", "e", "f"];
-    let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Vec::new());
+    let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Directed::default());
     let t = &m.thresholds[0];
     assert!(t.d2 > 20.0 && t.conditional > 3.4 && t.conditional < 4.2, "{t:?}");
     let row = row_of(0, vec![4.2, 0.3, -0.2, 0.1, 0.0, 0.4]);
@@ -153,8 +153,9 @@ fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
     let direction = Direction {
         name: "flow".into(),
         weights: vec![0.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+        hours: 1,
     };
-    let plain = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Vec::new());
+    let plain = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Directed::default());
     let m = Copula::fit(
         &names,
         vec![None; 6],
@@ -162,7 +163,7 @@ fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
         &[],
         1.0 / 720.0,
         &[],
-        vec![direction],
+        Directed::new(vec![direction]),
     );
     let t = &m.thresholds[0];
     assert_eq!(t.directed.len(), 1);
@@ -199,7 +200,7 @@ fn a_missing_optional_feature_uses_its_own_threshold() {
             vec![a, if i % 2 == 0 { b } else { f64::NAN }]
         })
         .collect();
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[1], 0.01, &[], Vec::new());
+    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[1], 0.01, &[], Directed::default());
     assert_eq!(m.thresholds.len(), 2);
     let subsets = m.subsets();
     let row = Row {
@@ -219,7 +220,7 @@ fn a_missing_optional_feature_uses_its_own_threshold() {
         &[1],
         0.01,
         &[],
-        Vec::new(),
+        Directed::default(),
     );
     assert!(floored.normal_scores(&[0.1, f64::NAN])[1].is_nan());
     let v = verdict(&floored, &floored.subsets(), &row, 1.0).unwrap();

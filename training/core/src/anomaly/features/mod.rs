@@ -13,7 +13,7 @@ mod pool;
 
 pub use candle::{
     CANDLE_DIRECTIONS, CANDLE_FEATURES, CANDLE_VOLUME, CANDLE_WICK, MARKET_FEATURES, MarketContext,
-    candle_rows, candle_rows_from,
+    PUMP_AND_DUMP, candle_rows, candle_rows_from,
 };
 pub use pool::{
     GAP_FEATURE, OPTIONAL_POOL_FEATURES, POOL_FEATURES, PoolSnapshot, VOLUME_FEATURE, cex_band_at, pool_rows,

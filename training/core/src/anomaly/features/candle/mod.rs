@@ -34,10 +34,13 @@ pub const MARKET_FEATURES: [&str; 6] = [
 /// normal with no price change (volume, volume for the range); a spoofed wick, the low far
 /// below and the close recovered (range, wick). See [`crate::anomaly::Direction`].
 pub const CANDLE_DIRECTIONS: [(&str, [f64; CANDLE_FEATURES.len()]); 3] = [
-    ("pump_and_dump", [1.0, 1.0, 1.0, 0.0, 0.0, 1.0]),
+    (PUMP_AND_DUMP, [1.0, 1.0, 1.0, 0.0, 0.0, 1.0]),
     ("wash_trading", [0.0, 0.0, 1.0, 0.0, 1.0, 0.0]),
     ("spoofed_wick", [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]),
 ];
+/// The pump and dump's direction, the one that may be judged over several hours
+/// ([`crate::anomaly::DetectorConfig::pump_hours`]).
+pub const PUMP_AND_DUMP: &str = "pump_and_dump";
 /// Position of `volume` (and `volume_vs_market`) in the rows.
 pub const CANDLE_VOLUME: usize = 2;
 /// Position of `wick` (and `wick_vs_market`) in the rows.
