@@ -59,10 +59,15 @@ pub struct DetectorConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub directed: bool,
     /// Hours the pump-and-dump direction is judged over ([`Direction::hours`]; with
-    /// `directed`). 1 (not written) in detectors fitted before it existed.
+    /// `directed`): [`PUMP_HOURS`] by default (stop 46); 1 (not written) in detectors fitted
+    /// before it existed.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub pump_hours: usize,
 }
+
+/// [`DetectorConfig::pump_hours`] of new detectors: the pump and dump's rise and reversal, the
+/// five hours `out_and_back` reads. Scored once on the folds and adopted (README, stop 46).
+pub const PUMP_HOURS: usize = 5;
 
 fn one() -> usize {
     1
@@ -81,7 +86,7 @@ impl Default for DetectorConfig {
             market_min_assets: 5,
             wick_given_volume: false,
             directed: true,
-            pump_hours: 1,
+            pump_hours: PUMP_HOURS,
         }
     }
 }
