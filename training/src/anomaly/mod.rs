@@ -415,6 +415,7 @@ pub fn summary(d: &Detector) -> BTreeMap<&'static str, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use volcast_core::anomaly::{Scorer, Verdict};
 
     #[test]
     fn pool_assets_are_the_non_quote_token() {
@@ -568,6 +569,63 @@ mod tests {
         let path = dir.path().join("anomaly.json");
         save(&d, &path).unwrap();
         assert_eq!(load(&path).unwrap(), d);
+    }
+
+    #[test]
+    fn the_pump_is_judged_over_five_hours_by_default_and_one_hour_writes_the_json_it_always_wrote() {
+        let until = 1_700_000_000_000;
+        let one = DetectorConfig {
+            pump_hours: 1,
+            ..DetectorConfig::default()
+        };
+        let plain = fit(&synthetic_markets(&one), until, one);
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("pump_hours") && !text.contains("\"hours\""), "{text}");
+        assert_eq!(Scorer::new(plain.clone()).lookback_hours(), 0);
+        let config = DetectorConfig::default();
+        assert_eq!(config.pump_hours, 5);
+        let d = fit(&synthetic_markets(&config), until, config);
+        for model in [&d.candles, &d.candles_market] {
+            let hours: Vec<usize> = model.directions.iter().map(|x| x.hours).collect();
+            assert_eq!(hours, [5, 1, 1]);
+        }
+        assert_eq!(Scorer::new(d.clone()).lookback_hours(), 4);
+        assert_ne!(d.id, plain.id);
+        // A stored detector judged over 0 hours is refused at load.
+        let mut zero = d;
+        zero.candles.directions[0].hours = 0;
+        zero.id = zero.content_id();
+        let err = Detector::from_json(&serde_json::to_string(&zero).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("0 hours"), "{err}");
+    }
+
+    #[test]
+    fn scoring_from_an_hour_reads_the_hours_before_it_as_scoring_everything_does() {
+        let config = DetectorConfig::default();
+        let markets = synthetic_markets(&config);
+        let scorer = Scorer::new(fit(&markets, 1_700_000_000_000, config));
+        let candles = &markets.assets[0].candles;
+        // Whether the hours before `from` changed any verdict (else this test could not fail).
+        let mut read = false;
+        for market in [None, Some(&markets.market)] {
+            let all = scorer.score_rows(&markets.rows[0], market, i64::MIN);
+            // From hours whose pump statistic reads four hours before them.
+            for at in [400usize, 401, 777, 1200] {
+                let from = candles[at].open_time;
+                let expected: Vec<&Verdict> = all.iter().filter(|v| v.time_ms >= from).collect();
+                let got = scorer.score_rows(&markets.rows[0], market, from);
+                assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+                let mut blind = markets.rows[0].clone();
+                blind[at - 4..at].fill(None);
+                read |= scorer.score_rows(&blind, market, from) != got;
+                if market.is_none() {
+                    // The rows made from the lookback on, as a risk answer makes them.
+                    let cut = scorer.score_candles_from(candles, None, from);
+                    assert_eq!(cut.iter().collect::<Vec<_>>(), expected);
+                }
+            }
+        }
+        assert!(read, "no verdict read the hours before its window");
     }
 
     #[test]

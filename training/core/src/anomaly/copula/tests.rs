@@ -191,6 +191,106 @@ fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
     assert!(!text.contains("directions") && !text.contains("directed"));
 }
 
+/// The verdicts on `rows`, taken as one market's consecutive hours, each reading the
+/// `lookback` hours before it.
+fn chain_verdicts(m: &Copula, rows: &[Row], lookback: usize) -> Vec<Verdict> {
+    let subsets = m.subsets();
+    let zs: Vec<Vec<f64>> = rows.iter().map(|r| m.normal_scores(&r.values)).collect();
+    (0..rows.len())
+        .filter_map(|i| {
+            let earlier: Vec<Hour<'_>> = (1..=lookback.min(i))
+                .map(|k| Hour {
+                    row: &rows[i - k],
+                    z: &zs[i - k],
+                })
+                .collect();
+            verdict_after(m, &subsets, Hour { row: &rows[i], z: &zs[i] }, &earlier, 1.0)
+        })
+        .collect()
+}
+
+#[test]
+fn a_pattern_spread_over_hours_is_found_by_a_direction_over_them_at_the_stated_rate() {
+    // Six independent features, fitted as one market's consecutive hours, and one direction
+    // over the third and fifth judged over four hours. Four hours each 1.4 sd out on both: each
+    // hour's projection is 2.0, under the one-hour threshold (about 3.2), so `d²`, the
+    // conditional surprise and the direction on one hour all miss every hour; summed over the
+    // four it is 4.0 sd, beyond the four-hour threshold (about the same).
+    let mut seed = 13;
+    let rows = independent_rows(200_000, &mut seed);
+    let earlier: Vec<Option<usize>> = (0..rows.len()).map(|i| i.checked_sub(1)).collect();
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let direction = |hours| Direction {
+        name: "flow".into(),
+        weights: vec![0.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+        hours,
+    };
+    let fit = |hours| {
+        Copula::fit(
+            &names,
+            vec![None; 6],
+            &rows,
+            &[],
+            1.0 / 720.0,
+            &[],
+            Directed {
+                directions: vec![direction(hours)],
+                earlier: &earlier,
+            },
+        )
+    };
+    let (one, four) = (fit(1), fit(4));
+    assert_eq!((one.lookback_hours(), four.lookback_hours()), (0, 3));
+    let t = &four.thresholds[0];
+    assert!(t.directed[0] > 2.9 && t.directed[0] < 3.6, "{t:?}");
+    // Ordinary hours, then the pattern's four, then ordinary again.
+    let mut chain: Vec<Row> = (0..8)
+        .map(|i| row_of(i, vec![0.1, -0.2, 0.0, 0.3, 0.0, -0.1]))
+        .collect();
+    for row in &mut chain[3..7] {
+        row.values[2] = 1.4;
+        row.values[4] = 1.4;
+    }
+    assert!(chain_verdicts(&one, &chain, 0).iter().all(|v| !v.flagged));
+    let v = chain_verdicts(&four, &chain, 3);
+    let flagged: Vec<i64> = v.iter().filter(|v| v.flagged).map(|v| v.time_ms).collect();
+    assert_eq!(flagged, [6], "{v:?}");
+    let last = &v[6];
+    assert_eq!(last.pattern.as_deref(), Some("flow"));
+    // Its drivers are the pattern's features over its hours, the hours before named as such.
+    assert_eq!(last.drivers.len(), MAX_DRIVERS);
+    assert!(last.drivers.iter().all(|d| ["c", "e"].contains(&d.feature.as_str())));
+    assert!(
+        last.drivers
+            .iter()
+            .any(|d| d.description.starts_with("1 h before: ") || d.description.starts_with("2 h before: ")),
+        "{:?}",
+        last.drivers
+    );
+    // The hours alone, without the ones before them, are ordinary.
+    assert!(!verdict(&four, &four.subsets(), &chain[6], 1.0).unwrap().flagged);
+    // On fresh consecutive hours of the same law, the thresholds flag about the stated rate.
+    let fresh: Vec<Row> = independent_rows(200_000, &mut seed)
+        .into_iter()
+        .enumerate()
+        .map(|(i, values)| row_of(i as i64, values))
+        .collect();
+    let rate = chain_verdicts(&four, &fresh, 3).iter().filter(|v| v.flagged).count() as f64 / 200_000.0;
+    assert!((rate * 720.0 - 1.0).abs() < 0.25, "{rate}");
+    // Written and read back, the hours hold; one hour is not written (older detectors' JSON).
+    let back: Copula = serde_json::from_str(&serde_json::to_string(&four).unwrap()).unwrap();
+    assert_eq!(back, four);
+    assert!(serde_json::to_string(&four).unwrap().contains("\"hours\":4"));
+    assert!(!serde_json::to_string(&one).unwrap().contains("hours"));
+    // Outside 1 to 24 hours, refused.
+    for hours in [0, MAX_DIRECTION_HOURS + 1] {
+        let mut bad = four.clone();
+        bad.directions[0].hours = hours;
+        let err = bad.check_directions().unwrap_err();
+        assert!(err.contains("hours"), "{err}");
+    }
+}
+
 #[test]
 fn a_missing_optional_feature_uses_its_own_threshold() {
     let mut seed = 3;
