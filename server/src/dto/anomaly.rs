@@ -100,6 +100,10 @@ pub struct DetectorRef {
     /// `pump_and_dump`, `wash_trading`, `spoofed_wick`. A flagged hour raised along one names it
     /// (`pattern`). Empty for a detector fitted without them (before stop 45).
     pub patterns: Vec<String>,
+    /// Per pattern (same order), the hours it is judged over, the scored one included: its
+    /// surprise summed over them (`pump_and_dump`: 5 since stop 46, the rise and its reversal;
+    /// the others 1).
+    pub pattern_hours: Vec<usize>,
     /// The day's multiplier of the fitted asset-hour thresholds: every `threshold` in an answer
     /// is the fitted one times it. The daily job sets it at 00:00 UTC to the `1 - candle_rate`
     /// quantile of `score / fitted threshold` over the stored assets' hours of the trailing 90
@@ -124,6 +128,7 @@ impl DetectorRef {
             pool_rate: d.pool_rate,
             fee_mint_bound: d.config.features.fee_mint_fraction(),
             patterns: d.candles.directions.iter().map(|x| x.name.clone()).collect(),
+            pattern_hours: d.candles.directions.iter().map(|x| x.hours).collect(),
             candle_threshold_scale: scale.candles,
             pool_threshold_scale: scale.pools,
         }
@@ -157,6 +162,17 @@ pub struct DriverDto {
     pub value: f64,
     /// The reason in words.
     pub description: String,
+    /// For a flag raised along a pattern judged over several hours (`pump_and_dump`, see
+    /// `detector.pattern_hours`), how many hours before the flagged one this part was measured
+    /// (its `z`, `share` and `value` are that hour's, and the description begins "2 h before:
+    /// "). Absent for the flagged hour itself.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hours_before: usize,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_zero(h: &usize) -> bool {
+    *h == 0
 }
 
 impl From<Driver> for DriverDto {
@@ -167,6 +183,7 @@ impl From<Driver> for DriverDto {
             share: d.share,
             value: d.value,
             description: d.description,
+            hours_before: d.hours_before,
         }
     }
 }
@@ -187,7 +204,8 @@ pub struct ScoredRow {
     /// `score > threshold`.
     pub flagged: bool,
     /// Top reasons (flagged rows only), largest share first (for a row flagged along a
-    /// pattern's direction, largest part of that surprise first).
+    /// pattern's direction, largest part of that surprise first, over the pattern's hours:
+    /// `hours_before`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drivers: Vec<DriverDto>,
     /// The candle pattern a flagged hour reads as, when the surprise along its direction

@@ -268,7 +268,9 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
         .map(|((a, rows), all)| Scored {
             market: a.asset.clone(),
             adaptive: scorer
-                .score_rows_scaled(rows, Some(&markets.market), config.from_ms, |t| candle_scales.at(t))
+                .score_rows_scaled(rows, Some(&markets.market), config.from_ms, |t| {
+                    candle_scales.at(t)
+                })
                 .into_iter()
                 .filter(|v| in_period(v.time_ms))
                 .collect(),
@@ -483,7 +485,12 @@ fn inject_one(
                 return Vec::new();
             };
             let before = range.start.saturating_sub(scorer.lookback_hours());
-            scorer.score_rows_scaled(&rows[before..range.end], Some(&markets.market), first.time_ms, scale)
+            scorer.score_rows_scaled(
+                &rows[before..range.end],
+                Some(&markets.market),
+                first.time_ms,
+                scale,
+            )
         }
     };
     let fixed = verdicts(&|_| 1.0);

@@ -15,7 +15,7 @@ use volcast_core::anomaly::features::{
     self, CANDLE_DIRECTIONS, CANDLE_FEATURES, CANDLE_VOLUME, CANDLE_WICK, GAP_FEATURE, MARKET_FEATURES,
     MarketContext, OPTIONAL_POOL_FEATURES, POOL_FEATURES, PUMP_AND_DUMP, PoolSnapshot, Row,
 };
-use volcast_core::anomaly::{Copula, Directed, Detector, DetectorConfig, Direction};
+use volcast_core::anomaly::{Copula, Detector, DetectorConfig, Directed, Direction};
 use volcast_core::candles::{AssetCandles, Candle};
 use volcast_core::time::{HOUR_MS, format_ms};
 
@@ -253,7 +253,12 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
         markets
             .rows
             .iter()
-            .map(|rows| rows.iter().flatten().map(|r| (r.time_ms, r.values.clone())).collect())
+            .map(|rows| {
+                rows.iter()
+                    .flatten()
+                    .map(|r| (r.time_ms, r.values.clone()))
+                    .collect()
+            })
             .collect(),
     );
     let (market_rows, market_earlier) = chained(
@@ -282,7 +287,11 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
             .map(|(name, weights)| Direction {
                 name: (*name).to_owned(),
                 weights: weights.to_vec(),
-                hours: if *name == PUMP_AND_DUMP { config.pump_hours } else { 1 },
+                hours: if *name == PUMP_AND_DUMP {
+                    config.pump_hours
+                } else {
+                    1
+                },
             })
             .collect()
     } else {
@@ -580,7 +589,10 @@ mod tests {
         };
         let plain = fit(&synthetic_markets(&one), until, one);
         let text = serde_json::to_string(&plain).unwrap();
-        assert!(!text.contains("pump_hours") && !text.contains("\"hours\""), "{text}");
+        assert!(
+            !text.contains("pump_hours") && !text.contains("\"hours\""),
+            "{text}"
+        );
         assert_eq!(Scorer::new(plain.clone()).lookback_hours(), 0);
         let config = DetectorConfig::default();
         assert_eq!(config.pump_hours, 5);

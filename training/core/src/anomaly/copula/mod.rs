@@ -135,6 +135,16 @@ pub struct Driver {
     pub value: f64,
     /// The reason in words.
     pub description: String,
+    /// Hours before the scored one that this part was measured in (0: that hour): a flag raised
+    /// along a pattern judged over several hours ([`Direction::hours`]) names the parts of all
+    /// of them, and its description begins "2 h before: ".
+    #[serde(default, skip_serializing_if = "is_zero_hours")]
+    pub hours_before: usize,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_zero_hours(h: &usize) -> bool {
+    *h == 0
 }
 
 /// One row's verdict.
@@ -281,7 +291,13 @@ impl Copula {
                 .map(|z| {
                     filters
                         .iter()
-                        .map(|f| if complete(z) { projection(f, &present, z) } else { 0.0 })
+                        .map(|f| {
+                            if complete(z) {
+                                projection(f, &present, z)
+                            } else {
+                                0.0
+                            }
+                        })
                         .collect()
                 })
                 .collect();
@@ -385,7 +401,11 @@ impl Copula {
     /// Hours before the scored one its directions read (0 when all are judged on one hour).
     #[must_use]
     pub fn lookback_hours(&self) -> usize {
-        self.directions.iter().map(|d| d.hours.max(1) - 1).max().unwrap_or(0)
+        self.directions
+            .iter()
+            .map(|d| d.hours.max(1) - 1)
+            .max()
+            .unwrap_or(0)
     }
 
     fn index(&self, name: &str) -> Option<usize> {
@@ -551,7 +571,12 @@ pub(crate) fn verdict_after(
     let subset = subsets
         .iter()
         .find(|s| (0..z.len()).all(|j| s.present.contains(&j) == z[j].is_finite()))?;
-    let complete = |z: &[f64]| subset.present.iter().all(|&j| z.get(j).is_some_and(|x| x.is_finite()));
+    let complete = |z: &[f64]| {
+        subset
+            .present
+            .iter()
+            .all(|&j| z.get(j).is_some_and(|x| x.is_finite()))
+    };
     let (d2, parts, pz) = mahalanobis(&subset.precision, &subset.present, z);
     let (lead, c) = conditional(&subset.precision, &pz);
     let on_d2_scale = |stat: f64, threshold: f64| subset.threshold * (stat / threshold.max(1e-12)).powi(2);
@@ -596,6 +621,7 @@ pub(crate) fn verdict_after(
             } else {
                 format!("{hours_before} h before: {said}")
             },
+            hours_before,
         }
     };
     let drivers = match by_direction {

@@ -28,7 +28,15 @@ fn pairs_of(n: usize, seed: &mut u64, pair: fn(&mut u64) -> (f64, f64)) -> Vec<V
 
 /// A copula over two features `a` and `b`, neither optional nor floored, at a 1% rate.
 fn pair_fit(rows: &[Vec<f64>], given: &[(usize, usize)]) -> Copula {
-    Copula::fit(&["a", "b"], vec![None, None], rows, &[], 0.01, given, Directed::default())
+    Copula::fit(
+        &["a", "b"],
+        vec![None, None],
+        rows,
+        &[],
+        0.01,
+        given,
+        Directed::default(),
+    )
 }
 
 #[test]
@@ -130,7 +138,15 @@ fn one_feature_far_off_alone_is_flagged_by_its_conditional_surprise() {
     let mut seed = 5;
     let rows = independent_rows(200_000, &mut seed);
     let names = ["a", "b", "c", "d", "e", "f"];
-    let m = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Directed::default());
+    let m = Copula::fit(
+        &names,
+        vec![None; 6],
+        &rows,
+        &[],
+        1.0 / 720.0,
+        &[],
+        Directed::default(),
+    );
     let t = &m.thresholds[0];
     assert!(t.d2 > 20.0 && t.conditional > 3.4 && t.conditional < 4.2, "{t:?}");
     let row = row_of(0, vec![4.2, 0.3, -0.2, 0.1, 0.0, 0.4]);
@@ -155,7 +171,15 @@ fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
         weights: vec![0.0, 0.0, 1.0, 0.0, 1.0, 0.0],
         hours: 1,
     };
-    let plain = Copula::fit(&names, vec![None; 6], &rows, &[], 1.0 / 720.0, &[], Directed::default());
+    let plain = Copula::fit(
+        &names,
+        vec![None; 6],
+        &rows,
+        &[],
+        1.0 / 720.0,
+        &[],
+        Directed::default(),
+    );
     let m = Copula::fit(
         &names,
         vec![None; 6],
@@ -204,7 +228,16 @@ fn chain_verdicts(m: &Copula, rows: &[Row], lookback: usize) -> Vec<Verdict> {
                     z: &zs[i - k],
                 })
                 .collect();
-            verdict_after(m, &subsets, Hour { row: &rows[i], z: &zs[i] }, &earlier, 1.0)
+            verdict_after(
+                m,
+                &subsets,
+                Hour {
+                    row: &rows[i],
+                    z: &zs[i],
+                },
+                &earlier,
+                1.0,
+            )
         })
         .collect()
 }
@@ -259,7 +292,11 @@ fn a_pattern_spread_over_hours_is_found_by_a_direction_over_them_at_the_stated_r
     assert_eq!(last.pattern.as_deref(), Some("flow"));
     // Its drivers are the pattern's features over its hours, the hours before named as such.
     assert_eq!(last.drivers.len(), MAX_DRIVERS);
-    assert!(last.drivers.iter().all(|d| ["c", "e"].contains(&d.feature.as_str())));
+    assert!(
+        last.drivers
+            .iter()
+            .all(|d| ["c", "e"].contains(&d.feature.as_str()))
+    );
     assert!(
         last.drivers
             .iter()
@@ -275,7 +312,11 @@ fn a_pattern_spread_over_hours_is_found_by_a_direction_over_them_at_the_stated_r
         .enumerate()
         .map(|(i, values)| row_of(i as i64, values))
         .collect();
-    let rate = chain_verdicts(&four, &fresh, 3).iter().filter(|v| v.flagged).count() as f64 / 200_000.0;
+    let rate = chain_verdicts(&four, &fresh, 3)
+        .iter()
+        .filter(|v| v.flagged)
+        .count() as f64
+        / 200_000.0;
     assert!((rate * 720.0 - 1.0).abs() < 0.25, "{rate}");
     // Written and read back, the hours hold; one hour is not written (older detectors' JSON).
     let back: Copula = serde_json::from_str(&serde_json::to_string(&four).unwrap()).unwrap();
@@ -300,7 +341,15 @@ fn a_missing_optional_feature_uses_its_own_threshold() {
             vec![a, if i % 2 == 0 { b } else { f64::NAN }]
         })
         .collect();
-    let m = Copula::fit(&["a", "b"], vec![None, None], &rows, &[1], 0.01, &[], Directed::default());
+    let m = Copula::fit(
+        &["a", "b"],
+        vec![None, None],
+        &rows,
+        &[1],
+        0.01,
+        &[],
+        Directed::default(),
+    );
     assert_eq!(m.thresholds.len(), 2);
     let subsets = m.subsets();
     let row = Row {
