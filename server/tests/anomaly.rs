@@ -139,9 +139,22 @@ async fn an_injected_pump_and_a_pool_drain_are_flagged_with_reasons() {
         flagged.iter().any(|t| pump.contains(t)),
         "pump not flagged: {flagged:?}"
     );
-    // A calm GARCH-free market otherwise: few flags (the stated rate is one per 720 hours).
-    let elsewhere = flagged.iter().filter(|t| !pump.contains(t)).count();
-    assert!(elsewhere <= 5, "{elsewhere} flags outside the pump: {flagged:?}");
+    // A calm GARCH-free market otherwise: few flagged episodes (runs of consecutive flagged
+    // hours: the pump is judged over five hours, so its statistic flags in runs).
+    let elsewhere = flagged
+        .iter()
+        .filter(|t| !pump.contains(t))
+        .map(|t| volcast_core::time::parse_time(t, volcast_core::time::Bound::Start).unwrap())
+        .collect::<Vec<i64>>();
+    let episodes = elsewhere
+        .iter()
+        .enumerate()
+        .filter(|&(i, t)| i == 0 || t - elsewhere[i - 1] != HOUR_MS)
+        .count();
+    assert!(
+        episodes <= 5,
+        "{episodes} flagged episodes outside the pump: {flagged:?}"
+    );
     for r in hours["rows"].as_array().unwrap() {
         if r["flagged"] == json!(true) {
             let d = r["drivers"].as_array().unwrap();
@@ -181,9 +194,14 @@ async fn a_flag_raised_along_a_patterns_direction_names_the_pattern() {
         model["anomaly_detector"]["detector"]["patterns"],
         json!(["pump_and_dump", "wash_trading", "spoofed_wick"])
     );
+    assert_eq!(
+        model["anomaly_detector"]["detector"]["pattern_hours"],
+        json!([5, 1, 1])
+    );
     for (pattern, strength, name) in [
         (Pattern::SpoofedWick, 0.2, "spoofed_wick"),
         (Pattern::WashTrading, 16.0, "wash_trading"),
+        (Pattern::PumpAndDump, 0.4, "pump_and_dump"),
     ] {
         let mut candles = common::market(START, 0, 38, None);
         candles.truncate(HOURS);
@@ -201,6 +219,27 @@ async fn a_flag_raised_along_a_patterns_direction_names_the_pattern() {
             })
             .collect();
         assert!(hit.iter().any(|r| r["pattern"] == json!(name)), "{name}: {hit:?}");
+        if pattern == Pattern::PumpAndDump {
+            // Judged over its five hours, the pump names parts of the hours before the flag.
+            let before: Vec<&Value> = hit
+                .iter()
+                .filter(|r| r["pattern"] == json!(name))
+                .flat_map(|r| r["drivers"].as_array().unwrap())
+                .filter(|d| d.get("hours_before").is_some())
+                .collect();
+            assert!(!before.is_empty(), "{hit:?}");
+            for d in before {
+                let h = d["hours_before"].as_u64().unwrap();
+                assert!((1..5).contains(&h), "{d}");
+                assert!(
+                    d["description"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("{h} h before: ")),
+                    "{d}"
+                );
+            }
+        }
         // Only a flagged row names a pattern, and always with drivers.
         for r in rows {
             if r.get("pattern").is_some() {
@@ -372,12 +411,46 @@ async fn the_stored_candles_route_scans_the_store() {
     assert_eq!(s, 400);
 }
 
+/// The served detector on 64 calm synthetic markets (iid normal returns at a constant scale,
+/// flat volume: choppier than real markets of the same scale, whose heavy tails inflate the
+/// recent scale the features divide by), scored alone as a single-asset scan is. Its flags
+/// stay within a few times the stated rate (3.6 at stop 46, 3.2 before the pump was judged over
+/// five hours), few assets hold one in the last 24 h, and they come in short episodes.
+#[test]
+fn calm_synthetic_markets_are_flagged_in_few_episodes() {
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
+    let id = std::fs::read_to_string(artifacts.join("default")).unwrap();
+    let text = std::fs::read_to_string(artifacts.join(id.trim()).join("anomaly.json")).unwrap();
+    let scorer =
+        volcast_core::anomaly::Scorer::new(volcast_core::anomaly::Detector::from_json(&text).unwrap());
+    let (mut scored, mut flagged, mut episodes, mut recent) = (0usize, 0usize, 0usize, 0usize);
+    for asset in 0..64 {
+        let mut c = common::market(START, asset, 38, None);
+        c.truncate(HOURS);
+        let v = scorer.score_candles(&c, None);
+        scored += v.len();
+        flagged += v.iter().filter(|x| x.flagged).count();
+        episodes += v
+            .iter()
+            .enumerate()
+            .filter(|&(i, x)| x.flagged && (i == 0 || !v[i - 1].flagged))
+            .count();
+        recent += usize::from(v[v.len() - 24..].iter().any(|x| x.flagged));
+    }
+    let ratio = flagged as f64 / scored as f64 * 720.0;
+    println!(
+        "calm synthetic: {flagged} of {scored} hours flagged ({ratio:.2} x the stated rate), {episodes} episodes, {recent} of 64 assets flagged in their last 24 h"
+    );
+    assert!(ratio < 4.5, "{ratio}");
+    assert!(
+        episodes as f64 >= 0.8 * flagged as f64,
+        "{episodes} episodes of {flagged} hours"
+    );
+    assert!(recent <= 8, "{recent}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_active_flag_is_in_the_derivation_and_tightens_only_when_set_to() {
-    let mut calm = common::market(START, 3, 38, None);
-    calm.truncate(HOURS);
-    let mut pumped = calm.clone();
-    inject_candles(&mut pumped, HOURS - 6, Pattern::PumpAndDump, 0.4);
     let ask = |c: &[Candle]| json!({"asset": "SYNUSDT", "candles": json_candles(c)});
     let derivation = |app: Router, body: Value| async move {
         let (s, v, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
@@ -386,9 +459,22 @@ async fn an_active_flag_is_in_the_derivation_and_tightens_only_when_set_to() {
     };
     let (report, _) = app(Action::Report, true, None).await;
     let (tighten, _) = app(Action::Tighten, true, None).await;
-    let d = derivation(report.clone(), ask(&calm)).await;
-    assert_eq!(d["anomaly"]["active"], false, "{}", d["anomaly"]);
+    // The control: the first calm synthetic market from asset 3 on without a flag in its last
+    // 24 h (a few have one: see `calm_synthetic_markets_are_flagged_in_few_episodes`).
+    let mut control = None;
+    for asset in 3..12 {
+        let mut c = common::market(START, asset, 38, None);
+        c.truncate(HOURS);
+        let d = derivation(report.clone(), ask(&c)).await;
+        if d["anomaly"]["active"] == json!(false) {
+            control = Some((c, d));
+            break;
+        }
+    }
+    let (calm, d) = control.expect("a calm market without a flag in its last 24 h");
     assert_eq!(d["tau_hours"], 4.0);
+    let mut pumped = calm.clone();
+    inject_candles(&mut pumped, HOURS - 6, Pattern::PumpAndDump, 0.4);
     let d = derivation(report, ask(&pumped)).await;
     assert_eq!(d["anomaly"]["active"], true, "{}", d["anomaly"]);
     assert_eq!(
