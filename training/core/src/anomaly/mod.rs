@@ -61,22 +61,13 @@ pub struct DetectorConfig {
     /// Hours the pump-and-dump direction is judged over ([`Direction::hours`]; with
     /// `directed`): [`PUMP_HOURS`] by default (stop 46); 1 (not written) in detectors fitted
     /// before it existed.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(default = "copula::one_hour", skip_serializing_if = "copula::is_one_hour")]
     pub pump_hours: usize,
 }
 
 /// [`DetectorConfig::pump_hours`] of new detectors: the pump and dump's rise and reversal, the
 /// five hours `out_and_back` reads. Scored once on the folds and adopted (README, stop 46).
 pub const PUMP_HOURS: usize = 5;
-
-fn one() -> usize {
-    1
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
-fn is_one(h: &usize) -> bool {
-    *h == 1
-}
 
 impl Default for DetectorConfig {
     fn default() -> Self {

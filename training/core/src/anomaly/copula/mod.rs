@@ -67,12 +67,14 @@ pub struct Direction {
 /// Most hours a direction may be judged over.
 pub const MAX_DIRECTION_HOURS: usize = 24;
 
-fn one_hour() -> usize {
+/// One hour: serde's default of an hours field absent from older JSON.
+pub(crate) fn one_hour() -> usize {
     1
 }
 
+/// Whether an hours field is one (not written, so older JSON and ids stay as they were).
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
-fn is_one_hour(h: &usize) -> bool {
+pub(crate) fn is_one_hour(h: &usize) -> bool {
     *h == 1
 }
 

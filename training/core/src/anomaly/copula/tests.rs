@@ -131,22 +131,19 @@ fn flag_rate(m: &Copula, seed: &mut u64) -> f64 {
     flagged as f64 / 200_000.0
 }
 
+/// A copula over six features `a` to `f`, none optional or floored, at one flag per 720 rows.
+fn six_fit(rows: &[Vec<f64>], directed: Directed<'_>) -> Copula {
+    let names = ["a", "b", "c", "d", "e", "f"];
+    Copula::fit(&names, vec![None; 6], rows, &[], 1.0 / 720.0, &[], directed)
+}
+
 #[test]
 fn one_feature_far_off_alone_is_flagged_by_its_conditional_surprise() {
     // Six independent features: one at 4.2 sd and the rest ordinary gives a d² below its
     // threshold (about 24 at 1/720), but a conditional surprise beyond its own (about 3.8).
     let mut seed = 5;
     let rows = independent_rows(200_000, &mut seed);
-    let names = ["a", "b", "c", "d", "e", "f"];
-    let m = Copula::fit(
-        &names,
-        vec![None; 6],
-        &rows,
-        &[],
-        1.0 / 720.0,
-        &[],
-        Directed::default(),
-    );
+    let m = six_fit(&rows, Directed::default());
     let t = &m.thresholds[0];
     assert!(t.d2 > 20.0 && t.conditional > 3.4 && t.conditional < 4.2, "{t:?}");
     let row = row_of(0, vec![4.2, 0.3, -0.2, 0.1, 0.0, 0.4]);
@@ -165,30 +162,13 @@ fn a_shift_along_a_direction_is_flagged_by_its_statistic_at_the_stated_rate() {
     // one-sided threshold (about 3.2).
     let mut seed = 9;
     let rows = independent_rows(200_000, &mut seed);
-    let names = ["a", "b", "c", "d", "e", "f"];
     let direction = Direction {
         name: "flow".into(),
         weights: vec![0.0, 0.0, 1.0, 0.0, 1.0, 0.0],
         hours: 1,
     };
-    let plain = Copula::fit(
-        &names,
-        vec![None; 6],
-        &rows,
-        &[],
-        1.0 / 720.0,
-        &[],
-        Directed::default(),
-    );
-    let m = Copula::fit(
-        &names,
-        vec![None; 6],
-        &rows,
-        &[],
-        1.0 / 720.0,
-        &[],
-        Directed::new(vec![direction]),
-    );
+    let plain = six_fit(&rows, Directed::default());
+    let m = six_fit(&rows, Directed::new(vec![direction]));
     let t = &m.thresholds[0];
     assert_eq!(t.directed.len(), 1);
     assert!(t.directed[0] > 2.9 && t.directed[0] < 3.6, "{t:?}");
@@ -252,22 +232,16 @@ fn a_pattern_spread_over_hours_is_found_by_a_direction_over_them_at_the_stated_r
     let mut seed = 13;
     let rows = independent_rows(200_000, &mut seed);
     let earlier: Vec<Option<usize>> = (0..rows.len()).map(|i| i.checked_sub(1)).collect();
-    let names = ["a", "b", "c", "d", "e", "f"];
-    let direction = |hours| Direction {
-        name: "flow".into(),
-        weights: vec![0.0, 0.0, 1.0, 0.0, 1.0, 0.0],
-        hours,
-    };
     let fit = |hours| {
-        Copula::fit(
-            &names,
-            vec![None; 6],
+        let flow = Direction {
+            name: "flow".into(),
+            weights: vec![0.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+            hours,
+        };
+        six_fit(
             &rows,
-            &[],
-            1.0 / 720.0,
-            &[],
             Directed {
-                directions: vec![direction(hours)],
+                directions: vec![flow],
                 earlier: &earlier,
             },
         )
