@@ -33,11 +33,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::candles::Candle;
 pub use adaptive::{AdaptiveConfig, DailyScales, Scale};
+pub use copula::verdict::{Driver, Verdict};
 pub use copula::{
-    Conditioned, Copula, Directed, Direction, Driver, MAX_DIRECTION_HOURS, MAX_DRIVERS, Marginal, Threshold,
-    Verdict,
+    Conditioned, Copula, Directed, Direction, MAX_DIRECTION_HOURS, MAX_DRIVERS, Marginal, Threshold,
 };
-use copula::{Hour, Subset, verdict, verdict_after};
+use copula::{
+    Subset,
+    verdict::{Hour, verdict, verdict_after},
+};
 use features::{FeatureConfig, MarketContext, PoolSnapshot, Row};
 
 /// How the detector was built: features and the stated false-alarm rate.

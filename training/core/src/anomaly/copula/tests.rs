@@ -1,7 +1,9 @@
 //! The copula detector's tests: its normal scores, the threshold at the stated rate with reasons, a lone surprise, a missing optional feature, a conditioned marginal.
 
 use super::marginal::{Z_CAP, std_normal};
+use super::verdict::{Hour, Verdict, verdict, verdict_after};
 use super::*;
+use crate::anomaly::features::Row;
 use statrs::distribution::ContinuousCDF;
 
 fn lcg(seed: &mut u64) -> f64 {
