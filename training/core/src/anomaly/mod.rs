@@ -14,13 +14,17 @@
 //! - their correlation is learned, so a combination that ordinary markets never show (volume
 //!   without a price move, reserves that fall without LP supply falling) is surprising even when
 //!   each feature alone is not;
-//! - the score is the Mahalanobis distance `d² = z' R⁻¹ z`, the negative log density up to
-//!   constants. Each feature's share `z_i (R⁻¹ z)_i` of `d²` is what the reasons report.
+//! - a row is judged by the Mahalanobis distance `d² = z' R⁻¹ z` (the negative log density up
+//!   to constants), by its largest conditional surprise (one feature off alone) and, on
+//!   asset-hours, along each candle pattern's direction ([`Direction`]; the pump's over its five
+//!   hours). Each feature's share `z_i (R⁻¹ z)_i` of `d²`, or its part of the pattern's
+//!   statistic, is what the reasons report.
 //!
-//! The flag threshold is the fit period's `1 - rate` quantile of `d²`, one per set of available
-//! features (a pool snapshot without an exchange price is scored on the marginal of the others,
-//! with its own threshold), so the false-alarm rate on fit data is the stated one by
-//! construction and the score means the same on every asset. In operation the thresholds are
+//! The flag thresholds sit at one common tail fraction of the fit rows, chosen so that `rate`
+//! of them exceed any statistic's, one set per set of available features (a pool snapshot
+//! without an exchange price is scored on the marginal of the others, with its own), so the
+//! false-alarm rate on fit data is the stated one by construction and the score means the same
+//! on every asset. In operation the thresholds are
 //! scaled each day so that the trailing 90 days would have been flagged at the stated rate
 //! ([`adaptive`]): a new year's hours are not the fit period's.
 

@@ -203,7 +203,8 @@ pub struct ScenarioReport {
     pub seconds: f64,
 }
 
-/// How to simulate one scenario: [`simulate`] or [`gpu::simulate`] on a device.
+/// How to simulate one scenario: [`simulate`](super::simulate) or the training crate's
+/// `stress_gpu::simulate` on a device.
 pub type Simulator<'a> = dyn Fn(&StressInput, &Book, &Scenario) -> Result<Vec<PathOutcome>, StressError> + 'a;
 
 /// Runs every scenario and summarises it, with the risk policy's recommendation under it.

@@ -109,7 +109,8 @@ pub struct Threshold {
     pub missing: Vec<String>,
     /// `d²` above which a row is flagged.
     pub d2: f64,
-    /// Largest conditional surprise (see [`conditional`]) above which a row is flagged.
+    /// Largest conditional surprise (one feature against what the others predict, in sd) above
+    /// which a row is flagged.
     pub conditional: f64,
     /// Per direction of the model ([`Direction`]), its statistic above which a row is flagged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -27,7 +27,7 @@ pub struct Driver {
     /// The reason in words.
     pub description: String,
     /// Hours before the scored one that this part was measured in (0: that hour): a flag raised
-    /// along a pattern judged over several hours ([`Direction::hours`]) names the parts of all
+    /// along a pattern judged over several hours ([`Direction::hours`](super::Direction::hours)) names the parts of all
     /// of them, and its description begins "2 h before: ".
     #[serde(default, skip_serializing_if = "is_zero_hours")]
     pub hours_before: usize,
@@ -53,7 +53,7 @@ pub struct Verdict {
     pub flagged: bool,
     /// Top drivers by share, for flagged rows (empty otherwise).
     pub drivers: Vec<Driver>,
-    /// For a flagged row raised by a direction's statistic ([`Direction`]), the direction's
+    /// For a flagged row raised by a direction's statistic ([`Direction`](super::Direction)), the direction's
     /// name: the pattern the row reads as.
     pub pattern: Option<String>,
 }
