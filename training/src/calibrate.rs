@@ -2,7 +2,7 @@
 //! its metadata:
 //!
 //! 1. [`recalibrate`]: the level and quantile corrections of the network's outputs
-//!    ([`Recalibration`]), measured on the daily origins of the early-stopping holdout, and
+//!    ([`Recalibration`](volcast_model::artifact::Recalibration)), measured on the daily origins of the early-stopping holdout, and
 //!    re-measured every day in operation ([`refresh_recalibration`], [`crate::rolling`]);
 //! 2. [`calibrate`]: the risk engine's drawdown distribution of the (corrected) model's and the
 //!    HAR baseline's variance forecasts, on the last [`CALIBRATION_DAYS`] of the fit period

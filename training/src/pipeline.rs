@@ -52,7 +52,7 @@ pub struct Pipeline {
     /// Threads per training step; None: [`volcast_model::device::Selected::training_threads`].
     pub threads: Option<usize>,
     /// Networks trained with seeds `seed`, `seed + 1`, ... and served as their ensemble
-    /// ([`Ensemble`]); 1: a single network.
+    /// ([`Ensemble`](volcast_model::network::Ensemble)); 1: a single network.
     pub members: usize,
 }
 

@@ -35,7 +35,7 @@ fn objective(x: &DMatrix<f64>, y: &DVector<f64>, ridge: &DVector<f64>, b: &DVect
     loss + 0.5 * penalty
 }
 
-/// The coefficients minimising [`objective`], from `start` (the least-squares fit with its
+/// The coefficients minimising `objective`, from `start` (the least-squares fit with its
 /// `s^2 / 2`, the skip as it stood before). `x`: one row per observation, its first column the
 /// intercept's ones; `y`: ln RV; `ridge`: per coefficient (0 for the intercept). Returns `start`
 /// where no step lowers the objective (already the minimum, or a degenerate system).

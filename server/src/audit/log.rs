@@ -1,5 +1,5 @@
 //! The decision log's one writer: requests hand it their decisions and wait; it takes every
-//! decision waiting (up to [`MAX_BATCH`]; under load, those arriving within [`GROUP_WINDOW`]),
+//! decision waiting (up to [`MAX_BATCH`]; under load, those arriving within `GROUP_WINDOW`),
 //! numbers, chains and signs them, appends them in one transaction and answers each request.
 //! One commit per batch keeps the log's CPU off the risk routes under load. Another replica
 //! appending first (PostgreSQL) shows as a sequence-number conflict: the writer reads the head

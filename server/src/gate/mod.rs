@@ -55,7 +55,7 @@ pub struct GateRule {
     pub breaches_vs_fallback: bool,
     /// Whether each horizon is gated on its own ([`GateState::step`]): a horizon's variance is
     /// served from HAR while the model loses there, and the risk policy falls back on excess
-    /// breaches or while the liquidation window's horizon ([`DEFAULT_TAU`]) is on HAR.
+    /// breaches or while the liquidation window's horizon ([`DEFAULT_TAU`](volcast_core::policy::DEFAULT_TAU)) is on HAR.
     pub per_horizon: bool,
     /// Whether each horizon's figures read the entries whose own window has closed (the 4 h
     /// horizon's and the breaches' a few hours after the origin), not only those whose longest

@@ -42,7 +42,7 @@ struct Args {
     seed: Option<u64>,
     /// Disjoint seed sets, each trained and scored on every fold: set k's networks take the
     /// seeds after set k-1's (with seed 42 and 3 members: 42-44, 45-47, ...); the first set's
-    /// folds are in --out, set k's in <out>/seeds-<its first seed>/. The report adds each set's
+    /// folds are in --out, set k's in `<out>/seeds-<its first seed>/`. The report adds each set's
     /// means and, per fold and horizon, every set's ratio with their mean and spread.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8).map(usize::from))]
     seed_sets: usize,

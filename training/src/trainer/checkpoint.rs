@@ -26,7 +26,7 @@ pub struct CheckpointState {
     /// Seconds spent training so far.
     pub seconds: f64,
     /// With weights averaged ([`volcast_model::config::TrainingConfig::weight_average_half_life_epochs`]):
-    /// the decayed sum of the weights the average in [`AVERAGE`] holds (None: no average, and a
+    /// the decayed sum of the weights the average in `AVERAGE` holds (None: no average, and a
     /// state written before the field).
     #[serde(default)]
     pub average_weight: Option<f64>,

@@ -1,5 +1,5 @@
 //! The LSTM's recurrence over a window as one operation on the CPU (burn's flex backend): the
-//! forward pass runs every hour on plain buffers ([`kernel`]) and, under autodiff, records one
+//! forward pass runs every hour on plain buffers (`kernel`) and, under autodiff, records one
 //! graph node whose handwritten backward pass (backpropagation through time, also on plain
 //! buffers) returns the gradients of the input, the stacked weights and the bias. Composed from
 //! burn's tensor operations, the same recurrence is some fifteen operations an hour, forward and
@@ -77,7 +77,7 @@ pub fn composed_last_state(x: Tensor<3>, w: &Tensor<2>, b: &Tensor<2>) -> Tensor
 
 /// [`last_state`] as one operation on the flex backend, with or without autodiff (then one
 /// graph node with a handwritten backward pass). `None` when the tensors are elsewhere (wgpu),
-/// not `f32`, of inconsistent shapes, wider than [`kernel::MAX_HIDDEN`] hidden units, or not
+/// not `f32`, of inconsistent shapes, wider than `kernel::MAX_HIDDEN` hidden units, or not
 /// all in the same autodiff context.
 #[must_use]
 pub fn fused_last_state(x: &Tensor<3>, w: &Tensor<2>, b: &Tensor<2>) -> Option<Tensor<2>> {

@@ -10,7 +10,7 @@ use volcast_core::drawdown::{DrawdownCalibration, VarianceCurve};
 use volcast_core::forecast::{ForecastError, ForecastRequest, ForecastTable, Forecaster};
 
 /// `model` as it is meant to be operated: [`DailyRecalibrated`] when its corrections declare
-/// [`Recalibration::rolling_days`], else the artifact as stored.
+/// [`Recalibration::rolling_days`](crate::artifact::Recalibration::rolling_days), else the artifact as stored.
 #[must_use]
 pub fn operated(model: &LoadedModel) -> Box<dyn Forecaster + '_> {
     match model.metadata.recalibration.as_ref().and_then(|r| r.rolling_days) {

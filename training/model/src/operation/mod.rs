@@ -368,7 +368,7 @@ pub fn fit_end_hour(metadata: &artifact::Metadata) -> Result<i64, CalibrateError
 /// Measures the [`Recalibration`] of `model`'s raw outputs (any correction it already carries is
 /// ignored) on the daily origins of the last `days` before `end_hour` whose target windows end by
 /// then: at training, the early-stopping holdout; in operation, the trailing window of the daily
-/// job (see [`crate::rolling`]). The result declares `rolling_days = days`; with `combine`, it
+/// job (see the training crate's `rolling`). The result declares `rolling_days = days`; with `combine`, it
 /// also weighs the network against the artifact's HAR ([`Recalibration::har_weight`]).
 ///
 /// # Errors
