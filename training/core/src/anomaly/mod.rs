@@ -345,14 +345,13 @@ impl Scorer {
             let row = adjusted.unwrap_or_else(|| r.clone());
             let z = model.normal_scores(&row.values);
             if r.time_ms >= from_ms {
-                let earlier: Vec<Hour<'_>> = recent
+                let earlier = recent
                     .iter()
                     .enumerate()
                     .take_while(|(k, (m, e, _))| {
                         *m == on_market && e.time_ms == r.time_ms - (*k as i64 + 1) * crate::time::HOUR_MS
                     })
-                    .map(|(_, (_, row, z))| Hour { row, z })
-                    .collect();
+                    .map(|(_, (_, row, z))| Hour { row, z });
                 out.extend(verdict_after(
                     model,
                     subsets,

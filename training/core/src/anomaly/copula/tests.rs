@@ -217,7 +217,7 @@ fn chain_verdicts(m: &Copula, rows: &[Row], lookback: usize) -> Vec<Verdict> {
                     row: &rows[i],
                     z: &zs[i],
                 },
-                &earlier,
+                &earlier.iter().copied(),
                 1.0,
             )
         })

@@ -27,8 +27,8 @@ pub struct Driver {
     /// The reason in words.
     pub description: String,
     /// Hours before the scored one that this part was measured in (0: that hour): a flag raised
-    /// along a pattern judged over several hours ([`Direction::hours`](super::Direction::hours)) names the parts of all
-    /// of them, and its description begins "2 h before: ".
+    /// along a pattern judged over several hours ([`Direction::hours`](super::Direction::hours))
+    /// names the parts of all of them, and its description begins "2 h before: ".
     #[serde(default, skip_serializing_if = "is_zero_hours")]
     pub hours_before: usize,
 }
@@ -62,7 +62,7 @@ pub struct Verdict {
 /// fitted), without hours before it.
 pub(crate) fn verdict(model: &Copula, subsets: &[Subset], row: &Row, scale: f64) -> Option<Verdict> {
     let z = model.normal_scores(&row.values);
-    verdict_after(model, subsets, Hour { row, z: &z }, &[], scale)
+    verdict_after(model, subsets, Hour { row, z: &z }, &std::iter::empty(), scale)
 }
 
 /// One part of a direction's statistic: `hours_before` the scored hour, the `i`-th present
@@ -76,11 +76,11 @@ struct Part {
 /// The verdict on `hour` (its scores `z` under `model`), with the hours just before it, most
 /// recent first and one hour apart, scored by the same model (`earlier`; the directions over
 /// several hours read them), its thresholds multiplied by `scale`.
-pub(crate) fn verdict_after(
+pub(crate) fn verdict_after<'a>(
     model: &Copula,
     subsets: &[Subset],
-    hour: Hour<'_>,
-    earlier: &[Hour<'_>],
+    hour: Hour<'a>,
+    earlier: &(impl Iterator<Item = Hour<'a>> + Clone),
     scale: f64,
 ) -> Option<Verdict> {
     let (row, z) = (hour.row, hour.z);
@@ -97,8 +97,9 @@ pub(crate) fn verdict_after(
     let (lead, c) = conditional(&subset.precision, &pz);
     let on_d2_scale = |stat: f64, threshold: f64| subset.threshold * (stat / threshold.max(1e-12)).powi(2);
     let by_conditional = on_d2_scale(c, subset.conditional);
-    // The scored hour and the ones before it its directions may read.
-    let hours: Vec<Hour<'_>> = std::iter::once(hour).chain(earlier.iter().copied()).collect();
+    // The scored hour and the ones before it its directions may read (an iterator, not a list:
+    // every scored hour passes here).
+    let hours = || std::iter::once(hour).chain(earlier.clone());
     // The direction furthest beyond its threshold: its name, filter, hours, statistic, and the
     // statistic on the scale of `d²`.
     let by_direction = subset
@@ -107,7 +108,7 @@ pub(crate) fn verdict_after(
         .map(|d| {
             let stat = over_hours(
                 d.hours,
-                hours.iter().map(|h| {
+                hours().map(|h| {
                     if complete(h.z) {
                         projection(&d.filter, &subset.present, h.z)
                     } else {
@@ -146,8 +147,7 @@ pub(crate) fn verdict_after(
             // A flag raised by a direction names its features, over its hours, by their part
             // of its statistic, each a twentieth of it or more.
             let root = (d.hours.max(1) as f64).sqrt();
-            let mut all: Vec<Part> = hours
-                .iter()
+            let mut all: Vec<Part> = hours()
                 .take(d.hours.max(1))
                 .enumerate()
                 .filter(|(_, h)| complete(h.z))
@@ -163,8 +163,8 @@ pub(crate) fn verdict_after(
             all.into_iter()
                 .take(MAX_DRIVERS)
                 .filter(|p| p.part >= 0.05 * stat)
-                .map(|p| {
-                    let h = &hours[p.hours_before];
+                .filter_map(|p| {
+                    let h = hours().nth(p.hours_before)?;
                     // Its share of that hour's `d²`.
                     let share = if p.hours_before == 0 {
                         parts[p.i] / d2.max(1e-12)
@@ -172,7 +172,7 @@ pub(crate) fn verdict_after(
                         let (d2, parts, _) = mahalanobis(&subset.precision, &subset.present, h.z);
                         parts[p.i] / d2.max(1e-12)
                     };
-                    driver(h, p.hours_before, p.i, share)
+                    Some(driver(&h, p.hours_before, p.i, share))
                 })
                 .collect()
         }
