@@ -503,10 +503,17 @@ mod tests {
         }
     }
 
+    /// `d` written and read back whole, its id checked.
+    fn assert_round_trips(d: &Detector) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anomaly.json");
+        save(d, &path).unwrap();
+        assert_eq!(&load(&path).unwrap(), d);
+    }
+
     #[test]
     fn the_wick_given_volume_option_conditions_both_candle_models_and_is_recorded() {
         let until = 1_700_000_000_000;
-        let dir = tempfile::tempdir().unwrap();
         let plain = fit(
             &synthetic_markets(&DetectorConfig::default()),
             until,
@@ -534,16 +541,12 @@ mod tests {
             assert_eq!((c[0].feature.as_str(), c[0].on.as_str()), (wick, volume));
         }
         assert_ne!(d.id, plain.id);
-        // Written and read back whole, its id checked.
-        let path = dir.path().join("anomaly.json");
-        save(&d, &path).unwrap();
-        assert_eq!(load(&path).unwrap(), d);
+        assert_round_trips(&d);
     }
 
     #[test]
     fn the_directed_option_gives_both_candle_models_the_patterns_directions_and_is_recorded() {
         let until = 1_700_000_000_000;
-        let dir = tempfile::tempdir().unwrap();
         let off = DetectorConfig {
             directed: false,
             ..DetectorConfig::default()
@@ -574,10 +577,7 @@ mod tests {
             assert!(model.thresholds.iter().all(|t| t.directed.len() == 3));
         }
         assert_ne!(d.id, plain.id);
-        // Written and read back whole, its id checked.
-        let path = dir.path().join("anomaly.json");
-        save(&d, &path).unwrap();
-        assert_eq!(load(&path).unwrap(), d);
+        assert_round_trips(&d);
     }
 
     #[test]

@@ -332,7 +332,9 @@ impl Scorer {
         let first = self.lookback_from(from_ms);
         // The last hours scored, most recent first: whether against the market, the row as
         // judged, its normal scores.
-        let mut recent: std::collections::VecDeque<(bool, Row, Vec<f64>)> = std::collections::VecDeque::new();
+        // (Borrowed where the row is judged alone, so no row is copied.)
+        let mut recent: std::collections::VecDeque<(bool, std::borrow::Cow<'_, Row>, Vec<f64>)> =
+            std::collections::VecDeque::new();
         let mut out = Vec::new();
         for r in rows.iter().flatten().filter(|r| r.time_ms >= first) {
             let adjusted = market.and_then(|m| m.adjust(r));
@@ -342,7 +344,7 @@ impl Scorer {
             } else {
                 (&self.detector.candles, &self.candle_subsets)
             };
-            let row = adjusted.unwrap_or_else(|| r.clone());
+            let row = adjusted.map_or(std::borrow::Cow::Borrowed(r), std::borrow::Cow::Owned);
             let z = model.normal_scores(&row.values);
             if r.time_ms >= from_ms {
                 let earlier = recent

@@ -28,7 +28,8 @@ pub struct Copula {
     pub knots: Vec<Vec<f64>>,
     /// Correlation of the normal scores on the fit rows.
     pub correlation: Vec<Vec<f64>>,
-    /// Flag thresholds of `d²`, one per set of available features.
+    /// Flag thresholds (of `d²`, the conditional surprise and each direction's statistic), one
+    /// set per set of available features.
     pub thresholds: Vec<Threshold>,
     /// Fit rows.
     pub fit_rows: usize,
@@ -102,7 +103,7 @@ impl Directed<'static> {
 }
 
 /// The flag thresholds for rows missing exactly `missing` features: a row is flagged when its
-/// `d²` or its largest conditional surprise is above its threshold.
+/// `d²`, its largest conditional surprise or a direction's statistic is above its threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Threshold {
     /// Features absent from these rows.
@@ -253,28 +254,17 @@ impl Copula {
             .collect();
         let prec = self.precision(&present);
         let filters = self.filters(&prec, &present);
-        let complete = |z: &[f64]| present.iter().all(|&j| z[j].is_finite());
-        // Each row's projection on each filter (0 for a row outside this set), which the
-        // directions over several hours sum along the rows' chains.
-        let along: Vec<Vec<f64>> = zs
+        // Each row's projection on each filter, row after row (0 for a row outside this set),
+        // which the directions over several hours sum along the rows' chains.
+        let m = filters.len();
+        let along: Vec<f64> = zs
             .iter()
-            .map(|z| {
-                filters
-                    .iter()
-                    .map(|f| {
-                        if complete(z) {
-                            projection(f, &present, z)
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect()
-            })
+            .flat_map(|z| filters.iter().map(|f| projection(f, &present, z)))
             .collect();
         let scored: Vec<Vec<f64>> = zs
             .iter()
             .enumerate()
-            .filter(|(_, z)| complete(z))
+            .filter(|(_, z)| complete(&present, z))
             .map(|(i, z)| {
                 let (d2, _, pz) = mahalanobis(&prec, &present, z);
                 let mut stats = vec![d2, conditional(&prec, &pz).1];
@@ -284,7 +274,7 @@ impl Copula {
                     self.directions
                         .iter()
                         .enumerate()
-                        .map(|(d, dir)| over_hours(dir.hours, chain.clone().map(|r| along[r][d]))),
+                        .map(|(d, dir)| over_hours(dir.hours, chain.clone().map(|r| along[r * m + d]))),
                 );
                 stats
             })
@@ -464,9 +454,18 @@ fn conditional(prec: &DMatrix<f64>, pz: &[f64]) -> (usize, f64) {
         .fold((0, 0.0), |best, x| if x.1 > best.1 { x } else { best })
 }
 
+/// Whether the scores `z` hold every one of the `present` features.
+fn complete(present: &[usize], z: &[f64]) -> bool {
+    present.iter().all(|&j| z.get(j).is_some_and(|x| x.is_finite()))
+}
+
 /// The projection `f · z` of the scores `z` of the `present` features on a direction's filter
-/// `f` ([`Copula::filters`]).
+/// `f` ([`Copula::filters`]); 0 for scores missing one of them (an hour outside this set of
+/// features counts nothing).
 fn projection(filter: &[f64], present: &[usize], z: &[f64]) -> f64 {
+    if !complete(present, z) {
+        return 0.0;
+    }
     present.iter().zip(filter).map(|(&j, f)| f * z[j]).sum::<f64>()
 }
 

@@ -2,7 +2,7 @@
 //! score and the pattern it reads as, with the hours before it that a direction over several
 //! hours reads.
 
-use super::{Copula, MAX_DRIVERS, Subset, conditional, mahalanobis, over_hours, projection};
+use super::{Copula, MAX_DRIVERS, Subset, complete, conditional, mahalanobis, over_hours, projection};
 use crate::anomaly::features::{self, Row};
 use serde::{Deserialize, Serialize};
 
@@ -87,12 +87,6 @@ pub(crate) fn verdict_after<'a>(
     let subset = subsets
         .iter()
         .find(|s| (0..z.len()).all(|j| s.present.contains(&j) == z[j].is_finite()))?;
-    let complete = |z: &[f64]| {
-        subset
-            .present
-            .iter()
-            .all(|&j| z.get(j).is_some_and(|x| x.is_finite()))
-    };
     let (d2, parts, pz) = mahalanobis(&subset.precision, &subset.present, z);
     let (lead, c) = conditional(&subset.precision, &pz);
     let on_d2_scale = |stat: f64, threshold: f64| subset.threshold * (stat / threshold.max(1e-12)).powi(2);
@@ -108,13 +102,7 @@ pub(crate) fn verdict_after<'a>(
         .map(|d| {
             let stat = over_hours(
                 d.hours,
-                hours().map(|h| {
-                    if complete(h.z) {
-                        projection(&d.filter, &subset.present, h.z)
-                    } else {
-                        0.0
-                    }
-                }),
+                hours().map(|h| projection(&d.filter, &subset.present, h.z)),
             );
             (d, stat, on_d2_scale(stat, d.threshold))
         })
@@ -150,7 +138,7 @@ pub(crate) fn verdict_after<'a>(
             let mut all: Vec<Part> = hours()
                 .take(d.hours.max(1))
                 .enumerate()
-                .filter(|(_, h)| complete(h.z))
+                .filter(|(_, h)| complete(&subset.present, h.z))
                 .flat_map(|(k, h)| {
                     (0..subset.present.len()).map(move |i| Part {
                         hours_before: k,
@@ -166,13 +154,8 @@ pub(crate) fn verdict_after<'a>(
                 .filter_map(|p| {
                     let h = hours().nth(p.hours_before)?;
                     // Its share of that hour's `d²`.
-                    let share = if p.hours_before == 0 {
-                        parts[p.i] / d2.max(1e-12)
-                    } else {
-                        let (d2, parts, _) = mahalanobis(&subset.precision, &subset.present, h.z);
-                        parts[p.i] / d2.max(1e-12)
-                    };
-                    Some(driver(&h, p.hours_before, p.i, share))
+                    let (d2, parts, _) = mahalanobis(&subset.precision, &subset.present, h.z);
+                    Some(driver(&h, p.hours_before, p.i, parts[p.i] / d2.max(1e-12)))
                 })
                 .collect()
         }
