@@ -205,6 +205,11 @@ impl ModelInfo {
                     blend_window_max_days: a.blend_window_max_days,
                 }),
             }),
+            term_structure: m
+                .term_structure
+                .iter()
+                .map(|(to, from)| (to.to_string(), *from))
+                .collect(),
             anomaly_detector: None,
         }
     }

@@ -87,6 +87,48 @@ async fn the_served_shortage_probability_is_stacked_where_the_corrections_say() 
     );
 }
 
+/// With a term structure (`{168: 24}`), the served week is HAR's week times the network's day
+/// over HAR's day (the fake's 6e-4 at 24 h), times the ratio of the two horizons' variance
+/// factors, and the week's quantiles move with it; 4 h and 24 h are the network's. The model
+/// card says so; an artifact without one says nothing.
+#[tokio::test]
+async fn a_carried_week_is_hars_week_moved_by_the_networks_day() {
+    let (_, plain, _) = call(&app(), "GET", "/v1/model", None).await;
+    assert!(plain.get("term_structure").is_none(), "{plain}");
+    let mut info = info();
+    info.metadata.term_structure = BTreeMap::from([(168, 24)]);
+    let r = info.metadata.recalibration.as_mut().unwrap();
+    r.variance_scale = BTreeMap::from([(24, 1.25), (168, 0.8)]);
+    let app = app_serving(info, &config(), Duration::ZERO);
+    let (s, card, _) = call(&app, "GET", "/v1/model", None).await;
+    assert_eq!(s, StatusCode::OK, "{card}");
+    assert_eq!(card["term_structure"]["168"], 24);
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&single(N))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let hs = v["items"][0]["horizons"].as_array().unwrap();
+    let at = |h: i64| hs.iter().find(|x| x["horizon_hours"] == h).unwrap();
+    let num = |x: &serde_json::Value| x.as_f64().unwrap();
+    let har = |h: i64| num(&at(h)["har"]["variance"]);
+    // The fake serves its numbers as corrected: the served week is the carry of those.
+    let want = 0.8 / 1.25 * har(168) * 6e-4 / har(24);
+    let got = num(&at(168)["variance"]);
+    assert!(
+        (got / want - 1.0).abs() < 1e-9 && (got / 4e-3 - 1.0).abs() > 1e-3,
+        "{got} vs {want}"
+    );
+    let moved = got / 4e-3;
+    for (q, fake) in at(168)["quantiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip([1e-3, 3e-3, 1e-2, 2e-2])
+    {
+        assert!((num(&q["variance"]) / (fake * moved) - 1.0).abs() < 1e-9, "{q}");
+    }
+    assert_eq!(num(&at(24)["variance"]), 6e-4);
+    assert_eq!(num(&at(4)["variance"]), 1e-4);
+}
+
 /// The model card shows the HAR guard: the setting, and the horizons where it serves HAR today
 /// with the weight the rule had chosen; absent where the artifact has none. Likewise the
 /// weight's growing window.

@@ -1,5 +1,7 @@
 //! What every command-line binary shares: logging to stderr and the exit status.
 
+use std::collections::BTreeMap;
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     tracing_subscriber::fmt()
@@ -122,6 +124,37 @@ fn horizon_list(s: &str) -> Result<HorizonList, String> {
     }
     out.sort_unstable();
     Ok(HorizonList(out))
+}
+
+/// `--term-structure`: which horizons' network variance is carried from a shorter horizon's
+/// (`168=24`: the week is HAR's week times the network's next day over HAR's; comma-separated
+/// pairs; `none`: every horizon the network's own). See `Metadata::term_structure`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TermStructure(pub BTreeMap<usize, usize>);
+
+/// Parses [`TermStructure`].
+///
+/// # Errors
+/// Anything but `none` or `TO=FROM` pairs of horizons in hours, each TO given once.
+pub fn term_structure(s: &str) -> Result<TermStructure, String> {
+    let mut out = BTreeMap::new();
+    if s.trim() == "none" {
+        return Ok(TermStructure(out));
+    }
+    for part in s.split(',') {
+        let (to, from) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not TO=FROM (e.g. 168=24)"))?;
+        let to = horizon_list(to)?.0;
+        let from = horizon_list(from)?.0;
+        let ([to], [from]) = (to.as_slice(), from.as_slice()) else {
+            return Err(format!("{part:?} is not one horizon = one horizon"));
+        };
+        if out.insert(*to, *from).is_some() {
+            return Err(format!("{to} h is given twice"));
+        }
+    }
+    Ok(TermStructure(out))
 }
 
 /// `--recency-half-life-days`: a positive number of days, or `none` (every training row counts
@@ -425,7 +458,7 @@ impl AdaptiveSteps {
                 .drawdown_step
                 .or(declared.map(|a| a.drawdown_step))
                 .unwrap_or(0.0),
-            quantile_level: std::collections::BTreeMap::new(),
+            quantile_level: BTreeMap::new(),
             blend_as_served: self
                 .blend_as_served
                 .or(declared.map(|a| a.blend_as_served))
@@ -465,9 +498,30 @@ fn step(s: &str) -> Result<f64, String> {
 mod tests {
     use super::{
         AdaptiveSteps, HalfLife, HorizonList, SkipFeatures, WindowDays, half_life_days, half_life_epochs,
-        horizon_list, skip_features, window_days,
+        horizon_list, skip_features, term_structure, window_days,
     };
+    use std::collections::BTreeMap;
     use volcast_model::artifact::Adaptive;
+
+    #[test]
+    fn term_structure_reads_pairs_and_none() {
+        assert_eq!(term_structure("168=24").unwrap().0, BTreeMap::from([(168, 24)]));
+        assert_eq!(
+            term_structure(" 168 = 24 ,24=4").unwrap().0,
+            BTreeMap::from([(168, 24), (24, 4)])
+        );
+        assert!(term_structure("none").unwrap().0.is_empty());
+        for (bad, says) in [
+            ("168", "TO=FROM"),
+            ("168=", "not a horizon"),
+            ("168=24,168=4", "twice"),
+            ("0=24", "between 1 and 672"),
+            ("168=4,24", "TO=FROM"),
+        ] {
+            let e = term_structure(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn half_lives_are_positive_days_or_none() {

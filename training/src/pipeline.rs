@@ -549,6 +549,7 @@ fn artifact_metadata(
         // Filled by `artifact::save` from the files it writes.
         weights_sha256: None,
         config_sha256: None,
+        term_structure: BTreeMap::new(),
     })
 }
 

@@ -183,12 +183,7 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
         .predict(&[input])
         .pop()
         .context("the model returned no forecast")?;
-    model.metadata.combine_at(
-        &prepared,
-        slot,
-        &mut prediction.variance,
-        &mut prediction.shortage_probability,
-    );
+    model.metadata.combine_at(&prepared, slot, &mut prediction);
     let illiquidity = prepared.illiquidity_at(slot, &horizons);
     let calibration = model.metadata.risk.as_ref().map(|r| r.model.clone());
     let forecasts = Forecasts {

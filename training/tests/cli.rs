@@ -555,6 +555,49 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     };
     assert_ne!(operated(&longer), operated(&stdout), "{longer}");
 
+    // The week carried from the day (`--term-structure 168=24`) rescores the same folds: the
+    // week's model figures move, 4 h and 24 h do not; `none` is each fold's own design; a
+    // pair that cannot be carried is refused.
+    let with_term_structure = |pairs: &str| {
+        let mut a = args.to_vec();
+        a.extend(["--term-structure", pairs]);
+        run(env!("CARGO_BIN_EXE_walkforward"), &a)
+    };
+    let carried = with_term_structure("168=24");
+    assert!(
+        carried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&carried.stderr)
+    );
+    let carried = String::from_utf8_lossy(&carried.stdout).into_owned();
+    let fold_row = |text: &str, prefix: &str| text.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
+    for year in ["2020", "2021"] {
+        for h in ["4h", "24h"] {
+            let prefix = format!("| {year} | {h} | ");
+            assert_eq!(
+                fold_row(&carried, &prefix),
+                fold_row(&stdout, &prefix),
+                "{prefix}"
+            );
+        }
+    }
+    assert!(
+        ["2020", "2021"].iter().any(|y| {
+            let prefix = format!("| {y} | 168h | ");
+            fold_row(&carried, &prefix) != fold_row(&stdout, &prefix)
+        }),
+        "the week did not move: {carried}"
+    );
+    let none = with_term_structure("none");
+    assert_eq!(String::from_utf8_lossy(&none.stdout), stdout);
+    let refused = with_term_structure("24=168");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--term-structure") && stderr.contains("carried from a shorter one"),
+        "{stderr}"
+    );
+
     // The daily job as a diagnostic: the same folds scored with their fit-end corrections fixed,
     // against the same baselines (HAR operated included); the model's figures move, the
     // baselines' do not, and the daily job's state is not reported.

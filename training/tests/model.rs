@@ -117,6 +117,107 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     daily_recalibration(&model, &assets, &out);
     shortage_stack_in_the_replay(&model, &assets);
     blend_in_hindsight_is_what_the_replay_serves(&model, &assets);
+    a_carried_week_serves_alike(&model, &assets, &out);
+}
+
+/// With the week carried from the day (`term_structure` {168: 24}), the raw week is HAR's week
+/// times the network's raw day over HAR's; the daily job measures its corrections on those, and
+/// the artifact it writes serves, fixed, exactly what the replay serves that day (carrying and
+/// correcting commute); 4 h and 24 h are served as without the carry.
+fn a_carried_week_serves_alike(model: &LoadedModel, assets: &[volcast_core::grid::Asset], out: &Path) {
+    use volcast_core::forecast::{DrawdownQuery, ForecastRequest};
+    use volcast_training::calibrate::refresh_recalibration;
+    use volcast_training::rolling::{DailyRecalibrated, FixedModel, raw_predictions};
+    let week = std::collections::BTreeMap::from([(168, 24)]);
+    let carried = model.with_term_structure(&week).unwrap();
+    assert!(
+        model
+            .with_term_structure(&std::collections::BTreeMap::from([(24, 168)]))
+            .is_err()
+    );
+    let end = parse_time("2020-05-10", Bound::Start).unwrap() / HOUR_MS;
+    let origins = origins_at(assets, end);
+    let drawdown = DrawdownQuery { alpha: 0.99, tau: 4 };
+    let request = ForecastRequest {
+        assets,
+        origins: &origins,
+        horizons: &HORIZONS,
+        drawdown,
+    };
+    let own = raw_predictions(model, assets, &origins, drawdown).unwrap();
+    let raw = raw_predictions(&carried, assets, &origins, drawdown).unwrap();
+    let prepared = volcast_core::panel::prepare(assets, &HORIZONS);
+    for (i, (a, b)) in own.iter().zip(&raw).enumerate() {
+        let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+        let har = model
+            .metadata
+            .har_at(&prepared[origins[i].asset], origins[i].slot);
+        let want = har[2] * a.variance[1] / har[1];
+        assert!((b.variance[2] / want - 1.0).abs() < 1e-12, "origin {i}");
+        assert_eq!(a.variance[..2], b.variance[..2]);
+    }
+    let refreshed_dir = refresh_recalibration(&carried, assets, end, out).unwrap().dir;
+    let reloaded = LoadedModel::load(&refreshed_dir, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
+    assert_eq!(
+        reloaded.metadata.term_structure, week,
+        "the artifact keeps its term structure"
+    );
+    let r = reloaded.metadata.recalibration.as_ref().unwrap();
+    assert!(r.variance_factor(168) != r.variance_factor(24), "{r:?}");
+    let served = FixedModel(&reloaded).forecast(&request).unwrap();
+    let replayed = DailyRecalibrated::new(&carried, 15).forecast(&request).unwrap();
+    let plain = DailyRecalibrated::new(model, 15).forecast(&request).unwrap();
+    let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x / y - 1.0).abs() < 1e-12);
+    for h in &HORIZONS {
+        let (a, b) = (&served.horizons[h], &replayed.horizons[h]);
+        assert!(same(&a.variance, &b.variance), "{h}h variance");
+        for (qa, qb) in a.quantiles.iter().zip(&b.quantiles) {
+            assert!(same(&qa.values, &qb.values), "{h}h quantile {}", qa.level);
+        }
+        // Quantiles are not blended with HAR: the week's show the carry whatever its weight.
+        let quantiles_moved = !b
+            .quantiles
+            .iter()
+            .zip(&plain.horizons[h].quantiles)
+            .all(|(qb, qp)| same(&qb.values, &qp.values));
+        assert_eq!(quantiles_moved, *h == 168, "{h}h: only the week is carried");
+        if *h != 168 {
+            assert!(
+                same(&b.variance, &plain.horizons[h].variance),
+                "{h}h is not carried"
+            );
+        }
+    }
+    // The week served: the carried raw week corrected, then blended with HAR's week.
+    for (i, p) in raw.iter().enumerate() {
+        let corrected = p.as_ref().unwrap().variance[2] * r.variance_factor(168);
+        let har = model
+            .metadata
+            .har_at(&prepared[origins[i].asset], origins[i].slot)[2];
+        let want = r
+            .har_weight
+            .get(&168)
+            .map_or(corrected, |&w| artifact::blend(corrected, har, w));
+        let got = served.horizons[&168].variance[i];
+        assert!((got / want - 1.0).abs() < 1e-12, "origin {i}: {got} vs {want}");
+    }
+    // A stored term structure that cannot be carried is refused at load, with its reason.
+    let meta_path = refreshed_dir.join(artifact::METADATA);
+    let text = std::fs::read_to_string(&meta_path).unwrap();
+    for (stored, says) in [
+        (serde_json::json!({"24": 168}), "carried from a shorter one"),
+        (serde_json::json!({"168": 12}), "no 12 h horizon"),
+        (serde_json::json!({"168": 24, "24": 4}), "itself carried"),
+    ] {
+        let mut meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+        meta["term_structure"] = stored;
+        std::fs::write(&meta_path, serde_json::to_string(&meta).unwrap()).unwrap();
+        let err = LoadedModel::load(&refreshed_dir, &select(DeviceChoice::Cpu).unwrap().device).unwrap_err();
+        assert!(
+            err.to_string().contains("term_structure") && err.to_string().contains(says),
+            "{err}"
+        );
+    }
 }
 
 /// The blend in hindsight's "served" column is the mean QLIKE of what the replay serves at the

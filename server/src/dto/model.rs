@@ -92,6 +92,12 @@ pub struct ModelCard {
     /// The corrections applied to the network's variance and quantiles, and the window they were
     /// measured on; none for an artifact without them.
     pub recalibration: Option<RecalibrationDto>,
+    /// Horizons whose network variance is carried from a shorter horizon's, relative to HAR:
+    /// per horizon (hours, as text), the horizon it is carried from. `{"168": 24}`: the week is
+    /// HAR's week times the network's next day over HAR's next day (the artifact setting
+    /// `term_structure`, off in the shipped artifacts); absent: each horizon the network's own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub term_structure: BTreeMap<String, usize>,
     /// The anomaly detector served beside the model (see `POST /v1/anomaly/scan`), and what an
     /// active flag does to risk parameters; none without a detector.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -58,16 +58,10 @@ pub async fn forecast_items(
     let mut predictions = serving.queue.predict(inputs).await?;
     let metadata = &serving.info.metadata;
     for ((prefix, prep), pred) in prepared.iter().zip(&mut predictions) {
-        // The served variance: the corrected network blended with HAR where the artifact says;
-        // the served shortage probability: stacked with the baseline score where it says so.
-        if let Some(r) = &metadata.recalibration {
-            r.blend_har(&metadata.horizons, &mut pred.variance, &prep.har);
-            r.stack_shortage(
-                &metadata.horizons,
-                &mut pred.shortage_probability,
-                &prep.shortage_score,
-            );
-        }
+        // The served variance: the corrected network (carried where the artifact's term
+        // structure says) blended with HAR where it says; the served shortage probability:
+        // stacked with the baseline score where it says so.
+        metadata.combine(&prep.har, &prep.shortage_score, pred);
         check_prediction(prefix, &prep.asset, pred)?;
     }
     Ok(prepared.into_iter().map(|(_, p)| p).zip(predictions).collect())

@@ -172,6 +172,7 @@ pub fn info() -> ModelInfo {
             ensemble_horizon_weights: None,
             weights_sha256: None,
             config_sha256: None,
+            term_structure: BTreeMap::new(),
         },
         hash: "f".repeat(64),
         dir: std::path::PathBuf::new(),

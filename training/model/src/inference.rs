@@ -1,6 +1,7 @@
 //! Loading an artifact and forecasting with it: the same feature code as training, the scaler
 //! and window from the artifact, batched forward passes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -127,6 +128,20 @@ impl LoadedModel {
             hash: self.hash.clone(),
             device: self.device.clone(),
         }
+    }
+
+    /// The same model with its week (or any horizon) carried as `term_structure` says
+    /// ([`Metadata::term_structure`]); the stored corrections are kept as they are.
+    ///
+    /// # Errors
+    /// What [`artifact::check_term_structure`] finds wrong for this model.
+    pub fn with_term_structure(&self, term_structure: &BTreeMap<usize, usize>) -> Result<Self, String> {
+        let m = &self.metadata;
+        artifact::check_term_structure(term_structure, &m.horizons, &m.har)?;
+        Ok(self.with_metadata(Metadata {
+            term_structure: term_structure.clone(),
+            ..m.clone()
+        }))
     }
 
     /// Hours of history in the sequence input.
@@ -305,12 +320,7 @@ impl LoadedModel {
             let mut predictions = self.predict_refs(&present).into_iter();
             out.extend(chunk.iter().zip(&inputs).map(|(o, i)| {
                 let mut p = i.as_ref().and_then(|_| predictions.next())?;
-                self.metadata.combine_at(
-                    &prepared[o.asset],
-                    o.slot,
-                    &mut p.variance,
-                    &mut p.shortage_probability,
-                );
+                self.metadata.combine_at(&prepared[o.asset], o.slot, &mut p);
                 Some(p)
             }));
         }

@@ -53,6 +53,11 @@ struct Args {
     /// every day on the trailing window of completed forecasts (the `calibrate --until` job).
     #[arg(long, conflicts_with = "rolling_days")]
     fixed_recalibration: bool,
+    /// Carry the network variance of a horizon from a shorter one's, relative to HAR
+    /// (`168=24`: the week is HAR's week times the network's next day over HAR's day; `none`:
+    /// each horizon the network's own). Default: the artifact's.
+    #[arg(long, value_name = "TO=FROM|none", value_parser = volcast_training::cli::term_structure)]
+    term_structure: Option<volcast_training::cli::TermStructure>,
     /// Re-measure the model's corrections every day on this many trailing days instead of the
     /// window its artifact declares (a sensitivity check).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -161,6 +166,12 @@ fn load_model(args: &Args) -> anyhow::Result<Option<LoadedModel>> {
         Some(path) => {
             let selected = volcast_model::device::select(args.device)?;
             let model = LoadedModel::load(path, &selected.device)?;
+            let model = match &args.term_structure {
+                Some(t) => model
+                    .with_term_structure(&t.0)
+                    .map_err(|e| anyhow::anyhow!("--term-structure: {e}"))?,
+                None => model,
+            };
             args.adaptive.check_horizons(&model.metadata.horizons)?;
             Ok(Some(model))
         }

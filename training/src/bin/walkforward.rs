@@ -95,6 +95,12 @@ struct Args {
     /// sample"); trained folds are rescored.
     #[arg(long, value_name = "DIR")]
     before_fit_end_from: Option<PathBuf>,
+    /// Carry the network variance of a horizon from a shorter one's, relative to HAR
+    /// (`168=24`: the week is HAR's week times the network's next day over HAR's day; `none`:
+    /// each horizon the network's own). Default: each fold artifact's; trained folds are
+    /// rescored.
+    #[arg(long, value_name = "TO=FROM|none", value_parser = volcast_training::cli::term_structure)]
+    term_structure: Option<volcast_training::cli::TermStructure>,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -148,6 +154,7 @@ fn run_args() -> anyhow::Result<()> {
         rolling_days: args.rolling_days,
         fixed_recalibration: args.fixed_recalibration,
         before_fit_end_from: args.before_fit_end_from,
+        term_structure: args.term_structure.map(|t| t.0),
     };
     let report = run(&wf)?;
     print!("{}", render(&report));

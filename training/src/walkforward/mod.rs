@@ -71,6 +71,9 @@ pub struct WalkForward {
     /// ([`crate::rolling::DailyRecalibrated::with_before_fit_end`]): what the daily job would
     /// measure if the artifact kept its early-stopped networks for the days before its fit end.
     pub before_fit_end_from: Option<PathBuf>,
+    /// Carry these horizons' network variance from shorter ones (`Metadata::term_structure`)
+    /// in each fold's model, overriding its artifact's; trained folds are rescored.
+    pub term_structure: Option<std::collections::BTreeMap<usize, usize>>,
 }
 
 /// One fold's summary.
@@ -272,6 +275,12 @@ fn fold(
     };
     let device = select(DeviceChoice::Cpu)?.device;
     let model = LoadedModel::load(&dir, &device)?;
+    let model = match &wf.term_structure {
+        Some(t) => model
+            .with_term_structure(t)
+            .map_err(|e| anyhow::anyhow!("--term-structure on {}: {e}", dir.display()))?,
+        None => model,
+    };
     let members = model.metadata.members();
     if members != wf.members.max(1) {
         bail!(

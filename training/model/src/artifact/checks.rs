@@ -10,7 +10,7 @@ use super::{ArtifactError, CONFIG, MAX_ENSEMBLE, METADATA, Metadata, WEIGHTS, he
 /// Checks what an artifact's metadata says before anything is served from it: horizons and
 /// quantile levels present and sane, the scaler finite with positive deviations and the right
 /// lengths, the window usable, the feature names this build computes, and corrections that can
-/// be served ([`super::Recalibration::check`]).
+/// be served ([`super::Recalibration::check`]), and a term structure that can be carried.
 ///
 /// # Errors
 /// [`ArtifactError::Incompatible`] naming the first problem.
@@ -94,6 +94,9 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
     }
     if let Some(Err(e)) = meta.recalibration.as_ref().map(|r| r.check(levels.len())) {
         return bad(format!("recalibration: {e}"));
+    }
+    if let Err(e) = super::check_term_structure(&meta.term_structure, &meta.horizons, &meta.har) {
+        return bad(format!("term_structure: {e}"));
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::inference::Prediction;
 use crate::scaler::Scaler;
 use volcast_core::baselines::har::Har;
 use volcast_core::baselines::shortage::ShortageLogistic;
@@ -15,9 +16,11 @@ use volcast_core::features::{FEATURE_VERSION, FeatureSpec};
 
 mod checks;
 mod recalibration;
+mod term_structure;
 
 pub use checks::{check_calibration, check_files, check_meaning};
 pub use recalibration::{Adaptive, Recalibration, blend, scale_at_power, stack_inputs, stacked_probability};
+pub use term_structure::check_term_structure;
 
 /// Version of the artifact layout; loading refuses other versions.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -132,6 +135,11 @@ pub struct Metadata {
     /// SHA-256 of `config.json`, checked at every load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_sha256: Option<String>,
+    /// Horizons whose network variance is carried from a shorter one's ([`Self::carry`]): per
+    /// horizon, the horizon it is carried from (e.g. `{168: 24}`: the week is HAR's week times
+    /// the network's next day over HAR's); empty: each horizon is the network's own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub term_structure: BTreeMap<usize, usize>,
 }
 
 /// The risk engine's calibration, measured on the last days of the fit period.
@@ -240,30 +248,47 @@ impl Metadata {
             .collect()
     }
 
-    /// What the corrections combine after the network at `slot` of `prepared`: its (corrected)
-    /// `variance` blended with the HAR forecasts by the corrections' weights, and its
-    /// `shortage_probability` stacked with the baseline score, where they say so (both in
-    /// artifact order).
-    pub fn combine_at(
-        &self,
-        prepared: &volcast_core::panel::PreparedAsset,
-        slot: usize,
-        variance: &mut [f64],
-        shortage_probability: &mut [f64],
-    ) {
-        let Some(r) = self.recalibration.as_ref() else {
-            return;
+    /// What follows the network at `slot` of `prepared` ([`Self::combine`]), with the HAR
+    /// forecasts and baseline shortage scores there computed only where it needs them.
+    pub fn combine_at(&self, prepared: &volcast_core::panel::PreparedAsset, slot: usize, p: &mut Prediction) {
+        let r = self.recalibration.as_ref();
+        let har = if !self.term_structure.is_empty() || r.is_some_and(|r| !r.har_weight.is_empty()) {
+            self.har_at(prepared, slot)
+        } else {
+            Vec::new()
         };
-        if !r.har_weight.is_empty() {
-            r.blend_har(&self.horizons, variance, &self.har_at(prepared, slot));
+        let scores = if r.is_some_and(|r| !r.shortage_stack.is_empty()) {
+            self.shortage_scores_at(prepared, slot)
+        } else {
+            Vec::new()
+        };
+        self.combine(&har, &scores, p);
+    }
+
+    /// What follows the network (its corrections, if any, already applied): the horizons of
+    /// [`Self::term_structure`] carried ([`Self::carry`]), then the variance blended with the
+    /// HAR forecasts `har` by the corrections' weights and the shortage probability stacked
+    /// with the baseline `scores`, where the corrections say so (both in artifact order; an
+    /// empty slice leaves its step out). The one sequence for the server, `evaluate` and the
+    /// daily job's raw forecasts alike.
+    pub fn combine(&self, har: &[f64], scores: &[f64], p: &mut Prediction) {
+        self.carry(har, p);
+        if let Some(r) = &self.recalibration {
+            r.blend_har(&self.horizons, &mut p.variance, har);
+            r.stack_shortage(&self.horizons, &mut p.shortage_probability, scores);
         }
-        if !r.shortage_stack.is_empty() {
-            r.stack_shortage(
-                &self.horizons,
-                shortage_probability,
-                &self.shortage_scores_at(prepared, slot),
-            );
-        }
+    }
+
+    /// Carries each horizon of [`Self::term_structure`] from its source
+    /// ([`term_structure::carry`]), under the variance factors of the corrections if any.
+    pub fn carry(&self, har: &[f64], p: &mut Prediction) {
+        term_structure::carry(
+            &self.term_structure,
+            &self.horizons,
+            self.recalibration.as_ref(),
+            har,
+            p,
+        );
     }
 }
 
