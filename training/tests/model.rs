@@ -125,7 +125,6 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
 /// the artifact it writes serves, fixed, exactly what the replay serves that day (carrying and
 /// correcting commute); 4 h and 24 h are served as without the carry.
 fn a_carried_week_serves_alike(model: &LoadedModel, assets: &[volcast_core::grid::Asset], out: &Path) {
-    use volcast_core::forecast::{DrawdownQuery, ForecastRequest};
     use volcast_training::calibrate::refresh_recalibration;
     use volcast_training::rolling::{DailyRecalibrated, FixedModel, raw_predictions};
     let week = std::collections::BTreeMap::from([(168, 24)]);
@@ -137,13 +136,8 @@ fn a_carried_week_serves_alike(model: &LoadedModel, assets: &[volcast_core::grid
     );
     let end = parse_time("2020-05-10", Bound::Start).unwrap() / HOUR_MS;
     let origins = origins_at(assets, end);
-    let drawdown = DrawdownQuery { alpha: 0.99, tau: 4 };
-    let request = ForecastRequest {
-        assets,
-        origins: &origins,
-        horizons: &HORIZONS,
-        drawdown,
-    };
+    let request = request_at(assets, &origins);
+    let drawdown = request.drawdown;
     let own = raw_predictions(model, assets, &origins, drawdown).unwrap();
     let raw = raw_predictions(&carried, assets, &origins, drawdown).unwrap();
     let prepared = volcast_core::panel::prepare(assets, &HORIZONS);
@@ -167,7 +161,6 @@ fn a_carried_week_serves_alike(model: &LoadedModel, assets: &[volcast_core::grid
     let served = FixedModel(&reloaded).forecast(&request).unwrap();
     let replayed = DailyRecalibrated::new(&carried, 15).forecast(&request).unwrap();
     let plain = DailyRecalibrated::new(model, 15).forecast(&request).unwrap();
-    let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x / y - 1.0).abs() < 1e-12);
     for h in &HORIZONS {
         let (a, b) = (&served.horizons[h], &replayed.horizons[h]);
         assert!(same(&a.variance, &b.variance), "{h}h variance");
@@ -267,6 +260,24 @@ fn blend_in_hindsight_is_what_the_replay_serves(model: &LoadedModel, assets: &[v
         assert!(close(row.har, har_sum / n as f64), "{h}h HAR {row:?}");
         assert!(row.best <= row.har && row.best <= row.network, "{h}h {row:?}");
     }
+}
+
+/// Every horizon at `origins` of `assets`, the drawdown at SPEC's defaults (0.99, 4 h).
+fn request_at<'a>(
+    assets: &'a [volcast_core::grid::Asset],
+    origins: &'a [volcast_core::forecast::Origin],
+) -> volcast_core::forecast::ForecastRequest<'a> {
+    volcast_core::forecast::ForecastRequest {
+        assets,
+        origins,
+        horizons: &HORIZONS,
+        drawdown: volcast_core::forecast::DrawdownQuery { alpha: 0.99, tau: 4 },
+    }
+}
+
+/// Equal to 12 digits, element by element.
+fn same(a: &[f64], b: &[f64]) -> bool {
+    a.iter().zip(b).all(|(x, y)| (x / y - 1.0).abs() < 1e-12)
 }
 
 /// Every asset's origin at `hour` (close hour), in asset order.
@@ -396,7 +407,6 @@ fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_core::candles::A
 /// The daily job (`calibrate --until`) and `evaluate`'s replay of it agree, and the job refuses
 /// windows it cannot measure.
 fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset], out: &Path) {
-    use volcast_core::forecast::{DrawdownQuery, ForecastRequest};
     use volcast_training::calibrate::refresh_recalibration;
     use volcast_training::rolling::CalibrateError;
     use volcast_training::rolling::{DailyRecalibrated, raw_predictions};
@@ -459,13 +469,8 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
 
     // At that day's origins, the replay applies exactly what the job measured.
     let origins = origins_at(assets, end);
-    let drawdown = DrawdownQuery { alpha: 0.99, tau: 4 };
-    let request = ForecastRequest {
-        assets,
-        origins: &origins,
-        horizons: &HORIZONS,
-        drawdown,
-    };
+    let request = request_at(assets, &origins);
+    let drawdown = request.drawdown;
     let replayed = DailyRecalibrated::new(model, 15).forecast(&request).unwrap();
     let raw = raw_predictions(model, assets, &origins, drawdown).unwrap();
     // Corrected, then blended with HAR by the day's weights (at 168 h chosen on the forecasts
@@ -495,7 +500,6 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
     let served = volcast_training::rolling::FixedModel(&model.with_metadata(refreshed.clone()))
         .forecast(&request)
         .unwrap();
-    let same = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x / y - 1.0).abs() < 1e-12);
     for h in &HORIZONS {
         let (a, b) = (&served.horizons[h], &replayed.horizons[h]);
         assert!(same(&a.variance, &b.variance), "{h}h variance");
