@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use crate::artifact::{self, ArtifactError, CONFIG, Metadata, WEIGHTS};
 use crate::config::TrainingConfig;
 use crate::network::Ensemble;
+pub use crate::prediction::Prediction;
 use volcast_core::drawdown::{DrawdownRule, VarianceCurve};
 use volcast_core::features::{AssetFeatures, MARKET_ASSET, Market, N_CHANNELS, N_STATIC};
 use volcast_core::forecast::{
@@ -29,17 +30,6 @@ pub struct ModelInput {
     pub statics: [f32; N_STATIC],
     /// Standardised `[window, channels]` sequence, row-major.
     pub sequence: Vec<f32>,
-}
-
-/// One origin's forecasts, per horizon in the artifact's order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
-    /// Forecast variance of the horizon's summed log returns.
-    pub variance: Vec<f64>,
-    /// RV quantiles per horizon, one per level.
-    pub quantiles: Vec<Vec<f64>>,
-    /// Shortage probability per horizon.
-    pub shortage_probability: Vec<f64>,
 }
 
 /// An artifact ready to forecast.

@@ -6,6 +6,7 @@
 //! - [`network`]: the burn modules (sequence encoder, trunk, per-horizon heads).
 //! - [`lstm_fused`]: the LSTM recurrence as one operation with a handwritten backward pass (CPU).
 //! - [`config`]: the artifact's `config.json`, architecture and training hyperparameters.
+//! - [`prediction`]: one origin's forecasts, per horizon.
 //! - [`scaler`]: standardisation of the model's inputs, fitted at training, stored in the artifact.
 //! - [`artifact`]: the artifact directory (weights, config, metadata), its id and its loading.
 //! - [`inference`]: a loaded artifact forecasting at origins, batched.
@@ -19,4 +20,5 @@ pub mod inference;
 pub mod lstm_fused;
 pub mod network;
 pub mod operation;
+pub mod prediction;
 pub mod scaler;

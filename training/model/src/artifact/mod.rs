@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::inference::Prediction;
+use crate::prediction::Prediction;
 use crate::scaler::Scaler;
 use volcast_core::baselines::har::Har;
 use volcast_core::baselines::shortage::ShortageLogistic;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::Recalibration;
-use crate::inference::Prediction;
+use crate::prediction::Prediction;
 
 /// Carries each horizon `to` of `term_structure` from its `from` (both in `horizons`, the
 /// order of `har` and of `p`'s forecasts): on raw forecasts `F_to := HAR_to * F_from /
