@@ -1,158 +1,25 @@
-//! The anomaly detector's offline side: DEX pool files, fitting a detector on the shared data up
-//! to a date, writing it as a versioned artifact, and its evaluation ([`evaluate`]) and charts
-//! ([`chart`]).
+//! The anomaly detector's offline side: DEX pool files ([`load_pools`]), fitting a detector on the
+//! shared data up to a date, writing it as a versioned artifact, and its evaluation ([`evaluate`])
+//! and charts ([`chart`]).
 
 pub mod chart;
 pub mod evaluate;
+mod pools;
+
+pub use pools::{Pool, exchange_asset, load_pools, read_pool};
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use rayon::prelude::*;
 use volcast_core::anomaly::features::{
     self, CANDLE_DIRECTIONS, CANDLE_FEATURES, CANDLE_VOLUME, CANDLE_WICK, GAP_FEATURE, MARKET_FEATURES,
-    MarketContext, OPTIONAL_POOL_FEATURES, POOL_FEATURES, PUMP_AND_DUMP, PoolSnapshot, Row,
+    MarketContext, OPTIONAL_POOL_FEATURES, POOL_FEATURES, PUMP_AND_DUMP, Row,
 };
 use volcast_core::anomaly::{Copula, Detector, DetectorConfig, Directed, Direction};
 use volcast_core::candles::{AssetCandles, Candle};
 use volcast_core::time::{HOUR_MS, format_ms};
-
-/// One DEX pool's snapshots and the exchange asset they price.
-#[derive(Debug, Clone)]
-pub struct Pool {
-    /// `<dex>:<TOKEN0>-<TOKEN1>`, e.g. `uniswap-v2:LINK-WETH`.
-    pub id: String,
-    /// The exchange asset of the pool's non-quote token, e.g. `LINKUSDT`.
-    pub asset: String,
-    /// Whether the asset is the pool's token0 (else token1).
-    pub asset_is_token0: bool,
-    /// Snapshots, oldest first.
-    pub snapshots: Vec<PoolSnapshot>,
-}
-
-/// Quote tokens, most quote-like first: a pool's asset is its other token.
-const QUOTES: [&str; 4] = ["USDT", "USDC", "DAI", "WETH"];
-
-/// The exchange asset of a pool token (`WETH` trades as `ETHUSDT`, `WBTC` as `BTCUSDT`).
-#[must_use]
-pub fn exchange_asset(token: &str) -> String {
-    match token {
-        "WETH" => "ETHUSDT".into(),
-        "WBTC" => "BTCUSDT".into(),
-        t => format!("{t}USDT"),
-    }
-}
-
-/// Which token of `TOKEN0-TOKEN1` is the asset: the one that is not the more quote-like.
-fn asset_side(token0: &str, token1: &str) -> bool {
-    let rank = |t: &str| QUOTES.iter().position(|q| *q == t).unwrap_or(usize::MAX);
-    // token0 is the asset unless it ranks as a better quote than token1.
-    rank(token0) >= rank(token1)
-}
-
-/// Reads one pool file (`TOKEN0-TOKEN1.csv.gz`, the subgraph's columns).
-///
-/// # Errors
-/// An unreadable file, a missing column or an unparsable row, naming the file and row.
-pub fn read_pool(path: &Path, dex: &str) -> anyhow::Result<Pool> {
-    let stem = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".csv.gz").or_else(|| n.strip_suffix(".csv")))
-        .with_context(|| format!("{}: not a pool file name", path.display()))?;
-    let (t0, t1) = stem
-        .split_once('-')
-        .with_context(|| format!("{}: expected TOKEN0-TOKEN1", path.display()))?;
-    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut text = String::new();
-    if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_string(&mut text)
-            .with_context(|| format!("decompressing {}", path.display()))?;
-    } else {
-        text = String::from_utf8(raw).with_context(|| format!("{}: not UTF-8", path.display()))?;
-    }
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .with_context(|| format!("{}: no column {name}", path.display()))
-    };
-    let asset_is_token0 = asset_side(t0, t1);
-    let (ra, rq) = if asset_is_token0 {
-        (col("reserve0")?, col("reserve1")?)
-    } else {
-        (col("reserve1")?, col("reserve0")?)
-    };
-    let (time, usd, supply, tx, vol) = (
-        col("datetime")?,
-        col("reserveUSD")?,
-        col("totalSupply")?,
-        col("txCount")?,
-        col("volumeUSD")?,
-    );
-    let mut snapshots = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let f: Vec<&str> = line.split(',').collect();
-        let num = |j: usize| -> anyhow::Result<f64> {
-            f.get(j)
-                .and_then(|s| s.parse::<f64>().ok())
-                .with_context(|| format!("{} row {}: bad {}", path.display(), i + 2, header[j]))
-        };
-        let t = chrono::NaiveDateTime::parse_from_str(
-            f.get(time).copied().unwrap_or_default(),
-            "%Y-%m-%d %H:%M:%S",
-        )
-        .with_context(|| format!("{} row {}: bad datetime", path.display(), i + 2))?;
-        let s = PoolSnapshot {
-            time_ms: t.and_utc().timestamp_millis(),
-            reserve_asset: num(ra)?,
-            reserve_quote: num(rq)?,
-            reserve_usd: num(usd)?,
-            total_supply: num(supply)?,
-            tx_count: num(tx)?,
-            volume_usd: num(vol)?,
-        };
-        // Empty pools (before the first deposit) price nothing.
-        if s.reserve_asset > 0.0 && s.reserve_quote > 0.0 && s.reserve_usd > 0.0 {
-            snapshots.push(s);
-        }
-    }
-    snapshots.sort_by_key(|s| s.time_ms);
-    snapshots.dedup_by_key(|s| s.time_ms);
-    Ok(Pool {
-        id: format!("{dex}:{stem}"),
-        asset: exchange_asset(if asset_is_token0 { t0 } else { t1 }),
-        asset_is_token0,
-        snapshots,
-    })
-}
-
-/// Every pool under `defi/` of the shared data (`uniswap-v2-pairs`, `sushiswap-pairs`).
-///
-/// # Errors
-/// The first unreadable pool file.
-pub fn load_pools(data: &Path) -> anyhow::Result<Vec<Pool>> {
-    let mut files = Vec::new();
-    for (dir, dex) in [
-        ("uniswap-v2-pairs", "uniswap-v2"),
-        ("sushiswap-pairs", "sushiswap"),
-    ] {
-        let d = data.join("defi").join(dir);
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            files.push((e.path(), dex));
-        }
-    }
-    files.sort();
-    files.par_iter().map(|(p, dex)| read_pool(p, dex)).collect()
-}
 
 /// The shared data's hourly candle directory and its root.
 #[derive(Debug, Clone)]
@@ -425,37 +292,6 @@ pub fn summary(d: &Detector) -> BTreeMap<&'static str, String> {
 mod tests {
     use super::*;
     use volcast_core::anomaly::{Scorer, Verdict};
-
-    #[test]
-    fn pool_assets_are_the_non_quote_token() {
-        assert!(asset_side("LINK", "WETH"));
-        assert!(!asset_side("WETH", "CRV"));
-        assert!(asset_side("WETH", "USDT"));
-        assert!(asset_side("WETH", "USDC"));
-        assert!(!asset_side("USDC", "WETH"));
-        assert!(asset_side("WBTC", "WETH"));
-        assert_eq!(exchange_asset("WETH"), "ETHUSDT");
-        assert_eq!(exchange_asset("WBTC"), "BTCUSDT");
-    }
-
-    #[test]
-    fn a_pool_file_reads_with_its_asset_side() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("WETH-CRV.csv");
-        std::fs::write(
-            &p,
-            "datetime,liquidityProviderCount,reserve0,reserve1,reserveETH,reserveUSD,token0Price,token1Price,totalSupply,trackedReserveETH,txCount,volumeToken0,volumeToken1,volumeUSD\n\
-             2021-01-01 00:10:00,0,10,20000,20,40000,1,1,100,20,5,1,1,1000\n\
-             2021-01-01 03:40:00,0,11,19000,22,44000,1,1,101,22,9,1,1,1500\n",
-        )
-        .unwrap();
-        let pool = read_pool(&p, "sushiswap").unwrap();
-        assert_eq!(pool.asset, "CRVUSDT");
-        assert!(!pool.asset_is_token0);
-        assert_eq!(pool.snapshots.len(), 2);
-        assert!((pool.snapshots[0].reserve_asset - 20000.0).abs() < 1e-9);
-        assert!((pool.snapshots[0].implied_price_usd() - 1.0).abs() < 1e-12);
-    }
 
     /// Six assets' synthetic hourly candles (a random walk with random volume and wicks), their
     /// rows and market, no pools.

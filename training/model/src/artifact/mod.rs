@@ -16,7 +16,7 @@ use volcast_core::features::{FEATURE_VERSION, FeatureSpec};
 
 mod checks;
 mod recalibration;
-mod term_structure;
+pub mod term_structure;
 
 pub use checks::{check_calibration, check_files, check_meaning};
 pub use recalibration::{Adaptive, Recalibration, blend, scale_at_power, stack_inputs, stacked_probability};
