@@ -157,6 +157,31 @@ pub fn term_structure(s: &str) -> Result<TermStructure, String> {
     Ok(TermStructure(out))
 }
 
+/// `model` with the week (or any horizon) carried as `--term-structure` says, or as it is
+/// without the flag. With `fixed` corrections (`--fixed-recalibration`) a term structure other
+/// than the artifact's is refused: its stored corrections were measured on other forecasts,
+/// while operated (the default) they are re-measured every day on the carried ones.
+///
+/// # Errors
+/// That refusal, or a term structure the model cannot carry, naming the flag.
+pub fn with_term_structure(
+    model: volcast_model::inference::LoadedModel,
+    term_structure: Option<&BTreeMap<usize, usize>>,
+    fixed: bool,
+) -> anyhow::Result<volcast_model::inference::LoadedModel> {
+    let Some(t) = term_structure.filter(|t| **t != model.metadata.term_structure) else {
+        return Ok(model);
+    };
+    if fixed {
+        anyhow::bail!(
+            "--term-structure with --fixed-recalibration: the artifact's stored corrections were              measured without that term structure; score it operated (without              --fixed-recalibration), where they are re-measured daily on the carried forecasts"
+        );
+    }
+    model
+        .with_term_structure(t)
+        .map_err(|e| anyhow::anyhow!("--term-structure: {e}"))
+}
+
 /// `--recency-half-life-days`: a positive number of days, or `none` (every training row counts
 /// the same); see `TrainingConfig::recency_half_life_days`.
 #[derive(Debug, Clone, Copy, PartialEq)]

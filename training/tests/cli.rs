@@ -597,6 +597,16 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         stderr.contains("--term-structure") && stderr.contains("carried from a shorter one"),
         "{stderr}"
     );
+    // Fixed corrections were measured without the carry: refused, saying why.
+    let mut fixed_carried = args.to_vec();
+    fixed_carried.extend(["--term-structure", "168=24", "--fixed-recalibration"]);
+    let refused = run(env!("CARGO_BIN_EXE_walkforward"), &fixed_carried);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("--fixed-recalibration") && stderr.contains("measured without"),
+        "{stderr}"
+    );
 
     // The daily job as a diagnostic: the same folds scored with their fit-end corrections fixed,
     // against the same baselines (HAR operated included); the model's figures move, the

@@ -166,12 +166,11 @@ fn load_model(args: &Args) -> anyhow::Result<Option<LoadedModel>> {
         Some(path) => {
             let selected = volcast_model::device::select(args.device)?;
             let model = LoadedModel::load(path, &selected.device)?;
-            let model = match &args.term_structure {
-                Some(t) => model
-                    .with_term_structure(&t.0)
-                    .map_err(|e| anyhow::anyhow!("--term-structure: {e}"))?,
-                None => model,
-            };
+            let model = volcast_training::cli::with_term_structure(
+                model,
+                args.term_structure.as_ref().map(|t| &t.0),
+                args.fixed_recalibration,
+            )?;
             args.adaptive.check_horizons(&model.metadata.horizons)?;
             Ok(Some(model))
         }

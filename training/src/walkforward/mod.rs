@@ -275,12 +275,8 @@ fn fold(
     };
     let device = select(DeviceChoice::Cpu)?.device;
     let model = LoadedModel::load(&dir, &device)?;
-    let model = match &wf.term_structure {
-        Some(t) => model
-            .with_term_structure(t)
-            .map_err(|e| anyhow::anyhow!("--term-structure on {}: {e}", dir.display()))?,
-        None => model,
-    };
+    let model = crate::cli::with_term_structure(model, wf.term_structure.as_ref(), wf.fixed_recalibration)
+        .with_context(|| dir.display().to_string())?;
     let members = model.metadata.members();
     if members != wf.members.max(1) {
         bail!(
