@@ -135,7 +135,7 @@ pub struct Metadata {
     /// SHA-256 of `config.json`, checked at every load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_sha256: Option<String>,
-    /// Horizons whose network variance is carried from a shorter one's ([`Self::carry`]): per
+    /// Horizons whose network variance is carried from a shorter one's ([`term_structure::carry`]): per
     /// horizon, the horizon it is carried from (e.g. `{168: 24}`: the week is HAR's week times
     /// the network's next day over HAR's); empty: each horizon is the network's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -266,22 +266,12 @@ impl Metadata {
     }
 
     /// What follows the network (its corrections, if any, already applied): the horizons of
-    /// [`Self::term_structure`] carried ([`Self::carry`]), then the variance blended with the
-    /// HAR forecasts `har` by the corrections' weights and the shortage probability stacked
-    /// with the baseline `scores`, where the corrections say so (both in artifact order; an
-    /// empty slice leaves its step out). The one sequence for the server, `evaluate` and the
-    /// daily job's raw forecasts alike.
+    /// [`Self::term_structure`] carried ([`term_structure::carry`], under the corrections'
+    /// variance factors if any), then the variance blended with the HAR forecasts `har` by the
+    /// corrections' weights and the shortage probability stacked with the baseline `scores`,
+    /// where the corrections say so (both in artifact order; an empty slice leaves its step out).
+    /// The one sequence for the server, `evaluate`, `stress` and the daily job's raw forecasts.
     pub fn combine(&self, har: &[f64], scores: &[f64], p: &mut Prediction) {
-        self.carry(har, p);
-        if let Some(r) = &self.recalibration {
-            r.blend_har(&self.horizons, &mut p.variance, har);
-            r.stack_shortage(&self.horizons, &mut p.shortage_probability, scores);
-        }
-    }
-
-    /// Carries each horizon of [`Self::term_structure`] from its source
-    /// ([`term_structure::carry`]), under the variance factors of the corrections if any.
-    pub fn carry(&self, har: &[f64], p: &mut Prediction) {
         term_structure::carry(
             &self.term_structure,
             &self.horizons,
@@ -289,6 +279,10 @@ impl Metadata {
             har,
             p,
         );
+        if let Some(r) = &self.recalibration {
+            r.blend_har(&self.horizons, &mut p.variance, har);
+            r.stack_shortage(&self.horizons, &mut p.shortage_probability, scores);
+        }
     }
 }
 
