@@ -56,6 +56,8 @@ struct Args {
     /// Carry the network variance of a horizon from a shorter one's, relative to HAR
     /// (`168=24`: the week is HAR's week times the network's next day over HAR's day; `none`:
     /// each horizon the network's own). Default: the artifact's.
+    /// Refused with --fixed-recalibration unless it is the artifact's own (its stored
+    /// corrections were measured without it).
     #[arg(long, value_name = "TO=FROM|none", value_parser = volcast_training::cli::term_structure)]
     term_structure: Option<volcast_training::cli::TermStructure>,
     /// Re-measure the model's corrections every day on this many trailing days instead of the

@@ -99,6 +99,8 @@ struct Args {
     /// (`168=24`: the week is HAR's week times the network's next day over HAR's day; `none`:
     /// each horizon the network's own). Default: each fold artifact's; trained folds are
     /// rescored.
+    /// Refused with --fixed-recalibration unless it is the artifact's own (its stored
+    /// corrections were measured without it).
     #[arg(long, value_name = "TO=FROM|none", value_parser = volcast_training::cli::term_structure)]
     term_structure: Option<volcast_training::cli::TermStructure>,
     /// No progress bars.
