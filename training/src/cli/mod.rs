@@ -1,0 +1,51 @@
+//! What every command-line binary shares: logging to stderr and the exit status.
+
+mod design;
+mod operation;
+
+pub use design::{
+    DesignFlags, HalfLife, NetworksApartArg, SkipFeatures, half_life_days, half_life_epochs, networks_apart,
+    skip_features, skip_features_at,
+};
+pub use operation::{
+    AdaptiveSteps, HorizonList, TermStructure, WindowDays, term_structure, with_term_structure,
+};
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs a command with logging on: success exits 0; an error is printed with its causes and
+/// exits 1.
+pub fn main(run: impl FnOnce() -> anyhow::Result<()>) -> std::process::ExitCode {
+    init_logging();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The training config in the JSON file at `path` (as written beside every artifact), or the
+/// default model's when there is none.
+///
+/// # Errors
+/// When the file cannot be read or is not a training config.
+pub fn training_config(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<volcast_model::config::TrainingConfig> {
+    use anyhow::Context as _;
+    let Some(path) = path else {
+        return Ok(volcast_model::config::TrainingConfig::default_run());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a training config", path.display()))
+}
