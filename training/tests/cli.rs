@@ -604,7 +604,7 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("--fixed-recalibration") && stderr.contains("measured without"),
+        stderr.contains("corrections were measured without that term structure; score it operated"),
         "{stderr}"
     );
 

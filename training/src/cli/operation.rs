@@ -135,7 +135,9 @@ pub fn with_term_structure(
     };
     if fixed {
         anyhow::bail!(
-            "--term-structure with --fixed-recalibration: the artifact's stored corrections were              measured without that term structure; score it operated (without              --fixed-recalibration), where they are re-measured daily on the carried forecasts"
+            "--term-structure with --fixed-recalibration: the artifact's stored corrections were \
+             measured without that term structure; score it operated (without \
+             --fixed-recalibration), where they are re-measured daily on the carried forecasts"
         );
     }
     model
