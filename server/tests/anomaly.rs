@@ -360,6 +360,8 @@ async fn bad_input_gets_the_usual_errors() {
         (503, "detector_unavailable"),
         "{v}"
     );
+    // The refusal says what to do, not "internal error".
+    assert!(v["message"].as_str().unwrap().contains("anomaly train"), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -394,6 +394,7 @@ impl ApiError {
                     | Self::StaleMarketData { .. }
                     | Self::ReplayUnavailable(_)
                     | Self::ReloadFailed(_)
+                    | Self::DetectorUnavailable
             ) {
             "internal error; see the server log".to_owned()
         } else {
