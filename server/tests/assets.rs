@@ -204,21 +204,6 @@ async fn asset_routes_equal_the_post_routes_on_real_stored_candles() {
     assert_eq!(latest["candles"], json!(want));
 }
 
-/// `SYNTH01`'s committed candles moved in time so that the last one opens `hours_ago` hours
-/// before the current hour.
-fn synth_ending(hours_ago: i64, n: usize) -> Vec<Candle> {
-    let all = read_file(&common::repo().join("data/sample/SYNTH01.csv.gz")).unwrap();
-    let all = &all[all.len() - n..];
-    let now_hour = volcast_server::routes::assets::now_ms().div_euclid(HOUR_MS) * HOUR_MS;
-    let shift = now_hour - hours_ago * HOUR_MS - all.last().unwrap().open_time;
-    all.iter()
-        .map(|c| Candle {
-            open_time: c.open_time + shift,
-            ..*c
-        })
-        .collect()
-}
-
 async fn call_error(app: &axum::Router, uri: &str) -> (u16, String, Value) {
     let (status, body, _) = common::call(app, "GET", uri, None).await;
     (
@@ -233,8 +218,8 @@ async fn fresh_data_is_served_and_stale_data_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path()).await;
     // FRESH's last candle closed at the current hour; STALE's closed 3 hours ago (over 2 h).
-    let fresh = synth_ending(1, 1000);
-    let stale = synth_ending(4, 1000);
+    let fresh = common::sample_ending(1, 1000);
+    let stale = common::sample_ending(4, 1000);
     store.insert_candles("FRESH", &fresh).await.unwrap();
     store.insert_candles("STALE", &stale).await.unwrap();
     store.insert_candles("SHORT", &fresh[900..]).await.unwrap();

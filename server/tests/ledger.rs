@@ -27,20 +27,6 @@ fn artifact() -> std::path::PathBuf {
     common::repo().join("model-artifacts/default")
 }
 
-/// The sample's last 1900 candles, moved so that the last opens an hour before the current hour.
-fn candles() -> Vec<Candle> {
-    let all = volcast_training::data::read_file(&common::repo().join("data/sample/SYNTH01.csv.gz")).unwrap();
-    let all = &all[all.len() - 1900..];
-    let now_hour = now_ms().div_euclid(HOUR_MS) * HOUR_MS;
-    let shift = now_hour - HOUR_MS - all.last().unwrap().open_time;
-    all.iter()
-        .map(|c| Candle {
-            open_time: c.open_time + shift,
-            ..*c
-        })
-        .collect()
-}
-
 async fn store_with(dir: &std::path::Path, candles: &[Candle]) -> Store {
     let store = Store::open(&common::process::store_url(dir)).await.unwrap();
     store.insert_candles(ASSET, candles).await.unwrap();
@@ -119,7 +105,7 @@ fn fall(candles: &[Candle], origin: i64) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
-    let data = candles();
+    let data = common::sample_ending(1, 1900);
     let dir = tempfile::tempdir().unwrap();
     let store = store_with(dir.path(), &data).await;
     let state = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
@@ -338,7 +324,7 @@ async fn serves(app: &axum::Router, data: &[Candle], origin: i64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_catches_up_the_last_week_once() {
-    let data = candles();
+    let data = common::sample_ending(1, 1900);
     let dir = tempfile::tempdir().unwrap();
     let store = store_with(dir.path(), &data).await;
     let state = common::state_with_store(&artifact(), store, FOREVER).await;
@@ -379,7 +365,7 @@ async fn the_job_catches_up_the_last_week_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_horizon_is_scored_as_its_window_closes() {
-    let data = candles();
+    let data = common::sample_ending(1, 1900);
     let dir = tempfile::tempdir().unwrap();
     let store = store_with(dir.path(), &data).await;
     let full = common::state_with_store(&artifact(), store.clone(), FOREVER).await;

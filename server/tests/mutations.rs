@@ -16,10 +16,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
-use volcast_core::candles::Candle;
-use volcast_core::time::HOUR_MS;
 use volcast_store::{CandleStore, Store};
-use volcast_training::data::read_file;
 
 /// Requests per route family: enough to reach the nested fields several times each.
 const BODIES: usize = 3000;
@@ -210,7 +207,8 @@ fn broken_invariant(v: &Value) -> Option<String> {
                 let lb = num("liquidation_bonus").unwrap_or(0.0);
                 // LB = 1 only where liquidation is blocked (LT = max LTV = 0), README "Routes".
                 let bonus_ok = (0.0..1.0).contains(&lb) || (lb == 1.0 && lt == 0.0);
-                if !(0.0 <= ltv && ltv <= lt && lt <= 1.0) || !bonus_ok || lt * (1.0 + lb) > 1.0 + 1e-12 {
+                let ordered = 0.0 <= ltv && ltv <= lt && lt <= 1.0;
+                if !(ordered && bonus_ok) || lt * (1.0 + lb) > 1.0 + 1e-12 {
                     return Some(format!("LT {lt}, max LTV {ltv}, LB {lb}"));
                 }
             }
@@ -218,21 +216,6 @@ fn broken_invariant(v: &Value) -> Option<String> {
         }
         _ => None,
     }
-}
-
-/// `SYNTH01`'s committed candles moved so that the last one opens an hour before the current
-/// hour (as `assets.rs` does).
-fn fresh_candles(n: usize) -> Vec<Candle> {
-    let all = read_file(&common::repo().join("data/sample/SYNTH01.csv.gz")).unwrap();
-    let all = &all[all.len() - n..];
-    let now_hour = volcast_server::routes::assets::now_ms().div_euclid(HOUR_MS) * HOUR_MS;
-    let shift = now_hour - HOUR_MS - all.last().unwrap().open_time;
-    all.iter()
-        .map(|c| Candle {
-            open_time: c.open_time + shift,
-            ..*c
-        })
-        .collect()
 }
 
 #[derive(Default)]
@@ -279,7 +262,7 @@ async fn mutated_requests_get_an_answer_or_a_clear_refusal() {
     let store = Store::open(&format!("sqlite://{}", dir.path().join("volcast.db").display()))
         .await
         .unwrap();
-    let candles = fresh_candles(1000);
+    let candles = common::sample_ending(1, 1000);
     store.insert_candles("FRESH", &candles).await.unwrap();
     let artifact = common::repo().join("model-artifacts/default");
     let state = common::state_with_store(&artifact, store, Duration::from_secs(7200)).await;

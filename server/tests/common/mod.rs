@@ -264,6 +264,23 @@ pub async fn raw(app: &Router, req: Request<Body>) -> (StatusCode, Value, axum::
     (status, value, headers)
 }
 
+/// The committed sample asset's last `n` candles (`data/sample/SYNTH01.csv.gz`), moved in time so
+/// that the last one opens `hours_ago` hours before the current hour: fresh market data for the
+/// store's staleness rule.
+pub fn sample_ending(hours_ago: i64, n: usize) -> Vec<volcast_core::candles::Candle> {
+    use volcast_core::time::HOUR_MS;
+    let all = volcast_training::data::read_file(&repo().join("data/sample/SYNTH01.csv.gz")).unwrap();
+    let all = &all[all.len() - n..];
+    let now_hour = volcast_server::routes::assets::now_ms().div_euclid(HOUR_MS) * HOUR_MS;
+    let shift = now_hour - hours_ago * HOUR_MS - all.last().unwrap().open_time;
+    all.iter()
+        .map(|c| volcast_core::candles::Candle {
+            open_time: c.open_time + shift,
+            ..*c
+        })
+        .collect()
+}
+
 /// The repository root.
 pub fn repo() -> std::path::PathBuf {
     let manifest =
