@@ -104,6 +104,45 @@ fn evaluate_explains_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fit-until"));
 }
 
+/// `generate` refuses counts that would write empty files (or none) or exhaust memory, naming
+/// the flag and its range, and writes nothing.
+#[test]
+fn generate_refuses_empty_and_huge_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("g");
+    for (flag, value) in [
+        ("--assets", "0"),
+        ("--hours", "0"),
+        ("--hours", "1000000000000"),
+        ("--assets", "10001"),
+    ] {
+        let out = run(
+            env!("CARGO_BIN_EXE_generate"),
+            &["--out", out_dir.to_str().unwrap(), flag, value],
+        );
+        assert!(!out.status.success(), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+        assert!(!out_dir.exists(), "{flag} {value} wrote files");
+    }
+    let out = run(
+        env!("CARGO_BIN_EXE_generate"),
+        &[
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--assets",
+            "1",
+            "--hours",
+            "48",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // 48 hours at most (an outage drops rows), one file.
+    let candles = volcast_training::data::read_file(&out_dir.join("SYNTH01.csv.gz")).unwrap();
+    assert!((1..=48).contains(&candles.len()), "{}", candles.len());
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+}
+
 /// `--recency-half-life-days` trains with recent rows weighted up, `--refit-through-holdout`
 /// trains until the fit end, `--weight-average-half-life-epochs` averages the weights and
 /// `--per-horizon-epochs` serves each horizon from its own epochs, each recorded in the

@@ -21,12 +21,12 @@ struct Args {
     /// Output directory (created if missing).
     #[arg(long)]
     out: PathBuf,
-    /// Number of assets, named SYNTH01, SYNTH02, ...
-    #[arg(long, default_value_t = 3)]
+    /// Number of assets, named SYNTH01, SYNTH02, ... (1 to 10,000).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     assets: u64,
-    /// Hours per asset.
-    #[arg(long, default_value_t = 24 * 200)]
-    hours: usize,
+    /// Hours per asset (1 to 1,000,000: about 114 years).
+    #[arg(long, default_value_t = 24 * 200, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    hours: u64,
     /// Open time of the first candle (RFC 3339 or YYYY-MM-DD).
     #[arg(long, default_value = "2020-01-01")]
     start: String,
@@ -44,7 +44,8 @@ fn run() -> anyhow::Result<()> {
     let start_ms = parse_time(&args.start, Bound::Start).context("--start")?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     for i in 1..=args.assets {
-        let config = SynthConfig::panel_asset(i, args.seed, args.hours, start_ms);
+        let hours = usize::try_from(args.hours).context("--hours")?;
+        let config = SynthConfig::panel_asset(i, args.seed, hours, start_ms);
         let path = args.out.join(format!("SYNTH{i:02}.csv.gz"));
         write_csv(&path, &generate(&config)).with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
