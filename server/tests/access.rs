@@ -59,6 +59,43 @@ fn documented() -> Vec<(Method, String)> {
     out
 }
 
+/// The README's scope table, written out: every documented route's scope, so that a route the
+/// table in `route_scope` misspells (and so sends to `admin`, failing closed) is caught.
+#[test]
+fn each_documented_route_has_the_scope_the_readme_gives() {
+    let expected = |method: &str, path: &str| -> Option<Scope> {
+        match (method, path) {
+            (_, "/healthz" | "/readyz" | "/metrics") => None,
+            ("GET", "/v1/decisions") | ("POST", "/v1/admin/reload") => Some(Scope::Admin),
+            ("POST", "/v1/decisions/{id}/replay") => Some(Scope::Risk),
+            ("GET" | "POST", p) if p.contains("/risk") => Some(Scope::Risk),
+            _ => Some(Scope::Read),
+        }
+    };
+    let routes = documented();
+    for (method, path) in &routes {
+        assert_eq!(
+            route_scope(method, path, false),
+            expected(method.as_str(), path),
+            "{method} {path}"
+        );
+    }
+    // The routes a `read` key is for, by name (README, "Access control").
+    for path in [
+        "/v1/assets/{asset}/forecast/volatility",
+        "/v1/assets/{asset}/forecast/liquidity",
+        "/v1/assets/{asset}/candles",
+        "/v1/assets/{asset}/anomalies",
+    ] {
+        assert!(routes.iter().any(|(_, p)| p == path), "{path} is documented");
+        assert_eq!(
+            route_scope(&Method::GET, path, false),
+            Some(Scope::Read),
+            "{path}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_route_needs_a_valid_key_of_its_scope() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,6 +174,16 @@ async fn every_documented_route_needs_a_valid_key_of_its_scope() {
                 assert!(body["message"].as_str().unwrap().contains(scope.name()));
             }
         }
+        // A method the route does not serve, with a key of its scope: 405, not a 403 naming
+        // another scope.
+        let wrong = if *method == Method::GET {
+            Method::DELETE
+        } else {
+            Method::GET
+        };
+        let (status, body, _) = call_with(&app, &wrong, &uri, Some(tokens[&scope].as_str())).await;
+        assert_eq!(status, 405, "{wrong} {path}: {body}");
+        assert_eq!(body["error"], "method_not_allowed", "{wrong} {path}");
     }
     // The docs stay open.
     for uri in ["/openapi.json", "/docs/"] {

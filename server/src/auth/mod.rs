@@ -133,36 +133,37 @@ pub fn new_key(
     })
 }
 
-/// The scope a route needs (by method and path template), or `None` for the open ones:
-/// `/healthz`, `/readyz`, `/metrics` (unless `metrics_need_key`), the docs and the OpenAPI
-/// document. A route this table does not name needs `admin` (fail closed).
+/// The scope a route needs (by path template), or `None` for the open ones: `/healthz`,
+/// `/readyz`, `/metrics` (unless `metrics_need_key`), the docs and the OpenAPI document. A route
+/// this table does not name needs `admin` (fail closed). Each path serves one method, so the
+/// scope goes by the path alone: a wrong method with a key of the path's scope gets the router's
+/// 405 `method_not_allowed`, not a 403 naming `admin`. (`method` is kept for the callers that
+/// document a route by method and path.)
 #[must_use]
 pub fn route_scope(method: &Method, path: &str, metrics_need_key: bool) -> Option<Scope> {
-    match (method.as_str(), path) {
-        (_, "/healthz" | "/readyz" | "/openapi.json") => None,
-        (_, p) if p == "/docs" || p.starts_with("/docs/") => None,
-        (_, "/metrics") => metrics_need_key.then_some(Scope::Read),
-        (
-            "GET",
-            "/v1/model"
-            | "/v1/model/validation"
-            | "/v1/assets"
-            | "/v1/assets/{asset}/candles"
-            | "/v1/assets/{asset}/volatility"
-            | "/v1/assets/{asset}/liquidity"
-            | "/v1/assets/{asset}/anomalies"
-            | "/v1/keys"
-            | "/v1/decisions/{id}",
-        )
-        | ("POST", "/v1/forecast/volatility" | "/v1/forecast/liquidity" | "/v1/anomaly/scan") => {
-            Some(Scope::Read)
-        }
-        ("GET", "/v1/assets/{asset}/risk" | "/v1/assets/{asset}/risk/updates")
-        | (
-            "POST",
-            "/v1/risk/parameters" | "/v1/risk/stress" | "/v1/risk/updates" | "/v1/decisions/{id}/replay",
-        ) => Some(Scope::Risk),
-        ("GET", "/v1/decisions") | ("POST", "/v1/admin/reload") => Some(Scope::Admin),
+    let _ = method;
+    match path {
+        "/healthz" | "/readyz" | "/openapi.json" => None,
+        p if p == "/docs" || p.starts_with("/docs/") => None,
+        "/metrics" => metrics_need_key.then_some(Scope::Read),
+        "/v1/model"
+        | "/v1/model/validation"
+        | "/v1/assets"
+        | "/v1/assets/{asset}/candles"
+        | "/v1/assets/{asset}/forecast/volatility"
+        | "/v1/assets/{asset}/forecast/liquidity"
+        | "/v1/assets/{asset}/anomalies"
+        | "/v1/keys"
+        | "/v1/decisions/{id}"
+        | "/v1/forecast/volatility"
+        | "/v1/forecast/liquidity"
+        | "/v1/anomaly/scan" => Some(Scope::Read),
+        "/v1/assets/{asset}/risk"
+        | "/v1/assets/{asset}/risk/updates"
+        | "/v1/risk/parameters"
+        | "/v1/risk/stress"
+        | "/v1/risk/updates"
+        | "/v1/decisions/{id}/replay" => Some(Scope::Risk),
         _ => Some(Scope::Admin),
     }
 }
