@@ -16,11 +16,13 @@ pub struct RiskParameterUpdate {
     pub update_type: String,
     /// The new value, a fraction.
     pub new_value: f64,
-    /// The same in basis points, rounded to the nearest (as on-chain configurations hold it).
+    /// The same in basis points, as on-chain configurations hold it, rounded toward safety:
+    /// the liquidation threshold and max LTV down, the bonus up, and the threshold a basis point
+    /// lower where that is needed for `LT (1 + LB) <= 1` to hold in basis points too.
     pub new_value_bps: u32,
     /// The caller's previous value (`previous` of the request), when given.
     pub previous_value: Option<f64>,
-    /// The same in basis points.
+    /// The same in basis points, rounded to the nearest.
     pub previous_value_bps: Option<u32>,
     /// The decision behind it (`GET /v1/decisions/{id}`); absent when the service runs without
     /// a store.
@@ -44,7 +46,8 @@ pub struct UpdateData {
     pub origin: String,
     /// Drawdown quantile level.
     pub alpha: f64,
-    /// Liquidation window asked for, hours.
+    /// Liquidation window used, hours (`derivation.tau_hours`: the one asked for, or longer
+    /// where an active anomaly flag lengthened it under `--anomaly-action tighten`).
     pub tau_hours: f64,
     /// Whether the step limit held the value back.
     pub step_limited: bool,
@@ -57,12 +60,33 @@ pub struct UpdatesResponse {
     pub updates: Vec<RiskParameterUpdate>,
 }
 
-/// A fraction in basis points.
-fn bps(x: f64) -> u32 {
-    // Parameters are fractions in [0, 1]: the cast cannot truncate.
+/// A fraction in basis points, rounded by `round` (`f64::round`, `floor` or `ceil`). A hair of
+/// tolerance keeps a fraction that is a whole number of basis points (0.8123, held as
+/// 8122.999.. after the product) at that number.
+fn bps_by(x: f64, round: fn(f64) -> f64) -> u32 {
+    let scaled = x.clamp(0.0, 1.0) * 10_000.0;
+    let nearest = scaled.round();
+    let v = if (scaled - nearest).abs() < 1e-6 {
+        nearest
+    } else {
+        round(scaled)
+    };
+    // In [0, 10000]: the cast cannot truncate.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let v = (x.clamp(0.0, 1.0) * 10_000.0).round() as u32;
+    let v = v as u32;
     v
+}
+
+/// The liquidation threshold, max LTV and bonus in basis points, rounded toward safety: LT and
+/// max LTV down, LB up (so it still covers the slippage), then LT lowered until
+/// `LT (10000 + LB) <= 10000 * 10000` and max LTV kept at most LT.
+fn safe_bps(lt: f64, max_ltv: f64, bonus: f64) -> (u32, u32, u32) {
+    let lb = bps_by(bonus, f64::ceil);
+    let mut lt = bps_by(lt, f64::floor);
+    while lt > 0 && u64::from(lt) * u64::from(10_000 + lb) > 10_000 * 10_000 {
+        lt -= 1;
+    }
+    (lt, bps_by(max_ltv, f64::floor).min(lt), lb)
 }
 
 impl UpdatesResponse {
@@ -75,23 +99,26 @@ impl UpdatesResponse {
                 let p = &item.parameters;
                 let d = &item.derivation;
                 let previous = d.previous;
+                let (lt_bps, ltv_bps, lb_bps) =
+                    safe_bps(p.liquidation_threshold, p.max_ltv, p.liquidation_bonus);
                 [
                     (
                         "liquidation_threshold",
                         p.liquidation_threshold,
+                        lt_bps,
                         previous.and_then(|x| x.liquidation_threshold),
                     ),
-                    ("max_ltv", p.max_ltv, previous.and_then(|x| x.max_ltv)),
-                    ("liquidation_bonus", p.liquidation_bonus, None),
+                    ("max_ltv", p.max_ltv, ltv_bps, previous.and_then(|x| x.max_ltv)),
+                    ("liquidation_bonus", p.liquidation_bonus, lb_bps, None),
                 ]
                 .into_iter()
-                .map(move |(kind, new, old)| RiskParameterUpdate {
+                .map(move |(kind, new, new_bps, old)| RiskParameterUpdate {
                     market: item.asset.clone(),
                     update_type: kind.to_owned(),
                     new_value: new,
-                    new_value_bps: bps(new),
+                    new_value_bps: new_bps,
                     previous_value: old,
-                    previous_value_bps: old.map(bps),
+                    previous_value_bps: old.map(|x| bps_by(x, f64::round)),
                     reference_id: item.decision_id.clone(),
                     timestamp: timestamp_s,
                     additional_data: UpdateData {
@@ -107,5 +134,40 @@ impl UpdatesResponse {
             })
             .collect();
         Self { updates }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basis_points_round_toward_safety_and_keep_the_invariant() {
+        // The threshold at its cap for a 5% bonus: 0.952381 would round to 9524, and
+        // 9524 x 1.05 = 10000.2 bps, over 1.
+        assert_eq!(safe_bps(1.0 / 1.05, 0.9, 0.05), (9523, 9000, 500));
+        // Whole basis points stay as they are.
+        assert_eq!(safe_bps(0.8123, 0.75, 0.0612), (8123, 7500, 612));
+        // Max LTV never above LT; blocked liquidation (LT = 0, LB = 1) stays so.
+        assert_eq!(safe_bps(0.5, 0.5, 0.05), (5000, 5000, 500));
+        assert_eq!(safe_bps(0.0, 0.0, 1.0), (0, 0, 10_000));
+        // Over a grid of bonuses, each at its largest threshold: LT (1 + LB) <= 1 in basis
+        // points, LT and max LTV not above their values, LB not below.
+        for i in 0..2000_u32 {
+            let bonus = 0.01 + f64::from(i) * 0.000_123_7;
+            let lt = 1.0 / (1.0 + bonus);
+            let (lt_bps, ltv_bps, lb_bps) = safe_bps(lt, lt - 0.05, bonus);
+            assert!(
+                u64::from(lt_bps) * u64::from(10_000 + lb_bps) <= 100_000_000,
+                "{bonus}"
+            );
+            assert!(f64::from(lt_bps) <= lt * 10_000.0 + 1e-6, "{bonus}");
+            assert!(f64::from(lb_bps) >= bonus * 10_000.0 - 1e-6, "{bonus}");
+            assert!(ltv_bps <= lt_bps);
+            assert!(
+                lt * 10_000.0 - f64::from(lt_bps) < 2.0,
+                "{bonus}: at most a basis point lower"
+            );
+        }
     }
 }
