@@ -226,11 +226,32 @@ async fn while_on_the_fallback_every_answer_says_so_and_a_restart_keeps_it() {
         assert!(h["har"]["variance"].as_f64().unwrap() > 0.0, "{h}");
         assert_eq!(h["served"], "har", "{h}");
     }
+    // A stress run: on HAR's variance too, and on the model's once the model serves again.
+    let mut stress = body.clone();
+    stress["positions"] = json!([{"collateral": 10, "debt": 100}]);
+    stress["paths"] = json!(100);
+    stress["horizon_hours"] = json!(168);
+    stress["scenarios"] = json!([{"kind": "forecast"}]);
+    let week = |answer: &serde_json::Value| answer["scenarios"][0]["horizon_variance"].as_f64().unwrap();
+    let (status, on_fallback, _) = common::call(&app, "POST", "/v1/risk/stress", Some(&stress)).await;
+    assert_eq!(status, 200, "{on_fallback}");
+    let har_week = derivation["forecasts"][2]["har_variance"].as_f64().unwrap();
+    let model_week = derivation["forecasts"][2]["variance"].as_f64().unwrap();
+    assert!(
+        (week(&on_fallback) / har_week - 1.0).abs() < 1e-9,
+        "{on_fallback}"
+    );
     let metrics = common::call(&app, "GET", "/metrics", None).await.1;
     assert!(
         metrics.as_str().unwrap().contains("volcast_policy_fallback 1"),
         "{metrics}"
     );
+    let (policy, since) = state.policy();
+    state.set_policy(volcast_server::gate::PolicyStatus::model(), None);
+    let (_, on_model, _) = common::call(&app, "POST", "/v1/risk/stress", Some(&stress)).await;
+    assert!((week(&on_model) / model_week - 1.0).abs() < 1e-9, "{on_model}");
+    assert!((har_week / model_week - 1.0).abs() > 1e-6, "the two weeks differ");
+    state.set_policy(policy, since);
 
     // A new service on the same store starts on the fallback.
     let again = serving(dir.path()).await;

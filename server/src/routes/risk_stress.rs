@@ -306,13 +306,21 @@ pub async fn stress_answer(
         .pop()
         .ok_or_else(|| ApiError::Internal("no forecast for the asset".into()))?;
     let horizons = info.horizons();
+    // While the gate holds the fallback, the stress runs on what the risk answers serve then:
+    // HAR's variance with HAR's calibrated rule, where both exist (as `recommend`).
+    let har_calibration = info.metadata.risk.as_ref().and_then(|r| r.har.clone());
+    let fallback = info.policy.is_fallback() && prep.har_usable() && har_calibration.is_some();
     let forecasts = Forecasts {
         horizons,
-        variance: &pred.variance,
+        variance: if fallback { &prep.har } else { &pred.variance },
         shortage_probability: &pred.shortage_probability,
         illiquidity: &prep.illiquidity,
     };
-    let calibration = info.metadata.risk.as_ref().map(|r| r.model.clone());
+    let calibration = if fallback {
+        har_calibration
+    } else {
+        info.metadata.risk.as_ref().map(|r| r.model.clone())
+    };
     let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
     let origin = policy::recommend(&forecasts, &checked.settings, None, rule);
     let price = body.candles.last().map_or(f64::NAN, |c| c.close);
