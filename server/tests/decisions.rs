@@ -261,8 +261,27 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
             .iter()
             .all(|d| d["decision"]["asset"] == "SYNTH02")
     );
-    let (status, _, _) = common::call(&app, "GET", "/v1/decisions?limit=0", None).await;
-    assert_eq!(status, 400);
+    // The last page says it is the last, even when full.
+    let total = rows.len();
+    let (_, page, _) = common::call(
+        &app,
+        "GET",
+        &format!("/v1/decisions?limit=5&after={}", total - 5),
+        None,
+    )
+    .await;
+    assert_eq!(page["decisions"].as_array().unwrap().len(), 5, "{page}");
+    assert_eq!(page["next_after"], Value::Null, "{page}");
+    for limit in ["0", "1001"] {
+        let (status, body, _) =
+            common::call(&app, "GET", &format!("/v1/decisions?limit={limit}"), None).await;
+        assert_eq!(
+            (status.as_u16(), &body["error"]),
+            (422, &json!("out_of_range")),
+            "{body}"
+        );
+        assert_eq!(body["field"], "limit");
+    }
     let (_, keys, _) = common::call(&app, "GET", "/v1/keys", None).await;
     assert_eq!(keys["keys"][0]["public_key"], json!(public));
     assert_eq!(keys["keys"][0]["current"], json!(true));

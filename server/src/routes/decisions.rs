@@ -2,7 +2,7 @@
 //! and a decision's replay.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use volcast_core::time::{Bound, format_ms};
 use volcast_store::{DecisionRow, DecisionStore as _};
 
@@ -12,7 +12,7 @@ use crate::dto::audit::{
     ChainHead, DecisionPage, DecisionQuery, DecisionRecord, KeysResponse, ReplayResponse, SigningKeyDto,
 };
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::routes::assets::time_param;
 use crate::state::AppState;
 
@@ -87,7 +87,7 @@ pub async fn keys(State(state): State<AppState>) -> Result<Json<KeysResponse>, A
 )]
 pub async fn decision(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DecisionRecord>, ApiError> {
     record(find(&state, &id).await?).map(Json)
 }
@@ -101,6 +101,7 @@ pub async fn decision(
     responses(
         (status = 200, description = "A page of records", body = DecisionPage),
         (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
+        (status = 422, description = "`limit` outside 1 to 1000", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     )
 )]
@@ -117,17 +118,20 @@ pub async fn decisions(
             .map_or(Ok(i64::MAX), |t| time_param("to", t, Bound::End))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::InvalidQuery {
+        return Err(ApiError::OutOfRange {
             field: "limit".into(),
-            message: format!("{limit}: give 1 to {MAX_PAGE}"),
+            value: f64::from(limit),
+            range: "[1, 1000]",
         });
     }
-    let rows = state
+    // One more than the page, to know whether another page follows.
+    let mut rows = state
         .store()?
-        .decisions(q.asset.as_deref(), from, to, q.after.unwrap_or(0), limit)
+        .decisions(q.asset.as_deref(), from, to, q.after.unwrap_or(0), limit + 1)
         .await?;
-    let full = rows.len() == limit as usize;
-    let next_after = rows.last().filter(|_| full).map(|r| r.seq);
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_after = rows.last().filter(|_| more).map(|r| r.seq);
     let decisions = rows.into_iter().map(record).collect::<Result<_, _>>()?;
     Ok(Json(DecisionPage {
         decisions,
@@ -150,7 +154,7 @@ pub async fn decisions(
 )]
 pub async fn replay(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ReplayResponse>, ApiError> {
     let row = find(&state, &id).await?;
     let r = replay_decision(&state, &row).await?;
