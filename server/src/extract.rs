@@ -311,6 +311,42 @@ where
     }
 }
 
+/// A path parameter, parsed into `T`; one that does not (a segment that is not UTF-8 once
+/// percent-decoded, such as `%FF`) is answered 400 `invalid_query` naming it, in our error
+/// format rather than axum's plain text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                // axum names the parameter between backticks ("Invalid UTF-8 in `asset`").
+                let field = text
+                    .split('`')
+                    .nth(1)
+                    .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or("path");
+                ApiError::InvalidQuery {
+                    field: field.to_owned(),
+                    message: format!("path parameter: {text}"),
+                }
+            })
+    }
+}
+
 /// Our error for a query string axum could not parse (`Failed to deserialize query string:
 /// alpha: invalid float literal`, or `...: unknown field `alpah`, expected one of ...`).
 fn query_error(text: &str) -> ApiError {

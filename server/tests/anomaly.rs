@@ -374,7 +374,28 @@ async fn the_stored_candles_route_scans_the_store() {
     let at = 900;
     inject_candles(&mut c, at, Pattern::PumpAndDump, 0.4);
     store.insert_candles("SYNUSDT", &c).await.unwrap();
-    let (app, _) = app(Action::Report, true, Some(store)).await;
+    let (app, state) = app(Action::Report, true, Some(store)).await;
+
+    // The asset route's risk answer carries the detector's view of its window, as the posted
+    // route's does on the same candles (it used to carry none).
+    let (s, got, _) = common::call(&app, "GET", "/v1/assets/SYNUSDT/risk", None).await;
+    assert_eq!(s, 200, "{got}");
+    let need = state.serving().unwrap().info.history_hours();
+    let body = json!({"asset": "SYNUSDT", "candles": json_candles(&c[c.len() - need..])});
+    let (s, posted, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(s, 200, "{posted}");
+    let anomaly = &got["items"][0]["derivation"]["anomaly"];
+    assert!(anomaly["detector"].is_string(), "{got}");
+    assert_eq!(anomaly, &posted["items"][0]["derivation"]["anomaly"]);
+    assert_eq!(got["items"][0]["parameters"], posted["items"][0]["parameters"]);
+    // A previous value out of range is named as the query names it.
+    let (s, v, _) = common::call(&app, "GET", "/v1/assets/SYNUSDT/risk?previous_max_ltv=2", None).await;
+    assert_eq!(
+        (s.as_u16(), &v["field"]),
+        (422, &json!("previous_max_ltv")),
+        "{v}"
+    );
+
     let from = format_ms(START + 850 * HOUR_MS);
     let to = format_ms(START + 950 * HOUR_MS);
     let uri = format!("/v1/assets/SYNUSDT/anomalies?from={from}&to={to}");
@@ -411,6 +432,15 @@ async fn the_stored_candles_route_scans_the_store() {
     assert_eq!(s, 422);
     let (s, _, _) = common::call(&app, "GET", "/v1/assets/SYNUSDT/anomalies?when=1", None).await;
     assert_eq!(s, 400);
+    // Times outside 1970 .. 9999 are refused: a `from` in 1900 and a `to` of i64::MAX used to
+    // wrap the 90-day check and load the whole history.
+    let wrapped = "/v1/assets/SYNUSDT/anomalies?from=1900-01-01T00:00:00Z&to=9223372036854775807";
+    let (s, v, _) = common::call(&app, "GET", wrapped, None).await;
+    assert_eq!((s.as_u16(), &v["error"]), (400, &json!("invalid_query")), "{v}");
+    // A path segment that is not UTF-8: our error format, naming the parameter.
+    let (s, v, _) = common::call(&app, "GET", "/v1/assets/%FF/anomalies", None).await;
+    assert_eq!((s.as_u16(), &v["field"]), (400, &json!("asset")), "{v}");
+    assert_eq!(v["error"], "invalid_query");
 }
 
 /// The served detector on 64 calm synthetic markets (iid normal returns at a constant scale,

@@ -390,9 +390,11 @@ async fn mutated_requests_get_an_answer_or_a_clear_refusal() {
         "%C3%A9",
         "%FF",
         "9999999999999999999999999999999",
+        "9223372036854775807",
+        "1900-01-01T00:00:00Z",
     ];
     let assets = [
-        "FRESH", "FRESH", "NOPE", "%2F", "..", "%C3%A9", "%00", "a%20b", "dec_00",
+        "FRESH", "FRESH", "NOPE", "%2F", "..", "%C3%A9", "%FF", "%00", "a%20b", "dec_00",
     ];
     for _ in 0..QUERIES {
         let mut uri = gets[rng.usize(..gets.len())].replace("{a}", assets[rng.usize(..assets.len())]);

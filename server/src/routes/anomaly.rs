@@ -2,13 +2,13 @@
 //! scores, flags and reasons on posted candles (and pool snapshots) or on stored candles.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use volcast_core::time::{Bound, HOUR_MS};
 
 use crate::anomaly::{check_pool, min_candles, scan_batch, store_scan};
 use crate::dto::anomaly::{AnomaliesQuery, AssetScan, DetectorRef, ScanItem, ScanRequest, ScanResponse};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::inputs::{check_asset_id, checked_candles, shape};
 use crate::routes::MARKET_TAG;
 use crate::routes::assets::time_param;
@@ -97,7 +97,7 @@ pub async fn scan(
 )]
 pub async fn asset_anomalies(
     State(state): State<AppState>,
-    Path(asset): Path<String>,
+    ApiPath(asset): ApiPath<String>,
     ApiQuery(q): ApiQuery<AnomaliesQuery>,
 ) -> Result<Json<AssetScan>, ApiError> {
     check_asset_id("asset", &asset)?;
@@ -127,7 +127,7 @@ pub async fn asset_anomalies(
         });
     }
     let warmup = i64::try_from(min_candles(&scorer)).unwrap_or(i64::MAX);
-    let start = from - warmup * HOUR_MS;
+    let start = from.saturating_sub(warmup.saturating_mul(HOUR_MS));
     let limit = u32::try_from((to - start) / HOUR_MS + 1).unwrap_or(u32::MAX);
     let candles = store.candles(&asset, start, to, limit).await?;
     if candles.is_empty() && store.latest_candles(&asset, i64::MAX, 1).await?.is_empty() {

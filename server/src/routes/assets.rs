@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use volcast_core::time::{Bound, HOUR_MS, format_ms, parse_time};
@@ -25,12 +25,12 @@ use crate::dto::assets::{
 };
 use crate::dto::{CandleDto, LiquidityResponse, Previous, RiskRequest, RiskResponse, VolatilityResponse};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::follower::SymbolStatus;
 use crate::inputs::check_asset_id;
 use crate::inputs::horizon_indices;
 use crate::routes::forecast::{liquidity_response, sale_size, volatility_response};
-use crate::routes::risk_parameters::{caller_id, check_previous, recommend, settings, with_ids};
+use crate::routes::risk_parameters::{caller_id, recommend_watched, settings, with_ids};
 use crate::routes::{FORECAST_TAG, MARKET_TAG, RISK_TAG, forecast_items};
 use crate::state::{AppState, Serving, StoredForecast};
 
@@ -133,17 +133,30 @@ fn horizons(text: Option<&str>) -> Result<Option<Vec<u64>>, ApiError> {
 
 /// A time parameter: Unix ms, RFC 3339 or a date.
 pub fn time_param(field: &str, text: &str, bound: Bound) -> Result<i64, ApiError> {
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map_err(|_| ApiError::InvalidQuery {
+    let t = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse().map_err(|_| ApiError::InvalidQuery {
             field: field.to_owned(),
             message: format!("{text}: too large for Unix milliseconds"),
+        })?
+    } else {
+        parse_time(text, bound).map_err(|e| ApiError::InvalidQuery {
+            field: field.to_owned(),
+            message: format!("{e}, or Unix milliseconds"),
+        })?
+    };
+    // Bounded, so that the routes' time arithmetic cannot overflow (a `from` in 1900 and a `to`
+    // of i64::MAX wrapped the anomalies route's 90-day check).
+    if !(0..=LAST_TIME_MS).contains(&t) {
+        return Err(ApiError::InvalidQuery {
+            field: field.to_owned(),
+            message: format!("{text}: outside 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z"),
         });
     }
-    parse_time(text, bound).map_err(|e| ApiError::InvalidQuery {
-        field: field.to_owned(),
-        message: format!("{e}, or Unix milliseconds"),
-    })
+    Ok(t)
 }
+
+/// 9999-12-31T23:59:59.999Z in Unix milliseconds: the latest time a query may name.
+pub const LAST_TIME_MS: i64 = 253_402_300_799_999;
 
 /// Every stored asset: its first and last candle, hours missing over the last 30 days, how old
 /// its data is and whether it can be served now.
@@ -251,7 +264,7 @@ fn follow_dto(s: SymbolStatus) -> FollowDto {
 )]
 pub async fn candles(
     State(state): State<AppState>,
-    Path(asset): Path<String>,
+    ApiPath(asset): ApiPath<String>,
     ApiQuery(q): ApiQuery<CandlesQuery>,
 ) -> Result<Json<CandlesPage>, ApiError> {
     check_asset(&asset)?;
@@ -314,7 +327,7 @@ pub async fn candles(
 )]
 pub async fn volatility(
     State(state): State<AppState>,
-    Path(asset): Path<String>,
+    ApiPath(asset): ApiPath<String>,
     ApiQuery(q): ApiQuery<VolatilityQuery>,
 ) -> Result<Json<VolatilityResponse>, ApiError> {
     let horizons = horizons(q.horizons.as_deref())?;
@@ -347,7 +360,7 @@ pub async fn volatility(
 )]
 pub async fn liquidity(
     State(state): State<AppState>,
-    Path(asset): Path<String>,
+    ApiPath(asset): ApiPath<String>,
     ApiQuery(q): ApiQuery<LiquidityQuery>,
 ) -> Result<Json<LiquidityResponse>, ApiError> {
     let horizons = horizons(q.horizons.as_deref())?;
@@ -378,7 +391,7 @@ pub async fn liquidity(
 pub async fn risk(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
-    Path(asset): Path<String>,
+    ApiPath(asset): ApiPath<String>,
     ApiQuery(q): ApiQuery<RiskQuery>,
 ) -> Result<(HeaderMap, Json<RiskResponse>), ApiError> {
     let (resp, ids) = asset_risk(&state, caller_id(caller), logged::ASSET_RISK, asset, &q).await?;
@@ -413,10 +426,27 @@ pub async fn asset_risk(
     };
     let serving = state.serving()?;
     let s = settings(&asked, state)?;
-    check_previous("", previous.as_ref())?;
+    // Named as the query names them.
+    for (name, value) in [
+        ("previous_liquidation_threshold", q.previous_liquidation_threshold),
+        ("previous_max_ltv", q.previous_max_ltv),
+    ] {
+        if let Some(v) = value {
+            volcast_core::policy::UNIT_RANGE.check(name, v)?;
+        }
+    }
     let forecast = stored_forecast(state, &serving, &asset).await?;
     let (prep, pred, inputs) = forecast.as_ref();
-    let item = recommend(&serving.info, &s, "", prep, pred, previous)?;
+    let item = recommend_watched(
+        state,
+        &serving.info,
+        &s,
+        "",
+        prep,
+        pred,
+        &inputs.candles,
+        previous,
+    )?;
     let resp = RiskResponse {
         model: serving.info.reference(),
         items: vec![item],
@@ -473,5 +503,22 @@ mod tests {
         assert!(
             matches!(time_param("to", "yesterday", Bound::End), Err(ApiError::InvalidQuery { field, .. }) if field == "to")
         );
+        // Bounded to 1970 .. 9999, the ends included.
+        assert_eq!(time_param("from", "0", Bound::Start).ok(), Some(0));
+        assert_eq!(
+            time_param("to", "9999-12-31", Bound::End).ok(),
+            Some(LAST_TIME_MS)
+        );
+        for (field, text) in [
+            ("from", "1900-01-01T00:00:00Z"),
+            ("from", "1969-12-31"),
+            ("to", "9223372036854775807"),
+            ("to", "253402300800000"),
+        ] {
+            assert!(
+                matches!(time_param(field, text, Bound::Start), Err(ApiError::InvalidQuery { field: f, .. }) if f == field),
+                "{text}"
+            );
+        }
     }
 }

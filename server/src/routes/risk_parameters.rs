@@ -17,8 +17,8 @@ use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
 use crate::auth::Caller;
 use crate::dto::policy as gate;
 use crate::dto::{
-    AssetRisk, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters, RiskRequest,
-    RiskResponse, ServedPolicy,
+    AssetRisk, CandleDto, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters,
+    RiskRequest, RiskResponse, ServedPolicy,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
@@ -225,29 +225,59 @@ pub async fn parameters_answer(
         .collect();
     let results = forecast_items(state, serving, refs).await?;
     let info = &serving.info;
-    let scorer = state.anomaly_scorer();
     let out = results
         .into_iter()
         .zip(items)
         .map(|((prep, pred), (prefix, item))| {
-            // The detector's flags on this window, and the tighter tau they may ask for.
-            let context = scorer.as_deref().map(|sc| {
-                let candles: Vec<Candle> = item.candles.iter().map(|&c| c.into()).collect();
-                anomaly::risk_context(sc, state.settings().anomaly, &candles, s.tau, TAU_RANGE.max)
-            });
-            let item_settings = RiskSettings {
-                tau: context.as_ref().map_or(s.tau, |c| c.1),
-                ..s
-            };
-            let mut risk = recommend(info, &item_settings, &prefix, &prep, &pred, item.previous)?;
-            risk.derivation.anomaly = context.map(|c| c.0);
-            Ok(risk)
+            recommend_watched(
+                state,
+                info,
+                &s,
+                &prefix,
+                &prep,
+                &pred,
+                &item.candles,
+                item.previous,
+            )
         })
         .collect::<Result<_, ApiError>>()?;
     Ok(RiskResponse {
         model: info.reference(),
         items: out,
     })
+}
+
+/// [`recommend`] with the anomaly detector's view of the window `candles`, where one is loaded:
+/// its flags in `derivation.anomaly`, and the tighter tau an active flag asks for under
+/// `--anomaly-action tighten`. Every risk answer (posted candles or stored ones) goes through it.
+///
+/// # Errors
+/// As [`recommend`].
+#[expect(
+    clippy::too_many_arguments,
+    reason = "recommend's inputs plus the window it scans"
+)]
+pub fn recommend_watched(
+    state: &AppState,
+    info: &ModelInfo,
+    s: &RiskSettings,
+    prefix: &str,
+    prep: &Prepared,
+    pred: &Prediction,
+    candles: &[CandleDto],
+    previous: Option<Previous>,
+) -> Result<AssetRisk, ApiError> {
+    let context = state.anomaly_scorer().map(|sc| {
+        let candles: Vec<Candle> = candles.iter().map(|&c| c.into()).collect();
+        anomaly::risk_context(&sc, state.settings().anomaly, &candles, s.tau, TAU_RANGE.max)
+    });
+    let item_settings = RiskSettings {
+        tau: context.as_ref().map_or(s.tau, |c| c.1),
+        ..*s
+    };
+    let mut risk = recommend(info, &item_settings, prefix, prep, pred, previous)?;
+    risk.derivation.anomaly = context.map(|c| c.0);
+    Ok(risk)
 }
 
 /// One asset's parameters and derivation from its forecasts (`prefix`: the item's JSON path).

@@ -3,7 +3,7 @@
 //! `GET /v1/assets/{asset}/risk`). Each asset's answer is logged as a decision, whose id is the
 //! updates' `reference_id`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
 
@@ -13,7 +13,7 @@ use crate::dto::assets::RiskQuery;
 use crate::dto::oracle::UpdatesResponse;
 use crate::dto::{RiskRequest, RiskResponse};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::routes::RISK_TAG;
 use crate::routes::assets::asset_risk;
 use crate::routes::risk_parameters::{caller_id, decided};
@@ -65,7 +65,7 @@ pub async fn post_updates(
 pub async fn asset_updates(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
-    Path(asset): Path<String>,
+    ApiPath(asset): ApiPath<String>,
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<RiskQuery>,
 ) -> Result<(HeaderMap, Json<UpdatesResponse>), ApiError> {
     let (resp, ids) = asset_risk(&state, caller_id(caller), logged::ASSET_UPDATES, asset, &q).await?;
