@@ -40,6 +40,14 @@ use crate::state::AppState;
 
 /// How often the job looks at the clock.
 const JOB_PERIOD: Duration = Duration::from_secs(60);
+/// How long after midnight the day's pass waits for the 23:00 candle of every asset that traded
+/// the day before (the follower fetches it a few seconds after 00:00, asset by asset).
+const WAIT_FOR_CANDLES_MS: i64 = 15 * 60_000;
+/// A failed recalibration is tried again this much later, at most [`RECALIBRATION_TRIES`] times
+/// a day in all.
+const RETRY_MS: i64 = 10 * 60_000;
+/// Tries of the recalibration per day before it gives up until the next day.
+const RECALIBRATION_TRIES: u32 = 3;
 
 /// What the daily job does besides the ledger.
 #[derive(Debug, Clone)]
@@ -59,6 +67,8 @@ pub struct DailyOptions {
 pub struct DailyState {
     candles: HashMap<String, Vec<Candle>>,
     recalibrated_day: Option<i64>,
+    /// The day of the last failed recalibrations, how many, and when the last was tried.
+    failed: Option<(i64, u32, i64)>,
     gate_day: Option<i64>,
     /// The day, detector and scale of the last anomaly threshold set.
     anomaly: Option<(i64, String, f64)>,
@@ -77,6 +87,45 @@ pub struct Pass {
     pub scored: usize,
     /// The anomaly threshold's scale, when set this pass.
     pub anomaly_scale: Option<f64>,
+}
+
+impl DailyState {
+    /// Whether the day's recalibration may be tried now: not after [`RECALIBRATION_TRIES`]
+    /// failures today, nor within [`RETRY_MS`] of the last.
+    fn may_recalibrate(&self, today: i64, now_ms: i64) -> bool {
+        match self.failed {
+            Some((day, tries, last)) if day == today => {
+                tries < RECALIBRATION_TRIES && now_ms - last >= RETRY_MS
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Whether the day's pass should wait: within [`WAIT_FOR_CANDLES_MS`] of midnight, a symbol the
+/// live follower follows traded the day before but has no 23:00 candle stored yet (the follower
+/// asks for it a few seconds after 00:00). Without a follower the store is filled by other means
+/// (`ingest`, a replay), and the pass does not wait; a recalibration that finds the day's candles
+/// missing is tried again later ([`RETRY_MS`]).
+///
+/// # Errors
+/// The store's.
+pub async fn waiting_for_candles(state: &AppState, today: i64, now_ms: i64) -> Result<bool, ApiError> {
+    let Some(followed) = state.follow_status() else {
+        return Ok(false);
+    };
+    if now_ms - today >= WAIT_FOR_CANDLES_MS {
+        return Ok(false);
+    }
+    let followed: std::collections::HashSet<String> =
+        followed.snapshot().into_iter().map(|s| s.symbol).collect();
+    let last_hour = today - HOUR_MS;
+    Ok(state
+        .store()?
+        .last_open_times()
+        .await?
+        .iter()
+        .any(|(asset, last)| followed.contains(asset) && (today - DAY_MS..last_hour).contains(last)))
 }
 
 /// Restores the policy served from the gate's last switch in the store (after a restart).
@@ -104,7 +153,13 @@ pub async fn run_once(
 ) -> Result<Pass, ApiError> {
     let today = day_origin(now_ms);
     let mut pass = Pass::default();
-    if options.recalibrate && daily.recalibrated_day != Some(today) {
+    if waiting_for_candles(state, today, now_ms).await? {
+        // The day's last candles are still coming in: the day's work waits for them (a pass
+        // that ran without them would recalibrate, gate and record on yesterday's data).
+        pass.scored = crate::ledger::score_pending(state, now_ms).await?;
+        return Ok(pass);
+    }
+    if options.recalibrate && daily.recalibrated_day != Some(today) && daily.may_recalibrate(today, now_ms) {
         match recalibrate(state, options, daily, today).await {
             Ok(Some(id)) => {
                 count(state, "ok");
@@ -115,8 +170,14 @@ pub async fn run_once(
             Err(ApiError::NotReady) => return Err(ApiError::NotReady),
             Err(e) => {
                 count(state, "failed");
-                daily.recalibrated_day = Some(today);
-                tracing::warn!(day = %format_ms(today), "daily recalibration failed, serving the model as it was: {e}");
+                let tries = daily.failed.filter(|f| f.0 == today).map_or(0, |f| f.1) + 1;
+                daily.failed = Some((today, tries, now_ms));
+                let next = if tries < RECALIBRATION_TRIES {
+                    format!("tried again in {} min", RETRY_MS / 60_000)
+                } else {
+                    "not tried again until tomorrow".to_owned()
+                };
+                tracing::warn!(day = %format_ms(today), tries, "daily recalibration failed, serving the model as it was ({next}): {e}");
             }
         }
     }
@@ -351,5 +412,24 @@ pub async fn job(state: AppState, options: DailyOptions) {
             }
             Err(e) => tracing::warn!("daily job: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_recalibration_is_tried_again_later_a_few_times_a_day() {
+        let today = 1_704_067_200_000;
+        let mut daily = DailyState::default();
+        assert!(daily.may_recalibrate(today, today + 60_000));
+        daily.failed = Some((today, 1, today + 60_000));
+        assert!(!daily.may_recalibrate(today, today + 60_000 + RETRY_MS - 1));
+        assert!(daily.may_recalibrate(today, today + 60_000 + RETRY_MS));
+        daily.failed = Some((today, RECALIBRATION_TRIES, today + 60_000));
+        assert!(!daily.may_recalibrate(today, today + DAY_MS - 1));
+        // A new day starts afresh.
+        assert!(daily.may_recalibrate(today + DAY_MS, today + DAY_MS + 60_000));
     }
 }

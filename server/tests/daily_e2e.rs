@@ -156,6 +156,25 @@ async fn the_service_recalibrates_scores_and_falls_back_on_its_own() {
     let mut ids = Vec::new();
     for day in 45..=60 {
         let midnight = START + day * DAY_MS;
+        if day == 46 {
+            // The job's first pass after midnight comes before the follower has stored the
+            // 23:00 candles: the day's work waits for them (no recalibration and no failure, no
+            // ledger entry on yesterday's window), and the next pass does it.
+            reach(&now, &store, midnight - HOUR_MS).await;
+            let early = run_once(&state, &options, &mut daily, midnight + 2_000)
+                .await
+                .unwrap();
+            assert_eq!(
+                (early.recalibrated.as_ref(), early.recorded),
+                (None, 0),
+                "{early:?}"
+            );
+            let (_, metrics, _) = common::call(&app, "GET", "/metrics", None).await;
+            assert!(
+                !metrics.as_str().unwrap().contains("outcome=\"failed\""),
+                "{metrics}"
+            );
+        }
         reach(&now, &store, midnight).await;
         let before = state.serving().unwrap().info.dir.clone();
         let pass = run_once(&state, &options, &mut daily, midnight + 60_000)
