@@ -419,8 +419,14 @@ fn best_weight(points: &[[f64; 3]], scale: f64) -> f64 {
 }
 
 /// [`best_weight`] with its mean QLIKE (NaN when no blend is finite). Of equal scores, the
-/// first weight tried.
+/// first weight tried; where no point has a usable HAR forecast (every weight scores the same),
+/// the network alone, so that the weight kept does not serve HAR alone on the next day for want
+/// of evidence.
 fn best_blend(points: &[[f64; 3]], scale: f64) -> (f64, f64) {
+    if !points.iter().any(|p| p[2].is_finite() && p[2] > 0.0) {
+        let q = blend_qlike(points, scale, 1.0);
+        return (1.0, if q.is_finite() { q } else { f64::NAN });
+    }
     HAR_BLEND_WEIGHTS
         .iter()
         .map(|&w| (w, blend_qlike(points, scale, w)))

@@ -52,9 +52,11 @@ fn the_har_weight_follows_the_better_forecaster() {
     };
     assert!(best_weight(&points(true), 1.0) >= 0.9);
     assert!(best_weight(&points(false), 1.0) <= 0.1);
-    // Where HAR forecasts are unusable, the network's stand: any weight gives the same.
+    // Where no HAR forecast is usable, any weight scores the same: the network alone is kept
+    // (the first weight tried, 0, would serve HAR alone the next day).
     let no_har: Vec<[f64; 3]> = (1..50).map(|i| [f64::from(i), f64::from(i), f64::NAN]).collect();
-    assert_eq!(best_weight(&no_har, 1.0), 0.0);
+    assert_eq!(best_weight(&no_har, 1.0), 1.0);
+    assert_eq!(best_blend(&no_har, 1.0).1, 0.0, "each forecast equals its RV");
 }
 
 /// Weighed as served, each day's weight is the best on the window's forecasts times the
