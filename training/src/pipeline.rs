@@ -543,6 +543,7 @@ fn artifact_metadata(
         risk: None,
         uncalibrated: None,
         recalibration: None,
+        fit_end_recalibration: None,
         ensemble: None,
         ensemble_horizon_weights: None,
         stress_scenarios: volcast_core::stress::market_stress_scenarios(assets, fit_end_hour),

@@ -115,6 +115,7 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     }
     replay_sees_no_future(&model, &loaded);
     daily_recalibration(&model, &assets, &out);
+    the_daily_chain_is_the_replay(&model, &assets, &out);
     shortage_stack_in_the_replay(&model, &assets);
     blend_in_hindsight_is_what_the_replay_serves(&model, &assets);
     a_carried_week_serves_alike(&model, &assets, &out);
@@ -406,6 +407,48 @@ fn replay_sees_no_future(model: &LoadedModel, loaded: &[volcast_core::candles::A
 
 /// The daily job (`calibrate --until`) and `evaluate`'s replay of it agree, and the job refuses
 /// windows it cannot measure.
+/// The service's daily job starts each day from the artifact it wrote the day before. Chained
+/// so, day after day from just after the fit end (while its window still holds forecasts made
+/// before the fit end, weighed as served with the corrections then in force), each day's
+/// corrections and drawdown factors are the replay's of that day from the trained artifact:
+/// what the service serves does not depend on the day it last restarted.
+fn the_daily_chain_is_the_replay(model: &LoadedModel, assets: &[volcast_core::grid::Asset], out: &Path) {
+    use volcast_training::calibrate::refresh_recalibration;
+    use volcast_training::rolling::DailyRecalibrated;
+
+    let mut metadata = model.metadata.clone();
+    if let Some(a) = metadata.recalibration.as_mut().and_then(|r| r.adaptive.as_mut()) {
+        a.drawdown_step = 0.0005;
+    }
+    let model = &model.with_metadata(metadata);
+    let device = select(DeviceChoice::Cpu).unwrap().device;
+    let hour = |t: &str| parse_time(t, Bound::Start).unwrap() / HOUR_MS;
+    let (first, last) = (hour("2020-04-17"), hour("2020-04-26"));
+    let op = DailyRecalibrated::new(model, 15)
+        .operate(assets, &[], (first, last))
+        .unwrap();
+    let mut current = model.with_metadata(model.metadata.clone());
+    for day in (first..=last).step_by(24) {
+        let saved = refresh_recalibration(&current, assets, day, &out.join("chain")).unwrap();
+        current = LoadedModel::load(&saved.dir, &device).unwrap();
+        let replayed = op.corrections[&day].as_ref().unwrap();
+        assert_eq!(
+            current.metadata.recalibration.as_ref(),
+            Some(replayed),
+            "day {}",
+            volcast_core::time::format_ms(day * HOUR_MS)
+        );
+        let factors = model
+            .metadata
+            .risk
+            .as_ref()
+            .unwrap()
+            .model
+            .with_factors(&op.factors[&day]);
+        assert_eq!(current.metadata.risk.as_ref().unwrap().model, factors);
+    }
+}
+
 fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset], out: &Path) {
     use volcast_training::calibrate::refresh_recalibration;
     use volcast_training::rolling::CalibrateError;

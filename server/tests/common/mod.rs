@@ -141,6 +141,7 @@ pub fn info() -> ModelInfo {
             risk: None,
             uncalibrated: Some("a test double".into()),
             // Neutral corrections (scales of 1), so the model card and metrics show them.
+            fit_end_recalibration: None,
             recalibration: Some(volcast_model::artifact::Recalibration {
                 from: "2023-09-02T00:00:00Z".into(),
                 until: "2024-01-01T00:00:00Z".into(),

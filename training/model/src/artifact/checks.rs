@@ -95,6 +95,9 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
     if let Some(Err(e)) = meta.recalibration.as_ref().map(|r| r.check(levels.len())) {
         return bad(format!("recalibration: {e}"));
     }
+    if let Some(Err(e)) = meta.fit_end_recalibration.as_ref().map(|r| r.check(levels.len())) {
+        return bad(format!("fit_end_recalibration: {e}"));
+    }
     if let Err(e) = super::check_term_structure(&meta.term_structure, &meta.horizons, &meta.har) {
         return bad(format!("term_structure: {e}"));
     }

@@ -115,6 +115,13 @@ pub struct Metadata {
     /// absent in artifacts made before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recalibration: Option<Recalibration>,
+    /// In an artifact the daily job wrote, the corrections the trained artifact carried at its
+    /// fit end ([`Self::recalibration`] there): the replay values forecasts made before the
+    /// daily job's first day as served with them, so each day's job, started from the day
+    /// before's artifact, measures what the replay from the trained one does. Absent in a
+    /// trained artifact, whose own corrections are those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_end_recalibration: Option<Recalibration>,
     /// The market asset's worst historical windows up to the fit end, replayed by the stress
     /// simulation; empty in artifacts made before they were recorded.
     #[serde(default)]
@@ -208,6 +215,15 @@ pub fn read_metadata(dir: &Path) -> Result<Metadata, ArtifactError> {
 }
 
 impl Metadata {
+    /// The corrections in force before the daily job's first day: the trained artifact's
+    /// ([`Self::fit_end_recalibration`] where the daily job wrote this one, else its own).
+    #[must_use]
+    pub fn fit_end_corrections(&self) -> Option<&Recalibration> {
+        self.fit_end_recalibration
+            .as_ref()
+            .or(self.recalibration.as_ref())
+    }
+
     /// The members trained (seeds): the networks of `model.bpk`, or, where horizons are served
     /// by networks of their own, the members the holdout figures name (those of the networks
     /// trained apart, named with [`APART_PREFIX`], not counted: they take the same seeds).

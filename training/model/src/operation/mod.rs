@@ -235,7 +235,9 @@ impl DailyRecalibrated<'_> {
             }
         };
         let prepared = prepare(assets, horizons);
-        let stored = metadata.recalibration.as_ref();
+        // Before the daily job's first day, the trained artifact's corrections were in force,
+        // whichever day's artifact is operated (the service starts from yesterday's).
+        let stored = metadata.fit_end_corrections();
         let mut history = History::new(
             assets,
             &prepared,
@@ -453,6 +455,7 @@ pub fn refresh_recalibration(
         .and_then(|r| r.rolling_days)
         .unwrap_or(model.config.holdout_days);
     let mut metadata = model.metadata.clone();
+    metadata.fit_end_recalibration = model.metadata.fit_end_corrections().cloned();
     if metadata
         .recalibration
         .as_ref()
