@@ -361,6 +361,23 @@ async fn the_job_catches_up_the_last_week_once() {
     let late_serves = usize::from(servable.contains(&today));
     assert_eq!(run_once(&state, now).await.unwrap().0, late_serves);
     assert_eq!(run_once(&state, now).await.unwrap().0, 0);
+
+    // A served model whose corrections were measured through two days ago (the daily job's
+    // artifact of that day) catches up no origin before then: it has seen what followed them,
+    // and an entry would flatter it before the gate.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = common::state_with_store(&artifact(), store_with(dir.path(), &data).await, FOREVER).await;
+    let serving = fresh.serving().unwrap();
+    let mut info = (*serving.info).clone();
+    let measured = today - 2 * DAY_MS;
+    info.metadata.recalibration.as_mut().unwrap().until = volcast_core::time::format_ms(measured);
+    fresh.set_serving(volcast_server::state::Serving {
+        info: std::sync::Arc::new(info),
+        queue: serving.queue.clone(),
+    });
+    let after = servable.iter().filter(|&&o| o >= measured).count();
+    assert!(after < servable.len(), "{servable:?}");
+    assert_eq!(run_once(&fresh, now).await.unwrap().0, after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

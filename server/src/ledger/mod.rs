@@ -189,6 +189,11 @@ pub fn record_of(
 /// The store's, or the model's readiness.
 pub async fn record_origin(state: &AppState, origin: i64) -> Result<usize, ApiError> {
     let serving = state.serving()?;
+    if origin < knowledge_end(&serving.info.metadata) {
+        // The served model has seen what followed this origin (it was fit, or its corrections
+        // measured, on data past it): an entry would flatter it, and the gate reads the ledger.
+        return Ok(0);
+    }
     let store = state.store()?;
     let done = store.recorded_assets(origin).await?;
     let mut new = 0;
@@ -225,6 +230,20 @@ pub async fn record_origin(state: &AppState, origin: i64) -> Result<usize, ApiEr
         new += usize::from(store.record_forecast(&entry).await?);
     }
     Ok(new)
+}
+
+/// The first origin (Unix ms) the served artifact knows nothing after: its fit end, or the end
+/// of the window its corrections were measured on (the daily job's day), whichever is later. The
+/// ledger's catch-up (after a first start or a downtime) records no origin before it.
+#[must_use]
+pub fn knowledge_end(metadata: &volcast_model::artifact::Metadata) -> i64 {
+    let fit_end = volcast_model::operation::fit_end_hour(metadata).map_or(i64::MIN, |h| h * HOUR_MS);
+    let measured = metadata
+        .recalibration
+        .as_ref()
+        .and_then(|r| volcast_core::time::parse_time(&r.until, volcast_core::time::Bound::Start).ok())
+        .unwrap_or(i64::MIN);
+    fit_end.max(measured)
 }
 
 /// Hours of candles before an origin that scoring reads: the shortage label's 30-day median of
