@@ -331,6 +331,23 @@ async fn recalibrate(
         + 744;
     let from = (fit_end.min(today_hour) - span) * HOUR_MS;
     let candles = refresh_candles(state, daily, from, today - HOUR_MS).await?;
+    // The replay reads the candles from the fit end's window on; a store that starts later (a
+    // follower's backfill alone) gives other adaptive states and weights than the replay's.
+    if let Some(first) = candles
+        .iter()
+        .filter_map(|a| a.candles.first())
+        .map(|c| c.open_time)
+        .min()
+        && first > from
+    {
+        tracing::warn!(
+            needed_from = %format_ms(from),
+            stored_from = %format_ms(first),
+            "the store starts after the candles the daily recalibration reads (the fit end's window on): \
+             its state is measured on what is stored, not as the replay measures it; ingest the \
+             candles from before the fit end"
+        );
+    }
     let dir = serving.info.dir.clone();
     let out = options.artifacts_dir.clone();
     let saved = tokio::task::spawn_blocking(move || {
