@@ -40,8 +40,9 @@ use crate::state::AppState;
 
 /// How often the job looks at the clock.
 const JOB_PERIOD: Duration = Duration::from_secs(60);
-/// How long after midnight the day's pass waits for the 23:00 candle of every asset that traded
-/// the day before (the follower fetches it a few seconds after 00:00, asset by asset).
+/// How long after midnight the day's pass waits for the 23:00 candle of every followed symbol
+/// that traded the day before (the follower fetches it a few seconds after 00:00, symbol by
+/// symbol): [`waiting_for_candles`].
 const WAIT_FOR_CANDLES_MS: i64 = 15 * 60_000;
 /// A failed recalibration is tried again this much later, at most [`RECALIBRATION_TRIES`] times
 /// a day in all.
