@@ -111,7 +111,7 @@ impl DailyState {
 ///
 /// # Errors
 /// The store's.
-pub async fn waiting_for_candles(state: &AppState, today: i64, now_ms: i64) -> Result<bool, ApiError> {
+async fn waiting_for_candles(state: &AppState, today: i64, now_ms: i64) -> Result<bool, ApiError> {
     let Some(followed) = state.follow_status() else {
         return Ok(false);
     };
