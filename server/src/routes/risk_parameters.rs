@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use volcast_core::candles::Candle;
 use volcast_core::curve::VarianceCurve;
-use volcast_core::drawdown::DrawdownRule;
+use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
 use volcast_core::policy::{
     self, AskedSettings, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, TAU_RANGE, UNIT_RANGE,
 };
@@ -52,15 +52,16 @@ pub fn settings(body: &RiskRequest, state: &AppState) -> Result<RiskSettings, Ap
 /// Each previous value given must lie in [0, 1].
 ///
 /// # Errors
-/// [`ApiError::OutOfRange`] naming it.
-pub fn check_previous(prefix: &str, previous: Option<&Previous>) -> Result<(), ApiError> {
+/// [`ApiError::OutOfRange`] naming it as `named` says (`previous.max_ltv` in a body,
+/// `previous_max_ltv` in a query).
+pub fn check_previous(previous: Option<&Previous>, named: impl Fn(&str) -> String) -> Result<(), ApiError> {
     let Some(p) = previous else { return Ok(()) };
     for (name, value) in [
         ("liquidation_threshold", p.liquidation_threshold),
         ("max_ltv", p.max_ltv),
     ] {
         if let Some(v) = value {
-            UNIT_RANGE.check(&format!("{prefix}previous.{name}"), v)?;
+            UNIT_RANGE.check(&named(name), v)?;
         }
     }
     Ok(())
@@ -217,7 +218,7 @@ pub async fn parameters_answer(
         },
     )?;
     for (prefix, item) in &items {
-        check_previous(prefix, item.previous.as_ref())?;
+        check_previous(item.previous.as_ref(), |name| format!("{prefix}previous.{name}"))?;
     }
     let refs = items
         .iter()
@@ -280,6 +281,19 @@ pub fn recommend_watched(
     Ok(risk)
 }
 
+/// The gate's fallback on this window, where it is served: HAR's calibrated drawdown rule
+/// (with HAR's variance) while the gate holds the fallback, the artifact has a HAR calibration
+/// and HAR's variance exists on the window. Every risk answer and the stress simulation serve
+/// by it.
+#[must_use]
+pub fn fallback_har<'a>(info: &'a ModelInfo, prep: &Prepared) -> Option<&'a DrawdownCalibration> {
+    info.metadata
+        .risk
+        .as_ref()
+        .and_then(|c| c.har.as_ref())
+        .filter(|_| info.policy.is_fallback() && prep.har_usable())
+}
+
 /// One asset's parameters and derivation from its forecasts (`prefix`: the item's JSON path).
 ///
 /// # Errors
@@ -305,27 +319,23 @@ pub fn recommend(
         liquidation_threshold: p.liquidation_threshold,
         max_ltv: p.max_ltv,
     });
-    // The gate's fallback: HAR's variance with HAR's calibrated rule, where both exist.
-    let har_rule = calibration
-        .and_then(|c| c.har.as_ref())
-        .map(DrawdownRule::Calibrated);
-    let (rule, served) = match (info.policy.is_fallback(), har_rule) {
-        (true, Some(r)) if prep.har_usable() => (
-            r,
+    let (rule, served) = match (info.policy.is_fallback(), fallback_har(info, prep)) {
+        (_, Some(har)) => (
+            DrawdownRule::Calibrated(har),
             ServedPolicy {
                 name: gate::FALLBACK_HAR.into(),
                 reason: format!("the gate serves HAR's policy: {}", info.policy.reason),
                 model: None,
             },
         ),
-        (true, r) => (
+        (true, None) => (
             model_rule,
             ServedPolicy {
                 name: gate::MODEL.into(),
                 reason: format!(
                     "the gate holds the fallback ({}), but {}: the model's policy is served",
                     info.policy.reason,
-                    if r.is_none() {
+                    if calibration.and_then(|c| c.har.as_ref()).is_none() {
                         "the artifact has no HAR calibration"
                     } else {
                         "HAR's variance does not exist on this window"
@@ -334,7 +344,7 @@ pub fn recommend(
                 model: None,
             },
         ),
-        (false, _) => (
+        (false, None) => (
             model_rule,
             ServedPolicy {
                 name: gate::MODEL.into(),

@@ -22,6 +22,7 @@ use crate::dto::stress::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
+use crate::routes::risk_parameters::fallback_har;
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param, unusable};
 use crate::state::{AppState, Serving};
 
@@ -307,20 +308,17 @@ pub async fn stress_answer(
         .ok_or_else(|| ApiError::Internal("no forecast for the asset".into()))?;
     let horizons = info.horizons();
     // While the gate holds the fallback, the stress runs on what the risk answers serve then:
-    // HAR's variance with HAR's calibrated rule, where both exist (as `recommend`).
-    let har_calibration = info.metadata.risk.as_ref().and_then(|r| r.har.clone());
-    let fallback = info.policy.is_fallback() && prep.har_usable() && har_calibration.is_some();
+    // HAR's variance with HAR's calibrated rule.
+    let har = fallback_har(info, &prep);
     let forecasts = Forecasts {
         horizons,
-        variance: if fallback { &prep.har } else { &pred.variance },
+        variance: if har.is_some() { &prep.har } else { &pred.variance },
         shortage_probability: &pred.shortage_probability,
         illiquidity: &prep.illiquidity,
     };
-    let calibration = if fallback {
-        har_calibration
-    } else {
-        info.metadata.risk.as_ref().map(|r| r.model.clone())
-    };
+    let calibration = har
+        .cloned()
+        .or_else(|| info.metadata.risk.as_ref().map(|r| r.model.clone()));
     let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
     let origin = policy::recommend(&forecasts, &checked.settings, None, rule);
     let price = body.candles.last().map_or(f64::NAN, |c| c.close);
