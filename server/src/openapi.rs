@@ -74,7 +74,6 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// Adds the bearer scheme (Swagger UI's "Authorize" takes a key), and to every route that needs a
 /// key: the scheme, its scope in the description, and the 401, 403 and 429 answers.
 fn secure(doc: &mut utoipa::openapi::OpenApi) {
-    use axum::http::Method;
     use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
     use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
     let components = doc.components.get_or_insert_with(Default::default);
@@ -104,17 +103,17 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
         )
     };
     for (path, item) in &mut doc.paths.paths {
-        for (method, op) in [
-            (Method::GET, &mut item.get),
-            (Method::POST, &mut item.post),
-            (Method::PUT, &mut item.put),
-            (Method::DELETE, &mut item.delete),
-            (Method::PATCH, &mut item.patch),
+        let Some(scope) = crate::auth::route_scope(path, false) else {
+            continue;
+        };
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
         ] {
             let Some(op) = op.as_mut() else { continue };
-            let Some(scope) = crate::auth::route_scope(&method, path, false) else {
-                continue;
-            };
             op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
             let note = format!("Needs an API key with the `{}` scope.", scope.name());
             op.description = Some(match op.description.take() {

@@ -18,7 +18,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     let scope = req
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|p| access.scope_of(req.method(), p.as_str()));
+        .and_then(|p| access.scope_of(p.as_str()));
     let caller = match scope {
         None => Caller::default(),
         Some(scope) => {

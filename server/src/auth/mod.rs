@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use volcast_store::ApiKeyRow;
@@ -137,11 +136,9 @@ pub fn new_key(
 /// `/readyz`, `/metrics` (unless `metrics_need_key`), the docs and the OpenAPI document. A route
 /// this table does not name needs `admin` (fail closed). Each path serves one method, so the
 /// scope goes by the path alone: a wrong method with a key of the path's scope gets the router's
-/// 405 `method_not_allowed`, not a 403 naming `admin`. (`method` is kept for the callers that
-/// document a route by method and path.)
+/// 405 `method_not_allowed`, not a 403 naming `admin`.
 #[must_use]
-pub fn route_scope(method: &Method, path: &str, metrics_need_key: bool) -> Option<Scope> {
-    let _ = method;
+pub fn route_scope(path: &str, metrics_need_key: bool) -> Option<Scope> {
     match path {
         "/healthz" | "/readyz" | "/openapi.json" => None,
         p if p == "/docs" || p.starts_with("/docs/") => None,
@@ -325,10 +322,10 @@ impl Access {
         }
     }
 
-    /// The scope `req`'s route needs, or `None` when it is open.
+    /// The scope the route at `path` (its template) needs, or `None` when it is open.
     #[must_use]
-    pub fn scope_of(&self, method: &Method, path: &str) -> Option<Scope> {
-        route_scope(method, path, self.metrics_need_key)
+    pub fn scope_of(&self, path: &str) -> Option<Scope> {
+        route_scope(path, self.metrics_need_key)
     }
 }
 
@@ -403,11 +400,8 @@ mod tests {
         );
         assert!(parse_scopes("write").is_err());
         assert!(parse_scopes("").is_err());
-        assert_eq!(route_scope(&Method::GET, "/metrics", false), None);
-        assert_eq!(route_scope(&Method::GET, "/metrics", true), Some(Scope::Read));
-        assert_eq!(
-            route_scope(&Method::POST, "/v1/anything/new", false),
-            Some(Scope::Admin)
-        );
+        assert_eq!(route_scope("/metrics", false), None);
+        assert_eq!(route_scope("/metrics", true), Some(Scope::Read));
+        assert_eq!(route_scope("/v1/anything/new", false), Some(Scope::Admin));
     }
 }
