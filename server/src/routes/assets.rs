@@ -30,7 +30,7 @@ use crate::follower::SymbolStatus;
 use crate::inputs::check_asset_id;
 use crate::inputs::horizon_indices;
 use crate::routes::forecast::{liquidity_response, sale_size, volatility_response};
-use crate::routes::risk_parameters::{caller_id, recommend_watched, settings, with_ids};
+use crate::routes::risk_parameters::{caller_id, check_previous, recommend_watched, settings, with_ids};
 use crate::routes::{FORECAST_TAG, MARKET_TAG, RISK_TAG, forecast_items};
 use crate::state::{AppState, Serving, StoredForecast};
 
@@ -426,15 +426,7 @@ pub async fn asset_risk(
     };
     let serving = state.serving()?;
     let s = settings(&asked, state)?;
-    // Named as the query names them.
-    for (name, value) in [
-        ("previous_liquidation_threshold", q.previous_liquidation_threshold),
-        ("previous_max_ltv", q.previous_max_ltv),
-    ] {
-        if let Some(v) = value {
-            volcast_core::policy::UNIT_RANGE.check(name, v)?;
-        }
-    }
+    check_previous(previous.as_ref(), |name| format!("previous_{name}"))?;
     let forecast = stored_forecast(state, &serving, &asset).await?;
     let (prep, pred, inputs) = forecast.as_ref();
     let item = recommend_watched(
