@@ -43,8 +43,8 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let start_ms = parse_time(&args.start, Bound::Start).context("--start")?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let hours = usize::try_from(args.hours).context("--hours")?;
     for i in 1..=args.assets {
-        let hours = usize::try_from(args.hours).context("--hours")?;
         let config = SynthConfig::panel_asset(i, args.seed, hours, start_ms);
         let path = args.out.join(format!("SYNTH{i:02}.csv.gz"));
         write_csv(&path, &generate(&config)).with_context(|| format!("writing {}", path.display()))?;
