@@ -183,10 +183,27 @@ async fn watch_market_data(state: AppState) {
     }
 }
 
+/// How long a request whose decisions were handed to the log's writer before its timeout came
+/// may take beyond it: the writer commits them whatever happens to the request, and the answer
+/// they record is then served. The writer commits in milliseconds; past this the store is failing.
+const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The request timeout, which never cancels a request once its decisions are in the log's
+/// writer (see [`COMMIT_GRACE`]): a record always names an answer that was served, except to a
+/// client that hung up.
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = state.settings().request_timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
+    let (handed_over, run) = audit::log::watch_hand_over(next.run(req));
+    let mut run = std::pin::pin!(run);
+    match tokio::time::timeout(limit, &mut run).await {
         Ok(response) => response,
+        Err(_) if handed_over.get() => match tokio::time::timeout(COMMIT_GRACE, run).await {
+            Ok(response) => response,
+            Err(_) => ApiError::Timeout {
+                timeout: limit + COMMIT_GRACE,
+            }
+            .into_response(),
+        },
         Err(_) => ApiError::Timeout { timeout: limit }.into_response(),
     }
 }

@@ -540,3 +540,54 @@ async fn two_replicas_on_one_store_share_one_verifiable_chain() {
     // Each key alone leaves the other's records untrusted.
     assert!(verify_all(&rows, trusted[..1].to_vec()).is_err());
 }
+
+/// The request timeout never withholds an answer whose decision is being committed: over a sweep
+/// of timeouts, each landing somewhere in the requests (before the model, during it, while the
+/// decision is logged, after), every record names an answer that was served (200), and a
+/// request refused for its timeout (503) left no record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_never_withholds_an_answer_already_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let mut config =
+        volcast_server::config::Config::with_artifact(common::repo().join("model-artifacts/default")).unwrap();
+    config.max_staleness = FOREVER;
+    let series: Vec<Value> = common::market(common::START_MS, 1, 45, None)
+        .iter()
+        .map(common::candle_json)
+        .collect();
+    let (mut served, mut timed_out) = (0, 0);
+    for ms in [1, 2, 3, 4, 6, 8, 11, 15, 20, 30] {
+        config.request_timeout_ms = ms;
+        let state = common::state_with_config(&config, store.clone()).await;
+        let (signer, _) = Signer::generate().unwrap();
+        let log = DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
+            .await
+            .unwrap();
+        state.set_decisions(log);
+        let history = state.serving().unwrap().info.history_hours();
+        let app = volcast_server::app(state);
+        let calls: Vec<_> = (0..16)
+            .map(|i| {
+                let app = app.clone();
+                let end = series.len() - i * 5;
+                let body = json!({"asset": "A", "candles": series[end - history..end]});
+                tokio::spawn(async move { common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await })
+            })
+            .collect();
+        for call in calls {
+            match call.await.unwrap() {
+                (s, _, _) if s == 200 => served += 1,
+                (s, body, _) if s == 503 => {
+                    assert_eq!(body["error"], "timeout", "{body}");
+                    timed_out += 1;
+                }
+                (s, body, _) => panic!("{s}: {body}"),
+            }
+        }
+    }
+    let records = store.decisions(None, i64::MIN, i64::MAX, 0, 10_000).await.unwrap();
+    assert_eq!(records.len(), served, "records against answers served ({timed_out} timed out)");
+    assert!(served > 0 && timed_out > 0, "the sweep hits both sides: {served} served, {timed_out} timed out");
+}

@@ -43,6 +43,32 @@ const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 /// Input windows (and artifacts) remembered as stored, so a repeated window is not sent again.
 const REMEMBERED: usize = 4096;
 
+tokio::task_local! {
+    /// Set once a request's decisions are in the writer's hands (see [`watch_hand_over`]).
+    static HANDED_OVER: Arc<std::sync::atomic::AtomicBool>;
+}
+
+/// Whether a request's decisions were handed to the writer.
+#[derive(Debug, Clone, Default)]
+pub struct HandedOver(Arc<std::sync::atomic::AtomicBool>);
+
+impl HandedOver {
+    /// Whether [`DecisionLog::append`] has handed decisions of the watched future to the writer,
+    /// which then commits them whatever becomes of the future.
+    #[must_use]
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// `fut`, watched: the flag turns true once it hands decisions to the writer. The request
+/// timeout reads it so as never to withhold an answer that is being logged.
+pub fn watch_hand_over<F: Future>(fut: F) -> (HandedOver, impl Future<Output = F::Output>) {
+    let flag = HandedOver::default();
+    let scoped = HANDED_OVER.scope(Arc::clone(&flag.0), fut);
+    (flag, scoped)
+}
+
 struct Job {
     pending: Vec<Pending>,
     reply: oneshot::Sender<Result<(), String>>,
@@ -102,6 +128,8 @@ impl DecisionLog {
             .send(JobBox(Job { pending, reply }))
             .await
             .map_err(|_| ApiError::DecisionLog("the writer stopped".into()))?;
+        // From here the writer commits them whatever becomes of this request.
+        let _ = HANDED_OVER.try_with(|h| h.store(true, std::sync::atomic::Ordering::Release));
         answer
             .await
             .map_err(|_| ApiError::DecisionLog("the writer stopped".into()))?

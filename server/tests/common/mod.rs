@@ -329,13 +329,19 @@ pub async fn state_with_store(
 ) -> AppState {
     let mut config = Config::with_artifact(artifact.to_owned()).unwrap();
     config.max_staleness = max_staleness;
+    state_with_config(&config, store).await
+}
+
+/// [`state_with_store`] under `config` (its artifact served).
+pub async fn state_with_config(config: &Config, store: volcast_store::Store) -> AppState {
+    let artifact = config.artifact.as_path();
     let metrics = Arc::new(Metrics::new());
     let state = AppState::with_store(
-        Settings::from_config(&config).unwrap(),
+        Settings::from_config(config).unwrap(),
         Arc::clone(&metrics),
         Some(store),
     );
-    let serving = volcast_server::load(artifact, volcast_server::load_options(&config), &metrics)
+    let serving = volcast_server::load(artifact, volcast_server::load_options(config), &metrics)
         .await
         .unwrap();
     state.set_serving(serving);
