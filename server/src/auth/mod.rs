@@ -263,7 +263,7 @@ impl Access {
             .ok_or_else(|| unauthorized("this route needs an API key: `Authorization: Bearer vck_...`"))?;
         let token = std::str::from_utf8(token)
             .ok()
-            .and_then(|t| t.strip_prefix("Bearer ").or_else(|| t.strip_prefix("bearer ")))
+            .and_then(bearer_token)
             .ok_or_else(|| unauthorized("the Authorization header must read `Bearer <key>`"))?;
         let (id, secret) = token
             .trim()
@@ -329,6 +329,13 @@ impl Access {
     }
 }
 
+/// The credentials of an `Authorization: Bearer <key>` header: the scheme is case-insensitive
+/// (RFC 9110) and separated from the key by spaces or tabs.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +398,17 @@ mod tests {
     }
 
     #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer vck_a_b"), Some("vck_a_b"));
+        assert_eq!(bearer_token("BEARER vck_a_b"), Some("vck_a_b"));
+        assert_eq!(bearer_token("bearer\tvck_a_b"), Some("vck_a_b"));
+        // Further blanks are trimmed by the caller.
+        assert_eq!(bearer_token("Bearer   vck_a_b"), Some("  vck_a_b"));
+        assert_eq!(bearer_token("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer_token("Bearervck_a_b"), None);
+    }
+
+    #[test]
     fn without_keys_everything_is_open_and_scopes_parse() {
         let access = Access::new(600, false);
         assert!(access.check(Scope::Admin, None, Instant::now()).is_ok());
@@ -405,3 +423,4 @@ mod tests {
         assert_eq!(route_scope("/v1/anything/new", false), Some(Scope::Admin));
     }
 }
+
