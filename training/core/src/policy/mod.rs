@@ -21,7 +21,9 @@
 //!   "plain normal" comparison uses `z_alpha` (the close at `t + tau`, SPEC's GARCH-normal policy).
 //! - **Effective liquidation window** `tau_eff = tau (1 + p)`, `p` the shortage probability at the
 //!   shortest served horizon `>= tau` (the longest when none is): a shortage slows liquidation.
-//! - **Bonus** `LB = max(bonus, slippage + bonus_margin)`; without a slippage estimate, `bonus`.
+//! - **Bonus** `LB = max(bonus, slippage + bonus_margin)`; without a slippage estimate, `bonus`;
+//!   at most [`MAX_BONUS`] (a bonus of the whole debt; the risk oracle's basis points end there),
+//!   so SPEC's `LB >= slippage + margin` holds wherever that sum is at most 1.
 //! - **Unliquidatable size**: an expected slippage `>= 1` (or not finite) means selling the size
 //!   would lose the whole price, so no loan is safe: `LB` is [`MAX_BONUS`], `LT = max LTV = 0`
 //!   whatever the previous values, and [`Policy::liquidation_blocked`] says so. Worse liquidity
@@ -228,14 +230,17 @@ pub struct Policy {
     pub finite: bool,
 }
 
-/// The bonus: `max(bonus, slippage + margin)`, never negative; [`MAX_BONUS`] when the size is
-/// [`unliquidatable`] (never the floor: worse liquidity must not lower the bonus).
+/// The bonus: `max(bonus, slippage + margin)`, never negative and at most [`MAX_BONUS`];
+/// [`MAX_BONUS`] when the size is [`unliquidatable`] (never the floor: worse liquidity must not
+/// lower the bonus, so a slippage just under 1 with a margin is capped at the same value).
 #[must_use]
 pub fn liquidation_bonus(input: &PolicyInput) -> f64 {
     let floor = input.bonus.max(0.0);
     match input.slippage {
         _ if unliquidatable(input.slippage) => floor.max(MAX_BONUS),
-        Some(s) if s.is_finite() => floor.max(s.max(0.0) + input.bonus_margin.max(0.0)),
+        Some(s) if s.is_finite() => floor
+            .max(s.max(0.0) + input.bonus_margin.max(0.0))
+            .min(floor.max(MAX_BONUS)),
         _ => floor,
     }
 }

@@ -146,6 +146,18 @@ fn unliquidatable_slippage_never_lowers_the_bonus() {
         let p = parameters(&c, &i, None, REFLECTION);
         assert!(!p.liquidation_blocked && (p.liquidation_bonus - (s + 0.01)).abs() < 1e-12);
     }
+    // Worse liquidity never lowers the bonus, margin included: just under 1 the sum is capped
+    // at the bonus of a blocked sale, never above it.
+    let mut last = 0.0;
+    for s in [0.0, 0.5, 0.79, 0.8, 0.81, 0.99, 0.999_999, 1.0, 1.5, 7.8e303] {
+        let mut i = input(4.0);
+        i.slippage = Some(s);
+        i.bonus_margin = 0.2;
+        let lb = parameters(&c, &i, None, REFLECTION).liquidation_bonus;
+        assert!(lb >= last && lb <= MAX_BONUS, "{s}: {lb} after {last}");
+        assert!(lb >= (s + 0.2).min(MAX_BONUS), "{s}: {lb}");
+        last = lb;
+    }
     for s in [1.0, 7.8e303, f64::INFINITY, f64::NAN] {
         let mut i = input(4.0);
         i.slippage = Some(s);
