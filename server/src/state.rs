@@ -161,12 +161,31 @@ impl AppState {
         metrics: Arc<Metrics>,
         store: Option<volcast_store::Store>,
     ) -> Self {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_STRESS_JOBS));
+        Self::build(settings, metrics, store, slots)
+    }
+
+    /// A state of its own for a decision's replay: `settings`, metrics of its own, no store and
+    /// no model yet, but this service's stress slots, so a replayed simulation counts against
+    /// [`MAX_STRESS_JOBS`] as a live one does (429 `stress_busy` when both are taken).
+    #[must_use]
+    pub fn for_replay(&self, settings: Settings) -> Self {
+        let slots = Arc::clone(&self.inner.stress_slots);
+        Self::build(settings, Arc::new(Metrics::new()), None, slots)
+    }
+
+    fn build(
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        store: Option<volcast_store::Store>,
+        stress_slots: Arc<tokio::sync::Semaphore>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 settings,
                 metrics,
                 serving: RwLock::new(None),
-                stress_slots: Arc::new(tokio::sync::Semaphore::new(MAX_STRESS_JOBS)),
+                stress_slots,
                 store,
                 follow: std::sync::OnceLock::new(),
                 forecasts: ForecastCache::default(),

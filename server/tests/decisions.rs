@@ -591,3 +591,32 @@ async fn a_timeout_never_withholds_an_answer_already_logged() {
     assert_eq!(records.len(), served, "records against answers served ({timed_out} timed out)");
     assert!(served > 0 && timed_out > 0, "the sweep hits both sides: {served} served, {timed_out} timed out");
 }
+
+/// A replayed stress simulation takes one of the service's two simulation slots, as a live one
+/// does: with both taken, its replay is refused (429 `stress_busy`), and it runs once one is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_stress_simulation_counts_against_the_services_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store, _) = logged_state(dir.path()).await;
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let series: Vec<Value> = common::market(common::START_MS, 1, 45, None)
+        .iter()
+        .map(common::candle_json)
+        .collect();
+    let body = json!({
+        "asset": "S", "candles": series[series.len() - history..], "paths": 200, "horizon_hours": 24,
+        "positions": [{"collateral": 10.0, "debt": 500.0}],
+    });
+    let (status, answer, _) = common::call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let replay_uri = format!("/v1/decisions/{}/replay", answer["decision_id"].as_str().unwrap());
+    let held = (state.stress_slot().unwrap(), state.stress_slot().unwrap());
+    let (status, busy, _) = common::call(&app, "POST", &replay_uri, None).await;
+    assert_eq!(status, 429, "{busy}");
+    assert_eq!(busy["error"], "stress_busy");
+    drop(held);
+    let (status, replayed, _) = common::call(&app, "POST", &replay_uri, None).await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed["identical"], json!(true), "{replayed}");
+}

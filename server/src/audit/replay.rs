@@ -12,7 +12,6 @@ use crate::dto::CandleDto;
 use crate::dto::stress::StressRequest;
 use crate::dto::{RiskRequest, RiskResponse};
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 use crate::queue::QueueConfig;
 use crate::state::{AppState, Serving, Settings};
 
@@ -121,7 +120,7 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
         anomaly,
         ..*state.settings()
     };
-    let then = AppState::new(settings, Arc::new(Metrics::new()));
+    let then = state.for_replay(settings);
     // A decision made without a detector is replayed without one.
     let derivation = &body.answer["derivation"];
     let had_detector = derivation.is_null() || !derivation["anomaly"].is_null();
