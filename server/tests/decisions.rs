@@ -620,3 +620,64 @@ async fn a_replayed_stress_simulation_counts_against_the_services_slots() {
     assert_eq!(status, 200, "{replayed}");
     assert_eq!(replayed["identical"], json!(true), "{replayed}");
 }
+
+/// The HTTP export is what `verify --export` checks: its records, one per line, verify; and a
+/// record whose stored text was cut is still returned (`decision` null), with the rest of its
+/// page, so `verify` names it instead of the route hiding it behind a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_export_verifies_and_shows_an_altered_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store, public) = logged_state(dir.path()).await;
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let series: Vec<Value> = common::market(common::START_MS, 1, 45, None)
+        .iter()
+        .map(common::candle_json)
+        .collect();
+    for end in (0..6).map(|i| series.len() - 3 * i) {
+        let body = json!({"asset": "A", "candles": series[end - history..end]});
+        let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let export = |name: &str, page: &Value| {
+        let path = dir.path().join(name);
+        let lines: Vec<String> = page["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_verify"))
+            .args(["--export", path.to_str().unwrap(), "--public-key", &public])
+            .output()
+            .unwrap()
+    };
+    let (status, page, _) = common::call(&app, "GET", "/v1/decisions", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["decisions"].as_array().unwrap().len(), 6);
+    let out = export("http.jsonl", &page);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK: 6 records"));
+
+    // The third record's stored text cut by one byte.
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE decisions SET body = substr(body, 1, length(body) - 1) WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (status, page, _) = common::call(&app, "GET", "/v1/decisions", None).await;
+    assert_eq!(status, 200, "{page}");
+    let records = page["decisions"].as_array().unwrap();
+    assert_eq!(records.len(), 6);
+    assert!(records[2]["decision"].is_null() && records[1]["decision"].is_object());
+    let id = records[2]["id"].as_str().unwrap();
+    let (status, one, _) = common::call(&app, "GET", &format!("/v1/decisions/{id}"), None).await;
+    assert_eq!((status.as_u16(), one["seq"].as_i64()), (200, Some(3)), "{one}");
+    let out = export("altered.jsonl", &page);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("seq 3") && err.contains("edited"), "{err}");
+}

@@ -38,13 +38,19 @@ pub struct KeysResponse {
     pub head: Option<ChainHead>,
 }
 
-/// One stored record: the exact signed text and what it says.
+/// One stored record: the exact signed text, the row's fields beside it, and what it says. One
+/// record per line (e.g. `jq -c '.decisions[]'` over the pages) is the export `verify --export`
+/// checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DecisionRecord {
     /// Position in the chain.
     pub seq: i64,
     /// Decision id.
     pub id: String,
+    /// When it was made, Unix ms (as the row stores it; the signed body holds it too).
+    pub at: i64,
+    /// The asset (as the row stores it; the signed body holds it too).
+    pub asset: String,
     /// SHA-256 of `body`, hex.
     pub hash: String,
     /// Ed25519 signature of the hash's 32 bytes, hex.
@@ -53,8 +59,9 @@ pub struct DecisionRecord {
     pub signer: String,
     /// The exact text hashed and signed.
     pub body: String,
-    /// The same, parsed.
-    pub decision: DecisionBody,
+    /// The same, parsed; null when the stored text does not parse (an altered record: it is
+    /// still returned, so that `verify` can name it).
+    pub decision: Option<DecisionBody>,
 }
 
 /// Answer of `GET /v1/decisions`.
