@@ -87,6 +87,8 @@ struct Knobs {
     duplicate: Option<i64>,
     /// An hour whose row has `high` below `low`.
     bad: Option<i64>,
+    /// An hour whose row is sent after the next hour's (the page out of order).
+    swap: Option<i64>,
     /// The next answers: status and `Retry-After` seconds.
     failures: VecDeque<(u16, u64)>,
     /// Move the clock this far once the next answer is written (a slow network).
@@ -223,6 +225,12 @@ async fn klines(State(stub): State<Arc<Stub>>, Query(p): Query<Params>) -> Respo
             rows.push(row.clone());
         }
         rows.push(row);
+    }
+    if let Some(t) = knobs.swap {
+        let at = |t: i64| rows.iter().position(|r| r[0] == json!(t));
+        if let (Some(i), Some(j)) = (at(t), at(t + H)) {
+            rows.swap(i, j);
+        }
     }
     rows.truncate(limit);
     if let Some(ms) = knobs.advance_after.take() {
@@ -401,6 +409,21 @@ async fn a_repeated_row_is_stored_once_and_refuses_nothing() {
     assert_eq!((s.stored, s.retries, s.last_error), (1500, 0, None));
     // The first page held 999 hours (one twice), so the second starts at hour 999.
     assert_eq!(&h.stub.starts("BTCUSDT")[..2], &[hour(0), hour(999)]);
+    follower.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_page_out_of_order_loses_no_hour() {
+    let h = harness(&["BTCUSDT"], half_past(1500)).await;
+    h.stub.knobs().swap = Some(hour(3));
+    let store = h.store().await;
+    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1500));
+    let status = follower.status();
+    caught_up(&status, "BTCUSDT", hour(1499)).await;
+    let (got, expected) = (stored(&store, "BTCUSDT").await, h.stub.expected("BTCUSDT", hour(0), hour(1499)));
+    assert_eq!(got.len(), expected.len(), "hours stored");
+    assert!(got == expected, "the stored candles differ from the exchange's");
+    assert_eq!(status.get("BTCUSDT").unwrap().stored, 1500);
     follower.shutdown().await;
 }
 

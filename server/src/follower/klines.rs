@@ -135,11 +135,11 @@ pub(super) struct Page {
 }
 
 /// Turns a page of klines into the candles to store: rows before `start` and candles not closed
-/// before `closed_before` are left out, a repeated open time keeps its first row, and the page
-/// ends before the first row that cannot be read or that [`validate_candles`] refuses.
+/// before `closed_before` are left out, a repeated open time keeps its first row, the rest are
+/// put in time order, and the page ends before the first row that cannot be read or the first
+/// candle (in time) that [`validate_candles`] refuses.
 pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i64) -> Page {
     let mut candles = Vec::with_capacity(rows.len());
-    let mut page_rows = Vec::with_capacity(rows.len());
     let mut seen = HashSet::new();
     let mut problem = None;
     for (row, raw) in rows.iter().enumerate() {
@@ -157,9 +157,12 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
             tracing::warn!(symbol = %symbol, open_time = %format_ms(candle.open_time), "the exchange repeated a candle; keeping the first");
             continue;
         }
-        candles.push(candle);
-        page_rows.push(row);
+        candles.push((candle, row));
     }
+    // Oldest first whatever the page's order: the cursor moves past the last candle kept, so a
+    // row out of order, refused as such, would never be asked for again.
+    candles.sort_by_key(|(c, _)| c.open_time);
+    let (mut candles, page_rows): (Vec<Candle>, Vec<usize>) = candles.into_iter().unzip();
     if let Err(e) = validate_candles(&candles) {
         candles.truncate(e.row);
         let row = page_rows.get(e.row).copied().unwrap_or(e.row);
