@@ -105,7 +105,10 @@ impl LedgerStore for Store {
             .bind(origin)
             .fetch_all(&self.pool)
             .await?;
-        rows_of(&rows, |r| r.try_get(0))
+        let mut assets: Vec<String> = rows_of(&rows, |r| r.try_get(0))?;
+        // Byte order whatever the database's collation: the ledger binary-searches it.
+        assets.sort();
+        Ok(assets)
     }
 
     async fn unscored(&self, limit: u32) -> Result<Vec<LedgerEntry>, StoreError> {

@@ -340,7 +340,11 @@ impl CandleStore for Store {
             sqlx::query("SELECT asset, first_open_time, last_open_time, candles FROM assets ORDER BY asset")
                 .fetch_all(&self.pool)
                 .await?;
-        rows_of(&rows, range_of)
+        let mut ranges = rows_of(&rows, range_of)?;
+        // Byte order whatever the database's collation (PostgreSQL's follows its locale):
+        // callers binary-search these lists.
+        ranges.sort_by(|a, b| a.asset.cmp(&b.asset));
+        Ok(ranges)
     }
 
     async fn candles(
@@ -394,7 +398,7 @@ impl CandleStore for Store {
         let rows = sqlx::query("SELECT asset, last_open_time FROM assets ORDER BY asset")
             .fetch_all(&self.pool)
             .await?;
-        pairs(&rows)
+        Ok(by_asset(pairs(&rows)?))
     }
 
     async fn counts(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
@@ -407,7 +411,7 @@ impl CandleStore for Store {
         .bind(to_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(pairs(&rows)?.into_iter().filter(|(_, n)| *n > 0).collect())
+        Ok(by_asset(pairs(&rows)?.into_iter().filter(|(_, n)| *n > 0).collect()))
     }
 
     async fn asset(&self, asset: &str) -> Result<Option<AssetRange>, StoreError> {
@@ -457,6 +461,13 @@ pub(crate) fn rows_of<T>(
         .map(read)
         .collect::<Result<_, _>>()
         .map_err(StoreError::from)
+}
+
+/// `pairs` in the byte order of their assets, whatever the database's collation (PostgreSQL's
+/// follows its locale, SQLite's is binary): callers binary-search these lists.
+fn by_asset<T>(mut pairs: Vec<(String, T)>) -> Vec<(String, T)> {
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs
 }
 
 /// Rows of (asset, number).

@@ -416,3 +416,59 @@ async fn the_decision_log_appends_in_order_and_refuses_a_taken_sequence_number()
         );
     }
 }
+
+/// A PostgreSQL database whose collation is ICU's en-US (as in the official images' default
+/// locale), beside the configured one; `None` with a message where PostgreSQL is not configured
+/// or has no ICU.
+async fn postgres_with_a_locale_collation() -> Option<Store> {
+    let url = std::env::var("VOLCAST_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+    let name = format!("volcast_icu_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await;
+    let created = sqlx::query(&format!(
+        "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
+    ))
+    .execute(&admin)
+    .await;
+    admin.close().await;
+    if let Err(e) = created {
+        eprintln!("no ICU collation in this PostgreSQL ({e}): the locale-collation store skipped");
+        return None;
+    }
+    let (base, _) = url.rsplit_once('/').unwrap();
+    Some(Store::open(&format!("{base}/{name}")).await.unwrap())
+}
+
+/// Lists by asset come back in byte order on every backend, whatever the database's collation:
+/// the service binary-searches them (a locale collation puts `aaveusdt` before `BTCUSDT`).
+#[tokio::test]
+async fn lists_by_asset_are_in_byte_order_whatever_the_collation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = stores(dir.path()).await;
+    all.extend(postgres_with_a_locale_collation().await);
+    for (k, store) in all.iter().enumerate() {
+        let origin = START + i64::try_from(k).unwrap() * 20_000 * 24 * HOUR_MS + 7 * HOUR_MS;
+        for asset in ["aaveusdt", "BTCUSDT", "ZECUSDT", "_under", "zz-lower"] {
+            let asset = format!("{asset}{k}");
+            store.insert_candles(&asset, &candles(3, 0)).await.unwrap();
+            let entry = LedgerEntry {
+                asset,
+                origin,
+                model_id: "M".into(),
+                record: "{}".into(),
+                outcome: None,
+            };
+            store.record_forecast(&entry).await.unwrap();
+        }
+        let sorted = |names: &[String]| names.windows(2).all(|w| w[0] <= w[1]);
+        let assets: Vec<String> = store.assets().await.unwrap().into_iter().map(|r| r.asset).collect();
+        assert!(sorted(&assets), "{:?}: {assets:?}", store.backend());
+        let times: Vec<String> = store.last_open_times().await.unwrap().into_iter().map(|p| p.0).collect();
+        assert!(sorted(&times), "{:?}: {times:?}", store.backend());
+        let counts: Vec<String> = store.counts(START, START + 10 * HOUR_MS).await.unwrap().into_iter().map(|p| p.0).collect();
+        assert!(sorted(&counts), "{:?}: {counts:?}", store.backend());
+        let recorded = store.recorded_assets(origin).await.unwrap();
+        assert_eq!(recorded.len(), 5);
+        assert!(sorted(&recorded), "{:?}: {recorded:?}", store.backend());
+    }
+}
