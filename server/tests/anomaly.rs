@@ -520,6 +520,19 @@ async fn an_active_flag_is_in_the_derivation_and_tightens_only_when_set_to() {
         (json!(true), json!(8.0))
     );
     assert!(t["drawdown"].as_f64().unwrap() > d["drawdown"].as_f64().unwrap());
+    // The stress simulation on the same window goes by the same window: its forecast scenario
+    // recommends what the risk route serves.
+    let stress = |c: &[Candle]| {
+        json!({"asset": "SYNUSDT", "candles": json_candles(c), "paths": 100, "horizon_hours": 24,
+               "positions": [{"collateral": 10.0, "debt": 500.0}], "scenarios": [{"kind": "forecast"}]})
+    };
+    let (s, st, _) = common::call(&tighten, "POST", "/v1/risk/stress", Some(&stress(&pumped))).await;
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["anomaly"]["applied"], true, "{}", st["anomaly"]);
+    assert_eq!(st["tau_effective_hours"], t["tau_effective_hours"]);
+    let (_, served, _) = common::call(&tighten, "POST", "/v1/risk/parameters", Some(&ask(&pumped))).await;
+    let lt = &served["items"][0]["parameters"]["liquidation_threshold"];
+    assert_eq!(&st["scenarios"][0]["recommended"]["liquidation_threshold"], lt);
     let c = derivation(tighten.clone(), ask(&calm)).await;
     assert_eq!(
         (c["anomaly"]["applied"].clone(), c["tau_hours"].clone()),
@@ -537,8 +550,11 @@ async fn an_active_flag_is_in_the_derivation_and_tightens_only_when_set_to() {
     let (bare, _) = app(Action::Tighten, false, None).await;
     let (_, card, _) = common::call(&bare, "GET", "/v1/model", None).await;
     assert!(card.get("anomaly_detector").is_none());
-    let b = derivation(bare, ask(&pumped)).await;
+    let b = derivation(bare.clone(), ask(&pumped)).await;
     assert!(b.get("anomaly").is_none());
+    let (s, st, _) = common::call(&bare, "POST", "/v1/risk/stress", Some(&stress(&pumped))).await;
+    assert_eq!(s, 200, "{st}");
+    assert!(st.get("anomaly").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,6 +591,13 @@ async fn decisions_with_and_without_a_detector_replay_identically() {
         answers.push(v);
     }
     assert_eq!(answers[2]["items"][0]["derivation"]["anomaly"]["applied"], true);
+    // A stress decision on the pumped window, tightened as the risk answer was.
+    let stress = json!({"asset": "SYNUSDT", "candles": json_candles(&pumped), "paths": 100,
+                        "horizon_hours": 24, "positions": [{"collateral": 10.0, "debt": 500.0}]});
+    let (s, st, _) = common::call(&app, "POST", "/v1/risk/stress", Some(&stress)).await;
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["anomaly"]["applied"], true);
+    let stress_id = st["decision_id"].as_str().unwrap().to_owned();
     // A day whose threshold scale lifts the threshold above every flag of the pump: no flag, no
     // tightening; replayed after the scale is back to 1, still none (the recorded scale).
     let top = answers[2]["items"][0]["derivation"]["anomaly"]["flags"]
@@ -598,8 +621,11 @@ async fn decisions_with_and_without_a_detector_replay_identically() {
     );
     answers.push(v);
     state.set_anomaly(Some(fitted));
-    for a in &answers {
-        let id = a["items"][0]["decision_id"].as_str().unwrap();
+    let ids = answers
+        .iter()
+        .map(|a| a["items"][0]["decision_id"].as_str().unwrap())
+        .chain([stress_id.as_str()]);
+    for id in ids {
         let (s, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
         assert_eq!(s, 200, "{r}");
         assert_eq!(r["identical"], json!(true), "{r}");

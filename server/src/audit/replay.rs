@@ -104,12 +104,17 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     // served now (the answer records the detector's id, so a changed one shows as a difference)
     // at the threshold scale of then (1, as fitted, where the answer records none).
     let mut anomaly = state.settings().anomaly;
-    match body.answer["derivation"]["anomaly"]["action"].as_str() {
+    // A risk answer records it in its derivation, a stress answer at its top level.
+    let recorded = match &body.answer["derivation"] {
+        serde_json::Value::Null => &body.answer["anomaly"],
+        derivation => &derivation["anomaly"],
+    };
+    match recorded["action"].as_str() {
         Some("tighten") => anomaly.action = crate::anomaly::Action::Tighten,
         Some("report") => anomaly.action = crate::anomaly::Action::Report,
         _ => {}
     }
-    if let Some(w) = body.answer["derivation"]["anomaly"]["window_hours"]
+    if let Some(w) = recorded["window_hours"]
         .as_u64()
         .and_then(|w| u32::try_from(w).ok())
     {
@@ -121,10 +126,10 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
         ..*state.settings()
     };
     let then = state.for_replay(settings);
-    // A decision made without a detector is replayed without one.
-    let derivation = &body.answer["derivation"];
-    let had_detector = derivation.is_null() || !derivation["anomaly"].is_null();
-    let scale = derivation["anomaly"]["threshold_scale"].as_f64().unwrap_or(1.0);
+    // A decision made without a detector (or a stress answer recorded before stress answers
+    // showed it) is replayed without one.
+    let had_detector = !recorded.is_null();
+    let scale = recorded["threshold_scale"].as_f64().unwrap_or(1.0);
     then.set_anomaly(state.anomaly_scorer().filter(|_| had_detector).map(|s| {
         let then_scale = volcast_core::anomaly::Scale {
             candles: scale,

@@ -288,4 +288,10 @@ pub struct StressResponse {
     pub book: BookDto,
     /// One per scenario, in order.
     pub scenarios: Vec<ScenarioResultDto>,
+    /// The anomaly detector's flags on the collateral's recent hours and what they did
+    /// (`--anomaly-action tighten` lengthens the liquidation window behind every scenario's
+    /// recommendation and liquidation delay, as on `/v1/risk/parameters`); absent when no
+    /// detector is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<crate::dto::anomaly::AnomalyContext>,
 }

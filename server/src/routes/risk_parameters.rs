@@ -16,6 +16,7 @@ use crate::anomaly;
 use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
 use crate::auth::Caller;
 use crate::dto::policy as gate;
+use crate::dto::anomaly::AnomalyContext;
 use crate::dto::{
     AssetRisk, CandleDto, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters,
     RiskRequest, RiskResponse, ServedPolicy,
@@ -268,17 +269,23 @@ pub fn recommend_watched(
     candles: &[CandleDto],
     previous: Option<Previous>,
 ) -> Result<AssetRisk, ApiError> {
-    let context = state.anomaly_scorer().map(|sc| {
-        let candles: Vec<Candle> = candles.iter().map(|&c| c.into()).collect();
-        anomaly::risk_context(&sc, state.settings().anomaly, &candles, s.tau, TAU_RANGE.max)
-    });
-    let item_settings = RiskSettings {
-        tau: context.as_ref().map_or(s.tau, |c| c.1),
-        ..*s
-    };
+    let (context, tau) = watched_tau(state, candles, s.tau);
+    let item_settings = RiskSettings { tau, ..*s };
     let mut risk = recommend(info, &item_settings, prefix, prep, pred, previous)?;
-    risk.derivation.anomaly = context.map(|c| c.0);
+    risk.derivation.anomaly = context;
     Ok(risk)
+}
+
+/// The anomaly detector's context on `candles` and the liquidation window it leaves: `tau`,
+/// doubled (up to the longest allowed) under an active flag with `--anomaly-action tighten`;
+/// `(None, tau)` without a detector. Every risk answer and the stress simulation go by it.
+#[must_use]
+pub fn watched_tau(state: &AppState, candles: &[CandleDto], tau: f64) -> (Option<AnomalyContext>, f64) {
+    state.anomaly_scorer().map_or((None, tau), |sc| {
+        let candles: Vec<Candle> = candles.iter().map(|&c| c.into()).collect();
+        let (context, tau) = anomaly::risk_context(&sc, state.settings().anomaly, &candles, tau, TAU_RANGE.max);
+        (Some(context), tau)
+    })
 }
 
 /// The gate's fallback on this window, where it is served: HAR's calibrated drawdown rule

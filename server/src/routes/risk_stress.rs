@@ -22,7 +22,7 @@ use crate::dto::stress::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::routes::risk_parameters::fallback_har;
+use crate::routes::risk_parameters::{fallback_har, watched_tau};
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param, unusable};
 use crate::state::{AppState, Serving};
 
@@ -296,7 +296,10 @@ pub async fn stress_answer(
     body: &StressRequest,
 ) -> Result<StressResponse, ApiError> {
     let info = &serving.info;
-    let checked = check(body, state, &info.metadata.stress_scenarios)?;
+    let mut checked = check(body, state, &info.metadata.stress_scenarios)?;
+    // The anomaly detector acts on the stress's window as on every risk answer's.
+    let (anomaly, tau) = watched_tau(state, &body.candles, checked.settings.tau);
+    checked.settings.tau = tau;
     let mut results = forecast_items(
         state,
         serving,
@@ -365,6 +368,7 @@ pub async fn stress_answer(
         tau_effective_hours: origin.liquidity.tau_effective,
         book,
         scenarios: reports,
+        anomaly,
     })
 }
 
