@@ -73,7 +73,7 @@ pub enum LoadError {
     },
 }
 
-fn file_error(path: &Path, message: impl Into<String>) -> LoadError {
+pub(crate) fn file_error(path: &Path, message: impl Into<String>) -> LoadError {
     LoadError::File {
         path: path.to_owned(),
         message: message.into(),

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use volcast_store::{CandleStore, StoreError};
 
-use crate::data::{LoadError, asset_id, list_dir, read_file};
+use crate::data::{LoadError, asset_id, file_error, list_dir, read_file};
+use volcast_core::time::{HOUR_MS, format_ms};
 
 /// Files read in parallel before they are stored in turn.
 const READ_AHEAD: usize = 8;
@@ -77,8 +78,14 @@ pub async fn ingest<S: CandleStore>(
     on_file: &(dyn Fn(&Path) + Sync),
 ) -> Result<IngestReport, IngestError> {
     let mut report = IngestReport::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(i64::MAX, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     for chunk in files.chunks(READ_AHEAD) {
-        let read: Vec<_> = chunk.par_iter().map(|(_, path)| read_file(path)).collect();
+        let read: Vec<_> = chunk
+            .par_iter()
+            .map(|(_, path)| read_file(path).and_then(|c| closed_by(c, now).map_err(|m| file_error(path, m))))
+            .collect();
         for ((asset, path), candles) in chunk.iter().zip(read) {
             match candles {
                 Ok(candles) => match store.insert_candles(asset, &candles).await {
@@ -102,4 +109,25 @@ pub async fn ingest<S: CandleStore>(
         }
     }
     Ok(report)
+}
+
+/// `candles` when every one closed by `now` (Unix ms). A candle not closed yet (from the future,
+/// a clock or unit slip in the file, or the hour still open) would move the asset's last stored
+/// hour ahead: the follower would resume after it, skipping real hours, and the staleness check
+/// would never see the asset as stale.
+fn closed_by(
+    candles: Vec<volcast_core::candles::Candle>,
+    now: i64,
+) -> Result<Vec<volcast_core::candles::Candle>, String> {
+    match candles
+        .iter()
+        .position(|c| c.open_time.saturating_add(HOUR_MS) > now)
+    {
+        None => Ok(candles),
+        Some(row) => Err(format!(
+            "row {row}: the candle opening at {} has not closed yet (now {}): a candle from the future is never stored",
+            format_ms(candles[row].open_time),
+            format_ms(now)
+        )),
+    }
 }

@@ -797,7 +797,7 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
 }
 
 /// `ingest` loads every good file, leaves a file with one bad row out entirely (naming the row),
-/// and a second run changes nothing.
+/// and one from the future too, and a second run changes nothing.
 #[test]
 fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
     use volcast_store::CandleStore as _;
@@ -814,6 +814,12 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
     let mut candles = volcast_training::data::read_file(&first).unwrap();
     candles[50].low = candles[50].high * 2.0;
     volcast_training::data::write_csv(&data.join("BROKEN.csv"), &candles).unwrap();
+    // And one whose candles are dated in 2100 (a clock or unit slip): never stored.
+    let mut future = volcast_training::data::read_file(&first).unwrap();
+    for c in &mut future {
+        c.open_time += 80 * 365 * 24 * 3_600_000;
+    }
+    volcast_training::data::write_csv(&data.join("FUTURE.csv"), &future).unwrap();
 
     let db = dir.path().join("store/volcast.db");
     let url = format!("sqlite://{}", db.display());
@@ -842,6 +848,10 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
         stderr.contains("BROKEN.csv") && stderr.contains("row 50"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("FUTURE.csv") && stderr.contains("row 0") && stderr.contains("not closed yet"),
+        "{stderr}"
+    );
     assert!(db.exists());
 
     let second = run(env!("CARGO_BIN_EXE_ingest"), &args);
@@ -863,7 +873,7 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
     assert_eq!(
         ids,
         ["SYNTH01", "SYNTH02", "SYNTH03"],
-        "the broken file left no candle"
+        "the broken and the future files left no candle"
     );
     assert_eq!(
         assets.iter().map(|a| a.count).sum::<i64>(),
