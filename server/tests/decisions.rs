@@ -551,7 +551,8 @@ async fn a_timeout_never_withholds_an_answer_already_logged() {
     let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
     let store = Store::open(&url).await.unwrap();
     let mut config =
-        volcast_server::config::Config::with_artifact(common::repo().join("model-artifacts/default")).unwrap();
+        volcast_server::config::Config::with_artifact(common::repo().join("model-artifacts/default"))
+            .unwrap();
     config.max_staleness = FOREVER;
     let series: Vec<Value> = common::market(common::START_MS, 1, 45, None)
         .iter()
@@ -573,7 +574,9 @@ async fn a_timeout_never_withholds_an_answer_already_logged() {
                 let app = app.clone();
                 let end = series.len() - i * 5;
                 let body = json!({"asset": "A", "candles": series[end - history..end]});
-                tokio::spawn(async move { common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await })
+                tokio::spawn(
+                    async move { common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await },
+                )
             })
             .collect();
         for call in calls {
@@ -587,9 +590,19 @@ async fn a_timeout_never_withholds_an_answer_already_logged() {
             }
         }
     }
-    let records = store.decisions(None, i64::MIN, i64::MAX, 0, 10_000).await.unwrap();
-    assert_eq!(records.len(), served, "records against answers served ({timed_out} timed out)");
-    assert!(served > 0 && timed_out > 0, "the sweep hits both sides: {served} served, {timed_out} timed out");
+    let records = store
+        .decisions(None, i64::MIN, i64::MAX, 0, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        records.len(),
+        served,
+        "records against answers served ({timed_out} timed out)"
+    );
+    assert!(
+        served > 0 && timed_out > 0,
+        "the sweep hits both sides: {served} served, {timed_out} timed out"
+    );
 }
 
 /// A replayed stress simulation takes one of the service's two simulation slots, as a live one

@@ -420,7 +420,10 @@ async fn a_page_out_of_order_loses_no_hour() {
     let follower = h.follow(&store, h.config(&["BTCUSDT"], 1500));
     let status = follower.status();
     caught_up(&status, "BTCUSDT", hour(1499)).await;
-    let (got, expected) = (stored(&store, "BTCUSDT").await, h.stub.expected("BTCUSDT", hour(0), hour(1499)));
+    let (got, expected) = (
+        stored(&store, "BTCUSDT").await,
+        h.stub.expected("BTCUSDT", hour(0), hour(1499)),
+    );
     assert_eq!(got.len(), expected.len(), "hours stored");
     assert!(got == expected, "the stored candles differ from the exchange's");
     assert_eq!(status.get("BTCUSDT").unwrap().stored, 1500);

@@ -423,4 +423,3 @@ mod tests {
         assert_eq!(route_scope("/v1/anything/new", false), Some(Scope::Admin));
     }
 }
-

@@ -15,8 +15,8 @@ use volcast_model::inference::Prediction;
 use crate::anomaly;
 use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
 use crate::auth::Caller;
-use crate::dto::policy as gate;
 use crate::dto::anomaly::AnomalyContext;
+use crate::dto::policy as gate;
 use crate::dto::{
     AssetRisk, CandleDto, Comparison, Derivation, ForecastUsed, Previous, RiskItem, RiskParameters,
     RiskRequest, RiskResponse, ServedPolicy,
@@ -283,7 +283,8 @@ pub fn recommend_watched(
 pub fn watched_tau(state: &AppState, candles: &[CandleDto], tau: f64) -> (Option<AnomalyContext>, f64) {
     state.anomaly_scorer().map_or((None, tau), |sc| {
         let candles: Vec<Candle> = candles.iter().map(|&c| c.into()).collect();
-        let (context, tau) = anomaly::risk_context(&sc, state.settings().anomaly, &candles, tau, TAU_RANGE.max);
+        let (context, tau) =
+            anomaly::risk_context(&sc, state.settings().anomaly, &candles, tau, TAU_RANGE.max);
         (Some(context), tau)
     })
 }

@@ -411,7 +411,9 @@ impl CandleStore for Store {
         .bind(to_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(by_asset(pairs(&rows)?.into_iter().filter(|(_, n)| *n > 0).collect()))
+        Ok(by_asset(
+            pairs(&rows)?.into_iter().filter(|(_, n)| *n > 0).collect(),
+        ))
     }
 
     async fn asset(&self, asset: &str) -> Result<Option<AssetRange>, StoreError> {

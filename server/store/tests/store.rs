@@ -421,10 +421,14 @@ async fn the_decision_log_appends_in_order_and_refuses_a_taken_sequence_number()
 /// locale), beside the configured one; `None` with a message where PostgreSQL is not configured
 /// or has no ICU.
 async fn postgres_with_a_locale_collation() -> Option<Store> {
-    let url = std::env::var("VOLCAST_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+    let url = std::env::var("VOLCAST_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
     let name = format!("volcast_icu_{}", std::process::id());
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&admin)
+        .await;
     let created = sqlx::query(&format!(
         "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'"
     ))
@@ -461,11 +465,29 @@ async fn lists_by_asset_are_in_byte_order_whatever_the_collation() {
             store.record_forecast(&entry).await.unwrap();
         }
         let sorted = |names: &[String]| names.windows(2).all(|w| w[0] <= w[1]);
-        let assets: Vec<String> = store.assets().await.unwrap().into_iter().map(|r| r.asset).collect();
+        let assets: Vec<String> = store
+            .assets()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.asset)
+            .collect();
         assert!(sorted(&assets), "{:?}: {assets:?}", store.backend());
-        let times: Vec<String> = store.last_open_times().await.unwrap().into_iter().map(|p| p.0).collect();
+        let times: Vec<String> = store
+            .last_open_times()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
         assert!(sorted(&times), "{:?}: {times:?}", store.backend());
-        let counts: Vec<String> = store.counts(START, START + 10 * HOUR_MS).await.unwrap().into_iter().map(|p| p.0).collect();
+        let counts: Vec<String> = store
+            .counts(START, START + 10 * HOUR_MS)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
         assert!(sorted(&counts), "{:?}: {counts:?}", store.backend());
         let recorded = store.recorded_assets(origin).await.unwrap();
         assert_eq!(recorded.len(), 5);
