@@ -391,8 +391,18 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
         .await
         .unwrap();
     pool.close().await;
-    let out = verify(&["--database-url", &url, "--public-key", &public]);
+    let half = dir.path().join("half.jsonl");
+    let out = verify(&[
+        "--database-url",
+        &url,
+        "--public-key",
+        &public,
+        "--export-to",
+        half.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
+    // No export of a log that failed, not even the records before the edit.
+    assert!(!half.exists() && !dir.path().join("half.jsonl.partial").exists());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!("seq {}", target.seq)) && err.contains(&target.id),

@@ -37,16 +37,38 @@ struct Args {
     /// The head pinned earlier (`SEQ:HASH` from `GET /v1/keys`): the log must still hold it.
     #[arg(long)]
     expect_head: Option<String>,
-    /// Write the store's records to this file (JSON lines) after checking them.
+    /// Write the store's records to this file (JSON lines) after checking them; it appears only
+    /// when the whole log verified (written beside it as `FILE.partial` meanwhile).
     #[arg(long, requires = "database_url")]
     export_to: Option<PathBuf>,
+}
+
+/// Where an export is written until the log has verified.
+fn partial(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
 }
 
 const PAGE: u32 = 1000;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
+    let args = Args::parse();
+    let export_to = args.export_to.clone();
+    let mut outcome = run(args).await;
+    // The export exists only for a log that verified: no half file to mistake for the log.
+    if let Some(path) = export_to {
+        let written = partial(&path);
+        if matches!(outcome, Ok(Ok(()))) {
+            if let Err(e) = std::fs::rename(&written, &path) {
+                outcome = Err(format!("{}: {e}", path.display()));
+            }
+        } else {
+            let _ = std::fs::remove_file(&written);
+        }
+    }
+    match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(failure)) => {
             eprintln!("verify: FAILED: {failure}");
@@ -71,7 +93,7 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
         .collect::<Result<_, String>>()?;
     let mut out = match &args.export_to {
         Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            std::fs::File::create(partial(p)).map_err(|e| format!("{}: {e}", p.display()))?,
         )),
         None => None,
     };
