@@ -89,6 +89,9 @@ struct Knobs {
     bad: Option<i64>,
     /// An hour whose row is sent after the next hour's (the page out of order).
     swap: Option<i64>,
+    /// How far the exchange's clock is behind the host's, ms: its open candle and its `Date`
+    /// header go by its own clock.
+    lag: Option<i64>,
     /// The next answers: status and `Retry-After` seconds.
     failures: VecDeque<(u16, u64)>,
     /// Move the clock this far once the next answer is written (a slow network).
@@ -208,7 +211,7 @@ async fn klines(State(stub): State<Arc<Stub>>, Query(p): Query<Params>) -> Respo
     if p.interval != "1h" {
         return binance_error(StatusCode::BAD_REQUEST, -1120, "Invalid interval.");
     }
-    let now = stub.now.load(Ordering::SeqCst);
+    let now = stub.now.load(Ordering::SeqCst) - knobs.lag.unwrap_or(0);
     let limit = p.limit.unwrap_or(500).min(1000) as usize;
     let mut rows = Vec::new();
     let exists = |c: &&Candle| c.open_time >= p.start_time && c.open_time <= now;
@@ -235,6 +238,10 @@ async fn klines(State(stub): State<Arc<Stub>>, Query(p): Query<Params>) -> Respo
     rows.truncate(limit);
     if let Some(ms) = knobs.advance_after.take() {
         stub.now.fetch_add(ms, Ordering::SeqCst);
+    }
+    if knobs.lag.is_some() {
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap());
+        return ([(header::DATE, httpdate::fmt_http_date(at))], Json(rows)).into_response();
     }
     Json(rows).into_response()
 }
@@ -634,6 +641,37 @@ async fn invalid_settings_are_refused_at_start() {
         assert!(matches!(spawn(config), Some(FollowError::Setting(_))));
     }
     assert_eq!(FollowConfig::default().base_url, "https://api.binance.com");
+}
+
+#[tokio::test]
+async fn a_host_clock_ahead_of_the_exchanges_stores_no_open_candle() {
+    let h = harness(&["BTCUSDT"], half_past(3000)).await;
+    h.stub.knobs().lag = Some(10 * 60_000);
+    let store = h.store().await;
+    let follower = h.follow(&store, h.config(&["BTCUSDT"], 10));
+    let status = follower.status();
+    caught_up(&status, "BTCUSDT", hour(2999)).await;
+    // The host's clock 6 s past hour 3000's close, the exchange's 10 minutes behind: hour 3000
+    // is still open there (its values so far), and its `Date` says so.
+    h.stub.set_now(hour(3001) + 6_000);
+    let asked = h.stub.starts("BTCUSDT").len();
+    wait_until(&status, "more rounds", |_| {
+        h.stub.starts("BTCUSDT").len() >= asked + 5
+    })
+    .await;
+    assert_eq!(
+        stored(&store, "BTCUSDT").await.last().map(|c| c.open_time),
+        Some(hour(2999)),
+        "the open hour 3000 is not stored"
+    );
+    // Once the exchange's clock passes the close, hour 3000 is stored with its final values.
+    h.stub.set_now(hour(3001) + 10 * 60_000 + 6_000);
+    caught_up(&status, "BTCUSDT", hour(3000)).await;
+    assert!(
+        stored(&store, "BTCUSDT").await == h.stub.expected("BTCUSDT", hour(2990), hour(3000)),
+        "hour 3000 is stored with its final values"
+    );
+    follower.shutdown().await;
 }
 
 #[tokio::test]

@@ -52,13 +52,15 @@ impl RoundError {
 }
 
 /// One klines request: the rows of a 200 answer, or why there are none.
+/// A page of klines, and the exchange's time when it answered (its `Date` header, Unix ms,
+/// floored to the second), where it said.
 pub(super) async fn fetch(
     client: &reqwest::Client,
     url: &Url,
     page_limit: u32,
     symbol: &str,
     start: i64,
-) -> Result<Vec<Value>, RoundError> {
+) -> Result<(Vec<Value>, Option<i64>), RoundError> {
     let response = client
         .get(url.clone())
         .query(&[
@@ -72,11 +74,22 @@ pub(super) async fn fetch(
         .map_err(|e| network(&e))?;
     let status = response.status();
     let retry_after = retry_after(response.headers());
+    let date = exchange_time(response.headers());
     let body = response.bytes().await.map_err(|e| network(&e))?;
     if !status.is_success() {
         return Err(http_error(status, retry_after, &body));
     }
-    serde_json::from_slice::<Vec<Value>>(&body).map_err(|e| RoundError::Malformed(e.to_string()))
+    let rows =
+        serde_json::from_slice::<Vec<Value>>(&body).map_err(|e| RoundError::Malformed(e.to_string()))?;
+    Ok((rows, date))
+}
+
+/// The answer's `Date` header, Unix ms; `None` when absent or unreadable.
+fn exchange_time(headers: &HeaderMap) -> Option<i64> {
+    let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    let at = httpdate::parse_http_date(text).ok()?;
+    let ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    i64::try_from(ms).ok()
 }
 
 fn network(e: &reqwest::Error) -> RoundError {

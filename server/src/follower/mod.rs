@@ -425,12 +425,20 @@ async fn round(shared: &Shared, symbol: &str, cursor: &mut i64) -> Result<Round,
     shared.status.update(symbol, |s| s.requests += 1);
     let config = &shared.config;
     // The request, not the write after it, is given up when the follower stops.
-    let rows = tokio::select! {
+    let (rows, exchange_now) = tokio::select! {
         rows = fetch(&shared.client, &shared.klines_url, config.page_limit, symbol, *cursor) => rows?,
         () = stop_requested(shared) => return Err(RoundError::Stopped),
     };
     let now = shared.clock.now_ms();
-    let page = prepare(symbol, &rows, *cursor, closed_before(asked, shared.config.settle));
+    // Closed by this host's clock and by the exchange's (its `Date`), whichever is behind: a
+    // host clock ahead of the exchange's would take the open candle, whose values then stay.
+    let closed = exchange_now.map_or(asked, |e| e.min(asked));
+    let page = prepare(
+        symbol,
+        &rows,
+        *cursor,
+        closed_before(closed, shared.config.settle),
+    );
     let stored = store_page(shared, symbol, &page.candles).await?;
     let start = *cursor;
     if let Some(last) = page.candles.last() {
