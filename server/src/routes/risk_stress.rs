@@ -297,9 +297,6 @@ pub async fn stress_answer(
 ) -> Result<StressResponse, ApiError> {
     let info = &serving.info;
     let mut checked = check(body, state, &info.metadata.stress_scenarios)?;
-    // The anomaly detector acts on the stress's window as on every risk answer's.
-    let (anomaly, tau) = watched_tau(state, &body.candles, checked.settings.tau);
-    checked.settings.tau = tau;
     let mut results = forecast_items(
         state,
         serving,
@@ -309,6 +306,10 @@ pub async fn stress_answer(
     let (prep, pred) = results
         .pop()
         .ok_or_else(|| ApiError::Internal("no forecast for the asset".into()))?;
+    // The anomaly detector acts on the stress's window (checked by now) as on every risk
+    // answer's.
+    let (anomaly, tau) = watched_tau(state, &body.candles, checked.settings.tau);
+    checked.settings.tau = tau;
     let horizons = info.horizons();
     // While the gate holds the fallback, the stress runs on what the risk answers serve then:
     // HAR's variance with HAR's calibrated rule.

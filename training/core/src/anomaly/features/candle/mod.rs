@@ -86,7 +86,8 @@ impl Predicted {
     }
 
     fn hour_of_day(time_ms: i64) -> usize {
-        (time_ms.div_euclid(HOUR_MS) % 24) as usize
+        // Never negative, even before 1970: an index of 0..24.
+        time_ms.div_euclid(HOUR_MS).rem_euclid(24) as usize
     }
 
     /// The deviation of `x` at `time_ms` from the level and the hour's offset.

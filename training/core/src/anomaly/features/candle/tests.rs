@@ -22,6 +22,29 @@ fn rows_warm_up_and_never_read_ahead() {
     assert_eq!(format!("{:?}", &cut[..]), format!("{:?}", &rows[..301]));
 }
 #[test]
+fn hours_before_1970_read_the_same_hour_of_day() {
+    // Negative open times (a request's candles moved before 1970): the same hours of the day,
+    // never an index out of bounds.
+    let c = flat(400);
+    let day = 24 * HOUR_MS;
+    let shift = -1000 * day;
+    let moved: Vec<_> = c
+        .iter()
+        .map(|x| Candle {
+            open_time: x.open_time + shift,
+            ..*x
+        })
+        .collect();
+    let cfg = FeatureConfig::default();
+    let values = |rows: Vec<Option<Row>>| -> Vec<Option<String>> {
+        rows.iter()
+            .map(|r| r.as_ref().map(|r| format!("{:?}", r.values)))
+            .collect()
+    };
+    let (rows, early) = (candle_rows(&cfg, &c), candle_rows(&cfg, &moved));
+    assert!(values(rows) == values(early), "the same features, hour by hour");
+}
+#[test]
 fn volume_ratio_reads_in_plain_units() {
     let mut c = flat(400);
     c[399].quote_volume = 10_000.0;
