@@ -794,6 +794,52 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         assert!(page.contains(needle), "{needle}: {page}");
     }
     assert!(!page.contains("NaN"), "{page}");
+
+    // A fold's artifact is never scored as another fold's: the 2021 fold (fit until 2020's end)
+    // where the 2020 fold belongs is refused; and `evaluate` refuses to score it on origins it
+    // was trained on.
+    let moved = dir.path().join("moved");
+    copy_tree(&folds.join("fold-2021"), &moved.join("fold-2020"));
+    let mut elsewhere = args.to_vec();
+    elsewhere[3] = "2020";
+    elsewhere[5] = moved.to_str().unwrap();
+    let refused = run(env!("CARGO_BIN_EXE_walkforward"), &elsewhere);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("not the fold's fit end 2019-12-31T23:00:00Z"),
+        "{stderr}"
+    );
+    let fold_2021 = folds.join("fold-2021");
+    let in_sample = [
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        fold_2021.to_str().unwrap(),
+        "--fit-until",
+        "2020-06-30",
+    ];
+    let refused = run(env!("CARGO_BIN_EXE_evaluate"), &in_sample);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("origins it was trained on") && stderr.contains("--fit-until 2020-12-31 or later"),
+        "{stderr}"
+    );
+}
+
+/// Copies the directory `from` (files and subdirectories) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }
 
 /// `ingest` loads every good file, leaves a file with one bad row out entirely (naming the row),

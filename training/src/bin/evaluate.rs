@@ -102,6 +102,9 @@ fn run() -> anyhow::Result<()> {
 
     let (fit_until_ms, eval_from_ms) = fit_until_and_eval_from(&args)?;
     let model = load_model(&args)?;
+    if let Some(m) = &model {
+        volcast_training::cli::refuse_in_sample(&m.metadata, fit_until_ms)?;
+    }
 
     let assets = load_panel(&args)?;
     let load_s = started.elapsed().as_secs_f64();
@@ -159,6 +162,13 @@ fn fit_until_and_eval_from(args: &Args) -> anyhow::Result<(i64, i64)> {
         Some(s) => parse_time(s, Bound::Start).context("--eval-from")?,
         None => fit_until_ms + HOUR_MS,
     };
+    if eval_from_ms <= fit_until_ms {
+        bail!(
+            "--eval-from {} is not after --fit-until {}: the origins scored must come after the fit period",
+            args.eval_from.as_deref().unwrap_or_default(),
+            args.fit_until
+        );
+    }
     Ok((fit_until_ms, eval_from_ms))
 }
 

@@ -277,6 +277,15 @@ fn fold(
     let model = LoadedModel::load(&dir, &device)?;
     let model = crate::cli::with_term_structure(model, wf.term_structure.as_ref(), wf.fixed_recalibration)
         .with_context(|| dir.display().to_string())?;
+    let fit_end = crate::cli::fit_end_of(&model.metadata)?;
+    if fit_end != fit_until_ms {
+        bail!(
+            "{} was fit on candles until {}, not the fold's fit end {}: it is another fold's or              another run's; use another --out",
+            dir.display(),
+            model.metadata.fit_until,
+            volcast_core::time::format_ms(fit_until_ms)
+        );
+    }
     let members = model.metadata.members();
     if members != wf.members.max(1) {
         bail!(
