@@ -70,8 +70,22 @@ fn faulty(out: &Path) -> Vec<(&'static str, PathBuf, &'static str)> {
         m.as_object_mut().unwrap().remove("risk");
     });
 
+    // Metadata that no longer names what the configured heads give: other quantile levels
+    // (coverage would be read against the wrong ones), or a horizon more (a wrong stride).
+    let other_levels = copy_default(out, "other-levels");
+    edit_metadata(&other_levels, |m| {
+        m["quantile_levels"] = serde_json::json!([0.1, 0.5, 0.9, 0.99]);
+    });
+    let extra_horizon = copy_default(out, "extra-horizon");
+    edit_metadata(&extra_horizon, |m| {
+        m["horizons"] = serde_json::json!([4, 24, 168, 336]);
+        m.as_object_mut().unwrap().remove("ensemble_horizon_weights");
+    });
+
     let declared = declared_uncalibrated(out);
     vec![
+        ("other-levels", other_levels, "edited by hand"),
+        ("extra-horizon", extra_horizon, "edited by hand"),
         ("flipped", flipped, "damaged or replaced"),
         ("no-horizons", no_horizons, "horizons []"),
         ("zero-scaler", zero_scaler, "scaler"),

@@ -79,6 +79,22 @@ impl LoadedModel {
                 path: dir.clone(),
                 message: e,
             })?;
+        // The metadata names the outputs the configured heads give: a disagreement would read
+        // them with the wrong stride or against the wrong levels.
+        if metadata.horizons.len() != config.model.n_horizons
+            || metadata.quantile_levels != config.model.quantile_levels
+        {
+            return Err(ArtifactError::Incompatible {
+                path: dir.clone(),
+                message: format!(
+                    "metadata names horizons {:?} and quantile levels {:?}, but the config's heads give {}                      horizons at levels {:?}: edited by hand?",
+                    metadata.horizons,
+                    metadata.quantile_levels,
+                    config.model.n_horizons,
+                    config.model.quantile_levels
+                ),
+            });
+        }
         let incompatible = |e: String| ArtifactError::Incompatible {
             path: dir.clone(),
             message: format!("weights do not fit the configured model: {e}"),
