@@ -436,10 +436,17 @@ impl LoadedData {
         }
         let assets = volcast_core::panel::to_panel(&loaded);
         let last_hour = assets.iter().map(|a| a.grid.last_hour()).max().unwrap_or(0);
-        let fit_until_ms = fit_until_ms.map_or_else(
-            || hour_to_ms(last_hour - 1),
-            |ms| ms.div_euclid(HOUR_MS) * HOUR_MS,
-        );
+        let last_open = hour_to_ms(last_hour - 1);
+        let fit_until_ms = fit_until_ms.map_or(last_open, |ms| ms.div_euclid(HOUR_MS) * HOUR_MS);
+        if fit_until_ms > last_open {
+            bail!(
+                "--fit-until {} is after the data's last candle ({}): the artifact would claim a \
+                 fit period it has no candles for; give one at or before it (a bare date means \
+                 its 23:00 candle)",
+                format_ms(fit_until_ms),
+                format_ms(last_open)
+            );
+        }
         let fit_end_hour = close_hour_of_open_ms(fit_until_ms);
         tracing::info!(assets = assets.len(), fit_until = %format_ms(fit_until_ms), "data loaded");
         Ok(Self {

@@ -102,6 +102,27 @@ fn evaluate_explains_bad_input() {
         &["--data", dir.path().to_str().unwrap(), "--fit-until", "someday"],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fit-until"));
+
+    // An evaluation period after the data (150 days from 2020-01-01): nothing to score is an
+    // error, not a report of NaN.
+    let data = dir.path().join("candles");
+    generate(&data, 150);
+    let out = run(
+        env!("CARGO_BIN_EXE_evaluate"),
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--fit-until",
+            "2020-04-15",
+            "--eval-from",
+            "2020-07-01",
+            "--eval-until",
+            "2020-08-01",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing to score"), "{err}");
 }
 
 /// `generate` refuses counts that would write empty files (or none) or exhaust memory, naming
@@ -206,6 +227,15 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     assert_eq!(config["log_mse_variance"], serde_json::json!(true));
     assert_eq!(config["model"]["lognormal_mean"], serde_json::json!(true));
     assert_eq!(config["networks_apart"], serde_json::Value::Null);
+    // A fit end after the data's last candle (150 days from 2020-01-01 end on 2020-05-29):
+    // refused, naming that candle, before any training.
+    let refused = with(&["--fit-until", "2020-07-01"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("after the data's last candle") && stderr.contains("2020-05-29T23:00:00Z"),
+        "{stderr}"
+    );
     // Per-horizon epochs beside the default's networks apart: refused, by name, before any data.
     let refused = with(&["--per-horizon-epochs", "true"]);
     assert!(!refused.status.success());

@@ -162,13 +162,6 @@ fn fit_until_and_eval_from(args: &Args) -> anyhow::Result<(i64, i64)> {
         Some(s) => parse_time(s, Bound::Start).context("--eval-from")?,
         None => fit_until_ms + HOUR_MS,
     };
-    if eval_from_ms <= fit_until_ms {
-        bail!(
-            "--eval-from {} is not after --fit-until {}: the origins scored must come after the fit period",
-            args.eval_from.as_deref().unwrap_or_default(),
-            args.fit_until
-        );
-    }
     Ok((fit_until_ms, eval_from_ms))
 }
 

@@ -11,7 +11,10 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use report::{ConfigReport, DataReport, EvaluationReport, FitsReport, GarchSummary, REPORT_SCHEMA_VERSION};
+use report::{
+    ConfigReport, DataReport, EvaluationReport, FitsReport, GarchSummary, HorizonReport,
+    REPORT_SCHEMA_VERSION,
+};
 use risk::{Backtest, score_risk};
 use score::score_horizon;
 use volcast_core::backtest::StaticPolicy;
@@ -123,6 +126,19 @@ pub fn evaluate(
     stopwatch.lap("fit_s");
 
     let origins = eval_origins(assets, config);
+    if origins.is_empty() {
+        return Err(EvalError::Config(format!(
+            "no asset has a candle at a daily origin from {} to {}: nothing to score (the data \
+             ends at {})",
+            format_ms(config.eval_from_ms),
+            format_ms(config.eval_until_ms),
+            assets
+                .iter()
+                .map(|a| a.grid.last_hour())
+                .max()
+                .map_or_else(|| "no candle".into(), |h| format_ms(h * HOUR_MS))
+        )));
+    }
     let request = ForecastRequest {
         assets,
         origins: &origins,
@@ -145,11 +161,19 @@ pub fn evaluate(
     let model_name = forecast_model(model, &request, &mut tables)?;
     stopwatch.lap("forecast_s");
 
-    let horizons = config
+    let horizons: BTreeMap<usize, HorizonReport> = config
         .horizons
         .par_iter()
         .map(|&h| (h, score_horizon(h, assets, &prepared, &origins, &tables)))
         .collect();
+    if horizons.values().all(|r| r.n_points == 0) {
+        return Err(EvalError::Config(format!(
+            "no origin from {} to {} has a complete outcome at any horizon: nothing to score \
+             (the evaluation period ends too close to the data's end?)",
+            format_ms(config.eval_from_ms),
+            format_ms(config.eval_until_ms)
+        )));
+    }
     let risk = score_risk(
         assets,
         &origins,
