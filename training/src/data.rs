@@ -305,6 +305,17 @@ fn frame_to_candles(path: &Path, frame: &DataFrame, micro_ok: bool) -> Result<Ve
         .enumerate()
         .map(|(row, t)| {
             let t = t.ok_or_else(|| file_error(path, format!("row {row}: open_time is empty")))?;
+            // Only a Binance dump's open times may be microseconds (converted below); anywhere
+            // else such a value is a unit slip that would place the candle 1,000 times later.
+            if !micro_ok && t > MICROSECOND_THRESHOLD {
+                return Err(file_error(
+                    path,
+                    format!(
+                        "row {row}: open_time {t} is after the year 5000 in milliseconds (microseconds?): \
+                         this layout holds Unix ms"
+                    ),
+                ));
+            }
             Ok(Candle {
                 open_time: if micro_ok && t > MICROSECOND_THRESHOLD {
                     t / 1000
@@ -393,6 +404,17 @@ mod tests {
         assert_eq!(read_file(&binance_ms).unwrap(), a);
         // Microsecond open times (Binance spot dumps since 2025) become milliseconds.
         assert_eq!(read_file(&binance_us).unwrap(), a);
+        // In SPEC's layout (Unix ms) they are a unit slip, refused naming the row.
+        let spec_us = write(
+            dir.path(),
+            "E.csv",
+            &format!("{HEADER}{},1,2,0.5,1.5,10,15\n", T0 * 1000),
+        );
+        let e = read_file(&spec_us).unwrap_err().to_string();
+        assert!(
+            e.contains("E.csv") && e.contains("row 0") && e.contains("microseconds"),
+            "{e}"
+        );
     }
 
     #[test]
