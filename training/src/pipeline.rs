@@ -322,7 +322,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     };
     let (members, apart) = train_groups(p, &data, &selected.device, &options)?;
     let apart_members = apart.as_ref().map_or(&[][..], |(_, t)| t.as_slice());
-    let metadata = artifact_metadata(
+    let mut metadata = artifact_metadata(
         config,
         &dirs,
         &data,
@@ -330,6 +330,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         apart_members,
         &selected.description,
     )?;
+    metadata.max_steps = p.max_steps;
     let training_seconds = metadata.training_seconds;
     let all = || members.iter().chain(apart_members);
     let samples_per_second = all().map(|t| t.samples_per_second).sum::<f64>() / all().count() as f64;
@@ -558,6 +559,7 @@ fn artifact_metadata(
         weights_sha256: None,
         config_sha256: None,
         term_structure: BTreeMap::new(),
+        max_steps: None,
     })
 }
 

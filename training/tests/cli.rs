@@ -856,6 +856,21 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         stderr.contains("origins it was trained on") && stderr.contains("--fit-until 2020-12-31 or later"),
         "{stderr}"
     );
+    // The folds were smoke runs (`--max-steps 10`): a run without the limit never scores them
+    // as trained folds.
+    let full: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|&(i, a)| *a != "--max-steps" && !(i > 0 && args[i - 1] == "--max-steps"))
+        .map(|(_, a)| *a)
+        .collect();
+    let refused = run(env!("CARGO_BIN_EXE_walkforward"), &full);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("trained with --max-steps 10, this run asks for full training"),
+        "{stderr}"
+    );
 }
 
 /// Copies the directory `from` (files and subdirectories) to `to`.

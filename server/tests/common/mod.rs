@@ -174,6 +174,7 @@ pub fn info() -> ModelInfo {
             weights_sha256: None,
             config_sha256: None,
             term_structure: BTreeMap::new(),
+            max_steps: None,
         },
         hash: "f".repeat(64),
         dir: std::path::PathBuf::new(),

@@ -286,6 +286,17 @@ fn fold(
             volcast_core::time::format_ms(fit_until_ms)
         );
     }
+    if model.metadata.max_steps != wf.max_steps {
+        let limit =
+            |m: Option<usize>| m.map_or_else(|| "full training".to_owned(), |n| format!("--max-steps {n}"));
+        bail!(
+            "{} was trained with {}, this run asks for {}: a smoke run is never scored as a trained \
+             fold (or the reverse); use another --out",
+            dir.display(),
+            limit(model.metadata.max_steps),
+            limit(wf.max_steps)
+        );
+    }
     let members = model.metadata.members();
     if members != wf.members.max(1) {
         bail!(

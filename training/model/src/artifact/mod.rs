@@ -147,6 +147,11 @@ pub struct Metadata {
     /// the network's next day over HAR's); empty: each horizon is the network's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub term_structure: BTreeMap<usize, usize>,
+    /// Optimiser steps per network training stopped after (`--max-steps`: a smoke run, not a
+    /// trained model); absent for a full training. `walkforward` never reuses such a fold for a
+    /// run without the same limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
 }
 
 /// The risk engine's calibration, measured on the last days of the fit period.
