@@ -309,6 +309,9 @@ pub struct BenchOutcome {
 pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     let dirs = data_dirs(&p.dirs)?;
     let config = &p.config;
+    config
+        .check(&HORIZONS)
+        .map_err(|e| anyhow::anyhow!("training config: {e}"))?;
     let selected = select(p.device)?;
     tracing::info!(device = %selected.description, "device");
 

@@ -227,6 +227,28 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     assert_eq!(config["log_mse_variance"], serde_json::json!(true));
     assert_eq!(config["model"]["lognormal_mean"], serde_json::json!(true));
     assert_eq!(config["networks_apart"], serde_json::Value::Null);
+    // A config the model cannot be built or trained from: refused, naming the field, before
+    // any data is read or network trained (it panicked, or trained for nothing).
+    let bad_config = |edit: &dyn Fn(&mut volcast_model::config::TrainingConfig)| {
+        let mut config = volcast_model::config::TrainingConfig::default_run();
+        edit(&mut config);
+        let path = dir.path().join("bad-config.json");
+        std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+        let out = with(&["--config", path.to_str().unwrap()]);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = bad_config(&|c| c.model.quantile_levels = vec![0.95, 0.5, 0.05, 0.99]);
+    assert!(
+        e.contains("model.quantile_levels") && e.contains("increasing"),
+        "{e}"
+    );
+    let e = bad_config(&|c| c.model.n_static = 18);
+    assert!(e.contains("model.n_static is 18"), "{e}");
+    let e = bad_config(&|c| c.window = 0);
+    assert!(e.contains("window is 0"), "{e}");
+    let e = bad_config(&|c| c.learning_rate = -1.0);
+    assert!(e.contains("learning_rate -1"), "{e}");
     // A fit end after the data's last candle (150 days from 2020-01-01 end on 2020-05-29):
     // refused, naming that candle, before any training.
     let refused = with(&["--fit-until", "2020-07-01"]);
@@ -871,6 +893,15 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         stderr.contains("trained with --max-steps 10, this run asks for full training"),
         "{stderr}"
     );
+    // A backtest setting out of range is refused before any fold is trained.
+    let fresh = dir.path().join("fresh");
+    let mut bad_alpha = args.to_vec();
+    bad_alpha[5] = fresh.to_str().unwrap();
+    bad_alpha.extend(["--alpha", "2"]);
+    let refused = run(env!("CARGO_BIN_EXE_walkforward"), &bad_alpha);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--alpha"));
+    assert!(!fresh.join("fold-2020").exists(), "a fold was trained first");
 }
 
 /// Copies the directory `from` (files and subdirectories) to `to`.

@@ -209,6 +209,64 @@ impl TrainingConfig {
         Ok(out)
     }
 
+    /// Checks the whole config before any data is read or any network trained: the heads' sizes
+    /// this build's inputs and `horizons` need, quantile levels increasing in (0, 1), a window,
+    /// widths, epochs, patience and batch of at least 1, a finite positive learning rate, a
+    /// holdout long enough to score the longest horizon, then the design
+    /// ([`Self::networks_apart_config`]).
+    ///
+    /// # Errors
+    /// The first problem, naming the field.
+    pub fn check(&self, horizons: &[usize]) -> Result<(), String> {
+        let m = &self.model;
+        let sizes = [
+            ("model.n_static", m.n_static, N_STATIC),
+            ("model.n_channels", m.n_channels, N_CHANNELS),
+            ("model.n_horizons", m.n_horizons, horizons.len()),
+        ];
+        if let Some((name, got, want)) = sizes.iter().find(|(_, got, want)| got != want) {
+            return Err(format!("{name} is {got}, but this build's model needs {want}"));
+        }
+        let levels = &m.quantile_levels;
+        if levels.is_empty()
+            || levels.iter().any(|q| !(q.is_finite() && *q > 0.0 && *q < 1.0))
+            || levels.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(format!(
+                "model.quantile_levels {levels:?}: at least one, increasing, each in (0, 1)"
+            ));
+        }
+        let at_least_one = [
+            ("window", self.window),
+            ("stride_hours", self.stride_hours),
+            ("batch_size", self.batch_size),
+            ("max_epochs", self.max_epochs),
+            ("patience", self.patience),
+            ("model.channels", m.channels),
+            ("model.kernel", m.kernel),
+            ("model.layers", m.layers),
+            ("model.hidden", m.hidden),
+        ];
+        if let Some((name, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} is 0: it must be at least 1"));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning_rate {}: a finite number above 0",
+                self.learning_rate
+            ));
+        }
+        let longest_days = horizons.iter().max().map_or(0, |h| h.div_ceil(24));
+        if self.holdout_days <= longest_days {
+            return Err(format!(
+                "holdout_days {}: more than {longest_days} days, or the longest horizon has no \
+                 holdout origin to stop on",
+                self.holdout_days
+            ));
+        }
+        self.networks_apart_config(horizons).map(|_| ())
+    }
+
     /// The config of the networks trained apart and the horizons they serve, where the config
     /// has them ([`Self::networks_apart`]); checks the skip's columns of both groups first.
     ///

@@ -88,20 +88,28 @@ impl EvalConfig {
                 format_ms(self.fit_until_ms)
             ));
         }
-        // The risk policy's ranges, as everywhere else.
-        let tau = self.tau as f64;
-        let checks = [
-            policy::ALPHA_RANGE.check("--alpha", self.alpha),
-            policy::TAU_RANGE.check("--tau", tau),
-            policy::BONUS_RANGE.check("--bonus", self.bonus),
-        ];
-        if let Some(Err(e)) = checks.into_iter().find(Result::is_err) {
-            return bad(e.to_string());
-        }
+        check_backtest(self.alpha, self.tau, self.bonus).map_err(EvalError::Config)?;
         if self.horizons.is_empty() || self.horizons.iter().any(|&h| h == 0 || h > 720) {
             return bad(format!("horizons {:?} must be 1 to 720 hours", self.horizons));
         }
         Ok(())
+    }
+}
+
+/// Checks the backtest's settings against the risk policy's ranges, as everywhere else (a
+/// command checks them before it trains anything).
+///
+/// # Errors
+/// The first out of range, naming its flag.
+pub fn check_backtest(alpha: f64, tau: usize, bonus: f64) -> Result<(), String> {
+    let checks = [
+        policy::ALPHA_RANGE.check("--alpha", alpha),
+        policy::TAU_RANGE.check("--tau", tau as f64),
+        policy::BONUS_RANGE.check("--bonus", bonus),
+    ];
+    match checks.into_iter().find(Result::is_err) {
+        Some(Err(e)) => Err(e.to_string()),
+        _ => Ok(()),
     }
 }
 

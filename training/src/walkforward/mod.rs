@@ -195,6 +195,9 @@ impl WalkForwardReport {
 /// # Errors
 /// A data, training or evaluation failure, naming the fold.
 pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
+    // Settings that would refuse the scoring are refused before any fold is trained.
+    let (alpha, tau, bonus) = wf.risk;
+    crate::evaluate::check_backtest(alpha, tau, bonus).map_err(anyhow::Error::msg)?;
     let dirs = crate::pipeline::data_dirs(&wf.dirs)?;
     let assets = volcast_core::panel::to_panel(&crate::data::load_assets(&dirs, None)?);
     let mut reports = Vec::new();
