@@ -78,7 +78,8 @@ pub struct Config {
 
     /// Longest a client may take to send a request's headers, in milliseconds, counted from
     /// when the connection waits for them: also how long an idle keep-alive connection stays
-    /// open.
+    /// open, and how long an answer waits for a client that reads nothing before the
+    /// connection is closed.
     #[arg(long, env = "VOLCAST_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
 

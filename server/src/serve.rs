@@ -1,5 +1,7 @@
 //! Accepting connections with limits, so slow or idle clients cannot hold the service: a
-//! deadline for each request's headers (which also closes idle keep-alive connections), a cap on
+//! deadline for each request's headers (which also closes idle keep-alive connections), the
+//! same deadline for a client that stops reading its answers (a write that makes no progress
+//! that long closes the connection), a cap on
 //! open connections past which a new one is answered 503 `too_many_connections` at once (never
 //! left to exhaust file descriptors), and a graceful shutdown with a deadline after which the
 //! connections still open are dropped.
@@ -22,7 +24,8 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// Longest a client may take to send a request's headers, counted from when the connection
-    /// waits for them (so also the longest an idle keep-alive connection stays open).
+    /// waits for them (so also the longest an idle keep-alive connection stays open), and the
+    /// longest an answer may wait for the client to read it.
     pub header_read_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
@@ -103,9 +106,17 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
+    let stall = WriteStall::default();
+    let stream = Watched {
+        inner: stream,
+        stall: stall.clone(),
+    };
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     tokio::pin!(conn);
     let mut closing = false;
+    let mut watch = tokio::time::interval(
+        (limits.header_read_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
+    );
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -113,6 +124,14 @@ async fn connection(
                     tracing::debug!("connection closed: {e}");
                 }
                 return;
+            }
+            _ = watch.tick() => {
+                // A client that stopped reading its answers: its slot is freed (dropping the
+                // connection closes the socket).
+                if stall.longer_than(limits.header_read_timeout) {
+                    tracing::debug!("connection closed: the client read nothing for the header read timeout");
+                    return;
+                }
             }
             changed = draining.changed(), if !closing => {
                 // Asked to drain, or the server is gone: finish the request in flight, then close.
@@ -174,5 +193,91 @@ async fn drain_reads(stream: &TcpStream) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return,
         }
+    }
+}
+
+/// When the connection's writes last stopped making progress, if they have.
+#[derive(Debug, Clone, Default)]
+struct WriteStall(Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl WriteStall {
+    fn set(&self, stalled: bool) {
+        let mut since = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (stalled, since.is_some()) {
+            (true, false) => *since = Some(std::time::Instant::now()),
+            (false, true) => *since = None,
+            _ => {}
+        }
+    }
+
+    fn longer_than(&self, limit: Duration) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() > limit)
+    }
+}
+
+/// A connection's stream that notes when its writes stall (the client's window is full: it is
+/// not reading) and when they move again.
+#[derive(Debug)]
+struct Watched {
+    inner: TcpStream,
+    stall: WriteStall,
+}
+
+impl Watched {
+    fn noted<T>(&self, poll: std::task::Poll<T>) -> std::task::Poll<T> {
+        self.stall.set(poll.is_pending());
+        poll
+    }
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.noted(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.noted(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.noted(poll)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -145,6 +145,37 @@ async fn connections_over_the_cap_get_an_immediate_503() {
     server.await.unwrap();
 }
 
+/// A client that sends requests but never reads the answers (its receive window full) does
+/// not keep its slot: once its answer has waited the header read timeout, the connection is
+/// closed and the next client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_answers_loses_its_slot() {
+    let mut config = Config::with_artifact(artifacts()).unwrap();
+    config.max_connections = 1;
+    config.header_read_timeout_ms = 1_000;
+    let (addr, stop, server, _store_dir) = start(config).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(addr).await.unwrap();
+    // 200 pipelined requests for the OpenAPI document (over 100 KB each), never read.
+    let requests = "GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n".repeat(200);
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, requests.as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        healthz(addr).await.contains("too_many_connections"),
+        "the stalled client holds the only slot at first"
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let answer = healthz(addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(stalled);
+    let _ = stop.send(());
+    server.await.unwrap();
+}
+
 #[test]
 fn a_slow_header_client_cannot_delay_shutdown_past_the_deadline() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
