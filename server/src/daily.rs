@@ -308,6 +308,8 @@ async fn recalibrate(
     daily: &mut DailyState,
     today: i64,
 ) -> Result<Option<String>, ApiError> {
+    // No reload in between: the model re-measured is the one replaced.
+    let _swap = state.model_swap().await;
     let serving = state.serving()?;
     let metadata = &serving.info.metadata;
     let Some(days) = metadata.recalibration.as_ref().and_then(|r| r.rolling_days) else {

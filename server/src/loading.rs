@@ -88,6 +88,7 @@ pub async fn reload(
     options: LoadOptions,
     metrics: &Arc<Metrics>,
 ) -> Result<(String, String), LoadError> {
+    let _swap = state.model_swap().await;
     let old = state
         .serving()
         .map(|s| s.info.metadata.id.clone())

@@ -90,6 +90,7 @@ struct Inner {
     decisions: std::sync::OnceLock<crate::audit::log::DecisionLog>,
     replay_model: tokio::sync::Mutex<Option<Serving>>,
     reload_target: std::sync::OnceLock<(std::path::PathBuf, crate::config::LoadOptions)>,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// Most assets whose latest forecast [`ForecastCache`] keeps.
@@ -197,6 +198,7 @@ impl AppState {
                 decisions: std::sync::OnceLock::new(),
                 replay_model: tokio::sync::Mutex::new(None),
                 reload_target: std::sync::OnceLock::new(),
+                reloading: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -355,6 +357,13 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
             .ok_or(ApiError::NotReady)
+    }
+
+    /// Held by whatever replaces the served model (a reload, the daily recalibration) from
+    /// before it reads what to load until the swap: two of them never interleave, so the last
+    /// to start is the one served (a reload that read an older `default` cannot finish last).
+    pub async fn model_swap(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.reloading.lock().await
     }
 
     /// The anomaly detector, when one is loaded.
