@@ -299,6 +299,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // First: a SIGHUP while the store opens and the model loads is a reload afterwards, never
+    // the end of the process.
+    #[cfg(unix)]
+    let hangups = loading::listen_for_hangups();
     let metrics = Arc::new(Metrics::new());
     let settings = Settings::from_config(&config)?;
     let store = open_store(&config).await?;
@@ -370,6 +374,7 @@ pub async fn run(
         config.artifact.clone(),
         options,
         Arc::clone(&metrics),
+        hangups,
     ));
     drop(state);
     let served = server.await;

@@ -121,15 +121,21 @@ pub(crate) async fn reload_on_hangup(
     path: PathBuf,
     options: LoadOptions,
     metrics: Arc<Metrics>,
+    hangups: Option<tokio::signal::unix::Signal>,
 ) {
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGHUP, reloads disabled: {e}");
-            return;
-        }
-    };
+    let Some(mut hangups) = hangups else { return };
     while hangups.recv().await.is_some() {
         let _ = reload(&state, &path, options, &metrics).await;
     }
+}
+
+/// Listens for SIGHUP from now on: a SIGHUP no longer ends the process (its default action),
+/// and one received before [`reload_on_hangup`] runs (while the service starts) is a reload
+/// once it does. `None`, logged, when the signal cannot be listened for.
+#[cfg(unix)]
+#[must_use]
+pub fn listen_for_hangups() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .inspect_err(|e| tracing::error!("cannot listen for SIGHUP, reloads disabled: {e}"))
+        .ok()
 }

@@ -59,3 +59,22 @@ async fn a_reload_waits_for_the_swap_in_progress() {
     assert_eq!((old.as_str(), new.as_str()), (served.as_str(), other));
     assert_eq!(state.serving().unwrap().info.metadata.id, other);
 }
+
+/// A SIGHUP right after the server says it listens (while its store opens and its model loads)
+/// is a reload once it is up, never the end of the process (SIGHUP's default action).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_while_the_server_starts_is_a_reload_not_an_exit() {
+    use common::process::{signal, start, wait_for};
+    let mut server = start(&common::repo().join("model-artifacts"), &[]);
+    signal(&server, "-HUP");
+    let client = reqwest::Client::new();
+    let ready = wait_for(&client, format!("{}/readyz", server.base), |b| {
+        b.contains(r#""status":"ready""#)
+    })
+    .await;
+    assert!(server.child.try_wait().unwrap().is_none(), "the server exited");
+    assert!(ready.contains(r#""status":"ready""#), "{ready}");
+    let ok = r#"volcast_model_reloads_total{outcome="ok"} 1"#;
+    let metrics = wait_for(&client, format!("{}/metrics", server.base), |b| b.contains(ok)).await;
+    assert!(metrics.contains(ok), "{metrics}");
+}

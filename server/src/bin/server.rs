@@ -44,6 +44,9 @@ async fn main() -> std::process::ExitCode {
     } else {
         builder.init();
     }
+    // A SIGHUP from here on never ends the process (`run` listens for it as a reload).
+    #[cfg(unix)]
+    drop(volcast_server::loading::listen_for_hangups());
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
