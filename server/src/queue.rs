@@ -108,7 +108,9 @@ impl BatchQueue {
 }
 
 fn worker(mut predictor: Box<dyn Predictor>, rx: &Receiver<Job>, config: QueueConfig, metrics: &Metrics) {
-    while let Ok(first) = rx.recv() {
+    // A job that would have taken the batch past `max_batch`: the next batch's first.
+    let mut held: Option<Job> = None;
+    while let Some(first) = held.take().or_else(|| rx.recv().ok()) {
         let mut size = first.inputs.len();
         let mut jobs = vec![first];
         let deadline = Instant::now() + config.max_wait;
@@ -126,6 +128,10 @@ fn worker(mut predictor: Box<dyn Predictor>, rx: &Receiver<Job>, config: QueueCo
                 }
             };
             let Some(job) = next else { break };
+            if size + job.inputs.len() > config.max_batch {
+                held = Some(job);
+                break;
+            }
             size += job.inputs.len();
             jobs.push(job);
         }
@@ -170,5 +176,71 @@ fn run_batch(predictor: &mut dyn Predictor, mut jobs: Vec<Job>, size: usize, met
                 let _ = job.reply.send(Err("forward pass panicked".into()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records the size of every forward pass.
+    struct Sizes(Arc<Mutex<Vec<usize>>>);
+
+    impl Predictor for Sizes {
+        fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(inputs.len());
+            inputs
+                .iter()
+                .map(|_| Prediction {
+                    variance: vec![1.0],
+                    quantiles: vec![vec![1.0]],
+                    shortage_probability: vec![0.5],
+                })
+                .collect()
+        }
+    }
+
+    fn input() -> ModelInput {
+        ModelInput {
+            statics: [0.0; volcast_core::features::N_STATIC],
+            sequence: Vec::new(),
+        }
+    }
+
+    /// A job that would take a batch past `max_batch` waits for the next forward pass: one of 1
+    /// and one of 64 with `max_batch` 64 are two passes, never one of 65.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_never_holds_more_than_max_batch_inputs() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let config = QueueConfig {
+            max_batch: 64,
+            max_wait: Duration::from_millis(300),
+            capacity: 8,
+            retry_after: Duration::from_secs(1),
+        };
+        let (queue, _worker) = BatchQueue::start(
+            Box::new(Sizes(Arc::clone(&sizes))),
+            config,
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        let one = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.predict(vec![input()]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let many = queue.predict((0..64).map(|_| input()).collect()).await.unwrap();
+        assert_eq!(many.len(), 64);
+        assert_eq!(one.await.unwrap().unwrap().len(), 1);
+        let sizes = sizes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        assert_eq!(sizes, [1, 64]);
     }
 }

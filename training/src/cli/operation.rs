@@ -247,6 +247,46 @@ fn step(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The open time (Unix ms) of the last candle `metadata`'s model was fit on.
+///
+/// # Errors
+/// When its `fit_until` is not a time.
+pub fn fit_end_of(metadata: &volcast_model::artifact::Metadata) -> anyhow::Result<i64> {
+    use anyhow::Context as _;
+    volcast_core::time::parse_time(&metadata.fit_until, volcast_core::time::Bound::Start)
+        .with_context(|| format!("model {}: fit_until {:?}", metadata.id, metadata.fit_until))
+}
+
+/// Refuses to score `metadata`'s model against a fit period ending at `fit_until_ms` (the open
+/// time of its last candle) when the model was fit on later candles: it would be scored on
+/// origins it was trained on, beside baselines fit on less data than it had.
+///
+/// # Errors
+/// That refusal, saying what to give instead.
+pub fn refuse_in_sample(
+    metadata: &volcast_model::artifact::Metadata,
+    fit_until_ms: i64,
+) -> anyhow::Result<()> {
+    let fit_end = fit_end_of(metadata)?;
+    if fit_end > fit_until_ms {
+        anyhow::bail!(
+            "model {} was fit on candles until {}, after this evaluation's fit end {}: scored here it \
+             would be scored on origins it was trained on. Give --fit-until {} or later, or a model \
+             fit by {} (train --fit-until)",
+            metadata.id,
+            metadata.fit_until,
+            volcast_core::time::format_ms(fit_until_ms),
+            volcast_core::time::format_ms(fit_end)
+                .get(..10)
+                .unwrap_or_default(),
+            volcast_core::time::format_ms(fit_until_ms)
+                .get(..10)
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{AdaptiveSteps, HorizonList, WindowDays, horizon_list, term_structure, window_days};
@@ -397,44 +437,4 @@ mod tests {
         };
         assert!(declared_horizons.check_horizons(&[4, 24, 168]).is_ok());
     }
-}
-
-/// The open time (Unix ms) of the last candle `metadata`'s model was fit on.
-///
-/// # Errors
-/// When its `fit_until` is not a time.
-pub fn fit_end_of(metadata: &volcast_model::artifact::Metadata) -> anyhow::Result<i64> {
-    use anyhow::Context as _;
-    volcast_core::time::parse_time(&metadata.fit_until, volcast_core::time::Bound::Start)
-        .with_context(|| format!("model {}: fit_until {:?}", metadata.id, metadata.fit_until))
-}
-
-/// Refuses to score `metadata`'s model against a fit period ending at `fit_until_ms` (the open
-/// time of its last candle) when the model was fit on later candles: it would be scored on
-/// origins it was trained on, beside baselines fit on less data than it had.
-///
-/// # Errors
-/// That refusal, saying what to give instead.
-pub fn refuse_in_sample(
-    metadata: &volcast_model::artifact::Metadata,
-    fit_until_ms: i64,
-) -> anyhow::Result<()> {
-    let fit_end = fit_end_of(metadata)?;
-    if fit_end > fit_until_ms {
-        anyhow::bail!(
-            "model {} was fit on candles until {}, after this evaluation's fit end {}: scored here it \
-             would be scored on origins it was trained on. Give --fit-until {} or later, or a model \
-             fit by {} (train --fit-until)",
-            metadata.id,
-            metadata.fit_until,
-            volcast_core::time::format_ms(fit_until_ms),
-            volcast_core::time::format_ms(fit_end)
-                .get(..10)
-                .unwrap_or_default(),
-            volcast_core::time::format_ms(fit_until_ms)
-                .get(..10)
-                .unwrap_or_default(),
-        );
-    }
-    Ok(())
 }
