@@ -50,6 +50,7 @@ pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> 
     Ok(Serving {
         info: Arc::new(info),
         queue,
+        anomaly: None,
     })
 }
 
@@ -60,20 +61,31 @@ pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> 
 /// # Errors
 /// The detector's file cannot be read or is not a valid detector.
 pub fn install_detector(state: &AppState, artifact_dir: &Path) -> Result<(), String> {
+    if let Some(scorer) = detector_for(state, artifact_dir)? {
+        state.set_anomaly(Some(scorer));
+    }
+    Ok(())
+}
+
+/// The anomaly detector to install with the artifact in `artifact_dir` (see
+/// [`install_detector`]); None to keep the one installed.
+fn detector_for(
+    state: &AppState,
+    artifact_dir: &Path,
+) -> Result<Option<Arc<volcast_core::anomaly::Scorer>>, String> {
     if !state.settings().anomaly.enabled {
         tracing::info!("anomaly detection off (--anomaly false): the anomaly routes answer 503");
-        return Ok(());
+        return Ok(None);
     }
     let Some(path) = anomaly::detector_path(state.anomaly_path(), artifact_dir) else {
         if state.anomaly_scorer().is_none() {
             tracing::info!("no anomaly detector: the anomaly routes answer 503");
         }
-        return Ok(());
+        return Ok(None);
     };
     let scorer = anomaly::load(&path)?;
     tracing::info!(detector = %scorer.detector.id, path = %path.display(), "anomaly detector ready");
-    state.set_anomaly(Some(scorer));
-    Ok(())
+    Ok(Some(scorer))
 }
 
 /// Loads the artifact at `path` afresh (following the `default` pointer) and swaps it in;
@@ -97,10 +109,11 @@ pub async fn reload(
     match load(path, options, metrics).await {
         Ok(serving) => {
             let new = serving.info.metadata.id.clone();
-            if let Err(e) = install_detector(state, &serving.info.dir) {
+            let detector = detector_for(state, &serving.info.dir).unwrap_or_else(|e| {
                 tracing::error!("anomaly detector not reloaded, the old one is kept: {e}");
-            }
-            state.set_serving(serving);
+                None
+            });
+            state.set_serving_and_detector(serving, detector);
             metrics.reloads.get_or_create(&outcome("ok")).inc();
             tracing::info!(old = %old, new = %new, "model reloaded");
             Ok((old, new))

@@ -68,6 +68,10 @@ pub struct Serving {
     pub info: Arc<ModelInfo>,
     /// The way to its forward pass.
     pub queue: BatchQueue,
+    /// The anomaly detector served with it, as [`AppState::serving`] read them both: a request
+    /// that holds its `Serving` scores every item with one detector, the one installed with its
+    /// model (a reload swaps both at once). What is set here is replaced at every read.
+    pub anomaly: Option<Arc<volcast_core::anomaly::Scorer>>,
 }
 
 /// Stress simulations running at once; more are answered 429 (each one uses every core).
@@ -267,7 +271,17 @@ impl AppState {
 
     /// Installs the ready model, replacing the one served (a reload): requests already holding
     /// the old one finish on it.
-    pub fn set_serving(&self, mut serving: Serving) {
+    pub fn set_serving(&self, serving: Serving) {
+        self.set_serving_and_detector(serving, None);
+    }
+
+    /// [`Self::set_serving`], with `detector` (when given) installed at the same moment: no
+    /// request reads the new model with the old detector or the reverse.
+    pub fn set_serving_and_detector(
+        &self,
+        mut serving: Serving,
+        detector: Option<Arc<volcast_core::anomaly::Scorer>>,
+    ) {
         let (policy, _) = self.policy();
         if serving.info.policy != policy {
             serving.info = Arc::new(ModelInfo {
@@ -282,11 +296,17 @@ impl AppState {
             .as_ref()
             .and_then(|r| volcast_core::time::parse_time(&r.until, volcast_core::time::Bound::Start).ok())
             .map_or(0, |ms| ms.div_euclid(1000));
-        *self
+        // The serving lock first, then the detector's, as every reader takes them.
+        let mut served = self
             .inner
             .serving
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(serving);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(detector) = detector {
+            self.set_anomaly(Some(detector));
+        }
+        *served = Some(serving);
+        drop(served);
         self.inner.metrics.model_ready.set(1);
         self.inner.metrics.recalibrated_until.set(until);
     }
@@ -351,12 +371,15 @@ impl AppState {
     /// # Errors
     /// [`ApiError::NotReady`] while it loads.
     pub fn serving(&self) -> Result<Serving, ApiError> {
-        self.inner
+        let served = self
+            .inner
             .serving
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or(ApiError::NotReady)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut serving = served.clone().ok_or(ApiError::NotReady)?;
+        serving.anomaly = self.anomaly_scorer();
+        drop(served);
+        Ok(serving)
     }
 
     /// Held by whatever replaces the served model (a reload, the daily recalibration) from

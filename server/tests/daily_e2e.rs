@@ -246,7 +246,11 @@ async fn the_service_recalibrates_scores_and_falls_back_on_its_own() {
         Arc::clone(state.metrics()),
     )
     .unwrap();
-    state.set_serving(Serving { info, queue });
+    state.set_serving(Serving {
+        info,
+        queue,
+        anomaly: None,
+    });
     options.recalibrate = false;
     let mut flipped = None;
     for day in 61..=DAYS {

@@ -55,6 +55,7 @@ async fn serving(dir: &std::path::Path) -> AppState {
     state.set_serving(Serving {
         info: Arc::new(info),
         queue,
+        anomaly: None,
     });
     state
 }

@@ -374,6 +374,7 @@ async fn the_job_catches_up_the_last_week_once() {
     fresh.set_serving(volcast_server::state::Serving {
         info: std::sync::Arc::new(info),
         queue: serving.queue.clone(),
+        anomaly: None,
     });
     let after = servable.iter().filter(|&&o| o >= measured).count();
     assert!(after < servable.len(), "{servable:?}");

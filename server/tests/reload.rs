@@ -78,3 +78,78 @@ async fn a_sighup_while_the_server_starts_is_a_reload_not_an_exit() {
     let metrics = wait_for(&client, format!("{}/metrics", server.base), |b| b.contains(ok)).await;
     assert!(metrics.contains(ok), "{metrics}");
 }
+
+/// Reloads between the two committed artifacts (each with its own anomaly detector) while
+/// batches of risk requests are answered: every answer's detector is its model's, and a batch
+/// is scored by one detector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_is_scored_by_its_models_detector_across_reloads() {
+    use serde_json::{Value, json};
+    let tmp = tempfile::tempdir().unwrap();
+    let artifacts = tmp.path().join("artifacts");
+    copy_tree(&common::repo().join("model-artifacts"), &artifacts);
+    let ids = ["693e44b5f740fc82", "e511b0d43982c4cf"];
+    let detector_of = |id: &str| {
+        let text = std::fs::read_to_string(artifacts.join(id).join("anomaly.json")).unwrap();
+        volcast_core::anomaly::Detector::from_json(&text).unwrap().id
+    };
+    let detectors: std::collections::HashMap<String, String> =
+        ids.iter().map(|id| ((*id).to_owned(), detector_of(id))).collect();
+    assert_ne!(
+        detectors[ids[0]], detectors[ids[1]],
+        "the two artifacts' detectors differ"
+    );
+    let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let mut config = volcast_server::config::Config::with_artifact(artifacts.clone()).unwrap();
+    config.max_staleness = Duration::from_secs(100_000 * 86_400);
+    let state = common::state_with_config(&config, store).await;
+    volcast_server::install_detector(&state, &state.serving().unwrap().info.dir).unwrap();
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let candles: Vec<Value> = common::market(common::START_MS, 3, 45, None)
+        .iter()
+        .map(common::candle_json)
+        .collect();
+    let window = Value::Array(candles[candles.len() - history..].to_vec());
+    let body = json!({"items": (0..8).map(|i| json!({"asset": format!("A{i}"), "candles": window})).collect::<Vec<_>>()});
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let askers: Vec<_> = (0..3)
+        .map(|_| {
+            let (app, body, stop) = (app.clone(), body.clone(), std::sync::Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (status, v, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+                    assert_eq!(status, 200, "{v}");
+                    answers.push(v);
+                }
+                answers
+            })
+        })
+        .collect();
+    let options = volcast_server::load_options(&config);
+    for k in 0..30 {
+        artifact::set_default(&artifacts, ids[k % 2]).unwrap();
+        volcast_server::reload(&state, &artifacts, options, state.metrics())
+            .await
+            .unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut checked = 0;
+    for asker in askers {
+        for v in asker.await.unwrap() {
+            let model = v["model"]["id"].as_str().unwrap();
+            for item in v["items"].as_array().unwrap() {
+                let detector = item["derivation"]["anomaly"]["detector"].as_str().unwrap();
+                assert_eq!(
+                    detector, detectors[model],
+                    "model {model} answered with detector {detector}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "{checked} answers");
+}

@@ -429,16 +429,7 @@ pub async fn asset_risk(
     check_previous(previous.as_ref(), |name| format!("previous_{name}"))?;
     let forecast = stored_forecast(state, &serving, &asset).await?;
     let (prep, pred, inputs) = forecast.as_ref();
-    let item = recommend_watched(
-        state,
-        &serving.info,
-        &s,
-        "",
-        prep,
-        pred,
-        &inputs.candles,
-        previous,
-    )?;
+    let item = recommend_watched(state, &serving, &s, "", prep, pred, &inputs.candles, previous)?;
     let resp = RiskResponse {
         model: serving.info.reference(),
         items: vec![item],

@@ -55,9 +55,10 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadResponse
     )
 )]
 pub async fn model(State(state): State<AppState>) -> Result<Json<ModelCard>, ApiError> {
-    let mut card = state.serving()?.info.card();
+    let serving = state.serving()?;
+    let mut card = serving.info.card();
     let settings = state.settings().anomaly;
-    card.anomaly_detector = state.anomaly_scorer().map(|sc| ServedDetector {
+    card.anomaly_detector = serving.anomaly.map(|sc| ServedDetector {
         detector: DetectorRef::of(&sc),
         action: settings.action.name().into(),
         window_hours: settings.window_hours,

@@ -233,7 +233,7 @@ pub async fn parameters_answer(
         .map(|((prep, pred), (prefix, item))| {
             recommend_watched(
                 state,
-                info,
+                serving,
                 &s,
                 &prefix,
                 &prep,
@@ -261,7 +261,7 @@ pub async fn parameters_answer(
 )]
 pub fn recommend_watched(
     state: &AppState,
-    info: &ModelInfo,
+    serving: &Serving,
     s: &RiskSettings,
     prefix: &str,
     prep: &Prepared,
@@ -269,9 +269,9 @@ pub fn recommend_watched(
     candles: &[CandleDto],
     previous: Option<Previous>,
 ) -> Result<AssetRisk, ApiError> {
-    let (context, tau) = watched_tau(state, candles, s.tau);
+    let (context, tau) = watched_tau(state, serving.anomaly.as_ref(), candles, s.tau);
     let item_settings = RiskSettings { tau, ..*s };
-    let mut risk = recommend(info, &item_settings, prefix, prep, pred, previous)?;
+    let mut risk = recommend(&serving.info, &item_settings, prefix, prep, pred, previous)?;
     risk.derivation.anomaly = context;
     Ok(risk)
 }
@@ -280,11 +280,16 @@ pub fn recommend_watched(
 /// doubled (up to the longest allowed) under an active flag with `--anomaly-action tighten`;
 /// `(None, tau)` without a detector. Every risk answer and the stress simulation go by it.
 #[must_use]
-pub fn watched_tau(state: &AppState, candles: &[CandleDto], tau: f64) -> (Option<AnomalyContext>, f64) {
-    state.anomaly_scorer().map_or((None, tau), |sc| {
+pub fn watched_tau(
+    state: &AppState,
+    detector: Option<&std::sync::Arc<volcast_core::anomaly::Scorer>>,
+    candles: &[CandleDto],
+    tau: f64,
+) -> (Option<AnomalyContext>, f64) {
+    detector.map_or((None, tau), |sc| {
         let candles: Vec<Candle> = candles.iter().map(|&c| c.into()).collect();
         let (context, tau) =
-            anomaly::risk_context(&sc, state.settings().anomaly, &candles, tau, TAU_RANGE.max);
+            anomaly::risk_context(sc, state.settings().anomaly, &candles, tau, TAU_RANGE.max);
         (Some(context), tau)
     })
 }

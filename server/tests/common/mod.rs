@@ -80,6 +80,7 @@ pub fn app_predicting(predictor: Box<dyn Predictor>, config: &Config) -> Router 
     state.set_serving(Serving {
         info: Arc::new(info()),
         queue,
+        anomaly: None,
     });
     volcast_server::app(state)
 }
@@ -204,6 +205,7 @@ pub fn app_serving(info: ModelInfo, config: &Config, delay: Duration) -> Router 
     state.set_serving(Serving {
         info: Arc::new(info),
         queue,
+        anomaly: None,
     });
     volcast_server::app(state)
 }
