@@ -23,6 +23,10 @@ pub enum LoadError {
     /// The loading task died.
     #[error("model loading task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The artifact's anomaly detector could not be read: at a reload the old model and its
+    /// detector keep serving, never the new model with the old detector.
+    #[error("could not load the anomaly detector: {0}")]
+    Detector(String),
 }
 
 /// Loads the artifact at `path` (an artifact, or a directory with a `default` pointer, read
@@ -106,13 +110,13 @@ pub async fn reload(
         .map(|s| s.info.metadata.id.clone())
         .unwrap_or_default();
     let outcome = |o: &str| metrics::ReloadLabels { outcome: o.into() };
-    match load(path, options, metrics).await {
-        Ok(serving) => {
+    let loaded = load(path, options, metrics).await.and_then(|serving| {
+        let detector = detector_for(state, &serving.info.dir).map_err(LoadError::Detector)?;
+        Ok((serving, detector))
+    });
+    match loaded {
+        Ok((serving, detector)) => {
             let new = serving.info.metadata.id.clone();
-            let detector = detector_for(state, &serving.info.dir).unwrap_or_else(|e| {
-                tracing::error!("anomaly detector not reloaded, the old one is kept: {e}");
-                None
-            });
             state.set_serving_and_detector(serving, detector);
             metrics.reloads.get_or_create(&outcome("ok")).inc();
             tracing::info!(old = %old, new = %new, "model reloaded");

@@ -282,6 +282,13 @@ impl AppState {
         mut serving: Serving,
         detector: Option<Arc<volcast_core::anomaly::Scorer>>,
     ) {
+        // The serving lock first, then the policy's and the detector's, as every reader and
+        // `set_policy` take them: the policy read here is still the gate's at the swap.
+        let mut served = self
+            .inner
+            .serving
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (policy, _) = self.policy();
         if serving.info.policy != policy {
             serving.info = Arc::new(ModelInfo {
@@ -296,12 +303,6 @@ impl AppState {
             .as_ref()
             .and_then(|r| volcast_core::time::parse_time(&r.until, volcast_core::time::Bound::Start).ok())
             .map_or(0, |ms| ms.div_euclid(1000));
-        // The serving lock first, then the detector's, as every reader takes them.
-        let mut served = self
-            .inner
-            .serving
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(detector) = detector {
             self.set_anomaly(Some(detector));
         }
@@ -348,16 +349,18 @@ impl AppState {
             .metrics
             .policy_fallback
             .set(i64::from(policy.is_fallback()));
-        *self
-            .inner
-            .policy
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = (policy.clone(), since);
+        // The serving lock first, as `set_serving_and_detector` takes it before it reads the
+        // policy: a model swapped in at the same moment never keeps the policy before.
         let mut serving = self
             .inner
             .serving
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *self
+            .inner
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (policy.clone(), since);
         if let Some(s) = serving.as_mut() {
             s.info = Arc::new(ModelInfo {
                 policy,

@@ -82,8 +82,13 @@ fn faulty(out: &Path) -> Vec<(&'static str, PathBuf, &'static str)> {
         m.as_object_mut().unwrap().remove("ensemble_horizon_weights");
     });
 
+    // An anomaly detector that cannot be read: never a new model served with the old detector.
+    let bad_detector = copy_default(out, "bad-detector");
+    std::fs::write(bad_detector.join("anomaly.json"), "{ not a detector").unwrap();
+
     let declared = declared_uncalibrated(out);
     vec![
+        ("bad-detector", bad_detector, "anomaly detector"),
         ("other-levels", other_levels, "edited by hand"),
         ("extra-horizon", extra_horizon, "edited by hand"),
         ("flipped", flipped, "damaged or replaced"),
