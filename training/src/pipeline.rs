@@ -118,29 +118,37 @@ pub fn default_dirs() -> anyhow::Result<Vec<PathBuf>> {
 
 fn data_files(dirs: &[PathBuf], loaded: &[AssetCandles]) -> anyhow::Result<Vec<DataFile>> {
     let by_id: BTreeMap<&str, &AssetCandles> = loaded.iter().map(|a| (a.asset.as_str(), a)).collect();
-    let mut files = Vec::new();
+    let mut listed = Vec::new();
     for dir in dirs {
-        for (id, path) in list_dir(dir)? {
-            let Some(asset) = by_id.get(id.as_str()) else {
-                continue;
-            };
-            files.push(DataFile {
-                path: path.display().to_string(),
-                sha256: artifact::sha256_file(&path)
-                    .with_context(|| format!("hashing {}", path.display()))?,
-                rows: asset.candles.len(),
-                first: asset
-                    .candles
-                    .first()
-                    .map(|c| format_ms(c.open_time))
-                    .unwrap_or_default(),
-                last: asset
-                    .candles
-                    .last()
-                    .map(|c| format_ms(c.open_time))
-                    .unwrap_or_default(),
-            });
-        }
+        listed.extend(list_dir(dir)?);
+    }
+    let mut per_asset: BTreeMap<&str, usize> = BTreeMap::new();
+    for (id, _) in &listed {
+        *per_asset.entry(id.as_str()).or_default() += 1;
+    }
+    let mut files = Vec::new();
+    for (id, path) in &listed {
+        let Some(asset) = by_id.get(id.as_str()) else {
+            continue;
+        };
+        // An asset joined from several files: each file's own rows, not the joined series'.
+        let own;
+        let candles = if per_asset[id.as_str()] > 1 {
+            own = crate::data::read_file(path)?;
+            &own
+        } else {
+            &asset.candles
+        };
+        files.push(DataFile {
+            path: path.display().to_string(),
+            sha256: artifact::sha256_file(path).with_context(|| format!("hashing {}", path.display()))?,
+            rows: candles.len(),
+            first: candles
+                .first()
+                .map(|c| format_ms(c.open_time))
+                .unwrap_or_default(),
+            last: candles.last().map(|c| format_ms(c.open_time)).unwrap_or_default(),
+        });
     }
     Ok(files)
 }
@@ -603,4 +611,36 @@ fn set_default_to(out: &std::path::Path, dir: &std::path::Path) -> anyhow::Resul
         .to_owned();
     artifact::set_default(out, &id)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// An asset joined from two directories' files is recorded file by file, each with its own
+    /// rows and range.
+    #[test]
+    fn each_file_of_a_joined_asset_is_recorded_with_its_own_rows() {
+        const H: i64 = 3_600_000;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let candle = |t: i64| volcast_core::candles::Candle {
+            open_time: t * H,
+            open: 1.0,
+            high: 1.1,
+            low: 0.9,
+            close: 1.0,
+            volume: 1.0,
+            quote_volume: 1.0,
+        };
+        for (d, hours) in [(&a, 0..10), (&b, 10..30)] {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{e}"));
+            let candles: Vec<_> = hours.map(candle).collect();
+            crate::data::write_csv(&d.join("X.csv"), &candles).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let dirs = vec![a, b];
+        let loaded = crate::data::load_assets(&dirs, None).unwrap_or_else(|e| panic!("{e}"));
+        let files = super::data_files(&dirs, &loaded).unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<usize> = files.iter().map(|f| f.rows).collect();
+        assert_eq!(rows, [10, 20]);
+        assert_eq!(files[1].first, volcast_core::time::format_ms(10 * H));
+    }
 }
