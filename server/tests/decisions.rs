@@ -564,10 +564,7 @@ async fn a_timeout_never_withholds_an_answer_already_logged() {
         volcast_server::config::Config::with_artifact(common::repo().join("model-artifacts/default"))
             .unwrap();
     config.max_staleness = FOREVER;
-    let series: Vec<Value> = common::market(common::START_MS, 1, 45, None)
-        .iter()
-        .map(common::candle_json)
-        .collect();
+    let series = common::market_json(1, 45);
     let (mut served, mut timed_out) = (0, 0);
     for ms in [1, 2, 3, 4, 6, 8, 11, 15, 20, 30] {
         config.request_timeout_ms = ms;
@@ -623,10 +620,7 @@ async fn a_replayed_stress_simulation_counts_against_the_services_slots() {
     let (state, _store, _) = logged_state(dir.path()).await;
     let app = volcast_server::app(state.clone());
     let history = state.serving().unwrap().info.history_hours();
-    let series: Vec<Value> = common::market(common::START_MS, 1, 45, None)
-        .iter()
-        .map(common::candle_json)
-        .collect();
+    let series = common::market_json(1, 45);
     let body = json!({
         "asset": "S", "candles": series[series.len() - history..], "paths": 200, "horizon_hours": 24,
         "positions": [{"collateral": 10.0, "debt": 500.0}],
@@ -653,10 +647,7 @@ async fn the_http_export_verifies_and_shows_an_altered_record() {
     let (state, _store, public) = logged_state(dir.path()).await;
     let app = volcast_server::app(state.clone());
     let history = state.serving().unwrap().info.history_hours();
-    let series: Vec<Value> = common::market(common::START_MS, 1, 45, None)
-        .iter()
-        .map(common::candle_json)
-        .collect();
+    let series = common::market_json(1, 45);
     for end in (0..6).map(|i| series.len() - 3 * i) {
         let body = json!({"asset": "A", "candles": series[end - history..end]});
         let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;

@@ -108,10 +108,7 @@ async fn every_answer_is_scored_by_its_models_detector_across_reloads() {
     volcast_server::install_detector(&state, &state.serving().unwrap().info.dir).unwrap();
     let app = volcast_server::app(state.clone());
     let history = state.serving().unwrap().info.history_hours();
-    let candles: Vec<Value> = common::market(common::START_MS, 3, 45, None)
-        .iter()
-        .map(common::candle_json)
-        .collect();
+    let candles = common::market_json(3, 45);
     let window = Value::Array(candles[candles.len() - history..].to_vec());
     let body = json!({"items": (0..8).map(|i| json!({"asset": format!("A{i}"), "candles": window})).collect::<Vec<_>>()});
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

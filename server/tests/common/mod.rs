@@ -397,6 +397,14 @@ impl Predictor for Calm {
     }
 }
 
+/// [`market`]'s candles of `asset` over `days` from [`START_MS`], without drift, as request JSON.
+pub fn market_json(asset: usize, days: i64) -> Vec<Value> {
+    market(START_MS, asset, days, None)
+        .iter()
+        .map(candle_json)
+        .collect()
+}
+
 /// Hourly candles of asset number `asset` from `start_ms` over `days` days: normal returns of
 /// volatility [`SIGMA`], times 3 on the days (from the start) in `drift`; every number with 8
 /// decimals, as an exchange gives them.

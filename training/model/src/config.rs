@@ -12,6 +12,15 @@ use crate::network::VolModelConfig;
 /// stop 33, [`TrainingConfig::refit_through_holdout`]).
 pub const DEFAULT_RECENCY_HALF_LIFE_DAYS: f64 = 365.0;
 
+/// Whether `levels` can be RV quantile levels: at least one, increasing, each in (0, 1) (a
+/// config's heads and an artifact's metadata alike).
+#[must_use]
+pub fn quantile_levels_ok(levels: &[f64]) -> bool {
+    !levels.is_empty()
+        && levels.iter().all(|q| q.is_finite() && *q > 0.0 && *q < 1.0)
+        && levels.windows(2).all(|w| w[0] < w[1])
+}
+
 /// Everything that defines a training run; saved beside the weights.
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
@@ -228,10 +237,7 @@ impl TrainingConfig {
             return Err(format!("{name} is {got}, but this build's model needs {want}"));
         }
         let levels = &m.quantile_levels;
-        if levels.is_empty()
-            || levels.iter().any(|q| !(q.is_finite() && *q > 0.0 && *q < 1.0))
-            || levels.windows(2).any(|w| w[0] >= w[1])
-        {
+        if !quantile_levels_ok(levels) {
             return Err(format!(
                 "model.quantile_levels {levels:?}: at least one, increasing, each in (0, 1)"
             ));

@@ -31,10 +31,7 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
         ));
     }
     let levels = &meta.quantile_levels;
-    if levels.is_empty()
-        || levels.iter().any(|q| !(q.is_finite() && *q > 0.0 && *q < 1.0))
-        || levels.windows(2).any(|w| w[0] >= w[1])
-    {
+    if !crate::config::quantile_levels_ok(levels) {
         return bad(format!(
             "quantile levels {levels:?}: at least one, increasing, in (0, 1)"
         ));
