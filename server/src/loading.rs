@@ -147,7 +147,7 @@ pub(crate) async fn reload_on_hangup(
 }
 
 /// Listens for SIGHUP from now on: a SIGHUP no longer ends the process (its default action),
-/// and one received before [`reload_on_hangup`] runs (while the service starts) is a reload
+/// and one received before the reloader runs (while the service starts) is a reload
 /// once it does. `None`, logged, when the signal cannot be listened for.
 #[cfg(unix)]
 #[must_use]
