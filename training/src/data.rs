@@ -186,6 +186,9 @@ pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
         read_csv(path, &text)?
     };
     let candles = frame_to_candles(path, &frame, micro_ok)?;
+    if candles.is_empty() {
+        return Err(file_error(path, "no candles (a header alone)"));
+    }
     validate_candles(&candles).map_err(|candle| LoadError::Candle {
         path: path.to_owned(),
         candle,
@@ -457,6 +460,9 @@ mod tests {
         let path = write(dir.path(), "W.csv", "time,price\n0,1\n");
         let e = read_file(&path).unwrap_err().to_string();
         assert!(e.contains("missing column `open_time`"), "{e}");
+        let path = write(dir.path(), "V.csv", HEADER);
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("V.csv") && e.contains("no candles"), "{e}");
     }
 
     #[test]
