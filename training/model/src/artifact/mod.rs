@@ -434,7 +434,13 @@ pub fn save<C: Serialize>(
     let dir = out.join(&metadata.id);
     let created = !dir.exists();
     if created {
+        // On disk before the name appears: after a power loss an artifact is whole or absent,
+        // never a directory of empty files taken as done.
+        for path in [weights_path, tmp.join(CONFIG), tmp.join(METADATA), tmp.clone()] {
+            sync(&path)?;
+        }
         std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
+        sync(out)?;
     } else {
         // Same content, same id: the artifact is already there, and stays as it is.
         std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
@@ -447,8 +453,56 @@ pub fn save<C: Serialize>(
 /// # Errors
 /// [`ArtifactError::Io`] on a write failure.
 pub fn set_default(out: &Path, id: &str) -> Result<(), ArtifactError> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let pointer = out.join(DEFAULT_POINTER);
-    let tmp = out.join(".default.tmp");
+    // A name of its own per write: two writers (two `--set-default` runs, two threads) never
+    // rename each other's file.
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out.join(format!(".default.{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, format!("{id}\n")).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &pointer).map_err(|e| io(&pointer, e))
+    sync(&tmp)?;
+    std::fs::rename(&tmp, &pointer).map_err(|e| io(&pointer, e))?;
+    sync(out)
+}
+
+/// Flushes a file or a directory (its entries) to disk.
+fn sync(path: &Path) -> Result<(), ArtifactError> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Writers of the `default` pointer at the same time each leave it whole, and none fails
+    /// for another's temporary file.
+    #[test]
+    fn concurrent_default_pointers_never_collide() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let out = dir.path().to_owned();
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let out = out.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        super::set_default(&out, &format!("id{i}")).unwrap_or_else(|e| panic!("{e}"));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap_or_else(|_| panic!("a writer failed"));
+        }
+        let pointer = std::fs::read_to_string(out.join(super::DEFAULT_POINTER)).unwrap_or_default();
+        assert!(
+            pointer.starts_with("id") && pointer.ends_with('\n'),
+            "{pointer:?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
 }
