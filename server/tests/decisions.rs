@@ -483,10 +483,22 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
         second["items"][0]["parameters"], first["items"][0]["parameters"],
         "another model, another answer"
     );
+    let passes = || {
+        let text = state.metrics().render();
+        text.lines()
+            .find(|l| l.starts_with("volcast_inference_batch_size_count"))
+            .map(str::to_owned)
+    };
+    let before = passes();
     for answer in [&first, &second] {
         let id = answer["items"][0]["decision_id"].as_str().unwrap();
         let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
         assert_eq!(status, 200, "{r}");
+        if std::ptr::eq(answer, &first) {
+            // Loaded for the replay, the old artifact's warm-up and forward pass are not the
+            // service's traffic.
+            assert_eq!(passes(), before, "the replay's passes counted as the service's");
+        }
         assert_eq!(r["identical"], json!(true), "{r}");
         assert_eq!(r["model"]["id"], answer["model"]["id"]);
         assert_eq!(r["replayed"], without_id(&answer["items"][0]));

@@ -61,7 +61,10 @@ async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving,
                         },
                         allow_uncalibrated: true,
                     };
-                    let s = crate::loading::load(Path::new(&dir), options, state.metrics())
+                    // Metrics of its own: a replay's warm-up and forward passes are not the
+                    // service's traffic.
+                    let own = Arc::new(crate::metrics::Metrics::new());
+                    let s = crate::loading::load(Path::new(&dir), options, &own)
                         .await
                         .map_err(|e| unavailable(format!("model {} at {dir}: {e}", model.id)))?;
                     if s.info.hash != hash || !same(&s) {
