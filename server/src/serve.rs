@@ -196,25 +196,42 @@ async fn drain_reads(stream: &TcpStream) {
     }
 }
 
-/// When the connection's writes last stopped making progress, if they have.
-#[derive(Debug, Clone, Default)]
-struct WriteStall(Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+/// When the connection's writes last stopped making progress, if they have: milliseconds since
+/// the connection opened, plus one (0: not stalled). Atomic, as every write of the connection
+/// notes it.
+#[derive(Debug, Clone)]
+struct WriteStall {
+    opened: std::time::Instant,
+    since: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for WriteStall {
+    fn default() -> Self {
+        Self {
+            opened: std::time::Instant::now(),
+            since: Arc::default(),
+        }
+    }
+}
 
 impl WriteStall {
+    fn now(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+
     fn set(&self, stalled: bool) {
-        let mut since = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match (stalled, since.is_some()) {
-            (true, false) => *since = Some(std::time::Instant::now()),
-            (false, true) => *since = None,
-            _ => {}
+        use std::sync::atomic::Ordering::Relaxed;
+        if stalled {
+            // Kept when already stalled: the stall dates from its first write that waited.
+            let _ = self.since.compare_exchange(0, self.now(), Relaxed, Relaxed);
+        } else {
+            self.since.store(0, Relaxed);
         }
     }
 
     fn longer_than(&self, limit: Duration) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|t| t.elapsed() > limit)
+        let since = self.since.load(std::sync::atomic::Ordering::Relaxed);
+        since != 0 && u128::from(self.now().saturating_sub(since)) > limit.as_millis()
     }
 }
 
