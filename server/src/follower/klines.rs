@@ -51,9 +51,8 @@ impl RoundError {
     }
 }
 
-/// One klines request: the rows of a 200 answer, or why there are none.
-/// A page of klines, and the exchange's time when it answered (its `Date` header, Unix ms,
-/// floored to the second), where it said.
+/// One klines request: the rows of a 200 answer and the exchange's time when it answered (its
+/// `Date` header, Unix ms, floored to the second, where it gives one), or why there are none.
 pub(super) async fn fetch(
     client: &reqwest::Client,
     url: &Url,

@@ -87,7 +87,7 @@ impl LoadedModel {
             return Err(ArtifactError::Incompatible {
                 path: dir.clone(),
                 message: format!(
-                    "metadata names horizons {:?} and quantile levels {:?}, but the config's heads give {}                      horizons at levels {:?}: edited by hand?",
+                    "metadata names horizons {:?} and quantile levels {:?}, but the config's heads give {} horizons at levels {:?}: edited by hand?",
                     metadata.horizons,
                     metadata.quantile_levels,
                     config.model.n_horizons,

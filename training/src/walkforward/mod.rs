@@ -283,7 +283,7 @@ fn fold(
     let fit_end = crate::cli::fit_end_of(&model.metadata)?;
     if fit_end != fit_until_ms {
         bail!(
-            "{} was fit on candles until {}, not the fold's fit end {}: it is another fold's or              another run's; use another --out",
+            "{} was fit on candles until {}, not the fold's fit end {}: it is another fold's or another run's; use another --out",
             dir.display(),
             model.metadata.fit_until,
             volcast_core::time::format_ms(fit_until_ms)
