@@ -228,13 +228,11 @@ pub fn score_out_of_sample(
     )?;
     let mut metadata = model.metadata.clone();
     metadata.validation = metrics_from(&scored);
-    // Through a temporary file and a rename: a kill mid-write never leaves a truncated
+    // Replaced whole and flushed: a kill or a power loss mid-write never leaves a truncated
     // metadata.json under the artifact's id (the scores are outside the id, which stays valid).
     let path = dir.join(artifact::METADATA);
-    let tmp = dir.join(format!(".{}.tmp-{}", artifact::METADATA, std::process::id()));
-    std::fs::write(&tmp, serde_json::to_string_pretty(&metadata)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    artifact::replace_durably(&path, serde_json::to_string_pretty(&metadata)?.as_bytes())
+        .with_context(|| format!("replacing {}", path.display()))?;
     Ok(Some(scored))
 }
 

@@ -647,6 +647,60 @@ fn a_few_training_steps_on_wgpu() {
     assert!(model.metadata.device.starts_with("wgpu"));
 }
 
+/// A checkpoint whose last epoch a step budget cut short (`--max-steps`) is never continued by a
+/// run without one as if that epoch were complete: the run starts again and ends with the
+/// uninterrupted run's epochs.
+#[test]
+fn resume_without_a_budget_never_continues_an_epoch_the_budget_cut_short() {
+    use volcast_training::trainer::{RunOptions, train};
+    let (tmp, assets, fit_end_hour) = generated_panel();
+    let config = small_config()
+        .with_max_epochs(2)
+        .with_refit_through_holdout(Some(false));
+    let device = select(DeviceChoice::Cpu).unwrap().device;
+    let options = |dir: &Path, resume: bool, max_steps: Option<usize>| RunOptions {
+        checkpoint_dir: dir.to_owned(),
+        resume,
+        progress: false,
+        max_steps,
+        threads: 2,
+    };
+    let whole = train(
+        &assets,
+        &config,
+        fit_end_hour,
+        &device,
+        &options(&tmp.path().join("whole"), false, None),
+    )
+    .unwrap();
+    // One whole epoch, then one step of the second.
+    let cut = tmp.path().join("cut");
+    let steps_per_epoch = whole.train_rows / config.batch_size;
+    let smoke = train(
+        &assets,
+        &config,
+        fit_end_hour,
+        &device,
+        &options(&cut, false, Some(steps_per_epoch + 1)),
+    )
+    .unwrap();
+    assert!(
+        smoke.state.epoch == 1 && smoke.state.cut_short,
+        "{:?}",
+        smoke.state.history
+    );
+    let resumed = train(
+        &assets,
+        &config,
+        fit_end_hour,
+        &device,
+        &options(&cut, true, None),
+    )
+    .unwrap();
+    assert!(!resumed.state.cut_short);
+    assert_same_history(&resumed.state.history, &whole.state.history, 1e-12);
+}
+
 /// A kill while an epoch's checkpoint is being written (its files half there, its state written,
 /// the `current` pointer's replacement written but not yet renamed) leaves the previous epoch
 /// current: `--resume` redoes exactly the interrupted epoch and ends with the model an

@@ -30,6 +30,10 @@ pub struct CheckpointState {
     /// state written before the field).
     #[serde(default)]
     pub average_weight: Option<f64>,
+    /// Whether the last epoch was cut short by the step budget (`--max-steps`): a run without
+    /// one never resumes from it, as if the epoch were complete, but starts again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut_short: bool,
 }
 
 /// Files inside a checkpoint directory.
@@ -56,12 +60,16 @@ pub(super) fn current_checkpoint(dir: &Path) -> Option<PathBuf> {
     current.is_dir().then_some(current)
 }
 
-/// Whether the current checkpoint in `dir` was written by a run with the config `config_json`.
-pub(super) fn written_by(dir: &Path, config_json: &str) -> bool {
+/// The state of the current checkpoint in `dir`, when there is one and it reads.
+pub(super) fn current_state(dir: &Path) -> Option<CheckpointState> {
     current_checkpoint(dir)
         .and_then(|c| std::fs::read_to_string(c.join(STATE)).ok())
         .and_then(|text| serde_json::from_str::<CheckpointState>(&text).ok())
-        .is_some_and(|state| state.config == config_json)
+}
+
+/// Whether the current checkpoint in `dir` was written by a run with the config `config_json`.
+pub(super) fn written_by(dir: &Path, config_json: &str) -> bool {
+    current_state(dir).is_some_and(|state| state.config == config_json)
 }
 
 /// Writes `state` into the epoch's checkpoint directory, then makes that directory the current
@@ -76,6 +84,12 @@ pub(super) fn publish_checkpoint(
     let path = epoch_dir.join(STATE);
     let json = serde_json::to_string_pretty(state).map_err(|e| ckpt_err(&path, e))?;
     std::fs::write(&path, json).map_err(|e| ckpt_err(&path, e))?;
+    // On disk before the pointer names it: after a power loss the current checkpoint is whole.
+    let sync = |p: &Path| volcast_model::artifact::sync_path(p).map_err(|e| ckpt_err(p, e));
+    for entry in std::fs::read_dir(epoch_dir).map_err(|e| ckpt_err(epoch_dir, e))? {
+        sync(&entry.map_err(|e| ckpt_err(epoch_dir, e))?.path())?;
+    }
+    sync(epoch_dir)?;
     let previous = current_checkpoint(dir);
     let name = epoch_dir
         .file_name()
@@ -83,7 +97,9 @@ pub(super) fn publish_checkpoint(
         .unwrap_or_default();
     let tmp = dir.join(format!("{CURRENT}.tmp"));
     std::fs::write(&tmp, name).map_err(|e| ckpt_err(&tmp, e))?;
+    sync(&tmp)?;
     std::fs::rename(&tmp, dir.join(CURRENT)).map_err(|e| ckpt_err(&dir.join(CURRENT), e))?;
+    sync(dir)?;
     if let Some(previous) = previous.filter(|p| p != epoch_dir) {
         std::fs::remove_dir_all(&previous).map_err(|e| ckpt_err(&previous, e))?;
     }

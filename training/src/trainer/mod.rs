@@ -294,9 +294,11 @@ impl Run<'_> {
             if state.bad_epochs >= config.patience {
                 break;
             }
+            let steps_before = counters.steps;
             let (trained, scored, scores) =
                 self.epoch(model, &mut optim, &mut counters, &mut averager, epoch);
             model = trained;
+            state.cut_short = counters.steps - steps_before < self.rows.len() / config.batch_size;
             let nets = Networks {
                 model: &model,
                 served: &scored,

@@ -268,6 +268,7 @@ mod tests {
                 history: Vec::new(),
                 seconds: 0.0,
                 average_weight: None,
+                cut_short: false,
             },
             train_rows: 0,
             holdout_rows: 0,

@@ -10,7 +10,7 @@ use super::RunOptions;
 use super::TrainError;
 use super::average::Averager;
 use super::checkpoint::{
-    AVERAGE, CURRENT, CheckpointState, LAST, OPTIM, STATE, ckpt_err, current_checkpoint,
+    AVERAGE, CURRENT, CheckpointState, LAST, OPTIM, STATE, ckpt_err, current_checkpoint, current_state,
 };
 use crate::dataset::{
     PanelFeatures, Samples, fit_scaler, linear_start, shortage_start, split, training_rows,
@@ -182,7 +182,20 @@ pub(super) fn start_or_resume(
     config_json: String,
 ) -> Result<Start, TrainError> {
     let half_life = config.weight_average_half_life_epochs;
-    let current = current_checkpoint(&options.checkpoint_dir).filter(|_| options.resume);
+    let current = current_checkpoint(&options.checkpoint_dir)
+        .filter(|_| options.resume)
+        .filter(|_| {
+            // An epoch a step budget cut short is no epoch to continue from without one.
+            let cut = options.max_steps.is_none()
+                && current_state(&options.checkpoint_dir).is_some_and(|s| s.cut_short);
+            if cut {
+                tracing::warn!(
+                    dir = %options.checkpoint_dir.display(),
+                    "the checkpoint's last epoch was cut short by --max-steps: training from the start"
+                );
+            }
+            !cut
+        });
     if let Some(dir) = &current {
         let state_path = dir.join(STATE);
         let text = std::fs::read_to_string(&state_path).map_err(|e| ckpt_err(&state_path, e))?;
@@ -231,6 +244,7 @@ pub(super) fn start_or_resume(
             history: Vec::new(),
             seconds: 0.0,
             average_weight: None,
+            cut_short: false,
         };
         let averager = half_life.map(Averager::new);
         Ok((

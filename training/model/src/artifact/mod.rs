@@ -453,27 +453,79 @@ pub fn save<C: Serialize>(
 /// # Errors
 /// [`ArtifactError::Io`] on a write failure.
 pub fn set_default(out: &Path, id: &str) -> Result<(), ArtifactError> {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let pointer = out.join(DEFAULT_POINTER);
     // A name of its own per write: two writers (two `--set-default` runs, two threads) never
     // rename each other's file.
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = out.join(format!(".default.{}.{n}.tmp", std::process::id()));
-    std::fs::write(&tmp, format!("{id}\n")).map_err(|e| io(&tmp, e))?;
-    sync(&tmp)?;
-    std::fs::rename(&tmp, &pointer).map_err(|e| io(&pointer, e))?;
-    sync(out)
+    replace_durably(&pointer, format!("{id}\n").as_bytes()).map_err(|e| io(&pointer, e))
 }
 
 /// Flushes a file or a directory (its entries) to disk.
 fn sync(path: &Path) -> Result<(), ArtifactError> {
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io(path, e))
+    sync_path(path).map_err(|e| io(path, e))
+}
+
+/// Flushes a file or a directory (its entries) to disk.
+///
+/// # Errors
+/// The open or the flush failing.
+pub fn sync_path(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path).and_then(|f| f.sync_all())
+}
+
+/// Replaces `path` with `contents` whole: written to a temporary name of its own beside it,
+/// flushed, renamed over `path`, and the directory flushed. A kill or a power loss leaves the
+/// old file or the new one, never a truncated one; two writers never rename each other's
+/// temporary file.
+///
+/// # Errors
+/// A write, flush or rename failing (the temporary file is then removed where it can be).
+pub fn replace_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, contents)
+        .and_then(|()| sync_path(&tmp))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    sync_path(dir)
 }
 
 #[cfg(test)]
 mod tests {
+    /// A replacement that cannot land (the name is a directory) fails and leaves no temporary
+    /// file behind; one that can replaces the file whole.
+    #[test]
+    fn a_durable_replacement_lands_whole_or_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("metadata.json");
+        std::fs::write(&file, "old").unwrap_or_else(|e| panic!("{e}"));
+        super::replace_durably(&file, b"new").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(std::fs::read_to_string(&file).unwrap_or_default(), "new");
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(super::replace_durably(&blocked, b"x").is_err());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.len() == 2 && !names.iter().any(|n| n.ends_with(".tmp")),
+            "{names:?}"
+        );
+    }
+
     /// Writers of the `default` pointer at the same time each leave it whole, and none fails
     /// for another's temporary file.
     #[test]
