@@ -106,10 +106,11 @@ pub fn day_scale(
         .and_then(|(_, s)| s)
 }
 
-/// Fewest candles a scan needs: the warm-up and one scored hour.
+/// Fewest candles a scan needs: the warm-up and one scored hour (the candle `warm-up` hours
+/// after the first is the first scored).
 #[must_use]
 pub fn min_candles(scorer: &Scorer) -> usize {
-    scorer.detector.config.features.candle_warmup_hours + 2
+    scorer.detector.config.features.candle_warmup_hours + 1
 }
 
 /// Checks one pool series: times inside the candle range and strictly increasing, reserves and
@@ -225,8 +226,9 @@ pub fn risk_context(
 ) -> (AnomalyContext, f64) {
     let last = candles.last().map_or(0, |c| c.open_time);
     let since = last - i64::from(settings.window_hours.max(1) - 1) * HOUR_MS;
-    let flags: Vec<ScoredRow> = scorer
-        .score_candles_from(candles, None, since)
+    let verdicts = scorer.score_candles_from(candles, None, since);
+    let scored = verdicts.len();
+    let flags: Vec<ScoredRow> = verdicts
         .into_iter()
         .filter(|v| v.flagged)
         .map(ScoredRow::from)
@@ -235,6 +237,13 @@ pub fn risk_context(
     let tightened = (2.0 * tau).min(max_tau);
     let applied = active && settings.action == Action::Tighten && tightened > tau;
     let effect = match (active, settings.action) {
+        // Not "no flag": hours after a gap, or without a week of history before them, have no
+        // row to judge.
+        (false, _) if scored == 0 => format!(
+            "none of the last {} h could be scored (missing candles, or too little history before \
+             them): no flag could be raised",
+            settings.window_hours
+        ),
         (false, _) => format!("no flag in the last {} h", settings.window_hours),
         (true, Action::Report) => "flag reported; parameters not changed (--anomaly-action report)".into(),
         (true, Action::Tighten) if applied => {

@@ -304,13 +304,18 @@ async fn bad_input_gets_the_usual_errors() {
         "{v}"
     );
     assert_eq!(v["field"], "items[3].candles[5].high");
-    // Too few candles for the warm-up.
-    let (s, v, _) = case(json!({"asset": "X", "candles": good[..100].to_vec()})).await;
-    assert_eq!(
-        (s.as_u16(), v["error"].as_str().unwrap()),
-        (422, "too_few_candles"),
-        "{v}"
-    );
+    // Too few candles for the warm-up; the warm-up and one more are one scored hour.
+    for n in [100, 168] {
+        let (s, v, _) = case(json!({"asset": "X", "candles": good[..n].to_vec()})).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str().unwrap()),
+            (422, "too_few_candles"),
+            "{v}"
+        );
+    }
+    let (s, v, _) = case(json!({"asset": "X", "candles": good[..169].to_vec()})).await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    assert_eq!(v["items"][0]["hours"]["scored"], 1, "{v}");
     // Bad pool snapshots.
     let mut p = pool_json(&pool(40));
     p[2]["reserve_asset"] = json!(-1.0);
@@ -441,6 +446,83 @@ async fn the_stored_candles_route_scans_the_store() {
     let (s, v, _) = common::call(&app, "GET", "/v1/assets/%FF/anomalies", None).await;
     assert_eq!((s.as_u16(), &v["field"]), (400, &json!("asset")), "{v}");
     assert_eq!(v["error"], "invalid_query");
+}
+
+/// An hour's score on the stored-candles route barely depends on the `from` asked: starting at
+/// a pump's second hour or two days before it, the pump's hours score alike (with the warm-up
+/// alone read before `from`, the first hours' pump statistic missed two of its hours and every
+/// baseline held one week).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_candles_route_scores_an_hour_alike_whatever_the_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let mut c = common::market(START, 2, 40, None);
+    let at = 900;
+    inject_candles(&mut c, at, Pattern::PumpAndDump, 0.4);
+    store.insert_candles("SYNUSDT", &c).await.unwrap();
+    let (app, _) = app(Action::Report, true, Some(store)).await;
+    let t = at + 1;
+    let to = format_ms(START + (t as i64 + 2) * HOUR_MS);
+    let mut scores = Vec::new();
+    for from in [t, t - 48] {
+        let from = format_ms(START + from as i64 * HOUR_MS);
+        let uri = format!("/v1/assets/SYNUSDT/anomalies?from={from}&to={to}&all=true");
+        let (s, v, _) = common::call(&app, "GET", &uri, None).await;
+        assert_eq!(s, 200, "{v}");
+        let rows = v["hours"]["rows"].as_array().unwrap().clone();
+        let tail: Vec<(String, f64)> = rows[rows.len() - 3..]
+            .iter()
+            .map(|r| {
+                (
+                    r["time"].as_str().unwrap().to_owned(),
+                    r["score"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        scores.push(tail);
+    }
+    let (near, far) = (&scores[0], &scores[1]);
+    assert!(
+        near.iter().map(|r| &r.0).eq(far.iter().map(|r| &r.0)),
+        "{near:?} {far:?}"
+    );
+    for ((time, a), (_, b)) in near.iter().zip(far) {
+        let gap = (a - b).abs() / a.abs().max(b.abs());
+        eprintln!("{time}: {a} against {b}, relative gap {gap:.2e}");
+        assert!(gap < 0.01, "{time}: {a} against {b}");
+    }
+}
+
+/// A risk window whose last hours follow a gap has no row to judge there: its anomaly section
+/// says none could be scored, not "no flag".
+#[test]
+fn a_window_with_no_hour_scored_says_so() {
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
+    let id = std::fs::read_to_string(artifacts.join("default")).unwrap();
+    let text = std::fs::read_to_string(artifacts.join(id.trim()).join("anomaly.json")).unwrap();
+    let scorer =
+        volcast_core::anomaly::Scorer::new(volcast_core::anomaly::Detector::from_json(&text).unwrap());
+    let mut c = common::market(START, 0, 20, None);
+    // The candle three hours before the last missing: the last two hours follow a gap.
+    c.remove(c.len() - 3);
+    let context = |window_hours: u32| {
+        let settings = volcast_server::anomaly::AnomalySettings {
+            enabled: true,
+            action: Action::Tighten,
+            window_hours,
+        };
+        volcast_server::anomaly::risk_context(&scorer, settings, &c, 4.0, 168.0)
+    };
+    let (unscored, tau) = context(2);
+    assert!(
+        !unscored.active && !unscored.applied && tau == 4.0,
+        "{unscored:?}"
+    );
+    assert!(unscored.effect.contains("could be scored"), "{}", unscored.effect);
+    let (scored, _) = context(24);
+    assert!(!scored.effect.contains("could be scored"), "{}", scored.effect);
 }
 
 /// The served detector on 64 calm synthetic markets (iid normal returns at a constant scale,

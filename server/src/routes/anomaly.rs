@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use volcast_core::time::{Bound, HOUR_MS};
 
-use crate::anomaly::{check_pool, min_candles, scan_batch, store_scan};
+use crate::anomaly::{SCALE_HISTORY_DAYS, check_pool, min_candles, scan_batch, store_scan};
 use crate::dto::anomaly::{AnomaliesQuery, AssetScan, DetectorRef, ScanItem, ScanRequest, ScanResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -126,8 +126,13 @@ pub async fn asset_anomalies(
             message: format!("the window is longer than {} days", MAX_RANGE_HOURS / 24),
         });
     }
-    let warmup = i64::try_from(min_candles(&scorer)).unwrap_or(i64::MAX);
-    let start = from.saturating_sub(warmup.saturating_mul(HOUR_MS));
+    // The history before `from`: the warm-up, the directions' lookback and the weeks the daily
+    // threshold scale reads too (`SCALE_HISTORY_DAYS`): every hour reads its whole lookback,
+    // and its score barely depends on the `from` asked (with the warm-up alone, the first
+    // hours' directions missed part of their lookback and every baseline held one week).
+    let history = i64::try_from(min_candles(&scorer) + scorer.lookback_hours()).unwrap_or(i64::MAX)
+        + SCALE_HISTORY_DAYS * 24;
+    let start = from.saturating_sub(history.saturating_mul(HOUR_MS));
     let limit = u32::try_from((to - start) / HOUR_MS + 1).unwrap_or(u32::MAX);
     let candles = store.candles(&asset, start, to, limit).await?;
     if candles.is_empty() && store.latest_candles(&asset, i64::MAX, 1).await?.is_empty() {

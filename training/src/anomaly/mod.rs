@@ -245,19 +245,17 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
     d
 }
 
-/// Writes `d` as pretty JSON to `path` (through a temporary file and a rename).
+/// Writes `d` as pretty JSON to `path`, replacing it whole and flushed
+/// ([`volcast_model::artifact::replace_durably`]).
 ///
 /// # Errors
 /// Any write failure.
 pub fn save(d: &Detector, path: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(d)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    volcast_model::artifact::replace_durably(path, serde_json::to_string_pretty(d)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads a detector and checks its id against its content.
@@ -559,5 +557,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(text.contains("candles_market model's directions"), "{text}");
+    }
+
+    /// Tables that do not fit their features are refused at load, naming what: they used to
+    /// load, then panic at start-up or at every request, or never flag.
+    #[test]
+    fn a_detector_whose_tables_do_not_fit_its_features_is_refused() {
+        let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
+        let id = std::fs::read_to_string(artifacts.join("default")).unwrap();
+        let shipped = load(&artifacts.join(id.trim()).join("anomaly.json")).unwrap();
+        type Edit = fn(&mut Detector);
+        let cases: [(Edit, &str); 5] = [
+            (|d| d.candles.correlation.truncate(1), "correlation"),
+            (|d| d.candles_market.correlation[2].truncate(1), "correlation"),
+            (|d| d.candles.floors.truncate(1), "floors"),
+            (|d| d.candles_market.thresholds.clear(), "no thresholds"),
+            (|d| d.candles.knots.truncate(1), "knot tables"),
+        ];
+        for (edit, said) in cases {
+            let mut d = shipped.clone();
+            edit(&mut d);
+            d.id = d.content_id();
+            let text = Detector::from_json(&serde_json::to_string(&d).unwrap())
+                .map(|_| String::from("loaded"))
+                .unwrap_or_else(|e| e.to_string());
+            assert!(
+                text.contains("malformed") && text.contains(said),
+                "{said}: {text}"
+            );
+        }
     }
 }

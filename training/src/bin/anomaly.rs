@@ -98,11 +98,23 @@ enum Command {
     },
 }
 
+/// A stated rate a fit can measure: 0, a negative or NaN would give thresholds that never or
+/// always flag.
+fn flags_per_month(s: &str) -> Result<f64, String> {
+    let x: f64 = s.parse().map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if x > 0.0 && x <= 72.0 {
+        Ok(x)
+    } else {
+        Err(format!("{x} is outside (0, 72]"))
+    }
+}
+
 /// How a detector is fitted.
 #[derive(Debug, clap::Args)]
 struct FitArgs {
-    /// Stated false alarms per market per 30 days on ordinary data.
-    #[arg(long, default_value_t = 1.0)]
+    /// Stated false alarms per market per 30 days on ordinary data, above 0 and at most 72 (one
+    /// hour in ten).
+    #[arg(long, default_value_t = 1.0, value_parser = flags_per_month)]
     flags_per_month: f64,
     /// Learn the wick's marginal given the hour's volume (a wick ordinary for its volume
     /// scores ordinary): `true` or `false`.

@@ -142,6 +142,16 @@ pub enum DetectorError {
         /// The features this code computes.
         computed: Vec<String>,
     },
+    /// A model's tables do not fit its features ([`copula::Copula::check_shape`]).
+    #[error("anomaly detector {id}: the {model} model is malformed: {detail}")]
+    Shape {
+        /// The detector's id.
+        id: String,
+        /// Which model.
+        model: &'static str,
+        /// What does not fit.
+        detail: String,
+    },
     /// A model's directions do not fit it: a weight per feature each, finite, and a threshold per
     /// direction in each of its thresholds.
     #[error("anomaly detector {id}: the {model} model's directions do not fit it: {detail}")]
@@ -198,6 +208,13 @@ impl Detector {
         ];
         for (model, copula, names) in models {
             let Some(copula) = copula else { continue };
+            if let Err(detail) = copula.check_shape() {
+                return Err(DetectorError::Shape {
+                    id: self.id.clone(),
+                    model,
+                    detail,
+                });
+            }
             if let Err(detail) = copula.check_directions() {
                 return Err(DetectorError::Directions {
                     id: self.id.clone(),

@@ -52,7 +52,9 @@ impl Marginal {
     /// values per tail allow out of `n` rows, at most 4 sd.
     pub(super) fn fit(mut col: Vec<f64>, n: usize) -> Self {
         let normal = std_normal();
-        let z_max = (-normal.inverse_cdf(20.0 / n.max(1) as f64)).clamp(1.0, 4.0);
+        // (Under 40 rows the tail share would pass one half, and under 20 one, where the
+        // inverse CDF panics: such a table reaches 1 sd.)
+        let z_max = (-normal.inverse_cdf((20.0 / n.max(1) as f64).min(0.5))).clamp(1.0, 4.0);
         let steps = (2.0 * z_max / KNOT_STEP).floor() as usize;
         let z_min = -(steps as f64) * KNOT_STEP / 2.0;
         col.sort_by(f64::total_cmp);

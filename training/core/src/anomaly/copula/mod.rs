@@ -232,9 +232,11 @@ impl Copula {
                 .collect();
             subsets.extend(more);
         }
+        // A set of features no fit row has complete gets no threshold (there is nothing to
+        // measure one on): a row with that set is not judged.
         model.thresholds = subsets
             .iter()
-            .map(|missing| model.thresholds_without(missing, &zs, earlier, rate))
+            .filter_map(|missing| model.thresholds_without(missing, &zs, earlier, rate))
             .collect();
         model
     }
@@ -248,7 +250,7 @@ impl Copula {
         zs: &[Vec<f64>],
         earlier: &[Option<usize>],
         rate: f64,
-    ) -> Threshold {
+    ) -> Option<Threshold> {
         let present: Vec<usize> = (0..self.features.len())
             .filter(|j| !missing.contains(j))
             .collect();
@@ -279,14 +281,17 @@ impl Copula {
                 stats
             })
             .collect();
+        if scored.is_empty() {
+            return None;
+        }
         let thresholds = joint_thresholds(&scored, rate);
-        Threshold {
+        Some(Threshold {
             missing: missing.iter().map(|&j| self.features[j].clone()).collect(),
             d2: thresholds[0],
             conditional: thresholds[1],
             directed: thresholds[2..].to_vec(),
             rows: scored.len(),
-        }
+        })
     }
 
     /// Each feature's normal score (NaN where missing), floored where the model says; a
@@ -318,11 +323,71 @@ impl Copula {
         z
     }
 
-    /// Whether the directions fit the model: a finite weight per feature each, and a threshold
-    /// per direction in every set of thresholds.
+    /// Whether the model's tables fit its features: a floor and a knot table per feature, a
+    /// finite k x k correlation, at least one set of thresholds, and conditioned marginals and
+    /// thresholds naming its own features (a file edited or cut short would otherwise panic
+    /// at scoring, or never flag).
     ///
     /// # Errors
     /// What does not fit, in words.
+    pub fn check_shape(&self) -> Result<(), String> {
+        let k = self.features.len();
+        if k == 0 {
+            return Err("it has no features".into());
+        }
+        if self.floors.len() != k || self.knots.len() != k {
+            return Err(format!(
+                "{} floors and {} knot tables for {k} features",
+                self.floors.len(),
+                self.knots.len()
+            ));
+        }
+        if self.correlation.len() != k
+            || self
+                .correlation
+                .iter()
+                .any(|row| row.len() != k || !row.iter().all(|x| x.is_finite()))
+        {
+            return Err(format!("its correlation is not a finite {k} x {k} matrix"));
+        }
+        if self.thresholds.is_empty() {
+            return Err("it has no thresholds: it would never flag".into());
+        }
+        if let Some(t) = self
+            .thresholds
+            .iter()
+            .find(|t| t.missing.iter().any(|m| !self.features.contains(m)))
+        {
+            return Err(format!(
+                "thresholds for rows missing {:?} name an unknown feature",
+                t.missing
+            ));
+        }
+        for c in &self.conditioned {
+            if !self.features.contains(&c.feature) || !self.features.contains(&c.on) {
+                return Err(format!(
+                    "{} conditioned on {} names an unknown feature",
+                    c.feature, c.on
+                ));
+            }
+            if c.centres.is_empty() || c.centres.len() != c.tables.len() {
+                return Err(format!(
+                    "{} conditioned on {} has {} bin centres for {} tables",
+                    c.feature,
+                    c.on,
+                    c.centres.len(),
+                    c.tables.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether each direction fits the model: a finite weight per feature, judged over 1 to
+    /// [`MAX_DIRECTION_HOURS`] hours, and a threshold per direction in each set of thresholds.
+    ///
+    /// # Errors
+    /// What does not fit.
     pub fn check_directions(&self) -> Result<(), String> {
         let k = self.features.len();
         for d in &self.directions {

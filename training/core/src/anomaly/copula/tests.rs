@@ -433,3 +433,28 @@ fn a_copula_without_conditioned_marginals_writes_the_json_it_always_wrote() {
     assert!(text.contains("conditioned"));
     assert_eq!(serde_json::from_str::<Copula>(&text).unwrap(), given);
 }
+
+/// An optional feature no fit row has, and a fit on fewer than twenty rows, fit without a
+/// panic: the set with the feature present gets no threshold (nothing to measure it on), and
+/// the short marginal reaches 1 sd.
+#[test]
+fn a_feature_never_present_and_a_tiny_fit_do_not_panic() {
+    let mut seed = 5;
+    let rows: Vec<Vec<f64>> = (0..2_000)
+        .map(|_| vec![gaussian_pair(&mut seed).0, f64::NAN])
+        .collect();
+    let m = Copula::fit(
+        &["a", "b"],
+        vec![None, None],
+        &rows,
+        &[1],
+        0.01,
+        &[],
+        Directed::default(),
+    );
+    assert!(m.thresholds.len() == 1, "{:?}", m.thresholds);
+    assert_eq!(m.thresholds[0].missing, vec!["b".to_owned()]);
+    let tiny: Vec<Vec<f64>> = (0..7).map(|i| vec![f64::from(i), f64::from(i % 3)]).collect();
+    let m = pair_fit(&tiny, &[]);
+    assert!(m.knots.iter().all(|k| !k.is_empty()), "{:?}", m.knots);
+}
