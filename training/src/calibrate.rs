@@ -3,7 +3,11 @@
 //!
 //! 1. [`recalibrate`]: the level and quantile corrections of the network's outputs
 //!    ([`Recalibration`](volcast_model::artifact::Recalibration)), measured on the daily origins of the early-stopping holdout, and
-//!    re-measured every day in operation ([`refresh_recalibration`], [`crate::rolling`]);
+//!    re-measured every day in operation ([`refresh_recalibration`], [`crate::rolling`]). A
+//!    network refit through the holdout (the default `refit_through_holdout`) was trained on
+//!    those origins: the corrections measured at training are in sample, and so is the
+//!    drawdown calibration below (`walkforward --before-fit-end-from` takes the daily job's
+//!    forecasts before the fit end from a network fit before them);
 //! 2. [`calibrate`]: the risk engine's drawdown distribution of the (corrected) model's and the
 //!    HAR baseline's variance forecasts, on the last [`CALIBRATION_DAYS`] of the fit period
 //!    ([`volcast_core::drawdown`]).

@@ -104,6 +104,9 @@ fn run() -> anyhow::Result<()> {
     let model = load_model(&args)?;
     if let Some(m) = &model {
         volcast_training::cli::refuse_in_sample(&m.metadata, fit_until_ms)?;
+        if stored_corrections(m, &args) {
+            volcast_training::cli::refuse_later_corrections(&m.metadata, fit_until_ms)?;
+        }
     }
 
     let assets = load_panel(&args)?;
@@ -250,10 +253,24 @@ impl Scored<'_> {
     }
 }
 
-fn model_forecaster<'m>(m: &'m LoadedModel, args: &Args) -> Scored<'m> {
+/// The trailing window the model's corrections are re-measured on every day, none when it is
+/// scored with its stored ones.
+fn daily_window(m: &LoadedModel, args: &Args) -> Option<usize> {
     let declared = m.metadata.recalibration.as_ref().and_then(|r| r.rolling_days);
-    match args.rolling_days.map(usize::from).or(declared) {
-        Some(days) if !args.fixed_recalibration => {
+    args.rolling_days
+        .map(usize::from)
+        .or(declared)
+        .filter(|_| !args.fixed_recalibration)
+}
+
+/// Whether the model is scored with its stored corrections.
+fn stored_corrections(m: &LoadedModel, args: &Args) -> bool {
+    daily_window(m, args).is_none()
+}
+
+fn model_forecaster<'m>(m: &'m LoadedModel, args: &Args) -> Scored<'m> {
+    match daily_window(m, args) {
+        Some(days) => {
             println!(
                 "model {}: corrections re-measured every day on the trailing {days} days \
                  (--fixed-recalibration for the stored ones)",

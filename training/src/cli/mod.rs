@@ -8,8 +8,8 @@ pub use design::{
     skip_features, skip_features_at,
 };
 pub use operation::{
-    AdaptiveSteps, HorizonList, TermStructure, WindowDays, fit_end_of, refuse_in_sample, term_structure,
-    with_term_structure,
+    AdaptiveSteps, HorizonList, TermStructure, WindowDays, fit_end_of, refuse_in_sample,
+    refuse_later_corrections, term_structure, with_term_structure,
 };
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).

@@ -287,6 +287,38 @@ pub fn refuse_in_sample(
     Ok(())
 }
 
+/// Refuses to score `metadata`'s model with its stored corrections (`--fixed-recalibration`, or
+/// an artifact without a trailing window) when they were measured on outcomes after the fit end
+/// `fit_until_ms` (the open time of its last candle): a copy recalibrated later (`calibrate
+/// --until`, the service's daily job) would correct the scored origins with their own outcomes.
+///
+/// # Errors
+/// That refusal, saying what to do instead.
+pub fn refuse_later_corrections(
+    metadata: &volcast_model::artifact::Metadata,
+    fit_until_ms: i64,
+) -> anyhow::Result<()> {
+    use volcast_core::time::{Bound, HOUR_MS, format_ms, parse_time};
+    let Some(r) = &metadata.recalibration else {
+        return Ok(());
+    };
+    let until = parse_time(&r.until, Bound::Start)
+        .map_err(|e| anyhow::anyhow!("model {}: recalibration until {:?}: {e}", metadata.id, r.until))?;
+    // Target windows of a fit through the candle opening at `fit_until_ms` end by its close.
+    if until > fit_until_ms + HOUR_MS {
+        anyhow::bail!(
+            "model {}'s stored corrections were measured on outcomes until {}, after this evaluation's \
+             fit end {}: scored with them, origins would be corrected with their own outcomes. Score it \
+             with its corrections re-measured daily (drop --fixed-recalibration, give --rolling-days), \
+             or score the artifact as trained",
+            metadata.id,
+            r.until,
+            format_ms(fit_until_ms)
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{AdaptiveSteps, HorizonList, WindowDays, horizon_list, term_structure, window_days};
@@ -436,5 +468,32 @@ mod tests {
             ..AdaptiveSteps::default()
         };
         assert!(declared_horizons.check_horizons(&[4, 24, 168]).is_ok());
+    }
+
+    /// Stored corrections measured after the fit end are refused; the validation artifact's
+    /// own (measured up to its fit end's close) and none at all are not.
+    #[test]
+    fn corrections_measured_after_the_fit_end_are_refused() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../model-artifacts/693e44b5f740fc82/metadata.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut metadata: volcast_model::artifact::Metadata =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let fit_until =
+            volcast_core::time::parse_time("2020-12-31T23:00:00Z", volcast_core::time::Bound::Start)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(super::refuse_later_corrections(&metadata, fit_until).is_ok());
+        if let Some(r) = metadata.recalibration.as_mut() {
+            r.until = "2021-12-31T00:00:00Z".into();
+        }
+        let refused = super::refuse_later_corrections(&metadata, fit_until).map_err(|e| e.to_string());
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("stored corrections")),
+            "{refused:?}"
+        );
+        metadata.recalibration = None;
+        assert!(super::refuse_later_corrections(&metadata, fit_until).is_ok());
     }
 }

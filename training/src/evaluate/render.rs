@@ -132,7 +132,7 @@ fn render_qlike(report: &EvaluationReport, out: &mut String) {
     let names = names_in(report.horizons.values().map(|h| &h.qlike));
     let mut header = vec!["H".to_owned(), "points".to_owned(), "RV=0 excluded".to_owned()];
     header.extend(names.iter().cloned());
-    header.extend(["DM vs best".to_owned(), "DM p".to_owned()]);
+    header.extend(["DM vs better HAR".to_owned(), "DM p".to_owned()]);
     let rows: Vec<Vec<String>> = report
         .horizons
         .iter()

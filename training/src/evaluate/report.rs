@@ -116,7 +116,7 @@ pub struct FitsReport {
     pub warnings: Vec<String>,
 }
 
-/// Diebold-Mariano of the model against the best baseline.
+/// Diebold-Mariano of the model against the better of HAR and HAR operated.
 #[derive(Debug, Clone, Serialize)]
 pub struct DmReport {
     /// The baseline compared with (lowest pooled QLIKE).
@@ -181,7 +181,7 @@ pub struct HorizonReport {
     pub n_zero_rv_excluded: usize,
     /// Pooled mean QLIKE per forecaster.
     pub qlike: BTreeMap<String, f64>,
-    /// The model against the best baseline; null without a model.
+    /// The model against the better of HAR and HAR operated; null without a model.
     pub dm: Option<DmReport>,
     /// Quantile coverage per forecaster that gives quantiles.
     pub calibration: BTreeMap<String, Vec<CoverageReport>>,

@@ -142,7 +142,7 @@ pub struct FoldHorizon {
     pub model: f64,
     /// Model over the better of HAR and HAR operated.
     pub ratio: f64,
-    /// Diebold-Mariano p-value against the best other forecaster.
+    /// Diebold-Mariano p-value against the better of HAR and HAR operated.
     pub dm_p: Option<f64>,
     /// Largest distance of an RV quantile's coverage from its level.
     pub worst_coverage_gap: f64,
@@ -277,9 +277,7 @@ fn fold(
         }
     };
     let device = select(DeviceChoice::Cpu)?.device;
-    let model = LoadedModel::load(&dir, &device)?;
-    let model = crate::cli::with_term_structure(model, wf.term_structure.as_ref(), wf.fixed_recalibration)
-        .with_context(|| dir.display().to_string())?;
+    let model = load_as_operated(&dir, wf, &device)?;
     let fit_end = crate::cli::fit_end_of(&model.metadata)?;
     if fit_end != fit_until_ms {
         bail!(
@@ -363,6 +361,10 @@ fn fold(
                 None => daily,
             })
         });
+    if daily.is_none() {
+        crate::cli::refuse_later_corrections(&model.metadata, fit_until_ms)
+            .with_context(|| dir.display().to_string())?;
+    }
     let fixed = crate::rolling::FixedModel(&model);
     let operated: &dyn volcast_core::forecast::Forecaster = match &daily {
         Some(d) => d,
@@ -474,6 +476,18 @@ fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary 
     }
 }
 
+/// The artifact in `dir` as the run operates it: with `--term-structure`, where one is asked
+/// (the served fold's and the one whose forecasts precede the fit end alike).
+fn load_as_operated(
+    dir: &Path,
+    wf: &WalkForward,
+    device: &burn::tensor::Device,
+) -> anyhow::Result<LoadedModel> {
+    let model = LoadedModel::load(dir, device)?;
+    crate::cli::with_term_structure(model, wf.term_structure.as_ref(), wf.fixed_recalibration)
+        .with_context(|| dir.display().to_string())
+}
+
 /// The early-stopped fold in `fold_dir` for `model`'s ([`WalkForward::before_fit_end_from`]):
 /// the same fit end, and the same training config but for the refit.
 ///
@@ -487,7 +501,9 @@ fn before_fit_end(
 ) -> anyhow::Result<LoadedModel> {
     let dir = artifact::resolve(fold_dir)
         .with_context(|| format!("--before-fit-end-from: no trained fold in {}", fold_dir.display()))?;
-    let before = LoadedModel::load(&dir, device)?;
+    // With the fold's term structure too: the forecasts before the fit end are carried as the
+    // served ones are.
+    let before = load_as_operated(&dir, wf, device)?;
     if before.metadata.fit_until != model.metadata.fit_until {
         bail!(
             "--before-fit-end-from: {} is fitted until {}, the fold until {}",

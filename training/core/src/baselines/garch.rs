@@ -122,9 +122,11 @@ pub fn fit(returns: &[f64]) -> Result<AssetGarch, FitError> {
     let warmup = squares.len().clamp(1, super::ewma::WARMUP);
     let start = squares[..warmup.min(squares.len())].iter().sum::<f64>() / warmup as f64;
     if !(start > 0.0 && start.is_finite()) {
-        return Err(FitError::TooLittleData(
-            "GARCH: fit-period returns have no variance".to_owned(),
-        ));
+        // The recursion starts from the mean of the first returns' squares: a flat first week
+        // (a pinned listing) leaves it nothing to start from, whatever the later returns do.
+        return Err(FitError::TooLittleData(format!(
+            "GARCH: the first {warmup} fit-period returns have no variance, and the recursion starts from their mean"
+        )));
     }
     let objective = Likelihood {
         squares: &squares,

@@ -46,6 +46,10 @@ fn fit_returns(asset: &Asset, end_hour: i64) -> Vec<f64> {
         .collect()
 }
 
+/// GARCH's `(alpha, beta)` for every asset when no asset's could be fitted (a median needs at
+/// least one fit).
+const DEFAULT_GARCH: (f64, f64) = (0.05, 0.90);
+
 impl BaselineSet {
     /// Fits every baseline on data with close hour at most `fit_end_hour`; samples with a
     /// forward window are used only when the window ends by then.
@@ -70,7 +74,18 @@ impl BaselineSet {
             .iter()
             .filter_map(|f| f.as_ref()?.as_ref().ok().copied())
             .collect();
-        let (alpha, beta) = garch::median_alpha_beta(&ok).unwrap_or((0.05, 0.90));
+        let mut warnings = Vec::new();
+        let (alpha, beta) = garch::median_alpha_beta(&ok).unwrap_or_else(|| {
+            // Said, not silent: every asset's GARCH is then these assumed parameters.
+            warnings.push(format!(
+                "no asset's GARCH(1,1) could be fitted (each needs {} fit-period returns, or its fit failed): \
+                 every asset's GARCH uses the assumed alpha {} and beta {}",
+                garch::MIN_FIT_RETURNS,
+                DEFAULT_GARCH.0,
+                DEFAULT_GARCH.1
+            ));
+            DEFAULT_GARCH
+        });
         let garch = fitted
             .into_iter()
             .zip(assets)
@@ -92,7 +107,6 @@ impl BaselineSet {
 
         let mut har = BTreeMap::new();
         let mut shortage = BTreeMap::new();
-        let mut warnings = Vec::new();
         for &h in horizons {
             let last_origin = fit_end_hour - i64::try_from(h).unwrap_or(i64::MAX);
             type PerAsset = (Vec<Vec<HarPoint>>, Vec<Vec<(f64, bool)>>);
@@ -324,5 +338,43 @@ pub fn har_curve(har: &BTreeMap<usize, Har>, prepared: &PreparedAsset, slot: usi
     let regressors = prepared.har_regressors(slot);
     VarianceCurve {
         points: har.iter().map(|(&h, m)| (h, m.forecast(regressors))).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::HourlyGrid;
+    use crate::synth::{SynthConfig, generate};
+
+    /// A panel too short for any GARCH fit says that every asset's GARCH is the assumed one.
+    #[test]
+    fn assumed_garch_parameters_are_a_warning() {
+        let hours = 1_500;
+        let assets: Vec<Asset> = (0..3)
+            .map(|seed| Asset {
+                id: format!("S{seed}"),
+                grid: HourlyGrid::from_candles(&generate(&SynthConfig {
+                    hours,
+                    seed,
+                    gap_rate: 0.0,
+                    ..SynthConfig::default()
+                })),
+            })
+            .collect();
+        let horizons = [4, 24];
+        let prepared: Vec<PreparedAsset> = assets.iter().map(|a| PreparedAsset::new(a, &horizons)).collect();
+        let fit_end = assets[0].grid.last_hour();
+        let set = BaselineSet::fit(&assets, &prepared, fit_end, &horizons).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            set.garch.iter().all(|g| matches!(g, AssetGarch::Pooled { .. })),
+            "an asset was fitted on {hours} hours"
+        );
+        let said = set
+            .warnings
+            .iter()
+            .filter(|w| w.contains("assumed alpha"))
+            .count();
+        assert!(said == 1, "warnings: {:?}", set.warnings);
     }
 }
