@@ -33,6 +33,9 @@ pub struct Settings {
     pub metrics_need_key: bool,
     /// What an active anomaly flag does to risk parameters.
     pub anomaly: crate::anomaly::AnomalySettings,
+    /// How a stress simulation draws each hour's low: the hour's drawn variance, except in the
+    /// replay of a stress answer recorded before that (without `lows`).
+    pub stress_bridge: volcast_core::stress::Bridge,
 }
 
 impl Settings {
@@ -57,6 +60,7 @@ impl Settings {
                 action: c.anomaly_action,
                 window_hours: c.anomaly_window_hours,
             },
+            stress_bridge: volcast_core::stress::Bridge::default(),
         })
     }
 }

@@ -514,6 +514,58 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
     assert!(std::path::Path::new(&dir).is_absolute(), "{dir}");
 }
 
+/// A decision whose artifact is gone cannot be replayed: 503 `replay_unavailable` naming the
+/// model, never the directory the service keeps it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_whose_artifact_is_gone_names_the_model_not_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let artifacts = common::repo().join("model-artifacts");
+    let copy = dir.path().join("kept-here-693e");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(artifacts.join("693e44b5f740fc82")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let state = common::state_with_store(&copy, store.clone(), FOREVER).await;
+    let (signer, _) = Signer::generate().unwrap();
+    state.set_decisions(
+        DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
+            .await
+            .unwrap(),
+    );
+    let app = volcast_server::app(state.clone());
+    let (_, model, _) = common::call(&app, "GET", "/v1/model", None).await;
+    let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
+    let body = json!({"asset": "P", "candles": common::market(common::START_MS, 3, 60, None)
+        .iter().rev().take(history).rev().map(common::candle_json).collect::<Vec<_>>()});
+    let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let config = volcast_server::Config::with_artifact(artifacts.join("default")).unwrap();
+    let newer = volcast_server::load(
+        &artifacts.join("default"),
+        volcast_server::load_options(&config),
+        state.metrics(),
+    )
+    .await
+    .unwrap();
+    state.set_serving(newer);
+    std::fs::remove_dir_all(&copy).unwrap();
+    let id = answer["items"][0]["decision_id"].as_str().unwrap();
+    let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+    assert_eq!(
+        (status.as_u16(), &r["error"]),
+        (503, &json!("replay_unavailable")),
+        "{r}"
+    );
+    let message = r["message"].as_str().unwrap();
+    assert!(
+        message.contains("693e44b5f740fc82") && !message.contains("kept-here"),
+        "{message}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_store_share_one_verifiable_chain() {
     let dir = tempfile::tempdir().unwrap();
@@ -648,6 +700,59 @@ async fn a_replayed_stress_simulation_counts_against_the_services_slots() {
     let (status, replayed, _) = common::call(&app, "POST", &replay_uri, None).await;
     assert_eq!(status, 200, "{replayed}");
     assert_eq!(replayed["identical"], json!(true), "{replayed}");
+}
+
+/// A stress answer recorded before answers said how their lows were drawn (no `lows`: each
+/// hour's bridge at its mean variance) replays identically, as one recorded now (`hour_drawn`,
+/// which answers otherwise on the same request) does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_answers_of_either_bridge_replay_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, _) = logged_state(dir.path()).await;
+    // A replica drawing lows as before, on the same store and chain.
+    let config =
+        volcast_server::Config::with_artifact(common::repo().join("model-artifacts/default")).unwrap();
+    let metrics = Arc::new(volcast_server::metrics::Metrics::new());
+    let before = AppState::with_store(
+        volcast_server::state::Settings {
+            stress_bridge: volcast_core::stress::Bridge::MeanVariance,
+            ..volcast_server::state::Settings::from_config(&config).unwrap()
+        },
+        Arc::clone(&metrics),
+        Some(store.clone()),
+    );
+    before.set_serving(
+        volcast_server::load(&config.artifact, volcast_server::load_options(&config), &metrics)
+            .await
+            .unwrap(),
+    );
+    let (signer, _) = Signer::generate().unwrap();
+    before.set_decisions(DecisionLog::start(store, signer, metrics).await.unwrap());
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(2, 45);
+    let body = json!({
+        "asset": "S", "candles": series[series.len() - history..], "paths": 4000, "horizon_hours": 48,
+        "positions": [{"collateral": 10.0, "debt": 10.0 * series[series.len() - 1]["close"].as_f64().unwrap() * 0.6}],
+    });
+    let now = volcast_server::app(state);
+    let mut answers = Vec::new();
+    for app in [volcast_server::app(before), now.clone()] {
+        let (status, answer, _) = common::call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+        assert_eq!(status, 200, "{answer}");
+        answers.push(answer);
+    }
+    assert!(answers[0].get("lows").is_none(), "{}", answers[0]);
+    assert_eq!(answers[1]["lows"], "hour_drawn");
+    assert_ne!(
+        answers[0]["scenarios"], answers[1]["scenarios"],
+        "the two bridges draw other lows"
+    );
+    for answer in &answers {
+        let uri = format!("/v1/decisions/{}/replay", answer["decision_id"].as_str().unwrap());
+        let (status, replayed, _) = common::call(&now, "POST", &uri, None).await;
+        assert_eq!(status, 200, "{replayed}");
+        assert_eq!(replayed["identical"], json!(true), "{replayed}");
+    }
 }
 
 /// The HTTP export is what `verify --export` checks: its records, one per line, verify; and a

@@ -166,6 +166,13 @@ async fn stress_bad_input_is_422_with_the_field() {
             "too_few_candles",
             "candles",
         ),
+        (
+            // The sale size it defaults to is held to the range an asked one must keep.
+            "a position worth more than 1e12 USD, no sale size",
+            Box::new(|b| b["positions"][0]["collateral"] = json!(1e15)),
+            "invalid_value",
+            "sale_size_usd",
+        ),
     ];
     for (name, mutate, code, field) in cases {
         let mut body = stress_body();

@@ -12,8 +12,8 @@ use burn::tensor::Distribution;
 use rayon::prelude::*;
 
 use volcast_core::stress::{
-    Book, PathOutcome, Plan, PreparedBook, Scenario, StressError, StressInput, simulate as simulate_on_cpu,
-    validate,
+    Book, Bridge, PathOutcome, Plan, PreparedBook, Scenario, StressError, StressInput,
+    simulate as simulate_on_cpu, validate,
 };
 
 /// Paths per batch of tensors (bounds device memory: a few `[batch, hours]` f32 tensors).
@@ -47,7 +47,11 @@ pub fn simulate(
     let mut done = 0;
     while done < plan.paths {
         let b = BATCH.min(plan.paths - done);
-        let lows = lows(&plan, b, &sd, &two_var, device);
+        // A read-back that fails is an error, never a batch of no paths.
+        let lows = lows(&plan, b, &sd, &two_var, device).map_err(|message| StressError {
+            field: "device".into(),
+            message,
+        })?;
         out.par_extend(lows.par_chunks(h).map_init(
             || (vec![0.0f64; h], Vec::new()),
             |(buffer, groups), path| {
@@ -63,11 +67,19 @@ pub fn simulate(
 }
 
 /// `b` paths of hourly lows, row-major `[b, hours]`.
-fn lows(plan: &Plan, b: usize, sd: &Tensor<2>, two_var: &Tensor<2>, device: &Device) -> Vec<f32> {
+fn lows(
+    plan: &Plan,
+    b: usize,
+    sd: &Tensor<2>,
+    two_var: &Tensor<2>,
+    device: &Device,
+) -> Result<Vec<f32>, String> {
     let h = plan.horizon();
     let uniform = || Tensor::<2>::random([b, h], Distribution::Uniform(MIN_UNIFORM, 1.0), device); // [paths, hours]
     let z = Tensor::<2>::random([b, h], Distribution::Normal(0.0, 1.0), device); // [paths, hours]
-    let eps = if plan.df.is_finite() {
+    // The innovations, and each hour's bridge variance (times 2): the variance the hour drew,
+    // or its mean ([`volcast_core::stress::Bridge`]).
+    let (eps, two_var) = if plan.df.is_finite() {
         // chi2(df) = -2 ln(U_1 ... U_{df/2}) (+ Z'^2 for odd df); eps = Z sqrt((df - 2) / chi2).
         let pairs = (plan.df / 2.0).floor() as usize;
         let mut chi2 = Tensor::<2>::zeros([b, h], device);
@@ -77,9 +89,14 @@ fn lows(plan: &Plan, b: usize, sd: &Tensor<2>, two_var: &Tensor<2>, device: &Dev
         if plan.df % 2.0 == 1.0 {
             chi2 = chi2 + Tensor::<2>::random([b, h], Distribution::Normal(0.0, 1.0), device).powi_scalar(2);
         }
-        z * (chi2.recip() * (plan.df - 2.0)).sqrt()
+        let mix = chi2.recip() * (plan.df - 2.0); // [paths, hours]: the square of the mixing factor
+        let two_var = match plan.bridge {
+            Bridge::HourDrawn => mix.clone() * two_var.clone(),
+            Bridge::MeanVariance => two_var.clone(),
+        };
+        (z * mix.sqrt(), two_var)
     } else {
-        z
+        (z, two_var.clone())
     };
     let y = (eps * sd.clone()).cumsum(1) + plan.start; // [paths, hours] log closes
     let first = Tensor::<2>::full([b, 1], plan.start, device); // [paths, 1]
@@ -89,9 +106,11 @@ fn lows(plan: &Plan, b: usize, sd: &Tensor<2>, two_var: &Tensor<2>, device: &Dev
         first
     };
     let d = y.clone() - previous.clone();
-    let spread = (d.powi_scalar(2) - uniform().log() * two_var.clone()).sqrt();
+    let spread = (d.powi_scalar(2) - uniform().log() * two_var).sqrt();
     let low = (previous + y - spread) * 0.5; // [paths, hours]
-    low.into_data().try_to_vec::<f32>().unwrap_or_default()
+    low.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("reading the lows back from the device: {e:?}"))
 }
 
 #[cfg(test)]
@@ -109,6 +128,7 @@ mod tests {
             liquidation_delay_hours: 4,
             paths: 4000,
             seed: 1,
+            bridge: Bridge::default(),
         };
         let book = Book {
             positions: (1..=20)

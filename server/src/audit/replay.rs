@@ -64,13 +64,20 @@ async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving,
                     // Metrics of its own: a replay's warm-up and forward passes are not the
                     // service's traffic.
                     let own = Arc::new(crate::metrics::Metrics::new());
-                    let s = crate::loading::load(Path::new(&dir), options, &own)
-                        .await
-                        .map_err(|e| unavailable(format!("model {} at {dir}: {e}", model.id)))?;
+                    // The directory goes to the server's log only: a caller learns the id, not
+                    // where the service keeps its files.
+                    let s = crate::loading::load(Path::new(&dir), options, &own).await.map_err(|e| {
+                        tracing::warn!(model = %model.id, dir = %dir, error = %e, "replay: the artifact does not load");
+                        unavailable(format!(
+                            "the artifact of model {} does not load (see the server log)",
+                            model.id
+                        ))
+                    })?;
                     if s.info.hash != hash || !same(&s) {
+                        tracing::warn!(model = %model.id, dir = %dir, found = %s.info.metadata.id, "replay: the artifact was replaced");
                         return Err(unavailable(format!(
-                            "the artifact at {dir} is now {} with hash {}, not the recorded {} ({})",
-                            s.info.metadata.id, s.info.hash, model.id, model.hash
+                            "the artifact recorded for model {} is now {} with hash {}, not the recorded one ({})",
+                            model.id, s.info.metadata.id, s.info.hash, model.hash
                         )));
                     }
                     *cached = Some(s.clone());
@@ -123,9 +130,17 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     {
         anomaly.window_hours = w;
     }
+    // A stress answer recorded before it said how its lows were drawn drew them at each
+    // hour's mean variance.
+    let stress_bridge = if body.kind() == Kind::Stress && body.answer["lows"].is_null() {
+        volcast_core::stress::Bridge::MeanVariance
+    } else {
+        volcast_core::stress::Bridge::HourDrawn
+    };
     let settings = Settings {
         defaults: body.defaults,
         anomaly,
+        stress_bridge,
         ..*state.settings()
     };
     let then = state.for_replay(settings);

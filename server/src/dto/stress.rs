@@ -21,7 +21,8 @@ pub const MAX_SCENARIOS: usize = 32;
 /// 16))` summed over the scenarios (a replay is one path of its own length). Sized so that a
 /// request at the budget finishes well inside the default 10 s timeout with both simulation slots
 /// busy on 2 cores (about 3.5 s measured); more is answered 422 `too_much_work`. E.g. 32
-/// scenarios of 37,000 paths over 168 h, or one of 200,000 paths with 10,000 positions.
+/// scenarios of 36,000 paths over 168 h with one position fit (194,688,000), 37,000 do not;
+/// so does one of 200,000 paths with 10,000 positions.
 pub const MAX_WORK: u64 = 200_000_000;
 
 /// One loan backed by the asset.
@@ -107,8 +108,8 @@ pub struct StressRequest {
     pub bonus: Option<f64>,
     /// Margin over the expected slippage, in [0, 1) (default from the config, 0.01).
     pub bonus_margin: Option<f64>,
-    /// Sale size for the recommended bonus's slippage, USD (default: the largest position's
-    /// collateral value).
+    /// Sale size for the recommended bonus's slippage, USD, in [0, 1e12] (default: the largest
+    /// position's collateral value, which must then be in that range too).
     pub sale_size_usd: Option<f64>,
 }
 
@@ -294,4 +295,10 @@ pub struct StressResponse {
     /// detector is loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anomaly: Option<crate::dto::anomaly::AnomalyContext>,
+    /// How each hour's low was drawn: `hour_drawn`, the minimum of a Brownian bridge between the
+    /// hour's closes at the variance the hour drew (with Student-t innovations, a tail hour dips
+    /// as deep as its move implies). Absent from answers recorded before stop 50, whose bridge
+    /// took the hour's mean variance (and which replay that way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lows: Option<String>,
 }

@@ -8,10 +8,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
-use volcast_core::policy::{self, AskedSettings, Forecasts, JSON_NAMES, RiskSettings};
+use volcast_core::policy::{self, AskedSettings, Forecasts, JSON_NAMES, RiskSettings, SALE_SIZE_RANGE};
 use volcast_core::stress::{
-    self, Book, DEFAULT_DF, DEFAULT_LIQUIDATION_THRESHOLD, Position, PreparedBook, Scenario, ScenarioPolicy,
-    StressError, StressInput,
+    self, Book, Bridge, DEFAULT_DF, DEFAULT_LIQUIDATION_THRESHOLD, Position, PreparedBook, Scenario,
+    ScenarioPolicy, StressError, StressInput,
 };
 
 use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
@@ -209,8 +209,20 @@ fn check(
     )?;
     let book = book(body, default_lt)?;
     if body.sale_size_usd.is_none() {
+        // The largest position's collateral value, within the range an asked size must keep.
         let price = body.candles.last().map_or(f64::NAN, |c| c.close);
-        settings.sale_size_usd = book.largest_value(price);
+        let largest = book.largest_value(price);
+        if !SALE_SIZE_RANGE.contains(largest) {
+            return Err(ApiError::InvalidValue {
+                field: "sale_size_usd".into(),
+                message: format!(
+                    "omitted, it is the largest position's collateral value, {largest:e} USD, outside {}: \
+                     give sale_size_usd",
+                    SALE_SIZE_RANGE.text
+                ),
+            });
+        }
+        settings.sale_size_usd = largest;
     }
     let scenarios = scenarios(body.scenarios.as_deref(), replays)?;
     let work = work(&scenarios, paths, horizon, book.positions.len());
@@ -226,6 +238,7 @@ fn check(
         liquidation_delay_hours: 0,
         paths,
         seed: body.seed.unwrap_or(1),
+        bridge: state.settings().stress_bridge,
     };
     stress::validate(&input, &book, &Scenario::Forecast).map_err(|e| invalid(e, None))?;
     for (i, s) in scenarios.iter().enumerate() {
@@ -331,14 +344,18 @@ pub async fn stress_answer(
     let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
     let origin = policy::recommend(&forecasts, &checked.settings, None, rule);
     let price = body.candles.last().map_or(f64::NAN, |c| c.close);
-    let input = stress::input_at_origin(
-        price,
-        &origin,
-        checked.horizon,
-        checked.df,
-        checked.paths,
-        checked.seed,
-    );
+    let bridge = state.settings().stress_bridge;
+    let input = StressInput {
+        bridge,
+        ..stress::input_at_origin(
+            price,
+            &origin,
+            checked.horizon,
+            checked.df,
+            checked.paths,
+            checked.seed,
+        )
+    };
     let prepared_book = PreparedBook::new(&checked.book, input.price);
     let book = BookDto {
         positions: checked.book.positions.len(),
@@ -375,6 +392,7 @@ pub async fn stress_answer(
         book,
         scenarios: reports,
         anomaly,
+        lows: (bridge == Bridge::HourDrawn).then(|| "hour_drawn".to_owned()),
     })
 }
 

@@ -57,6 +57,12 @@ impl VarianceCurve {
         let mut out = Vec::with_capacity(horizon);
         for h in 1..=horizon {
             let v = self.at(h as f64);
+            // `f64::max` drops a NaN: without this a curve with no usable point would read as
+            // hours of zero variance, a calm market, rather than as no forecast.
+            if v.is_nan() {
+                out.push(f64::NAN);
+                continue;
+            }
             out.push((v - previous).max(0.0));
             previous = previous.max(v);
         }
@@ -70,6 +76,18 @@ mod tests {
 
     fn curve(v4: f64, v24: f64, v168: f64) -> VarianceCurve {
         VarianceCurve::new(&[24, 4, 168], &[v24, v4, v168])
+    }
+
+    /// No usable point is no forecast: NaN hours, never hours of zero variance.
+    #[test]
+    fn hourly_without_a_usable_point_is_nan() {
+        for c in [
+            curve(f64::NAN, f64::NAN, f64::NAN),
+            curve(0.0, -1.0, f64::INFINITY),
+        ] {
+            let hours = c.hourly(6);
+            assert!(hours.len() == 6 && hours.iter().all(|v| v.is_nan()), "{hours:?}");
+        }
     }
 
     #[test]

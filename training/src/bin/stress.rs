@@ -360,6 +360,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         liquidation_delay_hours: 4,
         paths: args.paths,
         seed: args.seed,
+        bridge: stress::Bridge::default(),
     };
     let book = Book {
         positions: (0..200)

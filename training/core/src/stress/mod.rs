@@ -6,8 +6,10 @@
 //! hour's variance from the forecast curve ([`crate::curve::VarianceCurve::hourly`]) and `eps`
 //! Student-t with `df` degrees of freedom standardised to unit variance (normal for
 //! `df = inf`). Each hour's low is drawn from the minimum of a Brownian bridge between the two
-//! closes, `(a + b - sqrt((b - a)^2 - 2 sigma^2 ln U)) / 2`, so running minima are not biased
-//! high by looking at closes only.
+//! closes, `(a + b - sqrt((b - a)^2 - 2 s^2 ln U)) / 2`, so running minima are not biased
+//! high by looking at closes only; `s^2` is the variance the hour drew (with Student-t
+//! innovations, `sigma^2` times the square of its mixing factor: a tail hour dips as deep as
+//! its move implies), [`Bridge`].
 //!
 //! **Liquidations.** A position (collateral `c` units, debt `d` USD, threshold `LT`) is
 //! liquidated at the first hour whose low `P` makes `c P LT < d`. The whole collateral is sold at
@@ -69,6 +71,22 @@ pub struct StressInput {
     pub paths: usize,
     /// Seed.
     pub seed: u64,
+    /// How each hour's low is drawn between its closes.
+    pub bridge: Bridge,
+}
+
+/// How each hour's low is drawn: the minimum of a Brownian bridge between the hour's two closes,
+/// at which variance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Bridge {
+    /// The variance the hour drew: with Student-t innovations `Z scale / sqrt(G)`, the hour is
+    /// Brownian with variance `var scale^2 / G` given `G`, so a tail hour dips as deep below its
+    /// close as its move implies (and a calm hour as little).
+    #[default]
+    HourDrawn,
+    /// The hour's mean variance `var` whatever it drew: how lows were drawn until stop 50, kept
+    /// so that stress answers recorded then replay identically. Too shallow in tail hours.
+    MeanVariance,
 }
 
 /// One borrower's position.
@@ -304,6 +322,7 @@ pub fn input_at_origin(
         liquidation_delay_hours: origin.liquidity.tau_effective.ceil() as usize,
         paths,
         seed,
+        bridge: Bridge::default(),
     }
 }
 
@@ -328,6 +347,8 @@ pub struct Plan {
     pub replay: Option<Vec<(f64, f64)>>,
     /// Paths to simulate.
     pub paths: usize,
+    /// How each hour's low is drawn.
+    pub bridge: Bridge,
 }
 
 impl Plan {
@@ -344,6 +365,7 @@ impl Plan {
             tau_scale: 1.0,
             replay: None,
             paths: input.paths,
+            bridge: input.bridge,
         };
         match scenario {
             Scenario::Forecast => {}
@@ -413,13 +435,22 @@ impl Plan {
             .zip(&self.var)
         {
             let z = sampler.normal();
-            let eps = match t {
-                None => z,
-                Some((shape, scale)) => z * scale / sampler.gamma(shape).sqrt(),
+            // The innovation, and the variance the hour drew (`var` times the square of the
+            // Student-t mixing factor, whose mean is 1).
+            let (eps, drawn) = match t {
+                None => (z, var),
+                Some((shape, scale)) => {
+                    let m = scale / sampler.gamma(shape).sqrt();
+                    (z * m, var * m * m)
+                }
+            };
+            let bridge_var = match self.bridge {
+                Bridge::HourDrawn => drawn,
+                Bridge::MeanVariance => var,
             };
             let b = y + sd * eps;
             let d = b - y;
-            *low = 0.5 * (y + b - (d * d - 2.0 * var * sampler.uniform().ln()).sqrt());
+            *low = 0.5 * (y + b - (d * d - 2.0 * bridge_var * sampler.uniform().ln()).sqrt());
             *close = b;
             y = b;
         }

@@ -11,6 +11,7 @@ fn input(hourly_variance: f64, horizon: usize, paths: usize) -> StressInput {
         liquidation_delay_hours: 4,
         paths,
         seed: 11,
+        bridge: Bridge::default(),
     }
 }
 
@@ -140,6 +141,46 @@ fn running_minimum_matches_the_reflection_principle() {
     assert!(simulated > normal_quantile(0.99) * 0.02 * 1.05);
 }
 
+/// With Student-t innovations each hour is Brownian at the variance it drew, so the reflection
+/// principle holds hour by hour: P(low <= -m) = 2 P(close <= -m). Drawn at the hour's mean
+/// variance (until stop 50), the low's tail fell short of it.
+#[test]
+fn student_t_hours_dip_as_deep_as_the_reflection_principle_says() {
+    let ratio = |bridge: Bridge| {
+        let i = StressInput {
+            bridge,
+            ..input(1e-4, 1, 1)
+        };
+        let plan = Plan::new(&i, &Scenario::Forecast);
+        let t = plan.t_constants();
+        let (lows, closes): (Vec<f64>, Vec<f64>) = (0..400)
+            .into_par_iter()
+            .flat_map_iter(|chunk| {
+                let mut sampler = Sampler::stream(21, chunk);
+                let (mut low, mut close) = ([0.0; 1], [0.0; 1]);
+                (0..1000)
+                    .map(|_| {
+                        plan.sample_path(&mut sampler, t, &mut low, &mut close);
+                        (low[0], close[0])
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unzip();
+        let mut sorted = closes.clone();
+        sorted.sort_unstable_by(f64::total_cmp);
+        // The close's 0.5% quantile, a fall of about 3.5 hourly sd.
+        let m = sorted[sorted.len() / 200];
+        let below = |v: &[f64]| v.iter().filter(|&&x| x <= m).count() as f64;
+        below(&lows) / below(&closes)
+    };
+    let drawn = ratio(Bridge::HourDrawn);
+    let mean = ratio(Bridge::MeanVariance);
+    eprintln!("P(low <= -m) / P(close <= -m): {drawn:.3} at the drawn variance, {mean:.3} at the mean");
+    assert!((drawn / 2.0 - 1.0).abs() < 0.05, "{drawn}");
+    // The mean variance's bridge fell far short in the tail (1.19 at stop 50).
+    assert!(mean < 1.5, "{mean}");
+}
+
 #[test]
 fn liquidation_probability_matches_the_reflection_principle() {
     // A position that triggers when the price falls below exp(-m): probability 2 Phi(-m/sigma).
@@ -246,6 +287,19 @@ fn bad_input_is_named() {
     );
     let e = simulate(&i, &book(0.5), &Scenario::InstantDrop { pct: 100.0 }).unwrap_err();
     assert_eq!(e.field, "scenario.pct");
+}
+
+/// A forecast curve without a usable point is refused, not simulated as a market without
+/// volatility.
+#[test]
+fn a_curve_without_a_usable_point_is_refused() {
+    let curve = crate::curve::VarianceCurve::new(&[4, 24, 168], &[f64::NAN, f64::NAN, f64::NAN]);
+    let i = StressInput {
+        hourly_variance: curve.hourly(4),
+        ..input(1e-4, 4, 10)
+    };
+    let e = simulate(&i, &book(0.5), &Scenario::Forecast).unwrap_err();
+    assert_eq!(e.field, "hourly_variance[0]");
 }
 
 #[test]
