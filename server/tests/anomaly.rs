@@ -369,10 +369,10 @@ async fn bad_input_gets_the_usual_errors() {
     assert!(v["message"].as_str().unwrap().contains("anomaly train"), "{v}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stored_candles_route_scans_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+/// A service whose store (in `dir`) holds SYNUSDT's 40 days with a +40% pump at hour 900: the
+/// candles, the pump's hour, the app and its state.
+async fn stored_pump(dir: &std::path::Path) -> (Vec<Candle>, usize, Router, AppState) {
+    let store = Store::open(&format!("sqlite://{}", dir.join("v.db").display()))
         .await
         .unwrap();
     let mut c = common::market(START, 2, 40, None);
@@ -380,6 +380,13 @@ async fn the_stored_candles_route_scans_the_store() {
     inject_candles(&mut c, at, Pattern::PumpAndDump, 0.4);
     store.insert_candles("SYNUSDT", &c).await.unwrap();
     let (app, state) = app(Action::Report, true, Some(store)).await;
+    (c, at, app, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_candles_route_scans_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, at, app, state) = stored_pump(dir.path()).await;
 
     // The asset route's risk answer carries the detector's view of its window, as the posted
     // route's does on the same candles (it used to carry none).
@@ -455,14 +462,7 @@ async fn the_stored_candles_route_scans_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stored_candles_route_scores_an_hour_alike_whatever_the_from() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
-        .await
-        .unwrap();
-    let mut c = common::market(START, 2, 40, None);
-    let at = 900;
-    inject_candles(&mut c, at, Pattern::PumpAndDump, 0.4);
-    store.insert_candles("SYNUSDT", &c).await.unwrap();
-    let (app, _) = app(Action::Report, true, Some(store)).await;
+    let (_, at, app, _) = stored_pump(dir.path()).await;
     let t = at + 1;
     let to = format_ms(START + (t as i64 + 2) * HOUR_MS);
     let mut scores = Vec::new();

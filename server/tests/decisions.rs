@@ -24,14 +24,17 @@ const FOREVER: Duration = Duration::from_secs(100_000 * 86_400);
 const DECISIONS: usize = 1000;
 
 async fn logged_state(dir: &std::path::Path) -> (AppState, Store, String) {
+    logged_state_serving(dir, &common::repo().join("model-artifacts/default")).await
+}
+
+/// [`logged_state`] serving the artifact in `artifact`.
+async fn logged_state_serving(
+    dir: &std::path::Path,
+    artifact: &std::path::Path,
+) -> (AppState, Store, String) {
     let url = format!("sqlite://{}", dir.join("volcast.db").display());
     let store = Store::open(&url).await.unwrap();
-    let state = common::state_with_store(
-        &common::repo().join("model-artifacts/default"),
-        store.clone(),
-        FOREVER,
-    )
-    .await;
+    let state = common::state_with_store(artifact, store.clone(), FOREVER).await;
     let (signer, _) = Signer::generate().unwrap();
     let public = signer.public_hex.clone();
     let log = DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
@@ -446,38 +449,40 @@ async fn an_answer_is_withheld_when_it_cannot_be_logged() {
     assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
-    let store = Store::open(&url).await.unwrap();
-    let artifacts = common::repo().join("model-artifacts");
-    let old = artifacts.join("693e44b5f740fc82");
-    let state = common::state_with_store(&old, store.clone(), FOREVER).await;
-    let (signer, _) = Signer::generate().unwrap();
-    state.set_decisions(
-        DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
-            .await
-            .unwrap(),
-    );
-    let app = volcast_server::app(state.clone());
-    let (_, model, _) = common::call(&app, "GET", "/v1/model", None).await;
+/// A logged risk answer on a synthetic market's last hours: the body and the answer.
+async fn risk_decision(app: &axum::Router) -> (Value, Value) {
+    let (_, model, _) = common::call(app, "GET", "/v1/model", None).await;
     let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
     let body = json!({"asset": "P", "candles": common::market(common::START_MS, 3, 60, None)
         .iter().rev().take(history).rev().map(common::candle_json).collect::<Vec<_>>()});
-    let (status, first, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
-    assert_eq!(status, 200, "{first}");
+    let (status, answer, _) = common::call(app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    (body, answer)
+}
+
+/// `state` serves the committed default artifact from now on.
+async fn serve_the_default(state: &AppState) {
+    let default = common::repo().join("model-artifacts/default");
+    let config = volcast_server::Config::with_artifact(default.clone()).unwrap();
+    let serving = volcast_server::load(&default, volcast_server::load_options(&config), state.metrics())
+        .await
+        .unwrap();
+    state.set_serving(serving);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = common::repo().join("model-artifacts/693e44b5f740fc82");
+    let (state, store, _) = logged_state_serving(dir.path(), &old).await;
+    let app = volcast_server::app(state.clone());
+    let (body, first) = risk_decision(&app).await;
     // The service now serves another artifact.
-    let config = volcast_server::Config::with_artifact(artifacts.join("default")).unwrap();
-    let newer = volcast_server::load(
-        &artifacts.join("default"),
-        volcast_server::load_options(&config),
-        state.metrics(),
-    )
-    .await
-    .unwrap();
-    assert_ne!(newer.info.metadata.id, first["model"]["id"].as_str().unwrap());
-    state.set_serving(newer);
+    serve_the_default(&state).await;
+    assert_ne!(
+        state.serving().unwrap().info.metadata.id,
+        first["model"]["id"].as_str().unwrap()
+    );
     let (_, second, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
     assert_ne!(
         second["items"][0]["parameters"], first["items"][0]["parameters"],
@@ -519,38 +524,16 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_whose_artifact_is_gone_names_the_model_not_its_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
-    let store = Store::open(&url).await.unwrap();
-    let artifacts = common::repo().join("model-artifacts");
     let copy = dir.path().join("kept-here-693e");
     std::fs::create_dir_all(&copy).unwrap();
-    for entry in std::fs::read_dir(artifacts.join("693e44b5f740fc82")).unwrap() {
+    for entry in std::fs::read_dir(common::repo().join("model-artifacts/693e44b5f740fc82")).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
     }
-    let state = common::state_with_store(&copy, store.clone(), FOREVER).await;
-    let (signer, _) = Signer::generate().unwrap();
-    state.set_decisions(
-        DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
-            .await
-            .unwrap(),
-    );
+    let (state, _store, _) = logged_state_serving(dir.path(), &copy).await;
     let app = volcast_server::app(state.clone());
-    let (_, model, _) = common::call(&app, "GET", "/v1/model", None).await;
-    let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
-    let body = json!({"asset": "P", "candles": common::market(common::START_MS, 3, 60, None)
-        .iter().rev().take(history).rev().map(common::candle_json).collect::<Vec<_>>()});
-    let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
-    assert_eq!(status, 200, "{answer}");
-    let config = volcast_server::Config::with_artifact(artifacts.join("default")).unwrap();
-    let newer = volcast_server::load(
-        &artifacts.join("default"),
-        volcast_server::load_options(&config),
-        state.metrics(),
-    )
-    .await
-    .unwrap();
-    state.set_serving(newer);
+    let (_, answer) = risk_decision(&app).await;
+    serve_the_default(&state).await;
     std::fs::remove_dir_all(&copy).unwrap();
     let id = answer["items"][0]["decision_id"].as_str().unwrap();
     let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;

@@ -652,19 +652,13 @@ fn a_few_training_steps_on_wgpu() {
 /// uninterrupted run's epochs.
 #[test]
 fn resume_without_a_budget_never_continues_an_epoch_the_budget_cut_short() {
-    use volcast_training::trainer::{RunOptions, train};
+    use volcast_training::trainer::train;
     let (tmp, assets, fit_end_hour) = generated_panel();
     let config = small_config()
         .with_max_epochs(2)
         .with_refit_through_holdout(Some(false));
     let device = select(DeviceChoice::Cpu).unwrap().device;
-    let options = |dir: &Path, resume: bool, max_steps: Option<usize>| RunOptions {
-        checkpoint_dir: dir.to_owned(),
-        resume,
-        progress: false,
-        max_steps,
-        threads: 2,
-    };
+    let options = common::run_options;
     let whole = train(
         &assets,
         &config,
@@ -707,20 +701,14 @@ fn resume_without_a_budget_never_continues_an_epoch_the_budget_cut_short() {
 /// uninterrupted run gives, to the last bit.
 #[test]
 fn resume_after_a_checkpoint_write_cut_short_gives_the_uninterrupted_model() {
-    use volcast_training::trainer::{RunOptions, train};
+    use volcast_training::trainer::train;
     let (tmp, assets, fit_end_hour) = generated_panel();
     // The first run's checkpoints alone (the refit's resume: the test below).
     let config = small_config()
         .with_max_epochs(3)
         .with_refit_through_holdout(Some(false));
     let device = select(DeviceChoice::Cpu).unwrap().device;
-    let options = |dir: &Path, resume: bool, max_steps: Option<usize>| RunOptions {
-        checkpoint_dir: dir.to_owned(),
-        resume,
-        progress: false,
-        max_steps,
-        threads: 2,
-    };
+    let options = common::run_options;
     // Training is not bit-reproducible on the CPU (parallel sums: two fresh runs differ in the
     // last digits), so models are compared by their outputs on a fixed input.
     let outputs =

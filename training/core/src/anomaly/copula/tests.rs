@@ -28,6 +28,19 @@ fn pairs_of(n: usize, seed: &mut u64, pair: fn(&mut u64) -> (f64, f64)) -> Vec<V
         .collect()
 }
 
+/// [`pair_fit`] with `b` optional.
+fn optional_b_fit(rows: &[Vec<f64>]) -> Copula {
+    Copula::fit(
+        &["a", "b"],
+        vec![None, None],
+        rows,
+        &[1],
+        0.01,
+        &[],
+        Directed::default(),
+    )
+}
+
 /// A copula over two features `a` and `b`, neither optional nor floored, at a 1% rate.
 fn pair_fit(rows: &[Vec<f64>], given: &[(usize, usize)]) -> Copula {
     Copula::fit(
@@ -317,15 +330,7 @@ fn a_missing_optional_feature_uses_its_own_threshold() {
             vec![a, if i % 2 == 0 { b } else { f64::NAN }]
         })
         .collect();
-    let m = Copula::fit(
-        &["a", "b"],
-        vec![None, None],
-        &rows,
-        &[1],
-        0.01,
-        &[],
-        Directed::default(),
-    );
+    let m = optional_b_fit(&rows);
     assert_eq!(m.thresholds.len(), 2);
     let subsets = m.subsets();
     let row = Row {
@@ -443,15 +448,7 @@ fn a_feature_never_present_and_a_tiny_fit_do_not_panic() {
     let rows: Vec<Vec<f64>> = (0..2_000)
         .map(|_| vec![gaussian_pair(&mut seed).0, f64::NAN])
         .collect();
-    let m = Copula::fit(
-        &["a", "b"],
-        vec![None, None],
-        &rows,
-        &[1],
-        0.01,
-        &[],
-        Directed::default(),
-    );
+    let m = optional_b_fit(&rows);
     assert!(m.thresholds.len() == 1, "{:?}", m.thresholds);
     assert_eq!(m.thresholds[0].missing, vec!["b".to_owned()]);
     let tiny: Vec<Vec<f64>> = (0..7).map(|i| vec![f64::from(i), f64::from(i % 3)]).collect();
