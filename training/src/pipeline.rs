@@ -2,7 +2,7 @@
 //! period, write the artifact, and score it out of sample when there is data after the fit period.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
@@ -116,6 +116,41 @@ pub fn default_dirs() -> anyhow::Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
+/// Each candle file in `dirs` as `(file name, SHA-256)`, sorted: what an artifact's `data`
+/// records of them ([`recorded_data`]).
+///
+/// # Errors
+/// A directory or a file that cannot be read.
+pub fn data_hashes(dirs: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut hashes = Vec::new();
+    for dir in dirs {
+        for path in list_dir(dir)?.into_values() {
+            let sha = artifact::sha256_file(&path).with_context(|| format!("hashing {}", path.display()))?;
+            hashes.push((file_name(&path), sha));
+        }
+    }
+    hashes.sort();
+    Ok(hashes)
+}
+
+/// The candle files `metadata` records as `(file name, SHA-256)`, sorted ([`data_hashes`]).
+#[must_use]
+pub fn recorded_data(metadata: &Metadata) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = metadata
+        .data
+        .iter()
+        .map(|f| (file_name(Path::new(&f.path)), f.sha256.clone()))
+        .collect();
+    files.sort();
+    files
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn data_files(dirs: &[PathBuf], loaded: &[AssetCandles]) -> anyhow::Result<Vec<DataFile>> {
     let by_id: BTreeMap<&str, &AssetCandles> = loaded.iter().map(|a| (a.asset.as_str(), a)).collect();
     let mut listed = Vec::new();
@@ -198,7 +233,7 @@ fn git_commit() -> Option<String> {
 /// # Errors
 /// A load, evaluation or write failure.
 pub fn score_out_of_sample(
-    dir: &std::path::Path,
+    dir: &Path,
     assets: &[volcast_core::grid::Asset],
     device: &burn::prelude::Device,
     fit_until_ms: i64,
@@ -576,9 +611,9 @@ fn artifact_metadata(
 /// artifact, or on too little history publishes it marked uncalibrated
 /// ([`artifact::Metadata::uncalibrated`]).
 fn calibrate_or_keep(
-    uncalibrated: &std::path::Path,
+    uncalibrated: &Path,
     assets: &[volcast_core::grid::Asset],
-    out: &std::path::Path,
+    out: &Path,
     device: &burn::prelude::Device,
 ) -> anyhow::Result<PathBuf> {
     let model = LoadedModel::load(uncalibrated, device)?;
@@ -601,7 +636,7 @@ fn calibrate_or_keep(
 }
 
 /// Points `<out>/default` at the artifact `dir`.
-fn set_default_to(out: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<()> {
+fn set_default_to(out: &Path, dir: &Path) -> anyhow::Result<()> {
     let id = dir
         .file_name()
         .and_then(|n| n.to_str())

@@ -902,6 +902,26 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--alpha"));
     assert!(!fresh.join("fold-2020").exists(), "a fold was trained first");
+    // Trained folds are reused only on the candle files they were trained on: one file
+    // replaced by another asset's is refused, naming it.
+    let other = dir.path().join("other-candles");
+    copy_tree(&data, &other);
+    let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(&other)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    std::fs::copy(&names[1], &names[0]).unwrap();
+    let mut other_data = args.to_vec();
+    other_data[1] = other.to_str().unwrap();
+    let refused = run(env!("CARGO_BIN_EXE_walkforward"), &other_data);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let first = names[0].file_name().unwrap().to_str().unwrap();
+    assert!(
+        stderr.contains("other candle files") && stderr.contains(first),
+        "{stderr}"
+    );
 }
 
 /// Copies the directory `from` (files and subdirectories) to `to`.

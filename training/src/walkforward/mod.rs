@@ -200,6 +200,8 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
     crate::evaluate::check_backtest(alpha, tau, bonus).map_err(anyhow::Error::msg)?;
     let dirs = crate::pipeline::data_dirs(&wf.dirs)?;
     let assets = volcast_core::panel::to_panel(&crate::data::load_assets(&dirs, None)?);
+    // What a reused fold must have been trained on.
+    let data = crate::pipeline::data_hashes(&dirs)?;
     let mut reports = Vec::new();
     let mut seed_sets = Vec::new();
     for k in 0..wf.seed_sets.max(1) {
@@ -217,7 +219,7 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
         };
         let mut folds = Vec::new();
         for &year in &wf.years {
-            let (summary, report) = fold(&set, &dirs, &assets, year)
+            let (summary, report) = fold(&set, &dirs, &assets, &data, year)
                 .with_context(|| format!("fold {year}, seeds from {first_seed}"))?;
             folds.push(summary);
             if k == 0 {
@@ -248,6 +250,7 @@ fn fold(
     wf: &WalkForward,
     dirs: &[PathBuf],
     assets: &[Asset],
+    data: &[(String, String)],
     year: i32,
 ) -> anyhow::Result<(FoldSummary, EvaluationReport)> {
     let fit_until_ms = parse_time(&format!("{}-12-31", year - 1), Bound::End)? / HOUR_MS * HOUR_MS;
@@ -296,6 +299,21 @@ fn fold(
             dir.display(),
             limit(model.metadata.max_steps),
             limit(wf.max_steps)
+        );
+    }
+    let recorded = crate::pipeline::recorded_data(&model.metadata);
+    if recorded != data {
+        let differ = recorded
+            .iter()
+            .filter(|f| !data.contains(f))
+            .chain(data.iter().filter(|f| !recorded.contains(f)))
+            .map(|(name, _)| name.as_str())
+            .next()
+            .unwrap_or_default();
+        bail!(
+            "{} was trained on other candle files than --data holds now ({differ} differs or is \
+             missing on one side): a fold is reused only on the data it was trained on; use another --out",
+            dir.display()
         );
     }
     let members = model.metadata.members();
