@@ -2,6 +2,8 @@
 
 #![allow(dead_code, reason = "each test file uses some of these")]
 
+pub mod cli;
+
 use std::path::Path;
 
 use volcast_core::synth::{SynthConfig, generate};
