@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 /// completed forecasts (at training, the early-stopping holdout: the last days of the fit period,
 /// which a network refit through the holdout, the default `refit_through_holdout`, was trained
 /// on, so those first corrections are measured in sample; the daily job's replace them with out
-/// of sample ones as the trailing window moves past the fit end): per horizon, the variance forecast is multiplied by `mean(RV / F)` (the
-/// scale that minimises QLIKE there), and each RV quantile by the scale that gives it its nominal
-/// coverage there. With [`Self::rolling_days`] the model is operated with these corrections
+/// of sample ones as the trailing window moves past the fit end): per horizon, the variance
+/// forecast is multiplied by `mean(RV / F)` (the scale that minimises QLIKE there), and each RV
+/// quantile by the scale that gives it its nominal coverage there. With [`Self::rolling_days`] the model is operated with these corrections
 /// re-measured every day on the trailing window (`calibrate --until`, see
 /// `volcast_training::rolling`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
