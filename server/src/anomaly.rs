@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, Row, candle_rows, candle_rows_from};
-use volcast_core::anomaly::{AdaptiveConfig, DailyScales, Detector, Scorer};
+use volcast_core::anomaly::{AdaptiveConfig, DailyScales, Detector, Scale, Scorer};
 use volcast_core::candles::Candle;
 use volcast_core::time::HOUR_MS;
 
@@ -76,17 +76,35 @@ pub fn scale_data_from(day_ms: i64, config: &AdaptiveConfig) -> i64 {
     day_ms - config.window_ms() - SCALE_HISTORY_DAYS * volcast_core::time::DAY_MS
 }
 
-/// The asset-hour threshold scale for the day starting `day_ms`, from `assets`' candles (the
+/// The day's asset-hour threshold scales ([`day_scale`]), one per model; `None` where the
+/// window held too few hours (the fitted threshold).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DayScale {
+    /// Of hours judged against the assets' market (the `candles_market` model).
+    pub market: Option<f64>,
+    /// Of hours judged alone (the `candles` model: the risk and stress routes, small scans).
+    pub alone: Option<f64>,
+}
+
+impl DayScale {
+    /// The scales to serve with: 1 (as fitted) where the window was thin.
+    #[must_use]
+    pub fn served(self, pools: f64) -> Scale {
+        Scale {
+            candles: self.market.unwrap_or(1.0),
+            candles_alone: self.alone.unwrap_or(1.0),
+            pools,
+        }
+    }
+}
+
+/// The asset-hour threshold scales for the day starting `day_ms`, from `assets`' candles (the
 /// window before the day and some history before it), with the code of `anomaly evaluate`'s
-/// replay: every asset's hours scored at the fitted thresholds against the assets' market, and
-/// [`DailyScales`] on their `score / threshold`. `None` when the window holds too few hours.
+/// replay: every asset's hours scored at the fitted thresholds, once against the assets'
+/// market and once alone (each model's false-alarm rate drifts on its own), and
+/// [`DailyScales`] on each one's `score / threshold`.
 #[must_use]
-pub fn day_scale(
-    scorer: &Scorer,
-    assets: &[Vec<Candle>],
-    day_ms: i64,
-    config: &AdaptiveConfig,
-) -> Option<f64> {
+pub fn day_scale(scorer: &Scorer, assets: &[Vec<Candle>], day_ms: i64, config: &AdaptiveConfig) -> DayScale {
     let d = &scorer.detector;
     let rows: Vec<Vec<Option<Row>>> = assets
         .iter()
@@ -94,16 +112,22 @@ pub fn day_scale(
         .collect();
     let market = MarketContext::new(&rows, d.config.market_min_assets);
     let from = day_ms - config.window_ms();
-    let ratios: Vec<(i64, f64)> = rows
-        .iter()
-        .flat_map(|rows| scorer.score_rows_scaled(rows, Some(&market), from, |_| 1.0))
-        .filter(|v| v.time_ms < day_ms)
-        .map(|v| (v.time_ms, v.score / v.threshold))
-        .collect();
-    DailyScales::fit(&ratios, d.candle_rate, day_ms, day_ms, config)
-        .days()
-        .next()
-        .and_then(|(_, s)| s)
+    let scale = |market: Option<&MarketContext>| {
+        let ratios: Vec<(i64, f64)> = rows
+            .iter()
+            .flat_map(|rows| scorer.score_rows_scaled(rows, market, from, |_, _| 1.0))
+            .filter(|v| v.time_ms < day_ms)
+            .map(|v| (v.time_ms, v.score / v.threshold))
+            .collect();
+        DailyScales::fit(&ratios, d.candle_rate, day_ms, day_ms, config)
+            .days()
+            .next()
+            .and_then(|(_, s)| s)
+    };
+    DayScale {
+        market: scale(Some(&market)),
+        alone: scale(None),
+    }
 }
 
 /// Fewest candles a scan needs: the warm-up and one scored hour (the candle `warm-up` hours
@@ -254,7 +278,7 @@ pub fn risk_context(
     (
         AnomalyContext {
             detector: scorer.detector.id.clone(),
-            threshold_scale: scorer.scale().candles,
+            threshold_scale: scorer.scale().candles_alone,
             window_hours: settings.window_hours,
             active,
             flags,

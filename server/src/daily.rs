@@ -9,11 +9,13 @@
 //! 2. **Scoring** of the ledger entries whose windows have closed.
 //! 3. **The gate** ([`crate::gate`]) on the ledger's last 30 days: the policy of the day.
 //! 4. **The ledger** records what is served at the day's origin ([`crate::ledger`]).
-//! 5. **The anomaly threshold** of the day ([`crate::anomaly::day_scale`]): the detector's
+//! 5. **The anomaly thresholds** of the day ([`crate::anomaly::day_scale`]): the detector's
 //!    asset-hour thresholds scaled so that the stored assets' hours of the trailing 90 days
-//!    would have been flagged at the stated rate, with the code of `anomaly evaluate`'s replay;
-//!    visible in `/v1/model` and every anomaly answer (`candle_threshold_scale`) and in the
-//!    `anomaly_threshold_scale` gauge. Again after a reload of the detector.
+//!    would have been flagged at the stated rate, with the code of `anomaly evaluate`'s replay,
+//!    one scale for hours judged against the market and one for hours judged alone; visible in
+//!    `/v1/model` and every anomaly answer (`candle_threshold_scale`,
+//!    `candle_alone_threshold_scale`) and in the `anomaly_threshold_scale` and
+//!    `anomaly_alone_threshold_scale` gauges. Again after a reload of the detector.
 //!
 //! SIGHUP and the external `calibrate --until --set-default` job keep working: a reload serves
 //! whatever the `default` pointer names, and the next day's recalibration starts from it.
@@ -71,8 +73,8 @@ pub struct DailyState {
     /// The day of the last failed recalibrations, how many, and when the last was tried.
     failed: Option<(i64, u32, i64)>,
     gate_day: Option<i64>,
-    /// The day, detector and scale of the last anomaly threshold set.
-    anomaly: Option<(i64, String, f64)>,
+    /// The day, detector and scales of the last anomaly thresholds set.
+    anomaly: Option<(i64, String, Scale)>,
 }
 
 /// What one pass did.
@@ -86,8 +88,8 @@ pub struct Pass {
     pub recorded: usize,
     /// Ledger entries scored.
     pub scored: usize,
-    /// The anomaly threshold's scale, when set this pass.
-    pub anomaly_scale: Option<f64>,
+    /// The anomaly thresholds' scales, when set this pass.
+    pub anomaly_scale: Option<Scale>,
 }
 
 impl DailyState {
@@ -194,8 +196,8 @@ pub async fn run_once(
     Ok(pass)
 }
 
-/// Sets the day's anomaly threshold scale, once a day and again whenever the detector served
-/// is not the one it was set on (a reload); the scale set, if any.
+/// Sets the day's anomaly threshold scales, once a day and again whenever the detector served
+/// is not the one they were set on (a reload); the scales set, if any.
 ///
 /// # Errors
 /// The store's.
@@ -203,14 +205,14 @@ async fn anomaly_threshold(
     state: &AppState,
     daily: &mut DailyState,
     today: i64,
-) -> Result<Option<f64>, ApiError> {
+) -> Result<Option<Scale>, ApiError> {
     let Some(scorer) = state.anomaly_scorer() else {
         return Ok(None);
     };
     let id = scorer.detector.id.clone();
     let scale = match &daily.anomaly {
         Some((day, done, s)) if *day == today && *done == id => {
-            if (scorer.scale().candles - s).abs() < f64::EPSILON {
+            if scorer.scale() == *s {
                 return Ok(None);
             }
             *s
@@ -229,27 +231,30 @@ async fn anomaly_threshold(
                 tokio::task::spawn_blocking(move || crate::anomaly::day_scale(&sc, &assets, today, &config))
                     .await
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
-            match found {
-                Some(s) => {
-                    tracing::info!(day = %format_ms(today), scale = s, detector = %id, "anomaly threshold scaled");
-                }
-                None => {
-                    tracing::info!(day = %format_ms(today), detector = %id, "anomaly threshold as fitted: too few stored hours in the window");
+            for (model, s) in [("candles_market", found.market), ("candles", found.alone)] {
+                match s {
+                    Some(s) => {
+                        tracing::info!(day = %format_ms(today), model, scale = s, detector = %id, "anomaly threshold scaled");
+                    }
+                    None => {
+                        tracing::info!(day = %format_ms(today), model, detector = %id, "anomaly threshold as fitted: too few stored hours in the window");
+                    }
                 }
             }
-            found.unwrap_or(1.0)
+            found.served(scorer.scale().pools)
         }
     };
     // A detector reloaded while the scale was measured is measured again at the next pass.
     if state.anomaly_scorer().is_none_or(|now| now.detector.id != id) {
         return Ok(None);
     }
-    let scaled = scorer.as_ref().clone().with_scale(Scale {
-        candles: scale,
-        ..scorer.scale()
-    });
+    let scaled = scorer.as_ref().clone().with_scale(scale);
     state.set_anomaly(Some(Arc::new(scaled)));
-    state.metrics().anomaly_threshold_scale.set(scale);
+    state.metrics().anomaly_threshold_scale.set(scale.candles);
+    state
+        .metrics()
+        .anomaly_alone_threshold_scale
+        .set(scale.candles_alone);
     daily.anomaly = Some((today, id, scale));
     Ok(Some(scale))
 }

@@ -96,8 +96,11 @@ pub struct Metrics {
     pub recalibrated_until: Gauge,
     /// Model reloads (SIGHUP) by outcome.
     pub reloads: Family<ReloadLabels, Counter>,
-    /// The day's multiplier of the anomaly detector's asset-hour threshold (1: as fitted).
+    /// The day's multiplier of the anomaly detector's asset-hour threshold for hours judged
+    /// against the market (1: as fitted).
     pub anomaly_threshold_scale: Gauge<f64, AtomicU64>,
+    /// The same for hours judged alone (the risk and stress routes, small scans).
+    pub anomaly_alone_threshold_scale: Gauge<f64, AtomicU64>,
     /// Seconds since each stored asset's last candle closed.
     pub market_data_age: Family<AssetLabels, Gauge>,
     /// Candles the follower stored per followed asset since the start.
@@ -148,6 +151,8 @@ impl Metrics {
         let reloads = Family::<ReloadLabels, Counter>::default();
         let anomaly_threshold_scale = Gauge::<f64, AtomicU64>::default();
         anomaly_threshold_scale.set(1.0);
+        let anomaly_alone_threshold_scale = Gauge::<f64, AtomicU64>::default();
+        anomaly_alone_threshold_scale.set(1.0);
         let market_data_age = Family::<AssetLabels, Gauge>::default();
         let validation_qlike_ratio = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
         let validation_breach_rate = Family::<ValidationLabels, Gauge<f64, AtomicU64>>::default();
@@ -272,9 +277,16 @@ impl Metrics {
         );
         registry.register(
             "anomaly_threshold_scale",
-            "The day's multiplier of the anomaly detector's asset-hour flag threshold, set by the \
-             daily job from the stored candles of the trailing 90 days (1: as fitted)",
+            "The day's multiplier of the anomaly detector's asset-hour flag threshold for hours \
+             judged against the market, set by the daily job from the stored candles of the \
+             trailing 90 days (1: as fitted)",
             anomaly_threshold_scale.clone(),
+        );
+        registry.register(
+            "anomaly_alone_threshold_scale",
+            "The same for hours judged alone, without a market reference (the risk and stress \
+             routes, scans of fewer than five assets)",
+            anomaly_alone_threshold_scale.clone(),
         );
         registry.register(
             "model_reloads",
@@ -314,6 +326,7 @@ impl Metrics {
             recalibrated_until,
             reloads,
             anomaly_threshold_scale,
+            anomaly_alone_threshold_scale,
             market_data_age,
             follower_stored,
             follower_failures,

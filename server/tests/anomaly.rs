@@ -689,8 +689,22 @@ async fn decisions_with_and_without_a_detector_replay_identically() {
         .map(|f| f["score"].as_f64().unwrap() / f["threshold"].as_f64().unwrap())
         .fold(0.0, f64::max);
     let fitted = state.anomaly_scorer().unwrap();
-    let lifted = volcast_core::anomaly::Scale {
+    // The risk window is judged alone: the market model's scale does not move its thresholds.
+    let market_lifted = volcast_core::anomaly::Scale {
         candles: 1.01 * top,
+        ..fitted.scale()
+    };
+    state.set_anomaly(Some(Arc::new(fitted.as_ref().clone().with_scale(market_lifted))));
+    let (s, v, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&ask(&pumped))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["items"][0]["derivation"]["anomaly"]["applied"], true, "{v}");
+    assert_eq!(
+        v["items"][0]["derivation"]["anomaly"]["threshold_scale"],
+        json!(1.0)
+    );
+    answers.push(v);
+    let lifted = volcast_core::anomaly::Scale {
+        candles_alone: 1.01 * top,
         ..fitted.scale()
     };
     state.set_anomaly(Some(Arc::new(fitted.as_ref().clone().with_scale(lifted))));
@@ -748,19 +762,28 @@ async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day
         .iter()
         .map(|c| c.iter().copied().filter(|c| c.open_time >= from).collect())
         .collect();
-    let expected = volcast_server::anomaly::day_scale(&scorer, &read, day, &config).unwrap();
+    let scales = volcast_server::anomaly::day_scale(&scorer, &read, day, &config);
     let after: Vec<Vec<Candle>> = data
         .iter()
         .map(|c| c.iter().copied().filter(|c| c.open_time >= from).collect())
         .collect();
-    let with_after = volcast_server::anomaly::day_scale(&scorer, &after, day, &config).unwrap();
-    assert!((expected - with_after).abs() < 1e-12);
-    assert!((config.min_scale..=config.max_scale).contains(&expected));
-    assert!(
-        (expected - 1.0).abs() > 1e-6,
-        "calm synthetic markets are not the fit period's"
+    assert_eq!(
+        volcast_server::anomaly::day_scale(&scorer, &after, day, &config),
+        scales
     );
-    // A scan before and after: the same scores, thresholds times the scale.
+    // One scale per model, each measured on its own scores: the hours judged against the
+    // market and the same hours judged alone are flagged at different rates.
+    let (expected, alone) = (scales.market.unwrap(), scales.alone.unwrap());
+    for s in [expected, alone] {
+        assert!((config.min_scale..=config.max_scale).contains(&s));
+        assert!(
+            (s - 1.0).abs() > 1e-6,
+            "calm synthetic markets are not the fit period's"
+        );
+    }
+    assert!((expected - alone).abs() > 1e-6, "{expected} {alone}");
+    // A scan before and after: the same scores, thresholds times the scale (a scan of one asset
+    // judges its hours alone).
     let window: Vec<Candle> = before[0][before[0].len() - HOURS..].to_vec();
     let body = json!({"asset": "SYN0USDT", "candles": json_candles(&window)});
     let (_, fitted, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
@@ -773,12 +796,16 @@ async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day
     let pass = run_once(&state, &options, &mut daily, day + 60_000)
         .await
         .unwrap();
-    assert_eq!(pass.anomaly_scale, Some(expected));
-    assert!((state.anomaly_scorer().unwrap().scale().candles - expected).abs() < 1e-12);
+    let served = scales.served(1.0);
+    assert_eq!(pass.anomaly_scale, Some(served));
+    assert_eq!(state.anomaly_scorer().unwrap().scale(), served);
     assert!((state.metrics().anomaly_threshold_scale.get() - expected).abs() < 1e-12);
+    assert!((state.metrics().anomaly_alone_threshold_scale.get() - alone).abs() < 1e-12);
     let (_, scaled, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
     assert_eq!(scaled["detector"]["candle_threshold_scale"], json!(expected));
+    assert_eq!(scaled["detector"]["candle_alone_threshold_scale"], json!(alone));
     assert_eq!(fitted["detector"]["candle_threshold_scale"], json!(1.0));
+    assert_eq!(fitted["detector"]["candle_alone_threshold_scale"], json!(1.0));
     let (a, b) = (
         &fitted["items"][0]["hours"]["rows"],
         &scaled["items"][0]["hours"]["rows"],
@@ -787,16 +814,27 @@ async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day
     for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
         assert_eq!(x["score"], y["score"]);
         let ratio = y["threshold"].as_f64().unwrap() / x["threshold"].as_f64().unwrap();
-        assert!((ratio - expected).abs() < 1e-9, "{ratio} {expected}");
+        assert!((ratio - alone).abs() < 1e-9, "{ratio} {alone}");
         assert_eq!(
             y["flagged"].as_bool().unwrap(),
             y["score"].as_f64().unwrap() > y["threshold"].as_f64().unwrap()
         );
     }
+    // The risk route judges its window alone, at the alone model's scale, and records it.
+    let (s, risk, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(s, 200, "{risk}");
+    assert_eq!(
+        risk["items"][0]["derivation"]["anomaly"]["threshold_scale"],
+        json!(alone)
+    );
     let (_, card, _) = common::call(&app, "GET", "/v1/model", None).await;
     assert_eq!(
         card["anomaly_detector"]["detector"]["candle_threshold_scale"],
         json!(expected)
+    );
+    assert_eq!(
+        card["anomaly_detector"]["detector"]["candle_alone_threshold_scale"],
+        json!(alone)
     );
     // Once a day: the next pass leaves it; a reload of the detector gets the day's scale back
     // without measuring again.
@@ -809,8 +847,8 @@ async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day
     let reloaded = run_once(&state, &options, &mut daily, day + 180_000)
         .await
         .unwrap();
-    assert_eq!(reloaded.anomaly_scale, Some(expected));
-    assert!((state.anomaly_scorer().unwrap().scale().candles - expected).abs() < 1e-12);
+    assert_eq!(reloaded.anomaly_scale, Some(served));
+    assert_eq!(state.anomaly_scorer().unwrap().scale(), served);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

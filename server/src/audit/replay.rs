@@ -149,8 +149,11 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     let had_detector = !recorded.is_null();
     let scale = recorded["threshold_scale"].as_f64().unwrap_or(1.0);
     then.set_anomaly(state.anomaly_scorer().filter(|_| had_detector).map(|s| {
+        // The risk window is judged alone; before the alone model had its own scale, the
+        // recorded one (the market model's) was applied to it.
         let then_scale = volcast_core::anomaly::Scale {
             candles: scale,
+            candles_alone: scale,
             ..s.scale()
         };
         Arc::new(s.as_ref().clone().with_scale(then_scale))

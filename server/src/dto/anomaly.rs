@@ -104,12 +104,17 @@ pub struct DetectorRef {
     /// surprise summed over them (`pump_and_dump`: 5 since stop 46, the rise and its reversal;
     /// the others 1).
     pub pattern_hours: Vec<usize>,
-    /// The day's multiplier of the fitted asset-hour thresholds: every `threshold` in an answer
-    /// is the fitted one times it. The daily job sets it at 00:00 UTC to the `1 - candle_rate`
-    /// quantile of `score / fitted threshold` over the stored assets' hours of the trailing 90
-    /// days, so that the flag rate stays at the stated one as markets change; 1 (as fitted)
-    /// until the store holds enough hours (20 expected flags), and bounded to 0.5..4.
+    /// The day's multiplier of the fitted asset-hour thresholds for hours judged against their
+    /// market (scans of five or more assets): every such `threshold` in an answer is the fitted
+    /// one times it. The daily job sets it at 00:00 UTC to the `1 - candle_rate` quantile of
+    /// `score / fitted threshold` over the stored assets' hours of the trailing 90 days, so
+    /// that the flag rate stays at the stated one as markets change; 1 (as fitted) until the
+    /// store holds enough hours (20 expected flags), and bounded to 0.5..4.
     pub candle_threshold_scale: f64,
+    /// The same for hours judged alone, without a market reference (the risk and stress
+    /// routes, scans of fewer than five assets, hours the market does not cover), measured the
+    /// same way on the stored hours each judged alone.
+    pub candle_alone_threshold_scale: f64,
     /// The same for pool snapshots: 1, the store holds no pool series.
     pub pool_threshold_scale: f64,
 }
@@ -130,6 +135,7 @@ impl DetectorRef {
             patterns: d.candles.directions.iter().map(|x| x.name.clone()).collect(),
             pattern_hours: d.candles.directions.iter().map(|x| x.hours).collect(),
             candle_threshold_scale: scale.candles,
+            candle_alone_threshold_scale: scale.candles_alone,
             pool_threshold_scale: scale.pools,
         }
     }
@@ -199,7 +205,8 @@ pub struct ScoredRow {
     /// that its own threshold falls on `threshold`, whichever is furthest beyond its threshold.
     pub score: f64,
     /// The flag threshold (of `d²`) for this row's features: the fitted one times the day's
-    /// scale (`detector.candle_threshold_scale`, `pool_threshold_scale`).
+    /// scale (`detector.candle_threshold_scale` for an hour judged against its market,
+    /// `candle_alone_threshold_scale` for one judged alone, `pool_threshold_scale`).
     pub threshold: f64,
     /// `score > threshold`.
     pub flagged: bool,
@@ -300,8 +307,9 @@ pub struct AnomaliesQuery {
 pub struct AnomalyContext {
     /// The detector.
     pub detector: String,
-    /// The day's scale of its asset-hour thresholds the flags were judged at (see
-    /// `DetectorRef.candle_threshold_scale`); a decision's replay uses it.
+    /// The day's scale of its asset-hour thresholds the flags were judged at: the scale of hours
+    /// judged alone (`DetectorRef.candle_alone_threshold_scale`; before stop 51, the market
+    /// one, `candle_threshold_scale`, was applied); a decision's replay uses it.
     pub threshold_scale: f64,
     /// Hours before the origin searched for flags.
     pub window_hours: u32,

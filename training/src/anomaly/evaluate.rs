@@ -110,12 +110,22 @@ pub struct Report {
     pub candles: Rates,
     /// Asset-hours at each day's adapted threshold.
     pub candles_adaptive: Rates,
+    /// Asset-hours judged alone, without the market (the model of the service's risk and
+    /// stress routes), at the fitted threshold.
+    pub candles_alone: Rates,
+    /// The same at each day's adapted threshold (the alone model's own scale).
+    pub candles_alone_adaptive: Rates,
+    /// The same at the market model's daily scale instead (what the service applied to the
+    /// alone model before stop 51).
+    pub candles_alone_at_market_scale: Rates,
     /// Pool snapshots at the fitted threshold.
     pub pools: Option<Rates>,
     /// Pool snapshots at each day's adapted threshold.
     pub pools_adaptive: Option<Rates>,
     /// Each day's scale of the asset-hour threshold: lowest, median, highest.
     pub candle_scales: (f64, f64, f64),
+    /// The same for asset-hours judged alone.
+    pub candle_alone_scales: (f64, f64, f64),
     /// The same for pool snapshots.
     pub pool_scales: (f64, f64, f64),
     /// Top events of the asset-hours, then of the pools, each by `score / threshold`.
@@ -232,16 +242,21 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
     let d = &scorer.detector;
     let since = config.from_ms - config.adaptive.window_ms();
     let in_period = |t: i64| t >= config.from_ms && t <= config.to_ms;
-    // Real data at the fitted thresholds, from the first day's window on.
-    let candle_all: Vec<Vec<Verdict>> = markets
-        .rows
-        .par_iter()
-        .map(|rows| {
-            let mut v = scorer.score_rows(rows, Some(&markets.market), since);
-            v.retain(|v| v.time_ms <= config.to_ms);
-            v
-        })
-        .collect();
+    // Real data at the fitted thresholds, from the first day's window on: against the market
+    // where it covers the hour, and every hour alone.
+    let at_fitted = |market: Option<&features::MarketContext>| -> Vec<Vec<Verdict>> {
+        markets
+            .rows
+            .par_iter()
+            .map(|rows| {
+                let mut v = scorer.score_rows_scaled(rows, market, since, |_, _| 1.0);
+                v.retain(|v| v.time_ms <= config.to_ms);
+                v
+            })
+            .collect()
+    };
+    let candle_all = at_fitted(Some(&markets.market));
+    let alone_all = at_fitted(None);
     let pool_rows: Vec<Vec<Option<features::Row>>> = markets
         .pools
         .par_iter()
@@ -258,6 +273,16 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
         })
         .collect();
     let candle_scales = day_scales(&candle_all, d.candle_rate, config);
+    let alone_scales = day_scales(&alone_all, d.candle_rate, config);
+    // As the service scales them: an hour judged against the market by the market model's
+    // scale, an hour judged alone by the alone model's.
+    let hour_scale = |t: i64, on_market: bool| {
+        if on_market {
+            candle_scales.at(t)
+        } else {
+            alone_scales.at(t)
+        }
+    };
     let pool_scales = day_scales(&pool_all, d.pool_rate.unwrap_or(d.candle_rate), config);
     // The period at each day's adapted threshold.
     let real: Vec<Scored> = markets
@@ -268,15 +293,38 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
         .map(|((a, rows), all)| Scored {
             market: a.asset.clone(),
             adaptive: scorer
-                .score_rows_scaled(rows, Some(&markets.market), config.from_ms, |t| {
-                    candle_scales.at(t)
-                })
+                .score_rows_scaled(rows, Some(&markets.market), config.from_ms, hour_scale)
                 .into_iter()
                 .filter(|v| in_period(v.time_ms))
                 .collect(),
             fixed: all.into_iter().filter(|v| in_period(v.time_ms)).collect(),
         })
         .collect();
+    let alone_at = |scales: &DailyScales| -> Vec<Vec<Verdict>> {
+        markets
+            .rows
+            .par_iter()
+            .map(|rows| {
+                scorer
+                    .score_rows_scaled(rows, None, config.from_ms, |t, _| scales.at(t))
+                    .into_iter()
+                    .filter(|v| in_period(v.time_ms))
+                    .collect()
+            })
+            .collect()
+    };
+    let alone: Vec<Scored> = markets
+        .assets
+        .iter()
+        .zip(alone_at(&alone_scales))
+        .zip(alone_all)
+        .map(|((a, adaptive), all)| Scored {
+            market: a.asset.clone(),
+            adaptive,
+            fixed: all.into_iter().filter(|v| in_period(v.time_ms)).collect(),
+        })
+        .collect();
+    let at_market_scale: Vec<Verdict> = alone_at(&candle_scales).into_iter().flatten().collect();
     let real_pools: Vec<Scored> = markets
         .pools
         .par_iter()
@@ -296,6 +344,13 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
     let scored = |x: &[Scored]| x.iter().filter(|s| !s.fixed.is_empty()).count();
     let candles = rates(scored(&real), &fixed(&real), d.candle_rate);
     let candles_adaptive = rates(scored(&real), &adaptive(&real), d.candle_rate);
+    let candles_alone = rates(scored(&alone), &fixed(&alone), d.candle_rate);
+    let candles_alone_adaptive = rates(scored(&alone), &adaptive(&alone), d.candle_rate);
+    let candles_alone_at_market_scale = rates(
+        scored(&alone),
+        &at_market_scale.iter().collect::<Vec<_>>(),
+        d.candle_rate,
+    );
     let pools = d
         .pool_rate
         .map(|r| rates(scored(&real_pools), &fixed(&real_pools), r));
@@ -317,6 +372,8 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
     let mut without_drivers = fixed(&real)
         .into_iter()
         .chain(adaptive(&real))
+        .chain(fixed(&alone))
+        .chain(adaptive(&alone))
         .chain(fixed(&real_pools))
         .chain(adaptive(&real_pools))
         .filter(|v| v.flagged && v.drivers.is_empty())
@@ -331,7 +388,7 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
     };
     let flagged = Flagged {
         fixed: flagged_real(|s| &s.fixed),
-        candle_scales: &candle_scales,
+        candle_scales: &hour_scale,
         pool_scales: &pool_scales,
         n_assets: real.len(),
     };
@@ -374,9 +431,13 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
         to: format_ms(config.to_ms),
         candles,
         candles_adaptive,
+        candles_alone,
+        candles_alone_adaptive,
+        candles_alone_at_market_scale,
         pools,
         pools_adaptive,
         candle_scales: spread(&candle_scales),
+        candle_alone_scales: spread(&alone_scales),
         pool_scales: spread(&pool_scales),
         top_events,
         recall,
@@ -430,7 +491,8 @@ fn draw(
 /// The real data's flags (market index: assets, then pools) and the scales of the days.
 struct Flagged<'a> {
     fixed: HashSet<(usize, i64)>,
-    candle_scales: &'a DailyScales,
+    /// An asset-hour's scale: by its open time and whether it was judged against the market.
+    candle_scales: &'a (dyn Fn(i64, bool) -> f64 + Sync),
     pool_scales: &'a DailyScales,
     n_assets: usize,
 }
@@ -458,27 +520,27 @@ fn inject_one(
     flagged: &Flagged<'_>,
 ) -> Injected {
     let fc = &scorer.detector.config.features;
-    let (rows, range, key, scales) = if pattern.is_pool() {
+    let (rows, range, key) = if pattern.is_pool() {
         let p = &markets.pools[m];
         let mut snaps = p.snapshots[..=at].to_vec();
         let range = inject_pool(&mut snaps, at, pattern, strength);
         let rows = features::pool_rows(fc, &snaps, markets.candles_of(&p.asset));
-        (rows, range, flagged.n_assets + m, flagged.pool_scales)
+        (rows, range, flagged.n_assets + m)
     } else {
         let a = &markets.assets[m];
         let end = (at + pattern.span()).min(a.candles.len());
         let mut c = a.candles[..end].to_vec();
         let range = inject_candles(&mut c, at, pattern, strength);
-        (features::candle_rows(fc, &c), range, m, flagged.candle_scales)
+        (features::candle_rows(fc, &c), range, m)
     };
     let touched: Vec<&features::Row> = rows[range.clone()].iter().flatten().collect();
-    // The touched rows' verdicts with thresholds times `scale`; a candle pattern's read the hours
-    // just before them too.
-    let verdicts = |scale: &dyn Fn(i64) -> f64| -> Vec<Verdict> {
+    // The touched rows' verdicts with thresholds times `scale(time, judged against the market)`;
+    // a candle pattern's read the hours just before them too.
+    let verdicts = |scale: &dyn Fn(i64, bool) -> f64| -> Vec<Verdict> {
         if pattern.is_pool() {
             touched
                 .iter()
-                .filter_map(|r| scorer.pool_verdict_scaled(r, scale(r.time_ms)))
+                .filter_map(|r| scorer.pool_verdict_scaled(r, scale(r.time_ms, false)))
                 .collect()
         } else {
             let Some(first) = touched.first() else {
@@ -493,8 +555,12 @@ fn inject_one(
             )
         }
     };
-    let fixed = verdicts(&|_| 1.0);
-    let adaptive = verdicts(&|t| scales.at(t));
+    let fixed = verdicts(&|_, _| 1.0);
+    let adaptive = if pattern.is_pool() {
+        verdicts(&|t, _| flagged.pool_scales.at(t))
+    } else {
+        verdicts(flagged.candle_scales)
+    };
     let bare = fixed
         .iter()
         .chain(&adaptive)
@@ -524,6 +590,17 @@ pub fn render(r: &Report) -> String {
     for (name, threshold, x) in [
         ("asset-hours", "fitted", Some(&r.candles)),
         ("asset-hours", "adapted daily", Some(&r.candles_adaptive)),
+        ("asset-hours alone", "fitted", Some(&r.candles_alone)),
+        (
+            "asset-hours alone",
+            "adapted daily",
+            Some(&r.candles_alone_adaptive),
+        ),
+        (
+            "asset-hours alone",
+            "the market's daily scale",
+            Some(&r.candles_alone_at_market_scale),
+        ),
         ("pool snapshots", "fitted", r.pools.as_ref()),
         ("pool snapshots", "adapted daily", r.pools_adaptive.as_ref()),
     ] {
@@ -542,10 +619,13 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\nDaily scale of the threshold (lowest, median, highest): asset-hours {:.2} / {:.2} / {:.2}, pool snapshots {:.2} / {:.2} / {:.2}",
+        "\nDaily scale of the threshold (lowest, median, highest): asset-hours {:.2} / {:.2} / {:.2}, asset-hours alone {:.2} / {:.2} / {:.2}, pool snapshots {:.2} / {:.2} / {:.2}",
         r.candle_scales.0,
         r.candle_scales.1,
         r.candle_scales.2,
+        r.candle_alone_scales.0,
+        r.candle_alone_scales.1,
+        r.candle_alone_scales.2,
         r.pool_scales.0,
         r.pool_scales.1,
         r.pool_scales.2

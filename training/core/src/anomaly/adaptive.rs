@@ -61,21 +61,43 @@ impl AdaptiveConfig {
     }
 }
 
-/// The scales in use, one per kind of row.
+/// The scales in use, one per model: each model's false-alarm rate drifts on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scale {
-    /// Asset-hours.
+    /// Asset-hours judged against their market (the `candles_market` model).
     pub candles: f64,
+    /// Asset-hours judged alone, without a market reference (the `candles` model: the risk and
+    /// stress routes, scans of fewer than five assets, hours the market does not cover).
+    #[serde(default = "fitted")]
+    pub candles_alone: f64,
     /// Pool snapshots.
     pub pools: f64,
+}
+
+/// A scale of 1: the fitted threshold.
+const fn fitted() -> f64 {
+    1.0
 }
 
 impl Default for Scale {
     /// The fitted thresholds.
     fn default() -> Self {
         Self {
-            candles: 1.0,
-            pools: 1.0,
+            candles: fitted(),
+            candles_alone: fitted(),
+            pools: fitted(),
+        }
+    }
+}
+
+impl Scale {
+    /// The scale of an asset-hour judged against its market (`on_market`) or alone.
+    #[must_use]
+    pub const fn of_hour(&self, on_market: bool) -> f64 {
+        if on_market {
+            self.candles
+        } else {
+            self.candles_alone
         }
     }
 }

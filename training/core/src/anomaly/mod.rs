@@ -330,20 +330,22 @@ impl Scorer {
         market: Option<&MarketContext>,
         from_ms: i64,
     ) -> Vec<Verdict> {
-        self.score_rows_scaled(rows, market, from_ms, |_| self.scale.candles)
+        self.score_rows_scaled(rows, market, from_ms, |_, on_market| {
+            self.scale.of_hour(on_market)
+        })
     }
 
-    /// [`Self::score_rows`] with each hour's thresholds times `scale(open time)` instead (for a
-    /// replay, where each day has its own). Each row is judged against the market where
-    /// `market` covers its hour, else alone; a direction over several hours reads the hours
-    /// just before it that the same model judged.
+    /// [`Self::score_rows`] with each hour's thresholds times `scale(open time, judged against
+    /// the market)` instead (for a replay, where each day has its own). Each row is judged
+    /// against the market where `market` covers its hour, else alone; a direction over several
+    /// hours reads the hours just before it that the same model judged.
     #[must_use]
     pub fn score_rows_scaled(
         &self,
         rows: &[Option<Row>],
         market: Option<&MarketContext>,
         from_ms: i64,
-        scale: impl Fn(i64) -> f64,
+        scale: impl Fn(i64, bool) -> f64,
     ) -> Vec<Verdict> {
         let lookback = self.lookback_hours();
         let first = self.lookback_from(from_ms);
@@ -376,7 +378,7 @@ impl Scorer {
                     subsets,
                     Hour { row: &row, z: &z },
                     &earlier,
-                    scale(r.time_ms),
+                    scale(r.time_ms, on_market),
                 ));
             }
             if lookback > 0 {
