@@ -48,6 +48,18 @@ pub enum KeyError {
     /// The file is not an Ed25519 PKCS#8 key, or the generator failed.
     #[error("signing key {0}: not an Ed25519 PKCS#8 (v2) key")]
     Invalid(String),
+    /// Others than its owner may read or write the file: whoever can read it can sign records
+    /// the verifier accepts.
+    #[error(
+        "signing key {path}: mode {mode:o} lets others than its owner read or write it; make it \
+         owner-only (chmod 600), and treat the key as exposed if others could read it"
+    )]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// The service's Ed25519 signing key.
@@ -88,7 +100,8 @@ impl Signer {
     /// the file does not exist; and whether it was created.
     ///
     /// # Errors
-    /// [`KeyError`] when the file cannot be read, parsed or written.
+    /// [`KeyError`] when the file cannot be read, parsed or written, or (Unix) when others than
+    /// its owner may read or write it.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
         let name = path.display().to_string();
         let io = |source| KeyError::Io {
@@ -96,7 +109,17 @@ impl Signer {
             source,
         };
         match std::fs::read(path) {
-            Ok(der) => Ok((Self::of_pkcs8(&der, &name)?, false)),
+            Ok(der) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        return Err(KeyError::Exposed { path: name, mode });
+                    }
+                }
+                Ok((Self::of_pkcs8(&der, &name)?, false))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let (signer, der) = Self::generate()?;
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -420,6 +443,18 @@ mod tests {
             assert_eq!(
                 std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
                 0o600
+            );
+            // A key others may read (a checkout, a copy with default permissions) is refused.
+            for mode in [0o644, 0o640, 0o602] {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+                let e = Signer::load_or_create(&path).unwrap_err();
+                assert!(matches!(e, KeyError::Exposed { .. }), "{mode:o}: {e}");
+                assert!(e.to_string().contains(&format!("mode {mode:o}")), "{e}");
+            }
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+            assert_eq!(
+                Signer::load_or_create(&path).unwrap().0.public_hex,
+                created.public_hex
             );
         }
         std::fs::write(dir.path().join("bad"), b"not a key").unwrap();
