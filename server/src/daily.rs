@@ -5,7 +5,8 @@
 //!    the offline daily job's own code ([`refresh_recalibration`], what `calibrate --until`
 //!    runs, itself the replay `evaluate` scores); the artifact it writes is loaded, warmed and
 //!    swapped in atomically (a new model id in `/v1/model` and every answer). Only for artifacts
-//!    that declare a rolling window; tried once a day.
+//!    that declare a rolling window; once a day (a failed one is tried up to three times,
+//!    ten minutes apart).
 //! 2. **Scoring** of the ledger entries whose windows have closed.
 //! 3. **The gate** ([`crate::gate`]) on the ledger's last 30 days: the policy of the day.
 //! 4. **The ledger** records what is served at the day's origin ([`crate::ledger`]).
@@ -137,10 +138,18 @@ async fn waiting_for_candles(state: &AppState, today: i64, now_ms: i64) -> Resul
 /// The store's.
 pub async fn restore_policy(state: &AppState) -> Result<(), ApiError> {
     if let Some(switch) = state.store()?.switches().await?.pop().map(Switch::from) {
-        tracing::info!(policy = %switch.policy, since = %format_ms(switch.at), "policy restored from the gate's last switch");
-        state.set_policy(switch.status(), Some(switch.at));
+        adopt(state, &switch);
     }
     Ok(())
+}
+
+/// Serves the policy of the store's last switch, when it is not the one served already.
+fn adopt(state: &AppState, last: &Switch) {
+    let (current, since) = state.policy();
+    if since != Some(last.at) || current.name != last.policy {
+        tracing::info!(policy = %last.policy, since = %format_ms(last.at), "policy restored from the gate's last switch");
+        state.set_policy(last.status(), Some(last.at));
+    }
 }
 
 /// One pass at `now_ms` (see the module's order).
@@ -270,7 +279,14 @@ fn count(state: &AppState, outcome: &str) {
 }
 
 /// The gate at the daily origin `day_ms`: decides on the ledger's scored entries of the rule's
-/// window, and on a switch records it, serves the new policy and logs it.
+/// window (origins before the day: what the day's first pass sees, whenever this pass runs), and
+/// on a switch records it, serves the new policy and logs it.
+///
+/// The store's last switch is adopted first: a replica sharing the store, or an earlier run of
+/// this one, may have switched since this process last looked. When it switched at this origin
+/// already, the day is decided and nothing is decided again (a restart later in the day would
+/// otherwise decide on outcomes scored since, and a switch it could not record would be served
+/// anyway).
 ///
 /// # Errors
 /// The store's.
@@ -278,8 +294,14 @@ pub async fn gate(state: &AppState, day_ms: i64) -> Result<Option<Switch>, ApiEr
     let rule = GateRule::DEFAULT;
     let from = day_ms - rule.window_days * DAY_MS;
     let store = state.store()?;
+    if let Some(last) = store.switches().await?.pop().map(Switch::from) {
+        adopt(state, &last);
+        if last.at >= day_ms {
+            return Ok(None);
+        }
+    }
     let entries: Vec<Scored> = store
-        .scored(from, day_ms)
+        .scored(from, day_ms - 1)
         .await?
         .iter()
         .filter_map(scored_of)
@@ -289,9 +311,16 @@ pub async fn gate(state: &AppState, day_ms: i64) -> Result<Option<Switch>, ApiEr
     let Some(switch) = decide(&rule, &current, since, &window, day_ms) else {
         return Ok(None);
     };
-    store
+    if !store
         .record_switch(switch.at, &switch.policy, &switch.reason)
-        .await?;
+        .await?
+    {
+        // Another replica decided this origin first: serve what it recorded.
+        if let Some(last) = store.switches().await?.pop().map(Switch::from) {
+            adopt(state, &last);
+        }
+        return Ok(None);
+    }
     state.set_policy(switch.status(), Some(switch.at));
     state
         .metrics()

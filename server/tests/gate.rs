@@ -258,6 +258,15 @@ async fn while_on_the_fallback_every_answer_says_so_and_a_restart_keeps_it() {
     let again = serving(dir.path()).await;
     volcast_server::daily::restore_policy(&again).await.unwrap();
     assert_eq!(again.policy().0.name, FALLBACK_HAR);
+    // A process that never restored (a restart before its first pass, another replica) and
+    // gates the switch's day again decides nothing: it serves what the store recorded that day.
+    let switched_at = START + switches[0].0 * DAY_MS;
+    let other = serving(dir.path()).await;
+    assert_eq!(other.policy().0.name, MODEL);
+    let decided = volcast_server::daily::gate(&other, switched_at).await.unwrap();
+    assert_eq!(decided, None);
+    assert_eq!(other.policy().0.name, FALLBACK_HAR);
+    assert_eq!(other.policy().1, Some(switched_at));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -198,7 +198,14 @@ pub fn decide(
         if since_ms.is_some_and(|s| day_ms - s < rule.min_dwell_days * DAY_MS) {
             return None;
         }
-        let enough = window.horizons.iter().all(|h| h.origin_days >= rule.min_days);
+        // Recovery needs evidence: every horizon, and the LT's breaches, judged on enough days
+        // (a window with no scored entry at all, after an outage, proves nothing).
+        let enough = !window.horizons.is_empty()
+            && window.horizons.iter().all(|h| h.origin_days >= rule.min_days)
+            && window
+                .risk
+                .as_ref()
+                .is_some_and(|r| r.origin_days >= rule.min_days);
         let still = failures(rule, window, rule.recover_dm, rule.recover_kupiec_p);
         (enough && still.is_empty()).then(|| Switch {
             at: day_ms,
@@ -316,5 +323,14 @@ mod tests {
         thin.risk.as_mut().unwrap().origin_days = 19;
         assert_eq!(decide(&rule, &model, None, &thin, 0), None);
         assert_eq!(decide(&rule, &fallback, Some(0), &thin, 30 * DAY_MS), None);
+        // No evidence at all (a window with no scored entry, after an outage): the fallback
+        // holds; nor with the horizons judged but the LT's breaches on too few days.
+        let mut empty = window(0.0, 0);
+        empty.horizons.clear();
+        empty.risk = None;
+        assert_eq!(decide(&rule, &fallback, Some(0), &empty, 40 * DAY_MS), None);
+        let mut thin_risk = window(0.0, 10);
+        thin_risk.risk.as_mut().unwrap().origin_days = 19;
+        assert_eq!(decide(&rule, &fallback, Some(0), &thin_risk, 40 * DAY_MS), None);
     }
 }

@@ -56,13 +56,14 @@ pub trait LedgerStore {
     ) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
 
     /// Records a switch of the champion/challenger gate at `at` (Unix ms); an existing one at
-    /// the same time is kept.
+    /// the same time is kept. Whether this one was recorded (false: one was already there, from
+    /// another replica or an earlier run).
     fn record_switch(
         &self,
         at: i64,
         policy: &str,
         reason: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The gate's switches, oldest first: (time, policy, reason).
     fn switches(&self) -> impl Future<Output = Result<Vec<(i64, String, String)>, StoreError>> + Send;
@@ -148,8 +149,8 @@ impl LedgerStore for Store {
         rows_of(&rows, entry_of)
     }
 
-    async fn record_switch(&self, at: i64, policy: &str, reason: &str) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn record_switch(&self, at: i64, policy: &str, reason: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "INSERT INTO gate_switches (at, policy, reason) VALUES ($1, $2, $3) ON CONFLICT (at) DO NOTHING",
         )
         .bind(at)
@@ -157,7 +158,7 @@ impl LedgerStore for Store {
         .bind(reason)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn switches(&self) -> Result<Vec<(i64, String, String)>, StoreError> {

@@ -256,8 +256,8 @@ async fn the_ledger_records_once_scores_and_survives_a_reopen() {
             .record_switch(start + 48 * HOUR_MS, "model", "back")
             .await
             .unwrap();
-        store.record_switch(start, "fallback_har", "worse").await.unwrap();
-        store.record_switch(start, "model", "ignored").await.unwrap();
+        assert!(store.record_switch(start, "fallback_har", "worse").await.unwrap());
+        assert!(!store.record_switch(start, "model", "ignored").await.unwrap());
         let switches: Vec<_> = store
             .switches()
             .await
