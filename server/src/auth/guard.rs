@@ -62,6 +62,12 @@ pub async fn watch_keys(state: AppState) {
                         "API keys found: every route but the open ones now needs one"
                     );
                 }
+                if before && rows.is_empty() {
+                    tracing::warn!(
+                        "the store holds no API key any more: every route but the open ones refuses \
+                         (401) until keys are created"
+                    );
+                }
             }
             Err(e) => tracing::warn!("cannot read the API keys (the last ones read stay in force): {e}"),
         }

@@ -216,6 +216,12 @@ impl Access {
     }
 
     /// The keys in force: every row of the store. Returns whether keys were asked for before.
+    ///
+    /// Once keys are asked for they stay asked for, also when the store later holds none (a
+    /// table emptied by hand, a restored backup, a fresh database after a failover): every keyed
+    /// route then refuses until keys are created. Only a restart opens the server again, and
+    /// that is checked against the listening address (non-loopback needs keys or
+    /// `--insecure-no-auth`).
     pub fn set_keys(&self, rows: &[ApiKeyRow]) -> bool {
         let keys = rows
             .iter()
@@ -241,7 +247,7 @@ impl Access {
             .keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-        self.required.swap(!rows.is_empty(), Ordering::Relaxed)
+        self.required.fetch_or(!rows.is_empty(), Ordering::Relaxed)
     }
 
     /// Checks a request for `scope` with its `Authorization` header value.
@@ -348,6 +354,25 @@ mod tests {
         }
         access.set_keys(&[k.row]);
         (access, format!("Bearer {}", k.token))
+    }
+
+    #[test]
+    fn a_keyed_server_stays_keyed_when_the_store_loses_its_keys() {
+        let now = Instant::now();
+        let open = Access::new(600, false);
+        assert!(!open.set_keys(&[]));
+        assert!(open.check(Scope::Admin, None, now).is_ok(), "no key ever: open");
+        let (access, token) = access_with(&[Scope::Admin], false, None);
+        assert!(access.check(Scope::Admin, Some(token.as_bytes()), now).is_ok());
+        // The table emptied: nothing is served without a key, and the old key is gone.
+        assert!(access.set_keys(&[]));
+        assert!(access.required());
+        for auth in [None, Some(token.as_bytes())] {
+            assert!(matches!(
+                access.check(Scope::Admin, auth, now),
+                Err(ApiError::Unauthorized(_))
+            ));
+        }
     }
 
     #[test]

@@ -22,7 +22,8 @@ use crate::dto::ModelRef;
                  "served_points": 2890, "served_breaches": 27}}]
 }))]
 pub struct ValidationResponse {
-    /// The served model (the figures are its own entries').
+    /// The served model. The figures pool the entries of every model id served in the window
+    /// (the daily recalibration makes a new id each day).
     pub model: ModelRef,
     /// The service's time, RFC 3339.
     pub now: String,
@@ -106,7 +107,8 @@ pub struct RiskCalibrationCheck {
     pub points: usize,
     /// Days of origins among them.
     pub origin_days: usize,
-    /// Falls above the served D.
+    /// Falls above the model's own D, also on days the fallback was served
+    /// (`served_breaches` counts those above the D served).
     pub breaches: usize,
     /// `breaches / points`.
     pub breach_rate: f64,
