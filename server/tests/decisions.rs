@@ -415,6 +415,41 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
     let out = verify(&["--database-url", &url, "--public-key", &forger.public_hex]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("seq 1 "));
+    // The edited record is not replayed: its answer could have been edited to match.
+    let (status, r, _) =
+        common::call(&app, "POST", &format!("/v1/decisions/{}/replay", target.id), None).await;
+    assert_eq!(
+        (status.as_u16(), &r["error"]),
+        (503, &json!("replay_unavailable")),
+        "{r}"
+    );
+    assert!(
+        r["message"].as_str().unwrap().contains("not as it was signed"),
+        "{r}"
+    );
+    // The record before it still replays.
+    let (status, r, _) = common::call(
+        &app,
+        "POST",
+        &format!("/v1/decisions/{}/replay", rows[at - 1].id),
+        None,
+    )
+    .await;
+    assert_eq!((status.as_u16(), &r["identical"]), (200, &json!(true)), "{r}");
+    // A row slipped in below the chain (seq 0) is read and fails, not skipped.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO decisions (seq, id, at, asset, body, hash, signature, signer) \
+         SELECT 0, 'dec_slipped_in', at, asset, body, hash, signature, signer FROM decisions WHERE seq = 1",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let out = verify(&["--database-url", &url, "--public-key", &public]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("seq 0 (id dec_slipped_in)"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

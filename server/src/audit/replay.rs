@@ -92,12 +92,21 @@ async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving,
 /// Recomputes the decision `row` records.
 ///
 /// # Errors
-/// [`ApiError::ReplayUnavailable`] when its body, inputs or artifact are missing or altered; the
-/// request's or the model's errors as the route would answer them.
+/// [`ApiError::ReplayUnavailable`] when the record is not as it was signed (its hash, its row's
+/// fields, its signature by the key the store records for its signer), or its inputs or artifact
+/// are missing or altered; the request's or the model's errors as the route would answer them.
 pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, ApiError> {
-    let body: DecisionBody = serde_json::from_str(&row.body)
-        .map_err(|e| unavailable(format!("the record does not parse: {e}")))?;
+    // The record itself first, as `verify` checks it (its place in the chain aside): a record
+    // edited in the store, its answer made to match an edited request, would replay identically.
     let store = state.store()?;
+    let altered = |why: String| unavailable(format!("the record is not as it was signed: {why}"));
+    let body = super::verify::record_body(row).map_err(altered)?;
+    let keys = store.signing_keys().await?;
+    let public = keys
+        .iter()
+        .find(|(id, _, _)| *id == row.signer)
+        .map(|(_, public, _)| public.as_str());
+    super::verify::record_signed(row, public).map_err(altered)?;
     let sha = &body.candles.hash;
     let json = store
         .decision_inputs(sha)

@@ -69,27 +69,7 @@ impl Verifier {
                 format!("expected seq {want_seq}: records out of order or repeated")
             }));
         }
-        let hash = sha256_hex(row.body.as_bytes());
-        if hash != row.hash {
-            return Err(fail(format!(
-                "its body hashes to {hash}, not its recorded hash {}: the record was edited",
-                row.hash
-            )));
-        }
-        let body: DecisionBody =
-            serde_json::from_str(&row.body).map_err(|e| fail(format!("its body does not parse: {e}")))?;
-        let fields = [
-            ("seq", body.seq.to_string(), row.seq.to_string()),
-            ("id", body.id.clone(), row.id.clone()),
-            ("at", body.at.to_string(), row.at.to_string()),
-            ("asset", body.asset.clone(), row.asset.clone()),
-            ("signer", body.signer.clone(), row.signer.clone()),
-        ];
-        if let Some((name, signed, stored)) = fields.iter().find(|(_, a, b)| a != b) {
-            return Err(fail(format!(
-                "its row says {name} = {stored} but its signed body says {signed}"
-            )));
-        }
+        let body = record_body(row).map_err(fail)?;
         if body.prev_hash != want_prev {
             return Err(fail(format!(
                 "it chains to {} but the record before hashes to {want_prev}: a record was removed, \
@@ -97,13 +77,7 @@ impl Verifier {
                 body.prev_hash
             )));
         }
-        let public = self
-            .keys
-            .get(&row.signer)
-            .ok_or_else(|| fail(format!("signed by {}, a key not trusted", row.signer)))?;
-        if !signature_ok(public, &row.hash, &row.signature) {
-            return Err(fail(format!("its signature is not {}'s", row.signer)));
-        }
+        record_signed(row, self.keys.get(&row.signer).map(String::as_str)).map_err(fail)?;
         self.prev = Some((row.seq, row.hash.clone()));
         if let Some((seq, seen)) = &mut self.watched
             && *seq == row.seq
@@ -129,6 +103,50 @@ impl Verifier {
     #[must_use]
     pub fn head(&self) -> Option<&(i64, String)> {
         self.prev.as_ref()
+    }
+}
+
+/// One record on its own: its hash is its body's SHA-256 and its body says what its row says;
+/// its body, parsed.
+///
+/// # Errors
+/// What is wrong, in words.
+pub fn record_body(row: &DecisionRow) -> Result<DecisionBody, String> {
+    let hash = sha256_hex(row.body.as_bytes());
+    if hash != row.hash {
+        return Err(format!(
+            "its body hashes to {hash}, not its recorded hash {}: the record was edited",
+            row.hash
+        ));
+    }
+    let body: DecisionBody =
+        serde_json::from_str(&row.body).map_err(|e| format!("its body does not parse: {e}"))?;
+    let fields = [
+        ("seq", body.seq.to_string(), row.seq.to_string()),
+        ("id", body.id.clone(), row.id.clone()),
+        ("at", body.at.to_string(), row.at.to_string()),
+        ("asset", body.asset.clone(), row.asset.clone()),
+        ("signer", body.signer.clone(), row.signer.clone()),
+    ];
+    if let Some((name, signed, stored)) = fields.iter().find(|(_, a, b)| a != b) {
+        return Err(format!(
+            "its row says {name} = {stored} but its signed body says {signed}"
+        ));
+    }
+    Ok(body)
+}
+
+/// Whether the record's signature is its signer's, whose public key is `public` (`None`: a key
+/// not trusted).
+///
+/// # Errors
+/// What is wrong, in words.
+pub fn record_signed(row: &DecisionRow, public: Option<&str>) -> Result<(), String> {
+    let public = public.ok_or_else(|| format!("signed by {}, a key not trusted", row.signer))?;
+    if signature_ok(public, &row.hash, &row.signature) {
+        Ok(())
+    } else {
+        Err(format!("its signature is not {}'s", row.signer))
     }
 }
 

@@ -124,7 +124,9 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
         if let Some((seq, _)) = &pinned {
             verifier.watch(*seq);
         }
-        let mut after = 0;
+        // From the lowest sequence number stored, not from 1: a row slipped in below the chain
+        // (seq 0 or negative) is read, and fails, rather than skipped.
+        let mut after = i64::MIN;
         loop {
             let page = store
                 .decisions(None, i64::MIN, i64::MAX, after, PAGE)
