@@ -162,6 +162,19 @@ pub struct Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The embedded migrations, tolerating migrations applied by a newer build: during a rolling
+/// deploy on a shared PostgreSQL (or after a newer `ingest` ran on the file), a replica of the
+/// older build must still start. The migrations are additive (new tables, columns with
+/// defaults, indexes), so an older build keeps working on a newer schema.
+fn tolerant(embedded: &sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    sqlx::migrate::Migrator {
+        migrations: embedded.migrations.clone(),
+        ignore_missing: true,
+        locking: embedded.locking,
+        no_tx: embedded.no_tx,
+    }
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://FILE`, created with its directory when missing, or
     /// `postgres://...`) and applies the migrations not yet applied.
@@ -201,8 +214,8 @@ impl Store {
             .connect(&url)
             .await?;
         match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+            Backend::Sqlite => tolerant(&SQLITE_MIGRATIONS).run(&pool).await?,
+            Backend::Postgres => tolerant(&POSTGRES_MIGRATIONS).run(&pool).await?,
         }
         Ok(Self { pool, backend, file })
     }
