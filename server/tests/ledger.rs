@@ -461,3 +461,49 @@ async fn each_horizon_is_scored_as_its_window_closes() {
         "what was scored early stays"
     );
 }
+
+/// A window whose last candle the exchange never had is scored by SPEC's 90% rule, as
+/// `evaluate` scores it, not lost: the week's last hour missing, a later candle stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_without_its_last_candle_is_scored_by_the_ninety_percent_rule() {
+    let data = common::sample_ending(1, 1900);
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), &data).await;
+    let full = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
+    let app = volcast_server::app(full.clone());
+    let today = day_origin(now_ms());
+    let mut origin = None;
+    for d in 9..=20 {
+        if serves(&app, &data, today - d * DAY_MS).await {
+            origin = Some(today - d * DAY_MS);
+            break;
+        }
+    }
+    let origin = origin.expect("an origin the routes serve");
+    // The candles up to two hours past the week, without the week's last one.
+    let gone = origin + 167 * HOUR_MS;
+    let part: Vec<Candle> = data
+        .iter()
+        .filter(|c| c.open_time < origin + 170 * HOUR_MS && c.open_time != gone)
+        .copied()
+        .collect();
+    assert!(
+        data.iter().any(|c| c.open_time == gone),
+        "the sample has the hour"
+    );
+    let cut_dir = tempfile::tempdir().unwrap();
+    let cut_store = store_with(cut_dir.path(), &part).await;
+    let cut = common::state_with_store(&artifact(), cut_store.clone(), FOREVER).await;
+    assert_eq!(record_origin(&cut, origin).await.unwrap(), 1);
+    assert_eq!(score_pending(&cut, origin + 170 * HOUR_MS).await.unwrap(), 1);
+    let scored = cut_store.scored(origin, origin).await.unwrap();
+    let outcome: LedgerOutcome = serde_json::from_str(scored[0].outcome.as_deref().unwrap()).unwrap();
+    assert!(outcome.open_horizons.is_empty());
+    let (want, got) = (
+        realized(&part, origin, 168).unwrap(),
+        outcome.realized_variance[2].expect("167 of 168 returns: scored"),
+    );
+    assert!((want - got).abs() <= 1e-12 * want, "{want} vs {got}");
+    // What the full week gives differs: the rule rescaled 167 returns.
+    assert!((realized(&data, origin, 168).unwrap() - got).abs() > 1e-12 * got);
+}

@@ -254,6 +254,26 @@ pub fn scoring_lookback_hours(record: &LedgerRecord) -> i64 {
     i64::try_from(SHORTAGE_REFERENCE_HOURS + longest).unwrap_or(0)
 }
 
+/// Extends `grid` with missing slots until its last slot closes at `hour` (or later).
+fn pad_through(grid: &mut HourlyGrid, hour: i64) {
+    if grid.is_empty() {
+        return;
+    }
+    let len = usize::try_from(hour - grid.first_hour + 1).unwrap_or(0);
+    if len > grid.len() {
+        for v in [
+            &mut grid.open,
+            &mut grid.close,
+            &mut grid.high,
+            &mut grid.low,
+            &mut grid.quote_volume,
+            &mut grid.ret,
+        ] {
+            v.resize(len, f64::NAN);
+        }
+    }
+}
+
 /// The outcome of `record` made at `origin` from `candles` (those with open time from
 /// `origin - scoring_lookback_hours` on; fewer only leaves shortage labels out) and the asset's
 /// last stored open time, as of `now_ms`: every horizon whose window has closed scored, the
@@ -277,9 +297,22 @@ pub fn outcome_of(
     if !closed(DEFAULT_TAU) || !record.horizons.iter().any(|&h| closed(h)) {
         return None;
     }
+    // The grid reaches the last hour of every closed window, a missing last candle as a missing
+    // slot (SPEC's 90% rule then decides, as in `evaluate`, whose grid runs on), not as the
+    // window's end.
+    let through = record
+        .horizons
+        .iter()
+        .copied()
+        .filter(|&h| closed(h))
+        .chain([DEFAULT_TAU])
+        .max()
+        .unwrap_or(DEFAULT_TAU);
+    let mut grid = HourlyGrid::from_candles(candles);
+    pad_through(&mut grid, origin / HOUR_MS + i64::try_from(through).unwrap_or(0));
     let asset = Asset {
         id: String::new(),
-        grid: HourlyGrid::from_candles(candles),
+        grid,
     };
     let t = asset.grid.slot(origin / HOUR_MS)?;
     let prepared = PreparedAsset::new(&asset, &record.horizons);
