@@ -134,10 +134,23 @@ fn horizons(text: Option<&str>) -> Result<Option<Vec<u64>>, ApiError> {
 /// A time parameter: Unix ms, RFC 3339 or a date.
 pub fn time_param(field: &str, text: &str, bound: Bound) -> Result<i64, ApiError> {
     let t = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        text.parse().map_err(|_| ApiError::InvalidQuery {
+        let t: i64 = text.parse().map_err(|_| ApiError::InvalidQuery {
             field: field.to_owned(),
             message: format!("{text}: too large for Unix milliseconds"),
-        })?
+        })?;
+        // Digits naming a time in the first three years of 1970 (other than 0) are Unix
+        // seconds, or a year, given for milliseconds: read as ms they would silently name
+        // January 1970.
+        if (1..SECONDS_LOOK_LIKE_MS).contains(&t) {
+            return Err(ApiError::InvalidQuery {
+                field: field.to_owned(),
+                message: format!(
+                    "{text}: as Unix milliseconds this is before 1973-03-03; give milliseconds \
+                     (Unix seconds times 1000), RFC 3339 or a date"
+                ),
+            });
+        }
+        t
     } else {
         parse_time(text, bound).map_err(|e| ApiError::InvalidQuery {
             field: field.to_owned(),
@@ -154,6 +167,10 @@ pub fn time_param(field: &str, text: &str, bound: Bound) -> Result<i64, ApiError
     }
     Ok(t)
 }
+
+/// Digits below this (1973-03-03T09:46:40Z in Unix ms, the year 5138 in seconds) are refused
+/// as Unix ms: every plausible Unix time in seconds is below it.
+const SECONDS_LOOK_LIKE_MS: i64 = 100_000_000_000;
 
 /// 9999-12-31T23:59:59.999Z in Unix milliseconds: the latest time a query may name.
 pub const LAST_TIME_MS: i64 = 253_402_300_799_999;
@@ -488,6 +505,15 @@ mod tests {
         );
         // Bounded to 1970 .. 9999, the ends included.
         assert_eq!(time_param("from", "0", Bound::Start).ok(), Some(0));
+        // Unix seconds (or a year) where milliseconds are asked for: refused, saying so.
+        for text in ["1704067200", "2024", "1", "99999999999"] {
+            let e = time_param("from", text, Bound::Start).unwrap_err();
+            assert!(e.to_string().contains("before 1973-03-03"), "{text}: {e}");
+        }
+        assert_eq!(
+            time_param("from", "100000000000", Bound::Start).ok(),
+            Some(100_000_000_000)
+        );
         assert_eq!(
             time_param("to", "9999-12-31", Bound::End).ok(),
             Some(LAST_TIME_MS)
