@@ -70,7 +70,11 @@ pub struct DailyOptions {
 #[derive(Debug, Default)]
 pub struct DailyState {
     candles: HashMap<String, Vec<Candle>>,
-    recalibrated_day: Option<i64>,
+    /// The day of the last recalibration done (or found not needed) and the model served after
+    /// it: a reload that serves another model later that day (SIGHUP, `POST /v1/admin/reload`
+    /// after `train --set-default`) is recalibrated again, not served with older corrections
+    /// until the next day.
+    recalibrated: Option<(i64, String)>,
     /// The day of the last failed recalibrations, how many, and when the last was tried.
     failed: Option<(i64, u32, i64)>,
     gate_day: Option<i64>,
@@ -171,14 +175,15 @@ pub async fn run_once(
         pass.scored = crate::ledger::score_pending(state, now_ms).await?;
         return Ok(pass);
     }
-    if options.recalibrate && daily.recalibrated_day != Some(today) && daily.may_recalibrate(today, now_ms) {
+    let served = state.serving().ok().map(|s| (today, s.info.metadata.id.clone()));
+    if options.recalibrate && daily.recalibrated != served && daily.may_recalibrate(today, now_ms) {
         match recalibrate(state, options, daily, today).await {
             Ok(Some(id)) => {
                 count(state, "ok");
-                pass.recalibrated = Some(id);
-                daily.recalibrated_day = Some(today);
+                pass.recalibrated = Some(id.clone());
+                daily.recalibrated = Some((today, id));
             }
-            Ok(None) => daily.recalibrated_day = Some(today),
+            Ok(None) => daily.recalibrated = served,
             Err(ApiError::NotReady) => return Err(ApiError::NotReady),
             Err(e) => {
                 count(state, "failed");

@@ -219,6 +219,25 @@ async fn the_service_recalibrates_scores_and_falls_back_on_its_own() {
                 "day {day}"
             );
         }
+        if day == 50 {
+            // A reload later in the day serves the default again, its corrections months old:
+            // the next pass recalibrates it again (to the same artifact), rather than serving
+            // it as it is until the next midnight.
+            let base = volcast_server::load(
+                &artifact,
+                volcast_server::load_options(&common::config()),
+                state.metrics(),
+            )
+            .await
+            .unwrap();
+            state.set_serving(base);
+            assert_eq!(state.serving().unwrap().info.metadata.id, default_id);
+            let again = run_once(&state, &options, &mut daily, midnight + 120_000)
+                .await
+                .unwrap();
+            assert_eq!(again.recalibrated.as_ref(), Some(&id), "{again:?}");
+            assert_eq!(state.serving().unwrap().info.metadata.id, id);
+        }
         ids.push(id);
     }
     ids.dedup();
@@ -284,7 +303,8 @@ async fn the_service_recalibrates_scores_and_falls_back_on_its_own() {
     let metrics = metrics.as_str().unwrap();
     assert!(metrics.contains("volcast_policy_fallback 1"), "{metrics}");
     assert!(
-        metrics.contains("volcast_model_daily_recalibrations_total{outcome=\"ok\"} 16"),
+        // Sixteen midnights and the reload's day once more.
+        metrics.contains("volcast_model_daily_recalibrations_total{outcome=\"ok\"} 17"),
         "{metrics}"
     );
     follower.shutdown().await;
