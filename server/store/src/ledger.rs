@@ -25,8 +25,8 @@ pub struct LedgerEntry {
 
 /// The forecast ledger: what the service would serve at each daily origin, and what happened.
 pub trait LedgerStore {
-    /// Records `entry` (its outcome ignored) unless one with the same asset, origin and model is
-    /// there; returns whether it was new.
+    /// Records `entry` (its outcome ignored) unless one with the same asset and origin is there,
+    /// whatever model made it (replicas sharing the store); returns whether it was new.
     fn record_forecast(&self, entry: &LedgerEntry) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The latest origin recorded (by any model: the ledger is what the service served, and the
@@ -83,7 +83,7 @@ impl LedgerStore for Store {
     async fn record_forecast(&self, entry: &LedgerEntry) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO ledger (asset, origin, model_id, record) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (asset, origin, model_id) DO NOTHING",
+             ON CONFLICT (asset, origin) DO NOTHING",
         )
         .bind(&entry.asset)
         .bind(entry.origin)

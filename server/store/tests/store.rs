@@ -129,6 +129,43 @@ async fn a_reopened_store_keeps_its_data_and_migrates_once() {
     pool.close().await;
     let newer = Store::open(&url).await.unwrap();
     assert_eq!(newer.count("KEEP", 0, i64::MAX).await.unwrap(), 25);
+    newer.close().await;
+}
+
+/// Migration 0007 on a ledger recorded before it, where two replicas recorded one origin with
+/// two model ids: one entry is kept (the smallest model id's), and the origin is recorded once
+/// from then on.
+#[tokio::test]
+async fn the_ledger_migration_keeps_one_entry_per_asset_and_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    Store::open(&url).await.unwrap().close().await;
+    // Back to the schema before 0007, with an origin recorded twice.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for q in [
+        "DROP INDEX ledger_asset_origin",
+        "DELETE FROM _sqlx_migrations WHERE version = 7",
+        "INSERT INTO ledger (asset, origin, model_id, record) VALUES ('A', 0, 'M2', '{}'), ('A', 0, 'M1', '{}'), ('A', 1, 'M2', '{}')",
+    ] {
+        sqlx::query(q).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let store = Store::open(&url).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT origin, model_id FROM ledger ORDER BY origin")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(rows, [(0, "M1".to_owned()), (1, "M2".to_owned())]);
+    let entry = LedgerEntry {
+        asset: "A".into(),
+        origin: 0,
+        model_id: "M3".into(),
+        record: "{}".into(),
+        outcome: None,
+    };
+    assert!(!store.record_forecast(&entry).await.unwrap());
 }
 
 #[tokio::test]
@@ -200,10 +237,12 @@ async fn the_ledger_records_once_scores_and_survives_a_reopen() {
         assert!(store.record_forecast(&entry(&b, 0, "M1")).await.unwrap());
         // The next day, recalibrated: another model id, the same ledger.
         assert!(store.record_forecast(&entry(&a, 1, "M2")).await.unwrap());
-        // Once per asset, origin and model: a second record keeps the first.
+        // Once per asset and origin: a second record keeps the first, whatever model made it
+        // (two replicas, one recalibrated and one not, record the same origin).
         let mut again = entry(&a, 1, "M2");
         again.record = "{\"other\": true}".into();
         assert!(!store.record_forecast(&again).await.unwrap());
+        assert!(!store.record_forecast(&entry(&a, 1, "M3")).await.unwrap());
         if k == 0 {
             assert_eq!(store.last_origin().await.unwrap(), Some(start + 24 * HOUR_MS));
         }
