@@ -808,6 +808,14 @@ async fn the_http_export_verifies_and_shows_an_altered_record() {
     let out = export("http.jsonl", &page);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK: 6 records"));
+    // The parsed `decision` beside a signed body edited (what a tool reading `.decision` sees):
+    // refused, naming the record.
+    let mut edited = page.clone();
+    edited["decisions"][1]["decision"]["answer"]["edited"] = json!(true);
+    let out = export("decision.jsonl", &edited);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("seq 2 ") && err.contains("`decision`"), "{err}");
 
     // The third record's stored text cut by one byte.
     let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
