@@ -162,6 +162,9 @@ pub struct Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Tries of the SQLite migrations before their error is reported (see [`Store::open`]).
+const SQLITE_MIGRATION_TRIES: u32 = 20;
+
 /// The embedded migrations, tolerating migrations applied by a newer build: during a rolling
 /// deploy on a shared PostgreSQL (or after a newer `ingest` ran on the file), a replica of the
 /// older build must still start. The migrations are additive (new tables, columns with
@@ -214,7 +217,26 @@ impl Store {
             .connect(&url)
             .await?;
         match backend {
-            Backend::Sqlite => tolerant(&SQLITE_MIGRATIONS).run(&pool).await?,
+            Backend::Sqlite => {
+                // sqlx takes no lock across processes on SQLite: two processes opening a new file
+                // at once (the server and `ingest` started together) both find a migration
+                // unapplied, and the one that applies it second fails. Each failure follows
+                // another's progress, so trying again finds more applied; a migration that
+                // fails on its own fails every time and is reported after the last try.
+                let migrator = tolerant(&SQLITE_MIGRATIONS);
+                let mut tries = 0;
+                loop {
+                    match migrator.run(&pool).await {
+                        Ok(()) => break,
+                        Err(e) if tries < SQLITE_MIGRATION_TRIES => {
+                            tries += 1;
+                            tracing::debug!(tries, "store migration raced another process: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             Backend::Postgres => tolerant(&POSTGRES_MIGRATIONS).run(&pool).await?,
         }
         Ok(Self { pool, backend, file })

@@ -547,3 +547,19 @@ async fn lists_by_asset_are_in_byte_order_whatever_the_collation() {
         assert!(sorted(&recorded), "{:?}: {recorded:?}", store.backend());
     }
 }
+
+/// Two processes opening one new SQLite file at once (the server and `ingest` started
+/// together): both open it, one migrating it and the other finding it migrated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_opens_of_a_new_sqlite_store_at_once_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        let url = format!("sqlite://{}", dir.path().join(format!("race-{i}.db")).display());
+        let (a, b) = tokio::join!(Store::open(&url), Store::open(&url));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        a.insert_candles("RACE", &candles(2, 0)).await.unwrap();
+        assert_eq!(b.count("RACE", 0, i64::MAX).await.unwrap(), 2);
+        a.close().await;
+        b.close().await;
+    }
+}
