@@ -502,6 +502,32 @@ async fn a_refused_row_keeps_the_rows_before_it_and_is_asked_for_again() {
     follower.shutdown().await;
 }
 
+/// A candle the exchange never corrects is skipped once refused for an hour (the follower's
+/// clock), as a missing hour: the hours after it still arrive.
+#[tokio::test]
+async fn a_candle_refused_for_an_hour_is_skipped_as_a_missing_hour() {
+    let h = harness(&["BTCUSDT"], half_past(1000)).await;
+    h.stub.knobs().bad = Some(hour(700));
+    let store = h.store().await;
+    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
+    let status = follower.status();
+    wait_until(&status, "three refusals", |s| {
+        symbol(s, "BTCUSDT").consecutive_failures >= 3
+    })
+    .await;
+    // Within the hour: still asked for, nothing after it stored.
+    assert_eq!(status.get("BTCUSDT").unwrap().last_open_time, Some(hour(699)));
+    // An hour later, still refused: skipped, and the rest of the history arrives.
+    h.stub.now.fetch_add(H, Ordering::SeqCst);
+    caught_up(&status, "BTCUSDT", hour(1000)).await;
+    let mut expected = h.stub.expected("BTCUSDT", hour(0), hour(1000));
+    expected.retain(|c| c.open_time != hour(700));
+    assert_eq!(stored(&store, "BTCUSDT").await, expected);
+    let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
+    assert!(error.contains("skipped, the hour is missing"), "{error}");
+    follower.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_unknown_symbol_is_reported_and_stops_no_other() {
     let h = harness(&["BTCUSDT"], half_past(300)).await;

@@ -35,8 +35,9 @@ pub(super) enum RoundError {
     Network(String),
     #[error("unreadable klines: {0}")]
     Malformed(String),
+    /// A row that cannot be read or a candle refused, with the refused candle's open time.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(String, Option<i64>),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     /// The follower was told to stop while the request was out (not a failure).
@@ -47,7 +48,10 @@ pub(super) enum RoundError {
 impl RoundError {
     /// The exchange's answer, not the way to it, is at fault.
     pub(super) fn is_refused_data(&self) -> bool {
-        matches!(self, Self::Refused { .. } | Self::Malformed(_) | Self::Invalid(_))
+        matches!(
+            self,
+            Self::Refused { .. } | Self::Malformed(_) | Self::Invalid(..)
+        )
     }
 }
 
@@ -144,6 +148,8 @@ pub(super) struct Page {
     pub(super) candles: Vec<Candle>,
     /// The unreadable or refused row that ended the page, if one did.
     pub(super) problem: Option<String>,
+    /// The open time of the candle [`validate_candles`] refused, if one ended the page.
+    pub(super) refused_at: Option<i64>,
 }
 
 /// Turns a page of klines into the candles to store: rows before `start` and candles not closed
@@ -154,6 +160,7 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
     let mut candles = Vec::with_capacity(rows.len());
     let mut seen = HashSet::new();
     let mut problem = None;
+    let mut refused_at = None;
     for (row, raw) in rows.iter().enumerate() {
         let candle = match parse_kline(raw) {
             Ok(c) => c,
@@ -176,11 +183,16 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
     candles.sort_by_key(|(c, _)| c.open_time);
     let (mut candles, page_rows): (Vec<Candle>, Vec<usize>) = candles.into_iter().unzip();
     if let Err(e) = validate_candles(&candles) {
+        refused_at = candles.get(e.row).map(|c| c.open_time);
         candles.truncate(e.row);
         let row = page_rows.get(e.row).copied().unwrap_or(e.row);
         problem = Some(format!("refused candle: {}", CandleError { row, ..e }));
     }
-    Page { candles, problem }
+    Page {
+        candles,
+        problem,
+        refused_at,
+    }
 }
 
 /// One kline row: `[openTime, "open", "high", "low", "close", "volume", closeTime,

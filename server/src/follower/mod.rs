@@ -338,6 +338,8 @@ async fn follow(shared: Arc<Shared>, symbol: String, last_stored: Option<i64>) {
     tracing::info!(symbol = %symbol, from = %format_ms(cursor), "following");
     let mut backoff = Backoff::new(config);
     let mut catching_up = 0_u64;
+    // The hour the exchange's candle was last refused at, and when it was first refused.
+    let mut refused: Option<(i64, i64)> = None;
     loop {
         if *shared.stop_requested.borrow() {
             return;
@@ -354,13 +356,47 @@ async fn follow(shared: Arc<Shared>, symbol: String, last_stored: Option<i64>) {
                 next_poll(shared.clock.now_ms(), config)
             }
             Err(RoundError::Stopped) => return,
-            Err(e) => failed(&shared, &symbol, &e, &mut backoff),
+            Err(e) => {
+                if let RoundError::Invalid(message, Some(at)) = &e
+                    && *at == cursor
+                {
+                    let now = shared.clock.now_ms();
+                    let since = refused.filter(|r| r.0 == *at).map_or(now, |r| r.1);
+                    refused = Some((*at, since));
+                    if now - since >= SKIP_REFUSED_AFTER_MS {
+                        skip_refused(&shared, &symbol, *at, message);
+                        cursor = at.saturating_add(HOUR_MS);
+                        refused = None;
+                        continue;
+                    }
+                }
+                failed(&shared, &symbol, &e, &mut backoff)
+            }
         };
         tokio::select! {
             () = stop_requested(&shared) => return,
             () = tokio::time::sleep(delay) => {}
         }
     }
+}
+
+/// How long the exchange's candle of one hour may be refused before the follower goes on past
+/// it, the hour then missing as SPEC treats a missing hour: a row the exchange never corrects
+/// would otherwise hold back every later hour of the asset for good.
+pub const SKIP_REFUSED_AFTER_MS: i64 = HOUR_MS;
+
+/// Goes on past the hour `at` whose candle the exchange keeps sending refused: logged as an
+/// error, and named in the symbol's `last_error`.
+fn skip_refused(shared: &Shared, symbol: &str, at: i64, message: &str) {
+    let note = format!(
+        "the candle at {} was refused for {} min ({message}); skipped, the hour is missing",
+        format_ms(at),
+        SKIP_REFUSED_AFTER_MS / 60_000
+    );
+    tracing::error!(symbol = %symbol, "market data: {note}");
+    shared
+        .status
+        .update(symbol, |s| s.last_error = Some(note.clone()));
 }
 
 fn caught_up(shared: &Shared, symbol: &str, stored: u64, cursor: i64) {
@@ -456,7 +492,7 @@ async fn round(shared: &Shared, symbol: &str, cursor: &mut i64) -> Result<Round,
         }
     });
     if let Some(problem) = page.problem {
-        return Err(RoundError::Invalid(problem));
+        return Err(RoundError::Invalid(problem, page.refused_at));
     }
     let more = rows.len() >= shared.config.page_limit as usize && *cursor > start;
     if more {
