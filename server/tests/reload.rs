@@ -60,6 +60,37 @@ async fn a_reload_waits_for_the_swap_in_progress() {
     assert_eq!(state.serving().unwrap().info.metadata.id, other);
 }
 
+/// A reload that fails keeps the old model and answers 503 `reload_failed` saying what failed,
+/// never the directory the service keeps its artifacts in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_names_what_failed_not_the_artifacts_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let artifacts = tmp.path().join("kept-here-artifacts");
+    copy_tree(&common::repo().join("model-artifacts"), &artifacts);
+    let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let config = volcast_server::config::Config::with_artifact(artifacts.clone()).unwrap();
+    let state = common::state_with_config(&config, store).await;
+    state.set_reload_target(artifacts.clone(), volcast_server::load_options(&config));
+    let served = state.serving().unwrap().info.metadata.id.clone();
+    let dir = artifact::resolve(&artifacts).unwrap();
+    std::fs::write(dir.join("metadata.json"), "{ not json").unwrap();
+    let app = volcast_server::app(state.clone());
+    let (status, body, _) = common::call(&app, "POST", "/v1/admin/reload", None).await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]),
+        (503, &serde_json::json!("reload_failed")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("metadata.json") && !message.contains("kept-here"),
+        "{message}"
+    );
+    assert_eq!(state.serving().unwrap().info.metadata.id, served);
+}
+
 /// A SIGHUP right after the server says it listens (while its store opens and its model loads)
 /// is a reload once it is up, never the end of the process (SIGHUP's default action).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

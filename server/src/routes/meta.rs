@@ -40,7 +40,18 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadResponse
     let metrics = std::sync::Arc::clone(state.metrics());
     let (old, new) = crate::loading::reload(&state, &path, options, &metrics)
         .await
-        .map_err(|e| ApiError::ReloadFailed(e.to_string()))?;
+        .map_err(|e| {
+            // The directory goes to the server's log only, as a replay's does: the caller
+            // learns what failed, not where the service keeps its artifacts.
+            tracing::warn!(artifacts = %path.display(), error = %e, "reload failed");
+            let dir = path.display().to_string();
+            let message = e.to_string();
+            ApiError::ReloadFailed(if dir.is_empty() {
+                message
+            } else {
+                message.replace(&dir, "<artifacts>")
+            })
+        })?;
     Ok(Json(ReloadResponse { old, new }))
 }
 
