@@ -86,6 +86,7 @@ pub async fn keys(State(state): State<AppState>) -> Result<Json<KeysResponse>, A
     params(("id" = String, Path, description = "Decision id (`decision_id` of an answer)")),
     responses(
         (status = 200, description = "The record", body = DecisionRecord),
+        (status = 400, description = "The id in the path is not UTF-8 (`invalid_query`)", body = ErrorBody),
         (status = 404, description = "No such decision", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     )
@@ -153,7 +154,9 @@ pub async fn decisions(
     params(("id" = String, Path, description = "Decision id")),
     responses(
         (status = 200, description = "Both answers and whether they are identical", body = ReplayResponse),
+        (status = 400, description = "The id in the path is not UTF-8 (`invalid_query`)", body = ErrorBody),
         (status = 404, description = "No such decision", body = ErrorBody),
+        (status = 429, description = "The recomputation waits for the service's own capacity: the inference queue is full (`queue_full`) or both stress simulation slots are taken (`stress_busy`); see Retry-After", body = ErrorBody),
         (status = 503, description = "Its artifact or inputs are gone or altered (`replay_unavailable`), or the store is unavailable", body = ErrorBody),
     )
 )]

@@ -34,7 +34,9 @@ fn updates(state: &AppState, resp: &RiskResponse) -> UpdatesResponse {
         (status = 200, description = "Three updates per asset", body = UpdatesResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body, batch or candle array too large", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid input, as `POST /v1/risk/parameters`", body = ErrorBody),
+        (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
         (status = 503, description = "Model not ready, decision log unavailable, or timeout", body = ErrorBody),
     )
 )]
@@ -59,6 +61,7 @@ pub async fn post_updates(
         (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
         (status = 404, description = "No stored candle of this asset", body = ErrorBody),
         (status = 422, description = "As `GET /v1/assets/{asset}/risk`", body = ErrorBody),
+        (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
         (status = 503, description = "Stale market data, model not ready, store or decision log unavailable, or timeout", body = ErrorBody),
     )
 )]
