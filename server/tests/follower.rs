@@ -466,15 +466,7 @@ async fn rate_limits_and_server_errors_are_retried_with_backoff() {
 
 #[tokio::test]
 async fn a_refused_row_keeps_the_rows_before_it_and_is_asked_for_again() {
-    let h = harness(&["BTCUSDT"], half_past(1000)).await;
-    h.stub.knobs().bad = Some(hour(700));
-    let store = h.store().await;
-    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
-    let status = follower.status();
-    wait_until(&status, "three refusals", |s| {
-        symbol(s, "BTCUSDT").consecutive_failures >= 3
-    })
-    .await;
+    let (h, store, follower, status) = refused_three_times_at(hour(700)).await;
     assert_eq!(
         stored(&store, "BTCUSDT").await,
         h.stub.expected("BTCUSDT", hour(0), hour(699))
@@ -502,12 +494,11 @@ async fn a_refused_row_keeps_the_rows_before_it_and_is_asked_for_again() {
     follower.shutdown().await;
 }
 
-/// A candle the exchange never corrects is skipped once refused for an hour (the follower's
-/// clock), as a missing hour: the hours after it still arrive.
-#[tokio::test]
-async fn a_candle_refused_for_an_hour_is_skipped_as_a_missing_hour() {
+/// BTCUSDT followed from hour 0 at half past hour 1000, its candle at `bad` refused by the
+/// exchange, once the follower has had it refused three times in a row.
+async fn refused_three_times_at(bad: i64) -> (Harness, Store, Follower, FollowStatus) {
     let h = harness(&["BTCUSDT"], half_past(1000)).await;
-    h.stub.knobs().bad = Some(hour(700));
+    h.stub.knobs().bad = Some(bad);
     let store = h.store().await;
     let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
     let status = follower.status();
@@ -515,6 +506,14 @@ async fn a_candle_refused_for_an_hour_is_skipped_as_a_missing_hour() {
         symbol(s, "BTCUSDT").consecutive_failures >= 3
     })
     .await;
+    (h, store, follower, status)
+}
+
+/// A candle the exchange never corrects is skipped once refused for an hour (the follower's
+/// clock), as a missing hour: the hours after it still arrive.
+#[tokio::test]
+async fn a_candle_refused_for_an_hour_is_skipped_as_a_missing_hour() {
+    let (h, store, follower, status) = refused_three_times_at(hour(700)).await;
     // Within the hour: still asked for, nothing after it stored.
     assert_eq!(status.get("BTCUSDT").unwrap().last_open_time, Some(hour(699)));
     // An hour later, still refused: skipped, and the rest of the history arrives.

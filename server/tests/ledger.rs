@@ -322,6 +322,17 @@ async fn serves(app: &axum::Router, data: &[Candle], origin: i64) -> bool {
     }
 }
 
+/// A daily origin 9 to 20 days back that the routes serve (its windows closed by now).
+async fn served_origin(app: &axum::Router, data: &[Candle]) -> i64 {
+    let today = day_origin(now_ms());
+    for d in 9..=20 {
+        if serves(app, data, today - d * DAY_MS).await {
+            return today - d * DAY_MS;
+        }
+    }
+    panic!("no origin the routes serve")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_catches_up_the_last_week_once() {
     let data = common::sample_ending(1, 1900);
@@ -388,15 +399,7 @@ async fn each_horizon_is_scored_as_its_window_closes() {
     let store = store_with(dir.path(), &data).await;
     let full = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
     let app = volcast_server::app(full.clone());
-    let today = day_origin(now_ms());
-    let mut origin = None;
-    for d in 9..=20 {
-        if serves(&app, &data, today - d * DAY_MS).await {
-            origin = Some(today - d * DAY_MS);
-            break;
-        }
-    }
-    let origin = origin.expect("an origin the routes serve");
+    let origin = served_origin(&app, &data).await;
     let outcome = |e: &volcast_store::LedgerEntry| -> LedgerOutcome {
         serde_json::from_str(e.outcome.as_deref().unwrap()).unwrap()
     };
@@ -471,15 +474,7 @@ async fn a_window_without_its_last_candle_is_scored_by_the_ninety_percent_rule()
     let store = store_with(dir.path(), &data).await;
     let full = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
     let app = volcast_server::app(full.clone());
-    let today = day_origin(now_ms());
-    let mut origin = None;
-    for d in 9..=20 {
-        if serves(&app, &data, today - d * DAY_MS).await {
-            origin = Some(today - d * DAY_MS);
-            break;
-        }
-    }
-    let origin = origin.expect("an origin the routes serve");
+    let origin = served_origin(&app, &data).await;
     // The candles up to two hours past the week, without the week's last one.
     let gone = origin + 167 * HOUR_MS;
     let part: Vec<Candle> = data
