@@ -32,6 +32,11 @@ pub struct IngestReport {
     pub inserted: u64,
     /// Candles read that the store already held.
     pub already_stored: u64,
+    /// Of those, the ones whose stored values differ from the file's: the stored ones are kept
+    /// (a stored hour is never rewritten), so a corrected file changes nothing there.
+    pub conflicting: u64,
+    /// The first differing hour of each file with any: (file, open time).
+    pub conflicts: Vec<(PathBuf, i64)>,
     /// Files left out, the store unchanged for them.
     pub refused: Vec<Refused>,
 }
@@ -93,6 +98,13 @@ pub async fn ingest<S: CandleStore>(
                         report.files += 1;
                         report.inserted += new;
                         report.already_stored += candles.len() as u64 - new;
+                        if new < candles.len() as u64 {
+                            let differing = differing(store, asset, &candles).await?;
+                            if let Some(&first) = differing.first() {
+                                report.conflicting += differing.len() as u64;
+                                report.conflicts.push((path.clone(), first));
+                            }
+                        }
                     }
                     Err(e @ StoreError::Candle { .. }) => report.refused.push(Refused {
                         path: path.clone(),
@@ -109,6 +121,31 @@ pub async fn ingest<S: CandleStore>(
         }
     }
     Ok(report)
+}
+
+/// The open times of `candles` (one file's, oldest first) whose stored values differ from them.
+///
+/// # Errors
+/// The store's.
+async fn differing<S: CandleStore>(
+    store: &S,
+    asset: &str,
+    candles: &[volcast_core::candles::Candle],
+) -> Result<Vec<i64>, IngestError> {
+    let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
+        return Ok(Vec::new());
+    };
+    let hours = u32::try_from((last.open_time - first.open_time) / HOUR_MS + 1).unwrap_or(u32::MAX);
+    let stored = store
+        .candles(asset, first.open_time, last.open_time, hours)
+        .await?;
+    let by_time: std::collections::HashMap<i64, &volcast_core::candles::Candle> =
+        stored.iter().map(|c| (c.open_time, c)).collect();
+    Ok(candles
+        .iter()
+        .filter(|c| by_time.get(&c.open_time).is_some_and(|s| **s != **c))
+        .map(|c| c.open_time)
+        .collect())
 }
 
 /// `candles` when every one closed by `now` (Unix ms). A candle not closed yet (from the future,

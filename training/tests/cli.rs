@@ -108,6 +108,40 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
         stdout.contains("0 new candles") && stdout.contains(&format!("{new} already stored")),
         "{stdout}"
     );
+    assert_eq!(second.status.code(), Some(1), "the broken and future files again");
+
+    // A "corrected" file whose hour 60 differs from the stored one: said, not silently counted
+    // as already stored, and the stored values kept.
+    let corrected_dir = dir.path().join("corrected");
+    std::fs::create_dir_all(&corrected_dir).unwrap();
+    let synth01 = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("SYNTH01"))
+        .unwrap();
+    let mut corrected = volcast_training::data::read_file(&synth01).unwrap();
+    corrected[60].close *= 1.01;
+    corrected[60].high = corrected[60].high.max(corrected[60].close);
+    volcast_training::data::write_csv(&corrected_dir.join("SYNTH01.csv"), &corrected).unwrap();
+    let third = run(
+        env!("CARGO_BIN_EXE_ingest"),
+        &[
+            "--data",
+            corrected_dir.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--no-progress",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&third.stderr);
+    assert_eq!(third.status.code(), Some(1), "{stderr}");
+    let at = volcast_core::time::format_ms(corrected[60].open_time);
+    assert!(
+        stderr.contains("SYNTH01.csv")
+            && stderr.contains(&at)
+            && stderr.contains("1 candle(s) in 1 file(s) differ"),
+        "{stderr}"
+    );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -85,10 +85,24 @@ fn run() -> anyhow::Result<()> {
     for r in &report.refused {
         eprintln!("left out {}: {}", r.path.display(), r.reason);
     }
+    for (path, first) in &report.conflicts {
+        eprintln!(
+            "{}: differs from the stored candles, first at {} (the stored values are kept)",
+            path.display(),
+            volcast_core::time::format_ms(*first)
+        );
+    }
     anyhow::ensure!(
         report.refused.is_empty(),
         "{} file(s) left out, the store unchanged for them",
         report.refused.len()
+    );
+    anyhow::ensure!(
+        report.conflicting == 0,
+        "{} candle(s) in {} file(s) differ from the hours already stored; a stored hour is never \
+         rewritten, so their stored values are kept (a corrected file loads into a new store)",
+        report.conflicting,
+        report.conflicts.len()
     );
     Ok(())
 }
