@@ -59,7 +59,7 @@ impl Prepared {
 /// # Errors
 /// [`ApiError::InvalidValue`].
 pub fn check_asset_id(field: &str, asset: &str) -> Result<(), ApiError> {
-    if asset.is_empty() || asset.len() > MAX_ASSET_LEN || asset.chars().any(char::is_control) {
+    if asset.is_empty() || asset.chars().count() > MAX_ASSET_LEN || asset.chars().any(char::is_control) {
         return Err(ApiError::InvalidValue {
             field: field.to_owned(),
             message: format!("an asset id has 1 to {MAX_ASSET_LEN} printable characters"),
@@ -76,9 +76,29 @@ pub const END_OPEN_TIME_MS: i64 = 4_102_444_800_000;
 pub const OPEN_TIME_RANGE: &str =
     "[1230768000000, 4102444800000) (Unix ms, 2009-01-01T00:00:00Z to 2100-01-01T00:00:00Z)";
 
+/// Smallest positive quote volume accepted: below it an hour's illiquidity `|r| / qv` overflows
+/// (near 1e-302) and a window of such hours, all alike so that their median check passes, read
+/// as perfectly liquid (a non-finite illiquidity is dropped as unknown, and the bonus fell to its
+/// floor). No market trades 1e-12 of its quote asset in an hour; the shared data's least is 0.16.
+pub const MIN_QUOTE_VOLUME: f64 = 1e-12;
+/// [`MIN_QUOTE_VOLUME`], in words.
+const QUOTE_VOLUME_RANGE: &str = "0 (an hour without trades) or at least 1e-12";
+
 /// Every positive quote volume of `candles` (the ones the features use; `offset` is the index of
-/// the first in the request) within [`VOLUME_RATIO_RANGE`] of their median.
+/// the first in the request) at least [`MIN_QUOTE_VOLUME`] and within [`VOLUME_RATIO_RANGE`] of
+/// their median.
 fn check_volumes(candles: &[Candle], field_prefix: &str, offset: usize) -> Result<(), ApiError> {
+    if let Some((i, c)) = candles
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.quote_volume > 0.0 && c.quote_volume < MIN_QUOTE_VOLUME)
+    {
+        return Err(ApiError::OutOfRange {
+            field: format!("{field_prefix}{}].quote_volume", offset + i),
+            value: c.quote_volume,
+            range: QUOTE_VOLUME_RANGE,
+        });
+    }
     let Some(median) = median_quote_volume(candles) else {
         return Ok(());
     };

@@ -590,3 +590,43 @@ async fn implausible_quote_volumes_are_refused() {
         "{v}"
     );
 }
+
+/// Quote volumes all tiny and alike pass the median check, but an hour's illiquidity `|r| / qv`
+/// overflows below about 1e-302 and a non-finite illiquidity read as unknown: the window would
+/// have been served as perfectly liquid (the bonus at its floor). A positive quote volume below
+/// 1e-12 is refused, on every route; SPEC's optional `trades` is accepted (and not used); an
+/// asset id's limit is 64 characters, not bytes.
+#[tokio::test]
+async fn tiny_quote_volumes_trades_and_wide_asset_ids() {
+    let app = app();
+    for route in [
+        "/v1/risk/parameters",
+        "/v1/forecast/volatility",
+        "/v1/forecast/liquidity",
+    ] {
+        let (s, v, _) = call(&app, "POST", route, Some(&with_quote_volume(N, 1e-310))).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str()),
+            (422, Some("out_of_range")),
+            "{route}: {v}"
+        );
+        assert!(v["field"].as_str().unwrap().ends_with("].quote_volume"), "{v}");
+    }
+    let mut with_trades = single(N);
+    for c in with_trades["candles"].as_array_mut().unwrap() {
+        c["trades"] = json!(1234);
+    }
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&with_trades)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, plain, _) = call(&app, "POST", "/v1/risk/parameters", Some(&single(N))).await;
+    assert_eq!(
+        v["items"][0]["parameters"], plain["items"][0]["parameters"],
+        "trades are not used"
+    );
+    for (asset, status) in [("Ä".repeat(64), 200), ("Ä".repeat(65), 422)] {
+        let mut body = single(N);
+        body["asset"] = json!(asset);
+        let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+        assert_eq!(s.as_u16(), status, "{v}");
+    }
+}

@@ -39,6 +39,10 @@ pub struct CandleDto {
     pub volume: f64,
     /// Traded amount in USD(T) (>= 0).
     pub quote_volume: f64,
+    /// Number of trades (SPEC's optional field): accepted and not used (the model does not read
+    /// it), so it is neither checked nor kept in the decision log.
+    #[serde(default, skip_serializing)]
+    pub trades: Option<f64>,
 }
 
 impl From<Candle> for CandleDto {
@@ -51,6 +55,7 @@ impl From<Candle> for CandleDto {
             close: c.close,
             volume: c.volume,
             quote_volume: c.quote_volume,
+            trades: None,
         }
     }
 }
