@@ -260,11 +260,12 @@ async fn stress_fails_closed_on_non_finite_forecasts_and_blocks_unliquidatable_s
         (422, Some("unusable_input")),
         "{v}"
     );
-    // Quote volumes of 1e-300: a slippage far above 1 per sale; every scenario recommends LT 0.
+    // Quote volumes of 1e-11 (just above the least accepted): a slippage far above 1 per sale;
+    // every scenario recommends LT 0.
     let app = app();
     let mut body = stress_body();
     for c in body["candles"].as_array_mut().unwrap() {
-        c["quote_volume"] = json!(1e-300);
+        c["quote_volume"] = json!(1e-11);
     }
     body["sale_size_usd"] = json!(1.0);
     let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
