@@ -200,7 +200,7 @@ fn check_trading(grid: &HourlyGrid, candles: &[Candle], field: &str) -> Result<(
 }
 
 /// The candles of a request, checked: count, `open_time` range and SPEC's bad-input rules,
-/// then at least `need` of them.
+/// then spanning at least `need` hours.
 ///
 /// # Errors
 /// The first problem, naming the field.
@@ -234,10 +234,18 @@ pub fn checked_candles(
         value: e.value,
         problem: e.problem,
     })?;
-    if candles.len() < need {
+    // The hours they span, not their count: a window with an hour missing inside is judged by
+    // SPEC's 90% rule (as the same window padded with an older, unused candle always was).
+    let spanned = match (candles.first(), candles.last()) {
+        (Some(first), Some(last)) => {
+            usize::try_from((last.open_time - first.open_time) / HOUR_MS + 1).unwrap_or(usize::MAX)
+        }
+        _ => 0,
+    };
+    if spanned < need {
         return Err(ApiError::TooFewCandles {
             field: field.to_owned(),
-            got: candles.len(),
+            got: spanned,
             need,
         });
     }

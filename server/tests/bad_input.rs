@@ -630,3 +630,34 @@ async fn tiny_quote_volumes_trades_and_wide_asset_ids() {
         assert_eq!(s.as_u16(), status, "{v}");
     }
 }
+
+/// The history rule counts hours spanned, not candles: a window with one hour missing inside is
+/// judged by SPEC's 90% rule and served, with the answer the same window padded by an older,
+/// unused candle gets; a window spanning one hour too few is refused.
+#[tokio::test]
+async fn a_window_with_a_missing_hour_is_judged_by_its_span() {
+    let app = app();
+    let need = 889;
+    let full = single(N);
+    let last: Vec<Value> = full["candles"].as_array().unwrap()[N - need..].to_vec();
+    let mut gapped = last.clone();
+    gapped.remove(400);
+    let mut body = full.clone();
+    body["candles"] = json!(gapped);
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut padded = gapped.clone();
+    padded.insert(0, full["candles"][0].clone());
+    body["candles"] = json!(padded);
+    let (s, p, _) = call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(v["items"][0], p["items"][0]);
+    body["candles"] = json!(last[1..].to_vec());
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (422, Some("too_few_candles")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("spans 888 hours"), "{v}");
+}

@@ -60,14 +60,14 @@ pub enum ApiError {
         /// The rule broken.
         problem: CandleProblem,
     },
-    /// Fewer candles than the model needs.
-    #[error("{field} holds {got} candles; at least {need} hourly candles are needed (the origin and {before} hours before it)", before = .need - 1)]
+    /// Less history than the model needs: the candles span fewer hours.
+    #[error("{field} spans {got} hours; the candles must span at least {need} hours (the origin and {before} hours before it; hours missing within them are judged by SPEC's 90% rule)", before = .need - 1)]
     TooFewCandles {
         /// JSON path of the candle array.
         field: String,
-        /// Candles given.
+        /// Hours from the first candle's open to the last candle's close.
         got: usize,
-        /// Candles needed.
+        /// Hours needed.
         need: usize,
     },
     /// More candles than the configured limit.
