@@ -107,10 +107,24 @@ impl BatchQueue {
     }
 }
 
+/// `job`, unless nobody waits for its answer any more (the request timed out or its client left):
+/// such a job is dropped unrun, so dead jobs neither cost a forward pass nor hold the queue.
+fn live(job: Job, metrics: &Metrics) -> Option<Job> {
+    if job.reply.is_closed() {
+        metrics.queue_depth.dec();
+        None
+    } else {
+        Some(job)
+    }
+}
+
 fn worker(mut predictor: Box<dyn Predictor>, rx: &Receiver<Job>, config: QueueConfig, metrics: &Metrics) {
     // A job that would have taken the batch past `max_batch`: the next batch's first.
     let mut held: Option<Job> = None;
     while let Some(first) = held.take().or_else(|| rx.recv().ok()) {
+        let Some(first) = live(first, metrics) else {
+            continue;
+        };
         let mut size = first.inputs.len();
         let mut jobs = vec![first];
         let deadline = Instant::now() + config.max_wait;
@@ -128,6 +142,9 @@ fn worker(mut predictor: Box<dyn Predictor>, rx: &Receiver<Job>, config: QueueCo
                 }
             };
             let Some(job) = next else { break };
+            let Some(job) = live(job, metrics) else {
+                continue;
+            };
             if size + job.inputs.len() > config.max_batch {
                 held = Some(job);
                 break;
@@ -242,5 +259,79 @@ mod tests {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         assert_eq!(sizes, [1, 64]);
+    }
+
+    /// Passes a forward pass only once released (the first), recording every pass's size.
+    struct Gated {
+        sizes: Arc<Mutex<Vec<usize>>>,
+        started: std::sync::mpsc::Sender<()>,
+        release: Mutex<Receiver<()>>,
+    }
+
+    impl Predictor for Gated {
+        fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction> {
+            let first = {
+                let mut sizes = self
+                    .sizes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                sizes.push(inputs.len());
+                sizes.len() == 1
+            };
+            if first {
+                let _ = self.started.send(());
+                let _ = self
+                    .release
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .recv();
+            }
+            Sizes(Arc::new(Mutex::new(Vec::new()))).predict(inputs)
+        }
+    }
+
+    /// A job whose request gave up while it waited (a timeout, a client gone) is dropped unrun:
+    /// it costs no forward pass, and once the worker reaches it the queue has room again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_nobody_waits_for_is_dropped_unrun() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let config = QueueConfig {
+            max_batch: 1,
+            max_wait: Duration::ZERO,
+            capacity: 1,
+            retry_after: Duration::from_secs(1),
+        };
+        let (queue, _worker) = BatchQueue::start(
+            Box::new(Gated {
+                sizes: Arc::clone(&sizes),
+                started: started_tx,
+                release: Mutex::new(release_rx),
+            }),
+            config,
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        let a = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.predict(vec![input()]).await }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        // B waits in the queue behind A's pass, and its request gives up.
+        let b = tokio::time::timeout(Duration::from_millis(50), queue.predict(vec![input()])).await;
+        assert!(b.is_err(), "B timed out");
+        release_tx.send(()).unwrap();
+        assert_eq!(a.await.unwrap().unwrap().len(), 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(queue.predict(vec![input()]).await.unwrap().len(), 1);
+        let sizes = sizes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        assert_eq!(sizes, [1, 1], "A and C ran; B did not");
     }
 }
