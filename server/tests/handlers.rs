@@ -447,19 +447,20 @@ async fn swagger_ui_calls_no_outside_validator() {
 #[tokio::test]
 async fn worse_illiquidity_never_lowers_the_bonus() {
     let app = app();
-    // Quote volumes of 1e-300: the slippage of the default sale overflows; no answer.
+    // Quote volumes of 1e-300: the slippage of the default sale would overflow; no answer (the
+    // volume itself is refused, below the least accepted, 1e-12).
     let body = with_quote_volume(N, 1e-300);
     for route in ["/v1/forecast/liquidity", "/v1/risk/parameters"] {
         let (s, v, _) = call(&app, "POST", route, Some(&body)).await;
         assert_eq!(
             (s.as_u16(), v["error"].as_str()),
-            (422, Some("unusable_input")),
+            (422, Some("out_of_range")),
             "{route}: {v}"
         );
     }
-    // A finite slippage >= 1: the size cannot be liquidated, LT = max LTV = 0, LB at its maximum,
-    // whatever the previous values.
-    let mut body = body;
+    // A finite slippage >= 1 (volumes of 1e-11): the size cannot be liquidated, LT = max LTV =
+    // 0, LB at its maximum, whatever the previous values.
+    let mut body = with_quote_volume(N, 1e-11);
     body["sale_size_usd"] = json!(1.0);
     body["previous"] = json!({"liquidation_threshold": 0.8, "max_ltv": 0.7});
     let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
