@@ -147,8 +147,9 @@ pub struct RiskRequest {
     pub items: Option<Vec<RiskItem>>,
     /// Quantile level of the drawdown, in (0.5, 0.9999] (default 0.99).
     pub alpha: Option<f64>,
-    /// Liquidation window, hours, in [1, 168] (default 4); the shortage probability lengthens it
-    /// up to twice that.
+    /// Liquidation window, hours, in [1, 168] (default 4). An active anomaly flag with
+    /// `--anomaly-action tighten` doubles it (up to 168 h), and the shortage probability then
+    /// lengthens that up to twice: up to four times the one asked.
     pub tau_hours: Option<f64>,
     /// User reaction window, hours, in [1, 168] (default 24).
     pub tau_user_hours: Option<f64>,
@@ -318,7 +319,8 @@ pub struct ForecastUsed {
 pub struct Derivation {
     /// Quantile level.
     pub alpha: f64,
-    /// Requested liquidation window, hours.
+    /// The liquidation window used, hours: the one asked, doubled while an anomaly flag
+    /// tightens (`anomaly.effect` says from what).
     pub tau_hours: f64,
     /// `tau (1 + p)`, p the shortage probability at `liquidity_horizon_hours`.
     pub tau_effective_hours: f64,
@@ -330,9 +332,10 @@ pub struct Derivation {
     pub shortage_probability: f64,
     /// Forecasts used.
     pub forecasts: Vec<ForecastUsed>,
-    /// Model variance over `tau_effective_hours`.
+    /// Variance served over `tau_effective_hours`: the model's, or HAR's while the gate serves
+    /// `fallback_har` (`policy.name`).
     pub variance_tau: f64,
-    /// Model variance over `tau_user_hours`.
+    /// The same over `tau_user_hours`.
     pub variance_tau_user: f64,
     /// How `D` was obtained: `calibrated` (the artifact's measured quantiles of the scale-free
     /// fall, see the README) or `reflection-normal` (an artifact without a calibration).
