@@ -254,26 +254,6 @@ pub fn scoring_lookback_hours(record: &LedgerRecord) -> i64 {
     i64::try_from(SHORTAGE_REFERENCE_HOURS + longest).unwrap_or(0)
 }
 
-/// Extends `grid` with missing slots until its last slot closes at `hour` (or later).
-fn pad_through(grid: &mut HourlyGrid, hour: i64) {
-    if grid.is_empty() {
-        return;
-    }
-    let len = usize::try_from(hour - grid.first_hour + 1).unwrap_or(0);
-    if len > grid.len() {
-        for v in [
-            &mut grid.open,
-            &mut grid.close,
-            &mut grid.high,
-            &mut grid.low,
-            &mut grid.quote_volume,
-            &mut grid.ret,
-        ] {
-            v.resize(len, f64::NAN);
-        }
-    }
-}
-
 /// The outcome of `record` made at `origin` from `candles` (those with open time from
 /// `origin - scoring_lookback_hours` on; fewer only leaves shortage labels out) and the asset's
 /// last stored open time, as of `now_ms`: every horizon whose window has closed scored, the
@@ -309,7 +289,7 @@ pub fn outcome_of(
         .max()
         .unwrap_or(DEFAULT_TAU);
     let mut grid = HourlyGrid::from_candles(candles);
-    pad_through(&mut grid, origin / HOUR_MS + i64::try_from(through).unwrap_or(0));
+    grid.pad_through(origin / HOUR_MS + i64::try_from(through).unwrap_or(0));
     let asset = Asset {
         id: String::new(),
         grid,

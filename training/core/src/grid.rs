@@ -68,6 +68,27 @@ impl HourlyGrid {
         grid
     }
 
+    /// Extends the grid with missing slots (NaN) until its last slot closes at `hour`; nothing
+    /// when it already does, or holds no slot.
+    pub fn pad_through(&mut self, hour: i64) {
+        if self.is_empty() {
+            return;
+        }
+        let len = usize::try_from(hour - self.first_hour + 1).unwrap_or(0);
+        if len > self.len() {
+            for v in [
+                &mut self.open,
+                &mut self.close,
+                &mut self.high,
+                &mut self.low,
+                &mut self.quote_volume,
+                &mut self.ret,
+            ] {
+                v.resize(len, f64::NAN);
+            }
+        }
+    }
+
     /// Number of slots.
     #[must_use]
     pub fn len(&self) -> usize {
