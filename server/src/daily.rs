@@ -321,9 +321,7 @@ pub async fn gate(state: &AppState, day_ms: i64) -> Result<Option<Switch>, ApiEr
         .await?
     {
         // Another replica decided this origin first: serve what it recorded.
-        if let Some(last) = store.switches().await?.pop().map(Switch::from) {
-            adopt(state, &last);
-        }
+        restore_policy(state).await?;
         return Ok(None);
     }
     state.set_policy(switch.status(), Some(switch.at));
