@@ -45,11 +45,11 @@ impl Verifier {
         }
     }
 
-    /// Checks the next record.
+    /// Checks the next record; its body, parsed.
     ///
     /// # Errors
     /// [`Failure`] naming it.
-    pub fn check(&mut self, row: &DecisionRow) -> Result<(), Failure> {
+    pub fn check(&mut self, row: &DecisionRow) -> Result<DecisionBody, Failure> {
         let fail = |reason: String| Failure {
             seq: row.seq,
             id: row.id.clone(),
@@ -85,7 +85,7 @@ impl Verifier {
             *seen = Some(row.hash.clone());
         }
         self.checked += 1;
-        Ok(())
+        Ok(body)
     }
 
     /// Remembers the hash of the record `seq` when it is checked (a pinned head).
