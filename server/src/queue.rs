@@ -211,15 +211,20 @@ mod tests {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(inputs.len());
-            inputs
-                .iter()
-                .map(|_| Prediction {
-                    variance: vec![1.0],
-                    quantiles: vec![vec![1.0]],
-                    shortage_probability: vec![0.5],
-                })
-                .collect()
+            predictions(inputs)
         }
+    }
+
+    /// One constant prediction per input.
+    fn predictions(inputs: &[ModelInput]) -> Vec<Prediction> {
+        inputs
+            .iter()
+            .map(|_| Prediction {
+                variance: vec![1.0],
+                quantiles: vec![vec![1.0]],
+                shortage_probability: vec![0.5],
+            })
+            .collect()
     }
 
     fn input() -> ModelInput {
@@ -286,7 +291,7 @@ mod tests {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .recv();
             }
-            Sizes(Arc::new(Mutex::new(Vec::new()))).predict(inputs)
+            predictions(inputs)
         }
     }
 
