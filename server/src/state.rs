@@ -36,6 +36,9 @@ pub struct Settings {
     /// How a stress simulation draws each hour's low: the hour's drawn variance, except in the
     /// replay of a stress answer recorded before that (without `lows`).
     pub stress_bridge: volcast_core::stress::Bridge,
+    /// How max LTV is bounded after the step bound: SPEC's user buffer kept, except in the
+    /// replay of a risk answer recorded before that (a `previous` without `step_rule`).
+    pub step_rule: volcast_core::policy::StepRule,
 }
 
 impl Settings {
@@ -61,6 +64,7 @@ impl Settings {
                 window_hours: c.anomaly_window_hours,
             },
             stress_bridge: volcast_core::stress::Bridge::default(),
+            step_rule: volcast_core::policy::StepRule::default(),
         })
     }
 }

@@ -720,22 +720,17 @@ async fn a_replayed_stress_simulation_counts_against_the_services_slots() {
     assert_eq!(replayed["identical"], json!(true), "{replayed}");
 }
 
-/// A stress answer recorded before answers said how their lows were drawn (no `lows`: each
-/// hour's bridge at its mean variance) replays identically, as one recorded now (`hour_drawn`,
-/// which answers otherwise on the same request) does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stress_answers_of_either_bridge_replay_identically() {
-    let dir = tempfile::tempdir().unwrap();
-    let (state, store, _) = logged_state(dir.path()).await;
-    // A replica drawing lows as before, on the same store and chain.
+/// A replica on the same store and chain as `state`'s, serving the default artifact under
+/// `settings` (the service's settings of an older build), and its own signer.
+async fn replica_before(
+    store: Store,
+    settings: impl FnOnce(volcast_server::state::Settings) -> volcast_server::state::Settings,
+) -> AppState {
     let config =
         volcast_server::Config::with_artifact(common::repo().join("model-artifacts/default")).unwrap();
     let metrics = Arc::new(volcast_server::metrics::Metrics::new());
     let before = AppState::with_store(
-        volcast_server::state::Settings {
-            stress_bridge: volcast_core::stress::Bridge::MeanVariance,
-            ..volcast_server::state::Settings::from_config(&config).unwrap()
-        },
+        settings(volcast_server::state::Settings::from_config(&config).unwrap()),
         Arc::clone(&metrics),
         Some(store.clone()),
     );
@@ -746,31 +741,93 @@ async fn stress_answers_of_either_bridge_replay_identically() {
     );
     let (signer, _) = Signer::generate().unwrap();
     before.set_decisions(DecisionLog::start(store, signer, metrics).await.unwrap());
+    before
+}
+
+/// Posts `body` to `route` on the replica of before and on now's, and replays both answers on
+/// now's: both must replay identically. The two answers, before's first.
+async fn both_replay_identically(before: AppState, now: AppState, route: &str, body: &Value) -> Vec<Value> {
+    let now = volcast_server::app(now);
+    let mut answers = Vec::new();
+    for app in [volcast_server::app(before), now.clone()] {
+        let (status, answer, _) = common::call(&app, "POST", route, Some(body)).await;
+        assert_eq!(status, 200, "{answer}");
+        answers.push(answer);
+    }
+    for answer in &answers {
+        let id = answer["decision_id"]
+            .as_str()
+            .or_else(|| answer["items"][0]["decision_id"].as_str())
+            .unwrap();
+        let uri = format!("/v1/decisions/{id}/replay");
+        let (status, replayed, _) = common::call(&now, "POST", &uri, None).await;
+        assert_eq!(status, 200, "{replayed}");
+        assert_eq!(replayed["identical"], json!(true), "{replayed}");
+    }
+    answers
+}
+
+/// A stress answer recorded before answers said how their lows were drawn (no `lows`: each
+/// hour's bridge at its mean variance) replays identically, as one recorded now (`hour_drawn`,
+/// which answers otherwise on the same request) does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_answers_of_either_bridge_replay_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, _) = logged_state(dir.path()).await;
+    let before = replica_before(store, |s| volcast_server::state::Settings {
+        stress_bridge: volcast_core::stress::Bridge::MeanVariance,
+        ..s
+    })
+    .await;
     let history = state.serving().unwrap().info.history_hours();
     let series = common::market_json(2, 45);
     let body = json!({
         "asset": "S", "candles": series[series.len() - history..], "paths": 4000, "horizon_hours": 48,
         "positions": [{"collateral": 10.0, "debt": 10.0 * series[series.len() - 1]["close"].as_f64().unwrap() * 0.6}],
     });
-    let now = volcast_server::app(state);
-    let mut answers = Vec::new();
-    for app in [volcast_server::app(before), now.clone()] {
-        let (status, answer, _) = common::call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
-        assert_eq!(status, 200, "{answer}");
-        answers.push(answer);
-    }
+    let answers = both_replay_identically(before, state, "/v1/risk/stress", &body).await;
     assert!(answers[0].get("lows").is_none(), "{}", answers[0]);
     assert_eq!(answers[1]["lows"], "hour_drawn");
     assert_ne!(
         answers[0]["scenarios"], answers[1]["scenarios"],
         "the two bridges draw other lows"
     );
-    for answer in &answers {
-        let uri = format!("/v1/decisions/{}/replay", answer["decision_id"].as_str().unwrap());
-        let (status, replayed, _) = common::call(&now, "POST", &uri, None).await;
-        assert_eq!(status, 200, "{replayed}");
-        assert_eq!(replayed["identical"], json!(true), "{replayed}");
-    }
+}
+
+/// A risk answer recorded before the step bound kept the user's buffer (no `step_rule`: a max
+/// LTV held up by the step could sit closer to LT than `D(alpha, tau_user)`) replays
+/// identically, as one recorded now (`keeps_user_buffer`, whose max LTV is lower) does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_answers_of_either_step_rule_replay_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, _) = logged_state(dir.path()).await;
+    let before = replica_before(store, |s| volcast_server::state::Settings {
+        step_rule: volcast_core::policy::StepRule::LtvBelowLtOnly,
+        ..s
+    })
+    .await;
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(3, 45);
+    let candles = &series[series.len() - history..];
+    let app = volcast_server::app(state.clone());
+    let (status, free, _) =
+        common::call(&app, "POST", "/v1/risk/parameters", Some(&json!({"asset": "R", "candles": candles}))).await;
+    assert_eq!(status, 200, "{free}");
+    let lt = free["items"][0]["parameters"]["liquidation_threshold"].as_f64().unwrap();
+    // A caller whose max LTV sits 0.01 under its LT, moving 1% at most.
+    let body = json!({
+        "asset": "R", "candles": candles, "max_step": 0.01,
+        "previous": {"liquidation_threshold": lt, "max_ltv": lt - 0.01},
+    });
+    let answers = both_replay_identically(before, state, "/v1/risk/parameters", &body).await;
+    let [old, new] = [&answers[0]["items"][0], &answers[1]["items"][0]];
+    assert!(old["derivation"].get("step_rule").is_none(), "{old}");
+    assert_eq!(new["derivation"]["step_rule"], "keeps_user_buffer");
+    let (p, d) = (&new["parameters"], &new["derivation"]);
+    let buffer = p["liquidation_threshold"].as_f64().unwrap() - d["drawdown_user"].as_f64().unwrap();
+    assert!(d["drawdown_user"].as_f64().unwrap() > 0.03, "{d}");
+    assert!((p["max_ltv"].as_f64().unwrap() - buffer.max(0.0)).abs() < 1e-12, "{new}");
+    assert!(old["parameters"]["max_ltv"].as_f64().unwrap() > buffer + 0.01, "{old}");
 }
 
 /// The HTTP export is what `verify --export` checks: its records, one per line, verify; and a

@@ -146,10 +146,16 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     } else {
         volcast_core::stress::Bridge::HourDrawn
     };
+    // A risk answer recorded before it named its step rule kept max LTV at most LT only.
+    let step_rule = match &body.answer["derivation"]["step_rule"] {
+        serde_json::Value::Null => volcast_core::policy::StepRule::LtvBelowLtOnly,
+        _ => volcast_core::policy::StepRule::KeepsUserBuffer,
+    };
     let settings = Settings {
         defaults: body.defaults,
         anomaly,
         stress_bridge,
+        step_rule,
         ..*state.settings()
     };
     let then = state.for_replay(settings);

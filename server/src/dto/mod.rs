@@ -370,6 +370,12 @@ pub struct Derivation {
     pub max_step: Option<f64>,
     /// Whether the step bound changed LT or max LTV.
     pub step_limited: bool,
+    /// With `previous`: how max LTV is bounded after the step, `keeps_user_buffer` (at most
+    /// `LT - D(alpha, tau_user)` with the bounded LT, so it may fall faster than `max_step`, never
+    /// rise faster). Absent without `previous`, and in records made before 2026-12-06, whose
+    /// max LTV after the step was kept at most LT only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_rule: Option<String>,
     /// Set when the expected slippage is `>= 1`: the size cannot be liquidated, so LT and max LTV
     /// are 0 (whatever `previous`) and the bonus is at its maximum, 1; says why.
     pub liquidation_blocked: Option<String>,

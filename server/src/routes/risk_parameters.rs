@@ -7,7 +7,8 @@ use volcast_core::candles::Candle;
 use volcast_core::curve::VarianceCurve;
 use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
 use volcast_core::policy::{
-    self, AskedSettings, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, TAU_RANGE, UNIT_RANGE,
+    self, AskedSettings, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, StepRule, TAU_RANGE,
+    UNIT_RANGE,
 };
 use volcast_model::artifact::RiskCalibration;
 use volcast_model::inference::Prediction;
@@ -271,6 +272,7 @@ pub fn recommend_watched(
 ) -> Result<AssetRisk, ApiError> {
     let (context, tau) = watched_tau(state, serving.anomaly.as_ref(), candles, s.tau);
     let item_settings = RiskSettings { tau, ..*s };
+    let previous = previous.map(|p| (p, state.settings().step_rule));
     let mut risk = recommend(&serving.info, &item_settings, prefix, prep, pred, previous)?;
     risk.derivation.anomaly = context;
     Ok(risk)
@@ -307,7 +309,8 @@ pub fn fallback_har<'a>(info: &'a ModelInfo, prep: &Prepared) -> Option<&'a Draw
         .filter(|_| info.policy.is_fallback() && prep.har_usable())
 }
 
-/// One asset's parameters and derivation from its forecasts (`prefix`: the item's JSON path).
+/// One asset's parameters and derivation from its forecasts (`prefix`: the item's JSON path),
+/// moving at most the step from `previous` by its rule where given.
 ///
 /// # Errors
 /// [`ApiError::UnusableInput`] when a number of the answer is not finite.
@@ -317,7 +320,7 @@ pub fn recommend(
     prefix: &str,
     prep: &Prepared,
     pred: &Prediction,
-    previous: Option<Previous>,
+    previous: Option<(Previous, StepRule)>,
 ) -> Result<AssetRisk, ApiError> {
     let horizons = info.horizons();
     let forecasts = Forecasts {
@@ -328,9 +331,10 @@ pub fn recommend(
     };
     let calibration = info.metadata.risk.as_ref();
     let model_rule = DrawdownRule::calibrated_or_reflection(calibration.map(|c| &c.model));
-    let asked_previous = previous.map(|p| policy::Previous {
+    let asked_previous = previous.map(|(p, rule)| policy::Previous {
         liquidation_threshold: p.liquidation_threshold,
         max_ltv: p.max_ltv,
+        rule,
     });
     let (rule, served) = match (info.policy.is_fallback(), fallback_har(info, prep)) {
         (_, Some(har)) => (
@@ -425,7 +429,7 @@ struct Answer<'a> {
     rule: DrawdownRule<'a>,
     calibration: Option<&'a RiskCalibration>,
     forecasts: Vec<ForecastUsed>,
-    previous: Option<Previous>,
+    previous: Option<(Previous, StepRule)>,
     comparisons: Comparisons,
     served: ServedPolicy,
 }
@@ -476,9 +480,13 @@ impl Answer<'_> {
                 max_ltv: p.unbounded_max_ltv,
                 ..params
             },
-            previous: self.previous,
+            previous: self.previous.map(|(p, _)| p),
             max_step: self.previous.map(|_| s.max_step),
             step_limited: p.step_limited,
+            step_rule: self
+                .previous
+                .and_then(|(_, rule)| rule.name())
+                .map(str::to_owned),
             liquidation_blocked: p
                 .liquidation_blocked
                 .then(|| blocked_reason(slippage.unwrap_or(f64::NAN), s.sale_size_usd)),

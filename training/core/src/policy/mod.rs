@@ -32,8 +32,10 @@
 //!   `max(0, LT - D(alpha, tau_user))`, **margins** maintenance `D(alpha, tau_eff)` and initial
 //!   `D(alpha, tau_user)`, in `[0, 1]`.
 //! - **Bounded change**: with a previous value, each of LT and max LTV moves at most `max_step`
-//!   (relative) from it; the invariants `LT (1 + LB) <= 1` and `0 <= max LTV <= LT` are then
-//!   imposed again, and win over the step bound.
+//!   (relative) from it; the invariants `LT (1 + LB) <= 1` and
+//!   `0 <= max LTV <= max(0, LT - D(alpha, tau_user))` are then imposed again with the bounded
+//!   LT, and win over the step bound (so max LTV may fall faster than the step, never rise
+//!   faster; [`StepRule`]).
 
 use crate::curve::VarianceCurve;
 use crate::drawdown::{DrawdownRule, clip01};
@@ -184,6 +186,30 @@ pub struct PolicyInput {
     pub slippage: Option<f64>,
 }
 
+/// How max LTV is bounded once the step bound has moved LT and max LTV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StepRule {
+    /// `max LTV <= LT - D(alpha, tau_user)` with the bounded LT, so SPEC's user buffer holds
+    /// after the step too (the step may lower max LTV faster than `max_step`, never raise it).
+    #[default]
+    KeepsUserBuffer,
+    /// Before 2026-12-06: `max LTV <= LT` only, so a max LTV held up by the step could sit
+    /// closer to LT than `D(alpha, tau_user)`. Kept to replay decisions recorded then.
+    LtvBelowLtOnly,
+}
+
+impl StepRule {
+    /// The name decision records carry (`derivation.step_rule`); `None` for the rule of
+    /// records made before the field existed.
+    #[must_use]
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Self::KeepsUserBuffer => Some("keeps_user_buffer"),
+            Self::LtvBelowLtOnly => None,
+        }
+    }
+}
+
 /// Previous values and how far they may move.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bound {
@@ -193,6 +219,8 @@ pub struct Bound {
     pub max_ltv: Option<f64>,
     /// Maximum relative step, e.g. 0.05 for 5%.
     pub max_step: f64,
+    /// How max LTV is bounded after the step.
+    pub rule: StepRule,
 }
 
 /// The parameters and the numbers behind them.
@@ -290,6 +318,9 @@ pub fn parameters<V: VarianceOver + ?Sized>(
     let cap = if blocked { 0.0 } else { 1.0 / (1.0 + lb) };
     bounded_lt = clip01(bounded_lt).min(cap);
     bounded_ltv = clip01(bounded_ltv).min(bounded_lt);
+    if bound.is_some_and(|b| b.rule == StepRule::KeepsUserBuffer) {
+        bounded_ltv = bounded_ltv.min((bounded_lt - drawdown_user).max(0.0));
+    }
     Policy {
         variance_tau,
         variance_tau_user,
@@ -328,6 +359,8 @@ pub struct Previous {
     pub liquidation_threshold: Option<f64>,
     /// Previous max LTV.
     pub max_ltv: Option<f64>,
+    /// How max LTV is bounded after the step.
+    pub rule: StepRule,
 }
 
 /// The policy's answer for a forecast: the parameters and how they were derived.
@@ -366,6 +399,7 @@ pub fn recommend(
         liquidation_threshold: p.liquidation_threshold,
         max_ltv: p.max_ltv,
         max_step: settings.max_step,
+        rule: p.rule,
     });
     let input = settings.input(liquidity.tau_effective, slippage);
     let policy = parameters(&curve, &input, bound.as_ref(), rule);

@@ -114,6 +114,7 @@ fn bounded_change_moves_at_most_the_step() {
         liquidation_threshold: Some(0.5),
         max_ltv: Some(0.4),
         max_step: 0.1,
+        rule: StepRule::KeepsUserBuffer,
     };
     let p = parameters(&c, &input(4.0), Some(&b), REFLECTION);
     assert!((p.liquidation_threshold - 0.55).abs() < 1e-12);
@@ -124,10 +125,46 @@ fn bounded_change_moves_at_most_the_step() {
         liquidation_threshold: Some(1.0),
         max_ltv: Some(1.0),
         max_step: 0.0,
+        rule: StepRule::KeepsUserBuffer,
     };
     let p = parameters(&c, &input(4.0), Some(&b), REFLECTION);
     assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
     assert!(p.max_ltv <= p.liquidation_threshold);
+}
+
+/// A max LTV held up by the step keeps `D(alpha, tau_user)` below the bounded LT (it may fall
+/// faster than the step); the rule of older records kept it below LT only.
+#[test]
+fn the_step_bound_keeps_the_user_buffer() {
+    let c = curve(0.0004, 0.002, 0.01);
+    let (lt, ltv) = (0.8, 0.79);
+    let at = |rule| {
+        let b = Bound {
+            liquidation_threshold: Some(lt),
+            max_ltv: Some(ltv),
+            max_step: 0.01,
+            rule,
+        };
+        parameters(&c, &input(4.0), Some(&b), REFLECTION)
+    };
+    let new = at(StepRule::KeepsUserBuffer);
+    let old = at(StepRule::LtvBelowLtOnly);
+    assert!(new.drawdown_user > 0.05, "{}", new.drawdown_user);
+    assert_eq!(new.liquidation_threshold, old.liquidation_threshold);
+    assert!(old.max_ltv > old.liquidation_threshold - old.drawdown_user + 0.01, "{old:?}");
+    assert!((new.max_ltv - (new.liquidation_threshold - new.drawdown_user)).abs() < 1e-12, "{new:?}");
+    assert!(new.step_limited);
+    // Where the step does not bind, both rules agree.
+    let far = |rule| {
+        let b = Bound {
+            liquidation_threshold: Some(0.5),
+            max_ltv: Some(0.3),
+            max_step: 10.0,
+            rule,
+        };
+        parameters(&c, &input(4.0), Some(&b), REFLECTION)
+    };
+    assert_eq!(far(StepRule::KeepsUserBuffer), far(StepRule::LtvBelowLtOnly));
 }
 
 #[test]
@@ -137,6 +174,7 @@ fn unliquidatable_slippage_never_lowers_the_bonus() {
         liquidation_threshold: Some(0.8),
         max_ltv: Some(0.7),
         max_step: 0.1,
+        rule: StepRule::KeepsUserBuffer,
     };
     let normal = parameters(&c, &input(4.0), Some(&b), REFLECTION);
     assert!(!normal.liquidation_blocked);
@@ -197,12 +235,14 @@ proptest! {
     ) {
         let c = curve(v.0, v.1, v.2);
         let i = PolicyInput { alpha, tau, tau_user, bonus, bonus_margin: margin, slippage: slip };
-        let b = prev.map(|(lt, ltv, s)| Bound { liquidation_threshold: Some(lt), max_ltv: Some(ltv), max_step: s });
+        let b = prev.map(|(lt, ltv, s)| Bound { liquidation_threshold: Some(lt), max_ltv: Some(ltv), max_step: s, rule: StepRule::KeepsUserBuffer });
         let cal = calibration();
         let r = [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal][usize::from(rule)];
         let p = parameters(&c, &i, b.as_ref(), r);
         prop_assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
         prop_assert!(0.0 <= p.max_ltv && p.max_ltv <= p.liquidation_threshold);
+        // SPEC's user buffer, step bound or not.
+        prop_assert!(p.max_ltv <= (p.liquidation_threshold - p.drawdown_user).max(0.0));
         prop_assert!((0.0..=1.0).contains(&p.liquidation_threshold));
         prop_assert!((0.0..=1.0).contains(&p.maintenance_margin));
         prop_assert!((0.0..=1.0).contains(&p.initial_margin));
