@@ -79,11 +79,19 @@ fn bps_by(x: f64, round: fn(f64) -> f64) -> u32 {
 
 /// The liquidation threshold, max LTV and bonus in basis points, rounded toward safety: LT and
 /// max LTV down, LB up (so it still covers the slippage), then LT lowered until
-/// `LT (10000 + LB) <= 10000 * 10000` and max LTV kept at most LT.
+/// `LT (10000 + LB)` is at most `10000 * 10000` and at most the fractions' `LT (1 + LB)` in the
+/// same units (so `LT (1 + LB) <= 1 - D`, where the fractions keep it, holds in basis points too),
+/// and max LTV kept at most LT.
 fn safe_bps(lt: f64, max_ltv: f64, bonus: f64) -> (u32, u32, u32) {
+    const WHOLE: u64 = 10_000 * 10_000;
     let lb = bps_by(bonus, f64::ceil);
+    // The fractions' product in units of 1e-8, the same hair of tolerance as `bps_by`: in
+    // [0, 2e8], so the cast cannot truncate.
+    let product = (lt.clamp(0.0, 1.0) * (1.0 + bonus.clamp(0.0, 1.0)) * 1e8 + 1e-6).floor();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bound = (product as u64).min(WHOLE);
     let mut lt = bps_by(lt, f64::floor);
-    while lt > 0 && u64::from(lt) * u64::from(10_000 + lb) > 10_000 * 10_000 {
+    while lt > 0 && u64::from(lt) * u64::from(10_000 + lb) > bound {
         lt -= 1;
     }
     (lt, bps_by(max_ltv, f64::floor).min(lt), lb)
@@ -168,6 +176,27 @@ mod tests {
                 lt * 10_000.0 - f64::from(lt_bps) < 2.0,
                 "{bonus}: at most a basis point lower"
             );
+        }
+    }
+
+    /// Rounding the bonus up must not lift `LT (1 + LB)` over `1 - D`: with D 0.10 and LB
+    /// 0.05005, LT 0.857102 floors to 8571 and LB ceils to 501, and 8571 x 10501 is 0.90004
+    /// of 1e8, over 0.9.
+    #[test]
+    fn basis_points_keep_the_drawdown_invariant() {
+        assert_eq!(safe_bps(0.9 / 1.050_05, 0.8, 0.050_05), (8570, 8000, 501));
+        for i in 0..400_u32 {
+            for j in 0..50_u32 {
+                let d = 0.001 + f64::from(i) * 0.002_37;
+                let bonus = f64::from(j) * 0.003_71;
+                let lt = (1.0 - d) / (1.0 + bonus);
+                let (lt_bps, _, lb_bps) = safe_bps(lt, 0.0, bonus);
+                let room = ((1.0 - d) * 1e8 + 1e-6).floor();
+                #[allow(clippy::cast_precision_loss)]
+                let product = (u64::from(lt_bps) * u64::from(10_000 + lb_bps)) as f64;
+                assert!(product <= room, "D {d}, LB {bonus}: {lt_bps} x {lb_bps}");
+                assert!(lt * 10_000.0 - f64::from(lt_bps) < 2.0, "D {d}, LB {bonus}");
+            }
         }
     }
 }
