@@ -48,8 +48,14 @@ pub fn largest_safe_threshold(ratios: &mut [f64], max_rate: f64, bonus: f64) -> 
     let allowed = allowed_breaches(max_rate, ratios.len());
     let k = allowed.min(ratios.len() - 1);
     let (_, &mut kth, _) = ratios.select_nth_unstable_by(k, f64::total_cmp);
-    // Breaches are ratios strictly below kth * ... : at most `allowed` of them lie below kth.
-    Some((kth / (1.0 + bonus)).clamp(0.0, 1.0 / (1.0 + bonus)))
+    // Breaches are ratios strictly below LT (1 + LB): at most `allowed` of them lie below kth,
+    // so LT (1 + LB) must not exceed kth, also after rounding (kth / (1 + LB) times (1 + LB)
+    // can land a float step above kth, which makes kth's own origin a breach).
+    let mut lt = (kth / (1.0 + bonus)).clamp(0.0, 1.0 / (1.0 + bonus));
+    while lt > 0.0 && lt * (1.0 + bonus) > kth {
+        lt = lt.next_down();
+    }
+    Some(lt)
 }
 
 /// The static policy: one threshold per asset from its fit-period drawdowns.
@@ -110,6 +116,28 @@ mod tests {
         // Any higher threshold breaches more than 1%.
         let higher = lt + 1e-9;
         assert!(r.iter().filter(|&&x| breached(x, higher, 0.05)).count() > 2);
+    }
+
+    /// Over many fit sets and bonuses, the fitted threshold breaches at most the allowed number
+    /// of its own fit origins: the round trip through `1 + LB` never lifts it over the k-th
+    /// smallest ratio (without the step down, about one case in forty did).
+    #[test]
+    fn static_threshold_never_breaches_its_own_fit_more_than_allowed() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for _ in 0..2000 {
+            let bonus = next() * 0.2;
+            let mut r: Vec<f64> = (0..150).map(|_| 0.5 + next() * 0.5).collect();
+            let allowed = allowed_breaches(0.01, r.len());
+            let lt = largest_safe_threshold(&mut r, 0.01, bonus).unwrap();
+            let breaches = r.iter().filter(|&&x| breached(x, lt, bonus)).count();
+            assert!(breaches <= allowed, "bonus {bonus}: {breaches} > {allowed}");
+        }
     }
 
     #[test]
