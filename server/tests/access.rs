@@ -271,6 +271,13 @@ async fn the_keys_cli_creates_lists_and_revokes_without_showing_secrets() {
             .output()
             .unwrap()
     };
+    // Listing or revoking in a store that does not exist fails, and creates nothing.
+    for args in [&["list"][..], &["revoke", "k0123456789ab"]] {
+        let out = keys(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("no such file"), "{args:?}: {err}");
+        assert!(!dir.path().join("volcast.db").exists(), "{args:?}");
+    }
     let out = keys(&[
         "create",
         "--name",

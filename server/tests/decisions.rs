@@ -343,6 +343,17 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
             .output()
             .unwrap()
     };
+    // A mistyped store is an unreadable log (exit 2), not an empty one created and "verified".
+    let typo = dir.path().join("volcst.db");
+    let out = verify(&[
+        "--database-url",
+        &format!("sqlite://{}", typo.display()),
+        "--public-key",
+        &public,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+    assert!(!typo.exists());
     let out = verify(&[
         "--database-url",
         &url,

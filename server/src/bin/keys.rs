@@ -64,9 +64,13 @@ async fn main() -> ExitCode {
 
 #[allow(clippy::print_stdout)]
 async fn run(args: Args) -> Result<(), String> {
-    let store = Store::open(&args.database_url)
-        .await
-        .map_err(|e| format!("{}: {e}", volcast_server::redact_url(&args.database_url)))?;
+    // Creating a key may create the store (before the server's first start); listing or
+    // revoking reads one that exists, so a mistyped URL is an error, not an empty table.
+    let store = match args.command {
+        Command::Create { .. } => Store::open(&args.database_url).await,
+        Command::List | Command::Revoke { .. } => Store::open_existing(&args.database_url).await,
+    }
+    .map_err(|e| format!("{}: {e}", volcast_server::redact_url(&args.database_url)))?;
     let now = volcast_server::follower::wall_clock_ms();
     match args.command {
         Command::Create {
@@ -79,8 +83,11 @@ async fn run(args: Args) -> Result<(), String> {
             store.create_key(&key.row).await.map_err(|e| e.to_string())?;
             println!("{}", key.token);
             eprintln!(
-                "key {} ({}) with scopes {}: shown once, keep it secret",
-                key.row.id, key.row.name, key.row.scopes
+                "key {} ({}) with scopes {} in {}: shown once, keep it secret",
+                key.row.id,
+                key.row.name,
+                key.row.scopes,
+                volcast_server::redact_url(&args.database_url)
             );
         }
         Command::List => {

@@ -109,7 +109,8 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
     };
     let mut verifier;
     if let Some(url) = &args.database_url {
-        let store = Store::open(url)
+        // A missing file is an unreadable log (exit 2), never an empty one created here.
+        let store = Store::open_existing(url)
             .await
             .map_err(|e| format!("{}: {e}", volcast_server::redact_url(url)))?;
         if keys.is_empty() {

@@ -55,6 +55,9 @@ pub enum StoreError {
     /// A migration failed.
     #[error("schema migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// [`Store::open_existing`] found no SQLite file there.
+    #[error("no store at {0}: no such file (check the URL; a store is created by the server or `ingest`)")]
+    Missing(String),
 }
 
 /// Which database a [`Store`] talks to.
@@ -186,6 +189,26 @@ impl Store {
     /// [`StoreError`] when the URL is unsupported, the database cannot be reached or created, or
     /// a migration fails.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::connect(url).await
+    }
+
+    /// [`Store::open`] for tools that read a store that must already exist (`verify`, `keys
+    /// list`): an SQLite file that does not exist is refused instead of created empty, so a
+    /// mistyped URL is an error, not an empty, "verified" log.
+    ///
+    /// # Errors
+    /// [`StoreError::Missing`] for a missing SQLite file; else as [`Store::open`].
+    pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
+        if Backend::of_url(url)? == Backend::Sqlite {
+            let (path, _) = sqlite_parts(url)?;
+            if !std::path::Path::new(path).is_file() {
+                return Err(StoreError::Missing(path.to_owned()));
+            }
+        }
+        Self::connect(url).await
+    }
+
+    async fn connect(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
         let (url, file) = match backend {
@@ -262,14 +285,7 @@ impl Store {
 
 /// `url` with `mode=rwc` (create the file when missing), its directory created; and the file.
 fn sqlite_url(url: &str) -> Result<(String, Option<std::path::PathBuf>), StoreError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| StoreError::Url(url.to_owned()))?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Url(format!("{url} (the store needs a file)")));
-    }
+    let (path, query) = sqlite_parts(url)?;
     if let Some(dir) = std::path::Path::new(path)
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -285,6 +301,19 @@ fn sqlite_url(url: &str) -> Result<(String, Option<std::path::PathBuf>), StoreEr
         query.push_str("mode=rwc");
     }
     Ok((format!("sqlite://{path}?{query}"), Some(path.into())))
+}
+
+/// An SQLite URL's file path and query.
+fn sqlite_parts(url: &str) -> Result<(&str, &str), StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Url(url.to_owned()))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Url(format!("{url} (the store needs a file)")));
+    }
+    Ok((path, query))
 }
 
 /// Refuses what the store must never hold.
