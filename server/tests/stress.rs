@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 
 const N: usize = 900;
 
+fn last_close(body: &Value) -> f64 {
+    body["candles"][N - 1]["close"].as_f64().unwrap()
+}
+
 fn stress_body() -> Value {
     let mut body = single(N);
     let price = body["candles"][N - 1]["close"].as_f64().unwrap();
@@ -169,9 +173,29 @@ async fn stress_bad_input_is_422_with_the_field() {
         (
             // The sale size it defaults to is held to the range an asked one must keep.
             "a position worth more than 1e12 USD, no sale size",
-            Box::new(|b| b["positions"][0]["collateral"] = json!(1e15)),
+            Box::new(|b| b["positions"][0]["collateral"] = json!(2e12 / last_close(b))),
             "invalid_value",
             "sale_size_usd",
+        ),
+        (
+            // Its sums overflowed: the book's totals were answered null with a 200.
+            "a book worth more than 1e15 USD",
+            Box::new(|b| {
+                b["positions"][0]["collateral"] = json!(1e305);
+                b["sale_size_usd"] = json!(1e6);
+            }),
+            "invalid_value",
+            "positions",
+        ),
+        (
+            // Its sums overflowed: answered as unusable candles.
+            "a book owing more than 1e15 USD",
+            Box::new(|b| {
+                b["positions"] = json!([{"collateral": 1e3, "debt": 1e308}, {"collateral": 1e3, "debt": 1e308}]);
+                b["sale_size_usd"] = json!(1e6);
+            }),
+            "invalid_value",
+            "positions",
         ),
     ];
     for (name, mutate, code, field) in cases {
@@ -185,6 +209,36 @@ async fn stress_bad_input_is_422_with_the_field() {
             "{name}: {v}"
         );
     }
+}
+
+/// A book at the limit is served, its totals numbers.
+#[tokio::test]
+async fn stress_serves_a_book_at_its_limit() {
+    let mut body = stress_body();
+    let price = last_close(&body);
+    body["positions"] = json!([{"collateral": 1e15 / price * 0.999, "debt": 1e15 * 0.5}]);
+    body["sale_size_usd"] = json!(1e6);
+    body["scenarios"] = json!([{"kind": "forecast"}]);
+    let (s, v, _) = call(&app(), "POST", "/v1/risk/stress", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["book"]["collateral_usd"].as_f64().is_some_and(|x| x > 9.9e14), "{v}");
+    assert!(v["book"]["debt_usd"].as_f64().is_some(), "{v}");
+}
+
+/// `replays` on an artifact without historical windows runs nothing: refused, not an empty 200.
+#[tokio::test]
+async fn stress_replays_without_windows_are_refused() {
+    let mut info = common::info();
+    info.metadata.stress_scenarios.clear();
+    let app = common::app_serving(info, &common::config(), std::time::Duration::ZERO);
+    let mut body = stress_body();
+    body["scenarios"] = json!([{"kind": "replays"}]);
+    let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("invalid_value"), Some("scenarios")),
+        "{v}"
+    );
 }
 
 #[tokio::test]

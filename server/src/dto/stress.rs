@@ -15,6 +15,9 @@ pub const MAX_PATHS: u64 = 200_000;
 pub const MAX_HORIZON: u64 = 168;
 /// Most positions in a book.
 pub const MAX_POSITIONS: usize = 10_000;
+/// Largest book accepted, USD: its collateral value at the origin price, and its debt, each at
+/// most a thousand trillion (so no sum over the book or a path overflows).
+pub const MAX_BOOK_USD: f64 = 1e15;
 /// Most scenarios per request, counting each historical window of `replays`.
 pub const MAX_SCENARIOS: usize = 32;
 /// Most simulation work per request, in path-steps: `paths x (horizon_hours + ceil(positions /
@@ -77,7 +80,8 @@ pub struct StressRequest {
     /// Hourly candles, oldest first (at least the model's `history_hours`).
     #[serde(deserialize_with = "crate::extract::objects::vec")]
     pub candles: Vec<CandleDto>,
-    /// The book: 1 to 10,000 positions.
+    /// The book: 1 to 10,000 positions, their collateral value at the last close and their
+    /// debt each at most 1e15 USD in all.
     #[serde(deserialize_with = "crate::extract::objects::vec")]
     pub positions: Vec<PositionDto>,
     /// Liquidation threshold of positions without their own, in (0, 1] (default 0.8).

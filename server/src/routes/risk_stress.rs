@@ -17,7 +17,8 @@ use volcast_core::stress::{
 use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
 use crate::auth::Caller;
 use crate::dto::stress::{
-    BookDto, DEFAULT_PATHS, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, MAX_WORK, ScenarioDto,
+    BookDto, DEFAULT_PATHS, MAX_BOOK_USD, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, MAX_WORK,
+    ScenarioDto,
     ScenarioResultDto, StressRequest, StressResponse, TailDto,
 };
 use crate::error::{ApiError, ErrorBody};
@@ -102,6 +103,13 @@ fn scenarios(
         if out.len() > MAX_SCENARIOS {
             return Err(too_many());
         }
+    }
+    // `replays` on an artifact without historical windows stands for none.
+    if out.is_empty() {
+        return Err(ApiError::InvalidValue {
+            field: "scenarios".into(),
+            message: "no scenario to run: this artifact carries no historical windows for `replays`".into(),
+        });
     }
     Ok(out)
 }
@@ -208,9 +216,23 @@ fn check(
         |v| v > 0.0 && v <= 1.0,
     )?;
     let book = book(body, default_lt)?;
+    let price = body.candles.last().map_or(f64::NAN, |c| c.close);
+    // A book whose sums overflow would answer its totals as null, or blame the candles. (A
+    // last close that is no price is the candles' error, answered when they are checked.)
+    let prepared = PreparedBook::new(&book, price);
+    for (what, usd) in [
+        ("collateral value at the last close", prepared.collateral_usd()),
+        ("debt", prepared.debt_usd()),
+    ] {
+        if price.is_finite() && !(usd <= MAX_BOOK_USD) {
+            return Err(ApiError::InvalidValue {
+                field: "positions".into(),
+                message: format!("the book's {what} is {usd:e} USD; at most {MAX_BOOK_USD:e} USD is accepted"),
+            });
+        }
+    }
     if body.sale_size_usd.is_none() {
         // The largest position's collateral value, within the range an asked size must keep.
-        let price = body.candles.last().map_or(f64::NAN, |c| c.close);
         let largest = book.largest_value(price);
         if !SALE_SIZE_RANGE.contains(largest) {
             return Err(ApiError::InvalidValue {
