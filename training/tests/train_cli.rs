@@ -132,6 +132,31 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
         let err = String::from_utf8_lossy(&refused.stderr);
         assert!(err.contains("--recency-half-life-days"), "{bad}: {err}");
     }
+    for (flag, bad) in [("--batch-size", "0"), ("--stride-hours", "0")] {
+        let refused = with(&[flag, bad]);
+        assert!(!refused.status.success(), "{flag} {bad}");
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains(&format!("{flag} 0")), "{err}");
+    }
+    // A config's encoder is kept unless `--encoder` is given (it was replaced by the flag's
+    // default, tcn, without a word).
+    let mut lstm = volcast_model::config::TrainingConfig::default_run();
+    lstm.model.encoder = volcast_model::network::EncoderKind::Lstm;
+    let file = dir.path().join("lstm.json");
+    std::fs::write(&file, serde_json::to_string(&lstm).unwrap()).unwrap();
+    let encoder_of = |extra: &[&str]| {
+        let trained = with(&[&["--config", file.to_str().unwrap(), "--set-default"][..], extra].concat());
+        assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+        let id = std::fs::read_to_string(out.join("default")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(id.trim()).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        config["model"]["encoder"].clone()
+    };
+    let (kept, overridden) = (encoder_of(&[]), encoder_of(&["--encoder", "tcn"]));
+    assert_eq!(kept, serde_json::to_value(volcast_model::network::EncoderKind::Lstm).unwrap());
+    assert_eq!(overridden, serde_json::to_value(volcast_model::network::EncoderKind::Tcn).unwrap());
     let mut negative = config;
     negative["recency_half_life_days"] = serde_json::json!(-30.0);
     let file = dir.path().join("negative.json");

@@ -33,9 +33,9 @@ struct Args {
     /// adapter (software Vulkan included), or the CPU.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceChoice,
-    /// Sequence encoder.
-    #[arg(long, value_enum, default_value = "tcn")]
-    encoder: Encoder,
+    /// Sequence encoder (default: the `--config`'s, else tcn).
+    #[arg(long, value_enum)]
+    encoder: Option<Encoder>,
     /// The LSTM's recurrence on the CPU: one fused operation, or composed from tensor
     /// operations as on wgpu (the same function to rounding, several times slower; to compare
     /// the two).
@@ -124,18 +124,22 @@ fn main() -> std::process::ExitCode {
 
 fn config_from(args: &Args) -> anyhow::Result<TrainingConfig> {
     let mut config = volcast_training::cli::training_config(args.config.as_deref())?;
-    config.model.encoder = match args.encoder {
-        Encoder::Tcn => EncoderKind::Tcn,
-        Encoder::Lstm => EncoderKind::Lstm,
-    };
+    if let Some(e) = args.encoder {
+        config.model.encoder = match e {
+            Encoder::Tcn => EncoderKind::Tcn,
+            Encoder::Lstm => EncoderKind::Lstm,
+        };
+    }
     if let Some(v) = args.epochs {
         config.max_epochs = v;
     }
     if let Some(v) = args.batch_size {
-        config.batch_size = v.max(1);
+        anyhow::ensure!(v > 0, "--batch-size 0: give at least 1");
+        config.batch_size = v;
     }
     if let Some(v) = args.stride_hours {
-        config.stride_hours = v.max(1);
+        anyhow::ensure!(v > 0, "--stride-hours 0: give at least 1");
+        config.stride_hours = v;
     }
     if let Some(v) = args.holdout_days {
         config.holdout_days = v;
