@@ -88,6 +88,26 @@ fn evaluate_explains_bad_input() {
         env!("CARGO_BIN_EXE_evaluate"),
         &["--data", dir.path().to_str().unwrap(), "--fit-until", "someday"],
     );
+    // Settings that would change nothing are refused, not ignored: the model's without a
+    // model, and the daily job's on stored corrections.
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
+    let default = artifacts.join(std::fs::read_to_string(artifacts.join("default")).unwrap().trim());
+    for (args, says) in [
+        (vec!["--rolling-days", "30"], "--rolling-days acts on the model"),
+        (vec!["--fixed-recalibration"], "--fixed-recalibration acts on the model"),
+        (vec!["--quantile-step", "0.002"], "acts on the model"),
+        (
+            vec!["--model", default.to_str().unwrap(), "--fixed-recalibration", "--quantile-step", "0.002"],
+            "would change nothing",
+        ),
+    ] {
+        let out = run(
+            env!("CARGO_BIN_EXE_evaluate"),
+            &[&["--data", dir.path().to_str().unwrap()][..], &args].concat(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+    }
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fit-until"));
 
     // An evaluation period after the data (150 days from 2020-01-01): nothing to score is an

@@ -102,6 +102,7 @@ fn run() -> anyhow::Result<()> {
 
     let (fit_until_ms, eval_from_ms) = fit_until_and_eval_from(&args)?;
     let model = load_model(&args)?;
+    refuse_ignored(&args, model.as_ref())?;
     if let Some(m) = &model {
         volcast_training::cli::refuse_in_sample(&m.metadata, fit_until_ms)?;
         if stored_corrections(m, &args) {
@@ -152,6 +153,37 @@ fn run() -> anyhow::Result<()> {
 
     print!("{}", render(&report, false));
     write_outputs(&report, &args)
+}
+
+/// Refuses settings that would change nothing (they were accepted and ignored): the model's
+/// settings without `--model`, and the daily job's where the model is scored with its stored
+/// corrections.
+fn refuse_ignored(args: &Args, model: Option<&LoadedModel>) -> anyhow::Result<()> {
+    let model_flags = [
+        ("--fixed-recalibration", args.fixed_recalibration),
+        ("--term-structure", args.term_structure.is_some()),
+        ("--rolling-days", args.rolling_days.is_some()),
+        ("--quantile-step, --blend-as-served-at, ...", !args.adaptive.is_empty()),
+    ];
+    match model {
+        None => {
+            if let Some((flag, _)) = model_flags.iter().find(|(_, given)| *given) {
+                bail!("{flag} acts on the model's forecasts: give --model, or leave it out");
+            }
+        }
+        Some(m) if stored_corrections(m, args) && !args.adaptive.is_empty() => bail!(
+            "model {} is scored with its stored corrections ({}): the daily job's settings \
+             (--quantile-step, --blend-as-served-at, ...) would change nothing",
+            m.metadata.id,
+            if args.fixed_recalibration {
+                "--fixed-recalibration"
+            } else {
+                "its artifact declares no rolling window; give --rolling-days"
+            }
+        ),
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 /// The fit period's last candle (ms) and the first origin scored, from `--fit-until` and
