@@ -40,6 +40,18 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let files = candle_files(&args.data)?;
+    // Nothing to load is a mistake (a parent directory: files are looked for in the directory
+    // named, not below it), never a success that stored nothing.
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no candle files (.csv, .csv.gz, .parquet) in {}: name the directory that holds them \
+         (e.g. ../shared/data/binance-spot-1h)",
+        args.data
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
