@@ -1,5 +1,7 @@
 //! The `anomaly` binary as a user runs it.
 
+mod common;
+
 use std::process::Command;
 
 /// A stated rate no fit can keep is refused before any data is read, naming the flag: 0 or a
@@ -28,4 +30,48 @@ fn train_refuses_a_rate_it_cannot_state() {
         );
         assert!(!out.exists(), "{rate}: a detector was written");
     }
+}
+
+/// A period that scores nothing is refused, not reported as zeros: `--from` after `--to`
+/// (before anything is read), and a period after the data.
+#[test]
+fn evaluate_refuses_a_period_with_nothing_to_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let anomaly = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_anomaly"))
+            .args(["--data", dir.path().to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let detector = dir.path().join("anomaly.json");
+    let evaluate = |from: &str, to: &str| {
+        anomaly(&["evaluate", "--detector", detector.to_str().unwrap(), "--from", from, "--to", to])
+    };
+    let run = evaluate("2020-03-01", "2020-02-01");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("--from is after --to"), "{stderr}");
+    // Three assets: too few for the market model, whose quantiles came out null, written to a
+    // detector that never loaded. Refused, and nothing written.
+    common::cli::generate(&dir.path().join("binance-spot-1h"), 120);
+    let train = || anomaly(&["train", "--fit-until", "2020-03-31", "--out", detector.to_str().unwrap()]);
+    let refused = train();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("at least 5 assets"),
+        "{stderr}"
+    );
+    assert!(!detector.exists());
+    let more = dir.path().join("more");
+    common::cli::generate_assets(&more, 120, 6);
+    std::fs::remove_dir_all(dir.path().join("binance-spot-1h")).unwrap();
+    std::fs::rename(&more, dir.path().join("binance-spot-1h")).unwrap();
+    let trained = train();
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    let run = evaluate("2023-01-01", "2023-12-31");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("nothing to score"), "{stderr}");
+    // The data's own months are scored.
+    let run = evaluate("2020-04-01", "2020-04-29");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
 }

@@ -274,6 +274,7 @@ pub fn summary(d: &Detector) -> BTreeMap<&'static str, String> {
     m.insert("id", d.id.clone());
     m.insert("fit_until", d.fit_until.clone());
     m.insert("candle_rows", d.candles.fit_rows.to_string());
+    m.insert("candle_market_rows", d.candles_market.fit_rows.to_string());
     m.insert(
         "pool_rows",
         d.pools.as_ref().map_or(0, |p| p.fit_rows).to_string(),

@@ -176,8 +176,22 @@ fn train(data: &DataDirs, until: i64, out: &Path, fit_args: &FitArgs) -> anyhow:
         ..DetectorConfig::default()
     };
     config.features = config.features.with_fee_mint_fraction(bound);
+    let min_assets = config.market_min_assets;
     let markets = Markets::load(data, until, &config)?;
     let d = fit(&markets, until, config);
+    // Without fit rows a model's quantiles are not numbers: the file would be written and never
+    // load again (nor serve).
+    for (model, rows) in [("candles", d.candles.fit_rows), ("candles_market", d.candles_market.fit_rows)] {
+        anyhow::ensure!(
+            rows > 0,
+            "the {model} model has no fit rows up to the fit end{}: nothing written",
+            if model == "candles_market" {
+                format!(" (the market model needs at least {min_assets} assets trading in the same hours)")
+            } else {
+                String::new()
+            }
+        );
+    }
     save(&d, out)?;
     for (k, v) in summary(&d) {
         println!("{k}: {v}");
@@ -192,9 +206,20 @@ fn run_eval(
     eval: &EvalConfig,
     json: Option<&Path>,
 ) -> anyhow::Result<String> {
+    if eval.from_ms > eval.to_ms {
+        anyhow::bail!("--from is after --to: nothing to score");
+    }
     let d = load(detector)?;
     let markets = Markets::load(data, eval.to_ms, &d.config)?;
     let report = evaluate(&Scorer::new(d), &markets, eval);
+    // A period the data does not cover is a mistake, not a report of zeros.
+    if report.candles_alone.scored == 0 {
+        anyhow::bail!(
+            "no candle hour of the data lies in {} .. {}: nothing to score",
+            report.from,
+            report.to
+        );
+    }
     if let Some(path) = json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -10,10 +10,15 @@ pub fn run(bin: &str, args: &[&str]) -> Output {
 
 /// Three generated assets of `days` days in `dir` (`generate`).
 pub fn generate(dir: &Path, days: usize) {
+    generate_assets(dir, days, 3);
+}
+
+/// [`generate`] with `assets` assets.
+pub fn generate_assets(dir: &Path, days: usize, assets: usize) {
     let hours = (24 * days).to_string();
     let out = run(
         env!("CARGO_BIN_EXE_generate"),
-        &["--out", dir.to_str().unwrap(), "--assets", "3", "--hours", &hours],
+        &["--out", dir.to_str().unwrap(), "--assets", &assets.to_string(), "--hours", &hours],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
