@@ -21,8 +21,9 @@ use volcast_training::walkforward::{WalkForward, render, run, write_json};
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Args {
-    /// Candle directories (repeatable). Default: ../shared/data/binance-spot-1h when present.
-    #[arg(long, env = "VOLCAST_DATA")]
+    /// Candle directories (repeatable; also `VOLCAST_DATA`, comma-separated, as every other
+    /// command reads it). Default: ../shared/data/binance-spot-1h when present.
+    #[arg(long, env = "VOLCAST_DATA", value_delimiter = ',')]
     data: Vec<PathBuf>,
     /// Years scored, one fold each (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [2019, 2020, 2021],
@@ -132,7 +133,8 @@ fn run_args() -> anyhow::Result<()> {
     }
     let mut config = volcast_training::cli::training_config(args.config.as_deref())?;
     if let Some(v) = args.epochs {
-        config.max_epochs = v.max(1);
+        anyhow::ensure!(v > 0, "--epochs 0: give at least 1");
+        config.max_epochs = v;
     }
     if let Some(v) = args.holdout_days {
         config.holdout_days = v;
@@ -168,4 +170,19 @@ fn run_args() -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--data a,b` (and `VOLCAST_DATA=a,b`) names two directories, as in every other command.
+    #[test]
+    fn data_splits_on_commas() {
+        let args = Args::try_parse_from(["walkforward", "--data", "a,b", "--out", "x"]);
+        assert_eq!(
+            args.map(|a| a.data).ok(),
+            Some(vec![PathBuf::from("a"), PathBuf::from("b")])
+        );
+    }
 }
