@@ -363,6 +363,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
         progress: p.progress,
         max_steps: p.max_steps,
         threads: p.threads.unwrap_or_else(|| selected.training_threads()),
+        inputs: run_inputs(&dirs, data.fit_until_ms)?,
     };
     let (members, apart) = train_groups(p, &data, &selected.device, &options)?;
     let apart_members = apart.as_ref().map_or(&[][..], |(_, t)| t.as_slice());
@@ -501,6 +502,18 @@ impl LoadedData {
             fit_end_hour,
         })
     }
+}
+
+/// What a run's rows come from beyond its config, for [`RunOptions::inputs`]: the fit end and
+/// each candle file's name and SHA-256 (so a checkpoint is never resumed on another split or on
+/// changed files, whatever the directories are called).
+fn run_inputs(dirs: &[PathBuf], fit_until_ms: i64) -> anyhow::Result<String> {
+    let files = data_hashes(dirs)?
+        .into_iter()
+        .map(|(name, sha)| format!("{name}={sha}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(format!("fit_until_ms={fit_until_ms}; data={files}"))
 }
 
 /// The checkpoint directory: the one asked for, else `<out>/.checkpoints/<hash of settings>`.

@@ -25,6 +25,7 @@ fn training_until_the_fit_end_retrains_the_chosen_epochs_on_the_holdout_too() {
         progress: false,
         max_steps,
         threads: 2,
+        inputs: String::new(),
     };
     let options = |dir: &Path, resume: bool| budget(dir, resume, None);
     let plain_config = small_config()

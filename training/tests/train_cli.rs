@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::cli::{generate, run};
+use common::cli::{copy_tree, generate, run};
 
 /// `--recency-half-life-days` trains with recent rows weighted up, `--refit-through-holdout`
 /// trains until the fit end, `--weight-average-half-life-epochs` averages the weights and
@@ -219,7 +219,37 @@ fn train_resumes_after_kill_9() {
     let epochs_before = before["history"].as_array().unwrap().len();
     assert!(epochs_before >= 1);
 
+    // Resumed on another split, or on a changed candle file: refused, the checkpoint kept.
+    let changed = dir.path().join("changed");
+    copy_tree(&data, &changed);
+    let synth01 = std::fs::read_dir(&changed)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("SYNTH01"))
+        .unwrap();
+    let mut candles = volcast_training::data::read_file(&synth01).unwrap();
+    candles[60].close *= 1.01;
+    candles[60].high = candles[60].high.max(candles[60].close);
+    std::fs::remove_file(&synth01).unwrap();
+    volcast_training::data::write_csv(&changed.join("SYNTH01.csv"), &candles).unwrap();
+    let mut other_split: Vec<&str> = args.to_vec();
+    other_split.extend(["--fit-until", "2020-05-20", "--resume"]);
+    let mut other_data: Vec<&str> = args.to_vec();
+    other_data[1] = changed.to_str().unwrap();
+    other_data.push("--resume");
+    for refused in [other_split, other_data] {
+        let out_run = run(env!("CARGO_BIN_EXE_train"), &refused);
+        let stderr = String::from_utf8_lossy(&out_run.stderr);
+        assert!(!out_run.status.success(), "{refused:?}: {stderr}");
+        assert!(stderr.contains("another config, fit end or candle files"), "{stderr}");
+    }
+    assert_eq!(state(&ckpt), before, "a refused resume left the checkpoint as it was");
+
+    // The same files under another directory name resume.
+    let same = dir.path().join("same");
+    copy_tree(&data, &same);
     let mut resumed: Vec<&str> = args.to_vec();
+    resumed[1] = same.to_str().unwrap();
     resumed.push("--resume");
     let out_run = run(env!("CARGO_BIN_EXE_train"), &resumed);
     let stderr = String::from_utf8_lossy(&out_run.stderr);

@@ -94,6 +94,7 @@ pub fn bench(
                 progress: false,
                 max_steps: None,
                 threads,
+                inputs: String::new(),
             };
             let run = Run {
                 config: &config,

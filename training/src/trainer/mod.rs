@@ -87,6 +87,25 @@ pub struct RunOptions {
     /// gradients are computed at once, each on its own copy of the model, and summed (the
     /// whole batch's gradient, to rounding). 1 on a GPU.
     pub threads: usize,
+    /// What the rows come from beyond the config (the fit end and the candle files' hashes):
+    /// a checkpoint resumes only under the same config and the same inputs.
+    pub inputs: String,
+}
+
+impl RunOptions {
+    /// What a checkpoint records of the run that wrote it, and must match to be resumed: the
+    /// config and [`RunOptions::inputs`].
+    ///
+    /// # Errors
+    /// The config does not serialise.
+    pub(crate) fn run_key(&self, config: &TrainingConfig) -> Result<String, serde_json::Error> {
+        let json = serde_json::to_string(config)?;
+        Ok(if self.inputs.is_empty() {
+            json
+        } else {
+            format!("{json}\n{}", self.inputs)
+        })
+    }
 }
 
 /// Trains on `assets` with fit period ending at `fit_end_hour`.
@@ -202,7 +221,7 @@ fn run_phase(
     let pick = pick.file(config);
     let dir = &options.checkpoint_dir;
     std::fs::create_dir_all(dir).map_err(|e| ckpt_err(dir, e))?;
-    let config_json = serde_json::to_string(config).map_err(|e| ckpt_err(dir, e))?;
+    let config_json = options.run_key(config).map_err(|e| ckpt_err(dir, e))?;
     let autodiff = device.clone().autodiff();
     autodiff.seed(config.seed);
     let (model, optim, state, averager) =

@@ -75,7 +75,7 @@ pub(super) fn refit(
     let dir = options.checkpoint_dir.join("refit");
     // A refit checkpoint of another epoch count (the first run was cut short by a step budget,
     // then resumed) is of no use: start the refit again.
-    let json = serde_json::to_string(&refit_config).map_err(|e| ckpt_err(&dir, e))?;
+    let json = options.run_key(&refit_config).map_err(|e| ckpt_err(&dir, e))?;
     let resume = options.resume && written_by(&dir, &json);
     if options.resume && !resume && current_checkpoint(&dir).is_some() {
         tracing::info!(

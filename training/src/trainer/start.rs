@@ -203,7 +203,8 @@ pub(super) fn start_or_resume(
         if state.config != config_json {
             return Err(ckpt_err(
                 dir,
-                "was written by a run with another config; use another --checkpoint-dir or drop --resume",
+                "was written by a run with another config, fit end or candle files; use another \
+                 --checkpoint-dir or drop --resume",
             ));
         }
         let model = frozen(
@@ -230,6 +231,12 @@ pub(super) fn start_or_resume(
         tracing::info!(epoch = state.epoch + 1, "resuming");
         Ok((model, optim, state, averager))
     } else {
+        if options.resume && current_checkpoint(&options.checkpoint_dir).is_none() {
+            tracing::warn!(
+                dir = %options.checkpoint_dir.display(),
+                "--resume: no checkpoint there, training from the start"
+            );
+        }
         // A fresh run: an earlier run's checkpoint is no longer current.
         let pointer = options.checkpoint_dir.join(CURRENT);
         if pointer.exists() {

@@ -130,6 +130,7 @@ pub fn run_options(
         progress: false,
         max_steps,
         threads: 2,
+        inputs: String::new(),
     }
 }
 
