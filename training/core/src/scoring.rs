@@ -64,6 +64,26 @@ pub fn diebold_mariano(d: &[f64], group: &[usize], lag: usize) -> Option<Diebold
     })
 }
 
+/// Diebold-Mariano on the daily cross-sectional means of `d`: the differences of each day
+/// (`day[i]`, e.g. the origin's hour divided by 24) averaged, then the test on that series in day
+/// order with `lag` lags. Assets move together, so [`diebold_mariano`] on the pooled points
+/// counts a market-wide day once per asset and overstates the evidence; this counts it once.
+/// `n` is the number of days.
+#[must_use]
+pub fn diebold_mariano_daily(d: &[f64], day: &[i64], lag: usize) -> Option<DieboldMariano> {
+    if day.len() != d.len() {
+        return None;
+    }
+    let mut days: std::collections::BTreeMap<i64, (f64, usize)> = std::collections::BTreeMap::new();
+    for (&x, &k) in d.iter().zip(day) {
+        let e = days.entry(k).or_insert((0.0, 0));
+        e.0 += x;
+        e.1 += 1;
+    }
+    let means: Vec<f64> = days.values().map(|&(sum, n)| sum / n as f64).collect();
+    diebold_mariano(&means, &vec![0; means.len()], lag)
+}
+
 /// Area under the ROC curve (ties share ranks); None without both classes.
 #[must_use]
 pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
@@ -214,6 +234,29 @@ mod tests {
         let dm2 = diebold_mariano(&d, &[0, 1, 2, 3], 1).unwrap();
         assert!((dm2.statistic - dm.statistic).abs() < 1e-12);
         assert!(dm.p_value > 0.0 && dm.p_value < 1.0);
+    }
+
+    /// Ten assets whose differences are the same each day: the pooled test counts every day ten
+    /// times, and is sqrt(10) times as sure as the daily test, which counts it once.
+    #[test]
+    fn diebold_mariano_daily_counts_a_common_day_once() {
+        let (assets, days) = (10_usize, 60_i64);
+        let daily: Vec<f64> = (0..days).map(|t| 0.1 + ((t * 7) % 11) as f64 / 10.0 - 0.5).collect();
+        // Asset-major, days in order within each asset, as `evaluate` holds its points.
+        let d: Vec<f64> = (0..assets).flat_map(|_| daily.iter().copied()).collect();
+        let group: Vec<usize> = (0..assets).flat_map(|a| std::iter::repeat_n(a, daily.len())).collect();
+        let day: Vec<i64> = (0..assets).flat_map(|_| 0..days).collect();
+        let pooled = diebold_mariano(&d, &group, 1).unwrap();
+        let by_day = diebold_mariano_daily(&d, &day, 1).unwrap();
+        assert_eq!(by_day.n, 60);
+        assert!((by_day.mean_difference - pooled.mean_difference).abs() < 1e-12);
+        let ratio = pooled.statistic / by_day.statistic;
+        assert!((ratio - 10f64.sqrt()).abs() < 0.05 * 10f64.sqrt(), "{ratio}");
+        assert!(by_day.p_value > pooled.p_value);
+        // The daily test of one asset is the pooled test of it.
+        let one = diebold_mariano_daily(&daily, &(0..days).collect::<Vec<_>>(), 1).unwrap();
+        let plain = diebold_mariano(&daily, &[0; 60], 1).unwrap();
+        assert!((one.statistic - plain.statistic).abs() < 1e-12);
     }
 
     #[test]

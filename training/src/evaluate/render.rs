@@ -132,7 +132,11 @@ fn render_qlike(report: &EvaluationReport, out: &mut String) {
     let names = names_in(report.horizons.values().map(|h| &h.qlike));
     let mut header = vec!["H".to_owned(), "points".to_owned(), "RV=0 excluded".to_owned()];
     header.extend(names.iter().cloned());
-    header.extend(["DM vs better HAR".to_owned(), "DM p".to_owned()]);
+    header.extend([
+        "DM vs better HAR".to_owned(),
+        "DM p".to_owned(),
+        "DM p, daily means".to_owned(),
+    ]);
     let rows: Vec<Vec<String>> = report
         .horizons
         .iter()
@@ -148,6 +152,7 @@ fn render_qlike(report: &EvaluationReport, out: &mut String) {
                     .map_or_else(|| "-".into(), |d| format!("{:.2} ({})", d.statistic, d.against)),
             );
             row.push(fmt_opt(r.dm.as_ref().map(|d| d.p_value), 4));
+            row.push(fmt_opt(r.dm.as_ref().and_then(|d| d.daily_p_value), 4));
             row
         })
         .collect();

@@ -129,6 +129,14 @@ pub struct DmReport {
     pub mean_difference: f64,
     /// Newey-West lag, `ceil(H / 24)`.
     pub lag: usize,
+    /// The same test on the daily cross-sectional means of the differences (each origin day
+    /// once; the pooled test above counts a market-wide day once per asset, so its p-value
+    /// overstates the evidence), same lag.
+    pub daily_statistic: Option<f64>,
+    /// Its two-sided p-value.
+    pub daily_p_value: Option<f64>,
+    /// Origin days in it.
+    pub days: usize,
 }
 
 /// Empirical coverage of one quantile level.

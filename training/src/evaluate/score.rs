@@ -10,7 +10,7 @@ use super::report::{AssetHorizonReport, CoverageReport, DmReport, HorizonReport,
 use volcast_core::forecast::{ForecastTable, Origin};
 use volcast_core::grid::Asset;
 use volcast_core::panel::PreparedAsset;
-use volcast_core::scoring::{average_precision, brier, diebold_mariano, qlike, roc_auc};
+use volcast_core::scoring::{average_precision, brier, diebold_mariano, diebold_mariano_daily, qlike, roc_auc};
 
 /// Name of the forecaster that DM compares with HAR.
 pub const MODEL: &str = "model";
@@ -49,7 +49,11 @@ pub fn score_horizon(
         .map(|(name, l)| ((*name).to_owned(), mean(l.iter().copied())))
         .collect();
 
-    let dm = dm_against_har(h, &losses, &points, origins);
+    let days: Vec<i64> = points
+        .iter()
+        .map(|&i| assets[origins[i].asset].grid.hour(origins[i].slot).div_euclid(24))
+        .collect();
+    let dm = dm_against_har(h, &losses, &points, origins, &days);
     let calibration = quantile_coverage(h, tables, &points, &targets);
 
     let (shortage, shortage_points) = score_shortage(h, prepared, origins, tables);
@@ -106,12 +110,14 @@ fn common_points(targets: &[f64], variance: &[(&str, &[f64])]) -> (Vec<usize>, u
 
 /// Diebold-Mariano test of the model's QLIKE losses against the better of HAR and HAR operated
 /// on the same points (SPEC, "Operated comparison"), the baseline the QLIKE ratio is against:
-/// never GARCH or EWMA, even where one of them scores better.
+/// never GARCH or EWMA, even where one of them scores better. Pooled over the points, and on
+/// the daily cross-sectional means (`days[j]`: point `j`'s origin day).
 fn dm_against_har(
     h: usize,
     losses: &BTreeMap<&str, Vec<f64>>,
     points: &[usize],
     origins: &[Origin],
+    days: &[i64],
 ) -> Option<DmReport> {
     losses.get(MODEL).and_then(|model| {
         let (best, best_losses) = losses
@@ -121,12 +127,16 @@ fn dm_against_har(
         let d: Vec<f64> = model.iter().zip(best_losses).map(|(m, b)| m - b).collect();
         let group: Vec<usize> = points.iter().map(|&i| origins[i].asset).collect();
         let test = diebold_mariano(&d, &group, h.div_ceil(24))?;
+        let daily = diebold_mariano_daily(&d, days, h.div_ceil(24));
         Some(DmReport {
             against: (*best).to_owned(),
             statistic: test.statistic,
             p_value: test.p_value,
             mean_difference: test.mean_difference,
             lag: test.lag,
+            daily_statistic: daily.map(|t| t.statistic),
+            daily_p_value: daily.map(|t| t.p_value),
+            days: daily.map_or(0, |t| t.n),
         })
     })
 }
@@ -307,10 +317,11 @@ mod tests {
         losses.insert("ewma", wave(0.20, 7));
         losses.insert("har", wave(0.60, 5));
         losses.insert("har_operated", wave(0.55, 7));
-        let dm = dm_against_har(4, &losses, &points, &origins);
+        let days: Vec<i64> = (0..n as i64).collect();
+        let dm = dm_against_har(4, &losses, &points, &origins, &days);
         assert_eq!(dm.map(|d| d.against).as_deref(), Some("har_operated"));
         losses.remove("har_operated");
-        let dm = dm_against_har(4, &losses, &points, &origins);
+        let dm = dm_against_har(4, &losses, &points, &origins, &days);
         assert_eq!(dm.map(|d| d.against).as_deref(), Some("har"));
     }
 }

@@ -257,7 +257,7 @@ fn row(cells: &[String]) -> String {
 fn qlike_table(report: &WalkForwardReport) -> String {
     let mut out = String::from(
         "<table><tr><th>fold</th><th>H</th><th>points</th><th>HAR</th><th>HAR operated</th><th>model</th>\
-         <th>model / better</th><th>DM p</th><th>worst coverage gap</th></tr>\n",
+         <th>model / better</th><th>DM p</th><th>DM p, daily means</th><th>worst coverage gap</th></tr>\n",
     );
     for cells in super::fold_rows(&report.folds) {
         out.push_str(&row(&cells));

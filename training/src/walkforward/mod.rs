@@ -144,6 +144,9 @@ pub struct FoldHorizon {
     pub ratio: f64,
     /// Diebold-Mariano p-value against the better of HAR and HAR operated.
     pub dm_p: Option<f64>,
+    /// The same on the daily cross-sectional means (each day once).
+    #[serde(default)]
+    pub dm_daily_p: Option<f64>,
     /// Largest distance of an RV quantile's coverage from its level.
     pub worst_coverage_gap: f64,
     /// The liquidity-shortage scores (none where the horizon had no labelled points).
@@ -455,6 +458,7 @@ fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary 
                 model,
                 ratio: model / har_operated.map_or(har, |o| o.min(har)),
                 dm_p: r.dm.as_ref().map(|d| d.p_value),
+                dm_daily_p: r.dm.as_ref().and_then(|d| d.daily_p_value),
                 worst_coverage_gap: r.calibration.get("model").map_or(f64::NAN, |c| {
                     c.iter().map(|c| (c.coverage - c.level).abs()).fold(0.0, f64::max)
                 }),

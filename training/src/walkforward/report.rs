@@ -28,8 +28,8 @@ pub fn render(report: &WalkForwardReport) -> String {
         );
     }
     out.push_str(
-        "| fold | H | points | HAR | HAR operated | model | model / better | DM p | worst coverage gap |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| fold | H | points | HAR | HAR operated | model | model / better | DM p | DM p, daily means | worst coverage gap |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for cells in fold_rows(&report.folds) {
         let _ = writeln!(out, "| {} |", cells.join(" | "));
@@ -151,10 +151,10 @@ pub(super) fn or_dash(x: Option<f64>, digits: usize) -> String {
 }
 
 /// The cells of the per-fold table, one row per fold and horizon: fold, H, points, the pooled
-/// QLIKE of HAR, HAR operated and the model, the model over the better baseline, the DM p-value
-/// and the worst coverage gap (`-` where there is none). The Markdown report and the page both
+/// QLIKE of HAR, HAR operated and the model, the model over the better baseline, the DM p-values
+/// (pooled, and on the daily cross-sectional means) and the worst coverage gap (`-` where there is none). The Markdown report and the page both
 /// print these.
-pub(super) fn fold_rows(folds: &[FoldSummary]) -> Vec<[String; 9]> {
+pub(super) fn fold_rows(folds: &[FoldSummary]) -> Vec<[String; 10]> {
     folds
         .iter()
         .flat_map(|f| {
@@ -168,6 +168,7 @@ pub(super) fn fold_rows(folds: &[FoldSummary]) -> Vec<[String; 9]> {
                     format!("{:.4}", h.model),
                     format!("{:.4}", h.ratio),
                     or_dash(h.dm_p, 4),
+                    or_dash(h.dm_daily_p, 4),
                     format!("{:.3}", h.worst_coverage_gap),
                 ]
             })

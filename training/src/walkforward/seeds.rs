@@ -251,6 +251,7 @@ mod tests {
                     model: ratio,
                     ratio,
                     dm_p: None,
+                    dm_daily_p: None,
                     worst_coverage_gap: 0.0,
                     shortage: Some(FoldShortage {
                         base_rate: 0.1,
