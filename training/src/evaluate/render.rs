@@ -251,6 +251,25 @@ fn render_policies(report: &EvaluationReport, out: &mut String) {
         ],
         &rows,
     ));
+    let missing: Vec<String> = r
+        .no_forecast
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    let s = &r.static_all_origins;
+    let _ = writeln!(
+        out,
+        "\nScored on the {} origins where every policy has a forecast, of SPEC's {} (origins without \
+         a forecast: {}). The static policy on all {}: {} breaches ({:.2}%) at mean LT {:.4}.",
+        r.policies.values().next().map_or(0, |p| p.n),
+        r.spec_origins,
+        if missing.is_empty() { "none".to_owned() } else { missing.join(", ") },
+        r.spec_origins,
+        s.breaches,
+        100.0 * s.breach_rate,
+        s.mean_lt,
+    );
 }
 
 /// Writes the hindsight-bound table, if the report has any.

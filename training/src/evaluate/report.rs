@@ -258,6 +258,15 @@ pub struct RiskReport {
     pub hindsight: BTreeMap<String, HindsightBound>,
     /// Per policy, each day's origins, breaches and mean LT, in day order (the breach timeline).
     pub timeline: BTreeMap<String, Vec<DayOutcome>>,
+    /// SPEC's backtest origins: every origin with its `tau` lows and its close. `policies` are
+    /// scored on those where every drawdown table has a forecast (their common origins).
+    pub spec_origins: usize,
+    /// Per drawdown table, SPEC origins it gives no drawdown at (the model at degenerate
+    /// markets it refuses to forecast, HAR where RV24, RV168 or RV720 is missing or zero):
+    /// left out of every policy's figures.
+    pub no_forecast: BTreeMap<String, usize>,
+    /// The static policy on all SPEC origins, SPEC's own definition of its backtest.
+    pub static_all_origins: PolicyReport,
 }
 
 /// One day of a policy's backtest, pooled over assets.

@@ -63,7 +63,21 @@ pub fn score_risk(
     let drawdown_tables: Vec<&ForecastTable> = tables.iter().filter(|t| t.drawdown.is_some()).collect();
     names.extend(drawdown_tables.iter().map(|t| t.name.clone()));
 
-    let points = risk_points(assets, origins, static_policy, &drawdown_tables, tau, bonus);
+    let Scored {
+        points,
+        spec,
+        no_forecast,
+    } = risk_points(assets, origins, static_policy, &drawdown_tables, tau, bonus);
+    let static_all_origins = policy_report(
+        spec.iter()
+            .map(|&(a, dd)| (breached(1.0 - dd, static_policy.thresholds[a], bonus), static_policy.thresholds[a])),
+        alpha,
+    );
+    let no_forecast = drawdown_tables
+        .iter()
+        .zip(no_forecast)
+        .map(|(t, n)| (t.name.clone(), n))
+        .collect();
     let backtest = RiskPoints {
         assets,
         origins,
@@ -86,11 +100,25 @@ pub fn score_risk(
         worst_breaches,
         hindsight,
         timeline,
+        spec_origins: spec.len(),
+        no_forecast,
+        static_all_origins,
     }
 }
 
+/// [`risk_points`]' answer.
+struct Scored {
+    /// The common origins, as `(origin index, realised drawdown, thresholds per policy)`.
+    points: Vec<RiskPoint>,
+    /// Every SPEC origin (its lows and close present) as `(asset, realised drawdown)`.
+    spec: Vec<(usize, f64)>,
+    /// Per drawdown table, SPEC origins without its drawdown.
+    no_forecast: Vec<usize>,
+}
+
 /// The origins with a realised drawdown and a finite forecast from every drawdown table, as
-/// `(origin index, realised drawdown, thresholds per policy)`, the static policy first.
+/// `(origin index, realised drawdown, thresholds per policy)`, the static policy first; and
+/// SPEC's origins (a realised drawdown) with, per table, how many it gave no drawdown at.
 fn risk_points(
     assets: &[Asset],
     origins: &[Origin],
@@ -98,24 +126,38 @@ fn risk_points(
     drawdown_tables: &[&ForecastTable],
     tau: usize,
     bonus: f64,
-) -> Vec<RiskPoint> {
-    // (origin index, realised drawdown, thresholds per policy)
-    origins
+) -> Scored {
+    // Per SPEC origin: (asset, realised drawdown, each table's drawdown where finite).
+    let spec: Vec<(usize, usize, f64, Vec<Option<f64>>)> = origins
         .par_iter()
         .enumerate()
         .filter_map(|(i, o)| {
             let dd = drawdown(&assets[o.asset].grid, o.slot, tau)?;
-            let mut lts = vec![static_policy.thresholds[o.asset]];
-            for t in drawdown_tables {
-                let d = t.drawdown.as_ref()?[i];
-                if !d.is_finite() {
-                    return None;
-                }
-                lts.push(threshold(d, bonus));
-            }
-            Some((i, dd, lts))
+            let forecasts = drawdown_tables
+                .iter()
+                .map(|t| t.drawdown.as_ref().map(|d| d[i]).filter(|d| d.is_finite()))
+                .collect();
+            Some((i, o.asset, dd, forecasts))
         })
-        .collect()
+        .collect();
+    let no_forecast = (0..drawdown_tables.len())
+        .map(|j| spec.iter().filter(|p| p.3[j].is_none()).count())
+        .collect();
+    let points = spec
+        .iter()
+        .filter_map(|(i, a, dd, forecasts)| {
+            let mut lts = vec![static_policy.thresholds[*a]];
+            for d in forecasts {
+                lts.push(threshold((*d)?, bonus));
+            }
+            Some((*i, *dd, lts))
+        })
+        .collect();
+    Scored {
+        points,
+        spec: spec.iter().map(|&(_, a, dd, _)| (a, dd)).collect(),
+        no_forecast,
+    }
 }
 
 /// The backtest points and the policies they are scored for.
@@ -337,6 +379,65 @@ fn static_refit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Policies are scored on their common origins; the report says how many of SPEC's origins
+    /// that leaves out and for which table, and scores the static policy on all of them.
+    #[test]
+    fn backtest_counts_the_origins_left_out() {
+        use volcast_core::candles::Candle;
+        use volcast_core::grid::HourlyGrid;
+        use volcast_core::time::HOUR_MS;
+        // 10 days of hourly candles, each hour's low 2% under its close on even days.
+        let candles: Vec<Candle> = (0..240_i64)
+            .map(|h| Candle {
+                open_time: h * HOUR_MS,
+                open: 100.0,
+                high: 100.0,
+                low: if (h / 24) % 2 == 0 { 98.0 } else { 100.0 },
+                close: 100.0,
+                volume: 1.0,
+                quote_volume: 100.0,
+            })
+            .collect();
+        let assets = [Asset {
+            id: "A".into(),
+            grid: HourlyGrid::from_candles(&candles),
+        }];
+        // Nine daily origins, each with its 4 lows.
+        let origins: Vec<Origin> = (0..9).map(|d| Origin { asset: 0, slot: 24 * d }).collect();
+        let table = |name: &str, refused: &[usize]| ForecastTable {
+            name: name.into(),
+            horizons: BTreeMap::new(),
+            drawdown: Some(
+                (0..origins.len())
+                    .map(|i| if refused.contains(&i) { f64::NAN } else { 0.01 })
+                    .collect(),
+            ),
+        };
+        let tables = [table("model", &[0, 3]), table("har_calibrated", &[3, 5])];
+        let static_policy = StaticPolicy {
+            thresholds: vec![0.99 / 1.05],
+            pooled: 0.99 / 1.05,
+            fit_origins: vec![100],
+        };
+        let settings = Backtest {
+            alpha: 0.99,
+            tau: 4,
+            bonus: 0.05,
+        };
+        let r = score_risk(&assets, &origins, &static_policy, &tables, settings);
+        assert_eq!(r.spec_origins, 9);
+        assert_eq!(r.no_forecast["model"], 2);
+        assert_eq!(r.no_forecast["har_calibrated"], 2);
+        // Origins 0, 3 and 5 left out of every policy's figures.
+        for p in r.policies.values() {
+            assert_eq!(p.n, 6);
+        }
+        // The static policy (a 1% allowance) breaches on the even days' 2% lows: days 0, 2, 4, 6,
+        // 8 of all nine; on the common origins (1, 2, 4, 6, 7, 8), four.
+        assert_eq!((r.static_all_origins.n, r.static_all_origins.breaches), (9, 5));
+        assert_eq!(r.policies["static"].breaches, 4);
+    }
 
     #[test]
     fn hindsight_bound_is_the_tightest_multiplier_at_the_rate() {
