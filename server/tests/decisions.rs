@@ -461,6 +461,10 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("seq 0 (id dec_slipped_in)"), "{err}");
+    // The HTTP export shows it too (its first page started after seq 0, hiding it).
+    let (status, page, _) = common::call(&app, "GET", "/v1/decisions?limit=1", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["decisions"][0]["id"], "dec_slipped_in", "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,7 +84,8 @@ pub struct DecisionQuery {
     pub from: Option<String>,
     /// To this time, inclusive.
     pub to: Option<String>,
-    /// After this sequence number (the previous page's `next_after`).
+    /// After this sequence number (the previous page's `next_after`); default: from the lowest
+    /// stored, so a row slipped in below the chain is exported (and fails `verify`).
     pub after: Option<i64>,
     /// Records per page, 1 to 1000 (default 100).
     pub limit: Option<u32>,

@@ -130,10 +130,12 @@ pub async fn decisions(
             range: "[1, 1000]",
         });
     }
-    // One more than the page, to know whether another page follows.
+    // One more than the page, to know whether another page follows. The first page starts at
+    // the lowest sequence number stored, as `verify` reads the store: a row slipped in below
+    // the chain (seq 0 or negative) is exported, and fails the check, instead of hidden.
     let mut rows = state
         .store()?
-        .decisions(q.asset.as_deref(), from, to, q.after.unwrap_or(0), limit + 1)
+        .decisions(q.asset.as_deref(), from, to, q.after.unwrap_or(i64::MIN), limit + 1)
         .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
