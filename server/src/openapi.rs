@@ -103,8 +103,14 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
         )
     };
     for (path, item) in &mut doc.paths.paths {
-        let Some(scope) = crate::auth::route_scope(path, false) else {
-            continue;
+        // `/metrics` needs a key only under `--metrics-need-key`: documented as optional.
+        let (scope, only_if) = match (
+            crate::auth::route_scope(path, false),
+            crate::auth::route_scope(path, true),
+        ) {
+            (Some(scope), _) => (scope, ""),
+            (None, Some(scope)) => (scope, "With `--metrics-need-key`: "),
+            (None, None) => continue,
         };
         for op in [
             &mut item.get,
@@ -114,8 +120,14 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
             &mut item.patch,
         ] {
             let Some(op) = op.as_mut() else { continue };
-            op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
-            let note = format!("Needs an API key with the `{}` scope.", scope.name());
+            let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
+            op.security = Some(if only_if.is_empty() {
+                vec![bearer]
+            } else {
+                vec![SecurityRequirement::default(), bearer]
+            });
+            let needs = if only_if.is_empty() { "Needs" } else { "needs" };
+            let note = format!("{only_if}{needs} an API key with the `{}` scope.", scope.name());
             op.description = Some(match op.description.take() {
                 Some(d) => format!("{d}\n\n{note}"),
                 None => note,
@@ -123,12 +135,14 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
             let responses = &mut op.responses.responses;
             responses.insert(
                 "401".into(),
-                error("No API key, or one that is unknown, wrong or revoked (`unauthorized`)"),
+                error(&format!(
+                    "{only_if}No API key, or one that is unknown, wrong or revoked (`unauthorized`)"
+                )),
             );
             responses.insert(
                 "403".into(),
                 error(&format!(
-                    "The key lacks the `{}` scope (`forbidden`)",
+                    "{only_if}The key lacks the `{}` scope (`forbidden`)",
                     scope.name()
                 )),
             );
@@ -139,7 +153,9 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
                 _ => {
                     responses.insert(
                         "429".into(),
-                        error("The key is over its rate limit (`rate_limited`); see Retry-After"),
+                        error(&format!(
+                            "{only_if}The key is over its rate limit (`rate_limited`); see Retry-After"
+                        )),
                     );
                 }
             }
