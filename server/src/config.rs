@@ -47,19 +47,20 @@ pub struct Config {
     pub retry_after_s: u64,
 
     /// Request timeout in milliseconds (answered 503 `timeout`).
-    #[arg(long, env = "VOLCAST_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "VOLCAST_REQUEST_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
 
     /// Largest request body in bytes (answered 413 `payload_too_large`).
     #[arg(long, env = "VOLCAST_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Most assets in one batch request (answered 413 `batch_too_large`).
-    #[arg(long, env = "VOLCAST_MAX_ITEMS", default_value_t = 64)]
+    /// Most assets in one batch request (answered 413 `batch_too_large`), at least 1.
+    #[arg(long, env = "VOLCAST_MAX_ITEMS", default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_items: usize,
 
     /// Most candles per asset in a request (answered 413 `too_many_candles`); only the most
-    /// recent hours the model needs are used.
+    /// recent hours the model needs are used. At least the model's `history_hours` (checked when
+    /// it loads).
     #[arg(long, env = "VOLCAST_MAX_CANDLES", default_value_t = 20_000)]
     pub max_candles: usize,
 
@@ -330,6 +331,15 @@ mod tests {
         }
     }
     use clap::CommandFactory;
+
+    /// Limits under which nothing could be answered are refused when parsed.
+    #[test]
+    fn limits_of_zero_are_refused() {
+        for flag in ["--request-timeout-ms", "--max-items"] {
+            assert!(Config::try_parse_from(["server", flag, "0"]).is_err(), "{flag} 0");
+            assert!(Config::try_parse_from(["server", flag, "1"]).is_ok(), "{flag} 1");
+        }
+    }
 
     #[test]
     fn every_option_has_env_and_help() {

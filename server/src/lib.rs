@@ -121,6 +121,9 @@ pub enum ServeError {
     /// The anomaly detector could not be loaded.
     #[error("anomaly detector: {0}")]
     Anomaly(String),
+    /// A limit of the config under which the model can answer nothing.
+    #[error("invalid configuration: {0}")]
+    Limits(String),
 }
 
 /// How often the market-data age gauges are refreshed.
@@ -349,6 +352,14 @@ pub async fn run(
         .await
         .map_err(ServeError::from)
         .and_then(|serving| {
+            let needed = serving.info.history_hours();
+            if config.max_candles < needed {
+                return Err(ServeError::Limits(format!(
+                    "--max-candles {} is below the model's history_hours {needed}: every forecast \
+                     request would be refused",
+                    config.max_candles
+                )));
+            }
             install_detector(&state, &serving.info.dir).map_err(ServeError::Anomaly)?;
             Ok(serving)
         });

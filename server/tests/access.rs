@@ -240,6 +240,18 @@ async fn without_keys_only_loopback_is_served_unless_insecure() {
         matches!(refused, Err(volcast_server::ServeError::NoAuth(_))),
         "{refused:?}"
     );
+    // A --max-candles below the model's history would refuse every forecast: the start fails.
+    let short = volcast_server::Config {
+        max_candles: 100,
+        insecure_no_auth: true,
+        ..config.clone()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = volcast_server::run(short, listener, async {}).await;
+    assert!(
+        matches!(&refused, Err(volcast_server::ServeError::Limits(m)) if m.contains("--max-candles 100")),
+        "{refused:?}"
+    );
     // With --insecure-no-auth it starts (and stops at once).
     config.insecure_no_auth = true;
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();

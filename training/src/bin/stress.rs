@@ -42,10 +42,10 @@ struct Args {
     /// or {"positions": [...], "default_liquidation_threshold": 0.8}.
     #[arg(long, required_unless_present = "bench")]
     positions: Option<PathBuf>,
-    /// Simulated paths.
+    /// Simulated paths (1 to 10,000,000).
     #[arg(long, default_value_t = 100_000)]
     paths: usize,
-    /// Hours simulated.
+    /// Hours simulated (1 to 8,760).
     #[arg(long, default_value_t = 168)]
     horizon: usize,
     /// Origin: close time of the last candle used (RFC 3339); default the last candle.
@@ -59,7 +59,7 @@ struct Args {
     /// vol=2, vol=3, drain=3, drop=20, drop=40 and the replays.
     #[arg(long = "scenario", value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Student-t degrees of freedom of the hourly innovations (> 2; "inf" for normal).
+    /// Student-t degrees of freedom of the hourly innovations, in (2, 1000] ("inf" for normal).
     #[arg(long, default_value_t = DEFAULT_DF)]
     df: f64,
     /// Seed.
@@ -169,7 +169,28 @@ fn scenarios(args: &Args, replays: &[stress::ReplayWindow]) -> anyhow::Result<Ve
     Ok(scenarios)
 }
 
+/// Most paths, hours and degrees of freedom the command takes: the server's df bound (the GPU
+/// path draws `df / 2` uniforms per innovation), and sizes that fit in memory.
+const MAX_PATHS: usize = 10_000_000;
+const MAX_HORIZON: usize = 8_760;
+const MAX_DF: f64 = 1_000.0;
+
+/// Refuses counts the simulation cannot run in reasonable memory and time.
+fn check_sizes(args: &Args) -> anyhow::Result<()> {
+    if !(1..=MAX_PATHS).contains(&args.paths) {
+        bail!("--paths {}: from 1 to {MAX_PATHS}", args.paths);
+    }
+    if !(1..=MAX_HORIZON).contains(&args.horizon) {
+        bail!("--horizon {}: from 1 to {MAX_HORIZON} hours", args.horizon);
+    }
+    if !(args.df > 2.0 && (args.df <= MAX_DF || args.df == f64::INFINITY)) {
+        bail!("--df {}: in (2, {MAX_DF}], or inf for normal innovations", args.df);
+    }
+    Ok(())
+}
+
 fn run(args: &Args) -> anyhow::Result<()> {
+    check_sizes(args)?;
     if args.bench {
         return bench(args);
     }
@@ -408,4 +429,33 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts the command cannot run are refused before anything is read (a `--df` of 1e12 on
+    /// the GPU drew 5e11 uniforms per innovation; `--paths` of 1e10 aborted on allocation).
+    #[test]
+    fn sizes_out_of_range_are_refused() {
+        let with = |extra: &[&str]| {
+            let mut argv = vec!["stress", "--bench"];
+            argv.extend_from_slice(extra);
+            check_sizes(&Args::try_parse_from(argv).map_err(|e| anyhow::anyhow!("{e}"))?)
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&["--df", "inf"]).is_ok());
+        for (flag, bad) in [
+            ("--df", "1e12"),
+            ("--df", "2"),
+            ("--df", "NaN"),
+            ("--paths", "10000000000"),
+            ("--paths", "0"),
+            ("--horizon", "1000000000000"),
+        ] {
+            let err = with(&[flag, bad]).unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag} {bad}: {err}");
+        }
+    }
 }
