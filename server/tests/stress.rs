@@ -314,6 +314,15 @@ async fn stress_fails_closed_on_non_finite_forecasts_and_blocks_unliquidatable_s
         (422, Some("unusable_input")),
         "{v}"
     );
+    // Zero variances: no distribution to simulate. The forecast's problem, named as such (it was
+    // `invalid_value` on a field the request does not have, `hourly_variance[0]`).
+    let zero = common::app_predicting(Box::new(common::ZeroFake), &common::config());
+    let (s, v, _) = call(&zero, "POST", "/v1/risk/stress", Some(&stress_body())).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("unusable_input"), Some("candles")),
+        "{v}"
+    );
     // Quote volumes of 1e-11 (just above the least accepted): a slippage far above 1 per sale;
     // every scenario recommends LT 0.
     let app = app();

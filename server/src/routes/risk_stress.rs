@@ -378,6 +378,21 @@ pub async fn stress_answer(
             checked.seed,
         )
     };
+    // The forecast's problems are the window's, answered before any work: a non-finite origin
+    // recommendation, or no distribution to draw (e.g. zero variances).
+    if !origin.policy.finite || origin.slippage.is_some_and(|s| !s.is_finite()) {
+        return Err(unusable("", &prep.asset, "risk parameters at the origin"));
+    }
+    if let Err(e) = stress::validate(&input, &checked.book, &Scenario::Forecast) {
+        return Err(ApiError::UnusableInput {
+            field: "candles".into(),
+            message: format!(
+                "the forecast on {}'s candles gives no distribution to simulate ({e}); no stress \
+                 answer is served on them",
+                prep.asset
+            ),
+        });
+    }
     let prepared_book = PreparedBook::new(&checked.book, input.price);
     let book = BookDto {
         positions: checked.book.positions.len(),

@@ -71,6 +71,22 @@ impl Predictor for NanFake {
     }
 }
 
+/// Forecasts of zero variance at every horizon (finite, but no distribution to draw from).
+pub struct ZeroFake;
+
+impl Predictor for ZeroFake {
+    fn predict(&mut self, inputs: &[ModelInput]) -> Vec<Prediction> {
+        let mut out = Fake {
+            delay: Duration::ZERO,
+        }
+        .predict(inputs);
+        for p in &mut out {
+            p.variance = vec![0.0; p.variance.len()];
+        }
+        out
+    }
+}
+
 /// An app serving `predictor` with the fake model's metadata and `config`'s settings.
 pub fn app_predicting(predictor: Box<dyn Predictor>, config: &Config) -> Router {
     let metrics = Arc::new(Metrics::new());
