@@ -46,6 +46,10 @@ pub struct LoadedModel {
     /// SHA-256 over weights, config and metadata.
     pub hash: String,
     device: Device,
+    /// Whether forecasts on a panel holding the market asset (BTC) get its market factor, as
+    /// the network was trained (true); false forecasts every asset without it, as the server
+    /// does ([`Self::without_market`]).
+    use_market: bool,
 }
 
 impl LoadedModel {
@@ -120,6 +124,7 @@ impl LoadedModel {
             dir,
             hash,
             device: device.clone(),
+            use_market: true,
         })
     }
 
@@ -133,7 +138,17 @@ impl LoadedModel {
             dir: self.dir.clone(),
             hash: self.hash.clone(),
             device: self.device.clone(),
+            use_market: self.use_market,
         }
+    }
+
+    /// The same model forecasting every asset without the market factor, as the server serves
+    /// it (a posted window carries no market; the features then take the asset's own levels and
+    /// the market flag 0, the branch 30% of training rows saw).
+    #[must_use]
+    pub fn without_market(mut self) -> Self {
+        self.use_market = false;
+        self
     }
 
     /// The same model with its week (or any horizon) carried as `term_structure` says
@@ -294,7 +309,7 @@ impl LoadedModel {
     ) -> Result<Vec<Option<Prediction>>, ForecastError> {
         self.check_horizons(request.horizons)?;
         let horizons = &self.metadata.horizons;
-        let market = panel_market(request.assets);
+        let market = panel_market(request.assets).filter(|_| self.use_market);
         let prepared: Vec<PreparedAsset> = request
             .assets
             .par_iter()

@@ -60,6 +60,10 @@ struct Args {
     /// corrections were measured without it).
     #[arg(long, value_name = "TO=FROM|none", value_parser = volcast_training::cli::term_structure)]
     term_structure: Option<volcast_training::cli::TermStructure>,
+    /// Score the model without the market factor (BTC's trailing variances), as the server
+    /// serves every asset; by default a panel holding BTCUSDT gives it, as in training.
+    #[arg(long)]
+    without_market: bool,
     /// Re-measure the model's corrections every day on this many trailing days instead of the
     /// window its artifact declares (a sensitivity check).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -163,6 +167,7 @@ fn refuse_ignored(args: &Args, model: Option<&LoadedModel>) -> anyhow::Result<()
         ("--fixed-recalibration", args.fixed_recalibration),
         ("--term-structure", args.term_structure.is_some()),
         ("--rolling-days", args.rolling_days.is_some()),
+        ("--without-market", args.without_market),
         ("--quantile-step, --blend-as-served-at, ...", !args.adaptive.is_empty()),
     ];
     match model {
@@ -205,7 +210,10 @@ fn load_model(args: &Args) -> anyhow::Result<Option<LoadedModel>> {
     match &args.model {
         Some(path) => {
             let selected = volcast_model::device::select(args.device)?;
-            let model = LoadedModel::load(path, &selected.device)?;
+            let mut model = LoadedModel::load(path, &selected.device)?;
+            if args.without_market {
+                model = model.without_market();
+            }
             let model = volcast_training::cli::with_term_structure(
                 model,
                 args.term_structure.as_ref().map(|t| &t.0),

@@ -104,6 +104,10 @@ struct Args {
     /// corrections were measured without it).
     #[arg(long, value_name = "TO=FROM|none", value_parser = volcast_training::cli::term_structure)]
     term_structure: Option<volcast_training::cli::TermStructure>,
+    /// Score each fold's model without the market factor (BTC's trailing variances), as the
+    /// server serves every asset; trained folds are rescored.
+    #[arg(long)]
+    without_market: bool,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -159,6 +163,7 @@ fn run_args() -> anyhow::Result<()> {
         fixed_recalibration: args.fixed_recalibration,
         before_fit_end_from: args.before_fit_end_from,
         term_structure: args.term_structure.map(|t| t.0),
+        without_market: args.without_market,
     };
     let report = run(&wf)?;
     print!("{}", render(&report));

@@ -108,6 +108,12 @@ pub fn render(report: &WalkForwardReport) -> String {
              job); the baselines, HAR operated included, as usual.</p>\n",
         );
     }
+    if report.without_market {
+        out.push_str(
+            "<p><strong>The model scored without the market factor</strong>, as the server serves it \
+             (<code>--without-market</code>).</p>\n",
+        );
+    }
     out.push_str(&ratio_chart(report));
     out.push_str(&qlike_table(report));
     out.push_str("<h2>Reliability of the RV quantiles</h2>\n<p>Share of realized RV below each quantile forecast, per fold; on the diagonal when calibrated.</p>\n");

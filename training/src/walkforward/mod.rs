@@ -74,6 +74,9 @@ pub struct WalkForward {
     /// Carry these horizons' network variance from shorter ones (`Metadata::term_structure`)
     /// in each fold's model, overriding its artifact's; trained folds are rescored.
     pub term_structure: Option<std::collections::BTreeMap<usize, usize>>,
+    /// Score each fold's model without the market factor, as the server serves it
+    /// ([`LoadedModel::without_market`]); trained folds are rescored.
+    pub without_market: bool,
 }
 
 /// One fold's summary.
@@ -180,6 +183,9 @@ pub struct WalkForwardReport {
     /// ([`WalkForward::fixed_recalibration`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fixed_recalibration: bool,
+    /// Whether the model was scored without the market factor ([`WalkForward::without_market`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub without_market: bool,
 }
 
 impl WalkForwardReport {
@@ -245,6 +251,7 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
         reports,
         seed_sets,
         fixed_recalibration: wf.fixed_recalibration,
+        without_market: wf.without_market,
     })
 }
 
@@ -505,7 +512,10 @@ fn load_as_operated(
     wf: &WalkForward,
     device: &burn::tensor::Device,
 ) -> anyhow::Result<LoadedModel> {
-    let model = LoadedModel::load(dir, device)?;
+    let mut model = LoadedModel::load(dir, device)?;
+    if wf.without_market {
+        model = model.without_market();
+    }
     crate::cli::with_term_structure(model, wf.term_structure.as_ref(), wf.fixed_recalibration)
         .with_context(|| dir.display().to_string())
 }

@@ -20,6 +20,12 @@ pub fn render(report: &WalkForwardReport) -> String {
              baselines, HAR operated included, as usual.\n\n",
         );
     }
+    if report.without_market {
+        out.push_str(
+            "The model scored without the market factor, as the server serves it \
+             (`--without-market`).\n\n",
+        );
+    }
     if let Some(first) = report.seed_sets.first() {
         let _ = writeln!(
             out,

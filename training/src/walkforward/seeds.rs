@@ -278,6 +278,7 @@ mod tests {
             reports: Vec::new(),
             seed_sets: sets.to_vec(),
             fixed_recalibration: false,
+            without_market: false,
         }
     }
 
