@@ -357,13 +357,14 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     tracing::info!(device = %selected.description, "device");
 
     let data = LoadedData::load(&dirs, p.fit_until_ms)?;
+    let inputs = run_inputs(&dirs, data.fit_until_ms)?;
     let options = RunOptions {
-        checkpoint_dir: checkpoint_dir(p, &dirs, data.fit_until_ms),
+        checkpoint_dir: checkpoint_dir(p, &inputs),
         resume: p.resume,
         progress: p.progress,
         max_steps: p.max_steps,
         threads: p.threads.unwrap_or_else(|| selected.training_threads()),
-        inputs: run_inputs(&dirs, data.fit_until_ms)?,
+        inputs,
     };
     let (members, apart) = train_groups(p, &data, &selected.device, &options)?;
     let apart_members = apart.as_ref().map_or(&[][..], |(_, t)| t.as_slice());
@@ -516,17 +517,16 @@ fn run_inputs(dirs: &[PathBuf], fit_until_ms: i64) -> anyhow::Result<String> {
     Ok(format!("fit_until_ms={fit_until_ms}; data={files}"))
 }
 
-/// The checkpoint directory: the one asked for, else `<out>/.checkpoints/<hash of settings>`.
-fn checkpoint_dir(p: &Pipeline, dirs: &[PathBuf], fit_until_ms: i64) -> PathBuf {
+/// The checkpoint directory: the one asked for, else `<out>/.checkpoints/<hash of the config
+/// and the inputs>` ([`run_inputs`]: the fit end and the candle files' hashes), so a run on
+/// other data or another split starts in a directory of its own instead of meeting a checkpoint
+/// it may not resume (`walkforward` always resumes).
+fn checkpoint_dir(p: &Pipeline, inputs: &str) -> PathBuf {
     p.checkpoint_dir.clone().unwrap_or_else(|| {
         let key = artifact::content_id(
-            fit_until_ms.to_string().as_bytes(),
+            b"checkpoint",
             &serde_json::to_string(&p.config).unwrap_or_default(),
-            &dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(","),
+            inputs,
         );
         p.out.join(".checkpoints").join(key)
     })

@@ -232,9 +232,9 @@ pub(super) fn start_or_resume(
         Ok((model, optim, state, averager))
     } else {
         if options.resume && current_checkpoint(&options.checkpoint_dir).is_none() {
-            tracing::warn!(
+            tracing::info!(
                 dir = %options.checkpoint_dir.display(),
-                "--resume: no checkpoint there, training from the start"
+                "no checkpoint to resume there: training from the start"
             );
         }
         // A fresh run: an earlier run's checkpoint is no longer current.
