@@ -193,6 +193,12 @@ fn train(data: &DataDirs, until: i64, out: &Path, fit_args: &FitArgs) -> anyhow:
         );
     }
     save(&d, out)?;
+    // What is written must load (a model whose quantiles are not numbers is written as nulls,
+    // and the server would refuse to start on it).
+    if let Err(e) = load(out) {
+        let _ = std::fs::remove_file(out);
+        anyhow::bail!("the fitted detector does not load back ({e}): nothing written");
+    }
     for (k, v) in summary(&d) {
         println!("{k}: {v}");
     }
