@@ -183,7 +183,7 @@ pub async fn regate_replay(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<ReplayReport, ReplayError> {
-    let store = Store::open(database_url)
+    let store = Store::open_existing(database_url)
         .await
         .map_err(|e| ReplayError(format!("opening the replay's store: {e}")))?;
     let entries: Vec<_> = store

@@ -354,6 +354,14 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
     assert!(!typo.exists());
+    // A store that exists but holds no decision log (no signing key, no record: a market-data
+    // store, or a mistyped PostgreSQL database): unreadable as a log, not "OK: 0 records".
+    let bare = dir.path().join("bare.db");
+    let bare_url = format!("sqlite://{}", bare.display());
+    Store::open(&bare_url).await.unwrap().close().await;
+    let out = verify(&["--database-url", &bare_url]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no decision log"));
     let out = verify(&[
         "--database-url",
         &url,
@@ -838,6 +846,9 @@ async fn risk_answers_of_either_step_rule_replay_identically() {
     let [old, new] = [&answers[0]["items"][0], &answers[1]["items"][0]];
     assert!(old["derivation"].get("step_rule").is_none(), "{old}");
     assert_eq!(new["derivation"]["step_rule"], "keeps_user_buffer");
+    // It fell further than the 1% step: said so (`step_limited` alone would not).
+    assert!(new["derivation"]["step_overridden"].as_str().is_some_and(|s| s.contains("user buffer")), "{new}");
+    assert!(old["derivation"].get("step_overridden").is_none(), "{old}");
     let (p, d) = (&new["parameters"], &new["derivation"]);
     let buffer = p["liquidation_threshold"].as_f64().unwrap() - d["drawdown_user"].as_f64().unwrap();
     assert!(d["drawdown_user"].as_f64().unwrap() > 0.03, "{d}");

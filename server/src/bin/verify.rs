@@ -113,8 +113,24 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
         let store = Store::open_existing(url)
             .await
             .map_err(|e| format!("{}: {e}", volcast_server::redact_url(url)))?;
+        let recorded = store.signing_keys().await.map_err(|e| e.to_string())?;
+        // A server records its signing key when it starts: a store without one, and without a
+        // record, is no decision log (a mistyped PostgreSQL database, say), not an empty one.
+        if recorded.is_empty()
+            && store
+                .decisions(None, i64::MIN, i64::MAX, i64::MIN, 1)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_empty()
+        {
+            store.close().await;
+            return Err(format!(
+                "{} holds no decision log (no signing key, no record): check --database-url",
+                volcast_server::redact_url(url)
+            ));
+        }
         if keys.is_empty() {
-            for (id, public, _) in store.signing_keys().await.map_err(|e| e.to_string())? {
+            for (id, public, _) in recorded {
                 println!(
                     "trusting key {id} ({public}) as recorded in the store; pass --public-key to check against the published one"
                 );
