@@ -376,6 +376,12 @@ pub struct Derivation {
     /// max LTV after the step was kept at most LT only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_rule: Option<String>,
+    /// Set when max LTV fell further below `previous.max_ltv` than `max_step` allows: the
+    /// user's buffer `D(alpha, tau_user)` under the bounded LT wins over the step; says so.
+    /// (`step_limited` says whether the step held a value back; this, that the buffer moved one
+    /// past it.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_overridden: Option<String>,
     /// Set when the expected slippage is `>= 1`: the size cannot be liquidated, so LT and max LTV
     /// are 0 (whatever `previous`) and the bonus is at its maximum, 1; says why.
     pub liquidation_blocked: Option<String>,

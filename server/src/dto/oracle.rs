@@ -51,6 +51,10 @@ pub struct UpdateData {
     pub tau_hours: f64,
     /// Whether the step limit held the value back.
     pub step_limited: bool,
+    /// Whether max LTV moved further than the step allows, because the user's buffer under
+    /// LT wins over it (`derivation.step_overridden` says why); absent when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub step_overridden: bool,
 }
 
 /// Answer of the update routes.
@@ -80,21 +84,24 @@ fn bps_by(x: f64, round: fn(f64) -> f64) -> u32 {
 /// The liquidation threshold, max LTV and bonus in basis points, rounded toward safety: LT and
 /// max LTV down, LB up (so it still covers the slippage), then LT lowered until
 /// `LT (10000 + LB)` is at most `10000 * 10000` and at most the fractions' `LT (1 + LB)` in the
-/// same units (so `LT (1 + LB) <= 1 - D`, where the fractions keep it, holds in basis points too),
-/// and max LTV kept at most LT.
+/// same units (so `LT (1 + LB) <= 1 - D`, where the fractions keep it, holds in basis points too);
+/// max LTV lowered by as many basis points as LT was (so the user's buffer under LT is not
+/// narrowed) and kept at most LT.
 fn safe_bps(lt: f64, max_ltv: f64, bonus: f64) -> (u32, u32, u32) {
     const WHOLE: u64 = 10_000 * 10_000;
     let lb = bps_by(bonus, f64::ceil);
-    // The fractions' product in units of 1e-8, the same hair of tolerance as `bps_by`: in
+    // The fractions' product in units of 1e-8, with a hair of tolerance for rounding: in
     // [0, 2e8], so the cast cannot truncate.
     let product = (lt.clamp(0.0, 1.0) * (1.0 + bonus.clamp(0.0, 1.0)) * 1e8 + 1e-6).floor();
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let bound = (product as u64).min(WHOLE);
-    let mut lt = bps_by(lt, f64::floor);
+    let floored = bps_by(lt, f64::floor);
+    let mut lt = floored;
     while lt > 0 && u64::from(lt) * u64::from(10_000 + lb) > bound {
         lt -= 1;
     }
-    (lt, bps_by(max_ltv, f64::floor).min(lt), lb)
+    let ltv = bps_by(max_ltv, f64::floor).saturating_sub(floored - lt);
+    (lt, ltv.min(lt), lb)
 }
 
 impl UpdatesResponse {
@@ -137,6 +144,7 @@ impl UpdatesResponse {
                         alpha: d.alpha,
                         tau_hours: d.tau_hours,
                         step_limited: d.step_limited,
+                        step_overridden: d.step_overridden.is_some(),
                     },
                 })
             })
@@ -172,6 +180,8 @@ mod tests {
             assert!(f64::from(lt_bps) <= lt * 10_000.0 + 1e-6, "{bonus}");
             assert!(f64::from(lb_bps) >= bonus * 10_000.0 - 1e-6, "{bonus}");
             assert!(ltv_bps <= lt_bps);
+            // The user's buffer (0.05 here) keeps its width in basis points.
+            assert!(f64::from(lt_bps - ltv_bps) >= (0.05f64 * 10_000.0 - 1e-6).floor(), "{bonus}");
             assert!(
                 lt * 10_000.0 - f64::from(lt_bps) < 2.0,
                 "{bonus}: at most a basis point lower"
@@ -184,7 +194,9 @@ mod tests {
     /// of 1e8, over 0.9.
     #[test]
     fn basis_points_keep_the_drawdown_invariant() {
-        assert_eq!(safe_bps(0.9 / 1.050_05, 0.8, 0.050_05), (8570, 8000, 501));
+        // LT a basis point under its floor: max LTV goes down with it, so the buffer under LT
+        // keeps its width.
+        assert_eq!(safe_bps(0.9 / 1.050_05, 0.8, 0.050_05), (8570, 7999, 501));
         for i in 0..400_u32 {
             for j in 0..50_u32 {
                 let d = 0.001 + f64::from(i) * 0.002_37;

@@ -487,6 +487,16 @@ impl Answer<'_> {
                 .previous
                 .and_then(|(_, rule)| rule.name())
                 .map(str::to_owned),
+            step_overridden: p.buffer_over_step.then(|| {
+                format!(
+                    "max LTV fell more than max_step ({}) below the previous {}: it is kept \
+                     D(alpha, tau_user) = {} under the bounded LT, SPEC's user buffer, which wins \
+                     over the step",
+                    s.max_step,
+                    self.previous.and_then(|(p, _)| p.max_ltv).unwrap_or(f64::NAN),
+                    p.drawdown_user
+                )
+            }),
             liquidation_blocked: p
                 .liquidation_blocked
                 .then(|| blocked_reason(slippage.unwrap_or(f64::NAN), s.sale_size_usd)),

@@ -208,6 +208,14 @@ impl StepRule {
             Self::LtvBelowLtOnly => None,
         }
     }
+
+    /// The rule a record names ([`Self::name`]); None for a name this build does not know.
+    #[must_use]
+    pub fn named(name: &str) -> Option<Self> {
+        [Self::KeepsUserBuffer]
+            .into_iter()
+            .find(|r| r.name() == Some(name))
+    }
 }
 
 /// Previous values and how far they may move.
@@ -250,6 +258,9 @@ pub struct Policy {
     pub unbounded_max_ltv: f64,
     /// Whether the step bound changed LT or max LTV.
     pub step_limited: bool,
+    /// Whether max LTV fell further below its previous value than the step allows, because
+    /// the user's buffer under the bounded LT wins over the step ([`StepRule::KeepsUserBuffer`]).
+    pub buffer_over_step: bool,
     /// The expected slippage is `>= 1` (or not finite): LT and max LTV are 0 ([`unliquidatable`]).
     pub liquidation_blocked: bool,
     /// Both drawdowns came from finite variances (and a finite multiplier). When false the
@@ -318,8 +329,14 @@ pub fn parameters<V: VarianceOver + ?Sized>(
     let cap = if blocked { 0.0 } else { 1.0 / (1.0 + lb) };
     bounded_lt = clip01(bounded_lt).min(cap);
     bounded_ltv = clip01(bounded_ltv).min(bounded_lt);
-    if bound.is_some_and(|b| b.rule == StepRule::KeepsUserBuffer) {
+    let mut buffer_over_step = false;
+    if let Some(b) = bound.filter(|b| b.rule == StepRule::KeepsUserBuffer) {
+        let stepped = bounded_ltv;
         bounded_ltv = bounded_ltv.min((bounded_lt - drawdown_user).max(0.0));
+        // Lowered by the buffer below the step's floor (the step allowed no lower than
+        // `previous (1 - max_step)`).
+        buffer_over_step = bounded_ltv < stepped
+            && b.max_ltv.is_some_and(|p| p.is_finite() && bounded_ltv < p * (1.0 - b.max_step.max(0.0)));
     }
     Policy {
         variance_tau,
@@ -334,6 +351,7 @@ pub fn parameters<V: VarianceOver + ?Sized>(
         unbounded_liquidation_threshold: lt,
         unbounded_max_ltv: max_ltv,
         step_limited: bounded_lt != lt || bounded_ltv != max_ltv,
+        buffer_over_step,
         liquidation_blocked: blocked,
         finite,
     }
