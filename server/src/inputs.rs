@@ -234,6 +234,23 @@ pub fn checked_candles(
         value: e.value,
         problem: e.problem,
     })?;
+    // A candle that closes after now is still forming: a partial hour (part of its volume, part
+    // of its range) that no training row, evaluation or stored series holds. In time order, so
+    // only the last can be one.
+    let now = crate::follower::wall_clock_ms();
+    if let Some(last) = candles.last()
+        && last.open_time.saturating_add(HOUR_MS) > now
+    {
+        return Err(ApiError::InvalidValue {
+            field: format!("{field}[{}].open_time", candles.len() - 1),
+            message: format!(
+                "this candle closes at {}, after the server's clock ({}): it is still forming; send \
+                 closed hours only",
+                format_ms(last.open_time.saturating_add(HOUR_MS)),
+                format_ms(now)
+            ),
+        });
+    }
     // The hours they span, not their count: a window with an hour missing inside is judged by
     // SPEC's 90% rule (as the same window padded with an older, unused candle always was).
     let spanned = match (candles.first(), candles.last()) {

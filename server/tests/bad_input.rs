@@ -523,6 +523,39 @@ async fn origin_is_rfc3339_and_open_times_are_bounded() {
     }
 }
 
+/// A last candle that is still forming (it closes after now) is refused, naming it; the hour
+/// before, closed, is served.
+#[tokio::test]
+async fn a_forming_last_candle_is_refused() {
+    let app = app();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let now = i64::try_from(now).unwrap();
+    let hour = 3_600_000_i64;
+    let shifted = |last_open: i64| {
+        let mut body = single(N);
+        let candles = body["candles"].as_array_mut().unwrap();
+        let shift = last_open - candles[N - 1]["open_time"].as_i64().unwrap();
+        for c in candles.iter_mut() {
+            c["open_time"] = json!(c["open_time"].as_i64().unwrap() + shift);
+        }
+        body
+    };
+    let this_hour = now - now.rem_euclid(hour);
+    let body = shifted(this_hour);
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("invalid_value"), Some("candles[899].open_time")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("still forming"), "{v}");
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&shifted(this_hour - hour))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
 #[tokio::test]
 async fn insufficient_history_names_the_window_that_fails() {
     let app = app();
