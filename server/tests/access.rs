@@ -287,7 +287,10 @@ async fn the_keys_cli_creates_lists_and_revokes_without_showing_secrets() {
     for args in [&["list"][..], &["revoke", "k0123456789ab"]] {
         let out = keys(args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains("no such file"), "{args:?}: {err}");
+        assert!(
+            !out.status.success() && err.contains("no such file"),
+            "{args:?}: {err}"
+        );
         assert!(!dir.path().join("volcast.db").exists(), "{args:?}");
     }
     let out = keys(&[

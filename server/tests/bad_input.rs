@@ -552,7 +552,13 @@ async fn a_forming_last_candle_is_refused() {
         "{v}"
     );
     assert!(v["message"].as_str().unwrap().contains("still forming"), "{v}");
-    let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&shifted(this_hour - hour))).await;
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        "/v1/forecast/volatility",
+        Some(&shifted(this_hour - hour)),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
 

@@ -351,7 +351,12 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
         "--public-key",
         &public,
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
     assert!(!typo.exists());
     // A store that exists but holds no decision log (no signing key, no record: a market-data
@@ -360,7 +365,12 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
     let bare_url = format!("sqlite://{}", bare.display());
     Store::open(&bare_url).await.unwrap().close().await;
     let out = verify(&["--database-url", &bare_url]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds no decision log"));
     let out = verify(&[
         "--database-url",
@@ -833,10 +843,17 @@ async fn risk_answers_of_either_step_rule_replay_identically() {
     let series = common::market_json(3, 45);
     let candles = &series[series.len() - history..];
     let app = volcast_server::app(state.clone());
-    let (status, free, _) =
-        common::call(&app, "POST", "/v1/risk/parameters", Some(&json!({"asset": "R", "candles": candles}))).await;
+    let (status, free, _) = common::call(
+        &app,
+        "POST",
+        "/v1/risk/parameters",
+        Some(&json!({"asset": "R", "candles": candles})),
+    )
+    .await;
     assert_eq!(status, 200, "{free}");
-    let lt = free["items"][0]["parameters"]["liquidation_threshold"].as_f64().unwrap();
+    let lt = free["items"][0]["parameters"]["liquidation_threshold"]
+        .as_f64()
+        .unwrap();
     // A caller whose max LTV sits 0.01 under its LT, moving 1% at most.
     let body = json!({
         "asset": "R", "candles": candles, "max_step": 0.01,
@@ -847,13 +864,24 @@ async fn risk_answers_of_either_step_rule_replay_identically() {
     assert!(old["derivation"].get("step_rule").is_none(), "{old}");
     assert_eq!(new["derivation"]["step_rule"], "keeps_user_buffer");
     // It fell further than the 1% step: said so (`step_limited` alone would not).
-    assert!(new["derivation"]["step_overridden"].as_str().is_some_and(|s| s.contains("user buffer")), "{new}");
+    assert!(
+        new["derivation"]["step_overridden"]
+            .as_str()
+            .is_some_and(|s| s.contains("user buffer")),
+        "{new}"
+    );
     assert!(old["derivation"].get("step_overridden").is_none(), "{old}");
     let (p, d) = (&new["parameters"], &new["derivation"]);
     let buffer = p["liquidation_threshold"].as_f64().unwrap() - d["drawdown_user"].as_f64().unwrap();
     assert!(d["drawdown_user"].as_f64().unwrap() > 0.03, "{d}");
-    assert!((p["max_ltv"].as_f64().unwrap() - buffer.max(0.0)).abs() < 1e-12, "{new}");
-    assert!(old["parameters"]["max_ltv"].as_f64().unwrap() > buffer + 0.01, "{old}");
+    assert!(
+        (p["max_ltv"].as_f64().unwrap() - buffer.max(0.0)).abs() < 1e-12,
+        "{new}"
+    );
+    assert!(
+        old["parameters"]["max_ltv"].as_f64().unwrap() > buffer + 0.01,
+        "{old}"
+    );
 }
 
 /// The HTTP export is what `verify --export` checks: its records, one per line, verify; and a

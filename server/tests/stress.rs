@@ -191,7 +191,8 @@ async fn stress_bad_input_is_422_with_the_field() {
             // Its sums overflowed: answered as unusable candles.
             "a book owing more than 1e15 USD",
             Box::new(|b| {
-                b["positions"] = json!([{"collateral": 1e3, "debt": 1e308}, {"collateral": 1e3, "debt": 1e308}]);
+                b["positions"] =
+                    json!([{"collateral": 1e3, "debt": 1e308}, {"collateral": 1e3, "debt": 1e308}]);
                 b["sale_size_usd"] = json!(1e6);
             }),
             "invalid_value",
@@ -221,7 +222,10 @@ async fn stress_serves_a_book_at_its_limit() {
     body["scenarios"] = json!([{"kind": "forecast"}]);
     let (s, v, _) = call(&app(), "POST", "/v1/risk/stress", Some(&body)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert!(v["book"]["collateral_usd"].as_f64().is_some_and(|x| x > 9.9e14), "{v}");
+    assert!(
+        v["book"]["collateral_usd"].as_f64().is_some_and(|x| x > 9.9e14),
+        "{v}"
+    );
     assert!(v["book"]["debt_usd"].as_f64().is_some(), "{v}");
 }
 

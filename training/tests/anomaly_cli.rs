@@ -1,5 +1,7 @@
 //! The `anomaly` binary as a user runs it.
 
+#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+
 mod common;
 
 use std::process::Command;
@@ -46,15 +48,34 @@ fn evaluate_refuses_a_period_with_nothing_to_score() {
     };
     let detector = dir.path().join("anomaly.json");
     let evaluate = |from: &str, to: &str| {
-        anomaly(&["evaluate", "--detector", detector.to_str().unwrap(), "--from", from, "--to", to])
+        anomaly(&[
+            "evaluate",
+            "--detector",
+            detector.to_str().unwrap(),
+            "--from",
+            from,
+            "--to",
+            to,
+        ])
     };
     let run = evaluate("2020-03-01", "2020-02-01");
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success() && stderr.contains("--from is after --to"), "{stderr}");
+    assert!(
+        !run.status.success() && stderr.contains("--from is after --to"),
+        "{stderr}"
+    );
     // Three assets: too few for the market model, whose quantiles came out null, written to a
     // detector that never loaded. Refused, and nothing written.
     common::cli::generate(&dir.path().join("binance-spot-1h"), 120);
-    let train = || anomaly(&["train", "--fit-until", "2020-03-31", "--out", detector.to_str().unwrap()]);
+    let train = || {
+        anomaly(&[
+            "train",
+            "--fit-until",
+            "2020-03-31",
+            "--out",
+            detector.to_str().unwrap(),
+        ])
+    };
     let refused = train();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
@@ -67,10 +88,17 @@ fn evaluate_refuses_a_period_with_nothing_to_score() {
     std::fs::remove_dir_all(dir.path().join("binance-spot-1h")).unwrap();
     std::fs::rename(&more, dir.path().join("binance-spot-1h")).unwrap();
     let trained = train();
-    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
     let run = evaluate("2023-01-01", "2023-12-31");
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success() && stderr.contains("nothing to score"), "{stderr}");
+    assert!(
+        !run.status.success() && stderr.contains("nothing to score"),
+        "{stderr}"
+    );
     // The data's own months are scored.
     let run = evaluate("2020-04-01", "2020-04-29");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));

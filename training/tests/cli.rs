@@ -82,7 +82,13 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
     // store created, not "0 files stored".
     let above = run(
         env!("CARGO_BIN_EXE_ingest"),
-        &["--data", dir.path().to_str().unwrap(), "--database-url", &url, "--no-progress"],
+        &[
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--no-progress",
+        ],
     );
     assert_eq!(above.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&above.stderr).contains("no candle files"));

@@ -94,10 +94,19 @@ fn evaluate_explains_bad_input() {
     let default = artifacts.join(std::fs::read_to_string(artifacts.join("default")).unwrap().trim());
     for (args, says) in [
         (vec!["--rolling-days", "30"], "--rolling-days acts on the model"),
-        (vec!["--fixed-recalibration"], "--fixed-recalibration acts on the model"),
+        (
+            vec!["--fixed-recalibration"],
+            "--fixed-recalibration acts on the model",
+        ),
         (vec!["--quantile-step", "0.002"], "acts on the model"),
         (
-            vec!["--model", default.to_str().unwrap(), "--fixed-recalibration", "--quantile-step", "0.002"],
+            vec![
+                "--model",
+                default.to_str().unwrap(),
+                "--fixed-recalibration",
+                "--quantile-step",
+                "0.002",
+            ],
             "would change nothing",
         ),
     ] {

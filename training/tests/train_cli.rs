@@ -146,17 +146,26 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     std::fs::write(&file, serde_json::to_string(&lstm).unwrap()).unwrap();
     let encoder_of = |extra: &[&str]| {
         let trained = with(&[&["--config", file.to_str().unwrap(), "--set-default"][..], extra].concat());
-        assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
+        assert!(
+            trained.status.success(),
+            "{}",
+            String::from_utf8_lossy(&trained.stderr)
+        );
         let id = std::fs::read_to_string(out.join("default")).unwrap();
-        let config: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(out.join(id.trim()).join("config.json")).unwrap(),
-        )
-        .unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(id.trim()).join("config.json")).unwrap())
+                .unwrap();
         config["model"]["encoder"].clone()
     };
     let (kept, overridden) = (encoder_of(&[]), encoder_of(&["--encoder", "tcn"]));
-    assert_eq!(kept, serde_json::to_value(volcast_model::network::EncoderKind::Lstm).unwrap());
-    assert_eq!(overridden, serde_json::to_value(volcast_model::network::EncoderKind::Tcn).unwrap());
+    assert_eq!(
+        kept,
+        serde_json::to_value(volcast_model::network::EncoderKind::Lstm).unwrap()
+    );
+    assert_eq!(
+        overridden,
+        serde_json::to_value(volcast_model::network::EncoderKind::Tcn).unwrap()
+    );
     let mut negative = config;
     negative["recency_half_life_days"] = serde_json::json!(-30.0);
     let file = dir.path().join("negative.json");
@@ -241,9 +250,16 @@ fn train_resumes_after_kill_9() {
         let out_run = run(env!("CARGO_BIN_EXE_train"), &refused);
         let stderr = String::from_utf8_lossy(&out_run.stderr);
         assert!(!out_run.status.success(), "{refused:?}: {stderr}");
-        assert!(stderr.contains("another config, fit end or candle files"), "{stderr}");
+        assert!(
+            stderr.contains("another config, fit end or candle files"),
+            "{stderr}"
+        );
     }
-    assert_eq!(state(&ckpt), before, "a refused resume left the checkpoint as it was");
+    assert_eq!(
+        state(&ckpt),
+        before,
+        "a refused resume left the checkpoint as it was"
+    );
 
     // The same files under another directory name resume.
     let same = dir.path().join("same");

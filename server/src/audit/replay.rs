@@ -149,8 +149,13 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     // A risk answer recorded before it named its step rule kept max LTV at most LT only.
     let step_rule = match &body.answer["derivation"]["step_rule"] {
         serde_json::Value::Null => volcast_core::policy::StepRule::LtvBelowLtOnly,
-        named => volcast_core::policy::StepRule::named(named.as_str().unwrap_or_default())
-            .ok_or_else(|| unavailable(format!("the record names a step rule this build does not know: {named}")))?,
+        named => {
+            volcast_core::policy::StepRule::named(named.as_str().unwrap_or_default()).ok_or_else(|| {
+                unavailable(format!(
+                    "the record names a step rule this build does not know: {named}"
+                ))
+            })?
+        }
     };
     let settings = Settings {
         defaults: body.defaults,

@@ -181,7 +181,10 @@ mod tests {
             assert!(f64::from(lb_bps) >= bonus * 10_000.0 - 1e-6, "{bonus}");
             assert!(ltv_bps <= lt_bps);
             // The user's buffer (0.05 here) keeps its width in basis points.
-            assert!(f64::from(lt_bps - ltv_bps) >= (0.05f64 * 10_000.0 - 1e-6).floor(), "{bonus}");
+            assert!(
+                f64::from(lt_bps - ltv_bps) >= (0.05f64 * 10_000.0 - 1e-6).floor(),
+                "{bonus}"
+            );
             assert!(
                 lt * 10_000.0 - f64::from(lt_bps) < 2.0,
                 "{bonus}: at most a basis point lower"

@@ -7,8 +7,7 @@ use volcast_core::candles::Candle;
 use volcast_core::curve::VarianceCurve;
 use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
 use volcast_core::policy::{
-    self, AskedSettings, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, StepRule, TAU_RANGE,
-    UNIT_RANGE,
+    self, AskedSettings, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, StepRule, TAU_RANGE, UNIT_RANGE,
 };
 use volcast_model::artifact::RiskCalibration;
 use volcast_model::inference::Prediction;
@@ -483,10 +482,7 @@ impl Answer<'_> {
             previous: self.previous.map(|(p, _)| p),
             max_step: self.previous.map(|_| s.max_step),
             step_limited: p.step_limited,
-            step_rule: self
-                .previous
-                .and_then(|(_, rule)| rule.name())
-                .map(str::to_owned),
+            step_rule: self.previous.and_then(|(_, rule)| rule.name()).map(str::to_owned),
             step_overridden: p.buffer_over_step.then(|| {
                 format!(
                     "max LTV fell more than max_step ({}) below the previous {}: it is kept \

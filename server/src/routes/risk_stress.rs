@@ -18,8 +18,7 @@ use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
 use crate::auth::Caller;
 use crate::dto::stress::{
     BookDto, DEFAULT_PATHS, MAX_BOOK_USD, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, MAX_WORK,
-    ScenarioDto,
-    ScenarioResultDto, StressRequest, StressResponse, TailDto,
+    ScenarioDto, ScenarioResultDto, StressRequest, StressResponse, TailDto,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
@@ -224,10 +223,12 @@ fn check(
         ("collateral value at the last close", prepared.collateral_usd()),
         ("debt", prepared.debt_usd()),
     ] {
-        if price.is_finite() && !(usd <= MAX_BOOK_USD) {
+        if price.is_finite() && (usd.is_nan() || usd > MAX_BOOK_USD) {
             return Err(ApiError::InvalidValue {
                 field: "positions".into(),
-                message: format!("the book's {what} is {usd:e} USD; at most {MAX_BOOK_USD:e} USD is accepted"),
+                message: format!(
+                    "the book's {what} is {usd:e} USD; at most {MAX_BOOK_USD:e} USD is accepted"
+                ),
             });
         }
     }

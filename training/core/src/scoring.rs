@@ -241,10 +241,14 @@ mod tests {
     #[test]
     fn diebold_mariano_daily_counts_a_common_day_once() {
         let (assets, days) = (10_usize, 60_i64);
-        let daily: Vec<f64> = (0..days).map(|t| 0.1 + ((t * 7) % 11) as f64 / 10.0 - 0.5).collect();
+        let daily: Vec<f64> = (0..days)
+            .map(|t| 0.1 + ((t * 7) % 11) as f64 / 10.0 - 0.5)
+            .collect();
         // Asset-major, days in order within each asset, as `evaluate` holds its points.
         let d: Vec<f64> = (0..assets).flat_map(|_| daily.iter().copied()).collect();
-        let group: Vec<usize> = (0..assets).flat_map(|a| std::iter::repeat_n(a, daily.len())).collect();
+        let group: Vec<usize> = (0..assets)
+            .flat_map(|a| std::iter::repeat_n(a, daily.len()))
+            .collect();
         let day: Vec<i64> = (0..assets).flat_map(|_| 0..days).collect();
         let pooled = diebold_mariano(&d, &group, 1).unwrap();
         let by_day = diebold_mariano_daily(&d, &day, 1).unwrap();

@@ -181,7 +181,10 @@ fn train(data: &DataDirs, until: i64, out: &Path, fit_args: &FitArgs) -> anyhow:
     let d = fit(&markets, until, config);
     // Without fit rows a model's quantiles are not numbers: the file would be written and never
     // load again (nor serve).
-    for (model, rows) in [("candles", d.candles.fit_rows), ("candles_market", d.candles_market.fit_rows)] {
+    for (model, rows) in [
+        ("candles", d.candles.fit_rows),
+        ("candles_market", d.candles_market.fit_rows),
+    ] {
         anyhow::ensure!(
             rows > 0,
             "the {model} model has no fit rows up to the fit end{}: nothing written",

@@ -168,7 +168,10 @@ fn refuse_ignored(args: &Args, model: Option<&LoadedModel>) -> anyhow::Result<()
         ("--term-structure", args.term_structure.is_some()),
         ("--rolling-days", args.rolling_days.is_some()),
         ("--without-market", args.without_market),
-        ("--quantile-step, --blend-as-served-at, ...", !args.adaptive.is_empty()),
+        (
+            "--quantile-step, --blend-as-served-at, ...",
+            !args.adaptive.is_empty(),
+        ),
     ];
     match model {
         None => {

@@ -184,7 +184,10 @@ fn check_sizes(args: &Args) -> anyhow::Result<()> {
         bail!("--horizon {}: from 1 to {MAX_HORIZON} hours", args.horizon);
     }
     if !(args.df > 2.0 && (args.df <= MAX_DF || args.df == f64::INFINITY)) {
-        bail!("--df {}: in (2, {MAX_DF}], or inf for normal innovations", args.df);
+        bail!(
+            "--df {}: in (2, {MAX_DF}], or inf for normal innovations",
+            args.df
+        );
     }
     Ok(())
 }

@@ -264,7 +264,11 @@ fn render_policies(report: &EvaluationReport, out: &mut String) {
          a forecast: {}). The static policy on all {}: {} breaches ({:.2}%) at mean LT {:.4}.",
         r.policies.values().next().map_or(0, |p| p.n),
         r.spec_origins,
-        if missing.is_empty() { "none".to_owned() } else { missing.join(", ") },
+        if missing.is_empty() {
+            "none".to_owned()
+        } else {
+            missing.join(", ")
+        },
         r.spec_origins,
         s.breaches,
         100.0 * s.breach_rate,

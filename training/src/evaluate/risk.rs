@@ -69,8 +69,12 @@ pub fn score_risk(
         no_forecast,
     } = risk_points(assets, origins, static_policy, &drawdown_tables, tau, bonus);
     let static_all_origins = policy_report(
-        spec.iter()
-            .map(|&(a, dd)| (breached(1.0 - dd, static_policy.thresholds[a], bonus), static_policy.thresholds[a])),
+        spec.iter().map(|&(a, dd)| {
+            (
+                breached(1.0 - dd, static_policy.thresholds[a], bonus),
+                static_policy.thresholds[a],
+            )
+        }),
         alpha,
     );
     let no_forecast = drawdown_tables
@@ -404,7 +408,12 @@ mod tests {
             grid: HourlyGrid::from_candles(&candles),
         }];
         // Nine daily origins, each with its 4 lows.
-        let origins: Vec<Origin> = (0..9).map(|d| Origin { asset: 0, slot: 24 * d }).collect();
+        let origins: Vec<Origin> = (0..9)
+            .map(|d| Origin {
+                asset: 0,
+                slot: 24 * d,
+            })
+            .collect();
         let table = |name: &str, refused: &[usize]| ForecastTable {
             name: name.into(),
             horizons: BTreeMap::new(),

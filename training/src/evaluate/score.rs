@@ -10,7 +10,9 @@ use super::report::{AssetHorizonReport, CoverageReport, DmReport, HorizonReport,
 use volcast_core::forecast::{ForecastTable, Origin};
 use volcast_core::grid::Asset;
 use volcast_core::panel::PreparedAsset;
-use volcast_core::scoring::{average_precision, brier, diebold_mariano, diebold_mariano_daily, qlike, roc_auc};
+use volcast_core::scoring::{
+    average_precision, brier, diebold_mariano, diebold_mariano_daily, qlike, roc_auc,
+};
 
 /// Name of the forecaster that DM compares with HAR.
 pub const MODEL: &str = "model";

@@ -18,7 +18,14 @@ pub fn generate_assets(dir: &Path, days: usize, assets: usize) {
     let hours = (24 * days).to_string();
     let out = run(
         env!("CARGO_BIN_EXE_generate"),
-        &["--out", dir.to_str().unwrap(), "--assets", &assets.to_string(), "--hours", &hours],
+        &[
+            "--out",
+            dir.to_str().unwrap(),
+            "--assets",
+            &assets.to_string(),
+            "--hours",
+            &hours,
+        ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -336,7 +336,8 @@ pub fn parameters<V: VarianceOver + ?Sized>(
         // Lowered by the buffer below the step's floor (the step allowed no lower than
         // `previous (1 - max_step)`).
         buffer_over_step = bounded_ltv < stepped
-            && b.max_ltv.is_some_and(|p| p.is_finite() && bounded_ltv < p * (1.0 - b.max_step.max(0.0)));
+            && b.max_ltv
+                .is_some_and(|p| p.is_finite() && bounded_ltv < p * (1.0 - b.max_step.max(0.0)));
     }
     Policy {
         variance_tau,

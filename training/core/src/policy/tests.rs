@@ -151,12 +151,21 @@ fn the_step_bound_keeps_the_user_buffer() {
     let old = at(StepRule::LtvBelowLtOnly);
     assert!(new.drawdown_user > 0.05, "{}", new.drawdown_user);
     assert_eq!(new.liquidation_threshold, old.liquidation_threshold);
-    assert!(old.max_ltv > old.liquidation_threshold - old.drawdown_user + 0.01, "{old:?}");
-    assert!((new.max_ltv - (new.liquidation_threshold - new.drawdown_user)).abs() < 1e-12, "{new:?}");
+    assert!(
+        old.max_ltv > old.liquidation_threshold - old.drawdown_user + 0.01,
+        "{old:?}"
+    );
+    assert!(
+        (new.max_ltv - (new.liquidation_threshold - new.drawdown_user)).abs() < 1e-12,
+        "{new:?}"
+    );
     assert!(new.step_limited);
     // It fell more than the step allows below the previous 0.79: said so.
     assert!(new.buffer_over_step && !old.buffer_over_step);
-    assert_eq!(StepRule::named("keeps_user_buffer"), Some(StepRule::KeepsUserBuffer));
+    assert_eq!(
+        StepRule::named("keeps_user_buffer"),
+        Some(StepRule::KeepsUserBuffer)
+    );
     assert_eq!(StepRule::named("a later rule"), None);
     // Where the step does not bind, both rules agree.
     let far = |rule| {
