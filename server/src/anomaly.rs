@@ -184,17 +184,18 @@ pub fn check_pool(field: &str, pool: &[PoolSnapshotDto]) -> Result<Vec<PoolSnaps
 /// One checked asset of a scan: its id, candles and pool snapshots, if any.
 pub type ScanInput = (String, Vec<Candle>, Option<Vec<PoolSnapshot>>);
 
-/// Scans a batch: each asset's hours, and its pool's snapshots against its candles. With five
-/// or more assets the batch is the market (`market_context: batch`). Each asset's candle rows
-/// are made once, for its own scores and the market's medians.
+/// Scans a batch: each asset's hours, and its pool's snapshots against its candles. With the
+/// detector's `market_min_assets` (five) or more assets the batch is the market
+/// (`market_context: batch`). Each asset's candle rows are made once, for its own scores and the
+/// market's medians.
 #[must_use]
 pub fn scan_batch(scorer: &Scorer, items: &[ScanInput]) -> Vec<AssetScan> {
-    const MIN_ASSETS: usize = 5;
+    let min_assets = scorer.detector.config.market_min_assets;
     let rows: Vec<Vec<Option<Row>>> = items
         .iter()
         .map(|(_, c, _)| candle_rows(&scorer.detector.config.features, c))
         .collect();
-    let market = (items.len() >= MIN_ASSETS).then(|| MarketContext::new(&rows, MIN_ASSETS));
+    let market = (items.len() >= min_assets).then(|| MarketContext::new(&rows, min_assets));
     items
         .iter()
         .zip(&rows)
