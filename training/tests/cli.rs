@@ -129,15 +129,7 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
     // as already stored, and the stored values kept.
     let corrected_dir = dir.path().join("corrected");
     std::fs::create_dir_all(&corrected_dir).unwrap();
-    let synth01 = std::fs::read_dir(&data)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("SYNTH01"))
-        .unwrap();
-    let mut corrected = volcast_training::data::read_file(&synth01).unwrap();
-    corrected[60].close *= 1.01;
-    corrected[60].high = corrected[60].high.max(corrected[60].close);
-    volcast_training::data::write_csv(&corrected_dir.join("SYNTH01.csv"), &corrected).unwrap();
+    let corrected = common::cli::corrected_synth01(&data, &corrected_dir);
     let third = run(
         env!("CARGO_BIN_EXE_ingest"),
         &[

@@ -6,13 +6,24 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::cli::{copy_tree, generate, run};
+use common::cli::{copy_tree, corrected_synth01, generate, run};
 
 /// `--recency-half-life-days` trains with recent rows weighted up, `--refit-through-holdout`
 /// trains until the fit end, `--weight-average-half-life-epochs` averages the weights and
 /// `--per-horizon-epochs` serves each horizon from its own epochs, each recorded in the
 /// artifact's config; a half-life that is not a positive number is refused, from
 /// the command line or from a config file, and so is a refit that is not `true` or `false`.
+/// The training config of the artifact `<out>/default` names, after `trained` succeeded.
+fn default_config(trained: &std::process::Output, out: &Path) -> serde_json::Value {
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+    let id = std::fs::read_to_string(out.join("default")).unwrap();
+    serde_json::from_str(&std::fs::read_to_string(out.join(id.trim()).join("config.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,15 +66,7 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
         "true",
         "--set-default",
     ]);
-    assert!(
-        trained.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trained.stderr)
-    );
-    let id = std::fs::read_to_string(out.join("default")).unwrap();
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join(id.trim()).join("config.json")).unwrap())
-            .unwrap();
+    let config = default_config(&trained, &out);
     assert_eq!(config["recency_half_life_days"], serde_json::json!(30.0));
     assert_eq!(config["refit_through_holdout"], serde_json::json!(true));
     assert_eq!(config["weight_average_half_life_epochs"], serde_json::json!(0.25));
@@ -146,16 +149,7 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     std::fs::write(&file, serde_json::to_string(&lstm).unwrap()).unwrap();
     let encoder_of = |extra: &[&str]| {
         let trained = with(&[&["--config", file.to_str().unwrap(), "--set-default"][..], extra].concat());
-        assert!(
-            trained.status.success(),
-            "{}",
-            String::from_utf8_lossy(&trained.stderr)
-        );
-        let id = std::fs::read_to_string(out.join("default")).unwrap();
-        let config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join(id.trim()).join("config.json")).unwrap())
-                .unwrap();
-        config["model"]["encoder"].clone()
+        default_config(&trained, &out)["model"]["encoder"].clone()
     };
     let (kept, overridden) = (encoder_of(&[]), encoder_of(&["--encoder", "tcn"]));
     assert_eq!(
@@ -231,16 +225,7 @@ fn train_resumes_after_kill_9() {
     // Resumed on another split, or on a changed candle file: refused, the checkpoint kept.
     let changed = dir.path().join("changed");
     copy_tree(&data, &changed);
-    let synth01 = std::fs::read_dir(&changed)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("SYNTH01"))
-        .unwrap();
-    let mut candles = volcast_training::data::read_file(&synth01).unwrap();
-    candles[60].close *= 1.01;
-    candles[60].high = candles[60].high.max(candles[60].close);
-    std::fs::remove_file(&synth01).unwrap();
-    volcast_training::data::write_csv(&changed.join("SYNTH01.csv"), &candles).unwrap();
+    corrected_synth01(&changed, &changed);
     let mut other_split: Vec<&str> = args.to_vec();
     other_split.extend(["--fit-until", "2020-05-20", "--resume"]);
     let mut other_data: Vec<&str> = args.to_vec();

@@ -30,6 +30,25 @@ pub fn generate_assets(dir: &Path, days: usize, assets: usize) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `SYNTH01`'s candles from the generated files in `data`, with hour 60's close 1% higher
+/// (its high lifted to match): a corrected file, written to `to` as `SYNTH01.csv`; returns the
+/// candles.
+pub fn corrected_synth01(data: &Path, to: &Path) -> Vec<volcast_core::candles::Candle> {
+    let synth01 = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("SYNTH01"))
+        .unwrap();
+    let mut candles = volcast_training::data::read_file(&synth01).unwrap();
+    candles[60].close *= 1.01;
+    candles[60].high = candles[60].high.max(candles[60].close);
+    if synth01.parent() == Some(to) {
+        std::fs::remove_file(&synth01).unwrap();
+    }
+    volcast_training::data::write_csv(&to.join("SYNTH01.csv"), &candles).unwrap();
+    candles
+}
+
 /// Copies the directory `from` (files and subdirectories) to `to`.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
