@@ -135,8 +135,9 @@ pub(super) fn quantile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Maps `x` to a normal score through the quantile table: linear between knots (the middle of a
-/// run of equal knots), linear beyond the ends with the slope of the last ten knots, capped at
-/// [`Z_CAP`].
+/// run of equal knots), linear beyond the ends with the slope of the last ten knots, never
+/// steeper than the whole table's mean slope (a flat end, ten equal knots, would otherwise send a
+/// value a hair beyond it to [`Z_CAP`]), capped at [`Z_CAP`].
 pub(super) fn to_normal(x: f64, knots: &[f64], z_min: f64) -> f64 {
     if !x.is_finite() || knots.len() < 12 {
         return f64::NAN;
@@ -144,12 +145,14 @@ pub(super) fn to_normal(x: f64, knots: &[f64], z_min: f64) -> f64 {
     let n = knots.len();
     let z_at = |i: f64| z_min + i * KNOT_STEP;
     let span = 10.0 * KNOT_STEP;
+    // Ten knots' spread at the table's mean slope: the least spread an end may count with.
+    let mean_spread = (knots[n - 1] - knots[0]) * 10.0 / (n - 1) as f64;
     if x > knots[n - 1] {
-        let slope = span / (knots[n - 1] - knots[n - 11]).max(1e-12);
+        let slope = span / (knots[n - 1] - knots[n - 11]).max(mean_spread).max(1e-12);
         return (z_at((n - 1) as f64) + (x - knots[n - 1]) * slope).min(Z_CAP);
     }
     if x < knots[0] {
-        let slope = span / (knots[10] - knots[0]).max(1e-12);
+        let slope = span / (knots[10] - knots[0]).max(mean_spread).max(1e-12);
         return (z_at(0.0) - (knots[0] - x) * slope).max(-Z_CAP);
     }
     // First knot >= x and first knot > x: equal knots share the middle of their run.

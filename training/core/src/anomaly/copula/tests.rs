@@ -1,6 +1,6 @@
 //! The copula detector's tests: its normal scores, the threshold at the stated rate with reasons, a lone surprise, a missing optional feature, a conditioned marginal.
 
-use super::marginal::{Z_CAP, std_normal};
+use super::marginal::{Z_CAP, std_normal, to_normal};
 use super::verdict::{Hour, Verdict, verdict, verdict_after};
 use super::*;
 use crate::anomaly::features::Row;
@@ -454,4 +454,25 @@ fn a_feature_never_present_and_a_tiny_fit_do_not_panic() {
     let tiny: Vec<Vec<f64>> = (0..7).map(|i| vec![f64::from(i), f64::from(i % 3)]).collect();
     let m = pair_fit(&tiny, &[]);
     assert!(m.knots.iter().all(|k| !k.is_empty()), "{:?}", m.knots);
+}
+
+/// A value a hair beyond a flat end of the table (its first eleven knots equal, as the LP value
+/// change of pools whose supply rarely moves) is a hair beyond it in normal scores too, and a
+/// larger step lies further out: it was sent to -12 sd whatever its size.
+#[test]
+fn a_flat_end_extrapolates_at_the_tables_slope() {
+    let z_min = -3.5;
+    // 141 knots: 11 at 0.0, then rising by 0.001 each.
+    let knots: Vec<f64> = (0..141).map(|i| if i <= 10 { 0.0 } else { f64::from(i - 10) * 0.001 }).collect();
+    let hair = to_normal(-1e-9, &knots, z_min);
+    let step = to_normal(-0.01, &knots, z_min);
+    let drain = to_normal(-0.5, &knots, z_min);
+    assert!(hair < z_min && hair > z_min - 1e-3, "{hair}");
+    assert!(step < hair && step > -Z_CAP, "{step}");
+    assert!(drain < step, "{drain} vs {step}");
+    // Inside the table, and beyond a sloped end, nothing changes.
+    assert!((to_normal(0.05, &knots, z_min) - (z_min + 60.0 * 0.05)).abs() < 1e-9);
+    let z_end = z_min + 140.0 * 0.05;
+    let beyond = to_normal(0.13 + 0.001, &knots, z_min);
+    assert!((beyond - (z_end + 0.001 * 0.5 / 0.01)).abs() < 1e-9, "{beyond}");
 }
