@@ -144,3 +144,90 @@ async fn route_stress_route_and_cli_give_the_same_parameters() {
         }
     }
 }
+
+/// The served forecast is `evaluate`'s without the market factor, to rounding: the route on an
+/// asset's candles against `LoadedModel::without_market` on a panel that also holds BTCUSDT
+/// (whose market factor `evaluate` gives by default, and the server never does). With the
+/// market factor the evaluated forecast differs, so this test sees the branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_forecast_is_the_evaluated_one_without_the_market() {
+    use volcast_core::forecast::{DrawdownQuery, ForecastRequest, Origin};
+    use volcast_core::grid::{Asset, HourlyGrid};
+    use volcast_core::synth::{SynthConfig, generate};
+    use volcast_model::device::{DeviceChoice, select};
+    use volcast_model::inference::LoadedModel;
+
+    let artifact = common::repo().join("model-artifacts/default");
+    let dir = tempfile::tempdir().unwrap();
+    let store = volcast_store::Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let config = volcast_server::Config::with_artifact(artifact.clone()).unwrap();
+    let state = common::state_with_config(&config, store).await;
+    let app = volcast_server::app(state);
+    let candles = |index: u64| {
+        generate(&SynthConfig {
+            gap_rate: 0.0,
+            ..SynthConfig::panel_asset(index, 17, 1200, common::START_MS)
+        })
+    };
+    let (btc, x) = (candles(1), candles(2));
+    let body = json!({"asset": "X", "candles": x.iter().map(|c| json!({
+        "open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
+        "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume,
+    })).collect::<Vec<_>>()});
+    let (status, served, _) = common::call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
+    assert_eq!(status, 200, "{served}");
+    let served: Vec<f64> = served["items"][0]["horizons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["variance"].as_f64().unwrap())
+        .collect();
+
+    let device = select(DeviceChoice::Cpu).unwrap().device;
+    let panel = [
+        Asset {
+            id: "BTCUSDT".into(),
+            grid: HourlyGrid::from_candles(&btc),
+        },
+        Asset {
+            id: "X".into(),
+            grid: HourlyGrid::from_candles(&x),
+        },
+    ];
+    let origins = [Origin {
+        asset: 1,
+        slot: panel[1].grid.len() - 1,
+    }];
+    let evaluated = |model: LoadedModel| {
+        let horizons = model.metadata.horizons.clone();
+        model
+            .predictions(&ForecastRequest {
+                assets: &panel,
+                origins: &origins,
+                horizons: &horizons,
+                drawdown: DrawdownQuery { alpha: 0.99, tau: 4 },
+            })
+            .unwrap()
+            .remove(0)
+            .unwrap()
+            .variance
+    };
+    let with_market = evaluated(LoadedModel::load(&artifact, &device).unwrap());
+    let without = evaluated(LoadedModel::load(&artifact, &device).unwrap().without_market());
+    assert_eq!(served.len(), without.len());
+    for (k, (s, e)) in served.iter().zip(&without).enumerate() {
+        assert!(
+            (s / e - 1.0).abs() < 1e-6,
+            "horizon {k}: served {s}, evaluated {e}"
+        );
+    }
+    assert!(
+        served
+            .iter()
+            .zip(&with_market)
+            .any(|(s, m)| (s / m - 1.0).abs() > 1e-6),
+        "the market factor changes nothing here: {served:?} vs {with_market:?}"
+    );
+}

@@ -463,7 +463,9 @@ fn a_feature_never_present_and_a_tiny_fit_do_not_panic() {
 fn a_flat_end_extrapolates_at_the_tables_slope() {
     let z_min = -3.5;
     // 141 knots: 11 at 0.0, then rising by 0.001 each.
-    let knots: Vec<f64> = (0..141).map(|i| if i <= 10 { 0.0 } else { f64::from(i - 10) * 0.001 }).collect();
+    let knots: Vec<f64> = (0..141)
+        .map(|i| if i <= 10 { 0.0 } else { f64::from(i - 10) * 0.001 })
+        .collect();
     let hair = to_normal(-1e-9, &knots, z_min);
     let step = to_normal(-0.01, &knots, z_min);
     let drain = to_normal(-0.5, &knots, z_min);
