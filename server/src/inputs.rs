@@ -152,6 +152,10 @@ pub struct Limits {
     pub max_candles: usize,
 }
 
+/// How far after the server's clock a last candle may close and still count as closed: clocks a
+/// little apart (a client that drops the forming candle by the exchange's clock).
+pub const FORMING_GRACE_MS: i64 = 10_000;
+
 /// Validates one asset's candles and builds its inputs. `prefix` is the JSON path of the item
 /// (`""` or `"items[3]."`), used in error fields.
 ///
@@ -239,7 +243,7 @@ pub fn checked_candles(
     // only the last can be one.
     let now = crate::follower::wall_clock_ms();
     if let Some(last) = candles.last()
-        && last.open_time.saturating_add(HOUR_MS) > now
+        && last.open_time.saturating_add(HOUR_MS) > now.saturating_add(FORMING_GRACE_MS)
     {
         return Err(ApiError::InvalidValue {
             field: format!("{field}[{}].open_time", candles.len() - 1),

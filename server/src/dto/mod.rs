@@ -25,7 +25,9 @@ pub use model::{
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"open_time": 1_704_063_600_000_i64, "open": 42000.0, "high": 42150.5, "low": 41890.0, "close": 42100.0, "volume": 812.4, "quote_volume": 34_170_000.0}))]
 pub struct CandleDto {
-    /// Candle open time, Unix milliseconds UTC, on a whole hour.
+    /// Candle open time, Unix milliseconds UTC, on a whole hour. Closed hours only: a last
+    /// candle that closes more than 10 s after the server's clock is still forming and refused
+    /// (422 `invalid_value`).
     pub open_time: i64,
     /// First trade price (> 0).
     pub open: f64,
