@@ -145,10 +145,12 @@ async fn route_stress_route_and_cli_give_the_same_parameters() {
     }
 }
 
-/// The served forecast is `evaluate`'s without the market factor, to rounding: the route on an
-/// asset's candles against `LoadedModel::without_market` on a panel that also holds BTCUSDT
-/// (whose market factor `evaluate` gives by default, and the server never does). With the
-/// market factor the evaluated forecast differs, so this test sees the branch.
+/// The served forecast is `evaluate`'s without the market factor, to rounding: the routes on
+/// an asset's candles (posted alone, posted in a batch beside BTCUSDT's, and stored beside
+/// BTCUSDT's) against `LoadedModel::without_market` on a panel that also holds BTCUSDT (whose
+/// market factor `evaluate` gives by default). Variances and shortage probabilities alike. With
+/// the market factor the evaluated forecast differs, so a route that took BTC's market from the
+/// batch or the store would fail here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_forecast_is_the_evaluated_one_without_the_market() {
     use volcast_core::forecast::{DrawdownQuery, ForecastRequest, Origin};
@@ -156,15 +158,13 @@ async fn the_served_forecast_is_the_evaluated_one_without_the_market() {
     use volcast_core::synth::{SynthConfig, generate};
     use volcast_model::device::{DeviceChoice, select};
     use volcast_model::inference::LoadedModel;
+    use volcast_store::CandleStore as _;
 
     let artifact = common::repo().join("model-artifacts/default");
     let dir = tempfile::tempdir().unwrap();
     let store = volcast_store::Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
         .await
         .unwrap();
-    let config = volcast_server::Config::with_artifact(artifact.clone()).unwrap();
-    let state = common::state_with_config(&config, store).await;
-    let app = volcast_server::app(state);
     let candles = |index: u64| {
         generate(&SynthConfig {
             gap_rate: 0.0,
@@ -172,18 +172,56 @@ async fn the_served_forecast_is_the_evaluated_one_without_the_market() {
         })
     };
     let (btc, x) = (candles(1), candles(2));
-    let body = json!({"asset": "X", "candles": x.iter().map(|c| json!({
-        "open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
-        "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume,
-    })).collect::<Vec<_>>()});
-    let (status, served, _) = common::call(&app, "POST", "/v1/forecast/volatility", Some(&body)).await;
-    assert_eq!(status, 200, "{served}");
-    let served: Vec<f64> = served["items"][0]["horizons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["variance"].as_f64().unwrap())
-        .collect();
+    store.insert_candles("BTCUSDT", &btc).await.unwrap();
+    store.insert_candles("X", &x).await.unwrap();
+    let forever = std::time::Duration::from_secs(100_000 * 86_400);
+    let state = common::state_with_store(&artifact, store, forever).await;
+    let app = volcast_server::app(state);
+    let json_of = |c: &[Candle]| {
+        c.iter()
+            .map(|c| {
+                json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
+                       "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
+            })
+            .collect::<Vec<_>>()
+    };
+    // (variance, shortage probability) per horizon of X's item in a route's answers.
+    let served = |vol: &Value, liq: &Value, item: usize| -> Vec<(f64, f64)> {
+        let hs = |v: &Value, key: &str| -> Vec<f64> {
+            v["items"][item]["horizons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h[key].as_f64().unwrap())
+                .collect()
+        };
+        hs(vol, "variance")
+            .into_iter()
+            .zip(hs(liq, "shortage_probability"))
+            .collect()
+    };
+    let mut answers = Vec::new();
+    let alone = json!({"asset": "X", "candles": json_of(&x)});
+    let batch = json!({"items": [{"asset": "BTCUSDT", "candles": json_of(&btc)}, {"asset": "X", "candles": json_of(&x)}]});
+    for (body, item) in [(&alone, 0), (&batch, 1)] {
+        let mut got = Vec::new();
+        for route in ["/v1/forecast/volatility", "/v1/forecast/liquidity"] {
+            let (status, v, _) = common::call(&app, "POST", route, Some(body)).await;
+            assert_eq!(status, 200, "{route}: {v}");
+            got.push(v);
+        }
+        answers.push(served(&got[0], &got[1], item));
+    }
+    let mut got = Vec::new();
+    for route in [
+        "/v1/assets/X/forecast/volatility",
+        "/v1/assets/X/forecast/liquidity",
+    ] {
+        let (status, v, _) = common::call(&app, "GET", route, None).await;
+        assert_eq!(status, 200, "{route}: {v}");
+        got.push(v);
+    }
+    answers.push(served(&got[0], &got[1], 0));
 
     let device = select(DeviceChoice::Cpu).unwrap().device;
     let panel = [
@@ -200,9 +238,9 @@ async fn the_served_forecast_is_the_evaluated_one_without_the_market() {
         asset: 1,
         slot: panel[1].grid.len() - 1,
     }];
-    let evaluated = |model: LoadedModel| {
+    let evaluated = |model: LoadedModel| -> Vec<(f64, f64)> {
         let horizons = model.metadata.horizons.clone();
-        model
+        let p = model
             .predictions(&ForecastRequest {
                 assets: &panel,
                 origins: &origins,
@@ -211,23 +249,27 @@ async fn the_served_forecast_is_the_evaluated_one_without_the_market() {
             })
             .unwrap()
             .remove(0)
-            .unwrap()
-            .variance
+            .unwrap();
+        p.variance.into_iter().zip(p.shortage_probability).collect()
     };
     let with_market = evaluated(LoadedModel::load(&artifact, &device).unwrap());
     let without = evaluated(LoadedModel::load(&artifact, &device).unwrap().without_market());
-    assert_eq!(served.len(), without.len());
-    for (k, (s, e)) in served.iter().zip(&without).enumerate() {
-        assert!(
-            (s / e - 1.0).abs() < 1e-6,
-            "horizon {k}: served {s}, evaluated {e}"
-        );
+    let close = |a: f64, b: f64| (a / b - 1.0).abs() < 1e-6;
+    for (i, got) in answers.iter().enumerate() {
+        assert_eq!(got.len(), without.len());
+        for (k, (s, e)) in got.iter().zip(&without).enumerate() {
+            assert!(
+                close(s.0, e.0) && close(s.1, e.1),
+                "answer {i}, horizon {k}: served {s:?}, evaluated {e:?}"
+            );
+        }
     }
     assert!(
-        served
+        answers[0]
             .iter()
             .zip(&with_market)
-            .any(|(s, m)| (s / m - 1.0).abs() > 1e-6),
-        "the market factor changes nothing here: {served:?} vs {with_market:?}"
+            .any(|(s, m)| !close(s.0, m.0) || !close(s.1, m.1)),
+        "the market factor changes nothing here: {:?} vs {with_market:?}",
+        answers[0]
     );
 }
