@@ -93,6 +93,10 @@ pub struct Recall {
     pub chance: f64,
     /// `recall` at the day's adapted threshold.
     pub recall_adaptive: f64,
+    /// A candle pattern's recall with its hours judged alone, without the market (the `candles`
+    /// model, which the risk and stress routes' flags and `--anomaly-action tighten` use), at
+    /// the fitted threshold and at that model's own daily scale; none for pool patterns.
+    pub recall_alone: Option<(f64, f64)>,
 }
 
 /// The whole evaluation.
@@ -421,6 +425,12 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
                 recall: share(|r| r.detected),
                 chance: share(|r| r.chance),
                 recall_adaptive: share(|r| r.detected_adaptive),
+                recall_alone: results.first().and_then(|r| r.detected_alone).map(|_| {
+                    (
+                        share(|r| r.detected_alone.is_some_and(|(f, _)| f)),
+                        share(|r| r.detected_alone.is_some_and(|(_, a)| a)),
+                    )
+                }),
             });
         }
     }
@@ -507,6 +517,9 @@ struct Injected {
     chance: bool,
     /// Flags without drivers.
     bare: usize,
+    /// A candle pattern's hours judged alone (without the market): flagged at the fitted
+    /// threshold, and at the alone model's daily scale.
+    detected_alone: Option<(bool, bool)>,
 }
 
 /// Injects once.
@@ -536,7 +549,7 @@ fn inject_one(
     let touched: Vec<&features::Row> = rows[range.clone()].iter().flatten().collect();
     // The touched rows' verdicts with thresholds times `scale(time, judged against the market)`;
     // a candle pattern's read the hours just before them too.
-    let verdicts = |scale: &dyn Fn(i64, bool) -> f64| -> Vec<Verdict> {
+    let verdicts_against = |market: Option<&_>, scale: &dyn Fn(i64, bool) -> f64| -> Vec<Verdict> {
         if pattern.is_pool() {
             touched
                 .iter()
@@ -547,14 +560,10 @@ fn inject_one(
                 return Vec::new();
             };
             let before = range.start.saturating_sub(scorer.lookback_hours());
-            scorer.score_rows_scaled(
-                &rows[before..range.end],
-                Some(&markets.market),
-                first.time_ms,
-                scale,
-            )
+            scorer.score_rows_scaled(&rows[before..range.end], market, first.time_ms, scale)
         }
     };
+    let verdicts = |scale: &dyn Fn(i64, bool) -> f64| verdicts_against(Some(&markets.market), scale);
     let fixed = verdicts(&|_, _| 1.0);
     let adaptive = if pattern.is_pool() {
         verdicts(&|t, _| flagged.pool_scales.at(t))
@@ -566,11 +575,21 @@ fn inject_one(
         .chain(&adaptive)
         .filter(|v| v.flagged && v.drivers.is_empty())
         .count();
+    // Judged alone, as the risk window is: every hour takes the alone model's scale.
+    let detected_alone = (!pattern.is_pool()).then(|| {
+        let flagged_at =
+            |scale: &dyn Fn(i64, bool) -> f64| verdicts_against(None, scale).iter().any(|v| v.flagged);
+        (
+            flagged_at(&|_, _| 1.0),
+            flagged_at(&|t, _| (flagged.candle_scales)(t, false)),
+        )
+    });
     Injected {
         detected: fixed.iter().any(|v| v.flagged),
         detected_adaptive: adaptive.iter().any(|v| v.flagged),
         chance: touched.iter().any(|r| flagged.fixed.contains(&(key, r.time_ms))),
         bare,
+        detected_alone,
     }
 }
 
@@ -632,12 +651,15 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "\n| pattern | strength | injected | recall (fitted) | recall (adapted daily) | flagged anyway (no injection) |\n|---|---|--:|--:|--:|--:|"
+        "\n| pattern | strength | injected | recall (fitted) | recall (adapted daily) | flagged anyway (no injection) | judged alone: recall (fitted / adapted) |\n|---|---|--:|--:|--:|--:|--:|"
     );
     for x in &r.recall {
+        let alone = x
+            .recall_alone
+            .map_or_else(|| "-".to_owned(), |(f, a)| format!("{f:.3} / {a:.3}"));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {alone} |",
             x.pattern, x.strength, x.injected, x.recall, x.recall_adaptive, x.chance
         );
     }

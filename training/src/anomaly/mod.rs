@@ -500,6 +500,14 @@ mod tests {
             .find(|r| r.pattern == "spoofed_wick" && r.level == 2)
             .unwrap();
         assert!(wick.recall > 0.9, "{wick:?}");
+        // Judged alone, as the risk route judges the window, it is found too; every candle
+        // pattern reports that recall, no pool pattern does.
+        let (alone, alone_adaptive) = wick.recall_alone.unwrap();
+        assert!(alone > 0.9 && (0.0..=1.0).contains(&alone_adaptive), "{wick:?}");
+        for r in &report.recall {
+            let pool = r.pattern == "pool_drain" || r.pattern == "dex_cex_gap";
+            assert_eq!(r.recall_alone.is_none(), pool, "{r:?}");
+        }
         // An event flagged along a pattern's direction says so before its drivers.
         report.top_events.insert(
             0,
