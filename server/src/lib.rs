@@ -306,6 +306,26 @@ pub async fn run(
     // the end of the process.
     #[cfg(unix)]
     let hangups = loading::listen_for_hangups();
+    #[cfg(not(unix))]
+    let hangups = None;
+    run_listening(config, listener, shutdown, hangups).await
+}
+
+/// [`run`] with the SIGHUP stream a caller opened before it announced the address
+/// ([`loading::listen_for_hangups`]): a SIGHUP between the announcement and the start of
+/// `run` is a reload then, not lost (a stream sees only the signals after it was opened).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_listening(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    #[cfg(unix)] hangups: Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))] hangups: Option<()>,
+) -> Result<(), ServeError> {
+    #[cfg(not(unix))]
+    let _ = hangups;
     let metrics = Arc::new(Metrics::new());
     let settings = Settings::from_config(&config)?;
     let store = open_store(&config).await?;

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use volcast_server::{Config, run};
+use volcast_server::Config;
 
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -44,9 +44,13 @@ async fn main() -> std::process::ExitCode {
     } else {
         builder.init();
     }
-    // A SIGHUP from here on never ends the process (`run` listens for it as a reload).
+    // A SIGHUP from here on never ends the process, and is a reload once the server runs: the
+    // stream opened here is the one `run_listening` reads (one opened later would miss a SIGHUP
+    // sent as soon as the address is printed).
     #[cfg(unix)]
-    drop(volcast_server::loading::listen_for_hangups());
+    let hangups = volcast_server::loading::listen_for_hangups();
+    #[cfg(not(unix))]
+    let hangups = None;
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -61,7 +65,7 @@ async fn main() -> std::process::ExitCode {
         }
         Err(e) => tracing::warn!("cannot read the bound address: {e}"),
     }
-    match run(config, listener, shutdown_signal()).await {
+    match volcast_server::run_listening(config, listener, shutdown_signal(), hangups).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("server: {e}");
