@@ -105,11 +105,8 @@ fn fall(candles: &[Candle], origin: i64) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
-    let data = common::sample_ending(1, 1900);
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), &data).await;
-    let state = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
-    let app = volcast_server::app(state.clone());
+    let (data, store, state, app) = serving_sample(dir.path()).await;
     let today = day_origin(now_ms());
     // Thirteen origins whose week-long windows have all closed. Each is recorded exactly when
     // the POST route serves the candles up to it (the sample has gaps: an origin without its
@@ -323,6 +320,18 @@ async fn serves(app: &axum::Router, data: &[Candle], origin: i64) -> bool {
 }
 
 /// A daily origin 9 to 20 days back that the routes serve (its windows closed by now).
+/// One asset's 1,900 hours stored in `dir` and the default artifact served on them: the candles,
+/// the store, the state and its app.
+async fn serving_sample(
+    dir: &std::path::Path,
+) -> (Vec<Candle>, Store, volcast_server::state::AppState, axum::Router) {
+    let data = common::sample_ending(1, 1900);
+    let store = store_with(dir, &data).await;
+    let state = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
+    let app = volcast_server::app(state.clone());
+    (data, store, state, app)
+}
+
 async fn served_origin(app: &axum::Router, data: &[Candle]) -> i64 {
     let today = day_origin(now_ms());
     for d in 9..=20 {
@@ -335,11 +344,8 @@ async fn served_origin(app: &axum::Router, data: &[Candle]) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_catches_up_the_last_week_once() {
-    let data = common::sample_ending(1, 1900);
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), &data).await;
-    let state = common::state_with_store(&artifact(), store, FOREVER).await;
-    let app = volcast_server::app(state.clone());
+    let (data, _, state, app) = serving_sample(dir.path()).await;
     let now = now_ms();
     let today = day_origin(now);
     // Today's origin too (its candle, closing at 00:00, is stored), and the seven days before.
@@ -394,11 +400,8 @@ async fn the_job_catches_up_the_last_week_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_horizon_is_scored_as_its_window_closes() {
-    let data = common::sample_ending(1, 1900);
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), &data).await;
-    let full = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
-    let app = volcast_server::app(full.clone());
+    let (data, store, full, app) = serving_sample(dir.path()).await;
     let origin = served_origin(&app, &data).await;
     let outcome = |e: &volcast_store::LedgerEntry| -> LedgerOutcome {
         serde_json::from_str(e.outcome.as_deref().unwrap()).unwrap()
@@ -469,11 +472,8 @@ async fn each_horizon_is_scored_as_its_window_closes() {
 /// `evaluate` scores it, not lost: the week's last hour missing, a later candle stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_without_its_last_candle_is_scored_by_the_ninety_percent_rule() {
-    let data = common::sample_ending(1, 1900);
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with(dir.path(), &data).await;
-    let full = common::state_with_store(&artifact(), store.clone(), FOREVER).await;
-    let app = volcast_server::app(full.clone());
+    let (data, _, _, app) = serving_sample(dir.path()).await;
     let origin = served_origin(&app, &data).await;
     // The candles up to two hours past the week, without the week's last one.
     let gone = origin + 167 * HOUR_MS;

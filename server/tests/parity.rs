@@ -177,14 +177,7 @@ async fn the_served_forecast_is_the_evaluated_one_without_the_market() {
     let forever = std::time::Duration::from_secs(100_000 * 86_400);
     let state = common::state_with_store(&artifact, store, forever).await;
     let app = volcast_server::app(state);
-    let json_of = |c: &[Candle]| {
-        c.iter()
-            .map(|c| {
-                json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
-                       "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
-            })
-            .collect::<Vec<_>>()
-    };
+    let json_of = |c: &[Candle]| c.iter().map(common::candle_json).collect::<Vec<_>>();
     // (variance, shortage probability) per horizon of X's item in a route's answers.
     let served = |vol: &Value, liq: &Value, item: usize| -> Vec<(f64, f64)> {
         let hs = |v: &Value, key: &str| -> Vec<f64> {

@@ -154,6 +154,8 @@ struct Checked {
     /// The risk settings; the sale size is the asked one, or the largest position's value.
     settings: RiskSettings,
     book: Book,
+    /// The book's collateral value at the last close and its debt, USD.
+    book_usd: (f64, f64),
     scenarios: Vec<Scenario>,
 }
 
@@ -219,9 +221,10 @@ fn check(
     // A book whose sums overflow would answer its totals as null, or blame the candles. (A
     // last close that is no price is the candles' error, answered when they are checked.)
     let prepared = PreparedBook::new(&book, price);
+    let book_usd = (prepared.collateral_usd(), prepared.debt_usd());
     for (what, usd) in [
-        ("collateral value at the last close", prepared.collateral_usd()),
-        ("debt", prepared.debt_usd()),
+        ("collateral value at the last close", book_usd.0),
+        ("debt", book_usd.1),
     ] {
         if price.is_finite() && (usd.is_nan() || usd > MAX_BOOK_USD) {
             return Err(ApiError::InvalidValue {
@@ -274,6 +277,7 @@ fn check(
         df,
         settings,
         book,
+        book_usd,
         scenarios,
     })
 }
@@ -394,11 +398,10 @@ pub async fn stress_answer(
             ),
         });
     }
-    let prepared_book = PreparedBook::new(&checked.book, input.price);
     let book = BookDto {
         positions: checked.book.positions.len(),
-        collateral_usd: prepared_book.collateral_usd(),
-        debt_usd: prepared_book.debt_usd(),
+        collateral_usd: checked.book_usd.0,
+        debt_usd: checked.book_usd.1,
     };
     let reports = simulate(
         state,

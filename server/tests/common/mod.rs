@@ -236,12 +236,7 @@ pub fn candles(n: usize) -> Vec<Value> {
         gap_rate: 0.0,
         ..SynthConfig::panel_asset(1, 7, n, START_MS)
     });
-    c.iter()
-        .map(|c| {
-            json!({"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low,
-                   "close": c.close, "volume": c.volume, "quote_volume": c.quote_volume})
-        })
-        .collect()
+    c.iter().map(candle_json).collect()
 }
 
 pub fn single(n: usize) -> Value {
