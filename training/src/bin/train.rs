@@ -82,9 +82,9 @@ struct Args {
     /// Point `<out>/default` (what the server loads) at the new artifact.
     #[arg(long)]
     set_default: bool,
-    /// Checkpoint directory. Default: `<out>/.checkpoints/<hash of the config, fit end and data
-    /// directories>`. A checkpoint resumes only under the same config, fit end and candle files
-    /// (by their SHA-256).
+    /// Checkpoint directory. Default: `<out>/.checkpoints/<hash of the config, fit end and candle
+    /// files' SHA-256>`. A checkpoint resumes only under the same config, fit end and candle
+    /// files.
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
     /// Continue an interrupted run from its last checkpoint.
