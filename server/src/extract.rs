@@ -118,10 +118,19 @@ fn classify(path: &str, e: &serde_json::Error) -> ApiError {
         path.to_owned()
     };
     if message.starts_with("number out of range") {
-        return ApiError::BadCandle {
+        // A candle's value is a bad candle (`non_finite`); any other number a setting out of
+        // range (as the same value in a query string is).
+        if path.split('.').any(|segment| segment.starts_with("candles[")) {
+            return ApiError::BadCandle {
+                field,
+                value: f64::INFINITY,
+                problem: volcast_core::candles::CandleProblem::NonFinite,
+            };
+        }
+        return ApiError::OutOfRange {
             field,
             value: f64::INFINITY,
-            problem: volcast_core::candles::CandleProblem::NonFinite,
+            range: "the finite numbers",
         };
     }
     match e.classify() {

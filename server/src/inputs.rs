@@ -382,9 +382,14 @@ pub fn horizon_indices(info: &ModelInfo, asked: Option<&[u64]>) -> Result<Vec<us
                 horizon: h,
                 served: served.to_vec(),
             })?;
-        if !out.contains(&j) {
-            out.push(j);
+        if out.contains(&j) {
+            // Merging would shift every later answer off the position a caller asked it at.
+            return Err(ApiError::InvalidValue {
+                field: format!("horizons[{i}]"),
+                message: format!("horizon {h} is asked for twice"),
+            });
         }
+        out.push(j);
     }
     Ok(out)
 }

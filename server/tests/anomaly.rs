@@ -348,6 +348,57 @@ async fn bad_input_gets_the_usual_errors() {
         (422, "empty_batch"),
         "{v}"
     );
+    // A batch item's candles and pool snapshots are objects, as everywhere: values by position
+    // (Binance's klines order them otherwise) are refused, not bound to fields in turn.
+    let bare_candles: Vec<Value> = c
+        .iter()
+        .map(|k| {
+            json!([
+                k.open_time,
+                k.open,
+                k.high,
+                k.low,
+                k.close,
+                k.volume,
+                k.quote_volume
+            ])
+        })
+        .collect();
+    let (s, v, _) = case(json!({"items": [{"asset": "X", "candles": bare_candles}]})).await;
+    assert_eq!(
+        (
+            s.as_u16(),
+            v["error"].as_str().unwrap(),
+            v["field"].as_str().unwrap()
+        ),
+        (422, "invalid_value", "items[0].candles[0]"),
+        "{v}"
+    );
+    let bare_pool: Vec<Value> = pool(40)
+        .iter()
+        .map(|p| {
+            json!([
+                p.time_ms,
+                p.reserve_asset,
+                p.reserve_quote,
+                p.reserve_usd,
+                p.total_supply,
+                p.tx_count,
+                p.volume_usd
+            ])
+        })
+        .collect();
+    let (s, v, _) =
+        case(json!({"items": [{"asset": "X", "candles": good.clone(), "pool": bare_pool}]})).await;
+    assert_eq!(
+        (
+            s.as_u16(),
+            v["error"].as_str().unwrap(),
+            v["field"].as_str().unwrap()
+        ),
+        (422, "invalid_value", "items[0].pool[0]"),
+        "{v}"
+    );
     // Not on the hour.
     c[10].open_time += 1;
     let (s, v, _) = case(json!({"asset": "X", "candles": json_candles(&c)})).await;

@@ -65,6 +65,22 @@ fn cases() -> Vec<Case> {
             Some("candles[3].close"),
         ),
         (
+            "a horizon asked twice",
+            "/v1/forecast/volatility",
+            |b| b["horizons"] = json!([4, 24, 4]),
+            422,
+            "invalid_value",
+            Some("horizons[2]"),
+        ),
+        (
+            "a sale size on the volatility route",
+            "/v1/forecast/volatility",
+            |b| b["sale_size_usd"] = json!(-5.0),
+            422,
+            "invalid_value",
+            Some("sale_size_usd"),
+        ),
+        (
             "zero price",
             "/v1/forecast/volatility",
             |b| b["candles"][9]["low"] = json!(0.0),
@@ -318,11 +334,12 @@ async fn malformed_bodies_get_our_error_format() {
     );
     let (s, v, _) = call(&app, "GET", "/v1/nope", None).await;
     assert_eq!((s.as_u16(), v["error"].as_str()), (404, Some("not_found")));
-    let (s, v, _) = call(&app, "GET", "/v1/risk/parameters", None).await;
+    let (s, v, headers) = call(&app, "GET", "/v1/risk/parameters", None).await;
     assert_eq!(
         (s.as_u16(), v["error"].as_str()),
         (405, Some("method_not_allowed"))
     );
+    assert_eq!(headers.get("allow").map(|a| a.to_str().unwrap()), Some("POST"));
 }
 
 #[tokio::test]
@@ -341,6 +358,23 @@ async fn out_of_range_numbers_and_gappy_history() {
     assert_eq!(
         (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
         (422, Some("non_finite"), Some("candles[0].high")),
+        "{v}"
+    );
+    // Outside a candle, a number too large for a float is a setting out of range, as the same
+    // value in a query string is.
+    let text = serde_json::to_string(&single(N))
+        .unwrap()
+        .replacen('{', "{\"alpha\":1e999,", 1);
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/risk/parameters")
+        .header("content-type", "application/json")
+        .body(Body::from(text))
+        .unwrap();
+    let (s, v, _) = raw(&app, req).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("out_of_range"), Some("alpha")),
         "{v}"
     );
 

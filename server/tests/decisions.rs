@@ -285,6 +285,13 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
         );
         assert_eq!(body["field"], "limit");
     }
+    let (status, body, _) =
+        common::call(&app, "GET", "/v1/decisions?from=2024-02-01&to=2024-01-01", None).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str(), body["field"].as_str()),
+        (422, Some("invalid_value"), Some("from")),
+        "{body}"
+    );
     let (_, keys, _) = common::call(&app, "GET", "/v1/keys", None).await;
     assert_eq!(keys["keys"][0]["public_key"], json!(public));
     assert_eq!(keys["keys"][0]["current"], json!(true));
@@ -882,6 +889,43 @@ async fn risk_answers_of_either_step_rule_replay_identically() {
         old["parameters"]["max_ltv"].as_f64().unwrap() > buffer + 0.01,
         "{old}"
     );
+}
+
+/// A decision replays on a replica restarted with lower limits (fewer candles per asset, fewer
+/// items per request) than the request it records: the limits guard what callers send, and the
+/// record was within them when it was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_replays_under_limits_lowered_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, _) = logged_state(dir.path()).await;
+    let history = state.serving().unwrap().info.history_hours();
+    let lowered = replica_before(store, |s| volcast_server::state::Settings {
+        limits: volcast_server::inputs::Limits { max_candles: history },
+        max_items: 1,
+        ..s
+    })
+    .await;
+    let series = common::market_json(4, 45);
+    let candles = &series[series.len() - history - 24..];
+    let body = json!({"items": [{"asset": "A", "candles": candles}, {"asset": "B", "candles": candles}]});
+    let (status, answer, _) = common::call(
+        &volcast_server::app(state),
+        "POST",
+        "/v1/risk/parameters",
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let lowered = volcast_server::app(lowered);
+    // The replica refuses the same request from a caller ...
+    let (status, refused, _) = common::call(&lowered, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(status, 413, "{refused}");
+    // ... and replays the recorded one.
+    let id = answer["items"][0]["decision_id"].as_str().unwrap();
+    let (status, replayed, _) =
+        common::call(&lowered, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed["identical"], json!(true), "{replayed}");
 }
 
 /// The HTTP export is what `verify --export` checks: its records, one per line, verify; and a

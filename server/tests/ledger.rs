@@ -254,6 +254,16 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
     assert_eq!(other["windows"][0]["entries"], json!(0));
     let (status, _, _) = common::call(&app, "GET", "/v1/model/validation?assets=X", None).await;
     assert_eq!(status, 400);
+    // An id no asset can have is a mistake, not an asset without figures.
+    for bad in ["", "%00"] {
+        let uri = format!("/v1/model/validation?asset={bad}");
+        let (status, body, _) = common::call(&app, "GET", &uri, None).await;
+        assert_eq!(
+            (status.as_u16(), body["error"].as_str(), body["field"].as_str()),
+            (422, Some("invalid_value"), Some("asset")),
+            "{bad}: {body}"
+        );
+    }
     // The pooled figures are gauges too.
     let (_, _, _) = common::call(&app, "GET", "/metrics", None).await;
     let rendered = state.metrics().render();

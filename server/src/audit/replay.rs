@@ -162,6 +162,12 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
         anomaly,
         stress_bridge,
         step_rule,
+        // The recorded request was within the limits when it was answered; limits lowered
+        // since (a restart with a smaller `--max-candles`) must not refuse its replay.
+        limits: crate::inputs::Limits {
+            max_candles: usize::MAX,
+        },
+        max_items: usize::MAX,
         ..*state.settings()
     };
     let then = state.for_replay(settings);

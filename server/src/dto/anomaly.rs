@@ -54,9 +54,10 @@ pub struct ScanItem {
     /// Asset id.
     pub asset: String,
     /// Its hourly candles, oldest first.
+    #[serde(deserialize_with = "crate::extract::objects::vec")]
     pub candles: Vec<CandleDto>,
     /// Its DEX pool's snapshots, oldest first (optional).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub pool: Option<Vec<PoolSnapshotDto>>,
 }
 
@@ -294,9 +295,9 @@ pub struct ScanResponse {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AnomaliesQuery {
-    /// First hour (RFC 3339 or a date); default: seven days before `to`.
+    /// First hour (Unix ms, RFC 3339 or a date); default: seven days before `to`.
     pub from: Option<String>,
-    /// Last hour (RFC 3339 or a date); default: the latest stored candle.
+    /// Last hour (Unix ms, RFC 3339 or a date); default: the latest stored candle.
     pub to: Option<String>,
     /// Every scored hour, not only the flagged ones (default false).
     pub all: Option<bool>,

@@ -114,7 +114,7 @@ pub struct CandlesPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct VolatilityQuery {
-    /// Horizons wanted, hours, comma-separated (`4,24`; default all the model serves).
+    /// Horizons wanted, hours, comma-separated, each once (`4,24`; default all the model serves).
     pub horizons: Option<String>,
 }
 
@@ -123,7 +123,7 @@ pub struct VolatilityQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LiquidityQuery {
-    /// Horizons wanted, hours, comma-separated (`4,24`; default all the model serves).
+    /// Horizons wanted, hours, comma-separated, each once (`4,24`; default all the model serves).
     pub horizons: Option<String>,
     /// Sale size in USD for the expected slippage (default from the config, 1,000,000).
     pub sale_size_usd: Option<f64>,

@@ -101,10 +101,11 @@ pub struct ForecastRequest {
     /// Batch shape: several assets.
     #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub items: Option<Vec<AssetCandles>>,
-    /// Horizons wanted, hours (default: all the model serves, 4, 24 and 168).
+    /// Horizons wanted, hours, each once (default: all the model serves, 4, 24 and 168); the
+    /// answers come in the order asked.
     pub horizons: Option<Vec<u64>>,
-    /// Liquidity only: sale size in USD for the expected slippage (default from the config,
-    /// 1,000,000).
+    /// Liquidity only (refused on the volatility route): sale size in USD for the expected
+    /// slippage (default from the config, 1,000,000).
     pub sale_size_usd: Option<f64>,
 }
 

@@ -107,7 +107,7 @@ pub async fn decision(
     responses(
         (status = 200, description = "A page of records", body = DecisionPage),
         (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
-        (status = 422, description = "`limit` outside 1 to 1000", body = ErrorBody),
+        (status = 422, description = "`limit` outside 1 to 1000, or `from` after `to`", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     )
 )]
@@ -122,6 +122,12 @@ pub async fn decisions(
     let to =
         q.to.as_deref()
             .map_or(Ok(i64::MAX), |t| time_param("to", t, Bound::End))?;
+    if from > to {
+        return Err(ApiError::InvalidValue {
+            field: "from".into(),
+            message: "`from` is after `to`".into(),
+        });
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::OutOfRange {

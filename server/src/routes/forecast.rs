@@ -87,6 +87,16 @@ pub async fn volatility_answer(
     state: &AppState,
     body: ForecastRequest,
 ) -> Result<VolatilityResponse, ApiError> {
+    if let Some(value) = body.sale_size_usd {
+        // The volatility answer has no slippage: a sale size here is a mistake, not a setting.
+        return Err(ApiError::InvalidValue {
+            field: "sale_size_usd".into(),
+            message: format!(
+                "sale_size_usd ({value}) is for the liquidity forecast only; the volatility \
+                 forecast does not read it"
+            ),
+        });
+    }
     let serving = state.serving()?;
     let wanted = horizon_indices(&serving.info, body.horizons.as_deref())?;
     let results = forecast_body(state, &serving, body).await?;

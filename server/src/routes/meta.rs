@@ -96,6 +96,7 @@ pub struct ValidationQuery {
     responses(
         (status = 200, description = "Skill and calibration over trailing windows", body = ValidationResponse),
         (status = 400, description = "An unknown query parameter", body = ErrorBody),
+        (status = 422, description = "`asset` is not a valid asset id", body = ErrorBody),
         (status = 503, description = "Model not ready, or the store unavailable", body = ErrorBody),
     )
 )]
@@ -103,6 +104,9 @@ pub async fn validation(
     State(state): State<AppState>,
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<ValidationQuery>,
 ) -> Result<Json<ValidationResponse>, ApiError> {
+    if let Some(asset) = q.asset.as_deref() {
+        crate::inputs::check_asset_id("asset", asset)?;
+    }
     let serving = state.serving()?;
     let now = state.now_ms();
     let windows = crate::ledger::windows(&state, now, q.asset.as_deref()).await?;
