@@ -497,8 +497,14 @@ async fn a_refused_row_keeps_the_rows_before_it_and_is_asked_for_again() {
 /// BTCUSDT followed from hour 0 at half past hour 1000, its candle at `bad` refused by the
 /// exchange, once the follower has had it refused three times in a row.
 async fn refused_three_times_at(bad: i64) -> (Harness, Store, Follower, FollowStatus) {
+    refused_three_times_after_gaps(bad, &[]).await
+}
+
+/// [`refused_three_times_at`], the exchange having no candle at `gaps`.
+async fn refused_three_times_after_gaps(bad: i64, gaps: &[i64]) -> (Harness, Store, Follower, FollowStatus) {
     let h = harness(&["BTCUSDT"], half_past(1000)).await;
     h.stub.knobs().bad = Some(bad);
+    h.stub.knobs().gaps = gaps.iter().copied().collect();
     let store = h.store().await;
     let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
     let status = follower.status();
@@ -524,6 +530,21 @@ async fn a_candle_refused_for_an_hour_is_skipped_as_a_missing_hour() {
     assert_eq!(stored(&store, "BTCUSDT").await, expected);
     let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
     assert!(error.contains("skipped, the hour is missing"), "{error}");
+    follower.shutdown().await;
+}
+
+/// The same when the exchange has no candle just before the refused one: each page then starts
+/// past the follower's cursor, at the refused hour, which is skipped all the same (it used to
+/// hold the asset back for good, a restart included).
+#[tokio::test]
+async fn a_candle_refused_after_a_gap_is_skipped_too() {
+    let (h, store, follower, status) = refused_three_times_after_gaps(hour(701), &[hour(700)]).await;
+    assert_eq!(status.get("BTCUSDT").unwrap().last_open_time, Some(hour(699)));
+    h.stub.now.fetch_add(H, Ordering::SeqCst);
+    caught_up(&status, "BTCUSDT", hour(1000)).await;
+    let mut expected = h.stub.expected("BTCUSDT", hour(0), hour(1000));
+    expected.retain(|c| c.open_time != hour(700) && c.open_time != hour(701));
+    assert_eq!(stored(&store, "BTCUSDT").await, expected);
     follower.shutdown().await;
 }
 

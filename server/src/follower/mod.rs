@@ -357,15 +357,17 @@ async fn follow(shared: Arc<Shared>, symbol: String, last_stored: Option<i64>) {
             }
             Err(RoundError::Stopped) => return,
             Err(e) => {
+                // The refused hour may lie past the cursor: hours missing before it, or an
+                // open time off the hour. Either way nothing before it is left to store.
                 if let RoundError::Invalid(message, Some(at)) = &e
-                    && *at == cursor
+                    && *at >= cursor
                 {
                     let now = shared.clock.now_ms();
                     let since = refused.filter(|r| r.0 == *at).map_or(now, |r| r.1);
                     refused = Some((*at, since));
                     if now - since >= SKIP_REFUSED_AFTER_MS {
                         skip_refused(&shared, &symbol, *at, message);
-                        cursor = at.saturating_add(HOUR_MS);
+                        cursor = at.div_euclid(HOUR_MS).saturating_add(1).saturating_mul(HOUR_MS);
                         refused = None;
                         continue;
                     }
