@@ -6,7 +6,8 @@
 //!    runs, itself the replay `evaluate` scores); the artifact it writes is loaded, warmed and
 //!    swapped in atomically (a new model id in `/v1/model` and every answer). Only for artifacts
 //!    that declare a rolling window; once a day (a failed one is tried up to three times,
-//!    ten minutes apart).
+//!    ten minutes apart; a pass that finds no stored asset with the day's 23:00 candle is no
+//!    failure, and the next pass tries again). Measured, as served, without the market factor.
 //! 2. **Scoring** of the ledger entries whose windows have closed.
 //! 3. **The gate** ([`crate::gate`]) on the ledger's last 30 days: the policy of the day.
 //! 4. **The ledger** records what is served at the day's origin ([`crate::ledger`]).
@@ -113,8 +114,8 @@ impl DailyState {
 /// Whether the day's pass should wait: within [`WAIT_FOR_CANDLES_MS`] of midnight, a symbol the
 /// live follower follows traded the day before but has no 23:00 candle stored yet (the follower
 /// asks for it a few seconds after 00:00). Without a follower the store is filled by other means
-/// (`ingest`, a replay), and the pass does not wait; a recalibration that finds the day's candles
-/// missing is tried again later ([`RETRY_MS`]).
+/// (`ingest`, a replay), and the pass does not wait; a recalibration that finds no stored asset
+/// with the day's 23:00 candle is tried again at the next pass, as long as it takes.
 ///
 /// # Errors
 /// The store's.
@@ -178,12 +179,14 @@ pub async fn run_once(
     let served = state.serving().ok().map(|s| (today, s.info.metadata.id.clone()));
     if options.recalibrate && daily.recalibrated != served && daily.may_recalibrate(today, now_ms) {
         match recalibrate(state, options, daily, today).await {
-            Ok(Some(id)) => {
+            Ok(Recalibrated::Swapped(id)) => {
                 count(state, "ok");
                 pass.recalibrated = Some(id.clone());
                 daily.recalibrated = Some((today, id));
             }
-            Ok(None) => daily.recalibrated = served,
+            Ok(Recalibrated::NotNeeded) => daily.recalibrated = served,
+            // Not a failure: tried again at the next pass, however late the candles come.
+            Ok(Recalibrated::CandlesNotYet) => {}
             Err(ApiError::NotReady) => return Err(ApiError::NotReady),
             Err(e) => {
                 count(state, "failed");
@@ -336,33 +339,55 @@ pub async fn gate(state: &AppState, day_ms: i64) -> Result<Option<Switch>, ApiEr
     Ok(Some(switch))
 }
 
-/// The recalibration at the daily origin `today` (see the module); the new model's id when one
-/// was swapped in, None when there is nothing to do (a fixed artifact, or corrections already
-/// measured at `today`).
+/// What a recalibration pass did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Recalibrated {
+    /// A new model was swapped in: its id.
+    Swapped(String),
+    /// Nothing to do: a fixed artifact, or corrections already measured at the day.
+    NotNeeded,
+    /// No stored asset has the day's last candle (23:00) yet: the store is filled late (an
+    /// `ingest` run after midnight, a follower far behind). Not a failed try: the job tries
+    /// again at its next pass, as long as it takes, instead of giving up for the day after
+    /// [`RECALIBRATION_TRIES`].
+    CandlesNotYet,
+}
+
+/// The recalibration at the daily origin `today` (see the module).
 async fn recalibrate(
     state: &AppState,
     options: &DailyOptions,
     daily: &mut DailyState,
     today: i64,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Recalibrated, ApiError> {
     // No reload in between: the model re-measured is the one replaced.
     let _swap = state.model_swap().await;
     let serving = state.serving()?;
     let metadata = &serving.info.metadata;
     let Some(days) = metadata.recalibration.as_ref().and_then(|r| r.rolling_days) else {
-        return Ok(None);
+        return Ok(Recalibrated::NotNeeded);
     };
     let until = metadata
         .recalibration
         .as_ref()
         .and_then(|r| parse_time(&r.until, Bound::Start).ok());
     if until.is_some_and(|u| u >= today) {
-        return Ok(None);
+        return Ok(Recalibrated::NotNeeded);
     }
     let fit_end = fit_end_hour(metadata).map_err(|e| ApiError::Internal(e.to_string()))?;
     let today_hour = today / HOUR_MS;
     if today_hour < fit_end {
-        return Ok(None);
+        return Ok(Recalibrated::NotNeeded);
+    }
+    let last_hour = today - HOUR_MS;
+    if !state
+        .store()?
+        .last_open_times()
+        .await?
+        .iter()
+        .any(|&(_, last)| last >= last_hour)
+    {
+        return Ok(Recalibrated::CandlesNotYet);
     }
     // Every candle the offline job's replay reads: the daily origins from the fit end's window
     // (and the longest outcome before it) on, each with its history and HAR's 30 days.
@@ -394,7 +419,11 @@ async fn recalibrate(
         let device = volcast_model::device::select(volcast_model::device::DeviceChoice::Cpu)
             .map_err(|e| e.to_string())?
             .device;
-        let model = LoadedModel::load(&dir, &device).map_err(|e| e.to_string())?;
+        // Measured on the forecasts as served: without the market factor (README, "As served:
+        // without the market factor"), as `calibrate --until` and `evaluate --without-market`.
+        let model = LoadedModel::load(&dir, &device)
+            .map_err(|e| e.to_string())?
+            .without_market();
         let panel = volcast_core::panel::to_panel(&candles);
         refresh_recalibration(&model, &panel, today_hour, &out).map_err(|e| e.to_string())
     })
@@ -407,7 +436,7 @@ async fn recalibrate(
     let id = new.info.metadata.id.clone();
     tracing::info!(old = %metadata.id, new = %id, day = %format_ms(today), "daily recalibration swapped in");
     state.set_serving(new);
-    Ok(Some(id))
+    Ok(Recalibrated::Swapped(id))
 }
 
 /// Every stored asset's candles with open time in `[from, to]`, from the job's copy brought up

@@ -105,6 +105,9 @@ fn run() -> anyhow::Result<()> {
         let end_hour = parse_time(until, Bound::Start)
             .context("--until")?
             .div_euclid(HOUR_MS);
+        // The daily corrections are measured on the forecasts as the server serves them:
+        // without the market factor (README, "As served: without the market factor").
+        let model = model.without_market();
         let saved = refresh_recalibration(&model, &assets, end_hour, &out)?;
         if !saved.created {
             println!(
