@@ -223,7 +223,14 @@ fn bind_decisions<'q>(
 
 fn conflict(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_owned()),
+        // A sequence number taken by another writer; or PostgreSQL's deadlock (40P01) and
+        // serialization failure (40001): the transaction was rolled back, and a retry (which
+        // re-reads the head) is what the writer does for a taken number too.
+        sqlx::Error::Database(d)
+            if d.is_unique_violation() || matches!(d.code().as_deref(), Some("40P01" | "40001")) =>
+        {
+            StoreError::Conflict(d.message().to_owned())
+        }
         _ => StoreError::Database(e),
     }
 }
@@ -251,28 +258,39 @@ impl DecisionStore for Store {
                 .map(drop)
                 .map_err(conflict);
         }
+        // The windows and artifacts in key order, each once: two replicas storing the same new
+        // keys in the order their requests came (BTC then ETH on one, ETH then BTC on the other)
+        // would each wait on the other's uncommitted key, a deadlock PostgreSQL breaks by
+        // aborting one.
+        let mut inputs: Vec<&(String, String)> = records.iter().filter_map(|r| r.inputs.as_ref()).collect();
+        inputs.sort_by(|a, b| a.0.cmp(&b.0));
+        inputs.dedup_by(|a, b| a.0 == b.0);
+        let mut models: Vec<&(String, String, String)> =
+            records.iter().filter_map(|r| r.model.as_ref()).collect();
+        models.sort_by(|a, b| a.0.cmp(&b.0));
+        models.dedup_by(|a, b| a.0 == b.0);
         let mut tx = self.pool.begin().await?;
-        for r in records {
-            if let Some((hash, candles)) = &r.inputs {
-                sqlx::query(
-                    "INSERT INTO decision_inputs (hash, candles) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
-                )
-                .bind(hash)
-                .bind(candles)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if let Some((id, hash, dir)) = &r.model {
-                sqlx::query(
-                    "INSERT INTO decision_models (model_id, hash, dir) VALUES ($1, $2, $3) \
-                     ON CONFLICT (model_id) DO NOTHING",
-                )
-                .bind(id)
-                .bind(hash)
-                .bind(dir)
-                .execute(&mut *tx)
-                .await?;
-            }
+        for (hash, candles) in inputs {
+            sqlx::query(
+                "INSERT INTO decision_inputs (hash, candles) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(hash)
+            .bind(candles)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict)?;
+        }
+        for (id, hash, dir) in models {
+            sqlx::query(
+                "INSERT INTO decision_models (model_id, hash, dir) VALUES ($1, $2, $3) \
+                 ON CONFLICT (model_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(hash)
+            .bind(dir)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict)?;
         }
         for chunk in records.chunks(DECISIONS_PER_INSERT) {
             let sql = insert_sql(self.backend, chunk.len());

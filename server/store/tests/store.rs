@@ -470,6 +470,64 @@ async fn the_decision_log_appends_in_order_and_refuses_a_taken_sequence_number()
     }
 }
 
+/// Two replicas appending decisions whose candle windows are both new to the store, each in
+/// the order its requests came (one X then Y, the other Y then X): neither gets a database
+/// error. Each used to hold one window's key while waiting on the other's, a deadlock
+/// PostgreSQL broke by aborting one writer's batch (every answer in it withheld). A trigger
+/// slows the inserts of these windows so the two transactions overlap.
+#[tokio::test]
+async fn two_writers_storing_the_same_new_windows_in_opposite_orders_do_not_deadlock() {
+    use volcast_store::{DecisionRow, DecisionStore as _, NewDecision};
+    let Some(url) = std::env::var("VOLCAST_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)");
+        return;
+    };
+    let (a, b) = (Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap());
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    for sql in [
+        "CREATE OR REPLACE FUNCTION volcast_test_slow_window() RETURNS trigger AS $$ \
+         BEGIN IF NEW.hash LIKE 'slow-%' THEN PERFORM pg_sleep(0.3); END IF; RETURN NEW; END $$ \
+         LANGUAGE plpgsql",
+        "DROP TRIGGER IF EXISTS volcast_test_slow_window ON decision_inputs",
+        "CREATE TRIGGER volcast_test_slow_window BEFORE INSERT ON decision_inputs \
+         FOR EACH ROW EXECUTE FUNCTION volcast_test_slow_window()",
+    ] {
+        sqlx::query(sql).execute(&admin).await.unwrap();
+    }
+    // Far past the head: the other tests of this binary append to the same table meanwhile.
+    let head = a.head().await.unwrap().map_or(0, |(s, _)| s) + 1_000_000;
+    let tag = format!("{}-{head}", std::process::id());
+    let window = |w: &str| Some((format!("slow-{tag}-{w}"), "[]".to_owned()));
+    let record = |writer: &str, seq: i64, w: &str| NewDecision {
+        row: DecisionRow {
+            seq,
+            id: format!("dec_{tag}_{writer}_{seq}"),
+            at: 1_000 + seq,
+            asset: format!("D{tag}"),
+            body: "{}".into(),
+            hash: format!("h{seq}"),
+            signature: "s".into(),
+            signer: "key".into(),
+        },
+        inputs: window(w),
+        model: None,
+    };
+    let first = [record("a", head + 1, "x"), record("a", head + 2, "y")];
+    let second = [record("b", head + 1, "y"), record("b", head + 2, "x")];
+    let (ra, rb) = tokio::join!(a.append_decisions(&first), b.append_decisions(&second));
+    sqlx::query("DROP TRIGGER IF EXISTS volcast_test_slow_window ON decision_inputs")
+        .execute(&admin)
+        .await
+        .unwrap();
+    for r in [&ra, &rb] {
+        assert!(matches!(r, Ok(()) | Err(StoreError::Conflict(_))), "{r:?}");
+    }
+    assert!(ra.is_ok() || rb.is_ok(), "{ra:?} {rb:?}");
+}
+
 /// A PostgreSQL database whose collation is ICU's en-US (as in the official images' default
 /// locale), beside the configured one; `None` with a message where PostgreSQL is not configured
 /// or has no ICU.
