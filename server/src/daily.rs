@@ -205,6 +205,10 @@ pub async fn run_once(
     if daily.gate_day != Some(today) {
         pass.switch = gate(state, today).await?;
         daily.gate_day = Some(today);
+    } else {
+        // The day is decided here, but a replica sharing the store may have recorded a switch
+        // for it since (it gated later, on more scored outcomes): serve what the store says.
+        restore_policy(state).await?;
     }
     let (recorded, scored) = crate::ledger::run_once(state, now_ms).await?;
     pass.recorded = recorded;

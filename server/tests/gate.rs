@@ -267,6 +267,26 @@ async fn while_on_the_fallback_every_answer_says_so_and_a_restart_keeps_it() {
     assert_eq!(decided, None);
     assert_eq!(other.policy().0.name, FALLBACK_HAR);
     assert_eq!(other.policy().1, Some(switched_at));
+    // A replica that gated its day before another recorded a switch (here: one serving the
+    // model though the store's last switch says otherwise) follows the store at its next pass
+    // that day, not the next midnight.
+    let options = DailyOptions {
+        recalibrate: false,
+        artifacts_dir: std::path::PathBuf::new(),
+        load: volcast_server::load_options(&common::config()),
+    };
+    let mut daily = DailyState::default();
+    let next_day = switched_at + DAY_MS;
+    run_once(&other, &options, &mut daily, next_day + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(other.policy().0.name, FALLBACK_HAR);
+    other.set_policy(volcast_server::gate::PolicyStatus::model(), None);
+    run_once(&other, &options, &mut daily, next_day + 120_000)
+        .await
+        .unwrap();
+    assert_eq!(other.policy().0.name, FALLBACK_HAR);
+    assert_eq!(other.policy().1, Some(switched_at));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
