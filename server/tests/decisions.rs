@@ -285,6 +285,12 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
         );
         assert_eq!(body["field"], "limit");
     }
+    let (status, body, _) = common::call(&app, "GET", "/v1/decisions?asset=%00", None).await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str(), body["field"].as_str()),
+        (422, Some("invalid_value"), Some("asset")),
+        "{body}"
+    );
     let (status, body, _) =
         common::call(&app, "GET", "/v1/decisions?from=2024-02-01&to=2024-01-01", None).await;
     assert_eq!(

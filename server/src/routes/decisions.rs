@@ -107,7 +107,7 @@ pub async fn decision(
     responses(
         (status = 200, description = "A page of records", body = DecisionPage),
         (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
-        (status = 422, description = "`limit` outside 1 to 1000, or `from` after `to`", body = ErrorBody),
+        (status = 422, description = "`limit` outside 1 to 1000, `from` after `to`, or `asset` not a valid asset id", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     )
 )]
@@ -122,6 +122,9 @@ pub async fn decisions(
     let to =
         q.to.as_deref()
             .map_or(Ok(i64::MAX), |t| time_param("to", t, Bound::End))?;
+    if let Some(asset) = q.asset.as_deref() {
+        crate::inputs::check_asset_id("asset", asset)?;
+    }
     if from > to {
         return Err(ApiError::InvalidValue {
             field: "from".into(),

@@ -304,6 +304,11 @@ impl DecisionStore for Store {
     }
 
     async fn decision(&self, id: &str) -> Result<Option<DecisionRow>, StoreError> {
+        if id.contains('\0') {
+            // No stored text holds a NUL (PostgreSQL refuses it): found nowhere, on either
+            // backend, rather than a database error on one.
+            return Ok(None);
+        }
         let row = sqlx::query(&format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -319,6 +324,9 @@ impl DecisionStore for Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<DecisionRow>, StoreError> {
+        if asset.is_some_and(|a| a.contains('\0')) {
+            return Ok(Vec::new());
+        }
         let rows = match asset {
             Some(a) => {
                 sqlx::query(&format!(

@@ -417,6 +417,15 @@ async fn the_decision_log_appends_in_order_and_refuses_a_taken_sequence_number()
             .unwrap();
         assert_eq!(found, record(head + 2, "OTHER", false).row);
         assert_eq!(store.decision("dec_none").await.unwrap(), None);
+        // A NUL, which PostgreSQL's text refuses: found nowhere, on either backend.
+        assert_eq!(store.decision("dec_\0x").await.unwrap(), None);
+        assert!(
+            store
+                .decisions(Some("\0"), i64::MIN, i64::MAX, i64::MIN, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let mine = store
             .decisions(Some(&asset), i64::MIN, i64::MAX, 0, 10)
             .await
