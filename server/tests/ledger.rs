@@ -512,3 +512,40 @@ async fn a_window_without_its_last_candle_is_scored_by_the_ninety_percent_rule()
     // What the full week gives differs: the rule rescaled 167 returns.
     assert!((realized(&data, origin, 168).unwrap() - got).abs() > 1e-12 * got);
 }
+
+/// An entry whose asset's candles stop (delisted, no longer followed) is not left open for
+/// good, ahead of every newer entry in the scoring queue: 30 days after its week's end the
+/// week is judged on what is stored (missing, by SPEC's 90% rule) and the entry is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_whose_candles_stop_is_completed_thirty_days_after_its_window() {
+    use volcast_server::ledger::GIVE_UP_MS;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _, _, app) = serving_sample(dir.path()).await;
+    let origin = served_origin(&app, &data).await;
+    // The candles stop two days after the origin.
+    let part: Vec<Candle> = data
+        .iter()
+        .filter(|c| c.open_time < origin + 48 * HOUR_MS)
+        .copied()
+        .collect();
+    let cut_dir = tempfile::tempdir().unwrap();
+    let cut_store = store_with(cut_dir.path(), &part).await;
+    let cut = common::state_with_store(&artifact(), cut_store.clone(), FOREVER).await;
+    assert_eq!(record_origin(&cut, origin).await.unwrap(), 1);
+    let week_end = origin + 168 * HOUR_MS;
+    // 4 h and 24 h scored; the week waits for its candles, and waits still a day short of the
+    // thirty.
+    assert_eq!(score_pending(&cut, week_end).await.unwrap(), 1);
+    assert_eq!(cut_store.unscored(10).await.unwrap().len(), 1);
+    assert_eq!(
+        score_pending(&cut, week_end + GIVE_UP_MS - DAY_MS).await.unwrap(),
+        0
+    );
+    assert_eq!(score_pending(&cut, week_end + GIVE_UP_MS).await.unwrap(), 1);
+    assert!(cut_store.unscored(10).await.unwrap().is_empty());
+    let scored = cut_store.scored(origin, origin).await.unwrap();
+    let outcome: LedgerOutcome = serde_json::from_str(scored[0].outcome.as_deref().unwrap()).unwrap();
+    assert!(outcome.open_horizons.is_empty(), "{outcome:?}");
+    assert_eq!(outcome.realized_variance[2], None);
+    assert!(outcome.realized_variance[1].is_some());
+}

@@ -38,6 +38,10 @@ pub use volcast_core::time::DAY_MS;
 pub const CATCH_UP_DAYS: i64 = 7;
 /// Entries scored per pass.
 const SCORE_BATCH: u32 = 5000;
+/// How long after a window's end the ledger waits for its candles before judging it on what is
+/// stored: the gate's window ([`crate::gate::GateRule::DEFAULT`], 30 days), past which a late
+/// outcome could no longer count in any decision.
+pub const GIVE_UP_MS: i64 = 30 * DAY_MS;
 
 /// What the service would have served at an origin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,8 +275,15 @@ pub fn outcome_of(
     now_ms: i64,
 ) -> Option<LedgerOutcome> {
     let last = candles.last()?.open_time.max(stored_last_open);
+    // Closed once the store holds a candle at or after the window's last hour, or, where it
+    // never will (an asset no longer traded or followed), once [`GIVE_UP_MS`] have passed: the
+    // window is then judged on what is stored (SPEC's 90% rule: missing), instead of staying
+    // open and ahead of every newer entry in the scoring queue for good.
     let closed = |hours: usize| {
-        hours > 0 && hours_after(origin, hours) <= now_ms && hours_after(origin, hours - 1) <= last
+        hours > 0
+            && hours_after(origin, hours) <= now_ms
+            && (hours_after(origin, hours - 1) <= last
+                || hours_after(origin, hours).saturating_add(GIVE_UP_MS) <= now_ms)
     };
     if !closed(DEFAULT_TAU) || !record.horizons.iter().any(|&h| closed(h)) {
         return None;
