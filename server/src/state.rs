@@ -84,6 +84,9 @@ pub struct Serving {
 
 /// Stress simulations running at once; more are answered 429 (each one uses every core).
 pub const MAX_STRESS_JOBS: usize = 2;
+/// Anomaly scans running at once; more wait for a slot (within the request timeout). A scan of
+/// stored candles reads every stored asset's hours over its window, so this bounds memory too.
+pub const MAX_SCAN_JOBS: usize = 2;
 
 #[derive(Debug)]
 struct Inner {
@@ -91,6 +94,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     serving: RwLock<Option<Serving>>,
     stress_slots: Arc<tokio::sync::Semaphore>,
+    scan_slots: Arc<tokio::sync::Semaphore>,
     store: Option<volcast_store::Store>,
     follow: std::sync::OnceLock<crate::follower::FollowStatus>,
     forecasts: ForecastCache,
@@ -199,6 +203,7 @@ impl AppState {
                 metrics,
                 serving: RwLock::new(None),
                 stress_slots,
+                scan_slots: Arc::new(tokio::sync::Semaphore::new(MAX_SCAN_JOBS)),
                 store,
                 follow: std::sync::OnceLock::new(),
                 forecasts: ForecastCache::default(),
@@ -468,5 +473,17 @@ impl AppState {
                     retry_after: std::time::Duration::from_secs(secs.max(1)),
                 }
             })
+    }
+
+    /// A slot for an anomaly scan, waiting for one while [`MAX_SCAN_JOBS`] run. The scan holds
+    /// it until its blocking work ends, so one whose request timed out still counts until then.
+    ///
+    /// # Errors
+    /// None in practice: the semaphore is never closed.
+    pub async fn scan_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.inner.scan_slots)
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::Internal(format!("anomaly scan slots: {e}")))
     }
 }

@@ -280,6 +280,25 @@ async fn a_batch_of_64_assets_of_889_candles_is_answered_within_the_timeout() {
     eprintln!("64 x {HOURS} candles scanned in {took:?}; {flagged} of {scored} hours flagged");
 }
 
+/// At most two scans run at once (each may read every stored asset's hours): a third waits
+/// for a slot, then is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_scan_waits_for_a_slot() {
+    let (app, state) = app(Action::Report, true, None).await;
+    let good = json_candles(&common::market(START, 1, 20, None));
+    let held = (state.scan_slot().await.unwrap(), state.scan_slot().await.unwrap());
+    let body = json!({"asset": "X", "candles": good});
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)),
+    )
+    .await;
+    assert!(waiting.is_err(), "answered while both slots were taken");
+    drop(held);
+    let (s, v, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_usual_errors() {
     let (app, _) = app(Action::Report, true, None).await;

@@ -72,9 +72,13 @@ pub async fn scan(
         checked.push((item.asset, candles, pool));
     }
     let detector = DetectorRef::of(&scorer);
-    let items = tokio::task::spawn_blocking(move || scan_batch(&scorer, &checked))
-        .await
-        .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
+    let slot = state.scan_slot().await?;
+    let items = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        scan_batch(&scorer, &checked)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
     Ok(Json(ScanResponse { detector, items }))
 }
 
@@ -130,6 +134,8 @@ pub async fn asset_anomalies(
     // threshold scale reads too (`SCALE_HISTORY_DAYS`): every hour reads its whole lookback,
     // and its score barely depends on the `from` asked (with the warm-up alone, the first
     // hours' directions missed part of their lookback and every baseline held one week).
+    // A slot before reading: the market context below is every stored asset's hours.
+    let slot = state.scan_slot().await?;
     let history = i64::try_from(min_candles(&scorer) + scorer.lookback_hours()).unwrap_or(i64::MAX)
         + SCALE_HISTORY_DAYS * 24;
     let start = from.saturating_sub(history.saturating_mul(HOUR_MS));
@@ -147,8 +153,11 @@ pub async fn asset_anomalies(
         }
     }
     let all = q.all.unwrap_or(false);
-    let scan = tokio::task::spawn_blocking(move || store_scan(&scorer, asset, &candles, &others, from, all))
-        .await
-        .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
+    let scan = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        store_scan(&scorer, asset, &candles, &others, from, all)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
     Ok(Json(scan))
 }
