@@ -255,6 +255,8 @@ mod tests {
     #[expect(dead_code, reason = "only parsed, to exercise the extractor's errors")]
     struct Outer {
         items: Vec<Inner>,
+        #[serde(default)]
+        candles: Vec<Inner>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -282,9 +284,14 @@ mod tests {
             code_and_field(r#"{"items": [{"high": "x", "low": 1}]}"#),
             ("invalid_value".to_owned(), Some("items[0].high".into()))
         );
+        // Too large for a float: a bad candle in a candle, a setting out of range elsewhere.
+        assert_eq!(
+            code_and_field(r#"{"items": [], "candles": [{"high": 1e999, "low": 1}]}"#),
+            ("non_finite".to_owned(), Some("candles[0].high".into()))
+        );
         assert_eq!(
             code_and_field(r#"{"items": [{"high": 1e999, "low": 1}]}"#),
-            ("non_finite".to_owned(), Some("items[0].high".into()))
+            ("out_of_range".to_owned(), Some("items[0].high".into()))
         );
         assert_eq!(
             code_and_field(r#"{"items": [], "alpah": 1}"#),

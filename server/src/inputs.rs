@@ -360,7 +360,8 @@ pub fn shape<T>(
 /// The served horizons asked for, as indices into the model's output order.
 ///
 /// # Errors
-/// [`ApiError::UnknownHorizon`] for a horizon the model does not serve.
+/// [`ApiError::UnknownHorizon`] for a horizon the model does not serve;
+/// [`ApiError::InvalidValue`] for an empty list or a horizon asked twice.
 pub fn horizon_indices(info: &ModelInfo, asked: Option<&[u64]>) -> Result<Vec<usize>, ApiError> {
     let served = info.horizons();
     let Some(asked) = asked else {

@@ -56,6 +56,7 @@ pub mod replay;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod unread_query;
 
 use std::future::Future;
 use std::path::Path;
@@ -216,6 +217,21 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed(req: Request, next: Next) -> Response {
+    // HEAD on a GET route that logs its answer would log an answer never sent (axum answers
+    // HEAD with the GET handler and drops the body).
+    if req.method() == axum::http::Method::HEAD
+        && req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|p| LOGGED_GETS.contains(&p.as_str()))
+    {
+        let mut refused = ApiError::MethodNotAllowed.into_response();
+        refused.headers_mut().insert(
+            axum::http::header::ALLOW,
+            axum::http::HeaderValue::from_static("GET"),
+        );
+        return refused;
+    }
     let response = next.run(req).await;
     if response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED {
         // Our error body, with the methods allowed that axum's answer names (RFC 9110 wants them).
@@ -230,11 +246,15 @@ async fn method_not_allowed(req: Request, next: Next) -> Response {
     }
 }
 
+/// The GET routes whose answers are logged decisions.
+const LOGGED_GETS: [&str; 2] = ["/v1/assets/{asset}/risk", "/v1/assets/{asset}/risk/updates"];
+
 /// The whole HTTP application: documented routes, Swagger UI at `/docs`, the spec at
 /// `/openapi.json`, and the middleware stack (request ids, tracing, metrics, timeout, body limit).
 pub fn app(state: AppState) -> Router {
     let (router, api) = openapi::parts();
     let settings = *state.settings();
+    let query_routes = Arc::new(unread_query::QueryRoutes::of(&api));
     router
         // No outside validator: browsers reading the docs call nothing but this service.
         .merge(
@@ -243,6 +263,7 @@ pub fn app(state: AppState) -> Router {
                 .config(utoipa_swagger_ui::Config::default().validator_url("none")),
         )
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(query_routes, unread_query::refuse))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::guard::authorize,

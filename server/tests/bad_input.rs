@@ -340,6 +340,24 @@ async fn malformed_bodies_get_our_error_format() {
         (405, Some("method_not_allowed"))
     );
     assert_eq!(headers.get("allow").map(|a| a.to_str().unwrap()), Some("POST"));
+    // A query on a route that reads none is refused, not ignored (here it would have answered
+    // every horizon).
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        "/v1/forecast/volatility?horizons=4",
+        Some(&single(N)),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (400, Some("invalid_query"), Some("horizons")),
+        "{v}"
+    );
+    let (s, v, _) = call(&app, "GET", "/v1/model?verbose", None).await;
+    assert_eq!((s.as_u16(), v["field"].as_str()), (400, Some("verbose")), "{v}");
+    let (s, v, _) = call(&app, "GET", "/v1/model?", None).await;
+    assert_eq!(s.as_u16(), 200, "an empty query is none: {v}");
 }
 
 #[tokio::test]

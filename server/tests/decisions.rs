@@ -969,6 +969,33 @@ async fn the_http_export_verifies_and_shows_an_altered_record() {
     let out = export("http.jsonl", &page);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK: 6 records"));
+    // Through jq 1.6 (the README's `jq -c '.decisions[]'`), which writes `4.0` as `4`: the same
+    // numbers, so the same record.
+    fn whole_floats_as_integers(v: &mut Value) -> usize {
+        match v {
+            Value::Number(n) if n.is_f64() => {
+                let x = n.as_f64().unwrap();
+                if x.fract() == 0.0 && x.abs() < 9e15 {
+                    *v = json!(x as i64);
+                    return 1;
+                }
+                0
+            }
+            Value::Array(a) => a.iter_mut().map(whole_floats_as_integers).sum(),
+            Value::Object(o) => o.values_mut().map(whole_floats_as_integers).sum(),
+            _ => 0,
+        }
+    }
+    let mut through_jq = page.clone();
+    let changed: usize = through_jq["decisions"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .map(|r| whole_floats_as_integers(&mut r["decision"]))
+        .sum();
+    assert!(changed >= 6, "the defaults hold whole-number floats (tau 4.0)");
+    let out = export("jq.jsonl", &through_jq);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The parsed `decision` beside a signed body edited (what a tool reading `.decision` sees):
     // refused, naming the record.
     let mut edited = page.clone();
@@ -998,4 +1025,28 @@ async fn the_http_export_verifies_and_shows_an_altered_record() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("seq 3") && err.contains("edited"), "{err}");
+}
+
+/// HEAD on a GET route whose answer is a logged decision is refused (405, `Allow: GET`): axum
+/// would answer it with the GET handler, which logs the decision, and drop the answer, leaving a
+/// record of an answer never served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_on_a_logged_route_logs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, _) = logged_state(dir.path()).await;
+    let stored = common::market(common::START_MS, 2, 45, None);
+    store.insert_candles("SYNTH02", &stored).await.unwrap();
+    let app = volcast_server::app(state);
+    for uri in ["/v1/assets/SYNTH02/risk", "/v1/assets/SYNTH02/risk/updates"] {
+        let (status, _, headers) = common::call(&app, "HEAD", uri, None).await;
+        assert_eq!(status, 405, "{uri}");
+        assert_eq!(headers["allow"], "GET");
+        let (status, answer, _) = common::call(&app, "GET", uri, None).await;
+        assert_eq!(status, 200, "{uri}: {answer}");
+    }
+    assert_eq!(
+        store.head().await.unwrap().map(|(seq, _)| seq),
+        Some(2),
+        "the two GETs' decisions only"
+    );
 }
