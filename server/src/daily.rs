@@ -6,8 +6,9 @@
 //!    runs, itself the replay `evaluate` scores); the artifact it writes is loaded, warmed and
 //!    swapped in atomically (a new model id in `/v1/model` and every answer). Only for artifacts
 //!    that declare a rolling window; once a day (a failed one is tried up to three times,
-//!    ten minutes apart; a pass that finds no stored asset with the day's 23:00 candle is no
-//!    failure, and the next pass tries again). Measured, as served, without the market factor.
+//!    ten minutes apart; a pass that finds the day's 23:00 candles not all stored is no
+//!    failure, and the next pass tries again, for up to six hours after midnight). Measured, as
+//!    served, without the market factor.
 //! 2. **Scoring** of the ledger entries whose windows have closed.
 //! 3. **The gate** ([`crate::gate`]) on the ledger's last 30 days: the policy of the day.
 //! 4. **The ledger** records what is served at the day's origin ([`crate::ledger`]).
@@ -81,6 +82,8 @@ pub struct DailyState {
     gate_day: Option<i64>,
     /// The day, detector and scales of the last anomaly thresholds set.
     anomaly: Option<(i64, String, Scale)>,
+    /// The day the recalibration was last logged as waiting for the day's candles.
+    waiting_logged: Option<i64>,
 }
 
 /// What one pass did.
@@ -114,8 +117,8 @@ impl DailyState {
 /// Whether the day's pass should wait: within [`WAIT_FOR_CANDLES_MS`] of midnight, a symbol the
 /// live follower follows traded the day before but has no 23:00 candle stored yet (the follower
 /// asks for it a few seconds after 00:00). Without a follower the store is filled by other means
-/// (`ingest`, a replay), and the pass does not wait; a recalibration that finds no stored asset
-/// with the day's 23:00 candle is tried again at the next pass, as long as it takes.
+/// (`ingest`, a replay), and the pass does not wait; a recalibration that finds the day's 23:00
+/// candles not all stored waits on its own ([`Recalibrated::CandlesNotYet`]).
 ///
 /// # Errors
 /// The store's.
@@ -178,15 +181,20 @@ pub async fn run_once(
     }
     let served = state.serving().ok().map(|s| (today, s.info.metadata.id.clone()));
     if options.recalibrate && daily.recalibrated != served && daily.may_recalibrate(today, now_ms) {
-        match recalibrate(state, options, daily, today).await {
+        match recalibrate(state, options, daily, today, now_ms).await {
             Ok(Recalibrated::Swapped(id)) => {
                 count(state, "ok");
                 pass.recalibrated = Some(id.clone());
                 daily.recalibrated = Some((today, id));
             }
             Ok(Recalibrated::NotNeeded) => daily.recalibrated = served,
-            // Not a failure: tried again at the next pass, however late the candles come.
-            Ok(Recalibrated::CandlesNotYet) => {}
+            // Not a failure: tried again at the next pass.
+            Ok(Recalibrated::CandlesNotYet) => {
+                if daily.waiting_logged != Some(today) {
+                    daily.waiting_logged = Some(today);
+                    tracing::info!(day = %format_ms(today), "daily recalibration waits for the day's last candles");
+                }
+            }
             Err(ApiError::NotReady) => return Err(ApiError::NotReady),
             Err(e) => {
                 count(state, "failed");
@@ -350,11 +358,34 @@ enum Recalibrated {
     Swapped(String),
     /// Nothing to do: a fixed artifact, or corrections already measured at the day.
     NotNeeded,
-    /// No stored asset has the day's last candle (23:00) yet: the store is filled late (an
-    /// `ingest` run after midnight, a follower far behind). Not a failed try: the job tries
-    /// again at its next pass, as long as it takes, instead of giving up for the day after
-    /// [`RECALIBRATION_TRIES`].
+    /// The day's last candles (23:00) are not all stored yet: no stored asset has its own, or
+    /// one that traded the day before lacks it (the store filled late: an `ingest` run after
+    /// midnight, file by file; a follower catching up, symbol by symbol). Not a failed try: the
+    /// job tries again at its next pass, until [`CANDLES_DEADLINE_MS`] after midnight, instead
+    /// of giving up for the day after [`RECALIBRATION_TRIES`] or measuring on half the panel.
     CandlesNotYet,
+}
+
+/// How long after midnight the recalibration waits for every asset that traded the day before
+/// to have its 23:00 candle; after that it runs on what is stored (an asset delisted during the
+/// day would otherwise hold it back all day).
+pub const CANDLES_DEADLINE_MS: i64 = 6 * HOUR_MS;
+
+/// Whether the day's last candles are still coming in (see [`Recalibrated::CandlesNotYet`]).
+///
+/// # Errors
+/// The store's.
+async fn candles_not_yet(state: &AppState, today: i64, now_ms: i64) -> Result<bool, ApiError> {
+    if now_ms - today >= CANDLES_DEADLINE_MS {
+        return Ok(false);
+    }
+    let last_hour = today - HOUR_MS;
+    let lasts = state.store()?.last_open_times().await?;
+    let none_there = !lasts.iter().any(|&(_, last)| last >= last_hour);
+    let behind = lasts
+        .iter()
+        .any(|&(_, last)| (today - DAY_MS..last_hour).contains(&last));
+    Ok(none_there || behind)
 }
 
 /// The recalibration at the daily origin `today` (see the module).
@@ -363,6 +394,7 @@ async fn recalibrate(
     options: &DailyOptions,
     daily: &mut DailyState,
     today: i64,
+    now_ms: i64,
 ) -> Result<Recalibrated, ApiError> {
     // No reload in between: the model re-measured is the one replaced.
     let _swap = state.model_swap().await;
@@ -383,14 +415,7 @@ async fn recalibrate(
     if today_hour < fit_end {
         return Ok(Recalibrated::NotNeeded);
     }
-    let last_hour = today - HOUR_MS;
-    if !state
-        .store()?
-        .last_open_times()
-        .await?
-        .iter()
-        .any(|&(_, last)| last >= last_hour)
-    {
+    if candles_not_yet(state, today, now_ms).await? {
         return Ok(Recalibrated::CandlesNotYet);
     }
     // Every candle the offline job's replay reads: the daily origins from the fit end's window

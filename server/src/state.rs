@@ -85,7 +85,8 @@ pub struct Serving {
 /// Stress simulations running at once; more are answered 429 (each one uses every core).
 pub const MAX_STRESS_JOBS: usize = 2;
 /// Anomaly scans running at once; more wait for a slot (within the request timeout). A scan of
-/// stored candles reads every stored asset's hours over its window, so this bounds memory too.
+/// stored candles takes its slot before it reads every stored asset's hours over its window, so
+/// this bounds that memory too (a posted batch is parsed and checked before it waits).
 pub const MAX_SCAN_JOBS: usize = 2;
 
 #[derive(Debug)]

@@ -315,34 +315,38 @@ async fn the_service_recalibrates_scores_and_falls_back_on_its_own() {
     follower.shutdown().await;
 }
 
-/// Candles stored late (an `ingest` after midnight, no follower): the day's recalibration waits
-/// for the day's last candle however long it takes, counting no failure (it used to fail three
-/// times, ten minutes apart, and give up until the next day), and runs once it is stored.
+/// Candles stored late (an `ingest` after midnight, file by file, no follower): the day's
+/// recalibration waits until every asset that traded the day before has its last candle,
+/// counting no failure (it used to fail three times, ten minutes apart, and give up until the
+/// next day), and runs once they are stored; an asset that stopped trading during the day holds
+/// it back six hours at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recalibration_waits_for_candles_stored_late() {
+    use volcast_server::daily::CANDLES_DEADLINE_MS;
     let dir = tempfile::tempdir().unwrap();
     let midnight = START + 46 * DAY_MS;
     let data: Vec<Vec<Candle>> = (0..ASSETS.len())
-        .map(|a| common::market(START, a, 47, None))
+        .map(|a| common::market(START, a, 48, None))
         .collect();
     let store = Store::open(&common::process::store_url(dir.path()))
         .await
         .unwrap();
-    let ingest = |last: bool| {
+    // Stores the candles of `assets` opened in `[from, to)`.
+    let ingest = |assets: std::ops::Range<usize>, from: i64, to: i64| {
         let store = store.clone();
         let data = data.clone();
         async move {
-            for (asset, candles) in ASSETS.iter().zip(&data) {
-                let part: Vec<Candle> = candles
+            for a in assets {
+                let part: Vec<Candle> = data[a]
                     .iter()
-                    .filter(|c| (c.open_time == midnight - HOUR_MS) == last && c.open_time < midnight)
+                    .filter(|c| (from..to).contains(&c.open_time))
                     .copied()
                     .collect();
-                store.insert_candles(asset, &part).await.unwrap();
+                store.insert_candles(ASSETS[a], &part).await.unwrap();
             }
         }
     };
-    ingest(false).await;
+    ingest(0..ASSETS.len(), START, midnight - HOUR_MS).await;
     let artifact = common::repo().join("model-artifacts/default");
     let state: AppState =
         common::state_with_store(&artifact, store.clone(), Duration::from_secs(1 << 40)).await;
@@ -352,22 +356,36 @@ async fn a_recalibration_waits_for_candles_stored_late() {
         load: volcast_server::load_options(&common::config()),
     };
     let mut daily = DailyState::default();
+    macro_rules! pass_at {
+        ($at:expr) => {
+            run_once(&state, &options, &mut daily, $at).await.unwrap()
+        };
+    }
     for minutes in [1, 11, 21, 31, 95] {
-        let pass = run_once(&state, &options, &mut daily, midnight + minutes * 60_000)
-            .await
-            .unwrap();
+        let pass = pass_at!(midnight + minutes * 60_000);
         assert_eq!(pass.recalibrated, None, "{minutes} min: {pass:?}");
     }
+    // One file in: the others still lack their last hour.
+    ingest(0..1, midnight - HOUR_MS, midnight).await;
+    let pass = pass_at!(midnight + 100 * 60_000);
+    assert_eq!(pass.recalibrated, None, "{pass:?}");
     assert!(
         !state.metrics().render().contains("outcome=\"failed\""),
         "waiting for candles is no failure"
     );
-    ingest(true).await;
-    let pass = run_once(&state, &options, &mut daily, midnight + 100 * 60_000)
-        .await
-        .unwrap();
+    ingest(1..ASSETS.len(), midnight - HOUR_MS, midnight).await;
+    let pass = pass_at!(midnight + 110 * 60_000);
     let id = pass
         .recalibrated
         .expect("recalibrated once the candles are stored");
     assert_eq!(state.serving().unwrap().info.metadata.id, id);
+    // The next day, the last asset stops an hour early: the job waits for it, then runs on
+    // what is stored.
+    let next = midnight + DAY_MS;
+    ingest(0..ASSETS.len() - 1, midnight, next).await;
+    ingest(ASSETS.len() - 1..ASSETS.len(), midnight, next - HOUR_MS).await;
+    let pass = pass_at!(next + 60_000);
+    assert_eq!(pass.recalibrated, None, "{pass:?}");
+    let pass = pass_at!(next + CANDLES_DEADLINE_MS);
+    assert!(pass.recalibrated.is_some(), "{pass:?}");
 }
