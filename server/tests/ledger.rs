@@ -514,8 +514,9 @@ async fn a_window_without_its_last_candle_is_scored_by_the_ninety_percent_rule()
 }
 
 /// An entry whose asset's candles stop (delisted, no longer followed) is not left open for
-/// good, ahead of every newer entry in the scoring queue: 30 days after its week's end the
-/// week is judged on what is stored (missing, by SPEC's 90% rule) and the entry is complete.
+/// good, ahead of every newer entry in the scoring queue: once the store's other assets are 30
+/// days past its week's end, the week is judged on what is stored (missing, by SPEC's 90% rule)
+/// and the entry is complete. A store that stopped altogether gives up on nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_whose_candles_stop_is_completed_thirty_days_after_its_window() {
     use volcast_server::ledger::GIVE_UP_MS;
@@ -537,11 +538,22 @@ async fn an_entry_whose_candles_stop_is_completed_thirty_days_after_its_window()
     // thirty.
     assert_eq!(score_pending(&cut, week_end).await.unwrap(), 1);
     assert_eq!(cut_store.unscored(10).await.unwrap().len(), 1);
-    assert_eq!(
-        score_pending(&cut, week_end + GIVE_UP_MS - DAY_MS).await.unwrap(),
-        0
-    );
-    assert_eq!(score_pending(&cut, week_end + GIVE_UP_MS).await.unwrap(), 1);
+    // Nothing else stored: the whole store stopped, and the week waits however long.
+    let much_later = week_end + 3 * GIVE_UP_MS;
+    assert_eq!(score_pending(&cut, much_later).await.unwrap(), 0);
+    // Another asset stored a day short of the thirty past the week, then at the thirty.
+    let other = |open_time: i64| Candle {
+        open_time,
+        ..part[part.len() - 1]
+    };
+    let store_other = |t: i64| {
+        let store = cut_store.clone();
+        async move { store.insert_candles("OTHER", &[other(t)]).await.unwrap() }
+    };
+    store_other(week_end + GIVE_UP_MS - DAY_MS).await;
+    assert_eq!(score_pending(&cut, much_later).await.unwrap(), 0);
+    store_other(week_end + GIVE_UP_MS).await;
+    assert_eq!(score_pending(&cut, much_later).await.unwrap(), 1);
     assert!(cut_store.unscored(10).await.unwrap().is_empty());
     let scored = cut_store.scored(origin, origin).await.unwrap();
     let outcome: LedgerOutcome = serde_json::from_str(scored[0].outcome.as_deref().unwrap()).unwrap();

@@ -38,8 +38,8 @@ pub use volcast_core::time::DAY_MS;
 pub const CATCH_UP_DAYS: i64 = 7;
 /// Entries scored per pass.
 const SCORE_BATCH: u32 = 5000;
-/// How long after a window's end the ledger waits for its candles before judging it on what is
-/// stored: the gate's window ([`crate::gate::GateRule::DEFAULT`], 30 days), past which a late
+/// How far the store's other assets must have moved past a window's end before the ledger stops
+/// waiting for the window's own candles and judges it on what is stored: the gate's window ([`crate::gate::GateRule::DEFAULT`], 30 days), past which a late
 /// outcome could no longer count in any decision.
 pub const GIVE_UP_MS: i64 = 30 * DAY_MS;
 
@@ -259,8 +259,8 @@ pub fn scoring_lookback_hours(record: &LedgerRecord) -> i64 {
 }
 
 /// The outcome of `record` made at `origin` from `candles` (those with open time from
-/// `origin - scoring_lookback_hours` on; fewer only leaves shortage labels out) and the asset's
-/// last stored open time, as of `now_ms`: every horizon whose window has closed scored, the
+/// `origin - scoring_lookback_hours` on; fewer only leaves shortage labels out), the asset's
+/// last stored open time and the store's latest (any asset's), as of `now_ms`: every horizon whose window has closed scored, the
 /// others listed open; None until the drawdown's window and the shortest horizon's have closed.
 /// A window has closed once its time has passed and the store holds a candle at or after its
 /// last hour (the window's own last candle may be one the exchange never had: SPEC's 90% rule
@@ -272,18 +272,21 @@ pub fn outcome_of(
     origin: i64,
     candles: &[volcast_core::candles::Candle],
     stored_last_open: i64,
+    store_latest_open: i64,
     now_ms: i64,
 ) -> Option<LedgerOutcome> {
     let last = candles.last()?.open_time.max(stored_last_open);
-    // Closed once the store holds a candle at or after the window's last hour, or, where it
-    // never will (an asset no longer traded or followed), once [`GIVE_UP_MS`] have passed: the
-    // window is then judged on what is stored (SPEC's 90% rule: missing), instead of staying
-    // open and ahead of every newer entry in the scoring queue for good.
+    // Closed once the store holds a candle of the asset at or after the window's last hour, or,
+    // where it never will (an asset no longer traded or followed), once the store holds other
+    // assets' candles [`GIVE_UP_MS`] past the window: it is then judged on what is stored
+    // (SPEC's 90% rule: missing), instead of staying open and ahead of every newer entry in the
+    // scoring queue for good. A store that stopped altogether (a follower blocked for weeks)
+    // gives up on nothing: its backfill still scores every window.
     let closed = |hours: usize| {
         hours > 0
             && hours_after(origin, hours) <= now_ms
             && (hours_after(origin, hours - 1) <= last
-                || hours_after(origin, hours).saturating_add(GIVE_UP_MS) <= now_ms)
+                || hours_after(origin, hours).saturating_add(GIVE_UP_MS) <= store_latest_open)
     };
     if !closed(DEFAULT_TAU) || !record.horizons.iter().any(|&h| closed(h)) {
         return None;
@@ -376,6 +379,13 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
     let store = state.store()?;
     let mut scored = 0;
     let mut last_open = std::collections::HashMap::new();
+    let store_latest = store
+        .last_open_times()
+        .await?
+        .into_iter()
+        .map(|(_, t)| t)
+        .max()
+        .unwrap_or(i64::MIN);
     for entry in store.unscored(SCORE_BATCH).await? {
         let Ok(record) = serde_json::from_str::<LedgerRecord>(&entry.record) else {
             tracing::error!(asset = %entry.asset, origin = %format_ms(entry.origin), "unreadable ledger record");
@@ -410,7 +420,8 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
                 t
             }
         };
-        let Some(outcome) = outcome_of(&record, entry.origin, &candles, stored_last, now_ms) else {
+        let Some(outcome) = outcome_of(&record, entry.origin, &candles, stored_last, store_latest, now_ms)
+        else {
             continue;
         };
         if so_far.as_ref() == Some(&outcome) {
