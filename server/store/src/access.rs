@@ -299,7 +299,7 @@ impl DecisionStore for Store {
                 .await
                 .map_err(conflict)?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(conflict)?;
         Ok(())
     }
 
