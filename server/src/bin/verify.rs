@@ -193,7 +193,7 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
             // A line of the HTTP export also carries its body parsed (`decision`): what a tool
             // reading it sees must be what was signed.
             if let Some(shown) = value.get("decision").filter(|d| !d.is_null())
-                && serde_json::to_value(body).ok().as_ref() != Some(shown)
+                && !serde_json::to_value(body).is_ok_and(|signed| same_json(&signed, shown))
             {
                 return Ok(Err(format!(
                     "record seq {} (id {}): its `decision` is not its signed body: edited after it \
@@ -231,4 +231,26 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
         .map_or_else(|| "empty".to_owned(), |(s, h)| format!("{s}:{h}"));
     println!("verify: OK: {} records, head {head}", verifier.checked);
     Ok(Ok(()))
+}
+
+/// Whether two JSON values are the same, numbers compared by value: a tool that rewrites `4.0`
+/// as `4` (jq 1.6) changes no number, and serde_json's own equality tells the two apart.
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => match (x.as_u64(), y.as_u64()) {
+                (Some(i), Some(j)) => i == j,
+                _ => x.as_f64() == y.as_f64(),
+            },
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| same_json(a, b)))
+        }
+        _ => a == b,
+    }
 }
