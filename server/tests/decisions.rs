@@ -1050,3 +1050,72 @@ async fn head_on_a_logged_route_logs_nothing() {
         "the two GETs' decisions only"
     );
 }
+
+/// A forger's key swapped into the store under the server's key id (with records re-signed by
+/// it, they would check against it) is trusted nowhere: replay refuses the server's records,
+/// `GET /v1/keys` leaves the row out, `verify` on the store fails, and the decision log does not
+/// start on that store again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_key_swapped_in_the_store_is_trusted_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let state = common::state_with_store(&artifact, store.clone(), FOREVER).await;
+    let key_file = dir.path().join("signing-key.pk8");
+    let (signer, _) = Signer::load_or_create(&key_file).unwrap();
+    let own = signer.key_id.clone();
+    let log = DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
+        .await
+        .unwrap();
+    state.set_decisions(log);
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(1, 45);
+    let body = json!({"asset": "A", "candles": series[series.len() - history..]});
+    let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let replay_uri = format!(
+        "/v1/decisions/{}/replay",
+        answer["items"][0]["decision_id"].as_str().unwrap()
+    );
+    let (status, replayed, _) = common::call(&app, "POST", &replay_uri, None).await;
+    assert_eq!((status.as_u16(), &replayed["identical"]), (200, &json!(true)));
+
+    let (forger, _) = Signer::generate().unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE signing_keys SET public_key = $1 WHERE key_id = $2")
+        .bind(&forger.public_hex)
+        .bind(&own)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, refused, _) = common::call(&app, "POST", &replay_uri, None).await;
+    assert_eq!(status, 503, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("not trusted"),
+        "{refused}"
+    );
+    let (_, keys, _) = common::call(&app, "GET", "/v1/keys", None).await;
+    assert!(
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["public_key"] != json!(forger.public_hex)),
+        "{keys}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_verify"))
+        .args(["--database-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (again, _) = Signer::load_or_create(&key_file).unwrap();
+    let restarted = DecisionLog::start(store, again, Arc::clone(state.metrics())).await;
+    assert!(restarted.is_err(), "the log started on an altered key row");
+}

@@ -102,6 +102,21 @@ impl DecisionLog {
         store
             .record_signing_key(&signer.key_id, &signer.public_hex, now)
             .await?;
+        // The first record of a key id is kept: one that names another key under this id was
+        // altered, and every record this server signs would then fail against it.
+        if let Some((_, stored, _)) = store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .find(|(id, _, _)| *id == signer.key_id)
+            && stored != signer.public_hex
+        {
+            return Err(StoreError::Conflict(format!(
+                "the store's signing_keys row for this server's key {} holds another public key \
+                 ({stored}): the table was altered; the decision log will not start on it",
+                signer.key_id
+            )));
+        }
         let head = store.head().await?;
         let signer = Arc::new(signer);
         let (tx, rx) = mpsc::channel(CHANNEL);

@@ -169,6 +169,13 @@ pub fn key_id(public: &[u8]) -> String {
     sha256_hex(public)[..16].to_owned()
 }
 
+/// Whether `public_hex` is the key named `id` (its id is derived from it): a store row that
+/// pairs an id with another key (the table altered to swap in a forger's key) names no key.
+#[must_use]
+pub fn key_named(id: &str, public_hex: &str) -> bool {
+    hex::decode(public_hex).is_ok_and(|public| key_id(&public) == id)
+}
+
 /// Whether `signature_hex` is `public_hex`'s Ed25519 signature of the digest `hash_hex`.
 #[must_use]
 pub fn signature_ok(public_hex: &str, hash_hex: &str, signature_hex: &str) -> bool {

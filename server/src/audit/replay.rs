@@ -104,7 +104,7 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     let keys = store.signing_keys().await?;
     let public = keys
         .iter()
-        .find(|(id, _, _)| *id == row.signer)
+        .find(|(id, public, _)| *id == row.signer && super::key_named(id, public))
         .map(|(_, public, _)| public.as_str());
     super::verify::record_signed(row, public).map_err(altered)?;
     let sha = &body.candles.hash;

@@ -34,11 +34,15 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A check trusting `keys` (key id, public key hex), from the start of the chain.
+    /// A check trusting `keys` (key id, public key hex), from the start of the chain; a pair
+    /// whose key is not the one its id names is not trusted ([`super::key_named`]).
     #[must_use]
     pub fn new(keys: impl IntoIterator<Item = (String, String)>) -> Self {
         Self {
-            keys: keys.into_iter().collect(),
+            keys: keys
+                .into_iter()
+                .filter(|(id, public)| super::key_named(id, public))
+                .collect(),
             prev: None,
             watched: None,
             checked: 0,

@@ -61,13 +61,26 @@ async fn find(state: &AppState, id: &str) -> Result<DecisionRow, ApiError> {
 )]
 pub async fn keys(State(state): State<AppState>) -> Result<Json<KeysResponse>, ApiError> {
     let store = state.store()?;
-    let current = state.decisions().map(|d| d.signer().key_id.clone());
+    let current = state
+        .decisions()
+        .map(|d| (d.signer().key_id.clone(), d.signer().public_hex.clone()));
     let keys = store
         .signing_keys()
         .await?
         .into_iter()
+        .filter(|(key_id, public_key, _)| {
+            // A row pairing an id with another key (the table altered) names no key: left out,
+            // as `verify` and replay leave it.
+            let named = crate::audit::key_named(key_id, public_key);
+            if !named {
+                tracing::error!(key_id = %key_id, "a signing_keys row holds a key its id does not name: left out");
+            }
+            named
+        })
         .map(|(key_id, public_key, first_used)| SigningKeyDto {
-            current: current.as_deref() == Some(key_id.as_str()),
+            current: current
+                .as_ref()
+                .is_some_and(|(id, public)| *id == key_id && *public == public_key),
             key_id,
             algorithm: "Ed25519".into(),
             public_key,
