@@ -234,13 +234,8 @@ async fn method_not_allowed(req: Request, next: Next) -> Response {
     }
     let response = next.run(req).await;
     if response.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED {
-        // Our error body, with the methods allowed that axum's answer names (RFC 9110 wants them).
-        let mut ours = ApiError::MethodNotAllowed.into_response();
-        if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
-            ours.headers_mut()
-                .insert(axum::http::header::ALLOW, allow.clone());
-        }
-        ours
+        // Our error body; axum's method router adds `Allow` to it (this layer runs inside it).
+        ApiError::MethodNotAllowed.into_response()
     } else {
         response
     }
