@@ -363,38 +363,35 @@ async fn malformed_bodies_get_our_error_format() {
 #[tokio::test]
 async fn out_of_range_numbers_and_gappy_history() {
     let app = app();
-    let text = serde_json::to_string(&single(N))
-        .unwrap()
-        .replacen("\"high\":", "\"high\":1e999,\"x\":", 1);
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/forecast/volatility")
-        .header("content-type", "application/json")
-        .body(Body::from(text))
-        .unwrap();
-    let (s, v, _) = raw(&app, req).await;
+    // A valid single body's text with `from` replaced by `to` (numbers serde_json cannot
+    // write), posted to `uri`: the status, code and field.
+    let post_text = |uri: &'static str, from: &'static str, to: &'static str| {
+        let app = app.clone();
+        async move {
+            let text = serde_json::to_string(&single(N)).unwrap().replacen(from, to, 1);
+            let req = Request::builder()
+                .method("POST")
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(Body::from(text))
+                .unwrap();
+            let (s, v, _) = raw(&app, req).await;
+            (
+                s.as_u16(),
+                v["error"].as_str().map(str::to_owned),
+                v["field"].as_str().map(str::to_owned),
+            )
+        }
+    };
+    let got = post_text("/v1/forecast/volatility", "\"high\":", "\"high\":1e999,\"x\":").await;
     assert_eq!(
-        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
-        (422, Some("non_finite"), Some("candles[0].high")),
-        "{v}"
+        got,
+        (422, Some("non_finite".into()), Some("candles[0].high".into()))
     );
     // Outside a candle, a number too large for a float is a setting out of range, as the same
     // value in a query string is.
-    let text = serde_json::to_string(&single(N))
-        .unwrap()
-        .replacen('{', "{\"alpha\":1e999,", 1);
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/risk/parameters")
-        .header("content-type", "application/json")
-        .body(Body::from(text))
-        .unwrap();
-    let (s, v, _) = raw(&app, req).await;
-    assert_eq!(
-        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
-        (422, Some("out_of_range"), Some("alpha")),
-        "{v}"
-    );
+    let got = post_text("/v1/risk/parameters", "{", "{\"alpha\":1e999,").await;
+    assert_eq!(got, (422, Some("out_of_range".into()), Some("alpha".into())));
 
     // Enough candles, but 100 missing hours inside the last 720: RV720 lacks its 648 returns.
     let mut body = single(1000);

@@ -1105,16 +1105,28 @@ async fn a_signing_key_swapped_in_the_store_is_trusted_nowhere() {
             .all(|k| k["public_key"] != json!(forger.public_hex)),
         "{keys}"
     );
+    // The record re-signed by the forger, so it checks against the swapped-in key: `verify` on
+    // the store still trusts that key for nothing.
+    let hash: String = sqlx::query_scalar("SELECT hash FROM decisions WHERE seq = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE decisions SET signature = $1 WHERE seq = 1")
+        .bind(forger.sign(&hash))
+        .execute(&pool)
+        .await
+        .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_verify"))
         .args(["--database-url", &url])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
     );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("a key not trusted"), "{stderr}");
+    assert!(!stdout.contains(&forger.public_hex), "{stdout}");
     let (again, _) = Signer::load_or_create(&key_file).unwrap();
     let restarted = DecisionLog::start(store, again, Arc::clone(state.metrics())).await;
     assert!(restarted.is_err(), "the log started on an altered key row");

@@ -92,7 +92,8 @@ async fn stress_runs_the_scenarios_asked_for() {
     let drop = &v["scenarios"][0];
     assert_eq!(drop["scenario"], "instant drop 60%");
     assert_eq!(drop["liquidation_probability"], 1.0);
-    assert!(drop["bad_debt_at_risk"]["p95"].as_f64().unwrap() >= 0.0);
+    // A 60% fall leaves the 50%-LTV position's collateral at 0.4 of its price, under its debt.
+    assert!(drop["bad_debt_at_risk"]["p95"].as_f64().unwrap() > 0.0);
     assert_eq!(v["scenarios"].as_array().unwrap().len(), 2);
 }
 

@@ -77,6 +77,7 @@ fn validation_model_figures() {
         assert!(ratio < bar, "{h}h: model / operated baseline QLIKE {ratio}");
         let dm = r.dm.as_ref().unwrap();
         assert_eq!(dm.against, "har_operated", "{h}h");
+        assert_eq!(dm.lag, h.div_ceil(24), "{h}h: SPEC's lag, ceil(H/24)");
         assert!(dm.statistic < 0.0 && dm.p_value < 0.05, "{h}h DM {dm:?}");
         for c in &r.calibration["model"] {
             assert!((c.coverage - c.level).abs() <= 0.015, "{h}h coverage {c:?}");

@@ -131,6 +131,13 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
         }
         if keys.is_empty() {
             for (id, public, _) in recorded {
+                if !volcast_server::audit::key_named(&id, &public) {
+                    // Its id is not derived from it: a forger's key swapped in under that id.
+                    eprintln!(
+                        "verify: not trusting the store's key for {id}: {public} is not the key that id names"
+                    );
+                    continue;
+                }
                 println!(
                     "trusting key {id} ({public}) as recorded in the store; pass --public-key to check against the published one"
                 );

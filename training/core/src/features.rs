@@ -378,9 +378,23 @@ mod tests {
 
     #[test]
     fn sequence_is_causal_and_scale_free() {
-        let (a, p) = asset(2000);
+        let candles = generate(&SynthConfig {
+            hours: 2000,
+            ..SynthConfig::default()
+        });
+        let build = |c: &[crate::candles::Candle]| {
+            let a = Asset {
+                id: "S".into(),
+                grid: HourlyGrid::from_candles(c),
+            };
+            let p = PreparedAsset::new(&a, &[4, 24, 168]);
+            (a, p)
+        };
+        let (a, p) = build(&candles);
         let f = AssetFeatures::new(&a, &p);
-        let slot = (1000..1100).find(|&s| f.valid(s)).unwrap();
+        let slot = (1000..1100)
+            .find(|&s| f.valid(s) && a.grid.ret[s].is_finite() && a.grid.ret[s + 1].is_finite())
+            .unwrap();
         let window = 64;
         let mut out = vec![0.0f32; window * N_CHANNELS];
         f.sequence_at(slot, window, &mut out);
@@ -388,9 +402,41 @@ mod tests {
         // The last row is the return at the origin itself.
         let r = a.grid.ret[slot];
         let scale = (p.rv_at(720, slot) / 720.0).sqrt();
-        if r.is_finite() {
-            assert!((f64::from(out[(window - 1) * N_CHANNELS]) - r / scale).abs() < 1e-4);
-        }
+        assert!((f64::from(out[(window - 1) * N_CHANNELS]) - r / scale).abs() < 1e-4);
+        // Causal: every hour after the origin changed (prices up half, volumes tripled), the
+        // origin's sequence and static features are unchanged; the next hour's are not.
+        let origin_hour = a.grid.first_hour + i64::try_from(slot).unwrap();
+        let later: Vec<crate::candles::Candle> = candles
+            .iter()
+            .map(|c| {
+                if c.open_time / crate::time::HOUR_MS + 1 > origin_hour {
+                    crate::candles::Candle {
+                        open: c.open * 1.5,
+                        high: c.high * 1.5,
+                        low: c.low * 1.5,
+                        close: c.close * 1.5,
+                        volume: c.volume * 3.0,
+                        quote_volume: c.quote_volume * 3.0,
+                        ..*c
+                    }
+                } else {
+                    *c
+                }
+            })
+            .collect();
+        let (b, q) = build(&later);
+        let g = AssetFeatures::new(&b, &q);
+        let mut moved = vec![0.0f32; window * N_CHANNELS];
+        g.sequence_at(slot, window, &mut moved);
+        assert_eq!(out, moved);
+        let mut scratch = Vec::new();
+        assert_eq!(
+            f.static_at(slot, None, &mut scratch),
+            g.static_at(slot, None, &mut scratch)
+        );
+        f.sequence_at(slot + 1, window, &mut out);
+        g.sequence_at(slot + 1, window, &mut moved);
+        assert_ne!(out, moved, "the change reaches the next hour's features");
         // Near the start of the grid, rows before slot 0 are marked missing.
         let mut early = vec![0.0f32; window * N_CHANNELS];
         f.sequence_at(10, window, &mut early);

@@ -142,10 +142,41 @@ mod tests {
 
     #[test]
     fn drops_zero_points_and_refuses_too_few() {
-        let p = HarPoint {
-            target: 0.0,
-            regressors: [1.0, 1.0, 1.0],
+        // Clean points of a known fit, plus points with a zero target or regressor, which SPEC
+        // drops: the fit is the clean points' own, over their count.
+        let mut z = Rng::new(3);
+        let clean: Vec<HarPoint> = (0..50)
+            .map(|_| {
+                let regressors = [
+                    (-8.0 + z.normal()).exp(),
+                    (-8.0 + z.normal()).exp(),
+                    (-8.0 + z.normal()).exp(),
+                ];
+                HarPoint {
+                    target: (-8.0 + z.normal()).exp(),
+                    regressors,
+                }
+            })
+            .collect();
+        let zero = |k: usize| {
+            let mut p = clean[k];
+            if k == 0 {
+                p.target = 0.0;
+            } else {
+                p.regressors[k - 1] = 0.0;
+            }
+            p
         };
-        assert!(Har::fit(4, &[p; 10]).is_err());
+        let mut all = clean.clone();
+        all.extend((0..4).map(zero));
+        let (with, without) = (Har::fit(4, &all).unwrap(), Har::fit(4, &clean).unwrap());
+        assert_eq!(with.n, 50);
+        assert_eq!(with.coef, without.coef);
+        // More than four usable points are needed (four coefficients).
+        assert!(Har::fit(4, &clean[..5]).is_ok());
+        assert!(Har::fit(4, &clean[..4]).is_err());
+        let mut four = clean[..4].to_vec();
+        four.extend((0..4).map(zero));
+        assert!(Har::fit(4, &four).is_err());
     }
 }

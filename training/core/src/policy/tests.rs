@@ -253,6 +253,16 @@ proptest! {
         let r = [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal][usize::from(rule)];
         let p = parameters(&c, &i, b.as_ref(), r);
         prop_assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= 1.0 + 1e-12);
+        // SPEC's protection: a position liquidated at LT covers debt and bonus after a fall of
+        // D (a step bound may hold LT above it: README "Implementation notes").
+        if b.is_none() && p.finite {
+            let fallen = 1.0 - p.drawdown.clamp(0.0, 1.0);
+            prop_assert!(p.liquidation_threshold * (1.0 + p.liquidation_bonus) <= fallen + 1e-12);
+        }
+        // SPEC's bonus: at least the slippage plus the margin (up to the cap).
+        if let Some(s) = slip {
+            prop_assert!(p.liquidation_bonus >= (s + margin).min(MAX_BONUS) - 1e-12);
+        }
         prop_assert!(0.0 <= p.max_ltv && p.max_ltv <= p.liquidation_threshold);
         // SPEC's user buffer, step bound or not.
         prop_assert!(p.max_ltv <= (p.liquidation_threshold - p.drawdown_user).max(0.0));
