@@ -73,6 +73,8 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::audit::log::COMMIT_GRACE;
+
 pub use config::{Config, LoadOptions, load_options, queue_config};
 use error::ApiError;
 use extract::BodyLimit;
@@ -186,11 +188,6 @@ async fn watch_market_data(state: AppState) {
         }
     }
 }
-
-/// How long a request whose decisions were handed to the log's writer before its timeout came
-/// may take beyond it: the writer commits them whatever happens to the request, and the answer
-/// they record is then served. The writer commits in milliseconds; past this the store is failing.
-const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The request timeout, which never cancels a request once its decisions are in the log's
 /// writer (see [`COMMIT_GRACE`]): a record always names an answer that was served, except to a

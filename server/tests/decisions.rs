@@ -1131,3 +1131,57 @@ async fn a_signing_key_swapped_in_the_store_is_trusted_nowhere() {
     let restarted = DecisionLog::start(store, again, Arc::clone(state.metrics())).await;
     assert!(restarted.is_err(), "the log started on an altered key row");
 }
+
+/// A store blocked past the commit grace (a lock held on PostgreSQL, which has no statement
+/// timeout of its own): the writer gives the batch up and rolls it back before the request stops
+/// waiting, so the answer is withheld and no record of it is committed once the lock is gone.
+/// Before, the request gave up with 503 and the record committed when the lock was released:
+/// a record of an answer never served. About 35 s; PostgreSQL only (`.ci/run` sets its URL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_store_cannot_commit_within_the_grace_is_rolled_back() {
+    use volcast_server::audit::log::COMMIT_GRACE;
+    let Some(url) = std::env::var("VOLCAST_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)");
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    // A one-second request timeout: the request stops waiting one second plus the grace after
+    // it starts.
+    let state = replica_before(store.clone(), |s| volcast_server::state::Settings {
+        request_timeout: Duration::from_secs(1),
+        ..s
+    })
+    .await;
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(5, 45);
+    let asset = format!("GRACE{}", std::process::id());
+    let body = json!({"asset": asset, "candles": series[series.len() - history..]});
+    // Another session holds the decisions table until after the request has stopped waiting.
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE decisions IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    let answered_after = started.elapsed();
+    assert_eq!(status, 503, "{answer}");
+    let released_at = Duration::from_secs(1) + COMMIT_GRACE + Duration::from_secs(2);
+    tokio::time::sleep(released_at.saturating_sub(started.elapsed())).await;
+    lock.rollback().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let logged = store
+        .decisions(Some(&asset), i64::MIN, i64::MAX, i64::MIN, 10)
+        .await
+        .unwrap();
+    assert!(logged.is_empty(), "a record of an answer withheld: {logged:?}");
+    assert!(
+        answered_after < COMMIT_GRACE,
+        "withheld by the writer, before the request's own deadline: {answered_after:?}"
+    );
+}

@@ -22,6 +22,17 @@ pub const MAX_BATCH: usize = 512;
 /// Decisions waiting for the writer before requests wait for room.
 const CHANNEL: usize = 1024;
 
+/// How long a request whose decisions were handed to the log's writer before its timeout came
+/// may take beyond it: the writer commits them whatever happens to the request, and the answer
+/// they record is then served. The writer commits in milliseconds; past this the store is
+/// failing, and the writer gives the batch up ([`WRITE_MARGIN`] before it) and rolls it back.
+pub const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long before a batch's first request stops waiting ([`COMMIT_GRACE`] after its hand-over)
+/// the writer gives the batch up: a record committed after its request gave up would name an
+/// answer never served (a store blocked on a lock, with no statement timeout of its own).
+const WRITE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Attempts of a batch whose sequence numbers another writer took. Between attempts the writer
 /// backs off for a random while, growing with each loss (see [`backoff`]), so two busy replicas
 /// stop taking turns to lose.
@@ -72,6 +83,8 @@ pub fn watch_hand_over<F: Future>(fut: F) -> (HandedOver, impl Future<Output = F
 struct Job {
     pending: Vec<Pending>,
     reply: oneshot::Sender<Result<(), String>>,
+    /// When it was made, just before its hand-over: the writer's deadline counts from it.
+    made: tokio::time::Instant,
 }
 
 /// Handle on the writer; cloned into the state.
@@ -140,7 +153,11 @@ impl DecisionLog {
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(JobBox(Job { pending, reply }))
+            .send(JobBox(Job {
+                pending,
+                reply,
+                made: tokio::time::Instant::now(),
+            }))
             .await
             .map_err(|_| ApiError::DecisionLog("the writer stopped".into()))?;
         // From here the writer commits them whatever becomes of this request.
@@ -264,12 +281,28 @@ async fn writer(
             }
         }
         let mut outcome = Err("not attempted".to_owned());
+        // Given up before the batch's first request stops waiting for it.
+        let give_up = jobs
+            .iter()
+            .map(|j| j.made)
+            .min()
+            .unwrap_or_else(tokio::time::Instant::now)
+            + COMMIT_GRACE.saturating_sub(WRITE_MARGIN);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
             let (records, next) = chain(&jobs, &head, &signer, &stored_inputs, &stored_models);
-            match store.append_decisions(&records).await {
+            let Ok(appended) = tokio::time::timeout_at(give_up, store.append_decisions(&records)).await
+            else {
+                // Dropping the append drops its transaction: rolled back, nothing committed.
+                outcome = Err(format!(
+                    "the store did not commit within {} s; the batch was rolled back",
+                    COMMIT_GRACE.saturating_sub(WRITE_MARGIN).as_secs()
+                ));
+                break;
+            };
+            match appended {
                 Ok(()) => {
                     if stored_inputs.len() > REMEMBERED {
                         stored_inputs.clear();
