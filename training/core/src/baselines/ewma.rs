@@ -147,6 +147,33 @@ mod tests {
     }
 
     #[test]
+    fn the_state_starts_at_the_mean_of_the_first_returns_seen() {
+        // Unequal returns (so the start rule matters), a missing one among the first: SPEC's
+        // start is the mean of the first min(168, n) squared returns, the missing one skipped.
+        // A slow decay keeps the start's weight after 168 updates (0.99^168 = 0.18).
+        let lambda = 0.99;
+        let r = |i: usize| 0.01 * (1.0 + (i % 4) as f64);
+        let mut ret: Vec<f64> = (0..WARMUP + 10).map(r).collect();
+        ret[5] = f64::NAN;
+        let seen: Vec<f64> = ret.iter().copied().filter(|x| !x.is_nan()).collect();
+        let start = seen[..WARMUP].iter().map(|x| x * x).sum::<f64>() / WARMUP as f64;
+        let mut want = start;
+        for x in &seen[..WARMUP] {
+            want = lambda * want + (1.0 - lambda) * x * x;
+        }
+        let s = Ewma { lambda }.states(&ret);
+        // The 168th return seen is at slot 168 (one slot lost to the gap).
+        assert!(s[WARMUP - 1].is_nan());
+        assert!((s[WARMUP] - want).abs() < 1e-15 * want, "{} vs {want}", s[WARMUP]);
+        // Another start (the first return squared, say) gives another state.
+        let mut other = seen[0] * seen[0];
+        for x in &seen[..WARMUP] {
+            other = lambda * other + (1.0 - lambda) * x * x;
+        }
+        assert!((other - want).abs() > 1e-3 * want);
+    }
+
+    #[test]
     fn fit_recovers_a_persistent_decay() {
         let mut z = crate::synth::Rng::new(99);
         // Returns simulated from the EWMA model itself: sigma2 follows lambda = 0.95.
