@@ -1,6 +1,7 @@
 //! Whatever replaces the served model takes its turn: a reload started while another swap is in
-//! progress (a reload, the daily recalibration) waits for it, so the last to start is the one
-//! served, never a reload that read an older `default` and finished last.
+//! progress (a reload, the daily recalibration) waits for it and reads `default` only then, so
+//! the last to start is the one served, never a reload that read an older `default` and
+//! finished last.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -44,16 +45,20 @@ async fn a_reload_waits_for_the_swap_in_progress() {
     let state = common::state_with_config(&config, store).await;
     assert_eq!(state.serving().unwrap().info.metadata.id, served);
 
-    artifact::set_default(&artifacts, other).unwrap();
+    // A swap in progress (its holder moves `default` to another artifact before it ends), and
+    // a reload started meanwhile, while `default` still names the served artifact: the reload
+    // reads `default` only once the swap is done, so it serves what the swap left.
     let swap = state.model_swap().await;
     let reload = tokio::spawn({
         let state = state.clone();
+        let artifacts = artifacts.clone();
         let options = volcast_server::load_options(&config);
         async move { volcast_server::reload(&state, &artifacts, options, state.metrics()).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!reload.is_finished(), "the reload waits for the swap in progress");
     assert_eq!(state.serving().unwrap().info.metadata.id, served);
+    artifact::set_default(&artifacts, other).unwrap();
     drop(swap);
     let (old, new) = reload.await.unwrap().unwrap();
     assert_eq!((old.as_str(), new.as_str()), (served.as_str(), other));
