@@ -1132,13 +1132,15 @@ async fn a_signing_key_swapped_in_the_store_is_trusted_nowhere() {
     assert!(restarted.is_err(), "the log started on an altered key row");
 }
 
-/// A store blocked past the commit grace (a lock held on PostgreSQL, which has no statement
-/// timeout of its own): the writer gives the batch up and rolls it back before the request stops
-/// waiting, so the answer is withheld and no record of it is committed once the lock is gone.
-/// Before, the request gave up with 503 and the record committed when the lock was released:
-/// a record of an answer never served. About 35 s; PostgreSQL only (`.ci/run` sets its URL).
+/// A store blocked by another session's lock (held past the requests' waits): each statement
+/// of the writer fails within the store's lock wait and its batch rolls back, so the answers are
+/// withheld (503 `decision_log_unavailable`) and nothing of them is committed once the lock goes,
+/// on both of the writer's paths (a new candle window, in a transaction; a window already
+/// stored, one statement). Before, the requests gave up with 503 `timeout` and the records
+/// committed when the lock was released: records of answers never served. Afterwards the log
+/// goes on. About 35 s; PostgreSQL only (`.ci/run` sets its URL).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_the_store_cannot_commit_within_the_grace_is_rolled_back() {
+async fn a_store_blocked_past_the_grace_commits_no_record_of_a_withheld_answer() {
     use volcast_server::audit::log::COMMIT_GRACE;
     let Some(url) = std::env::var("VOLCAST_TEST_POSTGRES_URL")
         .ok()
@@ -1148,8 +1150,8 @@ async fn a_batch_the_store_cannot_commit_within_the_grace_is_rolled_back() {
         return;
     };
     let store = Store::open(&url).await.unwrap();
-    // A one-second request timeout: the request stops waiting one second plus the grace after
-    // it starts.
+    // A one-second request timeout: a request stops waiting one second plus the grace after it
+    // starts.
     let state = replica_before(store.clone(), |s| volcast_server::state::Settings {
         request_timeout: Duration::from_secs(1),
         ..s
@@ -1158,9 +1160,14 @@ async fn a_batch_the_store_cannot_commit_within_the_grace_is_rolled_back() {
     let app = volcast_server::app(state.clone());
     let history = state.serving().unwrap().info.history_hours();
     let series = common::market_json(5, 45);
-    let asset = format!("GRACE{}", std::process::id());
-    let body = json!({"asset": asset, "candles": series[series.len() - history..]});
-    // Another session holds the decisions table until after the request has stopped waiting.
+    let asset = format!("GRACE{}", volcast_server::audit::new_id(0));
+    let window = |end: usize| json!({"asset": asset, "candles": series[end - history..end]});
+    let (stored, fresh) = (window(series.len()), window(series.len() - 5));
+    // One answer logged first: its window is then stored, and the same window's next decision
+    // is the writer's one-statement path.
+    let (status, first, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&stored)).await;
+    assert_eq!(status, 200, "{first}");
+    // Another session holds the decisions table until after the requests have stopped waiting.
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
     let mut lock = admin.begin().await.unwrap();
     sqlx::query("LOCK TABLE decisions IN EXCLUSIVE MODE")
@@ -1168,9 +1175,11 @@ async fn a_batch_the_store_cannot_commit_within_the_grace_is_rolled_back() {
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    let ((s1, a1, _), (s2, a2, _)) = tokio::join!(
+        common::call(&app, "POST", "/v1/risk/parameters", Some(&stored)),
+        common::call(&app, "POST", "/v1/risk/parameters", Some(&fresh)),
+    );
     let answered_after = started.elapsed();
-    assert_eq!(status, 503, "{answer}");
     let released_at = Duration::from_secs(1) + COMMIT_GRACE + Duration::from_secs(2);
     tokio::time::sleep(released_at.saturating_sub(started.elapsed())).await;
     lock.rollback().await.unwrap();
@@ -1179,9 +1188,24 @@ async fn a_batch_the_store_cannot_commit_within_the_grace_is_rolled_back() {
         .decisions(Some(&asset), i64::MIN, i64::MAX, i64::MIN, 10)
         .await
         .unwrap();
-    assert!(logged.is_empty(), "a record of an answer withheld: {logged:?}");
+    assert_eq!(logged.len(), 1, "records of answers withheld: {logged:?}");
+    for (status, answer) in [(s1, &a1), (s2, &a2)] {
+        assert_eq!(
+            (status.as_u16(), answer["error"].as_str()),
+            (503, Some("decision_log_unavailable")),
+            "{answer}"
+        );
+    }
     assert!(
         answered_after < COMMIT_GRACE,
-        "withheld by the writer, before the request's own deadline: {answered_after:?}"
+        "withheld by the writer, before the requests' own deadline: {answered_after:?}"
     );
+    // The log goes on.
+    let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&fresh)).await;
+    assert_eq!(status, 200, "{answer}");
+    let logged = store
+        .decisions(Some(&asset), i64::MIN, i64::MAX, i64::MIN, 10)
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 2);
 }

@@ -25,12 +25,19 @@ const CHANNEL: usize = 1024;
 /// How long a request whose decisions were handed to the log's writer before its timeout came
 /// may take beyond it: the writer commits them whatever happens to the request, and the answer
 /// they record is then served. The writer commits in milliseconds; past this the store is
-/// failing, and the writer gives the batch up ([`WRITE_MARGIN`] before it) and rolls it back.
+/// failing: the writer starts no attempt that could end after it ([`STORE_LOCK_WAIT`],
+/// [`WRITE_MARGIN`]).
 pub const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// How long before a batch's first request stops waiting ([`COMMIT_GRACE`] after its hand-over)
-/// the writer gives the batch up: a record committed after its request gave up would name an
-/// answer never served (a store blocked on a lock, with no statement timeout of its own).
+/// The longest a statement of the store waits for a lock before it fails: SQLite's
+/// `busy_timeout` and PostgreSQL's `lock_timeout`, both set by the store on every connection.
+/// A failed statement rolls its batch back, so nothing of it is committed later.
+const STORE_LOCK_WAIT: std::time::Duration = volcast_store::LOCK_WAIT;
+
+/// Slack on top of [`STORE_LOCK_WAIT`]: the writer starts no attempt later than this plus the
+/// lock wait before a batch's first request stops waiting ([`COMMIT_GRACE`] after its
+/// hand-over), so a record is never committed after its request gave up (an answer never
+/// served).
 const WRITE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Attempts of a batch whose sequence numbers another writer took. Between attempts the writer
@@ -281,28 +288,31 @@ async fn writer(
             }
         }
         let mut outcome = Err("not attempted".to_owned());
-        // Given up before the batch's first request stops waiting for it.
-        let give_up = jobs
+        // No attempt starts that could still be waiting on a lock when the batch's first request
+        // stops waiting: an append is never dropped midway (a statement or COMMIT already sent
+        // would still land), so the bound is the store's lock wait, checked before each attempt.
+        let last_start = jobs
             .iter()
             .map(|j| j.made)
             .min()
             .unwrap_or_else(tokio::time::Instant::now)
-            + COMMIT_GRACE.saturating_sub(WRITE_MARGIN);
+            + COMMIT_GRACE.saturating_sub(STORE_LOCK_WAIT + WRITE_MARGIN);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            let (records, next) = chain(&jobs, &head, &signer, &stored_inputs, &stored_models);
-            let Ok(appended) = tokio::time::timeout_at(give_up, store.append_decisions(&records)).await
-            else {
-                // Dropping the append drops its transaction: rolled back, nothing committed.
+            if tokio::time::Instant::now() > last_start {
                 outcome = Err(format!(
-                    "the store did not commit within {} s; the batch was rolled back",
-                    COMMIT_GRACE.saturating_sub(WRITE_MARGIN).as_secs()
+                    "not appended within {} s of the hand-over; its requests would stop waiting \
+                     before a lock wait ends",
+                    COMMIT_GRACE
+                        .saturating_sub(STORE_LOCK_WAIT + WRITE_MARGIN)
+                        .as_secs()
                 ));
                 break;
-            };
-            match appended {
+            }
+            let (records, next) = chain(&jobs, &head, &signer, &stored_inputs, &stored_models);
+            match store.append_decisions(&records).await {
                 Ok(()) => {
                     if stored_inputs.len() > REMEMBERED {
                         stored_inputs.clear();
@@ -349,14 +359,17 @@ async fn writer(
                     decisions = n,
                     "cannot append to the decision log, answers withheld: {e}"
                 );
-                // The head may have moved under us: read it again before the next batch.
-                if let Ok(h) = store.head().await {
-                    head = Head::of(h);
-                }
             }
         }
+        // The replies first: a store that is failing must not hold the answers past their wait.
         for j in jobs {
             let _ = j.reply.send(outcome.clone());
+        }
+        if outcome.is_err() {
+            // The head may have moved under us: read it again before the next batch.
+            if let Ok(h) = store.head().await {
+                head = Head::of(h);
+            }
         }
         last_commit = std::time::Instant::now();
     }
