@@ -89,8 +89,8 @@ pub trait DecisionStore {
     /// The record with id `id`.
     fn decision(&self, id: &str) -> impl Future<Output = Result<Option<DecisionRow>, StoreError>> + Send;
 
-    /// Up to `limit` records with `seq > after`, time in `[from_ms, to_ms]` and, when given, of
-    /// `asset`, in chain order.
+    /// Up to `limit` records with `seq > after` (every seq for `i64::MIN`, that one included),
+    /// time in `[from_ms, to_ms]` and, when given, of `asset`, in chain order.
     fn decisions(
         &self,
         asset: Option<&str>,
@@ -327,11 +327,14 @@ impl DecisionStore for Store {
         if asset.is_some_and(|a| a.contains('\0')) {
             return Ok(Vec::new());
         }
+        // From the very first (`i64::MIN`): inclusive, so a row slipped in at the lowest seq is
+        // read (and fails `verify`) rather than skipped by a strict comparison.
+        let after_op = if after == i64::MIN { ">=" } else { ">" };
         let rows = match asset {
             Some(a) => {
                 sqlx::query(&format!(
                     "SELECT {DECISION_COLUMNS} FROM decisions WHERE asset = $1 AND at >= $2 AND at <= $3 \
-                     AND seq > $4 ORDER BY seq LIMIT $5"
+                     AND seq {after_op} $4 ORDER BY seq LIMIT $5"
                 ))
                 .bind(a)
                 .bind(from_ms)
@@ -341,18 +344,16 @@ impl DecisionStore for Store {
                 .fetch_all(&self.pool)
                 .await?
             }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {DECISION_COLUMNS} FROM decisions WHERE at >= $1 AND at <= $2 AND seq > $3 \
+            None => sqlx::query(&format!(
+                "SELECT {DECISION_COLUMNS} FROM decisions WHERE at >= $1 AND at <= $2 AND seq {after_op} $3 \
                      ORDER BY seq LIMIT $4"
-                ))
-                .bind(from_ms)
-                .bind(to_ms)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?
-            }
+            ))
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?,
         };
         rows_of(&rows, decision_of)
     }

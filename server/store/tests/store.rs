@@ -417,6 +417,17 @@ async fn the_decision_log_appends_in_order_and_refuses_a_taken_sequence_number()
             .unwrap();
         assert_eq!(found, record(head + 2, "OTHER", false).row);
         assert_eq!(store.decision("dec_none").await.unwrap(), None);
+        // From the very first seq, the lowest an i64 holds included: a row slipped in there is
+        // read, not skipped by a strict `seq > i64::MIN`.
+        store
+            .append_decisions(&[record(i64::MIN, &asset, false)])
+            .await
+            .unwrap();
+        let first = store
+            .decisions(Some(&asset), i64::MIN, i64::MAX, i64::MIN, 1)
+            .await
+            .unwrap();
+        assert_eq!(first.iter().map(|r| r.seq).collect::<Vec<_>>(), [i64::MIN]);
         // A NUL, which PostgreSQL's text refuses: found nowhere, on either backend.
         assert_eq!(store.decision("dec_\0x").await.unwrap(), None);
         assert!(
