@@ -279,7 +279,7 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
         .parse()
         .unwrap();
     assert!((gauge - ratio).abs() <= 1e-12 * ratio);
-    let mut gauges = 0;
+    let mut briers = 0;
     for (name, key) in [
         ("volcast_validation_shortage_roc_auc", "shortage_roc_auc"),
         ("volcast_validation_shortage_brier", "shortage_brier"),
@@ -288,7 +288,7 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
             let Some(want) = month["horizons"][k][key].as_f64() else {
                 continue;
             };
-            gauges += 1;
+            briers += usize::from(key == "shortage_brier");
             let line = format!("{name}{{window_days=\"30\",horizon_hours=\"{h}\"}} ");
             let got: f64 = rendered
                 .lines()
@@ -299,8 +299,11 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
             assert!((got - want).abs() <= 1e-12, "{name} {h}: {got} vs {want}");
         }
     }
-    // The Brier score exists wherever a shortage label does: some gauges were compared.
-    assert!(gauges >= model.len(), "{gauges} shortage gauges compared");
+    // The Brier score exists wherever a shortage label does: each such horizon's was compared.
+    let labelled = (0..model.len())
+        .filter(|&k| month["horizons"][k]["shortage_points"].as_u64().unwrap() > 0)
+        .count();
+    assert!(labelled > 0 && briers == labelled, "{briers} of {labelled}");
 
     // A reopened store keeps the ledger: a new service reports the same.
     store.close().await;

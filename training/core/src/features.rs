@@ -434,6 +434,7 @@ mod tests {
             f.static_at(slot, None, &mut scratch),
             g.static_at(slot, None, &mut scratch)
         );
+        assert!(f.valid(slot + 1) && g.valid(slot + 1));
         f.sequence_at(slot + 1, window, &mut out);
         g.sequence_at(slot + 1, window, &mut moved);
         assert_ne!(out, moved, "the change reaches the next hour's features");
