@@ -25,8 +25,8 @@ const CHANNEL: usize = 1024;
 /// How long a request whose decisions were handed to the log's writer before its timeout came
 /// may take beyond it: the writer commits them whatever happens to the request, and the answer
 /// they record is then served. The writer commits in milliseconds; past this the store is
-/// failing: the writer starts no attempt that could end after it ([`STORE_LOCK_WAIT`],
-/// [`WRITE_MARGIN`]).
+/// failing: the writer starts no attempt that could end after it (the store's lock wait,
+/// [`volcast_store::LOCK_WAIT`], and a second's margin).
 pub const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The longest a statement of the store waits for a lock before it fails: SQLite's
