@@ -73,8 +73,6 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::audit::log::COMMIT_GRACE;
-
 pub use config::{Config, LoadOptions, load_options, queue_config};
 use error::ApiError;
 use extract::BodyLimit;
@@ -190,21 +188,18 @@ async fn watch_market_data(state: AppState) {
 }
 
 /// The request timeout, which never cancels a request once its decisions are in the log's
-/// writer (see [`COMMIT_GRACE`]): a record always names an answer that was served, except to a
-/// client that hung up.
+/// writer: the writer commits them whatever becomes of the request, so the request waits for its
+/// verdict however long that takes (the answer if they were committed, 503
+/// `decision_log_unavailable` if not). A record always names an answer that was served, except
+/// to a client that hung up. (A cap on that wait, 30 s until stop 53, let a store blocked on a
+/// lock commit records of answers the requests had given up on.)
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = state.settings().request_timeout;
     let (handed_over, run) = audit::log::watch_hand_over(next.run(req));
     let mut run = std::pin::pin!(run);
     match tokio::time::timeout(limit, &mut run).await {
         Ok(response) => response,
-        Err(_) if handed_over.get() => match tokio::time::timeout(COMMIT_GRACE, run).await {
-            Ok(response) => response,
-            Err(_) => ApiError::Timeout {
-                timeout: limit + COMMIT_GRACE,
-            }
-            .into_response(),
-        },
+        Err(_) if handed_over.get() => run.await,
         Err(_) => ApiError::Timeout { timeout: limit }.into_response(),
     }
 }

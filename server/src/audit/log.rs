@@ -22,24 +22,6 @@ pub const MAX_BATCH: usize = 512;
 /// Decisions waiting for the writer before requests wait for room.
 const CHANNEL: usize = 1024;
 
-/// How long a request whose decisions were handed to the log's writer before its timeout came
-/// may take beyond it: the writer commits them whatever happens to the request, and the answer
-/// they record is then served. The writer commits in milliseconds; past this the store is
-/// failing: the writer starts no attempt that could end after it (the store's lock wait,
-/// [`volcast_store::LOCK_WAIT`], and a second's margin).
-pub const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The longest a statement of the store waits for a lock before it fails: SQLite's
-/// `busy_timeout` and PostgreSQL's `lock_timeout`, both set by the store on every connection.
-/// A failed statement rolls its batch back, so nothing of it is committed later.
-const STORE_LOCK_WAIT: std::time::Duration = volcast_store::LOCK_WAIT;
-
-/// Slack on top of [`STORE_LOCK_WAIT`]: the writer starts no attempt later than this plus the
-/// lock wait before a batch's first request stops waiting ([`COMMIT_GRACE`] after its
-/// hand-over), so a record is never committed after its request gave up (an answer never
-/// served).
-const WRITE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// Attempts of a batch whose sequence numbers another writer took. Between attempts the writer
 /// backs off for a random while, growing with each loss (see [`backoff`]), so two busy replicas
 /// stop taking turns to lose.
@@ -90,8 +72,6 @@ pub fn watch_hand_over<F: Future>(fut: F) -> (HandedOver, impl Future<Output = F
 struct Job {
     pending: Vec<Pending>,
     reply: oneshot::Sender<Result<(), String>>,
-    /// When it was made, just before its hand-over: the writer's deadline counts from it.
-    made: tokio::time::Instant,
 }
 
 /// Handle on the writer; cloned into the state.
@@ -160,11 +140,7 @@ impl DecisionLog {
         }
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(JobBox(Job {
-                pending,
-                reply,
-                made: tokio::time::Instant::now(),
-            }))
+            .send(JobBox(Job { pending, reply }))
             .await
             .map_err(|_| ApiError::DecisionLog("the writer stopped".into()))?;
         // From here the writer commits them whatever becomes of this request.
@@ -288,28 +264,9 @@ async fn writer(
             }
         }
         let mut outcome = Err("not attempted".to_owned());
-        // No attempt starts that could still be waiting on a lock when the batch's first request
-        // stops waiting: an append is never dropped midway (a statement or COMMIT already sent
-        // would still land), so the bound is the store's lock wait, checked before each attempt.
-        let last_start = jobs
-            .iter()
-            .map(|j| j.made)
-            .min()
-            .unwrap_or_else(tokio::time::Instant::now)
-            + COMMIT_GRACE.saturating_sub(STORE_LOCK_WAIT + WRITE_MARGIN);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
-            }
-            if tokio::time::Instant::now() > last_start {
-                outcome = Err(format!(
-                    "not appended within {} s of the hand-over; its requests would stop waiting \
-                     before a lock wait ends",
-                    COMMIT_GRACE
-                        .saturating_sub(STORE_LOCK_WAIT + WRITE_MARGIN)
-                        .as_secs()
-                ));
-                break;
             }
             let (records, next) = chain(&jobs, &head, &signer, &stored_inputs, &stored_models);
             match store.append_decisions(&records).await {

@@ -118,7 +118,7 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
         // record, is no decision log (a mistyped PostgreSQL database, say), not an empty one.
         if recorded.is_empty()
             && store
-                .decisions(None, i64::MIN, i64::MAX, i64::MIN, 1)
+                .decisions(None, i64::MIN, i64::MAX, None, 1)
                 .await
                 .map_err(|e| e.to_string())?
                 .is_empty()
@@ -150,7 +150,7 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
         }
         // From the lowest sequence number stored, not from 1: a row slipped in below the chain
         // (seq 0 or negative) is read, and fails, rather than skipped.
-        let mut after = i64::MIN;
+        let mut after = None;
         loop {
             let page = store
                 .decisions(None, i64::MIN, i64::MAX, after, PAGE)
@@ -166,7 +166,7 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
                 }
             }
             match page.last() {
-                Some(r) if page.len() == PAGE as usize => after = r.seq,
+                Some(r) if page.len() == PAGE as usize => after = Some(r.seq),
                 _ => break,
             }
         }

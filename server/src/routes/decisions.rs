@@ -157,13 +157,7 @@ pub async fn decisions(
     // the chain (seq 0 or negative) is exported, and fails the check, instead of hidden.
     let mut rows = state
         .store()?
-        .decisions(
-            q.asset.as_deref(),
-            from,
-            to,
-            q.after.unwrap_or(i64::MIN),
-            limit + 1,
-        )
+        .decisions(q.asset.as_deref(), from, to, q.after, limit + 1)
         .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);

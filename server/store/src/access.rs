@@ -89,14 +89,14 @@ pub trait DecisionStore {
     /// The record with id `id`.
     fn decision(&self, id: &str) -> impl Future<Output = Result<Option<DecisionRow>, StoreError>> + Send;
 
-    /// Up to `limit` records with `seq > after` (every seq for `i64::MIN`, that one included),
+    /// Up to `limit` records with `seq > after` (from the first, whatever its seq, for `None`),
     /// time in `[from_ms, to_ms]` and, when given, of `asset`, in chain order.
     fn decisions(
         &self,
         asset: Option<&str>,
         from_ms: i64,
         to_ms: i64,
-        after: i64,
+        after: Option<i64>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<DecisionRow>, StoreError>> + Send;
 
@@ -321,15 +321,18 @@ impl DecisionStore for Store {
         asset: Option<&str>,
         from_ms: i64,
         to_ms: i64,
-        after: i64,
+        after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<DecisionRow>, StoreError> {
         if asset.is_some_and(|a| a.contains('\0')) {
             return Ok(Vec::new());
         }
-        // From the very first (`i64::MIN`): inclusive, so a row slipped in at the lowest seq is
-        // read (and fails `verify`) rather than skipped by a strict comparison.
-        let after_op = if after == i64::MIN { ">=" } else { ">" };
+        // From the first (`None`): every seq, so a row slipped in at the lowest an i64 holds is
+        // read (and fails `verify`) rather than skipped by a strict `seq > i64::MIN`.
+        let (after_op, after) = match after {
+            Some(a) => (">", a),
+            None => (">=", i64::MIN),
+        };
         let rows = match asset {
             Some(a) => {
                 sqlx::query(&format!(

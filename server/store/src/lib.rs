@@ -30,11 +30,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/volcast.db";
 /// PostgreSQL 65,535).
 const INSERT_BATCH: usize = 500;
 
-/// The longest a statement waits for a lock before it fails, on either backend (SQLite's
-/// `busy_timeout`, PostgreSQL's `lock_timeout`): a store blocked by another session's lock
-/// fails its writers within this, and their transactions roll back, rather than committing
-/// whenever the lock goes.
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest a statement waits for SQLite's lock before it fails (`busy_timeout`).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -237,13 +234,6 @@ impl Store {
                             .execute(&mut *conn)
                             .await?;
                         sqlx::query(&format!("PRAGMA busy_timeout = {}", LOCK_WAIT.as_millis()))
-                            .execute(&mut *conn)
-                            .await?;
-                    } else {
-                        // The same bound on PostgreSQL, which would otherwise wait on a lock
-                        // for ever: the decision log's writer relies on it to never commit a
-                        // record after its request stopped waiting.
-                        sqlx::query(&format!("SET lock_timeout = '{}ms'", LOCK_WAIT.as_millis()))
                             .execute(&mut *conn)
                             .await?;
                     }
