@@ -131,13 +131,18 @@ async fn waiting_for_candles(state: &AppState, today: i64, now_ms: i64) -> Resul
     }
     let followed: std::collections::HashSet<String> =
         followed.snapshot().into_iter().map(|s| s.symbol).collect();
-    let last_hour = today - HOUR_MS;
     Ok(state
         .store()?
         .last_open_times()
         .await?
         .iter()
-        .any(|(asset, last)| followed.contains(asset) && (today - DAY_MS..last_hour).contains(last)))
+        .any(|(asset, last)| followed.contains(asset) && lacks_last_hour(*last, today)))
+}
+
+/// Whether an asset whose last stored candle opened at `last` traded the day before `today` but
+/// lacks that day's 23:00 candle.
+fn lacks_last_hour(last: i64, today: i64) -> bool {
+    (today - DAY_MS..today - HOUR_MS).contains(&last)
 }
 
 /// Restores the policy served from the gate's last switch in the store (after a restart).
@@ -379,12 +384,9 @@ async fn candles_not_yet(state: &AppState, today: i64, now_ms: i64) -> Result<bo
     if now_ms - today >= CANDLES_DEADLINE_MS {
         return Ok(false);
     }
-    let last_hour = today - HOUR_MS;
     let lasts = state.store()?.last_open_times().await?;
-    let none_there = !lasts.iter().any(|&(_, last)| last >= last_hour);
-    let behind = lasts
-        .iter()
-        .any(|&(_, last)| (today - DAY_MS..last_hour).contains(&last));
+    let none_there = !lasts.iter().any(|&(_, last)| last >= today - HOUR_MS);
+    let behind = lasts.iter().any(|&(_, last)| lacks_last_hour(last, today));
     Ok(none_there || behind)
 }
 

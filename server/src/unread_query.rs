@@ -2,7 +2,7 @@
 //! would otherwise answer every horizon, the parameter silently ignored. Which routes read a
 //! query is taken from the OpenAPI document, the routes' own declarations.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -13,9 +13,9 @@ use utoipa::openapi::path::{Operation, ParameterIn};
 
 use crate::error::ApiError;
 
-/// The (method, path template) pairs of the documented routes that declare a query parameter.
+/// The documented routes that declare a query parameter: path template to methods.
 #[derive(Debug, Clone, Default)]
-pub struct QueryRoutes(HashSet<(String, String)>);
+pub struct QueryRoutes(HashMap<String, Vec<&'static str>>);
 
 impl QueryRoutes {
     /// From the OpenAPI document.
@@ -27,7 +27,7 @@ impl QueryRoutes {
                 .flatten()
                 .any(|p| matches!(p.parameter_in, ParameterIn::Query))
         };
-        let mut out = HashSet::new();
+        let mut out: HashMap<String, Vec<&'static str>> = HashMap::new();
         for (path, item) in &doc.paths.paths {
             let methods = [
                 ("GET", &item.get),
@@ -38,7 +38,7 @@ impl QueryRoutes {
             ];
             for (method, op) in methods {
                 if op.as_ref().is_some_and(reads_query) {
-                    out.insert((method.to_owned(), path.clone()));
+                    out.entry(path.clone()).or_default().push(method);
                 }
             }
         }
@@ -46,7 +46,7 @@ impl QueryRoutes {
     }
 
     fn reads(&self, method: &str, path: &str) -> bool {
-        self.0.contains(&(method.to_owned(), path.to_owned()))
+        self.0.get(path).is_some_and(|methods| methods.contains(&method))
     }
 }
 

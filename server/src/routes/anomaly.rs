@@ -118,12 +118,7 @@ pub async fn asset_anomalies(
         Some(f) => time_param("from", f, Bound::Start)?,
         None => to - (DEFAULT_RANGE_HOURS - 1) * HOUR_MS,
     };
-    if from > to {
-        return Err(ApiError::InvalidValue {
-            field: "from".into(),
-            message: "`from` is after `to`".into(),
-        });
-    }
+    super::assets::check_from_to(from, to)?;
     if to - from >= MAX_RANGE_HOURS * HOUR_MS {
         return Err(ApiError::InvalidValue {
             field: "from".into(),

@@ -131,6 +131,20 @@ fn horizons(text: Option<&str>) -> Result<Option<Vec<u64>>, ApiError> {
     .transpose()
 }
 
+/// Refuses a time range whose `from` is after its `to` (422 on `from`).
+///
+/// # Errors
+/// [`ApiError::InvalidValue`].
+pub fn check_from_to(from: i64, to: i64) -> Result<(), ApiError> {
+    if from > to {
+        return Err(ApiError::InvalidValue {
+            field: "from".into(),
+            message: "`from` is after `to`".into(),
+        });
+    }
+    Ok(())
+}
+
 /// A time parameter: Unix ms, RFC 3339 or a date.
 pub fn time_param(field: &str, text: &str, bound: Bound) -> Result<i64, ApiError> {
     let t = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
@@ -302,12 +316,7 @@ pub async fn candles(
     let (candles, next_from) = match q.from.as_deref() {
         Some(from) => {
             let from = time_param("from", from, Bound::Start)?;
-            if from > to {
-                return Err(ApiError::InvalidValue {
-                    field: "from".into(),
-                    message: "`from` is after `to`".into(),
-                });
-            }
+            check_from_to(from, to)?;
             let mut page = store.candles(&asset, from, to, limit + 1).await?;
             let next = (page.len() > limit as usize)
                 .then(|| page.pop().map(|c| format_ms(c.open_time)))

@@ -138,12 +138,7 @@ pub async fn decisions(
     if let Some(asset) = q.asset.as_deref() {
         crate::inputs::check_asset_id("asset", asset)?;
     }
-    if from > to {
-        return Err(ApiError::InvalidValue {
-            field: "from".into(),
-            message: "`from` is after `to`".into(),
-        });
-    }
+    super::assets::check_from_to(from, to)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::OutOfRange {
