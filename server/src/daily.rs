@@ -331,7 +331,8 @@ pub async fn gate(state: &AppState, day_ms: i64) -> Result<Option<Switch>, ApiEr
         .iter()
         .filter_map(scored_of)
         .collect();
-    let window = validation(&entries, rule.window_days, from, day_ms);
+    // The gate reads the model against HAR, what it falls back to (`dm_daily_vs_har`).
+    let window = validation(&entries, rule.window_days, from, day_ms, None);
     let (current, since) = state.policy();
     let Some(switch) = decide(&rule, &current, since, &window, day_ms) else {
         return Ok(None);

@@ -109,7 +109,8 @@ pub struct Metrics {
     pub follower_failures: Family<AssetLabels, Gauge>,
     /// Rate-limited answers (429, 418) per followed asset since the start.
     pub follower_rate_limited: Family<AssetLabels, Gauge>,
-    /// The ledger's mean QLIKE of the model over HAR's, per window and horizon.
+    /// The ledger's mean QLIKE of the model over its baseline's (the better of HAR and HAR
+    /// operated), per window and horizon.
     pub validation_qlike_ratio: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
     /// The ledger's LT breach rate per window (`horizon_hours` 0).
     pub validation_breach_rate: Family<ValidationLabels, Gauge<f64, AtomicU64>>,
@@ -188,7 +189,7 @@ impl Metrics {
         );
         registry.register(
             "validation_qlike_ratio",
-            "Mean QLIKE of the served model over HAR's on the forecast ledger (below 1: the model is better)",
+            "Mean QLIKE of the served model over the better of HAR and HAR operated on the forecast ledger (below 1: the model is better)",
             validation_qlike_ratio.clone(),
         );
         registry.register(

@@ -15,7 +15,7 @@ use volcast_store::{CandleStore, LedgerStore, Store};
 use crate::daily::{self, DailyOptions, DailyState};
 use crate::dto::validation::ValidationWindow;
 use crate::gate::{GateRule, Switch, regate};
-use crate::ledger::{DAY_MS, scored_of, validation};
+use crate::ledger::{DAY_MS, HarOperated, scored_of, validation};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Settings};
 
@@ -167,7 +167,13 @@ pub async fn replay(
         artifact: options.artifact.display().to_string(),
         days,
         switches,
-        summary: validation(&entries, span_days, options.from_ms, options.to_ms),
+        summary: validation(
+            &entries,
+            span_days,
+            options.from_ms,
+            options.to_ms,
+            Some(&HarOperated::new(&entries)),
+        ),
     })
 }
 
@@ -219,6 +225,12 @@ pub async fn regate_replay(
         artifact: format!("regated from {database_url}"),
         days,
         switches: regated.switches,
-        summary: validation(&regated.entries, span_days, from_ms, to_ms),
+        summary: validation(
+            &regated.entries,
+            span_days,
+            from_ms,
+            to_ms,
+            Some(&HarOperated::new(&entries)),
+        ),
     })
 }

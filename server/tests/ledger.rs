@@ -188,6 +188,9 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
     let scored = store.scored(i64::MIN, i64::MAX).await.unwrap();
     assert_eq!(scored.len(), origins.len());
     let mut qlikes = vec![Vec::new(); model.len()];
+    let mut har_qlikes = vec![Vec::new(); model.len()];
+    // The record keeps the served artifact's correction window (HAR operated is measured on it).
+    assert_eq!(record.operated_days, Some(120));
     let by_open: std::collections::HashMap<i64, Candle> = data.iter().map(|c| (c.open_time, *c)).collect();
     let mut labelled = 0;
     let (mut points, mut breaches) = (0, 0);
@@ -203,8 +206,9 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
                 }
                 (w, g) => assert_eq!(w, g),
             }
-            if let (Some(rv), Some(Some(_))) = (got, record.har_variance.get(k)) {
+            if let (Some(rv), Some(Some(g))) = (got, record.har_variance.get(k)) {
                 qlikes[k].push(qlike(rv, record.variance[k]));
+                har_qlikes[k].push(qlike(rv, *g));
             }
         }
         assert_eq!(outcome.drawdown, fall(&data, e.origin));
@@ -235,7 +239,17 @@ async fn the_ledger_records_what_is_served_and_scores_it_exactly() {
             (h["qlike_model"].as_f64().unwrap() - mean).abs() <= 1e-12 * mean,
             "{h}"
         );
-        assert!(h["qlike_ratio"].as_f64().unwrap() > 0.0);
+        // Fewer completed forecasts than a correction needs (20): HAR operated is HAR, the
+        // baseline.
+        let har = har_qlikes[k].iter().sum::<f64>() / q.len() as f64;
+        assert!(
+            (h["qlike_har"].as_f64().unwrap() - har).abs() <= 1e-12 * har,
+            "{h}"
+        );
+        assert_eq!(h["qlike_har_operated"], h["qlike_har"], "{h}");
+        assert_eq!(h["baseline"], json!("har"), "{h}");
+        let ratio = h["qlike_ratio"].as_f64().unwrap();
+        assert!((ratio - mean / har).abs() <= 1e-12, "{h}");
         assert_eq!(
             h["coverage"].as_array().unwrap().len(),
             record.quantile_levels.len()
@@ -567,4 +581,110 @@ async fn an_entry_whose_candles_stop_is_completed_thirty_days_after_its_window()
     assert!(outcome.open_horizons.is_empty(), "{outcome:?}");
     assert_eq!(outcome.realized_variance[2], None);
     assert!(outcome.realized_variance[1].is_some());
+}
+
+/// A ledger of `assets` assets over the `days` daily origins before today, written straight
+/// into a store: HAR forecasts 1e-4, the model 1.7e-4, and the realized variance runs at about
+/// three times HAR's more than 120 days back and twice since.
+async fn synthetic_ledger(store: &Store, assets: usize, days: i64) -> Vec<(i64, [f64; 3])> {
+    let today = day_origin(now_ms());
+    let mut points = Vec::new();
+    for k in 1..=days {
+        let origin = today - k * DAY_MS;
+        for a in 0..assets {
+            let level = if k > 120 { 3.0 } else { 2.0 };
+            let rv = [0, 1, 2].map(|j| {
+                let n = k * 7 + i64::try_from(a * 5 + j).unwrap();
+                1e-4 * level * (1.0 + 0.4 * ((n % 11) as f64 / 11.0 - 0.5))
+            });
+            let record = LedgerRecord {
+                horizons: vec![4, 24, 168],
+                variance: vec![1.7e-4; 3],
+                har_variance: vec![Some(1e-4); 3],
+                quantile_levels: Vec::new(),
+                quantiles: vec![Vec::new(); 3],
+                shortage_probability: vec![0.1; 3],
+                alpha: 0.99,
+                tau_hours: 4.0,
+                drawdown: 0.1,
+                liquidation_threshold: 0.8,
+                har_drawdown: Some(0.1),
+                policy: "model".into(),
+                har_horizons: None,
+                operated_days: Some(120),
+            };
+            let outcome = LedgerOutcome {
+                realized_variance: rv.map(Some).to_vec(),
+                drawdown: Some(0.01),
+                shortage: vec![Some(false); 3],
+                open_horizons: Vec::new(),
+            };
+            let entry = volcast_store::LedgerEntry {
+                asset: format!("A{a}"),
+                origin,
+                model_id: "m".into(),
+                record: serde_json::to_string(&record).unwrap(),
+                outcome: None,
+            };
+            assert!(store.record_forecast(&entry).await.unwrap());
+            store
+                .set_outcome(&entry, &serde_json::to_string(&outcome).unwrap(), false)
+                .await
+                .unwrap();
+            points.push((origin, rv));
+        }
+    }
+    points
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_validation_route_compares_with_har_operated_measured_before_its_windows_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&common::process::store_url(dir.path()))
+        .await
+        .unwrap();
+    let points = synthetic_ledger(&store, 3, 260).await;
+    let (app, _) = common::app_with_store(&artifact(), store, FOREVER).await;
+    let (status, body, _) = common::call(&app, "GET", "/v1/model/validation", None).await;
+    assert_eq!(status, 200, "{body}");
+    for (w, days) in [(0, 30), (1, 120)] {
+        let window = &body["windows"][w];
+        // Origins from `days` days before now: the last `days - 1` days' (now is past 00:00).
+        let today = day_origin(now_ms());
+        let counted: Vec<&(i64, [f64; 3])> = points.iter().filter(|p| p.0 > today - days * DAY_MS).collect();
+        assert_eq!(window["entries"], json!(counted.len()), "{days} days");
+        for (j, h) in [4_i64, 24, 168].into_iter().enumerate() {
+            // HAR operated by brute force: 1e-4 times the mean RV / F of every asset's
+            // forecasts from the 120 days before each origin whose windows had ended.
+            let (mut operated, mut har) = (0.0, 0.0);
+            for (origin, rv) in &counted {
+                let past: Vec<f64> = points
+                    .iter()
+                    .filter(|p| p.0 >= origin - 120 * DAY_MS && p.0 <= origin - h * HOUR_MS)
+                    .map(|p| p.1[j] / 1e-4)
+                    .collect();
+                assert!(past.len() >= 20);
+                let scale = past.iter().sum::<f64>() / past.len() as f64;
+                operated += qlike(rv[j], scale * 1e-4);
+                har += qlike(rv[j], 1e-4);
+            }
+            let n = counted.len() as f64;
+            let (operated, har) = (operated / n, har / n);
+            let skill = &window["horizons"][j];
+            let got = skill["qlike_har_operated"].as_f64().unwrap();
+            assert!(
+                (got - operated).abs() <= 1e-9 * operated,
+                "{days} d, {h} h: {got} vs {operated}"
+            );
+            let better = if operated < har { "har_operated" } else { "har" };
+            if days == 30 {
+                // Since day 120 the level is steady: corrected, HAR is the better.
+                assert_eq!(better, "har_operated");
+            }
+            assert_eq!(skill["baseline"], json!(better), "{skill}");
+            let model = skill["qlike_model"].as_f64().unwrap();
+            let ratio = skill["qlike_ratio"].as_f64().unwrap();
+            assert!((ratio - model / operated.min(har)).abs() <= 1e-9, "{skill}");
+        }
+    }
 }

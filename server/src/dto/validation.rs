@@ -12,8 +12,9 @@ use crate::dto::ModelRef;
     "model": {"id": "e511b0d43982c4cf", "hash": "d08e..."}, "now": "2026-12-02T14:05:00Z", "asset": null,
     "windows": [{"days": 30, "from": "2026-11-02T00:00:00Z", "to": "2026-12-02T14:05:00Z", "entries": 2900,
         "horizons": [{"horizon_hours": 24, "points": 2850, "qlike_model": 0.36, "qlike_har": 0.38,
-                      "qlike_ratio": 0.95, "dm_statistic": -2.1, "dm_p_value": 0.036, "origin_days": 23,
-                      "dm_daily_statistic": -1.4, "qlike_served": 0.36,
+                      "qlike_har_operated": 0.37, "baseline": "har_operated",
+                      "qlike_ratio": 0.973, "dm_statistic": -1.6, "dm_p_value": 0.11, "origin_days": 23,
+                      "dm_daily_statistic": -1.1, "dm_daily_vs_har": -1.4, "qlike_served": 0.36,
                       "shortage_points": 2700, "shortage_base_rate": 0.08, "shortage_brier": 0.066,
                       "shortage_roc_auc": 0.71,
                       "coverage": [{"level": 0.95, "covered": 0.948}]}],
@@ -61,17 +62,28 @@ pub struct HorizonSkill {
     pub qlike_model: Option<f64>,
     /// Mean QLIKE of HAR on the same points.
     pub qlike_har: Option<f64>,
-    /// Model over HAR (below 1: the model is better).
+    /// Mean QLIKE of HAR operated as the model is (SPEC, "Operated comparison"): HAR's forecast
+    /// times `mean(RV / F)` of its own recorded forecasts, pooled over assets, over the
+    /// artifact's trailing window of days of origins whose windows had ended by then (fewer days
+    /// while the ledger is younger). Absent where the served artifact has no daily correction.
+    pub qlike_har_operated: Option<f64>,
+    /// What the model is compared with: the better (lower mean QLIKE) of `har` and
+    /// `har_operated` on these points.
+    pub baseline: String,
+    /// Model over the baseline (below 1: the model is better).
     pub qlike_ratio: Option<f64>,
-    /// Diebold-Mariano statistic of model minus HAR losses (negative: the model is better).
+    /// Diebold-Mariano statistic of model minus baseline losses (negative: the model is better).
     pub dm_statistic: Option<f64>,
     /// Its two-sided p-value.
     pub dm_p_value: Option<f64>,
     /// Days of origins among the points.
     pub origin_days: usize,
-    /// Diebold-Mariano statistic of the daily means of model minus HAR losses (each day counted
-    /// once: assets move together); what the gate reads.
+    /// Diebold-Mariano statistic of the daily means of model minus baseline losses (each day
+    /// counted once: assets move together).
     pub dm_daily_statistic: Option<f64>,
+    /// The same against HAR as fitted, what the fallback serves: what the gate reads
+    /// (falling back is only worth it where the model loses to what would replace it).
+    pub dm_daily_vs_har: Option<f64>,
     /// Mean QLIKE of what was served (the model's, or HAR's on the days the gate held the
     /// fallback) on the same points.
     pub qlike_served: Option<f64>,

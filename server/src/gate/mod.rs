@@ -128,7 +128,7 @@ fn horizon_failure(rule: &GateRule, h: &HorizonSkill, dm: f64) -> Option<String>
     if h.origin_days < rule.min_days {
         return None;
     }
-    let (d, m, g) = (h.dm_daily_statistic?, h.qlike_model?, h.qlike_har?);
+    let (d, m, g) = (h.dm_daily_vs_har?, h.qlike_model?, h.qlike_har?);
     (d > dm).then(|| {
         format!(
             "at {} h the model's QLIKE {m:.4} is worse than HAR's {g:.4} over {} points on {} \
@@ -244,11 +244,16 @@ mod tests {
                 points: 1000,
                 qlike_model: Some(0.4),
                 qlike_har: Some(0.38),
-                qlike_ratio: Some(0.4 / 0.38),
+                // The model loses clearly to HAR operated whatever `dm`: the gate must read
+                // only its comparison with HAR, what the fallback would serve.
+                qlike_har_operated: Some(0.3),
+                baseline: "har_operated".into(),
+                qlike_ratio: Some(0.4 / 0.3),
                 dm_statistic: None,
                 dm_p_value: None,
                 origin_days: 25,
-                dm_daily_statistic: Some(dm),
+                dm_daily_statistic: Some(9.9),
+                dm_daily_vs_har: Some(dm),
                 qlike_served: None,
                 shortage_points: 0,
                 shortage_base_rate: None,

@@ -207,13 +207,14 @@ fn evidence(rule: &GateRule, entries: &[Scored], from: i64, day: i64) -> Validat
     };
     if !rule.score_as_windows_close {
         let window = closed_by(&|e| closes_at(&e.record, e.origin));
-        return validation(&window, rule.window_days, from, day);
+        return validation(&window, rule.window_days, from, day, None);
     }
     let mut evidence = validation(
         &closed_by(&|e| hours_after(e.origin, DEFAULT_TAU)),
         rule.window_days,
         from,
         day,
+        None,
     );
     let horizons: Vec<usize> = evidence.horizons.iter().map(|h| h.horizon_hours).collect();
     for (k, h) in horizons.into_iter().enumerate() {
@@ -222,6 +223,7 @@ fn evidence(rule: &GateRule, entries: &[Scored], from: i64, day: i64) -> Validat
             rule.window_days,
             from,
             day,
+            None,
         );
         if let Some(skill) = at_h.horizons.into_iter().find(|s| s.horizon_hours == h) {
             evidence.horizons[k] = skill;
@@ -245,7 +247,7 @@ mod tests {
             .zip(dm)
             .map(|(h, d)| HorizonSkill {
                 horizon_hours: h,
-                dm_daily_statistic: Some(d),
+                dm_daily_vs_har: Some(d),
                 ..one.clone()
             })
             .collect();
@@ -272,6 +274,7 @@ mod tests {
                 har_drawdown: Some(0.1),
                 policy: MODEL.to_owned(),
                 har_horizons: None,
+                operated_days: None,
             },
             outcome: LedgerOutcome {
                 realized_variance: vec![Some(1e-4); 3],

@@ -3,7 +3,8 @@
 
 use volcast_core::policy::DEFAULT_TAU;
 use volcast_core::scoring::{brier, diebold_mariano, kupiec_p_value, qlike, roc_auc};
-use volcast_core::time::format_ms;
+use volcast_core::time::{DAY_MS, HOUR_MS, format_ms};
+use volcast_model::operation::TrailingRatios;
 use volcast_store::LedgerEntry;
 
 use super::{LedgerOutcome, LedgerRecord};
@@ -33,9 +34,76 @@ pub fn scored_of(entry: &LedgerEntry) -> Option<Scored> {
     })
 }
 
-/// Skill and calibration over `entries` (origins in `[from, to]`), pooled over assets.
+/// HAR operated as the served model is (SPEC, "Operated comparison"; `evaluate`'s
+/// `har_operated`): at each daily origin, the ledger's HAR forecast times `mean(RV / F)` of HAR's
+/// own recorded forecasts, pooled over assets, over the trailing days of origins whose windows
+/// had ended by then, as many days as the served artifact's daily correction reads
+/// ([`LedgerRecord::operated_days`]): the correction the daily job measures for the model,
+/// measured the same way on HAR. Only what the ledger holds counts, so its first days run on
+/// fewer days of history (below [`volcast_model::operation::MIN_RECALIBRATION_POINTS`] points,
+/// HAR as fitted). Where a record names no window, HAR operated is HAR.
+#[derive(Debug, Clone, Default)]
+pub struct HarOperated {
+    /// Per horizon (hours), HAR's recorded ratios by origin (ms).
+    ratios: std::collections::BTreeMap<usize, TrailingRatios>,
+}
+
+impl HarOperated {
+    /// HAR's recorded ratios in `entries`: every asset's (the correction is pooled, whatever
+    /// the figures are for), reaching the window's days plus the longest horizon before the
+    /// first origin the figures count.
+    #[must_use]
+    pub fn new<'a>(entries: impl IntoIterator<Item = &'a Scored>) -> Self {
+        let mut points: std::collections::BTreeMap<usize, Vec<(i64, f64)>> =
+            std::collections::BTreeMap::new();
+        for e in entries {
+            for (k, &h) in e.record.horizons.iter().enumerate() {
+                if let (Some(Some(rv)), Some(Some(f))) = (
+                    e.outcome.realized_variance.get(k).copied(),
+                    e.record.har_variance.get(k).copied(),
+                ) && f.is_finite()
+                    && f > 0.0
+                {
+                    points.entry(h).or_default().push((e.origin, rv / f));
+                }
+            }
+        }
+        Self {
+            ratios: points
+                .into_iter()
+                .map(|(h, p)| (h, TrailingRatios::new(p)))
+                .collect(),
+        }
+    }
+
+    /// HAR's correction for `e`'s forecast at `h` hours: the mean over the `days` days before
+    /// its origin's day of the ratios whose windows had ended by then; 1 without enough of them
+    /// or without a window.
+    fn scale(&self, e: &Scored, h: usize) -> f64 {
+        let (Some(ratios), Some(days)) = (self.ratios.get(&h), e.record.operated_days) else {
+            return 1.0;
+        };
+        let day = e.origin - e.origin.rem_euclid(DAY_MS);
+        let days = i64::try_from(days).unwrap_or(i64::MAX / DAY_MS);
+        let horizon = i64::try_from(h).unwrap_or(i64::MAX / HOUR_MS);
+        ratios.scale(
+            day.saturating_sub(days.saturating_mul(DAY_MS)),
+            day.saturating_sub(horizon.saturating_mul(HOUR_MS)),
+        )
+    }
+}
+
+/// Skill and calibration over `entries` (origins in `[from, to]`), pooled over assets; with
+/// `operated`, the model is compared with the better of HAR and HAR operated (SPEC, "Operated
+/// comparison"), else with HAR.
 #[must_use]
-pub fn validation(entries: &[Scored], days: i64, from: i64, to: i64) -> ValidationWindow {
+pub fn validation(
+    entries: &[Scored],
+    days: i64,
+    from: i64,
+    to: i64,
+    operated: Option<&HarOperated>,
+) -> ValidationWindow {
     let Some(first) = entries.first() else {
         return ValidationWindow {
             days,
@@ -57,7 +125,7 @@ pub fn validation(entries: &[Scored], days: i64, from: i64, to: i64) -> Validati
         .horizons
         .iter()
         .enumerate()
-        .map(|(k, &h)| horizon_skill(entries, &assets, k, h))
+        .map(|(k, &h)| horizon_skill(entries, &assets, k, h, operated))
         .collect();
     ValidationWindow {
         days,
@@ -69,12 +137,26 @@ pub fn validation(entries: &[Scored], days: i64, from: i64, to: i64) -> Validati
     }
 }
 
-fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> HorizonSkill {
-    // Points where the model, HAR and the realized variance all exist, grouped by asset in time
-    // order (the entries come by origin, then asset).
-    let mut by_asset: Vec<(usize, f64, f64)> = Vec::new();
-    let mut daily: std::collections::BTreeMap<i64, (f64, u32)> = std::collections::BTreeMap::new();
-    let (mut model, mut har) = (Vec::new(), Vec::new());
+/// One point's losses: the model's, HAR's, HAR operated's (HAR's without `operated`).
+#[derive(Clone, Copy)]
+struct Losses {
+    group: usize,
+    origin: i64,
+    model: f64,
+    har: f64,
+    operated: f64,
+}
+
+fn horizon_skill(
+    entries: &[Scored],
+    assets: &[&str],
+    k: usize,
+    h: usize,
+    operated: Option<&HarOperated>,
+) -> HorizonSkill {
+    // Points where the model, HAR and the realized variance all exist, in the entries' order
+    // (by origin, then asset).
+    let mut points: Vec<Losses> = Vec::new();
     let levels = &first_levels(entries);
     let mut covered = vec![0_usize; levels.len()];
     let mut with_rv = 0;
@@ -82,6 +164,7 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
     let (mut probabilities, mut labels) = (Vec::new(), Vec::new());
     // What was served: the model's loss, or HAR's on the fallback's days.
     let mut served = Vec::new();
+    let mut with_window = false;
     for e in entries {
         if let (Some(Some(label)), Some(&p)) = (
             e.outcome.shortage.get(k).copied(),
@@ -107,39 +190,72 @@ fn horizon_skill(entries: &[Scored], assets: &[&str], k: usize, h: usize) -> Hor
         else {
             continue;
         };
-        let group = assets.binary_search(&e.asset.as_str()).unwrap_or(0);
-        let (lm, lh) = (qlike(rv, f), qlike(rv, g));
-        model.push(lm);
-        har.push(lh);
-        served.push(if e.record.served_is_har_at(h) { lh } else { lm });
-        by_asset.push((group, lm, lh));
-        let day = daily.entry(e.origin).or_insert((0.0, 0));
-        day.0 += lm - lh;
-        day.1 += 1;
+        let har = qlike(rv, g);
+        let losses = Losses {
+            group: assets.binary_search(&e.asset.as_str()).unwrap_or(0),
+            origin: e.origin,
+            model: qlike(rv, f),
+            har,
+            operated: operated.map_or(har, |o| qlike(rv, o.scale(e, h) * g)),
+        };
+        with_window |= e.record.operated_days.is_some();
+        served.push(if e.record.served_is_har_at(h) {
+            losses.har
+        } else {
+            losses.model
+        });
+        points.push(losses);
     }
-    // The same test on the daily cross-sectional means: assets move together, so the pooled
-    // test overstates the evidence; this one counts each day once.
-    let daily_means: Vec<f64> = daily.values().map(|&(sum, n)| sum / f64::from(n)).collect();
-    by_asset.sort_by_key(|&(g, _, _)| g);
-    let d: Vec<f64> = by_asset.iter().map(|&(_, m, g)| m - g).collect();
-    let groups: Vec<usize> = by_asset.iter().map(|&(g, _, _)| g).collect();
+    let mean = |v: &mut dyn Iterator<Item = f64>| {
+        let (sum, n) = v.fold((0.0, 0_usize), |(s, n), x| (s + x, n + 1));
+        (n > 0).then(|| sum / n as f64)
+    };
+    let (qm, qh, qo) = (
+        mean(&mut points.iter().map(|p| p.model)),
+        mean(&mut points.iter().map(|p| p.har)),
+        mean(&mut points.iter().map(|p| p.operated)),
+    );
+    // HAR operated is reported where some point's record names a correction window; the
+    // baseline is the better of HAR and HAR operated on these points (HAR on a tie).
+    let operated = operated.filter(|_| with_window);
+    let against_operated = operated.is_some() && qo.zip(qh).is_some_and(|(o, g)| o < g);
+    let baseline = |p: &Losses| if against_operated { p.operated } else { p.har };
+    let qb = if against_operated { qo } else { qh };
     // Daily origins: windows of `h` hours overlap for ceil(h / 24) - 1 days.
     let lag = h.div_ceil(24).saturating_sub(1);
+    let dm_daily = |loss: &dyn Fn(&Losses) -> f64| {
+        // The same test on the daily cross-sectional means: assets move together, so the
+        // pooled test overstates the evidence; this one counts each day once.
+        let mut daily: std::collections::BTreeMap<i64, (f64, u32)> = std::collections::BTreeMap::new();
+        for p in &points {
+            let day = daily.entry(p.origin).or_insert((0.0, 0));
+            day.0 += p.model - loss(p);
+            day.1 += 1;
+        }
+        let means: Vec<f64> = daily.values().map(|&(sum, n)| sum / f64::from(n)).collect();
+        (means.len(), diebold_mariano(&means, &vec![0; means.len()], lag))
+    };
+    let mut by_asset = points.clone();
+    by_asset.sort_by_key(|p| p.group);
+    let d: Vec<f64> = by_asset.iter().map(|p| p.model - baseline(p)).collect();
+    let groups: Vec<usize> = by_asset.iter().map(|p| p.group).collect();
     let dm = diebold_mariano(&d, &groups, lag);
-    let dm_daily = diebold_mariano(&daily_means, &vec![0; daily_means.len()], lag);
-    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
-    let (qm, qh) = (mean(&model), mean(&har));
+    let (origin_days, dm_vs_baseline) = dm_daily(&baseline);
+    let (_, dm_vs_har) = dm_daily(&|p: &Losses| p.har);
     HorizonSkill {
         horizon_hours: h,
-        points: model.len(),
+        points: points.len(),
         qlike_model: qm,
         qlike_har: qh,
-        qlike_ratio: qm.zip(qh).map(|(m, g)| m / g),
+        qlike_har_operated: operated.and(qo),
+        baseline: if against_operated { "har_operated" } else { "har" }.to_owned(),
+        qlike_ratio: qm.zip(qb).map(|(m, g)| m / g),
         dm_statistic: dm.map(|d| d.statistic),
         dm_p_value: dm.map(|d| d.p_value),
-        origin_days: daily_means.len(),
-        dm_daily_statistic: dm_daily.map(|d| d.statistic),
-        qlike_served: mean(&served),
+        origin_days,
+        dm_daily_statistic: dm_vs_baseline.map(|d| d.statistic),
+        dm_daily_vs_har: dm_vs_har.map(|d| d.statistic),
+        qlike_served: mean(&mut served.iter().copied()),
         shortage_points: labels.len(),
         shortage_base_rate: (!labels.is_empty())
             .then(|| labels.iter().filter(|&&l| l).count() as f64 / labels.len() as f64),
@@ -196,4 +312,114 @@ fn risk_check(entries: &[Scored]) -> Option<RiskCalibrationCheck> {
         served_points: served_n,
         served_breaches,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::policy::MODEL;
+
+    /// `asset`'s entry at `origin` at 24 h: the model forecasts `model`, HAR 1, and `rv`
+    /// followed; `operated_days` as recorded.
+    fn entry(asset: usize, origin: i64, model: f64, rv: f64, operated_days: Option<usize>) -> Scored {
+        Scored {
+            asset: format!("A{asset:02}"),
+            origin,
+            record: LedgerRecord {
+                horizons: vec![24],
+                variance: vec![model],
+                har_variance: vec![Some(1.0)],
+                quantile_levels: Vec::new(),
+                quantiles: vec![Vec::new()],
+                shortage_probability: vec![0.1],
+                alpha: 0.99,
+                tau_hours: 4.0,
+                drawdown: 0.1,
+                liquidation_threshold: 0.8,
+                har_drawdown: Some(0.1),
+                policy: MODEL.to_owned(),
+                har_horizons: None,
+                operated_days,
+            },
+            outcome: LedgerOutcome {
+                realized_variance: vec![Some(rv)],
+                drawdown: Some(0.01),
+                shortage: vec![Some(false)],
+                open_horizons: Vec::new(),
+            },
+        }
+    }
+
+    /// 60 days of 30 assets whose realized variance runs at about twice HAR's forecast, 2.4
+    /// times from day 30 on; the model forecasts 1.7, so it beats HAR and loses to HAR
+    /// corrected on its own past.
+    fn ledger(operated_days: Option<usize>) -> Vec<Scored> {
+        (0..60_i64)
+            .flat_map(|d| {
+                (0..30).map(move |a| {
+                    let wiggle = 1.0 + 0.3 * (((d * 31 + a as i64 * 17) % 13) as f64 / 13.0 - 0.5);
+                    let level = if d < 30 { 2.0 } else { 2.4 };
+                    entry(a, d * DAY_MS, 1.7, level * wiggle, operated_days)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_model_is_compared_with_har_operated_measured_on_windows_ended_by_each_origin() {
+        let all = ledger(Some(10));
+        let operated = HarOperated::new(&all);
+        let (from, to) = (20 * DAY_MS, 59 * DAY_MS);
+        let counted: Vec<Scored> = all.iter().filter(|e| e.origin >= from).cloned().collect();
+        let w = validation(&counted, 40, from, to, Some(&operated));
+        let h = &w.horizons[0];
+        // HAR operated by brute force: at each origin, the mean RV / F of every asset's
+        // forecasts from the 10 days before whose 24 h windows had ended (origins a day back
+        // or more).
+        let mut expected = 0.0;
+        for e in &counted {
+            let past: Vec<f64> = all
+                .iter()
+                .filter(|p| p.origin >= e.origin - 10 * DAY_MS && p.origin <= e.origin - DAY_MS)
+                .map(|p| p.outcome.realized_variance[0].unwrap_or(f64::NAN))
+                .collect();
+            let scale = past.iter().sum::<f64>() / past.len() as f64;
+            expected += qlike(e.outcome.realized_variance[0].unwrap_or(f64::NAN), scale);
+        }
+        expected /= counted.len() as f64;
+        let (m, g, o) = (
+            h.qlike_model.unwrap_or(f64::NAN),
+            h.qlike_har.unwrap_or(f64::NAN),
+            h.qlike_har_operated.unwrap_or(f64::NAN),
+        );
+        assert!((o - expected).abs() < 1e-12, "{o} vs {expected}");
+        assert!(o < m && m < g, "operated {o}, model {m}, HAR {g}");
+        assert_eq!(h.baseline, "har_operated");
+        assert!((h.qlike_ratio.unwrap_or(f64::NAN) - m / o).abs() < 1e-12);
+        // Against the baseline the model loses; against HAR, what the gate reads, it wins.
+        assert!(h.dm_daily_statistic.is_some_and(|d| d > 0.0), "{h:?}");
+        assert!(h.dm_statistic.is_some_and(|d| d > 0.0), "{h:?}");
+        assert!(h.dm_daily_vs_har.is_some_and(|d| d < 0.0), "{h:?}");
+        assert_eq!(h.origin_days, 40);
+    }
+
+    #[test]
+    fn without_a_correction_window_the_model_is_compared_with_har() {
+        for (entries, operated) in [
+            // Records that name no window (no daily correction, or made before it was kept).
+            (ledger(None), true),
+            // A caller that asks for HAR alone (the gate).
+            (ledger(Some(10)), false),
+        ] {
+            let all = HarOperated::new(&entries);
+            let w = validation(&entries, 60, 0, 59 * DAY_MS, operated.then_some(&all));
+            let h = &w.horizons[0];
+            assert_eq!(h.qlike_har_operated, None);
+            assert_eq!(h.baseline, "har");
+            let (m, g) = (h.qlike_model.unwrap_or(f64::NAN), h.qlike_har.unwrap_or(f64::NAN));
+            assert!((h.qlike_ratio.unwrap_or(f64::NAN) - m / g).abs() < 1e-12);
+            assert!(h.dm_daily_statistic.is_some_and(|d| d < 0.0));
+            assert_eq!(h.dm_daily_statistic, h.dm_daily_vs_har);
+        }
+    }
 }

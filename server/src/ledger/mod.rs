@@ -31,7 +31,7 @@ use crate::state::{AppState, Serving};
 
 mod figures;
 
-pub use figures::{Scored, scored_of, validation};
+pub use figures::{HarOperated, Scored, scored_of, validation};
 
 pub use volcast_core::time::DAY_MS;
 /// Days before today the ledger job fills in when it starts (or finds days missing).
@@ -76,6 +76,11 @@ pub struct LedgerRecord {
     /// its own (absent: whole-policy gate, every horizon's variance follows `policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub har_horizons: Option<Vec<usize>>,
+    /// The served artifact's daily correction window, days (absent: no daily correction, or a
+    /// record made before it was kept): HAR operated is measured on the same window
+    /// ([`HarOperated`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operated_days: Option<usize>,
 }
 
 fn model_policy() -> String {
@@ -182,6 +187,7 @@ pub fn record_of(
         har_drawdown: risk.derivation.har_calibrated.map(|c| c.drawdown),
         policy: risk.derivation.policy.name.clone(),
         har_horizons: None,
+        operated_days: info.metadata.recalibration.as_ref().and_then(|r| r.rolling_days),
     })
 }
 
@@ -465,8 +471,9 @@ pub async fn run_once(state: &AppState, now_ms: i64) -> Result<(usize, usize), A
 }
 
 /// The served model's figures over the last 30 and 120 days of origins at `now_ms` (what
-/// `GET /v1/model/validation` answers): pooled over assets, or for `asset` alone. The pooled
-/// figures also set the validation gauges.
+/// `GET /v1/model/validation` answers): pooled over assets, or for `asset` alone, against the
+/// better of HAR and HAR operated ([`HarOperated`], measured on every asset's entries). The
+/// pooled figures also set the validation gauges.
 ///
 /// # Errors
 /// The store's, or the model's readiness.
@@ -475,19 +482,49 @@ pub async fn windows(
     now_ms: i64,
     asset: Option<&str>,
 ) -> Result<Vec<ValidationWindow>, ApiError> {
+    const WINDOWS: [i64; 2] = [30, 120];
     state.serving()?;
     let store = state.store()?;
+    let read = |from: i64, to: i64| async move {
+        Ok::<_, ApiError>(
+            store
+                .scored(from, to)
+                .await?
+                .iter()
+                .filter_map(scored_of)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let longest = now_ms - WINDOWS[1] * DAY_MS;
+    let mut entries = read(longest, now_ms).await?;
+    // HAR operated at the first origins reads the days before them too: as many as the
+    // records' correction window, and the longest horizon for those windows to have ended.
+    let reach = entries
+        .iter()
+        .filter_map(|e| {
+            let days = i64::try_from(e.record.operated_days?).ok()?;
+            let hours = i64::try_from(e.record.horizons.iter().copied().max()?).ok()?;
+            Some(
+                days.saturating_mul(DAY_MS)
+                    .saturating_add(hours.saturating_mul(HOUR_MS)),
+            )
+        })
+        .max();
+    if let Some(reach) = reach {
+        let mut earlier = read(longest.saturating_sub(reach), longest - 1).await?;
+        earlier.append(&mut entries);
+        entries = earlier;
+    }
+    let operated = HarOperated::new(&entries);
     let mut out = Vec::new();
-    for days in [30, 120] {
+    for days in WINDOWS {
         let from = now_ms - days * DAY_MS;
-        let entries: Vec<Scored> = store
-            .scored(from, now_ms)
-            .await?
+        let counted: Vec<Scored> = entries
             .iter()
-            .filter(|e| asset.is_none_or(|a| e.asset == a))
-            .filter_map(scored_of)
+            .filter(|e| e.origin >= from && asset.is_none_or(|a| e.asset == a))
+            .cloned()
             .collect();
-        let window = validation(&entries, days, from, now_ms);
+        let window = validation(&counted, days, from, now_ms, Some(&operated));
         if asset.is_none() {
             state.metrics().set_validation(&window);
         }

@@ -40,38 +40,27 @@ pub fn har_operated(
     for &h in request.horizons {
         let Some(model) = har.get(&h) else { continue };
         let forecast = |a: usize, slot: usize| model.forecast(prepared[a].har_regressors(slot));
-        // HAR's completed daily forecasts, (origin hour, RV / F), in time order.
-        let mut points: Vec<(i64, f64)> = assets
-            .par_iter()
-            .enumerate()
-            .flat_map_iter(|(a, asset)| {
-                daily_slots(asset, first - span, last).filter_map(move |slot| {
-                    let (rv, f) = (prepared[a].target(slot, h), forecast(a, slot));
-                    (rv.is_finite() && rv > 0.0 && f.is_finite() && f > 0.0)
-                        .then(|| (asset.grid.hour(slot), rv / f))
+        // HAR's completed daily forecasts, (origin hour, RV / F).
+        let ratios = TrailingRatios::new(
+            assets
+                .par_iter()
+                .enumerate()
+                .flat_map_iter(|(a, asset)| {
+                    daily_slots(asset, first - span, last).filter_map(move |slot| {
+                        let (rv, f) = (prepared[a].target(slot, h), forecast(a, slot));
+                        (rv.is_finite() && rv > 0.0 && f.is_finite() && f > 0.0)
+                            .then(|| (asset.grid.hour(slot), rv / f))
+                    })
                 })
-            })
-            .collect();
-        points.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
-        let mut prefix = Vec::with_capacity(points.len() + 1);
-        prefix.push(0.0);
-        for p in &points {
-            prefix.push(prefix.last().copied().unwrap_or(0.0) + p.1);
-        }
+                .collect(),
+        );
         let horizon = i64::try_from(h).unwrap_or(i64::MAX / 2);
         let variance = request
             .origins
             .par_iter()
             .map(|o| {
                 let end = end_of(o);
-                let lo = points.partition_point(|p| p.0 < end - span);
-                let hi = points.partition_point(|p| p.0 <= end - horizon).max(lo);
-                let n = hi - lo;
-                let scale = if n >= MIN_RECALIBRATION_POINTS {
-                    (prefix[hi] - prefix[lo]) / n as f64
-                } else {
-                    1.0
-                };
+                let scale = ratios.scale(end - span, end - horizon);
                 scale * forecast(o.asset, o.slot)
             })
             .collect();
@@ -84,4 +73,68 @@ pub fn har_operated(
         );
     }
     table
+}
+
+/// Completed forecasts' `RV / F` by origin time, pooled over assets: the operated correction's
+/// window means (SPEC, "Operated comparison"), shared by `evaluate`'s `har_operated` (times in
+/// hours) and the service's validation figures (times in ms).
+#[derive(Debug, Clone, Default)]
+pub struct TrailingRatios {
+    /// (origin time, RV / F), in time order.
+    points: Vec<(i64, f64)>,
+    /// `prefix[i]`: the sum of the first `i` ratios.
+    prefix: Vec<f64>,
+}
+
+impl TrailingRatios {
+    /// The ratios of `points` (origin time, RV / F), in any order; non-finite or non-positive
+    /// ratios are left out.
+    #[must_use]
+    pub fn new(mut points: Vec<(i64, f64)>) -> Self {
+        points.retain(|p| p.1.is_finite() && p.1 > 0.0);
+        points.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
+        let mut prefix = Vec::with_capacity(points.len() + 1);
+        prefix.push(0.0);
+        for p in &points {
+            prefix.push(prefix.last().copied().unwrap_or(0.0) + p.1);
+        }
+        Self { points, prefix }
+    }
+
+    /// The mean ratio of the forecasts made at times in `[from, to]`, or 1 (no correction)
+    /// where they are fewer than [`MIN_RECALIBRATION_POINTS`].
+    #[must_use]
+    pub fn scale(&self, from: i64, to: i64) -> f64 {
+        let lo = self.points.partition_point(|p| p.0 < from);
+        let hi = self.points.partition_point(|p| p.0 <= to).max(lo);
+        let n = hi - lo;
+        if n >= MIN_RECALIBRATION_POINTS {
+            (self.prefix[hi] - self.prefix[lo]) / n as f64
+        } else {
+            1.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scale_is_the_window_mean_with_enough_points_and_one_without() {
+        // One ratio a time unit, 2 before time 50 and 4 from it, plus points it must drop.
+        let mut points: Vec<(i64, f64)> = (0..100).map(|t| (t, if t < 50 { 2.0 } else { 4.0 })).collect();
+        points.extend([(10, f64::NAN), (11, 0.0), (12, -1.0), (13, f64::INFINITY)]);
+        let r = TrailingRatios::new(points);
+        assert_eq!(r.scale(0, 49), 2.0);
+        assert_eq!(r.scale(50, 99), 4.0);
+        // Both ends inclusive: 30 points at 2, 30 at 4.
+        assert!((r.scale(20, 79) - 3.0).abs() < 1e-12);
+        // 19 points: too few, no correction; 20: measured.
+        assert_eq!(r.scale(0, 18), 1.0);
+        assert_eq!(r.scale(0, 19), 2.0);
+        // An empty or reversed window.
+        assert_eq!(r.scale(200, 300), 1.0);
+        assert_eq!(r.scale(60, 40), 1.0);
+    }
 }

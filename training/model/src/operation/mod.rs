@@ -34,7 +34,7 @@ pub use defaults::{
     DEFAULT_QUANTILE_STEP, DEFAULT_SHORTAGE_STACK, DEFAULT_SHRINK_AS_SERVED,
 };
 pub use forecaster::{FixedModel, Recorded, operated};
-pub use har::har_operated;
+pub use har::{TrailingRatios, har_operated};
 pub use history::{BlendHindsight, History};
 
 /// Fewest completed forecasts per horizon for a correction to be measured.
