@@ -125,6 +125,9 @@ pub fn calibrate_artifact(
 ) -> Result<artifact::Saved, CalibrateError> {
     let end = fit_end_hour(&model.metadata)?;
     let mut metadata = model.metadata.clone();
+    // The source's out-of-sample scores were measured under its corrections, not these:
+    // `score_out_of_sample` writes the new artifact's own where the data reaches past the fit.
+    metadata.validation = BTreeMap::new();
     // Artifacts calibrated from now on blend the network with HAR, weights measured daily, and
     // adapt the levels of their quantiles and drawdown from the fit end on.
     let mut recalibration = recalibrate(model, assets, end, model.config.holdout_days, true)?;

@@ -246,15 +246,24 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
 }
 
 /// Writes `d` as pretty JSON to `path`, replacing it whole and flushed
-/// ([`volcast_model::artifact::replace_durably`]).
+/// ([`volcast_model::artifact::replace_durably`]), once the JSON is checked to load back (a
+/// model whose quantiles are not numbers is written as nulls, and the server would refuse to
+/// start on it): a detector that does not leaves what `path` held untouched.
 ///
 /// # Errors
-/// Any write failure.
+/// A detector that does not load back, or any write failure.
 pub fn save(d: &Detector, path: &Path) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(d)?;
+    if let Err(e) = Detector::from_json(&json) {
+        anyhow::bail!(
+            "the fitted detector does not load back ({e}): nothing written to {}",
+            path.display()
+        );
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    volcast_model::artifact::replace_durably(path, serde_json::to_string_pretty(d)?.as_bytes())
+    volcast_model::artifact::replace_durably(path, json.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -344,6 +353,23 @@ mod tests {
         let path = dir.path().join("anomaly.json");
         save(d, &path).unwrap();
         assert_eq!(&load(&path).unwrap(), d);
+    }
+
+    #[test]
+    fn a_detector_that_does_not_load_back_leaves_the_file_it_would_replace() {
+        let config = DetectorConfig::default();
+        let d = fit(&synthetic_markets(&config), 1_700_000_000_000, config);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anomaly.json");
+        save(&d, &path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // Its content no longer matches its id: the server would refuse it.
+        let mut broken = d.clone();
+        broken.fit_until = "2030-01-01T00:00:00Z".into();
+        let e = save(&broken, &path).unwrap_err().to_string();
+        assert!(e.contains("does not load back"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(load(&path).unwrap(), d);
     }
 
     #[test]

@@ -93,7 +93,7 @@ fn run() -> anyhow::Result<()> {
     let model = LoadedModel::load(&args.model, &selected.device)?;
     let out = match &args.out {
         Some(o) => o.clone(),
-        None => model.dir.parent().map(PathBuf::from).unwrap_or_default(),
+        None => beside(&model.dir)?,
     };
     let loaded = volcast_training::data::load_assets(&dirs, None)?;
     if loaded.is_empty() {
@@ -126,7 +126,7 @@ fn run() -> anyhow::Result<()> {
                 println!("| {h} | {} | {scale:.3} | {} |", r.points[h], q.join(" / "));
             }
         }
-        return finish(&args, &out, &dir, &refreshed.id);
+        return finish(&args, &out, &model.dir, &dir, &refreshed.id);
     }
     let saved = calibrate_artifact(&model, &assets, &out, args.fit_exponent)?;
     let dir = saved.dir;
@@ -149,14 +149,80 @@ fn run() -> anyhow::Result<()> {
             summary("har", har);
         }
     }
-    finish(&args, &out, &dir, &calibrated.id)
+    finish(&args, &out, &model.dir, &dir, &calibrated.id)
 }
 
-fn finish(args: &Args, out: &Path, dir: &Path, id: &str) -> anyhow::Result<()> {
+fn finish(args: &Args, out: &Path, source: &Path, dir: &Path, id: &str) -> anyhow::Result<()> {
     println!("calibrated artifact: {}", dir.display());
+    if carry_detector(source, dir)? {
+        println!("anomaly detector carried over from {}", source.display());
+    }
     if args.set_default {
         artifact::set_default(out, id).with_context(|| format!("pointing {}/default", out.display()))?;
         println!("default -> {id}");
     }
     Ok(())
+}
+
+/// The anomaly detector's file in an artifact's directory (the server's default; outside the
+/// content id).
+const DETECTOR: &str = "anomaly.json";
+
+/// Copies the source artifact's anomaly detector into the calibrated artifact `dir` where that
+/// has none, so a server started on the new artifact keeps the detector (a reload keeps the one
+/// loaded, a start would have none); whether it was copied.
+fn carry_detector(source: &Path, dir: &Path) -> anyhow::Result<bool> {
+    let (from, to) = (source.join(DETECTOR), dir.join(DETECTOR));
+    if !from.is_file() || to.exists() {
+        return Ok(false);
+    }
+    let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+    artifact::replace_durably(&to, &bytes).with_context(|| format!("writing {}", to.display()))?;
+    Ok(true)
+}
+
+/// The directory that holds the artifact `dir`, where the calibrated one goes by default: also
+/// for a bare name or `.` (whose parent is the empty path, where the write would fail after
+/// the artifact was renamed into place, or land inside the source artifact).
+fn beside(dir: &Path) -> anyhow::Result<PathBuf> {
+    let absolute = std::fs::canonicalize(dir).with_context(|| dir.display().to_string())?;
+    Ok(absolute.parent().map(PathBuf::from).unwrap_or(absolute))
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+    use super::*;
+
+    #[test]
+    fn the_calibrated_artifact_goes_beside_its_source_whatever_the_path_names_it() {
+        let here = std::env::current_dir().unwrap();
+        let artifact = tempfile::Builder::new().prefix(".beside-").tempdir_in(&here).unwrap();
+        let name = artifact.path().file_name().unwrap();
+        // A bare name and `.` have the empty path as parent.
+        assert_eq!(beside(Path::new(name)).unwrap(), here);
+        assert_eq!(beside(Path::new(".")).unwrap(), here.parent().unwrap());
+        assert_eq!(beside(&artifact.path().join(".")).unwrap(), here);
+        assert!(beside(Path::new("no-such-artifact")).is_err());
+    }
+
+    #[test]
+    fn the_source_detector_is_carried_into_a_calibrated_artifact_without_one() {
+        let root = tempfile::tempdir().unwrap();
+        let (source, dir) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        // None to carry.
+        assert!(!carry_detector(&source, &dir).unwrap());
+        assert!(!dir.join(DETECTOR).exists());
+        std::fs::write(source.join(DETECTOR), "{\"id\": \"d1\"}").unwrap();
+        assert!(carry_detector(&source, &dir).unwrap());
+        assert_eq!(std::fs::read(dir.join(DETECTOR)).unwrap(), b"{\"id\": \"d1\"}");
+        // One there already (an artifact published before, or fitted for it) stays.
+        std::fs::write(source.join(DETECTOR), "{\"id\": \"d2\"}").unwrap();
+        assert!(!carry_detector(&source, &dir).unwrap());
+        assert_eq!(std::fs::read(dir.join(DETECTOR)).unwrap(), b"{\"id\": \"d1\"}");
+        // The same directory (nothing changed): nothing to do.
+        assert!(!carry_detector(&source, &source).unwrap());
+    }
 }

@@ -209,6 +209,7 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
     crate::evaluate::check_backtest(alpha, tau, bonus).map_err(anyhow::Error::msg)?;
     let dirs = crate::pipeline::data_dirs(&wf.dirs)?;
     let assets = volcast_core::panel::to_panel(&crate::data::load_assets(&dirs, None)?);
+    check_years(&wf.years, &assets)?;
     // What a reused fold must have been trained on.
     let data = crate::pipeline::data_hashes(&dirs)?;
     let mut reports = Vec::new();
@@ -253,6 +254,28 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
         fixed_recalibration: wf.fixed_recalibration,
         without_market: wf.without_market,
     })
+}
+
+/// Refuses, before any fold is trained, a year asked twice (it would count twice in the means
+/// over folds) or one in which no asset has a candle after its first origin (nothing to score:
+/// `evaluate` would say so only once the fold's networks were trained).
+fn check_years(years: &[i32], assets: &[Asset]) -> anyhow::Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for &year in years {
+        if !seen.insert(year) {
+            bail!("--years names {year} twice: each fold counts once in the means over folds");
+        }
+        let start = parse_time(&format!("{year}-01-01"), Bound::Start)?;
+        let last = assets.iter().map(|a| a.grid.last_hour() * HOUR_MS).max();
+        if last.is_none_or(|l| l <= start) {
+            bail!(
+                "fold {year}: no candle closes after {} (the data ends at {}): nothing to score",
+                volcast_core::time::format_ms(start),
+                last.map_or_else(|| "no candle".into(), volcast_core::time::format_ms)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Fit until the open time of (year-1)-12-31 23:00; score year's origins.
@@ -607,6 +630,34 @@ fn config_differences(trained: &TrainingConfig, asked: &TrainingConfig) -> Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_year_asked_twice_or_without_candles_after_its_start_is_refused_before_training() {
+        // One asset's hours over 2020, closing up to 2021-01-01 00:00.
+        let start = parse_time("2020-01-01", Bound::Start).unwrap();
+        let candles: Vec<volcast_core::candles::Candle> = (0..366 * 24)
+            .map(|h| volcast_core::candles::Candle {
+                open_time: start - HOUR_MS + h * HOUR_MS,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+                quote_volume: 1.0,
+            })
+            .collect();
+        let assets = volcast_core::panel::to_panel(&[volcast_core::candles::AssetCandles {
+            asset: "A".into(),
+            candles,
+        }]);
+        assert!(check_years(&[2020], &assets).is_ok());
+        let twice = check_years(&[2020, 2020], &assets).unwrap_err().to_string();
+        assert!(twice.contains("2020 twice"), "{twice}");
+        // The data's last candle closes at 2021's first origin: nothing after it to score.
+        let after = check_years(&[2020, 2021], &assets).unwrap_err().to_string();
+        assert!(after.contains("fold 2021") && after.contains("nothing to score"), "{after}");
+        assert!(check_years(&[2020], &[]).is_err());
+    }
 
     #[test]
     fn a_fold_trained_under_another_config_is_named_field_by_field() {
