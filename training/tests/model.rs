@@ -116,8 +116,8 @@ fn tiny_training_on_cpu_round_trips_through_an_artifact() {
     // Calibrated elsewhere, the artifact does not carry the source's out-of-sample scores,
     // measured under the source's corrections.
     let elsewhere = tempfile::tempdir().unwrap();
-    let copy = volcast_training::calibrate::calibrate_artifact(&model, &assets, elsewhere.path(), false)
-        .unwrap();
+    let copy =
+        volcast_training::calibrate::calibrate_artifact(&model, &assets, elsewhere.path(), false).unwrap();
     assert!(copy.created);
     assert!(!model.metadata.validation.is_empty());
     assert!(artifact::read_metadata(&copy.dir).unwrap().validation.is_empty());

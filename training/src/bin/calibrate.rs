@@ -197,7 +197,10 @@ mod tests {
     #[test]
     fn the_calibrated_artifact_goes_beside_its_source_whatever_the_path_names_it() {
         let here = std::env::current_dir().unwrap();
-        let artifact = tempfile::Builder::new().prefix(".beside-").tempdir_in(&here).unwrap();
+        let artifact = tempfile::Builder::new()
+            .prefix(".beside-")
+            .tempdir_in(&here)
+            .unwrap();
         let name = artifact.path().file_name().unwrap();
         // A bare name and `.` have the empty path as parent.
         assert_eq!(beside(Path::new(name)).unwrap(), here);

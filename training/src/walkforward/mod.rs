@@ -323,42 +323,7 @@ fn fold(
             volcast_core::time::format_ms(fit_until_ms)
         );
     }
-    if model.metadata.max_steps != wf.max_steps {
-        let limit =
-            |m: Option<usize>| m.map_or_else(|| "full training".to_owned(), |n| format!("--max-steps {n}"));
-        bail!(
-            "{} was trained with {}, this run asks for {}: a smoke run is never scored as a trained \
-             fold (or the reverse); use another --out",
-            dir.display(),
-            limit(model.metadata.max_steps),
-            limit(wf.max_steps)
-        );
-    }
-    let recorded = crate::pipeline::recorded_data(&model.metadata);
-    if recorded != data {
-        let differ = recorded
-            .iter()
-            .filter(|f| !data.contains(f))
-            .chain(data.iter().filter(|f| !recorded.contains(f)))
-            .map(|(name, _)| name.as_str())
-            .next()
-            .unwrap_or_default();
-        bail!(
-            "{} was trained on other candle files than --data holds now ({differ} differs or is \
-             missing on one side): a fold is reused only on the data it was trained on; use another --out",
-            dir.display()
-        );
-    }
-    let members = model.metadata.members();
-    if members != wf.members.max(1) {
-        bail!(
-            "{} holds {} network(s) but {} were asked for: score it with --members {}, or use another --out",
-            dir.display(),
-            members,
-            wf.members,
-            members
-        );
-    }
+    check_reusable(&dir, &model.metadata, wf, data)?;
     let differ = config_differences(&model.config, &wf.config);
     if !differ.is_empty() {
         bail!(
@@ -372,6 +337,7 @@ fn fold(
             &root.join(format!("fold-{year}")),
             &model,
             wf,
+            data,
             &device,
         )?),
         None => None,
@@ -552,6 +518,7 @@ fn before_fit_end(
     fold_dir: &Path,
     model: &LoadedModel,
     wf: &WalkForward,
+    data: &[(String, String)],
     device: &burn::tensor::Device,
 ) -> anyhow::Result<LoadedModel> {
     let dir = artifact::resolve(fold_dir)
@@ -567,6 +534,8 @@ fn before_fit_end(
             model.metadata.fit_until
         );
     }
+    // Trained as the fold is, on the same data, but early-stopped (the config check below).
+    check_reusable(&dir, &before.metadata, wf, data).context("--before-fit-end-from")?;
     let asked = wf.config.clone().with_refit_through_holdout(Some(false));
     let differ = config_differences(&before.config, &asked);
     if !differ.is_empty() {
@@ -577,6 +546,55 @@ fn before_fit_end(
         );
     }
     Ok(before)
+}
+
+/// Refuses the artifact in `dir` (its `metadata`) as a fold of this run where it was trained
+/// with another step limit (a smoke run is never scored as a trained fold, nor the reverse),
+/// on other candle files than `data`, or with another number of networks: the checks a reused
+/// fold gets, and the early-stopped fold of `--before-fit-end-from` too.
+fn check_reusable(
+    dir: &Path,
+    metadata: &artifact::Metadata,
+    wf: &WalkForward,
+    data: &[(String, String)],
+) -> anyhow::Result<()> {
+    if metadata.max_steps != wf.max_steps {
+        let limit =
+            |m: Option<usize>| m.map_or_else(|| "full training".to_owned(), |n| format!("--max-steps {n}"));
+        bail!(
+            "{} was trained with {}, this run asks for {}: a smoke run is never scored as a trained \
+             fold (or the reverse); use another --out",
+            dir.display(),
+            limit(metadata.max_steps),
+            limit(wf.max_steps)
+        );
+    }
+    let recorded = crate::pipeline::recorded_data(metadata);
+    if recorded != data {
+        let differ = recorded
+            .iter()
+            .filter(|f| !data.contains(f))
+            .chain(data.iter().filter(|f| !recorded.contains(f)))
+            .map(|(name, _)| name.as_str())
+            .next()
+            .unwrap_or_default();
+        bail!(
+            "{} was trained on other candle files than --data holds now ({differ} differs or is \
+             missing on one side): a fold is reused only on the data it was trained on; use another --out",
+            dir.display()
+        );
+    }
+    let members = metadata.members();
+    if members != wf.members.max(1) {
+        bail!(
+            "{} holds {} network(s) but {} were asked for: score it with --members {}, or use another --out",
+            dir.display(),
+            members,
+            wf.members,
+            members
+        );
+    }
+    Ok(())
 }
 
 /// Writes the JSON report to `path`.
@@ -632,6 +650,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_fold_is_reused_only_at_its_step_limit_data_and_member_count() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts/e511b0d43982c4cf");
+        let metadata = artifact::read_metadata(&dir).unwrap();
+        let data = crate::pipeline::recorded_data(&metadata);
+        let wf = WalkForward {
+            dirs: Vec::new(),
+            years: vec![2021],
+            out: PathBuf::new(),
+            device: DeviceChoice::Cpu,
+            config: TrainingConfig::default_run(),
+            progress: false,
+            max_steps: metadata.max_steps,
+            members: metadata.members(),
+            risk: (0.99, 4, 0.05),
+            adaptive: crate::cli::AdaptiveSteps::default(),
+            seed_sets: 1,
+            rolling_days: None,
+            fixed_recalibration: false,
+            before_fit_end_from: None,
+            term_structure: None,
+            without_market: false,
+        };
+        check_reusable(&dir, &metadata, &wf, &data).unwrap();
+        let refused = |wf: &WalkForward, data: &[(String, String)]| {
+            check_reusable(&dir, &metadata, wf, data).unwrap_err().to_string()
+        };
+        let smoke = WalkForward {
+            max_steps: Some(5),
+            ..wf.clone()
+        };
+        assert!(refused(&smoke, &data).contains("--max-steps 5"));
+        let other = WalkForward {
+            members: metadata.members() + 1,
+            ..wf.clone()
+        };
+        assert!(refused(&other, &data).contains("network(s)"));
+        let mut changed = data.clone();
+        changed[0].1 = "0".repeat(64);
+        assert!(refused(&wf, &changed).contains("other candle files"));
+        assert!(refused(&wf, &data[1..]).contains("other candle files"));
+    }
+
+    #[test]
     fn a_year_asked_twice_or_without_candles_after_its_start_is_refused_before_training() {
         // One asset's hours over 2020, closing up to 2021-01-01 00:00.
         let start = parse_time("2020-01-01", Bound::Start).unwrap();
@@ -655,7 +716,10 @@ mod tests {
         assert!(twice.contains("2020 twice"), "{twice}");
         // The data's last candle closes at 2021's first origin: nothing after it to score.
         let after = check_years(&[2020, 2021], &assets).unwrap_err().to_string();
-        assert!(after.contains("fold 2021") && after.contains("nothing to score"), "{after}");
+        assert!(
+            after.contains("fold 2021") && after.contains("nothing to score"),
+            "{after}"
+        );
         assert!(check_years(&[2020], &[]).is_err());
     }
 
