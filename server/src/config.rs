@@ -294,6 +294,9 @@ pub struct LoadOptions {
     pub queue: QueueConfig,
     /// Serve an artifact that says it has no risk calibration (`--allow-uncalibrated`).
     pub allow_uncalibrated: bool,
+    /// Candles a request may carry (`--max-candles`): a model that needs more history than this
+    /// could answer nothing, so it is refused at start and at every reload.
+    pub max_candles: usize,
 }
 
 /// The load settings of a config.
@@ -302,6 +305,7 @@ pub fn load_options(config: &Config) -> LoadOptions {
     LoadOptions {
         queue: queue_config(config),
         allow_uncalibrated: config.allow_uncalibrated,
+        max_candles: config.max_candles,
     }
 }
 

@@ -384,16 +384,11 @@ pub async fn run_listening(
     }
     let loaded = load(&config.artifact, options, &metrics)
         .await
-        .map_err(ServeError::from)
+        .map_err(|e| match e {
+            LoadError::Limits(m) => ServeError::Limits(m),
+            e => ServeError::from(e),
+        })
         .and_then(|serving| {
-            let needed = serving.info.history_hours();
-            if config.max_candles < needed {
-                return Err(ServeError::Limits(format!(
-                    "--max-candles {} is below the model's history_hours {needed}: every forecast \
-                     request would be refused",
-                    config.max_candles
-                )));
-            }
             install_detector(&state, &serving.info.dir).map_err(ServeError::Anomaly)?;
             Ok(serving)
         });

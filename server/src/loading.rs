@@ -27,6 +27,10 @@ pub enum LoadError {
     /// detector keep serving, never the new model with the old detector.
     #[error("could not load the anomaly detector: {0}")]
     Detector(String),
+    /// The model needs more candles than a request may carry (`--max-candles`): it could answer
+    /// nothing, so it is not served (at a reload the old model keeps serving).
+    #[error("{0}")]
+    Limits(String),
 }
 
 /// Loads the artifact at `path` (an artifact, or a directory with a `default` pointer, read
@@ -41,6 +45,14 @@ pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> 
         model_info::load_and_warm(&owned, options.queue.max_batch, options.allow_uncalibrated)
     })
     .await??;
+    let needed = info.history_hours();
+    if options.max_candles < needed {
+        return Err(LoadError::Limits(format!(
+            "--max-candles {} is below the model's history_hours {needed}: every forecast request \
+             would be refused",
+            options.max_candles
+        )));
+    }
     let (queue, _worker) = BatchQueue::start(Box::new(model), options.queue, Arc::clone(metrics))?;
     tracing::info!(model = %info.metadata.id, hash = %info.hash, "model ready");
     if let Some(r) = &info.metadata.recalibration {

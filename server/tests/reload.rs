@@ -186,3 +186,85 @@ async fn every_answer_is_scored_by_its_models_detector_across_reloads() {
     }
     assert!(checked > 10, "{checked} answers");
 }
+
+/// A reload to a model that needs more candles than a request may carry (`--max-candles`) is
+/// refused and the old model keeps serving, as at start: it could answer nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_a_model_the_limits_cannot_serve_keeps_the_old_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let artifacts = tmp.path().join("artifacts");
+    copy_tree(&common::repo().join("model-artifacts"), &artifacts);
+    let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let config = volcast_server::config::Config::with_artifact(artifacts.clone()).unwrap();
+    let state = common::state_with_config(&config, store).await;
+    let served = state.serving().unwrap();
+    let needed = served.info.history_hours();
+    let with = |max_candles| volcast_server::config::LoadOptions {
+        max_candles,
+        ..volcast_server::load_options(&config)
+    };
+    let refused = volcast_server::reload(&state, &artifacts, with(needed - 1), state.metrics())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, volcast_server::LoadError::Limits(m) if m.contains(&format!("--max-candles {}", needed - 1))),
+        "{refused}"
+    );
+    assert!(std::sync::Arc::ptr_eq(
+        &state.serving().unwrap().info,
+        &served.info
+    ));
+    // At the limit, it serves.
+    volcast_server::reload(&state, &artifacts, with(needed), state.metrics())
+        .await
+        .unwrap();
+    assert!(!std::sync::Arc::ptr_eq(
+        &state.serving().unwrap().info,
+        &served.info
+    ));
+}
+
+/// `POST /v1/admin/reload` answered 503 `timeout` (it waited for the daily recalibration's
+/// swap longer than the request timeout) still reloads once the swap is done: only the waiting
+/// is given up, never the reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_request_that_times_out_still_reloads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let artifacts = tmp.path().join("artifacts");
+    copy_tree(&common::repo().join("model-artifacts"), &artifacts);
+    let served = artifact::read_metadata(&artifact::resolve(&artifacts).unwrap())
+        .unwrap()
+        .id;
+    let other = if served == "693e44b5f740fc82" {
+        "e511b0d43982c4cf"
+    } else {
+        "693e44b5f740fc82"
+    };
+    let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let mut config = volcast_server::config::Config::with_artifact(artifacts.clone()).unwrap();
+    config.request_timeout_ms = 300;
+    let state = common::state_with_config(&config, store).await;
+    state.set_reload_target(artifacts.clone(), volcast_server::load_options(&config));
+    let app = volcast_server::app(state.clone());
+    let swap = state.model_swap().await;
+    artifact::set_default(&artifacts, other).unwrap();
+    let (status, body, _) = common::call(&app, "POST", "/v1/admin/reload", None).await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]),
+        (503, &serde_json::json!("timeout")),
+        "{body}"
+    );
+    assert_eq!(state.serving().unwrap().info.metadata.id, served);
+    drop(swap);
+    for _ in 0..600 {
+        if state.serving().unwrap().info.metadata.id == other {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the reload asked for was given up with the request");
+}

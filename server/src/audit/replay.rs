@@ -60,6 +60,8 @@ async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving,
                             retry_after: std::time::Duration::from_secs(1),
                         },
                         allow_uncalibrated: true,
+                        // A recorded request was within the limits when it was answered.
+                        max_candles: usize::MAX,
                     };
                     // Metrics of its own: a replay's warm-up and forward passes are not the
                     // service's traffic.

@@ -38,8 +38,17 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadResponse
         .cloned()
         .ok_or_else(|| ApiError::ReloadFailed("this service was started without an artifact path".into()))?;
     let metrics = std::sync::Arc::clone(state.metrics());
-    let (old, new) = crate::loading::reload(&state, &path, options, &metrics)
+    // In a task of its own: a reload waiting for the daily recalibration's swap, or loading
+    // longer than the request timeout, still happens (and is counted) when the request is
+    // answered 503 `timeout`; only the waiting is given up.
+    let reloading = tokio::spawn({
+        let (state, path) = (state.clone(), path.clone());
+        async move { crate::loading::reload(&state, &path, options, &metrics).await }
+    });
+    let (old, new) = reloading
         .await
+        .map_err(crate::loading::LoadError::from)
+        .and_then(|r| r)
         .map_err(|e| {
             // The directory goes to the server's log only, as a replay's does: the caller
             // learns what failed, not where the service keeps its artifacts.
