@@ -709,6 +709,45 @@ async fn an_active_flag_is_in_the_derivation_and_tightens_only_when_set_to() {
     assert!(st.get("anomaly").is_none());
 }
 
+/// The flags of a risk answer depend on the window the model reads, not on older candles sent
+/// in front of it: the features' moving averages start at the first candle scored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_candles_in_front_of_the_window_change_no_flag_score() {
+    let (app, _) = app(Action::Tighten, true, None).await;
+    let mut long = common::market(START, 3, 250, None);
+    let n = long.len();
+    inject_candles(&mut long, n - 6, Pattern::PumpAndDump, 0.4);
+    let short = long[n - HOURS..].to_vec();
+    let mut anomaly = Vec::new();
+    for (route, extra) in [
+        ("/v1/risk/parameters", json!({})),
+        (
+            "/v1/risk/stress",
+            json!({"paths": 100, "horizon_hours": 24, "positions": [{"collateral": 10.0, "debt": 500.0}],
+                   "scenarios": [{"kind": "forecast"}]}),
+        ),
+    ] {
+        for candles in [&long, &short] {
+            let mut body = json!({"asset": "SYNUSDT", "candles": json_candles(candles)});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            let (s, v, _) = common::call(&app, "POST", route, Some(&body)).await;
+            assert_eq!(s, 200, "{v}");
+            let context = if route == "/v1/risk/parameters" {
+                v["items"][0]["derivation"]["anomaly"].clone()
+            } else {
+                v["anomaly"].clone()
+            };
+            assert_eq!(context["active"], true, "{context}");
+            anomaly.push(context);
+        }
+    }
+    assert_eq!(anomaly[0], anomaly[1], "risk parameters, long vs short");
+    assert_eq!(anomaly[2], anomaly[3], "stress, long vs short");
+    assert_eq!(anomaly[0], anomaly[2]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_with_and_without_a_detector_replay_identically() {
     use volcast_server::audit::Signer;

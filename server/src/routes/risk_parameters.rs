@@ -269,7 +269,7 @@ pub fn recommend_watched(
     candles: &[CandleDto],
     previous: Option<Previous>,
 ) -> Result<AssetRisk, ApiError> {
-    let (context, tau) = watched_tau(state, serving.anomaly.as_ref(), candles, s.tau);
+    let (context, tau) = watched_tau(state, serving, candles, s.tau);
     let item_settings = RiskSettings { tau, ..*s };
     let previous = previous.map(|p| (p, state.settings().step_rule));
     let mut risk = recommend(&serving.info, &item_settings, prefix, prep, pred, previous)?;
@@ -280,15 +280,19 @@ pub fn recommend_watched(
 /// The anomaly detector's context on `candles` and the liquidation window it leaves: `tau`,
 /// doubled (up to the longest allowed) under an active flag with `--anomaly-action tighten`;
 /// `(None, tau)` without a detector. Every risk answer and the stress simulation go by it.
+/// Only the last `history_hours` candles are scored, those the model reads: the features'
+/// moving averages start at the first candle scored, so older candles in front would move a
+/// score near its threshold (and the asset routes read exactly that many).
 #[must_use]
 pub fn watched_tau(
     state: &AppState,
-    detector: Option<&std::sync::Arc<volcast_core::anomaly::Scorer>>,
+    serving: &Serving,
     candles: &[CandleDto],
     tau: f64,
 ) -> (Option<AnomalyContext>, f64) {
-    detector.map_or((None, tau), |sc| {
-        let candles: Vec<Candle> = candles.iter().map(|&c| c.into()).collect();
+    serving.anomaly.as_ref().map_or((None, tau), |sc| {
+        let read = &candles[candles.len().saturating_sub(serving.info.history_hours())..];
+        let candles: Vec<Candle> = read.iter().map(|&c| c.into()).collect();
         let (context, tau) =
             anomaly::risk_context(sc, state.settings().anomaly, &candles, tau, TAU_RANGE.max);
         (Some(context), tau)

@@ -348,12 +348,7 @@ pub async fn stress_answer(
         .ok_or_else(|| ApiError::Internal("no forecast for the asset".into()))?;
     // The anomaly detector acts on the stress's window (checked by now) as on every risk
     // answer's.
-    let (anomaly, tau) = watched_tau(
-        state,
-        serving.anomaly.as_ref(),
-        &body.candles,
-        checked.settings.tau,
-    );
+    let (anomaly, tau) = watched_tau(state, serving, &body.candles, checked.settings.tau);
     checked.settings.tau = tau;
     let horizons = info.horizons();
     // While the gate holds the fallback, the stress runs on what the risk answers serve then:
