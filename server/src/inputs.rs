@@ -174,10 +174,7 @@ pub fn prepare(
     let candles = checked_candles(candles, limits, &field, need)?;
     // Only the last `need` hours matter to the features at the origin: drop older candles so
     // the work per request is bounded.
-    let last_open = candles.last().map_or(0, |c| c.open_time);
-    let span = i64::try_from(need).unwrap_or(i64::MAX).saturating_sub(1);
-    let from = last_open.saturating_sub(span.saturating_mul(HOUR_MS));
-    let start = candles.partition_point(|c| c.open_time < from);
+    let start = window_start(&candles, need, |c| c.open_time);
     check_volumes(&candles[start..], &format!("{field}["), start)?;
     let asset = Asset {
         id: asset,
@@ -201,6 +198,17 @@ fn check_trading(grid: &HourlyGrid, candles: &[Candle], field: &str) -> Result<(
         count: quiet.len(),
         window: EVIDENCE_HOURS,
     })
+}
+
+/// The first of `candles` (by open time, oldest first) inside the last `need` hours before
+/// the last one's: the window the model reads (a missing hour inside it leaves it a candle
+/// short, it does not reach further back).
+#[must_use]
+pub fn window_start<T>(candles: &[T], need: usize, open_time: impl Fn(&T) -> i64) -> usize {
+    let last_open = candles.last().map_or(0, &open_time);
+    let span = i64::try_from(need).unwrap_or(i64::MAX).saturating_sub(1);
+    let from = last_open.saturating_sub(span.saturating_mul(HOUR_MS));
+    candles.partition_point(|c| open_time(c) < from)
 }
 
 /// The candles of a request, checked: count, `open_time` range and SPEC's bad-input rules,

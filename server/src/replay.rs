@@ -198,6 +198,8 @@ pub async fn regate_replay(
         .iter()
         .filter_map(scored_of)
         .collect();
+    // HAR operated in the summary reads as far before the period as the records' window.
+    let operated = crate::ledger::har_operated_for(&store, &entries, from_ms).await?;
     store.close().await;
     if !entries.iter().any(|e| e.origin >= from_ms) {
         return Err(ReplayError(format!(
@@ -225,12 +227,6 @@ pub async fn regate_replay(
         artifact: format!("regated from {database_url}"),
         days,
         switches: regated.switches,
-        summary: validation(
-            &regated.entries,
-            span_days,
-            from_ms,
-            to_ms,
-            Some(&HarOperated::new(&entries)),
-        ),
+        summary: validation(&regated.entries, span_days, from_ms, to_ms, Some(&operated)),
     })
 }

@@ -717,7 +717,22 @@ async fn older_candles_in_front_of_the_window_change_no_flag_score() {
     let mut long = common::market(START, 3, 250, None);
     let n = long.len();
     inject_candles(&mut long, n - 6, Pattern::PumpAndDump, 0.4);
-    let short = long[n - HOURS..].to_vec();
+    // An hour missing inside the window: the model reads the last 889 hours, 888 candles.
+    long.remove(n - 300);
+    let last = long.last().unwrap().open_time;
+    let from = last - (HOURS as i64 - 1) * 3_600_000;
+    let short: Vec<Candle> = long.iter().filter(|c| c.open_time >= from).copied().collect();
+    assert_eq!(short.len(), HOURS - 1);
+    // The window and one older candle in front of it.
+    let one_more = long[long.len() - HOURS..].to_vec();
+    let (_, v, _) = common::call(
+        &app,
+        "POST",
+        "/v1/risk/parameters",
+        Some(&json!({"asset": "SYNUSDT", "candles": json_candles(&one_more)})),
+    )
+    .await;
+    let with_one_more = v["items"][0]["derivation"]["anomaly"].clone();
     let mut anomaly = Vec::new();
     for (route, extra) in [
         ("/v1/risk/parameters", json!({})),
@@ -743,6 +758,10 @@ async fn older_candles_in_front_of_the_window_change_no_flag_score() {
             anomaly.push(context);
         }
     }
+    assert_eq!(
+        anomaly[1], with_one_more,
+        "risk parameters, one older candle in front"
+    );
     assert_eq!(anomaly[0], anomaly[1], "risk parameters, long vs short");
     assert_eq!(anomaly[2], anomaly[3], "stress, long vs short");
     assert_eq!(anomaly[0], anomaly[2]);

@@ -687,4 +687,22 @@ async fn the_validation_route_compares_with_har_operated_measured_before_its_win
             assert!((ratio - model / operated.min(har)).abs() <= 1e-9, "{skill}");
         }
     }
+    // A regate of the same ledger over the same origins reports the same HAR operated: it
+    // reads as far before its period too.
+    let today = day_origin(now_ms());
+    let regated = volcast_server::replay::regate_replay(
+        &common::process::store_url(dir.path()),
+        &volcast_server::gate::GateRule::DEFAULT,
+        today - 119 * DAY_MS,
+        today - DAY_MS,
+    )
+    .await
+    .unwrap();
+    for j in 0..3 {
+        let route = body["windows"][1]["horizons"][j]["qlike_har_operated"]
+            .as_f64()
+            .unwrap();
+        let replayed = regated.summary.horizons[j].qlike_har_operated.unwrap();
+        assert!((route - replayed).abs() <= 1e-12 * route, "{route} vs {replayed}");
+    }
 }

@@ -32,9 +32,26 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let config = Config::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("server: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let deadline = std::time::Duration::from_millis(config.shutdown_deadline_ms);
+    let code = runtime.block_on(serve(config));
+    // Blocking work still running once the server has stopped (the daily recalibration, a
+    // model load from a reload) is given the shutdown deadline too, not waited for to the end:
+    // its artifact is written to a temporary directory and renamed, so nothing half-written is
+    // left, and the next start recalibrates again.
+    runtime.shutdown_timeout(deadline);
+    code
+}
+
+async fn serve(config: Config) -> std::process::ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -470,6 +470,43 @@ pub async fn run_once(state: &AppState, now_ms: i64) -> Result<(usize, usize), A
     Ok((recorded, score_pending(state, now_ms).await?))
 }
 
+/// HAR operated ([`HarOperated`]) for figures over `entries` (origins from `from` on): measured
+/// on them and on the scored entries before `from`, as far back as their records' correction
+/// window and longest horizon reach (HAR operated at the first origins reads the days before
+/// them).
+///
+/// # Errors
+/// The store's.
+pub async fn har_operated_for(
+    store: &volcast_store::Store,
+    entries: &[Scored],
+    from: i64,
+) -> Result<HarOperated, volcast_store::StoreError> {
+    let reach = entries
+        .iter()
+        .filter_map(|e| {
+            let days = i64::try_from(e.record.operated_days?).ok()?;
+            let hours = i64::try_from(e.record.horizons.iter().copied().max()?).ok()?;
+            Some(
+                days.saturating_mul(DAY_MS)
+                    .saturating_add(hours.saturating_mul(HOUR_MS)),
+            )
+        })
+        .max();
+    let earlier: Vec<Scored> = match reach {
+        Some(reach) => store
+            .scored(from.saturating_sub(reach), from - 1)
+            .await?
+            .iter()
+            .filter_map(scored_of)
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(HarOperated::new(
+        earlier.iter().chain(entries.iter().filter(|e| e.origin >= from)),
+    ))
+}
+
 /// The served model's figures over the last 30 and 120 days of origins at `now_ms` (what
 /// `GET /v1/model/validation` answers): pooled over assets, or for `asset` alone, against the
 /// better of HAR and HAR operated ([`HarOperated`], measured on every asset's entries). The
@@ -485,37 +522,14 @@ pub async fn windows(
     const WINDOWS: [i64; 2] = [30, 120];
     state.serving()?;
     let store = state.store()?;
-    let read = |from: i64, to: i64| async move {
-        Ok::<_, ApiError>(
-            store
-                .scored(from, to)
-                .await?
-                .iter()
-                .filter_map(scored_of)
-                .collect::<Vec<_>>(),
-        )
-    };
     let longest = now_ms - WINDOWS[1] * DAY_MS;
-    let mut entries = read(longest, now_ms).await?;
-    // HAR operated at the first origins reads the days before them too: as many as the
-    // records' correction window, and the longest horizon for those windows to have ended.
-    let reach = entries
+    let entries: Vec<Scored> = store
+        .scored(longest, now_ms)
+        .await?
         .iter()
-        .filter_map(|e| {
-            let days = i64::try_from(e.record.operated_days?).ok()?;
-            let hours = i64::try_from(e.record.horizons.iter().copied().max()?).ok()?;
-            Some(
-                days.saturating_mul(DAY_MS)
-                    .saturating_add(hours.saturating_mul(HOUR_MS)),
-            )
-        })
-        .max();
-    if let Some(reach) = reach {
-        let mut earlier = read(longest.saturating_sub(reach), longest - 1).await?;
-        earlier.append(&mut entries);
-        entries = earlier;
-    }
-    let operated = HarOperated::new(&entries);
+        .filter_map(scored_of)
+        .collect();
+    let operated = har_operated_for(store, &entries, longest).await?;
     let mut out = Vec::new();
     for days in WINDOWS {
         let from = now_ms - days * DAY_MS;

@@ -29,7 +29,7 @@ pub struct ReloadResponse {
     tag = OPS_TAG,
     responses(
         (status = 200, description = "The model now served", body = ReloadResponse),
-        (status = 503, description = "The artifact could not be loaded (the old one is still served), or this service has no artifact path to reload", body = ErrorBody),
+        (status = 503, description = "The artifact could not be loaded (the old one is still served), or this service has no artifact path to reload; `timeout` when the reload outlasted the request timeout (waiting for the daily recalibration's swap, or a slow load): it still happens, only the waiting is given up", body = ErrorBody),
     )
 )]
 pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadResponse>, ApiError> {

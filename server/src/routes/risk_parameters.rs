@@ -280,9 +280,9 @@ pub fn recommend_watched(
 /// The anomaly detector's context on `candles` and the liquidation window it leaves: `tau`,
 /// doubled (up to the longest allowed) under an active flag with `--anomaly-action tighten`;
 /// `(None, tau)` without a detector. Every risk answer and the stress simulation go by it.
-/// Only the last `history_hours` candles are scored, those the model reads: the features'
-/// moving averages start at the first candle scored, so older candles in front would move a
-/// score near its threshold (and the asset routes read exactly that many).
+/// Only the candles of the last `history_hours` hours are scored, those the model reads
+/// ([`crate::inputs::window_start`]): the features' moving averages start at the first candle
+/// scored, so older candles in front would move a score near its threshold.
 #[must_use]
 pub fn watched_tau(
     state: &AppState,
@@ -291,7 +291,8 @@ pub fn watched_tau(
     tau: f64,
 ) -> (Option<AnomalyContext>, f64) {
     serving.anomaly.as_ref().map_or((None, tau), |sc| {
-        let read = &candles[candles.len().saturating_sub(serving.info.history_hours())..];
+        let read =
+            &candles[crate::inputs::window_start(candles, serving.info.history_hours(), |c| c.open_time)..];
         let candles: Vec<Candle> = read.iter().map(|&c| c.into()).collect();
         let (context, tau) =
             anomaly::risk_context(sc, state.settings().anomaly, &candles, tau, TAU_RANGE.max);

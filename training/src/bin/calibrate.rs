@@ -191,7 +191,6 @@ fn beside(dir: &Path) -> anyhow::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
     use super::*;
 
     #[test]

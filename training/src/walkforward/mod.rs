@@ -696,7 +696,7 @@ mod tests {
     fn a_year_asked_twice_or_without_candles_after_its_start_is_refused_before_training() {
         // One asset's hours over 2020, closing up to 2021-01-01 00:00.
         let start = parse_time("2020-01-01", Bound::Start).unwrap();
-        let candles: Vec<volcast_core::candles::Candle> = (0..366 * 24)
+        let candles: Vec<volcast_core::candles::Candle> = (0..=366 * 24)
             .map(|h| volcast_core::candles::Candle {
                 open_time: start - HOUR_MS + h * HOUR_MS,
                 open: 1.0,
@@ -711,6 +711,8 @@ mod tests {
             asset: "A".into(),
             candles,
         }]);
+        let last_close = assets[0].grid.last_hour() * HOUR_MS;
+        assert_eq!(last_close, parse_time("2021-01-01", Bound::Start).unwrap());
         assert!(check_years(&[2020], &assets).is_ok());
         let twice = check_years(&[2020, 2020], &assets).unwrap_err().to_string();
         assert!(twice.contains("2020 twice"), "{twice}");
