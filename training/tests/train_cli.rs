@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::cli::{copy_tree, corrected_synth01, generate, run};
+use common::cli::{copy_tree, corrected_synth01, generate, generate_assets, run};
 
 /// `--recency-half-life-days` trains with recent rows weighted up, `--refit-through-holdout`
 /// trains until the fit end, `--weight-average-half-life-epochs` averages the weights and
@@ -342,5 +342,50 @@ fn train_bench_prints_speed_and_profile() {
             .lines()
             .any(|l| l.starts_with("| 32 |") && l.ends_with("x |")),
         "{stdout}"
+    );
+}
+
+/// An artifact published without a risk calibration (one asset: too few completed daily
+/// forecasts at a week to measure its corrections) is said so on stderr, with what it means for
+/// a default pointed at it.
+#[test]
+fn train_says_loudly_when_the_artifact_has_no_risk_calibration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("candles");
+    generate_assets(&data, 120, 1);
+    let out = dir.path().join("artifacts");
+    let trained = run(
+        env!("CARGO_BIN_EXE_train"),
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--epochs",
+            "1",
+            "--max-steps",
+            "3",
+            "--members",
+            "1",
+            "--holdout-days",
+            "15",
+            "--no-progress",
+            "--set-default",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&trained.stderr);
+    assert!(trained.status.success(), "{stderr}");
+    let dir = volcast_model::artifact::resolve(&out).unwrap();
+    assert!(
+        volcast_model::artifact::read_metadata(&dir)
+            .unwrap()
+            .uncalibrated
+            .is_some()
+    );
+    assert!(
+        stderr.contains("NO risk calibration") && stderr.contains("now the default"),
+        "{stderr}"
     );
 }

@@ -193,6 +193,19 @@ fn run() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         if args.set_default { "; now the default" } else { "" }
     );
+    // Published without a risk calibration (too little history): the server refuses it unless
+    // told otherwise, so a default pointed at it stops the next start. Said, not buried in logs.
+    if let Some(why) = volcast_model::artifact::read_metadata(&outcome.dir)?.uncalibrated {
+        eprintln!(
+            "warning: the artifact has NO risk calibration ({why}); the server serves it only with \
+             --allow-uncalibrated{}",
+            if args.set_default {
+                ", and it is now the default: a server started on this directory will refuse it"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(())
 }
 
