@@ -15,7 +15,7 @@ use volcast_store::{CandleStore, LedgerStore, Store};
 use crate::daily::{self, DailyOptions, DailyState};
 use crate::dto::validation::ValidationWindow;
 use crate::gate::{GateRule, Switch, regate};
-use crate::ledger::{DAY_MS, HarOperated, scored_of, validation};
+use crate::ledger::{DAY_MS, scored_of, validation};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Settings};
 
@@ -162,6 +162,8 @@ pub async fn replay(
         .collect();
     let span_days = (options.to_ms - options.from_ms) / DAY_MS + 1;
     let switches = store.switches().await?.into_iter().map(Switch::from).collect();
+    // As the regate reads it: with any entry recorded before the period (the job's catch-up).
+    let operated = crate::ledger::har_operated_for(&store, &entries, options.from_ms).await?;
     store.close().await;
     Ok(ReplayReport {
         artifact: options.artifact.display().to_string(),
@@ -172,7 +174,7 @@ pub async fn replay(
             span_days,
             options.from_ms,
             options.to_ms,
-            Some(&HarOperated::new(&entries)),
+            Some(&operated),
         ),
     })
 }

@@ -1,7 +1,7 @@
 //! Nothing fitted for a fit end reads a candle after it (SPEC, "Walk-forward": fit everything on
 //! candles opened up to the fold's end): the baselines (EWMA's decay, GARCH, HAR, the shortage
 //! logistic), the training and holdout rows with their labels, and the input scaler come out
-//! bit for bit the same when every candle after the fit end changes (prices x1.5, volumes x3),
+//! bit for bit the same when every candle after the fit end changes (levels, ranges, volumes),
 //! or only the first one after it (the first return outside the fit); the same change to the
 //! last candle inside the fit changes them, so the comparison can fail.
 
@@ -49,14 +49,15 @@ fn fitted(loaded: &[AssetCandles], fit_end_hour: i64) -> Vec<String> {
     ]
 }
 
-/// `loaded` with the candles whose open time `hit` selects moved: prices x1.5, volumes x3.
+/// `loaded` with the candles whose open time `hit` selects moved: open and close x1.5, the
+/// high x1.8 and the low x1.2 (so each hour's range moves too, not only its level), volumes x3.
 fn moved(loaded: &[AssetCandles], hit: impl Fn(i64) -> bool) -> Vec<AssetCandles> {
     let mut out = loaded.to_vec();
     for a in &mut out {
         for c in a.candles.iter_mut().filter(|c| hit(c.open_time)) {
             c.open *= 1.5;
-            c.high *= 1.5;
-            c.low *= 1.5;
+            c.high *= 1.8;
+            c.low *= 1.2;
             c.close *= 1.5;
             c.volume *= 3.0;
             c.quote_volume *= 3.0;

@@ -45,8 +45,8 @@ fn main() -> std::process::ExitCode {
     let code = runtime.block_on(serve(config));
     // Blocking work still running once the server has stopped (the daily recalibration, a
     // model load from a reload) is given the shutdown deadline too, not waited for to the end:
-    // its artifact is written to a temporary directory and renamed, so nothing half-written is
-    // left, and the next start recalibrates again.
+    // its artifact is written to a temporary directory and renamed, so no artifact id is
+    // half-written (a `.tmp-<pid>` directory can stay), and the next start recalibrates again.
     runtime.shutdown_timeout(deadline);
     code
 }

@@ -195,7 +195,12 @@ fn run() -> anyhow::Result<()> {
     );
     // Published without a risk calibration (too little history): the server refuses it unless
     // told otherwise, so a default pointed at it stops the next start. Said, not buried in logs.
-    if let Some(why) = volcast_model::artifact::read_metadata(&outcome.dir)?.uncalibrated {
+    // (The artifact was just written and loaded: a read failing now is no reason to fail a run
+    // whose artifact is published.)
+    if let Some(why) = volcast_model::artifact::read_metadata(&outcome.dir)
+        .ok()
+        .and_then(|m| m.uncalibrated)
+    {
         eprintln!(
             "warning: the artifact has NO risk calibration ({why}); the server serves it only with \
              --allow-uncalibrated{}",
