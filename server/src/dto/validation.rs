@@ -72,17 +72,20 @@ pub struct HorizonSkill {
     pub baseline: String,
     /// Model over the baseline (below 1: the model is better).
     pub qlike_ratio: Option<f64>,
-    /// Diebold-Mariano statistic of model minus baseline losses (negative: the model is better).
+    /// Diebold-Mariano statistic of model minus baseline losses, pooled over assets (Newey-West
+    /// lag `ceil(H/24)`, SPEC's; negative: the model is better).
     pub dm_statistic: Option<f64>,
     /// Its two-sided p-value.
     pub dm_p_value: Option<f64>,
     /// Days of origins among the points.
     pub origin_days: usize,
     /// Diebold-Mariano statistic of the daily means of model minus baseline losses (each day
-    /// counted once: assets move together).
+    /// counted once: assets move together; lag `ceil(H/24)`).
     pub dm_daily_statistic: Option<f64>,
     /// The same against HAR as fitted, what the fallback serves: what the gate reads
-    /// (falling back is only worth it where the model loses to what would replace it).
+    /// (falling back is only worth it where the model loses to what would replace it), with
+    /// the lag its thresholds were set with, `ceil(H/24) - 1` (the days daily origins' windows
+    /// overlap).
     pub dm_daily_vs_har: Option<f64>,
     /// Mean QLIKE of what was served (the model's, or HAR's on the days the gate held the
     /// fallback) on the same points.

@@ -221,9 +221,12 @@ fn horizon_skill(
     let against_operated = operated.is_some() && qo.zip(qh).is_some_and(|(o, g)| o < g);
     let baseline = |p: &Losses| if against_operated { p.operated } else { p.har };
     let qb = if against_operated { qo } else { qh };
-    // Daily origins: windows of `h` hours overlap for ceil(h / 24) - 1 days.
-    let lag = h.div_ceil(24).saturating_sub(1);
-    let dm_daily = |loss: &dyn Fn(&Losses) -> f64| {
+    // The model-versus-baseline tests take SPEC's lag, ceil(h / 24), as `evaluate` does. The
+    // gate's test against HAR keeps the lag its thresholds were set and replayed with: daily
+    // origins' windows of `h` hours overlap for ceil(h / 24) - 1 days.
+    let lag = h.div_ceil(24);
+    let gate_lag = lag.saturating_sub(1);
+    let dm_daily = |loss: &dyn Fn(&Losses) -> f64, lag: usize| {
         // The same test on the daily cross-sectional means: assets move together, so the
         // pooled test overstates the evidence; this one counts each day once.
         let mut daily: std::collections::BTreeMap<i64, (f64, u32)> = std::collections::BTreeMap::new();
@@ -240,8 +243,8 @@ fn horizon_skill(
     let d: Vec<f64> = by_asset.iter().map(|p| p.model - baseline(p)).collect();
     let groups: Vec<usize> = by_asset.iter().map(|p| p.group).collect();
     let dm = diebold_mariano(&d, &groups, lag);
-    let (origin_days, dm_vs_baseline) = dm_daily(&baseline);
-    let (_, dm_vs_har) = dm_daily(&|p: &Losses| p.har);
+    let (origin_days, dm_vs_baseline) = dm_daily(&baseline, lag);
+    let (_, dm_vs_har) = dm_daily(&|p: &Losses| p.har, gate_lag);
     HorizonSkill {
         horizon_hours: h,
         points: points.len(),
@@ -419,7 +422,21 @@ mod tests {
             let (m, g) = (h.qlike_model.unwrap_or(f64::NAN), h.qlike_har.unwrap_or(f64::NAN));
             assert!((h.qlike_ratio.unwrap_or(f64::NAN) - m / g).abs() < 1e-12);
             assert!(h.dm_daily_statistic.is_some_and(|d| d < 0.0));
-            assert_eq!(h.dm_daily_statistic, h.dm_daily_vs_har);
+            // Both on the daily means of model minus HAR: SPEC's lag, ceil(24 / 24) = 1, for
+            // the reported test; the gate's, 0, for its own.
+            let mut days: std::collections::BTreeMap<i64, (f64, f64)> = std::collections::BTreeMap::new();
+            for e in &entries {
+                let rv = e.outcome.realized_variance[0].unwrap_or(f64::NAN);
+                let day = days.entry(e.origin).or_insert((0.0, 0.0));
+                day.0 += qlike(rv, e.record.variance[0]) - qlike(rv, 1.0);
+                day.1 += 1.0;
+            }
+            let means: Vec<f64> = days.values().map(|&(s, n)| s / n).collect();
+            let groups = vec![0; means.len()];
+            let stat = |lag| diebold_mariano(&means, &groups, lag).map(|d| d.statistic);
+            assert_eq!(h.dm_daily_statistic, stat(1));
+            assert_eq!(h.dm_daily_vs_har, stat(0));
+            assert_ne!(stat(1), stat(0));
         }
     }
 }
