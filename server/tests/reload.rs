@@ -25,8 +25,15 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_waits_for_the_swap_in_progress() {
+/// The repository's artifacts copied into a temporary directory (kept alive by the answer), the
+/// id `default` names there and the other shipped one, and an empty store beside them.
+async fn copied_artifacts() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    String,
+    &'static str,
+    volcast_store::Store,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let artifacts = tmp.path().join("artifacts");
     copy_tree(&common::repo().join("model-artifacts"), &artifacts);
@@ -41,6 +48,12 @@ async fn a_reload_waits_for_the_swap_in_progress() {
     let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
         .await
         .unwrap();
+    (tmp, artifacts, served, other, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_waits_for_the_swap_in_progress() {
+    let (_tmp, artifacts, served, other, store) = copied_artifacts().await;
     let config = volcast_server::config::Config::with_artifact(artifacts.clone()).unwrap();
     let state = common::state_with_config(&config, store).await;
     assert_eq!(state.serving().unwrap().info.metadata.id, served);
@@ -231,20 +244,7 @@ async fn a_reload_to_a_model_the_limits_cannot_serve_keeps_the_old_one() {
 /// is given up, never the reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_request_that_times_out_still_reloads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let artifacts = tmp.path().join("artifacts");
-    copy_tree(&common::repo().join("model-artifacts"), &artifacts);
-    let served = artifact::read_metadata(&artifact::resolve(&artifacts).unwrap())
-        .unwrap()
-        .id;
-    let other = if served == "693e44b5f740fc82" {
-        "e511b0d43982c4cf"
-    } else {
-        "693e44b5f740fc82"
-    };
-    let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
-        .await
-        .unwrap();
+    let (_tmp, artifacts, served, other, store) = copied_artifacts().await;
     let mut config = volcast_server::config::Config::with_artifact(artifacts.clone()).unwrap();
     config.request_timeout_ms = 300;
     let state = common::state_with_config(&config, store).await;

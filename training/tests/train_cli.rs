@@ -30,23 +30,7 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     let data = dir.path().join("candles");
     generate(&data, 150);
     let out = dir.path().join("artifacts");
-    let base = [
-        "--data",
-        data.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--epochs",
-        "1",
-        "--max-steps",
-        "3",
-        "--members",
-        "1",
-        "--holdout-days",
-        "15",
-        "--no-progress",
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let base = quick_run(&data, &out);
     let with = |extra: &[&str]| run(env!("CARGO_BIN_EXE_train"), &[&base[..], extra].concat());
 
     let trained = with(&[
@@ -356,24 +340,7 @@ fn train_says_loudly_when_the_artifact_has_no_risk_calibration() {
     let out = dir.path().join("artifacts");
     let trained = run(
         env!("CARGO_BIN_EXE_train"),
-        &[
-            "--data",
-            data.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--epochs",
-            "1",
-            "--max-steps",
-            "3",
-            "--members",
-            "1",
-            "--holdout-days",
-            "15",
-            "--no-progress",
-            "--set-default",
-            "--out",
-            out.to_str().unwrap(),
-        ],
+        &[&quick_run(&data, &out)[..], &["--set-default"]].concat(),
     );
     let stderr = String::from_utf8_lossy(&trained.stderr);
     assert!(trained.status.success(), "{stderr}");
@@ -388,4 +355,25 @@ fn train_says_loudly_when_the_artifact_has_no_risk_calibration() {
         stderr.contains("NO risk calibration") && stderr.contains("now the default"),
         "{stderr}"
     );
+}
+
+/// A run of three steps of one epoch of one network on CPU, on `data`, into `out`.
+fn quick_run<'a>(data: &'a Path, out: &'a Path) -> [&'a str; 15] {
+    [
+        "--data",
+        data.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--members",
+        "1",
+        "--holdout-days",
+        "15",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]
 }
