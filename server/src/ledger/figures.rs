@@ -437,6 +437,23 @@ mod tests {
             assert_eq!(h.dm_daily_statistic, stat(1));
             assert_eq!(h.dm_daily_vs_har, stat(0));
             assert_ne!(stat(1), stat(0));
+            // The pooled test: the differences grouped by asset, in time order, SPEC's lag.
+            let mut by_asset: Vec<&Scored> = entries.iter().collect();
+            by_asset.sort_by(|x, y| x.asset.cmp(&y.asset));
+            let d: Vec<f64> = by_asset
+                .iter()
+                .map(|e| {
+                    let rv = e.outcome.realized_variance[0].unwrap_or(f64::NAN);
+                    qlike(rv, e.record.variance[0]) - qlike(rv, 1.0)
+                })
+                .collect();
+            let groups: Vec<usize> = by_asset
+                .iter()
+                .map(|e| e.asset[1..].parse().unwrap_or(usize::MAX))
+                .collect();
+            let pooled = diebold_mariano(&d, &groups, 1).map(|d| d.statistic);
+            assert!(pooled.is_some());
+            assert_eq!(h.dm_statistic, pooled);
         }
     }
 }

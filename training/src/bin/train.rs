@@ -196,11 +196,18 @@ fn run() -> anyhow::Result<()> {
     // Published without a risk calibration (too little history): the server refuses it unless
     // told otherwise, so a default pointed at it stops the next start. Said, not buried in logs.
     // (The artifact was just written and loaded: a read failing now is no reason to fail a run
-    // whose artifact is published.)
-    if let Some(why) = volcast_model::artifact::read_metadata(&outcome.dir)
-        .ok()
-        .and_then(|m| m.uncalibrated)
-    {
+    // whose artifact is published, but it is said.)
+    let uncalibrated = match volcast_model::artifact::read_metadata(&outcome.dir) {
+        Ok(m) => m.uncalibrated,
+        Err(e) => {
+            eprintln!(
+                "warning: could not read {}'s metadata to check its risk calibration: {e}",
+                outcome.dir.display()
+            );
+            None
+        }
+    };
+    if let Some(why) = uncalibrated {
         eprintln!(
             "warning: the artifact has NO risk calibration ({why}); the server serves it only with \
              --allow-uncalibrated{}",
