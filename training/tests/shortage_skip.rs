@@ -26,6 +26,24 @@ fn skip_weights(loaded: &volcast_model::inference::LoadedModel) -> Vec<Vec<f32>>
         .collect()
 }
 
+/// The skip's per-horizon intercepts of every served network.
+fn skip_biases(loaded: &volcast_model::inference::LoadedModel) -> Vec<Vec<f32>> {
+    loaded
+        .model
+        .members()
+        .map(|m| {
+            m.shortage_skip
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn the_shortage_skip_starts_at_the_baseline_and_stays_there() {
     let (_tmp, loaded) = trained_artifact(|p| {
@@ -59,8 +77,13 @@ fn the_shortage_skip_starts_at_the_baseline_and_stays_there() {
             }
         }
     }
-    // The same start for every member, untouched by their different training.
+    // The same start for every member, untouched by their different training: the slopes and
+    // the intercepts (the baseline's logistic map, base rates below one half: negative).
     assert_eq!(skips[0], skips[1]);
+    let biases = skip_biases(&loaded);
+    assert_eq!(biases[0], biases[1]);
+    assert_eq!(biases[0].len(), h);
+    assert!(biases[0].iter().all(|b| b.is_finite() && *b < 0.0), "{biases:?}");
 
     // Without the setting: a trainable skip from a random start.
     let (_tmp, plain) = trained_artifact(|p| {
