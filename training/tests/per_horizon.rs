@@ -36,6 +36,10 @@ fn the_refit_keeps_the_network_after_each_horizons_own_epochs() {
     let mut distinct = per_horizon.to_vec();
     distinct.sort_unstable();
     distinct.dedup();
+    assert!(
+        distinct.len() >= 2,
+        "every horizon chose {distinct:?} epochs: nothing below is per horizon"
+    );
     assert_eq!(networks.epochs, distinct);
     for (h, &n) in per_horizon.iter().enumerate() {
         assert_eq!(networks.epochs[networks.of_horizon[h]], n, "horizon {h}");
