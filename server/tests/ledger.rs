@@ -687,9 +687,45 @@ async fn the_validation_route_compares_with_har_operated_measured_before_its_win
             assert!((ratio - model / operated.min(har)).abs() <= 1e-9, "{skill}");
         }
     }
+    // One asset's figures: its own points, HAR operated still corrected by every asset's
+    // ratios (pooled, as the daily correction is), not by its own alone.
+    let (status, one, _) = common::call(&app, "GET", "/v1/model/validation?asset=A1", None).await;
+    assert_eq!(status, 200, "{one}");
+    let today = day_origin(now_ms());
+    let j = 1;
+    let scale_at = |origin: i64, own: bool| {
+        let past: Vec<f64> = points
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| (!own || i % 3 == 1) && p.0 >= origin - 120 * DAY_MS && p.0 <= origin - DAY_MS)
+            .map(|(_, p)| p.1[j] / 1e-4)
+            .collect();
+        past.iter().sum::<f64>() / past.len() as f64
+    };
+    let (mut pooled, mut own) = (0.0, 0.0);
+    let mine: Vec<&(i64, [f64; 3])> = points
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| i % 3 == 1 && p.0 > today - 30 * DAY_MS)
+        .map(|(_, p)| p)
+        .collect();
+    for (origin, rv) in &mine {
+        pooled += qlike(rv[j], scale_at(*origin, false) * 1e-4);
+        own += qlike(rv[j], scale_at(*origin, true) * 1e-4);
+    }
+    let n = mine.len() as f64;
+    let (pooled, own) = (pooled / n, own / n);
+    let got = one["windows"][0]["horizons"][j]["qlike_har_operated"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(one["windows"][0]["entries"], json!(mine.len()));
+    assert!((got - pooled).abs() <= 1e-9 * pooled, "{got} vs {pooled}");
+    assert!(
+        (got - own).abs() > 1e-9 * own,
+        "the asset's own ratios give the same: no check"
+    );
     // A regate of the same ledger over the same origins reports the same HAR operated: it
     // reads as far before its period too.
-    let today = day_origin(now_ms());
     let regated = volcast_server::replay::regate_replay(
         &common::process::store_url(dir.path()),
         &volcast_server::gate::GateRule::DEFAULT,
