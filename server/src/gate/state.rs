@@ -256,26 +256,16 @@ mod tests {
 
     /// An entry of `asset` at `origin` whose forecasts miss the realized variance by `miss`.
     fn entry(asset: &str, origin: i64, miss: f64) -> Scored {
-        use crate::ledger::{LedgerOutcome, LedgerRecord};
+        use crate::ledger::LedgerOutcome;
         Scored {
             asset: asset.to_owned(),
             origin,
-            record: LedgerRecord {
-                horizons: vec![4, 24, 168],
-                variance: vec![1e-4 * miss; 3],
-                har_variance: vec![Some(1e-4 / miss); 3],
-                quantile_levels: Vec::new(),
-                quantiles: vec![Vec::new(); 3],
-                shortage_probability: vec![0.1; 3],
-                alpha: 0.99,
-                tau_hours: 4.0,
-                drawdown: 0.1,
-                liquidation_threshold: 0.8,
-                har_drawdown: Some(0.1),
-                policy: MODEL.to_owned(),
-                har_horizons: None,
-                operated_days: None,
-            },
+            record: crate::ledger::test_record(
+                vec![4, 24, 168],
+                vec![1e-4 * miss; 3],
+                vec![Some(1e-4 / miss); 3],
+                None,
+            ),
             outcome: LedgerOutcome {
                 realized_variance: vec![Some(1e-4); 3],
                 drawdown: Some(0.01),

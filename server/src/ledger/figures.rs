@@ -83,7 +83,7 @@ impl HarOperated {
         let (Some(ratios), Some(days)) = (self.ratios.get(&h), e.record.operated_days) else {
             return 1.0;
         };
-        let day = e.origin - e.origin.rem_euclid(DAY_MS);
+        let day = super::day_origin(e.origin);
         let days = i64::try_from(days).unwrap_or(i64::MAX / DAY_MS);
         let horizon = i64::try_from(h).unwrap_or(i64::MAX / HOUR_MS);
         ratios.scale(
@@ -320,7 +320,6 @@ fn risk_check(entries: &[Scored]) -> Option<RiskCalibrationCheck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dto::policy::MODEL;
 
     /// `asset`'s entry at `origin` at 24 h: the model forecasts `model`, HAR 1, and `rv`
     /// followed; `operated_days` as recorded.
@@ -328,22 +327,7 @@ mod tests {
         Scored {
             asset: format!("A{asset:02}"),
             origin,
-            record: LedgerRecord {
-                horizons: vec![24],
-                variance: vec![model],
-                har_variance: vec![Some(1.0)],
-                quantile_levels: Vec::new(),
-                quantiles: vec![Vec::new()],
-                shortage_probability: vec![0.1],
-                alpha: 0.99,
-                tau_hours: 4.0,
-                drawdown: 0.1,
-                liquidation_threshold: 0.8,
-                har_drawdown: Some(0.1),
-                policy: MODEL.to_owned(),
-                har_horizons: None,
-                operated_days,
-            },
+            record: crate::ledger::test_record(vec![24], vec![model], vec![Some(1.0)], operated_days),
             outcome: LedgerOutcome {
                 realized_variance: vec![Some(rv)],
                 drawdown: Some(0.01),

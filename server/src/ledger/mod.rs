@@ -83,6 +83,33 @@ pub struct LedgerRecord {
     pub operated_days: Option<usize>,
 }
 
+/// The unit tests' record: these forecasts, served by the model at the default settings.
+#[cfg(test)]
+pub(crate) fn test_record(
+    horizons: Vec<usize>,
+    variance: Vec<f64>,
+    har_variance: Vec<Option<f64>>,
+    operated_days: Option<usize>,
+) -> LedgerRecord {
+    let n = horizons.len();
+    LedgerRecord {
+        horizons,
+        variance,
+        har_variance,
+        quantile_levels: Vec::new(),
+        quantiles: vec![Vec::new(); n],
+        shortage_probability: vec![0.1; n],
+        alpha: 0.99,
+        tau_hours: 4.0,
+        drawdown: 0.1,
+        liquidation_threshold: 0.8,
+        har_drawdown: Some(0.1),
+        policy: model_policy(),
+        har_horizons: None,
+        operated_days,
+    }
+}
+
 fn model_policy() -> String {
     crate::dto::policy::MODEL.to_owned()
 }
@@ -533,11 +560,17 @@ pub async fn windows(
     let mut out = Vec::new();
     for days in WINDOWS {
         let from = now_ms - days * DAY_MS;
-        let counted: Vec<Scored> = entries
-            .iter()
-            .filter(|e| e.origin >= from && asset.is_none_or(|a| e.asset == a))
-            .cloned()
-            .collect();
+        // The entries come by origin: the window is their tail, filtered to one asset if asked.
+        let tail = &entries[entries.partition_point(|e| e.origin < from)..];
+        let counted: std::borrow::Cow<'_, [Scored]> = match asset {
+            None => tail.into(),
+            Some(a) => tail
+                .iter()
+                .filter(|e| e.asset == a)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+        };
         let window = validation(&counted, days, from, now_ms, Some(&operated));
         if asset.is_none() {
             state.metrics().set_validation(&window);

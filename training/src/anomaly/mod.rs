@@ -245,6 +245,10 @@ pub fn fit(markets: &Markets, until_ms: i64, config: DetectorConfig) -> Detector
     d
 }
 
+/// The detector's file in an artifact's directory, where the server looks by default (outside
+/// the artifact's content id).
+pub const DETECTOR_FILE: &str = "anomaly.json";
+
 /// Writes `d` as pretty JSON to `path`, replacing it whole and flushed
 /// ([`volcast_model::artifact::replace_durably`]), once the JSON is checked to load back (a
 /// model whose quantiles are not numbers is written as nulls, and the server would refuse to

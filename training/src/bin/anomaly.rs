@@ -260,7 +260,7 @@ fn main() -> std::process::ExitCode {
             } => {
                 for y in years {
                     let dir = out.join(format!("fold-{y}"));
-                    let path = dir.join("anomaly.json");
+                    let path = dir.join(volcast_training::anomaly::DETECTOR_FILE);
                     let until = time(&format!("{}-12-31", y - 1), Bound::End)?;
                     // Always refitted (seconds): a detector left by an earlier build would
                     // score this code's features with another code's model.

@@ -25,6 +25,7 @@ use volcast_core::time::{Bound, HOUR_MS, parse_time};
 use volcast_model::artifact;
 use volcast_model::device::{DeviceChoice, select};
 use volcast_model::inference::LoadedModel;
+use volcast_training::anomaly::DETECTOR_FILE;
 use volcast_training::calibrate::{calibrate_artifact, refresh_recalibration};
 use volcast_training::pipeline::score_out_of_sample;
 
@@ -164,15 +165,11 @@ fn finish(args: &Args, out: &Path, source: &Path, dir: &Path, id: &str) -> anyho
     Ok(())
 }
 
-/// The anomaly detector's file in an artifact's directory (the server's default; outside the
-/// content id).
-const DETECTOR: &str = "anomaly.json";
-
 /// Copies the source artifact's anomaly detector into the calibrated artifact `dir` where that
 /// has none, so a server started on the new artifact keeps the detector (a reload keeps the one
 /// loaded, a start would have none); whether it was copied.
 fn carry_detector(source: &Path, dir: &Path) -> anyhow::Result<bool> {
-    let (from, to) = (source.join(DETECTOR), dir.join(DETECTOR));
+    let (from, to) = (source.join(DETECTOR_FILE), dir.join(DETECTOR_FILE));
     if !from.is_file() || to.exists() {
         return Ok(false);
     }
@@ -216,14 +213,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         // None to carry.
         assert!(!carry_detector(&source, &dir).unwrap());
-        assert!(!dir.join(DETECTOR).exists());
-        std::fs::write(source.join(DETECTOR), "{\"id\": \"d1\"}").unwrap();
+        assert!(!dir.join(DETECTOR_FILE).exists());
+        std::fs::write(source.join(DETECTOR_FILE), "{\"id\": \"d1\"}").unwrap();
         assert!(carry_detector(&source, &dir).unwrap());
-        assert_eq!(std::fs::read(dir.join(DETECTOR)).unwrap(), b"{\"id\": \"d1\"}");
+        assert_eq!(
+            std::fs::read(dir.join(DETECTOR_FILE)).unwrap(),
+            b"{\"id\": \"d1\"}"
+        );
         // One there already (an artifact published before, or fitted for it) stays.
-        std::fs::write(source.join(DETECTOR), "{\"id\": \"d2\"}").unwrap();
+        std::fs::write(source.join(DETECTOR_FILE), "{\"id\": \"d2\"}").unwrap();
         assert!(!carry_detector(&source, &dir).unwrap());
-        assert_eq!(std::fs::read(dir.join(DETECTOR)).unwrap(), b"{\"id\": \"d1\"}");
+        assert_eq!(
+            std::fs::read(dir.join(DETECTOR_FILE)).unwrap(),
+            b"{\"id\": \"d1\"}"
+        );
         // The same directory (nothing changed): nothing to do.
         assert!(!carry_detector(&source, &source).unwrap());
     }

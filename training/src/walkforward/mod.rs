@@ -261,12 +261,12 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
 /// `evaluate` would say so only once the fold's networks were trained).
 fn check_years(years: &[i32], assets: &[Asset]) -> anyhow::Result<()> {
     let mut seen = std::collections::BTreeSet::new();
+    let last = assets.iter().map(|a| a.grid.last_hour() * HOUR_MS).max();
     for &year in years {
         if !seen.insert(year) {
             bail!("--years names {year} twice: each fold counts once in the means over folds");
         }
         let start = parse_time(&format!("{year}-01-01"), Bound::Start)?;
-        let last = assets.iter().map(|a| a.grid.last_hour() * HOUR_MS).max();
         if last.is_none_or(|l| l <= start) {
             bail!(
                 "fold {year}: no candle closes after {} (the data ends at {}): nothing to score",
