@@ -241,7 +241,18 @@ async fn writer(
     let mut stored_inputs = HashSet::new();
     let mut stored_models = HashSet::new();
     let mut last_commit = std::time::Instant::now();
-    while let Some(JobBox(first)) = rx.recv().await {
+    // Set when a batch failed and reading the head again failed too: the store is down.
+    let mut down: Option<String> = None;
+    loop {
+        if let Some(error) = down.take() {
+            match until_back(&store, &mut rx, &error, &metrics).await {
+                Some(h) => head = Head::of(h),
+                None => return,
+            }
+        }
+        let Some(JobBox(first)) = rx.recv().await else {
+            return;
+        };
         let mut jobs = vec![first];
         let mut n = jobs[0].pending.len();
         // Under load (the last commit was recent) wait a little for more decisions: a commit
@@ -292,10 +303,10 @@ async fn writer(
                 Err(StoreError::Conflict(m)) => {
                     tracing::info!("another writer extended the decision log ({m}); reading its head again");
                     outcome = Err(format!("{ATTEMPTS} attempts lost to other writers: {m}"));
-                    match store.head().await {
+                    match read_head(&store).await {
                         Ok(h) => head = Head::of(h),
                         Err(e) => {
-                            outcome = Err(e.to_string());
+                            outcome = Err(e);
                             break;
                         }
                     }
@@ -322,12 +333,69 @@ async fn writer(
         for j in jobs {
             let _ = j.reply.send(outcome.clone());
         }
-        if outcome.is_err() {
-            // The head may have moved under us: read it again before the next batch.
-            if let Ok(h) = store.head().await {
-                head = Head::of(h);
+        if let Err(e) = outcome {
+            // The head may have moved under us: read it again before the next batch. If that
+            // fails too, the store is down: answer at once until it is back.
+            match read_head(&store).await {
+                Ok(h) => head = Head::of(h),
+                Err(again) => {
+                    tracing::error!("the decision log's store is unavailable ({again}): answers are withheld at once until it is back");
+                    down = Some(e);
+                }
             }
         }
         last_commit = std::time::Instant::now();
+    }
+}
+
+/// How long the writer waits between reads of the head while the store is down.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The longest a read of the head may take: a read is safe to give up, unlike an append, whose
+/// outcome would then be unknown (a network partition can hang a query on a connection already
+/// open, past the pool's wait for one).
+const HEAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn read_head(store: &Store) -> Result<Option<(i64, String)>, String> {
+    match tokio::time::timeout(HEAD_READ_TIMEOUT, store.head()).await {
+        Ok(Ok(h)) => Ok(h),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {HEAD_READ_TIMEOUT:?}")),
+    }
+}
+
+/// While the store is down (`error`, the last append's failure): answers every request at once
+/// with the failure (its answers withheld, nothing written), instead of holding each for a try of
+/// its own, and reads the head every [`PROBE_EVERY`] until a read succeeds. The head then, or
+/// `None` once every handle on the log is gone.
+async fn until_back(
+    store: &Store,
+    rx: &mut mpsc::Receiver<JobBox>,
+    error: &str,
+    metrics: &Metrics,
+) -> Option<Option<(i64, String)>> {
+    let error = format!("the store is unavailable: {error}");
+    let probe = async {
+        loop {
+            tokio::time::sleep(PROBE_EVERY).await;
+            match read_head(store).await {
+                Ok(h) => return h,
+                Err(e) => tracing::warn!("the decision log's store is still unavailable: {e}"),
+            }
+        }
+    };
+    tokio::pin!(probe);
+    loop {
+        tokio::select! {
+            h = &mut probe => {
+                tracing::info!("the decision log's store is back");
+                return Some(h);
+            }
+            job = rx.recv() => {
+                let JobBox(job) = job?;
+                metrics.decision_log_failures.inc_by(job.pending.len() as u64);
+                let _ = job.reply.send(Err(error.clone()));
+            }
+        }
     }
 }

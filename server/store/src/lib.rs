@@ -33,6 +33,13 @@ const INSERT_BATCH: usize = 500;
 /// The longest a statement waits for SQLite's lock before it fails (`busy_timeout`).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The longest an operation waits for a PostgreSQL connection, connecting or checking an idle
+/// one included (sqlx's default is 30 s). A database that cannot be reached (down, or a network
+/// partition that leaves connections hanging) then fails each operation after this wait instead
+/// of holding the decision log and the requests behind it for half a minute a try. A statement
+/// that waits on a lock once connected is not bounded by it.
+pub const POSTGRES_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -223,6 +230,11 @@ impl Store {
                 // One writer at a time in SQLite; a few readers beside it in WAL mode.
                 Backend::Sqlite => 4,
                 Backend::Postgres => 8,
+            })
+            .acquire_timeout(match backend {
+                // A local file: the wait is for the pool's own connections only.
+                Backend::Sqlite => std::time::Duration::from_secs(30),
+                Backend::Postgres => POSTGRES_ACQUIRE_TIMEOUT,
             })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
