@@ -36,6 +36,10 @@ pub struct Settings {
     /// How a stress simulation draws each hour's low: the hour's drawn variance, except in the
     /// replay of a stress answer recorded before that (without `lows`).
     pub stress_bridge: volcast_core::stress::Bridge,
+    /// Which sale a stress liquidation's price impact is charged on: the hour's positions sold
+    /// together, except in the replay of a stress answer recorded before that (without
+    /// `impact`).
+    pub stress_impact: volcast_core::stress::Impact,
     /// How max LTV is bounded after the step bound: SPEC's user buffer kept, except in the
     /// replay of a risk answer recorded before that (a `previous` without `step_rule`).
     pub step_rule: volcast_core::policy::StepRule,
@@ -64,6 +68,7 @@ impl Settings {
                 window_hours: c.anomaly_window_hours,
             },
             stress_bridge: volcast_core::stress::Bridge::default(),
+            stress_impact: volcast_core::stress::Impact::default(),
             step_rule: volcast_core::policy::StepRule::default(),
         })
     }

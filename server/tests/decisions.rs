@@ -859,6 +859,39 @@ async fn stress_answers_of_either_bridge_replay_identically() {
     );
 }
 
+/// A stress answer recorded before answers said which sale a liquidation's price impact is
+/// charged on (no `impact`: each position's own sale) replays identically, as one recorded now
+/// (`sold_together`: the hour's liquidations pay the impact of their total) does. The book is
+/// a hundred identical large loans near their threshold, so the two rules settle it apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_answers_of_either_impact_rule_replay_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, _) = logged_state(dir.path()).await;
+    let before = replica_before(store, |s| volcast_server::state::Settings {
+        stress_impact: volcast_core::stress::Impact::PerPosition,
+        ..s
+    })
+    .await;
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(2, 45);
+    let price = series[series.len() - 1]["close"].as_f64().unwrap();
+    let loan = json!({"collateral": 1e5, "debt": 1e5 * price * 0.78});
+    let body = json!({
+        "asset": "S", "candles": series[series.len() - history..], "paths": 2000, "horizon_hours": 48,
+        "scenarios": [{"kind": "forecast"}], "positions": vec![loan; 100],
+    });
+    let answers = both_replay_identically(before, state, "/v1/risk/stress", &body).await;
+    assert!(answers[0].get("impact").is_none(), "{}", answers[0]);
+    assert_eq!(answers[1]["impact"], "sold_together");
+    let bad_debt = |a: &Value| a["scenarios"][0]["bad_debt_at_risk"]["mean"].as_f64().unwrap();
+    assert!(
+        bad_debt(&answers[1]) > bad_debt(&answers[0]),
+        "sold together, the loans pay more impact: {} against {}",
+        bad_debt(&answers[1]),
+        bad_debt(&answers[0])
+    );
+}
+
 /// A risk answer recorded before the step bound kept the user's buffer (no `step_rule`: a max
 /// LTV held up by the step could sit closer to LT than `D(alpha, tau_user)`) replays
 /// identically, as one recorded now (`keeps_user_buffer`, whose max LTV is lower) does.

@@ -58,7 +58,7 @@ pub fn simulate(
                 for (x, &l) in buffer.iter_mut().zip(path) {
                     *x = f64::from(l);
                 }
-                prepared.settle(buffer, plan.delay, plan.slippage_per_usd, groups)
+                prepared.settle(buffer, &plan, groups)
             },
         ));
         done += b;
@@ -129,6 +129,7 @@ mod tests {
             paths: 4000,
             seed: 1,
             bridge: Bridge::default(),
+            impact: volcast_core::stress::Impact::default(),
         };
         let book = Book {
             positions: (1..=20)

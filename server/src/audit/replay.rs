@@ -148,6 +148,13 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     } else {
         volcast_core::stress::Bridge::HourDrawn
     };
+    // One recorded before it said which sale its price impact was charged on charged each
+    // position's own.
+    let stress_impact = if body.kind() == Kind::Stress && body.answer["impact"].is_null() {
+        volcast_core::stress::Impact::PerPosition
+    } else {
+        volcast_core::stress::Impact::SoldTogether
+    };
     // A risk answer recorded before it named its step rule kept max LTV at most LT only.
     let step_rule = match &body.answer["derivation"]["step_rule"] {
         serde_json::Value::Null => volcast_core::policy::StepRule::LtvBelowLtOnly,
@@ -163,6 +170,7 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
         defaults: body.defaults,
         anomaly,
         stress_bridge,
+        stress_impact,
         step_rule,
         // The recorded request was within the limits when it was answered; limits lowered
         // since (a restart with a smaller `--max-candles`) must not refuse its replay.

@@ -305,4 +305,11 @@ pub struct StressResponse {
     /// took the hour's mean variance (and which replay that way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lows: Option<String>,
+    /// Which sale a liquidation's price impact `slippage_per_usd x v` is charged on:
+    /// `sold_together`, the positions a path liquidates in one hour are sold together, and each
+    /// pays the impact of their total value (so the book's bad debt does not depend on how its
+    /// loans are split). Absent from answers recorded before stop 55, which charged each
+    /// position the impact of its own sale only (and which replay that way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<String>,
 }

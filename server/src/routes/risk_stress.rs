@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
 use volcast_core::policy::{self, AskedSettings, Forecasts, JSON_NAMES, RiskSettings, SALE_SIZE_RANGE};
 use volcast_core::stress::{
-    self, Book, Bridge, DEFAULT_DF, DEFAULT_LIQUIDATION_THRESHOLD, Position, PreparedBook, Scenario,
+    self, Book, Bridge, DEFAULT_DF, Impact, DEFAULT_LIQUIDATION_THRESHOLD, Position, PreparedBook, Scenario,
     ScenarioPolicy, StressError, StressInput,
 };
 
@@ -265,6 +265,7 @@ fn check(
         paths,
         seed: body.seed.unwrap_or(1),
         bridge: state.settings().stress_bridge,
+        impact: state.settings().stress_impact,
     };
     stress::validate(&input, &book, &Scenario::Forecast).map_err(|e| invalid(e, None))?;
     for (i, s) in scenarios.iter().enumerate() {
@@ -366,9 +367,10 @@ pub async fn stress_answer(
     let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
     let origin = policy::recommend(&forecasts, &checked.settings, None, rule);
     let price = body.candles.last().map_or(f64::NAN, |c| c.close);
-    let bridge = state.settings().stress_bridge;
+    let (bridge, impact) = (state.settings().stress_bridge, state.settings().stress_impact);
     let input = StressInput {
         bridge,
+        impact,
         ..stress::input_at_origin(
             price,
             &origin,
@@ -429,6 +431,7 @@ pub async fn stress_answer(
         scenarios: reports,
         anomaly,
         lows: (bridge == Bridge::HourDrawn).then(|| "hour_drawn".to_owned()),
+        impact: (impact == Impact::SoldTogether).then(|| "sold_together".to_owned()),
     })
 }
 

@@ -385,6 +385,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         paths: args.paths,
         seed: args.seed,
         bridge: stress::Bridge::default(),
+        impact: stress::Impact::default(),
     };
     let book = Book {
         positions: (0..200)

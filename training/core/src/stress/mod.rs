@@ -73,6 +73,23 @@ pub struct StressInput {
     pub seed: u64,
     /// How each hour's low is drawn between its closes.
     pub bridge: Bridge,
+    /// Which sale a liquidation's price impact is charged on.
+    pub impact: Impact,
+}
+
+/// Which sale a liquidation's price impact `slippage_per_usd x v` is charged on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Impact {
+    /// The positions a path liquidates in one hour are sold together over the same hours, so
+    /// each pays the impact of their total `V`: `v (1 - min(1, slippage_per_usd x V))`. A book's
+    /// bad debt then does not depend on how its loans are split (one loan of 1 M USD and a
+    /// thousand identical loans of 1,000 USD liquidate together and pay the same impact).
+    #[default]
+    SoldTogether,
+    /// Each position pays the impact of its own sale only, whatever else is sold with it: how
+    /// stress answers were settled until stop 55, kept so that those recorded then replay
+    /// identically. Understates bad debt when many positions are liquidated at once.
+    PerPosition,
 }
 
 /// How each hour's low is drawn: the minimum of a Brownian bridge between the hour's two closes,
@@ -323,6 +340,7 @@ pub fn input_at_origin(
         paths,
         seed,
         bridge: Bridge::default(),
+        impact: Impact::default(),
     }
 }
 
@@ -349,6 +367,8 @@ pub struct Plan {
     pub paths: usize,
     /// How each hour's low is drawn.
     pub bridge: Bridge,
+    /// Which sale the price impact is charged on.
+    pub impact: Impact,
 }
 
 impl Plan {
@@ -366,6 +386,7 @@ impl Plan {
             replay: None,
             paths: input.paths,
             bridge: input.bridge,
+            impact: input.impact,
         };
         match scenario {
             Scenario::Forecast => {}
@@ -534,15 +555,11 @@ impl PreparedBook {
         self.debt.iter().sum()
     }
 
-    /// Liquidations and bad debt along one path of hourly lows. `groups` is scratch space.
+    /// Liquidations and bad debt along one path of hourly lows under `plan`'s liquidation
+    /// delay, price impact and impact rule. `groups` is scratch space.
     #[must_use]
-    pub fn settle(
-        &self,
-        lows: &[f64],
-        delay: usize,
-        slippage_per_usd: f64,
-        groups: &mut Vec<(usize, usize)>,
-    ) -> PathOutcome {
+    pub fn settle(&self, lows: &[f64], plan: &Plan, groups: &mut Vec<(usize, usize)>) -> PathOutcome {
+        let (delay, slippage_per_usd) = (plan.delay, plan.slippage_per_usd);
         let n = self.level.len();
         let horizon = lows.len();
         groups.clear();
@@ -564,9 +581,17 @@ impl PreparedBook {
             let last = (h + delay).min(horizon - 1);
             let sale = lows[h..=last].iter().copied().fold(f64::INFINITY, f64::min);
             let factor = sale.exp();
+            // The hour's positions are sold together: each pays the impact of their total.
+            let together = match plan.impact {
+                Impact::SoldTogether => Some(
+                    (slippage_per_usd * self.value[first..end].iter().sum::<f64>() * factor).min(1.0),
+                ),
+                Impact::PerPosition => None,
+            };
             for i in first..end {
                 let v = self.value[i] * factor;
-                let proceeds = v * (1.0 - (slippage_per_usd * v).min(1.0));
+                let impact = together.unwrap_or_else(|| (slippage_per_usd * v).min(1.0));
+                let proceeds = v * (1.0 - impact);
                 out.liquidated_usd += v;
                 out.bad_debt_usd += (self.debt[i] - proceeds).max(0.0);
             }
@@ -604,7 +629,7 @@ pub fn simulate(
                     Some(path) => plan.replay_lows(path, &mut lows),
                     None => plan.sample_path(&mut sampler, t, &mut lows, &mut closes),
                 }
-                *o = prepared.settle(&lows, plan.delay, plan.slippage_per_usd, &mut groups);
+                *o = prepared.settle(&lows, &plan, &mut groups);
             }
         });
     Ok(out)

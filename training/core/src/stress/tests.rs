@@ -12,6 +12,7 @@ fn input(hourly_variance: f64, horizon: usize, paths: usize) -> StressInput {
         paths,
         seed: 11,
         bridge: Bridge::default(),
+        impact: Impact::default(),
     }
 }
 
@@ -236,14 +237,75 @@ fn deterministic_for_a_seed_and_thread_count() {
 }
 
 #[test]
-fn delay_and_slippage_add_bad_debt() {
+fn delay_and_slippage_each_add_bad_debt() {
     let mut i = input(4e-4, 168, 4000);
     let b = book(0.84);
     let calm = summarize(&simulate(&i, &b, &Scenario::Forecast).unwrap());
+    // The delay alone (no slippage to scale): the sale takes the lowest low of more hours.
+    let delayed = summarize(&simulate(&i, &b, &Scenario::LiquidityDrain { k: 3.0 }).unwrap());
+    assert!(delayed.bad_debt_at_risk.mean > calm.bad_debt_at_risk.mean);
+    assert!((calm.liquidation_probability - delayed.liquidation_probability).abs() < 1e-12);
+    // The slippage alone.
     i.slippage_per_usd = 1e-3;
-    let drained = summarize(&simulate(&i, &b, &Scenario::LiquidityDrain { k: 3.0 }).unwrap());
-    assert!(drained.bad_debt_at_risk.mean > calm.bad_debt_at_risk.mean);
-    assert!((calm.liquidation_probability - drained.liquidation_probability).abs() < 1e-12);
+    let slipped = summarize(&simulate(&i, &b, &Scenario::Forecast).unwrap());
+    assert!(slipped.bad_debt_at_risk.mean > calm.bad_debt_at_risk.mean);
+    assert!((calm.liquidation_probability - slipped.liquidation_probability).abs() < 1e-12);
+}
+
+/// The positions a path liquidates in one hour are sold together and pay the impact of their
+/// total, so one loan and the same loan split into a thousand identical ones give the same
+/// outcome on every path. Charged on each position's own sale (until stop 55), the split book
+/// paid a thousandth of the impact.
+#[test]
+fn bad_debt_does_not_depend_on_how_the_book_is_split() {
+    let whole = Book {
+        positions: vec![Position {
+            collateral: 1000.0,
+            debt: 1000.0 * 100.0 * 0.78,
+            liquidation_threshold: None,
+        }],
+        default_liquidation_threshold: 0.8,
+    };
+    let split = Book {
+        positions: vec![
+            Position {
+                collateral: 1.0,
+                debt: 100.0 * 0.78,
+                liquidation_threshold: None,
+            };
+            1000
+        ],
+        ..whole.clone()
+    };
+    let outcomes = |impact: Impact, book: &Book| {
+        let i = StressInput {
+            // 30% impact on the whole 100,000 USD at the origin price: more than the 22%
+            // margin of its debt, so every liquidation leaves bad debt.
+            slippage_per_usd: 3e-6,
+            impact,
+            ..input(4e-4, 48, 2000)
+        };
+        simulate(&i, book, &Scenario::Forecast).unwrap()
+    };
+    // The same outcome on every path, `n` loans for each of `a`'s.
+    let same = |a: &[PathOutcome], b: &[PathOutcome], n: u32| {
+        for (k, (x, y)) in a.iter().zip(b).enumerate() {
+            let near = |p: f64, q: f64| (p - q).abs() <= 1e-9 * x.liquidated_usd.max(1.0);
+            assert!(
+                x.liquidated_positions * n == y.liquidated_positions
+                    && near(x.liquidated_usd, y.liquidated_usd)
+                    && near(x.bad_debt_usd, y.bad_debt_usd),
+                "path {k}: {x:?} against {y:?}"
+            );
+        }
+    };
+    let (a, b) = (outcomes(Impact::SoldTogether, &whole), outcomes(Impact::SoldTogether, &split));
+    assert!(a.iter().filter(|o| o.bad_debt_usd > 0.0).count() > 100, "paths with bad debt");
+    same(&a, &b, 1000);
+    // One position alone pays the same either way; split, the old rule undercharged it.
+    same(&a, &outcomes(Impact::PerPosition, &whole), 1);
+    let old = summarize(&outcomes(Impact::PerPosition, &split));
+    assert!(old.bad_debt_at_risk.mean < 0.5 * summarize(&b).bad_debt_at_risk.mean);
 }
 
 #[test]
