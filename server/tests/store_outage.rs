@@ -1,9 +1,11 @@
-//! The decision log when its PostgreSQL database cannot be reached: a network partition (cut
-//! here by a relay between the service and the database) withholds the risk answers promptly,
-//! with 503 `decision_log_unavailable`, instead of holding each request for sqlx's 30-second
-//! wait for a connection; the service answers at once while the store stays down, and logs and
-//! serves again once the partition heals, with every answer served on the chain and none of the
-//! withheld ones.
+//! The service when its PostgreSQL database cannot be reached, through a relay between them
+//! that the tests cut (a network partition: no reset, no answer) or sever (the connections open
+//! then never answer again):
+//! - the decision log withholds the risk answers promptly, with 503 `decision_log_unavailable`,
+//!   instead of holding each request for sqlx's 30-second wait for a connection, answers at
+//!   once while the store stays down, and logs and serves again once the partition heals, with
+//!   every answer served on the chain and none of the withheld ones;
+//! - the API-key watcher gives up a read left hanging, so a revocation still takes effect.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -12,58 +14,78 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::http::Request;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use volcast_server::audit::Signer;
+use volcast_server::auth::{Scope, new_key};
 use volcast_server::audit::log::DecisionLog;
 use volcast_server::audit::verify::verify_all;
-use volcast_store::{DecisionStore as _, Store};
+use volcast_store::{DecisionStore as _, KeyStore as _, Store};
 
-/// A TCP relay to `upstream` that the test can cut: while cut, it forwards nothing either way
-/// (what it reads is held until the cut heals) and new connections reach nothing, as a network
-/// partition looks to the client: no reset, no answer.
+/// A TCP relay to `upstream` that the test can cut or sever. Cut, it forwards nothing either
+/// way (what it reads is held until the cut heals) and new connections reach nothing, as a
+/// network partition looks to the client: no reset, no answer. Severed, the connections open
+/// then carry nothing for good (what they carry is dropped, their sockets stay open, as when the
+/// peer lost their state and never resets them), while new ones pass.
 struct Relay {
     port: u16,
-    open: watch::Sender<bool>,
+    link: watch::Sender<Link>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    open: bool,
+    /// Severing moves it on: a connection forwards only in the generation it was made in.
+    generation: u64,
 }
 
 impl Relay {
     async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (open, watch) = watch::channel(true);
+        let (link, watch) = watch::channel(Link {
+            open: true,
+            generation: 0,
+        });
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
-                let mut open = watch.clone();
+                let mut link = watch.clone();
                 tokio::spawn(async move {
-                    if open.wait_for(|o| *o).await.is_err() {
+                    let Ok(generation) = link.wait_for(|l| l.open).await.map(|l| l.generation) else {
                         return;
-                    }
+                    };
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
                     let (from_client, to_client) = client.into_split();
                     let (from_server, to_server) = server.into_split();
-                    tokio::spawn(pump(from_client, to_server, open.clone()));
-                    tokio::spawn(pump(from_server, to_client, open));
+                    tokio::spawn(pump(from_client, to_server, link.clone(), generation));
+                    tokio::spawn(pump(from_server, to_client, link, generation));
                 });
             }
         });
-        Self { port, open }
+        Self { port, link }
     }
 
     fn cut(&self, cut: bool) {
-        self.open.send_replace(!cut);
+        self.link.send_modify(|l| l.open = !cut);
+    }
+
+    fn sever(&self) {
+        self.link.send_modify(|l| l.generation += 1);
     }
 }
 
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut open: watch::Receiver<bool>,
+    mut link: watch::Receiver<Link>,
+    generation: u64,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -71,7 +93,11 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if open.wait_for(|o| *o).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+        let Ok(now) = link.wait_for(|l| l.open || l.generation != generation).await.map(|l| *l) else {
+            return;
+        };
+        // Severed: dropped, the socket kept open.
+        if now.generation == generation && to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }
@@ -93,15 +119,22 @@ fn host_port(url: &str) -> String {
     rest.split('/').next().unwrap().to_owned()
 }
 
+/// The test cluster's URL, or None (with a message).
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("VOLCAST_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)");
+    }
+    url
+}
+
+const FOREVER: Duration = Duration::from_secs(100_000 * 86_400);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_store_withholds_answers_promptly_and_logs_again_once_it_heals() {
-    let Some(url) = std::env::var("VOLCAST_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)");
-        return;
-    };
+    let Some(url) = postgres_url() else { return };
     assert_eq!(
         through("postgres://volcast@127.0.0.1:5432/postgres", 9),
         "postgres://volcast@127.0.0.1:9/postgres"
@@ -109,9 +142,8 @@ async fn a_partitioned_store_withholds_answers_promptly_and_logs_again_once_it_h
     let relay = Relay::start(host_port(&url)).await;
     let store = Store::open(&through(&url, relay.port)).await.unwrap();
     let direct = Store::open(&url).await.unwrap();
-    let forever = Duration::from_secs(100_000 * 86_400);
     let artifact = common::repo().join("model-artifacts/default");
-    let state = common::state_with_store(&artifact, store.clone(), forever).await;
+    let state = common::state_with_store(&artifact, store.clone(), FOREVER).await;
     let (signer, _) = Signer::generate().unwrap();
     state.set_decisions(
         DecisionLog::start(store, signer, Arc::clone(state.metrics()))
@@ -206,4 +238,62 @@ async fn a_partitioned_store_withholds_answers_promptly_and_logs_again_once_it_h
         .into_iter()
         .map(|(id, public, _)| (id, public));
     assert_eq!(verify_all(&rows, keys).unwrap(), rows.len() as u64);
+}
+
+/// A read of the API keys left hanging (its connection severed while the read waited on a lock:
+/// no answer and no reset, ever) does not stop the key watcher. It gives the read up, reads
+/// again on a new connection, and a key revoked meanwhile is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_of_the_keys_left_hanging_does_not_stop_revocations() {
+    let Some(url) = postgres_url() else { return };
+    let relay = Relay::start(host_port(&url)).await;
+    let store = Store::open(&through(&url, relay.port)).await.unwrap();
+    let direct = Store::open(&url).await.unwrap();
+    let key = new_key("watched", &[Scope::Read], None, 0).unwrap();
+    direct.create_key(&key.row).await.unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let state = common::state_with_store(&artifact, store, FOREVER).await;
+    state.access().set_keys(&direct.keys().await.unwrap());
+    let app = volcast_server::app(state.clone());
+    let watcher = tokio::spawn(volcast_server::auth::guard::watch_keys(state));
+    let get = || {
+        let app = app.clone();
+        let token = key.token.clone();
+        async move {
+            let req = Request::get("/v1/model")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            common::raw(&app, req).await.0.as_u16()
+        }
+    };
+    assert_eq!(get().await, 200);
+
+    // Another session holds the keys' table: the watcher's next read is sent and waits on it.
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    tokio::time::sleep(2 * volcast_server::auth::KEY_REFRESH).await;
+    // Its connection is gone for good; the lock goes, and the key is revoked.
+    relay.sever();
+    lock.rollback().await.unwrap();
+    assert!(direct.revoke_key(&key.row.id, 1).await.unwrap());
+    let revoked = Instant::now();
+    loop {
+        let status = get().await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked.elapsed() < Duration::from_secs(90),
+            "the revoked key is still accepted 90 s on: the watcher waits on the severed read"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("revoked key refused {:?} after the revocation", revoked.elapsed());
+    watcher.abort();
 }

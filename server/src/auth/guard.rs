@@ -45,15 +45,24 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     next.run(req).await
 }
 
-/// Reads the keys from the store every [`KEY_REFRESH`]; logs when the server turns from open to
-/// keyed.
+/// The longest one read of the keys may take before the watcher gives it up and warns.
+const KEY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the keys from the store every [`KEY_REFRESH`] (each read bounded by
+/// [`KEY_READ_TIMEOUT`]); logs when the server turns from open to keyed.
 pub async fn watch_keys(state: AppState) {
     use volcast_store::KeyStore as _;
     let mut tick = tokio::time::interval(KEY_REFRESH);
     loop {
         tick.tick().await;
         let Ok(store) = state.store() else { return };
-        match store.keys().await {
+        // Bounded: a read left hanging (a connection whose peer is gone, with no reset) would
+        // otherwise stop the watcher for good, and with it every revocation.
+        match tokio::time::timeout(KEY_READ_TIMEOUT, store.keys())
+            .await
+            .map_err(|_| format!("no answer within {KEY_READ_TIMEOUT:?}"))
+            .and_then(|read| read.map_err(|e| e.to_string()))
+        {
             Ok(rows) => {
                 let before = state.access().set_keys(&rows);
                 if !before && state.access().required() {
