@@ -90,8 +90,13 @@ async fn pump(
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+            Ok(n) if n > 0 => n,
+            _ if link.borrow().generation != generation => {
+                // Severed: not even the close goes through.
+                std::future::pending::<()>().await;
+                return;
+            }
+            _ => return,
         };
         let Ok(now) = link.wait_for(|l| l.open || l.generation != generation).await.map(|l| *l) else {
             return;
@@ -296,4 +301,114 @@ async fn a_read_of_the_keys_left_hanging_does_not_stop_revocations() {
     }
     eprintln!("revoked key refused {:?} after the revocation", revoked.elapsed());
     watcher.abort();
+}
+
+/// An append left hanging (its connection severed while it waited on a lock: no answer and no
+/// reset, ever) is given up after the writer's deadline, and what became of it is read once the
+/// store answers: committed, its answer is served; not committed, it is withheld. Either way
+/// the log goes on, and the chain holds every answer served and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_left_hanging_is_given_up_and_resolved() {
+    let Some(url) = postgres_url() else { return };
+    let relay = Relay::start(host_port(&url)).await;
+    let store = Store::open(&through(&url, relay.port)).await.unwrap();
+    let direct = Store::open(&url).await.unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let state = common::state_with_store(&artifact, store.clone(), FOREVER).await;
+    let (signer, _) = Signer::generate().unwrap();
+    state.set_decisions(
+        DecisionLog::start(store, signer, Arc::clone(state.metrics()))
+            .await
+            .unwrap(),
+    );
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(7, 45);
+    let asset = format!("HUNG{}", volcast_server::audit::new_id(0));
+    let ask = |back: usize| {
+        let end = series.len() - back;
+        let body = json!({"asset": asset, "candles": series[end - history..end]});
+        let app = app.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let (status, answer, _) =
+                common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+            (status, answer, started.elapsed())
+        })
+    };
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let id = |answer: &Value| answer["items"][0]["decision_id"].as_str().unwrap().to_owned();
+    let mut served = Vec::new();
+    let (status, answer, _) = ask(0).await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    served.push(id(&answer));
+
+    // Held behind another session's uncommitted record of the next sequence number (a wait at
+    // execution, its statements all sent), its connection severed, then let go: the server goes
+    // on with the append. With its window stored, it is one statement, committed on its own;
+    // with a new window it is a transaction that never gets its COMMIT (ended by the server
+    // once idle for 30 s).
+    for (back, committed) in [(0, true), (1, false)] {
+        let next = direct.head().await.unwrap().map_or(1, |(seq, _)| seq + 1);
+        let mut lock = admin.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO decisions (seq, id, at, asset, body, hash, signature, signer) \
+             VALUES ($1, $2, 0, 'blocker', '', '', '', '')",
+        )
+        .bind(next)
+        .bind(format!("blocker{}", volcast_server::audit::new_id(0)))
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+        let hung = ask(back);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        relay.sever();
+        lock.rollback().await.unwrap();
+        // Sent while the append hangs: withheld once the writer gives it up, not held for its
+        // resolution.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let behind = ask(back + 2);
+        let (status, answer, took) = tokio::time::timeout(Duration::from_secs(100), hung)
+            .await
+            .expect("the hung append was never given up")
+            .unwrap();
+        assert!(took >= Duration::from_secs(55), "given up after {took:?}");
+        if committed {
+            assert_eq!(status, 200, "committed, so served: {answer}");
+            served.push(id(&answer));
+        } else {
+            assert_eq!(status, 503, "not committed, so withheld: {answer}");
+            assert_eq!(answer["error"], json!("decision_log_unavailable"), "{answer}");
+        }
+        let (status, answer, _) = behind.await.unwrap();
+        assert_eq!(status, 503, "{answer}");
+        // The log goes on at once (the abandoned transaction's rows no longer hold the next
+        // sequence number).
+        let (status, answer, took) = ask(back + 3).await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+        assert!(took < Duration::from_secs(10), "served after {took:?}");
+        served.push(id(&answer));
+    }
+
+    let mut logged: Vec<String> = direct
+        .decisions(Some(&asset), i64::MIN, i64::MAX, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    logged.sort();
+    served.sort();
+    assert_eq!(logged, served, "every answer served is on the chain, and no other");
+    let rows = direct
+        .decisions(None, i64::MIN, i64::MAX, None, 1_000_000)
+        .await
+        .unwrap();
+    let keys = direct
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, public, _)| (id, public));
+    assert_eq!(verify_all(&rows, keys).unwrap(), rows.len() as u64);
 }

@@ -280,22 +280,27 @@ async fn writer(
                 tokio::time::sleep(backoff(attempt)).await;
             }
             let (records, next) = chain(&jobs, &head, &signer, &stored_inputs, &stored_models);
-            match store.append_decisions(&records).await {
+            let appended = match tokio::time::timeout(APPEND_DEADLINE, store.append_decisions(&records)).await {
+                Ok(appended) => appended,
+                Err(_) => {
+                    // Committed or not is unknown: resolved below, the requests kept waiting.
+                    let last = records.last().map(|r| r.row.id.clone()).unwrap_or_default();
+                    tracing::error!("an append to the decision log hung for {APPEND_DEADLINE:?}; giving it up and reading whether it was committed");
+                    outcome = if resolve(&store, &mut rx, &last, &metrics).await {
+                        Ok(())
+                    } else {
+                        Err(format!("the append hung for {APPEND_DEADLINE:?} and was not committed"))
+                    };
+                    if outcome.is_ok() {
+                        remember(&records, &mut stored_inputs, &mut stored_models);
+                        head = next;
+                    }
+                    break;
+                }
+            };
+            match appended {
                 Ok(()) => {
-                    if stored_inputs.len() > REMEMBERED {
-                        stored_inputs.clear();
-                    }
-                    if stored_models.len() > REMEMBERED {
-                        stored_models.clear();
-                    }
-                    for r in &records {
-                        if let Some((sha, _)) = &r.inputs {
-                            stored_inputs.insert(sha.clone());
-                        }
-                        if let Some((id, _, _)) = &r.model {
-                            stored_models.insert(id.clone());
-                        }
-                    }
+                    remember(&records, &mut stored_inputs, &mut stored_models);
                     head = next;
                     outcome = Ok(());
                     break;
@@ -345,6 +350,62 @@ async fn writer(
             }
         }
         last_commit = std::time::Instant::now();
+    }
+}
+
+/// Notes the windows and artifacts `records` stored, so they are not sent again.
+fn remember(records: &[NewDecision], stored_inputs: &mut HashSet<String>, stored_models: &mut HashSet<String>) {
+    if stored_inputs.len() > REMEMBERED {
+        stored_inputs.clear();
+    }
+    if stored_models.len() > REMEMBERED {
+        stored_models.clear();
+    }
+    for r in records {
+        if let Some((sha, _)) = &r.inputs {
+            stored_inputs.insert(sha.clone());
+        }
+        if let Some((id, _, _)) = &r.model {
+            stored_models.insert(id.clone());
+        }
+    }
+}
+
+/// The longest the writer waits for one append before giving it up as hung (a connection whose
+/// peer is gone, with no reset, never answers). Longer than any lock a healthy store should hold
+/// the log behind (the blocked-store test holds one for 33 s).
+const APPEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An append given up as hung may have been committed. Until the store answers whether the
+/// batch's last record (`last`, its id) is stored, the batch's requests keep waiting, every new
+/// request is answered at once (503, nothing written), and the record is looked up every
+/// [`PROBE_EVERY`]. Whether it was committed.
+async fn resolve(store: &Store, rx: &mut mpsc::Receiver<JobBox>, last: &str, metrics: &Metrics) -> bool {
+    let probe = async {
+        loop {
+            match tokio::time::timeout(HEAD_READ_TIMEOUT, store.decision(last)).await {
+                Ok(Ok(found)) => return found.is_some(),
+                Ok(Err(e)) => tracing::warn!("cannot read whether the hung append was committed: {e}"),
+                Err(_) => tracing::warn!(
+                    "cannot read whether the hung append was committed: no answer within {HEAD_READ_TIMEOUT:?}"
+                ),
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    };
+    tokio::pin!(probe);
+    let mut open = true;
+    loop {
+        tokio::select! {
+            committed = &mut probe => return committed,
+            job = rx.recv(), if open => match job {
+                Some(JobBox(job)) => {
+                    metrics.decision_log_failures.inc_by(job.pending.len() as u64);
+                    let _ = job.reply.send(Err("the store hangs: an earlier append is unresolved".to_owned()));
+                }
+                None => open = false,
+            },
+        }
     }
 }
 

@@ -33,6 +33,9 @@ const INSERT_BATCH: usize = 500;
 /// The longest a statement waits for SQLite's lock before it fails (`busy_timeout`).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long PostgreSQL keeps a session idle inside a transaction before ending it.
+const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The longest an operation waits for a PostgreSQL connection, connecting or checking an idle
 /// one included (sqlx's default is 30 s). A database that cannot be reached (down, or a network
 /// partition that leaves connections hanging) then fails each operation after this wait instead
@@ -248,6 +251,17 @@ impl Store {
                         sqlx::query(&format!("PRAGMA busy_timeout = {}", LOCK_WAIT.as_millis()))
                             .execute(&mut *conn)
                             .await?;
+                    } else {
+                        // A transaction whose client is gone mid-way (a connection left hanging,
+                        // given up by the decision log's writer) would hold its rows' locks, and
+                        // the log's next sequence numbers with them, until the server noticed
+                        // the dead client (hours). The store never leaves a transaction idle.
+                        sqlx::query(&format!(
+                            "SET idle_in_transaction_session_timeout = {}",
+                            IDLE_IN_TRANSACTION.as_millis()
+                        ))
+                        .execute(&mut *conn)
+                        .await?;
                     }
                     Ok(())
                 })
