@@ -403,7 +403,7 @@ pub async fn run_listening(
             if let Some(f) = follower {
                 f.shutdown().await;
             }
-            store.close().await;
+            close_store(&store, &config).await;
             return Err(e);
         }
     }
@@ -426,10 +426,19 @@ pub async fn run_listening(
     if let Some(f) = follower {
         f.shutdown().await;
     }
-    store.close().await;
+    close_store(&store, &config).await;
     served??;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Closes the store, waiting for the connections in use at most the shutdown deadline: one left
+/// hanging (a PostgreSQL peer gone without a reset) would otherwise hold the exit for good.
+async fn close_store(store: &volcast_store::Store, config: &Config) {
+    let deadline = std::time::Duration::from_millis(config.shutdown_deadline_ms);
+    if tokio::time::timeout(deadline, store.close()).await.is_err() {
+        tracing::warn!("the store's connections did not close within {deadline:?}; exiting without them");
+    }
 }
 
 /// Access control and the decision log: the keys in force (refusing a non-loopback address

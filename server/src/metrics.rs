@@ -130,6 +130,9 @@ pub struct Metrics {
     pub decisions_logged: Counter,
     /// Decisions withheld because the log could not append them.
     pub decision_log_failures: Counter,
+    /// 1 while the decision log answers every request at once with 503 (its store down, or an
+    /// append left hanging not settled yet), else 0.
+    pub decision_log_down: Gauge,
 }
 
 impl Metrics {
@@ -297,6 +300,7 @@ impl Metrics {
         let auth_rejections = Family::<AuthLabels, Counter>::default();
         let decisions_logged = Counter::default();
         let decision_log_failures = Counter::default();
+        let decision_log_down = Gauge::default();
         registry.register(
             "auth_rejections",
             "Requests refused by access control (401 no valid key, 403 scope, 429 rate limit)",
@@ -311,6 +315,12 @@ impl Metrics {
             "decision_log_failures",
             "Decisions withheld (503) because the decision log could not append them",
             decision_log_failures.clone(),
+        );
+        registry.register(
+            "decision_log_down",
+            "1 while the decision log answers every request at once with 503 (its store down, or \
+             an append left hanging not settled yet), else 0",
+            decision_log_down.clone(),
         );
         Self {
             registry,
@@ -342,6 +352,7 @@ impl Metrics {
             auth_rejections,
             decisions_logged,
             decision_log_failures,
+            decision_log_down,
         }
     }
 

@@ -280,16 +280,20 @@ async fn writer(
                 tokio::time::sleep(backoff(attempt)).await;
             }
             let (records, next) = chain(&jobs, &head, &signer, &stored_inputs, &stored_models);
-            let appended = match tokio::time::timeout(APPEND_DEADLINE, store.append_decisions(&records)).await {
+            let appended = match tokio::time::timeout(APPEND_DEADLINE, store.append_decisions(&records)).await
+            {
                 Ok(appended) => appended,
                 Err(_) => {
                     // Committed or not is unknown: resolved below, the requests kept waiting.
-                    let last = records.last().map(|r| r.row.id.clone()).unwrap_or_default();
-                    tracing::error!("an append to the decision log hung for {APPEND_DEADLINE:?}; giving it up and reading whether it was committed");
-                    outcome = if resolve(&store, &mut rx, &last, &metrics).await {
+                    tracing::error!(
+                        "an append to the decision log hung for {APPEND_DEADLINE:?}; giving it up and sending it again to learn whether it was committed"
+                    );
+                    outcome = if resolve(&store, &mut rx, &records, &metrics).await {
                         Ok(())
                     } else {
-                        Err(format!("the append hung for {APPEND_DEADLINE:?} and was not committed"))
+                        Err(format!(
+                            "the append hung for {APPEND_DEADLINE:?} and its sequence numbers went to another writer"
+                        ))
                     };
                     if outcome.is_ok() {
                         remember(&records, &mut stored_inputs, &mut stored_models);
@@ -344,7 +348,9 @@ async fn writer(
             match read_head(&store).await {
                 Ok(h) => head = Head::of(h),
                 Err(again) => {
-                    tracing::error!("the decision log's store is unavailable ({again}): answers are withheld at once until it is back");
+                    tracing::error!(
+                        "the decision log's store is unavailable ({again}): answers are withheld at once until it is back"
+                    );
                     down = Some(e);
                 }
             }
@@ -354,7 +360,11 @@ async fn writer(
 }
 
 /// Notes the windows and artifacts `records` stored, so they are not sent again.
-fn remember(records: &[NewDecision], stored_inputs: &mut HashSet<String>, stored_models: &mut HashSet<String>) {
+fn remember(
+    records: &[NewDecision],
+    stored_inputs: &mut HashSet<String>,
+    stored_models: &mut HashSet<String>,
+) {
     if stored_inputs.len() > REMEMBERED {
         stored_inputs.clear();
     }
@@ -376,19 +386,44 @@ fn remember(records: &[NewDecision], stored_inputs: &mut HashSet<String>, stored
 /// the log behind (the blocked-store test holds one for 33 s).
 const APPEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// An append given up as hung may have been committed. Until the store answers whether the
-/// batch's last record (`last`, its id) is stored, the batch's requests keep waiting, every new
-/// request is answered at once (503, nothing written), and the record is looked up every
-/// [`PROBE_EVERY`]. Whether it was committed.
-async fn resolve(store: &Store, rx: &mut mpsc::Receiver<JobBox>, last: &str, metrics: &Metrics) -> bool {
+/// An append given up as hung may have been committed, or may still be (a statement the server
+/// has, behind a lock, runs when the lock goes). Resolved by sending the same records again:
+/// their sequence numbers and ids are unique, so the batch is committed at most once, and the
+/// second send waits behind whatever still holds the first. It comes back stored (committed
+/// now), or refused as a conflict: committed if its last record is stored, not committed if its
+/// first sequence number went to another writer's record; a conflict that is neither (a
+/// deadlock) and any failure are tried again every [`PROBE_EVERY`], each send bounded by
+/// [`APPEND_DEADLINE`]. Meanwhile the batch's requests wait and every new request is answered at
+/// once (503, nothing written). Whether the batch is committed.
+async fn resolve(
+    store: &Store,
+    rx: &mut mpsc::Receiver<JobBox>,
+    records: &[NewDecision],
+    metrics: &Metrics,
+) -> bool {
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return true;
+    };
+    let _down = Down::mark(metrics);
     let probe = async {
         loop {
-            match tokio::time::timeout(HEAD_READ_TIMEOUT, store.decision(last)).await {
-                Ok(Ok(found)) => return found.is_some(),
-                Ok(Err(e)) => tracing::warn!("cannot read whether the hung append was committed: {e}"),
-                Err(_) => tracing::warn!(
-                    "cannot read whether the hung append was committed: no answer within {HEAD_READ_TIMEOUT:?}"
-                ),
+            match tokio::time::timeout(APPEND_DEADLINE, store.append_decisions(records)).await {
+                Ok(Ok(())) => return true,
+                Ok(Err(StoreError::Conflict(_))) => {
+                    let found = tokio::time::timeout(HEAD_READ_TIMEOUT, store.decision(&last.row.id)).await;
+                    let head = read_head(store).await;
+                    match (found, head) {
+                        (Ok(Ok(Some(_))), _) => return true,
+                        (Ok(Ok(None)), Ok(Some((seq, _)))) if seq >= first.row.seq => return false,
+                        _ => tracing::warn!(
+                            "the hung append is not resolved yet: its numbers are neither its own nor taken"
+                        ),
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!("cannot resolve the hung append yet: {e}"),
+                Err(_) => {
+                    tracing::warn!("cannot resolve the hung append yet: no answer within {APPEND_DEADLINE:?}")
+                }
             }
             tokio::time::sleep(PROBE_EVERY).await;
         }
@@ -406,6 +441,23 @@ async fn resolve(store: &Store, rx: &mut mpsc::Receiver<JobBox>, last: &str, met
                 None => open = false,
             },
         }
+    }
+}
+
+/// `volcast_decision_log_down` at 1 for as long as it lives (the writer answering every request
+/// at once), back to 0 when it is dropped.
+struct Down<'a>(&'a Metrics);
+
+impl<'a> Down<'a> {
+    fn mark(metrics: &'a Metrics) -> Self {
+        metrics.decision_log_down.set(1);
+        Self(metrics)
+    }
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        self.0.decision_log_down.set(0);
     }
 }
 
@@ -436,6 +488,7 @@ async fn until_back(
     metrics: &Metrics,
 ) -> Option<Option<(i64, String)>> {
     let error = format!("the store is unavailable: {error}");
+    let _down = Down::mark(metrics);
     let probe = async {
         loop {
             tokio::time::sleep(PROBE_EVERY).await;
