@@ -524,8 +524,21 @@ async fn an_answer_is_withheld_when_it_cannot_be_logged() {
         .await
         .unwrap();
     pool.close().await;
-    let (status, _, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
-    assert_eq!(status, 200, "the log recovers");
+    // The writer found the store down (its head unreadable too): it answers at once until its
+    // next read of the head, a second or so later, succeeds.
+    let recovering = std::time::Instant::now();
+    loop {
+        let (status, err, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(err["error"], "decision_log_unavailable", "{err}");
+        assert!(
+            recovering.elapsed() < Duration::from_secs(10),
+            "the log did not recover: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let rows = store
         .decisions(None, i64::MIN, i64::MAX, Some(0), 100)
         .await
@@ -890,6 +903,94 @@ async fn stress_answers_of_either_impact_rule_replay_identically() {
         bad_debt(&answers[1]),
         bad_debt(&answers[0])
     );
+}
+
+/// A record naming a rule this build does not know (as one written by a newer build would,
+/// signed as it should be) is not replayed under another rule: 503 `replay_unavailable`, saying
+/// which. One of each: a stress answer's price-impact rule and a risk answer's step rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_naming_a_rule_this_build_does_not_know_is_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let state = common::state_with_store(&artifact, store.clone(), FOREVER).await;
+    let key_file = dir.path().join("signing-key.pk8");
+    let (signer, _) = Signer::load_or_create(&key_file).unwrap();
+    let log = DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
+        .await
+        .unwrap();
+    state.set_decisions(log);
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(4, 45);
+    let candles = &series[series.len() - history..];
+    let price = candles[candles.len() - 1]["close"].as_f64().unwrap();
+    let stress = json!({
+        "asset": "U", "candles": candles, "paths": 200, "horizon_hours": 24,
+        "scenarios": [{"kind": "forecast"}], "positions": [{"collateral": 1.0, "debt": price * 0.5}],
+    });
+    let (status, stressed, _) = common::call(&app, "POST", "/v1/risk/stress", Some(&stress)).await;
+    assert_eq!(status, 200, "{stressed}");
+    // With the thresholds in force, so the answer names its step rule.
+    let risk = json!({
+        "asset": "U", "candles": candles,
+        "previous": {"liquidation_threshold": 0.8, "max_ltv": 0.7},
+    });
+    let (status, risked, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&risk)).await;
+    assert_eq!(status, 200, "{risked}");
+
+    let (signer, _) = Signer::load_or_create(&key_file).unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let cases = [
+        (
+            &stressed["decision_id"],
+            "\"impact\":\"sold_together\"",
+            "price-impact rule",
+        ),
+        (
+            &risked["items"][0]["decision_id"],
+            "\"step_rule\":\"keeps_user_buffer\"",
+            "step rule",
+        ),
+    ];
+    for (id, named, rule) in cases {
+        let id = id.as_str().unwrap();
+        let uri = format!("/v1/decisions/{id}/replay");
+        let (status, replayed, _) = common::call(&app, "POST", &uri, None).await;
+        assert_eq!(
+            (status.as_u16(), &replayed["identical"]),
+            (200, &json!(true)),
+            "{replayed}"
+        );
+        let body: String = sqlx::query_scalar("SELECT body FROM decisions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(body.matches(named).count(), 1, "{named} in {body}");
+        let newer = body.replace(named, &named.replace("\":\"", "\":\"v2_"));
+        let hash = volcast_server::auth::sha256_hex(newer.as_bytes());
+        sqlx::query("UPDATE decisions SET body = $1, hash = $2, signature = $3 WHERE id = $4")
+            .bind(&newer)
+            .bind(&hash)
+            .bind(signer.sign(&hash))
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (status, refused, _) = common::call(&app, "POST", &uri, None).await;
+        assert_eq!(
+            (status.as_u16(), &refused["error"]),
+            (503, &json!("replay_unavailable")),
+            "{refused}"
+        );
+        let message = refused["message"].as_str().unwrap();
+        assert!(
+            message.contains(rule) && message.contains("does not know"),
+            "{message}"
+        );
+    }
 }
 
 /// A risk answer recorded before the step bound kept the user's buffer (no `step_rule`: a max

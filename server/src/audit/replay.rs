@@ -150,10 +150,15 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     };
     // One recorded before it said which sale its price impact was charged on charged each
     // position's own.
-    let stress_impact = if body.kind() == Kind::Stress && body.answer["impact"].is_null() {
-        volcast_core::stress::Impact::PerPosition
-    } else {
-        volcast_core::stress::Impact::SoldTogether
+    let stress_impact = match &body.answer["impact"] {
+        serde_json::Value::Null if body.kind() == Kind::Stress => volcast_core::stress::Impact::PerPosition,
+        serde_json::Value::Null => volcast_core::stress::Impact::SoldTogether,
+        named if named == "sold_together" => volcast_core::stress::Impact::SoldTogether,
+        named => {
+            return Err(unavailable(format!(
+                "the record names a price-impact rule this build does not know: {named}"
+            )));
+        }
     };
     // A risk answer recorded before it named its step rule kept max LTV at most LT only.
     let step_rule = match &body.answer["derivation"]["step_rule"] {

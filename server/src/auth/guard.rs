@@ -53,6 +53,8 @@ const KEY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn watch_keys(state: AppState) {
     use volcast_store::KeyStore as _;
     let mut tick = tokio::time::interval(KEY_REFRESH);
+    // After a read that took long (one given up), the next waits a full period, not a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Ok(store) = state.store() else { return };

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
 use volcast_core::policy::{self, AskedSettings, Forecasts, JSON_NAMES, RiskSettings, SALE_SIZE_RANGE};
 use volcast_core::stress::{
-    self, Book, Bridge, DEFAULT_DF, Impact, DEFAULT_LIQUIDATION_THRESHOLD, Position, PreparedBook, Scenario,
+    self, Book, Bridge, DEFAULT_DF, DEFAULT_LIQUIDATION_THRESHOLD, Impact, Position, PreparedBook, Scenario,
     ScenarioPolicy, StressError, StressInput,
 };
 
