@@ -583,9 +583,9 @@ impl PreparedBook {
             let factor = sale.exp();
             // The hour's positions are sold together: each pays the impact of their total.
             let together = match plan.impact {
-                Impact::SoldTogether => Some(
-                    (slippage_per_usd * self.value[first..end].iter().sum::<f64>() * factor).min(1.0),
-                ),
+                Impact::SoldTogether => {
+                    Some((slippage_per_usd * self.value[first..end].iter().sum::<f64>() * factor).min(1.0))
+                }
                 Impact::PerPosition => None,
             };
             for i in first..end {

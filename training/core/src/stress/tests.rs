@@ -299,8 +299,14 @@ fn bad_debt_does_not_depend_on_how_the_book_is_split() {
             );
         }
     };
-    let (a, b) = (outcomes(Impact::SoldTogether, &whole), outcomes(Impact::SoldTogether, &split));
-    assert!(a.iter().filter(|o| o.bad_debt_usd > 0.0).count() > 100, "paths with bad debt");
+    let (a, b) = (
+        outcomes(Impact::SoldTogether, &whole),
+        outcomes(Impact::SoldTogether, &split),
+    );
+    assert!(
+        a.iter().filter(|o| o.bad_debt_usd > 0.0).count() > 100,
+        "paths with bad debt"
+    );
     same(&a, &b, 1000);
     // One position alone pays the same either way; split, the old rule undercharged it.
     same(&a, &outcomes(Impact::PerPosition, &whole), 1);
