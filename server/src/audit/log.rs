@@ -422,7 +422,9 @@ async fn resolve(
                 }
                 Ok(Err(e)) => tracing::warn!("cannot resolve the hung append yet: {e}"),
                 Err(_) => {
-                    tracing::warn!("cannot resolve the hung append yet: no answer within {APPEND_DEADLINE:?}")
+                    tracing::warn!(
+                        "cannot resolve the hung append yet: no answer within {APPEND_DEADLINE:?}"
+                    );
                 }
             }
             tokio::time::sleep(PROBE_EVERY).await;
