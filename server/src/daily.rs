@@ -45,6 +45,11 @@ use crate::state::AppState;
 
 /// How often the job looks at the clock.
 const JOB_PERIOD: Duration = Duration::from_secs(60);
+/// The first wait before the gate's last switch is read again after a failed read at start,
+/// doubled after each failure up to [`RESTORE_MAX_WAIT`].
+const RESTORE_FIRST_WAIT: Duration = Duration::from_secs(1);
+/// The longest wait between reads of the gate's last switch at start.
+const RESTORE_MAX_WAIT: Duration = Duration::from_secs(4);
 /// How long after midnight the day's pass waits for the 23:00 candle of every followed symbol
 /// that traded the day before (the follower fetches it a few seconds after 00:00, symbol by
 /// symbol): [`waiting_for_candles`].
@@ -511,8 +516,14 @@ async fn refresh_candles(
 
 /// The job: [`run_once`] every minute on the wall clock, for as long as the service runs.
 pub async fn job(state: AppState, options: DailyOptions) {
-    if let Err(e) = restore_policy(&state).await {
-        tracing::warn!("cannot restore the gate's policy: {e}");
+    // The gate's last switch first, tried until the store answers: a replica started while its
+    // store is unreachable would otherwise serve the model's policy, though the store says the
+    // gate fell back, until its first pass that reaches the store (a minute later at most).
+    let mut wait = RESTORE_FIRST_WAIT;
+    while let Err(e) = restore_policy(&state).await {
+        tracing::warn!("cannot restore the gate's policy, trying again in {wait:?}: {e}");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RESTORE_MAX_WAIT);
     }
     let mut daily = DailyState::default();
     let mut tick = tokio::time::interval(JOB_PERIOD);

@@ -8,7 +8,8 @@
 //! - the API-key watcher gives up a read left hanging, so a revocation still takes effect;
 //! - an append left hanging (severed, or held behind a lock past the writer's 60 s deadline) is
 //!   settled by sending it again: its answer is served, committed once, in each of three cases;
-//! - SIGTERM while an append hangs still stops the server.
+//! - SIGTERM while an append hangs still stops the server;
+//! - a replica started in a partition serves the gate's fallback within seconds of its healing.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -27,7 +28,7 @@ use volcast_server::audit::Signer;
 use volcast_server::audit::log::DecisionLog;
 use volcast_server::audit::verify::verify_all;
 use volcast_server::auth::{Scope, new_key};
-use volcast_store::{DecisionStore as _, KeyStore as _, Store};
+use volcast_store::{DecisionStore as _, KeyStore as _, LedgerStore as _, Store};
 
 /// A TCP relay to `upstream` that the test can cut or sever. Cut, it forwards nothing either
 /// way (what it reads is held until the cut heals) and new connections reach nothing, as a
@@ -602,4 +603,53 @@ async fn sigterm_while_an_append_hangs_still_exits() {
     if let Ok(Ok(answered)) = hung.await {
         assert_ne!(answered, 200, "answered while its append hung");
     }
+}
+
+/// A replica started while its store is unreachable, the store's last gate switch being to the
+/// fallback: once the partition heals it serves the fallback within seconds, not at its daily
+/// job's next pass a minute later (it served the model's policy until then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_started_in_a_partition_restores_the_fallback_soon_after_it_heals() {
+    use volcast_server::gate::{FALLBACK_HAR, MODEL};
+    let Some(url) = postgres_url().await else { return };
+    let direct = Store::open(&url).await.unwrap();
+    assert!(
+        direct
+            .record_switch(
+                1_700_006_400_000,
+                FALLBACK_HAR,
+                "the test's: the model lost to HAR"
+            )
+            .await
+            .unwrap()
+    );
+    let relay = Relay::start(host_port(&url)).await;
+    let store = Store::open(&through(&url, relay.port)).await.unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let state = common::state_with_store(&artifact, store, FOREVER).await;
+    assert_eq!(state.policy().0.name, MODEL);
+    relay.cut(true);
+    let config = volcast_server::Config::with_artifact(artifact).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job = tokio::spawn(volcast_server::daily::job(
+        state.clone(),
+        volcast_server::daily::DailyOptions {
+            recalibrate: false,
+            artifacts_dir: dir.path().to_owned(),
+            load: volcast_server::load_options(&config),
+        },
+    ));
+    // The start's read and the first pass's fail (each waits the pool's 5 s for a connection).
+    tokio::time::sleep(volcast_store::POSTGRES_ACQUIRE_TIMEOUT * 2 + Duration::from_secs(1)).await;
+    assert_eq!(state.policy().0.name, MODEL, "nothing could be read yet");
+    relay.cut(false);
+    let healed = Instant::now();
+    while state.policy().0.name != FALLBACK_HAR {
+        assert!(
+            healed.elapsed() < Duration::from_secs(20),
+            "still serving the model's policy 20 s after the partition healed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    job.abort();
 }
