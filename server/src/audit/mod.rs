@@ -415,16 +415,44 @@ pub struct Pending {
 
 /// A fresh decision id: `dec_`, the time in ms (12 hex digits) and 80 random bits (20 hex
 /// digits). Ids made later sort later, so the log's id index grows at its end (a random id
-/// made every insert touch a random page of it, slower as the log grows).
+/// made every insert touch a random page of it, slower as the log grows). The bits come from
+/// the operating system's generator: a read key may fetch any decision by its id, so ids must
+/// not be guessable from one's own (a fast generator's next outputs can be).
 #[must_use]
 pub fn new_id(at_ms: i64) -> String {
-    let random = fastrand::u128(..) >> 48;
-    format!("dec_{:012x}{random:020x}", at_ms.max(0))
+    use ring::rand::SecureRandom as _;
+    let mut random = [0_u8; 10];
+    if ring::rand::SystemRandom::new().fill(&mut random).is_err() {
+        // The system's generator failed (it does not on the platforms served): still unique.
+        tracing::warn!("the system's random generator failed; a decision id from a fast one");
+        fastrand::fill(&mut random);
+    }
+    format!("dec_{:012x}{}", at_ms.max(0), hex::encode(random))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decision_ids_sort_by_time_and_do_not_repeat() {
+        let ids: Vec<String> = (0..10_000).map(|i| new_id(1_700_000_000_000 + i / 100)).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 4 + 12 + 20, "{id}");
+            assert!(id.starts_with("dec_018bcfe5"), "{id}");
+            assert!(id[4..].chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+        }
+        assert!(
+            ids.windows(2).all(|w| w[0][..16] <= w[1][..16]),
+            "later ids sort later"
+        );
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        assert!(
+            new_id(-5).starts_with("dec_000000000000"),
+            "a time before 1970 is taken as 0"
+        );
+    }
 
     #[test]
     fn signatures_check_against_the_signer_and_nothing_else() {
