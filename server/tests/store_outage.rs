@@ -181,16 +181,12 @@ async fn until_waiting(url: &str, query: &str) {
 
 const FOREVER: Duration = Duration::from_secs(100_000 * 86_400);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_partitioned_store_withholds_answers_promptly_and_logs_again_once_it_heals() {
-    let Some(url) = postgres_url().await else { return };
-    assert_eq!(
-        through("postgres://volcast@127.0.0.1:5432/postgres", 9),
-        "postgres://volcast@127.0.0.1:9/postgres"
-    );
-    let relay = Relay::start(host_port(&url)).await;
-    let store = Store::open(&through(&url, relay.port)).await.unwrap();
-    let direct = Store::open(&url).await.unwrap();
+/// A service serving the default artifact whose decision log (and store) reaches `url` through a
+/// relay the test can cut or sever: the relay, a store on `url` directly, and the state.
+async fn logged_behind_relay(url: &str) -> (Relay, Store, volcast_server::state::AppState) {
+    let relay = Relay::start(host_port(url)).await;
+    let store = Store::open(&through(url, relay.port)).await.unwrap();
+    let direct = Store::open(url).await.unwrap();
     let artifact = common::repo().join("model-artifacts/default");
     let state = common::state_with_store(&artifact, store.clone(), FOREVER).await;
     let (signer, _) = Signer::generate().unwrap();
@@ -199,6 +195,17 @@ async fn a_partitioned_store_withholds_answers_promptly_and_logs_again_once_it_h
             .await
             .unwrap(),
     );
+    (relay, direct, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partitioned_store_withholds_answers_promptly_and_logs_again_once_it_heals() {
+    let Some(url) = postgres_url().await else { return };
+    assert_eq!(
+        through("postgres://volcast@127.0.0.1:5432/postgres", 9),
+        "postgres://volcast@127.0.0.1:9/postgres"
+    );
+    let (relay, direct, state) = logged_behind_relay(&url).await;
     let app = volcast_server::app(state.clone());
     let history = state.serving().unwrap().info.history_hours();
     let series = common::market_json(6, 45);
@@ -380,17 +387,7 @@ struct Hang {
 /// after it, and the chain holds every answer served and no other.
 async fn hang_one_append(hang: Hang) {
     let Some(url) = postgres_url().await else { return };
-    let relay = Relay::start(host_port(&url)).await;
-    let store = Store::open(&through(&url, relay.port)).await.unwrap();
-    let direct = Store::open(&url).await.unwrap();
-    let artifact = common::repo().join("model-artifacts/default");
-    let state = common::state_with_store(&artifact, store.clone(), FOREVER).await;
-    let (signer, _) = Signer::generate().unwrap();
-    state.set_decisions(
-        DecisionLog::start(store, signer, Arc::clone(state.metrics()))
-            .await
-            .unwrap(),
-    );
+    let (relay, direct, state) = logged_behind_relay(&url).await;
     let app = volcast_server::app(state.clone());
     let history = state.serving().unwrap().info.history_hours();
     let series = common::market_json(7, 45);
