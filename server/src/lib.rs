@@ -128,7 +128,9 @@ pub enum ServeError {
 }
 
 /// How often the market-data age gauges are refreshed.
-const MARKET_DATA_WATCH: std::time::Duration = std::time::Duration::from_secs(30);
+pub const MARKET_DATA_WATCH: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest a read of the stored assets' last candles may take before it is given up.
+const MARKET_DATA_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `url` without the password of its user, for logs and errors.
 #[must_use]
@@ -167,22 +169,31 @@ pub async fn open_store(config: &Config) -> Result<volcast_store::Store, ServeEr
 }
 
 /// Keeps `volcast_market_data_age_seconds` current for every stored asset (the follower's gauges
-/// are set at each scrape).
-async fn watch_market_data(state: AppState) {
+/// are set at each scrape), reading the store's last candles every `period`. Each read is given
+/// up after [`MARKET_DATA_READ_TIMEOUT`], and the gauges are set from the last times read
+/// whether or not the read succeeded: while the store cannot be read they keep rising, so a
+/// staleness alert fires instead of the last reading freezing (until stop 55 a failed read left
+/// them as they were, and a read left hanging stopped them for good).
+pub async fn watch_market_data(state: AppState, period: std::time::Duration) {
     use volcast_store::CandleStore as _;
-    let mut tick = tokio::time::interval(MARKET_DATA_WATCH);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_known = std::collections::BTreeMap::new();
     loop {
         tick.tick().await;
-        let metrics = state.metrics();
         let Ok(store) = state.store() else { continue };
-        match store.last_open_times().await {
-            Ok(times) => {
-                let now = state.now_ms();
-                for (asset, last) in times {
-                    metrics.set_market_data_age(&asset, routes::assets::age_ms(last, now));
-                }
-            }
-            Err(e) => tracing::warn!("cannot read the market data's last candles: {e}"),
+        match tokio::time::timeout(MARKET_DATA_READ_TIMEOUT, store.last_open_times()).await {
+            Ok(Ok(times)) => last_known.extend(times),
+            Ok(Err(e)) => tracing::warn!("cannot read the market data's last candles: {e}"),
+            Err(_) => tracing::warn!(
+                "cannot read the market data's last candles: no answer within {MARKET_DATA_READ_TIMEOUT:?}"
+            ),
+        }
+        let now = state.now_ms();
+        for (asset, last) in &last_known {
+            state
+                .metrics()
+                .set_market_data_age(asset, routes::assets::age_ms(*last, now));
         }
     }
 }
@@ -353,7 +364,7 @@ pub async fn run_listening(
         }
         None => None,
     };
-    let watcher = tokio::spawn(watch_market_data(state.clone()));
+    let watcher = tokio::spawn(watch_market_data(state.clone(), MARKET_DATA_WATCH));
     let key_watcher = tokio::spawn(auth::guard::watch_keys(state.clone()));
     let ledger = tokio::spawn(daily::job(
         state.clone(),

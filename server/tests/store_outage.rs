@@ -9,7 +9,8 @@
 //! - an append left hanging (severed, or held behind a lock past the writer's 60 s deadline) is
 //!   settled by sending it again: its answer is served, committed once, in each of three cases;
 //! - SIGTERM while an append hangs still stops the server;
-//! - a replica started in a partition serves the gate's fallback within seconds of its healing.
+//! - a replica started in a partition serves the gate's fallback within seconds of its healing;
+//! - the market-data age gauges keep rising while the store cannot be read.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -28,7 +29,7 @@ use volcast_server::audit::Signer;
 use volcast_server::audit::log::DecisionLog;
 use volcast_server::audit::verify::verify_all;
 use volcast_server::auth::{Scope, new_key};
-use volcast_store::{DecisionStore as _, KeyStore as _, LedgerStore as _, Store};
+use volcast_store::{CandleStore as _, DecisionStore as _, KeyStore as _, LedgerStore as _, Store};
 
 /// A TCP relay to `upstream` that the test can cut or sever. Cut, it forwards nothing either
 /// way (what it reads is held until the cut heals) and new connections reach nothing, as a
@@ -649,4 +650,46 @@ async fn a_replica_started_in_a_partition_restores_the_fallback_soon_after_it_he
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     job.abort();
+}
+
+/// `volcast_market_data_age_seconds` while the store cannot be read: it keeps rising from the
+/// last candle times read, so a staleness alert fires (it stayed at its last reading).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_market_data_age_keeps_rising_while_the_store_cannot_be_read() {
+    let Some(url) = postgres_url().await else { return };
+    let direct = Store::open(&url).await.unwrap();
+    let candles = common::market(common::START_MS, 0, 1, None);
+    direct.insert_candles("AGED", &candles).await.unwrap();
+    let relay = Relay::start(host_port(&url)).await;
+    let store = Store::open(&through(&url, relay.port)).await.unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let state = common::state_with_store(&artifact, store, FOREVER).await;
+    let age = || {
+        state
+            .metrics()
+            .render()
+            .lines()
+            .find(|l| l.starts_with("volcast_market_data_age_seconds{asset=\"AGED\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+    };
+    let watcher = tokio::spawn(volcast_server::watch_market_data(
+        state.clone(),
+        Duration::from_secs(1),
+    ));
+    let started = Instant::now();
+    let before = loop {
+        if let Some(a) = age() {
+            break a;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no gauge after 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    relay.cut(true);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let after = age().unwrap();
+    assert!(
+        after >= before + 8,
+        "the gauge went from {before} s to {after} s in 12 s without the store"
+    );
+    watcher.abort();
 }
