@@ -50,6 +50,10 @@ const JOB_PERIOD: Duration = Duration::from_secs(60);
 const RESTORE_FIRST_WAIT: Duration = Duration::from_secs(1);
 /// The longest wait between reads of the gate's last switch at start.
 const RESTORE_MAX_WAIT: Duration = Duration::from_secs(4);
+/// The longest a read of the gate's last switch at start may take.
+const RESTORE_READ_TIMEOUT: Duration = Duration::from_secs(6);
+/// How long the job keeps reading the gate's last switch at start before leaving it to the passes.
+const RESTORE_GIVE_UP: Duration = Duration::from_secs(120);
 /// How long after midnight the day's pass waits for the 23:00 candle of every followed symbol
 /// that traded the day before (the follower fetches it a few seconds after 00:00, symbol by
 /// symbol): [`waiting_for_candles`].
@@ -164,6 +168,10 @@ pub async fn restore_policy(state: &AppState) -> Result<(), ApiError> {
 /// Serves the policy of the store's last switch, when it is not the one served already.
 fn adopt(state: &AppState, last: &Switch) {
     let (current, since) = state.policy();
+    if since.is_some_and(|s| s > last.at) {
+        // Served since a later switch than this one (read before it was recorded): kept.
+        return;
+    }
     if since != Some(last.at) || current.name != last.policy {
         tracing::info!(policy = %last.policy, since = %format_ms(last.at), "policy restored from the gate's last switch");
         state.set_policy(last.status(), Some(last.at));
@@ -516,31 +524,50 @@ async fn refresh_candles(
 
 /// The job: [`run_once`] every minute on the wall clock, for as long as the service runs.
 pub async fn job(state: AppState, options: DailyOptions) {
-    // The gate's last switch first, tried until the store answers: a replica started while its
-    // store is unreachable would otherwise serve the model's policy, though the store says the
-    // gate fell back, until its first pass that reaches the store (a minute later at most).
+    let passes = async {
+        let mut daily = DailyState::default();
+        let mut tick = tokio::time::interval(JOB_PERIOD);
+        loop {
+            tick.tick().await;
+            let now = state.now_ms();
+            match run_once(&state, &options, &mut daily, now).await {
+                Ok(pass) if pass == Pass::default() => {}
+                Err(ApiError::NotReady) => {}
+                Ok(pass) => {
+                    tracing::info!(recorded = pass.recorded, scored = pass.scored, "forecast ledger");
+                    if let Err(e) = crate::ledger::windows(&state, now, None).await {
+                        tracing::warn!("forecast ledger figures: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("daily job: {e}"),
+            }
+        }
+    };
+    tokio::join!(restore_at_start(&state), passes);
+}
+
+/// The gate's last switch, read as the job starts and, while the store does not answer, again
+/// after 1, 2, then every 4 s (each read given up after [`RESTORE_READ_TIMEOUT`]), beside the
+/// passes: a store that fails just after the service opened it would otherwise leave the model's
+/// policy served, though the store says the gate fell back, until the first pass that reaches
+/// the store (a minute later). Given up after [`RESTORE_GIVE_UP`], the passes adopting it then.
+async fn restore_at_start(state: &AppState) {
+    let started = std::time::Instant::now();
     let mut wait = RESTORE_FIRST_WAIT;
-    while let Err(e) = restore_policy(&state).await {
-        tracing::warn!("cannot restore the gate's policy, trying again in {wait:?}: {e}");
+    loop {
+        match tokio::time::timeout(RESTORE_READ_TIMEOUT, restore_policy(state)).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => tracing::warn!("cannot restore the gate's policy: {e}"),
+            Err(_) => {
+                tracing::warn!("cannot restore the gate's policy: no answer within {RESTORE_READ_TIMEOUT:?}");
+            }
+        }
+        if started.elapsed() >= RESTORE_GIVE_UP {
+            tracing::warn!("giving up restoring the gate's policy at start; the daily passes adopt it");
+            return;
+        }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(RESTORE_MAX_WAIT);
-    }
-    let mut daily = DailyState::default();
-    let mut tick = tokio::time::interval(JOB_PERIOD);
-    loop {
-        tick.tick().await;
-        let now = state.now_ms();
-        match run_once(&state, &options, &mut daily, now).await {
-            Ok(pass) if pass == Pass::default() => {}
-            Err(ApiError::NotReady) => {}
-            Ok(pass) => {
-                tracing::info!(recorded = pass.recorded, scored = pass.scored, "forecast ledger");
-                if let Err(e) = crate::ledger::windows(&state, now, None).await {
-                    tracing::warn!("forecast ledger figures: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("daily job: {e}"),
-        }
     }
 }
 
