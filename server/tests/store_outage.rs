@@ -6,10 +6,12 @@
 //!   once while the store stays down, and logs and serves again once the partition heals, with
 //!   every answer served on the chain and none of the withheld ones;
 //! - the API-key watcher gives up a read left hanging, so a revocation still takes effect;
-//! - an append left hanging (severed, or held behind a lock past the writer's 60 s deadline) is
-//!   settled by sending it again: its answer is served, committed once, in each of three cases;
+//! - an append left hanging (severed, or held behind a lock past the writer's 60 s deadline), or
+//!   whose connection is lost while it waits, is settled by sending it again: its answer is
+//!   served, committed once, in each of five cases;
 //! - SIGTERM while an append hangs still stops the server;
-//! - a replica started in a partition serves the gate's fallback within seconds of its healing;
+//! - a replica whose store is cut as its daily job starts serves the gate's fallback within
+//!   seconds of the store's return;
 //! - the market-data age gauges keep rising while the store cannot be read.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
@@ -35,7 +37,9 @@ use volcast_store::{CandleStore as _, DecisionStore as _, KeyStore as _, LedgerS
 /// way (what it reads is held until the cut heals) and new connections reach nothing, as a
 /// network partition looks to the client: no reset, no answer. Severed, the connections open
 /// then carry nothing for good (what they carry is dropped, their sockets stay open, as when the
-/// peer lost their state and never resets them), while new ones pass.
+/// peer lost their state and never resets them), while new ones pass. Reset, the connections
+/// open then are closed at both ends (as when a middlebox drops them with a reset), while new
+/// ones pass.
 struct Relay {
     port: u16,
     link: watch::Sender<Link>,
@@ -46,6 +50,8 @@ struct Link {
     open: bool,
     /// Severing moves it on: a connection forwards only in the generation it was made in.
     generation: u64,
+    /// Resetting moves it on: a connection made before is closed.
+    resets: u64,
 }
 
 impl Relay {
@@ -55,13 +61,14 @@ impl Relay {
         let (link, watch) = watch::channel(Link {
             open: true,
             generation: 0,
+            resets: 0,
         });
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
                 let mut link = watch.clone();
                 tokio::spawn(async move {
-                    let Ok(generation) = link.wait_for(|l| l.open).await.map(|l| l.generation) else {
+                    let Ok(made) = link.wait_for(|l| l.open).await.map(|l| *l) else {
                         return;
                     };
                     let Ok(server) = TcpStream::connect(&upstream).await else {
@@ -69,8 +76,8 @@ impl Relay {
                     };
                     let (from_client, to_client) = client.into_split();
                     let (from_server, to_server) = server.into_split();
-                    tokio::spawn(pump(from_client, to_server, link.clone(), generation));
-                    tokio::spawn(pump(from_server, to_client, link, generation));
+                    tokio::spawn(pump(from_client, to_server, link.clone(), made));
+                    tokio::spawn(pump(from_server, to_client, link, made));
                 });
             }
         });
@@ -84,17 +91,28 @@ impl Relay {
     fn sever(&self) {
         self.link.send_modify(|l| l.generation += 1);
     }
+
+    fn reset(&self) {
+        self.link.send_modify(|l| l.resets += 1);
+    }
 }
 
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut link: watch::Receiver<Link>,
-    generation: u64,
+    made: Link,
 ) {
+    let generation = made.generation;
+    let mut reset = link.clone();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = match from.read(&mut buf).await {
+        let read = tokio::select! {
+            read = from.read(&mut buf) => read,
+            // Reset: both halves dropped, so the sockets close.
+            _ = reset.wait_for(|l| l.resets != made.resets) => return,
+        };
+        let n = match read {
             Ok(n) if n > 0 => n,
             _ if link.borrow().generation != generation => {
                 // Severed: not even the close goes through.
@@ -376,13 +394,16 @@ struct Hang {
     one_statement: bool,
     /// Its connection severed once it waits (no answer and no reset, ever).
     sever: bool,
+    /// Its connection closed at both ends once it waits: the append fails at once, not knowing
+    /// whether the server will commit what it has.
+    reset: bool,
     /// How long the record it waits behind is held from then.
     hold: Duration,
 }
 
 /// One append waits behind another session's uncommitted record of its sequence number (its
-/// statements sent), is left hanging as `hang` says, and is given up after the writer's 60 s
-/// deadline. The writer then sends the same records again, which settles it: the answer is
+/// statements sent), is left hanging as `hang` says and given up after the writer's 60 s
+/// deadline, or loses its connection. The writer then sends the same records again, which settles it: the answer is
 /// served, committed once, either by the server on the first send or by the second. Requests
 /// sent meanwhile are withheld at once when the writer gives the append up, the log goes on
 /// after it, and the chain holds every answer served and no other.
@@ -424,6 +445,9 @@ async fn hang_one_append(hang: Hang) {
     if hang.sever {
         relay.sever();
     }
+    if hang.reset {
+        relay.reset();
+    }
     let release = tokio::spawn(async move {
         tokio::time::sleep(hang.hold).await;
         blocker.rollback().await.unwrap();
@@ -434,7 +458,12 @@ async fn hang_one_append(hang: Hang) {
         panic!("the hung append was never settled");
     };
     let (status, answer, took) = settled.unwrap();
-    assert!(took >= Duration::from_secs(55), "settled after {took:?}");
+    let least = if hang.reset {
+        hang.hold.saturating_sub(Duration::from_secs(1))
+    } else {
+        Duration::from_secs(55)
+    };
+    assert!(took >= least, "settled after {took:?}");
     assert_eq!(status, 200, "committed once, so served: {answer}");
     served.push(id(&answer));
     let (status, answer, _) = behind.await.unwrap();
@@ -478,6 +507,7 @@ async fn a_hung_append_the_server_committed_is_served() {
     hang_one_append(Hang {
         one_statement: true,
         sever: true,
+        reset: false,
         hold: Duration::ZERO,
     })
     .await;
@@ -490,6 +520,7 @@ async fn a_hung_append_never_committed_is_committed_by_the_second_send() {
     hang_one_append(Hang {
         one_statement: false,
         sever: true,
+        reset: false,
         hold: Duration::ZERO,
     })
     .await;
@@ -503,7 +534,35 @@ async fn an_append_held_past_the_deadline_is_served_once_it_commits() {
     hang_one_append(Hang {
         one_statement: true,
         sever: false,
+        reset: false,
         hold: Duration::from_secs(65),
+    })
+    .await;
+}
+
+/// Its connection closed while it waited (the append fails at once with an I/O error), the lock
+/// then held 3 s more: the server commits the one statement on its own once the lock goes, and
+/// the second send finds it stored. Withheld at once before (a record of an answer never served).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_whose_connection_is_lost_the_server_committed_is_served() {
+    hang_one_append(Hang {
+        one_statement: true,
+        sever: false,
+        reset: true,
+        hold: Duration::from_secs(3),
+    })
+    .await;
+}
+
+/// The same with a transaction: the server ends it, without its COMMIT, once its statement
+/// returns to a closed connection, and the second send commits the records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_whose_connection_is_lost_never_committed_is_committed_by_the_second_send() {
+    hang_one_append(Hang {
+        one_statement: false,
+        sever: false,
+        reset: true,
+        hold: Duration::from_secs(3),
     })
     .await;
 }
@@ -603,11 +662,11 @@ async fn sigterm_while_an_append_hangs_still_exits() {
     }
 }
 
-/// A replica started while its store is unreachable, the store's last gate switch being to the
-/// fallback: once the partition heals it serves the fallback within seconds, not at its daily
-/// job's next pass a minute later (it served the model's policy until then).
+/// A replica whose store is cut just before its daily job starts, the store's last gate switch
+/// being to the fallback: once the partition heals it serves the fallback within seconds, not at
+/// the job's next pass a minute later (it served the model's policy until then).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replica_started_in_a_partition_restores_the_fallback_soon_after_it_heals() {
+async fn a_store_cut_as_the_daily_job_starts_restores_the_fallback_soon_after_it_returns() {
     use volcast_server::gate::{FALLBACK_HAR, MODEL};
     let Some(url) = postgres_url().await else { return };
     let direct = Store::open(&url).await.unwrap();
@@ -637,7 +696,8 @@ async fn a_replica_started_in_a_partition_restores_the_fallback_soon_after_it_he
             load: volcast_server::load_options(&config),
         },
     ));
-    // The start's read and the first pass's fail (each waits the pool's 5 s for a connection).
+    // The first reads fail (each waits the pool's 5 s for a connection): the job's at start,
+    // and its first pass's.
     tokio::time::sleep(volcast_store::POSTGRES_ACQUIRE_TIMEOUT * 2 + Duration::from_secs(1)).await;
     assert_eq!(state.policy().0.name, MODEL, "nothing could be read yet");
     relay.cut(false);

@@ -280,36 +280,17 @@ async fn writer(
                 tokio::time::sleep(backoff(attempt)).await;
             }
             let (records, next) = chain(&jobs, &head, &signer, &stored_inputs, &stored_models);
-            let appended = match tokio::time::timeout(APPEND_DEADLINE, store.append_decisions(&records)).await
-            {
-                Ok(appended) => appended,
-                Err(_) => {
-                    // Committed or not is unknown: resolved below, the requests kept waiting.
-                    tracing::error!(
-                        "an append to the decision log hung for {APPEND_DEADLINE:?}; giving it up and sending it again to learn whether it was committed"
-                    );
-                    outcome = if resolve(&store, &mut rx, &records, &metrics).await {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "the append hung for {APPEND_DEADLINE:?} and its sequence numbers went to another writer"
-                        ))
-                    };
-                    if outcome.is_ok() {
-                        remember(&records, &mut stored_inputs, &mut stored_models);
-                        head = next;
-                    }
-                    break;
-                }
-            };
-            match appended {
-                Ok(()) => {
+            // Committed or not is unknown when the append hung, or failed after it may have
+            // reached the store (its connection lost mid-way): settled by `resolve`, the
+            // requests kept waiting.
+            let why = match tokio::time::timeout(APPEND_DEADLINE, store.append_decisions(&records)).await {
+                Ok(Ok(())) => {
                     remember(&records, &mut stored_inputs, &mut stored_models);
                     head = next;
                     outcome = Ok(());
                     break;
                 }
-                Err(StoreError::Conflict(m)) => {
+                Ok(Err(StoreError::Conflict(m))) => {
                     tracing::info!("another writer extended the decision log ({m}); reading its head again");
                     outcome = Err(format!("{ATTEMPTS} attempts lost to other writers: {m}"));
                     match read_head(&store).await {
@@ -319,12 +300,28 @@ async fn writer(
                             break;
                         }
                     }
+                    continue;
                 }
-                Err(e) => {
+                Ok(Err(e)) if e.outcome_unknown() => format!("failed mid-way ({e})"),
+                Ok(Err(e)) => {
                     outcome = Err(e.to_string());
                     break;
                 }
-            }
+                Err(_) => format!("hung for {APPEND_DEADLINE:?}"),
+            };
+            tracing::error!(
+                "an append to the decision log {why}; sending it again to learn whether it was committed"
+            );
+            outcome = if resolve(&store, &mut rx, &records, &metrics).await {
+                remember(&records, &mut stored_inputs, &mut stored_models);
+                head = next;
+                Ok(())
+            } else {
+                Err(format!(
+                    "the append {why} and its sequence numbers went to another writer"
+                ))
+            };
+            break;
         }
         match &outcome {
             Ok(()) => {
@@ -386,7 +383,8 @@ fn remember(
 /// the log behind (the blocked-store test holds one for 33 s).
 const APPEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// An append given up as hung may have been committed, or may still be (a statement the server
+/// An append given up as hung, or failed mid-way (its connection lost), may have been
+/// committed, or may still be (a statement the server
 /// has, behind a lock, runs when the lock goes). Resolved by sending the same records again:
 /// their sequence numbers and ids are unique, so the batch is committed at most once, and the
 /// second send waits behind whatever still holds the first. It comes back stored (committed
@@ -410,8 +408,10 @@ async fn resolve(
             match tokio::time::timeout(APPEND_DEADLINE, store.append_decisions(records)).await {
                 Ok(Ok(())) => return true,
                 Ok(Err(StoreError::Conflict(_))) => {
-                    let found = tokio::time::timeout(HEAD_READ_TIMEOUT, store.decision(&last.row.id)).await;
+                    // The head first: a first send committing between the two reads is then
+                    // found by the look-up, never taken for another writer's record.
                     let head = read_head(store).await;
+                    let found = tokio::time::timeout(HEAD_READ_TIMEOUT, store.decision(&last.row.id)).await;
                     match (found, head) {
                         (Ok(Ok(Some(_))), _) => return true,
                         (Ok(Ok(None)), Ok(Some((seq, _)))) if seq >= first.row.seq => return false,

@@ -73,6 +73,19 @@ pub enum StoreError {
     Missing(String),
 }
 
+impl StoreError {
+    /// Whether a write that failed so may still have been committed: its connection was lost (or
+    /// spoke nonsense) after its statements may have gone out. A failure to get a connection, or
+    /// an error the database answered (its transaction then rolled back), is definite.
+    #[must_use]
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed)
+        )
+    }
+}
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
