@@ -170,7 +170,7 @@ pub async fn open_store(config: &Config) -> Result<volcast_store::Store, ServeEr
 
 /// Keeps `volcast_market_data_age_seconds` current for every stored asset (the follower's gauges
 /// are set at each scrape), reading the store's last candles every `period`. Each read is given
-/// up after [`MARKET_DATA_READ_TIMEOUT`], and the gauges are set from the last times read
+/// up after 5 s, and the gauges are set from the last times read
 /// whether or not the read succeeded: while the store cannot be read they keep rising, so a
 /// staleness alert fires instead of the last reading freezing (until stop 55 a failed read left
 /// them as they were, and a read left hanging stopped them for good).

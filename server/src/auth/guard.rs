@@ -49,7 +49,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
 const KEY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads the keys from the store every [`KEY_REFRESH`] (each read bounded by
-/// [`KEY_READ_TIMEOUT`]); logs when the server turns from open to keyed.
+/// 5 s); logs when the server turns from open to keyed.
 pub async fn watch_keys(state: AppState) {
     use volcast_store::KeyStore as _;
     let mut tick = tokio::time::interval(KEY_REFRESH);
