@@ -80,7 +80,8 @@ pub trait DecisionStore {
 
     /// Appends `records` (consecutive, the first following the head) in one transaction, with
     /// their inputs and artifacts. [`StoreError::Conflict`] when another writer took a sequence
-    /// number first; nothing is written then.
+    /// number first; nothing is written then. [`StoreError::OutcomeUnknown`] when the connection
+    /// was lost once the statement (or the COMMIT) may have gone out: committed or not unknown.
     fn append_decisions(
         &self,
         records: &[NewDecision],
@@ -235,6 +236,17 @@ fn conflict(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A write's error once its statement or COMMIT may have gone out: a lost connection (or one
+/// that spoke nonsense) leaves whether the server commits it unknown.
+fn unknown_if_lost(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Database(
+            e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed),
+        ) => StoreError::OutcomeUnknown(e),
+        e => e,
+    }
+}
+
 impl DecisionStore for Store {
     async fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
         let row = sqlx::query("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
@@ -252,11 +264,12 @@ impl DecisionStore for Store {
             // One statement is atomic on its own: no transaction round trips (the common case
             // under load, where the windows and the artifact are already stored).
             let sql = insert_sql(self.backend, records.len());
+            let mut conn = self.pool.acquire().await?;
             return bind_decisions(&sql, records)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
                 .map(drop)
-                .map_err(conflict);
+                .map_err(|e| unknown_if_lost(conflict(e)));
         }
         // The windows and artifacts in key order, each once: two replicas storing the same new
         // keys in the order their requests came (BTC then ETH on one, ETH then BTC on the other)
@@ -299,7 +312,7 @@ impl DecisionStore for Store {
                 .await
                 .map_err(conflict)?;
         }
-        tx.commit().await.map_err(conflict)?;
+        tx.commit().await.map_err(|e| unknown_if_lost(conflict(e)))?;
         Ok(())
     }
 

@@ -62,6 +62,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The connection was lost (or spoke nonsense) once a write's statement or COMMIT may have
+    /// gone out: the server may have committed it, or may still.
+    #[error("database, committed or not unknown: {0}")]
+    OutcomeUnknown(sqlx::Error),
     /// Another writer took the same key first (the decision log's sequence number).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -74,15 +78,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether a write that failed so may still have been committed: its connection was lost (or
-    /// spoke nonsense) after its statements may have gone out. A failure to get a connection, or
-    /// an error the database answered (its transaction then rolled back), is definite.
+    /// Whether a write that failed so may still have been committed ([`Self::OutcomeUnknown`]).
+    /// A failure to get a connection, an error the database answered (its transaction then
+    /// rolled back), or a connection lost inside a transaction before its COMMIT is definite.
     #[must_use]
     pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            Self::Database(sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed)
-        )
+        matches!(self, Self::OutcomeUnknown(_))
     }
 }
 
