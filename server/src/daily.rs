@@ -555,12 +555,9 @@ async fn restore_at_start(state: &AppState) {
     let started = std::time::Instant::now();
     let mut wait = RESTORE_FIRST_WAIT;
     loop {
-        match tokio::time::timeout(RESTORE_READ_TIMEOUT, restore_policy(state)).await {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => tracing::warn!("cannot restore the gate's policy: {e}"),
-            Err(_) => {
-                tracing::warn!("cannot restore the gate's policy: no answer within {RESTORE_READ_TIMEOUT:?}");
-            }
+        match crate::within(RESTORE_READ_TIMEOUT, restore_policy(state)).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!("cannot restore the gate's policy: {e}"),
         }
         if started.elapsed() >= RESTORE_GIVE_UP {
             tracing::warn!("giving up restoring the gate's policy at start; the daily passes adopt it");

@@ -128,7 +128,7 @@ pub enum ServeError {
 }
 
 /// How often the market-data age gauges are refreshed.
-pub const MARKET_DATA_WATCH: std::time::Duration = std::time::Duration::from_secs(30);
+const MARKET_DATA_WATCH: std::time::Duration = std::time::Duration::from_secs(30);
 /// The longest a read of the stored assets' last candles may take before it is given up.
 const MARKET_DATA_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -168,6 +168,20 @@ pub async fn open_store(config: &Config) -> Result<volcast_store::Store, ServeEr
     Ok(store)
 }
 
+/// `fut`, given up after `limit`: its value, or its error or that no answer came within `limit`,
+/// as text. For the store reads that are safe to give up (a read left hanging on a connection
+/// whose peer is gone would otherwise never return).
+pub(crate) async fn within<T, E: std::fmt::Display>(
+    limit: std::time::Duration,
+    fut: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
+}
+
 /// Keeps `volcast_market_data_age_seconds` current for every stored asset (the follower's gauges
 /// are set at each scrape), reading the store's last candles every `period`. Each read is given
 /// up after 5 s, and the gauges are set from the last times read
@@ -182,12 +196,9 @@ pub async fn watch_market_data(state: AppState, period: std::time::Duration) {
     loop {
         tick.tick().await;
         let Ok(store) = state.store() else { continue };
-        match tokio::time::timeout(MARKET_DATA_READ_TIMEOUT, store.last_open_times()).await {
-            Ok(Ok(times)) => last_known.extend(times),
-            Ok(Err(e)) => tracing::warn!("cannot read the market data's last candles: {e}"),
-            Err(_) => tracing::warn!(
-                "cannot read the market data's last candles: no answer within {MARKET_DATA_READ_TIMEOUT:?}"
-            ),
+        match within(MARKET_DATA_READ_TIMEOUT, store.last_open_times()).await {
+            Ok(times) => last_known.extend(times),
+            Err(e) => tracing::warn!("cannot read the market data's last candles: {e}"),
         }
         let now = state.now_ms();
         for (asset, last) in &last_known {

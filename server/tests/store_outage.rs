@@ -305,27 +305,7 @@ async fn a_partitioned_store_withholds_answers_promptly_and_logs_again_once_it_h
     );
 
     // Every answer served is on the chain, none withheld is, and the whole chain verifies.
-    let mut logged: Vec<String> = direct
-        .decisions(Some(&asset), i64::MIN, i64::MAX, None, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    logged.sort();
-    served.sort();
-    assert_eq!(logged, served);
-    let rows = direct
-        .decisions(None, i64::MIN, i64::MAX, None, 1_000_000)
-        .await
-        .unwrap();
-    let keys = direct
-        .signing_keys()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, public, _)| (id, public));
-    assert_eq!(verify_all(&rows, keys).unwrap(), rows.len() as u64);
+    only_the_served_on_a_verified_chain(&direct, served).await;
 }
 
 /// A read of the API keys left hanging (its connection severed while the read waited on a lock:
@@ -494,6 +474,11 @@ async fn hang_one_append(hang: Hang) {
     assert!(took < Duration::from_secs(10), "the next answer took {took:?}");
     served.push(id(&answer));
 
+    only_the_served_on_a_verified_chain(&direct, served).await;
+}
+
+/// The test database's chain holds every answer `served` and no other, and verifies.
+async fn only_the_served_on_a_verified_chain(direct: &Store, mut served: Vec<String>) {
     let rows = direct
         .decisions(None, i64::MIN, i64::MAX, None, 1000)
         .await

@@ -411,10 +411,10 @@ async fn resolve(
                     // The head first: a first send committing between the two reads is then
                     // found by the look-up, never taken for another writer's record.
                     let head = read_head(store).await;
-                    let found = tokio::time::timeout(HEAD_READ_TIMEOUT, store.decision(&last.row.id)).await;
+                    let found = crate::within(HEAD_READ_TIMEOUT, store.decision(&last.row.id)).await;
                     match (found, head) {
-                        (Ok(Ok(Some(_))), _) => return true,
-                        (Ok(Ok(None)), Ok(Some((seq, _)))) if seq >= first.row.seq => return false,
+                        (Ok(Some(_)), _) => return true,
+                        (Ok(None), Ok(Some((seq, _)))) if seq >= first.row.seq => return false,
                         _ => tracing::warn!(
                             "the hung append is not resolved yet: its numbers are neither its own nor taken"
                         ),
@@ -436,14 +436,17 @@ async fn resolve(
         tokio::select! {
             committed = &mut probe => return committed,
             job = rx.recv(), if open => match job {
-                Some(JobBox(job)) => {
-                    metrics.decision_log_failures.inc_by(job.pending.len() as u64);
-                    let _ = job.reply.send(Err("the store hangs: an earlier append is unresolved".to_owned()));
-                }
+                Some(JobBox(job)) => refuse(job, "the store hangs: an earlier append is unresolved", metrics),
                 None => open = false,
             },
         }
     }
+}
+
+/// Answers `job` at once with `error`: its decisions withheld, nothing written, and counted.
+fn refuse(job: Job, error: &str, metrics: &Metrics) {
+    metrics.decision_log_failures.inc_by(job.pending.len() as u64);
+    let _ = job.reply.send(Err(error.to_owned()));
 }
 
 /// `volcast_decision_log_down` at 1 for as long as it lives (the writer answering every request
@@ -472,11 +475,7 @@ const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const HEAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn read_head(store: &Store) -> Result<Option<(i64, String)>, String> {
-    match tokio::time::timeout(HEAD_READ_TIMEOUT, store.head()).await {
-        Ok(Ok(h)) => Ok(h),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {HEAD_READ_TIMEOUT:?}")),
-    }
+    crate::within(HEAD_READ_TIMEOUT, store.head()).await
 }
 
 /// While the store is down (`error`, the last append's failure): answers every request at once
@@ -507,11 +506,7 @@ async fn until_back(
                 tracing::info!("the decision log's store is back");
                 return Some(h);
             }
-            job = rx.recv() => {
-                let JobBox(job) = job?;
-                metrics.decision_log_failures.inc_by(job.pending.len() as u64);
-                let _ = job.reply.send(Err(error.clone()));
-            }
+            job = rx.recv() => refuse(job?.0, &error, metrics),
         }
     }
 }

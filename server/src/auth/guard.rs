@@ -60,11 +60,7 @@ pub async fn watch_keys(state: AppState) {
         let Ok(store) = state.store() else { return };
         // Bounded: a read left hanging (a connection whose peer is gone, with no reset) would
         // otherwise stop the watcher for good, and with it every revocation.
-        match tokio::time::timeout(KEY_READ_TIMEOUT, store.keys())
-            .await
-            .map_err(|_| format!("no answer within {KEY_READ_TIMEOUT:?}"))
-            .and_then(|read| read.map_err(|e| e.to_string()))
-        {
+        match crate::within(KEY_READ_TIMEOUT, store.keys()).await {
             Ok(rows) => {
                 let before = state.access().set_keys(&rows);
                 if !before && state.access().required() {
