@@ -90,7 +90,8 @@ pub struct Config {
     pub max_connections: usize,
 
     /// After SIGTERM, how long in-flight requests may take, in milliseconds, before the
-    /// connections still open are dropped and the process exits.
+    /// connections still open are dropped; the store's connections are then closed within as
+    /// long again, and the process exits.
     #[arg(long, env = "VOLCAST_SHUTDOWN_DEADLINE_MS", default_value_t = 10_000)]
     pub shutdown_deadline_ms: u64,
 
