@@ -7,7 +7,8 @@
 //!    swapped in atomically (a new model id in `/v1/model` and every answer). Only for artifacts
 //!    that declare a rolling window; once a day (a failed one is tried up to three times,
 //!    ten minutes apart; a pass that finds the day's 23:00 candles not all stored is no
-//!    failure, and the next pass tries again, for up to six hours after midnight). Measured, as
+//!    failure, and the next pass tries again, for up to six hours after midnight; nor is a store
+//!    that cannot be read: the pass ends there and the next one tries again). Measured, as
 //!    served, without the market factor.
 //! 2. **Scoring** of the ledger entries whose windows have closed.
 //! 3. **The gate** ([`crate::gate`]) on the ledger's last 30 days: the policy of the day.
@@ -214,6 +215,13 @@ pub async fn run_once(
                 }
             }
             Err(ApiError::NotReady) => return Err(ApiError::NotReady),
+            // The store could not be read: no try of the day is used (an outage at midnight
+            // used them all, and the model served uncorrected until the next day). Its reads
+            // come before any work, so the next pass, a minute later, tries again cheaply.
+            Err(e @ ApiError::StoreUnavailable(_)) => {
+                count(state, "store_unavailable");
+                return Err(e);
+            }
             Err(e) => {
                 count(state, "failed");
                 let tries = daily.failed.filter(|f| f.0 == today).map_or(0, |f| f.1) + 1;

@@ -13,7 +13,8 @@
 //! - SIGTERM while an append hangs still stops the server;
 //! - a replica whose store is cut as its daily job starts serves the gate's fallback within
 //!   seconds of the store's return;
-//! - the market-data age gauges keep rising while the store cannot be read.
+//! - the market-data age gauges keep rising while the store cannot be read;
+//! - a store cut over midnight uses none of the day's recalibration tries.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -752,4 +753,55 @@ async fn the_market_data_age_keeps_rising_while_the_store_cannot_be_read() {
         "the gauge went from {before} s to {after} s in 12 s without the store"
     );
     watcher.abort();
+}
+
+/// A store cut over midnight: each of the day's passes fails to read it, and none of them uses
+/// one of the day's three recalibration tries (they all did, and the model served uncorrected
+/// until the next day); once the store is back, the next pass recalibrates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_cut_over_midnight_leaves_the_days_recalibration_tries() {
+    use volcast_server::daily::{DailyOptions, DailyState, run_once};
+    use volcast_server::ledger::DAY_MS;
+    let Some(url) = postgres_url().await else { return };
+    let direct = Store::open(&url).await.unwrap();
+    let midnight = common::START_MS + 46 * DAY_MS;
+    for asset in 0..4 {
+        let candles: Vec<_> = common::market(common::START_MS, asset, 48, None)
+            .into_iter()
+            .filter(|c| c.open_time < midnight)
+            .collect();
+        direct
+            .insert_candles(&format!("A{asset}USDT"), &candles)
+            .await
+            .unwrap();
+    }
+    let relay = Relay::start(host_port(&url)).await;
+    let store = Store::open(&through(&url, relay.port)).await.unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let state = common::state_with_store(&artifact, store, FOREVER).await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = DailyOptions {
+        recalibrate: true,
+        artifacts_dir: dir.path().join("recalibrated"),
+        load: volcast_server::load_options(&common::config()),
+    };
+    let mut daily = DailyState::default();
+    relay.cut(true);
+    // Four passes ten minutes apart, one more than the day's tries.
+    for minutes in [1, 11, 21, 31] {
+        let pass = run_once(&state, &options, &mut daily, midnight + minutes * 60_000).await;
+        assert!(pass.is_err(), "{minutes} min: {pass:?} with the store cut");
+    }
+    relay.cut(false);
+    let pass = run_once(&state, &options, &mut daily, midnight + 41 * 60_000)
+        .await
+        .unwrap();
+    let id = pass.recalibrated.expect("recalibrated once the store is back");
+    assert_eq!(state.serving().unwrap().info.metadata.id, id);
+    let metrics = state.metrics().render();
+    assert!(
+        metrics.contains("volcast_model_daily_recalibrations_total{outcome=\"store_unavailable\"} 4")
+            && !metrics.contains("outcome=\"failed\""),
+        "{metrics}"
+    );
 }
