@@ -14,7 +14,9 @@
 //! - a replica whose store is cut as its daily job starts serves the gate's fallback within
 //!   seconds of the store's return;
 //! - the market-data age gauges keep rising while the store cannot be read;
-//! - a store cut over midnight uses none of the day's recalibration tries.
+//! - a store cut over midnight uses none of the day's recalibration tries;
+//! - appends given up behind a lock held for minutes leave the store's pool usable, and their
+//!   statements end at the server's lock timeout.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -174,21 +176,26 @@ async fn postgres_url() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
+/// How many sessions of `admin`'s database wait on a lock in a statement starting with `query`.
+async fn waiting_on_locks(admin: &sqlx::PgPool, query: &str) -> i64 {
+    let (waiting,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND ltrim(query) LIKE $1",
+    )
+    .bind(format!("{query}%"))
+    .fetch_one(admin)
+    .await
+    .unwrap();
+    waiting
+}
+
 /// Waits (up to 30 s) until a session of `url`'s database waits on a lock in a statement
 /// starting with `query`: a statement sent, whose connection may then be severed.
 async fn until_waiting(url: &str, query: &str) {
     let admin = sqlx::PgPool::connect(url).await.unwrap();
     let started = Instant::now();
     loop {
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND ltrim(query) LIKE $1",
-        )
-        .bind(format!("{query}%"))
-        .fetch_one(&admin)
-        .await
-        .unwrap();
-        if waiting > 0 {
+        if waiting_on_locks(&admin, query).await > 0 {
             break;
         }
         assert!(
@@ -804,4 +811,81 @@ async fn a_store_cut_over_midnight_leaves_the_days_recalibration_tries() {
             && !metrics.contains("outcome=\"failed\""),
         "{metrics}"
     );
+}
+
+/// Appends given up one after another behind a lock that is never let go, as the decision log's
+/// writer gives up a hung append and sends it again every minute: the store's other users still
+/// get connections (each given-up append's connection was kept out of the pool, behind its
+/// statement, until the lock went: eight drained the pool), and every such statement ends at the
+/// server's lock timeout (they waited for as long as the lock was held), none committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn appends_given_up_behind_a_lock_neither_drain_the_pool_nor_wait_forever() {
+    use volcast_store::{DecisionRow, NewDecision, POSTGRES_LOCK_TIMEOUT};
+    let Some(url) = postgres_url().await else { return };
+    let store = Store::open(&url).await.unwrap();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut blocker = admin.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO decisions (seq, id, at, asset, body, hash, signature, signer) \
+         VALUES (1, 'blocker', 0, 'blocker', '', '', '', '')",
+    )
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let record = NewDecision {
+        row: DecisionRow {
+            seq: 1,
+            id: "dec_behind_the_lock".into(),
+            at: 1,
+            asset: "HELD".into(),
+            body: "{}".into(),
+            hash: "h1".into(),
+            signature: "s".into(),
+            signer: "key".into(),
+        },
+        inputs: None,
+        model: None,
+    };
+    // More than the pool's eight connections, each given up once it waits on the lock.
+    for given_up in 1..=10 {
+        let append = store.append_decisions(std::slice::from_ref(&record));
+        tokio::pin!(append);
+        let waits = async {
+            while waiting_on_locks(&admin, "INSERT INTO decisions").await < given_up {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let reached = tokio::time::timeout(Duration::from_secs(15), async {
+            tokio::select! {
+                done = &mut append => panic!("append {given_up} came back behind the lock: {done:?}"),
+                () = waits => {}
+            }
+        });
+        assert!(
+            reached.await.is_ok(),
+            "append {given_up} never reached the server: no connection for it"
+        );
+    }
+    let head = tokio::time::timeout(Duration::from_secs(10), store.head()).await;
+    assert!(
+        matches!(head, Ok(Ok(None))),
+        "the store's pool after ten appends given up: {head:?}"
+    );
+    // Their statements run on at the server until its lock timeout ends them.
+    while waiting_on_locks(&admin, "INSERT INTO decisions").await > 0 {
+        assert!(
+            started.elapsed() < POSTGRES_LOCK_TIMEOUT + Duration::from_secs(20),
+            "statements still wait on the lock after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        started.elapsed() >= POSTGRES_LOCK_TIMEOUT - Duration::from_secs(1),
+        "ended after {:?}, before the lock timeout",
+        started.elapsed()
+    );
+    blocker.rollback().await.unwrap();
+    assert_eq!(store.head().await.unwrap(), None, "none of them committed");
 }

@@ -247,6 +247,103 @@ fn unknown_if_lost(e: StoreError) -> StoreError {
     }
 }
 
+/// A connection for a write its caller may give up mid-way (the decision log's deadline on an
+/// append). Dropped before [`Self::keep`], it is closed rather than returned to the pool: sqlx
+/// returns a connection only after a ping, and that ping waits behind the statement still
+/// running on the server (one waiting on a lock, for as long as the lock is held), so each append
+/// given up kept a connection out of the pool, and a lock held for minutes drained the pool for
+/// every user of the store. The server's statement runs on either way.
+struct CloseIfGivenUp {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    kept: bool,
+}
+
+impl CloseIfGivenUp {
+    fn new(conn: sqlx::pool::PoolConnection<sqlx::Any>) -> Self {
+        Self { conn, kept: false }
+    }
+
+    fn get(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.conn
+    }
+
+    /// The write came back (done or failed): the connection goes back to the pool as usual.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for CloseIfGivenUp {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// [`DecisionStore::append_decisions`] on `conn`.
+async fn append_on(
+    conn: &mut sqlx::AnyConnection,
+    backend: crate::Backend,
+    records: &[NewDecision],
+) -> Result<(), StoreError> {
+    let single = records.len() <= DECISIONS_PER_INSERT
+        && records.iter().all(|r| r.inputs.is_none() && r.model.is_none());
+    if single {
+        // One statement is atomic on its own: no transaction round trips (the common case
+        // under load, where the windows and the artifact are already stored).
+        let sql = insert_sql(backend, records.len());
+        return bind_decisions(&sql, records)
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(|e| unknown_if_lost(conflict(e)));
+    }
+    // The windows and artifacts in key order, each once: two replicas storing the same new
+    // keys in the order their requests came (BTC then ETH on one, ETH then BTC on the other)
+    // would each wait on the other's uncommitted key, a deadlock PostgreSQL breaks by
+    // aborting one.
+    let mut inputs: Vec<&(String, String)> = records.iter().filter_map(|r| r.inputs.as_ref()).collect();
+    inputs.sort_by(|a, b| a.0.cmp(&b.0));
+    inputs.dedup_by(|a, b| a.0 == b.0);
+    let mut models: Vec<&(String, String, String)> =
+        records.iter().filter_map(|r| r.model.as_ref()).collect();
+    models.sort_by(|a, b| a.0.cmp(&b.0));
+    models.dedup_by(|a, b| a.0 == b.0);
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    for (hash, candles) in inputs {
+        sqlx::query(
+            "INSERT INTO decision_inputs (hash, candles) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(hash)
+        .bind(candles)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict)?;
+    }
+    for (id, hash, dir) in models {
+        sqlx::query(
+            "INSERT INTO decision_models (model_id, hash, dir) VALUES ($1, $2, $3) \
+             ON CONFLICT (model_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(hash)
+        .bind(dir)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict)?;
+    }
+    for chunk in records.chunks(DECISIONS_PER_INSERT) {
+        let sql = insert_sql(backend, chunk.len());
+        bind_decisions(&sql, chunk)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict)?;
+    }
+    tx.commit().await.map_err(|e| unknown_if_lost(conflict(e)))?;
+    Ok(())
+}
+
 impl DecisionStore for Store {
     async fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
         let row = sqlx::query("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
@@ -258,62 +355,11 @@ impl DecisionStore for Store {
     }
 
     async fn append_decisions(&self, records: &[NewDecision]) -> Result<(), StoreError> {
-        let single = records.len() <= DECISIONS_PER_INSERT
-            && records.iter().all(|r| r.inputs.is_none() && r.model.is_none());
-        if single {
-            // One statement is atomic on its own: no transaction round trips (the common case
-            // under load, where the windows and the artifact are already stored).
-            let sql = insert_sql(self.backend, records.len());
-            let mut conn = self.pool.acquire().await?;
-            return bind_decisions(&sql, records)
-                .execute(&mut *conn)
-                .await
-                .map(drop)
-                .map_err(|e| unknown_if_lost(conflict(e)));
-        }
-        // The windows and artifacts in key order, each once: two replicas storing the same new
-        // keys in the order their requests came (BTC then ETH on one, ETH then BTC on the other)
-        // would each wait on the other's uncommitted key, a deadlock PostgreSQL breaks by
-        // aborting one.
-        let mut inputs: Vec<&(String, String)> = records.iter().filter_map(|r| r.inputs.as_ref()).collect();
-        inputs.sort_by(|a, b| a.0.cmp(&b.0));
-        inputs.dedup_by(|a, b| a.0 == b.0);
-        let mut models: Vec<&(String, String, String)> =
-            records.iter().filter_map(|r| r.model.as_ref()).collect();
-        models.sort_by(|a, b| a.0.cmp(&b.0));
-        models.dedup_by(|a, b| a.0 == b.0);
-        let mut tx = self.pool.begin().await?;
-        for (hash, candles) in inputs {
-            sqlx::query(
-                "INSERT INTO decision_inputs (hash, candles) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
-            )
-            .bind(hash)
-            .bind(candles)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict)?;
-        }
-        for (id, hash, dir) in models {
-            sqlx::query(
-                "INSERT INTO decision_models (model_id, hash, dir) VALUES ($1, $2, $3) \
-                 ON CONFLICT (model_id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(hash)
-            .bind(dir)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict)?;
-        }
-        for chunk in records.chunks(DECISIONS_PER_INSERT) {
-            let sql = insert_sql(self.backend, chunk.len());
-            bind_decisions(&sql, chunk)
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict)?;
-        }
-        tx.commit().await.map_err(|e| unknown_if_lost(conflict(e)))?;
-        Ok(())
+        // Acquired first: a failed connect is a definite failure, never an unknown outcome.
+        let mut conn = CloseIfGivenUp::new(self.pool.acquire().await?);
+        let appended = append_on(conn.get(), self.backend, records).await;
+        conn.keep();
+        appended
     }
 
     async fn decision(&self, id: &str) -> Result<Option<DecisionRow>, StoreError> {

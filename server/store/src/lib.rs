@@ -36,6 +36,14 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long PostgreSQL keeps a session idle inside a transaction before ending it.
 const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The longest a PostgreSQL statement waits for a lock before the server aborts it. Longer than
+/// the decision log's 60 s deadline on an append, so an append held behind a lock is settled as
+/// before (its statement may still commit once the lock goes, within this wait); but no statement
+/// waits forever behind a lock that is never let go (a replica's dead session, a forgotten
+/// `BEGIN` in psql), each holding a server connection: an append given up and sent again every
+/// minute would otherwise pile up one more of them a minute.
+pub const POSTGRES_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// The longest an operation waits for a PostgreSQL connection, connecting or checking an idle
 /// one included (sqlx's default is 30 s). A database that cannot be reached (down, or a network
 /// partition that leaves connections hanging) then fails each operation after this wait instead
@@ -273,6 +281,12 @@ impl Store {
                         sqlx::query(&format!(
                             "SET idle_in_transaction_session_timeout = {}",
                             IDLE_IN_TRANSACTION.as_millis()
+                        ))
+                        .execute(&mut *conn)
+                        .await?;
+                        sqlx::query(&format!(
+                            "SET lock_timeout = {}",
+                            POSTGRES_LOCK_TIMEOUT.as_millis()
                         ))
                         .execute(&mut *conn)
                         .await?;
