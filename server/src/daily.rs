@@ -74,6 +74,32 @@ pub struct DailyOptions {
     pub artifacts_dir: PathBuf,
     /// How the recalibrated artifact is loaded.
     pub load: LoadOptions,
+    /// The longest each step of a pass may wait on the store ([`STORE_DEADLINE`] in the
+    /// service): a step given up fails the pass, and the next pass starts afresh.
+    pub store_deadline: Duration,
+}
+
+/// The longest each step of a daily pass may wait on the store: its reads and writes (never the
+/// recalibration's computation, which is not cancelled). A query whose connection's peer is
+/// gone without a reset (a failover), its request already acknowledged, never returns, and the
+/// pass waiting on it stopped the daily job (recalibration, scoring, the gate, the ledger and the
+/// anomaly thresholds) until a restart. Far longer than any step takes on a healthy store. A
+/// step given up is safe: its reads are read again, and its writes are idempotent (the ledger's
+/// entries and the gate's switch are inserted once, by their keys; an outcome set twice is the
+/// same outcome).
+pub const STORE_DEADLINE: Duration = Duration::from_secs(10 * 60);
+
+/// `step`, given up after `limit` as the store's failure.
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    step: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(limit, step).await.unwrap_or_else(|_| {
+        Err(ApiError::StoreUnavailable(format!(
+            "{what}: no answer from the store within {limit:?}"
+        )))
+    })
 }
 
 /// The job's memory between passes: the candles the recalibration reads (refreshed from the
@@ -192,10 +218,17 @@ pub async fn run_once(
 ) -> Result<Pass, ApiError> {
     let today = day_origin(now_ms);
     let mut pass = Pass::default();
-    if waiting_for_candles(state, today, now_ms).await? {
+    let limit = options.store_deadline;
+    if bounded(
+        limit,
+        "the day's last candles",
+        waiting_for_candles(state, today, now_ms),
+    )
+    .await?
+    {
         // The day's last candles are still coming in: the day's work waits for them (a pass
         // that ran without them would recalibrate, gate and record on yesterday's data).
-        pass.scored = crate::ledger::score_pending(state, now_ms).await?;
+        pass.scored = bounded(limit, "scoring", crate::ledger::score_pending(state, now_ms)).await?;
         return Ok(pass);
     }
     let served = state.serving().ok().map(|s| (today, s.info.metadata.id.clone()));
@@ -235,19 +268,24 @@ pub async fn run_once(
             }
         }
     }
-    pass.scored = crate::ledger::score_pending(state, now_ms).await?;
+    pass.scored = bounded(limit, "scoring", crate::ledger::score_pending(state, now_ms)).await?;
     if daily.gate_day != Some(today) {
-        pass.switch = gate(state, today).await?;
+        pass.switch = bounded(limit, "the gate", gate(state, today)).await?;
         daily.gate_day = Some(today);
     } else {
         // The day is decided here, but a replica sharing the store may have recorded a switch
         // for it since (it gated later, on more scored outcomes): serve what the store says.
-        restore_policy(state).await?;
+        bounded(limit, "the gate's last switch", restore_policy(state)).await?;
     }
-    let (recorded, scored) = crate::ledger::run_once(state, now_ms).await?;
+    let (recorded, scored) = bounded(limit, "the ledger", crate::ledger::run_once(state, now_ms)).await?;
     pass.recorded = recorded;
     pass.scored += scored;
-    pass.anomaly_scale = anomaly_threshold(state, daily, today).await?;
+    pass.anomaly_scale = bounded(
+        limit,
+        "the anomaly thresholds",
+        anomaly_threshold(state, daily, today),
+    )
+    .await?;
     Ok(pass)
 }
 
@@ -439,7 +477,14 @@ async fn recalibrate(
     if today_hour < fit_end {
         return Ok(Recalibrated::NotNeeded);
     }
-    if candles_not_yet(state, today, now_ms).await? {
+    let limit = options.store_deadline;
+    if bounded(
+        limit,
+        "the day's last candles",
+        candles_not_yet(state, today, now_ms),
+    )
+    .await?
+    {
         return Ok(Recalibrated::CandlesNotYet);
     }
     // Every candle the offline job's replay reads: the daily origins from the fit end's window
@@ -448,7 +493,12 @@ async fn recalibrate(
         + i64::try_from(serving.info.history_hours()).unwrap_or(0)
         + 744;
     let from = (fit_end.min(today_hour) - span) * HOUR_MS;
-    let candles = refresh_candles(state, daily, from, today - HOUR_MS).await?;
+    let candles = bounded(
+        limit,
+        "the recalibration's candles",
+        refresh_candles(state, daily, from, today - HOUR_MS),
+    )
+    .await?;
     // The replay reads the candles from the fit end's window on; a store that starts later (a
     // follower's backfill alone) gives other adaptive states and weights than the replay's.
     if let Some(first) = candles

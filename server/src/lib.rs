@@ -383,6 +383,7 @@ pub async fn run_listening(
             recalibrate: config.daily_recalibration,
             artifacts_dir: config.recalibrated_dir.clone(),
             load: load_options(&config),
+            store_deadline: daily::STORE_DEADLINE,
         },
     ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

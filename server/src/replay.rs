@@ -123,6 +123,7 @@ pub async fn replay(
         recalibrate: true,
         artifacts_dir: options.artifacts_dir.clone(),
         load,
+        store_deadline: daily::STORE_DEADLINE,
     };
     // Everything that closed before the first origin's day, then each day as it closes.
     for (asset, candles) in slice(assets, i64::MIN, options.from_ms - DAY_MS) {

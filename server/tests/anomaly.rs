@@ -919,6 +919,7 @@ async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day
         recalibrate: false,
         artifacts_dir: std::path::PathBuf::new(),
         load: volcast_server::load_options(&common::config()),
+        store_deadline: volcast_server::daily::STORE_DEADLINE,
     };
     let mut daily = DailyState::default();
     let pass = run_once(&state, &options, &mut daily, day + 60_000)

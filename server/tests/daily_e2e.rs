@@ -151,6 +151,7 @@ async fn the_service_recalibrates_scores_and_falls_back_on_its_own() {
         recalibrate: true,
         artifacts_dir: dir.path().join("recalibrated"),
         load: volcast_server::load_options(&common::config()),
+        store_deadline: volcast_server::daily::STORE_DEADLINE,
     };
     let mut daily = DailyState::default();
 
@@ -354,6 +355,7 @@ async fn a_recalibration_waits_for_candles_stored_late() {
         recalibrate: true,
         artifacts_dir: dir.path().join("recalibrated"),
         load: volcast_server::load_options(&common::config()),
+        store_deadline: volcast_server::daily::STORE_DEADLINE,
     };
     let mut daily = DailyState::default();
     macro_rules! pass_at {

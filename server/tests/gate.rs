@@ -68,6 +68,7 @@ async fn run(state: &AppState, data: &[Vec<Candle>], days: i64) -> Vec<(i64, Str
         recalibrate: false,
         artifacts_dir: std::path::PathBuf::new(),
         load: volcast_server::load_options(&common::config()),
+        store_deadline: volcast_server::daily::STORE_DEADLINE,
     };
     let mut daily = DailyState::default();
     let mut switches = Vec::new();
@@ -274,6 +275,7 @@ async fn while_on_the_fallback_every_answer_says_so_and_a_restart_keeps_it() {
         recalibrate: false,
         artifacts_dir: std::path::PathBuf::new(),
         load: volcast_server::load_options(&common::config()),
+        store_deadline: volcast_server::daily::STORE_DEADLINE,
     };
     let mut daily = DailyState::default();
     let next_day = switched_at + DAY_MS;

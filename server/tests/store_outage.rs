@@ -16,7 +16,8 @@
 //! - the market-data age gauges keep rising while the store cannot be read;
 //! - a store cut over midnight uses none of the day's recalibration tries;
 //! - appends given up behind a lock held for minutes leave the store's pool usable, and their
-//!   statements end at the server's lock timeout.
+//!   statements end at the server's lock timeout;
+//! - a daily pass whose read is left hanging is given up, and the job goes on.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -702,6 +703,7 @@ async fn a_store_cut_as_the_daily_job_starts_restores_the_fallback_soon_after_it
             recalibrate: false,
             artifacts_dir: dir.path().to_owned(),
             load: volcast_server::load_options(&config),
+            store_deadline: volcast_server::daily::STORE_DEADLINE,
         },
     ));
     // The first reads fail (each waits the pool's 5 s for a connection): the job's at start,
@@ -791,6 +793,7 @@ async fn a_store_cut_over_midnight_leaves_the_days_recalibration_tries() {
         recalibrate: true,
         artifacts_dir: dir.path().join("recalibrated"),
         load: volcast_server::load_options(&common::config()),
+        store_deadline: volcast_server::daily::STORE_DEADLINE,
     };
     let mut daily = DailyState::default();
     relay.cut(true);
@@ -888,4 +891,63 @@ async fn appends_given_up_behind_a_lock_neither_drain_the_pool_nor_wait_forever(
     );
     blocker.rollback().await.unwrap();
     assert_eq!(store.head().await.unwrap(), None, "none of them committed");
+}
+
+/// A daily pass whose read is left hanging (its connection severed once the query went out: no
+/// answer and no reset, ever) is given up after the pass's store deadline, and the job's next
+/// passes run. It waited for good, and the whole daily job with it (recalibration, scoring, the
+/// gate, the ledger and the anomaly thresholds) until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daily_pass_left_hanging_on_the_store_is_given_up() {
+    use volcast_server::daily::{DailyOptions, DailyState, run_once};
+    let Some(url) = postgres_url().await else { return };
+    let relay = Relay::start(host_port(&url)).await;
+    let store = Store::open(&through(&url, relay.port)).await.unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let state = common::state_with_store(&artifact, store, FOREVER).await;
+    let dir = tempfile::tempdir().unwrap();
+    let deadline = Duration::from_secs(5);
+    let options = DailyOptions {
+        recalibrate: false,
+        artifacts_dir: dir.path().to_owned(),
+        load: volcast_server::load_options(&common::config()),
+        store_deadline: deadline,
+    };
+    let now = common::START_MS + 10 * volcast_server::ledger::DAY_MS + 60_000;
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE assets IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let pass = {
+        let (state, options) = (state.clone(), options.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let pass = run_once(&state, &options, &mut DailyState::default(), now).await;
+            (pass, started.elapsed())
+        })
+    };
+    until_waiting(&url, "SELECT").await;
+    relay.sever();
+    lock.rollback().await.unwrap();
+    let Ok(given_up) = tokio::time::timeout(deadline * 4, pass).await else {
+        panic!(
+            "the pass still waits on its severed read after {:?}",
+            deadline * 4
+        );
+    };
+    let (pass, took) = given_up.unwrap();
+    assert!(pass.is_err(), "{pass:?}");
+    assert!(took >= deadline, "given up after {took:?}");
+    // New connections reach the store: a later pass runs (the pool drops its severed idle
+    // connections as they fail their checks).
+    let started = Instant::now();
+    let mut daily = DailyState::default();
+    while let Err(e) = run_once(&state, &options, &mut daily, now).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no pass ran within 60 s of the sever: {e}"
+        );
+    }
 }
