@@ -32,6 +32,19 @@ where
             return Err(ApiError::UnsupportedMediaType);
         }
         let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+        // A body declared larger than the limit is refused before any of it is read: read, it
+        // would be refused only once the limit's worth had come, and a client that declares a
+        // size it never sends was held until the request's timeout and answered 503 `timeout`.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if req.extensions().get::<BodyLimit>().is_some()
+            && declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+        {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit }

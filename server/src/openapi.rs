@@ -102,6 +102,39 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
     };
+    // A query string on a `/v1` route that reads none is refused (`unread_query`).
+    for (path, item) in &mut doc.paths.paths {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ] {
+            let Some(op) = op.as_mut() else { continue };
+            let reads_query = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
+            if reads_query {
+                continue;
+            }
+            let refused = "a query string: this route reads no query parameters (`invalid_query`)";
+            let responses = &mut op.responses.responses;
+            match responses.get_mut("400") {
+                Some(RefOr::T(r)) => r.description.push_str(&format!("; or {refused}")),
+                _ => {
+                    let mut text = refused.to_owned();
+                    text[..1].make_ascii_uppercase();
+                    responses.insert("400".into(), error(&text));
+                }
+            }
+        }
+    }
     for (path, item) in &mut doc.paths.paths {
         // `/metrics` needs a key only under `--metrics-need-key`: documented as optional.
         let (scope, only_if) = match (

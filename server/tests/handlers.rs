@@ -312,6 +312,37 @@ async fn not_ready_until_the_model_is_set() {
         (StatusCode::SERVICE_UNAVAILABLE, Some("model_not_ready"))
     );
 }
+/// A body declared larger than the limit, over a socket, none of it sent: 413 at once. It was
+/// read until the request's timeout and answered 503 `timeout` after 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_declared_over_the_limit_is_413_at_once() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = app_with(&config(), Duration::ZERO);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    for length in ["16777217", "100000000000"] {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/forecast/volatility HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n{{"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), socket.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_ok(),
+            "no answer within 3 s to Content-Length {length}: {answer}"
+        );
+        assert!(
+            answer.starts_with("HTTP/1.1 413") && answer.contains("payload_too_large"),
+            "Content-Length {length}: {answer}"
+        );
+    }
+    server.abort();
+}
+
 #[tokio::test]
 async fn oversized_body_is_413() {
     let mut c = config();

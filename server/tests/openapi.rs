@@ -39,3 +39,25 @@ fn every_route_is_documented() {
         assert!(doc.paths.paths.contains_key(path), "{path} missing");
     }
 }
+
+/// Every `/v1` operation documents its 400: a query string on a route that reads none is
+/// refused with `invalid_query` (`GET /v1/model?x=1`), which the document did not say for the
+/// routes without a body or a path parameter.
+#[test]
+fn every_v1_operation_documents_its_400() {
+    let doc = volcast_server::openapi::document();
+    for (path, item) in doc.paths.paths.iter().filter(|(p, _)| p.starts_with("/v1/")) {
+        for (method, op) in [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("DELETE", &item.delete),
+        ] {
+            let Some(op) = op else { continue };
+            assert!(
+                op.responses.responses.contains_key("400"),
+                "{method} {path} documents no 400"
+            );
+        }
+    }
+}

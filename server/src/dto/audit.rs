@@ -69,7 +69,7 @@ pub struct DecisionRecord {
 pub struct DecisionPage {
     /// Records in chain order.
     pub decisions: Vec<DecisionRecord>,
-    /// Pass as `after` for the next page (absent on the last).
+    /// Pass as `after` for the next page (null on the last).
     pub next_after: Option<i64>,
 }
 
