@@ -6,6 +6,8 @@
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -736,5 +738,57 @@ async fn a_candle_that_closes_while_the_answer_travels_is_not_stored_with_its_pa
         h.stub.expected("BTCUSDT", hour(2990), hour(3000)),
         "hour 3000 is stored with its final values"
     );
+    follower.shutdown().await;
+}
+
+/// A page's write left hanging on the store (PostgreSQL through a relay that severs the write's
+/// connection once it waits on a lock: no answer and no reset, ever) is given up after the
+/// follower's store timeout and written again, and every symbol is followed to its last closed
+/// candle. With one page written at a time, the hung write stopped every symbol until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_left_hanging_on_the_store_is_given_up_and_following_goes_on() {
+    use common::relay::{Relay, host_port, postgres_url, through, until_waiting};
+    let Some(url) = postgres_url().await else { return };
+    let relay = Relay::start(host_port(&url)).await;
+    let store = Store::open(&through(&url, relay.port)).await.unwrap();
+    let symbols = ["AAAUSDT", "BBBUSDT"];
+    let h = harness(&symbols, half_past(300)).await;
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE candles IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let config = FollowConfig {
+        store_timeout: Duration::from_secs(3),
+        ..h.config(&symbols, 200)
+    };
+    let follower = h.follow(&store, config);
+    until_waiting(&url, "INSERT INTO candles").await;
+    relay.sever();
+    lock.rollback().await.unwrap();
+    let status = follower.status();
+    let started = Instant::now();
+    loop {
+        let snapshot = status.snapshot();
+        if symbols
+            .iter()
+            .all(|name| symbol(&snapshot, name).last_open_time == Some(hour(299)))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not followed to the end 60 s after the write hung: {snapshot:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for name in symbols {
+        assert_eq!(
+            stored(&store, name).await,
+            h.stub.expected(name, hour(100), hour(299)),
+            "{name}"
+        );
+    }
     follower.shutdown().await;
 }

@@ -40,6 +40,9 @@ pub(super) enum RoundError {
     Invalid(String, Option<i64>),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The store's write gave no answer within the limit (given up; written again later).
+    #[error("store: no answer within {0:?}")]
+    StoreTimeout(Duration),
     /// The follower was told to stop while the request was out (not a failure).
     #[error("stopped")]
     Stopped,

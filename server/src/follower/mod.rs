@@ -71,6 +71,11 @@ pub struct FollowConfig {
     pub request_timeout: Duration,
     /// Candles per request, 1 to [`MAX_PAGE_LIMIT`].
     pub page_limit: u32,
+    /// Limit for one page's write to the store, and for the read of the stored assets at start.
+    /// A write whose connection's peer vanished without a reset (a failover) never returned, and
+    /// with one page written at a time every symbol stopped with it until a restart. Given up,
+    /// the page is fetched and written again after the usual back-off: the write is idempotent.
+    pub store_timeout: Duration,
 }
 
 impl Default for FollowConfig {
@@ -86,6 +91,7 @@ impl Default for FollowConfig {
             backfill_hours: 1000,
             request_timeout: Duration::from_secs(30),
             page_limit: MAX_PAGE_LIMIT,
+            store_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -317,7 +323,7 @@ async fn start_tasks(shared: &Arc<Shared>, mut symbols: Vec<String>, tasks: &mut
 async fn stored_assets(shared: &Shared) -> Vec<AssetRange> {
     let mut backoff = Backoff::new(&shared.config);
     loop {
-        match shared.store.assets().await {
+        match crate::within(shared.config.store_timeout, shared.store.assets()).await {
             Ok(assets) => return assets,
             Err(e) => {
                 let delay = backoff.next_delay();
@@ -512,5 +518,9 @@ async fn store_page(shared: &Shared, symbol: &str, candles: &[Candle]) -> Result
     }
     // The semaphore is never closed; without a permit the write would still be correct.
     let _permit = shared.writes.acquire().await.ok();
-    Ok(shared.store.insert_candles(symbol, candles).await?)
+    let limit = shared.config.store_timeout;
+    match tokio::time::timeout(limit, shared.store.insert_candles(symbol, candles)).await {
+        Ok(stored) => Ok(stored?),
+        Err(_) => Err(RoundError::StoreTimeout(limit)),
+    }
 }

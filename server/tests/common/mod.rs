@@ -4,6 +4,8 @@
 #![allow(dead_code, reason = "each test binary uses a part of these helpers")]
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
+pub mod relay;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
