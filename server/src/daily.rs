@@ -8,7 +8,7 @@
 //!    that declare a rolling window; once a day (a failed one is tried up to three times,
 //!    ten minutes apart; a pass that finds the day's 23:00 candles not all stored is no
 //!    failure, and the next pass tries again, for up to six hours after midnight; nor is a store
-//!    that cannot be read: the pass ends there and the next one tries again). Measured, as
+//!    that cannot be read: the pass goes on and the next one tries again). Measured, as
 //!    served, without the market factor.
 //! 2. **Scoring** of the ledger entries whose windows have closed.
 //! 3. **The gate** ([`crate::gate`]) on the ledger's last 30 days: the policy of the day.
@@ -79,8 +79,8 @@ pub struct DailyOptions {
     pub store_deadline: Duration,
 }
 
-/// The longest each step of a daily pass may wait on the store: its reads and writes (never the
-/// recalibration's computation, which is not cancelled). A query whose connection's peer is
+/// The longest each step of a daily pass may take, its store reads and writes and the little
+/// computing between them (never the recalibration's computation, which is not cancelled). A query whose connection's peer is
 /// gone without a reset (a failover), its request already acknowledged, never returns, and the
 /// pass waiting on it stopped the daily job (recalibration, scoring, the gate, the ledger and the
 /// anomaly thresholds) until a restart. Far longer than any step takes on a healthy store. A
@@ -97,7 +97,7 @@ async fn bounded<T>(
 ) -> Result<T, ApiError> {
     tokio::time::timeout(limit, step).await.unwrap_or_else(|_| {
         Err(ApiError::StoreUnavailable(format!(
-            "{what}: no answer from the store within {limit:?}"
+            "{what}: not done within {limit:?} (a store that does not answer)"
         )))
     })
 }
@@ -250,10 +250,11 @@ pub async fn run_once(
             Err(ApiError::NotReady) => return Err(ApiError::NotReady),
             // The store could not be read: no try of the day is used (an outage at midnight
             // used them all, and the model served uncorrected until the next day). Its reads
-            // come before any work, so the next pass, a minute later, tries again cheaply.
-            Err(e @ ApiError::StoreUnavailable(_)) => {
+            // come before any work, so the next pass, a minute later, tries again cheaply; this
+            // one goes on with the rest of the day's work.
+            Err(ApiError::StoreUnavailable(e)) => {
                 count(state, "store_unavailable");
-                return Err(e);
+                tracing::warn!(day = %format_ms(today), "daily recalibration could not read the store, tried again at the next pass: {e}");
             }
             Err(e) => {
                 count(state, "failed");
@@ -593,7 +594,8 @@ pub async fn job(state: AppState, options: DailyOptions) {
                 Err(ApiError::NotReady) => {}
                 Ok(pass) => {
                     tracing::info!(recorded = pass.recorded, scored = pass.scored, "forecast ledger");
-                    if let Err(e) = crate::ledger::windows(&state, now, None).await {
+                    let figures = crate::ledger::windows(&state, now, None);
+                    if let Err(e) = bounded(options.store_deadline, "the ledger's figures", figures).await {
                         tracing::warn!("forecast ledger figures: {e}");
                     }
                 }

@@ -17,7 +17,8 @@
 //! - a store cut over midnight uses none of the day's recalibration tries;
 //! - appends given up behind a lock held for minutes leave the store's pool usable, and their
 //!   statements end at the server's lock timeout;
-//! - a daily pass whose read is left hanging is given up, and the job goes on.
+//! - a daily pass whose read is left hanging is given up, and the job goes on;
+//! - a replica's migrations wait for a lock past the store's lock timeout.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -28,185 +29,13 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
+use common::relay::{Relay, host_port, postgres_url, through, until_waiting, waiting_on_locks};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use volcast_server::audit::Signer;
 use volcast_server::audit::log::DecisionLog;
 use volcast_server::audit::verify::verify_all;
 use volcast_server::auth::{Scope, new_key};
 use volcast_store::{CandleStore as _, DecisionStore as _, KeyStore as _, LedgerStore as _, Store};
-
-/// A TCP relay to `upstream` that the test can cut or sever. Cut, it forwards nothing either
-/// way (what it reads is held until the cut heals) and new connections reach nothing, as a
-/// network partition looks to the client: no reset, no answer. Severed, the connections open
-/// then carry nothing for good (what they carry is dropped, their sockets stay open, as when the
-/// peer lost their state and never resets them), while new ones pass. Reset, the connections
-/// open then are closed at both ends (as when a middlebox drops them with a reset), while new
-/// ones pass.
-struct Relay {
-    port: u16,
-    link: watch::Sender<Link>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Link {
-    open: bool,
-    /// Severing moves it on: a connection forwards only in the generation it was made in.
-    generation: u64,
-    /// Resetting moves it on: a connection made before is closed.
-    resets: u64,
-}
-
-impl Relay {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (link, watch) = watch::channel(Link {
-            open: true,
-            generation: 0,
-            resets: 0,
-        });
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let mut link = watch.clone();
-                tokio::spawn(async move {
-                    let Ok(made) = link.wait_for(|l| l.open).await.map(|l| *l) else {
-                        return;
-                    };
-                    let Ok(server) = TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    let (from_client, to_client) = client.into_split();
-                    let (from_server, to_server) = server.into_split();
-                    tokio::spawn(pump(from_client, to_server, link.clone(), made));
-                    tokio::spawn(pump(from_server, to_client, link, made));
-                });
-            }
-        });
-        Self { port, link }
-    }
-
-    fn cut(&self, cut: bool) {
-        self.link.send_modify(|l| l.open = !cut);
-    }
-
-    fn sever(&self) {
-        self.link.send_modify(|l| l.generation += 1);
-    }
-
-    fn reset(&self) {
-        self.link.send_modify(|l| l.resets += 1);
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut link: watch::Receiver<Link>,
-    made: Link,
-) {
-    let generation = made.generation;
-    let mut reset = link.clone();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let read = tokio::select! {
-            read = from.read(&mut buf) => read,
-            // Reset: both halves dropped, so the sockets close.
-            _ = reset.wait_for(|l| l.resets != made.resets) => return,
-        };
-        let n = match read {
-            Ok(n) if n > 0 => n,
-            _ if link.borrow().generation != generation => {
-                // Severed: not even the close goes through.
-                std::future::pending::<()>().await;
-                return;
-            }
-            _ => return,
-        };
-        let Ok(now) = link
-            .wait_for(|l| l.open || l.generation != generation)
-            .await
-            .map(|l| *l)
-        else {
-            return;
-        };
-        // Severed: dropped, the socket kept open.
-        if now.generation == generation && to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// `url` with its `host:port` replaced by the relay's.
-fn through(url: &str, port: u16) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
-    let path = rest.find('/').map_or("", |i| &rest[i..]);
-    let at = if user.is_empty() { "" } else { "@" };
-    format!("{scheme}://{user}{at}127.0.0.1:{port}{path}")
-}
-
-/// `url`'s `host:port`.
-fn host_port(url: &str) -> String {
-    let rest = url.split_once("://").unwrap().1;
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    rest.split('/').next().unwrap().to_owned()
-}
-
-/// A new, empty database of the test cluster for one test (its chain, keys and locks its own,
-/// whatever other tests write), its URL; or None (with a message) without a cluster.
-async fn postgres_url() -> Option<String> {
-    let Some(url) = std::env::var("VOLCAST_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)");
-        return None;
-    };
-    let name = format!("outage_{}", volcast_server::audit::new_id(0).to_lowercase());
-    let admin = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let base = &url[..url.rfind('/').unwrap()];
-    Some(format!("{base}/{name}"))
-}
-
-/// How many sessions of `admin`'s database wait on a lock in a statement starting with `query`.
-async fn waiting_on_locks(admin: &sqlx::PgPool, query: &str) -> i64 {
-    let (waiting,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-         AND wait_event_type = 'Lock' AND ltrim(query) LIKE $1",
-    )
-    .bind(format!("{query}%"))
-    .fetch_one(admin)
-    .await
-    .unwrap();
-    waiting
-}
-
-/// Waits (up to 30 s) until a session of `url`'s database waits on a lock in a statement
-/// starting with `query`: a statement sent, whose connection may then be severed.
-async fn until_waiting(url: &str, query: &str) {
-    let admin = sqlx::PgPool::connect(url).await.unwrap();
-    let started = Instant::now();
-    loop {
-        if waiting_on_locks(&admin, query).await > 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no statement {query:?} waits on a lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    admin.close().await;
-}
 
 const FOREVER: Duration = Duration::from_secs(100_000 * 86_400);
 
@@ -950,4 +779,30 @@ async fn a_daily_pass_left_hanging_on_the_store_is_given_up() {
             "no pass ran within 60 s of the sever: {e}"
         );
     }
+}
+
+/// A replica starting while another session holds a lock its migrations need for longer than
+/// the store's lock timeout (another replica's long migration, a backup's lock): it waits and
+/// starts once the lock goes. Its migrations ran under the 90 s lock timeout of every store
+/// session, and the replica failed to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_wait_past_the_stores_lock_timeout() {
+    use volcast_store::POSTGRES_LOCK_TIMEOUT;
+    let Some(url) = postgres_url().await else { return };
+    drop(Store::open(&url).await.unwrap());
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut lock = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let opening = tokio::spawn({
+        let url = url.clone();
+        async move { Store::open(&url).await.map(drop) }
+    });
+    tokio::time::sleep(POSTGRES_LOCK_TIMEOUT + Duration::from_secs(5)).await;
+    assert!(!opening.is_finished(), "{:?}", opening.await);
+    lock.rollback().await.unwrap();
+    let opened = tokio::time::timeout(Duration::from_secs(20), opening).await;
+    assert!(matches!(opened, Ok(Ok(Ok(())))), "{opened:?}");
 }

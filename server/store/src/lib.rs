@@ -317,7 +317,17 @@ impl Store {
                     }
                 }
             }
-            Backend::Postgres => tolerant(&POSTGRES_MIGRATIONS).run(&pool).await?,
+            Backend::Postgres => {
+                // On a session without the store's lock timeout: migrations wait as long as
+                // another replica's take (or a backup's lock on a table they alter), where a
+                // replica started beside them would otherwise fail to start.
+                let mut conn = pool.acquire().await?;
+                sqlx::query("SET lock_timeout = 0").execute(&mut *conn).await?;
+                let migrated = tolerant(&POSTGRES_MIGRATIONS).run_direct(&mut *conn).await;
+                // Not back to the pool: its session has no lock timeout.
+                conn.close_on_drop();
+                migrated?;
+            }
         }
         Ok(Self { pool, backend, file })
     }
