@@ -11,8 +11,8 @@ use volcast_core::grid::Asset;
 use volcast_core::panel::{PreparedAsset, to_panel};
 use volcast_core::policy::{self, Forecasts, RiskSettings};
 use volcast_core::stress::{
-    self, Book, DEFAULT_LIQUIDATION_THRESHOLD, Position, REPLAY_COUNT, REPLAY_HORIZON, ReplayWindow,
-    Scenario, ScenarioPolicy, ScenarioReport, Simulator, StressError, StressInput, input_at_origin,
+    self, Book, DEFAULT_LIQUIDATION_THRESHOLD, REPLAY_COUNT, REPLAY_HORIZON, ReplayWindow, Scenario,
+    ScenarioPolicy, ScenarioReport, Simulator, StressError, StressInput, input_at_origin,
     market_stress_scenarios, worst_windows,
 };
 use volcast_core::time::{Bound, close_hour_of_open_ms, format_hour, parse_time};
@@ -225,24 +225,53 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
 /// # Errors
 /// Unreadable file or JSON of neither shape.
 pub fn read_book(path: &Path) -> anyhow::Result<Book> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Shape {
-        List(Vec<Position>),
-        Book(Book),
-    }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let shape: Shape = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{}: expected a JSON array of {{\"collateral\", \"debt\", \"liquidation_threshold\"?}} or {{\"positions\": [...], \"default_liquidation_threshold\": 0.8}}",
-            path.display()
-        )
-    })?;
-    Ok(match shape {
-        Shape::List(positions) => Book {
+    let shapes = "a JSON array of {\"collateral\", \"debt\", \"liquidation_threshold\"?} or \
+                  {\"positions\": [...], \"default_liquidation_threshold\": 0.8}";
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not JSON; expected {shapes}", path.display()))?;
+    // Each shape read on its own, so an unknown field is named (an untagged read would only say
+    // that neither shape matched).
+    let book = if value.is_array() {
+        serde_json::from_value(value).map(|positions| Book {
             positions,
             default_liquidation_threshold: DEFAULT_LIQUIDATION_THRESHOLD,
-        },
-        Shape::Book(book) => book,
-    })
+        })
+    } else {
+        serde_json::from_value(value)
+    };
+    book.with_context(|| format!("{}: expected {shapes}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> anyhow::Result<Book> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("book.json");
+        std::fs::write(&path, text)?;
+        read_book(&path)
+    }
+
+    #[test]
+    fn a_book_is_read_in_either_shape_and_a_misspelt_field_is_refused_by_name() -> anyhow::Result<()> {
+        let list = read(r#"[{"collateral": 1, "debt": 2, "liquidation_threshold": 0.9}]"#)?;
+        assert_eq!(list.positions[0].liquidation_threshold, Some(0.9));
+        assert_eq!(list.default_liquidation_threshold, DEFAULT_LIQUIDATION_THRESHOLD);
+        let book =
+            read(r#"{"positions": [{"collateral": 1, "debt": 2}], "default_liquidation_threshold": 0.7}"#)?;
+        assert_eq!(book.default_liquidation_threshold, 0.7);
+        for (text, field) in [
+            (
+                r#"[{"collateral": 1, "debt": 2, "liquidation_treshold": 0.95}]"#,
+                "liquidation_treshold",
+            ),
+            (r#"{"positions": [], "extra": 1}"#, "extra"),
+        ] {
+            let error = format!("{:#}", read(text).expect_err(text));
+            assert!(error.contains(field), "{error}");
+        }
+        Ok(())
+    }
 }

@@ -103,13 +103,19 @@ pub struct NewKey {
 /// Makes a key with random id and secret from the system's generator.
 ///
 /// # Errors
-/// When the system's generator fails.
+/// A name that is empty or holds a control character (a tab or a newline would forge columns
+/// or rows in `keys list`), or when the system's generator fails.
 pub fn new_key(
     name: &str,
     scopes: &[Scope],
     rate_per_minute: Option<u32>,
     now_ms: i64,
 ) -> Result<NewKey, String> {
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err(format!(
+            "a key's name must not be empty nor hold a control character (tab, newline): {name:?}"
+        ));
+    }
     use ring::rand::SecureRandom as _;
     let rng = ring::rand::SystemRandom::new();
     let mut id = [0u8; 6];
@@ -345,6 +351,14 @@ fn bearer_token(header: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_name_that_is_empty_or_holds_a_control_character_is_refused() {
+        for name in ["", "  ", "a\nb", "a\tb", "a\u{7f}"] {
+            assert!(new_key(name, &[Scope::Read], None, 0).is_err(), "{name:?}");
+        }
+        assert!(new_key("risk-bot (ops team)", &[Scope::Read], None, 0).is_ok());
+    }
 
     fn access_with(scopes: &[Scope], revoked: bool, rate: Option<u32>) -> (Access, String) {
         let access = Access::new(600, false);

@@ -106,8 +106,10 @@ pub enum Bridge {
     MeanVariance,
 }
 
-/// One borrower's position.
+/// One borrower's position. Read strictly: a misspelt field (`liquidation_treshold`) is an
+/// error, never a position simulated at the book's default threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Position {
     /// Collateral, units of the asset (>= 0).
     pub collateral: f64,
@@ -118,8 +120,9 @@ pub struct Position {
     pub liquidation_threshold: Option<f64>,
 }
 
-/// The positions backed by one collateral asset.
+/// The positions backed by one collateral asset (read strictly, as [`Position`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Book {
     /// Positions.
     pub positions: Vec<Position>,
