@@ -107,14 +107,7 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
         if !path.starts_with("/v1/") {
             continue;
         }
-        for op in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-            &mut item.patch,
-        ] {
-            let Some(op) = op.as_mut() else { continue };
+        for op in operations(item) {
             let reads_query = op
                 .parameters
                 .iter()
@@ -145,14 +138,7 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
             (None, Some(scope)) => (scope, "With `--metrics-need-key`: "),
             (None, None) => continue,
         };
-        for op in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-            &mut item.patch,
-        ] {
-            let Some(op) = op.as_mut() else { continue };
+        for op in operations(item) {
             let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
             op.security = Some(if only_if.is_empty() {
                 vec![bearer]
@@ -202,4 +188,19 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
 /// When serialization fails (it does not for this document).
 pub fn yaml() -> Result<String, String> {
     document().to_yaml().map_err(|e| e.to_string())
+}
+
+/// A path's operations, of the methods the service routes.
+fn operations(
+    item: &mut utoipa::openapi::path::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
 }
