@@ -74,19 +74,19 @@ pub struct DailyOptions {
     pub artifacts_dir: PathBuf,
     /// How the recalibrated artifact is loaded.
     pub load: LoadOptions,
-    /// The longest each step of a pass may wait on the store ([`STORE_DEADLINE`] in the
-    /// service): a step given up fails the pass, and the next pass starts afresh.
+    /// The longest each step of a pass may take ([`STORE_DEADLINE`] in the service): a step
+    /// given up fails the pass, and the next pass starts afresh.
     pub store_deadline: Duration,
 }
 
 /// The longest each step of a daily pass may take, its store reads and writes and the little
-/// computing between them (never the recalibration's computation, which is not cancelled). A query whose connection's peer is
-/// gone without a reset (a failover), its request already acknowledged, never returns, and the
-/// pass waiting on it stopped the daily job (recalibration, scoring, the gate, the ledger and the
-/// anomaly thresholds) until a restart. Far longer than any step takes on a healthy store. A
-/// step given up is safe: its reads are read again, and its writes are idempotent (the ledger's
-/// entries and the gate's switch are inserted once, by their keys; an outcome set twice is the
-/// same outcome).
+/// computing between them (never the recalibration's computation, which is not cancelled). A
+/// query whose connection's peer is gone without a reset (a failover), its request already
+/// acknowledged, never returns, and the pass waiting on it stopped the daily job
+/// (recalibration, scoring, the gate, the ledger and the anomaly thresholds) until a restart.
+/// Far longer than any step takes on a healthy store. A step given up is safe: its reads are
+/// read again, and its writes are idempotent (the ledger's entries and the gate's switch are
+/// inserted once, by their keys; an outcome set twice is the same outcome).
 pub const STORE_DEADLINE: Duration = Duration::from_secs(10 * 60);
 
 /// `step`, given up after `limit` as the store's failure.
