@@ -31,7 +31,8 @@ where
         if !is_json(&req) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+        let set = req.extensions().get::<BodyLimit>().map(|l| l.0);
+        let limit = set.unwrap_or(0);
         // A body declared larger than the limit is refused before any of it is read: read, it
         // would be refused only once the limit's worth had come, and a client that declares a
         // size it never sends was held until the request's timeout and answered 503 `timeout`.
@@ -40,8 +41,8 @@ where
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if req.extensions().get::<BodyLimit>().is_some()
-            && declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+        if let (Some(set), Some(declared)) = (set, declared)
+            && declared > u64::try_from(set).unwrap_or(u64::MAX)
         {
             return Err(ApiError::PayloadTooLarge { limit });
         }

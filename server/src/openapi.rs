@@ -108,12 +108,7 @@ fn secure(doc: &mut utoipa::openapi::OpenApi) {
             continue;
         }
         for op in operations(item) {
-            let reads_query = op
-                .parameters
-                .iter()
-                .flatten()
-                .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
-            if reads_query {
+            if crate::unread_query::reads_query(op) {
                 continue;
             }
             let refused = "a query string: this route reads no query parameters (`invalid_query`)";

@@ -21,12 +21,6 @@ impl QueryRoutes {
     /// From the OpenAPI document.
     #[must_use]
     pub fn of(doc: &OpenApi) -> Self {
-        let reads_query = |op: &Operation| {
-            op.parameters
-                .iter()
-                .flatten()
-                .any(|p| matches!(p.parameter_in, ParameterIn::Query))
-        };
         let mut out: HashMap<String, Vec<&'static str>> = HashMap::new();
         for (path, item) in &doc.paths.paths {
             let methods = [
@@ -48,6 +42,14 @@ impl QueryRoutes {
     fn reads(&self, method: &str, path: &str) -> bool {
         self.0.get(path).is_some_and(|methods| methods.contains(&method))
     }
+}
+
+/// Whether `op` declares a query parameter.
+pub(crate) fn reads_query(op: &Operation) -> bool {
+    op.parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p.parameter_in, ParameterIn::Query))
 }
 
 /// The middleware: a non-empty query on a `/v1` route that declares no query parameter is
