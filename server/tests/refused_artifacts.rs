@@ -31,10 +31,17 @@ fn copy_default(out: &Path, name: &str) -> PathBuf {
     dir
 }
 
+/// Rewrites the copy's metadata through `edit` and gives it the id `save` would have given it,
+/// so that each case meets the check of its own fault rather than the id every edit breaks
+/// (`hand_edited` keeps the old id).
 fn edit_metadata(dir: &Path, edit: impl FnOnce(&mut Value)) {
     let path = dir.join(METADATA);
     let mut meta: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut meta);
+    let mut meta: artifact::Metadata = serde_json::from_value(meta).unwrap();
+    let weights = std::fs::read(dir.join(WEIGHTS)).unwrap();
+    let config = std::fs::read_to_string(dir.join(artifact::CONFIG)).unwrap();
+    meta.id = artifact::id_of(&weights, &config, &meta).unwrap();
     std::fs::write(&path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
 }
 
@@ -86,8 +93,30 @@ fn faulty(out: &Path) -> Vec<(&'static str, PathBuf, &'static str)> {
     let bad_detector = copy_default(out, "bad-detector");
     std::fs::write(bad_detector.join("anomaly.json"), "{ not a detector").unwrap();
 
+    // A plausible hand edit (the week's fall quantile cut by a tenth, a higher LT) keeps the
+    // old id, which the edited metadata no longer hashes to.
+    let hand_edited = copy_default(out, "hand-edited");
+    let path = hand_edited.join(METADATA);
+    let mut meta: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let u = &mut meta["risk"]["model"]["windows"][8]["quantiles"][5][1];
+    *u = (u.as_f64().unwrap() * 0.9).into();
+    std::fs::write(&path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
+
+    // A calibration that cannot be served: the week's fall quantiles turned negative.
+    let negative = copy_default(out, "negative-quantiles");
+    edit_metadata(&negative, |m| {
+        for q in m["risk"]["model"]["windows"][8]["quantiles"]
+            .as_array_mut()
+            .unwrap()
+        {
+            q[1] = (-q[1].as_f64().unwrap()).into();
+        }
+    });
+
     let declared = declared_uncalibrated(out);
     vec![
+        ("hand-edited", hand_edited, "metadata.json hashes to id"),
+        ("negative-quantiles", negative, "risk.model: window 168 h"),
         ("bad-detector", bad_detector, "anomaly detector"),
         ("other-levels", other_levels, "edited by hand"),
         ("extra-horizon", extra_horizon, "edited by hand"),

@@ -158,6 +158,36 @@ fn damaged_artifacts_are_refused() {
     });
     let e = refused(&zeroed);
     assert!(e.contains("scaler"), "{e}");
+    let negative = copy_of_default(&tmp.path().join("negative"));
+    edit_metadata(&negative, |m| {
+        m["risk"]["model"]["windows"][3]["quantiles"][0][1] = serde_json::json!(-0.5);
+    });
+    let e = refused(&negative);
+    assert!(e.contains("risk.model: window 8 h"), "{e}");
+    // Edits that each look plausible: the fall quantiles of every window cut by a tenth (every
+    // recommended LT higher), or the fit end moved a year earlier (`evaluate`'s guard against
+    // scoring inside the fit would pass 2020). Only the id, which hashes the metadata, tells.
+    let lowered = copy_of_default(&tmp.path().join("lowered"));
+    edit_metadata(&lowered, |m| {
+        for w in m["risk"]["model"]["windows"].as_array_mut().unwrap() {
+            for q in w["quantiles"].as_array_mut().unwrap() {
+                q[1] = serde_json::json!(q[1].as_f64().unwrap() * 0.9);
+            }
+        }
+    });
+    let earlier = copy_of_default(&tmp.path().join("earlier"));
+    edit_metadata(&earlier, |m| {
+        let until = m["fit_until"].as_str().unwrap().replacen("2021-", "2020-", 1);
+        m["fit_until"] = serde_json::json!(until);
+    });
+    for edited in [lowered, earlier] {
+        let e = refused(&edited);
+        assert!(e.contains("metadata.json hashes to id"), "{e}");
+    }
+    // The scores `evaluate` rewrites are outside the id: a copy with other scores still loads.
+    let rescored = copy_of_default(&tmp.path().join("rescored"));
+    edit_metadata(&rescored, |m| m["validation"] = serde_json::json!({}));
+    LoadedModel::load(&rescored, &device).unwrap();
     // An edited config, and metadata that vouches for nothing.
     let config = copy_of_default(&tmp.path().join("config"));
     let text = std::fs::read_to_string(config.join(artifact::CONFIG)).unwrap();

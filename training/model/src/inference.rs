@@ -116,6 +116,8 @@ impl LoadedModel {
             ),
         }
         .with_horizon_weights(metadata.ensemble_horizon_weights.clone());
+        // Last: an edit the checks above name is refused with their reason, any other with this.
+        artifact::check_id(&dir, &metadata, &weights, &text)?;
         let hash = artifact::artifact_hash(&dir)?;
         Ok(Self {
             model,

@@ -115,6 +115,57 @@ impl WindowCalibration {
         self.measured_multiplier(1.0 - (1.0 - alpha) * self.miscoverage_factor)
     }
 
+    /// Checks what [`Self::fit`] and the adaptive calibration guarantee, for a calibration read
+    /// from a file: a window and a point count, measured levels increasing in (0, 1) with finite
+    /// quantiles that do not fall and a positive top one (a zero top would serve no drawdown at
+    /// any level), and the tail index and miscoverage factor within their clamps.
+    ///
+    /// # Errors
+    /// The first problem, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let tau = self.tau;
+        if tau == 0 || self.n == 0 {
+            return Err(format!("window of {tau} h with {} points: both positive", self.n));
+        }
+        let Some(&(_, top)) = self.quantiles.last() else {
+            return Err(format!("window {tau} h: no measured quantiles"));
+        };
+        let mut below: Option<(f64, f64)> = None;
+        for &(level, u) in &self.quantiles {
+            if !(level > 0.0 && level < 1.0 && u.is_finite() && u >= 0.0) {
+                return Err(format!(
+                    "window {tau} h: quantile ({level}, {u}): a level in (0, 1), a finite u >= 0"
+                ));
+            }
+            if let Some((l, v)) = below
+                && !(level > l && u >= v)
+            {
+                return Err(format!(
+                    "window {tau} h: quantile ({level}, {u}) after ({l}, {v}): levels increase \
+                     and quantiles do not fall"
+                ));
+            }
+            below = Some((level, u));
+        }
+        if top <= 0.0 {
+            return Err(format!("window {tau} h: the top quantile is 0"));
+        }
+        let within = |x: f64, (lo, hi): (f64, f64)| (lo..=hi).contains(&x);
+        if !within(self.tail_index, TAIL_INDEX_RANGE) {
+            return Err(format!(
+                "window {tau} h: tail_index {} outside {TAIL_INDEX_RANGE:?}",
+                self.tail_index
+            ));
+        }
+        if !within(self.miscoverage_factor, MISCOVERAGE_FACTOR_RANGE) {
+            return Err(format!(
+                "window {tau} h: miscoverage_factor {} outside {MISCOVERAGE_FACTOR_RANGE:?}",
+                self.miscoverage_factor
+            ));
+        }
+        Ok(())
+    }
+
     /// `u_alpha` as measured, without the adaptive factor.
     fn measured_multiplier(&self, alpha: f64) -> f64 {
         let x = |l: f64| -(1.0 - l).ln();
@@ -185,6 +236,48 @@ impl DrawdownCalibration {
             }
         }
         last.multiplier(alpha)
+    }
+
+    /// Checks a calibration read from a file: its period (RFC 3339, `from` before `until`), a
+    /// positive stride, an exponent within [`EXPONENT_GRID`] (1 included), and at least one
+    /// window, windows increasing, each sound ([`WindowCalibration::check`]).
+    ///
+    /// # Errors
+    /// The first problem, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let time = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+        match (time(&self.from), time(&self.until)) {
+            (Some(from), Some(until)) if from < until => {}
+            _ => {
+                return Err(format!(
+                    "period {} to {}: two RFC 3339 times, the first before the second",
+                    self.from, self.until
+                ));
+            }
+        }
+        if self.stride_hours <= 0 {
+            return Err(format!("stride_hours {}: positive", self.stride_hours));
+        }
+        let grid = (
+            f64::from(*EXPONENT_GRID.start()) / 20.0,
+            f64::from(*EXPONENT_GRID.end()) / 20.0,
+        );
+        if !(grid.0..=grid.1).contains(&self.exponent) {
+            return Err(format!(
+                "exponent {} outside [{}, {}]",
+                self.exponent, grid.0, grid.1
+            ));
+        }
+        if self.windows.is_empty() {
+            return Err("no windows".into());
+        }
+        if let Some(pair) = self.windows.windows(2).find(|p| p[0].tau >= p[1].tau) {
+            return Err(format!(
+                "windows {} h then {} h: increasing",
+                pair[0].tau, pair[1].tau
+            ));
+        }
+        self.windows.iter().try_for_each(WindowCalibration::check)
     }
 
     /// `D(alpha, tau)` for a forecast variance `variance` of the `tau`-hour return.
@@ -446,6 +539,46 @@ mod tests {
         assert!((c.multiplier(0.999, 4.0) - 2.0 * 10f64.powf(0.2)).abs() < 1e-12);
         let d = c.drawdown(0.01, 0.99, 4.0);
         assert!((d - (1.0 - (-0.2f64).exp())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_calibration_read_from_a_file_is_checked_field_by_field() {
+        let w = WindowCalibration::fit(4, reflected_sample(1000)).unwrap();
+        let good = DrawdownCalibration {
+            from: "2020-01-01T03:00:00Z".into(),
+            until: "2021-01-01T00:00:00Z".into(),
+            stride_hours: 5,
+            exponent: 1.0,
+            windows: vec![w.clone(), WindowCalibration { tau: 8, ..w }],
+        };
+        good.check().unwrap();
+        type Edit = fn(&mut DrawdownCalibration);
+        let cases: [(&str, Edit); 16] = [
+            ("period", |c| c.until.clone_from(&c.from)),
+            ("period", |c| c.from = "yesterday".into()),
+            ("stride_hours 0", |c| c.stride_hours = 0),
+            ("exponent 0", |c| c.exponent = 0.0),
+            ("exponent NaN", |c| c.exponent = f64::NAN),
+            ("exponent 3", |c| c.exponent = 3.0),
+            ("no windows", |c| c.windows.clear()),
+            ("8 h then 4 h", |c| c.windows.reverse()),
+            ("0 points", |c| c.windows[1].n = 0),
+            ("no measured quantiles", |c| c.windows[0].quantiles.clear()),
+            ("a finite u >= 0", |c| c.windows[0].quantiles[2].1 = -1.0),
+            ("a level in (0, 1)", |c| c.windows[0].quantiles[0].0 = 1.0),
+            ("levels increase", |c| c.windows[1].quantiles.reverse()),
+            ("top quantile is 0", |c| {
+                c.windows[0].quantiles.iter_mut().for_each(|q| q.1 = 0.0);
+            }),
+            ("tail_index -5", |c| c.windows[1].tail_index = -5.0),
+            ("miscoverage_factor 0", |c| c.windows[0].miscoverage_factor = 0.0),
+        ];
+        for (says, edit) in cases {
+            let mut c = good.clone();
+            edit(&mut c);
+            let e = c.check().unwrap_err();
+            assert!(e.contains(says), "{says}: {e}");
+        }
     }
 
     /// Falls `L = |z| s^g_true` over forecast scales `s` spread over two decades.

@@ -1,16 +1,19 @@
 //! What loading checks before an artifact serves: its metadata's meaning, its risk calibration,
-//! and that its files are the ones its metadata vouches for.
+//! that its files are the ones its metadata vouches for, and that the metadata is the one its id
+//! vouches for.
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{ArtifactError, CONFIG, MAX_ENSEMBLE, METADATA, Metadata, WEIGHTS, hex};
+use super::{ArtifactError, CONFIG, MAX_ENSEMBLE, METADATA, Metadata, WEIGHTS, hex, id_of};
 
 /// Checks what an artifact's metadata says before anything is served from it: horizons and
 /// quantile levels present and sane, the scaler finite with positive deviations and the right
 /// lengths, the window usable, the feature names this build computes, and corrections that can
-/// be served ([`super::Recalibration::check`]), and a term structure that can be carried.
+/// be served ([`super::Recalibration::check`]), a term structure that can be carried, and a risk
+/// calibration that can be served
+/// ([`volcast_core::drawdown::DrawdownCalibration::check`]).
 ///
 /// # Errors
 /// [`ArtifactError::Incompatible`] naming the first problem.
@@ -98,6 +101,18 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
     if let Err(e) = super::check_term_structure(&meta.term_structure, &meta.horizons, &meta.har) {
         return bad(format!("term_structure: {e}"));
     }
+    if let Some(risk) = &meta.risk {
+        if let Err(e) = risk.model.check() {
+            return bad(format!("risk.model: {e}"));
+        }
+        if let Some(Err(e)) = risk
+            .har
+            .as_ref()
+            .map(volcast_core::drawdown::DrawdownCalibration::check)
+        {
+            return bad(format!("risk.har: {e}"));
+        }
+    }
     Ok(())
 }
 
@@ -166,4 +181,32 @@ pub fn check_files(dir: &Path, meta: &Metadata, weights: &[u8], config: &str) ->
         ));
     }
     Ok(())
+}
+
+/// Checks the metadata against the artifact's id, which hashes the weights, the config and the
+/// metadata itself ([`super::id_of`]: only the id field and the `validation` scores that
+/// `evaluate` rewrites are left out). The checksums of [`check_files`] vouch for the weights and
+/// the config; this vouches for everything else the artifact serves with: a hand-edited risk
+/// calibration, fit end, scaler or correction is refused as a flipped bit in the weights is,
+/// even where each value on its own is plausible.
+///
+/// # Errors
+/// [`ArtifactError::Incompatible`] giving the id the metadata hashes to.
+pub fn check_id(dir: &Path, meta: &Metadata, weights: &[u8], config: &str) -> Result<(), ArtifactError> {
+    let bad = |message: String| {
+        Err(ArtifactError::Incompatible {
+            path: dir.to_owned(),
+            message,
+        })
+    };
+    match id_of(weights, config, meta) {
+        Ok(got) if got == meta.id => Ok(()),
+        Ok(got) => bad(format!(
+            "{METADATA} hashes to id {got} but names the artifact {}: edited or damaged after the \
+             artifact was saved (only its `validation` scores may change); retrain, or \
+             recalibrate the original with `calibrate`",
+            meta.id
+        )),
+        Err(e) => bad(format!("{METADATA} cannot be hashed: {e}")),
+    }
 }

@@ -18,7 +18,7 @@ mod checks;
 mod recalibration;
 pub mod term_structure;
 
-pub use checks::{check_calibration, check_files, check_meaning};
+pub use checks::{check_calibration, check_files, check_id, check_meaning};
 pub use recalibration::{Adaptive, Recalibration, blend, scale_at_power, stack_inputs, stacked_probability};
 pub use term_structure::check_term_structure;
 
@@ -363,6 +363,22 @@ pub fn content_id(weights: &[u8], config: &str, metadata_without_id: &str) -> St
     hex(&h.finalize())[..16].to_owned()
 }
 
+/// The content id [`save`] gives `metadata` beside `weights` and `config`: [`content_id`] over
+/// the metadata's compact JSON with the id field empty and the `validation` scores left out (the
+/// id covers what training and calibration made, not the scores `evaluate` writes beside it).
+/// Loading recomputes it ([`check_id`]), so no field of the metadata can be changed unseen.
+///
+/// # Errors
+/// The metadata failing to serialise (it never does: every field is plain data).
+pub fn id_of(weights: &[u8], config: &str, metadata: &Metadata) -> Result<String, serde_json::Error> {
+    let hashed = Metadata {
+        id: String::new(),
+        validation: BTreeMap::new(),
+        ..metadata.clone()
+    };
+    Ok(content_id(weights, config, &serde_json::to_string(&hashed)?))
+}
+
 /// Hash of a whole artifact directory's files (weights, config, metadata), reported by the
 /// server with every answer.
 ///
@@ -418,16 +434,9 @@ pub fn save<C: Serialize>(
     written.map_err(|e| io(&weights_path, e))?;
     let weights = std::fs::read(&weights_path).map_err(|e| io(&weights_path, e))?;
     let config_json = serde_json::to_string_pretty(config).map_err(|e| io(&tmp, e))?;
-    metadata.id = String::new();
     metadata.weights_sha256 = Some(hex(&Sha256::digest(&weights)));
     metadata.config_sha256 = Some(hex(&Sha256::digest(config_json.as_bytes())));
-    // The id covers what training and calibration made, not the scores written beside it.
-    let hashed = Metadata {
-        validation: BTreeMap::new(),
-        ..metadata.clone()
-    };
-    let without_id = serde_json::to_string(&hashed).map_err(|e| io(&tmp, e))?;
-    metadata.id = content_id(&weights, &config_json, &without_id);
+    metadata.id = id_of(&weights, &config_json, &metadata).map_err(|e| io(&tmp, e))?;
     let meta_json = serde_json::to_string_pretty(&metadata).map_err(|e| io(&tmp, e))?;
     std::fs::write(tmp.join(CONFIG), config_json).map_err(|e| io(&tmp.join(CONFIG), e))?;
     std::fs::write(tmp.join(METADATA), meta_json).map_err(|e| io(&tmp.join(METADATA), e))?;
