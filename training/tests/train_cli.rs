@@ -80,6 +80,26 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     assert!(e.contains("window is 0"), "{e}");
     let e = bad_config(&|c| c.learning_rate = -1.0);
     assert!(e.contains("learning_rate -1"), "{e}");
+    let e = bad_config(&|c| c.grad_clip_norm = -1.0);
+    assert!(e.contains("grad_clip_norm -1"), "{e}");
+    let e = bad_config(&|c| c.market_dropout = 2.0);
+    assert!(e.contains("market_dropout 2"), "{e}");
+    // A learning rate the network cannot be trained at: said so at the first loss that is not a
+    // number (it ended in a checkpoint error, naming a file no step had written).
+    let e = bad_config(&|c| c.learning_rate = 1e30);
+    assert!(
+        e.contains("training diverged") && e.contains("learning_rate 1000000000000000000000000000000"),
+        "{e}"
+    );
+    // A misspelt key: refused by name (it was dropped, and the default learning rate trained).
+    let mut misspelt = serde_json::to_value(volcast_model::config::TrainingConfig::default_run()).unwrap();
+    misspelt["learning_rat"] = serde_json::json!(0.1);
+    let file = dir.path().join("misspelt.json");
+    std::fs::write(&file, misspelt.to_string()).unwrap();
+    let refused = with(&["--config", file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("unknown field `learning_rat`"), "{err}");
     // A fit end after the data's last candle (150 days from 2020-01-01 end on 2020-05-29):
     // refused, naming that candle, before any training.
     let refused = with(&["--fit-until", "2020-07-01"]);

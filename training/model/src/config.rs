@@ -218,10 +218,28 @@ impl TrainingConfig {
         Ok(out)
     }
 
+    /// Reads a config from JSON as written beside every artifact, refusing a key the config does
+    /// not have (a misspelt `learning_rat` would otherwise be dropped and the default trained
+    /// without a word). Keys a config written before a field existed lacks take their defaults.
+    ///
+    /// # Errors
+    /// Text that is not a config, or the first unknown key by its path.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let given: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let config: Self = serde_json::from_value(given.clone()).map_err(|e| e.to_string())?;
+        let known = serde_json::to_value(&config).map_err(|e| e.to_string())?;
+        match unknown_key(&given, &known, "") {
+            Some(path) => Err(format!("unknown field `{path}`")),
+            None => Ok(config),
+        }
+    }
+
     /// Checks the whole config before any data is read or any network trained: the heads' sizes
     /// this build's inputs and `horizons` need, quantile levels increasing in (0, 1), a window,
-    /// widths, epochs, patience and batch of at least 1, a finite positive learning rate, a
-    /// holdout long enough to score the longest horizon, then the design
+    /// widths, epochs, patience and batch of at least 1, a finite positive learning rate,
+    /// finite non-negative loss weights and weight decay, a positive gradient clip, a market
+    /// dropout share in [0, 1], trunk exclusions among the static features,
+    /// a holdout long enough to score the longest horizon, then the design
     /// ([`Self::networks_apart_config`]).
     ///
     /// # Errors
@@ -260,6 +278,31 @@ impl TrainingConfig {
             return Err(format!(
                 "learning_rate {}: a finite number above 0",
                 self.learning_rate
+            ));
+        }
+        let weights = [
+            ("weight_decay", self.weight_decay),
+            ("quantile_weight", self.quantile_weight),
+            ("shortage_weight", self.shortage_weight),
+        ];
+        if let Some((name, v)) = weights.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            return Err(format!("{name} {v}: a finite number, 0 or more"));
+        }
+        if !(self.grad_clip_norm.is_finite() && self.grad_clip_norm > 0.0) {
+            return Err(format!(
+                "grad_clip_norm {}: a finite number above 0",
+                self.grad_clip_norm
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.market_dropout) {
+            return Err(format!(
+                "market_dropout {}: a share in [0, 1]",
+                self.market_dropout
+            ));
+        }
+        if let Some(i) = m.trunk_excluded.iter().find(|&&i| i >= N_STATIC) {
+            return Err(format!(
+                "model.trunk_excluded names column {i}: there are {N_STATIC} static features"
             ));
         }
         let longest_days = horizons.iter().max().map_or(0, |h| h.div_ceil(24));
@@ -347,9 +390,72 @@ fn horizon_positions(
     Ok(positions)
 }
 
+/// The first key of `given` (by its dotted path under `at`) that `known`, the same config
+/// written back, does not have: one serde dropped as unknown.
+fn unknown_key(given: &serde_json::Value, known: &serde_json::Value, at: &str) -> Option<String> {
+    let (serde_json::Value::Object(given), serde_json::Value::Object(known)) = (given, known) else {
+        return None;
+    };
+    given.iter().find_map(|(key, value)| {
+        let path = if at.is_empty() {
+            key.clone()
+        } else {
+            format!("{at}.{key}")
+        };
+        match known.get(key) {
+            None => Some(path),
+            Some(written) => unknown_key(value, written, &path),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::TrainingConfig;
+
+    #[test]
+    fn a_config_with_an_unknown_key_or_a_nonsense_value_is_refused_by_name() {
+        let default = serde_json::to_value(TrainingConfig::default_run()).expect("serialises");
+        let read = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut json = default.clone();
+            edit(&mut json);
+            TrainingConfig::from_json(&json.to_string())
+        };
+        assert_eq!(
+            read(&|_| {}).expect("the default reads back").seed,
+            TrainingConfig::default_run().seed
+        );
+        let e = read(&|j| j["learning_rat"] = 0.1.into()).unwrap_err();
+        assert_eq!(e, "unknown field `learning_rat`");
+        let e = read(&|j| j["model"]["chanels"] = 8.into()).unwrap_err();
+        assert_eq!(e, "unknown field `model.chanels`");
+        let e = read(&|j| j["networks_apart"]["horizon"] = 1.into()).unwrap_err();
+        assert_eq!(e, "unknown field `networks_apart.horizon`");
+        assert!(TrainingConfig::from_json("{").is_err());
+
+        let h = [4, 24, 168];
+        TrainingConfig::default_run()
+            .check(&h)
+            .expect("the default is valid");
+        type Edit = fn(TrainingConfig) -> TrainingConfig;
+        let cases: [(&str, Edit); 8] = [
+            ("grad_clip_norm -1", |c| c.with_grad_clip_norm(-1.0)),
+            ("grad_clip_norm 0", |c| c.with_grad_clip_norm(0.0)),
+            ("weight_decay -0.1", |c| c.with_weight_decay(-0.1)),
+            ("quantile_weight -1", |c| c.with_quantile_weight(-1.0)),
+            ("shortage_weight NaN", |c| c.with_shortage_weight(f32::NAN)),
+            ("market_dropout 2", |c| c.with_market_dropout(2.0)),
+            ("market_dropout -0.5", |c| c.with_market_dropout(-0.5)),
+            ("trunk_excluded names column 99", |mut c| {
+                c.model.trunk_excluded = vec![1, 99];
+                c
+            }),
+        ];
+        for (says, edit) in cases {
+            let e = edit(TrainingConfig::default_run()).check(&h).unwrap_err();
+            assert!(e.contains(says), "{says}: {e}");
+        }
+    }
 
     #[test]
     fn skip_columns_take_the_exceptions_and_refuse_what_is_not_there() {

@@ -48,5 +48,6 @@ pub fn training_config(
         return Ok(volcast_model::config::TrainingConfig::default_run());
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a training config", path.display()))
+    volcast_model::config::TrainingConfig::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a training config: {e}", path.display()))
 }

@@ -49,6 +49,22 @@ pub enum TrainError {
         /// What failed.
         message: String,
     },
+    /// The loss stopped being a number: the weights have left the range the network can be
+    /// trained from, and every later step would only spread the NaN.
+    #[error(
+        "training diverged: the loss was {loss} at step {step} of epoch {epoch} (learning_rate \
+         {learning_rate}); lower the learning rate or the gradient clip"
+    )]
+    Diverged {
+        /// The epoch, 0-based.
+        epoch: usize,
+        /// The step within the epoch, 0-based.
+        step: usize,
+        /// The loss it gave.
+        loss: f32,
+        /// The config's learning rate.
+        learning_rate: f64,
+    },
 }
 
 /// What a finished run hands back.
@@ -315,7 +331,7 @@ impl Run<'_> {
             }
             let steps_before = counters.steps;
             let (trained, scored, scores) =
-                self.epoch(model, &mut optim, &mut counters, &mut averager, epoch);
+                self.epoch(model, &mut optim, &mut counters, &mut averager, epoch)?;
             model = trained;
             state.cut_short = counters.steps - steps_before < self.rows.len() / config.batch_size;
             let nets = Networks {
@@ -342,7 +358,8 @@ impl Run<'_> {
     /// batch (each taken into the running average of the weights, where there is one), then the
     /// holdout score per horizon of the network served (the averaged one where there is an
     /// average; shown on the bar and logged). Returns the trained model, the network served and
-    /// its scores.
+    /// its scores; [`TrainError::Diverged`] at the first step whose loss is not finite (nothing
+    /// of the epoch is checkpointed, so a resume starts from the last sound one).
     fn epoch(
         &self,
         mut model: VolModel,
@@ -350,7 +367,7 @@ impl Run<'_> {
         counters: &mut StepCounters,
         averager: &mut Option<Averager>,
         epoch: usize,
-    ) -> (VolModel, VolModel, [f64; 3]) {
+    ) -> Result<(VolModel, VolModel, [f64; 3]), TrainError> {
         let config = self.config;
         let (order, mut rng) = shuffled_rows(self.rows.len(), config.seed, epoch);
         let n_batches = order.len() / config.batch_size;
@@ -359,6 +376,14 @@ impl Run<'_> {
         for (k, rows) in order.chunks_exact(config.batch_size).enumerate() {
             let t = Instant::now();
             let (stepped, value) = self.step(model, optim, rows, &mut rng);
+            if !value.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step: k,
+                    loss: value,
+                    learning_rate: config.learning_rate,
+                });
+            }
             model = stepped;
             if let Some(a) = averager.as_mut() {
                 a.observe(&model, n_batches);
@@ -398,7 +423,7 @@ impl Run<'_> {
             holdout_168h = scores[2],
             "epoch done"
         );
-        (model, scored, scores)
+        Ok((model, scored, scores))
     }
 
     /// One optimiser step on the training rows `rows` (market dropout drawn from `rng`), the
