@@ -92,6 +92,8 @@ fn run() -> anyhow::Result<()> {
     let dirs = volcast_training::pipeline::data_dirs(&args.data)?;
     let selected = select(args.device)?;
     let model = LoadedModel::load(&args.model, &selected.device)?;
+    // Before any work: a detector the calibrated artifact would carry and the server refuse.
+    carried_detector(&model.dir)?;
     let out = match &args.out {
         Some(o) => o.clone(),
         None => beside(&model.dir)?,
@@ -170,12 +172,30 @@ fn finish(args: &Args, out: &Path, source: &Path, dir: &Path, id: &str) -> anyho
 /// loaded, a start would have none); whether it was copied.
 fn carry_detector(source: &Path, dir: &Path) -> anyhow::Result<bool> {
     let (from, to) = (source.join(DETECTOR_FILE), dir.join(DETECTOR_FILE));
-    if !from.is_file() || to.exists() {
+    if carried_detector(source)?.is_none() || to.exists() {
         return Ok(false);
     }
     let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
     artifact::replace_durably(&to, &bytes).with_context(|| format!("writing {}", to.display()))?;
     Ok(true)
+}
+
+/// The source artifact's anomaly detector file where it has one, once it is checked to load: a
+/// truncated or hand-edited one is refused here, since the server refuses an artifact whose
+/// detector cannot be read and the calibrated artifact would carry it.
+fn carried_detector(source: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let path = source.join(DETECTOR_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    volcast_training::anomaly::load(&path).with_context(|| {
+        format!(
+            "the source artifact's anomaly detector cannot be carried into the calibrated one \
+             (the server would refuse it): retrain it with `anomaly train`, or move {} away",
+            path.display()
+        )
+    })?;
+    Ok(Some(path))
 }
 
 /// The directory that holds the artifact `dir`, where the calibrated one goes by default: also
