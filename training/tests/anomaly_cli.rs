@@ -102,4 +102,18 @@ fn evaluate_refuses_a_period_with_nothing_to_score() {
     // The data's own months are scored.
     let run = evaluate("2020-04-01", "2020-04-29");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(!String::from_utf8_lossy(&run.stdout).contains("In sample"));
+    // A period that starts inside the detector's fit is scored, but said loudly to be in sample
+    // (it was reported like a held-out score).
+    let run = evaluate("2020-03-01", "2020-04-29");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("**In sample: the detector was fit on data until 2020-03-31")
+            && stderr.contains("warning: In sample"),
+        "{stdout}\n{stderr}"
+    );
 }

@@ -593,6 +593,25 @@ fn inject_one(
     }
 }
 
+/// Whether the scored period starts inside the detector's fit period: its rates and recall
+/// are then not out of sample (a diagnostic look at the fit data is allowed, and said so).
+#[must_use]
+pub fn in_sample(r: &Report) -> bool {
+    let at = |t: &str| volcast_core::time::parse_time(t, volcast_core::time::Bound::Start).ok();
+    matches!((at(&r.from), at(&r.fit_until)), (Some(from), Some(fit)) if from <= fit)
+}
+
+/// What [`in_sample`] means for the report, in words.
+#[must_use]
+pub fn in_sample_warning(r: &Report) -> String {
+    format!(
+        "In sample: the detector was fit on data until {}, and the scored period starts at {}: \
+         these rates are not an out-of-sample score (give --from after the fit end, or a \
+         detector fit earlier with `anomaly train --fit-until`)",
+        r.fit_until, r.from
+    )
+}
+
 /// The report as Markdown tables.
 #[must_use]
 pub fn render(r: &Report) -> String {
@@ -602,6 +621,9 @@ pub fn render(r: &Report) -> String {
         "Detector {} (fit until {}), scored {} .. {}\n",
         r.detector, r.fit_until, r.from, r.to
     );
+    if in_sample(r) {
+        let _ = writeln!(s, "**{}**\n", in_sample_warning(r));
+    }
     let _ = writeln!(
         s,
         "| data | threshold | markets | rows scored | flagged | false-alarm rate | stated | ratio |\n|---|---|--:|--:|--:|--:|--:|--:|"

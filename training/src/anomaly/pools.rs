@@ -19,6 +19,11 @@ pub struct Pool {
     pub asset_is_token0: bool,
     /// Snapshots, oldest first.
     pub snapshots: Vec<PoolSnapshot>,
+    /// Rows left out of [`Self::snapshots`] as unusable, by file line (the header is line 1)
+    /// and why: a value that is not a finite number or is negative, or a time already read.
+    /// [`load_pools`] logs them. Empty pools (no reserves yet) are left out too, but they are
+    /// not faults and are not listed.
+    pub skipped: Vec<(usize, String)>,
 }
 
 /// Quote tokens, most quote-like first: a pool's asset is its other token.
@@ -85,6 +90,7 @@ pub fn read_pool(path: &Path, dex: &str) -> anyhow::Result<Pool> {
         col("volumeUSD")?,
     );
     let mut snapshots = Vec::new();
+    let mut skipped = Vec::new();
     for (i, line) in lines.enumerate() {
         let f: Vec<&str> = line.split(',').collect();
         let num = |j: usize| -> anyhow::Result<f64> {
@@ -106,18 +112,42 @@ pub fn read_pool(path: &Path, dex: &str) -> anyhow::Result<Pool> {
             tx_count: num(tx)?,
             volume_usd: num(vol)?,
         };
+        let values = [
+            (ra, s.reserve_asset),
+            (rq, s.reserve_quote),
+            (usd, s.reserve_usd),
+            (supply, s.total_supply),
+            (tx, s.tx_count),
+            (vol, s.volume_usd),
+        ];
+        // A NaN would reach the features (a NaN transaction count was kept), a negative
+        // reserve or volume is no pool's state: left out, and said.
+        if let Some((j, v)) = values.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            skipped.push((i + 2, format!("{} is {v}", header[*j])));
+            continue;
+        }
         // Empty pools (before the first deposit) price nothing.
         if s.reserve_asset > 0.0 && s.reserve_quote > 0.0 && s.reserve_usd > 0.0 {
-            snapshots.push(s);
+            snapshots.push((i + 2, s));
         }
     }
-    snapshots.sort_by_key(|s| s.time_ms);
-    snapshots.dedup_by_key(|s| s.time_ms);
+    snapshots.sort_by_key(|(_, s)| s.time_ms);
+    let mut kept: Vec<PoolSnapshot> = Vec::with_capacity(snapshots.len());
+    for (line, s) in snapshots {
+        match kept.last() {
+            Some(last) if last.time_ms == s.time_ms => {
+                skipped.push((line, format!("{} repeats an earlier row's time", header[time])));
+            }
+            _ => kept.push(s),
+        }
+    }
+    skipped.sort_unstable();
     Ok(Pool {
         id: format!("{dex}:{stem}"),
         asset: exchange_asset(if asset_is_token0 { t0 } else { t1 }),
         asset_is_token0,
-        snapshots,
+        snapshots: kept,
+        skipped,
     })
 }
 
@@ -140,7 +170,19 @@ pub fn load_pools(data: &Path) -> anyhow::Result<Vec<Pool>> {
         }
     }
     files.sort();
-    files.par_iter().map(|(p, dex)| read_pool(p, dex)).collect()
+    let pools: Vec<Pool> = files
+        .par_iter()
+        .map(|(p, dex)| read_pool(p, dex))
+        .collect::<anyhow::Result<_>>()?;
+    for p in pools.iter().filter(|p| !p.skipped.is_empty()) {
+        let (line, why) = &p.skipped[0];
+        tracing::warn!(
+            pool = %p.id,
+            skipped = p.skipped.len(),
+            "pool rows left out as unusable, the first at line {line}: {why}"
+        );
+    }
+    Ok(pools)
 }
 
 #[cfg(test)]
@@ -176,5 +218,42 @@ mod tests {
         assert_eq!(pool.snapshots.len(), 2);
         assert!((pool.snapshots[0].reserve_asset - 20000.0).abs() < 1e-9);
         assert!((pool.snapshots[0].implied_price_usd() - 1.0).abs() < 1e-12);
+        assert!(pool.skipped.is_empty());
+    }
+
+    /// Rows no pool can be in are left out and listed by line (a NaN transaction count was
+    /// kept, a negative reserve or a repeated time dropped without a word); an empty pool is
+    /// left out as before, and is no fault.
+    #[test]
+    fn unusable_pool_rows_are_left_out_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("LINK-WETH.csv");
+        std::fs::write(
+            &p,
+            "datetime,reserve0,reserve1,reserveUSD,totalSupply,txCount,volumeUSD\n\
+             2021-01-01 00:00:00,10,1,40,100,5,1000\n\
+             2021-01-01 01:00:00,10,1,40,100,NaN,1000\n\
+             2021-01-01 02:00:00,-10,1,40,100,6,1000\n\
+             2021-01-01 03:00:00,0,0,0,0,6,0\n\
+             2021-01-01 00:00:00,11,1,41,100,7,1000\n\
+             2021-01-01 04:00:00,10,1,40,100,8,inf\n\
+             2021-01-01 05:00:00,12,1,44,100,9,1100\n",
+        )
+        .unwrap();
+        let pool = read_pool(&p, "uniswap-v2").unwrap();
+        assert_eq!(pool.snapshots.len(), 2);
+        assert!(
+            (pool.snapshots[0].reserve_asset - 10.0).abs() < 1e-12,
+            "the first of a repeated time"
+        );
+        assert_eq!(
+            pool.skipped,
+            vec![
+                (3, "txCount is NaN".to_owned()),
+                (4, "reserve0 is -10".to_owned()),
+                (6, "datetime repeats an earlier row's time".to_owned()),
+                (7, "volumeUSD is inf".to_owned()),
+            ]
+        );
     }
 }

@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use volcast_core::anomaly::{AdaptiveConfig, DetectorConfig, MAX_DIRECTION_HOURS, Scorer};
 use volcast_core::time::{Bound, parse_time};
-use volcast_training::anomaly::evaluate::{EvalConfig, evaluate, render};
+use volcast_training::anomaly::evaluate::{EvalConfig, evaluate, in_sample, in_sample_warning, render};
 use volcast_training::anomaly::{DataDirs, Markets, chart, fit, load, save, summary};
 
 /// The anomaly detector: fit, evaluate on a period with injected manipulations, chart.
@@ -223,6 +223,9 @@ fn run_eval(
             report.from,
             report.to
         );
+    }
+    if in_sample(&report) {
+        eprintln!("warning: {}", in_sample_warning(&report));
     }
     if let Some(path) = json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
