@@ -80,6 +80,17 @@ pub enum StoreError {
     /// A migration failed.
     #[error("schema migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite URL names something that is not an SQLite database: a directory, or a file
+    /// that is neither empty nor starts with SQLite's header (a mistyped URL naming a log or a
+    /// JSON file). Said at once: opened, every connection failed and the pool waited its whole
+    /// acquire timeout before reporting only that it timed out.
+    #[error("{path} is not an SQLite database ({why}): check the URL")]
+    NotSqlite {
+        /// The file.
+        path: String,
+        /// What it is instead.
+        why: String,
+    },
     /// [`Store::open_existing`] found no SQLite file there.
     #[error("no store at {0}: no such file (check the URL; a store is created by the server or `ingest`)")]
     Missing(String),
@@ -360,6 +371,7 @@ fn sqlite_url(url: &str) -> Result<(String, Option<std::path::PathBuf>), StoreEr
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Url(format!("{url}: creating {}: {e}", dir.display())))?;
     }
+    refuse_non_database(path)?;
     let mut query = query.to_owned();
     if !query.contains("mode=") {
         if !query.is_empty() {
@@ -368,6 +380,34 @@ fn sqlite_url(url: &str) -> Result<(String, Option<std::path::PathBuf>), StoreEr
         query.push_str("mode=rwc");
     }
     Ok((format!("sqlite://{path}?{query}"), Some(path.into())))
+}
+
+/// Refuses an existing path that SQLite cannot open as a database ([`StoreError::NotSqlite`]);
+/// a missing or empty file is a new store.
+fn refuse_non_database(path: &str) -> Result<(), StoreError> {
+    use std::io::Read as _;
+    const HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let not = |why: String| {
+        Err(StoreError::NotSqlite {
+            path: path.to_owned(),
+            why,
+        })
+    };
+    let file = std::path::Path::new(path);
+    if file.is_dir() {
+        return not("a directory".into());
+    }
+    let Ok(mut opened) = std::fs::File::open(file) else {
+        // Missing (created), or unreadable: SQLite's own error says which.
+        return Ok(());
+    };
+    let mut head = Vec::with_capacity(HEADER.len());
+    match opened.by_ref().take(HEADER.len() as u64).read_to_end(&mut head) {
+        Ok(0) => Ok(()),
+        Ok(_) if head == HEADER => Ok(()),
+        Ok(n) => not(format!("its first {n} bytes are not SQLite's header")),
+        Err(e) => not(e.to_string()),
+    }
 }
 
 /// An SQLite URL's file path and query.
@@ -625,5 +665,39 @@ mod tests {
         assert_eq!(url, "sqlite:///tmp/x/v.db?mode=rwc");
         assert_eq!(file.as_deref(), Some(std::path::Path::new("/tmp/x/v.db")));
         assert!(sqlite_url("sqlite://:memory:").is_err());
+    }
+
+    /// A URL naming a directory or a file that is not a database is refused at once, by name
+    /// (every connection failed and the pool reported only "timed out" after 30 s); a missing or
+    /// empty file is a new store, and an existing store opens.
+    #[tokio::test]
+    async fn a_url_naming_something_else_than_a_database_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let notes = dir.path().join("notes.txt");
+        std::fs::write(&notes, "not a database\n").unwrap();
+        let started = std::time::Instant::now();
+        for (path, says) in [
+            (&notes, "first 15 bytes"),
+            (&dir.path().to_path_buf(), "a directory"),
+        ] {
+            let url = format!("sqlite://{}", path.display());
+            let e = Store::open(&url)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.contains("is not an SQLite database") && e.contains(says) && e.contains("check the URL"),
+                "{url}: {e}"
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let (empty, fresh) = (dir.path().join("empty.db"), dir.path().join("sub/fresh.db"));
+        std::fs::write(&empty, "").unwrap();
+        for path in [&empty, &fresh, &fresh] {
+            Store::open(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+        }
     }
 }
