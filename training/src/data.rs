@@ -51,10 +51,13 @@ pub enum LoadError {
         message: String,
     },
     /// A candle breaks SPEC's rules.
-    #[error("{path}: {candle}")]
+    #[error("{path}, {place}: {candle}")]
     Candle {
         /// The file.
         path: PathBuf,
+        /// Where in the file, as an editor counts: its line in a CSV file (the header counted),
+        /// its row in a Parquet file. The candle's own row is the 0-based index among the data.
+        place: String,
         /// Row, field and rule.
         candle: CandleError,
     },
@@ -168,11 +171,11 @@ pub fn load_assets(dirs: &[PathBuf], only: Option<&[String]>) -> Result<Vec<Asse
 pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
     let is_parquet = path.extension().is_some_and(|e| e == "parquet");
-    let (frame, micro_ok) = if is_parquet {
+    let (frame, layout) = if is_parquet {
         let frame = ParquetReader::new(Cursor::new(bytes))
             .finish()
             .map_err(|e| file_error(path, format!("not a readable Parquet file: {e}")))?;
-        (frame, false)
+        (frame, Layout::Parquet)
     } else {
         let text = if bytes.starts_with(&[0x1f, 0x8b]) {
             let mut out = Vec::with_capacity(bytes.len() * 4);
@@ -185,20 +188,44 @@ pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
         };
         read_csv(path, &text)?
     };
-    let candles = frame_to_candles(path, &frame, micro_ok)?;
+    let candles = frame_to_candles(path, &frame, layout)?;
     if candles.is_empty() {
         return Err(file_error(path, "no candles (a header alone)"));
     }
     validate_candles(&candles).map_err(|candle| LoadError::Candle {
         path: path.to_owned(),
+        place: layout.place(candle.row),
         candle,
     })?;
     Ok(candles)
 }
 
-/// Parses CSV text into a frame with SPEC's column names; the second value says whether the
-/// layout was a Binance dump (whose open times may be microseconds).
-fn read_csv(path: &Path, text: &[u8]) -> Result<(DataFrame, bool), LoadError> {
+/// How a candle file is laid out: where its rows are, and whether its open times may be
+/// microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// SPEC's CSV columns under a header line.
+    Csv,
+    /// A Binance dump: CSV without a header (open times in ms or, since 2025, µs).
+    Binance,
+    /// Parquet with SPEC's columns.
+    Parquet,
+}
+
+impl Layout {
+    /// Data row `row` (0-based) as an editor finds it: a CSV file's line (1-based, the header
+    /// counted), a Parquet file's row.
+    fn place(self, row: usize) -> String {
+        match self {
+            Self::Csv => format!("line {}", row + 2),
+            Self::Binance => format!("line {}", row + 1),
+            Self::Parquet => format!("row {row} (0-based)"),
+        }
+    }
+}
+
+/// Parses CSV text into a frame with SPEC's column names, and says which CSV layout it was.
+fn read_csv(path: &Path, text: &[u8]) -> Result<(DataFrame, Layout), LoadError> {
     let first_line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let first_field = first_line.split(|&b| b == b',').next().unwrap_or_default();
     let headerless = std::str::from_utf8(first_field)
@@ -270,10 +297,15 @@ fn read_csv(path: &Path, text: &[u8]) -> Result<(DataFrame, bool), LoadError> {
     } else {
         frame
     };
-    Ok((frame, headerless))
+    Ok((frame, if headerless { Layout::Binance } else { Layout::Csv }))
 }
 
-fn column_f64(path: &Path, frame: &DataFrame, name: &'static str) -> Result<Vec<f64>, LoadError> {
+fn column_f64(
+    path: &Path,
+    frame: &DataFrame,
+    name: &'static str,
+    layout: Layout,
+) -> Result<Vec<f64>, LoadError> {
     let column = frame
         .column(name)
         .map_err(|_| file_error(path, format!("missing column `{name}`")))?;
@@ -284,11 +316,12 @@ fn column_f64(path: &Path, frame: &DataFrame, name: &'static str) -> Result<Vec<
     values
         .iter()
         .enumerate()
-        .map(|(row, v)| v.ok_or_else(|| file_error(path, format!("row {row}: {name} is empty"))))
+        .map(|(row, v)| v.ok_or_else(|| file_error(path, format!("{}: {name} is empty", layout.place(row)))))
         .collect()
 }
 
-fn frame_to_candles(path: &Path, frame: &DataFrame, micro_ok: bool) -> Result<Vec<Candle>, LoadError> {
+fn frame_to_candles(path: &Path, frame: &DataFrame, layout: Layout) -> Result<Vec<Candle>, LoadError> {
+    let micro_ok = layout == Layout::Binance;
     let open_time = frame
         .column("open_time")
         .map_err(|_| file_error(path, "missing column `open_time`"))?
@@ -296,26 +329,28 @@ fn frame_to_candles(path: &Path, frame: &DataFrame, micro_ok: bool) -> Result<Ve
         .map_err(|e| file_error(path, format!("column `open_time` is not an integer: {e}")))?;
     let open_time = open_time.i64().map_err(|e| file_error(path, e.to_string()))?;
     let [open, high, low, close, volume, quote_volume] = [
-        column_f64(path, frame, "open")?,
-        column_f64(path, frame, "high")?,
-        column_f64(path, frame, "low")?,
-        column_f64(path, frame, "close")?,
-        column_f64(path, frame, "volume")?,
-        column_f64(path, frame, "quote_volume")?,
+        column_f64(path, frame, "open", layout)?,
+        column_f64(path, frame, "high", layout)?,
+        column_f64(path, frame, "low", layout)?,
+        column_f64(path, frame, "close", layout)?,
+        column_f64(path, frame, "volume", layout)?,
+        column_f64(path, frame, "quote_volume", layout)?,
     ];
     open_time
         .iter()
         .enumerate()
         .map(|(row, t)| {
-            let t = t.ok_or_else(|| file_error(path, format!("row {row}: open_time is empty")))?;
+            let t =
+                t.ok_or_else(|| file_error(path, format!("{}: open_time is empty", layout.place(row))))?;
             // Only a Binance dump's open times may be microseconds (converted below); anywhere
             // else such a value is a unit slip that would place the candle 1,000 times later.
             if !micro_ok && t > MICROSECOND_THRESHOLD {
                 return Err(file_error(
                     path,
                     format!(
-                        "row {row}: open_time {t} is after the year 5000 in milliseconds (microseconds?): \
-                         this layout holds Unix ms"
+                        "{}: open_time {t} is after the year 5000 in milliseconds (microseconds?): \
+                         this layout holds Unix ms",
+                        layout.place(row)
                     ),
                 ));
             }
@@ -415,7 +450,7 @@ mod tests {
         );
         let e = read_file(&spec_us).unwrap_err().to_string();
         assert!(
-            e.contains("E.csv") && e.contains("row 0") && e.contains("microseconds"),
+            e.contains("E.csv") && e.contains("line 2:") && e.contains("microseconds"),
             "{e}"
         );
     }
@@ -431,9 +466,11 @@ mod tests {
         match read_file(&path).unwrap_err() {
             LoadError::Candle {
                 path: p,
+                place,
                 candle: source,
             } => {
                 assert_eq!(p, path);
+                assert_eq!(place, "line 3", "the header and the first candle above it");
                 assert_eq!(
                     (source.row, source.field, source.problem),
                     (1, "high", CandleProblem::HighBelowLow)
@@ -454,7 +491,7 @@ mod tests {
         let path = write(dir.path(), "Z.csv", &format!("{HEADER}0,1,2,0.5,1.5,,15\n"));
         let e = read_file(&path).unwrap_err().to_string();
         assert!(
-            e.contains("Z.csv") && e.contains("row 0") && e.contains("volume"),
+            e.contains("Z.csv") && e.contains("line 2:") && e.contains("volume"),
             "{e}"
         );
         let path = write(dir.path(), "W.csv", "time,price\n0,1\n");
