@@ -184,10 +184,28 @@ fn damaged_artifacts_are_refused() {
         let e = refused(&edited);
         assert!(e.contains("metadata.json hashes to id"), "{e}");
     }
-    // The scores `evaluate` rewrites are outside the id: a copy with other scores still loads.
+    // The out-of-sample scores are outside the id: a copy with other scores still loads (here
+    // rewritten through a JSON value, its keys in another order).
     let rescored = copy_of_default(&tmp.path().join("rescored"));
     edit_metadata(&rescored, |m| m["validation"] = serde_json::json!({}));
     LoadedModel::load(&rescored, &device).unwrap();
+    // An artifact a later build wrote, with a field this build does not know: its id is its
+    // text's, so it still loads here (a rolled-back server keeps serving it).
+    let later = copy_of_default(&tmp.path().join("later"));
+    let path = later.join(artifact::METADATA);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old_id = artifact::read_metadata(&later).unwrap().id;
+    let text = text.replacen(
+        "\"schema_version\": 1,",
+        "\"schema_version\": 1,\n  \"added_by_a_later_build\": [1, 2],",
+        1,
+    );
+    let weights = std::fs::read(later.join(artifact::WEIGHTS)).unwrap();
+    let config = std::fs::read_to_string(later.join(artifact::CONFIG)).unwrap();
+    let new_id = artifact::content_id(&weights, &config, &artifact::hashed_text(&text).unwrap());
+    assert_ne!(new_id, old_id);
+    std::fs::write(&path, text.replacen(&old_id, &new_id, 1)).unwrap();
+    assert_eq!(LoadedModel::load(&later, &device).unwrap().metadata.id, new_id);
     // An edited config, and metadata that vouches for nothing.
     let config = copy_of_default(&tmp.path().join("config"));
     let text = std::fs::read_to_string(config.join(artifact::CONFIG)).unwrap();

@@ -67,7 +67,9 @@ pub fn adaptive_factors(
                 log_m[i] = (log_m[i] + change).clamp(lo, hi);
             }
         }
-        out.insert(day, log_m.iter().map(|x| x.exp()).collect());
+        // Clamped again after exp: ln then exp of a bound may land a rounding outside it.
+        let (min, max) = MISCOVERAGE_FACTOR_RANGE;
+        out.insert(day, log_m.iter().map(|x| x.exp().clamp(min, max)).collect());
         day += 24;
     }
     out

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::{ArtifactError, CONFIG, MAX_ENSEMBLE, METADATA, Metadata, WEIGHTS, hex, id_of};
+use super::{ArtifactError, CONFIG, MAX_ENSEMBLE, METADATA, Metadata, WEIGHTS, content_id, hex};
 
 /// Checks what an artifact's metadata says before anything is served from it: horizons and
 /// quantile levels present and sane, the scaler finite with positive deviations and the right
@@ -184,14 +184,20 @@ pub fn check_files(dir: &Path, meta: &Metadata, weights: &[u8], config: &str) ->
 }
 
 /// Checks the metadata against the artifact's id, which hashes the weights, the config and the
-/// metadata itself ([`super::id_of`]: only the id field and the `validation` scores that
-/// `evaluate` rewrites are left out). The checksums of [`check_files`] vouch for the weights and
-/// the config; this vouches for everything else the artifact serves with: a hand-edited risk
-/// calibration, fit end, scaler or correction is refused as a flipped bit in the weights is,
-/// even where each value on its own is plausible.
+/// metadata, its id field and its `validation` scores left out (those `train` and `calibrate`
+/// write beside it after saving). The checksums of [`check_files`] vouch for the weights and the
+/// config; this vouches for everything else the artifact serves with: a hand-edited risk
+/// calibration, fit end, scaler or correction is refused as a flipped bit in the weights is, even
+/// where each value on its own is plausible.
+///
+/// The metadata matches when either reading of it hashes to the id: the file's own text, its
+/// whitespace left out ([`super::content::hashed_text`]), which keeps an artifact's id under a
+/// build that reads its fields differently (one added, dropped or reordered since, or a build
+/// rolled back); or the metadata as this build reads it ([`super::id_of`]), which keeps it when
+/// a JSON tool rewrote the file with its keys in another order.
 ///
 /// # Errors
-/// [`ArtifactError::Incompatible`] giving the id the metadata hashes to.
+/// [`ArtifactError::Incompatible`] giving the id the file's text hashes to.
 pub fn check_id(dir: &Path, meta: &Metadata, weights: &[u8], config: &str) -> Result<(), ArtifactError> {
     let bad = |message: String| {
         Err(ArtifactError::Incompatible {
@@ -199,14 +205,21 @@ pub fn check_id(dir: &Path, meta: &Metadata, weights: &[u8], config: &str) -> Re
             message,
         })
     };
-    match id_of(weights, config, meta) {
-        Ok(got) if got == meta.id => Ok(()),
-        Ok(got) => bad(format!(
-            "{METADATA} hashes to id {got} but names the artifact {}: edited or damaged after the \
-             artifact was saved (only its `validation` scores may change); retrain, or \
-             recalibrate the original with `calibrate`",
-            meta.id
-        )),
-        Err(e) => bad(format!("{METADATA} cannot be hashed: {e}")),
+    let path = dir.join(METADATA);
+    let text = std::fs::read_to_string(&path).map_err(|e| ArtifactError::Io {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let Some(hashed) = super::content::hashed_text(&text) else {
+        return bad(format!("{METADATA} is not a JSON object"));
+    };
+    let got = content_id(weights, config, &hashed);
+    if got == meta.id || super::id_of(weights, config, meta).is_ok_and(|id| id == meta.id) {
+        return Ok(());
     }
+    bad(format!(
+        "{METADATA} hashes to id {got} but names the artifact {}: edited or damaged after the \
+         artifact was saved (only its `validation` scores may change); retrain it",
+        meta.id
+    ))
 }

@@ -15,10 +15,12 @@ use volcast_core::baselines::shortage::ShortageLogistic;
 use volcast_core::features::{FEATURE_VERSION, FeatureSpec};
 
 mod checks;
+mod content;
 mod recalibration;
 pub mod term_structure;
 
 pub use checks::{check_calibration, check_files, check_id, check_meaning};
+pub use content::hashed_text;
 pub use recalibration::{Adaptive, Recalibration, blend, scale_at_power, stack_inputs, stacked_probability};
 pub use term_structure::check_term_structure;
 
@@ -364,19 +366,17 @@ pub fn content_id(weights: &[u8], config: &str, metadata_without_id: &str) -> St
 }
 
 /// The content id [`save`] gives `metadata` beside `weights` and `config`: [`content_id`] over
-/// the metadata's compact JSON with the id field empty and the `validation` scores left out (the
-/// id covers what training and calibration made, not the scores `evaluate` writes beside it).
-/// Loading recomputes it ([`check_id`]), so no field of the metadata can be changed unseen.
+/// the metadata's compact JSON with the id field and the `validation` scores emptied
+/// ([`content::hashed_text`]: the id covers what training and calibration made, not the
+/// out-of-sample scores written beside it after saving). Loading recomputes it ([`check_id`]),
+/// so no field of the metadata can be changed unseen.
 ///
 /// # Errors
 /// The metadata failing to serialise (it never does: every field is plain data).
-pub fn id_of(weights: &[u8], config: &str, metadata: &Metadata) -> Result<String, serde_json::Error> {
-    let hashed = Metadata {
-        id: String::new(),
-        validation: BTreeMap::new(),
-        ..metadata.clone()
-    };
-    Ok(content_id(weights, config, &serde_json::to_string(&hashed)?))
+pub fn id_of(weights: &[u8], config: &str, metadata: &Metadata) -> Result<String, String> {
+    let text = serde_json::to_string(metadata).map_err(|e| e.to_string())?;
+    let hashed = hashed_text(&text).ok_or("the metadata is not a JSON object")?;
+    Ok(content_id(weights, config, &hashed))
 }
 
 /// Hash of a whole artifact directory's files (weights, config, metadata), reported by the
