@@ -88,7 +88,7 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     // number (it ended in a checkpoint error, naming a file no step had written).
     let e = bad_config(&|c| c.learning_rate = 1e30);
     assert!(
-        e.contains("training diverged") && e.contains("learning_rate 1000000000000000000000000000000"),
+        e.contains("training diverged") && e.contains("(learning_rate 1e30)"),
         "{e}"
     );
     // A misspelt key: refused by name (it was dropped, and the default learning rate trained).

@@ -12,6 +12,13 @@ use crate::network::VolModelConfig;
 /// stop 33, [`TrainingConfig::refit_through_holdout`]).
 pub const DEFAULT_RECENCY_HALF_LIFE_DAYS: f64 = 365.0;
 
+/// Longest sequence window, hours (90 days): the network's memory grows with it.
+pub const MAX_WINDOW: usize = 2_160;
+/// Most rows per optimiser step.
+pub const MAX_BATCH: usize = 8_192;
+/// Widest encoder (`model.channels`) and hidden layer (`model.hidden`).
+pub const MAX_WIDTH: usize = 1_024;
+
 /// Whether `levels` can be RV quantile levels: at least one, increasing, each in (0, 1) (a
 /// config's heads and an artifact's metadata alike).
 #[must_use]
@@ -226,7 +233,7 @@ impl TrainingConfig {
     /// Text that is not a config, or the first unknown key by its path.
     pub fn from_json(text: &str) -> Result<Self, String> {
         let given: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let config: Self = serde_json::from_value(given.clone()).map_err(|e| e.to_string())?;
+        let config: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let known = serde_json::to_value(&config).map_err(|e| e.to_string())?;
         match unknown_key(&given, &known, "") {
             Some(path) => Err(format!("unknown field `{path}`")),
@@ -273,6 +280,33 @@ impl TrainingConfig {
         ];
         if let Some((name, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} is 0: it must be at least 1"));
+        }
+        let at_most = [
+            ("window", self.window, MAX_WINDOW),
+            ("batch_size", self.batch_size, MAX_BATCH),
+            ("model.channels", m.channels, MAX_WIDTH),
+            ("model.hidden", m.hidden, MAX_WIDTH),
+        ];
+        if let Some((name, v, max)) = at_most.iter().find(|(_, v, max)| v > max) {
+            return Err(format!("{name} is {v}: at most {max}"));
+        }
+        if m.encoder == crate::network::EncoderKind::Tcn {
+            // Layer i is dilated 2^i: hours past the window would only ever see padding, and
+            // each layer's padding costs memory (40 layers asked for terabytes).
+            let reach = u32::try_from(m.layers)
+                .ok()
+                .and_then(|l| 1usize.checked_shl(l))
+                .and_then(|span| (m.kernel - 1).checked_mul(span - 1))
+                .and_then(|r| r.checked_add(1));
+            if reach.is_none_or(|r| r > self.window) {
+                return Err(format!(
+                    "model.layers {} with model.kernel {}: the TCN's receptive field, 1 + (kernel - 1)(2^layers - 1) = {} hours, is longer than the window of {} hours",
+                    m.layers,
+                    m.kernel,
+                    reach.map_or_else(|| "more than 2^64".to_owned(), |r| r.to_string()),
+                    self.window
+                ));
+            }
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return Err(format!(
@@ -438,7 +472,7 @@ mod tests {
             .check(&h)
             .expect("the default is valid");
         type Edit = fn(TrainingConfig) -> TrainingConfig;
-        let cases: [(&str, Edit); 8] = [
+        let cases: [(&str, Edit); 12] = [
             ("grad_clip_norm -1", |c| c.with_grad_clip_norm(-1.0)),
             ("grad_clip_norm 0", |c| c.with_grad_clip_norm(0.0)),
             ("weight_decay -0.1", |c| c.with_weight_decay(-0.1)),
@@ -446,6 +480,22 @@ mod tests {
             ("shortage_weight NaN", |c| c.with_shortage_weight(f32::NAN)),
             ("market_dropout 2", |c| c.with_market_dropout(2.0)),
             ("market_dropout -0.5", |c| c.with_market_dropout(-0.5)),
+            ("window is 100000: at most 2160", |c| c.with_window(100_000)),
+            ("model.hidden is 5000: at most 1024", |mut c| {
+                c.model.hidden = 5000;
+                c
+            }),
+            (
+                "receptive field, 1 + (kernel - 1)(2^layers - 1) = 256 hours",
+                |mut c| {
+                    c.model.layers = 8;
+                    c
+                },
+            ),
+            ("more than 2^64", |mut c| {
+                c.model.layers = 70;
+                c
+            }),
             ("trunk_excluded names column 99", |mut c| {
                 c.model.trunk_excluded = vec![1, 99];
                 c

@@ -53,12 +53,12 @@ pub enum TrainError {
     /// trained from, and every later step would only spread the NaN.
     #[error(
         "training diverged: the loss was {loss} at step {step} of epoch {epoch} (learning_rate \
-         {learning_rate}); lower the learning rate or the gradient clip"
+         {learning_rate:e}); lower the learning rate or the gradient clip"
     )]
     Diverged {
-        /// The epoch, 0-based.
+        /// The epoch, 1-based as the progress bar counts.
         epoch: usize,
-        /// The step within the epoch, 0-based.
+        /// The step within the epoch, 1-based.
         step: usize,
         /// The loss it gave.
         loss: f32,
@@ -378,8 +378,8 @@ impl Run<'_> {
             let (stepped, value) = self.step(model, optim, rows, &mut rng);
             if !value.is_finite() {
                 return Err(TrainError::Diverged {
-                    epoch,
-                    step: k,
+                    epoch: epoch + 1,
+                    step: k + 1,
                     loss: value,
                     learning_rate: config.learning_rate,
                 });
