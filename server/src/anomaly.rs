@@ -47,12 +47,13 @@ pub struct AnomalySettings {
 }
 
 /// Where the service's detector comes from: `--anomaly-detector`, else `anomaly.json` in the
-/// served artifact's directory when there is one.
+/// served artifact's directory when there is anything by that name (a directory or a dangling
+/// link there is a bad detector, refused as one, not an absent one served without a word).
 #[must_use]
 pub fn detector_path(configured: Option<&Path>, artifact_dir: &Path) -> Option<PathBuf> {
     match configured {
         Some(p) => Some(p.to_owned()),
-        None => Some(artifact_dir.join(FILE)).filter(|p| p.is_file()),
+        None => Some(artifact_dir.join(FILE)).filter(|p| p.symlink_metadata().is_ok()),
     }
 }
 

@@ -92,6 +92,10 @@ fn faulty(out: &Path) -> Vec<(&'static str, PathBuf, &'static str)> {
     // An anomaly detector that cannot be read: never a new model served with the old detector.
     let bad_detector = copy_default(out, "bad-detector");
     std::fs::write(bad_detector.join("anomaly.json"), "{ not a detector").unwrap();
+    // One that is a directory: refused too, not served as if there were none.
+    let dir_detector = copy_default(out, "directory-detector");
+    std::fs::remove_file(dir_detector.join("anomaly.json")).unwrap();
+    std::fs::create_dir(dir_detector.join("anomaly.json")).unwrap();
 
     // A plausible hand edit (the week's fall quantile cut by a tenth, a higher LT) keeps the
     // old id, which the edited metadata no longer hashes to.
@@ -118,6 +122,7 @@ fn faulty(out: &Path) -> Vec<(&'static str, PathBuf, &'static str)> {
         ("hand-edited", hand_edited, "metadata.json hashes to id"),
         ("negative-quantiles", negative, "risk.model: window 168 h"),
         ("bad-detector", bad_detector, "anomaly detector"),
+        ("directory-detector", dir_detector, "anomaly detector"),
         ("other-levels", other_levels, "edited by hand"),
         ("extra-horizon", extra_horizon, "edited by hand"),
         ("flipped", flipped, "damaged or replaced"),

@@ -185,7 +185,8 @@ fn carry_detector(source: &Path, dir: &Path) -> anyhow::Result<bool> {
 /// detector cannot be read and the calibrated artifact would carry it.
 fn carried_detector(source: &Path) -> anyhow::Result<Option<PathBuf>> {
     let path = source.join(DETECTOR_FILE);
-    if !path.is_file() {
+    // Anything by that name is a detector to carry: a directory or a dangling link is refused.
+    if path.symlink_metadata().is_err() {
         return Ok(None);
     }
     volcast_training::anomaly::load(&path).with_context(|| {
@@ -231,23 +232,29 @@ mod tests {
         let (source, dir) = (root.path().join("a"), root.path().join("b"));
         std::fs::create_dir_all(&source).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
+        // The committed artifacts' detectors: carried only when they load.
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
+        let d1 = std::fs::read(committed.join("e511b0d43982c4cf").join(DETECTOR_FILE)).unwrap();
+        let d2 = std::fs::read(committed.join("693e44b5f740fc82").join(DETECTOR_FILE)).unwrap();
         // None to carry.
         assert!(!carry_detector(&source, &dir).unwrap());
         assert!(!dir.join(DETECTOR_FILE).exists());
-        std::fs::write(source.join(DETECTOR_FILE), "{\"id\": \"d1\"}").unwrap();
+        std::fs::write(source.join(DETECTOR_FILE), &d1).unwrap();
         assert!(carry_detector(&source, &dir).unwrap());
-        assert_eq!(
-            std::fs::read(dir.join(DETECTOR_FILE)).unwrap(),
-            b"{\"id\": \"d1\"}"
-        );
+        assert_eq!(std::fs::read(dir.join(DETECTOR_FILE)).unwrap(), d1);
         // One there already (an artifact published before, or fitted for it) stays.
-        std::fs::write(source.join(DETECTOR_FILE), "{\"id\": \"d2\"}").unwrap();
+        std::fs::write(source.join(DETECTOR_FILE), &d2).unwrap();
         assert!(!carry_detector(&source, &dir).unwrap());
-        assert_eq!(
-            std::fs::read(dir.join(DETECTOR_FILE)).unwrap(),
-            b"{\"id\": \"d1\"}"
-        );
+        assert_eq!(std::fs::read(dir.join(DETECTOR_FILE)).unwrap(), d1);
         // The same directory (nothing changed): nothing to do.
         assert!(!carry_detector(&source, &source).unwrap());
+        // One that does not load, or a directory by its name: refused, never carried.
+        std::fs::remove_file(dir.join(DETECTOR_FILE)).unwrap();
+        std::fs::write(source.join(DETECTOR_FILE), &d2[..d2.len() / 2]).unwrap();
+        assert!(carry_detector(&source, &dir).is_err());
+        std::fs::remove_file(source.join(DETECTOR_FILE)).unwrap();
+        std::fs::create_dir(source.join(DETECTOR_FILE)).unwrap();
+        assert!(carry_detector(&source, &dir).is_err());
+        assert!(!dir.join(DETECTOR_FILE).exists());
     }
 }
