@@ -104,8 +104,21 @@ fn evaluate_refuses_a_period_with_nothing_to_score() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(!String::from_utf8_lossy(&run.stdout).contains("In sample"));
     // A period that starts inside the detector's fit is scored, but said loudly to be in sample
-    // (it was reported like a held-out score).
-    let run = evaluate("2020-03-01", "2020-04-29");
+    // (it was reported like a held-out score), in the JSON report too.
+    let json = dir.path().join("report.json");
+    let run = anomaly(&[
+        "evaluate",
+        "--detector",
+        detector.to_str().unwrap(),
+        "--from",
+        "2020-03-01",
+        "--to",
+        "2020-04-29",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["in_sample"], serde_json::json!(true));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr),

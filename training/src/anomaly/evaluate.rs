@@ -110,6 +110,9 @@ pub struct Report {
     pub from: String,
     /// Period scored.
     pub to: String,
+    /// Whether the period starts inside the detector's fit period: its rates are then not an
+    /// out-of-sample score ([`in_sample_warning`]).
+    pub in_sample: bool,
     /// Asset-hours at the fitted threshold.
     pub candles: Rates,
     /// Asset-hours at each day's adapted threshold.
@@ -439,6 +442,8 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
         fit_until: d.fit_until.clone(),
         from: format_ms(config.from_ms),
         to: format_ms(config.to_ms),
+        in_sample: volcast_core::time::parse_time(&d.fit_until, volcast_core::time::Bound::Start)
+            .is_ok_and(|fit| config.from_ms <= fit),
         candles,
         candles_adaptive,
         candles_alone,
@@ -593,15 +598,7 @@ fn inject_one(
     }
 }
 
-/// Whether the scored period starts inside the detector's fit period: its rates and recall
-/// are then not out of sample (a diagnostic look at the fit data is allowed, and said so).
-#[must_use]
-pub fn in_sample(r: &Report) -> bool {
-    let at = |t: &str| volcast_core::time::parse_time(t, volcast_core::time::Bound::Start).ok();
-    matches!((at(&r.from), at(&r.fit_until)), (Some(from), Some(fit)) if from <= fit)
-}
-
-/// What [`in_sample`] means for the report, in words.
+/// What [`Report::in_sample`] means for the report, in words.
 #[must_use]
 pub fn in_sample_warning(r: &Report) -> String {
     format!(
@@ -621,7 +618,7 @@ pub fn render(r: &Report) -> String {
         "Detector {} (fit until {}), scored {} .. {}\n",
         r.detector, r.fit_until, r.from, r.to
     );
-    if in_sample(r) {
+    if r.in_sample {
         let _ = writeln!(s, "**{}**\n", in_sample_warning(r));
     }
     let _ = writeln!(

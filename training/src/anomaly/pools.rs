@@ -92,17 +92,21 @@ pub fn read_pool(path: &Path, dex: &str) -> anyhow::Result<Pool> {
     let mut snapshots = Vec::new();
     let mut skipped = Vec::new();
     for (i, line) in lines.enumerate() {
+        // A blank line (one at the end of the file, most often) holds no snapshot.
+        if line.trim().is_empty() {
+            continue;
+        }
         let f: Vec<&str> = line.split(',').collect();
         let num = |j: usize| -> anyhow::Result<f64> {
             f.get(j)
                 .and_then(|s| s.parse::<f64>().ok())
-                .with_context(|| format!("{} row {}: bad {}", path.display(), i + 2, header[j]))
+                .with_context(|| format!("{} line {}: bad {}", path.display(), i + 2, header[j]))
         };
         let t = chrono::NaiveDateTime::parse_from_str(
             f.get(time).copied().unwrap_or_default(),
             "%Y-%m-%d %H:%M:%S",
         )
-        .with_context(|| format!("{} row {}: bad datetime", path.display(), i + 2))?;
+        .with_context(|| format!("{} line {}: bad datetime", path.display(), i + 2))?;
         let s = PoolSnapshot {
             time_ms: t.and_utc().timestamp_millis(),
             reserve_asset: num(ra)?,
@@ -237,7 +241,7 @@ mod tests {
              2021-01-01 03:00:00,0,0,0,0,6,0\n\
              2021-01-01 00:00:00,11,1,41,100,7,1000\n\
              2021-01-01 04:00:00,10,1,40,100,8,inf\n\
-             2021-01-01 05:00:00,12,1,44,100,9,1100\n",
+             2021-01-01 05:00:00,12,1,44,100,9,1100\n\n",
         )
         .unwrap();
         let pool = read_pool(&p, "uniswap-v2").unwrap();

@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use volcast_core::anomaly::{AdaptiveConfig, DetectorConfig, MAX_DIRECTION_HOURS, Scorer};
 use volcast_core::time::{Bound, parse_time};
-use volcast_training::anomaly::evaluate::{EvalConfig, evaluate, in_sample, in_sample_warning, render};
+use volcast_training::anomaly::evaluate::{EvalConfig, evaluate, in_sample_warning, render};
 use volcast_training::anomaly::{DataDirs, Markets, chart, fit, load, save, summary};
 
 /// The anomaly detector: fit, evaluate on a period with injected manipulations, chart.
@@ -224,7 +224,7 @@ fn run_eval(
             report.to
         );
     }
-    if in_sample(&report) {
+    if report.in_sample {
         eprintln!("warning: {}", in_sample_warning(&report));
     }
     if let Some(path) = json {
