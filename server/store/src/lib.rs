@@ -19,7 +19,7 @@ use std::future::Future;
 pub use access::{ApiKeyRow, DecisionRow, DecisionStore, KeyStore, NewDecision};
 pub use ledger::{LedgerEntry, LedgerStore};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection as _, Row};
 use volcast_core::candles::Candle;
 use volcast_core::time::HOUR_MS;
 
@@ -261,6 +261,19 @@ impl Store {
             Backend::Sqlite => sqlite_url(url)?,
             Backend::Postgres => (url.to_owned(), None),
         };
+        if backend == Backend::Sqlite {
+            // One connection first, its failure said as SQLite says it ("database disk image is
+            // malformed"): the pool retries a connection that fails until its acquire timeout,
+            // 30 s, and then reports only that it timed out.
+            let mut probe = sqlx::AnyConnection::connect(&url).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&mut probe)
+                .await?;
+            sqlx::query("SELECT count(*) FROM sqlite_master")
+                .fetch_one(&mut probe)
+                .await?;
+            probe.close().await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 // One writer at a time in SQLite; a few readers beside it in WAL mode.
@@ -383,7 +396,9 @@ fn sqlite_url(url: &str) -> Result<(String, Option<std::path::PathBuf>), StoreEr
 }
 
 /// Refuses an existing path that SQLite cannot open as a database ([`StoreError::NotSqlite`]);
-/// a missing or empty file is a new store.
+/// a missing or empty file is a new store. A file with a rollback journal or a write-ahead log
+/// beside it is left to SQLite, which may recover it, and so is a percent-encoded path (which
+/// sqlx decodes).
 fn refuse_non_database(path: &str) -> Result<(), StoreError> {
     use std::io::Read as _;
     const HEADER: &[u8; 16] = b"SQLite format 3\0";
@@ -396,6 +411,10 @@ fn refuse_non_database(path: &str) -> Result<(), StoreError> {
     let file = std::path::Path::new(path);
     if file.is_dir() {
         return not("a directory".into());
+    }
+    let beside = |suffix: &str| std::path::Path::new(&format!("{path}{suffix}")).exists();
+    if path.contains('%') || beside("-journal") || beside("-wal") {
+        return Ok(());
     }
     let Ok(mut opened) = std::fs::File::open(file) else {
         // Missing (created), or unreadable: SQLite's own error says which.
@@ -699,5 +718,26 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // A store whose pages are damaged past its header: SQLite's own error, at once.
+        let damaged = dir.path().join("damaged.db");
+        let store = Store::open(&format!("sqlite://{}", damaged.display()))
+            .await
+            .unwrap();
+        store.close().await;
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        assert!(bytes.len() >= 4096, "{}", bytes.len());
+        bytes[100..4096].fill(0xA5);
+        std::fs::write(&damaged, bytes).unwrap();
+        let started = std::time::Instant::now();
+        let e = Store::open(&format!("sqlite://{}", damaged.display()))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("malformed"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // With a journal beside it, SQLite may recover what looks damaged: its own call.
+        std::fs::write(dir.path().join("notes.txt-journal"), "").unwrap();
+        assert!(sqlite_url(&format!("sqlite://{}", notes.display())).is_ok());
     }
 }
