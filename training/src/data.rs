@@ -171,7 +171,8 @@ pub fn load_assets(dirs: &[PathBuf], only: Option<&[String]>) -> Result<Vec<Asse
 pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
     let is_parquet = path.extension().is_some_and(|e| e == "parquet");
-    let (frame, layout) = if is_parquet {
+    let mut lines = Vec::new();
+    let (frame, kind) = if is_parquet {
         let frame = ParquetReader::new(Cursor::new(bytes))
             .finish()
             .map_err(|e| file_error(path, format!("not a readable Parquet file: {e}")))?;
@@ -186,8 +187,11 @@ pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
         } else {
             bytes
         };
+        let (text, kept) = without_blank_lines(&text);
+        lines = kept;
         read_csv(path, &text)?
     };
+    let layout = Where { kind, lines: &lines };
     let candles = frame_to_candles(path, &frame, layout)?;
     if candles.is_empty() {
         return Err(file_error(path, "no candles (a header alone)"));
@@ -212,16 +216,40 @@ enum Layout {
     Parquet,
 }
 
-impl Layout {
+/// A file's [`Layout`] and, for CSV, the file line (1-based) of each line the parser read.
+#[derive(Debug, Clone, Copy)]
+struct Where<'a> {
+    kind: Layout,
+    lines: &'a [usize],
+}
+
+impl Where<'_> {
     /// Data row `row` (0-based) as an editor finds it: a CSV file's line (1-based, the header
-    /// counted), a Parquet file's row.
+    /// and blank lines counted), a Parquet file's row.
     fn place(self, row: usize) -> String {
-        match self {
-            Self::Csv => format!("line {}", row + 2),
-            Self::Binance => format!("line {}", row + 1),
-            Self::Parquet => format!("row {row} (0-based)"),
+        let line = |read: usize| self.lines.get(read).copied().unwrap_or(read + 1);
+        match self.kind {
+            Layout::Csv => format!("line {}", line(row + 1)),
+            Layout::Binance => format!("line {}", line(row)),
+            Layout::Parquet => format!("row {row} (0-based)"),
         }
     }
+}
+
+/// `text` without its blank lines (a trailing one most often: read as a row of empty fields, it
+/// refused the whole file), and the file line (1-based) of each line kept.
+fn without_blank_lines(text: &[u8]) -> (Vec<u8>, Vec<usize>) {
+    let mut kept = Vec::with_capacity(text.len());
+    let mut lines = Vec::new();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        kept.extend_from_slice(line);
+        kept.push(b'\n');
+        lines.push(i + 1);
+    }
+    (kept, lines)
 }
 
 /// Parses CSV text into a frame with SPEC's column names, and says which CSV layout it was.
@@ -304,7 +332,7 @@ fn column_f64(
     path: &Path,
     frame: &DataFrame,
     name: &'static str,
-    layout: Layout,
+    layout: Where<'_>,
 ) -> Result<Vec<f64>, LoadError> {
     let column = frame
         .column(name)
@@ -320,8 +348,8 @@ fn column_f64(
         .collect()
 }
 
-fn frame_to_candles(path: &Path, frame: &DataFrame, layout: Layout) -> Result<Vec<Candle>, LoadError> {
-    let micro_ok = layout == Layout::Binance;
+fn frame_to_candles(path: &Path, frame: &DataFrame, layout: Where<'_>) -> Result<Vec<Candle>, LoadError> {
+    let micro_ok = layout.kind == Layout::Binance;
     let open_time = frame
         .column("open_time")
         .map_err(|_| file_error(path, "missing column `open_time`"))?
@@ -488,6 +516,20 @@ mod tests {
             matches!(&e, LoadError::Candle { candle, .. } if candle.problem == CandleProblem::Duplicate),
             "{e}"
         );
+        // Blank lines hold no candle: skipped, and counted in the lines named.
+        let path = write(
+            dir.path(),
+            "B.csv",
+            &format!("{HEADER}0,1,2,0.5,1.5,10,15\n\n  \r\n3600000,1.5,0.9,1,1.2,5,6\n\n"),
+        );
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("B.csv, line 5: row 1"), "{e}");
+        let path = write(
+            dir.path(),
+            "T.csv",
+            &format!("{HEADER}0,1,2,0.5,1.5,10,15\n3600000,1.5,2,1,1.2,5,6\n\n\n"),
+        );
+        assert_eq!(read_file(&path).unwrap().len(), 2);
         let path = write(dir.path(), "Z.csv", &format!("{HEADER}0,1,2,0.5,1.5,,15\n"));
         let e = read_file(&path).unwrap_err().to_string();
         assert!(
