@@ -15,9 +15,6 @@ pub const MAX_PATHS: u64 = 200_000;
 pub const MAX_HORIZON: u64 = 168;
 /// Most positions in a book.
 pub const MAX_POSITIONS: usize = 10_000;
-/// Largest book accepted, USD: its collateral value at the origin price, and its debt, each at
-/// most a thousand trillion (so no sum over the book or a path overflows).
-pub const MAX_BOOK_USD: f64 = 1e15;
 /// Most scenarios per request, counting each historical window of `replays`.
 pub const MAX_SCENARIOS: usize = 32;
 /// Most simulation work per request, in path-steps: `paths x (horizon_hours + ceil(positions /

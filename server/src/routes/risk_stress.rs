@@ -17,8 +17,8 @@ use volcast_core::stress::{
 use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
 use crate::auth::Caller;
 use crate::dto::stress::{
-    BookDto, DEFAULT_PATHS, MAX_BOOK_USD, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, MAX_WORK,
-    ScenarioDto, ScenarioResultDto, StressRequest, StressResponse, TailDto,
+    BookDto, DEFAULT_PATHS, MAX_HORIZON, MAX_PATHS, MAX_POSITIONS, MAX_SCENARIOS, MAX_WORK, ScenarioDto,
+    ScenarioResultDto, StressRequest, StressResponse, TailDto,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
@@ -220,21 +220,15 @@ fn check(
     let price = body.candles.last().map_or(f64::NAN, |c| c.close);
     // A book whose sums overflow would answer its totals as null, or blame the candles. (A
     // last close that is no price is the candles' error, answered when they are checked.)
-    let prepared = PreparedBook::new(&book, price);
-    let book_usd = (prepared.collateral_usd(), prepared.debt_usd());
-    for (what, usd) in [
-        ("collateral value at the last close", book_usd.0),
-        ("debt", book_usd.1),
-    ] {
-        if price.is_finite() && (usd.is_nan() || usd > MAX_BOOK_USD) {
-            return Err(ApiError::InvalidValue {
-                field: "positions".into(),
-                message: format!(
-                    "the book's {what} is {usd:e} USD; at most {MAX_BOOK_USD:e} USD is accepted"
-                ),
-            });
-        }
-    }
+    let book_usd = if price.is_finite() {
+        stress::book_usd(&book, price).map_err(|message| ApiError::InvalidValue {
+            field: "positions".into(),
+            message,
+        })?
+    } else {
+        let prepared = PreparedBook::new(&book, price);
+        (prepared.collateral_usd(), prepared.debt_usd())
+    };
     if body.sale_size_usd.is_none() {
         // The largest position's collateral value, within the range an asked size must keep.
         let largest = book.largest_value(price);

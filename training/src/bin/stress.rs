@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use volcast_core::policy::{
     AskedSettings, DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_BONUS_MARGIN, DEFAULT_TAU, DEFAULT_TAU_USER,
-    FLAG_NAMES, RiskSettings,
+    FLAG_NAMES, RiskSettings, SALE_SIZE_RANGE,
 };
 use volcast_core::stress::{self, Book, DEFAULT_DF, Position, Scenario, ScenarioReport, StressInput};
 use volcast_core::time::{Bound, parse_time};
@@ -220,8 +220,18 @@ fn run(args: &Args) -> anyhow::Result<()> {
         df: args.df,
     })?;
     let scenarios = scenarios(args, &prepared.replays)?;
+    // The route's bounds: a book whose sums overflow gave NaN totals and tails.
+    stress::book_usd(&book, prepared.input.price)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", positions.display()))?;
     if args.sale_size.is_none() {
-        settings.sale_size_usd = book.largest_value(prepared.input.price);
+        let largest = book.largest_value(prepared.input.price);
+        if !SALE_SIZE_RANGE.contains(largest) {
+            bail!(
+                "the largest position's collateral value, {largest:e} USD, is outside {}: give --sale-size",
+                SALE_SIZE_RANGE.text
+            );
+        }
+        settings.sale_size_usd = largest;
     }
     let (device, simulate) = simulator(args.device)?;
     let started = Instant::now();

@@ -505,6 +505,29 @@ impl crate::policy::VarianceOver for Plan {
     }
 }
 
+/// Largest book simulated, USD: its collateral value at the origin price, and its debt, each at
+/// most a thousand trillion (so no sum over the book or a path overflows). The route and the
+/// `stress` command alike ([`book_usd`]).
+pub const MAX_BOOK_USD: f64 = 1e15;
+
+/// The book's collateral value at `price` and its debt, USD, each checked to be a number within
+/// [`MAX_BOOK_USD`].
+///
+/// # Errors
+/// The first that is not, in words.
+pub fn book_usd(book: &Book, price: f64) -> Result<(f64, f64), String> {
+    let prepared = PreparedBook::new(book, price);
+    let usd = (prepared.collateral_usd(), prepared.debt_usd());
+    for (what, v) in [("collateral value at the last close", usd.0), ("debt", usd.1)] {
+        if v.is_nan() || v > MAX_BOOK_USD {
+            return Err(format!(
+                "the book's {what} is {v:e} USD; at most {MAX_BOOK_USD:e} USD is accepted"
+            ));
+        }
+    }
+    Ok(usd)
+}
+
 /// The book in the form the settlement loop wants: positions sorted by trigger level,
 /// highest (first to trigger) first.
 #[derive(Debug, Clone)]
