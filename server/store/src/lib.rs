@@ -247,7 +247,8 @@ impl Store {
     pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
         if Backend::of_url(url)? == Backend::Sqlite {
             let (path, _) = sqlite_parts(url)?;
-            if !std::path::Path::new(path).is_file() {
+            // Missing: refused here. A directory there is not a store: refused as such below.
+            if !std::path::Path::new(path).exists() {
                 return Err(StoreError::Missing(path.to_owned()));
             }
         }
@@ -711,6 +712,14 @@ mod tests {
             );
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // A tool that reads an existing store says what a directory is, not that it is missing.
+        let url = format!("sqlite://{}", dir.path().display());
+        let e = Store::open_existing(&url)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("a directory"), "{e}");
         let (empty, fresh) = (dir.path().join("empty.db"), dir.path().join("sub/fresh.db"));
         std::fs::write(&empty, "").unwrap();
         for path in [&empty, &fresh, &fresh] {
