@@ -267,6 +267,11 @@ impl Store {
             // malformed"): the pool retries a connection that fails until its acquire timeout,
             // 30 s, and then reports only that it timed out.
             let mut probe = sqlx::AnyConnection::connect(&url).await?;
+            // Waiting on another process's lock as the pool's connections do (the server and
+            // `ingest` started together), not failing on it.
+            sqlx::query(&format!("PRAGMA busy_timeout = {}", LOCK_WAIT.as_millis()))
+                .execute(&mut probe)
+                .await?;
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&mut probe)
                 .await?;
