@@ -171,8 +171,11 @@ fn finish(args: &Args, out: &Path, source: &Path, dir: &Path, id: &str) -> anyho
 /// has none, so a server started on the new artifact keeps the detector (a reload keeps the one
 /// loaded, a start would have none); whether it was copied.
 fn carry_detector(source: &Path, dir: &Path) -> anyhow::Result<bool> {
-    let (from, to) = (source.join(DETECTOR_FILE), dir.join(DETECTOR_FILE));
-    if carried_detector(source)?.is_none() || to.exists() {
+    let to = dir.join(DETECTOR_FILE);
+    let Some(from) = carried_detector(source)? else {
+        return Ok(false);
+    };
+    if to.exists() {
         return Ok(false);
     }
     let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
