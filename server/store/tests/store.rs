@@ -646,3 +646,42 @@ async fn two_opens_of_a_new_sqlite_store_at_once_both_succeed() {
         b.close().await;
     }
 }
+
+/// A store opened while another process holds the file's lock longer than sqlx's own 5 s wait
+/// (an `ingest` writing a large batch into a file not yet in WAL mode, or a `sqlite3` shell
+/// inside a transaction) waits for it, up to the store's 10 s, rather than failing on the lock.
+/// The first connection, before the pool's, waits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_store_waits_for_another_connections_lock() {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.db");
+    let url = format!("sqlite://{}", path.display());
+    // A database in SQLite's default rollback-journal mode, locked by a write transaction.
+    let mut holder = sqlx::AnyConnection::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE other (x INTEGER)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+    sqlx::query("INSERT INTO other VALUES (1)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let held = std::time::Duration::from_millis(6_500);
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(held).await;
+        sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+        holder.close().await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let store = Store::open(&url).await.expect("the open waits for the lock");
+    assert!(started.elapsed() >= held - std::time::Duration::from_millis(500));
+    release.await.unwrap();
+    store.insert_candles("HELD", &candles(2, 0)).await.unwrap();
+    assert_eq!(store.count("HELD", 0, i64::MAX).await.unwrap(), 2);
+    store.close().await;
+}
