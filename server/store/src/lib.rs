@@ -13,13 +13,14 @@
 
 mod access;
 mod ledger;
+mod sqlite;
 
 use std::future::Future;
 
 pub use access::{ApiKeyRow, DecisionRow, DecisionStore, KeyStore, NewDecision};
 pub use ledger::{LedgerEntry, LedgerStore};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Connection as _, Row};
+use sqlx::{AnyPool, Row};
 use volcast_core::candles::Candle;
 use volcast_core::time::HOUR_MS;
 
@@ -29,9 +30,6 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/volcast.db";
 /// Candles per `INSERT` statement (8 parameters each; SQLite allows 32,766 per statement and
 /// PostgreSQL 65,535).
 const INSERT_BATCH: usize = 500;
-
-/// The longest a statement waits for SQLite's lock before it fails (`busy_timeout`).
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long PostgreSQL keeps a session idle inside a transaction before ending it.
 const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(30);
@@ -208,17 +206,13 @@ pub struct Store {
     file: Option<std::path::PathBuf>,
 }
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// Tries of the SQLite migrations before their error is reported (see [`Store::open`]).
-const SQLITE_MIGRATION_TRIES: u32 = 20;
 
 /// The embedded migrations, tolerating migrations applied by a newer build: during a rolling
 /// deploy on a shared PostgreSQL (or after a newer `ingest` ran on the file), a replica of the
 /// older build must still start. The migrations are additive (new tables, columns with
 /// defaults, indexes), so an older build keeps working on a newer schema.
-fn tolerant(embedded: &sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+pub(crate) fn tolerant(embedded: &sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
     sqlx::migrate::Migrator {
         migrations: embedded.migrations.clone(),
         ignore_missing: true,
@@ -246,7 +240,7 @@ impl Store {
     /// [`StoreError::Missing`] for a missing SQLite file; else as [`Store::open`].
     pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
         if Backend::of_url(url)? == Backend::Sqlite {
-            let (path, _) = sqlite_parts(url)?;
+            let (path, _) = sqlite::parts(url)?;
             // Missing: refused here. A directory there is not a store: refused as such below.
             if !std::path::Path::new(path).exists() {
                 return Err(StoreError::Missing(path.to_owned()));
@@ -259,26 +253,11 @@ impl Store {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
         let (url, file) = match backend {
-            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Sqlite => sqlite::url(url)?,
             Backend::Postgres => (url.to_owned(), None),
         };
         if backend == Backend::Sqlite {
-            // One connection first, its failure said as SQLite says it ("database disk image is
-            // malformed"): the pool retries a connection that fails until its acquire timeout,
-            // 30 s, and then reports only that it timed out.
-            let mut probe = sqlx::AnyConnection::connect(&url).await?;
-            // Waiting on another process's lock as the pool's connections do (the server and
-            // `ingest` started together), not failing on it.
-            sqlx::query(&format!("PRAGMA busy_timeout = {}", LOCK_WAIT.as_millis()))
-                .execute(&mut probe)
-                .await?;
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&mut probe)
-                .await?;
-            sqlx::query("SELECT count(*) FROM sqlite_master")
-                .fetch_one(&mut probe)
-                .await?;
-            probe.close().await?;
+            sqlite::probe(&url).await?;
         }
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
@@ -294,15 +273,7 @@ impl Store {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous = FULL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query(&format!("PRAGMA busy_timeout = {}", LOCK_WAIT.as_millis()))
-                            .execute(&mut *conn)
-                            .await?;
+                        sqlite::configure(conn).await?;
                     } else {
                         // A transaction whose client is gone mid-way (a connection left hanging,
                         // given up by the decision log's writer) would hold its rows' locks, and
@@ -327,26 +298,7 @@ impl Store {
             .connect(&url)
             .await?;
         match backend {
-            Backend::Sqlite => {
-                // sqlx takes no lock across processes on SQLite: two processes opening a new file
-                // at once (the server and `ingest` started together) both find a migration
-                // unapplied, and the one that applies it second fails. Each failure follows
-                // another's progress, so trying again finds more applied; a migration that
-                // fails on its own fails every time and is reported after the last try.
-                let migrator = tolerant(&SQLITE_MIGRATIONS);
-                let mut tries = 0;
-                loop {
-                    match migrator.run(&pool).await {
-                        Ok(()) => break,
-                        Err(e) if tries < SQLITE_MIGRATION_TRIES => {
-                            tries += 1;
-                            tracing::debug!(tries, "store migration raced another process: {e}");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
+            Backend::Sqlite => sqlite::migrate(&pool).await?,
             Backend::Postgres => {
                 // On a session without the store's lock timeout: migrations wait as long as
                 // another replica's take (or a backup's lock on a table they alter), where a
@@ -378,74 +330,6 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// `url` with `mode=rwc` (create the file when missing), its directory created; and the file.
-fn sqlite_url(url: &str) -> Result<(String, Option<std::path::PathBuf>), StoreError> {
-    let (path, query) = sqlite_parts(url)?;
-    if let Some(dir) = std::path::Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Url(format!("{url}: creating {}: {e}", dir.display())))?;
-    }
-    refuse_non_database(path)?;
-    let mut query = query.to_owned();
-    if !query.contains("mode=") {
-        if !query.is_empty() {
-            query.push('&');
-        }
-        query.push_str("mode=rwc");
-    }
-    Ok((format!("sqlite://{path}?{query}"), Some(path.into())))
-}
-
-/// Refuses an existing path that SQLite cannot open as a database ([`StoreError::NotSqlite`]);
-/// a missing or empty file is a new store. A file with a rollback journal or a write-ahead log
-/// beside it is left to SQLite, which may recover it, and so is a percent-encoded path (which
-/// sqlx decodes).
-fn refuse_non_database(path: &str) -> Result<(), StoreError> {
-    use std::io::Read as _;
-    const HEADER: &[u8; 16] = b"SQLite format 3\0";
-    let not = |why: String| {
-        Err(StoreError::NotSqlite {
-            path: path.to_owned(),
-            why,
-        })
-    };
-    let file = std::path::Path::new(path);
-    if file.is_dir() {
-        return not("a directory".into());
-    }
-    let beside = |suffix: &str| std::path::Path::new(&format!("{path}{suffix}")).exists();
-    if path.contains('%') || beside("-journal") || beside("-wal") {
-        return Ok(());
-    }
-    let Ok(mut opened) = std::fs::File::open(file) else {
-        // Missing (created), or unreadable: SQLite's own error says which.
-        return Ok(());
-    };
-    let mut head = Vec::with_capacity(HEADER.len());
-    match opened.by_ref().take(HEADER.len() as u64).read_to_end(&mut head) {
-        Ok(0) => Ok(()),
-        Ok(_) if head == HEADER => Ok(()),
-        Ok(n) => not(format!("its first {n} bytes are not SQLite's header")),
-        Err(e) => not(e.to_string()),
-    }
-}
-
-/// An SQLite URL's file path and query.
-fn sqlite_parts(url: &str) -> Result<(&str, &str), StoreError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| StoreError::Url(url.to_owned()))?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Url(format!("{url} (the store needs a file)")));
-    }
-    Ok((path, query))
 }
 
 /// Refuses what the store must never hold.
@@ -686,72 +570,5 @@ mod tests {
             Some(Backend::Postgres)
         );
         assert!(matches!(Backend::of_url("mysql://h/db"), Err(StoreError::Url(_))));
-        let (url, file) = sqlite_url("sqlite:///tmp/x/v.db").unwrap();
-        assert_eq!(url, "sqlite:///tmp/x/v.db?mode=rwc");
-        assert_eq!(file.as_deref(), Some(std::path::Path::new("/tmp/x/v.db")));
-        assert!(sqlite_url("sqlite://:memory:").is_err());
-    }
-
-    /// A URL naming a directory or a file that is not a database is refused at once, by name
-    /// (every connection failed and the pool reported only "timed out" after 30 s); a missing or
-    /// empty file is a new store, and an existing store opens.
-    #[tokio::test]
-    async fn a_url_naming_something_else_than_a_database_is_refused_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let notes = dir.path().join("notes.txt");
-        std::fs::write(&notes, "not a database\n").unwrap();
-        let started = std::time::Instant::now();
-        for (path, says) in [
-            (&notes, "first 15 bytes"),
-            (&dir.path().to_path_buf(), "a directory"),
-        ] {
-            let url = format!("sqlite://{}", path.display());
-            let e = Store::open(&url)
-                .await
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(
-                e.contains("is not an SQLite database") && e.contains(says) && e.contains("check the URL"),
-                "{url}: {e}"
-            );
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
-        // A tool that reads an existing store says what a directory is, not that it is missing.
-        let url = format!("sqlite://{}", dir.path().display());
-        let e = Store::open_existing(&url)
-            .await
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("a directory"), "{e}");
-        let (empty, fresh) = (dir.path().join("empty.db"), dir.path().join("sub/fresh.db"));
-        std::fs::write(&empty, "").unwrap();
-        for path in [&empty, &fresh, &fresh] {
-            Store::open(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap();
-        }
-        // A store whose pages are damaged past its header: SQLite's own error, at once.
-        let damaged = dir.path().join("damaged.db");
-        let store = Store::open(&format!("sqlite://{}", damaged.display()))
-            .await
-            .unwrap();
-        store.close().await;
-        let mut bytes = std::fs::read(&damaged).unwrap();
-        assert!(bytes.len() >= 4096, "{}", bytes.len());
-        bytes[100..4096].fill(0xA5);
-        std::fs::write(&damaged, bytes).unwrap();
-        let started = std::time::Instant::now();
-        let e = Store::open(&format!("sqlite://{}", damaged.display()))
-            .await
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("malformed"), "{e}");
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
-        // With a journal beside it, SQLite may recover what looks damaged: its own call.
-        std::fs::write(dir.path().join("notes.txt-journal"), "").unwrap();
-        assert!(sqlite_url(&format!("sqlite://{}", notes.display())).is_ok());
     }
 }

@@ -1,0 +1,219 @@
+//! Opening an SQLite store: its URL (the file made ready, anything that is not a database
+//! refused by name), one probe connection that says SQLite's own error at once, the settings of
+//! every connection, and migrations that tolerate another process migrating the same new file.
+
+use sqlx::Connection as _;
+
+use crate::StoreError;
+
+/// The longest a statement waits for SQLite's lock before it fails (`busy_timeout`).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Tries of the migrations before their error is reported (see [`migrate`]).
+const MIGRATION_TRIES: u32 = 20;
+
+/// `url` with `mode=rwc` (create the file when missing), its directory created; and the file.
+pub(crate) fn url(url: &str) -> Result<(String, Option<std::path::PathBuf>), StoreError> {
+    let (path, query) = parts(url)?;
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Url(format!("{url}: creating {}: {e}", dir.display())))?;
+    }
+    refuse_non_database(path)?;
+    let mut query = query.to_owned();
+    if !query.contains("mode=") {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str("mode=rwc");
+    }
+    Ok((format!("sqlite://{path}?{query}"), Some(path.into())))
+}
+
+/// Refuses an existing path that SQLite cannot open as a database ([`StoreError::NotSqlite`]);
+/// a missing or empty file is a new store. A file with a rollback journal or a write-ahead log
+/// beside it is left to SQLite, which may recover it, and so is a percent-encoded path (which
+/// sqlx decodes).
+fn refuse_non_database(path: &str) -> Result<(), StoreError> {
+    use std::io::Read as _;
+    const HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let not = |why: String| {
+        Err(StoreError::NotSqlite {
+            path: path.to_owned(),
+            why,
+        })
+    };
+    let file = std::path::Path::new(path);
+    if file.is_dir() {
+        return not("a directory".into());
+    }
+    let beside = |suffix: &str| std::path::Path::new(&format!("{path}{suffix}")).exists();
+    if path.contains('%') || beside("-journal") || beside("-wal") {
+        return Ok(());
+    }
+    let Ok(mut opened) = std::fs::File::open(file) else {
+        // Missing (created), or unreadable: SQLite's own error says which.
+        return Ok(());
+    };
+    let mut head = Vec::with_capacity(HEADER.len());
+    match opened.by_ref().take(HEADER.len() as u64).read_to_end(&mut head) {
+        Ok(0) => Ok(()),
+        Ok(_) if head == HEADER => Ok(()),
+        Ok(n) => not(format!("its first {n} bytes are not SQLite's header")),
+        Err(e) => not(e.to_string()),
+    }
+}
+
+/// An SQLite URL's file path and query.
+pub(crate) fn parts(url: &str) -> Result<(&str, &str), StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Url(url.to_owned()))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Url(format!("{url} (the store needs a file)")));
+    }
+    Ok((path, query))
+}
+
+/// One connection before the pool's, its failure said as SQLite says it ("database disk image
+/// is malformed"): the pool retries a connection that fails until its acquire timeout, 30 s, and
+/// then reports only that it timed out.
+pub(crate) async fn probe(url: &str) -> Result<(), StoreError> {
+    let mut probe = sqlx::AnyConnection::connect(url).await?;
+    // Waiting on another process's lock as the pool's connections do (the server and `ingest`
+    // started together), not failing on it after sqlx's own 5 s.
+    busy_timeout(&mut probe).await?;
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&mut probe)
+        .await?;
+    sqlx::query("SELECT count(*) FROM sqlite_master")
+        .fetch_one(&mut probe)
+        .await?;
+    probe.close().await?;
+    Ok(())
+}
+
+/// Every pooled connection's settings: WAL (readers never wait for the writer), full
+/// synchronous commits (a committed write survives a crash), and the store's lock wait.
+pub(crate) async fn configure(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("PRAGMA synchronous = FULL")
+        .execute(&mut *conn)
+        .await?;
+    busy_timeout(conn).await
+}
+
+async fn busy_timeout(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("PRAGMA busy_timeout = {}", LOCK_WAIT.as_millis()))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Applies the migrations not yet applied. sqlx takes no lock across processes on SQLite: two
+/// processes opening a new file at once (the server and `ingest` started together) both find a
+/// migration unapplied, and the one that applies it second fails. Each failure follows another's
+/// progress, so trying again finds more applied; a migration that fails on its own fails every
+/// time and is reported after the last try.
+pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), StoreError> {
+    let migrator = crate::tolerant(&MIGRATIONS);
+    let mut tries = 0;
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tries < MIGRATION_TRIES => {
+                tries += 1;
+                tracing::debug!(tries, "store migration raced another process: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    #[test]
+    fn an_sqlite_url_names_a_file_created_when_missing() {
+        let (url, file) = url("sqlite:///tmp/x/v.db").unwrap();
+        assert_eq!(url, "sqlite:///tmp/x/v.db?mode=rwc");
+        assert_eq!(file.as_deref(), Some(std::path::Path::new("/tmp/x/v.db")));
+        assert!(super::url("sqlite://:memory:").is_err());
+        assert!(super::url("sqlite://").is_err());
+    }
+
+    /// A URL naming a directory or a file that is not a database is refused at once, by name
+    /// (every connection failed and the pool reported only "timed out" after 30 s); a missing or
+    /// empty file is a new store, and an existing store opens.
+    #[tokio::test]
+    async fn a_url_naming_something_else_than_a_database_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let notes = dir.path().join("notes.txt");
+        std::fs::write(&notes, "not a database\n").unwrap();
+        let started = std::time::Instant::now();
+        for (path, says) in [
+            (&notes, "first 15 bytes"),
+            (&dir.path().to_path_buf(), "a directory"),
+        ] {
+            let url = format!("sqlite://{}", path.display());
+            let e = Store::open(&url)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.contains("is not an SQLite database") && e.contains(says) && e.contains("check the URL"),
+                "{url}: {e}"
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // A tool that reads an existing store says what a directory is, not that it is missing.
+        let url = format!("sqlite://{}", dir.path().display());
+        let e = Store::open_existing(&url)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("a directory"), "{e}");
+        let (empty, fresh) = (dir.path().join("empty.db"), dir.path().join("sub/fresh.db"));
+        std::fs::write(&empty, "").unwrap();
+        for path in [&empty, &fresh, &fresh] {
+            Store::open(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+        }
+        // A store whose pages are damaged past its header: SQLite's own error, at once.
+        let damaged = dir.path().join("damaged.db");
+        let store = Store::open(&format!("sqlite://{}", damaged.display()))
+            .await
+            .unwrap();
+        store.close().await;
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        assert!(bytes.len() >= 4096, "{}", bytes.len());
+        bytes[100..4096].fill(0xA5);
+        std::fs::write(&damaged, bytes).unwrap();
+        let started = std::time::Instant::now();
+        let e = Store::open(&format!("sqlite://{}", damaged.display()))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("malformed"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // With a journal beside it, SQLite may recover what looks damaged: its own call.
+        std::fs::write(dir.path().join("notes.txt-journal"), "").unwrap();
+        assert!(super::url(&format!("sqlite://{}", notes.display())).is_ok());
+    }
+}
