@@ -233,7 +233,19 @@ impl TrainingConfig {
     /// Text that is not a config, or the first unknown key by its path.
     pub fn from_json(text: &str) -> Result<Self, String> {
         let given: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let config: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        // From the text, not `given`: a repeated key is refused, and an error has its line and
+        // column. A value of the wrong type is named by its path (`window: "abc"` said only
+        // "invalid type: string, expected usize" and a column).
+        let mut text_de = serde_json::Deserializer::from_str(text);
+        let config: Self = serde_path_to_error::deserialize(&mut text_de).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                e.into_inner().to_string()
+            } else {
+                format!("`{path}`: {}", e.into_inner())
+            }
+        })?;
+        text_de.end().map_err(|e| e.to_string())?;
         let known = serde_json::to_value(&config).map_err(|e| e.to_string())?;
         match unknown_key(&given, &known, "") {
             Some(path) => Err(format!("unknown field `{path}`")),
@@ -347,7 +359,48 @@ impl TrainingConfig {
                 self.holdout_days
             ));
         }
+        self.check_training_options()?;
         self.networks_apart_config(horizons).map(|_| ())
+    }
+
+    /// The training options' half of [`Self::check`], which the trainer checks again: recency
+    /// and weight-averaging half-lives that are positive numbers, `lognormal_mean` only on the
+    /// squared-log-error head and with levels symmetric about the median, per-horizon epochs
+    /// only with the refit.
+    ///
+    /// # Errors
+    /// The first problem, naming the field.
+    pub fn check_training_options(&self) -> Result<(), String> {
+        let half_lives = [
+            ("recency_half_life_days", self.recency_half_life_days, "days"),
+            (
+                "weight_average_half_life_epochs",
+                self.weight_average_half_life_epochs,
+                "epochs",
+            ),
+        ];
+        for (name, h, unit) in half_lives {
+            if let Some(h) = h
+                && !(h.is_finite() && h > 0.0)
+            {
+                return Err(format!(
+                    "{name} is {h}: a half-life is a positive number of {unit}"
+                ));
+            }
+        }
+        if self.model.has_lognormal_mean() && !self.has_log_mse_variance() {
+            return Err(
+                "lognormal_mean needs log_mse_variance: the head it corrects is the mean of log RV".into(),
+            );
+        }
+        self.model.lognormal_spread()?;
+        if self.has_per_horizon_epochs() && !self.refits_through_holdout() {
+            return Err(
+                "per_horizon_epochs needs refit_through_holdout: the horizons' networks are the refit's"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The config of the networks trained apart and the horizons they serve, where the config
@@ -466,13 +519,45 @@ mod tests {
         let e = read(&|j| j["networks_apart"]["horizon"] = 1.into()).unwrap_err();
         assert_eq!(e, "unknown field `networks_apart.horizon`");
         assert!(TrainingConfig::from_json("{").is_err());
+        let text = default.to_string();
+        let repeated = format!("{{\"seed\": 1,{}", &text[1..]);
+        let e = TrainingConfig::from_json(&repeated).unwrap_err();
+        assert!(e.starts_with("duplicate field `seed` at line 1"), "{e}");
+        let e = TrainingConfig::from_json(&format!("{text} {{}}")).unwrap_err();
+        assert!(e.starts_with("trailing characters"), "{e}");
+        let e = read(&|j| j["window"] = "abc".into()).unwrap_err();
+        assert!(e.starts_with("`window`: invalid type: string"), "{e}");
+        let e = read(&|j| j["model"]["channels"] = (-3).into()).unwrap_err();
+        assert!(
+            e.starts_with("`model.channels`: invalid value: integer `-3`"),
+            "{e}"
+        );
 
         let h = [4, 24, 168];
         TrainingConfig::default_run()
             .check(&h)
             .expect("the default is valid");
         type Edit = fn(TrainingConfig) -> TrainingConfig;
-        let cases: [(&str, Edit); 12] = [
+        let cases: [(&str, Edit); 17] = [
+            (
+                "recency_half_life_days is -30: a half-life is a positive number of days",
+                |c| c.with_recency_half_life_days(Some(-30.0)),
+            ),
+            ("recency_half_life_days is 0", |c| {
+                c.with_recency_half_life_days(Some(0.0))
+            }),
+            ("weight_average_half_life_epochs is NaN", |c| {
+                c.with_weight_average_half_life_epochs(Some(f64::NAN))
+            }),
+            ("per_horizon_epochs needs refit_through_holdout", |c| {
+                c.with_networks_apart(None)
+                    .with_per_horizon_epochs(Some(true))
+                    .with_refit_through_holdout(None)
+            }),
+            ("lognormal_mean needs log_mse_variance", |mut c| {
+                c.model = c.model.with_lognormal_mean(Some(true));
+                c.with_log_mse_variance(None)
+            }),
             ("grad_clip_norm -1", |c| c.with_grad_clip_norm(-1.0)),
             ("grad_clip_norm 0", |c| c.with_grad_clip_norm(0.0)),
             ("weight_decay -0.1", |c| c.with_weight_decay(-0.1)),

@@ -60,40 +60,15 @@ impl TrainingData {
     }
 }
 
-/// Splits the samples into training and holdout rows, refusing too few to train on, a recency
-/// or weight-averaging half-life that is not a positive number, or per-horizon epochs without
-/// the refit.
+/// Splits the samples into training and holdout rows, refusing too few to train on, or options
+/// [`TrainingConfig::check_training_options`] refuses.
 pub(super) fn split_enough_rows(
     features: &PanelFeatures,
     assets: &[Asset],
     config: &TrainingConfig,
     fit_end_hour: i64,
 ) -> Result<(Samples, Samples), TrainError> {
-    if let Some(h) = config.recency_half_life_days
-        && !(h.is_finite() && h > 0.0)
-    {
-        return Err(TrainError::Config(format!(
-            "recency_half_life_days is {h}: a half-life is a positive number of days"
-        )));
-    }
-    if let Some(h) = config.weight_average_half_life_epochs
-        && !(h.is_finite() && h > 0.0)
-    {
-        return Err(TrainError::Config(format!(
-            "weight_average_half_life_epochs is {h}: a half-life is a positive number of epochs"
-        )));
-    }
-    if config.model.has_lognormal_mean() && !config.has_log_mse_variance() {
-        return Err(TrainError::Config(
-            "lognormal_mean needs log_mse_variance: the head it corrects is the mean of log RV".into(),
-        ));
-    }
-    config.model.lognormal_spread().map_err(TrainError::Config)?;
-    if config.has_per_horizon_epochs() && !config.refits_through_holdout() {
-        return Err(TrainError::Config(
-            "per_horizon_epochs needs refit_through_holdout: the horizons' networks are the refit's".into(),
-        ));
-    }
+    config.check_training_options().map_err(TrainError::Config)?;
     let (train_set, holdout) = split(features, assets, config, fit_end_hour);
     if train_set.len() < config.batch_size || holdout.is_empty() {
         return Err(TrainError::NoData(format!(
