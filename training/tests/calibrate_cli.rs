@@ -46,5 +46,7 @@ fn a_detector_that_cannot_be_read_is_refused_before_calibrating() {
         stderr.contains("anomaly detector cannot be carried") && stderr.contains("anomaly.json"),
         "{stderr}"
     );
+    // The parser's message once, not once as the detector error's text and again as its source.
+    assert_eq!(stderr.matches("EOF while parsing").count(), 1, "{stderr}");
     assert!(!out.exists(), "a calibrated artifact was written");
 }

@@ -125,6 +125,26 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
     );
     assert_eq!(second.status.code(), Some(1), "the broken and future files again");
 
+    // A file with SQLite's header and nothing SQLite can read after it: SQLite's refusal said
+    // once, not once per link of the error's chain (it was said three times).
+    let damaged = dir.path().join("damaged.db");
+    let mut bytes = b"SQLite format 3\0".to_vec();
+    bytes.resize(8192, 0xA5);
+    std::fs::write(&damaged, bytes).unwrap();
+    let refused = run(
+        env!("CARGO_BIN_EXE_ingest"),
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--database-url",
+            &format!("sqlite://{}", damaged.display()),
+            "--no-progress",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("file is not a database").count(), 1, "{stderr}");
+
     // A "corrected" file whose hour 60 differs from the stored one: said, not silently counted
     // as already stored, and the stored values kept.
     let corrected_dir = dir.path().join("corrected");

@@ -65,9 +65,11 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
-    /// The database failed.
+    /// The database failed. sqlx's error is in the text and is not also the source: a chain
+    /// printed whole (`{:#}`, as the command-line tools print it) said SQLite's message three
+    /// times.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// The connection was lost (or spoke nonsense) once a write's statement or COMMIT may have
     /// gone out: the server may have committed it, or may still.
     #[error("database, committed or not unknown: {0}")]
@@ -75,9 +77,9 @@ pub enum StoreError {
     /// Another writer took the same key first (the decision log's sequence number).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// A migration failed.
+    /// A migration failed (its error in the text only, as [`Self::Database`]).
     #[error("schema migration: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(sqlx::migrate::MigrateError),
     /// The SQLite URL names something that is not an SQLite database: a directory, or a file
     /// that is neither empty nor starts with SQLite's header (a mistyped URL naming a log or a
     /// JSON file). Said at once: opened, every connection failed and the pool waited its whole
@@ -92,6 +94,18 @@ pub enum StoreError {
     /// [`Store::open_existing`] found no SQLite file there.
     #[error("no store at {0}: no such file (check the URL; a store is created by the server or `ingest`)")]
     Missing(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Migration(e)
+    }
 }
 
 impl StoreError {

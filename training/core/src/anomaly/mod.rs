@@ -117,8 +117,9 @@ pub struct Detector {
 #[derive(Debug, thiserror::Error)]
 pub enum DetectorError {
     /// Not a detector's JSON.
+    // Not a source as well: a chain printed whole (`{:#}`) would say the parser's message twice.
     #[error("not an anomaly detector: {0}")]
-    Parse(#[from] serde_json::Error),
+    Parse(serde_json::Error),
     /// The id does not match the content: edited or damaged.
     #[error("anomaly detector id {recorded} does not match its content ({computed})")]
     Id {
@@ -183,7 +184,7 @@ impl Detector {
     /// # Errors
     /// [`DetectorError`].
     pub fn from_json(text: &str) -> Result<Self, DetectorError> {
-        let d: Self = serde_json::from_str(text)?;
+        let d: Self = serde_json::from_str(text).map_err(DetectorError::Parse)?;
         let computed = d.content_id();
         if computed != d.id {
             return Err(DetectorError::Id {
