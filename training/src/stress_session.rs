@@ -97,6 +97,16 @@ impl Prepared {
 
 /// The origin's slot in `asset`'s grid: the asked close hour, or the last candle.
 fn origin_slot(asset: &Asset, at_ms: Option<i64>) -> anyhow::Result<(i64, usize)> {
+    if let Some(ms) = at_ms
+        && ms.rem_euclid(3_600_000) != 0
+    {
+        // Was rounded down to the hour without a word.
+        bail!(
+            "--at {} is not on a whole hour: the origin is a candle's close time, such as {}",
+            volcast_core::time::format_ms(ms),
+            volcast_core::time::format_ms(ms - ms.rem_euclid(3_600_000))
+        );
+    }
     let origin_hour = at_ms.map_or_else(|| asset.grid.last_hour(), |ms| ms.div_euclid(3_600_000));
     let Some(slot) = asset.grid.slot(origin_hour).filter(|&s| asset.grid.has_candle(s)) else {
         bail!(

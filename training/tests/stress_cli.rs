@@ -10,9 +10,10 @@ use common::cli::{generate, run};
 
 /// The book's bounds are the route's: a book whose value overflows the sums is refused by name
 /// (its totals and tails came out NaN), and so is a largest position worth more than a sale size
-/// may be unless `--sale-size` is given; with it, the same book is simulated.
+/// may be unless `--sale-size` is given; with it, the same book is simulated. An `--at` off the
+/// hour is refused too.
 #[test]
-fn a_book_outside_the_routes_bounds_is_refused() {
+fn a_book_outside_the_routes_bounds_or_an_origin_off_the_hour_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("candles");
     generate(&data, 60);
@@ -67,5 +68,18 @@ fn a_book_outside_the_routes_bounds_is_refused() {
         "{stderr}"
     );
     let out = stress(&large, &["--sale-size", "1000000"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // An origin off the hour is refused (it was rounded down without a word); on it, simulated.
+    let small = serde_json::json!([{"collateral": 1.0, "debt": 10.0}]);
+    let out = stress(&small, &["--at", "2020-02-20T12:30:00Z"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--at 2020-02-20T12:30:00")
+            && stderr.contains("not on a whole hour")
+            && stderr.contains("such as 2020-02-20T12:00:00"),
+        "{stderr}"
+    );
+    let out = stress(&small, &["--at", "2020-02-20T12:00:00Z"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -38,8 +38,8 @@ struct Args {
     /// Model artifact, or an artifacts directory with a `default` pointer.
     #[arg(long, default_value = "model-artifacts")]
     model: PathBuf,
-    /// The book: a JSON array of {"collateral": units, "debt": USD, "liquidation_threshold"?}
-    /// or {"positions": [...], "default_liquidation_threshold": 0.8}.
+    /// A JSON file holding the book: an array of {"collateral": units, "debt": USD,
+    /// "liquidation_threshold"?}, or {"positions": [...], "default_liquidation_threshold": 0.8}.
     #[arg(long, required_unless_present = "bench")]
     positions: Option<PathBuf>,
     /// Simulated paths (1 to 10,000,000).
@@ -48,7 +48,8 @@ struct Args {
     /// Hours simulated (1 to 8,760).
     #[arg(long, default_value_t = 168)]
     horizon: usize,
-    /// Origin: close time of the last candle used (RFC 3339); default the last candle.
+    /// Origin: close time of the last candle used (RFC 3339, on a whole hour); default the
+    /// last candle.
     #[arg(long)]
     at: Option<String>,
     /// Where to draw the paths: wgpu puts the draws on the GPU (software Vulkan included),
