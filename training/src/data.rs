@@ -187,7 +187,10 @@ pub fn read_file(path: &Path) -> Result<Vec<Candle>, LoadError> {
         } else {
             bytes
         };
-        let (text, kept) = without_blank_lines(&text);
+        // A byte-order mark (a spreadsheet's "CSV UTF-8" export) read as part of the first
+        // column's name: `missing column open_time`.
+        let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
+        let (text, kept) = without_blank_lines(text);
         lines = kept;
         read_csv(path, &text, &lines)?
     };
@@ -314,7 +317,12 @@ fn read_csv(path: &Path, text: &[u8], lines: &[usize]) -> Result<(DataFrame, Lay
             .with_projection(Some(Arc::new(BINANCE_POSITIONS.to_vec())))
     } else {
         let header = String::from_utf8_lossy(first_line);
-        let names: Vec<&str> = header.trim_end_matches('\r').split(',').map(str::trim).collect();
+        // Names may be quoted (`"open_time","open",...`), as the CSV parser reads them.
+        let names: Vec<&str> = header
+            .trim_end_matches('\r')
+            .split(',')
+            .map(|n| n.trim().trim_matches('"'))
+            .collect();
         if let Some(missing) = COLUMNS.iter().find(|c| !names.contains(c)) {
             return Err(file_error(
                 path,
@@ -503,12 +511,22 @@ mod tests {
                 t1 + 1
             )
         };
+        // A spreadsheet's export: a byte-order mark, quoted names and values, CRLF line ends.
+        let exported = write(
+            dir.path(),
+            "F.csv",
+            &format!(
+                "\u{feff}\"open_time\",\"open\",\"high\",\"low\",\"close\",\"volume\",\"quote_volume\"\r\n\
+                 \"{T0}\",\"1\",\"2\",\"0.5\",\"1.5\",\"10\",\"15\"\r\n{T1},1.5,2,1,1.2,5,6\r\n"
+            ),
+        );
         let binance_ms = write(dir.path(), "C.csv", &kline(T0, T1));
         let binance_us = write(dir.path(), "D.csv", &kline(T0 * 1000, T1 * 1000));
         let a = read_file(&plain).unwrap();
         assert_eq!(a.len(), 2);
         assert_eq!((a[1].open_time, a[1].close, a[1].quote_volume), (T1, 1.2, 6.0));
         assert_eq!(read_file(&gzipped).unwrap(), a);
+        assert_eq!(read_file(&exported).unwrap(), a);
         assert_eq!(read_file(&binance_ms).unwrap(), a);
         // Microsecond open times (Binance spot dumps since 2025) become milliseconds.
         assert_eq!(read_file(&binance_us).unwrap(), a);
