@@ -302,7 +302,13 @@ async fn the_keys_cli_creates_lists_and_revokes_without_showing_secrets() {
         "--rate-per-minute",
         "120",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The store did not exist: said, since no server may read the one this created.
+    assert!(
+        err.contains("there was no store at") && err.contains("this command created it"),
+        "{err}"
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(token.starts_with("vck_k"), "{token}");
     let (id, secret) = token["vck_".len()..].split_once('_').unwrap();
@@ -321,4 +327,11 @@ async fn the_keys_cli_creates_lists_and_revokes_without_showing_secrets() {
     assert!(keys(&["revoke", id]).status.success());
     assert!(!keys(&["revoke", id]).status.success(), "already revoked");
     assert!(store.keys().await.unwrap()[0].revoked.is_some());
+    // In a store that exists, no such note.
+    let again = keys(&["create", "--name", "second", "--scopes", "read"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.status.success() && !err.contains("there was no store"),
+        "{err}"
+    );
 }

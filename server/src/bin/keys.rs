@@ -66,11 +66,13 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     // Creating a key may create the store (before the server's first start); listing or
     // revoking reads one that exists, so a mistyped URL is an error, not an empty table.
+    let shown = volcast_server::redact_url(&args.database_url);
+    let existed = Store::exists(&args.database_url).map_err(|e| format!("{shown}: {e}"))?;
     let store = match args.command {
         Command::Create { .. } => Store::open(&args.database_url).await,
         Command::List | Command::Revoke { .. } => Store::open_existing(&args.database_url).await,
     }
-    .map_err(|e| format!("{}: {e}", volcast_server::redact_url(&args.database_url)))?;
+    .map_err(|e| format!("{shown}: {e}"))?;
     let now = volcast_server::follower::wall_clock_ms();
     match args.command {
         Command::Create {
@@ -83,12 +85,17 @@ async fn run(args: Args) -> Result<(), String> {
             store.create_key(&key.row).await.map_err(|e| e.to_string())?;
             println!("{}", key.token);
             eprintln!(
-                "key {} ({}) with scopes {} in {}: shown once, keep it secret",
-                key.row.id,
-                key.row.name,
-                key.row.scopes,
-                volcast_server::redact_url(&args.database_url)
+                "key {} ({}) with scopes {} in {shown}: shown once, keep it secret",
+                key.row.id, key.row.name, key.row.scopes,
             );
+            if !existed {
+                // A mistyped URL made a store of its own, which no server reads: said, since
+                // the key would then be refused (401) without a clue why.
+                eprintln!(
+                    "note: there was no store at {shown}: this command created it; give the \
+                     server the same --database-url, or the key is unknown to it"
+                );
+            }
         }
         Command::List => {
             println!("id\tname\tscopes\tcreated\trevoked\trate_per_minute");

@@ -263,6 +263,21 @@ impl Store {
         Self::connect(url).await
     }
 
+    /// Whether [`Store::open`] would find a store at `url` rather than create one: whether the
+    /// SQLite file exists (anything by that name: what is not a database is refused at open).
+    /// A PostgreSQL database is never created by the store: true.
+    ///
+    /// # Errors
+    /// [`StoreError::Url`] for an unsupported URL.
+    pub fn exists(url: &str) -> Result<bool, StoreError> {
+        Ok(match Backend::of_url(url)? {
+            Backend::Sqlite => std::path::Path::new(sqlite::parts(url)?.0)
+                .symlink_metadata()
+                .is_ok(),
+            Backend::Postgres => true,
+        })
+    }
+
     async fn connect(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
