@@ -91,6 +91,14 @@ pub enum StoreError {
         /// What it is instead.
         why: String,
     },
+    /// The SQLite file's directory could not be made (a file on its path, no permission).
+    #[error("cannot create the store's directory {dir}: {why}")]
+    Directory {
+        /// The directory.
+        dir: String,
+        /// Why not, as the system says it.
+        why: String,
+    },
     /// [`Store::open_existing`] found no SQLite file there.
     #[error("no store at {0}: no such file (check the URL; a store is created by the server or `ingest`)")]
     Missing(String),

@@ -21,8 +21,11 @@ pub(crate) fn url(url: &str) -> Result<(String, Option<std::path::PathBuf>), Sto
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Url(format!("{url}: creating {}: {e}", dir.display())))?;
+        // Not an unsupported URL: the URL is fine, the path is not.
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Directory {
+            dir: dir.display().to_string(),
+            why: e.to_string(),
+        })?;
     }
     refuse_non_database(path)?;
     let mut query = query.to_owned();
@@ -212,6 +215,16 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("malformed"), "{e}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // A file where the store's directory would be: said as such, not as an unsupported URL.
+        let e = Store::open(&format!("sqlite://{}/volcast.db", notes.display()))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("cannot create the store's directory") && e.contains("notes.txt"),
+            "{e}"
+        );
         // With a journal beside it, SQLite may recover what looks damaged: its own call.
         std::fs::write(dir.path().join("notes.txt-journal"), "").unwrap();
         assert!(super::url(&format!("sqlite://{}", notes.display())).is_ok());
