@@ -249,9 +249,9 @@ fn first_unreadable<'a>(
     let text = String::from_utf8_lossy(text);
     let rows = text.lines().skip(usize::from(header));
     rows.enumerate().find_map(|(row, line)| {
-        let fields: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
+        let fields = csv_fields(line.trim_end_matches('\r'));
         positions.iter().find_map(|&(i, name)| {
-            let value = fields.get(i)?.trim();
+            let value = fields.get(i)?.as_str();
             let number = if name == "open_time" {
                 value.parse::<i64>().is_ok()
             } else {
@@ -260,6 +260,29 @@ fn first_unreadable<'a>(
             (!value.is_empty() && !number).then(|| (row, name, value.chars().take(40).collect()))
         })
     })
+}
+
+/// A CSV line's fields as the CSV parser reads them: split on commas outside double quotes,
+/// each trimmed and unquoted (`""` inside quotes is one quote). A spreadsheet's export quotes
+/// every value, and a quoted value may hold a comma (`"110,5"`, a note).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field).trim().to_owned()),
+            c => field.push(c),
+        }
+    }
+    fields.push(field.trim().to_owned());
+    fields
 }
 
 /// `text` without its blank lines (a trailing one most often: read as a row of empty fields, it
@@ -293,6 +316,9 @@ fn read_csv(path: &Path, text: &[u8], lines: &[usize]) -> Result<(DataFrame, Lay
     let mut schema = Schema::default();
     // Where each of SPEC's columns is, to name a value the parser cannot read.
     let mut positions: Vec<(usize, &str)> = BINANCE_POSITIONS.iter().copied().zip(COLUMNS).collect();
+    // The header as the reader is given it: the names trimmed and unquoted, so ` open` or
+    // `"open"` is found by the name it was checked by (a name with a comma or quote re-quoted).
+    let mut rebuilt = Vec::new();
     let options = if headerless {
         if fields < 8 {
             return Err(file_error(
@@ -318,12 +344,8 @@ fn read_csv(path: &Path, text: &[u8], lines: &[usize]) -> Result<(DataFrame, Lay
     } else {
         let header = String::from_utf8_lossy(first_line);
         // Names may be quoted (`"open_time","open",...`), as the CSV parser reads them.
-        let names: Vec<&str> = header
-            .trim_end_matches('\r')
-            .split(',')
-            .map(|n| n.trim().trim_matches('"'))
-            .collect();
-        if let Some(missing) = COLUMNS.iter().find(|c| !names.contains(c)) {
+        let names = csv_fields(header.trim_end_matches('\r'));
+        if let Some(missing) = COLUMNS.iter().find(|c| !names.iter().any(|n| n == *c)) {
             return Err(file_error(
                 path,
                 format!(
@@ -336,6 +358,19 @@ fn read_csv(path: &Path, text: &[u8], lines: &[usize]) -> Result<(DataFrame, Lay
             .iter()
             .filter_map(|&c| names.iter().position(|n| *n == c).map(|i| (i, c)))
             .collect();
+        let quoted: Vec<String> = names
+            .iter()
+            .map(|n| {
+                if n.contains([',', '"']) {
+                    format!("\"{}\"", n.replace('"', "\"\""))
+                } else {
+                    n.clone()
+                }
+            })
+            .collect();
+        rebuilt.extend_from_slice(quoted.join(",").as_bytes());
+        rebuilt.push(b'\n');
+        rebuilt.extend_from_slice(text.get(first_line.len() + 1..).unwrap_or_default());
         for name in COLUMNS {
             let dtype = if name == "open_time" {
                 DataType::Int64
@@ -351,7 +386,7 @@ fn read_csv(path: &Path, text: &[u8], lines: &[usize]) -> Result<(DataFrame, Lay
     };
     let frame = options
         .with_n_threads(Some(1))
-        .into_reader_with_file_handle(Cursor::new(text))
+        .into_reader_with_file_handle(Cursor::new(if headerless { text } else { &rebuilt }))
         .finish()
         .map_err(|e| {
             let at = Where {
@@ -361,7 +396,15 @@ fn read_csv(path: &Path, text: &[u8], lines: &[usize]) -> Result<(DataFrame, Lay
             match first_unreadable(text, !headerless, &positions) {
                 Some((row, name, value)) => file_error(
                     path,
-                    format!("{}: {name} `{value}` is not a number", at.place(row)),
+                    format!(
+                        "{}: {name} `{value}` is not {}",
+                        at.place(row),
+                        if name == "open_time" {
+                            "a whole number (Unix ms)"
+                        } else {
+                            "a number"
+                        }
+                    ),
                 ),
                 None => file_error(path, format!("cannot parse CSV: {e}")),
             }
@@ -599,6 +642,35 @@ mod tests {
         );
         let e = read_file(&path).unwrap_err().to_string();
         assert!(e.contains("N.csv: line 4: close `abc` is not a number"), "{e}");
+        // A spreadsheet's export, every value quoted and a note holding a comma: the bad value
+        // is named, not the first quoted one (line 2's open time was).
+        let path = write(
+            dir.path(),
+            "Q.csv",
+            "\"note\",\"open_time\",\"open\",\"high\",\"low\",\"close\",\"volume\",\"quote_volume\"\n\
+             \"a, b\",\"0\",\"1\",\"2\",\"0.5\",\"1.5\",\"10\",\"15\"\n\
+             \"c\",\"3600000\",\"110,5\",\"2\",\"1\",\"1.2\",\"5\",\"6\"\n",
+        );
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("Q.csv: line 3: open `110,5` is not a number"), "{e}");
+        // An open time with a fraction: not a whole number, rather than not a number.
+        let path = write(
+            dir.path(),
+            "R.csv",
+            &format!("{HEADER}3600000.0,1,2,0.5,1.5,10,15\n"),
+        );
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("line 2: open_time `3600000.0` is not a whole number"),
+            "{e}"
+        );
+        // Spaces around the header's names, as around its values.
+        let path = write(
+            dir.path(),
+            "S.csv",
+            "open_time, open, high, low, close, volume, quote_volume\n0, 1, 2, 0.5, 1.5, 10, 15\n",
+        );
+        assert_eq!(read_file(&path).unwrap().len(), 1);
         let path = write(dir.path(), "Z.csv", &format!("{HEADER}0,1,2,0.5,1.5,,15\n"));
         let e = read_file(&path).unwrap_err().to_string();
         assert!(

@@ -97,16 +97,6 @@ impl Prepared {
 
 /// The origin's slot in `asset`'s grid: the asked close hour, or the last candle.
 fn origin_slot(asset: &Asset, at_ms: Option<i64>) -> anyhow::Result<(i64, usize)> {
-    if let Some(ms) = at_ms
-        && ms.rem_euclid(3_600_000) != 0
-    {
-        // Was rounded down to the hour without a word.
-        bail!(
-            "--at {} is not on a whole hour: the origin is a candle's close time, such as {}",
-            volcast_core::time::format_ms(ms),
-            volcast_core::time::format_ms(ms - ms.rem_euclid(3_600_000))
-        );
-    }
     let origin_hour = at_ms.map_or_else(|| asset.grid.last_hour(), |ms| ms.div_euclid(3_600_000));
     let Some(slot) = asset.grid.slot(origin_hour).filter(|&s| asset.grid.has_candle(s)) else {
         bail!(
@@ -238,19 +228,31 @@ pub fn read_book(path: &Path) -> anyhow::Result<Book> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let shapes = "a JSON array of {\"collateral\", \"debt\", \"liquidation_threshold\"?} or \
                   {\"positions\": [...], \"default_liquidation_threshold\": 0.8}";
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not JSON; expected {shapes}", path.display()))?;
-    // Each shape read on its own, so an unknown field is named (an untagged read would only say
-    // that neither shape matched).
-    let book = if value.is_array() {
-        serde_json::from_value(value).map(|positions| Book {
+    // Read from the text, each shape on its own: an unknown field is named (an untagged read
+    // would only say that neither shape matched), a repeated key is refused (through a JSON
+    // value the last one won, so `"debt": 1, "debt": 2` was simulated with debt 2), and an error
+    // names the position and field (`positions[2].debt`).
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let book = if text.trim_start().starts_with('[') {
+        serde_path_to_error::deserialize(&mut de).map(|positions| Book {
             positions,
             default_liquidation_threshold: DEFAULT_LIQUIDATION_THRESHOLD,
         })
     } else {
-        serde_json::from_value(value)
+        serde_path_to_error::deserialize(&mut de)
     };
-    book.with_context(|| format!("{}: expected {shapes}", path.display()))
+    let at = |path: String| match path.as_str() {
+        "." => String::new(),
+        p if p.starts_with('[') => format!(" `positions{p}`:"),
+        p => format!(" `{p}`:"),
+    };
+    let book = book.map_err(|e| {
+        let place = at(e.path().to_string());
+        anyhow::anyhow!("{}:{place} {}; expected {shapes}", path.display(), e.into_inner())
+    })?;
+    de.end()
+        .with_context(|| format!("{}: expected {shapes}", path.display()))?;
+    Ok(book)
 }
 
 #[cfg(test)]
@@ -278,6 +280,25 @@ mod tests {
                 "liquidation_treshold",
             ),
             (r#"{"positions": [], "extra": 1}"#, "extra"),
+            // Repeated keys: the last one won.
+            (
+                r#"[{"collateral": 1, "debt": 1, "debt": 2}]"#,
+                "`positions[0]`: duplicate field `debt`",
+            ),
+            (
+                r#"{"positions": [], "positions": [{"collateral": 1, "debt": 2}]}"#,
+                "duplicate field `positions`",
+            ),
+            // The position and field of a bad value.
+            (
+                r#"[{"collateral": 1, "debt": 2}, {"collateral": 1, "debt": "1"}]"#,
+                "`positions[1].debt`: invalid type: string \"1\", expected f64",
+            ),
+            (
+                r#"{"positions": [{"collateral": -1e999, "debt": 2}]}"#,
+                "number out of range",
+            ),
+            (r#"[] []"#, "trailing characters"),
         ] {
             let error = format!("{:#}", read(text).expect_err(text));
             assert!(error.contains(field), "{error}");

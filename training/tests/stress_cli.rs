@@ -71,11 +71,11 @@ fn a_book_outside_the_routes_bounds_or_an_origin_off_the_hour_is_refused() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // An origin off the hour is refused (it was rounded down without a word); on it, simulated.
     let small = serde_json::json!([{"collateral": 1.0, "debt": 10.0}]);
-    let out = stress(&small, &["--at", "2020-02-20T12:30:00Z"]);
+    let out = stress(&small, &["--at", "2020-02-20T12:30:00.5Z"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("--at 2020-02-20T12:30:00")
+        stderr.contains("--at 2020-02-20T12:30:00.5Z is not on a whole hour")
             && stderr.contains("not on a whole hour")
             && stderr.contains("such as 2020-02-20T12:00:00"),
         "{stderr}"

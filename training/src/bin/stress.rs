@@ -204,11 +204,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let dirs = volcast_training::pipeline::data_dirs(&args.data)?;
     let book = read_book(positions)?;
     let mut settings = settings(args)?;
-    let at_ms = args
-        .at
-        .as_deref()
-        .map(|t| parse_time(t, Bound::Start))
-        .transpose()?;
+    let at_ms = args.at.as_deref().map(origin_ms).transpose()?;
     let prepared = prepare(&Request {
         dirs,
         asset: asset.clone(),
@@ -444,6 +440,20 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--at` in Unix ms, refused off the whole hour (before any file is read), where it was rounded
+/// down to the hour without a word.
+fn origin_ms(text: &str) -> anyhow::Result<i64> {
+    let ms = parse_time(text, Bound::Start)?;
+    let off = ms.rem_euclid(volcast_core::time::HOUR_MS);
+    if off != 0 {
+        bail!(
+            "--at {text} is not on a whole hour: the origin is a candle's close time, such as {}",
+            volcast_core::time::format_ms(ms - off)
+        );
+    }
+    Ok(ms)
 }
 
 #[cfg(test)]
