@@ -483,3 +483,28 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
         "{stderr}"
     );
 }
+
+/// A config every fold's training would refuse is refused before any data is read (it was
+/// refused at the first fold, after the data was loaded and hashed).
+#[test]
+fn a_config_the_folds_would_refuse_is_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-data");
+    let refused = run(
+        env!("CARGO_BIN_EXE_walkforward"),
+        &[
+            "--data",
+            missing.to_str().unwrap(),
+            "--out",
+            dir.path().join("folds").to_str().unwrap(),
+            "--recency-half-life-days",
+            "0.5",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("training config: recency_half_life_days is 0.5: at least a day"),
+        "{stderr}"
+    );
+}

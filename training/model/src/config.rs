@@ -7,6 +7,13 @@ use volcast_core::forecast::HORIZONS;
 
 use crate::network::VolModelConfig;
 
+/// The shortest recency half-life, days: the week's horizon keeps rows of weight (a week old
+/// at the youngest, they weigh at least 0.5^7).
+pub const MIN_RECENCY_HALF_LIFE_DAYS: f64 = 1.0;
+
+/// The longest weight-averaging half-life, epochs: past it the per-step decay rounds to 1.
+pub const MAX_AVERAGE_HALF_LIFE_EPOCHS: f64 = 1e6;
+
 /// The default run's recency half-life, days: a row a year older counts half (issue 14, adopted on
 /// the walk-forward folds at stop 32). The default run also trains until the fit end (adopted at
 /// stop 33, [`TrainingConfig::refit_through_holdout`]).
@@ -258,8 +265,8 @@ impl TrainingConfig {
     /// widths, epochs, patience and batch of at least 1, a finite positive learning rate,
     /// finite non-negative loss weights and weight decay, a positive gradient clip, a market
     /// dropout share in [0, 1], trunk exclusions among the static features,
-    /// a holdout long enough to score the longest horizon, then the design
-    /// ([`Self::networks_apart_config`]).
+    /// a holdout long enough to score the longest horizon, the training options
+    /// ([`Self::check_training_options`]), then the design ([`Self::networks_apart_config`]).
     ///
     /// # Errors
     /// The first problem, naming the field.
@@ -371,21 +378,36 @@ impl TrainingConfig {
     /// # Errors
     /// The first problem, naming the field.
     pub fn check_training_options(&self) -> Result<(), String> {
+        // Bounds where the weights still mean what they say: below a day, the rows of the
+        // week's horizon (a week old at the youngest) weigh under 0.5^7 and soon exactly 0 in
+        // f32, so a horizon trained on nothing (1e-6 days wrote an artifact whose scores never
+        // moved); beyond a million epochs the average's per-step decay rounds to 1 in f64 and
+        // the average was silently the last step's weights (1e17).
         let half_lives = [
-            ("recency_half_life_days", self.recency_half_life_days, "days"),
+            (
+                "recency_half_life_days",
+                self.recency_half_life_days,
+                "days",
+                MIN_RECENCY_HALF_LIFE_DAYS..=f64::MAX,
+                "at least a day",
+            ),
             (
                 "weight_average_half_life_epochs",
                 self.weight_average_half_life_epochs,
                 "epochs",
+                f64::MIN_POSITIVE..=MAX_AVERAGE_HALF_LIFE_EPOCHS,
+                "at most a million epochs",
             ),
         ];
-        for (name, h, unit) in half_lives {
-            if let Some(h) = h
-                && !(h.is_finite() && h > 0.0)
-            {
+        for (name, h, unit, range, bound) in half_lives {
+            let Some(h) = h else { continue };
+            if !(h.is_finite() && h > 0.0) {
                 return Err(format!(
                     "{name} is {h}: a half-life is a positive number of {unit}"
                 ));
+            }
+            if !range.contains(&h) {
+                return Err(format!("{name} is {h}: {bound}"));
             }
         }
         if self.model.has_lognormal_mean() && !self.has_log_mse_variance() {
@@ -538,7 +560,7 @@ mod tests {
             .check(&h)
             .expect("the default is valid");
         type Edit = fn(TrainingConfig) -> TrainingConfig;
-        let cases: [(&str, Edit); 17] = [
+        let cases: [(&str, Edit); 19] = [
             (
                 "recency_half_life_days is -30: a half-life is a positive number of days",
                 |c| c.with_recency_half_life_days(Some(-30.0)),
@@ -549,6 +571,13 @@ mod tests {
             ("weight_average_half_life_epochs is NaN", |c| {
                 c.with_weight_average_half_life_epochs(Some(f64::NAN))
             }),
+            ("recency_half_life_days is 0.000001: at least a day", |c| {
+                c.with_recency_half_life_days(Some(1e-6))
+            }),
+            (
+                "weight_average_half_life_epochs is 100000000000000000: at most a million epochs",
+                |c| c.with_weight_average_half_life_epochs(Some(1e17)),
+            ),
             ("per_horizon_epochs needs refit_through_holdout", |c| {
                 c.with_networks_apart(None)
                     .with_per_horizon_epochs(Some(true))

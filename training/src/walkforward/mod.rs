@@ -207,6 +207,10 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
     // Settings that would refuse the scoring are refused before any fold is trained.
     let (alpha, tau, bonus) = wf.risk;
     crate::evaluate::check_backtest(alpha, tau, bonus).map_err(anyhow::Error::msg)?;
+    // And a config each fold's training would refuse, before the data is read.
+    wf.config
+        .check(&HORIZONS)
+        .map_err(|e| anyhow::anyhow!("training config: {e}"))?;
     let dirs = crate::pipeline::data_dirs(&wf.dirs)?;
     let assets = volcast_core::panel::to_panel(&crate::data::load_assets(&dirs, None)?);
     check_years(&wf.years, &assets)?;
