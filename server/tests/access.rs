@@ -293,6 +293,13 @@ async fn the_keys_cli_creates_lists_and_revokes_without_showing_secrets() {
         );
         assert!(!dir.path().join("volcast.db").exists(), "{args:?}");
     }
+    // A key refused for its scopes creates no store either.
+    assert!(
+        !keys(&["create", "--name", "x", "--scopes", "write"])
+            .status
+            .success()
+    );
+    assert!(!dir.path().join("volcast.db").exists());
     let out = keys(&[
         "create",
         "--name",

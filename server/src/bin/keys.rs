@@ -67,21 +67,27 @@ async fn run(args: Args) -> Result<(), String> {
     // Creating a key may create the store (before the server's first start); listing or
     // revoking reads one that exists, so a mistyped URL is an error, not an empty table.
     let shown = volcast_server::redact_url(&args.database_url);
+    let now = volcast_server::follower::wall_clock_ms();
+    // The key made before the store is opened: a refused `--scopes` creates no store.
+    let key = match &args.command {
+        Command::Create {
+            name,
+            scopes,
+            rate_per_minute,
+        } => Some(new_key(name, &parse_scopes(scopes)?, *rate_per_minute, now)?),
+        Command::List | Command::Revoke { .. } => None,
+    };
     let existed = Store::exists(&args.database_url).map_err(|e| format!("{shown}: {e}"))?;
     let store = match args.command {
         Command::Create { .. } => Store::open(&args.database_url).await,
         Command::List | Command::Revoke { .. } => Store::open_existing(&args.database_url).await,
     }
     .map_err(|e| format!("{shown}: {e}"))?;
-    let now = volcast_server::follower::wall_clock_ms();
     match args.command {
-        Command::Create {
-            name,
-            scopes,
-            rate_per_minute,
-        } => {
-            let scopes = parse_scopes(&scopes)?;
-            let key = new_key(&name, &scopes, rate_per_minute, now)?;
+        Command::Create { .. } => {
+            let Some(key) = key else {
+                return Err("no key was made".to_owned());
+            };
             store.create_key(&key.row).await.map_err(|e| e.to_string())?;
             println!("{}", key.token);
             eprintln!(

@@ -99,9 +99,14 @@ pub enum StoreError {
         /// Why not, as the system says it.
         why: String,
     },
-    /// [`Store::open_existing`] found no SQLite file there.
-    #[error("no store at {0}: no such file (check the URL; a store is created by the server or `ingest`)")]
-    Missing(String),
+    /// [`Store::open_existing`] found no SQLite store there.
+    #[error("no store at {path}: {why} (check the URL; a store is created by the server or `ingest`)")]
+    Missing {
+        /// The file.
+        path: String,
+        /// What is there instead: no file, an empty one, a file on the way.
+        why: String,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -259,29 +264,36 @@ impl Store {
     /// mistyped URL is an error, not an empty, "verified" log.
     ///
     /// # Errors
-    /// [`StoreError::Missing`] for a missing SQLite file; else as [`Store::open`].
+    /// [`StoreError::Missing`] for a missing or empty SQLite file; else as [`Store::open`].
     pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
         if Backend::of_url(url)? == Backend::Sqlite {
-            let (path, _) = sqlite::parts(url)?;
-            // Missing: refused here. A directory there is not a store: refused as such below.
-            if !std::path::Path::new(path).exists() {
-                return Err(StoreError::Missing(path.to_owned()));
+            let file = sqlite::file(url)?;
+            // Missing or empty: refused here. A directory there is not a store: refused as such
+            // below.
+            if !sqlite::is_there(&file) {
+                let why = match sqlite::file_on_the_way(&file) {
+                    Some(f) => format!("{} is a file, not a directory", f.display()),
+                    None if file.exists() => "an empty file".to_owned(),
+                    None => "no such file".to_owned(),
+                };
+                return Err(StoreError::Missing {
+                    path: file.display().to_string(),
+                    why,
+                });
             }
         }
         Self::connect(url).await
     }
 
-    /// Whether [`Store::open`] would find a store at `url` rather than create one: whether the
-    /// SQLite file exists (anything by that name: what is not a database is refused at open).
+    /// Whether [`Store::open`] would find a store at `url` rather than make a new one: whether
+    /// the SQLite file exists and is not empty (a directory counts: it is refused when opened).
     /// A PostgreSQL database is never created by the store: true.
     ///
     /// # Errors
     /// [`StoreError::Url`] for an unsupported URL.
     pub fn exists(url: &str) -> Result<bool, StoreError> {
         Ok(match Backend::of_url(url)? {
-            Backend::Sqlite => std::path::Path::new(sqlite::parts(url)?.0)
-                .symlink_metadata()
-                .is_ok(),
+            Backend::Sqlite => sqlite::is_there(&sqlite::file(url)?),
             Backend::Postgres => true,
         })
     }

@@ -2,6 +2,8 @@
 //! refused by name), one probe connection that says SQLite's own error at once, the settings of
 //! every connection, and migrations that tolerate another process migrating the same new file.
 
+use std::path::{Path, PathBuf};
+
 use sqlx::Connection as _;
 
 use crate::StoreError;
@@ -15,19 +17,21 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 const MIGRATION_TRIES: u32 = 20;
 
 /// `url` with `mode=rwc` (create the file when missing), its directory created; and the file.
-pub(crate) fn url(url: &str) -> Result<(String, Option<std::path::PathBuf>), StoreError> {
+pub(crate) fn url(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
     let (path, query) = parts(url)?;
-    if let Some(dir) = std::path::Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
+    let file = file(url)?;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         // Not an unsupported URL: the URL is fine, the path is not.
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Directory {
+        let cannot = |why: String| StoreError::Directory {
             dir: dir.display().to_string(),
-            why: e.to_string(),
-        })?;
+            why,
+        };
+        if let Some(on_the_way) = file_on_the_way(&file) {
+            return Err(cannot(format!("{} is a file", on_the_way.display())));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| cannot(e.to_string()))?;
     }
-    refuse_non_database(path)?;
+    refuse_non_database(&file)?;
     let mut query = query.to_owned();
     if !query.contains("mode=") {
         if !query.is_empty() {
@@ -35,28 +39,75 @@ pub(crate) fn url(url: &str) -> Result<(String, Option<std::path::PathBuf>), Sto
         }
         query.push_str("mode=rwc");
     }
-    Ok((format!("sqlite://{path}?{query}"), Some(path.into())))
+    Ok((format!("sqlite://{path}?{query}"), Some(file)))
+}
+
+/// The file an SQLite URL names, its path percent-decoded as sqlx decodes it (`my%20store.db`
+/// is `my store.db`).
+pub(crate) fn file(url: &str) -> Result<PathBuf, StoreError> {
+    let (path, _) = parts(url)?;
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                decoded.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded)
+        .map(PathBuf::from)
+        .map_err(|_| StoreError::Url(format!("{url} (its path is not UTF-8 once decoded)")))
+}
+
+/// Whether a store is at `file`: a file that is not empty (an empty one is a new store), or a
+/// directory (refused as such when opened).
+pub(crate) fn is_there(file: &Path) -> bool {
+    std::fs::metadata(file).is_ok_and(|m| m.is_dir() || m.len() > 0)
+}
+
+/// The first of `file`'s ancestors that exists, where it is not a directory: a file on the
+/// store's path (`create_dir_all` said only "File exists").
+pub(crate) fn file_on_the_way(file: &Path) -> Option<PathBuf> {
+    file.ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists())
+        .filter(|a| !a.is_dir())
+        .map(Path::to_path_buf)
 }
 
 /// Refuses an existing path that SQLite cannot open as a database ([`StoreError::NotSqlite`]);
 /// a missing or empty file is a new store. A file with a rollback journal or a write-ahead log
-/// beside it is left to SQLite, which may recover it, and so is a percent-encoded path (which
-/// sqlx decodes).
-fn refuse_non_database(path: &str) -> Result<(), StoreError> {
+/// beside it is left to SQLite, which may recover it.
+fn refuse_non_database(file: &Path) -> Result<(), StoreError> {
     use std::io::Read as _;
     const HEADER: &[u8; 16] = b"SQLite format 3\0";
     let not = |why: String| {
         Err(StoreError::NotSqlite {
-            path: path.to_owned(),
+            path: file.display().to_string(),
             why,
         })
     };
-    let file = std::path::Path::new(path);
     if file.is_dir() {
         return not("a directory".into());
     }
-    let beside = |suffix: &str| std::path::Path::new(&format!("{path}{suffix}")).exists();
-    if path.contains('%') || beside("-journal") || beside("-wal") {
+    let beside = |suffix: &str| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        Path::new(&name).exists()
+    };
+    if beside("-journal") || beside("-wal") {
         return Ok(());
     }
     let Ok(mut opened) = std::fs::File::open(file) else {
@@ -72,15 +123,20 @@ fn refuse_non_database(path: &str) -> Result<(), StoreError> {
     }
 }
 
-/// An SQLite URL's file path and query.
+/// An SQLite URL's file path (as written, percent-encoded) and query. The store lives in a file:
+/// `:memory:` and `mode=memory` are refused (a key or a decision written there is lost when the
+/// process ends).
 pub(crate) fn parts(url: &str) -> Result<(&str, &str), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .ok_or_else(|| StoreError::Url(url.to_owned()))?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Url(format!("{url} (the store needs a file)")));
+    let in_memory = query.split('&').any(|p| p == "mode=memory");
+    if path.is_empty() || path == ":memory:" || in_memory {
+        return Err(StoreError::Url(format!(
+            "{url}: the store needs a file, not memory"
+        )));
     }
     Ok((path, query))
 }
@@ -93,9 +149,7 @@ pub(crate) async fn probe(url: &str) -> Result<(), StoreError> {
     // Waiting on another process's lock as the pool's connections do (the server and `ingest`
     // started together), not failing on it after sqlx's own 5 s.
     busy_timeout(&mut probe).await?;
-    sqlx::query("PRAGMA journal_mode = WAL")
-        .execute(&mut probe)
-        .await?;
+    wal(&mut probe).await?;
     sqlx::query("SELECT count(*) FROM sqlite_master")
         .fetch_one(&mut probe)
         .await?;
@@ -106,13 +160,28 @@ pub(crate) async fn probe(url: &str) -> Result<(), StoreError> {
 /// Every pooled connection's settings: WAL (readers never wait for the writer), full
 /// synchronous commits (a committed write survives a crash), and the store's lock wait.
 pub(crate) async fn configure(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("PRAGMA journal_mode = WAL")
-        .execute(&mut *conn)
-        .await?;
+    wal(conn).await?;
     sqlx::query("PRAGMA synchronous = FULL")
         .execute(&mut *conn)
         .await?;
     busy_timeout(conn).await
+}
+
+/// Switches to WAL mode, trying again while another connection holds the lock: the switch
+/// takes an exclusive lock that SQLite does not wait for (`busy_timeout` does not apply), so two
+/// processes opening one new file at once failed now and then with "database is locked".
+async fn wal(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await {
+            Err(sqlx::Error::Database(e)) if e.message().contains("locked") && waited < LOCK_WAIT => {
+                tokio::time::sleep(PAUSE).await;
+                waited += PAUSE;
+            }
+            other => return other.map(drop),
+        }
+    }
 }
 
 async fn busy_timeout(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
@@ -152,7 +221,7 @@ mod tests {
     fn an_sqlite_url_names_a_file_created_when_missing() {
         let (url, file) = url("sqlite:///tmp/x/v.db").unwrap();
         assert_eq!(url, "sqlite:///tmp/x/v.db?mode=rwc");
-        assert_eq!(file.as_deref(), Some(std::path::Path::new("/tmp/x/v.db")));
+        assert_eq!(file.as_deref(), Some(Path::new("/tmp/x/v.db")));
         assert!(super::url("sqlite://:memory:").is_err());
         assert!(super::url("sqlite://").is_err());
     }
@@ -228,5 +297,56 @@ mod tests {
         // With a journal beside it, SQLite may recover what looks damaged: its own call.
         std::fs::write(dir.path().join("notes.txt-journal"), "").unwrap();
         assert!(super::url(&format!("sqlite://{}", notes.display())).is_ok());
+    }
+
+    /// What is at the URL's file, as the tools that read a store see it: a percent-encoded
+    /// path is the file sqlx opens, an empty file is no store yet, a file on the path is named,
+    /// and memory is no store.
+    #[tokio::test]
+    async fn the_file_a_url_names_is_the_one_sqlx_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let encoded = format!("sqlite://{}/my%20store.db", dir.path().display());
+        assert!(!Store::exists(&encoded).unwrap());
+        let e = Store::open_existing(&encoded).await.err().map(|e| e.to_string());
+        assert!(e.as_deref().unwrap_or_default().contains("no such file"), "{e:?}");
+        let store = Store::open(&encoded).await.unwrap();
+        assert_eq!(store.file(), Some(dir.path().join("my store.db").as_path()));
+        store.close().await;
+        assert!(dir.path().join("my store.db").is_file());
+        assert!(Store::exists(&encoded).unwrap());
+        Store::open_existing(&encoded).await.unwrap().close().await;
+
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, "").unwrap();
+        let url = format!("sqlite://{}", empty.display());
+        assert!(!Store::exists(&url).unwrap(), "an empty file is a new store");
+        let e = Store::open_existing(&url).await.err().map(|e| e.to_string());
+        assert!(
+            e.as_deref().unwrap_or_default().contains("an empty file"),
+            "{e:?}"
+        );
+        assert_eq!(
+            std::fs::metadata(&empty).unwrap().len(),
+            0,
+            "a read wrote nothing"
+        );
+
+        let notes = dir.path().join("notes.txt");
+        std::fs::write(&notes, "not a directory\n").unwrap();
+        let url = format!("sqlite://{}/sub/volcast.db", notes.display());
+        for e in [
+            Store::open(&url).await.err(),
+            Store::open_existing(&url).await.err(),
+        ] {
+            let e = e.map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&format!("{} is a file", notes.display())), "{e}");
+        }
+        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory", "sqlite://"] {
+            let e = Store::open(url).await.err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().unwrap_or_default().contains("needs a file"),
+                "{url}: {e:?}"
+            );
+        }
     }
 }
