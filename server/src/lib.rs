@@ -132,25 +132,7 @@ const MARKET_DATA_WATCH: std::time::Duration = std::time::Duration::from_secs(30
 /// The longest a read of the stored assets' last candles may take before it is given up.
 const MARKET_DATA_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// `url` without the password of its user, for logs and errors.
-#[must_use]
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
-    let redacted = match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{name}:***@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    path.map_or_else(
-        || format!("{scheme}://{redacted}"),
-        |p| format!("{scheme}://{redacted}/{p}"),
-    )
-}
+pub use volcast_store::redact_url;
 
 /// Opens the market-data store named by the config (creating and migrating it as needed).
 ///

@@ -145,6 +145,25 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.matches("file is not a database").count(), 1, "{stderr}");
 
+    // A store that cannot be reached is named without its password.
+    let unreachable = run(
+        env!("CARGO_BIN_EXE_ingest"),
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--database-url",
+            "postgres://volcast:s3cret@127.0.0.1:1/volcast",
+            "--no-progress",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(!unreachable.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("opening the store postgres://volcast:***@127.0.0.1:1/volcast")
+            && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+
     // A "corrected" file whose hour 60 differs from the stored one: said, not silently counted
     // as already stored, and the stored values kept.
     let corrected_dir = dir.path().join("corrected");

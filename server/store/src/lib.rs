@@ -131,6 +131,46 @@ impl StoreError {
     }
 }
 
+/// `url` without its password (the user's in the authority, or a `password=` parameter), for
+/// logs and errors.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = match base.split_once("://") {
+        None => base.to_owned(),
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+            let redacted = match authority.rsplit_once('@') {
+                Some((user, host)) => match user.split_once(':') {
+                    Some((name, _)) => format!("{name}:***@{host}"),
+                    None => authority.to_owned(),
+                },
+                None => authority.to_owned(),
+            };
+            path.map_or_else(
+                || format!("{scheme}://{redacted}"),
+                |p| format!("{scheme}://{redacted}/{p}"),
+            )
+        }
+    };
+    match query {
+        None => base,
+        Some(q) => {
+            let q: Vec<&str> = q
+                .split('&')
+                .map(|p| {
+                    if p.to_ascii_lowercase().starts_with("password=") {
+                        "password=***"
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            format!("{base}?{}", q.join("&"))
+        }
+    }
+}
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -151,7 +191,8 @@ impl Backend {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Self::Postgres)
         } else {
-            Err(StoreError::Url(url.to_owned()))
+            // A mistyped scheme (`postgress://`) still carries its password: not repeated.
+            Err(StoreError::Url(redact_url(url)))
         }
     }
 }
@@ -619,5 +660,34 @@ mod tests {
             Some(Backend::Postgres)
         );
         assert!(matches!(Backend::of_url("mysql://h/db"), Err(StoreError::Url(_))));
+        let e = Backend::of_url("postgress://u:secret@h/db")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .unwrap_or_default()
+                .contains("postgress://u:***@h/db"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_redacted_url_keeps_everything_but_the_password() {
+        for (url, shown) in [
+            ("postgres://u:secret@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/db?user=u&password=secret&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            ("postgresql://u:p@h", "postgresql://u:***@h"),
+            (
+                "sqlite://data/volcast.db?mode=rwc",
+                "sqlite://data/volcast.db?mode=rwc",
+            ),
+            ("sqlite:x.db", "sqlite:x.db"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }

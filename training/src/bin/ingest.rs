@@ -57,10 +57,12 @@ fn run() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let started = Instant::now();
+    // Errors name the store without its password.
+    let shown = volcast_store::redact_url(&args.database_url);
     let report = runtime.block_on(async {
         let store = Store::open(&args.database_url)
             .await
-            .with_context(|| format!("opening the store {}", args.database_url))?;
+            .with_context(|| format!("opening the store {shown}"))?;
         let bar = if args.no_progress {
             indicatif::ProgressBar::hidden()
         } else {
@@ -78,7 +80,8 @@ fn run() -> anyhow::Result<()> {
             );
             bar.inc(1);
         })
-        .await?;
+        .await
+        .with_context(|| format!("storing candles in {shown}"))?;
         bar.finish_and_clear();
         store.close().await;
         anyhow::Ok((report, store.file().map(std::path::Path::to_owned)))
