@@ -99,12 +99,18 @@ impl Prepared {
 fn origin_slot(asset: &Asset, at_ms: Option<i64>) -> anyhow::Result<(i64, usize)> {
     let origin_hour = at_ms.map_or_else(|| asset.grid.last_hour(), |ms| ms.div_euclid(3_600_000));
     let Some(slot) = asset.grid.slot(origin_hour).filter(|&s| asset.grid.has_candle(s)) else {
+        let (first, last) = (asset.grid.first_hour, asset.grid.last_hour());
         bail!(
-            "{} has no candle closing at {} (its data covers {} to {})",
+            "{} has no candle closing at {} ({}its data covers {} to {})",
             asset.id,
             format_hour(origin_hour),
-            format_hour(asset.grid.first_hour),
-            format_hour(asset.grid.last_hour())
+            if (first..=last).contains(&origin_hour) {
+                "a gap: that hour is missing, though "
+            } else {
+                ""
+            },
+            format_hour(first),
+            format_hour(last)
         );
     };
     Ok((origin_hour, slot))

@@ -111,6 +111,8 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
         stderr.contains("BROKEN.csv") && stderr.contains("row 50"),
         "{stderr}"
     );
+    // Named once: the file's error names it already.
+    assert_eq!(stderr.matches("BROKEN.csv").count(), 1, "{stderr}");
     assert!(
         stderr.contains("FUTURE.csv") && stderr.contains("row 0") && stderr.contains("not closed yet"),
         "{stderr}"

@@ -239,7 +239,13 @@ impl TrainingConfig {
     /// # Errors
     /// Text that is not a config, or the first unknown key by its path.
     pub fn from_json(text: &str) -> Result<Self, String> {
+        // A byte-order mark (an editor's "UTF-8 with BOM") is no part of the JSON.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let given: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if !given.is_object() {
+            // serde reads a struct from an array too, by position: `[128, 4, ...]` trained.
+            return Err("a training config is a JSON object of named fields".to_owned());
+        }
         // From the text, not `given`: a repeated key is refused, and an error has its line and
         // column. A value of the wrong type is named by its path (`window: "abc"` said only
         // "invalid type: string, expected usize" and a column).
@@ -412,7 +418,8 @@ impl TrainingConfig {
         }
         if self.model.has_lognormal_mean() && !self.has_log_mse_variance() {
             return Err(
-                "lognormal_mean needs log_mse_variance: the head it corrects is the mean of log RV".into(),
+                "model.lognormal_mean needs log_mse_variance: the head it corrects is the mean of log RV"
+                    .into(),
             );
         }
         self.model.lognormal_spread()?;
@@ -542,6 +549,10 @@ mod tests {
         assert_eq!(e, "unknown field `networks_apart.horizon`");
         assert!(TrainingConfig::from_json("{").is_err());
         let text = default.to_string();
+        let bom = TrainingConfig::from_json(&format!("\u{feff}{text}")).expect("a BOM is skipped");
+        assert_eq!(bom.seed, TrainingConfig::default_run().seed);
+        let e = TrainingConfig::from_json("[128, 4]").unwrap_err();
+        assert!(e.contains("a JSON object"), "{e}");
         let repeated = format!("{{\"seed\": 1,{}", &text[1..]);
         let e = TrainingConfig::from_json(&repeated).unwrap_err();
         assert!(e.starts_with("duplicate field `seed` at line 1"), "{e}");

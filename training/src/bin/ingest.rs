@@ -88,8 +88,11 @@ fn run() -> anyhow::Result<()> {
     })?;
     let (report, file) = report;
     println!(
-        "{} files stored in {:.1} s: {} new candles, {} already stored",
-        report.files,
+        "{} stored in {:.1} s: {} new candles, {} already stored",
+        match report.files {
+            1 => "1 file".to_owned(),
+            n => format!("{n} files"),
+        },
         started.elapsed().as_secs_f64(),
         report.inserted,
         report.already_stored
@@ -98,7 +101,13 @@ fn run() -> anyhow::Result<()> {
         println!("store file: {:.1} MiB", sqlite_size(&file) as f64 / 1_048_576.0);
     }
     for r in &report.refused {
-        eprintln!("left out {}: {}", r.path.display(), r.reason);
+        // A file's own error names it already.
+        let path = r.path.display().to_string();
+        if r.reason.starts_with(&path) {
+            eprintln!("left out {}", r.reason);
+        } else {
+            eprintln!("left out {path}: {}", r.reason);
+        }
     }
     for (path, first) in &report.conflicts {
         eprintln!(

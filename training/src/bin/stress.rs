@@ -289,8 +289,9 @@ impl Done<'_> {
         let book = stress::PreparedBook::new(self.book, input.price);
         let liquidity = &prepared.at_origin.liquidity;
         println!(
-            "book: {} positions, collateral ${:.0}, debt ${:.0}; slippage {:.3e} per $ (M_{}h {}), liquidation delay {} h (tau_eff {:.2} h); replays from {}",
+            "book: {} position{}, collateral ${:.0}, debt ${:.0}; slippage {:.3e} per $ (M_{}h {}), liquidation delay {} h (tau_eff {:.2} h); replays from {}",
             self.book.positions.len(),
+            if self.book.positions.len() == 1 { "" } else { "s" },
             book.collateral_usd(),
             book.debt_usd(),
             input.slippage_per_usd,

@@ -157,7 +157,7 @@ impl VolModelConfig {
         });
         let Some((lo, hi)) = pair else {
             return Err(format!(
-                "lognormal_mean needs two quantile levels symmetric about 0.5 (such as 0.05 and 0.95); the levels are {levels:?}"
+                "model.lognormal_mean needs two quantile levels symmetric about 0.5 (such as 0.05 and 0.95); the levels are {levels:?}"
             ));
         };
         let width = volcast_core::backtest::normal_quantile(levels[hi])
