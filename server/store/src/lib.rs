@@ -52,9 +52,14 @@ pub const POSTGRES_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::f
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The URL names no supported backend.
-    #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://...")]
-    Url(String),
+    /// The URL names no supported backend, or no file for SQLite.
+    #[error("database URL {url:?}: {why}")]
+    Url {
+        /// The URL, without its password.
+        url: String,
+        /// What is wrong with it, and what to write.
+        why: String,
+    },
     /// A candle the store refuses (a non-finite number, or an open time not on the hour).
     #[error("{asset} candle at open time {open_time}: {message}")]
     Candle {
@@ -192,7 +197,10 @@ impl Backend {
             Ok(Self::Postgres)
         } else {
             // A mistyped scheme (`postgress://`) still carries its password: not repeated.
-            Err(StoreError::Url(redact_url(url)))
+            Err(StoreError::Url {
+                url: redact_url(url),
+                why: "unsupported: use sqlite://FILE or postgres://...".to_owned(),
+            })
         }
     }
 }
@@ -659,7 +667,10 @@ mod tests {
             Backend::of_url("postgresql://u@h/db").ok(),
             Some(Backend::Postgres)
         );
-        assert!(matches!(Backend::of_url("mysql://h/db"), Err(StoreError::Url(_))));
+        assert!(matches!(
+            Backend::of_url("mysql://h/db"),
+            Err(StoreError::Url { .. })
+        ));
         let e = Backend::of_url("postgress://u:secret@h/db")
             .err()
             .map(|e| e.to_string());

@@ -67,7 +67,10 @@ pub(crate) fn file(url: &str) -> Result<PathBuf, StoreError> {
     }
     String::from_utf8(decoded)
         .map(PathBuf::from)
-        .map_err(|_| StoreError::Url(format!("{url} (its path is not UTF-8 once decoded)")))
+        .map_err(|_| StoreError::Url {
+            url: url.to_owned(),
+            why: "its path is not UTF-8 once decoded".to_owned(),
+        })
 }
 
 /// Whether a store is at `file`: a file that is not empty (an empty one is a new store), or a
@@ -130,13 +133,22 @@ pub(crate) fn parts(url: &str) -> Result<(&str, &str), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| StoreError::Url(url.to_owned()))?;
+        .ok_or_else(|| StoreError::Url {
+            url: url.to_owned(),
+            why: "not an SQLite URL: use sqlite://FILE".to_owned(),
+        })?;
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let in_memory = query.split('&').any(|p| p == "mode=memory");
-    if path.is_empty() || path == ":memory:" || in_memory {
-        return Err(StoreError::Url(format!(
-            "{url}: the store needs a file, not memory"
-        )));
+    if path.is_empty() {
+        return Err(StoreError::Url {
+            url: url.to_owned(),
+            why: "the store needs a file: use sqlite://FILE".to_owned(),
+        });
+    }
+    if path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return Err(StoreError::Url {
+            url: url.to_owned(),
+            why: "the store needs a file, not memory (what is written there is lost at exit): use sqlite://FILE".to_owned(),
+        });
     }
     Ok((path, query))
 }

@@ -113,7 +113,7 @@ async fn a_reopened_store_keeps_its_data_and_migrates_once() {
     assert!(dir.path().join("volcast.db-wal").exists());
     assert!(matches!(
         Store::open("mysql://localhost/x").await,
-        Err(StoreError::Url(_))
+        Err(StoreError::Url { .. })
     ));
     again.close().await;
     // A migration this build does not know, applied by a newer one (a rolling deploy): this
