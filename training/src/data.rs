@@ -276,7 +276,13 @@ fn csv_fields(line: &str) -> Vec<String> {
                 field.push('"');
                 chars.next();
             }
-            '"' => quoted = !quoted,
+            // A quote opens a quoted field only at its start (spaces aside), as the parser
+            // reads it; elsewhere it is part of the value (`size 5"`).
+            '"' if quoted => quoted = false,
+            '"' if field.trim().is_empty() => {
+                field.clear();
+                quoted = true;
+            }
             ',' if !quoted => fields.push(std::mem::take(&mut field).trim().to_owned()),
             c => field.push(c),
         }

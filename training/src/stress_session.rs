@@ -97,6 +97,10 @@ impl Prepared {
 
 /// The origin's slot in `asset`'s grid: the asked close hour, or the last candle.
 fn origin_slot(asset: &Asset, at_ms: Option<i64>) -> anyhow::Result<(i64, usize)> {
+    // The command refuses an origin off the hour with the text given; a library caller too.
+    if let Some(ms) = at_ms.filter(|ms| ms.rem_euclid(3_600_000) != 0) {
+        bail!("the origin {ms} (Unix ms) is not on a whole hour");
+    }
     let origin_hour = at_ms.map_or_else(|| asset.grid.last_hour(), |ms| ms.div_euclid(3_600_000));
     let Some(slot) = asset.grid.slot(origin_hour).filter(|&s| asset.grid.has_candle(s)) else {
         let (first, last) = (asset.grid.first_hour, asset.grid.last_hour());
@@ -238,7 +242,9 @@ pub fn read_book(path: &Path) -> anyhow::Result<Book> {
     // would only say that neither shape matched), a repeated key is refused (through a JSON
     // value the last one won, so `"debt": 1, "debt": 2` was simulated with debt 2), and an error
     // names the position and field (`positions[2].debt`).
-    let mut de = serde_json::Deserializer::from_str(&text);
+    // A byte-order mark (an editor's "UTF-8 with BOM") is no part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut de = serde_json::Deserializer::from_str(text);
     let book = if text.trim_start().starts_with('[') {
         serde_path_to_error::deserialize(&mut de).map(|positions| Book {
             positions,
@@ -305,6 +311,10 @@ mod tests {
                 "number out of range",
             ),
             (r#"[] []"#, "trailing characters"),
+            (
+                "\u{feff}[{\"collateral\": 1, \"debt\": 2, \"debt\": 3}]",
+                "duplicate field",
+            ),
         ] {
             let error = format!("{:#}", read(text).expect_err(text));
             assert!(error.contains(field), "{error}");

@@ -133,7 +133,7 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--refit-through-holdout"));
 
-    for bad in ["0", "-30", "soon"] {
+    for bad in ["0", "-30", "soon", "0.5"] {
         let refused = with(&[&format!("--recency-half-life-days={bad}")]);
         assert!(!refused.status.success());
         let err = String::from_utf8_lossy(&refused.stderr);

@@ -490,6 +490,9 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
 fn a_config_the_folds_would_refuse_is_refused_first() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-data");
+    let config = volcast_model::config::TrainingConfig::default_run().with_recency_half_life_days(Some(0.5));
+    let config_path = dir.path().join("config.json");
+    std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
     let refused = run(
         env!("CARGO_BIN_EXE_walkforward"),
         &[
@@ -497,8 +500,8 @@ fn a_config_the_folds_would_refuse_is_refused_first() {
             missing.to_str().unwrap(),
             "--out",
             dir.path().join("folds").to_str().unwrap(),
-            "--recency-half-life-days",
-            "0.5",
+            "--config",
+            config_path.to_str().unwrap(),
         ],
     );
     let stderr = String::from_utf8_lossy(&refused.stderr);

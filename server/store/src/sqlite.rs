@@ -3,6 +3,7 @@
 //! every connection, and migrations that tolerate another process migrating the same new file.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
 
 use sqlx::Connection as _;
 
@@ -18,8 +19,7 @@ const MIGRATION_TRIES: u32 = 20;
 
 /// `url` with `mode=rwc` (create the file when missing), its directory created; and the file.
 pub(crate) fn url(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
-    let (path, query) = parts(url)?;
-    let file = file(url)?;
+    let (connect, file) = target(url)?;
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         // Not an unsupported URL: the URL is fine, the path is not.
         let cannot = |why: String| StoreError::Directory {
@@ -32,6 +32,20 @@ pub(crate) fn url(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| cannot(e.to_string()))?;
     }
     refuse_non_database(&file)?;
+    Ok((connect, Some(file)))
+}
+
+/// The file an SQLite URL names: the one sqlx opens for it (its URL parser resolves `..` and
+/// percent-escapes; a path decoded by hand differed from it).
+pub(crate) fn file(url: &str) -> Result<PathBuf, StoreError> {
+    target(url).map(|(_, file)| file)
+}
+
+/// The URL the store connects with (`mode=rwc` added when no mode is given) and the file sqlx
+/// opens for it, asked of sqlx as its `Any` driver reads the URL. A database in memory is
+/// refused: what is written there is lost when the process ends.
+fn target(url: &str) -> Result<(String, PathBuf), StoreError> {
+    let (path, query) = parts(url)?;
     let mut query = query.to_owned();
     if !query.contains("mode=") {
         if !query.is_empty() {
@@ -39,38 +53,26 @@ pub(crate) fn url(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
         }
         query.push_str("mode=rwc");
     }
-    Ok((format!("sqlite://{path}?{query}"), Some(file)))
-}
-
-/// The file an SQLite URL names, its path percent-decoded as sqlx decodes it (`my%20store.db`
-/// is `my store.db`).
-pub(crate) fn file(url: &str) -> Result<PathBuf, StoreError> {
-    let (path, _) = parts(url)?;
-    let bytes = path.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                decoded.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                decoded.push(b);
-                i += 1;
-            }
-        }
+    let connect = format!("sqlite://{path}?{query}");
+    let refused = |why: String| StoreError::Url {
+        url: url.to_owned(),
+        why,
+    };
+    let any: sqlx::any::AnyConnectOptions =
+        connect.parse().map_err(|e: sqlx::Error| refused(e.to_string()))?;
+    let in_memory = any
+        .database_url
+        .query_pairs()
+        .any(|(k, v)| (k == "mode" && v == "memory") || (k == "vfs" && v == "memdb"));
+    if in_memory {
+        return Err(refused(
+            "the store needs a file, not memory (what is written there is lost at exit): use sqlite://FILE"
+                .to_owned(),
+        ));
     }
-    String::from_utf8(decoded)
-        .map(PathBuf::from)
-        .map_err(|_| StoreError::Url {
-            url: url.to_owned(),
-            why: "its path is not UTF-8 once decoded".to_owned(),
-        })
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(any.database_url.as_str())
+        .map_err(|e| refused(e.to_string()))?;
+    Ok((connect, options.get_filename().to_path_buf()))
 }
 
 /// Whether a store is at `file`: a file that is not empty (an empty one is a new store), or a
@@ -144,7 +146,7 @@ pub(crate) fn parts(url: &str) -> Result<(&str, &str), StoreError> {
             why: "the store needs a file: use sqlite://FILE".to_owned(),
         });
     }
-    if path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+    if path == ":memory:" {
         return Err(StoreError::Url {
             url: url.to_owned(),
             why: "the store needs a file, not memory (what is written there is lost at exit): use sqlite://FILE".to_owned(),
@@ -172,24 +174,27 @@ pub(crate) async fn probe(url: &str) -> Result<(), StoreError> {
 /// Every pooled connection's settings: WAL (readers never wait for the writer), full
 /// synchronous commits (a committed write survives a crash), and the store's lock wait.
 pub(crate) async fn configure(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    busy_timeout(conn).await?;
     wal(conn).await?;
     sqlx::query("PRAGMA synchronous = FULL")
         .execute(&mut *conn)
-        .await?;
-    busy_timeout(conn).await
+        .await
+        .map(drop)
 }
 
 /// Switches to WAL mode, trying again while another connection holds the lock: the switch
 /// takes an exclusive lock that SQLite does not wait for (`busy_timeout` does not apply), so two
 /// processes opening one new file at once failed now and then with "database is locked".
 async fn wal(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-    const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
-    let mut waited = std::time::Duration::ZERO;
+    let started = std::time::Instant::now();
     loop {
         match sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await {
-            Err(sqlx::Error::Database(e)) if e.message().contains("locked") && waited < LOCK_WAIT => {
-                tokio::time::sleep(PAUSE).await;
-                waited += PAUSE;
+            // SQLITE_BUSY or SQLITE_LOCKED ("database is locked"), until the lock wait has
+            // passed, however long each try sat in SQLite's busy handler.
+            Err(sqlx::Error::Database(e))
+                if e.message().contains("locked") && started.elapsed() < LOCK_WAIT =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             other => return other.map(drop),
         }
@@ -353,7 +358,19 @@ mod tests {
             let e = e.map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains(&format!("{} is a file", notes.display())), "{e}");
         }
-        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory", "sqlite://"] {
+        // `..` is resolved as sqlx's URL parser resolves it: the file checked is the one opened.
+        let dotted = format!("sqlite://{}/sub/../dotted.db", dir.path().display());
+        let store = Store::open(&dotted).await.unwrap();
+        assert_eq!(store.file(), Some(dir.path().join("dotted.db").as_path()));
+        store.close().await;
+        assert!(dir.path().join("dotted.db").is_file() && Store::exists(&dotted).unwrap());
+        for url in [
+            "sqlite::memory:",
+            "sqlite://x.db?mode=memory",
+            "sqlite://x.db?mode=memor%79",
+            "sqlite://x.db?vfs=memdb",
+            "sqlite://",
+        ] {
             let e = Store::open(url).await.err().map(|e| e.to_string());
             assert!(
                 e.as_deref().unwrap_or_default().contains("needs a file"),

@@ -401,7 +401,7 @@ impl TrainingConfig {
                 "weight_average_half_life_epochs",
                 self.weight_average_half_life_epochs,
                 "epochs",
-                f64::MIN_POSITIVE..=MAX_AVERAGE_HALF_LIFE_EPOCHS,
+                0.0..=MAX_AVERAGE_HALF_LIFE_EPOCHS,
                 "at most a million epochs",
             ),
         ];

@@ -1,6 +1,6 @@
 //! The flags that set the model's design, shared by `train` and `walkforward`.
 
-/// `--recency-half-life-days`: a positive number of days, or `none` (every training row counts
+/// `--recency-half-life-days`: at least a day, or `none` (every training row counts
 /// the same); see `TrainingConfig::recency_half_life_days`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HalfLife(pub Option<f64>);
@@ -10,16 +10,28 @@ pub struct HalfLife(pub Option<f64>);
 /// # Errors
 /// Anything but `none` or a positive, finite number.
 pub fn half_life_days(s: &str) -> Result<HalfLife, String> {
-    half_life(s, "days")
+    let h = half_life(s, "days")?;
+    match h.0 {
+        Some(v) if v < volcast_model::config::MIN_RECENCY_HALF_LIFE_DAYS => Err(format!(
+            "{v} days: at least a day (shorter, the week's rows weigh nothing), or none"
+        )),
+        _ => Ok(h),
+    }
 }
 
-/// Parses `--weight-average-half-life-epochs`: a positive number of epochs, or `none` (the
+/// Parses `--weight-average-half-life-epochs`: a positive number of epochs up to a million, or `none` (the
 /// weights after each epoch's last step); see `TrainingConfig::weight_average_half_life_epochs`.
 ///
 /// # Errors
 /// Anything but `none` or a positive, finite number.
 pub fn half_life_epochs(s: &str) -> Result<HalfLife, String> {
-    half_life(s, "epochs")
+    let h = half_life(s, "epochs")?;
+    match h.0 {
+        Some(v) if v > volcast_model::config::MAX_AVERAGE_HALF_LIFE_EPOCHS => Err(format!(
+            "{v} epochs: at most a million (longer, the average is the last step's weights), or none"
+        )),
+        _ => Ok(h),
+    }
 }
 
 /// A positive number of `unit`, or `none`.
@@ -240,10 +252,14 @@ mod tests {
     use super::{HalfLife, SkipFeatures, half_life_days, half_life_epochs, skip_features};
 
     #[test]
-    fn half_lives_are_positive_days_or_none() {
+    fn half_lives_are_within_their_bounds_or_none() {
         assert_eq!(half_life_days("365"), Ok(HalfLife(Some(365.0))));
-        assert_eq!(half_life_days(" 0.5 "), Ok(HalfLife(Some(0.5))));
+        assert_eq!(half_life_days(" 1.5 "), Ok(HalfLife(Some(1.5))));
         assert_eq!(half_life_days("none"), Ok(HalfLife(None)));
+        let err = half_life_days("0.5").unwrap_err();
+        assert!(err.contains("at least a day"), "{err}");
+        let err = half_life_epochs("1e17").unwrap_err();
+        assert!(err.contains("at most a million"), "{err}");
         for bad in ["", "a", "0", "-365", "inf", "NaN"] {
             assert!(half_life_days(bad).is_err(), "{bad:?}");
         }
