@@ -13,12 +13,14 @@
 
 mod access;
 mod ledger;
+mod redact;
 mod sqlite;
 
 use std::future::Future;
 
 pub use access::{ApiKeyRow, DecisionRow, DecisionStore, KeyStore, NewDecision};
 pub use ledger::{LedgerEntry, LedgerStore};
+pub use redact::redact_url;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use volcast_core::candles::Candle;
@@ -134,71 +136,6 @@ impl StoreError {
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, Self::OutcomeUnknown(_))
     }
-}
-
-/// `url` without its password, for logs and errors: the user's in the authority (up to the
-/// last `@`, since a password may hold `/`, `?` or `@` unescaped) and any `password=`
-/// parameter (its key in any case or percent-encoded, as the driver reads it). It errs on the
-/// side of hiding too much.
-#[must_use]
-pub fn redact_url(url: &str) -> String {
-    let Some(colon) = url.find(':') else {
-        return url.to_owned();
-    };
-    let scheme_end = if url[colon..].starts_with("://") {
-        colon + 3
-    } else {
-        colon + 1
-    };
-    let (head, rest) = url.split_at(scheme_end);
-    let rest = match rest.rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(c) => format!("{}:***{}", &rest[..c], &rest[at..]),
-            None => rest.to_owned(),
-        },
-        None => rest.to_owned(),
-    };
-    let redacted = match rest.split_once('?') {
-        None => rest,
-        Some((base, query)) => {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if percent_decoded(k).eq_ignore_ascii_case("password") => {
-                        format!("{k}=***")
-                    }
-                    _ => p.to_owned(),
-                })
-                .collect();
-            format!("{base}?{}", params.join("&"))
-        }
-    };
-    format!("{head}{redacted}")
-}
-
-/// `text` with its `%XX` escapes decoded (an invalid escape kept as written).
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Which database a [`Store`] talks to.
@@ -705,35 +642,5 @@ mod tests {
                 .contains("postgress://u:***@h/db"),
             "{e:?}"
         );
-    }
-
-    #[test]
-    fn a_redacted_url_keeps_everything_but_the_password() {
-        for (url, shown) in [
-            ("postgres://u:secret@h:5432/db", "postgres://u:***@h:5432/db"),
-            ("postgres://u@h/db", "postgres://u@h/db"),
-            (
-                "postgres://h/db?user=u&password=secret&sslmode=require",
-                "postgres://h/db?user=u&password=***&sslmode=require",
-            ),
-            ("postgresql://u:p@h", "postgresql://u:***@h"),
-            (
-                "sqlite://data/volcast.db?mode=rwc",
-                "sqlite://data/volcast.db?mode=rwc",
-            ),
-            ("sqlite:x.db", "sqlite:x.db"),
-            // A password holding `/`, `?` or `@` unescaped, no `//`, an encoded or upper-case key.
-            ("postgres://u:ab/cd@h/db", "postgres://u:***@h/db"),
-            ("postgres://u:ab?cd@h/db", "postgres://u:***@h/db"),
-            ("postgres://u:a@b@h/db", "postgres://u:***@h/db"),
-            ("postgres:/u:pw@h/db", "postgres:/u:***@h/db"),
-            (
-                "postgres://h/db?pass%77ord=secret",
-                "postgres://h/db?pass%77ord=***",
-            ),
-            ("postgres://h/db?PASSWORD=secret", "postgres://h/db?PASSWORD=***"),
-        ] {
-            assert_eq!(redact_url(url), shown, "{url}");
-        }
     }
 }

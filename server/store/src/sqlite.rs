@@ -128,10 +128,9 @@ fn refuse_non_database(file: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// An SQLite URL's file path (as written, percent-encoded) and query. The store lives in a file:
-/// `:memory:` and `mode=memory` are refused (a key or a decision written there is lost when the
-/// process ends).
-pub(crate) fn parts(url: &str) -> Result<(&str, &str), StoreError> {
+/// An SQLite URL's file path (as written, percent-encoded) and query; `:memory:` refused here,
+/// a memory database asked for in the query by [`target`].
+fn parts(url: &str) -> Result<(&str, &str), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
