@@ -637,7 +637,7 @@ async fn lists_by_asset_are_in_byte_order_whatever_the_collation() {
 async fn two_opens_of_a_new_sqlite_store_at_once_both_succeed() {
     let dir = tempfile::tempdir().unwrap();
     // The race is narrow (the switch to WAL): before the switch was tried again, twenty pairs
-    // failed about one run in twenty, a hundred pairs five runs in eight.
+    // failed 2 runs in 22, a hundred pairs 5 runs in 8.
     for i in 0..100 {
         let url = format!("sqlite://{}", dir.path().join(format!("race-{i}.db")).display());
         let (a, b) = tokio::join!(Store::open(&url), Store::open(&url));
