@@ -322,8 +322,9 @@ fn read_csv(path: &Path, text: &[u8], lines: &[usize]) -> Result<(DataFrame, Lay
     let mut schema = Schema::default();
     // Where each of SPEC's columns is, to name a value the parser cannot read.
     let mut positions: Vec<(usize, &str)> = BINANCE_POSITIONS.iter().copied().zip(COLUMNS).collect();
-    // The header as the reader is given it: the names trimmed and unquoted, so ` open` or
-    // `"open"` is found by the name it was checked by (a name with a comma or quote re-quoted).
+    // The header as the reader is given it where it differs from the file's: the names trimmed
+    // and unquoted, so ` open` or `"open"` is found by the name it was checked by (a name with a
+    // comma or quote re-quoted). A plain header is read as it is, without copying the text.
     let mut rebuilt = Vec::new();
     let options = if headerless {
         if fields < 8 {
@@ -374,9 +375,12 @@ fn read_csv(path: &Path, text: &[u8], lines: &[usize]) -> Result<(DataFrame, Lay
                 }
             })
             .collect();
-        rebuilt.extend_from_slice(quoted.join(",").as_bytes());
-        rebuilt.push(b'\n');
-        rebuilt.extend_from_slice(text.get(first_line.len() + 1..).unwrap_or_default());
+        let header_line = quoted.join(",");
+        if header_line != header.trim_end_matches('\r') {
+            rebuilt.extend_from_slice(header_line.as_bytes());
+            rebuilt.push(b'\n');
+            rebuilt.extend_from_slice(text.get(first_line.len() + 1..).unwrap_or_default());
+        }
         for name in COLUMNS {
             let dtype = if name == "open_time" {
                 DataType::Int64
@@ -392,7 +396,7 @@ fn read_csv(path: &Path, text: &[u8], lines: &[usize]) -> Result<(DataFrame, Lay
     };
     let frame = options
         .with_n_threads(Some(1))
-        .into_reader_with_file_handle(Cursor::new(if headerless { text } else { &rebuilt }))
+        .into_reader_with_file_handle(Cursor::new(if rebuilt.is_empty() { text } else { &rebuilt }))
         .finish()
         .map_err(|e| {
             let at = Where {

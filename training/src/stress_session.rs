@@ -98,7 +98,7 @@ impl Prepared {
 /// The origin's slot in `asset`'s grid: the asked close hour, or the last candle.
 fn origin_slot(asset: &Asset, at_ms: Option<i64>) -> anyhow::Result<(i64, usize)> {
     // The command refuses an origin off the hour with the text given; a library caller too.
-    if let Some(ms) = at_ms.filter(|ms| ms.rem_euclid(3_600_000) != 0) {
+    if let Some(ms) = at_ms.filter(|ms| ms.rem_euclid(volcast_core::time::HOUR_MS) != 0) {
         bail!("the origin {ms} (Unix ms) is not on a whole hour");
     }
     let origin_hour = at_ms.map_or_else(|| asset.grid.last_hour(), |ms| ms.div_euclid(3_600_000));

@@ -248,7 +248,8 @@ impl TrainingConfig {
         }
         // From the text, not `given`: a repeated key is refused, and an error has its line and
         // column. A value of the wrong type is named by its path (`window: "abc"` said only
-        // "invalid type: string, expected usize" and a column).
+        // "invalid type: string, expected usize" and a column). Trailing text was refused by
+        // the parse into `given`.
         let mut text_de = serde_json::Deserializer::from_str(text);
         let config: Self = serde_path_to_error::deserialize(&mut text_de).map_err(|e| {
             let path = e.path().to_string();
@@ -258,7 +259,6 @@ impl TrainingConfig {
                 format!("`{path}`: {}", e.into_inner())
             }
         })?;
-        text_de.end().map_err(|e| e.to_string())?;
         let known = serde_json::to_value(&config).map_err(|e| e.to_string())?;
         match unknown_key(&given, &known, "") {
             Some(path) => Err(format!("unknown field `{path}`")),
@@ -376,8 +376,9 @@ impl TrainingConfig {
         self.networks_apart_config(horizons).map(|_| ())
     }
 
-    /// The training options' half of [`Self::check`], which the trainer checks again: recency
-    /// and weight-averaging half-lives that are positive numbers, `lognormal_mean` only on the
+    /// The training options' half of [`Self::check`], which the trainer checks again: a recency
+    /// half-life of at least [`MIN_RECENCY_HALF_LIFE_DAYS`] and a weight-averaging half-life in
+    /// (0, [`MAX_AVERAGE_HALF_LIFE_EPOCHS`]], `lognormal_mean` only on the
     /// squared-log-error head and with levels symmetric about the median, per-horizon epochs
     /// only with the refit.
     ///
