@@ -54,7 +54,8 @@ fn half_life(s: &str, unit: &str) -> Result<HalfLife, String> {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DesignFlags {
     /// Weight recent training rows up: each row's losses count 0.5^(age / DAYS), its age the
-    /// days before the holdout starts; `none`: every row the same. Default: the config's.
+    /// days before the holdout starts, DAYS at least 1; `none`: every row the same. Default: the
+    /// config's.
     #[arg(long, value_name = "DAYS|none", value_parser = half_life_days)]
     pub recency_half_life_days: Option<HalfLife>,
     /// Train until the fit end: after early stopping picks the epoch count on the holdout, train
@@ -63,8 +64,8 @@ pub struct DesignFlags {
     #[arg(long, value_name = "true|false")]
     pub refit_through_holdout: Option<bool>,
     /// Average the weights over the last steps: an exponential moving average after every step
-    /// with this half-life in epochs, scored on the holdout and served; `none`: the weights after
-    /// each epoch's last step. Default: the config's.
+    /// with this half-life in epochs (at most 1e6), scored on the holdout and served; `none`: the
+    /// weights after each epoch's last step. Default: the config's.
     #[arg(long, value_name = "EPOCHS|none", value_parser = half_life_epochs)]
     pub weight_average_half_life_epochs: Option<HalfLife>,
     /// Serve each horizon by networks trained for its own epochs (its best holdout QLIKE in the
