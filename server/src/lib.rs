@@ -112,7 +112,7 @@ pub enum ServeError {
     )]
     NoAuth(std::net::SocketAddr),
     /// The market-data store could not be opened or migrated.
-    #[error("market-data store {url}: {source}")]
+    #[error("market-data store {}", source.said_of(url))]
     Store {
         /// The store's URL, without its password.
         url: String,

@@ -293,6 +293,16 @@ async fn the_keys_cli_creates_lists_and_revokes_without_showing_secrets() {
         );
         assert!(!dir.path().join("volcast.db").exists(), "{args:?}");
     }
+    // A URL the store refuses is said once (the store's error quotes it already), without its
+    // password.
+    let out = Command::new(env!("CARGO_BIN_EXE_keys"))
+        .args(["list", "--database-url", "postgress://u:s3cret@h/db"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("unsupported"), "{err}");
+    assert_eq!(err.matches("postgress://u:***@h/db").count(), 1, "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
     // A key refused for its scopes creates no store either.
     assert!(
         !keys(&["create", "--name", "x", "--scopes", "write"])

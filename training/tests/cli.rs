@@ -166,6 +166,26 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
         "{stderr}"
     );
 
+    // A parameter the PostgreSQL driver would ignore (here a misspelt `sslmode`, which would
+    // connect unencrypted) is refused before any connection, and the URL is said once.
+    let misspelt = run(
+        env!("CARGO_BIN_EXE_ingest"),
+        &[
+            "--data",
+            data.to_str().unwrap(),
+            "--database-url",
+            "postgres://volcast:s3cret@127.0.0.1:1/volcast?ssl_mode=require",
+            "--no-progress",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&misspelt.stderr);
+    assert!(!misspelt.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("unknown parameter `ssl_mode`") && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("127.0.0.1:1/volcast").count(), 1, "{stderr}");
+
     // A "corrected" file whose hour 60 differs from the stored one: said, not silently counted
     // as already stored, and the stored values kept.
     let corrected_dir = dir.path().join("corrected");

@@ -77,12 +77,12 @@ async fn run(args: Args) -> Result<(), String> {
         } => Some(new_key(name, &parse_scopes(scopes)?, *rate_per_minute, now)?),
         Command::List | Command::Revoke { .. } => None,
     };
-    let existed = Store::exists(&args.database_url).map_err(|e| format!("{shown}: {e}"))?;
+    let existed = Store::exists(&args.database_url).map_err(|e| e.said_of(&shown))?;
     let store = match args.command {
         Command::Create { .. } => Store::open(&args.database_url).await,
         Command::List | Command::Revoke { .. } => Store::open_existing(&args.database_url).await,
     }
-    .map_err(|e| format!("{shown}: {e}"))?;
+    .map_err(|e| e.said_of(&shown))?;
     match args.command {
         Command::Create { .. } => {
             let Some(key) = key else {

@@ -112,7 +112,7 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
         // A missing file is an unreadable log (exit 2), never an empty one created here.
         let store = Store::open_existing(url)
             .await
-            .map_err(|e| format!("{}: {e}", volcast_server::redact_url(url)))?;
+            .map_err(|e| e.said_of(&volcast_server::redact_url(url)))?;
         let recorded = store.signing_keys().await.map_err(|e| e.to_string())?;
         // A server records its signing key when it starts: a store without one, and without a
         // record, is no decision log (a mistyped PostgreSQL database, say), not an empty one.

@@ -13,6 +13,7 @@
 
 mod access;
 mod ledger;
+mod postgres;
 mod redact;
 mod sqlite;
 
@@ -135,6 +136,17 @@ impl StoreError {
     #[must_use]
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, Self::OutcomeUnknown(_))
+    }
+
+    /// The error said after the store it is about, `shown` (its URL without the password):
+    /// `"{shown}: {self}"`, or the error alone where it quotes the URL itself ([`Self::Url`]),
+    /// which would otherwise be said twice.
+    #[must_use]
+    pub fn said_of(&self, shown: &str) -> String {
+        match self {
+            Self::Url { .. } => self.to_string(),
+            _ => format!("{shown}: {self}"),
+        }
     }
 }
 
@@ -314,7 +326,10 @@ impl Store {
         let backend = Backend::of_url(url)?;
         let (url, file) = match backend {
             Backend::Sqlite => sqlite::url(url)?,
-            Backend::Postgres => (url.to_owned(), None),
+            Backend::Postgres => {
+                postgres::check(url)?;
+                (url.to_owned(), None)
+            }
         };
         if backend == Backend::Sqlite {
             sqlite::probe(&url).await?;

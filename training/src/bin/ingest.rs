@@ -62,7 +62,7 @@ fn run() -> anyhow::Result<()> {
     let report = runtime.block_on(async {
         let store = Store::open(&args.database_url)
             .await
-            .with_context(|| format!("opening the store {shown}"))?;
+            .map_err(|e| anyhow::anyhow!("opening the store {}", e.said_of(&shown)))?;
         let bar = if args.no_progress {
             indicatif::ProgressBar::hidden()
         } else {

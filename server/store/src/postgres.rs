@@ -1,0 +1,126 @@
+//! What the store checks in a PostgreSQL URL before connecting.
+
+use crate::{StoreError, redact_url};
+
+/// The query parameters sqlx's PostgreSQL driver (0.8) reads; it ignores any other, with a
+/// warning that logs the parameter's value. `options[NAME]` is read too.
+const KNOWN_PARAMETERS: [&str; 18] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Refuses a PostgreSQL URL with a query parameter the driver would ignore: a misspelt
+/// `sslmode` (`ssl_mode=require`, `SSLMODE=verify-full`) would otherwise connect without the
+/// encryption asked for, and a misspelt `password` would be logged whole by the driver's warning.
+/// The URL is read by the parser sqlx uses; the refusal names the parameter, never its value.
+///
+/// # Errors
+/// [`StoreError::Url`] for a URL sqlx cannot read or a parameter it would ignore.
+pub(crate) fn check(url: &str) -> Result<(), StoreError> {
+    let refused = |shown: String, why: String| StoreError::Url { url: shown, why };
+    let parsed: sqlx::any::AnyConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| refused(redact_url(url), e.to_string()))?;
+    let mut unknown: Vec<String> = Vec::new();
+    for (key, _) in parsed.database_url.query_pairs() {
+        if !known(&key) && !unknown.iter().any(|u| *u == key) {
+            unknown.push(key.into_owned());
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    // The URL as said: its password hidden, and the unknown parameters' values too (one may be
+    // a password under a misspelt key).
+    let mut shown = parsed.database_url.clone();
+    let pairs: Vec<(String, String)> = parsed
+        .database_url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if known(&k) { v.into_owned() } else { "***".to_owned() };
+            (k.into_owned(), v)
+        })
+        .collect();
+    shown.query_pairs_mut().clear().extend_pairs(pairs);
+    let one = unknown.len() == 1;
+    Err(refused(
+        redact_url(shown.as_str()),
+        format!(
+            "unknown parameter{} {}: the PostgreSQL driver would ignore {} (it reads {}, \
+             options[NAME])",
+            if one { "" } else { "s" },
+            unknown
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if one { "it" } else { "them" },
+            KNOWN_PARAMETERS.join(", "),
+        ),
+    ))
+}
+
+/// Whether the driver reads `key`.
+fn known(key: &str) -> bool {
+    KNOWN_PARAMETERS.contains(&key)
+        || key
+            .strip_prefix("options[")
+            .is_some_and(|k| k.ends_with(']'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+    use crate::StoreError;
+
+    #[test]
+    fn a_parameter_the_driver_would_ignore_is_refused_without_its_value() {
+        for url in [
+            "postgres://u:pw@h/db",
+            "postgres://u@h/db?sslmode=require&application_name=volcast",
+            "postgresql://h/db?user=u&password=pw&options[search_path]=volcast",
+            "postgres:///db?host=/run/postgresql&port=5433&ssl-root-cert=/ca.pem",
+        ] {
+            assert!(check(url).is_ok(), "{url}: {:?}", check(url));
+        }
+        for (url, named, hidden) in [
+            // A misspelt sslmode: connected without the encryption asked for.
+            ("postgres://u:pw@h/db?ssl_mode=require", "parameter `ssl_mode`:", "pw"),
+            ("postgres://u@h/db?SSLMODE=verify-full", "parameter `SSLMODE`:", "verify-full"),
+            // A misspelt password key: its value would be logged by the driver.
+            ("postgres://u@h/db?passwd=s3cret&sslmode=require", "parameter `passwd`:", "s3cret"),
+            ("postgres://u@h/db?PASSWORD=s3cret", "parameter `PASSWORD`:", "s3cret"),
+            ("postgres://u:s3cret@h/db?x=1&sslmode=require&x=2", "parameter `x`:", "s3cret"),
+            ("postgres://h/db?a=1&b=2&a=3", "parameters `a`, `b`:", "=1"),
+        ] {
+            let Err(e @ StoreError::Url { .. }) = check(url) else {
+                panic!("{url}: not refused")
+            };
+            let said = e.to_string();
+            assert!(said.contains(&format!("unknown {named}")), "{said}");
+            assert!(!said.contains(hidden), "{said}");
+        }
+        // Kept: the known parameters' values, so what is wrong can be seen.
+        let said = check("postgres://u@h/db?sslmode=require&ssl_mode=require")
+            .map_err(|e| e.to_string())
+            .expect_err("refused");
+        assert!(said.contains("sslmode=require&ssl_mode=***"), "{said}");
+        assert!(said.contains("it reads sslmode, ssl-mode,"), "{said}");
+    }
+}
