@@ -8,7 +8,6 @@ use volcast_core::candles::{Candle, VOLUME_RATIO_RANGE, median_quote_volume, val
 use volcast_core::features::AssetFeatures;
 use volcast_core::grid::{Asset, EVIDENCE_HOURS, HourlyGrid};
 use volcast_core::panel::PreparedAsset;
-use volcast_core::targets::covered;
 use volcast_core::time::{HOUR_MS, format_ms, hour_to_ms};
 use volcast_model::inference::ModelInput;
 
@@ -115,34 +114,6 @@ fn check_volumes(candles: &[Candle], field_prefix: &str, offset: usize) -> Resul
         }
     }
     Ok(())
-}
-
-/// Realized-variance windows the features need at the origin, hours (`valid` in the features).
-const RV_WINDOWS: [usize; 3] = [24, 168, 720];
-
-/// Returns needed in a `window`-hour window (SPEC's 90% rule).
-fn returns_needed(window: usize) -> usize {
-    (0..=window).find(|&n| covered(n, window)).unwrap_or(window)
-}
-
-/// Which realized-variance window lacks returns at `slot`, in words.
-fn missing_window(ret: &[f64], slot: usize) -> String {
-    for w in RV_WINDOWS {
-        let from = (slot + 1).saturating_sub(w);
-        let got = ret
-            .get(from..=slot)
-            .map_or(0, |r| r.iter().filter(|x| x.is_finite()).count());
-        let need = returns_needed(w);
-        if got < need {
-            return format!(
-                "too many missing hours: the {w}-hour realized variance before the last candle needs \
-                 {need} hourly returns (SPEC's 90% rule); the candles give {got}"
-            );
-        }
-    }
-    "too many missing hours before the last candle for the realized-variance features (SPEC's \
-     90% rule)"
-        .into()
 }
 
 /// Limits applied to each asset.
@@ -291,7 +262,9 @@ fn inputs_at_last_hour(info: &ModelInfo, asset: Asset, field: String) -> Result<
         info.input_at(&features, slot, &mut scratch)
             .ok_or_else(|| ApiError::InsufficientHistory {
                 field,
-                message: missing_window(&asset.grid.ret, slot),
+                message: features
+                    .why_invalid(slot, "the last candle")
+                    .unwrap_or_else(|| "no features at the last candle".to_owned()),
             })?;
     let regressors = prepared.har_regressors(slot);
     let har = info

@@ -184,10 +184,10 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
     let input = model
         .input_at(&features, slot, market.as_ref(), &mut Vec::new())
         .with_context(|| {
-            format!(
-                "not enough history before {} for the model's features (720 hours of returns)",
-                format_hour(origin_hour)
-            )
+            let origin = format_hour(origin_hour);
+            features
+                .why_invalid(slot, &origin)
+                .unwrap_or_else(|| format!("no model features at {origin}"))
         })?;
     let mut prediction = model
         .predict(&[input])

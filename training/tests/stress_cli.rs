@@ -22,11 +22,8 @@ fn a_book_outside_the_routes_bounds_or_an_origin_off_the_hour_is_refused() {
         .map(|e| e.unwrap().path())
         .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("SYNTH01"))
         .unwrap();
-    let price = volcast_training::data::read_file(&synth01)
-        .unwrap()
-        .last()
-        .unwrap()
-        .close;
+    let candles = volcast_training::data::read_file(&synth01).unwrap();
+    let price = candles.last().unwrap().close;
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
     let stress = |book: &serde_json::Value, extra: &[&str]| {
         let path = dir.path().join("book.json");
@@ -82,4 +79,16 @@ fn a_book_outside_the_routes_bounds_or_an_origin_off_the_hour_is_refused() {
     );
     let out = stress(&small, &["--at", "2020-02-20T12:00:00Z"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // An origin too early for the features: told which window lacks returns, and that the
+    // data are too short (not that hours are missing).
+    // `--at` is the origin, the close of its last candle: 100 hourly returns before it.
+    let early = volcast_core::time::format_ms(candles[0].open_time + 101 * 3_600_000);
+    let out = stress(&small, &["--at", &early]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("not enough history: the data start 100 hours before it: the 168-hour")
+            && stderr.contains("needs 152 hourly returns (SPEC's 90% rule); the candles give 100"),
+        "{stderr}"
+    );
 }

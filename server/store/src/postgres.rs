@@ -53,7 +53,11 @@ pub(crate) fn check(url: &str) -> Result<(), StoreError> {
         .database_url
         .query_pairs()
         .map(|(k, v)| {
-            let v = if known(&k) { v.into_owned() } else { "***".to_owned() };
+            let v = if known(&k) {
+                v.into_owned()
+            } else {
+                "***".to_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
@@ -78,10 +82,7 @@ pub(crate) fn check(url: &str) -> Result<(), StoreError> {
 
 /// Whether the driver reads `key`.
 fn known(key: &str) -> bool {
-    KNOWN_PARAMETERS.contains(&key)
-        || key
-            .strip_prefix("options[")
-            .is_some_and(|k| k.ends_with(']'))
+    KNOWN_PARAMETERS.contains(&key) || key.strip_prefix("options[").is_some_and(|k| k.ends_with(']'))
 }
 
 #[cfg(test)]
@@ -101,12 +102,32 @@ mod tests {
         }
         for (url, named, hidden) in [
             // A misspelt sslmode: connected without the encryption asked for.
-            ("postgres://u:pw@h/db?ssl_mode=require", "parameter `ssl_mode`:", "pw"),
-            ("postgres://u@h/db?SSLMODE=verify-full", "parameter `SSLMODE`:", "verify-full"),
+            (
+                "postgres://u:pw@h/db?ssl_mode=require",
+                "parameter `ssl_mode`:",
+                "pw",
+            ),
+            (
+                "postgres://u@h/db?SSLMODE=verify-full",
+                "parameter `SSLMODE`:",
+                "verify-full",
+            ),
             // A misspelt password key: its value would be logged by the driver.
-            ("postgres://u@h/db?passwd=s3cret&sslmode=require", "parameter `passwd`:", "s3cret"),
-            ("postgres://u@h/db?PASSWORD=s3cret", "parameter `PASSWORD`:", "s3cret"),
-            ("postgres://u:s3cret@h/db?x=1&sslmode=require&x=2", "parameter `x`:", "s3cret"),
+            (
+                "postgres://u@h/db?passwd=s3cret&sslmode=require",
+                "parameter `passwd`:",
+                "s3cret",
+            ),
+            (
+                "postgres://u@h/db?PASSWORD=s3cret",
+                "parameter `PASSWORD`:",
+                "s3cret",
+            ),
+            (
+                "postgres://u:s3cret@h/db?x=1&sslmode=require&x=2",
+                "parameter `x`:",
+                "s3cret",
+            ),
             ("postgres://h/db?a=1&b=2&a=3", "parameters `a`, `b`:", "=1"),
         ] {
             let Err(e @ StoreError::Url { .. }) = check(url) else {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grid::Asset;
 use crate::panel::PreparedAsset;
-use crate::targets::{SHORTAGE_REFERENCE_HOURS, realized_variance, rolling_mean, trailing_median};
+use crate::targets::{SHORTAGE_REFERENCE_HOURS, covered, realized_variance, rolling_mean, trailing_median};
 
 /// Version of the feature definitions; an artifact built on another version is refused.
 pub const FEATURE_VERSION: u32 = 1;
@@ -45,6 +45,8 @@ pub const STATIC_NAMES: [&str; 19] = [
 pub const N_STATIC: usize = STATIC_NAMES.len();
 /// Index of ln RV24, ln RV168, ln RV720 (the HAR regressors) among the static features.
 pub const HAR_FEATURES: [usize; 3] = [1, 2, 3];
+/// The windows of the HAR regressors' realized variances, hours: a forecast needs all three.
+pub const HAR_WINDOWS: [usize; 3] = [24, 168, 720];
 /// The asset's own variance levels: ln RV over 4, 24, 168 and 720 hours and the range-based
 /// estimators (Parkinson over 24 and 168 hours, Garman-Klass over 24), which measure the same
 /// variance several times more efficiently than squared returns; the default log-variance skip's
@@ -230,6 +232,42 @@ impl AssetFeatures {
         slot < self.ret.len() && [1, 2, 3].iter().all(|&k| self.ln_rv[k][slot].is_finite())
     }
 
+    /// Why no forecast can be made at `slot` ([`Self::valid`] false), in words, `before` naming
+    /// the origin (e.g. "the last candle"): the first of the HAR regressors' windows (24, 168,
+    /// 720 hours) with too few hourly returns under SPEC's 90% rule, and whether the data are
+    /// too short for it or have too many missing hours inside it. None when valid.
+    #[must_use]
+    pub fn why_invalid(&self, slot: usize, before: &str) -> Option<String> {
+        if self.valid(slot) {
+            return None;
+        }
+        if slot >= self.ret.len() {
+            return Some(format!("no candle at {before}"));
+        }
+        for w in HAR_WINDOWS {
+            let from = (slot + 1).saturating_sub(w);
+            let got = self.ret[from..=slot].iter().filter(|x| x.is_finite()).count();
+            let need = (0..=w).find(|&n| covered(n, w)).unwrap_or(w);
+            if got >= need {
+                continue;
+            }
+            // Slot 0 has no return: `slot` returns at most end at `slot`.
+            let why = if slot < need {
+                format!("not enough history: the data start {slot} hours before it")
+            } else {
+                "too many missing hours".to_owned()
+            };
+            return Some(format!(
+                "{why}: the {w}-hour realized variance before {before} needs {need} hourly \
+                 returns (SPEC's 90% rule); the candles give {got}"
+            ));
+        }
+        Some(format!(
+            "too many missing hours before {before} for the realized-variance features (SPEC's \
+             90% rule)"
+        ))
+    }
+
     /// The static features at `slot` (unscaled), or None when [`Self::valid`] is false.
     #[must_use]
     pub fn static_at(
@@ -374,6 +412,45 @@ mod tests {
         let y = f.static_at(slot, Some(&m), &mut scratch).unwrap();
         assert_eq!(y[MARKET_FLAG], 1.0);
         assert!((y[16] - x[1]).abs() < 1e-5, "own series as market: same ln RV24");
+    }
+
+    #[test]
+    fn an_origin_without_features_is_told_whether_history_is_short_or_has_gaps() {
+        let (a, p) = asset(2000);
+        let f = AssetFeatures::new(&a, &p);
+        let slot = (1000..1100).find(|&s| f.valid(s)).unwrap();
+        assert_eq!(f.why_invalid(slot, "the origin"), None);
+        // 100 returns where the 168-hour window needs 152 (the 24-hour one has its 24).
+        assert_eq!(
+            f.why_invalid(100, "2020-01-05T04:00:00Z").as_deref(),
+            Some(
+                "not enough history: the data start 100 hours before it: the 168-hour realized \
+                 variance before 2020-01-05T04:00:00Z needs 152 hourly returns (SPEC's 90% rule); \
+                 the candles give 100"
+            )
+        );
+        // Thirty hours missing inside the week before a slot with enough history: a gap (31
+        // returns missing: the first hour after it has no previous close).
+        let mut candles = generate(&SynthConfig {
+            hours: 2000,
+            ..SynthConfig::default()
+        });
+        candles.drain(1500..1530);
+        let gapped = Asset {
+            id: "S".into(),
+            grid: HourlyGrid::from_candles(&candles),
+        };
+        let p = PreparedAsset::new(&gapped, &[4, 24, 168]);
+        let f = AssetFeatures::new(&gapped, &p);
+        let said = f.why_invalid(1600, "the last candle").unwrap();
+        assert!(
+            said.starts_with(
+                "too many missing hours: the 168-hour realized variance before the \
+                 last candle needs 152 hourly returns"
+            ) && said.ends_with("the candles give 137"),
+            "{said}"
+        );
+        assert_eq!(f.why_invalid(5000, "then").as_deref(), Some("no candle at then"));
     }
 
     #[test]
