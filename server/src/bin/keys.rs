@@ -50,6 +50,13 @@ enum Command {
     },
 }
 
+/// A command, its key made.
+enum Action {
+    Create(volcast_server::auth::NewKey),
+    List,
+    Revoke(String),
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -69,25 +76,23 @@ async fn run(args: Args) -> Result<(), String> {
     let shown = volcast_server::redact_url(&args.database_url);
     let now = volcast_server::follower::wall_clock_ms();
     // The key made before the store is opened: a refused `--scopes` creates no store.
-    let key = match &args.command {
+    let action = match args.command {
         Command::Create {
             name,
             scopes,
             rate_per_minute,
-        } => Some(new_key(name, &parse_scopes(scopes)?, *rate_per_minute, now)?),
-        Command::List | Command::Revoke { .. } => None,
+        } => Action::Create(new_key(&name, &parse_scopes(&scopes)?, rate_per_minute, now)?),
+        Command::List => Action::List,
+        Command::Revoke { id } => Action::Revoke(id),
     };
     let existed = Store::exists(&args.database_url).map_err(|e| e.said_of(&shown))?;
-    let store = match args.command {
-        Command::Create { .. } => Store::open(&args.database_url).await,
-        Command::List | Command::Revoke { .. } => Store::open_existing(&args.database_url).await,
+    let store = match action {
+        Action::Create(_) => Store::open(&args.database_url).await,
+        Action::List | Action::Revoke(_) => Store::open_existing(&args.database_url).await,
     }
     .map_err(|e| e.said_of(&shown))?;
-    match args.command {
-        Command::Create { .. } => {
-            let Some(key) = key else {
-                return Err("no key was made".to_owned());
-            };
+    match action {
+        Action::Create(key) => {
             store.create_key(&key.row).await.map_err(|e| e.to_string())?;
             println!("{}", key.token);
             eprintln!(
@@ -103,7 +108,7 @@ async fn run(args: Args) -> Result<(), String> {
                 );
             }
         }
-        Command::List => {
+        Action::List => {
             println!("id\tname\tscopes\tcreated\trevoked\trate_per_minute");
             for k in store.keys().await.map_err(|e| e.to_string())? {
                 println!(
@@ -119,7 +124,7 @@ async fn run(args: Args) -> Result<(), String> {
                 );
             }
         }
-        Command::Revoke { id } => {
+        Action::Revoke(id) => {
             if store.revoke_key(&id, now).await.map_err(|e| e.to_string())? {
                 eprintln!("key {id} revoked");
             } else {

@@ -48,7 +48,8 @@ struct Args {
     /// Hours simulated (1 to 8,760).
     #[arg(long, default_value_t = 168)]
     horizon: usize,
-    /// Origin: close time of the last candle used (RFC 3339, on a whole hour); default the
+    /// Origin: close time of the last candle used (RFC 3339, on a whole hour; a plain date
+    /// `YYYY-MM-DD` is its 00:00 UTC, the close of the day before's last candle); default the
     /// last candle.
     #[arg(long)]
     at: Option<String>,
