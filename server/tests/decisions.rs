@@ -572,10 +572,13 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
     let dir = tempfile::tempdir().unwrap();
     let old = common::repo().join("model-artifacts/693e44b5f740fc82");
     let (state, store, _) = logged_state_serving(dir.path(), &old).await;
+    // Each artifact with its own anomaly detector, as the server installs them.
+    volcast_server::install_detector(&state, &old).unwrap();
     let app = volcast_server::app(state.clone());
     let (body, first) = risk_decision(&app).await;
-    // The service now serves another artifact.
+    // The service now serves another artifact, and its detector, as after a reload.
     serve_the_default(&state).await;
+    volcast_server::install_detector(&state, &state.serving().unwrap().info.dir).unwrap();
     assert_ne!(
         state.serving().unwrap().info.metadata.id,
         first["model"]["id"].as_str().unwrap()
@@ -585,6 +588,12 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
         second["items"][0]["parameters"], first["items"][0]["parameters"],
         "another model, another answer"
     );
+    // The detector changed with the artifact: the decision made before is replayed with its
+    // own (with the one served now, its recorded detector id differed and no replay after a
+    // reload was identical).
+    let detector = |a: &Value| a["items"][0]["derivation"]["anomaly"]["detector"].clone();
+    assert!(detector(&first).is_string(), "{first}");
+    assert_ne!(detector(&first), detector(&second));
     let passes = || {
         let text = state.metrics().render();
         text.lines()

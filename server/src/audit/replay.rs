@@ -91,6 +91,36 @@ async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving,
     Ok(serving)
 }
 
+/// The anomaly detector a decision was made with, by the id its answer records: the one served
+/// now when it is that one; else the recorded artifact's own (`anomaly.json` in the directory
+/// the log recorded for it, its content id checked on reading), as after a reload that brought
+/// another artifact and its detector; else the one served now, whose id then shows as a
+/// difference in the replayed answer.
+async fn detector_then(
+    state: &AppState,
+    model: &DecisionModel,
+    id: Option<&str>,
+) -> Option<Arc<volcast_core::anomaly::Scorer>> {
+    let now = state.anomaly_scorer();
+    let Some(id) = id else {
+        return now;
+    };
+    if now.as_ref().is_some_and(|s| s.detector.id == id) {
+        return now;
+    }
+    let Ok(store) = state.store() else {
+        return now;
+    };
+    let dir = match store.decision_model(&model.id).await {
+        Ok(Some((_, dir))) => dir,
+        _ => return now,
+    };
+    match crate::anomaly::load(&Path::new(&dir).join(crate::anomaly::FILE)) {
+        Ok(recorded) if recorded.detector.id == id => Some(recorded),
+        _ => now,
+    }
+}
+
 /// Recomputes the decision `row` records.
 ///
 /// # Errors
@@ -121,15 +151,16 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     }
     let serving = serving_for(state, &body.model).await?;
     // A state of its own: the defaults and the gate's policy of then, no metrics of the service.
-    // The anomaly action of then, where the answer records one; the detector is the one
-    // served now (the answer records the detector's id, so a changed one shows as a difference)
-    // at the threshold scale of then (1, as fitted, where the answer records none).
+    // The anomaly action of then, where the answer records one; the detector of then
+    // ([`detector_then`]) at the threshold scale of then (1, as fitted, where the answer
+    // records none).
     let mut anomaly = state.settings().anomaly;
     // A risk answer records it in its derivation, a stress answer at its top level.
     let recorded = match &body.answer["derivation"] {
         serde_json::Value::Null => &body.answer["anomaly"],
         derivation => &derivation["anomaly"],
     };
+    let detector = detector_then(state, &body.model, recorded["detector"].as_str()).await;
     match recorded["action"].as_str() {
         Some("tighten") => anomaly.action = crate::anomaly::Action::Tighten,
         Some("report") => anomaly.action = crate::anomaly::Action::Report,
@@ -190,7 +221,7 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     // showed it) is replayed without one.
     let had_detector = !recorded.is_null();
     let scale = recorded["threshold_scale"].as_f64().unwrap_or(1.0);
-    then.set_anomaly(state.anomaly_scorer().filter(|_| had_detector).map(|s| {
+    then.set_anomaly(detector.filter(|_| had_detector).map(|s| {
         // The risk window is judged alone; before the alone model had its own scale, the
         // recorded one (the market model's) was applied to it.
         let then_scale = volcast_core::anomaly::Scale {
