@@ -97,6 +97,43 @@ fn slice(
     })
 }
 
+/// Refuses a period the replay would fill with nothing: a first origin inside the artifact's
+/// fit (the ledger records no origin the model was fitted on, so such days recorded nothing and
+/// the report came out empty, exit 0), or origins after the data's last candle (each day ran
+/// the daily job over no new candle: `--to 2100-01-01` ran for minutes).
+fn check_period(
+    options: &ReplayOptions,
+    fit_until: &str,
+    assets: &[AssetCandles],
+) -> Result<(), ReplayError> {
+    let fit_close = volcast_core::time::parse_time(fit_until, volcast_core::time::Bound::Start)
+        .map_err(|e| ReplayError(format!("the artifact's fit_until {fit_until}: {e}")))?
+        + HOUR_MS;
+    if options.from_ms < fit_close {
+        return Err(ReplayError(format!(
+            "--from {} is within the artifact's fit (its last candle opened at {fit_until}): the \
+             first day it has not seen is {}; give a later --from or an artifact fit before it",
+            format_ms(options.from_ms),
+            format_ms((fit_close + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS)
+        )));
+    }
+    let last_close = assets
+        .iter()
+        .filter_map(|a| a.candles.last())
+        .map(|c| c.open_time + HOUR_MS)
+        .max()
+        .ok_or_else(|| ReplayError("no candles to replay".into()))?;
+    if options.to_ms > last_close {
+        return Err(ReplayError(format!(
+            "--to {} is after the data's last candle (closing {}): the last day it can replay is {}",
+            format_ms(options.to_ms),
+            format_ms(last_close),
+            format_ms(last_close.div_euclid(DAY_MS) * DAY_MS)
+        )));
+    }
+    Ok(())
+}
+
 /// Replays the daily operation over `[from_ms, to_ms]` on `assets`; `progress` hears of each
 /// day.
 ///
@@ -118,7 +155,9 @@ pub async fn replay(
     let settings = Settings::from_config(&config).map_err(|e| ReplayError(e.to_string()))?;
     let state = AppState::with_store(settings, Arc::clone(&metrics), Some(store.clone()));
     let load = crate::config::load_options(&config);
-    state.set_serving(crate::loading::load(&options.artifact, load, &metrics).await?);
+    let serving = crate::loading::load(&options.artifact, load, &metrics).await?;
+    check_period(options, &serving.info.metadata.fit_until, assets)?;
+    state.set_serving(serving);
     let daily_options = DailyOptions {
         recalibrate: true,
         artifacts_dir: options.artifacts_dir.clone(),

@@ -413,6 +413,63 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&export).unwrap();
+    // Saved by an editor with a byte-order mark: the same records.
+    let marked = dir.path().join("marked.jsonl");
+    std::fs::write(&marked, format!("\u{feff}{text}")).unwrap();
+    let out = verify(&["--export", marked.to_str().unwrap(), "--public-key", &public]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // An empty export is no log (exit 2), as a store without one; a head below 1 is refused.
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let out = verify(&["--export", empty.to_str().unwrap(), "--public-key", &public]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("holds no record"), "{err}");
+    let out = verify(&[
+        "--export",
+        export.to_str().unwrap(),
+        "--public-key",
+        &public,
+        "--expect-head",
+        "0:ab",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("sequence numbers start at 1"), "{err}");
+    // `--export-to` never replaces a database (here the store being checked: it was replaced by
+    // its export), and is refused beside `--export` (it wrote an empty file and said OK).
+    let out = verify(&[
+        "--database-url",
+        &url,
+        "--public-key",
+        &public,
+        "--export-to",
+        url.trim_start_matches("sqlite://"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("an SQLite database (the store?), not overwritten"),
+        "{err}"
+    );
+    assert!(
+        Store::open_existing(&url).await.is_ok(),
+        "the store is still a store"
+    );
+    let beside = dir.path().join("beside.jsonl");
+    let out = verify(&[
+        "--export",
+        export.to_str().unwrap(),
+        "--public-key",
+        &public,
+        "--export-to",
+        beside.to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success() && !beside.exists(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines: Vec<&str> = text.lines().collect();
     lines.swap(3, 4);
     std::fs::write(&export, lines.join("\n")).unwrap();

@@ -104,3 +104,44 @@ async fn the_regate_under_the_replays_rule_reports_what_the_replay_served() {
         .unwrap_err();
     assert!(e.to_string().contains("holds no scored ledger entry"), "{e}");
 }
+
+/// A period the replay would fill with nothing is refused before the first day: origins inside
+/// the artifact's fit (the ledger records none: an empty report, exit 0) or after the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_period_inside_the_fit_or_after_the_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = vec![AssetCandles {
+        asset: "AAAUSDT".to_owned(),
+        candles: common::market(START, 0, 60, None),
+    }];
+    let refused = |from_ms: i64, to_ms: i64, name: &str| {
+        let options = ReplayOptions {
+            artifact: common::repo().join("model-artifacts/default"),
+            from_ms,
+            to_ms,
+            database_url: format!("sqlite://{}", dir.path().join(name).display()),
+            artifacts_dir: dir.path().join("artifacts"),
+        };
+        let assets = assets.clone();
+        async move {
+            replay(&options, &assets, |_, _| {})
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        }
+    };
+    // The default artifact's last candle opened at 2021-12-31T23:00:00Z.
+    let inside = refused(START - 800 * DAY_MS, START + 10 * DAY_MS, "inside.db").await;
+    assert!(
+        inside.contains("is within the artifact's fit")
+            && inside.contains("the first day it has not seen is 2022-01-01T00:00:00Z"),
+        "{inside}"
+    );
+    let after = refused(START + 50 * DAY_MS, START + 70 * DAY_MS, "after.db").await;
+    assert!(
+        after.contains("is after the data's last candle (closing 2024-03-01T00:00:00Z)")
+            && after.contains("the last day it can replay is 2024-03-01T00:00:00Z"),
+        "{after}"
+    );
+}

@@ -107,12 +107,33 @@ pub fn list_dir(dir: &Path) -> Result<BTreeMap<String, PathBuf>, LoadError> {
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(dir_error)? {
         let path = entry.map_err(dir_error)?.path();
-        if !path.is_file() {
+        // Named as a candle file (as its name reads, even if not UTF-8) but unreadable as one:
+        // refused, not skipped, or the asset would drop out of training or evaluation unseen.
+        let lossy = PathBuf::from(
+            path.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
+        if asset_id(&lossy).is_none() {
             continue;
         }
         let Some(id) = asset_id(&path) else {
-            continue;
+            return Err(file_error(
+                &path,
+                "its name is not valid UTF-8 (an asset id must be)",
+            ));
         };
+        if !path.is_file() {
+            return Err(file_error(
+                &path,
+                if path.is_dir() {
+                    "a directory named as a candle file"
+                } else {
+                    "not a readable file (a broken link?)"
+                },
+            ));
+        }
         if let Some(first) = files.insert(id.clone(), path.clone()) {
             return Err(LoadError::Ambiguous {
                 asset: id,
@@ -728,6 +749,42 @@ mod tests {
             load_dirs(&[b.path().join("nope")]),
             Err(LoadError::Directory { .. })
         ));
+    }
+
+    /// An entry named as a candle file that cannot be read as one is refused, naming it: it was
+    /// skipped, and its asset dropped out of training or evaluation unseen. Other names (notes,
+    /// hidden files) are still passed over.
+    #[test]
+    fn an_entry_named_as_candles_but_unreadable_is_refused() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let refused = |make: &dyn Fn(&Path)| {
+            let d = tempfile::tempdir().unwrap();
+            write(d.path(), "BTC.csv", &format!("{HEADER}0,1,1,1,1,1,1\n"));
+            write(d.path(), "notes.txt", "ignored");
+            write(d.path(), ".hidden.csv", "ignored");
+            std::fs::create_dir(d.path().join("sub")).unwrap();
+            assert_eq!(list_dir(d.path()).unwrap().len(), 1);
+            make(d.path());
+            list_dir(d.path())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let said = refused(&|d| std::fs::create_dir(d.join("ETH.csv.gz")).unwrap());
+        assert!(
+            said.contains("ETH.csv.gz") && said.contains("a directory named as a candle file"),
+            "{said}"
+        );
+        let said = refused(&|d| std::os::unix::fs::symlink(d.join("gone"), d.join("DEAD.csv.gz")).unwrap());
+        assert!(
+            said.contains("DEAD.csv.gz") && said.contains("a broken link?"),
+            "{said}"
+        );
+        let said = refused(&|d| {
+            let name = std::ffi::OsStr::from_bytes(b"ETH\xffUSDT.csv.gz");
+            std::fs::write(d.join(name), "x").unwrap();
+        });
+        assert!(said.contains("not valid UTF-8"), "{said}");
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! Its own crate so that only it (and the server's tests) pull in an HTTP client.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -33,25 +33,26 @@ use volcast_server::dto::{CandleDto, RiskRequest};
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", about)]
 struct Args {
-    /// Server base URL; must be on 127.0.0.1 or localhost.
+    /// Server base URL; must be on 127.0.0.1 or localhost (any loopback address).
     #[arg(long, env = "VOLCAST_LOADTEST_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Candles per request (default: the model's `history_hours`, at least 720).
-    #[arg(long, env = "VOLCAST_LOADTEST_CANDLES")]
-    candles: Option<usize>,
+    #[arg(long, env = "VOLCAST_LOADTEST_CANDLES", value_parser = clap::value_parser!(u32).range(1..=MAX_CANDLES))]
+    candles: Option<u32>,
     /// Concurrency levels, comma-separated.
     #[arg(
         long,
         env = "VOLCAST_LOADTEST_CONCURRENCY",
         value_delimiter = ',',
-        default_value = "1,16,64"
+        default_value = "1,16,64",
+        value_parser = clap::value_parser!(u32).range(1..=4096)
     )]
-    concurrency: Vec<usize>,
+    concurrency: Vec<u32>,
     /// Requests per level (the cap; `--max-seconds` may stop a level sooner).
-    #[arg(long, env = "VOLCAST_LOADTEST_REQUESTS", default_value_t = 5000)]
-    requests: usize,
+    #[arg(long, env = "VOLCAST_LOADTEST_REQUESTS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
     /// Longest run per level, seconds.
-    #[arg(long, env = "VOLCAST_LOADTEST_MAX_SECONDS", default_value_t = 15)]
+    #[arg(long, env = "VOLCAST_LOADTEST_MAX_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     max_seconds: u64,
     /// Warm-up requests per level, not counted.
     #[arg(long, env = "VOLCAST_LOADTEST_WARMUP", default_value_t = 50)]
@@ -61,7 +62,7 @@ struct Args {
     asset: Option<String>,
     /// Time `POST /v1/anomaly/scan` instead: a batch of this many generated assets, `--candles`
     /// each.
-    #[arg(long, env = "VOLCAST_LOADTEST_SCAN_BATCH", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, env = "VOLCAST_LOADTEST_SCAN_BATCH", value_parser = clap::value_parser!(u32).range(1..=4096), conflicts_with = "asset")]
     scan_batch: Option<u32>,
 }
 
@@ -99,15 +100,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-async fn level(client: &reqwest::Client, target: &Target, args: &Args, c: usize) -> Level {
+async fn level(client: &reqwest::Client, target: &Target, args: &Args, c: u32) -> Level {
     // Warm-up.
     for _ in 0..args.warmup {
         let _ = send(client, target).await;
     }
-    let next = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(c);
+    let mut tasks = Vec::with_capacity(c as usize);
     for _ in 0..c {
         let (client, target, next) = (client.clone(), target.clone(), Arc::clone(&next));
         let total = args.requests;
@@ -137,24 +138,40 @@ async fn level(client: &reqwest::Client, target: &Target, args: &Args, c: usize)
     all
 }
 
-async fn send(client: &reqwest::Client, target: &Target) -> Result<u16, reqwest::Error> {
-    let request = match target {
+fn request_to(client: &reqwest::Client, target: &Target) -> reqwest::RequestBuilder {
+    match target {
         Target::Post { url, body } => client
             .post(url)
             .header("content-type", "application/json")
             .body(body.clone()),
         Target::Get { url } => client.get(url),
-    };
-    let response = request.send().await?;
+    }
+}
+
+async fn send(client: &reqwest::Client, target: &Target) -> Result<u16, reqwest::Error> {
+    let response = request_to(client, target).send().await?;
     let status = response.status().as_u16();
     let _ = response.bytes().await?;
     Ok(status)
 }
 
+/// Candles per request at most (a body of 10^8 candles aborted the process on allocation).
+const MAX_CANDLES: i64 = 1_000_000;
+
+/// Whether `url` is plain HTTP to this host, as parsed by the client that sends the requests
+/// (a hand split took `localhost` in `http://localhost:1@192.0.2.1/` for the host).
 fn loopback(url: &str) -> bool {
-    let rest = url.strip_prefix("http://").unwrap_or("");
-    let host = rest.split(['/', ':']).next().unwrap_or("");
-    host == "127.0.0.1" || host == "localhost"
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or("");
+    url.scheme() == "http"
+        && (host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()))
 }
 
 #[tokio::main]
@@ -184,7 +201,9 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let n = args.candles.unwrap_or_else(|| history.unwrap_or(889).max(720));
+    let n = args
+        .candles
+        .map_or_else(|| history.unwrap_or(889).max(720), |n| n as usize);
     let (asset, candles) = match &args.asset {
         None => ("SYNTH01".to_owned(), synthetic(n)),
         Some(asset) => match stored(&client, &base, asset, n).await {
@@ -241,10 +260,19 @@ async fn main() -> std::process::ExitCode {
         });
     }
     for t in &targets {
-        match send(&client, t).await {
-            Ok(200) => {}
-            other => {
-                eprintln!("loadtest: a first {} did not answer 200: {other:?}", t.describe());
+        // The server's own words when it refuses (a `--candles` below the model's history).
+        let first = match request_to(&client, t).send().await {
+            Ok(r) => Ok((r.status().as_u16(), r.text().await.unwrap_or_default())),
+            Err(e) => Err(e),
+        };
+        match first {
+            Ok((200, _)) => {}
+            Ok((status, body)) => {
+                eprintln!("loadtest: a first {} answered {status}: {body}", t.describe());
+                return std::process::ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("loadtest: a first {} failed: {e}", t.describe());
                 return std::process::ExitCode::FAILURE;
             }
         }
@@ -262,10 +290,12 @@ async fn main() -> std::process::ExitCode {
     println!("| request | concurrency | requests | req/s | p50 ms | p99 ms | 429 | errors |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
+    let mut failed = 0;
     for &c in &args.concurrency {
         let mut rates = Vec::new();
         for t in &targets {
-            let l = level(&client, t, &args, c.max(1)).await;
+            let l = level(&client, t, &args, c).await;
+            failed += l.errors;
             let ok = l.latencies.len();
             let rps = ok as f64 / l.elapsed.as_secs_f64().max(1e-9);
             rates.push(rps);
@@ -285,6 +315,11 @@ async fn main() -> std::process::ExitCode {
     }
     for (c, r) in ratios {
         println!("GET/POST throughput at concurrency {c}: {r:.2}x");
+    }
+    if failed > 0 {
+        // Rates measured over failures are no measure of the service: not a success.
+        eprintln!("loadtest: {failed} requests failed (no answer, or a status other than 200 and 429)");
+        return std::process::ExitCode::FAILURE;
     }
     std::process::ExitCode::SUCCESS
 }
@@ -321,4 +356,32 @@ async fn stored(
         return Err(format!("{url}: {status}: {page}"));
     }
     serde_json::from_value(page["candles"].clone()).map_err(|e| format!("{url}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback;
+
+    #[test]
+    fn only_plain_http_to_this_host_is_a_target() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "http://[::1]:8080",
+            "http://127.0.0.2",
+        ] {
+            assert!(loopback(url), "{url}");
+        }
+        for url in [
+            // What a hand split of the string took for the host: the user, not 192.0.2.1.
+            "http://localhost:18181@192.0.2.1:9/",
+            "http://127.0.0.1@example.com/",
+            "http://192.0.2.1/",
+            "https://127.0.0.1/",
+            "127.0.0.1:8080",
+            "http://localhost.example.com/",
+        ] {
+            assert!(!loopback(url), "{url}");
+        }
+    }
 }

@@ -38,9 +38,32 @@ struct Args {
     #[arg(long)]
     expect_head: Option<String>,
     /// Write the store's records to this file (JSON lines) after checking them; it appears only
-    /// when the whole log verified (written beside it as `FILE.partial` meanwhile).
-    #[arg(long, requires = "database_url")]
+    /// when the whole log verified (written beside it as `FILE.partial` meanwhile). An SQLite
+    /// database there (the store itself, say) is never overwritten.
+    #[arg(long, requires = "database_url", conflicts_with = "export")]
     export_to: Option<PathBuf>,
+}
+
+/// Refuses an `--export-to` path that must not be replaced: a directory, or an SQLite database
+/// (the store being checked, named by mistake, was replaced by its own export).
+fn export_target(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!(
+            "--export-to {}: a directory; name a file",
+            path.display()
+        ));
+    }
+    let mut head = [0u8; 16];
+    let is_database = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| head == *b"SQLite format 3\0");
+    if is_database {
+        return Err(format!(
+            "--export-to {}: an SQLite database (the store?), not overwritten; name a new file",
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Where an export is written until the log has verified.
@@ -91,6 +114,9 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
             Ok((key_id(&bytes), k.trim().to_owned()))
         })
         .collect::<Result<_, String>>()?;
+    if let Some(p) = &args.export_to {
+        export_target(p)?;
+    }
     let mut out = match &args.export_to {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(partial(p)).map_err(|e| format!("{}: {e}", p.display()))?,
@@ -103,6 +129,11 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
                 .split_once(':')
                 .ok_or_else(|| format!("--expect-head {e}: give SEQ:HASH"))?;
             let seq: i64 = seq.parse().map_err(|x| format!("--expect-head {e}: {x}"))?;
+            if seq < 1 {
+                return Err(format!(
+                    "--expect-head {e}: sequence numbers start at 1 (give the head GET /v1/keys shows)"
+                ));
+            }
             Some((seq, hash.to_owned()))
         }
         None => None,
@@ -181,11 +212,17 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
         }
         let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|e| e.to_string())?;
+            let line = line.map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
+            // A byte-order mark (an editor's save) is no part of the first record.
+            let line = if i == 0 {
+                line.trim_start_matches('\u{feff}')
+            } else {
+                &line
+            };
             if line.trim().is_empty() {
                 continue;
             }
-            let value: serde_json::Value = match serde_json::from_str(&line) {
+            let value: serde_json::Value = match serde_json::from_str(line) {
                 Ok(v) => v,
                 Err(e) => return Ok(Err(format!("line {}: not a record: {e}", i + 1))),
             };
@@ -208,6 +245,13 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
                     row.seq, row.id
                 )));
             }
+        }
+        if verifier.checked == 0 {
+            // As a store without a record is refused: an empty file is no decision log.
+            return Err(format!(
+                "{} holds no record: an empty export is no decision log (check --export)",
+                path.display()
+            ));
         }
     } else {
         return Err("give --database-url or --export".into());
