@@ -40,6 +40,10 @@ pub struct Settings {
     /// together, except in the replay of a stress answer recorded before that (without
     /// `impact`).
     pub stress_impact: volcast_core::stress::Impact,
+    /// Which hours of a replay window longer than the horizon a stress simulation applies: those
+    /// of its deepest fall, except in the replay of a stress answer recorded before that (no
+    /// scenario with `replay_from_hour`).
+    pub stress_replay_cut: volcast_core::stress::ReplayCut,
     /// How max LTV is bounded after the step bound: SPEC's user buffer kept, except in the
     /// replay of a risk answer recorded before that (a `previous` without `step_rule`).
     pub step_rule: volcast_core::policy::StepRule,
@@ -69,6 +73,7 @@ impl Settings {
             },
             stress_bridge: volcast_core::stress::Bridge::default(),
             stress_impact: volcast_core::stress::Impact::default(),
+            stress_replay_cut: volcast_core::stress::ReplayCut::default(),
             step_rule: volcast_core::policy::StepRule::default(),
         })
     }

@@ -971,6 +971,35 @@ async fn stress_answers_of_either_impact_rule_replay_identically() {
     );
 }
 
+/// A stress answer recorded before replay windows longer than the horizon were cut at their
+/// deepest fall (no `replay_from_hour`: the window's first hours) replays identically, as one
+/// recorded now does. At 24 h the first day of the March 2020 window is before the crash: no
+/// liquidation then, where the crash's day liquidates the position now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_answers_of_either_replay_cut_replay_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, _) = logged_state(dir.path()).await;
+    let before = replica_before(store, |s| volcast_server::state::Settings {
+        stress_replay_cut: volcast_core::stress::ReplayCut::First,
+        ..s
+    })
+    .await;
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(2, 45);
+    let price = series[series.len() - 1]["close"].as_f64().unwrap();
+    let body = json!({
+        "asset": "S", "candles": series[series.len() - history..], "horizon_hours": 24,
+        "scenarios": [{"kind": "replay", "name": "BTCUSDT 2020-03-12"}],
+        "positions": [{"collateral": 1.0, "debt": price * 0.6}],
+    });
+    let answers = both_replay_identically(before, state, "/v1/risk/stress", &body).await;
+    let (then, now) = (&answers[0]["scenarios"][0], &answers[1]["scenarios"][0]);
+    assert!(then.get("replay_from_hour").is_none(), "{then}");
+    assert!(now["replay_from_hour"].as_u64().is_some_and(|h| h > 0), "{now}");
+    assert_eq!(then["liquidation_probability"], 0.0, "{then}");
+    assert_eq!(now["liquidation_probability"], 1.0, "{now}");
+}
+
 /// A record naming a rule this build does not know (as one written by a newer build would,
 /// signed as it should be) is not replayed under another rule: 503 `replay_unavailable`, saying
 /// which. One of each: a stress answer's price-impact rule and a risk answer's step rule.

@@ -130,6 +130,7 @@ mod tests {
             seed: 1,
             bridge: Bridge::default(),
             impact: volcast_core::stress::Impact::default(),
+            replay_cut: volcast_core::stress::ReplayCut::default(),
         };
         let book = Book {
             positions: (1..=20)

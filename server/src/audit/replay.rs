@@ -191,6 +191,16 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
             )));
         }
     };
+    // A stress answer recorded before replays were cut at their deepest fall applied a longer
+    // window's first hours; one that needed no cut is the same under either rule.
+    let cut = body.answer["scenarios"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|r| !r["replay_from_hour"].is_null()));
+    let stress_replay_cut = if cut {
+        volcast_core::stress::ReplayCut::DeepestFall
+    } else {
+        volcast_core::stress::ReplayCut::First
+    };
     // A risk answer recorded before it named its step rule kept max LTV at most LT only.
     let step_rule = match &body.answer["derivation"]["step_rule"] {
         serde_json::Value::Null => volcast_core::policy::StepRule::LtvBelowLtOnly,
@@ -207,6 +217,7 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
         anomaly,
         stress_bridge,
         stress_impact,
+        stress_replay_cut,
         step_rule,
         // The recorded request was within the limits when it was answered; limits lowered
         // since (a restart with a smaller `--max-candles`) must not refuse its replay.

@@ -213,12 +213,23 @@ pub struct ScenarioResultDto {
     pub bad_debt_at_risk: TailDto,
     /// Positions liquidated per path.
     pub liquidated_positions: CountTailDto,
-    /// Sale delay after the trigger, hours.
+    /// Sale delay after the trigger, hours: the sale takes the lowest low of the trigger hour
+    /// and of the next `liquidation_delay_hours` within the horizon (a delay longer than what is
+    /// left of the horizon, as under a strong `liquidity_drain`, is cut there: ask for a longer
+    /// `horizon_hours` to see the whole sale).
     pub liquidation_delay_hours: usize,
     /// Price impact per USD sold.
     pub slippage_per_usd: f64,
     /// Variance of the log return over the horizon.
     pub horizon_variance: f64,
+    /// A replay whose window is longer than the horizon applies the `horizon_hours` consecutive
+    /// hours of it whose lowest low falls furthest below the close before them: the hour of the
+    /// window (0-based) they start at. Absent when the whole window fits in the horizon (it is
+    /// applied from its first hour, and stays flat after its end), for other scenarios, and from
+    /// answers recorded before stop 59, which applied a longer window's first hours (a crash
+    /// replayed at a short horizon could show no loss) and which replay that way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_from_hour: Option<usize>,
     /// The parameters the engine recommends under the scenario.
     pub recommended: StressRecommendationDto,
     /// The sale's slippage under the scenario is `>= 1`: it cannot be liquidated, so the
@@ -238,6 +249,7 @@ impl From<ScenarioReport> for ScenarioResultDto {
             liquidation_delay_hours: r.liquidation_delay_hours,
             slippage_per_usd: r.slippage_per_usd,
             horizon_variance: r.horizon_variance,
+            replay_from_hour: r.replay_from_hour,
             liquidation_blocked: r.recommendation.liquidation_blocked,
             recommended: r.recommendation.into(),
         }

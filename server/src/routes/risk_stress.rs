@@ -260,6 +260,7 @@ fn check(
         seed: body.seed.unwrap_or(1),
         bridge: state.settings().stress_bridge,
         impact: state.settings().stress_impact,
+        replay_cut: state.settings().stress_replay_cut,
     };
     stress::validate(&input, &book, &Scenario::Forecast).map_err(|e| invalid(e, None))?;
     for (i, s) in scenarios.iter().enumerate() {
@@ -365,6 +366,7 @@ pub async fn stress_answer(
     let input = StressInput {
         bridge,
         impact,
+        replay_cut: state.settings().stress_replay_cut,
         ..stress::input_at_origin(
             price,
             &origin,

@@ -395,6 +395,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         seed: args.seed,
         bridge: stress::Bridge::default(),
         impact: stress::Impact::default(),
+        replay_cut: stress::ReplayCut::default(),
     };
     let book = Book {
         positions: (0..200)

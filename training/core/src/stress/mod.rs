@@ -75,6 +75,51 @@ pub struct StressInput {
     pub bridge: Bridge,
     /// Which sale a liquidation's price impact is charged on.
     pub impact: Impact,
+    /// Which hours of a replay window longer than the horizon are applied.
+    pub replay_cut: ReplayCut,
+}
+
+/// Which `horizon` hours of a replay window longer than the horizon are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplayCut {
+    /// The consecutive hours whose lowest low falls furthest below the close before them (the
+    /// earliest such, on a tie): a replay names a crash, and its window starts days before the
+    /// worst of it.
+    #[default]
+    DeepestFall,
+    /// The window's first hours: how replays were cut until stop 59, kept so that stress answers
+    /// recorded then replay identically. A crash replayed at a horizon shorter than its window
+    /// could show no loss at all (the fall lay past the hours applied).
+    First,
+}
+
+/// Where the `horizon` hours of `path` (close and low of each hour, in log, relative to the
+/// close before) with the deepest fall start: the offset minimising the lowest low of its hours
+/// relative to the close before its first. 0 when the path is no longer than `horizon`.
+#[must_use]
+pub fn deepest_fall(path: &[(f64, f64)], horizon: usize) -> usize {
+    if horizon == 0 || path.len() <= horizon {
+        return 0;
+    }
+    // `level[i]`: log close after hour i-1 (0 before the first hour).
+    let mut level = Vec::with_capacity(path.len() + 1);
+    level.push(0.0);
+    for (close, _) in path {
+        level.push(level.last().copied().unwrap_or(0.0) + close);
+    }
+    let fall = |from: usize| {
+        (from..from + horizon)
+            .map(|h| level[h] + path[h].1 - level[from])
+            .fold(f64::INFINITY, f64::min)
+    };
+    let mut best = (0, fall(0));
+    for from in 1..=path.len() - horizon {
+        let f = fall(from);
+        if f < best.1 {
+            best = (from, f);
+        }
+    }
+    best.0
 }
 
 /// Which sale a liquidation's price impact `slippage_per_usd x v` is charged on.
@@ -344,6 +389,7 @@ pub fn input_at_origin(
         seed,
         bridge: Bridge::default(),
         impact: Impact::default(),
+        replay_cut: ReplayCut::default(),
     }
 }
 
@@ -366,6 +412,9 @@ pub struct Plan {
     pub tau_scale: f64,
     /// The replayed path, when deterministic.
     pub replay: Option<Vec<(f64, f64)>>,
+    /// The hour of a replay window (0-based) the replayed path starts at, when the window was
+    /// longer than the horizon and cut at its deepest fall ([`ReplayCut::DeepestFall`]).
+    pub replay_from: Option<usize>,
     /// Paths to simulate.
     pub paths: usize,
     /// How each hour's low is drawn.
@@ -387,6 +436,7 @@ impl Plan {
             delay: input.liquidation_delay_hours,
             tau_scale: 1.0,
             replay: None,
+            replay_from: None,
             paths: input.paths,
             bridge: input.bridge,
             impact: input.impact,
@@ -405,7 +455,16 @@ impl Plan {
             Scenario::InstantDrop { pct } => plan.start = (1.0 - pct / 100.0).ln(),
             Scenario::Replay { log_returns, .. } => {
                 let horizon = input.hourly_variance.len();
-                let mut path: Vec<(f64, f64)> = log_returns.iter().take(horizon).copied().collect();
+                let from = match input.replay_cut {
+                    ReplayCut::DeepestFall if log_returns.len() > horizon => {
+                        let from = deepest_fall(log_returns, horizon);
+                        plan.replay_from = Some(from);
+                        from
+                    }
+                    _ => 0,
+                };
+                let mut path: Vec<(f64, f64)> =
+                    log_returns.iter().skip(from).take(horizon).copied().collect();
                 // A replay shorter than the horizon stays flat afterwards.
                 path.resize(horizon, (0.0, 0.0));
                 // Its "variance" is the window's mean squared hourly return, for the

@@ -195,6 +195,9 @@ pub struct ScenarioReport {
     pub slippage_per_usd: f64,
     /// Variance of the log return over the whole horizon.
     pub horizon_variance: f64,
+    /// For a replay window longer than the horizon, the hour of the window (0-based) its
+    /// applied hours start at ([`super::ReplayCut::DeepestFall`]).
+    pub replay_from_hour: Option<usize>,
     /// Liquidations, bad debt and counts over paths.
     pub summary: Summary,
     /// What the risk policy recommends under the scenario.
@@ -230,6 +233,7 @@ pub fn run(
                 liquidation_delay_hours: plan.delay,
                 slippage_per_usd: plan.slippage_per_usd,
                 horizon_variance: plan.var.iter().sum(),
+                replay_from_hour: plan.replay_from,
                 summary: summarize(&outcomes),
                 recommendation: policy.recommend(scenario, &plan),
                 seconds,

@@ -13,6 +13,7 @@ fn input(hourly_variance: f64, horizon: usize, paths: usize) -> StressInput {
         seed: 11,
         bridge: Bridge::default(),
         impact: Impact::default(),
+        replay_cut: ReplayCut::default(),
     }
 }
 
@@ -416,4 +417,44 @@ fn recommendation_follows_the_scenario() {
     assert!((base.liquidation_threshold - by_hand).abs() < 1e-12);
     assert!(base.liquidation_threshold * (1.0 + base.liquidation_bonus) <= 1.0 + 1e-12);
     assert_eq!(reports[2].liquidation_delay_hours, 12);
+}
+
+/// A replay window longer than the horizon applies the hours of its deepest fall, not its first
+/// ones: a week-long crash window replayed at 24 h showed no loss at all, its fall lying past
+/// the first day. The rule of answers recorded before is kept for their replay.
+#[test]
+fn a_long_replay_is_cut_at_its_deepest_fall() {
+    // Flat for 100 hours, then ten hours of 4% falls (a 34% crash), then a slow recovery.
+    let mut window = vec![(0.0, -0.001); 100];
+    window.extend(vec![(0.96f64.ln(), 0.95f64.ln()); 10]);
+    window.extend(vec![(0.01, 0.0); 58]);
+    assert_eq!(
+        deepest_fall(&window, 24),
+        100 - 14,
+        "the earliest start holding the whole fall"
+    );
+    assert_eq!(deepest_fall(&window, 168), 0);
+    assert_eq!(deepest_fall(&window[..10], 24), 0);
+    let scenario = Scenario::Replay {
+        name: "crash".into(),
+        log_returns: window,
+    };
+    let at = |cut: ReplayCut| {
+        let i = StressInput {
+            replay_cut: cut,
+            ..input(1e-4, 24, 1)
+        };
+        (
+            summarize(&simulate(&i, &book(0.7), &scenario).unwrap()).liquidation_probability,
+            Plan::new(&i, &scenario).replay_from,
+        )
+    };
+    assert_eq!(at(ReplayCut::DeepestFall), (1.0, Some(86)));
+    assert_eq!(at(ReplayCut::First), (0.0, None), "the first day is flat");
+    // A window that fits in the horizon is applied whole from its first hour under either rule.
+    let whole = StressInput {
+        replay_cut: ReplayCut::DeepestFall,
+        ..input(1e-4, 168, 1)
+    };
+    assert_eq!(Plan::new(&whole, &scenario).replay_from, None);
 }
