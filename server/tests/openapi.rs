@@ -61,3 +61,39 @@ fn every_v1_operation_documents_its_400() {
         }
     }
 }
+
+/// What the document says a request may hold is what the server accepts: a candle's optional
+/// `trades` (accepted, but the schema's `additionalProperties: false` forbade it), and the page
+/// sizes' lower bound of 1 (the document said 0, which is refused).
+#[test]
+fn the_document_allows_what_is_accepted_and_no_more() {
+    let doc = serde_json::to_value(volcast_server::openapi::document()).unwrap();
+    let candle = &doc["components"]["schemas"]["CandleDto"];
+    assert_eq!(candle["additionalProperties"], false, "{candle}");
+    assert!(candle["properties"]["trades"].is_object(), "{candle}");
+    assert!(
+        !candle["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "trades"),
+        "{candle}"
+    );
+    // Read, but never written (answers, the decision log's candle windows).
+    let read: volcast_server::dto::CandleDto = serde_json::from_value(serde_json::json!({
+        "open_time": 0, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0,
+        "quote_volume": 1.0, "trades": 12.0,
+    }))
+    .unwrap();
+    assert_eq!(read.trades, Some(12.0));
+    assert!(serde_json::to_value(read).unwrap().get("trades").is_none());
+    for (path, max) in [("/v1/assets/{asset}/candles", 5000), ("/v1/decisions", 1000)] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(
+            (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+            (&serde_json::json!(1), &serde_json::json!(max)),
+            "{path}: {limit}"
+        );
+    }
+}

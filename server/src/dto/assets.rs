@@ -94,6 +94,7 @@ pub struct CandlesQuery {
     /// the latest stored.
     pub to: Option<String>,
     /// Candles per page, 1 to 5000 (default 1000).
+    #[param(minimum = 1, maximum = 5000)]
     pub limit: Option<u32>,
 }
 

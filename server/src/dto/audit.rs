@@ -88,6 +88,7 @@ pub struct DecisionQuery {
     /// stored, so a row slipped in below the chain is exported (and fails `verify`).
     pub after: Option<i64>,
     /// Records per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

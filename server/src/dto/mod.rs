@@ -42,9 +42,16 @@ pub struct CandleDto {
     /// Traded amount in USD(T) (>= 0).
     pub quote_volume: f64,
     /// Number of trades (SPEC's optional field): accepted and not used (the model does not read
-    /// it), so it is neither checked nor kept in the decision log.
-    #[serde(default, skip_serializing)]
+    /// it), so it is neither checked nor kept in the decision log, nor in answers.
+    // Never written, as `skip_serializing` would do; that attribute also dropped the field from
+    // the published schema, whose `additionalProperties: false` then forbade what is accepted.
+    #[serde(default, skip_serializing_if = "never_written")]
     pub trades: Option<f64>,
+}
+
+/// [`CandleDto::trades`] is never written.
+fn never_written(_: &Option<f64>) -> bool {
+    true
 }
 
 impl From<Candle> for CandleDto {
