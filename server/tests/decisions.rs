@@ -1045,7 +1045,7 @@ async fn a_record_naming_a_rule_this_build_does_not_know_is_not_replayed() {
         ),
         (
             &risked["items"][0]["decision_id"],
-            "\"step_rule\":\"keeps_user_buffer\"",
+            "\"step_rule\":\"keeps_user_buffer_unbounded_from_zero\"",
             "step rule",
         ),
     ];
@@ -1090,7 +1090,8 @@ async fn a_record_naming_a_rule_this_build_does_not_know_is_not_replayed() {
 
 /// A risk answer recorded before the step bound kept the user's buffer (no `step_rule`: a max
 /// LTV held up by the step could sit closer to LT than `D(alpha, tau_user)`) replays
-/// identically, as one recorded now (`keeps_user_buffer`, whose max LTV is lower) does.
+/// identically, as one recorded now (`keeps_user_buffer_unbounded_from_zero`, whose max LTV is
+/// lower) does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn risk_answers_of_either_step_rule_replay_identically() {
     let dir = tempfile::tempdir().unwrap();
@@ -1123,7 +1124,10 @@ async fn risk_answers_of_either_step_rule_replay_identically() {
     let answers = both_replay_identically(before, state, "/v1/risk/parameters", &body).await;
     let [old, new] = [&answers[0]["items"][0], &answers[1]["items"][0]];
     assert!(old["derivation"].get("step_rule").is_none(), "{old}");
-    assert_eq!(new["derivation"]["step_rule"], "keeps_user_buffer");
+    assert_eq!(
+        new["derivation"]["step_rule"],
+        "keeps_user_buffer_unbounded_from_zero"
+    );
     // It fell further than the 1% step: said so (`step_limited` alone would not).
     assert!(
         new["derivation"]["step_overridden"]
@@ -1143,6 +1147,38 @@ async fn risk_answers_of_either_step_rule_replay_identically() {
         old["parameters"]["max_ltv"].as_f64().unwrap() > buffer + 0.01,
         "{old}"
     );
+}
+
+/// A risk answer recorded when a previous value of 0 held its parameter at 0 (`keeps_user_buffer`)
+/// replays identically, as one recorded now, which reopens at the engine's values, does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_answers_from_a_previous_zero_of_either_rule_replay_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store, _) = logged_state(dir.path()).await;
+    let before = replica_before(store, |s| volcast_server::state::Settings {
+        step_rule: volcast_core::policy::StepRule::KeepsUserBuffer,
+        ..s
+    })
+    .await;
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(3, 45);
+    let body = json!({
+        "asset": "R", "candles": &series[series.len() - history..], "max_step": 0.05,
+        "previous": {"liquidation_threshold": 0.0, "max_ltv": 0.0},
+    });
+    let answers = both_replay_identically(before, state, "/v1/risk/parameters", &body).await;
+    let [old, new] = [&answers[0]["items"][0], &answers[1]["items"][0]];
+    assert_eq!(old["derivation"]["step_rule"], "keeps_user_buffer");
+    assert_eq!(old["parameters"]["liquidation_threshold"], 0.0, "{old}");
+    assert_eq!(
+        new["derivation"]["step_rule"],
+        "keeps_user_buffer_unbounded_from_zero"
+    );
+    assert!(
+        new["parameters"]["liquidation_threshold"].as_f64().unwrap() > 0.5,
+        "{new}"
+    );
+    assert_eq!(new["derivation"]["step_limited"], false, "{new}");
 }
 
 /// A decision replays on a replica restarted with lower limits (fewer candles per asset, fewer

@@ -169,7 +169,8 @@ pub struct RiskRequest {
     pub bonus_margin: Option<f64>,
     /// Size liquidated, USD, for the expected slippage (default from the config, 1,000,000).
     pub sale_size_usd: Option<f64>,
-    /// Largest relative step from `previous`, in [0, 1] (default from the config, 0.1).
+    /// Largest relative step from `previous`, in [0, 1] (default from the config, 0.1). A
+    /// previous value of 0 bounds nothing: there is no relative step from 0.
     pub max_step: Option<f64>,
 }
 
@@ -380,10 +381,12 @@ pub struct Derivation {
     pub max_step: Option<f64>,
     /// Whether the step bound changed LT or max LTV.
     pub step_limited: bool,
-    /// With `previous`: how max LTV is bounded after the step, `keeps_user_buffer` (at most
-    /// `LT - D(alpha, tau_user)` with the bounded LT, so it may fall faster than `max_step`, never
-    /// rise faster). Absent without `previous`, and in records made before 2026-12-06, whose
-    /// max LTV after the step was kept at most LT only.
+    /// With `previous`: how the step is taken, `keeps_user_buffer_unbounded_from_zero` (max LTV
+    /// at most `LT - D(alpha, tau_user)` with the bounded LT, so it may fall faster than
+    /// `max_step`, never rise faster; a previous value of 0 bounds nothing, there being no
+    /// relative step from 0). `keeps_user_buffer` in records made before stop 59, where a
+    /// previous value of 0 held its parameter at 0. Absent without `previous`, and in records
+    /// made before 2026-12-06, whose max LTV after the step was kept at most LT only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_rule: Option<String>,
     /// Set when max LTV fell further below `previous.max_ltv` than `max_step` allows: the

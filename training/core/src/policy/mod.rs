@@ -189,9 +189,15 @@ pub struct PolicyInput {
 /// How max LTV is bounded once the step bound has moved LT and max LTV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StepRule {
+    /// [`Self::KeepsUserBuffer`], and a previous value of 0 bounds nothing: there is no relative
+    /// step from 0, and under the older rules a threshold once 0 (lending closed by a blocked
+    /// answer, sent back as `previous`) could never leave 0 again, however liquidity recovered.
+    #[default]
+    UnboundedFromZero,
     /// `max LTV <= LT - D(alpha, tau_user)` with the bounded LT, so SPEC's user buffer holds
     /// after the step too (the step may lower max LTV faster than `max_step`, never raise it).
-    #[default]
+    /// Until stop 59 a previous value of 0 held its parameter at 0. Kept to replay decisions
+    /// recorded then.
     KeepsUserBuffer,
     /// Before 2026-12-06: `max LTV <= LT` only, so a max LTV held up by the step could sit
     /// closer to LT than `D(alpha, tau_user)`. Kept to replay decisions recorded then.
@@ -204,6 +210,7 @@ impl StepRule {
     #[must_use]
     pub fn name(self) -> Option<&'static str> {
         match self {
+            Self::UnboundedFromZero => Some("keeps_user_buffer_unbounded_from_zero"),
             Self::KeepsUserBuffer => Some("keeps_user_buffer"),
             Self::LtvBelowLtOnly => None,
         }
@@ -212,7 +219,7 @@ impl StepRule {
     /// The rule a record names ([`Self::name`]); None for a name this build does not know.
     #[must_use]
     pub fn named(name: &str) -> Option<Self> {
-        [Self::KeepsUserBuffer]
+        [Self::UnboundedFromZero, Self::KeepsUserBuffer]
             .into_iter()
             .find(|r| r.name() == Some(name))
     }
@@ -291,8 +298,9 @@ pub fn threshold(drawdown: f64, bonus: f64) -> f64 {
     clip01((1.0 - clip01(drawdown)) / (1.0 + bonus)).min(cap)
 }
 
-fn step(value: f64, previous: Option<f64>, max_step: f64) -> f64 {
+fn step(value: f64, previous: Option<f64>, max_step: f64, rule: StepRule) -> f64 {
     match previous {
+        Some(p) if p == 0.0 && rule == StepRule::UnboundedFromZero => value,
         Some(p) if p.is_finite() && max_step.is_finite() => {
             let s = max_step.max(0.0);
             value.clamp(p * (1.0 - s), p * (1.0 + s))
@@ -322,15 +330,15 @@ pub fn parameters<V: VarianceOver + ?Sized>(
     let max_ltv = (lt - drawdown_user).max(0.0);
     let (mut bounded_lt, mut bounded_ltv) = (lt, max_ltv);
     if let Some(b) = bound.filter(|_| !blocked) {
-        bounded_lt = step(lt, b.liquidation_threshold, b.max_step);
-        bounded_ltv = step(max_ltv, b.max_ltv, b.max_step);
+        bounded_lt = step(lt, b.liquidation_threshold, b.max_step, b.rule);
+        bounded_ltv = step(max_ltv, b.max_ltv, b.max_step, b.rule);
     }
     // The invariants win over the step bound.
     let cap = if blocked { 0.0 } else { 1.0 / (1.0 + lb) };
     bounded_lt = clip01(bounded_lt).min(cap);
     bounded_ltv = clip01(bounded_ltv).min(bounded_lt);
     let mut buffer_over_step = false;
-    if let Some(b) = bound.filter(|b| b.rule == StepRule::KeepsUserBuffer) {
+    if let Some(b) = bound.filter(|b| b.rule != StepRule::LtvBelowLtOnly) {
         let stepped = bounded_ltv;
         bounded_ltv = bounded_ltv.min((bounded_lt - drawdown_user).max(0.0));
         // Lowered by the buffer below the step's floor (the step allowed no lower than

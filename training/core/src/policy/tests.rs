@@ -178,6 +178,43 @@ fn the_step_bound_keeps_the_user_buffer() {
         parameters(&c, &input(4.0), Some(&b), REFLECTION)
     };
     assert_eq!(far(StepRule::KeepsUserBuffer), far(StepRule::LtvBelowLtOnly));
+    assert_eq!(far(StepRule::UnboundedFromZero), far(StepRule::KeepsUserBuffer));
+    assert_eq!(
+        StepRule::named("keeps_user_buffer_unbounded_from_zero"),
+        Some(StepRule::UnboundedFromZero)
+    );
+}
+
+/// A previous value of 0 (lending closed by a blocked answer, sent back as `previous`) bounds
+/// nothing: a relative step from 0 allows only 0, so the parameters could never leave it. The
+/// rule of answers recorded before keeps them at 0, for their replay.
+#[test]
+fn a_previous_value_of_zero_bounds_nothing() {
+    let c = curve(0.0004, 0.002, 0.01);
+    let free = parameters(&c, &input(4.0), None, REFLECTION);
+    assert!(free.liquidation_threshold > 0.5 && free.max_ltv > 0.3, "{free:?}");
+    let at = |rule, previous: (f64, f64)| {
+        let b = Bound {
+            liquidation_threshold: Some(previous.0),
+            max_ltv: Some(previous.1),
+            max_step: 0.05,
+            rule,
+        };
+        parameters(&c, &input(4.0), Some(&b), REFLECTION)
+    };
+    let reopened = at(StepRule::UnboundedFromZero, (0.0, 0.0));
+    assert_eq!(
+        (reopened.liquidation_threshold, reopened.max_ltv),
+        (free.liquidation_threshold, free.max_ltv)
+    );
+    assert!(!reopened.step_limited);
+    // One of the two at 0: only it is free; the other keeps its step.
+    let one = at(StepRule::UnboundedFromZero, (0.0, 0.2));
+    assert_eq!(one.liquidation_threshold, free.liquidation_threshold);
+    assert!((one.max_ltv - 0.21).abs() < 1e-12, "{one:?}");
+    let stuck = at(StepRule::KeepsUserBuffer, (0.0, 0.0));
+    assert_eq!((stuck.liquidation_threshold, stuck.max_ltv), (0.0, 0.0));
+    assert!(stuck.step_limited);
 }
 
 #[test]
