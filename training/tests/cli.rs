@@ -230,3 +230,30 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
         i64::try_from(new).unwrap()
     );
 }
+
+/// Each command's help opens with what that command does, not with the crate's description
+/// (`#[command(about)]` without a value put the package's text above every command's own).
+#[test]
+fn each_commands_help_says_what_it_does() {
+    for (bin, opening) in [
+        (env!("CARGO_BIN_EXE_train"), "Train the volcast model"),
+        (env!("CARGO_BIN_EXE_evaluate"), "Score volatility"),
+        (
+            env!("CARGO_BIN_EXE_calibrate"),
+            "Calibrate an artifact's drawdown",
+        ),
+        (env!("CARGO_BIN_EXE_anomaly"), "The anomaly detector"),
+        (env!("CARGO_BIN_EXE_walkforward"), "Walk-forward folds"),
+        (env!("CARGO_BIN_EXE_generate"), "Write synthetic hourly candles"),
+        (
+            env!("CARGO_BIN_EXE_ingest"),
+            "Load candle files into the market-data store",
+        ),
+        (env!("CARGO_BIN_EXE_stress"), "Stress-test a book of loans"),
+    ] {
+        let out = run(bin, &["--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && help.starts_with(opening), "{bin}: {help}");
+        assert!(!help.contains(env!("CARGO_PKG_DESCRIPTION")), "{bin}: {help}");
+    }
+}

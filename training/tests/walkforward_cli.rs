@@ -511,3 +511,51 @@ fn a_config_the_folds_would_refuse_is_refused_first() {
         "{stderr}"
     );
 }
+
+/// An output that cannot be written at the end is refused before any work: the folds ran for
+/// minutes and failed at their last step, "writing ...". (The data named here do not exist: the
+/// refusal comes first.)
+#[test]
+fn an_output_that_cannot_be_written_is_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-data");
+    let folds = dir.path().join("folds");
+    for (flag, path, said) in [
+        ("--json", dir.path().join("nope/x.json"), "no directory"),
+        ("--html", dir.path().to_owned(), "a directory; name a file"),
+    ] {
+        let refused = run(
+            env!("CARGO_BIN_EXE_walkforward"),
+            &[
+                "--data",
+                missing.to_str().unwrap(),
+                "--out",
+                folds.to_str().unwrap(),
+                flag,
+                path.to_str().unwrap(),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} {}", path.display())) && stderr.contains(said),
+            "{stderr}"
+        );
+    }
+    // `evaluate` alike.
+    let json = dir.path().join("nope/x.json");
+    let refused = run(
+        env!("CARGO_BIN_EXE_evaluate"),
+        &[
+            "--data",
+            missing.to_str().unwrap(),
+            "--report",
+            json.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("--report") && stderr.contains("no directory"),
+        "{stderr}"
+    );
+}

@@ -17,7 +17,7 @@ use volcast_store::{KeyStore as _, Store};
 
 /// Create, list and revoke the service's API keys.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// The store (as the server's `--database-url`).
     #[arg(long, env = "VOLCAST_DATABASE_URL", default_value = volcast_store::DEFAULT_DATABASE_URL, global = true)]

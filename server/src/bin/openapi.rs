@@ -13,7 +13,7 @@ use clap::Parser;
 
 /// Write or check the OpenAPI document of the volcast service.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// Write the document here instead of to stdout.
     #[arg(long, conflicts_with = "check")]

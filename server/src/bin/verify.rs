@@ -23,7 +23,7 @@ use volcast_store::{DecisionRow, DecisionStore as _, Store};
 
 /// Verify the chain and signatures of a decision log.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// The store to check (or to export from).
     #[arg(long, env = "VOLCAST_DATABASE_URL", conflicts_with = "export")]

@@ -19,7 +19,7 @@ use volcast_server::replay::{ReplayOptions, ReplayReport, regate_replay, replay}
 
 /// Replay the daily operation over history.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// The artifact served at the start (fit before `--from`).
     #[arg(long, required_unless_present = "regate")]
@@ -146,6 +146,7 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
+    volcast_training::cli::writable_output("--json", args.json.as_deref())?;
     let from_ms = midnight(&args.from, "from")?;
     let to_ms = midnight(&args.to, "to")?;
     if to_ms < from_ms {

@@ -21,7 +21,7 @@ use volcast_training::anomaly::{DataDirs, Markets, chart, fit, load, save, summa
 
 /// The anomaly detector: fit, evaluate on a period with injected manipulations, chart.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// The shared data's root (holding `binance-spot-1h/` and `defi/`).
     #[arg(
@@ -243,6 +243,7 @@ fn main() -> std::process::ExitCode {
         match args.command {
             Command::Train { fit_until, out, fit } => train(&data, time(&fit_until, Bound::End)?, &out, &fit),
             Command::Evaluate { detector, eval, json } => {
+                volcast_training::cli::writable_output("--json", json.as_deref())?;
                 let config = EvalConfig {
                     from_ms: time(&eval.from, Bound::Start)?,
                     to_ms: time(&eval.to, Bound::End)?,

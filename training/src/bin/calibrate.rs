@@ -31,7 +31,7 @@ use volcast_training::pipeline::score_out_of_sample;
 
 /// Calibrate an artifact's drawdown quantiles D(alpha, tau) on the last year of its fit period.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// The artifact to calibrate (a directory, or an artifacts directory with a `default`).
     #[arg(long)]

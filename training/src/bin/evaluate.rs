@@ -23,7 +23,7 @@ use volcast_training::rolling::{DailyRecalibrated, FixedModel, Recorded};
 /// Score volatility, liquidity-shortage and liquidation-threshold forecasts the way SPEC says:
 /// baselines fitted on the fit period, every forecaster scored on the same daily origins.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// Directory of per-asset candle files (.csv, .csv.gz, .parquet or Binance kline dumps).
     /// Repeat to join directories; on a duplicated hour the first directory wins.
@@ -103,6 +103,8 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let started = Instant::now();
+    volcast_training::cli::writable_output("--json", args.json.as_deref())?;
+    volcast_training::cli::writable_output("--report", args.report.as_deref())?;
 
     let (fit_until_ms, eval_from_ms) = fit_until_and_eval_from(&args)?;
     let model = load_model(&args)?;

@@ -16,7 +16,7 @@ use volcast_training::data::write_csv;
 /// Write synthetic hourly candles (one `.csv.gz` per asset, SPEC columns). Deterministic: the
 /// same flags give the same candles.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// Output directory (created if missing).
     #[arg(long)]

@@ -20,7 +20,7 @@ use volcast_training::ingest::{candle_files, ingest};
 
 /// Load candle files into the market-data store.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// Candle directories or files (repeatable; also `VOLCAST_DATA`, comma-separated).
     #[arg(long, env = "VOLCAST_DATA", value_delimiter = ',', required = true)]

@@ -26,7 +26,7 @@ use volcast_training::stress_session::{Prepared, Request, prepare, read_book};
 /// (95th and 99th percentiles over simulated paths) under the model's forecast and under shocks
 /// and historical replays, with the parameters the engine would recommend under each.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// Candle directories (repeatable). Default: ../shared/data/binance-spot-1h when present,
     /// else data/ and its subdirectories.
@@ -196,6 +196,7 @@ fn check_sizes(args: &Args) -> anyhow::Result<()> {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     check_sizes(args)?;
+    volcast_training::cli::writable_output("--json", args.json.as_deref())?;
     if args.bench {
         return bench(args);
     }

@@ -19,7 +19,7 @@ use volcast_training::pipeline::{Pipeline, run as run_pipeline};
 
 /// Train the volcast model (pooled over assets) and write an artifact to `model-artifacts/<id>/`.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// Candle directories (repeatable). Default: ../shared/data/binance-spot-1h when present,
     /// else data/ and its subdirectories.

@@ -19,7 +19,7 @@ use volcast_training::walkforward::{WalkForward, render, run, write_json};
 
 /// Walk-forward folds: fit on the years before each scored year, score it, summarise.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// Candle directories (repeatable; also `VOLCAST_DATA`, comma-separated, as every other
     /// command reads it). Default: ../shared/data/binance-spot-1h when present.
@@ -125,6 +125,8 @@ fn main() -> std::process::ExitCode {
 
 fn run_args() -> anyhow::Result<()> {
     let args = Args::parse();
+    volcast_training::cli::writable_output("--json", args.json.as_deref())?;
+    volcast_training::cli::writable_output("--html", args.html.as_deref())?;
     args.adaptive.check_horizons(&volcast_core::forecast::HORIZONS)?;
     if args.fixed_recalibration && args.before_fit_end_from.is_some() {
         anyhow::bail!("--before-fit-end-from acts on the daily job, which --fixed-recalibration turns off");

@@ -12,6 +12,34 @@ pub use operation::{
     refuse_later_corrections, term_structure, with_term_structure,
 };
 
+/// Refuses, before any work, an output file (`flag PATH`) that cannot be written at the end: a
+/// directory there, or a directory to write it in that does not exist. A run of minutes (an
+/// evaluation, the walk-forward folds) failed only at its last step, "writing ...". Nothing is
+/// created: an interrupted run leaves no empty file behind.
+///
+/// # Errors
+/// Naming the flag, the path and what is wrong.
+pub fn writable_output(flag: &str, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    if path.is_dir() {
+        anyhow::bail!("{flag} {}: a directory; name a file", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{flag} {}: no directory {} to write it in",
+            path.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     tracing_subscriber::fmt()
