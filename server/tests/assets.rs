@@ -292,17 +292,14 @@ async fn fresh_data_is_served_and_stale_data_fails_closed() {
         "{listing}"
     );
 
-    // Client mistakes, each in our error format.
+    // Client mistakes, each in our error format; and what the store lacks, which is no
+    // client's mistake (these two answered 422 `too_few_candles` on field `candles`, which the
+    // caller never sent).
     let cases: [(&str, u16, &str, Value); 10] = [
         ("/v1/assets/NOPE/risk", 404, "unknown_asset", Value::Null),
         ("/v1/assets/NOPE/candles", 404, "unknown_asset", Value::Null),
-        ("/v1/assets/SHORT/risk", 422, "too_few_candles", json!("candles")),
-        (
-            "/v1/assets/FLAT/risk",
-            422,
-            "degenerate_market",
-            json!("candles[888]"),
-        ),
+        ("/v1/assets/SHORT/risk", 503, "stored_data_unusable", Value::Null),
+        ("/v1/assets/FLAT/risk", 503, "stored_data_unusable", Value::Null),
         (
             "/v1/assets/FRESH/risk?alpah=0.99",
             400,
@@ -347,6 +344,14 @@ async fn fresh_data_is_served_and_stale_data_fails_closed() {
             "{uri}"
         );
     }
+    // Said of the store, with the POST routes' reason.
+    let (_, short, _) = common::call(&app, "GET", "/v1/assets/SHORT/risk", None).await;
+    let message = short["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("the stored candles of SHORT cannot be served: ")
+            && message.contains("100 hours"),
+        "{short}"
+    );
     let (status, code, field) =
         call_error(&app, "/v1/assets/FRESH/candles?from=2024-02-01&to=2024-01-01").await;
     assert_eq!(

@@ -84,6 +84,9 @@ pub enum ErrorCode {
     TooManyConnections,
     /// 503: the asset's last stored candle is older than the service's maximum staleness.
     StaleMarketData,
+    /// 503: the asset's stored candles cannot be forecast (too few hours, too many missing, a
+    /// halted market): the store lacks what the request would need; the message says what.
+    StoredDataUnusable,
     /// 503: the market-data store cannot be read (or there is none); details are in its log.
     StoreUnavailable,
     /// 401: no API key, or one that is unknown, wrong or revoked.

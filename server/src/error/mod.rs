@@ -238,6 +238,15 @@ pub enum ApiError {
         /// The maximum staleness, seconds.
         max_s: u64,
     },
+    /// The asset's stored candles cannot be forecast (too few hours, too many missing, a halted
+    /// market): what the POST routes answer 422 for a window a caller sent, said of the store's.
+    #[error("the stored candles of {asset} cannot be served: {message}")]
+    StoredDataUnusable {
+        /// The asset.
+        asset: String,
+        /// Why, as the POST routes say it of the same window.
+        message: String,
+    },
     /// The market-data store failed (or the service has none); the cause is logged.
     #[error("market-data store unavailable: {0}")]
     StoreUnavailable(String),
@@ -345,6 +354,7 @@ impl ApiError {
             Self::InvalidQuery { .. } => (S::BAD_REQUEST, C::InvalidQuery),
             Self::UnknownAsset { .. } => (S::NOT_FOUND, C::UnknownAsset),
             Self::StaleMarketData { .. } => (S::SERVICE_UNAVAILABLE, C::StaleMarketData),
+            Self::StoredDataUnusable { .. } => (S::SERVICE_UNAVAILABLE, C::StoredDataUnusable),
             Self::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, C::StoreUnavailable),
             Self::Unauthorized(_) => (S::UNAUTHORIZED, C::Unauthorized),
             Self::Forbidden { .. } => (S::FORBIDDEN, C::Forbidden),
@@ -392,6 +402,7 @@ impl ApiError {
                     | Self::NotReady
                     | Self::TooManyConnections { .. }
                     | Self::StaleMarketData { .. }
+                    | Self::StoredDataUnusable { .. }
                     | Self::ReplayUnavailable(_)
                     | Self::ReloadFailed(_)
                     | Self::DetectorUnavailable

@@ -103,7 +103,8 @@ pub async fn stored_forecast(
         .map(CandleDto::from)
         .collect();
     let (prep, pred) = forecast_items(state, serving, vec![(String::new(), asset.to_owned(), &candles)])
-        .await?
+        .await
+        .map_err(|e| of_the_store(asset, e))?
         .pop()
         .ok_or_else(|| ApiError::Internal("a forecast of one asset gave none".into()))?;
     let forecast = Arc::new((prep, pred, crate::audit::Inputs::of(&candles, "store")));
@@ -114,6 +115,20 @@ pub async fn stored_forecast(
         state.forecasts().put(asset, key, Arc::clone(&forecast));
     }
     Ok(forecast)
+}
+
+/// An error the POST routes answer for a window a caller sent (4xx), said of the store's window:
+/// the caller sent nothing wrong, and the store, not the request, lacks what is needed (503
+/// `stored_data_unusable`). Other errors pass as they are.
+fn of_the_store(asset: &str, e: ApiError) -> ApiError {
+    if e.status_and_code().0.is_client_error() {
+        ApiError::StoredDataUnusable {
+            asset: asset.to_owned(),
+            message: e.to_string(),
+        }
+    } else {
+        e
+    }
 }
 
 /// `4,24` as horizons.
@@ -346,9 +361,9 @@ pub async fn candles(
         (status = 200, description = "The forecasts, one item", body = VolatilityResponse),
         (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
         (status = 404, description = "No stored candle of this asset", body = ErrorBody),
-        (status = 422, description = "The stored window cannot be forecast (SPEC's rules), or an unknown horizon", body = ErrorBody),
+        (status = 422, description = "An unknown horizon", body = ErrorBody),
         (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Stale market data (`stale_market_data`), model not ready, store unavailable, or timeout", body = ErrorBody),
+        (status = 503, description = "Stale market data (`stale_market_data`), stored candles that cannot be forecast (`stored_data_unusable`: too few hours, too many missing, a halted market), model not ready, store unavailable, or timeout", body = ErrorBody),
     )
 )]
 pub async fn volatility(
@@ -379,9 +394,9 @@ pub async fn volatility(
         (status = 200, description = "The forecasts, one item", body = LiquidityResponse),
         (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
         (status = 404, description = "No stored candle of this asset", body = ErrorBody),
-        (status = 422, description = "The stored window cannot be forecast (SPEC's rules), an unknown horizon, or a setting out of range", body = ErrorBody),
+        (status = 422, description = "An unknown horizon, or a setting out of range", body = ErrorBody),
         (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Stale market data (`stale_market_data`), model not ready, store unavailable, or timeout", body = ErrorBody),
+        (status = 503, description = "Stale market data (`stale_market_data`), stored candles that cannot be forecast (`stored_data_unusable`: too few hours, too many missing, a halted market), model not ready, store unavailable, or timeout", body = ErrorBody),
     )
 )]
 pub async fn liquidity(
@@ -409,9 +424,9 @@ pub async fn liquidity(
         (status = 200, description = "The parameters, one item", body = RiskResponse),
         (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
         (status = 404, description = "No stored candle of this asset", body = ErrorBody),
-        (status = 422, description = "The stored window cannot be forecast (SPEC's rules), or a setting out of range", body = ErrorBody),
+        (status = 422, description = "A setting out of range", body = ErrorBody),
         (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Stale market data (`stale_market_data`), model not ready, store unavailable, or timeout", body = ErrorBody),
+        (status = 503, description = "Stale market data (`stale_market_data`), stored candles that cannot be forecast (`stored_data_unusable`: too few hours, too many missing, a halted market), model not ready, store unavailable, or timeout", body = ErrorBody),
     )
 )]
 pub async fn risk(
