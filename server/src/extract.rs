@@ -31,6 +31,14 @@ where
         if !is_json(&req) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        if let Some(encoding) = req
+            .headers()
+            .get(axum::http::header::CONTENT_ENCODING)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+            .filter(|e| !e.eq_ignore_ascii_case("identity"))
+        {
+            return Err(ApiError::UnsupportedEncoding(encoding));
+        }
         let set = req.extensions().get::<BodyLimit>().map(|l| l.0);
         let limit = set.unwrap_or(0);
         // A body declared larger than the limit is refused before any of it is read: read, it

@@ -332,6 +332,28 @@ async fn malformed_bodies_get_our_error_format() {
         (s.as_u16(), v["error"].as_str()),
         (415, Some("unsupported_media_type"))
     );
+    // An encoded body is refused as such (a gzip body read as malformed JSON; a plain one sent
+    // under the header read as if it were not there); `identity` is no encoding.
+    for (encoding, status) in [("gzip", 415), ("br", 415), ("identity", 422)] {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/v1/forecast/volatility")
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(Body::from("{}"))
+            .unwrap();
+        let (s, v, _) = raw(&app, req).await;
+        assert_eq!(s.as_u16(), status, "{encoding}: {v}");
+        if status == 415 {
+            assert!(
+                v["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("send the JSON body unencoded"),
+                "{v}"
+            );
+        }
+    }
     let (s, v, _) = call(&app, "GET", "/v1/nope", None).await;
     assert_eq!((s.as_u16(), v["error"].as_str()), (404, Some("not_found")));
     let (s, v, headers) = call(&app, "GET", "/v1/risk/parameters", None).await;

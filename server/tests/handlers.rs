@@ -58,6 +58,15 @@ async fn liquidity_reports_slippage_for_the_sale_size() {
     assert!((exp - cur * (1.0 + p)).abs() < 1e-12);
     assert!((h["expected_slippage"].as_f64().unwrap() - exp * 2.0).abs() < 1e-12);
     assert!(h["baseline_shortage_probability"].as_f64().is_some());
+    assert_eq!(h["liquidation_blocked"], false, "{h}");
+    // A sale so large its slippage passes 1 (linear in the size: 5,913% was shown as if valid)
+    // is said to be blocked, as the risk routes treat it.
+    body["sale_size_usd"] = json!(2_000_000.0 * 2.0 / h["expected_slippage"].as_f64().unwrap());
+    let (s, v, _) = call(&app, "POST", "/v1/forecast/liquidity", Some(&body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let h = &v["items"][0]["horizons"][1];
+    assert!(h["expected_slippage"].as_f64().unwrap() > 1.5, "{h}");
+    assert_eq!(h["liquidation_blocked"], true, "{h}");
 }
 
 /// With a shortage stack in the corrections (the daily job's, `adaptive.shortage_stack`), the

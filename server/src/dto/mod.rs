@@ -261,7 +261,11 @@ pub struct LiquidityHorizon {
     /// `M_H(t) (1 + p)`: a shortage doubles illiquidity.
     pub expected_illiquidity: Option<f64>,
     /// `expected_illiquidity * sale_size_usd / 1e6`: fraction of the price lost selling that size.
+    /// Linear in the size, so it may exceed 1; see `liquidation_blocked`.
     pub expected_slippage: Option<f64>,
+    /// `expected_slippage` is 1 or more: a sale of this size would lose the whole price, so it
+    /// cannot be liquidated (the risk routes then answer LT = max LTV = 0 and the maximum bonus).
+    pub liquidation_blocked: bool,
 }
 
 /// Liquidity forecasts for one asset.

@@ -24,6 +24,11 @@ pub enum ApiError {
     /// The body is not `application/json`.
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
+    /// The body is encoded (`Content-Encoding: gzip`, ...): the service reads plain JSON only. A
+    /// gzip body was read as text and refused as malformed JSON, and a plain one sent under the
+    /// header was read as if the header were not there.
+    #[error("Content-Encoding {0:?} is not supported: send the JSON body unencoded")]
+    UnsupportedEncoding(String),
     /// The body is larger than the configured limit.
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge {
@@ -325,7 +330,9 @@ impl ApiError {
         use StatusCode as S;
         match self {
             Self::MalformedJson { .. } => (S::BAD_REQUEST, C::MalformedJson),
-            Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),
+            Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => {
+                (S::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType)
+            }
             Self::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, C::PayloadTooLarge),
             Self::BodyUnreadable(_) => (S::BAD_REQUEST, C::BodyUnreadable),
             Self::MissingField { .. } => (S::UNPROCESSABLE_ENTITY, C::MissingField),

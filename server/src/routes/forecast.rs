@@ -243,6 +243,7 @@ pub fn liquidity_response<'a>(
                         current_illiquidity: current,
                         expected_illiquidity: expected,
                         expected_slippage: slippage,
+                        liquidation_blocked: policy::unliquidatable(slippage),
                     })
                 })
                 .collect::<Result<_, _>>()?;
