@@ -33,7 +33,7 @@ where
         }
         if let Some(encoding) = req
             .headers()
-            .get(axum::http::header::CONTENT_ENCODING)
+            .get(header::CONTENT_ENCODING)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
             .filter(|e| !e.eq_ignore_ascii_case("identity"))
         {
