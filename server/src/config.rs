@@ -156,7 +156,9 @@ pub struct Config {
     pub insecure_no_auth: bool,
 
     /// Requests per minute one API key may make (a key's own limit, set at `keys create`,
-    /// overrides it); over it the answer is 429 `rate_limited` with `Retry-After`.
+    /// overrides it), from a bucket holding ten seconds' worth of them (at least one: at 3 a
+    /// minute, one request, then one every 20 s); over it the answer is 429 `rate_limited` with
+    /// `Retry-After`.
     #[arg(long, env = "VOLCAST_KEY_RATE_PER_MINUTE", default_value_t = 6000, value_parser = clap::value_parser!(u32).range(1..))]
     pub key_rate_per_minute: u32,
 

@@ -37,7 +37,8 @@ enum Command {
         /// risk (risk routes, stress, replays), admin (decision export, reload).
         #[arg(long)]
         scopes: String,
-        /// Requests per minute (default: the server's `--key-rate-per-minute`).
+        /// Requests per minute (default: the server's `--key-rate-per-minute`), from a bucket
+        /// holding ten seconds' worth (at least one request: at 3 a minute, one every 20 s).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         rate_per_minute: Option<u32>,
     },

@@ -151,7 +151,7 @@ pub enum ApiError {
         max: u64,
     },
     /// A parameter outside its range.
-    #[error("{field} = {value} is outside {range}")]
+    #[error("{field} = {} is outside {range}", volcast_core::policy::said(*value))]
     OutOfRange {
         /// JSON path of the parameter.
         field: String,

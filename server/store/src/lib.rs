@@ -22,6 +22,7 @@ use std::future::Future;
 pub use access::{ApiKeyRow, DecisionRow, DecisionStore, KeyStore, NewDecision};
 pub use ledger::{LedgerEntry, LedgerStore};
 pub use redact::redact_url;
+pub use sqlite::url_of as sqlite_url;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use volcast_core::candles::Candle;

@@ -37,6 +37,24 @@ pub(crate) fn url(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
 
 /// The file an SQLite URL names: the one sqlx opens for it (its URL parser resolves `..` and
 /// percent-escapes; a path decoded by hand differed from it).
+/// The `sqlite://` URL of the file at `path`, its characters that a URL would read otherwise
+/// (`%`, a space, `?`, `#`) escaped: `sqlite://{path}` made of a directory named `rw sp` or
+/// `rw?mode=ro` was refused ("invalid domain character") or read as a query.
+#[must_use]
+pub fn url_of(path: &Path) -> String {
+    let mut url = String::from("sqlite://");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => url.push_str("%25"),
+            ' ' => url.push_str("%20"),
+            '?' => url.push_str("%3F"),
+            '#' => url.push_str("%23"),
+            c => url.push(c),
+        }
+    }
+    url
+}
+
 pub(crate) fn file(url: &str) -> Result<PathBuf, StoreError> {
     target(url).map(|(_, file)| file)
 }
@@ -318,6 +336,22 @@ mod tests {
     /// What is at the URL's file, as the tools that read a store see it: a percent-encoded
     /// path is the file sqlx opens, an empty file is no store yet, a file on the path is named,
     /// and memory is no store.
+    /// A path made into a URL names that path, whatever characters a URL reads otherwise.
+    #[tokio::test]
+    async fn a_path_made_a_url_opens_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["rw sp", "rw?mode=ro", "50%", "a#b"] {
+            let sub = dir.path().join(name);
+            std::fs::create_dir(&sub).unwrap();
+            let path = sub.join("replay.db");
+            let url = url_of(&path);
+            let store = Store::open(&url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(store.file(), Some(path.as_path()), "{url}");
+            store.close().await;
+            assert!(path.is_file(), "{url}");
+        }
+    }
+
     #[tokio::test]
     async fn the_file_a_url_names_is_the_one_sqlx_opens() {
         let dir = tempfile::tempdir().unwrap();

@@ -178,7 +178,7 @@ fn run() -> anyhow::Result<()> {
         if let Some(b) = args.gate_windows_close {
             rule.score_as_windows_close = b;
         }
-        let url = format!("sqlite://{}", db.display());
+        let url = volcast_store::sqlite_url(db);
         let report = tokio::runtime::Runtime::new()?.block_on(regate_replay(&url, &rule, from_ms, to_ms))?;
         return finish(&report, args.json.as_deref());
     }
@@ -202,7 +202,7 @@ fn run() -> anyhow::Result<()> {
         artifact: model,
         from_ms,
         to_ms,
-        database_url: format!("sqlite://{}", work.join("replay.db").display()),
+        database_url: volcast_store::sqlite_url(&work.join("replay.db")),
         artifacts_dir: work.join("artifacts"),
     };
     let started = std::time::Instant::now();

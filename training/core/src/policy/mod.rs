@@ -45,7 +45,7 @@ mod settings;
 pub use settings::{
     ALPHA_RANGE, AskedSettings, BONUS_RANGE, DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_BONUS_MARGIN,
     DEFAULT_MAX_STEP, DEFAULT_SALE_SIZE_USD, DEFAULT_TAU, DEFAULT_TAU_USER, FLAG_NAMES, JSON_NAMES, Range,
-    RiskSettings, SALE_SIZE_RANGE, SettingNames, SettingsError, TAU_RANGE, UNIT_RANGE,
+    RiskSettings, SALE_SIZE_RANGE, SettingNames, SettingsError, TAU_RANGE, UNIT_RANGE, said,
 };
 
 impl RiskSettings {

@@ -87,9 +87,21 @@ pub const SALE_SIZE_RANGE: Range = range(0.0, true, 1e12, true, "[0, 1e12]");
 /// Relative step from a previous value; also the range of a previous LT and max LTV.
 pub const UNIT_RANGE: Range = range(0.0, true, 1.0, true, "[0, 1]");
 
+/// `value` as an error message says it: as Rust writes it, except far from 1, where the
+/// exponent form keeps it short (1e308 was written with 309 digits, 1e-320 with 320).
+#[must_use]
+pub fn said(value: f64) -> String {
+    let magnitude = value.abs();
+    if magnitude == 0.0 || !magnitude.is_finite() || (1e-6..1e15).contains(&magnitude) {
+        format!("{value}")
+    } else {
+        format!("{value:e}")
+    }
+}
+
 /// A setting outside its range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field} = {value} is outside {range}")]
+#[error("{field} = {} is outside {range}", said(*value))]
 pub struct SettingsError {
     /// The setting's name as the caller gave it (JSON path or flag).
     pub field: String,

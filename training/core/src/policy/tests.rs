@@ -326,3 +326,22 @@ proptest! {
         }
     }
 }
+
+/// A value far from 1 is said in the exponent form (1e308 was written with 309 digits), others
+/// as Rust writes them.
+#[test]
+fn values_in_messages_stay_short() {
+    assert_eq!(said(1e308), "1e308");
+    assert_eq!(said(-1e-320), "-1e-320");
+    assert_eq!(said(2.5e15), "2.5e15");
+    assert_eq!(said(0.99), "0.99");
+    assert_eq!(said(1e12), "1000000000000");
+    assert_eq!(said(0.0), "0");
+    assert_eq!(said(f64::INFINITY), "inf");
+    let e = SettingsError {
+        field: "tau_hours".into(),
+        value: 1e308,
+        range: "[1, 168]",
+    };
+    assert_eq!(e.to_string(), "tau_hours = 1e308 is outside [1, 168]");
+}
