@@ -16,6 +16,8 @@ fn generate_refuses_empty_and_huge_counts() {
         ("--hours", "0"),
         ("--hours", "1000000000000"),
         ("--assets", "10001"),
+        // Off the hour: it was floored without a word.
+        ("--start", "2020-01-01T00:30:00Z"),
     ] {
         let out = run(
             env!("CARGO_BIN_EXE_generate"),

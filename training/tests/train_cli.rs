@@ -397,3 +397,21 @@ fn quick_run<'a>(data: &'a Path, out: &'a Path) -> [&'a str; 15] {
         out.to_str().unwrap(),
     ]
 }
+
+/// A `--bench-*` option without `--bench` is refused: it was ignored, and a normal training run
+/// started in its place.
+#[test]
+fn bench_options_need_bench() {
+    for flag in ["--bench-steps", "--bench-batch-sizes", "--bench-threads"] {
+        let out = run(
+            env!("CARGO_BIN_EXE_train"),
+            &[flag, "5", "--data", "/nonexistent"],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("--bench"), "{flag}: {err}");
+        assert!(
+            err.contains("required") || err.contains("requires"),
+            "{flag}: {err}"
+        );
+    }
+}

@@ -297,9 +297,12 @@ fn main() -> std::process::ExitCode {
                 );
                 let (from, to) = (time(&from, Bound::Start)?, time(&to, Bound::End)?);
                 let markets = Markets::load(&data, to, &d.config)?;
-                let candles = markets
-                    .candles_of(&asset)
-                    .with_context(|| format!("no candles of {asset} up to {to}"))?;
+                let candles = markets.candles_of(&asset).with_context(|| {
+                    format!(
+                        "no candles of {asset} up to {}",
+                        volcast_core::time::format_ms(to)
+                    )
+                })?;
                 let verdicts = Scorer::new(d).score_candles(candles, Some(&markets.market));
                 let shown: Vec<_> = candles.iter().filter(|c| c.open_time >= from).copied().collect();
                 let scored: Vec<_> = verdicts.into_iter().filter(|v| v.time_ms >= from).collect();

@@ -42,6 +42,15 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let start_ms = parse_time(&args.start, Bound::Start).context("--start")?;
+    let off = start_ms.rem_euclid(volcast_core::time::HOUR_MS);
+    if off != 0 {
+        // Candles open on the hour: it was floored without a word.
+        anyhow::bail!(
+            "--start {} is not on a whole hour (candles open on the hour), such as {}",
+            args.start,
+            volcast_core::time::format_ms(start_ms - off)
+        );
+    }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let hours = usize::try_from(args.hours).context("--hours")?;
     for i in 1..=args.assets {

@@ -98,13 +98,13 @@ struct Args {
     #[arg(long)]
     bench: bool,
     /// With --bench: timed optimiser steps per measurement (after a few untimed ones).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000), requires = "bench")]
     bench_steps: u64,
     /// With --bench: batch sizes, comma-separated. Default: the config's.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=1_000_000), requires = "bench")]
     bench_batch_sizes: Vec<u64>,
     /// With --bench: thread counts, comma-separated. Default: 1 and --threads' default.
-    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=256))]
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=256), requires = "bench")]
     bench_threads: Vec<u64>,
 }
 
