@@ -31,11 +31,18 @@ where
         if !is_json(&req) {
             return Err(ApiError::UnsupportedMediaType);
         }
+        // Every coding of every Content-Encoding header (`identity, gzip` is gzip).
         if let Some(encoding) = req
             .headers()
-            .get(header::CONTENT_ENCODING)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
-            .filter(|e| !e.eq_ignore_ascii_case("identity"))
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .flat_map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .split(',')
+                    .map(|c| c.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
         {
             return Err(ApiError::UnsupportedEncoding(encoding));
         }

@@ -334,7 +334,12 @@ async fn malformed_bodies_get_our_error_format() {
     );
     // An encoded body is refused as such (a gzip body read as malformed JSON; a plain one sent
     // under the header read as if it were not there); `identity` is no encoding.
-    for (encoding, status) in [("gzip", 415), ("br", 415), ("identity", 422)] {
+    for (encoding, status) in [
+        ("gzip", 415),
+        ("br", 415),
+        ("identity, gzip", 415),
+        ("identity", 422),
+    ] {
         let req = Request::builder()
             .method("POST")
             .uri("/v1/forecast/volatility")

@@ -456,6 +456,36 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
         Store::open_existing(&url).await.is_ok(),
         "the store is still a store"
     );
+    let store_file = url.trim_start_matches("sqlite://").to_owned();
+    let out = verify(&[
+        "--database-url",
+        &url,
+        "--public-key",
+        &public,
+        "--export-to",
+        &format!("{store_file}-wal"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("a side file of an SQLite database"), "{err}");
+    // A `FILE.partial` already there is neither overwritten nor removed.
+    let mine = dir.path().join("mine.jsonl");
+    std::fs::write(dir.path().join("mine.jsonl.partial"), "keep").unwrap();
+    let out = verify(&[
+        "--database-url",
+        &url,
+        "--public-key",
+        &public,
+        "--export-to",
+        mine.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is already there"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("mine.jsonl.partial")).unwrap(),
+        "keep"
+    );
     let beside = dir.path().join("beside.jsonl");
     let out = verify(&[
         "--export",
@@ -465,11 +495,13 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
         "--export-to",
         beside.to_str().unwrap(),
     ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Refused as the conflict it is (it was refused only for want of --database-url).
     assert!(
-        !out.status.success() && !beside.exists(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        !out.status.success() && err.contains("cannot be used with"),
+        "{err}"
     );
+    assert!(!beside.exists(), "{err}");
     let mut lines: Vec<&str> = text.lines().collect();
     lines.swap(3, 4);
     std::fs::write(&export, lines.join("\n")).unwrap();
@@ -888,6 +920,27 @@ async fn replica_before(
     before
 }
 
+/// A service now, on a fresh store and chain in `dir`, the replica of before beside it on the
+/// same store under `settings` ([`replica_before`]), and the last `history_hours` candles of
+/// synthetic asset `asset`'s 45 days: what each test of a rule recorded before needs.
+async fn now_and_before(
+    dir: &std::path::Path,
+    asset: usize,
+    settings: impl FnOnce(volcast_server::state::Settings) -> volcast_server::state::Settings,
+) -> (AppState, AppState, Vec<Value>) {
+    let (state, store, _) = logged_state(dir).await;
+    let before = replica_before(store, settings).await;
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(asset, 45);
+    let candles = series[series.len() - history..].to_vec();
+    (state, before, candles)
+}
+
+/// The close of the last of `candles` (as JSON).
+fn last_close(candles: &[Value]) -> f64 {
+    candles[candles.len() - 1]["close"].as_f64().unwrap()
+}
+
 /// Posts `body` to `route` on the replica of before and on now's, and replays both answers on
 /// now's: both must replay identically. The two answers, before's first.
 async fn both_replay_identically(before: AppState, now: AppState, route: &str, body: &Value) -> Vec<Value> {
@@ -917,17 +970,14 @@ async fn both_replay_identically(before: AppState, now: AppState, route: &str, b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_answers_of_either_bridge_replay_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let (state, store, _) = logged_state(dir.path()).await;
-    let before = replica_before(store, |s| volcast_server::state::Settings {
+    let (state, before, candles) = now_and_before(dir.path(), 2, |s| volcast_server::state::Settings {
         stress_bridge: volcast_core::stress::Bridge::MeanVariance,
         ..s
     })
     .await;
-    let history = state.serving().unwrap().info.history_hours();
-    let series = common::market_json(2, 45);
     let body = json!({
-        "asset": "S", "candles": series[series.len() - history..], "paths": 4000, "horizon_hours": 48,
-        "positions": [{"collateral": 10.0, "debt": 10.0 * series[series.len() - 1]["close"].as_f64().unwrap() * 0.6}],
+        "asset": "S", "candles": candles, "paths": 4000, "horizon_hours": 48,
+        "positions": [{"collateral": 10.0, "debt": 10.0 * last_close(&candles) * 0.6}],
     });
     let answers = both_replay_identically(before, state, "/v1/risk/stress", &body).await;
     assert!(answers[0].get("lows").is_none(), "{}", answers[0]);
@@ -945,18 +995,14 @@ async fn stress_answers_of_either_bridge_replay_identically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_answers_of_either_impact_rule_replay_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let (state, store, _) = logged_state(dir.path()).await;
-    let before = replica_before(store, |s| volcast_server::state::Settings {
+    let (state, before, candles) = now_and_before(dir.path(), 2, |s| volcast_server::state::Settings {
         stress_impact: volcast_core::stress::Impact::PerPosition,
         ..s
     })
     .await;
-    let history = state.serving().unwrap().info.history_hours();
-    let series = common::market_json(2, 45);
-    let price = series[series.len() - 1]["close"].as_f64().unwrap();
-    let loan = json!({"collateral": 1e5, "debt": 1e5 * price * 0.78});
+    let loan = json!({"collateral": 1e5, "debt": 1e5 * last_close(&candles) * 0.78});
     let body = json!({
-        "asset": "S", "candles": series[series.len() - history..], "paths": 2000, "horizon_hours": 48,
+        "asset": "S", "candles": candles, "paths": 2000, "horizon_hours": 48,
         "scenarios": [{"kind": "forecast"}], "positions": vec![loan; 100],
     });
     let answers = both_replay_identically(before, state, "/v1/risk/stress", &body).await;
@@ -978,19 +1024,15 @@ async fn stress_answers_of_either_impact_rule_replay_identically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_answers_of_either_replay_cut_replay_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let (state, store, _) = logged_state(dir.path()).await;
-    let before = replica_before(store, |s| volcast_server::state::Settings {
+    let (state, before, candles) = now_and_before(dir.path(), 2, |s| volcast_server::state::Settings {
         stress_replay_cut: volcast_core::stress::ReplayCut::First,
         ..s
     })
     .await;
-    let history = state.serving().unwrap().info.history_hours();
-    let series = common::market_json(2, 45);
-    let price = series[series.len() - 1]["close"].as_f64().unwrap();
     let body = json!({
-        "asset": "S", "candles": series[series.len() - history..], "horizon_hours": 24,
+        "asset": "S", "candles": candles, "horizon_hours": 24,
         "scenarios": [{"kind": "replay", "name": "BTCUSDT 2020-03-12"}],
-        "positions": [{"collateral": 1.0, "debt": price * 0.6}],
+        "positions": [{"collateral": 1.0, "debt": last_close(&candles) * 0.6}],
     });
     let answers = both_replay_identically(before, state, "/v1/risk/stress", &body).await;
     let (then, now) = (&answers[0]["scenarios"][0], &answers[1]["scenarios"][0]);
@@ -1095,15 +1137,11 @@ async fn a_record_naming_a_rule_this_build_does_not_know_is_not_replayed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn risk_answers_of_either_step_rule_replay_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let (state, store, _) = logged_state(dir.path()).await;
-    let before = replica_before(store, |s| volcast_server::state::Settings {
+    let (state, before, candles) = now_and_before(dir.path(), 3, |s| volcast_server::state::Settings {
         step_rule: volcast_core::policy::StepRule::LtvBelowLtOnly,
         ..s
     })
     .await;
-    let history = state.serving().unwrap().info.history_hours();
-    let series = common::market_json(3, 45);
-    let candles = &series[series.len() - history..];
     let app = volcast_server::app(state.clone());
     let (status, free, _) = common::call(
         &app,
@@ -1154,16 +1192,13 @@ async fn risk_answers_of_either_step_rule_replay_identically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn risk_answers_from_a_previous_zero_of_either_rule_replay_identically() {
     let dir = tempfile::tempdir().unwrap();
-    let (state, store, _) = logged_state(dir.path()).await;
-    let before = replica_before(store, |s| volcast_server::state::Settings {
+    let (state, before, candles) = now_and_before(dir.path(), 3, |s| volcast_server::state::Settings {
         step_rule: volcast_core::policy::StepRule::KeepsUserBuffer,
         ..s
     })
     .await;
-    let history = state.serving().unwrap().info.history_hours();
-    let series = common::market_json(3, 45);
     let body = json!({
-        "asset": "R", "candles": &series[series.len() - history..], "max_step": 0.05,
+        "asset": "R", "candles": candles, "max_step": 0.05,
         "previous": {"liquidation_threshold": 0.0, "max_ltv": 0.0},
     });
     let answers = both_replay_identically(before, state, "/v1/risk/parameters", &body).await;

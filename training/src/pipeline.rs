@@ -106,7 +106,12 @@ pub fn default_dirs() -> anyhow::Result<Vec<PathBuf>> {
         subs.sort();
         dirs.extend(subs);
     }
-    let has_candles = dirs.iter().any(|d| list_dir(d).is_ok_and(|f| !f.is_empty()));
+    // A directory's refusal (a candle-named entry that is no readable file) is said, not read
+    // as "no candle data".
+    let mut has_candles = false;
+    for d in &dirs {
+        has_candles |= !list_dir(d)?.is_empty();
+    }
     if !has_candles {
         bail!(
             "no candle data found: ../shared/data/binance-spot-1h does not exist and data/ holds no .csv, .csv.gz or .parquet files. \

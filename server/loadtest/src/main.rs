@@ -182,7 +182,14 @@ async fn main() -> std::process::ExitCode {
         eprintln!("loadtest: only http://127.0.0.1 or http://localhost targets are allowed");
         return std::process::ExitCode::FAILURE;
     }
-    let client = match reqwest::Client::builder().pool_max_idle_per_host(256).build() {
+    // Only to the loopback address checked: no redirect followed elsewhere, no proxy from the
+    // environment in between.
+    let client = match reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("loadtest: {e}");

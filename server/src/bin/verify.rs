@@ -44,23 +44,36 @@ struct Args {
     export_to: Option<PathBuf>,
 }
 
-/// Refuses an `--export-to` path that must not be replaced: a directory, or an SQLite database
-/// (the store being checked, named by mistake, was replaced by its own export).
+/// Refuses an `--export-to` path that must not be replaced: a directory, an SQLite database
+/// (the store being checked, named by mistake, was replaced by its own export) or one of its
+/// side files (`-wal`, `-shm`, `-journal`: a live server's WAL holds committed decisions), or a
+/// `FILE.partial` already there (this run would overwrite it, then remove it on failure).
 fn export_target(path: &std::path::Path) -> Result<(), String> {
+    let refused = |why: &str| Err(format!("--export-to {}: {why}", path.display()));
     if path.is_dir() {
-        return Err(format!(
-            "--export-to {}: a directory; name a file",
-            path.display()
-        ));
+        return refused("a directory; name a file");
     }
-    let mut head = [0u8; 16];
-    let is_database = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok_and(|()| head == *b"SQLite format 3\0");
-    if is_database {
+    let is_database = |p: &std::path::Path| {
+        let mut head = [0u8; 16];
+        std::fs::File::open(p)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok_and(|()| head == *b"SQLite format 3\0")
+    };
+    if is_database(path) {
+        return refused("an SQLite database (the store?), not overwritten; name a new file");
+    }
+    let name = path.as_os_str().to_string_lossy();
+    for side in ["-wal", "-shm", "-journal"] {
+        if let Some(base) = name.strip_suffix(side)
+            && is_database(std::path::Path::new(base))
+        {
+            return refused("a side file of an SQLite database (the store?), not overwritten");
+        }
+    }
+    if partial(path).exists() {
         return Err(format!(
-            "--export-to {}: an SQLite database (the store?), not overwritten; name a new file",
-            path.display()
+            "{} is already there (an earlier run's?): remove it or name another file",
+            partial(path).display()
         ));
     }
     Ok(())
@@ -79,6 +92,11 @@ const PAGE: u32 = 1000;
 async fn main() -> ExitCode {
     let args = Args::parse();
     let export_to = args.export_to.clone();
+    // Refused before anything is written, so the cleanup below removes only this run's file.
+    if let Some(Err(e)) = export_to.as_deref().map(export_target) {
+        eprintln!("verify: {e}");
+        return ExitCode::from(2);
+    }
     let mut outcome = run(args).await;
     // The export exists only for a log that verified: no half file to mistake for the log.
     if let Some(path) = export_to {
@@ -114,12 +132,13 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
             Ok((key_id(&bytes), k.trim().to_owned()))
         })
         .collect::<Result<_, String>>()?;
-    if let Some(p) = &args.export_to {
-        export_target(p)?;
-    }
     let mut out = match &args.export_to {
         Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(partial(p)).map_err(|e| format!("{}: {e}", p.display()))?,
+            std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(partial(p))
+                .map_err(|e| format!("{}: {e}", p.display()))?,
         )),
         None => None,
     };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use volcast_core::time::{Bound, HOUR_MS, format_ms, parse_time};
 use volcast_store::CandleStore;
@@ -117,11 +117,13 @@ pub async fn stored_forecast(
     Ok(forecast)
 }
 
-/// An error the POST routes answer for a window a caller sent (4xx), said of the store's window:
-/// the caller sent nothing wrong, and the store, not the request, lacks what is needed (503
-/// `stored_data_unusable`). Other errors pass as they are.
+/// An error the POST routes answer for a window a caller sent (422: too few hours, too many
+/// missing, a halted market, a bad candle), said of the store's window: the caller sent nothing
+/// wrong, and the store, not the request, lacks what is needed (503 `stored_data_unusable`).
+/// Other errors pass as they are: a full inference queue stays 429 `queue_full` with its
+/// `Retry-After`.
 fn of_the_store(asset: &str, e: ApiError) -> ApiError {
-    if e.status_and_code().0.is_client_error() {
+    if e.status_and_code().0 == StatusCode::UNPROCESSABLE_ENTITY {
         ApiError::StoredDataUnusable {
             asset: asset.to_owned(),
             message: e.to_string(),
@@ -497,6 +499,38 @@ pub async fn asset_risk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the store's window lacks is the store's (503), but a full queue stays a full queue
+    /// (429 with its Retry-After): mapped by a first version, a loaded service answered 503
+    /// `stored_data_unusable` "the inference queue is full".
+    #[test]
+    fn only_the_windows_faults_are_the_stores() {
+        let short = of_the_store(
+            "A",
+            ApiError::TooFewCandles {
+                field: "candles".into(),
+                got: 100,
+                need: 889,
+            },
+        );
+        assert_eq!(short.status_and_code().0, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            short
+                .to_string()
+                .starts_with("the stored candles of A cannot be served: "),
+            "{short}"
+        );
+        assert_eq!(short.field(), None);
+        let full = of_the_store(
+            "A",
+            ApiError::QueueFull {
+                retry_after: Duration::from_secs(3),
+            },
+        );
+        assert!(matches!(full, ApiError::QueueFull { .. }), "{full}");
+        let timeout = of_the_store("A", ApiError::NotReady);
+        assert!(matches!(timeout, ApiError::NotReady), "{timeout}");
+    }
 
     #[test]
     fn staleness_counts_from_the_close() {

@@ -1,5 +1,6 @@
 //! What the store checks in a PostgreSQL URL before connecting.
 
+use crate::redact::percent_decoded;
 use crate::{StoreError, redact_url};
 
 /// The query parameters sqlx's PostgreSQL driver (0.8) reads; it ignores any other, with a
@@ -34,6 +35,20 @@ const KNOWN_PARAMETERS: [&str; 18] = [
 /// [`StoreError::Url`] for a URL sqlx cannot read or a parameter it would ignore.
 pub(crate) fn check(url: &str) -> Result<(), StoreError> {
     let refused = |shown: String, why: String| StoreError::Url { url: shown, why };
+    // A user or password holding `/`, `?` or `#` unescaped ends the URL parser's user info
+    // there: the rest of the password would be read as the host, path or query (and named back
+    // as an unknown parameter). `redact_url` hides everything up to the last `@`.
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    if let Some(at) = url[after_scheme..].rfind('@')
+        && url[after_scheme..after_scheme + at].contains(['/', '?', '#'])
+    {
+        return Err(refused(
+            redact_url(url),
+            "the user or password holds `/`, `?` or `#` unescaped, which ends the URL's user \
+             there: percent-encode them (%2F, %3F, %23)"
+                .to_owned(),
+        ));
+    }
     let parsed: sqlx::any::AnyConnectOptions = url
         .parse()
         .map_err(|e: sqlx::Error| refused(redact_url(url), e.to_string()))?;
@@ -46,38 +61,61 @@ pub(crate) fn check(url: &str) -> Result<(), StoreError> {
     if unknown.is_empty() {
         return Ok(());
     }
-    // The URL as said: its password hidden, and the unknown parameters' values too (one may be
-    // a password under a misspelt key).
-    let mut shown = parsed.database_url.clone();
-    let pairs: Vec<(String, String)> = parsed
-        .database_url
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if known(&k) {
-                v.into_owned()
-            } else {
-                "***".to_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    shown.query_pairs_mut().clear().extend_pairs(pairs);
+    // The URL as written, its password hidden, and the unknown parameters' values too (one may
+    // be a password under a misspelt key). The user info holds no `?` (refused above): the
+    // first `?` after it starts the query.
+    let redacted = redact_url(url);
+    let query_from = redacted.rfind('@').unwrap_or(0);
+    let shown = match redacted[query_from..].find('?') {
+        None => redacted.clone(),
+        Some(q) => {
+            let (base, query) = redacted.split_at(query_from + q + 1);
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|p| {
+                    let (k, valued) = p.split_once('=').map_or((p, false), |(k, _)| (k, true));
+                    let key = percent_decoded(&k.replace('+', " "));
+                    match (known(&key) || key.is_empty(), is_a_name(&key)) {
+                        (true, _) => p.to_owned(),
+                        (false, true) if valued => format!("{k}=***"),
+                        (false, true) => k.to_owned(),
+                        (false, false) => "***".to_owned(),
+                    }
+                })
+                .collect();
+            format!("{base}{}", pairs.join("&"))
+        }
+    };
     let one = unknown.len() == 1;
     Err(refused(
-        redact_url(shown.as_str()),
+        shown,
         format!(
             "unknown parameter{} {}: the PostgreSQL driver would ignore {} (it reads {}, \
              options[NAME])",
             if one { "" } else { "s" },
             unknown
                 .iter()
-                .map(|n| format!("`{n}`"))
+                .map(|n| if is_a_name(n) {
+                    format!("`{n}`")
+                } else {
+                    "(a name not a word)".to_owned()
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
             if one { "it" } else { "them" },
             KNOWN_PARAMETERS.join(", "),
         ),
     ))
+}
+
+/// Whether `key` reads as a parameter's name (said back in an error), not as text that may be a
+/// secret.
+fn is_a_name(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 64
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.[]".contains(c))
 }
 
 /// Whether the driver reads `key`.
@@ -143,5 +181,25 @@ mod tests {
             .expect_err("refused");
         assert!(said.contains("sslmode=require&ssl_mode=***"), "{said}");
         assert!(said.contains("it reads sslmode, ssl-mode,"), "{said}");
+        // A password holding `/`, `?` or `#` unescaped: the URL parser ends the user info there
+        // and would read the rest as host, path or query (its part after `?` was then named back
+        // as an unknown parameter). Refused, the whole user info hidden.
+        for url in [
+            "postgres://u:?s3cret@h/db",
+            "postgres://u:12/ab?s3cret@h/db",
+            "postgres://u:a#s3cret@h/db?sslmode=require",
+        ] {
+            let said = check(url).map_err(|e| e.to_string()).expect_err("refused");
+            assert!(said.contains("percent-encode them"), "{said}");
+            assert!(!said.contains("s3cret"), "{said}");
+        }
+        // A name that is no word is not said back (it may be a secret pasted in the wrong place).
+        let said = check("postgres://h/db?s3cret%40x")
+            .map_err(|e| e.to_string())
+            .expect_err("refused");
+        assert!(
+            said.contains("(a name not a word)") && !said.contains("s3cret"),
+            "{said}"
+        );
     }
 }

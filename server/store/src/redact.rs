@@ -41,7 +41,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `text` with its `%XX` escapes decoded (an invalid escape kept as written).
-fn percent_decoded(text: &str) -> String {
+pub(crate) fn percent_decoded(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -35,26 +35,27 @@ pub(crate) fn url(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
     Ok((connect, Some(file)))
 }
 
-/// The file an SQLite URL names: the one sqlx opens for it (its URL parser resolves `..` and
-/// percent-escapes; a path decoded by hand differed from it).
-/// The `sqlite://` URL of the file at `path`, its characters that a URL would read otherwise
-/// (`%`, a space, `?`, `#`) escaped: `sqlite://{path}` made of a directory named `rw sp` or
-/// `rw?mode=ro` was refused ("invalid domain character") or read as a query.
+/// The `sqlite://` URL of the file at `path`: made absolute (a relative path's first
+/// component would be read as the URL's host), every byte but `/` and URL-unreserved ones
+/// percent-escaped. `sqlite://{path}` made of a directory named `rw sp` or `rw?mode=ro` was
+/// refused ("invalid domain character") or read as a query.
 #[must_use]
 pub fn url_of(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     let mut url = String::from("sqlite://");
-    for c in path.to_string_lossy().chars() {
-        match c {
-            '%' => url.push_str("%25"),
-            ' ' => url.push_str("%20"),
-            '?' => url.push_str("%3F"),
-            '#' => url.push_str("%23"),
-            c => url.push(c),
+    for &b in absolute.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
         }
     }
     url
 }
 
+/// The file an SQLite URL names: the one sqlx opens for it (its URL parser resolves `..` and
+/// percent-escapes; a path decoded by hand differed from it).
 pub(crate) fn file(url: &str) -> Result<PathBuf, StoreError> {
     target(url).map(|(_, file)| file)
 }
@@ -333,14 +334,11 @@ mod tests {
         assert!(super::url(&format!("sqlite://{}", notes.display())).is_ok());
     }
 
-    /// What is at the URL's file, as the tools that read a store see it: a percent-encoded
-    /// path is the file sqlx opens, an empty file is no store yet, a file on the path is named,
-    /// and memory is no store.
     /// A path made into a URL names that path, whatever characters a URL reads otherwise.
     #[tokio::test]
     async fn a_path_made_a_url_opens_that_file() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["rw sp", "rw?mode=ro", "50%", "a#b"] {
+        for name in ["rw sp", "rw?mode=ro", "50%", "a#b", "c:d", "[e]|^<f>", "é"] {
             let sub = dir.path().join(name);
             std::fs::create_dir(&sub).unwrap();
             let path = sub.join("replay.db");
@@ -352,6 +350,9 @@ mod tests {
         }
     }
 
+    /// What is at the URL's file, as the tools that read a store see it: a percent-encoded
+    /// path is the file sqlx opens, an empty file is no store yet, a file on the path is named,
+    /// and memory is no store.
     #[tokio::test]
     async fn the_file_a_url_names_is_the_one_sqlx_opens() {
         let dir = tempfile::tempdir().unwrap();
