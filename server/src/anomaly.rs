@@ -138,8 +138,10 @@ pub fn min_candles(scorer: &Scorer) -> usize {
     scorer.detector.config.features.candle_warmup_hours + 1
 }
 
-/// Checks one pool series: times inside the candle range and strictly increasing, reserves and
-/// supply positive, counters not negative, all finite.
+/// Checks one pool series: times in the open-time range, strictly increasing and not after the
+/// server's clock, reserves and supply positive, the cumulative counters not negative and never
+/// falling (a reset count was scored as a burst of activity: five spurious flags from one edited
+/// snapshot), all finite.
 ///
 /// # Errors
 /// [`ApiError::InvalidValue`] naming the field.
@@ -177,6 +179,32 @@ pub fn check_pool(field: &str, pool: &[PoolSnapshotDto]) -> Result<Vec<PoolSnaps
         }
         if i > 0 && s.time <= pool[i - 1].time {
             return Err(bad(i, "time", "snapshot times must be strictly increasing"));
+        }
+        let now = crate::follower::wall_clock_ms();
+        if s.time > now.saturating_add(crate::inputs::FORMING_GRACE_MS) {
+            return Err(bad(
+                i,
+                "time",
+                &format!(
+                    "{} is after the server's clock ({}): send snapshots taken",
+                    volcast_core::time::format_ms(s.time),
+                    volcast_core::time::format_ms(now)
+                ),
+            ));
+        }
+        if let Some(prev) = i.checked_sub(1).map(|j| &pool[j]) {
+            for (name, v, before) in [
+                ("tx_count", s.tx_count, prev.tx_count),
+                ("volume_usd", s.volume_usd, prev.volume_usd),
+            ] {
+                if v < before {
+                    return Err(bad(
+                        i,
+                        name,
+                        &format!("is cumulative: {v} is below the previous snapshot's {before}"),
+                    ));
+                }
+            }
         }
     }
     Ok(pool.iter().map(|&s| s.into()).collect())

@@ -352,6 +352,35 @@ async fn bad_input_gets_the_usual_errors() {
         (422, "pool[7].time"),
         "{v}"
     );
+    // A cumulative counter that falls (a reset count was scored as a burst: five spurious
+    // flags), and a snapshot dated after the server's clock.
+    for (name, at) in [("tx_count", 9), ("volume_usd", 12)] {
+        let mut p = pool_json(&pool(40));
+        p[at][name] = json!(p[at - 1][name].as_f64().unwrap() * 0.5);
+        let (s, v, _) = case(json!({"asset": "X", "candles": good.clone(), "pool": p})).await;
+        assert_eq!(
+            (s.as_u16(), v["field"].as_str().unwrap()),
+            (422, format!("pool[{at}].{name}").as_str()),
+            "{v}"
+        );
+        assert!(v["message"].as_str().unwrap().contains("is cumulative"), "{v}");
+    }
+    let mut p = pool_json(&pool(40));
+    let last = p.len() - 1;
+    p[last]["time"] = json!(volcast_server::follower::wall_clock_ms() + 30 * 86_400_000);
+    let (s, v, _) = case(json!({"asset": "X", "candles": good.clone(), "pool": p})).await;
+    assert_eq!(
+        (s.as_u16(), v["field"].as_str().unwrap()),
+        (422, format!("pool[{last}].time").as_str()),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("after the server's clock"),
+        "{v}"
+    );
     // Shapes.
     let (s, v, _) = case(json!({"items": [{"asset": "X", "candles": good.clone()}], "pool": []})).await;
     assert_eq!(

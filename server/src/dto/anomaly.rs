@@ -15,7 +15,8 @@ use super::CandleDto;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"time": 1_609_459_200_000_i64, "reserve_asset": 1_250_000.0, "reserve_quote": 9_800.0, "reserve_usd": 14_500_000.0, "total_supply": 95_000.0, "tx_count": 412_345.0, "volume_usd": 2_350_000_000.0}))]
 pub struct PoolSnapshotDto {
-    /// Snapshot time, Unix milliseconds UTC; strictly increasing.
+    /// Snapshot time, Unix milliseconds UTC; strictly increasing, and not after the server's
+    /// clock (10 s of grace).
     pub time: i64,
     /// Reserve of the asset, token units (> 0).
     pub reserve_asset: f64,
@@ -25,9 +26,9 @@ pub struct PoolSnapshotDto {
     pub reserve_usd: f64,
     /// LP tokens outstanding (> 0).
     pub total_supply: f64,
-    /// Cumulative transaction count (>= 0).
+    /// Cumulative transaction count (>= 0, never below the previous snapshot's).
     pub tx_count: f64,
-    /// Cumulative volume, USD (>= 0). Where `tx_count` rose since the previous snapshot and this
+    /// Cumulative volume, USD (>= 0, never below the previous snapshot's). Where `tx_count` rose since the previous snapshot and this
     /// did not, the volume is taken as untracked (the subgraphs count only volume they can
     /// price): `pool_volume` is not scored for that snapshot.
     pub volume_usd: f64,
