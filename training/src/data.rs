@@ -61,8 +61,12 @@ pub enum LoadError {
         /// Row, field and rule.
         candle: CandleError,
     },
-    /// An asset asked for is in none of the directories.
-    #[error("asset {0} has no candle file in the data directories")]
+    /// An asset asked for is in none of the directories (an empty id: a stray comma).
+    #[error("{}", if .0.trim().is_empty() {
+        "an empty asset id was asked for (a stray comma in the list?)".to_owned()
+    } else {
+        format!("asset {} has no candle file in the data directories", .0)
+    })]
     UnknownAsset(String),
     /// Two files in one directory claim the same asset.
     #[error("{first} and {second} are both asset {asset}: keep one per directory")]
@@ -749,6 +753,14 @@ mod tests {
             load_dirs(&[b.path().join("nope")]),
             Err(LoadError::Directory { .. })
         ));
+        // An empty id (`--assets ""`, `BTC,`) is said as such: it read "asset  has no candle file".
+        let e = load_assets(&[a.path().to_owned()], Some(&[String::new()]))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "an empty asset id was asked for (a stray comma in the list?)"
+        );
     }
 
     /// An entry named as a candle file that cannot be read as one is refused, naming it: it was

@@ -130,3 +130,37 @@ fn evaluate_refuses_a_period_with_nothing_to_score() {
         "{stdout}\n{stderr}"
     );
 }
+
+/// `--injections 0` is refused before anything is read (a recall over no injection was printed
+/// as 0.000), and so is a `--json` that cannot be written.
+#[test]
+fn evaluate_refuses_no_injections_and_an_unwritable_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let evaluate = |extra: &[&str]| {
+        let run = Command::new(env!("CARGO_BIN_EXE_anomaly"))
+            .args([
+                "evaluate",
+                "--detector",
+                "/nonexistent.json",
+                "--from",
+                "2021-01-01",
+                "--to",
+                "2021-02-01",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            run.status.success(),
+            String::from_utf8_lossy(&run.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = evaluate(&["--injections", "0"]);
+    assert!(!ok && stderr.contains("--injections"), "{stderr}");
+    let json = dir.path().join("nope/report.json");
+    let (ok, stderr) = evaluate(&["--json", json.to_str().unwrap()]);
+    assert!(
+        !ok && stderr.contains("--json") && stderr.contains("no directory"),
+        "{stderr}"
+    );
+}

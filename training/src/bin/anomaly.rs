@@ -68,9 +68,9 @@ enum Command {
         /// Where each fold's detector and report go (`<out>/fold-<Y>/`).
         #[arg(long, default_value = "walk-forward/anomaly")]
         out: PathBuf,
-        /// Injections per pattern and strength.
-        #[arg(long, default_value_t = 300)]
-        injections: usize,
+        /// Injections per pattern and strength (at least 1: a recall over none was printed as 0).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        injections: u32,
         /// Seed of the injection sampler.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -144,9 +144,9 @@ struct EvalArgs {
     /// Last hour scored.
     #[arg(long)]
     to: String,
-    /// Injections per pattern and strength.
-    #[arg(long, default_value_t = 300)]
-    injections: usize,
+    /// Injections per pattern and strength (at least 1: a recall over none was printed as 0).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    injections: u32,
     /// Seed of the injection sampler.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -247,7 +247,7 @@ fn main() -> std::process::ExitCode {
                 let config = EvalConfig {
                     from_ms: time(&eval.from, Bound::Start)?,
                     to_ms: time(&eval.to, Bound::End)?,
-                    injections: eval.injections,
+                    injections: eval.injections as usize,
                     seed: eval.seed,
                     top: eval.top,
                     adaptive: AdaptiveConfig::default(),
@@ -272,7 +272,7 @@ fn main() -> std::process::ExitCode {
                     let config = EvalConfig {
                         from_ms: time(&format!("{y}-01-01"), Bound::Start)?,
                         to_ms: time(&format!("{y}-12-31"), Bound::End)?,
-                        injections,
+                        injections: injections as usize,
                         seed,
                         top: 10,
                         adaptive: AdaptiveConfig::default(),

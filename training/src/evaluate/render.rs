@@ -207,7 +207,7 @@ fn render_shortage(report: &EvaluationReport, out: &mut String) {
             let mut row = vec![
                 format!("{h}h"),
                 s.n_points.to_string(),
-                format!("{:.4}", s.base_rate),
+                fmt_opt(Some(s.base_rate), 4),
             ];
             for m in [&s.roc_auc, &s.pr_auc, &s.brier] {
                 row.extend(snames.iter().map(|n| fmt_opt(m.get(n).copied(), 4)));
