@@ -205,6 +205,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// The server's defaults, whatever the environment says: for tools that run the server's
+    /// code without being the server (`replay` read `VOLCAST_MAX_CANDLES` and `VOLCAST_LISTEN`,
+    /// and failed on flags it does not have).
+    ///
+    /// # Errors
+    /// None in practice: the defaults parse.
+    pub fn defaults() -> Result<Self, clap::Error> {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = Self::command()
+            .mut_args(|a| a.env(None))
+            .try_get_matches_from(["server"])?;
+        Self::from_arg_matches(&matches)
+    }
+
     /// The defaults (and `VOLCAST_*` variables) with this artifact, for tests and embedding.
     ///
     /// # Errors

@@ -150,7 +150,8 @@ pub async fn replay(
     if !store.assets().await?.is_empty() || store.last_origin().await?.is_some() {
         return Err(ReplayError("the replay needs an empty store".into()));
     }
-    let config = <crate::config::Config as clap::Parser>::parse_from(["replay"]);
+    // The server's defaults, not the environment's `VOLCAST_*` settings of a server.
+    let config = crate::config::Config::defaults().map_err(|e| ReplayError(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
     let settings = Settings::from_config(&config).map_err(|e| ReplayError(e.to_string()))?;
     let state = AppState::with_store(settings, Arc::clone(&metrics), Some(store.clone()));
