@@ -1,7 +1,5 @@
 //! The `replay` binary as a user runs it.
 
-#![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
-
 use std::process::Command;
 
 /// The replay runs the server's code with the server's defaults, not with a server's
