@@ -108,9 +108,15 @@ pub fn default_dirs() -> anyhow::Result<Vec<PathBuf>> {
     }
     // A directory's refusal (a candle-named entry that is no readable file) is said, not read
     // as "no candle data".
+    // A missing `data/` is no refusal: the advice below says what to do.
     let mut has_candles = false;
     for d in &dirs {
-        has_candles |= !list_dir(d)?.is_empty();
+        match list_dir(d) {
+            Ok(files) => has_candles |= !files.is_empty(),
+            Err(crate::data::LoadError::Directory { error, .. })
+                if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     if !has_candles {
         bail!(

@@ -79,6 +79,9 @@ fn export_target(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether this run made its `FILE.partial`.
+static PARTIAL_MADE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Where an export is written until the log has verified.
 fn partial(path: &std::path::Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -98,8 +101,9 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let mut outcome = run(args).await;
-    // The export exists only for a log that verified: no half file to mistake for the log.
-    if let Some(path) = export_to {
+    // The export exists only for a log that verified: no half file to mistake for the log. Only
+    // a file this run made is removed (another run's, made in between, is not).
+    if let Some(path) = export_to.filter(|_| PARTIAL_MADE.load(std::sync::atomic::Ordering::Relaxed)) {
         let written = partial(&path);
         if matches!(outcome, Ok(Ok(()))) {
             if let Err(e) = std::fs::rename(&written, &path) {
@@ -138,6 +142,7 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
                 .write(true)
                 .create_new(true)
                 .open(partial(p))
+                .inspect(|_| PARTIAL_MADE.store(true, std::sync::atomic::Ordering::Relaxed))
                 .map_err(|e| format!("{}: {e}", p.display()))?,
         )),
         None => None,

@@ -37,11 +37,13 @@ pub(crate) fn check(url: &str) -> Result<(), StoreError> {
     let refused = |shown: String, why: String| StoreError::Url { url: shown, why };
     // A user or password holding `/`, `?` or `#` unescaped ends the URL parser's user info
     // there: the rest of the password would be read as the host, path or query (and named back
-    // as an unknown parameter). `redact_url` hides everything up to the last `@`.
+    // as an unknown parameter). `redact_url` hides everything up to the last `@`. An `@` in a
+    // query value (`?user=alice@corp`) is no user info: the text before it holds a `=`.
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    if let Some(at) = url[after_scheme..].rfind('@')
-        && url[after_scheme..after_scheme + at].contains(['/', '?', '#'])
-    {
+    let before_at = url[after_scheme..]
+        .rfind('@')
+        .map(|at| &url[after_scheme..after_scheme + at]);
+    if before_at.is_some_and(|b| b.contains(['/', '?', '#']) && !b.contains('=')) {
         return Err(refused(
             redact_url(url),
             "the user or password holds `/`, `?` or `#` unescaped, which ends the URL's user \
@@ -61,6 +63,12 @@ pub(crate) fn check(url: &str) -> Result<(), StoreError> {
     if unknown.is_empty() {
         return Ok(());
     }
+    // Where part of a password may have been read as a key (one written unescaped in the query,
+    // `?password=Tr0ub&Secret99`, or in an ambiguous user info), no key is said back.
+    let secret_nearby = parsed.database_url.query_pairs().any(|(k, _)| {
+        let k = k.to_ascii_lowercase();
+        ["pass", "pwd", "secret"].iter().any(|p| k.contains(p))
+    }) || before_at.is_some_and(|b| b.contains(['/', '?', '#']));
     // The URL as written, its password hidden, and the unknown parameters' values too (one may
     // be a password under a misspelt key). The user info holds no `?` (refused above): the
     // first `?` after it starts the query.
@@ -75,7 +83,7 @@ pub(crate) fn check(url: &str) -> Result<(), StoreError> {
                 .map(|p| {
                     let (k, valued) = p.split_once('=').map_or((p, false), |(k, _)| (k, true));
                     let key = percent_decoded(&k.replace('+', " "));
-                    match (known(&key) || key.is_empty(), is_a_name(&key)) {
+                    match (known(&key) || key.is_empty(), is_a_name(&key) && !secret_nearby) {
                         (true, _) => p.to_owned(),
                         (false, true) if valued => format!("{k}=***"),
                         (false, true) => k.to_owned(),
@@ -87,21 +95,30 @@ pub(crate) fn check(url: &str) -> Result<(), StoreError> {
         }
     };
     let one = unknown.len() == 1;
-    Err(refused(
-        shown,
+    let names = if secret_nearby {
         format!(
-            "unknown parameter{} {}: the PostgreSQL driver would ignore {} (it reads {}, \
-             options[NAME])",
-            if one { "" } else { "s" },
-            unknown
-                .iter()
-                .map(|n| if is_a_name(n) {
+            "({} not named: the URL holds a password near them)",
+            unknown.len()
+        )
+    } else {
+        unknown
+            .iter()
+            .map(|n| {
+                if is_a_name(n) {
                     format!("`{n}`")
                 } else {
                     "(a name not a word)".to_owned()
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(refused(
+        shown,
+        format!(
+            "unknown parameter{} {names}: the PostgreSQL driver would ignore {} (it reads {}, \
+             options[NAME])",
+            if one { "" } else { "s" },
             if one { "it" } else { "them" },
             KNOWN_PARAMETERS.join(", "),
         ),
@@ -135,6 +152,12 @@ mod tests {
             "postgres://u@h/db?sslmode=require&application_name=volcast",
             "postgresql://h/db?user=u&password=pw&options[search_path]=volcast",
             "postgres:///db?host=/run/postgresql&port=5433&ssl-root-cert=/ca.pem",
+            // An `@` in a query value is no user info.
+            "postgres://h/db?user=alice@corp",
+            "postgres://u@h/db?password=p@ss",
+            "postgres:///db?host=/run/postgresql&user=u@x",
+            "postgres://h/db?application_name=svc@host",
+            "postgres://h/db?sslrootcert=/p@x/ca.pem",
         ] {
             assert!(check(url).is_ok(), "{url}: {:?}", check(url));
         }
@@ -153,12 +176,12 @@ mod tests {
             // A misspelt password key: its value would be logged by the driver.
             (
                 "postgres://u@h/db?passwd=s3cret&sslmode=require",
-                "parameter `passwd`:",
+                "parameter (1 not named: the URL holds a password near them):",
                 "s3cret",
             ),
             (
                 "postgres://u@h/db?PASSWORD=s3cret",
-                "parameter `PASSWORD`:",
+                "parameter (1 not named: the URL holds a password near them):",
                 "s3cret",
             ),
             (
@@ -193,6 +216,12 @@ mod tests {
             assert!(said.contains("percent-encode them"), "{said}");
             assert!(!said.contains("s3cret"), "{said}");
         }
+        // A password written unescaped in the query: the part after its `&` is read as a key,
+        // and not said back.
+        let said = check("postgres://u@h/db?password=Tr0ub&Secret99")
+            .map_err(|e| e.to_string())
+            .expect_err("refused");
+        assert!(said.contains("not named") && !said.contains("Secret99"), "{said}");
         // A name that is no word is not said back (it may be a secret pasted in the wrong place).
         let said = check("postgres://h/db?s3cret%40x")
             .map_err(|e| e.to_string())

@@ -42,7 +42,15 @@ pub(crate) fn url(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
 #[must_use]
 pub fn url_of(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt as _;
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    // Resolved as the system resolves it (`link/..` is not the link's directory), where it
+    // exists: the URL parser would drop `..` with the component before it.
+    let resolved = std::fs::canonicalize(path).ok().or_else(|| {
+        let parent = std::fs::canonicalize(path.parent()?).ok()?;
+        Some(parent.join(path.file_name()?))
+    });
+    let absolute = resolved
+        .or_else(|| std::path::absolute(path).ok())
+        .unwrap_or_else(|| path.to_owned());
     let mut url = String::from("sqlite://");
     for &b in absolute.as_os_str().as_bytes() {
         if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
