@@ -50,3 +50,34 @@ fn a_detector_that_cannot_be_read_is_refused_before_calibrating() {
     assert_eq!(stderr.matches("EOF while parsing").count(), 1, "{stderr}");
     assert!(!out.exists(), "a calibrated artifact was written");
 }
+
+/// An `--out` that cannot hold the calibrated artifact is refused before any data is read,
+/// saying what it was for (it failed at the end, with the system's words alone).
+#[test]
+fn an_out_that_cannot_be_made_is_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = file.join("artifacts");
+    let refused = run(
+        env!("CARGO_BIN_EXE_calibrate"),
+        &[
+            "--model",
+            committed.to_str().unwrap(),
+            "--data",
+            dir.path().join("no-such-data").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--out {}: cannot make the artifacts directory",
+            out.display()
+        )),
+        "{stderr}"
+    );
+}

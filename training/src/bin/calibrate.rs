@@ -98,6 +98,10 @@ fn run() -> anyhow::Result<()> {
         Some(o) => o.clone(),
         None => beside(&model.dir)?,
     };
+    // Before any work: a place the artifact cannot be written was found only at the end, with
+    // the system's words alone ("/proc/nope: No such file or directory").
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("--out {}: cannot make the artifacts directory", out.display()))?;
     let loaded = volcast_training::data::load_assets(&dirs, None)?;
     if loaded.is_empty() {
         bail!("no candle files in {dirs:?}");
