@@ -150,6 +150,7 @@ pub fn check_pool(field: &str, pool: &[PoolSnapshotDto]) -> Result<Vec<PoolSnaps
         field: format!("{field}[{i}].{name}"),
         message: message.to_owned(),
     };
+    let now = crate::follower::wall_clock_ms();
     for (i, s) in pool.iter().enumerate() {
         for (name, v, positive) in [
             ("reserve_asset", s.reserve_asset, true),
@@ -180,7 +181,6 @@ pub fn check_pool(field: &str, pool: &[PoolSnapshotDto]) -> Result<Vec<PoolSnaps
         if i > 0 && s.time <= pool[i - 1].time {
             return Err(bad(i, "time", "snapshot times must be strictly increasing"));
         }
-        let now = crate::follower::wall_clock_ms();
         if s.time > now.saturating_add(crate::inputs::FORMING_GRACE_MS) {
             return Err(bad(
                 i,

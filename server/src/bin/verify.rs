@@ -79,9 +79,6 @@ fn export_target(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether this run made its `FILE.partial`.
-static PARTIAL_MADE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Where an export is written until the log has verified.
 fn partial(path: &std::path::Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -95,15 +92,27 @@ const PAGE: u32 = 1000;
 async fn main() -> ExitCode {
     let args = Args::parse();
     let export_to = args.export_to.clone();
-    // Refused before anything is written, so the cleanup below removes only this run's file.
-    if let Some(Err(e)) = export_to.as_deref().map(export_target) {
-        eprintln!("verify: {e}");
-        return ExitCode::from(2);
-    }
-    let mut outcome = run(args).await;
-    // The export exists only for a log that verified: no half file to mistake for the log. Only
-    // a file this run made is removed (another run's, made in between, is not).
-    if let Some(path) = export_to.filter(|_| PARTIAL_MADE.load(std::sync::atomic::Ordering::Relaxed)) {
+    // The export's `FILE.partial`, made here (never one already there) so that the cleanup below
+    // removes only this run's file.
+    let out = match export_to.as_deref().map(|p| {
+        export_target(p)?;
+        std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(partial(p))
+            .map_err(|e| format!("{}: {e}", partial(p).display()))
+    }) {
+        Some(Ok(file)) => Some(std::io::BufWriter::new(file)),
+        Some(Err(e)) => {
+            eprintln!("verify: {e}");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    let made = out.is_some();
+    let mut outcome = run(args, out).await;
+    // The export exists only for a log that verified: no half file to mistake for the log.
+    if let Some(path) = export_to.filter(|_| made) {
         let written = partial(&path);
         if matches!(outcome, Ok(Ok(()))) {
             if let Err(e) = std::fs::rename(&written, &path) {
@@ -127,7 +136,10 @@ async fn main() -> ExitCode {
 }
 
 #[allow(clippy::print_stdout)]
-async fn run(args: Args) -> Result<Result<(), String>, String> {
+async fn run(
+    args: Args,
+    mut out: Option<std::io::BufWriter<std::fs::File>>,
+) -> Result<Result<(), String>, String> {
     let mut keys: Vec<(String, String)> = args
         .public_key
         .iter()
@@ -136,17 +148,6 @@ async fn run(args: Args) -> Result<Result<(), String>, String> {
             Ok((key_id(&bytes), k.trim().to_owned()))
         })
         .collect::<Result<_, String>>()?;
-    let mut out = match &args.export_to {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::options()
-                .write(true)
-                .create_new(true)
-                .open(partial(p))
-                .inspect(|_| PARTIAL_MADE.store(true, std::sync::atomic::Ordering::Relaxed))
-                .map_err(|e| format!("{}: {e}", p.display()))?,
-        )),
-        None => None,
-    };
     let pinned = match &args.expect_head {
         Some(e) => {
             let (seq, hash) = e

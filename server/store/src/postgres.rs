@@ -1,6 +1,6 @@
 //! What the store checks in a PostgreSQL URL before connecting.
 
-use crate::redact::percent_decoded;
+use crate::redact::redact_url_with;
 use crate::{StoreError, redact_url};
 
 /// The query parameters sqlx's PostgreSQL driver (0.8) reads; it ignores any other, with a
@@ -70,30 +70,18 @@ pub(crate) fn check(url: &str) -> Result<(), StoreError> {
         ["pass", "pwd", "secret"].iter().any(|p| k.contains(p))
     }) || before_at.is_some_and(|b| b.contains(['/', '?', '#']));
     // The URL as written, its password hidden, and the unknown parameters' values too (one may
-    // be a password under a misspelt key). The user info holds no `?` (refused above): the
-    // first `?` after it starts the query.
-    let redacted = redact_url(url);
-    let query_from = redacted.rfind('@').unwrap_or(0);
-    let shown = match redacted[query_from..].find('?') {
-        None => redacted.clone(),
-        Some(q) => {
-            let (base, query) = redacted.split_at(query_from + q + 1);
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|p| {
-                    let (k, valued) = p.split_once('=').map_or((p, false), |(k, _)| (k, true));
-                    let key = percent_decoded(&k.replace('+', " "));
-                    match (known(&key) || key.is_empty(), is_a_name(&key) && !secret_nearby) {
-                        (true, _) => p.to_owned(),
-                        (false, true) if valued => format!("{k}=***"),
-                        (false, true) => k.to_owned(),
-                        (false, false) => "***".to_owned(),
-                    }
-                })
-                .collect();
-            format!("{base}{}", pairs.join("&"))
+    // be a password under a misspelt key), their keys too where they may be part of a secret.
+    let shown = redact_url_with(url, |raw_key, key, valued| {
+        if key.eq_ignore_ascii_case("password") && valued {
+            return Some(format!("{raw_key}=***"));
         }
-    };
+        match (known(key) || key.is_empty(), is_a_name(key) && !secret_nearby) {
+            (true, _) => None,
+            (false, true) if valued => Some(format!("{raw_key}=***")),
+            (false, true) => None,
+            (false, false) => Some("***".to_owned()),
+        }
+    });
     let one = unknown.len() == 1;
     let names = if secret_nearby {
         format!(

@@ -6,6 +6,15 @@
 /// side of hiding too much.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
+    redact_url_with(url, |raw_key, key, valued| {
+        (valued && key.eq_ignore_ascii_case("password")).then(|| format!("{raw_key}=***"))
+    })
+}
+
+/// `url` with its user info's password hidden (as [`redact_url`]) and each query parameter as
+/// `shown` makes it from its key as written, its key decoded, and whether it has a
+/// value: `None` keeps the parameter as written.
+pub(crate) fn redact_url_with(url: &str, shown: impl Fn(&str, &str, bool) -> Option<String>) -> String {
     let Some(colon) = url.find(':') else {
         return url.to_owned();
     };
@@ -27,11 +36,10 @@ pub fn redact_url(url: &str) -> String {
         Some((base, query)) => {
             let params: Vec<String> = query
                 .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if percent_decoded(k).eq_ignore_ascii_case("password") => {
-                        format!("{k}=***")
-                    }
-                    _ => p.to_owned(),
+                .map(|p| {
+                    let (k, valued) = p.split_once('=').map_or((p, false), |(k, _)| (k, true));
+                    // Decoded as the driver's query parser does (`+` is a space).
+                    shown(k, &percent_decoded(&k.replace('+', " ")), valued).unwrap_or_else(|| p.to_owned())
                 })
                 .collect();
             format!("{base}?{}", params.join("&"))
@@ -41,7 +49,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `text` with its `%XX` escapes decoded (an invalid escape kept as written).
-pub(crate) fn percent_decoded(text: &str) -> String {
+fn percent_decoded(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
