@@ -262,6 +262,14 @@ fn main() -> std::process::ExitCode {
                 seed,
                 fit,
             } => {
+                // Every year checked before any fold is fitted: a year after the data wrote its
+                // detector and only then said there was nothing to score.
+                let last = volcast_training::data::load_dirs(&[data.candles()])
+                    .with_context(|| format!("loading {}", data.candles().display()))?
+                    .iter()
+                    .filter_map(|a| a.candles.last().map(|c| c.open_time))
+                    .max();
+                volcast_training::walkforward::check_years_against(&years, last)?;
                 for y in years {
                     let dir = out.join(format!("fold-{y}"));
                     let path = dir.join(volcast_training::anomaly::DETECTOR_FILE);

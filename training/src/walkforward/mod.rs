@@ -264,8 +264,15 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
 /// over folds) or one in which no asset has a candle after its first origin (nothing to score:
 /// `evaluate` would say so only once the fold's networks were trained).
 fn check_years(years: &[i32], assets: &[Asset]) -> anyhow::Result<()> {
+    check_years_against(years, assets.iter().map(|a| a.grid.last_hour() * HOUR_MS).max())
+}
+
+/// [`check_years`] against the open time of the data's last candle (`None`: no candle).
+///
+/// # Errors
+/// A year asked twice, or one with no candle after its first hour.
+pub fn check_years_against(years: &[i32], last: Option<i64>) -> anyhow::Result<()> {
     let mut seen = std::collections::BTreeSet::new();
-    let last = assets.iter().map(|a| a.grid.last_hour() * HOUR_MS).max();
     for &year in years {
         if !seen.insert(year) {
             bail!("--years names {year} twice: each fold counts once in the means over folds");
