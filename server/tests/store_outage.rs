@@ -16,7 +16,7 @@
 //! - the market-data age gauges keep rising while the store cannot be read;
 //! - a store cut over midnight uses none of the day's recalibration tries;
 //! - appends given up behind a lock held for minutes leave the store's pool usable, and their
-//!   statements end at the server's lock timeout;
+//!   statements end at the server's lock timeout; so do reads given up behind one;
 //! - a daily pass whose read is left hanging is given up, and the job goes on;
 //! - a replica's migrations wait for a lock past the store's lock timeout.
 
@@ -720,6 +720,51 @@ async fn appends_given_up_behind_a_lock_neither_drain_the_pool_nor_wait_forever(
     );
     blocker.rollback().await.unwrap();
     assert_eq!(store.head().await.unwrap(), None, "none of them committed");
+}
+
+/// Reads given up one after another behind a lock on their table (a `VACUUM FULL`, an `ALTER`,
+/// another replica's migration), as the key watcher gives up its read every 5 s: the store's
+/// other users still get connections. Each given-up read's connection went back to the pool
+/// through a ping that waited behind the read's own statement, for as long as the lock was held
+/// (up to the server's lock timeout): eight such reads drained the pool, and with it the decision
+/// log and every asset route, on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_given_up_behind_a_lock_do_not_drain_the_pool() {
+    let Some(url) = postgres_url().await else { return };
+    let store = Store::open(&url).await.unwrap();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut blocker = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    // More than the pool's eight connections, each given up once it waits on the lock.
+    for given_up in 1..=10 {
+        let read = store.keys();
+        tokio::pin!(read);
+        let waits = async {
+            while waiting_on_locks(&admin, "SELECT id, name, scopes").await < given_up {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let reached = tokio::time::timeout(Duration::from_secs(15), async {
+            tokio::select! {
+                done = &mut read => panic!("read {given_up} came back behind the lock: {done:?}"),
+                () = waits => {}
+            }
+        });
+        assert!(
+            reached.await.is_ok(),
+            "read {given_up} never reached the server: no connection for it"
+        );
+    }
+    let other = tokio::time::timeout(Duration::from_secs(10), store.assets()).await;
+    assert!(
+        matches!(other, Ok(Ok(_))),
+        "the store's pool after ten reads given up: {other:?}"
+    );
+    blocker.rollback().await.unwrap();
+    assert!(store.keys().await.unwrap().is_empty());
 }
 
 /// A daily pass whose read is left hanging (its connection severed once the query went out: no

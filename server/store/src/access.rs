@@ -157,37 +157,48 @@ const DECISION_COLUMNS: &str = "seq, id, at, asset, body, hash, signature, signe
 
 impl KeyStore for Store {
     async fn create_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, name, scopes, secret_sha256, created, revoked, rate_per_minute) \
+        self.on_own_conn(async |c| {
+            sqlx::query(
+                "INSERT INTO api_keys (id, name, scopes, secret_sha256, created, revoked, rate_per_minute) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&key.id)
-        .bind(&key.name)
-        .bind(&key.scopes)
-        .bind(&key.secret_sha256)
-        .bind(key.created)
-        .bind(key.revoked)
-        .bind(key.rate_per_minute)
-        .execute(&self.pool)
+            )
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&key.scopes)
+            .bind(&key.secret_sha256)
+            .bind(key.created)
+            .bind(key.revoked)
+            .bind(key.rate_per_minute)
+            .execute(c)
+            .await
+        })
         .await?;
         Ok(())
     }
 
     async fn keys(&self) -> Result<Vec<ApiKeyRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, scopes, secret_sha256, created, revoked, rate_per_minute FROM api_keys \
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT id, name, scopes, secret_sha256, created, revoked, rate_per_minute FROM api_keys \
              ORDER BY created, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+                )
+                .fetch_all(c)
+                .await
+            })
+            .await?;
         rows_of(&rows, key_of)
     }
 
     async fn revoke_key(&self, id: &str, at: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE api_keys SET revoked = $1 WHERE id = $2 AND revoked IS NULL")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
+        let done = self
+            .on_own_conn(async |c| {
+                sqlx::query("UPDATE api_keys SET revoked = $1 WHERE id = $2 AND revoked IS NULL")
+                    .bind(at)
+                    .bind(id)
+                    .execute(c)
+                    .await
+            })
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -244,40 +255,6 @@ fn unknown_if_lost(e: StoreError) -> StoreError {
             e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed),
         ) => StoreError::OutcomeUnknown(e),
         e => e,
-    }
-}
-
-/// A connection for a write its caller may give up mid-way (the decision log's deadline on an
-/// append). Dropped before [`Self::keep`], it is closed rather than returned to the pool: sqlx
-/// returns a connection only after a ping, and that ping waits behind the statement still
-/// running on the server (one waiting on a lock, for as long as the lock is held), so each append
-/// given up kept a connection out of the pool, and a lock held for minutes drained the pool for
-/// every user of the store. The server's statement runs on either way.
-struct CloseIfGivenUp {
-    conn: sqlx::pool::PoolConnection<sqlx::Any>,
-    kept: bool,
-}
-
-impl CloseIfGivenUp {
-    fn new(conn: sqlx::pool::PoolConnection<sqlx::Any>) -> Self {
-        Self { conn, kept: false }
-    }
-
-    fn get(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.conn
-    }
-
-    /// The write came back (done or failed): the connection goes back to the pool as usual.
-    fn keep(mut self) {
-        self.kept = true;
-    }
-}
-
-impl Drop for CloseIfGivenUp {
-    fn drop(&mut self) {
-        if !self.kept {
-            self.conn.close_on_drop();
-        }
     }
 }
 
@@ -346,8 +323,12 @@ async fn append_on(
 
 impl DecisionStore for Store {
     async fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
+        let row = self
+            .on_own_conn(async |c| {
+                sqlx::query("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(c)
+                    .await
+            })
             .await?;
         Ok(row
             .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
@@ -356,10 +337,8 @@ impl DecisionStore for Store {
 
     async fn append_decisions(&self, records: &[NewDecision]) -> Result<(), StoreError> {
         // Acquired first: a failed connect is a definite failure, never an unknown outcome.
-        let mut conn = CloseIfGivenUp::new(self.pool.acquire().await?);
-        let appended = append_on(conn.get(), self.backend, records).await;
-        conn.keep();
-        appended
+        self.on_own_conn(async |c| append_on(c, self.backend, records).await)
+            .await
     }
 
     async fn decision(&self, id: &str) -> Result<Option<DecisionRow>, StoreError> {
@@ -368,9 +347,13 @@ impl DecisionStore for Store {
             // backend, rather than a database error on one.
             return Ok(None);
         }
-        let row = sqlx::query(&format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .on_own_conn(async |c| {
+                sqlx::query(&format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(c)
+                    .await
+            })
             .await?;
         Ok(row.as_ref().map(decision_of).transpose()?)
     }
@@ -394,19 +377,24 @@ impl DecisionStore for Store {
         };
         let rows = match asset {
             Some(a) => {
-                sqlx::query(&format!(
-                    "SELECT {DECISION_COLUMNS} FROM decisions WHERE asset = $1 AND at >= $2 AND at <= $3 \
+                self.on_own_conn(async |c| {
+                    sqlx::query(&format!(
+                        "SELECT {DECISION_COLUMNS} FROM decisions WHERE asset = $1 AND at >= $2 AND at <= $3 \
                      AND seq {after_op} $4 ORDER BY seq LIMIT $5"
-                ))
-                .bind(a)
-                .bind(from_ms)
-                .bind(to_ms)
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                    ))
+                    .bind(a)
+                    .bind(from_ms)
+                    .bind(to_ms)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(c)
+                    .await
+                })
                 .await?
             }
-            None => sqlx::query(&format!(
+            None => {
+                self.on_own_conn(async |c| {
+                    sqlx::query(&format!(
                 "SELECT {DECISION_COLUMNS} FROM decisions WHERE at >= $1 AND at <= $2 AND seq {after_op} $3 \
                      ORDER BY seq LIMIT $4"
             ))
@@ -414,24 +402,34 @@ impl DecisionStore for Store {
             .bind(to_ms)
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?,
+            .fetch_all(c).await
+                })
+                .await?
+            }
         };
         rows_of(&rows, decision_of)
     }
 
     async fn decision_inputs(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT candles FROM decision_inputs WHERE hash = $1")
-            .bind(hash)
-            .fetch_optional(&self.pool)
+        let row = self
+            .on_own_conn(async |c| {
+                sqlx::query("SELECT candles FROM decision_inputs WHERE hash = $1")
+                    .bind(hash)
+                    .fetch_optional(c)
+                    .await
+            })
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     async fn decision_model(&self, model_id: &str) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT hash, dir FROM decision_models WHERE model_id = $1")
-            .bind(model_id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .on_own_conn(async |c| {
+                sqlx::query("SELECT hash, dir FROM decision_models WHERE model_id = $1")
+                    .bind(model_id)
+                    .fetch_optional(c)
+                    .await
+            })
             .await?;
         Ok(row
             .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
@@ -439,31 +437,42 @@ impl DecisionStore for Store {
     }
 
     async fn decision_model_dirs(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT dir FROM decision_models ORDER BY dir")
-            .fetch_all(&self.pool)
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query("SELECT DISTINCT dir FROM decision_models ORDER BY dir")
+                    .fetch_all(c)
+                    .await
+            })
             .await?;
         rows_of(&rows, |r| r.try_get(0))
     }
 
     async fn record_signing_key(&self, key_id: &str, public_key: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (key_id, public_key, first_used) VALUES ($1, $2, $3) \
+        self.on_own_conn(async |c| {
+            sqlx::query(
+                "INSERT INTO signing_keys (key_id, public_key, first_used) VALUES ($1, $2, $3) \
              ON CONFLICT (key_id) DO NOTHING",
-        )
-        .bind(key_id)
-        .bind(public_key)
-        .bind(at)
-        .execute(&self.pool)
+            )
+            .bind(key_id)
+            .bind(public_key)
+            .bind(at)
+            .execute(c)
+            .await
+        })
         .await?;
         Ok(())
     }
 
     async fn signing_keys(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT key_id, public_key, first_used FROM signing_keys ORDER BY first_used, key_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT key_id, public_key, first_used FROM signing_keys ORDER BY first_used, key_id",
+                )
+                .fetch_all(c)
+                .await
+            })
+            .await?;
         rows_of(&rows, |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
     }
 }

@@ -81,30 +81,38 @@ fn entry_of(r: &sqlx::any::AnyRow) -> Result<LedgerEntry, sqlx::Error> {
 
 impl LedgerStore for Store {
     async fn record_forecast(&self, entry: &LedgerEntry) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO ledger (asset, origin, model_id, record) VALUES ($1, $2, $3, $4) \
+        let done = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "INSERT INTO ledger (asset, origin, model_id, record) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (asset, origin) DO NOTHING",
-        )
-        .bind(&entry.asset)
-        .bind(entry.origin)
-        .bind(&entry.model_id)
-        .bind(&entry.record)
-        .execute(&self.pool)
-        .await?;
+                )
+                .bind(&entry.asset)
+                .bind(entry.origin)
+                .bind(&entry.model_id)
+                .bind(&entry.record)
+                .execute(c)
+                .await
+            })
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn last_origin(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MAX(origin) FROM ledger")
-            .fetch_one(&self.pool)
+        let row = self
+            .on_own_conn(async |c| sqlx::query("SELECT MAX(origin) FROM ledger").fetch_one(c).await)
             .await?;
         Ok(row.try_get(0)?)
     }
 
     async fn recorded_assets(&self, origin: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT asset FROM ledger WHERE origin = $1 ORDER BY asset")
-            .bind(origin)
-            .fetch_all(&self.pool)
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query("SELECT DISTINCT asset FROM ledger WHERE origin = $1 ORDER BY asset")
+                    .bind(origin)
+                    .fetch_all(c)
+                    .await
+            })
             .await?;
         let mut assets: Vec<String> = rows_of(&rows, |r| r.try_get(0))?;
         // Byte order whatever the database's collation: the ledger binary-searches it.
@@ -113,18 +121,23 @@ impl LedgerStore for Store {
     }
 
     async fn unscored(&self, limit: u32) -> Result<Vec<LedgerEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT asset, origin, model_id, record, outcome FROM ledger \
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT asset, origin, model_id, record, outcome FROM ledger \
              WHERE outcome IS NULL OR partial <> 0 ORDER BY origin, asset LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+                )
+                .bind(i64::from(limit))
+                .fetch_all(c)
+                .await
+            })
+            .await?;
         rows_of(&rows, entry_of)
     }
 
     async fn set_outcome(&self, entry: &LedgerEntry, outcome: &str, partial: bool) -> Result<(), StoreError> {
-        sqlx::query(
+        self.on_own_conn(async |c| {
+            sqlx::query(
             "UPDATE ledger SET outcome = $1, partial = $2 WHERE asset = $3 AND origin = $4 AND model_id = $5",
         )
         .bind(outcome)
@@ -132,38 +145,50 @@ impl LedgerStore for Store {
         .bind(&entry.asset)
         .bind(entry.origin)
         .bind(&entry.model_id)
-        .execute(&self.pool)
+        .execute(c).await
+        })
         .await?;
         Ok(())
     }
 
     async fn scored(&self, from_ms: i64, to_ms: i64) -> Result<Vec<LedgerEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT asset, origin, model_id, record, outcome FROM ledger WHERE origin >= $1 \
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT asset, origin, model_id, record, outcome FROM ledger WHERE origin >= $1 \
              AND origin <= $2 AND outcome IS NOT NULL ORDER BY origin, asset",
-        )
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await?;
+                )
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_all(c)
+                .await
+            })
+            .await?;
         rows_of(&rows, entry_of)
     }
 
     async fn record_switch(&self, at: i64, policy: &str, reason: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let done = self
+            .on_own_conn(async |c| {
+                sqlx::query(
             "INSERT INTO gate_switches (at, policy, reason) VALUES ($1, $2, $3) ON CONFLICT (at) DO NOTHING",
         )
         .bind(at)
         .bind(policy)
         .bind(reason)
-        .execute(&self.pool)
-        .await?;
+        .execute(c).await
+            })
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn switches(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
-        let rows = sqlx::query("SELECT at, policy, reason FROM gate_switches ORDER BY at")
-            .fetch_all(&self.pool)
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query("SELECT at, policy, reason FROM gate_switches ORDER BY at")
+                    .fetch_all(c)
+                    .await
+            })
             .await?;
         rows_of(&rows, |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
     }

@@ -12,6 +12,7 @@
 //! and a failure leaves the store as it was.
 
 mod access;
+mod conn;
 mod ledger;
 mod postgres;
 mod redact;
@@ -444,7 +445,21 @@ impl CandleStore for Store {
         for c in candles {
             check(asset, c)?;
         }
-        let mut tx = self.pool.begin().await?;
+        // In time order whatever the caller's: two writers of overlapping hours then take the
+        // rows' locks in the same order, never each waiting on the other (PostgreSQL's deadlock).
+        let sorted: Vec<Candle>;
+        let candles = if candles.is_sorted_by_key(|c| c.open_time) {
+            candles
+        } else {
+            sorted = {
+                let mut v = candles.to_vec();
+                v.sort_by_key(|c| c.open_time);
+                v
+            };
+            &sorted
+        };
+        self.on_own_conn(async |c| {
+        let mut tx = sqlx::Connection::begin(c).await?;
         let mut inserted = 0;
         for chunk in candles.chunks(INSERT_BATCH) {
             let sql = format!(
@@ -488,14 +503,22 @@ impl CandleStore for Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(inserted)
+        Ok::<_, sqlx::Error>(inserted)
+        })
+        .await
+        .map_err(StoreError::from)
     }
 
     async fn assets(&self) -> Result<Vec<AssetRange>, StoreError> {
-        let rows =
-            sqlx::query("SELECT asset, first_open_time, last_open_time, candles FROM assets ORDER BY asset")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT asset, first_open_time, last_open_time, candles FROM assets ORDER BY asset",
+                )
+                .fetch_all(c)
+                .await
+            })
+            .await?;
         let mut ranges = rows_of(&rows, range_of)?;
         // Byte order whatever the database's collation (PostgreSQL's follows its locale):
         // callers binary-search these lists.
@@ -510,75 +533,99 @@ impl CandleStore for Store {
         to_ms: i64,
         limit: u32,
     ) -> Result<Vec<Candle>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT open_time, open, high, low, close, volume, quote_volume FROM candles \
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT open_time, open, high, low, close, volume, quote_volume FROM candles \
              WHERE asset = $1 AND open_time >= $2 AND open_time <= $3 ORDER BY open_time LIMIT $4",
-        )
-        .bind(asset)
-        .bind(from_ms)
-        .bind(to_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+                )
+                .bind(asset)
+                .bind(from_ms)
+                .bind(to_ms)
+                .bind(i64::from(limit))
+                .fetch_all(c)
+                .await
+            })
+            .await?;
         rows_of(&rows, candle_of)
     }
 
     async fn count(&self, asset: &str, from_ms: i64, to_ms: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM candles WHERE asset = $1 AND open_time >= $2 AND open_time <= $3",
-        )
-        .bind(asset)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT COUNT(*) FROM candles WHERE asset = $1 AND open_time >= $2 AND open_time <= $3",
+                )
+                .bind(asset)
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_one(c)
+                .await
+            })
+            .await?;
         Ok(row.try_get(0)?)
     }
 
     async fn latest_candles(&self, asset: &str, to_ms: i64, n: u32) -> Result<Vec<Candle>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT open_time, open, high, low, close, volume, quote_volume FROM candles \
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT open_time, open, high, low, close, volume, quote_volume FROM candles \
              WHERE asset = $1 AND open_time <= $2 ORDER BY open_time DESC LIMIT $3",
-        )
-        .bind(asset)
-        .bind(to_ms)
-        .bind(i64::from(n))
-        .fetch_all(&self.pool)
-        .await?;
+                )
+                .bind(asset)
+                .bind(to_ms)
+                .bind(i64::from(n))
+                .fetch_all(c)
+                .await
+            })
+            .await?;
         let mut out = rows.iter().map(candle_of).collect::<Result<Vec<_>, _>>()?;
         out.reverse();
         Ok(out)
     }
 
     async fn last_open_times(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT asset, last_open_time FROM assets ORDER BY asset")
-            .fetch_all(&self.pool)
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query("SELECT asset, last_open_time FROM assets ORDER BY asset")
+                    .fetch_all(c)
+                    .await
+            })
             .await?;
         Ok(by_asset(pairs(&rows)?))
     }
 
     async fn counts(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(String, i64)>, StoreError> {
         // One index range per asset (the key starts with the asset), not a scan of every candle.
-        let rows = sqlx::query(
-            "SELECT asset, (SELECT COUNT(*) FROM candles c WHERE c.asset = a.asset \
+        let rows = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT asset, (SELECT COUNT(*) FROM candles c WHERE c.asset = a.asset \
              AND c.open_time >= $1 AND c.open_time <= $2) AS n FROM assets a ORDER BY asset",
-        )
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await?;
+                )
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_all(c)
+                .await
+            })
+            .await?;
         Ok(by_asset(
             pairs(&rows)?.into_iter().filter(|(_, n)| *n > 0).collect(),
         ))
     }
 
     async fn asset(&self, asset: &str) -> Result<Option<AssetRange>, StoreError> {
-        let row = sqlx::query(
-            "SELECT asset, first_open_time, last_open_time, candles FROM assets WHERE asset = $1",
-        )
-        .bind(asset)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .on_own_conn(async |c| {
+                sqlx::query(
+                    "SELECT asset, first_open_time, last_open_time, candles FROM assets WHERE asset = $1",
+                )
+                .bind(asset)
+                .fetch_optional(c)
+                .await
+            })
+            .await?;
         row.as_ref().map(range_of).transpose().map_err(StoreError::from)
     }
 }
