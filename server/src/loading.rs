@@ -71,20 +71,18 @@ pub async fn load(path: &Path, options: LoadOptions, metrics: &Arc<Metrics>) -> 
 }
 
 /// Loads the anomaly detector for the artifact in `artifact_dir` ([`anomaly::detector_path`])
-/// and installs it; without one (no `--anomaly-detector`, none in the directory) the detector
-/// already loaded, if any, stays; with `--anomaly false` none is installed.
+/// and installs it; without one (no `--anomaly-detector`, none in the directory) or with
+/// `--anomaly false`, none is installed (the anomaly routes answer 503).
 ///
 /// # Errors
 /// The detector's file cannot be read or is not a valid detector.
 pub fn install_detector(state: &AppState, artifact_dir: &Path) -> Result<(), String> {
-    if let Some(scorer) = detector_for(state, artifact_dir)? {
-        state.set_anomaly(Some(scorer));
-    }
+    state.set_anomaly(detector_for(state, artifact_dir)?);
     Ok(())
 }
 
 /// The anomaly detector to install with the artifact in `artifact_dir` (see
-/// [`install_detector`]); None to keep the one installed.
+/// [`install_detector`]); None when there is none to install.
 fn detector_for(
     state: &AppState,
     artifact_dir: &Path,
@@ -94,9 +92,10 @@ fn detector_for(
         return Ok(None);
     }
     let Some(path) = anomaly::detector_path(state.anomaly_path(), artifact_dir) else {
-        if state.anomaly_scorer().is_none() {
-            tracing::info!("no anomaly detector: the anomaly routes answer 503");
-        }
+        tracing::info!(
+            "no anomaly detector beside this artifact (anomaly.json) and no --anomaly-detector: \
+             the anomaly routes answer 503"
+        );
         return Ok(None);
     };
     let scorer = anomaly::load(&path)?;

@@ -293,19 +293,26 @@ impl AppState {
             .ok_or_else(|| ApiError::StoreUnavailable("this service runs without a market-data store".into()))
     }
 
-    /// Installs the ready model, replacing the one served (a reload): requests already holding
-    /// the old one finish on it.
+    /// Installs the ready model, replacing the one served (the day's recalibration of the same
+    /// artifact), its detector kept: requests already holding the old one finish on it.
     pub fn set_serving(&self, serving: Serving) {
-        self.set_serving_and_detector(serving, None);
+        self.swap(serving, None);
     }
 
-    /// [`Self::set_serving`], with `detector` (when given) installed at the same moment: no
-    /// request reads the new model with the old detector or the reverse.
+    /// [`Self::set_serving`] with another artifact's detector, or none, installed at the same
+    /// moment: no request reads the new model with the old detector or the reverse. A detector
+    /// kept from the artifact served before scored the new model's answers with another fit's
+    /// (until stop 60), which a start on the new artifact never does.
     pub fn set_serving_and_detector(
         &self,
-        mut serving: Serving,
+        serving: Serving,
         detector: Option<Arc<volcast_core::anomaly::Scorer>>,
     ) {
+        self.swap(serving, Some(detector));
+    }
+
+    /// Swaps `serving` in, and `detector` when given (`Some(None)`: none).
+    fn swap(&self, mut serving: Serving, detector: Option<Option<Arc<volcast_core::anomaly::Scorer>>>) {
         // The serving lock first, then the policy's and the detector's, as every reader and
         // `set_policy` take them: the policy read here is still the gate's at the swap.
         let mut served = self
@@ -328,7 +335,7 @@ impl AppState {
             .and_then(|r| volcast_core::time::parse_time(&r.until, volcast_core::time::Bound::Start).ok())
             .map_or(0, |ms| ms.div_euclid(1000));
         if let Some(detector) = detector {
-            self.set_anomaly(Some(detector));
+            self.set_anomaly(detector);
         }
         *served = Some(serving);
         drop(served);

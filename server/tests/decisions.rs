@@ -648,9 +648,12 @@ async fn risk_decision(app: &axum::Router) -> (Value, Value) {
 
 /// `state` serves the committed default artifact from now on.
 async fn serve_the_default(state: &AppState) {
-    let default = common::repo().join("model-artifacts/default");
-    let config = volcast_server::Config::with_artifact(default.clone()).unwrap();
-    let serving = volcast_server::load(&default, volcast_server::load_options(&config), state.metrics())
+    serve(state, &common::repo().join("model-artifacts/default")).await;
+}
+
+async fn serve(state: &AppState, artifact: &std::path::Path) {
+    let config = volcast_server::Config::with_artifact(artifact.to_owned()).unwrap();
+    let serving = volcast_server::load(artifact, volcast_server::load_options(&config), state.metrics())
         .await
         .unwrap();
     state.set_serving(serving);
@@ -717,6 +720,52 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
     assert!(std::path::Path::new(&dir).is_absolute(), "{dir}");
 }
 
+/// A replica keeps its artifacts where it likes: the log records, per model id, the directory of
+/// the first replica (or the first reload) to serve it. A decision whose recorded directory
+/// lacks its artifact's detector (a copy without `anomaly.json` served first) or is gone is
+/// replayed from `<artifacts>/<id>` beside the artifact served now: it replayed with the detector
+/// served now (`identical: false`), or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_replays_from_its_artifact_beside_the_served_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("artifacts");
+    for id in ["693e44b5f740fc82", "e511b0d43982c4cf"] {
+        common::copy_tree(&common::repo().join("model-artifacts").join(id), &root.join(id));
+    }
+    let copy = dir.path().join("elsewhere/693e-without-detector");
+    common::copy_tree(&root.join("693e44b5f740fc82"), &copy);
+    std::fs::remove_file(copy.join("anomaly.json")).unwrap();
+    // The copy is served first: the log records its directory for 693e.
+    let (state, store, _) = logged_state_serving(dir.path(), &copy).await;
+    let app = volcast_server::app(state.clone());
+    let (body, _) = risk_decision(&app).await;
+    // Then 693e's own directory, with its detector; then the default.
+    let own = root.join("693e44b5f740fc82");
+    serve(&state, &own).await;
+    volcast_server::install_detector(&state, &own).unwrap();
+    let (_, made, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+    let detector = made["items"][0]["derivation"]["anomaly"]["detector"].clone();
+    assert!(detector.is_string(), "{made}");
+    let default = root.join("e511b0d43982c4cf");
+    serve(&state, &default).await;
+    volcast_server::install_detector(&state, &default).unwrap();
+    let (_, dir_recorded) = store.decision_model("693e44b5f740fc82").await.unwrap().unwrap();
+    assert!(dir_recorded.contains("693e-without-detector"), "{dir_recorded}");
+    let id = made["items"][0]["decision_id"].as_str().unwrap();
+    let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["identical"], json!(true), "{r}");
+    // The recorded directory gone, on a replica (an empty replay cache) serving the default:
+    // the artifact and its detector beside the served one.
+    std::fs::remove_dir_all(&copy).unwrap();
+    let (other, _, _) = logged_state_serving(dir.path(), &default).await;
+    volcast_server::install_detector(&other, &default).unwrap();
+    let other = volcast_server::app(other);
+    let (status, r, _) = common::call(&other, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["identical"], json!(true), "{r}");
+}
+
 /// A decision whose artifact is gone cannot be replayed: 503 `replay_unavailable` naming the
 /// model, never the directory the service keeps it in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -731,7 +780,10 @@ async fn a_replay_whose_artifact_is_gone_names_the_model_not_its_directory() {
     let (state, _store, _) = logged_state_serving(dir.path(), &copy).await;
     let app = volcast_server::app(state.clone());
     let (_, answer) = risk_decision(&app).await;
-    serve_the_default(&state).await;
+    // The default served from artifacts of its own: the repository's, beside it, hold 693e.
+    let served = dir.path().join("artifacts/e511b0d43982c4cf");
+    common::copy_tree(&common::repo().join("model-artifacts/e511b0d43982c4cf"), &served);
+    serve(&state, &served).await;
     std::fs::remove_dir_all(&copy).unwrap();
     let id = answer["items"][0]["decision_id"].as_str().unwrap();
     let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;

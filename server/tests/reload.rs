@@ -12,19 +12,6 @@ use std::time::Duration;
 
 use volcast_model::artifact;
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 /// The repository's artifacts copied into a temporary directory (kept alive by the answer), the
 /// id `default` names there and the other shipped one, and an empty store beside them.
 async fn copied_artifacts() -> (
@@ -36,7 +23,7 @@ async fn copied_artifacts() -> (
 ) {
     let tmp = tempfile::tempdir().unwrap();
     let artifacts = tmp.path().join("artifacts");
-    copy_tree(&common::repo().join("model-artifacts"), &artifacts);
+    common::copy_tree(&common::repo().join("model-artifacts"), &artifacts);
     let served = artifact::read_metadata(&artifact::resolve(&artifacts).unwrap())
         .unwrap()
         .id;
@@ -84,7 +71,7 @@ async fn a_reload_waits_for_the_swap_in_progress() {
 async fn a_failed_reload_names_what_failed_not_the_artifacts_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let artifacts = tmp.path().join("kept-here-artifacts");
-    copy_tree(&common::repo().join("model-artifacts"), &artifacts);
+    common::copy_tree(&common::repo().join("model-artifacts"), &artifacts);
     let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
         .await
         .unwrap();
@@ -136,7 +123,7 @@ async fn every_answer_is_scored_by_its_models_detector_across_reloads() {
     use serde_json::{Value, json};
     let tmp = tempfile::tempdir().unwrap();
     let artifacts = tmp.path().join("artifacts");
-    copy_tree(&common::repo().join("model-artifacts"), &artifacts);
+    common::copy_tree(&common::repo().join("model-artifacts"), &artifacts);
     let ids = ["693e44b5f740fc82", "e511b0d43982c4cf"];
     let detector_of = |id: &str| {
         let text = std::fs::read_to_string(artifacts.join(id).join("anomaly.json")).unwrap();
@@ -206,7 +193,7 @@ async fn every_answer_is_scored_by_its_models_detector_across_reloads() {
 async fn a_reload_to_a_model_the_limits_cannot_serve_keeps_the_old_one() {
     let tmp = tempfile::tempdir().unwrap();
     let artifacts = tmp.path().join("artifacts");
-    copy_tree(&common::repo().join("model-artifacts"), &artifacts);
+    common::copy_tree(&common::repo().join("model-artifacts"), &artifacts);
     let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
         .await
         .unwrap();
@@ -267,4 +254,46 @@ async fn a_reload_request_that_times_out_still_reloads() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the reload asked for was given up with the request");
+}
+
+/// A reload to an artifact without a detector serves none, as a start on that artifact does:
+/// the detector of the artifact served before stayed (until stop 60), so the new model's
+/// answers were scored by another fit's detector, which depended on the reload history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_an_artifact_without_a_detector_serves_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let artifacts = tmp.path().join("artifacts");
+    common::copy_tree(&common::repo().join("model-artifacts"), &artifacts);
+    common::copy_tree(
+        &artifacts.join("693e44b5f740fc82"),
+        &artifacts.join("without-detector"),
+    );
+    std::fs::remove_file(artifacts.join("without-detector/anomaly.json")).unwrap();
+    let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let mut config = volcast_server::config::Config::with_artifact(artifacts.clone()).unwrap();
+    config.max_staleness = Duration::from_secs(100_000 * 86_400);
+    let state = common::state_with_config(&config, store).await;
+    volcast_server::install_detector(&state, &state.serving().unwrap().info.dir).unwrap();
+    assert!(
+        state.anomaly_scorer().is_some(),
+        "the default artifact has its detector"
+    );
+    let options = volcast_server::load_options(&config);
+    artifact::set_default(&artifacts, "without-detector").unwrap();
+    volcast_server::reload(&state, &artifacts, options, state.metrics())
+        .await
+        .unwrap();
+    assert!(
+        state.anomaly_scorer().is_none(),
+        "kept the previous artifact's detector {:?}",
+        state.anomaly_scorer().map(|s| s.detector.id.clone())
+    );
+    // And back: the default's own detector again.
+    artifact::set_default(&artifacts, "e511b0d43982c4cf").unwrap();
+    volcast_server::reload(&state, &artifacts, options, state.metrics())
+        .await
+        .unwrap();
+    assert!(state.anomaly_scorer().is_some());
 }

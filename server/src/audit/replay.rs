@@ -2,7 +2,7 @@
 //! hash), the service's defaults then, the artifact (by id, checked against its hash) and the
 //! gate's policy then. The answer must equal the recorded one to the last digit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use volcast_store::{DecisionRow, DecisionStore as _};
@@ -36,66 +36,98 @@ fn unavailable(m: impl Into<String>) -> ApiError {
     ApiError::ReplayUnavailable(m.into())
 }
 
+/// Where this replica may keep the artifact of `model`: the directory the log recorded for its
+/// id (the first replica to serve it recorded its own), then `<artifacts>/<id>` beside the
+/// artifact served now. Each is checked on loading, so a wrong one is passed over.
+async fn model_dirs(state: &AppState, model: &DecisionModel) -> Result<Vec<PathBuf>, ApiError> {
+    let mut dirs = Vec::new();
+    if let Some((_, dir)) = state.store()?.decision_model(&model.id).await? {
+        dirs.push(PathBuf::from(dir));
+    }
+    // An id that is not a plain name (a record's own field) names no directory of its own.
+    let plain = !model.id.is_empty()
+        && model
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if let Some(root) = state
+        .serving()
+        .ok()
+        .and_then(|s| s.info.dir.parent().map(Path::to_owned))
+        .filter(|_| plain)
+    {
+        let beside = root.join(&model.id);
+        if !dirs.contains(&beside) {
+            dirs.push(beside);
+        }
+    }
+    Ok(dirs)
+}
+
 /// The artifact the decision was made with, serving the policy it was made under: the one
-/// served when it is the same artifact, else the one last loaded for a replay, else loaded from
-/// the directory the log recorded (its hash checked).
+/// served when it is the same artifact, else the one last loaded for a replay, else the first of
+/// [`model_dirs`] holding it (its id and hash checked).
 async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving, ApiError> {
     let same = |s: &Serving| s.info.metadata.id == model.id && s.info.hash == model.hash;
-    let serving = match state.serving() {
-        Ok(s) if same(&s) => s,
-        _ => {
-            let mut cached = state.replay_model().lock().await;
-            match cached.as_ref().filter(|s| same(s)) {
-                Some(s) => s.clone(),
-                None => {
-                    let store = state.store()?;
-                    let (hash, dir) = store.decision_model(&model.id).await?.ok_or_else(|| {
-                        unavailable(format!("the log names no directory for model {}", model.id))
-                    })?;
-                    let options = crate::config::LoadOptions {
-                        queue: QueueConfig {
-                            max_batch: 16,
-                            max_wait: std::time::Duration::ZERO,
-                            capacity: 64,
-                            retry_after: std::time::Duration::from_secs(1),
-                        },
-                        allow_uncalibrated: true,
-                        // A recorded request was within the limits when it was answered.
-                        max_candles: usize::MAX,
-                    };
-                    // Metrics of its own: a replay's warm-up and forward passes are not the
-                    // service's traffic.
-                    let own = Arc::new(crate::metrics::Metrics::new());
-                    // The directory goes to the server's log only: a caller learns the id, not
-                    // where the service keeps its files.
-                    let s = crate::loading::load(Path::new(&dir), options, &own).await.map_err(|e| {
-                        tracing::warn!(model = %model.id, dir = %dir, error = %e, "replay: the artifact does not load");
-                        unavailable(format!(
-                            "the artifact of model {} does not load (see the server log)",
-                            model.id
-                        ))
-                    })?;
-                    if s.info.hash != hash || !same(&s) {
-                        tracing::warn!(model = %model.id, dir = %dir, found = %s.info.metadata.id, "replay: the artifact was replaced");
-                        return Err(unavailable(format!(
-                            "the artifact recorded for model {} is now {} with hash {}, not the recorded one ({})",
-                            model.id, s.info.metadata.id, s.info.hash, model.hash
-                        )));
-                    }
-                    *cached = Some(s.clone());
-                    s
-                }
+    if let Ok(s) = state.serving()
+        && same(&s)
+    {
+        return Ok(s);
+    }
+    let mut cached = state.replay_model().lock().await;
+    if let Some(s) = cached.as_ref().filter(|s| same(s)) {
+        return Ok(s.clone());
+    }
+    let dirs = model_dirs(state, model).await?;
+    let mut first_failure = None;
+    for dir in &dirs {
+        let options = crate::config::LoadOptions {
+            queue: QueueConfig {
+                max_batch: 16,
+                max_wait: std::time::Duration::ZERO,
+                capacity: 64,
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            allow_uncalibrated: true,
+            // A recorded request was within the limits when it was answered.
+            max_candles: usize::MAX,
+        };
+        // Metrics of its own: a replay's warm-up and forward passes are not the service's
+        // traffic.
+        let own = Arc::new(crate::metrics::Metrics::new());
+        // The directory goes to the server's log only: a caller learns the id, not where the
+        // service keeps its files.
+        let failure = match crate::loading::load(dir, options, &own).await {
+            Ok(s) if same(&s) => {
+                *cached = Some(s.clone());
+                return Ok(s);
             }
-        }
-    };
-    Ok(serving)
+            Ok(s) => {
+                tracing::warn!(model = %model.id, dir = %dir.display(), found = %s.info.metadata.id, "replay: the artifact was replaced");
+                unavailable(format!(
+                    "the artifact recorded for model {} is now {} with hash {}, not the recorded one ({})",
+                    model.id, s.info.metadata.id, s.info.hash, model.hash
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(model = %model.id, dir = %dir.display(), error = %e, "replay: the artifact does not load");
+                unavailable(format!(
+                    "the artifact of model {} does not load (see the server log)",
+                    model.id
+                ))
+            }
+        };
+        first_failure.get_or_insert(failure);
+    }
+    Err(first_failure
+        .unwrap_or_else(|| unavailable(format!("the log names no directory for model {}", model.id))))
 }
 
 /// The anomaly detector a decision was made with, by the id its answer records: the one served
-/// now when it is that one; else the recorded artifact's own (`anomaly.json` in the directory
-/// the log recorded for it, its content id checked on reading), as after a reload that brought
-/// another artifact and its detector; else the one served now, whose id then shows as a
-/// difference in the replayed answer.
+/// now when it is that one; else the recorded artifact's own (`anomaly.json` in the first of
+/// [`model_dirs`] holding a detector of that id: its content id is checked on reading), as after
+/// a reload that brought another artifact and its detector; else the one served now, whose id
+/// then shows as a difference in the replayed answer.
 async fn detector_then(
     state: &AppState,
     model: &DecisionModel,
@@ -108,17 +140,13 @@ async fn detector_then(
     if now.as_ref().is_some_and(|s| s.detector.id == id) {
         return now;
     }
-    let Ok(store) = state.store() else {
+    let Ok(dirs) = model_dirs(state, model).await else {
         return now;
     };
-    let dir = match store.decision_model(&model.id).await {
-        Ok(Some((_, dir))) => dir,
-        _ => return now,
-    };
-    match crate::anomaly::load(&Path::new(&dir).join(crate::anomaly::FILE)) {
-        Ok(recorded) if recorded.detector.id == id => Some(recorded),
-        _ => now,
-    }
+    dirs.iter()
+        .filter_map(|dir| crate::anomaly::load(&dir.join(crate::anomaly::FILE)).ok())
+        .find(|recorded| recorded.detector.id == id)
+        .or(now)
 }
 
 /// Recomputes the decision `row` records.
