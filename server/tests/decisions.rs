@@ -1398,6 +1398,71 @@ async fn the_http_export_verifies_and_shows_an_altered_record() {
     assert!(err.contains("seq 3") && err.contains("edited"), "{err}");
 }
 
+/// SQLite types a value, not a column: a record edited in the file to hold bytes that are not
+/// UTF-8 text (or a blob) made every page holding it, the record itself and `verify` fail to
+/// read (503 `store_unavailable`; `verify` exit 2, naming no record). It is shown, `verify` names
+/// it as edited (exit 1), and its replay says it is not as signed; a candle window edited so
+/// is refused as not parsing, not as a store failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_holding_bytes_that_are_not_text_is_shown_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store, public) = logged_state(dir.path()).await;
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(1, 45);
+    let mut ids = Vec::new();
+    for end in (0..4).map(|i| series.len() - 3 * i) {
+        let body = json!({"asset": "A", "candles": series[end - history..end]});
+        let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["items"][0]["decision_id"].as_str().unwrap().to_owned());
+    }
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for edit in [
+        "UPDATE decisions SET body = CAST(X'7B22FF22' AS TEXT) WHERE seq = 2",
+        "UPDATE decisions SET signature = X'FFFE00' WHERE seq = 3",
+        "UPDATE decision_inputs SET candles = CAST(X'5BFF5D' AS TEXT) WHERE hash = \
+         (SELECT hash FROM decision_inputs ORDER BY rowid DESC LIMIT 1)",
+    ] {
+        sqlx::query(edit).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let (status, page, _) = common::call(&app, "GET", "/v1/decisions", None).await;
+    assert_eq!(status, 200, "{page}");
+    let records = page["decisions"].as_array().unwrap();
+    assert_eq!(records.len(), 4, "{page}");
+    assert!(records[1]["decision"].is_null() && records[0]["decision"].is_object());
+    for id in &ids[1..3] {
+        let (status, one, _) = common::call(&app, "GET", &format!("/v1/decisions/{id}"), None).await;
+        assert_eq!(status, 200, "{one}");
+        let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+        assert_eq!(
+            (status.as_u16(), &r["error"]),
+            (503, &json!("replay_unavailable")),
+            "{r}"
+        );
+        assert!(
+            r["message"].as_str().unwrap().contains("not as it was signed"),
+            "{r}"
+        );
+    }
+    let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{}/replay", ids[3]), None).await;
+    assert_eq!(
+        (status.as_u16(), &r["error"]),
+        (503, &json!("replay_unavailable")),
+        "{r}"
+    );
+    assert!(r["message"].as_str().unwrap().contains("the candle window"), "{r}");
+    let out = Command::new(env!("CARGO_BIN_EXE_verify"))
+        .args(["--database-url", &url, "--public-key", &public])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("seq 2 ") && err.contains("edited"), "{err}");
+}
+
 /// HEAD on a GET route whose answer is a logged decision is refused (405, `Allow: GET`): axum
 /// would answer it with the GET handler, which logs the decision, and drop the answer, leaving a
 /// record of an answer never served.

@@ -143,17 +143,43 @@ fn key_of(r: &sqlx::any::AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
 fn decision_of(r: &sqlx::any::AnyRow) -> Result<DecisionRow, sqlx::Error> {
     Ok(DecisionRow {
         seq: r.try_get(0)?,
-        id: r.try_get(1)?,
+        id: text(r, 1)?,
         at: r.try_get(2)?,
-        asset: r.try_get(3)?,
-        body: r.try_get(4)?,
-        hash: r.try_get(5)?,
-        signature: r.try_get(6)?,
-        signer: r.try_get(7)?,
+        asset: text(r, 3)?,
+        body: text(r, 4)?,
+        hash: text(r, 5)?,
+        signature: text(r, 6)?,
+        signer: text(r, 7)?,
     })
 }
 
-const DECISION_COLUMNS: &str = "seq, id, at, asset, body, hash, signature, signer";
+/// A text column read as [`decision_columns`] selects it: bytes on SQLite, where a record edited
+/// in the file may hold any (its invalid UTF-8 replaced: the record then fails its hash, named
+/// by `verify`, where the page holding it failed to read at all), text on PostgreSQL, which
+/// holds nothing else.
+fn text(r: &sqlx::any::AnyRow, i: usize) -> Result<String, sqlx::Error> {
+    match r.try_get::<Vec<u8>, _>(i) {
+        Ok(bytes) => Ok(match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        }),
+        Err(_) => r.try_get(i),
+    }
+}
+
+/// The columns of a decision, in [`decision_of`]'s order. SQLite types a value, not a column:
+/// an edited record may hold text that is not UTF-8, a blob, or text where a number belongs,
+/// and one such value made every read of a page holding it fail (503, `verify` exit 2 without
+/// naming the record). Its text columns are read as bytes, its numbers as numbers.
+fn decision_columns(backend: crate::Backend) -> &'static str {
+    match backend {
+        crate::Backend::Sqlite => {
+            "CAST(seq AS INTEGER), CAST(id AS BLOB), CAST(at AS INTEGER), CAST(asset AS BLOB), \
+             CAST(body AS BLOB), CAST(hash AS BLOB), CAST(signature AS BLOB), CAST(signer AS BLOB)"
+        }
+        crate::Backend::Postgres => "seq, id, at, asset, body, hash, signature, signer",
+    }
+}
 
 impl KeyStore for Store {
     async fn create_key(&self, key: &ApiKeyRow) -> Result<(), StoreError> {
@@ -323,15 +349,17 @@ async fn append_on(
 
 impl DecisionStore for Store {
     async fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let sql = match self.backend {
+            crate::Backend::Sqlite => {
+                "SELECT CAST(seq AS INTEGER), CAST(hash AS BLOB) FROM decisions ORDER BY seq DESC LIMIT 1"
+            }
+            crate::Backend::Postgres => "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
+        };
         let row = self
-            .on_own_conn(async |c| {
-                sqlx::query("SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(c)
-                    .await
-            })
+            .on_own_conn(async |c| sqlx::query(sql).fetch_optional(c).await)
             .await?;
         Ok(row
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, text(&r, 1)?)))
             .transpose()?)
     }
 
@@ -347,9 +375,10 @@ impl DecisionStore for Store {
             // backend, rather than a database error on one.
             return Ok(None);
         }
+        let columns = decision_columns(self.backend);
         let row = self
             .on_own_conn(async |c| {
-                sqlx::query(&format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE id = $1"))
+                sqlx::query(&format!("SELECT {columns} FROM decisions WHERE id = $1"))
                     .bind(id)
                     .fetch_optional(c)
                     .await
@@ -375,11 +404,12 @@ impl DecisionStore for Store {
             Some(a) => (">", a),
             None => (">=", i64::MIN),
         };
+        let columns = decision_columns(self.backend);
         let rows = match asset {
             Some(a) => {
                 self.on_own_conn(async |c| {
                     sqlx::query(&format!(
-                        "SELECT {DECISION_COLUMNS} FROM decisions WHERE asset = $1 AND at >= $2 AND at <= $3 \
+                        "SELECT {columns} FROM decisions WHERE asset = $1 AND at >= $2 AND at <= $3 \
                      AND seq {after_op} $4 ORDER BY seq LIMIT $5"
                     ))
                     .bind(a)
@@ -395,14 +425,15 @@ impl DecisionStore for Store {
             None => {
                 self.on_own_conn(async |c| {
                     sqlx::query(&format!(
-                "SELECT {DECISION_COLUMNS} FROM decisions WHERE at >= $1 AND at <= $2 AND seq {after_op} $3 \
+                        "SELECT {columns} FROM decisions WHERE at >= $1 AND at <= $2 AND seq {after_op} $3 \
                      ORDER BY seq LIMIT $4"
-            ))
-            .bind(from_ms)
-            .bind(to_ms)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(c).await
+                    ))
+                    .bind(from_ms)
+                    .bind(to_ms)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(c)
+                    .await
                 })
                 .await?
             }
@@ -411,15 +442,16 @@ impl DecisionStore for Store {
     }
 
     async fn decision_inputs(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        // Read as bytes on SQLite, as a decision's text is ([`text`]): an edited window that is
+        // not UTF-8 fails its hash ("altered"), not the read.
+        let sql = match self.backend {
+            crate::Backend::Sqlite => "SELECT CAST(candles AS BLOB) FROM decision_inputs WHERE hash = $1",
+            crate::Backend::Postgres => "SELECT candles FROM decision_inputs WHERE hash = $1",
+        };
         let row = self
-            .on_own_conn(async |c| {
-                sqlx::query("SELECT candles FROM decision_inputs WHERE hash = $1")
-                    .bind(hash)
-                    .fetch_optional(c)
-                    .await
-            })
+            .on_own_conn(async |c| sqlx::query(sql).bind(hash).fetch_optional(c).await)
             .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
+        Ok(row.map(|r| text(&r, 0)).transpose()?)
     }
 
     async fn decision_model(&self, model_id: &str) -> Result<Option<(String, String)>, StoreError> {
