@@ -162,7 +162,7 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_KEY_RATE_PER_MINUTE", default_value_t = 6000, value_parser = clap::value_parser!(u32).range(1..))]
     pub key_rate_per_minute: u32,
 
-    /// Ask for an API key (any scope) on `/metrics` too; by default it stays open, like
+    /// Ask for an API key with the `read` scope on `/metrics` too; by default it stays open, like
     /// `/healthz`, `/readyz` and `/docs`.
     #[arg(long, env = "VOLCAST_METRICS_NEED_KEY", default_value_t = false)]
     pub metrics_need_key: bool,

@@ -38,7 +38,7 @@ use volcast_store::{CandleStore, LedgerStore};
 
 use crate::config::LoadOptions;
 use crate::error::ApiError;
-use crate::gate::{GateRule, Switch, decide};
+use crate::gate::{GateRule, PolicyStatus, Switch, decide};
 use crate::ledger::{DAY_MS, Scored, day_origin, scored_of, validation};
 use crate::loading::load;
 use crate::metrics::ReloadLabels;
@@ -192,16 +192,36 @@ pub async fn restore_policy(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Serves the policy of the store's last switch, when it is not the one served already.
+/// Serves the policy of the store's last switch, when it is not the one served already. A
+/// policy this build does not know (a newer replica's, a row written by hand) is not served by
+/// its name: the model answered under it, named `bogus` in every answer (until stop 60). The
+/// safer policy, HAR's fallback, is served instead, saying why.
 fn adopt(state: &AppState, last: &Switch) {
     let (current, since) = state.policy();
     if since.is_some_and(|s| s > last.at) {
         // Served since a later switch than this one (read before it was recorded): kept.
         return;
     }
-    if since != Some(last.at) || current.name != last.policy {
-        tracing::info!(policy = %last.policy, since = %format_ms(last.at), "policy restored from the gate's last switch");
-        state.set_policy(last.status(), Some(last.at));
+    let mut status = last.status();
+    if ![crate::gate::MODEL, crate::gate::FALLBACK_HAR].contains(&status.name.as_str()) {
+        tracing::error!(
+            policy = %last.policy,
+            since = %format_ms(last.at),
+            "the gate's last switch names a policy this build does not know: serving HAR's fallback"
+        );
+        status = PolicyStatus {
+            name: crate::gate::FALLBACK_HAR.into(),
+            since: status.since,
+            reason: format!(
+                "the gate's last switch names a policy this build does not know ({}): the safer \
+                 fallback is served",
+                last.policy.escape_debug()
+            ),
+        };
+    }
+    if since != Some(last.at) || current.name != status.name {
+        tracing::info!(policy = %status.name, since = %format_ms(last.at), "policy restored from the gate's last switch");
+        state.set_policy(status, Some(last.at));
     }
 }
 

@@ -326,12 +326,15 @@ pub async fn run(
     let hangups = loading::listen_for_hangups();
     #[cfg(not(unix))]
     let hangups = None;
-    run_listening(config, listener, shutdown, hangups).await
+    run_listening(config, listener, shutdown, hangups, |_| {}).await
 }
 
-/// [`run`] with the SIGHUP stream a caller opened before it announced the address
+/// [`run`] with the SIGHUP stream a caller opened before it started
 /// ([`loading::listen_for_hangups`]): a SIGHUP between the announcement and the start of
 /// `run` is a reload then, not lost (a stream sees only the signals after it was opened).
+/// `announce` is called once the start is allowed (the store open, its keys checked against the
+/// address, before the model loads): a start refused for listening beyond loopback without keys
+/// announced its address first (until stop 60), which a supervisor read as a start.
 ///
 /// # Errors
 /// As [`run`].
@@ -341,6 +344,7 @@ pub async fn run_listening(
     shutdown: impl Future<Output = ()> + Send + 'static,
     #[cfg(unix)] hangups: Option<tokio::signal::unix::Signal>,
     #[cfg(not(unix))] hangups: Option<()>,
+    announce: impl FnOnce(&TcpListener),
 ) -> Result<(), ServeError> {
     #[cfg(not(unix))]
     let _ = hangups;
@@ -349,6 +353,7 @@ pub async fn run_listening(
     let store = open_store(&config).await?;
     let state = AppState::with_store(settings, Arc::clone(&metrics), Some(store.clone()));
     secure(&config, &listener, &state, &store).await?;
+    announce(&listener);
     let follower = match config.follow_config() {
         Some(follow) => {
             let f = follower::Follower::spawn(store.clone(), follow, follower::Clock::system())?;

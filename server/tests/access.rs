@@ -228,6 +228,58 @@ async fn a_key_over_its_rate_is_told_when_to_retry() {
     assert_eq!(status, 200);
 }
 
+/// Two `Authorization` headers are refused (401) in either order: the first was checked and the
+/// other ignored, so a valid key first let any second one through, and the reverse was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authorization_headers_are_refused_in_either_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path()).await;
+    let state = common::state_with_store(
+        &common::repo().join("model-artifacts/default"),
+        store.clone(),
+        FOREVER,
+    )
+    .await;
+    let k = new_key("reader", &[Scope::Read], None, 0).unwrap();
+    store.create_key(&k.row).await.unwrap();
+    state.access().set_keys(&store.keys().await.unwrap());
+    let app = volcast_server::app(state);
+    let valid = format!("Bearer {}", k.token);
+    for pair in [
+        [valid.as_str(), "Bearer garbage"],
+        ["Bearer garbage", valid.as_str()],
+    ] {
+        let req = Request::builder()
+            .uri("/v1/model")
+            .header("authorization", pair[0])
+            .header("authorization", pair[1])
+            .body(Body::empty())
+            .unwrap();
+        let (status, body, headers) = common::raw(&app, req).await;
+        assert_eq!(status, 401, "{pair:?}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("one Authorization header"),
+            "{body}"
+        );
+        assert!(headers.contains_key("www-authenticate"));
+    }
+    let (status, _, _) = call_with(&app, &Method::GET, "/v1/model", Some(&k.token)).await;
+    assert_eq!(status, 200);
+}
+
+/// A start refused for listening beyond loopback without keys never says `listening on` (it
+/// printed it, bound, before the refusal: a supervisor waiting for the line took it as started).
+#[test]
+fn a_refused_start_never_announces_its_address() {
+    let artifact = common::repo().join("model-artifacts/default");
+    let (ok, stdout, stderr) = common::process::start_and_wait_output(&artifact, &["--listen", "0.0.0.0:0"]);
+    assert!(!ok && stderr.contains("refusing to listen"), "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_keys_only_loopback_is_served_unless_insecure() {
     let dir = tempfile::tempdir().unwrap();

@@ -436,6 +436,11 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("sequence numbers start at 1"), "{err}");
+    // A public key that is not 32 bytes is a usage error, not every record "untrusted" (exit 1).
+    let out = verify(&["--export", export.to_str().unwrap(), "--public-key", "00"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("32 bytes"), "{err}");
     // `--export-to` never replaces a database (here the store being checked: it was replaced by
     // its export), and is refused beside `--export` (it wrote an empty file and said OK).
     let out = verify(&[
@@ -1453,7 +1458,10 @@ async fn a_record_holding_bytes_that_are_not_text_is_shown_and_named() {
         (503, &json!("replay_unavailable")),
         "{r}"
     );
-    assert!(r["message"].as_str().unwrap().contains("the candle window"), "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("the candle window"),
+        "{r}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_verify"))
         .args(["--database-url", &url, "--public-key", &public])
         .output()

@@ -360,3 +360,27 @@ async fn cutting_the_candles_after_a_day_changes_nothing_before_it() {
         );
     }
 }
+
+/// A switch naming a policy this build does not know (a newer replica's, a row written by hand)
+/// is not served by its name: the model answered under it, every answer naming `bogus`, and
+/// `/readyz` said ready. HAR's fallback is served instead, its reason naming the unknown policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_to_a_policy_this_build_does_not_know_serves_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = serving(dir.path()).await;
+    state
+        .store()
+        .unwrap()
+        .record_switch(START, "bogus", "written by hand")
+        .await
+        .unwrap();
+    volcast_server::daily::restore_policy(&state).await.unwrap();
+    let (policy, since) = state.policy();
+    assert_eq!(policy.name, FALLBACK_HAR, "{policy:?}");
+    assert!(policy.reason.contains("(bogus)"), "{policy:?}");
+    assert_eq!(since, Some(START));
+    assert!(
+        state.metrics().render().contains("volcast_policy_fallback 1"),
+        "the fallback gauge"
+    );
+}

@@ -22,11 +22,19 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
     let caller = match scope {
         None => Caller::default(),
         Some(scope) => {
-            let header = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .map(axum::http::HeaderValue::as_bytes);
-            match access.check(scope, header, Instant::now()) {
+            let mut headers = req.headers().get_all(header::AUTHORIZATION).iter();
+            let header = headers.next().map(axum::http::HeaderValue::as_bytes);
+            // One credential per request: with two, the first was checked and the other
+            // ignored, so a proxy's added header could be sent around (or a key smuggled past
+            // it), depending on the order.
+            let checked = if headers.next().is_some() && access.required() {
+                Err(crate::error::ApiError::Unauthorized(
+                    "send one Authorization header, not several".into(),
+                ))
+            } else {
+                access.check(scope, header, Instant::now())
+            };
+            match checked {
                 Ok(c) => c,
                 Err(e) => {
                     let metrics = state.metrics();

@@ -100,20 +100,42 @@ pub struct NewKey {
     pub token: String,
 }
 
+/// A character that shows nothing or reorders what follows it (Unicode's format characters,
+/// bidirectional controls, line and paragraph separators, tags): `keys list` shows names as
+/// given, and `char::is_control` lets these through, so a right-to-left override could make one
+/// key's row read as another's.
+fn unseen(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
 /// Makes a key with random id and secret from the system's generator.
 ///
 /// # Errors
 /// A name that is empty or holds a control character (a tab or a newline would forge columns
-/// or rows in `keys list`), or when the system's generator fails.
+/// or rows in `keys list`) or an invisible or reordering one (U+202E, U+200B...), or when the
+/// system's generator fails.
 pub fn new_key(
     name: &str,
     scopes: &[Scope],
     rate_per_minute: Option<u32>,
     now_ms: i64,
 ) -> Result<NewKey, String> {
-    if name.trim().is_empty() || name.chars().any(char::is_control) {
+    if name.trim().is_empty() || name.chars().any(|c| c.is_control() || unseen(c)) {
         return Err(format!(
-            "a key's name must not be empty nor hold a control character (tab, newline): {name:?}"
+            "a key's name must not be empty nor hold a control character (tab, newline) or an \
+             invisible or reordering one (U+202E, U+200B...): {}",
+            name.escape_debug()
         ));
     }
     use ring::rand::SecureRandom as _;
@@ -354,7 +376,17 @@ mod tests {
 
     #[test]
     fn a_key_name_that_is_empty_or_holds_a_control_character_is_refused() {
-        for name in ["", "  ", "a\nb", "a\tb", "a\u{7f}"] {
+        for name in [
+            "",
+            "  ",
+            "a\nb",
+            "a\tb",
+            "a\u{7f}",
+            "x\u{202e}y",
+            "a\u{200b}",
+            "\u{feff}k",
+            "a\u{2029}b",
+        ] {
             assert!(new_key(name, &[Scope::Read], None, 0).is_err(), "{name:?}");
         }
         assert!(new_key("risk-bot (ops team)", &[Scope::Read], None, 0).is_ok());

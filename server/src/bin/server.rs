@@ -75,14 +75,15 @@ async fn serve(config: Config) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match listener.local_addr() {
+    // Announced once the start is allowed (the store open, the keys checked against the address).
+    let announce = |listener: &tokio::net::TcpListener| match listener.local_addr() {
         Ok(addr) => {
             println!("listening on {addr}");
             tracing::info!(%addr, "listening");
         }
         Err(e) => tracing::warn!("cannot read the bound address: {e}"),
-    }
-    match volcast_server::run_listening(config, listener, shutdown_signal(), hangups).await {
+    };
+    match volcast_server::run_listening(config, listener, shutdown_signal(), hangups, announce).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("server: {e}");

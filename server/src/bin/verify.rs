@@ -145,6 +145,14 @@ async fn run(
         .iter()
         .map(|k| {
             let bytes = hex::decode(k.trim()).map_err(|e| format!("--public-key {k}: {e}"))?;
+            // An Ed25519 public key is 32 bytes: a shorter one (`00`) trusted no signer, and every
+            // record then failed as signed by an untrusted key (exit 1, read as tampering).
+            if bytes.len() != 32 {
+                return Err(format!(
+                    "--public-key {k}: an Ed25519 public key is 32 bytes (64 hex digits), not {}",
+                    bytes.len()
+                ));
+            }
             Ok((key_id(&bytes), k.trim().to_owned()))
         })
         .collect::<Result<_, String>>()?;

@@ -26,8 +26,11 @@ impl Drop for Server {
 /// writes a store into the repository).
 fn command(artifact: &Path, args: &[&str]) -> (Command, Option<tempfile::TempDir>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
+    if !args.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
     command
-        .args(["--listen", "127.0.0.1:0", "--artifact"])
+        .arg("--artifact")
         .arg(artifact)
         .args(args)
         .env("VOLCAST_LOG", "warn")
@@ -67,6 +70,12 @@ pub fn start(artifact: &Path, args: &[&str]) -> Server {
 /// Starts the server on `artifact` with extra `args` and expects it to exit on its own within
 /// 60 s: returns whether it succeeded and what it wrote to stderr.
 pub fn start_and_wait(artifact: &Path, args: &[&str]) -> (bool, String) {
+    let (ok, _, stderr) = start_and_wait_output(artifact, args);
+    (ok, stderr)
+}
+
+/// [`start_and_wait`], with what it wrote to stdout: whether it succeeded, stdout, stderr.
+pub fn start_and_wait_output(artifact: &Path, args: &[&str]) -> (bool, String, String) {
     let (mut command, _store_dir) = command(artifact, args);
     let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -82,7 +91,9 @@ pub fn start_and_wait(artifact: &Path, args: &[&str]) -> (bool, String) {
     };
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    (status.success(), stderr)
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    (status.success(), stdout, stderr)
 }
 
 /// Sends `signal` (e.g. `-HUP`) to the server process.
