@@ -1471,6 +1471,40 @@ async fn a_record_holding_bytes_that_are_not_text_is_shown_and_named() {
     assert!(err.contains("seq 2 ") && err.contains("edited"), "{err}");
 }
 
+/// A head at the top of the sequence range (a row written by hand) leaves no number after it:
+/// the next ones wrapped to negative numbers in a release build, each append then conflicting.
+/// The log does not start on it, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_whose_head_leaves_no_sequence_number_does_not_start() {
+    use volcast_store::NewDecision;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("volcast.db").display()))
+        .await
+        .unwrap();
+    let row = DecisionRow {
+        seq: i64::MAX,
+        id: "dec_top".into(),
+        at: 1,
+        asset: "A".into(),
+        body: "{}".into(),
+        hash: "h".into(),
+        signature: "s".into(),
+        signer: "k".into(),
+    };
+    store
+        .append_decisions(&[NewDecision {
+            row,
+            inputs: None,
+            model: None,
+        }])
+        .await
+        .unwrap();
+    let (signer, _) = Signer::generate().unwrap();
+    let started = DecisionLog::start(store, signer, Arc::new(volcast_server::metrics::Metrics::new())).await;
+    let e = started.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains("no sequence number is left"), "{e}");
+}
+
 /// HEAD on a GET route whose answer is a logged decision is refused (405, `Allow: GET`): axum
 /// would answer it with the GET handler, which logs the decision, and drop the answer, leaving a
 /// record of an answer never served.

@@ -117,7 +117,7 @@ impl DecisionLog {
                 signer.key_id
             )));
         }
-        let head = store.head().await?;
+        let head = checked_head(store.head().await?).map_err(StoreError::Conflict)?;
         let signer = Arc::new(signer);
         let (tx, rx) = mpsc::channel(CHANNEL);
         tokio::spawn(writer(store, Arc::clone(&signer), rx, head, metrics));
@@ -475,7 +475,21 @@ const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const HEAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn read_head(store: &Store) -> Result<Option<(i64, String)>, String> {
-    crate::within(HEAD_READ_TIMEOUT, store.head()).await
+    checked_head(crate::within(HEAD_READ_TIMEOUT, store.head()).await?)
+}
+
+/// The head read, refused where no sequence number is left after it.
+fn checked_head(head: Option<(i64, String)>) -> Result<Option<(i64, String)>, String> {
+    match head {
+        // A head past half the range, which no log reaches one decision at a time (a row
+        // written by hand at the top of it): the next sequence numbers wrapped to negative ones,
+        // each append then conflicting with the last.
+        Some((seq, _)) if seq > i64::MAX / 2 => Err(format!(
+            "the log's head is at seq {seq}: no sequence number is left after it (a row written \
+             by hand?); nothing more can be logged"
+        )),
+        head => Ok(head),
+    }
 }
 
 /// While the store is down (`error`, the last append's failure): answers every request at once

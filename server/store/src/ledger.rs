@@ -40,7 +40,8 @@ pub trait LedgerStore {
     fn unscored(&self, limit: u32) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
 
     /// Sets the outcome of the entry with `entry`'s asset, origin and model; `partial` while
-    /// some of its windows are still open (the entry stays among [`Self::unscored`]).
+    /// some of its windows are still open (the entry stays among [`Self::unscored`]). A complete
+    /// outcome is never replaced (two replicas scoring the same entry).
     fn set_outcome(
         &self,
         entry: &LedgerEntry,
@@ -84,8 +85,13 @@ impl LedgerStore for Store {
         let done = self
             .on_own_conn(async |c| {
                 sqlx::query(
+                    // No conflict target: an entry already there under any of the table's
+                    // unique keys is skipped. Named `(asset, origin)`, PostgreSQL checked the
+                    // primary key `(asset, origin, model_id)` as a plain unique index, so two
+                    // replicas recording the same entry at once could fail one with a unique
+                    // violation instead of skipping it.
                     "INSERT INTO ledger (asset, origin, model_id, record) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (asset, origin) DO NOTHING",
+             ON CONFLICT DO NOTHING",
                 )
                 .bind(&entry.asset)
                 .bind(entry.origin)
@@ -138,7 +144,10 @@ impl LedgerStore for Store {
     async fn set_outcome(&self, entry: &LedgerEntry, outcome: &str, partial: bool) -> Result<(), StoreError> {
         self.on_own_conn(async |c| {
             sqlx::query(
-            "UPDATE ledger SET outcome = $1, partial = $2 WHERE asset = $3 AND origin = $4 AND model_id = $5",
+            // Never over a complete outcome: another replica's pass, scoring the same entry a
+            // moment earlier with the hour's last candle, may have completed it.
+            "UPDATE ledger SET outcome = $1, partial = $2 WHERE asset = $3 AND origin = $4 AND model_id = $5 \
+             AND (outcome IS NULL OR partial <> 0)",
         )
         .bind(outcome)
         .bind(i64::from(partial))

@@ -109,6 +109,10 @@ pub enum StoreError {
         /// Why not, as the system says it.
         why: String,
     },
+    /// [`Store::open_existing`] found a database without this build's schema: none at all (not
+    /// a volcast store), or an older one it does not upgrade.
+    #[error("{0}")]
+    Schema(String),
     /// [`Store::open_existing`] found no SQLite store there.
     #[error("no store at {path}: {why} (check the URL; a store is created by the server or `ingest`)")]
     Missing {
@@ -281,15 +285,21 @@ impl Store {
     /// [`StoreError`] when the URL is unsupported, the database cannot be reached or created, or
     /// a migration fails.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        Self::connect(url).await
+        Self::connect(url, true).await
     }
 
     /// [`Store::open`] for tools that read a store that must already exist (`verify`, `keys
-    /// list`): an SQLite file that does not exist is refused instead of created empty, so a
-    /// mistyped URL is an error, not an empty, "verified" log.
+    /// list` and `revoke`, the gate's replay): an SQLite file that does not exist is refused
+    /// instead of created empty, so a mistyped URL is an error, not an empty, "verified" log.
+    /// Nor does it apply migrations (until stop 60 it did): an auditor's `verify` upgraded the
+    /// production schema under the replicas still running the older build, needed the right to
+    /// create tables (a read-only PostgreSQL role could not open the store), and gave any SQLite
+    /// database it was pointed at volcast's tables. A schema older than this build's is refused,
+    /// saying how to upgrade it; a newer one is read (the migrations are additive).
     ///
     /// # Errors
-    /// [`StoreError::Missing`] for a missing or empty SQLite file; else as [`Store::open`].
+    /// [`StoreError::Missing`] for a missing or empty SQLite file; [`StoreError::Schema`] for a
+    /// database without this build's schema; else as [`Store::open`].
     pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
         if Backend::of_url(url)? == Backend::Sqlite {
             let file = sqlite::file(url)?;
@@ -307,7 +317,55 @@ impl Store {
                 });
             }
         }
-        Self::connect(url).await
+        let store = Self::connect(url, false).await?;
+        let checked = store.check_schema().await;
+        if checked.is_err() {
+            store.close().await;
+        }
+        checked.map(|()| store)
+    }
+
+    /// Refuses a database whose schema is older than this build's, or that has none.
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let needed = match self.backend {
+            Backend::Sqlite => sqlite::latest_migration(),
+            Backend::Postgres => POSTGRES_MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0),
+        };
+        let exists_sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '_sqlx_migrations' \
+                                  AND schemaname = ANY (current_schemas(false))"
+            }
+        };
+        let tables: i64 = self
+            .on_own_conn(async |c| sqlx::query_scalar(exists_sql).fetch_one(c).await)
+            .await?;
+        if tables == 0 {
+            return Err(StoreError::Schema(
+                "this database holds no volcast store (no schema): check the URL; a store is created \
+                 by the server or `ingest`"
+                    .into(),
+            ));
+        }
+        let applied: Option<i64> = self
+            .on_own_conn(async |c| {
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(c)
+                    .await
+            })
+            .await?;
+        let applied = applied.unwrap_or(0);
+        if applied < needed {
+            return Err(StoreError::Schema(format!(
+                "the store's schema is at version {applied}, this build reads version {needed}: \
+                 start the server (or run `ingest`) of this build on it once to upgrade it; this \
+                 tool does not change a schema"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether [`Store::open`] would find a store at `url` rather than make a new one: whether
@@ -323,7 +381,8 @@ impl Store {
         })
     }
 
-    async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Connects to `url`, applying the migrations not yet applied when `migrate` says so.
+    async fn connect(url: &str, migrate: bool) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
         let (url, file) = match backend {
@@ -375,6 +434,7 @@ impl Store {
             .connect(&url)
             .await?;
         match backend {
+            _ if !migrate => {}
             Backend::Sqlite => sqlite::migrate(&pool).await?,
             Backend::Postgres => {
                 // On a session without the store's lock timeout: migrations wait as long as

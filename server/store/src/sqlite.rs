@@ -239,6 +239,11 @@ async fn busy_timeout(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error>
 /// migration unapplied, and the one that applies it second fails. Each failure follows another's
 /// progress, so trying again finds more applied; a migration that fails on its own fails every
 /// time and is reported after the last try.
+/// The version of this build's last SQLite migration.
+pub(crate) fn latest_migration() -> i64 {
+    MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), StoreError> {
     let migrator = crate::tolerant(&MIGRATIONS);
     let mut tries = 0;
@@ -419,5 +424,61 @@ mod tests {
                 "{url}: {e:?}"
             );
         }
+    }
+
+    /// A tool reading an existing store (`verify`, `keys list`) changes no schema: an older one
+    /// is refused, saying how to upgrade it, and left as it was; a database that is not a volcast
+    /// store is refused and gains no table (both were migrated on opening, until stop 60).
+    #[tokio::test]
+    async fn reading_an_existing_store_changes_no_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let last = latest_migration();
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+            .bind(last)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let e = Store::open_existing(&url)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains(&format!("at version {}", last - 1)) && e.contains(&format!("reads version {last}")),
+            "{e}"
+        );
+        let applied: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(applied, last - 1, "the tool migrated the store");
+        store.close().await;
+        // A store of this build's schema opens, and one of a newer build's too.
+        let url_now = format!("sqlite://{}", dir.path().join("now.db").display());
+        Store::open(&url_now).await.unwrap().close().await;
+        Store::open_existing(&url_now).await.unwrap().close().await;
+        // Another application's database.
+        let other = format!("sqlite://{}", dir.path().join("other.db").display());
+        let pool = sqlx::AnyPool::connect(&format!("{other}?mode=rwc"))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let e = Store::open_existing(&other)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("holds no volcast store"), "{e}");
+        let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(tables, 1, "the tool gave it volcast's tables");
+        pool.close().await;
     }
 }

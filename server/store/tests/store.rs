@@ -296,6 +296,18 @@ async fn the_ledger_records_once_scores_and_survives_a_reopen() {
             mine(store.unscored(1000).await.unwrap()),
             [entry(&a, 0, "M1"), entry(&a, 1, "M2")]
         );
+        // A replica scoring it a moment before the hour's last candle (in part) does not replace
+        // the complete outcome another recorded.
+        store
+            .set_outcome(&entry(&b, 0, "M1"), "{\"rv\": 0}", true)
+            .await
+            .unwrap();
+        let scored = store.scored(start, start + 24 * HOUR_MS).await.unwrap();
+        assert_eq!(scored[0].outcome.as_deref(), Some("{\"rv\": 1}"));
+        assert_eq!(
+            mine(store.unscored(1000).await.unwrap()),
+            [entry(&a, 0, "M1"), entry(&a, 1, "M2")]
+        );
         assert!(
             store
                 .scored(start + HOUR_MS, start + 100 * HOUR_MS)
@@ -686,4 +698,49 @@ async fn opening_a_store_waits_for_another_connections_lock() {
     store.insert_candles("HELD", &candles(2, 0)).await.unwrap();
     assert_eq!(store.count("HELD", 0, i64::MAX).await.unwrap(), 2);
     store.close().await;
+}
+
+/// On PostgreSQL too, a tool reading an existing store (`verify`, `keys list`) opens one of this
+/// build's schema without migrating, and refuses an empty database without creating a table
+/// in it (a read-only role could not have created them: the tool failed to open the store).
+#[tokio::test]
+async fn a_reading_tool_opens_postgres_without_changing_its_schema() {
+    let Some(url) = std::env::var("VOLCAST_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)");
+        return;
+    };
+    Store::open(&url).await.unwrap().close().await;
+    Store::open_existing(&url).await.unwrap().close().await;
+    let name = format!("volcast_empty_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&admin)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let empty = format!("{base}/{name}");
+    let e = Store::open_existing(&empty)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("holds no volcast store"), "{e}");
+    let inside = sqlx::PgPool::connect(&empty).await.unwrap();
+    let (tables,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = 'public'")
+            .fetch_one(&inside)
+            .await
+            .unwrap();
+    inside.close().await;
+    assert_eq!(tables, 0, "the tool created tables");
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
