@@ -1471,6 +1471,80 @@ async fn a_record_holding_bytes_that_are_not_text_is_shown_and_named() {
     assert!(err.contains("seq 2 ") && err.contains("edited"), "{err}");
 }
 
+/// `verify` on a store checks each record's candle window too: a window edited (a price
+/// changed) or lost left every record verified ("OK"), though the decision could no longer be
+/// replayed. It names the first record whose window fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_record_whose_candle_window_was_edited_or_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store, public) = logged_state(dir.path()).await;
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(1, 45);
+    for end in [series.len(), series.len() - 5] {
+        let body = json!({"asset": "A", "candles": series[end - history..end]});
+        let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let verify = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_verify"))
+            .args(["--database-url", &url, "--public-key", &public])
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), said)
+    };
+    let (code, said) = verify();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("2 records") && said.contains("2 candle windows"),
+        "{said}"
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    // The second record's window: one close nudged.
+    let second: String = sqlx::query_scalar("SELECT hash FROM decision_inputs ORDER BY rowid DESC LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let json: String = sqlx::query_scalar("SELECT candles FROM decision_inputs WHERE hash = ?")
+        .bind(&second)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut candles: Value = serde_json::from_str(&json).unwrap();
+    let close = candles[0]["close"].as_f64().unwrap();
+    candles[0]["close"] = json!(close * 1.001);
+    sqlx::query("UPDATE decision_inputs SET candles = ? WHERE hash = ?")
+        .bind(candles.to_string())
+        .bind(&second)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (code, said) = verify();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("record seq 2 ") && said.contains("was altered"),
+        "{said}"
+    );
+    sqlx::query("DELETE FROM decision_inputs WHERE hash = ?")
+        .bind(&second)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (code, said) = verify();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("record seq 2 ") && said.contains("is not in the log"),
+        "{said}"
+    );
+}
+
 /// A head at the top of the sequence range (a row written by hand) leaves no number after it:
 /// the next ones wrapped to negative numbers in a release build, each append then conflicting.
 /// The log does not start on it, saying why.

@@ -172,6 +172,8 @@ async fn run(
         None => None,
     };
     let mut verifier;
+    // The candle windows checked (a store's records only: an export holds none).
+    let mut windows = std::collections::HashSet::new();
     if let Some(url) = &args.database_url {
         // A missing file is an unreadable log (exit 2), never an empty one created here.
         let store = Store::open_existing(url)
@@ -221,7 +223,20 @@ async fn run(
                 .await
                 .map_err(|e| e.to_string())?;
             for r in &page {
-                if let Err(f) = verifier.check(r) {
+                let body = match verifier.check(r) {
+                    Ok(body) => body,
+                    Err(f) => return Ok(Err(f.to_string())),
+                };
+                // Each candle window once: a record that verified but whose window was edited
+                // or lost cannot be replayed, and "OK" said nothing of it (until stop 60).
+                if windows.insert(body.candles.hash.clone())
+                    && let Some(reason) = window_fault(&store, &body.candles.hash).await?
+                {
+                    let f = volcast_server::audit::verify::Failure {
+                        seq: r.seq,
+                        id: r.id.clone(),
+                        reason,
+                    };
                     return Ok(Err(f.to_string()));
                 }
                 if let Some(w) = out.as_mut() {
@@ -313,8 +328,39 @@ async fn run(
     let head = verifier
         .head()
         .map_or_else(|| "empty".to_owned(), |(s, h)| format!("{s}:{h}"));
-    println!("verify: OK: {} records, head {head}", verifier.checked);
+    if args.database_url.is_some() {
+        println!(
+            "verify: OK: {} records, head {head}, {} candle windows",
+            verifier.checked,
+            windows.len()
+        );
+    } else {
+        println!(
+            "verify: OK: {} records, head {head} (the candle windows are in the store, not the export: \
+             verify --database-url checks them)",
+            verifier.checked
+        );
+    }
     Ok(Ok(()))
+}
+
+/// Why the candle window `hash` a record names cannot replay it: not in the store, not
+/// parsing, or not hashing to its name (edited). `None` when it is intact.
+async fn window_fault(store: &Store, hash: &str) -> Result<Option<String>, String> {
+    let Some(json) = store.decision_inputs(hash).await.map_err(|e| e.to_string())? else {
+        return Ok(Some(format!(
+            "its candle window {hash} is not in the log: the decision cannot be replayed"
+        )));
+    };
+    Ok(
+        match serde_json::from_str::<Vec<volcast_server::dto::CandleDto>>(&json) {
+            Err(e) => Some(format!("its candle window {hash} does not parse: {e}")),
+            Ok(candles) if volcast_server::audit::window_hash(&candles) != hash => Some(format!(
+                "its candle window {hash} was altered: it hashes to another"
+            )),
+            Ok(_) => None,
+        },
+    )
 }
 
 /// Whether two JSON values are the same, numbers compared by value: a tool that rewrites `4.0`
