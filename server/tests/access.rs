@@ -23,6 +23,18 @@ async fn store_in(dir: &std::path::Path) -> Store {
         .unwrap()
 }
 
+/// A store in `dir` and a service on the default artifact over it.
+async fn state_in(dir: &std::path::Path) -> (Store, volcast_server::state::AppState) {
+    let store = store_in(dir).await;
+    let state = common::state_with_store(
+        &common::repo().join("model-artifacts/default"),
+        store.clone(),
+        FOREVER,
+    )
+    .await;
+    (store, state)
+}
+
 async fn call_with(
     app: &axum::Router,
     method: &Method,
@@ -95,13 +107,7 @@ fn each_documented_route_has_the_scope_the_readme_gives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_route_needs_a_valid_key_of_its_scope() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path()).await;
-    let state = common::state_with_store(
-        &common::repo().join("model-artifacts/default"),
-        store.clone(),
-        FOREVER,
-    )
-    .await;
+    let (store, state) = state_in(dir.path()).await;
     let mut tokens = std::collections::BTreeMap::new();
     for scope in Scope::ALL {
         let k = new_key(scope.name(), &[scope], None, 0).unwrap();
@@ -204,13 +210,7 @@ fn the_document_shows_the_bearer_scheme_and_each_routes_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_over_its_rate_is_told_when_to_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path()).await;
-    let state = common::state_with_store(
-        &common::repo().join("model-artifacts/default"),
-        store.clone(),
-        FOREVER,
-    )
-    .await;
+    let (store, state) = state_in(dir.path()).await;
     // Six a minute: one at once, then one every ten seconds.
     let k = new_key("slow", &[Scope::Read], Some(6), 0).unwrap();
     store.create_key(&k.row).await.unwrap();
@@ -233,13 +233,7 @@ async fn a_key_over_its_rate_is_told_when_to_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_authorization_headers_are_refused_in_either_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path()).await;
-    let state = common::state_with_store(
-        &common::repo().join("model-artifacts/default"),
-        store.clone(),
-        FOREVER,
-    )
-    .await;
+    let (store, state) = state_in(dir.path()).await;
     let k = new_key("reader", &[Scope::Read], None, 0).unwrap();
     store.create_key(&k.row).await.unwrap();
     state.access().set_keys(&store.keys().await.unwrap());

@@ -27,6 +27,37 @@ async fn logged_state(dir: &std::path::Path) -> (AppState, Store, String) {
     logged_state_serving(dir, &common::repo().join("model-artifacts/default")).await
 }
 
+/// A logged service on the default artifact in `dir` and `n` risk decisions on asset `A`, each
+/// on a window ending `step` hours before the last: the app, the public key and the ids.
+async fn with_decisions(dir: &std::path::Path, n: usize, step: usize) -> (axum::Router, String, Vec<String>) {
+    let (state, _store, public) = logged_state(dir).await;
+    let app = volcast_server::app(state.clone());
+    let history = state.serving().unwrap().info.history_hours();
+    let series = common::market_json(1, 45);
+    let mut ids = Vec::new();
+    for end in (0..n).map(|i| series.len() - step * i) {
+        let body = json!({"asset": "A", "candles": series[end - history..end]});
+        let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["items"][0]["decision_id"].as_str().unwrap().to_owned());
+    }
+    (app, public, ids)
+}
+
+/// `verify --database-url url --public-key public`: its exit code and what it said.
+fn verify_store(url: &str, public: &str) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_verify"))
+        .args(["--database-url", url, "--public-key", public])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), said)
+}
+
 /// [`logged_state`] serving the artifact in `artifact`.
 async fn logged_state_serving(
     dir: &std::path::Path,
@@ -1316,15 +1347,7 @@ async fn a_decision_replays_under_limits_lowered_since() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_export_verifies_and_shows_an_altered_record() {
     let dir = tempfile::tempdir().unwrap();
-    let (state, _store, public) = logged_state(dir.path()).await;
-    let app = volcast_server::app(state.clone());
-    let history = state.serving().unwrap().info.history_hours();
-    let series = common::market_json(1, 45);
-    for end in (0..6).map(|i| series.len() - 3 * i) {
-        let body = json!({"asset": "A", "candles": series[end - history..end]});
-        let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
-        assert_eq!(status, 200, "{answer}");
-    }
+    let (app, public, _) = with_decisions(dir.path(), 6, 3).await;
     let export = |name: &str, page: &Value| {
         let path = dir.path().join(name);
         let lines: Vec<String> = page["decisions"]
@@ -1411,17 +1434,7 @@ async fn the_http_export_verifies_and_shows_an_altered_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_holding_bytes_that_are_not_text_is_shown_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let (state, _store, public) = logged_state(dir.path()).await;
-    let app = volcast_server::app(state.clone());
-    let history = state.serving().unwrap().info.history_hours();
-    let series = common::market_json(1, 45);
-    let mut ids = Vec::new();
-    for end in (0..4).map(|i| series.len() - 3 * i) {
-        let body = json!({"asset": "A", "candles": series[end - history..end]});
-        let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
-        assert_eq!(status, 200, "{answer}");
-        ids.push(answer["items"][0]["decision_id"].as_str().unwrap().to_owned());
-    }
+    let (app, public, ids) = with_decisions(dir.path(), 4, 3).await;
     let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     for edit in [
@@ -1462,13 +1475,9 @@ async fn a_record_holding_bytes_that_are_not_text_is_shown_and_named() {
         r["message"].as_str().unwrap().contains("the candle window"),
         "{r}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_verify"))
-        .args(["--database-url", &url, "--public-key", &public])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("seq 2 ") && err.contains("edited"), "{err}");
+    let (code, said) = verify_store(&url, &public);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("seq 2 ") && said.contains("edited"), "{said}");
 }
 
 /// `verify` on a store checks each record's candle window too: a window edited (a price
@@ -1477,28 +1486,9 @@ async fn a_record_holding_bytes_that_are_not_text_is_shown_and_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_names_a_record_whose_candle_window_was_edited_or_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let (state, _store, public) = logged_state(dir.path()).await;
-    let app = volcast_server::app(state.clone());
-    let history = state.serving().unwrap().info.history_hours();
-    let series = common::market_json(1, 45);
-    for end in [series.len(), series.len() - 5] {
-        let body = json!({"asset": "A", "candles": series[end - history..end]});
-        let (status, answer, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&body)).await;
-        assert_eq!(status, 200, "{answer}");
-    }
+    let (_app, public, _) = with_decisions(dir.path(), 2, 5).await;
     let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
-    let verify = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_verify"))
-            .args(["--database-url", &url, "--public-key", &public])
-            .output()
-            .unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), said)
-    };
+    let verify = || verify_store(&url, &public);
     let (code, said) = verify();
     assert_eq!(code, Some(0), "{said}");
     assert!(

@@ -114,6 +114,22 @@ async fn a_sighup_while_the_server_starts_is_a_reload_not_an_exit() {
     assert!(metrics.contains(ok), "{metrics}");
 }
 
+/// A service on the artifacts in `artifacts` (an SQLite store in `dir`), with its artifact's
+/// anomaly detector installed as the server installs it: its config and state.
+async fn detected_state(
+    dir: &std::path::Path,
+    artifacts: &std::path::Path,
+) -> (volcast_server::config::Config, volcast_server::state::AppState) {
+    let store = volcast_store::Store::open(&format!("sqlite://{}", dir.join("v.db").display()))
+        .await
+        .unwrap();
+    let mut config = volcast_server::config::Config::with_artifact(artifacts.to_owned()).unwrap();
+    config.max_staleness = Duration::from_secs(100_000 * 86_400);
+    let state = common::state_with_config(&config, store).await;
+    volcast_server::install_detector(&state, &state.serving().unwrap().info.dir).unwrap();
+    (config, state)
+}
+
 /// Reloads between the two committed artifacts (each with its own anomaly detector) while
 /// batches of risk requests are answered: every answer's detector is its model's, and a batch
 /// is scored by one detector.
@@ -134,13 +150,7 @@ async fn every_answer_is_scored_by_its_models_detector_across_reloads() {
         detectors[ids[0]], detectors[ids[1]],
         "the two artifacts' detectors differ"
     );
-    let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
-        .await
-        .unwrap();
-    let mut config = volcast_server::config::Config::with_artifact(artifacts.clone()).unwrap();
-    config.max_staleness = Duration::from_secs(100_000 * 86_400);
-    let state = common::state_with_config(&config, store).await;
-    volcast_server::install_detector(&state, &state.serving().unwrap().info.dir).unwrap();
+    let (config, state) = detected_state(tmp.path(), &artifacts).await;
     let app = volcast_server::app(state.clone());
     let history = state.serving().unwrap().info.history_hours();
     let candles = common::market_json(3, 45);
@@ -268,13 +278,7 @@ async fn a_reload_to_an_artifact_without_a_detector_serves_none() {
         &artifacts.join("without-detector"),
     );
     std::fs::remove_file(artifacts.join("without-detector/anomaly.json")).unwrap();
-    let store = volcast_store::Store::open(&format!("sqlite://{}", tmp.path().join("v.db").display()))
-        .await
-        .unwrap();
-    let mut config = volcast_server::config::Config::with_artifact(artifacts.clone()).unwrap();
-    config.max_staleness = Duration::from_secs(100_000 * 86_400);
-    let state = common::state_with_config(&config, store).await;
-    volcast_server::install_detector(&state, &state.serving().unwrap().info.dir).unwrap();
+    let (config, state) = detected_state(tmp.path(), &artifacts).await;
     assert!(
         state.anomaly_scorer().is_some(),
         "the default artifact has its detector"

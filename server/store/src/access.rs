@@ -405,39 +405,31 @@ impl DecisionStore for Store {
             None => (">=", i64::MIN),
         };
         let columns = decision_columns(self.backend);
-        let rows = match asset {
-            Some(a) => {
-                self.on_own_conn(async |c| {
-                    sqlx::query(&format!(
-                        "SELECT {columns} FROM decisions WHERE asset = $1 AND at >= $2 AND at <= $3 \
-                     AND seq {after_op} $4 ORDER BY seq LIMIT $5"
-                    ))
-                    .bind(a)
+        let k = usize::from(asset.is_some());
+        let sql = format!(
+            "SELECT {columns} FROM decisions WHERE {}at >= ${} AND at <= ${} AND seq {after_op} ${} \
+             ORDER BY seq LIMIT ${}",
+            if asset.is_some() { "asset = $1 AND " } else { "" },
+            k + 1,
+            k + 2,
+            k + 3,
+            k + 4
+        );
+        let rows = self
+            .on_own_conn(async |c| {
+                let mut query = sqlx::query(&sql);
+                if let Some(a) = asset {
+                    query = query.bind(a);
+                }
+                query
                     .bind(from_ms)
                     .bind(to_ms)
                     .bind(after)
                     .bind(i64::from(limit))
                     .fetch_all(c)
                     .await
-                })
-                .await?
-            }
-            None => {
-                self.on_own_conn(async |c| {
-                    sqlx::query(&format!(
-                        "SELECT {columns} FROM decisions WHERE at >= $1 AND at <= $2 AND seq {after_op} $3 \
-                     ORDER BY seq LIMIT $4"
-                    ))
-                    .bind(from_ms)
-                    .bind(to_ms)
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(c)
-                    .await
-                })
-                .await?
-            }
-        };
+            })
+            .await?;
         rows_of(&rows, decision_of)
     }
 
