@@ -47,6 +47,10 @@ const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(
 /// minute would otherwise pile up one more of them a minute.
 pub const POSTGRES_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
+/// How often a PostgreSQL backend of the store checks that its client is still connected while
+/// it runs a statement (`client_connection_check_interval`).
+pub const CLIENT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The longest an operation waits for a PostgreSQL connection, connecting or checking an idle
 /// one included (sqlx's default is 30 s). A database that cannot be reached (down, or a network
 /// partition that leaves connections hanging) then fails each operation after this wait instead
@@ -427,6 +431,22 @@ impl Store {
                         ))
                         .execute(&mut *conn)
                         .await?;
+                        // A statement whose caller gave up is closed with its connection
+                        // (`conn.rs`), and its backend checks every second that the client is
+                        // still there, ending the statement once it is not: without the check a
+                        // statement waiting on a lock ran on to the lock timeout, and each give-up
+                        // (a new connection then opened) added a backend to the server's count.
+                        // PostgreSQL 14 and later, on Linux; older servers refuse the setting,
+                        // which is then left unset.
+                        if let Err(e) = sqlx::query(&format!(
+                            "SET client_connection_check_interval = {}",
+                            CLIENT_CHECK.as_millis()
+                        ))
+                        .execute(&mut *conn)
+                        .await
+                        {
+                            tracing::debug!("client_connection_check_interval not set: {e}");
+                        }
                     }
                     Ok(())
                 })

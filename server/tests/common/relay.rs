@@ -146,6 +146,56 @@ pub async fn postgres_url() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
+/// The backends of `admin`'s database waiting on a lock in a statement starting with `query`.
+pub async fn waiting_pids(admin: &sqlx::PgPool, query: &str) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND ltrim(query) LIKE $1",
+    )
+    .bind(format!("{query}%"))
+    .fetch_all(admin)
+    .await
+    .unwrap()
+}
+
+/// Drives `work` until a backend not in `seen` waits on a lock in a statement starting with
+/// `query` (it reached the server), then drops it (a caller giving up); the backend is added
+/// to `seen`. Panics when `work` comes back first, or nothing new waits within 15 s.
+pub async fn give_up_once_waiting<T: std::fmt::Debug>(
+    admin: &sqlx::PgPool,
+    query: &str,
+    seen: &mut std::collections::BTreeSet<i32>,
+    work: impl Future<Output = T>,
+) {
+    tokio::pin!(work);
+    let waits = async {
+        loop {
+            if let Some(pid) = waiting_pids(admin, query)
+                .await
+                .into_iter()
+                .find(|p| !seen.contains(p))
+            {
+                return pid;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let reached = tokio::time::timeout(Duration::from_secs(15), async {
+        tokio::select! {
+            done = &mut work => panic!("came back behind the lock: {done:?}"),
+            pid = waits => pid,
+        }
+    })
+    .await;
+    let pid = reached.unwrap_or_else(|_| {
+        panic!(
+            "never reached the server ({} before): no connection for it",
+            seen.len()
+        )
+    });
+    seen.insert(pid);
+}
+
 /// How many sessions of `admin`'s database wait on a lock in a statement starting with `query`.
 pub async fn waiting_on_locks(admin: &sqlx::PgPool, query: &str) -> i64 {
     let (waiting,): (i64,) = sqlx::query_as(
