@@ -47,6 +47,12 @@ const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(
 /// minute would otherwise pile up one more of them a minute.
 pub const POSTGRES_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
+/// The migrations every tool reading an existing store needs ([`Store::open_existing`]): up to
+/// 0005, which made the keys and the decision log; the later ones (the ledger's) change nothing
+/// they read. A tool of a newer build can so revoke a key or verify a log on a store of an older
+/// one, without upgrading it first.
+pub const READ_SCHEMA: i64 = 5;
+
 /// How often a PostgreSQL backend of the store checks that its client is still connected while
 /// it runs a statement (`client_connection_check_interval`).
 pub const CLIENT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -298,8 +304,9 @@ impl Store {
     /// Nor does it apply migrations (until stop 60 it did): an auditor's `verify` upgraded the
     /// production schema under the replicas still running the older build, needed the right to
     /// create tables (a read-only PostgreSQL role could not open the store), and gave any SQLite
-    /// database it was pointed at volcast's tables. A schema older than this build's is refused,
-    /// saying how to upgrade it; a newer one is read (the migrations are additive).
+    /// database it was pointed at volcast's tables. A schema without the migrations the reading
+    /// tools need ([`READ_SCHEMA`]) is refused, saying how to upgrade it; a later one, of this
+    /// build or a newer one, is read (the migrations are additive).
     ///
     /// # Errors
     /// [`StoreError::Missing`] for a missing or empty SQLite file; [`StoreError::Schema`] for a
@@ -329,12 +336,9 @@ impl Store {
         checked.map(|()| store)
     }
 
-    /// Refuses a database whose schema is older than this build's, or that has none.
+    /// Refuses a database that lacks a migration the reading tools need ([`READ_SCHEMA`]), or
+    /// has no schema at all.
     async fn check_schema(&self) -> Result<(), StoreError> {
-        let needed = match self.backend {
-            Backend::Sqlite => sqlite::latest_migration(),
-            Backend::Postgres => POSTGRES_MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0),
-        };
         let exists_sql = match self.backend {
             Backend::Sqlite => {
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
@@ -354,19 +358,18 @@ impl Store {
                     .into(),
             ));
         }
-        let applied: Option<i64> = self
+        let applied: Vec<i64> = self
             .on_own_conn(async |c| {
-                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(c)
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                    .fetch_all(c)
                     .await
             })
             .await?;
-        let applied = applied.unwrap_or(0);
-        if applied < needed {
+        if let Some(missing) = (1..=READ_SCHEMA).find(|v| !applied.contains(v)) {
             return Err(StoreError::Schema(format!(
-                "the store's schema is at version {applied}, this build reads version {needed}: \
-                 start the server (or run `ingest`) of this build on it once to upgrade it; this \
-                 tool does not change a schema"
+                "the store lacks schema migration {missing:04}, which this tool reads (it needs \
+                 0001 to {READ_SCHEMA:04}): start the server (or run `ingest`) on it once to \
+                 upgrade it; this tool does not change a schema"
             )));
         }
         Ok(())

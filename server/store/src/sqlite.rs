@@ -239,11 +239,6 @@ async fn busy_timeout(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error>
 /// migration unapplied, and the one that applies it second fails. Each failure follows another's
 /// progress, so trying again finds more applied; a migration that fails on its own fails every
 /// time and is reported after the last try.
-/// The version of this build's last SQLite migration.
-pub(crate) fn latest_migration() -> i64 {
-    MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
-}
-
 pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), StoreError> {
     let migrator = crate::tolerant(&MIGRATIONS);
     let mut tries = 0;
@@ -263,7 +258,12 @@ pub(crate) async fn migrate(pool: &sqlx::AnyPool) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Store;
+    use crate::{READ_SCHEMA, Store};
+
+    /// The version of this build's last SQLite migration.
+    fn latest_migration() -> i64 {
+        MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0)
+    }
 
     #[test]
     fn an_sqlite_url_names_a_file_created_when_missing() {
@@ -426,39 +426,60 @@ mod tests {
         }
     }
 
-    /// A tool reading an existing store (`verify`, `keys list`) changes no schema: an older one
-    /// is refused, saying how to upgrade it, and left as it was; a database that is not a volcast
-    /// store is refused and gains no table (both were migrated on opening, until stop 60).
+    /// A tool reading an existing store (`verify`, `keys list`) changes no schema: one without
+    /// a migration it reads is refused, saying how to upgrade it, and left as it was; one of an
+    /// older build that has what it reads, or of a newer build, is read; a database that is not
+    /// a volcast store is refused and gains no table (all were migrated on opening, until
+    /// stop 60).
     #[tokio::test]
     async fn reading_an_existing_store_changes_no_schema() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
         let store = Store::open(&url).await.unwrap();
         let last = latest_migration();
+        let versions = async || -> Vec<i64> {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+        };
+        // An older build's store (the last migration not applied) and a newer build's (one
+        // migration this build does not know) are read, unchanged.
+        for (edit, version) in [
+            ("DELETE FROM _sqlx_migrations WHERE version = $1", last),
+            (
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES ($1, 'newer', TRUE, X'00', 0)",
+                9999,
+            ),
+        ] {
+            sqlx::query(edit)
+                .bind(version)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            let before = versions().await;
+            Store::open_existing(&url).await.unwrap().close().await;
+            assert_eq!(versions().await, before, "the tool migrated the store");
+        }
+        // One without the access tables' migration (0005).
         sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
-            .bind(last)
+            .bind(READ_SCHEMA)
             .execute(&store.pool)
             .await
             .unwrap();
+        let before = versions().await;
         let e = Store::open_existing(&url)
             .await
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            e.contains(&format!("at version {}", last - 1)) && e.contains(&format!("reads version {last}")),
+            e.contains("lacks schema migration 0005") && e.contains("upgrade it"),
             "{e}"
         );
-        let applied: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(applied, last - 1, "the tool migrated the store");
+        assert_eq!(versions().await, before, "the tool migrated the store");
         store.close().await;
-        // A store of this build's schema opens, and one of a newer build's too.
-        let url_now = format!("sqlite://{}", dir.path().join("now.db").display());
-        Store::open(&url_now).await.unwrap().close().await;
-        Store::open_existing(&url_now).await.unwrap().close().await;
         // Another application's database.
         let other = format!("sqlite://{}", dir.path().join("other.db").display());
         let pool = sqlx::AnyPool::connect(&format!("{other}?mode=rwc"))
