@@ -47,6 +47,22 @@ pub struct Settings {
     /// How max LTV is bounded after the step bound: SPEC's user buffer kept, except in the
     /// replay of a risk answer recorded before that (a `previous` without `step_rule`).
     pub step_rule: volcast_core::policy::StepRule,
+    /// What a risk or stress answer does when the illiquidity its sale needs is unknown: refuse,
+    /// except in the replay of an answer recorded before that (taken as no slippage).
+    pub unknown_liquidity: UnknownLiquidity,
+}
+
+/// What a risk or stress answer does when the illiquidity `M_H` at its liquidity horizon is
+/// unknown (fewer than 90% of those hours with quote volume: SPEC's rule) and it sells a size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UnknownLiquidity {
+    /// 422 `unusable_input`: an unknown slippage is not taken as none.
+    #[default]
+    Refuse,
+    /// Taken as no slippage (the bonus at its floor, no liquidation blocked, no price impact in
+    /// a stress): the answers recorded until stop 60, replayed so. Fail-open: a week with more
+    /// hours without volume gave a looser LT than the same week trading.
+    AsNoSlippage,
 }
 
 impl Settings {
@@ -75,6 +91,7 @@ impl Settings {
             stress_impact: volcast_core::stress::Impact::default(),
             stress_replay_cut: volcast_core::stress::ReplayCut::default(),
             step_rule: volcast_core::policy::StepRule::default(),
+            unknown_liquidity: UnknownLiquidity::default(),
         })
     }
 }

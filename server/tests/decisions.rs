@@ -1535,6 +1535,89 @@ async fn verify_names_a_record_whose_candle_window_was_edited_or_lost() {
     );
 }
 
+/// A sale whose illiquidity is unknown at its liquidity horizon (tau 48 h reads the week's, and
+/// 20 hours of it, 30 to 49 hours back, have no quote volume: SPEC's 90% rule leaves M_168
+/// unknown) was taken as free: the bonus at its floor and a looser LT than the same week
+/// trading, no price impact in a stress. Refused now (422 `unusable_input` naming the horizon);
+/// no sale (`sale_size_usd` 0) needs none; and an answer recorded under the old rule still
+/// replays identically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_whose_illiquidity_is_unknown_is_refused_and_old_answers_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let artifact = common::repo().join("model-artifacts/default");
+    let mut config = volcast_server::Config::with_artifact(artifact.clone()).unwrap();
+    config.max_staleness = FOREVER;
+    let logged = async |old: bool| {
+        let store = Store::open(&url).await.unwrap();
+        let state = common::state_with_settings(&config, store.clone(), |s| {
+            if old {
+                s.unknown_liquidity = volcast_server::state::UnknownLiquidity::AsNoSlippage;
+            }
+        })
+        .await;
+        let (signer, _) = Signer::generate().unwrap();
+        state.set_decisions(
+            DecisionLog::start(store, signer, Arc::clone(state.metrics()))
+                .await
+                .unwrap(),
+        );
+        volcast_server::app(state)
+    };
+    let (before, now) = (logged(true).await, logged(false).await);
+    let (_, model, _) = common::call(&now, "GET", "/v1/model", None).await;
+    let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
+    let series = common::market_json(1, 45);
+    let mut candles: Vec<Value> = series[series.len() - history..].to_vec();
+    let n = candles.len();
+    for c in &mut candles[n - 49..n - 29] {
+        c["volume"] = json!(0.0);
+        c["quote_volume"] = json!(0.0);
+    }
+    let body = |sale: f64| json!({"asset": "A", "candles": candles, "tau_hours": 48, "sale_size_usd": sale});
+    let (status, old, _) = common::call(&before, "POST", "/v1/risk/parameters", Some(&body(1e6))).await;
+    assert_eq!(status, 200, "{old}");
+    assert!(
+        old["items"][0]["derivation"]["expected_slippage"].is_null(),
+        "{old}"
+    );
+    let (status, refused, _) = common::call(&now, "POST", "/v1/risk/parameters", Some(&body(1e6))).await;
+    assert_eq!(
+        (status.as_u16(), &refused["error"]),
+        (422, &json!("unusable_input")),
+        "{refused}"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("168 h liquidity horizon"),
+        "{refused}"
+    );
+    let (status, no_sale, _) = common::call(&now, "POST", "/v1/risk/parameters", Some(&body(0.0))).await;
+    assert_eq!(status, 200, "{no_sale}");
+    let mut stress = json!({"asset": "A", "candles": candles, "tau_hours": 48, "paths": 100,
+        "positions": [{"collateral": 10, "debt": 100}], "scenarios": [{"kind": "forecast"}]});
+    let (status, refused, _) = common::call(&now, "POST", "/v1/risk/stress", Some(&stress)).await;
+    assert_eq!(
+        (status.as_u16(), &refused["error"]),
+        (422, &json!("unusable_input")),
+        "{refused}"
+    );
+    let (status, old_stress, _) = common::call(&before, "POST", "/v1/risk/stress", Some(&stress)).await;
+    assert_eq!(status, 200, "{old_stress}");
+    // Both old answers replay identically on the service as it is now.
+    for answer in [&old["items"][0], &old_stress] {
+        let id = answer["decision_id"].as_str().unwrap();
+        let (status, r, _) = common::call(&now, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["identical"], json!(true), "{r}");
+    }
+    stress["tau_hours"] = json!(4);
+    let (status, short, _) = common::call(&now, "POST", "/v1/risk/stress", Some(&stress)).await;
+    assert_eq!(status, 200, "a shorter tau reads a known horizon: {short}");
+}
+
 /// A head at the top of the sequence range (a row written by hand) leaves no number after it:
 /// the next ones wrapped to negative numbers in a release build, each append then conflicting.
 /// The log does not start on it, saying why.

@@ -240,7 +240,21 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
             })?
         }
     };
+    // An answer recorded while an unknown illiquidity was taken as no slippage (until stop 60):
+    // a risk answer without an expected slippage for a sale, a stress answer without price
+    // impact. Answered since, either would have been refused.
+    let unknown_liquidity = match body.kind() {
+        Kind::Stress if body.answer["current_illiquidity"].is_null() => {
+            crate::state::UnknownLiquidity::AsNoSlippage
+        }
+        Kind::Stress => crate::state::UnknownLiquidity::Refuse,
+        _ if body.answer["derivation"]["expected_slippage"].is_null() => {
+            crate::state::UnknownLiquidity::AsNoSlippage
+        }
+        _ => crate::state::UnknownLiquidity::Refuse,
+    };
     let settings = Settings {
+        unknown_liquidity,
         defaults: body.defaults,
         anomaly,
         stress_bridge,

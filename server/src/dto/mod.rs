@@ -265,7 +265,9 @@ pub struct LiquidityHorizon {
     pub expected_slippage: Option<f64>,
     /// `expected_slippage` is 1 or more: a sale of this size would lose the whole price, so it
     /// cannot be liquidated (the risk routes then answer LT = max LTV = 0 and the maximum bonus).
-    pub liquidation_blocked: bool,
+    /// Null when the illiquidity is unknown (fewer than 90% of the H hours with quote volume),
+    /// where the risk routes refuse a sale read at this horizon.
+    pub liquidation_blocked: Option<bool>,
 }
 
 /// Liquidity forecasts for one asset.

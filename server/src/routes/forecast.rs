@@ -243,7 +243,7 @@ pub fn liquidity_response<'a>(
                         current_illiquidity: current,
                         expected_illiquidity: expected,
                         expected_slippage: slippage,
-                        liquidation_blocked: policy::unliquidatable(slippage),
+                        liquidation_blocked: slippage.map(|s| policy::unliquidatable(Some(s))),
                     })
                 })
                 .collect::<Result<_, _>>()?;

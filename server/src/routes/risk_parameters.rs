@@ -26,7 +26,7 @@ use crate::extract::ApiJson;
 use crate::inputs::{Prepared, shape};
 use crate::model_info::ModelInfo;
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, unusable};
-use crate::state::{AppState, Serving};
+use crate::state::{AppState, Serving, UnknownLiquidity};
 
 /// The request's settings, each left out taken from the config's defaults, checked against the
 /// policy's ranges ([`RiskSettings::resolve`]).
@@ -273,8 +273,32 @@ pub fn recommend_watched(
     let item_settings = RiskSettings { tau, ..*s };
     let previous = previous.map(|p| (p, state.settings().step_rule));
     let mut risk = recommend(&serving.info, &item_settings, prefix, prep, pred, previous)?;
+    if state.settings().unknown_liquidity == UnknownLiquidity::Refuse
+        && item_settings.sale_size_usd > 0.0
+        && risk.derivation.expected_slippage.is_none()
+    {
+        return Err(liquidity_unknown(
+            prefix,
+            &prep.asset,
+            risk.derivation.liquidity_horizon_hours,
+        ));
+    }
     risk.derivation.anomaly = context;
     Ok(risk)
+}
+
+/// A sale whose illiquidity is unknown at liquidity horizon `horizon`: refused, not taken as
+/// free (a week with fewer than 90% of its hours trading gave a looser LT and the bonus floor).
+pub fn liquidity_unknown(prefix: &str, asset: &str, horizon: usize) -> ApiError {
+    ApiError::UnusableInput {
+        field: format!("{prefix}candles"),
+        message: format!(
+            "fewer than 90% of the last {horizon} hours of {asset} have quote volume: its \
+             illiquidity at the {horizon} h liquidity horizon (SPEC's M_H, needed for the sale's \
+             slippage) is unknown, and an unknown slippage is not taken as none; a shorter \
+             tau_hours uses a shorter horizon, and sale_size_usd 0 needs none"
+        ),
+    }
 }
 
 /// The anomaly detector's context on `candles` and the liquidation window it leaves: `tau`,

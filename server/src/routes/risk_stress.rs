@@ -381,6 +381,17 @@ pub async fn stress_answer(
     if !origin.policy.finite || origin.slippage.is_some_and(|s| !s.is_finite()) {
         return Err(unusable("", &prep.asset, "risk parameters at the origin"));
     }
+    // An unknown illiquidity was a free sale: no price impact in any path, and the origin's
+    // recommendation at the bonus floor (until stop 60).
+    if state.settings().unknown_liquidity == crate::state::UnknownLiquidity::Refuse
+        && origin.liquidity.expected_illiquidity.is_none()
+    {
+        return Err(crate::routes::risk_parameters::liquidity_unknown(
+            "",
+            &prep.asset,
+            origin.liquidity.horizon,
+        ));
+    }
     if let Err(e) = stress::validate(&input, &checked.book, &Scenario::Forecast) {
         return Err(ApiError::UnusableInput {
             field: "candles".into(),

@@ -350,13 +350,20 @@ pub async fn state_with_store(
 
 /// [`state_with_store`] under `config` (its artifact served).
 pub async fn state_with_config(config: &Config, store: volcast_store::Store) -> AppState {
+    state_with_settings(config, store, |_| {}).await
+}
+
+/// [`state_with_config`], its settings edited by `edit` (a rule of an earlier build, say).
+pub async fn state_with_settings(
+    config: &Config,
+    store: volcast_store::Store,
+    edit: impl FnOnce(&mut Settings),
+) -> AppState {
     let artifact = config.artifact.as_path();
     let metrics = Arc::new(Metrics::new());
-    let state = AppState::with_store(
-        Settings::from_config(config).unwrap(),
-        Arc::clone(&metrics),
-        Some(store),
-    );
+    let mut settings = Settings::from_config(config).unwrap();
+    edit(&mut settings);
+    let state = AppState::with_store(settings, Arc::clone(&metrics), Some(store));
     let serving = volcast_server::load(artifact, volcast_server::load_options(config), &metrics)
         .await
         .unwrap();
