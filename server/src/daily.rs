@@ -554,6 +554,17 @@ async fn recalibrate(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(ApiError::Internal)?;
+    // The served artifact's detector goes with it, as `calibrate` carries it: a replay looks
+    // for a decision's detector beside its artifact, and found none in a recalibrated one.
+    let detector = serving.info.dir.join(crate::anomaly::FILE);
+    if detector.is_file() && !saved.dir.join(crate::anomaly::FILE).exists() {
+        let copied = std::fs::read(&detector).and_then(|bytes| {
+            volcast_model::artifact::replace_durably(&saved.dir.join(crate::anomaly::FILE), &bytes)
+        });
+        if let Err(e) = copied {
+            tracing::warn!(dir = %saved.dir.display(), "the served detector was not copied beside the recalibrated artifact: {e}");
+        }
+    }
     let new = load(&saved.dir, options.load, state.metrics())
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -190,6 +190,17 @@ async fn the_service_recalibrates_scores_and_falls_back_on_its_own() {
         let (_, card, _) = common::call(&app, "GET", "/v1/model", None).await;
         assert_eq!(card["model"]["id"], json!(id));
         assert_eq!(card["recalibration"]["until"], json!(format_ms(midnight)));
+        // The served artifact's detector goes with it (a replay looks for a decision's
+        // detector beside its artifact: none was there).
+        assert_eq!(
+            std::fs::read(before.join("anomaly.json")).ok(),
+            std::fs::read(state.serving().unwrap().info.dir.join("anomaly.json")).ok(),
+            "day {day}"
+        );
+        assert!(
+            before.join("anomaly.json").is_file(),
+            "the default artifact has a detector"
+        );
         // The offline job on the same candles, from the artifact served before (as
         // `calibrate --model <artifacts> --until <day> --set-default` runs from the default it
         // set the day before), without the market factor as served, gives the same artifact.

@@ -57,7 +57,9 @@ async fn model_dirs(state: &AppState, model: &DecisionModel) -> Result<Vec<PathB
         .filter(|_| plain)
     {
         let beside = root.join(&model.id);
-        if !dirs.contains(&beside) {
+        // Only where it is: otherwise a log without a row for the model said the artifact "does
+        // not load" rather than that the log names no directory for it.
+        if beside.is_dir() && !dirs.contains(&beside) {
             dirs.push(beside);
         }
     }

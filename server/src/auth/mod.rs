@@ -104,19 +104,43 @@ pub struct NewKey {
 /// bidirectional controls, line and paragraph separators, tags): `keys list` shows names as
 /// given, and `char::is_control` lets these through, so a right-to-left override could make one
 /// key's row read as another's.
-fn unseen(c: char) -> bool {
+#[must_use]
+pub fn unseen(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
             | '\u{061C}'
-            | '\u{180E}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
             | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
             | '\u{FFF9}'..='\u{FFFB}'
             | '\u{E0000}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
+}
+
+/// `name` as `keys list` shows it: a control, invisible or reordering character (one stored
+/// before such names were refused, or written into the store by hand) as its `\u{...}` escape,
+/// so no row reads as another's.
+#[must_use]
+pub fn shown_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() || unseen(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Makes a key with random id and secret from the system's generator.
@@ -390,6 +414,8 @@ mod tests {
             assert!(new_key(name, &[Scope::Read], None, 0).is_err(), "{name:?}");
         }
         assert!(new_key("risk-bot (ops team)", &[Scope::Read], None, 0).is_ok());
+        assert!(new_key("équipe risque", &[Scope::Read], None, 0).is_ok());
+        assert_eq!(shown_name("ops\u{202e}tob\tx é"), "ops\\u{202e}tob\\u{9}x é");
     }
 
     fn access_with(scopes: &[Scope], revoked: bool, rate: Option<u32>) -> (Access, String) {

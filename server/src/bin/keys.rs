@@ -115,7 +115,7 @@ async fn run(args: Args) -> Result<(), String> {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
                     k.id,
-                    k.name,
+                    volcast_server::auth::shown_name(&k.name),
                     k.scopes,
                     volcast_core::time::format_ms(k.created),
                     k.revoked

@@ -170,11 +170,13 @@ fn text(r: &sqlx::any::AnyRow, i: usize) -> Result<String, sqlx::Error> {
 /// The columns of a decision, in [`decision_of`]'s order. SQLite types a value, not a column:
 /// an edited record may hold text that is not UTF-8, a blob, or text where a number belongs,
 /// and one such value made every read of a page holding it fail (503, `verify` exit 2 without
-/// naming the record). Its text columns are read as bytes, its numbers as numbers.
+/// naming the record). Its text columns are read as bytes, `at` as a number. `seq` is read as
+/// stored: it orders the chain and the pages, and a cast would read text there as 0 (a page
+/// cursor that never moves, a head every append conflicts with), where it is now a loud error.
 fn decision_columns(backend: crate::Backend) -> &'static str {
     match backend {
         crate::Backend::Sqlite => {
-            "CAST(seq AS INTEGER), CAST(id AS BLOB), CAST(at AS INTEGER), CAST(asset AS BLOB), \
+            "seq, CAST(id AS BLOB), CAST(at AS INTEGER), CAST(asset AS BLOB), \
              CAST(body AS BLOB), CAST(hash AS BLOB), CAST(signature AS BLOB), CAST(signer AS BLOB)"
         }
         crate::Backend::Postgres => "seq, id, at, asset, body, hash, signature, signer",
@@ -351,7 +353,7 @@ impl DecisionStore for Store {
     async fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
         let sql = match self.backend {
             crate::Backend::Sqlite => {
-                "SELECT CAST(seq AS INTEGER), CAST(hash AS BLOB) FROM decisions ORDER BY seq DESC LIMIT 1"
+                "SELECT seq, CAST(hash AS BLOB) FROM decisions ORDER BY seq DESC LIMIT 1"
             }
             crate::Backend::Postgres => "SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1",
         };
@@ -449,14 +451,19 @@ impl DecisionStore for Store {
     async fn decision_model(&self, model_id: &str) -> Result<Option<(String, String)>, StoreError> {
         let row = self
             .on_own_conn(async |c| {
-                sqlx::query("SELECT hash, dir FROM decision_models WHERE model_id = $1")
-                    .bind(model_id)
-                    .fetch_optional(c)
-                    .await
+                sqlx::query(match self.backend {
+                    crate::Backend::Sqlite => {
+                        "SELECT CAST(hash AS BLOB), CAST(dir AS BLOB) FROM decision_models WHERE model_id = $1"
+                    }
+                    crate::Backend::Postgres => "SELECT hash, dir FROM decision_models WHERE model_id = $1",
+                })
+                .bind(model_id)
+                .fetch_optional(c)
+                .await
             })
             .await?;
         Ok(row
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok::<_, sqlx::Error>((text(&r, 0)?, text(&r, 1)?)))
             .transpose()?)
     }
 
@@ -490,13 +497,22 @@ impl DecisionStore for Store {
     async fn signing_keys(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = self
             .on_own_conn(async |c| {
-                sqlx::query(
-                    "SELECT key_id, public_key, first_used FROM signing_keys ORDER BY first_used, key_id",
-                )
+                sqlx::query(match self.backend {
+                    // Bytes on SQLite, as a decision's text ([`text`]): a key edited to bytes
+                    // that are not UTF-8 is then not trusted (it names no key), where `verify`
+                    // failed to read the keys at all (exit 2).
+                    crate::Backend::Sqlite => {
+                        "SELECT CAST(key_id AS BLOB), CAST(public_key AS BLOB), first_used FROM signing_keys \
+                         ORDER BY first_used, key_id"
+                    }
+                    crate::Backend::Postgres => {
+                        "SELECT key_id, public_key, first_used FROM signing_keys ORDER BY first_used, key_id"
+                    }
+                })
                 .fetch_all(c)
                 .await
             })
             .await?;
-        rows_of(&rows, |r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        rows_of(&rows, |r| Ok((text(r, 0)?, text(r, 1)?, r.try_get(2)?)))
     }
 }

@@ -502,4 +502,29 @@ mod tests {
         assert_eq!(tables, 1, "the tool gave it volcast's tables");
         pool.close().await;
     }
+
+    /// A signing key or artifact row edited to bytes that are not UTF-8 is read (its text with
+    /// U+FFFD, so it names no key and no directory), not a read error that stopped `verify`.
+    #[tokio::test]
+    async fn rows_holding_bytes_that_are_not_text_are_read() {
+        use crate::DecisionStore as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+            .await
+            .unwrap();
+        for edit in [
+            "INSERT INTO signing_keys (key_id, public_key, first_used) VALUES ('k', CAST(X'61FF' AS TEXT), 1)",
+            "INSERT INTO decision_models (model_id, hash, dir) VALUES ('m', X'FF', CAST(X'2FFF' AS TEXT))",
+        ] {
+            sqlx::query(edit).execute(&store.pool).await.unwrap();
+        }
+        assert_eq!(
+            store.signing_keys().await.unwrap(),
+            [("k".to_owned(), "a\u{fffd}".to_owned(), 1)]
+        );
+        assert_eq!(
+            store.decision_model("m").await.unwrap(),
+            Some(("\u{fffd}".to_owned(), "/\u{fffd}".to_owned()))
+        );
+    }
 }

@@ -172,8 +172,8 @@ fn finish(args: &Args, out: &Path, source: &Path, dir: &Path, id: &str) -> anyho
 }
 
 /// Copies the source artifact's anomaly detector into the calibrated artifact `dir` where that
-/// has none, so a server started on the new artifact keeps the detector (a reload keeps the one
-/// loaded, a start would have none); whether it was copied.
+/// has none, so a server started or reloaded on the new artifact keeps the detector (either
+/// would serve none); whether it was copied.
 fn carry_detector(source: &Path, dir: &Path) -> anyhow::Result<bool> {
     let to = dir.join(DETECTOR_FILE);
     let Some(from) = carried_detector(source)? else {
