@@ -126,7 +126,8 @@ pub struct VolatilityQuery {
 pub struct LiquidityQuery {
     /// Horizons wanted, hours, comma-separated, each once (`4,24`; default all the model serves).
     pub horizons: Option<String>,
-    /// Sale size in USD for the expected slippage (default from the config, 1,000,000).
+    /// Sale size in USD for the expected slippage, in [0, 1e12] (default from the config,
+    /// 1,000,000).
     pub sale_size_usd: Option<f64>,
 }
 
@@ -145,7 +146,7 @@ pub struct RiskQuery {
     pub bonus: Option<f64>,
     /// Margin over the expected slippage for the bonus, in [0, 1) (default from the config).
     pub bonus_margin: Option<f64>,
-    /// Size liquidated, USD (default from the config).
+    /// Size liquidated, USD, in [0, 1e12] (default from the config, 1,000,000).
     pub sale_size_usd: Option<f64>,
     /// Largest relative step from the previous values, in [0, 1] (default from the config).
     pub max_step: Option<f64>,

@@ -91,10 +91,13 @@ pub struct StressRequest {
     #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub scenarios: Option<Vec<ScenarioDto>>,
     /// Simulated paths per scenario, 1 to 200,000 (default 10,000).
+    #[schema(minimum = 1, maximum = 200_000)]
     pub paths: Option<u64>,
     /// Hours simulated, 1 to 168 (default 168).
+    #[schema(minimum = 1, maximum = 168)]
     pub horizon_hours: Option<u64>,
-    /// Seed (default 1): same request, same answer.
+    /// Seed (default 1), 0 to 2^64 - 1: same request, same answer.
+    #[schema(format = "uint64")]
     pub seed: Option<u64>,
     /// Student-t degrees of freedom of the hourly innovations, in (2, 1000] (default 4).
     pub df: Option<f64>,
