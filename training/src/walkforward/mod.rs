@@ -267,7 +267,8 @@ fn check_years(years: &[i32], assets: &[Asset]) -> anyhow::Result<()> {
     check_years_against(years, assets.iter().map(|a| a.grid.last_hour() * HOUR_MS).max())
 }
 
-/// [`check_years`] against the open time of the data's last candle (`None`: no candle).
+/// Refuses, before any fold is fitted, a year asked twice or one in which no candle closes
+/// after its first hour, against the open time of the data's last candle (`None`: no candle).
 ///
 /// # Errors
 /// A year asked twice, or one with no candle after its first hour.
