@@ -166,13 +166,15 @@ fn evaluate_refuses_no_injections_and_an_unwritable_report() {
 }
 
 /// `folds` checks every year before it fits any: a year after the data wrote its fold's
-/// detector and only then said there was nothing to score; a year asked twice is refused too.
+/// detector and only then said there was nothing to score; one before the data (nothing to fit
+/// on) is refused too (a year asked twice: the walk-forward's unit test).
 #[test]
 fn folds_refuse_a_year_without_data_before_writing_anything() {
     let dir = tempfile::tempdir().unwrap();
     common::cli::generate_assets(&dir.path().join("binance-spot-1h"), 30, 6);
     let out = dir.path().join("wf");
-    for (years, said) in [("2030", "fold 2030"), ("2020,2020", "2020 twice")] {
+    // The generated candles open from 2020-01-01 for 30 days.
+    for (years, said) in [("2030", "nothing to score"), ("2020", "nothing to fit on")] {
         let run = Command::new(env!("CARGO_BIN_EXE_anomaly"))
             .args(["--data", dir.path().to_str().unwrap(), "folds", "--years", years])
             .args(["--out", out.to_str().unwrap(), "--injections", "1"])

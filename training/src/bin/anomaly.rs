@@ -264,12 +264,22 @@ fn main() -> std::process::ExitCode {
             } => {
                 // Every year checked before any fold is fitted: a year after the data wrote its
                 // detector and only then said there was nothing to score.
-                let last = volcast_training::data::load_dirs(&[data.candles()])
-                    .with_context(|| format!("loading {}", data.candles().display()))?
+                let assets = volcast_training::data::load_dirs(&[data.candles()])
+                    .with_context(|| format!("loading {}", data.candles().display()))?;
+                let first = assets
                     .iter()
-                    .filter_map(|a| a.candles.last().map(|c| c.open_time))
+                    .filter_map(|a| a.candles.first().map(|c| c.open_time))
+                    .min();
+                let last = assets
+                    .iter()
+                    .filter_map(|a| {
+                        a.candles
+                            .last()
+                            .map(|c| c.open_time + volcast_core::time::HOUR_MS)
+                    })
                     .max();
-                volcast_training::walkforward::check_years_against(&years, last)?;
+                drop(assets);
+                volcast_training::walkforward::check_years_against(&years, first.zip(last))?;
                 for y in years {
                     let dir = out.join(format!("fold-{y}"));
                     let path = dir.join(volcast_training::anomaly::DETECTOR_FILE);

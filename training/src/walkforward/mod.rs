@@ -264,21 +264,35 @@ pub fn run(wf: &WalkForward) -> anyhow::Result<WalkForwardReport> {
 /// over folds) or one in which no asset has a candle after its first origin (nothing to score:
 /// `evaluate` would say so only once the fold's networks were trained).
 fn check_years(years: &[i32], assets: &[Asset]) -> anyhow::Result<()> {
-    check_years_against(years, assets.iter().map(|a| a.grid.last_hour() * HOUR_MS).max())
+    let first = assets.iter().map(|a| (a.grid.first_hour - 1) * HOUR_MS).min();
+    let last = assets.iter().map(|a| a.grid.last_hour() * HOUR_MS).max();
+    check_years_against(years, first.zip(last))
 }
 
-/// Refuses, before any fold is fitted, a year asked twice or one in which no candle closes
-/// after its first hour, against the open time of the data's last candle (`None`: no candle).
+/// Refuses, before any fold is fitted, a year asked twice, one before the data (no candle opened
+/// before it to fit on) or one after it (no candle closes after its first hour), against
+/// `span`: the data's first candle's open time and its last candle's close time (`None`: no
+/// candle).
 ///
 /// # Errors
-/// A year asked twice, or one with no candle after its first hour.
-pub fn check_years_against(years: &[i32], last: Option<i64>) -> anyhow::Result<()> {
+/// A year asked twice, or one outside the data.
+pub fn check_years_against(years: &[i32], span: Option<(i64, i64)>) -> anyhow::Result<()> {
     let mut seen = std::collections::BTreeSet::new();
+    let last = span.map(|(_, last)| last);
     for &year in years {
         if !seen.insert(year) {
             bail!("--years names {year} twice: each fold counts once in the means over folds");
         }
         let start = parse_time(&format!("{year}-01-01"), Bound::Start)?;
+        if let Some((first, _)) = span
+            && first >= start
+        {
+            bail!(
+                "fold {year}: no candle opens before {} (the data starts at {}): nothing to fit on",
+                volcast_core::time::format_ms(start),
+                volcast_core::time::format_ms(first)
+            );
+        }
         if last.is_none_or(|l| l <= start) {
             bail!(
                 "fold {year}: no candle closes after {} (the data ends at {}): nothing to score",
@@ -735,6 +749,12 @@ mod tests {
             "{after}"
         );
         assert!(check_years(&[2020], &[]).is_err());
+        // The data's first candle opens at 2019-12-31 23:00: nothing before 2019 to fit on.
+        let before = check_years(&[2019, 2020], &assets).unwrap_err().to_string();
+        assert!(
+            before.contains("fold 2019") && before.contains("nothing to fit on"),
+            "{before}"
+        );
     }
 
     #[test]
