@@ -63,9 +63,20 @@ async fn logged_state_serving(
     dir: &std::path::Path,
     artifact: &std::path::Path,
 ) -> (AppState, Store, String) {
+    logged_state_with(dir, artifact, |_| {}).await
+}
+
+/// [`logged_state_serving`] with its settings edited by `edit` (a rule of an earlier build).
+async fn logged_state_with(
+    dir: &std::path::Path,
+    artifact: &std::path::Path,
+    edit: impl FnOnce(&mut volcast_server::state::Settings),
+) -> (AppState, Store, String) {
     let url = format!("sqlite://{}", dir.join("volcast.db").display());
     let store = Store::open(&url).await.unwrap();
-    let state = common::state_with_store(artifact, store.clone(), FOREVER).await;
+    let mut config = volcast_server::Config::with_artifact(artifact.to_owned()).unwrap();
+    config.max_staleness = FOREVER;
+    let state = common::state_with_settings(&config, store.clone(), edit).await;
     let (signer, _) = Signer::generate().unwrap();
     let public = signer.public_hex.clone();
     let log = DecisionLog::start(store.clone(), signer, Arc::clone(state.metrics()))
@@ -1544,27 +1555,13 @@ async fn verify_names_a_record_whose_candle_window_was_edited_or_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_whose_illiquidity_is_unknown_is_refused_and_old_answers_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
     let artifact = common::repo().join("model-artifacts/default");
-    let mut config = volcast_server::Config::with_artifact(artifact.clone()).unwrap();
-    config.max_staleness = FOREVER;
-    let logged = async |old: bool| {
-        let store = Store::open(&url).await.unwrap();
-        let state = common::state_with_settings(&config, store.clone(), |s| {
-            if old {
-                s.unknown_liquidity = volcast_server::state::UnknownLiquidity::AsNoSlippage;
-            }
-        })
-        .await;
-        let (signer, _) = Signer::generate().unwrap();
-        state.set_decisions(
-            DecisionLog::start(store, signer, Arc::clone(state.metrics()))
-                .await
-                .unwrap(),
-        );
-        volcast_server::app(state)
-    };
-    let (before, now) = (logged(true).await, logged(false).await);
+    let (before, _, _) = logged_state_with(dir.path(), &artifact, |s| {
+        s.unknown_liquidity = volcast_server::state::UnknownLiquidity::AsNoSlippage;
+    })
+    .await;
+    let (now, _, _) = logged_state_with(dir.path(), &artifact, |_| {}).await;
+    let (before, now) = (volcast_server::app(before), volcast_server::app(now));
     let (_, model, _) = common::call(&now, "GET", "/v1/model", None).await;
     let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
     let series = common::market_json(1, 45);

@@ -158,13 +158,17 @@ fn decision_of(r: &sqlx::any::AnyRow) -> Result<DecisionRow, sqlx::Error> {
 /// by `verify`, where the page holding it failed to read at all), text on PostgreSQL, which
 /// holds nothing else.
 fn text(r: &sqlx::any::AnyRow, i: usize) -> Result<String, sqlx::Error> {
-    match r.try_get::<Vec<u8>, _>(i) {
-        Ok(bytes) => Ok(match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }),
-        Err(_) => r.try_get(i),
+    use sqlx::ValueRef as _;
+    // By the value's own type, no decode tried and failed per cell.
+    let blob = r.try_get_raw(i)?.type_info().kind() == sqlx::any::AnyTypeInfoKind::Blob;
+    if !blob {
+        return r.try_get(i);
     }
+    let bytes: Vec<u8> = r.try_get(i)?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// The columns of a decision, in [`decision_of`]'s order. SQLite types a value, not a column:

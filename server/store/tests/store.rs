@@ -39,11 +39,21 @@ async fn stores(dir: &std::path::Path) -> Vec<Store> {
             .await
             .unwrap(),
     ];
-    match std::env::var("VOLCAST_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => out.push(Store::open(&url).await.expect("VOLCAST_TEST_POSTGRES_URL")),
-        _ => eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)"),
+    if let Some(url) = postgres_url() {
+        out.push(Store::open(&url).await.expect("VOLCAST_TEST_POSTGRES_URL"));
     }
     out
+}
+
+/// The test PostgreSQL database's URL, or None with the skip message where none is configured.
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("VOLCAST_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)");
+    }
+    url
 }
 
 #[tokio::test]
@@ -517,13 +527,7 @@ async fn the_decision_log_appends_in_order_and_refuses_a_taken_sequence_number()
 #[tokio::test]
 async fn two_writers_storing_the_same_new_windows_in_opposite_orders_do_not_deadlock() {
     use volcast_store::{DecisionRow, DecisionStore as _, NewDecision};
-    let Some(url) = std::env::var("VOLCAST_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)");
-        return;
-    };
+    let Some(url) = postgres_url() else { return };
     let (a, b) = (Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap());
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
     for sql in [
@@ -705,13 +709,7 @@ async fn opening_a_store_waits_for_another_connections_lock() {
 /// in it (a read-only role could not have created them: the tool failed to open the store).
 #[tokio::test]
 async fn a_reading_tool_opens_postgres_without_changing_its_schema() {
-    let Some(url) = std::env::var("VOLCAST_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("VOLCAST_TEST_POSTGRES_URL is not set: PostgreSQL skipped (.ci/run sets it)");
-        return;
-    };
+    let Some(url) = postgres_url() else { return };
     Store::open(&url).await.unwrap().close().await;
     Store::open_existing(&url).await.unwrap().close().await;
     let name = format!("volcast_empty_{}", std::process::id());
