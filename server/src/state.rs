@@ -50,6 +50,9 @@ pub struct Settings {
     /// What a risk or stress answer does when the illiquidity its sale needs is unknown: refuse,
     /// except in the replay of an answer recorded before that (taken as no slippage).
     pub unknown_liquidity: UnknownLiquidity,
+    /// Which windows `D(alpha, tau)` is taken over: every window up to tau, except in the
+    /// replay of an answer recorded before that (`drawdown_hours` absent), taken at tau alone.
+    pub drawdown_window: volcast_core::policy::DrawdownWindow,
 }
 
 /// What a risk or stress answer does when the illiquidity `M_H` at its liquidity horizon is
@@ -92,6 +95,7 @@ impl Settings {
             stress_replay_cut: volcast_core::stress::ReplayCut::default(),
             step_rule: volcast_core::policy::StepRule::default(),
             unknown_liquidity: UnknownLiquidity::default(),
+            drawdown_window: volcast_core::policy::DrawdownWindow::default(),
         })
     }
 }

@@ -1615,6 +1615,75 @@ async fn a_sale_whose_illiquidity_is_unknown_is_refused_and_old_answers_replay()
     assert_eq!(status, 200, "a shorter tau reads a known horizon: {short}");
 }
 
+/// Answers made while `D` was taken at tau alone (until stop 60) replay identically on the
+/// service as it is now, which takes the largest over every window up to tau; and the two rules
+/// differ on the same request: the risk probe's ETH week to 2021-05-20 at alpha 0.999, where
+/// the model's variance rises little after the crash while the default artifact's multiplier
+/// falls from 7.2 at 48 h to 4.3 at 168 h (real candles: skips without the shared data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_with_the_drawdown_at_tau_alone_replay_and_differ_from_today() {
+    let Some(data) = common::shared_candles() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = common::repo().join("model-artifacts/default");
+    let (before, _, _) = logged_state_with(dir.path(), &artifact, |s| {
+        s.drawdown_window = volcast_core::policy::DrawdownWindow::AtTau;
+    })
+    .await;
+    let (now, _, _) = logged_state_with(dir.path(), &artifact, |_| {}).await;
+    let (before, now) = (volcast_server::app(before), volcast_server::app(now));
+    let (_, model, _) = common::call(&now, "GET", "/v1/model", None).await;
+    let history = usize::try_from(model["history_hours"].as_u64().unwrap()).unwrap();
+    let eth = volcast_training::data::read_file(&data.join("ETHUSDT.csv.gz")).unwrap();
+    let end =
+        volcast_core::time::parse_time("2021-05-20T00:00:00Z", volcast_core::time::Bound::Start).unwrap();
+    let last = eth.iter().rposition(|c| c.open_time < end).unwrap();
+    let candles: Vec<Value> = eth[last + 1 - history..=last]
+        .iter()
+        .map(common::candle_json)
+        .collect();
+    let risk = json!({"asset": "ETHUSDT", "candles": candles, "tau_hours": 168, "tau_user_hours": 168,
+        "alpha": 0.999, "sale_size_usd": 0.0});
+    let stress = json!({"asset": "ETHUSDT", "candles": candles, "tau_hours": 168, "alpha": 0.999, "paths": 100, "sale_size_usd": 0.0,
+        "positions": [{"collateral": 10, "debt": 100}], "scenarios": [{"kind": "forecast"}]});
+    let mut old = Vec::new();
+    for (route, body) in [("/v1/risk/parameters", &risk), ("/v1/risk/stress", &stress)] {
+        let (status, then, _) = common::call(&before, "POST", route, Some(body)).await;
+        assert_eq!(status, 200, "{then}");
+        let (status, today, _) = common::call(&now, "POST", route, Some(body)).await;
+        assert_eq!(status, 200, "{today}");
+        old.push(then);
+        old.push(today);
+    }
+    let (then, today) = (&old[0]["items"][0], &old[1]["items"][0]);
+    assert!(then["derivation"].get("drawdown_hours").is_none(), "{then}");
+    let hours = today["derivation"]["drawdown_hours"].as_f64().unwrap();
+    assert!(
+        hours < today["derivation"]["tau_effective_hours"].as_f64().unwrap(),
+        "{today}"
+    );
+    let num = |v: &Value| v.as_f64().unwrap();
+    assert!(num(&today["derivation"]["drawdown"]) > num(&then["derivation"]["drawdown"]));
+    assert!(
+        num(&today["parameters"]["liquidation_threshold"])
+            < num(&then["parameters"]["liquidation_threshold"])
+    );
+    let (then, today) = (
+        &old[2]["scenarios"][0]["recommended"],
+        &old[3]["scenarios"][0]["recommended"],
+    );
+    assert!(then.get("drawdown_hours").is_none(), "{then}");
+    assert!(today["drawdown_hours"].as_f64().unwrap() < 168.0, "{today}");
+    assert!(num(&today["liquidation_threshold"]) < num(&then["liquidation_threshold"]));
+    for answer in [&old[0]["items"][0], &old[1]["items"][0], &old[2], &old[3]] {
+        let id = answer["decision_id"].as_str().unwrap();
+        let (status, r, _) = common::call(&now, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+        assert_eq!(status, 200, "{r}");
+        assert_eq!(r["identical"], json!(true), "{r}");
+    }
+}
+
 /// A head at the top of the sequence range (a row written by hand) leaves no number after it:
 /// the next ones wrapped to negative numbers in a release build, each append then conflicting.
 /// The log does not start on it, saying why.

@@ -248,7 +248,10 @@ async fn risk_parameters_use_the_artifacts_calibrated_drawdown() {
     // u at alpha 0.99 is 4.0 at every tau: D = 1 - exp(-4 sqrt(V(tau_eff))^0.6).
     assert!((d["drawdown_multiplier"].as_f64().unwrap() - 4.0).abs() < 1e-12);
     assert!((d["drawdown_exponent"].as_f64().unwrap() - 0.6).abs() < 1e-12);
-    let v_tau = d["variance_tau"].as_f64().unwrap();
+    // The variance where D was reached: `tau_eff` itself on this rising curve.
+    let v_tau = d["drawdown_variance"].as_f64().unwrap();
+    assert_eq!(d["drawdown_hours"], d["tau_effective_hours"]);
+    assert_eq!(d["drawdown_variance"], d["variance_tau"]);
     let want = 1.0 - (-4.0 * v_tau.sqrt().powf(0.6)).exp();
     assert!((d["drawdown"].as_f64().unwrap() - want).abs() < 1e-12);
     // The HAR comparison uses HAR's own calibration, fatter than the reflection rule here.

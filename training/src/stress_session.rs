@@ -90,6 +90,7 @@ impl Prepared {
             liquidity: &self.at_origin.liquidity,
             settings,
             rule: DrawdownRule::calibrated_or_reflection(self.calibration.as_ref()),
+            window: policy::DrawdownWindow::UpToTau,
         };
         stress::run(&self.input, book, scenarios, &policy, simulator)
     }
@@ -203,7 +204,13 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
         illiquidity: &illiquidity,
     };
     let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
-    let at_origin = policy::recommend(&forecasts, &r.settings, None, rule);
+    let at_origin = policy::recommend(
+        &forecasts,
+        &r.settings,
+        None,
+        rule,
+        policy::DrawdownWindow::UpToTau,
+    );
     let input = input_at_origin(
         asset.grid.close[slot],
         &at_origin,

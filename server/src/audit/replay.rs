@@ -255,8 +255,23 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
         }
         _ => crate::state::UnknownLiquidity::Refuse,
     };
+    // An answer recorded while D was taken at tau alone (until stop 61) says at no window where
+    // its drawdown was reached: a risk answer without `drawdown_hours`, a stress answer whose
+    // scenarios have none.
+    let recorded_window = match body.kind() {
+        Kind::Stress => body.answer["scenarios"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|r| !r["recommended"]["drawdown_hours"].is_null())),
+        _ => !body.answer["derivation"]["drawdown_hours"].is_null(),
+    };
+    let drawdown_window = if recorded_window {
+        volcast_core::policy::DrawdownWindow::UpToTau
+    } else {
+        volcast_core::policy::DrawdownWindow::AtTau
+    };
     let settings = Settings {
         unknown_liquidity,
+        drawdown_window,
         defaults: body.defaults,
         anomaly,
         stress_bridge,

@@ -339,7 +339,9 @@ pub struct Derivation {
     /// The liquidation window used, hours: the one asked, doubled while an anomaly flag
     /// tightens (`anomaly.effect` says from what).
     pub tau_hours: f64,
-    /// `tau (1 + p)`, p the shortage probability at `liquidity_horizon_hours`.
+    /// `tau (1 + p)`, p the shortage probability at `liquidity_horizon_hours`; at least
+    /// `h (1 + p_h)` for each served horizon `h` below `tau_hours` (`forecasts`), so a longer
+    /// tau never gets a shorter one (records before stop 61: `tau (1 + p)` alone).
     pub tau_effective_hours: f64,
     /// User reaction window, hours.
     pub tau_user_hours: f64,
@@ -357,18 +359,35 @@ pub struct Derivation {
     /// How `D` was obtained: `calibrated` (the artifact's measured quantiles of the scale-free
     /// fall, see the README) or `reflection-normal` (an artifact without a calibration).
     pub drawdown_rule: String,
-    /// `u_alpha(tau_eff)`, the multiplier of `sqrt(V)^g`: the calibrated quantile of the
-    /// scale-free fall `L / sqrt(V)^g`, or `z_{(1+alpha)/2}` for the reflection rule.
+    /// `u_alpha(t)` at `t = drawdown_hours` (`tau_eff` in records without it), the multiplier of
+    /// `sqrt(V)^g`: the calibrated quantile of the scale-free fall `L / sqrt(V)^g`, or
+    /// `z_{(1+alpha)/2}` for the reflection rule.
     pub drawdown_multiplier: f64,
     /// `g`, the exponent of `sqrt(V)`: measured with the calibration (below 1 when large
     /// forecasts overstate how far large falls go), 1 for the uncalibrated rules.
     pub drawdown_exponent: f64,
     /// Origins the calibration was measured on, when calibrated.
     pub calibration_window: Option<String>,
-    /// `D(alpha, tau_eff) = 1 - exp(-u sqrt(V(tau_eff))^g)`, `u` and `g` above.
+    /// `D(alpha, tau_eff)`: the fall within `tau_eff` hours, so the largest of
+    /// `1 - exp(-u_alpha(t) sqrt(V(t))^g)` over the windows `t <= tau_eff`: reached at
+    /// `t = drawdown_hours`, with `u = drawdown_multiplier`, `V(t) = drawdown_variance` and `g`
+    /// above. Records without `drawdown_hours` (before stop 61) took `t = tau_eff` alone, with
+    /// `V = variance_tau`.
     pub drawdown: f64,
-    /// `D(alpha, tau_user)`.
+    /// `D(alpha, tau_user)`, the same way over `t <= tau_user_hours`.
     pub drawdown_user: f64,
+    /// The window `t` where `drawdown` is reached: `tau_effective_hours`, or a shorter one where
+    /// the forecast's drawdown is larger (a multiplier falling with the window faster than the
+    /// variance rises, or a variance curve that falls). Absent in records made before stop 61.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_hours: Option<f64>,
+    /// The variance over `drawdown_hours` (`variance_tau` when that is `tau_effective_hours`).
+    /// Absent in records made before stop 61.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_variance: Option<f64>,
+    /// The same window for `drawdown_user`, at most `tau_user_hours`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_user_hours: Option<f64>,
     /// Sale size, USD.
     pub sale_size_usd: f64,
     /// Expected illiquidity at the liquidity horizon, when computable.

@@ -174,10 +174,18 @@ pub struct StressRecommendationDto {
     pub max_ltv: f64,
     /// LB = max(bonus, slippage + margin).
     pub liquidation_bonus: f64,
-    /// D(alpha, tau).
+    /// D(alpha, tau): the largest over the windows up to tau (README, "Risk engine").
     pub maintenance_margin: f64,
-    /// D(alpha, tau_user).
+    /// D(alpha, tau_user), the same way.
     pub initial_margin: f64,
+    /// The window `maintenance_margin` was taken at, hours: the scenario's liquidation window,
+    /// or a shorter one where the drawdown is larger. Absent in records made before stop 61,
+    /// whose drawdowns were taken at the window itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_hours: Option<f64>,
+    /// The same for `initial_margin`, at most `tau_user_hours`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_user_hours: Option<f64>,
     /// Variance over the liquidation window under the scenario.
     pub variance_tau: f64,
     /// Variance over the user window under the scenario.
@@ -194,6 +202,8 @@ impl From<ScenarioRecommendation> for StressRecommendationDto {
             liquidation_bonus: r.liquidation_bonus,
             maintenance_margin: r.maintenance_margin,
             initial_margin: r.initial_margin,
+            drawdown_hours: r.drawdown_hours,
+            drawdown_user_hours: r.drawdown_user_hours,
             variance_tau: r.variance_tau,
             variance_tau_user: r.variance_tau_user,
             slippage: r.slippage,
@@ -299,7 +309,8 @@ pub struct StressResponse {
     pub current_illiquidity: Option<f64>,
     /// Expected price impact per USD sold, `M (1 + p) / 1e6` (0 without an illiquidity).
     pub slippage_per_usd: f64,
-    /// `tau (1 + p)`, hours.
+    /// `tau (1 + p)`, hours, and at least `h (1 + p_h)` for each served horizon `h` below tau, as
+    /// the risk route's (records before stop 61: `tau (1 + p)` alone).
     pub tau_effective_hours: f64,
     /// The book.
     pub book: BookDto,

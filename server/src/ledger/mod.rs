@@ -196,7 +196,15 @@ pub fn record_of(
 ) -> Result<LedgerRecord, ApiError> {
     let info = &serving.info;
     let settings = state.settings().defaults;
-    let risk = recommend(info, &settings, "", prep, pred, None)?;
+    let risk = recommend(
+        info,
+        &settings,
+        state.settings().drawdown_window,
+        "",
+        prep,
+        pred,
+        None,
+    )?;
     let model = risk.derivation.policy.model;
     Ok(LedgerRecord {
         horizons: info.horizons().to_vec(),

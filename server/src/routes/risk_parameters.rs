@@ -7,7 +7,8 @@ use volcast_core::candles::Candle;
 use volcast_core::curve::VarianceCurve;
 use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
 use volcast_core::policy::{
-    self, AskedSettings, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, StepRule, TAU_RANGE, UNIT_RANGE,
+    self, AskedSettings, DrawdownWindow, Forecasts, JSON_NAMES, PolicyInput, RiskSettings, StepRule,
+    TAU_RANGE, UNIT_RANGE,
 };
 use volcast_model::artifact::RiskCalibration;
 use volcast_model::inference::Prediction;
@@ -272,7 +273,16 @@ pub fn recommend_watched(
     let (context, tau) = watched_tau(state, serving, candles, s.tau);
     let item_settings = RiskSettings { tau, ..*s };
     let previous = previous.map(|p| (p, state.settings().step_rule));
-    let mut risk = recommend(&serving.info, &item_settings, prefix, prep, pred, previous)?;
+    let window = state.settings().drawdown_window;
+    let mut risk = recommend(
+        &serving.info,
+        &item_settings,
+        window,
+        prefix,
+        prep,
+        pred,
+        previous,
+    )?;
     if state.settings().unknown_liquidity == UnknownLiquidity::Refuse
         && item_settings.sale_size_usd > 0.0
         && risk.derivation.expected_slippage.is_none()
@@ -338,13 +348,15 @@ pub fn fallback_har<'a>(info: &'a ModelInfo, prep: &Prepared) -> Option<&'a Draw
 }
 
 /// One asset's parameters and derivation from its forecasts (`prefix`: the item's JSON path),
-/// moving at most the step from `previous` by its rule where given.
+/// moving at most the step from `previous` by its rule where given, `D` over the windows
+/// `window` says.
 ///
 /// # Errors
 /// [`ApiError::UnusableInput`] when a number of the answer is not finite.
 pub fn recommend(
     info: &ModelInfo,
     s: &RiskSettings,
+    window: DrawdownWindow,
     prefix: &str,
     prep: &Prepared,
     pred: &Prediction,
@@ -407,7 +419,7 @@ pub fn recommend(
     } else {
         forecasts
     };
-    let rec = policy::recommend(&forecasts, s, asked_previous.as_ref(), rule);
+    let rec = policy::recommend(&forecasts, s, asked_previous.as_ref(), rule, window);
     let (liquidity, slippage, p) = (rec.liquidity, rec.slippage, rec.policy);
     // Fail closed: a non-finite slippage (magnitudes overflowing) is no answer at all.
     if slippage.is_some_and(|x| !x.is_finite()) {
@@ -424,7 +436,10 @@ pub fn recommend(
     if !p.finite || !numbers.iter().all(|x| x.is_finite()) {
         return Err(unusable(prefix, &prep.asset, "risk parameters"));
     }
-    let input = s.input(liquidity.tau_effective, slippage);
+    let input = PolicyInput {
+        window,
+        ..s.input(liquidity.tau_effective, slippage)
+    };
     let comparisons = comparisons(calibration, prep, horizons, &input);
     // While the fallback is served: what the model's own policy gives on the same window.
     let served = ServedPolicy {
@@ -433,6 +448,7 @@ pub fn recommend(
     };
     let answer = Answer {
         settings: s,
+        window,
         recommendation: &rec,
         rule,
         calibration,
@@ -453,6 +469,7 @@ pub fn recommend(
 /// Everything an asset's answer says: the policy's recommendation and what it was asked.
 struct Answer<'a> {
     settings: &'a RiskSettings,
+    window: DrawdownWindow,
     recommendation: &'a policy::Recommendation,
     rule: DrawdownRule<'a>,
     calibration: Option<&'a RiskCalibration>,
@@ -491,13 +508,16 @@ impl Answer<'_> {
             variance_tau: p.variance_tau,
             variance_tau_user: p.variance_tau_user,
             drawdown_rule: rule.name().to_owned(),
-            drawdown_multiplier: rule.multiplier(s.alpha, liquidity.tau_effective),
+            drawdown_multiplier: rule.multiplier(s.alpha, p.drawdown_hours),
             drawdown_exponent: rule.exponent(),
             calibration_window: self
                 .calibration
                 .map(|c| format!("{} .. {}", c.model.from, c.model.until)),
             drawdown: p.drawdown,
             drawdown_user: p.drawdown_user,
+            drawdown_hours: (self.window == DrawdownWindow::UpToTau).then_some(p.drawdown_hours),
+            drawdown_variance: (self.window == DrawdownWindow::UpToTau).then_some(p.drawdown_variance),
+            drawdown_user_hours: (self.window == DrawdownWindow::UpToTau).then_some(p.drawdown_user_hours),
             sale_size_usd: s.sale_size_usd,
             expected_illiquidity: liquidity.expected_illiquidity,
             expected_slippage: slippage,

@@ -360,7 +360,8 @@ pub async fn stress_answer(
         .cloned()
         .or_else(|| info.metadata.risk.as_ref().map(|r| r.model.clone()));
     let rule = DrawdownRule::calibrated_or_reflection(calibration.as_ref());
-    let origin = policy::recommend(&forecasts, &checked.settings, None, rule);
+    let window = state.settings().drawdown_window;
+    let origin = policy::recommend(&forecasts, &checked.settings, None, rule, window);
     let price = body.candles.last().map_or(f64::NAN, |c| c.close);
     let (bridge, impact) = (state.settings().stress_bridge, state.settings().stress_impact);
     let input = StressInput {
@@ -456,6 +457,7 @@ async fn simulate(
     let slot = state.stress_slot()?;
     let (input, settings) = (input.clone(), *settings);
     let (forecast, liquidity) = (origin.curve.clone(), origin.liquidity);
+    let window = state.settings().drawdown_window;
     let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
     let cancelled = Arc::clone(&cancel.0);
     let metrics = Arc::clone(state.metrics());
@@ -466,6 +468,7 @@ async fn simulate(
             liquidity: &liquidity,
             settings: &settings,
             rule: DrawdownRule::calibrated_or_reflection(calibration.as_ref()),
+            window,
         };
         // Checked before each scenario: a timed-out request frees its slot after at most one
         // more scenario (each bounded by `MAX_WORK`).

@@ -20,15 +20,18 @@ impl VarianceCurve {
         Self { points }
     }
 
-    /// The variance over `tau` hours (see the module docs); NaN without a usable point.
-    #[must_use]
-    pub fn at(&self, tau: f64) -> f64 {
-        let usable: Vec<(f64, f64)> = self
-            .points
+    /// The points the curve is drawn through: a finite positive variance, as `(hours, variance)`.
+    pub fn usable(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.points
             .iter()
             .filter(|(_, v)| v.is_finite() && *v > 0.0)
             .map(|&(h, v)| (h as f64, v))
-            .collect();
+    }
+
+    /// The variance over `tau` hours (see the module docs); NaN without a usable point.
+    #[must_use]
+    pub fn at(&self, tau: f64) -> f64 {
+        let usable: Vec<(f64, f64)> = self.usable().collect();
         let (Some(&(h0, v0)), Some(&(hn, vn))) = (usable.first(), usable.last()) else {
             return f64::NAN;
         };

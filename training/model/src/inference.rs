@@ -19,6 +19,7 @@ use volcast_core::forecast::{
 };
 use volcast_core::grid::Asset;
 use volcast_core::panel::PreparedAsset;
+use volcast_core::policy::{DrawdownWindow, drawdown_within};
 
 /// Rows per forward pass when forecasting many origins.
 pub const BATCH: usize = 2048;
@@ -369,7 +370,14 @@ impl LoadedModel {
                     .iter()
                     .map(|p| {
                         p.as_ref().map_or(f64::NAN, |p| {
-                            rule.drawdown(VarianceCurve::new(horizons, &p.variance).at(tau), q.alpha, tau)
+                            drawdown_within(
+                                &VarianceCurve::new(horizons, &p.variance),
+                                rule,
+                                q.alpha,
+                                tau,
+                                DrawdownWindow::UpToTau,
+                            )
+                            .drawdown
                         })
                     })
                     .collect(),

@@ -18,6 +18,7 @@ use crate::drawdown::{
 use crate::forecast::{ForecastRequest, ForecastTable, HorizonForecasts, ShortageForecast};
 use crate::grid::Asset;
 use crate::panel::{PreparedAsset, daily_slots};
+use crate::policy::{DrawdownWindow, VarianceOver, drawdown_within};
 
 /// Fitted baselines.
 #[derive(Debug, Clone, Serialize)]
@@ -305,15 +306,23 @@ impl BaselineSet {
                     .origins
                     .par_iter()
                     .map(|o| {
-                        let v = if name == GARCH_CALIBRATED {
-                            paths[o.asset].forecast(o.slot, q.tau)
-                        } else {
-                            har_curve(&self.har, &prepared[o.asset], o.slot).at(tau)
+                        let within = |variance: &dyn VarianceOver| {
+                            let v = variance.variance_over(tau);
+                            if v.is_finite() && v > 0.0 {
+                                drawdown_within(variance, rule, q.alpha, tau, DrawdownWindow::UpToTau)
+                                    .drawdown
+                            } else {
+                                f64::NAN
+                            }
                         };
-                        if v.is_finite() && v > 0.0 {
-                            rule.drawdown(v, q.alpha, tau)
+                        if name == GARCH_CALIBRATED {
+                            within(&GarchSums {
+                                path: &paths[o.asset],
+                                slot: o.slot,
+                                hours: q.tau,
+                            })
                         } else {
-                            f64::NAN
+                            within(&har_curve(&self.har, &prepared[o.asset], o.slot))
                         }
                     })
                     .collect();
@@ -324,6 +333,31 @@ impl BaselineSet {
                 }
             })
             .collect()
+    }
+}
+
+/// A GARCH path's variance over any hours up to `hours`: its sums of step-ahead forecasts at
+/// whole hours, linear between them (each hour's knot).
+struct GarchSums<'a> {
+    path: &'a GarchPath,
+    slot: usize,
+    hours: usize,
+}
+
+impl VarianceOver for GarchSums<'_> {
+    fn variance_over(&self, hours: f64) -> f64 {
+        let whole = hours.floor().max(0.0) as usize;
+        let below = self.path.forecast(self.slot, whole);
+        let frac = hours - whole as f64;
+        if frac > 0.0 {
+            below + frac * (self.path.forecast(self.slot, whole + 1) - below)
+        } else {
+            below
+        }
+    }
+
+    fn knots(&self) -> Vec<f64> {
+        (1..=self.hours).map(|h| h as f64).collect()
     }
 }
 

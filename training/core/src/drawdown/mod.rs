@@ -342,6 +342,16 @@ impl<'a> DrawdownRule<'a> {
         }
     }
 
+    /// The windows between which the multiplier is linear in `ln tau` (the calibrated ones),
+    /// hours; none for a multiplier constant in `tau`.
+    #[must_use]
+    pub fn knots(&self) -> Vec<f64> {
+        match self {
+            Self::Calibrated(c) => c.windows.iter().map(|w| w.tau as f64).collect(),
+            Self::Reflection | Self::PlainNormal => Vec::new(),
+        }
+    }
+
     /// Short name for derivations and reports.
     #[must_use]
     pub fn name(&self) -> &'static str {

@@ -14,13 +14,17 @@
 //! - **Variance over tau hours** from the per-horizon forecasts: `V(tau) = V(h0) tau / h0` below
 //!   the shortest horizon, log-linear in `(ln H, ln V)` between horizons, `V(hn) tau / hn` beyond
 //!   the longest.
-//! - **Drawdown** `D(alpha, tau) = 1 - exp(-u_alpha(tau) sqrt(V(tau))^g)`, `u_alpha(tau)` and `g`
-//!   the artifact's calibrated quantile of the scale-free fall and its exponent
+//! - **Drawdown** `D(alpha, tau) = max_{t <= tau} 1 - exp(-u_alpha(t) sqrt(V(t))^g)`, `u_alpha(t)`
+//!   and `g` the artifact's calibrated quantile of the scale-free fall and its exponent
 //!   ([`crate::drawdown`]); an artifact without a calibration uses the reflection
 //!   principle, `u = z_{(1+alpha)/2}`, `g = 1`. The
 //!   "plain normal" comparison uses `z_alpha` (the close at `t + tau`, SPEC's GARCH-normal policy).
+//!   The largest over shorter windows ([`drawdown_within`]) because the fall within `tau` hours
+//!   cannot be smaller than within fewer; decisions recorded before stop 61 took `t = tau` alone.
 //! - **Effective liquidation window** `tau_eff = tau (1 + p)`, `p` the shortage probability at the
 //!   shortest served horizon `>= tau` (the longest when none is): a shortage slows liquidation.
+//!   At least a shorter window's ([`shorter_effective_tau`]), so it never shrinks as tau grows
+//!   (decisions recorded before stop 61 took `tau (1 + p)` alone).
 //! - **Bonus** `LB = max(bonus, slippage + bonus_margin)`; without a slippage estimate, `bonus`;
 //!   at most [`MAX_BONUS`] (a bonus of the whole debt; the risk oracle's basis points end there),
 //!   so SPEC's `LB >= slippage + margin` holds wherever that sum is at most 1.
@@ -41,15 +45,18 @@ use crate::curve::VarianceCurve;
 use crate::drawdown::{DrawdownRule, clip01};
 
 mod settings;
+mod window;
 
 pub use settings::{
     ALPHA_RANGE, AskedSettings, BONUS_RANGE, DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_BONUS_MARGIN,
     DEFAULT_MAX_STEP, DEFAULT_SALE_SIZE_USD, DEFAULT_TAU, DEFAULT_TAU_USER, FLAG_NAMES, JSON_NAMES, Range,
     RiskSettings, SALE_SIZE_RANGE, SettingNames, SettingsError, TAU_RANGE, UNIT_RANGE, said,
 };
+pub use window::{DrawdownWindow, WindowDrawdown, drawdown_within};
 
 impl RiskSettings {
-    /// The policy's input for a liquidation window `tau` (already lengthened) and a slippage.
+    /// The policy's input for a liquidation window `tau` (already lengthened) and a slippage,
+    /// `D` over every window up to it ([`DrawdownWindow::UpToTau`]).
     #[must_use]
     pub fn input(&self, tau: f64, slippage: Option<f64>) -> PolicyInput {
         PolicyInput {
@@ -59,6 +66,7 @@ impl RiskSettings {
             bonus: self.bonus,
             bonus_margin: self.bonus_margin,
             slippage,
+            window: DrawdownWindow::default(),
         }
     }
 }
@@ -68,11 +76,22 @@ impl RiskSettings {
 pub trait VarianceOver {
     /// The variance over `hours` hours (NaN when unknown).
     fn variance_over(&self, hours: f64) -> f64;
+
+    /// Hours between which `ln V` is linear in `ln hours` (a curve's horizons), increasing;
+    /// below the first and beyond the last, `V` grows with the hours. [`drawdown_within`] looks
+    /// for the largest drawdown there. None by default.
+    fn knots(&self) -> Vec<f64> {
+        Vec::new()
+    }
 }
 
 impl VarianceOver for VarianceCurve {
     fn variance_over(&self, hours: f64) -> f64 {
         self.at(hours)
+    }
+
+    fn knots(&self) -> Vec<f64> {
+        self.usable().map(|(h, _)| h).collect()
     }
 }
 
@@ -88,6 +107,10 @@ pub struct Scaled<'a, V: ?Sized> {
 impl<V: VarianceOver + ?Sized> VarianceOver for Scaled<'_, V> {
     fn variance_over(&self, hours: f64) -> f64 {
         self.source.variance_over(hours) * self.factor
+    }
+
+    fn knots(&self) -> Vec<f64> {
+        self.source.knots()
     }
 }
 
@@ -126,6 +149,21 @@ pub struct Liquidity {
     pub current_illiquidity: Option<f64>,
     /// [`expected_illiquidity`] of it.
     pub expected_illiquidity: Option<f64>,
+}
+
+/// The longest lengthened window of a liquidation window shorter than `tau`: `h (1 + p_h)` for
+/// each served horizon `h < tau` (within a horizon's span `t (1 + p)` grows with `t`, so its
+/// largest is at the horizon); 0 when none is shorter. Without it a shortage expected at 4 h but
+/// not at 24 h gave tau 5 h a shorter `tau_eff` (5.5 h) than tau 4 h (6 h) at `p_4 = 0.5`,
+/// `p_24 = 0.1`.
+#[must_use]
+pub fn shorter_effective_tau(horizons: &[usize], shortage: &[f64], tau: f64) -> f64 {
+    horizons
+        .iter()
+        .zip(shortage)
+        .filter(|(h, _)| (**h as f64) < tau)
+        .map(|(&h, &p)| effective_tau(h as f64, p))
+        .fold(0.0, f64::max)
 }
 
 /// [`Liquidity`] from per-horizon shortage probabilities and current illiquidities, both in the
@@ -184,6 +222,8 @@ pub struct PolicyInput {
     pub bonus_margin: f64,
     /// Expected slippage of the liquidated size, when known.
     pub slippage: Option<f64>,
+    /// Which windows `D(alpha, tau)` and `D(alpha, tau_user)` are taken over.
+    pub window: DrawdownWindow,
 }
 
 /// How max LTV is bounded once the step bound has moved LT and max LTV.
@@ -249,6 +289,13 @@ pub struct Policy {
     pub drawdown: f64,
     /// D(alpha, tau_user).
     pub drawdown_user: f64,
+    /// The window `D(alpha, tau)` was taken at: `tau`, or a shorter one where it is larger
+    /// ([`drawdown_within`]).
+    pub drawdown_hours: f64,
+    /// The same for `D(alpha, tau_user)`.
+    pub drawdown_user_hours: f64,
+    /// The variance over `drawdown_hours` (`variance_tau` when that is `tau`).
+    pub drawdown_variance: f64,
     /// Liquidation bonus.
     pub liquidation_bonus: f64,
     /// Liquidation threshold.
@@ -320,10 +367,10 @@ pub fn parameters<V: VarianceOver + ?Sized>(
 ) -> Policy {
     let variance_tau = variance.variance_over(input.tau);
     let variance_tau_user = variance.variance_over(input.tau_user);
-    let raw = rule.drawdown(variance_tau, input.alpha, input.tau);
-    let raw_user = rule.drawdown(variance_tau_user, input.alpha, input.tau_user);
-    let finite = raw.is_finite() && raw_user.is_finite();
-    let (drawdown, drawdown_user) = (clip01(raw), clip01(raw_user));
+    let raw = drawdown_within(variance, rule, input.alpha, input.tau, input.window);
+    let raw_user = drawdown_within(variance, rule, input.alpha, input.tau_user, input.window);
+    let finite = raw.drawdown.is_finite() && raw_user.drawdown.is_finite();
+    let (drawdown, drawdown_user) = (clip01(raw.drawdown), clip01(raw_user.drawdown));
     let lb = liquidation_bonus(input);
     let blocked = unliquidatable(input.slippage);
     let lt = if blocked { 0.0 } else { threshold(drawdown, lb) };
@@ -352,6 +399,9 @@ pub fn parameters<V: VarianceOver + ?Sized>(
         variance_tau_user,
         drawdown,
         drawdown_user,
+        drawdown_hours: raw.hours,
+        drawdown_user_hours: raw_user.hours,
+        drawdown_variance: raw.variance,
         liquidation_bonus: lb,
         liquidation_threshold: bounded_lt,
         max_ltv: bounded_ltv,
@@ -404,20 +454,29 @@ pub struct Recommendation {
 }
 
 /// **The risk policy**: the parameters for `forecasts` under `settings`, moving at most
-/// `settings.max_step` from `previous` when given, with `D` by `rule`.
+/// `settings.max_step` from `previous` when given, with `D` by `rule` over the windows `window`
+/// says.
 #[must_use]
 pub fn recommend(
     forecasts: &Forecasts<'_>,
     settings: &RiskSettings,
     previous: Option<&Previous>,
     rule: DrawdownRule<'_>,
+    window: DrawdownWindow,
 ) -> Recommendation {
-    let liquidity = liquidity(
+    let mut liquidity = liquidity(
         forecasts.horizons,
         forecasts.shortage_probability,
         forecasts.illiquidity,
         settings.tau,
     );
+    if window == DrawdownWindow::UpToTau {
+        liquidity.tau_effective = liquidity.tau_effective.max(shorter_effective_tau(
+            forecasts.horizons,
+            forecasts.shortage_probability,
+            settings.tau,
+        ));
+    }
     let slippage = liquidity
         .expected_illiquidity
         .map(|m| slippage(m, settings.sale_size_usd));
@@ -428,7 +487,10 @@ pub fn recommend(
         max_step: settings.max_step,
         rule: p.rule,
     });
-    let input = settings.input(liquidity.tau_effective, slippage);
+    let input = PolicyInput {
+        window,
+        ..settings.input(liquidity.tau_effective, slippage)
+    };
     let policy = parameters(&curve, &input, bound.as_ref(), rule);
     Recommendation {
         liquidity,

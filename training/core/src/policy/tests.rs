@@ -39,6 +39,7 @@ fn input(tau: f64) -> PolicyInput {
         bonus: 0.05,
         bonus_margin: 0.01,
         slippage: Some(0.002),
+        window: DrawdownWindow::UpToTau,
     }
 }
 
@@ -284,7 +285,7 @@ proptest! {
         rule in 0u8..3,
     ) {
         let c = curve(v.0, v.1, v.2);
-        let i = PolicyInput { alpha, tau, tau_user, bonus, bonus_margin: margin, slippage: slip };
+        let i = PolicyInput { alpha, tau, tau_user, bonus, bonus_margin: margin, slippage: slip, window: DrawdownWindow::UpToTau };
         let b = prev.map(|(lt, ltv, s)| Bound { liquidation_threshold: Some(lt), max_ltv: Some(ltv), max_step: s, rule: StepRule::KeepsUserBuffer });
         let cal = calibration();
         let r = [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal][usize::from(rule)];
@@ -316,7 +317,7 @@ proptest! {
         tau in 0.5f64..500.0,
         alpha in 0.5f64..0.999,
     ) {
-        let i = PolicyInput { alpha, tau, tau_user: 24.0, bonus: 0.05, bonus_margin: 0.01, slippage: None };
+        let i = PolicyInput { alpha, tau, tau_user: 24.0, bonus: 0.05, bonus_margin: 0.01, slippage: None, window: DrawdownWindow::UpToTau };
         let cal = calibration();
         for r in [DrawdownRule::Calibrated(&cal), REFLECTION, DrawdownRule::PlainNormal] {
             let low = parameters(&curve(v.0, v.1, v.2), &i, None, r);
@@ -344,4 +345,91 @@ fn values_in_messages_stay_short() {
         range: "[1, 168]",
     };
     assert_eq!(e.to_string(), "tau_hours = 1e308 is outside [1, 168]");
+}
+
+proptest! {
+    /// At one bonus (no illiquidity known, so the floor), a longer liquidation or reaction
+    /// window never gives a looser answer: SPEC's `D` is the fall *within* the window. Under the
+    /// rule kept for replays it could (the next test).
+    #[test]
+    fn a_longer_window_never_loosens_the_answer(
+        v in (1e-5f64..0.3, 1e-5f64..0.3, 1e-5f64..0.3),
+        p in (0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0),
+        alpha in 0.9f64..0.999,
+        taus in (1.0f64..168.0, 1.0f64..168.0),
+    ) {
+        let (short, long) = (taus.0.min(taus.1), taus.0.max(taus.1));
+        let cal = calibration();
+        let shortage = [p.0, p.1, p.2];
+        let forecasts = Forecasts {
+            horizons: &[4, 24, 168],
+            variance: &[v.0, v.1, v.2],
+            shortage_probability: &shortage,
+            illiquidity: &[f64::NAN; 3],
+        };
+        for rule in [DrawdownRule::Calibrated(&cal), REFLECTION] {
+            let at = |tau: f64, tau_user: f64| {
+                let settings = RiskSettings { alpha, tau, tau_user, ..RiskSettings::default() };
+                recommend(&forecasts, &settings, None, rule, DrawdownWindow::UpToTau)
+            };
+            let (a, b) = (at(short, 24.0), at(long, 24.0));
+            prop_assert!(b.liquidity.tau_effective >= a.liquidity.tau_effective);
+            prop_assert!(b.policy.drawdown >= a.policy.drawdown - 1e-12);
+            prop_assert!(b.policy.liquidation_threshold <= a.policy.liquidation_threshold + 1e-12);
+            let (a, b) = (at(4.0, short), at(4.0, long));
+            prop_assert!(b.policy.drawdown_user >= a.policy.drawdown_user - 1e-12);
+            prop_assert!(b.policy.max_ltv <= a.policy.max_ltv + 1e-12);
+        }
+    }
+}
+
+/// The two ways the rule kept for replays loosened a longer window, both fixed: a shortage
+/// expected at 4 h but not at 24 h (tau 5 h lengthened less than tau 4 h), and a variance curve
+/// that falls from 24 h to 168 h.
+#[test]
+fn the_replayed_rule_could_loosen_a_longer_window() {
+    let forecasts = |variance: &'static [f64], shortage: &'static [f64]| Forecasts {
+        horizons: &[4, 24, 168],
+        variance,
+        shortage_probability: shortage,
+        illiquidity: &[f64::NAN; 3],
+    };
+    let lt = |f: &Forecasts<'_>, tau: f64, window| {
+        let settings = RiskSettings {
+            tau,
+            ..RiskSettings::default()
+        };
+        recommend(f, &settings, None, REFLECTION, window)
+    };
+    let shortage = forecasts(&[0.001, 0.006, 0.042], &[0.5, 0.1, 0.1]);
+    let old = (
+        lt(&shortage, 4.0, DrawdownWindow::AtTau),
+        lt(&shortage, 5.0, DrawdownWindow::AtTau),
+    );
+    assert!(
+        (old.0.liquidity.tau_effective - 6.0).abs() < 1e-12
+            && (old.1.liquidity.tau_effective - 5.5).abs() < 1e-12
+    );
+    assert!(old.1.policy.liquidation_threshold > old.0.policy.liquidation_threshold);
+    let new = lt(&shortage, 5.0, DrawdownWindow::UpToTau);
+    assert!((new.liquidity.tau_effective - 6.0).abs() < 1e-12);
+    assert_eq!(
+        new.policy.liquidation_threshold,
+        lt(&shortage, 4.0, DrawdownWindow::UpToTau)
+            .policy
+            .liquidation_threshold
+    );
+
+    let falling = forecasts(&[0.05, 0.268, 0.155], &[0.0; 3]);
+    let old = (
+        lt(&falling, 24.0, DrawdownWindow::AtTau),
+        lt(&falling, 168.0, DrawdownWindow::AtTau),
+    );
+    assert!(old.1.policy.liquidation_threshold > old.0.policy.liquidation_threshold);
+    let new = lt(&falling, 168.0, DrawdownWindow::UpToTau);
+    assert_eq!(
+        new.policy.liquidation_threshold,
+        old.0.policy.liquidation_threshold
+    );
+    assert_eq!(new.policy.drawdown_hours, 24.0);
 }

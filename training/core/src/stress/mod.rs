@@ -562,6 +562,12 @@ impl crate::policy::VarianceOver for Plan {
     fn variance_over(&self, hours: f64) -> f64 {
         Plan::variance_over(self, hours)
     }
+
+    /// Each hour of the plan: its variance grows linearly within an hour, close enough to
+    /// linear in `ln hours` for the drawdown's largest window.
+    fn knots(&self) -> Vec<f64> {
+        (1..=self.horizon()).map(|h| h as f64).collect()
+    }
 }
 
 /// Largest book simulated, USD: its collateral value at the origin price, and its debt, each at

@@ -109,6 +109,14 @@ pub struct ScenarioRecommendation {
     pub drawdown: f64,
     /// `D(alpha, tau_user)`.
     pub drawdown_user: f64,
+    /// The window `drawdown` was taken at, hours: the liquidation window, or a shorter one where
+    /// the drawdown is larger ([`policy::drawdown_within`]). None under
+    /// [`policy::DrawdownWindow::AtTau`] (answers recorded before stop 61).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_hours: Option<f64>,
+    /// The same for `drawdown_user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_user_hours: Option<f64>,
     /// Expected slippage of the sale size, when the illiquidity is known.
     pub slippage: Option<f64>,
     /// `LB = max(bonus, slippage + margin)`.
@@ -139,6 +147,8 @@ pub struct ScenarioPolicy<'a> {
     pub settings: &'a RiskSettings,
     /// How variance becomes `D(alpha, tau)`.
     pub rule: DrawdownRule<'a>,
+    /// Which windows `D` is taken over.
+    pub window: policy::DrawdownWindow,
 }
 
 impl ScenarioPolicy<'_> {
@@ -166,12 +176,19 @@ impl ScenarioPolicy<'_> {
             .expected_illiquidity
             .map(|m| policy::slippage(m, self.settings.sale_size_usd) * drain);
         let tau = self.liquidity.tau_effective * drain;
-        let p = policy::parameters(variance, &self.settings.input(tau, slippage), None, self.rule);
+        let input = policy::PolicyInput {
+            window: self.window,
+            ..self.settings.input(tau, slippage)
+        };
+        let p = policy::parameters(variance, &input, None, self.rule);
         ScenarioRecommendation {
             variance_tau: p.variance_tau,
             variance_tau_user: p.variance_tau_user,
             drawdown: p.drawdown,
             drawdown_user: p.drawdown_user,
+            drawdown_hours: (self.window == policy::DrawdownWindow::UpToTau).then_some(p.drawdown_hours),
+            drawdown_user_hours: (self.window == policy::DrawdownWindow::UpToTau)
+                .then_some(p.drawdown_user_hours),
             slippage,
             liquidation_bonus: p.liquidation_bonus,
             liquidation_threshold: p.liquidation_threshold,

@@ -382,6 +382,7 @@ fn recommendation_follows_the_scenario() {
         liquidity: &liquidity,
         settings: &settings,
         rule: DrawdownRule::Reflection,
+        window: crate::policy::DrawdownWindow::UpToTau,
     };
     let scenarios = [
         Scenario::Forecast,
@@ -408,6 +409,7 @@ fn recommendation_follows_the_scenario() {
         &settings,
         None,
         DrawdownRule::Reflection,
+        crate::policy::DrawdownWindow::UpToTau,
     );
     assert_eq!(base.liquidation_threshold, at_origin.policy.liquidation_threshold);
     assert_eq!(base.max_ltv, at_origin.policy.max_ltv);

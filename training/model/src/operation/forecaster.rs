@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use super::{DailyRecalibrated, Operation, day_of};
 use crate::inference::LoadedModel;
-use volcast_core::drawdown::{DrawdownCalibration, VarianceCurve};
+use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule, VarianceCurve};
 use volcast_core::forecast::{ForecastError, ForecastRequest, ForecastTable, Forecaster};
+use volcast_core::policy::{DrawdownWindow, drawdown_within};
 
 /// `model` as it is meant to be operated: [`DailyRecalibrated`] when its corrections declare
 /// [`Recalibration::rolling_days`](crate::artifact::Recalibration::rolling_days), else the artifact as stored.
@@ -84,7 +85,14 @@ impl DailyRecalibrated<'_> {
                         let day = day_of(assets[o.asset].grid.hour(o.slot));
                         match (p, per_day.get(&day)) {
                             (Some(p), Some(c)) => {
-                                c.drawdown(VarianceCurve::new(horizons, &p.variance).at(tau), q.alpha, tau)
+                                drawdown_within(
+                                    &VarianceCurve::new(horizons, &p.variance),
+                                    DrawdownRule::Calibrated(c),
+                                    q.alpha,
+                                    tau,
+                                    DrawdownWindow::UpToTau,
+                                )
+                                .drawdown
                             }
                             _ => f64::NAN,
                         }
