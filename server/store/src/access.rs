@@ -177,6 +177,23 @@ fn text(r: &sqlx::any::AnyRow, i: usize) -> Result<String, sqlx::Error> {
 /// naming the record). Its text columns are read as bytes, `at` as a number. `seq` is read as
 /// stored: it orders the chain and the pages, and a cast would read text there as 0 (a page
 /// cursor that never moves, a head every append conflicts with), where it is now a loud error.
+/// The page query of [`DecisionStore::decisions`]: one asset's (`by_asset`, bound first) or
+/// every decision at times in `[$k+1, $k+2]` with `seq` `after_op` `$k+3`, in log order, at most
+/// `$k+4`. One asset's is served by the index on `(asset, seq)` (migration 0008).
+pub(crate) fn decisions_sql(backend: crate::Backend, by_asset: bool, after_op: &str) -> String {
+    let columns = decision_columns(backend);
+    let k = usize::from(by_asset);
+    format!(
+        "SELECT {columns} FROM decisions WHERE {}at >= ${} AND at <= ${} AND seq {after_op} ${} \
+         ORDER BY seq LIMIT ${}",
+        if by_asset { "asset = $1 AND " } else { "" },
+        k + 1,
+        k + 2,
+        k + 3,
+        k + 4
+    )
+}
+
 fn decision_columns(backend: crate::Backend) -> &'static str {
     match backend {
         crate::Backend::Sqlite => {
@@ -410,17 +427,7 @@ impl DecisionStore for Store {
             Some(a) => (">", a),
             None => (">=", i64::MIN),
         };
-        let columns = decision_columns(self.backend);
-        let k = usize::from(asset.is_some());
-        let sql = format!(
-            "SELECT {columns} FROM decisions WHERE {}at >= ${} AND at <= ${} AND seq {after_op} ${} \
-             ORDER BY seq LIMIT ${}",
-            if asset.is_some() { "asset = $1 AND " } else { "" },
-            k + 1,
-            k + 2,
-            k + 3,
-            k + 4
-        );
+        let sql = decisions_sql(self.backend, asset.is_some(), after_op);
         let rows = self
             .on_own_conn(async |c| {
                 let mut query = sqlx::query(&sql);

@@ -527,4 +527,28 @@ mod tests {
             Some(("\u{fffd}".to_owned(), "/\u{fffd}".to_owned()))
         );
     }
+
+    /// One asset's page of decisions walks the `(asset, seq)` index from its cursor; before
+    /// migration 0008 SQLite read the asset's decisions in the time range by `(asset, at)` and
+    /// sorted them all for each page (`USE TEMP B-TREE FOR ORDER BY`), quadratic over an export.
+    #[tokio::test]
+    async fn an_assets_page_of_decisions_reads_its_index_in_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+            .await
+            .unwrap();
+        for after_op in [">", ">="] {
+            let sql = crate::access::decisions_sql(crate::Backend::Sqlite, true, after_op);
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 3)).collect();
+            assert!(
+                plan.iter().any(|d| d.contains("USING INDEX decisions_asset_seq"))
+                    && !plan.iter().any(|d| d.contains("TEMP B-TREE")),
+                "{after_op}: {plan:?}"
+            );
+        }
+    }
 }

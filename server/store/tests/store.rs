@@ -769,3 +769,28 @@ async fn candles_out_of_order_are_stored_as_in_order() {
         );
     }
 }
+
+/// Migration 0008's index on one asset's decisions in log order exists on both backends (the
+/// store's unit tests check SQLite's per-asset page reads it).
+#[tokio::test]
+async fn the_per_asset_decision_index_exists_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("nested/volcast.db");
+    let mut urls = vec![format!("sqlite://{}", sqlite.display())];
+    urls.extend(postgres_url());
+    for store in stores(dir.path()).await {
+        store.close().await;
+    }
+    sqlx::any::install_default_drivers();
+    for url in urls {
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let sql = if url.starts_with("sqlite") {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'decisions_asset_seq'"
+        } else {
+            "SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'decisions' AND indexname = 'decisions_asset_seq'"
+        };
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 1, "{}", url.split('@').next_back().unwrap_or_default());
+        pool.close().await;
+    }
+}
