@@ -95,6 +95,27 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
     assert_eq!(above.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&above.stderr).contains("no candle files"));
     assert!(!db.exists());
+    // Files that are all refused store nothing, and leave no new, empty store behind.
+    let refused_only = dir.path().join("refused");
+    std::fs::create_dir_all(&refused_only).unwrap();
+    std::fs::copy(data.join("BROKEN.csv"), refused_only.join("BROKEN.csv")).unwrap();
+    let none = run(
+        env!("CARGO_BIN_EXE_ingest"),
+        &[
+            "--data",
+            refused_only.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--no-progress",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert_eq!(none.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("BROKEN.csv") && stderr.contains("nothing stored"),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "{stderr}");
     let first = run(env!("CARGO_BIN_EXE_ingest"), &args);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&first.stdout),

@@ -59,6 +59,9 @@ fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     // Errors name the store without its password.
     let shown = volcast_store::redact_url(&args.database_url);
+    // A store this run creates and stores nothing in (every file refused) is not left behind:
+    // an empty store the server would then start on, as if it held data.
+    let existed = Store::exists(&args.database_url).unwrap_or(true);
     let report = runtime.block_on(async {
         let store = Store::open(&args.database_url)
             .await
@@ -87,6 +90,26 @@ fn run() -> anyhow::Result<()> {
         anyhow::Ok((report, store.file().map(std::path::Path::to_owned)))
     })?;
     let (report, file) = report;
+    if let Some(file) = file
+        .as_deref()
+        .filter(|_| !existed && report.inserted == 0 && report.already_stored == 0)
+    {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = file.as_os_str().to_owned();
+            path.push(suffix);
+            // Gone already is fine; any other failure leaves an empty store, said below.
+            let _ = std::fs::remove_file(&path);
+        }
+        eprintln!(
+            "nothing stored: the new store {} is removed{}",
+            file.display(),
+            if file.exists() {
+                " (it could not be: it is still there, empty)"
+            } else {
+                ""
+            }
+        );
+    }
     println!(
         "{} stored in {:.1} s: {} new candles, {} already stored",
         match report.files {
