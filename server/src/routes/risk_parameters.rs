@@ -497,6 +497,9 @@ impl Answer<'_> {
         let (s, p, rule) = (self.settings, &self.recommendation.policy, self.rule);
         let (liquidity, slippage) = (&self.recommendation.liquidity, self.recommendation.slippage);
         let params = self.parameters();
+        // Where D was reached, said under the rule that looks below tau (absent, as recorded
+        // then, under the rule kept for replays).
+        let said = |x: f64| (self.window == DrawdownWindow::UpToTau).then_some(x);
         Derivation {
             alpha: s.alpha,
             tau_hours: s.tau,
@@ -515,9 +518,9 @@ impl Answer<'_> {
                 .map(|c| format!("{} .. {}", c.model.from, c.model.until)),
             drawdown: p.drawdown,
             drawdown_user: p.drawdown_user,
-            drawdown_hours: (self.window == DrawdownWindow::UpToTau).then_some(p.drawdown_hours),
-            drawdown_variance: (self.window == DrawdownWindow::UpToTau).then_some(p.drawdown_variance),
-            drawdown_user_hours: (self.window == DrawdownWindow::UpToTau).then_some(p.drawdown_user_hours),
+            drawdown_hours: said(p.drawdown_hours),
+            drawdown_variance: said(p.drawdown_variance),
+            drawdown_user_hours: said(p.drawdown_user_hours),
             sale_size_usd: s.sale_size_usd,
             expected_illiquidity: liquidity.expected_illiquidity,
             expected_slippage: slippage,

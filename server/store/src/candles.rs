@@ -120,63 +120,57 @@ impl CandleStore for Store {
         }
         // In time order whatever the caller's: two writers of overlapping hours then take the
         // rows' locks in the same order, never each waiting on the other (PostgreSQL's deadlock).
-        let sorted: Vec<Candle>;
-        let candles = if candles.is_sorted_by_key(|c| c.open_time) {
-            candles
-        } else {
-            sorted = {
-                let mut v = candles.to_vec();
-                v.sort_by_key(|c| c.open_time);
-                v
-            };
-            &sorted
-        };
+        let mut candles = std::borrow::Cow::Borrowed(candles);
+        if !candles.is_sorted_by_key(|c| c.open_time) {
+            candles.to_mut().sort_by_key(|c| c.open_time);
+        }
         self.on_own_conn(async |c| {
-        let mut tx = sqlx::Connection::begin(c).await?;
-        let mut inserted = 0;
-        for chunk in candles.chunks(INSERT_BATCH) {
-            let sql = format!(
-                "INSERT INTO candles (asset, open_time, open, high, low, close, volume, quote_volume) \
-                 VALUES {} ON CONFLICT (asset, open_time) DO NOTHING",
-                values_clause(self.backend, chunk.len(), 8)
-            );
-            let mut query = sqlx::query(&sql);
-            for c in chunk {
-                query = query
-                    .bind(asset)
-                    .bind(c.open_time)
-                    .bind(c.open)
-                    .bind(c.high)
-                    .bind(c.low)
-                    .bind(c.close)
-                    .bind(c.volume)
-                    .bind(c.quote_volume);
+            let mut tx = sqlx::Connection::begin(c).await?;
+            let mut inserted = 0;
+            for chunk in candles.chunks(INSERT_BATCH) {
+                let sql = format!(
+                    "INSERT INTO candles (asset, open_time, open, high, low, close, volume, quote_volume) \
+                     VALUES {} ON CONFLICT (asset, open_time) DO NOTHING",
+                    values_clause(self.backend, chunk.len(), 8)
+                );
+                let mut query = sqlx::query(&sql);
+                for c in chunk {
+                    query = query
+                        .bind(asset)
+                        .bind(c.open_time)
+                        .bind(c.open)
+                        .bind(c.high)
+                        .bind(c.low)
+                        .bind(c.close)
+                        .bind(c.volume)
+                        .bind(c.quote_volume);
+                }
+                inserted += query.execute(&mut *tx).await?.rows_affected();
             }
-            inserted += query.execute(&mut *tx).await?.rows_affected();
-        }
-        if inserted > 0 {
-            // Hours skipped as already stored lie within the stored range, so the batch's bounds
-            // are the new candles' bounds as far as the range goes.
-            let first = candles.iter().map(|c| c.open_time).min().unwrap_or_default();
-            let last = candles.iter().map(|c| c.open_time).max().unwrap_or_default();
-            sqlx::query(
-                "INSERT INTO assets (asset, first_open_time, last_open_time, candles) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (asset) DO UPDATE SET \
-                 first_open_time = CASE WHEN excluded.first_open_time < assets.first_open_time \
-                     THEN excluded.first_open_time ELSE assets.first_open_time END, \
-                 last_open_time = CASE WHEN excluded.last_open_time > assets.last_open_time \
-                     THEN excluded.last_open_time ELSE assets.last_open_time END, \
-                 candles = assets.candles + excluded.candles",
-            )
-            .bind(asset)
-            .bind(first)
-            .bind(last)
-            .bind(i64::try_from(inserted).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(inserted)
+            if inserted > 0 {
+                // Hours skipped as already stored lie within the stored range, so the batch's
+                // bounds (its first and last candles, sorted above) are the new candles' bounds
+                // as far as the range goes.
+                let first = candles.first().map_or(0, |c| c.open_time);
+                let last = candles.last().map_or(0, |c| c.open_time);
+                sqlx::query(
+                    "INSERT INTO assets (asset, first_open_time, last_open_time, candles) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (asset) DO UPDATE SET \
+                     first_open_time = CASE WHEN excluded.first_open_time < assets.first_open_time \
+                         THEN excluded.first_open_time ELSE assets.first_open_time END, \
+                     last_open_time = CASE WHEN excluded.last_open_time > assets.last_open_time \
+                         THEN excluded.last_open_time ELSE assets.last_open_time END, \
+                     candles = assets.candles + excluded.candles",
+                )
+                .bind(asset)
+                .bind(first)
+                .bind(last)
+                .bind(i64::try_from(inserted).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(inserted)
         })
         .await
         .map_err(StoreError::from)

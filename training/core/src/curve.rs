@@ -31,8 +31,9 @@ impl VarianceCurve {
     /// The variance over `tau` hours (see the module docs); NaN without a usable point.
     #[must_use]
     pub fn at(&self, tau: f64) -> f64 {
-        let usable: Vec<(f64, f64)> = self.usable().collect();
-        let (Some(&(h0, v0)), Some(&(hn, vn))) = (usable.first(), usable.last()) else {
+        // Read in passes rather than collected: the risk policy calls this many times per
+        // answer (the drawdown's windows), and `evaluate` per origin.
+        let (Some((h0, v0)), Some((hn, vn))) = (self.usable().next(), self.usable().last()) else {
             return f64::NAN;
         };
         if tau <= h0 {
@@ -41,8 +42,7 @@ impl VarianceCurve {
         if tau >= hn {
             return vn * tau / hn;
         }
-        for pair in usable.windows(2) {
-            let ((ha, va), (hb, vb)) = (pair[0], pair[1]);
+        for ((ha, va), (hb, vb)) in self.usable().zip(self.usable().skip(1)) {
             if tau <= hb {
                 let w = (tau.ln() - ha.ln()) / (hb.ln() - ha.ln());
                 return ((1.0 - w) * va.ln() + w * vb.ln()).exp();

@@ -225,14 +225,25 @@ impl GarchPath {
     /// as it is for several crypto assets.
     #[must_use]
     pub fn forecast(&self, slot: usize, horizon: usize) -> f64 {
+        self.steps(slot).take(horizon).fold(0.0, |total, v| total + v)
+    }
+
+    /// [`Self::forecast`] at every horizon `0..=horizon` (the sums as they accumulate, each
+    /// equal to its own `forecast`).
+    #[must_use]
+    pub fn forecasts_to(&self, slot: usize, horizon: usize) -> Vec<f64> {
+        std::iter::once(0.0)
+            .chain(self.steps(slot).take(horizon).scan(0.0, |total, v| {
+                *total += v;
+                Some(*total)
+            }))
+            .collect()
+    }
+
+    /// The 1, 2, .. step-ahead variance forecasts made at `slot`: `v <- omega + phi v`.
+    fn steps(&self, slot: usize) -> impl Iterator<Item = f64> + '_ {
         let (omega, phi) = (self.omega[slot], self.persistence);
-        let mut v = self.one_step[slot];
-        let mut total = 0.0;
-        for _ in 0..horizon {
-            total += v;
-            v = omega + phi * v;
-        }
-        total
+        std::iter::successors(Some(self.one_step[slot]), move |v| Some(omega + phi * v))
     }
 }
 

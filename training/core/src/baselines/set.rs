@@ -316,11 +316,8 @@ impl BaselineSet {
                             }
                         };
                         if name == GARCH_CALIBRATED {
-                            within(&GarchSums {
-                                path: &paths[o.asset],
-                                slot: o.slot,
-                                hours: q.tau,
-                            })
+                            // One hour past tau: the hour tau falls in is interpolated.
+                            within(&GarchSums(paths[o.asset].forecasts_to(o.slot, q.tau + 1)))
                         } else {
                             within(&har_curve(&self.har, &prepared[o.asset], o.slot))
                         }
@@ -336,28 +333,24 @@ impl BaselineSet {
     }
 }
 
-/// A GARCH path's variance over any hours up to `hours`: its sums of step-ahead forecasts at
-/// whole hours, linear between them (each hour's knot).
-struct GarchSums<'a> {
-    path: &'a GarchPath,
-    slot: usize,
-    hours: usize,
-}
+/// A GARCH path's variance over any hours within its sums of step-ahead forecasts at whole
+/// hours `0..` ([`GarchPath::forecasts_to`]), linear between them (each hour a knot); NaN
+/// beyond.
+struct GarchSums(Vec<f64>);
 
-impl VarianceOver for GarchSums<'_> {
+impl VarianceOver for GarchSums {
     fn variance_over(&self, hours: f64) -> f64 {
         let whole = hours.floor().max(0.0) as usize;
-        let below = self.path.forecast(self.slot, whole);
         let frac = hours - whole as f64;
-        if frac > 0.0 {
-            below + frac * (self.path.forecast(self.slot, whole + 1) - below)
-        } else {
-            below
+        match (self.0.get(whole), self.0.get(whole + 1)) {
+            (Some(&below), _) if frac == 0.0 => below,
+            (Some(&below), Some(&above)) => below + frac * (above - below),
+            _ => f64::NAN,
         }
     }
 
     fn knots(&self) -> Vec<f64> {
-        (1..=self.hours).map(|h| h as f64).collect()
+        (1..self.0.len()).map(|h| h as f64).collect()
     }
 }
 

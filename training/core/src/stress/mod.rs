@@ -559,14 +559,11 @@ impl Plan {
 }
 
 impl crate::policy::VarianceOver for Plan {
+    /// No knots: the only plan the policy reads as a variance source is a replay's
+    /// ([`crate::stress::ScenarioPolicy::recommend`]), at one mean rate, so `V` is proportional to
+    /// the hours and `ln V` linear in `ln hours` throughout.
     fn variance_over(&self, hours: f64) -> f64 {
         Plan::variance_over(self, hours)
-    }
-
-    /// Each hour of the plan: its variance grows linearly within an hour, close enough to
-    /// linear in `ln hours` for the drawdown's largest window.
-    fn knots(&self) -> Vec<f64> {
-        (1..=self.horizon()).map(|h| h as f64).collect()
     }
 }
 

@@ -181,14 +181,14 @@ impl ScenarioPolicy<'_> {
             ..self.settings.input(tau, slippage)
         };
         let p = policy::parameters(variance, &input, None, self.rule);
+        let said = |x: f64| (self.window == policy::DrawdownWindow::UpToTau).then_some(x);
         ScenarioRecommendation {
             variance_tau: p.variance_tau,
             variance_tau_user: p.variance_tau_user,
             drawdown: p.drawdown,
             drawdown_user: p.drawdown_user,
-            drawdown_hours: (self.window == policy::DrawdownWindow::UpToTau).then_some(p.drawdown_hours),
-            drawdown_user_hours: (self.window == policy::DrawdownWindow::UpToTau)
-                .then_some(p.drawdown_user_hours),
+            drawdown_hours: said(p.drawdown_hours),
+            drawdown_user_hours: said(p.drawdown_user_hours),
             slippage,
             liquidation_bonus: p.liquidation_bonus,
             liquidation_threshold: p.liquidation_threshold,
