@@ -1,8 +1,9 @@
 //! One risk policy: the same candles and settings give the same parameters from
 //! `POST /v1/risk/parameters`, from the forecast scenario of `POST /v1/risk/stress`, and from the
 //! `stress` command's function (`volcast_training::stress_session`), to the last digit, for a
-//! sale that can be liquidated and for one whose slippage is `>= 1`. The committed default
-//! artifact serves all three.
+//! sale that can be liquidated and for one whose slippage is `>= 1`, with the market asset
+//! (BTCUSDT) beside the asset in the command's data. The committed default artifact serves all
+//! three.
 
 #![expect(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
 
@@ -56,6 +57,23 @@ async fn route_stress_route_and_cli_give_the_same_parameters() {
     let kept: Vec<Candle> = candles.iter().filter(|c| c.open_time >= from).copied().collect();
     let dir = tempfile::tempdir().unwrap();
     write_csv(&dir.path().join("SYNTH01.csv"), &kept).unwrap();
+    // The market asset beside it (its own prices): the command loads it for its replay windows,
+    // and must not give the forecast its market factor, which the server never does.
+    let market: Vec<Candle> = kept
+        .iter()
+        .zip((-3..=3).cycle())
+        .map(|(c, k)| {
+            let f = 30.0 * (1.0 + 0.01 * f64::from(k));
+            Candle {
+                open: c.open * f,
+                high: c.high * f * 1.002,
+                low: c.low * f * 0.998,
+                close: c.close * f,
+                ..*c
+            }
+        })
+        .collect();
+    write_csv(&dir.path().join("BTCUSDT.csv"), &market).unwrap();
     let body_candles: Vec<Value> = candles.iter().map(common::candle_json).collect();
 
     // A sale the market absorbs, and one whose slippage is far above 1.

@@ -68,6 +68,17 @@ pub enum LoadError {
         format!("asset {} has no candle file in the data directories", .0)
     })]
     UnknownAsset(String),
+    /// Two candle files whose asset ids differ only in case (`BTCUSDT`, `btcusdt`): one market
+    /// that the pooled fits, the baselines and the point counts would count twice.
+    #[error(
+        "{first} and {second} name asset ids that differ only in case: one market would be counted twice; rename one"
+    )]
+    CaseClash {
+        /// One file.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
+    },
     /// Two files in one directory claim the same asset.
     #[error("{first} and {second} are both asset {asset}: keep one per directory")]
     Ambiguous {
@@ -120,6 +131,14 @@ pub fn list_dir(dir: &Path) -> Result<BTreeMap<String, PathBuf>, LoadError> {
                 .into_owned(),
         );
         if asset_id(&lossy).is_none() {
+            // `ETHUSDT.CSV.GZ`: named as candles but for its extension's case, which the
+            // loaders match exactly; skipped, the asset would drop out without a word.
+            if asset_id(Path::new(&lossy.to_string_lossy().to_lowercase())).is_some() {
+                return Err(file_error(
+                    &path,
+                    "a candle file's extension in capitals: name it .csv, .csv.gz or .parquet",
+                ));
+            }
             continue;
         }
         let Some(id) = asset_id(&path) else {
@@ -163,8 +182,18 @@ pub fn load_dirs(dirs: &[PathBuf]) -> Result<Vec<AssetCandles>, LoadError> {
 /// The first [`LoadError`] met, or [`LoadError::UnknownAsset`] for a name found in no directory.
 pub fn load_assets(dirs: &[PathBuf], only: Option<&[String]>) -> Result<Vec<AssetCandles>, LoadError> {
     let mut by_asset: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    let mut by_folded: BTreeMap<String, (String, PathBuf)> = BTreeMap::new();
     for dir in dirs {
         for (id, path) in list_dir(dir)? {
+            let (seen, first) = by_folded
+                .entry(id.to_lowercase())
+                .or_insert_with(|| (id.clone(), path.clone()));
+            if *seen != id {
+                return Err(LoadError::CaseClash {
+                    first: first.clone(),
+                    second: path,
+                });
+            }
             by_asset.entry(id).or_default().push(path);
         }
     }
@@ -797,6 +826,49 @@ mod tests {
             std::fs::write(d.join(name), "x").unwrap();
         });
         assert!(said.contains("not valid UTF-8"), "{said}");
+        let said = refused(&|d| {
+            write(d, "ETH.CSV", &format!("{HEADER}0,1,1,1,1,1,1\n"));
+        });
+        assert!(
+            said.contains("ETH.CSV") && said.contains("extension in capitals"),
+            "{said}"
+        );
+    }
+
+    /// Asset ids that differ only in case are one market counted twice: refused, within a
+    /// directory and across two, naming both files.
+    #[test]
+    fn asset_ids_that_differ_only_in_case_are_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let row = format!("{HEADER}0,1,1,1,1,1,1\n");
+        write(a.path(), "BTC.csv", &row);
+        write(b.path(), "btc.csv", &row);
+        for dirs in [
+            vec![a.path().to_owned(), b.path().to_owned()],
+            vec![b.path().to_owned(), a.path().to_owned()],
+        ] {
+            let said = load_dirs(&dirs).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                said.contains("BTC.csv") && said.contains("btc.csv ") && said.contains("differ only in case"),
+                "{said}"
+            );
+        }
+        write(a.path(), "btc.csv", &row);
+        let said = load_dirs(&[a.path().to_owned()])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(said.contains("differ only in case"), "{said}");
+        // The same id in two directories is one asset, as before.
+        let c = tempfile::tempdir().unwrap();
+        write(c.path(), "BTC.csv", &row);
+        std::fs::remove_file(a.path().join("btc.csv")).unwrap();
+        assert_eq!(
+            load_dirs(&[a.path().to_owned(), c.path().to_owned()])
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

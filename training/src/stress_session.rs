@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use volcast_core::drawdown::{DrawdownCalibration, DrawdownRule};
-use volcast_core::features::{AssetFeatures, MARKET_ASSET, Market};
+use volcast_core::features::{AssetFeatures, MARKET_ASSET};
 use volcast_core::grid::Asset;
 use volcast_core::panel::{PreparedAsset, to_panel};
 use volcast_core::policy::{self, Forecasts, RiskSettings};
@@ -181,9 +181,12 @@ pub fn prepare(r: &Request) -> anyhow::Result<Prepared> {
     }
     let prepared = PreparedAsset::new(asset, &horizons);
     let features = AssetFeatures::new(asset, &prepared);
-    let market = panel.iter().find(|a| a.id == MARKET_ASSET).map(Market::new);
+    // Without the market factor, as the server forecasts every window (a posted window carries
+    // no market): with it, the forecast scenario's parameters differed from the risk route's on
+    // the same candles (until stop 62, for every asset but BTCUSDT itself). The market asset is
+    // loaded for the replay windows only.
     let input = model
-        .input_at(&features, slot, market.as_ref(), &mut Vec::new())
+        .input_at(&features, slot, None, &mut Vec::new())
         .with_context(|| {
             let origin = format_hour(origin_hour);
             features

@@ -228,8 +228,7 @@ fn run_eval(
         eprintln!("warning: {}", in_sample_warning(&report));
     }
     if let Some(path) = json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        volcast_training::cli::write_report(path, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(render(&report))
 }
@@ -296,7 +295,7 @@ fn main() -> std::process::ExitCode {
                         adaptive: AdaptiveConfig::default(),
                     };
                     let text = run_eval(&data, &path, &config, Some(&dir.join("report.json")))?;
-                    std::fs::write(dir.join("report.md"), &text)?;
+                    volcast_training::cli::write_report(&dir.join("report.md"), &text)?;
                     println!("## Fold {y}\n\n{text}");
                 }
                 Ok(())

@@ -347,10 +347,10 @@ fn eval_days(config: &EvalConfig) -> (i64, i64) {
 fn write_outputs(report: &EvaluationReport, args: &Args) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(report)?;
-        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        volcast_training::cli::write_report(path, json)?;
     }
     if let Some(path) = &args.report {
-        std::fs::write(path, render(report, true)).with_context(|| format!("writing {}", path.display()))?;
+        volcast_training::cli::write_report(path, render(report, true))?;
     }
     Ok(())
 }

@@ -246,8 +246,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     };
     done.print();
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&done.json())?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        volcast_training::cli::write_report(path, serde_json::to_string_pretty(&done.json())?)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -10,7 +10,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use clap::builder::TypedValueParser as _;
 use volcast_core::policy::{DEFAULT_ALPHA, DEFAULT_BONUS, DEFAULT_TAU};
@@ -173,8 +172,7 @@ fn run_args() -> anyhow::Result<()> {
         write_json(&report, path)?;
     }
     if let Some(path) = &args.html {
-        std::fs::write(path, volcast_training::walkforward::html::render(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+        volcast_training::cli::write_report(path, volcast_training::walkforward::html::render(&report))?;
     }
     Ok(())
 }

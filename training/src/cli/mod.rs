@@ -40,6 +40,25 @@ pub fn writable_output(flag: &str, path: Option<&std::path::Path>) -> anyhow::Re
     Ok(())
 }
 
+/// Writes a report to `path` whole or not at all: a regular file (or a new one) is replaced
+/// through a temporary file beside it and a rename ([`volcast_model::artifact::replace_durably`]),
+/// so a run killed or out of disk while writing leaves the previous report as it was, never a
+/// cut-off one that a later tool would read (until stop 62 the file was truncated first). A
+/// path that is not a regular file (`/dev/stdout`, a pipe) is written as it is.
+///
+/// # Errors
+/// Naming the path and what failed.
+pub fn write_report(path: &std::path::Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+    if special {
+        std::fs::write(path, contents)
+    } else {
+        volcast_model::artifact::replace_durably(path, contents.as_ref())
+    }
+    .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     tracing_subscriber::fmt()
@@ -78,4 +97,31 @@ pub fn training_config(
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     volcast_model::config::TrainingConfig::from_json(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a training config: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_report;
+
+    /// A report replaces the one there whole, leaving no temporary file; a directory in its
+    /// place is an error naming it; a path that is no regular file is written as it is.
+    #[test]
+    fn a_report_replaces_the_old_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        std::fs::write(&path, "the previous report, longer than the new one").unwrap();
+        write_report(&path, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["report.json"], "no temporary file left");
+        let err = write_report(dir.path(), "x").unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&dir.path().display().to_string()),
+            "{err:#}"
+        );
+        write_report(std::path::Path::new("/dev/null"), "discarded").unwrap();
+    }
 }

@@ -628,8 +628,7 @@ fn check_reusable(
 /// # Errors
 /// A write failure.
 pub fn write_json(report: &WalkForwardReport, path: &Path) -> anyhow::Result<()> {
-    let json = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))
+    crate::cli::write_report(path, serde_json::to_string_pretty(report)?)
 }
 
 /// The fields in which `trained` (a fold's stored config) and `asked` differ, as
