@@ -366,8 +366,12 @@ impl Access {
             tokens: capacity,
             at: now,
         });
-        b.tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_s).min(capacity);
-        b.at = now;
+        // A request that read the clock before a later one took the lock must not move the
+        // bucket's clock back: the span between would be credited twice.
+        if now > b.at {
+            b.tokens = (b.tokens + (now - b.at).as_secs_f64() * per_s).min(capacity);
+            b.at = now;
+        }
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             Ok(())
@@ -492,6 +496,20 @@ mod tests {
         }
         let later = now + Duration::from_secs(10);
         assert!(access.check(Scope::Read, Some(token.as_bytes()), later).is_ok());
+    }
+
+    /// A request that read the clock before a later one took the bucket's lock does not move
+    /// the bucket's clock back: the span between would be credited again.
+    #[test]
+    fn a_request_seen_late_does_not_turn_the_buckets_clock_back() {
+        let t0 = Instant::now();
+        let t10 = t0 + Duration::from_secs(10);
+        let (access, token) = access_with(&[Scope::Read], false, Some(6));
+        let check = |at| access.check(Scope::Read, Some(token.as_bytes()), at);
+        assert!(check(t0).is_ok());
+        assert!(check(t10).is_ok(), "a token refilled in 10 s");
+        assert!(check(t0).is_err(), "the late request finds the bucket empty");
+        assert!(check(t10).is_err(), "and the 10 s are not credited a second time");
     }
 
     #[test]

@@ -214,6 +214,11 @@ async fn run(
         if let Some((seq, _)) = &pinned {
             verifier.watch(*seq);
         }
+        // The head before reading: every record up to it must be among those read. A row the
+        // time-bounded read leaves out (on SQLite an `at` edited to text sorts above every
+        // number) would otherwise end the chain early, and "OK" be said of a shorter log. Read
+        // first, as the server may append while this runs.
+        let head_before = store.head().await.map_err(|e| e.to_string())?;
         // From the lowest sequence number stored, not from 1: a row slipped in below the chain
         // (seq 0 or negative) is read, and fails, rather than skipped.
         let mut after = None;
@@ -248,6 +253,13 @@ async fn run(
                 Some(r) if page.len() == PAGE as usize => after = Some(r.seq),
                 _ => break,
             }
+        }
+        let read_to = verifier.head().map_or(0, |(seq, _)| *seq);
+        if let Some((seq, _)) = head_before.filter(|(seq, _)| *seq > read_to) {
+            return Ok(Err(format!(
+                "the store's head is seq {seq}, but the records read end at seq {read_to}: a \
+                 record past it was left out of the read (its `at` edited)"
+            )));
         }
         store.close().await;
     } else if let Some(path) = &args.export {

@@ -199,7 +199,7 @@ pub fn record_of(
     let risk = recommend(
         info,
         &settings,
-        state.settings().drawdown_window,
+        state.settings().answer_rules(),
         "",
         prep,
         pred,
@@ -226,12 +226,28 @@ pub fn record_of(
     })
 }
 
+/// Whether an error forecasting an asset ends the ledger's pass rather than leaving the asset
+/// out of the day: the store's or the model's readiness, and a full inference queue or a
+/// timeout, which pass. Skipped, an asset missed at an older origin of a catch-up was never
+/// recorded there (the next pass starts at the latest origin recorded); ended, the next pass
+/// starts again where this one stopped. A window the rules refuse stays skipped: it would be
+/// refused again.
+fn ends_the_pass(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::StoreUnavailable(_)
+            | ApiError::NotReady
+            | ApiError::QueueFull { .. }
+            | ApiError::Timeout { .. }
+    )
+}
+
 /// Records, for every stored asset whose candle closing at `origin` is stored, what the served
 /// model would serve at `origin`; returns how many entries are new. An asset whose window the
 /// rules refuse is left out of that day (logged).
 ///
 /// # Errors
-/// The store's, or the model's readiness.
+/// The store's, the model's readiness, a full inference queue or a timeout.
 pub async fn record_origin(state: &AppState, origin: i64) -> Result<usize, ApiError> {
     let serving = state.serving()?;
     if origin < knowledge_end(&serving.info.metadata) {
@@ -252,7 +268,7 @@ pub async fn record_origin(state: &AppState, origin: i64) -> Result<usize, ApiEr
         let forecast = match forecast_at(state, &serving, &range.asset, origin).await {
             Ok(Some(f)) => f,
             Ok(None) => continue,
-            Err(e @ (ApiError::StoreUnavailable(_) | ApiError::NotReady)) => return Err(e),
+            Err(e) if ends_the_pass(&e) => return Err(e),
             Err(e) => {
                 tracing::info!(asset = %range.asset, origin = %format_ms(origin), "no ledger entry: {e}");
                 continue;
@@ -485,7 +501,9 @@ pub fn day_origin(now_ms: i64) -> i64 {
 
 /// One pass of the ledger job at `now_ms`: records the daily origins not yet recorded with the
 /// served model (the last [`CATCH_UP_DAYS`] at most), and on the latest recorded one the assets
-/// whose candle arrived late; then scores what has matured.
+/// whose candle arrived late; then scores what has matured. A full inference queue or a timeout
+/// stops the recording at its origin ([`record_origin`]), for the next pass to come back to,
+/// and the scoring still runs.
 ///
 /// # Errors
 /// The store's, or the model's readiness.
@@ -499,7 +517,16 @@ pub async fn run_once(state: &AppState, now_ms: i64) -> Result<(usize, usize), A
     let mut recorded = 0;
     let mut origin = first;
     while origin <= today {
-        recorded += record_origin(state, origin).await?;
+        match record_origin(state, origin).await {
+            Ok(n) => recorded += n,
+            // A full queue or a timeout passes: the next pass comes back to this origin (the
+            // latest recorded, or the one before it), and the daily job goes on meanwhile.
+            Err(e @ (ApiError::QueueFull { .. } | ApiError::Timeout { .. })) => {
+                tracing::info!(origin = %format_ms(origin), "the ledger's pass stops here, the next one comes back to it: {e}");
+                break;
+            }
+            Err(e) => return Err(e),
+        }
         origin += DAY_MS;
     }
     Ok((recorded, score_pending(state, now_ms).await?))
@@ -586,4 +613,35 @@ pub async fn windows(
         out.push(window);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// What passes (a full queue, a timeout, the store, the model loading) ends the pass so the
+    /// next one comes back to the origin; what the window's rules refuse leaves the asset out.
+    #[test]
+    fn a_passing_error_ends_the_pass_and_a_refused_window_is_skipped() {
+        let second = Duration::from_secs(1);
+        for e in [
+            ApiError::QueueFull { retry_after: second },
+            ApiError::Timeout { timeout: second },
+            ApiError::NotReady,
+            ApiError::StoreUnavailable("down".into()),
+        ] {
+            assert!(ends_the_pass(&e), "{e}");
+        }
+        for e in [
+            ApiError::UnusableInput {
+                field: "candles".into(),
+                message: "non-finite".into(),
+            },
+            ApiError::InvalidShape("x".into()),
+        ] {
+            assert!(!ends_the_pass(&e), "{e}");
+        }
+    }
 }
