@@ -85,14 +85,17 @@ fn bps_by(x: f64, round: fn(f64) -> f64) -> u32 {
 /// max LTV down, LB up (so it still covers the slippage), then LT lowered until
 /// `LT (10000 + LB)` is at most `10000 * 10000` and at most the fractions' `LT (1 + LB)` in the
 /// same units (so `LT (1 + LB) <= 1 - D`, where the fractions keep it, holds in basis points too);
-/// max LTV lowered by as many basis points as LT was (so the user's buffer under LT is not
-/// narrowed) and kept at most LT.
+/// max LTV at most LT less the fractions' buffer `LT - max LTV` rounded up, so the user's buffer
+/// under LT is never narrower in basis points than served (until stop 62 max LTV was floored
+/// on its own and lowered by as many basis points as LT was, which could narrow the buffer by
+/// up to one: LT 0.80009 and max LTV 0.70000 gave 8000 and 7000).
 fn safe_bps(lt: f64, max_ltv: f64, bonus: f64) -> (u32, u32, u32) {
     const WHOLE: u64 = 10_000 * 10_000;
+    let lt_fraction = lt.clamp(0.0, 1.0);
     let lb = bps_by(bonus, f64::ceil);
     // The fractions' product in units of 1e-8, with a hair of tolerance for rounding: in
     // [0, 2e8], so the cast cannot truncate.
-    let product = (lt.clamp(0.0, 1.0) * (1.0 + bonus.clamp(0.0, 1.0)) * 1e8 + 1e-6).floor();
+    let product = (lt_fraction * (1.0 + bonus.clamp(0.0, 1.0)) * 1e8 + 1e-6).floor();
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let bound = (product as u64).min(WHOLE);
     let floored = bps_by(lt, f64::floor);
@@ -100,8 +103,9 @@ fn safe_bps(lt: f64, max_ltv: f64, bonus: f64) -> (u32, u32, u32) {
     while lt > 0 && u64::from(lt) * u64::from(10_000 + lb) > bound {
         lt -= 1;
     }
-    let ltv = bps_by(max_ltv, f64::floor).saturating_sub(floored - lt);
-    (lt, ltv.min(lt), lb)
+    let buffer = bps_by(lt_fraction - max_ltv.clamp(0.0, 1.0), f64::ceil);
+    let ltv = bps_by(max_ltv, f64::floor).min(lt.saturating_sub(buffer));
+    (lt, ltv, lb)
 }
 
 impl UpdatesResponse {
@@ -161,7 +165,8 @@ mod tests {
     fn basis_points_round_toward_safety_and_keep_the_invariant() {
         // The threshold at its cap for a 5% bonus: 0.952381 would round to 9524, and
         // 9524 x 1.05 = 10000.2 bps, over 1.
-        assert_eq!(safe_bps(1.0 / 1.05, 0.9, 0.05), (9523, 9000, 500));
+        // Max LTV keeps the buffer under LT: 0.952381 - 0.9 is 523.81 bps, so 524.
+        assert_eq!(safe_bps(1.0 / 1.05, 0.9, 0.05), (9523, 8999, 500));
         // Whole basis points stay as they are.
         assert_eq!(safe_bps(0.8123, 0.75, 0.0612), (8123, 7500, 612));
         // Max LTV never above LT; blocked liquidation (LT = 0, LB = 1) stays so.
@@ -182,13 +187,38 @@ mod tests {
             assert!(ltv_bps <= lt_bps);
             // The user's buffer (0.05 here) keeps its width in basis points.
             assert!(
-                f64::from(lt_bps - ltv_bps) >= (0.05f64 * 10_000.0 - 1e-6).floor(),
+                f64::from(lt_bps - ltv_bps) >= 0.05f64 * 10_000.0 - 1e-6,
                 "{bonus}"
             );
             assert!(
                 lt * 10_000.0 - f64::from(lt_bps) < 2.0,
                 "{bonus}: at most a basis point lower"
             );
+        }
+    }
+
+    /// The user's buffer `LT - max LTV` is never narrower in basis points than served, over a
+    /// grid of thresholds and buffers that are not whole basis points (the reviewer's case:
+    /// LT 0.80009 and max LTV 0.70000 gave 8000 and 7000, a buffer of 1000 for 1000.9).
+    #[test]
+    fn basis_points_never_narrow_the_users_buffer() {
+        assert_eq!(safe_bps(0.800_09, 0.7, 0.05), (8000, 6999, 500));
+        for i in 0..500_u32 {
+            for j in 0..40_u32 {
+                let lt = 0.3 + f64::from(i) * 0.001_201_3;
+                let buffer = f64::from(j) * 0.004_571_3;
+                let max_ltv = (lt - buffer).max(0.0);
+                let (lt_bps, ltv_bps, _) = safe_bps(lt, max_ltv, 0.05);
+                assert!(
+                    f64::from(lt_bps - ltv_bps) >= (lt - max_ltv) * 10_000.0 - 1e-6,
+                    "LT {lt}, max LTV {max_ltv}: {lt_bps} and {ltv_bps}"
+                );
+                assert!(f64::from(ltv_bps) <= max_ltv * 10_000.0 + 1e-6);
+                assert!(
+                    max_ltv * 10_000.0 - f64::from(ltv_bps) < 3.0,
+                    "less than three bps lower"
+                );
+            }
         }
     }
 
@@ -199,7 +229,7 @@ mod tests {
     fn basis_points_keep_the_drawdown_invariant() {
         // LT a basis point under its floor: max LTV goes down with it, so the buffer under LT
         // keeps its width.
-        assert_eq!(safe_bps(0.9 / 1.050_05, 0.8, 0.050_05), (8570, 7999, 501));
+        assert_eq!(safe_bps(0.9 / 1.050_05, 0.8, 0.050_05), (8570, 7998, 501));
         for i in 0..400_u32 {
             for j in 0..50_u32 {
                 let d = 0.001 + f64::from(i) * 0.002_37;
