@@ -53,6 +53,61 @@ pub struct Settings {
     /// Which windows `D(alpha, tau)` is taken over: every window up to tau, except in the
     /// replay of an answer recorded before that (`drawdown_hours` absent), taken at tau alone.
     pub drawdown_window: volcast_core::policy::DrawdownWindow,
+    /// Which initial margin a risk or stress answer serves: at least the maintenance margin,
+    /// except in the replay of an answer recorded before that (`initial_margin_hours` absent).
+    pub initial_margin: InitialMargin,
+}
+
+/// The rules of a risk answer that changed over time and are kept to replay answers made under
+/// the older ones ([`Settings::drawdown_window`], [`Settings::initial_margin`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnswerRules {
+    /// Which windows `D(alpha, tau)` is taken over.
+    pub window: volcast_core::policy::DrawdownWindow,
+    /// Which initial margin is served.
+    pub margin: InitialMargin,
+}
+
+impl Settings {
+    /// The rules a risk answer is made under.
+    #[must_use]
+    pub fn answer_rules(&self) -> AnswerRules {
+        AnswerRules {
+            window: self.drawdown_window,
+            margin: self.initial_margin,
+        }
+    }
+}
+
+/// The initial margin served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InitialMargin {
+    /// `max(D(alpha, tau_user), D(alpha, tau_eff))`: never below the maintenance margin
+    /// ([`volcast_core::policy::Policy::initial_margin`]), with the window it was taken at, the
+    /// variance and multiplier behind `D(alpha, tau_user)` said in the derivation.
+    #[default]
+    AtLeastMaintenance,
+    /// `D(alpha, tau_user)` alone, SPEC's letter, as answered until stop 61 (replayed so): a
+    /// liquidation window longer than the user's put it below the maintenance margin, a
+    /// position opened at it liquidatable at once.
+    UserWindowAlone,
+}
+
+impl InitialMargin {
+    /// The initial margin under this rule, from the policy's two drawdowns.
+    #[must_use]
+    pub fn of(self, drawdown_user: f64, at_least_maintenance: f64) -> f64 {
+        match self {
+            Self::AtLeastMaintenance => at_least_maintenance,
+            Self::UserWindowAlone => drawdown_user,
+        }
+    }
+
+    /// `x` where this rule says the numbers added with it, else None (as recorded before).
+    #[must_use]
+    pub fn said<T>(self, x: T) -> Option<T> {
+        (self == Self::AtLeastMaintenance).then_some(x)
+    }
 }
 
 /// What a risk or stress answer does when the illiquidity `M_H` at its liquidity horizon is
@@ -96,6 +151,7 @@ impl Settings {
             step_rule: volcast_core::policy::StepRule::default(),
             unknown_liquidity: UnknownLiquidity::default(),
             drawdown_window: volcast_core::policy::DrawdownWindow::default(),
+            initial_margin: InitialMargin::default(),
         })
     }
 }

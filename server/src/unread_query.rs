@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::OpenApi;
@@ -53,13 +54,18 @@ pub(crate) fn reads_query(op: &Operation) -> bool {
 }
 
 /// The middleware: a non-empty query on a `/v1` route that declares no query parameter is
-/// answered 400 `invalid_query`, naming the first parameter given.
+/// answered 400 `invalid_query`, naming the first parameter given. HEAD reads what GET reads:
+/// axum answers it with the GET handler.
 pub async fn refuse(State(routes): State<Arc<QueryRoutes>>, req: Request, next: Next) -> Response {
     let query = req.uri().query().filter(|q| !q.is_empty());
     let matched = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let method = match req.method() {
+        &Method::HEAD => "GET",
+        m => m.as_str(),
+    };
     if let (Some(query), Some(path)) = (query, matched)
         && path.starts_with("/v1/")
-        && !routes.reads(req.method().as_str(), path)
+        && !routes.reads(method, path)
     {
         let first = query.split('&').next().unwrap_or_default();
         let name = first.split('=').next().unwrap_or_default();

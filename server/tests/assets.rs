@@ -374,3 +374,87 @@ async fn without_a_store_the_asset_routes_say_so() {
         assert_eq!((status, code.as_str()), (503, "store_unavailable"), "{uri}");
     }
 }
+
+/// One stored hour missing among the last four leaves the 4 h illiquidity (SPEC's M_4: 90% of
+/// four hours is all four returns) unknown while the forecast still stands. The default risk
+/// answer (tau 4 h reads the 4 h horizon, and a sale is priced) is refused as the store's fault
+/// (503 `stored_data_unusable`: the caller sent no candles, so no 422 on field `candles`), with a
+/// reason that names the missing return and only the remedies that apply (no "shorter tau":
+/// there is no shorter horizon); a query that needs no 4 h illiquidity is answered. A `max_step`
+/// without `previous_*` is refused (it bounds nothing). HEAD with a query on a GET route that
+/// reads one answers as GET does (it was refused 400 `invalid_query`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_hour_missing_at_the_liquidity_horizon_is_the_stores_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path()).await;
+    let mut gap = common::sample_ending(1, 1000);
+    let n = gap.len();
+    assert_eq!(
+        gap[n - 1].open_time - gap[n - 4].open_time,
+        3 * HOUR_MS,
+        "the sample's last four hours are all there"
+    );
+    gap.remove(n - 3);
+    store.insert_candles("GAP", &gap).await.unwrap();
+    let (app, _) = common::app_with_store(&artifact(), store, Duration::from_secs(7200)).await;
+
+    for uri in ["/v1/assets/GAP/risk", "/v1/assets/GAP/risk/updates"] {
+        let (status, body, _) = common::call(&app, "GET", uri, None).await;
+        assert_eq!(
+            (status.as_u16(), &body["error"], &body["field"]),
+            (503, &json!("stored_data_unusable"), &Value::Null),
+            "{uri}: {body}"
+        );
+        let message = body["message"].as_str().unwrap();
+        for said in [
+            "the stored candles of GAP cannot be served",
+            "4 h liquidity horizon",
+            "both a return (the hour and the one before it present) and quote volume",
+            "sale_size_usd 0 needs none",
+            "another liquidity horizon (24, 168 h",
+        ] {
+            assert!(message.contains(said), "{said}: {body}");
+        }
+        assert!(!message.contains("shorter"), "{body}");
+    }
+    // A step bound with no previous value bounds nothing: refused before any forecast.
+    let (status, body, _) = common::call(&app, "GET", "/v1/assets/GAP/risk?max_step=0.02", None).await;
+    assert_eq!(
+        (status.as_u16(), &body["error"], &body["field"]),
+        (422, &json!("invalid_value"), &json!("max_step")),
+        "{body}"
+    );
+    for query in [
+        "sale_size_usd=0",
+        "tau_hours=5",
+        "sale_size_usd=0&max_step=0.02&previous_max_ltv=0.5",
+    ] {
+        let (status, body, _) =
+            common::call(&app, "GET", &format!("/v1/assets/GAP/risk?{query}"), None).await;
+        assert_eq!(status, 200, "{query}: {body}");
+    }
+    // The POST route on the same window: the caller's candles, so 422 on them.
+    let posted = post_body("GAP", &gap[gap.len() - 900..], &json!({}));
+    let (status, body, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&posted)).await;
+    assert_eq!(
+        (status.as_u16(), &body["error"], &body["field"]),
+        (422, &json!("unusable_input"), &json!("candles")),
+        "{body}"
+    );
+
+    for uri in [
+        "/v1/assets/GAP/candles?limit=5",
+        "/v1/assets/GAP/forecast/volatility?horizons=4",
+        "/v1/decisions?limit=5",
+    ] {
+        let (head, _, _) = common::call(&app, "HEAD", uri, None).await;
+        let (get, body, _) = common::call(&app, "GET", uri, None).await;
+        assert_eq!(head, get, "{uri}: {body}");
+        assert_ne!(head, 400, "{uri}: {body}");
+    }
+    let (status, body, _) = common::call(&app, "HEAD", "/v1/model?x=1", None).await;
+    assert_eq!(
+        status, 400,
+        "a route that reads no query still refuses one: {body}"
+    );
+}

@@ -223,6 +223,30 @@ fn cases() -> Vec<Case> {
             Some("previous.liquidation_threshold"),
         ),
         (
+            "a step bound with nothing to bound",
+            "/v1/risk/parameters",
+            |b| b["max_step"] = json!(0.02),
+            422,
+            "invalid_value",
+            Some("max_step"),
+        ),
+        (
+            "a step bound with nothing to bound, as updates",
+            "/v1/risk/updates",
+            |b| b["max_step"] = json!(0.02),
+            422,
+            "invalid_value",
+            Some("max_step"),
+        ),
+        (
+            "a previous with neither value",
+            "/v1/risk/parameters",
+            |b| b["previous"] = json!({}),
+            422,
+            "invalid_value",
+            Some("previous"),
+        ),
+        (
             "unknown field",
             "/v1/risk/parameters",
             |b| b["alpah"] = json!(0.9),
@@ -784,4 +808,68 @@ async fn a_window_with_a_missing_hour_is_judged_by_its_span() {
         "{v}"
     );
     assert!(v["message"].as_str().unwrap().contains("spans 888 hours"), "{v}");
+}
+
+/// `max_step` bounds the change from previous values: in a batch it is answered where any item
+/// gives one (the others are unbounded, as a single item without `previous` is), and refused
+/// where none does; an item's `previous` with neither value is refused by its path; the checks
+/// of the settings and of the shape come first. (The asset route's query: `assets.rs`.)
+#[tokio::test]
+async fn a_step_bound_needs_a_previous_value_somewhere() {
+    let app = app();
+    let valid = single(N);
+    let item = |previous: Value| {
+        let mut v = valid.clone();
+        if !previous.is_null() {
+            v["previous"] = previous;
+        }
+        v
+    };
+    let batch = |previous: [Value; 2]| {
+        let [a, b] = previous;
+        json!({"items": [item(a), item(b)], "max_step": 0.02})
+    };
+    let (s, v, _) = call(
+        &app,
+        "POST",
+        "/v1/risk/parameters",
+        Some(&batch([Value::Null, json!({"max_ltv": 0.5})])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["derivation"]["max_step"], Value::Null, "{v}");
+    assert_eq!(v["items"][1]["derivation"]["max_step"], json!(0.02), "{v}");
+    for (previous, field) in [
+        ([Value::Null, Value::Null], "max_step"),
+        ([json!({"max_ltv": 0.5}), json!({})], "items[1].previous"),
+    ] {
+        let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&batch(previous))).await;
+        assert_eq!(
+            (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+            (422, Some("invalid_value"), Some(field)),
+            "{v}"
+        );
+    }
+    // The settings' range first, and a top-level `previous` beside `items` is a shape error.
+    let mut wide = batch([Value::Null, Value::Null]);
+    wide["max_step"] = json!(5);
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&wide)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str(), v["field"].as_str()),
+        (422, Some("out_of_range"), Some("max_step")),
+        "{v}"
+    );
+    let mut both = batch([Value::Null, Value::Null]);
+    both["previous"] = json!({"max_ltv": 0.5});
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&both)).await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (422, Some("invalid_shape")),
+        "{v}"
+    );
+    // Without `max_step` a batch with no previous value is the plain answer.
+    let mut plain = batch([Value::Null, Value::Null]);
+    plain.as_object_mut().unwrap().remove("max_step");
+    let (s, v, _) = call(&app, "POST", "/v1/risk/parameters", Some(&plain)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 }

@@ -1627,8 +1627,10 @@ async fn answers_with_the_drawdown_at_tau_alone_replay_and_differ_from_today() {
     };
     let dir = tempfile::tempdir().unwrap();
     let artifact = common::repo().join("model-artifacts/default");
+    // The rules of stop 60: D at tau alone, and the initial margin D(alpha, tau_user) alone.
     let (before, _, _) = logged_state_with(dir.path(), &artifact, |s| {
         s.drawdown_window = volcast_core::policy::DrawdownWindow::AtTau;
+        s.initial_margin = volcast_server::state::InitialMargin::UserWindowAlone;
     })
     .await;
     let (now, _, _) = logged_state_with(dir.path(), &artifact, |_| {}).await;
@@ -1901,5 +1903,108 @@ async fn a_store_blocked_past_the_old_grace_serves_every_answer_it_commits() {
     assert_eq!(
         logged, want,
         "every record names an answer served, and every answer is recorded"
+    );
+}
+
+/// The initial margin is never below the maintenance margin: with a liquidation window longer
+/// than the user's (48 h against 12 h here; the default 24 h against 24 h with any shortage
+/// probability), SPEC's `D(alpha, tau_user)` alone was smaller, so a position opened at its
+/// initial margin could be liquidated at once. Answers recorded under that rule (until stop 61:
+/// no `initial_margin_hours`) replay identically, risk and stress alike; `D(alpha, tau_user)` is
+/// rebuilt from the derivation's own numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_of_either_initial_margin_replay_and_the_margin_covers_maintenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, before, candles) = now_and_before(dir.path(), 3, |s| volcast_server::state::Settings {
+        initial_margin: volcast_server::state::InitialMargin::UserWindowAlone,
+        ..s
+    })
+    .await;
+    let stress_state = (state.clone(), before.clone());
+    let body = json!({"asset": "M", "candles": candles, "tau_hours": 48, "tau_user_hours": 12});
+    let answers = both_replay_identically(before, state, "/v1/risk/parameters", &body).await;
+    let [old, new] = [&answers[0]["items"][0], &answers[1]["items"][0]];
+    let num = |v: &Value| v.as_f64().unwrap();
+    let (d, d_user) = (
+        num(&new["derivation"]["drawdown"]),
+        num(&new["derivation"]["drawdown_user"]),
+    );
+    assert!(d > d_user, "a longer liquidation window: {new}");
+    assert_eq!(num(&new["parameters"]["maintenance_margin"]), d);
+    assert_eq!(num(&new["parameters"]["initial_margin"]), d, "{new}");
+    assert_eq!(
+        new["derivation"]["initial_margin_hours"],
+        new["derivation"]["drawdown_hours"]
+    );
+    assert_eq!(num(&old["parameters"]["initial_margin"]), d_user, "{old}");
+    for field in [
+        "initial_margin_hours",
+        "drawdown_user_variance",
+        "drawdown_user_multiplier",
+    ] {
+        assert!(old["derivation"].get(field).is_none(), "{field}: {old}");
+    }
+    // D(alpha, tau_user) from the derivation alone.
+    let g = num(&new["derivation"]["drawdown_exponent"]);
+    let rebuilt = 1.0
+        - (-num(&new["derivation"]["drawdown_user_multiplier"])
+            * num(&new["derivation"]["drawdown_user_variance"]).sqrt().powf(g))
+        .exp();
+    assert!((rebuilt - d_user).abs() < 1e-12, "{rebuilt} against {d_user}");
+    // The rest of the answer is the same under both rules.
+    assert_eq!(
+        old["parameters"]["liquidation_threshold"],
+        new["parameters"]["liquidation_threshold"]
+    );
+    assert_eq!(old["parameters"]["max_ltv"], new["parameters"]["max_ltv"]);
+
+    let (state, before) = stress_state;
+    let stress = json!({
+        "asset": "M", "candles": candles, "paths": 200, "tau_hours": 48, "tau_user_hours": 12,
+        "positions": [{"collateral": 10.0, "debt": 10.0 * last_close(&candles) * 0.5}],
+        "scenarios": [{"kind": "forecast"}, {"kind": "volatility_shock", "k": 2.0}],
+    });
+    let answers = both_replay_identically(before, state, "/v1/risk/stress", &stress).await;
+    let (old, new) = (&answers[0]["scenarios"], &answers[1]["scenarios"]);
+    for (o, n) in old.as_array().unwrap().iter().zip(new.as_array().unwrap()) {
+        let (o, n) = (&o["recommended"], &n["recommended"]);
+        assert!(num(&n["initial_margin"]) >= num(&n["maintenance_margin"]), "{n}");
+        assert!(n["initial_margin_hours"].is_f64(), "{n}");
+        assert!(
+            n["drawdown_variance"].is_f64() && n["drawdown_user_variance"].is_f64(),
+            "{n}"
+        );
+        assert!(o.get("initial_margin_hours").is_none(), "{o}");
+        assert!(num(&o["initial_margin"]) <= num(&n["initial_margin"]), "{o} {n}");
+    }
+    let forecast = |s: &Value| num(&s[0]["recommended"]["initial_margin"]);
+    assert!(
+        forecast(old) < forecast(new),
+        "the forecast scenario's initial margin was below maintenance: {old}"
+    );
+}
+
+/// On SQLite a record's `at` edited to text sorts above every number, so the time-bounded read
+/// `verify` pages by left the last record out, and "OK" was said of the log without it (the
+/// server's `GET /v1/keys` still reporting it as the head). `verify` now fails, naming the
+/// head it did not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_when_the_last_record_is_hidden_from_its_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_app, public, _) = with_decisions(dir.path(), 2, 5).await;
+    let url = format!("sqlite://{}", dir.path().join("volcast.db").display());
+    let (code, said) = verify_store(&url, &public);
+    assert_eq!(code, Some(0), "{said}");
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE decisions SET at = 'x' WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (code, said) = verify_store(&url, &public);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("the store's head is seq 2") && said.contains("end at seq 1"),
+        "{said}"
     );
 }

@@ -269,9 +269,24 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
     } else {
         volcast_core::policy::DrawdownWindow::AtTau
     };
+    // One recorded while the initial margin was D(alpha, tau_user) alone (until stop 61), even
+    // below the maintenance margin, says at no window where it was taken.
+    let recorded_margin = match body.kind() {
+        Kind::Stress => body.answer["scenarios"].as_array().is_some_and(|s| {
+            s.iter()
+                .any(|r| !r["recommended"]["initial_margin_hours"].is_null())
+        }),
+        _ => !body.answer["derivation"]["initial_margin_hours"].is_null(),
+    };
+    let initial_margin = if recorded_margin {
+        crate::state::InitialMargin::AtLeastMaintenance
+    } else {
+        crate::state::InitialMargin::UserWindowAlone
+    };
     let settings = Settings {
         unknown_liquidity,
         drawdown_window,
+        initial_margin,
         defaults: body.defaults,
         anomaly,
         stress_bridge,

@@ -149,6 +149,8 @@ pub struct RiskQuery {
     /// Size liquidated, USD, in [0, 1e12] (default from the config, 1,000,000).
     pub sale_size_usd: Option<f64>,
     /// Largest relative step from the previous values, in [0, 1] (default from the config).
+    /// Refused (422 `invalid_value`) without `previous_liquidation_threshold` or
+    /// `previous_max_ltv`.
     pub max_step: Option<f64>,
     /// The caller's current liquidation threshold, in [0, 1], for a bounded change.
     pub previous_liquidation_threshold: Option<f64>,

@@ -116,7 +116,8 @@ pub struct ForecastRequest {
     pub sale_size_usd: Option<f64>,
 }
 
-/// The caller's current values, for a bounded change.
+/// The caller's current values, for a bounded change: at least one of the two (an empty
+/// object bounds nothing and is refused, 422 `invalid_value`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Previous {
@@ -170,7 +171,8 @@ pub struct RiskRequest {
     /// Size liquidated, USD, for the expected slippage (default from the config, 1,000,000).
     pub sale_size_usd: Option<f64>,
     /// Largest relative step from `previous`, in [0, 1] (default from the config, 0.1). A
-    /// previous value of 0 bounds nothing: there is no relative step from 0.
+    /// previous value of 0 bounds nothing: there is no relative step from 0. Refused (422
+    /// `invalid_value`) when no previous value is given anywhere in the request.
     pub max_step: Option<f64>,
 }
 
@@ -303,7 +305,10 @@ pub struct RiskParameters {
     pub liquidation_bonus: f64,
     /// `D(alpha, tau_eff)`, in [0, 1].
     pub maintenance_margin: f64,
-    /// `D(alpha, tau_user)`, in [0, 1].
+    /// `max(D(alpha, tau_user), maintenance_margin)`, in [0, 1]: a position opened at its
+    /// initial margin is never already below maintenance (a liquidation window longer than the
+    /// user's, as a shortage makes it, gave a smaller `D(alpha, tau_user)`). Records made
+    /// before stop 62 (no `derivation.initial_margin_hours`) served `D(alpha, tau_user)` alone.
     pub initial_margin: f64,
 }
 
@@ -388,6 +393,19 @@ pub struct Derivation {
     /// The same window for `drawdown_user`, at most `tau_user_hours`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drawdown_user_hours: Option<f64>,
+    /// The variance over `drawdown_user_hours`, so that `drawdown_user` is
+    /// `1 - exp(-drawdown_user_multiplier sqrt(drawdown_user_variance)^g)`. Absent in records
+    /// made before stop 62.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_user_variance: Option<f64>,
+    /// `u_alpha(t)` at `t = drawdown_user_hours`. Absent in records made before stop 62.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_user_multiplier: Option<f64>,
+    /// The window the initial margin was taken at: `drawdown_user_hours`, or `drawdown_hours`
+    /// where the maintenance margin is the larger (the initial margin is never below it).
+    /// Absent in records made before stop 62, whose initial margin was `drawdown_user` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_margin_hours: Option<f64>,
     /// Sale size, USD.
     pub sale_size_usd: f64,
     /// Expected illiquidity at the liquidity horizon, when computable.

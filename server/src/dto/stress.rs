@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use volcast_core::stress::{CountTail, ScenarioRecommendation, ScenarioReport, Tail};
 
 use crate::dto::{CandleDto, ForecastUsed, ModelRef};
+use crate::state::InitialMargin;
 
 /// Default simulated paths.
 pub const DEFAULT_PATHS: u64 = 10_000;
@@ -176,16 +177,30 @@ pub struct StressRecommendationDto {
     pub liquidation_bonus: f64,
     /// D(alpha, tau): the largest over the windows up to tau (README, "Risk engine").
     pub maintenance_margin: f64,
-    /// D(alpha, tau_user), the same way.
+    /// `max(D(alpha, tau_user), maintenance_margin)`: never below the maintenance margin (the
+    /// same rule as a risk answer's). Answers recorded before stop 62 (no
+    /// `initial_margin_hours`) gave `D(alpha, tau_user)` alone, and replay so.
     pub initial_margin: f64,
     /// The window `maintenance_margin` was taken at, hours: the scenario's liquidation window,
     /// or a shorter one where the drawdown is larger. Absent in records made before stop 61,
     /// whose drawdowns were taken at the window itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drawdown_hours: Option<f64>,
-    /// The same for `initial_margin`, at most `tau_user_hours`.
+    /// The same for `D(alpha, tau_user)`, at most `tau_user_hours`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drawdown_user_hours: Option<f64>,
+    /// The variance over `drawdown_hours` under the scenario. Absent in records made before
+    /// stop 62.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_variance: Option<f64>,
+    /// The variance over `drawdown_user_hours` under the scenario. Absent in records made
+    /// before stop 62.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_user_variance: Option<f64>,
+    /// The window `initial_margin` was taken at: `drawdown_user_hours`, or `drawdown_hours`
+    /// where the maintenance margin is the larger. Absent in records made before stop 62.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_margin_hours: Option<f64>,
     /// Variance over the liquidation window under the scenario.
     pub variance_tau: f64,
     /// Variance over the user window under the scenario.
@@ -194,16 +209,21 @@ pub struct StressRecommendationDto {
     pub slippage: Option<f64>,
 }
 
-impl From<ScenarioRecommendation> for StressRecommendationDto {
-    fn from(r: ScenarioRecommendation) -> Self {
+impl StressRecommendationDto {
+    /// The engine's recommendation with the initial margin `margin` says.
+    #[must_use]
+    pub fn of(r: ScenarioRecommendation, margin: InitialMargin) -> Self {
         Self {
             liquidation_threshold: r.liquidation_threshold,
             max_ltv: r.max_ltv,
             liquidation_bonus: r.liquidation_bonus,
             maintenance_margin: r.maintenance_margin,
-            initial_margin: r.initial_margin,
+            initial_margin: margin.of(r.drawdown_user, r.initial_margin),
             drawdown_hours: r.drawdown_hours,
             drawdown_user_hours: r.drawdown_user_hours,
+            drawdown_variance: r.drawdown_variance.and_then(|v| margin.said(v)),
+            drawdown_user_variance: r.drawdown_user_variance.and_then(|v| margin.said(v)),
+            initial_margin_hours: r.initial_margin_hours.and_then(|h| margin.said(h)),
             variance_tau: r.variance_tau,
             variance_tau_user: r.variance_tau_user,
             slippage: r.slippage,
@@ -250,8 +270,10 @@ pub struct ScenarioResultDto {
     pub liquidation_blocked: bool,
 }
 
-impl From<ScenarioReport> for ScenarioResultDto {
-    fn from(r: ScenarioReport) -> Self {
+impl ScenarioResultDto {
+    /// A scenario's report, its recommendation with the initial margin `margin` says.
+    #[must_use]
+    pub fn of(r: ScenarioReport, margin: InitialMargin) -> Self {
         Self {
             scenario: r.scenario,
             paths: r.summary.paths,
@@ -264,7 +286,7 @@ impl From<ScenarioReport> for ScenarioResultDto {
             horizon_variance: r.horizon_variance,
             replay_from_hour: r.replay_from_hour,
             liquidation_blocked: r.recommendation.liquidation_blocked,
-            recommended: r.recommendation.into(),
+            recommended: StressRecommendationDto::of(r.recommendation, margin),
         }
     }
 }

@@ -30,7 +30,9 @@ use crate::follower::SymbolStatus;
 use crate::inputs::check_asset_id;
 use crate::inputs::horizon_indices;
 use crate::routes::forecast::{liquidity_response, sale_size, volatility_response};
-use crate::routes::risk_parameters::{caller_id, check_previous, recommend_watched, settings, with_ids};
+use crate::routes::risk_parameters::{
+    caller_id, check_bound, check_previous, recommend_watched, settings, with_ids,
+};
 use crate::routes::{FORECAST_TAG, MARKET_TAG, RISK_TAG, forecast_items};
 use crate::state::{AppState, Serving, StoredForecast};
 
@@ -426,9 +428,9 @@ pub async fn liquidity(
         (status = 200, description = "The parameters, one item", body = RiskResponse),
         (status = 400, description = "A query parameter is unknown or does not parse", body = ErrorBody),
         (status = 404, description = "No stored candle of this asset", body = ErrorBody),
-        (status = 422, description = "A setting out of range", body = ErrorBody),
+        (status = 422, description = "A setting out of range, or `max_step` without a previous value", body = ErrorBody),
         (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Stale market data (`stale_market_data`), stored candles that cannot be forecast (`stored_data_unusable`: too few hours, too many missing, a halted market), model not ready, store unavailable, or timeout", body = ErrorBody),
+        (status = 503, description = "Stale market data (`stale_market_data`), stored candles that cannot be forecast or priced (`stored_data_unusable`: too few hours, too many missing, a halted market, a sale's illiquidity unknown at its liquidity horizon), model not ready, store unavailable, or timeout", body = ErrorBody),
     )
 )]
 pub async fn risk(
@@ -470,9 +472,13 @@ pub async fn asset_risk(
     let serving = state.serving()?;
     let s = settings(&asked, state)?;
     check_previous(previous.as_ref(), |name| format!("previous_{name}"))?;
+    check_bound(q.max_step, [(String::new(), previous.as_ref())])?;
     let forecast = stored_forecast(state, &serving, &asset).await?;
     let (prep, pred, inputs) = forecast.as_ref();
-    let item = recommend_watched(state, &serving, &s, "", prep, pred, &inputs.candles, previous)?;
+    // What the stored window cannot support (an illiquidity unknown at the sale's horizon, a
+    // non-finite drawdown) is the store's fault, not the query's.
+    let item = recommend_watched(state, &serving, &s, "", prep, pred, &inputs.candles, previous)
+        .map_err(|e| of_the_store(&asset, e))?;
     let resp = RiskResponse {
         model: serving.info.reference(),
         items: vec![item],

@@ -27,7 +27,7 @@ use crate::extract::ApiJson;
 use crate::inputs::{Prepared, shape};
 use crate::model_info::ModelInfo;
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, unusable};
-use crate::state::{AppState, Serving, UnknownLiquidity};
+use crate::state::{AnswerRules, AppState, InitialMargin, Serving, UnknownLiquidity};
 
 /// The request's settings, each left out taken from the config's defaults, checked against the
 /// policy's ranges ([`RiskSettings::resolve`]).
@@ -69,6 +69,49 @@ pub fn check_previous(previous: Option<&Previous>, named: impl Fn(&str) -> Strin
     Ok(())
 }
 
+/// A step bound needs something to bound: a `previous` that gives neither value, or
+/// `max_step` where no previous value is given anywhere in the request, bounds nothing, and a
+/// caller expecting a bounded change would get a full move (both were answered so until stop
+/// 62). `previous` is each asset's as `named` says (`previous` in a body, `items[i].previous`
+/// in a batch). Checked on what callers send, not on a replay: a decision recorded before
+/// replays as it was answered.
+///
+/// # Errors
+/// [`ApiError::InvalidValue`] on the first such `previous`, else on `max_step`.
+pub fn check_bound<'a>(
+    max_step: Option<f64>,
+    previous: impl IntoIterator<Item = (String, Option<&'a Previous>)>,
+) -> Result<(), ApiError> {
+    let mut any = false;
+    for (named, p) in previous {
+        match p {
+            Some(Previous {
+                liquidation_threshold: None,
+                max_ltv: None,
+            }) => {
+                return Err(ApiError::InvalidValue {
+                    field: named,
+                    message: "gives neither liquidation_threshold nor max_ltv, so it bounds nothing; \
+                              leave it out for an unbounded answer"
+                        .into(),
+                });
+            }
+            Some(_) => any = true,
+            None => {}
+        }
+    }
+    if max_step.is_some() && !any {
+        return Err(ApiError::InvalidValue {
+            field: "max_step".into(),
+            message: "max_step bounds the change from previous values, and none is given \
+                      (`previous` in the body or in each item; `previous_liquidation_threshold` or \
+                      `previous_max_ltv` in a query)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Liquidation threshold, max LTV, liquidation bonus and margins, with their derivation.
 #[utoipa::path(
     post,
@@ -80,7 +123,7 @@ pub fn check_previous(previous: Option<&Previous>, named: impl Fn(&str) -> Strin
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body, batch or candle array too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid input (bad candle, alpha outside (0.5, 0.9999], tau over 168 h, inputs whose magnitudes give a non-finite forecast...)", body = ErrorBody),
+        (status = 422, description = "Invalid input (bad candle, alpha outside (0.5, 0.9999], tau over 168 h, `max_step` without a previous value, inputs whose magnitudes give a non-finite forecast...)", body = ErrorBody),
         (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
         (status = 503, description = "Model not ready, decision log unavailable, or timeout", body = ErrorBody),
     ),
@@ -116,6 +159,21 @@ pub async fn decided(
     route: &'static str,
     body: RiskRequest,
 ) -> Result<(RiskResponse, Option<Vec<String>>), ApiError> {
+    // After the settings' own checks (`max_step` 5 is out of range, whatever else), and not
+    // before the shape's: a top-level `previous` beside `items` is refused as such.
+    settings(&body, state)?;
+    let previous: Vec<(String, Option<&Previous>)> = match &body.items {
+        Some(_) if body.previous.is_some() => Vec::new(),
+        Some(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (format!("items[{i}].previous"), item.previous.as_ref()))
+            .collect(),
+        None => vec![("previous".to_owned(), body.previous.as_ref())],
+    };
+    if !previous.is_empty() {
+        check_bound(body.max_step, previous)?;
+    }
     // Taken before the body goes to the answer (only when there is a log to write them to).
     let records = state.decisions().is_some().then(|| per_asset_requests(&body));
     let resp = parameters_answer(state, serving, body).await?;
@@ -273,11 +331,10 @@ pub fn recommend_watched(
     let (context, tau) = watched_tau(state, serving, candles, s.tau);
     let item_settings = RiskSettings { tau, ..*s };
     let previous = previous.map(|p| (p, state.settings().step_rule));
-    let window = state.settings().drawdown_window;
     let mut risk = recommend(
         &serving.info,
         &item_settings,
-        window,
+        state.settings().answer_rules(),
         prefix,
         prep,
         pred,
@@ -287,26 +344,74 @@ pub fn recommend_watched(
         && item_settings.sale_size_usd > 0.0
         && risk.derivation.expected_slippage.is_none()
     {
+        let horizons: Vec<usize> = risk
+            .derivation
+            .forecasts
+            .iter()
+            .map(|f| f.horizon_hours)
+            .collect();
         return Err(liquidity_unknown(
             prefix,
             &prep.asset,
             risk.derivation.liquidity_horizon_hours,
+            &horizons,
+            PricedSale::Sale,
         ));
     }
     risk.derivation.anomaly = context;
     Ok(risk)
 }
 
-/// A sale whose illiquidity is unknown at liquidity horizon `horizon`: refused, not taken as
-/// free (a week with fewer than 90% of its hours trading gave a looser LT and the bonus floor).
-pub fn liquidity_unknown(prefix: &str, asset: &str, horizon: usize) -> ApiError {
+/// Which answer an unknown illiquidity stops: a risk answer prices one sale, a stress
+/// simulation every path's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PricedSale {
+    /// A risk answer's sale of `sale_size_usd` (none at 0).
+    Sale,
+    /// A stress simulation's price impact, charged in every path whatever `sale_size_usd`.
+    Paths,
+}
+
+/// A sale whose illiquidity is unknown at liquidity horizon `horizon` (of the served
+/// `horizons`): refused, not taken as free (a week with fewer than 90% of its hours trading
+/// gave a looser LT and the bonus floor). The message names what SPEC's 90% rule counts (an
+/// hour with a return, so the hour before it too, and quote volume) and only the remedies that
+/// apply to `priced`.
+pub fn liquidity_unknown(
+    prefix: &str,
+    asset: &str,
+    horizon: usize,
+    horizons: &[usize],
+    priced: PricedSale,
+) -> ApiError {
+    let others: Vec<String> = horizons
+        .iter()
+        .filter(|&&h| h != horizon)
+        .map(ToString::to_string)
+        .collect();
+    let elsewhere = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; a tau_hours read at another liquidity horizon ({} h: tau_hours reads the shortest \
+             served horizon at least as long, or the longest) may have one",
+            others.join(", ")
+        )
+    };
+    let priced = match priced {
+        PricedSale::Sale => format!("sale_size_usd 0 needs none{elsewhere}"),
+        PricedSale::Paths => format!(
+            "the simulation charges every path's price impact at it, whatever \
+             sale_size_usd{elsewhere}"
+        ),
+    };
     ApiError::UnusableInput {
         field: format!("{prefix}candles"),
         message: format!(
-            "fewer than 90% of the last {horizon} hours of {asset} have quote volume: its \
-             illiquidity at the {horizon} h liquidity horizon (SPEC's M_H, needed for the sale's \
-             slippage) is unknown, and an unknown slippage is not taken as none; a shorter \
-             tau_hours uses a shorter horizon, and sale_size_usd 0 needs none"
+            "the illiquidity of {asset} at the {horizon} h liquidity horizon (SPEC's M_H, needed \
+             for the sale's slippage) is unknown: fewer than 90% of its last {horizon} hours have \
+             both a return (the hour and the one before it present) and quote volume, and an \
+             unknown slippage is not taken as none; {priced}"
         ),
     }
 }
@@ -348,20 +453,21 @@ pub fn fallback_har<'a>(info: &'a ModelInfo, prep: &Prepared) -> Option<&'a Draw
 }
 
 /// One asset's parameters and derivation from its forecasts (`prefix`: the item's JSON path),
-/// moving at most the step from `previous` by its rule where given, `D` over the windows
-/// `window` says.
+/// moving at most the step from `previous` by its rule where given, under `rules` (`D` over the
+/// windows it says, its initial margin).
 ///
 /// # Errors
 /// [`ApiError::UnusableInput`] when a number of the answer is not finite.
 pub fn recommend(
     info: &ModelInfo,
     s: &RiskSettings,
-    window: DrawdownWindow,
+    rules: AnswerRules,
     prefix: &str,
     prep: &Prepared,
     pred: &Prediction,
     previous: Option<(Previous, StepRule)>,
 ) -> Result<AssetRisk, ApiError> {
+    let AnswerRules { window, margin } = rules;
     let horizons = info.horizons();
     let forecasts = Forecasts {
         horizons,
@@ -449,6 +555,7 @@ pub fn recommend(
     let answer = Answer {
         settings: s,
         window,
+        margin,
         recommendation: &rec,
         rule,
         calibration,
@@ -470,6 +577,7 @@ pub fn recommend(
 struct Answer<'a> {
     settings: &'a RiskSettings,
     window: DrawdownWindow,
+    margin: InitialMargin,
     recommendation: &'a policy::Recommendation,
     rule: DrawdownRule<'a>,
     calibration: Option<&'a RiskCalibration>,
@@ -488,7 +596,7 @@ impl Answer<'_> {
             max_ltv: p.max_ltv,
             liquidation_bonus: p.liquidation_bonus,
             maintenance_margin: p.maintenance_margin,
-            initial_margin: p.initial_margin,
+            initial_margin: self.margin.of(p.drawdown_user, p.initial_margin),
         }
     }
 
@@ -521,6 +629,9 @@ impl Answer<'_> {
             drawdown_hours: said(p.drawdown_hours),
             drawdown_variance: said(p.drawdown_variance),
             drawdown_user_hours: said(p.drawdown_user_hours),
+            drawdown_user_variance: self.margin.said(p.drawdown_user_variance),
+            drawdown_user_multiplier: self.margin.said(rule.multiplier(s.alpha, p.drawdown_user_hours)),
+            initial_margin_hours: self.margin.said(p.initial_margin_hours),
             sale_size_usd: s.sale_size_usd,
             expected_illiquidity: liquidity.expected_illiquidity,
             expected_slippage: slippage,

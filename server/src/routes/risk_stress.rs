@@ -391,6 +391,8 @@ pub async fn stress_answer(
             "",
             &prep.asset,
             origin.liquidity.horizon,
+            horizons,
+            crate::routes::risk_parameters::PricedSale::Paths,
         ));
     }
     if let Err(e) = stress::validate(&input, &checked.book, &Scenario::Forecast) {
@@ -419,7 +421,7 @@ pub async fn stress_answer(
     )
     .await?
     .into_iter()
-    .map(|r| checked_result(r, &prep.asset))
+    .map(|r| checked_result(r, &prep.asset, state.settings().initial_margin))
     .collect::<Result<Vec<_>, _>>()?;
     Ok(StressResponse {
         decision_id: None,
@@ -494,7 +496,11 @@ async fn simulate(
 /// A scenario's result, failing closed: any non-finite number fails the request
 /// ([`ApiError::UnusableInput`]). (A sale that cannot be liquidated is the policy's business:
 /// LT = max LTV = 0, `liquidation_blocked`.)
-fn checked_result(report: stress::ScenarioReport, asset: &str) -> Result<ScenarioResultDto, ApiError> {
+fn checked_result(
+    report: stress::ScenarioReport,
+    asset: &str,
+    margin: crate::state::InitialMargin,
+) -> Result<ScenarioResultDto, ApiError> {
     if report.recommendation.slippage.is_some_and(|s| !s.is_finite()) {
         return Err(unusable("", asset, "expected slippage"));
     }
@@ -505,7 +511,7 @@ fn checked_result(report: stress::ScenarioReport, asset: &str) -> Result<Scenari
             &format!("variances under scenario `{}`", report.scenario),
         ));
     }
-    let dto = ScenarioResultDto::from(report);
+    let dto = ScenarioResultDto::of(report, margin);
     let t = |t: &TailDto| [t.mean, t.p95, t.p99, t.es99];
     let c = &dto.liquidated_positions;
     let r = &dto.recommended;

@@ -62,7 +62,7 @@ pub async fn post_updates(
         (status = 404, description = "No stored candle of this asset", body = ErrorBody),
         (status = 422, description = "As `GET /v1/assets/{asset}/risk`", body = ErrorBody),
         (status = 429, description = "Inference queue full; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Stale market data, model not ready, store or decision log unavailable, or timeout", body = ErrorBody),
+        (status = 503, description = "Stale market data, stored candles that cannot be forecast or priced (`stored_data_unusable`, as `GET /v1/assets/{asset}/risk`), model not ready, store or decision log unavailable, or timeout", body = ErrorBody),
     )
 )]
 pub async fn asset_updates(

@@ -34,7 +34,10 @@
 //!   never lowers the bonus.
 //! - **Threshold** `LT = min((1 - D) / (1 + LB), 1 / (1 + LB))` in `[0, 1]`, **max LTV**
 //!   `max(0, LT - D(alpha, tau_user))`, **margins** maintenance `D(alpha, tau_eff)` and initial
-//!   `D(alpha, tau_user)`, in `[0, 1]`.
+//!   `max(D(alpha, tau_user), D(alpha, tau_eff))`, in `[0, 1]`: SPEC's initial margin is
+//!   `D(alpha, tau_user)`, which a liquidation window longer than the user's (a shortage
+//!   lengthens it) put below the maintenance margin, so that a position opened at its initial
+//!   margin could be liquidated at once (decisions recorded before stop 62 served it so).
 //! - **Bounded change**: with a previous value, each of LT and max LTV moves at most `max_step`
 //!   (relative) from it; the invariants `LT (1 + LB) <= 1` and
 //!   `0 <= max LTV <= max(0, LT - D(alpha, tau_user))` are then imposed again with the bounded
@@ -296,16 +299,23 @@ pub struct Policy {
     pub drawdown_user_hours: f64,
     /// The variance over `drawdown_hours` (`variance_tau` when that is `tau`).
     pub drawdown_variance: f64,
+    /// The variance over `drawdown_user_hours`.
+    pub drawdown_user_variance: f64,
     /// Liquidation bonus.
     pub liquidation_bonus: f64,
     /// Liquidation threshold.
     pub liquidation_threshold: f64,
     /// Max LTV.
     pub max_ltv: f64,
-    /// Maintenance margin.
+    /// Maintenance margin: `D(alpha, tau)`.
     pub maintenance_margin: f64,
-    /// Initial margin.
+    /// Initial margin: `D(alpha, tau_user)`, or the maintenance margin where that is larger (a
+    /// liquidation window longer than the user's, as a shortage makes it): a position opened at
+    /// its initial margin must not already be below maintenance.
     pub initial_margin: f64,
+    /// The window the initial margin was taken at: `drawdown_user_hours`, or `drawdown_hours`
+    /// where the maintenance margin is the larger.
+    pub initial_margin_hours: f64,
     /// LT before the bounded change.
     pub unbounded_liquidation_threshold: f64,
     /// Max LTV before the bounded change.
@@ -402,11 +412,17 @@ pub fn parameters<V: VarianceOver + ?Sized>(
         drawdown_hours: raw.hours,
         drawdown_user_hours: raw_user.hours,
         drawdown_variance: raw.variance,
+        drawdown_user_variance: raw_user.variance,
         liquidation_bonus: lb,
         liquidation_threshold: bounded_lt,
         max_ltv: bounded_ltv,
         maintenance_margin: drawdown,
-        initial_margin: drawdown_user,
+        initial_margin: drawdown_user.max(drawdown),
+        initial_margin_hours: if drawdown > drawdown_user {
+            raw.hours
+        } else {
+            raw_user.hours
+        },
         unbounded_liquidation_threshold: lt,
         unbounded_max_ltv: max_ltv,
         step_limited: bounded_lt != lt || bounded_ltv != max_ltv,

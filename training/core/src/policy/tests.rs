@@ -307,6 +307,10 @@ proptest! {
         prop_assert!((0.0..=1.0).contains(&p.liquidation_threshold));
         prop_assert!((0.0..=1.0).contains(&p.maintenance_margin));
         prop_assert!((0.0..=1.0).contains(&p.initial_margin));
+        // A position opened at its initial margin is not already below maintenance, whichever
+        // window is the longer; the initial margin is the user window's drawdown otherwise.
+        prop_assert!(p.initial_margin >= p.maintenance_margin);
+        prop_assert!(p.initial_margin >= p.drawdown_user);
         prop_assert!(p.liquidation_bonus >= bonus);
     }
 

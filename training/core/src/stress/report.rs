@@ -117,6 +117,18 @@ pub struct ScenarioRecommendation {
     /// The same for `drawdown_user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drawdown_user_hours: Option<f64>,
+    /// The variance over `drawdown_hours` (None as `drawdown_hours` is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_variance: Option<f64>,
+    /// The variance over `drawdown_user_hours` (over `tau_user` under
+    /// [`policy::DrawdownWindow::AtTau`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawdown_user_variance: Option<f64>,
+    /// The window `initial_margin` was taken at ([`policy::Policy::initial_margin_hours`]);
+    /// always given here, the server leaving it out of answers made under the rule recorded
+    /// before stop 62.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_margin_hours: Option<f64>,
     /// Expected slippage of the sale size, when the illiquidity is known.
     pub slippage: Option<f64>,
     /// `LB = max(bonus, slippage + margin)`.
@@ -127,7 +139,7 @@ pub struct ScenarioRecommendation {
     pub max_ltv: f64,
     /// `D(alpha, tau)`.
     pub maintenance_margin: f64,
-    /// `D(alpha, tau_user)`.
+    /// `max(D(alpha, tau_user), D(alpha, tau))` ([`policy::Policy::initial_margin`]).
     pub initial_margin: f64,
     /// The sale cannot be liquidated (slippage `>= 1`): LT and max LTV are 0.
     pub liquidation_blocked: bool,
@@ -189,6 +201,9 @@ impl ScenarioPolicy<'_> {
             drawdown_user: p.drawdown_user,
             drawdown_hours: said(p.drawdown_hours),
             drawdown_user_hours: said(p.drawdown_user_hours),
+            drawdown_variance: said(p.drawdown_variance),
+            drawdown_user_variance: Some(p.drawdown_user_variance),
+            initial_margin_hours: Some(p.initial_margin_hours),
             slippage,
             liquidation_bonus: p.liquidation_bonus,
             liquidation_threshold: p.liquidation_threshold,
