@@ -233,8 +233,7 @@ fn run() -> anyhow::Result<()> {
 fn finish(report: &ReplayReport, json: Option<&std::path::Path>) -> anyhow::Result<()> {
     print(report);
     if let Some(path) = json {
-        std::fs::write(path, serde_json::to_string_pretty(report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        volcast_training::cli::write_report(path, serde_json::to_string_pretty(report)?)?;
         println!("\nreport: {}", path.display());
     }
     Ok(())

@@ -43,14 +43,15 @@ pub fn writable_output(flag: &str, path: Option<&std::path::Path>) -> anyhow::Re
 /// Writes a report to `path` whole or not at all: a regular file (or a new one) is replaced
 /// through a temporary file beside it and a rename ([`volcast_model::artifact::replace_durably`]),
 /// so a run killed or out of disk while writing leaves the previous report as it was, never a
-/// cut-off one that a later tool would read (until stop 62 the file was truncated first). A
-/// path that is not a regular file (`/dev/stdout`, a pipe) is written as it is.
+/// cut-off one that a later tool would read (until stop 62 the file was truncated first). Any
+/// other path is written through as it is: a symbolic link (the file it names is written, the
+/// link kept; `/dev/stdout` is one, whatever stdout is), a pipe, a device.
 ///
 /// # Errors
 /// Naming the path and what failed.
 pub fn write_report(path: &std::path::Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+    let special = std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file());
     if special {
         std::fs::write(path, contents)
     } else {
@@ -123,5 +124,13 @@ mod tests {
             "{err:#}"
         );
         write_report(std::path::Path::new("/dev/null"), "discarded").unwrap();
+        // Through a link: the file it names gets the report, the link stays a link.
+        let target = dir.path().join("target.json");
+        let link = dir.path().join("link.json");
+        std::fs::write(&target, "old").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_report(&link, "through").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "through");
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
     }
 }
