@@ -34,8 +34,9 @@ pub struct Config {
     pub max_batch: u32,
 
     /// Longest time, in microseconds, the queue waits for more requests before a forward pass
-    /// (0: batch only what is already waiting, which under load is plenty).
-    #[arg(long, env = "VOLCAST_MAX_WAIT_US", default_value_t = 0)]
+    /// (0: batch only what is already waiting, which under load is plenty); at most 1 s, and
+    /// below the request timeout.
+    #[arg(long, env = "VOLCAST_MAX_WAIT_US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub max_wait_us: u64,
 
     /// Requests the inference queue holds before answering 429.
@@ -50,8 +51,8 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_REQUEST_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
 
-    /// Largest request body in bytes (answered 413 `payload_too_large`).
-    #[arg(long, env = "VOLCAST_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    /// Largest request body in bytes (answered 413 `payload_too_large`), at least 1024.
+    #[arg(long, env = "VOLCAST_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
     pub max_body_bytes: usize,
 
     /// Most assets in one batch request (answered 413 `batch_too_large`), at least 1.
@@ -80,13 +81,14 @@ pub struct Config {
     /// Longest a client may take to send a request's headers, in milliseconds, counted from
     /// when the connection waits for them: also how long an idle keep-alive connection stays
     /// open, and how long an answer waits for a client that reads nothing before the
-    /// connection is closed.
-    #[arg(long, env = "VOLCAST_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    /// connection is closed. At least 100.
+    #[arg(long, env = "VOLCAST_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub header_read_timeout_ms: u64,
 
     /// Most connections open at once; a connection over the cap is answered 503
-    /// `too_many_connections` and closed (keep it well below the process's file-descriptor limit).
-    #[arg(long, env = "VOLCAST_MAX_CONNECTIONS", default_value_t = 1024)]
+    /// `too_many_connections` and closed (keep it well below the process's file-descriptor limit,
+    /// less 64 for the refused connections that linger). At least 1.
+    #[arg(long, env = "VOLCAST_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
 
     /// After SIGTERM, how long in-flight requests may take, in milliseconds, before the
@@ -256,6 +258,7 @@ impl Config {
         crate::serve::ConnectionLimits {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
             max_connections: self.max_connections.max(1),
+            max_refusing: MAX_REFUSING,
             shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
         }
     }
@@ -279,6 +282,62 @@ impl Config {
     pub fn max_wait(&self) -> Duration {
         Duration::from_micros(self.max_wait_us)
     }
+
+    /// Limits that each parse but together leave nothing answered.
+    ///
+    /// # Errors
+    /// What is wrong, naming the flags.
+    pub fn check_limits(&self) -> Result<(), String> {
+        if self.max_wait() >= self.request_timeout() {
+            return Err(format!(
+                "--max-wait-us {} is not below --request-timeout-ms {}: a request alone in the \
+                 queue would wait for company until it timed out",
+                self.max_wait_us, self.request_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Most refused connections that linger at once to drain their client's request
+/// ([`crate::serve::ConnectionLimits::max_refusing`]).
+pub const MAX_REFUSING: usize = 64;
+
+/// Variables named `VOLCAST_*` that other tools of the project read, not the server.
+const OTHER_TOOLS_ENV: [&str; 7] = [
+    "VOLCAST_DATA",
+    "VOLCAST_SHARED_DATA",
+    "VOLCAST_REQUIRE_SHARED_DATA",
+    "VOLCAST_REQUIRE_WGPU",
+    "VOLCAST_TEST_POSTGRES_URL",
+    "VOLCAST_UPDATE_OPENAPI",
+    "VOLCAST_LOADTEST_",
+];
+
+/// The names among `names` that look like the server's variables (`VOLCAST_*`) but that no
+/// option reads, nor another tool of the project: a typo (`VOLCAST_MAX_BACH`) that would
+/// otherwise leave the option at its default without a word.
+#[must_use]
+pub fn unread_env_names(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    use clap::CommandFactory as _;
+    let command = Config::command();
+    let read: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let mut unread: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with("VOLCAST_"))
+        .filter(|n| !read.contains(n))
+        .filter(|n| {
+            !OTHER_TOOLS_ENV
+                .iter()
+                .any(|o| if o.ends_with('_') { n.starts_with(o) } else { n == o })
+        })
+        .collect();
+    unread.sort();
+    unread
 }
 
 /// A duration written as a whole number and a unit: `s`, `m`, `h` or `d` (`2h`, `90s`).
@@ -356,10 +415,57 @@ mod tests {
     /// Limits under which nothing could be answered are refused when parsed.
     #[test]
     fn limits_of_zero_are_refused() {
-        for flag in ["--request-timeout-ms", "--max-items"] {
-            assert!(Config::try_parse_from(["server", flag, "0"]).is_err(), "{flag} 0");
-            assert!(Config::try_parse_from(["server", flag, "1"]).is_ok(), "{flag} 1");
+        for (flag, bad, least) in [
+            ("--request-timeout-ms", "0", "1"),
+            ("--max-items", "0", "1"),
+            ("--max-connections", "0", "1"),
+            ("--header-read-timeout-ms", "99", "100"),
+            ("--max-body-bytes", "1023", "1024"),
+            ("--max-wait-us", "1000001", "1000000"),
+        ] {
+            assert!(Config::try_parse_from(["server", flag, bad]).is_err(), "{flag} {bad}");
+            assert!(Config::try_parse_from(["server", flag, least]).is_ok(), "{flag} {least}");
         }
+    }
+
+    /// A queue wait as long as the request timeout leaves a quiet server answering nothing.
+    #[test]
+    fn the_queue_wait_stays_below_the_request_timeout() {
+        let at = |wait: &str, timeout: &str| {
+            Config::try_parse_from([
+                "server",
+                "--max-wait-us",
+                wait,
+                "--request-timeout-ms",
+                timeout,
+            ])
+            .unwrap()
+            .check_limits()
+        };
+        assert!(at("0", "10000").is_ok());
+        assert!(at("999999", "1000").is_ok());
+        let refused = at("1000000", "1000").unwrap_err();
+        assert!(refused.contains("--max-wait-us 1000000"), "{refused}");
+        assert!(at("500000", "1").is_err());
+    }
+
+    /// A misspelled variable is named; the options' own and other tools' are not.
+    #[test]
+    fn variables_no_option_reads_are_named() {
+        let names = [
+            "VOLCAST_MAX_BACH",
+            "VOLCAST_MAX_BATCH",
+            "VOLCAST_DATA",
+            "VOLCAST_LOADTEST_URL",
+            "VOLCAST_LISTN",
+            "RUST_LOG",
+            "VOLCAST_LOG",
+        ]
+        .map(String::from);
+        assert_eq!(
+            unread_env_names(names),
+            ["VOLCAST_LISTN", "VOLCAST_MAX_BACH"].map(String::from)
+        );
     }
 
     #[test]

@@ -32,8 +32,10 @@
 //!   `calibrate --until` code), the ledger, the gate, in that order.
 //! - [`follower`]: the live market-data follower: Binance's hourly klines into the store
 //!   (backfill, backoff, resumes after a restart), beside the request path.
-//! - [`replay`]: the daily operation over history from candle files (`bin/replay`).
-//! - `bin/`: `server`, `replay` and `openapi` (writes or checks `openapi.yaml`).
+//! - [`replay`]: the daily operation over history from candle files (the `replay` binary of
+//!   `training/replay`).
+//! - `bin/`: `server`, `keys` (API keys), `verify` (checks a decision log) and `openapi` (writes
+//!   or checks `openapi.yaml`).
 
 pub mod anomaly;
 pub mod audit;
@@ -348,6 +350,15 @@ pub async fn run_listening(
 ) -> Result<(), ServeError> {
     #[cfg(not(unix))]
     let _ = hangups;
+    config.check_limits().map_err(ServeError::Limits)?;
+    let unread = config::unread_env_names(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
+    if !unread.is_empty() {
+        tracing::warn!(
+            variables = unread.join(", "),
+            "set but read by no option (a typo leaves its option at the default; `server --help` \
+             names each option's variable)"
+        );
+    }
     let metrics = Arc::new(Metrics::new());
     let settings = Settings::from_config(&config)?;
     let store = open_store(&config).await?;

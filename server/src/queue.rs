@@ -80,15 +80,20 @@ impl BatchQueue {
     pub async fn predict(&self, inputs: Vec<ModelInput>) -> Result<Vec<Prediction>, ApiError> {
         let n = inputs.len();
         let (reply, answer) = oneshot::channel();
+        // Counted before the send: the worker may take the job and count it out before
+        // `try_send` returns, which read -1 for a moment.
+        self.metrics.queue_depth.inc();
         match self.tx.try_send(Job { inputs, reply }) {
-            Ok(()) => self.metrics.queue_depth.inc(),
+            Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.metrics.queue_depth.dec();
                 self.metrics.queue_rejections.inc();
                 return Err(ApiError::QueueFull {
                     retry_after: self.retry_after,
                 });
             }
             Err(TrySendError::Disconnected(_)) => {
+                self.metrics.queue_depth.dec();
                 return Err(ApiError::Internal("the inference worker has stopped".into()));
             }
         };

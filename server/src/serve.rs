@@ -3,7 +3,9 @@
 //! same deadline for a client that stops reading its answers (a write that makes no progress
 //! that long closes the connection), a cap on
 //! open connections past which a new one is answered 503 `too_many_connections` at once (never
-//! left to exhaust file descriptors), and a graceful shutdown with a deadline after which the
+//! left to exhaust file descriptors: at most [`ConnectionLimits::max_refusing`] refused
+//! connections linger to drain what their client sent, the others are closed after one
+//! non-blocking write of the answer), and a graceful shutdown with a deadline after which the
 //! connections still open are dropped.
 
 use std::future::Future;
@@ -29,6 +31,10 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most connections over the cap answered at once with time to drain what their client
+    /// sent (up to two seconds each); past it a refused connection gets one non-blocking write
+    /// of the 503 and is closed, so a flood holds at most this many descriptors above the cap.
+    pub max_refusing: usize,
     /// After a shutdown is asked, how long in-flight requests may take before the connections
     /// still open are dropped.
     pub shutdown_deadline: Duration,
@@ -46,6 +52,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let refusing = Arc::new(Semaphore::new(limits.max_refusing));
     let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -68,7 +75,16 @@ pub async fn serve(
             }
             Err(_) => {
                 metrics.connections_refused.inc();
-                connections.spawn(refuse(stream, limits.max_connections));
+                let response = refusal(limits.max_connections);
+                match Arc::clone(&refusing).try_acquire_owned() {
+                    Ok(slot) => {
+                        connections.spawn(refuse(stream, response, slot));
+                    }
+                    Err(_) => {
+                        // A flood: no task, no wait; closed once this one write is done.
+                        let _ = stream.try_write(response.as_bytes());
+                    }
+                }
             }
         }
     }
@@ -143,15 +159,20 @@ async fn connection(
     }
 }
 
-/// Answers a connection over the cap with a 503 and closes it (write side first, then whatever
-/// the client sent is read and dropped for up to a second, so the answer is not lost to a reset).
-async fn refuse(stream: TcpStream, max: usize) {
+/// The 503 answer to a connection over the cap of `max`.
+fn refusal(max: usize) -> String {
     let body = serde_json::to_string(&ApiError::TooManyConnections { max }.body()).unwrap_or_default();
-    let response = format!(
+    format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
          connection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
-    );
+    )
+}
+
+/// Answers a connection over the cap with `response` and closes it (write side first, then
+/// whatever the client sent is read and dropped for up to a second, so the answer is not lost to
+/// a reset), holding one of the refusal slots meanwhile.
+async fn refuse(stream: TcpStream, response: String, _slot: OwnedSemaphorePermit) {
     let second = Duration::from_secs(1);
     if tokio::time::timeout(second, write_all(&stream, response.as_bytes()))
         .await
@@ -296,5 +317,67 @@ impl tokio::io::AsyncWrite for Watched {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+
+    use super::*;
+
+    /// Whether the server still holds `s` open: after the 503 and its end of stream, two writes
+    /// apart; a socket the server closed answers the first with a reset, failing the second.
+    fn held_open(s: &mut StdStream) -> bool {
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("too_many_connections"), "{answer}");
+        let first = s.write_all(b"x");
+        std::thread::sleep(Duration::from_millis(100));
+        first.is_ok() && s.write_all(b"y").is_ok()
+    }
+
+    /// Past the cap, at most `max_refusing` refused connections linger to drain their client;
+    /// the others get the same 503 and are closed at once, so a flood cannot hold descriptors.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_connections_linger_only_up_to_their_own_cap() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 1,
+            max_refusing: 2,
+            shutdown_deadline: Duration::from_millis(100),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            Router::new(),
+            limits,
+            Arc::new(Metrics::new()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let held = tokio::task::spawn_blocking(move || {
+            let connect = || {
+                let s = StdStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                s
+            };
+            let _slot = connect();
+            let mut lingering: Vec<_> = (0..2).map(|_| connect()).collect();
+            let mut closed = connect();
+            let held: Vec<bool> = lingering.iter_mut().map(held_open).collect();
+            (held, held_open(&mut closed))
+        })
+        .await
+        .unwrap();
+        assert_eq!(held, (vec![true, true], false));
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 }
