@@ -104,7 +104,7 @@ pub fn validation(
     to: i64,
     operated: Option<&HarOperated>,
 ) -> ValidationWindow {
-    let Some(first) = entries.first() else {
+    if entries.is_empty() {
         return ValidationWindow {
             days,
             from: format_ms(from),
@@ -120,12 +120,19 @@ pub fn validation(
         a.dedup();
         a
     };
-    let horizons = first
-        .record
-        .horizons
+    // Every horizon some entry forecast, each scored on the entries that forecast it: a model
+    // reloaded with other horizons leaves entries of both in the window, and an index read as
+    // the first entry's horizons scored one model's 24 h as another's 4 h.
+    let mut horizons: Vec<usize> = entries
         .iter()
-        .enumerate()
-        .map(|(k, &h)| horizon_skill(entries, &assets, k, h, operated))
+        .flat_map(|e| e.record.horizons.iter().copied())
+        .collect();
+    horizons.sort_unstable();
+    horizons.dedup();
+    let levels = &all_levels(entries);
+    let horizons = horizons
+        .into_iter()
+        .map(|h| horizon_skill(entries, &assets, h, levels, operated))
         .collect();
     ValidationWindow {
         days,
@@ -147,25 +154,29 @@ struct Losses {
     operated: f64,
 }
 
+/// The skill at horizon `h` on the entries that forecast it (each read at its own index of
+/// `h`), with the coverage of each of `levels` on the entries that forecast that level.
 fn horizon_skill(
     entries: &[Scored],
     assets: &[&str],
-    k: usize,
     h: usize,
+    levels: &[f64],
     operated: Option<&HarOperated>,
 ) -> HorizonSkill {
     // Points where the model, HAR and the realized variance all exist, in the entries' order
     // (by origin, then asset).
     let mut points: Vec<Losses> = Vec::new();
-    let levels = &first_levels(entries);
     let mut covered = vec![0_usize; levels.len()];
-    let mut with_rv = 0;
+    let mut with_rv = vec![0_usize; levels.len()];
     // Shortage: the model's probability against SPEC's label, wherever the label exists.
     let (mut probabilities, mut labels) = (Vec::new(), Vec::new());
     // What was served: the model's loss, or HAR's on the fallback's days.
     let mut served = Vec::new();
     let mut with_window = false;
     for e in entries {
+        let Some(k) = e.record.horizons.iter().position(|&x| x == h) else {
+            continue;
+        };
         if let (Some(Some(label)), Some(&p)) = (
             e.outcome.shortage.get(k).copied(),
             e.record.shortage_probability.get(k),
@@ -180,10 +191,11 @@ fn horizon_skill(
         if rv <= 0.0 {
             continue;
         }
-        with_rv += 1;
-        for (j, q) in e.record.quantiles.get(k).into_iter().flatten().enumerate() {
-            if let Some(c) = covered.get_mut(j) {
-                *c += usize::from(rv <= *q);
+        let quantiles = e.record.quantiles.get(k).into_iter().flatten();
+        for (level, q) in e.record.quantile_levels.iter().zip(quantiles) {
+            if let Some(j) = levels.iter().position(|l| l == level) {
+                with_rv[j] += 1;
+                covered[j] += usize::from(rv <= *q);
             }
         }
         let (Some(&f), Some(Some(g))) = (e.record.variance.get(k), e.record.har_variance.get(k).copied())
@@ -266,20 +278,25 @@ fn horizon_skill(
         shortage_roc_auc: roc_auc(&probabilities, &labels),
         coverage: levels
             .iter()
-            .zip(&covered)
-            .map(|(&level, &c)| QuantileCoverage {
+            .zip(covered.iter().zip(&with_rv))
+            .map(|(&level, (&c, &n))| QuantileCoverage {
                 level,
-                covered: (with_rv > 0).then(|| c as f64 / with_rv as f64),
+                covered: (n > 0).then(|| c as f64 / n as f64),
             })
             .collect(),
     }
 }
 
-fn first_levels(entries: &[Scored]) -> Vec<f64> {
-    entries
-        .first()
-        .map(|e| e.record.quantile_levels.clone())
-        .unwrap_or_default()
+/// Every quantile level some entry forecast, ascending.
+fn all_levels(entries: &[Scored]) -> Vec<f64> {
+    let mut levels: Vec<f64> = entries
+        .iter()
+        .flat_map(|e| e.record.quantile_levels.iter().copied())
+        .filter(|l| l.is_finite())
+        .collect();
+    levels.sort_by(f64::total_cmp);
+    levels.dedup();
+    levels
 }
 
 fn risk_check(entries: &[Scored]) -> Option<RiskCalibrationCheck> {
@@ -388,6 +405,55 @@ mod tests {
         assert!(h.dm_statistic.is_some_and(|d| d > 0.0), "{h:?}");
         assert!(h.dm_daily_vs_har.is_some_and(|d| d < 0.0), "{h:?}");
         assert_eq!(h.origin_days, 40);
+    }
+
+    /// A model reloaded with other horizons leaves entries of both in the window: each
+    /// horizon is scored on the entries that forecast it, read at its own index, and each
+    /// quantile level on the entries that forecast it.
+    #[test]
+    fn entries_of_models_with_other_horizons_are_scored_horizon_by_horizon() {
+        // Old entries at 4, 24 and 168 h; new ones at 24 and 168 h. Each forecast is its
+        // horizon in hours, and so is the realized variance: a forecast read at the wrong
+        // index has a QLIKE above 0.
+        let make = |origin: i64, horizons: Vec<usize>| {
+            let forecasts: Vec<f64> = horizons.iter().map(|&h| h as f64).collect();
+            let n = horizons.len();
+            let mut record = crate::ledger::test_record(
+                horizons,
+                forecasts.clone(),
+                forecasts.iter().map(|&f| Some(f)).collect(),
+                None,
+            );
+            record.quantile_levels = if n == 3 { vec![0.05, 0.95] } else { vec![0.5, 0.95] };
+            // Covers at its upper level only; the old model's lower level never does.
+            record.quantiles = forecasts.iter().map(|&f| vec![f / 2.0, 2.0 * f]).collect();
+            Scored {
+                asset: "A00".into(),
+                origin,
+                record,
+                outcome: LedgerOutcome {
+                    realized_variance: forecasts.iter().map(|&f| Some(f)).collect(),
+                    drawdown: Some(0.01),
+                    shortage: vec![Some(false); n],
+                    open_horizons: Vec::new(),
+                },
+            }
+        };
+        let entries: Vec<Scored> = (0..10)
+            .map(|d| make(d * DAY_MS, vec![4, 24, 168]))
+            .chain((10..25).map(|d| make(d * DAY_MS, vec![24, 168])))
+            .collect();
+        let w = validation(&entries, 25, 0, 24 * DAY_MS, None);
+        let got: Vec<(usize, usize)> = w.horizons.iter().map(|h| (h.horizon_hours, h.points)).collect();
+        assert_eq!(got, [(4, 10), (24, 25), (168, 25)]);
+        for h in &w.horizons {
+            assert!(h.qlike_model.is_some_and(|q| q.abs() < 1e-12), "{h:?}");
+            let coverage: Vec<(f64, Option<f64>)> =
+                h.coverage.iter().map(|c| (c.level, c.covered)).collect();
+            // 0.05 only of the old entries, 0.5 only of the new (none at 4 h), 0.95 of both.
+            let middle = (h.horizon_hours != 4).then_some(0.0);
+            assert_eq!(coverage, [(0.05, Some(0.0)), (0.5, middle), (0.95, Some(1.0))]);
+        }
     }
 
     #[test]
