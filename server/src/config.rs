@@ -331,9 +331,13 @@ pub fn unread_env_names(names: impl IntoIterator<Item = String>) -> Vec<String> 
         .filter(|n| n.starts_with("VOLCAST_"))
         .filter(|n| !read.contains(n))
         .filter(|n| {
-            !OTHER_TOOLS_ENV
-                .iter()
-                .any(|o| if o.ends_with('_') { n.starts_with(o) } else { n == o })
+            !OTHER_TOOLS_ENV.iter().any(|o| {
+                if o.ends_with('_') {
+                    n.starts_with(o)
+                } else {
+                    n == o
+                }
+            })
         })
         .collect();
     unread.sort();
@@ -423,8 +427,14 @@ mod tests {
             ("--max-body-bytes", "1023", "1024"),
             ("--max-wait-us", "1000001", "1000000"),
         ] {
-            assert!(Config::try_parse_from(["server", flag, bad]).is_err(), "{flag} {bad}");
-            assert!(Config::try_parse_from(["server", flag, least]).is_ok(), "{flag} {least}");
+            assert!(
+                Config::try_parse_from(["server", flag, bad]).is_err(),
+                "{flag} {bad}"
+            );
+            assert!(
+                Config::try_parse_from(["server", flag, least]).is_ok(),
+                "{flag} {least}"
+            );
         }
     }
 
@@ -432,15 +442,9 @@ mod tests {
     #[test]
     fn the_queue_wait_stays_below_the_request_timeout() {
         let at = |wait: &str, timeout: &str| {
-            Config::try_parse_from([
-                "server",
-                "--max-wait-us",
-                wait,
-                "--request-timeout-ms",
-                timeout,
-            ])
-            .unwrap()
-            .check_limits()
+            Config::try_parse_from(["server", "--max-wait-us", wait, "--request-timeout-ms", timeout])
+                .unwrap()
+                .check_limits()
         };
         assert!(at("0", "10000").is_ok());
         assert!(at("999999", "1000").is_ok());

@@ -448,8 +448,7 @@ mod tests {
         assert_eq!(got, [(4, 10), (24, 25), (168, 25)]);
         for h in &w.horizons {
             assert!(h.qlike_model.is_some_and(|q| q.abs() < 1e-12), "{h:?}");
-            let coverage: Vec<(f64, Option<f64>)> =
-                h.coverage.iter().map(|c| (c.level, c.covered)).collect();
+            let coverage: Vec<(f64, Option<f64>)> = h.coverage.iter().map(|c| (c.level, c.covered)).collect();
             // 0.05 only of the old entries, 0.5 only of the new (none at 4 h), 0.95 of both.
             let middle = (h.horizon_hours != 4).then_some(0.0);
             assert_eq!(coverage, [(0.05, Some(0.0)), (0.5, middle), (0.95, Some(1.0))]);

@@ -53,9 +53,10 @@ struct Args {
     /// last candle.
     #[arg(long)]
     at: Option<String>,
-    /// Where to draw the paths: wgpu puts the draws on the GPU (software Vulkan included),
-    /// auto on a hardware GPU when one exists, else the CPU.
-    #[arg(long, value_enum, default_value = "auto")]
+    /// Where to draw the paths: cpu (the default: the server's streams, the same answer for a
+    /// seed on every machine), wgpu on the GPU (software Vulkan included; other random
+    /// streams), auto on a hardware GPU when one exists, else the CPU.
+    #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
     /// Scenarios (repeatable): forecast, vol=K, drain=K, drop=PCT, replays. Default: forecast,
     /// vol=2, vol=3, drain=3, drop=20, drop=40 and the replays.
@@ -485,5 +486,19 @@ mod tests {
             let err = with(&[flag, bad]).unwrap_err().to_string();
             assert!(err.contains(flag), "{flag} {bad}: {err}");
         }
+    }
+
+    /// A report reruns to the same figures on any machine unless a GPU is asked for: `auto`
+    /// took a hardware GPU's other random streams where one was.
+    #[test]
+    fn the_paths_are_drawn_on_the_cpu_unless_a_gpu_is_asked_for() {
+        let parsed = |extra: &[&str]| {
+            let mut argv = vec!["stress", "--bench"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).map(|a| a.device).ok()
+        };
+        assert_eq!(parsed(&[]), Some(DeviceChoice::Cpu));
+        assert_eq!(parsed(&["--device", "wgpu"]), Some(DeviceChoice::Wgpu));
+        assert_eq!(parsed(&["--device", "auto"]), Some(DeviceChoice::Auto));
     }
 }
