@@ -7,7 +7,7 @@ use std::sync::Arc;
 use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, Row, candle_rows, candle_rows_from};
 use volcast_core::anomaly::{AdaptiveConfig, DailyScales, Detector, Scale, Scorer};
 use volcast_core::candles::Candle;
-use volcast_core::time::HOUR_MS;
+use volcast_core::time::{DAY_MS, HOUR_MS};
 
 use crate::dto::anomaly::{AnomalyContext, AssetScan, PoolSnapshotDto, ScoredRow, SeriesScan};
 use crate::error::ApiError;
@@ -74,7 +74,7 @@ pub const SCALE_HISTORY_DAYS: i64 = 28;
 /// The first candle [`day_scale`] reads for the day starting `day_ms`.
 #[must_use]
 pub fn scale_data_from(day_ms: i64, config: &AdaptiveConfig) -> i64 {
-    day_ms - config.window_ms() - SCALE_HISTORY_DAYS * volcast_core::time::DAY_MS
+    day_ms - config.window_ms() - SCALE_HISTORY_DAYS * DAY_MS
 }
 
 /// The day's asset-hour threshold scales ([`day_scale`]), one per model; `None` where the
@@ -112,23 +112,37 @@ pub fn day_scale(scorer: &Scorer, assets: &[Vec<Candle>], day_ms: i64, config: &
         .map(|c| candle_rows(&d.config.features, c))
         .collect();
     let market = MarketContext::new(&rows, d.config.market_min_assets);
-    let from = day_ms - config.window_ms();
-    let scale = |market: Option<&MarketContext>| {
+    let [by_market, alone] = scales_over(scorer, &rows, &market, day_ms, day_ms, config)
+        .map(|s| s.days().next().and_then(|(_, s)| s));
+    DayScale {
+        market: by_market,
+        alone,
+    }
+}
+
+/// The threshold scales of each day from `from_ms`'s through `to_ms`'s, against the market and
+/// alone, as the daily job measures them ([`day_scale`]): each day's from the hours of every
+/// asset's `rows` in the window before that day, scored at the fitted thresholds.
+fn scales_over(
+    scorer: &Scorer,
+    rows: &[Vec<Option<Row>>],
+    market: &MarketContext,
+    from_ms: i64,
+    to_ms: i64,
+    config: &AdaptiveConfig,
+) -> [DailyScales; 2] {
+    let day = |t: i64| t.div_euclid(DAY_MS) * DAY_MS;
+    let (first, last) = (day(from_ms), day(to_ms));
+    let fit = |market: Option<&MarketContext>| {
         let ratios: Vec<(i64, f64)> = rows
             .iter()
-            .flat_map(|rows| scorer.score_rows_scaled(rows, market, from, |_, _| 1.0))
-            .filter(|v| v.time_ms < day_ms)
+            .flat_map(|rows| scorer.score_rows_scaled(rows, market, first - config.window_ms(), |_, _| 1.0))
+            .filter(|v| v.time_ms < last)
             .map(|v| (v.time_ms, v.score / v.threshold))
             .collect();
-        DailyScales::fit(&ratios, d.candle_rate, day_ms, day_ms, config)
-            .days()
-            .next()
-            .and_then(|(_, s)| s)
+        DailyScales::fit(&ratios, scorer.detector.candle_rate, from_ms, to_ms, config)
     };
-    DayScale {
-        market: scale(Some(&market)),
-        alone: scale(None),
-    }
+    [fit(Some(market)), fit(None)]
 }
 
 /// Fewest candles a scan needs: the warm-up and one scored hour (the candle `warm-up` hours
@@ -239,32 +253,59 @@ pub fn scan_batch(scorer: &Scorer, items: &[ScanInput]) -> Vec<AssetScan> {
         .collect()
 }
 
-/// One stored asset's scan from `from` on, against the market of the other stored assets'
-/// `others` candles (`market_context: store`) where there are any (the caller reads them only
-/// when enough assets are stored), else alone.
+/// One stored asset's scan of the hours from `from` to `to`, against the market of the other
+/// stored assets' `others` candles (`market_context: store`) where there are enough of them
+/// (the detector's `market_min_assets`, the asset included), else alone.
+///
+/// Each hour is judged at the threshold scale of its own day, measured as the daily job
+/// measures it ([`day_scale`]) on the stored hours of the 90 days before that day: not at
+/// today's, which reads up to 90 days after a past hour (the hour itself and what followed), so
+/// that a past window's flags moved from day to day (until stop 63). So `candles` and every
+/// one of `others` reach back to [`scan_data_from`]`(from)`.
 #[must_use]
 pub fn store_scan(
     scorer: &Scorer,
     asset: String,
     candles: &[Candle],
     others: &[Vec<Candle>],
-    from: i64,
+    (from, to): (i64, i64),
     all: bool,
 ) -> AssetScan {
-    let features = &scorer.detector.config.features;
+    let d = &scorer.detector;
+    let config = AdaptiveConfig::default();
+    let first_day = from.div_euclid(DAY_MS) * DAY_MS;
+    let rows_from = scorer.lookback_from(from).min(first_day - config.window_ms());
     // The asset's rows first, then the others'; all of them make the market.
     let rows: Vec<Vec<Option<Row>>> = std::iter::once(candles)
         .chain(others.iter().map(Vec::as_slice))
-        .map(|c| candle_rows_from(features, c, scorer.lookback_from(from)))
+        .map(|c| candle_rows_from(&d.config.features, c, rows_from))
         .collect();
-    let market =
-        (!others.is_empty()).then(|| MarketContext::new(&rows, scorer.detector.config.market_min_assets));
+    let everyone = MarketContext::new(&rows, d.config.market_min_assets);
+    let [by_market, alone] = scales_over(scorer, &rows, &everyone, from, to, &config);
+    let market = (rows.len() >= d.config.market_min_assets).then_some(&everyone);
+    let hours = scorer.score_rows_scaled(&rows[0], market, from, |t, on_market| {
+        if on_market { by_market.at(t) } else { alone.at(t) }
+    });
     AssetScan {
         asset,
         market_context: if market.is_some() { "store" } else { "none" }.into(),
-        hours: SeriesScan::of(scorer.score_rows(&rows[0], market.as_ref(), from), all),
+        hours: SeriesScan::of(hours, all),
         pool: None,
     }
+}
+
+/// The first candle [`store_scan`] reads for a scan from `from_ms`: the window of the first
+/// day's threshold scale and the history before it ([`scale_data_from`]), or the hours the
+/// scan's own verdicts read ([`min_candles`], the directions' lookback and
+/// [`SCALE_HISTORY_DAYS`] of baselines), whichever is earlier.
+#[must_use]
+pub fn scan_data_from(scorer: &Scorer, from_ms: i64) -> i64 {
+    let own = i64::try_from(min_candles(scorer) + scorer.lookback_hours()).unwrap_or(i64::MAX / HOUR_MS)
+        + SCALE_HISTORY_DAYS * 24;
+    let first_day = from_ms.div_euclid(DAY_MS) * DAY_MS;
+    from_ms
+        .saturating_sub(own.saturating_mul(HOUR_MS))
+        .min(scale_data_from(first_day, &AdaptiveConfig::default()))
 }
 
 /// The anomaly part of a risk recommendation on `candles` (the request's window), and the

@@ -1009,6 +1009,95 @@ async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day
     assert_eq!(state.anomaly_scorer().unwrap().scale(), served);
 }
 
+/// The stored-candles route judges each past hour at its own day's threshold scale, as the
+/// daily job measured it that day from the 90 days before, not at today's (which reads the
+/// hours after it): a past window's answer stays the same when today's scale moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_past_hour_is_judged_at_its_own_days_threshold_scale() {
+    use volcast_core::anomaly::AdaptiveConfig;
+    use volcast_core::anomaly::features::{MarketContext, candle_rows_from};
+    use volcast_core::time::DAY_MS;
+    use volcast_server::daily::{DailyOptions, DailyState, run_once};
+
+    const DAYS: i64 = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
+        .await
+        .unwrap();
+    let day = START + DAYS * DAY_MS;
+    let data: Vec<Vec<Candle>> = (0..8)
+        .map(|a| {
+            common::market(START, a, DAYS, None)
+                .into_iter()
+                .filter(|c| c.open_time < day)
+                .collect()
+        })
+        .collect();
+    for (a, c) in data.iter().enumerate() {
+        store.insert_candles(&format!("SYN{a}USDT"), c).await.unwrap();
+    }
+    let (app, state) = app(Action::Report, true, Some(store)).await;
+    let scorer = state.anomaly_scorer().unwrap();
+    // A past day, 90 days and more after the first candle: its scale is measured.
+    let past = day - 20 * DAY_MS;
+    let uri = format!(
+        "/v1/assets/SYN0USDT/anomalies?from={}&to={}&all=true",
+        format_ms(past),
+        format_ms(past + 23 * HOUR_MS)
+    );
+    let (s, before, _) = common::call(&app, "GET", &uri, None).await;
+    assert_eq!(s, 200, "{before}");
+    assert_eq!(before["market_context"], "store");
+    let rows = before["hours"]["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 24, "{before}");
+
+    // The daily job's scale of that day, from the candles before it.
+    let config = AdaptiveConfig::default();
+    let from = volcast_server::anomaly::scale_data_from(past, &config);
+    let read: Vec<Vec<Candle>> = data
+        .iter()
+        .map(|c| c.iter().copied().filter(|c| (from..past).contains(&c.open_time)).collect())
+        .collect();
+    let that_day = volcast_server::anomaly::day_scale(&scorer, &read, past, &config)
+        .market
+        .unwrap();
+    // The hours at the fitted thresholds, on the candles the route reads.
+    let features = &scorer.detector.config.features;
+    let all: Vec<Vec<_>> = data
+        .iter()
+        .map(|c| {
+            let c: Vec<Candle> = c.iter().copied().filter(|c| c.open_time >= from).collect();
+            candle_rows_from(features, &c, i64::MIN)
+        })
+        .collect();
+    let market = MarketContext::new(&all, scorer.detector.config.market_min_assets);
+    let fitted = scorer.score_rows_scaled(&all[0], Some(&market), past, |_, _| 1.0);
+    for (row, v) in rows.iter().zip(fitted.iter().filter(|v| v.time_ms < past + DAY_MS)) {
+        assert_eq!(row["time"], json!(format_ms(v.time_ms)));
+        let threshold = row["threshold"].as_f64().unwrap();
+        let expected = v.threshold * that_day;
+        assert!((threshold - expected).abs() <= 1e-9 * expected, "{threshold} against {expected}");
+        assert!((row["score"].as_f64().unwrap() - v.score).abs() <= 1e-9 * v.score.abs().max(1.0));
+    }
+
+    // Today's scale moves; the past window's answer does not.
+    let options = DailyOptions {
+        recalibrate: false,
+        artifacts_dir: std::path::PathBuf::new(),
+        load: volcast_server::load_options(&common::config()),
+        store_deadline: volcast_server::daily::STORE_DEADLINE,
+    };
+    let pass = run_once(&state, &options, &mut DailyState::default(), day + 60_000)
+        .await
+        .unwrap();
+    let today = pass.anomaly_scale.unwrap().candles;
+    assert!((today - that_day).abs() > 1e-6, "{today} {that_day}");
+    assert!((state.anomaly_scorer().unwrap().scale().candles - today).abs() < 1e-12);
+    let (s, after, _) = common::call(&app, "GET", &uri, None).await;
+    assert_eq!(s, 200, "{after}");
+    assert_eq!(after, before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anomaly_false_loads_no_detector() {
     let mut config = Config::with_artifact(artifact()).unwrap();

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use volcast_core::time::{Bound, HOUR_MS};
 
-use crate::anomaly::{SCALE_HISTORY_DAYS, check_pool, min_candles, scan_batch, store_scan};
+use crate::anomaly::{check_pool, min_candles, scan_batch, scan_data_from, store_scan};
 use crate::dto::anomaly::{AnomaliesQuery, AssetScan, DetectorRef, ScanItem, ScanRequest, ScanResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -125,32 +125,28 @@ pub async fn asset_anomalies(
             message: format!("the window is longer than {} days", MAX_RANGE_HOURS / 24),
         });
     }
-    // The history before `from`: the warm-up, the directions' lookback and the weeks the daily
-    // threshold scale reads too (`SCALE_HISTORY_DAYS`): every hour reads its whole lookback,
-    // and its score barely depends on the `from` asked (with the warm-up alone, the first
-    // hours' directions missed part of their lookback and every baseline held one week).
-    // A slot before reading: the market context below is every stored asset's hours.
+    // The history before `from`: what each hour's verdict reads (the warm-up, the directions'
+    // lookback and four weeks of baselines, so an hour's score barely depends on the `from`
+    // asked) and what its day's threshold scale reads (every stored asset's hours of the 90 days
+    // before the day, and their baselines): [`scan_data_from`].
+    // A slot before reading: the market context and the scales are every stored asset's hours.
     let slot = state.scan_slot().await?;
-    let history = i64::try_from(min_candles(&scorer) + scorer.lookback_hours()).unwrap_or(i64::MAX)
-        + SCALE_HISTORY_DAYS * 24;
-    let start = from.saturating_sub(history.saturating_mul(HOUR_MS));
+    let start = scan_data_from(&scorer, from);
     let limit = u32::try_from((to - start) / HOUR_MS + 1).unwrap_or(u32::MAX);
     let candles = store.candles(&asset, start, to, limit).await?;
     if candles.is_empty() && store.latest_candles(&asset, i64::MAX, 1).await?.is_empty() {
         return Err(ApiError::UnknownAsset { asset });
     }
-    // The market: every stored asset over the same hours, when there are enough of them.
-    let stored = store.counts(start, to).await?;
+    // Every other stored asset over the same hours: the market, when there are enough of
+    // them, and the daily threshold scales either way.
     let mut others = Vec::new();
-    if stored.len() >= scorer.detector.config.market_min_assets {
-        for (other, _) in stored.iter().filter(|(a, _)| *a != asset) {
-            others.push(store.candles(other, start, to, limit).await?);
-        }
+    for (other, _) in store.counts(start, to).await?.iter().filter(|(a, _)| *a != asset) {
+        others.push(store.candles(other, start, to, limit).await?);
     }
     let all = q.all.unwrap_or(false);
     let scan = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        store_scan(&scorer, asset, &candles, &others, from, all)
+        store_scan(&scorer, asset, &candles, &others, (from, to), all)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;
