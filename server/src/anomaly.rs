@@ -253,6 +253,52 @@ pub fn scan_batch(scorer: &Scorer, items: &[ScanInput]) -> Vec<AssetScan> {
         .collect()
 }
 
+/// The threshold scales of past days that [`store_scan`] measured, by detector and day: each
+/// day's is every stored asset's, so a scan of another asset over the same days reads them here
+/// instead of scoring every stored asset again. Only days before the one a scan ran on are kept
+/// (a day's scale reads the hours before it); kept for the process's life, so candles stored
+/// later for those past days (a backfill) change them only after a restart.
+#[derive(Debug, Default)]
+pub struct PastScales {
+    days: std::sync::Mutex<std::collections::HashMap<(String, i64), [Option<f64>; 2]>>,
+}
+
+/// Most days [`PastScales`] keeps before it starts over.
+const PAST_SCALES_KEPT: usize = 20_000;
+
+impl PastScales {
+    /// Each day's scales from `from_ms`'s through `to_ms`'s of `detector`, against the market
+    /// and alone, when every one of those days is kept.
+    fn get(&self, detector: &str, from_ms: i64, to_ms: i64) -> Option<[DailyScales; 2]> {
+        let days = self.days.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first = from_ms.div_euclid(DAY_MS) * DAY_MS;
+        let last = to_ms.div_euclid(DAY_MS) * DAY_MS;
+        let (mut market, mut alone) = (Vec::new(), Vec::new());
+        let mut day = first;
+        while day <= last {
+            let [m, a] = *days.get(&(detector.to_owned(), day))?;
+            market.push(m);
+            alone.push(a);
+            day += DAY_MS;
+        }
+        Some([DailyScales::from_days(first, market), DailyScales::from_days(first, alone)])
+    }
+
+    /// Keeps `scales`' days that start before `before_ms`'s day.
+    fn keep(&self, detector: &str, [market, alone]: &[DailyScales; 2], before_ms: i64) {
+        let today = before_ms.div_euclid(DAY_MS) * DAY_MS;
+        let mut days = self.days.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if days.len() > PAST_SCALES_KEPT {
+            days.clear();
+        }
+        for ((day, m), (_, a)) in market.days().zip(alone.days()) {
+            if day < today {
+                days.insert((detector.to_owned(), day), [m, a]);
+            }
+        }
+    }
+}
+
 /// One stored asset's scan of the hours from `from` to `to`, against the market of the other
 /// stored assets' `others` candles (`market_context: store`) where there are enough of them
 /// (the detector's `market_min_assets`, the asset included), else alone.
@@ -261,7 +307,11 @@ pub fn scan_batch(scorer: &Scorer, items: &[ScanInput]) -> Vec<AssetScan> {
 /// measures it ([`day_scale`]) on the stored hours of the 90 days before that day: not at
 /// today's, which reads up to 90 days after a past hour (the hour itself and what followed), so
 /// that a past window's flags moved from day to day (until stop 63). So `candles` and every
-/// one of `others` reach back to [`scan_data_from`]`(from)`.
+/// one of `others` reach back to [`scan_data_from`]`(from)`, whether the scales are measured or
+/// kept (so the scores are the same either way).
+///
+/// The days' scales are read from `past` where it keeps them all, else measured (and the days
+/// before `now_ms`'s kept there).
 #[must_use]
 pub fn store_scan(
     scorer: &Scorer,
@@ -270,6 +320,7 @@ pub fn store_scan(
     others: &[Vec<Candle>],
     (from, to): (i64, i64),
     all: bool,
+    (past, now_ms): (&PastScales, i64),
 ) -> AssetScan {
     let d = &scorer.detector;
     let config = AdaptiveConfig::default();
@@ -281,7 +332,11 @@ pub fn store_scan(
         .map(|c| candle_rows_from(&d.config.features, c, rows_from))
         .collect();
     let everyone = MarketContext::new(&rows, d.config.market_min_assets);
-    let [by_market, alone] = scales_over(scorer, &rows, &everyone, from, to, &config);
+    let [by_market, alone] = past.get(&d.id, from, to).unwrap_or_else(|| {
+        let measured = scales_over(scorer, &rows, &everyone, from, to, &config);
+        past.keep(&d.id, &measured, now_ms);
+        measured
+    });
     let market = (rows.len() >= d.config.market_min_assets).then_some(&everyone);
     let hours = scorer.score_rows_scaled(&rows[0], market, from, |t, on_market| {
         if on_market { by_market.at(t) } else { alone.at(t) }

@@ -183,6 +183,7 @@ struct Inner {
     serving: RwLock<Option<Serving>>,
     stress_slots: Arc<tokio::sync::Semaphore>,
     scan_slots: Arc<tokio::sync::Semaphore>,
+    past_scales: crate::anomaly::PastScales,
     store: Option<volcast_store::Store>,
     follow: std::sync::OnceLock<crate::follower::FollowStatus>,
     forecasts: ForecastCache,
@@ -292,6 +293,7 @@ impl AppState {
                 serving: RwLock::new(None),
                 stress_slots,
                 scan_slots: Arc::new(tokio::sync::Semaphore::new(MAX_SCAN_JOBS)),
+                past_scales: crate::anomaly::PastScales::default(),
                 store,
                 follow: std::sync::OnceLock::new(),
                 forecasts: ForecastCache::default(),
@@ -568,6 +570,12 @@ impl AppState {
                     retry_after: std::time::Duration::from_secs(secs.max(1)),
                 }
             })
+    }
+
+    /// The anomaly thresholds' scales of past days the stored-candles scans measured.
+    #[must_use]
+    pub fn past_scales(&self) -> &crate::anomaly::PastScales {
+        &self.inner.past_scales
     }
 
     /// A slot for an anomaly scan, waiting for one while [`MAX_SCAN_JOBS`] run. The scan holds

@@ -146,7 +146,8 @@ pub async fn asset_anomalies(
     let all = q.all.unwrap_or(false);
     let scan = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        store_scan(&scorer, asset, &candles, &others, (from, to), all)
+        let past = (state.past_scales(), crate::follower::wall_clock_ms());
+        store_scan(&scorer, asset, &candles, &others, (from, to), all, past)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;

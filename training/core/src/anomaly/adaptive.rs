@@ -134,6 +134,16 @@ impl DailyScales {
         Self { first_day_ms, scales }
     }
 
+    /// Scales measured before ([`Self::days`]): `scales[d]` is the day `d` days after the one of
+    /// `first_day_ms`.
+    #[must_use]
+    pub fn from_days(first_day_ms: i64, scales: Vec<Option<f64>>) -> Self {
+        Self {
+            first_day_ms: first_day_ms.div_euclid(DAY_MS) * DAY_MS,
+            scales,
+        }
+    }
+
     /// The scale on the day of `time_ms`: 1 outside the period or where the window was thin.
     #[must_use]
     pub fn at(&self, time_ms: i64) -> f64 {
