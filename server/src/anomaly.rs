@@ -270,7 +270,10 @@ impl PastScales {
     /// Each day's scales from `from_ms`'s through `to_ms`'s of `detector`, against the market
     /// and alone, when every one of those days is kept.
     fn get(&self, detector: &str, from_ms: i64, to_ms: i64) -> Option<[DailyScales; 2]> {
-        let days = self.days.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let days = self
+            .days
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let first = from_ms.div_euclid(DAY_MS) * DAY_MS;
         let last = to_ms.div_euclid(DAY_MS) * DAY_MS;
         let (mut market, mut alone) = (Vec::new(), Vec::new());
@@ -281,13 +284,19 @@ impl PastScales {
             alone.push(a);
             day += DAY_MS;
         }
-        Some([DailyScales::from_days(first, market), DailyScales::from_days(first, alone)])
+        Some([
+            DailyScales::from_days(first, market),
+            DailyScales::from_days(first, alone),
+        ])
     }
 
     /// Keeps `scales`' days that start before `before_ms`'s day.
     fn keep(&self, detector: &str, [market, alone]: &[DailyScales; 2], before_ms: i64) {
         let today = before_ms.div_euclid(DAY_MS) * DAY_MS;
-        let mut days = self.days.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut days = self
+            .days
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if days.len() > PAST_SCALES_KEPT {
             days.clear();
         }

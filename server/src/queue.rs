@@ -33,12 +33,49 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<Prediction>, String>>,
 }
 
+/// What the worker is doing, for `/readyz`: a forward pass that never ends, or a worker that has
+/// died, leaves every request timing out while the service still looked ready.
+#[derive(Debug)]
+struct Pulse {
+    /// When the queue started; the origin of `busy_since`.
+    started: Instant,
+    /// Milliseconds after `started`, plus one, at which the forward pass running began (0: none).
+    busy_since: std::sync::atomic::AtomicU64,
+    /// Whether the worker thread has ended.
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl Pulse {
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+    }
+}
+
+/// Marks the worker stopped when it ends, by returning or by a panic.
+struct StoppedOnDrop(Arc<Pulse>);
+
+impl Drop for StoppedOnDrop {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The worker's state as `/readyz` reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Waiting for jobs, or running a forward pass begun this long ago.
+    Running(Option<Duration>),
+    /// The worker thread has ended: nothing will be answered.
+    Stopped,
+}
+
 /// Handle to the queue; cheap to clone. The worker stops when every handle is gone.
 #[derive(Clone)]
 pub struct BatchQueue {
     tx: SyncSender<Job>,
     retry_after: Duration,
     metrics: Arc<Metrics>,
+    pulse: Arc<Pulse>,
 }
 
 impl std::fmt::Debug for BatchQueue {
@@ -59,17 +96,50 @@ impl BatchQueue {
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (tx, rx) = sync_channel(config.capacity.max(1));
         let worker_metrics = Arc::clone(&metrics);
+        let pulse = Arc::new(Pulse {
+            started: Instant::now(),
+            busy_since: std::sync::atomic::AtomicU64::new(0),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+        });
+        let worker_pulse = Arc::clone(&pulse);
         let handle = std::thread::Builder::new()
             .name("volcast-inference".into())
-            .spawn(move || worker(predictor, &rx, config, &worker_metrics))?;
+            .spawn(move || {
+                let _stopped = StoppedOnDrop(Arc::clone(&worker_pulse));
+                worker(predictor, &rx, config, &worker_metrics, &worker_pulse);
+            })?;
         Ok((
             Self {
                 tx,
                 retry_after: config.retry_after,
                 metrics,
+                pulse,
             },
             handle,
         ))
+    }
+
+    /// What the worker is doing.
+    #[must_use]
+    pub fn worker_state(&self) -> WorkerState {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.pulse.stopped.load(Relaxed) {
+            return WorkerState::Stopped;
+        }
+        let since = self.pulse.busy_since.load(Relaxed);
+        WorkerState::Running(
+            (since != 0).then(|| Duration::from_millis(self.pulse.now().saturating_sub(since))),
+        )
+    }
+
+    /// Whether the worker still answers: running, and no forward pass running longer than
+    /// `stuck_after`.
+    #[must_use]
+    pub fn is_answering(&self, stuck_after: Duration) -> bool {
+        match self.worker_state() {
+            WorkerState::Stopped => false,
+            WorkerState::Running(busy) => busy.is_none_or(|b| b <= stuck_after),
+        }
     }
 
     /// Forecasts `inputs` in the next forward pass.
@@ -123,7 +193,14 @@ fn live(job: Job, metrics: &Metrics) -> Option<Job> {
     }
 }
 
-fn worker(mut predictor: Box<dyn Predictor>, rx: &Receiver<Job>, config: QueueConfig, metrics: &Metrics) {
+fn worker(
+    mut predictor: Box<dyn Predictor>,
+    rx: &Receiver<Job>,
+    config: QueueConfig,
+    metrics: &Metrics,
+    pulse: &Pulse,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
     // A job that would have taken the batch past `max_batch`: the next batch's first.
     let mut held: Option<Job> = None;
     while let Some(first) = held.take().or_else(|| rx.recv().ok()) {
@@ -158,7 +235,9 @@ fn worker(mut predictor: Box<dyn Predictor>, rx: &Receiver<Job>, config: QueueCo
             jobs.push(job);
         }
         metrics.queue_depth.dec_by(jobs.len() as i64);
+        pulse.busy_since.store(pulse.now(), Relaxed);
         run_batch(predictor.as_mut(), jobs, size, metrics);
+        pulse.busy_since.store(0, Relaxed);
     }
     tracing::info!("inference worker stopped");
 }
@@ -343,5 +422,52 @@ mod tests {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         assert_eq!(sizes, [1, 1], "A and C ran; B did not");
+    }
+
+    /// `/readyz` reads how long the forward pass running has run, and whether the worker ended.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_worker_says_how_long_its_pass_has_run_and_when_it_ended() {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let config = QueueConfig {
+            max_batch: 1,
+            max_wait: Duration::ZERO,
+            capacity: 1,
+            retry_after: Duration::from_secs(1),
+        };
+        let (queue, worker) = BatchQueue::start(
+            Box::new(Gated {
+                sizes: Arc::default(),
+                started: started_tx,
+                release: Mutex::new(release_rx),
+            }),
+            config,
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        assert_eq!(queue.worker_state(), WorkerState::Running(None));
+        let a = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.predict(vec![input()]).await }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let WorkerState::Running(Some(busy)) = queue.worker_state() else {
+            panic!("{:?}", queue.worker_state());
+        };
+        assert!(busy >= Duration::from_millis(100), "{busy:?}");
+        release_tx.send(()).unwrap();
+        assert_eq!(a.await.unwrap().unwrap().len(), 1);
+        assert_eq!(queue.worker_state(), WorkerState::Running(None));
+        let pulse = Arc::clone(&queue.pulse);
+        drop(queue);
+        tokio::task::spawn_blocking(move || worker.join())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(pulse.stopped.load(std::sync::atomic::Ordering::Relaxed));
     }
 }

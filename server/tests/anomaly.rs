@@ -1056,7 +1056,12 @@ async fn a_past_hour_is_judged_at_its_own_days_threshold_scale() {
     let from = volcast_server::anomaly::scale_data_from(past, &config);
     let read: Vec<Vec<Candle>> = data
         .iter()
-        .map(|c| c.iter().copied().filter(|c| (from..past).contains(&c.open_time)).collect())
+        .map(|c| {
+            c.iter()
+                .copied()
+                .filter(|c| (from..past).contains(&c.open_time))
+                .collect()
+        })
         .collect();
     let that_day = volcast_server::anomaly::day_scale(&scorer, &read, past, &config)
         .market
@@ -1072,11 +1077,17 @@ async fn a_past_hour_is_judged_at_its_own_days_threshold_scale() {
         .collect();
     let market = MarketContext::new(&all, scorer.detector.config.market_min_assets);
     let fitted = scorer.score_rows_scaled(&all[0], Some(&market), past, |_, _| 1.0);
-    for (row, v) in rows.iter().zip(fitted.iter().filter(|v| v.time_ms < past + DAY_MS)) {
+    for (row, v) in rows
+        .iter()
+        .zip(fitted.iter().filter(|v| v.time_ms < past + DAY_MS))
+    {
         assert_eq!(row["time"], json!(format_ms(v.time_ms)));
         let threshold = row["threshold"].as_f64().unwrap();
         let expected = v.threshold * that_day;
-        assert!((threshold - expected).abs() <= 1e-9 * expected, "{threshold} against {expected}");
+        assert!(
+            (threshold - expected).abs() <= 1e-9 * expected,
+            "{threshold} against {expected}"
+        );
         assert!((row["score"].as_f64().unwrap() - v.score).abs() <= 1e-9 * v.score.abs().max(1.0));
     }
 

@@ -183,7 +183,9 @@ pub struct AdaptiveDto {
 /// Answer of `GET /healthz` and `GET /readyz`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// `ok`, `ready`, `degraded` (ready, serving the gate's fallback policy) or `loading`.
+    /// `ok`, `ready`, `degraded` (ready, serving the gate's fallback policy), `loading`, or
+    /// (`/readyz`, 503) `stuck` (a forward pass running longer than three request timeouts) or
+    /// `stopped` (the inference worker has ended).
     pub status: String,
     /// The model, once loaded.
     pub model: Option<ModelRef>,

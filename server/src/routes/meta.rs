@@ -9,6 +9,7 @@ use crate::dto::anomaly::{DetectorRef, ServedDetector};
 use crate::dto::validation::ValidationResponse;
 use crate::dto::{Health, ModelCard};
 use crate::error::{ApiError, ErrorBody};
+use crate::queue::WorkerState;
 use crate::routes::{FORECAST_TAG, OPS_TAG};
 use crate::state::AppState;
 
@@ -148,11 +149,24 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     tag = OPS_TAG,
     responses(
         (status = 200, description = "Ready (`status: ready`), or serving the gate's fallback policy (`status: degraded`, the reason in `model.policy`)", body = Health),
-        (status = 503, description = "Loading", body = Health),
+        (status = 503, description = "Loading (`status: loading`), or the model answers nothing: its forward pass has run longer than three request timeouts (`status: stuck`) or its worker has ended (`status: stopped`)", body = Health),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let stuck_after = 3 * state.settings().request_timeout;
     match state.serving() {
+        Ok(s) if !s.queue.is_answering(stuck_after) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: match s.queue.worker_state() {
+                    WorkerState::Stopped => "stopped",
+                    WorkerState::Running(_) => "stuck",
+                }
+                .into(),
+                model: Some(s.info.reference()),
+            }),
+        )
+            .into_response(),
         // Still 200 on the gate's fallback: the service answers, on HAR's policy.
         Ok(s) => Json(Health {
             status: if s.info.policy.is_fallback() {
