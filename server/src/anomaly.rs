@@ -260,8 +260,11 @@ pub fn scan_batch(scorer: &Scorer, items: &[ScanInput]) -> Vec<AssetScan> {
 /// later for those past days (a backfill) change them only after a restart.
 #[derive(Debug, Default)]
 pub struct PastScales {
-    days: std::sync::Mutex<std::collections::HashMap<(String, i64), [Option<f64>; 2]>>,
+    days: std::sync::Mutex<std::collections::HashMap<DetectorDay, [Option<f64>; 2]>>,
 }
+
+/// A detector's id and a day's start (Unix ms).
+type DetectorDay = (String, i64);
 
 /// Most days [`PastScales`] keeps before it starts over.
 const PAST_SCALES_KEPT: usize = 20_000;
