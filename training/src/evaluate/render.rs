@@ -136,6 +136,7 @@ fn render_qlike(report: &EvaluationReport, out: &mut String) {
         "DM vs better HAR".to_owned(),
         "DM p".to_owned(),
         "DM p, daily means".to_owned(),
+        "assets won".to_owned(),
     ]);
     let rows: Vec<Vec<String>> = report
         .horizons
@@ -153,6 +154,10 @@ fn render_qlike(report: &EvaluationReport, out: &mut String) {
             );
             row.push(fmt_opt(r.dm.as_ref().map(|d| d.p_value), 4));
             row.push(fmt_opt(r.dm.as_ref().and_then(|d| d.daily_p_value), 4));
+            row.push(
+                r.dm.as_ref()
+                    .map_or_else(|| "-".into(), |d| format!("{} / {}", d.asset_wins, d.assets)),
+            );
             row
         })
         .collect();

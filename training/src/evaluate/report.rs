@@ -137,6 +137,11 @@ pub struct DmReport {
     pub daily_p_value: Option<f64>,
     /// Origin days in it.
     pub days: usize,
+    /// Assets whose mean QLIKE over their common points is below the baseline's (SPEC's
+    /// per-asset wins, against the same baseline as the test).
+    pub asset_wins: usize,
+    /// Assets with common points.
+    pub assets: usize,
 }
 
 /// Empirical coverage of one quantile level.

@@ -130,6 +130,7 @@ fn dm_against_har(
         let group: Vec<usize> = points.iter().map(|&i| origins[i].asset).collect();
         let test = diebold_mariano(&d, &group, h.div_ceil(24))?;
         let daily = diebold_mariano_daily(&d, days, h.div_ceil(24));
+        let (asset_wins, assets) = asset_wins(&d, &group);
         Some(DmReport {
             against: (*best).to_owned(),
             statistic: test.statistic,
@@ -139,8 +140,23 @@ fn dm_against_har(
             daily_statistic: daily.map(|t| t.statistic),
             daily_p_value: daily.map(|t| t.p_value),
             days: daily.map_or(0, |t| t.n),
+            asset_wins,
+            assets,
         })
     })
+}
+
+/// Of the assets in `group` (point `j`'s asset), those whose mean loss difference `d`
+/// (model minus baseline) is below 0, and how many assets there are.
+fn asset_wins(d: &[f64], group: &[usize]) -> (usize, usize) {
+    let mut by_asset: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
+    for (&x, &g) in d.iter().zip(group) {
+        let e = by_asset.entry(g).or_insert((0.0, 0));
+        e.0 += x;
+        e.1 += 1;
+    }
+    let wins = by_asset.values().filter(|(sum, n)| (*sum / *n as f64) < 0.0).count();
+    (wins, by_asset.len())
 }
 
 /// Share of targets below each quantile forecast on the common points, per table with quantiles.
@@ -325,5 +341,29 @@ mod tests {
         losses.remove("har_operated");
         let dm = dm_against_har(4, &losses, &points, &origins, &days);
         assert_eq!(dm.map(|d| d.against).as_deref(), Some("har"));
+    }
+
+    /// SPEC's per-asset wins: assets whose mean QLIKE is below the better HAR's, counted
+    /// against the baseline the test is against.
+    #[test]
+    fn per_asset_wins_are_counted_against_the_better_har() {
+        // Three assets of 20 points: the model beats HAR operated on the first only, and HAR on
+        // the first two.
+        let n = 60;
+        let origins: Vec<Origin> = (0..n).map(|i| Origin { asset: i / 20, slot: i % 20 }).collect();
+        let points: Vec<usize> = (0..n).collect();
+        let by_asset = |levels: [f64; 3]| -> Vec<f64> {
+            (0..n).map(|i| levels[i / 20] + 0.01 * (i % 3) as f64).collect()
+        };
+        let mut losses = BTreeMap::new();
+        losses.insert(MODEL, by_asset([0.30, 0.50, 0.90]));
+        losses.insert("har", by_asset([0.60, 0.60, 0.60]).iter().map(|x| x + 0.002 * (x * 100.0).sin()).collect());
+        losses.insert("har_operated", by_asset([0.40, 0.45, 0.50]));
+        let days: Vec<i64> = (0..n as i64).map(|i| i % 20).collect();
+        let dm = dm_against_har(24, &losses, &points, &origins, &days).unwrap();
+        assert_eq!((dm.against.as_str(), dm.asset_wins, dm.assets), ("har_operated", 1, 3));
+        losses.remove("har_operated");
+        let dm = dm_against_har(24, &losses, &points, &origins, &days).unwrap();
+        assert_eq!((dm.against.as_str(), dm.asset_wins, dm.assets), ("har", 2, 3));
     }
 }
