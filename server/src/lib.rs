@@ -397,14 +397,31 @@ pub async fn run_listening(
             }
         },
     );
-    let server = tokio::spawn(server);
+    let mut server = tokio::spawn(server);
+    let background = Background {
+        watcher,
+        key_watcher,
+        ledger,
+        follower,
+    };
 
     let options = load_options(&config);
     if let Some(p) = &config.anomaly_detector {
         state.set_anomaly_path(p.clone());
     }
-    let loaded = load(&config.artifact, options, &metrics)
-        .await
+    // A shutdown while the model loads ends the process then, not once the load is done (a
+    // slow disk or a large warm-up outlasted a supervisor's grace period and ended in SIGKILL):
+    // the load, on a blocking thread, is left to the runtime's shutdown deadline.
+    let loaded = tokio::select! {
+        loaded = load(&config.artifact, options, &metrics) => loaded,
+        served = &mut server => {
+            tracing::info!("shutdown before the model was ready: not waiting for its load");
+            background.stop(&store, &config).await;
+            served??;
+            return Ok(());
+        }
+    };
+    let loaded = loaded
         .map_err(|e| match e {
             LoadError::Limits(m) => ServeError::Limits(m),
             e => ServeError::from(e),
@@ -418,13 +435,7 @@ pub async fn run_listening(
         Err(e) => {
             let _ = stop.send(());
             let _ = server.await;
-            watcher.abort();
-            key_watcher.abort();
-            ledger.abort();
-            if let Some(f) = follower {
-                f.shutdown().await;
-            }
-            close_store(&store, &config).await;
+            background.stop(&store, &config).await;
             return Err(e);
         }
     }
@@ -441,16 +452,31 @@ pub async fn run_listening(
     let served = server.await;
     #[cfg(unix)]
     reloader.abort();
-    watcher.abort();
-    key_watcher.abort();
-    ledger.abort();
-    if let Some(f) = follower {
-        f.shutdown().await;
-    }
-    close_store(&store, &config).await;
+    background.stop(&store, &config).await;
     served??;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// The tasks beside the request path, stopped when the server stops.
+struct Background {
+    watcher: tokio::task::JoinHandle<()>,
+    key_watcher: tokio::task::JoinHandle<()>,
+    ledger: tokio::task::JoinHandle<()>,
+    follower: Option<follower::Follower>,
+}
+
+impl Background {
+    /// Stops them, then closes the store.
+    async fn stop(self, store: &volcast_store::Store, config: &Config) {
+        self.watcher.abort();
+        self.key_watcher.abort();
+        self.ledger.abort();
+        if let Some(f) = self.follower {
+            f.shutdown().await;
+        }
+        close_store(store, config).await;
+    }
 }
 
 /// Closes the store, waiting for the connections in use at most the shutdown deadline: one left

@@ -233,3 +233,72 @@ fn a_slow_header_client_cannot_delay_shutdown_past_the_deadline() {
     );
     let _ = trickle.join();
 }
+
+/// Kills the child when a test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SIGTERM while the model is still loading ends the process within the shutdown deadline:
+/// here the load never ends (the artifact's `default` pointer is a FIFO nobody writes), and
+/// the server used to wait for it for good, past any supervisor's grace period.
+#[cfg(unix)]
+#[test]
+fn a_shutdown_during_the_first_load_does_not_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = dir.path().join("artifacts");
+    std::fs::create_dir(&artifacts).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(artifacts.join("default"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--listen", "127.0.0.1:0", "--artifact"])
+        .arg(&artifacts)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.path().join("v.db").display()))
+        .arg("--recalibrated-dir")
+        .arg(dir.path().join("recalibrated"))
+        .env("VOLCAST_LOG", "warn")
+        .env("VOLCAST_SHUTDOWN_DEADLINE_MS", "500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on "), "{line}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.0.try_wait().unwrap().is_none(), "still loading");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let exited = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "the server was still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exited.success(), "{exited}");
+    assert!(
+        signalled.elapsed() < Duration::from_millis(2_500),
+        "shutdown took {:?} with a 500 ms deadline",
+        signalled.elapsed()
+    );
+}
