@@ -259,6 +259,7 @@ impl Config {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
             max_connections: self.max_connections.max(1),
             max_refusing: MAX_REFUSING,
+            refusal_linger: Duration::from_secs(1),
             shutdown_deadline: Duration::from_millis(self.shutdown_deadline_ms),
         }
     }

@@ -132,16 +132,6 @@ impl BatchQueue {
         )
     }
 
-    /// Whether the worker still answers: running, and no forward pass running longer than
-    /// `stuck_after`.
-    #[must_use]
-    pub fn is_answering(&self, stuck_after: Duration) -> bool {
-        match self.worker_state() {
-            WorkerState::Stopped => false,
-            WorkerState::Running(busy) => busy.is_none_or(|b| b <= stuck_after),
-        }
-    }
-
     /// Forecasts `inputs` in the next forward pass.
     ///
     /// # Errors
@@ -236,13 +226,20 @@ fn worker(
         }
         metrics.queue_depth.dec_by(jobs.len() as i64);
         pulse.busy_since.store(pulse.now(), Relaxed);
-        run_batch(predictor.as_mut(), jobs, size, metrics);
-        pulse.busy_since.store(0, Relaxed);
+        run_batch(predictor.as_mut(), jobs, size, metrics, pulse);
     }
     tracing::info!("inference worker stopped");
 }
 
-fn run_batch(predictor: &mut dyn Predictor, mut jobs: Vec<Job>, size: usize, metrics: &Metrics) {
+/// Runs one forward pass and answers its jobs; the pass is noted over in `pulse` before any
+/// answer goes out.
+fn run_batch(
+    predictor: &mut dyn Predictor,
+    mut jobs: Vec<Job>,
+    size: usize,
+    metrics: &Metrics,
+    pulse: &Pulse,
+) {
     let mut inputs = Vec::with_capacity(size);
     let mut lengths = Vec::with_capacity(jobs.len());
     for job in &mut jobs {
@@ -251,6 +248,7 @@ fn run_batch(predictor: &mut dyn Predictor, mut jobs: Vec<Job>, size: usize, met
     }
     let started = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(|| predictor.predict(&inputs)));
+    pulse.busy_since.store(0, std::sync::atomic::Ordering::Relaxed);
     metrics.batch_size.observe(size as f64);
     metrics.inference_seconds.observe(started.elapsed().as_secs_f64());
     match result {
@@ -379,11 +377,16 @@ mod tests {
         }
     }
 
-    /// A job whose request gave up while it waited (a timeout, a client gone) is dropped unrun:
-    /// it costs no forward pass, and once the worker reaches it the queue has room again.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_job_nobody_waits_for_is_dropped_unrun() {
-        let sizes = Arc::new(Mutex::new(Vec::new()));
+    /// A queue of one job at a time whose first forward pass waits to be released: the queue,
+    /// its worker, the signal that the pass started and the release.
+    fn gated_queue(
+        sizes: &Arc<Mutex<Vec<usize>>>,
+    ) -> (
+        BatchQueue,
+        JoinHandle<()>,
+        Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (release_tx, release_rx) = std::sync::mpsc::channel();
         let config = QueueConfig {
@@ -392,9 +395,9 @@ mod tests {
             capacity: 1,
             retry_after: Duration::from_secs(1),
         };
-        let (queue, _worker) = BatchQueue::start(
+        let (queue, worker) = BatchQueue::start(
             Box::new(Gated {
-                sizes: Arc::clone(&sizes),
+                sizes: Arc::clone(sizes),
                 started: started_tx,
                 release: Mutex::new(release_rx),
             }),
@@ -402,6 +405,15 @@ mod tests {
             Arc::new(Metrics::new()),
         )
         .unwrap();
+        (queue, worker, started_rx, release_tx)
+    }
+
+    /// A job whose request gave up while it waited (a timeout, a client gone) is dropped unrun:
+    /// it costs no forward pass, and once the worker reaches it the queue has room again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_nobody_waits_for_is_dropped_unrun() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let (queue, _worker, started_rx, release_tx) = gated_queue(&sizes);
         let a = tokio::spawn({
             let queue = queue.clone();
             async move { queue.predict(vec![input()]).await }
@@ -427,24 +439,7 @@ mod tests {
     /// `/readyz` reads how long the forward pass running has run, and whether the worker ended.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_worker_says_how_long_its_pass_has_run_and_when_it_ended() {
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel();
-        let config = QueueConfig {
-            max_batch: 1,
-            max_wait: Duration::ZERO,
-            capacity: 1,
-            retry_after: Duration::from_secs(1),
-        };
-        let (queue, worker) = BatchQueue::start(
-            Box::new(Gated {
-                sizes: Arc::default(),
-                started: started_tx,
-                release: Mutex::new(release_rx),
-            }),
-            config,
-            Arc::new(Metrics::new()),
-        )
-        .unwrap();
+        let (queue, worker, started_rx, release_tx) = gated_queue(&Arc::default());
         assert_eq!(queue.worker_state(), WorkerState::Running(None));
         let a = tokio::spawn({
             let queue = queue.clone();

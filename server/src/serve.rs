@@ -32,9 +32,13 @@ pub struct ConnectionLimits {
     /// Most connections open at once.
     pub max_connections: usize,
     /// Most connections over the cap answered at once with time to drain what their client
-    /// sent (up to two seconds each); past it a refused connection gets one non-blocking write
-    /// of the 503 and is closed, so a flood holds at most this many descriptors above the cap.
+    /// sent (up to twice `refusal_linger` each); past it a refused connection gets one
+    /// non-blocking write of the 503 and is closed, so a flood holds at most this many
+    /// descriptors above the cap.
     pub max_refusing: usize,
+    /// How long a refused connection's answer may take to write, and then how long what its
+    /// client sent is drained (one second in the service).
+    pub refusal_linger: Duration,
     /// After a shutdown is asked, how long in-flight requests may take before the connections
     /// still open are dropped.
     pub shutdown_deadline: Duration,
@@ -78,7 +82,7 @@ pub async fn serve(
                 let response = refusal(limits.max_connections);
                 match Arc::clone(&refusing).try_acquire_owned() {
                     Ok(slot) => {
-                        connections.spawn(refuse(stream, response, slot));
+                        connections.spawn(refuse(stream, response, limits.refusal_linger, slot));
                     }
                     Err(_) => {
                         // A flood: no task, no wait; closed once this one write is done.
@@ -170,11 +174,10 @@ fn refusal(max: usize) -> String {
 }
 
 /// Answers a connection over the cap with `response` and closes it (write side first, then
-/// whatever the client sent is read and dropped for up to a second, so the answer is not lost to
-/// a reset), holding one of the refusal slots meanwhile.
-async fn refuse(stream: TcpStream, response: String, _slot: OwnedSemaphorePermit) {
-    let second = Duration::from_secs(1);
-    if tokio::time::timeout(second, write_all(&stream, response.as_bytes()))
+/// whatever the client sent is read and dropped for up to `linger`, so the answer is not lost
+/// to a reset), holding one of the refusal slots meanwhile.
+async fn refuse(stream: TcpStream, response: String, linger: Duration, _slot: OwnedSemaphorePermit) {
+    if tokio::time::timeout(linger, write_all(&stream, response.as_bytes()))
         .await
         .is_err()
     {
@@ -185,7 +188,7 @@ async fn refuse(stream: TcpStream, response: String, _slot: OwnedSemaphorePermit
     let Ok(stream) = TcpStream::from_std(std) else {
         return;
     };
-    let _ = tokio::time::timeout(second, drain_reads(&stream)).await;
+    let _ = tokio::time::timeout(linger, drain_reads(&stream)).await;
 }
 
 /// Writes all of `bytes`.
@@ -349,6 +352,9 @@ mod tests {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 1,
             max_refusing: 2,
+            // Long enough that the lingering ones hold their slots through the test, however
+            // slow the machine.
+            refusal_linger: Duration::from_secs(10),
             shutdown_deadline: Duration::from_millis(100),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -420,21 +420,26 @@ async fn slow_model_times_out_with_503() {
     assert_eq!((s.as_u16(), v["error"].as_str()), (503, Some("timeout")), "{v}");
 }
 
-/// A forward pass that runs past three request timeouts makes `/readyz` 503 `stuck` (a load
-/// balancer stops sending requests that would all time out), and ready again once it ends.
+/// A forward pass that runs past three request timeouts (and a second) makes `/readyz` 503
+/// `stuck` (a load balancer stops sending requests that would all time out), and ready again
+/// once it ends.
 #[tokio::test]
 async fn readyz_says_stuck_while_a_forward_pass_outlasts_three_request_timeouts() {
     let mut c = config();
     c.request_timeout_ms = 50;
-    let app = app_with(&c, Duration::from_millis(600));
+    let app = app_with(&c, Duration::from_millis(2_000));
     let (s, v, _) = call(&app, "POST", "/v1/forecast/volatility", Some(&single(N))).await;
     assert_eq!((s.as_u16(), v["error"].as_str()), (503, Some("timeout")), "{v}");
-    // The pass began about 50 ms ago; 150 ms is three timeouts.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Three timeouts have passed, not the second.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, v, _) = call(&app, "GET", "/readyz", None).await;
+    assert_eq!((s.as_u16(), v["status"].as_str()), (200, Some("ready")), "{v}");
+    // The pass began about 1.4 s ago.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
     let (s, v, _) = call(&app, "GET", "/readyz", None).await;
     assert_eq!((s.as_u16(), v["status"].as_str()), (503, Some("stuck")), "{v}");
     assert!(v["model"]["id"].is_string(), "{v}");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     let (s, v, _) = call(&app, "GET", "/readyz", None).await;
     assert_eq!((s.as_u16(), v["status"].as_str()), (200, Some("ready")), "{v}");
 }

@@ -184,7 +184,8 @@ pub struct AdaptiveDto {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// `ok`, `ready`, `degraded` (ready, serving the gate's fallback policy), `loading`, or
-    /// (`/readyz`, 503) `stuck` (a forward pass running longer than three request timeouts) or
+    /// (`/readyz`, 503) `stuck` (a forward pass running longer than three request timeouts, and
+    /// at least a second) or
     /// `stopped` (the inference worker has ended).
     pub status: String,
     /// The model, once loaded.

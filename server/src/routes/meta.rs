@@ -149,20 +149,23 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     tag = OPS_TAG,
     responses(
         (status = 200, description = "Ready (`status: ready`), or serving the gate's fallback policy (`status: degraded`, the reason in `model.policy`)", body = Health),
-        (status = 503, description = "Loading (`status: loading`), or the model answers nothing: its forward pass has run longer than three request timeouts (`status: stuck`) or its worker has ended (`status: stopped`)", body = Health),
+        (status = 503, description = "Loading (`status: loading`), or the model answers nothing: its forward pass has run longer than three request timeouts and a second (`status: stuck`) or its worker has ended (`status: stopped`)", body = Health),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let stuck_after = 3 * state.settings().request_timeout;
+    // At least a second: a short request timeout must not turn one slow pass under load into
+    // every replica leaving the balancer at once.
+    let stuck_after = (3 * state.settings().request_timeout).max(std::time::Duration::from_secs(1));
+    let unanswered = |s: &crate::state::Serving| match s.queue.worker_state() {
+        WorkerState::Stopped => Some("stopped"),
+        WorkerState::Running(Some(busy)) if busy > stuck_after => Some("stuck"),
+        WorkerState::Running(_) => None,
+    };
     match state.serving() {
-        Ok(s) if !s.queue.is_answering(stuck_after) => (
+        Ok(s) if let Some(status) = unanswered(&s) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
-                status: match s.queue.worker_state() {
-                    WorkerState::Stopped => "stopped",
-                    WorkerState::Running(_) => "stuck",
-                }
-                .into(),
+                status: status.into(),
                 model: Some(s.info.reference()),
             }),
         )
