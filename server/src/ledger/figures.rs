@@ -120,19 +120,19 @@ pub fn validation(
         a.dedup();
         a
     };
-    // Every horizon some entry forecast, each scored on the entries that forecast it: a model
-    // reloaded with other horizons leaves entries of both in the window, and an index read as
-    // the first entry's horizons scored one model's 24 h as another's 4 h.
-    let mut horizons: Vec<usize> = entries
+    // The horizons the latest entry forecast (the model served now), each scored on the
+    // entries that forecast it: a model reloaded with other horizons leaves entries of both in
+    // the window, and an index read as the first entry's horizons scored one model's 24 h as
+    // another's 4 h. A horizon no longer forecast is not judged (it would hold the gate's
+    // recovery back for want of days).
+    let latest = entries
         .iter()
-        .flat_map(|e| e.record.horizons.iter().copied())
-        .collect();
-    horizons.sort_unstable();
-    horizons.dedup();
+        .max_by_key(|e| e.origin)
+        .map_or(&[][..], |e| &e.record.horizons[..]);
     let levels = &all_levels(entries);
-    let horizons = horizons
-        .into_iter()
-        .map(|h| horizon_skill(entries, &assets, h, levels, operated))
+    let horizons = latest
+        .iter()
+        .map(|&h| horizon_skill(entries, &assets, h, levels, operated))
         .collect();
     ValidationWindow {
         days,
@@ -407,9 +407,9 @@ mod tests {
         assert_eq!(h.origin_days, 40);
     }
 
-    /// A model reloaded with other horizons leaves entries of both in the window: each
-    /// horizon is scored on the entries that forecast it, read at its own index, and each
-    /// quantile level on the entries that forecast it.
+    /// A model reloaded with other horizons leaves entries of both in the window: the served
+    /// model's horizons are each scored on the entries that forecast them, read at their own
+    /// index, and each quantile level on the entries that forecast it.
     #[test]
     fn entries_of_models_with_other_horizons_are_scored_horizon_by_horizon() {
         // Old entries at 4, 24 and 168 h; new ones at 24 and 168 h. Each forecast is its
@@ -445,13 +445,16 @@ mod tests {
             .collect();
         let w = validation(&entries, 25, 0, 24 * DAY_MS, None);
         let got: Vec<(usize, usize)> = w.horizons.iter().map(|h| (h.horizon_hours, h.points)).collect();
-        assert_eq!(got, [(4, 10), (24, 25), (168, 25)]);
+        assert_eq!(
+            got,
+            [(24, 25), (168, 25)],
+            "the 4 h the served model dropped is not judged"
+        );
         for h in &w.horizons {
             assert!(h.qlike_model.is_some_and(|q| q.abs() < 1e-12), "{h:?}");
             let coverage: Vec<(f64, Option<f64>)> = h.coverage.iter().map(|c| (c.level, c.covered)).collect();
-            // 0.05 only of the old entries, 0.5 only of the new (none at 4 h), 0.95 of both.
-            let middle = (h.horizon_hours != 4).then_some(0.0);
-            assert_eq!(coverage, [(0.05, Some(0.0)), (0.5, middle), (0.95, Some(1.0))]);
+            // 0.05 only of the old entries, 0.5 only of the new, 0.95 of both.
+            assert_eq!(coverage, [(0.05, Some(0.0)), (0.5, Some(0.0)), (0.95, Some(1.0))]);
         }
     }
 
