@@ -2,6 +2,8 @@
 //! anomaly part of a risk recommendation (`--anomaly-action`).
 
 use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
 use std::sync::Arc;
 
 use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, Row, candle_rows, candle_rows_from};
@@ -142,7 +144,8 @@ fn scales_over(
             .collect();
         DailyScales::fit(&ratios, scorer.detector.candle_rate, from_ms, to_ms, config)
     };
-    [fit(Some(market)), fit(None)]
+    let (by_market, alone) = rayon::join(|| fit(Some(market)), || fit(None));
+    [by_market, alone]
 }
 
 /// Fewest candles a scan needs: the warm-up and one scored hour (the candle `warm-up` hours
@@ -253,11 +256,10 @@ pub fn scan_batch(scorer: &Scorer, items: &[ScanInput]) -> Vec<AssetScan> {
         .collect()
 }
 
-/// The threshold scales of past days that [`store_scan`] measured, by detector and day: each
-/// day's is every stored asset's, so a scan of another asset over the same days reads them here
-/// instead of scoring every stored asset again. Only days before the one a scan ran on are kept
-/// (a day's scale reads the hours before it); kept for the process's life, so candles stored
-/// later for those past days (a backfill) change them only after a restart.
+/// The threshold scales of days that [`store_scan`] measured, by detector and day: each day's is
+/// every stored asset's, so a scan of another asset over the same days reads them here instead
+/// of scoring every stored asset again. Kept for the process's life, so candles stored later
+/// for those days' windows (a backfill of the past) change them only after a restart.
 #[derive(Debug, Default)]
 pub struct PastScales {
     days: std::sync::Mutex<std::collections::HashMap<DetectorDay, [Option<f64>; 2]>>,
@@ -293,9 +295,11 @@ impl PastScales {
         ])
     }
 
-    /// Keeps `scales`' days that start before `before_ms`'s day.
-    fn keep(&self, detector: &str, [market, alone]: &[DailyScales; 2], before_ms: i64) {
-        let today = before_ms.div_euclid(DAY_MS) * DAY_MS;
+    /// Keeps `scales`' days up to the one of `latest_ms`, the latest candle read (a day's
+    /// scale reads the hours before it, all stored once a later one is: a day the store had not
+    /// reached yet is measured again), where a scale was measured (a day with too few hours
+    /// before it is cheap to measure again, and an empty stretch of the past fills nothing).
+    fn keep(&self, detector: &str, [market, alone]: &[DailyScales; 2], latest_ms: i64) {
         let mut days = self
             .days
             .lock()
@@ -304,7 +308,7 @@ impl PastScales {
             days.clear();
         }
         for ((day, m), (_, a)) in market.days().zip(alone.days()) {
-            if day < today {
+            if day <= latest_ms && (m.is_some() || a.is_some()) {
                 days.insert((detector.to_owned(), day), [m, a]);
             }
         }
@@ -315,15 +319,14 @@ impl PastScales {
 /// stored assets' `others` candles (`market_context: store`) where there are enough of them
 /// (the detector's `market_min_assets`, the asset included), else alone.
 ///
-/// Each hour is judged at the threshold scale of its own day, measured as the daily job
-/// measures it ([`day_scale`]) on the stored hours of the 90 days before that day: not at
+/// Each hour is judged at the threshold scale of its own day (measured in blocks of days): the scale the
+/// daily job measures ([`day_scale`]), on the stored hours of the 90 days before that day, not
 /// today's, which reads up to 90 days after a past hour (the hour itself and what followed), so
-/// that a past window's flags moved from day to day (until stop 63). So `candles` and every
-/// one of `others` reach back to [`scan_data_from`]`(from)`, whether the scales are measured or
-/// kept (so the scores are the same either way).
+/// that a past window's flags moved from day to day (until stop 63). `candles` and every one of
+/// `others` reach back to [`scan_data_from`]`(from)`.
 ///
-/// The days' scales are read from `past` where it keeps them all, else measured (and the days
-/// before `now_ms`'s kept there).
+/// The days' scales are read from `past` where it keeps them all, else measured (and kept
+/// there up to the last day the candles reach).
 #[must_use]
 pub fn store_scan(
     scorer: &Scorer,
@@ -332,25 +335,30 @@ pub fn store_scan(
     others: &[Vec<Candle>],
     (from, to): (i64, i64),
     all: bool,
-    (past, now_ms): (&PastScales, i64),
+    past: &PastScales,
 ) -> AssetScan {
     let d = &scorer.detector;
-    let config = AdaptiveConfig::default();
-    let first_day = from.div_euclid(DAY_MS) * DAY_MS;
-    let rows_from = scorer.lookback_from(from).min(first_day - config.window_ms());
-    // The asset's rows first, then the others'; all of them make the market.
-    let rows: Vec<Vec<Option<Row>>> = std::iter::once(candles)
+    let assets: Vec<&[Candle]> = std::iter::once(candles)
         .chain(others.iter().map(Vec::as_slice))
-        .map(|c| candle_rows_from(&d.config.features, c, rows_from))
         .collect();
-    let everyone = MarketContext::new(&rows, d.config.market_min_assets);
     let [by_market, alone] = past.get(&d.id, from, to).unwrap_or_else(|| {
-        let measured = scales_over(scorer, &rows, &everyone, from, to, &config);
-        past.keep(&d.id, &measured, now_ms);
+        let measured = block_scales(scorer, &assets, from, to);
+        let latest = assets
+            .iter()
+            .filter_map(|c| c.last().map(|c| c.open_time))
+            .max()
+            .unwrap_or(i64::MIN);
+        past.keep(&d.id, &measured, latest);
         measured
     });
-    let market = (rows.len() >= d.config.market_min_assets).then_some(&everyone);
-    let hours = scorer.score_rows_scaled(&rows[0], market, from, |t, on_market| {
+    // The asset's rows first, then the others'; all of them make the market.
+    let rows: Vec<Vec<Option<Row>>> = assets
+        .iter()
+        .map(|c| candle_rows_from(&d.config.features, c, scorer.lookback_from(from)))
+        .collect();
+    let market = (rows.len() >= d.config.market_min_assets)
+        .then(|| MarketContext::new(&rows, d.config.market_min_assets));
+    let hours = scorer.score_rows_scaled(&rows[0], market.as_ref(), from, |t, on_market| {
         if on_market { by_market.at(t) } else { alone.at(t) }
     });
     AssetScan {
@@ -361,18 +369,79 @@ pub fn store_scan(
     }
 }
 
-/// The first candle [`store_scan`] reads for a scan from `from_ms`: the window of the first
-/// day's threshold scale and the history before it ([`scale_data_from`]), or the hours the
-/// scan's own verdicts read ([`min_candles`], the directions' lookback and
-/// [`SCALE_HISTORY_DAYS`] of baselines), whichever is earlier.
+/// Days in one block of [`block_scales`]' grid.
+const SCALE_BLOCK_DAYS: i64 = 30;
+
+/// The start of the block of [`block_scales`]' grid that holds the day of `time_ms`.
+fn scale_block(time_ms: i64) -> i64 {
+    let block = SCALE_BLOCK_DAYS * DAY_MS;
+    time_ms.div_euclid(block) * block
+}
+
+/// The threshold scales, against the market and alone, of the days from `from_ms`'s through
+/// `to_ms`'s, from `assets`' candles: the days are measured in blocks of 30 on a fixed grid
+/// (from the Unix epoch), each block on the candles from [`scale_data_from`] its first day, so
+/// a day's scale is the same whichever window asked for it (a window's own start moved the
+/// features' baselines, so a day's scale depended on the request that measured it first).
+/// The first day of a block is measured exactly as the daily job measures it ([`day_scale`]);
+/// the others on baselines up to 29 days longer.
+fn block_scales(scorer: &Scorer, assets: &[&[Candle]], from_ms: i64, to_ms: i64) -> [DailyScales; 2] {
+    let d = &scorer.detector;
+    let config = AdaptiveConfig::default();
+    let (first, last) = (
+        from_ms.div_euclid(DAY_MS) * DAY_MS,
+        to_ms.div_euclid(DAY_MS) * DAY_MS,
+    );
+    let step = SCALE_BLOCK_DAYS * DAY_MS;
+    let blocks: Vec<i64> = (0..)
+        .map(|k| scale_block(first) + k * step)
+        .take_while(|&b| b <= last)
+        .collect();
+    // The blocks on every core (each scores every asset over its 90 days and more).
+    let measured: Vec<[DailyScales; 2]> = blocks
+        .par_iter()
+        .map(|&block| {
+            let lo = first.max(block);
+            let hi = last.min(block + step - DAY_MS);
+            let start = scale_data_from(block, &config);
+            let rows: Vec<Vec<Option<Row>>> = assets
+                .iter()
+                .map(|c| {
+                    let c = &c[c.partition_point(|c| c.open_time < start)..];
+                    candle_rows_from(
+                        &d.config.features,
+                        c,
+                        scorer.lookback_from(lo - config.window_ms()),
+                    )
+                })
+                .collect();
+            let market = MarketContext::new(&rows, d.config.market_min_assets);
+            scales_over(scorer, &rows, &market, lo, hi, &config)
+        })
+        .collect();
+    let days = |k: usize| -> Vec<Option<f64>> {
+        measured
+            .iter()
+            .flat_map(|m| m[k].days().map(|(_, s)| s))
+            .collect()
+    };
+    [
+        DailyScales::from_days(first, days(0)),
+        DailyScales::from_days(first, days(1)),
+    ]
+}
+
+/// The first candle [`store_scan`] reads for a scan from `from_ms`: the window of the scale of
+/// the first day of `from_ms`'s block of days and the history before it
+/// ([`scale_data_from`]), earlier than what the scan's own verdicts read ([`min_candles`], the
+/// directions' lookback and [`SCALE_HISTORY_DAYS`] of baselines) unless that is longer.
 #[must_use]
 pub fn scan_data_from(scorer: &Scorer, from_ms: i64) -> i64 {
     let own = i64::try_from(min_candles(scorer) + scorer.lookback_hours()).unwrap_or(i64::MAX / HOUR_MS)
         + SCALE_HISTORY_DAYS * 24;
-    let first_day = from_ms.div_euclid(DAY_MS) * DAY_MS;
     from_ms
         .saturating_sub(own.saturating_mul(HOUR_MS))
-        .min(scale_data_from(first_day, &AdaptiveConfig::default()))
+        .min(scale_data_from(scale_block(from_ms), &AdaptiveConfig::default()))
 }
 
 /// The anomaly part of a risk recommendation on `candles` (the request's window), and the

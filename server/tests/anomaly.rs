@@ -468,12 +468,27 @@ async fn bad_input_gets_the_usual_errors() {
     assert!(v["message"].as_str().unwrap().contains("anomaly train"), "{v}");
 }
 
+/// A fresh SQLite store in `dir`.
+async fn sqlite_store(dir: &std::path::Path) -> Store {
+    Store::open(&format!("sqlite://{}", dir.join("v.db").display()))
+        .await
+        .unwrap()
+}
+
+/// The daily job's options without recalibration.
+fn daily_options() -> volcast_server::daily::DailyOptions {
+    volcast_server::daily::DailyOptions {
+        recalibrate: false,
+        artifacts_dir: std::path::PathBuf::new(),
+        load: volcast_server::load_options(&common::config()),
+        store_deadline: volcast_server::daily::STORE_DEADLINE,
+    }
+}
+
 /// A service whose store (in `dir`) holds SYNUSDT's 40 days with a +40% pump at hour 900: the
 /// candles, the pump's hour, the app and its state.
 async fn stored_pump(dir: &std::path::Path) -> (Vec<Candle>, usize, Router, AppState) {
-    let store = Store::open(&format!("sqlite://{}", dir.join("v.db").display()))
-        .await
-        .unwrap();
+    let store = sqlite_store(dir).await;
     let mut c = common::market(START, 2, 40, None);
     let at = 900;
     inject_candles(&mut c, at, Pattern::PumpAndDump, 0.4);
@@ -801,9 +816,7 @@ async fn decisions_with_and_without_a_detector_replay_identically() {
     use volcast_server::audit::Signer;
     use volcast_server::audit::log::DecisionLog;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
-        .await
-        .unwrap();
+    let store = sqlite_store(dir.path()).await;
     let (_, state) = app(Action::Tighten, false, Some(store.clone())).await;
     let (signer, _) = Signer::generate().unwrap();
     state.set_decisions(
@@ -889,13 +902,11 @@ async fn decisions_with_and_without_a_detector_replay_identically() {
 async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day() {
     use volcast_core::anomaly::AdaptiveConfig;
     use volcast_core::time::DAY_MS;
-    use volcast_server::daily::{DailyOptions, DailyState, run_once};
+    use volcast_server::daily::{DailyState, run_once};
 
     const DAYS: i64 = 120;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
-        .await
-        .unwrap();
+    let store = sqlite_store(dir.path()).await;
     let day = START + DAYS * DAY_MS;
     // Eight assets (enough hours in 90 days for 20 expected flags), five days past the day.
     let data: Vec<Vec<Candle>> = (0..8).map(|a| common::market(START, a, DAYS + 5, None)).collect();
@@ -944,12 +955,7 @@ async fn the_daily_job_scales_the_threshold_from_the_stored_hours_before_the_day
     let window: Vec<Candle> = before[0][before[0].len() - HOURS..].to_vec();
     let body = json!({"asset": "SYN0USDT", "candles": json_candles(&window)});
     let (_, fitted, _) = common::call(&app, "POST", "/v1/anomaly/scan", Some(&body)).await;
-    let options = DailyOptions {
-        recalibrate: false,
-        artifacts_dir: std::path::PathBuf::new(),
-        load: volcast_server::load_options(&common::config()),
-        store_deadline: volcast_server::daily::STORE_DEADLINE,
-    };
+    let options = daily_options();
     let mut daily = DailyState::default();
     let pass = run_once(&state, &options, &mut daily, day + 60_000)
         .await
@@ -1017,13 +1023,11 @@ async fn a_past_hour_is_judged_at_its_own_days_threshold_scale() {
     use volcast_core::anomaly::AdaptiveConfig;
     use volcast_core::anomaly::features::{MarketContext, candle_rows_from};
     use volcast_core::time::DAY_MS;
-    use volcast_server::daily::{DailyOptions, DailyState, run_once};
+    use volcast_server::daily::{DailyState, run_once};
 
     const DAYS: i64 = 120;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
-        .await
-        .unwrap();
+    let store = sqlite_store(dir.path()).await;
     let day = START + DAYS * DAY_MS;
     let data: Vec<Vec<Candle>> = (0..8)
         .map(|a| {
@@ -1038,8 +1042,10 @@ async fn a_past_hour_is_judged_at_its_own_days_threshold_scale() {
     }
     let (app, state) = app(Action::Report, true, Some(store)).await;
     let scorer = state.anomaly_scorer().unwrap();
-    // A past day, 90 days and more after the first candle: its scale is measured.
-    let past = day - 20 * DAY_MS;
+    // A past day, 90 days and more after the first candle (its scale is measured), the first
+    // of a block of the scales' 30-day grid (measured exactly as the daily job measures it).
+    let past = START + 92 * DAY_MS;
+    assert_eq!(past.rem_euclid(30 * DAY_MS), 0);
     let uri = format!(
         "/v1/assets/SYN0USDT/anomalies?from={}&to={}&all=true",
         format_ms(past),
@@ -1092,12 +1098,7 @@ async fn a_past_hour_is_judged_at_its_own_days_threshold_scale() {
     }
 
     // Today's scale moves; the past window's answer does not.
-    let options = DailyOptions {
-        recalibrate: false,
-        artifacts_dir: std::path::PathBuf::new(),
-        load: volcast_server::load_options(&common::config()),
-        store_deadline: volcast_server::daily::STORE_DEADLINE,
-    };
+    let options = daily_options();
     let pass = run_once(&state, &options, &mut DailyState::default(), day + 60_000)
         .await
         .unwrap();
@@ -1107,6 +1108,34 @@ async fn a_past_hour_is_judged_at_its_own_days_threshold_scale() {
     let (s, after, _) = common::call(&app, "GET", &uri, None).await;
     assert_eq!(s, 200, "{after}");
     assert_eq!(after, before);
+
+    // A day's scale is the same whichever window asked for it first: a window from two days
+    // before (another block's days) on a fresh service judges the day's hours at the same
+    // thresholds.
+    let (fresh, _) = crate::app(Action::Report, true, Some(sqlite_store(dir.path()).await)).await;
+    let wider = format!(
+        "/v1/assets/SYN0USDT/anomalies?from={}&to={}&all=true",
+        format_ms(past - 2 * DAY_MS),
+        format_ms(past + 23 * HOUR_MS)
+    );
+    let (s, wide, _) = common::call(&fresh, "GET", &wider, None).await;
+    assert_eq!(s, 200, "{wide}");
+    let thresholds = |v: &Value| -> Vec<(String, f64)> {
+        v["hours"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["time"].as_str() >= Some(format_ms(past).as_str()))
+            .map(|r| {
+                (
+                    r["time"].as_str().unwrap().to_owned(),
+                    r["threshold"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(thresholds(&wide), thresholds(&before));
+    assert_eq!(thresholds(&before).len(), 24);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1139,9 +1168,7 @@ async fn anomaly_false_loads_no_detector() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stored_candles_route_judges_an_asset_against_the_stored_market() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
-        .await
-        .unwrap();
+    let store = sqlite_store(dir.path()).await;
     // A +40% pump on 12x volume in all six stored assets at once (the market's move), and in
     // SYN0USDT alone a day later (its own).
     let (together, alone) = (900, 924);

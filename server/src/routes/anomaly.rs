@@ -128,7 +128,7 @@ pub async fn asset_anomalies(
     // The history before `from`: what each hour's verdict reads (the warm-up, the directions'
     // lookback and four weeks of baselines, so an hour's score barely depends on the `from`
     // asked) and what its day's threshold scale reads (every stored asset's hours of the 90 days
-    // before the day, and their baselines): [`scan_data_from`].
+    // before its block of days, and their baselines): [`scan_data_from`].
     // A slot before reading: the market context and the scales are every stored asset's hours.
     let slot = state.scan_slot().await?;
     let start = scan_data_from(&scorer, from);
@@ -146,8 +146,15 @@ pub async fn asset_anomalies(
     let all = q.all.unwrap_or(false);
     let scan = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let past = (state.past_scales(), crate::follower::wall_clock_ms());
-        store_scan(&scorer, asset, &candles, &others, (from, to), all, past)
+        store_scan(
+            &scorer,
+            asset,
+            &candles,
+            &others,
+            (from, to),
+            all,
+            state.past_scales(),
+        )
     })
     .await
     .map_err(|e| ApiError::Internal(format!("anomaly scan task: {e}")))?;

@@ -155,7 +155,10 @@ fn asset_wins(d: &[f64], group: &[usize]) -> (usize, usize) {
         e.0 += x;
         e.1 += 1;
     }
-    let wins = by_asset.values().filter(|(sum, n)| (*sum / *n as f64) < 0.0).count();
+    let wins = by_asset
+        .values()
+        .filter(|(sum, n)| (*sum / *n as f64) < 0.0)
+        .count();
     (wins, by_asset.len())
 }
 
@@ -350,18 +353,32 @@ mod tests {
         // Three assets of 20 points: the model beats HAR operated on the first only, and HAR on
         // the first two.
         let n = 60;
-        let origins: Vec<Origin> = (0..n).map(|i| Origin { asset: i / 20, slot: i % 20 }).collect();
+        let origins: Vec<Origin> = (0..n)
+            .map(|i| Origin {
+                asset: i / 20,
+                slot: i % 20,
+            })
+            .collect();
         let points: Vec<usize> = (0..n).collect();
         let by_asset = |levels: [f64; 3]| -> Vec<f64> {
             (0..n).map(|i| levels[i / 20] + 0.01 * (i % 3) as f64).collect()
         };
         let mut losses = BTreeMap::new();
         losses.insert(MODEL, by_asset([0.30, 0.50, 0.90]));
-        losses.insert("har", by_asset([0.60, 0.60, 0.60]).iter().map(|x| x + 0.002 * (x * 100.0).sin()).collect());
+        losses.insert(
+            "har",
+            by_asset([0.60, 0.60, 0.60])
+                .iter()
+                .map(|x| x + 0.002 * (x * 100.0).sin())
+                .collect(),
+        );
         losses.insert("har_operated", by_asset([0.40, 0.45, 0.50]));
         let days: Vec<i64> = (0..n as i64).map(|i| i % 20).collect();
         let dm = dm_against_har(24, &losses, &points, &origins, &days).unwrap();
-        assert_eq!((dm.against.as_str(), dm.asset_wins, dm.assets), ("har_operated", 1, 3));
+        assert_eq!(
+            (dm.against.as_str(), dm.asset_wins, dm.assets),
+            ("har_operated", 1, 3)
+        );
         losses.remove("har_operated");
         let dm = dm_against_har(24, &losses, &points, &origins, &days).unwrap();
         assert_eq!((dm.against.as_str(), dm.asset_wins, dm.assets), ("har", 2, 3));
