@@ -286,14 +286,15 @@ async fn without_keys_only_loopback_is_served_unless_insecure() {
         matches!(refused, Err(volcast_server::ServeError::NoAuth(_))),
         "{refused:?}"
     );
-    // A --max-candles below the model's history would refuse every forecast: the start fails.
+    // A --max-candles below the model's history would refuse every forecast: the start fails
+    // (no shutdown asked: one asked at once would end the start before the model loads).
     let short = volcast_server::Config {
         max_candles: 100,
         insecure_no_auth: true,
         ..config.clone()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let refused = volcast_server::run(short, listener, async {}).await;
+    let refused = volcast_server::run(short, listener, std::future::pending()).await;
     assert!(
         matches!(&refused, Err(volcast_server::ServeError::Limits(m)) if m.contains("--max-candles 100")),
         "{refused:?}"
