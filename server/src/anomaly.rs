@@ -13,6 +13,7 @@ use volcast_core::time::{DAY_MS, HOUR_MS};
 
 use crate::dto::anomaly::{AnomalyContext, AssetScan, PoolSnapshotDto, ScoredRow, SeriesScan};
 use crate::error::ApiError;
+use crate::ledger::day_origin;
 
 /// The detector file looked for in the served artifact's directory.
 pub const FILE: &str = "anomaly.json";
@@ -133,8 +134,7 @@ fn scales_over(
     to_ms: i64,
     config: &AdaptiveConfig,
 ) -> [DailyScales; 2] {
-    let day = |t: i64| t.div_euclid(DAY_MS) * DAY_MS;
-    let (first, last) = (day(from_ms), day(to_ms));
+    let (first, last) = (day_origin(from_ms), day_origin(to_ms));
     let fit = |market: Option<&MarketContext>| {
         let ratios: Vec<(i64, f64)> = rows
             .iter()
@@ -279,8 +279,7 @@ impl PastScales {
             .days
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let first = from_ms.div_euclid(DAY_MS) * DAY_MS;
-        let last = to_ms.div_euclid(DAY_MS) * DAY_MS;
+        let (first, last) = (day_origin(from_ms), day_origin(to_ms));
         let (mut market, mut alone) = (Vec::new(), Vec::new());
         let mut day = first;
         while day <= last {
@@ -319,8 +318,8 @@ impl PastScales {
 /// stored assets' `others` candles (`market_context: store`) where there are enough of them
 /// (the detector's `market_min_assets`, the asset included), else alone.
 ///
-/// Each hour is judged at the threshold scale of its own day (measured in blocks of days): the scale the
-/// daily job measures ([`day_scale`]), on the stored hours of the 90 days before that day, not
+/// Each hour is judged at the threshold scale of its own day (measured in blocks of days): the
+/// scale the daily job measures ([`day_scale`]), on the stored hours of the 90 days before that day, not
 /// today's, which reads up to 90 days after a past hour (the hour itself and what followed), so
 /// that a past window's flags moved from day to day (until stop 63). `candles` and every one of
 /// `others` reach back to [`scan_data_from`]`(from)`.
@@ -388,10 +387,7 @@ fn scale_block(time_ms: i64) -> i64 {
 fn block_scales(scorer: &Scorer, assets: &[&[Candle]], from_ms: i64, to_ms: i64) -> [DailyScales; 2] {
     let d = &scorer.detector;
     let config = AdaptiveConfig::default();
-    let (first, last) = (
-        from_ms.div_euclid(DAY_MS) * DAY_MS,
-        to_ms.div_euclid(DAY_MS) * DAY_MS,
-    );
+    let (first, last) = (day_origin(from_ms), day_origin(to_ms));
     let step = SCALE_BLOCK_DAYS * DAY_MS;
     let blocks: Vec<i64> = (0..)
         .map(|k| scale_block(first) + k * step)
