@@ -103,8 +103,9 @@ pub struct Config {
     pub database_url: String,
 
     /// Oldest an asset's last stored candle may be, counted from its close, before the asset
-    /// routes answer 503 `stale_market_data` instead of forecasting on old data (`90s`, `30m`,
-    /// `2h`, `7d`).
+    /// routes answer 503 `stale_market_data` instead of forecasting on old data (`90m`, `2h`,
+    /// `7d`). At least 61 minutes: the newest closed candle is up to an hour
+    /// old on a store kept current, and the follower stores it seconds after it closes.
     #[arg(long, env = "VOLCAST_MAX_STALENESS", default_value = "2h", value_parser = parse_duration)]
     pub max_staleness: Duration,
 
@@ -289,6 +290,15 @@ impl Config {
     /// # Errors
     /// What is wrong, naming the flags.
     pub fn check_limits(&self) -> Result<(), String> {
+        if self.max_staleness < MIN_STALENESS {
+            return Err(format!(
+                "--max-staleness {:?} is below {} minutes: candles close hourly, so on a store kept \
+                 current the newest is up to an hour old, and the asset routes would answer 503 \
+                 stale_market_data for part of every hour",
+                self.max_staleness,
+                MIN_STALENESS.as_secs() / 60
+            ));
+        }
         if self.max_wait() >= self.request_timeout() {
             return Err(format!(
                 "--max-wait-us {} is not below --request-timeout-ms {}: a request alone in the \
@@ -299,6 +309,10 @@ impl Config {
         Ok(())
     }
 }
+
+/// Shortest `--max-staleness`: an hour between closes, and a minute for the follower to ask for
+/// and store the candle that closed.
+pub const MIN_STALENESS: Duration = Duration::from_secs(61 * 60);
 
 /// Most refused connections that linger at once to drain their client's request
 /// ([`crate::serve::ConnectionLimits::max_refusing`]).
@@ -452,6 +466,25 @@ mod tests {
         let refused = at("1000000", "1000").unwrap_err();
         assert!(refused.contains("--max-wait-us 1000000"), "{refused}");
         assert!(at("500000", "1").is_err());
+    }
+
+    /// A staleness bound under an hour refused the asset routes for part of every hour on a
+    /// store kept current (the newest closed candle is up to an hour old).
+    #[test]
+    fn a_staleness_bound_under_an_hour_and_a_minute_is_refused() {
+        let at = |max: &str| {
+            Config::try_parse_from(["server", "--max-staleness", max])
+                .unwrap()
+                .check_limits()
+        };
+        for refused in ["90s", "30m", "1h"] {
+            let e = at(refused).unwrap_err();
+            assert!(e.contains("--max-staleness") && e.contains("61 minutes"), "{e}");
+        }
+        for kept in ["61m", "2h", "7d"] {
+            assert!(at(kept).is_ok(), "{kept}");
+        }
+        assert!(Config::try_parse_from(["server"]).unwrap().check_limits().is_ok());
     }
 
     /// A misspelled variable is named; the options' own and other tools' are not.

@@ -89,6 +89,10 @@ struct Knobs {
     duplicate: Option<i64>,
     /// An hour whose row has `high` below `low`.
     bad: Option<i64>,
+    /// An hour whose row cannot be read (its quote volume `null`).
+    unreadable: Option<i64>,
+    /// Spaces after the page's JSON, bytes (an answer too large to be a klines page).
+    padding: usize,
     /// An hour whose row is sent after the next hour's (the page out of order).
     swap: Option<i64>,
     /// How far the exchange's clock is behind the host's, ms: its open candle and its `Date`
@@ -226,6 +230,9 @@ async fn klines(State(stub): State<Arc<Stub>>, Query(p): Query<Params>) -> Respo
         if knobs.bad == Some(c.open_time) {
             row[2] = json!(decimal(c.low / 2.0));
         }
+        if knobs.unreadable == Some(c.open_time) {
+            row[7] = Value::Null;
+        }
         if knobs.duplicate == Some(c.open_time) {
             rows.push(row.clone());
         }
@@ -244,6 +251,11 @@ async fn klines(State(stub): State<Arc<Stub>>, Query(p): Query<Params>) -> Respo
     if knobs.lag.is_some() {
         let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap());
         return ([(header::DATE, httpdate::fmt_http_date(at))], Json(rows)).into_response();
+    }
+    if knobs.padding > 0 {
+        let mut body = serde_json::to_string(&rows).unwrap();
+        body.push_str(&" ".repeat(knobs.padding));
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
     Json(rows).into_response()
 }
@@ -532,6 +544,60 @@ async fn a_candle_refused_for_an_hour_is_skipped_as_a_missing_hour() {
     assert_eq!(stored(&store, "BTCUSDT").await, expected);
     let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
     assert!(error.contains("skipped, the hour is missing"), "{error}");
+    follower.shutdown().await;
+}
+
+/// A row that cannot be read (a field the exchange sent as `null`) but whose open time can is
+/// refused at that hour and skipped after an hour as a refused candle is: it used to name no
+/// hour, so the symbol asked for it again for good and no later hour was ever stored.
+#[tokio::test]
+async fn a_row_that_cannot_be_read_is_skipped_after_an_hour_as_a_refused_candle_is() {
+    let h = harness(&["BTCUSDT"], half_past(1000)).await;
+    h.stub.knobs().unreadable = Some(hour(700));
+    let store = h.store().await;
+    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
+    let status = follower.status();
+    wait_until(&status, "three refusals", |s| {
+        symbol(s, "BTCUSDT").consecutive_failures >= 3
+    })
+    .await;
+    let s = status.get("BTCUSDT").unwrap();
+    assert_eq!(s.last_open_time, Some(hour(699)));
+    let error = s.last_error.unwrap();
+    assert!(error.contains("quote_volume"), "{error}");
+    h.stub.now.fetch_add(H, Ordering::SeqCst);
+    caught_up(&status, "BTCUSDT", hour(1000)).await;
+    let mut expected = h.stub.expected("BTCUSDT", hour(0), hour(1000));
+    expected.retain(|c| c.open_time != hour(700));
+    assert_eq!(stored(&store, "BTCUSDT").await, expected);
+    let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
+    assert!(error.contains("skipped, the hour is missing"), "{error}");
+    follower.shutdown().await;
+}
+
+/// An answer far larger than a klines page (a proxy's, or a wrong `--binance-url`'s) is refused,
+/// not read into memory whole, and following goes on once the answers are pages again.
+#[tokio::test]
+async fn an_answer_too_large_to_be_a_klines_page_is_refused() {
+    let h = harness(&["BTCUSDT"], half_past(1000)).await;
+    h.stub.knobs().padding = 9 << 20;
+    let store = h.store().await;
+    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
+    let status = follower.status();
+    wait_until(&status, "two failures", |s| {
+        symbol(s, "BTCUSDT").consecutive_failures >= 2
+    })
+    .await;
+    let s = status.get("BTCUSDT").unwrap();
+    assert_eq!((s.stored, s.last_open_time), (0, None));
+    let error = s.last_error.unwrap();
+    assert!(error.contains("larger than 8388608 bytes"), "{error}");
+    h.stub.knobs().padding = 0;
+    caught_up(&status, "BTCUSDT", hour(999)).await;
+    assert_eq!(
+        stored(&store, "BTCUSDT").await,
+        h.stub.expected("BTCUSDT", hour(0), hour(999))
+    );
     follower.shutdown().await;
 }
 

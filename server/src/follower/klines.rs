@@ -19,6 +19,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 /// Characters of an error body kept in a message.
 const MAX_BODY_CHARS: usize = 200;
 
+/// Largest answer read: a full page of 1,000 klines is about 200 KB, so a larger body is no
+/// klines page (a proxy's or a wrong `--binance-url`'s) and is not held in memory whole.
+pub(super) const MAX_ANSWER_BYTES: usize = 8 << 20;
+
 /// Why an attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum RoundError {
@@ -81,13 +85,30 @@ pub(super) async fn fetch(
     let status = response.status();
     let retry_after = retry_after(response.headers());
     let date = exchange_time(response.headers());
-    let body = response.bytes().await.map_err(|e| network(&e))?;
+    let body = read_capped(response, MAX_ANSWER_BYTES).await?;
     if !status.is_success() {
         return Err(http_error(status, retry_after, &body));
     }
     let rows =
         serde_json::from_slice::<Vec<Value>>(&body).map_err(|e| RoundError::Malformed(e.to_string()))?;
     Ok((rows, date))
+}
+
+/// The answer's body, refused once it passes `cap` bytes (its length, where it says one, is
+/// checked before a byte is read).
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, RoundError> {
+    let too_large = || RoundError::Malformed(format!("an answer larger than {cap} bytes is no klines page"));
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| network(&e))? {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The answer's `Date` header, Unix ms; `None` when absent or unreadable.
@@ -151,14 +172,18 @@ pub(super) struct Page {
     pub(super) candles: Vec<Candle>,
     /// The unreadable or refused row that ended the page, if one did.
     pub(super) problem: Option<String>,
-    /// The open time of the candle [`validate_candles`] refused, if one ended the page.
+    /// The open time of the candle [`validate_candles`] refused, or of the row that could not be
+    /// read where its open time could, if one ended the page.
     pub(super) refused_at: Option<i64>,
 }
 
 /// Turns a page of klines into the candles to store: rows before `start` and candles not closed
 /// before `closed_before` are left out, a repeated open time keeps its first row, the rest are
 /// put in time order, and the page ends before the first row that cannot be read or the first
-/// candle (in time) that [`validate_candles`] refuses.
+/// candle (in time) that [`validate_candles`] refuses. A row that cannot be read but whose open
+/// time can is left out where a readable one would be, and otherwise refused at that hour (and
+/// skipped as a refused candle is, if the exchange never corrects it); one whose open time
+/// cannot be read names no hour.
 pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i64) -> Page {
     let mut candles = Vec::with_capacity(rows.len());
     let mut seen = HashSet::new();
@@ -168,7 +193,13 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
         let candle = match parse_kline(raw) {
             Ok(c) => c,
             Err(e) => {
+                let open_time = raw.get(0).and_then(Value::as_i64);
+                // Left out as a readable row would be: not asked for, not closed, or repeated.
+                if open_time.is_some_and(|t| !(start..closed_before).contains(&t) || seen.contains(&t)) {
+                    continue;
+                }
                 problem = Some(format!("row {row} of the page: {e}"));
+                refused_at = open_time;
                 break;
             }
         };
@@ -185,6 +216,11 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
     // row out of order, refused as such, would never be asked for again.
     candles.sort_by_key(|(c, _)| c.open_time);
     let (mut candles, page_rows): (Vec<Candle>, Vec<usize>) = candles.into_iter().unzip();
+    if let Some(at) = refused_at {
+        // Rows read before it but later in time wait until it is stored or skipped.
+        let before = candles.partition_point(|c| c.open_time < at);
+        candles.truncate(before);
+    }
     if let Err(e) = validate_candles(&candles) {
         refused_at = candles.get(e.row).map(|c| c.open_time);
         candles.truncate(e.row);
