@@ -128,6 +128,10 @@ pub fn calibrate_artifact(
     // The source's out-of-sample scores were measured under its corrections, not these:
     // `score_out_of_sample` writes the new artifact's own where the data reaches past the fit.
     metadata.validation = BTreeMap::new();
+    // The corrections measured below are the fit end's: a source the daily job wrote carries
+    // the trained artifact's in `fit_end_recalibration`, which would otherwise stay in force
+    // for the replay and the daily job (and, made under an older rule, leave out the HAR blend).
+    metadata.fit_end_recalibration = None;
     // Artifacts calibrated from now on blend the network with HAR, weights measured daily, and
     // adapt the levels of their quantiles and drawdown from the fit end on.
     let mut recalibration = recalibrate(model, assets, end, model.config.holdout_days, true)?;

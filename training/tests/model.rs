@@ -457,6 +457,37 @@ fn the_daily_chain_is_the_replay(model: &LoadedModel, assets: &[volcast_core::gr
     }
 }
 
+/// `calibrate` on an artifact the daily job wrote measures the corrections at the fit end anew,
+/// and they are the fit end's from then on: the daily job's record of the trained artifact's
+/// corrections (`fit_end_recalibration`) is not carried over, or the replay and the next daily
+/// job would start from the old ones (and leave out a HAR blend the new ones have).
+fn calibrated_again_it_carries_its_own_fit_end(
+    refreshed_dir: &Path,
+    assets: &[volcast_core::grid::Asset],
+    trained: &LoadedModel,
+) {
+    let refreshed = LoadedModel::load(refreshed_dir, &select(DeviceChoice::Cpu).unwrap().device).unwrap();
+    assert_eq!(
+        refreshed.metadata.fit_end_recalibration.as_ref(),
+        trained.metadata.recalibration.as_ref(),
+        "the daily job records the trained artifact's corrections"
+    );
+    let mut metadata = refreshed.metadata.clone();
+    // As an artifact made under an older rule: its fit-end corrections differ from today's.
+    if let Some(r) = metadata.fit_end_recalibration.as_mut() {
+        r.har_weight.clear();
+    }
+    let older = refreshed.with_metadata(metadata);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let again =
+        volcast_training::calibrate::calibrate_artifact(&older, assets, elsewhere.path(), false).unwrap();
+    let again = artifact::read_metadata(&again.dir).unwrap();
+    assert_eq!(again.fit_end_recalibration, None);
+    let own = again.recalibration.as_ref().unwrap();
+    assert!(!own.har_weight.is_empty(), "calibrated now, it blends with HAR");
+    assert_eq!(again.fit_end_corrections(), Some(own));
+}
+
 fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset], out: &Path) {
     use volcast_training::calibrate::refresh_recalibration;
     use volcast_training::rolling::CalibrateError;
@@ -480,6 +511,7 @@ fn daily_recalibration(model: &LoadedModel, assets: &[volcast_core::grid::Asset]
     let model = &model.with_metadata(metadata);
     let refreshed_dir = refresh_recalibration(model, assets, end, out).unwrap().dir;
     let refreshed = artifact::read_metadata(&refreshed_dir).unwrap();
+    calibrated_again_it_carries_its_own_fit_end(&refreshed_dir, assets, model);
     let r = refreshed.recalibration.as_ref().unwrap();
     assert_eq!(
         (r.until.as_str(), r.from.as_str()),
