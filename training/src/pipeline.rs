@@ -127,8 +127,9 @@ pub fn default_dirs() -> anyhow::Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-/// Each candle file in `dirs` as `(file name, SHA-256)`, sorted: what an artifact's `data`
-/// records of them ([`recorded_data`]).
+/// Each candle file in `dirs` as `(file name, SHA-256)`, sorted by name, a name in several
+/// directories in their order (the first directory's candle wins an hour both hold, so the
+/// order is part of the data): what an artifact's `data` records of them ([`recorded_data`]).
 ///
 /// # Errors
 /// A directory or a file that cannot be read.
@@ -140,11 +141,12 @@ pub fn data_hashes(dirs: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
             hashes.push((file_name(&path), sha));
         }
     }
-    hashes.sort();
+    hashes.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(hashes)
 }
 
-/// The candle files `metadata` records as `(file name, SHA-256)`, sorted ([`data_hashes`]).
+/// The candle files `metadata` records as `(file name, SHA-256)`, sorted as [`data_hashes`]
+/// sorts them (its files are recorded directory by directory, in `--data`'s order).
 #[must_use]
 pub fn recorded_data(metadata: &Metadata) -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = metadata
@@ -152,7 +154,7 @@ pub fn recorded_data(metadata: &Metadata) -> Vec<(String, String)> {
         .iter()
         .map(|f| (file_name(Path::new(&f.path)), f.sha256.clone()))
         .collect();
-    files.sort();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     files
 }
 
@@ -699,5 +701,27 @@ mod tests {
         let rows: Vec<usize> = files.iter().map(|f| f.rows).collect();
         assert_eq!(rows, [10, 20]);
         assert_eq!(files[1].first, volcast_core::time::format_ms(10 * H));
+
+        // The directories' order is part of the data (the first wins an hour both hold): the
+        // same files in the other order are other data to a fold or a checkpoint; what an
+        // artifact records reads as the hashes of its own order.
+        let hashes = |dirs: &[std::path::PathBuf]| super::data_hashes(dirs).unwrap_or_else(|e| panic!("{e}"));
+        let reversed = vec![dirs[1].clone(), dirs[0].clone()];
+        assert_ne!(hashes(&dirs), hashes(&reversed));
+        let metadata = |files: Vec<volcast_model::artifact::DataFile>| {
+            let mut m: volcast_model::artifact::Metadata = serde_json::from_str(
+                &std::fs::read_to_string(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../model-artifacts/e511b0d43982c4cf/metadata.json"),
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            m.data = files;
+            m
+        };
+        assert_eq!(super::recorded_data(&metadata(files)), hashes(&dirs));
+        let files = super::data_files(&reversed, &loaded).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(super::recorded_data(&metadata(files)), hashes(&reversed));
     }
 }

@@ -512,6 +512,34 @@ fn a_config_the_folds_would_refuse_is_refused_first() {
     );
 }
 
+/// `--rolling-days` with `--fixed-recalibration` is refused before any data is read: the model has
+/// no daily job then, and the window went to HAR operated alone (help: "for the model's
+/// corrections and HAR operated alike"); `evaluate` refuses the pair too.
+#[test]
+fn a_daily_window_without_a_daily_job_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-data");
+    let folds = dir.path().join("folds");
+    let refused = run(
+        env!("CARGO_BIN_EXE_walkforward"),
+        &[
+            "--data",
+            missing.to_str().unwrap(),
+            "--out",
+            folds.to_str().unwrap(),
+            "--rolling-days",
+            "30",
+            "--fixed-recalibration",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--rolling-days") && stderr.contains("--fixed-recalibration turns off"),
+        "{stderr}"
+    );
+}
+
 /// An output that cannot be written at the end is refused before any work: the folds ran for
 /// minutes and failed at their last step, "writing ...". (The data named here do not exist: the
 /// refusal comes first.)

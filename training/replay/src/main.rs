@@ -145,7 +145,26 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches)?;
+    if args.regate.is_some() {
+        // `--data` from the command line only: `VOLCAST_DATA` in a shell does not refuse it.
+        let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if let Some(flag) = [
+            ("data", "--data"),
+            ("assets", "--assets"),
+            ("work_dir", "--work-dir"),
+        ]
+        .into_iter()
+        .find_map(|(id, flag)| given(id).then_some(flag))
+        {
+            bail!(
+                "{flag} is for a replay: --regate reads the finished replay's ledger as it is \
+                 (every asset it recorded, from its own replay.db)"
+            );
+        }
+    }
     volcast_training::cli::writable_output("--json", args.json.as_deref())?;
     let from_ms = midnight(&args.from, "from")?;
     let to_ms = midnight(&args.to, "to")?;

@@ -36,3 +36,41 @@ fn a_servers_environment_does_not_configure_the_replay() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("is after the data's last candle"), "{stderr}");
 }
+
+/// `--regate` reads a finished replay's ledger: the replay's own options (`--assets`, `--data`,
+/// `--work-dir`) were accepted and ignored (every asset regated while the user asked for one);
+/// they are refused, before the file is looked for. `VOLCAST_DATA` in the environment is not.
+#[test]
+fn a_regate_refuses_the_options_of_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("replay.db");
+    let regate = |extra: &[&str], data_env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_replay"));
+        command
+            .args([
+                "--regate",
+                db.to_str().unwrap(),
+                "--from",
+                "2021-01-01",
+                "--to",
+                "2021-01-02",
+            ])
+            .args(extra)
+            .env_remove("VOLCAST_DATA");
+        if let Some(d) = data_env {
+            command.env("VOLCAST_DATA", d);
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for (flag, value) in [("--assets", "BTCUSDT"), ("--data", "x"), ("--work-dir", "w")] {
+        let stderr = regate(&[flag, value], None);
+        assert!(
+            stderr.contains(&format!("{flag} is for a replay")),
+            "{flag}: {stderr}"
+        );
+    }
+    let stderr = regate(&[], Some("x"));
+    assert!(stderr.contains("no such file"), "{stderr}");
+}

@@ -127,6 +127,12 @@ fn run_args() -> anyhow::Result<()> {
     volcast_training::cli::writable_output("--json", args.json.as_deref())?;
     volcast_training::cli::writable_output("--html", args.html.as_deref())?;
     args.adaptive.check_horizons(&volcast_core::forecast::HORIZONS)?;
+    if args.fixed_recalibration && args.rolling_days.is_some() {
+        anyhow::bail!(
+            "--rolling-days sets the daily job's window, which --fixed-recalibration turns off for \
+             the model: HAR operated alone would take it (as `evaluate`, which refuses the pair)"
+        );
+    }
     if args.fixed_recalibration && args.before_fit_end_from.is_some() {
         anyhow::bail!("--before-fit-end-from acts on the daily job, which --fixed-recalibration turns off");
     }

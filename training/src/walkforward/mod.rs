@@ -463,6 +463,19 @@ fn fold(
     Ok((summary, report))
 }
 
+/// The largest of `gaps`; NaN where there is none or one is NaN (a level without points, which
+/// `f64::max` dropped: an empty horizon read as perfectly calibrated, 0.000).
+fn worst_gap(gaps: impl Iterator<Item = f64>) -> f64 {
+    let mut worst: Option<f64> = None;
+    for g in gaps {
+        if g.is_nan() {
+            return f64::NAN;
+        }
+        worst = Some(worst.map_or(g, |w| w.max(g)));
+    }
+    worst.unwrap_or(f64::NAN)
+}
+
 fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary {
     let horizons = report
         .horizons
@@ -482,7 +495,7 @@ fn summary(year: i32, artifact: &str, report: &EvaluationReport) -> FoldSummary 
                 dm_p: r.dm.as_ref().map(|d| d.p_value),
                 dm_daily_p: r.dm.as_ref().and_then(|d| d.daily_p_value),
                 worst_coverage_gap: r.calibration.get("model").map_or(f64::NAN, |c| {
-                    c.iter().map(|c| (c.coverage - c.level).abs()).fold(0.0, f64::max)
+                    worst_gap(c.iter().map(|c| (c.coverage - c.level).abs()))
                 }),
                 shortage: (r.shortage.n_points > 0).then(|| {
                     let s = &r.shortage;

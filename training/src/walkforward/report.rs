@@ -175,7 +175,7 @@ pub(super) fn fold_rows(folds: &[FoldSummary]) -> Vec<[String; 10]> {
                     format!("{:.4}", h.ratio),
                     or_dash(h.dm_p, 4),
                     or_dash(h.dm_daily_p, 4),
-                    format!("{:.3}", h.worst_coverage_gap),
+                    or_dash(Some(h.worst_coverage_gap).filter(|g| g.is_finite()), 3),
                 ]
             })
         })
@@ -194,8 +194,8 @@ pub(super) struct OverFolds {
     pub(super) weighted: f64,
 }
 
-/// Per horizon of [`HORIZONS`]: the worst fold, the mean over the folds and that mean weighted by
-/// their points (NaN where no fold has a point).
+/// Per horizon of [`HORIZONS`]: the worst fold among those with a ratio, the mean over the folds
+/// and that mean weighted by their points (NaN where a fold has no ratio, or no fold a point).
 pub(super) fn per_horizon(folds: &[FoldSummary]) -> Vec<OverFolds> {
     HORIZONS
         .iter()
@@ -212,7 +212,13 @@ pub(super) fn per_horizon(folds: &[FoldSummary]) -> Vec<OverFolds> {
             let points: f64 = rows.iter().map(|r| r.2).sum();
             OverFolds {
                 h,
-                worst: rows.iter().map(|r| (r.0, r.1)).max_by(|a, b| a.1.total_cmp(&b.1)),
+                // A fold without a ratio (no points at that horizon) is no worst fold: it was
+                // ranked above every other (NaN); the means then stay NaN, saying so.
+                worst: rows
+                    .iter()
+                    .map(|r| (r.0, r.1))
+                    .filter(|r| r.1.is_finite())
+                    .max_by(|a, b| a.1.total_cmp(&b.1)),
                 mean: rows.iter().map(|r| r.1).sum::<f64>() / rows.len().max(1) as f64,
                 weighted: if points > 0.0 {
                     rows.iter().map(|r| r.1 * r.2).sum::<f64>() / points

@@ -282,6 +282,28 @@ mod tests {
         }
     }
 
+    /// A fold with no points at a horizon (a year past the data's end) has no ratio: it was the
+    /// "worst fold" (NaN ranked above every number); the worst is now among the folds with a
+    /// ratio, the means say NaN, and its coverage gap reads `-`, not 0.000.
+    #[test]
+    fn a_fold_without_a_ratio_is_no_worst_fold() {
+        let mut empty = fold_with(2022, [0.9, 0.9, f64::NAN], (0, 10));
+        empty.horizons[2].points = 0;
+        empty.horizons[2].worst_coverage_gap = f64::NAN;
+        let folds = [fold_with(2021, [0.95, 0.97, 1.05], (1, 100)), empty];
+        let rows = per_horizon(&folds);
+        assert_eq!(rows[2].worst, Some((2021, 1.05)));
+        assert!(rows[2].mean.is_nan() && rows[2].weighted.is_nan());
+        assert_eq!(rows[0].worst, Some((2021, 0.95)));
+        assert!((rows[0].mean - 0.925).abs() < 1e-12);
+        let cells = super::super::fold_rows(&folds);
+        assert_eq!(cells[5][9], "-");
+        assert_eq!(cells[2][9], "0.000");
+        assert_eq!(super::super::worst_gap([0.01, 0.03, 0.02].into_iter()), 0.03);
+        assert!(super::super::worst_gap([0.01, f64::NAN].into_iter()).is_nan());
+        assert!(super::super::worst_gap(std::iter::empty()).is_nan());
+    }
+
     #[test]
     fn means_over_folds_weighted_by_points_count_each_origin_the_same() {
         // 2020 holds three times 2019's points.
