@@ -693,6 +693,36 @@ async fn risk_decision(app: &axum::Router) -> (Value, Value) {
     (body, answer)
 }
 
+/// An update's `timestamp` is its decision's `at` (floored to the second): it was read from the
+/// clock again after the append had committed, so a commit that crossed a second (or a store
+/// that stalled) served a time no record holds. The clock here moves 700 ms at each read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updates_timestamp_is_its_decisions_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store, _) = logged_state(dir.path()).await;
+    let ticks = Arc::new(std::sync::atomic::AtomicI64::new(1_767_225_600_000));
+    let clock = Arc::clone(&ticks);
+    state.set_clock(volcast_server::follower::Clock::from_fn(move || {
+        clock.fetch_add(700, std::sync::atomic::Ordering::SeqCst)
+    }));
+    let app = volcast_server::app(state);
+    let (body, _) = risk_decision(&app).await;
+    let (status, answer, _) = common::call(&app, "POST", "/v1/risk/updates", Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    let updates = answer["updates"].as_array().unwrap();
+    assert_eq!(updates.len(), 3, "{answer}");
+    for update in updates {
+        let id = update["reference_id"].as_str().unwrap();
+        let (status, record, _) = common::call(&app, "GET", &format!("/v1/decisions/{id}"), None).await;
+        assert_eq!(status, 200, "{record}");
+        assert_eq!(
+            update["timestamp"].as_i64().unwrap(),
+            record["at"].as_i64().unwrap().div_euclid(1000),
+            "{update} {record}"
+        );
+    }
+}
+
 /// `state` serves the committed default artifact from now on.
 async fn serve_the_default(state: &AppState) {
     serve(state, &common::repo().join("model-artifacts/default")).await;
@@ -1414,6 +1444,52 @@ async fn the_http_export_verifies_and_shows_an_altered_record() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("seq 2 ") && err.contains("`decision`"), "{err}");
+    // A forged `decision` member before the real one: serde keeps the last (the signed one), a
+    // reader keeping the first sees the forgery; refused, naming the line and the member.
+    let lines: Vec<String> = page["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let line = serde_json::to_string(r).unwrap();
+            if i == 1 {
+                format!("{{\"decision\":{{\"forged\":true}},{}", &line[1..])
+            } else {
+                line
+            }
+        })
+        .collect();
+    let twice = dir.path().join("twice.jsonl");
+    std::fs::write(&twice, lines.join("\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_verify"))
+        .args(["--export", twice.to_str().unwrap(), "--public-key", &public])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 2: member \"decision\" appears twice"), "{err}");
+    // In a shell that has the service's VOLCAST_DATABASE_URL, an export is still checked on its
+    // own (clap counted the variable as `--database-url` beside `--export`: exit 2); the flag
+    // itself beside `--export` is still refused.
+    let http = dir.path().join("http.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_verify"))
+        .args(["--export", http.to_str().unwrap(), "--public-key", &public])
+        .env("VOLCAST_DATABASE_URL", "sqlite:///nowhere/volcast.db")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_verify"))
+        .args(["--export", http.to_str().unwrap(), "--public-key", &public])
+        .args(["--database-url", "sqlite:///nowhere/volcast.db"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--database-url cannot be used with --export"),
+        "{err}"
+    );
 
     // The third record's stored text cut by one byte.
     let url = format!("sqlite://{}", dir.path().join("volcast.db").display());

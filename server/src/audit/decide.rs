@@ -18,9 +18,27 @@ pub struct ToLog {
 /// Header carrying the decision ids of an answer (comma-separated for a batch).
 pub const DECISION_ID_HEADER: axum::http::HeaderName = axum::http::HeaderName::from_static("x-decision-id");
 
+/// What [`log_decisions`] did: the records' ids, and the time they say the answer was decided.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    /// The decision ids, one per item (`None` without a log).
+    pub ids: Option<Vec<String>>,
+    /// The records' `at`, Unix ms (the time of the call without a log): what an answer that
+    /// states when it was decided states, so that its record says the same.
+    pub at: i64,
+}
+
+impl Logged {
+    /// The ids, as [`id_header`] takes them.
+    #[must_use]
+    pub fn ids(&self) -> Option<&[String]> {
+        self.ids.as_deref()
+    }
+}
+
 /// Appends one decision per item `items` makes, made by `info` for `caller` on `route`, and
-/// returns their ids. Without a log (no store, or `--decision-log false`) `items` is not called:
-/// the records cost nothing then.
+/// returns their ids and time. Without a log (no store, or `--decision-log false`) `items` is
+/// not called: the records cost nothing then.
 ///
 /// # Errors
 /// [`crate::error::ApiError::DecisionLog`]: the answer must then be withheld.
@@ -30,12 +48,12 @@ pub async fn log_decisions(
     caller: Option<String>,
     route: &'static str,
     items: impl FnOnce() -> Vec<ToLog>,
-) -> Result<Option<Vec<String>>, crate::error::ApiError> {
+) -> Result<Logged, crate::error::ApiError> {
+    let at = state.now_ms();
     let Some(log) = state.decisions() else {
-        return Ok(None);
+        return Ok(Logged { ids: None, at });
     };
     let items = items();
-    let at = state.now_ms();
     let model = DecisionModel {
         id: info.metadata.id.clone(),
         hash: info.hash.clone(),
@@ -61,7 +79,7 @@ pub async fn log_decisions(
         .collect();
     let ids = pending.iter().map(|p| p.id.clone()).collect();
     log.append(pending).await?;
-    Ok(Some(ids))
+    Ok(Logged { ids: Some(ids), at })
 }
 
 /// The `x-decision-id` header of `ids` (nothing without ids).

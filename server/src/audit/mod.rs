@@ -15,7 +15,7 @@ pub mod log;
 pub mod replay;
 pub mod verify;
 
-pub use decide::{DECISION_ID_HEADER, ToLog, id_header, log_decisions};
+pub use decide::{DECISION_ID_HEADER, Logged, ToLog, id_header, log_decisions};
 
 use std::path::Path;
 

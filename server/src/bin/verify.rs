@@ -25,8 +25,10 @@ use volcast_store::{DecisionRow, DecisionStore as _, Store};
 #[derive(Debug, Parser)]
 #[command(version, long_about = None)]
 struct Args {
-    /// The store to check (or to export from).
-    #[arg(long, env = "VOLCAST_DATABASE_URL", conflicts_with = "export")]
+    /// The store to check (or to export from). Refused beside `--export` when given on the
+    /// command line; from `VOLCAST_DATABASE_URL` (a shell the service runs from) it is left
+    /// unused by `--export`.
+    #[arg(long, env = "VOLCAST_DATABASE_URL")]
     database_url: Option<String>,
     /// An export to check: one JSON record per line, in chain order.
     #[arg(long)]
@@ -88,9 +90,90 @@ fn partial(path: &std::path::Path) -> PathBuf {
 
 const PAGE: u32 = 1000;
 
+/// The arguments, `--database-url` refused beside `--export` only when given on the command
+/// line: clap's `conflicts_with` counts a value from the environment too, so the README's
+/// `verify --export` failed (exit 2) in any shell that had the service's `VOLCAST_DATABASE_URL`.
+fn args() -> Args {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let mut command = Args::command();
+    let matches = command.get_matches_mut();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args.export.is_some() {
+        if matches.value_source("database_url") == Some(clap::parser::ValueSource::CommandLine) {
+            command
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--database-url cannot be used with --export (an export is checked without the store)",
+                )
+                .exit();
+        }
+        args.database_url = None;
+    }
+    args
+}
+
+/// A JSON text whose objects each name a member once: a line with one named twice reads as two
+/// records, depending on the reader (serde keeps the last, many keep the first), so what was
+/// checked may not be what a reader of the export sees.
+struct UniqueMembers;
+
+impl<'de> serde::Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueMembers)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueMembers {
+    type Value = Self;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(Self)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(Self)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(Self)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(Self)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(Self)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(Self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<Self>()?.is_some() {}
+        Ok(Self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("member {key:?} appears twice")));
+            }
+            map.next_value::<Self>()?;
+        }
+        Ok(Self)
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = args();
     let export_to = args.export_to.clone();
     // The export's `FILE.partial`, made here (never one already there) so that the cleanup below
     // removes only this run's file.
@@ -286,6 +369,12 @@ async fn run(
                 Ok(v) => v,
                 Err(e) => return Ok(Err(format!("line {}: not a record: {e}", i + 1))),
             };
+            if let Err(e) = serde_json::from_str::<UniqueMembers>(line) {
+                return Ok(Err(format!(
+                    "line {}: {e}: readers differ on which one the record says",
+                    i + 1
+                )));
+            }
             let row: DecisionRow = match serde_json::from_value(value.clone()) {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(format!("line {}: not a record: {e}", i + 1))),

@@ -14,7 +14,8 @@ pub struct SigningKeyDto {
     pub algorithm: String,
     /// The public key, hex (32 bytes).
     pub public_key: String,
-    /// When it first signed, RFC 3339.
+    /// When a service first started its decision log with it on this store, RFC 3339 (a key
+    /// is recorded then, before it signs: a replica that never decided is listed too).
     pub first_used: String,
     /// Whether this service signs with it now.
     pub current: bool,
@@ -32,7 +33,8 @@ pub struct ChainHead {
 /// Answer of `GET /v1/keys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KeysResponse {
-    /// Every key that signed a record of this store, and this service's.
+    /// Every key a service has started its decision log with on this store (those that signed
+    /// its records among them), this service's included.
     pub keys: Vec<SigningKeyDto>,
     /// The chain's end now (absent while the log is empty).
     pub head: Option<ChainHead>,

@@ -27,7 +27,8 @@ pub struct RiskParameterUpdate {
     /// The decision behind it (`GET /v1/decisions/{id}`); absent when the service runs without
     /// a store.
     pub reference_id: Option<String>,
-    /// When it was decided, Unix seconds.
+    /// When it was decided, Unix seconds: its decision's `at` (`GET /v1/decisions/{id}`),
+    /// floored to the second.
     pub timestamp: i64,
     /// What it rests on.
     pub additional_data: UpdateData,

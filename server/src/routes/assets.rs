@@ -439,8 +439,8 @@ pub async fn risk(
     ApiPath(asset): ApiPath<String>,
     ApiQuery(q): ApiQuery<RiskQuery>,
 ) -> Result<(HeaderMap, Json<RiskResponse>), ApiError> {
-    let (resp, ids) = asset_risk(&state, caller_id(caller), logged::ASSET_RISK, asset, &q).await?;
-    Ok((id_header(ids.as_deref()), Json(resp)))
+    let (resp, record) = asset_risk(&state, caller_id(caller), logged::ASSET_RISK, asset, &q).await?;
+    Ok((id_header(record.ids()), Json(resp)))
 }
 
 /// The asset route's answer on the latest stored candles, logged as a decision on `route`.
@@ -453,7 +453,7 @@ pub async fn asset_risk(
     route: &'static str,
     asset: String,
     q: &RiskQuery,
-) -> Result<(RiskResponse, Option<Vec<String>>), ApiError> {
+) -> Result<(RiskResponse, crate::audit::Logged), ApiError> {
     let previous =
         (q.previous_liquidation_threshold.is_some() || q.previous_max_ltv.is_some()).then_some(Previous {
             liquidation_threshold: q.previous_liquidation_threshold,

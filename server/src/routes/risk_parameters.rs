@@ -14,7 +14,7 @@ use volcast_model::artifact::RiskCalibration;
 use volcast_model::inference::Prediction;
 
 use crate::anomaly;
-use crate::audit::{Inputs, ToLog, id_header, log_decisions, routes as logged};
+use crate::audit::{Inputs, Logged, ToLog, id_header, log_decisions, routes as logged};
 use crate::auth::Caller;
 use crate::dto::anomaly::AnomalyContext;
 use crate::dto::policy as gate;
@@ -137,8 +137,8 @@ pub async fn parameters(
     ApiJson(body): ApiJson<RiskRequest>,
 ) -> Result<(HeaderMap, Json<RiskResponse>), ApiError> {
     let serving = state.serving()?;
-    let (resp, ids) = decided(&state, &serving, caller_id(caller), logged::PARAMETERS, body).await?;
-    Ok((id_header(ids.as_deref()), Json(resp)))
+    let (resp, record) = decided(&state, &serving, caller_id(caller), logged::PARAMETERS, body).await?;
+    Ok((id_header(record.ids()), Json(resp)))
 }
 
 /// The caller's key id.
@@ -158,7 +158,7 @@ pub async fn decided(
     caller: Option<String>,
     route: &'static str,
     body: RiskRequest,
-) -> Result<(RiskResponse, Option<Vec<String>>), ApiError> {
+) -> Result<(RiskResponse, Logged), ApiError> {
     // After the settings' own checks (`max_step` 5 is out of range, whatever else), and not
     // before the shape's: a top-level `previous` beside `items` is refused as such.
     settings(&body, state)?;
@@ -193,7 +193,7 @@ pub async fn decided(
 }
 
 /// Logs the records `logs` makes of `resp`'s items (one per item; not called without a log)
-/// and writes their ids into the items.
+/// and writes their ids into the items; what was logged.
 ///
 /// # Errors
 /// The log's.
@@ -204,14 +204,14 @@ pub async fn with_ids(
     route: &'static str,
     mut resp: RiskResponse,
     logs: impl FnOnce(&[AssetRisk]) -> Vec<ToLog>,
-) -> Result<(RiskResponse, Option<Vec<String>>), ApiError> {
-    let ids = log_decisions(state, &serving.info, caller, route, || logs(&resp.items)).await?;
-    if let Some(ids) = &ids {
+) -> Result<(RiskResponse, Logged), ApiError> {
+    let record = log_decisions(state, &serving.info, caller, route, || logs(&resp.items)).await?;
+    if let Some(ids) = record.ids() {
         for (item, id) in resp.items.iter_mut().zip(ids) {
             item.decision_id = Some(id.clone());
         }
     }
-    Ok((resp, ids))
+    Ok((resp, record))
 }
 
 /// The request for each asset as the log records it (settings, asset, previous values; the

@@ -305,7 +305,7 @@ pub async fn stress(
     let serving = state.serving()?;
     let mut resp = stress_answer(&state, &serving, &body).await?;
     let caller = crate::routes::risk_parameters::caller_id(caller);
-    let ids = log_decisions(&state, &serving.info, caller, logged::STRESS, || {
+    let record = log_decisions(&state, &serving.info, caller, logged::STRESS, || {
         vec![ToLog {
             asset: body.asset.clone(),
             inputs: Inputs::of(&body.candles, "request"),
@@ -318,8 +318,8 @@ pub async fn stress(
         }]
     })
     .await?;
-    resp.decision_id = ids.as_ref().and_then(|i| i.first().cloned());
-    Ok((id_header(ids.as_deref()), Json(resp)))
+    resp.decision_id = record.ids().and_then(|i| i.first().cloned());
+    Ok((id_header(record.ids()), Json(resp)))
 }
 
 /// The answer to a stress request by `serving` (the route's, and a replay's).

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
 
-use crate::audit::{id_header, routes as logged};
+use crate::audit::{Logged, id_header, routes as logged};
 use crate::auth::Caller;
 use crate::dto::assets::RiskQuery;
 use crate::dto::oracle::UpdatesResponse;
@@ -19,8 +19,10 @@ use crate::routes::assets::asset_risk;
 use crate::routes::risk_parameters::{caller_id, decided};
 use crate::state::AppState;
 
-fn updates(state: &AppState, resp: &RiskResponse) -> UpdatesResponse {
-    UpdatesResponse::of(&resp.items, &resp.model, state.now_ms().div_euclid(1000))
+/// The updates of `resp`, stamped with the time its decisions record (read before their
+/// append: a clock read after it, once the commit had waited, stamped a time no record holds).
+fn updates(resp: &RiskResponse, record: &Logged) -> UpdatesResponse {
+    UpdatesResponse::of(&resp.items, &resp.model, record.at.div_euclid(1000))
 }
 
 /// The parameters of one asset or a batch as update records (liquidation threshold, max LTV,
@@ -46,8 +48,8 @@ pub async fn post_updates(
     ApiJson(body): ApiJson<RiskRequest>,
 ) -> Result<(HeaderMap, Json<UpdatesResponse>), ApiError> {
     let serving = state.serving()?;
-    let (resp, ids) = decided(&state, &serving, caller_id(caller), logged::UPDATES, body).await?;
-    Ok((id_header(ids.as_deref()), Json(updates(&state, &resp))))
+    let (resp, record) = decided(&state, &serving, caller_id(caller), logged::UPDATES, body).await?;
+    Ok((id_header(record.ids()), Json(updates(&resp, &record))))
 }
 
 /// One stored asset's parameters as update records.
@@ -71,6 +73,6 @@ pub async fn asset_updates(
     ApiPath(asset): ApiPath<String>,
     crate::extract::ApiQuery(q): crate::extract::ApiQuery<RiskQuery>,
 ) -> Result<(HeaderMap, Json<UpdatesResponse>), ApiError> {
-    let (resp, ids) = asset_risk(&state, caller_id(caller), logged::ASSET_UPDATES, asset, &q).await?;
-    Ok((id_header(ids.as_deref()), Json(updates(&state, &resp))))
+    let (resp, record) = asset_risk(&state, caller_id(caller), logged::ASSET_UPDATES, asset, &q).await?;
+    Ok((id_header(record.ids()), Json(updates(&resp, &record))))
 }
