@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::queue::QueueConfig;
-use volcast_core::policy::{AskedSettings, FLAG_NAMES, RiskSettings, SettingsError};
+use volcast_core::policy::{AskedSettings, RiskSettings, SettingNames, SettingsError};
 
 use clap::Parser;
 
@@ -64,6 +64,24 @@ pub struct Config {
     /// it loads).
     #[arg(long, env = "VOLCAST_MAX_CANDLES", default_value_t = 20_000)]
     pub max_candles: usize,
+
+    /// Default quantile level of the drawdown, when a risk request gives none (SPEC: 0.99).
+    #[arg(long, env = "VOLCAST_ALPHA", default_value_t = volcast_core::policy::DEFAULT_ALPHA)]
+    pub alpha: f64,
+
+    /// Default liquidation window in hours, when a risk request gives none (SPEC: 4). The
+    /// service's own validation (the ledger, the gate) judges the model at 4 h whatever this
+    /// says.
+    #[arg(long, env = "VOLCAST_TAU_HOURS", default_value_t = volcast_core::policy::DEFAULT_TAU as f64)]
+    pub tau_hours: f64,
+
+    /// Default user reaction window in hours, when a risk request gives none (SPEC: 24).
+    #[arg(long, env = "VOLCAST_TAU_USER_HOURS", default_value_t = volcast_core::policy::DEFAULT_TAU_USER as f64)]
+    pub tau_user_hours: f64,
+
+    /// Default floor of the liquidation bonus, when a risk request gives none (SPEC: 0.05).
+    #[arg(long, env = "VOLCAST_BONUS", default_value_t = volcast_core::policy::DEFAULT_BONUS)]
+    pub bonus: f64,
 
     /// Default sale size in USD for slippage, when a request gives none.
     #[arg(long, env = "VOLCAST_SALE_SIZE_USD", default_value_t = 1_000_000.0)]
@@ -238,19 +256,22 @@ impl Config {
         Duration::from_millis(self.request_timeout_ms)
     }
 
-    /// The defaults of the risk routes' settings (SPEC's, with this config's sale size, bonus
-    /// margin and step), checked against the same ranges as every request.
+    /// The defaults of the risk routes' settings (SPEC's unless this config says otherwise),
+    /// checked against the same ranges as every request.
     ///
     /// # Errors
     /// A default outside its range, named by its flag.
     pub fn risk_defaults(&self) -> Result<RiskSettings, SettingsError> {
         let candidate = RiskSettings {
+            alpha: self.alpha,
+            tau: self.tau_hours,
+            tau_user: self.tau_user_hours,
+            bonus: self.bonus,
             sale_size_usd: self.sale_size_usd,
             bonus_margin: self.bonus_margin,
             max_step: self.max_step,
-            ..RiskSettings::default()
         };
-        RiskSettings::resolve(&AskedSettings::default(), &candidate, &FLAG_NAMES)
+        RiskSettings::resolve(&AskedSettings::default(), &candidate, &SERVER_FLAG_NAMES)
     }
 
     /// The connection limits ([`crate::serve::ConnectionLimits`]).
@@ -309,6 +330,17 @@ impl Config {
         Ok(())
     }
 }
+
+/// The server's flags of the risk settings, named in a refusal of their values.
+const SERVER_FLAG_NAMES: SettingNames = SettingNames {
+    alpha: "--alpha",
+    tau: "--tau-hours",
+    tau_user: "--tau-user-hours",
+    bonus: "--bonus",
+    bonus_margin: "--bonus-margin",
+    sale_size_usd: "--sale-size-usd",
+    max_step: "--max-step",
+};
 
 /// Shortest `--max-staleness`: an hour between closes, and a minute for the follower to ask for
 /// and store the candle that closed.
@@ -466,6 +498,60 @@ mod tests {
         let refused = at("1000000", "1000").unwrap_err();
         assert!(refused.contains("--max-wait-us 1000000"), "{refused}");
         assert!(at("500000", "1").is_err());
+    }
+
+    /// SPEC: the risk defaults are "configurable per request and in config": each of the seven
+    /// by its flag, checked against the requests' ranges and named by its flag when refused.
+    #[test]
+    fn every_risk_default_is_configurable_and_checked() {
+        let defaults = |args: &[&str]| {
+            let mut all = vec!["server"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).unwrap().risk_defaults()
+        };
+        assert_eq!(defaults(&[]).unwrap(), RiskSettings::default());
+        let set = defaults(&[
+            "--alpha",
+            "0.995",
+            "--tau-hours",
+            "8",
+            "--tau-user-hours",
+            "48",
+            "--bonus",
+            "0.07",
+            "--bonus-margin",
+            "0.02",
+            "--sale-size-usd",
+            "5000",
+            "--max-step",
+            "0.2",
+        ])
+        .unwrap();
+        assert_eq!(
+            set,
+            RiskSettings {
+                alpha: 0.995,
+                tau: 8.0,
+                tau_user: 48.0,
+                bonus: 0.07,
+                bonus_margin: 0.02,
+                sale_size_usd: 5000.0,
+                max_step: 0.2,
+            }
+        );
+        for (flag, bad) in [
+            ("--alpha", "0.3"),
+            ("--tau-hours", "0.5"),
+            ("--tau-user-hours", "200"),
+            ("--bonus", "1"),
+            ("--sale-size-usd", "-1"),
+        ] {
+            let e = defaults(&[&format!("{flag}={bad}")]).unwrap_err().to_string();
+            assert!(
+                e.starts_with(flag) && !e.starts_with(&format!("{flag}-")),
+                "{flag}: {e}"
+            );
+        }
     }
 
     /// A staleness bound under an hour refused the asset routes for part of every hour on a

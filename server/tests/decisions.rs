@@ -1382,6 +1382,55 @@ async fn a_decision_replays_under_limits_lowered_since() {
     assert_eq!(replayed["identical"], json!(true), "{replayed}");
 }
 
+/// The risk defaults set in the config (SPEC: "configurable per request and in config"; only
+/// the sale size, bonus margin and step could be until stop 64) answer a request that leaves
+/// them out, and the decision replays identically on a service whose defaults are SPEC's: the
+/// record keeps the defaults it was made under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_risk_defaults_answer_and_replay_under_other_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (now, store, _) = logged_state(dir.path()).await;
+    let configured = <volcast_server::Config as clap::Parser>::try_parse_from([
+        "server",
+        "--alpha",
+        "0.995",
+        "--tau-hours",
+        "8",
+        "--tau-user-hours",
+        "48",
+        "--bonus",
+        "0.07",
+    ])
+    .unwrap();
+    let before = replica_before(store, |_| {
+        volcast_server::state::Settings::from_config(&configured).unwrap()
+    })
+    .await;
+    let (_, answer) = risk_decision(&volcast_server::app(before)).await;
+    let item = &answer["items"][0];
+    let derivation = &item["derivation"];
+    assert_eq!(
+        (&derivation["alpha"], &derivation["tau_user_hours"]),
+        (&json!(0.995), &json!(48.0)),
+        "{answer}"
+    );
+    assert!(derivation["tau_hours"].as_f64().unwrap() >= 8.0, "{answer}");
+    assert!(
+        item["parameters"]["liquidation_bonus"].as_f64().unwrap() >= 0.07,
+        "{answer}"
+    );
+    let id = item["decision_id"].as_str().unwrap();
+    let (status, replayed, _) = common::call(
+        &volcast_server::app(now),
+        "POST",
+        &format!("/v1/decisions/{id}/replay"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed["identical"], json!(true), "{replayed}");
+}
+
 /// The HTTP export is what `verify --export` checks: its records, one per line, verify; and a
 /// record whose stored text was cut is still returned (`decision` null), with the rest of its
 /// page, so `verify` names it instead of the route hiding it behind a 500.

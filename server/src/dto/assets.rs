@@ -136,13 +136,13 @@ pub struct LiquidityQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RiskQuery {
-    /// Quantile level of the drawdown, in (0.5, 0.9999] (default 0.99).
+    /// Quantile level of the drawdown, in (0.5, 0.9999] (default from the config, 0.99).
     pub alpha: Option<f64>,
-    /// Liquidation window, hours, in [1, 168] (default 4).
+    /// Liquidation window, hours, in [1, 168] (default from the config, 4).
     pub tau_hours: Option<f64>,
-    /// User reaction window, hours, in [1, 168] (default 24).
+    /// User reaction window, hours, in [1, 168] (default from the config, 24).
     pub tau_user_hours: Option<f64>,
-    /// Floor of the liquidation bonus, in [0, 1) (default 0.05).
+    /// Floor of the liquidation bonus, in [0, 1) (default from the config, 0.05).
     pub bonus: Option<f64>,
     /// Margin over the expected slippage for the bonus, in [0, 1) (default from the config).
     pub bonus_margin: Option<f64>,

@@ -156,15 +156,15 @@ pub struct RiskRequest {
     /// Batch shape: several assets.
     #[serde(default, deserialize_with = "crate::extract::objects::option_vec")]
     pub items: Option<Vec<RiskItem>>,
-    /// Quantile level of the drawdown, in (0.5, 0.9999] (default 0.99).
+    /// Quantile level of the drawdown, in (0.5, 0.9999] (default from the config, 0.99).
     pub alpha: Option<f64>,
-    /// Liquidation window, hours, in [1, 168] (default 4). An active anomaly flag with
+    /// Liquidation window, hours, in [1, 168] (default from the config, 4). An active anomaly flag with
     /// `--anomaly-action tighten` doubles it (up to 168 h), and the shortage probability then
     /// lengthens that up to twice: up to four times the one asked.
     pub tau_hours: Option<f64>,
-    /// User reaction window, hours, in [1, 168] (default 24).
+    /// User reaction window, hours, in [1, 168] (default from the config, 24).
     pub tau_user_hours: Option<f64>,
-    /// Floor of the liquidation bonus, in [0, 1) (default 0.05).
+    /// Floor of the liquidation bonus, in [0, 1) (default from the config, 0.05).
     pub bonus: Option<f64>,
     /// Margin over the expected slippage for the bonus, in [0, 1) (default from the config, 0.01).
     pub bonus_margin: Option<f64>,

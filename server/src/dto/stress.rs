@@ -102,14 +102,14 @@ pub struct StressRequest {
     pub seed: Option<u64>,
     /// Student-t degrees of freedom of the hourly innovations, in (2, 1000] (default 4).
     pub df: Option<f64>,
-    /// Quantile level of the recommended parameters, in (0.5, 0.9999] (default 0.99).
+    /// Quantile level of the recommended parameters, in (0.5, 0.9999] (default from the config, 0.99).
     pub alpha: Option<f64>,
-    /// Liquidation window, hours, in [1, 168] (default 4); lengthened by the shortage
+    /// Liquidation window, hours, in [1, 168] (default from the config, 4); lengthened by the shortage
     /// probability, it is also the sale delay.
     pub tau_hours: Option<f64>,
-    /// User reaction window, hours, in [1, 168] (default 24).
+    /// User reaction window, hours, in [1, 168] (default from the config, 24).
     pub tau_user_hours: Option<f64>,
-    /// Floor of the liquidation bonus, in [0, 1) (default 0.05).
+    /// Floor of the liquidation bonus, in [0, 1) (default from the config, 0.05).
     pub bonus: Option<f64>,
     /// Margin over the expected slippage, in [0, 1) (default from the config, 0.01).
     pub bonus_margin: Option<f64>,

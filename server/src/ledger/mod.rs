@@ -184,7 +184,8 @@ pub async fn forecast_at(
     Ok(out.pop())
 }
 
-/// The record of a forecast at the service's default risk settings.
+/// The record of a forecast at the service's default risk settings, its liquidation window
+/// SPEC's 4 h whatever `--tau-hours` says: its outcome's drawdown is scored over 4 h.
 ///
 /// # Errors
 /// [`ApiError::UnusableInput`] when the policy's numbers are not finite.
@@ -195,7 +196,10 @@ pub fn record_of(
     pred: &volcast_model::inference::Prediction,
 ) -> Result<LedgerRecord, ApiError> {
     let info = &serving.info;
-    let settings = state.settings().defaults;
+    let settings = volcast_core::policy::RiskSettings {
+        tau: DEFAULT_TAU as f64,
+        ..state.settings().defaults
+    };
     let risk = recommend(
         info,
         &settings,
