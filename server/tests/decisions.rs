@@ -797,6 +797,52 @@ async fn a_decision_replays_with_its_own_artifact_after_the_served_one_changed()
     assert!(std::path::Path::new(&dir).is_absolute(), "{dir}");
 }
 
+/// A replay whose request ends (its timeout, or its client gone) while the decision's artifact
+/// loads still gets that artifact loaded and kept: the next replay of it answers at once. The
+/// load ran inside the request and was thrown away with it, so an artifact slower to load than
+/// the request timeout never replayed, and each retry loaded it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replays_model_load_outlives_the_request_that_started_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = common::repo().join("model-artifacts/693e44b5f740fc82");
+    let (state, store, _) = logged_state_serving(dir.path(), &old).await;
+    let app = volcast_server::app(state.clone());
+    risk_decision(&app).await;
+    serve_the_default(&state).await;
+    let rows = all_rows(
+        store
+            .decisions(None, i64::MIN, i64::MAX, Some(0), 100)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(rows.len(), 1);
+    let cut = tokio::time::timeout(Duration::from_millis(1), replay(&state, &rows[0])).await;
+    assert!(cut.is_err(), "the load takes longer than a millisecond");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let kept = state
+            .replay_model()
+            .lock()
+            .await
+            .as_ref()
+            .map(|s| s.info.metadata.id.clone());
+        if let Some(id) = kept {
+            assert_eq!(id, "693e44b5f740fc82");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load was dropped with the request"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let replayed = tokio::time::timeout(Duration::from_secs(30), replay(&state, &rows[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(replayed.identical());
+}
+
 /// A replica keeps its artifacts where it likes: the log records, per model id, the directory of
 /// the first replica (or the first reload) to serve it. A decision whose recorded directory
 /// lacks its artifact's detector (a copy without `anomaly.json` served first) or is gone is

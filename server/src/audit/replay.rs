@@ -69,6 +69,10 @@ async fn model_dirs(state: &AppState, model: &DecisionModel) -> Result<Vec<PathB
 /// The artifact the decision was made with, serving the policy it was made under: the one
 /// served when it is the same artifact, else the one last loaded for a replay, else the first of
 /// [`model_dirs`] holding it (its id and hash checked).
+///
+/// The load runs on a task of its own, which keeps what it loaded for the next replay even when
+/// the request that started it has timed out: a load longer than the request timeout was thrown
+/// away with the request, so such an artifact never replayed and each retry loaded it again.
 async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving, ApiError> {
     let same = |s: &Serving| s.info.metadata.id == model.id && s.info.hash == model.hash;
     if let Ok(s) = state.serving()
@@ -76,6 +80,16 @@ async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving,
     {
         return Ok(s);
     }
+    let (state, model) = (state.clone(), model.clone());
+    tokio::spawn(async move { load_for_replay(&state, &model).await })
+        .await
+        .unwrap_or_else(|e| Err(unavailable(format!("the replay's model load failed: {e}"))))
+}
+
+/// [`serving_for`]'s load: the one last loaded for a replay when it is the decision's, else the
+/// first of [`model_dirs`] holding it, kept for the next replay.
+async fn load_for_replay(state: &AppState, model: &DecisionModel) -> Result<Serving, ApiError> {
+    let same = |s: &Serving| s.info.metadata.id == model.id && s.info.hash == model.hash;
     let mut cached = state.replay_model().lock().await;
     if let Some(s) = cached.as_ref().filter(|s| same(s)) {
         return Ok(s.clone());
