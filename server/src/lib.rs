@@ -197,7 +197,8 @@ pub async fn watch_market_data(state: AppState, period: std::time::Duration) {
 /// writer: the writer commits them whatever becomes of the request, so the request waits for its
 /// verdict however long that takes (the answer if they were committed, 503
 /// `decision_log_unavailable` if not). A record always names an answer that was served, except
-/// to a client that hung up. (A cap on that wait, 30 s until stop 53, let a store blocked on a
+/// to a client that hung up, or one whose connection a shutdown dropped at its deadline while
+/// the writer still waited on the store. (A cap on that wait, 30 s until stop 53, let a store blocked on a
 /// lock commit records of answers the requests had given up on.)
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = state.settings().request_timeout;
