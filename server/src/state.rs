@@ -233,16 +233,52 @@ impl ForecastCache {
             .map(|(_, f)| Arc::clone(f))
     }
 
-    /// Keeps `forecast` as `asset`'s, made under `key` (forgetting every forecast when full).
+    /// Keeps `forecast` as `asset`'s, made under `key` (when full, in place of the forecast made
+    /// on the oldest candles).
     pub fn put(&self, asset: &str, key: ForecastKey, forecast: StoredForecast) {
         let mut entries = self
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if entries.len() >= MAX_CACHED_FORECASTS && !entries.contains_key(asset) {
-            entries.clear();
-        }
+        make_room(&mut entries, asset, MAX_CACHED_FORECASTS);
         entries.insert(asset.to_owned(), (key, forecast));
+    }
+}
+
+/// Room for `asset` in `entries` of at most `cap`: the entry whose last candle is the oldest (an
+/// asset no longer updated, first) goes. Every entry went when full, so a listing of more assets
+/// than the cap (`GET /v1/assets` forecasts each) emptied it part way and found none again.
+fn make_room<V>(entries: &mut std::collections::HashMap<String, (ForecastKey, V)>, asset: &str, cap: usize) {
+    if entries.len() < cap || entries.contains_key(asset) {
+        return;
+    }
+    let oldest = entries
+        .iter()
+        .min_by_key(|(name, (key, _))| (key.0, name.as_str()))
+        .map(|(name, _)| name.clone());
+    if let Some(name) = oldest {
+        entries.remove(&name);
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    /// A full cache gives up one entry, the one on the oldest candles, not all of them.
+    #[test]
+    fn a_full_cache_gives_up_its_oldest_forecast_alone() {
+        let key = |last: i64| (last, 100, 889, "hash".to_owned());
+        let mut entries: std::collections::HashMap<String, (ForecastKey, ())> =
+            (0..4).map(|i| (format!("A{i}"), (key(10 - i), ()))).collect();
+        make_room(&mut entries, "A0", 4);
+        assert_eq!(entries.len(), 4, "a kept asset makes no room");
+        make_room(&mut entries, "NEW", 4);
+        let mut left: Vec<&str> = entries.keys().map(String::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["A0", "A1", "A2"], "A3's candles end first");
+        make_room(&mut entries, "NEW", 8);
+        assert_eq!(entries.len(), 3);
     }
 }
 

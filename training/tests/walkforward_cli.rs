@@ -307,6 +307,17 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     let fv: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&fixed_json).unwrap()).unwrap();
     assert_eq!(fv["fixed_recalibration"], true);
     assert!(v["fixed_recalibration"].is_null(), "absent from an operated run");
+    // Each fold's report says how its model was operated (the daily job's window and adaptive
+    // settings, or corrections fixed), beside HAR operated's window.
+    let operation = |r: &serde_json::Value| r["reports"][0]["config"]["operation"].clone();
+    assert_eq!(operation(&v)["daily_window_days"], 15, "{}", operation(&v));
+    assert!(
+        operation(&v)["adaptive"]["quantile_step"].is_number(),
+        "{}",
+        operation(&v)
+    );
+    assert!(operation(&fv)["daily_window_days"].is_null() && operation(&fv)["adaptive"].is_null());
+    assert_eq!(fv["reports"][0]["config"]["operated_days"], 15);
     for f in fv["folds"].as_array().unwrap() {
         for key in ["days", "blend_hindsight"] {
             assert!(f[key].as_array().is_none_or(Vec::is_empty), "{key}: {f}");

@@ -146,6 +146,18 @@ fn run() -> anyhow::Result<()> {
         &config,
         forecaster.as_ref().map(|f| (f.forecaster(), f.id().to_owned())),
     )?;
+    if let (Some(f), Some(m)) = (&forecaster, &model) {
+        report.config.operation = Some(volcast_training::evaluate::report::OperationReport {
+            daily_window_days: f.days(),
+            adaptive: match f {
+                Scored::Daily(d) => d.daily().adaptive().cloned(),
+                Scored::Fixed(_) => None,
+            },
+            term_structure: m.metadata.term_structure.clone(),
+            without_market: args.without_market,
+            before_fit_end_from: None,
+        });
+    }
     // The blend in hindsight, from the operation behind the model's forecasts.
     if let (Some(Scored::Daily(recorded)), Some(m)) = (&forecaster, &model)
         && let Some(op) = recorded.take()

@@ -296,6 +296,9 @@ fn config_report(config: &EvalConfig, model: Option<String>) -> ConfigReport {
         tau: config.tau,
         bonus: config.bonus,
         model,
+        operated_days: config.operated_days,
+        fit_exponent: config.fit_exponent,
+        operation: None,
     }
 }
 

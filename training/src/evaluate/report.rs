@@ -58,6 +58,31 @@ pub struct ConfigReport {
     pub bonus: f64,
     /// Model artifact scored, if any.
     pub model: Option<String>,
+    /// HAR operated's daily window, days (none: HAR is not operated).
+    pub operated_days: Option<usize>,
+    /// Whether the baselines' drawdowns were calibrated with a fitted exponent.
+    pub fit_exponent: bool,
+    /// How the model was operated, as the command that scored it says (absent without a model):
+    /// two reports scored under other options say so, not only by their figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<OperationReport>,
+}
+
+/// How the scored model was operated.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OperationReport {
+    /// The daily job's trailing window, days; none: the corrections stored at the fit end, fixed.
+    pub daily_window_days: Option<usize>,
+    /// The daily job's adaptive settings in force (the artifact's, or a command's overrides).
+    pub adaptive: Option<volcast_model::artifact::Adaptive>,
+    /// Horizons whose network variance is carried from a shorter one's.
+    pub term_structure: BTreeMap<usize, usize>,
+    /// Scored without the market factor.
+    pub without_market: bool,
+    /// Early-stopped folds whose forecasts stand in before the fit end (`walkforward
+    /// --before-fit-end-from`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_fit_end_from: Option<String>,
 }
 
 /// The panel.

@@ -414,6 +414,13 @@ fn fold(
         None => &fixed,
     };
     let mut report = evaluate(assets, &config, Some((operated, model.metadata.id.clone())))?;
+    report.config.operation = Some(crate::evaluate::report::OperationReport {
+        daily_window_days: daily.as_ref().map(|d| d.daily().days()),
+        adaptive: daily.as_ref().and_then(|d| d.daily().adaptive().cloned()),
+        term_structure: model.metadata.term_structure.clone(),
+        without_market: wf.without_market,
+        before_fit_end_from: wf.before_fit_end_from.as_ref().map(|p| p.display().to_string()),
+    });
     let mut summary = summary(year, &model.metadata.id, &report);
     if let Some(daily) = &daily {
         let hour = |ms: i64| ms.div_euclid(HOUR_MS);

@@ -130,6 +130,12 @@ impl<'a> DailyRecalibrated<'a> {
         self.days
     }
 
+    /// The adaptive settings it operates with (None: fixed levels).
+    #[must_use]
+    pub fn adaptive(&self) -> Option<&Adaptive> {
+        self.adaptive.as_ref()
+    }
+
     /// The same with other adaptive settings (None: fixed levels).
     #[must_use]
     pub fn with_adaptive(mut self, adaptive: Option<Adaptive>) -> Self {
