@@ -69,7 +69,8 @@ struct Args {
     #[arg(long, default_value_t = volcast_training::pipeline::DEFAULT_MEMBERS,
           value_parser = clap::value_parser!(u16).range(1..=16).map(usize::from))]
     members: usize,
-    /// Stop after this many optimiser steps (smoke tests).
+    /// Stop each network's training session after this many optimiser steps (smoke tests;
+    /// counted again per member, per phase and after a resume).
     #[arg(long)]
     max_steps: Option<usize>,
     /// Threads per optimiser step (the batch is split over them and the gradients summed).

@@ -56,7 +56,8 @@ struct Args {
     /// per-horizon epochs); each defaults to the config's.
     #[command(flatten)]
     design: volcast_training::cli::DesignFlags,
-    /// Stop each fold's training after this many optimiser steps (smoke tests).
+    /// Stop each network's training session after this many optimiser steps (smoke tests;
+    /// counted again per member and per phase).
     #[arg(long)]
     max_steps: Option<usize>,
     /// Networks per fold, trained with successive seeds and served as one ensemble (`train

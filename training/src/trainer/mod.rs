@@ -97,7 +97,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Show a progress bar.
     pub progress: bool,
-    /// Stop after this many optimiser steps in total (tests and smoke runs).
+    /// Stop each training session of one network after this many optimiser steps (tests and
+    /// smoke runs): counted again for each member, each phase and a resumed session.
     pub max_steps: Option<usize>,
     /// Threads each optimiser step runs on: the batch is split into this many parts whose
     /// gradients are computed at once, each on its own copy of the model, and summed (the
