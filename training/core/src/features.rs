@@ -16,8 +16,17 @@ use crate::grid::Asset;
 use crate::panel::PreparedAsset;
 use crate::targets::{SHORTAGE_REFERENCE_HOURS, covered, realized_variance, rolling_mean, trailing_median};
 
-/// Version of the feature definitions; an artifact built on another version is refused.
-pub const FEATURE_VERSION: u32 = 1;
+/// Version of the feature definitions this build trains with. An artifact built on a version
+/// outside [`FEATURE_VERSIONS`] is refused; one inside is served with its own version's features.
+///
+/// - 2 (stop 64): a market variance that is missing (a gap in BTC's candles) makes the market
+///   factor unavailable at that hour (`market_available` 0, the asset's own levels).
+/// - 1: it was taken as the floor's log, about -46, and flagged available (`f64::max` returns
+///   the number beside a NaN), on about a day after each gap of two hours or more.
+pub const FEATURE_VERSION: u32 = 2;
+
+/// The feature versions this build computes.
+pub const FEATURE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FEATURE_VERSION;
 
 /// Names of the static features, in order.
 pub const STATIC_NAMES: [&str; 19] = [
@@ -121,14 +130,24 @@ pub struct Market {
 }
 
 impl Market {
-    /// From the market asset's grid.
+    /// From the market asset's grid, as this build's features take it ([`FEATURE_VERSION`]).
     #[must_use]
     pub fn new(asset: &Asset) -> Self {
+        Self::of_version(asset, FEATURE_VERSION)
+    }
+
+    /// From the market asset's grid, as features of `version` take it: from version 2 a missing
+    /// variance stays missing (the factor is unavailable at that hour); version 1 took the
+    /// floor's log for it.
+    #[must_use]
+    pub fn of_version(asset: &Asset, version: u32) -> Self {
         let ln = |w| {
-            realized_variance(&asset.grid.ret, w)
-                .iter()
-                .map(|v| v.max(LN_FLOOR).ln())
-                .collect()
+            let rv = realized_variance(&asset.grid.ret, w);
+            if version >= 2 {
+                ln_floor(&rv)
+            } else {
+                rv.iter().map(|v| v.max(LN_FLOOR).ln()).collect()
+            }
         };
         Self {
             first_hour: asset.grid.first_hour,
@@ -412,6 +431,44 @@ mod tests {
         let y = f.static_at(slot, Some(&m), &mut scratch).unwrap();
         assert_eq!(y[MARKET_FLAG], 1.0);
         assert!((y[16] - x[1]).abs() < 1e-5, "own series as market: same ln RV24");
+    }
+
+    /// A gap in the market asset's candles leaves its trailing variance missing for a while:
+    /// from version 2 the market factor is unavailable there (flag 0, the asset's own levels);
+    /// version 1's features (served to the artifacts trained on them) took ln of the floor,
+    /// about -46, flagged available.
+    #[test]
+    fn a_missing_market_variance_is_no_market() {
+        let (a, p) = asset(2000);
+        let f = AssetFeatures::new(&a, &p);
+        let mut gapped = a.clone();
+        let at = 1500_usize;
+        for i in at..at + 3 {
+            gapped.grid.ret[i] = f64::NAN;
+        }
+        let slot = at + 10;
+        let hour = a.grid.first_hour + i64::try_from(slot).unwrap();
+        let mut scratch = Vec::new();
+        let own = f.static_at(slot, None, &mut scratch).unwrap();
+        let now = Market::new(&gapped);
+        assert_eq!(now.at(hour), None);
+        let x = f.static_at(slot, Some(&now), &mut scratch).unwrap();
+        assert_eq!(x[MARKET_FLAG], 0.0);
+        assert_eq!(x[16], own[16], "the asset's own level, as without a market");
+        let v1 = Market::of_version(&gapped, 1);
+        let (rv24, _) = v1.at(hour).unwrap();
+        assert!((rv24 - LN_FLOOR.ln()).abs() < 1e-9, "{rv24}");
+        assert_eq!(
+            f.static_at(slot, Some(&v1), &mut scratch).unwrap()[MARKET_FLAG],
+            1.0
+        );
+        // Where the market's variances exist, both versions agree.
+        let later = a.grid.first_hour + 1900;
+        assert_eq!(
+            Market::new(&gapped).at(later),
+            Market::of_version(&gapped, 1).at(later)
+        );
+        assert!(Market::new(&gapped).at(later).is_some());
     }
 
     #[test]

@@ -264,10 +264,20 @@ pub fn model_input(
     Some(ModelInput { statics, sequence })
 }
 
-/// The market factor of a panel, when it holds the market asset.
+/// The market factor of a panel, when it holds the market asset, as this build's features take
+/// it.
 #[must_use]
 pub fn panel_market(assets: &[Asset]) -> Option<Market> {
-    assets.iter().find(|a| a.id == MARKET_ASSET).map(Market::new)
+    panel_market_of_version(assets, volcast_core::features::FEATURE_VERSION)
+}
+
+/// [`panel_market`] as features of `version` take it (an artifact's own).
+#[must_use]
+pub fn panel_market_of_version(assets: &[Asset], version: u32) -> Option<Market> {
+    assets
+        .iter()
+        .find(|a| a.id == MARKET_ASSET)
+        .map(|a| Market::of_version(a, version))
 }
 
 impl Forecaster for LoadedModel {
@@ -312,7 +322,10 @@ impl LoadedModel {
     ) -> Result<Vec<Option<Prediction>>, ForecastError> {
         self.check_horizons(request.horizons)?;
         let horizons = &self.metadata.horizons;
-        let market = panel_market(request.assets).filter(|_| self.use_market);
+        let market = self
+            .use_market
+            .then(|| panel_market_of_version(request.assets, self.metadata.features.version))
+            .flatten();
         let prepared: Vec<PreparedAsset> = request
             .assets
             .par_iter()

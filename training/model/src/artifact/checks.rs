@@ -89,8 +89,23 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
     {
         return bad(format!("ensemble_horizon_weights: {e}"));
     }
-    if meta.features.static_names.len() != n_static || meta.features.channel_names.len() != n_channels {
-        return bad("features: the names do not match this build's inputs".into());
+    // By name and order, not by count alone: an artifact of an earlier build whose features
+    // were in another order (under the same version) would be fed today's columns.
+    let f = &meta.features;
+    let names_differ = |have: &[String], want: &[&str]| {
+        have.len() != want.len() || have.iter().zip(want).any(|(a, b)| a != b)
+    };
+    if names_differ(&f.static_names, &volcast_core::features::STATIC_NAMES)
+        || names_differ(&f.channel_names, &volcast_core::features::CHANNEL_NAMES)
+    {
+        return bad("features: the names do not match this build's inputs, in order".into());
+    }
+    if f.market_asset != volcast_core::features::MARKET_ASSET {
+        return bad(format!(
+            "features: the market asset is {}, but this build's market factor is {}",
+            f.market_asset,
+            volcast_core::features::MARKET_ASSET
+        ));
     }
     if let Some(Err(e)) = meta.recalibration.as_ref().map(|r| r.check(levels.len())) {
         return bad(format!("recalibration: {e}"));

@@ -12,7 +12,7 @@ use crate::prediction::Prediction;
 use crate::scaler::Scaler;
 use volcast_core::baselines::har::Har;
 use volcast_core::baselines::shortage::ShortageLogistic;
-use volcast_core::features::{FEATURE_VERSION, FeatureSpec};
+use volcast_core::features::{FEATURE_VERSION, FEATURE_VERSIONS, FeatureSpec};
 
 mod checks;
 mod content;
@@ -212,10 +212,11 @@ pub fn read_metadata(dir: &Path) -> Result<Metadata, ArtifactError> {
             meta.schema_version
         )));
     }
-    if meta.features.version != FEATURE_VERSION {
+    if !FEATURE_VERSIONS.contains(&meta.features.version) {
         return Err(incompatible(format!(
-            "features version {} but this build computes {FEATURE_VERSION}",
-            meta.features.version
+            "features version {} but this build computes versions {} to {FEATURE_VERSION}",
+            meta.features.version,
+            FEATURE_VERSIONS.start()
         )));
     }
     Ok(meta)
@@ -512,6 +513,39 @@ pub fn replace_durably(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// The committed artifacts' metadata (features version 1), and a copy of it under `edit` in
+    /// a directory of its own: what loading's checks say of it.
+    fn checked_after(edit: impl FnOnce(&mut super::Metadata)) -> Result<(), super::ArtifactError> {
+        let committed =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../model-artifacts/e511b0d43982c4cf");
+        let mut meta = super::read_metadata(&committed).unwrap_or_else(|e| panic!("{e}"));
+        edit(&mut meta);
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let text = serde_json::to_string(&meta).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join(super::METADATA), text).unwrap_or_else(|e| panic!("{e}"));
+        let meta = super::read_metadata(dir.path())?;
+        super::check_meaning(dir.path(), &meta)
+    }
+
+    /// Artifacts of every feature version this build computes load (version 1's keep their
+    /// market factor's old reading, [`volcast_core::features::Market::of_version`]); a later one
+    /// is refused, and so are features named otherwise or in another order, or another market
+    /// asset (only the names' count was compared).
+    #[test]
+    fn an_artifact_is_served_only_with_the_features_it_was_trained_on() {
+        assert!(checked_after(|_| {}).is_ok(), "the committed artifact, version 1");
+        assert!(checked_after(|m| m.features.version = 2).is_ok());
+        let said = |r: Result<(), super::ArtifactError>| r.map_or_else(|e| e.to_string(), |()| "ok".into());
+        let later = said(checked_after(|m| m.features.version = 3));
+        assert!(later.contains("features version 3"), "{later}");
+        let swapped = said(checked_after(|m| m.features.static_names.swap(0, 1)));
+        assert!(swapped.contains("names do not match"), "{swapped}");
+        let renamed = said(checked_after(|m| m.features.channel_names[4] = "gap".into()));
+        assert!(renamed.contains("names do not match"), "{renamed}");
+        let market = said(checked_after(|m| m.features.market_asset = "ETHUSDT".into()));
+        assert!(market.contains("market asset is ETHUSDT"), "{market}");
+    }
+
     /// A replacement that cannot land (the name is a directory) fails and leaves no temporary
     /// file behind; one that can replaces the file whole.
     #[test]
