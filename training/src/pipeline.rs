@@ -518,16 +518,20 @@ impl LoadedData {
     }
 }
 
-/// What a run's rows come from beyond its config, for [`RunOptions::inputs`]: the fit end and
-/// each candle file's name and SHA-256 (so a checkpoint is never resumed on another split or on
-/// changed files, whatever the directories are called).
+/// What a run's rows come from beyond its config, for [`RunOptions::inputs`]: the fit end, the
+/// feature version and each candle file's name and SHA-256 (so a checkpoint is never resumed on
+/// another split, on other features' rows or on changed files, whatever the directories are
+/// called).
 fn run_inputs(dirs: &[PathBuf], fit_until_ms: i64) -> anyhow::Result<String> {
     let files = data_hashes(dirs)?
         .into_iter()
         .map(|(name, sha)| format!("{name}={sha}"))
         .collect::<Vec<_>>()
         .join(",");
-    Ok(format!("fit_until_ms={fit_until_ms}; data={files}"))
+    Ok(format!(
+        "fit_until_ms={fit_until_ms}; features=v{}; data={files}",
+        volcast_core::features::FEATURE_VERSION
+    ))
 }
 
 /// The checkpoint directory: the one asked for, else `<out>/.checkpoints/<hash of the config
@@ -696,6 +700,12 @@ mod tests {
             crate::data::write_csv(&d.join("X.csv"), &candles).unwrap_or_else(|e| panic!("{e}"));
         }
         let dirs = vec![a, b];
+        // A checkpoint of rows made by other features' code is not resumed.
+        let inputs = super::run_inputs(&dirs, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            inputs.contains(&format!("features=v{};", volcast_core::features::FEATURE_VERSION)),
+            "{inputs}"
+        );
         let loaded = crate::data::load_assets(&dirs, None).unwrap_or_else(|e| panic!("{e}"));
         let files = super::data_files(&dirs, &loaded).unwrap_or_else(|e| panic!("{e}"));
         let rows: Vec<usize> = files.iter().map(|f| f.rows).collect();

@@ -32,8 +32,11 @@ pub const WEIGHTS: &str = "model.bpk";
 pub const CONFIG: &str = "config.json";
 /// Metadata file name.
 pub const METADATA: &str = "metadata.json";
-/// Most networks an ensemble artifact may hold (each costs a forward pass per answer).
-pub const MAX_ENSEMBLE: usize = 16;
+/// Most networks an ensemble artifact may hold (each costs a forward pass per answer): `train`'s
+/// 16 members, each with up to three networks of its own (`per_horizon_epochs`) and one trained
+/// apart (`networks_apart`). It was 16, so `train --members 9` (18 networks with the week apart,
+/// the default) trained every network and then refused its own artifact.
+pub const MAX_ENSEMBLE: usize = 64;
 /// Pointer file naming the default artifact, inside the artifacts directory.
 pub const DEFAULT_POINTER: &str = "default";
 /// The prefix of the holdout figures' names of networks trained apart for some horizons
@@ -544,6 +547,21 @@ mod tests {
         assert!(renamed.contains("names do not match"), "{renamed}");
         let market = said(checked_after(|m| m.features.market_asset = "ETHUSDT".into()));
         assert!(market.contains("market asset is ETHUSDT"), "{market}");
+    }
+
+    /// `train --members 16` (the largest it takes) with networks apart and per-horizon epochs
+    /// makes an artifact loading accepts; a hand-made one beyond is refused.
+    #[test]
+    fn the_largest_ensemble_train_makes_loads() {
+        let with = |n: usize| {
+            checked_after(|m| {
+                m.ensemble = Some(n);
+                m.ensemble_horizon_weights = None;
+            })
+        };
+        assert!(with(18).is_ok(), "9 members and their networks apart");
+        assert!(with(16 * 4).is_ok());
+        assert!(with(16 * 4 + 1).is_err());
     }
 
     /// A replacement that cannot land (the name is a directory) fails and leaves no temporary
