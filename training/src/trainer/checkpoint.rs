@@ -16,12 +16,14 @@ pub struct CheckpointState {
     /// Last completed epoch (0-based).
     pub epoch: usize,
     /// Best holdout score so far (mean QLIKE over horizons).
+    #[serde(deserialize_with = "number_or_null")]
     pub best: f64,
     /// Epoch of the best score.
     pub best_epoch: usize,
     /// Epochs since the best.
     pub bad_epochs: usize,
-    /// Holdout QLIKE per horizon, per completed epoch.
+    /// Holdout QLIKE per horizon, per completed epoch (NaN where a horizon had no score).
+    #[serde(deserialize_with = "scores_or_null")]
     pub history: Vec<[f64; 3]>,
     /// Seconds spent training so far.
     pub seconds: f64,
@@ -34,6 +36,21 @@ pub struct CheckpointState {
     /// one never resumes from it, as if the epoch were complete, but starts again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cut_short: bool,
+}
+
+/// A number JSON wrote as `null` (serde_json's NaN and infinities) read back as NaN: a state with
+/// a horizon's score NaN did not read, so `--resume` stopped and the refit began again silently.
+fn number_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// [`number_or_null`] for each epoch's scores.
+fn scores_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<[f64; 3]>, D::Error> {
+    let rows = Vec::<[Option<f64>; 3]>::deserialize(d)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| r.map(|x| x.unwrap_or(f64::NAN)))
+        .collect())
 }
 
 /// Files inside a checkpoint directory.
@@ -121,4 +138,28 @@ pub(super) fn save_atomic(
         tmp.with_extension("tmp.bpk")
     };
     std::fs::rename(&written, dir.join(name)).map_err(|e| ckpt_err(&dir.join(name), e))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A state whose scores hold a NaN (a horizon without a score) reads back, NaN where it was.
+    #[test]
+    fn a_state_with_a_missing_score_reads_back() {
+        let state = super::CheckpointState {
+            config: "{}".into(),
+            epoch: 2,
+            best: f64::NAN,
+            best_epoch: 0,
+            bad_epochs: 1,
+            history: vec![[0.5, f64::NAN, 0.3], [0.4, 0.2, 0.1]],
+            seconds: 1.0,
+            average_weight: None,
+            cut_short: false,
+        };
+        let text = serde_json::to_string(&state).unwrap_or_else(|e| panic!("{e}"));
+        let back: super::CheckpointState =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(back.best.is_nan() && back.history[0][1].is_nan());
+        assert_eq!((back.history[0][0], back.history[1]), (0.5, [0.4, 0.2, 0.1]));
+    }
 }
