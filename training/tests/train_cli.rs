@@ -326,6 +326,15 @@ fn train_bench_prints_speed_and_profile() {
         assert!(stdout.contains(phase), "{stdout}");
     }
     assert!(!out_dir.exists(), "--bench writes nothing");
+    // A batch larger than the training rows stepped on no row: refused, not timed.
+    let too_large = args("cpu", "32,1000000", "1");
+    let out = run(
+        env!("CARGO_BIN_EXE_train"),
+        &too_large.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("bench batch size 1000000"), "{stderr}");
 
     let required = std::env::var_os("VOLCAST_REQUIRE_WGPU").is_some();
     let gpu_args = args("wgpu", "32", "1");

@@ -82,6 +82,19 @@ pub fn bench(
     settings: &BenchSettings,
 ) -> Result<(Vec<BenchRow>, [Profile; 3]), TrainError> {
     let data = TrainingData::new(assets, config, fit_end_hour)?;
+    // A batch larger than the rows (or than training takes) stepped on no row at all: no work
+    // timed, and a throughput made up from the batch size.
+    let rows = data.train_set.len();
+    if let Some(&bad) = settings
+        .batch_sizes
+        .iter()
+        .find(|&&b| b == 0 || b > rows || b > volcast_model::config::MAX_BATCH)
+    {
+        return Err(TrainError::Config(format!(
+            "bench batch size {bad}: between 1 and the training rows ({rows}), at most {}",
+            volcast_model::config::MAX_BATCH
+        )));
+    }
     let autodiff = device.clone().autodiff();
     let mut rows_out = Vec::new();
     let mut profiles = [Profile::default(); 3];
