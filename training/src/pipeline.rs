@@ -370,6 +370,9 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     tracing::info!(device = %selected.description, "device");
 
     let data = LoadedData::load(&dirs, p.fit_until_ms)?;
+    // The files' hashes as trained on, taken before training: after it (minutes to hours), a
+    // file replaced meanwhile was recorded with its new hash beside the old rows.
+    let files = data_files(&dirs, &data.loaded)?;
     let inputs = run_inputs(&dirs, data.fit_until_ms)?;
     let options = RunOptions {
         checkpoint_dir: checkpoint_dir(p, &inputs),
@@ -383,7 +386,7 @@ pub fn run(p: &Pipeline) -> anyhow::Result<Outcome> {
     let apart_members = apart.as_ref().map_or(&[][..], |(_, t)| t.as_slice());
     let mut metadata = artifact_metadata(
         config,
-        &dirs,
+        files,
         &data,
         &members,
         apart_members,
@@ -580,7 +583,7 @@ fn holdout_metrics(members: &[Trained], apart: &[Trained]) -> BTreeMap<usize, Ho
 /// The trained model's metadata, with the baselines fitted on the same period.
 fn artifact_metadata(
     config: &TrainingConfig,
-    dirs: &[PathBuf],
+    files: Vec<DataFile>,
     data: &LoadedData,
     members: &[Trained],
     apart: &[Trained],
@@ -615,7 +618,7 @@ fn artifact_metadata(
         horizons: HORIZONS.to_vec(),
         quantile_levels: config.model.quantile_levels.clone(),
         fit_until: format_ms(data.fit_until_ms),
-        data: data_files(dirs, &data.loaded)?,
+        data: files,
         holdout,
         validation: BTreeMap::new(),
         har: baselines.har.clone(),
