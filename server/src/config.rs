@@ -65,7 +65,9 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_MAX_CANDLES", default_value_t = 20_000)]
     pub max_candles: usize,
 
-    /// Default quantile level of the drawdown, when a risk request gives none (SPEC: 0.99).
+    /// Default quantile level of the drawdown, when a risk request gives none (SPEC: 0.99). The
+    /// service's own validation (the ledger, the gate) judges the model at 0.99 whatever this
+    /// says.
     #[arg(long, env = "VOLCAST_ALPHA", default_value_t = volcast_core::policy::DEFAULT_ALPHA)]
     pub alpha: f64,
 

@@ -93,6 +93,8 @@ struct Knobs {
     unreadable: Option<i64>,
     /// Spaces after the page's JSON, bytes (an answer too large to be a klines page).
     padding: usize,
+    /// Spaces after an error answer's JSON, bytes (a proxy's large error page).
+    error_padding: usize,
     /// An hour whose row is sent after the next hour's (the page out of order).
     swap: Option<i64>,
     /// How far the exchange's clock is behind the host's, ms: its open candle and its `Date`
@@ -208,8 +210,13 @@ async fn klines(State(stub): State<Arc<Stub>>, Query(p): Query<Params>) -> Respo
     let mut knobs = stub.knobs();
     if let Some((status, retry_after)) = knobs.failures.pop_front() {
         let status = StatusCode::from_u16(status).unwrap();
-        let body = Json(json!({ "code": -1003, "msg": "Too much request weight used." }));
-        return (status, [(header::RETRY_AFTER, retry_after.to_string())], body).into_response();
+        let mut body = json!({ "code": -1003, "msg": "Too much request weight used." }).to_string();
+        body.push_str(&" ".repeat(knobs.error_padding));
+        let headers = [
+            (header::RETRY_AFTER, retry_after.to_string()),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+        ];
+        return (status, headers, body).into_response();
     }
     let Some(candles) = stub.data.get(&p.symbol) else {
         return binance_error(StatusCode::BAD_REQUEST, -1121, "Invalid symbol.");
@@ -572,6 +579,47 @@ async fn a_row_that_cannot_be_read_is_skipped_after_an_hour_as_a_refused_candle_
     assert_eq!(stored(&store, "BTCUSDT").await, expected);
     let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
     assert!(error.contains("skipped, the hour is missing"), "{error}");
+    follower.shutdown().await;
+}
+
+/// The same when the exchange sends the hour before the unreadable row after it (the page out
+/// of order): that hour is stored, and only the unreadable one is skipped. The page used to end
+/// at the unreadable row, so the hour after it in the page was never read and, once the
+/// unreadable hour was skipped, never asked for again.
+#[tokio::test]
+async fn an_unreadable_row_before_an_earlier_hour_in_the_page_loses_only_its_own() {
+    let h = harness(&["BTCUSDT"], half_past(1000)).await;
+    h.stub.knobs().unreadable = Some(hour(700));
+    h.stub.knobs().swap = Some(hour(699));
+    let store = h.store().await;
+    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
+    let status = follower.status();
+    wait_until(&status, "three refusals", |s| {
+        symbol(s, "BTCUSDT").consecutive_failures >= 3
+    })
+    .await;
+    assert_eq!(status.get("BTCUSDT").unwrap().last_open_time, Some(hour(699)));
+    h.stub.now.fetch_add(H, Ordering::SeqCst);
+    caught_up(&status, "BTCUSDT", hour(1000)).await;
+    let mut expected = h.stub.expected("BTCUSDT", hour(0), hour(1000));
+    expected.retain(|c| c.open_time != hour(700));
+    assert_eq!(stored(&store, "BTCUSDT").await, expected);
+    follower.shutdown().await;
+}
+
+/// An error answer is classified by its status whatever its size: a 429 with a large body is
+/// still rate limiting (retried after its `Retry-After`), not an answer too large.
+#[tokio::test]
+async fn a_large_error_answer_is_classified_by_its_status() {
+    let h = harness(&["BTCUSDT"], half_past(1000)).await;
+    h.stub.knobs().failures.push_back((429, 0));
+    h.stub.knobs().error_padding = 9 << 20;
+    let store = h.store().await;
+    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
+    let status = follower.status();
+    caught_up(&status, "BTCUSDT", hour(999)).await;
+    let s = status.get("BTCUSDT").unwrap();
+    assert_eq!(s.rate_limited, 1, "{s:?}");
     follower.shutdown().await;
 }
 

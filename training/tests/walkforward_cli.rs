@@ -318,6 +318,10 @@ fn walkforward_trains_and_scores_each_fold_then_resumes() {
     );
     assert!(operation(&fv)["daily_window_days"].is_null() && operation(&fv)["adaptive"].is_null());
     assert_eq!(fv["reports"][0]["config"]["operated_days"], 15);
+    assert_eq!(
+        operation(&v)["features_version"],
+        volcast_core::features::FEATURE_VERSION
+    );
     for f in fv["folds"].as_array().unwrap() {
         for key in ["days", "blend_hindsight"] {
             assert!(f[key].as_array().is_none_or(Vec::is_empty), "{key}: {f}");

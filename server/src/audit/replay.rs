@@ -81,10 +81,25 @@ async fn serving_for(state: &AppState, model: &DecisionModel) -> Result<Serving,
         return Ok(s);
     }
     let (state, model) = (state.clone(), model.clone());
-    tokio::spawn(async move { load_for_replay(&state, &model).await })
-        .await
-        .unwrap_or_else(|e| Err(unavailable(format!("the replay's model load failed: {e}"))))
+    tokio::spawn(async move {
+        // Bounded: the load holds the replay's model slot, and a load that hung (a stuck disk
+        // or store) would otherwise hold it from every later replay until a restart.
+        tokio::time::timeout(REPLAY_LOAD_LIMIT, load_for_replay(&state, &model))
+            .await
+            .unwrap_or_else(|_| {
+                Err(unavailable(format!(
+                    "the artifact of model {} did not load within {} s",
+                    model.id,
+                    REPLAY_LOAD_LIMIT.as_secs()
+                )))
+            })
+    })
+    .await
+    .unwrap_or_else(|e| Err(unavailable(format!("the replay's model load failed: {e}"))))
 }
+
+/// Longest a replay's load of a decision's artifact may hold the replay's model slot.
+const REPLAY_LOAD_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// [`serving_for`]'s load: the one last loaded for a replay when it is the decision's, else the
 /// first of [`model_dirs`] holding it, kept for the next replay.

@@ -85,13 +85,32 @@ pub(super) async fn fetch(
     let status = response.status();
     let retry_after = retry_after(response.headers());
     let date = exchange_time(response.headers());
-    let body = read_capped(response, MAX_ANSWER_BYTES).await?;
     if !status.is_success() {
-        return Err(http_error(status, retry_after, &body));
+        // Classified by its status whatever its size (a proxy's large error page): only the
+        // start of its body is read, for the message.
+        let start = read_start(response, ERROR_BODY_BYTES).await;
+        return Err(http_error(status, retry_after, &start));
     }
+    let body = read_capped(response, MAX_ANSWER_BYTES).await?;
     let rows =
         serde_json::from_slice::<Vec<Value>>(&body).map_err(|e| RoundError::Malformed(e.to_string()))?;
     Ok((rows, date))
+}
+
+/// Bytes of an error answer's body read for its message.
+const ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// The first `cap` bytes of the answer's body, or as many as it has (what could be read, if the
+/// body breaks off).
+async fn read_start(mut response: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < cap {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(cap - body.len())]),
+            _ => break,
+        }
+    }
+    body
 }
 
 /// The answer's body, refused once it passes `cap` bytes (its length, where it says one, is
@@ -181,26 +200,36 @@ pub(super) struct Page {
 /// before `closed_before` are left out, a repeated open time keeps its first row, the rest are
 /// put in time order, and the page ends before the first row that cannot be read or the first
 /// candle (in time) that [`validate_candles`] refuses. A row that cannot be read but whose open
-/// time can is left out where a readable one would be, and otherwise refused at that hour (and
+/// time can is left out where a readable one would be (not asked for, not closed, or its hour
+/// has a readable row), and otherwise refused at that hour, the earliest such in the page (and
 /// skipped as a refused candle is, if the exchange never corrects it); one whose open time
-/// cannot be read names no hour.
+/// cannot be read ends the page there and names no hour.
 pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i64) -> Page {
     let mut candles = Vec::with_capacity(rows.len());
     let mut seen = HashSet::new();
     let mut problem = None;
     let mut refused_at = None;
+    // Rows that cannot be read but whose open time can, by open time: the page goes on past
+    // them (a row earlier in time may follow, the page out of order), and ends at the earliest.
+    let mut unreadable = std::collections::BTreeMap::new();
     for (row, raw) in rows.iter().enumerate() {
         let candle = match parse_kline(raw) {
             Ok(c) => c,
             Err(e) => {
-                let open_time = raw.get(0).and_then(Value::as_i64);
-                // Left out as a readable row would be: not asked for, not closed, or repeated.
-                if open_time.is_some_and(|t| !(start..closed_before).contains(&t) || seen.contains(&t)) {
-                    continue;
+                let said = format!("row {row} of the page: {e}");
+                match raw.get(0).and_then(Value::as_i64) {
+                    // Left out as a readable row would be: not asked for or not closed.
+                    Some(t) if !(start..closed_before).contains(&t) => {}
+                    Some(t) => {
+                        unreadable.entry(t).or_insert(said);
+                    }
+                    // No hour to refuse: the page ends here.
+                    None => {
+                        problem = Some(said);
+                        break;
+                    }
                 }
-                problem = Some(format!("row {row} of the page: {e}"));
-                refused_at = open_time;
-                break;
+                continue;
             }
         };
         if candle.open_time < start || candle.open_time >= closed_before {
@@ -216,10 +245,15 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
     // row out of order, refused as such, would never be asked for again.
     candles.sort_by_key(|(c, _)| c.open_time);
     let (mut candles, page_rows): (Vec<Candle>, Vec<usize>) = candles.into_iter().unzip();
-    if let Some(at) = refused_at {
-        // Rows read before it but later in time wait until it is stored or skipped.
+    // An hour with a readable row too keeps that row (a repeated open time keeps one row).
+    unreadable.retain(|t, _| !seen.contains(t));
+    if let Some((at, said)) = unreadable.into_iter().next() {
+        // Rows later in time wait until it is stored or skipped.
         let before = candles.partition_point(|c| c.open_time < at);
         candles.truncate(before);
+        // Said unless a row whose open time cannot be read ended the page first.
+        problem.get_or_insert(said);
+        refused_at = Some(at);
     }
     if let Err(e) = validate_candles(&candles) {
         refused_at = candles.get(e.row).map(|c| c.open_time);

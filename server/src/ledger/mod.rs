@@ -184,8 +184,9 @@ pub async fn forecast_at(
     Ok(out.pop())
 }
 
-/// The record of a forecast at the service's default risk settings, its liquidation window
-/// SPEC's 4 h whatever `--tau-hours` says: its outcome's drawdown is scored over 4 h.
+/// The record of a forecast at the service's default risk settings, its quantile level and
+/// liquidation window SPEC's 0.99 and 4 h whatever `--alpha` and `--tau-hours` say: its outcome's
+/// drawdown is scored over 4 h, and the gate pools a window's entries at one level.
 ///
 /// # Errors
 /// [`ApiError::UnusableInput`] when the policy's numbers are not finite.
@@ -197,6 +198,7 @@ pub fn record_of(
 ) -> Result<LedgerRecord, ApiError> {
     let info = &serving.info;
     let settings = volcast_core::policy::RiskSettings {
+        alpha: volcast_core::policy::DEFAULT_ALPHA,
         tau: DEFAULT_TAU as f64,
         ..state.settings().defaults
     };

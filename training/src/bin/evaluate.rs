@@ -156,6 +156,7 @@ fn run() -> anyhow::Result<()> {
             term_structure: m.metadata.term_structure.clone(),
             without_market: args.without_market,
             before_fit_end_from: None,
+            features_version: m.metadata.features.version,
         });
     }
     // The blend in hindsight, from the operation behind the model's forecasts.

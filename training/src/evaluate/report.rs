@@ -83,6 +83,8 @@ pub struct OperationReport {
     /// --before-fit-end-from`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before_fit_end_from: Option<String>,
+    /// The artifact's feature version (served with its own version's features).
+    pub features_version: u32,
 }
 
 /// The panel.

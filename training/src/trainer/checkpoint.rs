@@ -15,8 +15,8 @@ pub struct CheckpointState {
     pub config: String,
     /// Last completed epoch (0-based).
     pub epoch: usize,
-    /// Best holdout score so far (mean QLIKE over horizons).
-    #[serde(deserialize_with = "number_or_null")]
+    /// Best holdout score so far (mean QLIKE over horizons; infinite before any).
+    #[serde(deserialize_with = "best_or_null")]
     pub best: f64,
     /// Epoch of the best score.
     pub best_epoch: usize,
@@ -38,13 +38,14 @@ pub struct CheckpointState {
     pub cut_short: bool,
 }
 
-/// A number JSON wrote as `null` (serde_json's NaN and infinities) read back as NaN: a state with
-/// a horizon's score NaN did not read, so `--resume` stopped and the refit began again silently.
-fn number_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+/// The best score, `null` read back as infinite: the best starts there, and serde_json writes
+/// it as `null` (NaN would never be beaten).
+fn best_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
-/// [`number_or_null`] for each epoch's scores.
+/// Each epoch's scores, a `null` (serde_json's NaN) read back as NaN: a state with a horizon's
+/// score NaN did not read, so `--resume` stopped and the refit began again silently.
 fn scores_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<[f64; 3]>, D::Error> {
     let rows = Vec::<[Option<f64>; 3]>::deserialize(d)?;
     Ok(rows
@@ -148,7 +149,7 @@ mod tests {
         let state = super::CheckpointState {
             config: "{}".into(),
             epoch: 2,
-            best: f64::NAN,
+            best: f64::INFINITY,
             best_epoch: 0,
             bad_epochs: 1,
             history: vec![[0.5, f64::NAN, 0.3], [0.4, 0.2, 0.1]],
@@ -159,7 +160,7 @@ mod tests {
         let text = serde_json::to_string(&state).unwrap_or_else(|e| panic!("{e}"));
         let back: super::CheckpointState =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-        assert!(back.best.is_nan() && back.history[0][1].is_nan());
+        assert!(back.best == f64::INFINITY && back.history[0][1].is_nan());
         assert_eq!((back.history[0][0], back.history[1]), (0.5, [0.4, 0.2, 0.1]));
     }
 }

@@ -420,6 +420,7 @@ fn fold(
         term_structure: model.metadata.term_structure.clone(),
         without_market: wf.without_market,
         before_fit_end_from: wf.before_fit_end_from.as_ref().map(|p| p.display().to_string()),
+        features_version: model.metadata.features.version,
     });
     let mut summary = summary(year, &model.metadata.id, &report);
     if let Some(daily) = &daily {
@@ -596,14 +597,26 @@ fn before_fit_end(
 
 /// Refuses the artifact in `dir` (its `metadata`) as a fold of this run where it was trained
 /// with another step limit (a smoke run is never scored as a trained fold, nor the reverse),
-/// on other candle files than `data`, or with another number of networks: the checks a reused
-/// fold gets, and the early-stopped fold of `--before-fit-end-from` too.
+/// on other candle files than `data`, with another number of networks, or on features of
+/// another version: the checks a reused fold gets, and the early-stopped fold of
+/// `--before-fit-end-from` too.
 fn check_reusable(
     dir: &Path,
     metadata: &artifact::Metadata,
     wf: &WalkForward,
     data: &[(String, String)],
 ) -> anyhow::Result<()> {
+    // Loading serves an older version's artifact with its own features, but a fold of this run
+    // is this build's design: one trained on older features is retrained, not scored beside it.
+    let version = volcast_core::features::FEATURE_VERSION;
+    if metadata.features.version != version {
+        bail!(
+            "{} was trained on features version {}, this build trains version {version}: a fold \
+             is reused only on this build's features; use another --out",
+            dir.display(),
+            metadata.features.version
+        );
+    }
     if metadata.max_steps != wf.max_steps {
         let limit =
             |m: Option<usize>| m.map_or_else(|| "full training".to_owned(), |n| format!("--max-steps {n}"));
@@ -697,7 +710,10 @@ mod tests {
     #[test]
     fn a_fold_is_reused_only_at_its_step_limit_data_and_member_count() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts/e511b0d43982c4cf");
-        let metadata = artifact::read_metadata(&dir).unwrap();
+        let committed = artifact::read_metadata(&dir).unwrap();
+        // The committed artifact's features are version 1: as this build's, it is reusable.
+        let mut metadata = committed.clone();
+        metadata.features.version = volcast_core::features::FEATURE_VERSION;
         let data = crate::pipeline::recorded_data(&metadata);
         let wf = WalkForward {
             dirs: Vec::new(),
@@ -735,6 +751,10 @@ mod tests {
         changed[0].1 = "0".repeat(64);
         assert!(refused(&wf, &changed).contains("other candle files"));
         assert!(refused(&wf, &data[1..]).contains("other candle files"));
+        let older = check_reusable(&dir, &committed, &wf, &data)
+            .unwrap_err()
+            .to_string();
+        assert!(older.contains("features version 1"), "{older}");
     }
 
     #[test]

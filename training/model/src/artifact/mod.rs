@@ -33,10 +33,10 @@ pub const CONFIG: &str = "config.json";
 /// Metadata file name.
 pub const METADATA: &str = "metadata.json";
 /// Most networks an ensemble artifact may hold (each costs a forward pass per answer): `train`'s
-/// 16 members, each with up to three networks of its own (`per_horizon_epochs`) and one trained
-/// apart (`networks_apart`). It was 16, so `train --members 9` (18 networks with the week apart,
+/// 16 members, each with up to three networks (`per_horizon_epochs`, or its own and one trained
+/// apart, `networks_apart`). It was 16, so `train --members 9` (18 networks with the week apart,
 /// the default) trained every network and then refused its own artifact.
-pub const MAX_ENSEMBLE: usize = 64;
+pub const MAX_ENSEMBLE: usize = 48;
 /// Pointer file naming the default artifact, inside the artifacts directory.
 pub const DEFAULT_POINTER: &str = "default";
 /// The prefix of the holdout figures' names of networks trained apart for some horizons
@@ -560,8 +560,8 @@ mod tests {
             })
         };
         assert!(with(18).is_ok(), "9 members and their networks apart");
-        assert!(with(16 * 4).is_ok());
-        assert!(with(16 * 4 + 1).is_err());
+        assert!(with(16 * 3).is_ok());
+        assert!(with(16 * 3 + 1).is_err());
     }
 
     /// A replacement that cannot land (the name is a directory) fails and leaves no temporary
