@@ -9,11 +9,10 @@ use std::sync::Arc;
 use volcast_core::anomaly::features::{MarketContext, PoolSnapshot, Row, candle_rows, candle_rows_from};
 use volcast_core::anomaly::{AdaptiveConfig, DailyScales, Detector, Scale, Scorer};
 use volcast_core::candles::Candle;
-use volcast_core::time::{DAY_MS, HOUR_MS};
+use volcast_core::time::{DAY_MS, HOUR_MS, day_origin};
 
 use crate::dto::anomaly::{AnomalyContext, AssetScan, PoolSnapshotDto, ScoredRow, SeriesScan};
 use crate::error::ApiError;
-use crate::ledger::day_origin;
 
 /// The detector file looked for in the served artifact's directory.
 pub const FILE: &str = "anomaly.json";

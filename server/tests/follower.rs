@@ -523,9 +523,20 @@ async fn refused_three_times_at(bad: i64) -> (Harness, Store, Follower, FollowSt
 
 /// [`refused_three_times_at`], the exchange having no candle at `gaps`.
 async fn refused_three_times_after_gaps(bad: i64, gaps: &[i64]) -> (Harness, Store, Follower, FollowStatus) {
+    refused_three_times_with(|k| {
+        k.bad = Some(bad);
+        k.gaps = gaps.iter().copied().collect();
+    })
+    .await
+}
+
+/// BTCUSDT followed from hour 0 at half past hour 1000, the exchange set by `knobs`, once the
+/// follower has had a page refused three times in a row.
+async fn refused_three_times_with(
+    knobs: impl FnOnce(&mut Knobs),
+) -> (Harness, Store, Follower, FollowStatus) {
     let h = harness(&["BTCUSDT"], half_past(1000)).await;
-    h.stub.knobs().bad = Some(bad);
-    h.stub.knobs().gaps = gaps.iter().copied().collect();
+    knobs(&mut h.stub.knobs());
     let store = h.store().await;
     let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
     let status = follower.status();
@@ -541,14 +552,9 @@ async fn refused_three_times_after_gaps(bad: i64, gaps: &[i64]) -> (Harness, Sto
 #[tokio::test]
 async fn a_candle_refused_for_an_hour_is_skipped_as_a_missing_hour() {
     let (h, store, follower, status) = refused_three_times_at(hour(700)).await;
-    // Within the hour: still asked for, nothing after it stored.
-    assert_eq!(status.get("BTCUSDT").unwrap().last_open_time, Some(hour(699)));
-    // An hour later, still refused: skipped, and the rest of the history arrives.
-    h.stub.now.fetch_add(H, Ordering::SeqCst);
-    caught_up(&status, "BTCUSDT", hour(1000)).await;
-    let mut expected = h.stub.expected("BTCUSDT", hour(0), hour(1000));
-    expected.retain(|c| c.open_time != hour(700));
-    assert_eq!(stored(&store, "BTCUSDT").await, expected);
+    // Within the hour: still asked for, nothing after it stored; an hour later, still refused:
+    // skipped, and the rest of the history arrives.
+    only_hour_700_is_skipped_an_hour_later(&h, &store, &status).await;
     let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
     assert!(error.contains("skipped, the hour is missing"), "{error}");
     follower.shutdown().await;
@@ -559,27 +565,24 @@ async fn a_candle_refused_for_an_hour_is_skipped_as_a_missing_hour() {
 /// hour, so the symbol asked for it again for good and no later hour was ever stored.
 #[tokio::test]
 async fn a_row_that_cannot_be_read_is_skipped_after_an_hour_as_a_refused_candle_is() {
-    let h = harness(&["BTCUSDT"], half_past(1000)).await;
-    h.stub.knobs().unreadable = Some(hour(700));
-    let store = h.store().await;
-    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
-    let status = follower.status();
-    wait_until(&status, "three refusals", |s| {
-        symbol(s, "BTCUSDT").consecutive_failures >= 3
-    })
-    .await;
-    let s = status.get("BTCUSDT").unwrap();
-    assert_eq!(s.last_open_time, Some(hour(699)));
-    let error = s.last_error.unwrap();
+    let (h, store, follower, status) = refused_three_times_with(|k| k.unreadable = Some(hour(700))).await;
+    let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
     assert!(error.contains("quote_volume"), "{error}");
-    h.stub.now.fetch_add(H, Ordering::SeqCst);
-    caught_up(&status, "BTCUSDT", hour(1000)).await;
-    let mut expected = h.stub.expected("BTCUSDT", hour(0), hour(1000));
-    expected.retain(|c| c.open_time != hour(700));
-    assert_eq!(stored(&store, "BTCUSDT").await, expected);
+    only_hour_700_is_skipped_an_hour_later(&h, &store, &status).await;
     let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
     assert!(error.contains("skipped, the hour is missing"), "{error}");
     follower.shutdown().await;
+}
+
+/// With hour 700 refused, everything before it is stored; an hour later it is skipped and the
+/// rest of the history arrives, hour 700 alone missing.
+async fn only_hour_700_is_skipped_an_hour_later(h: &Harness, store: &Store, status: &FollowStatus) {
+    assert_eq!(status.get("BTCUSDT").unwrap().last_open_time, Some(hour(699)));
+    h.stub.now.fetch_add(H, Ordering::SeqCst);
+    caught_up(status, "BTCUSDT", hour(1000)).await;
+    let mut expected = h.stub.expected("BTCUSDT", hour(0), hour(1000));
+    expected.retain(|c| c.open_time != hour(700));
+    assert_eq!(stored(store, "BTCUSDT").await, expected);
 }
 
 /// The same when the exchange sends the hour before the unreadable row after it (the page out
@@ -588,22 +591,12 @@ async fn a_row_that_cannot_be_read_is_skipped_after_an_hour_as_a_refused_candle_
 /// unreadable hour was skipped, never asked for again.
 #[tokio::test]
 async fn an_unreadable_row_before_an_earlier_hour_in_the_page_loses_only_its_own() {
-    let h = harness(&["BTCUSDT"], half_past(1000)).await;
-    h.stub.knobs().unreadable = Some(hour(700));
-    h.stub.knobs().swap = Some(hour(699));
-    let store = h.store().await;
-    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
-    let status = follower.status();
-    wait_until(&status, "three refusals", |s| {
-        symbol(s, "BTCUSDT").consecutive_failures >= 3
+    let (h, store, follower, status) = refused_three_times_with(|k| {
+        k.unreadable = Some(hour(700));
+        k.swap = Some(hour(699));
     })
     .await;
-    assert_eq!(status.get("BTCUSDT").unwrap().last_open_time, Some(hour(699)));
-    h.stub.now.fetch_add(H, Ordering::SeqCst);
-    caught_up(&status, "BTCUSDT", hour(1000)).await;
-    let mut expected = h.stub.expected("BTCUSDT", hour(0), hour(1000));
-    expected.retain(|c| c.open_time != hour(700));
-    assert_eq!(stored(&store, "BTCUSDT").await, expected);
+    only_hour_700_is_skipped_an_hour_later(&h, &store, &status).await;
     follower.shutdown().await;
 }
 

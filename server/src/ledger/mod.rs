@@ -33,7 +33,7 @@ mod figures;
 
 pub use figures::{HarOperated, Scored, scored_of, validation};
 
-pub use volcast_core::time::DAY_MS;
+pub use volcast_core::time::{DAY_MS, day_origin};
 /// Days before today the ledger job fills in when it starts (or finds days missing).
 pub const CATCH_UP_DAYS: i64 = 7;
 /// Entries scored per pass.
@@ -497,12 +497,6 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
         scored += 1;
     }
     Ok(scored)
-}
-
-/// The daily origin at or before `now_ms` (00:00 UTC).
-#[must_use]
-pub fn day_origin(now_ms: i64) -> i64 {
-    now_ms.div_euclid(DAY_MS) * DAY_MS
 }
 
 /// One pass of the ledger job at `now_ms`: records the daily origins not yet recorded with the

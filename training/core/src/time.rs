@@ -11,6 +11,13 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// The start of the UTC day holding `ms` (00:00), Unix milliseconds: the daily origin at or
+/// before it.
+#[must_use]
+pub fn day_origin(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS) * DAY_MS
+}
+
 /// Close hour of the candle that opens at `open_time_ms`.
 #[must_use]
 pub fn close_hour_of_open_ms(open_time_ms: i64) -> i64 {
