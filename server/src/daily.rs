@@ -358,12 +358,12 @@ async fn anomaly_threshold(
             found.served(scorer.scale().pools)
         }
     };
-    // A detector reloaded while the scale was measured is measured again at the next pass.
-    if state.anomaly_scorer().is_none_or(|now| now.detector.id != id) {
+    // A detector reloaded while the scale was measured (or as it is set) is measured again at
+    // the next pass.
+    let scaled = scorer.as_ref().clone().with_scale(scale);
+    if !state.replace_anomaly(&id, Arc::new(scaled)) {
         return Ok(None);
     }
-    let scaled = scorer.as_ref().clone().with_scale(scale);
-    state.set_anomaly(Some(Arc::new(scaled)));
     state.metrics().anomaly_threshold_scale.set(scale.candles);
     state
         .metrics()

@@ -576,6 +576,23 @@ impl AppState {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = scorer;
     }
 
+    /// Installs `scorer` in place of the served detector when that is still the one of id
+    /// `expected` (a rescaled copy of it), atomically; false, leaving it, when another was
+    /// installed since (a reload). Checked and set apart, a reload in between (its model and
+    /// its own detector, or none) had the old detector put back beside the new model.
+    pub fn replace_anomaly(&self, expected: &str, scorer: Arc<volcast_core::anomaly::Scorer>) -> bool {
+        let mut served = self
+            .inner
+            .anomaly
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if served.as_ref().is_none_or(|now| now.detector.id != expected) {
+            return false;
+        }
+        *served = Some(scorer);
+        true
+    }
+
     /// The settings.
     #[must_use]
     pub fn settings(&self) -> &Settings {

@@ -543,6 +543,22 @@ async fn the_stored_candles_route_scans_the_store() {
     let (s, v, _) = common::call(&app, "GET", &format!("{uri}&all=true"), None).await;
     assert_eq!(s, 200);
     assert_eq!(v["hours"]["rows"].as_array().unwrap().len(), 101);
+    // Without `from`, the last 7 days of hours up to `to`, a date's last hour included.
+    let (s, v, _) = common::call(
+        &app,
+        "GET",
+        "/v1/assets/SYNUSDT/anomalies?to=2021-02-05&all=true",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let rows = v["hours"]["rows"].as_array().unwrap();
+    assert_eq!(
+        (v["hours"]["scored"].as_u64(), rows.len()),
+        (Some(168), 168),
+        "{v}"
+    );
+    assert_eq!(rows[0]["time"], json!("2021-01-30T00:00:00Z"), "{v}");
     // Errors.
     let (s, v, _) = common::call(&app, "GET", "/v1/assets/NOPEUSDT/anomalies", None).await;
     assert_eq!(
@@ -1213,4 +1229,29 @@ async fn the_stored_candles_route_judges_an_asset_against_the_stored_market() {
             .all(|d| d["feature"].as_str().unwrap().ends_with("_vs_market")),
         "{drivers}"
     );
+}
+
+/// The daily job's rescaled detector is installed only over the detector it was measured on:
+/// a reload between the measure and the install (its own detector, or none) is kept, not
+/// overwritten with the old detector beside the new model.
+#[tokio::test]
+async fn a_rescaled_detector_is_installed_only_over_the_one_it_was_measured_on() {
+    let (_, state) = app(Action::Report, true, None).await;
+    let served = state.anomaly_scorer().unwrap();
+    let id = served.detector.id.clone();
+    let scaled = |s: f64| {
+        Arc::new(served.as_ref().clone().with_scale(volcast_core::anomaly::Scale {
+            candles: s,
+            candles_alone: s,
+            pools: s,
+        }))
+    };
+    assert!(!state.replace_anomaly("another detector", scaled(1.5)));
+    assert!((state.anomaly_scorer().unwrap().scale().candles - 1.0).abs() < 1e-12);
+    assert!(state.replace_anomaly(&id, scaled(1.5)));
+    assert!((state.anomaly_scorer().unwrap().scale().candles - 1.5).abs() < 1e-12);
+    // Reloaded without a detector meanwhile: none stays.
+    state.set_anomaly(None);
+    assert!(!state.replace_anomaly(&id, scaled(2.0)));
+    assert!(state.anomaly_scorer().is_none());
 }

@@ -202,6 +202,14 @@ fn horizon_skill(
         else {
             continue;
         };
+        // SPEC's common points: every forecast finite and positive. A zero forecast (the
+        // served checks allow >= 0) made QLIKE inf - inf = NaN, and the NaN ran through the
+        // means and the DM of the whole window, where the gate read `NaN > threshold` as no
+        // failure.
+        let usable = |x: f64| x.is_finite() && x > 0.0;
+        if !usable(f) || !usable(g) {
+            continue;
+        }
         let har = qlike(rv, g);
         let losses = Losses {
             group: assets.binary_search(&e.asset.as_str()).unwrap_or(0),
@@ -456,6 +464,32 @@ mod tests {
             // 0.05 only of the old entries, 0.5 only of the new, 0.95 of both.
             assert_eq!(coverage, [(0.05, Some(0.0)), (0.5, Some(0.0)), (0.95, Some(1.0))]);
         }
+    }
+
+    /// A record whose model (or HAR) forecast is zero is no common point: its QLIKE is NaN,
+    /// which the window's means and DM carried and the gate read as no failure.
+    #[test]
+    fn a_zero_forecast_is_no_common_point() {
+        let mut entries = ledger(None);
+        entries[0].record.variance[0] = 0.0;
+        entries[1].record.har_variance[0] = Some(0.0);
+        let w = validation(&entries, 60, 0, 59 * DAY_MS, None);
+        let h = &w.horizons[0];
+        assert_eq!(h.points, entries.len() - 2);
+        for figure in [
+            h.qlike_model,
+            h.qlike_har,
+            h.dm_daily_statistic,
+            h.dm_daily_vs_har,
+            h.dm_statistic,
+        ] {
+            assert!(figure.is_some_and(f64::is_finite), "{h:?}");
+        }
+        // The same window without the two points.
+        let rest: Vec<Scored> = entries[2..].to_vec();
+        let without = validation(&rest, 60, 0, 59 * DAY_MS, None);
+        assert_eq!(h.qlike_model, without.horizons[0].qlike_model);
+        assert_eq!(h.dm_daily_vs_har, without.horizons[0].dm_daily_vs_har);
     }
 
     #[test]

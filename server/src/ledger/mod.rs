@@ -464,14 +464,10 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
         let through = closes_at(&record, entry.origin).min(now_ms);
         let span = (through - entry.origin) / HOUR_MS;
         let before = scoring_lookback_hours(&record);
-        let candles = store
-            .candles(
-                &entry.asset,
-                entry.origin - before * HOUR_MS,
-                entry.origin + (span - 1) * HOUR_MS,
-                u32::try_from(before + span).unwrap_or(u32::MAX),
-            )
-            .await?;
+        // The asset's newest stored hour is read before its candles: a candle stored between
+        // the two reads then shows in the candles, never in `stored_last` alone (read after,
+        // it closed a window whose last hour the candles read lacked, and the outcome was
+        // written complete on one return short, for good).
         let stored_last = match last_open.get(&entry.asset) {
             Some(&t) => t,
             None => {
@@ -483,6 +479,14 @@ pub async fn score_pending(state: &AppState, now_ms: i64) -> Result<usize, ApiEr
                 t
             }
         };
+        let candles = store
+            .candles(
+                &entry.asset,
+                entry.origin - before * HOUR_MS,
+                entry.origin + (span - 1) * HOUR_MS,
+                u32::try_from(before + span).unwrap_or(u32::MAX),
+            )
+            .await?;
         let Some(outcome) = outcome_of(&record, entry.origin, &candles, stored_last, store_latest, now_ms)
         else {
             continue;

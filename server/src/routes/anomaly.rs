@@ -116,7 +116,9 @@ pub async fn asset_anomalies(
     };
     let from = match q.from.as_deref() {
         Some(f) => time_param("from", f, Bound::Start)?,
-        None => to - (DEFAULT_RANGE_HOURS - 1) * HOUR_MS,
+        // The 7 days of hours up to `to`'s: a date's `to` is its last millisecond, and the
+        // week back from it began an hour in (167 hours).
+        None => to.div_euclid(HOUR_MS) * HOUR_MS - (DEFAULT_RANGE_HOURS - 1) * HOUR_MS,
     };
     super::assets::check_from_to(from, to)?;
     if to - from >= MAX_RANGE_HOURS * HOUR_MS {
