@@ -122,6 +122,8 @@ async fn an_injected_pump_and_a_pool_drain_are_flagged_with_reasons() {
     // The shipped detector reads a fall under 0.5% beside an LP supply change as a fee mint.
     let bound = v["detector"]["fee_mint_bound"].as_f64().unwrap();
     assert!((bound - 0.005).abs() < 1e-12, "{bound}");
+    // Fitted before the round trip started over at gaps: read as fitted.
+    assert_eq!(v["detector"]["trip_restarts_at_gaps"], json!(false));
     let item = &v["items"][0];
     assert_eq!(item["market_context"], "none");
     let hours = &item["hours"];

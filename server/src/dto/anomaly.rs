@@ -98,6 +98,12 @@ pub struct DetectorRef {
     /// tokens with a mint or burn (SushiSwap's `feeTo`), not reserves leaving. The driver still
     /// shows the raw change. 0: every fall read as it is (detectors fitted before stop 41).
     pub fee_mint_bound: f64,
+    /// `out_and_back` (the `pump_and_dump` pattern's round trip over 5 hours) reads the returns
+    /// between consecutive hours only, starting over after a missing hour. False for detectors
+    /// fitted before stop 65 (the committed ones): the multi-hour return across a gap entered
+    /// the next hours' round trip.
+    #[serde(default)]
+    pub trip_restarts_at_gaps: bool,
     /// The candle patterns judged along their own directions, each with its own threshold:
     /// `pump_and_dump`, `wash_trading`, `spoofed_wick`. A flagged hour raised along one names it
     /// (`pattern`). Empty for a detector fitted without them (before stop 45).
@@ -134,6 +140,7 @@ impl DetectorRef {
             candle_rate: d.candle_rate,
             pool_rate: d.pool_rate,
             fee_mint_bound: d.config.features.fee_mint_fraction(),
+            trip_restarts_at_gaps: d.config.features.trip_restarts_at_gaps,
             patterns: d.candles.directions.iter().map(|x| x.name.clone()).collect(),
             pattern_hours: d.candles.directions.iter().map(|x| x.hours).collect(),
             candle_threshold_scale: scale.candles,

@@ -37,6 +37,13 @@ pub struct FeatureConfig {
     /// fitted before it existed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fee_mint_bound: f64,
+    /// `out_and_back` reads the returns between consecutive hours only, its window starting
+    /// over after a gap (SPEC: a return exists only where both candles do). Off, as in
+    /// detectors fitted before it existed, the multi-hour return across a gap entered the
+    /// window of the next five hours, judged against an hour's sigma: an outage's move read
+    /// as a round trip after it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub trip_restarts_at_gaps: bool,
 }
 
 /// [`FeatureConfig::fee_mint_bound`] of new detectors: a fall of 0.5%, as a log change. A fee mint
@@ -68,6 +75,11 @@ fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_false(x: &bool) -> bool {
+    !*x
+}
+
 impl Default for FeatureConfig {
     fn default() -> Self {
         Self {
@@ -76,6 +88,7 @@ impl Default for FeatureConfig {
             pool_half_life_snapshots: 42.0,
             pool_warmup_snapshots: 30,
             fee_mint_bound: FEE_MINT_BOUND,
+            trip_restarts_at_gaps: true,
         }
     }
 }

@@ -401,11 +401,17 @@ mod tests {
         let old = r#"{"candle_half_life_hours":168.0,"candle_warmup_hours":168,"pool_half_life_snapshots":42.0,"pool_warmup_snapshots":30}"#;
         let cfg: FeatureConfig = serde_json::from_str(old).unwrap();
         assert!(cfg.fee_mint_bound == 0.0);
+        assert!(!cfg.trip_restarts_at_gaps);
         assert_eq!(serde_json::to_string(&cfg).unwrap(), old);
         assert!(
             serde_json::to_string(&FeatureConfig::default())
                 .unwrap()
                 .contains("fee_mint_bound")
+        );
+        assert!(
+            serde_json::to_string(&FeatureConfig::default())
+                .unwrap()
+                .contains("\"trip_restarts_at_gaps\":true")
         );
     }
 }

@@ -321,7 +321,9 @@ pub fn candle_rows_from(config: &FeatureConfig, candles: &[Candle], from_ms: i64
         }
         let fl = (dvg.is_some() && flow_hours.len() == FLOW_HOURS)
             .then(|| flow_hours.iter().sum::<f64>() / FLOW_HOURS as f64);
-        if r.is_finite() {
+        if gap_hours > 1.0 && config.trip_restarts_at_gaps {
+            trip.clear();
+        } else if r.is_finite() {
             trip.push_back(r);
             if trip.len() > TRIP_HOURS {
                 trip.pop_front();

@@ -140,6 +140,43 @@ fn a_pump_and_dump_reads_as_its_size_out_and_back() {
         "{text}"
     );
 }
+/// A 6-hour outage across which the price rose 10%, then 5% down over the two hours after: the
+/// return across the gap is no hour's, and the window of `out_and_back` starts over after it
+/// (detectors fitted before, without the setting, read the gap's move as a round trip).
+#[test]
+fn out_and_back_starts_over_after_a_gap() {
+    let mut c = flat(400);
+    c.drain(380..386);
+    for x in &mut c {
+        let hour = x.open_time / HOUR_MS;
+        let k = match hour {
+            386 => 1.10,
+            387 => 1.10 * 0.975,
+            h if h >= 388 => 1.10 * 0.975 * 0.975,
+            _ => 1.0,
+        };
+        (x.open, x.high, x.low, x.close) = (x.open * k, x.high * k, x.low * k, x.close * k);
+    }
+    let at = c.iter().position(|x| x.open_time == 388 * HOUR_MS).unwrap();
+    let back = |cfg: &FeatureConfig| candle_rows(cfg, &c)[at].as_ref().unwrap().shown[5];
+    let on = FeatureConfig::default();
+    assert!(on.trip_restarts_at_gaps);
+    let returns = [
+        (c[at - 1].close / c[at - 2].close).ln(),
+        (c[at].close / c[at - 1].close).ln(),
+    ];
+    assert!(
+        (back(&on) - out_and_back(returns.into_iter())).abs() < 1e-12,
+        "{}",
+        back(&on)
+    );
+    assert!(back(&on) < 0.03, "{}", back(&on));
+    let off = FeatureConfig {
+        trip_restarts_at_gaps: false,
+        ..on
+    };
+    assert!(back(&off) > 0.03, "{}", back(&off));
+}
 #[test]
 fn the_market_takes_medians_of_enough_assets() {
     let cfg = FeatureConfig::default();
