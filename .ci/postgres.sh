@@ -11,6 +11,25 @@ pg_bin_dir() {
   fi
 }
 
+# A local port nothing listens on: the kernel's pick where python3 is there, else a random one
+# in 20000-59999 that refuses a connection (bash's /dev/tcp).
+free_port() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    return
+  fi
+  local port
+  for _ in $(seq 100); do
+    port=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return
+    fi
+  done
+  echo "no free local port found" >&2
+  return 1
+}
+
 start_postgres() {
   local bin
   bin="$(pg_bin_dir)"
@@ -30,18 +49,21 @@ start_postgres() {
     PG_AS=(runuser -u nobody --)
   fi
   local port
-  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
+  # Set before the start: a start that fails half-way is still stopped and removed.
+  PG_CTL="$bin/pg_ctl"
   "${PG_AS[@]}" "$bin/initdb" -D "$PG_DIR/data" -U volcast --auth=trust -E UTF8 >/dev/null
   "${PG_AS[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
     -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
-  PG_CTL="$bin/pg_ctl"
   export VOLCAST_TEST_POSTGRES_URL="postgres://volcast@127.0.0.1:$port/postgres"
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port for the store's tests"
 }
 
 stop_postgres() {
   if [ -n "${PG_DIR:-}" ]; then
-    "${PG_AS[@]}" "$PG_CTL" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    if [ -n "${PG_CTL:-}" ] && [ -d "$PG_DIR/data" ]; then
+      "${PG_AS[@]}" "$PG_CTL" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
     rm -rf "$PG_DIR"
   fi
 }

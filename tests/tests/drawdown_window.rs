@@ -18,7 +18,6 @@ fn the_judged_drawdowns_are_unchanged_on_the_committed_artifacts() {
         let calibrations = [Some(&risk.model), risk.har.as_ref()];
         for calibration in calibrations.into_iter().flatten() {
             let rule = DrawdownRule::Calibrated(calibration);
-            let mut checked = 0;
             for i in 0..=60 {
                 // 4 h variances from 1e-6 to 1, and curves rising, flat or falling beyond.
                 let v4 = 10f64.powf(-6.0 + f64::from(i) / 10.0);
@@ -27,10 +26,8 @@ fn the_judged_drawdowns_are_unchanged_on_the_committed_artifacts() {
                     let at = drawdown_within(&curve, rule, 0.99, 4.0, DrawdownWindow::AtTau);
                     let within = drawdown_within(&curve, rule, 0.99, 4.0, DrawdownWindow::UpToTau);
                     assert_eq!(within, at, "{id}: v4 {v4}, x{k24} at 24 h, x{k168} at 168 h");
-                    checked += 1;
                 }
             }
-            assert_eq!(checked, 183);
         }
     }
 }
