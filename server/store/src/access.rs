@@ -180,17 +180,31 @@ fn text(r: &sqlx::any::AnyRow, i: usize) -> Result<String, sqlx::Error> {
 /// The page query of [`DecisionStore::decisions`]: one asset's (`by_asset`, bound first) or
 /// every decision at times in `[$k+1, $k+2]` with `seq` `after_op` `$k+3`, in log order, at most
 /// `$k+4`. One asset's is served by the index on `(asset, seq)` (migration 0008).
-pub(crate) fn decisions_sql(backend: crate::Backend, by_asset: bool, after_op: &str) -> String {
+pub(crate) fn decisions_sql(
+    backend: crate::Backend,
+    by_asset: bool,
+    by_time: bool,
+    after_op: &str,
+) -> String {
     let columns = decision_columns(backend);
-    let k = usize::from(by_asset);
+    let mut n = 0;
+    let mut param = || {
+        n += 1;
+        format!("${n}")
+    };
+    let asset = if by_asset {
+        format!("asset = {} AND ", param())
+    } else {
+        String::new()
+    };
+    let time = if by_time {
+        format!("at >= {} AND at <= {} AND ", param(), param())
+    } else {
+        String::new()
+    };
+    let (after, limit) = (param(), param());
     format!(
-        "SELECT {columns} FROM decisions WHERE {}at >= ${} AND at <= ${} AND seq {after_op} ${} \
-         ORDER BY seq LIMIT ${}",
-        if by_asset { "asset = $1 AND " } else { "" },
-        k + 1,
-        k + 2,
-        k + 3,
-        k + 4
+        "SELECT {columns} FROM decisions WHERE {asset}{time}seq {after_op} {after} ORDER BY seq LIMIT {limit}"
     )
 }
 
@@ -427,20 +441,21 @@ impl DecisionStore for Store {
             Some(a) => (">", a),
             None => (">=", i64::MIN),
         };
-        let sql = decisions_sql(self.backend, asset.is_some(), after_op);
+        // Without a time range, no time predicate: on SQLite an `at` edited to text sorts
+        // above every number, and `at <= i64::MAX` left such a record out of an unbounded
+        // export (it is read, and fails `verify`, instead).
+        let by_time = (from_ms, to_ms) != (i64::MIN, i64::MAX);
+        let sql = decisions_sql(self.backend, asset.is_some(), by_time, after_op);
         let rows = self
             .on_own_conn(async |c| {
                 let mut query = sqlx::query(&sql);
                 if let Some(a) = asset {
                     query = query.bind(a);
                 }
-                query
-                    .bind(from_ms)
-                    .bind(to_ms)
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(c)
-                    .await
+                if by_time {
+                    query = query.bind(from_ms).bind(to_ms);
+                }
+                query.bind(after).bind(i64::from(limit)).fetch_all(c).await
             })
             .await?;
         rows_of(&rows, decision_of)

@@ -537,8 +537,8 @@ mod tests {
         let store = Store::open(&format!("sqlite://{}", dir.path().join("v.db").display()))
             .await
             .unwrap();
-        for after_op in [">", ">="] {
-            let sql = crate::access::decisions_sql(crate::Backend::Sqlite, true, after_op);
+        for (after_op, by_time) in [(">", true), (">=", true), (">", false)] {
+            let sql = crate::access::decisions_sql(crate::Backend::Sqlite, true, by_time, after_op);
             let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .fetch_all(&store.pool)
                 .await
@@ -547,7 +547,7 @@ mod tests {
             assert!(
                 plan.iter().any(|d| d.contains("USING INDEX decisions_asset_seq"))
                     && !plan.iter().any(|d| d.contains("TEMP B-TREE")),
-                "{after_op}: {plan:?}"
+                "{after_op} {by_time}: {plan:?}"
             );
         }
     }
