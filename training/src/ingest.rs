@@ -37,6 +37,11 @@ pub struct IngestReport {
     pub conflicting: u64,
     /// The first differing hour of each file with any: (file, open time).
     pub conflicts: Vec<(PathBuf, i64)>,
+    /// Candles of an hour an earlier file of the same run held for the asset, with other
+    /// values: the earlier file's are kept, as SPEC merges directories (the first wins a
+    /// duplicated hour), and not counted as conflicts. Two directories rounding a volume
+    /// differently (`binance-spot-1h` and `binance-spot-1h-trades`) are not a corrected file.
+    pub first_file_kept: u64,
     /// Files left out, the store unchanged for them.
     pub refused: Vec<Refused>,
 }
@@ -83,6 +88,14 @@ pub async fn ingest<S: CandleStore>(
     on_file: &(dyn Fn(&Path) + Sync),
 ) -> Result<IngestReport, IngestError> {
     let mut report = IngestReport::default();
+    // The hours each asset's earlier files of this run held, for the assets with more than
+    // one file (the others need none).
+    let mut files_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (asset, _) in files {
+        *files_of.entry(asset.as_str()).or_default() += 1;
+    }
+    let mut earlier: std::collections::HashMap<&str, std::collections::HashSet<i64>> =
+        std::collections::HashMap::new();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(i64::MAX, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -99,11 +112,21 @@ pub async fn ingest<S: CandleStore>(
                         report.inserted += new;
                         report.already_stored += candles.len() as u64 - new;
                         if new < candles.len() as u64 {
-                            let differing = differing(store, asset, &candles).await?;
+                            let (kept, differing): (Vec<i64>, Vec<i64>) = differing(store, asset, &candles)
+                                .await?
+                                .into_iter()
+                                .partition(|t| earlier.get(asset.as_str()).is_some_and(|e| e.contains(t)));
+                            report.first_file_kept += kept.len() as u64;
                             if let Some(&first) = differing.first() {
                                 report.conflicting += differing.len() as u64;
                                 report.conflicts.push((path.clone(), first));
                             }
+                        }
+                        if files_of.get(asset.as_str()).is_some_and(|&n| n > 1) {
+                            earlier
+                                .entry(asset.as_str())
+                                .or_default()
+                                .extend(candles.iter().map(|c| c.open_time));
                         }
                     }
                     Err(e @ StoreError::Candle { .. }) => report.refused.push(Refused {

@@ -234,6 +234,34 @@ fn ingest_loads_files_whole_or_not_at_all_and_is_idempotent() {
         "{stderr}"
     );
 
+    // The same two directories in one run, into a new store: SPEC's merge, the first directory
+    // winning the hour both hold, not a conflict (two directories that round a volume
+    // differently failed every such run).
+    let merged_url = format!("sqlite://{}", dir.path().join("merged.db").display());
+    let original = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("SYNTH01"))
+        .unwrap();
+    let merged = run(
+        env!("CARGO_BIN_EXE_ingest"),
+        &[
+            "--data",
+            &format!("{},{}", corrected_dir.display(), original.display()),
+            "--database-url",
+            &merged_url,
+            "--no-progress",
+        ],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&merged.stdout),
+        String::from_utf8_lossy(&merged.stderr),
+    );
+    assert!(
+        merged.status.success() && stdout.contains("1 candle(s) of an hour an earlier file of this run held"),
+        "{stdout}{stderr}"
+    );
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

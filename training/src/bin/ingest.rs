@@ -132,6 +132,13 @@ fn run() -> anyhow::Result<()> {
             eprintln!("left out {path}: {}", r.reason);
         }
     }
+    if report.first_file_kept > 0 {
+        println!(
+            "{} candle(s) of an hour an earlier file of this run held, with other values: the \
+             earlier file's kept (the first directory wins a duplicated hour, as SPEC merges them)",
+            report.first_file_kept
+        );
+    }
     for (path, first) in &report.conflicts {
         eprintln!(
             "{}: differs from the stored candles, first at {} (the stored values are kept)",
