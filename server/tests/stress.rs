@@ -401,3 +401,47 @@ fn a_full_stress_slot_says_so_and_is_counted() {
     drop(held);
     assert!(state.stress_slot().is_ok());
 }
+
+/// While the gate holds the fallback on an artifact without a HAR calibration, the stress runs
+/// on the model's policy and says so; it named the fallback alone, for the model's figures.
+#[tokio::test]
+async fn a_fallback_that_cannot_be_served_is_said_so() {
+    use std::sync::Arc;
+    use volcast_server::dto::policy::PolicyStatus;
+    use volcast_server::metrics::Metrics;
+    use volcast_server::queue::BatchQueue;
+    use volcast_server::state::{AppState, Serving, Settings};
+    let c = common::config();
+    let metrics = Arc::new(Metrics::new());
+    let state = AppState::new(Settings::from_config(&c).unwrap(), Arc::clone(&metrics));
+    let fake = common::Fake {
+        delay: std::time::Duration::ZERO,
+    };
+    let (queue, _worker) =
+        BatchQueue::start(Box::new(fake), volcast_server::queue_config(&c), metrics).unwrap();
+    state.set_serving(Serving {
+        info: Arc::new(common::info()),
+        queue,
+        anomaly: None,
+    });
+    let app = volcast_server::app(state.clone());
+    let (s, on_model, _) = call(&app, "POST", "/v1/risk/stress", Some(&stress_body())).await;
+    assert_eq!(s, StatusCode::OK, "{on_model}");
+    assert!(on_model.get("served_policy").is_none(), "{on_model}");
+    state.set_policy(
+        PolicyStatus {
+            name: volcast_server::gate::FALLBACK_HAR.into(),
+            since: None,
+            reason: "drift".into(),
+        },
+        None,
+    );
+    let (s, v, _) = call(&app, "POST", "/v1/risk/stress", Some(&stress_body())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["model"]["policy"]["name"], "fallback_har", "{v}");
+    assert_eq!(v["served_policy"]["name"], "model", "{v}");
+    let reason = v["served_policy"]["reason"].as_str().unwrap();
+    assert!(reason.contains("no HAR calibration"), "{reason}");
+    // The model's figures, as before the switch.
+    assert_eq!(v["scenarios"], on_model["scenarios"]);
+}

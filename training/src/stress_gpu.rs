@@ -21,7 +21,15 @@ pub const BATCH: usize = 16_384;
 /// Smallest uniform drawn, so that `ln U` stays finite.
 const MIN_UNIFORM: f64 = 1e-7;
 
-/// Simulates `scenario` with the draws on `device`.
+/// Whether the device draws innovations of `df` degrees of freedom: normal ones (infinite) or a
+/// whole number; [`simulate`] draws the others on the CPU.
+#[must_use]
+pub fn draws_df(df: f64) -> bool {
+    !df.is_finite() || df.fract() == 0.0
+}
+
+/// Simulates `scenario` with the draws on `device` (replays, one deterministic path, and a
+/// fractional `df` on the CPU).
 ///
 /// # Errors
 /// [`StressError`] for input [`validate`] rejects.
@@ -33,8 +41,7 @@ pub fn simulate(
 ) -> Result<Vec<PathOutcome>, StressError> {
     validate(input, book, scenario)?;
     let plan = Plan::new(input, scenario);
-    let integer_df = !plan.df.is_finite() || plan.df.fract() == 0.0;
-    if plan.replay.is_some() || !integer_df {
+    if plan.replay.is_some() || !draws_df(plan.df) {
         return simulate_on_cpu(input, book, scenario);
     }
     let prepared = PreparedBook::new(book, input.price);

@@ -311,6 +311,12 @@ pub struct StressResponse {
     pub decision_id: Option<String>,
     /// The model that answered.
     pub model: ModelRef,
+    /// Present only while the gate holds the fallback (`model.policy.name` `fallback_har`) but
+    /// the model's policy was served, saying why: the artifact has no HAR calibration, or HAR's
+    /// variance does not exist on this window (before stop 65 such an answer named the fallback
+    /// alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_policy: Option<crate::dto::ServedPolicy>,
     /// Asset id.
     pub asset: String,
     /// Forecast origin, RFC 3339.

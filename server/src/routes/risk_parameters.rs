@@ -452,6 +452,41 @@ pub fn fallback_har<'a>(info: &'a ModelInfo, prep: &Prepared) -> Option<&'a Draw
         .filter(|_| info.policy.is_fallback() && prep.har_usable())
 }
 
+/// The policy an answer on `prep` serves, and HAR's calibration when it is the fallback's: the
+/// fallback where the gate holds it and HAR can serve the window, else the model's, saying why.
+pub fn served_policy<'a>(
+    info: &'a ModelInfo,
+    prep: &Prepared,
+) -> (Option<&'a DrawdownCalibration>, ServedPolicy) {
+    let har = fallback_har(info, prep);
+    let served = match (info.policy.is_fallback(), har) {
+        (_, Some(_)) => ServedPolicy {
+            name: gate::FALLBACK_HAR.into(),
+            reason: format!("the gate serves HAR's policy: {}", info.policy.reason),
+            model: None,
+        },
+        (true, None) => ServedPolicy {
+            name: gate::MODEL.into(),
+            reason: format!(
+                "the gate holds the fallback ({}), but {}: the model's policy is served",
+                info.policy.reason,
+                if info.metadata.risk.as_ref().and_then(|c| c.har.as_ref()).is_none() {
+                    "the artifact has no HAR calibration"
+                } else {
+                    "HAR's variance does not exist on this window"
+                }
+            ),
+            model: None,
+        },
+        (false, None) => ServedPolicy {
+            name: gate::MODEL.into(),
+            reason: info.policy.reason.clone(),
+            model: None,
+        },
+    };
+    (har, served)
+}
+
 /// One asset's parameters and derivation from its forecasts (`prefix`: the item's JSON path),
 /// moving at most the step from `previous` by its rule where given, under `rules` (`D` over the
 /// windows it says, its initial margin).
@@ -482,40 +517,8 @@ pub fn recommend(
         max_ltv: p.max_ltv,
         rule,
     });
-    let (rule, served) = match (info.policy.is_fallback(), fallback_har(info, prep)) {
-        (_, Some(har)) => (
-            DrawdownRule::Calibrated(har),
-            ServedPolicy {
-                name: gate::FALLBACK_HAR.into(),
-                reason: format!("the gate serves HAR's policy: {}", info.policy.reason),
-                model: None,
-            },
-        ),
-        (true, None) => (
-            model_rule,
-            ServedPolicy {
-                name: gate::MODEL.into(),
-                reason: format!(
-                    "the gate holds the fallback ({}), but {}: the model's policy is served",
-                    info.policy.reason,
-                    if calibration.and_then(|c| c.har.as_ref()).is_none() {
-                        "the artifact has no HAR calibration"
-                    } else {
-                        "HAR's variance does not exist on this window"
-                    }
-                ),
-                model: None,
-            },
-        ),
-        (false, None) => (
-            model_rule,
-            ServedPolicy {
-                name: gate::MODEL.into(),
-                reason: info.policy.reason.clone(),
-                model: None,
-            },
-        ),
-    };
+    let (har, served) = served_policy(info, prep);
+    let rule = har.map_or(model_rule, DrawdownRule::Calibrated);
     let fallback = served.name == gate::FALLBACK_HAR;
     let forecasts = if fallback {
         Forecasts {

@@ -22,7 +22,7 @@ use crate::dto::stress::{
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::ApiJson;
-use crate::routes::risk_parameters::{fallback_har, watched_tau};
+use crate::routes::risk_parameters::{served_policy, watched_tau};
 use crate::routes::{RISK_TAG, forecast_items, forecasts_used, param, unusable};
 use crate::state::{AppState, Serving};
 
@@ -349,7 +349,7 @@ pub async fn stress_answer(
     let horizons = info.horizons();
     // While the gate holds the fallback, the stress runs on what the risk answers serve then:
     // HAR's variance with HAR's calibrated rule.
-    let har = fallback_har(info, &prep);
+    let (har, served) = served_policy(info, &prep);
     let forecasts = Forecasts {
         horizons,
         variance: if har.is_some() { &prep.har } else { &pred.variance },
@@ -425,6 +425,9 @@ pub async fn stress_answer(
     .collect::<Result<Vec<_>, _>>()?;
     Ok(StressResponse {
         decision_id: None,
+        // Said only where it differs from `model.policy`: the gate holds the fallback and HAR
+        // cannot serve this window (the answer named the fallback for the model's figures).
+        served_policy: (info.policy.is_fallback() && har.is_none()).then_some(served),
         model: info.reference(),
         asset: prep.asset.clone(),
         origin: prep.origin(),

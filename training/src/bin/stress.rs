@@ -118,8 +118,15 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The simulator for the chosen device: the burn device when it is wgpu, the CPU otherwise.
-fn simulator(choice: DeviceChoice) -> anyhow::Result<(String, Box<stress::Simulator<'static>>)> {
+/// A fractional `df` is drawn on the CPU whatever the device (the GPU path draws a chi-square
+/// as a sum of `df / 2` exponentials), and said so: the report and the bench named the GPU for
+/// paths the CPU drew.
+fn simulator(choice: DeviceChoice, df: f64) -> anyhow::Result<(String, Box<stress::Simulator<'static>>)> {
     if choice == DeviceChoice::Cpu {
+        return Ok(("cpu".to_owned(), Box::new(stress::simulate)));
+    }
+    if !stress_gpu::draws_df(df) {
+        eprintln!("--df {df}: not a whole number, so the paths are drawn on the CPU");
         return Ok(("cpu".to_owned(), Box::new(stress::simulate)));
     }
     let selected = select(choice)?;
@@ -233,7 +240,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
         settings.sale_size_usd = largest;
     }
-    let (device, simulate) = simulator(args.device)?;
+    let (device, simulate) = simulator(args.device, args.df)?;
     let started = Instant::now();
     let reports = prepared.run(&book, &scenarios, &settings, simulate.as_ref())?;
     let done = Done {
@@ -411,7 +418,7 @@ fn bench(args: &Args) -> anyhow::Result<()> {
     let mut runs: Vec<(String, Box<stress::Simulator<'static>>)> =
         vec![("cpu".to_owned(), Box::new(stress::simulate))];
     if args.device != DeviceChoice::Cpu {
-        let (name, sim) = simulator(args.device)?;
+        let (name, sim) = simulator(args.device, args.df)?;
         if name != "cpu" {
             runs.push((name, sim));
         }

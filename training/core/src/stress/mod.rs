@@ -13,8 +13,10 @@
 //!
 //! **Liquidations.** A position (collateral `c` units, debt `d` USD, threshold `LT`) is
 //! liquidated at the first hour whose low `P` makes `c P LT < d`. The whole collateral is sold at
-//! the lowest low of that hour and the next `liquidation_delay_hours` (within the horizon), less
-//! a price impact `min(1, slippage_per_usd * v)` for a sale worth `v = c * that low`. Bad debt is
+//! the lowest low of that hour and the next `liquidation_delay_hours` (within the horizon), for
+//! `v = c * that low`, less a price impact `min(1, slippage_per_usd * V)` where `V` is the value
+//! of every position sold in the same hour ([`Impact::SoldTogether`]; `V = v` under the
+//! [`Impact::PerPosition`] rule of answers recorded before stop 55). Bad debt is
 //! `max(0, d - v (1 - impact))`.
 //!
 //! **Report.** Per path: the USD value of collateral liquidated (*liquidations at risk*), the
@@ -465,11 +467,14 @@ impl Plan {
                 };
                 let mut path: Vec<(f64, f64)> =
                     log_returns.iter().skip(from).take(horizon).copied().collect();
+                // Its "variance" is the window's mean squared hourly return, for the
+                // recommendation: over the hours replayed, not the flat ones after a window
+                // shorter than the horizon (the CLI's `--horizon 720` took a 168-hour window's
+                // rate 4.3 times too low, and recommended higher thresholds the harsher the
+                // stress; the route's horizons never pass its windows' 168 hours).
+                let mean = path.iter().map(|(c, _)| c * c).sum::<f64>() / path.len().max(1) as f64;
                 // A replay shorter than the horizon stays flat afterwards.
                 path.resize(horizon, (0.0, 0.0));
-                // Its "variance" is the window's mean squared hourly return, for the
-                // recommendation.
-                let mean = path.iter().map(|(c, _)| c * c).sum::<f64>() / horizon as f64;
                 plan.var = vec![mean; horizon];
                 plan.sd = vec![mean.sqrt(); horizon];
                 plan.replay = Some(path);

@@ -327,6 +327,14 @@ fn replay_is_one_deterministic_path() {
     assert_eq!(out[0].liquidated_positions, 1);
     assert!((out[0].liquidated_usd - 70.0).abs() < 1e-9);
     assert!((out[0].bad_debt_usd - 10.0).abs() < 1e-9);
+    // Its rate for the recommendation: the 3 hours replayed, not the 5 simulated.
+    let plan = Plan::new(&input(1e-4, 5, 1000), &scenario);
+    let rate = 0.9f64.ln().powi(2) / 3.0;
+    assert!(
+        (plan.variance_over(4.0) - 4.0 * rate).abs() < 1e-15,
+        "{}",
+        plan.variance_over(4.0)
+    );
 }
 
 #[test]
