@@ -458,3 +458,26 @@ async fn a_stored_hour_missing_at_the_liquidity_horizon_is_the_stores_fault() {
         "a route that reads no query still refuses one: {body}"
     );
 }
+
+/// A query mistake on the stored risk routes is answered 422 while the model is still loading,
+/// not 503 `model_not_ready` (a client retried a request that could never succeed).
+#[tokio::test]
+async fn a_bad_query_is_refused_before_the_model_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = volcast_server::Config::with_artifact(artifact()).unwrap();
+    let state = volcast_server::state::AppState::with_store(
+        volcast_server::state::Settings::from_config(&config).unwrap(),
+        std::sync::Arc::new(volcast_server::metrics::Metrics::new()),
+        Some(store_in(dir.path()).await),
+    );
+    let app = volcast_server::app(state);
+    for uri in [
+        "/v1/assets/BTCUSDT/risk?alpha=5",
+        "/v1/assets/BTCUSDT/risk/updates?alpha=5",
+    ] {
+        let (status, code, _) = call_error(&app, uri).await;
+        assert_eq!((status, code.as_str()), (422, "out_of_range"), "{uri}");
+    }
+    let (status, code, _) = call_error(&app, "/v1/assets/BTCUSDT/risk").await;
+    assert_eq!((status, code.as_str()), (503, "model_not_ready"));
+}

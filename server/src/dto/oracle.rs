@@ -24,8 +24,8 @@ pub struct RiskParameterUpdate {
     pub previous_value: Option<f64>,
     /// The same in basis points, rounded to the nearest.
     pub previous_value_bps: Option<u32>,
-    /// The decision behind it (`GET /v1/decisions/{id}`); absent when the service runs without
-    /// a store.
+    /// The decision behind it (`GET /v1/decisions/{id}`); null when the decision was not
+    /// logged (the service runs without a store, or with `--decision-log false`).
     pub reference_id: Option<String>,
     /// When it was decided, Unix seconds: its decision's `at` (`GET /v1/decisions/{id}`),
     /// floored to the second.
@@ -50,10 +50,13 @@ pub struct UpdateData {
     /// Liquidation window used, hours (`derivation.tau_hours`: the one asked for, or longer
     /// where an active anomaly flag lengthened it under `--anomaly-action tighten`).
     pub tau_hours: f64,
-    /// Whether the step limit held the value back.
+    /// Whether the step limit held this update's value back (the threshold's or max LTV's: it
+    /// differs from `derivation.unbounded`; never the bonus, which the step does not bound).
+    /// Until stop 65 the asset's flag, on all three updates.
     pub step_limited: bool,
-    /// Whether max LTV moved further than the step allows, because the user's buffer under
-    /// LT wins over it (`derivation.step_overridden` says why); absent when not.
+    /// On the max LTV update: whether max LTV moved further than the step allows, because the
+    /// user's buffer under LT wins over it (`derivation.step_overridden` says why); absent when
+    /// not (until stop 65 on all three updates).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub step_overridden: bool,
 }
@@ -121,37 +124,56 @@ impl UpdatesResponse {
                 let previous = d.previous;
                 let (lt_bps, ltv_bps, lb_bps) =
                     safe_bps(p.liquidation_threshold, p.max_ltv, p.liquidation_bonus);
+                // Per value: held back by the step where it differs from the unbounded one.
+                let held = |new: f64, unbounded: f64| d.step_limited && new != unbounded;
+                let lt_held = held(p.liquidation_threshold, d.unbounded.liquidation_threshold);
+                let ltv_held = held(p.max_ltv, d.unbounded.max_ltv);
                 [
                     (
                         "liquidation_threshold",
                         p.liquidation_threshold,
                         lt_bps,
                         previous.and_then(|x| x.liquidation_threshold),
+                        (lt_held, false),
                     ),
-                    ("max_ltv", p.max_ltv, ltv_bps, previous.and_then(|x| x.max_ltv)),
-                    ("liquidation_bonus", p.liquidation_bonus, lb_bps, None),
+                    (
+                        "max_ltv",
+                        p.max_ltv,
+                        ltv_bps,
+                        previous.and_then(|x| x.max_ltv),
+                        (ltv_held, d.step_overridden.is_some()),
+                    ),
+                    (
+                        "liquidation_bonus",
+                        p.liquidation_bonus,
+                        lb_bps,
+                        None,
+                        (false, false),
+                    ),
                 ]
                 .into_iter()
-                .map(move |(kind, new, new_bps, old)| RiskParameterUpdate {
-                    market: item.asset.clone(),
-                    update_type: kind.to_owned(),
-                    new_value: new,
-                    new_value_bps: new_bps,
-                    previous_value: old,
-                    previous_value_bps: old.map(|x| bps_by(x, f64::round)),
-                    reference_id: item.decision_id.clone(),
-                    timestamp: timestamp_s,
-                    additional_data: UpdateData {
-                        model_id: model.id.clone(),
-                        model_hash: model.hash.clone(),
-                        policy: d.policy.name.clone(),
-                        origin: item.origin.clone(),
-                        alpha: d.alpha,
-                        tau_hours: d.tau_hours,
-                        step_limited: d.step_limited,
-                        step_overridden: d.step_overridden.is_some(),
+                .map(
+                    move |(kind, new, new_bps, old, (step_limited, step_overridden))| RiskParameterUpdate {
+                        market: item.asset.clone(),
+                        update_type: kind.to_owned(),
+                        new_value: new,
+                        new_value_bps: new_bps,
+                        previous_value: old,
+                        previous_value_bps: old.map(|x| bps_by(x, f64::round)),
+                        reference_id: item.decision_id.clone(),
+                        timestamp: timestamp_s,
+                        additional_data: UpdateData {
+                            model_id: model.id.clone(),
+                            model_hash: model.hash.clone(),
+                            policy: d.policy.name.clone(),
+                            origin: item.origin.clone(),
+                            alpha: d.alpha,
+                            tau_hours: d.tau_hours,
+                            step_limited,
+                            step_overridden,
+                        },
                     },
-                })
+                )
             })
             .collect();
         Self { updates }

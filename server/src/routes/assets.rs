@@ -469,10 +469,11 @@ pub async fn asset_risk(
         max_step: q.max_step,
         ..RiskRequest::default()
     };
-    let serving = state.serving()?;
+    // The query's mistakes first: 422 while the model loads too, not a 503 a client retries.
     let s = settings(&asked, state)?;
     check_previous(previous.as_ref(), |name| format!("previous_{name}"))?;
     check_bound(q.max_step, [(String::new(), previous.as_ref())])?;
+    let serving = state.serving()?;
     let forecast = stored_forecast(state, &serving, &asset).await?;
     let (prep, pred, inputs) = forecast.as_ref();
     // What the stored window cannot support (an illiquidity unknown at the sale's horizon, a
