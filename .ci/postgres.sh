@@ -2,17 +2,24 @@
 # installed from the distribution's packages when its server binaries are missing. Exports
 # VOLCAST_TEST_POSTGRES_URL; `stop_postgres` stops it and removes its files.
 
+# Nothing inherited from the environment: the EXIT trap removes $PG_DIR.
+PG_DIR=
+PG_CTL=
+PG_AS=()
+
 pg_bin_dir() {
   if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
     dirname "$(command -v initdb)"
   else
     # Debian keeps the server binaries out of PATH.
-    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
+    # (None there: empty, not a failed pipeline that `set -e -o pipefail` ends the run on
+    # before PostgreSQL is installed.)
+    { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -1
   fi
 }
 
 # A local port nothing listens on: the kernel's pick where python3 is there, else a random one
-# in 20000-59999 that refuses a connection (bash's /dev/tcp).
+# in 20000-59999 that refuses a connection (bash's /dev/tcp; RANDOM is 15 bits, so two).
 free_port() {
   if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -20,7 +27,7 @@ free_port() {
   fi
   local port
   for _ in $(seq 100); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"
       return

@@ -364,7 +364,12 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
         Kind::Stress => {
             let request: StressRequest = serde_json::from_value(body.request.clone()).map_err(malformed)?;
             let request = StressRequest { candles, ..request };
-            let resp = crate::routes::risk_stress::stress_answer(&then, &serving, &request).await?;
+            let mut resp = crate::routes::risk_stress::stress_answer(&then, &serving, &request).await?;
+            // Answers recorded before stop 65 did not say that a fallback HAR could not serve
+            // was not served: the same figures, replayed without the field they lack.
+            if body.answer.get("served_policy").is_none() {
+                resp.served_policy = None;
+            }
             serde_json::to_value(resp).unwrap_or_default()
         }
     };

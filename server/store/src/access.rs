@@ -177,9 +177,12 @@ fn text(r: &sqlx::any::AnyRow, i: usize) -> Result<String, sqlx::Error> {
 /// naming the record). Its text columns are read as bytes, `at` as a number. `seq` is read as
 /// stored: it orders the chain and the pages, and a cast would read text there as 0 (a page
 /// cursor that never moves, a head every append conflicts with), where it is now a loud error.
-/// The page query of [`DecisionStore::decisions`]: one asset's (`by_asset`, bound first) or
-/// every decision at times in `[$k+1, $k+2]` with `seq` `after_op` `$k+3`, in log order, at most
-/// `$k+4`. One asset's is served by the index on `(asset, seq)` (migration 0008).
+/// The page query of [`DecisionStore::decisions`]: one asset's (`by_asset`, its parameter
+/// first) or every decision, at times in a bounded range (`by_time`, two parameters next; on
+/// SQLite a row whose `at` is not an integer, edited to text, is read whatever the range: it
+/// sorts above every number, and was left out of the page that should show it failing), with
+/// `seq` `after_op` the next parameter, in log order, at most the last. One asset's is served
+/// by the index on `(asset, seq)` (migration 0008).
 pub(crate) fn decisions_sql(
     backend: crate::Backend,
     by_asset: bool,
@@ -198,7 +201,13 @@ pub(crate) fn decisions_sql(
         String::new()
     };
     let time = if by_time {
-        format!("at >= {} AND at <= {} AND ", param(), param())
+        let (from, to) = (param(), param());
+        match backend {
+            crate::Backend::Sqlite => {
+                format!("(at >= {from} AND at <= {to} OR typeof(at) <> 'integer') AND ")
+            }
+            crate::Backend::Postgres => format!("at >= {from} AND at <= {to} AND "),
+        }
     } else {
         String::new()
     };

@@ -135,7 +135,8 @@ fn run() -> anyhow::Result<()> {
     if report.first_file_kept > 0 {
         println!(
             "{} candle(s) of an hour an earlier file of this run held, with other values: the \
-             earlier file's kept (the first directory wins a duplicated hour, as SPEC merges them)",
+             first stored value kept, not a conflict (the first directory wins a duplicated hour, \
+             as SPEC merges them)",
             report.first_file_kept
         );
     }
