@@ -74,6 +74,12 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
         e.contains("model.quantile_levels") && e.contains("increasing"),
         "{e}"
     );
+    // One level: the head's steps to the others are none (it panicked at the first step).
+    let e = bad_config(&|c| c.model.quantile_levels = vec![0.5]);
+    assert!(
+        e.contains("model.quantile_levels") && e.contains("at least two"),
+        "{e}"
+    );
     let e = bad_config(&|c| c.model.n_static = 18);
     assert!(e.contains("model.n_static is 18"), "{e}");
     let e = bad_config(&|c| c.window = 0);

@@ -26,11 +26,13 @@ pub const MAX_BATCH: usize = 8_192;
 /// Widest encoder (`model.channels`) and hidden layer (`model.hidden`).
 pub const MAX_WIDTH: usize = 1_024;
 
-/// Whether `levels` can be RV quantile levels: at least one, increasing, each in (0, 1) (a
-/// config's heads and an artifact's metadata alike).
+/// Whether `levels` can be RV quantile levels: at least two, increasing, each in (0, 1) (a
+/// config's heads and an artifact's metadata alike). The quantile head learns the first level
+/// and positive steps to the others: one level passed every check and panicked at the first
+/// forward pass (a step of no levels).
 #[must_use]
 pub fn quantile_levels_ok(levels: &[f64]) -> bool {
-    !levels.is_empty()
+    levels.len() >= 2
         && levels.iter().all(|q| q.is_finite() && *q > 0.0 && *q < 1.0)
         && levels.windows(2).all(|w| w[0] < w[1])
 }
@@ -289,7 +291,7 @@ impl TrainingConfig {
         let levels = &m.quantile_levels;
         if !quantile_levels_ok(levels) {
             return Err(format!(
-                "model.quantile_levels {levels:?}: at least one, increasing, each in (0, 1)"
+                "model.quantile_levels {levels:?}: at least two, increasing, each in (0, 1)"
             ));
         }
         let at_least_one = [

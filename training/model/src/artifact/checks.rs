@@ -36,7 +36,7 @@ pub fn check_meaning(dir: &Path, meta: &Metadata) -> Result<(), ArtifactError> {
     let levels = &meta.quantile_levels;
     if !crate::config::quantile_levels_ok(levels) {
         return bad(format!(
-            "quantile levels {levels:?}: at least one, increasing, in (0, 1)"
+            "quantile levels {levels:?}: at least two, increasing, in (0, 1)"
         ));
     }
     let sc = &meta.scaler;
