@@ -39,8 +39,9 @@ pub struct IngestReport {
     pub conflicts: Vec<(PathBuf, i64)>,
     /// Candles of an hour an earlier file of the same run held for the asset, with other
     /// values than the stored ones: the first stored value is kept, as SPEC merges directories
-    /// (the first wins a duplicated hour), and they are not counted as conflicts. Two directories rounding a volume
-    /// differently (`binance-spot-1h` and `binance-spot-1h-trades`) are not a corrected file.
+    /// (the first wins a duplicated hour), and they are not counted as conflicts. Two
+    /// directories rounding a volume differently (`binance-spot-1h` and
+    /// `binance-spot-1h-trades`) are not a corrected file.
     pub first_file_kept: u64,
     /// Files left out, the store unchanged for them.
     pub refused: Vec<Refused>,
