@@ -44,6 +44,16 @@ async fn with_decisions(dir: &std::path::Path, n: usize, step: usize) -> (axum::
     (app, public, ids)
 }
 
+/// The sequence numbers of a `GET /v1/decisions` page, in its order.
+fn page_seqs(page: &Value) -> Vec<i64> {
+    page["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["seq"].as_i64().unwrap())
+        .collect()
+}
+
 /// `verify --database-url url --public-key public`: its exit code and what it said.
 fn verify_store(url: &str, public: &str) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_verify"))
@@ -290,13 +300,7 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
     // Paging through the log in chain order.
     let (status, page, _) = common::call(&app, "GET", "/v1/decisions?limit=10&after=5", None).await;
     assert_eq!(status, 200);
-    let seqs: Vec<i64> = page["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, (6..16).collect::<Vec<_>>());
+    assert_eq!(page_seqs(&page), (6..16).collect::<Vec<_>>());
     assert_eq!(page["next_after"], json!(15));
     let (_, page, _) = common::call(&app, "GET", "/v1/decisions?asset=SYNTH02&limit=1000", None).await;
     assert!(
@@ -2190,12 +2194,6 @@ async fn verify_fails_when_the_last_record_is_hidden_from_its_read() {
     for uri in ["/v1/decisions", "/v1/decisions?from=2000-01-01"] {
         let (status, page, _) = common::call(&app, "GET", uri, None).await;
         assert_eq!(status, 200, "{page}");
-        let seqs: Vec<i64> = page["decisions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["seq"].as_i64().unwrap())
-            .collect();
-        assert_eq!(seqs, [1, 2], "{uri}: {page}");
+        assert_eq!(page_seqs(&page), [1, 2], "{uri}: {page}");
     }
 }

@@ -441,10 +441,9 @@ pub fn watched_tau(
 
 /// The gate's fallback on this window, where it is served: HAR's calibrated drawdown rule
 /// (with HAR's variance) while the gate holds the fallback, the artifact has a HAR calibration
-/// and HAR's variance exists on the window. Every risk answer and the stress simulation serve
-/// by it.
-#[must_use]
-pub fn fallback_har<'a>(info: &'a ModelInfo, prep: &Prepared) -> Option<&'a DrawdownCalibration> {
+/// and HAR's variance exists on the window ([`served_policy`]'s, by which every risk answer
+/// and the stress simulation serve).
+fn fallback_har<'a>(info: &'a ModelInfo, prep: &Prepared) -> Option<&'a DrawdownCalibration> {
     info.metadata
         .risk
         .as_ref()

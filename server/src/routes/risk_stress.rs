@@ -427,7 +427,7 @@ pub async fn stress_answer(
         decision_id: None,
         // Said only where it differs from `model.policy`: the gate holds the fallback and HAR
         // cannot serve this window (the answer named the fallback for the model's figures).
-        served_policy: (info.policy.is_fallback() && har.is_none()).then_some(served),
+        served_policy: (served.name != info.policy.name).then_some(served),
         model: info.reference(),
         asset: prep.asset.clone(),
         origin: prep.origin(),
