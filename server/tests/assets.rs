@@ -373,6 +373,12 @@ async fn without_a_store_the_asset_routes_say_so() {
         let (status, code, _) = call_error(&app, uri).await;
         assert_eq!((status, code.as_str()), (503, "store_unavailable"), "{uri}");
     }
+    // The query's own mistake is said first, store or none.
+    let (status, code, field) = call_error(&app, "/v1/assets/BTCUSDT/candles?from=garbage").await;
+    assert_eq!(
+        (status, code.as_str(), field),
+        (400, "invalid_query", json!("from"))
+    );
 }
 
 /// One stored hour missing among the last four leaves the 4 h illiquidity (SPEC's M_4: 90% of
@@ -474,9 +480,22 @@ async fn a_bad_query_is_refused_before_the_model_is_ready() {
     for uri in [
         "/v1/assets/BTCUSDT/risk?alpha=5",
         "/v1/assets/BTCUSDT/risk/updates?alpha=5",
+        "/v1/assets/BTCUSDT/forecast/liquidity?sale_size_usd=-5",
     ] {
         let (status, code, _) = call_error(&app, uri).await;
         assert_eq!((status, code.as_str()), (422, "out_of_range"), "{uri}");
+    }
+    // An asset id no asset can have, on every stored-forecast route.
+    let long = "X".repeat(65);
+    for route in [
+        "risk",
+        "risk/updates",
+        "forecast/volatility",
+        "forecast/liquidity",
+    ] {
+        let uri = format!("/v1/assets/{long}/{route}");
+        let (status, code, _) = call_error(&app, &uri).await;
+        assert_eq!((status, code.as_str()), (422, "invalid_value"), "{uri}");
     }
     let (status, code, _) = call_error(&app, "/v1/assets/BTCUSDT/risk").await;
     assert_eq!((status, code.as_str()), (503, "model_not_ready"));

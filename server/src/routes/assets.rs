@@ -331,11 +331,18 @@ pub async fn candles(
             .map(|t| time_param("to", t, Bound::End))
             .transpose()?
             .unwrap_or(i64::MAX);
+    // The query's mistakes first: 400/422 also on a service without a store, not a 503.
+    let from = q
+        .from
+        .as_deref()
+        .map(|f| time_param("from", f, Bound::Start))
+        .transpose()?;
+    if let Some(from) = from {
+        check_from_to(from, to)?;
+    }
     let store = state.store()?;
-    let (candles, next_from) = match q.from.as_deref() {
+    let (candles, next_from) = match from {
         Some(from) => {
-            let from = time_param("from", from, Bound::Start)?;
-            check_from_to(from, to)?;
             let mut page = store.candles(&asset, from, to, limit + 1).await?;
             let next = (page.len() > limit as usize)
                 .then(|| page.pop().map(|c| format_ms(c.open_time)))
@@ -376,6 +383,8 @@ pub async fn volatility(
     ApiQuery(q): ApiQuery<VolatilityQuery>,
 ) -> Result<Json<VolatilityResponse>, ApiError> {
     let horizons = horizons(q.horizons.as_deref())?;
+    // The request's own mistakes first: not a 503 a client retries while the model loads.
+    check_asset(&asset)?;
     let serving = state.serving()?;
     let wanted = horizon_indices(&serving.info, horizons.as_deref())?;
     let forecast = stored_forecast(&state, &serving, &asset).await?;
@@ -409,9 +418,11 @@ pub async fn liquidity(
     ApiQuery(q): ApiQuery<LiquidityQuery>,
 ) -> Result<Json<LiquidityResponse>, ApiError> {
     let horizons = horizons(q.horizons.as_deref())?;
+    // The query's mistakes first: 422 while the model loads too, not a 503 a client retries.
+    check_asset(&asset)?;
+    let sale = sale_size(&state, q.sale_size_usd)?;
     let serving = state.serving()?;
     let wanted = horizon_indices(&serving.info, horizons.as_deref())?;
-    let sale = sale_size(&state, q.sale_size_usd)?;
     let forecast = stored_forecast(&state, &serving, &asset).await?;
     let (prep, pred, _) = forecast.as_ref();
     liquidity_response(&serving.info, &wanted, sale, std::iter::once(("", prep, pred))).map(Json)
@@ -473,6 +484,7 @@ pub async fn asset_risk(
     let s = settings(&asked, state)?;
     check_previous(previous.as_ref(), |name| format!("previous_{name}"))?;
     check_bound(q.max_step, [(String::new(), previous.as_ref())])?;
+    check_asset(&asset)?;
     let serving = state.serving()?;
     let forecast = stored_forecast(state, &serving, &asset).await?;
     let (prep, pred, inputs) = forecast.as_ref();

@@ -186,9 +186,10 @@ pub async fn liquidity_answer(
     state: &AppState,
     body: ForecastRequest,
 ) -> Result<LiquidityResponse, ApiError> {
+    // The request's own mistake first: 422 while the model loads too, not a 503 a client retries.
+    let sale = sale_size(state, body.sale_size_usd)?;
     let serving = state.serving()?;
     let wanted = horizon_indices(&serving.info, body.horizons.as_deref())?;
-    let sale = sale_size(state, body.sale_size_usd)?;
     let results = forecast_body(state, &serving, body).await?;
     liquidity_response(
         &serving.info,
