@@ -39,12 +39,13 @@ pub struct Config {
     #[arg(long, env = "VOLCAST_MAX_WAIT_US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub max_wait_us: u64,
 
-    /// Requests the inference queue holds before answering 429.
-    #[arg(long, env = "VOLCAST_QUEUE_CAPACITY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Requests the inference queue holds before answering 429, 1 to 1,000,000 (its slots are
+    /// allocated at start).
+    #[arg(long, env = "VOLCAST_QUEUE_CAPACITY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub queue_capacity: u32,
 
-    /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
-    #[arg(long, env = "VOLCAST_RETRY_AFTER_S", default_value_t = 1)]
+    /// Seconds a client is told to wait (`Retry-After`) when the queue is full, at least 1.
+    #[arg(long, env = "VOLCAST_RETRY_AFTER_S", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub retry_after_s: u64,
 
     /// Request timeout in milliseconds (answered 503 `timeout`).

@@ -336,7 +336,7 @@ pub async fn run(
 /// ([`loading::listen_for_hangups`]): a SIGHUP between the announcement and the start of
 /// `run` is a reload then, not lost (a stream sees only the signals after it was opened).
 /// `announce` is called once the start is allowed (the store open, its keys checked against the
-/// address, before the model loads): a start refused for listening beyond loopback without keys
+/// address, the follower's settings checked and its tasks started, before the model loads): a start refused for listening beyond loopback without keys
 /// announced its address first (until stop 60), which a supervisor read as a start.
 ///
 /// # Errors
@@ -365,7 +365,8 @@ pub async fn run_listening(
     let store = open_store(&config).await?;
     let state = AppState::with_store(settings, Arc::clone(&metrics), Some(store.clone()));
     secure(&config, &listener, &state, &store).await?;
-    announce(&listener);
+    // The follower's settings are checked as it starts: a bad symbol or poll refuses the start
+    // before the address is announced (it was refused after, which read as a start).
     let follower = match config.follow_config() {
         Some(follow) => {
             let f = follower::Follower::spawn(store.clone(), follow, follower::Clock::system())?;
@@ -374,6 +375,7 @@ pub async fn run_listening(
         }
         None => None,
     };
+    announce(&listener);
     let watcher = tokio::spawn(watch_market_data(state.clone(), MARKET_DATA_WATCH));
     let key_watcher = tokio::spawn(auth::guard::watch_keys(state.clone()));
     let ledger = tokio::spawn(daily::job(

@@ -90,7 +90,7 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Seconds per forward pass.
     pub inference_seconds: Histogram,
-    /// 1 once the model is loaded and warm.
+    /// 1 while the model is loaded, warm and answering (`/readyz` 200), as of the last scrape.
     pub model_ready: Gauge,
     /// Unix time the model's corrections were measured up to (0 without corrections).
     pub recalibrated_until: Gauge,
@@ -270,7 +270,7 @@ impl Metrics {
         );
         registry.register(
             "model_ready",
-            "1 once the model is loaded and warm",
+            "1 while the model is loaded, warm and answering (/readyz 200)",
             model_ready.clone(),
         );
         registry.register(

@@ -272,6 +272,16 @@ fn a_refused_start_never_announces_its_address() {
     let (ok, stdout, stderr) = common::process::start_and_wait_output(&artifact, &["--listen", "0.0.0.0:0"]);
     assert!(!ok && stderr.contains("refusing to listen"), "{stderr}");
     assert!(!stdout.contains("listening on"), "{stdout}");
+    // A follower setting that cannot run refuses the start before the announcement too.
+    for args in [["--follow", "BTC-USDT"], ["--follow-poll", "0s"]] {
+        let mut args = args.to_vec();
+        if args[0] != "--follow" {
+            args.extend(["--follow", "BTCUSDT"]);
+        }
+        let (ok, stdout, stderr) = common::process::start_and_wait_output(&artifact, &args);
+        assert!(!ok && stderr.contains("follower"), "{args:?}: {stderr}");
+        assert!(!stdout.contains("listening on"), "{args:?}: {stdout}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,7 +398,15 @@ async fn the_keys_cli_creates_lists_and_revokes_without_showing_secrets() {
             .status
             .success()
     );
-    assert!(keys(&["revoke", id]).status.success());
+    // The whole key pasted is read as its id; its secret is never shown.
+    let out = keys(&["revoke", &token]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains(id), "{err}");
+    assert!(!err.contains(secret), "{err}");
+    let out = keys(&["revoke", &token["vck_".len()..]]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "already revoked: {err}");
+    assert!(err.contains(id) && !err.contains(secret), "{err}");
     assert!(!keys(&["revoke", id]).status.success(), "already revoked");
     assert!(store.keys().await.unwrap()[0].revoked.is_some());
     // In a store that exists, no such note.

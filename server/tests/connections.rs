@@ -322,6 +322,20 @@ fn a_shutdown_during_the_first_load_does_not_wait_for_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(child.0.try_wait().unwrap().is_none(), "still loading");
+    // A reload asked meanwhile is told the model is not ready (it was told the reload failed
+    // and "the old model is still served", with no old model).
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"POST /v1/admin/reload HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("model_not_ready"),
+        "{answer}"
+    );
     let took = terminate(&mut child.0);
     assert!(
         took < Duration::from_millis(2_500),

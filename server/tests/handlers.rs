@@ -471,9 +471,15 @@ async fn readyz_says_stuck_while_a_forward_pass_outlasts_three_request_timeouts(
             (503, Some("stuck"), _) => {
                 assert!(v["model"]["id"].is_string(), "{v}");
                 stuck_at.get_or_insert(waited);
+                let text = metrics_text(&app).await;
+                assert!(text.contains("volcast_model_ready 0"), "{text}");
             }
             // Ready again once the pass ended.
-            (200, Some("ready"), Some(_)) => break,
+            (200, Some("ready"), Some(_)) => {
+                let text = metrics_text(&app).await;
+                assert!(text.contains("volcast_model_ready 1"), "{text}");
+                break;
+            }
             _ => panic!("{s} {v} after {waited:?}"),
         }
         assert!(
@@ -486,6 +492,13 @@ async fn readyz_says_stuck_while_a_forward_pass_outlasts_three_request_timeouts(
     let stuck_at = stuck_at.unwrap();
     assert!(stuck_at >= Duration::from_secs(1), "stuck after {stuck_at:?}");
     assert!(sent.elapsed() >= Duration::from_millis(2_000));
+}
+
+/// `/metrics`' text.
+async fn metrics_text(app: &axum::Router) -> String {
+    let (s, v, _) = call(app, "GET", "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    v.as_str().map(str::to_owned).unwrap_or_default()
 }
 
 #[tokio::test]

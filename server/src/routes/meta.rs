@@ -30,14 +30,18 @@ pub struct ReloadResponse {
     tag = OPS_TAG,
     responses(
         (status = 200, description = "The model now served", body = ReloadResponse),
-        (status = 503, description = "The artifact could not be loaded (the old one is still served), or this service has no artifact path to reload; `timeout` when the reload outlasted the request timeout (waiting for the daily recalibration's swap, or a slow load): it still happens, only the waiting is given up", body = ErrorBody),
+        (status = 503, description = "The artifact could not be loaded (the old one is still served), or this service has no artifact path to reload; `model_not_ready` while the first model still loads; `timeout` when the reload outlasted the request timeout (waiting for the daily recalibration's swap, or a slow load): it still happens, only the waiting is given up", body = ErrorBody),
     )
 )]
 pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadResponse>, ApiError> {
-    let (path, options) = state
-        .reload_target()
-        .cloned()
-        .ok_or_else(|| ApiError::ReloadFailed("this service was started without an artifact path".into()))?;
+    let Some((path, options)) = state.reload_target().cloned() else {
+        // The first model is still loading (its path is the reload target once it serves):
+        // not a failed reload of an old model that is not there.
+        state.serving()?;
+        return Err(ApiError::ReloadFailed(
+            "this service was started without an artifact path".into(),
+        ));
+    };
     let metrics = std::sync::Arc::clone(state.metrics());
     // In a task of its own: a reload waiting for the daily recalibration's swap, or loading
     // longer than the request timeout, still happens (and is counted) when the request is
@@ -153,16 +157,8 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    // At least a second: a short request timeout must not turn one slow pass under load into
-    // every replica leaving the balancer at once.
-    let stuck_after = (3 * state.settings().request_timeout).max(std::time::Duration::from_secs(1));
-    let unanswered = |s: &crate::state::Serving| match s.queue.worker_state() {
-        WorkerState::Stopped => Some("stopped"),
-        WorkerState::Running(Some(busy)) if busy > stuck_after => Some("stuck"),
-        WorkerState::Running(_) => None,
-    };
     match state.serving() {
-        Ok(s) if let Some(status) = unanswered(&s) => (
+        Ok(s) if let Some(status) = unanswered(&state, &s) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
                 status: status.into(),
@@ -192,6 +188,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Why the served model answers nothing (`stopped`, `stuck`), or None while it answers.
+fn unanswered(state: &AppState, s: &crate::state::Serving) -> Option<&'static str> {
+    // At least a second: a short request timeout must not turn one slow pass under load into
+    // every replica leaving the balancer at once.
+    let stuck_after = (3 * state.settings().request_timeout).max(std::time::Duration::from_secs(1));
+    match s.queue.worker_state() {
+        WorkerState::Stopped => Some("stopped"),
+        WorkerState::Running(Some(busy)) if busy > stuck_after => Some("stuck"),
+        WorkerState::Running(_) => None,
+    }
+}
+
 /// Prometheus metrics, text exposition format.
 #[utoipa::path(
     get,
@@ -204,6 +212,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(follow) = state.follow_status() {
         state.metrics().set_follower(&follow.snapshot());
     }
+    // Ready as `/readyz` says, as of this scrape: 0 also while the worker is stuck or stopped
+    // (it stayed 1 once the model was loaded, and an alert on it missed those).
+    let ready = state.serving().is_ok_and(|s| unanswered(&state, &s).is_none());
+    state.metrics().model_ready.set(i64::from(ready));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics().render(),
