@@ -91,6 +91,10 @@ struct Knobs {
     bad: Option<i64>,
     /// An hour whose row cannot be read (its quote volume `null`).
     unreadable: Option<i64>,
+    /// An hour whose row's open time cannot be read (`null`), nor then the row.
+    timeless: Option<i64>,
+    /// An hour whose row's open time is written as a string.
+    quoted_time: Option<i64>,
     /// Spaces after the page's JSON, bytes (an answer too large to be a klines page).
     padding: usize,
     /// Spaces after an error answer's JSON, bytes (a proxy's large error page).
@@ -239,6 +243,12 @@ async fn klines(State(stub): State<Arc<Stub>>, Query(p): Query<Params>) -> Respo
         }
         if knobs.unreadable == Some(c.open_time) {
             row[7] = Value::Null;
+        }
+        if knobs.timeless == Some(c.open_time) {
+            row[0] = Value::Null;
+        }
+        if knobs.quoted_time == Some(c.open_time) {
+            row[0] = json!(c.open_time.to_string());
         }
         if knobs.duplicate == Some(c.open_time) {
             rows.push(row.clone());
@@ -571,6 +581,34 @@ async fn a_row_that_cannot_be_read_is_skipped_after_an_hour_as_a_refused_candle_
     only_hour_700_is_skipped_an_hour_later(&h, &store, &status).await;
     let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
     assert!(error.contains("skipped, the hour is missing"), "{error}");
+    follower.shutdown().await;
+}
+
+/// A row whose open time cannot be read either stands for the hour after the row before it:
+/// refused there and skipped after an hour as any unreadable row (it ended the page naming no
+/// hour, so the symbol asked for it again for good and no later hour was ever stored).
+#[tokio::test]
+async fn a_row_without_a_readable_open_time_is_skipped_after_an_hour_too() {
+    let (h, store, follower, status) = refused_three_times_with(|k| k.timeless = Some(hour(700))).await;
+    let error = status.get("BTCUSDT").unwrap().last_error.unwrap();
+    assert!(error.contains("open time null"), "{error}");
+    only_hour_700_is_skipped_an_hour_later(&h, &store, &status).await;
+    follower.shutdown().await;
+}
+
+/// An open time written as a string (a mirror's rewriting) is read as the integer it holds.
+#[tokio::test]
+async fn an_open_time_written_as_a_string_is_read() {
+    let h = harness(&["BTCUSDT"], half_past(1000)).await;
+    h.stub.knobs().quoted_time = Some(hour(700));
+    let store = h.store().await;
+    let follower = h.follow(&store, h.config(&["BTCUSDT"], 1000));
+    let status = follower.status();
+    caught_up(&status, "BTCUSDT", hour(999)).await;
+    assert_eq!(
+        stored(&store, "BTCUSDT").await,
+        h.stub.expected("BTCUSDT", hour(0), hour(999))
+    );
     follower.shutdown().await;
 }
 

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use volcast_core::candles::{Candle, CandleError, validate_candles};
-use volcast_core::time::format_ms;
+use volcast_core::time::{HOUR_MS, format_ms};
 use volcast_store::StoreError;
 
 /// Longest `Retry-After` honoured (a 418 ban can ask for days; we ask again after a day).
@@ -149,9 +149,23 @@ fn network(e: &reqwest::Error) -> RoundError {
     RoundError::Network(message)
 }
 
+/// The answer's `Retry-After`: seconds, or an HTTP date (RFC 9110 allows both; a date was
+/// ignored, and a proxy's ban retried within seconds), counted from the answer's `Date`.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(text).ok()?;
+            let now = exchange_time(headers)
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map_or_else(std::time::SystemTime::now, |ms| {
+                    std::time::UNIX_EPOCH + Duration::from_millis(ms)
+                });
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// Classifies a non-2xx answer: rate limits and server errors are retried with backoff, other
@@ -203,35 +217,36 @@ pub(super) struct Page {
 /// time can is left out where a readable one would be (not asked for, not closed, or its hour
 /// has a readable row), and otherwise refused at that hour, the earliest such in the page (and
 /// skipped as a refused candle is, if the exchange never corrects it); one whose open time
-/// cannot be read ends the page there and names no hour.
+/// cannot be read either is taken for the hour after the last row before it in the page whose
+/// time could be (the page's first hour asked for when none), as klines come in time order.
 pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i64) -> Page {
     let mut candles = Vec::with_capacity(rows.len());
     let mut seen = HashSet::new();
     let mut problem = None;
     let mut refused_at = None;
-    // Rows that cannot be read but whose open time can, by open time: the page goes on past
-    // them (a row earlier in time may follow, the page out of order), and ends at the earliest.
+    // Rows that cannot be read, by open time: the page goes on past them (a row earlier in time
+    // may follow, the page out of order), and ends at the earliest.
     let mut unreadable = std::collections::BTreeMap::new();
+    // The open time of the last row read so far whose open time could be.
+    let mut last_time: Option<i64> = None;
     for (row, raw) in rows.iter().enumerate() {
+        let time = raw.get(0).and_then(open_time);
         let candle = match parse_kline(raw) {
             Ok(c) => c,
             Err(e) => {
                 let said = format!("row {row} of the page: {e}");
-                match raw.get(0).and_then(Value::as_i64) {
-                    // Left out as a readable row would be: not asked for or not closed.
-                    Some(t) if !(start..closed_before).contains(&t) => {}
-                    Some(t) => {
-                        unreadable.entry(t).or_insert(said);
-                    }
-                    // No hour to refuse: the page ends here.
-                    None => {
-                        problem = Some(said);
-                        break;
-                    }
+                // Without a readable open time, the hour it stands in for (it ended the page
+                // and named no hour: asked for again for good, no later hour ever stored).
+                let t = time.unwrap_or_else(|| last_time.map_or(start, |t| t + HOUR_MS));
+                last_time = Some(t);
+                // Left out as a readable row would be: not asked for or not closed.
+                if (start..closed_before).contains(&t) {
+                    unreadable.entry(t).or_insert(said);
                 }
                 continue;
             }
         };
+        last_time = Some(candle.open_time);
         if candle.open_time < start || candle.open_time >= closed_before {
             continue;
         }
@@ -268,6 +283,18 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
     }
 }
 
+/// A kline's open time: an integer, also written as a string or as a whole float (a mirror's
+/// or proxy's rewriting of Binance's integer).
+fn open_time(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        })
+}
+
 /// One kline row: `[openTime, "open", "high", "low", "close", "volume", closeTime,
 /// "quoteAssetVolume", ...]`.
 fn parse_kline(raw: &Value) -> Result<Candle, String> {
@@ -284,8 +311,7 @@ fn parse_kline(raw: &Value) -> Result<Candle, String> {
         value.ok_or_else(|| format!("{name} = {} is not a number", fields[i]))
     };
     Ok(Candle {
-        open_time: fields[0]
-            .as_i64()
+        open_time: open_time(&fields[0])
             .ok_or_else(|| format!("open time {} is not an integer", fields[0]))?,
         open: number(1, "open")?,
         high: number(2, "high")?,
@@ -294,4 +320,41 @@ fn parse_kline(raw: &Value) -> Result<Candle, String> {
         volume: number(5, "volume")?,
         quote_volume: number(7, "quote_volume")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{DATE, HeaderMap, HeaderValue, RETRY_AFTER};
+
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let with = |pairs: &[(reqwest::header::HeaderName, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+            }
+            retry_after(&h)
+        };
+        assert_eq!(with(&[(RETRY_AFTER, "7")]), Some(Duration::from_secs(7)));
+        // A date 120 s after the answer's own.
+        assert_eq!(
+            with(&[
+                (DATE, "Wed, 21 Oct 2015 07:28:00 GMT"),
+                (RETRY_AFTER, "Wed, 21 Oct 2015 07:30:00 GMT"),
+            ]),
+            Some(Duration::from_secs(120))
+        );
+        // One already past is no wait; nonsense is none.
+        assert_eq!(
+            with(&[
+                (DATE, "Wed, 21 Oct 2015 07:28:00 GMT"),
+                (RETRY_AFTER, "Wed, 21 Oct 2015 07:20:00 GMT"),
+            ]),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(with(&[(RETRY_AFTER, "soon")]), None);
+        assert_eq!(with(&[]), None);
+    }
 }

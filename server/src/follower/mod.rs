@@ -20,7 +20,9 @@
 //! one store connection at a time, and its status lock is never held across an await.
 //!
 //! Stopping ([`Follower::shutdown`]) is graceful: each task stops at its next request or wait,
-//! never in the middle of storing a page, so once `shutdown` returns nothing more is written.
+//! never in the middle of storing a page, for up to the request timeout and 5 s; a task still
+//! busy then (a store that hangs, a lock another writer holds) is aborted, its page committed
+//! whole or not at all, and asked for again at the next start.
 
 mod klines;
 mod status;
