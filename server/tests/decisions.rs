@@ -553,6 +553,16 @@ async fn a_thousand_logged_decisions_replay_identically_and_verify_catches_every
         "{err}"
     );
     assert!(!beside.exists(), "{err}");
+    // A part of the chain (as a page read with `asset` or `after` holds) fails, saying why.
+    let part = dir.path().join("part.jsonl");
+    std::fs::write(&part, text.lines().skip(2).collect::<Vec<_>>().join("\n")).unwrap();
+    let out = verify(&["--export", part.to_str().unwrap(), "--public-key", &public]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("missing before it") && err.contains("export the log unfiltered"),
+        "{err}"
+    );
     let mut lines: Vec<&str> = text.lines().collect();
     lines.swap(3, 4);
     std::fs::write(&export, lines.join("\n")).unwrap();
@@ -1317,6 +1327,42 @@ async fn a_record_naming_a_rule_this_build_does_not_know_is_not_replayed() {
             "{message}"
         );
     }
+
+    // A recorded request this build refuses (as one answered before a check was added is): 503
+    // `replay_unavailable` saying so, not the route's 422 naming a field the auditor, who sent
+    // an id only, cannot give.
+    let (status, risked, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&risk)).await;
+    assert_eq!(status, 200, "{risked}");
+    let id = risked["items"][0]["decision_id"].as_str().unwrap();
+    let body: String = sqlx::query_scalar("SELECT body FROM decisions WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut edited: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(edited["request"]["previous"]["max_ltv"], json!(0.7), "{body}");
+    edited["request"]["previous"]["max_ltv"] = json!(7.0);
+    let older = edited.to_string();
+    let hash = volcast_server::auth::sha256_hex(older.as_bytes());
+    sqlx::query("UPDATE decisions SET body = $1, hash = $2, signature = $3 WHERE id = $4")
+        .bind(&older)
+        .bind(&hash)
+        .bind(signer.sign(&hash))
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, refused, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+    assert_eq!(
+        (status.as_u16(), &refused["error"]),
+        (503, &json!("replay_unavailable")),
+        "{refused}"
+    );
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("this build refuses the recorded request"),
+        "{message}"
+    );
 }
 
 /// A risk answer recorded before the step bound kept the user's buffer (no `step_rule`: a max

@@ -36,6 +36,19 @@ fn unavailable(m: impl Into<String>) -> ApiError {
     ApiError::ReplayUnavailable(m.into())
 }
 
+/// A recomputation's error as the replay's: a request this build refuses (a check added since
+/// the decision was made) is no mistake of the auditor's, who sent an id only: 503
+/// `replay_unavailable` saying so, not the route's 422 naming a field they cannot give. A busy
+/// service (429) stays what it is.
+fn refused_now(e: ApiError) -> ApiError {
+    let (status, _) = e.status_and_code();
+    if status.is_client_error() && status != axum::http::StatusCode::TOO_MANY_REQUESTS {
+        unavailable(format!("this build refuses the recorded request: {e}"))
+    } else {
+        e
+    }
+}
+
 /// Where this replica may keep the artifact of `model`: the directory the log recorded for its
 /// id (the first replica to serve it recorded its own), then `<artifacts>/<id>` beside the
 /// artifact served now. Each is checked on loading, so a wrong one is passed over.
@@ -358,13 +371,17 @@ pub async fn replay(state: &AppState, row: &DecisionRow) -> Result<Replayed, Api
                 ..request
             };
             let RiskResponse { items, .. } =
-                crate::routes::risk_parameters::parameters_answer(&then, &serving, request).await?;
+                crate::routes::risk_parameters::parameters_answer(&then, &serving, request)
+                    .await
+                    .map_err(refused_now)?;
             serde_json::to_value(items.first()).unwrap_or_default()
         }
         Kind::Stress => {
             let request: StressRequest = serde_json::from_value(body.request.clone()).map_err(malformed)?;
             let request = StressRequest { candles, ..request };
-            let mut resp = crate::routes::risk_stress::stress_answer(&then, &serving, &request).await?;
+            let mut resp = crate::routes::risk_stress::stress_answer(&then, &serving, &request)
+                .await
+                .map_err(refused_now)?;
             // Answers recorded before stop 65 did not say that a fallback HAR could not serve
             // was not served: the same figures, replayed without the field they lack.
             if body.answer.get("served_policy").is_none() {

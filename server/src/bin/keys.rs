@@ -46,9 +46,20 @@ enum Command {
     List,
     /// Revoke a key by id.
     Revoke {
-        /// The key's id (`k...`, the part of the key after `vck_`).
+        /// The key's id (`k...`: the part of the key `vck_<id>_<secret>` between `vck_` and
+        /// the next `_`). The whole key is read as its id: its secret is never shown.
         id: String,
     },
+}
+
+/// The id in `given`: an id as written, or the id of a whole key (with or without `vck_`),
+/// its secret dropped (a key pasted whole matched no id, and the error showed its secret).
+fn key_id(given: &str) -> &str {
+    let given = given.trim();
+    let given = given
+        .strip_prefix(volcast_server::auth::KEY_PREFIX)
+        .unwrap_or(given);
+    given.split_once('_').map_or(given, |(id, _)| id)
 }
 
 /// A command, its key made.
@@ -84,7 +95,7 @@ async fn run(args: Args) -> Result<(), String> {
             rate_per_minute,
         } => Action::Create(new_key(&name, &parse_scopes(&scopes)?, rate_per_minute, now)?),
         Command::List => Action::List,
-        Command::Revoke { id } => Action::Revoke(id),
+        Command::Revoke { id } => Action::Revoke(key_id(&id).to_owned()),
     };
     let existed = Store::exists(&args.database_url).map_err(|e| e.said_of(&shown))?;
     let store = match action {

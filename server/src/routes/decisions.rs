@@ -176,7 +176,7 @@ pub async fn decisions(
         (status = 400, description = "The id in the path is not UTF-8 (`invalid_query`)", body = ErrorBody),
         (status = 404, description = "No such decision", body = ErrorBody),
         (status = 429, description = "The recomputation waits for the service's own capacity: the inference queue is full (`queue_full`) or both stress simulation slots are taken (`stress_busy`); see Retry-After", body = ErrorBody),
-        (status = 503, description = "Its artifact or inputs are gone or altered (`replay_unavailable`), or the store is unavailable", body = ErrorBody),
+        (status = 503, description = "Its artifact or inputs are gone or altered, or this build refuses its recorded request (a check added since it was answered) (`replay_unavailable`), or the store is unavailable", body = ErrorBody),
     )
 )]
 pub async fn replay(

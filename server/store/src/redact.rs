@@ -2,8 +2,9 @@
 
 /// `url` without its password, for logs and errors: the user's in the authority (up to the
 /// last `@`, since a password may hold `/`, `?` or `@` unescaped) and any `password=`
-/// parameter (its key in any case or percent-encoded, as the driver reads it). It errs on the
-/// side of hiding too much.
+/// parameter (its key in any case or percent-encoded, as the driver reads it); all but the
+/// scheme where an `@` follows a query that names a password. It errs on the side of hiding
+/// too much.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
     redact_url_with(url, |raw_key, key, valued| {
@@ -24,6 +25,16 @@ pub(crate) fn redact_url_with(url: &str, shown: impl Fn(&str, &str, bool) -> Opt
         colon + 1
     };
     let (head, rest) = url.split_at(scheme_end);
+    // An `@` in a query that names a password (`?password=p@ss`) cannot be told from the user
+    // info's: hidden whole, host and all (read as user info, the password's end was shown).
+    if let (Some(q), Some(at)) = (rest.find('?'), rest.rfind('@'))
+        && q < at
+        && percent_decoded(&rest[q..at].replace('+', " "))
+            .to_ascii_lowercase()
+            .contains("password")
+    {
+        return format!("{head}***");
+    }
     let rest = match rest.rfind('@') {
         Some(at) => match rest[..at].find(':') {
             Some(c) => format!("{}:***{}", &rest[..c], &rest[at..]),
@@ -102,6 +113,9 @@ mod tests {
                 "postgres://h/db?pass%77ord=***",
             ),
             ("postgres://h/db?PASSWORD=secret", "postgres://h/db?PASSWORD=***"),
+            // An `@` in a query's password: read as user info, its end was shown.
+            ("postgres://db:5432/v?password=p@zq9", "postgres://***"),
+            ("postgres://db/v?sslmode=x&Pass%77ord=a@b", "postgres://***"),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
