@@ -539,6 +539,17 @@ fn frame_to_candles(path: &Path, frame: &DataFrame, layout: Where<'_>) -> Result
                     ),
                 ));
             }
+            // A microsecond time between two milliseconds is no hour's start: refused, not
+            // truncated onto one.
+            if micro_ok && t > MICROSECOND_THRESHOLD && t % 1000 != 0 {
+                return Err(file_error(
+                    path,
+                    format!(
+                        "{}: open_time {t} (microseconds) is not on the hour",
+                        layout.place(row)
+                    ),
+                ));
+            }
             Ok(Candle {
                 open_time: if micro_ok && t > MICROSECOND_THRESHOLD {
                     t / 1000
@@ -637,6 +648,10 @@ mod tests {
         assert_eq!(read_file(&binance_ms).unwrap(), a);
         // Microsecond open times (Binance spot dumps since 2025) become milliseconds.
         assert_eq!(read_file(&binance_us).unwrap(), a);
+        // One between two milliseconds is refused, not truncated onto the hour.
+        let off_us = write(dir.path(), "G.csv", &kline(T0 * 1000 + 500, T1 * 1000));
+        let e = read_file(&off_us).unwrap_err().to_string();
+        assert!(e.contains("G.csv") && e.contains("not on the hour"), "{e}");
         // In SPEC's layout (Unix ms) they are a unit slip, refused naming the row.
         let spec_us = write(
             dir.path(),

@@ -62,7 +62,8 @@ pub fn read_pool(path: &Path, dex: &str) -> anyhow::Result<Pool> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut text = String::new();
     if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(&raw[..])
+        // Every member: a file of concatenated gzip members is read whole (as candles are).
+        flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_string(&mut text)
             .with_context(|| format!("decompressing {}", path.display()))?;
     } else {
@@ -169,8 +170,13 @@ pub fn load_pools(data: &Path) -> anyhow::Result<Vec<Pool>> {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
+        // Pool files only: a README or a folder beside them is not a pool.
         for e in entries.flatten() {
-            files.push((e.path(), dex));
+            let path = e.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_file() && (name.ends_with(".csv") || name.ends_with(".csv.gz")) {
+                files.push((path, dex));
+            }
         }
     }
     files.sort();
@@ -259,5 +265,31 @@ mod tests {
                 (7, "volumeUSD is inf".to_owned()),
             ]
         );
+    }
+
+    /// A pool folder's other files (a README, a folder) are not pools (they stopped `train`,
+    /// `evaluate` and `chart`), and a gzip file of several members is read whole (its later
+    /// members were dropped without a word).
+    #[test]
+    fn pool_folders_read_pool_files_whole_and_only_them() {
+        use std::io::Write;
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("defi").join("uniswap-v2-pairs");
+        std::fs::create_dir_all(dir.join("old")).unwrap();
+        std::fs::write(dir.join("README.md"), "pool snapshots\n").unwrap();
+        let member = |text: &str| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(text.as_bytes()).unwrap();
+            gz.finish().unwrap()
+        };
+        let mut bytes = member(
+            "datetime,reserve0,reserve1,reserveUSD,totalSupply,txCount,volumeUSD\n\
+             2021-01-01 00:00:00,10,1,40,100,5,1000\n",
+        );
+        bytes.extend(member("2021-01-01 01:00:00,11,1,41,100,6,1100\n"));
+        std::fs::write(dir.join("LINK-WETH.csv.gz"), bytes).unwrap();
+        let pools = load_pools(data.path()).unwrap();
+        assert_eq!(pools.len(), 1);
+        assert_eq!(pools[0].snapshots.len(), 2, "both gzip members");
     }
 }
