@@ -172,8 +172,9 @@ pub struct DriverDto {
     pub z: f64,
     /// Its share of `d²`.
     pub share: f64,
-    /// The feature in plain units: a return or change as a fraction, or a ratio to what the
-    /// market's recent behaviour predicts.
+    /// The feature in plain units: a change as a fraction, a ratio to what the market's recent
+    /// behaviour predicts, or for `return` and `out_and_back` a log return (ln of the price
+    /// ratio; the description says it as the price's change in percent).
     pub value: f64,
     /// The reason in words.
     pub description: String,

@@ -87,7 +87,8 @@ pub struct Recall {
     pub injected: usize,
     /// Injections with a flag on a row they touched.
     pub detected: usize,
-    /// `detected / injected`.
+    /// `detected / injected`; null (NaN) without injections (none could be drawn in the
+    /// period), as are the rates below.
     pub recall: f64,
     /// The same rows without the injection: how often they were flagged anyway.
     pub chance: f64,
@@ -247,7 +248,10 @@ fn spread(scales: &DailyScales) -> (f64, f64, f64) {
 #[must_use]
 pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Report {
     let d = &scorer.detector;
-    let since = config.from_ms - config.adaptive.window_ms();
+    // The first day's window counts back from that day's start, as the daily scales read it
+    // (from `--from` itself, a `--from` after midnight left that day's first hours unscored).
+    let since = config.from_ms.div_euclid(volcast_core::time::DAY_MS) * volcast_core::time::DAY_MS
+        - config.adaptive.window_ms();
     let in_period = |t: i64| t >= config.from_ms && t <= config.to_ms;
     // Real data at the fitted thresholds, from the first day's window on: against the market
     // where it covers the hour, and every hour alone.
@@ -415,9 +419,7 @@ pub fn evaluate(scorer: &Scorer, markets: &Markets, config: &EvalConfig) -> Repo
                 .map(|&(m, at)| inject_one(scorer, markets, pattern, strength, m, at, &flagged))
                 .collect();
             let injected = results.len();
-            let share = |f: fn(&Injected) -> bool| {
-                results.iter().filter(|r| f(r)).count() as f64 / injected.max(1) as f64
-            };
+            let share = |f: fn(&Injected) -> bool| share_of(&results, f);
             without_drivers += results.iter().map(|r| r.bare).sum::<usize>();
             recall.push(Recall {
                 pattern: pattern.name(),
@@ -675,11 +677,16 @@ pub fn render(r: &Report) -> String {
     for x in &r.recall {
         let alone = x
             .recall_alone
-            .map_or_else(|| "-".to_owned(), |(f, a)| format!("{f:.3} / {a:.3}"));
+            .map_or_else(|| "-".to_owned(), |(f, a)| format!("{} / {}", rate(f), rate(a)));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {alone} |",
-            x.pattern, x.strength, x.injected, x.recall, x.recall_adaptive, x.chance
+            "| {} | {} | {} | {} | {} | {} | {alone} |",
+            x.pattern,
+            x.strength,
+            x.injected,
+            rate(x.recall),
+            rate(x.recall_adaptive),
+            rate(x.chance)
         );
     }
     let _ = writeln!(s, "\nFlags without drivers: {}\n", r.flags_without_drivers);
@@ -713,4 +720,43 @@ pub fn render(r: &Report) -> String {
         );
     }
     s
+}
+
+/// The share of `results` for which `f` holds; NaN (JSON null, `-` in the report) over no
+/// injection (a period where none could be drawn read as a recall of 0).
+fn share_of(results: &[Injected], f: fn(&Injected) -> bool) -> f64 {
+    if results.is_empty() {
+        return f64::NAN;
+    }
+    results.iter().filter(|r| f(r)).count() as f64 / results.len() as f64
+}
+
+/// A rate to three decimals, `-` where there is none.
+fn rate(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "-".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recall over no injection is none, not 0 (it read as a detector that misses all).
+    #[test]
+    fn a_share_of_no_injection_is_none() {
+        assert!(share_of(&[], |r| r.detected).is_nan());
+        assert_eq!(rate(f64::NAN), "-");
+        let one = Injected {
+            detected: true,
+            detected_adaptive: false,
+            chance: false,
+            bare: 0,
+            detected_alone: None,
+        };
+        assert!((share_of(&[one], |r| r.detected) - 1.0).abs() < 1e-12);
+        assert_eq!(rate(0.25), "0.250");
+    }
 }

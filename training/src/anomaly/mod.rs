@@ -557,6 +557,37 @@ mod tests {
         assert!(text.contains("| 1.5 | reads as wash_trading |"), "{text}");
     }
 
+    /// The first day's scale reads that day's whole window whatever the hour `--from` names
+    /// (from `--from` itself, the day's first hours were left out of its window).
+    #[test]
+    fn the_first_days_scale_does_not_move_with_the_hour_of_from() {
+        use evaluate::{EvalConfig, evaluate};
+        use volcast_core::anomaly::{AdaptiveConfig, Scorer};
+        use volcast_core::time::DAY_MS;
+        let config = DetectorConfig::default();
+        let markets = synthetic_markets(&config);
+        let d = fit(&markets, 1_700_000_000_000, config);
+        let scorer = Scorer::new(d);
+        let day = (1_600_000_000_000 + 1100 * 3_600_000_i64).div_euclid(DAY_MS) * DAY_MS + DAY_MS;
+        let at = |from_ms: i64| {
+            evaluate(
+                &scorer,
+                &markets,
+                &EvalConfig {
+                    from_ms,
+                    to_ms: day + 23 * 3_600_000,
+                    injections: 1,
+                    seed: 1,
+                    top: 1,
+                    adaptive: AdaptiveConfig::default(),
+                },
+            )
+        };
+        let (midnight, late) = (at(day), at(day + 22 * 3_600_000));
+        assert_eq!(midnight.candle_scales, late.candle_scales);
+        assert_eq!(midnight.pool_scales, late.pool_scales);
+    }
+
     #[test]
     fn a_detector_that_does_not_fit_this_code_is_refused_even_with_a_matching_id() {
         let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-artifacts");
