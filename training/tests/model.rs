@@ -723,6 +723,18 @@ fn resume_without_a_budget_never_continues_an_epoch_the_budget_cut_short() {
         "{:?}",
         smoke.state.history
     );
+    // A resume under another config is refused, cut short or not (it trained over the
+    // checkpoint from the start, with a warning, where README says it stops).
+    let other = train(
+        &assets,
+        &config.clone().with_max_epochs(3),
+        fit_end_hour,
+        &device,
+        &options(&cut, true, None),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(other.contains("another config"), "{other}");
     let resumed = train(
         &assets,
         &config,

@@ -138,6 +138,10 @@ fn train_weighs_recent_rows_and_refits_as_asked_and_refuses_bad_values() {
     let refused = with(&["--refit-through-holdout", "maybe"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--refit-through-holdout"));
+    // A budget of no step (it ran one step per session and recorded max_steps 0).
+    let refused = with(&["--max-steps", "0"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--max-steps"));
 
     for bad in ["0", "-30", "soon", "0.5"] {
         let refused = with(&[&format!("--recency-half-life-days={bad}")]);

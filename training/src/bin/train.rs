@@ -69,9 +69,9 @@ struct Args {
     #[arg(long, default_value_t = volcast_training::pipeline::DEFAULT_MEMBERS,
           value_parser = clap::value_parser!(u16).range(1..=16).map(usize::from))]
     members: usize,
-    /// Stop each network's training session after this many optimiser steps (smoke tests;
+    /// Stop each network's training session after this many optimiser steps, at least 1 (smoke tests;
     /// counted again per member, per phase and after a resume).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_steps: Option<usize>,
     /// Threads per optimiser step (the batch is split over them and the gradients summed).
     /// Default: every core on the CPU, 1 on a GPU.

@@ -56,9 +56,9 @@ struct Args {
     /// per-horizon epochs); each defaults to the config's.
     #[command(flatten)]
     design: volcast_training::cli::DesignFlags,
-    /// Stop each network's training session after this many optimiser steps (smoke tests;
+    /// Stop each network's training session after this many optimiser steps, at least 1 (smoke tests;
     /// counted again per member and per phase).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_steps: Option<usize>,
     /// Networks per fold, trained with successive seeds and served as one ensemble (`train
     /// --members`). A fold already trained with another number is refused, not retrained.

@@ -65,6 +65,27 @@ pub enum TrainError {
         /// The config's learning rate.
         learning_rate: f64,
     },
+    /// The network's holdout forecasts are not numbers at the end of an epoch whose losses all
+    /// were (nothing of the epoch is checkpointed).
+    #[error(
+        "training diverged: the network's holdout forecasts were not finite after epoch {epoch}; \
+         lower the learning rate or the gradient clip"
+    )]
+    HoldoutNotFinite {
+        /// The epoch, 1-based as the progress bar counts.
+        epoch: usize,
+    },
+}
+
+/// The epoch's early-stopping score: the mean of its finite holdout scores (a horizon without
+/// holdout targets has none), NaN when none is.
+fn early_stopping_score(scores: [f64; 3]) -> f64 {
+    let finite: Vec<f64> = scores.into_iter().filter(|s| s.is_finite()).collect();
+    if finite.is_empty() {
+        f64::NAN
+    } else {
+        finite.iter().sum::<f64>() / finite.len() as f64
+    }
 }
 
 /// What a finished run hands back.
@@ -424,6 +445,12 @@ impl Run<'_> {
             holdout_168h = scores[2],
             "epoch done"
         );
+        // The holdout is never empty: no finite score at all is a network whose forecasts are
+        // not numbers (a last step that left NaN weights behind a finite loss), which must not
+        // be checkpointed as a bad epoch (a resume would start from it).
+        if early_stopping_score(scores).is_nan() {
+            return Err(TrainError::HoldoutNotFinite { epoch: epoch + 1 });
+        }
         Ok((model, scored, scores))
     }
 
@@ -498,7 +525,7 @@ impl Run<'_> {
         }
         std::fs::create_dir_all(&epoch_dir).map_err(|e| ckpt_err(&epoch_dir, e))?;
         let dir = &epoch_dir;
-        let score = scores.iter().sum::<f64>() / 3.0;
+        let score = early_stopping_score(scores);
         state.epoch = epoch;
         state.history.push(scores);
         if score < state.best {
@@ -590,4 +617,17 @@ fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> Option<i
 #[must_use]
 pub fn feature_spec(config: &TrainingConfig) -> FeatureSpec {
     FeatureSpec::current(config.window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::early_stopping_score;
+
+    /// A horizon without holdout targets leaves the others to decide; none finite is NaN.
+    #[test]
+    fn early_stopping_reads_the_finite_scores() {
+        assert!((early_stopping_score([0.2, f64::NAN, 0.4]) - 0.3).abs() < 1e-12);
+        assert!((early_stopping_score([0.2, 0.3, 0.4]) - 0.3).abs() < 1e-12);
+        assert!(early_stopping_score([f64::NAN; 3]).is_nan());
+    }
 }

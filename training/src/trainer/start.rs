@@ -157,6 +157,21 @@ pub(super) fn start_or_resume(
     config_json: String,
 ) -> Result<Start, TrainError> {
     let half_life = config.weight_average_half_life_epochs;
+    let other_config = |dir: &std::path::Path| {
+        ckpt_err(
+            dir,
+            "was written by a run with another config, fit end or candle files; use another \
+             --checkpoint-dir or drop --resume",
+        )
+    };
+    // Another run's checkpoint is refused before anything else is decided about it (one cut
+    // short by a step budget was trained over from the start, the other run's pointer removed).
+    if options.resume
+        && let Some(dir) = current_checkpoint(&options.checkpoint_dir)
+        && current_state(&options.checkpoint_dir).is_some_and(|s| s.config != config_json)
+    {
+        return Err(other_config(&dir));
+    }
     let current = current_checkpoint(&options.checkpoint_dir)
         .filter(|_| options.resume)
         .filter(|_| {
@@ -176,11 +191,7 @@ pub(super) fn start_or_resume(
         let text = std::fs::read_to_string(&state_path).map_err(|e| ckpt_err(&state_path, e))?;
         let state: CheckpointState = serde_json::from_str(&text).map_err(|e| ckpt_err(&state_path, e))?;
         if state.config != config_json {
-            return Err(ckpt_err(
-                dir,
-                "was written by a run with another config, fit end or candle files; use another \
-                 --checkpoint-dir or drop --resume",
-            ));
+            return Err(other_config(dir));
         }
         let model = frozen(
             config,

@@ -163,8 +163,13 @@ impl QlikeSum {
 
     /// The mean QLIKE; `rescaled`: of the forecasts times `s = mean(RV / F)`, which is
     /// `mean(RV / (s F)) - mean ln(RV / (s F)) - 1 = ln s - mean d`.
+    /// NaN without points: a horizon with no holdout target has no score (it scored 0, or
+    /// -inf rescaled, the best there is, which early stopping then kept for good).
     fn mean(&self, rescaled: bool) -> f64 {
-        let n = self.n.max(1.0);
+        if self.n == 0.0 {
+            return f64::NAN;
+        }
+        let n = self.n;
         if rescaled {
             (self.ratio / n).ln() - self.log_ratio / n
         } else {
@@ -387,5 +392,11 @@ mod tests {
             doubled.add(f64::ln(r / (2.0 * f)));
         }
         assert!((doubled.mean(true) - sum.mean(true)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_horizon_without_points_has_no_score() {
+        assert!(QlikeSum::default().mean(false).is_nan());
+        assert!(QlikeSum::default().mean(true).is_nan());
     }
 }
