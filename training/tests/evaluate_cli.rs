@@ -118,6 +118,14 @@ fn evaluate_explains_bad_input() {
         assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
     }
     assert!(String::from_utf8_lossy(&out.stderr).contains("--fit-until"));
+    // A risk setting out of range is refused before the data is read (here: a missing
+    // directory, which it was refused for instead).
+    let out = run(
+        env!("CARGO_BIN_EXE_evaluate"),
+        &["--data", missing.to_str().unwrap(), "--alpha", "1.5"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--alpha"), "{err}");
 
     // An evaluation period after the data (150 days from 2020-01-01): nothing to score is an
     // error, not a report of NaN.

@@ -106,6 +106,9 @@ fn run() -> anyhow::Result<()> {
     volcast_training::cli::writable_output("--json", args.json.as_deref())?;
     volcast_training::cli::writable_output("--report", args.report.as_deref())?;
 
+    // Settings the scoring would refuse, before the model and the candles are read.
+    volcast_training::evaluate::check_backtest(args.alpha, args.tau, args.bonus)
+        .map_err(anyhow::Error::msg)?;
     let (fit_until_ms, eval_from_ms) = fit_until_and_eval_from(&args)?;
     let model = load_model(&args)?;
     refuse_ignored(&args, model.as_ref())?;

@@ -11,6 +11,12 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
         .map_or_else(|| "-".to_owned(), |x| format!("{x:.digits$}"))
 }
 
+/// A rate as a percent to two decimals, `-` where there is none (a policy without origins:
+/// `--tau 168` on a period too short for one; it printed `NaN%`).
+fn fmt_pct(v: f64) -> String {
+    fmt_opt(Some(100.0 * v), 2) + if v.is_finite() { "%" } else { "" }
+}
+
 /// A Markdown table with right-aligned numeric columns, padded so it also reads as plain text.
 fn table(header: &[String], rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
@@ -239,8 +245,8 @@ fn render_policies(report: &EvaluationReport, out: &mut String) {
                 name.clone(),
                 p.n.to_string(),
                 p.breaches.to_string(),
-                format!("{:.2}%", 100.0 * p.breach_rate),
-                format!("{:.4}", p.mean_lt),
+                fmt_pct(p.breach_rate),
+                fmt_opt(Some(p.mean_lt), 4),
                 fmt_opt(p.kupiec_p_value, 4),
             ]
         })
@@ -266,7 +272,7 @@ fn render_policies(report: &EvaluationReport, out: &mut String) {
     let _ = writeln!(
         out,
         "\nScored on the {} origins where every policy has a forecast, of SPEC's {} (origins without \
-         a forecast: {}). The static policy on all {}: {} breaches ({:.2}%) at mean LT {:.4}.",
+         a forecast: {}). The static policy on all {}: {} breaches ({}) at mean LT {}.",
         r.policies.values().next().map_or(0, |p| p.n),
         r.spec_origins,
         if missing.is_empty() {
@@ -276,8 +282,8 @@ fn render_policies(report: &EvaluationReport, out: &mut String) {
         },
         r.spec_origins,
         s.breaches,
-        100.0 * s.breach_rate,
-        s.mean_lt,
+        fmt_pct(s.breach_rate),
+        fmt_opt(Some(s.mean_lt), 4),
     );
 }
 
@@ -300,8 +306,8 @@ fn render_hindsight(report: &EvaluationReport, out: &mut String) {
                     name.clone(),
                     fmt_opt(b.multiplier, 3),
                     fmt_opt(b.exponent, 2),
-                    format!("{:.2}%", 100.0 * b.breach_rate),
-                    format!("{:.4}", b.mean_lt),
+                    fmt_pct(b.breach_rate),
+                    fmt_opt(Some(b.mean_lt), 4),
                 ]
             })
             .collect();
@@ -428,7 +434,7 @@ fn render_asset_risk(report: &EvaluationReport, out: &mut String) {
             row.extend(names.iter().map(|name| {
                 a.policies.get(name).map_or_else(
                     || "-".to_owned(),
-                    |p| format!("{:.2}% / {:.4}", 100.0 * p.breach_rate, p.mean_lt),
+                    |p| format!("{} / {}", fmt_pct(p.breach_rate), fmt_opt(Some(p.mean_lt), 4)),
                 )
             }));
             row
@@ -465,5 +471,18 @@ fn render_worst_breaches(report: &EvaluationReport, out: &mut String) {
             ],
             &rows,
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fmt_opt, fmt_pct};
+
+    /// A policy without origins reads `-`, never `NaN%`.
+    #[test]
+    fn a_missing_rate_reads_as_a_dash() {
+        assert_eq!(fmt_pct(0.0123), "1.23%");
+        assert_eq!(fmt_pct(f64::NAN), "-");
+        assert_eq!(fmt_opt(Some(f64::NAN), 4), "-");
     }
 }

@@ -311,20 +311,18 @@ fn hindsight_bound(points: &[RiskPoint], j: usize, alpha: f64, bonus: f64) -> Op
 fn scaled_bound(points: &[RiskPoint], j: usize, alpha: f64, bonus: f64, g: f64) -> Option<HindsightBound> {
     // The policy breaches at multiplier k exactly where fall / a^g > k.
     let allowance = |lt: f64| (-(lt * (1.0 + bonus)).ln()).max(0.0).powf(g);
-    let mut ratios: Vec<f64> = points
-        .iter()
-        .map(|p| {
-            let fall = -(1.0 - p.1).ln();
-            let a = allowance(p.2[j]);
-            if a > 0.0 {
-                fall / a
-            } else if fall > 0.0 {
-                f64::INFINITY
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let ratio = |p: &RiskPoint| {
+        let fall = -(1.0 - p.1).ln();
+        let a = allowance(p.2[j]);
+        if a > 0.0 {
+            fall / a
+        } else if fall > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        }
+    };
+    let mut ratios: Vec<f64> = points.iter().map(ratio).collect();
     if ratios.is_empty() {
         return None;
     }
@@ -338,7 +336,15 @@ fn scaled_bound(points: &[RiskPoint], j: usize, alpha: f64, bonus: f64, g: f64) 
     let scaled: Vec<(bool, f64)> = points
         .iter()
         .map(|p| {
-            let lt = (-k * allowance(p.2[j])).exp() / (1.0 + bonus);
+            let mut lt = (-k * allowance(p.2[j])).exp() / (1.0 + bonus);
+            // A point at or under k is no breach, also after rounding: exp(-k a) / (1 + LB)
+            // times (1 + LB) can land a float step above 1 - drawdown at the point that set k
+            // (as in `largest_safe_threshold`).
+            if ratio(p) <= k {
+                while lt > 0.0 && lt * (1.0 + bonus) > 1.0 - p.1 {
+                    lt = lt.next_down();
+                }
+            }
             (breached(1.0 - p.1, lt, bonus), lt)
         })
         .collect();
@@ -505,5 +511,38 @@ mod tests {
         assert_eq!(best.exponent, Some(0.5), "{best:?}");
         assert!(best.breach_rate <= 0.01 + 1e-12, "{best:?}");
         assert!(best.mean_lt > linear.mean_lt + 0.01, "{best:?} vs {linear:?}");
+    }
+
+    /// The point that sets the multiplier is no breach, whatever the rounding of
+    /// exp(-k a) / (1 + LB) (1 + LB) against 1 - drawdown: the bound never breaches more than
+    /// the rate allows, on any draw of falls and allowances and any exponent.
+    #[test]
+    fn hindsight_bound_never_breaches_past_the_rate() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut uniform = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for bonus in [0.0, 0.05, 0.1, 0.0725] {
+            for draw in 0..40 {
+                let points: Vec<RiskPoint> = (0..500)
+                    .map(|i| {
+                        let fall = 0.3 * uniform();
+                        let a = 0.02 + 0.4 * uniform();
+                        (i, fall, vec![(-a).exp() / (1.0 + bonus)])
+                    })
+                    .collect();
+                for g in HINDSIGHT_EXPONENTS {
+                    let g = f64::from(g) / 20.0;
+                    let b = scaled_bound(&points, 0, 0.99, bonus, g).unwrap();
+                    assert!(
+                        b.breach_rate <= 0.01 + 1e-12,
+                        "bonus {bonus}, draw {draw}, exponent {g}: {b:?}"
+                    );
+                }
+            }
+        }
     }
 }
