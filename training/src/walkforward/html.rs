@@ -227,7 +227,10 @@ fn reliability_chart(report: &WalkForwardReport, h: usize) -> String {
             };
             let colour = COLOURS[k % COLOURS.len()];
             let year = report.folds.get(k).map_or(0, |f| f.year);
-            let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.level, p.coverage)).collect();
+            let xy = coverage_points(points);
+            if xy.is_empty() {
+                continue;
+            }
             c.draw_series(LineSeries::new(xy.iter().copied(), colour))?
                 .label(year.to_string())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour));
@@ -236,6 +239,16 @@ fn reliability_chart(report: &WalkForwardReport, h: usize) -> String {
         // The diagonal runs from the lower left to the upper right.
         legend(&mut c, SeriesLabelPosition::LowerRight)
     })
+}
+
+/// (level, coverage) of the levels with a coverage: one without points (no complete outcome
+/// at the horizon) is not drawn (plotters puts NaN at the bottom, which read as coverage 0).
+fn coverage_points(points: &[crate::evaluate::report::CoverageReport]) -> Vec<(f64, f64)> {
+    points
+        .iter()
+        .filter(|p| p.coverage.is_finite())
+        .map(|p| (p.level, p.coverage))
+        .collect()
 }
 
 /// A number to `digits` decimals, or `-` where there is none or it is not finite.
@@ -455,16 +468,17 @@ fn line_chart(title: &str, series: &[Series<'_>], reference: Option<f64>, percen
 /// The cumulative breach rate of the model and the HAR-calibrated policy over a fold, and the
 /// model's mean LT per day.
 fn breach_timeline(fold: &super::FoldSummary, report: &crate::evaluate::report::EvaluationReport) -> String {
+    let start =
+        volcast_core::time::parse_time(&format!("{}-01-01", fold.year), volcast_core::time::Bound::Start)
+            .unwrap_or(0);
     let cumulative = |name: &str| -> Vec<f64> {
         let (mut n, mut b) = (0usize, 0usize);
         report.risk.timeline.get(name).map_or_else(Vec::new, |days| {
-            days.iter()
-                .map(|d| {
-                    n += d.n;
-                    b += d.breaches;
-                    if n == 0 { f64::NAN } else { b as f64 / n as f64 }
-                })
-                .collect()
+            by_day(start, days, |d| {
+                n += d.n;
+                b += d.breaches;
+                if n == 0 { f64::NAN } else { b as f64 / n as f64 }
+            })
         })
     };
     let lt = |name: &str| -> Vec<f64> {
@@ -472,7 +486,7 @@ fn breach_timeline(fold: &super::FoldSummary, report: &crate::evaluate::report::
             .risk
             .timeline
             .get(name)
-            .map_or_else(Vec::new, |days| days.iter().map(|d| d.mean_lt).collect())
+            .map_or_else(Vec::new, |days| by_day(start, days, |d| d.mean_lt))
     };
     let promise = 1.0 - fold.alpha;
     let mut out = line_chart(
@@ -493,6 +507,31 @@ fn breach_timeline(fold: &super::FoldSummary, report: &crate::evaluate::report::
         None,
         false,
     ));
+    out
+}
+
+/// `value` of each day in `days` at its place among the calendar days from `start` (Unix ms),
+/// NaN on a day without one: a day without risk points (a market-wide gap) shifted every later
+/// day left, off the daily job's charts, which count every day.
+fn by_day(
+    start: i64,
+    days: &[crate::evaluate::report::DayOutcome],
+    mut value: impl FnMut(&crate::evaluate::report::DayOutcome) -> f64,
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    for d in days {
+        let Ok(at) = volcast_core::time::parse_time(&d.day, volcast_core::time::Bound::Start) else {
+            continue;
+        };
+        let Ok(k) = usize::try_from((at - start).div_euclid(volcast_core::time::DAY_MS)) else {
+            continue;
+        };
+        let v = value(d);
+        if out.len() <= k {
+            out.resize(k + 1, f64::NAN);
+        }
+        out[k] = v;
+    }
     out
 }
 
@@ -550,6 +589,35 @@ mod tests {
         assert_eq!(svg.matches("stroke=\"#1F77B4\"").count(), 3, "{svg}");
         assert!(!svg.contains("NaN"), "{svg}");
         assert!(line_chart("t", &[("a", COLOURS[0], false, vec![f64::NAN; 3])], None, false).is_empty());
+    }
+
+    #[test]
+    fn a_level_without_coverage_is_not_drawn() {
+        use crate::evaluate::report::CoverageReport;
+        let at = |level: f64, coverage: f64| CoverageReport { level, coverage };
+        assert_eq!(
+            coverage_points(&[at(0.1, 0.12), at(0.5, f64::NAN), at(0.9, 0.88)]),
+            vec![(0.1, 0.12), (0.9, 0.88)]
+        );
+        assert!(coverage_points(&[at(0.1, f64::NAN), at(0.9, f64::NAN)]).is_empty());
+    }
+
+    /// A day without risk points leaves its place empty: the days after it stay at theirs.
+    #[test]
+    fn timeline_days_keep_their_calendar_place() {
+        use crate::evaluate::report::DayOutcome;
+        let day = |day: &str, mean_lt: f64| DayOutcome {
+            day: day.into(),
+            n: 1,
+            breaches: 0,
+            mean_lt,
+        };
+        let start = volcast_core::time::parse_time("2021-01-01", volcast_core::time::Bound::Start).unwrap();
+        let v = by_day(start, &[day("2021-01-01", 0.8), day("2021-01-03", 0.9)], |d| {
+            d.mean_lt
+        });
+        assert_eq!(v.len(), 3);
+        assert!((v[0] - 0.8).abs() < 1e-12 && v[1].is_nan() && (v[2] - 0.9).abs() < 1e-12);
     }
 
     #[test]

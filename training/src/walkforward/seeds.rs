@@ -28,7 +28,11 @@ impl SeedSet {
     pub(super) fn seeds(&self) -> String {
         match self.members {
             0 | 1 => self.first_seed.to_string(),
-            m => format!("{}-{}", self.first_seed, self.first_seed + m as u64 - 1),
+            m => format!(
+                "{}-{}",
+                self.first_seed,
+                self.first_seed.wrapping_add(m as u64 - 1)
+            ),
         }
     }
 }
@@ -39,7 +43,8 @@ impl SeedSet {
 /// set `k` lives in `out/seeds-<its first seed>/`.
 #[must_use]
 pub fn seed_set(config: &TrainingConfig, out: &Path, members: usize, k: usize) -> (TrainingConfig, PathBuf) {
-    let seed = config.seed + (k * members.max(1)) as u64;
+    // Wrapping, as the trainer's member seeds do (a seed near u64::MAX overflowed).
+    let seed = config.seed.wrapping_add((k * members.max(1)) as u64);
     let dir = if k == 0 {
         out.to_path_buf()
     } else {
