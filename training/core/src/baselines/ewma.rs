@@ -40,7 +40,10 @@ fn negative_log_likelihood(returns: &[f64], lambda: f64) -> f64 {
     // The first WARMUP returns make the starting state; the likelihood scores the rest, each
     // against the state before it (the convention of SPEC's reference lambda, 0.9634).
     for (k, &r) in returns.iter().enumerate() {
-        if k >= WARMUP {
+        // A state of exactly 0 (a flat first week: a pinned listing) forecasts nothing: its
+        // first move, against 1e-30, added a term of 1e24 to the pooled cost whatever lambda,
+        // which drowned every other asset's (as GARCH's fit guards too).
+        if k >= WARMUP && s > 0.0 {
             let v = s.max(1e-30);
             logs.add(v);
             ratio += r * r / v;
@@ -185,7 +188,13 @@ mod tests {
                 r
             })
             .collect();
-        let fit = Ewma::fit(&[returns]).unwrap();
+        let fit = Ewma::fit(&[returns.clone()]).unwrap();
+        assert!((fit.lambda - 0.95).abs() < 0.01, "{}", fit.lambda);
+        // Beside an asset whose first week is flat: the same decay.
+        let flat: Vec<f64> = std::iter::repeat_n(0.0, 168)
+            .chain((0..500).map(|k| if k % 2 == 0 { 1e-3 } else { -1e-3 }))
+            .collect();
+        let fit = Ewma::fit(&[returns, flat]).unwrap();
         assert!((fit.lambda - 0.95).abs() < 0.01, "{}", fit.lambda);
     }
 }

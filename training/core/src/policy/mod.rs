@@ -207,7 +207,7 @@ pub const MAX_BONUS: f64 = 1.0;
 /// Whether an expected slippage means the size cannot be liquidated: `>= 1` or not finite.
 #[must_use]
 pub fn unliquidatable(slippage: Option<f64>) -> bool {
-    slippage.is_some_and(|s| s.is_nan() || s >= 1.0)
+    slippage.is_some_and(|s| !s.is_finite() || s >= 1.0)
 }
 
 /// What the policy is asked.
@@ -328,8 +328,9 @@ pub struct Policy {
     /// The expected slippage is `>= 1` (or not finite): LT and max LTV are 0 ([`unliquidatable`]).
     pub liquidation_blocked: bool,
     /// Both drawdowns came from finite variances (and a finite multiplier). When false the
-    /// drawdowns are taken as 1 (LT = max LTV = 0), and a caller must not serve the answer as a
-    /// forecast: the inputs could not support one.
+    /// drawdowns are taken as 1 (LT = max LTV = 0 before any step bound: with previous values
+    /// and a step, the step still holds them near those), and a caller must not serve the
+    /// answer as a forecast: the inputs could not support one.
     pub finite: bool,
 }
 
@@ -358,7 +359,9 @@ pub fn threshold(drawdown: f64, bonus: f64) -> f64 {
 fn step(value: f64, previous: Option<f64>, max_step: f64, rule: StepRule) -> f64 {
     match previous {
         Some(p) if p == 0.0 && rule == StepRule::UnboundedFromZero => value,
-        Some(p) if p.is_finite() && max_step.is_finite() => {
+        // A previous value outside [0, 1] bounds nothing (the routes refuse one; a negative
+        // one made the clamp's bounds cross, a panic).
+        Some(p) if (0.0..=1.0).contains(&p) && max_step.is_finite() => {
             let s = max_step.max(0.0);
             value.clamp(p * (1.0 - s), p * (1.0 + s))
         }

@@ -437,3 +437,24 @@ fn the_replayed_rule_could_loosen_a_longer_window() {
     );
     assert_eq!(new.policy.drawdown_hours, 24.0);
 }
+
+/// A previous value outside [0, 1] bounds nothing (a negative one crossed the clamp's bounds,
+/// a panic, for a library caller the routes' checks do not cover); a slippage of -inf is no
+/// number a sale can be liquidated at.
+#[test]
+fn previous_values_outside_the_unit_range_bound_nothing() {
+    let c = curve(0.0004, 0.002, 0.01);
+    let free = parameters(&c, &input(4.0), None, REFLECTION);
+    for previous in [-0.5, 1.5] {
+        let b = Bound {
+            liquidation_threshold: Some(previous),
+            max_ltv: Some(previous),
+            max_step: 0.1,
+            rule: StepRule::KeepsUserBuffer,
+        };
+        let p = parameters(&c, &input(4.0), Some(&b), REFLECTION);
+        assert_eq!(p.liquidation_threshold, free.liquidation_threshold, "{previous}");
+    }
+    assert!(unliquidatable(Some(f64::NEG_INFINITY)));
+    assert!(!unliquidatable(Some(0.5)) && !unliquidatable(None));
+}
