@@ -573,7 +573,9 @@ fn holdout_metrics(members: &[Trained], apart: &[Trained]) -> BTreeMap<usize, Ho
         let Some(scores) = state.history.get(state.best_epoch) else {
             continue;
         };
-        for (&h, &q) in HORIZONS.iter().zip(scores) {
+        // A horizon without holdout targets has no score: absent (a NaN was written as null,
+        // which the artifact's reader refuses).
+        for (&h, &q) in HORIZONS.iter().zip(scores).filter(|(_, q)| q.is_finite()) {
             out.entry(h).or_default().qlike.insert(name.clone(), q);
         }
     }

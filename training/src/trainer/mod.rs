@@ -65,8 +65,9 @@ pub enum TrainError {
         /// The config's learning rate.
         learning_rate: f64,
     },
-    /// The network's holdout forecasts are not numbers at the end of an epoch whose losses all
-    /// were (nothing of the epoch is checkpointed).
+    /// The network's holdout forecasts at a horizon are not numbers (or no horizon has a
+    /// holdout target) at the end of an epoch whose losses all were (nothing of the epoch is
+    /// checkpointed).
     #[error(
         "training diverged: the network's holdout forecasts were not finite after epoch {epoch}; \
          lower the learning rate or the gradient clip"
@@ -77,14 +78,15 @@ pub enum TrainError {
     },
 }
 
-/// The epoch's early-stopping score: the mean of its finite holdout scores (a horizon without
-/// holdout targets has none), NaN when none is.
+/// The epoch's early-stopping score: the mean of its holdout scores over the horizons that have
+/// one (NaN: no holdout target); +inf where one is (forecasts that are not numbers), NaN when no
+/// horizon has a score.
 fn early_stopping_score(scores: [f64; 3]) -> f64 {
-    let finite: Vec<f64> = scores.into_iter().filter(|s| s.is_finite()).collect();
-    if finite.is_empty() {
+    let scored: Vec<f64> = scores.into_iter().filter(|s| !s.is_nan()).collect();
+    if scored.is_empty() {
         f64::NAN
     } else {
-        finite.iter().sum::<f64>() / finite.len() as f64
+        scored.iter().sum::<f64>() / scored.len() as f64
     }
 }
 
@@ -445,10 +447,10 @@ impl Run<'_> {
             holdout_168h = scores[2],
             "epoch done"
         );
-        // The holdout is never empty: no finite score at all is a network whose forecasts are
-        // not numbers (a last step that left NaN weights behind a finite loss), which must not
-        // be checkpointed as a bad epoch (a resume would start from it).
-        if early_stopping_score(scores).is_nan() {
+        // A holdout forecast that is not a number (a last step that left NaN weights behind a
+        // finite loss), or no score at all, must not be checkpointed as a bad epoch (a resume
+        // would start from it).
+        if !early_stopping_score(scores).is_finite() {
             return Err(TrainError::HoldoutNotFinite { epoch: epoch + 1 });
         }
         Ok((model, scored, scores))
@@ -623,11 +625,13 @@ pub fn feature_spec(config: &TrainingConfig) -> FeatureSpec {
 mod tests {
     use super::early_stopping_score;
 
-    /// A horizon without holdout targets leaves the others to decide; none finite is NaN.
+    /// A horizon without holdout targets (NaN) leaves the others to decide; one whose forecasts
+    /// are not numbers (+inf) makes the epoch no score at all; none scored is NaN.
     #[test]
-    fn early_stopping_reads_the_finite_scores() {
+    fn early_stopping_reads_the_scored_horizons() {
         assert!((early_stopping_score([0.2, f64::NAN, 0.4]) - 0.3).abs() < 1e-12);
         assert!((early_stopping_score([0.2, 0.3, 0.4]) - 0.3).abs() < 1e-12);
+        assert_eq!(early_stopping_score([0.2, f64::INFINITY, 0.4]), f64::INFINITY);
         assert!(early_stopping_score([f64::NAN; 3]).is_nan());
     }
 }

@@ -164,12 +164,16 @@ impl QlikeSum {
     /// The mean QLIKE; `rescaled`: of the forecasts times `s = mean(RV / F)`, which is
     /// `mean(RV / (s F)) - mean ln(RV / (s F)) - 1 = ln s - mean d`.
     /// NaN without points: a horizon with no holdout target has no score (it scored 0, or
-    /// -inf rescaled, the best there is, which early stopping then kept for good).
+    /// -inf rescaled, the best there is, which early stopping then kept for good). A forecast
+    /// that is not a number scores +inf (never NaN, which would read as no target).
     fn mean(&self, rescaled: bool) -> f64 {
         if self.n == 0.0 {
             return f64::NAN;
         }
         let n = self.n;
+        if !(self.qlike.is_finite() && self.ratio.is_finite() && self.log_ratio.is_finite()) {
+            return f64::INFINITY;
+        }
         if rescaled {
             (self.ratio / n).ln() - self.log_ratio / n
         } else {
@@ -398,5 +402,11 @@ mod tests {
     fn a_horizon_without_points_has_no_score() {
         assert!(QlikeSum::default().mean(false).is_nan());
         assert!(QlikeSum::default().mean(true).is_nan());
+        // One whose forecasts are not numbers scores the worst there is, not "none".
+        let mut broken = QlikeSum::default();
+        broken.add(0.1);
+        broken.add(f64::NAN);
+        assert_eq!(broken.mean(false), f64::INFINITY);
+        assert_eq!(broken.mean(true), f64::INFINITY);
     }
 }

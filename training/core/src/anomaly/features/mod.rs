@@ -180,22 +180,18 @@ impl Standardized {
 const LOG_SD_FLOOR: f64 = 0.05;
 
 /// A reason in words: what feature `name` measured, from its plain-unit value `shown` and the
-/// market's beside it (`market`, NaN where none); a return and `out_and_back` (log returns) are
-/// said as the price's change in percent.
+/// market's beside it (`market`, NaN where none).
 #[must_use]
 pub fn describe(name: &str, shown: f64, market: f64) -> String {
     let pct = 100.0 * shown;
-    // The return and the trip are log returns: said as the price's change (a close that halved
-    // read "-69.31%", a 90% fall "-230.26%").
-    let price_pct = 100.0 * shown.exp_m1();
     let own = match name.trim_end_matches("_vs_market") {
-        "return" => format!("hourly return {price_pct:+.2}%"),
+        "return" => format!("hourly return {pct:+.2}%"),
         "range" => format!("high-low range {shown:.1}x what its recent behaviour predicts for the hour"),
         "volume" => format!("volume {shown:.1}x what its recent behaviour predicts for the hour"),
         "volume_per_range" => {
             format!("volume per unit of price range {shown:.1}x its usual over the last 3 hours")
         }
-        "out_and_back" => format!("price went {price_pct:.1}% out and back over 5 hours"),
+        "out_and_back" => format!("price went {pct:.1}% out and back over 5 hours"),
         "wick" => format!("wick {pct:.2}% beyond the candle body"),
         "pool_price" => format!("pool price {pct:+.1}% since the last snapshot"),
         "lp_supply" => format!("LP supply {pct:+.1}% since the last snapshot"),
@@ -210,7 +206,7 @@ pub fn describe(name: &str, shown: f64, market: f64) -> String {
     }
     match name {
         "return_vs_market" if market.is_finite() => {
-            format!("{own}, the market's {:+.2}%", 100.0 * market.exp_m1())
+            format!("{own}, the market's {:+.2}%", 100.0 * market)
         }
         "range_vs_market" | "volume_vs_market" | "volume_per_range_vs_market" if market.is_finite() => {
             format!("{own}, the market's {market:.1}x")
