@@ -25,11 +25,12 @@ pub(crate) fn redact_url_with(url: &str, shown: impl Fn(&str, &str, bool) -> Opt
         colon + 1
     };
     let (head, rest) = url.split_at(scheme_end);
-    // An `@` in a query that names a password (`?password=p@ss`) cannot be told from the user
-    // info's: hidden whole, host and all (read as user info, the password's end was shown).
+    // An `@` after a `?` in a URL whose query names a password (`?password=p@ss`,
+    // `?user=me@corp&password=...`) cannot be told from the user info's: hidden whole, host and
+    // all (read as user info, the password or its end was shown).
     if let (Some(q), Some(at)) = (rest.find('?'), rest.rfind('@'))
         && q < at
-        && percent_decoded(&rest[q..at].replace('+', " "))
+        && percent_decoded(&rest[q..].replace('+', " "))
             .to_ascii_lowercase()
             .contains("password")
     {
@@ -116,6 +117,11 @@ mod tests {
             // An `@` in a query's password: read as user info, its end was shown.
             ("postgres://db:5432/v?password=p@zq9", "postgres://***"),
             ("postgres://db/v?sslmode=x&Pass%77ord=a@b", "postgres://***"),
+            // An `@` in a query's user name, its password after it.
+            (
+                "postgres://db:5432/v?user=me@corp.com&password=secret",
+                "postgres://***",
+            ),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
