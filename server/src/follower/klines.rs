@@ -217,8 +217,9 @@ pub(super) struct Page {
 /// time can is left out where a readable one would be (not asked for, not closed, or its hour
 /// has a readable row), and otherwise refused at that hour, the earliest such in the page (and
 /// skipped as a refused candle is, if the exchange never corrects it); one whose open time
-/// cannot be read either is taken for the hour after the last row before it in the page whose
-/// time could be (the page's first hour asked for when none), as klines come in time order.
+/// cannot be read either stands for an hour between the rows around it whose times can be (klines
+/// come in time order): the hour before the next one, past any gap the exchange has there (the
+/// hour after the one before it when none follows; the page's first hour asked for when neither).
 pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i64) -> Page {
     let mut candles = Vec::with_capacity(rows.len());
     let mut seen = HashSet::new();
@@ -227,18 +228,15 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
     // Rows that cannot be read, by open time: the page goes on past them (a row earlier in time
     // may follow, the page out of order), and ends at the earliest.
     let mut unreadable = std::collections::BTreeMap::new();
-    // The open time of the last row read so far whose open time could be.
-    let mut last_time: Option<i64> = None;
+    let times: Vec<Option<i64>> = rows.iter().map(|raw| raw.get(0).and_then(open_time)).collect();
     for (row, raw) in rows.iter().enumerate() {
-        let time = raw.get(0).and_then(open_time);
         let candle = match parse_kline(raw) {
             Ok(c) => c,
             Err(e) => {
                 let said = format!("row {row} of the page: {e}");
                 // Without a readable open time, the hour it stands in for (it ended the page
                 // and named no hour: asked for again for good, no later hour ever stored).
-                let t = time.unwrap_or_else(|| last_time.map_or(start, |t| t + HOUR_MS));
-                last_time = Some(t);
+                let t = times[row].unwrap_or_else(|| guessed_hour(&times, row, start));
                 // Left out as a readable row would be: not asked for or not closed.
                 if (start..closed_before).contains(&t) {
                     unreadable.entry(t).or_insert(said);
@@ -246,7 +244,6 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
                 continue;
             }
         };
-        last_time = Some(candle.open_time);
         if candle.open_time < start || candle.open_time >= closed_before {
             continue;
         }
@@ -266,7 +263,6 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
         // Rows later in time wait until it is stored or skipped.
         let before = candles.partition_point(|c| c.open_time < at);
         candles.truncate(before);
-        // Said unless a row whose open time cannot be read ended the page first.
         problem.get_or_insert(said);
         refused_at = Some(at);
     }
@@ -280,6 +276,20 @@ pub(super) fn prepare(symbol: &str, rows: &[Value], start: i64, closed_before: i
         candles,
         problem,
         refused_at,
+    }
+}
+
+/// The hour a row at `row` without a readable open time stands for, from the readable `times`
+/// around it: the hour before the next one (past a gap of the exchange's there: the hour after
+/// the one before would be refused, skipped an hour later, and the next guessed again, an hour
+/// per missing hour), else the hour after the one before, else `start`.
+fn guessed_hour(times: &[Option<i64>], row: usize, start: i64) -> i64 {
+    let before = times[..row].iter().rev().flatten().next().copied();
+    let after = times[row + 1..].iter().flatten().next().copied();
+    match (before, after) {
+        (b, Some(a)) if b.is_none_or(|b| a.saturating_sub(HOUR_MS) > b) => a.saturating_sub(HOUR_MS),
+        (Some(b), _) => b.saturating_add(HOUR_MS),
+        (None, _) => start,
     }
 }
 
@@ -327,6 +337,21 @@ mod tests {
     use reqwest::header::{DATE, HeaderMap, HeaderValue, RETRY_AFTER};
 
     use super::*;
+
+    /// A row without a readable time stands for the hour before the next readable one, past a
+    /// gap; the hour after the one before when none follows; the first hour asked for alone.
+    #[test]
+    fn a_timeless_row_stands_for_the_hour_before_the_next() {
+        let h = HOUR_MS;
+        assert_eq!(guessed_hour(&[Some(9 * h), None, Some(21 * h)], 1, 0), 20 * h);
+        assert_eq!(guessed_hour(&[Some(9 * h), None], 1, 0), 10 * h);
+        assert_eq!(guessed_hour(&[None, Some(3 * h)], 0, 0), 2 * h);
+        assert_eq!(guessed_hour(&[None], 0, 5 * h), 5 * h);
+        // Between two hours with no room: the next one's, which its readable row keeps.
+        assert_eq!(guessed_hour(&[Some(9 * h), None, Some(10 * h)], 1, 0), 10 * h);
+        // No overflow at the ends of time.
+        assert_eq!(guessed_hour(&[Some(i64::MAX), None], 1, 0), i64::MAX);
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
