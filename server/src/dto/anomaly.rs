@@ -173,8 +173,8 @@ pub struct DriverDto {
     /// Its share of `d²`.
     pub share: f64,
     /// The feature in plain units: a change as a fraction, a ratio to what the market's recent
-    /// behaviour predicts, or for `return` and `out_and_back` a log return (ln of the price
-    /// ratio; the description says it as the price's change in percent).
+    /// behaviour predicts, or for `return` and `out_and_back` a log change (ln of the price
+    /// ratio, which the description shows as a percent: 100 ln, a halved close -69.31%).
     pub value: f64,
     /// The reason in words.
     pub description: String,

@@ -183,6 +183,10 @@ const LOG_SD_FLOOR: f64 = 0.05;
 /// market's beside it (`market`, NaN where none).
 #[must_use]
 pub fn describe(name: &str, shown: f64, market: f64) -> String {
+    // A return and `out_and_back` are log changes, said as log percents (100 ln of the price
+    // ratio: a close that halved reads -69.31%). Said as price changes they would read better,
+    // but the sentences are in the decision log (a risk or stress answer's anomaly flags), and a
+    // recorded decision must replay to the same text: a new wording needs a replay rule first.
     let pct = 100.0 * shown;
     let own = match name.trim_end_matches("_vs_market") {
         "return" => format!("hourly return {pct:+.2}%"),
