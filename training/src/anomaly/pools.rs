@@ -143,6 +143,18 @@ pub fn read_pool(path: &Path, dex: &str) -> anyhow::Result<Pool> {
             Some(last) if last.time_ms == s.time_ms => {
                 skipped.push((line, format!("{} repeats an earlier row's time", header[time])));
             }
+            // Cumulative counts that fall were reset: the next snapshot's rate would be the
+            // whole count, a burst no pool had (the service refuses such snapshots too).
+            Some(last) if s.tx_count < last.tx_count => {
+                skipped.push((line, format!("{} falls from {}", header[tx], last.tx_count)));
+            }
+            Some(last) if s.volume_usd < last.volume_usd => {
+                skipped.push((line, format!("{} falls from {}", header[vol], last.volume_usd)));
+            }
+            // Reserves with no LP token are no pool's state.
+            _ if s.total_supply == 0.0 => {
+                skipped.push((line, format!("{} is 0 beside reserves", header[supply])));
+            }
             _ => kept.push(s),
         }
     }
@@ -247,11 +259,15 @@ mod tests {
              2021-01-01 03:00:00,0,0,0,0,6,0\n\
              2021-01-01 00:00:00,11,1,41,100,7,1000\n\
              2021-01-01 04:00:00,10,1,40,100,8,inf\n\
-             2021-01-01 05:00:00,12,1,44,100,9,1100\n\n",
+             2021-01-01 05:00:00,12,1,44,100,9,1100\n\
+             2021-01-01 06:00:00,12,1,44,100,2,1200\n\
+             2021-01-01 07:00:00,12,1,44,100,10,900\n\
+             2021-01-01 08:00:00,12,1,44,0,11,1300\n\
+             2021-01-01 09:00:00,12,1,44,100,12,1400\n\n",
         )
         .unwrap();
         let pool = read_pool(&p, "uniswap-v2").unwrap();
-        assert_eq!(pool.snapshots.len(), 2);
+        assert_eq!(pool.snapshots.len(), 3);
         assert!(
             (pool.snapshots[0].reserve_asset - 10.0).abs() < 1e-12,
             "the first of a repeated time"
@@ -263,6 +279,9 @@ mod tests {
                 (4, "reserve0 is -10".to_owned()),
                 (6, "datetime repeats an earlier row's time".to_owned()),
                 (7, "volumeUSD is inf".to_owned()),
+                (9, "txCount falls from 9".to_owned()),
+                (10, "volumeUSD falls from 1100".to_owned()),
+                (11, "totalSupply is 0 beside reserves".to_owned()),
             ]
         );
     }
