@@ -1241,6 +1241,26 @@ async fn stress_answers_of_either_replay_cut_replay_identically() {
     assert_eq!(now["liquidation_probability"], 1.0, "{now}");
 }
 
+/// Replaces decision `id`'s body with `edit` of it, hashed and signed by `signer` as the log
+/// would have (a record another build wrote, not an edited one).
+async fn resigned(pool: &sqlx::SqlitePool, signer: &Signer, id: &str, edit: impl FnOnce(&str) -> String) {
+    let body: String = sqlx::query_scalar("SELECT body FROM decisions WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let body = edit(&body);
+    let hash = volcast_server::auth::sha256_hex(body.as_bytes());
+    sqlx::query("UPDATE decisions SET body = $1, hash = $2, signature = $3 WHERE id = $4")
+        .bind(&body)
+        .bind(&hash)
+        .bind(signer.sign(&hash))
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// A record naming a rule this build does not know (as one written by a newer build would,
 /// signed as it should be) is not replayed under another rule: 503 `replay_unavailable`, saying
 /// which. One of each: a stress answer's price-impact rule and a risk answer's step rule.
@@ -1299,22 +1319,11 @@ async fn a_record_naming_a_rule_this_build_does_not_know_is_not_replayed() {
             (200, &json!(true)),
             "{replayed}"
         );
-        let body: String = sqlx::query_scalar("SELECT body FROM decisions WHERE id = $1")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(body.matches(named).count(), 1, "{named} in {body}");
-        let newer = body.replace(named, &named.replace("\":\"", "\":\"v2_"));
-        let hash = volcast_server::auth::sha256_hex(newer.as_bytes());
-        sqlx::query("UPDATE decisions SET body = $1, hash = $2, signature = $3 WHERE id = $4")
-            .bind(&newer)
-            .bind(&hash)
-            .bind(signer.sign(&hash))
-            .bind(id)
-            .execute(&pool)
-            .await
-            .unwrap();
+        resigned(&pool, &signer, id, |body| {
+            assert_eq!(body.matches(named).count(), 1, "{named} in {body}");
+            body.replace(named, &named.replace("\":\"", "\":\"v2_"))
+        })
+        .await;
         let (status, refused, _) = common::call(&app, "POST", &uri, None).await;
         assert_eq!(
             (status.as_u16(), &refused["error"]),
@@ -1334,24 +1343,13 @@ async fn a_record_naming_a_rule_this_build_does_not_know_is_not_replayed() {
     let (status, risked, _) = common::call(&app, "POST", "/v1/risk/parameters", Some(&risk)).await;
     assert_eq!(status, 200, "{risked}");
     let id = risked["items"][0]["decision_id"].as_str().unwrap();
-    let body: String = sqlx::query_scalar("SELECT body FROM decisions WHERE id = $1")
-        .bind(id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let mut edited: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(edited["request"]["previous"]["max_ltv"], json!(0.7), "{body}");
-    edited["request"]["previous"]["max_ltv"] = json!(7.0);
-    let older = edited.to_string();
-    let hash = volcast_server::auth::sha256_hex(older.as_bytes());
-    sqlx::query("UPDATE decisions SET body = $1, hash = $2, signature = $3 WHERE id = $4")
-        .bind(&older)
-        .bind(&hash)
-        .bind(signer.sign(&hash))
-        .bind(id)
-        .execute(&pool)
-        .await
-        .unwrap();
+    resigned(&pool, &signer, id, |body| {
+        let mut edited: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(edited["request"]["previous"]["max_ltv"], json!(0.7), "{body}");
+        edited["request"]["previous"]["max_ltv"] = json!(7.0);
+        edited.to_string()
+    })
+    .await;
     let (status, refused, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
     assert_eq!(
         (status.as_u16(), &refused["error"]),

@@ -188,7 +188,7 @@ mod tests {
                 r
             })
             .collect();
-        let fit = Ewma::fit(&[returns.clone()]).unwrap();
+        let fit = Ewma::fit(std::slice::from_ref(&returns)).unwrap();
         assert!((fit.lambda - 0.95).abs() < 0.01, "{}", fit.lambda);
         // Beside an asset whose first week is flat: the same decay.
         let flat: Vec<f64> = std::iter::repeat_n(0.0, 168)
