@@ -933,13 +933,7 @@ async fn a_replay_whose_artifact_is_gone_names_the_model_not_its_directory() {
     serve(&state, &served).await;
     std::fs::remove_dir_all(&copy).unwrap();
     let id = answer["items"][0]["decision_id"].as_str().unwrap();
-    let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
-    assert_eq!(
-        (status.as_u16(), &r["error"]),
-        (503, &json!("replay_unavailable")),
-        "{r}"
-    );
-    let message = r["message"].as_str().unwrap();
+    let message = replay_refused(&app, id).await;
     assert!(
         message.contains("693e44b5f740fc82") && !message.contains("kept-here"),
         "{message}"
@@ -1241,6 +1235,18 @@ async fn stress_answers_of_either_replay_cut_replay_identically() {
     assert_eq!(now["liquidation_probability"], 1.0, "{now}");
 }
 
+/// The message of a replay of decision `id` refused with 503 `replay_unavailable` (the test
+/// fails on any other answer).
+async fn replay_refused(app: &axum::Router, id: &str) -> String {
+    let (status, r, _) = common::call(app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
+    assert_eq!(
+        (status.as_u16(), &r["error"]),
+        (503, &json!("replay_unavailable")),
+        "{r}"
+    );
+    r["message"].as_str().unwrap().to_owned()
+}
+
 /// Replaces decision `id`'s body with `edit` of it, hashed and signed by `signer` as the log
 /// would have (a record another build wrote, not an edited one).
 async fn resigned(pool: &sqlx::SqlitePool, signer: &Signer, id: &str, edit: impl FnOnce(&str) -> String) {
@@ -1350,13 +1356,7 @@ async fn a_record_naming_a_rule_this_build_does_not_know_is_not_replayed() {
         edited.to_string()
     })
     .await;
-    let (status, refused, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
-    assert_eq!(
-        (status.as_u16(), &refused["error"]),
-        (503, &json!("replay_unavailable")),
-        "{refused}"
-    );
-    let message = refused["message"].as_str().unwrap();
+    let message = replay_refused(&app, id).await;
     assert!(
         message.contains("this build refuses the recorded request"),
         "{message}"
@@ -1694,16 +1694,8 @@ async fn a_record_holding_bytes_that_are_not_text_is_shown_and_named() {
     for id in &ids[1..3] {
         let (status, one, _) = common::call(&app, "GET", &format!("/v1/decisions/{id}"), None).await;
         assert_eq!(status, 200, "{one}");
-        let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{id}/replay"), None).await;
-        assert_eq!(
-            (status.as_u16(), &r["error"]),
-            (503, &json!("replay_unavailable")),
-            "{r}"
-        );
-        assert!(
-            r["message"].as_str().unwrap().contains("not as it was signed"),
-            "{r}"
-        );
+        let message = replay_refused(&app, id).await;
+        assert!(message.contains("not as it was signed"), "{message}");
     }
     let (status, r, _) = common::call(&app, "POST", &format!("/v1/decisions/{}/replay", ids[3]), None).await;
     assert_eq!(
